@@ -1,0 +1,1 @@
+"""Every way in: HTTP API, web pages and the command line."""

@@ -1,0 +1,1 @@
+"""The engine: playbook loading and compiling, run state transitions, Prefect segments, sweeper."""

@@ -1,0 +1,79 @@
+"""Durations as playbooks write them: 30s | 5m | 2h | 30d | 5wd (working days).
+
+Working days count on the Chinese calendar (flows/workcal.py): weekends off, statutory
+holidays off, make-up workdays (调休) on. Everything else is plain elapsed time.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from flows.workcal import WorkCalendar
+
+Unit = Literal["s", "m", "h", "d", "wd"]
+_SECONDS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PATTERN = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|d|wd)\s*$")
+
+
+class DurationError(ValueError):
+    """Not a duration we understand; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Duration:
+    amount: int
+    unit: Unit
+
+    @property
+    def is_working_days(self) -> bool:
+        return self.unit == "wd"
+
+    def seconds(self) -> int:
+        """Elapsed seconds; working days have no fixed length, so asking is a programming error."""
+        if self.unit == "wd":
+            raise TypeError("working days have no fixed number of seconds; use add_duration")
+        return self.amount * _SECONDS[self.unit]
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+
+def parse_duration(value: object) -> Duration:
+    if isinstance(value, Duration):
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DurationError(
+            f"expected a duration like 30s, 5m, 2h, 30d or 5wd; got {value!r}"
+        )
+    if isinstance(value, int):
+        raise DurationError(f"a duration needs a unit (s, m, h, d or wd); got {value!r}")
+    match = _PATTERN.match(value)
+    if not match:
+        raise DurationError(
+            f"expected a duration like 30s, 5m, 2h, 30d or 5wd; got {value!r}"
+        )
+    return Duration(int(match[1]), match[2])  # type: ignore[arg-type]
+
+
+def add_duration(
+    start: datetime, duration: Duration, *, calendar: WorkCalendar, tz: ZoneInfo
+) -> datetime:
+    """`start` plus `duration`; working days end at midnight (local) of the last working day."""
+    if duration.is_working_days:
+        return calendar.add_working_days(start, duration.amount, tz=tz)
+    return start + timedelta(seconds=duration.seconds())
+
+
+def subtract_duration(
+    end: datetime, duration: Duration, *, calendar: WorkCalendar, tz: ZoneInfo
+) -> datetime:
+    """`end` minus `duration` (for reminders `before` a due time)."""
+    if duration.is_working_days:
+        return calendar.subtract_working_days(end, duration.amount, tz=tz)
+    return end - timedelta(seconds=duration.seconds())

@@ -1,0 +1,89 @@
+"""Database engine and sessions. SQLite (default) gets WAL and a busy timeout so the API, the
+sweeper and the segment runner can share one file; PostgreSQL is used as is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, SQLModel, create_engine
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; we issue BEGIN IMMEDIATE for writes
+        # ourselves (see write_session) so two writers queue instead of failing mid-transaction.
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def make_bench_engine(url: str) -> Engine:
+    """An engine without pooling, for benchmarks that open and drop databases freely."""
+    return create_engine(url, poolclass=NullPool)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we send BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE")
+    conn.exec_driver_sql(mode)
+
+
+def create_schema(engine: Engine) -> None:
+    import models.tables  # noqa: F401  (registers every table on SQLModel.metadata)
+
+    SQLModel.metadata.create_all(engine)
+    from models.audit import install_audit_guards
+
+    install_audit_guards(engine)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error. Writes on SQLite start with
+    BEGIN IMMEDIATE, so a read-then-write can never fail half-way with 'database is locked'."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A read-only transaction (plain BEGIN on SQLite, so readers never wait for writers)."""
+    with Session(engine, expire_on_commit=False) as session:
+        session.connection(execution_options={"sqlite_begin": "BEGIN"})
+        try:
+            yield session
+        finally:
+            session.rollback()

@@ -1,0 +1,63 @@
+"""Stored artefacts: rendered documents (first report, supervision notice, closure form),
+evidence files, and the compiled playbook versions runs are pinned to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+
+from models.base import json_column, utc_column
+
+
+class Document(SQLModel, table=True):
+    __tablename__ = "document"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(index=True)
+    step_id: int = Field(unique=True)
+    template: str = Field(max_length=200)
+    title: str = Field(max_length=300)
+    body: str
+    created_at: datetime = utc_column()
+
+
+class Evidence(SQLModel, table=True):
+    __tablename__ = "evidence"
+
+    id: str = Field(primary_key=True, max_length=40)
+    sha256: str = Field(max_length=64)
+    size: int
+    content_type: str = Field(max_length=100)
+    filename: str = Field(max_length=255)
+    stored_path: str = Field(max_length=500)
+    uploaded_by: str = Field(max_length=80)
+    uploaded_at: datetime = utc_column()
+    step_id: int | None = Field(default=None, index=True)
+
+
+class PlaybookVersion(SQLModel, table=True):
+    """A compiled playbook as a run first used it; runs keep it even after the file changes."""
+
+    __tablename__ = "playbook_version"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    playbook_id: str = Field(max_length=80, index=True)
+    version: int
+    compiled: dict[str, Any] = json_column(default_factory=dict)
+    first_used_at: datetime = utc_column()
+
+
+class ReceivedMessage(SQLModel, table=True):
+    """What the built-in loopback receiver got: lets a demo show Apprise deliveries end to end
+    without any outside service (the demo org's channels point at it)."""
+
+    __tablename__ = "received_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=80, index=True)
+    received_at: datetime = utc_column()
+    title: str | None = None
+    body: str | None = None
+    payload: dict[str, Any] = json_column(default_factory=dict)

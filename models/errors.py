@@ -1,0 +1,89 @@
+"""Exceptions named after the condition; api/errors.py maps them to HTTP statuses.
+
+Never branch on message text: branch on the class and its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CloseloopError(Exception):
+    """Base of every error closeloop raises on purpose."""
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """One mistake in a YAML source (playbook, module, org chart), with where it is."""
+
+    file: str
+    line: int
+    col: int
+    path: str  # key path such as "steps[3].needs"; "" for the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.col}: {where}{self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "path": self.path,
+            "message": self.message,
+            "text": str(self),
+        }
+
+
+class SourceInvalid(CloseloopError):
+    """A YAML source failed validation; `errors` lists every mistake found, in file order."""
+
+    def __init__(self, errors: list[SourceError]) -> None:
+        self.errors = sorted(errors, key=lambda e: (e.file, e.line, e.col, e.path))
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class PlaybookInvalid(SourceInvalid):
+    """A playbook (or a module it uses) failed validation and was not loaded."""
+
+
+class OrgInvalid(SourceInvalid):
+    """The org chart file failed validation."""
+
+
+class InvalidInput(CloseloopError):
+    """A request or command carried a value that is wrong; `field` names it (e.g. params.grade)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(CloseloopError):
+    def __init__(self, kind: str, ident: object) -> None:
+        super().__init__(f"{kind} '{ident}' not found")
+        self.kind = kind
+        self.ident = ident
+
+
+class Conflict(CloseloopError):
+    """The thing is not in a state that allows this (already done, already verified, ...)."""
+
+    def __init__(self, message: str, *, current: str | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class Forbidden(CloseloopError):
+    """The person may not do this; `reason` says why in words a user understands."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Unauthorized(CloseloopError):
+    """No token, or a token that does not verify."""

@@ -1,0 +1,44 @@
+"""A run: one execution of a playbook for one unit (a response, a hazard, a typhoon season)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from models.base import json_column, utc_column
+
+RUNNING = "running"
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+FAILED = "failed"
+RUN_STATUSES = (RUNNING, COMPLETED, CANCELLED, FAILED)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    __table_args__ = (
+        Index("ix_run_unit_status", "unit_id", "status"),
+        Index("ix_run_playbook_status", "playbook_id", "status"),
+        Index("ix_run_started", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    playbook_id: str = Field(max_length=80)
+    playbook_version: int
+    # The compiled playbook the run pinned when it started (a PlaybookVersion row).
+    playbook_sha: str = Field(max_length=64)
+    title: str = Field(max_length=300)
+    unit_id: str = Field(max_length=80)
+    status: str = Field(default=RUNNING, max_length=12)
+    stage: str | None = Field(default=None, max_length=40)
+    stage_entered_at: datetime | None = utc_column(default=None)
+    params: dict[str, Any] = json_column(default_factory=dict)
+    started_by: str = Field(max_length=80)
+    started_at: datetime = utc_column()
+    finished_at: datetime | None = utc_column(default=None)
+    parent_step_id: int | None = Field(default=None, index=True, unique=True)
+    # Segments (Prefect flow runs) executed for this run so far; names the next one.
+    segments: int = 0

@@ -1,0 +1,91 @@
+"""All configuration in one place: CLOSELOOP_* environment variables (or a .env file).
+Nothing else in the code reads os.environ."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PLAYBOOKS = REPO_ROOT / "playbooks"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLOSELOOP_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Where the SQLite database, evidence "
+                           "files, the generated signing secret and Prefect's home live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the "
+                                     "data dir. PostgreSQL: postgresql+psycopg://user@host/db")
+    playbooks: Path = Field(DEFAULT_PLAYBOOKS, description="Folder of playbooks/*.yaml, with "
+                            "modules/, templates/, org/ and calendar/ inside.")
+    org: Path | None = Field(None, description="Org chart YAML; default the demo district in "
+                             "playbooks/org/.")
+    calendar: Path | None = Field(None, description="Working-day calendar YAML (holidays and "
+                                  "make-up workdays); default playbooks/calendar/.")
+    sweep_interval: str = Field("30s", description="How often the deadline sweeper runs.")
+    timezone: str = Field("Asia/Shanghai", description="Zone in which times are shown and "
+                          "working days are counted.")
+    secret: str | None = Field(None, description="Token signing secret; generated into the "
+                               "data dir when unset.")
+    environment: str = Field("development", description="development | production")
+    prefect_enabled: bool = Field(True, description="Record runs in Prefect (off only for "
+                                  "benchmarks that measure the database alone).")
+    max_evidence_bytes: int = Field(20 * 1024 * 1024, description="Largest evidence upload.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'closeloop.db').resolve()}"
+
+    @property
+    def org_path(self) -> Path:
+        return self.org or self.playbooks / "org" / "demo-district.yaml"
+
+    @property
+    def calendar_path(self) -> Path:
+        return self.calendar or self.playbooks / "calendar" / "cn-workdays.yaml"
+
+    @property
+    def sweep_seconds(self) -> float:
+        match = re.fullmatch(r"\s*(\d+)\s*(s|m|h)\s*", self.sweep_interval)
+        if not match:
+            raise ValueError(f"CLOSELOOP_SWEEP_INTERVAL: expected like 30s, 1m; got {self.sweep_interval!r}")
+        return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
+
+    def signing_secret(self) -> str:
+        """The configured secret, or one generated once and kept (0600) in the data dir."""
+        if self.secret:
+            if self.environment != "development" and self.secret in {"changeme", "secret"}:
+                raise ValueError("CLOSELOOP_SECRET is a placeholder; set a real secret")
+            return self.secret
+        path = self.data_dir / "secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

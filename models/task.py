@@ -1,0 +1,86 @@
+"""Step instances: one row per step of a run (per item, for a fan-out step).
+
+A human step waiting for 30 days is just this row: no process, no paused Prefect run.
+`next_check_at` is the one timer the sweeper looks at (reminder, ack deadline, due time,
+next escalation, whichever comes first), so a sweep reads only what is due.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index, text
+from sqlmodel import Field, SQLModel
+
+from models.base import json_column, utc_column
+
+PENDING = "pending"  # waiting for `needs`, a stage, or the run
+READY = "ready"  # assigned and counting down (or, for automatic steps, queued to execute)
+ACKED = "acked"
+SUBMITTED = "submitted"  # completed by the assignee, waiting for the verifier
+DONE = "done"
+REJECTED = "rejected"  # the verifier sent it back; the assignee works it again
+SKIPPED = "skipped"  # `when` was false (counts as finished for `needs`)
+CANCELLED = "cancelled"
+
+STEP_STATUSES = (PENDING, READY, ACKED, SUBMITTED, DONE, REJECTED, SKIPPED, CANCELLED)
+OPEN_STATUSES = (READY, ACKED, SUBMITTED, REJECTED)  # a person still has to act
+FINISHED_STATUSES = (DONE, SKIPPED, CANCELLED)
+ACTIONABLE_STATUSES = (READY, ACKED, REJECTED)  # the assignee may complete
+
+
+class StepInstance(SQLModel, table=True):
+    __tablename__ = "step_instance"
+    __table_args__ = (
+        Index("ix_step_run", "run_id", "step_key"),
+        Index(
+            "ix_step_next_check",
+            "next_check_at",
+            sqlite_where=text("next_check_at IS NOT NULL"),
+            postgresql_where=text("next_check_at IS NOT NULL"),
+        ),
+        Index("ix_step_assigned", "assignee_unit_id", "role", "status"),
+        Index("ix_step_person", "assignee_person_id", "status"),
+        Index("ix_step_unit_status", "unit_id", "status"),
+        # Replaying a segment after a crash must not fan a step out twice.
+        Index("ux_step_item", "run_id", "step_key", "item_index", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    step_key: str = Field(max_length=120)
+    item_index: int = 0  # position in a fan-out; 0 for ordinary steps
+    item: Any = json_column()  # the fan-out item (a unit, a person, a value)
+    title: str = Field(max_length=300)
+    action: str = Field(max_length=12)
+    role: str | None = Field(default=None, max_length=60)
+    unit_id: str = Field(max_length=80)  # the unit the instance is for
+    # Where the role resolved (the unit or its nearest ancestor with holders): together with
+    # `role` this is the inbox key of every holder, so an inbox is one index range.
+    assignee_unit_id: str | None = Field(default=None, max_length=80)
+    assignee_person_id: str | None = Field(default=None, max_length=80)  # after reassign
+    assignees: list[str] = json_column(default_factory=list)  # person ids, for display
+    status: str = Field(default=PENDING, max_length=12)
+    ready_at: datetime | None = utc_column(default=None)
+    due_at: datetime | None = utc_column(default=None)
+    original_due_at: datetime | None = utc_column(default=None)
+    overdue: bool = False
+    escalation_level: int = 0  # highest level fired, 1-based; 0 = none
+    last_escalated_at: datetime | None = utc_column(default=None)
+    reminders_sent: int = 0
+    ack_missed: bool = False
+    next_check_at: datetime | None = utc_column(default=None)
+    acked_at: datetime | None = utc_column(default=None)
+    acked_by: str | None = Field(default=None, max_length=80)
+    submitted_at: datetime | None = utc_column(default=None)
+    submitted_by: str | None = Field(default=None, max_length=80)
+    verified_by: str | None = Field(default=None, max_length=80)
+    done_at: datetime | None = utc_column(default=None)
+    note: str | None = None
+    outputs: dict[str, Any] = json_column(default_factory=dict)
+    evidence: list[str] = json_column(default_factory=list)
+    reject_reason: str | None = None
+    # Set once the step's Prefect task run has been recorded by a segment.
+    prefect_recorded: bool = False
+    version: int = 0  # bumped on every change; conditional updates make races lose cleanly
