@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 Unit = Literal["s", "m", "h", "d", "wd"]
 _SECONDS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_PATTERN = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|d|wd)\s*$")
+_PATTERN = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|d|wd)\s*$", re.ASCII)
 
 
 class DurationError(ValueError):

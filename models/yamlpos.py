@@ -116,9 +116,11 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
         ]
     try:
         return constructor.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
+    except (yaml.constructor.ConstructorError, ValueError) as exc:
+        # PyYAML raises a bare ValueError for impossible dates such as 2025-02-30.
         line, col = _pair(node)
-        raise YamlSyntaxError(positions.filename, line, col, str(exc.problem)) from exc
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise YamlSyntaxError(positions.filename, line, col, str(problem)) from exc
 
 
 def _pair(node: yaml.Node) -> tuple[int, int]:

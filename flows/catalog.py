@@ -1,0 +1,85 @@
+"""The playbooks a server knows: the current version of each file, plus every compiled version
+a run has pinned (kept in the database, so a run finishes on the playbook it started with)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from flows.loader import LoadContext, load_catalog
+from flows.spec import Playbook
+from models.documents import PlaybookVersion
+from models.errors import NotFound, SourceError
+from models.org import OrgChart
+
+
+def load_context(playbooks_dir: Path, org: OrgChart) -> LoadContext:
+    return LoadContext(
+        playbooks_dir=playbooks_dir,
+        known_roles=set(org.roles) | {"commander", "manager", "admin"},
+        known_channels=set(org.channels),
+        known_playbooks=None,
+    )
+
+
+class Catalog:
+    def __init__(self, playbooks_dir: Path, org: OrgChart) -> None:
+        self.playbooks_dir = playbooks_dir
+        self.context = load_context(playbooks_dir, org)
+        self._lock = threading.Lock()
+        self._pinned: dict[str, Playbook] = {}
+        self.current: dict[str, Playbook] = {}
+        self.errors: list[SourceError] = []
+        self.reload()
+
+    def reload(self) -> list[SourceError]:
+        current, errors = load_catalog(self.playbooks_dir, context=self.context)
+        with self._lock:
+            self.current = current
+            self.errors = errors
+            for pb in current.values():
+                self._pinned.setdefault(pb.sha256, pb)
+        return errors
+
+    def get(self, playbook_id: str) -> Playbook:
+        try:
+            return self.current[playbook_id]
+        except KeyError:
+            raise NotFound("playbook", playbook_id) from None
+
+    def pin(self, session: Session, playbook: Playbook, now: datetime) -> None:
+        """Make sure the compiled playbook is stored before a run refers to it."""
+        if session.get(PlaybookVersion, playbook.sha256) is None:
+            session.add(
+                PlaybookVersion(
+                    sha256=playbook.sha256,
+                    playbook_id=playbook.id,
+                    version=playbook.version,
+                    compiled=playbook.model_dump(mode="json", by_alias=True),
+                    first_used_at=now,
+                )
+            )
+            session.flush()
+
+    def pinned(self, db: Engine | Session, sha256: str) -> Playbook:
+        """The compiled playbook a run pinned, from memory or from the database."""
+        found = self._pinned.get(sha256)
+        if found is not None:
+            return found
+        if isinstance(db, Session):
+            row = db.get(PlaybookVersion, sha256)
+        else:
+            with Session(db) as session:
+                row = session.exec(
+                    select(PlaybookVersion).where(PlaybookVersion.sha256 == sha256)
+                ).first()
+        if row is None:
+            raise NotFound("playbook version", sha256)
+        pb = Playbook.model_validate(row.compiled)
+        with self._lock:
+            self._pinned[sha256] = pb
+        return pb

@@ -1,0 +1,74 @@
+"""The values playbook expressions and templates see: params, run, steps.<id>.outputs, item,
+and helper functions such as units(type=..., within=...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from flows.runtime import Runtime
+from models.run import Run
+from models.task import StepInstance
+
+
+def unit_view(rt: Runtime, unit_id: str) -> dict[str, Any]:
+    unit = rt.org.unit(unit_id)
+    return {"id": unit.id, "name": unit.name, "name_en": unit.name_en, "type": unit.type,
+            "parent": unit.parent_id}
+
+
+def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "playbook": run.playbook_id,
+        "title": run.title,
+        "unit": run.unit_id,
+        "unit_name": rt.org.unit(run.unit_id).name,
+        "stage": run.stage,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "started_at_local": rt.renderer.local(run.started_at),
+        "started_by": run.started_by,
+        "params": dict(run.params),
+    }
+
+
+def steps_view(session: Session, rt: Runtime, run_id: int) -> dict[str, Any]:
+    """Finished and open steps with their outputs; fan-out steps list their items' outputs."""
+    rows = session.exec(select(StepInstance).where(StepInstance.run_id == run_id)).all()
+    out: dict[str, Any] = {}
+    for row in rows:
+        person = rt.org.people.get(row.submitted_by or "")
+        view = {
+            "status": row.status,
+            "outputs": dict(row.outputs or {}),
+            "note": row.note,
+            "completed_by": row.submitted_by,
+            "completed_by_name": person.name if person else None,
+            "done_at_local": rt.renderer.local(row.done_at),
+            "title": row.title,
+        }
+        if row.step_key in out:
+            out[row.step_key].setdefault("items", [dict(out[row.step_key])]).append(view)
+        else:
+            out[row.step_key] = view
+    return out
+
+
+def expression_context(
+    session: Session, rt: Runtime, run: Run, *, item: Any = None
+) -> dict[str, Any]:
+    def units(type: str | None = None, within: str | None = None) -> list[dict[str, Any]]:
+        return [
+            unit_view(rt, u.id)
+            for u in rt.org.units_where(type=type, within=within or run.unit_id)
+        ]
+
+    return {
+        "params": dict(run.params),
+        "run": run_view(rt, run),
+        "steps": steps_view(session, rt, run.id or 0),
+        "item": item,
+        "units": units,
+    }

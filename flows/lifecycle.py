@@ -1,0 +1,151 @@
+"""Starting, staging and cancelling runs. Each is one transaction that writes the run, its
+step instances, audit events and a wake for the segment runner, then returns: the API never
+waits on Prefect."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from flows.access import require_right
+from flows.params import validate_params
+from flows.progress import advance, cancel_open_steps, wake
+from flows.runtime import Runtime
+from flows.spec import Playbook
+from models import run as rs
+from models import task as st
+from models.audit import SYSTEM
+from models.db import session_scope
+from models.errors import Conflict, InvalidInput, NotFound
+from models.run import Run
+from models.task import StepInstance
+from models.writes import add_event, insert_rows
+
+
+def start_run(
+    rt: Runtime,
+    *,
+    playbook_id: str,
+    unit_id: str,
+    params: dict[str, Any],
+    actor: str,
+    session: Session | None = None,
+    parent_step_id: int | None = None,
+    check_rights: bool = True,
+) -> Run:
+    try:
+        playbook = rt.catalog.get(playbook_id)
+    except NotFound:
+        raise InvalidInput("playbook", f"unknown playbook '{playbook_id}' (known: "
+                           f"{', '.join(sorted(rt.catalog.current))})") from None
+    if unit_id not in rt.org.units:
+        raise InvalidInput("unit", f"unknown unit '{unit_id}'")
+    if check_rights:
+        require_right(rt.org, actor, "commander", unit_id)
+    clean = validate_params(playbook, params)
+    if session is None:
+        with session_scope(rt.db) as own:
+            return _start(own, rt, playbook, unit_id, clean, actor, parent_step_id)
+    return _start(session, rt, playbook, unit_id, clean, actor, parent_step_id)
+
+
+def _start(
+    session: Session, rt: Runtime, playbook: Playbook, unit_id: str, params: dict[str, Any],
+    actor: str, parent_step_id: int | None,
+) -> Run:
+    now = rt.clock.now()
+    rt.catalog.pin(session, playbook, now)
+    where = params.get("location") or rt.org.unit(unit_id).name
+    run = Run(
+        playbook_id=playbook.id, playbook_version=playbook.version,
+        playbook_sha=playbook.sha256, title=f"{playbook.title}·{where}", unit_id=unit_id,
+        status=rs.RUNNING, stage=playbook.stages[0] if playbook.stages else None,
+        stage_entered_at=now if playbook.stages else None, params=params, started_by=actor,
+        started_at=now, parent_step_id=parent_step_id,
+    )
+    session.add(run)
+    session.flush()
+    insert_rows(session, StepInstance, [
+        {
+            "run_id": run.id, "step_key": spec.id, "item_index": 0, "item": None,
+            "title": spec.title, "action": spec.action, "role": spec.role,
+            "unit_id": unit_id, "status": st.PENDING, "assignees": [], "outputs": {},
+            "evidence": [], "overdue": False, "escalation_level": 0, "reminders_sent": 0,
+            "ack_missed": False, "prefect_recorded": False, "version": 0,
+        }
+        for spec in playbook.steps
+    ])
+    add_event(session, at=now, actor=actor, action="run_started", run_id=run.id,
+              to_state=rs.RUNNING, detail={"playbook": playbook.id,
+                                           "version": playbook.version, "params": params})
+    advance(session, rt, run, playbook, now=now)
+    wake(session, run, "started", now=now)
+    session.flush()
+    return run
+
+
+def load_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound("run", run_id)
+    return run
+
+
+def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        require_right(rt.org, actor, "commander", run.unit_id)
+        playbook = rt.catalog.pinned(session, run.playbook_sha)
+        if not playbook.stages:
+            raise InvalidInput("stage", f"playbook '{playbook.id}' has no stages")
+        if stage not in playbook.stages:
+            raise InvalidInput("stage", f"unknown stage '{stage}' (known: "
+                               f"{', '.join(playbook.stages)})")
+        if run.status != rs.RUNNING:
+            raise Conflict(f"run is {run.status}", current=run.status)
+        if run.stage == stage:
+            raise Conflict(f"run is already in stage '{stage}'", current=run.stage)
+        now = rt.clock.now()
+        add_event(session, at=now, actor=actor, action="stage_changed", run_id=run.id,
+                  from_state=run.stage, to_state=stage)
+        run.stage = stage
+        run.stage_entered_at = now
+        session.add(run)
+        advance(session, rt, run, playbook, now=now)
+        wake(session, run, "stage", now=now)
+        return run
+
+
+def cancel_run(
+    rt: Runtime, *, run_id: int, actor: str, reason: str | None = None,
+    session: Session | None = None,
+) -> Run:
+    if session is None:
+        with session_scope(rt.db) as own:
+            return cancel_run(rt, run_id=run_id, actor=actor, reason=reason, session=own)
+    run = load_run(session, run_id)
+    if actor != SYSTEM:
+        require_right(rt.org, actor, "commander", run.unit_id)
+    if run.status != rs.RUNNING:
+        raise Conflict(f"run is already {run.status}", current=run.status)
+    now = rt.clock.now()
+    cancelled = cancel_open_steps(session, run.id or 0, now=now)
+    run.status = rs.CANCELLED
+    run.finished_at = now
+    session.add(run)
+    add_event(session, at=now, actor=actor, action="run_cancelled", run_id=run.id,
+              from_state=rs.RUNNING, to_state=rs.CANCELLED,
+              detail={"reason": reason, "steps_cancelled": cancelled})
+    wake(session, run, "cancelled", now=now)
+    # Child runs started by this run's steps stop with it.
+    children = session.exec(
+        select(Run).join(StepInstance, StepInstance.id == Run.parent_step_id).where(
+            StepInstance.run_id == run.id, Run.status == rs.RUNNING
+        )
+    ).all()
+    for child in children:
+        cancel_run(rt, run_id=child.id or 0, actor=SYSTEM, reason="parent cancelled",
+                   session=session)
+    return run

@@ -1,0 +1,329 @@
+"""Moving a run forward inside the caller's transaction: which pending steps become ready,
+which are skipped (`when`), fan-out (`for_each`), assignment, due times and timers; and the
+run's completion. Pure database work: the API calls it and returns at once; automatic steps
+that become ready are left for the next segment (flows/segments.py) to execute in Prefect."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, select
+
+from flows.context import expression_context
+from flows.durations import add_duration
+from flows.expressions import ExpressionError, compile_expression
+from flows.recipients import notification_rows
+from flows.runtime import Runtime
+from flows.spec import Playbook, StepSpec
+from flows.timers import TimerState, evaluate
+from models import run as run_status
+from models import task as st
+from models.audit import SYSTEM
+from models.outbox import Notification
+from models.run import Run
+from models.task import StepInstance
+from models.writes import add_event, add_wake, insert_ignoring_duplicates, insert_rows
+
+AUTOMATIC_ACTIONS = ("notify", "document", "playbook")
+
+
+@dataclass
+class Advance:
+    became_ready: int = 0
+    skipped: int = 0
+    needs_segment: bool = False
+    completed: bool = False
+
+
+def stage_reached(playbook: Playbook, run: Run, stage: str) -> bool:
+    if run.stage is None:
+        return False
+    return playbook.stages.index(run.stage) >= playbook.stages.index(stage)
+
+
+def step_state(session: Session, run_id: int) -> dict[str, list[str]]:
+    """step key -> statuses of its instances (one grouped read on the run's index)."""
+    rows = session.exec(
+        select(StepInstance.step_key, StepInstance.status, func.count())
+        .where(StepInstance.run_id == run_id)
+        .group_by(StepInstance.step_key, StepInstance.status)
+    ).all()
+    state: dict[str, list[str]] = defaultdict(list)
+    for key, status, _count in rows:
+        state[key].append(status)
+    return state
+
+
+def is_finished(statuses: list[str]) -> bool:
+    return bool(statuses) and all(s in st.FINISHED_STATUSES for s in statuses)
+
+
+def advance(
+    session: Session, rt: Runtime, run: Run, playbook: Playbook, *, now: datetime
+) -> Advance:
+    result = Advance()
+    if run.status != run_status.RUNNING:
+        return result
+    state = step_state(session, run.id or 0)
+    pending = {
+        row.step_key: row
+        for row in session.exec(
+            select(StepInstance).where(
+                StepInstance.run_id == run.id, StepInstance.status == st.PENDING
+            )
+        ).all()
+    }
+    ctx: dict[str, Any] | None = None
+    for spec in playbook.steps:
+        placeholder = pending.get(spec.id)
+        if placeholder is None:
+            continue
+        if not all(is_finished(state.get(need, [])) for need in spec.needs):
+            continue
+        if spec.stage is not None and not stage_reached(playbook, run, spec.stage):
+            continue
+        if ctx is None or spec.when or spec.for_each:
+            ctx = expression_context(session, rt, run)  # fresh: earlier steps may have changed
+        if spec.when and not _guarded(session, run, placeholder, now,
+                                      lambda: _truthy(spec, "when", spec.when or "", ctx), True):
+            _set_status(session, placeholder, st.SKIPPED, now=now)
+            add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
+                      step_id=placeholder.id, from_state=st.PENDING, to_state=st.SKIPPED,
+                      detail={"step": spec.id, "when": spec.when})
+            state[spec.id] = [st.SKIPPED]
+            result.skipped += 1
+            continue
+        instances = [placeholder]
+        if spec.for_each:
+            items = _guarded(session, run, placeholder, now,
+                             lambda: _items(spec, ctx), [placeholder.item])
+            if not items:
+                _set_status(session, placeholder, st.SKIPPED, now=now)
+                add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
+                          step_id=placeholder.id, from_state=st.PENDING, to_state=st.SKIPPED,
+                          detail={"step": spec.id, "for_each": "no items"})
+                state[spec.id] = [st.SKIPPED]
+                result.skipped += 1
+                continue
+            instances = _fan_out(session, rt, run, spec, placeholder, items)
+        make_ready(session, rt, run, spec, instances, now=now)
+        state[spec.id] = [st.READY]
+        result.became_ready += len(instances)
+        if spec.action in AUTOMATIC_ACTIONS:
+            result.needs_segment = True
+    if all(is_finished(state.get(spec.id, [])) for spec in playbook.steps):
+        run.status = run_status.COMPLETED
+        run.finished_at = now
+        session.add(run)
+        add_event(session, at=now, actor=SYSTEM, action="run_completed", run_id=run.id,
+                  from_state=run_status.RUNNING, to_state=run_status.COMPLETED)
+        result.completed = True
+        result.needs_segment = True
+        if run.parent_step_id is not None:
+            _finish_parent_step(session, rt, run, now=now)
+    return result
+
+
+def _finish_parent_step(session: Session, rt: Runtime, child: Run, *, now: datetime) -> None:
+    """A child run (action: playbook) finishing completes the step that started it."""
+    step = session.get(StepInstance, child.parent_step_id)
+    if step is None or step.status != st.READY:
+        return
+    _set_status(session, step, st.DONE, now=now)
+    step.outputs = {"child_run": child.id, "child_status": child.status}
+    add_event(session, at=now, actor=SYSTEM, action="done", run_id=step.run_id,
+              step_id=step.id, from_state=st.READY, to_state=st.DONE,
+              detail={"child_run": child.id})
+    parent = session.get(Run, step.run_id)
+    if parent is not None:
+        advance(session, rt, parent, rt.catalog.pinned(session, parent.playbook_sha), now=now)
+        wake(session, parent, "child_finished", now=now)
+
+
+def _guarded(session: Session, run: Run, inst: StepInstance, now: datetime,
+             compute: Any, fallback: Any) -> Any:
+    """Evaluate a playbook expression at run time. If it fails (bad data in a param, a unit
+    that left the org chart) the step goes ahead as if it had no condition, so a person sees
+    it, and the failure is written to the timeline instead of wedging the run."""
+    try:
+        return compute()
+    except StepExpressionFailed as exc:
+        add_event(session, at=now, actor=SYSTEM, action="expression_failed", run_id=run.id,
+                  step_id=inst.id, detail={"field": exc.field, "error": str(exc)})
+        return fallback
+
+
+def _truthy(spec: StepSpec, field: str, expr: str, ctx: dict[str, Any]) -> bool:
+    try:
+        return bool(compile_expression(expr).evaluate(ctx))
+    except ExpressionError as exc:
+        # A playbook expression that fails at run time must not wedge the run silently: the
+        # step is treated as false and the failure lands in the timeline.
+        raise StepExpressionFailed(spec.id, field, str(exc)) from exc
+
+
+class StepExpressionFailed(Exception):
+    def __init__(self, step: str, field: str, message: str) -> None:
+        super().__init__(f"steps.{step}.{field}: {message}")
+        self.step = step
+        self.field = field
+
+
+def _items(spec: StepSpec, ctx: dict[str, Any]) -> list[Any]:
+    try:
+        value = compile_expression(spec.for_each or "").evaluate(ctx)
+    except ExpressionError as exc:
+        raise StepExpressionFailed(spec.id, "for_each", str(exc)) from exc
+    if value is None:
+        return []
+    if isinstance(value, dict | str) or not hasattr(value, "__iter__"):
+        raise StepExpressionFailed(spec.id, "for_each", "must give a list")
+    return list(value)
+
+
+def _item_unit(rt: Runtime, run: Run, item: Any) -> str:
+    if isinstance(item, dict) and item.get("id") in rt.org.units:
+        return str(item["id"])
+    if isinstance(item, str) and item in rt.org.units:
+        return item
+    return run.unit_id
+
+
+def _item_label(item: Any) -> str:
+    if isinstance(item, dict):
+        return str(item.get("name") or item.get("title") or item.get("id") or "")
+    return str(item)
+
+
+def _fan_out(
+    session: Session, rt: Runtime, run: Run, spec: StepSpec, placeholder: StepInstance,
+    items: list[Any],
+) -> list[StepInstance]:
+    """One instance per item, written in bulk: a stage change to 2,000 villages is one insert."""
+    placeholder.item = items[0]
+    placeholder.item_index = 0
+    placeholder.unit_id = _item_unit(rt, run, items[0])
+    placeholder.title = f"{spec.title}（{_item_label(items[0])}）"
+    session.add(placeholder)
+    rows = [
+        {
+            "run_id": run.id, "step_key": spec.id, "item_index": i, "item": item,
+            "title": f"{spec.title}（{_item_label(item)}）", "action": spec.action,
+            "role": spec.role, "unit_id": _item_unit(rt, run, item), "status": st.PENDING,
+            "assignees": [], "outputs": {}, "evidence": [], "overdue": False,
+            "escalation_level": 0, "reminders_sent": 0, "ack_missed": False,
+            "prefect_recorded": False, "version": 0,
+        }
+        for i, item in enumerate(items[1:], start=1)
+    ]
+    insert_ignoring_duplicates(session, StepInstance, rows)
+    session.flush()
+    return list(
+        session.exec(
+            select(StepInstance)
+            .where(StepInstance.run_id == run.id, StepInstance.step_key == spec.id)
+            .order_by(StepInstance.item_index)
+        ).all()
+    )
+
+
+def due_time(
+    rt: Runtime, run: Run, spec: StepSpec, *, ready_at: datetime
+) -> datetime | None:
+    if spec.due is None:
+        return None
+    start = {"ready": ready_at, "run": run.started_at, "stage": run.stage_entered_at}[
+        spec.due.from_
+    ] or ready_at
+    return add_duration(start, spec.due.after, calendar=rt.calendar, tz=rt.tz)
+
+
+def first_check(
+    rt: Runtime, spec: StepSpec, *, status: str, ready_at: datetime, due_at: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    outcome = evaluate(
+        spec,
+        TimerState(status=status, ready_at=ready_at, due_at=due_at, acked_at=None,
+                   reminders_sent=0, ack_missed=False, overdue=False, escalation_level=0,
+                   last_escalated_at=None),
+        now, calendar=rt.calendar, tz=rt.tz,
+    )
+    # Something already owed (a due time in the past, a 0m escalation): the next sweep fires it.
+    if outcome.firings or outcome.became_overdue or outcome.wait_finished:
+        return now
+    return outcome.next_check_at
+
+
+def make_ready(
+    session: Session, rt: Runtime, run: Run, spec: StepSpec, instances: list[StepInstance],
+    *, now: datetime,
+) -> None:
+    due_at = due_time(rt, run, spec, ready_at=now)
+    check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
+    events: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    for inst in instances:
+        people: list[str] = []
+        if spec.role:
+            found_at, holders = rt.org.resolve_role(spec.role, inst.unit_id)
+            inst.assignee_unit_id = found_at
+            people = [p.id for p in holders]
+        inst.assignees = people
+        inst.status = st.READY
+        inst.ready_at = now
+        inst.due_at = due_at
+        inst.next_check_at = check
+        inst.version += 1
+        session.add(inst)
+    session.flush()
+    for inst in instances:
+        events.append({
+            "run_id": run.id, "step_id": inst.id, "at": now, "actor": SYSTEM,
+            "action": "ready", "from_state": st.PENDING, "to_state": st.READY,
+            "detail": {"step": spec.id, "assignees": inst.assignees,
+                       "due_at": due_at.isoformat() if due_at else None},
+        })
+        if spec.action == "task" and inst.assignees:
+            due_text = rt.renderer.local(due_at) if due_at else "无时限"
+            notes += notification_rows(
+                rt.org, people=inst.assignees, kind="assigned",
+                title=f"【新任务】{inst.title}",
+                body=f"{run.title}：{inst.title}，请于 {due_text} 前完成。",
+                dedupe=f"assigned|{inst.id}|{inst.version}", now=now, run_id=run.id,
+                step_id=inst.id, inbox_only=True,
+            )
+    from models.audit import AuditEvent
+
+    insert_rows(session, AuditEvent, events)
+    insert_ignoring_duplicates(session, Notification, notes)
+
+
+def _set_status(session: Session, inst: StepInstance, status: str, *, now: datetime) -> None:
+    inst.status = status
+    inst.next_check_at = None
+    if status in st.FINISHED_STATUSES:
+        inst.done_at = now
+    inst.version += 1
+    session.add(inst)
+
+
+def cancel_open_steps(session: Session, run_id: int, *, now: datetime) -> int:
+    result = session.execute(
+        update(StepInstance)
+        .where(
+            StepInstance.run_id == run_id,
+            StepInstance.status.in_([st.PENDING, *st.OPEN_STATUSES]),  # type: ignore[attr-defined]
+        )
+        .values(status=st.CANCELLED, next_check_at=None, done_at=now,
+                version=StepInstance.version + 1)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def wake(session: Session, run: Run, reason: str, *, now: datetime) -> None:
+    add_wake(session, run_id=run.id or 0, reason=reason, now=now)

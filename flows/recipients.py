@@ -1,0 +1,79 @@
+"""Turning `notify:`/`to:` entries (roles or named channels) into outbox rows.
+
+A person gets their in-app inbox (delivered at once, needs nothing outside) plus each of their
+own Apprise URLs; a channel gets its URL. Rows are plain dicts so the sweeper can insert a
+thousand at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from models.org import OrgChart
+from models.outbox import DELIVERED, INBOX_URL, PENDING
+
+
+def resolve_targets(
+    org: OrgChart, targets: Iterable[str], unit_id: str
+) -> tuple[list[str], list[str]]:
+    """(person ids, channel names) for roles resolved up the tree from `unit_id`, and channels."""
+    people: list[str] = []
+    channels: list[str] = []
+    for target in targets:
+        if target in org.channels:
+            channels.append(target)
+            continue
+        _, holders = org.resolve_role(target, unit_id)
+        people.extend(p.id for p in holders)
+    return list(dict.fromkeys(people)), list(dict.fromkeys(channels))
+
+
+def notification_rows(
+    org: OrgChart,
+    *,
+    people: Iterable[str],
+    channels: Iterable[str] = (),
+    kind: str,
+    title: str,
+    body: str,
+    dedupe: str,
+    now: datetime,
+    run_id: int | None,
+    step_id: int | None,
+    escalation_id: int | None = None,
+    inbox_only: bool = False,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def row(recipient_kind: str, recipient: str, url: str, n: int) -> dict[str, Any]:
+        inbox = url == INBOX_URL
+        return {
+            "dedupe_key": f"{dedupe}|{recipient_kind}:{recipient}|{n}",
+            "run_id": run_id,
+            "step_id": step_id,
+            "escalation_id": escalation_id,
+            "kind": kind,
+            "recipient_kind": recipient_kind,
+            "recipient": recipient,
+            "url": url,
+            "title": title,
+            "body": body,
+            "status": DELIVERED if inbox else PENDING,
+            "attempts": 0,
+            "next_attempt_at": None if inbox else now,
+            "created_at": now,
+            "delivered_at": now if inbox else None,
+            "last_error": None,
+        }
+
+    for person_id in people:
+        rows.append(row("person", person_id, INBOX_URL, 0))
+        if inbox_only:
+            continue
+        person = org.people.get(person_id)
+        for n, url in enumerate(person.notify if person else (), start=1):
+            rows.append(row("person", person_id, url, n))
+    for channel in channels:
+        rows.append(row("channel", channel, org.channels[channel], 0))
+    return rows

@@ -1,0 +1,51 @@
+"""One Jinja2 environment for every message and document (first report, supervision notice,
+closure form). Sandboxed, StrictUndefined: a template that names a missing value fails loudly
+at render time instead of sending a report with a blank where the casualties should be."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from models.errors import CloseloopError
+
+
+class RenderFailed(CloseloopError):
+    pass
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path, *, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(templates_dir)),
+            undefined=StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["local"] = self.local
+
+    def local(self, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """UTC in the database, the bureau's zone on paper."""
+        if value is None:
+            return ""
+        return value.astimezone(self.tz).strftime(fmt)
+
+    def render(self, template: str, context: dict[str, Any]) -> str:
+        try:
+            return self.env.get_template(template).render(**context)
+        except TemplateError as exc:
+            raise RenderFailed(f"template {template}: {exc}") from exc
+
+    def render_string(self, source: str, context: dict[str, Any]) -> str:
+        try:
+            return self.env.from_string(source).render(**context)
+        except TemplateError as exc:
+            raise RenderFailed(f"message template: {exc}") from exc

@@ -1,0 +1,274 @@
+"""What people do to step instances: acknowledge, complete (with evidence), verify (四眼),
+extend and reassign. Each is one transaction with a conditional update on the row's version,
+so two people closing the same task at once give one success and one Conflict (409)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from flows.access import require_act, require_right
+from flows.lifecycle import load_run
+from flows.params import validate_outputs
+from flows.progress import advance, first_check, wake
+from flows.recipients import notification_rows
+from flows.runtime import Runtime
+from flows.spec import StepSpec
+from models import run as rs
+from models import task as st
+from models.db import session_scope
+from models.documents import Evidence
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.outbox import Notification
+from models.run import Run
+from models.task import StepInstance
+from models.writes import add_event, insert_ignoring_duplicates
+
+
+@dataclass
+class Loaded:
+    step: StepInstance
+    run: Run
+    spec: StepSpec
+
+
+def _load(session: Session, rt: Runtime, step_id: int) -> Loaded:
+    step = session.get(StepInstance, step_id)
+    if step is None:
+        raise NotFound("task", step_id)
+    run = load_run(session, step.run_id)
+    spec = rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
+    return Loaded(step, run, spec)
+
+
+def _transition(
+    session: Session, step: StepInstance, *, allowed: tuple[str, ...], values: dict[str, Any]
+) -> None:
+    """Move the row only if nobody else moved it since we read it."""
+    if step.status not in allowed:
+        raise Conflict(f"task is {step.status}", current=step.status)
+    result = session.execute(
+        update(StepInstance)
+        .where(StepInstance.id == step.id, StepInstance.version == step.version)
+        .values(version=step.version + 1, **values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("task was changed by someone else; reload it", current=None)
+    session.expire(step)
+
+
+def _running(run: Run) -> None:
+    if run.status != rs.RUNNING:
+        raise Conflict(f"run is {run.status}", current=run.status)
+
+
+def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
+    with session_scope(rt.db) as session:
+        got = _load(session, rt, step_id)
+        require_act(rt.org, actor, got.step)
+        _running(got.run)
+        now = rt.clock.now()
+        _transition(session, got.step, allowed=(st.READY,),
+                    values={"status": st.ACKED, "acked_at": now, "acked_by": actor})
+        add_event(session, at=now, actor=actor, action="acked", run_id=got.run.id,
+                  step_id=step_id, from_state=st.READY, to_state=st.ACKED)
+        return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def _check_evidence(
+    session: Session, spec: StepSpec, evidence_ids: list[str], note: str | None, actor: str
+) -> list[Evidence]:
+    rows: list[Evidence] = []
+    for i, ev_id in enumerate(evidence_ids):
+        row = session.get(Evidence, ev_id)
+        if row is None:
+            raise InvalidInput(f"evidence[{i}]", f"unknown evidence id '{ev_id}'")
+        if row.step_id is not None:
+            raise InvalidInput(f"evidence[{i}]", "evidence already attached to another task")
+        rows.append(row)
+    need = spec.evidence
+    if need is None:
+        return rows
+    photos = sum(1 for r in rows if r.content_type.startswith("image/"))
+    if photos < need.photos:
+        raise InvalidInput("evidence", f"需要至少 {need.photos} 张照片 / at least "
+                           f"{need.photos} photo(s) required, got {photos}")
+    if len(rows) < need.files + need.photos:
+        raise InvalidInput("evidence", f"at least {need.files + need.photos} file(s) required")
+    if need.note and not (note or "").strip():
+        raise InvalidInput("note", "需要填写说明 / a note is required")
+    return rows
+
+
+def complete(
+    rt: Runtime, *, step_id: int, actor: str, note: str | None = None,
+    outputs: dict[str, Any] | None = None, evidence: list[str] | None = None,
+) -> StepInstance:
+    with session_scope(rt.db) as session:
+        got = _load(session, rt, step_id)
+        require_act(rt.org, actor, got.step)
+        _running(got.run)
+        if got.step.action != "task":
+            raise Conflict(f"step is automatic ({got.step.action}); the engine completes it",
+                           current=got.step.status)
+        if got.step.status not in st.ACTIONABLE_STATUSES:
+            raise Conflict(f"task is {got.step.status}", current=got.step.status)
+        clean = validate_outputs(got.spec, outputs or {})
+        files = _check_evidence(session, got.spec, evidence or [], note, actor)
+        now = rt.clock.now()
+        verifying = got.spec.verify is not None
+        to_state = st.SUBMITTED if verifying else st.DONE
+        values: dict[str, Any] = {
+            "status": to_state, "submitted_at": now, "submitted_by": actor, "note": note,
+            "outputs": clean, "evidence": [f.id for f in files], "reject_reason": None,
+        }
+        if not verifying:
+            values |= {"done_at": now, "next_check_at": None}
+        from_state = got.step.status
+        _transition(session, got.step, allowed=st.ACTIONABLE_STATUSES, values=values)
+        for f in files:
+            f.step_id = step_id
+            session.add(f)
+        add_event(session, at=now, actor=actor, action="submitted" if verifying else "done",
+                  run_id=got.run.id, step_id=step_id, from_state=from_state, to_state=to_state,
+                  detail={"note": note, "outputs": clean, "evidence": [f.id for f in files]})
+        if verifying:
+            _notify_verifiers(session, rt, got, now=now)
+        else:
+            _after_done(session, rt, got.run, now=now)
+        return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def _notify_verifiers(session: Session, rt: Runtime, got: Loaded, *, now: datetime) -> None:
+    assert got.spec.verify is not None
+    _, holders = rt.org.resolve_role(got.spec.verify.role, got.step.unit_id)
+    rows = notification_rows(
+        rt.org, people=[p.id for p in holders], kind="verify",
+        title=f"【待核验】{got.step.title}", body=f"{got.run.title}：{got.step.title} 已提交，请核验。",
+        dedupe=f"verify|{got.step.id}|{got.step.version}", now=now, run_id=got.run.id,
+        step_id=got.step.id, inbox_only=True,
+    )
+    insert_ignoring_duplicates(session, Notification, rows)
+
+
+def _after_done(session: Session, rt: Runtime, run: Run, *, now: datetime) -> None:
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
+    advance(session, rt, run, playbook, now=now)
+    wake(session, run, "step_done", now=now)
+
+
+def verify(
+    rt: Runtime, *, step_id: int, actor: str, approve: bool, note: str | None = None
+) -> StepInstance:
+    with session_scope(rt.db) as session:
+        got = _load(session, rt, step_id)
+        _running(got.run)
+        rule = got.spec.verify
+        if rule is None:
+            raise Conflict("this task needs no verification", current=got.step.status)
+        if not rt.org.can_act_as(actor, rule.role, got.step.unit_id):
+            raise Forbidden(f"核验需要 {rule.role} 角色 / verifying requires role "
+                            f"'{rule.role}' in unit '{got.step.unit_id}' or above")
+        if rule.distinct and actor == got.step.submitted_by:
+            raise Forbidden("不能核验自己完成的任务 / you cannot verify a task you completed "
+                            "yourself (four-eyes rule)")
+        if got.step.status != st.SUBMITTED:
+            raise Conflict(f"task is {got.step.status}, not submitted", current=got.step.status)
+        now = rt.clock.now()
+        if approve:
+            _transition(session, got.step, allowed=(st.SUBMITTED,), values={
+                "status": st.DONE, "verified_by": actor, "done_at": now, "next_check_at": None,
+            })
+            add_event(session, at=now, actor=actor, action="verified", run_id=got.run.id,
+                      step_id=step_id, from_state=st.SUBMITTED, to_state=st.DONE,
+                      detail={"note": note})
+            _after_done(session, rt, got.run, now=now)
+        else:
+            if not (note or "").strip():
+                raise InvalidInput("note", "退回需说明原因 / a rejection needs a reason")
+            _transition(session, got.step, allowed=(st.SUBMITTED,), values={
+                "status": st.REJECTED, "verified_by": actor, "reject_reason": note,
+            })
+            add_event(session, at=now, actor=actor, action="rejected", run_id=got.run.id,
+                      step_id=step_id, from_state=st.SUBMITTED, to_state=st.REJECTED,
+                      detail={"reason": note})
+            people = [got.step.submitted_by] if got.step.submitted_by else got.step.assignees
+            insert_ignoring_duplicates(session, Notification, notification_rows(
+                rt.org, people=people, kind="rejected", title=f"【退回】{got.step.title}",
+                body=f"{got.run.title}：{got.step.title} 被退回，原因：{note}",
+                dedupe=f"rejected|{step_id}|{got.step.version}", now=now, run_id=got.run.id,
+                step_id=step_id, inbox_only=True,
+            ))
+        return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def extend(
+    rt: Runtime, *, step_id: int, actor: str, due_at: datetime, reason: str
+) -> StepInstance:
+    with session_scope(rt.db) as session:
+        got = _load(session, rt, step_id)
+        _running(got.run)
+        if not (rt.org.has_right(actor, "commander", got.step.unit_id)
+                or rt.org.has_right(actor, "manager", got.step.unit_id)):
+            raise Forbidden("延期需要 commander 或 manager 权限 / extending a deadline requires "
+                            f"role 'commander' or 'manager' in unit '{got.step.unit_id}' or above")
+        if not reason.strip():
+            raise InvalidInput("reason", "延期需说明原因 / a reason is required")
+        now = rt.clock.now()
+        if due_at.tzinfo is None:
+            raise InvalidInput("due_at", "must include a time zone, e.g. 2026-12-01T18:00+08:00")
+        if due_at <= now:
+            raise InvalidInput("due_at", "must be in the future")
+        if got.step.status not in st.OPEN_STATUSES:
+            raise Conflict(f"task is {got.step.status}", current=got.step.status)
+        # A new deadline restarts the ladder: reminders and escalations count from it.
+        check = first_check(rt, got.spec, status=got.step.status,
+                            ready_at=got.step.ready_at or now, due_at=due_at, now=now)
+        _transition(session, got.step, allowed=st.OPEN_STATUSES, values={
+            "due_at": due_at, "original_due_at": got.step.original_due_at or got.step.due_at,
+            "overdue": False, "escalation_level": 0, "last_escalated_at": None,
+            "reminders_sent": 0, "next_check_at": check,
+        })
+        add_event(session, at=now, actor=actor, action="extended", run_id=got.run.id,
+                  step_id=step_id, detail={
+                      "from": got.step.due_at.isoformat() if got.step.due_at else None,
+                      "to": due_at.isoformat(), "reason": reason})
+        return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def reassign(rt: Runtime, *, step_id: int, actor: str, person: str) -> StepInstance:
+    with session_scope(rt.db) as session:
+        got = _load(session, rt, step_id)
+        _running(got.run)
+        if person not in rt.org.people:
+            raise InvalidInput("person", f"unknown person '{person}'")
+        try:
+            require_act(rt.org, actor, got.step)
+        except Forbidden:
+            require_right(rt.org, actor, "commander", got.step.unit_id)
+        if got.step.status not in st.OPEN_STATUSES:
+            raise Conflict(f"task is {got.step.status}", current=got.step.status)
+        now = rt.clock.now()
+        _transition(session, got.step, allowed=st.OPEN_STATUSES, values={
+            "assignee_person_id": person, "assignees": [person],
+        })
+        add_event(session, at=now, actor=actor, action="reassigned", run_id=got.run.id,
+                  step_id=step_id, detail={"from": got.step.assignees, "to": person})
+        insert_ignoring_duplicates(session, Notification, notification_rows(
+            rt.org, people=[person], kind="assigned", title=f"【转派任务】{got.step.title}",
+            body=f"{got.run.title}：{got.step.title} 已转派给你。",
+            dedupe=f"reassigned|{step_id}|{got.step.version}", now=now, run_id=got.run.id,
+            step_id=step_id, inbox_only=True,
+        ))
+        return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def steps_of_run(session: Session, run_id: int) -> list[StepInstance]:
+    return list(session.exec(
+        select(StepInstance).where(StepInstance.run_id == run_id)
+        .order_by(StepInstance.id)
+    ).all())

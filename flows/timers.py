@@ -1,0 +1,162 @@
+"""What a step instance's timers owe at a given moment: reminders, the acknowledgement
+deadline, the overdue mark, escalation levels and their repeats. Pure: no database, no clock.
+
+Catch-up rule (SPEC §4): after downtime every missed level fires once, late; missed repeats of a
+level collapse into one firing, and a level that fires in this pass does not also repeat in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from flows.durations import add_duration, subtract_duration
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from flows.spec import StepSpec
+    from flows.workcal import WorkCalendar
+
+TIMED_STATUSES = ("ready", "acked", "submitted", "rejected")
+
+
+@dataclass(frozen=True)
+class TimerState:
+    status: str
+    ready_at: datetime | None
+    due_at: datetime | None
+    acked_at: datetime | None
+    reminders_sent: int
+    ack_missed: bool
+    overdue: bool
+    escalation_level: int
+    last_escalated_at: datetime | None  # the *scheduled* time of the last escalation fired
+
+
+@dataclass(frozen=True)
+class Firing:
+    kind: str  # remind | ack | escalate
+    level: int  # 1-based level (escalate), reminder number (remind), 0 (ack)
+    repeat: int  # 0 = the level itself, k = its k-th repeat
+    scheduled_at: datetime
+    targets: tuple[str, ...]  # roles or channels; empty = the assignees
+
+
+@dataclass
+class TimerOutcome:
+    firings: list[Firing] = field(default_factory=list)
+    became_overdue: bool = False
+    wait_finished: bool = False
+    reminders_sent: int = 0
+    ack_missed: bool = False
+    escalation_level: int = 0
+    last_escalated_at: datetime | None = None
+    next_check_at: datetime | None = None
+
+
+def evaluate(
+    spec: StepSpec,
+    state: TimerState,
+    now: datetime,
+    *,
+    calendar: WorkCalendar,
+    tz: ZoneInfo,
+) -> TimerOutcome:
+    out = TimerOutcome(
+        reminders_sent=state.reminders_sent,
+        ack_missed=state.ack_missed,
+        escalation_level=state.escalation_level,
+        last_escalated_at=state.last_escalated_at,
+    )
+    if state.status not in TIMED_STATUSES:
+        return out
+    upcoming: list[datetime] = []
+    due = state.due_at
+
+    if spec.action == "wait":
+        if due is not None and due <= now:
+            out.wait_finished = True
+        elif due is not None:
+            upcoming.append(due)
+        out.next_check_at = min(upcoming, default=None)
+        return out
+
+    # Reminders go out before the due time; once it has passed they are pointless, and after
+    # downtime only the latest missed one is sent.
+    if due is not None and spec.remind and state.status != "submitted":
+        times = sorted(
+            (subtract_duration(due, r.before, calendar=calendar, tz=tz), i + 1, r.to)
+            for i, r in enumerate(spec.remind)
+        )
+        passed = [t for t in times if t[0] <= now]
+        if len(passed) > state.reminders_sent and now < due:
+            at, number, to = passed[-1]
+            out.firings.append(Firing("remind", number, 0, at, tuple(to)))
+        out.reminders_sent = max(state.reminders_sent, len(passed))
+        upcoming += [t[0] for t in times[out.reminders_sent:] if t[0] < due]
+
+    if spec.ack is not None and state.ready_at is not None and state.acked_at is None:
+        if state.status == "ready" and not state.ack_missed:
+            deadline = add_duration(state.ready_at, spec.ack, calendar=calendar, tz=tz)
+            if deadline <= now:
+                first = spec.escalate[0].notify if spec.escalate else []
+                out.firings.append(Firing("ack", 0, 0, deadline, tuple(first)))
+                out.ack_missed = True
+            else:
+                upcoming.append(deadline)
+
+    if due is not None:
+        if due <= now:
+            out.became_overdue = not state.overdue
+        else:
+            upcoming.append(due)
+        level_times = [
+            add_duration(due, level.after, calendar=calendar, tz=tz) for level in spec.escalate
+        ]
+        fired_now: set[int] = set()
+        for number, at in enumerate(level_times, start=1):
+            if number > state.escalation_level and at <= now:
+                out.firings.append(
+                    Firing("escalate", number, 0, at, tuple(spec.escalate[number - 1].notify))
+                )
+                out.escalation_level = number
+                out.last_escalated_at = at
+                fired_now.add(number)
+        current = out.escalation_level
+        if current < len(level_times):
+            upcoming.append(level_times[current])
+        if current >= 1 and spec.escalate[current - 1].repeat is not None:
+            start = level_times[current - 1]
+            until = level_times[current] if current < len(level_times) else None
+            step = _repeat_delta(spec.escalate[current - 1].repeat)
+            k_now = int((now - start) / step) if now >= start else 0
+            last = out.last_escalated_at or start
+            k_last = int((last - start) / step) if last >= start else 0
+            point = start + k_now * step
+            if k_now > k_last and (until is None or point < until):
+                if current not in fired_now:
+                    out.firings.append(
+                        Firing(
+                            "escalate", current, k_now, point,
+                            tuple(spec.escalate[current - 1].notify),
+                        )
+                    )
+                out.last_escalated_at = point
+            nxt = start + (max(k_now, k_last) + 1) * step
+            if until is None or nxt < until:
+                upcoming.append(nxt)
+    out.next_check_at = min(upcoming, default=None)
+    return out
+
+
+def _repeat_delta(duration: object) -> timedelta:
+    from flows.durations import Duration
+
+    assert isinstance(duration, Duration)
+    if duration.is_working_days:
+        # A repeat counted in working days is approximated by whole days; the sweeper still only
+        # fires on due points, so a weekend merely delays the nudge.
+        return timedelta(days=duration.amount)
+    return timedelta(seconds=duration.seconds())
