@@ -4,7 +4,6 @@ waits on Prefect."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select

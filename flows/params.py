@@ -148,9 +148,10 @@ def check_values(
     for name, spec in specs.items():
         given = raw.get(name)
         if given is None:
-            if spec.default is not None:
+            default = spec.default
+            if default is not None:
                 # Copy so a run that edits a list default cannot change the playbook.
-                values[name] = list(spec.default) if isinstance(spec.default, list) else spec.default
+                values[name] = list(default) if isinstance(default, list) else default
             elif spec.required:
                 problems.append(
                     ParamProblem(name, "missing", f"missing required parameter '{name}'")

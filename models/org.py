@@ -245,7 +245,9 @@ def load_org(path: Path) -> OrgChart:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise OrgInvalid([SourceError(str(path), 1, 1, "", f"cannot read org file: {exc}")]) from exc
+        raise OrgInvalid(
+            [SourceError(str(path), 1, 1, "", f"cannot read org file: {exc}")]
+        ) from exc
     return load_org_text(text, filename=str(path))
 
 
@@ -514,9 +516,7 @@ class _Builder:
                 continue
             if name in roles:
                 # `to:` and `notify:` accept roles and channels alike; one name must mean one thing.
-                self.error(
-                    path, f"channel '{name}' has the same name as a role", at_key=True
-                )
+                self.error(path, f"channel '{name}' has the same name as a role", at_key=True)
                 continue
             if not isinstance(url, str) or not URL.match(url):
                 self.error(

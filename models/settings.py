@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     environment: str = Field("development", description="development | production")
     prefect_enabled: bool = Field(True, description="Record runs in Prefect (off only for "
                                   "benchmarks that measure the database alone).")
+    prefect_api_url: str | None = Field(
+        None, validation_alias="PREFECT_API_URL",
+        description="A Prefect server to record runs in (scale-out). Unset: closeloop starts "
+        "its own Prefect server on loopback with its database in the data dir.")
+    clock_offset: str | None = Field(
+        None, description="Run the server's clock ahead by this much (like 10m or 2h): for "
+        "drills and for tests that restart a real server across passing deadlines.")
     max_evidence_bytes: int = Field(20 * 1024 * 1024, description="Largest evidence upload.")
 
     @field_validator("timezone")
@@ -70,6 +77,15 @@ class Settings(BaseSettings):
         if not match:
             raise ValueError(f"CLOSELOOP_SWEEP_INTERVAL: expected like 30s, 1m; got {self.sweep_interval!r}")
         return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
+
+    @property
+    def clock_offset_seconds(self) -> float:
+        if not self.clock_offset:
+            return 0.0
+        match = re.fullmatch(r"\s*(\d+)\s*(s|m|h|d)\s*", self.clock_offset)
+        if not match:
+            raise ValueError(f"CLOSELOOP_CLOCK_OFFSET: expected like 10m, 2h; got {self.clock_offset!r}")
+        return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]])
 
     def signing_secret(self) -> str:
         """The configured secret, or one generated once and kept (0600) in the data dir."""

@@ -105,14 +105,18 @@ class _HttpHandler(BaseHTTPRequestHandler):
             status=status,
         )
         reply = b'{"ok": true}' if 200 <= status < 300 else b'{"ok": false}'
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-        # Record after answering so a test that saw the request also sees the sender's outcome
-        # soon after; the sender has the full reply either way.
-        rx._requests.add(request)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+        except OSError:
+            # The client gave up (e.g. its read timeout ran out while the request was held).
+            self.close_connection = True
+        finally:
+            # Recorded after answering: once a test sees the request, the sender has its reply.
+            rx._requests.add(request)
 
     do_POST = do_PUT = do_PATCH = do_GET = do_DELETE = _handle
 
@@ -142,9 +146,13 @@ class HttpReceiver:
 
     # lifecycle
 
+    def _serve(self) -> None:
+        # A short poll so close() (which waits for the serving loop to notice) is quick.
+        self._server.serve_forever(poll_interval=0.05)
+
     def start(self) -> Self:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"http-receiver-{self.port}", daemon=True
+            target=self._serve, name=f"http-receiver-{self.port}", daemon=True
         )
         self._thread.start()
         return self
@@ -160,7 +168,9 @@ class HttpReceiver:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -380,9 +390,13 @@ class SmtpReceiver:
         self.port: int = self._server.server_address[1]
         self._thread: threading.Thread | None = None
 
+    def _serve(self) -> None:
+        # A short poll so close() (which waits for the serving loop to notice) is quick.
+        self._server.serve_forever(poll_interval=0.05)
+
     def start(self) -> Self:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"smtp-receiver-{self.port}", daemon=True
+            target=self._serve, name=f"smtp-receiver-{self.port}", daemon=True
         )
         self._thread.start()
         return self
@@ -397,7 +411,9 @@ class SmtpReceiver:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()

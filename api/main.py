@@ -1,0 +1,41 @@
+"""The app factory: routes, error handlers and, in the lifespan, the background workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import evidence, playbooks, runs, system, tasks
+from api.workers import Workers
+from flows.runtime import Runtime
+
+
+def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workers = Workers(rt, prefect=prefect) if background else None
+        app.state.workers = workers
+        if workers:
+            workers.start()
+        try:
+            yield
+        finally:
+            if workers:
+                workers.stop()
+
+    app = FastAPI(
+        title="closeloop",
+        description="应急管理闭环工作流 · playbooks compiled to Prefect flows that track every "
+        "step, deadline and escalation",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    app.state.workers = None
+    errors.install(app)
+    for module in (system, playbooks, runs, tasks, evidence):
+        app.include_router(module.router)
+    return app

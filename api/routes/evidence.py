@@ -1,0 +1,48 @@
+"""Evidence upload and download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Response, UploadFile
+from pydantic import BaseModel
+
+from api.deps import CurrentPerson, RuntimeDep
+from flows.access import can_read_step
+from flows.evidence import read_evidence, store_evidence
+from models.db import read_session
+from models.documents import Evidence
+from models.errors import Forbidden, NotFound
+from models.task import StepInstance
+
+router = APIRouter(prefix="/api/evidence", tags=["evidence"])
+
+
+class EvidencePublic(BaseModel):
+    id: str
+    sha256: str
+    size: int
+    content_type: str
+    filename: str
+
+
+@router.post("", status_code=201, response_model=EvidencePublic)
+async def upload(rt: RuntimeDep, person: CurrentPerson,
+                 file: Annotated[UploadFile, File()]) -> EvidencePublic:
+    """Upload a photo or document; attach it by id when completing a task."""
+    data = await file.read(rt.settings.max_evidence_bytes + 1)
+    row = store_evidence(rt, data=data, filename=file.filename or "upload", uploaded_by=person)
+    return EvidencePublic(id=row.id, sha256=row.sha256, size=row.size,
+                          content_type=row.content_type, filename=row.filename)
+
+
+@router.get("/{evidence_id}")
+def download(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Response:
+    with read_session(rt.db) as session:
+        row = session.get(Evidence, evidence_id)
+        if row is None:
+            raise NotFound("evidence", evidence_id)
+        step = session.get(StepInstance, row.step_id) if row.step_id else None
+    if row.uploaded_by != person and (step is None or not can_read_step(rt.org, person, step)):
+        raise Forbidden("无权查看该证据 / evidence belongs to another unit")
+    return Response(read_evidence(row), media_type=row.content_type)

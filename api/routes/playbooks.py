@@ -1,0 +1,43 @@
+"""Playbooks: list, read, validate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from flows.loader import load_playbook_text
+
+from api.deps import CurrentPerson, RuntimeDep
+from models.errors import InvalidInput
+
+router = APIRouter(prefix="/api/playbooks", tags=["playbooks"])
+
+
+@router.get("")
+def list_(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """Playbooks loaded from the playbooks folder, and files that failed to load."""
+    data = [
+        {"id": pb.id, "version": pb.version, "title": pb.title, "title_en": pb.title_en,
+         "kind": pb.kind, "steps": len(pb.steps), "stages": pb.stages}
+        for pb in sorted(rt.catalog.current.values(), key=lambda p: p.id)
+    ]
+    return {"data": data, "count": len(data), "errors": [e.as_dict() for e in rt.catalog.errors]}
+
+
+@router.get("/{playbook_id}")
+def read(playbook_id: str, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """The compiled playbook (modules spliced in, steps in order)."""
+    return rt.catalog.get(playbook_id).model_dump(mode="json", by_alias=True)
+
+
+@router.post("/validate")
+async def validate(request: Request, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """Validate a playbook sent as the YAML body: 200 when valid, else 422 with every error."""
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("body", "playbook must be UTF-8 text") from exc
+    name = request.query_params.get("filename", "playbook.yaml")
+    pb = load_playbook_text(text, filename=name, context=rt.catalog.context)
+    return {"valid": True, "id": pb.id, "version": pb.version, "steps": len(pb.steps)}

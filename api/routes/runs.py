@@ -1,0 +1,82 @@
+"""Runs: start, list, read (steps, escalations, timeline), cancel, stage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import CurrentPerson, RuntimeDep
+from api.schemas import CancelBody, RunCreate, RunPublic, RunsPublic, StageChange, run_view
+from flows import lifecycle
+from flows.access import readable_units, require_read_run
+from models.db import read_session
+from models.errors import InvalidInput
+from models.queries import list_runs, run_detail
+from models.run import RUN_STATUSES
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+
+@router.post("", status_code=201, response_model=RunPublic)
+def start(body: RunCreate, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
+    """Start a run of a playbook for a unit; returns at once with its step instances."""
+    run = lifecycle.start_run(rt, playbook_id=body.playbook, unit_id=body.unit,
+                              params=body.params, actor=person)
+    with read_session(rt.db) as session:
+        steps, _, _ = run_detail(session, run_id=run.id or 0)
+    return run_view(rt, run, steps=steps)
+
+
+@router.get("", response_model=RunsPublic)
+def list_(
+    rt: RuntimeDep, person: CurrentPerson,
+    playbook: str | None = None, status: str | None = None, unit: str | None = None,
+    since: datetime | None = None, until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunsPublic:
+    """Runs the caller may see, newest first."""
+    if status and status not in RUN_STATUSES:
+        raise InvalidInput("status", f"unknown status '{status}' (known: "
+                           f"{', '.join(RUN_STATUSES)})")
+    units = readable_units(rt.org, person)
+    if unit:
+        if unit not in rt.org.units:
+            raise InvalidInput("unit", f"unknown unit '{unit}'")
+        below = rt.org.descendants(unit)
+        units = [u for u in below if units is None or u in units]
+    with read_session(rt.db) as session:
+        rows, total = list_runs(session, units=units, playbook=playbook, status=status,
+                                since=since, until=until, limit=limit, offset=offset)
+    return RunsPublic(data=[run_view(rt, r) for r in rows], count=total, limit=limit,
+                      offset=offset)
+
+
+@router.get("/{run_id}", response_model=RunPublic)
+def read(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
+    """A run with its steps, escalations and timeline (the audit trail)."""
+    with read_session(rt.db) as session:
+        run = lifecycle.load_run(session, run_id)
+        require_read_run(rt.org, person, run)
+        steps, escalations, events = run_detail(session, run_id=run_id)
+    return run_view(rt, run, steps=steps, escalations=escalations, events=events)
+
+
+@router.post("/{run_id}/cancel", response_model=RunPublic)
+def cancel(run_id: int, rt: RuntimeDep, person: CurrentPerson,
+           body: CancelBody | None = None) -> RunPublic:
+    """Cancel a running run and its open steps (commander)."""
+    run = lifecycle.cancel_run(rt, run_id=run_id, actor=person,
+                               reason=body.reason if body else None)
+    return run_view(rt, run)
+
+
+@router.post("/{run_id}/stage", response_model=RunPublic)
+def stage(run_id: int, body: StageChange, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
+    """Move a staged run (typhoon) to a stage; that stage's steps become ready."""
+    lifecycle.set_stage(rt, run_id=run_id, stage=body.stage, actor=person)
+    with read_session(rt.db) as session:
+        run = lifecycle.load_run(session, run_id)
+        steps, _, _ = run_detail(session, run_id=run_id)
+    return run_view(rt, run, steps=steps)

@@ -1,0 +1,112 @@
+"""Health, the caller's in-app inbox of notifications, and the loopback receiver that lets the
+demo show Apprise deliveries without any outside service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import text
+from sqlmodel import select
+
+from api.deps import CurrentPerson, RuntimeDep
+from models.db import read_session, session_scope
+from models.documents import Document, ReceivedMessage
+from models.errors import Forbidden, NotFound
+from models.outbox import INBOX_URL, DeliveryAttempt, Notification
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+def health(request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """Database reachable, and the state of the background workers."""
+    with read_session(rt.db) as session:
+        session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+    workers = getattr(request.app.state, "workers", None)
+    return {"status": "ok", "database": rt.db.dialect.name,
+            "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
+            **(workers.health() if workers else {})}
+
+
+@router.get("/api/inbox")
+def inbox(rt: RuntimeDep, person: CurrentPerson,
+          limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    """Notifications sent to the caller (in-app), newest first."""
+    with read_session(rt.db) as session:
+        rows = session.exec(
+            select(Notification).where(Notification.recipient == person,
+                                       Notification.url == INBOX_URL)
+            .order_by(Notification.id.desc()).limit(limit)  # type: ignore[union-attr]
+        ).all()
+    return {"data": [{"id": n.id, "kind": n.kind, "title": n.title, "body": n.body,
+                      "run_id": n.run_id, "step_id": n.step_id, "at": n.created_at,
+                      "at_local": rt.renderer.local(n.created_at)} for n in rows]}
+
+
+@router.get("/api/runs/{run_id}/notifications")
+def run_notifications(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """Every notification of a run with its delivery attempts (the outbox record)."""
+    from api.routes.runs import read as read_run  # same visibility rule as the run itself
+
+    read_run(run_id, rt, person)
+    with read_session(rt.db) as session:
+        notes = session.exec(select(Notification).where(Notification.run_id == run_id)
+                             .order_by(Notification.id)).all()
+        ids = [n.id for n in notes]
+        attempts = session.exec(select(DeliveryAttempt).where(
+            DeliveryAttempt.notification_id.in_(ids))).all() if ids else []  # type: ignore[attr-defined]
+    by_note: dict[int, list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_note.setdefault(a.notification_id, []).append(
+            {"at": a.at, "ok": a.ok, "error": a.error, "duration_ms": a.duration_ms})
+    return {"data": [{"id": n.id, "kind": n.kind, "recipient": n.recipient,
+                      "recipient_kind": n.recipient_kind, "url": n.url, "title": n.title,
+                      "status": n.status, "attempts": by_note.get(n.id or 0, []),
+                      "created_at": n.created_at, "delivered_at": n.delivered_at}
+                     for n in notes]}
+
+
+@router.get("/api/runs/{run_id}/documents")
+def run_documents(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """Documents the run rendered (first report, notices, forms)."""
+    from api.routes.runs import read as read_run
+
+    read_run(run_id, rt, person)
+    with read_session(rt.db) as session:
+        docs = session.exec(select(Document).where(Document.run_id == run_id)).all()
+    return {"data": [{"id": d.id, "step_id": d.step_id, "title": d.title,
+                      "template": d.template, "body": d.body, "created_at": d.created_at}
+                     for d in docs]}
+
+
+@router.post("/api/receiver/{channel}", status_code=201)
+async def receive(channel: str, request: Request, rt: RuntimeDep) -> dict[str, Any]:
+    """Loopback receiver for Apprise json:// deliveries (the demo's duty-office channels).
+    Accepts only connections from this machine."""
+    client = request.client.host if request.client else ""
+    if client not in ("127.0.0.1", "::1", "testclient"):
+        raise Forbidden("the receiver only accepts loopback deliveries")
+    try:
+        payload = await request.json()
+    except ValueError:
+        payload = {"raw": (await request.body()).decode("utf-8", "replace")}
+    if not isinstance(payload, dict):
+        payload = {"value": payload}
+    with session_scope(rt.db) as session:
+        session.add(ReceivedMessage(channel=channel[:80], received_at=rt.clock.now(),
+                                    title=payload.get("title"), body=payload.get("message"),
+                                    payload=payload))
+    return {"ok": True}
+
+
+@router.get("/api/receiver/{channel}")
+def received(channel: str, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """What the loopback receiver got on a channel, newest first."""
+    with read_session(rt.db) as session:
+        rows = session.exec(select(ReceivedMessage).where(ReceivedMessage.channel == channel)
+                            .order_by(ReceivedMessage.id.desc()).limit(200)).all()  # type: ignore[union-attr]
+    if not rows and channel not in {c.rsplit("/", 1)[-1] for c in rt.org.channels.values()}:
+        raise NotFound("channel", channel)
+    return {"data": [{"id": r.id, "title": r.title, "body": r.body,
+                      "received_at": r.received_at} for r in rows]}

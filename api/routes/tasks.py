@@ -1,0 +1,108 @@
+"""Tasks (human step instances): the inbox, and what people do to them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import CurrentPerson, RuntimeDep
+from api.schemas import (
+    Completion,
+    Extension,
+    Reassignment,
+    StepPublic,
+    StepsPublic,
+    Verification,
+    step_view,
+)
+from flows import tasks
+from flows.access import can_read_step, readable_units
+from models.db import read_session
+from models.errors import Forbidden, InvalidInput, NotFound
+from models.queries import list_steps
+from models.task import OPEN_STATUSES, STEP_STATUSES, StepInstance
+
+router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+
+
+@router.get("", response_model=StepsPublic)
+def list_(
+    rt: RuntimeDep, person: CurrentPerson,
+    mine: bool = False, status: str | None = None, overdue: bool | None = None,
+    unit: str | None = None, run: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> StepsPublic:
+    """Tasks the caller may see; `mine=true` is their inbox. `status` may be a comma list or
+    `open` (ready, acked, submitted, rejected)."""
+    statuses: list[str] | None = None
+    if status:
+        statuses = []
+        for s in status.split(","):
+            if s == "open":
+                statuses += list(OPEN_STATUSES)
+            elif s in STEP_STATUSES:
+                statuses.append(s)
+            else:
+                raise InvalidInput("status", f"unknown status '{s}' (known: open, "
+                                   f"{', '.join(STEP_STATUSES)})")
+    units = readable_units(rt.org, person)
+    if unit:
+        if unit not in rt.org.units:
+            raise InvalidInput("unit", f"unknown unit '{unit}'")
+        units = [u for u in rt.org.descendants(unit) if units is None or u in units]
+    with read_session(rt.db) as session:
+        rows, total = list_steps(
+            session, units=None if mine else units,
+            mine=rt.org.person_role_units(person) if mine else None, person=person,
+            status=statuses, overdue=overdue, run_id=run, limit=limit, offset=offset,
+        )
+    return StepsPublic(data=[step_view(rt, r) for r in rows], count=total, limit=limit,
+                       offset=offset)
+
+
+@router.get("/{task_id}", response_model=StepPublic)
+def read(task_id: int, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
+    with read_session(rt.db) as session:
+        step = session.get(StepInstance, task_id)
+        if step is None:
+            raise NotFound("task", task_id)
+    if not can_read_step(rt.org, person, step):
+        raise Forbidden("无权查看该任务 / task belongs to another unit")
+    return step_view(rt, step)
+
+
+@router.post("/{task_id}/ack", response_model=StepPublic)
+def ack(task_id: int, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
+    """Acknowledge (签收/叫应) a task."""
+    return step_view(rt, tasks.ack(rt, step_id=task_id, actor=person))
+
+
+@router.post("/{task_id}/complete", response_model=StepPublic)
+def complete(task_id: int, body: Completion, rt: RuntimeDep,
+             person: CurrentPerson) -> StepPublic:
+    """Complete a task (with evidence where required); goes to verification if required."""
+    return step_view(rt, tasks.complete(rt, step_id=task_id, actor=person, note=body.note,
+                                        outputs=body.outputs, evidence=body.evidence))
+
+
+@router.post("/{task_id}/verify", response_model=StepPublic)
+def verify(task_id: int, body: Verification, rt: RuntimeDep,
+           person: CurrentPerson) -> StepPublic:
+    """Approve or reject a submitted task (a second person where the playbook says so)."""
+    return step_view(rt, tasks.verify(rt, step_id=task_id, actor=person, approve=body.approve,
+                                      note=body.note))
+
+
+@router.post("/{task_id}/extend", response_model=StepPublic)
+def extend(task_id: int, body: Extension, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
+    """Move a task's deadline (the original is kept); the escalation ladder restarts."""
+    return step_view(rt, tasks.extend(rt, step_id=task_id, actor=person, due_at=body.due_at,
+                                      reason=body.reason))
+
+
+@router.post("/{task_id}/reassign", response_model=StepPublic)
+def reassign(task_id: int, body: Reassignment, rt: RuntimeDep,
+             person: CurrentPerson) -> StepPublic:
+    """Hand a task to a named person."""
+    return step_view(rt, tasks.reassign(rt, step_id=task_id, actor=person, person=body.person))

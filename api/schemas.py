@@ -1,0 +1,192 @@
+"""Request and response shapes of the HTTP API, and the views that fill them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.runtime import Runtime
+from models.audit import AuditEvent
+from models.escalation import Escalation
+from models.run import Run
+from models.task import StepInstance
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    playbook: str = Field(description="Playbook id, e.g. gas-leak")
+    unit: str = Field(description="Unit id the run is for")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class StageChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage: str
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = None
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Verification(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    approve: bool
+    note: str | None = None
+
+
+class Extension(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    due_at: datetime
+    reason: str
+
+
+class Reassignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    person: str
+
+
+class Person(BaseModel):
+    id: str
+    name: str
+
+
+class StepPublic(BaseModel):
+    id: int
+    run_id: int
+    step: str
+    title: str
+    action: str
+    role: str | None
+    unit_id: str
+    unit_name: str
+    item: Any = None
+    assignees: list[Person]
+    status: str
+    overdue: bool
+    escalation_level: int
+    due_at: datetime | None
+    due_at_local: str | None
+    original_due_at: datetime | None
+    ready_at: datetime | None
+    acked_at: datetime | None
+    submitted_by: str | None
+    verified_by: str | None
+    done_at: datetime | None
+    note: str | None
+    outputs: dict[str, Any]
+    evidence: list[str]
+    reject_reason: str | None
+
+
+class EscalationPublic(BaseModel):
+    id: int
+    step_id: int
+    step: str
+    kind: str
+    level: int
+    repeat: int
+    scheduled_at: datetime
+    fired_at: datetime
+    recipients: list[str]
+
+
+class EventPublic(BaseModel):
+    id: int
+    at: datetime
+    at_local: str
+    actor: str
+    action: str
+    step_id: int | None
+    from_state: str | None
+    to_state: str | None
+    detail: dict[str, Any]
+
+
+class RunPublic(BaseModel):
+    id: int
+    playbook: str
+    playbook_version: int
+    title: str
+    unit_id: str
+    unit_name: str
+    status: str
+    stage: str | None
+    params: dict[str, Any]
+    started_by: str
+    started_at: datetime
+    started_at_local: str
+    finished_at: datetime | None
+    parent_step_id: int | None
+    steps: list[StepPublic] | None = None
+    escalations: list[EscalationPublic] | None = None
+    timeline: list[EventPublic] | None = None
+
+
+class Page(BaseModel):
+    count: int
+    limit: int
+    offset: int
+
+
+class RunsPublic(Page):
+    data: list[RunPublic]
+
+
+class StepsPublic(Page):
+    data: list[StepPublic]
+
+
+def person_view(rt: Runtime, person_id: str) -> Person:
+    p = rt.org.people.get(person_id)
+    return Person(id=person_id, name=p.name if p else person_id)
+
+
+def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
+    unit = rt.org.units.get(s.unit_id)
+    return StepPublic(
+        id=s.id or 0, run_id=s.run_id, step=s.step_key, title=s.title, action=s.action,
+        role=s.role, unit_id=s.unit_id, unit_name=unit.name if unit else s.unit_id,
+        item=s.item, assignees=[person_view(rt, p) for p in s.assignees], status=s.status,
+        overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
+        due_at_local=rt.renderer.local(s.due_at) or None, original_due_at=s.original_due_at,
+        ready_at=s.ready_at, acked_at=s.acked_at, submitted_by=s.submitted_by,
+        verified_by=s.verified_by, done_at=s.done_at, note=s.note, outputs=s.outputs or {},
+        evidence=s.evidence or [], reject_reason=s.reject_reason,
+    )
+
+
+def run_view(
+    rt: Runtime, run: Run, *, steps: list[StepInstance] | None = None,
+    escalations: list[Escalation] | None = None, events: list[AuditEvent] | None = None,
+) -> RunPublic:
+    unit = rt.org.units.get(run.unit_id)
+    return RunPublic(
+        id=run.id or 0, playbook=run.playbook_id, playbook_version=run.playbook_version,
+        title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
+        status=run.status, stage=run.stage, params=run.params, started_by=run.started_by,
+        started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),
+        finished_at=run.finished_at, parent_step_id=run.parent_step_id,
+        steps=[step_view(rt, s) for s in steps] if steps is not None else None,
+        escalations=[
+            EscalationPublic(id=e.id or 0, step_id=e.step_id, step=e.step_key, kind=e.kind,
+                             level=e.level, repeat=e.repeat, scheduled_at=e.scheduled_at,
+                             fired_at=e.fired_at, recipients=e.recipients)
+            for e in escalations
+        ] if escalations is not None else None,
+        timeline=[
+            EventPublic(id=e.id or 0, at=e.at, at_local=rt.renderer.local(e.at, "%Y-%m-%d %H:%M:%S"),
+                        actor=e.actor, action=e.action, step_id=e.step_id,
+                        from_state=e.from_state, to_state=e.to_state, detail=e.detail)
+            for e in events
+        ] if events is not None else None,
+    )

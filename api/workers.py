@@ -1,0 +1,57 @@
+"""The server's background work: the segment runner (Prefect), the deadline sweeper and the
+outbox. Started by the app's lifespan; none of it is on a request's path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.notify import OutboxWorker
+from flows.prefect_server import PrefectServer
+from flows.runtime import Runtime
+from flows.segments import SegmentRunner
+from flows.sweeper import SweeperThread
+
+
+class Workers:
+    def __init__(self, rt: Runtime, *, prefect: bool = True, sweep: bool = True) -> None:
+        self.rt = rt
+        self.prefect_server = PrefectServer(rt.settings) if prefect else None
+        self.segments = (
+            SegmentRunner(rt, api_url_provider=self.prefect_server.start)
+            if self.prefect_server else None
+        )
+        self.sweeper = SweeperThread(rt, interval=rt.settings.sweep_seconds) if sweep else None
+        self.outbox = OutboxWorker(rt.db, clock=rt.clock, interval=1.0)
+
+    def start(self) -> None:
+        if self.segments:
+            self.segments.start()
+        if self.sweeper:
+            self.sweeper.start()
+        self.outbox.start()
+
+    def stop(self) -> None:
+        if self.sweeper:
+            self.sweeper.stop()
+        if self.segments:
+            self.segments.stop()
+        self.outbox.stop()
+        if self.prefect_server:
+            self.prefect_server.stop()
+
+    def health(self) -> dict[str, Any]:
+        seg = self.segments
+        return {
+            "prefect": {
+                "api_url": self.prefect_server.api_url if self.prefect_server else None,
+                "ready": bool(seg and seg.ready.is_set()),
+                "error": seg.error if seg else None,
+                "segments_run": seg.segments_run if seg else 0,
+            },
+            "sweeper": {
+                "interval_s": self.rt.settings.sweep_seconds,
+                "errors": self.sweeper.errors if self.sweeper else 0,
+                "last": vars(self.sweeper.last) | {"lags": None}
+                if self.sweeper and self.sweeper.last else None,
+            },
+        }

@@ -1,0 +1,176 @@
+"""Checks of one validated step against what the installation knows.
+
+Roles and channels (the org chart), stages, templates, child playbooks and expressions:
+everything a step refers to is looked up once at load time, so a typo fails the playbook,
+not a run at 3 a.m. Each problem is one SourceError at the offending value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows.expressions import (
+    BUILTIN_NAMES,
+    CONTEXT_NAMES,
+    ExpressionError,
+    compile_expression,
+    compile_value,
+    is_template_string,
+)
+from flows.locate import Where, choices
+from flows.spec import StepSource, step_problems
+from models.errors import SourceError
+from models.yamlpos import PathKey
+
+
+@dataclass(frozen=True)
+class CheckEnv:
+    """What a step may refer to; None means "not known here, don't check"."""
+
+    roles: frozenset[str] | None
+    channels: frozenset[str]
+    stages: tuple[str, ...] | None
+    templates: frozenset[str] | None
+    templates_dir: str
+    playbooks: frozenset[str] | None
+    params: tuple[str, ...] | None
+    step_ids: tuple[str, ...]  # in playbook order, for messages
+    prefixes: frozenset[str]  # module aliases: `steps.report` reaches the `report.*` steps
+    helpers: frozenset[str]
+
+    step_set: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Membership tests run once per `steps.x` lookup; keep them O(1).
+        object.__setattr__(self, "step_set", frozenset(self.step_ids))
+
+    @property
+    def names(self) -> frozenset[str]:
+        return CONTEXT_NAMES | self.helpers | BUILTIN_NAMES
+
+
+def check_step(step: StepSource, where: Where, env: CheckEnv) -> list[SourceError]:
+    out = [where.at(path, message) for path, message in step_problems(step)]
+    if env.roles is not None:
+        if step.role is not None:
+            out += _role(step.role, where, ("role",), env)
+        if step.verify is not None:
+            out += _role(step.verify.role, where, ("verify", "role"), env)
+        out += _recipients(step.to, where, ("to",), env)
+        for i, remind in enumerate(step.remind):
+            out += _recipients(remind.to, where, ("remind", i, "to"), env)
+        for i, level in enumerate(step.escalate):
+            out += _recipients(level.notify, where, ("escalate", i, "notify"), env)
+    if step.stage is not None and env.stages is not None and step.stage not in env.stages:
+        known = choices(env.stages, step.stage) if env.stages else "the playbook has no stages"
+        out.append(where.at(("stage",), f"unknown stage '{step.stage}' (known: {known})"))
+    if step.template is not None:
+        out += _template(step.template, where, env)
+    if step.playbook is not None and env.playbooks is not None:
+        if step.playbook not in env.playbooks:
+            known = choices(sorted(env.playbooks), step.playbook)
+            out.append(
+                where.at(("playbook",), f"unknown playbook '{step.playbook}' (known: {known})")
+            )
+    if step.when is not None:
+        out += check_expression(step.when, where, ("when",), env)
+    if step.for_each is not None:
+        out += check_expression(step.for_each, where, ("for_each",), env)
+    out += check_templated(step.with_, where, ("with",), env)
+    return out
+
+
+def _role(role: str, where: Where, path: PathKey, env: CheckEnv) -> list[SourceError]:
+    assert env.roles is not None
+    if role in env.roles:
+        return []
+    return [where.at(path, f"unknown role '{role}' (known: {choices(sorted(env.roles), role)})")]
+
+
+def _recipients(
+    names: Iterable[str], where: Where, path: PathKey, env: CheckEnv
+) -> list[SourceError]:
+    assert env.roles is not None
+    out: list[SourceError] = []
+    for i, name in enumerate(names):
+        if name in env.roles or name in env.channels:
+            continue
+        roles = choices(sorted(env.roles), name)
+        channels = choices(sorted(env.channels), name)
+        out.append(
+            where.at(
+                (*path, i),
+                f"unknown role or channel '{name}' (roles: {roles}; channels: {channels})",
+            )
+        )
+    return out
+
+
+def _template(name: str, where: Where, env: CheckEnv) -> list[SourceError]:
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts:
+        return [where.at(("template",), f"template '{name}' must be a path inside "
+                         f"{env.templates_dir}")]
+    if env.templates is None or name in env.templates:
+        return []
+    known = (
+        choices(sorted(env.templates), name) if env.templates else f"{env.templates_dir} is empty"
+    )
+    return [where.at(("template",), f"unknown template '{name}' (known: {known})")]
+
+
+def check_expression(
+    expr: str, where: Where, path: PathKey, env: CheckEnv
+) -> list[SourceError]:
+    """Parse `expr` in the sandbox and check every name and `params.x`/`steps.x` it reads."""
+    try:
+        compiled = compile_expression(expr)
+    except ExpressionError as exc:
+        return [where.at(path, exc.message)]
+    return _references(compiled.names, compiled.lookups, where, path, env)
+
+
+def check_templated(value: Any, where: Where, path: PathKey, env: CheckEnv) -> list[SourceError]:
+    """`{{ }}` strings anywhere inside `value` (a step's `with`)."""
+    if isinstance(value, dict):
+        out: list[SourceError] = []
+        for key, item in value.items():
+            out += check_templated(item, where, (*path, key), env)
+        return out
+    if isinstance(value, list):
+        out = []
+        for i, item in enumerate(value):
+            out += check_templated(item, where, (*path, i), env)
+        return out
+    if not is_template_string(value):
+        return []
+    try:
+        compiled = compile_value(value)
+    except ExpressionError as exc:
+        return [where.at(path, exc.message)]
+    return _references(compiled.names, compiled.lookups, where, path, env)
+
+
+def _references(
+    names: frozenset[str],
+    lookups: frozenset[tuple[str, str]],
+    where: Where,
+    path: PathKey,
+    env: CheckEnv,
+) -> list[SourceError]:
+    out: list[SourceError] = []
+    allowed = env.names
+    for name in sorted(names - allowed):
+        shown = choices(sorted(CONTEXT_NAMES | env.helpers), name)
+        out.append(where.at(path, f"unknown name '{name}' in expression (allowed: {shown})"))
+    for base, key in sorted(lookups):
+        if base == "params" and env.params is not None and key not in env.params:
+            known = choices(env.params, key) if env.params else "the playbook has no params"
+            out.append(where.at(path, f"unknown parameter '{key}' (known: {known})"))
+        elif base == "steps" and key not in env.step_set and key not in env.prefixes:
+            out.append(
+                where.at(path, f"unknown step '{key}' (known: {choices(env.step_ids, key)})")
+            )
+    return out

@@ -1,0 +1,446 @@
+"""Delivering the notification outbox through Apprise.
+
+The engine writes `Notification` rows (status pending, next_attempt_at = now) in the same
+transaction as the state change that causes them; this module sends them afterwards, so a slow
+or broken notification target never blocks or fails the step that sent it.
+
+Delivery is at-least-once. For each due row, `deliver_due`:
+
+1. claims it with a conditional UPDATE (still pending and due -> next_attempt_at = now + LEASE)
+   and commits, so no other worker thread or process can take the same row;
+2. sends it through Apprise outside any transaction, so a slow endpoint holds no database lock;
+3. in a new transaction records a `DeliveryAttempt` and marks the row delivered, schedules a
+   retry after `backoff(attempts)`, or marks it dead after `MAX_ATTEMPTS` (at once for a URL
+   Apprise cannot load: retrying would never help).
+
+A crash between 1 and 3 leaves the row claimed until the lease runs out; it is then sent again.
+Rows are claimed one at a time, just before they are sent, so the lease only has to cover one
+delivery (Apprise timeouts are kept short, see CONNECT_TIMEOUT/READ_TIMEOUT) and never a whole
+batch stuck behind a slow endpoint.
+
+In-app inbox rows (INBOX_URL) are written as delivered by the engine and never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
+from urllib.parse import parse_qsl, urlsplit
+
+import apprise
+from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from models.clock import Clock
+from models.db import read_session, session_scope
+from models.errors import CloseloopError
+from models.outbox import DEAD, DELIVERED, INBOX_URL, PENDING, DeliveryAttempt, Notification
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS: int = 8
+
+# Waits after the 1st, 2nd, ... failed attempt: quick at first (a target restarting), then
+# spread out (a target down for the night); capped at an hour.
+_BACKOFF = (
+    timedelta(seconds=10),
+    timedelta(seconds=30),
+    timedelta(minutes=1),
+    timedelta(minutes=2),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+)
+
+# How long a claimed row stays invisible to other workers. Must exceed the longest single
+# delivery (CONNECT_TIMEOUT + READ_TIMEOUT, plus Apprise's own retries if a URL asks for them),
+# or a second worker could send the same row while the first is still at it.
+LEASE = timedelta(minutes=2)
+
+# Apprise's socket timeouts (URL args `cto` and `rto`), applied when a URL does not set its own.
+# Apprise defaults to 4s/4s for HTTP plugins but 15s for email; we keep every target short so
+# one dead endpoint cannot stall the outbox. Note: the email plugin only uses the connect
+# timeout, as smtplib's timeout for every SMTP exchange.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 15.0
+
+# Playbook messages are rendered from *.md.j2 templates: Apprise turns Markdown into HTML for
+# targets that want HTML (email) and passes it through as is to text targets (json://).
+BODY_FORMAT = apprise.NotifyFormat.MARKDOWN
+
+_ERROR_MAX = 1000  # characters of an error kept in the database
+
+
+class DeliveryFailed(CloseloopError):
+    """One delivery did not go through. Apprise reports failure only by returning False (and
+    explains it in its log), so `send` raises this with the explanation instead.
+
+    `permanent` means retrying cannot help (the URL itself is unusable)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+# --------------------------------------------------------------------------------------------
+# One delivery
+
+
+class _ApprisePassLog(logging.Filter):
+    """Collects the apprise log records of the thread that is sending, to explain a failure.
+
+    Apprise says why a delivery failed only in its log: the warning ("A Connection error
+    occurred ...") at WARNING, the cause ("Socket Exception: ... Connection refused") at DEBUG.
+    To see the DEBUG line the apprise logger must let DEBUG through; this filter then drops
+    whatever the logger would not have emitted before, so nobody's log gets noisier."""
+
+    def __init__(self, apprise_logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger = apprise_logger
+        self._original_level = apprise_logger.level  # NOTSET: follow the parent, as before
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sink: list[logging.LogRecord] | None = getattr(self._local, "sink", None)
+        if sink is not None:
+            sink.append(record)
+        if self._original_level:
+            return record.levelno >= self._original_level
+        parent = self._logger.parent
+        return parent is None or record.levelno >= parent.getEffectiveLevel()
+
+    def start(self) -> list[logging.LogRecord]:
+        sink: list[logging.LogRecord] = []
+        self._local.sink = sink
+        return sink
+
+    def stop(self) -> None:
+        self._local.sink = None
+
+
+_pass_log: _ApprisePassLog | None = None
+_pass_log_lock = threading.Lock()
+
+
+def _apprise_log() -> _ApprisePassLog:
+    # Installed on first use, not at import: importing this module changes nothing global.
+    global _pass_log
+    with _pass_log_lock:
+        if _pass_log is None:
+            apprise_logger = logging.getLogger(APPRISE_LOGGER)
+            _pass_log = _ApprisePassLog(apprise_logger)
+            apprise_logger.addFilter(_pass_log)
+            if not apprise_logger.level or apprise_logger.level > logging.DEBUG:
+                apprise_logger.setLevel(logging.DEBUG)
+        return _pass_log
+
+
+def _explain(records: list[logging.LogRecord], fallback: str) -> str:
+    """Apprise's warnings about this delivery, with the low-level cause when it logged one."""
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    causes = [
+        r.getMessage()
+        for r in records
+        if r.levelno < logging.WARNING and r.getMessage().startswith("Socket Exception")
+    ]
+    text = " ".join(dict.fromkeys(warnings)) or fallback
+    if causes:
+        text += f" ({causes[-1]})"
+    return text[:_ERROR_MAX]
+
+
+def _asset() -> apprise.AppriseAsset:
+    return apprise.AppriseAsset(
+        # Send in the calling thread: the log capture above is per thread, and the outbox
+        # already has its own worker; Apprise's thread pool would only add threads.
+        async_mode=False,
+        # Nothing written to disk on behalf of a plugin (some cache tokens when allowed to).
+        storage_mode="memory",
+    )
+
+
+def send(url: str, title: str, body: str) -> None:
+    """Deliver one message to one Apprise URL; raise DeliveryFailed saying why it failed.
+
+    Only the URL's own target is contacted, with short timeouts unless the URL sets `cto`/`rto`.
+    """
+    if url == INBOX_URL:
+        raise DeliveryFailed("the in-app inbox is not sent through Apprise", permanent=True)
+    capture = _apprise_log()
+    records = capture.start()
+    try:
+        plugin = apprise.Apprise.instantiate(url, asset=_asset())
+        if plugin is None:
+            # The URL's scheme is unknown or its arguments are invalid; the text says which.
+            raise DeliveryFailed(_explain(records, "not a usable Apprise URL"), permanent=True)
+        args = {key.lower() for key, _ in parse_qsl(urlsplit(url).query)}
+        if "cto" not in args:
+            plugin.socket_connect_timeout = CONNECT_TIMEOUT
+        if "rto" not in args:
+            plugin.socket_read_timeout = READ_TIMEOUT
+        sender = apprise.Apprise(asset=plugin.asset)
+        sender.add(plugin)
+        ok = sender.notify(body=body, title=title, body_format=BODY_FORMAT)
+    finally:
+        capture.stop()
+    # Apprise returns None when nothing was notified and False when anything failed.
+    if not ok:
+        raise DeliveryFailed(_explain(records, "Apprise reported failure without a reason"))
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait before the next try after `attempts` failed attempts (1 = the first failure)."""
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {attempts}")
+    return _BACKOFF[min(attempts, len(_BACKOFF)) - 1]
+
+
+# --------------------------------------------------------------------------------------------
+# The outbox
+
+
+@dataclass
+class DeliveryReport:
+    """What one `deliver_due` pass did: rows delivered, failed attempts that will be retried,
+    and failed attempts after which the row was given up (dead)."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+
+    @property
+    def attempted(self) -> int:
+        return self.delivered + self.failed + self.dead
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    url: str
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    error: str | None
+    permanent: bool
+    duration_ms: int
+
+
+Sender = Callable[[str, str, str], None]
+
+
+def deliver_due(
+    engine: Engine, *, clock: Clock, limit: int = 100, sender: Sender = send
+) -> DeliveryReport:
+    """Send up to `limit` due notifications, oldest due first, recording every attempt.
+
+    Safe to run in several threads or processes at once (each row is claimed before it is
+    sent). One bad notification never makes this raise: its failure is recorded on the row.
+    Database errors do raise; the rows concerned are retried once their lease runs out."""
+    report = DeliveryReport()
+    for notification_id in _due_ids(engine, clock, limit):
+        claimed = _claim(engine, notification_id, clock)
+        if claimed is None:
+            continue  # another worker got there first, or it is no longer due
+        started_at = clock.now()
+        outcome = _attempt(claimed, sender)
+        status = _record(engine, claimed.id, outcome, started_at=started_at, clock=clock)
+        if status == DELIVERED:
+            report.delivered += 1
+        elif status == DEAD:
+            report.dead += 1
+        else:
+            report.failed += 1
+    return report
+
+
+def _due_ids(engine: Engine, clock: Clock, limit: int) -> list[int]:
+    with read_session(engine) as session:
+        rows = session.exec(
+            select(Notification.id)
+            .where(
+                Notification.status == PENDING,
+                col(Notification.next_attempt_at) <= clock.now(),
+                Notification.url != INBOX_URL,
+            )
+            .order_by(col(Notification.next_attempt_at), col(Notification.id))
+            .limit(limit)
+        ).all()
+    return [row for row in rows if row is not None]
+
+
+def _claim(engine: Engine, notification_id: int, clock: Clock) -> _Claimed | None:
+    """Take the row for one delivery, or None if someone else has it. The conditional UPDATE is
+    the lock: on SQLite writers are serialised (BEGIN IMMEDIATE), on PostgreSQL the second
+    UPDATE waits for the first and then re-checks the WHERE against the new next_attempt_at."""
+    now = clock.now()
+    with session_scope(engine) as session:
+        result = session.exec(
+            update(Notification)
+            .where(
+                col(Notification.id) == notification_id,
+                col(Notification.status) == PENDING,
+                col(Notification.next_attempt_at) <= now,
+                col(Notification.url) != INBOX_URL,
+            )
+            .values(next_attempt_at=now + LEASE)
+        )
+        if result.rowcount != 1:
+            return None
+        row = session.exec(
+            select(Notification.url, Notification.title, Notification.body).where(
+                Notification.id == notification_id
+            )
+        ).one()
+    return _Claimed(id=notification_id, url=row[0], title=row[1], body=row[2])
+
+
+def _attempt(claimed: _Claimed, sender: Sender) -> _Outcome:
+    """Run the sender outside any transaction, turning every failure into an outcome."""
+    start = time.monotonic()
+    try:
+        sender(claimed.url, claimed.title, claimed.body)
+    except DeliveryFailed as exc:
+        ok, error, permanent = False, exc.reason, exc.permanent
+    except Exception as exc:  # a bug in a plugin or sender must not stop the outbox
+        logger.exception("notification %s: unexpected error while sending", claimed.id)
+        ok, error, permanent = False, f"{type(exc).__name__}: {exc}", False
+    else:
+        ok, error, permanent = True, None, False
+    duration_ms = round((time.monotonic() - start) * 1000)
+    if error is not None:
+        error = error[:_ERROR_MAX]
+        logger.warning("notification %s not delivered: %s", claimed.id, error)
+    return _Outcome(ok=ok, error=error, permanent=permanent, duration_ms=duration_ms)
+
+
+def _record(
+    engine: Engine,
+    notification_id: int,
+    outcome: _Outcome,
+    *,
+    started_at: datetime,
+    clock: Clock,
+) -> str:
+    """Record the attempt and move the row on; returns the row's new status (pending for a
+    failure that will be retried)."""
+    with session_scope(engine) as session:
+        session.add(
+            DeliveryAttempt(
+                notification_id=notification_id,
+                at=started_at,
+                ok=outcome.ok,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+        )
+        row = session.get(Notification, notification_id, with_for_update=True)
+        if row is None or row.status != PENDING:
+            # Deleted meanwhile, or our lease ran out and another worker finished the row:
+            # keep its result, report ours.
+            return DELIVERED if outcome.ok else PENDING
+        now = clock.now()
+        row.attempts += 1
+        if outcome.ok:
+            row.status = DELIVERED
+            row.delivered_at = now
+            row.next_attempt_at = None
+            row.last_error = None  # set only while the latest attempt failed
+        else:
+            row.last_error = outcome.error
+            if outcome.permanent or row.attempts >= MAX_ATTEMPTS:
+                row.status = DEAD
+                row.next_attempt_at = None
+            else:
+                row.next_attempt_at = now + backoff(row.attempts)
+        session.add(row)
+        return row.status
+
+
+# --------------------------------------------------------------------------------------------
+# The worker
+
+
+class OutboxWorker:
+    """Delivers the outbox in a daemon thread: a pass every `interval` seconds, at once after
+    `wake()` (call it after committing notifications), and straight on while passes are full.
+
+    Several workers (threads or processes) may run against one database: rows are claimed."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock,
+        interval: float = 1.0,
+        limit: int = 100,
+        sender: Sender = send,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.interval = interval
+        self.limit = limit
+        self.sender = sender
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> DeliveryReport:
+        return deliver_due(self.engine, clock=self.clock, limit=self.limit, sender=self.sender)
+
+    def wake(self) -> None:
+        """Ask for a pass soon (without waiting for the interval)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="closeloop-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop after the current delivery (bounded by the Apprise timeouts)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            # Cleared before the pass: a wake() arriving during it triggers another pass.
+            self._wake.clear()
+            try:
+                report = self.run_once()
+            except Exception:  # e.g. the database is briefly unavailable: try again later
+                logger.exception("outbox delivery pass failed")
+            else:
+                if report.attempted >= self.limit:
+                    continue  # a full pass: more may be due already
+            self._wake.wait(self.interval)

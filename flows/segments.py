@@ -1,0 +1,398 @@
+"""Segments: short Prefect flow runs that carry a run forward.
+
+Whenever something happens to a run (it starts, a person finishes a step, a stage moves, a
+timer fires) a wake row is written with the change. The segment runner turns pending wakes into
+one Prefect flow run per run (flow name = playbook id; tags playbook:/run:/unit:) that
+ - executes every ready automatic step (notify, document, child playbook) as a task run named
+   after the step, advancing the run after each, until nothing automatic is ready;
+ - records every step a person finished, and every escalation fired, as a task run too,
+so Prefect's history holds the whole run. Everything a segment does is guarded by the step's
+status in the database, so replaying a segment after a crash does nothing twice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, select
+
+from flows.context import expression_context, run_view
+from flows.expressions import is_template_string, render_string
+from flows.lifecycle import load_run, start_run
+from flows.progress import AUTOMATIC_ACTIONS, advance
+from flows.recipients import notification_rows, resolve_targets
+from flows.render import RenderFailed
+from flows.runtime import Runtime
+from models import run as rs
+from models import task as st
+from models.audit import SYSTEM
+from models.db import session_scope
+from models.documents import Document
+from models.escalation import Escalation
+from models.outbox import Notification
+from models.run import Run
+from models.task import StepInstance
+from models.wake import Wake
+from models.writes import add_event, insert_ignoring_duplicates
+
+log = logging.getLogger("closeloop.segments")
+MAX_ROUNDS = 100  # automatic steps that ready further automatic steps; a guard, not a limit
+
+
+# --- the work a segment does, plain functions over the database --------------------------
+
+def ready_automatic_keys(rt: Runtime, run_id: int) -> list[str]:
+    with session_scope(rt.db) as session:
+        rows = session.exec(
+            select(StepInstance.step_key).where(
+                StepInstance.run_id == run_id, StepInstance.status == st.READY,
+                StepInstance.action.in_(AUTOMATIC_ACTIONS),  # type: ignore[attr-defined]
+                StepInstance.prefect_recorded == False,  # noqa: E712
+            ).distinct()
+        ).all()
+    return sorted(rows)
+
+
+def execute_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
+    """Run every ready instance of an automatic step, in one transaction with its effects."""
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        playbook = rt.catalog.pinned(session, run.playbook_sha)
+        spec = playbook.step(step_key)
+        instances = session.exec(
+            select(StepInstance).where(
+                StepInstance.run_id == run_id, StepInstance.step_key == step_key,
+                StepInstance.status == st.READY, StepInstance.prefect_recorded == False,  # noqa: E712
+            )
+        ).all()
+        now = rt.clock.now()
+        done = 0
+        for inst in instances:
+            if run.status != rs.RUNNING:
+                break
+            context = _template_context(session, rt, run, inst)
+            if spec.action == "notify":
+                people, channels = resolve_targets(rt.org, spec.to, inst.unit_id)
+                body = _render(session, rt, spec.template or "", context, inst)
+                title = f"【{spec.title}】{run.title}"
+                insert_ignoring_duplicates(session, Notification, notification_rows(
+                    rt.org, people=people, channels=channels, kind="notify", title=title,
+                    body=body, dedupe=f"notify|{inst.id}", now=now, run_id=run_id,
+                    step_id=inst.id,
+                ))
+                _finish(session, inst, now, {"sent_to": people + channels})
+                done += 1
+            elif spec.action == "document":
+                body = _render(session, rt, spec.template or "", context, inst)
+                insert_ignoring_duplicates(session, Document, [{
+                    "run_id": run_id, "step_id": inst.id, "template": spec.template,
+                    "title": inst.title, "body": body, "created_at": now,
+                }])
+                _finish(session, inst, now, {"document": True})
+                done += 1
+            elif spec.action == "playbook":
+                existing = session.exec(select(Run).where(Run.parent_step_id == inst.id)).first()
+                if existing is None:
+                    params = {k: _render_value(v, context) for k, v in spec.with_.items()}
+                    child = start_run(rt, playbook_id=spec.playbook or "", unit_id=inst.unit_id,
+                                      params=params, actor=run.started_by, session=session,
+                                      parent_step_id=inst.id, check_rights=False)
+                    inst.outputs = {"child_run": child.id}
+                # The step stays ready until the child run finishes (progress.py finishes it).
+                inst.prefect_recorded = True
+                session.add(inst)
+                add_event(session, at=now, actor=SYSTEM, action="child_started",
+                          run_id=run_id, step_id=inst.id, detail=inst.outputs)
+        if done:
+            advance(session, rt, run, playbook, now=now)
+        return {"step": step_key, "action": spec.action, "instances": len(instances)}
+
+
+def _render(session: Session, rt: Runtime, template: str, context: dict[str, Any],
+            inst: StepInstance) -> str:
+    """A report must still go out if its template trips over missing data: send the plain
+    facts, and put the template error in the timeline for the operator to fix."""
+    try:
+        return rt.renderer.render(template, context)
+    except RenderFailed as exc:
+        add_event(session, at=rt.clock.now(), actor=SYSTEM, action="render_failed",
+                  run_id=inst.run_id, step_id=inst.id, detail={"error": str(exc)})
+        run = context["run"]
+        params = "；".join(f"{k}：{v}" for k, v in run["params"].items())
+        return (f"{run['title']}（{run['unit']['name']}）\n开始时间：{run['started_at_local']}\n"
+                f"{params}\n（模板 {template} 渲染失败，已记录）")
+
+
+def _finish(session: Session, inst: StepInstance, now: Any, outputs: dict[str, Any]) -> None:
+    inst.status = st.DONE
+    inst.done_at = now
+    inst.next_check_at = None
+    inst.outputs = outputs
+    inst.prefect_recorded = True
+    inst.version += 1
+    session.add(inst)
+    add_event(session, at=now, actor=SYSTEM, action="done", run_id=inst.run_id,
+              step_id=inst.id, from_state=st.READY, to_state=st.DONE, detail=outputs)
+
+
+def _render_value(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, str) and is_template_string(value):
+        return render_string(value, context)
+    return value
+
+
+def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstance
+                      ) -> dict[str, Any]:
+    ctx = expression_context(session, rt, run, item=inst.item)
+    ctx["run"] = run_view(rt, run) | {"unit": {"id": run.unit_id,
+                                               "name": rt.org.unit(run.unit_id).name}}
+    ctx["step"] = {"id": inst.step_key, "title": inst.title,
+                   "due_at_local": rt.renderer.local(inst.due_at),
+                   "assignees": [rt.org.people[p].name for p in inst.assignees
+                                 if p in rt.org.people]}
+    ctx["now_local"] = rt.renderer.local(rt.clock.now())
+    return ctx
+
+
+def unrecorded_finished_keys(rt: Runtime, run_id: int) -> list[str]:
+    with session_scope(rt.db) as session:
+        rows = session.exec(
+            select(StepInstance.step_key).where(
+                StepInstance.run_id == run_id,
+                StepInstance.status.in_((st.DONE, st.SKIPPED)),  # type: ignore[attr-defined]
+                StepInstance.prefect_recorded == False,  # noqa: E712
+            ).distinct()
+        ).all()
+    return sorted(rows)
+
+
+def record_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
+    """A step people finished: its Prefect task run carries who, when and the outputs."""
+    with session_scope(rt.db) as session:
+        rows = session.exec(
+            select(StepInstance).where(
+                StepInstance.run_id == run_id, StepInstance.step_key == step_key,
+                StepInstance.status.in_((st.DONE, st.SKIPPED)),  # type: ignore[attr-defined]
+                StepInstance.prefect_recorded == False,  # noqa: E712
+            )
+        ).all()
+        session.execute(
+            update(StepInstance)
+            .where(StepInstance.id.in_([r.id for r in rows]))  # type: ignore[union-attr]
+            .values(prefect_recorded=True)
+        )
+        return {
+            "step": step_key,
+            "instances": [
+                {"id": r.id, "status": r.status, "by": r.submitted_by,
+                 "verified_by": r.verified_by, "outputs": r.outputs,
+                 "done_at": r.done_at.isoformat() if r.done_at else None}
+                for r in rows
+            ],
+        }
+
+
+def unrecorded_escalations(rt: Runtime, run_id: int) -> list[tuple[int, str]]:
+    with session_scope(rt.db) as session:
+        rows = session.exec(
+            select(Escalation.id, Escalation.step_key, Escalation.kind, Escalation.level,
+                   Escalation.repeat)
+            .where(Escalation.run_id == run_id, Escalation.prefect_recorded == False)  # noqa: E712
+            .order_by(Escalation.id)
+        ).all()
+    return [(r[0], f"{r[1]} · {r[2]} L{r[3]}" + (f" repeat {r[4]}" if r[4] else ""))
+            for r in rows]
+
+
+def record_escalation(rt: Runtime, escalation_id: int) -> dict[str, Any]:
+    with session_scope(rt.db) as session:
+        esc = session.get(Escalation, escalation_id)
+        if esc is None:
+            return {}
+        esc.prefect_recorded = True
+        session.add(esc)
+        return {"step": esc.step_key, "kind": esc.kind, "level": esc.level,
+                "repeat": esc.repeat, "scheduled_at": esc.scheduled_at.isoformat(),
+                "fired_at": esc.fired_at.isoformat(), "recipients": esc.recipients}
+
+
+def segment_body(
+    rt: Runtime, run_id: int, *, execute: Any = None, record: Any = None, escalate: Any = None
+) -> dict[str, Any]:
+    """One segment's work. In the server each call below is a Prefect task run (see
+    PrefectSegments); called bare it is the same logic, which is what unit tests exercise."""
+    execute = execute or (lambda key: execute_step(rt, run_id, key))
+    record = record or (lambda key: record_step(rt, run_id, key))
+    escalate = escalate or (lambda esc_id, _name: record_escalation(rt, esc_id))
+    executed: list[str] = []
+    for _ in range(MAX_ROUNDS):
+        keys = ready_automatic_keys(rt, run_id)
+        if not keys:
+            break
+        for key in keys:
+            execute(key)
+            executed.append(key)
+    recorded = unrecorded_finished_keys(rt, run_id)
+    for key in recorded:
+        record(key)
+    escalations = unrecorded_escalations(rt, run_id)
+    for esc_id, name in escalations:
+        escalate(esc_id, name)
+    return {"executed": executed, "recorded": recorded, "escalations": len(escalations)}
+
+
+# --- Prefect ---------------------------------------------------------------------------
+
+class PrefectSegments:
+    """Builds the Prefect flow and tasks once (importing Prefect is slow; only the runner does)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        from prefect import flow, tags, task
+        from prefect.cache_policies import NO_CACHE
+
+        self.rt = rt
+        self._tags = tags
+        opts = {"cache_policy": NO_CACHE, "persist_result": False, "retries": 0}
+        self.execute = task(name="step", **opts)(lambda run_id, key: execute_step(rt, run_id, key))
+        self.record = task(name="step", **opts)(lambda run_id, key: record_step(rt, run_id, key))
+        self.escalate = task(name="escalation", **opts)(
+            lambda esc_id: record_escalation(rt, esc_id))
+        self._flow = flow(name="segment", persist_result=False, validate_parameters=False,
+                          log_prints=False)(self._body)
+        self._flows: dict[str, Any] = {}
+
+    def _body(self, run_id: int) -> dict[str, Any]:
+        return segment_body(
+            self.rt, run_id,
+            execute=lambda key: self.execute.with_options(task_run_name=key)(run_id, key),
+            record=lambda key: self.record.with_options(task_run_name=key)(run_id, key),
+            escalate=lambda esc_id, name: self.escalate.with_options(task_run_name=name)(esc_id),
+        )
+
+    def run(self, run: Run, number: int) -> dict[str, Any]:
+        flow = self._flows.get(run.playbook_id)
+        if flow is None:
+            flow = self._flow.with_options(name=run.playbook_id)
+            self._flows[run.playbook_id] = flow
+        named = flow.with_options(flow_run_name=f"run-{run.id}-segment-{number}")
+        with self._tags(f"playbook:{run.playbook_id}", f"run:{run.id}", f"unit:{run.unit_id}"):
+            return named(run.id)  # type: ignore[no-any-return]
+
+
+def claim_wakes(rt: Runtime, *, limit: int = 20, lease: timedelta = timedelta(minutes=2)
+                ) -> list[tuple[int, int]]:
+    """(run id, highest wake id) for runs with pending wakes; pushes their not_before forward by
+    a lease so another runner (another process) leaves them alone while this one works."""
+    now = rt.clock.now()
+    with session_scope(rt.db) as session:
+        rows = session.exec(
+            select(Wake.run_id, func.max(Wake.id))
+            .where(Wake.done_at == None, Wake.not_before <= now)  # noqa: E711
+            .group_by(Wake.run_id).order_by(func.min(Wake.id)).limit(limit)
+        ).all()
+        for run_id, max_id in rows:
+            session.execute(
+                update(Wake).where(Wake.run_id == run_id, Wake.id <= max_id,
+                                   Wake.done_at == None)  # noqa: E711
+                .values(not_before=now + lease, attempts=Wake.attempts + 1)
+            )
+    return [(int(r), int(m)) for r, m in rows]
+
+
+def finish_wakes(rt: Runtime, run_id: int, max_id: int, *, error: str | None = None) -> None:
+    now = rt.clock.now()
+    with session_scope(rt.db) as session:
+        if error is None:
+            session.execute(update(Wake).where(Wake.run_id == run_id, Wake.id <= max_id,
+                                               Wake.done_at == None)  # noqa: E711
+                            .values(done_at=now))
+        else:
+            # Retry with backoff; Prefect being briefly unavailable must not lose the wake.
+            session.execute(update(Wake).where(Wake.run_id == run_id, Wake.id <= max_id,
+                                               Wake.done_at == None)  # noqa: E711
+                            .values(last_error=error[:2000],
+                                    not_before=now + timedelta(seconds=15)))
+
+
+def next_segment_number(rt: Runtime, run_id: int) -> tuple[Run, int]:
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        run.segments += 1
+        session.add(run)
+        return run, run.segments
+
+
+class SegmentRunner:
+    """A daemon thread: starts (or connects to) Prefect, then drains wakes forever."""
+
+    def __init__(self, rt: Runtime, *, api_url_provider: Any, poll: float = 0.5) -> None:
+        self.rt = rt
+        self.poll = poll
+        self._api_url_provider = api_url_provider
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self.segments_run = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="closeloop-segments",
+                                        daemon=True)
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def _main(self) -> None:
+        try:
+            url = self._api_url_provider()
+            from prefect.settings import (
+                PREFECT_API_URL,
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                temporary_settings,
+            )
+            # No heartbeat thread: it adds ~0.9 s to every short flow run for nothing here.
+            with temporary_settings(updates={PREFECT_API_URL: url,
+                                             PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                segments = PrefectSegments(self.rt)
+                self.ready.set()
+                while not self._stop.is_set():
+                    worked = self.drain(segments)
+                    if not worked:
+                        self._kick.wait(self.poll)
+                        self._kick.clear()
+        except Exception as exc:  # the API keeps serving; /healthz reports this
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("segment runner stopped")
+
+    def drain(self, segments: PrefectSegments) -> int:
+        n = drain_wakes(self.rt, segments.run)
+        self.segments_run += n
+        return n
+
+
+def drain_wakes(rt: Runtime, run_segment: Any = None) -> int:
+    """Claim pending wakes and run one segment per run. `run_segment(run, number)` defaults to
+    the bare segment_body (no Prefect): used by `closeloop` commands and unit tests."""
+    run_segment = run_segment or (lambda run, _n: segment_body(rt, run.id or 0))
+    claimed = claim_wakes(rt)
+    for run_id, max_id in claimed:
+        try:
+            run, number = next_segment_number(rt, run_id)
+            run_segment(run, number)
+        except Exception as exc:
+            log.exception("segment for run %s failed", run_id)
+            finish_wakes(rt, run_id, max_id, error=f"{type(exc).__name__}: {exc}")
+        else:
+            finish_wakes(rt, run_id, max_id)
+    return len(claimed)

@@ -1,0 +1,453 @@
+"""The playbook format as pydantic models (SPEC.md §2).
+
+Two families share these models:
+- the *source* models (`PlaybookSource`, `ModuleSource`, `StepSource`, `ModuleUse`) are the
+  YAML an operator writes; `flows/schema_export.py` publishes their JSON Schema for editors;
+- the *compiled* models (`Playbook`, `StepSpec`) are what the loader produces and the engine
+  runs: modules spliced in, step ids prefixed, steps in a deterministic topological order.
+  The engine stores `Playbook.model_dump(mode="json", by_alias=True)` with each run and
+  reloads it with `Playbook.model_validate`, so a run keeps the version it started with.
+
+Checks that need the whole step (a notify needs `to`, escalation levels in order) live in
+`step_problems`, a pure function: the models call it to refuse a bad step, and the loader
+calls it to report *every* problem with its line (it validates with `DEFER_CHECKS`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from flows.durations import Duration, parse_duration
+from flows.params import ParamValueError, coerce
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+# After splicing, a module's steps are `<as>.<id>`.
+STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$"
+# Parameter and output names are read in expressions as `params.name`: identifiers only.
+NAME_PATTERN = r"^[a-z_][a-z0-9_]*$"
+DURATION_PATTERN = r"^\s*\d{1,6}\s*(s|m|h|d|wd)\s*$"
+
+# Validation context key: the loader reports cross-field problems itself, with positions.
+DEFER_CHECKS = "closeloop_defer_checks"
+
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+DurationField = Annotated[
+    Duration,
+    PlainValidator(parse_duration),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "30s | 5m | 2h | 30d | 5wd (working days, Chinese calendar)",
+            "examples": ["5m", "1h", "30d", "5wd"],
+        }
+    ),
+]
+
+ParamType = Literal["string", "int", "number", "bool", "enum", "date", "datetime", "list"]
+Action = Literal["task", "notify", "document", "wait", "playbook"]
+DueFrom = Literal["ready", "run", "stage"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
+
+
+class ParamSpec(_Spec):
+    """A typed input of a playbook or module, or a typed output of a step."""
+
+    type: ParamType = Field(description="Value type; `enum` takes one of `values`.")
+    values: list[str] | None = Field(
+        default=None, validate_default=True, description="The allowed values of an enum."
+    )
+    required: bool = Field(default=False, description="A value must be given (or defaulted).")
+    default: Any = Field(default=None, description="Used when no value is given.")
+    title: str | None = Field(default=None, description="Label shown to people (Chinese).")
+    title_en: str | None = Field(default=None, description="Label in English.")
+    description: str | None = Field(default=None, description="Help text.")
+
+    @field_validator("values")
+    @classmethod
+    def _values_only_for_enum(cls, values: list[str] | None, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if kind == "enum" and not values:
+            raise ValueError("an enum needs a non-empty list of values")
+        if kind is not None and kind != "enum" and values is not None:
+            raise ValueError(f"'values' is only for type enum (this is {kind})")
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError("enum values must be distinct")
+        return values
+
+    @field_validator("default")
+    @classmethod
+    def _default_fits_type(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if value is None or kind is None or (kind == "enum" and "values" not in info.data):
+            return value
+        try:
+            # Normalised (dates as ISO text) so the compiled playbook round-trips through JSON.
+            return coerce(kind, value, values=info.data.get("values"))
+        except ParamValueError as exc:
+            raise ValueError(f"default does not fit type {kind}: {exc}") from exc
+
+
+def _due_shorthand(value: Any) -> Any:
+    # `due: 5m` means {after: 5m, from: ready}.
+    if isinstance(value, str | int | Duration) and not isinstance(value, bool):
+        return {"after": value}
+    return value
+
+
+class DueSpec(_Spec):
+    """When a step is due, counted from when it became ready, the run start or the stage."""
+
+    after: DurationField = Field(description="How long after `from` the step is due.")
+    from_: DueFrom = Field(
+        default="ready",
+        alias="from",
+        description="ready: the step became ready (default); run: the run started; "
+        "stage: the run entered the step's stage.",
+    )
+
+
+class RemindSpec(_Spec):
+    """A reminder sent before the due time."""
+
+    before: DurationField = Field(description="How long before the due time to remind.")
+    to: list[str] = Field(
+        default_factory=list, description="Roles or channels; empty means the assignees."
+    )
+
+
+class EscalateSpec(_Spec):
+    """One escalation level, counted from the due time (or the ack deadline)."""
+
+    after: DurationField = Field(description="How long after the due time this level fires.")
+    notify: list[str] = Field(min_length=1, description="Roles or channel names to notify.")
+    repeat: DurationField | None = Field(
+        default=None, description="Repeat this level at this interval until the step is done."
+    )
+    title: str | None = Field(default=None, description="Label of the level (e.g. 督办函).")
+
+
+class EvidenceSpec(_Spec):
+    """What completing the step requires."""
+
+    photos: int = Field(default=0, ge=0, description="Minimum number of photos.")
+    files: int = Field(default=0, ge=0, description="Minimum number of files.")
+    note: bool = Field(default=False, description="A written note is required.")
+
+
+class VerifySpec(_Spec):
+    """A second person approves the work (四眼原则)."""
+
+    role: str = Field(description="Role of the verifier.")
+    distinct: bool = Field(
+        default=True, description="The verifier must not be the person who completed the step."
+    )
+
+
+DueField = Annotated[
+    DueSpec | None,
+    BeforeValidator(_due_shorthand, json_schema_input_type=DurationField | DueSpec | None),
+]
+
+
+class StepSource(_Spec):
+    """One step as written in a playbook or module file."""
+
+    id: Slug = Field(description="Unique in the playbook: lowercase letters, digits, - and _.")
+    title: str = Field(min_length=1, description="What to do, as people read it (Chinese).")
+    title_en: str | None = Field(default=None, description="The title in English.")
+    description: str | None = Field(default=None, description="Instructions for the assignee.")
+    role: str | None = Field(
+        default=None, description="Who does it: a role resolved through the org chart."
+    )
+    action: Action = Field(
+        default="task",
+        description="task: a person does it; notify: send `template` to `to`; document: "
+        "render `template`; wait: wait for its due time or stage; playbook: start a child run.",
+    )
+    needs: list[str] = Field(
+        default_factory=list,
+        description="Steps that must finish first; a module step is `<as>.<id>`.",
+    )
+    when: str | None = Field(
+        default=None, description="Jinja2 expression; when false the step is skipped."
+    )
+    stage: str | None = Field(
+        default=None, description="The step becomes ready when the run enters this stage."
+    )
+    for_each: str | None = Field(
+        default=None,
+        description="Jinja2 expression giving a list; one step instance per item (`item`).",
+    )
+    due: DueField = Field(default=None, description="Deadline: `5m` or {after: 30d, from: run}.")
+    remind: list[RemindSpec] = Field(
+        default_factory=list, description="Reminders before the due time."
+    )
+    escalate: list[EscalateSpec] = Field(
+        default_factory=list, description="Escalation levels, in order of `after`."
+    )
+    ack: DurationField | None = Field(
+        default=None, description="Must be acknowledged within this, else it escalates."
+    )
+    evidence: EvidenceSpec | None = Field(
+        default=None, description="What completing the step requires."
+    )
+    verify: VerifySpec | None = Field(
+        default=None, description="A second person approves the work."
+    )
+    template: str | None = Field(
+        default=None, description="Jinja2 template in playbooks/templates (notify, document)."
+    )
+    to: list[str] = Field(default_factory=list, description="notify: roles or channels.")
+    playbook: str | None = Field(
+        default=None, description="action: playbook: id of the playbook to start."
+    )
+    with_: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="with",
+        description="action: playbook: the child's params; strings may hold {{ expressions }}.",
+    )
+    outputs: dict[Name, ParamSpec] = Field(
+        default_factory=dict, description="Typed values the person fills in when completing."
+    )
+
+    @model_validator(mode="after")
+    def _whole_step(self, info: ValidationInfo) -> Any:
+        if not (info.context or {}).get(DEFER_CHECKS):
+            problems = step_problems(self)
+            if problems:
+                at, message = problems[0]
+                raise PydanticCustomError("closeloop", "{message}", {"message": message, "at": at})
+        return self
+
+
+class StepSpec(StepSource):
+    """A compiled step: ids prefixed, module `when` folded in, with where it came from."""
+
+    id: StepId = Field(  # type: ignore[assignment]
+        description="Unique in the playbook; module steps are `<as>.<id>`."
+    )
+    line: int = Field(default=0, description="Line of the step in `file`, for messages.")
+    file: str = Field(default="", description="The playbook or module file the step came from.")
+
+
+def step_problems(step: StepSource) -> list[tuple[tuple[str | int, ...], str]]:
+    """Cross-field mistakes in one step, as (path inside the step, message)."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    action = step.action
+    if action == "task" and not step.role:
+        out.append((("role",), "a task step needs a 'role' (who does it)"))
+    if action == "notify":
+        if not step.to:
+            out.append((("to",), "a notify step needs 'to' (roles or channels to send to)"))
+        if not step.template:
+            out.append((("template",), "a notify step needs a 'template'"))
+    if action == "document" and not step.template:
+        out.append((("template",), "a document step needs a 'template'"))
+    if action == "playbook" and not step.playbook:
+        out.append((("playbook",), "a playbook step needs 'playbook' (the child playbook id)"))
+    if action != "playbook" and step.playbook:
+        out.append((("playbook",), f"'playbook' is only used with action: playbook, not {action}"))
+    if action != "playbook" and step.with_:
+        out.append((("with",), f"'with' is only used with action: playbook, not {action}"))
+    if step.remind and step.due is None:
+        out.append((("remind",), "reminders count back from the due time; add 'due'"))
+    if step.escalate and step.due is None and step.ack is None:
+        out.append((("escalate",), "escalation counts from the due time; add 'due' or 'ack'"))
+    for index in range(1, len(step.escalate)):
+        before, level = step.escalate[index - 1].after, step.escalate[index].after
+        if _shorter(level, before):
+            out.append(
+                (
+                    ("escalate", index, "after"),
+                    f"escalation levels must be in order of 'after': {level} comes after {before}",
+                )
+            )
+    if len(set(step.needs)) != len(step.needs):
+        out.append((("needs",), "a step is listed twice in 'needs'"))
+    return out
+
+
+def _shorter(a: Duration, b: Duration) -> bool:
+    """`a` is certainly shorter than `b`; working days only compare with working days."""
+    if a.is_working_days != b.is_working_days:
+        return False
+    if a.is_working_days:
+        return a.amount < b.amount
+    return a.seconds() < b.seconds()
+
+
+class ModuleUse(_Spec):
+    """Splices a module's steps into the playbook, their ids prefixed with `as.`."""
+
+    use: Slug = Field(description="Module name: playbooks/modules/<use>.yaml.")
+    as_: Slug | None = Field(
+        default=None, alias="as", description="Prefix of the spliced step ids (default: use)."
+    )
+    with_: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="with",
+        description="Values for the module's params; `${name}` in the module is replaced.",
+    )
+    needs: list[str] = Field(
+        default_factory=list,
+        description="Steps that must finish before the module's first steps (those with no "
+        "needs inside the module).",
+    )
+    when: str | None = Field(
+        default=None, description="Jinja2 expression; when false every module step is skipped."
+    )
+
+    @property
+    def prefix(self) -> str:
+        return self.as_ or self.use
+
+
+class PlaybookHeader(_Spec):
+    """The fields a playbook has apart from its steps."""
+
+    id: Slug = Field(description="Unique among playbooks; the file is playbooks/<id>.yaml.")
+    version: int = Field(ge=1, strict=True, description="A run pins the version it started with.")
+    title: str = Field(min_length=1, description="Name of the playbook (Chinese).")
+    title_en: str | None = Field(default=None, description="Name in English.")
+    kind: str = Field(
+        default="response", description="Free label: response | rectification | typhoon | ..."
+    )
+    description: str | None = Field(default=None, description="What the playbook is for.")
+    params: dict[Name, ParamSpec] = Field(
+        default_factory=dict, description="Typed inputs, checked when a run starts."
+    )
+    stages: list[Slug] = Field(
+        default_factory=list, description="Ordered stages of a staged run (typhoon)."
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _distinct_stages(cls, stages: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for stage in stages:
+            if stage in seen:
+                raise ValueError(f"stage '{stage}' is listed twice")
+            seen.add(stage)
+        return stages
+
+
+class PlaybookSource(PlaybookHeader):
+    """A playbook file as written (playbooks/<id>.yaml)."""
+
+    model_config = ConfigDict(
+        title="closeloop playbook",
+        json_schema_extra={"description": "A closeloop playbook (SPEC.md §2)."},
+    )
+
+    modules: list[ModuleUse] = Field(
+        default_factory=list, description="Reusable step groups spliced into this playbook."
+    )
+    steps: list[StepSource] = Field(default_factory=list, description="The steps.")
+
+
+class ModuleHeader(_Spec):
+    """The fields a module has apart from its steps."""
+
+    id: Slug = Field(description="Module name; the file is playbooks/modules/<id>.yaml.")
+    title: str = Field(min_length=1, description="Name of the module (Chinese).")
+    title_en: str | None = Field(default=None, description="Name in English.")
+    description: str | None = Field(default=None, description="What the module does.")
+    params: dict[Name, ParamSpec] = Field(
+        default_factory=dict, description="Typed values a `with` sets; used as ${name}."
+    )
+
+
+class ModuleSource(ModuleHeader):
+    """A module file as written (playbooks/modules/<id>.yaml)."""
+
+    model_config = ConfigDict(title="closeloop module")
+
+    steps: list[StepSource] = Field(min_length=1, description="The module's steps.")
+
+
+class Playbook(PlaybookHeader):
+    """A compiled playbook, ready for the engine."""
+
+    steps: list[StepSpec] = Field(
+        min_length=1,
+        description="Modules spliced in, in topological order (ties in file order).",
+    )
+    source_file: str = Field(description="The file it was loaded from.")
+    sha256: str = Field(description="Hash of the playbook text and of the modules it uses.")
+
+    @model_validator(mode="after")
+    def _graph(self) -> Playbook:
+        # The loader reports these with positions; this guards playbooks built elsewhere
+        # (tests, a stored JSON copy) so the engine can rely on the order.
+        seen: set[str] = set()
+        stages = set(self.stages)
+        for step in self.steps:
+            if step.id in seen:
+                raise ValueError(f"duplicate step id '{step.id}'")
+            for need in step.needs:
+                if need not in seen:
+                    raise ValueError(
+                        f"step '{step.id}' needs '{need}', which is unknown or not before it"
+                    )
+            if step.stage is not None and step.stage not in stages:
+                raise ValueError(f"step '{step.id}' has unknown stage '{step.stage}'")
+            seen.add(step.id)
+        return self
+
+    @cached_property
+    def _index(self) -> dict[str, StepSpec]:
+        return {step.id: step for step in self.steps}
+
+    @cached_property
+    def _dependents(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {step.id: [] for step in self.steps}
+        for step in self.steps:
+            for need in step.needs:
+                out[need].append(step.id)
+        return out
+
+    def step(self, id: str) -> StepSpec:
+        """The step with this id; KeyError if there is none."""
+        try:
+            return self._index[id]
+        except KeyError:
+            raise KeyError(f"playbook '{self.id}' has no step '{id}'") from None
+
+    @property
+    def step_ids(self) -> list[str]:
+        return [step.id for step in self.steps]
+
+    def dependents(self, id: str) -> list[str]:
+        """Ids of the steps that list `id` in their needs, in playbook order."""
+        self.step(id)
+        return list(self._dependents[id])
+
+    def stage_steps(self, stage: str) -> list[StepSpec]:
+        """Steps that become ready when the run enters `stage`."""
+        return [step for step in self.steps if step.stage == stage]

@@ -1,0 +1,48 @@
+"""Shared fixtures: a runtime on a fresh SQLite file with a movable clock, the small test org,
+and the engine's test playbooks. Real database, real org chart, real playbook loader."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))  # tests/receivers.py, tests/pg_server.py, tests/factories.py
+
+from factories import ENGINE_PLAYBOOKS, SMALL_ORG, make_runtime  # noqa: E402
+
+from flows.runtime import Runtime  # noqa: E402
+from models.clock import ManualClock  # noqa: E402
+
+# Monday 2026-03-02 09:00 in Shanghai: a working day, far from holidays.
+START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def make_rt(tmp_path: Path, clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
+    made: list[Runtime] = []
+
+    def factory(**kwargs: object) -> Runtime:
+        kwargs.setdefault("playbooks", ENGINE_PLAYBOOKS)
+        kwargs.setdefault("org_text", SMALL_ORG.read_text(encoding="utf-8"))
+        rt = make_runtime(tmp_path / f"rt{len(made)}", clock=clock, **kwargs)  # type: ignore[arg-type]
+        made.append(rt)
+        return rt
+
+    yield factory
+    for rt in made:
+        rt.db.dispose()
+
+
+@pytest.fixture
+def rt(make_rt: Callable[..., Runtime]) -> Runtime:
+    return make_rt()

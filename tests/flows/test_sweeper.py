@@ -1,0 +1,123 @@
+"""The deadline sweeper with a movable clock: the escalation ladder in order, repeats, catch-up
+after downtime (each missed level once), the single-sweeper lease, and reminders."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import select
+
+from flows import lifecycle, tasks
+from flows.runtime import Runtime
+from flows.sweeper import LEASE, acquire_lease, sweep_once
+from models.clock import ManualClock
+from models.db import read_session, session_scope
+from models.escalation import Escalation
+from models.outbox import Notification
+from models.task import StepInstance
+
+
+def start(rt: Runtime) -> int:
+    run = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                              params={"location": "x"}, actor="s1-commander")
+    return run.id or 0
+
+
+def fired(rt: Runtime, run_id: int) -> list[tuple[str, int, int]]:
+    with read_session(rt.db) as session:
+        rows = session.exec(select(Escalation).where(Escalation.run_id == run_id)
+                            .order_by(Escalation.id)).all()
+    return [(e.kind, e.level, e.repeat) for e in rows]
+
+
+def receive_step(rt: Runtime, run_id: int) -> StepInstance:
+    with read_session(rt.db) as session:
+        return session.exec(select(StepInstance).where(
+            StepInstance.run_id == run_id, StepInstance.step_key == "receive")).one()
+
+
+def test_ladder_fires_in_order_then_repeats(rt: Runtime, clock: ManualClock) -> None:
+    run_id = start(rt)
+    clock.advance(timedelta(seconds=1))
+    assert sweep_once(rt).fired == 0
+    clock.advance(timedelta(seconds=2))  # 3 s: due at 2 s, level 1 at due + 0 s
+    report = sweep_once(rt)
+    assert report.fired == 1 and report.overdue == 1
+    step = receive_step(rt, run_id)
+    assert step.overdue and step.escalation_level == 1
+    with read_session(rt.db) as session:
+        notes = session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.kind == "escalate")).all()
+    assert {(n.recipient, n.url) for n in notes} == {
+        ("d1-chief", "inbox://"), ("duty", "json://127.0.0.1:9/duty")}
+    clock.advance(timedelta(seconds=10))  # 13 s: level 2 (due + 10 s)
+    sweep_once(rt)
+    clock.advance(timedelta(seconds=10))  # 23 s: level 2 repeats every 10 s
+    sweep_once(rt)
+    sweep_once(rt)  # nothing new at the same moment
+    clock.advance(timedelta(seconds=10))
+    sweep_once(rt)
+    assert fired(rt, run_id) == [("escalate", 1, 0), ("escalate", 2, 0), ("escalate", 2, 1),
+                                 ("escalate", 2, 2)]
+
+
+def test_missed_escalations_fire_once_after_downtime(rt: Runtime, clock: ManualClock) -> None:
+    run_id = start(rt)
+    clock.advance(timedelta(hours=1))  # the server was down for an hour
+    report = sweep_once(rt)
+    assert fired(rt, run_id) == [("escalate", 1, 0), ("escalate", 2, 0)]
+    assert all(lag > 0 for lag in report.lags)
+    assert sweep_once(rt).fired == 0
+    clock.advance(timedelta(seconds=10))
+    sweep_once(rt)
+    assert fired(rt, run_id)[-1][:2] == ("escalate", 2)
+    assert len(fired(rt, run_id)) == 3
+
+
+def test_done_step_stops_escalating(rt: Runtime, clock: ManualClock) -> None:
+    run_id = start(rt)
+    clock.advance(timedelta(seconds=3))
+    sweep_once(rt)
+    tasks.complete(rt, step_id=receive_step(rt, run_id).id or 0, actor="s1-duty")
+    clock.advance(timedelta(hours=2))
+    assert sweep_once(rt).fired == 0
+    assert fired(rt, run_id) == [("escalate", 1, 0)]
+
+
+def test_only_one_sweeper_at_a_time(rt: Runtime, clock: ManualClock) -> None:
+    start(rt)
+    with session_scope(rt.db) as session:
+        assert acquire_lease(session, name=LEASE, holder="other", now=clock.now(),
+                             ttl=timedelta(minutes=5))
+    clock.advance(timedelta(seconds=3))
+    assert not sweep_once(rt, holder="me").swept
+    clock.advance(timedelta(minutes=6))  # the other holder's lease expired
+    assert sweep_once(rt, holder="me").swept
+
+
+def test_sweep_examines_only_what_is_due(rt: Runtime, clock: ManualClock) -> None:
+    for _ in range(5):
+        start(rt)
+    report = sweep_once(rt)
+    assert report.examined == 0
+    clock.advance(timedelta(seconds=3))
+    assert sweep_once(rt).examined == 5
+
+
+def test_extension_keeps_original_due_and_restarts_ladder(
+    rt: Runtime, clock: ManualClock
+) -> None:
+    run_id = start(rt)
+    clock.advance(timedelta(seconds=3))
+    sweep_once(rt)
+    step = receive_step(rt, run_id)
+    original = step.due_at
+    new_due = clock.now() + timedelta(hours=1)
+    extended = tasks.extend(rt, step_id=step.id or 0, actor="s1-commander", due_at=new_due,
+                            reason="等待燃气公司到场")
+    assert extended.original_due_at == original and extended.due_at == new_due
+    assert not extended.overdue and extended.escalation_level == 0
+    clock.advance(timedelta(minutes=30))
+    assert sweep_once(rt).fired == 0
+    clock.advance(timedelta(minutes=31))
+    assert sweep_once(rt).fired == 1
