@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from flows.access import require_act, require_right
 from flows.lifecycle import load_run
-from flows.params import validate_outputs
+from flows.params import validate_values
 from flows.progress import advance, first_check, wake
 from flows.recipients import notification_rows
 from flows.runtime import Runtime
@@ -77,6 +77,13 @@ def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
         add_event(session, at=now, actor=actor, action="acked", run_id=got.run.id,
                   step_id=step_id, from_state=st.READY, to_state=st.ACKED)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def validate_outputs(spec: StepSpec, outputs: dict[str, Any]) -> dict[str, Any]:
+    """Typed outputs when the playbook declares them; free-form otherwise."""
+    if spec.outputs:
+        return validate_values(spec.outputs, outputs, prefix="outputs")
+    return dict(outputs)
 
 
 def _check_evidence(

@@ -83,7 +83,6 @@ def read_session(engine: Engine) -> Iterator[Session]:
     """A read-only transaction (plain BEGIN on SQLite, so readers never wait for writers)."""
     with Session(engine, expire_on_commit=False) as session:
         session.connection(execution_options={"sqlite_begin": "BEGIN"})
-        try:
-            yield session
-        finally:
-            session.rollback()
+        # Closing (not rolling back) ends the transaction without expiring what was read, so
+        # rows stay usable after the block.
+        yield session

@@ -119,5 +119,5 @@ def test_extension_keeps_original_due_and_restarts_ladder(
     assert not extended.overdue and extended.escalation_level == 0
     clock.advance(timedelta(minutes=30))
     assert sweep_once(rt).fired == 0
-    clock.advance(timedelta(minutes=31))
+    clock.advance(timedelta(minutes=30, seconds=5))  # past the new due, before level 2
     assert sweep_once(rt).fired == 1
