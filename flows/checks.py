@@ -37,8 +37,9 @@ class CheckEnv:
     playbooks: frozenset[str] | None
     params: tuple[str, ...] | None
     step_ids: tuple[str, ...]  # in playbook order, for messages
-    prefixes: frozenset[str]  # module aliases: `steps.report` reaches the `report.*` steps
+    prefixes: frozenset[str]  # module aliases, for a helpful message on `steps.report.x`
     helpers: frozenset[str]
+    broken: frozenset[str] = frozenset()  # modules that failed: their steps are not known
 
     step_set: frozenset[str] = field(init=False)
 
@@ -153,6 +154,10 @@ def check_templated(value: Any, where: Where, path: PathKey, env: CheckEnv) -> l
     return _references(compiled.names, compiled.lookups, where, path, env)
 
 
+def _in_broken(key: str, env: CheckEnv) -> bool:
+    return key.split(".", 1)[0] in env.broken
+
+
 def _references(
     names: frozenset[str],
     lookups: frozenset[tuple[str, str]],
@@ -169,8 +174,14 @@ def _references(
         if base == "params" and env.params is not None and key not in env.params:
             known = choices(env.params, key) if env.params else "the playbook has no params"
             out.append(where.at(path, f"unknown parameter '{key}' (known: {known})"))
-        elif base == "steps" and key not in env.step_set and key not in env.prefixes:
-            out.append(
-                where.at(path, f"unknown step '{key}' (known: {choices(env.step_ids, key)})")
-            )
+        elif base == "steps" and key not in env.step_set and not _in_broken(key, env):
+            if key in env.prefixes:
+                # The engine keys step views by full id; a dotted id needs the [] form.
+                message = (
+                    f"'{key}' is a module; reach its steps as steps['{key}.<id>'] "
+                    f"(known: {choices(env.step_ids, key)})"
+                )
+            else:
+                message = f"unknown step '{key}' (known: {choices(env.step_ids, key)})"
+            out.append(where.at(path, message))
     return out

@@ -58,10 +58,16 @@ _TEMPLATE_MARKERS = ("{{", "{%", "{#")
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 
 
+def _walk(tree: nodes.Node, kind: type[nodes.Node] | tuple[type[nodes.Node], ...]) -> list[Any]:
+    """Nodes of `kind` in `tree`, the root included (`find_all` skips the root)."""
+    found = [tree] if isinstance(tree, kind) else []
+    return found + list(tree.find_all(kind))
+
+
 def _lookups(tree: nodes.Node) -> frozenset[tuple[str, str]]:
     """Constant first-level lookups on a top-level name: `params.grade`, `steps['a.b']`."""
     found: set[tuple[str, str]] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in _walk(tree, (nodes.Getattr, nodes.Getitem)):
         base = node.node
         if not isinstance(base, nodes.Name) or base.ctx != "load":
             continue
@@ -75,10 +81,10 @@ def _lookups(tree: nodes.Node) -> frozenset[tuple[str, str]]:
 def _check_filters_and_tests(tree: nodes.Node, source: str) -> None:
     # Jinja only notices an unknown filter or test at code generation; we skip that at load
     # time (see module docstring), so check here with the same message Jinja would give.
-    for node in tree.find_all(nodes.Filter):
+    for node in _walk(tree, nodes.Filter):
         if node.name not in ENV.filters:
             raise ExpressionError(f"no filter named '{node.name}'", source=source)
-    for node in tree.find_all(nodes.Test):
+    for node in _walk(tree, nodes.Test):
         if node.name not in ENV.tests:
             raise ExpressionError(f"no test named '{node.name}'", source=source)
 
@@ -96,7 +102,7 @@ class CompiledExpression:
     def __init__(self, source: str, tree: nodes.Expr) -> None:
         self.source = source
         self.names: frozenset[str] = frozenset(
-            n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"
+            n.name for n in _walk(tree, nodes.Name) if n.ctx == "load"
         )
         self.lookups: frozenset[tuple[str, str]] = _lookups(tree)
         self._tree = tree

@@ -108,30 +108,31 @@ def load_catalog(
             errors += exc.errors
     # A child playbook may be any playbook of the directory, valid or not: a broken one
     # is reported in its own file, not again at every step that starts it.
-    known = {data["id"] for _, _, data, _ in parsed if _raw_id(data)}
+    files_of: dict[str, list[str]] = {}
+    for path, _, data, _ in parsed:
+        if _raw_id(data):
+            files_of.setdefault(data["id"], []).append(str(path))
     catalog: dict[str, Playbook] = {}
-    where_of: dict[str, str] = {}
     for path, text, data, positions in parsed:
         try:
-            playbook = _compile(text, str(path), data, positions, session, known)
+            playbook = _compile(text, str(path), data, positions, session, set(files_of))
         except PlaybookInvalid as exc:
             errors += exc.errors
             continue
-        root = Where(str(path), positions)
-        if playbook.id != path.stem:
-            errors.append(_name_error(playbook.id, path, root))
-        elif playbook.id in catalog:
-            message = f"duplicate playbook id '{playbook.id}' (also in {where_of[playbook.id]})"
-            errors.append(root.at(("id",), message))
+        others = [other for other in files_of[playbook.id] if other != str(path)]
+        if others:
+            # Neither copy loads: which one a run would get must not depend on file names.
+            message = f"duplicate playbook id '{playbook.id}' (also in {', '.join(others)})"
+            errors.append(Where(str(path), positions).at(("id",), message))
         else:
             catalog[playbook.id] = playbook
-            where_of[playbook.id] = str(path)
     return catalog, _dedupe(errors)
 
 
 def validate_paths(paths: list[Path], *, context: LoadContext) -> list[SourceError]:
     """Errors of `closeloop validate PATH...`; a path is a playbooks directory or a file."""
     errors: list[SourceError] = []
+    ids_in: dict[Path, set[str]] = {}
     for path in paths:
         if path.is_dir():
             _, found = load_catalog(path, context=context)
@@ -144,34 +145,39 @@ def validate_paths(paths: list[Path], *, context: LoadContext) -> list[SourceErr
             module = ModuleLibrary(path.parent).get(path.stem)
             errors += module.errors if module else []
         elif path.is_file():
-            errors += _validate_file(path, context)
+            known = context.known_playbooks
+            if known is None:
+                if path.parent not in ids_in:
+                    ids_in[path.parent] = _ids_in(path.parent)
+                known = ids_in[path.parent]
+            errors += _validate_file(path, context, known)
         else:
             errors.append(SourceError(str(path), 1, 1, "", "no such file or directory"))
     return _dedupe(errors)
 
 
-def _validate_file(path: Path, context: LoadContext) -> list[SourceError]:
-    # Modules and templates sit next to the file; its siblings are the known playbooks
-    # (playbooks are named <id>.yaml).
-    known = context.known_playbooks
-    if known is None:
-        known = {p.stem for p in path.parent.glob("*.yaml")}
+def _validate_file(path: Path, context: LoadContext, known: set[str] | None) -> list[SourceError]:
+    # Modules and templates sit next to the file, and its siblings are the playbooks it
+    # may start: that is how the server will load it.
     local = replace(context, playbooks_dir=path.parent, known_playbooks=known)
     try:
-        text = _read(path)
-        data, positions = _parse(text, str(path))
-        playbook = _compile(text, str(path), data, positions, _Session(local), known)
+        load_playbook_file(path, context=local)
     except PlaybookInvalid as exc:
         return exc.errors
-    if playbook.id != path.stem:
-        return [_name_error(playbook.id, path, Where(str(path), positions))]
     return []
 
 
-def _name_error(playbook_id: str, path: Path, root: Where) -> SourceError:
-    return root.at(
-        ("id",), f"the playbook id must match its file name: '{playbook_id}' in {path.name}"
-    )
+def _ids_in(directory: Path) -> set[str]:
+    """Ids of the playbooks in `directory`, from whatever files parse."""
+    ids: set[str] = set()
+    for path in directory.glob("*.yaml"):
+        try:
+            data, _ = _parse(_read(path), str(path))
+        except PlaybookInvalid:
+            continue
+        if _raw_id(data):
+            ids.add(data["id"])
+    return ids
 
 
 def _read(path: Path) -> str:
@@ -261,8 +267,9 @@ def _compile(
         playbooks=frozenset(known_playbooks) if known_playbooks is not None else None,
         params=tuple(params) if isinstance(params, dict) else None,
         step_ids=tuple(ids),
-        prefixes=frozenset(use.prefix for use, _ in uses) | broken,
+        prefixes=frozenset(use.prefix for use, _ in uses),
         helpers=frozenset(context.expression_names),
+        broken=frozenset(broken),
     )
     for use, where in uses:
         if use.when is not None:
@@ -399,6 +406,9 @@ def _check_graph(
                 kept.append(ref)
             elif not any(ref.target.startswith(prefix + ".") for prefix in broken):
                 known = [other for other in ids if other != node.id]
+                if ref.outside:
+                    # Written once on the `modules:` entry: list the steps outside the module.
+                    known = [other for other in ids if not other.startswith(ref.outside + ".")]
                 errors.append(ref.where.at(ref.path, _unknown_need(ref.target, node.id, known)))
         node.needs = kept
     order, cycles = topological_order(edges)

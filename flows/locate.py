@@ -26,12 +26,12 @@ from models.yamlpos import PathKey, Positions, format_path
 _MAX_CHOICES = 20
 
 
-def choices(names: Iterable[str], given: str | None = None) -> str:
+def choices(names: Iterable[str], given: str | None = None, *, limit: int = _MAX_CHOICES) -> str:
     """`a, b, c` for an error message; long lists keep the closest matches to `given`."""
     names = list(dict.fromkeys(names))
     if not names:
         return "none"
-    if len(names) <= _MAX_CHOICES:
+    if len(names) <= limit:
         return ", ".join(names)
     close = difflib.get_close_matches(given or "", names, n=5, cutoff=0.5) if given else []
     shown = close or names[:5]
@@ -113,7 +113,8 @@ def _one(error: Any, data: Any, where: Where, model: type[BaseModel]) -> SourceE
     if kind == "extra_forbidden":
         name = rel[-1] if rel else "?"
         known = _known_keys(model, rel[:-1])
-        return where.at(rel, f"unknown key '{name}' (known: {choices(known, str(name))})", key=True)
+        message = f"unknown key '{name}' (known: {choices(known, limit=len(known))})"
+        return where.at(rel, message, key=True)
     return where.at(rel, _message(kind, error, ctx, cursor), key=on_key)
 
 
@@ -146,6 +147,8 @@ def _message(kind: str, error: Any, ctx: dict[str, Any], value: Any) -> str:
         return f"expected a whole number; got {_short(given)}"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false; got {_short(given)}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}; got {_short(given)}"
     if kind == "too_short" and ctx.get("min_length") == 1:
         return "must not be empty"
     message = str(error["msg"])

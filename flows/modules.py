@@ -59,6 +59,7 @@ class NeedRef:
     target: str
     where: Where
     path: PathKey
+    outside: str | None = None  # a module entry's `needs`: the module's own prefix
 
 
 @dataclass
@@ -146,7 +147,8 @@ def splice(
             errors.append(use_where.at(("with", problem.name), message))
         else:
             errors.append(use_where.at(("with", problem.name), problem.message))
-    if problems:
+    # An unknown key is harmless to the splice; a missing or ill-typed value is not.
+    if any(problem.kind != "unknown" for problem in problems):
         return None
 
     origins_of: dict[str, Origin] = {}
@@ -158,19 +160,19 @@ def splice(
             origins_of[name] = Origin(module.file, module.positions, ("params", name, "default"))
 
     module_root = Where(module.file, module.positions)
-    before = len(errors)
     origins: dict[PathKey, Origin] = {}
     raw_steps = module.data["steps"]
     steps = [
         _substitute(raw, ("steps", j), values, origins_of, origins, module_root, errors)
         for j, raw in enumerate(raw_steps)
     ]
-    if len(errors) > before:
-        return None
     local_ids = [
         raw["id"] for raw in steps if isinstance(raw, dict) and isinstance(raw.get("id"), str)
     ]
-    entry = [NeedRef(need, use_where, ("needs", k)) for k, need in enumerate(use.needs)]
+    entry = [
+        NeedRef(need, use_where, ("needs", k), outside=use.prefix)
+        for k, need in enumerate(use.needs)
+    ]
     return [
         Candidate(
             raw=raw,
@@ -211,7 +213,7 @@ def _substitute(
         name = whole[1]
         if name not in values:
             errors.append(where.at(path, _unknown(name, values)))
-            return node
+            return None  # reported; as if the key were absent, so no second error follows
         if name in origins_of:
             origins[path] = origins_of[name]
         return values[name]

@@ -24,6 +24,7 @@ In-app inbox rows (INBOX_URL) are written as delivered by the engine and never s
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +79,10 @@ READ_TIMEOUT = 15.0
 BODY_FORMAT = apprise.NotifyFormat.MARKDOWN
 
 _ERROR_MAX = 1000  # characters of an error kept in the database
+
+# Query strings in low-level errors ("Max retries exceeded with url: /robot/send?access_token=
+# ...") can carry a webhook's secret; errors are shown to people, so they are cut out.
+_QUERY = re.compile(r"\?[^\s'\")]+")
 
 
 class DeliveryFailed(CloseloopError):
@@ -156,7 +161,7 @@ def _explain(records: list[logging.LogRecord], fallback: str) -> str:
     text = " ".join(dict.fromkeys(warnings)) or fallback
     if causes:
         text += f" ({causes[-1]})"
-    return text[:_ERROR_MAX]
+    return _QUERY.sub("?...", text)[:_ERROR_MAX]
 
 
 def _asset() -> apprise.AppriseAsset:

@@ -269,6 +269,8 @@ def step_problems(step: StepSource) -> list[tuple[tuple[str | int, ...], str]]:
             out.append((("template",), "a notify step needs a 'template'"))
     if action == "document" and not step.template:
         out.append((("template",), "a document step needs a 'template'"))
+    if action == "wait" and step.due is None:
+        out.append((("due",), "a wait step needs 'due' (how long to wait)"))
     if action == "playbook" and not step.playbook:
         out.append((("playbook",), "a playbook step needs 'playbook' (the child playbook id)"))
     if action != "playbook" and step.playbook:

@@ -224,6 +224,14 @@ def test_send_raises_with_the_cause_on_a_refused_port() -> None:
     assert not info.value.permanent
 
 
+def test_send_keeps_url_secrets_out_of_the_reason() -> None:
+    # json:// passes `-name=value` URL args on as query parameters, as webhook tokens often are.
+    with pytest.raises(DeliveryFailed) as info:
+        send(refused_url() + "?-access_token=SECRET123", "t", "b")
+
+    assert "SECRET123" not in info.value.reason
+
+
 def test_send_raises_when_the_smtp_server_refuses(smtp: SmtpReceiver) -> None:
     smtp.fail_next(1, status=451)
 

@@ -408,3 +408,32 @@ def test_demo_district_loads_with_expected_shape() -> None:
     urls = list(org.channels.values()) + [u for p in org.people.values() for u in p.notify]
     assert urls and all("://127.0.0.1" in u for u in urls)
     assert {"county_duty_office", "district_duty_room"} <= set(org.channels)
+
+
+def test_optional_person_fields_load() -> None:
+    org = load_org_text(
+        textwrap.dedent(
+            """
+            units:
+              - id: d
+                name: 区
+                name_en: District
+                type: district
+                people:
+                  - id: a
+                    name: 甲
+                    name_en: Jia
+                    title: 值班员
+                    phone: 13800000000
+                    roles: [duty_officer]
+                    notify: ["json://127.0.0.1:9/a"]
+            """
+        ),
+        filename="org.yaml",
+    )
+    person = org.person("a")
+    assert (person.name_en, person.title, person.phone) == ("Jia", "值班员", "13800000000")
+    assert person.notify == ("json://127.0.0.1:9/a",)
+    assert org.unit("d").name_en == "District"
+    assert org.people_in("d") == [person]
+    assert org.channels == {}

@@ -1,0 +1,276 @@
+"""The playbook loader: every invalid example gives exactly its errors, valid ones compile.
+
+Each tests/data/playbooks/<name>.yaml with a <name>.expected sidecar must fail with exactly
+the lines of the sidecar, in order (`file:line:col: path: message`, as the CLI prints them).
+Paths in messages are relative to the repository root, so the tests run from there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.loader import LoadContext, load_catalog, load_playbook_file, load_playbook_text
+from flows.schema_export import playbook_json_schema, render
+from flows.spec import Playbook, StepSpec
+from models.errors import PlaybookInvalid
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path("tests/data/playbooks")
+ROLES = {
+    "duty_officer",
+    "section_chief",
+    "director",
+    "commander",
+    "inspector",
+    "rectifier",
+    "township_head",
+    "village_head",
+}
+CHANNELS = {"county_duty_office"}
+EXPECTED = sorted((ROOT / DATA).glob("*.expected"))
+VALID = ["gas-leak", "hazard-3030", "typhoon-633"]
+
+
+@pytest.fixture(autouse=True)
+def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+def context(playbooks_dir: Path = DATA, **overrides: object) -> LoadContext:
+    values: dict[str, object] = {
+        "known_roles": set(ROLES),
+        "known_channels": set(CHANNELS),
+        "known_playbooks": set(VALID),
+    }
+    values.update(overrides)
+    return LoadContext(playbooks_dir, **values)  # type: ignore[arg-type]
+
+
+def errors_of(path: Path, ctx: LoadContext | None = None) -> list[str]:
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_file(path, context=ctx or context())
+    return [str(error) for error in caught.value.errors]
+
+
+def minimal(steps: str, head: str = "") -> str:
+    return f"id: demo\nversion: 1\ntitle: 演示\n{head}steps:\n{steps}"
+
+
+@pytest.mark.parametrize("expected", EXPECTED, ids=lambda p: p.stem)
+def test_load_invalid_example_reports_its_expected_errors(expected: Path) -> None:
+    want = expected.read_text(encoding="utf-8").splitlines()
+    assert errors_of(DATA / f"{expected.stem}.yaml") == want
+
+
+def test_load_four_kinds_of_mistakes_reports_all_of_them() -> None:
+    got = errors_of(DATA / "four-errors.yaml")
+    assert got == [
+        "tests/data/playbooks/four-errors.yaml:12:13: steps[1].needs[0]: unknown step 'verfy' "
+        "(known: receive, assess, decide, report, close)",
+        "tests/data/playbooks/four-errors.yaml:16:13: steps[2].needs[0]: "
+        "cycle: assess -> decide -> assess",
+        "tests/data/playbooks/four-errors.yaml:25:10: steps[4].due: expected a duration like "
+        "30s, 5m, 2h, 30d or 5wd; got '5 minutes'",
+        "tests/data/playbooks/four-errors.yaml:28:11: steps[5].role: unknown role "
+        "'dutyofficer' (known: commander, director, duty_officer, inspector, rectifier, "
+        "section_chief, township_head, village_head)",
+    ]
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_load_valid_example_compiles(name: str) -> None:
+    playbook = load_playbook_file(DATA / f"{name}.yaml", context=context())
+    assert playbook.id == name
+    assert playbook.source_file == f"tests/data/playbooks/{name}.yaml"
+
+
+def test_load_catalog_keeps_valid_and_reports_every_invalid_file() -> None:
+    catalog, errors = load_catalog(DATA, context=context(known_playbooks=None))
+    assert sorted(catalog) == VALID
+    want = [line for path in EXPECTED for line in path.read_text("utf-8").splitlines()]
+    assert sorted(str(error) for error in errors) == sorted(want)
+
+
+def test_load_catalog_duplicate_ids_leave_both_files_out(tmp_path: Path) -> None:
+    text = minimal("  - {id: a, title: 甲, role: director}\n")
+    (tmp_path / "one.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "two.yaml").write_text(text, encoding="utf-8")
+    catalog, errors = load_catalog(tmp_path, context=context(tmp_path))
+    assert catalog == {}
+    assert [str(e) for e in errors] == [
+        f"{tmp_path}/one.yaml:1:5: id: duplicate playbook id 'demo' (also in {tmp_path}/two.yaml)",
+        f"{tmp_path}/two.yaml:1:5: id: duplicate playbook id 'demo' (also in {tmp_path}/one.yaml)",
+    ]
+
+
+def test_load_catalog_child_playbook_must_exist_in_directory(tmp_path: Path) -> None:
+    steps = "  - {id: a, title: 甲, action: playbook, playbook: nowhere}\n"
+    (tmp_path / "demo.yaml").write_text(minimal(steps), encoding="utf-8")
+    _, errors = load_catalog(tmp_path, context=context(tmp_path, known_playbooks=None))
+    assert [e.message for e in errors] == ["unknown playbook 'nowhere' (known: demo)"]
+
+
+def test_compile_module_steps_are_prefixed_and_spliced() -> None:
+    playbook = load_playbook_file(DATA / "gas-leak.yaml", context=context())
+    assert playbook.step_ids == [
+        "receive",
+        "report.draft",
+        "report.send",
+        "verify",
+        "major.verbal",
+        "major.system",
+        "dispatch",
+        "rectify",
+        "close",
+    ]
+    draft = playbook.step("report.draft")
+    assert draft.needs == ["receive"]  # the module entry's `needs`
+    assert str(draft.due.after) == "5m"  # type: ignore[union-attr]
+    assert draft.file == "tests/data/playbooks/modules/first-report.yaml"
+    assert draft.line == 8
+    send = playbook.step("report.send")
+    assert send.needs == ["report.draft"]
+    assert send.to == ["county_duty_office", "section_chief"]  # a list from `with`
+    assert playbook.dependents("report.send") == ["dispatch"]
+
+
+def test_compile_module_defaults_fill_missing_with_values() -> None:
+    playbook = load_playbook_file(DATA / "gas-leak.yaml", context=context())
+    verbal = playbook.step("major.verbal")
+    assert verbal.due is not None
+    assert (str(verbal.due.after), verbal.due.from_) == ("30m", "run")
+
+
+def test_compile_module_when_is_folded_into_each_step() -> None:
+    playbook = load_playbook_file(DATA / "gas-leak.yaml", context=context())
+    assert playbook.step("major.system").when == "params.grade in ['重大', '特别重大']"
+    text = minimal(
+        "  - {id: a, title: 甲, role: director}\n",
+        head="params:\n  go: {type: bool}\nmodules:\n  - use: first-report\n    when: params.go\n",
+    ).replace("id: a,", "id: a, when: 'true',")
+    folded = load_playbook_text(text, filename="demo.yaml", context=context())
+    assert folded.step("first-report.draft").when == "params.go"
+    assert folded.step("a").when == "true"
+
+
+def test_compile_orders_steps_topologically_with_ties_in_file_order() -> None:
+    text = minimal(
+        "  - {id: close, title: 办结, role: director, needs: [b, a]}\n"
+        "  - {id: b, title: 乙, role: director, needs: [start]}\n"
+        "  - {id: a, title: 甲, role: director, needs: [start]}\n"
+        "  - {id: start, title: 开始, role: director}\n"
+    )
+    playbook = load_playbook_text(text, filename="demo.yaml", context=context())
+    assert playbook.step_ids == ["start", "b", "a", "close"]
+
+
+def test_compile_round_trips_through_json() -> None:
+    for name in VALID:
+        playbook = load_playbook_file(DATA / f"{name}.yaml", context=context())
+        stored = json.loads(json.dumps(playbook.model_dump(mode="json", by_alias=True)))
+        again = Playbook.model_validate(stored)
+        assert again == playbook
+        assert again.model_dump(mode="json", by_alias=True) == stored
+
+
+def test_compile_sha256_changes_when_a_used_module_changes(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / DATA, tmp_path, dirs_exist_ok=True)
+    before = load_playbook_file(tmp_path / "gas-leak.yaml", context=context(tmp_path))
+    module = tmp_path / "modules" / "first-report.yaml"
+    module.write_text(module.read_text("utf-8").replace("起草首报", "起草首报（改）"), "utf-8")
+    after = load_playbook_file(tmp_path / "gas-leak.yaml", context=context(tmp_path))
+    assert before.sha256 != after.sha256
+    assert after.step("report.draft").title == "起草首报（改）"
+
+
+def test_load_without_known_roles_skips_role_checks() -> None:
+    text = minimal("  - {id: a, title: 甲, role: nobody, verify: {role: ghost}}\n")
+    playbook = load_playbook_text(text, filename="demo.yaml", context=context(known_roles=None))
+    assert playbook.step("a").role == "nobody"
+
+
+def test_load_channel_is_accepted_as_a_recipient_not_as_a_role() -> None:
+    text = minimal(
+        "  - {id: a, title: 甲, action: notify, template: first-report.md.j2, "
+        "to: [county_duty_office]}\n"
+        "  - {id: b, title: 乙, role: county_duty_office}\n"
+    )
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="demo.yaml", context=context())
+    assert [e.path for e in caught.value.errors] == ["steps[1].role"]
+
+
+def test_load_helper_names_come_from_the_context() -> None:
+    text = minimal("  - {id: a, title: 甲, role: director, for_each: 'villages()'}\n")
+    with pytest.raises(PlaybookInvalid):
+        load_playbook_text(text, filename="demo.yaml", context=context())
+    ctx = context(expression_names={"villages"})
+    playbook = load_playbook_text(text, filename="demo.yaml", context=ctx)
+    assert playbook.step("a").for_each == "villages()"
+
+
+def test_load_text_that_is_not_a_mapping_is_reported() -> None:
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text("- just\n- a list\n", filename="demo.yaml", context=context())
+    assert [str(e) for e in caught.value.errors] == [
+        "demo.yaml:1:1: a playbook is a mapping of keys: id, version, title, params, modules, "
+        "steps"
+    ]
+
+
+def test_load_playbook_without_steps_is_reported() -> None:
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text("id: demo\nversion: 1\ntitle: 空\n", filename="demo.yaml",
+                           context=context())
+    assert [str(e) for e in caught.value.errors] == [
+        "demo.yaml:1:1: steps: a playbook needs at least one step"
+    ]
+
+
+def test_load_bad_value_from_module_with_points_at_the_with_entry() -> None:
+    errors = errors_of(DATA / "bad-module-with.yaml")
+    where = "tests/data/playbooks/bad-module-with.yaml:7:17: modules[0].with.due:"
+    assert errors[0].startswith(where)
+
+
+def test_load_unreadable_file_is_reported(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_file(missing, context=context(tmp_path))
+    assert caught.value.errors[0].message == "cannot read: No such file or directory"
+
+
+def test_step_lookup_of_unknown_id_raises_key_error() -> None:
+    playbook = load_playbook_file(DATA / "hazard-3030.yaml", context=context())
+    with pytest.raises(KeyError):
+        playbook.step("nope")
+
+
+def test_playbook_model_rejects_steps_out_of_order() -> None:
+    steps = [
+        StepSpec(id="b", title="乙", role="x", needs=["a"]),
+        StepSpec(id="a", title="甲", role="x"),
+    ]
+    with pytest.raises(ValueError, match="needs 'a', which is unknown or not before it"):
+        Playbook(id="demo", version=1, title="演示", steps=steps, source_file="x", sha256="0")
+
+
+def test_schema_export_matches_the_committed_file() -> None:
+    committed = (ROOT / "playbooks" / "playbook.schema.json").read_text(encoding="utf-8")
+    assert render(playbook_json_schema()) == committed
+
+
+def test_schema_export_describes_every_property() -> None:
+    schema = playbook_json_schema()
+    models = [schema, *schema["$defs"].values()]
+    missing = [
+        f"{model.get('title')}.{name}"
+        for model in models
+        for name, prop in model.get("properties", {}).items()
+        if "description" not in prop
+    ]
+    assert missing == []
