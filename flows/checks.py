@@ -20,7 +20,8 @@ from flows.expressions import (
     is_template_string,
 )
 from flows.locate import Where, choices
-from flows.spec import StepSource, step_problems
+from flows.spec import StepSource
+from flows.step_rules import step_problems
 from models.errors import SourceError
 from models.yamlpos import PathKey
 

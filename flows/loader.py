@@ -1,37 +1,21 @@
 """Loading playbooks: YAML with positions -> modules spliced -> checked -> compiled Playbook.
 
 A playbook that fails never loads, and the operator sees *every* mistake at once, each as
-`file:line:col: path: message`. So nothing here stops at the first problem: each step is
-validated on its own, the graph is checked from whatever ids and needs could be read, and
-cascades are suppressed (a broken module does not also produce "unknown step report.x").
+`file:line:col: path: message` (the assembling itself is in flows/assemble.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from flows.checks import CheckEnv, check_expression, check_step
-from flows.graph import topological_order
-from flows.locate import Where, choices, validation_errors
-from flows.modules import Candidate, ModuleFile, ModuleLibrary, NeedRef, splice
-from flows.spec import (
-    DEFER_CHECKS,
-    ModuleUse,
-    Playbook,
-    PlaybookHeader,
-    PlaybookSource,
-    StepSource,
-    StepSpec,
-)
+from flows.assemble import Session, assemble, dedupe
+from flows.locate import Where
+from flows.modules import ModuleLibrary
+from flows.spec import Playbook
 from models.errors import PlaybookInvalid, SourceError
 from models.yamlpos import Positions, YamlSyntaxError, load_with_positions
-
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -53,39 +37,10 @@ class LoadContext:
         return self.playbooks_dir / "templates"
 
 
-class _Session:
-    """Caches shared by the playbooks of one load: module files and the template list."""
-
-    def __init__(self, context: LoadContext) -> None:
-        self.context = context
-        self.modules = ModuleLibrary(context.modules_dir)
-        self._templates: frozenset[str] | None = None
-
-    def templates(self) -> frozenset[str]:
-        if self._templates is None:
-            root = self.context.templates_dir
-            found = root.rglob("*") if root.is_dir() else []
-            self._templates = frozenset(
-                p.relative_to(root).as_posix() for p in found if p.is_file()
-            )
-        return self._templates
-
-
-@dataclass
-class _Node:
-    """One step in the graph, known even when the step itself failed validation."""
-
-    id: str | None
-    candidate: Candidate
-    step: StepSource | None
-    needs: list[NeedRef]
-    duplicate: bool = False
-
-
 def load_playbook_text(text: str, *, filename: str, context: LoadContext) -> Playbook:
     """Compile one playbook; raises PlaybookInvalid listing every error found."""
     data, positions = _parse(text, filename)
-    return _compile(text, filename, data, positions, _Session(context), context.known_playbooks)
+    return assemble(text, filename, data, positions, Session(context), context.known_playbooks)
 
 
 def load_playbook_file(path: Path, *, context: LoadContext) -> Playbook:
@@ -97,7 +52,7 @@ def load_catalog(
     playbooks_dir: Path, *, context: LoadContext
 ) -> tuple[dict[str, Playbook], list[SourceError]]:
     """Every playbooks_dir/*.yaml that loads, by id, and the errors of those that don't."""
-    session = _Session(replace(context, playbooks_dir=playbooks_dir))
+    session = Session(replace(context, playbooks_dir=playbooks_dir))
     parsed: list[tuple[Path, str, Any, Positions]] = []
     errors: list[SourceError] = []
     for path in sorted(playbooks_dir.glob("*.yaml")):
@@ -115,7 +70,7 @@ def load_catalog(
     catalog: dict[str, Playbook] = {}
     for path, text, data, positions in parsed:
         try:
-            playbook = _compile(text, str(path), data, positions, session, set(files_of))
+            playbook = assemble(text, str(path), data, positions, session, set(files_of))
         except PlaybookInvalid as exc:
             errors += exc.errors
             continue
@@ -126,7 +81,7 @@ def load_catalog(
             errors.append(Where(str(path), positions).at(("id",), message))
         else:
             catalog[playbook.id] = playbook
-    return catalog, _dedupe(errors)
+    return catalog, dedupe(errors)
 
 
 def validate_paths(paths: list[Path], *, context: LoadContext) -> list[SourceError]:
@@ -153,7 +108,7 @@ def validate_paths(paths: list[Path], *, context: LoadContext) -> list[SourceErr
             errors += _validate_file(path, context, known)
         else:
             errors.append(SourceError(str(path), 1, 1, "", "no such file or directory"))
-    return _dedupe(errors)
+    return dedupe(errors)
 
 
 def _validate_file(path: Path, context: LoadContext, known: set[str] | None) -> list[SourceError]:
@@ -199,240 +154,3 @@ def _raw_id(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("id"), str)
 
 
-def _dedupe(errors: list[SourceError]) -> list[SourceError]:
-    # A module used twice reports its own mistakes once.
-    return list(dict.fromkeys(errors))
-
-
-def _validate(
-    model: type[M],
-    data: Any,
-    where: Where,
-    errors: list[SourceError],
-    *,
-    schema: type[BaseModel] | None = None,
-    defer: bool = False,
-) -> M | None:
-    try:
-        return model.model_validate(data, context={DEFER_CHECKS: True} if defer else None)
-    except ValidationError as exc:
-        errors += validation_errors(exc, data, where, schema or model)
-        return None
-
-
-def _compile(
-    text: str,
-    filename: str,
-    data: Any,
-    positions: Positions,
-    session: _Session,
-    known_playbooks: set[str] | None,
-) -> Playbook:
-    root = Where(filename, positions)
-    if not isinstance(data, dict):
-        message = "a playbook is a mapping of keys: id, version, title, params, modules, steps"
-        raise PlaybookInvalid([root.at((), message)])
-    errors: list[SourceError] = []
-    head = {key: value for key, value in data.items() if key not in ("modules", "steps")}
-    header = _validate(PlaybookHeader, head, root, errors, schema=PlaybookSource)
-
-    raw_modules = _list_at(data, "modules", root, errors)
-    raw_steps = _list_at(data, "steps", root, errors)
-    uses, module_candidates, used, broken = _modules(raw_modules, root, session, errors)
-    own = [Candidate(raw, root.child("steps", j)) for j, raw in enumerate(raw_steps)]
-    # Ties in the topological order are broken by file order, and `modules:` written above
-    # `steps:` puts the module steps first.
-    keys = list(data)
-    modules_first = "modules" in data and (
-        "steps" not in data or keys.index("modules") < keys.index("steps")
-    )
-    candidates = module_candidates + own if modules_first else own + module_candidates
-
-    nodes = [_node(candidate, errors) for candidate in candidates]
-    ids = _check_ids(nodes, errors)
-    order = _check_graph(nodes, ids, broken, errors)
-    if not nodes and not errors:
-        errors.append(root.at(("steps",), "a playbook needs at least one step"))
-
-    # Read what we can even from a header that failed, so one mistake hides no other.
-    stages = data.get("stages")
-    params = data.get("params", {})
-    context = session.context
-    env = CheckEnv(
-        roles=frozenset(context.known_roles) if context.known_roles is not None else None,
-        channels=frozenset(context.known_channels),
-        stages=tuple(stages) if isinstance(stages, list) else (() if stages is None else None),
-        templates=session.templates(),
-        templates_dir=str(context.templates_dir),
-        playbooks=frozenset(known_playbooks) if known_playbooks is not None else None,
-        params=tuple(params) if isinstance(params, dict) else None,
-        step_ids=tuple(ids),
-        prefixes=frozenset(use.prefix for use, _ in uses),
-        helpers=frozenset(context.expression_names),
-        broken=frozenset(broken),
-    )
-    for use, where in uses:
-        if use.when is not None:
-            errors += check_expression(use.when, where, ("when",), env)
-    for node in nodes:
-        if node.step is not None:
-            errors += check_step(node.step, node.candidate.where, env)
-    if errors or header is None:
-        raise PlaybookInvalid(_dedupe(errors))
-
-    steps = [_compiled_step(nodes[i]) for i in order]
-    digest = hashlib.sha256(text.encode("utf-8"))
-    for module in used:
-        digest.update(b"\0" + module.name.encode("utf-8") + b"\0" + module.text.encode("utf-8"))
-    fields = {name: getattr(header, name) for name in PlaybookHeader.model_fields}
-    return Playbook.model_validate(
-        {**fields, "steps": steps, "source_file": filename, "sha256": digest.hexdigest()}
-    )
-
-
-def _list_at(data: dict[str, Any], key: str, root: Where, errors: list[SourceError]) -> list[Any]:
-    value = data.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        errors.append(root.at((key,), f"expected a list of {key}; got {type(value).__name__}"))
-        return []
-    return value
-
-
-def _modules(
-    raw_modules: list[Any], root: Where, session: _Session, errors: list[SourceError]
-) -> tuple[list[tuple[ModuleUse, Where]], list[Candidate], list[ModuleFile], set[str]]:
-    """Splice every `modules` entry; `broken` holds prefixes whose steps could not be read."""
-    uses: list[tuple[ModuleUse, Where]] = []
-    candidates: list[Candidate] = []
-    used: list[ModuleFile] = []
-    broken: set[str] = set()
-    for i, raw in enumerate(raw_modules):
-        where = root.child("modules", i)
-        use = _validate(ModuleUse, raw, where, errors, schema=ModuleUse)
-        if use is None:
-            if isinstance(raw, dict) and isinstance(raw.get("as") or raw.get("use"), str):
-                broken.add(raw.get("as") or raw["use"])
-            continue
-        if any(use.prefix == other.prefix for other, _ in uses):
-            field_name = "as" if use.as_ else "use"
-            message = f"module prefix '{use.prefix}' is used twice; give each use its own 'as'"
-            errors.append(where.at((field_name,), message))
-            continue
-        uses.append((use, where))
-        module = session.modules.get(use.use)
-        if module is None:
-            known = choices(session.modules.names(), use.use)
-            errors.append(where.at(("use",), f"unknown module '{use.use}' (known: {known})"))
-            broken.add(use.prefix)
-            continue
-        if all(module is not other for other in used):
-            used.append(module)
-        parts = splice(use, where, module, errors)
-        if parts is None:
-            broken.add(use.prefix)
-        else:
-            candidates += parts
-    return uses, candidates, used, broken
-
-
-def _node(candidate: Candidate, errors: list[SourceError]) -> _Node:
-    raw = candidate.raw
-    where = candidate.where
-    step = _validate(StepSource, raw, where, errors, defer=True)
-    raw_id = raw.get("id") if isinstance(raw, dict) else None
-    if not isinstance(raw_id, str):
-        raw_id = None
-    node_id = f"{candidate.prefix}.{raw_id}" if candidate.prefix and raw_id else raw_id
-    raw_needs = raw.get("needs") if isinstance(raw, dict) else None
-    needs: list[NeedRef] = []
-    if isinstance(raw_needs, list):
-        for k, need in enumerate(raw_needs):
-            if not isinstance(need, str):
-                continue
-            if candidate.local_ids is None:
-                needs.append(NeedRef(need, where, ("needs", k)))
-            elif need in candidate.local_ids and need != raw_id:
-                needs.append(NeedRef(f"{candidate.prefix}.{need}", where, ("needs", k)))
-            else:
-                local = [other for other in candidate.local_ids if other != raw_id]
-                message = _unknown_need(need, raw_id, local)
-                errors.append(where.at(("needs", k), message))
-    if candidate.local_ids is not None and not raw_needs:
-        needs += candidate.entry_needs
-    return _Node(node_id, candidate, step, needs)
-
-
-def _unknown_need(need: str, own_id: str | None, known: list[str]) -> str:
-    if need == own_id:
-        return "a step cannot need itself"
-    return f"unknown step '{need}' (known: {choices(known, need)})"
-
-
-def _check_ids(nodes: list[_Node], errors: list[SourceError]) -> list[str]:
-    """Step ids in file order; a repeated id is reported at its second use."""
-    first: dict[str, _Node] = {}
-    for node in nodes:
-        if node.id is None:
-            continue
-        if node.id in first:
-            earlier = first[node.id].candidate.where
-            line = earlier.line()
-            same_file = earlier.file == node.candidate.where.file
-            at = f"line {line}" if same_file else f"{earlier.file}:{line}"
-            message = f"duplicate step id '{node.id}' (first defined at {at})"
-            errors.append(node.candidate.where.at(("id",), message))
-            node.duplicate = True
-        else:
-            first[node.id] = node
-    return list(first)
-
-
-def _check_graph(
-    nodes: list[_Node], ids: list[str], broken: set[str], errors: list[SourceError]
-) -> list[int]:
-    """Unknown needs and cycles, reported; returns the stable topological order."""
-    index = {node.id: i for i, node in enumerate(nodes) if node.id and not node.duplicate}
-    edges: list[list[int]] = [[] for _ in nodes]
-    for i, node in enumerate(nodes):
-        kept: list[NeedRef] = []
-        for ref in node.needs:
-            if ref.target == node.id:
-                errors.append(ref.where.at(ref.path, "a step cannot need itself"))
-            elif ref.target in index:
-                if not node.duplicate:
-                    edges[i].append(index[ref.target])
-                kept.append(ref)
-            elif not any(ref.target.startswith(prefix + ".") for prefix in broken):
-                known = [other for other in ids if other != node.id]
-                if ref.outside:
-                    # Written once on the `modules:` entry: list the steps outside the module.
-                    known = [other for other in ids if not other.startswith(ref.outside + ".")]
-                errors.append(ref.where.at(ref.path, _unknown_need(ref.target, node.id, known)))
-        node.needs = kept
-    order, cycles = topological_order(edges)
-    for cycle in cycles:
-        start, following = nodes[cycle[0]], nodes[cycle[1]]
-        ref = next(ref for ref in start.needs if ref.target == following.id)
-        path = " -> ".join(nodes[i].id or "?" for i in cycle)
-        errors.append(ref.where.at(ref.path, f"cycle: {path}"))
-    return order
-
-
-def _compiled_step(node: _Node) -> StepSpec:
-    step = node.step
-    assert step is not None and node.id is not None
-    candidate = node.candidate
-    when = step.when
-    if candidate.module_when:
-        when = f"({candidate.module_when}) and ({when})" if when else candidate.module_when
-    fields = {name: getattr(step, name) for name in StepSource.model_fields}
-    fields.update(
-        id=node.id,
-        needs=list(dict.fromkeys(ref.target for ref in node.needs)),
-        when=when,
-        line=candidate.where.line(),
-        file=candidate.where.file,
-    )
-    return StepSpec.model_validate(fields, context={DEFER_CHECKS: True})

@@ -9,8 +9,9 @@ Two families share these models:
   reloads it with `Playbook.model_validate`, so a run keeps the version it started with.
 
 Checks that need the whole step (a notify needs `to`, escalation levels in order) live in
-`step_problems`, a pure function: the models call it to refuse a bad step, and the loader
-calls it to report *every* problem with its line (it validates with `DEFER_CHECKS`).
+`flows.step_rules.step_problems`, a pure function: the models call it to refuse a bad step,
+and the loader calls it to report *every* problem with its line (it validates with
+`DEFER_CHECKS`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pydantic_core import PydanticCustomError
 
 from flows.durations import Duration, parse_duration
 from flows.params import ParamValueError, coerce
+from flows.step_rules import step_problems
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 # After splicing, a module's steps are `<as>.<id>`.
@@ -254,54 +256,6 @@ class StepSpec(StepSource):
     )
     line: int = Field(default=0, description="Line of the step in `file`, for messages.")
     file: str = Field(default="", description="The playbook or module file the step came from.")
-
-
-def step_problems(step: StepSource) -> list[tuple[tuple[str | int, ...], str]]:
-    """Cross-field mistakes in one step, as (path inside the step, message)."""
-    out: list[tuple[tuple[str | int, ...], str]] = []
-    action = step.action
-    if action == "task" and not step.role:
-        out.append((("role",), "a task step needs a 'role' (who does it)"))
-    if action == "notify":
-        if not step.to:
-            out.append((("to",), "a notify step needs 'to' (roles or channels to send to)"))
-        if not step.template:
-            out.append((("template",), "a notify step needs a 'template'"))
-    if action == "document" and not step.template:
-        out.append((("template",), "a document step needs a 'template'"))
-    if action == "wait" and step.due is None:
-        out.append((("due",), "a wait step needs 'due' (how long to wait)"))
-    if action == "playbook" and not step.playbook:
-        out.append((("playbook",), "a playbook step needs 'playbook' (the child playbook id)"))
-    if action != "playbook" and step.playbook:
-        out.append((("playbook",), f"'playbook' is only used with action: playbook, not {action}"))
-    if action != "playbook" and step.with_:
-        out.append((("with",), f"'with' is only used with action: playbook, not {action}"))
-    if step.remind and step.due is None:
-        out.append((("remind",), "reminders count back from the due time; add 'due'"))
-    if step.escalate and step.due is None and step.ack is None:
-        out.append((("escalate",), "escalation counts from the due time; add 'due' or 'ack'"))
-    for index in range(1, len(step.escalate)):
-        before, level = step.escalate[index - 1].after, step.escalate[index].after
-        if _shorter(level, before):
-            out.append(
-                (
-                    ("escalate", index, "after"),
-                    f"escalation levels must be in order of 'after': {level} comes after {before}",
-                )
-            )
-    if len(set(step.needs)) != len(step.needs):
-        out.append((("needs",), "a step is listed twice in 'needs'"))
-    return out
-
-
-def _shorter(a: Duration, b: Duration) -> bool:
-    """`a` is certainly shorter than `b`; working days only compare with working days."""
-    if a.is_working_days != b.is_working_days:
-        return False
-    if a.is_working_days:
-        return a.amount < b.amount
-    return a.seconds() < b.seconds()
 
 
 class ModuleUse(_Spec):

@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -275,10 +274,3 @@ class SweeperThread:
                 self.errors += 1
                 log.exception("sweep failed")
             self._stop.wait(self.interval)
-
-
-def counts_by_kind(escalations: list[Escalation]) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for esc in escalations:
-        out[esc.kind] += 1
-    return dict(out)

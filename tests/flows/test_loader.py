@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.loader import LoadContext, load_catalog, load_playbook_file, load_playbook_text
+from flows.graph import topological_order
+from flows.loader import (
+    LoadContext,
+    load_catalog,
+    load_playbook_file,
+    load_playbook_text,
+    validate_paths,
+)
 from flows.schema_export import playbook_json_schema, render
 from flows.spec import Playbook, StepSpec
 from models.errors import PlaybookInvalid
@@ -112,6 +119,38 @@ def test_load_catalog_child_playbook_must_exist_in_directory(tmp_path: Path) -> 
     (tmp_path / "demo.yaml").write_text(minimal(steps), encoding="utf-8")
     _, errors = load_catalog(tmp_path, context=context(tmp_path, known_playbooks=None))
     assert [e.message for e in errors] == ["unknown playbook 'nowhere' (known: demo)"]
+
+
+def test_validate_paths_directory_reports_playbooks_and_module_files(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / DATA, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "modules" / "odd.yaml").write_text("id: even\ntitle: 怪\nsteps: []\n", "utf-8")
+    catalog_errors = load_catalog(tmp_path, context=context(tmp_path))[1]
+    errors = validate_paths([tmp_path], context=context(tmp_path))
+    odd = str(tmp_path / "modules" / "odd.yaml")
+    assert [str(e) for e in errors if e.file == odd] == [
+        f"{odd}:1:5: id: the module id must match its file name: 'odd'",
+        f"{odd}:3:8: steps: a module needs a non-empty list of steps",
+    ]
+    assert [e for e in errors if e.file != odd] == catalog_errors
+
+
+def test_validate_paths_file_takes_modules_and_siblings_from_its_directory() -> None:
+    elsewhere = LoadContext(Path("nowhere"), known_roles=ROLES, known_channels=CHANNELS)
+    assert validate_paths([DATA / "gas-leak.yaml"], context=elsewhere) == []
+    errors = validate_paths([DATA / "four-errors.yaml"], context=elsewhere)
+    assert len(errors) == 4
+
+
+def test_validate_paths_missing_path_is_an_error() -> None:
+    errors = validate_paths([Path("no/such.yaml")], context=context())
+    assert [str(e) for e in errors] == ["no/such.yaml:1:1: no such file or directory"]
+
+
+def test_topological_order_reports_each_cycle_once() -> None:
+    # 0 needs 2, 2 needs 1, 1 needs 0: one cycle; 3 needs itself; 4 waits on the cycle.
+    order, cycles = topological_order([[2], [0], [1], [3], [0], []])
+    assert order == [5]
+    assert cycles == [[0, 2, 1, 0], [3, 3]]
 
 
 def test_compile_module_steps_are_prefixed_and_spliced() -> None:
