@@ -22,9 +22,8 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.loader import validate_paths
-
     from flows.catalog import load_context
+    from flows.loader import validate_paths
     from models.org import load_org
 
     org = load_org(settings.org_path)

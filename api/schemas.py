@@ -184,7 +184,8 @@ def run_view(
             for e in escalations
         ] if escalations is not None else None,
         timeline=[
-            EventPublic(id=e.id or 0, at=e.at, at_local=rt.renderer.local(e.at, "%Y-%m-%d %H:%M:%S"),
+            EventPublic(id=e.id or 0, at=e.at,
+                        at_local=rt.renderer.local(e.at, "%Y-%m-%d %H:%M:%S"),
                         actor=e.actor, action=e.action, step_id=e.step_id,
                         from_state=e.from_state, to_state=e.to_state, detail=e.detail)
             for e in events

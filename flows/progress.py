@@ -88,8 +88,8 @@ def advance(
             continue
         if ctx is None or spec.when or spec.for_each:
             ctx = expression_context(session, rt, run)  # fresh: earlier steps may have changed
-        if spec.when and not _guarded(session, run, placeholder, now,
-                                      lambda: _truthy(spec, "when", spec.when or "", ctx), True):
+        if spec.when and not _guarded(session, run, placeholder, now, True,
+                                      _truthy, spec, "when", spec.when, ctx):
             _set_status(session, placeholder, st.SKIPPED, now=now)
             add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
                       step_id=placeholder.id, from_state=st.PENDING, to_state=st.SKIPPED,
@@ -99,8 +99,8 @@ def advance(
             continue
         instances = [placeholder]
         if spec.for_each:
-            items = _guarded(session, run, placeholder, now,
-                             lambda: _items(spec, ctx), [placeholder.item])
+            items = _guarded(session, run, placeholder, now, [placeholder.item],
+                             _items, spec, ctx)
             if not items:
                 _set_status(session, placeholder, st.SKIPPED, now=now)
                 add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
@@ -144,13 +144,13 @@ def _finish_parent_step(session: Session, rt: Runtime, child: Run, *, now: datet
         wake(session, parent, "child_finished", now=now)
 
 
-def _guarded(session: Session, run: Run, inst: StepInstance, now: datetime,
-             compute: Any, fallback: Any) -> Any:
+def _guarded(session: Session, run: Run, inst: StepInstance, now: datetime, fallback: Any,
+             compute: Any, *args: Any) -> Any:
     """Evaluate a playbook expression at run time. If it fails (bad data in a param, a unit
     that left the org chart) the step goes ahead as if it had no condition, so a person sees
     it, and the failure is written to the timeline instead of wedging the run."""
     try:
-        return compute()
+        return compute(*args)
     except StepExpressionFailed as exc:
         add_event(session, at=now, actor=SYSTEM, action="expression_failed", run_id=run.id,
                   step_id=inst.id, detail={"field": exc.field, "error": str(exc)})

@@ -155,7 +155,8 @@ def _notify_verifiers(session: Session, rt: Runtime, got: Loaded, *, now: dateti
     _, holders = rt.org.resolve_role(got.spec.verify.role, got.step.unit_id)
     rows = notification_rows(
         rt.org, people=[p.id for p in holders], kind="verify",
-        title=f"【待核验】{got.step.title}", body=f"{got.run.title}：{got.step.title} 已提交，请核验。",
+        title=f"【待核验】{got.step.title}",
+        body=f"{got.run.title}：{got.step.title} 已提交，请核验。",
         dedupe=f"verify|{got.step.id}|{got.step.version}", now=now, run_id=got.run.id,
         step_id=got.step.id, inbox_only=True,
     )

@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     def sweep_seconds(self) -> float:
         match = re.fullmatch(r"\s*(\d+)\s*(s|m|h)\s*", self.sweep_interval)
         if not match:
-            raise ValueError(f"CLOSELOOP_SWEEP_INTERVAL: expected like 30s, 1m; got {self.sweep_interval!r}")
+            raise ValueError(
+                f"CLOSELOOP_SWEEP_INTERVAL: expected like 30s, 1m; got {self.sweep_interval!r}"
+            )
         return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
 
     @property
@@ -84,7 +86,9 @@ class Settings(BaseSettings):
             return 0.0
         match = re.fullmatch(r"\s*(\d+)\s*(s|m|h|d)\s*", self.clock_offset)
         if not match:
-            raise ValueError(f"CLOSELOOP_CLOCK_OFFSET: expected like 10m, 2h; got {self.clock_offset!r}")
+            raise ValueError(
+                f"CLOSELOOP_CLOCK_OFFSET: expected like 10m, 2h; got {self.clock_offset!r}"
+            )
         return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]])
 
     def signing_secret(self) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from flows.loader import load_playbook_text
 
 from api.deps import CurrentPerson, RuntimeDep
+from flows.loader import load_playbook_text
 from models.errors import InvalidInput
 
 router = APIRouter(prefix="/api/playbooks", tags=["playbooks"])
