@@ -4,7 +4,7 @@ their unit or below."""
 
 from __future__ import annotations
 
-from models.errors import Forbidden
+from models.errors import Forbidden, InvalidInput
 from models.org import OrgChart
 from models.run import Run
 from models.task import StepInstance
@@ -71,3 +71,13 @@ def readable_units(org: OrgChart, person_id: str) -> list[str] | None:
     below = org.descendants(person.unit_id, include_self=True)
     above = org.ancestors(person.unit_id, include_self=False)
     return list(dict.fromkeys([*below, *above]))
+
+
+def listing_units(org: OrgChart, person_id: str, unit: str | None) -> list[str] | None:
+    """Units a list may show: what the person may read, narrowed to `unit` and below."""
+    units = readable_units(org, person_id)
+    if not unit:
+        return units
+    if unit not in org.units:
+        raise InvalidInput("unit", f"unknown unit '{unit}'")
+    return [u for u in org.descendants(unit) if units is None or u in units]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import CurrentPerson, RuntimeDep
 from api.schemas import CancelBody, RunCreate, RunPublic, RunsPublic, StageChange, run_view
 from flows import lifecycle
-from flows.access import readable_units, require_read_run
+from flows.access import listing_units, require_read_run
 from models.db import read_session
 from models.errors import InvalidInput
 from models.queries import list_runs, run_detail
@@ -40,12 +40,7 @@ def list_(
     if status and status not in RUN_STATUSES:
         raise InvalidInput("status", f"unknown status '{status}' (known: "
                            f"{', '.join(RUN_STATUSES)})")
-    units = readable_units(rt.org, person)
-    if unit:
-        if unit not in rt.org.units:
-            raise InvalidInput("unit", f"unknown unit '{unit}'")
-        below = rt.org.descendants(unit)
-        units = [u for u in below if units is None or u in units]
+    units = listing_units(rt.org, person, unit)
     with read_session(rt.db) as session:
         rows, total = list_runs(session, units=units, playbook=playbook, status=status,
                                 since=since, until=until, limit=limit, offset=offset)

@@ -17,7 +17,7 @@ from api.schemas import (
     step_view,
 )
 from flows import tasks
-from flows.access import can_read_step, readable_units
+from flows.access import can_read_step, listing_units
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound
 from models.queries import list_steps
@@ -46,11 +46,7 @@ def list_(
             else:
                 raise InvalidInput("status", f"unknown status '{s}' (known: open, "
                                    f"{', '.join(STEP_STATUSES)})")
-    units = readable_units(rt.org, person)
-    if unit:
-        if unit not in rt.org.units:
-            raise InvalidInput("unit", f"unknown unit '{unit}'")
-        units = [u for u in rt.org.descendants(unit) if units is None or u in units]
+    units = listing_units(rt.org, person, unit)
     with read_session(rt.db) as session:
         rows, total = list_steps(
             session, units=None if mine else units,
