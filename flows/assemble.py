@@ -93,6 +93,7 @@ def assemble(
     session: Session,
     known_playbooks: set[str] | None,
 ) -> Playbook:
+    """The compiled playbook from its parsed YAML; raises PlaybookInvalid with every error."""
     root = Where(filename, positions)
     if not isinstance(data, dict):
         message = "a playbook is a mapping of keys: id, version, title, params, modules, steps"

@@ -20,7 +20,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from flows.context import expression_context, run_view
-from flows.expressions import is_template_string, render_string
+from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.progress import AUTOMATIC_ACTIONS, advance
 from flows.recipients import notification_rows, resolve_targets
@@ -96,7 +96,7 @@ def execute_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
             elif spec.action == "playbook":
                 existing = session.exec(select(Run).where(Run.parent_step_id == inst.id)).first()
                 if existing is None:
-                    params = {k: _render_value(v, context) for k, v in spec.with_.items()}
+                    params = {k: resolve_value(v, context) for k, v in spec.with_.items()}
                     child = start_run(rt, playbook_id=spec.playbook or "", unit_id=inst.unit_id,
                                       params=params, actor=run.started_by, session=session,
                                       parent_step_id=inst.id, check_rights=False)
@@ -136,12 +136,6 @@ def _finish(session: Session, inst: StepInstance, now: Any, outputs: dict[str, A
     session.add(inst)
     add_event(session, at=now, actor=SYSTEM, action="done", run_id=inst.run_id,
               step_id=inst.id, from_state=st.READY, to_state=st.DONE, detail=outputs)
-
-
-def _render_value(value: Any, context: dict[str, Any]) -> Any:
-    if isinstance(value, str) and is_template_string(value):
-        return render_string(value, context)
-    return value
 
 
 def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstance

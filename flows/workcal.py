@@ -140,7 +140,7 @@ class WorkCalendar:
             data, positions = load_with_positions(text, filename)
         except YamlSyntaxError as exc:
             raise CalendarError(
-                [SourceError(filename, exc.line, exc.col, "", exc.message)]
+                [SourceError(filename, exc.line, exc.col, exc.path, exc.message)]
             ) from exc
         except ValueError as exc:
             # PyYAML raises a bare ValueError for things like 2025-02-30 (a timestamp that

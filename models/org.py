@@ -255,7 +255,7 @@ def load_org_text(text: str, *, filename: str) -> OrgChart:
     try:
         data, positions = load_with_positions(text, filename)
     except YamlSyntaxError as exc:
-        raise OrgInvalid([SourceError(filename, exc.line, exc.col, "", exc.message)]) from exc
+        raise OrgInvalid([SourceError(filename, exc.line, exc.col, exc.path, exc.message)]) from exc
     return _Builder(filename, positions).build(data)
 
 

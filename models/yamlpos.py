@@ -47,8 +47,9 @@ class Positions:
 class YamlSyntaxError(ValueError):
     """The text is not YAML we accept; carries the position of the problem."""
 
-    def __init__(self, filename: str, line: int, col: int, message: str) -> None:
-        super().__init__(f"{filename}:{line}:{col}: {message}")
+    def __init__(self, filename: str, line: int, col: int, message: str, path: str = "") -> None:
+        super().__init__(f"{filename}:{line}:{col}: {path + ': ' if path else ''}{message}")
+        self.path = path  # key path of the bad value, when known ("" for syntax errors)
         self.filename = filename
         self.line = line
         self.col = col
@@ -69,7 +70,8 @@ def format_path(path: PathKey) -> str:
 def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     positions = Positions(filename=filename)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # libyaml's composer keeps positions too and is ~5x faster than pure Python.
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -120,7 +122,9 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
         # PyYAML raises a bare ValueError for impossible dates such as 2025-02-30.
         line, col = _pair(node)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlSyntaxError(positions.filename, line, col, str(problem)) from exc
+        raise YamlSyntaxError(
+            positions.filename, line, col, str(problem), format_path(path)
+        ) from exc
 
 
 def _pair(node: yaml.Node) -> tuple[int, int]:

@@ -196,6 +196,23 @@ def test_compile_module_when_is_folded_into_each_step() -> None:
     assert folded.step("a").when == "true"
 
 
+def test_compile_module_placeholders_inside_text_are_interpolated(tmp_path: Path) -> None:
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "go.yaml").write_text(
+        "id: go\ntitle: 前往\nparams:\n  unit: {type: string, required: true}\n"
+        "  hours: {type: int, default: 2}\n"
+        "steps:\n  - id: go\n    title: '前往${unit}，限${hours}小时'\n"
+        "    description: '写 $${unit} 得到字面的占位符'\n    role: director\n",
+        encoding="utf-8",
+    )
+    text = minimal("  - {id: a, title: 甲, role: director}\n",
+                   head="modules:\n  - {use: go, with: {unit: 坪山}}\n")
+    playbook = load_playbook_text(text, filename="demo.yaml", context=context(tmp_path))
+    step = playbook.step("go.go")
+    assert step.title == "前往坪山，限2小时"
+    assert step.description == "写 ${unit} 得到字面的占位符"
+
+
 def test_compile_orders_steps_topologically_with_ties_in_file_order() -> None:
     text = minimal(
         "  - {id: close, title: 办结, role: director, needs: [b, a]}\n"
