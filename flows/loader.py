@@ -147,7 +147,8 @@ def _parse(text: str, filename: str) -> tuple[Any, Positions]:
     try:
         return load_with_positions(text, filename)
     except YamlSyntaxError as exc:
-        raise PlaybookInvalid([SourceError(filename, exc.line, exc.col, exc.path, exc.message)]) from exc
+        error = SourceError(filename, exc.line, exc.col, exc.path, exc.message)
+        raise PlaybookInvalid([error]) from exc
 
 
 def _raw_id(data: Any) -> bool:

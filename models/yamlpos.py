@@ -121,7 +121,9 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
     except (yaml.constructor.ConstructorError, ValueError) as exc:
         # PyYAML raises a bare ValueError for impossible dates such as 2025-02-30.
         line, col = _pair(node)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or (
+            f"not a valid value: {getattr(node, 'value', '')!r} ({exc})"
+        )
         raise YamlSyntaxError(
             positions.filename, line, col, str(problem), format_path(path)
         ) from exc
