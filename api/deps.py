@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import person_from_token
@@ -31,3 +31,10 @@ def get_person(
 
 
 CurrentPerson = Annotated[str, Depends(get_person)]
+
+
+# Row ids and offsets as the databases store them (SQLite INTEGER / PostgreSQL bigint): a
+# larger number is a 422, not an OverflowError deep in the driver.
+MAX_ROW = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW)]

@@ -56,26 +56,30 @@ def require_read_run(org: OrgChart, person_id: str, run: Run) -> None:
 
 
 def can_read_step(org: OrgChart, person_id: str, step: StepInstance) -> bool:
-    if can_act_on(org, person_id, step):
+    """Their own tasks, and the tasks of their unit and the units below it."""
+    if can_act_on(org, person_id, step) or is_admin(org, person_id):
         return True
-    return any(
-        org.has_right(person_id, right, step.unit_id) for right in ("manager", "commander")
-    ) or can_read_unit(org, person_id, step.unit_id)
+    return org.is_within(step.unit_id, org.person(person_id).unit_id)
 
 
-def readable_units(org: OrgChart, person_id: str) -> list[str] | None:
-    """Units whose runs and tasks the person may list; None means every unit (admin)."""
+def readable_units(
+    org: OrgChart, person_id: str, *, above: bool = True
+) -> list[str] | None:
+    """Units whose runs (above=True: also the units above, whose runs they take part in) or
+    tasks (above=False) the person may list; None means every unit (admin)."""
     if is_admin(org, person_id):
         return None
     person = org.person(person_id)
     below = org.descendants(person.unit_id, include_self=True)
-    above = org.ancestors(person.unit_id, include_self=False)
-    return list(dict.fromkeys([*below, *above]))
+    ups = org.ancestors(person.unit_id, include_self=False) if above else []
+    return list(dict.fromkeys([*below, *ups]))
 
 
-def listing_units(org: OrgChart, person_id: str, unit: str | None) -> list[str] | None:
+def listing_units(
+    org: OrgChart, person_id: str, unit: str | None, *, above: bool = True
+) -> list[str] | None:
     """Units a list may show: what the person may read, narrowed to `unit` and below."""
-    units = readable_units(org, person_id)
+    units = readable_units(org, person_id, above=above)
     if not unit:
         return units
     if unit not in org.units:

@@ -143,6 +143,8 @@ def assemble(
     for node in nodes:
         if node.step is not None:
             errors += check_step(node.step, node.candidate.where, env)
+        elif (salvaged := _salvage(node.candidate.raw)) is not None:
+            errors += check_step(salvaged, node.candidate.where, env, rules=False)
     if errors or header is None:
         raise PlaybookInvalid(dedupe(errors))
 
@@ -201,6 +203,23 @@ def _modules(
         else:
             candidates += parts
     return uses, candidates, used, broken
+
+
+def _salvage(raw: Any) -> StepSource | None:
+    """The part of a failed step that does validate (its wrong keys dropped), so a bad `due`
+    hides no unknown role in the same step. Used for checking only, never compiled."""
+    if not isinstance(raw, dict):
+        return None
+    data = dict(raw)
+    while True:
+        try:
+            return StepSource.model_validate(data, context={DEFER_CHECKS: True})
+        except ValidationError as exc:
+            bad = {e["loc"][0] for e in exc.errors() if e["loc"] and e["loc"][0] in data}
+            if not bad or bad & {"id", "title"}:
+                return None
+            for key in bad:
+                del data[key]
 
 
 def _node(candidate: Candidate, errors: list[SourceError]) -> _Node:

@@ -53,8 +53,11 @@ class CheckEnv:
         return CONTEXT_NAMES | self.helpers | BUILTIN_NAMES
 
 
-def check_step(step: StepSource, where: Where, env: CheckEnv) -> list[SourceError]:
-    out = [where.at(path, message) for path, message in step_problems(step)]
+def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = True
+               ) -> list[SourceError]:
+    """`rules=False` for a step salvaged from a failed one: only what it refers to is checked,
+    since the cross-key rules would misfire on the keys that were dropped."""
+    out = [where.at(path, message) for path, message in step_problems(step)] if rules else []
     if env.roles is not None:
         if step.role is not None:
             out += _role(step.role, where, ("role",), env)

@@ -67,10 +67,12 @@ def acquire_lease(session: Session, *, name: str, holder: str, now: datetime,
         return True
     dialect = session.get_bind().dialect.name
     ins = (sqlite_insert if dialect == "sqlite" else pg_insert)(Lease.__table__)
+    # RETURNING, not rowcount: psycopg reports -1 (truthy) for INSERT ... ON CONFLICT DO NOTHING.
     created = session.execute(
         ins.values(name=name, holder=holder, expires_at=expires).on_conflict_do_nothing()
-    ).rowcount  # type: ignore[attr-defined]
-    return bool(created)
+        .returning(Lease.__table__.c.name)  # type: ignore[attr-defined]
+    ).first()
+    return created is not None
 
 
 def release_lease(session: Session, *, name: str, holder: str, now: datetime) -> None:

@@ -5,7 +5,7 @@ so two people closing the same task at once give one success and one Conflict (4
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -27,6 +27,8 @@ from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
 from models.writes import add_event, insert_ignoring_duplicates
+
+MAX_EXTENSION = timedelta(days=3660)
 
 
 @dataclass
@@ -231,6 +233,8 @@ def extend(
             raise InvalidInput("due_at", "must include a time zone, e.g. 2026-12-01T18:00+08:00")
         if due_at <= now:
             raise InvalidInput("due_at", "must be in the future")
+        if due_at > now + MAX_EXTENSION:
+            raise InvalidInput("due_at", "must be within 10 years")
         if got.step.status not in st.OPEN_STATUSES:
             raise Conflict(f"task is {got.step.status}", current=got.step.status)
         # A new deadline restarts the ladder: reminders and escalations count from it.

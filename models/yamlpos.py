@@ -72,6 +72,8 @@ def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     try:
         # libyaml's composer keeps positions too and is ~5x faster than pure Python.
         node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except RecursionError:
+        raise YamlSyntaxError(filename, 1, 1, "invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -81,6 +83,8 @@ def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     constructor = yaml.SafeLoader(text)
     try:
         data = _build(node, (), positions, constructor)
+    except RecursionError:
+        raise YamlSyntaxError(filename, 1, 1, "invalid YAML: nested too deeply") from None
     finally:
         constructor.dispose()
     return data, positions

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentPerson, RuntimeDep
+from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
 from api.schemas import CancelBody, RunCreate, RunPublic, RunsPublic, StageChange, run_view
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
@@ -34,9 +34,12 @@ def list_(
     rt: RuntimeDep, person: CurrentPerson,
     playbook: str | None = None, status: str | None = None, unit: str | None = None,
     since: datetime | None = None, until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> RunsPublic:
     """Runs the caller may see, newest first."""
+    # A time without a zone is the bureau's local time (CLOSELOOP_TIMEZONE).
+    since = since.replace(tzinfo=rt.tz) if since and since.tzinfo is None else since
+    until = until.replace(tzinfo=rt.tz) if until and until.tzinfo is None else until
     if status and status not in RUN_STATUSES:
         raise InvalidInput("status", f"unknown status '{status}' (known: "
                            f"{', '.join(RUN_STATUSES)})")
@@ -49,7 +52,7 @@ def list_(
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-def read(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
+def read(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
     """A run with its steps, escalations and timeline (the audit trail)."""
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
@@ -59,7 +62,7 @@ def read(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
-def cancel(run_id: int, rt: RuntimeDep, person: CurrentPerson,
+def cancel(run_id: RowId, rt: RuntimeDep, person: CurrentPerson,
            body: CancelBody | None = None) -> RunPublic:
     """Cancel a running run and its open steps (commander)."""
     run = lifecycle.cancel_run(rt, run_id=run_id, actor=person,
@@ -68,7 +71,7 @@ def cancel(run_id: int, rt: RuntimeDep, person: CurrentPerson,
 
 
 @router.post("/{run_id}/stage", response_model=RunPublic)
-def stage(run_id: int, body: StageChange, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
+def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
     """Move a staged run (typhoon) to a stage; that stage's steps become ready."""
     lifecycle.set_stage(rt, run_id=run_id, stage=body.stage, actor=person)
     with read_session(rt.db) as session:

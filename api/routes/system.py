@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import text
 from sqlmodel import select
 
-from api.deps import CurrentPerson, RuntimeDep
+from api.deps import CurrentPerson, RowId, RuntimeDep
 from models.db import read_session, session_scope
 from models.documents import Document, ReceivedMessage
 from models.errors import Forbidden, NotFound
@@ -45,7 +45,7 @@ def inbox(rt: RuntimeDep, person: CurrentPerson,
 
 
 @router.get("/api/runs/{run_id}/notifications")
-def run_notifications(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     """Every notification of a run with its delivery attempts (the outbox record)."""
     from api.routes.runs import read as read_run  # same visibility rule as the run itself
 
@@ -68,7 +68,7 @@ def run_notifications(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> dic
 
 
 @router.get("/api/runs/{run_id}/documents")
-def run_documents(run_id: int, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+def run_documents(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     """Documents the run rendered (first report, notices, forms)."""
     from api.routes.runs import read as read_run
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentPerson, RuntimeDep
+from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
 from api.schemas import (
     Completion,
     Extension,
@@ -30,8 +30,8 @@ router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 def list_(
     rt: RuntimeDep, person: CurrentPerson,
     mine: bool = False, status: str | None = None, overdue: bool | None = None,
-    unit: str | None = None, run: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    unit: str | None = None, run: Annotated[int | None, Query(ge=1, le=MAX_ROW)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> StepsPublic:
     """Tasks the caller may see; `mine=true` is their inbox. `status` may be a comma list or
     `open` (ready, acked, submitted, rejected)."""
@@ -46,7 +46,7 @@ def list_(
             else:
                 raise InvalidInput("status", f"unknown status '{s}' (known: open, "
                                    f"{', '.join(STEP_STATUSES)})")
-    units = listing_units(rt.org, person, unit)
+    units = listing_units(rt.org, person, unit, above=False)
     with read_session(rt.db) as session:
         rows, total = list_steps(
             session, units=None if mine else units,
@@ -58,7 +58,7 @@ def list_(
 
 
 @router.get("/{task_id}", response_model=StepPublic)
-def read(task_id: int, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
+def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
     with read_session(rt.db) as session:
         step = session.get(StepInstance, task_id)
         if step is None:
@@ -69,13 +69,13 @@ def read(task_id: int, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
 
 
 @router.post("/{task_id}/ack", response_model=StepPublic)
-def ack(task_id: int, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
+def ack(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
     """Acknowledge (签收/叫应) a task."""
     return step_view(rt, tasks.ack(rt, step_id=task_id, actor=person))
 
 
 @router.post("/{task_id}/complete", response_model=StepPublic)
-def complete(task_id: int, body: Completion, rt: RuntimeDep,
+def complete(task_id: RowId, body: Completion, rt: RuntimeDep,
              person: CurrentPerson) -> StepPublic:
     """Complete a task (with evidence where required); goes to verification if required."""
     return step_view(rt, tasks.complete(rt, step_id=task_id, actor=person, note=body.note,
@@ -83,7 +83,7 @@ def complete(task_id: int, body: Completion, rt: RuntimeDep,
 
 
 @router.post("/{task_id}/verify", response_model=StepPublic)
-def verify(task_id: int, body: Verification, rt: RuntimeDep,
+def verify(task_id: RowId, body: Verification, rt: RuntimeDep,
            person: CurrentPerson) -> StepPublic:
     """Approve or reject a submitted task (a second person where the playbook says so)."""
     return step_view(rt, tasks.verify(rt, step_id=task_id, actor=person, approve=body.approve,
@@ -91,14 +91,14 @@ def verify(task_id: int, body: Verification, rt: RuntimeDep,
 
 
 @router.post("/{task_id}/extend", response_model=StepPublic)
-def extend(task_id: int, body: Extension, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
+def extend(task_id: RowId, body: Extension, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
     """Move a task's deadline (the original is kept); the escalation ladder restarts."""
     return step_view(rt, tasks.extend(rt, step_id=task_id, actor=person, due_at=body.due_at,
                                       reason=body.reason))
 
 
 @router.post("/{task_id}/reassign", response_model=StepPublic)
-def reassign(task_id: int, body: Reassignment, rt: RuntimeDep,
+def reassign(task_id: RowId, body: Reassignment, rt: RuntimeDep,
              person: CurrentPerson) -> StepPublic:
     """Hand a task to a named person."""
     return step_view(rt, tasks.reassign(rt, step_id=task_id, actor=person, person=body.person))

@@ -1,0 +1,252 @@
+"""The `closeloop` command (SPEC §5), run as a real subprocess (`python -m api.cli`) from the
+repository with a fresh data dir: validate, token, start and sweep on the shipped playbooks and
+the demo district."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from factories import REPO, TESTS
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from api.main import create_app
+from flows.runtime import Runtime, build_runtime
+from models.clock import ManualClock
+from models.db import read_session
+from models.run import Run
+from models.settings import Settings
+from models.task import StepInstance
+
+FOUR_ERRORS = TESTS / "data" / "playbooks" / "four-errors.yaml"
+
+
+def closeloop(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("CLOSELOOP_", "PREFECT_"))}
+    clean |= {"CLOSELOOP_DATA_DIR": str(data_dir), "PYTHONIOENCODING": "utf-8", **env}
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=REPO, env=clean,
+                          capture_output=True, text=True, timeout=180)
+
+
+def runtime_on(data_dir: Path) -> Runtime:
+    """What `closeloop serve` would build from the same data dir (same secret, same database)."""
+    settings = Settings(data_dir=data_dir, _env_file=None)  # type: ignore[call-arg]
+    return build_runtime(settings, clock=ManualClock(datetime.now(UTC)))
+
+
+# --- validate --------------------------------------------------------------------------------
+
+def test_validate_shipped_playbooks_exits_0(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "validate", "playbooks/")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok")
+
+
+def test_validate_shipped_playbook_and_module_files_one_by_one_exits_0(tmp_path: Path) -> None:
+    files = [str(p.relative_to(REPO)) for p in sorted((REPO / "playbooks").glob("*.yaml"))]
+    files += [str(p.relative_to(REPO))
+              for p in sorted((REPO / "playbooks" / "modules").glob("*.yaml"))]
+    assert "playbooks/gas-leak.yaml" in files
+    done = closeloop(tmp_path, "validate", *files)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _where(text: list[str], needle: str, after: int = 0) -> tuple[int, int]:
+    """1-based (line, col) of the first `needle` at or after line `after` (1-based)."""
+    for i, line in enumerate(text[after:], start=after):
+        if needle in line:
+            return i + 1, line.index(needle) + 1
+    raise AssertionError(f"{needle!r} not in the file")
+
+
+def test_validate_prints_every_error_as_file_line_col_and_exits_1(tmp_path: Path) -> None:
+    rel = str(FOUR_ERRORS.relative_to(REPO))
+    lines = FOUR_ERRORS.read_text(encoding="utf-8").splitlines()
+    done = closeloop(tmp_path, "validate", rel)
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout.splitlines()
+    assert len(out) == 4, done.stdout
+    assert all(line.startswith(f"{rel}:") for line in out), done.stdout
+
+    def line_with(fragment: str) -> str:
+        found = [line for line in out if fragment in line]
+        assert len(found) == 1, (fragment, done.stdout)
+        return found[0]
+
+    needs_at = _where(lines, "verfy")
+    assert line_with("unknown step 'verfy'").startswith(f"{rel}:{needs_at[0]}:{needs_at[1]}: ")
+    # the cycle assess -> decide -> assess is reported at one of its two `needs`
+    cycle = line_with("cycle")
+    assess_needs = _where(lines, "decide", after=_where(lines, "id: assess")[0])
+    decide_needs = _where(lines, "assess", after=_where(lines, "id: decide")[0])
+    assert any(cycle.startswith(f"{rel}:{ln}:{col}: ") for ln, col in (assess_needs,
+                                                                      decide_needs)), cycle
+    assert "assess" in cycle and "decide" in cycle
+    due_at = _where(lines, "5 minutes")
+    assert line_with("5 minutes").startswith(f"{rel}:{due_at[0]}:{due_at[1]}: ")
+    role_at = _where(lines, "dutyofficer")
+    role = line_with("unknown role 'dutyofficer'")
+    assert role.startswith(f"{rel}:{role_at[0]}:{role_at[1]}: ")
+    assert "duty_officer" in role  # the near miss is suggested
+
+
+def test_validate_a_mix_reports_only_the_broken_file(tmp_path: Path) -> None:
+    rel = str(FOUR_ERRORS.relative_to(REPO))
+    done = closeloop(tmp_path, "validate", "playbooks/", rel)
+    assert done.returncode == 1
+    assert done.stdout.strip() and all(line.startswith(f"{rel}:")
+                                       for line in done.stdout.splitlines())
+
+
+def test_validate_missing_path_exits_1_naming_it(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "validate", "playbooks/nope.yaml")
+    assert done.returncode == 1
+    assert done.stdout.startswith("playbooks/nope.yaml:1:1: ")
+
+
+def test_validate_own_broken_file_with_exact_positions(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "id: broken\n"
+        "version: 1\n"
+        "title: 坏\n"
+        "steps:\n"
+        "  - id: a\n"
+        "    title: A\n"
+        "    role: duty_officer\n"
+        "    due: 5x\n"
+        "  - id: b\n"
+        "    title: B\n"
+        "    role: duty_officer\n"
+        "    needs: [a, zz]\n",
+        encoding="utf-8")
+    done = closeloop(tmp_path / "data", "validate", str(broken))
+    assert done.returncode == 1
+    out = done.stdout.splitlines()
+    assert len(out) == 2, done.stdout
+    assert out[0].startswith(f"{broken}:8:10: steps[0].due: ")
+    assert out[1].startswith(f"{broken}:12:16: steps[1].needs[1]: unknown step 'zz'")
+
+
+# --- token -------------------------------------------------------------------------------------
+
+def test_token_prints_a_token_the_api_accepts(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "token", "wang-qiang")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert token.startswith("cl1.") and "\n" not in token
+    rt = runtime_on(tmp_path)
+    try:
+        with TestClient(create_app(rt, background=False, prefect=False)) as client:
+            ok = client.get("/api/runs", headers={"Authorization": f"Bearer {token}"})
+            assert ok.status_code == 200
+            bad = client.get("/api/runs", headers={"Authorization": f"Bearer {token}x"})
+            assert bad.status_code == 401
+    finally:
+        rt.db.dispose()
+
+
+def test_token_is_stable_for_a_data_dir_and_differs_between_installations(
+    tmp_path: Path
+) -> None:
+    one = closeloop(tmp_path / "a", "token", "liuhe-grid").stdout.strip()
+    again = closeloop(tmp_path / "a", "token", "liuhe-grid").stdout.strip()
+    other = closeloop(tmp_path / "b", "token", "liuhe-grid").stdout.strip()
+    assert one == again and one != other
+
+
+def test_token_for_unknown_person_exits_1_with_a_message(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "token", "no-such-person")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "no-such-person" in done.stderr
+
+
+# --- start ---------------------------------------------------------------------------------------
+
+def test_start_prints_the_run_id_of_a_new_run(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
+                     "--param", "location=六和社区幸福里3栋", "--param", "grade=重大")
+    assert done.returncode == 0, done.stderr
+    run_id = int(done.stdout.strip())
+    rt = runtime_on(tmp_path)
+    try:
+        with read_session(rt.db) as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            assert run.playbook_id == "gas-leak" and run.unit_id == "liuhe"
+            assert run.status == "running"
+            assert run.params["location"] == "六和社区幸福里3栋" and run.params["grade"] == "重大"
+            assert rt.org.has_right(run.started_by, "commander", "liuhe")
+            receive = session.exec(select(StepInstance).where(
+                StepInstance.run_id == run_id, StepInstance.step_key == "receive")).one()
+            assert receive.status == "ready" and receive.assignees
+    finally:
+        rt.db.dispose()
+    second = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
+                       "--param", "location=另一处")
+    assert int(second.stdout.strip()) == run_id + 1
+
+
+def test_start_as_a_named_commander(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe", "--as", "wang-qiang",
+                     "--param", "location=六和社区")
+    assert done.returncode == 0, done.stderr
+    rt = runtime_on(tmp_path)
+    try:
+        with read_session(rt.db) as session:
+            run = session.get(Run, int(done.stdout))
+            assert run is not None and run.started_by == "wang-qiang"
+    finally:
+        rt.db.dispose()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["gas-leak", "--unit", "liuhe", "--param", "grade=重大"], "params.location"),
+    (["gas-leak", "--unit", "liuhe", "--param", "location=x", "--param", "grade=巨大"],
+     "params.grade"),
+    (["gas-leak", "--unit", "atlantis", "--param", "location=x"], "atlantis"),
+    (["no-such-book", "--unit", "liuhe"], "no-such-book"),
+    (["gas-leak", "--unit", "liuhe", "--param", "location"], "--param"),
+])
+def test_start_with_bad_input_fails_with_a_message(tmp_path: Path, args: list[str],
+                                                   fragment: str) -> None:
+    done = closeloop(tmp_path, "start", *args)
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert fragment in done.stderr and "Traceback" not in done.stderr
+
+
+# --- sweep ---------------------------------------------------------------------------------------
+
+SWEEP_KEYS = {"examined", "fired", "overdue", "waits_finished", "notifications"}
+
+
+def test_sweep_once_prints_json_figures(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "sweep", "--once")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert set(figures) == SWEEP_KEYS
+    assert figures["examined"] == 0 and figures["fired"] == 0
+
+
+def test_sweep_once_after_the_deadlines_fires_the_escalations_once(tmp_path: Path) -> None:
+    started = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
+                        "--param", "location=六和社区")
+    assert started.returncode == 0, started.stderr
+    # An hour later (the server's clock run ahead, as after a downtime).
+    late = closeloop(tmp_path, "sweep", "--once", CLOSELOOP_CLOCK_OFFSET="1h")
+    assert late.returncode == 0, late.stderr
+    figures = json.loads(late.stdout)
+    assert figures["examined"] >= 1 and figures["overdue"] >= 1
+    assert figures["fired"] >= 2 and figures["notifications"] >= figures["fired"]
+    again = json.loads(closeloop(tmp_path, "sweep", "--once",
+                                 CLOSELOOP_CLOCK_OFFSET="1h").stdout)
+    assert again["overdue"] == 0 and again["fired"] == 0  # each missed level fired once
