@@ -5,6 +5,7 @@ that become ready are left for the next segment (flows/segments.py) to execute i
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ from models.task import StepInstance
 from models.writes import add_event, add_wake, insert_ignoring_duplicates, insert_rows
 
 AUTOMATIC_ACTIONS = ("notify", "document", "playbook")
+MAX_FAN_OUT = 100_000  # a district has ~1,000 villages and grids; far above any real fan-out
 
 
 @dataclass
@@ -182,7 +184,11 @@ def _items(spec: StepSpec, ctx: dict[str, Any]) -> list[Any]:
         return []
     if isinstance(value, dict | str) or not hasattr(value, "__iter__"):
         raise StepExpressionFailed(spec.id, "for_each", "must give a list")
-    return list(value)
+    # A runaway expression (range(10**9)) must not write a billion rows: cap the fan-out.
+    items = list(itertools.islice(value, MAX_FAN_OUT + 1))
+    if len(items) > MAX_FAN_OUT:
+        raise StepExpressionFailed(spec.id, "for_each", f"more than {MAX_FAN_OUT} items")
+    return items
 
 
 def _item_unit(rt: Runtime, run: Run, item: Any) -> str:
