@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -174,7 +174,12 @@ def _sweep_batch(
     insert_ignoring_duplicates(session, Notification, notes)
     insert_rows(session, AuditEvent, events)
     if updates:
-        session.execute(update(StepInstance), updates)
+        # Plain executemany on the table: the ORM's bulk-update path costs ~2x in Python here.
+        table = StepInstance.__table__  # type: ignore[attr-defined]
+        cols = [k for k in updates[0] if k != "id"]
+        stmt = table.update().where(table.c.id == bindparam("b_id")).values(
+            {c: bindparam(f"b_{c}") for c in cols})
+        session.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in updates])
     if woken:
         session.execute(insert(Wake.__table__), [
             {"run_id": rid, "reason": "timers", "created_at": now, "not_before": now,
