@@ -11,12 +11,14 @@ status in the database, so replaying a segment after a crash does nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlmodel import Session, select
 
 from flows.context import expression_context, run_view
@@ -56,8 +58,12 @@ def ready_automatic_keys(rt: Runtime, run_id: int) -> list[str]:
     return sorted(rows)
 
 
-def execute_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
-    """Run every ready instance of an automatic step, in one transaction with its effects."""
+def execute_step(
+    rt: Runtime, run_id: int, step_key: str, *, recorded: bool = True
+) -> dict[str, Any]:
+    """Run every ready instance of an automatic step, in one transaction with its effects.
+    `recorded=False` when Prefect is unavailable: the step still happens (a first report must
+    go out), and the next segment that reaches Prefect records it as a task run."""
     with session_scope(rt.db) as session:
         run = load_run(session, run_id)
         playbook = rt.catalog.pinned(session, run.playbook_sha)
@@ -83,7 +89,7 @@ def execute_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
                     body=body, dedupe=f"notify|{inst.id}", now=now, run_id=run_id,
                     step_id=inst.id,
                 ))
-                _finish(session, inst, now, {"sent_to": people + channels})
+                _finish(session, inst, now, {"sent_to": people + channels}, recorded)
                 done += 1
             elif spec.action == "document":
                 body = _render(session, rt, spec.template or "", context, inst)
@@ -91,7 +97,7 @@ def execute_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
                     "run_id": run_id, "step_id": inst.id, "template": spec.template,
                     "title": inst.title, "body": body, "created_at": now,
                 }])
-                _finish(session, inst, now, {"document": True})
+                _finish(session, inst, now, {"document": True}, recorded)
                 done += 1
             elif spec.action == "playbook":
                 existing = session.exec(select(Run).where(Run.parent_step_id == inst.id)).first()
@@ -102,7 +108,7 @@ def execute_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
                                       parent_step_id=inst.id, check_rights=False)
                     inst.outputs = {"child_run": child.id}
                 # The step stays ready until the child run finishes (progress.py finishes it).
-                inst.prefect_recorded = True
+                inst.prefect_recorded = recorded
                 session.add(inst)
                 add_event(session, at=now, actor=SYSTEM, action="child_started",
                           run_id=run_id, step_id=inst.id, detail=inst.outputs)
@@ -126,12 +132,13 @@ def _render(session: Session, rt: Runtime, template: str, context: dict[str, Any
                 f"{params}\n（模板 {template} 渲染失败，已记录）")
 
 
-def _finish(session: Session, inst: StepInstance, now: Any, outputs: dict[str, Any]) -> None:
+def _finish(session: Session, inst: StepInstance, now: Any, outputs: dict[str, Any],
+            recorded: bool) -> None:
     inst.status = st.DONE
     inst.done_at = now
     inst.next_check_at = None
     inst.outputs = outputs
-    inst.prefect_recorded = True
+    inst.prefect_recorded = recorded
     inst.version += 1
     session.add(inst)
     add_event(session, at=now, actor=SYSTEM, action="done", run_id=inst.run_id,
@@ -214,28 +221,32 @@ def record_escalation(rt: Runtime, escalation_id: int) -> dict[str, Any]:
 
 
 def segment_body(
-    rt: Runtime, run_id: int, *, execute: Any = None, record: Any = None, escalate: Any = None
+    rt: Runtime, run_id: int, *, execute: Any = None, record: Any = None, escalate: Any = None,
+    recorded: bool = True,
 ) -> dict[str, Any]:
     """One segment's work. In the server each call below is a Prefect task run (see
     PrefectSegments); called bare it is the same logic, which is what unit tests exercise."""
-    execute = execute or (lambda key: execute_step(rt, run_id, key))
+    execute = execute or (lambda key: execute_step(rt, run_id, key, recorded=recorded))
     record = record or (lambda key: record_step(rt, run_id, key))
     escalate = escalate or (lambda esc_id, _name: record_escalation(rt, esc_id))
     executed: list[str] = []
     for _ in range(MAX_ROUNDS):
-        keys = ready_automatic_keys(rt, run_id)
+        # A child-playbook step stays ready while its child runs: execute each key once here.
+        keys = [k for k in ready_automatic_keys(rt, run_id) if k not in executed]
         if not keys:
             break
         for key in keys:
             execute(key)
             executed.append(key)
-    recorded = unrecorded_finished_keys(rt, run_id)
-    for key in recorded:
+    if not recorded:
+        return {"executed": executed, "recorded": [], "escalations": 0}
+    finished = unrecorded_finished_keys(rt, run_id)
+    for key in finished:
         record(key)
     escalations = unrecorded_escalations(rt, run_id)
     for esc_id, name in escalations:
         escalate(esc_id, name)
-    return {"executed": executed, "recorded": recorded, "escalations": len(escalations)}
+    return {"executed": executed, "recorded": finished, "escalations": len(escalations)}
 
 
 # --- Prefect ---------------------------------------------------------------------------
@@ -285,7 +296,11 @@ def claim_wakes(rt: Runtime, *, limit: int = 20, lease: timedelta = timedelta(mi
         rows = session.exec(
             select(Wake.run_id, func.max(Wake.id))
             .where(Wake.done_at == None, Wake.not_before <= now)  # noqa: E711
-            .group_by(Wake.run_id).order_by(func.min(Wake.id)).limit(limit)
+            .group_by(Wake.run_id)
+            # Work first (a run started, a step done), then pure history (timers fired), so a
+            # burst of escalations never delays a first report waiting to be sent.
+            .order_by(func.min(case((Wake.reason == "timers", 1), else_=0)), func.min(Wake.id))
+            .limit(limit)
         ).all()
         for run_id, max_id in rows:
             session.execute(
@@ -320,11 +335,18 @@ def next_segment_number(rt: Runtime, run_id: int) -> tuple[Run, int]:
 
 
 class SegmentRunner:
-    """A daemon thread: starts (or connects to) Prefect, then drains wakes forever."""
+    """A daemon thread: starts (or connects to) Prefect, then drains wakes forever.
 
-    def __init__(self, rt: Runtime, *, api_url_provider: Any, poll: float = 0.5) -> None:
+    If Prefect cannot be reached the runner does not stop the engine: it keeps executing
+    automatic steps bare (a first report must still go out at 3 a.m.), leaves their wakes
+    pending, and retries Prefect; once Prefect answers, the next segments record everything
+    that happened meanwhile as task runs."""
+
+    def __init__(self, rt: Runtime, *, api_url_provider: Any, poll: float = 0.5,
+                 retry_prefect: float = 30.0) -> None:
         self.rt = rt
         self.poll = poll
+        self.retry_prefect = retry_prefect
         self._api_url_provider = api_url_provider
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -332,6 +354,7 @@ class SegmentRunner:
         self.ready = threading.Event()
         self.error: str | None = None
         self.segments_run = 0
+        self.degraded_segments = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="closeloop-segments",
@@ -347,7 +370,7 @@ class SegmentRunner:
         if self._thread:
             self._thread.join(timeout=30)
 
-    def _main(self) -> None:
+    def _connect(self, stack: contextlib.ExitStack) -> PrefectSegments | None:
         try:
             url = self._api_url_provider()
             from prefect.settings import (
@@ -356,29 +379,47 @@ class SegmentRunner:
                 temporary_settings,
             )
             # No heartbeat thread: it adds ~0.9 s to every short flow run for nothing here.
-            with temporary_settings(updates={PREFECT_API_URL: url,
-                                             PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                segments = PrefectSegments(self.rt)
-                self.ready.set()
-                while not self._stop.is_set():
-                    worked = self.drain(segments)
-                    if not worked:
-                        self._kick.wait(self.poll)
-                        self._kick.clear()
+            stack.enter_context(temporary_settings(updates={
+                PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+            segments = PrefectSegments(self.rt)
         except Exception as exc:  # the API keeps serving; /healthz reports this
             self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("segment runner stopped")
+            log.exception("Prefect unavailable; executing segments without recording")
+            return None
+        self.error = None
+        self.ready.set()
+        return segments
 
-    def drain(self, segments: PrefectSegments) -> int:
-        n = drain_wakes(self.rt, segments.run)
-        self.segments_run += n
-        return n
+    def _main(self) -> None:
+        with contextlib.ExitStack() as stack:
+            segments: PrefectSegments | None = None
+            next_try = 0.0
+            while not self._stop.is_set():
+                if segments is None and time.monotonic() >= next_try:
+                    segments = self._connect(stack)
+                    next_try = time.monotonic() + self.retry_prefect
+                try:
+                    if segments is not None:
+                        worked = drain_wakes(self.rt, segments.run)
+                        self.segments_run += worked
+                    else:
+                        worked = drain_wakes(self.rt, keep_pending=True)
+                        self.degraded_segments += worked
+                except Exception:  # a database hiccup must not end the runner
+                    log.exception("draining wakes failed")
+                    worked = 0
+                if not worked:
+                    self._kick.wait(self.poll)
+                    self._kick.clear()
 
 
-def drain_wakes(rt: Runtime, run_segment: Any = None) -> int:
+def drain_wakes(rt: Runtime, run_segment: Any = None, *, keep_pending: bool = False) -> int:
     """Claim pending wakes and run one segment per run. `run_segment(run, number)` defaults to
-    the bare segment_body (no Prefect): used by `closeloop` commands and unit tests."""
-    run_segment = run_segment or (lambda run, _n: segment_body(rt, run.id or 0))
+    the bare segment_body (no Prefect): used by `closeloop` commands and unit tests, and by the
+    runner while Prefect is unreachable (`keep_pending`: the wakes stay, to be recorded)."""
+    if run_segment is None:
+        def run_segment(run: Run, _number: int) -> None:
+            segment_body(rt, run.id or 0, recorded=not keep_pending)
     claimed = claim_wakes(rt)
     for run_id, max_id in claimed:
         try:
@@ -388,5 +429,7 @@ def drain_wakes(rt: Runtime, run_segment: Any = None) -> int:
             log.exception("segment for run %s failed", run_id)
             finish_wakes(rt, run_id, max_id, error=f"{type(exc).__name__}: {exc}")
         else:
-            finish_wakes(rt, run_id, max_id)
+            finish_wakes(rt, run_id, max_id,
+                         error="executed without Prefect; to be recorded" if keep_pending
+                         else None)
     return len(claimed)

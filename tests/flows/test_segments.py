@@ -1,0 +1,76 @@
+"""Segments without Prefect reachable: the engine keeps executing automatic steps (a first
+report must still go out) and keeps the wakes so that Prefect records them later."""
+
+from __future__ import annotations
+
+import time
+
+from factories import png_bytes
+from sqlmodel import select
+
+from flows import lifecycle, tasks
+from flows.evidence import store_evidence
+from flows.runtime import Runtime
+from flows.segments import SegmentRunner, claim_wakes
+from models.db import read_session
+from models.task import StepInstance
+from models.wake import Wake
+
+
+def step(rt: Runtime, run_id: int, key: str) -> StepInstance:
+    with read_session(rt.db) as session:
+        return session.exec(select(StepInstance).where(
+            StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
+
+
+def wait_for(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_automatic_steps_run_while_prefect_is_down(rt: Runtime) -> None:
+    run = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                              params={"location": "x"}, actor="s1-commander")
+    rid = run.id or 0
+    tasks.complete(rt, step_id=step(rt, rid, "receive").id or 0, actor="s1-duty")
+    inspect = step(rt, rid, "inspect").id or 0
+    photo = store_evidence(rt, data=png_bytes(), filename="a.png", uploaded_by="c1-grid").id
+    tasks.complete(rt, step_id=inspect, actor="c1-grid", note="ok", evidence=[photo])
+    tasks.verify(rt, step_id=inspect, actor="s1-insp1", approve=True)
+
+    def unreachable() -> str:
+        raise ConnectionError("Prefect is down")
+
+    runner = SegmentRunner(rt, api_url_provider=unreachable, poll=0.05, retry_prefect=3600)
+    runner.start()
+    try:
+        wait_for(lambda: step(rt, rid, "report").status == "done")
+    finally:
+        runner.stop()
+    assert runner.error and "Prefect is down" in runner.error
+    assert not step(rt, rid, "report").prefect_recorded  # to be recorded once Prefect is back
+    with read_session(rt.db) as session:
+        pending = session.exec(select(Wake).where(Wake.run_id == rid,
+                                                  Wake.done_at == None)).all()  # noqa: E711
+    assert pending and all("without Prefect" in (w.last_error or "") for w in pending)
+
+
+def test_work_wakes_are_claimed_before_timer_wakes(rt: Runtime) -> None:
+    from models.db import session_scope
+    from models.writes import add_wake
+
+    first = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                                params={"location": "a"}, actor="s1-commander")
+    second = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                                 params={"location": "b"}, actor="s1-commander")
+    with session_scope(rt.db) as session:
+        for w in session.exec(select(Wake)).all():
+            session.delete(w)
+        add_wake(session, run_id=first.id or 0, reason="timers", now=rt.clock.now())
+        add_wake(session, run_id=second.id or 0, reason="step_done", now=rt.clock.now())
+    claimed = claim_wakes(rt, limit=1)
+    assert [run_id for run_id, _ in claimed] == [second.id]
