@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.runtime import Runtime
+from flows.spec import Playbook, StepSpec
 from models.audit import AuditEvent
 from models.escalation import Escalation
 from models.run import Run
@@ -61,7 +62,7 @@ class Person(BaseModel):
 
 
 class StepPublic(BaseModel):
-    id: int
+    id: int | None = Field(description="null for a step not reached yet (no instance exists)")
     run_id: int
     step: str
     title: str
@@ -165,18 +166,37 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
     )
 
 
+def not_reached_view(rt: Runtime, run: Run, spec: StepSpec) -> StepPublic:
+    """A step the run has not reached: it has no instance yet, only its place in the plan."""
+    unit = rt.org.units.get(run.unit_id)
+    return StepPublic(
+        id=None, run_id=run.id or 0, step=spec.id, title=spec.title, action=spec.action,
+        role=spec.role, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
+        assignees=[], status="pending", overdue=False, escalation_level=0, due_at=None,
+        due_at_local=None, original_due_at=None, ready_at=None, acked_at=None,
+        submitted_by=None, verified_by=None, done_at=None, note=None, outputs={},
+        evidence=[], reject_reason=None,
+    )
+
+
 def run_view(
     rt: Runtime, run: Run, *, steps: list[StepInstance] | None = None,
     escalations: list[Escalation] | None = None, events: list[AuditEvent] | None = None,
+    playbook: Playbook | None = None,
 ) -> RunPublic:
     unit = rt.org.units.get(run.unit_id)
+    step_views = [step_view(rt, s) for s in steps] if steps is not None else None
+    if step_views is not None and playbook is not None:
+        reached = {s.step_key for s in steps or []}
+        step_views += [not_reached_view(rt, run, spec) for spec in playbook.steps
+                       if spec.id not in reached]
     return RunPublic(
         id=run.id or 0, playbook=run.playbook_id, playbook_version=run.playbook_version,
         title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
         status=run.status, stage=run.stage, params=run.params, started_by=run.started_by,
         started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),
         finished_at=run.finished_at, parent_step_id=run.parent_step_id,
-        steps=[step_view(rt, s) for s in steps] if steps is not None else None,
+        steps=step_views,
         escalations=[
             EscalationPublic(id=e.id or 0, step_id=e.step_id, step=e.step_key, kind=e.kind,
                              level=e.level, repeat=e.repeat, scheduled_at=e.scheduled_at,

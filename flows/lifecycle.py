@@ -14,13 +14,12 @@ from flows.progress import advance, cancel_open_steps, wake
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import run as rs
-from models import task as st
 from models.audit import SYSTEM
 from models.db import session_scope
 from models.errors import Conflict, InvalidInput, NotFound
 from models.run import Run
 from models.task import StepInstance
-from models.writes import add_event, insert_rows
+from models.writes import add_event
 
 
 def start_run(
@@ -66,16 +65,6 @@ def _start(
     )
     session.add(run)
     session.flush()
-    insert_rows(session, StepInstance, [
-        {
-            "run_id": run.id, "step_key": spec.id, "item_index": 0, "item": None,
-            "title": spec.title, "action": spec.action, "role": spec.role,
-            "unit_id": unit_id, "status": st.PENDING, "assignees": [], "outputs": {},
-            "evidence": [], "overdue": False, "escalation_level": 0, "reminders_sent": 0,
-            "ack_missed": False, "prefect_recorded": False, "version": 0,
-        }
-        for spec in playbook.steps
-    ])
     add_event(session, at=now, actor=actor, action="run_started", run_id=run.id,
               to_state=rs.RUNNING, detail={"playbook": playbook.id,
                                            "version": playbook.version, "params": params})

@@ -23,7 +23,7 @@ from flows.spec import Playbook, StepSpec
 from flows.timers import TimerState, evaluate
 from models import run as run_status
 from models import task as st
-from models.audit import SYSTEM
+from models.audit import SYSTEM, AuditEvent
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -67,52 +67,35 @@ def is_finished(statuses: list[str]) -> bool:
 def advance(
     session: Session, rt: Runtime, run: Run, playbook: Playbook, *, now: datetime
 ) -> Advance:
+    """Materialise every step whose needs are finished (and whose stage has come). A step
+    has no row until then: a run of 30 steps waiting on its first costs one row, not 30."""
     result = Advance()
     if run.status != run_status.RUNNING:
         return result
     state = step_state(session, run.id or 0)
-    pending = {
-        row.step_key: row
-        for row in session.exec(
-            select(StepInstance).where(
-                StepInstance.run_id == run.id, StepInstance.status == st.PENDING
-            )
-        ).all()
-    }
-    ctx: dict[str, Any] | None = None
     for spec in playbook.steps:
-        placeholder = pending.get(spec.id)
-        if placeholder is None:
+        if spec.id in state:
             continue
         if not all(is_finished(state.get(need, [])) for need in spec.needs):
             continue
         if spec.stage is not None and not stage_reached(playbook, run, spec.stage):
             continue
-        if ctx is None or spec.when or spec.for_each:
-            ctx = expression_context(session, rt, run)  # fresh: earlier steps may have changed
-        if spec.when and not _guarded(session, run, placeholder, now, True,
+        ctx = expression_context(session, rt, run) if spec.when or spec.for_each else {}
+        if spec.when and not _guarded(session, run, spec, now, True,
                                       _truthy, spec, "when", spec.when, ctx):
-            _set_status(session, placeholder, st.SKIPPED, now=now)
-            add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
-                      step_id=placeholder.id, from_state=st.PENDING, to_state=st.SKIPPED,
-                      detail={"step": spec.id, "when": spec.when})
+            _skip(session, rt, run, spec, now=now, why={"when": spec.when})
             state[spec.id] = [st.SKIPPED]
             result.skipped += 1
             continue
-        instances = [placeholder]
+        items: list[Any] = [None]
         if spec.for_each:
-            items = _guarded(session, run, placeholder, now, [placeholder.item],
-                             _items, spec, ctx)
+            items = _guarded(session, run, spec, now, [None], _items, spec, ctx)
             if not items:
-                _set_status(session, placeholder, st.SKIPPED, now=now)
-                add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
-                          step_id=placeholder.id, from_state=st.PENDING, to_state=st.SKIPPED,
-                          detail={"step": spec.id, "for_each": "no items"})
+                _skip(session, rt, run, spec, now=now, why={"for_each": "no items"})
                 state[spec.id] = [st.SKIPPED]
                 result.skipped += 1
                 continue
-            instances = _fan_out(session, rt, run, spec, placeholder, items)
-        make_ready(session, rt, run, spec, instances, now=now)
+        instances = make_ready(session, rt, run, spec, items, now=now)
         state[spec.id] = [st.READY]
         result.became_ready += len(instances)
         if spec.action in AUTOMATIC_ACTIONS:
@@ -146,7 +129,30 @@ def _finish_parent_step(session: Session, rt: Runtime, child: Run, *, now: datet
         wake(session, parent, "child_finished", now=now)
 
 
-def _guarded(session: Session, run: Run, inst: StepInstance, now: datetime, fallback: Any,
+def _skip(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, now: datetime,
+          why: dict[str, Any]) -> None:
+    """A skipped step still gets its row: `needs` and the timeline must see it finished."""
+    row = StepInstance(**_row(rt, run, spec, 0, None), status=st.SKIPPED, done_at=now)
+    session.add(row)
+    session.flush()
+    add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
+              step_id=row.id, from_state=st.PENDING, to_state=st.SKIPPED,
+              detail={"step": spec.id, **why})
+
+
+def _row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -> dict[str, Any]:
+    label = f"{spec.title}（{_item_label(item)}）" if spec.for_each and item is not None \
+        else spec.title
+    return {
+        "run_id": run.id, "step_key": spec.id, "item_index": index, "item": item,
+        "title": label, "action": spec.action, "role": spec.role,
+        "unit_id": _item_unit(rt, run, item), "assignees": [], "outputs": {},
+        "evidence": [], "overdue": False, "escalation_level": 0, "reminders_sent": 0,
+        "ack_missed": False, "prefect_recorded": False, "version": 0,
+    }
+
+
+def _guarded(session: Session, run: Run, spec: StepSpec, now: datetime, fallback: Any,
              compute: Any, *args: Any) -> Any:
     """Evaluate a playbook expression at run time. If it fails (bad data in a param, a unit
     that left the org chart) the step goes ahead as if it had no condition, so a person sees
@@ -155,7 +161,7 @@ def _guarded(session: Session, run: Run, inst: StepInstance, now: datetime, fall
         return compute(*args)
     except StepExpressionFailed as exc:
         add_event(session, at=now, actor=SYSTEM, action="expression_failed", run_id=run.id,
-                  step_id=inst.id, detail={"field": exc.field, "error": str(exc)})
+                  detail={"step": spec.id, "field": exc.field, "error": str(exc)})
         return fallback
 
 
@@ -205,38 +211,6 @@ def _item_label(item: Any) -> str:
     return str(item)
 
 
-def _fan_out(
-    session: Session, rt: Runtime, run: Run, spec: StepSpec, placeholder: StepInstance,
-    items: list[Any],
-) -> list[StepInstance]:
-    """One instance per item, written in bulk: a stage change to 2,000 villages is one insert."""
-    placeholder.item = items[0]
-    placeholder.item_index = 0
-    placeholder.unit_id = _item_unit(rt, run, items[0])
-    placeholder.title = f"{spec.title}（{_item_label(items[0])}）"
-    session.add(placeholder)
-    rows = [
-        {
-            "run_id": run.id, "step_key": spec.id, "item_index": i, "item": item,
-            "title": f"{spec.title}（{_item_label(item)}）", "action": spec.action,
-            "role": spec.role, "unit_id": _item_unit(rt, run, item), "status": st.PENDING,
-            "assignees": [], "outputs": {}, "evidence": [], "overdue": False,
-            "escalation_level": 0, "reminders_sent": 0, "ack_missed": False,
-            "prefect_recorded": False, "version": 0,
-        }
-        for i, item in enumerate(items[1:], start=1)
-    ]
-    insert_ignoring_duplicates(session, StepInstance, rows)
-    session.flush()
-    return list(
-        session.exec(
-            select(StepInstance)
-            .where(StepInstance.run_id == run.id, StepInstance.step_key == spec.id)
-            .order_by(StepInstance.item_index)
-        ).all()
-    )
-
-
 def due_time(
     rt: Runtime, run: Run, spec: StepSpec, *, ready_at: datetime
 ) -> datetime | None:
@@ -266,27 +240,31 @@ def first_check(
 
 
 def make_ready(
-    session: Session, rt: Runtime, run: Run, spec: StepSpec, instances: list[StepInstance],
+    session: Session, rt: Runtime, run: Run, spec: StepSpec, items: list[Any],
     *, now: datetime,
-) -> None:
+) -> list[StepInstance]:
+    """Write the ready instances of a step (one per item; a stage change to 2,000 villages is
+    one insert), assigned, with due time and first timer, plus their events and inbox notes."""
     due_at = due_time(rt, run, spec, ready_at=now)
     check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
+    rows = []
+    for index, item in enumerate(items):
+        row = _row(rt, run, spec, index, item)
+        if spec.role:
+            found_at, holders = rt.org.resolve_role(spec.role, row["unit_id"])
+            row["assignee_unit_id"] = found_at
+            row["assignees"] = [p.id for p in holders]
+        row |= {"status": st.READY, "ready_at": now, "due_at": due_at, "next_check_at": check,
+                "version": 1}
+        rows.append(row)
+    insert_ignoring_duplicates(session, StepInstance, rows)
+    instances = list(session.exec(
+        select(StepInstance)
+        .where(StepInstance.run_id == run.id, StepInstance.step_key == spec.id)
+        .order_by(StepInstance.item_index)  # type: ignore[arg-type]
+    ).all())
     events: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
-    for inst in instances:
-        people: list[str] = []
-        if spec.role:
-            found_at, holders = rt.org.resolve_role(spec.role, inst.unit_id)
-            inst.assignee_unit_id = found_at
-            people = [p.id for p in holders]
-        inst.assignees = people
-        inst.status = st.READY
-        inst.ready_at = now
-        inst.due_at = due_at
-        inst.next_check_at = check
-        inst.version += 1
-        session.add(inst)
-    session.flush()
     for inst in instances:
         events.append({
             "run_id": run.id, "step_id": inst.id, "at": now, "actor": SYSTEM,
@@ -303,10 +281,9 @@ def make_ready(
                 dedupe=f"assigned|{inst.id}|{inst.version}", now=now, run_id=run.id,
                 step_id=inst.id, inbox_only=True,
             )
-    from models.audit import AuditEvent
-
     insert_rows(session, AuditEvent, events)
     insert_ignoring_duplicates(session, Notification, notes)
+    return instances
 
 
 def _set_status(session: Session, inst: StepInstance, status: str, *, now: datetime) -> None:

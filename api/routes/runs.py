@@ -26,7 +26,7 @@ def start(body: RunCreate, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
                               params=body.params, actor=person)
     with read_session(rt.db) as session:
         steps, _, _ = run_detail(session, run_id=run.id or 0)
-    return run_view(rt, run, steps=steps)
+    return run_view(rt, run, steps=steps, playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
 
 
 @router.get("", response_model=RunsPublic)
@@ -58,7 +58,8 @@ def read(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
         run = lifecycle.load_run(session, run_id)
         require_read_run(rt.org, person, run)
         steps, escalations, events = run_detail(session, run_id=run_id)
-    return run_view(rt, run, steps=steps, escalations=escalations, events=events)
+    return run_view(rt, run, steps=steps, escalations=escalations, events=events,
+                    playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
@@ -77,4 +78,4 @@ def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerso
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
         steps, _, _ = run_detail(session, run_id=run_id)
-    return run_view(rt, run, steps=steps)
+    return run_view(rt, run, steps=steps, playbook=rt.catalog.pinned(rt.db, run.playbook_sha))

@@ -188,7 +188,8 @@ def test_start_as_district_commander_gives_first_step_to_the_named_duty_officer(
     assert run.started_by == COMMANDER and run.unit_id == "liuhe"
     assert run.title == f"燃气泄漏模块化应急处置·{LOCATION}"
     keyed = steps(demo, run_id)
-    assert list(keyed) == [s.id for s in playbook(demo).steps]
+    # Only the first step has a row; the rest materialise as their needs finish.
+    assert list(keyed) == ["receive"]
     receive = keyed["receive"]
     assert receive.status == "ready"
     # duty_officer resolves from the community up to its street: 坪山街道's 梁子健.
@@ -303,7 +304,7 @@ def test_major_grade_makes_verbal_and_system_reports_due_from_the_start(
     verbal = keyed["verbal"]
     assert verbal.status == "ready" and verbal.assignees == ["liu-yang"]
     assert verbal.due_at == started + timedelta(minutes=30)  # 半小时口头报告
-    assert keyed["system-report"].status == "pending"  # waits for the written first report
+    assert "system-report" not in keyed  # waits for the written first report
     clock.advance(timedelta(minutes=1))
     finish(demo, run_id, "report.write", "重大")
     system = steps(demo, run_id)["system-report"]
@@ -447,8 +448,11 @@ def test_every_shipped_template_renders_with_a_runs_context(
     walked = start(demo, "重大")
     walk_to_the_end(demo, clock, walked, "重大")
     rendered = 0
+    seen = 0
     for run_id in (fresh, walked):
-        for key, context in contexts(demo, run_id).items():
+        found = contexts(demo, run_id)
+        seen += len(found)
+        for key, context in found.items():
             for template in SHIPPED_TEMPLATES:
                 text = demo.renderer.render(template, context)
                 rendered += 1
@@ -456,4 +460,5 @@ def test_every_shipped_template_renders_with_a_runs_context(
                     continue  # macros only
                 assert text.strip(), (template, run_id, key)
                 assert "Undefined" not in text and "None" not in text, (template, key, text)
-    assert rendered == 2 * 3 * len(SHIPPED_TEMPLATES)
+    assert seen == 1 + 3  # the fresh run has only `receive`; the finished one all three
+    assert rendered == seen * len(SHIPPED_TEMPLATES)
