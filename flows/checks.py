@@ -63,6 +63,8 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out += _role(step.role, where, ("role",), env)
         if step.verify is not None:
             out += _role(step.verify.role, where, ("verify", "role"), env)
+        if step.extension is not None:
+            out += _role(step.extension.role, where, ("extension", "role"), env)
         out += _recipients(step.to, where, ("to",), env)
         for i, remind in enumerate(step.remind):
             out += _recipients(remind.to, where, ("remind", i, "to"), env)

@@ -171,6 +171,24 @@ class VerifySpec(_Spec):
     )
 
 
+class ExtensionSpec(_Spec):
+    """Requests for more time: the assignee asks with a reason, this role decides."""
+
+    role: str = Field(description="Role that approves or refuses (the supervising role).")
+
+
+class RegisterSpec(_Spec):
+    """Which steps give a run's register entry (台账) its deadline, plan and closure."""
+
+    closed_by: str = Field(description="Step whose finishing closes the record (销号).")
+    due_by: str | None = Field(
+        default=None, description="Step whose due time is the record's deadline."
+    )
+    plan_by: str | None = Field(
+        default=None, description="Step whose outputs are the record's plan (整改方案)."
+    )
+
+
 DueField = Annotated[
     DueSpec | None,
     BeforeValidator(_due_shorthand, json_schema_input_type=DurationField | DueSpec | None),
@@ -237,6 +255,15 @@ class StepSource(_Spec):
     outputs: dict[Name, ParamSpec] = Field(
         default_factory=dict, description="Typed values the person fills in when completing."
     )
+    phase: str | None = Field(
+        default=None,
+        description="Label of the run's phase while this step is open (shown in registers, "
+        "e.g. 整改中).",
+    )
+    extension: ExtensionSpec | None = Field(
+        default=None,
+        description="Who decides the assignee's requests for more time on this step.",
+    )
 
     @model_validator(mode="after")
     def _whole_step(self, info: ValidationInfo) -> Any:
@@ -300,6 +327,10 @@ class PlaybookHeader(_Spec):
     )
     stages: list[Slug] = Field(
         default_factory=list, description="Ordered stages of a staged run (typhoon)."
+    )
+    register_: RegisterSpec | None = Field(
+        default=None, alias="register",
+        description="Keep a register entry (台账) for each run of this playbook.",
     )
 
     @field_validator("stages")
@@ -374,6 +405,12 @@ class Playbook(PlaybookHeader):
             if step.stage is not None and step.stage not in stages:
                 raise ValueError(f"step '{step.id}' has unknown stage '{step.stage}'")
             seen.add(step.id)
+        if self.register_ is not None:
+            for key in ("closed_by", "due_by", "plan_by"):
+                ref = getattr(self.register_, key)
+                if ref is not None and ref not in seen:
+                    raise ValueError(f"register.{key}: unknown step '{ref}' (known: "
+                                     f"{', '.join(sorted(seen))})")
         return self
 
     @cached_property
