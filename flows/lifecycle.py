@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from flows.access import require_right
 from flows.params import validate_params
 from flows.progress import advance, cancel_open_steps, wake
+from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import run as rs
@@ -65,6 +66,7 @@ def _start(
     )
     session.add(run)
     session.flush()
+    create_entry(session, rt, run, playbook, now)
     add_event(session, at=now, actor=actor, action="run_started", run_id=run.id,
               to_state=rs.RUNNING, detail={"playbook": playbook.id,
                                            "version": playbook.version, "params": params})
@@ -127,6 +129,7 @@ def cancel_run(
               from_state=rs.RUNNING, to_state=rs.CANCELLED,
               detail={"reason": reason, "steps_cancelled": cancelled})
     wake(session, run, "cancelled", now=now)
+    sync_entry(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now)
     # Child runs started by this run's steps stop with it.
     children = session.exec(
         select(Run).join(StepInstance, StepInstance.id == Run.parent_step_id).where(

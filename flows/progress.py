@@ -18,6 +18,7 @@ from flows.context import expression_context
 from flows.durations import add_duration
 from flows.expressions import ExpressionError, compile_expression
 from flows.recipients import notification_rows
+from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from flows.timers import TimerState, evaluate
@@ -110,6 +111,8 @@ def advance(
         result.needs_segment = True
         if run.parent_step_id is not None:
             _finish_parent_step(session, rt, run, now=now)
+    if playbook.register_ is not None:
+        sync_entry(session, rt, run, playbook, now)
     return result
 
 

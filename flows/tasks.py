@@ -16,6 +16,7 @@ from flows.lifecycle import load_run
 from flows.params import validate_values
 from flows.progress import advance, first_check, wake
 from flows.recipients import notification_rows
+from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import StepSpec
 from models import run as rs
@@ -245,6 +246,9 @@ def extend(
             "overdue": False, "escalation_level": 0, "last_escalated_at": None,
             "reminders_sent": 0, "next_check_at": check,
         })
+        playbook = rt.catalog.pinned(session, got.run.playbook_sha)
+        session.flush()
+        sync_entry(session, rt, got.run, playbook, now)
         add_event(session, at=now, actor=actor, action="extended", run_id=got.run.id,
                   step_id=step_id, detail={
                       "from": got.step.due_at.isoformat() if got.step.due_at else None,

@@ -3,6 +3,7 @@
 from models.audit import AuditEvent
 from models.documents import Document, Evidence, PlaybookVersion, ReceivedMessage
 from models.escalation import Escalation
+from models.hazard import ExtensionRequest, Hazard, ImportBatch, RiskPoint
 from models.outbox import DeliveryAttempt, Notification
 from models.run import Run
 from models.task import StepInstance
@@ -14,10 +15,14 @@ __all__ = [
     "Document",
     "Escalation",
     "Evidence",
+    "ExtensionRequest",
+    "Hazard",
+    "ImportBatch",
     "Lease",
     "Notification",
     "PlaybookVersion",
     "ReceivedMessage",
+    "RiskPoint",
     "Run",
     "StepInstance",
     "Wake",

@@ -1,0 +1,111 @@
+"""Register entries (台账) for playbooks that declare `register:` (the hazard loop): created
+with the run from its params, and kept in step with the run inside the same transaction
+whenever it moves. The register's params contract: `location` (required by the playbook),
+and optionally `source`, `grade`, `category`, `description`, `enterprise`, `found_at`,
+`found_by`, `code` and `campaign` (the id of a 3030 campaign run)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from flows.runtime import Runtime
+from flows.spec import Playbook
+from models import run as rs
+from models import task as st
+from models.hazard import Hazard
+from models.run import Run
+from models.task import StepInstance
+
+CLOSED = "已销号"
+FINISHED = "已办结"
+CANCELLED = "已撤销"
+REGISTERED = "登记"
+STREET_TYPES = ("street", "town")
+
+
+def street_of(rt: Runtime, unit_id: str) -> str | None:
+    """The street/town a unit belongs to: the level units are ranked at."""
+    for uid in rt.org.ancestors(unit_id):
+        if rt.org.unit(uid).type in STREET_TYPES:
+            return uid
+    return None
+
+
+def parse_time(value: Any, default: datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=default.tzinfo)
+    return default
+
+
+def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime) -> dict[str, Any]:
+    """The register row of a new run, as a dict (the bulk import writes many at once)."""
+    p = run.params
+    campaign = p.get("campaign")
+    return {
+        "run_id": run.id, "code": p.get("code") or f"YH{run.id:08d}",
+        "playbook_id": playbook.id, "unit_id": run.unit_id,
+        "street_id": street_of(rt, run.unit_id), "source": p.get("source") or "检查发现",
+        "grade": p.get("grade") or "一般", "category": p.get("category"),
+        "location": p.get("location") or rt.org.unit(run.unit_id).name,
+        "description": p.get("description"), "enterprise": p.get("enterprise"),
+        "found_at": parse_time(p.get("found_at"), run.started_at),
+        "found_by": p.get("found_by") or run.started_by, "status": REGISTERED,
+        "plan": {}, "campaign_run_id": int(campaign) if campaign not in (None, "") else None,
+        "updated_at": now,
+    }
+
+
+def create_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,
+                 now: datetime) -> None:
+    if playbook.register_ is None:
+        return
+    session.add(Hazard(**entry_row(rt, run, playbook, now)))
+    session.flush()
+
+
+def sync_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,
+               now: datetime) -> None:
+    """Bring the register row in line with the run: phase, deadline, plan, closure."""
+    spec = playbook.register_
+    if spec is None:
+        return
+    entry = session.get(Hazard, run.id)
+    if entry is None:
+        return
+    rows = session.exec(select(StepInstance).where(StepInstance.run_id == run.id)).all()
+    by_key: dict[str, list[StepInstance]] = {}
+    for row in rows:
+        by_key.setdefault(row.step_key, []).append(row)
+    closing = by_key.get(spec.closed_by, [])
+    if closing and all(r.status == st.DONE for r in closing):
+        entry.closed_at = entry.closed_at or max(r.done_at or now for r in closing)
+    if spec.due_by and by_key.get(spec.due_by):
+        due_row = by_key[spec.due_by][0]
+        entry.due_at = due_row.due_at
+        entry.original_due_at = due_row.original_due_at or entry.original_due_at
+    if spec.plan_by and by_key.get(spec.plan_by):
+        plan_row = by_key[spec.plan_by][0]
+        if plan_row.status in (st.DONE, st.SUBMITTED):
+            entry.plan = dict(plan_row.outputs or {})
+    entry.status = _phase(playbook, run, by_key, entry)
+    entry.updated_at = now
+    session.add(entry)
+
+
+def _phase(playbook: Playbook, run: Run, by_key: dict[str, list[StepInstance]],
+           entry: Hazard) -> str:
+    if run.status == rs.CANCELLED:
+        return CANCELLED
+    for spec in playbook.steps:  # the first open step, in playbook order, names the phase
+        rows = by_key.get(spec.id, [])
+        if spec.phase and any(r.status in st.OPEN_STATUSES for r in rows):
+            return spec.phase
+    if run.status == rs.COMPLETED:
+        return CLOSED if entry.closed_at else FINISHED
+    return CLOSED if entry.closed_at else entry.status

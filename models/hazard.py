@@ -1,0 +1,96 @@
+"""Registers (台账) of the hazard loop: one row per hazard run (隐患清单/整改清单), risk points
+(风险清单), import batches and requests for more time. The run and its steps remain the source
+of truth for what happened; a hazard row is the register view of it, kept in step by
+flows/registers.py inside the same transactions, and indexed for the lists, exports and the
+monthly ranking at a district's scale (~400,000 hazards a year)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from models.base import json_column, utc_column
+
+
+class Hazard(SQLModel, table=True):
+    __tablename__ = "hazard"
+    __table_args__ = (
+        Index("ix_hazard_unit_found", "unit_id", "found_at"),
+        Index("ix_hazard_street_found", "street_id", "found_at"),
+        Index("ix_hazard_found", "found_at"),
+        Index("ix_hazard_closed", "closed_at"),
+        Index("ix_hazard_open_due", "closed_at", "due_at"),
+        Index("ix_hazard_campaign", "campaign_run_id", "status"),
+    )
+
+    run_id: int = Field(primary_key=True, foreign_key="run.id")
+    code: str = Field(max_length=60, unique=True)  # 隐患编号
+    playbook_id: str = Field(max_length=80)
+    unit_id: str = Field(max_length=80)  # the responsible unit (the run's unit)
+    street_id: str | None = Field(default=None, max_length=80)  # ranked level (街道/镇)
+    source: str = Field(max_length=20)  # 检查发现 | 群众举报 | 执法检查 | 事故调查
+    grade: str = Field(max_length=10)  # 一般 | 重大
+    category: str | None = Field(default=None, max_length=60)
+    location: str = Field(max_length=300)
+    description: str | None = None
+    enterprise: str | None = Field(default=None, max_length=200)
+    found_at: datetime = utc_column()
+    found_by: str | None = Field(default=None, max_length=80)
+    due_at: datetime | None = utc_column(default=None)  # the rectification deadline
+    original_due_at: datetime | None = utc_column(default=None)  # before any extension
+    status: str = Field(default="登记", max_length=30)  # the run's phase label
+    closed_at: datetime | None = utc_column(default=None)  # 销号
+    plan: dict[str, Any] = json_column(default_factory=dict)  # 五落实 from the plan step
+    campaign_run_id: int | None = None
+    import_id: int | None = None
+    updated_at: datetime = utc_column()
+
+
+class RiskPoint(SQLModel, table=True):
+    __tablename__ = "risk_point"
+    __table_args__ = (Index("ix_risk_unit_level", "unit_id", "level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=60, unique=True)
+    unit_id: str = Field(max_length=80)
+    name: str = Field(max_length=200)
+    category: str | None = Field(default=None, max_length=60)
+    location: str | None = Field(default=None, max_length=300)
+    level: str = Field(max_length=10)  # 重大 | 较大 | 一般 | 低
+    controls: str | None = None  # 管控措施
+    responsible: str | None = Field(default=None, max_length=80)
+    import_id: int | None = None
+    updated_at: datetime = utc_column()
+
+
+class ImportBatch(SQLModel, table=True):
+    __tablename__ = "import_batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)  # hazards | risks
+    filename: str = Field(max_length=255)
+    sha256: str = Field(max_length=64)
+    rows: int
+    imported_by: str = Field(max_length=80)
+    imported_at: datetime = utc_column()
+
+
+class ExtensionRequest(SQLModel, table=True):
+    __tablename__ = "extension_request"
+    __table_args__ = (Index("ix_extension_step", "step_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    step_id: int
+    run_id: int = Field(index=True)
+    requested_by: str = Field(max_length=80)
+    requested_at: datetime = utc_column()
+    reason: str
+    old_due_at: datetime | None = utc_column(default=None)
+    new_due_at: datetime = utc_column()
+    status: str = Field(default="pending", max_length=10)  # pending | approved | refused
+    decided_by: str | None = Field(default=None, max_length=80)
+    decided_at: datetime | None = utc_column(default=None)
+    note: str | None = None
