@@ -47,6 +47,8 @@ class Workers:
                 "ready": bool(seg and seg.ready.is_set()),
                 "error": seg.error if seg else None,
                 "segments_run": seg.segments_run if seg else 0,
+                # Segments executed while Prefect was unreachable, waiting to be recorded.
+                "degraded_segments": seg.degraded_segments if seg else 0,
             },
             "sweeper": {
                 "interval_s": self.rt.settings.sweep_seconds,
