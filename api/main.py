@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import evidence, playbooks, runs, system, tasks
+from api.routes import campaigns, evidence, extensions, playbooks, runs, system, tasks
+from api.routes import hazards as hazard_routes
 from api.workers import Workers
 from flows.runtime import Runtime
 
@@ -36,6 +37,7 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     app.state.runtime = rt
     app.state.workers = None
     errors.install(app)
-    for module in (system, playbooks, runs, tasks, evidence):
+    for module in (system, playbooks, runs, tasks, evidence, extensions, campaigns,
+                   hazard_routes):
         app.include_router(module.router)
     return app

@@ -1,5 +1,6 @@
 """The values playbook expressions and templates see: params, run, steps.<id>.outputs, item,
-and helper functions such as units(type=..., within=...)."""
+and helper functions: units(type=..., within=...), and campaign() (the live progress of the
+current run as a 3030 campaign, or of the campaign run whose id is given)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from flows.campaigns import campaign_progress
 from flows.runtime import Runtime
 from models.run import Run
 from models.task import StepInstance
@@ -65,10 +67,17 @@ def expression_context(
             for u in rt.org.units_where(type=type, within=within or run.unit_id)
         ]
 
+    def campaign(id: int | None = None) -> dict[str, Any]:
+        """{found, rectifying, overdue, closed, target, met, grade, window_end}, counted now."""
+        if id is None or id == run.id:
+            return campaign_progress(session, run.id or 0, rt.clock.now(), run=run)
+        return campaign_progress(session, int(id), rt.clock.now())
+
     return {
         "params": dict(run.params),
         "run": run_view(rt, run),
         "steps": steps_view(session, rt, run.id or 0),
         "item": item,
         "units": units,
+        "campaign": campaign,
     }

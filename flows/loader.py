@@ -27,7 +27,8 @@ class LoadContext:
     known_roles: set[str] | None = None
     known_channels: set[str] = field(default_factory=set)
     known_playbooks: set[str] | None = None
-    expression_names: set[str] = field(default_factory=lambda: {"units"})
+    # Helper functions of flows/context.expression_context.
+    expression_names: set[str] = field(default_factory=lambda: {"units", "campaign"})
 
     @property
     def modules_dir(self) -> Path:

@@ -48,7 +48,7 @@ def _load(session: Session, rt: Runtime, step_id: int) -> Loaded:
     return Loaded(step, run, spec)
 
 
-def _transition(
+def transition(
     session: Session, step: StepInstance, *, allowed: tuple[str, ...], values: dict[str, Any]
 ) -> None:
     """Move the row only if nobody else moved it since we read it."""
@@ -75,7 +75,7 @@ def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
         require_act(rt.org, actor, got.step)
         _running(got.run)
         now = rt.clock.now()
-        _transition(session, got.step, allowed=(st.READY,),
+        transition(session, got.step, allowed=(st.READY,),
                     values={"status": st.ACKED, "acked_at": now, "acked_by": actor})
         add_event(session, at=now, actor=actor, action="acked", run_id=got.run.id,
                   step_id=step_id, from_state=st.READY, to_state=st.ACKED)
@@ -139,7 +139,7 @@ def complete(
         if not verifying:
             values |= {"done_at": now, "next_check_at": None}
         from_state = got.step.status
-        _transition(session, got.step, allowed=st.ACTIONABLE_STATUSES, values=values)
+        transition(session, got.step, allowed=st.ACTIONABLE_STATUSES, values=values)
         for f in files:
             f.step_id = step_id
             session.add(f)
@@ -191,7 +191,7 @@ def verify(
             raise Conflict(f"task is {got.step.status}, not submitted", current=got.step.status)
         now = rt.clock.now()
         if approve:
-            _transition(session, got.step, allowed=(st.SUBMITTED,), values={
+            transition(session, got.step, allowed=(st.SUBMITTED,), values={
                 "status": st.DONE, "verified_by": actor, "done_at": now, "next_check_at": None,
             })
             add_event(session, at=now, actor=actor, action="verified", run_id=got.run.id,
@@ -201,7 +201,7 @@ def verify(
         else:
             if not (note or "").strip():
                 raise InvalidInput("note", "退回需说明原因 / a rejection needs a reason")
-            _transition(session, got.step, allowed=(st.SUBMITTED,), values={
+            transition(session, got.step, allowed=(st.SUBMITTED,), values={
                 "status": st.REJECTED, "verified_by": actor, "reject_reason": note,
             })
             add_event(session, at=now, actor=actor, action="rejected", run_id=got.run.id,
@@ -241,7 +241,7 @@ def extend(
         # A new deadline restarts the ladder: reminders and escalations count from it.
         check = first_check(rt, got.spec, status=got.step.status,
                             ready_at=got.step.ready_at or now, due_at=due_at, now=now)
-        _transition(session, got.step, allowed=st.OPEN_STATUSES, values={
+        transition(session, got.step, allowed=st.OPEN_STATUSES, values={
             "due_at": due_at, "original_due_at": got.step.original_due_at or got.step.due_at,
             "overdue": False, "escalation_level": 0, "last_escalated_at": None,
             "reminders_sent": 0, "next_check_at": check,
@@ -269,7 +269,7 @@ def reassign(rt: Runtime, *, step_id: int, actor: str, person: str) -> StepInsta
         if got.step.status not in st.OPEN_STATUSES:
             raise Conflict(f"task is {got.step.status}", current=got.step.status)
         now = rt.clock.now()
-        _transition(session, got.step, allowed=st.OPEN_STATUSES, values={
+        transition(session, got.step, allowed=st.OPEN_STATUSES, values={
             "assignee_person_id": person, "assignees": [person],
         })
         add_event(session, at=now, actor=actor, action="reassigned", run_id=got.run.id,

@@ -856,8 +856,9 @@ def test_list_playbooks(client: TestClient, auth: Auth) -> None:
     r = client.get("/api/playbooks", headers=auth("c1-grid"))
     assert r.status_code == 200
     body = r.json()
-    assert [p["id"] for p in body["data"]] == ["branching", "e2e-escalation", "quick-escalation"]
-    assert body["count"] == 3 and body["errors"] == []
+    assert [p["id"] for p in body["data"]] == ["branching", "e2e-escalation", "quick-escalation",
+                                               "register-demo"]
+    assert body["count"] == 4 and body["errors"] == []
     branching = body["data"][0]
     assert branching["stages"] == ["watch", "warning", "emergency"] and branching["steps"] == 6
     assert client.get("/api/playbooks").status_code == 401
@@ -995,7 +996,7 @@ def test_healthz_docs_and_openapi_answer_200(client: TestClient) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok" and health.json()["database"] == "sqlite"
-    assert health.json()["playbooks"] == 3
+    assert health.json()["playbooks"] == 4
     docs = client.get("/docs")
     assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
     spec = client.get("/openapi.json")

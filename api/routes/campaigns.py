@@ -1,0 +1,49 @@
+"""3030 campaigns: the live progress of a campaign run (found, rectifying, overdue, closed)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentPerson, RowId, RuntimeDep
+from flows import campaigns
+
+router = APIRouter(prefix="/api/campaigns", tags=["campaigns"])
+
+
+class CampaignProgress(BaseModel):
+    run_id: int
+    playbook: str
+    title: str
+    unit_id: str
+    unit_name: str
+    status: str
+    started_at: datetime
+    grade: str = Field(description="Hazard grade counted (重大, 一般, or 全部 for every grade).")
+    target: int = Field(description="Hazards to close within the window.")
+    found: int = Field(description="Hazards registered for the campaign (not cancelled).")
+    rectifying: int = Field(description="Found and not closed yet.")
+    overdue: int = Field(description="Not closed, past their rectification deadline.")
+    closed: int = Field(description="Closed (销号).")
+    met: bool = Field(description="closed >= target.")
+    remaining: int = Field(description="Closures still needed to meet the target.")
+    window_end: datetime | None
+    window_end_local: str | None
+    as_of: datetime
+
+
+@router.get("/{run_id}/progress", response_model=CampaignProgress)
+def progress(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> CampaignProgress:
+    """Counted live from the hazard register; readable by whoever may read the run."""
+    run, p = campaigns.read_progress(rt, run_id=run_id, actor=person)
+    unit = rt.org.units.get(run.unit_id)
+    return CampaignProgress(
+        run_id=run.id or 0, playbook=run.playbook_id, title=run.title, unit_id=run.unit_id,
+        unit_name=unit.name if unit else run.unit_id, status=run.status,
+        started_at=run.started_at, grade=p["grade"], target=p["target"], found=p["found"],
+        rectifying=p["rectifying"], overdue=p["overdue"], closed=p["closed"], met=p["met"],
+        remaining=max(p["target"] - p["closed"], 0), window_end=p["window_end"],
+        window_end_local=rt.renderer.local(p["window_end"]) or None, as_of=p["as_of"],
+    )

@@ -1,0 +1,285 @@
+"""Requests for more time (延期申请): the assignee of an open task whose step declares
+`extension: {role: R}` asks for a later deadline with a reason; a holder of R in the task's
+unit or above approves or refuses it, never the requester. Approval moves the deadline as
+tasks.extend does (race-safe on the row's version; the first deadline stays in
+original_due_at; the escalation ladder restarts; the register entry follows), and the request
+keeps both deadlines (old_due_at, new_due_at). Each move is an audit event and an inbox note.
+
+One pending request per task: making a request bumps the task's version, so two requests at
+once give one success and one Conflict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, true, update
+from sqlmodel import Session, select
+
+from flows.access import is_admin, require_act, require_read_run
+from flows.lifecycle import load_run
+from flows.progress import first_check
+from flows.recipients import notification_rows
+from flows.registers import sync_entry
+from flows.runtime import Runtime
+from flows.spec import StepSpec
+from flows.tasks import MAX_EXTENSION, transition
+from models import run as rs
+from models import task as st
+from models.db import read_session, session_scope
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.hazard import ExtensionRequest
+from models.outbox import Notification
+from models.run import Run
+from models.task import StepInstance
+from models.writes import add_event, insert_ignoring_duplicates
+
+PENDING = "pending"
+APPROVED = "approved"
+REFUSED = "refused"
+REQUEST_STATUSES = (PENDING, APPROVED, REFUSED)
+MAX_REASON = 2000
+
+
+@dataclass
+class RequestView:
+    """A request with what a reader needs around it: its task, and who may decide it."""
+
+    request: ExtensionRequest
+    step: StepInstance
+    decider_role: str | None
+    can_decide: bool
+
+
+def _spec(session: Session, rt: Runtime, run: Run, step: StepInstance) -> StepSpec:
+    return rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _text(field: str, value: str | None, *, required: bool, what: str) -> str | None:
+    text = (value or "").strip()
+    if required and not text:
+        raise InvalidInput(field, what)
+    if len(text) > MAX_REASON:
+        raise InvalidInput(field, f"at most {MAX_REASON} characters")
+    return text or None
+
+
+def request_extension(
+    rt: Runtime, *, step_id: int, actor: str, due_at: datetime, reason: str
+) -> ExtensionRequest:
+    """The assignee asks for a later deadline; the decider role is notified."""
+    with session_scope(rt.db) as session:
+        step = session.get(StepInstance, step_id)
+        if step is None:
+            raise NotFound("task", step_id)
+        run = load_run(session, step.run_id)
+        require_act(rt.org, actor, step)
+        spec = _spec(session, rt, run, step)
+        if spec.extension is None:
+            raise Conflict("该任务不接受延期申请 / this step takes no requests for more time",
+                           current=step.status)
+        if run.status != rs.RUNNING:
+            raise Conflict(f"run is {run.status}", current=run.status)
+        clean = _text("reason", reason, required=True,
+                      what="延期需说明原因 / a reason is required") or ""
+        now = rt.clock.now()
+        if due_at.tzinfo is None:
+            raise InvalidInput("due_at", "must include a time zone, e.g. 2026-12-01T18:00+08:00")
+        if due_at <= now:
+            raise InvalidInput("due_at", "must be in the future")
+        if step.due_at is not None and due_at <= step.due_at:
+            raise InvalidInput("due_at", "must be later than the current deadline "
+                               f"({rt.renderer.local(step.due_at)})")
+        if due_at > now + MAX_EXTENSION:
+            raise InvalidInput("due_at", "must be within 10 years")
+        if step.status not in st.OPEN_STATUSES:
+            raise Conflict(f"task is {step.status}", current=step.status)
+        pending = session.exec(
+            select(ExtensionRequest.id).where(ExtensionRequest.step_id == step_id,
+                                              ExtensionRequest.status == PENDING)
+        ).first()
+        if pending is not None:
+            raise Conflict(f"该任务已有待审批的延期申请 / request {pending} for this task is "
+                           "still pending", current=PENDING)
+        # The version bump is what makes "one pending request" hold under a race.
+        old_due = step.due_at
+        transition(session, step, allowed=st.OPEN_STATUSES, values={})
+        req = ExtensionRequest(step_id=step_id, run_id=run.id or 0, requested_by=actor,
+                               requested_at=now, reason=clean, old_due_at=old_due,
+                               new_due_at=due_at, status=PENDING)
+        session.add(req)
+        session.flush()
+        add_event(session, at=now, actor=actor, action="extension_requested", run_id=run.id,
+                  step_id=step_id, detail={"request": req.id, "from": _iso(old_due),
+                                           "to": due_at.isoformat(), "reason": clean,
+                                           "decider_role": spec.extension.role})
+        _, holders = rt.org.resolve_role(spec.extension.role, step.unit_id)
+        deciders = [p.id for p in holders if p.id != actor]
+        insert_ignoring_duplicates(session, Notification, notification_rows(
+            rt.org, people=deciders, kind="extension_requested",
+            title=f"【延期申请】{step.title}",
+            body=(f"{run.title}：{step.title} 申请将期限由 {rt.renderer.local(old_due) or '无'}"
+                  f" 延至 {rt.renderer.local(due_at)}，理由：{clean}。请审批。"),
+            dedupe=f"extension_requested|{req.id}", now=now, run_id=run.id, step_id=step_id,
+            inbox_only=True,
+        ))
+        return req
+
+
+def decide_extension(
+    rt: Runtime, *, request_id: int, actor: str, approve: bool, note: str | None = None
+) -> ExtensionRequest:
+    """Approve (the deadline moves) or refuse (it stays) a pending request."""
+    with session_scope(rt.db) as session:
+        req = session.get(ExtensionRequest, request_id)
+        if req is None:
+            raise NotFound("extension request", request_id)
+        step = session.get(StepInstance, req.step_id)
+        if step is None:  # pragma: no cover - steps are never deleted
+            raise NotFound("task", req.step_id)
+        run = load_run(session, step.run_id)
+        spec = _spec(session, rt, run, step)
+        role = spec.extension.role if spec.extension else None
+        if actor == req.requested_by:
+            raise Forbidden("不能审批自己的延期申请 / you cannot decide your own request for "
+                            "more time")
+        if role is None or not rt.org.can_act_as(actor, role, step.unit_id):
+            raise Forbidden(f"审批延期需要 {role} 角色 / deciding requires role '{role}' in "
+                            f"unit '{step.unit_id}' or above")
+        clean = _text("note", note, required=not approve,
+                      what="不同意延期需说明理由 / a refusal needs a note")
+        if req.status != PENDING:
+            raise Conflict(f"request is already {req.status}", current=req.status)
+        now = rt.clock.now()
+        old_due = step.due_at
+        if approve:
+            if run.status != rs.RUNNING:
+                raise Conflict(f"run is {run.status}", current=run.status)
+            if step.status not in st.OPEN_STATUSES:
+                raise Conflict(f"task is {step.status}", current=step.status)
+            if req.new_due_at <= now:
+                raise Conflict("the requested deadline has already passed; refuse this "
+                               "request and ask for a new one", current=PENDING)
+            if old_due is not None and req.new_due_at <= old_due:
+                raise Conflict("the task's deadline is already at or after the requested one",
+                               current=PENDING)
+        _settle(session, req, status=APPROVED if approve else REFUSED, actor=actor, now=now,
+                note=clean, old_due=old_due if approve else req.old_due_at)
+        if approve:
+            check = first_check(rt, spec, status=step.status, ready_at=step.ready_at or now,
+                                due_at=req.new_due_at, now=now)
+            transition(session, step, allowed=st.OPEN_STATUSES, values={
+                "due_at": req.new_due_at, "original_due_at": step.original_due_at or old_due,
+                "overdue": False, "escalation_level": 0, "last_escalated_at": None,
+                "reminders_sent": 0, "next_check_at": check,
+            })
+            session.flush()
+            sync_entry(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now)
+        action = "extension_approved" if approve else "extension_refused"
+        add_event(session, at=now, actor=actor, action=action, run_id=run.id,
+                  step_id=step.id, detail={"request": req.id, "from": _iso(old_due),
+                                           "to": req.new_due_at.isoformat(),
+                                           "requested_by": req.requested_by, "note": clean})
+        verdict = "同意" if approve else "不同意"
+        due_text = rt.renderer.local(req.new_due_at if approve else old_due) or "无"
+        insert_ignoring_duplicates(session, Notification, notification_rows(
+            rt.org, people=[req.requested_by], kind=action,
+            title=f"【延期{verdict}】{step.title}",
+            body=(f"{run.title}：{step.title} 的延期申请{verdict}，期限为 {due_text}"
+                  + (f"，意见：{clean}。" if clean else "。")),
+            dedupe=f"extension_decided|{req.id}", now=now, run_id=run.id, step_id=step.id,
+            inbox_only=True,
+        ))
+        session.refresh(req)
+        return req
+
+
+def _settle(session: Session, req: ExtensionRequest, *, status: str, actor: str,
+            now: datetime, note: str | None, old_due: datetime | None) -> None:
+    """Decide the request only if it is still pending: deciding twice gives one Conflict."""
+    result = session.execute(
+        update(ExtensionRequest)
+        .where(ExtensionRequest.id == req.id, ExtensionRequest.status == PENDING)
+        .values(status=status, decided_by=actor, decided_at=now, note=note, old_due_at=old_due)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("request was decided by someone else; reload it", current=None)
+    session.expire(req)
+
+
+def _view(rt: Runtime, session: Session, person: str, req: ExtensionRequest,
+          step: StepInstance, run: Run) -> RequestView:
+    spec = _spec(session, rt, run, step)
+    role = spec.extension.role if spec.extension else None
+    can = (req.status == PENDING and role is not None and person != req.requested_by
+           and rt.org.can_act_as(person, role, step.unit_id))
+    return RequestView(req, step, role, can)
+
+
+def read_request(rt: Runtime, *, request_id: int, person: str) -> RequestView:
+    with read_session(rt.db) as session:
+        req = session.get(ExtensionRequest, request_id)
+        if req is None:
+            raise NotFound("extension request", request_id)
+        step = session.get(StepInstance, req.step_id)
+        run = session.get(Run, req.run_id)
+        if step is None or run is None:  # pragma: no cover - never deleted
+            raise NotFound("extension request", request_id)
+        view = _view(rt, session, person, req, step, run)
+        if not (view.can_decide or req.requested_by == person
+                or req.decided_by == person):
+            require_read_run(rt.org, person, run)
+        return view
+
+
+def list_requests(
+    rt: Runtime, *, person: str, status: str | None = None, mine: bool = False,
+    task_id: int | None = None, limit: int = 50, offset: int = 0,
+) -> tuple[list[RequestView], int]:
+    """Requests the person may see, newest first. mine=True: only those they may decide (on
+    tasks of their unit or below, whose step's decider role they hold, not their own)."""
+    if status is not None and status not in REQUEST_STATUSES:
+        raise InvalidInput("status", f"unknown status '{status}' (known: "
+                           f"{', '.join(REQUEST_STATUSES)})")
+    org = rt.org
+    who = org.person(person)
+    conds: list[Any] = []
+    if status:
+        conds.append(ExtensionRequest.status == status)
+    if task_id is not None:
+        conds.append(ExtensionRequest.step_id == task_id)
+    units = org.descendants(who.unit_id)
+    if mine:
+        # Decidable only below a unit where the person holds a role; the decider role of each
+        # request is in its playbook, so that last test is made on the rows.
+        conds += [StepInstance.unit_id.in_(units),  # type: ignore[attr-defined]
+                  ExtensionRequest.requested_by != person]
+    elif not is_admin(org, person):
+        conds.append(or_(StepInstance.unit_id.in_(units),  # type: ignore[attr-defined]
+                         ExtensionRequest.requested_by == person))
+    where = and_(*conds) if conds else true()
+    base = (select(ExtensionRequest, StepInstance, Run)
+            .join(StepInstance, StepInstance.id == ExtensionRequest.step_id)
+            .join(Run, Run.id == ExtensionRequest.run_id)
+            .where(where)
+            .order_by(ExtensionRequest.id.desc()))  # type: ignore[union-attr]
+    with read_session(rt.db) as session:
+        if not mine:
+            total = session.exec(
+                select(func.count()).select_from(ExtensionRequest)
+                .join(StepInstance, StepInstance.id == ExtensionRequest.step_id).where(where)
+            ).one()
+            rows = session.exec(base.offset(offset).limit(limit)).all()
+            return [_view(rt, session, person, r, s, run) for r, s, run in rows], int(total)
+        if not who.roles:
+            return [], 0
+        views = [v for v in (_view(rt, session, person, r, s, run)
+                             for r, s, run in session.exec(base).all())
+                 if v.decider_role is not None and v.decider_role in who.roles
+                 and org.can_act_as(person, v.decider_role, v.step.unit_id)]
+        return views[offset:offset + limit], len(views)

@@ -1,0 +1,197 @@
+"""3030 campaigns on a real SQLite runtime with a movable clock: the shipped campaign playbook
+(playbooks/campaign-3030.yaml) next to the engine's test playbooks, hazards joining it through
+register-demo runs started with `campaign=<id>`. Progress is counted live as hazards are
+registered, closed, cancelled and become overdue; at the end of the window the review is
+always due, and the shortfall explanation only when the target was missed, escalating to
+the district when it is late."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS
+from sqlmodel import select
+
+from flows import lifecycle, tasks
+from flows.campaigns import campaign_progress
+from flows.context import expression_context
+from flows.expressions import compile_expression
+from flows.runtime import Runtime
+from flows.sweeper import sweep_once
+from models.clock import ManualClock
+from models.db import read_session
+from models.escalation import Escalation
+from models.run import Run
+from models.task import StepInstance
+
+DAY = timedelta(days=1)
+
+
+def campaign_books(tmp_path: Path) -> Path:
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    shutil.copy(SHIPPED_PLAYBOOKS / "campaign-3030.yaml", books)
+    return books
+
+
+@pytest.fixture
+def crt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    rt = make_rt(playbooks=campaign_books(tmp_path))
+    assert rt.catalog.errors == []
+    return rt
+
+
+def start_campaign(rt: Runtime, **params: Any) -> int:
+    run = lifecycle.start_run(rt, playbook_id="campaign-3030", unit_id="s1", params=params,
+                              actor="s1-commander")
+    return run.id or 0
+
+
+def start_hazard(rt: Runtime, campaign: int | None, **params: Any) -> int:
+    run = lifecycle.start_run(rt, playbook_id="register-demo", unit_id="c1",
+                              params={"location": "一社区化工仓库", "campaign": campaign,
+                                      **params}, actor="s1-commander")
+    return run.id or 0
+
+
+def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
+    with read_session(rt.db) as session:
+        rows = session.exec(select(StepInstance).where(StepInstance.run_id == run_id)).all()
+    return {r.step_key: r for r in rows}
+
+
+def progress(rt: Runtime, campaign: int) -> dict[str, Any]:
+    with read_session(rt.db) as session:
+        p = campaign_progress(session, campaign, rt.clock.now())
+    return {k: p[k] for k in ("found", "rectifying", "overdue", "closed", "target")}
+
+
+def close_hazard(rt: Runtime, run_id: int) -> None:
+    tasks.complete(rt, step_id=steps(rt, run_id)["rectify"].id or 0, actor="c1-grid",
+                   note="已整改")
+    tasks.complete(rt, step_id=steps(rt, run_id)["close"].id or 0, actor="s1-insp1",
+                   note="验收合格，销号")
+
+
+def test_campaign_starts_with_deployment_and_its_window(crt: Runtime,
+                                                        clock: ManualClock) -> None:
+    cid = start_campaign(crt)
+    keyed = steps(crt, cid)
+    assert set(keyed) == {"deploy", "window"}
+    assert keyed["deploy"].assignees == ["s1-commander"]
+    assert keyed["window"].due_at == clock.now() + 30 * DAY
+    with read_session(crt.db) as session:
+        p = campaign_progress(session, cid, clock.now())
+    assert p == {"found": 0, "rectifying": 0, "overdue": 0, "closed": 0, "target": 30,
+                 "met": False, "grade": "重大", "window_end": clock.now() + 30 * DAY}
+
+
+def test_progress_counts_live(crt: Runtime, clock: ManualClock) -> None:
+    cid = start_campaign(crt, target=2)
+    other = start_campaign(crt)
+    assert progress(crt, cid)["found"] == 0
+    a, b, c = (start_hazard(crt, cid) for _ in range(3))
+    start_hazard(crt, cid, grade="一般")  # the campaign counts 重大 hazards only
+    start_hazard(crt, other)  # another campaign's
+    start_hazard(crt, None)  # no campaign
+    assert progress(crt, cid) == {"found": 3, "rectifying": 3, "overdue": 0, "closed": 0,
+                                  "target": 2}
+    close_hazard(crt, a)
+    assert progress(crt, cid) == {"found": 3, "rectifying": 2, "overdue": 0, "closed": 1,
+                                  "target": 2}
+    # Rectification is due 10 days after registration: the open ones turn overdue.
+    clock.advance(10 * DAY + timedelta(minutes=1))
+    assert progress(crt, cid)["overdue"] == 2
+    tasks.complete(crt, step_id=steps(crt, b)["rectify"].id or 0, actor="c1-grid")
+    assert progress(crt, cid)["overdue"] == 2  # rectified is not closed (销号) yet
+    tasks.complete(crt, step_id=steps(crt, b)["close"].id or 0, actor="s1-insp2")
+    assert progress(crt, cid) == {"found": 3, "rectifying": 1, "overdue": 1, "closed": 2,
+                                  "target": 2}
+    lifecycle.cancel_run(crt, run_id=c, actor="s1-commander", reason="重复登记")
+    assert progress(crt, cid) == {"found": 2, "rectifying": 0, "overdue": 0, "closed": 2,
+                                  "target": 2}
+    assert progress(crt, other)["found"] == 1
+
+
+def test_all_grades_campaign_counts_every_hazard(crt: Runtime) -> None:
+    cid = start_campaign(crt, grade="全部", target=5)
+    start_hazard(crt, cid, grade="一般")
+    start_hazard(crt, cid, grade="重大")
+    assert progress(crt, cid)["found"] == 2
+
+
+def test_expression_helper_reads_the_current_run_and_others(crt: Runtime) -> None:
+    cid = start_campaign(crt, target=1)
+    hid = start_hazard(crt, cid)
+    close_hazard(crt, hid)
+    with read_session(crt.db) as session:
+        run = session.get(Run, cid)
+        hazard_run = session.get(Run, hid)
+        assert run is not None and hazard_run is not None
+        ctx = expression_context(session, crt, run)
+        assert compile_expression("campaign().closed").evaluate(ctx) == 1
+        assert compile_expression("campaign().closed >= params.target").evaluate(ctx) is True
+        # A hazard's playbook may read the campaign it belongs to.
+        hctx = expression_context(session, crt, hazard_run)
+        assert compile_expression("campaign(params.campaign).found").evaluate(hctx) == 1
+
+
+def finish_window(rt: Runtime, clock: ManualClock, cid: int) -> None:
+    tasks.complete(rt, step_id=steps(rt, cid)["deploy"].id or 0, actor="s1-commander",
+                   outputs={"plan": "分网格排查", "people": 12})
+    clock.advance(30 * DAY + timedelta(minutes=1))
+    assert sweep_once(rt).waits_finished == 1
+
+
+def test_target_met_gives_the_review_only(crt: Runtime, clock: ManualClock) -> None:
+    cid = start_campaign(crt, target=2)
+    for _ in range(2):
+        close_hazard(crt, start_hazard(crt, cid))
+    start_hazard(crt, cid)  # a third, still open, does not matter: the target is met
+    finish_window(crt, clock, cid)
+    keyed = steps(crt, cid)
+    assert keyed["review"].status == "ready" and keyed["review"].assignees == ["s1-head"]
+    assert keyed["shortfall"].status == "skipped"
+    tasks.complete(crt, step_id=keyed["review"].id or 0, actor="s1-head",
+                   note="完成目标，经验：网格化排查")
+    with read_session(crt.db) as session:
+        assert session.get(Run, cid).status == "completed"  # type: ignore[union-attr]
+
+
+def test_target_missed_gives_a_shortfall_that_escalates(crt: Runtime,
+                                                        clock: ManualClock) -> None:
+    cid = start_campaign(crt, target=3)
+    close_hazard(crt, start_hazard(crt, cid))
+    start_hazard(crt, cid)
+    finish_window(crt, clock, cid)
+    keyed = steps(crt, cid)
+    assert keyed["review"].status == "ready"
+    shortfall = keyed["shortfall"]
+    assert shortfall.status == "ready" and shortfall.assignees == ["s1-head"]
+    assert shortfall.due_at is not None
+    # Closing more after the window does not undo the shortfall: it was measured at the end.
+    assert progress(crt, cid)["closed"] == 1
+    clock.advance(shortfall.due_at - clock.now() + timedelta(minutes=1))
+    sweep_once(crt)
+    with read_session(crt.db) as session:
+        fired = session.exec(select(Escalation).where(Escalation.step_id == shortfall.id)
+                             .order_by(Escalation.id)).all()
+    assert [(e.level, sorted(e.recipients)) for e in fired] == [
+        (1, ["d1-chief", "d1-manager"])]
+    late = steps(crt, cid)["shortfall"]
+    assert late.overdue and late.escalation_level == 1
+    clock.advance(7 * DAY)  # three working days on (a weekend between): 约谈, by the director
+    sweep_once(crt)
+    with read_session(crt.db) as session:
+        levels = session.exec(select(Escalation.level, Escalation.recipients)
+                              .where(Escalation.step_id == shortfall.id)
+                              .order_by(Escalation.id)).all()
+    assert [tuple(r) for r in levels][1] == (2, ["d1-director"])
+    tasks.complete(crt, step_id=shortfall.id or 0, actor="s1-head", note="人员不足",
+                   outputs={"causes": "排查力量不足", "measures": "4月底前全部销号"})
+    assert steps(crt, cid)["shortfall"].status == "done"
