@@ -75,6 +75,9 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
         out.append(where.at(("stage",), f"unknown stage '{step.stage}' (known: {known})"))
     if step.template is not None:
         out += _template(step.template, where, env)
+    for i, level in enumerate(step.escalate):
+        if level.template is not None:
+            out += _template(level.template, where, env, ("escalate", i, "template"))
     if step.playbook is not None and env.playbooks is not None:
         if step.playbook not in env.playbooks:
             known = choices(sorted(env.playbooks), step.playbook)
@@ -115,17 +118,18 @@ def _recipients(
     return out
 
 
-def _template(name: str, where: Where, env: CheckEnv) -> list[SourceError]:
+def _template(name: str, where: Where, env: CheckEnv, path: PathKey = ("template",)
+              ) -> list[SourceError]:
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or ".." in parts:
-        return [where.at(("template",), f"template '{name}' must be a path inside "
+        return [where.at(path, f"template '{name}' must be a path inside "
                          f"{env.templates_dir}")]
     if env.templates is None or name in env.templates:
         return []
     known = (
         choices(sorted(env.templates), name) if env.templates else f"{env.templates_dir} is empty"
     )
-    return [where.at(("template",), f"unknown template '{name}' (known: {known})")]
+    return [where.at(path, f"unknown template '{name}' (known: {known})")]
 
 
 def check_expression(

@@ -42,6 +42,7 @@ def steps_view(session: Session, rt: Runtime, run_id: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for row in rows:
         person = rt.org.people.get(row.submitted_by or "")
+        verifier = rt.org.people.get(row.verified_by or "")
         view = {
             "status": row.status,
             "outputs": dict(row.outputs or {}),
@@ -49,6 +50,10 @@ def steps_view(session: Session, rt: Runtime, run_id: int) -> dict[str, Any]:
             "completed_by": row.submitted_by,
             "completed_by_name": person.name if person else None,
             "done_at_local": rt.renderer.local(row.done_at),
+            "due_at_local": rt.renderer.local(row.due_at),
+            "verified_by": row.verified_by,
+            "verified_by_name": verifier.name if verifier else None,
+            "reject_reason": row.reject_reason,
             "title": row.title,
         }
         if row.step_key in out:

@@ -152,6 +152,11 @@ class EscalateSpec(_Spec):
         default=None, description="Repeat this level at this interval until the step is done."
     )
     title: str | None = Field(default=None, description="Label of the level (e.g. 督办函).")
+    template: str | None = Field(
+        default=None,
+        description="Jinja2 template of this level's message (e.g. supervision-letter.md.j2); "
+        "default alert-message.md.j2.",
+    )
 
 
 class EvidenceSpec(_Spec):

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from flows.context import steps_view
 from flows.progress import advance, wake
 from flows.recipients import notification_rows, resolve_targets
 from flows.render import RenderFailed
@@ -147,7 +148,7 @@ def _sweep_batch(
                 "scheduled_at": firing.scheduled_at, "fired_at": now,
                 "recipients": people + channels, "prefect_recorded": False,
             })
-            title, body = _message(rt, run, step, spec, firing, now)
+            title, body = _message(rt, run, step, spec, firing, now, session=session)
             notes += notification_rows(
                 rt.org, people=people, channels=channels, kind=firing.kind, title=title,
                 body=body, now=now, run_id=run.id, step_id=step.id,
@@ -212,9 +213,12 @@ def _recipients(rt: Runtime, step: StepInstance, firing: Firing) -> tuple[list[s
 
 
 def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: Firing,
-             now: datetime) -> tuple[str, str]:
+             now: datetime, *, session: Session | None = None) -> tuple[str, str]:
     label = KIND_TITLES.get(firing.kind, firing.kind)
-    title = f"【{label}】{step.title}"
+    level = (spec.escalate[firing.level - 1]
+             if firing.kind == "escalate" and 0 < firing.level <= len(spec.escalate) else None)
+    level_title = level.title if level is not None else None
+    title = f"【{label}·{level_title}】{step.title}" if level_title else f"【{label}】{step.title}"
     late = int((now - step.due_at).total_seconds() // 60) if step.due_at else 0
     context = {
         "kind": firing.kind, "kind_label": label, "level": firing.level,
@@ -224,10 +228,17 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         "run": {"id": run.id, "title": run.title, "unit": run.unit_id,
                 "unit_name": rt.org.unit(run.unit_id).name},
         "unit_name": rt.org.unit(step.unit_id).name, "minutes_late": max(late, 0),
-        "now_local": rt.renderer.local(now),
+        "now_local": rt.renderer.local(now), "level_title": level_title,
     }
+    template = "alert-message.md.j2"
+    if level is not None and level.template and session is not None:
+        # A level with its own document (督办函, 约谈通知) sees the run's facts as documents do.
+        template = level.template
+        context |= {"params": dict(run.params), "steps": steps_view(session, rt, run.id or 0)}
+        context["run"] |= {"params": dict(run.params),
+                           "started_at_local": rt.renderer.local(run.started_at)}
     try:
-        body = rt.renderer.render("alert-message.md.j2", context)
+        body = rt.renderer.render(template, context)
     except RenderFailed:
         body = (f"{run.title}：{step.title}（{context['unit_name']}）"
                 f"应于 {context['step']['due_at_local']} 完成，{label}第{firing.level}级。")

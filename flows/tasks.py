@@ -136,8 +136,9 @@ def complete(
             "status": to_state, "submitted_at": now, "submitted_by": actor, "note": note,
             "outputs": clean, "evidence": [f.id for f in files], "reject_reason": None,
         }
+        values["next_check_at"] = None  # done, or the ladder pauses while it is verified
         if not verifying:
-            values |= {"done_at": now, "next_check_at": None}
+            values["done_at"] = now
         from_state = got.step.status
         transition(session, got.step, allowed=st.ACTIONABLE_STATUSES, values=values)
         for f in files:
@@ -148,6 +149,11 @@ def complete(
                   detail={"note": note, "outputs": clean, "evidence": [f.id for f in files]})
         if verifying:
             _notify_verifiers(session, rt, got, now=now)
+            # The register shows what was filed (a plan awaiting review) without waiting for it.
+            playbook = rt.catalog.pinned(session, got.run.playbook_sha)
+            if playbook.register_ is not None:
+                session.flush()
+                sync_entry(session, rt, got.run, playbook, now)
         else:
             _after_done(session, rt, got.run, now=now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
@@ -203,6 +209,7 @@ def verify(
                 raise InvalidInput("note", "退回需说明原因 / a rejection needs a reason")
             transition(session, got.step, allowed=(st.SUBMITTED,), values={
                 "status": st.REJECTED, "verified_by": actor, "reject_reason": note,
+                "next_check_at": now,  # the ladder resumes: the next sweep catches up
             })
             add_event(session, at=now, actor=actor, action="rejected", run_id=got.run.id,
                       step_id=step_id, from_state=st.SUBMITTED, to_state=st.REJECTED,

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from flows.spec import StepSpec
     from flows.workcal import WorkCalendar
 
-TIMED_STATUSES = ("ready", "acked", "submitted", "rejected")
+# A submitted step waits for its verifier: the assignee's ladder pauses (a unit that handed in
+# its work on time is not sent a 督办函 because the re-inspection is late); a rejection
+# restarts it.
+TIMED_STATUSES = ("ready", "acked", "rejected")
 
 
 @dataclass(frozen=True)

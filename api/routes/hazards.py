@@ -1,0 +1,461 @@
+"""The registers (三个清单) and the monthly ranking (综合评价月排名): the hazard list and one
+hazard's register entry, the rectification list (整改清单), the risk points (风险清单), the
+ranking, and each as a CSV or XLSX export.
+
+Who sees what (SPEC §3): the hazard list and a hazard are read like runs (the caller's own
+branch of the tree, flows.access.readable_units). The rectification and risk registers, the
+ranking and every export are a manager's: `manager` (or admin) over the requested `unit`,
+which is the whole district (the org's root) when not given, so a street's manager asks
+for `unit=<their street>` and gets 403 for anything wider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
+from api.schemas import Page
+from flows import exports
+from flows.access import can_read_unit, listing_units, require_right
+from flows.ranking import LEVELS, RankingRow, monthly_ranking, ranked_units
+from flows.runtime import Runtime
+from models.db import read_session
+from models.errors import Forbidden, InvalidInput, NotFound
+from models.hazard import Hazard, RiskPoint
+from models.register_queries import (
+    HAZARD_SORTS,
+    RISK_SORTS,
+    HazardFilter,
+    RiskFilter,
+    get_hazard,
+    iter_hazards,
+    iter_risks,
+    list_hazards,
+    list_risks,
+)
+
+router = APIRouter(tags=["registers"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Format = Annotated[str, Query(description="csv (UTF-8 with BOM) or xlsx")]
+
+
+# -- shapes ------------------------------------------------------------
+
+class PlanElements(BaseModel):
+    """五落实 of the rectification plan (from the plan step's outputs)."""
+
+    measures: str | None = Field(description="措施")
+    funds: str | None = Field(description="资金")
+    deadline: str | None = Field(description="时限")
+    responsible: str | None = Field(description="责任")
+    contingency: str | None = Field(description="预案")
+
+
+class HazardPublic(BaseModel):
+    run_id: int = Field(description="The hazard's run (GET /api/runs/{run_id} for its steps)")
+    code: str = Field(description="隐患编号")
+    playbook: str
+    unit_id: str
+    unit_name: str
+    street_id: str | None
+    street_name: str | None
+    source: str
+    grade: str
+    category: str | None
+    location: str
+    description: str | None
+    enterprise: str | None
+    found_at: datetime
+    found_at_local: str
+    found_by: str | None
+    found_by_name: str | None
+    due_at: datetime | None = Field(description="整改期限 (after any approved extension)")
+    due_at_local: str | None
+    original_due_at: datetime | None = Field(description="原整改期限")
+    status: str = Field(description="The run's phase (登记, 整改中, 待销号, 已销号, 已撤销, ...)")
+    overdue: bool = Field(description="Not closed and past the deadline")
+    days_left: int | None = Field(description="Calendar days to the deadline (local); "
+                                  "negative when overdue")
+    closed_at: datetime | None = Field(description="销号时间")
+    closed_at_local: str | None
+    campaign_run_id: int | None
+    plan: PlanElements
+
+
+class HazardsPublic(Page):
+    data: list[HazardPublic]
+
+
+class RiskPublic(BaseModel):
+    id: int
+    code: str
+    unit_id: str
+    unit_name: str
+    street_id: str | None
+    street_name: str | None
+    name: str
+    category: str | None
+    location: str | None
+    level: str = Field(description="重大 | 较大 | 一般 | 低")
+    controls: str | None = Field(description="管控措施")
+    responsible: str | None
+    responsible_name: str | None
+    updated_at: datetime
+
+
+class RisksPublic(Page):
+    data: list[RiskPublic]
+
+
+class RankingRowPublic(BaseModel):
+    rank: int
+    unit_id: str
+    unit_name: str
+    found: int = Field(description="Hazards found in the month")
+    closed: int = Field(description="Hazards closed (销号) in the month, whenever found")
+    closed_of_found: int = Field(description="Of those found in the month, closed in it")
+    closure_rate: float | None = Field(description="closed_of_found / found (0..1)")
+    overdue: int = Field(description="Overdue and not closed at month end")
+    mean_days_to_close: float | None = Field(description="Mean closed_at - found_at over "
+                                             "the month's closed, days, 1 decimal")
+    on_time: int = Field(description="Of the month's closed, closed by their deadline")
+    on_time_rate: float | None = Field(description="on_time / closed (0..1)")
+
+
+class RankingPublic(BaseModel):
+    month: str
+    level: str
+    unit: str = Field(description="The scope: units of `level` within it are ranked")
+    timezone: str
+    start: datetime = Field(description="First instant of the month (local midnight), UTC")
+    end: datetime = Field(description="First instant of the next month, UTC (exclusive)")
+    order: list[str] = Field(description="What the rank compares, in turn")
+    data: list[RankingRowPublic]
+
+
+RANK_ORDER = ["on_time_rate desc", "closure_rate desc", "overdue asc",
+              "mean_days_to_close asc"]
+
+
+# -- scope and filters --------------------------------------------------------------------------
+
+def manager_scope(rt: Runtime, person: str, unit: str | None) -> tuple[str, list[str] | None]:
+    """The unit a manager's register, ranking or export covers, and its units (None: all)."""
+    unit = unit or rt.org.root_id
+    if unit not in rt.org.units:
+        raise InvalidInput("unit", f"unknown unit '{unit}'")
+    require_right(rt.org, person, "manager", unit)
+    return unit, None if unit == rt.org.root_id else rt.org.descendants(unit)
+
+
+def _local(rt: Runtime, value: datetime | None) -> datetime | None:
+    """A time without a zone is the bureau's local time (CLOSELOOP_TIMEZONE)."""
+    return value.replace(tzinfo=rt.tz) if value and value.tzinfo is None else value
+
+
+@dataclass
+class HazardQuery:
+    """The hazard filters every hazard endpoint takes, before scoping to units."""
+
+    unit: str | None
+    filters: HazardFilter
+    sort: str | None
+
+
+def hazard_query(
+    rt: RuntimeDep,
+    unit: Annotated[str | None, Query(description="This unit and the units below it")] = None,
+    status: Annotated[str | None, Query(description="Comma list of phases (整改中, 已销号, "
+                                        "...), or open / closed")] = None,
+    grade: Annotated[str | None, Query(description="一般 | 重大")] = None,
+    source: Annotated[str | None, Query(description="检查发现 | 群众举报 | 执法检查 | "
+                                        "事故调查")] = None,
+    category: str | None = None,
+    overdue: Annotated[bool | None, Query(description="true: not closed and past the "
+                                          "deadline; false: the others")] = None,
+    found_since: datetime | None = None,
+    found_until: Annotated[datetime | None, Query(description="exclusive")] = None,
+    closed_since: datetime | None = None,
+    closed_until: Annotated[datetime | None, Query(description="exclusive")] = None,
+    campaign: Annotated[int | None, Query(ge=1, le=MAX_ROW,
+                                          description="A 3030 campaign's run id")] = None,
+    code: Annotated[str | None, Query(description="隐患编号, exact")] = None,
+    q: Annotated[str | None, Query(max_length=200,
+                                   description="Location or description contains")] = None,
+    sort: Annotated[str | None, Query(description="found_at | due_at | closed_at | code; "
+                                      "prefix - for descending. Default -found_at (the "
+                                      "rectification register: due_at)")] = None,
+) -> HazardQuery:
+    if sort and sort.lstrip("-") not in HAZARD_SORTS:
+        raise InvalidInput("sort", f"unknown sort '{sort}' (known: "
+                           f"{', '.join(HAZARD_SORTS)}, each optionally prefixed with -)")
+    statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+    return HazardQuery(unit=unit, sort=sort or None, filters=HazardFilter(
+        statuses=statuses, grade=grade or None, source=source or None,
+        category=category or None, overdue=overdue, found_since=_local(rt, found_since),
+        found_until=_local(rt, found_until), closed_since=_local(rt, closed_since),
+        closed_until=_local(rt, closed_until), campaign=campaign, code=code or None,
+        q=q or None))
+
+
+HazardQueryDep = Annotated[HazardQuery, Depends(hazard_query)]
+
+
+def _whole_org(rt: Runtime, units: list[str] | None) -> list[str] | None:
+    """Every unit is the same as no unit filter, and a cheaper query."""
+    return None if units is None or len(set(units)) >= len(rt.org.units) else units
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in exports.FORMATS:
+        raise InvalidInput("format", f"unknown format '{fmt}' (known: "
+                           f"{', '.join(exports.FORMATS)})")
+    return fmt
+
+
+def _download(rt: Runtime, fmt: str, table: exports.Table) -> StreamingResponse:
+    stamp = rt.clock.now().astimezone(rt.tz).strftime("%Y%m%d-%H%M")
+    name = f"{table.title}-{stamp}.{fmt}"
+    disposition = f"attachment; filename=\"export-{stamp}.{fmt}\"; filename*=UTF-8''{quote(name)}"
+    return StreamingResponse(exports.export_chunks(fmt, table),
+                             media_type=exports.MEDIA_TYPES[fmt],
+                             headers={"Content-Disposition": disposition})
+
+
+def _hazards_streamed(rt: Runtime, filters: HazardFilter, sort: str, now: datetime
+                      ) -> Iterator[Hazard]:
+    """Rows for an export, read in their own session while the response streams."""
+    with read_session(rt.db) as session:
+        yield from iter_hazards(session, filters=filters, now=now, sort=sort)
+
+
+def _risks_streamed(rt: Runtime, filters: RiskFilter, sort: str) -> Iterator[RiskPoint]:
+    with read_session(rt.db) as session:
+        yield from iter_risks(session, filters=filters, sort=sort)
+
+
+# -- views ------------------------------------------------------------
+
+def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
+    names = exports.Names(rt)
+    local = rt.renderer.local
+    return HazardPublic(
+        run_id=h.run_id, code=h.code, playbook=h.playbook_id, unit_id=h.unit_id,
+        unit_name=names.unit(h.unit_id) or h.unit_id, street_id=h.street_id,
+        street_name=names.unit(h.street_id), source=h.source, grade=h.grade,
+        category=h.category, location=h.location, description=h.description,
+        enterprise=h.enterprise, found_at=h.found_at, found_at_local=local(h.found_at),
+        found_by=h.found_by, found_by_name=names.person(h.found_by), due_at=h.due_at,
+        due_at_local=local(h.due_at) or None, original_due_at=h.original_due_at or h.due_at,
+        status=h.status, overdue=exports.is_overdue(h, now),
+        days_left=exports.days_left(h.due_at, now, rt.tz), closed_at=h.closed_at,
+        closed_at_local=local(h.closed_at) or None, campaign_run_id=h.campaign_run_id,
+        plan=PlanElements(**exports.plan_elements(h.plan)),
+    )
+
+
+def risk_view(rt: Runtime, r: RiskPoint) -> RiskPublic:
+    names = exports.Names(rt)
+    street = names.street_of(r.unit_id)
+    return RiskPublic(
+        id=r.id or 0, code=r.code, unit_id=r.unit_id,
+        unit_name=names.unit(r.unit_id) or r.unit_id, street_id=street,
+        street_name=names.unit(street), name=r.name, category=r.category,
+        location=r.location, level=r.level, controls=r.controls, responsible=r.responsible,
+        responsible_name=names.person(r.responsible), updated_at=r.updated_at,
+    )
+
+
+def ranking_view(r: RankingRow) -> RankingRowPublic:
+    return RankingRowPublic(
+        rank=r.rank, unit_id=r.unit_id, unit_name=r.unit_name, found=r.found,
+        closed=r.closed, closed_of_found=r.closed_of_found, closure_rate=r.closure_rate,
+        overdue=r.overdue, mean_days_to_close=r.mean_days_to_close, on_time=r.on_time,
+        on_time_rate=r.on_time_rate,
+    )
+
+
+# -- 隐患清单 ------------------------------------------------------------
+
+@router.get("/api/hazards", response_model=HazardsPublic)
+def list_hazards_(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
+                  limit: Limit = 50, offset: Offset = 0) -> HazardsPublic:
+    """The hazard register (隐患清单) as far as the caller may read it, newest found first."""
+    units = _whole_org(rt, listing_units(rt.org, person, query.unit))
+    now = rt.clock.now()
+    with read_session(rt.db) as session:
+        rows, total = list_hazards(session, filters=replace(query.filters, units=units),
+                                   now=now, sort=query.sort or "-found_at", limit=limit,
+                                   offset=offset)
+    return HazardsPublic(data=[hazard_view(rt, h, now) for h in rows], count=total,
+                         limit=limit, offset=offset)
+
+
+@router.get("/api/hazards/export")
+def export_hazards(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
+                   format: Format = "xlsx") -> StreamingResponse:
+    """The hazard register (隐患清单) as CSV or XLSX, same filters as the list (manager)."""
+    fmt = _check_format(format)
+    _, units = manager_scope(rt, person, query.unit)
+    now = rt.clock.now()
+    rows = _hazards_streamed(rt, replace(query.filters, units=units),
+                             query.sort or "-found_at", now)
+    return _download(rt, fmt, exports.Table("隐患清单", exports.HAZARD_COLUMNS,
+                                            exports.hazard_rows(rt, rows, now)))
+
+
+@router.get("/api/hazards/{run_id}", response_model=HazardPublic)
+def read_hazard(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> HazardPublic:
+    """One hazard's register entry."""
+    with read_session(rt.db) as session:
+        h = get_hazard(session, run_id=run_id)
+    if h is None:
+        raise NotFound("hazard", run_id)
+    if not can_read_unit(rt.org, person, h.unit_id):
+        raise Forbidden(f"无权查看该隐患（属于 {h.unit_id}）/ hazard belongs to unit "
+                        f"'{h.unit_id}', outside your units")
+    return hazard_view(rt, h, rt.clock.now())
+
+
+# -- 整改清单 ------------------------------------------------------------
+
+def _rectification(rt: Runtime, person: str, query: HazardQuery) -> tuple[HazardFilter, str]:
+    _, units = manager_scope(rt, person, query.unit)
+    return replace(query.filters, units=units, open_only=True), query.sort or "due_at"
+
+
+@router.get("/api/registers/rectification", response_model=HazardsPublic)
+def rectification(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
+                  limit: Limit = 50, offset: Offset = 0) -> HazardsPublic:
+    """The rectification register (整改清单): hazards not closed, with their plan's five
+    elements (五落实), deadline and days left, nearest deadline first (manager)."""
+    filters, sort = _rectification(rt, person, query)
+    now = rt.clock.now()
+    with read_session(rt.db) as session:
+        rows, total = list_hazards(session, filters=filters, now=now, sort=sort, limit=limit,
+                                   offset=offset)
+    return HazardsPublic(data=[hazard_view(rt, h, now) for h in rows], count=total,
+                         limit=limit, offset=offset)
+
+
+@router.get("/api/registers/rectification/export")
+def export_rectification(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
+                         format: Format = "xlsx") -> StreamingResponse:
+    """The rectification register (整改清单) as CSV or XLSX (manager)."""
+    fmt = _check_format(format)
+    filters, sort = _rectification(rt, person, query)
+    now = rt.clock.now()
+    rows = _hazards_streamed(rt, filters, sort, now)
+    return _download(rt, fmt, exports.Table("整改清单", exports.RECTIFICATION_COLUMNS,
+                                            exports.rectification_rows(rt, rows, now)))
+
+
+# -- 风险清单 ------------------------------------------------------------
+
+@dataclass
+class RiskQuery:
+    unit: str | None
+    filters: RiskFilter
+    sort: str
+
+
+def risk_query(
+    unit: Annotated[str | None, Query(description="This unit and the units below it")] = None,
+    level: Annotated[str | None, Query(description="重大 | 较大 | 一般 | 低")] = None,
+    category: str | None = None,
+    q: Annotated[str | None, Query(max_length=200,
+                                   description="Name or location contains")] = None,
+    sort: Annotated[str, Query(description="level (重大 first) | code | name | updated_at; "
+                               "prefix - for descending")] = "level",
+) -> RiskQuery:
+    if sort.lstrip("-") not in RISK_SORTS:
+        raise InvalidInput("sort", f"unknown sort '{sort}' (known: {', '.join(RISK_SORTS)}, "
+                           "each optionally prefixed with -)")
+    return RiskQuery(unit=unit, sort=sort, filters=RiskFilter(
+        level=level or None, category=category or None, q=q or None))
+
+
+RiskQueryDep = Annotated[RiskQuery, Depends(risk_query)]
+
+
+@router.get("/api/risks", response_model=RisksPublic)
+def list_risks_(rt: RuntimeDep, person: CurrentPerson, query: RiskQueryDep,
+                limit: Limit = 50, offset: Offset = 0) -> RisksPublic:
+    """The risk register (风险清单): risk points, highest level first (manager)."""
+    _, units = manager_scope(rt, person, query.unit)
+    with read_session(rt.db) as session:
+        rows, total = list_risks(session, filters=replace(query.filters, units=units),
+                                 sort=query.sort, limit=limit, offset=offset)
+    return RisksPublic(data=[risk_view(rt, r) for r in rows], count=total, limit=limit,
+                       offset=offset)
+
+
+@router.get("/api/risks/export")
+def export_risks(rt: RuntimeDep, person: CurrentPerson, query: RiskQueryDep,
+                 format: Format = "xlsx") -> StreamingResponse:
+    """The risk register (风险清单) as CSV or XLSX (manager)."""
+    fmt = _check_format(format)
+    _, units = manager_scope(rt, person, query.unit)
+    rows = _risks_streamed(rt, replace(query.filters, units=units), query.sort)
+    return _download(rt, fmt, exports.Table("风险清单", exports.RISK_COLUMNS,
+                                            exports.risk_rows(rt, rows)))
+
+
+# -- 综合评价月排名 ------------------------------------------------------------
+
+def _last_month(rt: Runtime) -> str:
+    today = rt.clock.now().astimezone(rt.tz)
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str | None
+             ) -> tuple[RankingPublic, list[RankingRow]]:
+    scope, _ = manager_scope(rt, person, unit)
+    month = month or _last_month(rt)
+    targets = ranked_units(rt.org, level=level, within=scope)
+    if not targets:
+        raise InvalidInput("level", f"no {level}-level units within '{scope}' (levels: "
+                           f"{', '.join(LEVELS)})")
+    with read_session(rt.db) as session:
+        ranking = monthly_ranking(session, org=rt.org, month=month, tz=rt.tz, units=targets,
+                                  level=level)
+    view = RankingPublic(month=ranking.month, level=level, unit=scope,
+                         timezone=rt.settings.timezone, start=ranking.start, end=ranking.end,
+                         order=RANK_ORDER, data=[ranking_view(r) for r in ranking.rows])
+    return view, ranking.rows
+
+
+MonthQ = Annotated[str | None, Query(description="YYYY-MM, a calendar month in the bureau's "
+                                     "time zone; default the previous month")]
+LevelQ = Annotated[str, Query(description="street (街道/镇) | community (社区/村)")]
+UnitQ = Annotated[str | None, Query(description="Rank the units of `level` within this unit; "
+                                    "default the whole district")]
+
+
+@router.get("/api/ranking", response_model=RankingPublic)
+def ranking(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
+            level: LevelQ = "street", unit: UnitQ = None) -> RankingPublic:
+    """The monthly ranking of units (综合评价月排名) in hazard closure (manager). Definitions:
+    flows/ranking.py."""
+    return _ranking(rt, person, month, level, unit)[0]
+
+
+@router.get("/api/ranking/export")
+def export_ranking(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
+                   level: LevelQ = "street", unit: UnitQ = None,
+                   format: Format = "xlsx") -> StreamingResponse:
+    """The monthly ranking as CSV or XLSX (manager)."""
+    fmt = _check_format(format)
+    view, rows = _ranking(rt, person, month, level, unit)
+    return _download(rt, fmt, exports.Table(f"综合评价月排名{view.month}",
+                                            exports.RANKING_COLUMNS,
+                                            exports.ranking_rows(rows)))

@@ -1,0 +1,312 @@
+"""Register exports (台账导出): the three registers and the monthly ranking as CSV or XLSX with
+Chinese headers, streamed so a district's whole register never sits in memory.
+
+CSV is UTF-8 with a byte-order mark, the one encoding Excel (as used in the bureaus) opens
+with Chinese intact; XLSX is written by openpyxl in write-only mode (rows go to a temporary
+file as they come, then the file is streamed out), with real date cells and a frozen header.
+A sheet holds at most 1,048,575 rows; a longer register continues on 隐患清单(2), ...
+
+Cells from people (locations, descriptions) that begin like a formula (=, +, -, @) are written
+as text, so opening an export never runs a formula someone typed into a report (CSV: a leading
+apostrophe, the usual defence; XLSX: the cell is typed as a string).
+
+Times are the bureau's local time (CLOSELOOP_TIMEZONE), to the minute.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+
+from flows.ranking import RankingRow
+from flows.registers import street_of
+from flows.runtime import Runtime
+from models.hazard import Hazard, RiskPoint
+from models.register_queries import is_open_row
+
+FORMATS = ("csv", "xlsx")
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+BOM = "\ufeff"
+XLSX_MAX_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
+CSV_BATCH = 500  # rows per yielded chunk
+FILE_CHUNK = 256 * 1024
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+YES, NO = "是", "否"
+
+Cell = str | int | float | datetime | date | None
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    width: int = 14  # XLSX column width, in characters
+
+
+@dataclass(frozen=True)
+class Table:
+    """One export: a sheet title (also the file name's stem), its columns and its rows (an
+    iterator, consumed once while the file is written)."""
+
+    title: str
+    columns: Sequence[Column]
+    rows: Iterable[Sequence[Cell]]
+
+
+# -- writers ---------------------------------------------------------------------------------
+
+def _csv_text(value: Cell) -> str | int | float:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime(TIME_FORMAT)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_chunks(table: Table) -> Iterator[bytes]:
+    """The table as UTF-8 CSV with a BOM, a few hundred rows per chunk."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    buf.write(BOM)
+    writer.writerow([c.header for c in table.columns])
+    pending = 0
+    for row in table.rows:
+        writer.writerow([_csv_text(v) for v in row])
+        pending += 1
+        if pending >= CSV_BATCH:
+            yield buf.getvalue().encode("utf-8")
+            buf.seek(0)
+            buf.truncate()
+            pending = 0
+    yield buf.getvalue().encode("utf-8")
+
+
+def _new_sheet(wb: Workbook, table: Table, n: int) -> Any:
+    ws = wb.create_sheet(table.title if n == 1 else f"{table.title}({n})")
+    for i, col in enumerate(table.columns, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = col.width
+    ws.freeze_panes = "A2"
+    bold = Font(bold=True)
+    header = []
+    for col in table.columns:
+        cell = WriteOnlyCell(ws, value=col.header)
+        cell.font = bold
+        header.append(cell)
+    ws.append(header)
+    return ws
+
+
+def _xlsx_cell(ws: Any, value: Cell) -> Any:
+    if isinstance(value, datetime):
+        cell = WriteOnlyCell(ws, value=value.replace(tzinfo=None))
+        cell.number_format = XLSX_TIME_FORMAT
+        return cell
+    if isinstance(value, str) and value.startswith("="):
+        cell = WriteOnlyCell(ws, value=value)
+        cell.data_type = "s"  # openpyxl would otherwise store it as a formula
+        return cell
+    return value
+
+
+def write_xlsx(table: Table, out: Any, *, max_rows: int = XLSX_MAX_ROWS) -> int:
+    """Write the table as an XLSX workbook to the binary file `out`; returns the row count."""
+    wb = Workbook(write_only=True)
+    sheets = 1
+    ws = _new_sheet(wb, table, sheets)
+    count = in_sheet = 0
+    for row in table.rows:
+        if in_sheet >= max_rows:
+            sheets += 1
+            ws = _new_sheet(wb, table, sheets)
+            in_sheet = 0
+        ws.append([_xlsx_cell(ws, v) for v in row])
+        in_sheet += 1
+        count += 1
+    wb.save(out)
+    return count
+
+
+def xlsx_chunks(table: Table) -> Iterator[bytes]:
+    """The workbook is built in a temporary file (openpyxl's write-only mode keeps rows out of
+    memory), then streamed out; the file is gone when the response ends."""
+    with tempfile.TemporaryFile() as tmp:
+        write_xlsx(table, tmp)
+        tmp.seek(0)
+        while chunk := tmp.read(FILE_CHUNK):
+            yield chunk
+
+
+def export_chunks(fmt: str, table: Table) -> Iterator[bytes]:
+    if fmt == "csv":
+        return csv_chunks(table)
+    if fmt == "xlsx":
+        return xlsx_chunks(table)
+    raise ValueError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+
+
+# -- register cells ----------------------------------------------------------------------------
+
+# The five in-place elements (五落实) of a rectification plan, read from the plan step's
+# outputs (Hazard.plan) under the first key present of each list.
+FIVE_ELEMENTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("measures", "措施", ("measures", "措施", "整改措施")),
+    ("funds", "资金", ("funds", "资金", "整改资金")),
+    ("deadline", "时限", ("deadline", "时限", "整改时限")),
+    ("responsible", "责任", ("responsible", "责任", "责任人")),
+    ("contingency", "预案", ("contingency", "预案", "应急预案")),
+)
+
+
+def plan_elements(plan: dict[str, Any] | None) -> dict[str, str | None]:
+    """措施/资金/时限/责任/预案 of a plan, as text (None where the plan has not said)."""
+    plan = plan or {}
+    out: dict[str, str | None] = {}
+    for key, _label, aliases in FIVE_ELEMENTS:
+        value = next((plan[a] for a in aliases if plan.get(a) not in (None, "")), None)
+        out[key] = None if value is None else str(value)
+    return out
+
+
+def local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
+    """Naive local time to the minute (what a spreadsheet cell shows)."""
+    if value is None:
+        return None
+    return value.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
+
+
+def days_left(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | None:
+    """Calendar days from today to the deadline's day, in local time: 0 = due today,
+    negative = that many days overdue."""
+    if due_at is None:
+        return None
+    return (due_at.astimezone(tz).date() - now.astimezone(tz).date()).days
+
+
+def is_overdue(h: Hazard, now: datetime) -> bool:
+    return is_open_row(h) and h.due_at is not None and h.due_at < now
+
+
+class Names:
+    """Unit, street and person names from the org chart, memoised per export."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._streets: dict[str, str | None] = {}
+
+    def unit(self, unit_id: str | None) -> str | None:
+        if unit_id is None:
+            return None
+        unit = self.rt.org.units.get(unit_id)
+        return unit.name if unit else unit_id
+
+    def person(self, person_id: str | None) -> str | None:
+        if person_id is None:
+            return None
+        person = self.rt.org.people.get(person_id)
+        return person.name if person else person_id
+
+    def street_of(self, unit_id: str) -> str | None:
+        if unit_id not in self._streets:
+            self._streets[unit_id] = (street_of(self.rt, unit_id)
+                                      if unit_id in self.rt.org.units else None)
+        return self._streets[unit_id]
+
+
+HAZARD_COLUMNS = (
+    Column("隐患编号", 16), Column("单位", 14), Column("街道", 12), Column("来源", 10),
+    Column("等级", 8), Column("类别", 12), Column("地点", 30), Column("描述", 40),
+    Column("涉及企业", 20), Column("发现时间", 17), Column("发现人", 10),
+    Column("整改期限", 17), Column("原整改期限", 17), Column("状态", 10),
+    Column("是否逾期", 9), Column("销号时间", 17),
+)
+
+
+def hazard_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime) -> Iterator[list[Cell]]:
+    names = Names(rt)
+    tz = rt.tz
+    for h in hazards:
+        yield [
+            h.code, names.unit(h.unit_id), names.unit(h.street_id), h.source, h.grade,
+            h.category, h.location, h.description, h.enterprise, local(h.found_at, tz),
+            names.person(h.found_by), local(h.due_at, tz),
+            local(h.original_due_at or h.due_at, tz), h.status,
+            YES if is_overdue(h, now) else NO, local(h.closed_at, tz),
+        ]
+
+
+RECTIFICATION_COLUMNS = (
+    Column("隐患编号", 16), Column("单位", 14), Column("街道", 12), Column("等级", 8),
+    Column("地点", 30), Column("描述", 40), Column("整改措施", 30), Column("整改资金", 12),
+    Column("整改时限", 14), Column("整改责任人", 12), Column("应急预案", 24),
+    Column("整改期限", 17), Column("剩余天数", 9), Column("逾期天数", 9), Column("状态", 10),
+)
+
+
+def rectification_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime
+                       ) -> Iterator[list[Cell]]:
+    names = Names(rt)
+    tz = rt.tz
+    for h in hazards:
+        plan = plan_elements(h.plan)
+        left = days_left(h.due_at, now, tz)
+        yield [
+            h.code, names.unit(h.unit_id), names.unit(h.street_id), h.grade, h.location,
+            h.description, plan["measures"], plan["funds"], plan["deadline"],
+            plan["responsible"], plan["contingency"], local(h.due_at, tz),
+            None if left is None else max(left, 0),
+            (max(-left, 0) if left is not None and is_overdue(h, now) else 0), h.status,
+        ]
+
+
+RISK_COLUMNS = (
+    Column("风险点编号", 16), Column("单位", 14), Column("街道", 12), Column("名称", 24),
+    Column("类别", 12), Column("地点", 30), Column("风险等级", 9), Column("管控措施", 40),
+    Column("责任人", 10), Column("更新时间", 17),
+)
+
+
+def risk_rows(rt: Runtime, risks: Iterable[RiskPoint]) -> Iterator[list[Cell]]:
+    names = Names(rt)
+    for r in risks:
+        yield [
+            r.code, names.unit(r.unit_id), names.unit(names.street_of(r.unit_id)), r.name,
+            r.category, r.location, r.level, r.controls, names.person(r.responsible),
+            local(r.updated_at, rt.tz),
+        ]
+
+
+RANKING_COLUMNS = (
+    Column("排名", 6), Column("单位", 14), Column("发现隐患数", 11), Column("当月销号数", 11),
+    Column("当月发现且销号数", 16), Column("销号率(%)", 10), Column("月末逾期未销号数", 16),
+    Column("平均销号天数", 12), Column("按期销号数", 11), Column("按期销号率(%)", 13),
+)
+
+
+def _percent(rate: float | None) -> float | None:
+    return None if rate is None else round(rate * 100, 1)
+
+
+def ranking_rows(rows: Iterable[RankingRow]) -> Iterator[list[Cell]]:
+    for r in rows:
+        yield [r.rank, r.unit_name, r.found, r.closed, r.closed_of_found,
+               _percent(r.closure_rate), r.overdue, r.mean_days_to_close, r.on_time,
+               _percent(r.on_time_rate)]

@@ -1,0 +1,548 @@
+"""The registers (三个清单) and the monthly ranking through the HTTP API, on a real SQLite
+runtime with a movable clock: hazards registered by real runs of a small rectification
+playbook (plan → rectify → close) and, for volume and dates, written straight into the
+register; filters, paging and sorting of the hazard list; who may see what; the
+rectification and risk registers; CSV (BOM, Chinese headers) and XLSX exports read back
+with the csv module and openpyxl; the ranking against the flow's own numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import openpyxl
+import pytest
+from factories import ENGINE_PLAYBOOKS, SMALL_ORG
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from api.auth import make_token
+from api.main import create_app
+from flows.ranking import monthly_ranking
+from flows.runtime import Runtime
+from models.clock import ManualClock
+from models.db import read_session
+from models.hazard import Hazard, RiskPoint
+from models.run import Run
+
+Json = dict[str, Any]
+Auth = Callable[[str], dict[str, str]]
+SH = ZoneInfo("Asia/Shanghai")
+
+HAZARD_HEADERS = ["隐患编号", "单位", "街道", "来源", "等级", "类别", "地点", "描述", "涉及企业",
+                  "发现时间", "发现人", "整改期限", "原整改期限", "状态", "是否逾期", "销号时间"]
+
+PLAYBOOK = """
+id: hazard-mini
+version: 1
+title: 隐患整改
+kind: rectification
+params:
+  location: {type: string, required: true, title: 隐患地点}
+  grade: {type: enum, values: [一般, 重大], default: 一般, title: 隐患等级}
+  source: {type: string, title: 来源}
+  description: {type: string, title: 描述}
+  code: {type: string, title: 隐患编号}
+register:
+  closed_by: close
+  due_by: rectify
+  plan_by: plan
+steps:
+  - id: plan
+    title: 制定整改方案
+    role: grid_worker
+    due: 3d
+    phase: 制定方案
+  - id: rectify
+    title: 整改
+    role: grid_worker
+    needs: [plan]
+    due: 30d
+    phase: 整改中
+  - id: close
+    title: 销号
+    role: inspector
+    needs: [rectify]
+    phase: 待销号
+"""
+# The small org plus a manager of street s1 (a street's manager sees that street only).
+S1_HEAD = "          - {id: s1-head, name: 一街道主任, roles: [street_head], notify: []}\n"
+ORG = SMALL_ORG.read_text(encoding="utf-8").replace(
+    S1_HEAD, S1_HEAD + "          - {id: s1-manager, name: 一街道负责人, roles: [manager], "
+    "notify: []}\n")
+
+
+def _no_server_error(response: httpx.Response) -> None:
+    response.read()
+    assert response.status_code < 500, (
+        f"{response.request.method} {response.request.url} -> {response.status_code}: "
+        f"{response.text[:500]}"
+    )
+
+
+@pytest.fixture
+def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    (books / "hazard-mini.yaml").write_text(PLAYBOOK, encoding="utf-8")
+    assert "\n          - {id: s1-manager" in ORG
+    made = make_rt(playbooks=books, org_text=ORG)
+    assert "hazard-mini" in made.catalog.current, made.catalog.errors
+    return made
+
+
+@pytest.fixture
+def client(rt: Runtime) -> Iterator[TestClient]:
+    app = create_app(rt, background=False, prefect=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.event_hooks["response"].append(_no_server_error)
+        yield c
+
+
+@pytest.fixture
+def auth(rt: Runtime) -> Auth:
+    secret = rt.settings.signing_secret()
+    return lambda person: {"Authorization": f"Bearer {make_token(person, secret)}"}
+
+
+# --- helpers ------------------------------------------------------------
+
+def report(client: TestClient, auth: Auth, *, unit: str = "c1", **params: Any) -> Json:
+    params.setdefault("location", "一社区化工仓库")
+    who = "s2-commander" if unit == "s2" else "s1-commander"
+    r = client.post("/api/runs", json={"playbook": "hazard-mini", "unit": unit,
+                                        "params": params}, headers=auth(who))
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def open_task(client: TestClient, auth: Auth, run_id: int, key: str) -> int:
+    run = client.get(f"/api/runs/{run_id}", headers=auth("d1-admin")).json()
+    return next(s["id"] for s in run["steps"] if s["step"] == key and s["id"])  # type: ignore[no-any-return]
+
+
+def complete(client: TestClient, auth: Auth, run_id: int, key: str, who: str,
+             outputs: Json | None = None) -> None:
+    r = client.post(f"/api/tasks/{open_task(client, auth, run_id, key)}/complete",
+                    json={"note": "ok", "outputs": outputs or {}}, headers=auth(who))
+    assert r.status_code == 200, r.text
+
+
+PLAN = {"measures": "更换老化燃气管道", "funds": "2万元", "deadline": "2026-03-20",
+        "responsible": "张三", "contingency": "燃气泄漏现场处置方案"}
+
+
+def get(client: TestClient, auth: Auth, path: str, who: str = "d1-manager",
+        **params: Any) -> httpx.Response:
+    return client.get(path, params=params, headers=auth(who))
+
+
+def page(client: TestClient, auth: Auth, path: str, who: str = "d1-manager",
+         **params: Any) -> Json:
+    r = get(client, auth, path, who, **params)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def codes(p: Json) -> list[str]:
+    return [h["code"] for h in p["data"]]
+
+
+def seed(rt: Runtime, hazards: list[Json], first_id: int = 1000) -> None:
+    """Register rows (and their runs) written directly: `unit` plus any Hazard field."""
+    street = {"c1": "s1", "c2": "s1", "s1": "s1", "s2": "s2", "d1": None}
+    now = rt.clock.now()
+    runs, rows = [], []
+    for i, h in enumerate(hazards, start=first_id):
+        h = dict(h)
+        unit = h.pop("unit")
+        runs.append({"id": i, "playbook_id": "hazard-mini", "playbook_version": 1,
+                     "playbook_sha": "0" * 64, "title": f"隐患{i}", "unit_id": unit,
+                     "status": "running", "params": {}, "started_by": "d1-commander",
+                     "started_at": h.get("found_at", now), "segments": 0})
+        rows.append({"run_id": i, "code": f"YH{i:06d}", "playbook_id": "hazard-mini",
+                     "unit_id": unit, "street_id": street[unit], "source": "检查发现",
+                     "grade": "一般", "category": None, "location": f"测试地点{i}",
+                     "description": None, "enterprise": None, "found_at": now,
+                     "found_by": None, "due_at": None, "original_due_at": None,
+                     "status": "整改中", "closed_at": None, "plan": {},
+                     "campaign_run_id": None, "import_id": None, "updated_at": now, **h})
+    with rt.db.begin() as conn:
+        conn.execute(insert(Run.__table__), runs)  # type: ignore[arg-type]
+        conn.execute(insert(Hazard.__table__), rows)  # type: ignore[arg-type]
+
+
+def read_csv(r: httpx.Response) -> list[list[str]]:
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    assert r.content.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads the Chinese as UTF-8
+    return list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+
+
+def read_xlsx(r: httpx.Response) -> list[list[Any]]:
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/vnd.openxmlformats")
+    wb = openpyxl.load_workbook(io.BytesIO(r.content))
+    return [[c for c in row] for ws in wb.worksheets for row in ws.iter_rows(values_only=True)]
+
+
+# --- 隐患清单: the list ---------------------------------------------------------------------------
+
+def test_a_reported_hazard_is_in_the_list_and_follows_its_run_to_closure(
+    client: TestClient, auth: Auth, clock: ManualClock
+) -> None:
+    run = report(client, auth, grade="重大", code="YH-2026-0001", source="群众举报",
+                 description="燃气管道老化")
+    got = page(client, auth, "/api/hazards")
+    assert got["count"] == 1
+    h = got["data"][0]
+    assert (h["run_id"], h["code"], h["unit_id"], h["unit_name"], h["street_id"],
+            h["street_name"], h["grade"], h["source"], h["status"]) == (
+        run["id"], "YH-2026-0001", "c1", "一社区", "s1", "一街道", "重大", "群众举报", "制定方案")
+    assert h["closed_at"] is None and h["overdue"] is False
+    complete(client, auth, run["id"], "plan", "c1-grid", PLAN)
+    h = page(client, auth, f"/api/hazards/{run['id']}")
+    assert h["status"] == "整改中" and h["plan"] == PLAN
+    due = datetime.fromisoformat(h["due_at"])
+    assert due == clock.now() + timedelta(days=30) and h["days_left"] == 30
+    clock.advance(timedelta(days=31))
+    h = page(client, auth, f"/api/hazards/{run['id']}")
+    assert h["overdue"] is True and h["days_left"] == -1
+    complete(client, auth, run["id"], "rectify", "c1-grid")
+    complete(client, auth, run["id"], "close", "s1-insp1")
+    h = page(client, auth, f"/api/hazards/{run['id']}")
+    assert h["status"] == "已销号" and h["overdue"] is False
+    assert datetime.fromisoformat(h["closed_at"]) == clock.now()
+    assert codes(page(client, auth, "/api/hazards", status="closed")) == ["YH-2026-0001"]
+    assert codes(page(client, auth, "/api/hazards", status="open")) == []
+
+
+def test_list_filters_each_narrow_the_register(client: TestClient, auth: Auth,
+                                               rt: Runtime) -> None:
+    now = rt.clock.now()
+    day = timedelta(days=1)
+    seed(rt, [
+        {"unit": "c1", "grade": "重大", "found_at": now - 10 * day, "due_at": now - day},
+        {"unit": "c2", "source": "群众举报", "found_at": now - 5 * day, "due_at": now + day,
+         "location": "二社区菜市场", "campaign_run_id": 7},
+        {"unit": "s2", "category": "消防", "found_at": now - 3 * day, "due_at": now - day,
+         "closed_at": now - 2 * day, "status": "已销号", "description": "疏散通道堵塞"},
+        {"unit": "c1", "found_at": now - 1 * day, "due_at": now - day, "status": "已撤销"},
+    ])
+
+    def listed(**params: Any) -> list[str]:
+        return codes(page(client, auth, "/api/hazards", **params))
+
+    assert listed() == ["YH001003", "YH001002", "YH001001", "YH001000"]  # newest found first
+    assert listed(unit="s1") == ["YH001003", "YH001001", "YH001000"]
+    assert listed(unit="c2") == ["YH001001"]
+    assert listed(grade="重大") == ["YH001000"]
+    assert listed(source="群众举报") == ["YH001001"]
+    assert listed(category="消防") == ["YH001002"]
+    assert listed(overdue="true") == ["YH001000"]  # closed and cancelled ones are not overdue
+    assert listed(overdue="false") == ["YH001003", "YH001002", "YH001001"]
+    assert listed(status="open") == ["YH001001", "YH001000"]
+    assert listed(status="已撤销,已销号") == ["YH001003", "YH001002"]
+    assert listed(campaign=7) == ["YH001001"]
+    assert listed(code="YH001002") == ["YH001002"]
+    assert listed(q="菜市场") == ["YH001001"]
+    assert listed(q="通道") == ["YH001002"]
+    assert listed(q="100%") == []  # a LIKE wildcard is searched for literally
+    since = (now - 4 * day).astimezone(SH).replace(tzinfo=None).isoformat()
+    assert listed(found_since=since) == ["YH001003", "YH001002"]  # naive = local time
+    assert listed(found_until=(now - 5 * day).isoformat()) == ["YH001000"]  # exclusive
+    assert listed(closed_since=(now - 3 * day).isoformat(),
+                  closed_until=now.isoformat()) == ["YH001002"]
+    assert listed(sort="due_at") == ["YH001000", "YH001002", "YH001003", "YH001001"]
+    assert listed(sort="-code")[0] == "YH001003"
+
+
+def test_list_pages_with_count_limit_and_offset(client: TestClient, auth: Auth,
+                                                rt: Runtime) -> None:
+    now = rt.clock.now()
+    seed(rt, [{"unit": "c1", "found_at": now - timedelta(hours=i)} for i in range(7)])
+    first = page(client, auth, "/api/hazards", limit=3)
+    rest = page(client, auth, "/api/hazards", limit=3, offset=3)
+    last = page(client, auth, "/api/hazards", limit=3, offset=6)
+    assert first["count"] == 7 and (first["limit"], first["offset"]) == (3, 0)
+    every = codes(first) + codes(rest) + codes(last)
+    assert len(every) == len(set(every)) == 7
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"sort": "location"}, "sort"), ({"unit": "nowhere"}, "unit"),
+    ({"overdue": "maybe"}, "overdue"), ({"found_since": "yesterday"}, "found_since"),
+    ({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"offset": -1}, "offset"),
+    ({"campaign": 0}, "campaign"),
+])
+def test_list_with_a_bad_filter_is_422_naming_it(client: TestClient, auth: Auth,
+                                                 params: Json, field: str) -> None:
+    r = get(client, auth, "/api/hazards", **params)
+    assert r.status_code == 422 and r.json()["field"] == field, r.text
+
+
+def test_a_person_of_another_street_neither_lists_nor_reads_the_hazard(
+    client: TestClient, auth: Auth
+) -> None:
+    run = report(client, auth)
+    assert page(client, auth, "/api/hazards", "s2-insp")["count"] == 0
+    r = get(client, auth, f"/api/hazards/{run['id']}", "s2-insp")
+    assert r.status_code == 403 and "c1" in r.json()["detail"]
+    assert page(client, auth, f"/api/hazards/{run['id']}", "c1-grid")["run_id"] == run["id"]
+    assert page(client, auth, "/api/hazards", "c1-grid")["count"] == 1
+    assert get(client, auth, "/api/hazards/999999").status_code == 404
+    assert get(client, auth, "/api/hazards", who="nobody").status_code == 401
+
+
+# --- 整改清单 ------------------------------------------------------------
+
+def test_rectification_register_lists_open_hazards_with_plan_and_days_left(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    now = rt.clock.now()
+    day = timedelta(days=1)
+    seed(rt, [
+        {"unit": "c1", "due_at": now + 5 * day, "plan": PLAN},
+        {"unit": "c2", "due_at": now - 2 * day, "plan": {"措施": "加装护栏", "责任": "李四"}},
+        {"unit": "s2", "due_at": now + day},
+        {"unit": "c1", "due_at": now - day, "closed_at": now - day, "status": "已销号"},
+    ])
+    got = page(client, auth, "/api/registers/rectification")
+    assert codes(got) == ["YH001001", "YH001002", "YH001000"]  # nearest deadline first
+    first, _, last = got["data"]
+    assert (first["overdue"], first["days_left"]) == (True, -2)
+    assert first["plan"] == {"measures": "加装护栏", "funds": None, "deadline": None,
+                             "responsible": "李四", "contingency": None}
+    assert last["plan"] == PLAN and last["days_left"] == 5
+    street = page(client, auth, "/api/registers/rectification", "s1-manager", unit="s1")
+    assert codes(street) == ["YH001001", "YH001000"]
+    rows = read_csv(get(client, auth, "/api/registers/rectification/export", format="csv"))
+    assert rows[0] == ["隐患编号", "单位", "街道", "等级", "地点", "描述", "整改措施", "整改资金",
+                       "整改时限", "整改责任人", "应急预案", "整改期限", "剩余天数", "逾期天数",
+                       "状态"]
+    assert [r[0] for r in rows[1:]] == ["YH001001", "YH001002", "YH001000"]
+    assert rows[1][6] == "加装护栏" and rows[1][12:14] == ["0", "2"]
+    assert rows[3][6:11] == [PLAN[k] for k in ("measures", "funds", "deadline",
+                                                "responsible", "contingency")]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/registers/rectification", "/api/risks", "/api/ranking", "/api/hazards/export",
+    "/api/registers/rectification/export", "/api/risks/export", "/api/ranking/export",
+])
+def test_manager_endpoints_refuse_others_and_a_street_manager_beyond_the_street(
+    client: TestClient, auth: Auth, path: str
+) -> None:
+    for who in ("s1-commander", "c1-grid", "s1-insp1", "d1-director"):
+        r = get(client, auth, path, who)
+        assert r.status_code == 403, (who, r.text)
+        assert "manager" in r.json()["detail"]
+    assert get(client, auth, path, "s1-manager").status_code == 403  # the district: too wide
+    assert get(client, auth, path, "s1-manager", unit="s2").status_code == 403
+    assert get(client, auth, path, "s1-manager", unit="s1").status_code == 200
+    assert get(client, auth, path, "d1-manager").status_code == 200
+    assert get(client, auth, path, "d1-admin", unit="s2").status_code == 200
+
+
+# --- exports ------------------------------------------------------------
+
+def test_hazard_export_as_csv_has_bom_chinese_headers_and_local_times(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    found = datetime(2026, 3, 1, 16, 30, tzinfo=UTC)  # 03-02 00:30 in Shanghai
+    seed(rt, [
+        {"unit": "c1", "found_at": found, "due_at": found + timedelta(days=30),
+         "original_due_at": found + timedelta(days=20), "found_by": "c1-grid",
+         "location": "=HYPERLINK(\"http://x\")", "description": "管道\n老化, 需\"更换\"",
+         "enterprise": "某燃气公司", "category": "燃气", "grade": "重大"},
+        {"unit": "s2", "found_at": found - timedelta(days=40), "due_at": found,
+         "closed_at": found + timedelta(hours=1), "status": "已销号"},
+    ])
+    r = get(client, auth, "/api/hazards/export", format="csv", sort="found_at")
+    rows = read_csv(r)
+    assert "attachment" in r.headers["content-disposition"]
+    assert "%E9%9A%90%E6%82%A3%E6%B8%85%E5%8D%95" in r.headers["content-disposition"]  # 隐患清单
+    assert rows[0] == HAZARD_HEADERS
+    assert len(rows) == 3
+    closed, first = rows[1], rows[2]
+    assert first == ["YH001000", "一社区", "一街道", "检查发现", "重大", "燃气",
+                     "'=HYPERLINK(\"http://x\")", "管道\n老化, 需\"更换\"", "某燃气公司",
+                     "2026-03-02 00:30", "一社区网格员", "2026-04-01 00:30", "2026-03-22 00:30",
+                     "整改中", "否", ""]
+    assert closed[1:3] == ["二街道", "二街道"]
+    assert closed[13:] == ["已销号", "否", "2026-03-02 01:30"]
+
+
+def test_hazard_export_as_xlsx_has_headers_date_cells_and_the_same_filters(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    found = datetime(2026, 3, 1, 16, 30, tzinfo=UTC)
+    seed(rt, [{"unit": "c1", "found_at": found, "location": "=1+1", "grade": "重大"},
+              {"unit": "c2", "found_at": found, "grade": "一般"}])
+    rows = read_xlsx(get(client, auth, "/api/hazards/export", format="xlsx", grade="重大"))
+    assert list(rows[0]) == HAZARD_HEADERS
+    assert len(rows) == 2
+    row = rows[1]
+    assert row[0] == "YH001000" and row[6] == "=1+1"  # text, not a formula
+    assert row[9] == datetime(2026, 3, 2, 0, 30)  # a real date cell, local time
+    wb = openpyxl.load_workbook(io.BytesIO(get(client, auth, "/api/hazards/export").content))
+    assert wb.worksheets[0].title == "隐患清单"
+    assert wb.worksheets[0]["G2"].data_type == "s"
+
+
+def test_xlsx_longer_than_a_sheet_continues_on_the_next(tmp_path: Path) -> None:
+    from flows import exports
+
+    table = exports.Table("隐患清单", (exports.Column("序号"), exports.Column("名称")),
+                          ([i, f"第{i}行"] for i in range(5)))
+    with (tmp_path / "out.xlsx").open("wb") as out:
+        assert exports.write_xlsx(table, out, max_rows=2) == 5
+    wb = openpyxl.load_workbook(tmp_path / "out.xlsx")
+    assert wb.sheetnames == ["隐患清单", "隐患清单(2)", "隐患清单(3)"]
+    assert [r[0] for ws in wb.worksheets for r in ws.iter_rows(min_row=2, values_only=True)] \
+        == [0, 1, 2, 3, 4]
+    assert all(ws["A1"].value == "序号" for ws in wb.worksheets)
+
+
+def test_export_with_an_unknown_format_is_422(client: TestClient, auth: Auth) -> None:
+    for path in ("/api/hazards/export", "/api/risks/export", "/api/ranking/export",
+                 "/api/registers/rectification/export"):
+        r = get(client, auth, path, format="pdf")
+        assert r.status_code == 422 and r.json()["field"] == "format"
+
+
+def test_large_export_has_every_row(client: TestClient, auth: Auth, rt: Runtime) -> None:
+    now = rt.clock.now()
+    seed(rt, [{"unit": "c1", "found_at": now - timedelta(seconds=i)} for i in range(5000)])
+    rows = read_csv(get(client, auth, "/api/hazards/export", format="csv"))
+    assert len(rows) == 5001 and rows[1][0] == "YH001000" and rows[-1][0] == "YH005999"
+
+
+def test_csv_is_written_as_the_rows_come_not_all_at_once() -> None:
+    from flows import exports
+
+    pulled = 0
+
+    def rows() -> Iterator[list[Any]]:
+        nonlocal pulled
+        for i in range(3 * exports.CSV_BATCH):
+            pulled += 1
+            yield [i, "名称"]
+
+    chunks = exports.csv_chunks(exports.Table("t", (exports.Column("序号"),
+                                                    exports.Column("名称")), rows()))
+    first = next(chunks)
+    assert first.startswith("\ufeff序号,名称\r\n".encode())
+    assert pulled <= exports.CSV_BATCH + 1  # one batch read, not the whole register
+    assert len(list(chunks)) >= 2
+
+
+# --- 风险清单 ------------------------------------------------------------
+
+def test_risk_register_lists_filters_and_exports_risk_points(client: TestClient, auth: Auth,
+                                                             rt: Runtime) -> None:
+    now = rt.clock.now()
+    with rt.db.begin() as conn:
+        conn.execute(insert(RiskPoint.__table__), [  # type: ignore[arg-type]
+            {"code": "FX001", "unit_id": "c1", "name": "加油站", "category": "危化品",
+             "location": "一社区1号", "level": "较大", "controls": "双人巡查",
+             "responsible": "c1-safety", "import_id": None, "updated_at": now},
+            {"code": "FX002", "unit_id": "s2", "name": "液化气储配站", "category": "燃气",
+             "location": "二街道", "level": "重大", "controls": "视频监控",
+             "responsible": None, "import_id": None, "updated_at": now},
+            {"code": "FX003", "unit_id": "c2", "name": "小作坊", "category": "三小场所",
+             "location": None, "level": "低", "controls": None, "responsible": None,
+             "import_id": None, "updated_at": now},
+        ])
+    got = page(client, auth, "/api/risks")
+    assert [r["code"] for r in got["data"]] == ["FX002", "FX001", "FX003"]  # 重大 first
+    assert got["data"][1]["street_name"] == "一街道"
+    assert got["data"][1]["responsible_name"] == "一社区安全员"
+    assert [r["code"] for r in page(client, auth, "/api/risks", level="低")["data"]] == ["FX003"]
+    assert [r["code"] for r in page(client, auth, "/api/risks", q="储配")["data"]] == ["FX002"]
+    street = page(client, auth, "/api/risks", "s1-manager", unit="s1", sort="code")
+    assert [r["code"] for r in street["data"]] == ["FX001", "FX003"]
+    assert get(client, auth, "/api/risks", sort="danger").json()["field"] == "sort"
+    rows = read_csv(get(client, auth, "/api/risks/export", format="csv"))
+    assert rows[0] == ["风险点编号", "单位", "街道", "名称", "类别", "地点", "风险等级", "管控措施",
+                       "责任人", "更新时间"]
+    assert rows[1][:7] == ["FX002", "二街道", "二街道", "液化气储配站", "燃气", "二街道", "重大"]
+    xlsx = read_xlsx(get(client, auth, "/api/risks/export", format="xlsx", unit="c1"))
+    assert [r[0] for r in xlsx] == ["风险点编号", "FX001"]
+
+
+# --- 综合评价月排名 ------------------------------------------------------------
+
+def L(month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, tzinfo=SH)
+
+
+def ranked_month(rt: Runtime) -> None:
+    seed(rt, [
+        {"unit": "c1", "found_at": L(3, 1), "due_at": L(3, 10), "closed_at": L(3, 3),
+         "status": "已销号"},
+        {"unit": "c2", "found_at": L(3, 2), "due_at": L(3, 5), "closed_at": L(3, 8),
+         "status": "已销号"},
+        {"unit": "c2", "found_at": L(3, 20), "due_at": L(3, 25)},
+        {"unit": "s2", "found_at": L(3, 30), "due_at": L(4, 29)},
+        {"unit": "s2", "found_at": L(2, 28, 23), "due_at": L(3, 2), "closed_at": L(3, 2),
+         "status": "已销号"},
+    ])
+
+
+def test_ranking_through_the_api_matches_the_flow_and_documents_its_order(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    ranked_month(rt)
+    got = page(client, auth, "/api/ranking", month="2026-03")
+    assert (got["month"], got["level"], got["unit"], got["timezone"]) == (
+        "2026-03", "street", "d1", "Asia/Shanghai")
+    assert datetime.fromisoformat(got["start"]) == L(3, 1)
+    assert datetime.fromisoformat(got["end"]) == L(4, 1)
+    assert got["order"][0] == "on_time_rate desc"
+    s2, s1 = got["data"]
+    assert (s2["unit_id"], s2["rank"], s2["found"], s2["closed"], s2["closed_of_found"],
+            s2["closure_rate"], s2["overdue"], s2["on_time"], s2["on_time_rate"],
+            s2["mean_days_to_close"]) == ("s2", 1, 1, 1, 0, 0.0, 0, 1, 1.0, 1.0)
+    assert (s1["unit_id"], s1["rank"], s1["found"], s1["closed"], s1["closed_of_found"],
+            s1["closure_rate"], s1["overdue"], s1["on_time"], s1["on_time_rate"],
+            s1["mean_days_to_close"]) == ("s1", 2, 3, 2, 2, 0.6667, 1, 1, 0.5, 4.0)
+    with read_session(rt.db) as session:
+        flow = monthly_ranking(session, org=rt.org, month="2026-03", tz=SH)
+    assert [(r.unit_id, r.rank, r.found, r.overdue) for r in flow.rows] == [
+        (r["unit_id"], r["rank"], r["found"], r["overdue"]) for r in got["data"]]
+    street = page(client, auth, "/api/ranking", "s1-manager", month="2026-03", unit="s1")
+    assert [(r["unit_id"], r["rank"]) for r in street["data"]] == [("s1", 1)]
+    by_community = page(client, auth, "/api/ranking", month="2026-03", level="community")
+    assert [r["unit_id"] for r in by_community["data"]] == ["c1", "c2"]
+
+
+def test_ranking_export_as_csv_and_xlsx(client: TestClient, auth: Auth, rt: Runtime) -> None:
+    ranked_month(rt)
+    rows = read_csv(get(client, auth, "/api/ranking/export", format="csv", month="2026-03"))
+    assert rows[0] == ["排名", "单位", "发现隐患数", "当月销号数", "当月发现且销号数", "销号率(%)",
+                       "月末逾期未销号数", "平均销号天数", "按期销号数", "按期销号率(%)"]
+    assert rows[1] == ["1", "二街道", "1", "1", "0", "0.0", "0", "1.0", "1", "100.0"]
+    assert rows[2] == ["2", "一街道", "3", "2", "2", "66.7", "1", "4.0", "1", "50.0"]
+    xlsx = read_xlsx(get(client, auth, "/api/ranking/export", month="2026-03"))
+    assert xlsx[1] == [1, "二街道", 1, 1, 0, 0.0, 0, 1.0, 1, 100.0]
+
+
+def test_ranking_defaults_to_last_month_and_rejects_bad_input(
+    client: TestClient, auth: Auth, clock: ManualClock
+) -> None:
+    got = page(client, auth, "/api/ranking")  # the clock is 2026-03-02 in Shanghai
+    assert got["month"] == "2026-02" and {r["rank"] for r in got["data"]} == {1}
+    for params, field in (({"month": "2026-13"}, "month"), ({"month": "03/2026"}, "month"),
+                          ({"level": "province"}, "level"), ({"unit": "x"}, "unit")):
+        r = get(client, auth, "/api/ranking", **params)
+        assert r.status_code == 422 and r.json()["field"] == field, r.text
+    r = get(client, auth, "/api/ranking", "d1-admin", unit="c1", level="street")
+    assert r.status_code == 422 and r.json()["field"] == "level"

@@ -1,0 +1,332 @@
+"""The monthly ranking (flows/ranking.py) against counts made independently: hazards are
+written straight into the register (with the run rows they hang on), and every expected
+figure is either worked out by hand below or counted with plain Python loops over the rows
+read back from the database, by local calendar month in Shanghai time. On SQLite and on a
+real PostgreSQL 15 (the mean-days arithmetic differs by dialect)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from factories import make_runtime
+from pg_server import PostgresServer
+from sqlalchemy import insert
+from sqlmodel import select
+
+from flows.ranking import month_bounds, monthly_ranking
+from flows.registers import CANCELLED as REGISTER_CANCELLED
+from flows.runtime import Runtime
+from models.clock import ManualClock
+from models.db import read_session
+from models.errors import InvalidInput
+from models.hazard import Hazard
+from models.register_queries import CANCELLED
+from models.run import Run
+
+SH = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 4, 10, 2, 0, tzinfo=UTC)
+
+ORG = """
+units:
+  - id: d
+    name: 测试区
+    type: district
+    people:
+      - {id: d-manager, name: 区科室负责人, roles: [manager], notify: []}
+      - {id: d-commander, name: 区指挥长, roles: [commander], notify: []}
+    children:
+      - id: sa
+        name: 甲街道
+        type: street
+        people:
+          - {id: sa-manager, name: 甲街道负责人, roles: [manager], notify: []}
+        children:
+          - {id: ca1, name: 甲一社区, type: community}
+          - {id: ca2, name: 甲二社区, type: community}
+      - id: sb
+        name: 乙街道
+        type: street
+        children:
+          - {id: cb1, name: 乙一社区, type: community}
+      - id: sc
+        name: 丙街道
+        type: street
+        children:
+          - {id: cc1, name: 丙一社区, type: community}
+      - id: tz
+        name: 丁镇
+        type: town
+        children:
+          - {id: v1, name: 丁一村, type: village}
+      - {id: dept, name: 区住建局, type: department}
+"""
+STREET_OF = {"sa": "sa", "ca1": "sa", "ca2": "sa", "sb": "sb", "cb1": "sb", "sc": "sc",
+             "cc1": "sc", "tz": "tz", "v1": "tz", "dept": None, "d": None}
+
+
+def L(month: int, day: int, hour: int = 0, minute: int = 0, year: int = 2026) -> datetime:
+    """A Shanghai wall-clock time."""
+    return datetime(year, month, day, hour, minute, tzinfo=SH)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rrt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    url = None
+    pg: PostgresServer | None = None
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("pg")
+        url = pg.create_database(name)
+    rt = make_runtime(tmp_path / "rt", clock=ManualClock(NOW), org_text=ORG, db_url=url)
+    yield rt
+    rt.db.dispose()
+    if pg is not None:
+        pg.drop_database(name)
+
+
+def seed(rt: Runtime, hazards: list[dict[str, Any]]) -> None:
+    """Run and register rows written directly (no engine): `unit` plus any Hazard field."""
+    runs, rows = [], []
+    for i, h in enumerate(hazards, start=1):
+        unit = h.pop("unit")
+        runs.append({"id": i, "playbook_id": "hazard", "playbook_version": 1,
+                     "playbook_sha": "0" * 64, "title": f"隐患{i}", "unit_id": unit,
+                     "status": "running", "params": {}, "started_by": "d-commander",
+                     "started_at": h["found_at"], "segments": 0})
+        rows.append({"run_id": i, "code": f"YH{i:06d}", "playbook_id": "hazard",
+                     "unit_id": unit, "street_id": STREET_OF[unit], "source": "检查发现",
+                     "grade": "一般", "category": None, "location": f"地点{i}",
+                     "description": None, "enterprise": None, "found_by": None,
+                     "due_at": None, "original_due_at": None, "status": "整改中",
+                     "closed_at": None, "plan": {}, "campaign_run_id": None,
+                     "import_id": None, "updated_at": NOW, **h})
+    with rt.db.begin() as conn:
+        conn.execute(insert(Run.__table__), runs)  # type: ignore[arg-type]
+        conn.execute(insert(Hazard.__table__), rows)  # type: ignore[arg-type]
+
+
+def rank(rt: Runtime, month: str = "2026-03", **kw: Any) -> dict[str, dict[str, Any]]:
+    with read_session(rt.db) as session:
+        ranking = monthly_ranking(session, org=rt.org, month=month, tz=SH, **kw)
+    return {r.unit_id: vars(r) for r in ranking.rows}
+
+
+def closed(at: datetime) -> dict[str, Any]:
+    return {"closed_at": at, "status": "已销号"}
+
+
+# Hand-worked March 2026 (Shanghai): the month is [03-01 00:00, 04-01 00:00) local.
+HAND = [
+    # 甲街道 sa
+    {"unit": "ca1", "found_at": L(3, 1), "due_at": L(3, 31), **closed(L(3, 5, 12))},  # 4.5 d
+    {"unit": "ca1", "found_at": L(2, 28, 23, 59), "due_at": L(3, 1),  # found in Feb, late
+     **closed(L(3, 10))},  # 9 d 1 min
+    {"unit": "ca2", "found_at": L(3, 20), "due_at": L(3, 25)},  # overdue at the end
+    {"unit": "ca2", "found_at": L(3, 31, 23, 59), "due_at": L(4, 30)},  # last minute, in time
+    {"unit": "sa", "found_at": L(2, 10), "due_at": L(3, 1),
+     **closed(L(4, 1))},  # closed at the very end: April's, so overdue at March's end
+    {"unit": "ca2", "found_at": L(3, 3), "due_at": L(3, 4), "status": CANCELLED},  # nowhere
+    # 乙街道 sb
+    {"unit": "cb1", "found_at": L(3, 2), "due_at": L(3, 10), **closed(L(3, 4))},  # 2 d
+    {"unit": "cb1", "found_at": L(3, 3), **closed(L(3, 6))},  # no deadline: on time; 3 d
+    {"unit": "sb", "found_at": L(1, 15), "due_at": L(2, 14)},  # overdue since February
+    {"unit": "cb1", "found_at": L(4, 2), "due_at": L(3, 30)},  # found after the month
+    # 丁镇 tz: equal to sb on every figure, so they share a rank
+    {"unit": "v1", "found_at": L(3, 12), "due_at": L(3, 20), **closed(L(3, 13, 12))},  # 1.5 d
+    {"unit": "v1", "found_at": L(3, 14), "due_at": L(3, 20), **closed(L(3, 17, 12))},  # 3.5 d
+    {"unit": "tz", "found_at": L(2, 20), "due_at": L(3, 31, 23, 59)},  # overdue at the end
+    # not in any street: ranked nowhere
+    {"unit": "dept", "found_at": L(3, 5), "due_at": L(3, 6)},
+    # 丙街道 sc: nothing at all
+]
+
+
+def test_register_cancelled_label_is_the_one_queries_exclude() -> None:
+    assert CANCELLED == REGISTER_CANCELLED
+
+
+def test_month_bounds_are_local_midnights_in_utc() -> None:
+    assert month_bounds("2026-03", SH) == (datetime(2026, 2, 28, 16, tzinfo=UTC),
+                                           datetime(2026, 3, 31, 16, tzinfo=UTC))
+    assert month_bounds("2026-12", SH) == (datetime(2026, 11, 30, 16, tzinfo=UTC),
+                                           datetime(2026, 12, 31, 16, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("month", ["2026-13", "2026-3", "26-03", "", "2026-00", "march"])
+def test_month_that_is_not_a_calendar_month_is_invalid(month: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        month_bounds(month, SH)
+    assert err.value.field == "month"
+
+
+def test_ranking_of_a_hand_worked_month_by_street(rrt: Runtime) -> None:
+    seed(rrt, [dict(h) for h in HAND])
+    got = rank(rrt)
+    assert list(got) == ["sb", "tz", "sa", "sc"]  # rank order, ties in org-chart order
+    pick = ("rank", "found", "closed", "closed_of_found", "closure_rate", "overdue",
+            "mean_days_to_close", "on_time", "on_time_rate")
+    assert {u: {k: got[u][k] for k in pick} for u in got} == {
+        "sb": {"rank": 1, "found": 2, "closed": 2, "closed_of_found": 2, "closure_rate": 1.0,
+               "overdue": 1, "mean_days_to_close": 2.5, "on_time": 2, "on_time_rate": 1.0},
+        "tz": {"rank": 1, "found": 2, "closed": 2, "closed_of_found": 2, "closure_rate": 1.0,
+               "overdue": 1, "mean_days_to_close": 2.5, "on_time": 2, "on_time_rate": 1.0},
+        "sa": {"rank": 3, "found": 3, "closed": 2, "closed_of_found": 1,
+               "closure_rate": 0.3333, "overdue": 2, "mean_days_to_close": 6.8, "on_time": 1,
+               "on_time_rate": 0.5},
+        "sc": {"rank": 4, "found": 0, "closed": 0, "closed_of_found": 0, "closure_rate": None,
+               "overdue": 0, "mean_days_to_close": None, "on_time": 0, "on_time_rate": None},
+    }
+    assert got["tz"]["unit_name"] == "丁镇"
+
+
+def test_neighbouring_months_see_the_boundary_hazards_on_their_own_side(rrt: Runtime) -> None:
+    seed(rrt, [dict(h) for h in HAND])
+    feb, apr = rank(rrt, "2026-02"), rank(rrt, "2026-04")
+    # 02-28 23:59 local is February's (it is 15:59 UTC on the 28th, March's start is 16:00)
+    assert feb["sa"]["found"] == 2 and feb["sa"]["closed"] == 0  # with the one of 02-10
+    # closed at 04-01 00:00 local: April's closure; found 04-02 in sb: April's
+    assert apr["sa"]["closed"] == 1 and apr["sb"]["found"] == 1
+
+
+def test_scope_ranks_only_the_given_units(rrt: Runtime) -> None:
+    seed(rrt, [dict(h) for h in HAND])
+    got = rank(rrt, units=["sa"])
+    assert list(got) == ["sa"] and got["sa"]["rank"] == 1 and got["sa"]["found"] == 3
+
+
+def test_ranking_by_community_folds_units_below_into_their_community(rrt: Runtime) -> None:
+    seed(rrt, [dict(h) for h in HAND])
+    got = rank(rrt, level="community")
+    pick = ("rank", "found", "closed", "closed_of_found", "overdue", "on_time",
+            "mean_days_to_close")
+    # The street-level hazards (sa's closed on 04-01, sb's overdue one) and tz's own
+    # overdue one belong to no community.
+    assert {u: tuple(got[u][k] for k in pick) for u in got} == {
+        "cb1": (1, 2, 2, 2, 0, 2, 2.5), "v1": (1, 2, 2, 2, 0, 2, 2.5),
+        "ca1": (3, 1, 2, 1, 0, 1, 6.8), "ca2": (4, 2, 0, 0, 1, 0, None),
+        "cc1": (5, 0, 0, 0, 0, 0, None),
+    }
+    assert list(got) == ["cb1", "v1", "ca1", "ca2", "cc1"]
+
+
+def independent(rows: list[Hazard], month: str, units: list[str]) -> dict[str, dict[str, Any]]:
+    """The ranking counted the plain way: each row's local month as text, one loop."""
+    year, mon = map(int, month.split("-"))
+    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=SH)
+
+    def in_month(t: datetime | None) -> bool:
+        return t is not None and t.astimezone(SH).strftime("%Y-%m") == month
+
+    out: dict[str, dict[str, Any]] = {}
+    for unit in units:
+        found = closed_n = of_found = overdue = on_time = 0
+        spans: list[timedelta] = []
+        for h in rows:
+            if h.street_id != unit or h.status == "已撤销":
+                continue
+            if in_month(h.found_at):
+                found += 1
+                if in_month(h.closed_at):
+                    of_found += 1
+            if in_month(h.closed_at):
+                closed_n += 1
+                assert h.closed_at is not None
+                spans.append(h.closed_at - h.found_at)
+                if h.due_at is None or h.closed_at <= h.due_at:
+                    on_time += 1
+            if (h.found_at < end and h.due_at is not None and h.due_at < end
+                    and (h.closed_at is None or h.closed_at >= end)):
+                overdue += 1
+        seconds = sum(round(s.total_seconds()) for s in spans)
+        out[unit] = {
+            "found": found, "closed": closed_n, "closed_of_found": of_found,
+            "overdue": overdue, "on_time": on_time,
+            "closure": Fraction(of_found, found) if found else None,
+            "on_time_share": Fraction(on_time, closed_n) if closed_n else None,
+            "mean": Fraction(seconds, 86400 * closed_n) if closed_n else None,
+        }
+    # Ranks: better on-time share, then closure, then fewer overdue, then faster; missing
+    # values last; equal units share the rank.
+    def key(u: str) -> tuple[Any, ...]:
+        r = out[u]
+        return (r["on_time_share"] is None, -(r["on_time_share"] or 0), r["closure"] is None,
+                -(r["closure"] or 0), r["overdue"], r["mean"] is None, r["mean"] or 0)
+
+    for u in units:
+        out[u]["rank"] = 1 + sum(1 for v in units if key(v) < key(u))
+    return out
+
+
+def random_hazards(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    units = [u for u in STREET_OF if u not in ("sc", "cc1")]  # 丙街道 keeps no hazards
+    lo, hi = L(1, 20), L(5, 10)
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        # A quarter right on a month boundary (local midnight) give or take a second.
+        if i % 4 == 0:
+            edge = L(rng.choice([3, 4, 5]), 1) + timedelta(seconds=rng.choice([-1, 0, 1]))
+            found = edge - timedelta(days=rng.choice([0, 0, 3, 20]))
+        else:
+            found = lo + (hi - lo) * rng.random()
+        found = found.replace(microsecond=0)
+        h: dict[str, Any] = {"unit": rng.choice(units), "found_at": found}
+        if rng.random() > 0.05:
+            h["due_at"] = found + timedelta(days=rng.choice([3, 10, 30]))
+        if rng.random() < 0.6:
+            shut = found + timedelta(seconds=rng.randint(3600, 45 * 86400))
+            if i % 7 == 0:  # closed exactly on a boundary
+                shut = L(rng.choice([3, 4]), 1) + timedelta(seconds=rng.choice([-1, 0]))
+                shut = max(shut, found)
+            h |= closed(shut)
+        if rng.random() < 0.03:
+            h["status"] = CANCELLED
+        out.append(h)
+    return out
+
+
+@pytest.mark.parametrize("month", ["2026-02", "2026-03", "2026-04"])
+def test_ranking_matches_an_independent_count_of_the_database(rrt: Runtime, month: str
+                                                              ) -> None:
+    seed(rrt, random_hazards(random.Random(7), 600))
+    with read_session(rrt.db) as session:
+        rows = list(session.exec(select(Hazard)).all())
+    streets = ["sa", "sb", "sc", "tz"]
+    want = independent(rows, month, streets)
+    got = rank(rrt, month)
+    assert set(got) == set(streets)
+    for u in streets:
+        g, w = got[u], want[u]
+        assert (g["found"], g["closed"], g["closed_of_found"], g["overdue"], g["on_time"],
+                g["rank"]) == (w["found"], w["closed"], w["closed_of_found"], w["overdue"],
+                               w["on_time"], w["rank"]), u
+        assert g["closure_rate"] == (None if w["closure"] is None
+                                     else round(float(w["closure"]), 4))
+        assert g["on_time_rate"] == (None if w["on_time_share"] is None
+                                     else round(float(w["on_time_share"]), 4))
+        if w["mean"] is None:
+            assert g["mean_days_to_close"] is None
+        else:  # to one decimal, half up
+            assert abs(g["mean_days_to_close"] - float(w["mean"])) <= 0.05 + 1e-9
+    assert got["sc"]["found"] == 0 and got["sc"]["rank"] == 4
+    assert sum(w["found"] for w in want.values()) > 50  # the month really had hazards
+
+
+def test_ranking_with_no_hazards_lists_every_street_tied(rrt: Runtime) -> None:
+    got = rank(rrt)
+    assert list(got) == ["sa", "sb", "sc", "tz"]
+    assert {r["rank"] for r in got.values()} == {1}
+
