@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api import errors
 from api.routes import campaigns, evidence, extensions, playbooks, runs, system, tasks
 from api.routes import hazards as hazard_routes
+from api.routes import imports as import_routes
 from api.workers import Workers
 from flows.runtime import Runtime
 
@@ -38,6 +39,6 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     app.state.workers = None
     errors.install(app)
     for module in (system, playbooks, runs, tasks, evidence, extensions, campaigns,
-                   hazard_routes):
+                   hazard_routes, import_routes):
         app.include_router(module.router)
     return app

@@ -22,12 +22,15 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 RESULT_PREFIX = "@@bench "
-SCRIPTS = ("bench_start_run", "bench_sweeper", "bench_escalation_lag", "bench_validate")
+SCRIPTS = ("bench_start_run", "bench_sweeper", "bench_escalation_lag", "bench_validate",
+           "bench_import", "bench_hazard_scale")
 QUICK = {
     "bench_start_run": ["--runs", "10000", "--requests", "100"],
     "bench_sweeper": ["--open", "100000", "--baseline", "10000"],
     "bench_escalation_lag": ["--runs", "100", "--spread", "4", "--level", "1"],
     "bench_validate": ["--repeat", "10"],
+    "bench_import": ["--rows", "50000"],
+    "bench_hazard_scale": ["--hazards", "50000", "--requests", "50", "--idle", "5"],
 }
 
 
@@ -74,6 +77,27 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
                  f"{r['ratio']:.2f}", f"<= {r['target_ms']:.0f} ms", ok],
                 ["", "  warm / cold / validate_paths", f"{r['warm_ms']:.1f} / "
                  f"{r['cold_ms']:.1f} / {r['validate_paths_ms']:.1f} ms", "", "", "", ""]]
+    if name == "bench_import":
+        return [[name, f"import {r['rows']:,} hazards ({r['playbook']})", f"{r['import_s']:.1f} s",
+                 f"{r['floor_s']:.2f} s (executemany floor)", f"{r['ratio']:.1f}",
+                 f"<= {r['target_s']:.0f} s, ratio <= {r['target_ratio']:g}", ok],
+                ["", "  SQLite alone, same rows", f"{r['schema_floor_s']:.1f} s", "",
+                 f"{r['ratio_import_schema_floor']:.2f}", "", ""]]
+    if name == "bench_hazard_scale":
+        return [[name, f"inbox page p95, {r['hazards']:,} open hazards",
+                 f"{r['inbox_p95_ms']:.1f} ms",
+                 f"{r['baseline_inbox_p95_ms']:.1f} ms ({r['baseline']:,})",
+                 f"{r['inbox_p95_ms'] / r['baseline_inbox_p95_ms']:.1f}",
+                 f"<= {r['target_inbox_p95_ms']:.0f} ms", "PASS" if r["ok_inbox"] else "FAIL"],
+                ["", "  close a task p95", f"{r['close_p95_ms']:.1f} ms",
+                 f"{r['baseline_close_p95_ms']:.1f} ms", "",
+                 f"<= {r['target_close_p95_ms']:.0f} ms", "PASS" if r["ok_close"] else "FAIL"],
+                ["", "  monthly ranking (median)", f"{r['ranking_s'] * 1000:.0f} ms",
+                 f"{r['baseline_ranking_s'] * 1000:.0f} ms", "",
+                 f"<= {r['target_ranking_s']:g} s", "PASS" if r["ok_ranking"] else "FAIL"],
+                ["", "  idle server RSS / CPU ratio",
+                 f"{r['rss_ratio']:.2f} / {r['cpu_ratio']:.2f}", "", "",
+                 f"<= {r['target_idle_ratio']:g}", "PASS" if r["ok_idle"] else "FAIL"]]
     return [[name, json.dumps(r, ensure_ascii=False), "", "", "", "", ok]]
 
 

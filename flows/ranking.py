@@ -62,7 +62,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "street": ("street", "town"),  # 街道 / 镇
     "community": ("community", "village"),  # 社区 / 村
 }
-MONTH = re.compile(r"(\d{4})-(\d{2})")
+MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 DAY_SECONDS = 86_400
 
 
@@ -95,7 +95,7 @@ class Ranking:
 def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """[first instant, first instant of the next month) of a local calendar month, in UTC."""
     m = MONTH.fullmatch(month or "")
-    if not m or not 1 <= int(m[2]) <= 12 or int(m[1]) < 1900:
+    if not m or not 1 <= int(m[2]) <= 12 or not 1900 <= int(m[1]) <= 9000:
         raise InvalidInput("month", f"expected a month like 2026-03, got {month!r}")
     year, mon = int(m[1]), int(m[2])
     start = datetime(year, mon, 1, tzinfo=tz)

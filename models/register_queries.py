@@ -129,13 +129,17 @@ def list_hazards(
     session: Session, *, filters: HazardFilter, now: datetime, sort: str = "-found_at",
     limit: int = 50, offset: int = 0,
 ) -> tuple[list[Hazard], int]:
-    """One page of the hazard register and the count of all that match."""
+    """One page of the hazard register and the count of all that match. The page is chosen
+    on run ids first (an index can answer that without reading rows), then its rows read."""
     where = and_(true(), *hazard_conditions(filters, now=now))
     total = session.exec(select(func.count()).select_from(Hazard).where(where)).one()
-    rows = session.exec(
-        select(Hazard).where(where).order_by(*hazard_order(sort)).offset(offset).limit(limit)
-    ).all()
-    return list(rows), int(total)
+    ids = list(session.exec(
+        select(Hazard.run_id).where(where).order_by(*hazard_order(sort))
+        .offset(offset).limit(limit)
+    ).all())
+    found = {h.run_id: h for h in session.exec(
+        select(Hazard).where(Hazard.run_id.in_(ids)))}  # type: ignore[attr-defined]
+    return [found[i] for i in ids], int(total)
 
 
 def iter_hazards(

@@ -7,7 +7,7 @@ checks "never a 500 for bad input" for every request it makes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +18,6 @@ from factories import png_bytes
 from fastapi.testclient import TestClient
 
 from api.auth import make_token
-from api.main import create_app
 from flows.runtime import Runtime
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
@@ -26,32 +25,6 @@ from models.clock import ManualClock
 Json = dict[str, Any]
 Auth = Callable[[str], dict[str, str]]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def _no_server_error(response: httpx.Response) -> None:
-    response.read()
-    assert response.status_code < 500, (
-        f"{response.request.method} {response.request.url} -> {response.status_code}: "
-        f"{response.text[:500]}"
-    )
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    app = create_app(rt, background=False, prefect=False)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        c.event_hooks["response"].append(_no_server_error)
-        yield c
-
-
-@pytest.fixture
-def auth(rt: Runtime) -> Auth:
-    secret = rt.settings.signing_secret()
-
-    def headers(person: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {make_token(person, secret)}"}
-
-    return headers
 
 
 # --- helpers -------------------------------------------------------------------------------

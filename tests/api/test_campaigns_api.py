@@ -5,18 +5,15 @@ next to the engine's test playbooks)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS
 from fastapi.testclient import TestClient
 
-from api.auth import make_token
-from api.main import create_app
 from flows.runtime import Runtime
 from models.clock import ManualClock
 
@@ -24,31 +21,12 @@ Json = dict[str, Any]
 Auth = Callable[[str], dict[str, str]]
 
 
-def _no_server_error(response: httpx.Response) -> None:
-    response.read()
-    assert response.status_code < 500, f"{response.request.url} -> {response.text[:500]}"
-
-
 @pytest.fixture
-def crt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
     books = tmp_path / "books"
     shutil.copytree(ENGINE_PLAYBOOKS, books)
     shutil.copy(SHIPPED_PLAYBOOKS / "campaign-3030.yaml", books)
     return make_rt(playbooks=books)
-
-
-@pytest.fixture
-def client(crt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(crt, background=False, prefect=False),
-                    raise_server_exceptions=False) as c:
-        c.event_hooks["response"].append(_no_server_error)
-        yield c
-
-
-@pytest.fixture
-def auth(crt: Runtime) -> Auth:
-    secret = crt.settings.signing_secret()
-    return lambda person: {"Authorization": f"Bearer {make_token(person, secret)}"}
 
 
 def start(client: TestClient, auth: Auth, playbook: str, unit: str, params: Json) -> Json:

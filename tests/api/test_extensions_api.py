@@ -3,43 +3,17 @@ listing, deciding, and every error as 401/403/404/409/422 naming the field, neve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
-from api.auth import make_token
-from api.main import create_app
-from flows.runtime import Runtime
 from models.clock import ManualClock
 
 Json = dict[str, Any]
 Auth = Callable[[str], dict[str, str]]
-
-
-def _no_server_error(response: httpx.Response) -> None:
-    response.read()
-    assert response.status_code < 500, (
-        f"{response.request.method} {response.request.url} -> {response.status_code}: "
-        f"{response.text[:500]}"
-    )
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    app = create_app(rt, background=False, prefect=False)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        c.event_hooks["response"].append(_no_server_error)
-        yield c
-
-
-@pytest.fixture
-def auth(rt: Runtime) -> Auth:
-    secret = rt.settings.signing_secret()
-    return lambda person: {"Authorization": f"Bearer {make_token(person, secret)}"}
 
 
 def hazard_task(client: TestClient, auth: Auth, key: str = "rectify") -> Json:

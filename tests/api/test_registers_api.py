@@ -23,8 +23,6 @@ from factories import ENGINE_PLAYBOOKS, SMALL_ORG
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from api.auth import make_token
-from api.main import create_app
 from flows.ranking import monthly_ranking
 from flows.runtime import Runtime
 from models.clock import ManualClock
@@ -79,14 +77,6 @@ ORG = SMALL_ORG.read_text(encoding="utf-8").replace(
     "notify: []}\n")
 
 
-def _no_server_error(response: httpx.Response) -> None:
-    response.read()
-    assert response.status_code < 500, (
-        f"{response.request.method} {response.request.url} -> {response.status_code}: "
-        f"{response.text[:500]}"
-    )
-
-
 @pytest.fixture
 def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
     books = tmp_path / "books"
@@ -96,20 +86,6 @@ def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
     made = make_rt(playbooks=books, org_text=ORG)
     assert "hazard-mini" in made.catalog.current, made.catalog.errors
     return made
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    app = create_app(rt, background=False, prefect=False)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        c.event_hooks["response"].append(_no_server_error)
-        yield c
-
-
-@pytest.fixture
-def auth(rt: Runtime) -> Auth:
-    secret = rt.settings.signing_secret()
-    return lambda person: {"Authorization": f"Bearer {make_token(person, secret)}"}
 
 
 # --- helpers ------------------------------------------------------------

@@ -166,7 +166,8 @@ def test_month_bounds_are_local_midnights_in_utc() -> None:
                                            datetime(2026, 12, 31, 16, tzinfo=UTC))
 
 
-@pytest.mark.parametrize("month", ["2026-13", "2026-3", "26-03", "", "2026-00", "march"])
+@pytest.mark.parametrize("month", ["2026-13", "2026-3", "26-03", "", "2026-00", "march",
+                                   "9999-12", "0001-01", "２０２６-03"])
 def test_month_that_is_not_a_calendar_month_is_invalid(month: str) -> None:
     with pytest.raises(InvalidInput) as err:
         month_bounds(month, SH)

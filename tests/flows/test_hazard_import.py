@@ -1,0 +1,664 @@
+"""Bulk import of the registers on a real SQLite runtime: flows/bulk_start.py writes what
+start_run writes (compared row by row, as stored), spreadsheets in every shape bureaus send
+(UTF-8 with and without BOM, GBK, XLSX with date cells), every mistake reported with its row
+and column and nothing written, rights, campaigns, repeats, and the risk point upsert."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import ENGINE_PLAYBOOKS
+from sqlmodel import select
+
+from flows import lifecycle
+from flows.bulk_start import NewRun, bulk_start
+from flows.hazard_import import ImportInvalid, import_hazards, import_risks
+from flows.params import validate_params
+from flows.runtime import Runtime
+from flows.tabular import TableUnreadable, read_table
+from models.audit import AuditEvent
+from models.clock import ManualClock
+from models.db import read_session, session_scope
+from models.errors import Conflict, Forbidden, InvalidInput
+from models.hazard import Hazard, RiskPoint
+from models.outbox import Notification
+from models.run import Run
+from models.task import StepInstance
+from models.wake import Wake
+
+IMPORT_DEMO = ENGINE_PLAYBOOKS.parent / "imports" / "import-demo.yaml"
+HEADER = "隐患编号,单位编号,隐患来源,隐患等级,隐患类别,隐患地点,隐患描述,涉及企业,发现时间,发现人"
+WRITTEN = ("run", "hazard", "step_instance", "audit_event", "notification", "wake",
+           "import_batch", "risk_point", "playbook_version")
+
+
+@pytest.fixture
+def playbooks(tmp_path: Path) -> Path:
+    """The engine's test playbooks plus import-demo (kept in tests/data/imports/, apart from
+    the engine's folder whose playbooks other tests count)."""
+    folder = tmp_path / "playbooks"
+    shutil.copytree(ENGINE_PLAYBOOKS, folder)
+    shutil.copy(IMPORT_DEMO, folder)
+    return folder
+
+
+@pytest.fixture
+def make_rt(make_rt: Callable[..., Runtime], playbooks: Path) -> Callable[..., Runtime]:
+    """conftest's make_rt (and so its `rt`), with import-demo among the playbooks."""
+    def factory(**kwargs: Any) -> Runtime:
+        kwargs.setdefault("playbooks", playbooks)
+        return make_rt(**kwargs)
+
+    return factory
+
+
+def stored(rt: Runtime, table: str, *, drop: tuple[str, ...] = ("id",),
+           order: str = "1") -> list[dict[str, Any]]:
+    """Rows exactly as the database holds them (text for times and JSON), minus `drop`."""
+    with rt.db.connect() as conn:
+        result = conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order}")
+        keys = list(result.keys())
+        return [{k: v for k, v in zip(keys, row, strict=True) if k not in drop}
+                for row in result.fetchall()]
+
+
+def counts(rt: Runtime) -> dict[str, int]:
+    with rt.db.connect() as conn:
+        return {t: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {t}").scalar() or 0)
+                for t in WRITTEN}
+
+
+def csv_bytes(*lines: str, header: str = HEADER, encoding: str = "utf-8") -> bytes:
+    return ("\n".join([header, *lines]) + "\n").encode(encoding)
+
+
+def hazards(rt: Runtime) -> list[Hazard]:
+    with read_session(rt.db) as session:
+        return list(session.exec(select(Hazard).order_by(Hazard.run_id)).all())  # type: ignore[arg-type]
+
+
+# -- bulk_start gives what start_run gives ---------------------------------------------------
+
+INPUTS: list[tuple[str, dict[str, Any]]] = [
+    ("c1", {"location": "一社区加油站", "grade": "一般", "source": "群众举报",
+            "category": "消防安全", "found_at": "2026-02-01T09:30:00+08:00",
+            "found_by": "检查员甲", "code": "HZ-001", "enterprise": "某某油品公司",
+            "description": "灭火器过期"}),
+    ("c2", {"location": "二社区菜市场", "grade": "重大"}),
+    ("s1", {"location": "一街道办公楼", "grade": "重大", "code": "HZ-003"}),
+    ("s2", {"location": "二街道仓库"}),  # no grid worker up the tree: unassigned, as start_run
+    ("d1", {"location": "区政府大院", "grade": "一般", "found_at": "2026-01-05T00:00:00+08:00"}),
+]
+
+
+def _compare(rt_one: Runtime, rt_bulk: Runtime, playbook_id: str,
+             inputs: list[tuple[str, dict[str, Any]]]) -> None:
+    for unit, params in inputs:
+        lifecycle.start_run(rt_one, playbook_id=playbook_id, unit_id=unit, params=params,
+                            actor="d1-admin")
+    playbook = rt_bulk.catalog.get(playbook_id)
+    runs = [NewRun(unit, validate_params(playbook, params), row=n + 2)
+            for n, (unit, params) in enumerate(inputs)]
+    with session_scope(rt_bulk.db) as session:
+        result = bulk_start(session, rt_bulk, playbook=playbook, runs=runs, actor="d1-admin")
+    assert result.fast == len(inputs) and result.one_by_one == 0
+    assert result.run_ids == list(range(1, len(inputs) + 1))
+    # Both databases started empty, so run ids (and the codes made from them) line up.
+    assert stored(rt_bulk, "run", drop=()) == stored(rt_one, "run", drop=())
+    assert stored(rt_bulk, "playbook_version") == stored(rt_one, "playbook_version")
+    assert stored(rt_bulk, "hazard", drop=("import_id",)) == \
+        stored(rt_one, "hazard", drop=("import_id",))
+    steps_order = "run_id, step_key, item_index"
+    assert stored(rt_bulk, "step_instance", order=steps_order) == \
+        stored(rt_one, "step_instance", order=steps_order)
+
+
+def test_bulk_start_writes_the_rows_start_run_writes(make_rt: Callable[..., Runtime]) -> None:
+    rt_one, rt_bulk = make_rt(), make_rt()
+    _compare(rt_one, rt_bulk, "import-demo", INPUTS)
+    steps = stored(rt_bulk, "step_instance", order="run_id, step_key")
+    # The sample covers: skipped and ready branches, roles found above the unit, nobody.
+    assert {(s["step_key"], s["status"]) for s in steps} == {
+        ("rectify", "ready"), ("supervise", "ready"), ("supervise", "skipped")}
+    assert {s["assignee_unit_id"] for s in steps if s["status"] == "ready"} >= {"c1", "s1", None}
+    assert [h["status"] for h in stored(rt_bulk, "hazard")] == \
+        ["整改中", "挂牌督办", "挂牌督办", "整改中", "整改中"]
+
+
+def test_bulk_start_matches_on_staged_and_registerless_playbooks(
+        make_rt: Callable[..., Runtime]) -> None:
+    # branching: stages (stage_entered_at), a `when` not reached at start, a staged for_each.
+    _compare(make_rt(), make_rt(), "branching",
+             [("c1", {"grade": "重大"}), ("s1", {}), ("s2", {"grade": "一般"})])
+    # quick-escalation: no register, a 0s escalation (first check = now).
+    _compare(make_rt(), make_rt(), "quick-escalation",
+             [("c1", {"location": "一社区"}), ("c2", {"location": "二社区"})])
+
+
+def test_bulk_start_audit_notes_and_no_wakes(rt: Runtime) -> None:
+    playbook = rt.catalog.get("import-demo")
+    runs = [NewRun("c1", validate_params(playbook, {"location": f"一社区{i}号"}), row=i + 2)
+            for i in range(5)]
+    runs.append(NewRun("c2", validate_params(playbook, {"location": "二社区", "grade": "重大"}),
+                       row=7))
+    with session_scope(rt.db) as session:
+        result = bulk_start(session, rt, playbook=playbook, runs=runs, actor="s1-commander",
+                            import_id=None, label="demo.csv")
+    with read_session(rt.db) as session:
+        events = session.exec(select(AuditEvent).order_by(AuditEvent.id)).all()  # type: ignore[arg-type]
+        notes = session.exec(select(Notification).order_by(Notification.recipient)).all()
+        wakes = session.exec(select(Wake)).all()
+    # One `imported` event per run, naming its row and what became ready or was skipped.
+    assert [e.action for e in events] == ["imported"] * 6
+    assert events[0].actor == "s1-commander" and events[0].to_state == "running"
+    assert events[0].detail == {"import": None, "row": 2, "playbook": "import-demo",
+                                "version": 1, "ready": ["rectify"], "skipped": ["supervise"]}
+    assert events[5].detail["ready"] == ["supervise", "rectify"]
+    # One summary note per assignee, not one per task; no wake (no Prefect flow run per run).
+    assert [(n.recipient, n.title) for n in notes] == [
+        ("c1-grid", "【批量导入】5 项新任务"), ("c2-grid", "【批量导入】1 项新任务"),
+        ("s1-head", "【批量导入】1 项新任务")]
+    assert all(n.url == "inbox://" and n.status == "delivered" for n in notes)
+    assert "demo.csv" in notes[0].body and "隐患整改 5 项" in notes[0].body
+    assert wakes == [] and result.summaries == 3 and result.wakes == 0
+
+
+EDGE_PLAYBOOKS = {
+    "edge-notify": """
+id: edge-notify
+version: 1
+title: 启动即通知
+kind: test
+params:
+  location: {type: string, required: true}
+steps:
+  - {id: tell, title: 通知, action: notify, template: t.md.j2, to: [duty]}
+  - {id: work, title: 处置, role: grid_worker, due: 1h}
+""",
+    "edge-fanout": """
+id: edge-fanout
+version: 1
+title: 启动即分发
+kind: test
+params:
+  location: {type: string, required: true}
+  wide: {type: bool, default: true}
+steps:
+  - {id: each, title: 社区签到, role: grid_worker, for_each: "units(type='community')",
+     when: "params.wide"}
+  - {id: one, title: 汇总, role: duty_officer, due: 2h}
+""",
+    "edge-when": """
+id: edge-when
+version: 1
+title: 条件出错
+kind: test
+params:
+  location: {type: string, required: true}
+  n: {type: int}
+steps:
+  - {id: maybe, title: 可能, role: grid_worker, when: "params.n > 3"}
+  - {id: then, title: 随后, role: grid_worker, needs: [maybe]}
+  - {id: never, title: 从不, role: grid_worker, when: "false"}
+""",
+    "edge-steps": """
+id: edge-steps
+version: 1
+title: 条件读步骤
+kind: test
+params:
+  location: {type: string, required: true}
+steps:
+  - {id: first, title: 首步, role: grid_worker, when: "steps | length == 0"}
+""",
+}
+
+
+@pytest.fixture
+def edge_rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Callable[[], Runtime]:
+    folder = tmp_path / "edge-playbooks"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "templates" / "t.md.j2").write_text("{{ run.title }}", encoding="utf-8")
+    for name, body in EDGE_PLAYBOOKS.items():
+        (folder / f"{name}.yaml").write_text(body, encoding="utf-8")
+    return lambda: make_rt(playbooks=folder)
+
+
+def test_bulk_start_edges_match_start_run(edge_rt: Callable[[], Runtime]) -> None:
+    rt_one, rt_bulk = edge_rt(), edge_rt()
+    assert rt_bulk.catalog.errors == []
+    plan = [("edge-notify", "c1", {"location": "甲"}),
+            ("edge-when", "c1", {"location": "乙", "n": 5}),
+            ("edge-when", "c2", {"location": "丙", "n": 1}),
+            ("edge-when", "c2", {"location": "丁"}),  # n is None: `None > 3` fails to evaluate
+            ("edge-fanout", "s1", {"location": "戊"}),  # for_each at start: start_run per row
+            ("edge-fanout", "s1", {"location": "己", "wide": False}),  # skipped: fast path
+            ("edge-steps", "c1", {"location": "庚"})]  # reads `steps`: start_run per row
+    for playbook_id, unit, params in plan:
+        lifecycle.start_run(rt_one, playbook_id=playbook_id, unit_id=unit, params=params,
+                            actor="d1-admin")
+    kinds: dict[str, tuple[int, int]] = {}
+    for playbook_id, unit, params in plan:
+        playbook = rt_bulk.catalog.get(playbook_id)
+        with session_scope(rt_bulk.db) as session:
+            result = bulk_start(session, rt_bulk, playbook=playbook, actor="d1-admin",
+                                runs=[NewRun(unit, validate_params(playbook, params))])
+        kinds[f"{playbook_id}:{params['location']}"] = (result.fast, result.one_by_one)
+    assert kinds == {"edge-notify:甲": (1, 0), "edge-when:乙": (1, 0), "edge-when:丙": (1, 0),
+                     "edge-when:丁": (1, 0), "edge-fanout:戊": (0, 1),
+                     "edge-fanout:己": (1, 0), "edge-steps:庚": (0, 1)}
+    assert stored(rt_bulk, "run", drop=()) == stored(rt_one, "run", drop=())
+    order = "run_id, step_key, item_index"
+    assert stored(rt_bulk, "step_instance", order=order) == \
+        stored(rt_one, "step_instance", order=order)
+    # An automatic step ready at start keeps its wake (only a segment executes it).
+    assert [w["run_id"] for w in stored(rt_bulk, "wake")] == [1, 5, 7]
+    assert [w["run_id"] for w in stored(rt_one, "wake")] == [1, 2, 3, 4, 5, 6, 7]
+    # A `when` that fails counts as true and is written to the timeline, as in advance().
+    fails = [e for e in stored(rt_bulk, "audit_event") if e["action"] == "expression_failed"]
+    assert [(f["run_id"], '"step": "maybe"' in f["detail"]) for f in fails] == [(4, True)]
+    assert [e["detail"] for e in stored(rt_one, "audit_event")
+            if e["action"] == "expression_failed"] == [f["detail"] for f in fails]
+
+
+# -- reading files ---------------------------------------------------------------------------
+
+def test_tabular_reads_utf8_bom_gbk_and_quoted_newlines() -> None:
+    text_ = '单位编号,隐患地点\r\n\r\nc1,"一社区\n1号楼"\r\nc2, 二社区 \r\n'
+    for data in (text_.encode("utf-8"), text_.encode("utf-8-sig"), text_.encode("gbk"),
+                 text_.replace(",", "\t").encode("utf-16")):
+        table = read_table(data, "x.csv")
+        assert table.header == ["单位编号", "隐患地点"]
+        # Row numbers count records as Excel does: blank row 2 dropped, numbers kept.
+        assert table.rows == [(3, ["c1", "一社区\n1号楼"]), (4, ["c2", "二社区"])]
+    assert read_table(b"", "x.csv").header == []
+    with pytest.raises(TableUnreadable, match="xls"):
+        read_table(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "old.xls")
+    with pytest.raises(TableUnreadable, match=r"\.xlsx"):
+        read_table(b"PK\x03\x04 not really a zip", "broken.xlsx")
+
+
+def xlsx_bytes(rows: list[list[Any]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+# -- importing hazards -----------------------------------------------------------------------
+
+def test_import_csv_starts_one_run_per_row(rt: Runtime, clock: ManualClock) -> None:
+    data = csv_bytes(
+        "HZ-1,c1,检查发现,一般,消防安全,一社区1号楼,消防通道堵塞,某物业公司,2026-02-01 09:30,张三",
+        "HZ-2,c2,群众举报,重大,用电安全,二社区菜市场,私拉电线,,2026/2/3,李四",
+        ",s1,,,,一街道办公楼,,,,",
+    )
+    result = import_hazards(rt, data=data, filename="隐患清单.csv", actor="s1-commander",
+                            playbook_id="import-demo")
+    assert result.rows == 3 and result.run_ids == [1, 2, 3] and result.ignored_columns == []
+    rows = hazards(rt)
+    assert [(h.code, h.unit_id, h.street_id, h.grade, h.source, h.status, h.import_id)
+            for h in rows] == [
+        ("HZ-1", "c1", "s1", "一般", "检查发现", "整改中", result.import_id),
+        ("HZ-2", "c2", "s1", "重大", "群众举报", "挂牌督办", result.import_id),
+        ("YH00000003", "s1", "s1", "一般", "检查发现", "整改中", result.import_id)]
+    # Local times (Asia/Shanghai) stored as UTC; no time given: the import's time.
+    assert rows[0].found_at == datetime(2026, 2, 1, 1, 30, tzinfo=UTC)
+    assert rows[1].found_at == datetime(2026, 2, 2, 16, 0, tzinfo=UTC)
+    assert rows[2].found_at == clock.now() and rows[2].found_by == "s1-commander"
+    assert rows[0].due_at == datetime(2026, 4, 1, 1, 0, tzinfo=UTC)  # rectify: 30d
+    with read_session(rt.db) as session:
+        run = session.get(Run, 1)
+        assert run is not None and run.title == "隐患排查整改·一社区1号楼"
+        assert run.params["found_at"] == "2026-02-01T09:30:00+08:00"
+        assert run.started_by == "s1-commander"
+        batch_event = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "hazards_imported")).one()
+        assert batch_event.detail["rows"] == 3 and batch_event.detail["file"] == "隐患清单.csv"
+        ready = session.exec(select(StepInstance).where(StepInstance.run_id == 2)).all()
+        assert sorted(s.step_key for s in ready) == ["rectify", "supervise"]
+
+
+def test_import_xlsx_with_date_cells_and_english_headers(rt: Runtime) -> None:
+    data = xlsx_bytes([
+        ["序号", "unit", "location", "grade", "found_at", "备注"],
+        [1, "c1", "一社区", "重大", datetime(2026, 2, 10, 8, 0), "x"],
+        [2, "c2", "二社区", None, 46054.375, None],  # a serial that lost its date format
+        [None, None, None, None, None, None],
+        [3, "c1", 12345, "一般", "2026年2月3日", None],
+    ])
+    result = import_hazards(rt, data=data, filename="list.xlsx", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.rows == 3 and result.ignored_columns == ["备注"]
+    rows = hazards(rt)
+    assert [h.found_at for h in rows] == [
+        datetime(2026, 2, 10, 0, 0, tzinfo=UTC), datetime(2026, 2, 1, 1, 0, tzinfo=UTC),
+        datetime(2026, 2, 2, 16, 0, tzinfo=UTC)]
+    assert [h.grade for h in rows] == ["重大", "一般", "一般"] and rows[2].location == "12345"
+
+
+def test_gbk_csv_and_unit_names(rt: Runtime) -> None:
+    data = csv_bytes("一社区,一社区甲楼", "二街道,二街道乙楼", header="单位,隐患地点",
+                     encoding="gbk")
+    import_hazards(rt, data=data, filename="gbk.csv", actor="d1-admin",
+                   playbook_id="import-demo")
+    assert [(h.unit_id, h.location) for h in hazards(rt)] == [("c1", "一社区甲楼"),
+                                                               ("s2", "二街道乙楼")]
+
+
+def test_a_bad_row_imports_nothing_and_every_mistake_is_named(rt: Runtime) -> None:
+    lines = [f"HZ-{i},c1,检查发现,一般,消防,一社区{i}号,,,2026-02-01," for i in range(30)]
+    lines[15] = "HZ-15,c1,检查发现,特大,消防,一社区15号,,,2026-02-01,"  # row 17
+    lines[20] = "HZ-20,c9,上级交办,一般,消防,,,,2026-13-01,"  # row 22
+    lines[25] = "HZ-3,c1,检查发现,一般,消防,一社区,,,2099-01-01,"  # row 27
+    before = counts(rt)
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes(*lines), filename="bad.csv", actor="d1-admin",
+                       playbook_id="import-demo")
+    assert counts(rt) == before
+    found = [(p.row, p.column) for p in exc.value.problems]
+    assert found == [(17, "隐患等级"), (22, "单位编号"), (22, "隐患来源"), (22, "隐患地点"),
+                     (22, "发现时间"), (27, "隐患编号"), (27, "发现时间")]
+    first = exc.value.problems[0].message
+    assert first.startswith("第 17 行 隐患等级: '特大' 不是有效值（可选：一般、重大）")
+    assert "row 17" in first and "allowed: 一般, 重大" in first
+    assert "与第 5 行重复" in exc.value.problems[5].message
+    payload = exc.value.payload()
+    assert payload["error_count"] == 7 and payload["file"] == "bad.csv"
+    assert payload["errors"][0] == {"file": "bad.csv", "row": 17, "column": "隐患等级",
+                                    "field": "grade", "message": first}
+
+
+def test_header_problems(rt: Runtime) -> None:
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=b"", filename="empty.csv", actor="d1-admin",
+                       playbook_id="import-demo")
+    assert "隐患地点" in exc.value.problems[0].message and "单位编号" in str(exc.value)
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes("c1,x", header="单位编号,地址"), filename="h.csv",
+                       actor="d1-admin", playbook_id="import-demo")
+    assert [p.column for p in exc.value.problems] == ["隐患地点"]
+    assert "缺少必填列“隐患地点”" in exc.value.problems[0].message
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes("x", header="隐患地点"), filename="h.csv",
+                       actor="d1-admin", playbook_id="import-demo")
+    assert exc.value.problems[0].column == "单位编号"
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes(header="单位编号,隐患地点"), filename="h.csv",
+                       actor="d1-admin", playbook_id="import-demo")
+    assert "没有数据行" in exc.value.problems[0].message
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes("c1,x,y", header="单位编号,隐患地点,地点"),
+                       filename="h.csv", actor="d1-admin", playbook_id="import-demo")
+    assert "列重复" in exc.value.problems[0].message
+    # A column the playbook has no param for cannot be kept: said, not dropped silently.
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes("c1,x,消防", header="单位编号,隐患地点,隐患类别"),
+                       filename="h.csv", actor="d1-admin", playbook_id="register-demo")
+    assert "没有参数 category" in exc.value.problems[0].message
+    with pytest.raises(InvalidInput, match="unknown playbook"):
+        import_hazards(rt, data=csv_bytes("c1,x", header="单位编号,隐患地点"),
+                       filename="h.csv", actor="d1-admin", playbook_id="nope")
+    with pytest.raises(InvalidInput, match="register"):
+        import_hazards(rt, data=csv_bytes("c1,x", header="单位编号,隐患地点"),
+                       filename="h.csv", actor="d1-admin", playbook_id="quick-escalation")
+    assert counts(rt)["run"] == 0
+
+
+def test_units_resolve_uniquely_and_agree(rt: Runtime) -> None:
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes("c1,二社区,x", "c1,一社区,y", ",三社区,z", ",,w",
+                                          header="单位编号,单位,隐患地点"),
+                       filename="u.csv", actor="d1-admin", playbook_id="import-demo")
+    assert [(p.row, p.column) for p in exc.value.problems] == [(2, "单位"), (4, "单位"),
+                                                               (5, "单位编号")]
+    assert "不一致" in exc.value.problems[0].message
+
+
+def test_codes_unique_in_file_and_database(rt: Runtime) -> None:
+    import_hazards(rt, data=csv_bytes("A-1,c1,x", header="隐患编号,单位编号,隐患地点"),
+                   filename="one.csv", actor="d1-admin", playbook_id="import-demo")
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes("A-2,c1,x", "A-1,c1,y",
+                                          header="隐患编号,单位编号,隐患地点"),
+                       filename="two.csv", actor="d1-admin", playbook_id="import-demo")
+    assert [(p.row, p.column) for p in exc.value.problems] == [(3, "隐患编号")]
+    assert "已经登记过" in exc.value.problems[0].message
+    assert counts(rt)["run"] == 1
+
+
+def test_rights_over_every_row(rt: Runtime) -> None:
+    data = csv_bytes("c1,x", "c2,y", "s2,z", "s2,w", header="单位编号,隐患地点")
+    with pytest.raises(Forbidden) as exc:
+        import_hazards(rt, data=data, filename="r.csv", actor="s1-commander",
+                       playbook_id="import-demo")
+    assert "第 4 行" in exc.value.reason and "s2" in exc.value.reason
+    assert "另有 1 行" in exc.value.reason
+    with pytest.raises(Forbidden):
+        import_hazards(rt, data=data, filename="r.csv", actor="c1-grid",
+                       playbook_id="import-demo")
+    assert counts(rt)["run"] == 0
+    # A manager of the district may; so may an admin.
+    assert import_hazards(rt, data=data, filename="r.csv", actor="d1-manager",
+                          playbook_id="import-demo").rows == 4
+
+
+def test_the_same_file_twice_is_a_conflict(rt: Runtime) -> None:
+    data = csv_bytes("c1,x", header="单位编号,隐患地点")
+    first = import_hazards(rt, data=data, filename="a.csv", actor="d1-admin",
+                           playbook_id="import-demo")
+    with pytest.raises(Conflict, match=f"#{first.import_id}"):
+        import_hazards(rt, data=data, filename="again.csv", actor="d1-admin",
+                       playbook_id="import-demo")
+    again = import_hazards(rt, data=data, filename="again.csv", actor="d1-admin",
+                           playbook_id="import-demo", allow_repeat=True)
+    assert again.import_id == first.import_id + 1 and counts(rt)["run"] == 2
+
+
+CAMPAIGN = """
+id: mini-campaign
+version: 1
+title: 专项行动
+kind: campaign
+params:
+  target: {type: int, default: 30}
+steps:
+  - {id: window, title: 整治窗口, action: wait, due: 30d}
+"""
+
+
+def test_campaign_column(make_rt: Callable[..., Runtime], tmp_path: Path) -> None:
+    folder = tmp_path / "with-campaign"
+    folder.mkdir()
+    shutil.copy(IMPORT_DEMO, folder)
+    (folder / "mini-campaign.yaml").write_text(CAMPAIGN, encoding="utf-8")
+    rt = make_rt(playbooks=folder)
+    camp = lifecycle.start_run(rt, playbook_id="mini-campaign", unit_id="s1", params={},
+                               actor="d1-admin")
+    other = lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                                params={"location": "x"}, actor="d1-admin")
+    header = "单位编号,隐患地点,专项行动"
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes(f"c1,a,{camp.id}", "s2,b," + str(camp.id),
+                                          f"c1,c,{other.id}", "c1,d,999", header=header),
+                       filename="c.csv", actor="d1-admin", playbook_id="import-demo")
+    assert [(p.row, p.column) for p in exc.value.problems] == [
+        (3, "专项行动"), (4, "专项行动"), (5, "专项行动")]
+    assert "不包括单位 s2" in exc.value.problems[0].message
+    assert "不是专项行动" in exc.value.problems[1].message
+    with pytest.raises(ImportInvalid, match="不是专项行动编号"):
+        import_hazards(rt, data=csv_bytes("c1,e,abc", header=header), filename="c.csv",
+                       actor="d1-admin", playbook_id="import-demo")
+    result = import_hazards(rt, data=csv_bytes(f"c1,a,{camp.id}", f"c2,b,#{camp.id}",
+                                               header=header),
+                            filename="c.csv", actor="d1-admin", playbook_id="import-demo")
+    assert [h.campaign_run_id for h in hazards(rt) if h.import_id == result.import_id] == \
+        [camp.id, camp.id]
+
+
+# -- risk points -----------------------------------------------------------------------------
+
+RISK_HEADER = "风险点编号,单位编号,风险点名称,风险类别,位置,风险等级,管控措施,责任人"
+
+
+def test_risk_points_upsert_by_code(rt: Runtime) -> None:
+    first = import_risks(rt, data=csv_bytes("FX-1,c1,加油站,危化品,一社区,重大,双人巡查,张三",
+                                            "FX-2,c2,菜市场,消防,二社区,较大,,",
+                                            header=RISK_HEADER),
+                         filename="r1.csv", actor="s1-commander")
+    assert (first.rows, first.inserted, first.updated) == (2, 2, 0)
+    second = import_risks(rt, data=csv_bytes("FX-2,c2,菜市场,消防,二社区,一般,每日巡查,李四",
+                                             "FX-3,c1,仓库,消防,一社区,低,,",
+                                             header=RISK_HEADER),
+                          filename="r2.csv", actor="s1-commander")
+    assert (second.inserted, second.updated) == (1, 1)
+    with read_session(rt.db) as session:
+        points = session.exec(select(RiskPoint).order_by(RiskPoint.code)).all()  # type: ignore[arg-type]
+    assert [(p.code, p.level, p.controls, p.import_id) for p in points] == [
+        ("FX-1", "重大", "双人巡查", first.import_id),
+        ("FX-2", "一般", "每日巡查", second.import_id),
+        ("FX-3", "低", None, second.import_id)]
+
+
+def test_risk_point_mistakes_and_rights(rt: Runtime) -> None:
+    with pytest.raises(ImportInvalid) as exc:
+        import_risks(rt, data=csv_bytes("FX-1,c1,,,,极高,,", "FX-1,c1,x,,,低,,",
+                                        header=RISK_HEADER), filename="r.csv", actor="d1-admin")
+    assert [(p.row, p.column) for p in exc.value.problems] == [
+        (2, "风险点名称"), (2, "风险等级"), (3, "风险点编号")]
+    import_risks(rt, data=csv_bytes("FX-9,s2,x,,,低,,", header=RISK_HEADER),
+                 filename="s2.csv", actor="s2-commander")
+    # Moving s2's point into s1 through an upsert needs rights over s2 as well.
+    with pytest.raises(Forbidden, match="s2"):
+        import_risks(rt, data=csv_bytes("FX-9,c1,x,,,低,,", header=RISK_HEADER),
+                     filename="s1.csv", actor="s1-commander")
+    assert counts(rt)["risk_point"] == 1
+
+
+def test_imported_runs_are_the_runs_start_run_makes(make_rt: Callable[..., Runtime]) -> None:
+    """The whole path (file -> checks -> params -> bulk_start) against start_run given the
+    same values by hand: the stored rows are the same, the register rows too."""
+    rt_file, rt_hand = make_rt(), make_rt()
+    import_hazards(rt_file, filename="x.csv", actor="d1-admin", playbook_id="import-demo",
+                   data=csv_bytes(
+                       "HZ-1,c1,群众举报,重大,消防安全,一社区1号楼,堵塞,某公司,2026-02-01 09:30,"
+                       "张三",
+                       ",c2,,,,二社区,,,2026/2/3,"))
+    for unit, params in (
+        ("c1", {"code": "HZ-1", "source": "群众举报", "grade": "重大", "category": "消防安全",
+                "location": "一社区1号楼", "description": "堵塞", "enterprise": "某公司",
+                "found_at": "2026-02-01T09:30:00+08:00", "found_by": "张三"}),
+        ("c2", {"location": "二社区", "found_at": "2026-02-03T00:00:00+08:00"}),
+    ):
+        lifecycle.start_run(rt_hand, playbook_id="import-demo", unit_id=unit, params=params,
+                            actor="d1-admin")
+    assert stored(rt_file, "run", drop=()) == stored(rt_hand, "run", drop=())
+    assert stored(rt_file, "hazard", drop=("import_id",)) == \
+        stored(rt_hand, "hazard", drop=("import_id",))
+    order = "run_id, step_key"
+    assert stored(rt_file, "step_instance", order=order) == \
+        stored(rt_hand, "step_instance", order=order)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pg() -> Any:
+    from pg_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_pg_rt(pg: Any, tmp_path: Path, clock: ManualClock, playbooks: Path) -> Any:
+    import uuid
+
+    from factories import make_runtime
+
+    made: list[tuple[Runtime, str]] = []
+
+    def factory() -> Runtime:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        rt = make_runtime(tmp_path / f"pg{len(made)}", clock=clock, playbooks=playbooks,
+                          db_url=pg.create_database(name))
+        assert rt.db.dialect.name == "postgresql"
+        made.append((rt, name))
+        return rt
+
+    yield factory
+    for rt, name in made:
+        rt.db.dispose()
+        pg.drop_database(name)
+
+
+def _rows(rt: Runtime, model: Any, order: Any,
+          drop: tuple[str, ...] = ("id",)) -> list[dict[str, Any]]:
+    with read_session(rt.db) as session:
+        found = session.exec(select(model).order_by(*order)).all()
+    return [{k: v for k, v in row.model_dump().items() if k not in drop} for row in found]
+
+
+def test_bulk_start_on_postgres_matches_start_run(make_pg_rt: Callable[[], Runtime]) -> None:
+    rt_one, rt_bulk = make_pg_rt(), make_pg_rt()
+    for unit, params in INPUTS:
+        lifecycle.start_run(rt_one, playbook_id="import-demo", unit_id=unit, params=params,
+                            actor="d1-admin")
+    playbook = rt_bulk.catalog.get("import-demo")
+    with session_scope(rt_bulk.db) as session:
+        result = bulk_start(session, rt_bulk, playbook=playbook, actor="d1-admin",
+                            runs=[NewRun(u, validate_params(playbook, p)) for u, p in INPUTS])
+    assert result.run_ids == [1, 2, 3, 4, 5]
+    assert _rows(rt_bulk, Run, [Run.id], drop=()) == _rows(rt_one, Run, [Run.id], drop=())
+    assert _rows(rt_bulk, Hazard, [Hazard.run_id], drop=("import_id",)) == \
+        _rows(rt_one, Hazard, [Hazard.run_id], drop=("import_id",))
+    order = [StepInstance.run_id, StepInstance.step_key]
+    assert _rows(rt_bulk, StepInstance, order) == _rows(rt_one, StepInstance, order)
+    # The sequence moved past the block: the next run started by hand gets the next id.
+    run = lifecycle.start_run(rt_bulk, playbook_id="import-demo", unit_id="c1",
+                              params={"location": "x"}, actor="d1-admin")
+    assert run.id == 6
+
+
+def test_imports_on_postgres(make_pg_rt: Callable[[], Runtime]) -> None:
+    rt = make_pg_rt()
+    lines = [f"HZ-{i},{'c1' if i % 2 else 'c2'},检查发现,{'重大' if i % 10 == 0 else '一般'},消防,"
+             f"地点{i},,,2026-02-01 09:30," for i in range(50)]
+    result = import_hazards(rt, data=csv_bytes(*lines), filename="pg.csv", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.rows == 50 and counts(rt)["run"] == 50
+    with pytest.raises(ImportInvalid, match="已经登记过"):
+        import_hazards(rt, data=csv_bytes(lines[3]), filename="again.csv", actor="d1-admin",
+                       playbook_id="import-demo")
+    first = import_risks(rt, data=csv_bytes("FX-1,c1,加油站,,,重大,,", header=RISK_HEADER),
+                         filename="r.csv", actor="d1-admin")
+    second = import_risks(rt, data=csv_bytes("FX-1,c1,加油站,,,低,巡查,", "FX-2,c2,x,,,低,,",
+                                             header=RISK_HEADER),
+                          filename="r2.csv", actor="d1-admin")
+    assert (first.inserted, second.inserted, second.updated) == (1, 1, 1)
+    assert counts(rt)["risk_point"] == 2
+
+
+def test_when_memo_only_for_constant_lookups() -> None:
+    from flows.bulk_start import _constant_lookups
+
+    assert _constant_lookups("params.grade == '重大'") == (("params", "grade"),)
+    assert _constant_lookups("params['grade'] in ['重大'] and run.unit == 'c1'") == \
+        (("params", "grade"), ("run", "unit"))
+    assert _constant_lookups("params.grade.startswith('重')") == (("params", "grade"),)
+    # Whole-dict uses and method calls read more than one value: evaluated per row.
+    for source in ("params | length > 3", "params.get('grade') == '重大'",
+                   "params.items() | list", "params[params.key] == 1", "params.values"):
+        assert _constant_lookups(source) is None, source
