@@ -166,13 +166,15 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
     )
 
 
-def not_reached_view(rt: Runtime, run: Run, spec: StepSpec) -> StepPublic:
-    """A step the run has not reached: it has no instance yet, only its place in the plan."""
+def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pending"
+                     ) -> StepPublic:
+    """A step with no instance: not reached yet (`pending`), only its place in the plan, or
+    passed over (`skipped`: its `when` was false)."""
     unit = rt.org.units.get(run.unit_id)
     return StepPublic(
         id=None, run_id=run.id or 0, step=spec.id, title=spec.title, action=spec.action,
         role=spec.role, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
-        assignees=[], status="pending", overdue=False, escalation_level=0, due_at=None,
+        assignees=[], status=status, overdue=False, escalation_level=0, due_at=None,
         due_at_local=None, original_due_at=None, ready_at=None, acked_at=None,
         submitted_by=None, verified_by=None, done_at=None, note=None, outputs={},
         evidence=[], reject_reason=None,
@@ -188,8 +190,10 @@ def run_view(
     step_views = [step_view(rt, s) for s in steps] if steps is not None else None
     if step_views is not None and playbook is not None:
         reached = {s.step_key for s in steps or []}
-        step_views += [not_reached_view(rt, run, spec) for spec in playbook.steps
-                       if spec.id not in reached]
+        passed_over = set(run.skipped or ())
+        step_views += [not_reached_view(rt, run, spec,
+                                        "skipped" if spec.id in passed_over else "pending")
+                       for spec in playbook.steps if spec.id not in reached]
     return RunPublic(
         id=run.id or 0, playbook=run.playbook_id, playbook_version=run.playbook_version,
         title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,

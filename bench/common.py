@@ -253,6 +253,22 @@ def peak_rss_bytes() -> int:
 
 
 def blank_row(table: Any) -> dict[str, Any]:
-    """Every column of `table` set to None: Core inserts skip the models' Python defaults, and
-    executemany wants the same keys in every row."""
-    return {column.name: None for column in table.columns}
+    """Every column of `table` set to its model's default, or None: Core inserts skip the
+    models' Python defaults, and executemany wants the same keys in every row."""
+    from pydantic_core import PydanticUndefined
+    from sqlmodel import SQLModel
+
+    fields: dict[str, Any] = {}
+    for mapper in SQLModel._sa_registry.mappers:  # the model class mapped onto `table`
+        if mapper.local_table is table:
+            fields = mapper.class_.model_fields
+    row: dict[str, Any] = {}
+    for column in table.columns:
+        info = fields.get(column.name)
+        if info is not None and info.default_factory is not None:
+            row[column.name] = info.default_factory()  # type: ignore[call-arg]
+        elif info is not None and info.default is not PydanticUndefined:
+            row[column.name] = info.default
+        else:
+            row[column.name] = None
+    return row

@@ -4,9 +4,9 @@ rows `lifecycle.start_run` writes for each, in the caller's transaction, fast.
 What a run gets, as with start_run: its `run` row pinned to the compiled playbook (one
 PlaybookVersion row), its register row (flows/registers.entry_row, then the phase and deadline
 sync_entry would give it), and a row for every step that is reached at start: the ready ones
-assigned through `rt.org.resolve_role`, with `progress.due_time` and `progress.first_check`, and
-a `skipped` row for each step whose `when` is false (a skip can make a later step ready in the
-same pass, exactly as `progress.advance` walks the steps). A `when` that fails to evaluate is
+assigned through `rt.org.resolve_role`, with `progress.due_time` and `progress.first_check`; a
+step whose `when` is false joins the run's `skipped` list, as progress._skip does (a skip can
+make a later step ready in the same pass, exactly as `progress.advance` walks the steps). A `when` that fails to evaluate is
 treated as true and leaves an `expression_failed` event, as in advance.
 
 How it is fast: the playbook is planned once (which steps can be reached at start; due and
@@ -470,44 +470,40 @@ class _Rows:
         self.enc_assignees = w.enc(StepInstance, "assignees")
         self.no_one = self.enc_assignees([])
         self.enc_detail = w.enc(AuditEvent, "detail")
-        self.run = _Insert(w, Run, ("id", "title", "unit_id", "params"), {
+        self.enc_skipped = w.enc(Run, "skipped")
+        self.skipped_json: dict[int, Any] = {}  # id(outcome) -> its encoded `skipped` list
+        self.run = _Insert(w, Run, ("id", "title", "unit_id", "params", "skipped"), {
             "playbook_id": pb.id, "playbook_version": pb.version, "playbook_sha": pb.sha256,
             "status": rs.RUNNING, "stage": pb.stages[0] if pb.stages else None,
             "stage_entered_at": now if pb.stages else None, "started_by": actor,
-            "started_at": now, "finished_at": None, "parent_step_id": None, "segments": 0})
+            "started_at": now, "finished_at": None, "parent_step_id": None, "segments": 0,
+            "skipped_recorded": 0})
         self.hazard: _Insert | None = None
         self.hazard_get: Any = None  # itemgetter of the varying columns (two or more)
         self.hazard_enc: list[tuple[int, Callable[[Any], Any]]] = []
         self.audit = _Insert(w, AuditEvent, ("run_id", "detail"), {
             "step_id": None, "at": now, "actor": actor, "action": IMPORTED,
             "from_state": None, "to_state": rs.RUNNING})
-        self.steps: dict[tuple[str, bool], _Insert] = {}
+        self.steps: dict[str, _Insert] = {}
         self.assign: dict[tuple[str, str], tuple[str | None, Any, list[str]]] = {}
         self.details: dict[int, tuple[str, str] | None] = {}
         self.failures: list[dict[str, Any]] = []
         self.wakes: list[dict[str, Any]] = []
         self.counts: dict[tuple[str, str], int] = {}  # (task step id, unit) -> runs
-        self.targets: dict[int, tuple[list[tuple[Callable[[Any], None], StepSpec]],
-                                      list[Callable[[Any], None]]]] = {}
+        self.targets: dict[int, list[tuple[Callable[[Any], None], StepSpec]]] = {}
 
-    def step(self, spec: StepSpec, *, ready: bool) -> _Insert:
-        found = self.steps.get((spec.id, ready))
+    def step(self, spec: StepSpec) -> _Insert:
+        """The statement writing `spec`'s ready rows."""
+        found = self.steps.get(spec.id)
         if found is None:
             const: dict[str, Any] = {
                 **STEP_COLUMNS_FIXED, "step_key": spec.id, "title": spec.title,
-                "action": spec.action, "role": spec.role,
-                "status": st.READY if ready else st.SKIPPED,
-                "ready_at": self.now if ready else None,
-                "due_at": self.plan.due[spec.id] if ready else None,
-                "next_check_at": self.plan.check[spec.id] if ready else None,
-                "done_at": None if ready else self.now, "version": 1 if ready else 0}
-            if ready:
-                varying: tuple[str, ...] = ("run_id", "unit_id", "assignee_unit_id", "assignees")
-            else:
-                varying = ("run_id", "unit_id")
-                const |= {"assignee_unit_id": None, "assignees": []}
-            found = _Insert(self.w, StepInstance, varying, const)
-            self.steps[(spec.id, ready)] = found
+                "action": spec.action, "role": spec.role, "status": st.READY,
+                "ready_at": self.now, "due_at": self.plan.due[spec.id],
+                "next_check_at": self.plan.check[spec.id], "done_at": None, "version": 1}
+            found = _Insert(self.w, StepInstance,
+                            ("run_id", "unit_id", "assignee_unit_id", "assignees"), const)
+            self.steps[spec.id] = found
         return found
 
     def assignment(self, role: str | None, unit_id: str) -> tuple[str | None, Any, list[str]]:
@@ -557,7 +553,11 @@ class _Rows:
             failures: list[tuple[str, str]], stub: _RunStub) -> None:
         pb = self.plan.playbook
         unit = new.unit_id
-        self.run.rows.append((run_id, title, unit, self.enc_params(new.params)))
+        skipped = self.skipped_json.get(id(outcome))
+        if skipped is None:
+            skipped = self.skipped_json[id(outcome)] = self.enc_skipped(
+                [spec.id for spec in outcome.skipped])
+        self.run.rows.append((run_id, title, unit, self.enc_params(new.params), skipped))
         if pb.register_ is not None:
             entry = entry_row(self.rt, cast(Run, stub), pb, self.now)
             entry["status"] = outcome.phase  # what sync_entry makes of the steps at start
@@ -568,15 +568,12 @@ class _Rows:
             for i, enc in self.hazard_enc:
                 values[i] = enc(values[i])
             self.hazard.rows.append(tuple(values))
-        ready, skipped = self._targets(outcome)
-        for append, spec in ready:
+        for append, spec in self._targets(outcome):
             at, people_json, _people = self.assignment(spec.role, unit)
             append((run_id, unit, at, people_json))
             if spec.action == "task":
                 key = (spec.id, unit)
                 self.counts[key] = self.counts.get(key, 0) + 1
-        for append in skipped:
-            append((run_id, unit))
         self.audit.rows.append((run_id, self._detail(outcome, new.row)))
         for step_id, message in failures:
             self.failures.append({
@@ -588,13 +585,12 @@ class _Rows:
                                "not_before": self.now, "attempts": 0, "last_error": None,
                                "done_at": None})
 
-    def _targets(self, outcome: _Outcome) -> tuple[list[tuple[Callable[[Any], None], StepSpec]],
-                                                   list[Callable[[Any], None]]]:
-        """Where an outcome's step rows go: the append of each step's statement."""
+    def _targets(self, outcome: _Outcome) -> list[tuple[Callable[[Any], None], StepSpec]]:
+        """Where an outcome's step rows go: the append of each ready step's statement (the
+        steps it passes over have no rows: they are the run's `skipped` list)."""
         found = self.targets.get(id(outcome))
         if found is None:
-            found = ([(self.step(spec, ready=True).rows.append, spec) for spec in outcome.ready],
-                     [self.step(spec, ready=False).rows.append for spec in outcome.skipped])
+            found = [(self.step(spec).rows.append, spec) for spec in outcome.ready]
             self.targets[id(outcome)] = found
         return found
 

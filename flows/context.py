@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from flows.campaigns import campaign_progress
 from flows.runtime import Runtime
 from models.run import Run
-from models.task import StepInstance
+from models.task import SKIPPED, StepInstance
 
 
 def unit_view(rt: Runtime, unit_id: str) -> dict[str, Any]:
@@ -36,10 +36,19 @@ def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
     }
 
 
-def steps_view(session: Session, rt: Runtime, run_id: int) -> dict[str, Any]:
-    """Finished and open steps with their outputs; fan-out steps list their items' outputs."""
-    rows = session.exec(select(StepInstance).where(StepInstance.run_id == run_id)).all()
-    out: dict[str, Any] = {}
+# What a template reads of a step the run passed over: every key a reached step has.
+_PASSED_OVER: dict[str, Any] = {
+    "status": SKIPPED, "outputs": {}, "note": None, "completed_by": None,
+    "completed_by_name": None, "done_at_local": "", "due_at_local": "", "verified_by": None,
+    "verified_by_name": None, "reject_reason": None, "title": "",
+}
+
+
+def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
+    """Finished and open steps with their outputs; fan-out steps list their items' outputs;
+    steps the run passed over are `skipped` with no outputs."""
+    rows = session.exec(select(StepInstance).where(StepInstance.run_id == run.id)).all()
+    out: dict[str, Any] = {key: dict(_PASSED_OVER) for key in run.skipped or ()}
     for row in rows:
         person = rt.org.people.get(row.submitted_by or "")
         verifier = rt.org.people.get(row.verified_by or "")
@@ -81,7 +90,7 @@ def expression_context(
     return {
         "params": dict(run.params),
         "run": run_view(rt, run),
-        "steps": steps_view(session, rt, run.id or 0),
+        "steps": steps_view(session, rt, run),
         "item": item,
         "units": units,
         "campaign": campaign,

@@ -48,16 +48,19 @@ def stage_reached(playbook: Playbook, run: Run, stage: str) -> bool:
     return playbook.stages.index(run.stage) >= playbook.stages.index(stage)
 
 
-def step_state(session: Session, run_id: int) -> dict[str, list[str]]:
-    """step key -> statuses of its instances (one grouped read on the run's index)."""
+def step_state(session: Session, run: Run) -> dict[str, list[str]]:
+    """step key -> statuses of its instances (one grouped read on the run's index), and the
+    steps the run passed over without a row."""
     rows = session.exec(
         select(StepInstance.step_key, StepInstance.status, func.count())
-        .where(StepInstance.run_id == run_id)
+        .where(StepInstance.run_id == run.id)
         .group_by(StepInstance.step_key, StepInstance.status)
     ).all()
     state: dict[str, list[str]] = defaultdict(list)
     for key, status, _count in rows:
         state[key].append(status)
+    for key in run.skipped or ():
+        state[key].append(st.SKIPPED)
     return state
 
 
@@ -73,7 +76,7 @@ def advance(
     result = Advance()
     if run.status != run_status.RUNNING:
         return result
-    state = step_state(session, run.id or 0)
+    state = step_state(session, run)
     for spec in playbook.steps:
         if spec.id in state:
             continue
@@ -84,7 +87,7 @@ def advance(
         ctx = expression_context(session, rt, run) if spec.when or spec.for_each else {}
         if spec.when and not _guarded(session, run, spec, now, True,
                                       _truthy, spec, "when", spec.when, ctx):
-            _skip(session, rt, run, spec, now=now, why={"when": spec.when})
+            _skip(session, run, spec, now=now, why={"when": spec.when})
             state[spec.id] = [st.SKIPPED]
             result.skipped += 1
             continue
@@ -92,7 +95,7 @@ def advance(
         if spec.for_each:
             items = _guarded(session, run, spec, now, [None], _items, spec, ctx)
             if not items:
-                _skip(session, rt, run, spec, now=now, why={"for_each": "no items"})
+                _skip(session, run, spec, now=now, why={"for_each": "no items"})
                 state[spec.id] = [st.SKIPPED]
                 result.skipped += 1
                 continue
@@ -132,15 +135,14 @@ def _finish_parent_step(session: Session, rt: Runtime, child: Run, *, now: datet
         wake(session, parent, "child_finished", now=now)
 
 
-def _skip(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, now: datetime,
+def _skip(session: Session, run: Run, spec: StepSpec, *, now: datetime,
           why: dict[str, Any]) -> None:
-    """A skipped step still gets its row: `needs` and the timeline must see it finished."""
-    row = StepInstance(**_row(rt, run, spec, 0, None), status=st.SKIPPED, done_at=now)
-    session.add(row)
-    session.flush()
+    """A skipped step gets no row: it joins the run's `skipped` list, which `needs` read as
+    finished, and the timeline gets its event."""
+    run.skipped = [*(run.skipped or []), spec.id]  # a new list: the JSON column sees the change
+    session.add(run)
     add_event(session, at=now, actor=SYSTEM, action="skipped", run_id=run.id,
-              step_id=row.id, from_state=st.PENDING, to_state=st.SKIPPED,
-              detail={"step": spec.id, **why})
+              from_state=st.PENDING, to_state=st.SKIPPED, detail={"step": spec.id, **why})
 
 
 def _row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -> dict[str, Any]:

@@ -159,6 +159,8 @@ def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstanc
 
 
 def unrecorded_finished_keys(rt: Runtime, run_id: int) -> list[str]:
+    """Finished steps not yet in Prefect's history: those with rows, then the steps the run
+    passed over without a row, in the order they were skipped (record_step counts them off)."""
     with session_scope(rt.db) as session:
         rows = session.exec(
             select(StepInstance.step_key).where(
@@ -167,7 +169,9 @@ def unrecorded_finished_keys(rt: Runtime, run_id: int) -> list[str]:
                 StepInstance.prefect_recorded == False,  # noqa: E712
             ).distinct()
         ).all()
-    return sorted(rows)
+        run = session.get(Run, run_id)
+        passed_over = list((run.skipped or [])[run.skipped_recorded:]) if run else []
+    return sorted(rows) + [k for k in passed_over if k not in rows]
 
 
 def record_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
@@ -185,6 +189,11 @@ def record_step(rt: Runtime, run_id: int, step_key: str) -> dict[str, Any]:
             .where(StepInstance.id.in_([r.id for r in rows]))  # type: ignore[union-attr]
             .values(prefect_recorded=True)
         )
+        run = session.get(Run, run_id)
+        if not rows and run is not None and step_key in (run.skipped or [])[run.skipped_recorded:]:
+            run.skipped_recorded = run.skipped.index(step_key, run.skipped_recorded) + 1
+            session.add(run)
+            return {"step": step_key, "instances": [], "status": st.SKIPPED}
         return {
             "step": step_key,
             "instances": [

@@ -234,7 +234,7 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
     if level is not None and level.template and session is not None:
         # A level with its own document (督办函, 约谈通知) sees the run's facts as documents do.
         template = level.template
-        context |= {"params": dict(run.params), "steps": steps_view(session, rt, run.id or 0)}
+        context |= {"params": dict(run.params), "steps": steps_view(session, rt, run)}
         context["run"] |= {"params": dict(run.params),
                            "started_at_local": rt.renderer.local(run.started_at)}
     try:

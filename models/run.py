@@ -42,3 +42,9 @@ class Run(SQLModel, table=True):
     parent_step_id: int | None = Field(default=None, index=True, unique=True)
     # Segments (Prefect flow runs) executed for this run so far; names the next one.
     segments: int = 0
+    # Steps passed over without a row (`when` false, `for_each` empty), in the order they were
+    # skipped: an ordinary hazard passes over the five steps of listed supervision, and
+    # 400,000 hazards a year should not cost 2,000,000 rows that say "not this one".
+    skipped: list[str] = json_column(default_factory=list)
+    # How many of `skipped` are in Prefect's history (the list only grows).
+    skipped_recorded: int = 0

@@ -8,7 +8,11 @@ from pathlib import Path
 
 from flows.runtime import Runtime, build_runtime
 from models.clock import Clock
+from models.db import read_session
+from models.queries import run_detail
+from models.run import Run
 from models.settings import Settings
+from models.task import SKIPPED, StepInstance
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -49,3 +53,14 @@ def png_bytes(width: int = 2, height: int = 2) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def run_steps(rt: Runtime, run_id: int) -> list[StepInstance]:
+    """A run's step rows in order, then the steps it passed over (`Run.skipped`, which have no
+    row) as unsaved instances with status `skipped` and no id, so tests can read both alike."""
+    with read_session(rt.db) as session:
+        rows, _, _ = run_detail(session, run_id=run_id)
+        run = session.get(Run, run_id)
+        passed_over = list(run.skipped or []) if run else []
+    return [*rows, *(StepInstance(id=None, run_id=run_id, step_key=key, title=key,
+                                  action="", status=SKIPPED) for key in passed_over)]

@@ -1119,3 +1119,17 @@ def test_extend_to_the_far_future_is_not_500(client: TestClient, auth: Auth) -> 
     assert r.status_code in (200, 422), r.text
     if r.status_code == 422:
         assert r.json()["field"] == "due_at"
+
+
+def test_a_step_passed_over_shows_as_skipped_without_an_instance(client: TestClient,
+                                                                  auth: Auth) -> None:
+    run = start(client, auth, playbook="branching", unit="s1")
+    [first] = [s for s in run["steps"] if s["step"] == "start"]
+    r = client.post(f"/api/tasks/{first['id']}/complete", json={}, headers=auth("s1-duty"))
+    assert r.status_code == 200, r.text
+    seen = run_of(client, auth, run["id"])
+    steps = {s["step"]: s for s in seen["steps"]}
+    assert (steps["major-only"]["status"], steps["major-only"]["id"]) == ("skipped", None)
+    assert steps["after-major"]["status"] == "ready" and steps["after-major"]["id"]
+    skipped = [e for e in seen["timeline"] if e["action"] == "skipped"]
+    assert [e["detail"]["step"] for e in skipped] == ["major-only"]

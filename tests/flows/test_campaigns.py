@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS
+from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -60,9 +60,7 @@ def start_hazard(rt: Runtime, campaign: int | None, **params: Any) -> int:
 
 
 def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
-    with read_session(rt.db) as session:
-        rows = session.exec(select(StepInstance).where(StepInstance.run_id == run_id)).all()
-    return {r.step_key: r for r in rows}
+    return {r.step_key: r for r in run_steps(rt, run_id)}
 
 
 def progress(rt: Runtime, campaign: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from factories import png_bytes
+from factories import png_bytes, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -21,16 +21,13 @@ from models.db import read_session
 from models.documents import Document
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.outbox import Notification
-from models.queries import run_detail
 from models.run import Run
 from models.task import StepInstance
 
 
 def steps_by_key(rt: Runtime, run_id: int) -> dict[str, list[StepInstance]]:
-    with read_session(rt.db) as session:
-        steps, _, _ = run_detail(session, run_id=run_id)
     out: dict[str, list[StepInstance]] = {}
-    for s in steps:
+    for s in run_steps(rt, run_id):
         out.setdefault(s.step_key, []).append(s)
     return out
 

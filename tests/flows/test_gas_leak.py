@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -68,10 +68,8 @@ def start(rt: Runtime, grade: str = "一般", **params: Any) -> int:
 
 
 def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
-    with read_session(rt.db) as session:
-        rows, _, _ = run_detail(session, run_id=run_id)
     out: dict[str, StepInstance] = {}
-    for row in rows:
+    for row in run_steps(rt, run_id):
         assert row.step_key not in out, "gas-leak has no fan-out steps"
         out[row.step_key] = row
     return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -94,9 +94,7 @@ def start(rt: Runtime, grade: str = "重大", **params: Any) -> int:
 
 
 def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
-    with read_session(rt.db) as session:
-        rows, _, _ = run_detail(session, run_id=run_id)
-    return {row.step_key: row for row in rows}
+    return {row.step_key: row for row in run_steps(rt, run_id)}
 
 
 def step(rt: Runtime, run_id: int, key: str) -> StepInstance:

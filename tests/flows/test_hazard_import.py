@@ -125,7 +125,10 @@ def test_bulk_start_writes_the_rows_start_run_writes(make_rt: Callable[..., Runt
     steps = stored(rt_bulk, "step_instance", order="run_id, step_key")
     # The sample covers: skipped and ready branches, roles found above the unit, nobody.
     assert {(s["step_key"], s["status"]) for s in steps} == {
-        ("rectify", "ready"), ("supervise", "ready"), ("supervise", "skipped")}
+        ("rectify", "ready"), ("supervise", "ready")}
+    # A step passed over has no row: it is in the run's `skipped` list.
+    assert [r["skipped"] for r in stored(rt_bulk, "run")] == \
+        ['["supervise"]', "[]", "[]", '["supervise"]', '["supervise"]']
     assert {s["assignee_unit_id"] for s in steps if s["status"] == "ready"} >= {"c1", "s1", None}
     assert [h["status"] for h in stored(rt_bulk, "hazard")] == \
         ["整改中", "挂牌督办", "挂牌督办", "整改中", "整改中"]

@@ -349,6 +349,7 @@ def test_deliver_due_retries_with_backoff_until_delivered(
         T0 + backoff(1) + backoff(2),
     ]
     assert all("500" in (a.error or "") for a in attempts[:2])
+    rx.wait_for(1)  # recorded just after the reply the sender saw
     assert [r.status for r in rx.requests] == [500, 500, 200]
     assert len(rx.messages) == 1
 
@@ -475,7 +476,7 @@ def test_concurrent_deliver_due_sends_each_row_once(
 
     assert errors == []
     assert sum(r.delivered for r in reports) == len(ids)
-    titles = [m.json["title"] for m in rx.messages]
+    titles = [m.json["title"] for m in rx.wait_for(len(ids))]
     assert sorted(titles) == sorted(f"n{i}" for i in range(30))  # each once, none twice
     assert len(all_attempts(engine)) == len(ids)
     assert {notification(engine, n).status for n in ids} == {DELIVERED}

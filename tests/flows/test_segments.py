@@ -4,6 +4,7 @@ report must still go out) and keeps the wakes so that Prefect records them later
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from factories import png_bytes
 from sqlmodel import select
@@ -11,8 +12,9 @@ from sqlmodel import select
 from flows import lifecycle, tasks
 from flows.evidence import store_evidence
 from flows.runtime import Runtime
-from flows.segments import SegmentRunner, claim_wakes
+from flows.segments import SegmentRunner, claim_wakes, record_step, segment_body
 from models.db import read_session
+from models.run import Run
 from models.task import StepInstance
 from models.wake import Wake
 
@@ -74,3 +76,29 @@ def test_work_wakes_are_claimed_before_timer_wakes(rt: Runtime) -> None:
         add_wake(session, run_id=second.id or 0, reason="step_done", now=rt.clock.now())
     claimed = claim_wakes(rt, limit=1)
     assert [run_id for run_id, _ in claimed] == [second.id]
+
+
+def test_steps_passed_over_are_recorded_once_in_the_order_skipped(rt: Runtime) -> None:
+    """A skipped step has no row, only its place in `Run.skipped`; it still becomes a task run
+    in Prefect's history, once, as a finished row does."""
+    run = lifecycle.start_run(rt, playbook_id="branching", unit_id="s1", params={},
+                              actor="s1-commander")
+    rid = run.id or 0
+    tasks.complete(rt, step_id=step(rt, rid, "start").id or 0, actor="s1-duty")
+    with read_session(rt.db) as session:
+        assert session.get(Run, rid).skipped == ["major-only"]  # type: ignore[union-attr]
+        assert not session.exec(select(StepInstance).where(
+            StepInstance.run_id == rid, StepInstance.step_key == "major-only")).all()
+    recorded: list[dict[str, Any]] = []
+
+    def record(key: str) -> None:
+        recorded.append(record_step(rt, rid, key))
+
+    segment_body(rt, rid, execute=lambda _key: None, record=record)
+    assert [r["step"] for r in recorded] == ["start", "major-only"]
+    assert recorded[1] == {"step": "major-only", "instances": [], "status": "skipped"}
+    recorded.clear()
+    segment_body(rt, rid, execute=lambda _key: None, record=record)
+    assert recorded == []  # nothing twice
+    with read_session(rt.db) as session:
+        assert session.get(Run, rid).skipped_recorded == 1  # type: ignore[union-attr]
