@@ -6,8 +6,9 @@ PlaybookVersion row), its register row (flows/registers.entry_row, then the phas
 sync_entry would give it), and a row for every step that is reached at start: the ready ones
 assigned through `rt.org.resolve_role`, with `progress.due_time` and `progress.first_check`; a
 step whose `when` is false joins the run's `skipped` list, as progress._skip does (a skip can
-make a later step ready in the same pass, exactly as `progress.advance` walks the steps). A `when` that fails to evaluate is
-treated as true and leaves an `expression_failed` event, as in advance.
+make a later step ready in the same pass, exactly as `progress.advance` walks the steps). A
+`when` that fails to evaluate is treated as true and leaves an `expression_failed` event, as in
+advance.
 
 How it is fast: the playbook is planned once (which steps can be reached at start; due and
 first-check times, which are the same for every run started at the same moment; each row's

@@ -104,6 +104,9 @@ def _phase(playbook: Playbook, run: Run, by_key: dict[str, list[StepInstance]],
         return CANCELLED
     for spec in playbook.steps:  # the first open step, in playbook order, names the phase
         rows = by_key.get(spec.id, [])
+        waiting = spec.verify.phase if spec.verify else None
+        if waiting and rows and all(r.status == st.SUBMITTED for r in rows):
+            return waiting  # filed, awaiting re-inspection (复查)
         if spec.phase and any(r.status in st.OPEN_STATUSES for r in rows):
             return spec.phase
     if run.status == rs.COMPLETED:

@@ -174,6 +174,11 @@ class VerifySpec(_Spec):
     distinct: bool = Field(
         default=True, description="The verifier must not be the person who completed the step."
     )
+    phase: str | None = Field(
+        default=None, max_length=40,
+        description="Label of the run's phase while the work awaits verification (复查中); "
+                    "without it the step's own phase is shown.",
+    )
 
 
 class ExtensionSpec(_Spec):

@@ -221,6 +221,10 @@ def verify(
                 dedupe=f"rejected|{step_id}|{got.step.version}", now=now, run_id=got.run.id,
                 step_id=step_id, inbox_only=True,
             ))
+            playbook = rt.catalog.pinned(session, got.run.playbook_sha)
+            if playbook.register_ is not None:  # back from 复查中 to 整改中
+                session.flush()
+                sync_entry(session, rt, got.run, playbook, now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
 
 

@@ -80,7 +80,8 @@ class HazardPublic(BaseModel):
     due_at: datetime | None = Field(description="整改期限 (after any approved extension)")
     due_at_local: str | None
     original_due_at: datetime | None = Field(description="原整改期限")
-    status: str = Field(description="The run's phase (登记, 整改中, 待销号, 已销号, 已撤销, ...)")
+    status: str = Field(description="The run's phase (登记, 挂牌督办, 整改方案, 整改中, 复查中, "
+                                    "验收销号, 回头看, 已销号, 已撤销, ...)")
     overdue: bool = Field(description="Not closed and past the deadline")
     days_left: int | None = Field(description="Calendar days to the deadline (local); "
                                   "negative when overdue")

@@ -287,6 +287,7 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     assert few.value.field == "evidence"
     do(demo, run_id, "rectify", SAFETY, {"done_measures": "已加装泄爆片"}, n_photos=2)
     assert step(demo, run_id, "rectify").status == "submitted"
+    assert hazard(demo, run_id).status == "复查中"  # the register shows it awaits 复查
 
     # 复查: rejected with a reason, which the rectifier is told and the step keeps.
     reason = "隔爆阀未安装，除尘器仍为非防爆型"
@@ -406,7 +407,7 @@ def test_register_entry_follows_the_run(demo: Runtime, clock: ManualClock) -> No
     assert entry.due_at == started + timedelta(days=30) == step(demo, run_id, "rectify").due_at
     assert entry.closed_at is None
     do(demo, run_id, "rectify", SAFETY, {"done_measures": "已整改"}, n_photos=2)
-    assert hazard(demo, run_id).status == "整改中"  # submitted, awaiting re-inspection
+    assert hazard(demo, run_id).status == "复查中"  # submitted, awaiting re-inspection
     check(demo, run_id, "rectify", INSPECTOR_2)
     assert hazard(demo, run_id).status == "验收销号"
     do(demo, run_id, "accept", CHIEF, {"opinion": "验收合格"})
