@@ -159,7 +159,7 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
         role=s.role, unit_id=s.unit_id, unit_name=unit.name if unit else s.unit_id,
         item=s.item, assignees=[person_view(rt, p) for p in s.assignees], status=s.status,
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
-        due_at_local=rt.renderer.local(s.due_at) or None, original_due_at=s.original_due_at,
+        due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
         ready_at=s.ready_at, acked_at=s.acked_at, submitted_by=s.submitted_by,
         verified_by=s.verified_by, done_at=s.done_at, note=s.note, outputs=s.outputs or {},
         evidence=s.evidence or [], reject_reason=s.reject_reason,

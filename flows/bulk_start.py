@@ -780,7 +780,7 @@ def _summaries(session: Session, rt: Runtime, playbook: Playbook,
         total = sum(count for count, _ in by_title.values())
         parts = "，".join(f"{title} {count} 项" for title, (count, _) in by_title.items())
         dues = [due for _, due in by_title.values() if due is not None]
-        due_text = f"；最早期限 {rt.renderer.local(min(dues))}" if dues else ""
+        due_text = f"；最早期限 {rt.renderer.deadline(min(dues))}" if dues else ""
         notes += notification_rows(
             rt.org, people=[person], kind="assigned",
             title=f"【批量导入】{total} 项新任务",

@@ -59,7 +59,7 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
             "completed_by": row.submitted_by,
             "completed_by_name": person.name if person else None,
             "done_at_local": rt.renderer.local(row.done_at),
-            "due_at_local": rt.renderer.local(row.due_at),
+            "due_at_local": rt.renderer.deadline(row.due_at),
             "verified_by": row.verified_by,
             "verified_by_name": verifier.name if verifier else None,
             "reject_reason": row.reject_reason,

@@ -20,7 +20,7 @@ import io
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -198,7 +198,9 @@ def days_left(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | Non
     negative = that many days overdue."""
     if due_at is None:
         return None
-    return (due_at.astimezone(tz).date() - now.astimezone(tz).date()).days
+    # A deadline at local midnight ends the day before (24:00): that day is its last.
+    last_day = (due_at.astimezone(tz) - timedelta(microseconds=1)).date()
+    return (last_day - now.astimezone(tz).date()).days
 
 
 def is_overdue(h: Hazard, now: datetime) -> bool:

@@ -94,7 +94,7 @@ def request_extension(
             raise InvalidInput("due_at", "must be in the future")
         if step.due_at is not None and due_at <= step.due_at:
             raise InvalidInput("due_at", "must be later than the current deadline "
-                               f"({rt.renderer.local(step.due_at)})")
+                               f"({rt.renderer.deadline(step.due_at)})")
         if due_at > now + MAX_EXTENSION:
             raise InvalidInput("due_at", "must be within 10 years")
         if step.status not in st.OPEN_STATUSES:
@@ -123,8 +123,8 @@ def request_extension(
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=deciders, kind="extension_requested",
             title=f"【延期申请】{step.title}",
-            body=(f"{run.title}：{step.title} 申请将期限由 {rt.renderer.local(old_due) or '无'}"
-                  f" 延至 {rt.renderer.local(due_at)}，理由：{clean}。请审批。"),
+            body=(f"{run.title}：{step.title} 申请将期限由 {rt.renderer.deadline(old_due) or '无'}"
+                  f" 延至 {rt.renderer.deadline(due_at)}，理由：{clean}。请审批。"),
             dedupe=f"extension_requested|{req.id}", now=now, run_id=run.id, step_id=step_id,
             inbox_only=True,
         ))
@@ -186,7 +186,7 @@ def decide_extension(
                                            "to": req.new_due_at.isoformat(),
                                            "requested_by": req.requested_by, "note": clean})
         verdict = "同意" if approve else "不同意"
-        due_text = rt.renderer.local(req.new_due_at if approve else old_due) or "无"
+        due_text = rt.renderer.deadline(req.new_due_at if approve else old_due) or "无"
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=[req.requested_by], kind=action,
             title=f"【延期{verdict}】{step.title}",

@@ -278,7 +278,7 @@ def make_ready(
                        "due_at": due_at.isoformat() if due_at else None},
         })
         if spec.action == "task" and inst.assignees:
-            due_text = rt.renderer.local(due_at) if due_at else "无时限"
+            due_text = rt.renderer.deadline(due_at) if due_at else "无时限"
             notes += notification_rows(
                 rt.org, people=inst.assignees, kind="assigned",
                 title=f"【新任务】{inst.title}",

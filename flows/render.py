@@ -4,7 +4,7 @@ at render time instead of sending a report with a blank where the casualties sho
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +37,19 @@ class Renderer:
         if value is None:
             return ""
         return value.astimezone(self.tz).strftime(fmt)
+
+    def deadline(self, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """A deadline on paper. One that ends a day (working-day deadlines end at local
+        midnight) reads as that day's 24:00, the way notices write 「3月9日24时前」, not
+        as 00:00 of a day that is not the last day."""
+        if value is None:
+            return ""
+        at = value.astimezone(self.tz)
+        if (at.hour, at.minute, at.second, at.microsecond) != (0, 0, 0, 0) or "%H" not in fmt:
+            return at.strftime(fmt)
+        day_before = at - timedelta(days=1)
+        return day_before.strftime(fmt.replace("%H:%M:%S", "24:00:00").replace("%H:%M", "24:00")
+                                   .replace("%H", "24"))
 
     def render(self, template: str, context: dict[str, Any]) -> str:
         try:

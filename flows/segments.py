@@ -151,7 +151,7 @@ def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstanc
     ctx["run"] = run_view(rt, run) | {"unit": {"id": run.unit_id,
                                                "name": rt.org.unit(run.unit_id).name}}
     ctx["step"] = {"id": inst.step_key, "title": inst.title,
-                   "due_at_local": rt.renderer.local(inst.due_at),
+                   "due_at_local": rt.renderer.deadline(inst.due_at),
                    "assignees": [rt.org.people[p].name for p in inst.assignees
                                  if p in rt.org.people]}
     ctx["now_local"] = rt.renderer.local(rt.clock.now())

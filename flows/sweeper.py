@@ -223,7 +223,7 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
     context = {
         "kind": firing.kind, "kind_label": label, "level": firing.level,
         "repeat": firing.repeat, "step": {"id": step.step_key, "title": step.title,
-                                          "due_at_local": rt.renderer.local(step.due_at),
+                                          "due_at_local": rt.renderer.deadline(step.due_at),
                                           "assignees": [_name(rt, p) for p in step.assignees]},
         "run": {"id": run.id, "title": run.title, "unit": run.unit_id,
                 "unit_name": rt.org.unit(run.unit_id).name},

@@ -69,8 +69,8 @@ def request_view(rt: Runtime, v: RequestView) -> ExtensionRequestPublic:
         task_status=s.status, unit_id=s.unit_id, unit_name=unit.name if unit else s.unit_id,
         status=r.status, reason=r.reason,  # type: ignore[arg-type]
         requested_by=person_view(rt, r.requested_by), requested_at=r.requested_at,
-        old_due_at=r.old_due_at, old_due_at_local=rt.renderer.local(r.old_due_at) or None,
-        new_due_at=r.new_due_at, new_due_at_local=rt.renderer.local(r.new_due_at),
+        old_due_at=r.old_due_at, old_due_at_local=rt.renderer.deadline(r.old_due_at) or None,
+        new_due_at=r.new_due_at, new_due_at_local=rt.renderer.deadline(r.new_due_at),
         original_due_at=s.original_due_at or s.due_at, decider_role=v.decider_role,
         can_decide=v.can_decide,
         decided_by=person_view(rt, r.decided_by) if r.decided_by else None,

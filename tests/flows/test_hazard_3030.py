@@ -246,7 +246,7 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     assert "| 隐患等级 | 重大 |" in body
     # The rectification deadline printed is the one the engine enforces: 30 days from the run.
     assert "2026年4月1日 09:00 前完成整改" in body
-    assert "自本通知书下达之日起5个工作日内（2026年3月10日 00:00 前）" in body
+    assert "自本通知书下达之日起5个工作日内（2026年3月9日 24:00 前）" in body
     assert "签发人：赵丽娟" in body and "签发日期：2026年3月2日" in body
     assert "None" not in body and "待核实" not in body
     with read_session(demo.db) as session:

@@ -378,3 +378,20 @@ def test_from_file_rejects_year_without_holidays(tmp_path: Path) -> None:
     # An empty year would claim coverage and silence the "data missing" warning.
     err = load_error(tmp_path, "years:\n  2025:\n    holidays: []\n  2027:\n")
     assert [(e.line, e.path) for e in err.errors] == [(2, "years[2025]"), (4, "years[2027]")]
+
+
+def test_a_deadline_that_ends_a_day_reads_as_that_days_24_00() -> None:
+    from flows.exports import days_left
+    from flows.render import Renderer
+
+    tz = ZoneInfo("Asia/Shanghai")
+    renderer = Renderer(Path(__file__).parent, tz=tz)
+    end_of_9th = datetime(2026, 3, 10, 0, 0, tzinfo=tz).astimezone(UTC)
+    assert renderer.deadline(end_of_9th) == "2026-03-09 24:00"
+    assert renderer.deadline(end_of_9th, "%m月%d日%H时") == "03月09日24时"
+    assert renderer.deadline(end_of_9th, "%Y-%m-%d") == "2026-03-10"  # no time: untouched
+    assert renderer.local(end_of_9th) == "2026-03-10 00:00"  # an event at midnight stays
+    assert renderer.deadline(end_of_9th + timedelta(minutes=1)) == "2026-03-10 00:01"
+    # Due 24:00 on the 9th: on the 9th it is due today, on the 10th one day late.
+    assert days_left(end_of_9th, datetime(2026, 3, 9, 23, 0, tzinfo=tz), tz) == 0
+    assert days_left(end_of_9th, datetime(2026, 3, 10, 8, 0, tzinfo=tz), tz) == -1
