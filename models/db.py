@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, create_engine
@@ -56,9 +56,30 @@ def create_schema(engine: Engine) -> None:
     import models.tables  # noqa: F401  (registers every table on SQLModel.metadata)
 
     SQLModel.metadata.create_all(engine)
+    _check_columns(engine)
+    for table in SQLModel.metadata.sorted_tables:  # an index added since the file was made
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
     from models.audit import install_audit_guards
 
     install_audit_guards(engine)
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database was made by an older closeloop and lacks columns this one writes."""
+
+
+def _check_columns(engine: Engine) -> None:
+    # No migrations before 1.0: refuse clearly rather than fail on the first write.
+    found = inspect(engine)
+    missing: list[str] = []
+    for table in SQLModel.metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
+    if missing:
+        raise SchemaOutOfDate(
+            f"数据库由旧版本创建，缺少列 / the database was made by an older version and lacks "
+            f"{', '.join(missing)}: start on a new CLOSELOOP_DATA_DIR / CLOSELOOP_DATABASE_URL")
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -1,5 +1,5 @@
 """Keyword-only read queries shared by flows/ and api/: lists with filters and paging that stay
-on indexes (an inbox is a range of ix_step_assigned / ix_step_person, not a scan)."""
+on indexes (an inbox is a range of ix_step_inbox / ix_step_person, not a scan)."""
 
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ def list_(
     unit: str | None = None, run: Annotated[int | None, Query(ge=1, le=MAX_ROW)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> StepsPublic:
-    """Tasks the caller may see; `mine=true` is their inbox. `status` may be a comma list or
-    `open` (ready, acked, submitted, rejected)."""
+    """Tasks the caller may see; `mine=true` is their inbox (open tasks unless `status` says
+    otherwise). `status` may be a comma list or `open` (ready, acked, submitted, rejected)."""
     statuses: list[str] | None = None
     if status:
         statuses = []
@@ -46,6 +46,8 @@ def list_(
             else:
                 raise InvalidInput("status", f"unknown status '{s}' (known: open, "
                                    f"{', '.join(STEP_STATUSES)})")
+    if mine and statuses is None:
+        statuses = list(OPEN_STATUSES)  # an inbox is what is still to do
     units = listing_units(rt.org, person, unit, above=False)
     with read_session(rt.db) as session:
         rows, total = list_steps(

@@ -1133,3 +1133,19 @@ def test_a_step_passed_over_shows_as_skipped_without_an_instance(client: TestCli
     assert steps["after-major"]["status"] == "ready" and steps["after-major"]["id"]
     skipped = [e for e in seen["timeline"] if e["action"] == "skipped"]
     assert [e["detail"]["step"] for e in skipped] == ["major-only"]
+
+
+def test_the_inbox_holds_open_tasks_and_status_done_shows_the_finished(
+        client: TestClient, auth: Auth) -> None:
+    run = start(client, auth, playbook="branching", unit="s1")
+    [first] = [s for s in run["steps"] if s["step"] == "start"]
+    inbox = client.get("/api/tasks", params={"mine": "true"}, headers=auth("s1-duty")).json()
+    assert first["id"] in [t["id"] for t in inbox["data"]]
+    r = client.post(f"/api/tasks/{first['id']}/complete", json={}, headers=auth("s1-duty"))
+    assert r.status_code == 200, r.text
+    inbox = client.get("/api/tasks", params={"mine": "true"}, headers=auth("s1-duty")).json()
+    assert first["id"] not in [t["id"] for t in inbox["data"]]
+    assert all(t["status"] in ("ready", "acked", "submitted", "rejected") for t in inbox["data"])
+    done = client.get("/api/tasks", params={"mine": "true", "status": "done"},
+                      headers=auth("s1-duty")).json()
+    assert [t["id"] for t in done["data"]] == [first["id"]]
