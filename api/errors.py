@@ -1,5 +1,6 @@
-"""Domain errors to HTTP: 401/403/404/409/422 with the field or reason. Never a 500 for bad
-input; an unexpected error is logged and answered without internals."""
+"""Domain errors to HTTP: 401/403/404/409/422 with the field or reason, 503 while the evidence
+store cannot be reached. Never a 500 for bad input; an unexpected error is logged and answered
+without internals."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from models.errors import (
     InvalidInput,
     NotFound,
     SourceInvalid,
+    StoreUnavailable,
     Unauthorized,
 )
 
@@ -69,3 +71,12 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_code=401, content={"error": "unauthorized",
                                                       "detail": str(exc)},
                             headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The reason names the store's URL: the log gets it, the caller only what to do.
+        log.warning("%s", exc)
+        return JSONResponse(status_code=503, content={
+            "error": "evidence_store_unavailable",
+            "detail": "证据存储暂不可用，请稍后重试 / evidence store unavailable; try again later"},
+            headers={"Retry-After": "30"})

@@ -1,13 +1,14 @@
 """Evidence files (photos, scans): checked by content, not by the name the phone gave them,
-stored under the data dir by SHA-256 so a stored photo cannot be swapped unseen."""
+stored by SHA-256 (under the data dir, or in the store CLOSELOOP_EVIDENCE_URL names; see
+evidence_store.py) and hashed again on every read, so a stored photo cannot be swapped unseen."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from pathlib import Path
 
+from flows.evidence_store import ObjectMissing, content_key, open_store, read_at
 from flows.runtime import Runtime
 from models.db import session_scope
 from models.documents import Evidence
@@ -46,25 +47,29 @@ def store_evidence(rt: Runtime, *, data: bytes, filename: str, uploaded_by: str)
         raise InvalidInput("file", "only photos (JPEG, PNG, GIF, WebP, HEIC), PDF and MP4 are "
                            "accepted")
     digest = hashlib.sha256(data).hexdigest()
-    path = rt.settings.data_dir / "evidence" / digest[:2] / digest
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # atomic: a crash never leaves half a photo under its hash
+    store, key = open_store(rt.settings), content_key(digest)
+    # The bytes first, the row after: a row never points at nothing. A store that fails raises
+    # StoreUnavailable here, before any row is written.
+    store.put(key, data)
     with session_scope(rt.db) as session:
         row = Evidence(
             id=uuid.uuid4().hex, sha256=digest, size=len(data), content_type=kind,
-            filename=Path(filename or "upload").name[:255], stored_path=str(path),
+            filename=Path(filename or "upload").name[:255], stored_path=store.location(key),
             uploaded_by=uploaded_by, uploaded_at=rt.clock.now(),
         )
         session.add(row)
     return row
 
 
-def read_evidence(row: Evidence) -> bytes:
-    """The stored bytes, refusing a file whose hash no longer matches the record."""
-    data = Path(row.stored_path).read_bytes()
+def read_evidence(row: Evidence, rt: Runtime | None = None) -> bytes:
+    """The stored bytes, refusing a file whose hash no longer matches the record. `rt` gives
+    the configured store (and its credentials), needed for rows kept in an HTTP store."""
+    try:
+        data = read_at(row.stored_path, open_store(rt.settings) if rt is not None else None)
+    except ObjectMissing:
+        raise InvalidInput("evidence", f"证据文件已不在存储中 / stored file for {row.id} is "
+                           "missing") from None
     if hashlib.sha256(data).hexdigest() != row.sha256:
-        raise InvalidInput("evidence", f"stored file for {row.id} does not match its hash")
+        raise InvalidInput("evidence", f"证据文件与登记的哈希不符 / stored file for {row.id} "
+                           "does not match its hash")
     return data

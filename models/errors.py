@@ -87,3 +87,13 @@ class Forbidden(CloseloopError):
 
 class Unauthorized(CloseloopError):
     """No token, or a token that does not verify."""
+
+
+class StoreUnavailable(CloseloopError):
+    """The evidence store (a directory or an HTTP object store) could not be reached or refused
+    the request. `reason` is for logs and the CLI: it names the store's URL (never its
+    credentials); the API answers 503 without it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"证据存储不可用 / evidence store unavailable: {reason}")
+        self.reason = reason

@@ -8,9 +8,11 @@ import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +20,10 @@ DEFAULT_PLAYBOOKS = REPO_ROOT / "playbooks"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLOSELOOP_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a rejected value may carry a password (evidence_url, secret), and
+    # validation errors end up in logs and on terminals.
+    model_config = SettingsConfigDict(env_prefix="CLOSELOOP_", env_file=".env", extra="ignore",
+                                      hide_input_in_errors=True)
 
     data_dir: Path = Field(Path("./data"), description="Where the SQLite database, evidence "
                            "files, the generated signing secret and Prefect's home live.")
@@ -46,12 +51,45 @@ class Settings(BaseSettings):
         None, description="Run the server's clock ahead by this much (like 10m or 2h): for "
         "drills and for tests that restart a real server across passing deadlines.")
     max_evidence_bytes: int = Field(20 * 1024 * 1024, description="Largest evidence upload.")
+    evidence_url: str | None = Field(
+        None, description="Where evidence files are kept. Unset: evidence/ in the data dir. "
+        "file:///abs/dir: a directory elsewhere (a mounted share). "
+        "http(s)://[user:pass@]host[:port]/bucket/prefix/: an object store that takes plain "
+        "HTTP PUT/GET/HEAD of objects (WebDAV, nginx dav, a MinIO/S3 bucket whose policy "
+        "allows it, a presigning gateway); user:pass is sent as HTTP Basic.")
+    evidence_token: str | None = Field(None, description="Sent as Authorization: Bearer to an "
+                                       "http(s) evidence_url.")
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         ZoneInfo(value)
         return value
+
+    @field_validator("evidence_url")
+    @classmethod
+    def _evidence_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None  # CLOSELOOP_EVIDENCE_URL= (empty) means unset: the data dir
+        check_evidence_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _evidence_token(self) -> Self:
+        if not self.evidence_token:
+            return self
+        url = urlsplit(self.evidence_url or "")
+        if url.scheme.lower() not in ("http", "https"):
+            raise ValueError("CLOSELOOP_EVIDENCE_TOKEN：仅用于 http(s) 证据存储 / "
+                             "CLOSELOOP_EVIDENCE_TOKEN is only for an http(s) "
+                             "CLOSELOOP_EVIDENCE_URL")
+        if url.username is not None:
+            # One Authorization header: Basic from the URL or Bearer from the token, not both.
+            raise ValueError("CLOSELOOP_EVIDENCE_URL 已含用户名密码，不能再设 "
+                             "CLOSELOOP_EVIDENCE_TOKEN / give credentials in "
+                             "CLOSELOOP_EVIDENCE_URL or CLOSELOOP_EVIDENCE_TOKEN, not both")
+        return self
 
     @property
     def tz(self) -> ZoneInfo:
@@ -104,6 +142,45 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+
+# Stored paths (Evidence.stored_path, 500 characters) are the store's location plus the key
+# `<sha[:2]>/<sha>` (67 characters); a longer location would not fit.
+MAX_EVIDENCE_LOCATION = 400
+
+
+def check_evidence_url(value: str) -> None:
+    """Raise ValueError naming CLOSELOOP_EVIDENCE_URL unless `value` is a file:///abs/dir or an
+    http(s)://host/... URL. The message never repeats the URL: it may hold a password."""
+    expected = "file:///abs/dir or http(s)://[user:pass@]host[:port]/bucket/prefix/"
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        raise ValueError(f"CLOSELOOP_EVIDENCE_URL：无法解析 / CLOSELOOP_EVIDENCE_URL: not a URL; "
+                         f"expected {expected}") from None
+    scheme = url.scheme.lower()
+    if scheme == "file":
+        if url.netloc not in ("", "localhost") or not url.path.startswith("/"):
+            raise ValueError("CLOSELOOP_EVIDENCE_URL：file:// 须为绝对路径 / "
+                             "CLOSELOOP_EVIDENCE_URL: expected file:///abs/dir (three slashes, "
+                             "an absolute directory)")
+    elif scheme in ("http", "https"):
+        if not url.hostname:
+            raise ValueError("CLOSELOOP_EVIDENCE_URL：缺少主机名 / CLOSELOOP_EVIDENCE_URL: "
+                             f"no host; expected {expected}")
+    else:
+        zh, en = (f"不支持 {scheme}://", f"{scheme}:// is not supported") if scheme else (
+            "缺少 file:// 或 http(s)://", "no scheme")
+        raise ValueError(f"CLOSELOOP_EVIDENCE_URL：{zh} / CLOSELOOP_EVIDENCE_URL: {en}; "
+                         f"expected {expected}")
+    if url.query or url.fragment:
+        raise ValueError("CLOSELOOP_EVIDENCE_URL：不能带 ? 或 # / CLOSELOOP_EVIDENCE_URL: "
+                         "no query or fragment; object keys are appended to the path")
+    location = f"{scheme}://{url.netloc.rpartition('@')[2]}{url.path}"  # as stored: no userinfo
+    if len(location) > MAX_EVIDENCE_LOCATION:
+        raise ValueError("CLOSELOOP_EVIDENCE_URL：过长 / CLOSELOOP_EVIDENCE_URL: longer than "
+                         f"{MAX_EVIDENCE_LOCATION} characters; stored paths would not fit")
 
 
 @lru_cache

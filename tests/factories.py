@@ -25,8 +25,10 @@ DEMO_ORG = SHIPPED_PLAYBOOKS / "org" / "demo-district.yaml"
 def make_runtime(
     data_dir: Path, *, clock: Clock, playbooks: Path = ENGINE_PLAYBOOKS,
     org_text: str | None = None, channel_url: str | None = None, db_url: str | None = None,
-    org_path: Path | None = None,
+    org_path: Path | None = None, settings: dict[str, object] | None = None,
 ) -> Runtime:
+    """A runtime on a fresh database in `data_dir`; `settings` overrides Settings fields (like
+    evidence_url)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if org_path is None:
         text = org_text if org_text is not None else SMALL_ORG.read_text(encoding="utf-8")
@@ -34,12 +36,13 @@ def make_runtime(
             text = text.replace("json://127.0.0.1:9/duty", channel_url)
         org_path = data_dir / "org.yaml"
         org_path.write_text(text, encoding="utf-8")
-    settings = Settings(
-        data_dir=data_dir, playbooks=playbooks, org=org_path, database_url=db_url,
-        calendar=SHIPPED_PLAYBOOKS / "calendar" / "cn-workdays.yaml", secret="test-secret",
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    return build_runtime(settings, clock=clock)
+    fields: dict[str, object] = {
+        "data_dir": data_dir, "playbooks": playbooks, "org": org_path, "database_url": db_url,
+        "calendar": SHIPPED_PLAYBOOKS / "calendar" / "cn-workdays.yaml", "secret": "test-secret",
+        **(settings or {}),
+    }
+    built = Settings(**fields, _env_file=None)  # type: ignore[arg-type, call-arg]
+    return build_runtime(built, clock=clock)
 
 
 def png_bytes(width: int = 2, height: int = 2) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from api.deps import CurrentPerson, RuntimeDep
@@ -31,7 +32,10 @@ async def upload(rt: RuntimeDep, person: CurrentPerson,
                  file: Annotated[UploadFile, File()]) -> EvidencePublic:
     """Upload a photo or document; attach it by id when completing a task."""
     data = await file.read(rt.settings.max_evidence_bytes + 1)
-    row = store_evidence(rt, data=data, filename=file.filename or "upload", uploaded_by=person)
+    # In a worker thread: storing may wait on an object store (up to its timeout), which must
+    # not hold up every other request on the event loop.
+    row = await run_in_threadpool(store_evidence, rt, data=data,
+                                  filename=file.filename or "upload", uploaded_by=person)
     return EvidencePublic(id=row.id, sha256=row.sha256, size=row.size,
                           content_type=row.content_type, filename=row.filename)
 
@@ -45,4 +49,4 @@ def download(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Respons
         step = session.get(StepInstance, row.step_id) if row.step_id else None
     if row.uploaded_by != person and (step is None or not can_read_step(rt.org, person, step)):
         raise Forbidden("无权查看该证据 / evidence belongs to another unit")
-    return Response(read_evidence(row), media_type=row.content_type)
+    return Response(read_evidence(row, rt), media_type=row.content_type)
