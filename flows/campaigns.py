@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from flows.access import require_read_run
 from flows.registers import CANCELLED
 from flows.runtime import Runtime
+from models import run as rs
 from models.db import read_session
 from models.errors import NotFound
 from models.hazard import Hazard
@@ -94,3 +95,30 @@ def read_progress(rt: Runtime, *, run_id: int, actor: str) -> tuple[Run, dict[st
             raise NotFound("campaign", run_id)
         now = rt.clock.now()
         return run, {**campaign_progress(session, run_id, now, run=run), "as_of": now}
+
+
+CAMPAIGN_KIND = "campaign"
+
+
+def campaign_problem(session: Session, rt: Runtime, run_id: int, unit_id: str
+                     ) -> tuple[str, str] | None:
+    """Why a hazard of `unit_id` cannot join campaign run `run_id` (中文, English), or None:
+    the run must exist, be a running campaign (kind: campaign), and cover the unit."""
+    run = session.get(Run, run_id)
+    if run is None:
+        return f"专项行动 #{run_id} 不存在", f"campaign run {run_id} does not exist"
+    try:
+        kind = rt.catalog.pinned(session, run.playbook_sha).kind
+    except NotFound:
+        kind = None
+    if kind != CAMPAIGN_KIND:
+        return (f"运行 #{run_id}（{run.playbook_id}）不是专项行动",
+                f"run {run_id} ({run.playbook_id}) is not a campaign")
+    if run.status != rs.RUNNING:
+        ended = "结束" if run.status == rs.COMPLETED else "撤销"
+        return f"专项行动 #{run_id} 已{ended}", f"campaign run {run_id} is {run.status}"
+    if not rt.org.is_within(unit_id, run.unit_id):
+        return (f"专项行动 #{run_id} 属于 {run.unit_id}，不包括单位 {unit_id}",
+                f"campaign run {run_id} is for unit '{run.unit_id}', which does not include "
+                f"'{unit_id}'")
+    return None

@@ -58,11 +58,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from flows.bulk_start import BulkResult, NewRun, bulk_start
+from flows.campaigns import campaign_problem
 from flows.params import check_values
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from flows.tabular import Table, read_table
-from models import run as rs
 from models.audit import AuditEvent
 from models.db import read_session, session_scope
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -76,7 +76,6 @@ SOURCES = ("检查发现", "群众举报", "执法检查", "事故调查")
 GRADES = ("一般", "重大")
 RISK_LEVELS = ("重大", "较大", "一般", "低")
 RIGHTS = ("manager", "commander")  # admin holds every right
-CAMPAIGN_KIND = "campaign"
 FUTURE_SLACK = timedelta(minutes=10)  # a PC clock a little ahead of the server's
 
 
@@ -776,28 +775,8 @@ def _check_stored(session: Session, rt: Runtime, checked: _Checked) -> list[Impo
             f"{_shown(code)} is already registered"))
     camp_header = names.get("campaign", "专项行动")
     for run_id, rows in checked.campaigns.items():
-        run = session.get(Run, run_id)
-        reason: tuple[str, str] | None = None
-        if run is None:
-            reason = (f"专项行动 #{run_id} 不存在", f"campaign run {run_id} does not exist")
-        else:
-            try:
-                kind = rt.catalog.pinned(session, run.playbook_sha).kind
-            except NotFound:
-                kind = None
-            if kind != CAMPAIGN_KIND:
-                reason = (f"运行 #{run_id}（{run.playbook_id}）不是专项行动",
-                          f"run {run_id} ({run.playbook_id}) is not a campaign")
-            elif run.status != rs.RUNNING:
-                ended = "结束" if run.status == rs.COMPLETED else "撤销"
-                reason = (f"专项行动 #{run_id} 已{ended}",
-                          f"campaign run {run_id} is {run.status}")
         for row, unit_id in rows:
-            why = reason
-            if why is None and run is not None and not rt.org.is_within(unit_id, run.unit_id):
-                why = (f"专项行动 #{run_id} 属于 {run.unit_id}，不包括单位 {unit_id}",
-                       f"campaign run {run_id} is for unit '{run.unit_id}', which does not "
-                       f"include '{unit_id}'")
+            why = campaign_problem(session, rt, run_id, unit_id)
             if why is not None:
                 problems.append(ImportProblem(row, camp_header, "campaign", *why))
     return problems

@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from flows.access import require_right
+from flows.campaigns import campaign_problem
 from flows.params import validate_params
 from flows.progress import advance, cancel_open_steps, wake
 from flows.registers import create_entry, sync_entry
@@ -55,6 +56,11 @@ def _start(
     actor: str, parent_step_id: int | None,
 ) -> Run:
     now = rt.clock.now()
+    campaign = params.get("campaign") if playbook.register_ is not None else None
+    if campaign not in (None, ""):
+        why = campaign_problem(session, rt, int(campaign), unit_id)
+        if why is not None:
+            raise InvalidInput("params.campaign", f"{why[0]} / {why[1]}")
     rt.catalog.pin(session, playbook, now)
     where = params.get("location") or rt.org.unit(unit_id).name
     run = Run(

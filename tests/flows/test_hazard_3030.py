@@ -418,8 +418,30 @@ def test_register_entry_follows_the_run(demo: Runtime, clock: ManualClock) -> No
 
 
 def test_a_hazard_of_a_campaign_joins_it(demo: Runtime) -> None:
-    run_id = start(demo, "重大", campaign=4242)
-    assert hazard(demo, run_id).campaign_run_id == 4242
+    campaign = lifecycle.start_run(demo, playbook_id="campaign-3030", unit_id="pingshan-street",
+                                   params={"target": 5}, actor=COMMANDER).id
+    run_id = start(demo, "重大", campaign=campaign)
+    assert hazard(demo, run_id).campaign_run_id == campaign
+
+
+@pytest.mark.parametrize("which", ["missing", "not-a-campaign", "other-street"])
+def test_a_hazard_cannot_join_a_campaign_that_is_not_there_for_it(demo: Runtime,
+                                                                  which: str) -> None:
+    if which == "missing":
+        campaign, expected = 4242, "does not exist"
+    elif which == "not-a-campaign":
+        campaign, expected = start(demo, "一般"), "is not a campaign"
+    else:
+        campaign = lifecycle.start_run(demo, playbook_id="campaign-3030", unit_id="maluan",
+                                       params={}, actor="maluan-commander").id or 0
+        expected = "does not include 'liuhe'"
+    with read_session(demo.db) as session:
+        before = len(session.exec(select(Run)).all())
+    with pytest.raises(InvalidInput) as err:
+        start(demo, "重大", campaign=campaign)
+    assert err.value.field == "params.campaign" and expected in str(err.value)
+    with read_session(demo.db) as session:
+        assert len(session.exec(select(Run)).all()) == before  # nothing written
 
 
 def test_code_defaults_to_the_register_number(demo: Runtime, clock: ManualClock) -> None:
