@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, true, update
 from sqlmodel import Session, select
 
 from flows.access import is_admin, require_act, require_read_run
+from flows.durations import add_duration, subtract_duration
 from flows.lifecycle import load_run
 from flows.progress import first_check
 from flows.recipients import notification_rows
@@ -27,6 +28,7 @@ from flows.spec import StepSpec
 from flows.tasks import MAX_EXTENSION, transition
 from models import run as rs
 from models import task as st
+from models.audit import SYSTEM
 from models.db import read_session, session_scope
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.hazard import ExtensionRequest
@@ -99,6 +101,18 @@ def request_extension(
             raise InvalidInput("due_at", "must be within 10 years")
         if step.status not in st.OPEN_STATUSES:
             raise Conflict(f"task is {step.status}", current=step.status)
+        rule = spec.extension
+        if rule.ask_before is not None and step.due_at is not None:
+            latest = subtract_duration(step.due_at, rule.ask_before, calendar=rt.calendar,
+                                       tz=rt.tz)
+            if now > latest:
+                raise Forbidden(
+                    f"延期须在期限前至少 {rule.ask_before} 提出（最迟 "
+                    f"{rt.renderer.deadline(latest)}）/ a request for more time must come at "
+                    f"least {rule.ask_before} before the deadline (by "
+                    f"{rt.renderer.deadline(latest)})")
+        decide_by = (add_duration(now, rule.decide_within, calendar=rt.calendar, tz=rt.tz)
+                     if rule.decide_within is not None else None)
         pending = session.exec(
             select(ExtensionRequest.id).where(ExtensionRequest.step_id == step_id,
                                               ExtensionRequest.status == PENDING)
@@ -111,20 +125,23 @@ def request_extension(
         transition(session, step, allowed=st.OPEN_STATUSES, values={})
         req = ExtensionRequest(step_id=step_id, run_id=run.id or 0, requested_by=actor,
                                requested_at=now, reason=clean, old_due_at=old_due,
-                               new_due_at=due_at, status=PENDING)
+                               new_due_at=due_at, status=PENDING, decide_by=decide_by)
         session.add(req)
         session.flush()
         add_event(session, at=now, actor=actor, action="extension_requested", run_id=run.id,
                   step_id=step_id, detail={"request": req.id, "from": _iso(old_due),
                                            "to": due_at.isoformat(), "reason": clean,
-                                           "decider_role": spec.extension.role})
+                                           "decider_role": rule.role,
+                                           "decide_by": _iso(decide_by)})
         _, holders = rt.org.resolve_role(spec.extension.role, step.unit_id)
         deciders = [p.id for p in holders if p.id != actor]
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=deciders, kind="extension_requested",
             title=f"【延期申请】{step.title}",
             body=(f"{run.title}：{step.title} 申请将期限由 {rt.renderer.deadline(old_due) or '无'}"
-                  f" 延至 {rt.renderer.deadline(due_at)}，理由：{clean}。请审批。"),
+                  f" 延至 {rt.renderer.deadline(due_at)}，理由：{clean}。请"
+                  + (f"于 {rt.renderer.deadline(decide_by)} 前" if decide_by else "")
+                  + "审批。"),
             dedupe=f"extension_requested|{req.id}", now=now, run_id=run.id, step_id=step_id,
             inbox_only=True,
         ))
@@ -283,3 +300,45 @@ def list_requests(
                  if v.decider_role is not None and v.decider_role in who.roles
                  and org.can_act_as(person, v.decider_role, v.step.unit_id)]
         return views[offset:offset + limit], len(views)
+
+
+def chase_undecided(session: Session, rt: Runtime, now: datetime) -> int:
+    """Requests still pending past their `decide_by`: chased once, with an inbox note to the
+    deciders and to the holders of the same role one unit up, and an audit event. Called by
+    the sweeper; its cost follows the requests that are due, not those that are open."""
+    due = session.exec(
+        select(ExtensionRequest).where(
+            ExtensionRequest.status == PENDING,
+            ExtensionRequest.decide_by <= now,  # type: ignore[operator]
+            ExtensionRequest.chased_at.is_(None),  # type: ignore[union-attr]
+        ).limit(500)
+    ).all()
+    for req in due:
+        step = session.get(StepInstance, req.step_id)
+        run = session.get(Run, req.run_id)
+        if step is None or run is None:
+            continue
+        spec = _spec(session, rt, run, step)
+        role = spec.extension.role if spec.extension else None
+        people: list[str] = []
+        if role:
+            found_at, holders = rt.org.resolve_role(role, step.unit_id)
+            people = [p.id for p in holders]
+            parent = rt.org.unit(found_at).parent_id if found_at else None
+            if parent is not None:
+                people += [p.id for p in rt.org.resolve_role(role, parent)[1]]
+        people = [p for p in dict.fromkeys(people) if p != req.requested_by]
+        req.chased_at = now
+        session.add(req)
+        add_event(session, at=now, actor=SYSTEM, action="extension_decision_overdue",
+                  run_id=run.id, step_id=step.id,
+                  detail={"request": req.id, "decide_by": _iso(req.decide_by), "to": people})
+        insert_ignoring_duplicates(session, Notification, notification_rows(
+            rt.org, people=people, kind="extension_overdue",
+            title=f"【延期审批超时】{step.title}",
+            body=(f"{run.title}：{step.title} 的延期申请（{req.requested_by}，理由：{req.reason}）"
+                  f"应于 {rt.renderer.deadline(req.decide_by)} 前审批，至今未审批，请立即处理。"),
+            dedupe=f"extension_overdue|{req.id}", now=now, run_id=run.id, step_id=step.id,
+            inbox_only=True,
+        ))
+    return len(due)

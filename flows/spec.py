@@ -185,6 +185,17 @@ class ExtensionSpec(_Spec):
     """Requests for more time: the assignee asks with a reason, this role decides."""
 
     role: str = Field(description="Role that approves or refuses (the supervising role).")
+    ask_before: DurationField | None = Field(
+        default=None,
+        description="A request must come at least this long before the current deadline "
+                    "(Qingdao's listed supervision: 20wd); a later one is refused.",
+    )
+    decide_within: DurationField | None = Field(
+        default=None,
+        description="The decider must decide within this long of the request (Qingdao: 10wd); "
+                    "an undecided request is then chased once, to the decider and the unit "
+                    "head above.",
+    )
 
 
 class RegisterSpec(_Spec):

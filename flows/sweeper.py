@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from flows.context import steps_view
+from flows.extensions import chase_undecided
 from flows.progress import advance, wake
 from flows.recipients import notification_rows, resolve_targets
 from flows.render import RenderFailed
@@ -48,6 +49,7 @@ class SweepReport:
     overdue: int = 0
     waits_finished: int = 0
     notifications: int = 0
+    extensions_chased: int = 0  # requests for more time undecided past their decide_by
     lags: list[float] = field(default_factory=list)  # seconds from scheduled to fired
 
 
@@ -97,6 +99,8 @@ def sweep_once(rt: Runtime, *, holder: str | None = None, batch: int = 2000) -> 
                 done = _sweep_batch(session, rt, now, batch, report)
             if done:
                 break
+        with session_scope(rt.db) as session:
+            report.extensions_chased = chase_undecided(session, rt, now)
     finally:
         with session_scope(rt.db) as session:
             release_lease(session, name=LEASE, holder=holder, now=rt.clock.now())

@@ -83,7 +83,11 @@ class ImportBatch(SQLModel, table=True):
 
 class ExtensionRequest(SQLModel, table=True):
     __tablename__ = "extension_request"
-    __table_args__ = (Index("ix_extension_step", "step_id", "status"),)
+    __table_args__ = (
+        Index("ix_extension_step", "step_id", "status"),
+        # The sweeper's chase reads only pending requests whose decision is due.
+        Index("ix_extension_decide", "status", "decide_by"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     step_id: int
@@ -96,4 +100,8 @@ class ExtensionRequest(SQLModel, table=True):
     status: str = Field(default="pending", max_length=10)  # pending | approved | refused
     decided_by: str | None = Field(default=None, max_length=80)
     decided_at: datetime | None = utc_column(default=None)
+    # When the decision is due (the step's `extension.decide_within`), and when an undecided
+    # request was chased (once).
+    decide_by: datetime | None = utc_column(default=None)
+    chased_at: datetime | None = utc_column(default=None)
     note: str | None = None

@@ -54,6 +54,10 @@ class ExtensionRequestPublic(BaseModel):
     can_decide: bool = Field(description="Whether the caller may decide it now.")
     decided_by: Person | None
     decided_at: datetime | None
+    decide_by: datetime | None = Field(description="When the decision is due (the step's "
+                                       "extension.decide_within), if it has such a limit.")
+    decide_by_local: str | None
+    decision_overdue: bool = Field(description="Pending past decide_by.")
     note: str | None
 
 
@@ -74,7 +78,11 @@ def request_view(rt: Runtime, v: RequestView) -> ExtensionRequestPublic:
         original_due_at=s.original_due_at or s.due_at, decider_role=v.decider_role,
         can_decide=v.can_decide,
         decided_by=person_view(rt, r.decided_by) if r.decided_by else None,
-        decided_at=r.decided_at, note=r.note,
+        decided_at=r.decided_at, decide_by=r.decide_by,
+        decide_by_local=rt.renderer.deadline(r.decide_by) or None,
+        decision_overdue=r.status == "pending" and r.decide_by is not None
+        and r.decide_by < rt.clock.now(),
+        note=r.note,
     )
 
 

@@ -317,3 +317,62 @@ def test_two_decisions_at_once_give_one_success(rt: Runtime) -> None:
         assert row is not None and row.status in ("approved", "refused")
     decided = events(rt, run_id, "extension_approved") + events(rt, run_id, "extension_refused")
     assert len(decided) == 1
+
+
+# --- timing rules (Qingdao: asked ≥ 20 working days ahead, decided within 10) ---------------
+
+@pytest.fixture
+def timed(make_rt: Any, tmp_path: Any) -> Runtime:
+    """register-demo whose extensions must be asked 3 days ahead and decided in 2 working
+    days (the shipped hazard playbook uses the same keys)."""
+    import shutil
+
+    from factories import ENGINE_PLAYBOOKS
+
+    books = tmp_path / "timed-books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    path = books / "register-demo.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "extension: {role: street_head}" in text
+    path.write_text(text.replace(
+        "extension: {role: street_head}",
+        "extension: {role: street_head, ask_before: 3d, decide_within: 2wd}"), encoding="utf-8")
+    made: Runtime = make_rt(playbooks=books)
+    assert made.catalog.errors == []
+    return made
+
+
+def test_a_request_too_close_to_the_deadline_is_refused_and_changes_nothing(
+        timed: Runtime, clock: ManualClock) -> None:
+    step = step_of(timed, start_hazard(timed), "rectify")  # due in 10 days
+    clock.advance(8 * DAY)  # 2 days left: inside the 3 days before the deadline
+    with pytest.raises(Forbidden) as late:
+        ask(timed, step)
+    assert "3d" in str(late.value) and "before the deadline" in str(late.value)
+    with read_session(timed.db) as session:
+        assert session.exec(select(ExtensionRequest)).all() == []
+        assert session.get(StepInstance, step.id).version == step.version  # type: ignore[union-attr]
+
+
+def test_an_undecided_request_is_chased_once_when_its_decision_is_due(
+        timed: Runtime, clock: ManualClock) -> None:
+    clock.set(datetime.fromisoformat("2026-03-02T09:00:00+08:00"))  # a Monday
+    run_id = start_hazard(timed)
+    req = ask(timed, step_of(timed, run_id, "rectify"))  # 7 days ahead: allowed
+    # 2 working days from Monday 09:00: the end of Wednesday.
+    assert req.decide_by == datetime.fromisoformat("2026-03-05T00:00:00+08:00")
+    [note] = inbox(timed, "s1-head", "extension_requested")
+    assert "2026-03-04 24:00 前审批" in note.body
+    clock.set(datetime.fromisoformat("2026-03-04T23:59:00+08:00"))
+    assert sweep_once(timed).extensions_chased == 0
+    clock.set(datetime.fromisoformat("2026-03-05T00:01:00+08:00"))
+    assert sweep_once(timed).extensions_chased == 1
+    assert sweep_once(timed).extensions_chased == 0  # once
+    [chase] = inbox(timed, "s1-head", "extension_overdue")
+    assert "延期审批超时" in chase.title and "设备到货延迟" in chase.body
+    assert [e.detail["request"] for e in events(timed, run_id, "extension_decision_overdue")] \
+        == [req.id]
+    # Deciding late is still deciding: the chase does not close the request.
+    extensions.decide_extension(timed, request_id=req.id or 0, actor="s1-head", approve=True)
+    with read_session(timed.db) as session:
+        assert session.get(ExtensionRequest, req.id).status == "approved"  # type: ignore[union-attr]
