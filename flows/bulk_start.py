@@ -562,7 +562,7 @@ class _Rows:
         if pb.register_ is not None:
             entry = entry_row(self.rt, cast(Run, stub), pb, self.now)
             entry["status"] = outcome.phase  # what sync_entry makes of the steps at start
-            entry["due_at"] = outcome.due_at
+            entry["due_at"] = outcome.due_at or entry["due_at"]
             if self.hazard is None:
                 self.hazard = self._hazard_insert(entry)
             values = list(self.hazard_get(entry))

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from flows.durations import add_duration
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import run as rs
@@ -57,8 +58,19 @@ def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime) -> dict[
         "found_at": parse_time(p.get("found_at"), run.started_at),
         "found_by": p.get("found_by") or run.started_by, "status": REGISTERED,
         "plan": {}, "campaign_run_id": int(campaign) if campaign not in (None, "") else None,
-        "updated_at": now,
+        "due_at": _known_due(rt, run, playbook), "updated_at": now,
     }
+
+
+def _known_due(rt: Runtime, run: Run, playbook: Playbook) -> datetime | None:
+    """The register's deadline before its step is reached, when it is counted from the run's
+    start (a major hazard's 30 days run from registration, through listing and the plan): a
+    hazard stuck before rectification is overdue all the same."""
+    spec = playbook.register_
+    step = playbook.step(spec.due_by) if spec and spec.due_by else None
+    if step is None or step.due is None or step.due.from_ != "run":
+        return None
+    return add_duration(run.started_at, step.due.after, calendar=rt.calendar, tz=rt.tz)
 
 
 def create_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,

@@ -392,7 +392,9 @@ def test_register_entry_follows_the_run(demo: Runtime, clock: ManualClock) -> No
     assert entry.location == LOCATION and entry.street_id == "pingshan-street"
     assert entry.found_at == datetime(2026, 3, 1, 2, 30, tzinfo=UTC)
     assert entry.found_by == "邓思远" and entry.unit_id == UNIT
-    assert entry.status == "挂牌督办" and entry.due_at is None and entry.plan == {}
+    # The rectification deadline runs from registration, so the register knows it already.
+    assert entry.status == "挂牌督办" and entry.plan == {}
+    assert entry.due_at == started + timedelta(days=30)
     clock.advance(timedelta(hours=1))
     do(demo, run_id, "list", CHIEF, LISTING)
     assert hazard(demo, run_id).status == "整改方案"
@@ -674,3 +676,15 @@ def test_escalation_letters_are_the_levels_documents(demo: Runtime, clock: Manua
     summons = by[DIRECTOR]
     assert "# 约谈通知" in summons.body and "逾期 7 天" in summons.body
     assert "约谈" in summons.title
+
+
+def test_a_major_hazard_stuck_before_rectification_is_overdue_on_the_register(
+        demo: Runtime, clock: ManualClock) -> None:
+    from flows.exports import is_overdue
+
+    run_id = start(demo, "重大")
+    clock.advance(timedelta(days=29))
+    assert not is_overdue(hazard(demo, run_id), clock.now())
+    clock.advance(timedelta(days=2))  # never listed, no plan: the 30 days ran out anyway
+    entry = hazard(demo, run_id)
+    assert entry.status == "挂牌督办" and is_overdue(entry, clock.now())
