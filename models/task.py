@@ -33,7 +33,6 @@ ACTIONABLE_STATUSES = (READY, ACKED, REJECTED)  # the assignee may complete
 class StepInstance(SQLModel, table=True):
     __tablename__ = "step_instance"
     __table_args__ = (
-        Index("ix_step_run", "run_id", "step_key"),
         Index(
             "ix_step_next_check",
             "next_check_at",
@@ -46,7 +45,8 @@ class StepInstance(SQLModel, table=True):
               "assignee_person_id", "due_at"),
         Index("ix_step_person", "assignee_person_id", "status"),
         Index("ix_step_unit_status", "unit_id", "status"),
-        # Replaying a segment after a crash must not fan a step out twice.
+        # Replaying a segment after a crash must not fan a step out twice; also every read of
+        # a run's steps (run_id, step_key) is a prefix of it.
         Index("ux_step_item", "run_id", "step_key", "item_index", unique=True),
     )
 
