@@ -28,6 +28,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -484,5 +485,4 @@ if __name__ == "__main__":
         print(server.url)
         print(f"log: {server.log_path}")
         with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
+            signal.pause()  # until Ctrl-C
