@@ -1,6 +1,6 @@
-"""Bulk import of the registers from CSV/XLSX uploads (flows/hazard_import.py): hazards, one
-run each, and risk points. All or nothing: a file with a mistake answers 422 with every
-mistake (the first 100, and the count) and writes nothing."""
+"""Bulk import of the registers from CSV/XLSX uploads: hazards, one run each
+(flows/hazard_import.py), and risk points (flows/risk_import.py). All or nothing: a file with
+a mistake answers 422 with every mistake (the first 100, and the count) and writes nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPerson, RuntimeDep
-from flows import hazard_import
-from flows.hazard_import import DEFAULT_PLAYBOOK, MAX_IMPORT_BYTES, ImportInvalid
+from flows import hazard_import, risk_import
+from flows.hazard_import import DEFAULT_PLAYBOOK
+from flows.import_checks import MAX_IMPORT_BYTES, ImportInvalid
 from models.errors import InvalidInput
 
 router = APIRouter(tags=["imports"])
@@ -93,7 +94,7 @@ def import_risks(
     风险等级, 管控措施, 责任人); a code already stored is updated (upsert by code)."""
     name = file.filename or "upload.csv"
     try:
-        result = hazard_import.import_risks(rt, data=_read(file), filename=name, actor=person,
+        result = risk_import.import_risks(rt, data=_read(file), filename=name, actor=person,
                                             allow_repeat=repeat)
     except ImportInvalid as exc:
         return _invalid(exc)

@@ -18,8 +18,10 @@ from sqlmodel import select
 
 from flows import lifecycle
 from flows.bulk_start import NewRun, bulk_start
-from flows.hazard_import import ImportInvalid, import_hazards, import_risks
+from flows.hazard_import import import_hazards
+from flows.import_checks import ImportInvalid
 from flows.params import validate_params
+from flows.risk_import import import_risks
 from flows.runtime import Runtime
 from flows.tabular import TableUnreadable, read_table
 from models.audit import AuditEvent
