@@ -66,7 +66,7 @@ from flows.expressions import BUILTIN_NAMES, ENV, ExpressionError, compile_expre
 from flows.lifecycle import start_run
 from flows.progress import AUTOMATIC_ACTIONS, due_time, first_check
 from flows.recipients import notification_rows
-from flows.registers import REGISTERED, entry_row
+from flows.registers import REGISTERED, entry_row, known_deadline
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from models import run as rs
@@ -480,6 +480,7 @@ class _Rows:
             "started_at": now, "finished_at": None, "parent_step_id": None, "segments": 0,
             "skipped_recorded": 0})
         self.hazard: _Insert | None = None
+        self.known_due: tuple[datetime | None] | None = None
         self.hazard_get: Any = None  # itemgetter of the varying columns (two or more)
         self.hazard_enc: list[tuple[int, Callable[[Any], Any]]] = []
         self.audit = _Insert(w, AuditEvent, ("run_id", "detail"), {
@@ -560,7 +561,9 @@ class _Rows:
                 [spec.id for spec in outcome.skipped])
         self.run.rows.append((run_id, title, unit, self.enc_params(new.params), skipped))
         if pb.register_ is not None:
-            entry = entry_row(self.rt, cast(Run, stub), pb, self.now)
+            if self.known_due is None:  # counted from the start: the same for the batch
+                self.known_due = (known_deadline(self.rt, cast(Run, stub), pb),)
+            entry = entry_row(self.rt, cast(Run, stub), pb, self.now, known_due=self.known_due)
             entry["status"] = outcome.phase  # what sync_entry makes of the steps at start
             entry["due_at"] = outcome.due_at or entry["due_at"]
             if self.hazard is None:
