@@ -74,6 +74,7 @@ def advance(
     """Materialise every step whose needs are finished (and whose stage has come). A step
     has no row until then: a run of 30 steps waiting on its first costs one row, not 30."""
     result = Advance()
+    _lock_run(session, run)
     if run.status != run_status.RUNNING:
         return result
     state = step_state(session, run)
@@ -117,6 +118,17 @@ def advance(
     if playbook.register_ is not None:
         sync_entry(session, rt, run, playbook, now)
     return result
+
+
+def _lock_run(session: Session, run: Run) -> None:
+    """Advancing a run is one transaction at a time. On PostgreSQL (READ COMMITTED) two people
+    finishing parallel branches at once would each miss the other's step (the join never
+    becomes ready) and each write its own `skipped` list; the run's row lock makes the second
+    wait, then read what the first committed. SQLite's single writer already does this."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.flush()  # what this transaction changed on the run so far survives the re-read
+    session.refresh(run, with_for_update=True)
 
 
 def _finish_parent_step(session: Session, rt: Runtime, child: Run, *, now: datetime) -> None:

@@ -329,3 +329,34 @@ def test_audit_trail_is_append_only_on_postgres(prt: Runtime) -> None:
     tasks.ack(prt, step_id=one(prt, run_id, "inspect").id or 0, actor="c1-grid")
     with read_session(prt.db) as session:
         assert len(session.exec(select(AuditEvent)).all()) == len(before) + 1
+
+
+# --- parallel branches joining ------------------------------------------------------------------
+
+PARALLEL = Path(__file__).resolve().parent.parent / "data" / "parallel"
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_two_branches_finished_at_once_still_reach_the_join(
+        engine: str, request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> None:
+    """Each completion advances the run in its own transaction; on PostgreSQL (READ COMMITTED)
+    two at once would each miss the other's branch, and each would write its own `skipped`
+    list, unless advancing a run is one at a time."""
+    url = request.getfixturevalue("pg_url") if engine == "postgresql" else None
+    rt = make_runtime(tmp_path / engine, clock=clock, db_url=url, playbooks=PARALLEL)
+    try:
+        for attempt in range(8):  # a race: several tries, each must end the same way
+            run = lifecycle.start_run(rt, playbook_id="parallel-join", unit_id="c1", params={},
+                                      actor="s1-commander")
+            rid = run.id or 0
+            left, right = one(rt, rid, "left").id or 0, one(rt, rid, "right").id or 0
+            results = race(lambda s=left: tasks.complete(rt, step_id=s, actor="s1-duty"),
+                           lambda s=right: tasks.complete(rt, step_id=s, actor="c1-grid"))
+            assert all(isinstance(r, StepInstance) for r in results), results
+            with read_session(rt.db) as session:
+                got = session.get(Run, rid)
+                assert got is not None
+                assert sorted(got.skipped) == ["left-major", "right-major"], attempt
+            assert one(rt, rid, "join").status == "ready", attempt
+    finally:
+        rt.db.dispose()
