@@ -1,10 +1,14 @@
-"""The server's background work: the segment runner (Prefect), the deadline sweeper and the
-outbox. Started by the app's lifespan; none of it is on a request's path."""
+"""The server's background work: the segment runner (Prefect), the deadline sweeper, the
+outbox, and, once at start, finishing hazard imports a crash interrupted. Started by the
+app's lifespan; none of it is on a request's path."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
+from flows.hazard_import import resume_imports
 from flows.notify import OutboxWorker
 from flows.prefect_server import PrefectServer
 from flows.runtime import Runtime
@@ -29,6 +33,19 @@ class Workers:
         if self.sweeper:
             self.sweeper.start()
         self.outbox.start()
+        self.resumer = threading.Thread(target=self._resume_imports, name="resume-imports",
+                                        daemon=True)
+        self.resumer.start()
+
+    def _resume_imports(self) -> None:
+        try:
+            finished = resume_imports(self.rt)
+        except Exception:  # logged: the server serves on, the batch stays as it was
+            logging.getLogger("closeloop.import").exception("resuming imports failed")
+            return
+        if finished:
+            logging.getLogger("closeloop.import").info("finished %d interrupted import(s)",
+                                                       finished)
 
     def stop(self) -> None:
         if self.sweeper:

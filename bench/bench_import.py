@@ -205,7 +205,8 @@ def run_import(data: bytes, playbook: str, tmp: Path, profile: int
               timed(hazard_import, "_check_stored", spent, "check database"),
               timed(bulk_start._Rows, "add", spent, "build rows"),
               timed(bulk_start._Insert, "flush", spent, "", key=table_of),
-              timed(bulk_start, "_summaries", spent, "summaries"),
+              timed(bulk_start, "write_summaries", spent, "summaries"),
+              timed(hazard_import, "write_summaries", spent, "summaries"),
               timed(Session, "commit", spent, "commit")):
             with Timer() as t:
                 if profiler:

@@ -100,6 +100,10 @@ class BulkResult:
     one_by_one: int = 0  # started with start_run (see the module docstring)
     summaries: int = 0  # summary inbox notes written
     wakes: int = 0
+    # person -> step title -> [tasks given, earliest due]: what the summary notes say (kept
+    # when a caller writes one summary for several calls, see `summarize`).
+    tasks: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    first_run: int = 0
 
 
 # -- `when`, evaluated once per distinct input ---------------------------------------------
@@ -687,10 +691,12 @@ class _Decider:
 
 def bulk_start(
     session: Session, rt: Runtime, *, playbook: Playbook, runs: Sequence[NewRun], actor: str,
-    import_id: int | None = None, label: str | None = None,
+    import_id: int | None = None, label: str | None = None, summarize: bool = True,
 ) -> BulkResult:
     """Start a run of `playbook` for every item of `runs`, in the caller's transaction (see the
-    module docstring). `label` names the batch in the summary notes (a file name)."""
+    module docstring). `label` names the batch in the summary notes (a file name); without
+    `summarize` no note is written and the result's `tasks` is for the caller to sum up (a file
+    written in several transactions gets one note per person, see write_summaries)."""
     now = rt.clock.now()
     rt.catalog.pin(session, playbook, now)
     stub = _RunStub(started_at=now, stage_entered_at=now if playbook.stages else None,
@@ -700,12 +706,12 @@ def bulk_start(
     w = _Writer(session)
     with w.page_cache(len(runs)):
         return _bulk(session, rt, w, plan, stub, runs, actor=actor, now=now,
-                     import_id=import_id, label=label)
+                     import_id=import_id, label=label, summarize=summarize)
 
 
 def _bulk(session: Session, rt: Runtime, w: _Writer, plan: _Plan, stub: _RunStub,
           runs: Sequence[NewRun], *, actor: str, now: datetime, import_id: int | None,
-          label: str | None) -> BulkResult:
+          label: str | None, summarize: bool) -> BulkResult:
     playbook = plan.playbook
     rows = _Rows(rt, w, plan, now, actor, import_id)
     unit_names = {uid: u.name for uid, u in rt.org.units.items()}
@@ -761,10 +767,25 @@ def _bulk(session: Session, rt: Runtime, w: _Writer, plan: _Plan, stub: _RunStub
             session.execute(update(_table(Hazard)).where(
                 _table(Hazard).c.run_id.in_(slow_ids[start:start + 1000])
             ).values(import_id=import_id))
-    result.summaries = _summaries(session, rt, playbook, rows.tasks(), now=now,
-                                  import_id=import_id, first_run=ids[0] if ids else 0,
-                                  label=label)
+    result.tasks = rows.tasks()
+    result.first_run = ids[0] if ids else 0
+    if summarize:
+        result.summaries = write_summaries(session, rt, playbook, result.tasks, now=now,
+                                           import_id=import_id, first_run=result.first_run,
+                                           label=label)
     return result
+
+
+def merge_tasks(into: dict[str, dict[str, list[Any]]],
+                more: dict[str, dict[str, list[Any]]]) -> None:
+    """Add one call's `tasks` to a running total: counts add up, the earliest due stays."""
+    for person, by_title in more.items():
+        mine = into.setdefault(person, {})
+        for title, (count, due) in by_title.items():
+            total = mine.setdefault(title, [0, due])
+            total[0] += count
+            if due is not None and (total[1] is None or due < total[1]):
+                total[1] = due
 
 
 def _title(playbook: Playbook, new: NewRun, unit_names: dict[str, str]) -> str:
@@ -772,7 +793,7 @@ def _title(playbook: Playbook, new: NewRun, unit_names: dict[str, str]) -> str:
     return f"{playbook.title}·{where}"
 
 
-def _summaries(session: Session, rt: Runtime, playbook: Playbook,
+def write_summaries(session: Session, rt: Runtime, playbook: Playbook,
                tasks: dict[str, dict[str, list[Any]]], *, now: datetime,
                import_id: int | None, first_run: int, label: str | None) -> int:
     """One inbox note per assignee: how many tasks the batch gave them, and the first due."""

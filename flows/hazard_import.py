@@ -1,8 +1,11 @@
 """Bulk import of the hazard register (隐患清单) from a spreadsheet, one run per row
 (risk points: flows/risk_import.py; what both share: flows/import_checks.py). A file is all or
 nothing: every row is checked first and, when any row is wrong, nothing of the file is written
-and every mistake is reported (row, column, message); otherwise the whole file is written in
-one transaction.
+and every mistake is reported (row, column, message); otherwise the whole file is written: in one
+transaction, or on SQLite for a file of more than CHUNK_RUNS rows in chunks of that many (each its
+own short transaction, so a district-year file does not hold up every other write for half a
+minute), the file kept under the data dir until the last chunk, and a crash in between
+finished by resume_imports when the server starts again.
 
 Hazard columns (the first non-blank row is the header; columns in any order; the English name
 in brackets is accepted as a header too, as are a few variants such as 地点 and 等级; other
@@ -35,15 +38,20 @@ same file (by SHA-256) is not imported twice unless asked (`allow_repeat`): a do
 
 from __future__ import annotations
 
+import logging
+import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from flows.bulk_start import NewRun, bulk_start
+from flows.bulk_start import BulkResult, NewRun, bulk_start, merge_tasks, write_summaries
 from flows.campaigns import campaign_problem
 from flows.import_checks import (
     MAX_IMPORT_BYTES,
@@ -71,13 +79,15 @@ from flows.params import check_values
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from flows.tabular import Table, read_table
-from models.audit import AuditEvent
-from models.db import read_session, session_scope
-from models.errors import InvalidInput, NotFound
+from models.audit import SYSTEM, AuditEvent
+from models.db import is_sqlite, read_session, session_scope
+from models.errors import Conflict, InvalidInput, NotFound
 from models.hazard import Hazard, ImportBatch, RiskPoint
 from models.run import Run
 
 DEFAULT_PLAYBOOK = "hazard-3030"
+CHUNK_RUNS = 20_000  # on SQLite a chunk holds the write lock ~1.5 s
+log = logging.getLogger("closeloop.import")
 SOURCES = ("检查发现", "群众举报", "执法检查", "事故调查")
 GRADES = ("一般", "重大")
 
@@ -136,7 +146,8 @@ def import_hazards(
     rt: Runtime, *, data: bytes, filename: str, actor: str,
     playbook_id: str = DEFAULT_PLAYBOOK, allow_repeat: bool = False,
 ) -> ImportResult:
-    """Check every row of a hazard file, then start one run per row in one transaction.
+    """Check every row of a hazard file, then start one run per row (in one transaction, or
+    in chunks on SQLite, see the module docstring).
     Raises ImportInvalid (422, every mistake), Forbidden (403, the first row that is not the
     importer's), Conflict (409, the same file again) or InvalidInput (unknown playbook)."""
     try:
@@ -163,6 +174,13 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
     checked = _check_hazard_rows(rt, playbook, table, actor)
     del table  # the parsed cells (a third of the memory at 400,000 rows) are not needed now
     digest = sha256_hex(data)
+    runs = checked.runs
+    # SQLite has one writer: a district-year file in one transaction would hold up every
+    # other write (a commander starting a response) for half a minute. Every row is checked
+    # before the first is written; then chunks of CHUNK_RUNS, each its own transaction, with
+    # the file kept so that a restart finishes what a crash interrupted (resume_imports).
+    chunked = is_sqlite(rt.db) and len(runs) > CHUNK_RUNS
+    kept = _keep_file(rt, data, digest, filename) if chunked else None
     try:
         with session_scope(rt.db) as session:
             if not allow_repeat:
@@ -170,26 +188,174 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
             problems = _check_stored(session, rt, checked)
             if problems:
                 raise ImportInvalid(filename, problems)
-            now = rt.clock.now()
             batch = ImportBatch(kind="hazards", filename=filename[:255], sha256=digest,
-                                rows=len(checked.runs), imported_by=actor, imported_at=now)
+                                rows=len(runs), imported_by=actor, imported_at=rt.clock.now(),
+                                playbook_sha=playbook.sha256,
+                                stored_file=str(kept) if kept else None)
             session.add(batch)
             session.flush()
-            result = bulk_start(session, rt, playbook=playbook, runs=checked.runs, actor=actor,
-                                import_id=batch.id, label=filename)
-            session.add(AuditEvent(
-                at=now, actor=actor, action="hazards_imported",
-                detail={"import": batch.id, "file": filename, "sha256": digest,
-                        "rows": len(checked.runs), "playbook": playbook.id,
-                        "version": playbook.version}))
+            first = runs[:CHUNK_RUNS] if chunked else runs
+            written = [bulk_start(session, rt, playbook=playbook, runs=first, actor=actor,
+                                  import_id=batch.id, label=filename, summarize=False)]
+            _count_in(batch, written[-1], len(first))
+            if not chunked:
+                _finish(session, rt, batch, playbook, written)
+        if chunked:
+            _write_rest(rt, playbook, batch.id or 0, runs, written)
     except IntegrityError as exc:  # a generated code (YH + id) taken by an earlier import
+        if kept is not None and batch.id is None:
+            kept.unlink(missing_ok=True)
         raise ImportInvalid(filename, [ImportProblem(
             0, "隐患编号", "code", "与已登记的隐患编号冲突，请为每行填写隐患编号",
             f"a hazard code clashes with a stored one ({exc.orig}); give every row a code")]
         ) from None
+    except (ImportInvalid, Conflict):
+        if kept is not None:
+            kept.unlink(missing_ok=True)  # nothing was written: nothing to resume
+        raise
+    run_ids = [i for result in written for i in result.run_ids]
     return ImportResult(import_id=batch.id or 0, kind="hazards", filename=filename,
-                        rows=len(checked.runs), run_ids=result.run_ids,
-                        ignored_columns=checked.ignored, playbook=playbook.id, bulk=result)
+                        rows=len(runs), run_ids=run_ids, ignored_columns=checked.ignored,
+                        playbook=playbook.id, bulk=written[0])
+
+
+def _keep_file(rt: Runtime, data: bytes, digest: str, filename: str) -> Path:
+    """The uploaded bytes under the data dir until the import has finished (atomic write)."""
+    folder = rt.settings.data_dir / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}{Path(filename).suffix.lower()[:8]}"
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_rest(rt: Runtime, playbook: Playbook, batch_id: int, runs: list[NewRun],
+                written: list[BulkResult]) -> None:
+    """The chunks after `batch.written`, one transaction each; the last also finishes."""
+    while True:
+        taken: list[str] = []
+        try:
+            _write_chunk(rt, playbook, batch_id, runs, written, taken)
+        except IntegrityError as exc:  # a generated code (YH + id) taken meanwhile
+            taken.append(f"({exc.orig})")
+            with session_scope(rt.db) as session:
+                stopped = session.get(ImportBatch, batch_id)
+                assert stopped is not None
+                _stop(session, rt, stopped, taken)
+        with read_session(rt.db) as session:
+            batch = session.get(ImportBatch, batch_id)
+            assert batch is not None
+        if taken:
+            raise Conflict(
+                f"{batch.filename}: 导入在第 {batch.written} 行后中止：隐患编号 "
+                f"{'、'.join(taken[:5])} 已在导入期间被登记 / the import stopped after "
+                f"{batch.written} rows: codes registered meanwhile", current=f"import:{batch_id}")
+        if batch.finished_at is not None:
+            return
+
+
+def _write_chunk(rt: Runtime, playbook: Playbook, batch_id: int, runs: list[NewRun],
+                 written: list[BulkResult], taken: list[str]) -> None:
+    """The next chunk in one transaction, and the finish when it is the last; a code taken
+    since the file was checked stops the import instead (its names land in `taken`)."""
+    with session_scope(rt.db) as session:
+        batch = session.get(ImportBatch, batch_id)
+        assert batch is not None
+        chunk = runs[batch.written:batch.written + CHUNK_RUNS]
+        if chunk:
+            taken += sorted(existing_values(
+                session, Hazard.code,  # type: ignore[arg-type]
+                [r.params["code"] for r in chunk if r.params.get("code")]))
+            if taken:  # registered by hand since the file was checked
+                _stop(session, rt, batch, taken)
+                chunk = []
+        if chunk:
+            written.append(bulk_start(session, rt, playbook=playbook, runs=chunk,
+                                      actor=batch.imported_by, import_id=batch_id,
+                                      label=batch.filename, summarize=False))
+            _count_in(batch, written[-1], len(chunk))
+        if not taken and batch.written >= len(runs):
+            _finish(session, rt, batch, playbook, written)
+
+
+def _count_in(batch: ImportBatch, result: BulkResult, rows: int) -> None:
+    """A chunk's rows and the tasks it gave, added to the batch in the chunk's transaction."""
+    tasks = {person: {title: [count, datetime.fromisoformat(due) if due else None]
+                      for title, (count, due) in by_title.items()}
+             for person, by_title in (batch.assigned or {}).items()}
+    merge_tasks(tasks, result.tasks)
+    batch.assigned = {person: {title: [count, due.isoformat() if due else None]
+                               for title, (count, due) in by_title.items()}
+                      for person, by_title in tasks.items()}
+    batch.written += rows
+
+
+def _finish(session: Session, rt: Runtime, batch: ImportBatch, playbook: Playbook,
+            written: list[BulkResult]) -> None:
+    """One summary note per assignee for the whole file, the import's audit event, and the
+    kept file let go (after this transaction commits, the file is not needed)."""
+    now = rt.clock.now()
+    tasks = {person: {title: [count, datetime.fromisoformat(due) if due else None]
+                      for title, (count, due) in by_title.items()}
+             for person, by_title in (batch.assigned or {}).items()}
+    first_run = min((r.first_run for r in written if r.first_run), default=0)
+    summaries = write_summaries(session, rt, playbook, tasks, now=now, import_id=batch.id,
+                                first_run=first_run, label=batch.filename)
+    if written:
+        written[0].summaries = summaries
+    session.add(AuditEvent(
+        at=now, actor=batch.imported_by, action="hazards_imported",
+        detail={"import": batch.id, "file": batch.filename, "sha256": batch.sha256,
+                "rows": batch.rows, "playbook": playbook.id, "version": playbook.version}))
+    batch.finished_at = now
+    session.add(batch)
+    if batch.stored_file:
+        session.flush()
+        Path(batch.stored_file).unlink(missing_ok=True)
+
+
+def _stop(session: Session, rt: Runtime, batch: ImportBatch, codes: list[str]) -> None:
+    """An interrupted import that cannot go on: recorded, and not resumed again."""
+    now = rt.clock.now()
+    session.add(AuditEvent(at=now, actor=SYSTEM, action="hazards_import_stopped",
+                           detail={"import": batch.id, "file": batch.filename,
+                                   "written": batch.written, "rows": batch.rows,
+                                   "codes_taken": codes[:100]}))
+    batch.finished_at = now
+    session.add(batch)
+    if batch.stored_file:
+        Path(batch.stored_file).unlink(missing_ok=True)
+
+
+def resume_imports(rt: Runtime) -> int:
+    """Finish the chunked imports a crash interrupted (called once when the server starts):
+    the kept file is read and checked again as its importer, and writing goes on after the
+    rows already written. Returns how many were finished."""
+    with read_session(rt.db) as session:
+        pending = list(session.exec(select(ImportBatch).where(
+            ImportBatch.kind == "hazards",
+            ImportBatch.finished_at.is_(None),  # type: ignore[union-attr]
+            ImportBatch.stored_file.is_not(None),  # type: ignore[union-attr]
+        )).all())
+    done = 0
+    for batch in pending:
+        try:
+            with read_session(rt.db) as session:
+                playbook = rt.catalog.pinned(session, batch.playbook_sha or "")
+            data = Path(batch.stored_file or "").read_bytes()
+            with paused_gc():
+                table = read_table(data, batch.filename)
+                checked = _check_hazard_rows(rt, playbook, table, batch.imported_by)
+                _write_rest(rt, playbook, batch.id or 0, checked.runs, [])
+            done += 1
+        except Exception as exc:  # one bad batch must not keep the server from starting
+            log.error("import %s (%s) cannot be resumed: %s", batch.id, batch.filename, exc)
+            with session_scope(rt.db) as session:
+                again = session.get(ImportBatch, batch.id)
+                if again is not None and again.finished_at is None:
+                    _stop(session, rt, again, [])
+    return done
 
 
 @dataclass

@@ -79,6 +79,17 @@ class ImportBatch(SQLModel, table=True):
     rows: int
     imported_by: str = Field(max_length=80)
     imported_at: datetime = utc_column()
+    # A large hazard file on SQLite is written in chunks, each its own short transaction, so
+    # other writers are not held up for the whole file: `written` rows so far, the compiled
+    # playbook the runs pinned, the file kept under the data dir until `finished_at`, so that
+    # a restart finishes what a crash interrupted.
+    written: int = 0
+    playbook_sha: str | None = Field(default=None, max_length=64)
+    stored_file: str | None = Field(default=None, max_length=500)
+    finished_at: datetime | None = utc_column(default=None)
+    # person -> step title -> [tasks given, earliest due (ISO)], summed over the chunks written,
+    # for the one summary note each person gets when the import finishes.
+    assigned: dict[str, Any] = json_column(default_factory=dict)
 
 
 class ExtensionRequest(SQLModel, table=True):

@@ -16,7 +16,7 @@ import pytest
 from factories import ENGINE_PLAYBOOKS
 from sqlmodel import select
 
-from flows import lifecycle
+from flows import hazard_import, lifecycle
 from flows.bulk_start import NewRun, bulk_start
 from flows.hazard_import import import_hazards
 from flows.import_checks import ImportInvalid
@@ -28,7 +28,7 @@ from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session, session_scope
 from models.errors import Conflict, Forbidden, InvalidInput
-from models.hazard import Hazard, RiskPoint
+from models.hazard import Hazard, ImportBatch, RiskPoint
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -667,3 +667,106 @@ def test_when_memo_only_for_constant_lookups() -> None:
     for source in ("params | length > 3", "params.get('grade') == '重大'",
                    "params.items() | list", "params[params.key] == 1", "params.values"):
         assert _constant_lookups(source) is None, source
+
+
+# -- chunked imports on SQLite ---------------------------------------------------------------
+
+def ten_rows() -> bytes:
+    return csv_bytes(*[f"HZ-{i:02d},{'c1' if i % 2 else 'c2'},检查发现,"
+                       f"{'重大' if i == 4 else '一般'},消防安全,{i}号楼,消防通道堵塞,,"
+                       f"2026-02-0{1 + i % 9} 09:30,张三" for i in range(10)])
+
+
+def notes_of(rt: Runtime) -> list[tuple[str, str, str]]:
+    with read_session(rt.db) as session:
+        return sorted((n.recipient, n.title, n.body) for n in session.exec(
+            select(Notification).where(Notification.kind == "assigned")).all())
+
+
+def test_a_file_written_in_chunks_ends_as_one_transaction_would(
+        make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    whole, chunked = make_rt(), make_rt()
+    import_hazards(whole, data=ten_rows(), filename="清单.csv", actor="s1-commander",
+                   playbook_id="import-demo")
+    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)  # 3 + 3 + 3 + 1
+    result = import_hazards(chunked, data=ten_rows(), filename="清单.csv",
+                            actor="s1-commander", playbook_id="import-demo")
+    assert result.rows == 10 and result.run_ids == list(range(1, 11))
+    # The same rows (each chunk starts at its own instant: those times are left out).
+    moments = ("id", "started_at", "ready_at", "stage_entered_at", "next_check_at", "due_at")
+    for table, order in (("run", "id"), ("step_instance", "run_id, step_key")):
+        assert stored(chunked, table, drop=moments, order=order) == \
+            stored(whole, table, drop=moments, order=order)
+    assert [h.code for h in hazards(chunked)] == [h.code for h in hazards(whole)]
+    assert notes_of(chunked) == notes_of(whole)  # one summary per person, whole-file counts
+    with read_session(chunked.db) as session:
+        batch = session.exec(select(ImportBatch)).one()
+        assert (batch.written, batch.rows) == (10, 10) and batch.finished_at is not None
+        assert batch.stored_file and not Path(batch.stored_file).exists()  # let go
+        assert len(session.exec(select(AuditEvent).where(
+            AuditEvent.action == "hazards_imported")).all()) == 1
+
+
+def test_an_import_cut_off_between_chunks_is_finished_on_restart(
+        make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = make_rt()
+    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)
+    real = hazard_import.bulk_start
+    calls: list[int] = []
+
+    def cut_off(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("power cut")  # what a crash leaves: two chunks committed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hazard_import, "bulk_start", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        import_hazards(rt, data=ten_rows(), filename="清单.csv", actor="s1-commander",
+                       playbook_id="import-demo")
+    with read_session(rt.db) as session:
+        batch = session.exec(select(ImportBatch)).one()
+        assert batch.written == 6 and batch.finished_at is None
+        assert batch.stored_file and Path(batch.stored_file).exists()
+    assert counts(rt)["run"] == 6
+    monkeypatch.setattr(hazard_import, "bulk_start", real)
+    assert hazard_import.resume_imports(rt) == 1
+    assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
+    with read_session(rt.db) as session:
+        batch = session.exec(select(ImportBatch)).one()
+        assert batch.written == 10 and batch.finished_at is not None
+        assert not Path(batch.stored_file or "").exists()
+    [note] = [n for n in notes_of(rt) if n[0] == "c1-grid"]
+    assert "共分派给你 5 项" in note[2]  # the whole file's count, not the last chunk's
+    assert hazard_import.resume_imports(rt) == 0  # nothing left to do
+
+
+def test_an_interrupted_import_whose_codes_were_taken_meanwhile_stops_for_good(
+        make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = make_rt()
+    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)
+    real = hazard_import.bulk_start
+    calls: list[int] = []
+
+    def cut_off(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hazard_import, "bulk_start", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        import_hazards(rt, data=ten_rows(), filename="清单.csv", actor="s1-commander",
+                       playbook_id="import-demo")
+    monkeypatch.setattr(hazard_import, "bulk_start", real)
+    lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                        params={"location": "手工登记", "code": "HZ-05"}, actor="s1-commander")
+    assert hazard_import.resume_imports(rt) == 0
+    with read_session(rt.db) as session:
+        batch = session.exec(select(ImportBatch)).one()
+        assert batch.written == 3 and batch.finished_at is not None
+        [stopped] = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "hazards_import_stopped")).all()
+        assert stopped.detail["codes_taken"] == ["HZ-05"] and stopped.detail["written"] == 3
+    assert counts(rt)["run"] == 4  # three imported, one by hand; nothing half-written after
+    assert hazard_import.resume_imports(rt) == 0
