@@ -683,6 +683,26 @@ def notes_of(rt: Runtime) -> list[tuple[str, str, str]]:
             select(Notification).where(Notification.kind == "assigned")).all())
 
 
+def crash_at_chunk(monkeypatch: pytest.MonkeyPatch, rt: Runtime, chunk: int) -> None:
+    """Import ten_rows() in chunks of 3 with the process cut off as chunk `chunk` begins: the
+    chunks before it are committed, as after a power cut. bulk_start is itself again after."""
+    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)
+    real = hazard_import.bulk_start
+    calls: list[int] = []
+
+    def cut_off(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == chunk:
+            raise KeyboardInterrupt("power cut")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hazard_import, "bulk_start", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        import_hazards(rt, data=ten_rows(), filename="清单.csv", actor="s1-commander",
+                       playbook_id="import-demo")
+    monkeypatch.setattr(hazard_import, "bulk_start", real)
+
+
 def test_a_file_written_in_chunks_ends_as_one_transaction_would(
         make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
     whole, chunked = make_rt(), make_rt()
@@ -710,26 +730,12 @@ def test_a_file_written_in_chunks_ends_as_one_transaction_would(
 def test_an_import_cut_off_between_chunks_is_finished_on_restart(
         make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
     rt = make_rt()
-    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)
-    real = hazard_import.bulk_start
-    calls: list[int] = []
-
-    def cut_off(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("power cut")  # what a crash leaves: two chunks committed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(hazard_import, "bulk_start", cut_off)
-    with pytest.raises(KeyboardInterrupt):
-        import_hazards(rt, data=ten_rows(), filename="清单.csv", actor="s1-commander",
-                       playbook_id="import-demo")
+    crash_at_chunk(monkeypatch, rt, 3)  # two chunks committed
     with read_session(rt.db) as session:
         batch = session.exec(select(ImportBatch)).one()
         assert batch.written == 6 and batch.finished_at is None
         assert batch.stored_file and Path(batch.stored_file).exists()
     assert counts(rt)["run"] == 6
-    monkeypatch.setattr(hazard_import, "bulk_start", real)
     assert hazard_import.resume_imports(rt) == 1
     assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
     with read_session(rt.db) as session:
@@ -744,21 +750,7 @@ def test_an_import_cut_off_between_chunks_is_finished_on_restart(
 def test_an_interrupted_import_whose_codes_were_taken_meanwhile_stops_for_good(
         make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
     rt = make_rt()
-    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)
-    real = hazard_import.bulk_start
-    calls: list[int] = []
-
-    def cut_off(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("power cut")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(hazard_import, "bulk_start", cut_off)
-    with pytest.raises(KeyboardInterrupt):
-        import_hazards(rt, data=ten_rows(), filename="清单.csv", actor="s1-commander",
-                       playbook_id="import-demo")
-    monkeypatch.setattr(hazard_import, "bulk_start", real)
+    crash_at_chunk(monkeypatch, rt, 2)  # one chunk committed
     lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
                         params={"location": "手工登记", "code": "HZ-05"}, actor="s1-commander")
     assert hazard_import.resume_imports(rt) == 0
