@@ -9,7 +9,10 @@ the file's bytes, as POST /api/hazards/import calls it: decode and parse the CSV
 row (units, enums, times, codes unique in the file and the database, the playbook's typed
 params, rights), then in one transaction start one run per row through flows/bulk_start.py
 (run, register row, step rows with assignment, due and first check, skipped steps, one audit
-event per run, one summary note per assignee), into a fresh closeloop SQLite database.
+event per run, one summary note per assignee), into a fresh closeloop SQLite database; on
+SQLite a file of more than 20,000 rows is written in chunks, each its own transaction. While
+it imports, another thread starts one run every second (--writer) and the wait of each is
+reported: what a commander starting a response would feel during a district-year import.
 
 Data: 400,000 rows over the communities of the shipped demo district
 (playbooks/org/demo-district.yaml), about 3 % 重大, realistic sources, categories, places,
@@ -33,6 +36,8 @@ import os
 import pstats
 import random
 import sqlite3
+import statistics
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -75,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--playbook", default="auto",
                         help="playbook id (auto: hazard-3030 when shipped, else import-demo)")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--writer", type=float, default=1.0, metavar="S",
+                        help="while importing, start one run every S seconds from another "
+                             "thread and time how long each waits (0: off)")
+    parser.add_argument("--chunk", type=int, default=0, metavar="N",
+                        help="runs per transaction on SQLite (0: the product's CHUNK_RUNS; "
+                             "a number above --rows: the whole file in one transaction)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile the import with cProfile and print the top N functions")
     return parser.parse_args(argv)
@@ -187,8 +198,34 @@ def timed(owner: Any, name: str, spent: dict[str, float], label: str,
         setattr(owner, name, original)
 
 
-def run_import(data: bytes, playbook: str, tmp: Path, profile: int
-               ) -> tuple[float, dict[str, float], dict[str, int], Path]:
+class Writer(threading.Thread):
+    """Another person using the system during the import: every `interval` seconds one
+    start_run (a hazard registered by hand, its own transaction), timed end to end. On SQLite
+    it waits for whatever write transaction the import holds."""
+
+    def __init__(self, rt: Any, playbook: str, interval: float) -> None:
+        super().__init__(name="bench-writer", daemon=True)
+        self.rt, self.playbook, self.interval = rt, playbook, interval
+        self.waits: list[float] = []
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        from flows import lifecycle
+
+        while not self.done.wait(self.interval):
+            started = time.perf_counter()
+            try:
+                lifecycle.start_run(self.rt, playbook_id=self.playbook, unit_id="liuhe",
+                                    params={"location": f"并发登记{len(self.waits)}"},
+                                    actor=ACTOR)
+            except Exception as exc:  # reported: a writer that fails is the finding
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            self.waits.append(time.perf_counter() - started)
+
+
+def run_import(data: bytes, playbook: str, tmp: Path, profile: int, writer_s: float = 0.0,
+               ) -> tuple[float, dict[str, float], dict[str, int], Path, Writer | None]:
     playbooks = SHIPPED if playbook == "hazard-3030" else IMPORT_PLAYBOOKS
     rt = common.runtime(tmp / "closeloop", playbooks=playbooks,
                         org_text=DEMO_ORG.read_text(encoding="utf-8"))
@@ -208,19 +245,26 @@ def run_import(data: bytes, playbook: str, tmp: Path, profile: int
               timed(bulk_start, "write_summaries", spent, "summaries"),
               timed(hazard_import, "write_summaries", spent, "summaries"),
               timed(Session, "commit", spent, "commit")):
+            writer = Writer(rt, playbook, writer_s) if writer_s > 0 else None
             with Timer() as t:
+                if writer:
+                    writer.start()
                 if profiler:
                     profiler.enable()
                 result = hazard_import.import_hazards(rt, data=data, filename="隐患清单.csv",
                                                       actor=ACTOR, playbook_id=playbook)
                 if profiler:
                     profiler.disable()
+            if writer:
+                writer.done.set()
+                writer.join()
         with rt.db.connect() as conn:
             counts = {table: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar()
                                  or 0)
                       for table in ("run", "hazard", "step_instance", "audit_event",
                                     "notification")}
-        if result.rows != counts["run"] or counts["hazard"] != counts["run"]:
+        by_hand = len(writer.waits) - len(writer.errors) if writer else 0
+        if result.rows + by_hand != counts["run"] or counts["hazard"] != counts["run"]:
             raise SystemExit(f"imported {result.rows} rows but stored {counts}")
         path = common.db_path(rt)
     finally:
@@ -228,16 +272,19 @@ def run_import(data: bytes, playbook: str, tmp: Path, profile: int
     if profiler:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(profile)
-    return t.seconds, dict(spent), counts, path
+    return t.seconds, dict(spent), counts, path, writer
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.chunk:
+        hazard_import.CHUNK_RUNS = args.chunk
     playbook = args.playbook
     if playbook == "auto":
         playbook = "hazard-3030" if (SHIPPED / "hazard-3030.yaml").exists() else "import-demo"
     print(f"bench_import: {args.rows:,} hazards from CSV through flows.hazard_import "
-          f"(playbook {playbook}) vs executemany of the same rows into an empty SQLite table")
+          f"(playbook {playbook}, chunks of {hazard_import.CHUNK_RUNS:,} runs) vs executemany "
+          "of the same rows into an empty SQLite table")
     progress(f"generating {args.rows:,} rows")
     rows = generate(args.rows, args.major, args.seed)
     data = csv_bytes(rows)
@@ -246,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         progress("floor: executemany into an empty table")
         floor_s = floor(tmp / "floor.db", rows)
         progress(f"floor: {floor_s:.2f} s; importing")
-        import_s, spent, counts, path = run_import(data, playbook, tmp, args.profile)
+        import_s, spent, counts, path, writer = run_import(data, playbook, tmp, args.profile,
+                                                           args.writer)
         size = path.stat().st_size + (path.with_name(path.name + "-wal").stat().st_size
                                       if path.with_name(path.name + "-wal").exists() else 0)
         progress(f"import: {import_s:.1f} s; schema floor: SQLite alone writing the same rows")
@@ -276,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
           "/".join(f"{counts[k]:,}" for k in ("run", "hazard", "step_instance", "audit_event",
                                                "notification")), "-", "-"],
          ["database after import", fmt_bytes(size), "-", "-"],
+         ["start_run during the import: n / p50 / max wait (s)",
+          f"{len(writer.waits)} / {statistics.median(writer.waits):.2f} / "
+          f"{max(writer.waits):.2f}" + (f" ({len(writer.errors)} failed)" if writer.errors
+                                        else "") if writer and writer.waits else "-",
+          "-", "-"],
          ["peak RSS of this process", fmt_bytes(common.peak_rss_bytes()), "-", "-"]],
     )
     common.emit_result(
@@ -287,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         floor_rows_per_s=args.rows / floor_s, breakdown_s=dict(breakdown), stored=counts,
         db_bytes=size, file_bytes=len(data), peak_rss_bytes=common.peak_rss_bytes(),
         cpus=os.cpu_count(),
+        writer_waits_s=writer.waits if writer else [],
+        writer_errors=writer.errors if writer else [],
     )
     return 0
 

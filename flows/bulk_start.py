@@ -692,11 +692,13 @@ class _Decider:
 def bulk_start(
     session: Session, rt: Runtime, *, playbook: Playbook, runs: Sequence[NewRun], actor: str,
     import_id: int | None = None, label: str | None = None, summarize: bool = True,
+    cache_runs: int | None = None,
 ) -> BulkResult:
     """Start a run of `playbook` for every item of `runs`, in the caller's transaction (see the
     module docstring). `label` names the batch in the summary notes (a file name); without
     `summarize` no note is written and the result's `tasks` is for the caller to sum up (a file
-    written in several transactions gets one note per person, see write_summaries)."""
+    written in several transactions gets one note per person, see write_summaries);
+    `cache_runs` sizes SQLite's page cache for a whole file written in chunks."""
     now = rt.clock.now()
     rt.catalog.pin(session, playbook, now)
     stub = _RunStub(started_at=now, stage_entered_at=now if playbook.stages else None,
@@ -704,7 +706,7 @@ def bulk_start(
                     playbook_id=playbook.id, status=rs.RUNNING, started_by=actor)
     plan = _plan(rt, playbook, now, cast(Run, stub))
     w = _Writer(session)
-    with w.page_cache(len(runs)):
+    with w.page_cache(cache_runs or len(runs)):
         return _bulk(session, rt, w, plan, stub, runs, actor=actor, now=now,
                      import_id=import_id, label=label, summarize=summarize)
 

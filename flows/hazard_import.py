@@ -196,7 +196,8 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
             session.flush()
             first = runs[:CHUNK_RUNS] if chunked else runs
             written = [bulk_start(session, rt, playbook=playbook, runs=first, actor=actor,
-                                  import_id=batch.id, label=filename, summarize=False)]
+                                  import_id=batch.id, label=filename, summarize=False,
+                                  cache_runs=len(runs))]
             _count_in(batch, written[-1], len(first))
             if not chunked:
                 _finish(session, rt, batch, playbook, written)
@@ -273,7 +274,8 @@ def _write_chunk(rt: Runtime, playbook: Playbook, batch_id: int, runs: list[NewR
         if chunk:
             written.append(bulk_start(session, rt, playbook=playbook, runs=chunk,
                                       actor=batch.imported_by, import_id=batch_id,
-                                      label=batch.filename, summarize=False))
+                                      label=batch.filename, summarize=False,
+                                      cache_runs=len(runs)))
             _count_in(batch, written[-1], len(chunk))
         if not taken and batch.written >= len(runs):
             _finish(session, rt, batch, playbook, written)
