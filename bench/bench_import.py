@@ -18,7 +18,7 @@ Data: 400,000 rows over the communities of the shipped demo district
 (playbooks/org/demo-district.yaml), about 3 % 重大, realistic sources, categories, places,
 enterprises, finders and found times over the year before the import. Playbook: the shipped
 hazard-3030 when it exists in playbooks/ (an ordinary hazard starts with 1 ready and 5 skipped
-step rows, a major one with 2 ready), else the test playbook tests/data/imports/import-demo.yaml
+step rows, a major one with 2 ready), else the test playbook tests/fixtures/imports/import-demo.yaml
 (1 ready and 1 skipped).
 
     ./dev bench bench_import
@@ -56,7 +56,7 @@ TARGET_S = 60.0
 TARGET_RATIO = 5.0
 DEMO_ORG = common.REPO / "playbooks" / "org" / "demo-district.yaml"
 SHIPPED = common.REPO / "playbooks"
-IMPORT_PLAYBOOKS = common.TESTS / "data" / "imports"  # import-demo.yaml
+IMPORT_PLAYBOOKS = common.TESTS / "fixtures" / "imports"  # import-demo.yaml
 ACTOR = "pingshan-admin"
 HEADER = ("隐患编号", "单位编号", "隐患来源", "隐患等级", "隐患类别", "隐患地点", "隐患描述",
           "涉及企业", "发现时间", "发现人")

@@ -16,8 +16,8 @@ from models.task import SKIPPED, StepInstance
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-ENGINE_PLAYBOOKS = TESTS / "data" / "engine"
-SMALL_ORG = TESTS / "data" / "org" / "small.yaml"
+ENGINE_PLAYBOOKS = TESTS / "fixtures" / "engine"
+SMALL_ORG = TESTS / "fixtures" / "org" / "small.yaml"
 SHIPPED_PLAYBOOKS = REPO / "playbooks"
 DEMO_ORG = SHIPPED_PLAYBOOKS / "org" / "demo-district.yaml"
 

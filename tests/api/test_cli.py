@@ -24,7 +24,7 @@ from models.run import Run
 from models.settings import Settings
 from models.task import StepInstance
 
-FOUR_ERRORS = TESTS / "data" / "playbooks" / "four-errors.yaml"
+FOUR_ERRORS = TESTS / "fixtures" / "playbooks" / "four-errors.yaml"
 
 
 def closeloop(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

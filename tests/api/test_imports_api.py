@@ -24,7 +24,7 @@ URL = "/api/hazards/import?playbook=import-demo"
 
 @pytest.fixture
 def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
-    """The engine's test playbooks plus tests/data/imports/import-demo.yaml."""
+    """The engine's test playbooks plus tests/fixtures/imports/import-demo.yaml."""
     folder = tmp_path / "playbooks"
     shutil.copytree(ENGINE_PLAYBOOKS, folder)
     shutil.copy(ENGINE_PLAYBOOKS.parent / "imports" / "import-demo.yaml", folder)

@@ -168,7 +168,7 @@ def test_sigkill_while_deadlines_pass_loses_nothing(
 
 def test_validate_endpoint_returns_every_error_as_422(server: ServerProcess) -> None:
     token = server.token("d1-admin")
-    bad = (Path(__file__).resolve().parent.parent / "data" / "engine" / "e2e-escalation.yaml"
+    bad = (Path(__file__).resolve().parent.parent / "fixtures" / "engine" / "e2e-escalation.yaml"
            ).read_text(encoding="utf-8").replace("needs: [receive]", "needs: [recieve]")
     import urllib.request
 

@@ -333,7 +333,7 @@ def test_audit_trail_is_append_only_on_postgres(prt: Runtime) -> None:
 
 # --- parallel branches joining ------------------------------------------------------------------
 
-PARALLEL = Path(__file__).resolve().parent.parent / "data" / "parallel"
+PARALLEL = Path(__file__).resolve().parent.parent / "fixtures" / "parallel"
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])

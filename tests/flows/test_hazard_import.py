@@ -42,7 +42,7 @@ WRITTEN = ("run", "hazard", "step_instance", "audit_event", "notification", "wak
 
 @pytest.fixture
 def playbooks(tmp_path: Path) -> Path:
-    """The engine's test playbooks plus import-demo (kept in tests/data/imports/, apart from
+    """The engine's test playbooks plus import-demo (kept in tests/fixtures/imports/, apart from
     the engine's folder whose playbooks other tests count)."""
     folder = tmp_path / "playbooks"
     shutil.copytree(ENGINE_PLAYBOOKS, folder)

@@ -1,6 +1,6 @@
 """The playbook loader: every invalid example gives exactly its errors, valid ones compile.
 
-Each tests/data/playbooks/<name>.yaml with a <name>.expected sidecar must fail with exactly
+Each tests/fixtures/playbooks/<name>.yaml with a <name>.expected sidecar must fail with exactly
 the lines of the sidecar, in order (`file:line:col: path: message`, as the CLI prints them).
 Paths in messages are relative to the repository root, so the tests run from there.
 """
@@ -26,7 +26,7 @@ from flows.spec import Playbook, StepSpec
 from models.errors import PlaybookInvalid
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path("tests/data/playbooks")
+DATA = Path("tests/fixtures/playbooks")
 ROLES = {
     "duty_officer",
     "section_chief",
@@ -76,13 +76,13 @@ def test_load_invalid_example_reports_its_expected_errors(expected: Path) -> Non
 def test_load_four_kinds_of_mistakes_reports_all_of_them() -> None:
     got = errors_of(DATA / "four-errors.yaml")
     assert got == [
-        "tests/data/playbooks/four-errors.yaml:12:13: steps[1].needs[0]: unknown step 'verfy' "
+        "tests/fixtures/playbooks/four-errors.yaml:12:13: steps[1].needs[0]: unknown step 'verfy' "
         "(known: receive, assess, decide, report, close)",
-        "tests/data/playbooks/four-errors.yaml:16:13: steps[2].needs[0]: "
+        "tests/fixtures/playbooks/four-errors.yaml:16:13: steps[2].needs[0]: "
         "cycle: assess -> decide -> assess",
-        "tests/data/playbooks/four-errors.yaml:25:10: steps[4].due: expected a duration like "
+        "tests/fixtures/playbooks/four-errors.yaml:25:10: steps[4].due: expected a duration like "
         "30s, 5m, 2h, 30d or 5wd; got '5 minutes'",
-        "tests/data/playbooks/four-errors.yaml:28:11: steps[5].role: unknown role "
+        "tests/fixtures/playbooks/four-errors.yaml:28:11: steps[5].role: unknown role "
         "'dutyofficer' (known: commander, director, duty_officer, inspector, rectifier, "
         "section_chief, township_head, village_head)",
     ]
@@ -92,7 +92,7 @@ def test_load_four_kinds_of_mistakes_reports_all_of_them() -> None:
 def test_load_valid_example_compiles(name: str) -> None:
     playbook = load_playbook_file(DATA / f"{name}.yaml", context=context())
     assert playbook.id == name
-    assert playbook.source_file == f"tests/data/playbooks/{name}.yaml"
+    assert playbook.source_file == f"tests/fixtures/playbooks/{name}.yaml"
 
 
 def test_load_catalog_keeps_valid_and_reports_every_invalid_file() -> None:
@@ -169,7 +169,7 @@ def test_compile_module_steps_are_prefixed_and_spliced() -> None:
     draft = playbook.step("report.draft")
     assert draft.needs == ["receive"]  # the module entry's `needs`
     assert str(draft.due.after) == "5m"  # type: ignore[union-attr]
-    assert draft.file == "tests/data/playbooks/modules/first-report.yaml"
+    assert draft.file == "tests/fixtures/playbooks/modules/first-report.yaml"
     assert draft.line == 8
     send = playbook.step("report.send")
     assert send.needs == ["report.draft"]
@@ -289,7 +289,7 @@ def test_load_playbook_without_steps_is_reported() -> None:
 
 def test_load_bad_value_from_module_with_points_at_the_with_entry() -> None:
     errors = errors_of(DATA / "bad-module-with.yaml")
-    where = "tests/data/playbooks/bad-module-with.yaml:7:17: modules[0].with.due:"
+    where = "tests/fixtures/playbooks/bad-module-with.yaml:7:17: modules[0].with.due:"
     assert errors[0].startswith(where)
 
 

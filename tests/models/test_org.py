@@ -11,7 +11,7 @@ from models.errors import NotFound, OrgInvalid
 from models.org import OrgChart, load_org, load_org_text
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ROOT / "tests" / "data" / "org" / "small.yaml"
+SMALL = ROOT / "tests" / "fixtures" / "org" / "small.yaml"
 DEMO = ROOT / "playbooks" / "org" / "demo-district.yaml"
 
 
