@@ -26,6 +26,7 @@ class Workers:
         )
         self.sweeper = SweeperThread(rt, interval=rt.settings.sweep_seconds) if sweep else None
         self.outbox = OutboxWorker(rt.db, clock=rt.clock, interval=1.0)
+        self.resumer: threading.Thread | None = None
 
     def start(self) -> None:
         if self.segments:

@@ -484,7 +484,8 @@ class _Rows:
             "started_at": now, "finished_at": None, "parent_step_id": None, "segments": 0,
             "skipped_recorded": 0})
         self.hazard: _Insert | None = None
-        self.known_due: tuple[datetime | None] | None = None
+        # The register's deadline when counted from the start: the same for the batch.
+        self.known_due = known_deadline(rt, now, pb)
         self.hazard_get: Any = None  # itemgetter of the varying columns (two or more)
         self.hazard_enc: list[tuple[int, Callable[[Any], Any]]] = []
         self.audit = _Insert(w, AuditEvent, ("run_id", "detail"), {
@@ -565,11 +566,9 @@ class _Rows:
                 [spec.id for spec in outcome.skipped])
         self.run.rows.append((run_id, title, unit, self.enc_params(new.params), skipped))
         if pb.register_ is not None:
-            if self.known_due is None:  # counted from the start: the same for the batch
-                self.known_due = (known_deadline(self.rt, cast(Run, stub), pb),)
-            entry = entry_row(self.rt, cast(Run, stub), pb, self.now, known_due=self.known_due)
+            entry = entry_row(self.rt, cast(Run, stub), pb, self.now)
             entry["status"] = outcome.phase  # what sync_entry makes of the steps at start
-            entry["due_at"] = outcome.due_at or entry["due_at"]
+            entry["due_at"] = outcome.due_at or self.known_due
             if self.hazard is None:
                 self.hazard = self._hazard_insert(entry)
             values = list(self.hazard_get(entry))

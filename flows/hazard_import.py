@@ -54,7 +54,6 @@ from sqlmodel import Session, select
 from flows.bulk_start import BulkResult, NewRun, bulk_start, merge_tasks, write_summaries
 from flows.campaigns import campaign_problem
 from flows.import_checks import (
-    MAX_IMPORT_BYTES,
     BadCell,
     Column,
     Header,
@@ -64,6 +63,7 @@ from flows.import_checks import (
     Times,
     Units,
     check_repeat,
+    check_size,
     choice_cell,
     empty_file,
     existing_values,
@@ -158,9 +158,7 @@ def import_hazards(
     if playbook.register_ is None:
         raise InvalidInput("playbook", f"playbook '{playbook_id}' keeps no register (台账): "
                            "hazards are imported into a playbook with `register:`")
-    if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidInput("file", f"{filename}: 文件超过 {MAX_IMPORT_BYTES // 2**20} MB / "
-                                   f"larger than {MAX_IMPORT_BYTES // 2**20} MB")
+    check_size(data, filename)
     with paused_gc():
         return _import_hazards(rt, playbook, data=data, filename=filename, actor=actor,
                                allow_repeat=allow_repeat)
@@ -181,6 +179,7 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
     # the file kept so that a restart finishes what a crash interrupted (resume_imports).
     chunked = is_sqlite(rt.db) and len(runs) > CHUNK_RUNS
     kept = _keep_file(rt, data, digest, filename) if chunked else None
+    started = False  # the first transaction (batch row, first chunk) committed
     try:
         with session_scope(rt.db) as session:
             if not allow_repeat:
@@ -201,19 +200,17 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
             _count_in(batch, written[-1], len(first))
             if not chunked:
                 _finish(session, rt, batch, playbook, written)
+        started = True
         if chunked:
             _write_rest(rt, playbook, batch.id or 0, runs, written)
     except IntegrityError as exc:  # a generated code (YH + id) taken by an earlier import
-        if kept is not None and batch.id is None:
-            kept.unlink(missing_ok=True)
         raise ImportInvalid(filename, [ImportProblem(
             0, "隐患编号", "code", "与已登记的隐患编号冲突，请为每行填写隐患编号",
             f"a hazard code clashes with a stored one ({exc.orig}); give every row a code")]
         ) from None
-    except (ImportInvalid, Conflict):
-        if kept is not None:
-            kept.unlink(missing_ok=True)  # nothing was written: nothing to resume
-        raise
+    finally:
+        if kept is not None and not started:
+            _let_go(str(kept))  # nothing was written: nothing to resume
     run_ids = [i for result in written for i in result.run_ids]
     return ImportResult(import_id=batch.id or 0, kind="hazards", filename=filename,
                         rows=len(runs), run_ids=run_ids, ignored_columns=checked.ignored,
@@ -224,7 +221,7 @@ def _keep_file(rt: Runtime, data: bytes, digest: str, filename: str) -> Path:
     """The uploaded bytes under the data dir until the import has finished (atomic write)."""
     folder = rt.settings.data_dir / "imports"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{digest}{Path(filename).suffix.lower()[:8]}"
+    path = folder / f"{digest[:16]}-{uuid.uuid4().hex[:8]}{Path(filename).suffix.lower()[:8]}"
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -247,13 +244,15 @@ def _write_rest(rt: Runtime, playbook: Playbook, batch_id: int, runs: list[NewRu
         with read_session(rt.db) as session:
             batch = session.get(ImportBatch, batch_id)
             assert batch is not None
+        if batch.finished_at is None:
+            continue
+        _let_go(batch.stored_file)
         if taken:
             raise Conflict(
                 f"{batch.filename}: 导入在第 {batch.written} 行后中止：隐患编号 "
                 f"{'、'.join(taken[:5])} 已在导入期间被登记 / the import stopped after "
                 f"{batch.written} rows: codes registered meanwhile", current=f"import:{batch_id}")
-        if batch.finished_at is not None:
-            return
+        return
 
 
 def _write_chunk(rt: Runtime, playbook: Playbook, batch_id: int, runs: list[NewRun],
@@ -281,11 +280,16 @@ def _write_chunk(rt: Runtime, playbook: Playbook, batch_id: int, runs: list[NewR
             _finish(session, rt, batch, playbook, written)
 
 
+def _assigned(batch: ImportBatch) -> dict[str, dict[str, list[Any]]]:
+    """The batch's running count of tasks given (JSON in the row), with its dues as times."""
+    return {person: {title: [count, datetime.fromisoformat(due) if due else None]
+                     for title, (count, due) in by_title.items()}
+            for person, by_title in (batch.assigned or {}).items()}
+
+
 def _count_in(batch: ImportBatch, result: BulkResult, rows: int) -> None:
     """A chunk's rows and the tasks it gave, added to the batch in the chunk's transaction."""
-    tasks = {person: {title: [count, datetime.fromisoformat(due) if due else None]
-                      for title, (count, due) in by_title.items()}
-             for person, by_title in (batch.assigned or {}).items()}
+    tasks = _assigned(batch)
     merge_tasks(tasks, result.tasks)
     batch.assigned = {person: {title: [count, due.isoformat() if due else None]
                                for title, (count, due) in by_title.items()}
@@ -295,12 +299,10 @@ def _count_in(batch: ImportBatch, result: BulkResult, rows: int) -> None:
 
 def _finish(session: Session, rt: Runtime, batch: ImportBatch, playbook: Playbook,
             written: list[BulkResult]) -> None:
-    """One summary note per assignee for the whole file, the import's audit event, and the
-    kept file let go (after this transaction commits, the file is not needed)."""
+    """One summary note per assignee for the whole file and the import's audit event; the
+    caller lets the kept file go once this transaction has committed (_let_go)."""
     now = rt.clock.now()
-    tasks = {person: {title: [count, datetime.fromisoformat(due) if due else None]
-                      for title, (count, due) in by_title.items()}
-             for person, by_title in (batch.assigned or {}).items()}
+    tasks = _assigned(batch)
     first_run = min((r.first_run for r in written if r.first_run), default=0)
     summaries = write_summaries(session, rt, playbook, tasks, now=now, import_id=batch.id,
                                 first_run=first_run, label=batch.filename)
@@ -312,9 +314,13 @@ def _finish(session: Session, rt: Runtime, batch: ImportBatch, playbook: Playboo
                 "rows": batch.rows, "playbook": playbook.id, "version": playbook.version}))
     batch.finished_at = now
     session.add(batch)
-    if batch.stored_file:
-        session.flush()
-        Path(batch.stored_file).unlink(missing_ok=True)
+
+
+def _let_go(stored_file: str | None) -> None:
+    """The kept upload, once the batch is finished or stopped in a committed transaction (a
+    crash before that commit must still find the file to resume from)."""
+    if stored_file:
+        Path(stored_file).unlink(missing_ok=True)
 
 
 def _stop(session: Session, rt: Runtime, batch: ImportBatch, codes: list[str]) -> None:
@@ -326,8 +332,6 @@ def _stop(session: Session, rt: Runtime, batch: ImportBatch, codes: list[str]) -
                                    "codes_taken": codes[:100]}))
     batch.finished_at = now
     session.add(batch)
-    if batch.stored_file:
-        Path(batch.stored_file).unlink(missing_ok=True)
 
 
 def resume_imports(rt: Runtime) -> int:
@@ -357,6 +361,7 @@ def resume_imports(rt: Runtime) -> int:
                 again = session.get(ImportBatch, batch.id)
                 if again is not None and again.finished_at is None:
                     _stop(session, rt, again, [])
+            _let_go(batch.stored_file)
     return done
 
 

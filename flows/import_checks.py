@@ -368,6 +368,13 @@ def paused_gc() -> Iterator[None]:
                 gc.enable()
 
 
+def check_size(data: bytes, filename: str) -> None:
+    """The one limit on an uploaded register file (the API reads at most one byte more)."""
+    if len(data) > MAX_IMPORT_BYTES:
+        raise InvalidInput("file", f"{filename}: 文件超过 {MAX_IMPORT_BYTES // 2**20} MB / "
+                                   f"larger than {MAX_IMPORT_BYTES // 2**20} MB")
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

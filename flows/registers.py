@@ -53,10 +53,9 @@ def parse_time(value: Any, default: datetime) -> datetime:
     return default
 
 
-def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime, *,
-              known_due: tuple[datetime | None] | None = None) -> dict[str, Any]:
-    """The register row of a new run, as a dict (the bulk import writes many at once, and
-    passes `known_due`, the same for every run it starts at one moment)."""
+def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime) -> dict[str, Any]:
+    """The register row of a new run, as a dict (the bulk import writes many at once); its
+    deadline is the caller's (known_deadline, the same for every run started at one moment)."""
     p = run.params
     campaign = p.get("campaign")
     return {
@@ -69,11 +68,11 @@ def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime, *,
         "found_at": parse_time(p.get("found_at"), run.started_at),
         "found_by": p.get("found_by") or run.started_by, "status": REGISTERED,
         "plan": {}, "campaign_run_id": int(campaign) if campaign not in (None, "") else None,
-        "due_at": (known_due or (known_deadline(rt, run, playbook),))[0], "updated_at": now,
+        "due_at": None, "updated_at": now,
     }
 
 
-def known_deadline(rt: Runtime, run: Run, playbook: Playbook) -> datetime | None:
+def known_deadline(rt: Runtime, started_at: datetime, playbook: Playbook) -> datetime | None:
     """The register's deadline before its step is reached, when it is counted from the run's
     start (a major hazard's 30 days run from registration, through listing and the plan): a
     hazard stuck before rectification is overdue all the same."""
@@ -81,14 +80,16 @@ def known_deadline(rt: Runtime, run: Run, playbook: Playbook) -> datetime | None
     step = playbook.step(spec.due_by) if spec and spec.due_by else None
     if step is None or step.due is None or step.due.from_ != "run":
         return None
-    return add_duration(run.started_at, step.due.after, calendar=rt.calendar, tz=rt.tz)
+    return add_duration(started_at, step.due.after, calendar=rt.calendar, tz=rt.tz)
 
 
 def create_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,
                  now: datetime) -> None:
     if playbook.register_ is None:
         return
-    session.add(Hazard(**entry_row(rt, run, playbook, now)))
+    row = entry_row(rt, run, playbook, now)
+    row["due_at"] = known_deadline(rt, run.started_at, playbook)
+    session.add(Hazard(**row))
     session.flush()
 
 

@@ -17,7 +17,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flows.import_checks import (
-    MAX_IMPORT_BYTES,
     BadCell,
     Column,
     ImportInvalid,
@@ -25,6 +24,7 @@ from flows.import_checks import (
     ImportResult,
     Units,
     check_repeat,
+    check_size,
     choice_cell,
     empty_file,
     existing_values,
@@ -38,7 +38,6 @@ from flows.runtime import Runtime
 from flows.tabular import read_table
 from models.audit import AuditEvent
 from models.db import session_scope
-from models.errors import InvalidInput
 from models.hazard import ImportBatch, RiskPoint
 
 RISK_LEVELS = ("重大", "较大", "一般", "低")
@@ -66,8 +65,7 @@ def import_risks(
     rt: Runtime, *, data: bytes, filename: str, actor: str, allow_repeat: bool = False,
 ) -> ImportResult:
     """Check every row of a risk point file, then upsert them by code in one transaction."""
-    if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidInput("file", f"{filename}: larger than {MAX_IMPORT_BYTES // 2**20} MB")
+    check_size(data, filename)
     table = read_table(data, filename)
     if not table.header:
         raise empty_file(table, RISK_COLUMNS)

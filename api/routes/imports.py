@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 from api.deps import CurrentPerson, RuntimeDep
 from flows import hazard_import, risk_import
 from flows.hazard_import import DEFAULT_PLAYBOOK
-from flows.import_checks import MAX_IMPORT_BYTES, ImportInvalid
-from models.errors import InvalidInput
+from flows.import_checks import MAX_IMPORT_BYTES, ImportInvalid, check_size
 
 router = APIRouter(tags=["imports"])
 SHOWN_RUNS = 10
@@ -52,9 +51,7 @@ def _read(file: UploadFile) -> bytes:
     # A plain (not async) route: FastAPI runs it in a worker thread, so a long import does
     # not hold up the event loop.
     data = file.file.read(MAX_IMPORT_BYTES + 1)
-    if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidInput("file", f"文件超过 {MAX_IMPORT_BYTES // 2**20} MB / the file is "
-                                   f"larger than {MAX_IMPORT_BYTES // 2**20} MB")
+    check_size(data, file.filename or "upload")
     return data
 
 

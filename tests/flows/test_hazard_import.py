@@ -760,5 +760,22 @@ def test_an_interrupted_import_whose_codes_were_taken_meanwhile_stops_for_good(
         [stopped] = session.exec(select(AuditEvent).where(
             AuditEvent.action == "hazards_import_stopped")).all()
         assert stopped.detail["codes_taken"] == ["HZ-05"] and stopped.detail["written"] == 3
+        assert not Path(batch.stored_file or "").exists()  # stopped: nothing to resume from
     assert counts(rt)["run"] == 4  # three imported, one by hand; nothing half-written after
     assert hazard_import.resume_imports(rt) == 0
+
+
+def test_a_chunked_import_that_writes_nothing_keeps_no_file(
+        make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = make_rt()
+    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)
+    lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                        params={"location": "手工登记", "code": "HZ-07"}, actor="s1-commander")
+    with pytest.raises(ImportInvalid) as err:
+        import_hazards(rt, data=ten_rows(), filename="清单.csv", actor="s1-commander",
+                       playbook_id="import-demo")
+    assert [(p.row, p.field) for p in err.value.problems] == [(9, "code")]
+    assert counts(rt)["run"] == 1 and counts(rt)["import_batch"] == 0
+    kept = rt.settings.data_dir / "imports"
+    assert not kept.exists() or list(kept.iterdir()) == []
+
