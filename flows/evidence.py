@@ -61,11 +61,11 @@ def store_evidence(rt: Runtime, *, data: bytes, filename: str, uploaded_by: str)
     return row
 
 
-def read_evidence(row: Evidence, rt: Runtime | None = None) -> bytes:
-    """The stored bytes, refusing a file whose hash no longer matches the record. `rt` gives
-    the configured store (and its credentials), needed for rows kept in an HTTP store."""
+def read_evidence(row: Evidence, rt: Runtime) -> bytes:
+    """The stored bytes, refusing a file whose hash no longer matches the record; read
+    through the configured store (and its credentials) when the row is in it."""
     try:
-        data = read_at(row.stored_path, open_store(rt.settings) if rt is not None else None)
+        data = read_at(row.stored_path, open_store(rt.settings))
     except ObjectMissing:
         raise InvalidInput("evidence", f"证据文件已不在存储中 / stored file for {row.id} is "
                            "missing") from None

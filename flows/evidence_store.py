@@ -206,12 +206,12 @@ def open_store(settings: Settings) -> EvidenceStore:
     return HttpStore(settings.evidence_url, token=settings.evidence_token)
 
 
-def read_at(location: str, store: EvidenceStore | None) -> bytes:
+def read_at(location: str, store: EvidenceStore) -> bytes:
     """The bytes at `location`, an Evidence.stored_path: through `store` when it wrote them
     (with its credentials), straight from disk for a local path (rows stored before the store
     was configured, or in another directory), and never from a URL outside the configured
     store, whose credentials it would not have and which nobody asked us to trust."""
-    if store is not None and (key := store.key_at(location)) is not None:
+    if (key := store.key_at(location)) is not None:
         return store.get(key)
     if urlsplit(location).scheme.lower() in ("http", "https"):
         raise StoreUnavailable(f"{location} is outside the configured evidence store "
