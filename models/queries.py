@@ -43,7 +43,7 @@ def list_runs(
 def list_steps(
     session: Session, *, units: Sequence[str] | None = None,
     mine: Sequence[tuple[str, str]] | None = None, person: str | None = None,
-    verify_roles: Sequence[str] | None = None, status: Sequence[str] | None = None,
+    status: Sequence[str] | None = None,
     overdue: bool | None = None, run_id: int | None = None, limit: int = 50, offset: int = 0,
 ) -> tuple[list[StepInstance], int]:
     """`mine` = the (role, unit) pairs a person holds: their inbox is the instances whose role
