@@ -360,3 +360,12 @@ def test_two_branches_finished_at_once_still_reach_the_join(
             assert one(rt, rid, "join").status == "ready", attempt
     finally:
         rt.db.dispose()
+
+
+def test_chinese_params_are_stored_as_utf8_text_on_postgres(prt: Runtime) -> None:
+    run = lifecycle.start_run(prt, playbook_id="quick-escalation", unit_id="c1",
+                              params={"location": "六和社区某小区3栋"}, actor="s1-commander")
+    with read_session(prt.db) as session:
+        raw = str(session.execute(text("SELECT params::text FROM run WHERE id = :id"),
+                                  {"id": run.id}).scalar_one())
+    assert "六和社区某小区3栋" in raw and "\\u" not in raw
