@@ -49,7 +49,7 @@ from typing import Any
 import common
 from common import START, Timer, fmt_bytes, print_table, progress
 
-from flows import bulk_start, hazard_import  # noqa: E402
+from flows import bulk_insert, bulk_start, hazard_import  # noqa: E402
 from models.org import load_org  # noqa: E402
 
 TARGET_S = 60.0
@@ -241,7 +241,7 @@ def run_import(data: bytes, playbook: str, tmp: Path, profile: int, writer_s: fl
               timed(hazard_import, "_check_hazard_rows", spent, "check rows"),
               timed(hazard_import, "_check_stored", spent, "check database"),
               timed(bulk_start._Rows, "add", spent, "build rows"),
-              timed(bulk_start._Insert, "flush", spent, "", key=table_of),
+              timed(bulk_insert.BulkInsert, "flush", spent, "", key=table_of),
               timed(bulk_start, "write_summaries", spent, "summaries"),
               timed(hazard_import, "write_summaries", spent, "summaries"),
               timed(Session, "commit", spent, "commit")):

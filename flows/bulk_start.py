@@ -10,17 +10,18 @@ make a later step ready in the same pass, exactly as `progress.advance` walks th
 `when` that fails to evaluate is treated as true and leaves an `expression_failed` event, as in
 advance.
 
-How it is fast: the playbook is planned once (which steps can be reached at start; due and
-first-check times, which are the same for every run started at the same moment; each row's
-constant columns); each `when` is compiled once and, when it reads only constant lookups on
+How it is fast: the playbook is planned once (flows/bulk_plan.py: which steps can be reached
+at start; due and first-check times, which are the same for every run started at the same
+moment); each `when` is compiled once and, when it reads only constant lookups on
 `params`/`run` (`params.grade == '重大'`), evaluated once per distinct value looked up; roles
 are resolved once per unit; run ids are taken as one block inside the write transaction
 (SQLite: after max(id), under the write lock the transaction holds; PostgreSQL: nextval over
 generate_series); rows are plain tuples of only the values that vary (a statement per step and
 outcome carries the constant columns), encoded by the columns' own SQLAlchemy types so they
-are what the ORM stores, written in chunks of 20,000 runs: SQLite executemany with the
-constants as SQL literals, PostgreSQL (psycopg) COPY. No ORM object per run. On SQLite the
-connection's page cache is raised for the batch (memory only; see _Writer.page_cache).
+are what the ORM stores, written in chunks of 20,000 runs (flows/bulk_insert.py: SQLite
+executemany with the constants as SQL literals, PostgreSQL (psycopg) COPY). No ORM object per
+run. On SQLite the
+connection's page cache is raised for the batch (memory only; see RowWriter.page_cache).
 
 Where it differs from start_run, on purpose:
 - Audit: one `imported` event per run (actor = the importer; detail: import batch id, source
@@ -45,28 +46,21 @@ The caller validates the params (flows.params.check_values) and checks rights.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, cast
 
-from jinja2 import nodes
-from jinja2.exceptions import TemplateSyntaxError
-from jinja2.parser import Parser
-from sqlalchemy import JSON, Table, insert, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import update
 from sqlmodel import Session
 
-from flows.context import run_view
-from flows.expressions import BUILTIN_NAMES, ENV, ExpressionError, compile_expression
+from flows.bulk_insert import BulkInsert, RowWriter, memoised, table_of, unchanged
+from flows.bulk_plan import Decider, NewRun, Outcome, Plan, RunStub, make_plan, run_title
 from flows.lifecycle import start_run
-from flows.progress import AUTOMATIC_ACTIONS, due_time, first_check
 from flows.recipients import notification_rows
-from flows.registers import REGISTERED, entry_row, known_deadline
+from flows.registers import entry_row, known_deadline
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from models import run as rs
@@ -80,17 +74,9 @@ from models.wake import Wake
 from models.writes import insert_ignoring_duplicates, insert_rows
 
 CHUNK = 20_000  # rows per executemany; a chunk of every table is written before the next
-FAST_NAMES = frozenset({"params", "run"})
 IMPORTED = "imported"
 
-
-@dataclass(frozen=True)
-class NewRun:
-    """One run to start: its unit, its validated params, and where it came from."""
-
-    unit_id: str
-    params: dict[str, Any]
-    row: int | None = None  # the spreadsheet row, kept in the audit trail
+__all__ = ["BulkResult", "NewRun", "bulk_start", "merge_tasks", "write_summaries"]
 
 
 @dataclass
@@ -104,352 +90,6 @@ class BulkResult:
     # when a caller writes one summary for several calls, see `summarize`).
     tasks: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     first_run: int = 0
-
-
-# -- `when`, evaluated once per distinct input ---------------------------------------------
-
-def _constant_lookups(source: str) -> tuple[tuple[str, str], ...] | None:
-    """The (name, key) lookups an expression reads, when it reads `params`/`run` only through
-    constant lookups (`params.grade`, `run['unit']`); None when it uses them otherwise."""
-    try:
-        parser = Parser(ENV, source, state="variable")
-        tree = parser.parse_expression()
-    except TemplateSyntaxError:
-        return None
-    covered: set[int] = set()
-    found: list[tuple[str, str]] = []
-    for call in tree.find_all(nodes.Call):  # params.get('x'), params.items(): not a lookup
-        target = call.node
-        if isinstance(target, nodes.Getattr | nodes.Getitem) and \
-                isinstance(target.node, nodes.Name) and target.node.name in FAST_NAMES:
-            return None
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        base = node.node
-        if not isinstance(base, nodes.Name) or base.name not in FAST_NAMES:
-            continue
-        if isinstance(node, nodes.Getattr):
-            key = node.attr
-            if hasattr(dict, key):  # `params.items` is the dict's method, not a value
-                return None
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            key = node.arg.value
-        else:
-            return None
-        covered.add(id(base))
-        found.append((base.name, key))
-    names = [tree] if isinstance(tree, nodes.Name) else []
-    for name in [*names, *tree.find_all(nodes.Name)]:
-        if name.name in FAST_NAMES and id(name) not in covered:
-            return None
-    return tuple(sorted(set(found)))
-
-
-_MISSING = object()
-
-
-class _Condition:
-    """A step's `when`: the compiled expression, and results memoised by the values it looks
-    up (a grade has two values, so 400,000 rows evaluate it twice)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.expr = compile_expression(source)
-        self.uses_run = "run" in self.expr.names
-        self.lookups = _constant_lookups(source)
-        self.memo: dict[tuple[Any, ...], tuple[bool, str | None]] = {}
-
-    def evaluate(self, ctx: dict[str, Any]) -> tuple[bool, str | None]:
-        """(truth, error message or None): a failure counts as true, as in progress.advance."""
-        key: tuple[Any, ...] | None = None
-        if self.lookups is not None:
-            key = tuple(ctx[name].get(attr, _MISSING) for name, attr in self.lookups)
-            try:
-                return self.memo[key]
-            except KeyError:
-                pass
-            except TypeError:  # an unhashable value (a list param): no memo for this row
-                key = None
-        try:
-            result: tuple[bool, str | None] = (bool(self.expr.evaluate(ctx)), None)
-        except ExpressionError as exc:
-            result = (True, str(exc))
-        if key is not None:
-            self.memo[key] = result
-        return result
-
-
-# -- the plan: what a run of this playbook gets at start ------------------------------------
-
-@dataclass
-class _Candidate:
-    spec: StepSpec
-    condition: _Condition | None
-
-
-@dataclass
-class _Outcome:
-    """What one combination of `when` results gives a run at start."""
-
-    ready: list[StepSpec]
-    skipped: list[StepSpec]
-    one_by_one: bool  # for_each reached, or every step skipped (the run completes at once)
-    automatic: bool  # an automatic step is ready: the run needs a segment (a wake)
-    phase: str
-    due_at: datetime | None
-    detail: dict[str, Any]
-
-
-@dataclass
-class _Plan:
-    playbook: Playbook
-    candidates: list[_Candidate]
-    all_one_by_one: bool  # a reachable `when` reads more than params/run
-    due: dict[str, datetime | None] = field(default_factory=dict)
-    check: dict[str, datetime | None] = field(default_factory=dict)
-    outcomes: dict[tuple[bool, ...], _Outcome] = field(default_factory=dict)
-
-
-def _plan(rt: Runtime, playbook: Playbook, now: datetime, stub: Run) -> _Plan:
-    first_stage = playbook.stages[0] if playbook.stages else None
-    skippable: set[str] = set()
-    candidates: list[_Candidate] = []
-    all_one_by_one = False
-    # One pass in playbook order, as progress.advance: a step is reached at start when it has
-    # no stage (or the first one) and every need is a step before it that may be skipped.
-    for spec in playbook.steps:
-        if spec.stage is not None and spec.stage != first_stage:
-            continue
-        if not all(need in skippable for need in spec.needs):
-            continue
-        condition = _Condition(spec.when) if spec.when else None
-        if condition is not None:
-            skippable.add(spec.id)
-            if not condition.expr.names <= FAST_NAMES | BUILTIN_NAMES:
-                all_one_by_one = True
-        candidates.append(_Candidate(spec, condition))
-    plan = _Plan(playbook, candidates, all_one_by_one)
-    for c in candidates:
-        due = due_time(rt, stub, c.spec, ready_at=now)
-        plan.due[c.spec.id] = due
-        plan.check[c.spec.id] = first_check(rt, c.spec, status=st.READY, ready_at=now,
-                                            due_at=due, now=now)
-    return plan
-
-
-def _outcome(plan: _Plan, results: tuple[bool, ...]) -> _Outcome:
-    """The steps a run gets at start for the truth values of the `when`s evaluated, in order."""
-    found = plan.outcomes.get(results)
-    if found is not None:
-        return found
-    playbook = plan.playbook
-    state: dict[str, str] = {}
-    ready: list[StepSpec] = []
-    skipped: list[StepSpec] = []
-    one_by_one = False
-    truths = iter(results)
-    for c in plan.candidates:
-        if not all(state.get(need) == st.SKIPPED for need in c.spec.needs):
-            continue
-        if c.condition is not None and not next(truths):
-            state[c.spec.id] = st.SKIPPED
-            skipped.append(c.spec)
-            continue
-        if c.spec.for_each:
-            one_by_one = True
-        state[c.spec.id] = st.READY
-        ready.append(c.spec)
-    if len(skipped) == len(playbook.steps):
-        one_by_one = True  # the run completes at start: start_run does that properly
-    phase = REGISTERED
-    for spec in playbook.steps:  # registers._phase: the first open step with a phase
-        if spec.phase and state.get(spec.id) == st.READY:
-            phase = spec.phase
-            break
-    reg = playbook.register_
-    due_at = plan.due.get(reg.due_by) if reg and reg.due_by and reg.due_by in state and \
-        state[reg.due_by] == st.READY else None
-    outcome = _Outcome(
-        ready=ready, skipped=skipped, one_by_one=one_by_one,
-        automatic=any(s.action in AUTOMATIC_ACTIONS for s in ready), phase=phase,
-        due_at=due_at,
-        detail={"playbook": playbook.id, "version": playbook.version,
-                "ready": [s.id for s in ready], "skipped": [s.id for s in skipped]},
-    )
-    plan.outcomes[results] = outcome
-    return outcome
-
-
-class _RunStub:
-    """What entry_row, due_time and run_view read of a run, without an ORM object."""
-
-    __slots__ = ("id", "params", "unit_id", "started_at", "started_by", "stage",
-                 "stage_entered_at", "playbook_id", "title", "status")
-
-    def __init__(self, **values: Any) -> None:
-        for key in self.__slots__:
-            setattr(self, key, values.get(key))
-
-
-# -- writing --------------------------------------------------------------------------------
-
-def _table(model: Any) -> Table:
-    return cast(Table, model.__table__)
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _json_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """psycopg's JSON bind value (a Json wrapper, serialised again at every COPY row) as the
-    JSON text it stands for, made once: constants and cached values then cost nothing."""
-    def encode(value: Any) -> Any:
-        wrapped = process(value)
-        obj = getattr(wrapped, "obj", _MISSING)
-        if obj is _MISSING:
-            return wrapped
-        return (getattr(wrapped, "dumps", None) or json.dumps)(obj)
-
-    return encode
-
-
-def _memo(enc: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`enc` remembering its results for values that repeat (and for empty containers)."""
-    cache: dict[Any, Any] = {}
-
-    def encode(value: Any) -> Any:
-        try:
-            return cache[value]
-        except KeyError:
-            found = cache[value] = enc(value)
-            return found
-        except TypeError:  # a dict or list: only the empty ones are cached
-            if value:
-                return enc(value)
-            key = ("empty", type(value))
-            if key not in cache:
-                cache[key] = enc(value)
-            return cache[key]
-
-    return encode
-
-
-def _literal(value: Any) -> str:
-    """An encoded constant as SQLite SQL text (values from the playbook and the org chart)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise TypeError(f"no SQL literal for {type(value).__name__}")
-
-
-class _Writer:
-    """The connection of the caller's transaction, and how values reach it. The driver gets
-    values encoded by the columns' own SQLAlchemy bind processors (`enc`), so what is stored
-    is exactly what the ORM stores (SQLite: executemany; PostgreSQL with psycopg: COPY); any
-    other driver gets a Core insert."""
-
-    def __init__(self, session: Session) -> None:
-        self.conn: Connection = session.connection()
-        self.dialect = self.conn.dialect
-        self.raw = self.dialect.name == "sqlite"
-        # PostgreSQL through psycopg 3: COPY, fed the values SQLAlchemy would give the driver.
-        self.copy = self.dialect.name == "postgresql" and self.dialect.driver == "psycopg"
-
-    def enc(self, model: Any, column: str) -> Callable[[Any], Any]:
-        if not (self.raw or self.copy):
-            return _same
-        col = _table(model).c[column]
-        process = col.type.dialect_impl(self.dialect).bind_processor(self.dialect)
-        if process is None:
-            return _same
-        if self.copy and isinstance(col.type, JSON):
-            return _json_text(process)
-        return cast(Callable[[Any], Any], process)
-
-    @contextmanager
-    def page_cache(self, runs: int) -> Iterator[None]:
-        """On SQLite, a page cache of about 1 KiB per run (up to 512 MiB) while the batch is
-        written, the connection's own size afterwards. The indexes of a 400,000-run batch do
-        not fit SQLite's default 2 MiB, and pages evicted mid-transaction are written to the
-        WAL and read back (measured: hazard inserts 14.8 s -> 6.9 s at 400,000). This is
-        memory only; durability (synchronous, journal) is untouched."""
-        driver = self.conn.connection.driver_connection if self.raw else None
-        wanted = min(512 * 1024, runs)  # KiB
-        if driver is None or wanted <= 2048:
-            yield
-            return
-        before = driver.execute("PRAGMA cache_size").fetchone()[0]
-        driver.execute(f"PRAGMA cache_size=-{wanted}")
-        try:
-            yield
-        finally:
-            driver.execute(f"PRAGMA cache_size={int(before)}")
-
-    def run_ids(self, count: int) -> list[int]:
-        if count == 0:
-            return []
-        if self.raw:  # the transaction holds SQLite's write lock (BEGIN IMMEDIATE)
-            top = int(self.conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM run")
-                      .scalar() or 0)
-            return list(range(top + 1, top + count + 1))
-        rows = self.conn.execute(
-            text("SELECT nextval(pg_get_serial_sequence('run', 'id')) "
-                 "FROM generate_series(1, :n)"), {"n": count}
-        ).scalars().all()
-        return sorted(int(r) for r in rows)
-
-
-class _Insert:
-    """One INSERT: the columns that vary per row are bound (`rows` holds their encoded values),
-    every other column is a constant of the statement. On SQLite the constants are written
-    into the SQL as literals: binding fewer values per row is what makes a wide row cheap. On
-    PostgreSQL (psycopg) the rows go through COPY, which is several times faster there than
-    an executemany of INSERTs."""
-
-    def __init__(self, w: _Writer, model: Any, varying: Sequence[str],
-                 const: dict[str, Any]) -> None:
-        table = _table(model)
-        names = [c.name for c in table.columns]
-        missing = set(names) - set(varying) - set(const) - {"id"}
-        if missing:
-            raise ValueError(f"{table.name}: no value for {sorted(missing)}")
-        self.w = w
-        self.table = table
-        self.varying = tuple(varying)
-        self.const = {c: w.enc(model, c)(v) for c, v in const.items()}
-        self.rows: list[tuple[Any, ...]] = []
-        quote = w.dialect.identifier_preparer.quote
-        self.copy_sql = (f"COPY {quote(table.name)} "
-                         f"({', '.join(quote(c) for c in [*self.varying, *self.const])}) "
-                         "FROM STDIN")
-        if w.raw:
-            columns = [*self.varying, *self.const]
-            values = ["?"] * len(self.varying) + [_literal(v) for v in self.const.values()]
-            self.sql = (f"INSERT INTO {quote(table.name)} "
-                        f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(values)})")
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        if self.w.raw:
-            self.w.conn.exec_driver_sql(self.sql, self.rows)  # type: ignore[arg-type]
-        elif self.w.copy:
-            tail = tuple(self.const.values())
-            driver = self.w.conn.connection.driver_connection
-            with driver.cursor() as cur, cur.copy(self.copy_sql) as copy:  # type: ignore[union-attr]
-                for row in self.rows:
-                    copy.write_row(row + tail)
-        else:
-            self.w.conn.execute(insert(self.table), [
-                {**self.const, **dict(zip(self.varying, row, strict=True))} for row in self.rows])
-        self.rows.clear()  # the same list: appends are kept per outcome (_Rows._targets)
 
 
 STEP_COLUMNS_FIXED = {
@@ -466,7 +106,7 @@ HAZARD_CONST = ("playbook_id", "updated_at")
 class _Rows:
     """The statements of a batch, and the encoders and constants every row shares."""
 
-    def __init__(self, rt: Runtime, w: _Writer, plan: _Plan, now: datetime, actor: str,
+    def __init__(self, rt: Runtime, w: RowWriter, plan: Plan, now: datetime, actor: str,
                  import_id: int | None) -> None:
         pb = plan.playbook
         self.rt, self.w, self.plan, self.now, self.actor = rt, w, plan, now, actor
@@ -477,21 +117,21 @@ class _Rows:
         self.enc_detail = w.enc(AuditEvent, "detail")
         self.enc_skipped = w.enc(Run, "skipped")
         self.skipped_json: dict[int, Any] = {}  # id(outcome) -> its encoded `skipped` list
-        self.run = _Insert(w, Run, ("id", "title", "unit_id", "params", "skipped"), {
+        self.run = BulkInsert(w, Run, ("id", "title", "unit_id", "params", "skipped"), {
             "playbook_id": pb.id, "playbook_version": pb.version, "playbook_sha": pb.sha256,
             "status": rs.RUNNING, "stage": pb.stages[0] if pb.stages else None,
             "stage_entered_at": now if pb.stages else None, "started_by": actor,
             "started_at": now, "finished_at": None, "parent_step_id": None, "segments": 0,
             "skipped_recorded": 0})
-        self.hazard: _Insert | None = None
+        self.hazard: BulkInsert | None = None
         # The register's deadline when counted from the start: the same for the batch.
         self.known_due = known_deadline(rt, now, pb)
         self.hazard_get: Any = None  # itemgetter of the varying columns (two or more)
         self.hazard_enc: list[tuple[int, Callable[[Any], Any]]] = []
-        self.audit = _Insert(w, AuditEvent, ("run_id", "detail"), {
+        self.audit = BulkInsert(w, AuditEvent, ("run_id", "detail"), {
             "step_id": None, "at": now, "actor": actor, "action": IMPORTED,
             "from_state": None, "to_state": rs.RUNNING})
-        self.steps: dict[str, _Insert] = {}
+        self.steps: dict[str, BulkInsert] = {}
         self.assign: dict[tuple[str, str], tuple[str | None, Any, list[str]]] = {}
         self.details: dict[int, tuple[str, str] | None] = {}
         self.failures: list[dict[str, Any]] = []
@@ -499,7 +139,7 @@ class _Rows:
         self.counts: dict[tuple[str, str], int] = {}  # (task step id, unit) -> runs
         self.targets: dict[int, list[tuple[Callable[[Any], None], StepSpec]]] = {}
 
-    def step(self, spec: StepSpec) -> _Insert:
+    def step(self, spec: StepSpec) -> BulkInsert:
         """The statement writing `spec`'s ready rows."""
         found = self.steps.get(spec.id)
         if found is None:
@@ -508,7 +148,7 @@ class _Rows:
                 "action": spec.action, "role": spec.role, "status": st.READY,
                 "ready_at": self.now, "due_at": self.plan.due[spec.id],
                 "next_check_at": self.plan.check[spec.id], "done_at": None, "version": 1}
-            found = _Insert(self.w, StepInstance,
+            found = BulkInsert(self.w, StepInstance,
                             ("run_id", "unit_id", "assignee_unit_id", "assignees"), const)
             self.steps[spec.id] = found
         return found
@@ -525,21 +165,21 @@ class _Rows:
             self.assign[key] = found
         return found
 
-    def _hazard_insert(self, entry: dict[str, Any]) -> _Insert:
+    def _hazard_insert(self, entry: dict[str, Any]) -> BulkInsert:
         varying = [k for k in entry if k not in HAZARD_CONST]
-        const = {c.name: None for c in _table(Hazard).columns if c.name not in varying}
+        const = {c.name: None for c in table_of(Hazard).columns if c.name not in varying}
         const |= {"playbook_id": self.plan.playbook.id, "updated_at": self.now,
                   "import_id": self.import_id}
-        insert_ = _Insert(self.w, Hazard, varying, const)
+        insert_ = BulkInsert(self.w, Hazard, varying, const)
         self.hazard_get = itemgetter(*varying)
         self.hazard_enc = []
         for i, column in enumerate(varying):
             enc = self.w.enc(Hazard, column)
-            if enc is not _same:  # the found time varies; the deadline and plan repeat
-                self.hazard_enc.append((i, enc if column == "found_at" else _memo(enc)))
+            if enc is not unchanged:  # the found time varies; the deadline and plan repeat
+                self.hazard_enc.append((i, enc if column == "found_at" else memoised(enc)))
         return insert_
 
-    def _detail(self, outcome: _Outcome, row: int | None) -> Any:
+    def _detail(self, outcome: Outcome, row: int | None) -> Any:
         """The `imported` event's detail, encoded; on SQLite by splicing the row number into
         the outcome's encoded template (the same text the encoder gives for the whole)."""
         detail = {"import": self.import_id, "row": row, **outcome.detail}
@@ -556,8 +196,8 @@ class _Rows:
             return self.enc_detail(detail)
         return f"{parts[0]}{'null' if row is None else row}{parts[1]}"
 
-    def add(self, run_id: int, new: NewRun, title: str, outcome: _Outcome,
-            failures: list[tuple[str, str]], stub: _RunStub) -> None:
+    def add(self, run_id: int, new: NewRun, title: str, outcome: Outcome,
+            failures: list[tuple[str, str]], stub: RunStub) -> None:
         pb = self.plan.playbook
         unit = new.unit_id
         skipped = self.skipped_json.get(id(outcome))
@@ -592,7 +232,7 @@ class _Rows:
                                "not_before": self.now, "attempts": 0, "last_error": None,
                                "done_at": None})
 
-    def _targets(self, outcome: _Outcome) -> list[tuple[Callable[[Any], None], StepSpec]]:
+    def _targets(self, outcome: Outcome) -> list[tuple[Callable[[Any], None], StepSpec]]:
         """Where an outcome's step rows go: the append of each ready step's statement (the
         steps it passes over have no rows: they are the run's `skipped` list)."""
         found = self.targets.get(id(outcome))
@@ -624,70 +264,6 @@ class _Rows:
         self.failures, self.wakes = [], []
 
 
-class _Decider:
-    """Which outcome each row gets. When every reachable `when` reads only constant lookups
-    on `params`, a row's outcome depends on those values alone: one dict lookup per row."""
-
-    def __init__(self, rt: Runtime, plan: _Plan, stub: _RunStub, unit_names: dict[str, str]
-                 ) -> None:
-        self.rt, self.plan, self.stub, self.unit_names = rt, plan, stub, unit_names
-        conditions = [c.condition for c in plan.candidates if c.condition is not None]
-        self.uses_run = any(c.uses_run for c in conditions)
-        keys: set[str] = set()
-        self.memo_ok = bool(conditions) and not self.uses_run
-        for cond in conditions:
-            if cond.lookups is None:
-                self.memo_ok = False
-            else:
-                keys.update(key for name, key in cond.lookups if name == "params")
-        self.keys = tuple(sorted(keys))
-        self.memo: dict[tuple[Any, ...], tuple[_Outcome, list[tuple[str, str]]]] = {}
-        self.none = _outcome(plan, ()) if not conditions else None
-
-    def decide(self, new: NewRun) -> tuple[_Outcome, list[tuple[str, str]]]:
-        if self.none is not None:
-            return self.none, []
-        key: tuple[Any, ...] | None = None
-        if self.memo_ok:
-            key = tuple(new.params.get(k, _MISSING) for k in self.keys)
-            try:
-                return self.memo[key]
-            except KeyError:
-                pass
-            except TypeError:  # an unhashable value (a list param)
-                key = None
-        found = self._walk(new)
-        if key is not None:
-            self.memo[key] = found
-        return found
-
-    def _walk(self, new: NewRun) -> tuple[_Outcome, list[tuple[str, str]]]:
-        plan = self.plan
-        ctx: dict[str, Any] = {"params": new.params}
-        if self.uses_run:
-            stub = self.stub
-            view = _RunStub(id=None, params=new.params, unit_id=new.unit_id,
-                            started_at=stub.started_at, started_by=stub.started_by,
-                            stage=stub.stage, playbook_id=stub.playbook_id, status=rs.RUNNING,
-                            title=_title(plan.playbook, new, self.unit_names))
-            ctx["run"] = run_view(self.rt, cast(Run, view))
-        results: list[bool] = []
-        failures: list[tuple[str, str]] = []
-        state: dict[str, str] = {}
-        for c in plan.candidates:
-            if not all(state.get(need) == st.SKIPPED for need in c.spec.needs):
-                continue
-            if c.condition is None:
-                state[c.spec.id] = st.READY
-                continue
-            truth, error = c.condition.evaluate(ctx)
-            if error is not None:
-                failures.append((c.spec.id, f"steps.{c.spec.id}.when: {error}"))
-            results.append(truth)
-            state[c.spec.id] = st.READY if truth else st.SKIPPED
-        return _outcome(plan, tuple(results)), failures
-
-
 def bulk_start(
     session: Session, rt: Runtime, *, playbook: Playbook, runs: Sequence[NewRun], actor: str,
     import_id: int | None = None, label: str | None = None, summarize: bool = True,
@@ -700,26 +276,26 @@ def bulk_start(
     `cache_runs` sizes SQLite's page cache for a whole file written in chunks."""
     now = rt.clock.now()
     rt.catalog.pin(session, playbook, now)
-    stub = _RunStub(started_at=now, stage_entered_at=now if playbook.stages else None,
+    stub = RunStub(started_at=now, stage_entered_at=now if playbook.stages else None,
                     stage=playbook.stages[0] if playbook.stages else None,
                     playbook_id=playbook.id, status=rs.RUNNING, started_by=actor)
-    plan = _plan(rt, playbook, now, cast(Run, stub))
-    w = _Writer(session)
+    plan = make_plan(rt, playbook, now, cast(Run, stub))
+    w = RowWriter(session)
     with w.page_cache(cache_runs or len(runs)):
         return _bulk(session, rt, w, plan, stub, runs, actor=actor, now=now,
                      import_id=import_id, label=label, summarize=summarize)
 
 
-def _bulk(session: Session, rt: Runtime, w: _Writer, plan: _Plan, stub: _RunStub,
+def _bulk(session: Session, rt: Runtime, w: RowWriter, plan: Plan, stub: RunStub,
           runs: Sequence[NewRun], *, actor: str, now: datetime, import_id: int | None,
           label: str | None, summarize: bool) -> BulkResult:
     playbook = plan.playbook
     rows = _Rows(rt, w, plan, now, actor, import_id)
     unit_names = {uid: u.name for uid, u in rt.org.units.items()}
-    decider = _Decider(rt, plan, stub, unit_names)
+    decider = Decider(rt, plan, stub, unit_names)
 
     # Decide each row's outcome first: the fast ones get one block of ids.
-    decided: list[tuple[_Outcome, list[tuple[str, str]]] | None] = []
+    decided: list[tuple[Outcome, list[tuple[str, str]]] | None] = []
     for new in runs:
         if plan.all_one_by_one:
             decided.append(None)
@@ -742,7 +318,7 @@ def _bulk(session: Session, rt: Runtime, w: _Writer, plan: _Plan, stub: _RunStub
         run_id = next(next_id)
         run_ids[index] = run_id
         stub.id, stub.params, stub.unit_id = run_id, new.params, new.unit_id
-        rows.add(run_id, new, _title(playbook, new, unit_names), outcome, failures, stub)
+        rows.add(run_id, new, run_title(playbook, new, unit_names), outcome, failures, stub)
         wakes += outcome.automatic
         pending += 1
         if pending >= CHUNK:
@@ -765,8 +341,8 @@ def _bulk(session: Session, rt: Runtime, w: _Writer, plan: _Plan, stub: _RunStub
         session.flush()
         slow_ids = [run_ids[i] for i in slow]
         for start in range(0, len(slow_ids), 1000):
-            session.execute(update(_table(Hazard)).where(
-                _table(Hazard).c.run_id.in_(slow_ids[start:start + 1000])
+            session.execute(update(table_of(Hazard)).where(
+                table_of(Hazard).c.run_id.in_(slow_ids[start:start + 1000])
             ).values(import_id=import_id))
     result.tasks = rows.tasks()
     result.first_run = ids[0] if ids else 0
@@ -787,11 +363,6 @@ def merge_tasks(into: dict[str, dict[str, list[Any]]],
             total[0] += count
             if due is not None and (total[1] is None or due < total[1]):
                 total[1] = due
-
-
-def _title(playbook: Playbook, new: NewRun, unit_names: dict[str, str]) -> str:
-    where = new.params.get("location") or unit_names[new.unit_id]
-    return f"{playbook.title}·{where}"
 
 
 def write_summaries(session: Session, rt: Runtime, playbook: Playbook,
@@ -816,4 +387,3 @@ def write_summaries(session: Session, rt: Runtime, playbook: Playbook,
         )
     insert_ignoring_duplicates(session, Notification, notes)
     return len(notes)
-

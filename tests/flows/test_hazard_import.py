@@ -657,16 +657,16 @@ def test_imports_on_postgres(make_pg_rt: Callable[[], Runtime]) -> None:
 
 
 def test_when_memo_only_for_constant_lookups() -> None:
-    from flows.bulk_start import _constant_lookups
+    from flows.bulk_plan import constant_lookups
 
-    assert _constant_lookups("params.grade == '重大'") == (("params", "grade"),)
-    assert _constant_lookups("params['grade'] in ['重大'] and run.unit == 'c1'") == \
+    assert constant_lookups("params.grade == '重大'") == (("params", "grade"),)
+    assert constant_lookups("params['grade'] in ['重大'] and run.unit == 'c1'") == \
         (("params", "grade"), ("run", "unit"))
-    assert _constant_lookups("params.grade.startswith('重')") == (("params", "grade"),)
+    assert constant_lookups("params.grade.startswith('重')") == (("params", "grade"),)
     # Whole-dict uses and method calls read more than one value: evaluated per row.
     for source in ("params | length > 3", "params.get('grade') == '重大'",
                    "params.items() | list", "params[params.key] == 1", "params.values"):
-        assert _constant_lookups(source) is None, source
+        assert constant_lookups(source) is None, source
 
 
 # -- chunked imports on SQLite ---------------------------------------------------------------
