@@ -86,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=0, metavar="N",
                         help="runs per transaction on SQLite (0: the product's CHUNK_RUNS; "
                              "a number above --rows: the whole file in one transaction)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="import into a PostgreSQL server started here on loopback, with "
+                             "PostgreSQL's own durability (fsync, synchronous commit) on: one "
+                             "transaction through COPY; the floor stays SQLite's")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile the import with cProfile and print the top N functions")
     return parser.parse_args(argv)
@@ -225,10 +229,11 @@ class Writer(threading.Thread):
 
 
 def run_import(data: bytes, playbook: str, tmp: Path, profile: int, writer_s: float = 0.0,
-               ) -> tuple[float, dict[str, float], dict[str, int], Path, Writer | None]:
+               db_url: str | None = None,
+               ) -> tuple[float, dict[str, float], dict[str, int], Path | None, Writer | None]:
     playbooks = SHIPPED if playbook == "hazard-3030" else IMPORT_PLAYBOOKS
     rt = common.runtime(tmp / "closeloop", playbooks=playbooks,
-                        org_text=DEMO_ORG.read_text(encoding="utf-8"))
+                        org_text=DEMO_ORG.read_text(encoding="utf-8"), db_url=db_url)
     spent: dict[str, float] = defaultdict(float)
     from sqlmodel import Session
 
@@ -266,13 +271,37 @@ def run_import(data: bytes, playbook: str, tmp: Path, profile: int, writer_s: fl
         by_hand = len(writer.waits) - len(writer.errors) if writer else 0
         if result.rows + by_hand != counts["run"] or counts["hazard"] != counts["run"]:
             raise SystemExit(f"imported {result.rows} rows but stored {counts}")
-        path = common.db_path(rt)
+        path = common.db_path(rt) if db_url is None else None
     finally:
         rt.db.dispose()
     if profiler:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(profile)
     return t.seconds, dict(spent), counts, path, writer
+
+
+@contextmanager
+def database(postgres: bool) -> Iterator[str | None]:
+    """None (a SQLite file per run) or the URL of a durable PostgreSQL started here."""
+    if not postgres:
+        yield None
+        return
+    from pg_server import PostgresServer  # tests/ is on sys.path (bench/common.py)
+
+    with PostgresServer(durable=True) as pg:
+        yield pg.url
+
+
+def postgres_bytes(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_database_size(current_database())"))
+                       .scalar() or 0)
+    finally:
+        engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,16 +318,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = generate(args.rows, args.major, args.seed)
     data = csv_bytes(rows)
     progress(f"CSV file: {fmt_bytes(len(data))}")
-    with common.temp_dir("import") as tmp:
+    with common.temp_dir("import") as tmp, database(args.postgres) as db_url:
         progress("floor: executemany into an empty table")
         floor_s = floor(tmp / "floor.db", rows)
-        progress(f"floor: {floor_s:.2f} s; importing")
+        progress(f"floor: {floor_s:.2f} s; importing"
+                 + (" into PostgreSQL" if db_url else ""))
         import_s, spent, counts, path, writer = run_import(data, playbook, tmp, args.profile,
-                                                           args.writer)
-        size = path.stat().st_size + (path.with_name(path.name + "-wal").stat().st_size
-                                      if path.with_name(path.name + "-wal").exists() else 0)
-        progress(f"import: {import_s:.1f} s; schema floor: SQLite alone writing the same rows")
-        schema_s = schema_floor(path, tmp, args.rows)
+                                                           args.writer, db_url)
+        schema_s: float | None = None
+        if path is None:
+            size = postgres_bytes(str(db_url))
+        else:
+            size = path.stat().st_size + (path.with_name(path.name + "-wal").stat().st_size
+                                          if path.with_name(path.name + "-wal").exists() else 0)
+            progress(f"import: {import_s:.1f} s; schema floor: SQLite alone writing the same "
+                     "rows")
+            schema_s = schema_floor(path, tmp, args.rows)
     ratio = common.ratio(import_s, floor_s)
     abs_ok = import_s <= TARGET_S
     ratio_ok = ratio <= TARGET_RATIO
@@ -315,9 +350,12 @@ def main(argv: list[str] | None = None) -> int:
          [f"import {args.rows:,} hazards (s)", import_s, f"<= {TARGET_S:.0f}",
           common.verdict(abs_ok)],
          ["ratio import / floor", ratio, f"<= {TARGET_RATIO:.0f}", common.verdict(ratio_ok)],
-         ["schema floor: SQLite alone writes the same rows (s)", schema_s, "-", "-"],
-         ["ratio schema floor / floor", common.ratio(schema_s, floor_s), "-", "-"],
-         ["ratio import / schema floor", common.ratio(import_s, schema_s), "-", "-"],
+         ["database", "PostgreSQL (durable)" if path is None else "SQLite", "-", "-"],
+         ["schema floor: SQLite alone writes the same rows (s)", schema_s or "-", "-", "-"],
+         ["ratio schema floor / floor",
+          common.ratio(schema_s, floor_s) if schema_s else "-", "-", "-"],
+         ["ratio import / schema floor",
+          common.ratio(import_s, schema_s) if schema_s else "-", "-", "-"],
          ["floor rows/s", args.rows / floor_s, "-", "-"],
          ["import rows/s", args.rows / import_s, "-", "-"],
          ["rows written (run/hazard/step/audit/note)",
@@ -335,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         "bench_import", rows=args.rows, playbook=playbook, import_s=import_s, floor_s=floor_s,
         ratio=ratio, target_s=TARGET_S, target_ratio=TARGET_RATIO, ok=abs_ok and ratio_ok,
         ok_abs=abs_ok, ok_ratio=ratio_ok, rows_per_s=args.rows / import_s,
-        schema_floor_s=schema_s, ratio_schema_floor=common.ratio(schema_s, floor_s),
-        ratio_import_schema_floor=common.ratio(import_s, schema_s),
+        database="postgresql" if path is None else "sqlite",
+        schema_floor_s=schema_s,
+        ratio_schema_floor=common.ratio(schema_s, floor_s) if schema_s else None,
+        ratio_import_schema_floor=common.ratio(import_s, schema_s) if schema_s else None,
         floor_rows_per_s=args.rows / floor_s, breakdown_s=dict(breakdown), stored=counts,
         db_bytes=size, file_bytes=len(data), peak_rss_bytes=common.peak_rss_bytes(),
         cpus=os.cpu_count(),
