@@ -31,10 +31,47 @@ def _field(loc: tuple[object, ...]) -> str:
     return out or "body"
 
 
+# Pydantic's messages are English; a bureau user reads the Chinese first. Keyed by pydantic's
+# error type (stable across versions, unlike its wording); {name} is filled from the error's ctx.
+_ZH_BY_TYPE = {
+    "missing": "必填",
+    "extra_forbidden": "不认识的字段",
+    "bool_type": "应为 true 或 false", "bool_parsing": "应为 true 或 false",
+    "int_type": "应为整数", "int_parsing": "应为整数", "int_from_float": "应为整数",
+    "float_type": "应为数字", "float_parsing": "应为数字",
+    "string_type": "应为文本",
+    "string_too_short": "至少 {min_length} 个字符", "string_too_long": "最多 {max_length} 个字符",
+    "too_short": "至少 {min_length} 项", "too_long": "最多 {max_length} 项",
+    "greater_than": "应大于 {gt}", "greater_than_equal": "应不小于 {ge}",
+    "less_than": "应小于 {lt}", "less_than_equal": "应不大于 {le}",
+    "datetime_type": "应为日期时间", "datetime_parsing": "日期时间格式不对",
+    "datetime_from_date_parsing": "日期时间格式不对",
+    "date_type": "应为日期", "date_parsing": "日期格式不对", "date_from_datetime_parsing":
+    "日期格式不对",
+    "timezone_aware": "须带时区（如 +08:00）",
+    "literal_error": "只能是 {expected}", "enum": "只能是 {expected}",
+    "list_type": "应为列表", "dict_type": "应为对象", "model_type": "应为对象",
+    "json_invalid": "不是合法的 JSON", "json_type": "不是合法的 JSON",
+}
+
+
+def _message(error: dict[str, object]) -> str:
+    english = str(error.get("msg", ""))
+    zh = _ZH_BY_TYPE.get(str(error.get("type", "")))
+    if zh is None:
+        return english
+    ctx = error.get("ctx")
+    try:
+        zh = zh.format(**ctx) if isinstance(ctx, dict) else zh
+    except (KeyError, IndexError):  # a ctx without the name: the plain words still help
+        zh = zh.split("{", 1)[0].strip() or zh
+    return f"{zh} / {english}"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")}
+        errors = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)}
                   for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         return JSONResponse(status_code=422, content={

@@ -97,9 +97,6 @@ def read_progress(rt: Runtime, *, run_id: int, actor: str) -> tuple[Run, dict[st
         return run, {**campaign_progress(session, run_id, now, run=run), "as_of": now}
 
 
-CAMPAIGN_KIND = "campaign"
-
-
 def campaign_problem(session: Session, rt: Runtime, run_id: int, unit_id: str
                      ) -> tuple[str, str] | None:
     """Why a hazard of `unit_id` cannot join campaign run `run_id` (中文, English), or None:

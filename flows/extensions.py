@@ -67,8 +67,21 @@ def _text(field: str, value: str | None, *, required: bool, what: str) -> str | 
     if required and not text:
         raise InvalidInput(field, what)
     if len(text) > MAX_REASON:
-        raise InvalidInput(field, f"at most {MAX_REASON} characters")
+        raise InvalidInput(field, f"最多 {MAX_REASON} 个字符 / at most {MAX_REASON} characters")
     return text or None
+
+
+def _run_ended(run: Run) -> Conflict:
+    return Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is {run.status}",
+                    current=run.status)
+
+
+def _task_closed(step: StepInstance) -> Conflict:
+    return Conflict(f"任务{st.STATUS_ZH.get(step.status, step.status)}，不能延期 / task is "
+                    f"{step.status}", current=step.status)
+
+
+DECIDED_ZH = {APPROVED: "已同意", REFUSED: "已不同意"}
 
 
 def request_extension(
@@ -86,21 +99,22 @@ def request_extension(
             raise Conflict("该任务不接受延期申请 / this step takes no requests for more time",
                            current=step.status)
         if run.status != rs.RUNNING:
-            raise Conflict(f"run is {run.status}", current=run.status)
+            raise _run_ended(run)
         clean = _text("reason", reason, required=True,
                       what="延期需说明原因 / a reason is required") or ""
         now = rt.clock.now()
-        if due_at.tzinfo is None:
-            raise InvalidInput("due_at", "must include a time zone, e.g. 2026-12-01T18:00+08:00")
+        if due_at.tzinfo is None:  # a time as the user's wall clock shows it
+            due_at = due_at.replace(tzinfo=rt.tz)
         if due_at <= now:
-            raise InvalidInput("due_at", "must be in the future")
+            raise InvalidInput("due_at", "新期限须晚于现在 / must be in the future")
         if step.due_at is not None and due_at <= step.due_at:
-            raise InvalidInput("due_at", "must be later than the current deadline "
-                               f"({rt.renderer.deadline(step.due_at)})")
+            current = rt.renderer.deadline(step.due_at)
+            raise InvalidInput("due_at", f"新期限须晚于当前期限（{current}）/ must be later than "
+                               f"the current deadline ({current})")
         if due_at > now + MAX_EXTENSION:
-            raise InvalidInput("due_at", "must be within 10 years")
+            raise InvalidInput("due_at", "新期限须在 10 年以内 / must be within 10 years")
         if step.status not in st.OPEN_STATUSES:
-            raise Conflict(f"task is {step.status}", current=step.status)
+            raise _task_closed(step)
         rule = spec.extension
         if rule.ask_before is not None and step.due_at is not None:
             latest = subtract_duration(step.due_at, rule.ask_before, calendar=rt.calendar,
@@ -171,20 +185,22 @@ def decide_extension(
         clean = _text("note", note, required=not approve,
                       what="不同意延期需说明理由 / a refusal needs a note")
         if req.status != PENDING:
-            raise Conflict(f"request is already {req.status}", current=req.status)
+            raise Conflict(f"该申请{DECIDED_ZH.get(req.status, req.status)} / request is already "
+                           f"{req.status}", current=req.status)
         now = rt.clock.now()
         old_due = step.due_at
         if approve:
             if run.status != rs.RUNNING:
-                raise Conflict(f"run is {run.status}", current=run.status)
+                raise _run_ended(run)
             if step.status not in st.OPEN_STATUSES:
-                raise Conflict(f"task is {step.status}", current=step.status)
+                raise _task_closed(step)
             if req.new_due_at <= now:
-                raise Conflict("the requested deadline has already passed; refuse this "
-                               "request and ask for a new one", current=PENDING)
-            if old_due is not None and req.new_due_at <= old_due:
-                raise Conflict("the task's deadline is already at or after the requested one",
+                raise Conflict("申请的期限已过，请不同意本申请并重新申请 / the requested deadline "
+                               "has already passed; refuse this request and ask for a new one",
                                current=PENDING)
+            if old_due is not None and req.new_due_at <= old_due:
+                raise Conflict("任务期限已不早于申请的期限 / the task's deadline is already at or "
+                               "after the requested one", current=PENDING)
         _settle(session, req, status=APPROVED if approve else REFUSED, actor=actor, now=now,
                 note=clean, old_due=old_due if approve else req.old_due_at)
         if approve:
@@ -225,7 +241,8 @@ def _settle(session: Session, req: ExtensionRequest, *, status: str, actor: str,
         .values(status=status, decided_by=actor, decided_at=now, note=note, old_due_at=old_due)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict("request was decided by someone else; reload it", current=None)
+        raise Conflict("该申请已被他人审批，请刷新 / request was decided by someone else; reload "
+                       "it", current=None)
     session.expire(req)
 
 
@@ -261,8 +278,8 @@ def list_requests(
     """Requests the person may see, newest first. mine=True: only those they may decide (on
     tasks of their unit or below, whose step's decider role they hold, not their own)."""
     if status is not None and status not in REQUEST_STATUSES:
-        raise InvalidInput("status", f"unknown status '{status}' (known: "
-                           f"{', '.join(REQUEST_STATUSES)})")
+        raise InvalidInput("status", f"不认识的状态 {status}，可选 {', '.join(REQUEST_STATUSES)} "
+                           f"/ unknown status '{status}' (known: {', '.join(REQUEST_STATUSES)})")
     org = rt.org
     who = org.person(person)
     conds: list[Any] = []

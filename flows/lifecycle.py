@@ -38,10 +38,11 @@ def start_run(
     try:
         playbook = rt.catalog.get(playbook_id)
     except NotFound:
-        raise InvalidInput("playbook", f"unknown playbook '{playbook_id}' (known: "
-                           f"{', '.join(sorted(rt.catalog.current))})") from None
+        known = ", ".join(sorted(rt.catalog.current))
+        raise InvalidInput("playbook", f"没有流程 {playbook_id}，可选：{known} / unknown playbook "
+                           f"'{playbook_id}' (known: {known})") from None
     if unit_id not in rt.org.units:
-        raise InvalidInput("unit", f"unknown unit '{unit_id}'")
+        raise InvalidInput("unit", f"没有单位 {unit_id} / unknown unit '{unit_id}'")
     if check_rights:
         require_right(rt.org, actor, "commander", unit_id)
     clean = validate_params(playbook, params)
@@ -95,14 +96,18 @@ def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
         require_right(rt.org, actor, "commander", run.unit_id)
         playbook = rt.catalog.pinned(session, run.playbook_sha)
         if not playbook.stages:
-            raise InvalidInput("stage", f"playbook '{playbook.id}' has no stages")
+            raise InvalidInput("stage", f"流程 {playbook.id} 不分阶段 / playbook "
+                               f"'{playbook.id}' has no stages")
         if stage not in playbook.stages:
-            raise InvalidInput("stage", f"unknown stage '{stage}' (known: "
-                               f"{', '.join(playbook.stages)})")
+            known = ", ".join(playbook.stages)
+            raise InvalidInput("stage", f"没有阶段 {stage}，可选：{known} / unknown stage "
+                               f"'{stage}' (known: {known})")
         if run.status != rs.RUNNING:
-            raise Conflict(f"run is {run.status}", current=run.status)
+            raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is "
+                           f"{run.status}", current=run.status)
         if run.stage == stage:
-            raise Conflict(f"run is already in stage '{stage}'", current=run.stage)
+            raise Conflict(f"流程已处于阶段 {stage} / run is already in stage '{stage}'",
+                           current=run.stage)
         now = rt.clock.now()
         add_event(session, at=now, actor=actor, action="stage_changed", run_id=run.id,
                   from_state=run.stage, to_state=stage)
@@ -125,7 +130,8 @@ def cancel_run(
     if actor != SYSTEM:
         require_right(rt.org, actor, "commander", run.unit_id)
     if run.status != rs.RUNNING:
-        raise Conflict(f"run is already {run.status}", current=run.status)
+        raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is already "
+                       f"{run.status}", current=run.status)
     now = rt.clock.now()
     cancelled = cancel_open_steps(session, run.id or 0, now=now)
     run.status = rs.CANCELLED

@@ -62,9 +62,20 @@ class InvalidInput(CloseloopError):
         self.message = message
 
 
+# What a user calls each kind of thing, for "不存在" messages (Chinese first, SPEC: the product
+# speaks Chinese first); a kind missing here is shown as its English name.
+KIND_NAMES_ZH = {
+    "campaign": "3030专项行动", "channel": "接收通道", "evidence": "证据文件",
+    "extension request": "延期申请", "hazard": "隐患", "person": "人员",
+    "playbook version": "流程版本", "playbook": "流程", "run": "流程实例", "task": "任务",
+    "unit": "单位",
+}
+
+
 class NotFound(CloseloopError):
     def __init__(self, kind: str, ident: object) -> None:
-        super().__init__(f"{kind} '{ident}' not found")
+        super().__init__(f"{KIND_NAMES_ZH.get(kind, kind)} {ident} 不存在 / "
+                         f"{kind} '{ident}' not found")
         self.kind = kind
         self.ident = ident
 

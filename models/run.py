@@ -15,6 +15,8 @@ COMPLETED = "completed"
 CANCELLED = "cancelled"
 FAILED = "failed"
 RUN_STATUSES = (RUNNING, COMPLETED, CANCELLED, FAILED)
+# What a user reads for each status (messages are Chinese first).
+STATUS_ZH = {RUNNING: "进行中", COMPLETED: "办结", CANCELLED: "撤销", FAILED: "失败"}
 
 
 class Run(SQLModel, table=True):

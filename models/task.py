@@ -25,6 +25,9 @@ SKIPPED = "skipped"  # `when` was false (counts as finished for `needs`)
 CANCELLED = "cancelled"
 
 STEP_STATUSES = (PENDING, READY, ACKED, SUBMITTED, DONE, REJECTED, SKIPPED, CANCELLED)
+# What a user reads for each status (messages are Chinese first).
+STATUS_ZH = {PENDING: "未开始", READY: "待办理", ACKED: "已签收", SUBMITTED: "已提交待复查",
+             DONE: "已完成", REJECTED: "已退回", SKIPPED: "无需办理", CANCELLED: "已撤销"}
 OPEN_STATUSES = (READY, ACKED, SUBMITTED, REJECTED)  # a person still has to act
 FINISHED_STATUSES = (DONE, SKIPPED, CANCELLED)
 ACTIONABLE_STATUSES = (READY, ACKED, REJECTED)  # the assignee may complete

@@ -37,7 +37,7 @@ async def validate(request: Request, rt: RuntimeDep, person: CurrentPerson) -> d
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput("body", "playbook must be UTF-8 text") from exc
+        raise InvalidInput("body", "流程文件须为 UTF-8 文本 / playbook must be UTF-8 text") from exc
     name = request.query_params.get("filename", "playbook.yaml")
     pb = load_playbook_text(text, filename=name, context=rt.catalog.context)
     return {"valid": True, "id": pb.id, "version": pb.version, "steps": len(pb.steps)}

@@ -41,8 +41,9 @@ def list_(
     since = since.replace(tzinfo=rt.tz) if since and since.tzinfo is None else since
     until = until.replace(tzinfo=rt.tz) if until and until.tzinfo is None else until
     if status and status not in RUN_STATUSES:
-        raise InvalidInput("status", f"unknown status '{status}' (known: "
-                           f"{', '.join(RUN_STATUSES)})")
+        known = ", ".join(RUN_STATUSES)
+        raise InvalidInput("status", f"不认识的状态 {status}，可选：{known} / unknown status "
+                           f"'{status}' (known: {known})")
     units = listing_units(rt.org, person, unit)
     with read_session(rt.db) as session:
         rows, total = list_runs(session, units=units, playbook=playbook, status=status,

@@ -86,7 +86,7 @@ async def receive(channel: str, request: Request, rt: RuntimeDep) -> dict[str, A
     Accepts only connections from this machine."""
     client = request.client.host if request.client else ""
     if client not in ("127.0.0.1", "::1", "testclient"):
-        raise Forbidden("the receiver only accepts loopback deliveries")
+        raise Forbidden("接收端只接受本机投递 / the receiver only accepts loopback deliveries")
     try:
         payload = await request.json()
     except ValueError:

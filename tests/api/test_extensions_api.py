@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi.testclient import TestClient
@@ -100,7 +101,7 @@ def test_errors_name_the_field(client: TestClient, auth: Auth, clock: ManualCloc
     assert field(ask(client, auth, task, reason="")) == "reason"
     assert field(ask(client, auth, task, reason=None)) == "reason"
     assert field(ask(client, auth, task, due_at="tomorrow")) == "due_at"
-    assert field(ask(client, auth, task, due_at="2026-04-30T18:00:00")) == "due_at"  # no zone
+    assert field(ask(client, auth, task, due_at="2026-03-01T18:00:00")) == "due_at"  # past
     assert field(ask(client, auth, task, due_at=task["due_at"])) == "due_at"  # not later
     assert field(ask(client, auth, task, due_at="2099-01-01T00:00:00+08:00")) == "due_at"
     assert field(ask(client, auth, task, due_at="9999-12-31T23:59:59+08:00")) == "due_at"
@@ -172,3 +173,52 @@ def test_list_filters_and_paging(client: TestClient, auth: Auth) -> None:
                       headers=auth("c1-grid")).json()["count"] == 0
     assert field(client.get("/api/extension-requests?limit=0",
                             headers=auth("s1-head"))) == "limit"
+
+
+def test_a_date_asks_for_the_end_of_that_day_and_a_time_without_zone_is_local(
+        client: TestClient, auth: Auth) -> None:
+    task = hazard_task(client, auth)
+    due = datetime.fromisoformat(task["due_at"])
+    local_day = (due + timedelta(days=10)).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    r = ask(client, auth, task, due_at=local_day.isoformat())
+    assert r.status_code == 201, r.text
+    req = r.json()
+    # 24:00 of that day in Shanghai, shown as that day's 24:00, not the next day's 00:00.
+    end = datetime.combine(local_day + timedelta(days=1), datetime.min.time(),
+                           tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert datetime.fromisoformat(req["new_due_at"].replace("Z", "+00:00")) == end
+    assert req["new_due_at_local"].endswith("24:00")
+    assert decide(client, auth, req["id"], approve=False, note="先按原期限").status_code == 200
+
+    wall = f"{local_day.isoformat()}T18:00"  # no zone: the bureau's clock
+    r = ask(client, auth, task, due_at=wall)
+    assert r.status_code == 201, r.text
+    asked = datetime.fromisoformat(r.json()["new_due_at"].replace("Z", "+00:00"))
+    assert asked == datetime.fromisoformat(wall).replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_bad_dates_and_loose_booleans_are_422_in_chinese(client: TestClient,
+                                                         auth: Auth) -> None:
+    task = hazard_task(client, auth)
+    for bad in ("2027-02-30", "9999-12-31", "明天", 20270115):
+        r = ask(client, auth, task, due_at=bad)
+        assert field(r) == "due_at", bad
+    r = ask(client, auth, task)
+    assert r.status_code == 201, r.text
+    r = decide(client, auth, r.json()["id"], approve="yes")
+    assert field(r) == "approve"
+    assert "应为 true 或 false" in r.json()["detail"]
+    r = client.post(f"/api/tasks/{task['id']}/extension-requests", json={"due_at": later(task)},
+                    headers=auth("c1-grid"))
+    assert field(r) == "reason" and "必填" in r.json()["detail"]
+
+
+def test_not_found_and_conflicts_speak_chinese_first(client: TestClient, auth: Auth) -> None:
+    r = client.get("/api/extension-requests/999", headers=auth("c1-grid"))
+    assert r.status_code == 404
+    assert r.json()["detail"].startswith("延期申请 999 不存在 / ")
+    task = hazard_task(client, auth)
+    req = ask(client, auth, task).json()
+    assert decide(client, auth, req["id"]).status_code == 200
+    r = decide(client, auth, req["id"])
+    assert r.status_code == 409 and r.json()["detail"].startswith("该申请已同意 / ")
