@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
@@ -41,7 +41,7 @@ class Completion(BaseModel):
 
 class Verification(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    approve: bool
+    approve: StrictBool  # "yes", "false" or 1 must not decide anything: only true or false
     note: str | None = None
 
 

@@ -36,6 +36,71 @@ def require_right(org: OrgChart, person_id: str, right: str, unit_id: str) -> No
         )
 
 
+def _shown(text: str) -> str:
+    # A person id comes from the request body: never echo a huge one back.
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def require_reassign(
+    org: OrgChart, actor: str, step: StepInstance, run: Run, person: str
+) -> None:
+    """Who may hand a task to whom (SPEC §5 /reassign; §3: a commander directs their unit and
+    the units below it, every other role only acts on what is assigned to it).
+
+    - Whoever may act on the task (its assignee, or a holder of its role) hands it to a
+      colleague: a person of the task's unit or of the unit its role resolved to, or one who
+      holds its role for the task's unit (who could have taken it from the pool anyway). Not to
+      a commander above, nor sideways to another community: that is for a commander to decide.
+    - A commander of the task's unit or above (an admin anywhere) hands it to a colleague as
+      above, or to anyone of the commander's own unit and below (an admin: anyone).
+    - Never to a person who cannot see the run: they could not open what they were given.
+
+    Raises Forbidden (403) for an actor who may not reassign at all, InvalidInput on `person`
+    (422) for a person the actor may not hand it to, with the reason."""
+    target = org.people.get(person)
+    if target is None:
+        raise InvalidInput("person", f"人员 '{_shown(person)}' 不存在 / unknown person "
+                           f"'{_shown(person)}'")
+    supervisor = org.has_right(actor, "commander", step.unit_id)
+    if not supervisor:
+        require_act(org, actor, step)
+    if not can_read_unit(org, person, run.unit_id):
+        raise InvalidInput(
+            "person",
+            f"{target.name}（{_unit_name(org, target.unit_id)}）无权查看该事件，不能接收其任务 / "
+            f"'{person}' cannot see this run (unit '{run.unit_id}'), so cannot take its task",
+        )
+    units = list(dict.fromkeys(u for u in (step.unit_id, step.assignee_unit_id) if u))
+    if target.unit_id in units or (
+        step.role is not None and org.can_act_as(person, step.role, step.unit_id)
+    ):
+        return
+    if supervisor:
+        own = org.person(actor).unit_id
+        if is_admin(org, actor) or org.is_within(target.unit_id, own):
+            return
+        raise InvalidInput(
+            "person",
+            f"只能转派给{_unit_name(org, own)}及下级单位的人员，或本任务单位的人员 / a commander "
+            f"hands a task only to people of unit '{own}' and below, or of the task's unit "
+            f"({', '.join(units)})",
+        )
+    role = f"或持有 {step.role} 角色的" if step.role else ""
+    role_en = f" or one holding role '{step.role}' for it" if step.role else ""
+    raise InvalidInput(
+        "person",
+        f"只能转派给{'、'.join(_unit_name(org, u) for u in units)}{role}人员；转派给其他人请由"
+        f"{_unit_name(org, step.unit_id)}或上级的指挥长办理 / a task may be handed only to a "
+        f"person of unit {', '.join(units)}{role_en}; a commander of '{step.unit_id}' or above "
+        "may hand it to others",
+    )
+
+
+def _unit_name(org: OrgChart, unit_id: str) -> str:
+    unit = org.units.get(unit_id)
+    return unit.name if unit else unit_id
+
+
 def can_read_unit(org: OrgChart, person_id: str, unit_id: str) -> bool:
     """A person sees runs of their own branch of the tree: their unit and below (their units'
     work) and the units above it (district-wide runs they take part in)."""

@@ -38,14 +38,15 @@ def sniff(data: bytes) -> str | None:
 
 def store_evidence(rt: Runtime, *, data: bytes, filename: str, uploaded_by: str) -> Evidence:
     if not data:
-        raise InvalidInput("file", "empty file")
+        raise InvalidInput("file", "文件是空的 / empty file")
     limit = rt.settings.max_evidence_bytes
     if len(data) > limit:
-        raise InvalidInput("file", f"file is {len(data)} bytes; the limit is {limit}")
+        raise InvalidInput("file", f"文件超过上限 {limit} 字节 / file is {len(data)} bytes; the "
+                           f"limit is {limit}")
     kind = sniff(data)
     if kind is None:
-        raise InvalidInput("file", "only photos (JPEG, PNG, GIF, WebP, HEIC), PDF and MP4 are "
-                           "accepted")
+        raise InvalidInput("file", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和 MP4 / only "
+                           "photos (JPEG, PNG, GIF, WebP, HEIC), PDF and MP4 are accepted")
     digest = hashlib.sha256(data).hexdigest()
     store, key = open_store(rt.settings), content_key(digest)
     # The bytes first, the row after: a row never points at nothing. A store that fails raises

@@ -25,8 +25,7 @@ from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import StepSpec
-from flows.tasks import MAX_EXTENSION, transition
-from models import run as rs
+from flows.tasks import MAX_EXTENSION, check_text, require_running, task_conflict, transition
 from models import task as st
 from models.audit import SYSTEM
 from models.db import read_session, session_scope
@@ -41,7 +40,6 @@ PENDING = "pending"
 APPROVED = "approved"
 REFUSED = "refused"
 REQUEST_STATUSES = (PENDING, APPROVED, REFUSED)
-MAX_REASON = 2000
 
 
 @dataclass
@@ -66,19 +64,8 @@ def _text(field: str, value: str | None, *, required: bool, what: str) -> str | 
     text = (value or "").strip()
     if required and not text:
         raise InvalidInput(field, what)
-    if len(text) > MAX_REASON:
-        raise InvalidInput(field, f"最多 {MAX_REASON} 个字符 / at most {MAX_REASON} characters")
+    check_text(field, text)
     return text or None
-
-
-def _run_ended(run: Run) -> Conflict:
-    return Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is {run.status}",
-                    current=run.status)
-
-
-def _task_closed(step: StepInstance) -> Conflict:
-    return Conflict(f"任务{st.STATUS_ZH.get(step.status, step.status)}，不能延期 / task is "
-                    f"{step.status}", current=step.status)
 
 
 DECIDED_ZH = {APPROVED: "已同意", REFUSED: "已不同意"}
@@ -98,8 +85,7 @@ def request_extension(
         if spec.extension is None:
             raise Conflict("该任务不接受延期申请 / this step takes no requests for more time",
                            current=step.status)
-        if run.status != rs.RUNNING:
-            raise _run_ended(run)
+        require_running(run)
         clean = _text("reason", reason, required=True,
                       what="延期需说明原因 / a reason is required") or ""
         now = rt.clock.now()
@@ -114,7 +100,7 @@ def request_extension(
         if due_at > now + MAX_EXTENSION:
             raise InvalidInput("due_at", "新期限须在 10 年以内 / must be within 10 years")
         if step.status not in st.OPEN_STATUSES:
-            raise _task_closed(step)
+            raise task_conflict(step, "延期")
         rule = spec.extension
         if rule.ask_before is not None and step.due_at is not None:
             latest = subtract_duration(step.due_at, rule.ask_before, calendar=rt.calendar,
@@ -190,10 +176,9 @@ def decide_extension(
         now = rt.clock.now()
         old_due = step.due_at
         if approve:
-            if run.status != rs.RUNNING:
-                raise _run_ended(run)
+            require_running(run)
             if step.status not in st.OPEN_STATUSES:
-                raise _task_closed(step)
+                raise task_conflict(step, "延期")
             if req.new_due_at <= now:
                 raise Conflict("申请的期限已过，请不同意本申请并重新申请 / the requested deadline "
                                "has already passed; refuse this request and ask for a new one",

@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flows.durations import Duration, parse_duration
-from flows.params import ParamValueError, coerce
+from flows.params import ParamValueError, check_range, coerce
 from flows.step_rules import step_problems
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -66,6 +66,17 @@ DurationField = Annotated[
     ),
 ]
 
+
+def _bound(value: Any) -> int | float:
+    # YAML `true` is not 1, and "10" is not a number: a bound is written as a number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number; got {value!r}")
+    return value
+
+
+# `min`/`max` of an int or number parameter; one error for a wrong type, not one per union arm.
+Bound = Annotated[int | float, PlainValidator(_bound), WithJsonSchema({"type": "number"})]
+
 ParamType = Literal["string", "int", "number", "bool", "enum", "date", "datetime", "list"]
 Action = Literal["task", "notify", "document", "wait", "playbook"]
 DueFrom = Literal["ready", "run", "stage"]
@@ -83,6 +94,13 @@ class ParamSpec(_Spec):
     type: ParamType = Field(description="Value type; `enum` takes one of `values`.")
     values: list[str] | None = Field(
         default=None, validate_default=True, description="The allowed values of an enum."
+    )
+    # Before `default`, so the default's validator can hold it to them.
+    min: Bound | None = Field(
+        default=None, description="int and number: the smallest value accepted."
+    )
+    max: Bound | None = Field(
+        default=None, description="int and number: the largest value accepted."
     )
     required: bool = Field(default=False, description="A value must be given (or defaulted).")
     default: Any = Field(default=None, description="Used when no value is given.")
@@ -102,6 +120,29 @@ class ParamSpec(_Spec):
             raise ValueError("enum values must be distinct")
         return values
 
+    @field_validator("min", "max")
+    @classmethod
+    def _bounds_only_for_numbers(cls, bound: float | None, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if bound is None or kind is None:
+            return bound
+        if kind not in ("int", "number"):
+            raise ValueError(f"'{info.field_name}' is only for types int and number "
+                             f"(this is {kind})")
+        try:
+            # The same limits as a value: finite, and a whole number within range for an int.
+            return coerce(kind, bound)
+        except ParamValueError as exc:
+            raise ValueError(f"'{info.field_name}' does not fit type {kind}: {exc}") from exc
+
+    @field_validator("max")
+    @classmethod
+    def _max_not_below_min(cls, high: float | None, info: ValidationInfo) -> Any:
+        low = info.data.get("min")
+        if high is not None and low is not None and high < low:
+            raise ValueError(f"max ({high}) is below min ({low})")
+        return high
+
     @field_validator("default")
     @classmethod
     def _default_fits_type(cls, value: Any, info: ValidationInfo) -> Any:
@@ -110,9 +151,11 @@ class ParamSpec(_Spec):
             return value
         try:
             # Normalised (dates as ISO text) so the compiled playbook round-trips through JSON.
-            return coerce(kind, value, values=info.data.get("values"))
+            result = coerce(kind, value, values=info.data.get("values"))
+            check_range(result, low=info.data.get("min"), high=info.data.get("max"))
         except ParamValueError as exc:
             raise ValueError(f"default does not fit type {kind}: {exc}") from exc
+        return result
 
 
 def _due_shorthand(value: Any) -> Any:

@@ -4,6 +4,7 @@ so two people closing the same task at once give one success and one Conflict (4
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from flows.access import require_act, require_right
+from flows.access import require_act, require_reassign
 from flows.lifecycle import load_run
 from flows.params import validate_values
 from flows.progress import advance, first_check, wake
@@ -30,6 +31,14 @@ from models.task import StepInstance
 from models.writes import add_event, insert_ignoring_duplicates
 
 MAX_EXTENSION = timedelta(days=3660)
+# What one action may write. Every note and output is kept in the task row, its audit event and
+# every read of the task: an unbounded one made a single task 18 MB to read.
+MAX_NOTE = 2000  # note, rejection reason, extension reason (flows/extensions.py)
+MAX_OUTPUT_TEXT = 4000  # one text value among the outputs
+MAX_OUTPUTS_BYTES = 64 * 1024  # the whole outputs object, as stored (UTF-8 JSON)
+MAX_OUTPUTS_DEPTH = 16  # nesting of free-form outputs; deeper is never a form a person filled
+MAX_OUTPUT_NAME = 100  # a key of free-form outputs (it is echoed in the field of an error)
+MAX_EVIDENCE = 50  # files attached by one completion
 
 
 @dataclass
@@ -48,32 +57,59 @@ def _load(session: Session, rt: Runtime, step_id: int) -> Loaded:
     return Loaded(step, run, spec)
 
 
+def task_conflict(step: StepInstance, action: str = "") -> Conflict:
+    """409 for a task whose status does not allow the action; `action` (Chinese) names it."""
+    then = f"，不能{action}" if action else ""
+    return Conflict(f"任务{st.STATUS_ZH.get(step.status, step.status)}{then} / task is "
+                    f"{step.status}", current=step.status)
+
+
 def transition(
     session: Session, step: StepInstance, *, allowed: tuple[str, ...], values: dict[str, Any]
 ) -> None:
     """Move the row only if nobody else moved it since we read it."""
     if step.status not in allowed:
-        raise Conflict(f"task is {step.status}", current=step.status)
+        raise task_conflict(step)
     result = session.execute(
         update(StepInstance)
         .where(StepInstance.id == step.id, StepInstance.version == step.version)
         .values(version=step.version + 1, **values)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict("task was changed by someone else; reload it", current=None)
+        raise Conflict("任务已被他人改动，请刷新 / task was changed by someone else; reload it",
+                       current=None)
     session.expire(step)
 
 
-def _running(run: Run) -> None:
+def require_running(run: Run) -> None:
     if run.status != rs.RUNNING:
-        raise Conflict(f"run is {run.status}", current=run.status)
+        raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is {run.status}",
+                       current=run.status)
+
+
+def _name(rt: Runtime, person_id: str | None) -> str:
+    person = rt.org.people.get(person_id or "")
+    return person.name if person else (person_id or "?")
+
+
+def check_text(field: str, value: str | None, limit: int = MAX_NOTE) -> None:
+    """Refuse text longer than `limit` characters (422 on `field`)."""
+    if value is not None and len(value) > limit:
+        raise InvalidInput(field, f"最多 {limit} 个字符（收到 {len(value)} 个）/ at most "
+                           f"{limit} characters; got {len(value)}")
 
 
 def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
         require_act(rt.org, actor, got.step)
-        _running(got.run)
+        require_running(got.run)
+        if got.step.status == st.ACKED:
+            if got.step.acked_by == actor:
+                # Acknowledging twice (a retried request, a second tap) is not a second event.
+                return got.step
+            raise Conflict(f"任务已由 {_name(rt, got.step.acked_by)} 签收 / task is acked by "
+                           f"{got.step.acked_by}", current=got.step.status)
         now = rt.clock.now()
         transition(session, got.step, allowed=(st.READY,),
                     values={"status": st.ACKED, "acked_at": now, "acked_by": actor})
@@ -83,22 +119,75 @@ def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
 
 
 def validate_outputs(spec: StepSpec, outputs: dict[str, Any]) -> dict[str, Any]:
-    """Typed outputs when the playbook declares them; free-form otherwise."""
+    """Typed outputs when the playbook declares them; free-form otherwise. Either way within
+    the size limits above."""
+    _check_output_sizes(outputs)
     if spec.outputs:
         return validate_values(spec.outputs, outputs, prefix="outputs")
     return dict(outputs)
 
 
+def _check_output_sizes(outputs: dict[str, Any]) -> None:
+    # Walked with a stack, not recursion: free-form outputs come straight from the request body.
+    stack: list[tuple[str, Any, int]] = [("outputs", outputs, 0)]
+    while stack:
+        field, value, depth = stack.pop()
+        if isinstance(value, str):
+            check_text(field, value, MAX_OUTPUT_TEXT)
+        elif isinstance(value, dict | list):
+            if depth >= MAX_OUTPUTS_DEPTH:
+                raise InvalidInput(field, f"嵌套超过 {MAX_OUTPUTS_DEPTH} 层 / nested more than "
+                                   f"{MAX_OUTPUTS_DEPTH} levels deep")
+            if isinstance(value, dict):
+                long = next((str(k) for k in value if len(str(k)) > MAX_OUTPUT_NAME), None)
+                if long is not None:
+                    raise InvalidInput(field, f"填报项名称超过 {MAX_OUTPUT_NAME} 个字符 / a name "
+                                       f"longer than {MAX_OUTPUT_NAME} characters: "
+                                       f"'{long[:40]}...'")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((f"{field}.{k}", v, depth + 1) for k, v in items)
+    size = len(json.dumps(outputs, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_OUTPUTS_BYTES:
+        raise InvalidInput("outputs", f"填报内容共 {size} 字节，上限 {MAX_OUTPUTS_BYTES} 字节 / "
+                           f"outputs are {size} bytes; the limit is {MAX_OUTPUTS_BYTES}")
+
+
+def _shown_id(ev_id: str) -> str:
+    # Stored ids are 32 hex digits; anything much longer came from the request, not from us.
+    return ev_id if len(ev_id) <= 40 else ev_id[:37] + "..."
+
+
 def _check_evidence(
-    session: Session, spec: StepSpec, evidence_ids: list[str], note: str | None, actor: str
+    session: Session, step: StepInstance, spec: StepSpec, evidence_ids: list[str],
+    note: str | None, actor: str,
 ) -> list[Evidence]:
+    if len(evidence_ids) > MAX_EVIDENCE:
+        raise InvalidInput("evidence", f"最多附 {MAX_EVIDENCE} 个文件 / at most {MAX_EVIDENCE} "
+                           f"files; got {len(evidence_ids)}")
+    seen: set[str] = set()
+    for ev_id in evidence_ids:
+        # One photo listed twice is still one photo: it must not meet a two-photo minimum.
+        if ev_id in seen:
+            shown = _shown_id(ev_id)
+            raise InvalidInput("evidence", f"证据 '{shown}' 重复 / evidence '{shown}' is listed "
+                               "twice")
+        seen.add(ev_id)
     rows: list[Evidence] = []
     for i, ev_id in enumerate(evidence_ids):
         row = session.get(Evidence, ev_id)
         if row is None:
-            raise InvalidInput(f"evidence[{i}]", f"unknown evidence id '{ev_id}'")
-        if row.step_id is not None:
-            raise InvalidInput(f"evidence[{i}]", "evidence already attached to another task")
+            shown = _shown_id(ev_id)
+            raise InvalidInput(f"evidence[{i}]", f"证据 '{shown}' 不存在 / unknown evidence id "
+                               f"'{shown}'")
+        if row.step_id is not None and row.step_id != step.id:
+            raise InvalidInput(f"evidence[{i}]", f"证据 '{ev_id}' 已附在其他任务上 / evidence "
+                               f"'{ev_id}' is already attached to another task")
+        # An upload records only who made it (not for which task), so a file not yet attached
+        # proves the completer's work only if they uploaded it; one already on this task (a
+        # resubmission after a rejection) was accepted for it before.
+        if row.step_id is None and row.uploaded_by != actor:
+            raise InvalidInput(f"evidence[{i}]", f"证据 '{ev_id}' 不是你上传的 / evidence "
+                               f"'{ev_id}' was uploaded by someone else")
         rows.append(row)
     need = spec.evidence
     if need is None:
@@ -108,7 +197,8 @@ def _check_evidence(
         raise InvalidInput("evidence", f"需要至少 {need.photos} 张照片 / at least "
                            f"{need.photos} photo(s) required, got {photos}")
     if len(rows) < need.files + need.photos:
-        raise InvalidInput("evidence", f"at least {need.files + need.photos} file(s) required")
+        raise InvalidInput("evidence", f"需要至少 {need.files + need.photos} 个文件 / at least "
+                           f"{need.files + need.photos} file(s) required")
     if need.note and not (note or "").strip():
         raise InvalidInput("note", "需要填写说明 / a note is required")
     return rows
@@ -121,14 +211,15 @@ def complete(
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
         require_act(rt.org, actor, got.step)
-        _running(got.run)
+        require_running(got.run)
         if got.step.action != "task":
-            raise Conflict(f"step is automatic ({got.step.action}); the engine completes it",
-                           current=got.step.status)
+            raise Conflict(f"该步骤由系统自动完成 / step is automatic ({got.step.action}); the "
+                           "engine completes it", current=got.step.status)
         if got.step.status not in st.ACTIONABLE_STATUSES:
-            raise Conflict(f"task is {got.step.status}", current=got.step.status)
+            raise task_conflict(got.step, "办结")
+        check_text("note", note)
         clean = validate_outputs(got.spec, outputs or {})
-        files = _check_evidence(session, got.spec, evidence or [], note, actor)
+        files = _check_evidence(session, got.step, got.spec, evidence or [], note, actor)
         now = rt.clock.now()
         verifying = got.spec.verify is not None
         to_state = st.SUBMITTED if verifying else st.DONE
@@ -183,10 +274,11 @@ def verify(
 ) -> StepInstance:
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
-        _running(got.run)
+        require_running(got.run)
         rule = got.spec.verify
         if rule is None:
-            raise Conflict("this task needs no verification", current=got.step.status)
+            raise Conflict("该任务无需核验 / this task needs no verification",
+                           current=got.step.status)
         if not rt.org.can_act_as(actor, rule.role, got.step.unit_id):
             raise Forbidden(f"核验需要 {rule.role} 角色 / verifying requires role "
                             f"'{rule.role}' in unit '{got.step.unit_id}' or above")
@@ -194,7 +286,9 @@ def verify(
             raise Forbidden("不能核验自己完成的任务 / you cannot verify a task you completed "
                             "yourself (four-eyes rule)")
         if got.step.status != st.SUBMITTED:
-            raise Conflict(f"task is {got.step.status}, not submitted", current=got.step.status)
+            raise Conflict(f"任务{st.STATUS_ZH.get(got.step.status, got.step.status)}，不在待核验"
+                           f" / task is {got.step.status}, not submitted", current=got.step.status)
+        check_text("note", note)
         now = rt.clock.now()
         if approve:
             transition(session, got.step, allowed=(st.SUBMITTED,), values={
@@ -233,22 +327,24 @@ def extend(
 ) -> StepInstance:
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
-        _running(got.run)
+        require_running(got.run)
         if not (rt.org.has_right(actor, "commander", got.step.unit_id)
                 or rt.org.has_right(actor, "manager", got.step.unit_id)):
             raise Forbidden("延期需要 commander 或 manager 权限 / extending a deadline requires "
                             f"role 'commander' or 'manager' in unit '{got.step.unit_id}' or above")
         if not reason.strip():
             raise InvalidInput("reason", "延期需说明原因 / a reason is required")
+        check_text("reason", reason)
         now = rt.clock.now()
         if due_at.tzinfo is None:
-            raise InvalidInput("due_at", "must include a time zone, e.g. 2026-12-01T18:00+08:00")
+            raise InvalidInput("due_at", "须带时区，如 2026-12-01T18:00+08:00 / must include a "
+                               "time zone, e.g. 2026-12-01T18:00+08:00")
         if due_at <= now:
-            raise InvalidInput("due_at", "must be in the future")
+            raise InvalidInput("due_at", "须晚于现在 / must be in the future")
         if due_at > now + MAX_EXTENSION:
-            raise InvalidInput("due_at", "must be within 10 years")
+            raise InvalidInput("due_at", "须在 10 年以内 / must be within 10 years")
         if got.step.status not in st.OPEN_STATUSES:
-            raise Conflict(f"task is {got.step.status}", current=got.step.status)
+            raise task_conflict(got.step, "延期")
         # A new deadline restarts the ladder: reminders and escalations count from it.
         check = first_check(rt, got.spec, status=got.step.status,
                             ready_at=got.step.ready_at or now, due_at=due_at, now=now)
@@ -268,17 +364,13 @@ def extend(
 
 
 def reassign(rt: Runtime, *, step_id: int, actor: str, person: str) -> StepInstance:
+    """Hand a task to a named person: who may, and to whom, is flows.access.require_reassign."""
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
-        _running(got.run)
-        if person not in rt.org.people:
-            raise InvalidInput("person", f"unknown person '{person}'")
-        try:
-            require_act(rt.org, actor, got.step)
-        except Forbidden:
-            require_right(rt.org, actor, "commander", got.step.unit_id)
+        require_running(got.run)
+        require_reassign(rt.org, actor, got.step, got.run, person)
         if got.step.status not in st.OPEN_STATUSES:
-            raise Conflict(f"task is {got.step.status}", current=got.step.status)
+            raise task_conflict(got.step, "转派")
         now = rt.clock.now()
         transition(session, got.step, allowed=st.OPEN_STATUSES, values={
             "assignee_person_id": person, "assignees": [person],

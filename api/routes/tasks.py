@@ -102,5 +102,6 @@ def extend(task_id: RowId, body: Extension, rt: RuntimeDep, person: CurrentPerso
 @router.post("/{task_id}/reassign", response_model=StepPublic)
 def reassign(task_id: RowId, body: Reassignment, rt: RuntimeDep,
              person: CurrentPerson) -> StepPublic:
-    """Hand a task to a named person."""
+    """Hand a task to a named person: a colleague of its unit (or a holder of its role); a
+    commander also to people of their own unit and below; never to one who cannot see the run."""
     return step_view(rt, tasks.reassign(rt, step_id=task_id, actor=person, person=body.person))

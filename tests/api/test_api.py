@@ -465,15 +465,27 @@ def test_list_tasks_by_unit_and_run_with_paging(client: TestClient, auth: Auth) 
 
 # --- acknowledging and completing ------------------------------------------------------------
 
-def test_ack_then_second_ack_is_409(client: TestClient, auth: Auth, clock: ManualClock) -> None:
-    receive = start(client, auth)["steps"][0]
+def test_second_ack_by_the_same_person_is_200_and_ack_of_a_done_task_is_409(
+    client: TestClient, auth: Auth, clock: ManualClock
+) -> None:
+    run_id = start(client, auth)["id"]
+    receive = task(client, auth, run_id, "receive")
     r = act(client, auth, receive["id"], "ack", "s1-duty")
     assert r.status_code == 200
     assert r.json()["status"] == "acked"
-    assert datetime.fromisoformat(r.json()["acked_at"]) == clock.now()
+    acked_at = r.json()["acked_at"]
+    assert datetime.fromisoformat(acked_at) == clock.now()
+    clock.advance(timedelta(seconds=1))
+    # A retried request or a second tap: the same answer, no second event, the first time kept.
     again = act(client, auth, receive["id"], "ack", "s1-duty")
-    assert again.status_code == 409
-    assert again.json()["current"] == "acked"
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "acked" and again.json()["acked_at"] == acked_at
+    timeline = run_of(client, auth, run_id)["timeline"]
+    assert [e["action"] for e in timeline].count("acked") == 1
+    assert act(client, auth, receive["id"], "complete", "s1-duty", {}).status_code == 200
+    done = act(client, auth, receive["id"], "ack", "s1-duty")
+    assert done.status_code == 409
+    assert done.json()["current"] == "done" and "已完成" in done.json()["detail"]
 
 
 def test_complete_then_completing_the_done_task_is_409(client: TestClient, auth: Auth) -> None:
@@ -1002,7 +1014,8 @@ WRONG_TYPES: dict[str, dict[str, list[Any]]] = {
     "runs": {"playbook": [1, None, [], {}], "unit": [2, None, ["c1"]],
              "params": ["x", [1], 3]},
     "complete": {"note": [1, [], {}], "outputs": ["x", [1], 2], "evidence": ["x", {}, [1], 5]},
-    "verify": {"approve": ["maybe", None, [], {}], "note": [1, []]},
+    "verify": {"approve": ["maybe", None, [], {}, "yes", "true", "false", 1, 0],
+               "note": [1, []]},
     "extend": {"due_at": ["tomorrow", None, [], "2026-99-99T00:00:00+08:00"],
                "reason": [None, 1, []]},
     "reassign": {"person": [None, 1, [], {}]},

@@ -86,3 +86,24 @@ def test_read_rights_and_errors(client: TestClient, auth: Auth) -> None:
                                        "params": {"target": "thirty"}},
                     headers=auth("s1-commander"))
     assert r.status_code == 422 and r.json()["field"] == "params.target"
+
+
+@pytest.mark.parametrize("target", [-5, 0, 10001, 99999999999999999999999, "1" * 5000, 2.5])
+def test_campaign_with_an_impossible_target_is_422(client: TestClient, auth: Auth,
+                                                    target: Any) -> None:
+    r = client.post("/api/runs", json={"playbook": "campaign-3030", "unit": "s1",
+                                       "params": {"target": target}},
+                    headers=auth("s1-commander"))
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["field"] == "params.target"
+    listed = client.get("/api/runs", params={"playbook": "campaign-3030"},
+                        headers=auth("s1-commander")).json()
+    assert listed["count"] == 0
+
+
+def test_a_number_too_long_to_parse_is_4xx_not_500(client: TestClient, auth: Auth) -> None:
+    body = (b'{"playbook": "campaign-3030", "unit": "s1", "params": {"target": '
+            + b"9" * 5000 + b"}}")
+    r = client.post("/api/runs", content=body,
+                    headers=auth("s1-commander") | {"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text[:300]

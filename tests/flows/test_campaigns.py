@@ -25,6 +25,7 @@ from flows.runtime import Runtime
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session
+from models.errors import InvalidInput
 from models.escalation import Escalation
 from models.run import Run
 from models.task import StepInstance
@@ -137,6 +138,44 @@ def test_expression_helper_reads_the_current_run_and_others(crt: Runtime) -> Non
         # A hazard's playbook may read the campaign it belongs to.
         hctx = expression_context(session, crt, hazard_run)
         assert compile_expression("campaign(params.campaign).found").evaluate(hctx) == 1
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    (-5, "不能小于 1；收到 -5 / must be at least 1; got -5"),
+    (0, "不能小于 1；收到 0 / must be at least 1; got 0"),
+    (10001, "不能大于 10000；收到 10001 / must be at most 10000; got 10001"),
+    (99999999999999999999999, "整数超出范围"),
+    ("-5", "不能小于 1"),
+])
+def test_campaign_target_outside_1_to_10000_is_refused(crt: Runtime, target: Any,
+                                                        message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        start_campaign(crt, target=target)
+    assert caught.value.field == "params.target"
+    assert caught.value.message.startswith(message)
+    with read_session(crt.db) as session:
+        assert session.exec(select(Run)).all() == []
+
+
+def test_campaign_target_at_its_bounds_starts(crt: Runtime) -> None:
+    for target in (1, 10000):
+        assert progress(crt, start_campaign(crt, target=target))["target"] == target
+
+
+def test_deployment_people_must_be_a_sane_count(crt: Runtime) -> None:
+    cid = start_campaign(crt)
+    deploy = steps(crt, cid)["deploy"].id or 0
+    for people in (-1, 10**12):
+        with pytest.raises(InvalidInput) as caught:
+            tasks.complete(crt, step_id=deploy, actor="s1-commander",
+                           outputs={"plan": "分网格排查", "people": people})
+        assert caught.value.field == "outputs.people"
+    with pytest.raises(InvalidInput) as caught:
+        tasks.complete(crt, step_id=deploy, actor="s1-commander",
+                       outputs={"plan": "排" * 4001, "people": 12})
+    assert caught.value.field == "outputs.plan"
+    assert tasks.complete(crt, step_id=deploy, actor="s1-commander",
+                          outputs={"plan": "分网格排查", "people": 0}).status == "done"
 
 
 def finish_window(rt: Runtime, clock: ManualClock, cid: int) -> None:
