@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -9,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import person_from_token
 from flows.runtime import Runtime
-from models.errors import Unauthorized
+from models.errors import InvalidInput, Unauthorized
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -38,3 +39,27 @@ CurrentPerson = Annotated[str, Depends(get_person)]
 MAX_ROW = 2**63 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW)]
+
+
+EARLIEST = (2000, 1, 1)  # the window of time filters, local time, both ends allowed
+LATEST = (2100, 1, 1)
+
+
+def filter_time(rt: Runtime, field: str, value: datetime | None) -> datetime | None:
+    """A time filter (`since`, `found_until`, ...) as an aware datetime; one without a zone is
+    the bureau's local time (CLOSELOOP_TIMEZONE). Nothing closeloop records lies outside
+    EARLIEST … LATEST, and near the ends of datetime's range the conversion to UTC for the
+    query overflows (a 500, or an export cut off after its 200), so such a time is refused
+    naming the field."""
+    if value is None:
+        return None
+    aware = value.replace(tzinfo=rt.tz) if value.tzinfo is None else value
+    try:
+        in_utc: datetime | None = aware.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    lo, hi = datetime(*EARLIEST, tzinfo=rt.tz), datetime(*LATEST, tzinfo=rt.tz)
+    if in_utc is None or not lo <= in_utc <= hi:
+        raise InvalidInput(field, f"时间须在 {lo:%Y-%m-%d} 至 {hi:%Y-%m-%d} 之间 / time must be "
+                           f"between {lo:%Y-%m-%d} and {hi:%Y-%m-%d}, got '{value.isoformat()}'")
+    return aware

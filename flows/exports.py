@@ -10,6 +10,14 @@ Cells from people (locations, descriptions) that begin like a formula (=, +, -, 
 as text, so opening an export never runs a formula someone typed into a report (CSV: a leading
 apostrophe, the usual defence; XLSX: the cell is typed as a string).
 
+An export never fails on what a cell holds. XLSX cannot hold control characters (XML 1.0
+forbids them; openpyxl raises mid-file) nor lone surrogates, nor more than 32,767 characters in
+a cell: such characters are replaced with U+FFFD and a longer text is cut, ending with
+"…（已截断）" so the reader sees it was. CSV keeps every character as stored.
+
+`export_chunks` makes the first chunk before it returns: the query has run (and an XLSX file is
+whole) before the route answers 200, so a failure is an error response, never a 200 cut short.
+
 Times are the bureau's local time (CLOSELOOP_TIMEZONE), to the minute.
 """
 
@@ -17,15 +25,19 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
@@ -48,6 +60,12 @@ TIME_FORMAT = "%Y-%m-%d %H:%M"
 XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 YES, NO = "是", "否"
+XLSX_MAX_CELL = 32_767  # Excel's limit on the characters of one cell
+TRUNCATED = "…（已截断）"
+# What XLSX cannot store: openpyxl's own list of control characters, and lone surrogates
+# (they reach the file as character references no reader accepts).
+XLSX_ILLEGAL = re.compile(f"{ILLEGAL_CHARACTERS_RE.pattern}|[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
 Cell = str | int | float | datetime | date | None
 
@@ -93,11 +111,16 @@ def csv_chunks(table: Table) -> Iterator[bytes]:
         writer.writerow([_csv_text(v) for v in row])
         pending += 1
         if pending >= CSV_BATCH:
-            yield buf.getvalue().encode("utf-8")
+            yield _utf8(buf.getvalue())
             buf.seek(0)
             buf.truncate()
             pending = 0
-    yield buf.getvalue().encode("utf-8")
+    yield _utf8(buf.getvalue())
+
+
+def _utf8(text: str) -> bytes:
+    # A lone surrogate has no UTF-8 form; it becomes "?" rather than end the file mid-row.
+    return text.encode("utf-8", errors="replace")
 
 
 def _new_sheet(wb: Workbook, table: Table, n: int) -> Any:
@@ -115,11 +138,23 @@ def _new_sheet(wb: Workbook, table: Table, n: int) -> Any:
     return ws
 
 
+def xlsx_text(value: str) -> str:
+    """Text as an XLSX cell can hold it: characters XLSX cannot store replaced with U+FFFD,
+    at most XLSX_MAX_CELL characters, a cut text ending with TRUNCATED."""
+    text = XLSX_ILLEGAL.sub(REPLACEMENT, value)
+    if len(text) > XLSX_MAX_CELL:
+        text = text[:XLSX_MAX_CELL - len(TRUNCATED)] + TRUNCATED
+    return text
+
+
 def _xlsx_cell(ws: Any, value: Cell) -> Any:
     if isinstance(value, datetime):
         cell = WriteOnlyCell(ws, value=value.replace(tzinfo=None))
         cell.number_format = XLSX_TIME_FORMAT
         return cell
+    if isinstance(value, str):
+        # Cleaned first: "\x01=..." must not become a formula once the \x01 is gone.
+        value = xlsx_text(value)
     if isinstance(value, str) and value.startswith("="):
         cell = WriteOnlyCell(ws, value=value)
         cell.data_type = "s"  # openpyxl would otherwise store it as a formula
@@ -131,18 +166,36 @@ def write_xlsx(table: Table, out: Any, *, max_rows: int = XLSX_MAX_ROWS) -> int:
     """Write the table as an XLSX workbook to the binary file `out`; returns the row count."""
     wb = Workbook(write_only=True)
     sheets = 1
-    ws = _new_sheet(wb, table, sheets)
     count = in_sheet = 0
-    for row in table.rows:
-        if in_sheet >= max_rows:
-            sheets += 1
-            ws = _new_sheet(wb, table, sheets)
-            in_sheet = 0
-        ws.append([_xlsx_cell(ws, v) for v in row])
-        in_sheet += 1
-        count += 1
+    try:
+        ws = _new_sheet(wb, table, sheets)
+        for row in table.rows:
+            if in_sheet >= max_rows:
+                sheets += 1
+                ws = _new_sheet(wb, table, sheets)
+                in_sheet = 0
+            ws.append([_xlsx_cell(ws, v) for v in row])
+            in_sheet += 1
+            count += 1
+    except BaseException:
+        _discard(wb)
+        raise
     wb.save(out)
     return count
+
+
+def _discard(wb: Workbook) -> None:
+    """Close and delete the sheets' temporary files of a workbook that will not be saved:
+    openpyxl (write-only) keeps them until the process exits, and a sheet left open later
+    writes to a closed file when collected."""
+    for ws in wb.worksheets:
+        writer = getattr(ws, "_writer", None)  # openpyxl's, set once a row is appended
+        if writer is None:
+            continue
+        with suppress(Exception):
+            ws.close()
+        with suppress(OSError, ValueError):
+            writer.cleanup()
 
 
 def xlsx_chunks(table: Table) -> Iterator[bytes]:
@@ -156,11 +209,16 @@ def xlsx_chunks(table: Table) -> Iterator[bytes]:
 
 
 def export_chunks(fmt: str, table: Table) -> Iterator[bytes]:
+    """The export's bytes, the first chunk already made (see the module's docstring): call
+    it before answering, so an error in the query or the rows raises here, not mid-body."""
     if fmt == "csv":
-        return csv_chunks(table)
-    if fmt == "xlsx":
-        return xlsx_chunks(table)
-    raise ValueError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+        chunks = csv_chunks(table)
+    elif fmt == "xlsx":
+        chunks = xlsx_chunks(table)
+    else:
+        raise ValueError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    first = next(chunks)  # both writers yield at least once (the header, or the whole file)
+    return chain((first,), chunks)
 
 
 # -- register cells ----------------------------------------------------------------------------
@@ -186,11 +244,20 @@ def plan_elements(plan: dict[str, Any] | None) -> dict[str, str | None]:
     return out
 
 
+def _in_zone(value: datetime, tz: ZoneInfo) -> datetime:
+    """`value` in `tz`; as stored (UTC) when that would leave datetime's range (a time within
+    hours of year 1 or 9999 that an older row may hold), so such a row still exports."""
+    try:
+        return value.astimezone(tz)
+    except OverflowError:
+        return value
+
+
 def local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
     """Naive local time to the minute (what a spreadsheet cell shows)."""
     if value is None:
         return None
-    return value.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
+    return _in_zone(value, tz).replace(tzinfo=None, second=0, microsecond=0)
 
 
 def days_left(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | None:
@@ -199,7 +266,11 @@ def days_left(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | Non
     if due_at is None:
         return None
     # A deadline at local midnight ends the day before (24:00): that day is its last.
-    last_day = (due_at.astimezone(tz) - timedelta(microseconds=1)).date()
+    due = _in_zone(due_at, tz)
+    try:
+        last_day = (due - timedelta(microseconds=1)).date()
+    except OverflowError:  # datetime.min itself: nothing earlier to end on
+        last_day = due.date()
     return (last_day - now.astimezone(tz).date()).days
 
 

@@ -177,29 +177,43 @@ def _number(value: Any) -> int | float:
     return result
 
 
+# The years a date or time param may name. Generous (a building's construction date is a fair
+# param), but it keeps out year 1 and 9999, whose conversion to UTC or to local time overflows
+# in every list, export and deadline that later reads them.
+FIRST_YEAR, LAST_YEAR = 1900, 2100
+
+
+def _in_years(value: date, shown: str) -> None:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ParamValueError(f"must be within the years {FIRST_YEAR}-{LAST_YEAR}; got {shown}",
+                              f"年份须在 {FIRST_YEAR} 至 {LAST_YEAR} 之间；收到 {shown}")
+
+
 def _date(value: Any) -> str:
     if isinstance(value, datetime):
         raise ParamValueError(f"expected a date without a time; got {value.isoformat()}",
                               f"应为不带时间的日期；收到 {value.isoformat()}")
-    if isinstance(value, date):
-        return value.isoformat()
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value.strip()).isoformat()
+            value = date.fromisoformat(value.strip())
         except ValueError:
             pass
+    if isinstance(value, date):
+        _in_years(value, value.isoformat())
+        return value.isoformat()
     raise ParamValueError(f"expected a date like 2026-11-23; got {_shown(value)}",
                           f"应为日期，如 2026-11-23；收到 {_shown(value)}")
 
 
 def _datetime(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.strip()).isoformat()
+            value = datetime.fromisoformat(value.strip())
         except ValueError:
             pass
+    if isinstance(value, datetime):
+        _in_years(value, value.isoformat())
+        return value.isoformat()
     raise ParamValueError(
         f"expected a date and time like 2026-11-23T08:00:00+08:00; got {_shown(value)}",
         f"应为日期和时间，如 2026-11-23T08:00:00+08:00；收到 {_shown(value)}",

@@ -10,7 +10,13 @@ open-deadline index), whatever the number of hazards stored.
 when it had no hazards. Cancelled hazards (已撤销: registered in error, withdrawn) count
 nowhere.
 
-**The figures** of a unit, for month [start, end):
+**Which months**: 2000-01 to the current month (local, by the runtime's clock). A later month
+has no figures yet (counting it would call every hazard due before then "overdue at its end"),
+so it is refused. The current month is counted up to now: its figures run over [start, now),
+and "at month end" below reads "now" (`as_of`), so a hazard due later this month is not
+overdue yet.
+
+**The figures** of a unit, for month [start, end) (end: `as_of`, for the current month):
 
 - `found`: hazards with `found_at` in the month.
 - `closed`: hazards closed (销号) in the month: `closed_at` in the month, whenever found.
@@ -44,7 +50,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
@@ -63,6 +69,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "community": ("community", "village"),  # 社区 / 村
 }
 MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+FIRST_YEAR, LAST_YEAR = 2000, 2099  # the registers' window (api/routes/hazards.py's filters)
 DAY_SECONDS = 86_400
 
 
@@ -90,14 +97,19 @@ class Ranking:
     start: datetime  # UTC, inclusive
     end: datetime  # UTC, exclusive
     rows: list[RankingRow]
+    as_of: datetime  # UTC: the figures' cut-off, `end` or (the current month) now
 
 
 def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """[first instant, first instant of the next month) of a local calendar month, in UTC."""
     m = MONTH.fullmatch(month or "")
-    if not m or not 1 <= int(m[2]) <= 12 or not 1900 <= int(m[1]) <= 9000:
-        raise InvalidInput("month", f"expected a month like 2026-03, got {month!r}")
+    if not m or not 1 <= int(m[2]) <= 12:
+        raise InvalidInput("month", f"月份格式应为 YYYY-MM（如 2026-03）/ expected a month like "
+                           f"2026-03, got {month!r}")
     year, mon = int(m[1]), int(m[2])
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise InvalidInput("month", f"月份须在 {FIRST_YEAR}-01 至 {LAST_YEAR}-12 之间 / month must "
+                           f"be between {FIRST_YEAR}-01 and {LAST_YEAR}-12, got {month!r}")
     start = datetime(year, mon, 1, tzinfo=tz)
     end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=tz)
     return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
@@ -123,13 +135,23 @@ def _span_seconds(session: Session) -> Any:
     return cast(func.round(span), BigInteger)
 
 
+def check_not_future(month: str, tz: ZoneInfo, now: datetime) -> None:
+    """A month after the current one (local, `now` from the runtime's clock) has no figures."""
+    current = now.astimezone(tz)
+    if month > f"{current.year:04d}-{current.month:02d}":  # YYYY-MM compares as text
+        raise InvalidInput("month", "月份不能晚于本月 / month is in the future")
+
+
 def monthly_ranking(
-    session: Session, *, org: OrgChart, month: str, tz: ZoneInfo,
+    session: Session, *, org: OrgChart, month: str, tz: ZoneInfo, now: datetime,
     units: Sequence[str] | None = None, level: str = "street",
 ) -> Ranking:
-    """The ranking of `units` (default: every unit of `level` in the org) for `month`."""
+    """The ranking of `units` (default: every unit of `level` in the org) for `month`, as of
+    `now` (the runtime's clock): a later month is refused, the current one counted to now."""
     check_level(level)
     start, end = month_bounds(month, tz)
+    check_not_future(month, tz, now)
+    as_of = min(end, now.astimezone(UTC))
     targets = list(units) if units is not None else ranked_units(org, level=level)
     rows = {u: RankingRow(unit_id=u, unit_name=org.unit(u).name) for u in targets}
     if level == "street":
@@ -139,16 +161,17 @@ def monthly_ranking(
         key = Hazard.unit_id
         owner = {d: u for u in targets for d in org.descendants(u)}
     if owner:
-        _count(session, rows, owner, key, start, end)
+        _count(session, rows, owner, key, start, as_of)
     _rank(list(rows.values()))
-    return Ranking(month=month, level=level, start=start, end=end,
+    return Ranking(month=month, level=level, start=start, end=end, as_of=as_of,
                    rows=sorted(rows.values(), key=lambda r: (r.rank, targets.index(r.unit_id))))
 
 
 def _count(session: Session, rows: dict[str, RankingRow], owner: dict[str, str], key: Any,
            start: datetime, end: datetime) -> None:
-    """Four grouped counts, each one range of one time index. The scope is applied to the
-    groups, not in SQL, and the groups are an expression, not the bare column: either a
+    """Four grouped counts over [start, end) (`end`: the month's, or now for the current
+    month), each one range of one time index. The scope is applied to the groups, not in
+    SQL, and the groups are an expression, not the bare column: either a
     `street_id IN (...)` or a GROUP BY in index order tempts SQLite's planner (which has no
     ANALYZE statistics in production) onto ix_hazard_street_found, a scan of every hazard."""
     live = Hazard.status != CANCELLED

@@ -26,6 +26,9 @@ CLOSED = "已销号"
 FINISHED = "已办结"
 CANCELLED = "已撤销"
 REGISTERED = "登记"
+# What a register row says when its run's params do not.
+DEFAULT_SOURCE = "检查发现"
+DEFAULT_GRADE = "一般"
 STREET_TYPES = ("street", "town")
 
 
@@ -61,8 +64,8 @@ def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime) -> dict[
     return {
         "run_id": run.id, "code": p.get("code") or f"YH{run.id:08d}",
         "playbook_id": playbook.id, "unit_id": run.unit_id,
-        "street_id": street_of(rt, run.unit_id), "source": p.get("source") or "检查发现",
-        "grade": p.get("grade") or "一般", "category": p.get("category"),
+        "street_id": street_of(rt, run.unit_id), "source": p.get("source") or DEFAULT_SOURCE,
+        "grade": p.get("grade") or DEFAULT_GRADE, "category": p.get("category"),
         "location": p.get("location") or rt.org.unit(run.unit_id).name,
         "description": p.get("description"), "enterprise": p.get("enterprise"),
         "found_at": parse_time(p.get("found_at"), run.started_at),

@@ -6,11 +6,16 @@ Who sees what (SPEC §3): the hazard list and a hazard are read like runs (the c
 branch of the tree, flows.access.readable_units). The rectification and risk registers, the
 ranking and every export are a manager's: `manager` (or admin) over the requested `unit`,
 which is the whole district (the org's root) when not given, so a street's manager asks
-for `unit=<their street>` and gets 403 for anything wider."""
+for `unit=<their street>` and gets 403 for anything wider.
+
+Every filter is checked before a query runs (SPEC: bad input is a 422 naming the field, never
+a 500 nor a silently empty answer): a status, source, grade or risk level must be one the
+registers can hold (derived from the loaded register playbooks, see `register_vocabulary`),
+and a time must lie within 2000-01-01 … 2100-01-01 local time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated
@@ -20,17 +25,21 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
+from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.schemas import Page
-from flows import exports
+from flows import exports, registers
 from flows.access import can_read_unit, listing_units, require_right
 from flows.ranking import LEVELS, RankingRow, monthly_ranking, ranked_units
 from flows.runtime import Runtime
+from flows.spec import Playbook
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound
 from models.hazard import Hazard, RiskPoint
 from models.register_queries import (
+    CLOSED,
     HAZARD_SORTS,
+    OPEN,
+    RISK_LEVELS,
     RISK_SORTS,
     HazardFilter,
     RiskFilter,
@@ -124,7 +133,8 @@ class RankingRowPublic(BaseModel):
     closed: int = Field(description="Hazards closed (销号) in the month, whenever found")
     closed_of_found: int = Field(description="Of those found in the month, closed in it")
     closure_rate: float | None = Field(description="closed_of_found / found (0..1)")
-    overdue: int = Field(description="Overdue and not closed at month end")
+    overdue: int = Field(description="Overdue and not closed at month end (the current "
+                         "month: now)")
     mean_days_to_close: float | None = Field(description="Mean closed_at - found_at over "
                                              "the month's closed, days, 1 decimal")
     on_time: int = Field(description="Of the month's closed, closed by their deadline")
@@ -138,6 +148,8 @@ class RankingPublic(BaseModel):
     timezone: str
     start: datetime = Field(description="First instant of the month (local midnight), UTC")
     end: datetime = Field(description="First instant of the next month, UTC (exclusive)")
+    as_of: datetime = Field(description="The figures' cut-off, UTC: `end`, or now for the "
+                            "current month (counted up to now)")
     order: list[str] = Field(description="What the rank compares, in turn")
     data: list[RankingRowPublic]
 
@@ -157,9 +169,67 @@ def manager_scope(rt: Runtime, person: str, unit: str | None) -> tuple[str, list
     return unit, None if unit == rt.org.root_id else rt.org.descendants(unit)
 
 
-def _local(rt: Runtime, value: datetime | None) -> datetime | None:
-    """A time without a zone is the bureau's local time (CLOSELOOP_TIMEZONE)."""
-    return value.replace(tzinfo=rt.tz) if value and value.tzinfo is None else value
+# -- what a filter may ask for ------------------------------------------------------------------
+
+def _check_range(since_field: str, since: datetime | None, until_field: str,
+                 until: datetime | None) -> None:
+    """An `until` not after its `since` selects nothing: say so rather than answer empty."""
+    if since is not None and until is not None and until <= since:
+        raise InvalidInput(until_field, f"须晚于 {since_field} / must be after {since_field} "
+                           f"('{until.isoformat()}' <= '{since.isoformat()}')")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The values a register row can hold, so a filter on any other is refused rather than
+    answered with nothing. `None`: open (some register playbook takes free text there)."""
+
+    statuses: tuple[str, ...]
+    sources: tuple[str, ...] | None
+    grades: tuple[str, ...] | None
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def _param_values(playbook: Playbook, name: str, fallback: str) -> list[str] | None:
+    """What `params.<name>` can leave in the register: an enum's values, plus the value the
+    register writes when the param is not given (`fallback`); None when it is free text."""
+    spec = playbook.params.get(name)
+    if spec is None:
+        return [fallback]
+    if spec.type != "enum" or not spec.values:
+        return None
+    return [*spec.values, fallback]
+
+
+def register_vocabulary(rt: Runtime) -> Vocabulary:
+    """Derived from the loaded playbooks that keep a register, read at each request so a
+    playbook reload is seen: the phases of their steps (and of their re-inspections) and the
+    labels flows/registers.py writes itself; the enum values of `source` and `grade`."""
+    playbooks = [pb for pb in rt.catalog.current.values() if pb.register_ is not None]
+    phases: list[str] = [OPEN, CLOSED, registers.REGISTERED]
+    for pb in playbooks:
+        for step in pb.steps:
+            phases += [p for p in (step.phase, step.verify.phase if step.verify else None) if p]
+    phases += [registers.CLOSED, registers.FINISHED, registers.CANCELLED]
+    sources: list[str] | None = []
+    grades: list[str] | None = []
+    for pb in playbooks:
+        source_values = _param_values(pb, "source", registers.DEFAULT_SOURCE)
+        grade_values = _param_values(pb, "grade", registers.DEFAULT_GRADE)
+        sources = None if sources is None or source_values is None else sources + source_values
+        grades = None if grades is None or grade_values is None else grades + grade_values
+    return Vocabulary(statuses=_unique(phases),
+                      sources=None if sources is None else _unique(sources),
+                      grades=None if grades is None else _unique(grades))
+
+
+def check_known(field: str, value: str | None, known: Sequence[str] | None) -> None:
+    if value is not None and known is not None and value not in known:
+        raise InvalidInput(field, f"未知的取值“{value}”（可选：{'、'.join(known)}）/ unknown "
+                           f"{field} '{value}' (known: {', '.join(known)})")
 
 
 @dataclass
@@ -199,12 +269,23 @@ def hazard_query(
         raise InvalidInput("sort", f"unknown sort '{sort}' (known: "
                            f"{', '.join(HAZARD_SORTS)}, each optionally prefixed with -)")
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+    if statuses or source or grade:
+        known = register_vocabulary(rt)
+        for one in statuses or ():
+            check_known("status", one, known.statuses)
+        check_known("source", source or None, known.sources)
+        check_known("grade", grade or None, known.grades)
+    found_since = filter_time(rt, "found_since", found_since)
+    found_until = filter_time(rt, "found_until", found_until)
+    closed_since = filter_time(rt, "closed_since", closed_since)
+    closed_until = filter_time(rt, "closed_until", closed_until)
+    _check_range("found_since", found_since, "found_until", found_until)
+    _check_range("closed_since", closed_since, "closed_until", closed_until)
     return HazardQuery(unit=unit, sort=sort or None, filters=HazardFilter(
         statuses=statuses, grade=grade or None, source=source or None,
-        category=category or None, overdue=overdue, found_since=_local(rt, found_since),
-        found_until=_local(rt, found_until), closed_since=_local(rt, closed_since),
-        closed_until=_local(rt, closed_until), campaign=campaign, code=code or None,
-        q=q or None))
+        category=category or None, overdue=overdue, found_since=found_since,
+        found_until=found_until, closed_since=closed_since, closed_until=closed_until,
+        campaign=campaign, code=code or None, q=q or None))
 
 
 HazardQueryDep = Annotated[HazardQuery, Depends(hazard_query)]
@@ -245,9 +326,22 @@ def _risks_streamed(rt: Runtime, filters: RiskFilter, sort: str) -> Iterator[Ris
 
 # -- views ------------------------------------------------------------
 
+def _on_paper(render: Callable[[datetime | None], str], value: datetime | None) -> str:
+    """A time as the renderer writes it (local). One within hours of datetime's ends, that a
+    run's params may have carried into an older row, has no local time: it is shown as
+    stored, in UTC, rather than fail the whole list."""
+    try:
+        return render(value)
+    except OverflowError:
+        return f"{value:%Y-%m-%d %H:%M} UTC" if value else ""
+
+
 def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
     names = exports.Names(rt)
-    local = rt.renderer.local
+
+    def local(value: datetime | None) -> str:
+        return _on_paper(rt.renderer.local, value)
+
     return HazardPublic(
         run_id=h.run_id, code=h.code, playbook=h.playbook_id, unit_id=h.unit_id,
         unit_name=names.unit(h.unit_id) or h.unit_id, street_id=h.street_id,
@@ -255,7 +349,7 @@ def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
         category=h.category, location=h.location, description=h.description,
         enterprise=h.enterprise, found_at=h.found_at, found_at_local=local(h.found_at),
         found_by=h.found_by, found_by_name=names.person(h.found_by), due_at=h.due_at,
-        due_at_local=rt.renderer.deadline(h.due_at) or None,
+        due_at_local=_on_paper(rt.renderer.deadline, h.due_at) or None,
         original_due_at=h.original_due_at or h.due_at,
         status=h.status, overdue=exports.is_overdue(h, now),
         days_left=exports.days_left(h.due_at, now, rt.tz), closed_at=h.closed_at,
@@ -381,6 +475,7 @@ def risk_query(
     if sort.lstrip("-") not in RISK_SORTS:
         raise InvalidInput("sort", f"unknown sort '{sort}' (known: {', '.join(RISK_SORTS)}, "
                            "each optionally prefixed with -)")
+    check_known("level", level or None, RISK_LEVELS)
     return RiskQuery(unit=unit, sort=sort, filters=RiskFilter(
         level=level or None, category=category or None, q=q or None))
 
@@ -428,16 +523,18 @@ def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str 
         raise InvalidInput("level", f"no {level}-level units within '{scope}' (levels: "
                            f"{', '.join(LEVELS)})")
     with read_session(rt.db) as session:
-        ranking = monthly_ranking(session, org=rt.org, month=month, tz=rt.tz, units=targets,
-                                  level=level)
+        ranking = monthly_ranking(session, org=rt.org, month=month, tz=rt.tz,
+                                  now=rt.clock.now(), units=targets, level=level)
     view = RankingPublic(month=ranking.month, level=level, unit=scope,
                          timezone=rt.settings.timezone, start=ranking.start, end=ranking.end,
-                         order=RANK_ORDER, data=[ranking_view(r) for r in ranking.rows])
+                         as_of=ranking.as_of, order=RANK_ORDER,
+                         data=[ranking_view(r) for r in ranking.rows])
     return view, ranking.rows
 
 
 MonthQ = Annotated[str | None, Query(description="YYYY-MM, a calendar month in the bureau's "
-                                     "time zone; default the previous month")]
+                                     "time zone, 2000-01 to the current month (counted up to "
+                                     "now); default the previous month")]
 LevelQ = Annotated[str, Query(description="street (街道/镇) | community (社区/村)")]
 UnitQ = Annotated[str | None, Query(description="Rank the units of `level` within this unit; "
                                     "default the whole district")]

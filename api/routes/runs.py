@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
+from api.deps import CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.schemas import CancelBody, RunCreate, RunPublic, RunsPublic, StageChange, run_view
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
@@ -37,9 +37,8 @@ def list_(
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> RunsPublic:
     """Runs the caller may see, newest first."""
-    # A time without a zone is the bureau's local time (CLOSELOOP_TIMEZONE).
-    since = since.replace(tzinfo=rt.tz) if since and since.tzinfo is None else since
-    until = until.replace(tzinfo=rt.tz) if until and until.tzinfo is None else until
+    since = filter_time(rt, "since", since)
+    until = filter_time(rt, "until", until)
     if status and status not in RUN_STATUSES:
         known = ", ".join(RUN_STATUSES)
         raise InvalidInput("status", f"不认识的状态 {status}，可选：{known} / unknown status "

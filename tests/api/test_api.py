@@ -282,6 +282,8 @@ def test_list_runs_pages_with_count_limit_and_offset(
     ({"offset": -1}, "offset"),
     ({"since": "yesterday"}, "since"),
     ({"until": "2026-13-45"}, "until"),
+    ({"since": "0001-01-01"}, "since"),  # converting it to UTC overflowed: a 500 before
+    ({"until": "9999-12-31T23:59:59-12:00"}, "until"),
 ])
 def test_list_runs_with_bad_filter_is_422_naming_it(
     client: TestClient, auth: Auth, query: Json, field: str

@@ -45,7 +45,7 @@ kind: rectification
 params:
   location: {type: string, required: true, title: 隐患地点}
   grade: {type: enum, values: [一般, 重大], default: 一般, title: 隐患等级}
-  source: {type: string, title: 来源}
+  source: {type: enum, values: [检查发现, 群众举报, 执法检查, 事故调查], title: 来源}
   description: {type: string, title: 描述}
   code: {type: string, title: 隐患编号}
 register:
@@ -256,12 +256,92 @@ def test_list_pages_with_count_limit_and_offset(client: TestClient, auth: Auth,
     ({"sort": "location"}, "sort"), ({"unit": "nowhere"}, "unit"),
     ({"overdue": "maybe"}, "overdue"), ({"found_since": "yesterday"}, "found_since"),
     ({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"offset": -1}, "offset"),
-    ({"campaign": 0}, "campaign"),
+    ({"campaign": 0}, "campaign"), ({"status": "bogus"}, "status"),
+    ({"status": "open,bogus"}, "status"), ({"source": "x"}, "source"),
+    ({"grade": "特大"}, "grade"), ({"found_since": "0001-01-01"}, "found_since"),
 ])
 def test_list_with_a_bad_filter_is_422_naming_it(client: TestClient, auth: Auth,
                                                  params: Json, field: str) -> None:
     r = get(client, auth, "/api/hazards", **params)
     assert r.status_code == 422 and r.json()["field"] == field, r.text
+
+
+HAZARD_ROUTES = ["/api/hazards", "/api/hazards/export", "/api/registers/rectification",
+                 "/api/registers/rectification/export"]
+
+
+@pytest.mark.parametrize("path", HAZARD_ROUTES)
+@pytest.mark.parametrize("field", ["found_since", "found_until", "closed_since",
+                                   "closed_until"])
+@pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31T23:59:59-12:00",
+                                   "0001-01-01T00:00:00+14:00", "1999-12-31T23:59:59",
+                                   "2100-01-01T00:00:01"])
+def test_a_time_filter_outside_2000_to_2100_is_422_on_every_hazard_route(
+    client: TestClient, auth: Auth, rt: Runtime, path: str, field: str, value: str
+) -> None:
+    seed(rt, [{"unit": "c1"}])
+    for fmt in ("csv", "xlsx") if path.endswith("/export") else (None,):
+        params = {field: value} | ({"format": fmt} if fmt else {})
+        r = get(client, auth, path, **params)
+        assert r.status_code == 422, (fmt, r.status_code, r.content[:200])
+        assert r.json()["field"] == field and "2000-01-01" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("path", HAZARD_ROUTES)
+def test_time_filters_at_the_window_edges_and_empty_ranges(client: TestClient, auth: Auth,
+                                                           rt: Runtime, path: str) -> None:
+    seed(rt, [{"unit": "c1"}])
+    fmt = {"format": "csv"} if path.endswith("/export") else {}
+    edges = get(client, auth, path, found_since="2000-01-01",
+                found_until="2100-01-01T00:00:00+08:00", **fmt)
+    assert edges.status_code == 200, edges.text
+    if fmt:
+        assert read_csv(edges)[1][0] == "YH001000"
+    else:
+        assert codes(edges.json()) == ["YH001000"]
+    r = get(client, auth, path, found_since="2026-03-02", found_until="2026-03-01", **fmt)
+    assert r.status_code == 422 and r.json()["field"] == "found_until", r.text
+    r = get(client, auth, path, closed_since="2026-03-02", closed_until="2026-03-02", **fmt)
+    assert r.status_code == 422 and r.json()["field"] == "closed_until", r.text
+
+
+@pytest.mark.parametrize("path", HAZARD_ROUTES)
+@pytest.mark.parametrize("field,value,listed", [
+    ("status", "bogus", ["open", "closed", "登记", "制定方案", "整改中", "待销号", "已销号",
+                         "已撤销"]),
+    ("source", "x", ["检查发现", "群众举报", "执法检查", "事故调查"]),
+    ("grade", "特大", ["一般", "重大"]),
+])
+def test_an_unknown_filter_value_is_422_listing_the_known_ones(
+    client: TestClient, auth: Auth, path: str, field: str, value: str, listed: list[str]
+) -> None:
+    r = get(client, auth, path, **{field: value})
+    assert r.status_code == 422 and r.json()["field"] == field, r.text
+    detail = r.json()["detail"]
+    assert value in detail and all(v in detail for v in listed), detail
+
+
+def test_known_filter_values_come_from_the_loaded_register_playbooks(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    seed(rt, [{"unit": "c1", "status": "待销号", "source": "执法检查"}])
+    assert codes(page(client, auth, "/api/hazards", status="待销号")) == ["YH001000"]
+    assert codes(page(client, auth, "/api/hazards", status="制定方案,整改中")) == []
+    assert page(client, auth, "/api/hazards", source="执法检查")["count"] == 1
+    assert get(client, auth, "/api/hazards", status="复查中").status_code == 422
+    # A register playbook with a re-inspection phase and a free-text source, loaded anew:
+    # its phases are known at once, and any source may be asked for.
+    books = rt.catalog.playbooks_dir
+    (books / "hazard-free.yaml").write_text(
+        PLAYBOOK.replace("id: hazard-mini", "id: hazard-free")
+        .replace("source: {type: enum, values: [检查发现, 群众举报, 执法检查, 事故调查], "
+                 "title: 来源}", "source: {type: string, title: 来源}")
+        .replace("    phase: 整改中\n", "    phase: 整改中\n    verify: {role: inspector, "
+                 "phase: 复查中}\n"), encoding="utf-8")
+    assert not rt.catalog.reload(), rt.catalog.errors
+    assert page(client, auth, "/api/hazards", status="复查中")["count"] == 0
+    assert page(client, auth, "/api/hazards", source="巡查")["count"] == 0
+    assert get(client, auth, "/api/hazards", grade="特大").status_code == 422
 
 
 def test_a_person_of_another_street_neither_lists_nor_reads_the_hazard(
@@ -373,6 +453,65 @@ def test_hazard_export_as_xlsx_has_headers_date_cells_and_the_same_filters(
     assert wb.worksheets[0]["G2"].data_type == "s"
 
 
+LONG = "描" * 100_000
+
+
+@pytest.mark.parametrize("path", ["/api/hazards/export",
+                                  "/api/registers/rectification/export"])
+def test_xlsx_export_survives_control_characters_and_overlong_cells(
+    client: TestClient, auth: Auth, rt: Runtime, path: str
+) -> None:
+    seed(rt, [{"unit": "c1", "location": "仓库\x01A\x1b[31m红", "description": LONG,
+               "plan": {"measures": "\x00=1+1"}}])
+    rows = read_xlsx(get(client, auth, path, format="xlsx"))
+    assert len(rows) == 2
+    header, row = rows
+    location, description = row[header.index("地点")], row[header.index("描述")]
+    assert location == "仓库\ufffdA\ufffd[31m红"
+    assert len(description) == 32_767 and description.endswith("…（已截断）")
+    assert description.startswith("描" * 32_000)
+    if "整改措施" in header:  # cleaned before the formula check: text, not a formula
+        assert row[header.index("整改措施")] == "\ufffd=1+1"
+
+
+def test_csv_export_keeps_control_characters_and_long_cells(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    seed(rt, [{"unit": "c1", "location": "仓库\x01A\x1b[31m红", "description": LONG}])
+    rows = read_csv(get(client, auth, "/api/hazards/export", format="csv"))
+    assert rows[1][6:8] == ["仓库\x01A\x1b[31m红", LONG]
+
+
+def test_risk_xlsx_export_survives_control_characters(client: TestClient, auth: Auth,
+                                                     rt: Runtime) -> None:
+    with rt.db.begin() as conn:
+        conn.execute(insert(RiskPoint.__table__), [{  # type: ignore[arg-type]
+            "code": "FX\x1b001", "unit_id": "c1", "name": "加油站\x02", "category": None,
+            "location": None, "level": "较大", "controls": "巡查" * 20_000,
+            "responsible": None, "import_id": None, "updated_at": rt.clock.now()}])
+    rows = read_xlsx(get(client, auth, "/api/risks/export", format="xlsx"))
+    assert rows[1][0] == "FX\ufffd001" and rows[1][3] == "加油站\ufffd"
+    assert len(rows[1][7]) == 32_767 and rows[1][7].endswith("…（已截断）")
+
+
+def test_times_near_the_ends_of_datetimes_range_neither_break_lists_nor_exports(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    # A run's params can carry such a found_at into the register (POST /api/runs takes it):
+    # 9999-12-31 20:00 UTC has no Shanghai time, 0001-01-01 00:00 has no earlier instant.
+    late, early = datetime(9999, 12, 31, 20, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)
+    seed(rt, [{"unit": "c1", "found_at": late, "due_at": early, "closed_at": late}])
+    listed = page(client, auth, "/api/hazards")["data"][0]
+    assert listed["found_at_local"] == "9999-12-31 20:00 UTC"
+    assert page(client, auth, "/api/hazards/1000")["code"] == "YH001000"
+    seed(rt, [{"unit": "c1", "found_at": late, "due_at": early}], first_id=2000)
+    assert page(client, auth, "/api/registers/rectification")["data"][0]["days_left"] < 0
+    for path in ("/api/hazards/export", "/api/registers/rectification/export"):
+        assert read_csv(get(client, auth, path, format="csv"))[1][0] in ("YH001000",
+                                                                          "YH002000")
+        assert len(read_xlsx(get(client, auth, path, format="xlsx"))) >= 2
+
+
 def test_xlsx_longer_than_a_sheet_continues_on_the_next(tmp_path: Path) -> None:
     from flows import exports
 
@@ -446,6 +585,10 @@ def test_risk_register_lists_filters_and_exports_risk_points(client: TestClient,
     street = page(client, auth, "/api/risks", "s1-manager", unit="s1", sort="code")
     assert [r["code"] for r in street["data"]] == ["FX001", "FX003"]
     assert get(client, auth, "/api/risks", sort="danger").json()["field"] == "sort"
+    for path in ("/api/risks", "/api/risks/export"):
+        r = get(client, auth, path, level="极高")
+        assert r.status_code == 422 and r.json()["field"] == "level", r.text
+        assert all(v in r.json()["detail"] for v in ("重大", "较大", "一般", "低"))
     rows = read_csv(get(client, auth, "/api/risks/export", format="csv"))
     assert rows[0] == ["风险点编号", "单位", "街道", "名称", "类别", "地点", "风险等级", "管控措施",
                        "责任人", "更新时间"]
@@ -460,7 +603,11 @@ def L(month: int, day: int, hour: int = 0) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=SH)
 
 
+APRIL = datetime(2026, 4, 10, 2, tzinfo=UTC)  # 04-10 10:00 in Shanghai: March is past
+
+
 def ranked_month(rt: Runtime) -> None:
+    rt.clock.set(APRIL)  # type: ignore[attr-defined]
     seed(rt, [
         {"unit": "c1", "found_at": L(3, 1), "due_at": L(3, 10), "closed_at": L(3, 3),
          "status": "已销号"},
@@ -491,7 +638,8 @@ def test_ranking_through_the_api_matches_the_flow_and_documents_its_order(
             s1["closure_rate"], s1["overdue"], s1["on_time"], s1["on_time_rate"],
             s1["mean_days_to_close"]) == ("s1", 2, 3, 2, 2, 0.6667, 1, 1, 0.5, 4.0)
     with read_session(rt.db) as session:
-        flow = monthly_ranking(session, org=rt.org, month="2026-03", tz=SH)
+        flow = monthly_ranking(session, org=rt.org, month="2026-03", tz=SH,
+                               now=rt.clock.now())
     assert [(r.unit_id, r.rank, r.found, r.overdue) for r in flow.rows] == [
         (r["unit_id"], r["rank"], r["found"], r["overdue"]) for r in got["data"]]
     street = page(client, auth, "/api/ranking", "s1-manager", month="2026-03", unit="s1")
@@ -517,8 +665,42 @@ def test_ranking_defaults_to_last_month_and_rejects_bad_input(
     got = page(client, auth, "/api/ranking")  # the clock is 2026-03-02 in Shanghai
     assert got["month"] == "2026-02" and {r["rank"] for r in got["data"]} == {1}
     for params, field in (({"month": "2026-13"}, "month"), ({"month": "03/2026"}, "month"),
+                          ({"month": "1999-12"}, "month"), ({"month": "0001-01"}, "month"),
                           ({"level": "province"}, "level"), ({"unit": "x"}, "unit")):
         r = get(client, auth, "/api/ranking", **params)
         assert r.status_code == 422 and r.json()["field"] == field, r.text
     r = get(client, auth, "/api/ranking", "d1-admin", unit="c1", level="street")
     assert r.status_code == 422 and r.json()["field"] == "level"
+
+
+@pytest.mark.parametrize("month", ["2026-04", "2099-01"])
+def test_ranking_of_a_future_month_is_422_and_makes_up_no_numbers(
+    client: TestClient, auth: Auth, rt: Runtime, month: str
+) -> None:
+    now = rt.clock.now()  # 2026-03-02 09:00 in Shanghai
+    seed(rt, [{"unit": "s2", "found_at": now - timedelta(days=40),
+               "due_at": now - timedelta(days=10)}])
+    for path, fmt in (("/api/ranking", {}), ("/api/ranking/export", {"format": "csv"}),
+                      ("/api/ranking/export", {"format": "xlsx"})):
+        r = get(client, auth, path, month=month, **fmt)
+        assert r.status_code == 422, (path, fmt, r.content[:300])
+        assert r.json()["field"] == "month"
+        assert "月份不能晚于本月 / month is in the future" in r.json()["detail"]
+
+
+def test_ranking_of_the_current_month_counts_up_to_now(client: TestClient, auth: Auth,
+                                                      rt: Runtime, clock: ManualClock) -> None:
+    clock.set(datetime(2026, 3, 10, 2, tzinfo=UTC))  # 03-10 10:00 in Shanghai
+    seed(rt, [
+        {"unit": "c1", "found_at": L(3, 2), "due_at": L(3, 5)},  # overdue now
+        {"unit": "c2", "found_at": L(3, 3), "due_at": L(3, 25)},  # due later this month
+    ])
+    got = page(client, auth, "/api/ranking", month="2026-03")
+    assert datetime.fromisoformat(got["as_of"]) == clock.now()
+    assert datetime.fromisoformat(got["end"]) == L(4, 1)
+    s1 = next(r for r in got["data"] if r["unit_id"] == "s1")
+    assert (s1["found"], s1["overdue"]) == (2, 1)
+    rows = read_csv(get(client, auth, "/api/ranking/export", format="csv", month="2026-03"))
+    assert [r[6] for r in rows[1:] if r[1] == "一街道"] == ["1"]  # 月末逾期未销号数, as of now
+    past = page(client, auth, "/api/ranking", month="2026-02")
+    assert datetime.fromisoformat(past["as_of"]) == datetime.fromisoformat(past["end"])

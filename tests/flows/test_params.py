@@ -110,7 +110,10 @@ def test_validate_params_enum_outside_values_lists_allowed_values() -> None:
         ("ratio", "nan"),
         ("urgent", "maybe"),
         ("found_on", "2026-02-30"),
+        ("found_on", "0001-01-01"),  # years outside 1900-2100 overflow wherever they are shown
         ("alert_at", "tomorrow"),
+        ("alert_at", "9999-12-31T20:00:00+00:00"),
+        ("alert_at", "1000-01-01T00:00:00+08:00"),
         ("units", 5),
         ("location", ["a"]),
     ],
@@ -120,6 +123,13 @@ def test_validate_params_wrong_type_is_refused(name: str, value: object) -> None
     with pytest.raises(InvalidInput) as caught:
         validate_params(HAZARD, raw)
     assert caught.value.field == f"params.{name}"
+
+
+def test_dates_and_times_at_the_edges_of_the_years_allowed() -> None:
+    clean = validate_params(HAZARD, {"location": "坪山", "found_on": "1900-01-01",
+                                     "alert_at": "2100-12-31T23:00:00+08:00"})
+    assert clean["found_on"] == "1900-01-01"
+    assert clean["alert_at"] == "2100-12-31T23:00:00+08:00"
 
 
 @pytest.mark.parametrize(

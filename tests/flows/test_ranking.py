@@ -21,7 +21,7 @@ from pg_server import PostgresServer
 from sqlalchemy import insert
 from sqlmodel import select
 
-from flows.ranking import month_bounds, monthly_ranking
+from flows.ranking import check_not_future, month_bounds, monthly_ranking
 from flows.registers import CANCELLED as REGISTER_CANCELLED
 from flows.runtime import Runtime
 from models.clock import ManualClock
@@ -119,9 +119,10 @@ def seed(rt: Runtime, hazards: list[dict[str, Any]]) -> None:
         conn.execute(insert(Hazard.__table__), rows)  # type: ignore[arg-type]
 
 
-def rank(rt: Runtime, month: str = "2026-03", **kw: Any) -> dict[str, dict[str, Any]]:
+def rank(rt: Runtime, month: str = "2026-03", now: datetime = NOW, **kw: Any
+         ) -> dict[str, dict[str, Any]]:
     with read_session(rt.db) as session:
-        ranking = monthly_ranking(session, org=rt.org, month=month, tz=SH, **kw)
+        ranking = monthly_ranking(session, org=rt.org, month=month, tz=SH, now=now, **kw)
     return {r.unit_id: vars(r) for r in ranking.rows}
 
 
@@ -167,11 +168,56 @@ def test_month_bounds_are_local_midnights_in_utc() -> None:
 
 
 @pytest.mark.parametrize("month", ["2026-13", "2026-3", "26-03", "", "2026-00", "march",
-                                   "9999-12", "0001-01", "２０２６-03"])
+                                   "9999-12", "0001-01", "２０２６-03", "1999-12", "1900-01",
+                                   "2100-01"])
 def test_month_that_is_not_a_calendar_month_is_invalid(month: str) -> None:
     with pytest.raises(InvalidInput) as err:
         month_bounds(month, SH)
     assert err.value.field == "month"
+
+
+def test_months_from_2000_to_2099_have_bounds() -> None:
+    assert month_bounds("2000-01", SH)[0] == datetime(1999, 12, 31, 16, tzinfo=UTC)
+    assert month_bounds("2099-12", SH)[1] == datetime(2099, 12, 31, 16, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("month", ["2026-05", "2027-01", "2099-01"])
+def test_ranking_of_a_month_after_the_current_one_is_refused(rrt: Runtime, month: str
+                                                            ) -> None:
+    seed(rrt, [dict(h) for h in HAND])  # overdue hazards that a future month-end would count
+    with pytest.raises(InvalidInput) as err:
+        rank(rrt, month)  # NOW is 2026-04-10 in Shanghai
+    assert err.value.field == "month"
+    assert err.value.message == "月份不能晚于本月 / month is in the future"
+
+
+def test_the_current_month_is_the_bureaus_local_one() -> None:
+    # 04-30 16:30 UTC is already 05-01 00:30 in Shanghai: May is current, June is not.
+    now = datetime(2026, 4, 30, 16, 30, tzinfo=UTC)
+    check_not_future("2026-05", SH, now)
+    with pytest.raises(InvalidInput):
+        check_not_future("2026-06", SH, now)
+    with pytest.raises(InvalidInput):  # and in UTC-12, it is still April there
+        check_not_future("2026-05", ZoneInfo("Etc/GMT+12"), now)
+
+
+def test_the_current_month_is_counted_up_to_now(rrt: Runtime) -> None:
+    seed(rrt, [
+        {"unit": "ca1", "found_at": L(4, 2), "due_at": L(4, 5)},  # overdue now
+        {"unit": "ca1", "found_at": L(4, 3), "due_at": L(4, 20)},  # due later: not yet late
+        {"unit": "ca2", "found_at": L(3, 25), "due_at": L(4, 30)},  # due at the month's end
+        {"unit": "cb1", "found_at": L(4, 1), "due_at": L(4, 8), **closed(L(4, 9))},  # late
+    ])
+    with read_session(rrt.db) as session:
+        ranking = monthly_ranking(session, org=rrt.org, month="2026-04", tz=SH, now=NOW)
+    assert ranking.as_of == NOW and ranking.end == L(5, 1)  # NOW: 04-10 10:00 in Shanghai
+    got = {r.unit_id: r for r in ranking.rows}
+    assert (got["sa"].found, got["sa"].overdue) == (2, 1)
+    assert (got["sb"].found, got["sb"].closed, got["sb"].on_time, got["sb"].overdue) == (
+        1, 1, 0, 0)
+    # A past month is counted to its end, whatever the clock says.
+    march = rank(rrt, "2026-03")
+    assert march["sa"]["overdue"] == 0 and march["sa"]["found"] == 1
 
 
 def test_ranking_of_a_hand_worked_month_by_street(rrt: Runtime) -> None:
@@ -307,7 +353,7 @@ def test_ranking_matches_an_independent_count_of_the_database(rrt: Runtime, mont
         rows = list(session.exec(select(Hazard)).all())
     streets = ["sa", "sb", "sc", "tz"]
     want = independent(rows, month, streets)
-    got = rank(rrt, month)
+    got = rank(rrt, month, now=L(6, 1))  # every month a past one: counted to its end
     assert set(got) == set(streets)
     for u in streets:
         g, w = got[u], want[u]
