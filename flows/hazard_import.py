@@ -21,8 +21,8 @@ columns are ignored and reported back):
 - 隐患描述 (description), 涉及企业 (enterprise): free text.
 - 发现时间 (found_at): 2026-02-01, 2026-02-01 09:30, 2026/2/1 9:30, 2026年2月1日, ISO 8601
   with an offset, or an Excel date cell (or its serial number); local time
-  (CLOSELOOP_TIMEZONE, Asia/Shanghai) unless an offset is written; not in the future;
-  default the import time.
+  (CLOSELOOP_TIMEZONE, Asia/Shanghai) unless an offset is written; not in the future nor
+  before 2000-01-01 (a bare number is a serial only from then on); default the import time.
 - 发现人 (found_by): a name or person id (default the importer).
 - 专项行动 (campaign): the run id of a running 3030 campaign (kind: campaign) of the hazard's
   unit or a unit above it.
@@ -31,9 +31,10 @@ The allowed values of 隐患来源 and 隐患等级 are the playbook's own enum 
 them so. Each row becomes a run of the playbook (default hazard-3030) for its unit, started
 with flows/bulk_start.py; the values go through the playbook's typed params exactly as
 `start_run` checks them. The importer needs `manager` or `commander` over every row's unit (or
-`admin`): otherwise 403 naming the first row that is not theirs, and nothing is written. The
-same file (by SHA-256) is not imported twice unless asked (`allow_repeat`): a double submit of
-400,000 rows would otherwise make 400,000 duplicates.
+`admin`): otherwise 403 naming the first row that is not theirs, and nothing is written. A row
+whose unit has nobody, in it or above it, holding the role of a step ready at start is refused
+(its task would go to no one). The same file (by SHA-256) is not imported twice unless asked
+(`allow_repeat`): a double submit of 400,000 rows would otherwise make 400,000 duplicates.
 """
 
 from __future__ import annotations
@@ -41,16 +42,17 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from flows.bulk_plan import Decider, RunStub, make_plan
 from flows.bulk_start import BulkResult, NewRun, bulk_start, merge_tasks, write_summaries
 from flows.campaigns import campaign_problem
 from flows.import_checks import (
@@ -70,19 +72,23 @@ from flows.import_checks import (
     map_header,
     paused_gc,
     positive_int,
+    reading_problems,
     require_rights,
     sha256_hex,
     shown,
     text_cell,
+    unreadable,
 )
 from flows.params import check_values
 from flows.runtime import Runtime
-from flows.spec import Playbook
-from flows.tabular import Table, read_table
+from flows.spec import Playbook, StepSpec
+from flows.tabular import RowUnreadable, Table, read_table
+from models import run as rs
 from models.audit import SYSTEM, AuditEvent
 from models.db import is_sqlite, read_session, session_scope
 from models.errors import Conflict, InvalidInput, NotFound
 from models.hazard import Hazard, ImportBatch, RiskPoint
+from models.org import ROLE_NAMES_ZH
 from models.run import Run
 
 DEFAULT_PLAYBOOK = "hazard-3030"
@@ -90,8 +96,6 @@ CHUNK_RUNS = 20_000  # on SQLite a chunk holds the write lock ~1.5 s
 log = logging.getLogger("closeloop.import")
 SOURCES = ("检查发现", "群众举报", "执法检查", "事故调查")
 GRADES = ("一般", "重大")
-
-
 
 HAZARD_COLUMNS = (
     Column("code", "隐患编号", "code", ("编号", "hazard_code"), max_len=60),
@@ -127,6 +131,8 @@ def _params_template(specs: dict[str, Any], index: dict[str, int], found_type: s
             continue
         if specs[key].type not in _CANONICAL.get(key, ()):
             return None
+        if specs[key].min is not None or specs[key].max is not None:
+            return None  # bounds only check_values holds a value to
     template: dict[str, Any] = {}
     for name, spec in specs.items():
         if isinstance(spec.default, list | dict):
@@ -153,11 +159,13 @@ def import_hazards(
     try:
         playbook = rt.catalog.get(playbook_id)
     except NotFound:
-        raise InvalidInput("playbook", f"unknown playbook '{playbook_id}' (known: "
-                           f"{', '.join(sorted(rt.catalog.current))})") from None
+        known = ", ".join(sorted(rt.catalog.current))
+        raise InvalidInput("playbook", f"没有流程 {playbook_id}，可选：{known} / unknown playbook "
+                           f"'{playbook_id}' (known: {known})") from None
     if playbook.register_ is None:
-        raise InvalidInput("playbook", f"playbook '{playbook_id}' keeps no register (台账): "
-                           "hazards are imported into a playbook with `register:`")
+        raise InvalidInput("playbook", f"流程 {playbook_id} 不建台账，不能导入隐患 / playbook "
+                           f"'{playbook_id}' keeps no register (台账): hazards are imported "
+                           "into a playbook with `register:`")
     check_size(data, filename)
     with paused_gc():
         return _import_hazards(rt, playbook, data=data, filename=filename, actor=actor,
@@ -166,7 +174,10 @@ def import_hazards(
 
 def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: str,
                     actor: str, allow_repeat: bool) -> ImportResult:
-    table = read_table(data, filename)
+    try:
+        table = read_table(data, filename)
+    except RowUnreadable as exc:
+        raise unreadable(exc, HAZARD_COLUMNS) from None
     if not table.header:
         raise empty_file(table, HAZARD_COLUMNS)
     checked = _check_hazard_rows(rt, playbook, table, actor)
@@ -183,8 +194,8 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
     try:
         with session_scope(rt.db) as session:
             if not allow_repeat:
-                check_repeat(session, "hazards", digest, filename)
-            problems = _check_stored(session, rt, checked)
+                check_repeat(session, rt, "hazards", digest, filename)
+            problems = _check_stored(session, rt, checked) + checked.unstaffed
             if problems:
                 raise ImportInvalid(filename, problems)
             batch = ImportBatch(kind="hazards", filename=filename[:255], sha256=digest,
@@ -372,11 +383,13 @@ class _Checked:
     header: Header
     codes: dict[str, int]  # code -> row
     campaigns: dict[int, list[tuple[int, str]]]  # campaign run id -> [(row, unit)]
+    unstaffed: list[ImportProblem]  # rows whose unit has nobody for a step ready at start
 
 
 def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str) -> _Checked:
     problems: list[ImportProblem] = []
     header = map_header(table, HAZARD_COLUMNS, problems)
+    problems += reading_problems(table, header)
     specs = playbook.params
     cols = {c.key: c for c in HAZARD_COLUMNS}
     # A column with no param of that name in the playbook cannot be kept anywhere.
@@ -535,10 +548,82 @@ def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str
         if unit_id is not None:
             runs.append(NewRun(unit_id=unit_id, params=params, row=number))
             unit_rows.append((number, unit_id))
+    unit_key = "unit" if "unit" in names else "unit_name"
+    unstaffed = _unstaffed(rt, playbook, runs, actor, names[unit_key], unit_key,
+                           index[unit_key])
     if problems:
-        raise ImportInvalid(table.filename, problems)
-    require_rights(rt, actor, unit_rows, names.get("unit", names.get("unit_name", "单位编号")))
-    return _Checked(runs, header.ignored, header, codes, campaigns)
+        raise ImportInvalid(table.filename, problems + unstaffed)
+    # Rights first: a unit the importer may not import for gets a 403, not word of its staff;
+    # the rows of units with nobody to do the work are refused with the checks of stored values.
+    require_rights(rt, actor, unit_rows, names[unit_key])
+    return _Checked(runs, header.ignored, header, codes, campaigns, unstaffed)
+
+
+def _unstaffed(rt: Runtime, playbook: Playbook, runs: list[NewRun], actor: str,
+               column: str, key: str, position: int) -> list[ImportProblem]:
+    """Rows whose unit has nobody, in it or above it, holding the role of a step the run makes
+    ready at start: its task would be given to no one (assignees []) and never done. The
+    steps ready at start are what bulk_start will plan (flows/bulk_plan.py), row by row when
+    a `when` reads the row's params; a fan-out step is left out (its tasks go to the units it
+    lists), as is every step behind a `when` that reads more than params and run (bulk_start
+    leaves those to start_run): then only the steps certain to be ready are checked."""
+    now = rt.clock.now()
+    stub = RunStub(started_at=now, stage_entered_at=now if playbook.stages else None,
+                   stage=playbook.stages[0] if playbook.stages else None,
+                   playbook_id=playbook.id, status=rs.RUNNING, started_by=actor)
+    plan = make_plan(rt, playbook, now, cast(Run, stub))
+    certain = [c.spec for c in plan.candidates if c.condition is None and not c.spec.needs]
+    roles = {c.spec.role for c in plan.candidates if c.spec.role and not c.spec.for_each}
+    holders: dict[tuple[str, str], bool] = {}
+
+    def held(role: str, unit_id: str) -> bool:
+        found = holders.get((role, unit_id))
+        if found is None:
+            found = holders[(role, unit_id)] = bool(rt.org.resolve_role(role, unit_id)[1])
+        return found
+
+    # Once per distinct unit: where every role of the playbook's start has a holder, no row
+    # of that unit can fail, and its rows need no plan (the common case, one lookup a row).
+    staffed: dict[str, bool] = {}
+    decider: Decider | None = None
+    memo: dict[tuple[int, str], tuple[str, str] | None] = {}  # (id(steps), unit) -> why
+    problems: list[ImportProblem] = []
+    for new in runs:
+        unit_id = new.unit_id
+        ok = staffed.get(unit_id)
+        if ok is None:
+            ok = staffed[unit_id] = all(held(role, unit_id) for role in roles)
+        if ok:
+            continue
+        if plan.all_one_by_one:
+            steps = certain
+        else:
+            if decider is None:
+                decider = Decider(rt, plan, stub, {u: x.name for u, x in rt.org.units.items()})
+            steps = decider.decide(new)[0].ready  # outcomes are kept by the plan: ids hold
+        combo = (id(steps), unit_id)
+        if combo not in memo:
+            memo[combo] = _nobody_for(rt, steps, unit_id, held)
+        why = memo[combo]
+        if why is not None:
+            problems.append(ImportProblem(new.row or 0, column, key, *why, position=position))
+    return problems
+
+
+def _nobody_for(rt: Runtime, steps: Sequence[StepSpec], unit_id: str,
+                held: Callable[[str, str], bool]) -> tuple[str, str] | None:
+    """(zh, en) for the first of `steps` whose role nobody holds at or above the unit."""
+    for spec in steps:
+        if spec.role is None or spec.for_each or held(spec.role, unit_id):
+            continue
+        unit = rt.org.unit(unit_id)
+        role = spec.role
+        called = f"（{ROLE_NAMES_ZH[role]}）" if role in ROLE_NAMES_ZH else ""
+        return (f"单位 {unit_id}（{unit.name}）及其上级均无 {role}{called}，“{spec.title}”"
+                "无人可办，请改填有该岗位人员的单位",
+                f"neither unit '{unit_id}' ({unit.name}) nor any unit above it has a {role}: "
+                f"nobody could do step '{spec.id}' ({spec.title})")
+    return None
 
 
 def _check_stored(session: Session, rt: Runtime, checked: _Checked) -> list[ImportProblem]:
@@ -548,16 +633,18 @@ def _check_stored(session: Session, rt: Runtime, checked: _Checked) -> list[Impo
     names = checked.header.names
     code_header = names.get("code", "隐患编号")
     taken = existing_values(session, Hazard.code, list(checked.codes))  # type: ignore[arg-type]
+    at = checked.header.index
     for code in taken:
         problems.append(ImportProblem(
             checked.codes[code], code_header, "code", f"{shown(code)} 已经登记过",
-            f"{shown(code)} is already registered"))
+            f"{shown(code)} is already registered", at.get("code", -1)))
     camp_header = names.get("campaign", "专项行动")
     for run_id, rows in checked.campaigns.items():
         for row, unit_id in rows:
             why = campaign_problem(session, rt, run_id, unit_id)
             if why is not None:
-                problems.append(ImportProblem(row, camp_header, "campaign", *why))
+                problems.append(ImportProblem(row, camp_header, "campaign", *why,
+                                              position=at.get("campaign", -1)))
     return problems
 
 

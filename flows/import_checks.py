@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from flows.bulk_start import BulkResult
 from flows.runtime import Runtime
-from flows.tabular import Table
+from flows.tabular import ReadProblem, RowUnreadable, Table
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import ImportBatch
 
@@ -29,6 +29,10 @@ MAX_IMPORT_BYTES = 256 * 1024 * 1024  # a district-year of hazards as CSV is ~12
 MAX_REPORTED = 100  # errors listed in a 422; the count says how many there were
 RIGHTS = ("manager", "commander")  # admin holds every right
 FUTURE_SLACK = timedelta(minutes=10)  # a PC clock a little ahead of the server's
+# No register predates this: a 发现时间 before it is a typo (1000-01-01), a placeholder
+# (0001-01-01, which also overflows when stored as UTC) or a number read as an Excel serial
+# (1 -> 1900-01-01), not when a hazard was found.
+EARLIEST_FOUND = date(2000, 1, 1)
 
 
 # -- columns, problems -----------------------------------------------------------------------
@@ -118,12 +122,18 @@ class Header:
     ignored: list[str]
 
 
-def map_header(table: Table, columns: Sequence[Column], problems: list[ImportProblem],
-                *, unit_required: bool = True) -> Header:
+def _lookup(columns: Sequence[Column]) -> dict[str, Column]:
+    """Every name a column answers to, normalised, to the column."""
     lookup: dict[str, Column] = {}
     for col in columns:
         for name in (col.header, col.key, col.title_en, *col.aliases):
             lookup[_norm_header(name)] = col
+    return lookup
+
+
+def map_header(table: Table, columns: Sequence[Column], problems: list[ImportProblem],
+                *, unit_required: bool = True) -> Header:
+    lookup = _lookup(columns)
     index: dict[str, int] = {}
     names: dict[str, str] = {}
     ignored: list[str] = []
@@ -161,6 +171,25 @@ def empty_file(table: Table, columns: Sequence[Column]) -> ImportInvalid:
     return ImportInvalid(table.filename, [ImportProblem(
         0, required, "file", f"文件为空：没有表头和数据行（必填列：{required}）",
         f"the file is empty: no header and no rows (required columns: {required})")])
+
+
+def unreadable(exc: RowUnreadable, columns: Sequence[Column]) -> ImportInvalid:
+    """A file that cannot be read past a row (flows/tabular.py), as an ImportInvalid naming
+    that row and column like any other mistake."""
+    col = _lookup(columns).get(_norm_header(exc.problem.column))
+    return ImportInvalid(exc.filename, [_problem(exc.problem, col.key if col else "file")])
+
+
+def reading_problems(table: Table, header: Header) -> list[ImportProblem]:
+    """The mistakes found while reading (a row with more cells than the header, merged cells,
+    a formula with no saved value, a control character), named like the others."""
+    keys = {pos: key for key, pos in header.index.items()}
+    return [_problem(p, keys.get(p.position, "file")) for p in table.problems]
+
+
+def _problem(problem: ReadProblem, key: str) -> ImportProblem:
+    return ImportProblem(problem.row, problem.column, key, problem.zh, problem.en,
+                         problem.position)
 
 
 # -- cell values ------------------------------------------------------------------------------
@@ -210,6 +239,9 @@ class Times:
     def __init__(self, tz: ZoneInfo, now: datetime) -> None:
         self.tz = tz
         self.latest = now + FUTURE_SLACK
+        self.earliest = datetime.combine(EARLIEST_FOUND, time(), tz)
+        self.earliest_serial = float(
+            (EARLIEST_FOUND - date(1899, 12, 30)).days)  # Excel's day 0 (1900 date system)
         self.memo: dict[str, datetime] = {}
 
     def parse(self, value: Any) -> datetime | None:
@@ -228,9 +260,17 @@ class Times:
             found = self._serial(value)
         else:
             raise BadCell(f"{shown(value)} 不是日期或时间", f"{shown(value)} is not a date or time")
-        if found > self.latest:
-            raise BadCell(f"{shown(self._local(found))} 晚于当前时间",
-                       f"{shown(self._local(found))} is in the future")
+        # The years first: converting 0001-01-01 or 9999-12-31 to another offset overflows.
+        if found.year < EARLIEST_FOUND.year or (
+                found.year <= EARLIEST_FOUND.year + 1 and found < self.earliest):
+            written = found.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes")
+            raise BadCell(f"{shown(written)} 早于 {EARLIEST_FOUND.isoformat()}，不是合理的发现时间",
+                          f"{shown(written)} is before {EARLIEST_FOUND.isoformat()}: not a "
+                          "plausible time of finding")
+        if found.year > self.latest.year + 1 or found > self.latest:
+            written = (found.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes")
+                       if found.year > self.latest.year + 1 else self._local(found))
+            raise BadCell(f"{shown(written)} 晚于当前时间", f"{shown(written)} is in the future")
         return found
 
     def _local(self, value: datetime) -> str:
@@ -239,7 +279,7 @@ class Times:
     def _text(self, value: str) -> datetime:
         text = value.strip()
         if text.replace(".", "", 1).isdigit():  # an Excel serial number that lost its format
-            return self._serial(float(text))
+            return self._serial(float(text), text)
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
@@ -257,11 +297,16 @@ class Times:
                            "date") from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.tz)
 
-    def _serial(self, number: float) -> datetime:
+    def _serial(self, number: float, written: Any = None) -> datetime:
         from openpyxl.utils.datetime import from_excel
 
-        if not 1 <= number < 2958466:
-            raise BadCell(f"{shown(number)} 不是日期", f"{shown(number)} is not a date")
+        written = number if written is None else written
+        # A number below EARLIEST_FOUND's serial (1 would be 1900-01-01) is a mistake in the
+        # column, not a date that lost its format.
+        if not self.earliest_serial <= number < 2958466:
+            raise BadCell(f"{shown(written)} 不是日期（例如 2026-02-01 或 2026-02-01 09:30）",
+                          f"{shown(written)} is not a date (like 2026-02-01 or 2026-02-01 "
+                          "09:30)")
         found = from_excel(number)
         if not isinstance(found, datetime):  # pragma: no cover - from_excel gives datetimes
             raise BadCell(f"{shown(number)} 不是日期", f"{shown(number)} is not a date")
@@ -379,17 +424,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_repeat(session: Session, kind: str, digest: str, filename: str) -> None:
+def check_repeat(session: Session, rt: Runtime, kind: str, digest: str, filename: str) -> None:
     earlier = session.exec(
         select(ImportBatch).where(ImportBatch.kind == kind, ImportBatch.sha256 == digest)
         .order_by(ImportBatch.id)  # type: ignore[arg-type]
     ).first()
     if earlier is not None:
+        who = rt.org.people.get(earlier.imported_by)
         raise Conflict(
-            f"{filename}: 同一文件已于 {earlier.imported_at:%Y-%m-%d %H:%M} UTC 由 "
-            f"{earlier.imported_by} 导入（批次 #{earlier.id}，{earlier.rows} 行）；确需重复导入请"
-            f"加 repeat=true / the same file was imported before (batch {earlier.id}, "
-            f"{earlier.rows} rows); pass repeat=true to import it again",
+            f"{filename}: 同一文件已于 {rt.renderer.local(earlier.imported_at)} 由 "
+            f"{who.name if who else earlier.imported_by} 导入（批次 #{earlier.id}，"
+            f"{earlier.rows} 行）；确需重复导入请加 repeat=true / the same file was imported "
+            f"before by {earlier.imported_by} (batch {earlier.id}, {earlier.rows} rows); pass "
+            "repeat=true to import it again",
             current=f"import:{earlier.id}")
 
 

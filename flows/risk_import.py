@@ -29,13 +29,15 @@ from flows.import_checks import (
     empty_file,
     existing_values,
     map_header,
+    reading_problems,
     require_rights,
     sha256_hex,
     shown,
     text_cell,
+    unreadable,
 )
 from flows.runtime import Runtime
-from flows.tabular import read_table
+from flows.tabular import RowUnreadable, read_table
 from models.audit import AuditEvent
 from models.db import session_scope
 from models.hazard import ImportBatch, RiskPoint
@@ -66,11 +68,15 @@ def import_risks(
 ) -> ImportResult:
     """Check every row of a risk point file, then upsert them by code in one transaction."""
     check_size(data, filename)
-    table = read_table(data, filename)
+    try:
+        table = read_table(data, filename)
+    except RowUnreadable as exc:
+        raise unreadable(exc, RISK_COLUMNS) from None
     if not table.header:
         raise empty_file(table, RISK_COLUMNS)
     problems: list[ImportProblem] = []
     header = map_header(table, RISK_COLUMNS, problems)
+    problems += reading_problems(table, header)
     if problems:
         raise ImportInvalid(filename, problems)
     if not table.rows:
@@ -123,7 +129,7 @@ def import_risks(
     digest = sha256_hex(data)
     with session_scope(rt.db) as session:
         if not allow_repeat:
-            check_repeat(session, "risks", digest, filename)
+            check_repeat(session, rt, "risks", digest, filename)
         stored = existing_values(session, RiskPoint.code, list(codes),  # type: ignore[arg-type]
                            RiskPoint.unit_id)
         # Updating a stored point moves it: rights over where it is now are needed too.

@@ -5,11 +5,20 @@ error can say "第 17 行".
 CSV: UTF-8 with or without a BOM; GB18030 (a superset of GBK) when the bytes are not UTF-8,
 because Excel on a Chinese Windows saves "CSV (逗号分隔)" in the ANSI code page, GBK; UTF-16
 with a BOM (Excel's "Unicode 文本") as tab-separated text. A row number counts records, so a
-cell with a line break inside quotes stays one row, as in Excel.
+cell with a line break inside quotes stays one row, as in Excel. A quote left open (it would
+swallow the rest of the file into one cell) and a cell over MAX_CELL_CHARS stop the reading
+(RowUnreadable, naming the row); a row with more non-empty cells than the header (an unquoted
+comma shifts every cell after it) is left out and reported in `Table.problems`.
 
-XLSX: the first worksheet, read with openpyxl in read-only mode (values only, formulas as their
-last cached value): strings come stripped, numbers as int/float, dates and times as
+XLSX: the first worksheet, read with openpyxl's read-only parser (values only, formulas as
+their last cached value): strings come stripped, numbers as int/float, dates and times as
 `datetime`/`date`/`time` (what Excel date cells are). Legacy .xls is not read: save as .xlsx.
+A file is taken for XLSX (or .xls) by its first bytes whatever its name says. Merged cells in
+the data area and formulas with no saved value are reported in `Table.problems` and their rows
+left out: both read as empty cells, not as what the sheet shows.
+
+Every format: a text cell with a control character (C0 but tab and line breaks, and DEL) is
+reported in `Table.problems`; the XLSX export cannot write one back.
 
 The header is the first row that is not blank; rows entirely blank are dropped (their numbers
 are kept by the rows after them). Cells come back as Python values, `None` for empty; callers
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +39,15 @@ from models.errors import InvalidInput
 
 CSV_SUFFIXES = (".csv", ".txt")
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
+ZIP_MAGIC = b"PK\x03\x04"  # XLSX is a zip archive
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls (and .doc): an OLE2 compound file
+# The csv module's own default limit: a hazard description is a few thousand characters at
+# most, so a cell this long is a broken file (or a quote left open), not a register entry.
+MAX_CELL_CHARS = 131_072
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The body of a quoted CSV field after its opening quote, up to its closing quote: doubled
+# quotes are quotes in the text (the unrolled form does not backtrack on a huge field).
+_QUOTED_BODY = re.compile(r'[^"]*(?:""[^"]*)*')
 
 
 class TableUnreadable(InvalidInput):
@@ -39,29 +58,58 @@ class TableUnreadable(InvalidInput):
         self.filename = filename
 
 
+@dataclass(frozen=True)
+class ReadProblem:
+    """A mistake found while reading: the row, the column (the header as written, else
+    "第 N 列") and its position (-1: the row as a whole), the message in Chinese and English."""
+
+    row: int
+    column: str
+    position: int
+    zh: str
+    en: str
+
+
+class RowUnreadable(TableUnreadable):
+    """The file cannot be read past a row (a quote never closed, a cell too long)."""
+
+    def __init__(self, filename: str, problem: ReadProblem) -> None:
+        super().__init__(filename, f"第 {problem.row} 行 {problem.column}：{problem.zh} / row "
+                                   f"{problem.row} {problem.column}: {problem.en}")
+        self.problem = problem
+
+
 @dataclass
 class Table:
-    """A sheet: `header` cells as text, and `(row number, cells)` per non-blank row."""
+    """A sheet: `header` cells as text, and `(row number, cells)` per non-blank row; rows with
+    a problem that makes their cells unreliable are in `problems`, not in `rows`."""
 
     filename: str
     header: list[str]
     header_row: int
     rows: list[tuple[int, list[Any]]] = field(default_factory=list)
     encoding: str | None = None  # CSV only: the encoding that decoded the file
+    problems: list[ReadProblem] = field(default_factory=list)
+
+    def column(self, position: int) -> str:
+        """The header of a column as written, or "第 N 列" for one without a header."""
+        name = self.header[position] if 0 <= position < len(self.header) else ""
+        return name or f"第 {position + 1} 列"
 
 
 def read_table(data: bytes, filename: str) -> Table:
-    """A CSV or XLSX upload by its name (and, for a misnamed file, by its first bytes)."""
+    """A CSV or XLSX upload: by its first bytes when they say zip (XLSX) or OLE (.xls), since
+    a file renamed by hand keeps its format; else by its name."""
     name = (filename or "").lower()
-    is_zip = data[:4] == b"PK\x03\x04"
-    if name.endswith(XLSX_SUFFIXES) or (is_zip and not name.endswith(CSV_SUFFIXES)):
+    if data.startswith(ZIP_MAGIC):
         return read_xlsx(data, filename)
-    if name.endswith(".xls") or data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
-        raise TableUnreadable(filename, "不支持旧版 Excel（.xls）文件，请另存为 .xlsx 或 CSV / "
-                                        "legacy .xls is not supported: save as .xlsx or CSV")
-    if name.endswith(CSV_SUFFIXES) or not is_zip:
-        return read_csv(data, filename)
-    raise TableUnreadable(filename, "只接受 .csv 或 .xlsx 文件 / only .csv and .xlsx files")
+    if data.startswith(OLE_MAGIC) or name.endswith(".xls"):
+        raise TableUnreadable(filename, "这是旧版 Excel（.xls）文件，不支持导入：请在 Excel 中"
+                                        "另存为 .xlsx 或 CSV / this is a legacy Excel (.xls) "
+                                        "file, which is not supported: save it as .xlsx or CSV")
+    if name.endswith(XLSX_SUFFIXES):
+        return read_xlsx(data, filename)  # not a zip: says so
+    return read_csv(data, filename)
 
 
 # -- CSV ---------------------------------------------------------------------------------------
@@ -87,36 +135,192 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
         ) from None
 
 
+def _fields(text: str, start: int, delimiter: str) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, still open) of each field of the record that begins at `start`, as the csv
+    module reads it (not strict): a quote opens a quoted field only as a field's first
+    character; in it a doubled quote is a quote; after its closing quote the field goes on,
+    unquoted, to the next delimiter. A field whose quote never closes runs to the end."""
+    ends = re.compile(f"[{re.escape(delimiter)}\r\n]")
+    size = len(text)
+    pos = start
+    while True:
+        begin = pos
+        if text.startswith('"', pos):
+            match = _QUOTED_BODY.match(text, pos + 1)
+            assert match is not None  # the pattern matches the empty string
+            if match.end() >= size:
+                yield begin, size, True
+                return
+            pos = match.end() + 1
+        found = ends.search(text, pos)
+        stop = found.start() if found else size
+        yield begin, stop, False
+        if found is None or text[stop] != delimiter:
+            return
+        pos = stop + 1
+
+
+def _swallows_rows(cell: str, delimiter: str, width: int) -> bool:
+    """A quoted cell whose line breaks are followed by what is plainly further rows: a line
+    with as many delimiters as a whole row has (at least 3, so that a sentence with a comma
+    or two in a multi-line cell of a narrow file is not mistaken for one)."""
+    least = max(width - 1, 3)
+    return any(line.count(delimiter) >= least for line in cell.splitlines()[1:])
+
+
 def read_csv(data: bytes, filename: str) -> Table:
     text, encoding = decode_text(data, filename)
     if "\x00" in text:
         raise TableUnreadable(filename, "文件含有空字符，不是文本 CSV / the file has NUL bytes, "
                                         "it is not a text CSV")
     delimiter = "\t" if encoding == "utf-16" else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    buffer = io.StringIO(text, newline="")
+    reader = csv.reader(buffer, delimiter=delimiter)
     table: Table | None = None
+    width = 0
     number = 0
+    begin = last = 0  # where the record being read (the last read) begins in `text`
+    lines = 0  # physical lines read before it (csv reads no line ahead)
+    # One scan of the whole text; the cells are searched only when it finds something.
+    controls = CONTROL_CHARS.search(text) is not None
+    pending: list[tuple[int, int, str]] = []  # (row, position, character)
     try:
         for number, record in enumerate(reader, start=1):
+            if table is not None and reader.line_num - lines > 1:
+                _check_line_breaks(filename, table, record, number, delimiter)
+            lines = reader.line_num
+            last, begin = begin, buffer.tell()
+            if controls:  # before stripping: str.strip() takes \x1c-\x1f for spaces
+                pending += [(number, pos, bad.group()) for pos, cell in enumerate(record)
+                            if (bad := CONTROL_CHARS.search(cell)) is not None]
             # Strip, and treat an empty cell as missing; most cells are short text.
             cells: list[Any] = [c.strip() or None for c in record]
             if not any(cells):
                 continue
             if table is None:
                 table = Table(filename, [c or "" for c in cells], number, encoding=encoding)
+                width = len(cells)
                 continue
+            if len(cells) > width:
+                if any(cells[width:]):
+                    table.problems.append(_too_many_cells(table, number, cells))
+                    continue
+                del cells[width:]  # empty cells after the last column, as Excel leaves them
             table.rows.append((number, cells))
-    except csv.Error as exc:
-        raise TableUnreadable(filename, f"第 {number + 1} 行 CSV 格式错误：{exc} / row "
-                                        f"{number + 1}: malformed CSV ({exc})") from None
+    except csv.Error:
+        raise _unreadable_record(filename, table, text, begin, number + 1, delimiter) from None
+    # A quote still open at the end: the record it opened in swallowed the rest of the file.
+    if number:
+        for pos, (_, _, still_open) in enumerate(_fields(text, last, delimiter)):
+            if still_open:  # (the header itself, when it is that record: no names then)
+                named = table if table is not None and table.header_row < number else None
+                raise _open_quote(filename, named, number, pos)
     if table is None:
         return Table(filename, [], 0, encoding=encoding)
+    table.problems += [_control_char(table, row, pos, char) for row, pos, char in pending]
     return table
+
+
+def _check_line_breaks(filename: str, table: Table, record: list[str], number: int,
+                       delimiter: str) -> None:
+    """A record over several lines has a quoted cell with a line break, as a quote opened by
+    mistake and closed by a quote some rows later gives: then its cell holds what plainly are
+    further rows, or the cells after it are more than the header has (the closing quote came
+    mid-row)."""
+    width = len(table.header)
+    extra = len(record) > width and any(c.strip() for c in record[width:])
+    for pos, cell in enumerate(record):
+        if ("\n" in cell or "\r" in cell) and (
+                extra or _swallows_rows(cell, delimiter, width)):
+            raise _open_quote(filename, table, number, pos)
+
+
+def _too_many_cells(table: Table, number: int, cells: list[Any]) -> ReadProblem:
+    width = len(table.header)
+    found = max(i for i, c in enumerate(cells) if c is not None) + 1
+    return ReadProblem(
+        number, table.column(width), width,
+        f"有 {found} 个单元格，表头只有 {width} 列：多出的单元格会让各列错位（含英文逗号的内容请加"
+        "英文双引号）",
+        f"{found} cells where the header has {width} columns: the extra cells would shift "
+        "the columns (put a value with a comma in double quotes)")
+
+
+def _unreadable_record(filename: str, table: Table | None, text: str, begin: int,
+                       number: int, delimiter: str) -> RowUnreadable:
+    """Why csv gave up on the record at `begin`. Read without `strict` and with NUL refused,
+    the only error it raises is a field over its limit: find that field, which may be a quote
+    left open (it runs to the end, or over what are plainly further rows)."""
+    limit = csv.field_size_limit()
+    width = len(table.header) if table is not None else 0
+    for pos, (start, end, still_open) in enumerate(_fields(text, begin, delimiter)):
+        if still_open or (end - start > limit and table is not None
+                          and _swallows_rows(text[start:end], delimiter, width)):
+            return _open_quote(filename, table, number, pos)
+        if end - start > limit:
+            column = table.column(pos) if table is not None else f"第 {pos + 1} 列"
+            size = end - start - (2 if text.startswith('"', start) else 0)
+            return RowUnreadable(filename, ReadProblem(
+                number, column, pos, f"单元格超过 {limit} 字符上限（{size} 个字符）",
+                f"a cell is longer than the {limit}-character limit ({size})"))
+    return RowUnreadable(filename, ReadProblem(  # pragma: no cover - see the docstring
+        number, "", -1, "CSV 格式错误", "malformed CSV"))
+
+
+def _open_quote(filename: str, table: Table | None, number: int, pos: int) -> RowUnreadable:
+    column = table.column(pos) if table is not None else f"第 {pos + 1} 列"
+    return RowUnreadable(filename, ReadProblem(
+        number, column, pos,
+        "引号未闭合：此单元格的双引号没有配对的右引号，把后面各行都并进了这一格",
+        "unterminated quote: the cell's double quote has no closing quote, so the rows "
+        "after it run into this cell"))
+
+
+def _control_char(table: Table, number: int, pos: int, char: str) -> ReadProblem:
+    code = f"\\x{ord(char):02x}"
+    return ReadProblem(
+        number, table.column(pos), pos,
+        f"含有不可见控制字符（{code}），请删除后再导入",
+        f"contains an invisible control character ({code}); remove it")
 
 
 # -- XLSX --------------------------------------------------------------------------------------
 
-def _xlsx_rows(data: bytes, filename: str) -> Iterator[tuple[int, tuple[Any, ...]]]:
+def _sheet_parser() -> type:
+    """openpyxl's read-only worksheet parser, also noting what reading values only hides: a
+    formula with no saved value (it reads as an empty cell) and the merged ranges (every cell
+    of a range but its first reads as empty; read-only sheets do not expose them). One pass
+    over the sheet XML, as iter_rows makes: the merged ranges come after the rows, so reading
+    them from the zip apart would be a second pass over a sheet of 400,000 rows. It leans on
+    openpyxl internals (worksheet._reader, a read-only sheet's _get_source and
+    _shared_strings; openpyxl is not pinned): tests/flows/test_tabular_reading.py fails if
+    an upgrade moves them."""
+    from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
+
+    class SheetParser(WorkSheetParser):  # type: ignore[misc]
+        uncomputed: list[tuple[int, int]]
+
+        def parse_row(self, row: Any) -> tuple[int, list[dict[str, Any]]]:
+            number, cells = super().parse_row(row)
+            for element, cell in zip(row, cells, strict=False):
+                # A formula saved by a program that does not compute (a script, openpyxl)
+                # has an empty <v>; a text formula whose result is "" says t="str".
+                if cell["value"] is None and element.get("t") != "str" and \
+                        element.find(FORMULA_TAG) is not None:
+                    self.uncomputed.append((cell["row"], cell["column"]))
+            return number, cells
+
+    return SheetParser
+
+
+@dataclass
+class _Sheet:
+    rows: list[tuple[int, list[Any]]]
+    merged: list[str]  # ranges such as "B2:B3"
+    uncomputed: list[tuple[int, int]]  # (row, column), 1-based
+
+
+def _read_sheet(data: bytes, filename: str) -> _Sheet:
     from openpyxl import load_workbook
 
     try:
@@ -124,17 +328,37 @@ def _xlsx_rows(data: bytes, filename: str) -> Iterator[tuple[int, tuple[Any, ...
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError) as exc:
         raise TableUnreadable(filename, f"不是有效的 .xlsx 文件（{type(exc).__name__}） / not a "
                                         f"readable .xlsx file ({exc})") from None
+    sheet = _Sheet([], [], [])
     try:
-        if not book.worksheets:
-            return
-        sheet = book.worksheets[0]
-        try:
-            yield from enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1)
-        except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
-            raise TableUnreadable(filename, f"读取工作表出错：{exc} / cannot read the sheet: "
-                                            f"{exc}") from None
+        if book.worksheets:
+            _parse_sheet(book, book.worksheets[0], sheet)
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, SyntaxError) as exc:
+        # SyntaxError: XML that does not parse (ElementTree's and lxml's errors derive from it)
+        raise TableUnreadable(filename, f"读取工作表出错：{exc} / cannot read the sheet: "
+                                        f"{exc}") from None
     finally:
         book.close()
+    return sheet
+
+
+def _parse_sheet(book: Any, ws: Any, sheet: _Sheet) -> None:
+    """The rows of a read-only worksheet, as its iter_rows would give them (each as long as
+    its last cell), into `sheet`, with what _sheet_parser notes besides."""
+    source = ws._get_source()
+    try:
+        parser = _sheet_parser()(
+            source, ws._shared_strings, data_only=True, epoch=book.epoch,
+            date_formats=book._date_formats, timedelta_formats=book._timedelta_formats)
+        parser.uncomputed = sheet.uncomputed
+        for number, cells in parser.parse():
+            values: list[Any] = [None] * (cells[-1]["column"] if cells else 0)
+            for cell in cells:
+                values[cell["column"] - 1] = cell["value"]
+            sheet.rows.append((number, values))
+        if parser.merged_cells is not None:  # read once the rows are: it follows them
+            sheet.merged = [str(m.ref) for m in parser.merged_cells.mergeCell]
+    finally:
+        source.close()
 
 
 def _xlsx_cell(value: Any) -> Any:
@@ -144,8 +368,15 @@ def _xlsx_cell(value: Any) -> Any:
 
 
 def read_xlsx(data: bytes, filename: str) -> Table:
+    from openpyxl.utils.cell import get_column_letter, range_boundaries
+
+    sheet = _read_sheet(data, filename)
     table: Table | None = None
-    for number, values in _xlsx_rows(data, filename):
+    controls: list[tuple[int, int, str]] = []
+    for number, values in sheet.rows:
+        for pos, value in enumerate(values):
+            if isinstance(value, str) and (bad := CONTROL_CHARS.search(value)) is not None:
+                controls.append((number, pos, bad.group()))
         cells = [_xlsx_cell(v) for v in values]
         if not any(c is not None for c in cells):
             continue
@@ -153,4 +384,34 @@ def read_xlsx(data: bytes, filename: str) -> Table:
             table = Table(filename, ["" if c is None else str(c).strip() for c in cells], number)
             continue
         table.rows.append((number, cells))
-    return table or Table(filename, [], 0)
+    if table is None:
+        return Table(filename, [], 0)
+    width = len(table.header)
+    left_out: set[int] = set()
+    for ref in sheet.merged:
+        first_col, first_row, _, last_row = range_boundaries(ref)
+        if last_row <= table.header_row or first_col > width:
+            continue  # in or above the header row, or notes right of the table
+        row = max(first_row, table.header_row + 1)
+        table.problems.append(ReadProblem(
+            row, table.column(first_col - 1), first_col - 1,
+            f"合并单元格 {ref}：合并后只有第一格有值，请取消合并单元格后再导入",
+            f"merged cells {ref}: only the first cell of a merged range has a value; unmerge "
+            "them before importing"))
+        left_out.update(range(row, last_row + 1))
+    for number, column in sheet.uncomputed:
+        if number <= table.header_row or column > width:
+            continue
+        ref = f"{get_column_letter(column)}{number}"
+        table.problems.append(ReadProblem(
+            number, table.column(column - 1), column - 1,
+            f"{ref} 的公式没有计算结果，请在 Excel 中打开并保存后再导入",
+            f"formula without a saved value in {ref}: open and save the file in Excel, then "
+            "import it again"))
+        left_out.add(number)
+    if left_out:
+        table.rows = [(n, cells) for n, cells in table.rows if n not in left_out]
+    table.problems += [_control_char(table, row, pos, char) for row, pos, char in controls
+                       if row >= table.header_row]
+    table.problems.sort(key=lambda p: (p.row, p.position))
+    return table

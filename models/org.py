@@ -35,6 +35,14 @@ URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 # The three role names that carry rights in the product itself (SPEC §3); every other role
 # name belongs to the playbooks.
 RIGHTS = frozenset({"commander", "manager", "admin"})
+# What the usual role names are called in a bureau, for messages that name a role (the org
+# chart names people, not roles); a role not listed is shown by its id alone.
+ROLE_NAMES_ZH = {
+    "safety_officer": "安全员", "grid_worker": "网格员", "inspector": "安全检查员",
+    "section_chief": "安全生产办公室负责人", "street_head": "街道办主任",
+    "community_head": "社区负责人", "enterprise_head": "企业负责人", "dept_head": "部门负责人",
+    "duty_officer": "值班员", "commander": "指挥长", "manager": "科室负责人",
+}
 
 _TOP_KEYS = ("units", "channels")
 _UNIT_KEYS = ("id", "name", "name_en", "type", "people", "children")

@@ -128,6 +128,9 @@ def test_the_same_file_twice_is_409_unless_repeat(client: TestClient, auth: Auth
     assert first.status_code == 201, first.text
     again = client.post(URL, files=files, headers=who)
     assert again.status_code == 409 and f"#{first.json()['import_id']}" in again.json()["detail"]
+    # Who and when as people read them: the importer's name and Beijing time, not an id and UTC.
+    assert "由 系统管理员 导入" in again.json()["detail"]
+    assert "2026-03-02 09:00" in again.json()["detail"] and "UTC" not in again.json()["detail"]
     assert client.post(URL + "&repeat=true", files=files, headers=who).status_code == 201
     assert count(rt, "run") == 6
 
@@ -171,3 +174,59 @@ def test_risk_import(client: TestClient, auth: Auth, rt: Runtime) -> None:
         ["FX-4,c1,仓库,,,低,,"], header=header, name="d.csv"))
     assert r.status_code == 403 and "第 2 行" in r.json()["detail"]
     assert count(rt, "risk_point") == 2
+
+
+# -- files that went wrong (a tester's list): 422 naming row and column, nothing written -----
+
+def refused(client: TestClient, auth: Auth, rt: Runtime, files: dict[str, Any]
+            ) -> list[dict[str, Any]]:
+    r = client.post(URL, files=files, headers=auth("d1-admin"))
+    assert r.status_code == 422, r.text
+    assert count(rt, "run") == 0 and count(rt, "import_batch") == 0
+    errors: list[dict[str, Any]] = r.json()["errors"]
+    return errors
+
+
+def test_a_quote_left_open_is_422_naming_its_row(client: TestClient, auth: Auth,
+                                                 rt: Runtime) -> None:
+    lines = rows(3)
+    lines[0] = lines[0].replace(",c1片区0号,", ',"六和社区A栋,')  # spreadsheet row 2
+    [error] = refused(client, auth, rt, csv_file(lines))
+    assert (error["row"], error["column"]) == (2, "隐患地点")
+    assert error["message"].startswith("第 2 行 隐患地点: 引号未闭合")
+
+
+def test_a_huge_cell_is_422_in_both_languages(client: TestClient, auth: Auth,
+                                              rt: Runtime) -> None:
+    lines = rows(3)
+    lines[1] = lines[1].replace(",消防通道堵塞,", "," + "堵" * 200_000 + ",")
+    [error] = refused(client, auth, rt, csv_file(lines))
+    assert (error["row"], error["column"]) == (3, "隐患描述")
+    assert error["message"] == ("第 3 行 隐患描述: 单元格超过 131072 字符上限（200000 个字符） / "
+                                "row 3 隐患描述 (description): a cell is longer than the "
+                                "131072-character limit (200000)")
+
+
+def test_a_found_time_in_year_1_is_422_not_500(client: TestClient, auth: Auth,
+                                               rt: Runtime) -> None:
+    lines = rows(3)
+    lines[2] = lines[2].replace("2026-02-03 09:30", "0001-01-01")
+    [error] = refused(client, auth, rt, csv_file(lines))
+    assert (error["row"], error["column"]) == (4, "发现时间")
+    assert "早于 2000-01-01" in error["message"]
+
+
+def test_an_xlsx_upload_named_csv(client: TestClient, auth: Auth, rt: Runtime) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["单位编号", "隐患地点"])
+    sheet.append(["c1", "一社区加油站"])
+    out = io.BytesIO()
+    book.save(out)
+    r = client.post(URL, files={"file": ("隐患清单.csv", out.getvalue(), "text/csv")},
+                    headers=auth("d1-admin"))
+    assert r.status_code == 201, r.text
+    assert r.json()["rows"] == 1 and count(rt, "hazard") == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import ENGINE_PLAYBOOKS
+from factories import DEMO_ORG, ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS
 from sqlmodel import select
 
 from flows import hazard_import, lifecycle
@@ -308,7 +308,7 @@ def test_import_csv_starts_one_run_per_row(rt: Runtime, clock: ManualClock) -> N
     data = csv_bytes(
         "HZ-1,c1,检查发现,一般,消防安全,一社区1号楼,消防通道堵塞,某物业公司,2026-02-01 09:30,张三",
         "HZ-2,c2,群众举报,重大,用电安全,二社区菜市场,私拉电线,,2026/2/3,李四",
-        ",s1,,,,一街道办公楼,,,,",
+        ",c2,,,,二社区办公楼,,,,",
     )
     result = import_hazards(rt, data=data, filename="隐患清单.csv", actor="s1-commander",
                             playbook_id="import-demo")
@@ -318,7 +318,7 @@ def test_import_csv_starts_one_run_per_row(rt: Runtime, clock: ManualClock) -> N
             for h in rows] == [
         ("HZ-1", "c1", "s1", "一般", "检查发现", "整改中", result.import_id),
         ("HZ-2", "c2", "s1", "重大", "群众举报", "挂牌督办", result.import_id),
-        ("YH00000003", "s1", "s1", "一般", "检查发现", "整改中", result.import_id)]
+        ("YH00000003", "c2", "s1", "一般", "检查发现", "整改中", result.import_id)]
     # Local times (Asia/Shanghai) stored as UTC; no time given: the import's time.
     assert rows[0].found_at == datetime(2026, 2, 1, 1, 30, tzinfo=UTC)
     assert rows[1].found_at == datetime(2026, 2, 2, 16, 0, tzinfo=UTC)
@@ -355,12 +355,12 @@ def test_import_xlsx_with_date_cells_and_english_headers(rt: Runtime) -> None:
 
 
 def test_gbk_csv_and_unit_names(rt: Runtime) -> None:
-    data = csv_bytes("一社区,一社区甲楼", "二街道,二街道乙楼", header="单位,隐患地点",
+    data = csv_bytes("一社区,一社区甲楼", "二社区,二社区乙楼", header="单位,隐患地点",
                      encoding="gbk")
     import_hazards(rt, data=data, filename="gbk.csv", actor="d1-admin",
                    playbook_id="import-demo")
     assert [(h.unit_id, h.location) for h in hazards(rt)] == [("c1", "一社区甲楼"),
-                                                               ("s2", "二街道乙楼")]
+                                                               ("c2", "二社区乙楼")]
 
 
 def test_a_bad_row_imports_nothing_and_every_mistake_is_named(rt: Runtime) -> None:
@@ -455,9 +455,10 @@ def test_rights_over_every_row(rt: Runtime) -> None:
         import_hazards(rt, data=data, filename="r.csv", actor="c1-grid",
                        playbook_id="import-demo")
     assert counts(rt)["run"] == 0
-    # A manager of the district may; so may an admin.
+    # A manager of the district may; so may an admin (s2 has nobody to rectify: not here).
+    data = csv_bytes("c1,x", "c2,y", header="单位编号,隐患地点")
     assert import_hazards(rt, data=data, filename="r.csv", actor="d1-manager",
-                          playbook_id="import-demo").rows == 4
+                          playbook_id="import-demo").rows == 2
 
 
 def test_the_same_file_twice_is_a_conflict(rt: Runtime) -> None:
@@ -499,10 +500,11 @@ def test_campaign_column(make_rt: Callable[..., Runtime], tmp_path: Path) -> Non
         import_hazards(rt, data=csv_bytes(f"c1,a,{camp.id}", "s2,b," + str(camp.id),
                                           f"c1,c,{other.id}", "c1,d,999", header=header),
                        filename="c.csv", actor="d1-admin", playbook_id="import-demo")
+    # Reported together: s2 has nobody to rectify, and the campaign does not cover it.
     assert [(p.row, p.column) for p in exc.value.problems] == [
-        (3, "专项行动"), (4, "专项行动"), (5, "专项行动")]
-    assert "不包括单位 s2" in exc.value.problems[0].message
-    assert "不是专项行动" in exc.value.problems[1].message
+        (3, "单位编号"), (3, "专项行动"), (4, "专项行动"), (5, "专项行动")]
+    assert "不包括单位 s2" in exc.value.problems[1].message
+    assert "不是专项行动" in exc.value.problems[2].message
     with pytest.raises(ImportInvalid, match="不是专项行动编号"):
         import_hazards(rt, data=csv_bytes("c1,e,abc", header=header), filename="c.csv",
                        actor="d1-admin", playbook_id="import-demo")
@@ -511,6 +513,158 @@ def test_campaign_column(make_rt: Callable[..., Runtime], tmp_path: Path) -> Non
                             filename="c.csv", actor="d1-admin", playbook_id="import-demo")
     assert [h.campaign_run_id for h in hazards(rt) if h.import_id == result.import_id] == \
         [camp.id, camp.id]
+
+
+# -- files that went wrong (a tester's list): refused whole, row and column named ----------
+
+def refused(rt: Runtime, data: bytes, filename: str = "清单.csv",
+            actor: str = "d1-admin") -> list[tuple[int, str, str]]:
+    """The mistakes of a file that must import nothing: (row, column, message)."""
+    before = counts(rt)
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=data, filename=filename, actor=actor,
+                       playbook_id="import-demo")
+    assert counts(rt) == before
+    return [(p.row, p.column, p.message) for p in exc.value.problems]
+
+
+ROW = "HZ-{0},c1,检查发现,一般,消防安全,一社区{0}号楼,消防通道堵塞,,2026-02-01 09:30,张三"
+
+
+def test_a_quote_left_open_imports_nothing_and_names_the_row_it_opened_in(rt: Runtime) -> None:
+    opened = ROW.format(2).replace("一社区2号楼", '"六和社区A栋')
+    [(row, column, message)] = refused(rt, csv_bytes(opened, ROW.format(3), ROW.format(4)))
+    assert (row, column) == (2, "隐患地点")
+    assert message.startswith("第 2 行 隐患地点: 引号未闭合") and "unterminated quote" in message
+
+
+def test_a_row_with_more_cells_than_the_header_imports_nothing(rt: Runtime) -> None:
+    shifted = ROW.format(3).replace("一社区3号楼", "六和社区和平路12号,3栋")
+    [(row, column, message)] = refused(rt, csv_bytes(ROW.format(2), shifted, ROW.format(4)))
+    assert (row, column) == (3, "第 11 列")
+    assert "有 11 个单元格，表头只有 10 列" in message and "11 cells" in message
+    # Empty cells after the last column (Excel's trailing commas) are no mistake.
+    result = import_hazards(rt, data=csv_bytes(ROW.format(2) + ",,", ROW.format(4) + ","),
+                            filename="清单.csv", actor="d1-admin", playbook_id="import-demo")
+    assert result.rows == 2 and [h.found_by for h in hazards(rt)] == ["张三", "张三"]
+
+
+def test_control_characters_import_nothing(rt: Runtime) -> None:
+    bad = ROW.format(2).replace("一社区2号楼", "一社区\x01号楼").replace("堵塞", "堵塞\x1b[0m")
+    found = refused(rt, csv_bytes(bad, ROW.format(3).replace("张三", "张三\x7f")))
+    assert [(row, column) for row, column, _ in found] == [
+        (2, "隐患地点"), (2, "隐患描述"), (3, "发现人")]
+    assert found[0][2].startswith("第 2 行 隐患地点: 含有不可见控制字符（\\x01）")
+
+
+def test_found_times_before_2000_or_bare_numbers_import_nothing(rt: Runtime) -> None:
+    header = "单位编号,隐患地点,发现时间"
+    found = refused(rt, csv_bytes(
+        "c1,甲,0001-01-01", "c1,乙,1000-01-01 00:00", "c1,丙,1", "c1,丁,1999-12-31 23:59",
+        "c1,戊,0001-01-01T00:00+08:00", "c1,己,9999-12-31T23:00-05:00", "c1,庚,2026-02-01",
+        header=header))
+    assert [(row, column) for row, column, _ in found] == [
+        (2, "发现时间"), (3, "发现时间"), (4, "发现时间"), (5, "发现时间"), (6, "发现时间"),
+        (7, "发现时间")]
+    messages = [m.split(" / ")[0] for _, _, m in found]
+    assert messages[0] == "第 2 行 发现时间: '0001-01-01 00:00' 早于 2000-01-01，不是合理的发现时间"
+    assert messages[2] == "第 4 行 发现时间: '1' 不是日期（例如 2026-02-01 或 2026-02-01 09:30）"
+    assert "早于 2000-01-01" in messages[3] and "早于 2000-01-01" in messages[4]
+    assert messages[5] == "第 7 行 发现时间: '9999-12-31 23:00' 晚于当前时间"
+    # An XLSX number is read as a serial only from 2000 on; date cells as they are.
+    found = refused(rt, xlsx_bytes([["单位编号", "隐患地点", "发现时间"], ["c1", "甲", 1],
+                                    ["c1", "乙", datetime(1999, 1, 1)]]), "清单.xlsx")
+    assert ["不是日期" in m for _, _, m in found] == [True, False]
+    result = import_hazards(rt, filename="清单.csv", actor="d1-admin", playbook_id="import-demo",
+                            data=csv_bytes("c1,甲,2000-01-01", "c1,乙,46054.375", header=header))
+    assert [h.found_at for h in hazards(rt)] == [datetime(1999, 12, 31, 16, 0, tzinfo=UTC),
+                                                 datetime(2026, 2, 1, 1, 0, tzinfo=UTC)]
+    assert result.rows == 2
+
+
+def test_rows_whose_unit_has_nobody_to_rectify_import_nothing(
+        make_rt: Callable[..., Runtime]) -> None:
+    rt = make_rt(playbooks=SHIPPED_PLAYBOOKS, org_text=None, org_path=DEMO_ORG)
+    header = "单位编号,隐患地点,隐患等级"
+    data = csv_bytes("liuhe,六和社区A栋,一般", "fire-brigade,消防大队院内,一般",
+                     "pingshan,区政府大院,一般", "maluan,马峦街道办,重大", "heping,和平社区,重大",
+                     "fire-brigade,消防大队车库,一般", header=header)
+    before = counts(rt)
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=data, filename="清单.csv", actor="pingshan-admin")
+    assert counts(rt) == before
+    problems = exc.value.problems
+    assert [(p.row, p.column, p.field) for p in problems] == [
+        (3, "单位编号", "unit"), (4, "单位编号", "unit"), (5, "单位编号", "unit"),
+        (7, "单位编号", "unit")]
+    assert problems[0].message.startswith("第 3 行 单位编号: 单位 fire-brigade（区消防救援大队）"
+                                          "及其上级均无 safety_officer（安全员），")
+    assert "无人可办" in problems[0].message and "nobody could do step" in problems[0].message
+    assert "maluan（马峦街道）" in problems[2].message
+
+
+NO_STREET_HEAD = """
+units:
+  - id: d9
+    name: 九区
+    type: district
+    people:
+      - {id: d9-admin, name: 管理员, roles: [admin], notify: []}
+    children:
+      - id: s8
+        name: 八街道
+        type: street
+        people:
+          - {id: s8-head, name: 八街道主任, roles: [street_head, section_chief], notify: []}
+          - {id: s8-insp, name: 八街道检查员, roles: [inspector], notify: []}
+      - id: c9
+        name: 九社区
+        type: community
+        people:
+          - {id: c9-grid, name: 九社区网格员, roles: [grid_worker], notify: []}
+"""
+
+
+def test_the_steps_checked_for_staff_are_those_the_row_makes_ready(
+        make_rt: Callable[..., Runtime]) -> None:
+    # c9 has a grid worker (rectify) but nobody above it is a street head (supervise, only
+    # for 重大): an ordinary hazard is fine, a major one is not.
+    rt = make_rt(org_text=NO_STREET_HEAD)
+    header = "单位编号,隐患地点,隐患等级"
+    found = refused(rt, csv_bytes("c9,甲,一般", "c9,乙,重大", "c9,丙,一般", header=header),
+                    actor="d9-admin")
+    assert [(row, column) for row, column, _ in found] == [(3, "单位编号")]
+    assert "均无 street_head（街道办主任），“挂牌督办”无人可办" in found[0][2]
+    result = import_hazards(rt, data=csv_bytes("c9,甲,一般", header=header), filename="a.csv",
+                            actor="d9-admin", playbook_id="import-demo")
+    assert result.rows == 1
+
+
+def test_merged_cells_and_unsaved_formulas_in_xlsx_import_nothing(rt: Runtime) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for cells in (["隐患编号", "单位编号", "隐患地点", "发现时间"], ["HZ-1", "c1", "甲", None],
+                  ["HZ-2", None, "乙", None], ["HZ-3", "c1", '="六和"&"社区"', "=NOW()"],
+                  ["HZ-4", "c2", "丁", datetime(2026, 2, 1)]):
+        sheet.append(cells)
+    sheet.merge_cells("B2:B3")
+    out = io.BytesIO()
+    book.save(out)
+    found = refused(rt, out.getvalue(), "清单.xlsx")
+    assert [(row, column) for row, column, _ in found] == [
+        (2, "单位编号"), (4, "隐患地点"), (4, "发现时间")]
+    assert "合并单元格 B2:B3" in found[0][2] and "请取消合并单元格后再导入" in found[0][2]
+    assert "C4 的公式没有计算结果，请在 Excel 中打开并保存后再导入" in found[1][2]
+
+
+def test_an_xlsx_file_named_csv_imports_as_xlsx(rt: Runtime) -> None:
+    data = xlsx_bytes([["单位编号", "隐患地点", "发现时间"], ["c1", "甲", datetime(2026, 2, 1)]])
+    result = import_hazards(rt, data=data, filename="隐患清单.csv", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.rows == 1 and hazards(rt)[0].location == "甲"
 
 
 # -- risk points -----------------------------------------------------------------------------
@@ -550,6 +704,18 @@ def test_risk_point_mistakes_and_rights(rt: Runtime) -> None:
         import_risks(rt, data=csv_bytes("FX-9,c1,x,,,低,,", header=RISK_HEADER),
                      filename="s1.csv", actor="s1-commander")
     assert counts(rt)["risk_point"] == 1
+
+
+def test_risk_files_get_the_same_reading_checks(rt: Runtime) -> None:
+    with pytest.raises(ImportInvalid) as exc:
+        import_risks(rt, data=csv_bytes("FX-1,c1,加油站,危化品,一社区,重大,巡查,张三,东门",
+                                        "FX-2,c1,仓库\x01,,,低,,", header=RISK_HEADER),
+                     filename="r.csv", actor="d1-admin")
+    assert [(p.row, p.column) for p in exc.value.problems] == [(2, "第 9 列"), (3, "风险点名称")]
+    with pytest.raises(ImportInvalid, match="第 2 行 风险点名称: 引号未闭合"):
+        import_risks(rt, data=csv_bytes('FX-1,c1,"加油站,,,低,,', "FX-2,c1,仓库,,,低,,",
+                                        header=RISK_HEADER), filename="r.csv", actor="d1-admin")
+    assert counts(rt)["risk_point"] == 0
 
 
 def test_imported_runs_are_the_runs_start_run_makes(make_rt: Callable[..., Runtime]) -> None:
