@@ -1,5 +1,6 @@
 """Shared fixtures: a runtime on a fresh SQLite file with a movable clock, the small test org,
-and the engine's test playbooks. Real database, real org chart, real playbook loader."""
+and the engine's test playbooks (`rt`), or the shipped playbooks with the demo district
+(`demo`). Real database, real org chart, real playbook loader."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))  # tests/receivers.py, tests/pg_server.py, tests/factories.py
 
-from factories import ENGINE_PLAYBOOKS, SMALL_ORG, make_runtime  # noqa: E402
+from factories import (  # noqa: E402
+    DEMO_ORG,
+    ENGINE_PLAYBOOKS,
+    SHIPPED_PLAYBOOKS,
+    SMALL_ORG,
+    make_runtime,
+)
 
 from flows.runtime import Runtime  # noqa: E402
 from models.clock import ManualClock  # noqa: E402
@@ -46,3 +53,13 @@ def make_rt(tmp_path: Path, clock: ManualClock) -> Iterator[Callable[..., Runtim
 @pytest.fixture
 def rt(make_rt: Callable[..., Runtime]) -> Runtime:
     return make_rt()
+
+
+@pytest.fixture
+def demo(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+    """The shipped playbooks and the demo district 坪山区, as `./dev serve` runs them."""
+    rt = make_runtime(tmp_path / "demo", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                      org_path=DEMO_ORG)
+    assert rt.catalog.errors == []
+    yield rt
+    rt.db.dispose()

@@ -7,13 +7,11 @@ Segments run bare (drain_wakes), so notify and document steps execute without Pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_steps
+from factories import SHIPPED_PLAYBOOKS, png_bytes, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -47,15 +45,6 @@ MAJOR_ONLY = SET_UP + SUMMON + CONTROL + ASSESS + RELEASE + REPORTS
 
 ORDER_493_HEADINGS = ["事发单位", "发生时间", "发生地点", "简要经过", "伤亡", "直接经济损失",
                       "已经采取的措施"]
-
-
-@pytest.fixture
-def demo(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path / "demo", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_path=DEMO_ORG)
-    assert rt.catalog.errors == []
-    yield rt
-    rt.db.dispose()
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -8,13 +8,11 @@ major-only steps. Segments run bare (drain_wakes); the clock is a ManualClock.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_steps
+from factories import png_bytes, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -73,15 +71,6 @@ CONTROLS = {"evacuated": True, "stopped": True, "signs": True, "watch": True}
 MAJOR_ONLY = ["list", "notice", "notice-send", "interim", "plan", "accept"]
 EVERY_GRADE = ["rectify", "closure-form", "close", "lookback-wait", "lookback",
                "lookback-record"]
-
-
-@pytest.fixture
-def demo(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path / "demo", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_path=DEMO_ORG)
-    assert rt.catalog.errors == []
-    yield rt
-    rt.db.dispose()
 
 
 # --- helpers ---------------------------------------------------------------------------------

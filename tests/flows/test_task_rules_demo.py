@@ -7,17 +7,13 @@ inspector) still works. Real SQLite, the real org chart, a ManualClock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_steps
+from factories import png_bytes, run_steps
 
 from flows import lifecycle, tasks
 from flows.evidence import store_evidence
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
-from models.clock import ManualClock
 from models.errors import Forbidden, InvalidInput
 from models.task import StepInstance
 
@@ -26,15 +22,6 @@ NEIGHBOUR = "heping-safety"  # 刘玉兰, 和平社区's safety officer (the nex
 STREET_COMMANDER = "pingshan-street-commander"
 DISTRICT_COMMANDER = "wang-qiang"  # 王强, the district's commander
 INSPECTOR = "pingshan-street-inspector-1"
-
-
-@pytest.fixture
-def demo(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path / "demo", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_path=DEMO_ORG)
-    assert rt.catalog.errors == []
-    yield rt
-    rt.db.dispose()
 
 
 def rectify(rt: Runtime) -> StepInstance:
