@@ -4,12 +4,14 @@
 `Positions` index from key paths (tuples like ("steps", 3, "needs")) to 1-based (line, col).
 Only YAML's safe subset is accepted; duplicate mapping keys are an error, because a silently
 overwritten `due:` in a playbook is exactly the kind of mistake that costs minutes at 3 a.m.
+Anyone with a token may send a playbook to validate, so nesting and alias expansion are
+bounded (MAX_DEPTH, MAX_NODES, MAX_ALIAS_NODES) before anything recurses or expands.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -70,24 +72,159 @@ def format_path(path: PathKey) -> str:
 def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     positions = Positions(filename=filename)
     try:
-        # libyaml's composer keeps positions too and is ~5x faster than pure Python.
-        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except RecursionError:
-        raise YamlSyntaxError(filename, 1, 1, "invalid YAML: nested too deeply") from None
+        loader = _Loader(text)
+        try:
+            node = _compose(loader, filename)
+            data = None if node is None else _build(node, (), positions, loader)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise YamlSyntaxError(filename, line, col, f"invalid YAML: {exc.problem or exc}") from exc
-    if node is None:
-        return None, positions
-    constructor = yaml.SafeLoader(text)
-    try:
-        data = _build(node, (), positions, constructor)
-    except RecursionError:
-        raise YamlSyntaxError(filename, 1, 1, "invalid YAML: nested too deeply") from None
-    finally:
-        constructor.dispose()
+    except yaml.reader.ReaderError as exc:
+        # A control character such as NUL: not a MarkedYAMLError, but it has an offset.
+        line, col = _line_col(text, exc.position)
+        raise YamlSyntaxError(filename, line, col, f"invalid YAML: {exc.reason}") from exc
+    except UnicodeEncodeError as exc:
+        # libyaml re-encodes the text as UTF-8, which a lone surrogate cannot be.
+        line, col = _line_col(text, exc.start, chars=True)
+        raise YamlSyntaxError(filename, line, col, "invalid YAML: not valid Unicode text") from exc
+    except yaml.YAMLError as exc:
+        # Any other failure of the YAML library is still a bad file, never a crash.
+        raise YamlSyntaxError(filename, 1, 1, f"invalid YAML: {exc}") from exc
     return data, positions
+
+
+# libyaml's parser is ~5x faster than pure Python; it also keeps positions.
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Limits checked while composing, before anything recurses or expands. A playbook nests about
+# 6 deep and has a few thousand values (the 100-step bench playbook: ~5,400, ~54 a step); the
+# limits are far above that but stop input that would take the process down: PyYAML's and
+# libyaml's composers recurse once per level (200 KB of `[` segfaults them), and aliases of
+# aliases expand exponentially ("billion laughs": 500 bytes -> 10^9 values, tens of GB).
+MAX_DEPTH = 100  # nested collections
+# Values in the document, aliases expanded. Text needs 2 bytes or more a value, so this only
+# bounds files of megabytes (a 5,000-step playbook has ~270,000).
+MAX_NODES = 1_000_000
+# Values that aliases repeat, in all. Real anchors are a `when:` or a ladder reused by a few
+# dozen steps; this bounds what a small text can cost (~100,000 values: ~30 MB, ~0.2 s).
+MAX_ALIAS_NODES = 100_000
+
+
+def _compose(loader: Any, filename: str) -> yaml.Node | None:
+    """The single document of the stream as a node graph, like yaml.compose, but iterative
+    over the parser's events (the parser does not recurse) and refusing, at the offending
+    event, input beyond MAX_DEPTH, MAX_NODES or MAX_ALIAS_NODES."""
+    get_event = loader.get_event
+    get_event()  # StreamStartEvent
+    if loader.check_event(yaml.StreamEndEvent):
+        return None
+    get_event()  # DocumentStartEvent
+    anchors: dict[str, yaml.Node] = {}
+    # Expanded size of each anchored node, known once the node is complete: an alias to an
+    # anchor that is still open would make an infinite structure.
+    sizes: dict[str, int] = {}
+    # A complete node goes into the innermost open collection: a sequence takes it at once, a
+    # mapping pairs a key with the value that follows it (`key` waits in between).
+    items: list[Any] = []
+    in_mapping = False
+    key: yaml.Node | None = None
+    # The open collections, innermost last, each with `total` when it opened, its anchor, and
+    # the key that was waiting in the enclosing mapping (it gets its value when this closes).
+    stack: list[tuple[yaml.CollectionNode, int, str | None, yaml.Node | None]] = []
+    total = 0  # values so far, aliases expanded
+    repeated = 0  # of which aliases added
+    while True:
+        event = get_event()
+        kind = type(event)
+        node: yaml.Node
+        if kind is yaml.ScalarEvent:  # most events: checked first, built inline
+            total += 1
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                                   style=event.style)
+            if event.anchor is not None:
+                _anchor(filename, event, node, anchors)
+                sizes[event.anchor] = 1
+        elif kind is yaml.SequenceStartEvent or kind is yaml.MappingStartEvent:
+            total += 1
+            if total > MAX_NODES:
+                _refuse(filename, event, f"the document has more than {MAX_NODES:,} values")
+            if len(stack) >= MAX_DEPTH:
+                _refuse(filename, event, f"nested too deeply (more than {MAX_DEPTH} levels)")
+            node_kind = yaml.SequenceNode if kind is yaml.SequenceStartEvent else yaml.MappingNode
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = loader.resolve(node_kind, None, event.implicit)
+            node = node_kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
+            if event.anchor is not None:
+                _anchor(filename, event, node, anchors)
+            stack.append((node, total - 1, event.anchor, key))
+            items, in_mapping, key = node.value, node_kind is yaml.MappingNode, None
+            continue
+        elif kind is yaml.AliasEvent:
+            name = event.anchor
+            if name not in anchors:
+                _refuse(filename, event, f"found undefined alias {name!r}")
+            if name not in sizes:
+                _refuse(filename, event,
+                        f"alias *{name} refers to a node that contains it (a recursive structure)")
+            total += sizes[name]
+            repeated += sizes[name]
+            if repeated > MAX_ALIAS_NODES:
+                _refuse(filename, event, f"alias *{name}: aliases would repeat more than "
+                        f"{MAX_ALIAS_NODES:,} values in all")
+            node = anchors[name]
+        else:  # SequenceEndEvent or MappingEndEvent
+            node, start, name, key = stack.pop()
+            node.end_mark = event.end_mark
+            if name is not None:
+                sizes[name] = total - start
+            if not stack:
+                break
+            parent = stack[-1][0]
+            items, in_mapping = parent.value, isinstance(parent, yaml.MappingNode)
+        if total > MAX_NODES:
+            _refuse(filename, event, f"the document has more than {MAX_NODES:,} values")
+        if not stack:  # a document that is a single scalar (or alias)
+            break
+        if not in_mapping:
+            items.append(node)
+        elif key is None:
+            key = node
+        else:
+            items.append((key, node))
+            key = None
+    get_event()  # DocumentEndEvent
+    if not loader.check_event(yaml.StreamEndEvent):
+        _refuse(filename, get_event(), "expected a single document in the stream, "
+                "but found another document")
+    return node
+
+
+def _anchor(filename: str, event: yaml.NodeEvent, node: yaml.Node,
+            anchors: dict[str, yaml.Node]) -> None:
+    if event.anchor in anchors:
+        _refuse(filename, event, f"found duplicate anchor {event.anchor!r}")
+    anchors[event.anchor] = node
+
+
+def _refuse(filename: str, event: yaml.Event, message: str) -> NoReturn:
+    mark = event.start_mark
+    raise YamlSyntaxError(filename, mark.line + 1, mark.column + 1, f"invalid YAML: {message}")
+
+
+def _line_col(text: str, offset: int, *, chars: bool = False) -> tuple[int, int]:
+    """1-based line and column of an offset into `text`; libyaml counts UTF-8 bytes, PyYAML's
+    pure-Python reader (and `chars=True`) characters."""
+    if not chars and _Loader is not yaml.SafeLoader:
+        offset = len(text.encode("utf-8")[:offset].decode("utf-8", "ignore"))
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
 def _mark(node: yaml.Node) -> Mark:

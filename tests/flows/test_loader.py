@@ -330,3 +330,20 @@ def test_schema_export_describes_every_property() -> None:
         if "description" not in prop
     ]
     assert missing == []
+
+
+def test_load_5000_step_chain_is_within_the_yaml_limits() -> None:
+    steps = "".join(f"  - {{id: s{i}, title: 第{i}步, role: director"
+                    + (f", needs: [s{i - 1}]}}\n" if i else "}\n") for i in range(5000))
+    playbook = load_playbook_text(minimal(steps), filename="demo.yaml", context=context())
+    assert len(playbook.steps) == 5000 and playbook.step("s4999").needs == ["s4998"]
+
+
+def test_validate_paths_reports_hostile_yaml_as_errors_not_tracebacks(tmp_path: Path) -> None:
+    """What `closeloop validate FILE...` prints for an alias bomb, nesting past the limit and a
+    NUL: one positioned error each (the CLI used to end in MemoryError, a segfault, and a
+    ReaderError traceback)."""
+    names = ["alias-bomb", "too-deep", "nul-char"]
+    errors = validate_paths([DATA / f"{name}.yaml" for name in names], context=context())
+    want = [(DATA / f"{name}.expected").read_text("utf-8").strip() for name in names]
+    assert [str(e) for e in errors] == want

@@ -1,0 +1,102 @@
+"""POST /api/playbooks/validate with hostile or huge bodies: a 422 naming file:line:col (or the
+size limit), never a 500, a crash or a stalled server.
+
+The full-size inputs (a 10^9-value alias bomb, nesting 100,000 deep) are proven harmless in a
+capped child process in tests/models/test_yamlpos_limits.py; here the same shapes at a scale
+that would not hurt the test run even if a limit broke, asserting the exact position the
+limit reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from fastapi.testclient import TestClient
+
+from api.body_guard import MAX_BODY_BYTES
+from flows.loader import MAX_PLAYBOOK_BYTES
+from models.yamlpos import MAX_ALIAS_NODES, MAX_DEPTH
+from tests.api.conftest import Auth
+
+URL = "/api/playbooks/validate"
+
+
+def post(client: TestClient, auth: Auth, body: bytes) -> httpx.Response:
+    return client.post(URL, params={"filename": "drill.yaml"}, content=body,
+                       headers=auth("c1-grid") | {"content-type": "application/yaml"})
+
+
+def only_error(r: httpx.Response) -> str:
+    assert r.status_code == 422, r.text
+    errors = r.json()["errors"]
+    assert len(errors) == 1, errors
+    return str(errors[0]["text"])
+
+
+def chain(steps: int) -> str:
+    """A valid playbook of `steps` steps, each needing the one before."""
+    lines = ["id: chain", "version: 1", "title: 长链", "steps:"]
+    lines += [f"  - {{id: s{i}, title: 第{i}步, role: duty_officer"
+              + (f", needs: [s{i - 1}]}}" if i else "}") for i in range(steps)]
+    return "\n".join(lines) + "\n"
+
+
+def test_validate_alias_bomb_is_422_at_the_alias(client: TestClient, auth: Auth) -> None:
+    # 6 levels of 9 aliases: ~600,000 values once expanded, from 300 bytes.
+    lines = ["id: drill", "a: &a [x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcde", "bcdef", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    text = only_error(post(client, auth, "\n".join(lines).encode()))
+    assert text == (f"drill.yaml:7:8: invalid YAML: alias *e: aliases would repeat more than "
+                    f"{MAX_ALIAS_NODES:,} values in all")
+
+
+def test_validate_deep_nesting_is_422_at_the_first_level_too_many(
+    client: TestClient, auth: Auth
+) -> None:
+    body = ("id: " + "[" * 5000 + "]" * 5000).encode()
+    assert only_error(post(client, auth, body)) == (
+        f"drill.yaml:1:{4 + MAX_DEPTH}: invalid YAML: nested too deeply (more than "
+        f"{MAX_DEPTH} levels)")
+
+
+def test_validate_nul_character_is_422_at_its_position(client: TestClient, auth: Auth) -> None:
+    for body, where in ((b"id: x\x00", "1:6"), ("title: 演练\nid: x\x00\n".encode(), "2:6")):
+        assert only_error(post(client, auth, body)) == (
+            f"drill.yaml:{where}: invalid YAML: control characters are not allowed")
+
+
+def test_validate_body_over_the_limit_is_422_naming_it(client: TestClient, auth: Auth) -> None:
+    # The limit is the route's own; the body guard in front of every route has the same one.
+    assert MAX_PLAYBOOK_BYTES <= MAX_BODY_BYTES
+    body = b"# " + b"x" * MAX_PLAYBOOK_BYTES + b"\nid: drill\n"
+    for content in (body, iter([body[:1000], body[1000:]])):  # with and without a length
+        r = client.post(URL, content=content, headers=auth("c1-grid"))
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == "body"
+        assert "1 MiB" in r.json()["errors"][0]["message"]
+
+
+def test_validate_runs_off_the_event_loop_so_other_requests_are_answered(
+    client: TestClient, auth: Auth
+) -> None:
+    """A 5,000-step playbook takes about a second to validate; /healthz, asked after it was
+    sent, is answered while it is still validating (it used to wait for it)."""
+    body = chain(5000).encode()
+    assert len(body) < MAX_PLAYBOOK_BYTES
+
+    async def race() -> tuple[bool, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as ac:
+            validating = asyncio.create_task(ac.post(URL, content=body, headers=auth("c1-grid")))
+            health = await ac.get("/healthz")
+            overtaken = not validating.done()
+            return overtaken, health, await validating
+
+    assert client.portal is not None
+    overtaken, health, validated = client.portal.call(race)
+    assert health.status_code == 200
+    assert validated.status_code == 200, validated.text
+    assert validated.json() == {"valid": True, "id": "chain", "version": 1, "steps": 5000}
+    assert overtaken
