@@ -33,10 +33,11 @@ def person_from_token(token: str, secret: str, org: OrgChart) -> str:
         expected = hmac.new(secret.encode(), f"{prefix}.{body}".encode(), hashlib.sha256).digest()
         # compare_digest: a byte-by-byte compare would leak the signature through timing.
         if prefix != PREFIX or not hmac.compare_digest(_unb64(sig), expected):
-            raise Unauthorized("bad token signature")
+            raise Unauthorized("令牌签名不对 / bad token signature")
         person_id = _unb64(body).decode()
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Unauthorized("malformed token") from exc
+        raise Unauthorized("令牌格式不对 / malformed token") from exc
     if person_id not in org.people:
-        raise Unauthorized(f"person '{person_id}' is no longer in the org chart")
+        raise Unauthorized(f"人员 {person_id} 已不在组织架构中 / person '{person_id}' is no "
+                           "longer in the org chart")
     return person_id

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import person_from_token
 from flows.runtime import Runtime
+from models.base import MAX_ID
 from models.errors import InvalidInput, Unauthorized
 
 _bearer = HTTPBearer(auto_error=False)
@@ -27,18 +28,20 @@ def get_person(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token (closeloop token PERSON_ID)")
+        raise Unauthorized("缺少登录令牌（由 closeloop token PERSON_ID 生成）/ missing bearer "
+                           "token (closeloop token PERSON_ID)")
     return person_from_token(credentials.credentials, rt.settings.signing_secret(), rt.org)
 
 
 CurrentPerson = Annotated[str, Depends(get_person)]
 
 
-# Row ids and offsets as the databases store them (SQLite INTEGER / PostgreSQL bigint): a
-# larger number is a 422, not an OverflowError deep in the driver.
-MAX_ROW = 2**63 - 1
+# Row ids as both databases hold them (models.base.MAX_ID): a larger one is a 422 naming the field.
+MAX_ROW = MAX_ID
+# No listing holds more rows than there are ids, so an offset past that is a mistake too.
+MAX_OFFSET = MAX_ROW
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW)]
-Offset = Annotated[int, Query(ge=0, le=MAX_ROW)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 EARLIEST = (2000, 1, 1)  # the window of time filters, local time, both ends allowed

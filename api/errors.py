@@ -5,10 +5,12 @@ without internals."""
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import (
     Conflict,
@@ -51,8 +53,26 @@ _ZH_BY_TYPE = {
     "timezone_aware": "须带时区（如 +08:00）",
     "literal_error": "只能是 {expected}", "enum": "只能是 {expected}",
     "list_type": "应为列表", "dict_type": "应为对象", "model_type": "应为对象",
+    # A body that is JSON but not an object ("[]", "1"), or not JSON at all (text/plain): the
+    # model is then validated from a list or from bytes.
+    "model_attributes_type": "应为 JSON 对象", "mapping_type": "应为对象",
     "json_invalid": "不是合法的 JSON", "json_type": "不是合法的 JSON",
+    "string_unicode": "应为 UTF-8 文本", "string_pattern_mismatch": "格式不对",
+    "int_parsing_size": "整数超出范围", "finite_number": "应为有限数字",
+    "multiple_of": "应为 {multiple_of} 的倍数", "none_required": "应为空（null）",
+    "uuid_parsing": "应为 UUID", "uuid_type": "应为 UUID",
+    "url_parsing": "应为网址", "url_type": "应为网址", "url_scheme": "网址协议不对",
+    "time_parsing": "时间格式不对", "time_type": "应为时间",
+    "time_delta_parsing": "时长格式不对", "time_delta_type": "应为时长",
+    "decimal_parsing": "应为数字", "decimal_type": "应为数字",
+    "set_type": "应为列表", "tuple_type": "应为列表", "bytes_type": "应为文本",
+    "timezone_naive": "不能带时区", "date_past": "应为过去的日期", "date_future": "应为将来的日期",
+    "datetime_past": "应为过去的时间", "datetime_future": "应为将来的时间",
 }
+
+# Statuses Starlette itself answers (no route for the path, a method the route does not take),
+# in the API's shape and Chinese first, like every other error.
+_ZH_BY_STATUS = {400: "请求无法解析", 404: "接口不存在", 405: "该接口不支持此请求方法"}
 
 
 def _message(error: dict[str, object]) -> str:
@@ -68,7 +88,32 @@ def _message(error: dict[str, object]) -> str:
     return f"{zh} / {english}"
 
 
+def invalid_input(field: str, message: str) -> dict[str, object]:
+    """The 422 body for one wrong field: what the InvalidInput handler answers, and what the body
+    guard (api/body_guard.py) answers before a route is reached."""
+    return {"error": "invalid_input", "field": field, "detail": f"{field}: {message}",
+            "errors": [{"field": field, "message": message}]}
+
+
+def _http_error(exc: StarletteHTTPException) -> JSONResponse:
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "error"
+    english = str(exc.detail) if exc.detail else phrase
+    zh = _ZH_BY_STATUS.get(exc.status_code)
+    return JSONResponse(
+        status_code=exc.status_code,
+        content={"error": phrase.lower().replace(" ", "_").replace("-", "_"),
+                 "detail": f"{zh} / {english}" if zh else english},
+        headers=exc.headers)
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _http_error(exc)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)}
@@ -80,9 +125,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse(status_code=422, content={
-            "error": "invalid_input", "field": exc.field, "detail": str(exc),
-            "errors": [{"field": exc.field, "message": exc.message}]})
+        return JSONResponse(status_code=422, content=invalid_input(exc.field, exc.message))
 
     @app.exception_handler(SourceInvalid)
     async def _source(_: Request, exc: SourceInvalid) -> JSONResponse:

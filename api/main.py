@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
+from api.body_guard import BodyGuard
 from api.routes import campaigns, evidence, extensions, playbooks, runs, system, tasks
 from api.routes import hazards as hazard_routes
 from api.routes import imports as import_routes
@@ -38,6 +39,8 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     app.state.runtime = rt
     app.state.workers = None
     errors.install(app)
+    # Before any route parses a body: bad text or a runaway body is a 422, never a 500.
+    app.add_middleware(BodyGuard)
     for module in (system, playbooks, runs, tasks, evidence, extensions, campaigns,
                    hazard_routes, import_routes):
         app.include_router(module.router)

@@ -20,6 +20,7 @@ from flows.access import require_read_run
 from flows.registers import CANCELLED
 from flows.runtime import Runtime
 from models import run as rs
+from models.base import MAX_ID
 from models.db import read_session
 from models.errors import NotFound
 from models.hazard import Hazard
@@ -29,6 +30,11 @@ from models.task import StepInstance
 CAMPAIGN_KIND = "campaign"
 DEFAULT_TARGET = 30
 ALL_GRADES = "全部"
+
+
+def _run(session: Session, run_id: int) -> Run | None:
+    """The run with this id; an id no run can have (beyond MAX_ID) is simply none."""
+    return session.get(Run, run_id) if 1 <= run_id <= MAX_ID else None
 
 
 def campaign_target(run: Run) -> int:
@@ -56,7 +62,7 @@ def campaign_progress(
 ) -> dict[str, Any]:
     """Live counts of a campaign's hazards: found, rectifying, overdue, closed; its target and
     the end of its window. `run` saves a read when the caller holds the campaign run."""
-    run = run or session.get(Run, campaign_run_id)
+    run = run or _run(session, campaign_run_id)
     if run is None:
         raise NotFound("campaign", campaign_run_id)
     conds = [Hazard.campaign_run_id == campaign_run_id, Hazard.status != CANCELLED]
@@ -87,7 +93,7 @@ def campaign_progress(
 def read_progress(rt: Runtime, *, run_id: int, actor: str) -> tuple[Run, dict[str, Any]]:
     """A campaign run and its progress, for someone who may read the run."""
     with read_session(rt.db) as session:
-        run = session.get(Run, run_id)
+        run = _run(session, run_id)
         if run is None:
             raise NotFound("run", run_id)
         require_read_run(rt.org, actor, run)
@@ -101,7 +107,7 @@ def campaign_problem(session: Session, rt: Runtime, run_id: int, unit_id: str
                      ) -> tuple[str, str] | None:
     """Why a hazard of `unit_id` cannot join campaign run `run_id` (中文, English), or None:
     the run must exist, be a running campaign (kind: campaign), and cover the unit."""
-    run = session.get(Run, run_id)
+    run = _run(session, run_id)
     if run is None:
         return f"专项行动 #{run_id} 不存在", f"campaign run {run_id} does not exist"
     try:

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from flows.bulk_start import BulkResult
 from flows.runtime import Runtime
 from flows.tabular import ReadProblem, RowUnreadable, Table
+from models.base import MAX_ID
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import ImportBatch
 
@@ -321,7 +322,7 @@ def positive_int(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip().lstrip("#")
-    if not text.isdigit() or int(text) < 1 or int(text) >= 2**63:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
         raise BadCell(f"{shown(value)} 不是专项行动编号（运行编号，正整数）",
                    f"{shown(value)} is not a campaign run id (a positive whole number)")
     return int(text)

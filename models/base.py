@@ -7,6 +7,11 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, TypeDecorator
 
+# The largest row id both databases hold: the id columns are INTEGER, 64-bit on SQLite but
+# 32-bit on PostgreSQL, where asking for 2**31 is an out-of-range error (a 500), not "no such
+# row". Ids from outside (paths, queries, run params, import cells) are held to it.
+MAX_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores naive UTC, returns aware UTC: SQLite keeps no zone, and we never store local time."""

@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlmodel import select
 
-from api.deps import CurrentPerson, RowId, RuntimeDep
-from models.db import read_session, session_scope
-from models.documents import Document, ReceivedMessage
-from models.errors import Forbidden, NotFound
+from api import receiver as loopback
+from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
+from api.redact import mask_error, mask_url
+from models.db import read_session
+from models.documents import Document
+from models.errors import Forbidden
 from models.outbox import INBOX_URL, DeliveryAttempt, Notification
 
 router = APIRouter(tags=["system"])
@@ -31,22 +33,25 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/api/inbox")
 def inbox(rt: RuntimeDep, person: CurrentPerson,
-          limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-    """Notifications sent to the caller (in-app), newest first."""
+          limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Offset = 0) -> dict[str, Any]:
+    """Notifications sent to the caller (in-app), newest first; `count` is all of them."""
+    mine = (Notification.recipient == person, Notification.url == INBOX_URL)
     with read_session(rt.db) as session:
         rows = session.exec(
-            select(Notification).where(Notification.recipient == person,
-                                       Notification.url == INBOX_URL)
-            .order_by(Notification.id.desc()).limit(limit)  # type: ignore[union-attr]
+            select(Notification).where(*mine)
+            .order_by(Notification.id.desc()).offset(offset).limit(limit)  # type: ignore[union-attr]
         ).all()
+        total = session.exec(select(func.count()).select_from(Notification).where(*mine)).one()
     return {"data": [{"id": n.id, "kind": n.kind, "title": n.title, "body": n.body,
                       "run_id": n.run_id, "step_id": n.step_id, "at": n.created_at,
-                      "at_local": rt.renderer.local(n.created_at)} for n in rows]}
+                      "at_local": rt.renderer.local(n.created_at)} for n in rows],
+            "count": total, "limit": limit, "offset": offset}
 
 
 @router.get("/api/runs/{run_id}/notifications")
 def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
-    """Every notification of a run with its delivery attempts (the outbox record)."""
+    """Every notification of a run with its delivery attempts (the outbox record). URLs show
+    scheme and host only (api/redact.py): the rest of an Apprise URL is its credentials."""
     from api.routes.runs import read as read_run  # same visibility rule as the run itself
 
     read_run(run_id, rt, person)
@@ -56,13 +61,15 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
         ids = [n.id for n in notes]
         attempts = session.exec(select(DeliveryAttempt).where(
             DeliveryAttempt.notification_id.in_(ids))).all() if ids else []  # type: ignore[attr-defined]
+    url_of = {n.id: n.url for n in notes}
     by_note: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
         by_note.setdefault(a.notification_id, []).append(
-            {"at": a.at, "ok": a.ok, "error": a.error, "duration_ms": a.duration_ms})
+            {"at": a.at, "ok": a.ok, "error": mask_error(a.error, url_of[a.notification_id]),
+             "duration_ms": a.duration_ms})
     return {"data": [{"id": n.id, "kind": n.kind, "recipient": n.recipient,
-                      "recipient_kind": n.recipient_kind, "url": n.url, "title": n.title,
-                      "status": n.status, "attempts": by_note.get(n.id or 0, []),
+                      "recipient_kind": n.recipient_kind, "url": mask_url(n.url),
+                      "title": n.title, "status": n.status, "attempts": by_note.get(n.id or 0, []),
                       "created_at": n.created_at, "delivered_at": n.delivered_at}
                      for n in notes]}
 
@@ -81,32 +88,22 @@ def run_documents(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[
 
 
 @router.post("/api/receiver/{channel}", status_code=201)
-async def receive(channel: str, request: Request, rt: RuntimeDep) -> dict[str, Any]:
-    """Loopback receiver for Apprise json:// deliveries (the demo's duty-office channels).
-    Accepts only connections from this machine."""
+def receive(channel: str, payload: loopback.AppriseJsonPayload, request: Request,
+            rt: RuntimeDep) -> dict[str, Any]:
+    """Loopback receiver for this server's own Apprise json:// deliveries to a channel of the
+    org chart (rules in api/receiver.py). Accepts only connections from this machine."""
     client = request.client.host if request.client else ""
     if client not in ("127.0.0.1", "::1", "testclient"):
         raise Forbidden("接收端只接受本机投递 / the receiver only accepts loopback deliveries")
-    try:
-        payload = await request.json()
-    except ValueError:
-        payload = {"raw": (await request.body()).decode("utf-8", "replace")}
-    if not isinstance(payload, dict):
-        payload = {"value": payload}
-    with session_scope(rt.db) as session:
-        session.add(ReceivedMessage(channel=channel[:80], received_at=rt.clock.now(),
-                                    title=payload.get("title"), body=payload.get("message"),
-                                    payload=payload))
-    return {"ok": True}
+    row = loopback.accept(rt, channel, payload)
+    return {"ok": True, "id": row.id}
 
 
 @router.get("/api/receiver/{channel}")
-def received(channel: str, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
-    """What the loopback receiver got on a channel, newest first."""
-    with read_session(rt.db) as session:
-        rows = session.exec(select(ReceivedMessage).where(ReceivedMessage.channel == channel)
-                            .order_by(ReceivedMessage.id.desc()).limit(200)).all()  # type: ignore[union-attr]
-    if not rows and channel not in {c.rsplit("/", 1)[-1] for c in rt.org.channels.values()}:
-        raise NotFound("channel", channel)
+def received(channel: str, rt: RuntimeDep, person: CurrentPerson,
+             limit: Annotated[int, Query(ge=1, le=200)] = 200) -> dict[str, Any]:
+    """What the loopback receiver got on a channel, newest first: for admins, commanders,
+    managers and the channel's own people, and only deliveries of runs the caller may read."""
+    rows = loopback.readable(rt, person, channel, limit)
     return {"data": [{"id": r.id, "title": r.title, "body": r.body,
                       "received_at": r.received_at} for r in rows]}

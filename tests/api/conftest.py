@@ -38,3 +38,33 @@ def client(rt: Runtime) -> Iterator[TestClient]:
 def auth(rt: Runtime) -> Auth:
     secret = rt.settings.signing_secret()
     return lambda person: {"Authorization": f"Bearer {make_token(person, secret)}"}
+
+
+# Every kind of route that takes a row id, as (method, URL with {id}, the field a 422 names,
+# JSON body): the id bound (api/deps.py MAX_ROW, what both databases hold) is checked on each,
+# on SQLite (test_http_guard_views.py) and PostgreSQL (test_api_postgres.py). A path answers
+# 404 for the largest id; a list filtered by it answers 200 with nothing in it.
+ID_ROUTES: list[tuple[str, str, str, dict[str, object] | None]] = [
+    ("GET", "/api/runs/{id}", "run_id", None),
+    ("POST", "/api/runs/{id}/cancel", "run_id", None),
+    ("POST", "/api/runs/{id}/stage", "run_id", {"stage": "warning"}),
+    ("GET", "/api/runs/{id}/notifications", "run_id", None),
+    ("GET", "/api/runs/{id}/documents", "run_id", None),
+    ("GET", "/api/tasks/{id}", "task_id", None),
+    ("POST", "/api/tasks/{id}/ack", "task_id", None),
+    ("GET", "/api/campaigns/{id}/progress", "run_id", None),
+    ("GET", "/api/hazards/{id}", "run_id", None),
+    ("GET", "/api/extension-requests/{id}", "request_id", None),
+    ("POST", "/api/extension-requests/{id}/decide", "request_id", {"approve": True}),
+    ("GET", "/api/tasks?run={id}", "run", None),
+    ("GET", "/api/hazards?campaign={id}", "campaign", None),
+    ("GET", "/api/extension-requests?task={id}", "task", None),
+    ("GET", "/api/runs?offset={id}", "offset", None),
+    ("GET", "/api/tasks?offset={id}", "offset", None),
+    ("GET", "/api/inbox?offset={id}", "offset", None),
+]
+
+
+@pytest.fixture
+def id_routes() -> list[tuple[str, str, str, dict[str, object] | None]]:
+    return ID_ROUTES
