@@ -4,12 +4,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
 from models.errors import CloseloopError, InvalidInput, SourceInvalid
 from models.settings import Settings
+
+
+class BadSetting(Exception):
+    """A configuration value (CLOSELOOP_* or .env) that cannot be used: reported as one line
+    naming the variable, never as a traceback."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+        self.message = message
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and .env; BadSetting for the first value that fails."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = " ".join(str(first["msg"]).removeprefix("Value error, ").split())
+        loc = [str(part) for part in first["loc"]]
+        if loc:
+            # Fields are read from CLOSELOOP_<FIELD>, an alias (PREFECT_API_URL) as it is.
+            variable = loc[0] if loc[0].isupper() else f"CLOSELOOP_{loc[0].upper()}"
+        else:  # a check across fields: its message starts with the variable it is about
+            variable = re.split(r"[：:\s]", message, maxsplit=1)[0]
+        if message.startswith(variable):  # our own validators: already in both languages
+            raise BadSetting(variable, message[len(variable):].lstrip("：: ")) from None
+        raise BadSetting(variable or "CLOSELOOP", f"配置值无效 / invalid value: {message}"
+                         ) from None
 
 
 def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
@@ -18,7 +52,31 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
 
     offset = settings.clock_offset_seconds
     clock = OffsetClock(timedelta(seconds=offset)) if offset else SystemClock()
-    return build_runtime(settings, clock=clock)
+    _check_data_dir(settings)
+    try:
+        # Parsed first, so a bad URL is named here; the message never repeats the URL, which
+        # may hold a password.
+        make_url(settings.db_url).get_dialect()
+    except ArgumentError:
+        raise BadSetting("CLOSELOOP_DATABASE_URL", "无法解析数据库地址或不支持该数据库 / not "
+                         "a database URL closeloop can use (expected sqlite:///path or "
+                         "postgresql+psycopg://user@host/db)") from None
+    try:
+        return build_runtime(settings, clock=clock)
+    except OperationalError as exc:
+        lines = str(exc.orig or exc).strip().splitlines()
+        first = lines[0] if lines else type(exc).__name__
+        raise BadSetting("CLOSELOOP_DATABASE_URL", f"无法连接数据库 / cannot reach the "
+                         f"database: {first}") from None
+
+
+def _check_data_dir(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadSetting("CLOSELOOP_DATA_DIR", f"无法创建数据目录 {settings.data_dir} / cannot "
+                         f"create the data directory {settings.data_dir}: "
+                         f"{exc.strerror or exc}") from None
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,7 +88,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     paths = [Path(p) for p in args.paths]
     missing = [p for p in paths if not p.exists()]
     for p in missing:
-        print(f"{p}:1:1: no such file or directory")
+        print(f"{p}:1:1: 文件或目录不存在 / no such file or directory")
     context = load_context(settings.playbooks, org)
     errors = validate_paths([p for p in paths if p.exists()], context=context)
     for err in errors:
@@ -47,8 +105,11 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
     org = load_org(settings.org_path)
     if args.person not in org.people:
-        print(f"unknown person '{args.person}' (see {settings.org_path})", file=sys.stderr)
+        print(f"人员 {args.person} 不存在 / unknown person '{args.person}' (see "
+              f"{settings.org_path})", file=sys.stderr)
         return 1
+    if not settings.secret:
+        _check_data_dir(settings)  # the generated secret is kept there
     print(make_token(args.person, settings.signing_secret()))
     return 0
 
@@ -60,9 +121,17 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     for item in args.param or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidInput("--param", f"expected key=value, got {item!r}")
+            raise InvalidInput("--param", f"应为 键=值，收到 {item[:80]!r} / expected key=value, "
+                               f"got {item[:80]!r}")
+        if key in params:
+            # Keeping the last of two would start a run nobody asked for (一般 or 重大?).
+            raise InvalidInput(f"params.{key}", f"--param {key} 重复给出 / --param {key} is "
+                               "given more than once")
         params[key] = value
     rt = _runtime(settings)
+    if args.as_person is not None and args.as_person not in rt.org.people:
+        raise InvalidInput("--as", f"人员 {args.as_person[:80]} 不存在 / unknown person "
+                           f"'{args.as_person[:80]}'")
     run = start_run(rt, playbook_id=args.playbook, unit_id=args.unit, params=params,
                     actor=args.as_person or _system_commander(rt, args.unit))
     print(run.id)
@@ -72,12 +141,13 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
 def _system_commander(rt, unit_id: str) -> str:  # type: ignore[no-untyped-def]
     """The CLI acts as an operator: it starts runs as a commander of the unit (or above)."""
     if unit_id not in rt.org.units:
-        raise InvalidInput("--unit", f"unknown unit '{unit_id}'")
+        raise InvalidInput("--unit", f"没有单位 {unit_id[:80]} / unknown unit '{unit_id[:80]}'")
     for unit in rt.org.ancestors(unit_id):
         for pid in rt.org.unit(unit).person_ids:
             if "commander" in rt.org.person(pid).roles or "admin" in rt.org.person(pid).roles:
                 return pid
-    raise InvalidInput("--unit", f"no commander for unit '{unit_id}' or above; use --as")
+    raise InvalidInput("--unit", f"{unit_id} 及上级单位没有指挥长，请用 --as 指定 / no commander "
+                       f"for unit '{unit_id}' or above; use --as")
 
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
@@ -146,8 +216,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = Settings()
+        settings = load_settings()
         return int(args.func(args, settings))
+    except BadSetting as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except SourceInvalid as exc:
         for err in exc.errors:
             print(err, file=sys.stderr)

@@ -120,11 +120,18 @@ def require_read_run(org: OrgChart, person_id: str, run: Run) -> None:
         )
 
 
-def can_read_step(org: OrgChart, person_id: str, step: StepInstance) -> bool:
-    """Their own tasks, and the tasks of their unit and the units below it."""
+def can_read_step(
+    org: OrgChart, person_id: str, step: StepInstance, *, run_unit_id: str | None = None
+) -> bool:
+    """Their own tasks, the tasks of their unit and the units below it, and every step of a run
+    they may read (`run_unit_id`, the run's unit, when the caller has it): GET /api/runs/{id}
+    shows all of a run's steps to whoever may read the run, so refusing one of them on
+    /api/tasks/{id} would protect nothing and only make the two disagree."""
     if can_act_on(org, person_id, step) or is_admin(org, person_id):
         return True
-    return org.is_within(step.unit_id, org.person(person_id).unit_id)
+    if org.is_within(step.unit_id, org.person(person_id).unit_id):
+        return True
+    return run_unit_id is not None and can_read_unit(org, person_id, run_unit_id)
 
 
 def readable_units(
@@ -147,6 +154,12 @@ def listing_units(
     units = readable_units(org, person_id, above=above)
     if not unit:
         return units
+    return [u for u in unit_and_below(org, unit) if units is None or u in units]
+
+
+def unit_and_below(org: OrgChart, unit: str) -> list[str]:
+    """What a `unit` filter means in every list: the unit and the units below it. InvalidInput
+    (422 on `unit`) for a unit the org chart does not have."""
     if unit not in org.units:
-        raise InvalidInput("unit", f"unknown unit '{unit}'")
-    return [u for u in org.descendants(unit) if units is None or u in units]
+        raise InvalidInput("unit", f"没有单位 {_shown(unit)} / unknown unit '{_shown(unit)}'")
+    return org.descendants(unit)

@@ -16,6 +16,7 @@ from jinja2.parser import Parser
 
 from flows.context import run_view
 from flows.expressions import BUILTIN_NAMES, ENV, ExpressionError, compile_expression
+from flows.lifecycle import title_for
 from flows.progress import AUTOMATIC_ACTIONS, due_time, first_check
 from flows.registers import REGISTERED
 from flows.runtime import Runtime
@@ -285,5 +286,4 @@ class Decider:
 
 
 def run_title(playbook: Playbook, new: NewRun, unit_names: dict[str, str]) -> str:
-    where = new.params.get("location") or unit_names[new.unit_id]
-    return f"{playbook.title}·{where}"
+    return title_for(playbook, new.params.get("location") or unit_names[new.unit_id])

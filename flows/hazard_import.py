@@ -79,7 +79,7 @@ from flows.import_checks import (
     text_cell,
     unreadable,
 )
-from flows.params import check_values
+from flows.params import MAX_TEXT, check_values
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from flows.tabular import RowUnreadable, Table, read_table
@@ -105,7 +105,7 @@ HAZARD_COLUMNS = (
     Column("grade", "隐患等级", "grade", ("等级",)),
     Column("category", "隐患类别", "category", ("类别",), max_len=60),
     Column("location", "隐患地点", "location", ("地点",), required=True, max_len=300),
-    Column("description", "隐患描述", "description", ("描述", "隐患内容")),
+    Column("description", "隐患描述", "description", ("描述", "隐患内容"), max_len=MAX_TEXT),
     Column("enterprise", "涉及企业", "enterprise", ("企业", "企业名称"), max_len=200),
     Column("found_at", "发现时间", "found_at", ("发现日期",)),
     Column("found_by", "发现人", "found_by", (), max_len=80),

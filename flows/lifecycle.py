@@ -19,6 +19,7 @@ from models import run as rs
 from models.audit import SYSTEM
 from models.db import session_scope
 from models.errors import Conflict, InvalidInput, NotFound
+from models.hazard import Hazard
 from models.run import Run
 from models.task import StepInstance
 from models.writes import add_event
@@ -46,10 +47,45 @@ def start_run(
     if check_rights:
         require_right(rt.org, actor, "commander", unit_id)
     clean = validate_params(playbook, params)
+    if playbook.register_ is not None:
+        check_register_fits(clean)
     if session is None:
         with session_scope(rt.db) as own:
             return _start(own, rt, playbook, unit_id, clean, actor, parent_step_id)
     return _start(session, rt, playbook, unit_id, clean, actor, parent_step_id)
+
+
+# The title column's width (VARCHAR(300)): PostgreSQL refuses a longer title, and a 2,000-character
+# location is a valid param.
+MAX_TITLE: int = Run.__table__.c.title.type.length  # type: ignore[attr-defined]
+
+
+def title_for(playbook: Playbook, where: str) -> str:
+    """A run's title: the playbook's title and where (the location param, else the unit's name),
+    on one line and cut to MAX_TITLE with "…". The bulk import (flows/bulk_plan.py) titles its
+    runs the same way."""
+    title = f"{playbook.title}·{' '.join(str(where).split())}"
+    return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1] + "…"
+
+
+# The register (台账) columns a register playbook's text params fill (flows/registers.py
+# entry_row), with their widths: a param may be longer (flows.params.MAX_TEXT), a column not.
+_REGISTER_TEXTS = ("code", "source", "grade", "category", "location", "enterprise", "found_by")
+_REGISTER_WIDTHS: dict[str, int] = {
+    name: Hazard.__table__.c[name].type.length  # type: ignore[attr-defined]
+    for name in _REGISTER_TEXTS
+}
+
+
+def check_register_fits(params: dict[str, Any]) -> None:
+    """InvalidInput naming params.<name> for a text too wide for its register column (on
+    PostgreSQL the insert would fail; SQLite would keep it and the exports would not)."""
+    for name, value in params.items():
+        width = _REGISTER_WIDTHS.get(name)
+        if width is not None and isinstance(value, str) and len(value) > width:
+            raise InvalidInput(f"params.{name}",
+                               f"过长：{len(value)} 个字符，台账最多 {width} 个 / too long: "
+                               f"{len(value)} characters; the register holds at most {width}")
 
 
 def _start(
@@ -66,7 +102,7 @@ def _start(
     where = params.get("location") or rt.org.unit(unit_id).name
     run = Run(
         playbook_id=playbook.id, playbook_version=playbook.version,
-        playbook_sha=playbook.sha256, title=f"{playbook.title}·{where}", unit_id=unit_id,
+        playbook_sha=playbook.sha256, title=title_for(playbook, where), unit_id=unit_id,
         status=rs.RUNNING, stage=playbook.stages[0] if playbook.stages else None,
         stage_entered_at=now if playbook.stages else None, params=params, started_by=actor,
         started_at=now, parent_step_id=parent_step_id,

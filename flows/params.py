@@ -28,6 +28,19 @@ _FALSE = {"false", "no", "off", "0", "否"}
 # with JavaScript, whose numbers are doubles, so 2**53 + 1 would silently become 2**53 there.
 MAX_SAFE_INT = 2**53 - 1
 _MAX_DIGITS = len(str(MAX_SAFE_INT))
+# The longest text a string param (or step output) holds. A param is stored in the run, again
+# in its run_started audit event, and sent in every list that shows the run: one 5 MB location
+# made GET /api/runs 10 MB. 2,000 characters is more than a page of Chinese, far beyond any
+# location, name or account a form asks for; a longer report is a document or evidence.
+MAX_TEXT = 2000
+# The most items a list param holds: units, roles or channels to fan out to, never thousands.
+MAX_ITEMS = 1000
+# What a text may not contain: C0 control characters but tab and line breaks (as the imports
+# refuse them, flows/tabular.py), DEL, and the Unicode bidi embeddings, overrides and isolates,
+# which make a location read backwards wherever it is shown (a register, an export, a SMS).
+_BAD_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# Invisible format characters a copy-paste brings along: with whitespace only, still no content.
+_INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
 
 class ParamValueError(ValueError):
@@ -65,10 +78,15 @@ def _shown(value: Any) -> str:
 
 
 def coerce_value(spec: ParamSpec, value: Any) -> Any:
-    """`value` as `spec.type` wants it (text is parsed, as from the CLI) and within the spec's
-    `min`/`max`; raises ParamValueError."""
+    """`value` as `spec.type` wants it (text is parsed, as from the CLI), within the spec's
+    `min`/`max`, and with content when it is required text; raises ParamValueError."""
     result = coerce(spec.type, value, values=spec.values)
-    check_range(result, low=spec.min, high=spec.max)
+    # Each check only where it applies: the bulk import comes here for every cell.
+    if spec.min is not None or spec.max is not None:
+        check_range(result, low=spec.min, high=spec.max)
+    elif spec.required and spec.type == "string" and is_blank(result):  # text has no bounds
+        # "" or "   " is no location: required means something to read.
+        raise ParamValueError("required: must not be blank", "必填，不能为空白")
     return result
 
 
@@ -113,8 +131,16 @@ def coerce(kind: str, value: Any, *, values: list[str] | None = None) -> Any:
     """`value` as a parameter of type `kind` (enum: one of `values`); raises ParamValueError."""
     if kind == "string":
         if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
+            # The common case inline: the bulk import checks every cell of 400,000 rows here.
+            if len(value) <= MAX_TEXT and value.isprintable():
+                return value
+            return check_text(value)
+        # A number is taken as its text on purpose: YAML (a module's or a child run's `with`)
+        # and expressions give 12 for "12", and a JSON client may send a code as a number. Not
+        # NaN or Infinity (JSON's extensions), which would be stored as the words "nan", "inf".
+        if isinstance(value, int) and not isinstance(value, bool):
+            return check_text(_int_text(value))
+        if isinstance(value, float) and math.isfinite(value):
             return str(value)
         raise ParamValueError(f"expected text; got {_shown(value)}",
                               f"应为文本；收到 {_shown(value)}")
@@ -149,13 +175,61 @@ def coerce(kind: str, value: Any, *, values: list[str] | None = None) -> Any:
         return _datetime(value)
     if kind == "list":
         if isinstance(value, list | tuple):
-            return list(value)
+            return _items(list(value))
         if isinstance(value, str):
             # CLI form: --param units=a,b,c
-            return [part.strip() for part in value.split(",") if part.strip()]
+            return _items([part.strip() for part in check_text(value).split(",")
+                           if part.strip()])
         raise ParamValueError(f"expected a list; got {_shown(value)}",
                               f"应为列表；收到 {_shown(value)}")
     raise ParamValueError(f"unknown parameter type {kind!r}", f"未知的参数类型 {kind!r}")
+
+
+def check_text(text: str) -> str:
+    """`text` when it fits a string param (at most MAX_TEXT characters, no control or bidi
+    characters); raises ParamValueError. The common case, printable text, costs one C call."""
+    if len(text) > MAX_TEXT:
+        raise ParamValueError(f"too long: {len(text)} characters (at most {MAX_TEXT})",
+                              f"过长：{len(text)} 个字符（最多 {MAX_TEXT} 个）")
+    if not text.isprintable():  # also False for line breaks, tabs and non-ASCII spaces
+        bad = _BAD_CHAR.search(text)
+        if bad is not None:
+            code = f"U+{ord(bad.group()):04X}"
+            raise ParamValueError(
+                f"contains an invisible control character ({code}) at position "
+                f"{bad.start() + 1}; remove it",
+                f"第 {bad.start() + 1} 个字符是不可见的控制字符（{code}），请删除")
+    return text
+
+
+def is_blank(text: str) -> bool:
+    """Nothing but whitespace (also U+3000, the full-width space) and invisible format
+    characters: no content. Stops at the first visible character."""
+    if text and not text[0].isspace() and text[0] not in _INVISIBLE:
+        return False  # the usual answer, without a generator
+    return all(ch.isspace() or ch in _INVISIBLE for ch in text)
+
+
+def _int_text(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more than 4,300 digits: Python refuses to write it out
+        raise ParamValueError(f"too long: more than {MAX_TEXT} characters",
+                              f"过长：超过 {MAX_TEXT} 个字符") from None
+
+
+def _items(items: list[Any]) -> list[Any]:
+    if len(items) > MAX_ITEMS:
+        raise ParamValueError(f"too many items: {len(items)} (at most {MAX_ITEMS})",
+                              f"项数过多：{len(items)} 项（最多 {MAX_ITEMS} 项）")
+    for position, item in enumerate(items, start=1):
+        if isinstance(item, str):
+            try:
+                check_text(item)
+            except ParamValueError as exc:
+                raise ParamValueError(f"item {position}: {exc.en}",
+                                      f"第 {position} 项：{exc.zh}") from None
+    return items
 
 
 def _number(value: Any) -> int | float:

@@ -44,7 +44,9 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .xls (and .doc): an OL
 # The csv module's own default limit: a hazard description is a few thousand characters at
 # most, so a cell this long is a broken file (or a quote left open), not a register entry.
 MAX_CELL_CHARS = 131_072
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls and DEL (tab and line breaks are text), and the bidi overrides that can make a
+# location read backwards in a register.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 # The body of a quoted CSV field after its opening quote, up to its closing quote: doubled
 # quotes are quotes in the text (the unrolled form does not backtrack on a huge field).
 _QUOTED_BODY = re.compile(r'[^"]*(?:""[^"]*)*')

@@ -11,6 +11,7 @@ from sqlalchemy import and_, false, func, or_, true
 from sqlmodel import Session, select
 
 from models.audit import AuditEvent
+from models.documents import PlaybookVersion
 from models.escalation import Escalation
 from models.run import Run
 from models.task import StepInstance
@@ -18,16 +19,21 @@ from models.task import StepInstance
 
 def list_runs(
     session: Session, *, units: Sequence[str] | None, playbook: str | None = None,
-    status: str | None = None, since: datetime | None = None, until: datetime | None = None,
-    limit: int = 50, offset: int = 0,
+    status: str | Sequence[str] | None = None, since: datetime | None = None,
+    until: datetime | None = None, limit: int = 50, offset: int = 0,
 ) -> tuple[list[Run], int]:
+    """Runs newest first; `status` is one status or several (any of them)."""
     conds = []
     if units is not None:
         conds.append(Run.unit_id.in_(list(units)))  # type: ignore[attr-defined]
     if playbook:
         conds.append(Run.playbook_id == playbook)
+    if isinstance(status, str):
+        status = [status]
     if status:
-        conds.append(Run.status == status)
+        wanted = list(dict.fromkeys(status))
+        conds.append(Run.status == wanted[0] if len(wanted) == 1
+                     else Run.status.in_(wanted))  # type: ignore[attr-defined]
     if since:
         conds.append(Run.started_at >= since)
     if until:
@@ -103,6 +109,21 @@ def _inbox_page(session: Session, shared: list[Any], branches: list[Any], status
                 .order_by(StepInstance.id).limit(want)))
     ordered = [i for _due, i in sorted(dated)] + sorted(undated)
     return list(dict.fromkeys(ordered))[offset:want]
+
+
+def playbook_has_runs(session: Session, *, playbook_id: str) -> bool:
+    """Whether any run was started from a playbook of this id: every run pins its compiled
+    playbook first (flows.catalog.Catalog.pin), so this is one lookup on the small, indexed
+    playbook_version table, not a scan of the runs."""
+    return session.exec(
+        select(PlaybookVersion.sha256).where(PlaybookVersion.playbook_id == playbook_id).limit(1)
+    ).first() is not None
+
+
+def playbooks_with_runs(session: Session) -> list[str]:
+    """The ids of every playbook a run was started from (see playbook_has_runs), sorted."""
+    return list(session.exec(
+        select(PlaybookVersion.playbook_id).distinct().order_by(PlaybookVersion.playbook_id)))
 
 
 def run_detail(

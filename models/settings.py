@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,7 +63,12 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:  # not a ValueError: say it as one
+            raise ValueError(f"CLOSELOOP_TIMEZONE：不认识的时区 {value!r}，应为 IANA 时区名，如 "
+                             f"Asia/Shanghai / unknown time zone {value!r}, expected an IANA "
+                             "name like Asia/Shanghai") from exc
         return value
 
     @field_validator("evidence_url")
@@ -114,7 +119,8 @@ class Settings(BaseSettings):
         match = re.fullmatch(r"\s*(\d+)\s*(s|m|h)\s*", self.sweep_interval)
         if not match:
             raise ValueError(
-                f"CLOSELOOP_SWEEP_INTERVAL: expected like 30s, 1m; got {self.sweep_interval!r}"
+                f"CLOSELOOP_SWEEP_INTERVAL: 应形如 30s、1m / expected like 30s, 1m; got "
+                f"{self.sweep_interval!r}"
             )
         return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
 
@@ -125,7 +131,8 @@ class Settings(BaseSettings):
         match = re.fullmatch(r"\s*(\d+)\s*(s|m|h|d)\s*", self.clock_offset)
         if not match:
             raise ValueError(
-                f"CLOSELOOP_CLOCK_OFFSET: expected like 10m, 2h; got {self.clock_offset!r}"
+                f"CLOSELOOP_CLOCK_OFFSET: 应形如 10m、2h / expected like 10m, 2h; got "
+                f"{self.clock_offset!r}"
             )
         return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]])
 
@@ -133,7 +140,8 @@ class Settings(BaseSettings):
         """The configured secret, or one generated once and kept (0600) in the data dir."""
         if self.secret:
             if self.environment != "development" and self.secret in {"changeme", "secret"}:
-                raise ValueError("CLOSELOOP_SECRET is a placeholder; set a real secret")
+                raise ValueError("CLOSELOOP_SECRET 是占位值，请设真正的密钥 / "
+                                 "CLOSELOOP_SECRET is a placeholder; set a real secret")
             return self.secret
         path = self.data_dir / "secret"
         if not path.exists():

@@ -14,6 +14,7 @@ from flows.evidence import read_evidence, store_evidence
 from models.db import read_session
 from models.documents import Evidence
 from models.errors import Forbidden, NotFound
+from models.run import Run
 from models.task import StepInstance
 
 router = APIRouter(prefix="/api/evidence", tags=["evidence"])
@@ -47,6 +48,9 @@ def download(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Respons
         if row is None:
             raise NotFound("evidence", evidence_id)
         step = session.get(StepInstance, row.step_id) if row.step_id else None
-    if row.uploaded_by != person and (step is None or not can_read_step(rt.org, person, step)):
+        run = session.get(Run, step.run_id) if step is not None else None
+    # Whoever may read the run sees its steps (flows.access.can_read_step), so its photos too.
+    if row.uploaded_by != person and (step is None or not can_read_step(
+            rt.org, person, step, run_unit_id=run.unit_id if run else None)):
         raise Forbidden("无权查看该证据 / evidence belongs to another unit")
     return Response(read_evidence(row, rt), media_type=row.content_type)

@@ -6,14 +6,16 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlmodel import Session
 
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.schemas import CancelBody, RunCreate, RunPublic, RunsPublic, StageChange, run_view
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
+from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import InvalidInput
-from models.queries import list_runs, run_detail
+from models.queries import list_runs, playbook_has_runs, playbooks_with_runs, run_detail
 from models.run import RUN_STATUSES
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -36,19 +38,37 @@ def list_(
     since: datetime | None = None, until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> RunsPublic:
-    """Runs the caller may see, newest first."""
+    """Runs the caller may see, newest first. `status` may be a comma list (any of them);
+    `unit` is that unit and the units below it."""
     since = filter_time(rt, "since", since)
     until = filter_time(rt, "until", until)
-    if status and status not in RUN_STATUSES:
-        known = ", ".join(RUN_STATUSES)
-        raise InvalidInput("status", f"不认识的状态 {status}，可选：{known} / unknown status "
-                           f"'{status}' (known: {known})")
+    statuses: list[str] = []
+    for s in status.split(",") if status else []:
+        if s not in RUN_STATUSES:
+            known = ", ".join(RUN_STATUSES)
+            raise InvalidInput("status", f"不认识的状态 {s[:40]}，可选：{known} / unknown "
+                               f"status '{s[:40]}' (known: {known})")
+        statuses.append(s)
     units = listing_units(rt.org, person, unit)
     with read_session(rt.db) as session:
-        rows, total = list_runs(session, units=units, playbook=playbook, status=status,
+        if playbook:
+            _check_playbook(rt, session, playbook)
+        rows, total = list_runs(session, units=units, playbook=playbook, status=statuses,
                                 since=since, until=until, limit=limit, offset=offset)
     return RunsPublic(data=[run_view(rt, r) for r in rows], count=total, limit=limit,
                       offset=offset)
+
+
+def _check_playbook(rt: Runtime, session: Session, playbook: str) -> None:
+    """422 on `playbook` for an id that is neither loaded now nor was ever run: a typo would
+    otherwise list nothing and look like "no runs". A playbook whose file was removed or
+    renamed since, or fails to load today, still has its runs (each pins its compiled version),
+    and they stay listable."""
+    if playbook in rt.catalog.current or playbook_has_runs(session, playbook_id=playbook):
+        return
+    known = ", ".join(sorted({*rt.catalog.current, *playbooks_with_runs(session)}))
+    raise InvalidInput("playbook", f"没有流程 {playbook[:80]}，可选：{known} / unknown playbook "
+                       f"'{playbook[:80]}' (known: {known})")
 
 
 @router.get("/{run_id}", response_model=RunPublic)

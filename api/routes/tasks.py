@@ -17,10 +17,11 @@ from api.schemas import (
     step_view,
 )
 from flows import tasks
-from flows.access import can_read_step, listing_units
+from flows.access import can_read_step, can_read_unit, listing_units, unit_and_below
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound
 from models.queries import list_steps
+from models.run import Run
 from models.task import OPEN_STATUSES, STEP_STATUSES, StepInstance
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -34,7 +35,9 @@ def list_(
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> StepsPublic:
     """Tasks the caller may see; `mine=true` is their inbox (open tasks unless `status` says
-    otherwise). `status` may be a comma list or `open` (ready, acked, submitted, rejected)."""
+    otherwise). `status` may be a comma list or `open` (ready, acked, submitted, rejected).
+    `unit` narrows any list, the inbox too, to that unit and the units below it; `run` lists
+    the tasks of a run the caller may read, all of them (as GET /api/runs/{id} shows them)."""
     statuses: list[str] | None = None
     if status:
         statuses = []
@@ -44,14 +47,25 @@ def list_(
             elif s in STEP_STATUSES:
                 statuses.append(s)
             else:
-                raise InvalidInput("status", f"unknown status '{s}' (known: open, "
-                                   f"{', '.join(STEP_STATUSES)})")
+                known = ", ".join(["open", *STEP_STATUSES])
+                raise InvalidInput("status", f"不认识的状态 {s[:40]}，可选：{known} / unknown "
+                                   f"status '{s[:40]}' (known: {known})")
     if mine and statuses is None:
         statuses = list(OPEN_STATUSES)  # an inbox is what is still to do
-    units = listing_units(rt.org, person, unit, above=False)
+    units: list[str] | None
+    if mine:
+        # An inbox is already only the caller's own tasks, wherever they are (a task handed to
+        # them may be in a unit above theirs): `unit` narrows it, nothing else does.
+        units = unit_and_below(rt.org, unit) if unit else None
+    else:
+        units = listing_units(rt.org, person, unit, above=False)
     with read_session(rt.db) as session:
+        if run is not None and not mine and units is not None:
+            found = session.get(Run, run)
+            if found is not None and can_read_unit(rt.org, person, found.unit_id):
+                units = unit_and_below(rt.org, unit) if unit else None
         rows, total = list_steps(
-            session, units=None if mine else units,
+            session, units=units,
             mine=rt.org.person_role_units(person) if mine else None, person=person,
             status=statuses, overdue=overdue, run_id=run, limit=limit, offset=offset,
         )
@@ -61,11 +75,14 @@ def list_(
 
 @router.get("/{task_id}", response_model=StepPublic)
 def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
+    """A task; readable by who may act on it, by its unit and the units above, and by whoever
+    may read its run."""
     with read_session(rt.db) as session:
         step = session.get(StepInstance, task_id)
         if step is None:
             raise NotFound("task", task_id)
-    if not can_read_step(rt.org, person, step):
+        run = session.get(Run, step.run_id)
+    if not can_read_step(rt.org, person, step, run_unit_id=run.unit_id if run else None):
         raise Forbidden("无权查看该任务 / task belongs to another unit")
     return step_view(rt, step)
 

@@ -224,6 +224,100 @@ def test_start_with_bad_input_fails_with_a_message(tmp_path: Path, args: list[st
     assert fragment in done.stderr and "Traceback" not in done.stderr
 
 
+
+def test_start_refuses_a_param_given_twice_naming_it(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe", "--param", "location=x",
+                     "--param", "grade=重大", "--param", "grade=一般")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == ("error: params.grade: --param grade 重复给出 / --param grade "
+                                   "is given more than once")
+
+
+def test_start_as_an_unknown_person_says_so(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe", "--as", "ghost",
+                     "--param", "location=x")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == "error: --as: 人员 ghost 不存在 / unknown person 'ghost'"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["gas-leak", "--unit", "nowhere"], "error: --unit: 没有单位 nowhere / unknown unit 'nowhere'"),
+    (["gas-leak", "--unit", "liuhe", "--param", "location"],
+     "error: --param: 应为 键=值，收到 'location' / expected key=value, got 'location'"),
+    (["gas-leak", "--unit", "liuhe", "--param", "location=  "],
+     "error: params.location: 必填，不能为空白 / required: must not be blank"),
+    (["gas-leak", "--unit", "liuhe", "--param", "location=x", "--param", "casualties=-5"],
+     "error: params.casualties: 不能小于 0；收到 -5 / must be at least 0; got -5"),
+])
+def test_start_errors_speak_chinese_then_english(tmp_path: Path, args: list[str],
+                                                 message: str) -> None:
+    done = closeloop(tmp_path, "start", *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == message
+
+
+def test_start_takes_cli_text_for_every_param_type(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
+                     "--param", "location=六和社区 3栋", "--param", "casualties=2",
+                     "--param", "brief=12")
+    assert done.returncode == 0, done.stderr
+    rt = runtime_on(tmp_path)
+    try:
+        with read_session(rt.db) as session:
+            run = session.get(Run, int(done.stdout))
+            assert run is not None
+            assert run.params["casualties"] == 2 and run.params["brief"] == "12"
+    finally:
+        rt.db.dispose()
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["sweep", "--once"], ["token", "wang-qiang"],
+                                     ["start", "gas-leak", "--unit", "liuhe"],
+                                     ["validate", "playbooks/"], ["serve", "--port", "1"]])
+def test_every_command_reports_an_unknown_time_zone_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    done = closeloop(tmp_path, *command, CLOSELOOP_TIMEZONE="Mars/Base")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: CLOSELOOP_TIMEZONE: 不认识的时区")
+    assert "Mars/Base" in lines[0] and "unknown time zone" in lines[0]
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"CLOSELOOP_TIMEZONE": "../../etc/passwd"}, "CLOSELOOP_TIMEZONE"),
+    ({"CLOSELOOP_PREFECT_ENABLED": "maybe"}, "CLOSELOOP_PREFECT_ENABLED"),
+    ({"CLOSELOOP_MAX_EVIDENCE_BYTES": "lots"}, "CLOSELOOP_MAX_EVIDENCE_BYTES"),
+    ({"CLOSELOOP_EVIDENCE_URL": "ftp://x"}, "CLOSELOOP_EVIDENCE_URL"),
+    ({"CLOSELOOP_EVIDENCE_TOKEN": "t"}, "CLOSELOOP_EVIDENCE_TOKEN"),
+    ({"CLOSELOOP_CLOCK_OFFSET": "soon"}, "CLOSELOOP_CLOCK_OFFSET"),
+    ({"CLOSELOOP_DATABASE_URL": "garbage"}, "CLOSELOOP_DATABASE_URL"),
+    ({"CLOSELOOP_DATABASE_URL": "nosuchdb://h/x"}, "CLOSELOOP_DATABASE_URL"),
+    ({"CLOSELOOP_DATABASE_URL": "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"},
+     "CLOSELOOP_DATABASE_URL"),
+])
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, env: dict[str, str], variable: str
+) -> None:
+    done = closeloop(tmp_path, "sweep", "--once", **env)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: {variable}: ")
+    assert "hunter2" not in lines[0]  # a database password is never echoed
+
+
+def test_a_data_dir_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    done = closeloop(blocker / "data", "sweep", "--once")
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: CLOSELOOP_DATA_DIR: ")
+
 # --- sweep ---------------------------------------------------------------------------------------
 
 SWEEP_KEYS = {"examined", "fired", "overdue", "waits_finished", "notifications"}

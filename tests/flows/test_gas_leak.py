@@ -23,7 +23,7 @@ from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Document, Evidence
-from models.errors import Forbidden
+from models.errors import Forbidden, InvalidInput
 from models.escalation import Escalation
 from models.outbox import Notification
 from models.queries import run_detail
@@ -214,6 +214,45 @@ def test_commander_of_another_street_cannot_start_it_for_liuhe(demo: Runtime) ->
                               params={"location": LOCATION}, actor="pingshan-street-commander")
     assert run.params["grade"] == "一般"  # the default
 
+
+
+@pytest.mark.parametrize("name", ["casualties", "missing"])
+def test_a_negative_count_of_people_is_refused_at_start(demo: Runtime, name: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        start(demo, **{name: -5})
+    assert caught.value.field == f"params.{name}"
+    assert caught.value.message == "不能小于 0；收到 -5 / must be at least 0; got -5"
+    assert start(demo, **{name: 0}) > 0
+
+
+def test_every_count_the_playbook_asks_for_is_at_least_zero(demo: Runtime) -> None:
+    pb = playbook(demo)
+    counts = {f"params.{n}": p for n, p in pb.params.items() if p.type == "int"}
+    # The playbook's own steps; a module's (`report.write`) are the module file's to bound.
+    for step in (s for s in pb.steps if "." not in s.id):
+        counts |= {f"{step.id}.{n}": o for n, o in (step.outputs or {}).items()
+                   if o.type == "int"}
+    assert {"params.casualties", "verify.casualties", "medical.deaths"} <= set(counts)
+    assert {k: p.min for k, p in counts.items() if p.min != 0} == {}
+
+
+def test_verifying_on_site_refuses_a_blank_situation_and_negative_casualties(
+    demo: Runtime
+) -> None:
+    run_id = start(demo)
+    finish(demo, run_id, "receive", "一般")
+    verify = steps(demo, run_id)["verify"]
+    photo = store_evidence(demo, data=png_bytes(), filename="现场.png",
+                           uploaded_by="liuhe-grid").id
+    for outputs, field in [({"scene": "   "}, "outputs.scene"),
+                           ({"scene": "泄漏", "casualties": -5}, "outputs.casualties")]:
+        with pytest.raises(InvalidInput) as caught:
+            tasks.complete(demo, step_id=verify.id or 0, actor="liuhe-grid", note="已核实",
+                           outputs=outputs, evidence=[photo])
+        assert caught.value.field == field
+    done = tasks.complete(demo, step_id=verify.id or 0, actor="liuhe-grid", note="已核实",
+                          outputs={"scene": "泄漏", "casualties": 0}, evidence=[photo])
+    assert done.outputs["casualties"] == 0
 
 # --- the five-minute first report ------------------------------------------------------------
 
