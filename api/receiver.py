@@ -27,6 +27,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from flows.access import can_read_unit, is_admin
@@ -101,13 +102,16 @@ def accept(rt: Runtime, channel: str, payload: AppriseJsonPayload) -> ReceivedMe
     Forbidden for a message the outbox is not delivering there."""
     urls = _urls(rt.org, channel)
     with session_scope(rt.db) as session:
-        sending = session.exec(
-            select(Notification.id).where(
+        # Apprise trims the text it sends (every template's closing newline is gone by the
+        # time it arrives), so the match ignores whitespace; a channel has only the few
+        # notifications being sent right now pending.
+        pending = session.exec(
+            select(Notification.title, Notification.body).where(
                 col(Notification.url).in_(list(urls)), Notification.status == PENDING,
-                Notification.title == payload.title, Notification.body == payload.message,
-            ).limit(1)
-        ).first()
-        if sending is None:
+            ).limit(PAGE)
+        ).all()
+        wanted = (_words(payload.title), _words(payload.message))
+        if not any((_words(title), _words(body)) == wanted for title, body in pending):
             raise Forbidden("接收端只接受本服务器正在投递到该通道的通知 / the receiver only "
                             "accepts notifications this server is delivering to this channel")
         row = ReceivedMessage(channel=channel[:CHANNEL_MAX], received_at=rt.clock.now(),
@@ -117,6 +121,10 @@ def accept(rt: Runtime, channel: str, payload: AppriseJsonPayload) -> ReceivedMe
         session.flush()
         session.expunge(row)
     return row
+
+
+def _words(text: str | None) -> str:
+    return " ".join((text or "").split())
 
 
 def may_read_channel(org: OrgChart, person_id: str, channel: str) -> bool:
@@ -148,27 +156,31 @@ def readable(rt: Runtime, person_id: str, channel: str, limit: int) -> list[Rece
             visible = list(rows)
             if not everything:
                 keys = _readable_keys(session, rt.org, person_id, urls, rows)
-                visible = [r for r in rows if (r.title, r.body) in keys]
+                visible = [r for r in rows if (_words(r.title), _words(r.body)) in keys]
             shown += visible[: limit - len(shown)]
     return shown
 
 
 def _readable_keys(session: Session, org: OrgChart, person_id: str, urls: Iterable[str],
-                   rows: Iterable[ReceivedMessage]) -> set[tuple[str | None, str | None]]:
-    """(title, body) of the notifications to the channel's URLs, among those of `rows`, that
-    were addressed to the person or belong to a run they may read."""
-    titles = {r.title for r in rows if r.title is not None}
+                   rows: Iterable[ReceivedMessage]) -> set[tuple[str, str]]:
+    """(title, body), whitespace folded as Apprise delivers them, of the notifications to the
+    channel's URLs among those of `rows` that were addressed to the person or belong to a run
+    they may read."""
+    titles = {t for r in rows if r.title is not None for t in (r.title, r.title.strip())}
     if not titles:
         return set()
     notes = session.exec(
         select(Notification.title, Notification.body, Notification.run_id,
                Notification.recipient_kind, Notification.recipient)
-        .where(col(Notification.url).in_(list(urls)), col(Notification.title).in_(titles))
+        .where(col(Notification.url).in_(list(urls)),
+               # A sent title may have had whitespace that Apprise dropped at its end.
+               or_(col(Notification.title).in_(titles),
+                   *(col(Notification.title).startswith(t, autoescape=True) for t in titles)))
     ).all()
     run_ids = {n[2] for n in notes if n[2] is not None}
     units = dict(session.exec(select(Run.id, Run.unit_id).where(
         col(Run.id).in_(run_ids))).all()) if run_ids else {}
     readable_runs = {rid for rid, unit in units.items()
                      if unit in org.units and can_read_unit(org, person_id, unit)}
-    return {(title, body) for title, body, run_id, kind, recipient in notes
+    return {(_words(title), _words(body)) for title, body, run_id, kind, recipient in notes
             if (kind == "person" and recipient == person_id) or run_id in readable_runs}

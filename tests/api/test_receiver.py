@@ -20,11 +20,14 @@ from sqlmodel import select
 from api.body_guard import MAX_BODY_BYTES
 from api.main import create_app
 from flows.notify import deliver_due
+from flows.recipients import notification_rows
 from flows.runtime import Runtime
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
-from models.db import read_session
+from models.db import read_session, session_scope
 from models.documents import ReceivedMessage
+from models.outbox import Notification
+from models.writes import insert_ignoring_duplicates
 
 Json = dict[str, Any]
 Auth = Callable[[str], dict[str, str]]
@@ -210,3 +213,22 @@ def test_a_60_mb_delivery_is_refused_unread(served: None, client: TestClient,
                     headers={"content-type": "text/plain"})
     assert r.status_code == 422 and r.json()["field"] == "body", r.text[:300]
     assert stored(rt) == 0
+
+
+def test_a_message_apprise_trims_is_still_taken_and_read_by_its_person(
+        served: None, client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
+    """Every shipped template ends with a newline, which Apprise drops on the way: the match
+    with the notification being sent ignores whitespace (before, every real delivery was a
+    403 and retried until given up)."""
+    body = "【首报】一社区仓库燃气泄漏\n  已疏散 20 人。\n"
+    with session_scope(rt.db) as session:
+        insert_ignoring_duplicates(session, Notification, notification_rows(
+            rt.org, people=["d1-director"], kind="report", title="首报 ", body=body,
+            dedupe="trimmed", now=clock.now(), run_id=None, step_id=None))
+    sent = deliver_due(rt.db, clock=clock)
+    assert (sent.delivered, sent.failed) == (1, 0)
+    with read_session(rt.db) as session:
+        [got] = session.exec(select(ReceivedMessage)).all()
+    assert got.body.strip() == body.strip()
+    assert [" ".join(b.split()) for b in bodies(client, auth, "leaders", "d1-director")] == [
+        " ".join(body.split())]
