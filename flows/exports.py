@@ -260,6 +260,12 @@ def local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
     return _in_zone(value, tz).replace(tzinfo=None, second=0, microsecond=0)
 
 
+def hazard_days_left(h: Hazard, now: datetime, tz: ZoneInfo) -> int | None:
+    """Days left on an open hazard's deadline; none once it is closed (销号): a closed hazard
+    does not go on counting down."""
+    return None if h.closed_at is not None else days_left(h.due_at, now, tz)
+
+
 def days_left(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | None:
     """Calendar days from today to the deadline's day, in local time: 0 = due today,
     negative = that many days overdue."""
@@ -340,7 +346,7 @@ def rectification_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime
     tz = rt.tz
     for h in hazards:
         plan = plan_elements(h.plan)
-        left = days_left(h.due_at, now, tz)
+        left = hazard_days_left(h, now, tz)
         yield [
             h.code, names.unit(h.unit_id), names.unit(h.street_id), h.grade, h.location,
             h.description, plan["measures"], plan["funds"], plan["deadline"],

@@ -93,7 +93,7 @@ class HazardPublic(BaseModel):
                                     "验收销号, 回头看, 已销号, 已撤销, ...)")
     overdue: bool = Field(description="Not closed and past the deadline")
     days_left: int | None = Field(description="Calendar days to the deadline (local); "
-                                  "negative when overdue")
+                                  "negative when overdue; none once closed")
     closed_at: datetime | None = Field(description="销号时间")
     closed_at_local: str | None
     campaign_run_id: int | None
@@ -352,7 +352,7 @@ def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
         due_at_local=_on_paper(rt.renderer.deadline, h.due_at) or None,
         original_due_at=h.original_due_at or h.due_at,
         status=h.status, overdue=exports.is_overdue(h, now),
-        days_left=exports.days_left(h.due_at, now, rt.tz), closed_at=h.closed_at,
+        days_left=exports.hazard_days_left(h, now, rt.tz), closed_at=h.closed_at,
         closed_at_local=local(h.closed_at) or None, campaign_run_id=h.campaign_run_id,
         plan=PlanElements(**exports.plan_elements(h.plan)),
     )

@@ -704,3 +704,13 @@ def test_ranking_of_the_current_month_counts_up_to_now(client: TestClient, auth:
     assert [r[6] for r in rows[1:] if r[1] == "一街道"] == ["1"]  # 月末逾期未销号数, as of now
     past = page(client, auth, "/api/ranking", month="2026-02")
     assert datetime.fromisoformat(past["as_of"]) == datetime.fromisoformat(past["end"])
+
+
+def test_a_closed_hazard_has_no_days_left(client: TestClient, auth: Auth, rt: Runtime) -> None:
+    now = rt.clock.now()
+    seed(rt, [{"unit": "c1", "due_at": now - timedelta(days=5), "status": "已销号",
+               "closed_at": now - timedelta(days=6)},
+              {"unit": "c1", "due_at": now - timedelta(days=5)}], first_id=3000)
+    rows = {h["code"]: h for h in page(client, auth, "/api/hazards")["data"]}
+    assert rows["YH003000"]["days_left"] is None and rows["YH003000"]["overdue"] is False
+    assert rows["YH003001"]["days_left"] == -5 and rows["YH003001"]["overdue"] is True

@@ -369,6 +369,7 @@ def test_an_undecided_request_is_chased_once_when_its_decision_is_due(
     assert sweep_once(timed).extensions_chased == 0  # once
     [chase] = inbox(timed, "s1-head", "extension_overdue")
     assert "延期审批超时" in chase.title and "设备到货延迟" in chase.body
+    assert "（一社区网格员，理由" in chase.body  # the asker by name, not by id
     assert [e.detail["request"] for e in events(timed, run_id, "extension_decision_overdue")] \
         == [req.id]
     # Deciding late is still deciding: the chase does not close the request.
