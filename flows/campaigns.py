@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func
+from sqlalchemy import and_, case, false, func, not_
 from sqlmodel import Session, select
 
 from flows.access import require_read_run
@@ -70,23 +70,30 @@ def campaign_progress(
     if grade is not None:
         conds.append(Hazard.grade == grade)
     is_open = Hazard.closed_at.is_(None)  # type: ignore[union-attr]
-    found, closed, overdue = session.exec(
+    ends = window_end(session, campaign_run_id)
+    # A closure counts towards the target only within the window: closing the last hazard a
+    # month after the window ended does not turn a missed campaign into a met one.
+    late = Hazard.closed_at > ends if ends is not None else false()  # type: ignore[operator]
+    found, closed, closed_late, overdue = session.exec(
         select(
             func.count(),
-            func.count(case((Hazard.closed_at.is_not(None), 1))),  # type: ignore[union-attr]
+            func.count(case((and_(Hazard.closed_at.is_not(None),  # type: ignore[union-attr]
+                                  not_(late)), 1))),
+            func.count(case((late, 1))),
             func.count(case((and_(is_open, Hazard.due_at < now), 1))),  # type: ignore[operator]
         ).select_from(Hazard).where(*conds)
     ).one()
     target = campaign_target(run)
     return {
         "found": int(found),
-        "rectifying": int(found) - int(closed),
+        "rectifying": int(found) - int(closed) - int(closed_late),
         "overdue": int(overdue),
         "closed": int(closed),
+        "closed_after_window": int(closed_late),
         "target": target,
         "met": int(closed) >= target,
         "grade": grade or ALL_GRADES,
-        "window_end": window_end(session, campaign_run_id),
+        "window_end": ends,
     }
 
 

@@ -26,7 +26,10 @@ class CampaignProgress(BaseModel):
     found: int = Field(description="Hazards registered for the campaign (not cancelled).")
     rectifying: int = Field(description="Found and not closed yet.")
     overdue: int = Field(description="Not closed, past their rectification deadline.")
-    closed: int = Field(description="Closed (销号).")
+    closed: int = Field(description="Closed (销号) within the window: what counts towards the "
+                        "target.")
+    closed_after_window: int = Field(description="Closed after the window ended (not counted "
+                                     "towards the target).")
     met: bool = Field(description="closed >= target.")
     remaining: int = Field(description="Closures still needed to meet the target.")
     window_end: datetime | None
@@ -43,7 +46,8 @@ def progress(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> CampaignPr
         run_id=run.id or 0, playbook=run.playbook_id, title=run.title, unit_id=run.unit_id,
         unit_name=unit.name if unit else run.unit_id, status=run.status,
         started_at=run.started_at, grade=p["grade"], target=p["target"], found=p["found"],
-        rectifying=p["rectifying"], overdue=p["overdue"], closed=p["closed"], met=p["met"],
+        rectifying=p["rectifying"], overdue=p["overdue"], closed=p["closed"],
+        closed_after_window=p["closed_after_window"], met=p["met"],
         remaining=max(p["target"] - p["closed"], 0), window_end=p["window_end"],
         window_end_local=rt.renderer.local(p["window_end"]) or None, as_of=p["as_of"],
     )

@@ -86,8 +86,9 @@ def test_campaign_starts_with_deployment_and_its_window(crt: Runtime,
     assert keyed["window"].due_at == clock.now() + 30 * DAY
     with read_session(crt.db) as session:
         p = campaign_progress(session, cid, clock.now())
-    assert p == {"found": 0, "rectifying": 0, "overdue": 0, "closed": 0, "target": 30,
-                 "met": False, "grade": "重大", "window_end": clock.now() + 30 * DAY}
+    assert p == {"found": 0, "rectifying": 0, "overdue": 0, "closed": 0,
+                 "closed_after_window": 0, "target": 30, "met": False, "grade": "重大",
+                 "window_end": clock.now() + 30 * DAY}
 
 
 def test_progress_counts_live(crt: Runtime, clock: ManualClock) -> None:
@@ -115,6 +116,17 @@ def test_progress_counts_live(crt: Runtime, clock: ManualClock) -> None:
     assert progress(crt, cid) == {"found": 2, "rectifying": 0, "overdue": 0, "closed": 2,
                                   "target": 2}
     assert progress(crt, other)["found"] == 1
+
+
+def test_a_closure_after_the_window_does_not_meet_the_target(
+        crt: Runtime, clock: ManualClock) -> None:
+    cid = start_campaign(crt, target=1)
+    hid = start_hazard(crt, cid)
+    clock.advance(30 * DAY + timedelta(minutes=1))  # the window has ended, target missed
+    close_hazard(crt, hid)
+    with read_session(crt.db) as session:
+        p = campaign_progress(session, cid, clock.now())
+    assert (p["closed"], p["closed_after_window"], p["rectifying"], p["met"]) == (0, 1, 0, False)
 
 
 def test_all_grades_campaign_counts_every_hazard(crt: Runtime) -> None:
