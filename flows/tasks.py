@@ -391,3 +391,17 @@ def steps_of_run(session: Session, run_id: int) -> list[StepInstance]:
         select(StepInstance).where(StepInstance.run_id == run_id)
         .order_by(StepInstance.id)
     ).all())
+
+
+def verifiable(rt: Runtime, person_id: str) -> tuple[list[str], list[str]]:
+    """Where the person verifies others' work (四眼): the units at and below theirs, and the
+    step keys whose `verify.role` they hold, across the loaded playbooks. Their inbox lists the
+    submitted steps among these (models.queries.list_steps `verify`); a key shared by two
+    playbooks with different verifier roles may list a step the verify action then refuses."""
+    person = rt.org.people.get(person_id)
+    if person is None:
+        return [], []
+    roles = set(person.roles)
+    keys = sorted({step.id for pb in rt.catalog.current.values() for step in pb.steps
+                   if step.verify is not None and step.verify.role in roles})
+    return (rt.org.descendants(person.unit_id) if keys else []), keys

@@ -14,7 +14,7 @@ from models.audit import AuditEvent
 from models.documents import PlaybookVersion
 from models.escalation import Escalation
 from models.run import Run
-from models.task import StepInstance
+from models.task import SUBMITTED, StepInstance
 
 
 def list_runs(
@@ -51,10 +51,12 @@ def list_steps(
     mine: Sequence[tuple[str, str]] | None = None, person: str | None = None,
     status: Sequence[str] | None = None,
     overdue: bool | None = None, run_id: int | None = None, limit: int = 50, offset: int = 0,
+    verify: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> tuple[list[StepInstance], int]:
     """`mine` = the (role, unit) pairs a person holds: their inbox is the instances whose role
-    resolved to one of those units, plus those reassigned to them by name. Ordered by
-    deadline (none last), then id."""
+    resolved to one of those units, plus those reassigned to them by name, plus (`verify` =
+    units, step keys) the submitted work in those units awaiting a verifier of their role that
+    someone else did. Ordered by deadline (none last), then id."""
     shared: list[Any] = [StepInstance.action == "task"]
     if units is not None:
         shared.append(StepInstance.unit_id.in_(list(units)))  # type: ignore[attr-defined]
@@ -68,6 +70,13 @@ def list_steps(
         branches += [and_(StepInstance.role == role, StepInstance.assignee_unit_id == unit,
                           StepInstance.assignee_person_id.is_(None))  # type: ignore[union-attr]
                      for role, unit in dict.fromkeys(mine)]
+        if verify is not None and verify[0] and verify[1] and person:
+            units_v, keys = verify
+            branches.append(and_(
+                StepInstance.status == SUBMITTED,
+                StepInstance.unit_id.in_(list(units_v)),  # type: ignore[attr-defined]
+                StepInstance.step_key.in_(list(keys)),  # type: ignore[attr-defined]
+                StepInstance.submitted_by != person))
     statuses = list(dict.fromkeys(status)) if status else None
     where = and_(*shared,
                  *([or_(*branches) if branches else false()] if branches is not None else []),

@@ -35,7 +35,8 @@ def list_(
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> StepsPublic:
     """Tasks the caller may see; `mine=true` is their inbox (open tasks unless `status` says
-    otherwise). `status` may be a comma list or `open` (ready, acked, submitted, rejected).
+    otherwise), with the work others submitted that awaits their verification. `status` may
+    be a comma list or `open` (ready, acked, submitted, rejected).
     `unit` narrows any list, the inbox too, to that unit and the units below it; `run` lists
     the tasks of a run the caller may read, all of them (as GET /api/runs/{id} shows them)."""
     statuses: list[str] | None = None
@@ -67,6 +68,7 @@ def list_(
         rows, total = list_steps(
             session, units=units,
             mine=rt.org.person_role_units(person) if mine else None, person=person,
+            verify=tasks.verifiable(rt, person) if mine else None,
             status=statuses, overdue=overdue, run_id=run, limit=limit, offset=offset,
         )
     return StepsPublic(data=[step_view(rt, r) for r in rows], count=total, limit=limit,

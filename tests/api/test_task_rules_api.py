@@ -337,3 +337,21 @@ def test_upload_refusals_are_chinese_first(
                     headers=auth("c1-grid"))
     detail = refused(r, "file")
     assert detail.startswith(start_zh) and f" / {english}" in detail
+
+
+def test_work_awaiting_verification_is_in_the_verifiers_inbox(client: TestClient,
+                                                               auth: Auth) -> None:
+    """An inspector learns of work to re-inspect from their inbox, not only from a note."""
+    def inbox(who: str) -> list[int]:
+        r = client.get("/api/tasks?mine=true", headers=auth(who))
+        assert r.status_code == 200, r.text
+        return [t["id"] for t in r.json()["data"]]
+
+    _, done, _ = submitted(client, auth)
+    assert done["status"] == "submitted"
+    assert done["id"] in inbox("s1-insp1")
+    assert done["id"] in inbox("c1-grid")  # still the submitter's, awaiting the verdict
+    assert done["id"] not in inbox("s2-insp")  # another street's inspector
+    r = act(client, auth, done["id"], "verify", "s1-insp1", {"approve": True})
+    assert r.status_code == 200, r.text
+    assert done["id"] not in inbox("s1-insp1")
