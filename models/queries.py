@@ -65,6 +65,7 @@ def list_steps(
     if run_id is not None:
         shared.append(StepInstance.run_id == run_id)
     branches: list[Any] | None = None
+    verifying: int | None = None
     if mine is not None:
         branches = [StepInstance.assignee_person_id == person] if person else []
         branches += [and_(StepInstance.role == role, StepInstance.assignee_unit_id == unit,
@@ -77,13 +78,16 @@ def list_steps(
                 StepInstance.unit_id.in_(list(units_v)),  # type: ignore[attr-defined]
                 StepInstance.step_key.in_(list(keys)),  # type: ignore[attr-defined]
                 StepInstance.submitted_by != person))
+            verifying = len(branches) - 1  # matches only submitted steps: paged for that alone
     statuses = list(dict.fromkeys(status)) if status else None
     where = and_(*shared,
                  *([or_(*branches) if branches else false()] if branches is not None else []),
                  *([StepInstance.status.in_(statuses)] if statuses else []))  # type: ignore[attr-defined]
     total = session.exec(select(func.count()).select_from(StepInstance).where(where)).one()
     if branches is not None and statuses:
-        ids = _inbox_page(session, shared, branches, statuses, limit=limit, offset=offset)
+        ranges = [(branch, status) for i, branch in enumerate(branches) for status in statuses
+                  if i != verifying or status == SUBMITTED]
+        ids = _inbox_page(session, shared, ranges, limit=limit, offset=offset)
         found = {r.id: r for r in session.exec(
             select(StepInstance).where(StepInstance.id.in_(ids)))}  # type: ignore[union-attr]
         return [found[i] for i in ids if i in found], int(total)
@@ -95,27 +99,28 @@ def list_steps(
     return list(rows), int(total)
 
 
-def _inbox_page(session: Session, shared: list[Any], branches: list[Any], statuses: list[str],
+def _inbox_page(session: Session, shared: list[Any], ranges: list[tuple[Any, str]],
                 *, limit: int, offset: int) -> list[int]:
     """One inbox page by deadline without sorting the whole inbox: an inspector of a busy
     street holds tens of thousands of open tasks, and one ORDER BY over all of them costs more
-    than the page. Each (branch, status) is a range of ix_step_inbox (or ix_step_person) that
-    is already in deadline order, so each gives its first offset+limit ids at once; the few
-    hundred candidates are merged here. Tasks with no deadline come after those with one."""
+    than the page. Each (branch, status) of `ranges` is a range of ix_step_inbox (or
+    ix_step_person) that is already in deadline order, so each gives its first offset+limit ids
+    at once (the work awaiting the person's verification, a few submitted steps found through
+    ix_step_unit_status, is sorted); the few hundred candidates are merged here. Tasks with no
+    deadline come after those with one."""
     want = offset + limit
     dated: list[tuple[Any, int]] = []
     undated: list[int] = []
-    for branch in branches:
-        for status in statuses:
-            conds = [*shared, branch, StepInstance.status == status]
-            dated += list(session.exec(
-                select(StepInstance.due_at, StepInstance.id)
-                .where(*conds, StepInstance.due_at.is_not(None))  # type: ignore[union-attr]
-                .order_by(StepInstance.due_at, StepInstance.id).limit(want)))
-            undated += list(session.exec(
-                select(StepInstance.id)
-                .where(*conds, StepInstance.due_at.is_(None))  # type: ignore[union-attr]
-                .order_by(StepInstance.id).limit(want)))
+    for branch, status in ranges:
+        conds = [*shared, branch, StepInstance.status == status]
+        dated += list(session.exec(
+            select(StepInstance.due_at, StepInstance.id)
+            .where(*conds, StepInstance.due_at.is_not(None))  # type: ignore[union-attr]
+            .order_by(StepInstance.due_at, StepInstance.id).limit(want)))
+        undated += list(session.exec(
+            select(StepInstance.id)
+            .where(*conds, StepInstance.due_at.is_(None))  # type: ignore[union-attr]
+            .order_by(StepInstance.id).limit(want)))
     ordered = [i for _due, i in sorted(dated)] + sorted(undated)
     return list(dict.fromkeys(ordered))[offset:want]
 
