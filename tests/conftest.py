@@ -5,6 +5,7 @@ and the engine's test playbooks (`rt`), or the shipped playbooks with the demo d
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from factories import (  # noqa: E402
     SMALL_ORG,
     make_runtime,
 )
+from pg_server import PostgresServer  # noqa: E402
 
 from flows.runtime import Runtime  # noqa: E402
 from models.clock import ManualClock  # noqa: E402
@@ -63,3 +65,18 @@ def demo(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
     assert rt.catalog.errors == []
     yield rt
     rt.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on loopback (tests/pg_server.py), one per test module that asks."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg: PostgresServer) -> Iterator[str]:
+    """A fresh database on that server for one test, dropped after it."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    yield pg.create_database(name)
+    pg.drop_database(name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,6 @@ try:
     from pg_server import PostgresServer, PostgresUnavailable, find_pg_bin
 except ModuleNotFoundError:  # tests/ became a package (tests/__init__.py added)
     from tests.pg_server import PostgresServer, PostgresUnavailable, find_pg_bin
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
 
 
 def _engine(url: str) -> sa.Engine:

@@ -7,7 +7,6 @@ skip) when the server binaries are missing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes
 from fastapi.testclient import TestClient
-from pg_server import PostgresServer
 
 from api.deps import MAX_ROW
 from flows.runtime import Runtime
@@ -24,19 +22,6 @@ from models.clock import ManualClock
 Auth = Callable[[str], dict[str, str]]
 IdRoutes = list[tuple[str, str, str, dict[str, object] | None]]
 Json = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture
-def pg_url(pg: PostgresServer) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    yield pg.create_database(name)
-    pg.drop_database(name)
 
 
 @pytest.fixture

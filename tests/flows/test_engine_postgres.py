@@ -7,14 +7,12 @@ path must not go untested silently."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from factories import make_runtime, png_bytes
-from pg_server import PostgresServer
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
@@ -34,19 +32,6 @@ from models.outbox import Notification
 from models.queries import run_detail
 from models.run import Run
 from models.task import StepInstance
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture
-def pg_url(pg: PostgresServer) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    yield pg.create_database(name)
-    pg.drop_database(name)
 
 
 @pytest.fixture

@@ -745,14 +745,6 @@ def test_imported_runs_are_the_runs_start_run_makes(make_rt: Callable[..., Runti
 
 # -- PostgreSQL ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def pg() -> Any:
-    from pg_server import PostgresServer
-
-    with PostgresServer() as server:
-        yield server
-
-
 @pytest.fixture
 def make_pg_rt(pg: Any, tmp_path: Path, clock: ManualClock, playbooks: Path) -> Any:
     import uuid

@@ -52,12 +52,6 @@ T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 _serial = iter(range(1, 1_000_000))
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database per test."""

@@ -23,12 +23,6 @@ from models.hazard import Hazard
 from models.run import Run
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
-
-
 @pytest.fixture
 def pg_demo(pg: PostgresServer, tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
     name = f"t_{uuid.uuid4().hex[:16]}"

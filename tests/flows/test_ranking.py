@@ -77,12 +77,6 @@ def L(month: int, day: int, hour: int = 0, minute: int = 0, year: int = 2026) ->
     return datetime(year, month, day, hour, minute, tzinfo=SH)
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def rrt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     url = None
