@@ -70,6 +70,20 @@ def add_duration(
     return start + timedelta(seconds=duration.seconds())
 
 
+def add_after_deadline(
+    deadline: datetime, duration: Duration, *, calendar: WorkCalendar, tz: ZoneInfo
+) -> datetime:
+    """`duration` after a deadline (an escalation level's `after`). A deadline at local
+    midnight is 24:00 of the day it closes, so working days after it count from the next day:
+    "2wd" after Monday 24:00 is Wednesday 24:00, not Thursday's (add_duration alone reads a
+    midnight start as the new day's, which is right for an event, a day late for a deadline)."""
+    if duration.is_working_days:
+        local = deadline.astimezone(tz)
+        if local.hour == local.minute == local.second == local.microsecond == 0:
+            deadline -= timedelta(microseconds=1)
+    return add_duration(deadline, duration, calendar=calendar, tz=tz)
+
+
 def subtract_duration(
     end: datetime, duration: Duration, *, calendar: WorkCalendar, tz: ZoneInfo
 ) -> datetime:

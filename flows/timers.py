@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from flows.durations import add_duration, subtract_duration
+from flows.durations import add_after_deadline, add_duration, subtract_duration
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -116,7 +116,8 @@ def evaluate(
         else:
             upcoming.append(due)
         level_times = [
-            add_duration(due, level.after, calendar=calendar, tz=tz) for level in spec.escalate
+            add_after_deadline(due, level.after, calendar=calendar, tz=tz)
+            for level in spec.escalate
         ]
         fired_now: set[int] = set()
         for number, at in enumerate(level_times, start=1):

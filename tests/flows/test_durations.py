@@ -11,6 +11,7 @@ import pytest
 from flows.durations import (
     Duration,
     DurationError,
+    add_after_deadline,
     add_duration,
     parse_duration,
     subtract_duration,
@@ -108,3 +109,19 @@ def test_subtract_duration_working_days_use_calendar(cal: WorkCalendar) -> None:
     due = datetime(2025, 10, 10, tzinfo=SHANGHAI).astimezone(UTC)  # end of Thursday 10-09
     remind = subtract_duration(due, parse_duration("1wd"), calendar=cal, tz=SHANGHAI)
     assert remind == datetime(2025, 10, 1, tzinfo=SHANGHAI).astimezone(UTC)  # end of 09-30
+
+
+def test_working_days_after_a_deadline_at_24_00_count_from_the_next_day(
+        cal: WorkCalendar) -> None:
+    sh = ZoneInfo("Asia/Shanghai")
+    # Due Monday 2026-12-07 24:00 (Tuesday 00:00): 2wd after is the end of Wednesday 12-09.
+    due = datetime(2026, 12, 8, tzinfo=sh)
+    after = add_after_deadline(due, parse_duration("2wd"), calendar=cal, tz=sh)
+    assert after == datetime(2026, 12, 10, tzinfo=sh)
+    # A deadline inside a day counts from the next day, as before.
+    mid = datetime(2026, 12, 7, 18, tzinfo=sh)
+    assert add_after_deadline(mid, parse_duration("2wd"), calendar=cal, tz=sh) == \
+        datetime(2026, 12, 10, tzinfo=sh)
+    # Calendar durations are plain additions.
+    assert add_after_deadline(due, parse_duration("3d"), calendar=cal, tz=sh) == \
+        due + timedelta(days=3)
