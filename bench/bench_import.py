@@ -49,7 +49,7 @@ from typing import Any
 import common
 from common import START, Timer, fmt_bytes, print_table, progress
 
-from flows import bulk_insert, bulk_start, hazard_import  # noqa: E402
+from flows import bulk_insert, bulk_start, hazard_import, import_checks  # noqa: E402
 from models.org import load_org  # noqa: E402
 
 TARGET_S = 60.0
@@ -242,7 +242,7 @@ def run_import(data: bytes, playbook: str, tmp: Path, profile: int, writer_s: fl
 
     profiler = cProfile.Profile() if profile else None
     try:
-        with (timed(hazard_import, "read_table", spent, "parse file"),
+        with (timed(import_checks, "read_table", spent, "parse file"),
               timed(hazard_import, "_check_hazard_rows", spent, "check rows"),
               timed(hazard_import, "_check_stored", spent, "check database"),
               timed(bulk_start._Rows, "add", spent, "build rows"),

@@ -67,22 +67,21 @@ from flows.import_checks import (
     check_repeat,
     check_size,
     choice_cell,
-    empty_file,
     existing_values,
     map_header,
     paused_gc,
     positive_int,
+    read_upload,
     reading_problems,
     require_rights,
     sha256_hex,
     shown,
     text_cell,
-    unreadable,
 )
 from flows.params import MAX_TEXT, check_values
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
-from flows.tabular import RowUnreadable, Table, read_table
+from flows.tabular import Table
 from models import run as rs
 from models.audit import SYSTEM, AuditEvent
 from models.db import is_sqlite, read_session, session_scope
@@ -174,12 +173,7 @@ def import_hazards(
 
 def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: str,
                     actor: str, allow_repeat: bool) -> ImportResult:
-    try:
-        table = read_table(data, filename)
-    except RowUnreadable as exc:
-        raise unreadable(exc, HAZARD_COLUMNS) from None
-    if not table.header:
-        raise empty_file(table, HAZARD_COLUMNS)
+    table = read_upload(data, filename, HAZARD_COLUMNS)
     checked = _check_hazard_rows(rt, playbook, table, actor)
     del table  # the parsed cells (a third of the memory at 400,000 rows) are not needed now
     digest = sha256_hex(data)
@@ -362,7 +356,7 @@ def resume_imports(rt: Runtime) -> int:
                 playbook = rt.catalog.pinned(session, batch.playbook_sha or "")
             data = Path(batch.stored_file or "").read_bytes()
             with paused_gc():
-                table = read_table(data, batch.filename)
+                table = read_upload(data, batch.filename, HAZARD_COLUMNS)
                 checked = _check_hazard_rows(rt, playbook, table, batch.imported_by)
                 _write_rest(rt, playbook, batch.id or 0, checked.runs, [])
             done += 1

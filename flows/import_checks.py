@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from flows.bulk_start import BulkResult
 from flows.runtime import Runtime
-from flows.tabular import ReadProblem, RowUnreadable, Table
+from flows.tabular import ReadProblem, RowUnreadable, Table, read_table
 from models.base import MAX_ID
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import ImportBatch
@@ -165,6 +165,18 @@ def map_header(table: Table, columns: Sequence[Column], problems: list[ImportPro
             table.header_row, "单位编号", "unit", "缺少必填列“单位编号”（或“单位”）",
             "missing required column '单位编号' (unit) or '单位' (unit_name)"))
     return Header(index, names, ignored)
+
+
+def read_upload(data: bytes, filename: str, columns: Sequence[Column]) -> Table:
+    """The uploaded file's table; ImportInvalid naming the row and column where it cannot be
+    read, or for a file with nothing in it."""
+    try:
+        table = read_table(data, filename)
+    except RowUnreadable as exc:
+        raise unreadable(exc, columns) from None
+    if not table.header:
+        raise empty_file(table, columns)
+    return table
 
 
 def empty_file(table: Table, columns: Sequence[Column]) -> ImportInvalid:

@@ -26,18 +26,16 @@ from flows.import_checks import (
     check_repeat,
     check_size,
     choice_cell,
-    empty_file,
     existing_values,
     map_header,
+    read_upload,
     reading_problems,
     require_rights,
     sha256_hex,
     shown,
     text_cell,
-    unreadable,
 )
 from flows.runtime import Runtime
-from flows.tabular import RowUnreadable, read_table
 from models.audit import AuditEvent
 from models.db import session_scope
 from models.hazard import ImportBatch, RiskPoint
@@ -68,12 +66,7 @@ def import_risks(
 ) -> ImportResult:
     """Check every row of a risk point file, then upsert them by code in one transaction."""
     check_size(data, filename)
-    try:
-        table = read_table(data, filename)
-    except RowUnreadable as exc:
-        raise unreadable(exc, RISK_COLUMNS) from None
-    if not table.header:
-        raise empty_file(table, RISK_COLUMNS)
+    table = read_upload(data, filename, RISK_COLUMNS)
     problems: list[ImportProblem] = []
     header = map_header(table, RISK_COLUMNS, problems)
     problems += reading_problems(table, header)
