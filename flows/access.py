@@ -4,7 +4,7 @@ their unit or below."""
 
 from __future__ import annotations
 
-from models.errors import Forbidden, InvalidInput
+from models.errors import Forbidden, InvalidInput, clipped
 from models.org import OrgChart
 from models.run import Run
 from models.task import StepInstance
@@ -36,11 +36,6 @@ def require_right(org: OrgChart, person_id: str, right: str, unit_id: str) -> No
         )
 
 
-def _shown(text: str) -> str:
-    # A person id comes from the request body: never echo a huge one back.
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def require_reassign(
     org: OrgChart, actor: str, step: StepInstance, run: Run, person: str
 ) -> None:
@@ -59,8 +54,8 @@ def require_reassign(
     (422) for a person the actor may not hand it to, with the reason."""
     target = org.people.get(person)
     if target is None:
-        raise InvalidInput("person", f"人员 '{_shown(person)}' 不存在 / unknown person "
-                           f"'{_shown(person)}'")
+        raise InvalidInput("person", f"人员 '{clipped(person, 80)}' 不存在 / unknown person "
+                           f"'{clipped(person, 80)}'")
     supervisor = org.has_right(actor, "commander", step.unit_id)
     if not supervisor:
         require_act(org, actor, step)
@@ -161,5 +156,6 @@ def unit_and_below(org: OrgChart, unit: str) -> list[str]:
     """What a `unit` filter means in every list: the unit and the units below it. InvalidInput
     (422 on `unit`) for a unit the org chart does not have."""
     if unit not in org.units:
-        raise InvalidInput("unit", f"没有单位 {_shown(unit)} / unknown unit '{_shown(unit)}'")
+        name = clipped(unit, 80)
+        raise InvalidInput("unit", f"没有单位 {name} / unknown unit '{name}'")
     return org.descendants(unit)

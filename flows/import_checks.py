@@ -23,7 +23,7 @@ from flows.bulk_start import BulkResult
 from flows.runtime import Runtime
 from flows.tabular import ReadProblem, RowUnreadable, Table, read_table
 from models.base import MAX_ID
-from models.errors import Conflict, Forbidden, InvalidInput
+from models.errors import Conflict, Forbidden, InvalidInput, clipped
 from models.hazard import ImportBatch
 
 MAX_IMPORT_BYTES = 256 * 1024 * 1024  # a district-year of hazards as CSV is ~120 MB
@@ -107,8 +107,7 @@ class BadCell(Exception):
 
 
 def shown(value: Any) -> str:
-    text = str(value)
-    return f"'{text if len(text) <= 40 else text[:37] + '...'}'"
+    return f"'{clipped(str(value))}'"
 
 
 def _norm_header(text: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from models.errors import InvalidInput
+from models.errors import InvalidInput, clipped
 
 if TYPE_CHECKING:
     from flows.spec import ParamSpec, Playbook
@@ -73,8 +73,7 @@ class ParamProblem:
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return clipped(repr(value), 60)
 
 
 def coerce_value(spec: ParamSpec, value: Any) -> Any:

@@ -24,7 +24,7 @@ from models import run as rs
 from models import task as st
 from models.db import session_scope
 from models.documents import Evidence
-from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound, clipped
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -152,11 +152,6 @@ def _check_output_sizes(outputs: dict[str, Any]) -> None:
                            f"outputs are {size} bytes; the limit is {MAX_OUTPUTS_BYTES}")
 
 
-def _shown_id(ev_id: str) -> str:
-    # Stored ids are 32 hex digits; anything much longer came from the request, not from us.
-    return ev_id if len(ev_id) <= 40 else ev_id[:37] + "..."
-
-
 def _check_evidence(
     session: Session, step: StepInstance, spec: StepSpec, evidence_ids: list[str],
     note: str | None, actor: str,
@@ -168,7 +163,7 @@ def _check_evidence(
     for ev_id in evidence_ids:
         # One photo listed twice is still one photo: it must not meet a two-photo minimum.
         if ev_id in seen:
-            shown = _shown_id(ev_id)
+            shown = clipped(ev_id)
             raise InvalidInput("evidence", f"证据 '{shown}' 重复 / evidence '{shown}' is listed "
                                "twice")
         seen.add(ev_id)
@@ -176,7 +171,7 @@ def _check_evidence(
     for i, ev_id in enumerate(evidence_ids):
         row = session.get(Evidence, ev_id)
         if row is None:
-            shown = _shown_id(ev_id)
+            shown = clipped(ev_id)
             raise InvalidInput(f"evidence[{i}]", f"证据 '{shown}' 不存在 / unknown evidence id "
                                f"'{shown}'")
         if row.step_id is not None and row.step_id != step.id:

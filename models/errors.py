@@ -8,6 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def clipped(text: str, most: int = 40) -> str:
+    """`text` cut to `most` characters with "..." for a message that echoes a value from the
+    request or a file: a 3 MB value must not come back in a 3 MB error."""
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
 class CloseloopError(Exception):
     """Base of every error closeloop raises on purpose."""
 
