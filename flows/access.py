@@ -62,7 +62,7 @@ def require_reassign(
     if not can_read_unit(org, person, run.unit_id):
         raise InvalidInput(
             "person",
-            f"{target.name}（{_unit_name(org, target.unit_id)}）无权查看该事件，不能接收其任务 / "
+            f"{target.name}（{org.unit_name(target.unit_id)}）无权查看该事件，不能接收其任务 / "
             f"'{person}' cannot see this run (unit '{run.unit_id}'), so cannot take its task",
         )
     units = list(dict.fromkeys(u for u in (step.unit_id, step.assignee_unit_id) if u))
@@ -76,7 +76,7 @@ def require_reassign(
             return
         raise InvalidInput(
             "person",
-            f"只能转派给{_unit_name(org, own)}及下级单位的人员，或本任务单位的人员 / a commander "
+            f"只能转派给{org.unit_name(own)}及下级单位的人员，或本任务单位的人员 / a commander "
             f"hands a task only to people of unit '{own}' and below, or of the task's unit "
             f"({', '.join(units)})",
         )
@@ -84,16 +84,11 @@ def require_reassign(
     role_en = f" or one holding role '{step.role}' for it" if step.role else ""
     raise InvalidInput(
         "person",
-        f"只能转派给{'、'.join(_unit_name(org, u) for u in units)}{role}人员；转派给其他人请由"
-        f"{_unit_name(org, step.unit_id)}或上级的指挥长办理 / a task may be handed only to a "
+        f"只能转派给{'、'.join(org.unit_name(u) for u in units)}{role}人员；转派给其他人请由"
+        f"{org.unit_name(step.unit_id)}或上级的指挥长办理 / a task may be handed only to a "
         f"person of unit {', '.join(units)}{role_en}; a commander of '{step.unit_id}' or above "
         "may hand it to others",
     )
-
-
-def _unit_name(org: OrgChart, unit_id: str) -> str:
-    unit = org.units.get(unit_id)
-    return unit.name if unit else unit_id
 
 
 def can_read_unit(org: OrgChart, person_id: str, unit_id: str) -> bool:

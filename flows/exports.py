@@ -292,16 +292,10 @@ class Names:
         self._streets: dict[str, str | None] = {}
 
     def unit(self, unit_id: str | None) -> str | None:
-        if unit_id is None:
-            return None
-        unit = self.rt.org.units.get(unit_id)
-        return unit.name if unit else unit_id
+        return None if unit_id is None else self.rt.org.unit_name(unit_id)
 
     def person(self, person_id: str | None) -> str | None:
-        if person_id is None:
-            return None
-        person = self.rt.org.people.get(person_id)
-        return person.name if person else person_id
+        return None if person_id is None else self.rt.org.person_name(person_id)
 
     def street_of(self, unit_id: str) -> str | None:
         if unit_id not in self._streets:

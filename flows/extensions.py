@@ -71,10 +71,6 @@ def _text(field: str, value: str | None, *, required: bool, what: str) -> str | 
 DECIDED_ZH = {APPROVED: "已同意", REFUSED: "已不同意"}
 
 
-def _person_name(rt: Runtime, person_id: str) -> str:
-    person = rt.org.people.get(person_id)
-    return person.name if person else person_id
-
 
 def request_extension(
     rt: Runtime, *, step_id: int, actor: str, due_at: datetime, reason: str
@@ -343,7 +339,7 @@ def chase_undecided(session: Session, rt: Runtime, now: datetime) -> int:
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=people, kind="extension_overdue",
             title=f"【延期审批超时】{step.title}",
-            body=(f"{run.title}：{step.title} 的延期申请（{_person_name(rt, req.requested_by)}，"
+            body=(f"{run.title}：{step.title} 的延期申请（{rt.org.person_name(req.requested_by)}，"
                   f"理由：{req.reason}）"
                   f"应于 {rt.renderer.deadline(req.decide_by)} 前审批，至今未审批，请立即处理。"),
             dedupe=f"extension_overdue|{req.id}", now=now, run_id=run.id, step_id=step.id,

@@ -442,10 +442,9 @@ def check_repeat(session: Session, rt: Runtime, kind: str, digest: str, filename
         .order_by(ImportBatch.id)  # type: ignore[arg-type]
     ).first()
     if earlier is not None:
-        who = rt.org.people.get(earlier.imported_by)
         raise Conflict(
             f"{filename}: 同一文件已于 {rt.renderer.local(earlier.imported_at)} 由 "
-            f"{who.name if who else earlier.imported_by} 导入（批次 #{earlier.id}，"
+            f"{rt.org.person_name(earlier.imported_by)} 导入（批次 #{earlier.id}，"
             f"{earlier.rows} 行）；确需重复导入请加 repeat=true / the same file was imported "
             f"before by {earlier.imported_by} (batch {earlier.id}, {earlier.rows} rows); pass "
             "repeat=true to import it again",

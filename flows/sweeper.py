@@ -228,7 +228,8 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         "kind": firing.kind, "kind_label": label, "level": firing.level,
         "repeat": firing.repeat, "step": {"id": step.step_key, "title": step.title,
                                           "due_at_local": rt.renderer.deadline(step.due_at),
-                                          "assignees": [_name(rt, p) for p in step.assignees]},
+                                          "assignees": [rt.org.person_name(p)
+                                                        for p in step.assignees]},
         "run": {"id": run.id, "title": run.title, "unit": run.unit_id,
                 "unit_name": rt.org.unit(run.unit_id).name},
         "unit_name": rt.org.unit(step.unit_id).name, "minutes_late": max(late, 0),
@@ -248,10 +249,6 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
                 f"应于 {context['step']['due_at_local']} 完成，{label}第{firing.level}级。")
     return title, body
 
-
-def _name(rt: Runtime, person_id: str) -> str:
-    person = rt.org.people.get(person_id)
-    return person.name if person else person_id
 
 
 def _event(step: StepInstance, now: datetime, action: str, detail: dict[str, Any]

@@ -87,11 +87,6 @@ def require_running(run: Run) -> None:
                        current=run.status)
 
 
-def _name(rt: Runtime, person_id: str | None) -> str:
-    person = rt.org.people.get(person_id or "")
-    return person.name if person else (person_id or "?")
-
-
 def check_text(field: str, value: str | None, limit: int = MAX_NOTE) -> None:
     """Refuse text longer than `limit` characters (422 on `field`)."""
     if value is not None and len(value) > limit:
@@ -108,8 +103,9 @@ def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
             if got.step.acked_by == actor:
                 # Acknowledging twice (a retried request, a second tap) is not a second event.
                 return got.step
-            raise Conflict(f"任务已由 {_name(rt, got.step.acked_by)} 签收 / task is acked by "
-                           f"{got.step.acked_by}", current=got.step.status)
+            by = got.step.acked_by or "?"
+            raise Conflict(f"任务已由 {rt.org.person_name(by)} 签收 / task is acked by {by}",
+                           current=got.step.status)
         now = rt.clock.now()
         transition(session, got.step, allowed=(st.READY,),
                     values={"status": st.ACKED, "acked_at": now, "acked_by": actor})

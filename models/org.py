@@ -136,6 +136,16 @@ class OrgChart:
         except KeyError:
             raise NotFound("person", person_id) from None
 
+    def person_name(self, person_id: str) -> str:
+        """The person's name for a message, or the id of someone no longer in the chart."""
+        person = self.people.get(person_id)
+        return person.name if person else person_id
+
+    def unit_name(self, unit_id: str) -> str:
+        """The unit's name for a message, or the id of a unit no longer in the chart."""
+        unit = self.units.get(unit_id)
+        return unit.name if unit else unit_id
+
     def channel(self, name: str) -> str:
         try:
             return self.channels[name]
