@@ -19,13 +19,13 @@ from sqlmodel import Session, select
 
 from flows.access import is_admin, require_act, require_read_run
 from flows.durations import add_duration, subtract_duration
-from flows.lifecycle import load_run
+from flows.lifecycle import load_run, require_running
 from flows.progress import first_check
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import StepSpec
-from flows.tasks import MAX_EXTENSION, check_text, require_running, task_conflict, transition
+from flows.tasks import MAX_EXTENSION, check_text, task_conflict, transition
 from models import task as st
 from models.audit import SYSTEM
 from models.db import read_session, session_scope

@@ -60,6 +60,13 @@ def start_run(
 MAX_TITLE: int = Run.__table__.c.title.type.length  # type: ignore[attr-defined]
 
 
+def require_running(run: Run) -> None:
+    """409 for anything but a running run (a step, a stage, a cancel, an extension)."""
+    if run.status != rs.RUNNING:
+        raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is {run.status}",
+                       current=run.status)
+
+
 def title_for(playbook: Playbook, where: str) -> str:
     """A run's title: the playbook's title and where (the location param, else the unit's name),
     on one line and cut to MAX_TITLE with "…". The bulk import (flows/bulk_plan.py) titles its
@@ -138,9 +145,7 @@ def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
             known = ", ".join(playbook.stages)
             raise InvalidInput("stage", f"没有阶段 {stage}，可选：{known} / unknown stage "
                                f"'{stage}' (known: {known})")
-        if run.status != rs.RUNNING:
-            raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is "
-                           f"{run.status}", current=run.status)
+        require_running(run)
         if run.stage == stage:
             raise Conflict(f"流程已处于阶段 {stage} / run is already in stage '{stage}'",
                            current=run.stage)
@@ -165,9 +170,7 @@ def cancel_run(
     run = load_run(session, run_id)
     if actor != SYSTEM:
         require_right(rt.org, actor, "commander", run.unit_id)
-    if run.status != rs.RUNNING:
-        raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is already "
-                       f"{run.status}", current=run.status)
+    require_running(run)
     now = rt.clock.now()
     cancelled = cancel_open_steps(session, run.id or 0, now=now)
     run.status = rs.CANCELLED

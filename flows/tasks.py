@@ -13,14 +13,13 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from flows.access import require_act, require_reassign
-from flows.lifecycle import load_run
+from flows.lifecycle import load_run, require_running
 from flows.params import validate_values
 from flows.progress import advance, first_check, wake
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import StepSpec
-from models import run as rs
 from models import task as st
 from models.db import session_scope
 from models.documents import Evidence
@@ -79,12 +78,6 @@ def transition(
         raise Conflict("任务已被他人改动，请刷新 / task was changed by someone else; reload it",
                        current=None)
     session.expire(step)
-
-
-def require_running(run: Run) -> None:
-    if run.status != rs.RUNNING:
-        raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is {run.status}",
-                       current=run.status)
 
 
 def check_text(field: str, value: str | None, limit: int = MAX_NOTE) -> None:
@@ -277,8 +270,7 @@ def verify(
             raise Forbidden("不能核验自己完成的任务 / you cannot verify a task you completed "
                             "yourself (four-eyes rule)")
         if got.step.status != st.SUBMITTED:
-            raise Conflict(f"任务{st.STATUS_ZH.get(got.step.status, got.step.status)}，不在待核验"
-                           f" / task is {got.step.status}, not submitted", current=got.step.status)
+            raise task_conflict(got.step, "核验")
         check_text("note", note)
         now = rt.clock.now()
         if approve:
