@@ -15,19 +15,8 @@ from flows.assemble import Session, assemble, dedupe
 from flows.locate import Where
 from flows.modules import ModuleLibrary
 from flows.spec import Playbook
-from models.errors import InvalidInput, PlaybookInvalid, SourceError
+from models.errors import PlaybookInvalid, SourceError
 from models.yamlpos import Positions, YamlSyntaxError, load_with_positions
-
-# The largest playbook text the API validates. A 100-step playbook is ~50 KB; 1 MiB holds
-# some 2,000 steps like bench/bench_validate.py's. Files on disk have no such limit (the YAML
-# limits of models/yamlpos.py still apply to them).
-MAX_PLAYBOOK_BYTES = 1024 * 1024
-
-
-def playbook_too_large() -> InvalidInput:
-    """The 422 for a playbook body past MAX_PLAYBOOK_BYTES, as the body guard words its own."""
-    mib = MAX_PLAYBOOK_BYTES / 2**20
-    return InvalidInput("body", f"流程文件超过 {mib:g} MB / playbook larger than {mib:g} MiB")
 
 
 @dataclass

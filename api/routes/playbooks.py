@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentPerson, RuntimeDep
-from flows.loader import MAX_PLAYBOOK_BYTES, load_playbook_text, playbook_too_large
+from flows.loader import load_playbook_text
 from models.errors import InvalidInput
 
 router = APIRouter(prefix="/api/playbooks", tags=["playbooks"])
@@ -34,7 +34,7 @@ def read(playbook_id: str, rt: RuntimeDep, person: CurrentPerson) -> dict[str, A
 @router.post("/validate")
 async def validate(request: Request, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     """Validate a playbook sent as the YAML body: 200 when valid, else 422 with every error."""
-    raw = await _body(request)
+    raw = await request.body()  # at most MAX_BODY_BYTES: api/body_guard.py stops a larger one
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -45,18 +45,3 @@ async def validate(request: Request, rt: RuntimeDep, person: CurrentPerson) -> d
     pb = await run_in_threadpool(
         load_playbook_text, text, filename=name, context=rt.catalog.context)
     return {"valid": True, "id": pb.id, "version": pb.version, "steps": len(pb.steps)}
-
-
-async def _body(request: Request) -> bytes:
-    """The body, refused as soon as it passes MAX_PLAYBOOK_BYTES (never buffered beyond)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_PLAYBOOK_BYTES:
-        raise playbook_too_large()  # refused unread
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_PLAYBOOK_BYTES:
-            raise playbook_too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
