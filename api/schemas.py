@@ -81,6 +81,10 @@ class StepPublic(BaseModel):
     ready_at: datetime | None
     acked_at: datetime | None
     submitted_by: str | None
+    verify_due_at: datetime | None = Field(
+        default=None, description="submitted work: when the verifier must have decided")
+    verify_due_at_local: str | None = None
+    verify_level: int = Field(default=0, description="verifier's escalation levels fired")
     verified_by: str | None
     done_at: datetime | None
     note: str | None
@@ -161,7 +165,10 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
         due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
         ready_at=s.ready_at, acked_at=s.acked_at, submitted_by=s.submitted_by,
-        verified_by=s.verified_by, done_at=s.done_at, note=s.note, outputs=s.outputs or {},
+        verify_due_at=s.verify_due_at,
+        verify_due_at_local=rt.renderer.deadline(s.verify_due_at) or None,
+        verify_level=s.verify_level, verified_by=s.verified_by, done_at=s.done_at,
+        note=s.note, outputs=s.outputs or {},
         evidence=s.evidence or [], reject_reason=s.reject_reason,
     )
 

@@ -70,6 +70,8 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out += _recipients(remind.to, where, ("remind", i, "to"), env)
         for i, level in enumerate(step.escalate):
             out += _recipients(level.notify, where, ("escalate", i, "notify"), env)
+        for i, level in enumerate(step.verify.escalate if step.verify else []):
+            out += _recipients(level.notify, where, ("verify", "escalate", i, "notify"), env)
     if step.stage is not None and env.stages is not None and step.stage not in env.stages:
         known = choices(env.stages, step.stage) if env.stages else "the playbook has no stages"
         out.append(where.at(("stage",), f"unknown stage '{step.stage}' (known: {known})"))
@@ -78,6 +80,9 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
     for i, level in enumerate(step.escalate):
         if level.template is not None:
             out += _template(level.template, where, env, ("escalate", i, "template"))
+    for i, level in enumerate(step.verify.escalate if step.verify else []):
+        if level.template is not None:
+            out += _template(level.template, where, env, ("verify", "escalate", i, "template"))
     if step.playbook is not None and env.playbooks is not None:
         if step.playbook not in env.playbooks:
             known = choices(sorted(env.playbooks), step.playbook)

@@ -190,8 +190,10 @@ def decide_extension(
         _settle(session, req, status=APPROVED if approve else REFUSED, actor=actor, now=now,
                 note=clean, old_due=old_due if approve else req.old_due_at)
         if approve:
-            check = first_check(rt, spec, status=step.status, ready_at=step.ready_at or now,
-                                due_at=req.new_due_at, now=now)
+            # Work awaiting verification keeps the verifier's ladder (flows/tasks.extend).
+            check = (step.next_check_at if step.status == st.SUBMITTED else
+                     first_check(rt, spec, status=step.status, ready_at=step.ready_at or now,
+                                 due_at=req.new_due_at, now=now))
             transition(session, step, allowed=st.OPEN_STATUSES, values={
                 "due_at": req.new_due_at, "original_due_at": step.original_due_at or old_due,
                 "overdue": False, "escalation_level": 0, "last_escalated_at": None,

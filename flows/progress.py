@@ -239,15 +239,25 @@ def due_time(
     return add_duration(start, spec.due.after, calendar=rt.calendar, tz=rt.tz)
 
 
+def verify_due_time(rt: Runtime, run: Run, spec: StepSpec, *, submitted_at: datetime
+                    ) -> datetime | None:
+    """The verifier's deadline for work handed in at `submitted_at` (verify.due)."""
+    if spec.verify is None or spec.verify.due is None:
+        return None
+    due = spec.verify.due
+    start = run.started_at if due.from_ == "run" else submitted_at
+    return add_duration(start or submitted_at, due.after, calendar=rt.calendar, tz=rt.tz)
+
+
 def first_check(
     rt: Runtime, spec: StepSpec, *, status: str, ready_at: datetime, due_at: datetime | None,
-    now: datetime,
+    now: datetime, verify_due_at: datetime | None = None,
 ) -> datetime | None:
     outcome = evaluate(
         spec,
         TimerState(status=status, ready_at=ready_at, due_at=due_at, acked_at=None,
                    reminders_sent=0, ack_missed=False, overdue=False, escalation_level=0,
-                   last_escalated_at=None),
+                   last_escalated_at=None, verify_due_at=verify_due_at),
         now, calendar=rt.calendar, tz=rt.tz,
     )
     # Something already owed (a due time in the past, a 0m escalation): the next sweep fires it.

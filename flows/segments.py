@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from flows.context import expression_context, run_view
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
+from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
 from flows.progress import AUTOMATIC_ACTIONS, advance
 from flows.recipients import notification_rows, resolve_targets
 from flows.render import RenderFailed
@@ -80,6 +81,15 @@ def execute_step(
             if run.status != rs.RUNNING:
                 break
             context = _template_context(session, rt, run, inst)
+            number = None
+            if spec.number and spec.action in ("notify", "document"):
+                # One number per prefix and run (a notice and its serving print the same); a
+                # fanned-out document numbers each instance.
+                subject = RUN_SUBJECT if inst.item_index == 0 else f"item|{inst.item_index}"
+                number = issue_number(session, rt, prefix=spec.number, run_id=run_id,
+                                      step_key=step_key, subject=subject, now=now)
+                context["doc_no"] = number.text
+                context["numbers"] = run_numbers(session, run_id)
             if spec.action == "notify":
                 people, channels = resolve_targets(rt.org, spec.to, inst.unit_id)
                 body = _render(session, rt, spec.template or "", context, inst)
@@ -95,7 +105,8 @@ def execute_step(
                 body = _render(session, rt, spec.template or "", context, inst)
                 insert_ignoring_duplicates(session, Document, [{
                     "run_id": run_id, "step_id": inst.id, "template": spec.template,
-                    "title": inst.title, "body": body, "created_at": now,
+                    "title": inst.title, "number": number.text if number else None,
+                    "body": body, "created_at": now,
                 }])
                 _finish(session, inst, now, {"document": True}, recorded)
                 done += 1
@@ -155,6 +166,7 @@ def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstanc
                    "assignees": [rt.org.people[p].name for p in inst.assignees
                                  if p in rt.org.people]}
     ctx["now_local"] = rt.renderer.local(rt.clock.now())
+    ctx["numbers"] = run_numbers(session, run.id or 0)  # 文号 issued so far, by step
     return ctx
 
 

@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from flows.durations import Duration, parse_duration
 from flows.params import ParamValueError, check_range, coerce
 from flows.step_rules import step_problems
+from models.numbering import MAX_PREFIX
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 # After splicing, a module's steps are `<as>.<id>`.
@@ -51,6 +52,10 @@ DEFER_CHECKS = "closeloop_defer_checks"
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# A 文号 prefix (发文机关代字, e.g. 坪应急督): the year and number are added to it.
+DOC_PREFIX_PATTERN = r"^[^\s〔〕\[\]()（）{}]+$"
+DocPrefix = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PREFIX,
+                                             pattern=DOC_PREFIX_PATTERN)]
 
 DurationField = Annotated[
     Duration,
@@ -80,6 +85,7 @@ Bound = Annotated[int | float, PlainValidator(_bound), WithJsonSchema({"type": "
 ParamType = Literal["string", "int", "number", "bool", "enum", "date", "datetime", "list"]
 Action = Literal["task", "notify", "document", "wait", "playbook"]
 DueFrom = Literal["ready", "run", "stage"]
+VerifyDueFrom = Literal["submitted", "run"]
 
 
 class _Spec(BaseModel):
@@ -200,6 +206,12 @@ class EscalateSpec(_Spec):
         description="Jinja2 template of this level's message (e.g. supervision-letter.md.j2); "
         "default alert-message.md.j2.",
     )
+    number: DocPrefix | None = Field(
+        default=None,
+        description="文号 prefix: each firing of this level is a numbered letter (坪应急督函"
+                    "〔2026〕3号), the next number of the prefix in its year; the template "
+                    "reads it as `doc_no`.",
+    )
 
 
 class EvidenceSpec(_Spec):
@@ -208,6 +220,25 @@ class EvidenceSpec(_Spec):
     photos: int = Field(default=0, ge=0, description="Minimum number of photos.")
     files: int = Field(default=0, ge=0, description="Minimum number of files.")
     note: bool = Field(default=False, description="A written note is required.")
+
+
+class VerifyDueSpec(_Spec):
+    """When the verifier must have decided, counted from the submission or the run start."""
+
+    after: DurationField = Field(description="How long after `from` the verdict is due.")
+    from_: VerifyDueFrom = Field(
+        default="submitted",
+        alias="from",
+        description="submitted: the work was handed in (default); run: the run started (a "
+        "report that must be signed off within the hour of the alert).",
+    )
+
+
+VerifyDueField = Annotated[
+    VerifyDueSpec | None,
+    # `due: 10d` under verify means {after: 10d, from: submitted}.
+    BeforeValidator(_due_shorthand, json_schema_input_type=DurationField | VerifyDueSpec | None),
+]
 
 
 class VerifySpec(_Spec):
@@ -222,6 +253,27 @@ class VerifySpec(_Spec):
         description="Label of the run's phase while the work awaits verification (复查中); "
                     "without it the step's own phase is shown.",
     )
+    # Without a deadline of its own, work handed in on time could wait for its verifier for
+    # ever: the assignee's ladder pauses while the work is verified, and nobody else is chased.
+    due: VerifyDueField = Field(
+        default=None,
+        description="Deadline for the verdict: `10d` (from the submission) or "
+                    "{after: 60m, from: run}.",
+    )
+    escalate: list[EscalateSpec] = Field(
+        default_factory=list,
+        description="Levels chasing an overdue verdict, counted from verify.due; each "
+                    "names who is told (the verifier's role, their superiors).",
+    )
+
+    @cached_property
+    def ladder(self) -> list[EscalateSpec]:
+        """The levels the sweeper fires: without `escalate`, the verifiers are told once at
+        the deadline (a deadline nobody hears of chases nobody)."""
+        if self.escalate or self.due is None:
+            return list(self.escalate)
+        return [EscalateSpec.model_validate({"after": "0m", "notify": [self.role],
+                                             "title": "核验超时"})]
 
 
 class ExtensionSpec(_Spec):
@@ -308,6 +360,13 @@ class StepSource(_Spec):
         default=None, description="Jinja2 template in playbooks/templates (notify, document)."
     )
     to: list[str] = Field(default_factory=list, description="notify: roles or channels.")
+    number: DocPrefix | None = Field(
+        default=None,
+        description="document or notify: 文号 prefix (发文机关代字, e.g. 坪应急督); the document "
+                    "takes the next number of the prefix in its year from the bureau's register "
+                    "(坪应急督〔2026〕15号), as `doc_no` in the template. Steps of one run with "
+                    "the same prefix share one number (a notice and its serving).",
+    )
     playbook: str | None = Field(
         default=None, description="action: playbook: id of the playbook to start."
     )

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from flows.durations import Duration
 
 if TYPE_CHECKING:
-    from flows.spec import StepSource
+    from collections.abc import Sequence
+
+    from flows.spec import EscalateSpec, StepSource
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -37,21 +39,33 @@ def step_problems(step: StepSource) -> list[Problem]:
         out.append((("playbook",), f"'playbook' is only used with action: playbook, not {action}"))
     if action != "playbook" and step.with_:
         out.append((("with",), f"'with' is only used with action: playbook, not {action}"))
+    if step.number is not None and action not in ("document", "notify"):
+        out.append((("number",), f"'number' (文号) is only used with action: document or "
+                                 f"notify, not {action}"))
     if step.remind and step.due is None:
         out.append((("remind",), "reminders count back from the due time; add 'due'"))
     if step.escalate and step.due is None and step.ack is None:
         out.append((("escalate",), "escalation counts from the due time; add 'due' or 'ack'"))
-    for index in range(1, len(step.escalate)):
-        before, level = step.escalate[index - 1].after, step.escalate[index].after
-        if _shorter(level, before):
-            out.append(
-                (
-                    ("escalate", index, "after"),
-                    f"escalation levels must be in order of 'after': {level} comes after {before}",
-                )
-            )
+    out += _ladder_order(step.escalate, ("escalate",))
+    if step.verify is not None:
+        if step.verify.escalate and step.verify.due is None:
+            out.append((("verify", "escalate"),
+                        "escalation counts from the verifier's deadline; add 'verify.due'"))
+        out += _ladder_order(step.verify.escalate, ("verify", "escalate"))
     if len(set(step.needs)) != len(step.needs):
         out.append((("needs",), "a step is listed twice in 'needs'"))
+    return out
+
+
+def _ladder_order(levels: Sequence[EscalateSpec], path: tuple[str, ...]) -> list[Problem]:
+    out: list[Problem] = []
+    for index in range(1, len(levels)):
+        before, level = levels[index - 1].after, levels[index].after
+        if _shorter(level, before):
+            out.append((
+                (*path, index, "after"),
+                f"escalation levels must be in order of 'after': {level} comes after {before}",
+            ))
     return out
 
 

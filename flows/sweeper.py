@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from flows.context import steps_view
 from flows.extensions import chase_undecided
+from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, wake
 from flows.recipients import notification_rows, resolve_targets
 from flows.render import RenderFailed
@@ -38,7 +39,8 @@ from models.writes import add_event, insert_ignoring_duplicates, insert_rows
 
 log = logging.getLogger("closeloop.sweeper")
 LEASE = "sweeper"
-KIND_TITLES = {"remind": "到期提醒", "ack": "未签收", "escalate": "督办提醒"}
+KIND_TITLES = {"remind": "到期提醒", "ack": "未签收", "escalate": "督办提醒",
+               "verify": "核验超时"}
 
 
 @dataclass
@@ -135,7 +137,9 @@ def _sweep_batch(
                        acked_at=step.acked_at, reminders_sent=step.reminders_sent,
                        ack_missed=step.ack_missed, overdue=step.overdue,
                        escalation_level=step.escalation_level,
-                       last_escalated_at=step.last_escalated_at),
+                       last_escalated_at=step.last_escalated_at,
+                       verify_due_at=step.verify_due_at, verify_level=step.verify_level,
+                       verify_last_at=step.verify_last_at),
             now, calendar=rt.calendar, tz=rt.tz,
         )
         if outcome.wait_finished:
@@ -171,6 +175,7 @@ def _sweep_batch(
             "escalation_level": outcome.escalation_level,
             "last_escalated_at": outcome.last_escalated_at,
             "reminders_sent": outcome.reminders_sent, "ack_missed": outcome.ack_missed,
+            "verify_level": outcome.verify_level, "verify_last_at": outcome.verify_last_at,
             "next_check_at": outcome.next_check_at, "version": step.version + 1,
         })
     # The unique key on escalation (step, kind, level, scheduled_at) is the last line of defence
@@ -213,17 +218,25 @@ def _finish_wait(session: Session, rt: Runtime, step: StepInstance, run: Run,
 def _recipients(rt: Runtime, step: StepInstance, firing: Firing) -> tuple[list[str], list[str]]:
     if not firing.targets:
         return list(step.assignees), []
-    return resolve_targets(rt.org, firing.targets, step.unit_id)
+    people, channels = resolve_targets(rt.org, firing.targets, step.unit_id)
+    if firing.kind == "ack":
+        # "Sign for the task now" is first of all for whoever has not signed; the first
+        # escalation level hears of it too.
+        people = list(dict.fromkeys([*step.assignees, *people]))
+    return people, channels
 
 
 def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: Firing,
              now: datetime, *, session: Session | None = None) -> tuple[str, str]:
     label = KIND_TITLES.get(firing.kind, firing.kind)
-    level = (spec.escalate[firing.level - 1]
-             if firing.kind == "escalate" and 0 < firing.level <= len(spec.escalate) else None)
+    ladder = {"escalate": spec.escalate,
+              "verify": spec.verify.ladder if spec.verify else []}.get(firing.kind, [])
+    level = ladder[firing.level - 1] if 0 < firing.level <= len(ladder) else None
     level_title = level.title if level is not None else None
     title = f"【{label}·{level_title}】{step.title}" if level_title else f"【{label}】{step.title}"
-    late = int((now - step.due_at).total_seconds() // 60) if step.due_at else 0
+    # A verifier is late against their own deadline, not the assignee's.
+    deadline = step.verify_due_at if firing.kind == "verify" else step.due_at
+    late = int((now - deadline).total_seconds() // 60) if deadline else 0
     context = {
         "kind": firing.kind, "kind_label": label, "level": firing.level,
         "repeat": firing.repeat, "step": {"id": step.step_key, "title": step.title,
@@ -235,18 +248,36 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         "unit_name": rt.org.unit(step.unit_id).name, "minutes_late": max(late, 0),
         "now_local": rt.renderer.local(now), "level_title": level_title,
     }
+    if firing.kind == "verify" and spec.verify is not None:
+        context["verify"] = {
+            "due_at_local": rt.renderer.deadline(step.verify_due_at),
+            "submitted_at_local": rt.renderer.local(step.submitted_at),
+            "submitted_by": rt.org.person_name(step.submitted_by or ""),
+            "verifiers": [p.name for p in rt.org.resolve_role(spec.verify.role,
+                                                               step.unit_id)[1]],
+        }
     template = "alert-message.md.j2"
     if level is not None and level.template and session is not None:
         # A level with its own document (督办函, 约谈通知) sees the run's facts as documents do.
         template = level.template
-        context |= {"params": dict(run.params), "steps": steps_view(session, rt, run)}
+        context |= {"params": dict(run.params), "steps": steps_view(session, rt, run),
+                    "numbers": run_numbers(session, run.id or 0)}
         context["run"] |= {"params": dict(run.params),
                            "started_at_local": rt.renderer.local(run.started_at)}
+    if level is not None and level.number and session is not None:
+        # Each letter of the ladder is numbered: keyed like the escalation row itself, so a
+        # firing rendered again keeps its number and the next firing takes the next one.
+        context["doc_no"] = issue_number(
+            session, rt, prefix=level.number, run_id=run.id or 0, step_key=step.step_key,
+            subject=f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}",
+            now=now).text
     try:
         body = rt.renderer.render(template, context)
     except RenderFailed:
-        body = (f"{run.title}：{step.title}（{context['unit_name']}）"
-                f"应于 {context['step']['due_at_local']} 完成，{label}第{firing.level}级。")
+        what = (f"应于 {context['verify']['due_at_local']} 前核验" if "verify" in context
+                else f"应于 {context['step']['due_at_local']} 完成")
+        body = (f"{run.title}：{step.title}（{context['unit_name']}）{what}，"
+                f"{label}第{firing.level}级。")
     return title, body
 
 

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from flows.access import require_act, require_reassign
 from flows.lifecycle import load_run, require_running
 from flows.params import validate_values
-from flows.progress import advance, first_check, wake
+from flows.progress import advance, first_check, verify_due_time, wake
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
@@ -211,8 +211,17 @@ def complete(
             "status": to_state, "submitted_at": now, "submitted_by": actor, "note": note,
             "outputs": clean, "evidence": [f.id for f in files], "reject_reason": None,
         }
-        values["next_check_at"] = None  # done, or the ladder pauses while it is verified
-        if not verifying:
+        # Done: no more timers. Submitted: the assignee's ladder pauses and the verifier's
+        # starts (verify.due), afresh for each submission.
+        values["next_check_at"] = None
+        if verifying:
+            verify_due = verify_due_time(rt, got.run, got.spec, submitted_at=now)
+            values |= {"verify_due_at": verify_due, "verify_level": 0, "verify_last_at": None}
+            if verify_due is not None:
+                values["next_check_at"] = first_check(
+                    rt, got.spec, status=st.SUBMITTED, ready_at=got.step.ready_at or now,
+                    due_at=got.step.due_at, now=now, verify_due_at=verify_due)
+        else:
             values["done_at"] = now
         from_state = got.step.status
         transition(session, got.step, allowed=st.ACTIONABLE_STATUSES, values=values)
@@ -328,9 +337,12 @@ def extend(
             raise InvalidInput("due_at", "须在 10 年以内 / must be within 10 years")
         if got.step.status not in st.OPEN_STATUSES:
             raise task_conflict(got.step, "延期")
-        # A new deadline restarts the ladder: reminders and escalations count from it.
-        check = first_check(rt, got.spec, status=got.step.status,
-                            ready_at=got.step.ready_at or now, due_at=due_at, now=now)
+        # A new deadline restarts the ladder: reminders and escalations count from it. Work
+        # awaiting verification keeps the verifier's ladder; the assignee's restarts from the
+        # new deadline if the work is sent back.
+        check = (got.step.next_check_at if got.step.status == st.SUBMITTED else
+                 first_check(rt, got.spec, status=got.step.status,
+                             ready_at=got.step.ready_at or now, due_at=due_at, now=now))
         transition(session, got.step, allowed=st.OPEN_STATUSES, values={
             "due_at": due_at, "original_due_at": got.step.original_due_at or got.step.due_at,
             "overdue": False, "escalation_level": 0, "last_escalated_at": None,

@@ -16,13 +16,15 @@ from flows.durations import add_after_deadline, add_duration, subtract_duration
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from flows.spec import StepSpec
+    from flows.spec import EscalateSpec, StepSpec
     from flows.workcal import WorkCalendar
 
 # A submitted step waits for its verifier: the assignee's ladder pauses (a unit that handed in
 # its work on time is not sent a 督办函 because the re-inspection is late); a rejection
-# restarts it.
+# restarts it. While it waits, the verifier has a ladder of their own (`verify.due` and
+# `verify.escalate`), kept in its own columns so the assignee's resumes where it stood.
 TIMED_STATUSES = ("ready", "acked", "rejected")
+SUBMITTED = "submitted"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class TimerState:
     overdue: bool
     escalation_level: int
     last_escalated_at: datetime | None  # the *scheduled* time of the last escalation fired
+    verify_due_at: datetime | None = None  # the verifier's deadline (submitted steps)
+    verify_level: int = 0
+    verify_last_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class TimerOutcome:
     ack_missed: bool = False
     escalation_level: int = 0
     last_escalated_at: datetime | None = None
+    verify_level: int = 0
+    verify_last_at: datetime | None = None
     next_check_at: datetime | None = None
 
 
@@ -72,7 +79,18 @@ def evaluate(
         ack_missed=state.ack_missed,
         escalation_level=state.escalation_level,
         last_escalated_at=state.last_escalated_at,
+        verify_level=state.verify_level,
+        verify_last_at=state.verify_last_at,
     )
+    if state.status == SUBMITTED:
+        if spec.verify is not None and state.verify_due_at is not None:
+            ladder = _ladder(spec.verify.ladder, "verify", state.verify_due_at,
+                             state.verify_level, state.verify_last_at, now,
+                             calendar=calendar, tz=tz)
+            out.firings = ladder.firings
+            out.verify_level, out.verify_last_at = ladder.level, ladder.last
+            out.next_check_at = min(ladder.upcoming, default=None)
+        return out
     if state.status not in TIMED_STATUSES:
         return out
     upcoming: list[datetime] = []
@@ -88,7 +106,7 @@ def evaluate(
 
     # Reminders go out before the due time; once it has passed they are pointless, and after
     # downtime only the latest missed one is sent.
-    if due is not None and spec.remind and state.status != "submitted":
+    if due is not None and spec.remind:
         times = sorted(
             (subtract_duration(due, r.before, calendar=calendar, tz=tz), i + 1, r.to)
             for i, r in enumerate(spec.remind)
@@ -115,43 +133,58 @@ def evaluate(
             out.became_overdue = not state.overdue
         else:
             upcoming.append(due)
-        level_times = [
-            add_after_deadline(due, level.after, calendar=calendar, tz=tz)
-            for level in spec.escalate
-        ]
-        fired_now: set[int] = set()
-        for number, at in enumerate(level_times, start=1):
-            if number > state.escalation_level and at <= now:
-                out.firings.append(
-                    Firing("escalate", number, 0, at, tuple(spec.escalate[number - 1].notify))
-                )
-                out.escalation_level = number
-                out.last_escalated_at = at
-                fired_now.add(number)
-        current = out.escalation_level
-        if current < len(level_times):
-            upcoming.append(level_times[current])
-        if current >= 1 and spec.escalate[current - 1].repeat is not None:
-            start = level_times[current - 1]
-            until = level_times[current] if current < len(level_times) else None
-            step = _repeat_delta(spec.escalate[current - 1].repeat)
-            k_now = int((now - start) / step) if now >= start else 0
-            last = out.last_escalated_at or start
-            k_last = int((last - start) / step) if last >= start else 0
-            point = start + k_now * step
-            if k_now > k_last and (until is None or point < until):
-                if current not in fired_now:
-                    out.firings.append(
-                        Firing(
-                            "escalate", current, k_now, point,
-                            tuple(spec.escalate[current - 1].notify),
-                        )
-                    )
-                out.last_escalated_at = point
-            nxt = start + (max(k_now, k_last) + 1) * step
-            if until is None or nxt < until:
-                upcoming.append(nxt)
+        ladder = _ladder(spec.escalate, "escalate", due, state.escalation_level,
+                         state.last_escalated_at, now, calendar=calendar, tz=tz)
+        out.firings += ladder.firings
+        out.escalation_level, out.last_escalated_at = ladder.level, ladder.last
+        upcoming += ladder.upcoming
     out.next_check_at = min(upcoming, default=None)
+    return out
+
+
+@dataclass
+class Ladder:
+    firings: list[Firing]
+    level: int  # highest level fired
+    last: datetime | None  # scheduled time of the last firing
+    upcoming: list[datetime]  # when the ladder next owes something
+
+
+def _ladder(
+    levels: list[EscalateSpec], kind: str, due: datetime, level: int,
+    last_at: datetime | None, now: datetime, *, calendar: WorkCalendar, tz: ZoneInfo,
+) -> Ladder:
+    """Escalation levels counted from `due`: every level owed fires once (late after
+    downtime), then the current level's repeats, missed repeats collapsing into one."""
+    out = Ladder(firings=[], level=level, last=last_at, upcoming=[])
+    level_times = [add_after_deadline(due, lv.after, calendar=calendar, tz=tz) for lv in levels]
+    fired_now: set[int] = set()
+    for number, at in enumerate(level_times, start=1):
+        if number > level and at <= now:
+            out.firings.append(Firing(kind, number, 0, at, tuple(levels[number - 1].notify)))
+            out.level = number
+            out.last = at
+            fired_now.add(number)
+    current = out.level
+    if current < len(level_times):
+        out.upcoming.append(level_times[current])
+    if current >= 1 and levels[current - 1].repeat is not None:
+        start = level_times[current - 1]
+        until = level_times[current] if current < len(level_times) else None
+        step = _repeat_delta(levels[current - 1].repeat)
+        k_now = int((now - start) / step) if now >= start else 0
+        last = out.last or start
+        k_last = int((last - start) / step) if last >= start else 0
+        point = start + k_now * step
+        if k_now > k_last and (until is None or point < until):
+            if current not in fired_now:
+                out.firings.append(
+                    Firing(kind, current, k_now, point, tuple(levels[current - 1].notify))
+                )
+            out.last = point
+        nxt = start + (max(k_now, k_last) + 1) * step
+        if until is None or nxt < until:
+            out.upcoming.append(nxt)
     return out
 
 

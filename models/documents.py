@@ -19,6 +19,7 @@ class Document(SQLModel, table=True):
     step_id: int = Field(unique=True)
     template: str = Field(max_length=200)
     title: str = Field(max_length=300)
+    number: str | None = Field(default=None, max_length=60)  # 文号, when the step numbers it
     body: str
     created_at: datetime = utc_column()
 

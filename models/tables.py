@@ -4,6 +4,7 @@ from models.audit import AuditEvent
 from models.documents import Document, Evidence, PlaybookVersion, ReceivedMessage
 from models.escalation import Escalation
 from models.hazard import ExtensionRequest, Hazard, ImportBatch, RiskPoint
+from models.numbering import DocCounter, DocNumber
 from models.outbox import DeliveryAttempt, Notification
 from models.run import Run
 from models.task import StepInstance
@@ -12,6 +13,8 @@ from models.wake import Lease, Wake
 __all__ = [
     "AuditEvent",
     "DeliveryAttempt",
+    "DocCounter",
+    "DocNumber",
     "Document",
     "Escalation",
     "Evidence",

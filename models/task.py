@@ -82,6 +82,11 @@ class StepInstance(SQLModel, table=True):
     submitted_at: datetime | None = utc_column(default=None)
     submitted_by: str | None = Field(default=None, max_length=80)
     verified_by: str | None = Field(default=None, max_length=80)
+    # The verifier's own ladder while the work awaits verification (verify.due, verify.escalate
+    # in the playbook): its deadline for the latest submission, the level fired, and when.
+    verify_due_at: datetime | None = utc_column(default=None)
+    verify_level: int = 0
+    verify_last_at: datetime | None = utc_column(default=None)
     done_at: datetime | None = utc_column(default=None)
     note: str | None = None
     outputs: dict[str, Any] = json_column(default_factory=dict)

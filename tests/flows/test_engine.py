@@ -20,6 +20,7 @@ from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Document
 from models.errors import Conflict, Forbidden, InvalidInput
+from models.escalation import Escalation
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -198,6 +199,10 @@ def test_stage_fans_out_one_task_per_community(rt: Runtime, clock: ManualClock) 
     assert report.fired == 1
     late = [v for v in steps_by_key(rt, run.id or 0)["villages"] if v.ack_missed]
     assert len(late) == 1 and late[0].id == villages[1].id
+    # "Sign for it now" goes first to the one who has not signed, and to the first level.
+    with read_session(rt.db) as session:
+        told = session.exec(select(Escalation).where(Escalation.kind == "ack")).one()
+    assert told.recipients == ["c2-grid", "s1-head"]
 
 
 def test_wait_step_finishes_when_time_passes_and_child_run_starts(

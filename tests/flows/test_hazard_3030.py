@@ -227,7 +227,8 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     body = notice.body
     assert notice.template == "supervision-notice.md.j2"
     assert "重大事故隐患挂牌督办通知书" in body
-    assert f"坪应急督〔2026〕第{run_id}号" in body
+    # The bureau's register numbers it: the first notice of 2026 in this database.
+    assert notice.number == "坪应急督〔2026〕1号" and "**坪应急督〔2026〕1号**" in body
     for fact in (LOCATION, FACTS["code"], FACTS["description"], FACTS["category"], "执法检查",
                  LISTING["responsible_unit"], LISTING["responsible_person"],
                  LISTING["supervising_unit"], LISTING["contact"]):
@@ -242,7 +243,7 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
         served = session.exec(select(Notification).where(
             Notification.step_id == keyed["notice-send"].id)).all()
     assert {n.recipient for n in served} == {UNIT_HEAD, SAFETY, STREET_HEAD}
-    assert all(f"坪应急督〔2026〕第{run_id}号" in n.body for n in served)
+    assert all("坪应急督〔2026〕1号" in n.body for n in served)  # serving: the same number
 
     # 临时管控: four controls, each stated.
     with pytest.raises(InvalidInput) as missing:
@@ -314,7 +315,7 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     assert form.template == "closure-form.md.j2"
     assert "重大事故隐患整改销号审批表" in body
     for fact in (FACTS["code"], LOCATION, FACTS["description"], LISTING["responsible_unit"],
-                 f"坪应急督〔2026〕第{run_id}号", done_measures, "11.8 万元", opinion,
+                 "挂牌督办文号**：坪应急督〔2026〕1号", done_measures, "11.8 万元", opinion,
                  "复查合格。复查人：邓思远", "☑ 同意销号、摘牌", "审批人（签字）：赵丽娟"):
         assert fact in body, fact
     for element in ("措施", "资金", "时限", "责任", "预案"):
@@ -505,10 +506,11 @@ def test_overdue_rectification_climbs_the_ladder_in_order_once_each(
         (due - timedelta(days=1), ("remind", 2, 0, [SAFETY])),
         (due, ("escalate", 1, 0, [UNIT_HEAD])),  # 督办函 to the unit head
         (due + timedelta(days=3), ("escalate", 2, 0, [STREET_HEAD])),  # 提级督办函
-        (due + timedelta(days=7), ("escalate", 3, 0, sorted([DIRECTOR, CHIEF]))),  # 约谈
-        (due + timedelta(days=14), ("escalate", 3, 1, sorted([DIRECTOR, CHIEF]))),  # weekly
-        (due + timedelta(days=21), ("escalate", 3, 2, sorted([DIRECTOR, CHIEF]))),
-        (due + timedelta(days=28), ("escalate", 3, 3, sorted([DIRECTOR, CHIEF]))),
+        # 约谈: the unit head is summoned by the bureau, weekly while still late
+        (due + timedelta(days=7), ("escalate", 3, 0, sorted([UNIT_HEAD, DIRECTOR, CHIEF]))),
+        (due + timedelta(days=14), ("escalate", 3, 1, sorted([UNIT_HEAD, DIRECTOR, CHIEF]))),
+        (due + timedelta(days=21), ("escalate", 3, 2, sorted([UNIT_HEAD, DIRECTOR, CHIEF]))),
+        (due + timedelta(days=28), ("escalate", 3, 3, sorted([UNIT_HEAD, DIRECTOR, CHIEF]))),
         (due + timedelta(days=30), ("escalate", 4, 0, sorted([DIRECTOR, MANAGER]))),  # 通报批评
     ]
     expected: list[tuple[str, int, int, list[str]]] = []
@@ -640,7 +642,9 @@ def test_supervision_letter_and_summons_render_for_an_overdue_hazard(
         assert f"# {heading}" in bare and run.title in bare and "11 天 2 小时" in bare
         assert "2026年4月1日 09:00" in bare and "None" not in bare
     letter = demo.renderer.render("supervision-letter.md.j2", full)
-    assert f"坪应急督函〔2026〕第{run_id}-3号" in letter
+    # Rendered outside a firing it has no number of its own (a blank to fill in), and cites
+    # the notice's.
+    assert "**〔　　　〕　　号**" in letter and "（挂牌督办通知书 坪应急督〔2026〕1号）" in letter
 
 
 
@@ -656,15 +660,20 @@ def test_escalation_letters_are_the_levels_documents(demo: Runtime, clock: Manua
     with read_session(demo.db) as session:
         rows = session.exec(select(Notification).where(
             Notification.step_id == rectify.id, Notification.kind == "escalate")).all()
-    by = {n.recipient: n for n in rows}
+    # The unit head gets the 督办函 and, later, the 约谈通知: read the letters apart.
+    by = {n.recipient: n for n in rows if "约谈" not in n.title}
+    summonses = {n.recipient: n for n in rows if "约谈" in n.title}
     letter = by[UNIT_HEAD]
     assert letter.title == "【督办提醒·督办函】隐患整改"
-    assert "# 督办函" in letter.body and f"坪应急督函〔2026〕第{run_id}-1号" in letter.body
+    # Each letter takes the next number of its prefix: the unit head's first, the street
+    # head's (3 days later) second; the summons its own prefix.
+    assert "# 督办函" in letter.body and "**坪应急督函〔2026〕1号**" in letter.body
+    assert "**坪应急督函〔2026〕2号**" in by[STREET_HEAD].body
     assert "李富达" in letter.body and LOCATION in letter.body
     assert "# 督办函" in by[STREET_HEAD].body and "提级督办函" in by[STREET_HEAD].title
-    summons = by[DIRECTOR]
+    summons = summonses[DIRECTOR]
     assert "# 约谈通知" in summons.body and "逾期 7 天" in summons.body
-    assert "约谈" in summons.title
+    assert "约谈" in summons.title and "**坪应急约〔2026〕1号**" in summons.body
 
 
 def test_a_major_hazard_stuck_before_rectification_is_overdue_on_the_register(

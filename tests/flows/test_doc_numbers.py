@@ -1,0 +1,110 @@
+"""The bureau's document-number register (文号): consecutive per prefix and year across runs,
+restarting each year on the bureau's clock, kept by a document rendered again, given back by a
+rolled-back filing, and never shared by two writers at once (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from flows.loader import LoadContext, load_playbook_text
+from flows.numbering import issue_number, run_numbers
+from flows.runtime import Runtime
+from models.clock import ManualClock
+from models.db import read_session, session_scope
+from models.errors import PlaybookInvalid
+from models.numbering import DocNumber
+
+
+def issue(rt: Runtime, prefix: str, run_id: int, subject: str = "run") -> str:
+    with session_scope(rt.db) as session:
+        return issue_number(session, rt, prefix=prefix, run_id=run_id, step_key="notice",
+                            subject=subject, now=rt.clock.now()).text
+
+
+def test_numbers_run_on_per_prefix_and_year(rt: Runtime, clock: ManualClock) -> None:
+    assert [issue(rt, "坪应急督", run) for run in (1, 2, 3)] == [
+        "坪应急督〔2026〕1号", "坪应急督〔2026〕2号", "坪应急督〔2026〕3号"]
+    assert issue(rt, "坪应急督函", 1, "escalate|9|1|x") == "坪应急督函〔2026〕1号"
+    assert issue(rt, "坪应急督", 2) == "坪应急督〔2026〕2号"  # run 2's notice keeps its number
+    # 2026-12-31 23:30 in Shanghai is still 2026; half an hour later numbering starts again.
+    clock.set(datetime(2026, 12, 31, 15, 30, tzinfo=UTC))
+    assert issue(rt, "坪应急督", 4) == "坪应急督〔2026〕4号"
+    clock.advance(timedelta(minutes=30))
+    assert issue(rt, "坪应急督", 5) == "坪应急督〔2027〕1号"
+    with read_session(rt.db) as session:
+        assert run_numbers(session, 2) == {"notice": "坪应急督〔2026〕2号"}
+
+
+def test_a_rolled_back_filing_gives_its_number_back(rt: Runtime) -> None:
+    with pytest.raises(RuntimeError), session_scope(rt.db) as session:
+        issue_number(session, rt, prefix="坪应急约", run_id=1, step_key="x", now=rt.clock.now())
+        raise RuntimeError("the filing failed after the number was taken")
+    assert issue(rt, "坪应急约", 2) == "坪应急约〔2026〕1号"
+
+
+def writers_race(rt: Runtime, n: int) -> list[str]:
+    got: list[str] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(n)
+
+    def one(run_id: int) -> None:
+        try:
+            gate.wait()
+            got.append(issue(rt, "坪应急督", run_id))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i + 1,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    return got
+
+
+def test_writers_at_once_never_share_a_number_on_sqlite(rt: Runtime) -> None:
+    got = writers_race(rt, 8)
+    assert sorted(got) == sorted(f"坪应急督〔2026〕{i}号" for i in range(1, 9))
+
+
+def test_writers_at_once_never_share_a_number_on_postgresql(
+    make_rt: Callable[..., Runtime], pg_url: str
+) -> None:
+    rt = make_rt(db_url=pg_url)
+    got = writers_race(rt, 8)
+    assert sorted(got) == sorted(f"坪应急督〔2026〕{i}号" for i in range(1, 9))
+    with read_session(rt.db) as session:
+        assert len(session.exec(select(DocNumber)).all()) == 8
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("    number: 坪应急 督\n", "steps[0].number"),
+    ("    number: 坪应急督〔2026〕\n", "steps[0].number"),
+    ("    number: ''\n", "steps[0].number"),
+    ("    number: 一二三四五六七八九十一二三四五六七八九十一\n", "steps[0].number"),
+])
+def test_a_bad_prefix_is_refused_at_its_line(rt: Runtime, line: str, message: str) -> None:
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: notice\n    title: 通知书\n"
+            "    action: document\n    template: short-report.md.j2\n" + line)
+    assert message in refused(rt, text)
+
+
+def test_a_number_on_a_task_is_refused(rt: Runtime) -> None:
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: fix\n    title: 整改\n"
+            "    role: grid_worker\n    number: 坪应急督\n")
+    shown = refused(rt, text)
+    assert "bad.yaml:8:" in shown and "'number' (文号) is only used with action: document" in shown
+
+
+def refused(rt: Runtime, text: str) -> str:
+    context = LoadContext(rt.settings.playbooks, known_roles=set(rt.org.roles),
+                          known_channels=set(rt.org.channels))
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="bad.yaml", context=context)
+    return "\n".join(str(e) for e in caught.value.errors)

@@ -1,0 +1,264 @@
+"""The verifier's own deadline (verify.due, verify.escalate): work handed in waits for its
+second person, and a verifier who never acts is chased like anyone else, while the assignee's
+ladder stays paused; a rejection gives the assignee back their ladder where it stood."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, png_bytes
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from api.auth import make_token
+from api.main import create_app
+from flows import lifecycle, tasks
+from flows.evidence import store_evidence
+from flows.loader import LoadContext, load_playbook_text
+from flows.runtime import Runtime
+from flows.segments import drain_wakes
+from flows.sweeper import sweep_once
+from models.audit import AuditEvent
+from models.clock import ManualClock
+from models.db import read_session
+from models.errors import PlaybookInvalid
+from models.escalation import Escalation
+from models.outbox import Notification
+from models.task import StepInstance
+
+PLAYBOOK = """\
+id: verify-chase
+version: 1
+title: 核验催办演示
+params:
+  location: {type: string, required: true, title: 地点}
+steps:
+  - id: fix
+    title: 整改
+    role: grid_worker
+    due: 1d
+    escalate:
+      - {after: 0m, notify: [street_head], title: 督办函}
+    evidence: {photos: 1}
+    verify:
+      role: inspector
+      distinct: true
+      due: 2h
+      escalate:
+        - {after: 0m, notify: [inspector], title: 复查超时催办}
+        - {after: 1h, notify: [section_chief], title: 复查超时督办, repeat: 1h}
+  - id: sign
+    title: 报告签发
+    role: duty_officer
+    due: {after: 1h, from: run}
+    verify: {role: duty_leader, due: {after: 1h, from: run}}
+"""
+
+
+@pytest.fixture
+def vrt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    shutil.copy(SHIPPED_PLAYBOOKS / "templates" / "alert-message.md.j2", books / "templates")
+    (books / "verify-chase.yaml").write_text(PLAYBOOK, encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    assert rt.catalog.errors == []
+    return rt
+
+
+def start(rt: Runtime) -> int:
+    run = lifecycle.start_run(rt, playbook_id="verify-chase", unit_id="c1",
+                              params={"location": "一社区"}, actor="s1-commander")
+    return run.id or 0
+
+
+def step(rt: Runtime, run_id: int, key: str) -> StepInstance:
+    with read_session(rt.db) as session:
+        return session.exec(select(StepInstance).where(
+            StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
+
+
+def fired(rt: Runtime, step_id: int) -> list[tuple[str, int, int, list[str]]]:
+    with read_session(rt.db) as session:
+        rows = session.exec(select(Escalation).where(Escalation.step_id == step_id)
+                            .order_by(Escalation.id)).all()
+    return [(e.kind, e.level, e.repeat, sorted(e.recipients)) for e in rows]
+
+
+def submit_fix(rt: Runtime, run_id: int) -> StepInstance:
+    fix = step(rt, run_id, "fix")
+    photo = store_evidence(rt, data=png_bytes(), filename="after.png", uploaded_by="c1-grid")
+    return tasks.complete(rt, step_id=fix.id or 0, actor="c1-grid", note="已整改",
+                          evidence=[photo.id])
+
+
+def test_a_verifier_who_never_acts_is_chased_up_the_ladder_once_each(
+    vrt: Runtime, clock: ManualClock
+) -> None:
+    run_id = start(vrt)
+    clock.advance(timedelta(hours=3))
+    submitted = submit_fix(vrt, run_id)
+    assert submitted.status == "submitted"
+    assert submitted.verify_due_at == clock.now() + timedelta(hours=2)
+    assert submitted.next_check_at == submitted.verify_due_at
+    fix_id = submitted.id or 0
+
+    clock.advance(timedelta(hours=1, minutes=59))
+    assert sweep_once(vrt).fired == 0
+    clock.advance(timedelta(minutes=1))  # the verdict is due: level 1 to the inspectors
+    assert sweep_once(vrt).fired == 1
+    assert fired(vrt, fix_id) == [("verify", 1, 0, ["s1-insp1", "s1-insp2"])]
+    sweep_once(vrt)  # nothing twice at the same moment
+    clock.advance(timedelta(hours=1))  # +1h: level 2 to the section chief, then hourly
+    sweep_once(vrt)
+    clock.advance(timedelta(hours=1))
+    sweep_once(vrt)
+    assert fired(vrt, fix_id) == [
+        ("verify", 1, 0, ["s1-insp1", "s1-insp2"]),
+        ("verify", 2, 0, ["d1-chief"]),
+        ("verify", 2, 1, ["d1-chief"]),
+    ]
+    row = step(vrt, run_id, "fix")
+    # The grid worker handed the work in on time: their own ladder stayed paused, even though
+    # their deadline (1 day) has now passed while the work waits for its verifier.
+    clock.advance(timedelta(days=1))
+    sweep_once(vrt)
+    row = step(vrt, run_id, "fix")
+    assert row.escalation_level == 0 and not row.overdue and row.verify_level == 2
+    assert all(kind == "verify" for kind, *_ in fired(vrt, fix_id))
+    with read_session(vrt.db) as session:
+        notes = session.exec(select(Notification).where(
+            Notification.step_id == fix_id, Notification.kind == "verify")).all()
+        events = session.exec(select(AuditEvent).where(
+            AuditEvent.step_id == fix_id, AuditEvent.action == "verify")).all()
+    chase = [n for n in notes if n.recipient == "d1-chief"]
+    assert chase and chase[0].title == "【核验超时·复查超时督办】整改"
+    assert "检查员甲、检查员乙" in chase[0].body and "仍未核验" in chase[0].body
+    assert "已超时 1 小时" in chase[0].body
+    assert len(events) == len(fired(vrt, fix_id))  # each firing is in the timeline
+
+
+def test_verifying_stops_the_chase_and_rejecting_resumes_the_assignees_ladder(
+    vrt: Runtime, clock: ManualClock
+) -> None:
+    run_id = start(vrt)
+    fix_id = submit_fix(vrt, run_id).id or 0
+    clock.advance(timedelta(hours=2))
+    sweep_once(vrt)
+    assert fired(vrt, fix_id) == [("verify", 1, 0, ["s1-insp1", "s1-insp2"])]
+    rejected = tasks.verify(vrt, step_id=fix_id, actor="s1-insp1", approve=False,
+                            note="照片看不清")
+    assert rejected.status == "rejected"
+    clock.advance(timedelta(days=1))  # past the grid worker's own deadline
+    sweep_once(vrt)
+    assert [f[:2] for f in fired(vrt, fix_id)] == [("verify", 1), ("escalate", 1)]
+    # Handed in again: a fresh verifier's deadline, counted from this submission.
+    again = submit_fix(vrt, run_id)
+    assert again.verify_due_at == clock.now() + timedelta(hours=2) and again.verify_level == 0
+    done = tasks.verify(vrt, step_id=fix_id, actor="s1-insp2", approve=True)
+    assert done.status == "done" and done.next_check_at is None
+    clock.advance(timedelta(days=2))
+    assert sweep_once(vrt).fired == 0
+
+
+def test_a_sign_off_due_from_the_run_start(vrt: Runtime, clock: ManualClock) -> None:
+    """A report that must be signed within the hour of the alert: handed in at 50 minutes, the
+    duty leader has 10; without `escalate` the verifiers are told at the deadline."""
+    run_id = start(vrt)
+    started = clock.now()
+    clock.advance(timedelta(minutes=50))
+    sign = step(vrt, run_id, "sign")
+    got = tasks.complete(vrt, step_id=sign.id or 0, actor="s1-duty", note="首报")
+    assert got.verify_due_at == started + timedelta(hours=1)
+    clock.advance(timedelta(minutes=10))
+    sweep_once(vrt)
+    assert fired(vrt, sign.id or 0) == [("verify", 1, 0, ["d1-leader"])]
+    clock.advance(timedelta(hours=5))
+    assert sweep_once(vrt).fired == 0  # told once
+
+
+def test_an_extension_of_submitted_work_keeps_the_verifiers_ladder(
+    vrt: Runtime, clock: ManualClock
+) -> None:
+    run_id = start(vrt)
+    fix = submit_fix(vrt, run_id)
+    tasks.extend(vrt, step_id=fix.id or 0, actor="d1-manager",
+                 due_at=clock.now() + timedelta(days=5), reason="材料待补")
+    assert step(vrt, run_id, "fix").next_check_at == fix.verify_due_at
+    clock.advance(timedelta(hours=2))
+    sweep_once(vrt)
+    assert fired(vrt, fix.id or 0) == [("verify", 1, 0, ["s1-insp1", "s1-insp2"])]
+
+
+def test_the_api_shows_the_verifiers_deadline(vrt: Runtime, clock: ManualClock) -> None:
+    run_id = start(vrt)
+    fix = submit_fix(vrt, run_id)
+    client = TestClient(create_app(vrt, background=False, prefect=False))
+    token = make_token("s1-insp1", vrt.settings.signing_secret())
+    got = client.get(f"/api/tasks/{fix.id}", headers={"Authorization": f"Bearer {token}"})
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["status"] == "submitted" and body["verify_level"] == 0
+    assert body["verify_due_at_local"] == "2026-03-02 11:00"  # 09:00 + 2 h, Shanghai
+
+
+@pytest.mark.parametrize(("verify", "message"), [
+    ("{role: inspector, escalate: [{after: 0m, notify: [section_chief]}]}",
+     "steps[0].verify.escalate: escalation counts from the verifier's deadline; add "
+     "'verify.due'"),
+    ("{role: inspector, due: 2h, escalate: [{after: 0m, notify: [nobody]}]}",
+     "steps[0].verify.escalate[0].notify[0]: unknown role or channel 'nobody'"),
+    ("{role: inspector, due: 2h, escalate: [{after: 2h, notify: [inspector]}, "
+     "{after: 1h, notify: [director]}]}",
+     "steps[0].verify.escalate[1].after: escalation levels must be in order of 'after'"),
+    ("{role: inspector, due: {after: 2h, from: ready}}",
+     "steps[0].verify.due.from"),
+    ("{role: inspector, due: 2x}", "steps[0].verify.due"),
+])
+def test_a_bad_verifier_deadline_is_refused_at_its_line(
+    vrt: Runtime, verify: str, message: str
+) -> None:
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: fix\n    title: 整改\n"
+            f"    role: grid_worker\n    verify: {verify}\n")
+    context = LoadContext(vrt.settings.playbooks, known_roles=set(vrt.org.roles),
+                          known_channels=set(vrt.org.channels))
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="bad.yaml", context=context)
+    shown = "\n".join(str(e) for e in caught.value.errors)
+    assert "bad.yaml:8:" in shown and message in shown, shown
+
+
+# --- the shipped hazard loop: a re-inspection nobody does ------------------------------------
+
+def test_an_unreinspected_hazard_chases_the_inspectors_then_the_street(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    run = lifecycle.start_run(demo, playbook_id="hazard-3030", unit_id="liuhe", actor=(
+        "pingshan-street-commander"), params={"location": "六和社区和平路18号", "grade": "一般"})
+    drain_wakes(demo)
+    rectify = step(demo, run.id or 0, "rectify")
+    clock.advance(timedelta(days=3))
+    evidence = [store_evidence(demo, data=png_bytes(2 + i, 2), filename=f"{i}.png",
+                               uploaded_by="liuhe-safety").id for i in range(2)]
+    handed = tasks.complete(demo, step_id=rectify.id or 0, actor="liuhe-safety",
+                            note="已清理消防通道", outputs={"done_measures": "清理通道"},
+                            evidence=evidence)
+    assert handed.verify_due_at == clock.now() + timedelta(days=10)
+    clock.advance(timedelta(days=10))
+    sweep_once(demo)
+    inspectors = ["pingshan-street-inspector-1", "pingshan-street-inspector-2"]
+    assert fired(demo, rectify.id or 0) == [
+        ("verify", 1, 0, sorted([*inspectors, "pingshan-street-chief"]))]
+    clock.advance(timedelta(days=3))
+    sweep_once(demo)
+    assert fired(demo, rectify.id or 0)[-1] == ("verify", 2, 0, ["pingshan-street-head"])
+    # The register shows the hazard as awaiting re-inspection, not as the unit's late work.
+    clock.advance(timedelta(days=20))  # past the 30-day rectification deadline
+    sweep_once(demo)
+    row = step(demo, run.id or 0, "rectify")
+    assert row.status == "submitted" and row.escalation_level == 0
+    assert {kind for kind, *_ in fired(demo, rectify.id or 0)} == {"verify"}
