@@ -82,7 +82,7 @@ def run_documents(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[
     read_run(run_id, rt, person)
     with read_session(rt.db) as session:
         docs = session.exec(select(Document).where(Document.run_id == run_id)).all()
-    return {"data": [{"id": d.id, "step_id": d.step_id, "title": d.title,
+    return {"data": [{"id": d.id, "step_id": d.step_id, "title": d.title, "number": d.number,
                       "template": d.template, "body": d.body, "created_at": d.created_at}
                      for d in docs]}
 

@@ -8,6 +8,7 @@ the run's timeline and a task run in Prefect's history of the run's flow runs.""
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from typing import Any
 
@@ -141,6 +142,11 @@ def test_a_major_hazard_walks_the_loop_on_a_real_server(server: ServerProcess) -
     docs = server.get(f"/api/runs/{walk.run_id}/documents", walk.token(COMMANDER))["data"]
     bodies = {d["template"]: d["body"] for d in docs}
     assert "重大事故隐患挂牌督办通知书" in bodies["supervision-notice.md.j2"]
+    numbered = {d["template"]: d["number"] for d in docs}
+    notice_no = numbered["supervision-notice.md.j2"]  # the first of its year on this server
+    assert re.fullmatch(r"坪应急督〔20\d\d〕1号", notice_no or ""), notice_no
+    assert numbered["closure-form.md.j2"] is None  # the form cites it, it is not a 发文
+    assert notice_no in bodies["closure-form.md.j2"]
     assert "重大事故隐患整改销号审批表" in bodies["closure-form.md.j2"]
     assert PARAMS["code"] in bodies["lookback-record.md.j2"]
 
