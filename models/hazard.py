@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 from models.base import json_column, utc_column
@@ -26,7 +26,11 @@ class Hazard(SQLModel, table=True):
         Index("ix_hazard_found_rank", "found_at", "closed_at", "status", "street_id", "unit_id"),
         Index("ix_hazard_due_rank", "closed_at", "due_at", "found_at", "status", "street_id",
               "unit_id"),
-        Index("ix_hazard_campaign", "campaign_run_id", "status"),
+        # Most hazards belong to no campaign: only those that do are indexed (one B-tree insert
+        # less per imported hazard); `campaign_run_id = ?` implies the condition.
+        Index("ix_hazard_campaign", "campaign_run_id", "status",
+              sqlite_where=text("campaign_run_id IS NOT NULL"),
+              postgresql_where=text("campaign_run_id IS NOT NULL")),
     )
 
     run_id: int = Field(primary_key=True, foreign_key="run.id")

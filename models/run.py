@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 from models.base import json_column, utc_column
@@ -25,6 +25,10 @@ class Run(SQLModel, table=True):
         Index("ix_run_unit_status", "unit_id", "status"),
         Index("ix_run_playbook_status", "playbook_id", "status"),
         Index("ix_run_started", "started_at"),
+        # A child run per parent step; only child runs are indexed (a hazard is no child).
+        Index("ux_run_parent_step", "parent_step_id", unique=True,
+              sqlite_where=text("parent_step_id IS NOT NULL"),
+              postgresql_where=text("parent_step_id IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -41,7 +45,7 @@ class Run(SQLModel, table=True):
     started_by: str = Field(max_length=80)
     started_at: datetime = utc_column()
     finished_at: datetime | None = utc_column(default=None)
-    parent_step_id: int | None = Field(default=None, index=True, unique=True)
+    parent_step_id: int | None = None
     # Segments (Prefect flow runs) executed for this run so far; names the next one.
     segments: int = 0
     # Steps passed over without a row (`when` false, `for_each` empty), in the order they were

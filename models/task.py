@@ -46,7 +46,10 @@ class StepInstance(SQLModel, table=True):
         # the index alone (an inspector of a busy street holds ~60,000 open close steps).
         Index("ix_step_inbox", "assignee_unit_id", "role", "status", "action",
               "assignee_person_id", "due_at"),
-        Index("ix_step_person", "assignee_person_id", "status"),
+        # Only tasks handed to a named person (reassigned) are indexed by person.
+        Index("ix_step_person", "assignee_person_id", "status",
+              sqlite_where=text("assignee_person_id IS NOT NULL"),
+              postgresql_where=text("assignee_person_id IS NOT NULL")),
         Index("ix_step_unit_status", "unit_id", "status"),
         # Replaying a segment after a crash must not fan a step out twice; also every read of
         # a run's steps (run_id, step_key) is a prefix of it.
