@@ -4,9 +4,10 @@ current run as a 3030 campaign, or of the campaign run whose id is given)."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from flows.campaigns import campaign_progress
 from flows.runtime import Runtime
@@ -38,26 +39,43 @@ def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
 
 # What a template reads of a step the run passed over: every key a reached step has.
 _PASSED_OVER: dict[str, Any] = {
-    "status": SKIPPED, "outputs": {}, "note": None, "completed_by": None,
-    "completed_by_name": None, "done_at_local": "", "due_at_local": "", "verified_by": None,
-    "verified_by_name": None, "reject_reason": None, "title": "",
+    "status": SKIPPED, "action": "", "outputs": {}, "note": None, "completed_by": None,
+    "completed_by_name": None, "done_at": "", "done_at_local": "", "due_at_local": "",
+    "verified_by": None, "verified_by_name": None, "reject_reason": None, "title": "",
 }
 
 
 def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     """Finished and open steps with their outputs; fan-out steps list their items' outputs;
-    steps the run passed over are `skipped` with no outputs."""
-    rows = session.exec(select(StepInstance).where(StepInstance.run_id == run.id)).all()
+    steps the run passed over are `skipped` with no outputs.
+
+    Reports list steps "in finishing order", and `done_at_local` is only to the minute, so each
+    step also carries `done_at` (UTC, ISO to the microsecond, '' while unfinished: a string
+    that sorts in time order) and `order` (its place in the playbook). Templates sort on
+    'done_at,order'; the keys come in playbook order too, so an unsorted read is stable.
+    `action` and `needs` are the playbook's: what kind of step it is, what it waits for."""
+    specs = rt.catalog.pinned(session, run.playbook_sha).steps
+    position = {s.id: i for i, s in enumerate(specs)}
+    # What each step waits for: a report names as its author whoever did the step it needs.
+    needs = {s.id: list(s.needs) for s in specs}
+    # By item: a fan-out step's items (and so which output `pick` meets last) in item order.
+    rows = session.exec(select(StepInstance).where(StepInstance.run_id == run.id)
+                        .order_by(col(StepInstance.item_index))).all()
     out: dict[str, Any] = {key: dict(_PASSED_OVER) for key in run.skipped or ()}
     for row in rows:
         person = rt.org.people.get(row.submitted_by or "")
         verifier = rt.org.people.get(row.verified_by or "")
         view = {
             "status": row.status,
+            # task / notify / document / wait / playbook: reports list only people's tasks
+            # as measures taken, not the engine sending or filing the report itself.
+            "action": row.action,
             "outputs": dict(row.outputs or {}),
             "note": row.note,
             "completed_by": row.submitted_by,
             "completed_by_name": person.name if person else None,
+            "done_at": (row.done_at.astimezone(UTC).isoformat(timespec="microseconds")
+                        if row.done_at else ""),
             "done_at_local": rt.renderer.local(row.done_at),
             "due_at_local": rt.renderer.deadline(row.due_at),
             "verified_by": row.verified_by,
@@ -69,7 +87,11 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
             out[row.step_key].setdefault("items", [dict(out[row.step_key])]).append(view)
         else:
             out[row.step_key] = view
-    return out
+    # Every key of a run is in its pinned playbook; `last` only keeps the sort total.
+    last = len(position)
+    ordered = sorted(out, key=lambda key: (position.get(key, last), key))
+    return {key: out[key] | {"order": position.get(key, last), "needs": needs.get(key, [])}
+            for key in ordered}
 
 
 def expression_context(

@@ -174,10 +174,21 @@ def _asset() -> apprise.AppriseAsset:
     )
 
 
-def send(url: str, title: str, body: str) -> None:
+# Delivery is at least once (a crash between sending and recording sends again), so every
+# message carries its notification's id where the target can take a header (json://, xml://,
+# form://, mailto://): the receiving office drops a second copy by it.
+MESSAGE_ID_HEADER = "X-Closeloop-Message-Id"
+
+
+def message_id(notification_id: int) -> str:
+    return f"closeloop-notification-{notification_id}"
+
+
+def send(url: str, title: str, body: str, msg_id: str | None = None) -> None:
     """Deliver one message to one Apprise URL; raise DeliveryFailed saying why it failed.
 
     Only the URL's own target is contacted, with short timeouts unless the URL sets `cto`/`rto`.
+    `msg_id` goes out as the MESSAGE_ID_HEADER header where the plugin sends headers.
     """
     if url == INBOX_URL:
         raise DeliveryFailed("the in-app inbox is not sent through Apprise", permanent=True)
@@ -193,6 +204,9 @@ def send(url: str, title: str, body: str) -> None:
             plugin.socket_connect_timeout = CONNECT_TIMEOUT
         if "rto" not in args:
             plugin.socket_read_timeout = READ_TIMEOUT
+        headers = getattr(plugin, "headers", None)
+        if msg_id and isinstance(headers, dict):
+            headers[MESSAGE_ID_HEADER] = msg_id
         sender = apprise.Apprise(asset=plugin.asset)
         sender.add(plugin)
         ok = sender.notify(body=body, title=title, body_format=BODY_FORMAT)
@@ -244,7 +258,7 @@ class _Outcome:
     duration_ms: int
 
 
-Sender = Callable[[str, str, str], None]
+Sender = Callable[[str, str, str, str | None], None]  # url, title, body, message id
 
 
 def deliver_due(
@@ -317,7 +331,7 @@ def _attempt(claimed: _Claimed, sender: Sender) -> _Outcome:
     """Run the sender outside any transaction, turning every failure into an outcome."""
     start = time.monotonic()
     try:
-        sender(claimed.url, claimed.title, claimed.body)
+        sender(claimed.url, claimed.title, claimed.body, message_id(claimed.id))
     except DeliveryFailed as exc:
         ok, error, permanent = False, exc.reason, exc.permanent
     except Exception as exc:  # a bug in a plugin or sender must not stop the outbox

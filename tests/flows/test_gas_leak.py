@@ -488,3 +488,41 @@ def test_every_shipped_template_renders_with_a_runs_context(
                 assert "Undefined" not in text and "None" not in text, (template, key, text)
     assert seen == 1 + 3  # the fresh run has only `receive`; the finished one all three
     assert rendered == seen * len(SHIPPED_TEMPLATES)
+
+
+def test_an_unsigned_system_report_chases_the_duty_leader_from_the_hour(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    """The 1-hour system report is handed in at 50 minutes and waits for the duty leader's
+    signature: at the hour the duty leader and the director are told, every 10 minutes after,
+    while the duty officer who handed it in on time is not chased."""
+    run_id = start(demo, "重大")
+    started = clock.now()
+    for _ in range(20):
+        drain_wakes(demo)
+        if steps(demo, run_id).get("system-report") is not None:
+            break
+        for key, step in steps(demo, run_id).items():
+            if step.action == "task" and step.status in ("ready", "acked", "rejected"):
+                complete(demo, step, "重大")
+            elif step.status == "submitted" and key != "system-report":
+                tasks.verify(demo, step_id=step.id or 0, actor=verifier_for(demo, step),
+                             approve=True, note="核验无误")
+        clock.advance(timedelta(minutes=1))
+    clock.set(started + timedelta(minutes=50))
+    report = steps(demo, run_id)["system-report"]
+    handed = complete(demo, report, "重大")
+    assert handed.status == "submitted" and handed.verify_due_at == started + timedelta(hours=1)
+    clock.set(started + timedelta(minutes=60))
+    sweep_once(demo)
+    clock.set(started + timedelta(minutes=70))
+    sweep_once(demo)
+    with read_session(demo.db) as session:
+        rows = session.exec(select(Escalation).where(
+            Escalation.step_id == report.id).order_by(Escalation.id)).all()
+        notes = session.exec(select(Notification).where(
+            Notification.step_id == report.id, Notification.kind == "verify")).all()
+    assert [(e.kind, e.level, e.repeat) for e in rows] == [("verify", 1, 0), ("verify", 1, 1)]
+    leader, director = "liu-yang", "chen-jianguo"
+    assert {leader, director} <= {n.recipient for n in notes}
+    assert any("系统首报签发超时" in n.title for n in notes)

@@ -189,7 +189,8 @@ def test_send_json_posts_title_and_message(rx: HttpReceiver) -> None:
 
 
 def test_send_mailto_delivers_through_plain_smtp(smtp: SmtpReceiver) -> None:
-    send(smtp.url(to="duty@example.org"), "森林火险预警", "请于 **30 分钟内** 到岗。")
+    send(smtp.url(to="duty@example.org"), "森林火险预警", "请于 **30 分钟内** 到岗。",
+         "closeloop-notification-7")
 
     [mail] = smtp.wait_for(1)
     assert mail.sender == "closeloop@example.org"
@@ -198,6 +199,7 @@ def test_send_mailto_delivers_through_plain_smtp(smtp: SmtpReceiver) -> None:
     assert "30 分钟内" in mail.text
     # Markdown became HTML for the mail's HTML part.
     assert mail.html is not None and "<strong>30 分钟内</strong>" in mail.html
+    assert b"X-Closeloop-Message-Id: closeloop-notification-7" in mail.data  # drop a repeat by it
 
 
 def test_send_raises_with_the_http_status(rx: HttpReceiver) -> None:
@@ -399,7 +401,7 @@ def test_deliver_due_marks_an_unusable_url_dead_at_once_and_carries_on(
 def test_deliver_due_records_an_unexpected_sender_error_instead_of_raising(
     engine: Engine, clock: ManualClock
 ) -> None:
-    def broken_sender(url: str, title: str, body: str) -> None:
+    def broken_sender(url: str, title: str, body: str, msg_id: str | None) -> None:
         raise RuntimeError("plugin bug")
 
     nid = add_notification(engine, "json://127.0.0.1:9/hook")
@@ -524,8 +526,8 @@ def test_a_crash_between_claim_and_record_is_retried_after_the_lease(
 ) -> None:
     nid = add_notification(engine, rx.url())
 
-    def crashing_sender(url: str, title: str, body: str) -> None:
-        send(url, title, body)  # delivered ...
+    def crashing_sender(url: str, title: str, body: str, msg_id: str | None) -> None:
+        send(url, title, body, msg_id)  # delivered ...
         raise _Crash  # ... but the process dies before recording it
 
     with pytest.raises(_Crash):
@@ -539,8 +541,12 @@ def test_a_crash_between_claim_and_record_is_retried_after_the_lease(
     # After it, the row is sent again: at-least-once delivery.
     clock.advance(timedelta(seconds=1))
     assert deliver_due(engine, clock=clock).delivered == 1
-    assert len(rx.wait_for(2)) == 2
+    twice = rx.wait_for(2)
+    assert len(twice) == 2
     assert notification(engine, nid).status == DELIVERED
+    # The two copies carry the same id: the receiving office can drop the second.
+    assert {m.headers["x-closeloop-message-id"] for m in twice} == {
+        f"closeloop-notification-{nid}"}
 
 
 # -- the worker ----------------------------------------------------------------------------
