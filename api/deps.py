@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import person_from_token
+from flows.params import FIRST_YEAR, LAST_YEAR
 from flows.runtime import Runtime
 from models.base import MAX_ID
 from models.errors import InvalidInput, Unauthorized
@@ -44,8 +45,10 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
-EARLIEST = (2000, 1, 1)  # the window of time filters, local time, both ends allowed
-LATEST = (2100, 1, 1)
+# The window of time filters, local time, both ends allowed: the years a date or time param
+# may name (flows.params), so whatever a run was given can also be filtered on.
+EARLIEST = (FIRST_YEAR, 1, 1)
+LATEST = (LAST_YEAR, 1, 1)
 
 
 def filter_time(rt: Runtime, field: str, value: datetime | None) -> datetime | None:

@@ -11,7 +11,7 @@ for `unit=<their street>` and gets 403 for anything wider.
 Every filter is checked before a query runs (SPEC: bad input is a 422 naming the field, never
 a 500 nor a silently empty answer): a status, source, grade or risk level must be one the
 registers can hold (derived from the loaded register playbooks, see `register_vocabulary`),
-and a time must lie within 2000-01-01 … 2100-01-01 local time."""
+and a time must lie within 1900-01-01 … 2100-01-01 local time (api/deps.filter_time)."""
 
 from __future__ import annotations
 
