@@ -11,14 +11,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import SHIPPED_PLAYBOOKS, png_bytes, run_steps
+from factories import SHIPPED_PLAYBOOKS, png_bytes
+from gas_leak_walk import (
+    COMMANDER,
+    FACTS,
+    LOCATION,
+    complete,
+    finish,
+    get_run,
+    playbook,
+    start,
+    steps,
+    verifier_for,
+    walk_to_the_end,
+)
 from sqlmodel import select
 
 from flows import lifecycle, tasks
 from flows.evidence import store_evidence
 from flows.runtime import Runtime
 from flows.segments import _template_context, drain_wakes
-from flows.spec import ParamSpec, Playbook, StepSpec
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session
@@ -29,9 +41,6 @@ from models.outbox import Notification
 from models.queries import run_detail
 from models.run import Run
 from models.task import StepInstance
-
-LOCATION = "六和社区幸福里小区3栋1单元"
-COMMANDER = "wang-qiang"  # 王强, the district's commander
 
 # Steps that run only for 重大 and 特别重大, in the order of 设→召→管→研→处→报.
 SET_UP = ["post.centre", "post.setup", "post.convene", "post.mechanism"]  # 设 (四个一)
@@ -46,123 +55,7 @@ MAJOR_ONLY = SET_UP + SUMMON + CONTROL + ASSESS + RELEASE + REPORTS
 ORDER_493_HEADINGS = ["事发单位", "发生时间", "发生地点", "简要经过", "伤亡", "直接经济损失",
                       "已经采取的措施"]
 
-
-# --- helpers ---------------------------------------------------------------------------------
-
-def start(rt: Runtime, grade: str = "一般", **params: Any) -> int:
-    run = lifecycle.start_run(rt, playbook_id="gas-leak", unit_id="liuhe",
-                              params={"location": LOCATION, "grade": grade, **params},
-                              actor=COMMANDER)
-    return run.id or 0
-
-
-def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
-    out: dict[str, StepInstance] = {}
-    for row in run_steps(rt, run_id):
-        assert row.step_key not in out, "gas-leak has no fan-out steps"
-        out[row.step_key] = row
-    return out
-
-
-def get_run(rt: Runtime, run_id: int) -> Run:
-    with read_session(rt.db) as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        return run
-
-
-def playbook(rt: Runtime) -> Playbook:
-    return rt.catalog.get("gas-leak")
-
-
-FACTS: dict[str, Any] = {
-    "enterprise": "深圳市燃气集团坪山分公司",
-    "occurred_at": "2026-03-02 08:55",
-    "scene": "3栋1单元一楼燃气立管接口泄漏，有明显气味",
-    "brief": "居民闻到燃气味后拨打报警电话，网格员到场确认泄漏",
-    "est_loss": "0.5",
-    "measures": "已关闭上游阀门，设置警戒区，疏散一楼住户",
-    "casualties": 0,
-    "missing": 0,
-}
-
-
-def value_for(name: str, spec: ParamSpec, grade: str) -> Any:
-    if name == "grade":
-        return grade
-    if name in FACTS:
-        return FACTS[name]
-    return {
-        "string": f"{spec.title or name}（已填报）", "int": 1, "number": 1.5, "bool": True,
-        "enum": (spec.values or ["?"])[0], "date": "2026-03-02",
-        "datetime": "2026-03-02T09:00:00+08:00", "list": ["已填报"],
-    }[spec.type]
-
-
-def outputs_for(spec: StepSpec, grade: str) -> dict[str, Any]:
-    return {name: value_for(name, out, grade) for name, out in (spec.outputs or {}).items()}
-
-
-def complete(rt: Runtime, step: StepInstance, grade: str, who: str | None = None
-             ) -> StepInstance:
-    """Complete as one of the assignees, with photos and a note where evidence is required."""
-    spec = playbook(rt).step(step.step_key)
-    actor = who or step.assignees[0]
-    evidence: list[str] = []
-    if spec.evidence:
-        for _ in range(spec.evidence.photos + spec.evidence.files):
-            evidence.append(store_evidence(rt, data=png_bytes(), filename="现场.png",
-                                           uploaded_by=actor).id)
-    return tasks.complete(rt, step_id=step.id or 0, actor=actor,
-                          note=f"{step.title}：已处置", outputs=outputs_for(spec, grade),
-                          evidence=evidence)
-
-
-def verifier_for(rt: Runtime, step: StepInstance) -> str:
-    rule = playbook(rt).step(step.step_key).verify
-    assert rule is not None
-    _, holders = rt.org.resolve_role(rule.role, step.unit_id)
-    others = [p.id for p in holders if p.id != step.submitted_by]
-    assert others, f"nobody but the submitter can verify {step.step_key}"
-    return others[0]
-
-
-def work_round(rt: Runtime, run_id: int, grade: str) -> list[str]:
-    """One round: every open task is completed by an assignee or verified by someone else."""
-    acted: list[str] = []
-    for key, step in steps(rt, run_id).items():
-        if step.action != "task":
-            continue
-        if step.status in ("ready", "acked", "rejected"):
-            assert step.assignees, f"{key} is ready but has nobody to do it"
-            complete(rt, step, grade)
-            acted.append(key)
-        elif step.status == "submitted":
-            tasks.verify(rt, step_id=step.id or 0, actor=verifier_for(rt, step), approve=True,
-                         note="核验无误")
-            acted.append(key)
-    return acted
-
-
-def walk_to_the_end(rt: Runtime, clock: ManualClock, run_id: int, grade: str,
-                    max_rounds: int = 40) -> list[list[str]]:
-    rounds: list[list[str]] = []
-    for _ in range(max_rounds):
-        drain_wakes(rt)
-        if get_run(rt, run_id).status != "running":
-            return rounds
-        acted = work_round(rt, run_id, grade)
-        assert acted, {k: s.status for k, s in steps(rt, run_id).items()
-                       if s.status not in ("done", "skipped")}
-        rounds.append(acted)
-        clock.advance(timedelta(minutes=1))
-    raise AssertionError(f"run {run_id} did not finish in {max_rounds} rounds")
-
-
-def finish(rt: Runtime, run_id: int, key: str, grade: str) -> StepInstance:
-    step = steps(rt, run_id)[key]
-    assert step.status == "ready", (key, step.status)
-    return complete(rt, step, grade)
+# The helpers that start, complete and walk a run are tests/gas_leak_walk.py's.
 
 
 # --- starting --------------------------------------------------------------------------------
