@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -43,6 +44,17 @@ def make_runtime(
     }
     built = Settings(**fields, _env_file=None)  # type: ignore[arg-type, call-arg]
     return build_runtime(built, clock=clock)
+
+
+def campaign_books(tmp_path: Path) -> Path:
+    """The engine's test playbooks plus the shipped 3030 campaign and the templates it sends
+    (register-demo hazards join the campaign)."""
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    shutil.copy(SHIPPED_PLAYBOOKS / "campaign-3030.yaml", books)
+    for template in ("campaign-shortfall.md.j2", "_report.j2"):
+        shutil.copy(SHIPPED_PLAYBOOKS / "templates" / template, books / "templates")
+    return books
 
 
 def png_bytes(width: int = 2, height: int = 2) -> bytes:

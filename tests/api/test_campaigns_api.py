@@ -4,14 +4,13 @@ next to the engine's test playbooks)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS
+from factories import campaign_books
 from fastapi.testclient import TestClient
 
 from flows.runtime import Runtime
@@ -23,10 +22,7 @@ Auth = Callable[[str], dict[str, str]]
 
 @pytest.fixture
 def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
-    books = tmp_path / "books"
-    shutil.copytree(ENGINE_PLAYBOOKS, books)
-    shutil.copy(SHIPPED_PLAYBOOKS / "campaign-3030.yaml", books)
-    return make_rt(playbooks=books)
+    return make_rt(playbooks=campaign_books(tmp_path))
 
 
 def start(client: TestClient, auth: Auth, playbook: str, unit: str, params: Json) -> Json:

@@ -7,14 +7,13 @@ the district when it is late."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, run_steps
+from factories import campaign_books, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -22,22 +21,17 @@ from flows.campaigns import campaign_progress
 from flows.context import expression_context
 from flows.expressions import compile_expression
 from flows.runtime import Runtime
+from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session
 from models.errors import InvalidInput
 from models.escalation import Escalation
+from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
 
 DAY = timedelta(days=1)
-
-
-def campaign_books(tmp_path: Path) -> Path:
-    books = tmp_path / "books"
-    shutil.copytree(ENGINE_PLAYBOOKS, books)
-    shutil.copy(SHIPPED_PLAYBOOKS / "campaign-3030.yaml", books)
-    return books
 
 
 @pytest.fixture
@@ -206,6 +200,7 @@ def test_target_met_gives_the_review_only(crt: Runtime, clock: ManualClock) -> N
     keyed = steps(crt, cid)
     assert keyed["review"].status == "ready" and keyed["review"].assignees == ["s1-head"]
     assert keyed["shortfall"].status == "skipped"
+    assert keyed["shortfall-notice"].status == "skipped"  # nothing to tell the district
     tasks.complete(crt, step_id=keyed["review"].id or 0, actor="s1-head",
                    note="完成目标，经验：网格化排查")
     with read_session(crt.db) as session:
@@ -223,6 +218,17 @@ def test_target_missed_gives_a_shortfall_that_escalates(crt: Runtime,
     shortfall = keyed["shortfall"]
     assert shortfall.status == "ready" and shortfall.assignees == ["s1-head"]
     assert shortfall.due_at is not None
+    # Missing the target escalates at once: the district is told, with the counts.
+    drain_wakes(crt)
+    notice = steps(crt, cid)["shortfall-notice"]
+    assert notice.status == "done"
+    with read_session(crt.db) as session:
+        told = session.exec(select(Notification).where(
+            Notification.step_id == notice.id)).all()
+    assert {n.recipient for n in told} == {"d1-chief", "d1-manager"}
+    body = told[0].body
+    assert "3030专项行动未达标通报" in body and "| 目标（销号重大隐患） | 3 |" in body
+    assert "| 窗口内销号 | 1 |" in body and "| 尚差 | 2 |" in body and "None" not in body
     # Closing more after the window does not undo the shortfall: it was measured at the end.
     assert progress(crt, cid)["closed"] == 1
     clock.advance(shortfall.due_at - clock.now() + timedelta(minutes=1))

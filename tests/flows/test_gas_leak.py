@@ -7,6 +7,7 @@ Segments run bare (drain_wakes), so notify and document steps execute without Pr
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -379,6 +380,10 @@ def test_every_shipped_template_renders_with_a_runs_context(
                     continue  # macros only
                 assert text.strip(), (template, run_id, key)
                 assert "Undefined" not in text and "None" not in text, (template, key, text)
+                # Documents and messages go to Chinese offices and units: no English
+                # subtitle under the title (an italic line of English).
+                english = [ln for ln in text.splitlines() if re.match(r"^_[A-Za-z]", ln)]
+                assert english == [], (template, english)
     assert seen == 1 + 3  # the fresh run has only `receive`; the finished one all three
     assert rendered == seen * len(SHIPPED_TEMPLATES)
 
