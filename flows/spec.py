@@ -200,6 +200,14 @@ class EscalateSpec(_Spec):
     repeat: DurationField | None = Field(
         default=None, description="Repeat this level at this interval until the step is done."
     )
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat_is_an_interval(cls, value: Duration | None) -> Duration | None:
+        # Every 0 minutes is no interval: the sweeper could never say when the next one is due.
+        if value is not None and value.amount <= 0:
+            raise ValueError(f"repeat must be longer than 0; got {value}")
+        return value
     title: str | None = Field(default=None, description="Label of the level (e.g. 督办函).")
     template: str | None = Field(
         default=None,

@@ -39,6 +39,9 @@ from models.writes import add_event, insert_ignoring_duplicates, insert_rows
 
 log = logging.getLogger("closeloop.sweeper")
 LEASE = "sweeper"
+# A step whose timers cannot be evaluated (a playbook value no check caught) is looked at
+# again after this long, so it neither blocks the sweep nor floods the log every pass.
+PARK = timedelta(hours=1)
 KIND_TITLES = {"remind": "到期提醒", "ack": "未签收", "escalate": "督办提醒",
                "verify": "核验超时"}
 
@@ -51,6 +54,7 @@ class SweepReport:
     overdue: int = 0
     waits_finished: int = 0
     notifications: int = 0
+    failed: int = 0  # steps whose timers raised: logged, in their timeline, parked (PARK)
     extensions_chased: int = 0  # requests for more time undecided past their decide_by
     lags: list[float] = field(default_factory=list)  # seconds from scheduled to fired
 
@@ -130,18 +134,27 @@ def _sweep_batch(
     woken: dict[int, Run] = {}
     waits: list[tuple[StepInstance, Run]] = []
     for step, run in rows:
-        spec = rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
-        outcome = evaluate(
-            spec,
-            TimerState(status=step.status, ready_at=step.ready_at, due_at=step.due_at,
-                       acked_at=step.acked_at, reminders_sent=step.reminders_sent,
-                       ack_missed=step.ack_missed, overdue=step.overdue,
-                       escalation_level=step.escalation_level,
-                       last_escalated_at=step.last_escalated_at,
-                       verify_due_at=step.verify_due_at, verify_level=step.verify_level,
-                       verify_last_at=step.verify_last_at),
-            now, calendar=rt.calendar, tz=rt.tz,
-        )
+        try:
+            spec = rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
+            outcome = evaluate(
+                spec,
+                TimerState(status=step.status, ready_at=step.ready_at, due_at=step.due_at,
+                           acked_at=step.acked_at, reminders_sent=step.reminders_sent,
+                           ack_missed=step.ack_missed, overdue=step.overdue,
+                           escalation_level=step.escalation_level,
+                           last_escalated_at=step.last_escalated_at,
+                           verify_due_at=step.verify_due_at, verify_level=step.verify_level,
+                           verify_last_at=step.verify_last_at),
+                now, calendar=rt.calendar, tz=rt.tz,
+            )
+        except Exception as exc:  # one step's broken timers must not stop every deadline
+            log.exception("timers of step %s (run %s) failed; parked for %s",
+                          step.id, run.id, PARK)
+            report.failed += 1
+            events.append(_event(step, now, "timer_failed",
+                                 {"error": f"{type(exc).__name__}: {exc}"[:500]}))
+            updates.append(_unchanged(step) | {"next_check_at": now + PARK})
+            continue
         if outcome.wait_finished:
             waits.append((step, run))
             continue
@@ -200,6 +213,17 @@ def _sweep_batch(
         report.waits_finished += 1
     report.notifications += len(notes)
     return len(rows) < batch
+
+
+def _unchanged(step: StepInstance) -> dict[str, Any]:
+    """The timer columns of a step as they are (the keys every row of the update carries)."""
+    return {
+        "id": step.id, "overdue": step.overdue, "escalation_level": step.escalation_level,
+        "last_escalated_at": step.last_escalated_at, "reminders_sent": step.reminders_sent,
+        "ack_missed": step.ack_missed, "verify_level": step.verify_level,
+        "verify_last_at": step.verify_last_at, "next_check_at": step.next_check_at,
+        "version": step.version + 1,
+    }
 
 
 def _finish_wait(session: Session, rt: Runtime, step: StepInstance, run: Run,

@@ -3,17 +3,21 @@ after downtime (each missed level once), the single-sweeper lease, and reminders
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from sqlmodel import select
 
 from flows import lifecycle, tasks
 from flows.runtime import Runtime
-from flows.sweeper import LEASE, acquire_lease, sweep_once
+from flows.sweeper import LEASE, PARK, acquire_lease, sweep_once
+from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session, session_scope
+from models.documents import PlaybookVersion
 from models.escalation import Escalation
 from models.outbox import Notification
+from models.run import Run
 from models.task import StepInstance
 
 
@@ -121,3 +125,35 @@ def test_extension_keeps_original_due_and_restarts_ladder(
     assert sweep_once(rt).fired == 0
     clock.advance(timedelta(minutes=30, seconds=5))  # past the new due, before level 2
     assert sweep_once(rt).fired == 1
+
+
+def test_a_step_whose_timers_cannot_be_evaluated_is_parked_and_the_rest_still_escalate(
+    rt: Runtime, clock: ManualClock
+) -> None:
+    """A run pinned to a playbook version that no longer loads (here: a level repeated every
+    0 minutes, written before the check existed) must not stop every other deadline: its step
+    is parked with the error in its timeline, the healthy run escalates as usual."""
+    broken, healthy = start(rt), start(rt)
+    with session_scope(rt.db) as session:
+        run = session.get(Run, broken)
+        assert run is not None
+        pinned = session.get(PlaybookVersion, run.playbook_sha)
+        assert pinned is not None
+        compiled = json.loads(json.dumps(pinned.compiled))
+        compiled["steps"][0]["escalate"][1]["repeat"] = "0m"
+        session.add(PlaybookVersion(sha256="f" * 64, playbook_id=pinned.playbook_id,
+                                    version=pinned.version, compiled=compiled,
+                                    first_used_at=pinned.first_used_at))
+        run.playbook_sha = "f" * 64
+        session.add(run)
+    clock.advance(timedelta(seconds=5))  # due at 2 s: level 1 is owed, level 2 (12 s) not yet
+    report = sweep_once(rt)
+    assert report.failed == 1 and report.fired == 1
+    assert fired(rt, healthy) == [("escalate", 1, 0)] and fired(rt, broken) == []
+    parked = receive_step(rt, broken)
+    assert parked.next_check_at == clock.now() + PARK
+    with read_session(rt.db) as session:
+        events = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == broken, AuditEvent.action == "timer_failed")).all()
+    assert len(events) == 1 and "repeat must be longer than 0" in events[0].detail["error"]
+    assert sweep_once(rt).failed == 0  # parked: not retried every pass

@@ -218,6 +218,8 @@ def test_the_api_shows_the_verifiers_deadline(vrt: Runtime, clock: ManualClock) 
     ("{role: inspector, due: {after: 2h, from: ready}}",
      "steps[0].verify.due.from"),
     ("{role: inspector, due: 2x}", "steps[0].verify.due"),
+    ("{role: inspector, due: 2h, escalate: [{after: 0m, notify: [inspector], repeat: 0m}]}",
+     "steps[0].verify.escalate[0].repeat: repeat must be longer than 0; got 0m"),
 ])
 def test_a_bad_verifier_deadline_is_refused_at_its_line(
     vrt: Runtime, verify: str, message: str
@@ -262,3 +264,17 @@ def test_an_unreinspected_hazard_chases_the_inspectors_then_the_street(
     row = step(demo, run.id or 0, "rectify")
     assert row.status == "submitted" and row.escalation_level == 0
     assert {kind for kind, *_ in fired(demo, rectify.id or 0)} == {"verify"}
+
+
+@pytest.mark.parametrize("repeat", ["0m", "0s", "0wd"])
+def test_a_level_repeated_every_zero_is_refused_at_its_line(vrt: Runtime, repeat: str) -> None:
+    """It passed validation once, then stopped every deadline of the installation."""
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: fix\n    title: 整改\n"
+            "    role: grid_worker\n    due: 1d\n    escalate:\n"
+            f"      - {{after: 0m, notify: [street_head], repeat: {repeat}}}\n")
+    context = LoadContext(vrt.settings.playbooks, known_roles=set(vrt.org.roles),
+                          known_channels=set(vrt.org.channels))
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="bad.yaml", context=context)
+    shown = "\n".join(str(e) for e in caught.value.errors)
+    assert "bad.yaml:10:" in shown and "repeat must be longer than 0" in shown, shown
