@@ -216,6 +216,11 @@ def complete(
         values["next_check_at"] = None
         if verifying:
             verify_due = verify_due_time(rt, got.run, got.spec, submitted_at=now)
+            if verify_due is not None and verify_due < now:
+                # Handed in after the verdict was due (a deadline counted from the run): due
+                # at once, and this submission's chase counts from now, not from a deadline an
+                # earlier submission was already chased for.
+                verify_due = now
             values |= {"verify_due_at": verify_due, "verify_level": 0, "verify_last_at": None}
             if verify_due is not None:
                 values["next_check_at"] = first_check(
@@ -293,17 +298,23 @@ def verify(
         else:
             if not (note or "").strip():
                 raise InvalidInput("note", "退回需说明原因 / a rejection needs a reason")
+            moved = resumed_due(got.step, now)
             transition(session, got.step, allowed=(st.SUBMITTED,), values={
                 "status": st.REJECTED, "verified_by": actor, "reject_reason": note,
                 "next_check_at": now,  # the ladder resumes: the next sweep catches up
+                **moved,
             })
             add_event(session, at=now, actor=actor, action="rejected", run_id=got.run.id,
                       step_id=step_id, from_state=st.SUBMITTED, to_state=st.REJECTED,
-                      detail={"reason": note})
+                      detail={"reason": note, **({
+                          "due_from": got.step.due_at.isoformat() if got.step.due_at else None,
+                          "due_to": moved["due_at"].isoformat()} if moved else {})})
             people = [got.step.submitted_by] if got.step.submitted_by else got.step.assignees
+            later = (f"。等待复查的时间不计入期限，期限顺延至 "
+                     f"{rt.renderer.deadline(moved['due_at'])}" if moved else "")
             insert_ignoring_duplicates(session, Notification, notification_rows(
                 rt.org, people=people, kind="rejected", title=f"【退回】{got.step.title}",
-                body=f"{got.run.title}：{got.step.title} 被退回，原因：{note}",
+                body=f"{got.run.title}：{got.step.title} 被退回，原因：{note}{later}",
                 dedupe=f"rejected|{step_id}|{got.step.version}", now=now, run_id=got.run.id,
                 step_id=step_id, inbox_only=True,
             ))
@@ -312,6 +323,18 @@ def verify(
                 session.flush()
                 sync_entry(session, rt, got.run, playbook, now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def resumed_due(step: StepInstance, now: datetime) -> dict[str, Any]:
+    """The assignee's deadline when work comes back from its verifier: moved on by the time it
+    waited, since the ladder was paused meanwhile. A unit that handed its work in five days
+    early gets those five days back, rather than every level that fell due during a late
+    re-inspection firing at once. The first deadline stays as `original_due_at`."""
+    if step.due_at is None or step.submitted_at is None or now <= step.submitted_at:
+        return {}
+    due = step.due_at + (now - step.submitted_at)
+    return {"due_at": due, "original_due_at": step.original_due_at or step.due_at,
+            "overdue": step.overdue and due <= now}
 
 
 def extend(

@@ -278,3 +278,56 @@ def test_a_level_repeated_every_zero_is_refused_at_its_line(vrt: Runtime, repeat
         load_playbook_text(text, filename="bad.yaml", context=context)
     shown = "\n".join(str(e) for e in caught.value.errors)
     assert "bad.yaml:10:" in shown and "repeat must be longer than 0" in shown, shown
+
+
+def test_a_late_reinspection_does_not_eat_the_units_time(vrt: Runtime, clock: ManualClock
+                                                         ) -> None:
+    """Handed in 20 hours early, re-inspected 2 days late and sent back: the unit gets its 20
+    hours back (the deadline moves on by the 2 days 2 hours the work waited), so no level that
+    fell due while the verifier sat on it fires at once."""
+    run_id = start(vrt)
+    first_due = step(vrt, run_id, "fix").due_at
+    assert first_due is not None
+    clock.advance(timedelta(hours=4))
+    fix_id = submit_fix(vrt, run_id).id or 0
+    clock.advance(timedelta(days=2, hours=2))
+    sweep_once(vrt)  # the verifier is chased; the unit is not
+    back = tasks.verify(vrt, step_id=fix_id, actor="s1-insp1", approve=False, note="照片看不清")
+    assert back.due_at == first_due + timedelta(days=2, hours=2)
+    assert back.original_due_at == first_due and not back.overdue
+    sweep_once(vrt)
+    assert {kind for kind, *_ in fired(vrt, fix_id)} == {"verify"}  # no 督办函 at once
+    with read_session(vrt.db) as session:
+        told = session.exec(select(Notification).where(
+            Notification.step_id == fix_id, Notification.kind == "rejected")).one()
+    assert "等待复查的时间不计入期限，期限顺延至 2026-03-05 11:00" in told.body
+    clock.advance(timedelta(hours=20))  # the 20 hours are up: now the ladder climbs
+    sweep_once(vrt)
+    assert fired(vrt, fix_id)[-1] == ("escalate", 1, 0, ["s1-head"])
+
+
+def test_a_report_handed_in_again_after_its_deadline_is_chased_again(
+    vrt: Runtime, clock: ManualClock
+) -> None:
+    """A sign-off due within the hour of the run: rejected after the hour and handed in again,
+    the new submission's verdict is due at once and its chase goes out (not swallowed as a
+    repeat of the first submission's)."""
+    run_id = start(vrt)
+    sign_id = step(vrt, run_id, "sign").id or 0
+    clock.advance(timedelta(minutes=50))
+    tasks.complete(vrt, step_id=sign_id, actor="s1-duty", note="首报")
+    clock.advance(timedelta(minutes=10))
+    sweep_once(vrt)
+    clock.advance(timedelta(minutes=5))
+    tasks.verify(vrt, step_id=sign_id, actor="d1-leader", approve=False, note="伤亡数字待核实")
+    clock.advance(timedelta(minutes=3))
+    again = tasks.complete(vrt, step_id=sign_id, actor="s1-duty", note="首报（更正）")
+    assert again.verify_due_at == clock.now()
+    sweep_once(vrt)
+    assert fired(vrt, sign_id) == [("verify", 1, 0, ["d1-leader"]),
+                                   ("verify", 1, 0, ["d1-leader"])]
+    with read_session(vrt.db) as session:
+        chases = session.exec(select(Notification).where(
+            Notification.step_id == sign_id, Notification.kind == "verify",
+            Notification.recipient == "d1-leader")).all()
+    assert len([n for n in chases if n.title.startswith("【核验超时")]) == 2
