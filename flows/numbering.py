@@ -65,3 +65,9 @@ def run_numbers(session: Session, run_id: int) -> dict[str, str]:
     rows = session.exec(select(DocNumber).where(
         DocNumber.run_id == run_id, DocNumber.subject == RUN_SUBJECT)).all()
     return {row.step_key: row.text for row in rows}
+
+
+def issued_for_run(session: Session, run_id: int) -> list[DocNumber]:
+    """Every number a run was issued (its documents' and its ladder's letters'), in order."""
+    return list(session.exec(select(DocNumber).where(DocNumber.run_id == run_id)
+                             .order_by(DocNumber.issued_at, DocNumber.id)).all())  # type: ignore[arg-type]

@@ -86,8 +86,11 @@ def execute_step(
                 # One number per prefix and run (a notice and its serving print the same); a
                 # fanned-out document numbers each instance.
                 subject = RUN_SUBJECT if inst.item_index == 0 else f"item|{inst.item_index}"
+                # Numbered in the year the document fell due (its step became ready), the
+                # moment its date is printed from, even if it is filed after New Year's midnight.
                 number = issue_number(session, rt, prefix=spec.number, run_id=run_id,
-                                      step_key=step_key, subject=subject, now=now)
+                                      step_key=step_key, subject=subject,
+                                      now=inst.ready_at or now)
                 context["doc_no"] = number.text
                 context["numbers"] = run_numbers(session, run_id)
             if spec.action == "notify":

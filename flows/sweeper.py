@@ -169,7 +169,7 @@ def _sweep_batch(
                 "scheduled_at": firing.scheduled_at, "fired_at": now,
                 "recipients": people + channels, "prefect_recorded": False,
             })
-            title, body = _message(rt, run, step, spec, firing, now, session=session)
+            title, body, number = _message(rt, run, step, spec, firing, now, session=session)
             notes += notification_rows(
                 rt.org, people=people, channels=channels, kind=firing.kind, title=title,
                 body=body, now=now, run_id=run.id, step_id=step.id,
@@ -178,7 +178,7 @@ def _sweep_batch(
             events.append(_event(step, now, firing.kind, {
                 "level": firing.level, "repeat": firing.repeat,
                 "scheduled_at": firing.scheduled_at.isoformat(),
-                "recipients": people + channels,
+                "recipients": people + channels, **({"number": number} if number else {}),
             }))
             report.fired += 1
             report.lags.append((now - firing.scheduled_at).total_seconds())
@@ -251,7 +251,8 @@ def _recipients(rt: Runtime, step: StepInstance, firing: Firing) -> tuple[list[s
 
 
 def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: Firing,
-             now: datetime, *, session: Session | None = None) -> tuple[str, str]:
+             now: datetime, *, session: Session | None = None) -> tuple[str, str, str | None]:
+    """Title, body and 文号 (when the level numbers its letters) of one firing's message."""
     label = KIND_TITLES.get(firing.kind, firing.kind)
     ladder = {"escalate": spec.escalate,
               "verify": spec.verify.ladder if spec.verify else []}.get(firing.kind, [])
@@ -295,14 +296,15 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
             session, rt, prefix=level.number, run_id=run.id or 0, step_key=step.step_key,
             subject=f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}",
             now=now).text
+    number = context.get("doc_no")
     try:
         body = rt.renderer.render(template, context)
     except RenderFailed:
         what = (f"应于 {context['verify']['due_at_local']} 前核验" if "verify" in context
                 else f"应于 {context['step']['due_at_local']} 完成")
         body = (f"{run.title}：{step.title}（{context['unit_name']}）{what}，"
-                f"{label}第{firing.level}级。")
-    return title, body
+                f"{label}第{firing.level}级。" + (f"文号：{number}" if number else ""))
+    return title, body, number
 
 
 

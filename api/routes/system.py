@@ -12,6 +12,7 @@ from sqlmodel import select
 from api import receiver as loopback
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
 from api.redact import mask_error, mask_url
+from flows.numbering import RUN_SUBJECT, issued_for_run
 from models.db import read_session
 from models.documents import Document
 from models.errors import Forbidden
@@ -82,9 +83,16 @@ def run_documents(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[
     read_run(run_id, rt, person)
     with read_session(rt.db) as session:
         docs = session.exec(select(Document).where(Document.run_id == run_id)).all()
+        issued = issued_for_run(session, run_id)
+    # `numbers`: every 文号 the run was issued, the ladder's letters (sent as messages, not
+    # filed as documents) included, so a manager can say which number went where and when.
     return {"data": [{"id": d.id, "step_id": d.step_id, "title": d.title, "number": d.number,
                       "template": d.template, "body": d.body, "created_at": d.created_at}
-                     for d in docs]}
+                     for d in docs],
+            "numbers": [{"number": n.text, "step": n.step_key,
+                         "for": "document" if n.subject == RUN_SUBJECT else "escalation",
+                         "issued_at": n.issued_at,
+                         "issued_at_local": rt.renderer.local(n.issued_at)} for n in issued]}
 
 
 @router.post("/api/receiver/{channel}", status_code=201)

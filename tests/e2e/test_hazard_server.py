@@ -147,6 +147,9 @@ def test_a_major_hazard_walks_the_loop_on_a_real_server(server: ServerProcess) -
     assert re.fullmatch(r"坪应急督〔20\d\d〕1号", notice_no or ""), notice_no
     assert numbered["closure-form.md.j2"] is None  # the form cites it, it is not a 发文
     assert notice_no in bodies["closure-form.md.j2"]
+    issued = server.get(f"/api/runs/{walk.run_id}/documents", walk.token(COMMANDER))["numbers"]
+    assert [(n["number"], n["step"], n["for"]) for n in issued] == [
+        (notice_no, "notice", "document")]
     assert "重大事故隐患整改销号审批表" in bodies["closure-form.md.j2"]
     assert PARAMS["code"] in bodies["lookback-record.md.j2"]
 

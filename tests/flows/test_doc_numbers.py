@@ -4,20 +4,28 @@ rolled-back filing, and never shared by two writers at once (SQLite and PostgreS
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, run_steps
 from sqlmodel import select
 
+from flows import lifecycle, tasks
 from flows.loader import LoadContext, load_playbook_text
 from flows.numbering import issue_number, run_numbers
 from flows.runtime import Runtime
+from flows.segments import drain_wakes
+from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session, session_scope
+from models.documents import Document
 from models.errors import PlaybookInvalid
 from models.numbering import DocNumber
+from models.outbox import Notification
 
 
 def issue(rt: Runtime, prefix: str, run_id: int, subject: str = "run") -> str:
@@ -108,3 +116,47 @@ def refused(rt: Runtime, text: str) -> str:
     with pytest.raises(PlaybookInvalid) as caught:
         load_playbook_text(text, filename="bad.yaml", context=context)
     return "\n".join(str(e) for e in caught.value.errors)
+
+
+def test_a_notice_filed_just_after_new_year_keeps_the_year_it_was_listed_in(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    """Listed at 23:59:58 on 31 December (Shanghai), filed by the segment a few seconds into
+    the new year: the number is of the year the date on it is."""
+    clock.set(datetime(2026, 12, 31, 15, 59, 58, tzinfo=UTC))
+    run = lifecycle.start_run(demo, playbook_id="hazard-3030", unit_id="liuhe",
+                              params={"location": "六和社区", "grade": "重大"},
+                              actor="pingshan-street-commander")
+    drain_wakes(demo)
+    listing = next(s for s in run_steps(demo, run.id or 0) if s.step_key == "list")
+    tasks.complete(demo, step_id=listing.id or 0, actor="pingshan-street-chief",
+                   outputs={"responsible_person": "李富达"})
+    clock.advance(timedelta(seconds=5))  # 2027-01-01 00:00:03 local
+    drain_wakes(demo)
+    with read_session(demo.db) as session:
+        notice = session.exec(select(Document).where(Document.run_id == run.id)).one()
+    assert notice.number == "坪应急督〔2026〕1号"
+    assert "签发日期：2026年12月31日" in notice.body
+
+
+def test_a_numbered_level_without_a_template_prints_its_number(
+    make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock
+) -> None:
+    """The default alert message shows the 文号 it was given: no number is issued unseen."""
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    shutil.copy(SHIPPED_PLAYBOOKS / "templates" / "alert-message.md.j2", books / "templates")
+    (books / "numbered.yaml").write_text(
+        "id: numbered\nversion: 1\ntitle: 编号催办\nsteps:\n  - id: fix\n    title: 整改\n"
+        "    role: grid_worker\n    due: 1h\n    escalate:\n"
+        "      - {after: 0m, notify: [street_head], title: 督办函, number: 测督函}\n",
+        encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    run = lifecycle.start_run(rt, playbook_id="numbered", unit_id="c1", params={},
+                              actor="s1-commander")
+    clock.advance(timedelta(hours=1))
+    sweep_once(rt)
+    with read_session(rt.db) as session:
+        [letter] = session.exec(select(Notification).where(
+            Notification.run_id == run.id, Notification.kind == "escalate")).all()
+    assert "文号：测督函〔2026〕1号" in letter.body

@@ -20,6 +20,7 @@ from flows.evidence import store_evidence
 from flows.runtime import Runtime
 from flows.segments import _template_context, drain_wakes
 from flows.sweeper import sweep_once
+from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Document
@@ -674,6 +675,13 @@ def test_escalation_letters_are_the_levels_documents(demo: Runtime, clock: Manua
     summons = summonses[DIRECTOR]
     assert "# 约谈通知" in summons.body and "逾期 7 天" in summons.body
     assert "约谈" in summons.title and "**坪应急约〔2026〕1号**" in summons.body
+    # Each letter's number is in the timeline too, with the level that sent it.
+    with read_session(demo.db) as session:
+        events = session.exec(select(AuditEvent).where(
+            AuditEvent.step_id == rectify.id, AuditEvent.action == "escalate")
+            .order_by(AuditEvent.id)).all()  # type: ignore[arg-type]
+    assert [(e.detail["level"], e.detail.get("number")) for e in events] == [
+        (1, "坪应急督函〔2026〕1号"), (2, "坪应急督函〔2026〕2号"), (3, "坪应急约〔2026〕1号")]
 
 
 def test_a_major_hazard_stuck_before_rectification_is_overdue_on_the_register(
