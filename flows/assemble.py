@@ -116,6 +116,7 @@ def assemble(
 
     nodes = [_node(candidate, errors) for candidate in candidates]
     ids = _check_ids(nodes, errors)
+    _check_numbers(nodes, errors)
     order = _check_graph(nodes, ids, broken, errors)
     if not nodes and not errors:
         errors.append(root.at(("steps",), "a playbook needs at least one step"))
@@ -247,6 +248,24 @@ def _node(candidate: Candidate, errors: list[SourceError]) -> _Node:
     if candidate.local_ids is not None and not raw_needs:
         needs += candidate.entry_needs
     return _Node(node_id, candidate, step, needs)
+
+
+def _check_numbers(nodes: list[_Node], errors: list[SourceError]) -> None:
+    """Within a run, steps numbering with one prefix share one 文号 (a notice and its
+    serving), so two documents under one prefix would both print the same number."""
+    first: dict[str, _Node] = {}
+    for node in nodes:
+        step = node.step
+        if step is None or step.number is None or step.action != "document":
+            continue
+        if step.number in first:
+            earlier = first[step.number]
+            errors.append(node.candidate.where.at(("number",), (
+                f"document '{earlier.id}' already numbers with '{step.number}' (line "
+                f"{earlier.candidate.where.line()}): a run's steps with one prefix share one "
+                "文号, so a second document needs a prefix of its own")))
+        else:
+            first[step.number] = node
 
 
 def _unknown_need(need: str, own_id: str | None, known: list[str]) -> str:

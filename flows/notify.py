@@ -180,10 +180,6 @@ def _asset() -> apprise.AppriseAsset:
 MESSAGE_ID_HEADER = "X-Closeloop-Message-Id"
 
 
-def message_id(notification_id: int) -> str:
-    return f"closeloop-notification-{notification_id}"
-
-
 def send(url: str, title: str, body: str, msg_id: str | None = None) -> None:
     """Deliver one message to one Apprise URL; raise DeliveryFailed saying why it failed.
 
@@ -248,6 +244,7 @@ class _Claimed:
     url: str
     title: str
     body: str
+    message_id: str | None
 
 
 @dataclass(frozen=True)
@@ -320,18 +317,18 @@ def _claim(engine: Engine, notification_id: int, clock: Clock) -> _Claimed | Non
         if result.rowcount != 1:
             return None
         row = session.exec(
-            select(Notification.url, Notification.title, Notification.body).where(
-                Notification.id == notification_id
-            )
+            select(Notification.url, Notification.title, Notification.body,
+                   Notification.message_id).where(Notification.id == notification_id)
         ).one()
-    return _Claimed(id=notification_id, url=row[0], title=row[1], body=row[2])
+    return _Claimed(id=notification_id, url=row[0], title=row[1], body=row[2],
+                    message_id=row[3])
 
 
 def _attempt(claimed: _Claimed, sender: Sender) -> _Outcome:
     """Run the sender outside any transaction, turning every failure into an outcome."""
     start = time.monotonic()
     try:
-        sender(claimed.url, claimed.title, claimed.body, message_id(claimed.id))
+        sender(claimed.url, claimed.title, claimed.body, claimed.message_id)
     except DeliveryFailed as exc:
         ok, error, permanent = False, exc.reason, exc.permanent
     except Exception as exc:  # a bug in a plugin or sender must not stop the outbox

@@ -6,6 +6,7 @@ thousand at once."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,7 @@ def notification_rows(
         inbox = url == INBOX_URL
         return {
             "dedupe_key": f"{dedupe}|{recipient_kind}:{recipient}|{n}",
+            "message_id": None if inbox else f"closeloop-{uuid.uuid4().hex}",
             "run_id": run_id,
             "step_id": step_id,
             "escalation_id": escalation_id,

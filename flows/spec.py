@@ -16,10 +16,12 @@ and the loader calls it to report *every* problem with its line (it validates wi
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -54,8 +56,20 @@ StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 # A 文号 prefix (发文机关代字, e.g. 坪应急督): the year and number are added to it.
 DOC_PREFIX_PATTERN = r"^[^\s〔〕\[\]()（）{}]+$"
-DocPrefix = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PREFIX,
-                                             pattern=DOC_PREFIX_PATTERN)]
+
+
+def _doc_prefix(value: str) -> str:
+    if not value or len(value) > MAX_PREFIX:
+        raise ValueError(f"a 文号 prefix has 1 to {MAX_PREFIX} characters; got {len(value)}")
+    if not re.match(DOC_PREFIX_PATTERN, value):
+        raise ValueError("a 文号 prefix is the issuer's short name (e.g. 坪应急督) without "
+                         "spaces or brackets: the engine adds 〔year〕 and the number")
+    return value
+
+
+DocPrefix = Annotated[str, AfterValidator(_doc_prefix),
+                      WithJsonSchema({"type": "string", "minLength": 1,
+                                      "maxLength": MAX_PREFIX, "pattern": DOC_PREFIX_PATTERN})]
 
 DurationField = Annotated[
     Duration,

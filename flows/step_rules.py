@@ -39,6 +39,9 @@ def step_problems(step: StepSource) -> list[Problem]:
         out.append((("playbook",), f"'playbook' is only used with action: playbook, not {action}"))
     if action != "playbook" and step.with_:
         out.append((("with",), f"'with' is only used with action: playbook, not {action}"))
+    if step.verify is not None and action != "task":
+        out.append((("verify",), f"'verify' is only used with action: task (a person's work "
+                                 f"another person checks), not {action}"))
     if step.number is not None and action not in ("document", "notify"):
         out.append((("number",), f"'number' (文号) is only used with action: document or "
                                  f"notify, not {action}"))

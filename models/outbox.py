@@ -36,6 +36,9 @@ class Notification(SQLModel, table=True):
     # One notification per (cause, recipient, url): the unique key makes re-running a segment or
     # a sweeper tick after a crash write nothing twice.
     dedupe_key: str = Field(unique=True, max_length=300)
+    # Sent with every delivery (flows/notify MESSAGE_ID_HEADER): random, so ids of two
+    # installations (or of a database started afresh) never collide at the receiving office.
+    message_id: str | None = Field(default=None, max_length=64)
     run_id: int | None = Field(default=None, index=True)
     step_id: int | None = Field(default=None)
     escalation_id: int | None = Field(default=None)

@@ -92,10 +92,11 @@ def test_writers_at_once_never_share_a_number_on_postgresql(
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("    number: 坪应急 督\n", "steps[0].number"),
-    ("    number: 坪应急督〔2026〕\n", "steps[0].number"),
-    ("    number: ''\n", "steps[0].number"),
-    ("    number: 一二三四五六七八九十一二三四五六七八九十一\n", "steps[0].number"),
+    ("    number: 坪应急 督\n", "steps[0].number: a 文号 prefix is the issuer's short name"),
+    ("    number: 坪应急督〔2026〕\n", "steps[0].number: a 文号 prefix is the issuer's short name"),
+    ("    number: ''\n", "steps[0].number: a 文号 prefix has 1 to 20 characters; got 0"),
+    ("    number: 一二三四五六七八九十一二三四五六七八九十一\n",
+     "steps[0].number: a 文号 prefix has 1 to 20 characters; got 21"),
 ])
 def test_a_bad_prefix_is_refused_at_its_line(rt: Runtime, line: str, message: str) -> None:
     text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: notice\n    title: 通知书\n"
@@ -160,3 +161,26 @@ def test_a_numbered_level_without_a_template_prints_its_number(
         [letter] = session.exec(select(Notification).where(
             Notification.run_id == run.id, Notification.kind == "escalate")).all()
     assert "文号：测督函〔2026〕1号" in letter.body
+
+
+def test_two_documents_under_one_prefix_are_refused(rt: Runtime) -> None:
+    """They would print one number; a document and the notify serving it may share."""
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n"
+            "  - {id: notice, title: 通知书, action: document, template: short-report.md.j2,"
+            " number: 坪应急督}\n"
+            "  - {id: serve, title: 送达, action: notify, template: short-report.md.j2,"
+            " to: [duty], number: 坪应急督, needs: [notice]}\n"
+            "  - {id: second, title: 第二份, action: document, template: short-report.md.j2,"
+            " number: 坪应急督, needs: [serve]}\n")
+    shown = refused(rt, text)
+    assert "bad.yaml:7:" in shown and "steps[2].number: document 'notice' already numbers" \
+        in shown, shown
+    assert "steps[1]" not in shown
+
+
+def test_verify_on_an_automatic_step_is_refused(rt: Runtime) -> None:
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: notice\n    title: 通知书\n"
+            "    action: document\n    template: short-report.md.j2\n"
+            "    verify: {role: inspector}\n")
+    shown = refused(rt, text)
+    assert "bad.yaml:9:" in shown and "'verify' is only used with action: task" in shown, shown

@@ -11,12 +11,14 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import SMALL_ORG
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -31,8 +33,10 @@ from flows.notify import (
     deliver_due,
     send,
 )
+from flows.recipients import notification_rows
 from models.clock import ManualClock
 from models.db import create_schema, make_engine, read_session, session_scope
+from models.org import load_org
 from models.outbox import DEAD, DELIVERED, INBOX_URL, PENDING, DeliveryAttempt, Notification
 
 try:
@@ -103,6 +107,7 @@ def add_notification(
     with session_scope(engine) as session:
         row = Notification(
             dedupe_key=f"test|{n}",
+            message_id=f"closeloop-test-{uuid.uuid4().hex}",
             kind="notify",
             recipient_kind="channel",
             recipient="duty",
@@ -546,7 +551,7 @@ def test_a_crash_between_claim_and_record_is_retried_after_the_lease(
     assert notification(engine, nid).status == DELIVERED
     # The two copies carry the same id: the receiving office can drop the second.
     assert {m.headers["x-closeloop-message-id"] for m in twice} == {
-        f"closeloop-notification-{nid}"}
+        notification(engine, nid).message_id}
 
 
 # -- the worker ----------------------------------------------------------------------------
@@ -578,3 +583,17 @@ def test_outbox_worker_run_once_is_one_pass(
 
     assert worker.run_once() == DeliveryReport(delivered=1, failed=0, dead=0)
     assert worker.run_once() == DeliveryReport()
+
+
+def test_every_outbox_row_gets_its_own_random_message_id() -> None:
+    """Ids are random, not row numbers: two installations (or a database started afresh)
+    sending to one duty office never reuse one, so dropping repeats by it drops only repeats."""
+    org = load_org(SMALL_ORG)
+    rows = notification_rows(org, people=["c1-grid", "c2-grid"], channels=["duty"], kind="notify",
+                             title="t", body="b", dedupe="x", now=T0, run_id=1, step_id=1)
+    ids = [r["message_id"] for r in rows if r["url"] != INBOX_URL]
+    assert len(ids) == 1 and len(set(ids)) == len(ids)
+    again = notification_rows(org, people=[], channels=["duty"], kind="notify", title="t",
+                              body="b", dedupe="x", now=T0, run_id=1, step_id=1)
+    assert again[0]["message_id"] not in ids
+    assert all(i.startswith("closeloop-") and len(i) == 42 for i in ids)
