@@ -85,8 +85,8 @@ def list_steps(
                  *([StepInstance.status.in_(statuses)] if statuses else []))  # type: ignore[attr-defined]
     total = session.exec(select(func.count()).select_from(StepInstance).where(where)).one()
     if branches is not None and statuses:
-        ranges = [(branch, status) for i, branch in enumerate(branches) for status in statuses
-                  if i != verifying or status == SUBMITTED]
+        ranges = [(branch, status, i == verifying) for i, branch in enumerate(branches)
+                  for status in statuses if i != verifying or status == SUBMITTED]
         ids = _inbox_page(session, shared, ranges, limit=limit, offset=offset)
         found = {r.id: r for r in session.exec(
             select(StepInstance).where(StepInstance.id.in_(ids)))}  # type: ignore[union-attr]
@@ -99,7 +99,7 @@ def list_steps(
     return list(rows), int(total)
 
 
-def _inbox_page(session: Session, shared: list[Any], ranges: list[tuple[Any, str]],
+def _inbox_page(session: Session, shared: list[Any], ranges: list[tuple[Any, str, bool]],
                 *, limit: int, offset: int) -> list[int]:
     """One inbox page by deadline without sorting the whole inbox: an inspector of a busy
     street holds tens of thousands of open tasks, and one ORDER BY over all of them costs more
@@ -107,19 +107,23 @@ def _inbox_page(session: Session, shared: list[Any], ranges: list[tuple[Any, str
     ix_step_person) that is already in deadline order, so each gives its first offset+limit ids
     at once (the work awaiting the person's verification, a few submitted steps found through
     ix_step_unit_status, is sorted); the few hundred candidates are merged here. Tasks with no
-    deadline come after those with one."""
+    deadline come after those with one. Work awaiting the person's verification is placed by
+    the verifier's own deadline (verify_due_at) where the playbook gives one: that is the
+    deadline the person is chased for."""
     want = offset + limit
     dated: list[tuple[Any, int]] = []
     undated: list[int] = []
-    for branch, status in ranges:
+    for branch, status, verifying in ranges:
         conds = [*shared, branch, StepInstance.status == status]
+        due: Any = (func.coalesce(StepInstance.verify_due_at, StepInstance.due_at)
+                    if verifying else StepInstance.due_at)
         dated += list(session.exec(
-            select(StepInstance.due_at, StepInstance.id)
-            .where(*conds, StepInstance.due_at.is_not(None))  # type: ignore[union-attr]
-            .order_by(StepInstance.due_at, StepInstance.id).limit(want)))
+            select(due, StepInstance.id)
+            .where(*conds, due.is_not(None))
+            .order_by(due, StepInstance.id).limit(want)))
         undated += list(session.exec(
             select(StepInstance.id)
-            .where(*conds, StepInstance.due_at.is_(None))  # type: ignore[union-attr]
+            .where(*conds, due.is_(None))
             .order_by(StepInstance.id).limit(want)))
     ordered = [i for _due, i in sorted(dated)] + sorted(undated)
     return list(dict.fromkeys(ordered))[offset:want]

@@ -51,6 +51,10 @@ steps:
       escalate:
         - {after: 0m, notify: [inspector], title: 复查超时催办}
         - {after: 1h, notify: [section_chief], title: 复查超时督办, repeat: 1h}
+  - id: patrol
+    title: 巡查
+    role: inspector
+    due: 4h
   - id: sign
     title: 报告签发
     role: duty_officer
@@ -331,3 +335,18 @@ def test_a_report_handed_in_again_after_its_deadline_is_chased_again(
             Notification.step_id == sign_id, Notification.kind == "verify",
             Notification.recipient == "d1-leader")).all()
     assert len([n for n in chases if n.title.startswith("【核验超时")]) == 2
+
+
+def test_the_verifiers_inbox_places_the_work_by_the_verdicts_deadline(
+    vrt: Runtime, clock: ManualClock
+) -> None:
+    """The inspector's own patrol is due in 4 hours, the rectification awaiting their verdict
+    in 2 (its assignee's own deadline is a day away): the verdict comes first."""
+    run_id = start(vrt)
+    submit_fix(vrt, run_id)
+    client = TestClient(create_app(vrt, background=False, prefect=False))
+    token = make_token("s1-insp1", vrt.settings.signing_secret())
+    got = client.get("/api/tasks", params={"mine": "true", "status": "ready,submitted"},
+                     headers={"Authorization": f"Bearer {token}"})
+    assert got.status_code == 200, got.text
+    assert [t["step"] for t in got.json()["data"]] == ["fix", "patrol"]
