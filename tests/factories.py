@@ -7,9 +7,11 @@ import struct
 import zlib
 from pathlib import Path
 
+from flows.loader import LoadContext, load_playbook_text
 from flows.runtime import Runtime, build_runtime
 from models.clock import Clock
 from models.db import read_session
+from models.errors import PlaybookInvalid
 from models.queries import run_detail
 from models.run import Run
 from models.settings import Settings
@@ -79,3 +81,15 @@ def run_steps(rt: Runtime, run_id: int) -> list[StepInstance]:
         passed_over = list(run.skipped or []) if run else []
     return [*rows, *(StepInstance(id=None, run_id=run_id, step_key=key, title=key,
                                   action="", status=SKIPPED) for key in passed_over)]
+
+
+def refused(rt: Runtime, text: str, filename: str = "bad.yaml") -> str:
+    """The loader's errors for playbook `text` against rt's org chart, one per line; fails the
+    test if the playbook loads."""
+    context = LoadContext(rt.settings.playbooks, known_roles=set(rt.org.roles),
+                          known_channels=set(rt.org.channels))
+    try:
+        load_playbook_text(text, filename=filename, context=context)
+    except PlaybookInvalid as caught:
+        return "\n".join(str(e) for e in caught.errors)
+    raise AssertionError(f"{filename} loaded; expected it to be refused")

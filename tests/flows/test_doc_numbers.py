@@ -11,11 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, run_steps
+from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, refused, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
-from flows.loader import LoadContext, load_playbook_text
 from flows.numbering import issue_number, run_numbers
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
@@ -23,7 +22,6 @@ from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session, session_scope
 from models.documents import Document
-from models.errors import PlaybookInvalid
 from models.numbering import DocNumber
 from models.outbox import Notification
 
@@ -109,14 +107,6 @@ def test_a_number_on_a_task_is_refused(rt: Runtime) -> None:
             "    role: grid_worker\n    number: 坪应急督\n")
     shown = refused(rt, text)
     assert "bad.yaml:8:" in shown and "'number' (文号) is only used with action: document" in shown
-
-
-def refused(rt: Runtime, text: str) -> str:
-    context = LoadContext(rt.settings.playbooks, known_roles=set(rt.org.roles),
-                          known_channels=set(rt.org.channels))
-    with pytest.raises(PlaybookInvalid) as caught:
-        load_playbook_text(text, filename="bad.yaml", context=context)
-    return "\n".join(str(e) for e in caught.value.errors)
 
 
 def test_a_notice_filed_just_after_new_year_keeps_the_year_it_was_listed_in(

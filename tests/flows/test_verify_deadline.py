@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, png_bytes
+from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, png_bytes, refused
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -18,14 +18,12 @@ from api.auth import make_token
 from api.main import create_app
 from flows import lifecycle, tasks
 from flows.evidence import store_evidence
-from flows.loader import LoadContext, load_playbook_text
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
 from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
-from models.errors import PlaybookInvalid
 from models.escalation import Escalation
 from models.outbox import Notification
 from models.task import StepInstance
@@ -230,11 +228,7 @@ def test_a_bad_verifier_deadline_is_refused_at_its_line(
 ) -> None:
     text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: fix\n    title: 整改\n"
             f"    role: grid_worker\n    verify: {verify}\n")
-    context = LoadContext(vrt.settings.playbooks, known_roles=set(vrt.org.roles),
-                          known_channels=set(vrt.org.channels))
-    with pytest.raises(PlaybookInvalid) as caught:
-        load_playbook_text(text, filename="bad.yaml", context=context)
-    shown = "\n".join(str(e) for e in caught.value.errors)
+    shown = refused(vrt, text)
     assert "bad.yaml:8:" in shown and message in shown, shown
 
 
@@ -276,11 +270,7 @@ def test_a_level_repeated_every_zero_is_refused_at_its_line(vrt: Runtime, repeat
     text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: fix\n    title: 整改\n"
             "    role: grid_worker\n    due: 1d\n    escalate:\n"
             f"      - {{after: 0m, notify: [street_head], repeat: {repeat}}}\n")
-    context = LoadContext(vrt.settings.playbooks, known_roles=set(vrt.org.roles),
-                          known_channels=set(vrt.org.channels))
-    with pytest.raises(PlaybookInvalid) as caught:
-        load_playbook_text(text, filename="bad.yaml", context=context)
-    shown = "\n".join(str(e) for e in caught.value.errors)
+    shown = refused(vrt, text)
     assert "bad.yaml:10:" in shown and "repeat must be longer than 0" in shown, shown
 
 
