@@ -71,6 +71,7 @@ class Workers:
             "sweeper": {
                 "interval_s": self.rt.settings.sweep_seconds,
                 "errors": self.sweeper.errors if self.sweeper else 0,
+                "failing": bool(self.sweeper and self.sweeper.failing),
                 "last": vars(self.sweeper.last) | {"lags": None}
                 if self.sweeper and self.sweeper.last else None,
             },

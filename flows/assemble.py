@@ -251,21 +251,27 @@ def _node(candidate: Candidate, errors: list[SourceError]) -> _Node:
 
 
 def _check_numbers(nodes: list[_Node], errors: list[SourceError]) -> None:
-    """Within a run, steps numbering with one prefix share one 文号 (a notice and its
-    serving), so two documents under one prefix would both print the same number."""
+    """Within a run, steps numbering with one prefix share one 文号, so they must be one
+    document: filed once and served (the same template), never two documents."""
     first: dict[str, _Node] = {}
+    filed: dict[str, _Node] = {}
     for node in nodes:
         step = node.step
-        if step is None or step.number is None or step.action != "document":
+        if step is None or step.number is None:
             continue
-        if step.number in first:
-            earlier = first[step.number]
-            errors.append(node.candidate.where.at(("number",), (
-                f"document '{earlier.id}' already numbers with '{step.number}' (line "
-                f"{earlier.candidate.where.line()}): a run's steps with one prefix share one "
-                "文号, so a second document needs a prefix of its own")))
-        else:
-            first[step.number] = node
+        earlier = first.setdefault(step.number, node)
+        other = earlier.step
+        if step.action == "document" and step.number in filed:
+            earlier = filed[step.number]
+        elif other is None or other.template == step.template:
+            if step.action == "document":
+                filed[step.number] = node
+            continue
+        errors.append(node.candidate.where.at(("number",), (
+            f"step '{earlier.id}' (line {earlier.candidate.where.line()}) already numbers "
+            f"with '{step.number}': a run's steps with one prefix share one 文号, so they must "
+            "be one document (filed once, served with the same template); give this one a "
+            "prefix of its own")))
 
 
 def _unknown_need(need: str, own_id: str | None, known: list[str]) -> str:

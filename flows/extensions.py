@@ -30,16 +30,17 @@ from models import task as st
 from models.audit import SYSTEM
 from models.db import read_session, session_scope
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
-from models.hazard import ExtensionRequest
+from models.hazard import REQUEST_LAPSED, REQUEST_PENDING, ExtensionRequest
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
-from models.writes import add_event, insert_ignoring_duplicates
+from models.writes import add_event, insert_ignoring_duplicates, lapse_extension_requests
 
-PENDING = "pending"
+PENDING = REQUEST_PENDING
 APPROVED = "approved"
 REFUSED = "refused"
-REQUEST_STATUSES = (PENDING, APPROVED, REFUSED)
+LAPSED = REQUEST_LAPSED
+REQUEST_STATUSES = (PENDING, APPROVED, REFUSED, LAPSED)
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _text(field: str, value: str | None, *, required: bool, what: str) -> str | 
     return text or None
 
 
-DECIDED_ZH = {APPROVED: "已同意", REFUSED: "已不同意"}
+DECIDED_ZH = {APPROVED: "已同意", REFUSED: "已不同意", LAPSED: "已失效（任务已结束）"}
 
 
 
@@ -322,6 +323,10 @@ def chase_undecided(session: Session, rt: Runtime, now: datetime) -> int:
         step = session.get(StepInstance, req.step_id)
         run = session.get(Run, req.run_id)
         if step is None or run is None:
+            continue
+        if step.status not in st.OPEN_STATUSES or run.status != "running":
+            # Ended another way than the ones that lapse their requests at once.
+            lapse_extension_requests(session, run_id=run.id or 0, step_id=step.id, now=now)
             continue
         spec = _spec(session, rt, run, step)
         role = spec.extension.role if spec.extension else None

@@ -28,7 +28,13 @@ from models.audit import SYSTEM, AuditEvent
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
-from models.writes import add_event, add_wake, insert_ignoring_duplicates, insert_rows
+from models.writes import (
+    add_event,
+    add_wake,
+    insert_ignoring_duplicates,
+    insert_rows,
+    lapse_extension_requests,
+)
 
 AUTOMATIC_ACTIONS = ("notify", "document", "playbook")
 MAX_FAN_OUT = 100_000  # a district has ~1,000 villages and grids; far above any real fan-out
@@ -323,6 +329,7 @@ def _set_status(session: Session, inst: StepInstance, status: str, *, now: datet
 
 
 def cancel_open_steps(session: Session, run_id: int, *, now: datetime) -> int:
+    lapse_extension_requests(session, run_id=run_id, now=now)
     result = session.execute(
         update(StepInstance)
         .where(

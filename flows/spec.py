@@ -61,6 +61,9 @@ DOC_PREFIX_PATTERN = r"^[^\s〔〕\[\]()（）{}]+$"
 def _doc_prefix(value: str) -> str:
     if not value or len(value) > MAX_PREFIX:
         raise ValueError(f"a 文号 prefix has 1 to {MAX_PREFIX} characters; got {len(value)}")
+    if value.endswith(("第", "号")):
+        raise ValueError("a 文号 prefix ends before the year: no 第 or 号 (the engine writes "
+                         "坪应急督〔2026〕15号)")
     if not re.match(DOC_PREFIX_PATTERN, value):
         raise ValueError("a 文号 prefix is the issuer's short name (e.g. 坪应急督) without "
                          "spaces or brackets: the engine adds 〔year〕 and the number")

@@ -134,63 +134,26 @@ def _sweep_batch(
     woken: dict[int, Run] = {}
     waits: list[tuple[StepInstance, Run]] = []
     for step, run in rows:
+        # A step's contributions are kept apart until it is through, so one step whose timers,
+        # recipients or message fail (a broken pinned playbook, a unit gone from the org chart)
+        # is parked on its own and every other deadline of the batch still fires.
+        mine = _Contribution()
         try:
-            spec = rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
-            outcome = evaluate(
-                spec,
-                TimerState(status=step.status, ready_at=step.ready_at, due_at=step.due_at,
-                           acked_at=step.acked_at, reminders_sent=step.reminders_sent,
-                           ack_missed=step.ack_missed, overdue=step.overdue,
-                           escalation_level=step.escalation_level,
-                           last_escalated_at=step.last_escalated_at,
-                           verify_due_at=step.verify_due_at, verify_level=step.verify_level,
-                           verify_last_at=step.verify_last_at),
-                now, calendar=rt.calendar, tz=rt.tz,
-            )
-        except Exception as exc:  # one step's broken timers must not stop every deadline
-            log.exception("timers of step %s (run %s) failed; parked for %s",
-                          step.id, run.id, PARK)
-            report.failed += 1
-            events.append(_event(step, now, "timer_failed",
-                                 {"error": f"{type(exc).__name__}: {exc}"[:500]}))
-            updates.append(_unchanged(step) | {"next_check_at": now + PARK})
+            if _sweep_step(session, rt, step, run, now, mine):
+                waits.append((step, run))
+                continue
+        except Exception as exc:
+            _park(step, run, now, exc, events, updates, report)
             continue
-        if outcome.wait_finished:
-            waits.append((step, run))
-            continue
-        if outcome.became_overdue:
-            report.overdue += 1
-            events.append(_event(step, now, "overdue", {"due_at": _iso(step.due_at)}))
-        for firing in outcome.firings:
-            people, channels = _recipients(rt, step, firing)
-            escalations.append({
-                "run_id": run.id, "step_id": step.id, "step_key": step.step_key,
-                "kind": firing.kind, "level": firing.level, "repeat": firing.repeat,
-                "scheduled_at": firing.scheduled_at, "fired_at": now,
-                "recipients": people + channels, "prefect_recorded": False,
-            })
-            title, body, number = _message(rt, run, step, spec, firing, now, session=session)
-            notes += notification_rows(
-                rt.org, people=people, channels=channels, kind=firing.kind, title=title,
-                body=body, now=now, run_id=run.id, step_id=step.id,
-                dedupe=f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}",
-            )
-            events.append(_event(step, now, firing.kind, {
-                "level": firing.level, "repeat": firing.repeat,
-                "scheduled_at": firing.scheduled_at.isoformat(),
-                "recipients": people + channels, **({"number": number} if number else {}),
-            }))
-            report.fired += 1
-            report.lags.append((now - firing.scheduled_at).total_seconds())
+        escalations += mine.escalations
+        notes += mine.notes
+        events += mine.events
+        updates.append(mine.update)
+        if mine.escalations:
             woken[run.id or 0] = run
-        updates.append({
-            "id": step.id, "overdue": step.overdue or outcome.became_overdue,
-            "escalation_level": outcome.escalation_level,
-            "last_escalated_at": outcome.last_escalated_at,
-            "reminders_sent": outcome.reminders_sent, "ack_missed": outcome.ack_missed,
-            "verify_level": outcome.verify_level, "verify_last_at": outcome.verify_last_at,
-            "next_check_at": outcome.next_check_at, "version": step.version + 1,
-        })
+        report.overdue += mine.overdue
+        report.fired += len(mine.escalations)
+        report.lags += [(now - e["scheduled_at"]).total_seconds() for e in mine.escalations]
     # The unique key on escalation (step, kind, level, scheduled_at) is the last line of defence
     # against a double fire; the lease is the first.
     insert_ignoring_duplicates(session, Escalation, escalations)
@@ -209,10 +172,95 @@ def _sweep_batch(
              "attempts": 0} for rid in woken
         ])
     for step, run in waits:
-        _finish_wait(session, rt, step, run, now)
+        try:
+            with session.begin_nested():  # a wait is rare: a savepoint each is cheap
+                _finish_wait(session, rt, step, run, now)
+        except Exception as exc:
+            parked: list[dict[str, Any]] = []
+            failed: list[dict[str, Any]] = []
+            _park(step, run, now, exc, failed, parked, report)
+            insert_rows(session, AuditEvent, failed)
+            session.execute(update(StepInstance).where(StepInstance.id == step.id)
+                            .values(next_check_at=now + PARK))
+            continue
         report.waits_finished += 1
     report.notifications += len(notes)
     return len(rows) < batch
+
+
+@dataclass
+class _Contribution:
+    """What one step adds to a sweep batch's writes."""
+
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    update: dict[str, Any] = field(default_factory=dict)
+    overdue: int = 0
+
+
+def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now: datetime,
+                out: _Contribution) -> bool:
+    """Fill `out` with what the step's timers owe now; True when it is a wait that elapsed."""
+    spec = rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
+    outcome = evaluate(
+        spec,
+        TimerState(status=step.status, ready_at=step.ready_at, due_at=step.due_at,
+                   acked_at=step.acked_at, reminders_sent=step.reminders_sent,
+                   ack_missed=step.ack_missed, overdue=step.overdue,
+                   escalation_level=step.escalation_level,
+                   last_escalated_at=step.last_escalated_at,
+                   verify_due_at=step.verify_due_at, verify_level=step.verify_level,
+                   verify_last_at=step.verify_last_at),
+        now, calendar=rt.calendar, tz=rt.tz,
+    )
+    if outcome.wait_finished:
+        return True
+    if outcome.became_overdue:
+        out.overdue += 1
+        out.events.append(_event(step, now, "overdue", {"due_at": _iso(step.due_at)}))
+    # Everyone to tell first: a failure there (a unit gone from the org chart) comes before
+    # any 文号 is taken, so a parked step leaves no gap in the register.
+    told = [_recipients(rt, step, firing) for firing in outcome.firings]
+    for firing, (people, channels) in zip(outcome.firings, told, strict=True):
+        title, body, number = _message(rt, run, step, spec, firing, now, session=session)
+        out.escalations.append({
+            "run_id": run.id, "step_id": step.id, "step_key": step.step_key,
+            "kind": firing.kind, "level": firing.level, "repeat": firing.repeat,
+            "scheduled_at": firing.scheduled_at, "fired_at": now,
+            "recipients": people + channels, "prefect_recorded": False,
+        })
+        out.notes += notification_rows(
+            rt.org, people=people, channels=channels, kind=firing.kind, title=title,
+            body=body, now=now, run_id=run.id, step_id=step.id,
+            dedupe=f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}",
+        )
+        out.events.append(_event(step, now, firing.kind, {
+            "level": firing.level, "repeat": firing.repeat,
+            "scheduled_at": firing.scheduled_at.isoformat(),
+            "recipients": people + channels, **({"number": number} if number else {}),
+        }))
+    out.update = {
+        "id": step.id, "overdue": step.overdue or outcome.became_overdue,
+        "escalation_level": outcome.escalation_level,
+        "last_escalated_at": outcome.last_escalated_at,
+        "reminders_sent": outcome.reminders_sent, "ack_missed": outcome.ack_missed,
+        "verify_level": outcome.verify_level, "verify_last_at": outcome.verify_last_at,
+        "next_check_at": outcome.next_check_at, "version": step.version + 1,
+    }
+    return False
+
+
+def _park(step: StepInstance, run: Run, now: datetime, exc: Exception,
+          events: list[dict[str, Any]], updates: list[dict[str, Any]],
+          report: SweepReport) -> None:
+    """One step could not be swept: logged, said in its timeline, looked at again after PARK."""
+    log.error("sweeping step %s (run %s) failed; parked for %s", step.id, run.id, PARK,
+              exc_info=exc)
+    report.failed += 1
+    events.append(_event(step, now, "timer_failed",
+                         {"error": f"{type(exc).__name__}: {exc}"[:500]}))
+    updates.append(_unchanged(step) | {"next_check_at": now + PARK})
 
 
 def _unchanged(step: StepInstance) -> dict[str, Any]:
@@ -331,6 +379,7 @@ class SweeperThread:
         self._thread: threading.Thread | None = None
         self.last: SweepReport | None = None
         self.errors = 0
+        self.failing = False  # the latest pass raised: deadlines are not being kept
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="closeloop-sweeper",
@@ -346,7 +395,9 @@ class SweeperThread:
         while not self._stop.is_set():
             try:
                 self.last = sweep_once(self.rt, holder=self.holder)
+                self.failing = False
             except Exception:  # keep sweeping: one bad pass must not stop every deadline
                 self.errors += 1
+                self.failing = True
                 log.exception("sweep failed")
             self._stop.wait(self.interval)

@@ -27,7 +27,7 @@ from models.errors import Conflict, Forbidden, InvalidInput, NotFound, clipped
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
-from models.writes import add_event, insert_ignoring_duplicates
+from models.writes import add_event, insert_ignoring_duplicates, lapse_extension_requests
 
 MAX_EXTENSION = timedelta(days=3660)
 # What one action may write. Every note and output is kept in the task row, its audit event and
@@ -244,7 +244,7 @@ def complete(
                 session.flush()
                 sync_entry(session, rt, got.run, playbook, now)
         else:
-            _after_done(session, rt, got.run, now=now)
+            _after_done(session, rt, got.run, step_id, now=now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
 
 
@@ -261,7 +261,9 @@ def _notify_verifiers(session: Session, rt: Runtime, got: Loaded, *, now: dateti
     insert_ignoring_duplicates(session, Notification, rows)
 
 
-def _after_done(session: Session, rt: Runtime, run: Run, *, now: datetime) -> None:
+def _after_done(session: Session, rt: Runtime, run: Run, step_id: int, *, now: datetime
+                ) -> None:
+    lapse_extension_requests(session, run_id=run.id or 0, step_id=step_id, now=now)
     playbook = rt.catalog.pinned(session, run.playbook_sha)
     advance(session, rt, run, playbook, now=now)
     wake(session, run, "step_done", now=now)
@@ -294,24 +296,26 @@ def verify(
             add_event(session, at=now, actor=actor, action="verified", run_id=got.run.id,
                       step_id=step_id, from_state=st.SUBMITTED, to_state=st.DONE,
                       detail={"note": note})
-            _after_done(session, rt, got.run, now=now)
+            _after_done(session, rt, got.run, step_id, now=now)
         else:
             if not (note or "").strip():
                 raise InvalidInput("note", "退回需说明原因 / a rejection needs a reason")
-            moved = resumed_due(got.step, now)
+            # The deadline stands (it is the one the notice printed, or the report's legal
+            # hour): only an approved extension moves it. The ladder resumes where it stood.
+            due = got.step.due_at
             transition(session, got.step, allowed=(st.SUBMITTED,), values={
                 "status": st.REJECTED, "verified_by": actor, "reject_reason": note,
                 "next_check_at": now,  # the ladder resumes: the next sweep catches up
-                **moved,
             })
             add_event(session, at=now, actor=actor, action="rejected", run_id=got.run.id,
                       step_id=step_id, from_state=st.SUBMITTED, to_state=st.REJECTED,
-                      detail={"reason": note, **({
-                          "due_from": got.step.due_at.isoformat() if got.step.due_at else None,
-                          "due_to": moved["due_at"].isoformat()} if moved else {})})
+                      detail={"reason": note})
             people = [got.step.submitted_by] if got.step.submitted_by else got.step.assignees
-            later = (f"。等待复查的时间不计入期限，期限顺延至 "
-                     f"{rt.renderer.deadline(moved['due_at'])}" if moved else "")
+            later = ""
+            if due is not None:
+                later = (f"。期限 {rt.renderer.deadline(due)} 不变" if due > now else
+                         f"。已超过期限 {rt.renderer.deadline(due)}，请立即整改；确需更多时间的，"
+                         "请申请延期")
             insert_ignoring_duplicates(session, Notification, notification_rows(
                 rt.org, people=people, kind="rejected", title=f"【退回】{got.step.title}",
                 body=f"{got.run.title}：{got.step.title} 被退回，原因：{note}{later}",
@@ -323,18 +327,6 @@ def verify(
                 session.flush()
                 sync_entry(session, rt, got.run, playbook, now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
-
-
-def resumed_due(step: StepInstance, now: datetime) -> dict[str, Any]:
-    """The assignee's deadline when work comes back from its verifier: moved on by the time it
-    waited, since the ladder was paused meanwhile. A unit that handed its work in five days
-    early gets those five days back, rather than every level that fell due during a late
-    re-inspection firing at once. The first deadline stays as `original_due_at`."""
-    if step.due_at is None or step.submitted_at is None or now <= step.submitted_at:
-        return {}
-    due = step.due_at + (now - step.submitted_at)
-    return {"due_at": due, "original_due_at": step.original_due_at or step.due_at,
-            "overdue": step.overdue and due <= now}
 
 
 def extend(

@@ -96,6 +96,11 @@ class ImportBatch(SQLModel, table=True):
     assigned: dict[str, Any] = json_column(default_factory=dict)
 
 
+REQUEST_PENDING = "pending"
+# A request still pending when its work ended (done, or the run cancelled): nothing to decide.
+REQUEST_LAPSED = "lapsed"
+
+
 class ExtensionRequest(SQLModel, table=True):
     __tablename__ = "extension_request"
     __table_args__ = (
@@ -112,7 +117,8 @@ class ExtensionRequest(SQLModel, table=True):
     reason: str
     old_due_at: datetime | None = utc_column(default=None)
     new_due_at: datetime = utc_column()
-    status: str = Field(default="pending", max_length=10)  # pending | approved | refused
+    status: str = Field(default=REQUEST_PENDING, max_length=10)  # pending | approved | refused
+    # | lapsed
     decided_by: str | None = Field(default=None, max_length=80)
     decided_at: datetime | None = utc_column(default=None)
     # When the decision is due (the step's `extension.decide_within`), and when an undecided

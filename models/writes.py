@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
-from models.audit import AuditEvent
+from models.audit import SYSTEM, AuditEvent
+from models.hazard import REQUEST_LAPSED, REQUEST_PENDING, ExtensionRequest
 from models.wake import Wake
 
 
@@ -68,3 +69,25 @@ def insert_ignoring_duplicates(
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         raise RuntimeError(f"unsupported database {dialect}")
     session.execute(stmt, list(rows))
+
+
+def lapse_extension_requests(
+    session: Session, *, run_id: int, now: datetime, step_id: int | None = None
+) -> int:
+    """Requests for more time still pending on work that ended (done, or its run cancelled)
+    lapse: there is nothing left to extend, and nobody should be chased to decide them."""
+    conds = [ExtensionRequest.run_id == run_id, ExtensionRequest.status == REQUEST_PENDING]
+    if step_id is not None:
+        conds.append(ExtensionRequest.step_id == step_id)
+    rows = session.exec(select(ExtensionRequest.id, ExtensionRequest.step_id).where(*conds)).all()
+    if not rows:
+        return 0
+    session.execute(
+        update(ExtensionRequest)
+        .where(ExtensionRequest.id.in_([r[0] for r in rows]),  # type: ignore[union-attr]
+               ExtensionRequest.status == REQUEST_PENDING)
+        .values(status=REQUEST_LAPSED, decided_at=now, decided_by=SYSTEM))
+    for request_id, on_step in rows:
+        add_event(session, at=now, actor=SYSTEM, action="extension_lapsed", run_id=run_id,
+                  step_id=on_step, detail={"request": request_id})
+    return len(rows)

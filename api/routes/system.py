@@ -27,9 +27,12 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any]:
     with read_session(rt.db) as session:
         session.exec(text("SELECT 1"))  # type: ignore[call-overload]
     workers = getattr(request.app.state, "workers", None)
-    return {"status": "ok", "database": rt.db.dialect.name,
+    state = workers.health() if workers else {}
+    # Deadlines not being kept is not "ok", even though the server answers.
+    failing = bool(state.get("sweeper", {}).get("failing"))
+    return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
-            **(workers.health() if workers else {})}
+            **state}
 
 
 @router.get("/api/inbox")

@@ -225,7 +225,7 @@ def test_target_missed_gives_a_shortfall_that_escalates(crt: Runtime,
     with read_session(crt.db) as session:
         told = session.exec(select(Notification).where(
             Notification.step_id == notice.id)).all()
-    assert {n.recipient for n in told} == {"d1-chief", "d1-manager"}
+    assert {n.recipient for n in told} == {"d1-manager", "d1-director"}
     body = told[0].body
     assert "3030专项行动未达标通报" in body and "| 目标（销号重大隐患） | 3 |" in body
     assert "| 窗口内销号 | 1 |" in body and "| 尚差 | 2 |" in body and "None" not in body
@@ -250,3 +250,21 @@ def test_target_missed_gives_a_shortfall_that_escalates(crt: Runtime,
     tasks.complete(crt, step_id=shortfall.id or 0, actor="s1-head", note="人员不足",
                    outputs={"causes": "排查力量不足", "measures": "4月底前全部销号"})
     assert steps(crt, cid)["shortfall"].status == "done"
+
+
+def test_a_streets_missed_target_reaches_the_district_not_the_streets_own_office(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    """In the demo district every street has its own section chief; the shortfall notice must
+    still reach the district (孙丽, 综合科, and the director 陈建国)."""
+    run = lifecycle.start_run(demo, playbook_id="campaign-3030", unit_id="pingshan-street",
+                              params={"target": 2, "name": "坪山街道3030"},
+                              actor="pingshan-street-commander")
+    clock.advance(30 * DAY + timedelta(minutes=1))
+    sweep_once(demo)
+    drain_wakes(demo)
+    notice = steps(demo, run.id or 0)["shortfall-notice"]
+    with read_session(demo.db) as session:
+        told = session.exec(select(Notification.recipient).where(
+            Notification.step_id == notice.id)).all()
+    assert set(told) == {"sun-li", "chen-jianguo"}

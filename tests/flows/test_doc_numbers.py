@@ -163,9 +163,33 @@ def test_two_documents_under_one_prefix_are_refused(rt: Runtime) -> None:
             "  - {id: second, title: 第二份, action: document, template: short-report.md.j2,"
             " number: 坪应急督, needs: [serve]}\n")
     shown = refused(rt, text)
-    assert "bad.yaml:7:" in shown and "steps[2].number: document 'notice' already numbers" \
-        in shown, shown
+    assert "bad.yaml:7:" in shown and "steps[2].number: step 'notice' (line 5) already " \
+        "numbers with '坪应急督'" in shown, shown
     assert "steps[1]" not in shown
+
+
+def test_two_different_messages_under_one_prefix_are_refused(
+    make_rt: Callable[..., Runtime], tmp_path: Path
+) -> None:
+    """Two notify steps with different templates would print one 文号 on two documents."""
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    (books / "templates" / "other.md.j2").write_text("另一份", encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n"
+            "  - {id: letter, title: 督办函, action: notify, template: short-report.md.j2,"
+            " to: [duty], number: 坪应急通}\n"
+            "  - {id: summons, title: 约谈, action: notify, template: other.md.j2,"
+            " to: [duty], number: 坪应急通, needs: [letter]}\n")
+    shown = refused(rt, text)
+    assert "bad.yaml:6:" in shown and "steps[1].number: step 'letter'" in shown, shown
+
+
+@pytest.mark.parametrize("prefix", ["坪应急督第", "坪应急督号"])
+def test_a_prefix_with_its_own_di_or_hao_is_refused(rt: Runtime, prefix: str) -> None:
+    text = ("id: bad\nversion: 1\ntitle: 坏\nsteps:\n  - id: notice\n    title: 通知书\n"
+            f"    action: document\n    template: short-report.md.j2\n    number: {prefix}\n")
+    assert "no 第 or 号" in refused(rt, text)
 
 
 def test_verify_on_an_automatic_step_is_refused(rt: Runtime) -> None:

@@ -229,12 +229,11 @@ def test_approval_conflicts_when_the_task_moved_on(rt: Runtime, clock: ManualClo
     rectify = step_of(rt, run_id, "rectify")
     req = ask(rt, rectify, days=1)
     tasks.complete(rt, step_id=rectify.id or 0, actor="c1-grid", note="已整改")
+    # The work is done: the request lapses with it (nothing to decide, nobody chased).
     with pytest.raises(Conflict) as exc:
         extensions.decide_extension(rt, request_id=req.id or 0, actor="s1-head", approve=True)
-    assert exc.value.current == "done"
-    # A pending request on a finished task can still be refused (cleared from the list).
-    extensions.decide_extension(rt, request_id=req.id or 0, actor="s1-head", approve=False,
-                                note="任务已完成")
+    assert exc.value.current == "lapsed" and "已失效" in str(exc.value)
+    assert [e.detail["request"] for e in events(rt, run_id, "extension_lapsed")] == [req.id]
     # A requested deadline that has already passed cannot be approved.
     other = start_hazard(rt)
     late = ask(rt, step_of(rt, other, "rectify"), days=1)
@@ -376,3 +375,18 @@ def test_an_undecided_request_is_chased_once_when_its_decision_is_due(
     extensions.decide_extension(timed, request_id=req.id or 0, actor="s1-head", approve=True)
     with read_session(timed.db) as session:
         assert session.get(ExtensionRequest, req.id).status == "approved"  # type: ignore[union-attr]
+
+
+def test_a_pending_request_lapses_when_its_run_is_cancelled_and_is_not_chased(
+        timed: Runtime, clock: ManualClock) -> None:
+    clock.set(datetime.fromisoformat("2026-03-02T09:00:00+08:00"))  # a Monday
+    run_id = start_hazard(timed)
+    req = ask(timed, step_of(timed, run_id, "rectify"))
+    lifecycle.cancel_run(timed, run_id=run_id, actor="s1-commander", reason="重复登记")
+    with read_session(timed.db) as session:
+        assert session.get(ExtensionRequest, req.id).status == "lapsed"  # type: ignore[union-attr]
+    clock.advance(5 * DAY)  # past decide_by
+    assert sweep_once(timed).extensions_chased == 0
+    assert inbox(timed, "s1-head", "extension_overdue") == []
+    listed, _ = extensions.list_requests(timed, person="s1-head", status="pending")
+    assert listed == []

@@ -4,8 +4,10 @@ after downtime (each missed level once), the single-sweeper lease, and reminders
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
+from factories import SMALL_ORG
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -157,3 +159,28 @@ def test_a_step_whose_timers_cannot_be_evaluated_is_parked_and_the_rest_still_es
             AuditEvent.run_id == broken, AuditEvent.action == "timer_failed")).all()
     assert len(events) == 1 and "repeat must be longer than 0" in events[0].detail["error"]
     assert sweep_once(rt).failed == 0  # parked: not retried every pass
+
+
+def test_a_run_whose_unit_left_the_org_chart_does_not_stop_the_others(
+    make_rt: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    """Community c2 is dropped from the org file while one of its runs is open; after the
+    restart every sweep used to fail on it, and no other deadline was kept."""
+    before = make_rt()
+    kept = start(before)
+    gone = lifecycle.start_run(before, playbook_id="quick-escalation", unit_id="c2",
+                               params={"location": "二社区"}, actor="s1-commander").id or 0
+    url = str(before.db.url)
+    before.db.dispose()
+    text = SMALL_ORG.read_text(encoding="utf-8")
+    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
+    after = make_rt(org_text=text.replace(c2, ""), db_url=url)
+    assert "c2" not in after.org.units
+    clock.advance(timedelta(seconds=5))
+    report = sweep_once(after)
+    assert report.failed == 1 and fired(after, kept) == [("escalate", 1, 0)]
+    assert fired(after, gone) == []
+    with read_session(after.db) as session:
+        [event] = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == gone, AuditEvent.action == "timer_failed")).all()
+    assert "c2" in event.detail["error"]

@@ -274,11 +274,10 @@ def test_a_level_repeated_every_zero_is_refused_at_its_line(vrt: Runtime, repeat
     assert "bad.yaml:10:" in shown and "repeat must be longer than 0" in shown, shown
 
 
-def test_a_late_reinspection_does_not_eat_the_units_time(vrt: Runtime, clock: ManualClock
-                                                         ) -> None:
-    """Handed in 20 hours early, re-inspected 2 days late and sent back: the unit gets its 20
-    hours back (the deadline moves on by the 2 days 2 hours the work waited), so no level that
-    fell due while the verifier sat on it fires at once."""
+def test_a_rejection_keeps_the_deadline_and_says_so(vrt: Runtime, clock: ManualClock) -> None:
+    """The deadline is the one the notice printed (or a report's legal hour): a late verdict
+    does not move it, only an approved extension does. Sent back after it passed, the work is
+    overdue at once and the assignee is told to rectify now or ask for more time."""
     run_id = start(vrt)
     first_due = step(vrt, run_id, "fix").due_at
     assert first_due is not None
@@ -286,18 +285,17 @@ def test_a_late_reinspection_does_not_eat_the_units_time(vrt: Runtime, clock: Ma
     fix_id = submit_fix(vrt, run_id).id or 0
     clock.advance(timedelta(days=2, hours=2))
     sweep_once(vrt)  # the verifier is chased; the unit is not
+    assert {kind for kind, *_ in fired(vrt, fix_id)} == {"verify"}
     back = tasks.verify(vrt, step_id=fix_id, actor="s1-insp1", approve=False, note="照片看不清")
-    assert back.due_at == first_due + timedelta(days=2, hours=2)
-    assert back.original_due_at == first_due and not back.overdue
-    sweep_once(vrt)
-    assert {kind for kind, *_ in fired(vrt, fix_id)} == {"verify"}  # no 督办函 at once
+    assert back.due_at == first_due and back.original_due_at is None
     with read_session(vrt.db) as session:
         told = session.exec(select(Notification).where(
             Notification.step_id == fix_id, Notification.kind == "rejected")).one()
-    assert "等待复查的时间不计入期限，期限顺延至 2026-03-05 11:00" in told.body
-    clock.advance(timedelta(hours=20))  # the 20 hours are up: now the ladder climbs
+    assert "已超过期限 2026-03-03 09:00，请立即整改；确需更多时间的，请申请延期" in told.body
+    clock.advance(timedelta(seconds=1))
     sweep_once(vrt)
     assert fired(vrt, fix_id)[-1] == ("escalate", 1, 0, ["s1-head"])
+    assert step(vrt, run_id, "fix").overdue
 
 
 def test_a_report_handed_in_again_after_its_deadline_is_chased_again(
