@@ -69,13 +69,21 @@ def notification_rows(
             "last_error": None,
         }
 
+    # One message per target URL: leaders who share a screen (one json:// URL for all of
+    # them) see each alert once, not once per person; everyone keeps their own inbox copy.
+    sent_to: set[str] = set()
     for person_id in people:
         rows.append(row("person", person_id, INBOX_URL, 0))
         if inbox_only:
             continue
         person = org.people.get(person_id)
         for n, url in enumerate(person.notify if person else (), start=1):
-            rows.append(row("person", person_id, url, n))
+            if url not in sent_to:
+                sent_to.add(url)
+                rows.append(row("person", person_id, url, n))
     for channel in channels:
-        rows.append(row("channel", channel, org.channels[channel], 0))
+        url = org.channels[channel]
+        if url not in sent_to:
+            sent_to.add(url)
+            rows.append(row("channel", channel, url, 0))
     return rows

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import SMALL_ORG
+from factories import DEMO_ORG, SMALL_ORG
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -597,3 +597,14 @@ def test_every_outbox_row_gets_its_own_random_message_id() -> None:
                               body="b", dedupe="x", now=T0, run_id=1, step_id=1)
     assert again[0]["message_id"] not in ids
     assert all(i.startswith("closeloop-") and len(i) == 42 for i in ids)
+
+
+def test_people_sharing_one_url_get_one_message_there_and_each_an_inbox_copy() -> None:
+    """The demo's director and duty leader share the leaders' screen: one post per alert."""
+    org = load_org(DEMO_ORG)
+    shared = org.people["chen-jianguo"].notify
+    assert shared and shared == org.people["liu-yang"].notify
+    rows = notification_rows(org, people=["chen-jianguo", "liu-yang"], kind="escalate",
+                             title="t", body="b", dedupe="x", now=T0, run_id=1, step_id=1)
+    assert [(r["recipient"], r["url"]) for r in rows] == [
+        ("chen-jianguo", INBOX_URL), ("chen-jianguo", shared[0]), ("liu-yang", INBOX_URL)]
