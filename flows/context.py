@@ -39,7 +39,7 @@ def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
 
 # What a template reads of a step the run passed over: every key a reached step has.
 _PASSED_OVER: dict[str, Any] = {
-    "status": SKIPPED, "action": "", "outputs": {}, "note": None, "completed_by": None,
+    "key": "", "status": SKIPPED, "action": "", "outputs": {}, "note": None, "completed_by": None,
     "completed_by_name": None, "done_at": "", "done_at_local": "", "due_at_local": "",
     "verified_by": None, "verified_by_name": None, "reject_reason": None, "title": "",
 }
@@ -61,11 +61,12 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     # By item: a fan-out step's items (and so which output `pick` meets last) in item order.
     rows = session.exec(select(StepInstance).where(StepInstance.run_id == run.id)
                         .order_by(col(StepInstance.item_index))).all()
-    out: dict[str, Any] = {key: dict(_PASSED_OVER) for key in run.skipped or ()}
+    out: dict[str, Any] = {key: dict(_PASSED_OVER, key=key) for key in run.skipped or ()}
     for row in rows:
         person = rt.org.people.get(row.submitted_by or "")
         verifier = rt.org.people.get(row.verified_by or "")
         view = {
+            "key": row.step_key,
             "status": row.status,
             # task / notify / document / wait / playbook: reports list only people's tasks
             # as measures taken, not the engine sending or filing the report itself.

@@ -169,6 +169,8 @@ def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstanc
                    "assignees": [rt.org.people[p].name for p in inst.assignees
                                  if p in rt.org.people]}
     ctx["now_local"] = rt.renderer.local(rt.clock.now())
+    # The org chart's root (坪山区): reports name the bureau's duty room after it.
+    ctx["district_name"] = rt.org.unit(rt.org.root_id).name
     ctx["numbers"] = run_numbers(session, run.id or 0)  # 文号 issued so far, by step
     return ctx
 
