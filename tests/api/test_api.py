@@ -7,6 +7,7 @@ checks "never a 500 for bad input" for every request it makes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,11 +17,14 @@ import httpx
 import pytest
 from factories import png_bytes
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from api.auth import make_token
+from api.main import create_app
 from flows.runtime import Runtime
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
+from models.db import create_schema
 
 Json = dict[str, Any]
 Auth = Callable[[str], dict[str, str]]
@@ -1164,3 +1168,31 @@ def test_the_inbox_holds_open_tasks_and_status_done_shows_the_finished(
     done = client.get("/api/tasks", params={"mine": "true", "status": "done"},
                       headers=auth("s1-duty")).json()
     assert [t["id"] for t in done["data"]] == [first["id"]]
+
+
+def test_healthz_says_degraded_while_sweeps_fail_and_ok_once_they_pass(
+    make_rt: Callable[..., Runtime],
+) -> None:
+    """The server still answers when its sweeper cannot run (here the lease table is gone from
+    the database): deadlines are not being kept, which is not "ok"."""
+    rt = make_rt(settings={"sweep_interval": "1s"})
+    app = create_app(rt, prefect=False)
+    with TestClient(app) as c:
+        assert wait_for(lambda: c.get("/healthz").json()["sweeper"]["last"] is not None)
+        assert c.get("/healthz").json()["status"] == "ok"
+        with rt.db.begin() as conn:
+            conn.execute(text("DROP TABLE lease"))
+        assert wait_for(lambda: c.get("/healthz").json()["status"] == "degraded")
+        body = c.get("/healthz").json()
+        assert body["sweeper"]["failing"] is True and body["sweeper"]["errors"] >= 1
+        create_schema(rt.db)
+        assert wait_for(lambda: c.get("/healthz").json()["status"] == "ok")
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
