@@ -95,10 +95,11 @@ def can_read_unit(org: OrgChart, person_id: str, unit_id: str) -> bool:
     """A person sees runs of their own branch of the tree: their unit and below (their units'
     work) and the units above it (district-wide runs they take part in)."""
     person = org.person(person_id)
+    # Admin first: it also reads runs of a unit gone from the org chart, to close them out.
     return (
-        org.is_within(unit_id, person.unit_id)
+        is_admin(org, person_id)
+        or org.is_within(unit_id, person.unit_id)
         or org.is_within(person.unit_id, unit_id)
-        or is_admin(org, person_id)
     )
 
 

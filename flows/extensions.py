@@ -10,6 +10,7 @@ once give one success and one Conflict."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,8 @@ from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
 from models.writes import add_event, insert_ignoring_duplicates, lapse_extension_requests
+
+log = logging.getLogger("closeloop.extensions")
 
 PENDING = REQUEST_PENDING
 APPROVED = "approved"
@@ -170,11 +173,11 @@ def decide_extension(
         if role is None or not rt.org.can_act_as(actor, role, step.unit_id):
             raise Forbidden(f"审批延期需要 {role} 角色 / deciding requires role '{role}' in "
                             f"unit '{step.unit_id}' or above")
-        clean = _text("note", note, required=not approve,
-                      what="不同意延期需说明理由 / a refusal needs a note")
-        if req.status != PENDING:
+        if req.status != PENDING:  # before the note: nothing to decide is the first answer
             raise Conflict(f"该申请{DECIDED_ZH.get(req.status, req.status)} / request is already "
                            f"{req.status}", current=req.status)
+        clean = _text("note", note, required=not approve,
+                      what="不同意延期需说明理由 / a refusal needs a note")
         now = rt.clock.now()
         old_due = step.due_at
         if approve:
@@ -308,6 +311,21 @@ def list_requests(
         return views[offset:offset + limit], len(views)
 
 
+def _deciders_and_above(session: Session, rt: Runtime, run: Run, step: StepInstance
+                        ) -> list[str]:
+    """Who hears of an undecided request: the deciders and the same role one unit up."""
+    spec = _spec(session, rt, run, step)
+    role = spec.extension.role if spec.extension else None
+    people: list[str] = []
+    if role:
+        found_at, holders = rt.org.resolve_role(role, step.unit_id)
+        people = [p.id for p in holders]
+        parent = rt.org.unit(found_at).parent_id if found_at else None
+        if parent is not None:
+            people += [p.id for p in rt.org.resolve_role(role, parent)[1]]
+    return list(dict.fromkeys(people))
+
+
 def chase_undecided(session: Session, rt: Runtime, now: datetime) -> int:
     """Requests still pending past their `decide_by`: chased once, with an inbox note to the
     deciders and to the holders of the same role one unit up, and an audit event. Called by
@@ -328,16 +346,18 @@ def chase_undecided(session: Session, rt: Runtime, now: datetime) -> int:
             # Ended another way than the ones that lapse their requests at once.
             lapse_extension_requests(session, run_id=run.id or 0, step_id=step.id, now=now)
             continue
-        spec = _spec(session, rt, run, step)
-        role = spec.extension.role if spec.extension else None
-        people: list[str] = []
-        if role:
-            found_at, holders = rt.org.resolve_role(role, step.unit_id)
-            people = [p.id for p in holders]
-            parent = rt.org.unit(found_at).parent_id if found_at else None
-            if parent is not None:
-                people += [p.id for p in rt.org.resolve_role(role, parent)[1]]
-        people = [p for p in dict.fromkeys(people) if p != req.requested_by]
+        try:
+            people = _deciders_and_above(session, rt, run, step)
+        except Exception as exc:  # one request (its unit gone from the org chart) must not
+            # stop the chase of every other, nor every sweep after it: said once, not retried
+            log.error("chasing extension request %s failed", req.id, exc_info=exc)
+            req.chased_at = now
+            session.add(req)
+            add_event(session, at=now, actor=SYSTEM, action="extension_chase_failed",
+                      run_id=run.id, step_id=step.id,
+                      detail={"request": req.id, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            continue
+        people = [p for p in people if p != req.requested_by]
         req.chased_at = now
         session.add(req)
         add_event(session, at=now, actor=SYSTEM, action="extension_decision_overdue",

@@ -223,7 +223,15 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
     # any 文号 is taken, so a parked step leaves no gap in the register.
     told = [_recipients(rt, step, firing) for firing in outcome.firings]
     for firing, (people, channels) in zip(outcome.firings, told, strict=True):
-        title, body, number = _message(rt, run, step, spec, firing, now, session=session)
+        if not people and not channels:
+            # Nobody holds the level's roles any more (the org chart changed under a pinned
+            # run): the ladder moves on, but the timeline says the level reached no one, and
+            # no 文号 is taken for a letter served on nobody.
+            out.events.append(_event(step, now, "unrouted", {
+                "kind": firing.kind, "level": firing.level, "targets": list(firing.targets)}))
+            title, body, number = "", "", None
+        else:
+            title, body, number = _message(rt, run, step, spec, firing, now, session=session)
         out.escalations.append({
             "run_id": run.id, "step_id": step.id, "step_key": step.step_key,
             "kind": firing.kind, "level": firing.level, "repeat": firing.repeat,

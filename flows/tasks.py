@@ -313,7 +313,8 @@ def verify(
             people = [got.step.submitted_by] if got.step.submitted_by else got.step.assignees
             later = ""
             if due is not None:
-                later = (f"。期限 {rt.renderer.deadline(due)} 不变" if due > now else
+                later = (f"。期限 {rt.renderer.deadline(due)} 不变，确需更多时间的，请申请延期"
+                         if due > now else
                          f"。已超过期限 {rt.renderer.deadline(due)}，请立即整改；确需更多时间的，"
                          "请申请延期")
             insert_ignoring_duplicates(session, Notification, notification_rows(

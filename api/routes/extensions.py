@@ -54,7 +54,8 @@ class ExtensionRequestPublic(BaseModel):
     task_status: str
     unit_id: str
     unit_name: str
-    status: Literal["pending", "approved", "refused"]
+    # lapsed: still pending when its work ended (done, or the run cancelled)
+    status: Literal["pending", "approved", "refused", "lapsed"]
     reason: str
     requested_by: Person
     requested_at: datetime
@@ -118,7 +119,8 @@ def create(task_id: RowId, body: ExtensionRequestCreate, rt: RuntimeDep,
 @router.get("/api/extension-requests", response_model=ExtensionRequestsPublic)
 def list_(
     rt: RuntimeDep, person: CurrentPerson,
-    status: Literal["pending", "approved", "refused"] | None = None, mine: bool = False,
+    status: Literal["pending", "approved", "refused", "lapsed"] | None = None,
+    mine: bool = False,
     task: Annotated[int | None, Query(ge=1, le=MAX_ROW)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> ExtensionRequestsPublic:

@@ -15,12 +15,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from factories import png_bytes
+from factories import SMALL_ORG, png_bytes
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.auth import make_token
 from api.main import create_app
+from flows import lifecycle
 from flows.runtime import Runtime
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
@@ -1196,3 +1197,27 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def test_an_admin_reads_and_cancels_a_run_whose_unit_left_the_org_chart(
+    make_rt: Callable[..., Runtime],
+) -> None:
+    """Community c2 leaves the org file while one of its runs is open: nobody else may act in
+    a unit that no longer exists, but the admin can still read the run and close it out."""
+    before = make_rt()
+    run = lifecycle.start_run(before, playbook_id="quick-escalation", unit_id="c2",
+                              params={"location": "二社区"}, actor="s1-commander")
+    url = str(before.db.url)
+    before.db.dispose()
+    text = SMALL_ORG.read_text(encoding="utf-8")
+    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
+    after = make_rt(org_text=text.replace(c2, ""), db_url=url)
+    admin = {"Authorization": f"Bearer {make_token('d1-admin', after.settings.signing_secret())}"}
+    with TestClient(create_app(after, background=False, prefect=False)) as c:
+        got = c.get(f"/api/runs/{run.id}", headers=admin)
+        assert got.status_code == 200, got.text
+        assert got.json()["unit_id"] == "c2"
+        cancelled = c.post(f"/api/runs/{run.id}/cancel", json={"reason": "社区已撤并"},
+                           headers=admin)
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"

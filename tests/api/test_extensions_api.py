@@ -222,3 +222,27 @@ def test_not_found_and_conflicts_speak_chinese_first(client: TestClient, auth: A
     assert decide(client, auth, req["id"]).status_code == 200
     r = decide(client, auth, req["id"])
     assert r.status_code == 409 and r.json()["detail"].startswith("该申请已同意 / ")
+
+
+def test_lapsed_requests_are_listed_filterable_and_refused_as_lapsed(
+    client: TestClient, auth: Auth
+) -> None:
+    """A request still pending when its task was done lapses; every view of requests shows
+    it as such (one lapse used to make them all answer 500)."""
+    task = hazard_task(client, auth)
+    req = ask(client, auth, task).json()
+    done = client.post(f"/api/tasks/{task['id']}/complete", json={"note": "已整改"},
+                       headers=auth("c1-grid"))
+    assert done.status_code == 200, done.text
+    for who in ("s1-head", "c1-grid"):
+        listed = client.get("/api/extension-requests", headers=auth(who))
+        assert listed.status_code == 200, listed.text
+        assert [(r["id"], r["status"]) for r in listed.json()["data"]] == [(req["id"], "lapsed")]
+        one = client.get(f"/api/extension-requests/{req['id']}", headers=auth(who))
+        assert one.status_code == 200 and one.json()["status"] == "lapsed"
+    only = client.get("/api/extension-requests", params={"status": "lapsed"},
+                      headers=auth("s1-head"))
+    assert only.status_code == 200 and len(only.json()["data"]) == 1
+    # Nothing to decide is the answer, with or without a note.
+    refused = decide(client, auth, req["id"], approve=False)
+    assert refused.status_code == 409 and "已失效" in refused.json()["detail"], refused.text

@@ -390,3 +390,39 @@ def test_a_pending_request_lapses_when_its_run_is_cancelled_and_is_not_chased(
     assert inbox(timed, "s1-head", "extension_overdue") == []
     listed, _ = extensions.list_requests(timed, person="s1-head", status="pending")
     assert listed == []
+
+
+def test_a_request_whose_unit_left_the_org_chart_does_not_stop_the_other_chases(
+        make_rt: Any, tmp_path: Any, clock: ManualClock) -> None:
+    """Community c2 leaves the org file while a request on its hazard is pending: the chase
+    of that one is said to have failed, once, and c1's overdue request is still chased."""
+    import shutil
+
+    from factories import ENGINE_PLAYBOOKS, SMALL_ORG
+
+    books = tmp_path / "chase-books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    path = books / "register-demo.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "extension: {role: street_head}", "extension: {role: street_head, decide_within: 2wd}"),
+        encoding="utf-8")
+    clock.set(datetime.fromisoformat("2026-03-02T09:00:00+08:00"))  # a Monday
+    before = make_rt(playbooks=books)
+    kept = start_hazard(before)
+    gone = lifecycle.start_run(before, playbook_id="register-demo", unit_id="c2",
+                               params={"location": "二社区仓库"}, actor="s1-commander").id or 0
+    ask(before, step_of(before, kept, "rectify"))
+    ask(before, step_of(before, gone, "rectify"), who="c2-grid")
+    url = str(before.db.url)
+    before.db.dispose()
+    text = SMALL_ORG.read_text(encoding="utf-8")
+    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
+    after = make_rt(playbooks=books, org_text=text.replace(c2, ""), db_url=url)
+    clock.advance(5 * DAY)  # both decisions are overdue
+    sweep_once(after)  # used to raise here, on every pass
+    clock.advance(timedelta(seconds=1))
+    assert sweep_once(after).swept  # and the failed one is not tried again
+    assert [e.detail["to"] for e in events(after, kept, "extension_decision_overdue")] == [
+        ["s1-head"]]
+    failed = events(after, gone, "extension_chase_failed")
+    assert len(failed) == 1 and "c2" in failed[0].detail["error"]

@@ -184,3 +184,26 @@ def test_a_run_whose_unit_left_the_org_chart_does_not_stop_the_others(
         [event] = session.exec(select(AuditEvent).where(
             AuditEvent.run_id == gone, AuditEvent.action == "timer_failed")).all()
     assert "c2" in event.detail["error"]
+
+
+def test_a_level_whose_roles_nobody_holds_any_more_says_so_in_the_timeline(
+    make_rt: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    """The director leaves the org chart while a run pinned to a ladder naming `director` is
+    open: level 2 reaches no one, and the timeline says so instead of looking delivered."""
+    before = make_rt()
+    run_id = start(before)
+    url = str(before.db.url)
+    before.db.dispose()
+    text = SMALL_ORG.read_text(encoding="utf-8").replace("roles: [director]", "roles: [expert]")
+    after = make_rt(org_text=text, db_url=url)
+    clock.advance(timedelta(seconds=13))  # due at 2 s, level 2 (director) at 12 s
+    sweep_once(after)
+    assert fired(after, run_id) == [("escalate", 1, 0), ("escalate", 2, 0)]
+    with read_session(after.db) as session:
+        [event] = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == "unrouted")).all()
+        told = session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.kind == "escalate")).all()
+    assert event.detail["level"] == 2 and event.detail["targets"] == ["director"]
+    assert "d1-director" not in {n.recipient for n in told}
