@@ -197,6 +197,10 @@ def test_reports_list_only_peoples_tasks_as_measures(demo: Runtime, clock: Manua
         assert not set(listed) & engine_titles, (key, set(listed) & engine_titles)
         assert all(titles[t].action == "task" and titles[t].status == "done"
                    for t in listed), (key, listed)
+    # A report does not list its own writing: the system report is not a measure of itself.
+    assert "1小时系统首报" not in measures(report(demo, run_id, "system-report-send"))
+    assert "续报事件处置进展" not in measures(report(demo, run_id, "follow-up-send"))
+    assert "撰写突发事件首报" not in measures(report(demo, run_id, "report.send"))
     # The 终报 lists every task people did, once each, but its own close (that is section 八).
     done_tasks = [s.title for s in keyed.values() if s.action == "task" and s.status == "done"
                   and s.step_key != "close"]
@@ -224,8 +228,9 @@ def test_steps_finished_in_the_same_minute_are_listed_by_time_then_playbook_orde
     clock.set(t0 + timedelta(minutes=1, seconds=50))
     finish(demo, run_id, "report.write")
     drain_wakes(demo)
+    # (Not 撰写突发事件首报: that is the report itself, not a measure it reports.)
     expected = ["接收燃气泄漏警情", "设置警戒区、禁绝火源", "网格员现场核实", "调派救援队伍",
-                "初步研判事件等级和影响范围", "撰写突发事件首报"]
+                "初步研判事件等级和影响范围"]
     for key in ("report.document", "report.send"):
         assert measures(report(demo, run_id, key)) == expected, key
     keyed = steps(demo, run_id)
