@@ -14,6 +14,8 @@ from flows.prefect_server import PrefectServer
 from flows.runtime import Runtime
 from flows.segments import SegmentRunner
 from flows.sweeper import SweeperThread
+from models.db import read_session
+from models.queries import units_with_running_runs
 
 
 class Workers:
@@ -27,6 +29,9 @@ class Workers:
         self.sweeper = SweeperThread(rt, interval=rt.settings.sweep_seconds) if sweep else None
         self.outbox = OutboxWorker(rt.db, clock=rt.clock, interval=1.0)
         self.resumer: threading.Thread | None = None
+        # Units with running runs that the org chart no longer has (found once, at start):
+        # their steps are parked and only the admin can close them out.
+        self.orphan_units: list[str] = []
 
     def start(self) -> None:
         if self.segments:
@@ -38,7 +43,20 @@ class Workers:
                                         daemon=True)
         self.resumer.start()
 
+    def _check_units(self) -> None:
+        with read_session(self.rt.db) as session:
+            units = units_with_running_runs(session)
+        self.orphan_units = sorted(u for u in units if u not in self.rt.org.units)
+        if self.orphan_units:
+            logging.getLogger("closeloop.org").warning(
+                "running runs in units the org chart no longer has: %s (an admin can read and "
+                "cancel them)", ", ".join(self.orphan_units))
+
     def _resume_imports(self) -> None:
+        try:
+            self._check_units()
+        except Exception:  # logged: a start-up check, never a reason not to serve
+            logging.getLogger("closeloop.org").exception("checking run units failed")
         try:
             finished = resume_imports(self.rt)
         except Exception:  # logged: the server serves on, the batch stays as it was
@@ -72,6 +90,7 @@ class Workers:
                 "interval_s": self.rt.settings.sweep_seconds,
                 "errors": self.sweeper.errors if self.sweeper else 0,
                 "failing": bool(self.sweeper and self.sweeper.failing),
+                "units_missing_from_org": self.orphan_units,
                 "last": vars(self.sweeper.last) | {"lags": None}
                 if self.sweeper and self.sweeper.last else None,
             },

@@ -159,3 +159,9 @@ def run_detail(
     return list(steps), list(escalations), list(events)
 
 
+
+
+def units_with_running_runs(session: Session) -> list[str]:
+    """The units that have running runs (one pass over ix_run_unit_status)."""
+    return list(session.exec(
+        select(Run.unit_id).where(Run.status == "running").distinct()))

@@ -1221,3 +1221,19 @@ def test_an_admin_reads_and_cancels_a_run_whose_unit_left_the_org_chart(
                            headers=admin)
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["status"] == "cancelled"
+
+
+def test_healthz_names_units_with_running_runs_that_the_org_chart_lost(
+    make_rt: Callable[..., Runtime],
+) -> None:
+    before = make_rt()
+    lifecycle.start_run(before, playbook_id="quick-escalation", unit_id="c2",
+                        params={"location": "二社区"}, actor="s1-commander")
+    url = str(before.db.url)
+    before.db.dispose()
+    text = SMALL_ORG.read_text(encoding="utf-8")
+    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
+    after = make_rt(org_text=text.replace(c2, ""), db_url=url)
+    with TestClient(create_app(after, prefect=False)) as c:
+        assert wait_for(lambda: c.get("/healthz").json()["sweeper"]["units_missing_from_org"]
+                        == ["c2"])
