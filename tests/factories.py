@@ -93,3 +93,11 @@ def refused(rt: Runtime, text: str, filename: str = "bad.yaml") -> str:
     except PlaybookInvalid as caught:
         return "\n".join(str(e) for e in caught.errors)
     raise AssertionError(f"{filename} loaded; expected it to be refused")
+
+
+def small_org_without_c2() -> str:
+    """The small test org with community c2 (and its people) cut out: an org file edited
+    while runs of c2 are still open."""
+    text = SMALL_ORG.read_text(encoding="utf-8")
+    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
+    return text.replace(c2, "")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from factories import SMALL_ORG, png_bytes
+from factories import png_bytes, small_org_without_c2
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -1209,9 +1209,7 @@ def test_an_admin_reads_and_cancels_a_run_whose_unit_left_the_org_chart(
                               params={"location": "二社区"}, actor="s1-commander")
     url = str(before.db.url)
     before.db.dispose()
-    text = SMALL_ORG.read_text(encoding="utf-8")
-    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
-    after = make_rt(org_text=text.replace(c2, ""), db_url=url)
+    after = make_rt(org_text=small_org_without_c2(), db_url=url)
     admin = {"Authorization": f"Bearer {make_token('d1-admin', after.settings.signing_secret())}"}
     with TestClient(create_app(after, background=False, prefect=False)) as c:
         got = c.get(f"/api/runs/{run.id}", headers=admin)
@@ -1231,9 +1229,7 @@ def test_healthz_names_units_with_running_runs_that_the_org_chart_lost(
                         params={"location": "二社区"}, actor="s1-commander")
     url = str(before.db.url)
     before.db.dispose()
-    text = SMALL_ORG.read_text(encoding="utf-8")
-    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
-    after = make_rt(org_text=text.replace(c2, ""), db_url=url)
+    after = make_rt(org_text=small_org_without_c2(), db_url=url)
     with TestClient(create_app(after, prefect=False)) as c:
         assert wait_for(lambda: c.get("/healthz").json()["sweeper"]["units_missing_from_org"]
                         == ["c2"])

@@ -398,7 +398,7 @@ def test_a_request_whose_unit_left_the_org_chart_does_not_stop_the_other_chases(
     of that one is said to have failed, once, and c1's overdue request is still chased."""
     import shutil
 
-    from factories import ENGINE_PLAYBOOKS, SMALL_ORG
+    from factories import ENGINE_PLAYBOOKS, small_org_without_c2
 
     books = tmp_path / "chase-books"
     shutil.copytree(ENGINE_PLAYBOOKS, books)
@@ -415,9 +415,7 @@ def test_a_request_whose_unit_left_the_org_chart_does_not_stop_the_other_chases(
     ask(before, step_of(before, gone, "rectify"), who="c2-grid")
     url = str(before.db.url)
     before.db.dispose()
-    text = SMALL_ORG.read_text(encoding="utf-8")
-    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
-    after = make_rt(playbooks=books, org_text=text.replace(c2, ""), db_url=url)
+    after = make_rt(playbooks=books, org_text=small_org_without_c2(), db_url=url)
     clock.advance(5 * DAY)  # both decisions are overdue
     sweep_once(after)  # used to raise here, on every pass
     clock.advance(timedelta(seconds=1))

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 
-from factories import SMALL_ORG
+from factories import SMALL_ORG, small_org_without_c2
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -172,9 +172,7 @@ def test_a_run_whose_unit_left_the_org_chart_does_not_stop_the_others(
                                params={"location": "二社区"}, actor="s1-commander").id or 0
     url = str(before.db.url)
     before.db.dispose()
-    text = SMALL_ORG.read_text(encoding="utf-8")
-    c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
-    after = make_rt(org_text=text.replace(c2, ""), db_url=url)
+    after = make_rt(org_text=small_org_without_c2(), db_url=url)
     assert "c2" not in after.org.units
     clock.advance(timedelta(seconds=5))
     report = sweep_once(after)
