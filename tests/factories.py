@@ -7,6 +7,8 @@ import struct
 import zlib
 from pathlib import Path
 
+from sqlmodel import select
+
 from flows.loader import LoadContext, load_playbook_text
 from flows.runtime import Runtime, build_runtime
 from models.clock import Clock
@@ -101,3 +103,18 @@ def small_org_without_c2() -> str:
     text = SMALL_ORG.read_text(encoding="utf-8")
     c2 = text[text.index("          - id: c2\n"):text.index("      - id: s2\n")]
     return text.replace(c2, "")
+
+
+def run_row(rt: Runtime, run_id: int) -> Run:
+    """The run as stored now."""
+    with read_session(rt.db) as session:
+        run = session.get(Run, run_id)
+        assert run is not None, f"no run {run_id}"
+        return run
+
+
+def step_row(rt: Runtime, run_id: int, key: str) -> StepInstance:
+    """The one instance of step `key` of the run (not for fan-out steps)."""
+    with read_session(rt.db) as session:
+        return session.exec(select(StepInstance).where(
+            StepInstance.run_id == run_id, StepInstance.step_key == key)).one()

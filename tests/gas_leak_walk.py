@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from factories import png_bytes, run_steps
+from factories import run_row as get_run
 
 from flows import lifecycle, tasks
 from flows.evidence import store_evidence
@@ -21,8 +22,6 @@ from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.spec import ParamSpec, Playbook, StepSpec
 from models.clock import ManualClock
-from models.db import read_session
-from models.run import Run
 from models.task import StepInstance
 
 LOCATION = "六和社区幸福里小区3栋1单元"
@@ -53,13 +52,6 @@ def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
         assert row.step_key not in out, "gas-leak has no fan-out steps"
         out[row.step_key] = row
     return out
-
-
-def get_run(rt: Runtime, run_id: int) -> Run:
-    with read_session(rt.db) as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        return run
 
 
 def playbook(rt: Runtime) -> Playbook:

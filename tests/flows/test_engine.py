@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from factories import png_bytes, run_steps
+from factories import run_row as get_run
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -22,7 +23,6 @@ from models.documents import Document
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.escalation import Escalation
 from models.outbox import Notification
-from models.run import Run
 from models.task import StepInstance
 
 
@@ -37,13 +37,6 @@ def one(rt: Runtime, run_id: int, key: str) -> StepInstance:
     found = steps_by_key(rt, run_id)[key]
     assert len(found) == 1
     return found[0]
-
-
-def get_run(rt: Runtime, run_id: int) -> Run:
-    with read_session(rt.db) as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        return run
 
 
 def start_quick(rt: Runtime) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from factories import make_runtime, png_bytes
+from factories import step_row as one
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
@@ -63,12 +64,6 @@ def start_quick(rt: Runtime, unit: str = "c1") -> int:
     run = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id=unit,
                               params={"location": "一社区3号楼"}, actor="s1-commander")
     return run.id or 0
-
-
-def one(rt: Runtime, run_id: int, key: str) -> StepInstance:
-    with read_session(rt.db) as session:
-        return session.exec(select(StepInstance).where(
-            StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
 
 
 def run_status(rt: Runtime, run_id: int) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from factories import png_bytes, run_steps
+from factories import run_row as get_run
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -96,13 +97,6 @@ def hazard(rt: Runtime, run_id: int) -> Hazard:
         row = session.get(Hazard, run_id)
         assert row is not None
         return row
-
-
-def get_run(rt: Runtime, run_id: int) -> Run:
-    with read_session(rt.db) as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        return run
 
 
 def photos(rt: Runtime, who: str, n: int) -> list[str]:

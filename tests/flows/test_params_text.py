@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from factories import run_row
 
 from flows import lifecycle
 from flows.params import MAX_ITEMS, MAX_TEXT, check_values, validate_values
@@ -16,7 +17,6 @@ from flows.spec import ParamSpec
 from models.db import read_session
 from models.errors import InvalidInput
 from models.hazard import Hazard
-from models.run import Run
 
 SPECS = {
     "location": ParamSpec(type="string", required=True),
@@ -134,13 +134,6 @@ def test_check_values_reports_blank_and_bad_text_with_english_for_wrapping_calle
 
 
 # --- run titles and register columns ------------------------------------------------------------
-
-def run_row(rt: Runtime, run_id: int) -> Run:
-    with read_session(rt.db) as session:
-        run = session.get(Run, run_id)
-        assert run is not None
-        return run
-
 
 def test_a_long_location_gives_a_title_cut_to_its_column_with_an_ellipsis(demo: Runtime) -> None:
     location = "坪山区六和社区幸福里" * 150  # 1,500 characters: a valid param

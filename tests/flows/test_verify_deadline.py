@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, png_bytes, refused
+from factories import step_row as step
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -76,12 +77,6 @@ def start(rt: Runtime) -> int:
     run = lifecycle.start_run(rt, playbook_id="verify-chase", unit_id="c1",
                               params={"location": "一社区"}, actor="s1-commander")
     return run.id or 0
-
-
-def step(rt: Runtime, run_id: int, key: str) -> StepInstance:
-    with read_session(rt.db) as session:
-        return session.exec(select(StepInstance).where(
-            StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
 
 
 def fired(rt: Runtime, step_id: int) -> list[tuple[str, int, int, list[str]]]:
