@@ -92,7 +92,8 @@ def execute_step(
                                       step_key=step_key, subject=subject,
                                       now=inst.ready_at or now)
                 context["doc_no"] = number.text
-                context["numbers"] = run_numbers(session, run_id)
+                if subject == RUN_SUBJECT:  # the context's `numbers` read before it was issued
+                    context["numbers"] = {**context["numbers"], number.step_key: number.text}
             if spec.action == "notify":
                 people, channels = resolve_targets(rt.org, spec.to, inst.unit_id)
                 body = _render(session, rt, spec.template or "", context, inst)
