@@ -15,7 +15,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from flows.context import expression_context
-from flows.durations import add_duration
+from flows.durations import add_after_deadline, add_duration
 from flows.expressions import ExpressionError, compile_expression
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
@@ -75,10 +75,18 @@ def is_finished(statuses: list[str]) -> bool:
 
 
 def advance(
-    session: Session, rt: Runtime, run: Run, playbook: Playbook, *, now: datetime
+    session: Session, rt: Runtime, run: Run, playbook: Playbook, *, now: datetime,
+    deadline_passed: datetime | None = None,
 ) -> Advance:
     """Materialise every step whose needs are finished (and whose stage has come). A step
-    has no row until then: a run of 30 steps waiting on its first costs one row, not 30."""
+    has no row until then: a run of 30 steps waiting on its first costs one row, not 30.
+
+    `deadline_passed`: this pass was caused by a deadline (a `wait` that elapsed at that
+    moment, seen by the sweeper a little later). The steps it makes ready count their `due`
+    from that deadline, not from when the sweeper saw it: a wait ending at Monday 24:00 makes
+    a "2wd" successor due at Wednesday 24:00, as the rules count, though the sweeper ran at
+    00:00:30 Tuesday (a day late otherwise), and sweeper lag or downtime never moves a
+    deadline. Ready times and events stay the real moment."""
     result = Advance()
     _lock_run(session, run)
     if run.status != run_status.RUNNING:
@@ -106,7 +114,8 @@ def advance(
                 state[spec.id] = [st.SKIPPED]
                 result.skipped += 1
                 continue
-        instances = make_ready(session, rt, run, spec, items, now=now)
+        instances = make_ready(session, rt, run, spec, items, now=now,
+                               deadline_passed=deadline_passed)
         state[spec.id] = [st.READY]
         result.became_ready += len(instances)
         if spec.action in AUTOMATIC_ACTIONS:
@@ -235,10 +244,17 @@ def _item_label(item: Any) -> str:
 
 
 def due_time(
-    rt: Runtime, run: Run, spec: StepSpec, *, ready_at: datetime
+    rt: Runtime, run: Run, spec: StepSpec, *, ready_at: datetime,
+    deadline_passed: datetime | None = None,
 ) -> datetime | None:
+    """The step's deadline. Counted from `ready`, a step made ready by a passed deadline
+    counts from that deadline (see advance), with a deadline's reading of midnight: 24:00
+    closes its day, so working days start the next one (durations.add_after_deadline)."""
     if spec.due is None:
         return None
+    if spec.due.from_ == "ready" and deadline_passed is not None:
+        return add_after_deadline(min(deadline_passed, ready_at), spec.due.after,
+                                  calendar=rt.calendar, tz=rt.tz)
     start = {"ready": ready_at, "run": run.started_at, "stage": run.stage_entered_at}[
         spec.due.from_
     ] or ready_at
@@ -274,11 +290,11 @@ def first_check(
 
 def make_ready(
     session: Session, rt: Runtime, run: Run, spec: StepSpec, items: list[Any],
-    *, now: datetime,
+    *, now: datetime, deadline_passed: datetime | None = None,
 ) -> list[StepInstance]:
     """Write the ready instances of a step (one per item; a stage change to 2,000 villages is
     one insert), assigned, with due time and first timer, plus their events and inbox notes."""
-    due_at = due_time(rt, run, spec, ready_at=now)
+    due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=deadline_passed)
     check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
     rows = []
     for index, item in enumerate(items):

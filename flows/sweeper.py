@@ -291,7 +291,8 @@ def _finish_wait(session: Session, rt: Runtime, step: StepInstance, run: Run,
     session.add(step)
     add_event(session, at=now, actor=SYSTEM, action="done", run_id=run.id, step_id=step.id,
               from_state=st.READY, to_state=st.DONE, detail={"wait": "elapsed"})
-    advance(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now=now)
+    advance(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now=now,
+            deadline_passed=step.due_at)
     wake(session, run, "wait_done", now=now)
 
 

@@ -1,0 +1,80 @@
+"""A step made ready by a `wait` counts its deadline from the moment the wait ended, not from
+when the sweeper noticed: sweeper lag (or downtime) never moves a deadline, and a wait that
+ends at 24:00 is followed by working days that start the next day, as the rules count."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from factories import ENGINE_PLAYBOOKS, step_row
+
+from flows import lifecycle
+from flows.runtime import Runtime
+from flows.sweeper import sweep_once
+from models.clock import ManualClock
+
+PLAYBOOK = """\
+id: hold-then-file
+version: 1
+title: 公示期满后备案
+kind: response
+params:
+  location: {type: string, required: true, title: 地点}
+steps:
+  - id: hold
+    title: 公示期
+    action: wait
+    due: {hold}
+  - id: file
+    title: 备案
+    role: duty_officer
+    needs: [hold]
+    due: {file}
+"""
+
+
+def runtime(make_rt: Callable[..., Runtime], tmp_path: Path, hold: str, file: str) -> Runtime:
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    (books / "hold-then-file.yaml").write_text(
+        PLAYBOOK.replace("{hold}", hold).replace("{file}", file), encoding="utf-8")
+    return make_rt(playbooks=books)
+
+
+def start(rt: Runtime) -> int:
+    run = lifecycle.start_run(rt, playbook_id="hold-then-file", unit_id="c1",
+                              params={"location": "x"}, actor="s1-commander")
+    return run.id or 0
+
+
+def test_working_days_after_a_wait_that_ends_at_midnight_start_the_next_day(
+    make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock
+) -> None:
+    # Started Monday 2 March 2026, 09:00 in Shanghai: the wait of 1wd ends Tuesday 24:00.
+    rt = runtime(make_rt, tmp_path, hold="1wd", file="2wd")
+    run_id = start(rt)
+    hold = step_row(rt, run_id, "hold")
+    assert hold.due_at == datetime(2026, 3, 3, 16, 0, tzinfo=UTC)  # Tue 24:00 +08:00
+    clock.set(datetime(2026, 3, 3, 16, 0, 30, tzinfo=UTC))  # the sweep runs at 00:00:30 Wed
+    assert sweep_once(rt).waits_finished == 1
+    filed = step_row(rt, run_id, "file")
+    assert filed.ready_at == clock.now()  # the ready event is when it happened
+    # Two working days after Tuesday: Wednesday and Thursday, due Thursday 24:00 (not Friday's).
+    assert filed.due_at == datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
+
+
+def test_sweeper_lag_and_downtime_do_not_move_the_next_deadline(
+    make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock
+) -> None:
+    rt = runtime(make_rt, tmp_path, hold="10m", file="30m")
+    run_id = start(rt)
+    ended = step_row(rt, run_id, "hold").due_at
+    assert ended is not None
+    clock.set(ended + timedelta(minutes=7))  # the sweeper was down for seven minutes
+    sweep_once(rt)
+    filed = step_row(rt, run_id, "file")
+    assert filed.ready_at == ended + timedelta(minutes=7)
+    assert filed.due_at == ended + timedelta(minutes=30)
