@@ -91,15 +91,15 @@ def require_reassign(
     )
 
 
-def can_read_unit(org: OrgChart, person_id: str, unit_id: str) -> bool:
+def can_read_unit(org: OrgChart, person_id: str, unit_id: str, *, above: bool = True) -> bool:
     """A person sees runs of their own branch of the tree: their unit and below (their units'
-    work) and the units above it (district-wide runs they take part in)."""
+    work) and, with `above`, the units above it (district-wide runs they take part in)."""
     person = org.person(person_id)
     # Admin first: it also reads runs of a unit gone from the org chart, to close them out.
     return (
         is_admin(org, person_id)
         or org.is_within(unit_id, person.unit_id)
-        or org.is_within(person.unit_id, unit_id)
+        or (above and org.is_within(person.unit_id, unit_id))
     )
 
 
@@ -145,7 +145,11 @@ def listing_units(
     units = readable_units(org, person_id, above=above)
     if not unit:
         return units
-    return [u for u in unit_and_below(org, unit) if units is None or u in units]
+    shown = [u for u in unit_and_below(org, unit) if units is None or u in units]
+    if not shown:  # not an empty answer: the caller would read "that unit has nothing"
+        name = clipped(unit, 80)
+        raise Forbidden(f"无权查看单位 {name} / unit '{name}' is outside your units")
+    return shown
 
 
 def unit_and_below(org: OrgChart, unit: str) -> list[str]:

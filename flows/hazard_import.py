@@ -55,14 +55,13 @@ from sqlmodel import Session, select
 from flows.bulk_plan import Decider, RunStub, make_plan
 from flows.bulk_start import BulkResult, NewRun, bulk_start, merge_tasks, write_summaries
 from flows.campaigns import campaign_problem
+from flows.found_times import BadCell, Times, shown
 from flows.import_checks import (
-    BadCell,
     Column,
     Header,
     ImportInvalid,
     ImportProblem,
     ImportResult,
-    Times,
     Units,
     check_repeat,
     check_size,
@@ -75,7 +74,6 @@ from flows.import_checks import (
     reading_problems,
     require_rights,
     sha256_hex,
-    shown,
     text_cell,
 )
 from flows.params import MAX_TEXT, check_values

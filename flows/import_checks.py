@@ -13,27 +13,22 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
 from flows.bulk_start import BulkResult
+from flows.found_times import BadCell, shown
 from flows.runtime import Runtime
 from flows.tabular import ReadProblem, RowUnreadable, Table, read_table
 from models.base import MAX_ID
-from models.errors import Conflict, Forbidden, InvalidInput, clipped
+from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import ImportBatch
 
 MAX_IMPORT_BYTES = 256 * 1024 * 1024  # a district-year of hazards as CSV is ~120 MB
 MAX_REPORTED = 100  # errors listed in a 422; the count says how many there were
 RIGHTS = ("manager", "commander")  # admin holds every right
-FUTURE_SLACK = timedelta(minutes=10)  # a PC clock a little ahead of the server's
-# No register predates this: a 发现时间 before it is a typo (1000-01-01), a placeholder
-# (0001-01-01, which also overflows when stored as UTC) or a number read as an Excel serial
-# (1 -> 1900-01-01), not when a hazard was found.
-EARLIEST_FOUND = date(2000, 1, 1)
 
 
 # -- columns, problems -----------------------------------------------------------------------
@@ -97,17 +92,6 @@ class ImportInvalid(InvalidInput):
             "error_count": count,
             "errors": [p.as_dict(self.filename) for p in self.problems[:limit]],
         }
-
-
-class BadCell(Exception):
-    def __init__(self, zh: str, en: str) -> None:
-        super().__init__(en)
-        self.zh = zh
-        self.en = en
-
-
-def shown(value: Any) -> str:
-    return f"'{clipped(str(value))}'"
 
 
 def _norm_header(text: str) -> str:
@@ -237,92 +221,6 @@ def choice_cell(value: Any, allowed: Sequence[str]) -> str | None:
         raise BadCell(f"{shown(text)} 不是有效值（可选：{'、'.join(allowed)}）",
                    f"{shown(text)} is not a valid value (allowed: {', '.join(allowed)})")
     return text
-
-
-_DATE_TIME = re.compile(
-    r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
-    r"(?:[ T]+(\d{1,2})[:：时](\d{1,2})(?:[:：分](\d{1,2})(?:\.\d+)?秒?)?分?)?$"
-)
-
-
-class Times:
-    """发现时间 cells to aware datetimes (local time unless an offset is written)."""
-
-    def __init__(self, tz: ZoneInfo, now: datetime) -> None:
-        self.tz = tz
-        self.latest = now + FUTURE_SLACK
-        self.earliest = datetime.combine(EARLIEST_FOUND, time(), tz)
-        self.earliest_serial = float(
-            (EARLIEST_FOUND - date(1899, 12, 30)).days)  # Excel's day 0 (1900 date system)
-        self.memo: dict[str, datetime] = {}
-
-    def parse(self, value: Any) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            found = self.memo.get(value)
-            if found is None:
-                found = self._text(value)
-                self.memo[value] = found
-        elif isinstance(value, datetime):
-            found = value if value.tzinfo else value.replace(tzinfo=self.tz)
-        elif isinstance(value, date):
-            found = datetime.combine(value, time(), self.tz)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            found = self._serial(value)
-        else:
-            raise BadCell(f"{shown(value)} 不是日期或时间", f"{shown(value)} is not a date or time")
-        # The years first: converting 0001-01-01 or 9999-12-31 to another offset overflows.
-        if found.year < EARLIEST_FOUND.year or (
-                found.year <= EARLIEST_FOUND.year + 1 and found < self.earliest):
-            written = found.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes")
-            raise BadCell(f"{shown(written)} 早于 {EARLIEST_FOUND.isoformat()}，不是合理的发现时间",
-                          f"{shown(written)} is before {EARLIEST_FOUND.isoformat()}: not a "
-                          "plausible time of finding")
-        if found.year > self.latest.year + 1 or found > self.latest:
-            written = (found.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes")
-                       if found.year > self.latest.year + 1 else self._local(found))
-            raise BadCell(f"{shown(written)} 晚于当前时间", f"{shown(written)} is in the future")
-        return found
-
-    def _local(self, value: datetime) -> str:
-        return value.astimezone(self.tz).strftime("%Y-%m-%d %H:%M")
-
-    def _text(self, value: str) -> datetime:
-        text = value.strip()
-        if text.replace(".", "", 1).isdigit():  # an Excel serial number that lost its format
-            return self._serial(float(text), text)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            match = _DATE_TIME.match(text)
-            if match is None:
-                raise BadCell(f"{shown(value)} 不是有效的日期时间（例如 2026-02-01 或 "
-                           "2026-02-01 09:30）",
-                           f"{shown(value)} is not a date or date and time (like 2026-02-01 "
-                           "or 2026-02-01 09:30)") from None
-            y, mo, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
-            try:
-                parsed = datetime(y, mo, d, h, mi, s)
-            except ValueError:
-                raise BadCell(f"{shown(value)} 不是有效的日期", f"{shown(value)} is not a valid "
-                           "date") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.tz)
-
-    def _serial(self, number: float, written: Any = None) -> datetime:
-        from openpyxl.utils.datetime import from_excel
-
-        written = number if written is None else written
-        # A number below EARLIEST_FOUND's serial (1 would be 1900-01-01) is a mistake in the
-        # column, not a date that lost its format.
-        if not self.earliest_serial <= number < 2958466:
-            raise BadCell(f"{shown(written)} 不是日期（例如 2026-02-01 或 2026-02-01 09:30）",
-                          f"{shown(written)} is not a date (like 2026-02-01 or 2026-02-01 "
-                          "09:30)")
-        found = from_excel(number)
-        if not isinstance(found, datetime):  # pragma: no cover - from_excel gives datetimes
-            raise BadCell(f"{shown(number)} 不是日期", f"{shown(number)} is not a date")
-        return found.replace(tzinfo=self.tz)
 
 
 def positive_int(value: Any) -> int | None:

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from flows.access import require_right
 from flows.campaigns import campaign_problem
+from flows.found_times import BadCell, Times
 from flows.params import validate_params
 from flows.progress import advance, cancel_open_steps, wake
 from flows.registers import create_entry, sync_entry
@@ -49,6 +50,7 @@ def start_run(
     clean = validate_params(playbook, params)
     if playbook.register_ is not None:
         check_register_fits(clean)
+        check_found_at(rt, playbook, clean)
     if session is None:
         with session_scope(rt.db) as own:
             return _start(own, rt, playbook, unit_id, clean, actor, parent_step_id)
@@ -93,6 +95,22 @@ def check_register_fits(params: dict[str, Any]) -> None:
             raise InvalidInput(f"params.{name}",
                                f"过长：{len(value)} 个字符，台账最多 {width} 个 / too long: "
                                f"{len(value)} characters; the register holds at most {width}")
+
+
+def check_found_at(rt: Runtime, playbook: Playbook, params: dict[str, Any]) -> None:
+    """A register's 发现时间 as the import reads it (flows/found_times.py): a time without an
+    offset is the bureau's clock (stored with its offset, so the hazard falls in the month it
+    was found there), and a time in the future or before 2000 is refused, naming the field."""
+    value = params.get("found_at")
+    if value in (None, ""):
+        return
+    try:
+        when = Times(rt.tz, rt.clock.now()).parse(value)
+    except BadCell as exc:
+        raise InvalidInput("params.found_at", f"{exc.zh} / {exc.en}") from None
+    spec = playbook.params.get("found_at")
+    if when is not None and (spec is None or spec.type == "datetime"):
+        params["found_at"] = when.isoformat()
 
 
 def _start(

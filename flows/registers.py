@@ -6,7 +6,7 @@ and optionally `source`, `grade`, `category`, `description`, `enterprise`, `foun
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -47,12 +47,12 @@ def _streets(org: OrgChart) -> dict[str, str | None]:
     return out
 
 
-def parse_time(value: Any, default: datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value
+def parse_time(value: Any, default: datetime, tz: tzinfo) -> datetime:
+    """A found_at param as a time; one without an offset is the bureau's clock (`tz`)."""
     if isinstance(value, str) and value:
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=default.tzinfo)
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=tz)
     return default
 
 
@@ -68,7 +68,7 @@ def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime) -> dict[
         "grade": p.get("grade") or DEFAULT_GRADE, "category": p.get("category"),
         "location": p.get("location") or rt.org.unit(run.unit_id).name,
         "description": p.get("description"), "enterprise": p.get("enterprise"),
-        "found_at": parse_time(p.get("found_at"), run.started_at),
+        "found_at": parse_time(p.get("found_at"), run.started_at, rt.tz),
         "found_by": p.get("found_by") or run.started_by, "status": REGISTERED,
         "plan": {}, "campaign_run_id": int(campaign) if campaign not in (None, "") else None,
         "due_at": None, "updated_at": now,
@@ -128,7 +128,9 @@ def sync_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,
 def _phase(playbook: Playbook, run: Run, by_key: dict[str, list[StepInstance]],
            entry: Hazard) -> str:
     if run.status == rs.CANCELLED:
-        return CANCELLED
+        # A run cancelled after its hazard was closed (the look-back called off) stays a
+        # closure: 销号 happened, and the month it happened in keeps counting it.
+        return CLOSED if entry.closed_at else CANCELLED
     for spec in playbook.steps:  # the first open step, in playbook order, names the phase
         rows = by_key.get(spec.id, [])
         waiting = spec.verify.phase if spec.verify else None

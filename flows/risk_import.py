@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from flows.found_times import BadCell, shown
 from flows.import_checks import (
-    BadCell,
     Column,
     ImportInvalid,
     ImportProblem,
@@ -32,7 +32,6 @@ from flows.import_checks import (
     reading_problems,
     require_rights,
     sha256_hex,
-    shown,
     text_cell,
 )
 from flows.runtime import Runtime

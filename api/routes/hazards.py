@@ -385,7 +385,7 @@ def ranking_view(r: RankingRow) -> RankingRowPublic:
 def list_hazards_(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
                   limit: Limit = 50, offset: Offset = 0) -> HazardsPublic:
     """The hazard register (隐患清单) as far as the caller may read it, newest found first."""
-    units = _whole_org(rt, listing_units(rt.org, person, query.unit))
+    units = _whole_org(rt, listing_units(rt.org, person, query.unit, above=False))
     now = rt.clock.now()
     with read_session(rt.db) as session:
         rows, total = list_hazards(session, filters=replace(query.filters, units=units),
@@ -415,7 +415,7 @@ def read_hazard(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> HazardP
         h = get_hazard(session, run_id=run_id)
     if h is None:
         raise NotFound("hazard", run_id)
-    if not can_read_unit(rt.org, person, h.unit_id):
+    if not can_read_unit(rt.org, person, h.unit_id, above=False):
         raise Forbidden(f"无权查看该隐患（属于 {h.unit_id}）/ hazard belongs to unit "
                         f"'{h.unit_id}', outside your units")
     return hazard_view(rt, h, rt.clock.now())

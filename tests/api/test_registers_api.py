@@ -725,3 +725,31 @@ def test_a_closed_hazard_has_no_days_left(client: TestClient, auth: Auth, rt: Ru
     rows = {h["code"]: h for h in page(client, auth, "/api/hazards")["data"]}
     assert rows["YH003000"]["days_left"] is None and rows["YH003000"]["overdue"] is False
     assert rows["YH003001"]["days_left"] == -5 and rows["YH003001"]["overdue"] is True
+
+
+def test_hazards_are_read_down_the_tree_not_up_it(client: TestClient, auth: Auth) -> None:
+    # Runs are read up the tree (a community takes part in a district response); a hazard
+    # registered at the street or the district is not a community's business.
+    street = report(client, auth, unit="s1", code="S1-1")
+    district = client.post("/api/runs", json={"playbook": "hazard-mini", "unit": "d1",
+                                               "params": {"location": "区直企业", "code": "D1-1"}},
+                           headers=auth("d1-commander")).json()
+    own = report(client, auth, unit="c1", code="C1-1")
+    assert codes(page(client, auth, "/api/hazards", "c1-grid")) == ["C1-1"]
+    for hidden in (street, district):
+        r = get(client, auth, f"/api/hazards/{hidden['id']}", "c1-grid")
+        assert r.status_code == 403, r.text
+    assert page(client, auth, f"/api/hazards/{own['id']}", "c1-grid")["code"] == "C1-1"
+    assert sorted(codes(page(client, auth, "/api/hazards", "s1-insp1"))) == ["C1-1", "S1-1"]
+    assert len(codes(page(client, auth, "/api/hazards"))) == 3  # the district's manager
+
+
+def test_a_unit_filter_outside_ones_units_is_403_not_an_empty_list(
+    client: TestClient, auth: Auth
+) -> None:
+    report(client, auth, unit="c2", code="C2-1")
+    r = get(client, auth, "/api/hazards", "c1-grid", unit="c2")
+    assert r.status_code == 403 and "c2" in r.json()["detail"], r.text
+    r = client.get("/api/runs", params={"unit": "c2"}, headers=auth("c1-grid"))
+    assert r.status_code == 403, r.text
+    assert page(client, auth, "/api/hazards", "s1-insp1", unit="c2")["count"] == 1

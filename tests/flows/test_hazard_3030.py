@@ -688,3 +688,49 @@ def test_a_major_hazard_stuck_before_rectification_is_overdue_on_the_register(
     clock.advance(timedelta(days=2))  # never listed, no plan: the 30 days ran out anyway
     entry = hazard(demo, run_id)
     assert entry.status == "挂牌督办" and is_overdue(entry, clock.now())
+
+
+# --- what the register keeps -----------------------------------------------------------------
+
+def test_calling_off_the_look_back_keeps_the_closure_and_its_month(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    from flows.ranking import monthly_ranking
+
+    run_id = start(demo, "一般")
+    clock.advance(timedelta(days=3))
+    do(demo, run_id, "rectify", SAFETY, {"done_measures": "已清理"}, n_photos=2)
+    check(demo, run_id, "rectify", INSPECTOR_2)
+    do(demo, run_id, "close", INSPECTOR_1)
+    closed_at = hazard(demo, run_id).closed_at
+    clock.advance(timedelta(days=2))  # waiting for the look-back (回头看) in 30 days
+    lifecycle.cancel_run(demo, run_id=run_id, actor=COMMANDER, reason="企业已关停，无需回头看")
+    entry = hazard(demo, run_id)
+    assert entry.status == "已销号" and entry.closed_at == closed_at
+    with read_session(demo.db) as session:
+        ranking = monthly_ranking(session, org=demo.org, month="2026-03", tz=demo.tz,
+                                  now=clock.now())
+    row = next(r for r in ranking.rows if r.unit_id == "pingshan-street")
+    assert (row.found, row.closed, row.closed_of_found) == (1, 1, 1)
+
+
+def test_a_found_time_without_an_offset_is_the_bureaus_clock(demo: Runtime) -> None:
+    run_id = start(demo, "一般", found_at="2026-03-01T10:30")
+    assert hazard(demo, run_id).found_at == datetime(2026, 3, 1, 2, 30, tzinfo=UTC)
+    assert get_run(demo, run_id).params["found_at"] == "2026-03-01T10:30:00+08:00"
+
+
+@pytest.mark.parametrize(("found_at", "why"), [
+    ("2026-03-25T10:00:00+08:00", "晚于当前时间"),  # the clock stands at 2 March
+    ("1901-01-01T10:00:00", "早于 2000-01-01"),
+])
+def test_an_implausible_found_time_is_refused_and_nothing_is_written(
+    demo: Runtime, found_at: str, why: str
+) -> None:
+    with read_session(demo.db) as session:
+        before = len(session.exec(select(Run)).all())
+    with pytest.raises(InvalidInput) as err:
+        start(demo, "一般", found_at=found_at)
+    assert err.value.field == "params.found_at" and why in str(err.value)
+    with read_session(demo.db) as session:
+        assert len(session.exec(select(Run)).all()) == before
