@@ -15,12 +15,12 @@ columns are ignored and reported back):
 - 单位编号 (unit), required unless 单位 is given: an org unit id (c1, liuhe).
 - 单位 (unit_name): an org unit name, resolved uniquely; must agree with 单位编号 if both.
 - 隐患来源 (source): 检查发现 / 群众举报 / 执法检查 / 事故调查 (default 检查发现).
-- 隐患等级 (grade): 一般 / 重大 (default 一般).
-- 隐患类别 (category): free text (消防安全, 用电安全, ...).
+- 隐患等级 (grade; also 隐患级别): 一般 / 重大, also written 一般隐患 / 重大隐患 (default 一般).
+- 隐患类别 (category; also 隐患类型, 隐患分类): free text (消防安全, 用电安全, ...).
 - 隐患地点 (location), required: where the hazard is.
 - 隐患描述 (description), 涉及企业 (enterprise): free text.
-- 发现时间 (found_at): 2026-02-01, 2026-02-01 09:30, 2026/2/1 9:30, 2026年2月1日, ISO 8601
-  with an offset, or an Excel date cell (or its serial number); local time
+- 发现时间 (found_at; also 检查时间, 排查时间): 2026-02-01, 2026-02-01 09:30, 2026/2/1 9:30,
+  2026年2月1日, ISO 8601 with an offset, or an Excel date cell (or its serial number); local time
   (CLOSELOOP_TIMEZONE, Asia/Shanghai) unless an offset is written; not in the future nor
   before 2000-01-01 (a bare number is a serial only from then on); default the import time.
 - 发现人 (found_by): a name or person id (default the importer).
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import func
+from sqlalchemy import delete, func, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -84,7 +85,7 @@ from models import run as rs
 from models.audit import SYSTEM, AuditEvent
 from models.db import is_sqlite, read_session, session_scope
 from models.errors import Conflict, InvalidInput, NotFound
-from models.hazard import Hazard, ImportBatch, RiskPoint
+from models.hazard import CodeClaim, Hazard, ImportBatch, RiskPoint
 from models.org import ROLE_NAMES_ZH
 from models.run import Run
 
@@ -99,12 +100,14 @@ HAZARD_COLUMNS = (
     Column("unit", "单位编号", "unit", ("unit_id", "单位代码")),
     Column("unit_name", "单位", "unit_name", ("单位名称", "所属单位")),
     Column("source", "隐患来源", "source", ("来源",)),
-    Column("grade", "隐患等级", "grade", ("等级",)),
-    Column("category", "隐患类别", "category", ("类别",), max_len=60),
+    Column("grade", "隐患等级", "grade", ("等级", "隐患级别", "级别")),
+    Column("category", "隐患类别", "category", ("类别", "隐患类型", "隐患分类"), max_len=60),
     Column("location", "隐患地点", "location", ("地点",), required=True, max_len=300),
+    # Not 隐患名称 nor 隐患部位: registers that have them have 隐患描述 and 隐患地点 beside them.
     Column("description", "隐患描述", "description", ("描述", "隐患内容"), max_len=MAX_TEXT),
     Column("enterprise", "涉及企业", "enterprise", ("企业", "企业名称"), max_len=200),
-    Column("found_at", "发现时间", "found_at", ("发现日期",)),
+    Column("found_at", "发现时间", "found_at", ("发现日期", "检查时间", "检查日期", "排查时间",
+                                                  "排查日期")),
     Column("found_by", "发现人", "found_by", (), max_len=80),
     Column("campaign", "专项行动", "campaign", ("campaign_run_id",)),
 )
@@ -136,6 +139,14 @@ def _params_template(specs: dict[str, Any], index: dict[str, int], found_type: s
             return None  # check_values copies these
         template[name] = spec.default
     return template
+
+
+def _spelled_out(value: Any, exact: frozenset[str]) -> Any:
+    """A value as registers often write it in full: 重大隐患 for 重大, 一般隐患 for 一般."""
+    text = str(value).strip()
+    if text.endswith("隐患") and text[:-2] in exact:
+        return text[:-2]
+    return value
 
 
 def _allowed(playbook: Playbook, name: str, fallback: Sequence[str]) -> Sequence[str]:
@@ -184,33 +195,24 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
     kept = _keep_file(rt, data, digest, filename) if chunked else None
     started = False  # the first transaction (batch row, first chunk) committed
     try:
-        with session_scope(rt.db) as session:
-            if not allow_repeat:
-                check_repeat(session, rt, "hazards", digest, filename)
-            problems = _check_stored(session, rt, checked) + checked.unstaffed
-            if problems:
-                raise ImportInvalid(filename, problems)
-            batch = ImportBatch(kind="hazards", filename=filename[:255], sha256=digest,
-                                rows=len(runs), imported_by=actor, imported_at=rt.clock.now(),
-                                playbook_sha=playbook.sha256,
-                                stored_file=str(kept) if kept else None)
-            session.add(batch)
-            session.flush()
-            first = runs[:CHUNK_RUNS] if chunked else runs
-            written = [bulk_start(session, rt, playbook=playbook, runs=first, actor=actor,
-                                  import_id=batch.id, label=filename, summarize=False,
-                                  cache_runs=len(runs))]
-            _count_in(batch, written[-1], len(first))
-            if not chunked:
-                _finish(session, rt, batch, playbook, written)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                batch, written = _write_first(rt, playbook, checked, filename=filename,
+                                              digest=digest, actor=actor, kept=kept,
+                                              chunked=chunked, allow_repeat=allow_repeat)
+                break
+            except Exception as exc:
+                clash = _clash(exc)
+                if clash is None:
+                    raise
+                if clash == "retry" and attempt < WRITE_ATTEMPTS:
+                    # Deadlocked with another import of the same codes (PostgreSQL): once it
+                    # has committed, the check names the rows it took.
+                    continue
+                raise _clashed(rt, filename, checked, exc) from None
         started = True
         if chunked:
             _write_rest(rt, playbook, batch.id or 0, runs, written)
-    except IntegrityError as exc:  # a generated code (YH + id) taken by an earlier import
-        raise ImportInvalid(filename, [ImportProblem(
-            0, "隐患编号", "code", "与已登记的隐患编号冲突，请为每行填写隐患编号",
-            f"a hazard code clashes with a stored one ({exc.orig}); give every row a code")]
-        ) from None
     finally:
         if kept is not None and not started:
             _let_go(str(kept))  # nothing was written: nothing to resume
@@ -218,6 +220,70 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
     return ImportResult(import_id=batch.id or 0, kind="hazards", filename=filename,
                         rows=len(runs), run_ids=run_ids, ignored_columns=checked.ignored,
                         playbook=playbook.id, bulk=written[0])
+
+
+def _write_first(rt: Runtime, playbook: Playbook, checked: _Checked, *, filename: str,
+                 digest: str, actor: str, kept: Path | None, chunked: bool, allow_repeat: bool,
+                 ) -> tuple[ImportBatch, list[BulkResult]]:
+    """The batch row and the whole file (or, chunked, its first chunk and the claim on all
+    its codes) in one transaction, after the checks against what is stored."""
+    runs = checked.runs
+    with session_scope(rt.db) as session:
+        if not allow_repeat:
+            check_repeat(session, rt, "hazards", digest, filename)
+        problems = _check_stored(session, rt, checked) + checked.unstaffed
+        if problems:
+            raise ImportInvalid(filename, problems)
+        batch = ImportBatch(kind="hazards", filename=filename[:255], sha256=digest,
+                            rows=len(runs), imported_by=actor, imported_at=rt.clock.now(),
+                            playbook_sha=playbook.sha256,
+                            stored_file=str(kept) if kept else None)
+        session.add(batch)
+        session.flush()
+        if chunked:
+            _claim_codes(session, batch.id or 0, checked.codes)
+        first = runs[:CHUNK_RUNS] if chunked else runs
+        written = [bulk_start(session, rt, playbook=playbook, runs=first, actor=actor,
+                              import_id=batch.id, label=filename, summarize=False,
+                              cache_runs=len(runs))]
+        _count_in(batch, written[-1], len(first))
+        if not chunked:
+            _finish(session, rt, batch, playbook, written)
+    return batch, written
+
+
+# SQLSTATEs of a write that met another writer: a unique key taken meanwhile, and the two that
+# PostgreSQL resolves by aborting one of the transactions (worth another attempt).
+_UNIQUE = "23505"
+_RETRY = ("40P01", "40001")  # deadlock detected, serialization failure
+WRITE_ATTEMPTS = 3
+
+
+def _clash(exc: BaseException) -> str | None:
+    """"unique" or "retry" for a write that met another writer's rows, else None. COPY raises
+    psycopg's own errors (not wrapped by SQLAlchemy); SQLite says IntegrityError."""
+    if isinstance(exc, IntegrityError):
+        return "unique"
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None)
+    if state == _UNIQUE:
+        return "unique"
+    return "retry" if state in _RETRY else None
+
+
+def _clashed(rt: Runtime, filename: str, checked: _Checked, exc: BaseException) -> Exception:
+    """What to say when the write met codes registered meanwhile: the rows whose codes are
+    now taken (422), else a conflict to try again (409)."""
+    with read_session(rt.db) as session:
+        problems = _check_stored(session, rt, checked)
+    if problems:
+        return ImportInvalid(filename, problems)
+    if _clash(exc) == "unique":  # no code of the file: a generated one (YH + run id) clashed
+        return ImportInvalid(filename, [ImportProblem(
+            0, "隐患编号", "code", "与已登记的隐患编号冲突，请为每行填写隐患编号",
+            "a generated hazard code clashes with a stored one; give every row a code")])
+    return Conflict(f"{filename}: 另一批导入正在登记相同的隐患，请稍后重试 / another import is "
+                    "registering the same hazards; try again shortly", current="import")
 
 
 def _keep_file(rt: Runtime, data: bytes, digest: str, filename: str) -> Path:
@@ -317,6 +383,18 @@ def _finish(session: Session, rt: Runtime, batch: ImportBatch, playbook: Playboo
                 "rows": batch.rows, "playbook": playbook.id, "version": playbook.version}))
     batch.finished_at = now
     session.add(batch)
+    _drop_claims(session, batch.id or 0)
+
+
+def _claim_codes(session: Session, batch_id: int, codes: dict[str, int]) -> None:
+    """The file's codes held for this import until its last chunk (CodeClaim), written in the
+    transaction that checked them against the register and other imports' claims."""
+    if codes:
+        session.execute(insert(CodeClaim), [{"code": c, "import_id": batch_id} for c in codes])
+
+
+def _drop_claims(session: Session, batch_id: int) -> None:
+    session.execute(delete(CodeClaim).where(CodeClaim.import_id == batch_id))  # type: ignore[arg-type]
 
 
 def _let_go(stored_file: str | None) -> None:
@@ -335,6 +413,7 @@ def _stop(session: Session, rt: Runtime, batch: ImportBatch, codes: list[str]) -
                                    "codes_taken": codes[:100]}))
     batch.finished_at = now
     session.add(batch)
+    _drop_claims(session, batch.id or 0)
 
 
 def resume_imports(rt: Runtime) -> int:
@@ -365,7 +444,32 @@ def resume_imports(rt: Runtime) -> int:
                 if again is not None and again.finished_at is None:
                     _stop(session, rt, again, [])
             _let_go(batch.stored_file)
+    _sweep_unclaimed_files(rt)
     return done
+
+
+LEFTOVER_AGE_S = 3600  # an upload being written right now by another process is younger
+
+
+def _sweep_unclaimed_files(rt: Runtime) -> None:
+    """Uploads kept for a chunked import whose first transaction never committed (the process
+    was killed before it): no batch names them, nothing will resume from them. Removed once
+    they are an hour old (so another server's import in progress keeps its file)."""
+    folder = rt.settings.data_dir / "imports"
+    if not folder.is_dir():
+        return
+    with read_session(rt.db) as session:
+        named = {Path(f).name for f in session.exec(select(ImportBatch.stored_file).where(
+            ImportBatch.finished_at.is_(None),  # type: ignore[union-attr]
+            ImportBatch.stored_file.is_not(None))).all() if f}  # type: ignore[union-attr]
+    cutoff = time.time() - LEFTOVER_AGE_S
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.name not in named and path.stat().st_mtime < cutoff:
+                path.unlink()
+                log.info("removed %s: an upload no import will resume from", path.name)
+        except OSError as exc:  # another process removed it first, or it is not ours to touch
+            log.warning("could not remove %s: %s", path, exc)
 
 
 @dataclass
@@ -482,7 +586,7 @@ def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str
                 raw[key] = value
             elif value is not None:
                 try:
-                    value = choice_cell(value, allowed)
+                    value = choice_cell(_spelled_out(value, exact), allowed)
                     if value is not None:
                         raw[key] = value
                 except BadCell as exc:
@@ -630,6 +734,13 @@ def _check_stored(session: Session, rt: Runtime, checked: _Checked) -> list[Impo
         problems.append(ImportProblem(
             checked.codes[code], code_header, "code", f"{shown(code)} 已经登记过",
             f"{shown(code)} is already registered", at.get("code", -1)))
+    claimed = existing_values(session, CodeClaim.code, list(checked.codes),  # type: ignore[arg-type]
+                              extra=CodeClaim.import_id)
+    for code, batch in claimed.items():
+        problems.append(ImportProblem(
+            checked.codes[code], code_header, "code",
+            f"{shown(code)} 正由导入批次 #{batch} 登记", f"{shown(code)} is being imported by "
+            f"batch #{batch}", at.get("code", -1)))
     camp_header = names.get("campaign", "专项行动")
     for run_id, rows in checked.campaigns.items():
         for row, unit_id in rows:

@@ -10,6 +10,7 @@ from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from flows.durations import add_duration
@@ -17,7 +18,8 @@ from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import run as rs
 from models import task as st
-from models.hazard import Hazard
+from models.errors import InvalidInput, clipped
+from models.hazard import CodeClaim, Hazard
 from models.org import OrgChart
 from models.run import Run
 from models.task import StepInstance
@@ -91,9 +93,33 @@ def create_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,
     if playbook.register_ is None:
         return
     row = entry_row(rt, run, playbook, now)
+    check_code_free(session, row["code"])
     row["due_at"] = known_deadline(rt, run.started_at, playbook)
     session.add(Hazard(**row))
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # PostgreSQL: the same code registered at this very moment
+        raise _code_taken(row["code"]) from None
+
+
+def check_code_free(session: Session, code: str) -> None:
+    """422 on params.code for a 隐患编号 already on the register or held by an import that is
+    still being written (a chunked import claims its file's codes first, models.hazard
+    CodeClaim): one code, one hazard."""
+    stored = session.exec(select(Hazard.run_id).where(Hazard.code == code)).first()
+    if stored is not None:
+        raise _code_taken(code, f"（隐患 #{stored}）", f" (hazard #{stored})")
+    claim = session.get(CodeClaim, code)
+    if claim is not None:
+        raise _code_taken(code, f"（正由导入批次 #{claim.import_id} 登记）",
+                          f" (being imported by batch #{claim.import_id})")
+
+
+def _code_taken(code: str, zh: str = "", en: str = "") -> InvalidInput:
+    shown = clipped(code, 60)
+    return InvalidInput("params.code", f"隐患编号 {shown} 已经登记过{zh} / hazard code "
+                                       f"'{shown}' is already registered{en}")
 
 
 def sync_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,

@@ -32,8 +32,16 @@ class Renderer:
         )
         self.env.filters["local"] = self.local
 
-    def local(self, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        """UTC in the database, the bureau's zone on paper."""
+    def local(self, value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        """UTC in the database, the bureau's zone on paper. Also for a time param, which is
+        ISO text (an offset written, else the bureau's clock); text that is not a time is
+        printed as it is."""
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+            value = parsed if parsed.tzinfo else parsed.replace(tzinfo=self.tz)
         if value is None:
             return ""
         return value.astimezone(self.tz).strftime(fmt)

@@ -96,6 +96,19 @@ class ImportBatch(SQLModel, table=True):
     assigned: dict[str, Any] = json_column(default_factory=dict)
 
 
+class CodeClaim(SQLModel, table=True):
+    """A hazard code held by a chunked import (SQLite, flows/hazard_import.py) from its first
+    chunk's transaction to its last: the file's codes are claimed at once, so a code registered
+    by hand (or by another import) in between is refused at its own door instead of stopping
+    the import half-way. Only running imports have claims; the last chunk (or a stop) drops
+    them."""
+
+    __tablename__ = "hazard_code_claim"
+
+    code: str = Field(primary_key=True, max_length=60)
+    import_id: int
+
+
 REQUEST_PENDING = "pending"
 # A request still pending when its work ended (done, or the run cancelled): nothing to decide.
 REQUEST_LAPSED = "lapsed"

@@ -734,3 +734,10 @@ def test_an_implausible_found_time_is_refused_and_nothing_is_written(
     assert err.value.field == "params.found_at" and why in str(err.value)
     with read_session(demo.db) as session:
         assert len(session.exec(select(Run)).all()) == before
+
+
+def test_the_notice_prints_the_found_time_on_the_bureaus_clock(demo: Runtime) -> None:
+    run_id = start(demo, "重大", found_at="2026-03-01T02:30:00Z")  # 10:30 in Shanghai
+    do(demo, run_id, "list", CHIEF, LISTING)
+    notice = document(demo, run_id, "notice").body
+    assert "| 发现时间、发现人 | 2026年3月1日 10:30，邓思远 |" in notice

@@ -28,7 +28,7 @@ from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session, session_scope
 from models.errors import Conflict, Forbidden, InvalidInput
-from models.hazard import Hazard, ImportBatch, RiskPoint
+from models.hazard import CodeClaim, Hazard, ImportBatch, RiskPoint
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -814,6 +814,66 @@ def test_imports_on_postgres(make_pg_rt: Callable[[], Runtime]) -> None:
     assert counts(rt)["risk_point"] == 2
 
 
+def test_a_code_registered_by_hand_during_a_postgres_import_is_named_not_a_500(
+        make_pg_rt: Callable[[], Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = make_pg_rt()
+    real = hazard_import.bulk_start
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        # Someone registers row 3's code in their own transaction while the file is written.
+        lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                            params={"location": "手工登记", "code": "HZ-01"}, actor="d1-admin")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hazard_import, "bulk_start", meanwhile)
+    lines = [f"HZ-{i:02d},c1,检查发现,一般,,地点{i},,,," for i in range(5)]
+    with pytest.raises(ImportInvalid) as err:
+        import_hazards(rt, data=csv_bytes(*lines), filename="pg.csv", actor="d1-admin",
+                       playbook_id="import-demo")
+    assert [(p.row, p.field) for p in err.value.problems] == [(3, "code")]
+    assert counts(rt)["run"] == 1  # the one by hand; nothing of the file
+    with pytest.raises(InvalidInput, match="已经登记过"):
+        lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                            params={"location": "再次登记", "code": "HZ-01"}, actor="d1-admin")
+
+
+def test_two_postgres_imports_sharing_codes_at_once_one_wins_whole(
+        make_pg_rt: Callable[[], Runtime]) -> None:
+    import threading
+
+    rt = make_pg_rt()
+    n = 2000
+    # The shared codes in opposite orders: the two COPYs meet in the unique index.
+    first = [f"A-{i},c1,检查发现,一般,,地点{i},,,," for i in range(n)] + \
+        ["SHARED-1,c1,检查发现,一般,,共,,,,", "SHARED-2,c1,检查发现,一般,,共,,,,"]
+    second = ["SHARED-2,c2,检查发现,一般,,共,,,,", "SHARED-1,c2,检查发现,一般,,共,,,,"] + \
+        [f"B-{i},c2,检查发现,一般,,地点{i},,,," for i in range(n)]
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, Any] = {}
+
+    def run(name: str, lines: list[str]) -> None:
+        barrier.wait()
+        try:
+            outcomes[name] = import_hazards(rt, data=csv_bytes(*lines), filename=f"{name}.csv",
+                                            actor="d1-admin", playbook_id="import-demo").rows
+        except Exception as exc:  # judged below: only the named refusals are allowed
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=args)
+               for args in (("first", first), ("second", second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [k for k, v in outcomes.items() if isinstance(v, int)]
+    lost = [v for v in outcomes.values() if not isinstance(v, int)]
+    assert len(won) == 1 and len(lost) == 1, outcomes
+    assert isinstance(lost[0], ImportInvalid | Conflict), repr(lost[0])
+    if isinstance(lost[0], ImportInvalid):
+        assert {p.field for p in lost[0].problems} == {"code"}
+    assert counts(rt)["run"] == n + 2  # the winner whole, nothing of the other
+
+
 def test_when_memo_only_for_constant_lookups() -> None:
     from flows.bulk_plan import constant_lookups
 
@@ -905,22 +965,60 @@ def test_an_import_cut_off_between_chunks_is_finished_on_restart(
     assert hazard_import.resume_imports(rt) == 0  # nothing left to do
 
 
-def test_an_interrupted_import_whose_codes_were_taken_meanwhile_stops_for_good(
+def test_an_interrupted_import_holds_its_codes_until_it_is_finished(
         make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
     rt = make_rt()
     crash_at_chunk(monkeypatch, rt, 2)  # one chunk committed
-    lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
-                        params={"location": "手工登记", "code": "HZ-05"}, actor="s1-commander")
-    assert hazard_import.resume_imports(rt) == 0
+    with pytest.raises(InvalidInput) as err:
+        lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                            params={"location": "手工登记", "code": "HZ-05"}, actor="s1-commander")
+    assert err.value.field == "params.code" and "正由导入批次 #1 登记" in str(err.value)
+    assert hazard_import.resume_imports(rt) == 1
+    assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
     with read_session(rt.db) as session:
-        batch = session.exec(select(ImportBatch)).one()
-        assert batch.written == 3 and batch.finished_at is not None
-        [stopped] = session.exec(select(AuditEvent).where(
-            AuditEvent.action == "hazards_import_stopped")).all()
-        assert stopped.detail["codes_taken"] == ["HZ-05"] and stopped.detail["written"] == 3
-        assert not Path(batch.stored_file or "").exists()  # stopped: nothing to resume from
-    assert counts(rt)["run"] == 4  # three imported, one by hand; nothing half-written after
-    assert hazard_import.resume_imports(rt) == 0
+        assert session.exec(select(CodeClaim)).all() == []  # finished: nothing held
+    with pytest.raises(InvalidInput, match="已经登记过"):
+        lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                            params={"location": "手工登记", "code": "HZ-05"}, actor="s1-commander")
+
+
+def test_a_code_of_a_file_being_imported_cannot_be_registered_between_its_chunks(
+        make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    """All or nothing while other people work: a hazard registered by hand, and another file,
+    between two chunks are refused for the codes the import holds; the import is whole."""
+    rt = make_rt()
+    monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)
+    real = hazard_import._write_chunk
+    refused: list[Exception] = []
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            try:
+                lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                                    params={"location": "手工登记", "code": "HZ-08"},
+                                    actor="s1-commander")
+            except InvalidInput as exc:
+                refused.append(exc)
+            try:
+                import_hazards(rt, data=csv_bytes("HZ-99,c1,检查发现,一般,,99号楼,,,,",
+                                                  "HZ-08,c1,检查发现,一般,,8号楼,,,,"),
+                               filename="另一份.csv", actor="s1-commander",
+                               playbook_id="import-demo")
+            except ImportInvalid as exc:
+                refused.append(exc)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hazard_import, "_write_chunk", meanwhile)
+    result = import_hazards(rt, data=ten_rows(), filename="清单.csv", actor="s1-commander",
+                            playbook_id="import-demo")
+    assert result.rows == 10 and len(refused) == 2
+    by_hand, other_file = refused
+    assert isinstance(by_hand, InvalidInput) and by_hand.field == "params.code"
+    assert isinstance(other_file, ImportInvalid)
+    assert [(p.row, p.field) for p in other_file.problems] == [(3, "code")]
+    assert "正由导入批次 #1 登记" in other_file.problems[0].message
+    assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
+    assert counts(rt)["run"] == 10
 
 
 def test_a_chunked_import_that_writes_nothing_keeps_no_file(
@@ -937,3 +1035,30 @@ def test_a_chunked_import_that_writes_nothing_keeps_no_file(
     kept = rt.settings.data_dir / "imports"
     assert not kept.exists() or list(kept.iterdir()) == []
 
+
+
+def test_registers_own_words_for_grade_category_and_time_are_read(rt: Runtime) -> None:
+    data = csv_bytes("HZ-1,c1,重大隐患,燃气安全,一社区食堂,2026-02-03 08:15",
+                     "HZ-2,c2,一般隐患,消防安全,二社区仓库,2026-02-04",
+                     header="隐患编号,单位编号,隐患级别,隐患类型,隐患地点,排查时间")
+    result = import_hazards(rt, data=data, filename="台账.csv", actor="s1-commander",
+                            playbook_id="import-demo")
+    assert result.ignored_columns == []
+    got = [(h.code, h.grade, h.category, h.found_at) for h in hazards(rt)]
+    assert got == [("HZ-1", "重大", "燃气安全", datetime(2026, 2, 3, 0, 15, tzinfo=UTC)),
+                   ("HZ-2", "一般", "消防安全", datetime(2026, 2, 3, 16, 0, tzinfo=UTC))]
+
+
+def test_an_upload_no_batch_names_is_removed_at_start_once_it_is_old(rt: Runtime) -> None:
+    import os
+    import time
+
+    folder = rt.settings.data_dir / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    old, fresh = folder / "abc-killed-before-commit.csv", folder / "def-being-written.csv"
+    for path in (old, fresh):
+        path.write_bytes(b"x")
+    hour_ago = time.time() - hazard_import.LEFTOVER_AGE_S - 5
+    os.utime(old, (hour_ago, hour_ago))
+    assert hazard_import.resume_imports(rt) == 0
+    assert not old.exists() and fresh.exists()
