@@ -49,7 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import delete, func, insert
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -389,8 +389,14 @@ def _finish(session: Session, rt: Runtime, batch: ImportBatch, playbook: Playboo
 def _claim_codes(session: Session, batch_id: int, codes: dict[str, int]) -> None:
     """The file's codes held for this import until its last chunk (CodeClaim), written in the
     transaction that checked them against the register and other imports' claims."""
-    if codes:
-        session.execute(insert(CodeClaim), [{"code": c, "import_id": batch_id} for c in codes])
+    if not codes:
+        return
+    # Only chunked (SQLite) imports claim: the driver's executemany of plain tuples takes a
+    # tenth of what the ORM's insert of 400,000 dicts would.
+    driver = session.connection().connection.driver_connection
+    driver.executemany(  # type: ignore[union-attr]
+        f"INSERT INTO {CodeClaim.__tablename__} (code, import_id) VALUES (?, ?)",
+        [(code, batch_id) for code in codes])
 
 
 def _drop_claims(session: Session, batch_id: int) -> None:
