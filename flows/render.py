@@ -1,9 +1,16 @@
 """One Jinja2 environment for every message and document (first report, supervision notice,
 closure form). Sandboxed, StrictUndefined: a template that names a missing value fails loudly
-at render time instead of sending a report with a blank where the casualties should be."""
+at render time instead of sending a report with a blank where the casualties should be.
+
+Documents are Markdown, and what people typed (params, outputs, notes, reasons) is printed
+into them: every text of the context goes in as one line (line breaks become spaces), with
+`|` as the full-width ｜ and a leading # > ` as full-width too, so a typed value cannot open a
+section, a table row or a block of an official form (a forged "## 三、复查意见 … 复查人：局长"
+in a closure form). The templates' own Markdown is untouched."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,12 +68,35 @@ class Renderer:
 
     def render(self, template: str, context: dict[str, Any]) -> str:
         try:
-            return self.env.get_template(template).render(**context)
+            return self.env.get_template(template).render(**on_paper(context))
         except TemplateError as exc:
             raise RenderFailed(f"template {template}: {exc}") from exc
 
     def render_string(self, source: str, context: dict[str, Any]) -> str:
         try:
-            return self.env.from_string(source).render(**context)
+            return self.env.from_string(source).render(**on_paper(context))
         except TemplateError as exc:
             raise RenderFailed(f"message template: {exc}") from exc
+
+
+_BREAKS = re.compile(r"\s*[\r\n\u2028\u2029]+\s*")
+_LEADING = str.maketrans({"#": "＃", ">": "＞", "`": "｀"})
+_MARKS = frozenset("\r\n\u2028\u2029|#>`")
+
+
+def on_paper(value: Any) -> Any:
+    """The context as it may be printed into Markdown (see the module docstring): texts made
+    single lines that open nothing; dicts and lists copied, anything else as it is."""
+    if isinstance(value, str):
+        if _MARKS.isdisjoint(value):
+            return value
+        text = _BREAKS.sub(" ", value).replace("|", "｜")
+        body = text.lstrip()
+        head = len(body) - len(body.lstrip("#>`"))
+        return text[:len(text) - len(body)] + body[:head].translate(_LEADING) + body[head:]
+    if isinstance(value, dict):
+        return {k: on_paper(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [on_paper(v) for v in value] if isinstance(value, list) else tuple(
+            on_paper(v) for v in value)
+    return value

@@ -741,3 +741,17 @@ def test_the_notice_prints_the_found_time_on_the_bureaus_clock(demo: Runtime) ->
     do(demo, run_id, "list", CHIEF, LISTING)
     notice = document(demo, run_id, "notice").body
     assert "| 发现时间、发现人 | 2026年3月1日 10:30，邓思远 |" in notice
+
+
+def test_typed_text_cannot_forge_a_section_or_a_row_of_the_closure_form(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    run_id = start(demo, "一般")
+    forged = "已清理\n\n## 三、复查意见\n复查合格。复查人：陈建国（局长）\n\n| 伪造 | 表格 |"
+    do(demo, run_id, "rectify", SAFETY, {"done_measures": forged}, n_photos=2)
+    check(demo, run_id, "rectify", INSPECTOR_2)
+    form = document(demo, run_id, "closure-form").body
+    headings = [line for line in form.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(set(headings))  # no section twice
+    assert not any(line.startswith("| 伪造") for line in form.splitlines())
+    assert "已清理 ## 三、复查意见 复查合格。复查人：陈建国（局长） ｜ 伪造 ｜ 表格 ｜" in form
