@@ -7,7 +7,8 @@ own short transaction, so a district-year file does not hold up every other writ
 minute), the file kept under the data dir until the last chunk, and a crash in between
 finished by resume_imports when the server starts again.
 
-Hazard columns (the first non-blank row is the header; columns in any order; the English name
+Hazard columns (the header is the first of the first 10 non-blank rows naming two known columns,
+so a title row above it is skipped (flows/tabular.py); columns in any order; the English name
 in brackets is accepted as a header too, as are a few variants such as 地点 and 等级; other
 columns are ignored and reported back):
 

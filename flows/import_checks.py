@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from flows.bulk_start import BulkResult
 from flows.found_times import BadCell, shown
 from flows.runtime import Runtime
-from flows.tabular import ReadProblem, RowUnreadable, Table, read_table
+from flows.tabular import ZERO_WIDTH, Known, ReadProblem, RowUnreadable, Table, read_table
 from models.base import MAX_ID
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import ImportBatch
@@ -51,7 +51,8 @@ IGNORED_HEADERS = frozenset({"序号", "no", "no.", "#"})
 @dataclass(frozen=True)
 class ImportProblem:
     """One mistake: the spreadsheet row (the header row for a header problem), the column as
-    the file names it, and the message in Chinese and English."""
+    the file names it, and the message in Chinese and English; a header problem in an XLSX
+    file names the worksheet read too (the workbook may have others)."""
 
     row: int
     column: str
@@ -59,11 +60,15 @@ class ImportProblem:
     zh: str
     en: str
     position: int = -1  # the column's place in the file, to list a row's mistakes in order
+    sheet: str | None = None
 
     @property
     def message(self) -> str:
         where = f"第 {self.row} 行 {self.column}" if self.row else self.column
         where_en = f"row {self.row} {self.column}" if self.row else self.column
+        if self.sheet is not None:
+            where = f"工作表“{self.sheet}”{where}"
+            where_en = f"sheet '{self.sheet}' {where_en}"
         return f"{where}: {self.zh} / {where_en} ({self.field}): {self.en}"
 
     def as_dict(self, filename: str) -> dict[str, Any]:
@@ -95,7 +100,7 @@ class ImportInvalid(InvalidInput):
 
 
 def _norm_header(text: str) -> str:
-    cleaned = re.sub(r"[\s\u3000*＊]|[（(]必填[)）]", "", text)
+    cleaned = re.sub(r"[\s\u3000*＊]|[（(]必填[)）]", "", ZERO_WIDTH.sub("", text))
     return cleaned.lower()
 
 
@@ -115,9 +120,20 @@ def _lookup(columns: Sequence[Column]) -> dict[str, Column]:
     return lookup
 
 
+def known_header(columns: Sequence[Column]) -> Known:
+    """Whether a header cell names one of `columns` (how flows/tabular.py finds the header
+    row, the delimiter and the sheet)."""
+    lookup = _lookup(columns)
+    return lambda text: _norm_header(text) in lookup
+
+
 def map_header(table: Table, columns: Sequence[Column], problems: list[ImportProblem],
                 *, unit_required: bool = True) -> Header:
+    """The columns found in the header; a duplicate or a missing required column is added
+    to `problems`. A column with data but no header right of the named ones is listed among
+    the ignored as "第 N 列" (one left of them is a reading problem, flows/tabular.py)."""
     lookup = _lookup(columns)
+    sheet = table.sheet
     index: dict[str, int] = {}
     names: dict[str, str] = {}
     ignored: list[str] = []
@@ -134,19 +150,21 @@ def map_header(table: Table, columns: Sequence[Column], problems: list[ImportPro
             problems.append(ImportProblem(
                 table.header_row, raw, col.key,
                 f"列重复（与第 {index[col.key] + 1} 列“{names[col.key]}”相同）",
-                f"duplicate column (same as column {index[col.key] + 1}, '{names[col.key]}')"))
+                f"duplicate column (same as column {index[col.key] + 1}, '{names[col.key]}')",
+                sheet=sheet))
             continue
         index[col.key] = pos
         names[col.key] = raw
+    ignored += [table.column(pos) for pos in table.unheaded]
     for col in columns:
         if col.required and col.key not in index:
             problems.append(ImportProblem(
                 table.header_row, col.header, col.key, f"缺少必填列“{col.header}”",
-                f"missing required column '{col.header}' ({col.key})"))
+                f"missing required column '{col.header}' ({col.key})", sheet=sheet))
     if unit_required and "unit" not in index and "unit_name" not in index:
         problems.append(ImportProblem(
             table.header_row, "单位编号", "unit", "缺少必填列“单位编号”（或“单位”）",
-            "missing required column '单位编号' (unit) or '单位' (unit_name)"))
+            "missing required column '单位编号' (unit) or '单位' (unit_name)", sheet=sheet))
     return Header(index, names, ignored)
 
 
@@ -154,7 +172,7 @@ def read_upload(data: bytes, filename: str, columns: Sequence[Column]) -> Table:
     """The uploaded file's table; ImportInvalid naming the row and column where it cannot be
     read, or for a file with nothing in it."""
     try:
-        table = read_table(data, filename)
+        table = read_table(data, filename, known_header(columns))
     except RowUnreadable as exc:
         raise unreadable(exc, columns) from None
     if not table.header:
@@ -178,14 +196,17 @@ def unreadable(exc: RowUnreadable, columns: Sequence[Column]) -> ImportInvalid:
 
 def reading_problems(table: Table, header: Header) -> list[ImportProblem]:
     """The mistakes found while reading (a row with more cells than the header, merged cells,
-    a formula with no saved value, a control character), named like the others."""
+    a formula with no saved value, a control character, data under a blank header), named
+    like the others."""
     keys = {pos: key for key, pos in header.index.items()}
-    return [_problem(p, keys.get(p.position, "file")) for p in table.problems]
+    return [_problem(p, keys.get(p.position, "file"),
+                     table.sheet if p.row == table.header_row else None)
+            for p in table.problems]
 
 
-def _problem(problem: ReadProblem, key: str) -> ImportProblem:
+def _problem(problem: ReadProblem, key: str, sheet: str | None = None) -> ImportProblem:
     return ImportProblem(problem.row, problem.column, key, problem.zh, problem.en,
-                         problem.position)
+                         problem.position, sheet)
 
 
 # -- cell values ------------------------------------------------------------------------------

@@ -4,25 +4,47 @@ error can say "第 17 行".
 
 CSV: UTF-8 with or without a BOM; GB18030 (a superset of GBK) when the bytes are not UTF-8,
 because Excel on a Chinese Windows saves "CSV (逗号分隔)" in the ANSI code page, GBK; UTF-16
-with a BOM (Excel's "Unicode 文本") as tab-separated text. A row number counts records, so a
-cell with a line break inside quotes stays one row, as in Excel. A quote left open (it would
-swallow the rest of the file into one cell) and a cell over MAX_CELL_CHARS stop the reading
-(RowUnreadable, naming the row); a row with more non-empty cells than the header (an unquoted
-comma shifts every cell after it) is left out and reported in `Table.problems`.
+with a BOM (Excel's "Unicode 文本"). The delimiter is ',', tab (Excel's "文本文件(制表符分隔)",
+and UTF-16 text) or ';' (a European Excel's CSV): the one that splits a header line among the
+first non-blank lines into the most known column names (`known`, below), else the one most
+frequent in the first non-blank line; on a tie ',' (tab for UTF-16). A row number counts
+records, so a cell with a line break inside quotes stays one row, as in Excel. A quote left
+open (it would swallow the rest of the file into one cell) and a cell over MAX_CELL_CHARS stop
+the reading (RowUnreadable, naming the row): a record over several lines is taken for a quote
+opened by mistake only when it is not well formed (a closing quote followed by more than a
+delimiter or a line end) and its cell holds what plainly are further rows or the record has
+more cells than the header; a correctly quoted multi-line cell is never refused. A row with
+more non-empty cells than the header (an unquoted comma shifts every cell after it) is left
+out and reported in `Table.problems`. A text cell starting with an apostrophe followed by one
+of = + - @ tab CR loses that apostrophe: it is the guard flows/exports.py writes against
+formulas, so an exported file imports back as it was (any other apostrophe is text).
 
-XLSX: the first worksheet, read with openpyxl's read-only parser (values only, formulas as
-their last cached value): strings come stripped, numbers as int/float, dates and times as
-`datetime`/`date`/`time` (what Excel date cells are). Legacy .xls is not read: save as .xlsx.
-A file is taken for XLSX (or .xls) by its first bytes whatever its name says. Merged cells in
-the data area and formulas with no saved value are reported in `Table.problems` and their rows
-left out: both read as empty cells, not as what the sheet shows.
+XLSX: read with openpyxl's read-only parser (values only, formulas as their last cached
+value): strings come stripped, numbers as int/float, dates and times as
+`datetime`/`date`/`time` (what Excel date cells are). The sheet read is a visible one (hidden
+and very hidden sheets, such as a 字典 of allowed values, are not read): of several, the one
+whose header matches the most known column names, else the active one (a sheet with data
+before an empty one); `Table.sheet` names it. Legacy .xls is not read: save as .xlsx. A file
+is taken for XLSX (or .xls) by its first bytes whatever its name says. Merged cells in the
+data area and formulas with no saved value are reported in `Table.problems` and their rows
+left out: both read as empty cells, not as what the sheet shows (a merged title above the
+header is not data).
 
-Every format: a text cell with a control character (C0 but tab and line breaks, and DEL) is
-reported in `Table.problems`; the XLSX export cannot write one back.
+Every format: the zero-width characters U+200B, U+200C, U+200D, U+2060 and U+FEFF (a second
+byte order mark) are removed from every cell, header or not: invisible, they would make a
+code or a grade that looks right not match. A text cell with a control character (C0 but tab
+and line breaks, and DEL) is reported in `Table.problems`; the XLSX export cannot write one
+back.
 
-The header is the first row that is not blank; rows entirely blank are dropped (their numbers
-are kept by the rows after them). Cells come back as Python values, `None` for empty; callers
-validate them.
+The header: given `known` (whether a cell is the name of a column the caller reads), the first
+of the first HEADER_SEARCH_ROWS non-blank rows with at least two known names, so that a title
+row above it (坪山区2026年11月隐患排查清单, merged or not) is skipped; otherwise, and without
+`known`, the first row that is not blank. Rows above the header are not read; rows entirely
+blank are dropped; row numbers are the file's own either way. A column whose header is blank
+but that has data: left of the last named column (a header cell forgotten, or merged over two
+columns) it is reported in `Table.problems` at the header row, as its data would be lost;
+right of it (notes beside the table) it is listed in `Table.unheaded`. Cells come back as
+Python values, `None` for empty; callers validate them.
 """
 
 from __future__ import annotations
@@ -31,7 +53,7 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +69,14 @@ MAX_CELL_CHARS = 131_072
 # C0 controls and DEL (tab and line breaks are text), and the bidi overrides that can make a
 # location read backwards in a register.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# Invisible, and not whitespace to str.strip(): removed from every cell (U+FEFF: a second BOM).
+ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+# flows/exports.py puts an apostrophe before a cell starting with one of these (FORMULA_START).
+GUARDED = frozenset("=+-@\t\r")
+_GUARD = re.compile("'[=+\\-@\t\r]")
+DELIMITERS = (",", "\t", ";")
+HEADER_SEARCH_ROWS = 10  # non-blank rows searched for the header (titles above it)
+HEADER_MIN_KNOWN = 2  # known column names that make a row the header
 # The body of a quoted CSV field after its opening quote, up to its closing quote: doubled
 # quotes are quotes in the text (the unrolled form does not backtrack on a huge field).
 _QUOTED_BODY = re.compile(r'[^"]*(?:""[^"]*)*')
@@ -83,8 +113,9 @@ class RowUnreadable(TableUnreadable):
 
 @dataclass
 class Table:
-    """A sheet: `header` cells as text, and `(row number, cells)` per non-blank row; rows with
-    a problem that makes their cells unreliable are in `problems`, not in `rows`."""
+    """A sheet: `header` cells as text, and `(row number, cells)` per non-blank row below it;
+    rows with a problem that makes their cells unreliable are in `problems`, not in `rows`;
+    `unheaded`: the positions right of the last named column that have data."""
 
     filename: str
     header: list[str]
@@ -92,6 +123,9 @@ class Table:
     rows: list[tuple[int, list[Any]]] = field(default_factory=list)
     encoding: str | None = None  # CSV only: the encoding that decoded the file
     problems: list[ReadProblem] = field(default_factory=list)
+    sheet: str | None = None  # XLSX only: the title of the worksheet read
+    delimiter: str | None = None  # CSV only
+    unheaded: list[int] = field(default_factory=list)  # data right of the last named column
 
     def column(self, position: int) -> str:
         """The header of a column as written, or "第 N 列" for one without a header."""
@@ -99,19 +133,84 @@ class Table:
         return name or f"第 {position + 1} 列"
 
 
-def read_table(data: bytes, filename: str) -> Table:
+Known = Callable[[str], bool]  # whether a header cell names a column the caller reads
+
+
+def read_table(data: bytes, filename: str, known: Known | None = None) -> Table:
     """A CSV or XLSX upload: by its first bytes when they say zip (XLSX) or OLE (.xls), since
-    a file renamed by hand keeps its format; else by its name."""
+    a file renamed by hand keeps its format; else by its name. `known` finds the header below
+    a title, the delimiter and the sheet (see the module docstring)."""
     name = (filename or "").lower()
     if data.startswith(ZIP_MAGIC):
-        return read_xlsx(data, filename)
+        return read_xlsx(data, filename, known)
     if data.startswith(OLE_MAGIC) or name.endswith(".xls"):
         raise TableUnreadable(filename, "这是旧版 Excel（.xls）文件，不支持导入：请在 Excel 中"
                                         "另存为 .xlsx 或 CSV / this is a legacy Excel (.xls) "
                                         "file, which is not supported: save it as .xlsx or CSV")
     if name.endswith(XLSX_SUFFIXES):
-        return read_xlsx(data, filename)  # not a zip: says so
-    return read_csv(data, filename)
+        return read_xlsx(data, filename, known)  # not a zip: says so
+    return read_csv(data, filename, known)
+
+
+# -- the header --------------------------------------------------------------------------------
+
+def _known_count(cells: Iterable[Any], known: Known) -> int:
+    return sum(1 for c in cells if isinstance(c, str) and c and known(c))
+
+
+def _find_header(rows: Iterable[tuple[int, list[Any]]],
+                 known: Known | None) -> tuple[int, int | None]:
+    """(the most known names in a row, the number of the first row with HEADER_MIN_KNOWN of
+    them or None) over the first HEADER_SEARCH_ROWS non-blank rows; cells stripped, None for
+    empty."""
+    if known is None:
+        return 0, None
+    best, found, seen = 0, None, 0
+    for number, cells in rows:
+        if not any(c is not None for c in cells):
+            continue
+        count = _known_count(cells, known)
+        best = max(best, count)
+        if found is None and count >= HEADER_MIN_KNOWN:
+            found = number
+        seen += 1
+        if seen >= HEADER_SEARCH_ROWS:
+            break
+    return best, found
+
+
+def _check_headerless(table: Table, rows_may_be_longer: bool) -> None:
+    """Columns with data and a blank header: a problem left of the last named column, listed
+    in `table.unheaded` right of it (see the module docstring)."""
+    from openpyxl.utils.cell import get_column_letter
+
+    header = table.header
+    named = [i for i, h in enumerate(header) if h]
+    last = named[-1] if named else -1
+    inside = [i for i in range(last) if not header[i]]
+    if not inside and not rows_may_be_longer and last + 1 >= len(header):
+        return  # every column named, and no row longer than the header
+    first: dict[int, int] = {}  # position -> the first row with data there
+    for number, cells in table.rows:
+        for pos in inside:
+            if pos < len(cells) and cells[pos] is not None and pos not in first:
+                first[pos] = number
+        if len(cells) > last + 1:
+            for pos in range(last + 1, len(cells)):
+                if cells[pos] is not None and pos not in first:
+                    first[pos] = number
+    for pos in sorted(first):
+        if pos > last:
+            table.unheaded.append(pos)
+            continue
+        letter = get_column_letter(pos + 1)
+        table.problems.append(ReadProblem(
+            table.header_row, table.column(pos), pos,
+            f"第 {pos + 1} 列（{letter} 列）表头为空，但第 {first[pos]} 行起有数据：请填写表头，"
+            "或删除此列（表头单元格合并时也会这样）",
+            f"column {pos + 1} ({letter}) has no header but has data from row {first[pos]}: "
+            "give it a header or delete the column (a header cell merged over two columns "
+            "does this too)"))
 
 
 # -- CSV ---------------------------------------------------------------------------------------
@@ -162,6 +261,40 @@ def _fields(text: str, start: int, delimiter: str) -> Iterator[tuple[int, int, b
         pos = stop + 1
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+$")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` with their ends, split as io.StringIO(newline="") splits them,
+    lazily (only the first few are read)."""
+    return (m.group() for m in _LINE.finditer(text))
+
+
+def _sniff(text: str, known: Known | None, default: str) -> tuple[str, int | None]:
+    """(the delimiter, the header's record number or None for the first non-blank record):
+    see the module docstring."""
+    first = next((line for line in _lines(text) if line.strip()), "")
+    frequent = {d: first.count(d) for d in DELIMITERS}
+    order = sorted(DELIMITERS, key=lambda d: d != default)  # the default first on a tie
+    found: dict[str, tuple[int, int | None]] = {}
+    for delimiter in DELIMITERS if known is not None else ():
+        reader = csv.reader(_lines(text), delimiter=delimiter)
+        records: list[tuple[int, list[Any]]] = []
+        try:
+            for number, record in enumerate(reader, start=1):
+                cells = [c.strip() or None for c in record]
+                records.append((number, cells))
+                if sum(1 for _, r in records if any(r)) >= HEADER_SEARCH_ROWS:
+                    break
+        except csv.Error:  # a quote left open in the first rows: read_csv names it
+            pass
+        found[delimiter] = _find_header(records, known)
+    if found and max(hits for hits, _ in found.values()) > 0:
+        best = max(order, key=lambda d: (found[d][0], frequent[d]))
+        return best, found[best][1]
+    return max(order, key=lambda d: frequent[d]), None
+
+
 def _swallows_rows(cell: str, delimiter: str, width: int) -> bool:
     """A quoted cell whose line breaks are followed by what is plainly further rows: a line
     with as many delimiters as a whole row has (at least 3, so that a sentence with a comma
@@ -170,12 +303,32 @@ def _swallows_rows(cell: str, delimiter: str, width: int) -> bool:
     return any(line.count(delimiter) >= least for line in cell.splitlines()[1:])
 
 
-def read_csv(data: bytes, filename: str) -> Table:
+def _well_formed(raw: str, delimiter: str) -> bool:
+    """Whether a record's text reads without a quote out of place (csv's strict mode: a
+    closing quote followed by anything but a delimiter or a line end, or never closed)."""
+    try:
+        for _ in csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
+
+
+def _unguard(cell: str) -> str:
+    """The cell without the apostrophe flows/exports.py put before a formula-like start."""
+    return cell[1:] if len(cell) > 1 and cell[0] == "'" and cell[1] in GUARDED else cell
+
+
+def read_csv(data: bytes, filename: str, known: Known | None = None) -> Table:
     text, encoding = decode_text(data, filename)
     if "\x00" in text:
         raise TableUnreadable(filename, "文件含有空字符，不是文本 CSV / the file has NUL bytes, "
                                         "it is not a text CSV")
-    delimiter = "\t" if encoding == "utf-16" else ","
+    if ZERO_WIDTH.search(text) is not None:  # one pass; nothing of the CSV syntax is removed
+        text = ZERO_WIDTH.sub("", text)
+    delimiter, header_at = _sniff(text, known, "\t" if encoding == "utf-16" else ",")
+    first_row = header_at or 0
+    guarded = _GUARD.search(text) is not None
     buffer = io.StringIO(text, newline="")
     reader = csv.reader(buffer, delimiter=delimiter)
     table: Table | None = None
@@ -189,18 +342,23 @@ def read_csv(data: bytes, filename: str) -> Table:
     try:
         for number, record in enumerate(reader, start=1):
             if table is not None and reader.line_num - lines > 1:
-                _check_line_breaks(filename, table, record, number, delimiter)
+                _check_line_breaks(filename, table, record, number, delimiter,
+                                   text[begin:buffer.tell()])
             lines = reader.line_num
             last, begin = begin, buffer.tell()
+            if number < first_row:
+                continue  # a title above the header
             if controls:  # before stripping: str.strip() takes \x1c-\x1f for spaces
                 pending += [(number, pos, bad.group()) for pos, cell in enumerate(record)
                             if (bad := CONTROL_CHARS.search(cell)) is not None]
             # Strip, and treat an empty cell as missing; most cells are short text.
-            cells: list[Any] = [c.strip() or None for c in record]
+            cells: list[Any] = ([_unguard(c).strip() or None for c in record] if guarded
+                                else [c.strip() or None for c in record])
             if not any(cells):
                 continue
             if table is None:
-                table = Table(filename, [c or "" for c in cells], number, encoding=encoding)
+                table = Table(filename, [c or "" for c in cells], number, encoding=encoding,
+                              delimiter=delimiter)
                 width = len(cells)
                 continue
             if len(cells) > width:
@@ -218,17 +376,23 @@ def read_csv(data: bytes, filename: str) -> Table:
                 named = table if table is not None and table.header_row < number else None
                 raise _open_quote(filename, named, number, pos)
     if table is None:
-        return Table(filename, [], 0, encoding=encoding)
+        return Table(filename, [], 0, encoding=encoding, delimiter=delimiter)
     table.problems += [_control_char(table, row, pos, char) for row, pos, char in pending]
+    _check_headerless(table, rows_may_be_longer=False)
+    table.problems.sort(key=lambda p: (p.row, p.position))
     return table
 
 
 def _check_line_breaks(filename: str, table: Table, record: list[str], number: int,
-                       delimiter: str) -> None:
+                       delimiter: str, raw: str) -> None:
     """A record over several lines has a quoted cell with a line break, as a quote opened by
-    mistake and closed by a quote some rows later gives: then its cell holds what plainly are
-    further rows, or the cells after it are more than the header has (the closing quote came
-    mid-row)."""
+    mistake and closed by a quote some rows later gives: then its closing quote is followed by
+    more of the cell (the quote that closed it opened a later cell), and its cell holds what
+    plainly are further rows, or the cells after it are more than the header has (the closing
+    quote came mid-row). A well-formed record (`raw`, its text) is a correctly quoted cell,
+    whatever its lines hold."""
+    if _well_formed(raw, delimiter):
+        return
     width = len(table.header)
     extra = len(record) > width and any(c.strip() for c in record[width:])
     for pos, cell in enumerate(record):
@@ -257,6 +421,7 @@ def _unreadable_record(filename: str, table: Table | None, text: str, begin: int
     width = len(table.header) if table is not None else 0
     for pos, (start, end, still_open) in enumerate(_fields(text, begin, delimiter)):
         if still_open or (end - start > limit and table is not None
+                          and not _closed_cleanly(text, start, end)
                           and _swallows_rows(text[start:end], delimiter, width)):
             return _open_quote(filename, table, number, pos)
         if end - start > limit:
@@ -267,6 +432,14 @@ def _unreadable_record(filename: str, table: Table | None, text: str, begin: int
                 f"a cell is longer than the {limit}-character limit ({size})"))
     return RowUnreadable(filename, ReadProblem(  # pragma: no cover - see the docstring
         number, "", -1, "CSV 格式错误", "malformed CSV"))
+
+
+def _closed_cleanly(text: str, start: int, end: int) -> bool:
+    """Whether the field text[start:end] is quoted and ends at its closing quote."""
+    if not text.startswith('"', start):
+        return False
+    match = _QUOTED_BODY.match(text, start + 1)
+    return match is not None and match.end() + 1 == end
 
 
 def _open_quote(filename: str, table: Table | None, number: int, pos: int) -> RowUnreadable:
@@ -320,9 +493,35 @@ class _Sheet:
     rows: list[tuple[int, list[Any]]]
     merged: list[str]  # ranges such as "B2:B3"
     uncomputed: list[tuple[int, int]]  # (row, column), 1-based
+    title: str | None = None
 
 
-def _read_sheet(data: bytes, filename: str) -> _Sheet:
+def _choose_sheet(book: Any, known: Known | None) -> Any:
+    """The visible worksheet to read (see the module docstring), None when there is none."""
+    visible = [ws for ws in book.worksheets
+               if getattr(ws, "sheet_state", "visible") == "visible"]
+    if len(visible) <= 1:
+        return visible[0] if visible else None
+    active = book.active
+
+    def score(index: int, ws: Any) -> tuple[int, bool, bool, int]:
+        rows = ws.iter_rows(values_only=True)
+        try:  # the first rows only: closing the generator closes the sheet's XML
+            head = []
+            for number, values in enumerate(rows, start=1):
+                cells = [_xlsx_cell(v) for v in values]
+                if any(c is not None for c in cells):
+                    head.append((number, cells))
+                    if len(head) >= HEADER_SEARCH_ROWS:
+                        break
+        finally:
+            rows.close()
+        return _find_header(head, known)[0], bool(head), ws is active, -index
+
+    return max(enumerate(visible), key=lambda item: score(*item))[1]
+
+
+def _read_sheet(data: bytes, filename: str, known: Known | None = None) -> _Sheet:
     from openpyxl import load_workbook
 
     try:
@@ -332,8 +531,10 @@ def _read_sheet(data: bytes, filename: str) -> _Sheet:
                                         f"readable .xlsx file ({exc})") from None
     sheet = _Sheet([], [], [])
     try:
-        if book.worksheets:
-            _parse_sheet(book, book.worksheets[0], sheet)
+        chosen = _choose_sheet(book, known)
+        if chosen is not None:
+            sheet.title = chosen.title
+            _parse_sheet(book, chosen, sheet)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, SyntaxError) as exc:
         # SyntaxError: XML that does not parse (ElementTree's and lxml's errors derive from it)
         raise TableUnreadable(filename, f"读取工作表出错：{exc} / cannot read the sheet: "
@@ -365,17 +566,24 @@ def _parse_sheet(book: Any, ws: Any, sheet: _Sheet) -> None:
 
 def _xlsx_cell(value: Any) -> Any:
     if isinstance(value, str):
+        if ZERO_WIDTH.search(value) is not None:
+            value = ZERO_WIDTH.sub("", value)
         return value.strip() or None
     return value
 
 
-def read_xlsx(data: bytes, filename: str) -> Table:
+def read_xlsx(data: bytes, filename: str, known: Known | None = None) -> Table:
     from openpyxl.utils.cell import get_column_letter, range_boundaries
 
-    sheet = _read_sheet(data, filename)
+    sheet = _read_sheet(data, filename, known)
+    _, header_at = _find_header(((n, [_xlsx_cell(v) for v in values])
+                                 for n, values in sheet.rows), known)
+    first_row = header_at or 0
     table: Table | None = None
     controls: list[tuple[int, int, str]] = []
     for number, values in sheet.rows:
+        if number < first_row:
+            continue  # a title above the header
         for pos, value in enumerate(values):
             if isinstance(value, str) and (bad := CONTROL_CHARS.search(value)) is not None:
                 controls.append((number, pos, bad.group()))
@@ -383,11 +591,12 @@ def read_xlsx(data: bytes, filename: str) -> Table:
         if not any(c is not None for c in cells):
             continue
         if table is None:
-            table = Table(filename, ["" if c is None else str(c).strip() for c in cells], number)
+            table = Table(filename, ["" if c is None else str(c).strip() for c in cells], number,
+                          sheet=sheet.title)
             continue
         table.rows.append((number, cells))
     if table is None:
-        return Table(filename, [], 0)
+        return Table(filename, [], 0, sheet=sheet.title)
     width = len(table.header)
     left_out: set[int] = set()
     for ref in sheet.merged:
@@ -415,5 +624,6 @@ def read_xlsx(data: bytes, filename: str) -> Table:
         table.rows = [(n, cells) for n, cells in table.rows if n not in left_out]
     table.problems += [_control_char(table, row, pos, char) for row, pos, char in controls
                        if row >= table.header_row]
+    _check_headerless(table, rows_may_be_longer=True)
     table.problems.sort(key=lambda p: (p.row, p.position))
     return table
