@@ -1,4 +1,8 @@
-"""Annotated dependencies every route shares: the runtime and the person behind the token."""
+"""Annotated dependencies every route shares: the runtime and the person behind the token, and
+`single_query_values`, which api/main.py runs before every route: a query parameter given
+twice (`status=open&status=closed`, `limit=1&limit=2`) is a 422 naming it, never a silent
+choice of one of the values (Starlette keeps the last). A parameter a route declares as a list
+may repeat (none does today); everything else, declared or not, may not."""
 
 from __future__ import annotations
 
@@ -6,15 +10,50 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from fastapi._compat import field_annotation_is_sequence
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import person_from_token
 from flows.params import FIRST_YEAR, LAST_YEAR
 from flows.runtime import Runtime
 from models.base import MAX_ID
-from models.errors import InvalidInput, Unauthorized
+from models.errors import InvalidInput, Unauthorized, clipped
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def _list_params(dependant: Dependant) -> set[str]:
+    """Query parameters the route (and its dependencies) declare as lists: they may repeat."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(f.alias for f in current.query_params
+                     if field_annotation_is_sequence(f.field_info.annotation))
+        stack.extend(current.dependencies)
+    return names
+
+
+async def single_query_values(request: Request) -> None:
+    """Refuse a query parameter given more than once (see the module's docstring). Async, so
+    it runs on the event loop; the query string is parsed once (the route reuses the parse)
+    and only a request that does repeat a name looks further, at its route's parameters."""
+    params = request.query_params
+    items = params.multi_items()
+    if len(items) == len(params):  # one value per name: the usual case
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    lists = _list_params(dependant) if isinstance(dependant, Dependant) else set()
+    seen: dict[str, int] = {}
+    for name, _ in items:
+        seen[name] = seen.get(name, 0) + 1
+    for name, times in seen.items():
+        if times > 1 and name not in lists:
+            shown = clipped(name, 80)
+            raise InvalidInput(shown, f"参数 {shown} 重复（出现 {times} 次），只能给一个值 / "
+                               f"query parameter {shown} given {times} times; give it once")
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import errors
 from api.body_guard import BodyGuard
+from api.deps import single_query_values
 from api.routes import campaigns, evidence, extensions, playbooks, runs, system, tasks
 from api.routes import hazards as hazard_routes
 from api.routes import imports as import_routes
@@ -35,6 +36,9 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
         "step, deadline and escalation",
         version="0.1.0",
         lifespan=lifespan,
+        # Before any route's own parameters: a query parameter given twice is a 422 naming
+        # it, never whichever value Starlette kept (api/deps.py).
+        dependencies=[Depends(single_query_values)],
     )
     app.state.runtime = rt
     app.state.workers = None

@@ -19,6 +19,13 @@ a cell: such characters are replaced with U+FFFD and a longer text is cut, endin
 whole) before the route answers 200, so a failure is an error response, never a 200 cut short.
 
 Times are the bureau's local time (CLOSELOOP_TIMEZONE), to the minute.
+
+The rectification list (整改清单) counts calendar days in local time: 剩余天数 is the days from
+today to the deadline's day (0 once that day has come; blank for a hazard closed, cancelled
+or without a deadline), 是否逾期 is the API's `overdue` (not closed nor cancelled, and past the
+deadline to the second), and 逾期天数 is 0 unless it is overdue, else the days since the
+deadline's day and at least 1: a deadline passed earlier today is 1 day overdue (a started
+day), not 0 next to 是否逾期 是.
 """
 
 from __future__ import annotations
@@ -261,9 +268,20 @@ def local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
 
 
 def hazard_days_left(h: Hazard, now: datetime, tz: ZoneInfo) -> int | None:
-    """Days left on an open hazard's deadline; none once it is closed (销号): a closed hazard
-    does not go on counting down."""
-    return None if h.closed_at is not None else days_left(h.due_at, now, tz)
+    """Days left on an open hazard's deadline; none once it is closed (销号) or cancelled
+    (已撤销): neither goes on counting down (models.register_queries.is_open_row)."""
+    return days_left(h.due_at, now, tz) if is_open_row(h) else None
+
+
+def overdue_days(h: Hazard, now: datetime, tz: ZoneInfo) -> int | None:
+    """逾期天数 of the rectification list: 0 unless the hazard is overdue (`is_overdue`, the
+    API's `overdue`), else the calendar days past its deadline's day (-days_left), and at
+    least 1: the day the deadline passed is a started day overdue. None when the hazard has
+    no days left (closed, cancelled, or without a deadline)."""
+    left = hazard_days_left(h, now, tz)
+    if left is None:
+        return None
+    return max(-left, 1) if is_overdue(h, now) else 0
 
 
 def days_left(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | None:
@@ -330,7 +348,8 @@ RECTIFICATION_COLUMNS = (
     Column("隐患编号", 16), Column("单位", 14), Column("街道", 12), Column("等级", 8),
     Column("地点", 30), Column("描述", 40), Column("整改措施", 30), Column("整改资金", 12),
     Column("整改时限", 14), Column("整改责任人", 12), Column("应急预案", 24),
-    Column("整改期限", 17), Column("剩余天数", 9), Column("逾期天数", 9), Column("状态", 10),
+    Column("整改期限", 17), Column("剩余天数", 9), Column("逾期天数", 9), Column("是否逾期", 9),
+    Column("状态", 10),
 )
 
 
@@ -341,12 +360,13 @@ def rectification_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime
     for h in hazards:
         plan = plan_elements(h.plan)
         left = hazard_days_left(h, now, tz)
+        late = overdue_days(h, now, tz)
         yield [
             h.code, names.unit(h.unit_id), names.unit(h.street_id), h.grade, h.location,
             h.description, plan["measures"], plan["funds"], plan["deadline"],
             plan["responsible"], plan["contingency"], local(h.due_at, tz),
-            None if left is None else max(left, 0),
-            (max(-left, 0) if left is not None and is_overdue(h, now) else 0), h.status,
+            None if left is None else max(left, 0), 0 if late is None else late,
+            YES if is_overdue(h, now) else NO, h.status,
         ]
 
 

@@ -6,15 +6,32 @@ Columns: 风险点编号 (code, required), 单位编号/单位 (unit, required),
 (controls), 责任人 (responsible). A risk point is keyed by its code: a code already stored is
 updated in place (upsert), which needs rights over the unit it belongs to now as well as the
 unit in the file.
+
+责任人 is stored as a person id when it names one: a person's id as is, or a name that exactly
+one person of the org chart bears within the row's branch of the tree (the row's unit, the
+units below it and the units above it). The register's export writes the person's name, so
+an exported file imports back to the same ids. A name borne by no one there, or by several,
+stays free text, as written.
+
+The upsert takes its rows in code order, so two imports holding the same codes lock them in
+the same order; a transaction PostgreSQL still aborts as a deadlock or a serialization failure
+is run again from the start (rights, repeat check and all) up to ATTEMPTS times, then answered
+with Conflict (409). A unique violation (a code stored meanwhile past the upsert) is a
+Conflict naming the code, never a 500.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session
 
 from flows.found_times import BadCell, shown
 from flows.import_checks import (
@@ -37,7 +54,9 @@ from flows.import_checks import (
 from flows.runtime import Runtime
 from models.audit import AuditEvent
 from models.db import session_scope
+from models.errors import Conflict, clipped
 from models.hazard import ImportBatch, RiskPoint
+from models.org import OrgChart
 
 RISK_LEVELS = ("重大", "较大", "一般", "低")
 
@@ -58,6 +77,68 @@ RISK_COLUMNS = (
 # -- risk points (风险清单) -------------------------------------------------------------------
 
 RISK_FIELDS = ("unit_id", "name", "category", "location", "level", "controls", "responsible")
+UPSERT_CHUNK = 5000
+# Whole transactions tried before a deadlock or serialization failure becomes a 409, and the
+# pause before a retry (seconds, times the attempt, jittered so the two do not meet again).
+ATTEMPTS = 5
+RETRY_PAUSE = 0.05
+# SQLSTATEs after which running the transaction again may succeed: deadlock_detected and
+# serialization_failure (PostgreSQL aborts one of the transactions involved).
+RETRYABLE = {"40P01", "40001"}
+UNIQUE_VIOLATION = "23505"
+
+
+class People:
+    """责任人 text to a person id (see the module docstring), names indexed once per import."""
+
+    def __init__(self, org: OrgChart) -> None:
+        self.org = org
+        self.by_name: dict[str, list[str]] = {}
+        for person in org.people.values():
+            self.by_name.setdefault(person.name, []).append(person.id)
+
+    def resolve(self, text: str | None, unit_id: str | None) -> str | None:
+        if text is None or unit_id is None or text in self.org.people:
+            return text
+        org = self.org
+        found = [pid for pid in self.by_name.get(text, ())
+                 if org.is_within(org.people[pid].unit_id, unit_id)
+                 or org.is_within(unit_id, org.people[pid].unit_id)]
+        return found[0] if len(found) == 1 else text
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None)  # psycopg; SQLite's driver has none
+    return state if isinstance(state, str) else None
+
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    state = _sqlstate(exc)
+    return state == UNIQUE_VIOLATION if state else "UNIQUE" in str(exc.orig).upper()
+
+
+def _conflicting_code(exc: IntegrityError) -> str | None:
+    """The code a unique violation names (PostgreSQL: "Key (code)=(FX-1) already exists")."""
+    diag = getattr(exc.orig, "diag", None)
+    detail = getattr(diag, "message_detail", None) or str(exc.orig)
+    found = re.search(r"\(code\)=\((.*)\)", detail)
+    return found[1] if found else None
+
+
+def _upsert(session: Session, values: Sequence[dict[str, Any]]) -> None:
+    """Insert or update the risk points by code, in code order: two imports holding the same
+    codes then take their row locks in the same order, and neither waits on the other in a
+    circle (PostgreSQL would abort one as a deadlock)."""
+    table_ = RiskPoint.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    make = sqlite_insert if dialect == "sqlite" else pg_insert
+    stmt = make(table_)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["code"],
+        set_={k: stmt.excluded[k] for k in (*RISK_FIELDS, "import_id", "updated_at")})
+    ordered = sorted(values, key=lambda v: str(v["code"]))
+    for start in range(0, len(ordered), UPSERT_CHUNK):
+        session.execute(stmt, ordered[start:start + UPSERT_CHUNK])
 
 
 def import_risks(
@@ -78,6 +159,7 @@ def import_risks(
     cols = {c.key: c for c in RISK_COLUMNS}
     names = header.names
     units = Units(rt)
+    people = People(rt.org)
     rows: list[dict[str, Any]] = []
     codes: dict[str, int] = {}
     readers: list[tuple[str, Callable[[Any], Any]]] = [
@@ -112,6 +194,7 @@ def import_risks(
             else:
                 codes[code] = number
         row["unit_id"] = unit_id
+        row["responsible"] = people.resolve(row.get("responsible"), unit_id)
         row["row"] = number
         rows.append(row)
     if problems:
@@ -119,33 +202,56 @@ def import_risks(
     unit_header = names.get("unit", names.get("unit_name", "单位编号"))
     require_rights(rt, actor, [(r["row"], r["unit_id"]) for r in rows], unit_header)
     digest = sha256_hex(data)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            batch_id, stored = _write(rt, rows, codes, names["code"], digest=digest,
+                                      filename=filename, actor=actor,
+                                      allow_repeat=allow_repeat)
+            break
+        except IntegrityError as exc:
+            if not _unique_violation(exc):
+                raise
+            code = _conflicting_code(exc)
+            what = f"风险点编号 {shown(code)}" if code else "风险点编号"
+            what_en = f"risk point code {shown(code)}" if code else "a risk point code"
+            raise Conflict(f"{clipped(filename, 80)}: {what} 已被同时进行的另一次导入登记，"
+                           f"本次未写入任何数据，请重新导入 / {what_en} was stored by another "
+                           "import meanwhile; nothing was written, import the file again",
+                           current=f"code:{code}" if code else None) from None
+        except DBAPIError as exc:
+            if _sqlstate(exc) not in RETRYABLE:
+                raise
+            if attempt == ATTEMPTS:
+                raise Conflict(f"{clipped(filename, 80)}: 与同时进行的其他导入冲突（已重试 "
+                               f"{ATTEMPTS} 次），本次未写入任何数据，请稍后重新导入 / the "
+                               "import kept colliding with other imports running at the same "
+                               f"time ({ATTEMPTS} tries); nothing was written, import the "
+                               "file again later") from None
+            time.sleep(RETRY_PAUSE * attempt * (1 + random.random()))
+    return ImportResult(import_id=batch_id, kind="risks", filename=filename,
+                        rows=len(rows), ignored_columns=header.ignored,
+                        inserted=len(rows) - stored, updated=stored)
+
+
+def _write(rt: Runtime, rows: list[dict[str, Any]], codes: dict[str, int], code_header: str,
+           *, digest: str, filename: str, actor: str, allow_repeat: bool) -> tuple[int, int]:
+    """The import's one transaction: (the batch's id, how many codes were stored already)."""
     with session_scope(rt.db) as session:
         if not allow_repeat:
             check_repeat(session, rt, "risks", digest, filename)
         stored = existing_values(session, RiskPoint.code, list(codes),  # type: ignore[arg-type]
                            RiskPoint.unit_id)
         # Updating a stored point moves it: rights over where it is now are needed too.
-        require_rights(rt, actor, [(codes[c], u) for c, u in stored.items()], names["code"])
+        require_rights(rt, actor, [(codes[c], u) for c, u in stored.items()], code_header)
         now = rt.clock.now()
         batch = ImportBatch(kind="risks", filename=filename[:255], sha256=digest,
                             rows=len(rows), imported_by=actor, imported_at=now)
         session.add(batch)
         session.flush()
-        values = [{**{k: r.get(k) for k in ("code", *RISK_FIELDS)}, "import_id": batch.id,
-                   "updated_at": now} for r in rows]
-        table_ = RiskPoint.__table__  # type: ignore[attr-defined]
-        dialect = session.get_bind().dialect.name
-        make = sqlite_insert if dialect == "sqlite" else pg_insert
-        stmt = make(table_)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["code"],
-            set_={k: stmt.excluded[k] for k in (*RISK_FIELDS, "import_id", "updated_at")})
-        for start in range(0, len(values), 5000):
-            session.execute(stmt, values[start:start + 5000])
+        _upsert(session, [{**{k: r.get(k) for k in ("code", *RISK_FIELDS)},
+                           "import_id": batch.id, "updated_at": now} for r in rows])
         session.add(AuditEvent(
             at=now, actor=actor, action="risks_imported",
             detail={"import": batch.id, "file": filename, "sha256": digest, "rows": len(rows),
                     "inserted": len(rows) - len(stored), "updated": len(stored)}))
-    return ImportResult(import_id=batch.id or 0, kind="risks", filename=filename,
-                        rows=len(rows), ignored_columns=header.ignored,
-                        inserted=len(rows) - len(stored), updated=len(stored))
+    return batch.id or 0, len(stored)

@@ -110,10 +110,11 @@ def hazard_conditions(f: HazardFilter, *, now: datetime) -> list[ColumnElement[b
 
 
 def hazard_order(sort: str) -> list[Any]:
-    """`found_at`, `-found_at`, `due_at`, ...: rows without the value (no deadline, not
-    closed) come last either way; the run id breaks ties so pages never overlap."""
+    """`found_at`, `-found_at`, `due_at`, ...: at most one leading '-' (descending). Rows
+    without the value (no deadline, not closed) come last either way; the run id breaks ties
+    so pages never overlap."""
     desc = sort.startswith("-")
-    key = sort.lstrip("-")
+    key = sort.removeprefix("-")
     if key not in HAZARD_SORTS:
         raise ValueError(f"unknown sort {sort!r}")
     order: list[Any] = []
@@ -183,7 +184,7 @@ def _risk_conditions(f: RiskFilter) -> list[ColumnElement[bool]]:
 
 def _risk_order(sort: str) -> list[Any]:
     desc = sort.startswith("-")
-    key = sort.lstrip("-")
+    key = sort.removeprefix("-")
     if key not in RISK_SORTS:
         raise ValueError(f"unknown sort {sort!r}")
     if key == "level":  # 重大 first; unknown levels after the known ones

@@ -6,12 +6,18 @@ Who sees what (SPEC §3): the hazard list and a hazard are read like runs (the c
 branch of the tree, flows.access.readable_units). The rectification and risk registers, the
 ranking and every export are a manager's: `manager` (or admin) over the requested `unit`,
 which is the whole district (the org's root) when not given, so a street's manager asks
-for `unit=<their street>` and gets 403 for anything wider.
+for `unit=<their street>` and gets 403 for anything wider. A hazard whose unit is gone from
+the org chart is in a list (and an export) only when it covers the whole district, so only
+those who get such a list (admin, people of the root unit such as the district's manager)
+may open it; anyone else gets 403.
 
 Every filter is checked before a query runs (SPEC: bad input is a 422 naming the field, never
 a 500 nor a silently empty answer): a status, source, grade or risk level must be one the
 registers can hold (derived from the loaded register playbooks, see `register_vocabulary`),
-and a time must lie within 1900-01-01 … 2100-01-01 local time (api/deps.filter_time)."""
+a time must lie within 1900-01-01 … 2100-01-01 local time (api/deps.filter_time), a `sort`
+takes at most one leading '-', and an export's `format` is csv or xlsx, lower case. Every
+message is Chinese first, then English. (A parameter given twice is refused before any route:
+api/deps.single_query_values.)"""
 
 from __future__ import annotations
 
@@ -28,12 +34,12 @@ from pydantic import BaseModel, Field
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.schemas import Page
 from flows import exports, registers
-from flows.access import can_read_unit, listing_units, require_right
+from flows.access import can_read_unit, listing_units, readable_units, require_right
 from flows.ranking import LEVELS, RankingRow, monthly_ranking, ranked_units
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models.db import read_session
-from models.errors import Forbidden, InvalidInput, NotFound
+from models.errors import Forbidden, InvalidInput, NotFound, clipped
 from models.hazard import Hazard, RiskPoint
 from models.register_queries import (
     CLOSED,
@@ -91,9 +97,9 @@ class HazardPublic(BaseModel):
     original_due_at: datetime | None = Field(description="原整改期限")
     status: str = Field(description="The run's phase (登记, 挂牌督办, 整改方案, 整改中, 复查中, "
                                     "验收销号, 回头看, 已销号, 已撤销, ...)")
-    overdue: bool = Field(description="Not closed and past the deadline")
+    overdue: bool = Field(description="Not closed nor cancelled, and past the deadline")
     days_left: int | None = Field(description="Calendar days to the deadline (local); "
-                                  "negative when overdue; none once closed")
+                                  "negative when overdue; none once closed or cancelled")
     closed_at: datetime | None = Field(description="销号时间")
     closed_at_local: str | None
     campaign_run_id: int | None
@@ -164,7 +170,8 @@ def manager_scope(rt: Runtime, person: str, unit: str | None) -> tuple[str, list
     """The unit a manager's register, ranking or export covers, and its units (None: all)."""
     unit = unit or rt.org.root_id
     if unit not in rt.org.units:
-        raise InvalidInput("unit", f"unknown unit '{unit}'")
+        name = clipped(unit, 80)
+        raise InvalidInput("unit", f"没有单位 {name} / unknown unit '{name}'")
     require_right(rt.org, person, "manager", unit)
     return unit, None if unit == rt.org.root_id else rt.org.descendants(unit)
 
@@ -226,6 +233,16 @@ def register_vocabulary(rt: Runtime) -> Vocabulary:
                       grades=None if grades is None else _unique(grades))
 
 
+def check_sort(sort: str, known: Iterable[str]) -> None:
+    """A sort key, with at most one leading '-' (descending): `--found_at` is refused."""
+    if sort.removeprefix("-") not in known:
+        names = "、".join(known)
+        shown = clipped(sort, 80)
+        raise InvalidInput("sort", f"未知的排序“{shown}”（可选：{names}，前加 - 为倒序）/ "
+                           f"unknown sort '{shown}' (known: {', '.join(known)}, each "
+                           "optionally prefixed with one -)")
+
+
 def check_known(field: str, value: str | None, known: Sequence[str] | None) -> None:
     if value is not None and known is not None and value not in known:
         raise InvalidInput(field, f"未知的取值“{value}”（可选：{'、'.join(known)}）/ unknown "
@@ -265,9 +282,8 @@ def hazard_query(
                                       "prefix - for descending. Default -found_at (the "
                                       "rectification register: due_at)")] = None,
 ) -> HazardQuery:
-    if sort and sort.lstrip("-") not in HAZARD_SORTS:
-        raise InvalidInput("sort", f"unknown sort '{sort}' (known: "
-                           f"{', '.join(HAZARD_SORTS)}, each optionally prefixed with -)")
+    if sort:
+        check_sort(sort, HAZARD_SORTS)
     statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
     if statuses or source or grade:
         known = register_vocabulary(rt)
@@ -297,9 +313,11 @@ def _whole_org(rt: Runtime, units: list[str] | None) -> list[str] | None:
 
 
 def _check_format(fmt: str) -> str:
+    """csv or xlsx, as written (lower case): `CSV` is refused like any other unknown format."""
     if fmt not in exports.FORMATS:
-        raise InvalidInput("format", f"unknown format '{fmt}' (known: "
-                           f"{', '.join(exports.FORMATS)})")
+        shown, known = clipped(fmt, 80), exports.FORMATS
+        raise InvalidInput("format", f"未知的导出格式“{shown}”（可选：{'、'.join(known)}）/ "
+                           f"unknown format '{shown}' (known: {', '.join(known)})")
     return fmt
 
 
@@ -415,7 +433,15 @@ def read_hazard(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> HazardP
         h = get_hazard(session, run_id=run_id)
     if h is None:
         raise NotFound("hazard", run_id)
-    if not can_read_unit(rt.org, person, h.unit_id, above=False):
+    if h.unit_id not in rt.org.units:
+        # Its unit is gone from the org chart: only a list of the whole district shows it
+        # (admin, or a person of the root unit such as the district's manager), so only they
+        # may open it; can_read_unit would ask the chart about the missing unit (a 404).
+        if _whole_org(rt, readable_units(rt.org, person, above=False)) is not None:
+            raise Forbidden(f"无权查看该隐患（所属单位 {h.unit_id} 已不在组织架构中，仅区级可查看）"
+                            f" / hazard belongs to unit '{h.unit_id}', no longer in the org "
+                            "chart: only the whole district's readers may open it")
+    elif not can_read_unit(rt.org, person, h.unit_id, above=False):
         raise Forbidden(f"无权查看该隐患（属于 {h.unit_id}）/ hazard belongs to unit "
                         f"'{h.unit_id}', outside your units")
     return hazard_view(rt, h, rt.clock.now())
@@ -472,9 +498,7 @@ def risk_query(
     sort: Annotated[str, Query(description="level (重大 first) | code | name | updated_at; "
                                "prefix - for descending")] = "level",
 ) -> RiskQuery:
-    if sort.lstrip("-") not in RISK_SORTS:
-        raise InvalidInput("sort", f"unknown sort '{sort}' (known: {', '.join(RISK_SORTS)}, "
-                           "each optionally prefixed with -)")
+    check_sort(sort, RISK_SORTS)
     check_known("level", level or None, RISK_LEVELS)
     return RiskQuery(unit=unit, sort=sort, filters=RiskFilter(
         level=level or None, category=category or None, q=q or None))
@@ -517,11 +541,16 @@ def _last_month(rt: Runtime) -> str:
 def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str | None
              ) -> tuple[RankingPublic, list[RankingRow]]:
     scope, _ = manager_scope(rt, person, unit)
+    if level not in LEVELS:
+        shown = clipped(level, 80)
+        raise InvalidInput("level", f"未知的排名层级“{shown}”（可选：{LEVEL_NAMES}）/ unknown "
+                           f"level '{shown}' (known: {', '.join(LEVELS)})")
     month = month or _last_month(rt)
     targets = ranked_units(rt.org, level=level, within=scope)
     if not targets:
-        raise InvalidInput("level", f"no {level}-level units within '{scope}' (levels: "
-                           f"{', '.join(LEVELS)})")
+        raise InvalidInput("level", f"{rt.org.unit_name(scope)}（{scope}）下没有"
+                           f"{LEVEL_ZH.get(level, level)}级单位（可选层级：{LEVEL_NAMES}）/ no "
+                           f"{level}-level units within '{scope}' (levels: {', '.join(LEVELS)})")
     with read_session(rt.db) as session:
         ranking = monthly_ranking(session, org=rt.org, month=month, tz=rt.tz,
                                   now=rt.clock.now(), units=targets, level=level)
@@ -531,6 +560,10 @@ def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str 
                          data=[ranking_view(r) for r in ranking.rows])
     return view, ranking.rows
 
+
+# The ranking levels (flows.ranking.LEVELS) as a bureau calls them.
+LEVEL_ZH = {"street": "街道/镇", "community": "社区/村"}
+LEVEL_NAMES = "、".join(f"{k}（{LEVEL_ZH.get(k, k)}）" for k in LEVELS)
 
 MonthQ = Annotated[str | None, Query(description="YYYY-MM, a calendar month in the bureau's "
                                      "time zone, 2000-01 to the current month (counted up to "
