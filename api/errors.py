@@ -1,10 +1,11 @@
-"""Domain errors to HTTP: 401/403/404/409/422 with the field or reason, 503 while the evidence
-store cannot be reached. Never a 500 for bad input; an unexpected error is logged and answered
-without internals."""
+"""Domain errors to HTTP: 401/403/404/409/422 with the field or reason, 409 for a stored evidence
+file that no longer holds what was uploaded, 503 while the evidence store cannot be reached.
+Never a 500 for bad input; an unexpected error is logged and answered without internals."""
 
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import (
     Conflict,
+    EvidenceDamaged,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -68,7 +70,12 @@ _ZH_BY_TYPE = {
     "set_type": "应为列表", "tuple_type": "应为列表", "bytes_type": "应为文本",
     "timezone_naive": "不能带时区", "date_past": "应为过去的日期", "date_future": "应为将来的日期",
     "datetime_past": "应为过去的时间", "datetime_future": "应为将来的时间",
+    # A validator's own ValueError: its words are English unless it wrote them Chinese first
+    # (then they are shown as they are, see _message).
+    "value_error": "取值不对", "assertion_error": "取值不对",
 }
+_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+_VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 # Statuses Starlette itself answers (no route for the path, a method the route does not take),
 # in the API's shape and Chinese first, like every other error.
@@ -77,6 +84,10 @@ _ZH_BY_STATUS = {400: "请求无法解析", 404: "接口不存在", 405: "该接
 
 def _message(error: dict[str, object]) -> str:
     english = str(error.get("msg", ""))
+    if english.startswith(_VALIDATOR_PREFIXES):
+        said = english.split(", ", 1)[1]
+        if _CJK.match(said):  # a validator that speaks Chinese first already
+            return said
     zh = _ZH_BY_TYPE.get(str(error.get("type", "")))
     if zh is None:
         return english
@@ -136,6 +147,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"error": "not_found", "detail": str(exc)})
+
+    @app.exception_handler(EvidenceDamaged)
+    async def _damaged(_: Request, exc: EvidenceDamaged) -> JSONResponse:
+        # Logged where it was found (flows/evidence.py), with the file's path and hashes.
+        return JSONResponse(status_code=409, content={
+            "error": "evidence_damaged", "detail": str(exc), "evidence": exc.evidence_id,
+            "current": None})
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:

@@ -1,15 +1,19 @@
 """Where evidence bytes live: a directory (evidence/ in the data dir, or a mounted share given
 as CLOSELOOP_EVIDENCE_URL=file:///dir) or an object store spoken to with plain HTTP PUT, GET
 and HEAD (CLOSELOOP_EVIDENCE_URL=http(s)://...). Keys are content addresses, `<sha[:2]>/<sha>`,
-so one photo is one object however often it is uploaded, and a put of a key already present is
-skipped. Failures to reach a store raise StoreUnavailable; an object that is gone raises
-ObjectMissing. The hash check against the database is the caller's (flows/evidence.py)."""
+so one photo is one object however often it is uploaded; a put of a key already present checks
+the stored bytes against the key and rewrites them only when they differ (a file damaged on disk
+is repaired by uploading the genuine one again). Failures to reach a store raise
+StoreUnavailable; an object that is gone raises ObjectMissing. The hash check against the
+database is the caller's (flows/evidence.py)."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.client
+import logging
 import os
 import re
 import urllib.error
@@ -22,6 +26,8 @@ from urllib.request import url2pathname
 
 from models.errors import StoreUnavailable
 from models.settings import Settings, check_evidence_url
+
+log = logging.getLogger("closeloop.evidence")
 
 KEY = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}")
 TIMEOUT = 30.0  # seconds per request: an upload waits at most this long for a stuck store
@@ -39,6 +45,11 @@ def content_key(sha256: str) -> str:
     return f"{sha256[:2]}/{sha256}"
 
 
+def _holds(key: str, data: bytes) -> bool:
+    """Whether `data` is what `key` (a content address) names."""
+    return hashlib.sha256(data).hexdigest() == key.rsplit("/", 1)[-1]
+
+
 def _checked(key: str) -> str:
     # Keys also come back from stored paths in the database: never let one climb out of the
     # store's directory or prefix.
@@ -49,7 +60,8 @@ def _checked(key: str) -> str:
 
 class EvidenceStore(Protocol):
     def put(self, key: str, data: bytes) -> None:
-        """Store `data` under `key` unless the key is already there (same key, same bytes)."""
+        """Store `data` (whose SHA-256 `key` names) under `key`. A key already there is left
+        alone when its bytes still hash to it, and rewritten with `data` when they do not."""
 
     def get(self, key: str) -> bytes:
         """The bytes under `key`; ObjectMissing when there are none."""
@@ -79,7 +91,13 @@ class DirectoryStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         if path.is_file():
-            return
+            try:
+                if _holds(key, path.read_bytes()):
+                    return
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot read {path}: {exc.strerror or exc}") from exc
+            log.warning("evidence file %s does not match its hash; rewriting it with the "
+                        "uploaded bytes", path)
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,9 +180,15 @@ class HttpStore:
         raise StoreUnavailable(f"HEAD {url} answered {status}")
 
     def put(self, key: str, data: bytes) -> None:
-        if self.exists(key):
-            return
         url = self._url(key)
+        if self.exists(key):
+            status, stored = self._send("GET", url)
+            if 200 <= status < 300 and _holds(key, stored):
+                return
+            if status != 404 and not 200 <= status < 300:
+                raise StoreUnavailable(f"GET {url} answered {status}")
+            log.warning("evidence object %s does not match its hash; rewriting it with the "
+                        "uploaded bytes", url)
         status, _ = self._send("PUT", url, data)
         if status == 409:
             # WebDAV (Apache mod_dav) wants the `<sha[:2]>/` collection made first.

@@ -26,7 +26,7 @@ from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import StepSpec
-from flows.tasks import MAX_EXTENSION, check_text, task_conflict, transition
+from flows.tasks import MAX_EXTENSION, check_note, task_conflict, transition
 from models import task as st
 from models.audit import SYSTEM
 from models.db import read_session, session_scope
@@ -68,7 +68,7 @@ def _text(field: str, value: str | None, *, required: bool, what: str) -> str | 
     text = (value or "").strip()
     if required and not text:
         raise InvalidInput(field, what)
-    check_text(field, text)
+    check_note(field, text)
     return text or None
 
 
@@ -91,6 +91,8 @@ def request_extension(
             raise Conflict("该任务不接受延期申请 / this step takes no requests for more time",
                            current=step.status)
         require_running(run)
+        if step.status not in st.OPEN_STATUSES:  # a closed task first, whatever the date
+            raise task_conflict(step, "延期")
         clean = _text("reason", reason, required=True,
                       what="延期需说明原因 / a reason is required") or ""
         now = rt.clock.now()
@@ -104,8 +106,6 @@ def request_extension(
                                f"the current deadline ({current})")
         if due_at > now + MAX_EXTENSION:
             raise InvalidInput("due_at", "新期限须在 10 年以内 / must be within 10 years")
-        if step.status not in st.OPEN_STATUSES:
-            raise task_conflict(step, "延期")
         rule = spec.extension
         if rule.ask_before is not None and step.due_at is not None:
             latest = subtract_duration(step.due_at, rule.ask_before, calendar=rt.calendar,

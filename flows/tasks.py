@@ -9,19 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
 from flows.access import require_act, require_reassign
+from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
-from flows.params import validate_values
-from flows.progress import advance, first_check, verify_due_time, wake
+from flows.params import ParamValueError, validate_values
+from flows.params import check_text as check_plain_text
+from flows.progress import advance, first_check, lock_run, verify_due_time, wake
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import StepSpec
 from models import task as st
-from models.db import session_scope
+from models.db import read_session, session_scope
 from models.documents import Evidence
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound, clipped
 from models.outbox import Notification
@@ -52,6 +54,8 @@ def _load(session: Session, rt: Runtime, step_id: int) -> Loaded:
     if step is None:
         raise NotFound("task", step_id)
     run = load_run(session, step.run_id)
+    if lock_run(session, run):  # the run first (progress.lock_run), then the task as it is now
+        session.refresh(step)
     spec = rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
     return Loaded(step, run, spec)
 
@@ -85,6 +89,19 @@ def check_text(field: str, value: str | None, limit: int = MAX_NOTE) -> None:
     if value is not None and len(value) > limit:
         raise InvalidInput(field, f"最多 {limit} 个字符（收到 {len(value)} 个）/ at most "
                            f"{limit} characters; got {len(value)}")
+
+
+def check_note(field: str, value: str | None) -> None:
+    """A note or reason a person writes (completion, verification, extension, refusal): at most
+    MAX_NOTE characters and, like a text param (flows/params.check_text), no control or bidi
+    characters, which would make it read backwards in every notice it is copied into. Line
+    breaks and tabs are text. 422 on `field`."""
+    check_text(field, value)
+    if value is not None:
+        try:
+            check_plain_text(value)
+        except ParamValueError as exc:
+            raise InvalidInput(field, exc.text) from None
 
 
 def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
@@ -145,6 +162,10 @@ def _check_evidence(
     session: Session, step: StepInstance, spec: StepSpec, evidence_ids: list[str],
     note: str | None, actor: str,
 ) -> list[Evidence]:
+    """The cited evidence rows, locked (FOR UPDATE on PostgreSQL; SQLite's writers queue
+    anyway) with every row of the same content until the transaction ends, so two completions
+    at once that cite the same file, or the same photo uploaded twice, are decided one after the
+    other: the second sees what the first attached."""
     if len(evidence_ids) > MAX_EVIDENCE:
         raise InvalidInput("evidence", f"最多附 {MAX_EVIDENCE} 个文件 / at most {MAX_EVIDENCE} "
                            f"files; got {len(evidence_ids)}")
@@ -157,8 +178,25 @@ def _check_evidence(
                                "twice")
         seen.add(ev_id)
     rows: list[Evidence] = []
+    locked: list[Evidence] = []
+    if evidence_ids:
+        # The content of each cited row (it never changes), then one statement that locks the
+        # cited rows and their same-content twins in id order: one order for every completion,
+        # so two never wait on each other in a circle.
+        digests = set(session.exec(
+            select(Evidence.sha256).where(Evidence.id.in_(evidence_ids))  # type: ignore[attr-defined]
+        ).all())
+        locked = list(session.exec(
+            select(Evidence)
+            .where(or_(Evidence.id.in_(evidence_ids),  # type: ignore[attr-defined]
+                       Evidence.sha256.in_(digests)))  # type: ignore[attr-defined]
+            .order_by(Evidence.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all())
+    by_id = {row.id: row for row in locked}
     for i, ev_id in enumerate(evidence_ids):
-        row = session.get(Evidence, ev_id)
+        row = by_id.get(ev_id)
         if row is None:
             shown = clipped(ev_id)
             raise InvalidInput(f"evidence[{i}]", f"证据 '{shown}' 不存在 / unknown evidence id "
@@ -173,6 +211,30 @@ def _check_evidence(
             raise InvalidInput(f"evidence[{i}]", f"证据 '{ev_id}' 不是你上传的 / evidence "
                                f"'{ev_id}' was uploaded by someone else")
         rows.append(row)
+    # The same picture uploaded twice is two ids but one photo: it does not meet a two-photo
+    # minimum, nor does a photo of another incident (on a step of another run: last month's
+    # rectification) prove this one. Within one run the same picture may document two steps
+    # (the scene as found, and again in the report).
+    first: dict[str, str] = {}
+    for row in rows:
+        if row.sha256 in first:
+            raise InvalidInput("evidence", f"证据 '{row.id}' 与 '{first[row.sha256]}' 是同一个"
+                               f"文件（内容相同）/ evidence '{row.id}' has the same content as "
+                               f"'{first[row.sha256]}'")
+        first[row.sha256] = row.id
+    elsewhere = {o.step_id: o.sha256 for o in locked
+                 if o.step_id is not None and o.step_id != step.id and o.sha256 in first}
+    if elsewhere:
+        steps = session.exec(
+            select(StepInstance.id, StepInstance.run_id)
+            .where(StepInstance.id.in_(list(elsewhere)))  # type: ignore[union-attr]
+        ).all()
+        other = sorted(sid for sid, run_id in steps if run_id != step.run_id)
+        if other:
+            dup = first[elsewhere[other[0]]]
+            raise InvalidInput("evidence", f"证据 '{dup}' 与另一流程实例中任务上的证据是同一个"
+                               f"文件 / evidence '{dup}' has the same content as evidence "
+                               "already attached to a task of another run")
     need = spec.evidence
     if need is None:
         return rows
@@ -188,10 +250,49 @@ def _check_evidence(
     return rows
 
 
+def _check_stored(rt: Runtime, *, step_id: int, actor: str, evidence_ids: list[str]) -> None:
+    """Each cited file the actor may cite still holds what was uploaded (its bytes hash to the
+    recorded SHA-256): EvidenceDamaged (409) naming the first that does not. Read before the
+    write transaction opens, so no lock is held while a store is read; ids the actor may not
+    cite are not read at all (the checks in the transaction refuse them)."""
+    if not evidence_ids or len(evidence_ids) > MAX_EVIDENCE:
+        return
+    with read_session(rt.db) as session:
+        found = {row.id: row for row in session.exec(
+            select(Evidence).where(Evidence.id.in_(evidence_ids))  # type: ignore[attr-defined]
+        ).all()}
+    read: set[str] = set()
+    for ev_id in evidence_ids:
+        row = found.get(ev_id)
+        if row is None or row.sha256 in read:
+            continue
+        if row.step_id == step_id or (row.step_id is None and row.uploaded_by == actor):
+            read_evidence(row, rt)
+            read.add(row.sha256)
+
+
+def _attach(session: Session, step_id: int, files: list[Evidence]) -> None:
+    """Mark the files as this task's, only where nobody attached them elsewhere meanwhile."""
+    if not files:
+        return
+    ids = [f.id for f in files]
+    result = session.execute(
+        update(Evidence)
+        .where(Evidence.id.in_(ids),  # type: ignore[attr-defined]
+               or_(Evidence.step_id.is_(None), Evidence.step_id == step_id))  # type: ignore[union-attr]
+        .values(step_id=step_id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != len(ids):  # type: ignore[attr-defined]
+        raise InvalidInput("evidence", "证据已附在其他任务上 / evidence is already attached to "
+                           "another task")
+
+
 def complete(
     rt: Runtime, *, step_id: int, actor: str, note: str | None = None,
     outputs: dict[str, Any] | None = None, evidence: list[str] | None = None,
 ) -> StepInstance:
+    _check_stored(rt, step_id=step_id, actor=actor, evidence_ids=evidence or [])
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
         require_act(rt.org, actor, got.step)
@@ -201,7 +302,7 @@ def complete(
                            "engine completes it", current=got.step.status)
         if got.step.status not in st.ACTIONABLE_STATUSES:
             raise task_conflict(got.step, "办结")
-        check_text("note", note)
+        check_note("note", note)
         clean = validate_outputs(got.spec, outputs or {})
         files = _check_evidence(session, got.step, got.spec, evidence or [], note, actor)
         now = rt.clock.now()
@@ -230,9 +331,7 @@ def complete(
             values["done_at"] = now
         from_state = got.step.status
         transition(session, got.step, allowed=st.ACTIONABLE_STATUSES, values=values)
-        for f in files:
-            f.step_id = step_id
-            session.add(f)
+        _attach(session, step_id, files)
         add_event(session, at=now, actor=actor, action="submitted" if verifying else "done",
                   run_id=got.run.id, step_id=step_id, from_state=from_state, to_state=to_state,
                   detail={"note": note, "outputs": clean, "evidence": [f.id for f in files]})
@@ -287,7 +386,7 @@ def verify(
                             "yourself (four-eyes rule)")
         if got.step.status != st.SUBMITTED:
             raise task_conflict(got.step, "核验")
-        check_text("note", note)
+        check_note("note", note)
         now = rt.clock.now()
         if approve:
             transition(session, got.step, allowed=(st.SUBMITTED,), values={
@@ -333,6 +432,10 @@ def verify(
 def extend(
     rt: Runtime, *, step_id: int, actor: str, due_at: datetime, reason: str
 ) -> StepInstance:
+    """A commander or manager moves an open task's deadline. `due_at` without a zone is read in
+    the bureau's (as a request for more time is, flows/extensions.py). The new deadline must be
+    later than now; it may be earlier than the current one: whoever may extend a deadline may
+    also tighten it (a danger that grew), which a request for more time cannot."""
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
         require_running(got.run)
@@ -340,19 +443,20 @@ def extend(
                 or rt.org.has_right(actor, "manager", got.step.unit_id)):
             raise Forbidden("延期需要 commander 或 manager 权限 / extending a deadline requires "
                             f"role 'commander' or 'manager' in unit '{got.step.unit_id}' or above")
+        if got.step.status not in st.OPEN_STATUSES:  # a closed task first: nothing to move
+            raise task_conflict(got.step, "延期")
         if not reason.strip():
             raise InvalidInput("reason", "延期需说明原因 / a reason is required")
-        check_text("reason", reason)
+        check_note("reason", reason)
         now = rt.clock.now()
-        if due_at.tzinfo is None:
-            raise InvalidInput("due_at", "须带时区，如 2026-12-01T18:00+08:00 / must include a "
-                               "time zone, e.g. 2026-12-01T18:00+08:00")
+        if due_at.tzinfo is None:  # a time as the user's wall clock shows it
+            due_at = due_at.replace(tzinfo=rt.tz)
         if due_at <= now:
-            raise InvalidInput("due_at", "须晚于现在 / must be in the future")
+            raise InvalidInput("due_at", f"新期限须晚于现在（{rt.renderer.deadline(now)}）/ "
+                               "must be in the future")
         if due_at > now + MAX_EXTENSION:
             raise InvalidInput("due_at", "须在 10 年以内 / must be within 10 years")
-        if got.step.status not in st.OPEN_STATUSES:
-            raise task_conflict(got.step, "延期")
+        old_due = got.step.due_at  # read before transition() expires the row
         # A new deadline restarts the ladder: reminders and escalations count from it. Work
         # awaiting verification keeps the verifier's ladder; the assignee's restarts from the
         # new deadline if the work is sent back.
@@ -360,7 +464,7 @@ def extend(
                  first_check(rt, got.spec, status=got.step.status,
                              ready_at=got.step.ready_at or now, due_at=due_at, now=now))
         transition(session, got.step, allowed=st.OPEN_STATUSES, values={
-            "due_at": due_at, "original_due_at": got.step.original_due_at or got.step.due_at,
+            "due_at": due_at, "original_due_at": got.step.original_due_at or old_due,
             "overdue": False, "escalation_level": 0, "last_escalated_at": None,
             "reminders_sent": 0, "next_check_at": check,
         })
@@ -369,7 +473,7 @@ def extend(
         sync_entry(session, rt, got.run, playbook, now)
         add_event(session, at=now, actor=actor, action="extended", run_id=got.run.id,
                   step_id=step_id, detail={
-                      "from": got.step.due_at.isoformat() if got.step.due_at else None,
+                      "from": old_due.isoformat() if old_due else None,
                       "to": due_at.isoformat(), "reason": reason})
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
 
@@ -383,11 +487,12 @@ def reassign(rt: Runtime, *, step_id: int, actor: str, person: str) -> StepInsta
         if got.step.status not in st.OPEN_STATUSES:
             raise task_conflict(got.step, "转派")
         now = rt.clock.now()
+        before = list(got.step.assignees)  # read before transition() expires the row
         transition(session, got.step, allowed=st.OPEN_STATUSES, values={
             "assignee_person_id": person, "assignees": [person],
         })
         add_event(session, at=now, actor=actor, action="reassigned", run_id=got.run.id,
-                  step_id=step_id, detail={"from": got.step.assignees, "to": person})
+                  step_id=step_id, detail={"from": before, "to": person})
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=[person], kind="assigned", title=f"【转派任务】{got.step.title}",
             body=f"{got.run.title}：{got.step.title} 已转派给你。",

@@ -28,7 +28,8 @@ class Evidence(SQLModel, table=True):
     __tablename__ = "evidence"
 
     id: str = Field(primary_key=True, max_length=40)
-    sha256: str = Field(max_length=64)
+    # Indexed: evidence is found by content (one photo cited twice, flows/tasks.py).
+    sha256: str = Field(max_length=64, index=True)
     size: int
     content_type: str = Field(max_length=100)
     filename: str = Field(max_length=255)

@@ -79,9 +79,13 @@ KIND_NAMES_ZH = {
 
 
 class NotFound(CloseloopError):
+    """`ident` is what was asked for, often straight from the request: the message shows it
+    clipped (a 5,000-character id must not come back in a 10 KB 404), the field keeps it."""
+
     def __init__(self, kind: str, ident: object) -> None:
-        super().__init__(f"{KIND_NAMES_ZH.get(kind, kind)} {ident} 不存在 / "
-                         f"{kind} '{ident}' not found")
+        shown = clipped(str(ident), 80)  # every real id fits (the longest are 80 characters)
+        super().__init__(f"{KIND_NAMES_ZH.get(kind, kind)} {shown} 不存在 / "
+                         f"{kind} '{shown}' not found")
         self.kind = kind
         self.ident = ident
 
@@ -92,6 +96,26 @@ class Conflict(CloseloopError):
     def __init__(self, message: str, *, current: str | None = None) -> None:
         super().__init__(message)
         self.current = current
+
+
+class EvidenceDamaged(Conflict):
+    """A stored evidence file no longer holds what was uploaded: its bytes do not match the
+    SHA-256 recorded at upload, or it is gone from the store. Not the request's fault (a 409,
+    never a 422 or a 500); the caller logs it. Uploading the genuine file again repairs it
+    (the store rewrites a key whose bytes differ, flows/evidence_store.py)."""
+
+    def __init__(self, evidence_id: str, *, missing: bool = False) -> None:
+        shown = clipped(evidence_id)
+        if missing:
+            message = (f"证据文件 {shown} 已不在存储中，请重新上传原文件 / stored file for "
+                       f"{shown} is missing; upload the original file again")
+        else:
+            message = (f"证据文件 {shown} 已损坏（与登记的哈希不符），请重新上传原文件 / stored "
+                       f"file for {shown} does not match its hash; upload the original file "
+                       "again")
+        super().__init__(message, current=None)
+        self.evidence_id = evidence_id
+        self.missing = missing
 
 
 class Forbidden(CloseloopError):

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from api.deps import CurrentPerson, RuntimeDep
+from api.uploads import sent_name
 from flows.access import can_read_step
 from flows.evidence import read_evidence, store_evidence
 from models.db import read_session
@@ -36,7 +37,7 @@ async def upload(rt: RuntimeDep, person: CurrentPerson,
     # In a worker thread: storing may wait on an object store (up to its timeout), which must
     # not hold up every other request on the event loop.
     row = await run_in_threadpool(store_evidence, rt, data=data,
-                                  filename=file.filename or "upload", uploaded_by=person)
+                                  filename=sent_name(file, "upload"), uploaded_by=person)
     return EvidencePublic(id=row.id, sha256=row.sha256, size=row.size,
                           content_type=row.content_type, filename=row.filename)
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
-from api.schemas import Page, Person, person_view
+from api.schemas import DueAt, Page, Person, person_view
 from flows import extensions
 from flows.extensions import RequestView
 from flows.runtime import Runtime
@@ -18,21 +17,9 @@ from flows.runtime import Runtime
 router = APIRouter(tags=["extensions"])
 
 
-def _end_of_day(value: object) -> object:
-    """A bare date ("2027-01-15") asks for the end of that day: 24:00, i.e. 00:00 of the next
-    day, as a time without zone, which the engine reads in the bureau's time zone."""
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-        try:
-            day = date.fromisoformat(value.strip()) + timedelta(days=1)
-        except OverflowError as exc:  # 9999-12-31: pydantic reports ValueError as a 422
-            raise ValueError("date out of range") from exc
-        return datetime.combine(day, time())
-    return value
-
-
 class ExtensionRequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    due_at: Annotated[datetime, BeforeValidator(_end_of_day)] = Field(
+    due_at: DueAt = Field(
         description="The deadline asked for, later than the current one: a time with its zone "
         "(2027-01-15T18:00+08:00), a time without zone (read in the bureau's time zone), or a "
         "date (the end of that day, 24:00).")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPerson, RuntimeDep
+from api.uploads import sent_name
 from flows import hazard_import, risk_import
 from flows.hazard_import import DEFAULT_PLAYBOOK
 from flows.import_checks import MAX_IMPORT_BYTES, ImportInvalid, check_size
@@ -51,7 +52,7 @@ def _read(file: UploadFile) -> bytes:
     # A plain (not async) route: FastAPI runs it in a worker thread, so a long import does
     # not hold up the event loop.
     data = file.file.read(MAX_IMPORT_BYTES + 1)
-    check_size(data, file.filename or "upload")
+    check_size(data, sent_name(file, "upload"))
     return data
 
 
@@ -69,7 +70,7 @@ def import_hazards(
     """Import a hazard list (.csv or .xlsx, Chinese headers 隐患编号, 单位编号/单位, 隐患来源,
     隐患等级, 隐患类别, 隐患地点, 隐患描述, 涉及企业, 发现时间, 发现人, 专项行动): one run of
     `playbook` per row, all in one transaction."""
-    name = file.filename or "upload.csv"
+    name = sent_name(file, "upload.csv")
     try:
         result = hazard_import.import_hazards(rt, data=_read(file), filename=name,
                                               actor=person, playbook_id=playbook,
@@ -89,7 +90,7 @@ def import_risks(
 ) -> RisksImported | JSONResponse:
     """Import a risk point list (风险清单: 风险点编号, 单位编号/单位, 风险点名称, 风险类别, 位置,
     风险等级, 管控措施, 责任人); a code already stored is updated (upsert by code)."""
-    name = file.filename or "upload.csv"
+    name = sent_name(file, "upload.csv")
     try:
         result = risk_import.import_risks(rt, data=_read(file), filename=name, actor=person,
                                             allow_repeat=repeat)

@@ -71,8 +71,11 @@ def test_swapped_object_is_refused_on_download(
     [key] = objects.objects
     objects.objects[key] = png_bytes(8, 8)
     r = client.get(f"/api/evidence/{body['id']}", headers=auth("c1-grid"))
-    assert r.status_code == 422 and r.json()["field"] == "evidence"
-    assert "does not match its hash" in r.json()["detail"]
+    # The store's state, not the request, is wrong: 409, not 422 (nor a 500).
+    assert r.status_code == 409 and r.json()["error"] == "evidence_damaged"
+    assert r.json()["evidence"] == body["id"]
+    detail = r.json()["detail"]
+    assert detail.startswith("证据文件") and "does not match its hash" in detail
 
 
 def test_store_down_is_503_evidence_store_unavailable_and_writes_no_row(

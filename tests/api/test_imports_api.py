@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 from factories import ENGINE_PLAYBOOKS
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from flows.runtime import Runtime
+from models.db import read_session
+from models.hazard import ImportBatch
 
 Auth = Callable[[str], dict[str, str]]
 HEADER = "隐患编号,单位编号,隐患来源,隐患等级,隐患类别,隐患地点,隐患描述,涉及企业,发现时间,发现人"
@@ -230,3 +233,19 @@ def test_an_xlsx_upload_named_csv(client: TestClient, auth: Auth, rt: Runtime) -
                     headers=auth("d1-admin"))
     assert r.status_code == 201, r.text
     assert r.json()["rows"] == 1 and count(rt, "hazard") == 1
+
+
+def test_a_gbk_file_name_with_a_control_character_is_kept_readable(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    # A Windows PC set to Chinese sends the name in GBK; this one also carries a NUL byte.
+    boundary = "closeloop"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"".encode()
+            + "隐患清单\x00.csv".encode("gbk") + b"\"\r\nContent-Type: text/csv\r\n\r\n"
+            + "\n".join([HEADER, *rows(2)]).encode() + f"\r\n--{boundary}--\r\n".encode())
+    r = client.post(URL, content=body, headers={
+        **auth("s1-commander"), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 201, r.text
+    assert r.json()["file"] == "隐患清单.csv"
+    with read_session(rt.db) as session:
+        assert session.exec(select(ImportBatch.filename)).all() == ["隐患清单.csv"]

@@ -7,6 +7,7 @@ the run's timeline and a task run in Prefect's history of the run's flow runs.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import urllib.request
@@ -45,11 +46,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
     srv.stop()
 
 
+_PHOTOS = itertools.count(3)
+
+
 def upload(server: ServerProcess, token: str, name: str) -> str:
+    """A photo of its own each time: the same picture twice is one photo, and refused."""
     boundary = "closeloopboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
             f"filename=\"{name}\"\r\nContent-Type: image/png\r\n\r\n").encode()
-    body += png_bytes(3, 2) + f"\r\n--{boundary}--\r\n".encode()
+    body += png_bytes(next(_PHOTOS), 2) + f"\r\n--{boundary}--\r\n".encode()
     req = urllib.request.Request(server.base + "/api/evidence", data=body, method="POST")
     req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
     req.add_header("Authorization", f"Bearer {token}")

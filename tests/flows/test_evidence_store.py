@@ -24,7 +24,7 @@ from flows.evidence_store import DirectoryStore, HttpStore, ObjectMissing, conte
 from flows.runtime import Runtime
 from models.db import read_session
 from models.documents import Evidence
-from models.errors import InvalidInput, StoreUnavailable
+from models.errors import EvidenceDamaged, StoreUnavailable
 from models.settings import Settings
 
 MakeRt = Callable[..., Runtime]
@@ -74,7 +74,8 @@ def test_upload_and_download_round_trip_through_the_http_store(
 def test_the_same_photo_twice_is_one_put(make_rt: MakeRt, server: ObjectServer) -> None:
     rt = make_rt(settings={"evidence_url": server.url()})
     first, second = store(rt, name="a.png"), store(rt, name="b.png")
-    assert server.methods() == ["HEAD", "PUT", "HEAD"]
+    # The second upload reads the object back to check it still holds the photo: no PUT.
+    assert server.methods() == ["HEAD", "PUT", "HEAD", "GET"]
     assert first.id != second.id and first.stored_path == second.stored_path
     assert len(rows(rt)) == 2 and len(server.objects) == 1
 
@@ -115,9 +116,9 @@ def test_swapped_object_in_the_store_is_refused_on_read(
     rt = make_rt(settings={"evidence_url": server.url()})
     row = store(rt)
     server.objects[object_path(png_bytes())] = png_bytes(9, 9)  # someone swapped the photo
-    with pytest.raises(InvalidInput, match="does not match its hash") as caught:
+    with pytest.raises(EvidenceDamaged, match="does not match its hash") as caught:
         read_evidence(row, rt)
-    assert caught.value.field == "evidence"
+    assert caught.value.evidence_id == row.id
 
 
 def test_object_gone_from_the_store_is_refused_on_read(
@@ -126,9 +127,9 @@ def test_object_gone_from_the_store_is_refused_on_read(
     rt = make_rt(settings={"evidence_url": server.url()})
     row = store(rt)
     server.objects.clear()
-    with pytest.raises(InvalidInput, match="is missing") as caught:
+    with pytest.raises(EvidenceDamaged, match="is missing") as caught:
         read_evidence(row, rt)
-    assert caught.value.field == "evidence"
+    assert caught.value.evidence_id == row.id and caught.value.missing
 
 
 def test_store_down_is_a_clear_error_and_writes_no_row(make_rt: MakeRt) -> None:
@@ -240,7 +241,7 @@ def test_file_url_store_writes_under_that_directory(make_rt: MakeRt, tmp_path: P
     assert [p.name for p in path.parent.iterdir()] == [digest]  # no temporary file left
     assert read_evidence(row, rt) == data
     path.write_bytes(png_bytes(7, 7))
-    with pytest.raises(InvalidInput, match="does not match its hash"):
+    with pytest.raises(EvidenceDamaged, match="does not match its hash"):
         read_evidence(row, rt)
 
 
