@@ -12,7 +12,7 @@ from flows.access import require_right
 from flows.campaigns import campaign_problem
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
-from flows.progress import advance, cancel_open_steps, wake
+from flows.progress import advance, cancel_open_steps, lock_run, wake
 from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
 from flows.spec import Playbook
@@ -188,6 +188,7 @@ def cancel_run(
     run = load_run(session, run_id)
     if actor != SYSTEM:
         require_right(rt.org, actor, "commander", run.unit_id)
+    lock_run(session, run)  # after an approval that made steps ready: this sees them
     require_running(run)
     now = rt.clock.now()
     cancelled = cancel_open_steps(session, run.id or 0, now=now)

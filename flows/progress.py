@@ -88,7 +88,7 @@ def advance(
     00:00:30 Tuesday (a day late otherwise), and sweeper lag or downtime never moves a
     deadline. Ready times and events stay the real moment."""
     result = Advance()
-    _lock_run(session, run)
+    lock_run(session, run)
     if run.status != run_status.RUNNING:
         return result
     state = step_state(session, run)
@@ -135,15 +135,20 @@ def advance(
     return result
 
 
-def _lock_run(session: Session, run: Run) -> None:
-    """Advancing a run is one transaction at a time. On PostgreSQL (READ COMMITTED) two people
-    finishing parallel branches at once would each miss the other's step (the join never
-    becomes ready) and each write its own `skipped` list; the run's row lock makes the second
-    wait, then read what the first committed. SQLite's single writer already does this."""
+def lock_run(session: Session, run: Run) -> bool:
+    """Moving a run is one transaction at a time; True when a lock was taken (and `run`
+    re-read). On PostgreSQL (READ COMMITTED) two people finishing parallel branches at once
+    would each miss the other's step (the join never becomes ready) and each write its own
+    `skipped` list, and a cancel racing an approval would miss the steps the approval made
+    ready; the run's row lock makes the second wait, then read what the first committed.
+    Whoever changes steps and then advances takes it first (tasks, cancel, a finished wait):
+    run before steps, always, so two of them never wait on each other. SQLite's single writer
+    already does all this."""
     if session.get_bind().dialect.name != "postgresql":
-        return
+        return False
     session.flush()  # what this transaction changed on the run so far survives the re-read
     session.refresh(run, with_for_update=True)
+    return True
 
 
 def _finish_parent_step(session: Session, rt: Runtime, child: Run, *, now: datetime) -> None:

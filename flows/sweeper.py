@@ -21,12 +21,13 @@ from sqlmodel import Session, select
 from flows.context import steps_view
 from flows.extensions import chase_undecided
 from flows.numbering import issue_number, run_numbers
-from flows.progress import advance, wake
+from flows.progress import advance, lock_run, wake
 from flows.recipients import notification_rows, resolve_targets
 from flows.render import RenderFailed
 from flows.runtime import Runtime
 from flows.spec import StepSpec
 from flows.timers import Firing, TimerState, evaluate
+from models import run as rs
 from models import task as st
 from models.audit import SYSTEM, AuditEvent
 from models.db import session_scope
@@ -284,6 +285,10 @@ def _unchanged(step: StepInstance) -> dict[str, Any]:
 
 def _finish_wait(session: Session, rt: Runtime, step: StepInstance, run: Run,
                  now: datetime) -> None:
+    if lock_run(session, run):  # run before steps (progress.lock_run); then as they are now
+        session.refresh(step)
+        if run.status != rs.RUNNING or step.status != st.READY:
+            return  # cancelled (or finished) while this sweep was reading
     step.status = st.DONE
     step.done_at = now
     step.next_check_at = None

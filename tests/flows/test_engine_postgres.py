@@ -189,6 +189,32 @@ def test_double_verification_gives_one_success_one_conflict_on_postgres(prt: Run
     assert one(prt, run_id, "inspect").status in ("done", "rejected")
 
 
+def test_a_cancel_racing_a_verification_leaves_no_open_step_on_postgres(prt: Runtime) -> None:
+    """The approval makes the next steps ready while the commander cancels: whichever wins,
+    a cancelled run has no open step (no 'ready' work in a run that is over)."""
+    for i in range(4):
+        run_id = start_quick(prt)
+        tasks.complete(prt, step_id=one(prt, run_id, "receive").id or 0, actor="s1-duty")
+        inspect_id = one(prt, run_id, "inspect").id or 0
+        site = store_evidence(prt, data=png_bytes(3 + i, 2), filename="site.png",
+                              uploaded_by="c1-grid").id  # a photo of its own per run
+        tasks.complete(prt, step_id=inspect_id, actor="c1-grid", note="ok", evidence=[site])
+        results = race(
+            lambda: tasks.verify(prt, step_id=inspect_id, actor="s1-insp1", approve=True),  # noqa: B023
+            lambda: lifecycle.cancel_run(prt, run_id=run_id, actor="s1-commander",  # noqa: B023
+                                         reason="演练结束"),
+        )
+        assert all(not isinstance(r, Exception) or isinstance(r, Conflict) for r in results), \
+            results
+        assert run_status(prt, run_id) == "cancelled"
+        with read_session(prt.db) as session:
+            open_steps = session.exec(select(StepInstance.step_key).where(
+                StepInstance.run_id == run_id,
+                StepInstance.status.in_(("pending", "ready", "acked", "submitted")),  # type: ignore[attr-defined]
+            )).all()
+        assert open_steps == [], (results, open_steps)
+
+
 # --- the sweeper ---------------------------------------------------------------------------------
 
 def test_ladder_fires_in_order_then_repeats_on_postgres(prt: Runtime, clock: ManualClock) -> None:
