@@ -5,7 +5,8 @@ Columns: 风险点编号 (code, required), 单位编号/单位 (unit, required),
 风险类别 (category), 位置 (location), 风险等级 (level, required: 重大 / 较大 / 一般 / 低), 管控措施
 (controls), 责任人 (responsible). A risk point is keyed by its code: a code already stored is
 updated in place (upsert), which needs rights over the unit it belongs to now as well as the
-unit in the file.
+unit in the file. An update changes only the fields the file has columns for: a file of codes
+and levels alone does not blank the stored 类别, 位置, 管控措施 and 责任人.
 
 责任人 is stored as a person id when it names one: a person's id as is, or a name that exactly
 one person of the org chart bears within the row's branch of the tree (the row's unit, the
@@ -125,7 +126,8 @@ def _conflicting_code(exc: IntegrityError) -> str | None:
     return found[1] if found else None
 
 
-def _upsert(session: Session, values: Sequence[dict[str, Any]]) -> None:
+def _upsert(session: Session, values: Sequence[dict[str, Any]],
+            fields: Sequence[str] = RISK_FIELDS) -> None:
     """Insert or update the risk points by code, in code order: two imports holding the same
     codes then take their row locks in the same order, and neither waits on the other in a
     circle (PostgreSQL would abort one as a deadlock)."""
@@ -135,7 +137,7 @@ def _upsert(session: Session, values: Sequence[dict[str, Any]]) -> None:
     stmt = make(table_)
     stmt = stmt.on_conflict_do_update(
         index_elements=["code"],
-        set_={k: stmt.excluded[k] for k in (*RISK_FIELDS, "import_id", "updated_at")})
+        set_={k: stmt.excluded[k] for k in (*fields, "import_id", "updated_at")})
     ordered = sorted(values, key=lambda v: str(v["code"]))
     for start in range(0, len(ordered), UPSERT_CHUNK):
         session.execute(stmt, ordered[start:start + UPSERT_CHUNK])
@@ -206,7 +208,7 @@ def import_risks(
         try:
             batch_id, stored = _write(rt, rows, codes, names["code"], digest=digest,
                                       filename=filename, actor=actor,
-                                      allow_repeat=allow_repeat)
+                                      allow_repeat=allow_repeat, given=_given_fields(names))
             break
         except IntegrityError as exc:
             if not _unique_violation(exc):
@@ -233,8 +235,14 @@ def import_risks(
                         inserted=len(rows) - stored, updated=stored)
 
 
+def _given_fields(names: dict[str, str]) -> tuple[str, ...]:
+    """The register fields the file has columns for (the unit always: it is required)."""
+    return tuple(f for f in RISK_FIELDS if f == "unit_id" or f in names)
+
+
 def _write(rt: Runtime, rows: list[dict[str, Any]], codes: dict[str, int], code_header: str,
-           *, digest: str, filename: str, actor: str, allow_repeat: bool) -> tuple[int, int]:
+           *, digest: str, filename: str, actor: str, allow_repeat: bool,
+           given: Sequence[str] = RISK_FIELDS) -> tuple[int, int]:
     """The import's one transaction: (the batch's id, how many codes were stored already)."""
     with session_scope(rt.db) as session:
         if not allow_repeat:
@@ -249,7 +257,7 @@ def _write(rt: Runtime, rows: list[dict[str, Any]], codes: dict[str, int], code_
         session.add(batch)
         session.flush()
         _upsert(session, [{**{k: r.get(k) for k in ("code", *RISK_FIELDS)},
-                           "import_id": batch.id, "updated_at": now} for r in rows])
+                           "import_id": batch.id, "updated_at": now} for r in rows], given)
         session.add(AuditEvent(
             at=now, actor=actor, action="risks_imported",
             detail={"import": batch.id, "file": filename, "sha256": digest, "rows": len(rows),

@@ -114,11 +114,12 @@ def test_a_real_deadlock_is_retried_to_a_201(
     first_try: set[int] = set()
     tries: list[int] = []
 
-    def file_order(session: Session, values: Sequence[dict[str, Any]]) -> None:
+    def file_order(session: Session, values: Sequence[dict[str, Any]],
+                   fields: Sequence[str] = ()) -> None:
         me = threading.get_ident()
         tries.append(me)
         if me in first_try:
-            real(session, values)
+            real(session, values, fields)
             return
         first_try.add(me)
         table = RiskPoint.__table__  # type: ignore[attr-defined]
@@ -143,7 +144,8 @@ def test_a_deadlock_that_keeps_coming_back_is_409_in_chinese(
 ) -> None:
     calls: list[int] = []
 
-    def deadlocked(session: Session, values: Sequence[dict[str, Any]]) -> None:
+    def deadlocked(session: Session, values: Sequence[dict[str, Any]],
+                   fields: Sequence[str] = ()) -> None:
         calls.append(1)
         raise OperationalError("INSERT INTO risk_point ...", {},
                                psycopg.errors.DeadlockDetected("deadlock detected"))
@@ -171,7 +173,8 @@ def test_a_unique_violation_is_409_naming_the_code(
             "location": None, "level": "低", "controls": None, "responsible": None,
             "import_id": None, "updated_at": rt.clock.now()}])
 
-    def plain_insert(session: Session, values: Sequence[dict[str, Any]]) -> None:
+    def plain_insert(session: Session, values: Sequence[dict[str, Any]],
+                     fields: Sequence[str] = ()) -> None:
         session.execute(insert(RiskPoint.__table__), list(values))  # type: ignore[arg-type]
 
     monkeypatch.setattr(risk_import, "_upsert", plain_insert)

@@ -1062,3 +1062,16 @@ def test_an_upload_no_batch_names_is_removed_at_start_once_it_is_old(rt: Runtime
     os.utime(old, (hour_ago, hour_ago))
     assert hazard_import.resume_imports(rt) == 0
     assert not old.exists() and fresh.exists()
+
+
+def test_a_risk_file_without_some_columns_leaves_those_fields_as_stored(rt: Runtime) -> None:
+    import_risks(rt, data=csv_bytes("FX-1,c1,加油站,消防,一号路,重大,专人巡查,张三",
+                                    header=RISK_HEADER), filename="全.csv", actor="d1-admin")
+    result = import_risks(rt, data=csv_bytes("FX-1,c1,加油站,较大",
+                                             header="风险点编号,单位编号,风险点名称,风险等级"),
+                          filename="等级.csv", actor="d1-admin")
+    assert result.updated == 1
+    with read_session(rt.db) as session:
+        point = session.exec(select(RiskPoint)).one()
+    assert (point.level, point.category, point.location, point.controls, point.responsible) == (
+        "较大", "消防", "一号路", "专人巡查", "张三")
