@@ -22,6 +22,7 @@ from factories import (  # noqa: E402
     SMALL_ORG,
     make_runtime,
 )
+from object_server import ObjectServer  # noqa: E402
 from pg_server import PostgresServer  # noqa: E402
 
 from flows.runtime import Runtime  # noqa: E402
@@ -80,3 +81,22 @@ def pg_url(pg: PostgresServer) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     yield pg.create_database(name)
     pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_rt(pg_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+    """As `rt` (the engine's test playbooks, the small org), on that PostgreSQL database."""
+    rt = make_runtime(tmp_path / "pg", clock=clock, db_url=pg_url)
+    assert rt.db.dialect.name == "postgresql"
+    yield rt
+    rt.db.dispose()
+
+
+@pytest.fixture
+def object_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ObjectServer]:
+    """An object store on loopback (tests/object_server.py). urllib honours *_proxy variables:
+    a CI proxy must not stand between the store client and loopback."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with ObjectServer() as server:
+        yield server

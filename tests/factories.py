@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import shutil
 import struct
+import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import select
 
 from flows.loader import LoadContext, load_playbook_text
@@ -14,6 +18,7 @@ from flows.runtime import Runtime, build_runtime
 from models.clock import Clock
 from models.db import read_session
 from models.errors import PlaybookInvalid
+from models.hazard import Hazard
 from models.queries import run_detail
 from models.run import Run
 from models.settings import Settings
@@ -118,3 +123,52 @@ def step_row(rt: Runtime, run_id: int, key: str) -> StepInstance:
     with read_session(rt.db) as session:
         return session.exec(select(StepInstance).where(
             StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
+
+
+def race(*calls: Callable[[], object], timeout: float = 120) -> list[object]:
+    """Run the calls in threads released at the same instant; results (or the exceptions they
+    raised) in call order, for the caller to judge."""
+    barrier = threading.Barrier(len(calls))
+    results: list[object] = [None] * len(calls)
+
+    def worker(i: int, call: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as exc:  # collected and asserted on by the caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return results
+
+
+def seed_hazards(rt: Runtime, hazards: list[dict[str, Any]], *, playbook_id: str,
+                 first_id: int = 1000) -> None:
+    """Register rows (and their runs) written straight into the database, for volume and
+    dates: `unit` plus any Hazard field (`street` defaults to the small org's street of the
+    unit); the run starts when the hazard was found."""
+    streets = {"c1": "s1", "c2": "s1", "s1": "s1", "s2": "s2"}
+    now = rt.clock.now()
+    runs, rows = [], []
+    for i, h in enumerate(hazards, start=first_id):
+        h = dict(h)
+        unit = h.pop("unit")
+        street = h.pop("street", streets.get(unit))
+        runs.append({"id": i, "playbook_id": playbook_id, "playbook_version": 1,
+                     "playbook_sha": "0" * 64, "title": f"隐患{i}", "unit_id": unit,
+                     "status": "running", "params": {}, "started_by": "d1-commander",
+                     "started_at": h.get("found_at", now), "segments": 0})
+        rows.append({"run_id": i, "code": f"YH{i:06d}", "playbook_id": playbook_id,
+                     "unit_id": unit, "street_id": street, "source": "检查发现",
+                     "grade": "一般", "category": None, "location": f"测试地点{i}",
+                     "description": None, "enterprise": None, "found_at": now,
+                     "found_by": None, "due_at": None, "original_due_at": None,
+                     "status": "整改中", "closed_at": None, "plan": {},
+                     "campaign_run_id": None, "import_id": None, "updated_at": now, **h})
+    with rt.db.begin() as conn:
+        conn.execute(insert(Run.__table__), runs)  # type: ignore[arg-type]
+        conn.execute(insert(Hazard.__table__), rows)  # type: ignore[arg-type]

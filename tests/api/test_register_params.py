@@ -13,15 +13,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import pytest
+from factories import seed_hazards
 from fastapi import Depends, FastAPI, Query
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
 
 from api.deps import single_query_values
 from api.errors import install
 from flows.runtime import Runtime
-from models.hazard import Hazard
-from models.run import Run
 
 Auth = Any
 Json = dict[str, Any]
@@ -31,28 +29,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def seed(rt: Runtime, hazards: list[Json], first_id: int = 1000) -> None:
-    """Register rows (and their runs) written straight into the database."""
-    now = rt.clock.now()
-    runs, rows = [], []
-    for i, h in enumerate(hazards, start=first_id):
-        h = dict(h)
-        unit = h.pop("unit")
-        street = h.pop("street", "s1" if unit in ("c1", "c2", "s1") else None)
-        runs.append({"id": i, "playbook_id": "register-demo", "playbook_version": 1,
-                     "playbook_sha": "0" * 64, "title": f"隐患{i}", "unit_id": unit,
-                     "status": "running", "params": {}, "started_by": "d1-commander",
-                     "started_at": now, "segments": 0})
-        rows.append({"run_id": i, "code": f"YH{i:06d}", "playbook_id": "register-demo",
-                     "unit_id": unit, "street_id": street, "source": "检查发现",
-                     "grade": "一般", "category": None, "location": f"测试地点{i}",
-                     "description": None, "enterprise": None, "found_at": now,
-                     "found_by": None, "due_at": None, "original_due_at": None,
-                     "status": "整改中", "closed_at": None, "plan": {},
-                     "campaign_run_id": None, "import_id": None, "updated_at": now, **h})
-    with rt.db.begin() as conn:
-        conn.execute(insert(Run.__table__), runs)  # type: ignore[arg-type]
-        conn.execute(insert(Hazard.__table__), rows)  # type: ignore[arg-type]
-
+    seed_hazards(rt, hazards, playbook_id="register-demo", first_id=first_id)
 
 def read_csv(r: Any) -> list[list[str]]:
     assert r.status_code == 200, r.text

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import openpyxl
 import pytest
-from factories import ENGINE_PLAYBOOKS, SMALL_ORG
+from factories import ENGINE_PLAYBOOKS, SMALL_ORG, seed_hazards
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
@@ -27,8 +27,7 @@ from flows.ranking import monthly_ranking
 from flows.runtime import Runtime
 from models.clock import ManualClock
 from models.db import read_session
-from models.hazard import Hazard, RiskPoint
-from models.run import Run
+from models.hazard import RiskPoint
 
 Json = dict[str, Any]
 Auth = Callable[[str], dict[str, str]]
@@ -132,28 +131,7 @@ def codes(p: Json) -> list[str]:
 
 
 def seed(rt: Runtime, hazards: list[Json], first_id: int = 1000) -> None:
-    """Register rows (and their runs) written directly: `unit` plus any Hazard field."""
-    street = {"c1": "s1", "c2": "s1", "s1": "s1", "s2": "s2", "d1": None}
-    now = rt.clock.now()
-    runs, rows = [], []
-    for i, h in enumerate(hazards, start=first_id):
-        h = dict(h)
-        unit = h.pop("unit")
-        runs.append({"id": i, "playbook_id": "hazard-mini", "playbook_version": 1,
-                     "playbook_sha": "0" * 64, "title": f"隐患{i}", "unit_id": unit,
-                     "status": "running", "params": {}, "started_by": "d1-commander",
-                     "started_at": h.get("found_at", now), "segments": 0})
-        rows.append({"run_id": i, "code": f"YH{i:06d}", "playbook_id": "hazard-mini",
-                     "unit_id": unit, "street_id": street[unit], "source": "检查发现",
-                     "grade": "一般", "category": None, "location": f"测试地点{i}",
-                     "description": None, "enterprise": None, "found_at": now,
-                     "found_by": None, "due_at": None, "original_due_at": None,
-                     "status": "整改中", "closed_at": None, "plan": {},
-                     "campaign_run_id": None, "import_id": None, "updated_at": now, **h})
-    with rt.db.begin() as conn:
-        conn.execute(insert(Run.__table__), runs)  # type: ignore[arg-type]
-        conn.execute(insert(Hazard.__table__), rows)  # type: ignore[arg-type]
-
+    seed_hazards(rt, hazards, playbook_id="hazard-mini", first_id=first_id)
 
 def read_csv(r: httpx.Response) -> list[list[str]]:
     assert r.status_code == 200, r.text

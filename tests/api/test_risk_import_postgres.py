@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from factories import make_runtime
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
@@ -25,7 +23,6 @@ from sqlmodel import Session
 from api.main import create_app
 from flows import risk_import
 from flows.runtime import Runtime
-from models.clock import ManualClock
 from models.db import read_session
 from models.hazard import RiskPoint
 
@@ -36,11 +33,8 @@ ADMIN = "d1-admin"
 
 
 @pytest.fixture
-def rt(pg_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path / "pg", clock=clock, db_url=pg_url)
-    assert rt.db.dialect.name == "postgresql"
-    yield rt
-    rt.db.dispose()
+def rt(pg_rt: Runtime) -> Runtime:
+    return pg_rt
 
 
 @pytest.fixture

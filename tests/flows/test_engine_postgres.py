@@ -6,13 +6,12 @@ path must not go untested silently."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from factories import make_runtime, png_bytes
+from factories import make_runtime, png_bytes, race
 from factories import step_row as one
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -85,26 +84,6 @@ def fired(rt: Runtime, run_id: int | None = None) -> list[tuple[int, str, int, i
 
 def photo(rt: Runtime, who: str) -> str:
     return store_evidence(rt, data=png_bytes(), filename="site.png", uploaded_by=who).id
-
-
-def race(*calls: Callable[[], object]) -> list[object]:
-    """Run the calls in threads released at the same instant; results (or exceptions) in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def worker(i: int, call: Callable[[], object]) -> None:
-        barrier.wait()
-        try:
-            results[i] = call()
-        except Exception as exc:  # collected and asserted on by the caller
-            results[i] = exc
-
-    threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
 
 
 # --- a whole run -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -47,18 +47,6 @@ steps:
     due: 1d
     evidence: {photos: 2}
 """
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[ObjectServer]:
-    with ObjectServer() as s:
-        yield s
 
 
 @pytest.fixture
@@ -187,20 +175,20 @@ def test_directory_store_put_checks_an_existing_key(tmp_path: Path) -> None:
 
 
 def test_http_store_put_rewrites_a_swapped_object(
-    make_rt: Callable[..., Runtime], server: ObjectServer
+    make_rt: Callable[..., Runtime], object_server: ObjectServer
 ) -> None:
-    rt = make_rt(settings={"evidence_url": server.url()})
+    rt = make_rt(settings={"evidence_url": object_server.url()})
     first = store_evidence(rt, data=png_bytes(), filename="a.png", uploaded_by="c1-grid")
-    [key] = server.objects
-    server.objects[key] = png_bytes(9, 9)
+    [key] = object_server.objects
+    object_server.objects[key] = png_bytes(9, 9)
     with pytest.raises(EvidenceDamaged):
         read_evidence(first, rt)
     store_evidence(rt, data=png_bytes(), filename="b.png", uploaded_by="c1-grid")
-    assert server.objects[key] == png_bytes()
-    assert server.methods()[-3:] == ["HEAD", "GET", "PUT"]
+    assert object_server.objects[key] == png_bytes()
+    assert object_server.methods()[-3:] == ["HEAD", "GET", "PUT"]
     assert read_evidence(first, rt) == png_bytes()
-    HttpStore(server.url()).put(content_key(first.sha256), png_bytes())
-    assert server.methods()[-2:] == ["HEAD", "GET"]  # intact: no PUT
+    HttpStore(object_server.url()).put(content_key(first.sha256), png_bytes())
+    assert object_server.methods()[-2:] == ["HEAD", "GET"]  # intact: no PUT
 
 
 # --- file names --------------------------------------------------------------------------------

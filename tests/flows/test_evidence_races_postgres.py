@@ -7,12 +7,10 @@ Fails (not skips) when the server binaries are missing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import make_runtime, png_bytes
+from factories import png_bytes, race
 from factories import step_row as one
 from sqlmodel import select
 
@@ -20,7 +18,6 @@ from flows import lifecycle, tasks
 from flows.evidence import store_evidence
 from flows.runtime import Runtime
 from models.audit import AuditEvent
-from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Evidence
 from models.errors import InvalidInput
@@ -30,11 +27,8 @@ HOLD = 3.0  # seconds a thread waits at the barrier for the other (which may be 
 
 
 @pytest.fixture
-def prt(pg_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path / "pg", clock=clock, db_url=pg_url)
-    assert rt.db.dialect.name == "postgresql"
-    yield rt
-    rt.db.dispose()
+def prt(pg_rt: Runtime) -> Runtime:
+    return pg_rt
 
 
 def receive_task(rt: Runtime) -> int:
@@ -59,25 +53,6 @@ def held_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
         real(*args, **kwargs)
 
     monkeypatch.setattr(tasks, "transition", held)
-
-
-def race(*calls: Callable[[], object]) -> list[object]:
-    start = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def worker(i: int, call: Callable[[], object]) -> None:
-        start.wait()
-        try:
-            results[i] = call()
-        except Exception as exc:  # collected and asserted on below
-            results[i] = exc
-
-    threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
 
 
 def step(rt: Runtime, step_id: int) -> StepInstance:
