@@ -15,6 +15,7 @@ from flows.spec import Playbook
 from models.documents import PlaybookVersion
 from models.errors import NotFound, SourceError
 from models.org import OrgChart
+from models.writes import insert_ignoring_duplicates
 
 
 def load_context(playbooks_dir: Path, org: OrgChart) -> LoadContext:
@@ -52,18 +53,16 @@ class Catalog:
             raise NotFound("playbook", playbook_id) from None
 
     def pin(self, session: Session, playbook: Playbook, now: datetime) -> None:
-        """Make sure the compiled playbook is stored before a run refers to it."""
+        """Make sure the compiled playbook is stored before a run refers to it. Two first
+        runs of a new version at once (PostgreSQL) both get here: the insert skips the row the
+        other wrote, instead of one of them failing on the key."""
         if session.get(PlaybookVersion, playbook.sha256) is None:
-            session.add(
-                PlaybookVersion(
-                    sha256=playbook.sha256,
-                    playbook_id=playbook.id,
-                    version=playbook.version,
-                    compiled=playbook.model_dump(mode="json", by_alias=True),
-                    first_used_at=now,
-                )
-            )
-            session.flush()
+            insert_ignoring_duplicates(session, PlaybookVersion, [{
+                "sha256": playbook.sha256, "playbook_id": playbook.id,
+                "version": playbook.version,
+                "compiled": playbook.model_dump(mode="json", by_alias=True),
+                "first_used_at": now,
+            }])
 
     def pinned(self, db: Engine | Session, sha256: str) -> Playbook:
         """The compiled playbook a run pinned, from memory or from the database."""

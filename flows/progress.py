@@ -76,22 +76,24 @@ def is_finished(statuses: list[str]) -> bool:
 
 def advance(
     session: Session, rt: Runtime, run: Run, playbook: Playbook, *, now: datetime,
-    deadline_passed: datetime | None = None,
+    deadline_passed: tuple[str, datetime] | None = None,
 ) -> Advance:
     """Materialise every step whose needs are finished (and whose stage has come). A step
     has no row until then: a run of 30 steps waiting on its first costs one row, not 30.
 
-    `deadline_passed`: this pass was caused by a deadline (a `wait` that elapsed at that
-    moment, seen by the sweeper a little later). The steps it makes ready count their `due`
-    from that deadline, not from when the sweeper saw it: a wait ending at Monday 24:00 makes
-    a "2wd" successor due at Wednesday 24:00, as the rules count, though the sweeper ran at
-    00:00:30 Tuesday (a day late otherwise), and sweeper lag or downtime never moves a
-    deadline. Ready times and events stay the real moment."""
+    `deadline_passed`: this pass was caused by a deadline (the `wait` step of that key, which
+    elapsed at that moment and was seen by the sweeper a little later). The steps it makes
+    ready count their `due` from when they could have started: the wait's end, or a later
+    finish of another of their needs; not from when the sweeper saw it. A wait ending at Monday
+    24:00 makes a "2wd" successor due at Wednesday 24:00, as the rules count, though the
+    sweeper ran at 00:00:30 Tuesday (a day late otherwise), and sweeper lag or downtime never
+    moves a deadline. Ready times and events stay the real moment."""
     result = Advance()
     lock_run(session, run)
     if run.status != run_status.RUNNING:
         return result
     state = step_state(session, run)
+    finished: dict[str, datetime] | None = None  # read only for a pass a deadline caused
     for spec in playbook.steps:
         if spec.id in state:
             continue
@@ -114,8 +116,13 @@ def advance(
                 state[spec.id] = [st.SKIPPED]
                 result.skipped += 1
                 continue
+        possible = None
+        if deadline_passed is not None:
+            if finished is None:
+                finished = _finish_times(session, run)
+            possible = _could_start(spec, finished, deadline_passed)
         instances = make_ready(session, rt, run, spec, items, now=now,
-                               deadline_passed=deadline_passed)
+                               deadline_passed=possible)
         state[spec.id] = [st.READY]
         result.became_ready += len(instances)
         if spec.action in AUTOMATIC_ACTIONS:
@@ -133,6 +140,26 @@ def advance(
     if playbook.register_ is not None:
         sync_entry(session, rt, run, playbook, now)
     return result
+
+
+def _finish_times(session: Session, run: Run) -> dict[str, datetime]:
+    """When each finished step of the run finished (its last instance)."""
+    rows = session.exec(
+        select(StepInstance.step_key, func.max(StepInstance.done_at))
+        .where(StepInstance.run_id == run.id, StepInstance.done_at.is_not(None))  # type: ignore[union-attr]
+        .group_by(StepInstance.step_key)
+    ).all()
+    return {key: done for key, done in rows if done is not None}
+
+
+def _could_start(spec: StepSpec, finished: dict[str, datetime],
+                 deadline_passed: tuple[str, datetime]) -> datetime:
+    """The moment a step made ready by an elapsed wait could have started: the latest finish
+    among its needs, the wait counted at its deadline (not when the sweeper saw it). A need
+    passed over (skipped) has no finish of its own and adds nothing."""
+    wait_key, ended = deadline_passed
+    times = [ended if need == wait_key else finished.get(need) for need in spec.needs]
+    return max([t for t in times if t is not None], default=ended)
 
 
 def lock_run(session: Session, run: Run) -> bool:

@@ -25,7 +25,7 @@ from flows.context import expression_context, run_view
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
-from flows.progress import AUTOMATIC_ACTIONS, advance
+from flows.progress import AUTOMATIC_ACTIONS, advance, lock_run
 from flows.recipients import notification_rows, resolve_targets
 from flows.render import RenderFailed
 from flows.runtime import Runtime
@@ -67,6 +67,9 @@ def execute_step(
     go out), and the next segment that reaches Prefect records it as a task run."""
     with session_scope(rt.db) as session:
         run = load_run(session, run_id)
+        # The run before its steps (progress.lock_run): a cancel that got in first is seen
+        # here (no notice served for a cancelled run), one that comes later waits for this.
+        lock_run(session, run)
         playbook = rt.catalog.pinned(session, run.playbook_sha)
         spec = playbook.step(step_key)
         instances = session.exec(

@@ -102,8 +102,10 @@ def sweep_once(rt: Runtime, *, holder: str | None = None, batch: int = 2000) -> 
             return report
     try:
         while True:
+            waits: list[int] = []
             with session_scope(rt.db) as session:
-                done = _sweep_batch(session, rt, now, batch, report)
+                done = _sweep_batch(session, rt, now, batch, report, waits)
+            _finish_waits(rt, waits, now, report)
             if done:
                 break
         with session_scope(rt.db) as session:
@@ -115,8 +117,14 @@ def sweep_once(rt: Runtime, *, holder: str | None = None, batch: int = 2000) -> 
 
 
 def _sweep_batch(
-    session: Session, rt: Runtime, now: datetime, batch: int, report: SweepReport
+    session: Session, rt: Runtime, now: datetime, batch: int, report: SweepReport,
+    waits: list[int],
 ) -> bool:
+    """One batch of due steps, in one transaction; the waits that elapsed are only collected
+    (`waits`): finishing one advances its run, which takes the run's lock, and this
+    transaction holds its steps' locks (PostgreSQL), while a cancel or a completion takes the
+    run's lock first and then its steps'. Each wait is finished after the batch, in a
+    transaction of its own that locks the run first (_finish_waits)."""
     query = (
         select(StepInstance, Run)
         .join(Run, Run.id == StepInstance.run_id)
@@ -133,7 +141,6 @@ def _sweep_batch(
     events: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     woken: dict[int, Run] = {}
-    waits: list[tuple[StepInstance, Run]] = []
     for step, run in rows:
         # A step's contributions are kept apart until it is through, so one step whose timers,
         # recipients or message fail (a broken pinned playbook, a unit gone from the org chart)
@@ -141,7 +148,7 @@ def _sweep_batch(
         mine = _Contribution()
         try:
             if _sweep_step(session, rt, step, run, now, mine):
-                waits.append((step, run))
+                waits.append(step.id or 0)
                 continue
         except Exception as exc:
             _park(step, run, now, exc, events, updates, report)
@@ -172,19 +179,6 @@ def _sweep_batch(
             {"run_id": rid, "reason": "timers", "created_at": now, "not_before": now,
              "attempts": 0} for rid in woken
         ])
-    for step, run in waits:
-        try:
-            with session.begin_nested():  # a wait is rare: a savepoint each is cheap
-                _finish_wait(session, rt, step, run, now)
-        except Exception as exc:
-            parked: list[dict[str, Any]] = []
-            failed: list[dict[str, Any]] = []
-            _park(step, run, now, exc, failed, parked, report)
-            insert_rows(session, AuditEvent, failed)
-            session.execute(update(StepInstance).where(StepInstance.id == step.id)
-                            .values(next_check_at=now + PARK))
-            continue
-        report.waits_finished += 1
     report.notifications += len(notes)
     return len(rows) < batch
 
@@ -283,12 +277,37 @@ def _unchanged(step: StepInstance) -> dict[str, Any]:
     }
 
 
-def _finish_wait(session: Session, rt: Runtime, step: StepInstance, run: Run,
-                 now: datetime) -> None:
-    if lock_run(session, run):  # run before steps (progress.lock_run); then as they are now
+def _finish_waits(rt: Runtime, step_ids: list[int], now: datetime, report: SweepReport) -> None:
+    """The elapsed waits of a batch, each in its own transaction: the run locked first, then
+    the step read as it is now (a cancel may have come in between); one that fails is parked
+    like any step whose timers fail."""
+    for step_id in step_ids:
+        try:
+            with session_scope(rt.db) as session:
+                if _finish_wait(session, rt, step_id, now):
+                    report.waits_finished += 1
+        except Exception as exc:
+            with session_scope(rt.db) as session:
+                step = session.get(StepInstance, step_id)
+                run = session.get(Run, step.run_id) if step is not None else None
+                if step is None or run is None:
+                    continue
+                failed: list[dict[str, Any]] = []
+                _park(step, run, now, exc, failed, [], report)
+                insert_rows(session, AuditEvent, failed)
+                session.execute(update(StepInstance).where(StepInstance.id == step_id)
+                                .values(next_check_at=now + PARK))
+
+
+def _finish_wait(session: Session, rt: Runtime, step_id: int, now: datetime) -> bool:
+    step = session.get(StepInstance, step_id)
+    run = session.get(Run, step.run_id) if step is not None else None
+    if step is None or run is None:
+        return False
+    if lock_run(session, run):  # run before steps (progress.lock_run); then as it is now
         session.refresh(step)
-        if run.status != rs.RUNNING or step.status != st.READY:
-            return  # cancelled (or finished) while this sweep was reading
+    if run.status != rs.RUNNING or step.status != st.READY or step.next_check_at is None:
+        return False  # cancelled (or finished) since the batch read it
     step.status = st.DONE
     step.done_at = now
     step.next_check_at = None
@@ -297,8 +316,9 @@ def _finish_wait(session: Session, rt: Runtime, step: StepInstance, run: Run,
     add_event(session, at=now, actor=SYSTEM, action="done", run_id=run.id, step_id=step.id,
               from_state=st.READY, to_state=st.DONE, detail={"wait": "elapsed"})
     advance(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now=now,
-            deadline_passed=step.due_at)
+            deadline_passed=(step.step_key, step.due_at or now))
     wake(session, run, "wait_done", now=now)
+    return True
 
 
 def _recipients(rt: Runtime, step: StepInstance, firing: Firing) -> tuple[list[str], list[str]]:

@@ -131,6 +131,13 @@ def test_cancel_and_stage_on_postgres(prt: Runtime) -> None:
 
 # --- races -------------------------------------------------------------------------------------
 
+def test_first_runs_of_a_playbook_started_at_once_all_start_on_postgres(prt: Runtime) -> None:
+    results = race(*[lambda: start_quick(prt) for _ in range(4)])
+    assert all(isinstance(r, int) for r in results), results
+    with read_session(prt.db) as session:
+        assert len(session.exec(select(Run)).all()) == 4
+
+
 @pytest.mark.parametrize("attempt", range(3))
 def test_double_completion_gives_one_success_one_conflict_on_postgres(
     prt: Runtime, attempt: int
@@ -194,6 +201,40 @@ def test_a_cancel_racing_a_verification_leaves_no_open_step_on_postgres(prt: Run
         assert open_steps == [], (results, open_steps)
 
 
+def test_an_automatic_step_of_a_run_cancelled_meanwhile_sends_nothing_on_postgres(
+    prt: Runtime
+) -> None:
+    """The segment runner takes the run's lock before it reads the ready steps: a cancel that
+    holds the run (not yet committed) makes it wait, and then it finds nothing to send."""
+    import threading
+
+    from flows.segments import execute_step
+
+    run_id = start_quick(prt)
+    tasks.complete(prt, step_id=one(prt, run_id, "receive").id or 0, actor="s1-duty")
+    inspect_id = one(prt, run_id, "inspect").id or 0
+    tasks.complete(prt, step_id=inspect_id, actor="c1-grid", note="ok",
+                   evidence=[photo(prt, "c1-grid")])
+    tasks.verify(prt, step_id=inspect_id, actor="s1-insp1", approve=True)
+    assert one(prt, run_id, "report").status == "ready"  # a notify step, not yet executed
+    outcome: list[object] = []
+    with session_scope(prt.db) as session:
+        lifecycle.cancel_run(prt, run_id=run_id, actor="s1-commander", reason="误报",
+                             session=session)
+        session.flush()
+        runner = threading.Thread(target=lambda: outcome.append(
+            execute_step(prt, run_id, "report")))
+        runner.start()
+        runner.join(timeout=2)
+        assert runner.is_alive()  # waiting for the cancel's lock on the run
+    runner.join(timeout=60)
+    assert one(prt, run_id, "report").status == "cancelled"
+    with read_session(prt.db) as session:
+        sent = session.exec(select(Notification).where(Notification.run_id == run_id,
+                                                       Notification.kind == "notify")).all()
+    assert sent == [] and outcome and not isinstance(outcome[0], Exception)
+
+
 # --- the sweeper ---------------------------------------------------------------------------------
 
 def test_ladder_fires_in_order_then_repeats_on_postgres(prt: Runtime, clock: ManualClock) -> None:
@@ -239,6 +280,47 @@ def test_missed_escalations_fire_once_late_after_a_restart_on_postgres(
     # The restarted server finishes the run on the playbook version it pinned.
     tasks.complete(after, step_id=step_id, actor="s1-duty")
     assert one(after, run_id, "inspect").status == "ready"
+
+
+def test_a_cancel_while_the_sweeper_finishes_a_wait_neither_deadlocks_on_postgres(
+    prt: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweeper has read an elapsed wait (its batch holds the step) when the commander
+    cancels the run (the run first, then its steps): the batch lets go of its steps before
+    the wait is finished in a transaction that takes the run first, so both go through."""
+    import threading
+    import time
+
+    from flows import sweeper
+
+    run_id = lifecycle.start_run(prt, playbook_id="branching", unit_id="c1", params={},
+                                 actor="s1-commander").id or 0
+    tasks.complete(prt, step_id=one(prt, run_id, "start").id or 0, actor="s1-duty")
+    tasks.complete(prt, step_id=one(prt, run_id, "after-major").id or 0, actor="s1-duty")
+    clock.advance(timedelta(minutes=61))
+    read_it, cancelling = threading.Event(), threading.Event()
+    real = sweeper._sweep_step
+
+    def slow(*args: object, **kwargs: object) -> bool:
+        elapsed = real(*args, **kwargs)  # type: ignore[arg-type]
+        if elapsed:
+            read_it.set()
+            cancelling.wait(timeout=10)
+            time.sleep(0.5)  # the cancel has the run and reaches for the steps
+        return elapsed
+
+    monkeypatch.setattr(sweeper, "_sweep_step", slow)
+
+    def cancel() -> object:
+        read_it.wait(timeout=10)
+        cancelling.set()
+        return lifecycle.cancel_run(prt, run_id=run_id, actor="s1-commander", reason="演练结束")
+
+    report, cancelled = race(lambda: sweep_once(prt), cancel)
+    assert isinstance(report, SweepReport) and report.failed == 0, report
+    assert not isinstance(cancelled, Exception), cancelled
+    assert run_status(prt, run_id) == "cancelled"
+    assert one(prt, run_id, "wait-a-bit").status == "cancelled"
 
 
 def test_two_sweepers_racing_fire_each_escalation_once_on_postgres(

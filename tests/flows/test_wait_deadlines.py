@@ -78,3 +78,46 @@ def test_sweeper_lag_and_downtime_do_not_move_the_next_deadline(
     filed = step_row(rt, run_id, "file")
     assert filed.ready_at == ended + timedelta(minutes=7)
     assert filed.due_at == ended + timedelta(minutes=30)
+
+
+WITH_PREP = """\
+id: hold-and-prepare
+version: 1
+title: 等待并准备
+kind: response
+params:
+  location: {type: string, required: true, title: 地点}
+steps:
+  - id: hold
+    title: 观察期
+    action: wait
+    due: 10m
+  - id: prep
+    title: 准备材料
+    role: duty_officer
+  - id: file
+    title: 备案
+    role: duty_officer
+    needs: [hold, prep]
+    due: 30m
+"""
+
+
+def test_a_step_also_waiting_for_later_work_counts_from_that_work(
+    make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock
+) -> None:
+    from flows import tasks
+
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    (books / "hold-and-prepare.yaml").write_text(WITH_PREP, encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    started = clock.now()
+    run = lifecycle.start_run(rt, playbook_id="hold-and-prepare", unit_id="c1",
+                              params={"location": "x"}, actor="s1-commander")
+    clock.set(started + timedelta(minutes=20))  # the wait ended at 10 min; nobody swept yet
+    tasks.complete(rt, step_id=step_row(rt, run.id or 0, "prep").id or 0, actor="s1-duty")
+    clock.set(started + timedelta(minutes=25))
+    sweep_once(rt)
+    # It could start when the materials were ready (20 min), not when the wait ended.
+    assert step_row(rt, run.id or 0, "file").due_at == started + timedelta(minutes=50)
