@@ -22,6 +22,7 @@ from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
 from flows.spec import StepSpec
+from models import run as run_status
 from models import task as st
 from models.db import read_session, session_scope
 from models.documents import Evidence
@@ -214,7 +215,9 @@ def _check_evidence(
     # The same picture uploaded twice is two ids but one photo: it does not meet a two-photo
     # minimum, nor does a photo of another incident (on a step of another run: last month's
     # rectification) prove this one. Within one run the same picture may document two steps
-    # (the scene as found, and again in the report).
+    # (the scene as found, and again in the report); a run cancelled (registered in error,
+    # started at the wrong unit) proves nothing, so its photos may serve the run that
+    # replaces it.
     first: dict[str, str] = {}
     for row in rows:
         if row.sha256 in first:
@@ -227,7 +230,9 @@ def _check_evidence(
     if elsewhere:
         steps = session.exec(
             select(StepInstance.id, StepInstance.run_id)
-            .where(StepInstance.id.in_(list(elsewhere)))  # type: ignore[union-attr]
+            .join(Run, Run.id == StepInstance.run_id)
+            .where(StepInstance.id.in_(list(elsewhere)),  # type: ignore[union-attr]
+                   Run.status != run_status.CANCELLED)
         ).all()
         other = sorted(sid for sid, run_id in steps if run_id != step.run_id)
         if other:

@@ -30,11 +30,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
+from sqlmodel import select
 
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.schemas import Page
 from flows import exports, registers
-from flows.access import can_read_unit, listing_units, readable_units, require_right
+from flows.access import can_act_on, can_read_unit, listing_units, readable_units, require_right
 from flows.ranking import LEVELS, RankingRow, monthly_ranking, ranked_units
 from flows.runtime import Runtime
 from flows.spec import Playbook
@@ -55,6 +56,7 @@ from models.register_queries import (
     list_hazards,
     list_risks,
 )
+from models.task import StepInstance
 
 router = APIRouter(tags=["registers"])
 
@@ -441,10 +443,20 @@ def read_hazard(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> HazardP
             raise Forbidden(f"无权查看该隐患（所属单位 {h.unit_id} 已不在组织架构中，仅区级可查看）"
                             f" / hazard belongs to unit '{h.unit_id}', no longer in the org "
                             "chart: only the whole district's readers may open it")
-    elif not can_read_unit(rt.org, person, h.unit_id, above=False):
+    elif not (can_read_unit(rt.org, person, h.unit_id, above=False)
+              or _works_on(rt, person, run_id)):
         raise Forbidden(f"无权查看该隐患（属于 {h.unit_id}）/ hazard belongs to unit "
                         f"'{h.unit_id}', outside your units")
     return hazard_view(rt, h, rt.clock.now())
+
+
+def _works_on(rt: Runtime, person: str, run_id: int) -> bool:
+    """Whoever a task of the hazard is given to (reassigned from another unit: a street-level
+    hazard's rectification handed to a community's safety officer) reads its entry, as they
+    read its run and the task."""
+    with read_session(rt.db) as session:
+        steps = session.exec(select(StepInstance).where(StepInstance.run_id == run_id)).all()
+    return any(can_act_on(rt.org, person, step) for step in steps)
 
 
 # -- 整改清单 ------------------------------------------------------------

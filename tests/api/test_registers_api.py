@@ -731,3 +731,16 @@ def test_a_unit_filter_outside_ones_units_is_403_not_an_empty_list(
     r = client.get("/api/runs", params={"unit": "c2"}, headers=auth("c1-grid"))
     assert r.status_code == 403, r.text
     assert page(client, auth, "/api/hazards", "s1-insp1", unit="c2")["count"] == 1
+
+
+def test_whoever_a_hazards_task_is_handed_to_reads_its_entry(
+    client: TestClient, auth: Auth
+) -> None:
+    street = report(client, auth, unit="s1", code="S1-2")  # the street's own hazard
+    assert get(client, auth, f"/api/hazards/{street['id']}", "c1-grid").status_code == 403
+    task = open_task(client, auth, street["id"], "plan")
+    r = client.post(f"/api/tasks/{task}/reassign", json={"person": "c1-grid"},
+                    headers=auth("s1-commander"))
+    assert r.status_code == 200, r.text
+    assert page(client, auth, f"/api/hazards/{street['id']}", "c1-grid")["code"] == "S1-2"
+    assert get(client, auth, f"/api/hazards/{street['id']}", "c2-grid").status_code == 403

@@ -123,6 +123,17 @@ def test_a_picture_that_proved_a_task_of_another_run_does_not_prove_this_one(
                           evidence=[fresh]).status == "done"
 
 
+def test_a_picture_of_a_cancelled_run_may_prove_the_run_that_replaces_it(rt: Runtime) -> None:
+    wrong = start(rt)  # registered in error, then cancelled
+    used, copy = upload(rt, "s1-duty"), upload(rt, "s1-duty")
+    tasks.complete(rt, step_id=step_of(rt, wrong, "receive").id or 0, actor="s1-duty",
+                   evidence=[used])
+    lifecycle.cancel_run(rt, run_id=wrong, actor="s1-commander", reason="单位登记错误，重新登记")
+    again = step_of(rt, start(rt), "receive")
+    assert tasks.complete(rt, step_id=again.id or 0, actor="s1-duty",
+                          evidence=[copy]).status == "done"
+
+
 # --- damaged stored files --------------------------------------------------------------------
 
 def test_completion_refuses_a_file_damaged_on_disk_and_a_reupload_repairs_it(
