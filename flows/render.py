@@ -4,8 +4,9 @@ at render time instead of sending a report with a blank where the casualties sho
 
 Documents are Markdown, and what people typed (params, outputs, notes, reasons) is printed
 into them: every text of the context goes in as one line (line breaks become spaces), with
-`|` as the full-width ｜ and a leading # > ` as full-width too, so a typed value cannot open a
-section, a table row or a block of an official form (a forged "## 三、复查意见 … 复查人：局长"
+`|` as the full-width ｜ and what would open a block at its start (a heading's "# ", a quote's
+">", a code fence) full-width too, so a typed value cannot open a section, a table row or a
+block of an official form (a forged "## 三、复查意见 … 复查人：局长"
 in a closure form). The templates' own Markdown is untouched."""
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ class Renderer:
 
 
 _BREAKS = re.compile(r"\s*[\r\n\u2028\u2029]+\s*")
-_LEADING = str.maketrans({"#": "＃", ">": "＞", "`": "｀"})
-_MARKS = frozenset("\r\n\u2028\u2029|#>`")
+# What opens a block at the start of a line: a heading (# to ###### and a space), a quote, a
+# code fence. "#3楼" or "3#楼" opens nothing and is printed as written.
+_OPENS = re.compile(r"^(\s*)(#{1,6}(?=\s|$)|>|`{3,}|~{3,})")
+_LEADING = str.maketrans({"#": "＃", ">": "＞", "`": "｀", "~": "～"})
+_MARKS = frozenset("\r\n\u2028\u2029|#>`~")
 
 
 def on_paper(value: Any) -> Any:
@@ -91,9 +95,7 @@ def on_paper(value: Any) -> Any:
         if _MARKS.isdisjoint(value):
             return value
         text = _BREAKS.sub(" ", value).replace("|", "｜")
-        body = text.lstrip()
-        head = len(body) - len(body.lstrip("#>`"))
-        return text[:len(text) - len(body)] + body[:head].translate(_LEADING) + body[head:]
+        return _OPENS.sub(lambda m: m[1] + m[2].translate(_LEADING), text, count=1)
     if isinstance(value, dict):
         return {k: on_paper(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
