@@ -60,7 +60,7 @@ from flows.bulk_insert import BulkInsert, RowWriter, memoised, table_of, unchang
 from flows.bulk_plan import Decider, NewRun, Outcome, Plan, RunStub, make_plan, run_title
 from flows.lifecycle import start_run
 from flows.recipients import notification_rows
-from flows.registers import entry_row, known_deadline
+from flows.registers import codes_in_the_way, entry_row, known_deadline
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from models import run as rs
@@ -118,6 +118,7 @@ class _Rows:
         self.enc_detail = w.enc(AuditEvent, "detail")
         self.enc_skipped = w.enc(Run, "skipped")
         self.skipped_json: dict[int, Any] = {}  # id(outcome) -> its encoded `skipped` list
+        self.taken: set[str] = set()  # codes the numbering of this batch's ids must step around
         self.run = BulkInsert(w, Run, ("id", "title", "unit_id", "params", "skipped"), {
             "playbook_id": pb.id, "playbook_version": pb.version, "playbook_sha": pb.sha256,
             "status": rs.RUNNING, "stage": pb.stages[0] if pb.stages else None,
@@ -207,7 +208,7 @@ class _Rows:
                 [spec.id for spec in outcome.skipped])
         self.run.rows.append((run_id, title, unit, self.enc_params(new.params), skipped))
         if pb.register_ is not None:
-            entry = entry_row(self.rt, cast(Run, stub), pb, self.now)
+            entry = entry_row(self.rt, cast(Run, stub), pb, self.now, self.taken)
             entry["status"] = outcome.phase  # what sync_entry makes of the steps at start
             entry["due_at"] = outcome.due_at or self.known_due
             if self.hazard is None:
@@ -305,6 +306,10 @@ def _bulk(session: Session, rt: Runtime, w: RowWriter, plan: Plan, stub: RunStub
         decided.append(None if outcome.one_by_one else (outcome, failures))
     fast_count = sum(1 for d in decided if d is not None)
     ids = w.run_ids(fast_count)
+    if ids and playbook.register_ is not None:  # codes people typed that these ids would make
+        low, high = f"YH{ids[0]:08d}", f"YH{ids[-1]:08d}\uffff"
+        rows.taken = codes_in_the_way(session, ids[0], ids[-1]) | {
+            code for new in runs if low <= (code := str(new.params.get("code") or "")) <= high}
     run_ids: list[int] = [0] * len(runs)
     next_id = iter(ids)
     slow: list[int] = []

@@ -16,7 +16,8 @@ columns are ignored and reported back):
 - 单位编号 (unit), required unless 单位 is given: an org unit id (c1, liuhe).
 - 单位 (unit_name): an org unit name, resolved uniquely; must agree with 单位编号 if both.
 - 隐患来源 (source): 检查发现 / 群众举报 / 执法检查 / 事故调查 (default 检查发现).
-- 隐患等级 (grade; also 隐患级别): 一般 / 重大, also written 一般隐患 / 重大隐患 (default 一般).
+- 隐患等级 (grade; also 隐患级别): 一般 / 重大, also written 一般(事故)隐患 / 重大(事故)隐患
+  (default 一般).
 - 隐患类别 (category; also 隐患类型, 隐患分类): free text (消防安全, 用电安全, ...).
 - 隐患地点 (location), required: where the hazard is.
 - 隐患描述 (description), 涉及企业 (enterprise): free text.
@@ -143,10 +144,12 @@ def _params_template(specs: dict[str, Any], index: dict[str, int], found_type: s
 
 
 def _spelled_out(value: Any, exact: frozenset[str]) -> Any:
-    """A value as registers often write it in full: 重大隐患 for 重大, 一般隐患 for 一般."""
+    """A value as registers often write it in full: 重大隐患 or 重大事故隐患 (the rules' own
+    term) for 重大, 一般隐患 or 一般事故隐患 for 一般."""
     text = str(value).strip()
-    if text.endswith("隐患") and text[:-2] in exact:
-        return text[:-2]
+    for suffix in ("事故隐患", "隐患"):
+        if text.endswith(suffix) and text[:-len(suffix)] in exact:
+            return text[:-len(suffix)]
     return value
 
 

@@ -16,6 +16,7 @@ from flows.progress import advance, cancel_open_steps, lock_run, wake
 from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
 from flows.spec import Playbook
+from flows.tabular import ZERO_WIDTH
 from models import run as rs
 from models.audit import SYSTEM
 from models.db import session_scope
@@ -49,6 +50,7 @@ def start_run(
         require_right(rt.org, actor, "commander", unit_id)
     clean = validate_params(playbook, params)
     if playbook.register_ is not None:
+        tidy_code(clean)
         check_register_fits(clean)
         check_found_at(rt, playbook, clean)
     if session is None:
@@ -95,6 +97,20 @@ def check_register_fits(params: dict[str, Any]) -> None:
             raise InvalidInput(f"params.{name}",
                                f"过长：{len(value)} 个字符，台账最多 {width} 个 / too long: "
                                f"{len(value)} characters; the register holds at most {width}")
+
+
+def tidy_code(params: dict[str, Any]) -> None:
+    """A 隐患编号 as the import reads it (flows/tabular.py): without the spaces around it and the
+    zero-width characters copied along from a web page, so " E000005 " or "E000005\u200b" is
+    the stored E000005 (one code, one hazard) and not a second look-alike; nothing left means
+    no code (the register numbers it)."""
+    code = params.get("code")
+    if isinstance(code, str):
+        tidy = ZERO_WIDTH.sub("", code).strip()
+        if tidy:
+            params["code"] = tidy
+        else:
+            params.pop("code")
 
 
 def check_found_at(rt: Runtime, playbook: Playbook, params: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ and optionally `source`, `grade`, `category`, `description`, `enterprise`, `foun
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Any
@@ -58,13 +59,15 @@ def parse_time(value: Any, default: datetime, tz: tzinfo) -> datetime:
     return default
 
 
-def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime) -> dict[str, Any]:
+def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime,
+              taken: Container[str] = ()) -> dict[str, Any]:
     """The register row of a new run, as a dict (the bulk import writes many at once); its
-    deadline is the caller's (known_deadline, the same for every run started at one moment)."""
+    deadline is the caller's (known_deadline, the same for every run started at one moment).
+    A run given no code gets one made from its id, clear of the codes in `taken`."""
     p = run.params
     campaign = p.get("campaign")
     return {
-        "run_id": run.id, "code": p.get("code") or f"YH{run.id:08d}",
+        "run_id": run.id, "code": p.get("code") or generated_code(run.id or 0, taken),
         "playbook_id": playbook.id, "unit_id": run.unit_id,
         "street_id": street_of(rt, run.unit_id), "source": p.get("source") or DEFAULT_SOURCE,
         "grade": p.get("grade") or DEFAULT_GRADE, "category": p.get("category"),
@@ -75,6 +78,29 @@ def entry_row(rt: Runtime, run: Run, playbook: Playbook, now: datetime) -> dict[
         "plan": {}, "campaign_run_id": int(campaign) if campaign not in (None, "") else None,
         "due_at": None, "updated_at": now,
     }
+
+
+def generated_code(run_id: int, taken: Container[str] = ()) -> str:
+    """The register number of a hazard given no 隐患编号: YH and its run id (YH00000123), or,
+    when someone registered that very code by hand, the first of YH00000123-2, -3, ... that
+    is free: a code people typed never blocks the system's own numbering."""
+    code = base = f"YH{run_id:08d}"
+    n = 2
+    while code in taken:
+        code, n = f"{base}-{n}", n + 1
+    return code
+
+
+def codes_in_the_way(session: Session, first_id: int, last_id: int) -> set[str]:
+    """Stored or claimed codes that the numbering of run ids first_id..last_id would make
+    (YH + 8 digits, and its -n variants): a range read on the code indexes, almost always
+    empty."""
+    low, high = f"YH{first_id:08d}", f"YH{last_id:08d}\uffff"
+    found = set(session.exec(select(Hazard.code).where(
+        Hazard.code >= low, Hazard.code <= high)).all())  # type: ignore[operator]
+    found |= set(session.exec(select(CodeClaim.code).where(
+        CodeClaim.code >= low, CodeClaim.code <= high)).all())  # type: ignore[operator]
+    return found
 
 
 def known_deadline(rt: Runtime, started_at: datetime, playbook: Playbook) -> datetime | None:
@@ -92,7 +118,9 @@ def create_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,
                  now: datetime) -> None:
     if playbook.register_ is None:
         return
-    row = entry_row(rt, run, playbook, now)
+    given = bool(run.params.get("code"))
+    taken = () if given else codes_in_the_way(session, run.id or 0, run.id or 0)
+    row = entry_row(rt, run, playbook, now, taken)
     check_code_free(session, row["code"])
     row["due_at"] = known_deadline(rt, run.started_at, playbook)
     session.add(Hazard(**row))

@@ -10,9 +10,10 @@ and levels alone does not blank the stored 类别, 位置, 管控措施 and 责�
 
 责任人 is stored as a person id when it names one: a person's id as is, or a name that exactly
 one person of the org chart bears within the row's branch of the tree (the row's unit, the
-units below it and the units above it). The register's export writes the person's name, so
-an exported file imports back to the same ids. A name borne by no one there, or by several,
-stays free text, as written.
+units below it and the units above it), else in the whole chart. The register's export
+writes the person's name, so an exported file imports back to the same ids. A name borne by
+no one, or by several there (or, outside the branch, by several in the chart), stays free
+text, as written.
 
 The upsert takes its rows in code order, so two imports holding the same codes lock them in
 the same order; a transaction PostgreSQL still aborts as a deadlock or a serialization failure
@@ -102,9 +103,14 @@ class People:
         if text is None or unit_id is None or text in self.org.people:
             return text
         org = self.org
-        found = [pid for pid in self.by_name.get(text, ())
+        named = self.by_name.get(text, [])
+        found = [pid for pid in named
                  if org.is_within(org.people[pid].unit_id, unit_id)
                  or org.is_within(unit_id, org.people[pid].unit_id)]
+        if not found and len(named) == 1:
+            # One person in the whole district bears the name (a department's officer made
+            # responsible for a community's risk point, as the export wrote it): that one.
+            found = named
         return found[0] if len(found) == 1 else text
 
 

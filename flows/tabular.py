@@ -23,12 +23,15 @@ XLSX: read with openpyxl's read-only parser (values only, formulas as their last
 value): strings come stripped, numbers as int/float, dates and times as
 `datetime`/`date`/`time` (what Excel date cells are). The sheet read is a visible one (hidden
 and very hidden sheets, such as a 字典 of allowed values, are not read): of several, the one
-whose header matches the most known column names, else the active one (a sheet with data
-before an empty one); `Table.sheet` names it. Legacy .xls is not read: save as .xlsx. A file
-is taken for XLSX (or .xls) by its first bytes whatever its name says. Merged cells in the
-data area and formulas with no saved value are reported in `Table.problems` and their rows
-left out: both read as empty cells, not as what the sheet shows (a merged title above the
-header is not data).
+that is a register (a header of known column names with a row under it: not a notes sheet
+nor an empty template); of several registers, the active one when no other has more known
+columns, else the file is refused naming them (this month's list or last month's, the list or
+a visible 字典: the person must say, not the reader guess); with no register, the active
+sheet (its problems are reported); `Table.sheet` names it. Legacy .xls is not read: save
+as .xlsx. A file is taken for XLSX (or .xls) by its first bytes whatever its name says.
+Merged cells in the data area and formulas with no saved value are reported in
+`Table.problems` and their rows left out: both read as empty cells, not as what the sheet
+shows (a merged title above the header is not data).
 
 Every format: the zero-width characters U+200B, U+200C, U+200D, U+2060 and U+FEFF (a second
 byte order mark) are removed from every cell, header or not: invisible, they would make a
@@ -42,9 +45,10 @@ row above it (坪山区2026年11月隐患排查清单, merged or not) is skipped
 `known`, the first row that is not blank. Rows above the header are not read; rows entirely
 blank are dropped; row numbers are the file's own either way. A column whose header is blank
 but that has data: left of the last named column (a header cell forgotten, or merged over two
-columns) it is reported in `Table.problems` at the header row, as its data would be lost;
-right of it (notes beside the table) it is listed in `Table.unheaded`. Cells come back as
-Python values, `None` for empty; callers validate them.
+columns) it is reported in `Table.problems` at the header row, as its data would be lost,
+unless it holds only whole numbers (a 序号 column left unnamed); those and the ones right of
+the last named column (notes beside the table) are listed in `Table.unheaded`. Cells come
+back as Python values, `None` for empty; callers validate them.
 """
 
 from __future__ import annotations
@@ -191,16 +195,20 @@ def _check_headerless(table: Table, rows_may_be_longer: bool) -> None:
     if not inside and not rows_may_be_longer and last + 1 >= len(header):
         return  # every column named, and no row longer than the header
     first: dict[int, int] = {}  # position -> the first row with data there
+    counting = set(inside)  # blank-headed columns holding only whole numbers so far (序号)
     for number, cells in table.rows:
         for pos in inside:
-            if pos < len(cells) and cells[pos] is not None and pos not in first:
-                first[pos] = number
+            if pos < len(cells) and cells[pos] is not None:
+                if pos not in first:
+                    first[pos] = number
+                if pos in counting and not _whole_number(cells[pos]):
+                    counting.discard(pos)
         if len(cells) > last + 1:
             for pos in range(last + 1, len(cells)):
                 if cells[pos] is not None and pos not in first:
                     first[pos] = number
     for pos in sorted(first):
-        if pos > last:
+        if pos > last or pos in counting:  # notes beside the table; a 序号 left unnamed
             table.unheaded.append(pos)
             continue
         letter = get_column_letter(pos + 1)
@@ -211,6 +219,17 @@ def _check_headerless(table: Table, rows_may_be_longer: bool) -> None:
             f"column {pos + 1} ({letter}) has no header but has data from row {first[pos]}: "
             "give it a header or delete the column (a header cell merged over two columns "
             "does this too)"))
+
+
+def _whole_number(value: Any) -> bool:
+    """1, 2.0 or "3": what a row-number (序号) column holds."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, str) and value.strip().isdigit()
 
 
 # -- CSV ---------------------------------------------------------------------------------------
@@ -389,11 +408,12 @@ def _check_line_breaks(filename: str, table: Table, record: list[str], number: i
     mistake and closed by a quote some rows later gives: then its closing quote is followed by
     more of the cell (the quote that closed it opened a later cell), and its cell holds what
     plainly are further rows, or the cells after it are more than the header has (the closing
-    quote came mid-row). A well-formed record (`raw`, its text) is a correctly quoted cell,
-    whatever its lines hold."""
-    if _well_formed(raw, delimiter):
-        return
+    quote came mid-row). A well-formed record (`raw`, its text) as wide as the header is a
+    correctly quoted cell, whatever its lines hold; one that is short of cells may be a quote
+    opened by mistake and closed at the end of a later row (it swallowed the rows between)."""
     width = len(table.header)
+    if len(record) == width and _well_formed(raw, delimiter):
+        return
     extra = len(record) > width and any(c.strip() for c in record[width:])
     for pos, cell in enumerate(record):
         if ("\n" in cell or "\r" in cell) and (
@@ -496,7 +516,7 @@ class _Sheet:
     title: str | None = None
 
 
-def _choose_sheet(book: Any, known: Known | None) -> Any:
+def _choose_sheet(book: Any, known: Known | None, filename: str) -> Any:
     """The visible worksheet to read (see the module docstring), None when there is none."""
     visible = [ws for ws in book.worksheets
                if getattr(ws, "sheet_state", "visible") == "visible"]
@@ -504,7 +524,9 @@ def _choose_sheet(book: Any, known: Known | None) -> Any:
         return visible[0] if visible else None
     active = book.active
 
-    def score(index: int, ws: Any) -> tuple[int, bool, bool, int]:
+    def look(ws: Any) -> tuple[int, bool]:
+        """(known names in its header when it is a register, a header of known names with a
+        row below it, else 0; whether it has any non-blank row)"""
         rows = ws.iter_rows(values_only=True)
         try:  # the first rows only: closing the generator closes the sheet's XML
             head = []
@@ -512,13 +534,31 @@ def _choose_sheet(book: Any, known: Known | None) -> Any:
                 cells = [_xlsx_cell(v) for v in values]
                 if any(c is not None for c in cells):
                     head.append((number, cells))
-                    if len(head) >= HEADER_SEARCH_ROWS:
+                    if len(head) > HEADER_SEARCH_ROWS:  # one past, for a row under the header
                         break
         finally:
             rows.close()
-        return _find_header(head, known)[0], bool(head), ws is active, -index
+        best, found = _find_header(head, known)
+        register = found is not None and any(n > found for n, _ in head)
+        return (best if register else 0), bool(head)
 
-    return max(enumerate(visible), key=lambda item: score(*item))[1]
+    seen = {id(ws): look(ws) for ws in visible}
+    registers = [ws for ws in visible if seen[id(ws)][0]]
+    if len(registers) == 1:
+        return registers[0]
+    if registers:  # several: the open one if it is the fullest, else the person must say
+        fullest = max(seen[id(ws)][0] for ws in registers)
+        if any(ws is active for ws in registers) and seen[id(active)][0] == fullest:
+            return active
+        names = "、".join(f"“{ws.title}”" for ws in registers)
+        raise TableUnreadable(filename, f"工作簿中有多个清单工作表（{names}），请把要导入的设为当前"
+                                        "工作表后保存，或只保留一个 / the workbook has several "
+                                        f"register sheets ({names}): make the one to import "
+                                        "the active sheet, or keep only one")
+    with_rows = [ws for ws in visible if seen[id(ws)][1]]  # no register: say what is wrong
+    if any(ws is active for ws in with_rows):
+        return active
+    return with_rows[0] if with_rows else visible[0]
 
 
 def _read_sheet(data: bytes, filename: str, known: Known | None = None) -> _Sheet:
@@ -531,7 +571,7 @@ def _read_sheet(data: bytes, filename: str, known: Known | None = None) -> _Shee
                                         f"readable .xlsx file ({exc})") from None
     sheet = _Sheet([], [], [])
     try:
-        chosen = _choose_sheet(book, known)
+        chosen = _choose_sheet(book, known, filename)
         if chosen is not None:
             sheet.title = chosen.title
             _parse_sheet(book, chosen, sheet)

@@ -1039,7 +1039,7 @@ def test_a_chunked_import_that_writes_nothing_keeps_no_file(
 
 def test_registers_own_words_for_grade_category_and_time_are_read(rt: Runtime) -> None:
     data = csv_bytes("HZ-1,c1,重大隐患,燃气安全,一社区食堂,2026-02-03 08:15",
-                     "HZ-2,c2,一般隐患,消防安全,二社区仓库,2026-02-04",
+                     "HZ-2,c2,一般事故隐患,消防安全,二社区仓库,2026-02-04",
                      header="隐患编号,单位编号,隐患级别,隐患类型,隐患地点,排查时间")
     result = import_hazards(rt, data=data, filename="台账.csv", actor="s1-commander",
                             playbook_id="import-demo")
@@ -1075,3 +1075,32 @@ def test_a_risk_file_without_some_columns_leaves_those_fields_as_stored(rt: Runt
         point = session.exec(select(RiskPoint)).one()
     assert (point.level, point.category, point.location, point.controls, point.responsible) == (
         "较大", "消防", "一号路", "专人巡查", "张三")
+
+
+def test_a_code_typed_like_the_systems_numbering_never_blocks_it(rt: Runtime) -> None:
+    # Someone registered "YH00000002" by hand: the next run's own number would be that.
+    first = lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                                params={"location": "手工", "code": "YH00000002"},
+                                actor="s1-commander")
+    second = lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                                 params={"location": "无编号"}, actor="s1-commander")
+    assert (first.id, second.id) == (1, 2)
+    # A file whose first row carries the code its second row's id (4) would make.
+    result = import_hazards(rt, data=csv_bytes("YH00000004,c2,检查发现,一般,,甲,,,,",
+                                               ",c1,检查发现,一般,,乙,,,,",
+                                               ",c1,检查发现,一般,,丙,,,,"),
+                            filename="无编号.csv", actor="s1-commander",
+                            playbook_id="import-demo")
+    assert result.rows == 3
+    assert [h.code for h in hazards(rt)] == ["YH00000002", "YH00000002-2", "YH00000004",
+                                             "YH00000004-2", "YH00000005"]
+
+
+@pytest.mark.parametrize("typed", [" HZ-LOOK ", "HZ-LOOK\u200b", "\ufeffHZ-LOOK"])
+def test_a_code_with_spaces_or_invisible_characters_is_the_stored_code(
+        rt: Runtime, typed: str) -> None:
+    lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                        params={"location": "甲", "code": "HZ-LOOK"}, actor="s1-commander")
+    with pytest.raises(InvalidInput, match="已经登记过"):
+        lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
+                            params={"location": "乙", "code": typed}, actor="s1-commander")

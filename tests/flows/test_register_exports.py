@@ -127,13 +127,16 @@ TWINS = SMALL_ORG.read_text(encoding="utf-8").replace(
     ("c1", "一街道值班员", "s1-duty"),  # above it
     ("c1", "区科室负责人", "d1-manager"),  # the root is above every unit
     ("s1", "二社区安全员", "c2-safety"),  # below it
-    ("c1", "二社区安全员", "二社区安全员"),  # a neighbouring community: not its branch
-    ("c1", "二街道检查员", "二街道检查员"),  # another street
+    # Outside the branch, one person of that name in the whole chart: that person (a
+    # neighbouring community's, another street's, as an export writes them).
+    ("c1", "二社区安全员", "c2-safety"),
+    ("c1", "二街道检查员", "s2-insp"),
     ("c1", "检查员甲", "检查员甲"),  # two people of that name: ambiguous, kept as written
+    ("s2", "检查员甲", "检查员甲"),  # outside their branch, and two of them in the chart
     ("c1", "张三", "张三"),  # nobody
     ("c1", "c2-safety", "c2-safety"),  # a person id is kept as is
 ])
-def test_a_responsible_name_becomes_an_id_only_when_it_is_one_person_of_the_branch(
+def test_a_responsible_name_becomes_an_id_when_it_names_one_person(
     make_rt: Callable[..., Runtime], unit: str, text: str, stored: str
 ) -> None:
     assert TWINS.count("检查员甲") == 2

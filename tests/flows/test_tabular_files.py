@@ -30,7 +30,7 @@ from flows.import_checks import (
 )
 from flows.risk_import import RISK_COLUMNS
 from flows.runtime import Runtime
-from flows.tabular import Table, read_table
+from flows.tabular import RowUnreadable, Table, TableUnreadable, read_table
 from models.db import read_session
 from models.hazard import Hazard
 
@@ -128,8 +128,21 @@ def test_of_several_visible_sheets_the_one_with_the_register_header_is_read() ->
     # Excel opens on 说明; the register is the second sheet.
     data = workbook(("说明", notes, "visible"), ("隐患清单", REGISTER, "visible"))
     assert read_table(data, "清单.xlsx", KNOWN).sheet == "隐患清单"
-    # The most known names wins (the dictionary knows three, the register six) ...
+    # Two sheets that both look like registers: the open one if it is the fullest ...
+    data = workbook(("字典", DICTIONARY, "visible"), ("隐患清单", REGISTER, "visible"),
+                    active=1)
+    assert read_table(data, "清单.xlsx", KNOWN).sheet == "隐患清单"
+    # ... else the person says which (a visible 字典 open, last month's list beside this one).
     data = workbook(("字典", DICTIONARY, "visible"), ("隐患清单", REGISTER, "visible"))
+    with pytest.raises(TableUnreadable, match="工作簿中有多个清单工作表（“字典”、“隐患清单”）"):
+        read_table(data, "清单.xlsx", KNOWN)
+    data = workbook(("11月", REGISTER, "visible"), ("12月", REGISTER, "visible"),
+                    ("统计", [["合计", "2"]], "visible"), active=2)
+    with pytest.raises(TableUnreadable, match="“11月”、“12月”"):
+        read_table(data, "清单.xlsx", KNOWN)
+    # An empty template beside the list with data is no register.
+    template = [HEADER + ["整改责任人"]]
+    data = workbook(("导入模板", template, "visible"), ("隐患清单", REGISTER, "visible"))
     assert read_table(data, "清单.xlsx", KNOWN).sheet == "隐患清单"
     # ... and with nothing known, the active sheet, unless it is empty.
     other = [["甲", "乙"], ["1", "2"]]
@@ -318,3 +331,21 @@ def test_an_exported_csv_reads_back_as_it_was_written() -> None:
     # An apostrophe an XLSX cell holds is its text.
     data = workbook(("隐患清单", [["隐患编号", "隐患地点"], ["'=CODE1", "'-3层"]], "visible"))
     assert read_table(data, "x.xlsx").rows == [(2, ["'=CODE1", "'-3层"])]
+
+
+def test_a_quote_opened_by_mistake_and_closed_rows_later_is_refused_not_swallowed() -> None:
+    data = ("隐患编号,单位编号,隐患地点,隐患描述\n"
+            'SW1,liuhe,"六和路12号,疏散通道堵塞\n'
+            "SW2,liuhe,和平路3号,电动车充电\n"
+            'SW3,liuhe,东门路8号,DN50阀门2"\n'
+            "SW4,liuhe,江岭美食街,气瓶\n").encode()
+    with pytest.raises(RowUnreadable) as caught:
+        read_table(data, "清单.csv")
+    assert caught.value.problem.row == 2
+
+
+def test_a_row_number_column_left_without_a_header_is_ignored_not_refused() -> None:
+    data = ("," + ",".join(HEADER) + "\n"
+            "1,ZW-1,c1,一般,一社区1号楼,,\n2,ZW-2,c1,重大,一社区2号楼,,\n").encode()
+    table = read_table(data, "清单.csv", KNOWN)
+    assert table.problems == [] and table.unheaded == [0]
