@@ -102,7 +102,9 @@ def _csv_text(value: Cell) -> str | int | float:
         return value.strftime(TIME_FORMAT)
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_START):
+        # The import takes one apostrophe off such a start (flows/tabular.py): a stored value
+        # that begins with apostrophes already ('=…) gets one more, so it comes back as it was.
         return "'" + value
     return value
 

@@ -747,6 +747,8 @@ def _check_stored(session: Session, rt: Runtime, checked: _Checked) -> list[Impo
     claimed = existing_values(session, CodeClaim.code, list(checked.codes),  # type: ignore[arg-type]
                               extra=CodeClaim.import_id)
     for code, batch in claimed.items():
+        if code in taken:  # one problem a row: already registered says it
+            continue
         problems.append(ImportProblem(
             checked.codes[code], code_header, "code",
             f"{shown(code)} 正由导入批次 #{batch} 登记", f"{shown(code)} is being imported by "

@@ -15,9 +15,10 @@ opened by mistake only when it is not well formed (a closing quote followed by m
 delimiter or a line end) and its cell holds what plainly are further rows or the record has
 more cells than the header; a correctly quoted multi-line cell is never refused. A row with
 more non-empty cells than the header (an unquoted comma shifts every cell after it) is left
-out and reported in `Table.problems`. A text cell starting with an apostrophe followed by one
-of = + - @ tab CR loses that apostrophe: it is the guard flows/exports.py writes against
-formulas, so an exported file imports back as it was (any other apostrophe is text).
+out and reported in `Table.problems`. A text cell starting with apostrophes followed by one
+of = + - @ tab CR loses one apostrophe: it is the guard flows/exports.py writes against
+formulas (before a value's own apostrophes too), so an exported file imports back as it was
+(any other apostrophe is text).
 
 XLSX: read with openpyxl's read-only parser (values only, formulas as their last cached
 value): strings come stripped, numbers as int/float, dates and times as
@@ -335,7 +336,11 @@ def _well_formed(raw: str, delimiter: str) -> bool:
 
 def _unguard(cell: str) -> str:
     """The cell without the apostrophe flows/exports.py put before a formula-like start."""
-    return cell[1:] if len(cell) > 1 and cell[0] == "'" and cell[1] in GUARDED else cell
+    if cell.startswith("'"):
+        rest = cell.lstrip("'")
+        if rest and rest[0] in GUARDED:  # '=x was =x, ''=x was '=x (exports._csv_text)
+            return cell[1:]
+    return cell
 
 
 def read_csv(data: bytes, filename: str, known: Known | None = None) -> Table:

@@ -319,7 +319,8 @@ def test_notes_right_of_the_table_are_listed_among_the_ignored_columns() -> None
 # -- the export's formula guard ----------------------------------------------------------------
 
 def test_an_exported_csv_reads_back_as_it_was_written() -> None:
-    values = ["=CODE1", "-3层", "+86 755", "@张三", "\t缩进", "'引号开头", "'", "it's", "''=x"]
+    values = ["=CODE1", "-3层", "+86 755", "@张三", "\t缩进", "'引号开头", "'", "it's", "''=x",
+              "'=已有撇号"]
     export = exports.Table("隐患清单", [exports.Column(h) for h in ("隐患编号", "隐患地点")],
                            [[f"Z{i}", v] for i, v in enumerate(values)])
     data = b"".join(exports.csv_chunks(export))
@@ -327,7 +328,8 @@ def test_an_exported_csv_reads_back_as_it_was_written() -> None:
     table = read_table(data, "export.csv")
     # ... and gone: one apostrophe, before = + - @ tab CR only.
     assert [cells[1] for _, cells in table.rows] == [
-        "=CODE1", "-3层", "+86 755", "@张三", "缩进", "'引号开头", "'", "it's", "''=x"]
+        "=CODE1", "-3层", "+86 755", "@张三", "缩进", "'引号开头", "'", "it's", "''=x",
+        "'=已有撇号"]
     # An apostrophe an XLSX cell holds is its text.
     data = workbook(("隐患清单", [["隐患编号", "隐患地点"], ["'=CODE1", "'-3层"]], "visible"))
     assert read_table(data, "x.xlsx").rows == [(2, ["'=CODE1", "'-3层"])]
