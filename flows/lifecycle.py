@@ -179,6 +179,7 @@ def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
             known = ", ".join(playbook.stages)
             raise InvalidInput("stage", f"没有阶段 {stage}，可选：{known} / unknown stage "
                                f"'{stage}' (known: {known})")
+        lock_run(session, run)  # two stage changes, or one and a cancel: one after the other
         require_running(run)
         if run.stage == stage:
             raise Conflict(f"流程已处于阶段 {stage} / run is already in stage '{stage}'",

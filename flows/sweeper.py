@@ -168,6 +168,10 @@ def _sweep_batch(
     insert_ignoring_duplicates(session, Notification, notes)
     insert_rows(session, AuditEvent, events)
     if updates:
+        # Timers only: no version bump. The batch holds its steps (FOR UPDATE on PostgreSQL;
+        # SQLite's one writer), so nobody's action is overwritten, and a person acting on a
+        # task meanwhile waits and then goes through, instead of a 409 "changed by someone
+        # else" for what was only the clock.
         # Plain executemany on the table: the ORM's bulk-update path costs ~2x in Python here.
         table = StepInstance.__table__  # type: ignore[attr-defined]
         cols = [k for k in updates[0] if k != "id"]
@@ -249,7 +253,7 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
         "last_escalated_at": outcome.last_escalated_at,
         "reminders_sent": outcome.reminders_sent, "ack_missed": outcome.ack_missed,
         "verify_level": outcome.verify_level, "verify_last_at": outcome.verify_last_at,
-        "next_check_at": outcome.next_check_at, "version": step.version + 1,
+        "next_check_at": outcome.next_check_at,
     }
     return False
 
@@ -273,7 +277,6 @@ def _unchanged(step: StepInstance) -> dict[str, Any]:
         "last_escalated_at": step.last_escalated_at, "reminders_sent": step.reminders_sent,
         "ack_missed": step.ack_missed, "verify_level": step.verify_level,
         "verify_last_at": step.verify_last_at, "next_check_at": step.next_check_at,
-        "version": step.version + 1,
     }
 
 

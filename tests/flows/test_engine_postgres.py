@@ -201,6 +201,18 @@ def test_a_cancel_racing_a_verification_leaves_no_open_step_on_postgres(prt: Run
         assert open_steps == [], (results, open_steps)
 
 
+def test_the_same_stage_change_twice_at_once_is_one_change_on_postgres(prt: Runtime) -> None:
+    run_id = lifecycle.start_run(prt, playbook_id="branching", unit_id="c1", params={},
+                                 actor="s1-commander").id or 0
+    results = race(*[lambda: lifecycle.set_stage(prt, run_id=run_id, stage="warning",
+                                                 actor="s1-commander") for _ in range(2)])
+    assert sorted(type(r).__name__ for r in results) == ["Conflict", "Run"], results
+    with read_session(prt.db) as session:
+        changed = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == "stage_changed")).all()
+    assert len(changed) == 1
+
+
 def test_an_automatic_step_of_a_run_cancelled_meanwhile_sends_nothing_on_postgres(
     prt: Runtime
 ) -> None:
@@ -321,6 +333,42 @@ def test_a_cancel_while_the_sweeper_finishes_a_wait_neither_deadlocks_on_postgre
     assert not isinstance(cancelled, Exception), cancelled
     assert run_status(prt, run_id) == "cancelled"
     assert one(prt, run_id, "wait-a-bit").status == "cancelled"
+
+
+def test_acting_on_a_task_the_sweeper_is_escalating_is_no_conflict_on_postgres(
+    prt: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweeper holds the overdue task while it escalates it; the person completing it
+    meanwhile waits and goes through: the clock is not 'someone else' who changed the task."""
+    import threading
+    import time
+
+    from flows import sweeper
+
+    run_id = start_quick(prt)
+    clock.advance(timedelta(seconds=3))  # receive is overdue: level 1 is due
+    holding, acting = threading.Event(), threading.Event()
+    real = sweeper._sweep_step
+
+    def slow(*args: object, **kwargs: object) -> bool:
+        result = real(*args, **kwargs)  # type: ignore[arg-type]
+        holding.set()
+        acting.wait(timeout=10)
+        time.sleep(0.5)  # the completion is now waiting on the row
+        return result
+
+    monkeypatch.setattr(sweeper, "_sweep_step", slow)
+
+    def complete() -> object:
+        holding.wait(timeout=10)
+        acting.set()
+        return tasks.complete(prt, step_id=one(prt, run_id, "receive").id or 0,
+                              actor="s1-duty")
+
+    report, done = race(lambda: sweep_once(prt), complete)
+    assert isinstance(report, SweepReport) and report.fired == 1, report
+    assert isinstance(done, StepInstance) and done.status == "done", done
+    assert fired(prt, run_id) == [(one(prt, run_id, "receive").id, "escalate", 1, 0)]
 
 
 def test_two_sweepers_racing_fire_each_escalation_once_on_postgres(
