@@ -143,13 +143,19 @@ def advance(
 
 
 def _finish_times(session: Session, run: Run) -> dict[str, datetime]:
-    """When each finished step of the run finished (its last instance)."""
+    """When each finished step of the run finished (its last instance); a wait at its due
+    time, when it ended, not when a sweep saw it."""
     rows = session.exec(
-        select(StepInstance.step_key, func.max(StepInstance.done_at))
+        select(StepInstance.step_key, StepInstance.action, StepInstance.done_at,
+               StepInstance.due_at)
         .where(StepInstance.run_id == run.id, StepInstance.done_at.is_not(None))  # type: ignore[union-attr]
-        .group_by(StepInstance.step_key)
     ).all()
-    return {key: done for key, done in rows if done is not None}
+    out: dict[str, datetime] = {}
+    for key, action, done, due in rows:
+        at = min(due, done) if action == "wait" and due is not None else done
+        if at is not None and (key not in out or at > out[key]):
+            out[key] = at
+    return out
 
 
 def _could_start(spec: StepSpec, finished: dict[str, datetime],

@@ -121,3 +121,42 @@ def test_a_step_also_waiting_for_later_work_counts_from_that_work(
     sweep_once(rt)
     # It could start when the materials were ready (20 min), not when the wait ended.
     assert step_row(rt, run.id or 0, "file").due_at == started + timedelta(minutes=50)
+
+
+TWO_WAITS = """\
+id: two-holds
+version: 1
+title: 两个观察期
+kind: response
+params:
+  location: {type: string, required: true, title: 地点}
+steps:
+  - id: hold-a
+    title: 观察期甲
+    action: wait
+    due: 1wd
+  - id: hold-b
+    title: 观察期乙
+    action: wait
+    due: 1wd
+  - id: file
+    title: 备案
+    role: duty_officer
+    needs: [hold-a, hold-b]
+    due: 2wd
+"""
+
+
+def test_a_step_after_two_waits_counts_from_their_ends_not_from_the_sweeps(
+    make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock
+) -> None:
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    (books / "two-holds.yaml").write_text(TWO_WAITS, encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    run = lifecycle.start_run(rt, playbook_id="two-holds", unit_id="c1",
+                              params={"location": "x"}, actor="s1-commander")
+    # Both end Tuesday 24:00; the sweep that sees them runs at 00:00:30 Wednesday.
+    clock.set(datetime(2026, 3, 3, 16, 0, 30, tzinfo=UTC))
+    assert sweep_once(rt).waits_finished == 2
+    assert step_row(rt, run.id or 0, "file").due_at == datetime(2026, 3, 5, 16, 0, tzinfo=UTC)
