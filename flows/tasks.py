@@ -216,8 +216,8 @@ def _check_evidence(
     # minimum, nor does a photo of another incident (on a step of another run: last month's
     # rectification) prove this one. Within one run the same picture may document two steps
     # (the scene as found, and again in the report); a run cancelled (registered in error,
-    # started at the wrong unit) proves nothing, so its photos may serve the run that
-    # replaces it.
+    # started at the wrong unit) proves nothing with steps it never finished, so their photos
+    # may serve the run that replaces it.
     first: dict[str, str] = {}
     for row in rows:
         if row.sha256 in first:
@@ -232,7 +232,9 @@ def _check_evidence(
             select(StepInstance.id, StepInstance.run_id)
             .join(Run, Run.id == StepInstance.run_id)
             .where(StepInstance.id.in_(list(elsewhere)),  # type: ignore[union-attr]
-                   Run.status != run_status.CANCELLED)
+                   # A photo that did its work (a step done) proves that run's, cancelled
+                   # later or not (a closed hazard whose look-back was called off).
+                   or_(Run.status != run_status.CANCELLED, StepInstance.status == st.DONE))
         ).all()
         other = sorted(sid for sid, run_id in steps if run_id != step.run_id)
         if other:

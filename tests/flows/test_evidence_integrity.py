@@ -124,14 +124,31 @@ def test_a_picture_that_proved_a_task_of_another_run_does_not_prove_this_one(
 
 
 def test_a_picture_of_a_cancelled_run_may_prove_the_run_that_replaces_it(rt: Runtime) -> None:
-    wrong = start(rt)  # registered in error, then cancelled
-    used, copy = upload(rt, "s1-duty"), upload(rt, "s1-duty")
-    tasks.complete(rt, step_id=step_of(rt, wrong, "receive").id or 0, actor="s1-duty",
-                   evidence=[used])
+    def to_inspect(run_id: int) -> int:
+        tasks.complete(rt, step_id=step_of(rt, run_id, "receive").id or 0, actor="s1-duty")
+        return step_of(rt, run_id, "inspect").id or 0
+
+    wrong = start(rt)  # started at the wrong unit, then cancelled
+    used, copy = upload(rt, "c1-grid"), upload(rt, "c1-grid")
+    tasks.complete(rt, step_id=to_inspect(wrong), actor="c1-grid", note="现场", evidence=[used])
     lifecycle.cancel_run(rt, run_id=wrong, actor="s1-commander", reason="单位登记错误，重新登记")
-    again = step_of(rt, start(rt), "receive")
-    assert tasks.complete(rt, step_id=again.id or 0, actor="s1-duty",
-                          evidence=[copy]).status == "done"
+    assert step_of(rt, wrong, "inspect").status == "cancelled"  # handed in, never verified
+    again = to_inspect(start(rt))
+    assert tasks.complete(rt, step_id=again, actor="c1-grid", note="现场",
+                          evidence=[copy]).status == "submitted"
+
+
+def test_a_picture_that_did_its_work_before_the_run_was_cancelled_proves_nothing_else(
+    rt: Runtime
+) -> None:
+    closed = start(rt)
+    used, copy = upload(rt, "s1-duty"), upload(rt, "s1-duty")
+    tasks.complete(rt, step_id=step_of(rt, closed, "receive").id or 0, actor="s1-duty",
+                   evidence=[used])  # done: it proved that step
+    lifecycle.cancel_run(rt, run_id=closed, actor="s1-commander", reason="后续不再跟进")
+    other = step_of(rt, start(rt), "receive")
+    with pytest.raises(InvalidInput, match="另一流程实例"):
+        tasks.complete(rt, step_id=other.id or 0, actor="s1-duty", evidence=[copy])
 
 
 # --- damaged stored files --------------------------------------------------------------------
