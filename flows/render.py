@@ -5,8 +5,8 @@ at render time instead of sending a report with a blank where the casualties sho
 Documents are Markdown, and what people typed (params, outputs, notes, reasons) is printed
 into them: every text of the context goes in as one line (line breaks become spaces), with
 `|` as the full-width ｜ and what would open a block at its start (a heading's "# ", a quote's
-">", a code fence) full-width too, so a typed value cannot open a section, a table row or a
-block of an official form (a forged "## 三、复查意见 … 复查人：局长"
+">", a code fence, a list item, a rule) full-width too, so a typed value cannot open a
+section, a table row or a block of an official form (a forged "## 三、复查意见 … 复查人：局长"
 in a closure form). The templates' own Markdown is untouched."""
 
 from __future__ import annotations
@@ -82,10 +82,13 @@ class Renderer:
 
 _BREAKS = re.compile(r"\s*[\r\n\u2028\u2029]+\s*")
 # What opens a block at the start of a line: a heading (# to ###### and a space), a quote, a
-# code fence. "#3楼" or "3#楼" opens nothing and is printed as written.
-_OPENS = re.compile(r"^(\s*)(#{1,6}(?=\s|$)|>|`{3,}|~{3,})")
-_LEADING = str.maketrans({"#": "＃", ">": "＞", "`": "｀", "~": "～"})
-_MARKS = frozenset("\r\n\u2028\u2029|#>`~")
+# code fence, a list item ("- ", "1. "), a rule (---). "#3楼", "3#楼", "-3层" or "1.5米" open
+# nothing and are printed as written.
+_OPENS = re.compile(r"^(\s*)(#{1,6}(?=\s|$)|>|`{3,}|~{3,}|[-*+](?=\s|$)|[-*_]{3,}|"
+                    r"\d{1,9}[.)](?=\s|$))")
+_LEADING = str.maketrans({"#": "＃", ">": "＞", "`": "｀", "~": "～", "-": "－", "*": "＊",
+                          "+": "＋", "_": "＿", ".": "．", ")": "）"})
+_MARKS = frozenset("\r\n\u2028\u2029|#>`~-*+_.)")
 
 
 def on_paper(value: Any) -> Any:
