@@ -119,16 +119,21 @@ def create_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,
     if playbook.register_ is None:
         return
     given = bool(run.params.get("code"))
-    taken = () if given else codes_in_the_way(session, run.id or 0, run.id or 0)
-    row = entry_row(rt, run, playbook, now, taken)
-    check_code_free(session, row["code"])
-    row["due_at"] = known_deadline(rt, run.started_at, playbook)
-    session.add(Hazard(**row))
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:  # PostgreSQL: the same code registered at this very moment
-        raise _code_taken(row["code"]) from None
+    taken = set() if given else codes_in_the_way(session, run.id or 0, run.id or 0)
+    for _ in range(3):
+        row = entry_row(rt, run, playbook, now, taken)
+        check_code_free(session, row["code"])
+        row["due_at"] = known_deadline(rt, run.started_at, playbook)
+        try:
+            with session.begin_nested():
+                session.add(Hazard(**row))
+                session.flush()
+            return
+        except IntegrityError:  # PostgreSQL: the same code registered at this very moment
+            if given:
+                raise _code_taken(row["code"]) from None
+            taken.add(row["code"])  # typed by someone else just now: the next of our own
+    raise _code_taken(row["code"])
 
 
 def check_code_free(session: Session, code: str) -> None:

@@ -25,10 +25,10 @@ value): strings come stripped, numbers as int/float, dates and times as
 `datetime`/`date`/`time` (what Excel date cells are). The sheet read is a visible one (hidden
 and very hidden sheets, such as a 字典 of allowed values, are not read): of several, the one
 that is a register (a header of known column names with a row under it: not a notes sheet
-nor an empty template); of several registers, the active one when no other has more known
-columns, else the file is refused naming them (this month's list or last month's, the list or
-a visible 字典: the person must say, not the reader guess); with no register, the active
-sheet (its problems are reported); `Table.sheet` names it. Legacy .xls is not read: save
+nor an empty template); a workbook with several registers (one sheet per street, this month's
+beside last month's, a visible 字典) is refused naming them, as reading one would drop the
+others' rows unseen; with no register, the active sheet (its problems are reported);
+`Table.sheet` names it. Legacy .xls is not read: save
 as .xlsx. A file is taken for XLSX (or .xls) by its first bytes whatever its name says.
 Merged cells in the data area and formulas with no saved value are reported in
 `Table.problems` and their rows left out: both read as empty cells, not as what the sheet
@@ -551,15 +551,13 @@ def _choose_sheet(book: Any, known: Known | None, filename: str) -> Any:
     registers = [ws for ws in visible if seen[id(ws)][0]]
     if len(registers) == 1:
         return registers[0]
-    if registers:  # several: the open one if it is the fullest, else the person must say
-        fullest = max(seen[id(ws)][0] for ws in registers)
-        if any(ws is active for ws in registers) and seen[id(active)][0] == fullest:
-            return active
+    if registers:  # several: reading one would drop the others' rows unseen
         names = "、".join(f"“{ws.title}”" for ws in registers)
-        raise TableUnreadable(filename, f"工作簿中有多个清单工作表（{names}），请把要导入的设为当前"
-                                        "工作表后保存，或只保留一个 / the workbook has several "
-                                        f"register sheets ({names}): make the one to import "
-                                        "the active sheet, or keep only one")
+        raise TableUnreadable(filename, f"工作簿中有多个清单工作表（{names}），一次只导入一个：请"
+                                        "只保留要导入的工作表（或分别另存为文件）/ the workbook "
+                                        f"has several register sheets ({names}); one is "
+                                        "imported at a time: keep only the one to import (or "
+                                        "save each as a file of its own)")
     with_rows = [ws for ws in visible if seen[id(ws)][1]]  # no register: say what is wrong
     if any(ws is active for ws in with_rows):
         return active
