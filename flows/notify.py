@@ -36,14 +36,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 import apprise
 from apprise.logger import LOGGER_NAME as APPRISE_LOGGER
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
+from models.audit import SYSTEM
 from models.clock import Clock
 from models.db import read_session, session_scope
 from models.errors import CloseloopError
 from models.outbox import DEAD, DELIVERED, INBOX_URL, PENDING, DeliveryAttempt, Notification
+from models.run import Run
+from models.writes import add_event
 
 logger = logging.getLogger(__name__)
 
@@ -382,8 +385,50 @@ def _record(
                 row.next_attempt_at = None
             else:
                 row.next_attempt_at = now + backoff(row.attempts)
+            if row.url != INBOX_URL and (row.attempts == 1 or row.status == DEAD):
+                _tell_undelivered(session, row, now)
         session.add(row)
         return row.status
+
+
+def _tell_undelivered(session: Session, row: Notification, now: datetime) -> None:
+    """A report or alert that did not reach an office is not left to a log line: the run's
+    timeline says so (`delivery_failed`), and whoever started the run (the commander of the
+    response) is told in the in-app inbox, at its first failure and when it is given up, so
+    the report goes by telephone while the channel is mended. Retries go on meanwhile."""
+    if row.run_id is None:
+        return
+    given_up = row.status == DEAD
+    error = (row.last_error or "")[:300]
+    add_event(session, at=now, actor=SYSTEM, action="delivery_failed", run_id=row.run_id,
+              step_id=row.step_id, detail={
+                  "notification": row.id, "to": row.recipient, "kind": row.kind,
+                  "attempts": row.attempts, "given_up": given_up, "error": error})
+    run = session.get(Run, row.run_id)
+    if run is None:
+        return
+    state = (f"已放弃重试（共 {row.attempts} 次）" if given_up
+             else "发送失败，系统正在重试")
+    session.add(Notification(
+        dedupe_key=f"undelivered|{row.id}|{'dead' if given_up else 'first'}"[:300],
+        run_id=row.run_id, step_id=row.step_id, kind="undelivered", recipient_kind="person",
+        recipient=run.started_by, url=INBOX_URL,
+        title=f"【送达失败】{row.title}"[:300],
+        body=(f"{run.title}：发往 {row.recipient} 的「{row.title}」{state}（{error}）。"
+              "请立即改用电话等方式报送，并请管理员检查该通道。"),
+        status=DELIVERED, created_at=now, delivered_at=now))
+
+
+def undelivered(engine: Engine, now: datetime) -> dict[str, int]:
+    """For /healthz: deliveries whose last attempt failed and that are still being retried,
+    and those given up in the last 24 hours (both from partial indexes: normally empty)."""
+    with read_session(engine) as session:
+        failing = session.exec(select(func.count()).select_from(Notification).where(
+            Notification.status == PENDING, Notification.attempts > 0)).one()
+        dead = session.exec(select(func.count()).select_from(Notification).where(
+            Notification.status == DEAD,
+            Notification.created_at >= now - timedelta(hours=24))).one()  # type: ignore[operator]
+    return {"failing": int(failing), "given_up_24h": int(dead)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,13 @@ class Notification(SQLModel, table=True):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_notification_inbox", "recipient", "created_at"),
+        # Given-up deliveries are rare: /healthz counts the recent ones from this alone.
+        Index(
+            "ix_notification_dead",
+            "created_at",
+            sqlite_where=text("status = 'dead'"),
+            postgresql_where=text("status = 'dead'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

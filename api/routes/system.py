@@ -12,6 +12,7 @@ from sqlmodel import select
 from api import receiver as loopback
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
 from api.redact import mask_error, mask_url
+from flows.notify import undelivered
 from flows.numbering import RUN_SUBJECT, issued_for_run
 from models.db import read_session
 from models.documents import Document
@@ -28,11 +29,13 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any]:
         session.exec(text("SELECT 1"))  # type: ignore[call-overload]
     workers = getattr(request.app.state, "workers", None)
     state = workers.health() if workers else {}
-    # Deadlines not being kept is not "ok", even though the server answers.
-    failing = bool(state.get("sweeper", {}).get("failing"))
+    outbox = undelivered(rt.db, rt.clock.now())
+    # Deadlines not being kept, or reports not reaching the offices they are due to, is not
+    # "ok", even though the server answers.
+    failing = bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
     return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
-            **state}
+            "outbox": outbox, **state}
 
 
 @router.get("/api/inbox")
