@@ -9,8 +9,11 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
+from flows.bulk_plan import constant_lookups
+from flows.expressions import ExpressionError, compile_expression
 from flows.params import ParamValueError
 from flows.params import check_text as check_plain_text
+from flows.progress import due_time
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from models.audit import AuditEvent
@@ -226,17 +229,44 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
 
 def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pending"
                      ) -> StepPublic:
-    """A step with no instance: not reached yet (`pending`), only its place in the plan, or
-    passed over (`skipped`: its `when` was false)."""
+    """A step with no instance: not reached yet (`pending`), or passed over (`skipped`: its
+    `when` was false). A pending step shows what is already known of it: who it will go to
+    (its role resolved at the run's unit; not for a fan-out, whose units come later) and, when
+    its deadline runs from the start of the run (the 30-minute verbal report counts from the
+    alert, not from when the step before it is done), that deadline, so a commander sees
+    every legal clock from the first answer."""
     unit = rt.org.units.get(run.unit_id)
+    assignees: list[Person] = []
+    due_at = None
+    if status == "pending" and _may_come(spec, run):
+        if spec.role and not spec.for_each and unit is not None:
+            _, holders = rt.org.resolve_role(spec.role, run.unit_id)
+            assignees = [Person(id=h.id, name=h.name) for h in holders]
+        if spec.due is not None and spec.due.from_ == "run":
+            due_at = due_time(rt, run, spec, ready_at=run.started_at)
     return StepPublic(
         id=None, run_id=run.id or 0, step=spec.id, title=spec.title, action=spec.action,
         role=spec.role, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
-        assignees=[], status=status, overdue=False, escalation_level=0, due_at=None,
-        due_at_local=None, original_due_at=None, ready_at=None, acked_at=None,
+        assignees=assignees, status=status, overdue=False, escalation_level=0, due_at=due_at,
+        due_at_local=rt.renderer.deadline(due_at) or None, original_due_at=None, ready_at=None,
+        acked_at=None,
         submitted_by=None, verified_by=None, done_at=None, note=None, outputs={},
         evidence=[], reject_reason=None,
     )
+
+
+def _may_come(spec: StepSpec, run: Run) -> bool:
+    """False for a step whose `when` reads only the run's params and is false for them (the
+    30-minute verbal report of a 一般 gas leak): it will be passed over, so it shows no
+    deadline nor people. Anything else is shown: whether it comes is decided when it is
+    reached."""
+    if not spec.when or constant_lookups(spec.when) is None:
+        return True
+    try:
+        return bool(compile_expression(spec.when).evaluate(
+            {"params": dict(run.params), "run": {"unit": run.unit_id, "params": run.params}}))
+    except ExpressionError:
+        return True
 
 
 def run_view(
