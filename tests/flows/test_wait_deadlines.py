@@ -36,12 +36,18 @@ steps:
 """
 
 
-def runtime(make_rt: Callable[..., Runtime], tmp_path: Path, hold: str, file: str) -> Runtime:
+def with_playbook(make_rt: Callable[..., Runtime], tmp_path: Path, text: str) -> Runtime:
+    """A runtime on the engine's test playbooks plus this one (its id names the file)."""
     books = tmp_path / "books"
     shutil.copytree(ENGINE_PLAYBOOKS, books)
-    (books / "hold-then-file.yaml").write_text(
-        PLAYBOOK.replace("{hold}", hold).replace("{file}", file), encoding="utf-8")
+    playbook_id = text.split("\n", 1)[0].removeprefix("id: ")
+    (books / f"{playbook_id}.yaml").write_text(text, encoding="utf-8")
     return make_rt(playbooks=books)
+
+
+def runtime(make_rt: Callable[..., Runtime], tmp_path: Path, hold: str, file: str) -> Runtime:
+    return with_playbook(make_rt, tmp_path,
+                         PLAYBOOK.replace("{hold}", hold).replace("{file}", file))
 
 
 def start(rt: Runtime) -> int:
@@ -108,10 +114,7 @@ def test_a_step_also_waiting_for_later_work_counts_from_that_work(
 ) -> None:
     from flows import tasks
 
-    books = tmp_path / "books"
-    shutil.copytree(ENGINE_PLAYBOOKS, books)
-    (books / "hold-and-prepare.yaml").write_text(WITH_PREP, encoding="utf-8")
-    rt = make_rt(playbooks=books)
+    rt = with_playbook(make_rt, tmp_path, WITH_PREP)
     started = clock.now()
     run = lifecycle.start_run(rt, playbook_id="hold-and-prepare", unit_id="c1",
                               params={"location": "x"}, actor="s1-commander")
@@ -150,10 +153,7 @@ steps:
 def test_a_step_after_two_waits_counts_from_their_ends_not_from_the_sweeps(
     make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock
 ) -> None:
-    books = tmp_path / "books"
-    shutil.copytree(ENGINE_PLAYBOOKS, books)
-    (books / "two-holds.yaml").write_text(TWO_WAITS, encoding="utf-8")
-    rt = make_rt(playbooks=books)
+    rt = with_playbook(make_rt, tmp_path, TWO_WAITS)
     run = lifecycle.start_run(rt, playbook_id="two-holds", unit_id="c1",
                               params={"location": "x"}, actor="s1-commander")
     # Both end Tuesday 24:00; the sweep that sees them runs at 00:00:30 Wednesday.
