@@ -20,20 +20,51 @@ def can_act_on(org: OrgChart, person_id: str, step: StepInstance) -> bool:
     return step.role is not None and org.can_act_as(person_id, step.role, step.unit_id)
 
 
+# Role ids as a bureau says them, for messages: who may do this, in their words.
+ROLE_ZH = {
+    "admin": "系统管理员", "commander": "指挥长", "community_head": "社区负责人",
+    "dept_head": "部门负责人", "deputy_director": "副局长", "director": "局长",
+    "duty_leader": "带班领导", "duty_officer": "值班员", "enterprise_head": "企业负责人",
+    "env_monitor": "环境监测人员", "expert": "专家", "fire_rescue": "消防救援",
+    "gas_company": "燃气企业", "gas_regulator": "燃气主管部门", "grid_worker": "网格员",
+    "inspector": "检查员", "manager": "科室负责人", "medical": "医疗救护",
+    "police": "公安", "press_officer": "新闻发言人", "rescue_team": "救援队伍",
+    "safety_officer": "安全员", "section_chief": "安全科负责人", "street_head": "街道负责人",
+    "unit_head": "单位负责人",
+}
+
+
+def role_zh(role: str) -> str:
+    """带班领导（duty_leader）: the role as people say it, with its id for the admin."""
+    said = ROLE_ZH.get(role)
+    return f"{said}（{role}）" if said else role
+
+
+def who_may(org: OrgChart, role: str, unit_id: str) -> tuple[str, str]:
+    """(Chinese, English): the role, where, and the people who hold it there now, so a 403
+    tells the person at 3 a.m. whom to call instead of only what they lack."""
+    unit = org.unit_name(unit_id) if unit_id in org.units else unit_id
+    holders = org.resolve_role(role, unit_id)[1] if unit_id in org.units else []
+    names = "、".join(h.name for h in holders[:5])
+    return (f"{role_zh(role)}（{unit}或上级单位）" + (f"，现为{names}" if names else ""),
+            f"role '{role}' in unit '{unit_id}' or above"
+            + (f", now {', '.join(h.id for h in holders[:5])}" if holders else ""))
+
+
 def require_act(org: OrgChart, person_id: str, step: StepInstance) -> None:
     if not can_act_on(org, person_id, step):
-        raise Forbidden(
-            f"该任务不属于你：需要{step.role or '指定人员'}（{step.unit_id} 或上级单位）"
-            f" / not assigned to you (role {step.role}, unit {step.unit_id})"
-        )
+        if step.assignee_person_id is not None or not step.role:
+            names = "、".join(org.people[p].name for p in step.assignees if p in org.people)
+            raise Forbidden(f"该任务不属于你：已指定由{names or '他人'}办理 / not assigned to "
+                            f"you (assigned to {', '.join(step.assignees) or 'someone else'})")
+        zh, en = who_may(org, step.role, step.unit_id)
+        raise Forbidden(f"该任务不属于你：需要{zh} / not assigned to you: needs {en}")
 
 
 def require_right(org: OrgChart, person_id: str, right: str, unit_id: str) -> None:
     if not org.has_right(person_id, right, unit_id):
-        raise Forbidden(
-            f"需要 {right} 权限（{unit_id} 或上级单位）/ requires role '{right}' in unit "
-            f"'{unit_id}' or above"
-        )
+        zh, en = who_may(org, right, unit_id)
+        raise Forbidden(f"需要{zh}的权限 / requires {en}")
 
 
 def require_reassign(

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, true, update
 from sqlmodel import Session, select
 
-from flows.access import is_admin, require_act, require_read_run
+from flows.access import is_admin, require_act, require_read_run, who_may
 from flows.durations import add_duration, subtract_duration
 from flows.lifecycle import load_run, require_running
 from flows.progress import first_check
@@ -171,8 +171,8 @@ def decide_extension(
             raise Forbidden("不能审批自己的延期申请 / you cannot decide your own request for "
                             "more time")
         if role is None or not rt.org.can_act_as(actor, role, step.unit_id):
-            raise Forbidden(f"审批延期需要 {role} 角色 / deciding requires role '{role}' in "
-                            f"unit '{step.unit_id}' or above")
+            zh, en = who_may(rt.org, role or "", step.unit_id)
+            raise Forbidden(f"审批延期需要{zh} / deciding requires {en}")
         if req.status != PENDING:  # before the note: nothing to decide is the first answer
             raise Conflict(f"该申请{DECIDED_ZH.get(req.status, req.status)} / request is already "
                            f"{req.status}", current=req.status)

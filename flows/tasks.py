@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
-from flows.access import require_act, require_reassign
+from flows.access import require_act, require_reassign, who_may
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
 from flows.params import ParamValueError, validate_values
@@ -386,8 +386,8 @@ def verify(
             raise Conflict("该任务无需核验 / this task needs no verification",
                            current=got.step.status)
         if not rt.org.can_act_as(actor, rule.role, got.step.unit_id):
-            raise Forbidden(f"核验需要 {rule.role} 角色 / verifying requires role "
-                            f"'{rule.role}' in unit '{got.step.unit_id}' or above")
+            zh, en = who_may(rt.org, rule.role, got.step.unit_id)
+            raise Forbidden(f"核验需要{zh} / verifying requires {en}")
         if rule.distinct and actor == got.step.submitted_by:
             raise Forbidden("不能核验自己完成的任务 / you cannot verify a task you completed "
                             "yourself (four-eyes rule)")

@@ -56,3 +56,16 @@ def test_a_step_ruled_out_by_the_params_shows_no_people_and_a_possible_one_does(
     assert steps["accept"]["status"] == "pending" and steps["accept"]["assignees"] == []
     # A general gas leak may still become major at the assessment: its clock is shown.
     assert gas_leak(client, auth, "一般")["verbal"]["due_at"] is not None
+
+
+def test_a_refusal_says_whom_to_call(client: TestClient, auth: Auth, rt: Runtime) -> None:
+    steps = gas_leak(client, auth, "重大")
+    receive = steps["receive"]
+    r = client.post(f"/api/tasks/{receive['id']}/complete", json={"note": "已接报"},
+                    headers=auth("liuhe-grid"))
+    assert r.status_code == 403
+    holders = "、".join(a["name"] for a in receive["assignees"])
+    assert "需要值班员（duty_officer）" in r.json()["detail"] and holders in r.json()["detail"]
+    r = client.post("/api/runs", json={"playbook": "gas-leak", "unit": "liuhe", "params": {
+        "location": "x", "grade": "一般"}}, headers=auth("sun-li"))
+    assert r.status_code == 403 and "需要指挥长（commander）" in r.json()["detail"]
