@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from flows.access import can_read_unit, is_admin
+from flows.access import ROLE_ZH, can_read_unit, is_admin
 from flows.runtime import Runtime
 from models.db import read_session, session_scope
 from models.documents import ReceivedMessage
@@ -138,7 +138,12 @@ def readable(rt: Runtime, person_id: str, channel: str, limit: int) -> list[Rece
     """The newest `limit` deliveries on `channel` the person may read (see the module)."""
     urls = _urls(rt.org, channel)
     if not may_read_channel(rt.org, person_id, channel):
-        raise Forbidden("无权查看该接收通道 / you may not read this channel's deliveries")
+        zh = "、".join(ROLE_ZH.get(r, r) for r in sorted(READERS))
+        raise Forbidden(f"无权查看该接收通道：可由{zh}、系统管理员或该通道的接收人查看；本流程的"
+                        "送达情况见 GET /api/runs/{id}/notifications / you may not read this "
+                        f"channel's deliveries: roles {', '.join(sorted(READERS))}, admin or the "
+                        "channel's own people may; a run's deliveries are at "
+                        "GET /api/runs/{id}/notifications")
     everything = is_admin(rt.org, person_id)
     shown: list[ReceivedMessage] = []
     before: int | None = None

@@ -144,7 +144,8 @@ def test_a_channel_of_ones_own_is_readable_and_no_other(
     delivered: dict[str, str], client: TestClient, auth: Auth
 ) -> None:
     assert len(bodies(client, auth, "leaders", "d1-director")) == 2
-    assert client.get("/api/receiver/duty", headers=auth("d1-director")).status_code == 403
+    r = client.get("/api/receiver/duty", headers=auth("d1-director"))
+    assert r.status_code == 403 and "可由指挥长、科室负责人" in r.json()["detail"], r.text
     # A commander reads the leaders channel too, only for runs of their street.
     [seen] = bodies(client, auth, "leaders", "s1-commander")
     assert "一社区仓库" in seen
