@@ -4,6 +4,7 @@ waits on Prefect."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
@@ -13,18 +14,21 @@ from flows.campaigns import campaign_problem
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
 from flows.progress import advance, cancel_open_steps, lock_run, wake
+from flows.recipients import notification_rows
 from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from flows.tabular import ZERO_WIDTH
 from models import run as rs
+from models import task as st
 from models.audit import SYSTEM
 from models.db import session_scope
 from models.errors import Conflict, InvalidInput, NotFound
 from models.hazard import Hazard
+from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
-from models.writes import add_event
+from models.writes import add_event, insert_ignoring_duplicates
 
 
 def start_run(
@@ -160,6 +164,25 @@ def _start(
     return run
 
 
+def _tell_cancelled(session: Session, rt: Runtime, run: Run, actor: str, reason: str | None,
+                    now: datetime) -> None:
+    """Whoever holds a task of the run is told it is called off (a grid worker on the way to a
+    leak that was a false alarm), in the in-app inbox, with the reason and who cancelled."""
+    open_steps = session.exec(select(StepInstance).where(
+        StepInstance.run_id == run.id,
+        StepInstance.status.in_(st.OPEN_STATUSES),  # type: ignore[attr-defined]
+    )).all()
+    people = sorted({p for step in open_steps for p in step.assignees})
+    if not people:
+        return
+    who = rt.org.people[actor].name if actor in rt.org.people else actor
+    why = f"，原因：{reason}" if reason else ""
+    insert_ignoring_duplicates(session, Notification, notification_rows(
+        rt.org, people=people, kind="cancelled", title=f"【已撤销】{run.title}",
+        body=f"{run.title} 已由{who}撤销{why}。你在此流程中的任务已停止，无需再办理。",
+        dedupe=f"cancelled|{run.id}", now=now, run_id=run.id, step_id=None, inbox_only=True))
+
+
 def load_run(session: Session, run_id: int) -> Run:
     run = session.get(Run, run_id)
     if run is None:
@@ -208,6 +231,7 @@ def cancel_run(
     lock_run(session, run)  # after an approval that made steps ready: this sees them
     require_running(run)
     now = rt.clock.now()
+    _tell_cancelled(session, rt, run, actor, reason, now)
     cancelled = cancel_open_steps(session, run.id or 0, now=now)
     run.status = rs.CANCELLED
     run.finished_at = now

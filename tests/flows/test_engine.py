@@ -239,3 +239,16 @@ def test_running_run_keeps_its_playbook_version(make_rt, tmp_path, clock) -> Non
     tasks.complete(rt, step_id=one(rt, run_id, "receive").id or 0, actor="s1-duty")
     assert one(rt, run_id, "inspect").title == "现场核查"
     assert get_run(rt, run_id).playbook_version == 1
+
+
+def test_cancelling_a_run_tells_whoever_holds_a_task_of_it(rt: Runtime) -> None:
+    from models.outbox import Notification
+
+    run = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                              params={"location": "一社区3号楼"}, actor="s1-commander")
+    lifecycle.cancel_run(rt, run_id=run.id or 0, actor="s1-commander", reason="误报，已核实无泄漏")
+    with read_session(rt.db) as session:
+        told = session.exec(select(Notification).where(
+            Notification.run_id == run.id, Notification.kind == "cancelled")).all()
+    assert [n.recipient for n in told] == ["s1-duty"]  # the open receive step's duty officer
+    assert "已由一街道指挥长撤销，原因：误报，已核实无泄漏" in told[0].body
