@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from jinja2 import nodes
@@ -39,9 +40,11 @@ class NewRun:
 
 # -- `when`, evaluated once per distinct input ---------------------------------------------
 
+@lru_cache(maxsize=4096)
 def constant_lookups(source: str) -> tuple[tuple[str, str], ...] | None:
     """The (name, key) lookups an expression reads, when it reads `params`/`run` only through
-    constant lookups (`params.grade`, `run['unit']`); None when it uses them otherwise."""
+    constant lookups (`params.grade`, `run['unit']`); None when it uses them otherwise. Parsed
+    once per expression text: every run view asks it of each step not reached yet."""
     try:
         parser = Parser(ENV, source, state="variable")
         tree = parser.parse_expression()
