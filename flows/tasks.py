@@ -448,8 +448,9 @@ def extend(
         require_running(got.run)
         if not (rt.org.has_right(actor, "commander", got.step.unit_id)
                 or rt.org.has_right(actor, "manager", got.step.unit_id)):
-            raise Forbidden("延期需要 commander 或 manager 权限 / extending a deadline requires "
-                            f"role 'commander' or 'manager' in unit '{got.step.unit_id}' or above")
+            zh, en = who_may(rt.org, "commander", got.step.unit_id)
+            raise Forbidden(f"延期需要{zh}或科室负责人（manager）的权限 / extending a deadline "
+                            f"requires {en}, or role 'manager' there")
         if got.step.status not in st.OPEN_STATUSES:  # a closed task first: nothing to move
             raise task_conflict(got.step, "延期")
         if not reason.strip():
