@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from flows.loader import LoadContext, load_playbook_text
 from flows.runtime import Runtime, build_runtime
+from models.audit import AuditEvent
 from models.clock import Clock
 from models.db import read_session
 from models.errors import PlaybookInvalid
@@ -172,3 +173,11 @@ def seed_hazards(rt: Runtime, hazards: list[dict[str, Any]], *, playbook_id: str
     with rt.db.begin() as conn:
         conn.execute(insert(Run.__table__), runs)  # type: ignore[arg-type]
         conn.execute(insert(Hazard.__table__), rows)  # type: ignore[arg-type]
+
+
+def run_events(rt: Runtime, run_id: int, action: str) -> list[AuditEvent]:
+    """The run's timeline events of one action, oldest first."""
+    with read_session(rt.db) as session:
+        return list(session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == action)
+            .order_by(AuditEvent.id)).all())  # type: ignore[arg-type]

@@ -16,19 +16,18 @@ from pathlib import Path
 
 import pytest
 from factories import ENGINE_PLAYBOOKS, png_bytes
+from factories import run_events as events
+from factories import step_row as step_of
 from object_server import ObjectServer
-from sqlmodel import select
 
 from flows import extensions, lifecycle, tasks
 from flows.evidence import NEUTRAL_NAME, read_evidence, safe_filename, store_evidence
 from flows.evidence_store import DirectoryStore, HttpStore, content_key
 from flows.runtime import Runtime
-from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Evidence
 from models.errors import Conflict, EvidenceDamaged, InvalidInput, NotFound
-from models.task import StepInstance
 
 DAY = timedelta(days=1)
 TWO_PHOTOS = """\
@@ -64,23 +63,11 @@ def start(rt: Runtime, playbook: str = "quick-escalation") -> int:
                                actor="s1-commander").id or 0
 
 
-def step_of(rt: Runtime, run_id: int, key: str) -> StepInstance:
-    with read_session(rt.db) as session:
-        return session.exec(select(StepInstance).where(
-            StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
-
-
 def evidence_row(rt: Runtime, ev_id: str) -> Evidence:
     with read_session(rt.db) as session:
         row = session.get(Evidence, ev_id)
         assert row is not None
         return row
-
-
-def events(rt: Runtime, run_id: int, action: str) -> list[AuditEvent]:
-    with read_session(rt.db) as session:
-        return list(session.exec(select(AuditEvent).where(
-            AuditEvent.run_id == run_id, AuditEvent.action == action)).all())
 
 
 def upload(rt: Runtime, who: str, data: bytes | None = None, name: str = "现场.png") -> str:

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from factories import run_events as events
+from factories import step_row as step_of
 from sqlmodel import select
 
 from flows import extensions, lifecycle, tasks
 from flows.runtime import Runtime
 from flows.sweeper import sweep_once
-from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -34,23 +35,11 @@ def start_hazard(rt: Runtime, **params: Any) -> int:
     return run.id or 0
 
 
-def step_of(rt: Runtime, run_id: int, key: str) -> StepInstance:
-    with read_session(rt.db) as session:
-        return session.exec(select(StepInstance).where(
-            StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
-
-
 def hazard(rt: Runtime, run_id: int) -> Hazard:
     with read_session(rt.db) as session:
         found = session.get(Hazard, run_id)
         assert found is not None
         return found
-
-
-def events(rt: Runtime, run_id: int, action: str) -> list[AuditEvent]:
-    with read_session(rt.db) as session:
-        return list(session.exec(select(AuditEvent).where(
-            AuditEvent.run_id == run_id, AuditEvent.action == action)).all())
 
 
 def inbox(rt: Runtime, person: str, kind: str) -> list[Notification]:
