@@ -231,22 +231,26 @@ def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pendi
                      ) -> StepPublic:
     """A step with no instance: not reached yet (`pending`), or passed over (`skipped`: its
     `when` was false). A pending step shows what is already known of it: who it will go to
-    (its role resolved at the run's unit; not for a fan-out, whose units come later) and, when
+    (its role resolved at the run's unit, or where its `at` holds it; not for a fan-out,
+    whose units come later) and, when
     its deadline runs from the start of the run (the 30-minute verbal report counts from the
     alert, not from when the step before it is done), that deadline, so a commander sees
     every legal clock from the first answer."""
-    unit = rt.org.units.get(run.unit_id)
+    unit_id = run.unit_id
+    if unit_id in rt.org.units:
+        unit_id = rt.org.held_at(unit_id, spec.at)
+    unit = rt.org.units.get(unit_id)
     assignees: list[Person] = []
     due_at = None
     if status == "pending" and _may_come(spec, run):
         if spec.role and not spec.for_each and unit is not None:
-            _, holders = rt.org.resolve_role(spec.role, run.unit_id)
+            _, holders = rt.org.resolve_role(spec.role, unit_id)
             assignees = [Person(id=h.id, name=h.name) for h in holders]
         if spec.due is not None and spec.due.from_ == "run":
             due_at = due_time(rt, run, spec, ready_at=run.started_at)
     return StepPublic(
         id=None, run_id=run.id or 0, step=spec.id, title=spec.title, action=spec.action,
-        role=spec.role, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
+        role=spec.role, unit_id=unit_id, unit_name=unit.name if unit else unit_id,
         assignees=assignees, status=status, overdue=False, escalation_level=0, due_at=due_at,
         due_at_local=rt.renderer.deadline(due_at) or None, original_due_at=None, ready_at=None,
         acked_at=None,

@@ -51,6 +51,27 @@ def who_may(org: OrgChart, role: str, unit_id: str) -> tuple[str, str]:
             + (f", now {', '.join(h.id for h in holders[:5])}" if holders else ""))
 
 
+def may_start(org: OrgChart, person_id: str, started_by: list[str], unit_id: str) -> bool:
+    """A commander of the unit or above (an admin anywhere) starts any playbook there; a
+    playbook's `started_by` roles start it in their own unit and below: an inspector registers
+    the hazard found on the street's rounds, a grid worker the one in the community."""
+    if org.has_right(person_id, "commander", unit_id):
+        return True
+    person = org.people.get(person_id)
+    return person is not None and any(role in person.roles for role in started_by) \
+        and org.is_within(unit_id, person.unit_id)
+
+
+def require_start(org: OrgChart, person_id: str, started_by: list[str], unit_id: str) -> None:
+    if may_start(org, person_id, started_by, unit_id):
+        return
+    zh, en = who_may(org, "commander", unit_id)
+    if started_by:
+        zh += "，或本单位及上级单位的" + "、".join(role_zh(r) for r in started_by)
+        en += " or " + " / ".join(f"'{r}'" for r in started_by) + " in that unit or above"
+    raise Forbidden(f"需要{zh}的权限 / requires {en}")
+
+
 def require_act(org: OrgChart, person_id: str, step: StepInstance) -> None:
     if not can_act_on(org, person_id, step):
         if step.assignee_person_id is not None or not step.role:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from flows.checks import CheckEnv, check_expression, check_step
+from flows.checks import CheckEnv, check_expression, check_roles, check_step, check_unit_type
 from flows.graph import topological_order
 from flows.locate import Where, choices, validation_errors
 from flows.modules import Candidate, ModuleFile, ModuleLibrary, NeedRef, splice
@@ -137,10 +137,15 @@ def assemble(
         prefixes=frozenset(use.prefix for use, _ in uses),
         helpers=frozenset(context.expression_names),
         broken=frozenset(broken),
+        unit_types=frozenset(context.known_unit_types)
+        if context.known_unit_types is not None else None,
     )
     for use, where in uses:
         if use.when is not None:
             errors += check_expression(use.when, where, ("when",), env)
+        errors += check_unit_type(use.at, where, ("at",), env)
+    if header is not None:
+        errors += check_roles(header.started_by, root, ("started_by",), env)
     for node in nodes:
         if node.step is not None:
             errors += check_step(node.step, node.candidate.where, env)
@@ -342,6 +347,7 @@ def _compiled_step(node: _Node) -> StepSpec:
         id=node.id,
         needs=list(dict.fromkeys(ref.target for ref in node.needs)),
         when=when,
+        at=step.at or candidate.module_at,
         line=candidate.where.line(),
         file=candidate.where.file,
     )

@@ -218,10 +218,11 @@ class _Rows:
                 values[i] = enc(values[i])
             self.hazard.rows.append(tuple(values))
         for append, spec in self._targets(outcome):
-            at, people_json, _people = self.assignment(spec.role, unit)
-            append((run_id, unit, at, people_json))
+            held = unit if spec.at is None else self.rt.org.held_at(unit, spec.at)
+            at, people_json, _people = self.assignment(spec.role, held)
+            append((run_id, held, at, people_json))
             if spec.action == "task":
-                key = (spec.id, unit)
+                key = (spec.id, held)
                 self.counts[key] = self.counts.get(key, 0) + 1
         self.audit.rows.append((run_id, self._detail(outcome, new.row)))
         for step_id, message in failures:

@@ -22,6 +22,7 @@ def load_context(playbooks_dir: Path, org: OrgChart) -> LoadContext:
     return LoadContext(
         playbooks_dir=playbooks_dir,
         known_roles=set(org.roles) | {"commander", "manager", "admin"},
+        known_unit_types=set(org.unit_types),
         known_channels=set(org.channels),
         known_playbooks=None,
     )

@@ -41,6 +41,7 @@ class CheckEnv:
     prefixes: frozenset[str]  # module aliases, for a helpful message on `steps.report.x`
     helpers: frozenset[str]
     broken: frozenset[str] = frozenset()  # modules that failed: their steps are not known
+    unit_types: frozenset[str] | None = None  # the org chart's, for `at`; None: don't check
 
     step_set: frozenset[str] = field(init=False)
 
@@ -72,6 +73,7 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out += _recipients(level.notify, where, ("escalate", i, "notify"), env)
         for i, level in enumerate(step.verify.escalate if step.verify else []):
             out += _recipients(level.notify, where, ("verify", "escalate", i, "notify"), env)
+    out += check_unit_type(step.at, where, ("at",), env)
     if step.stage is not None and env.stages is not None and step.stage not in env.stages:
         known = choices(env.stages, step.stage) if env.stages else "the playbook has no stages"
         out.append(where.at(("stage",), f"unknown stage '{step.stage}' (known: {known})"))
@@ -95,6 +97,24 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
         out += check_expression(step.for_each, where, ("for_each",), env)
     out += check_templated(step.with_, where, ("with",), env)
     return out
+
+
+def check_unit_type(at: str | None, where: Where, path: PathKey, env: CheckEnv
+                    ) -> list[SourceError]:
+    """An `at` must name a unit type of the org chart, or its steps would silently stay at
+    the run's unit (`at: distrct` would leave the alert with the street)."""
+    if at is None or env.unit_types is None or at in env.unit_types:
+        return []
+    known = choices(sorted(env.unit_types), at)
+    return [where.at(path, f"unknown unit type '{at}' (the org chart has: {known})")]
+
+
+def check_roles(roles: list[str], where: Where, path: PathKey, env: CheckEnv
+                ) -> list[SourceError]:
+    """Each of a list of role names (a playbook's `started_by`) must be the org chart's."""
+    if env.roles is None:
+        return []
+    return [e for i, role in enumerate(roles) for e in _role(role, where, (*path, i), env)]
 
 
 def _role(role: str, where: Where, path: PathKey, env: CheckEnv) -> list[SourceError]:

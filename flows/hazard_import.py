@@ -679,7 +679,8 @@ def _unstaffed(rt: Runtime, playbook: Playbook, runs: list[NewRun], actor: str,
                    playbook_id=playbook.id, status=rs.RUNNING, started_by=actor)
     plan = make_plan(rt, playbook, now, cast(Run, stub))
     certain = [c.spec for c in plan.candidates if c.condition is None and not c.spec.needs]
-    roles = {c.spec.role for c in plan.candidates if c.spec.role and not c.spec.for_each}
+    roles = {(c.spec.role, c.spec.at) for c in plan.candidates
+             if c.spec.role and not c.spec.for_each}
     holders: dict[tuple[str, str], bool] = {}
 
     def held(role: str, unit_id: str) -> bool:
@@ -698,7 +699,8 @@ def _unstaffed(rt: Runtime, playbook: Playbook, runs: list[NewRun], actor: str,
         unit_id = new.unit_id
         ok = staffed.get(unit_id)
         if ok is None:
-            ok = staffed[unit_id] = all(held(role, unit_id) for role in roles)
+            ok = staffed[unit_id] = all(held(role, rt.org.held_at(unit_id, at))
+                                        for role, at in roles)
         if ok:
             continue
         if plan.all_one_by_one:
@@ -720,7 +722,8 @@ def _nobody_for(rt: Runtime, steps: Sequence[StepSpec], unit_id: str,
                 held: Callable[[str, str], bool]) -> tuple[str, str] | None:
     """(zh, en) for the first of `steps` whose role nobody holds at or above the unit."""
     for spec in steps:
-        if spec.role is None or spec.for_each or held(spec.role, unit_id):
+        if spec.role is None or spec.for_each \
+                or held(spec.role, rt.org.held_at(unit_id, spec.at)):
             continue
         unit = rt.org.unit(unit_id)
         role = spec.role

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from flows.access import require_right
+from flows.access import require_right, require_start
 from flows.campaigns import campaign_problem
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
@@ -51,7 +51,7 @@ def start_run(
     if unit_id not in rt.org.units:
         raise InvalidInput("unit", f"没有单位 {unit_id} / unknown unit '{unit_id}'")
     if check_rights:
-        require_right(rt.org, actor, "commander", unit_id)
+        require_start(rt.org, actor, playbook.started_by, unit_id)
     clean = validate_params(playbook, params)
     if playbook.register_ is not None:
         tidy_code(clean)

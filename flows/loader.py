@@ -25,6 +25,7 @@ class LoadContext:
 
     playbooks_dir: Path
     known_roles: set[str] | None = None
+    known_unit_types: set[str] | None = None  # the org chart's unit types, for `at`
     known_channels: set[str] = field(default_factory=set)
     known_playbooks: set[str] | None = None
     # Helper functions of flows/context.expression_context.

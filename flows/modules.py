@@ -72,6 +72,7 @@ class Candidate:
     local_ids: list[str] | None = None  # a module step: needs resolve among these
     entry_needs: list[NeedRef] = field(default_factory=list)
     module_when: str | None = None
+    module_at: str | None = None  # the `modules:` entry's `at`, for steps without their own
 
 
 class ModuleLibrary:
@@ -181,6 +182,7 @@ def splice(
             local_ids=local_ids,
             entry_needs=entry,
             module_when=use.when,
+            module_at=use.at,
         )
         for j, raw in enumerate(steps)
     ]

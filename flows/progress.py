@@ -216,7 +216,8 @@ def _row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -> dict[s
     return {
         "run_id": run.id, "step_key": spec.id, "item_index": index, "item": item,
         "title": label, "action": spec.action, "role": spec.role,
-        "unit_id": _item_unit(rt, run, item), "assignees": [], "outputs": {},
+        "unit_id": rt.org.held_at(_item_unit(rt, run, item), spec.at),
+        "assignees": [], "outputs": {},
         "evidence": [], "overdue": False, "escalation_level": 0, "reminders_sent": 0,
         "ack_missed": False, "prefect_recorded": False, "version": 0,
     }

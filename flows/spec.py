@@ -346,6 +346,13 @@ class StepSource(_Spec):
     role: str | None = Field(
         default=None, description="Who does it: a role resolved through the org chart."
     )
+    at: Slug | None = Field(
+        default=None,
+        description="Unit type (district, street, ...) where the step is held: the nearest unit "
+        "of that type at or above the run's (or item's) unit. Its roles, escalations and "
+        "verifier resolve there, e.g. `at: district` for the bureau's duty room taking an "
+        "alert whichever community it came from. Default: the run's unit.",
+    )
     action: Action = Field(
         default="task",
         description="task: a person does it; notify: send `template` to `to`; document: "
@@ -453,6 +460,10 @@ class ModuleUse(_Spec):
     when: str | None = Field(
         default=None, description="Jinja2 expression; when false every module step is skipped."
     )
+    at: Slug | None = Field(
+        default=None,
+        description="Unit type where the module's steps are held (a step's own `at` wins).",
+    )
 
     @property
     def prefix(self) -> str:
@@ -479,6 +490,11 @@ class PlaybookHeader(_Spec):
     register_: RegisterSpec | None = Field(
         default=None, alias="register",
         description="Keep a register entry (台账) for each run of this playbook.",
+    )
+    started_by: list[str] = Field(
+        default_factory=list,
+        description="Roles that may start a run, besides `commander`, in the units where they "
+        "hold the role and below (an inspector registering the hazard they found).",
     )
 
     @field_validator("stages")

@@ -185,6 +185,21 @@ class OrgChart:
 
     # -- roles and rights ------------------------------------------------------------------
 
+    def held_at(self, unit_id: str, unit_type: str | None) -> str:
+        """Where a step of `unit_id` is held when its playbook says `at: unit_type`: the
+        nearest unit of that type at or above it. A run whose chain has no such unit (a
+        district run under `at: street`) keeps its own unit: the step is still somebody's."""
+        if unit_type is None:
+            return unit_id
+        for uid in self._chain(unit_id):
+            if self.units[uid].type == unit_type:
+                return uid
+        return unit_id
+
+    @property
+    def unit_types(self) -> frozenset[str]:
+        return frozenset(u.type for u in self.units.values())
+
     def resolve_role(self, role: str, unit_id: str) -> tuple[str | None, list[Person]]:
         """People holding `role` in `unit_id`, or else in the nearest ancestor that has any.
 

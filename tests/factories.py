@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import select
 
-from flows.loader import LoadContext, load_playbook_text
+from flows.catalog import load_context
+from flows.loader import load_playbook_text
 from flows.runtime import Runtime, build_runtime
 from models.audit import AuditEvent
 from models.clock import Clock
@@ -94,8 +95,7 @@ def run_steps(rt: Runtime, run_id: int) -> list[StepInstance]:
 def refused(rt: Runtime, text: str, filename: str = "bad.yaml") -> str:
     """The loader's errors for playbook `text` against rt's org chart, one per line; fails the
     test if the playbook loads."""
-    context = LoadContext(rt.settings.playbooks, known_roles=set(rt.org.roles),
-                          known_channels=set(rt.org.channels))
+    context = load_context(rt.settings.playbooks, rt.org)  # as the server loads them
     try:
         load_playbook_text(text, filename=filename, context=context)
     except PlaybookInvalid as caught:
@@ -181,3 +181,22 @@ def run_events(rt: Runtime, run_id: int, action: str) -> list[AuditEvent]:
         return list(session.exec(select(AuditEvent).where(
             AuditEvent.run_id == run_id, AuditEvent.action == action)
             .order_by(AuditEvent.id)).all())  # type: ignore[arg-type]
+
+
+def start_one_and_bulk(one: Runtime, bulk: Runtime, playbook_id: str,
+                       inputs: list[tuple[str, dict[str, Any]]]) -> Any:
+    """The same runs started twice, by d1-admin: in `one` through start_run, run by run, and in
+    `bulk` through bulk_start in one transaction, so a test compares what each wrote. Returns
+    bulk_start's result."""
+    from flows import lifecycle
+    from flows.bulk_plan import NewRun
+    from flows.bulk_start import bulk_start
+    from flows.params import validate_params
+    from models.db import session_scope
+    for unit, params in inputs:
+        lifecycle.start_run(one, playbook_id=playbook_id, unit_id=unit, params=params,
+                            actor="d1-admin")
+    playbook = bulk.catalog.get(playbook_id)
+    with session_scope(bulk.db) as session:
+        return bulk_start(session, bulk, playbook=playbook, actor="d1-admin",
+                          runs=[NewRun(u, validate_params(playbook, p)) for u, p in inputs])

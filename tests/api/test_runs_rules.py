@@ -105,9 +105,16 @@ def test_a_negative_casualty_count_is_refused(client: TestClient, auth: Any) -> 
 def test_my_tasks_in_a_unit_are_only_those_in_that_unit_and_below(
     client: TestClient, auth: Any
 ) -> None:
-    # The street duty officer receives the alert of every community of 坪山街道 (and no other).
-    liuhe = start(client, auth, {"location": "六和社区"}, unit="liuhe")["id"]
-    heping = start(client, auth, {"location": "和平社区"}, unit="heping")["id"]
+    # The district duty room takes the alert (gas-leak `at: district`); then the street duty
+    # officer dispatches the rescue team for every community of 坪山街道 (and no other).
+    liuhe = start(client, auth, {"location": "六和社区"}, unit="liuhe")
+    heping = start(client, auth, {"location": "和平社区"}, unit="heping")
+    for run in (liuhe, heping):
+        receive = next(s for s in run["steps"] if s["step"] == "receive")
+        r = client.post(f"/api/tasks/{receive['id']}/complete", json={"outputs": {}},
+                        headers=auth("pingshan-duty-1"))
+        assert r.status_code == 200, r.text
+    liuhe, heping = liuhe["id"], heping["id"]
     me = auth("pingshan-street-duty")
 
     def inbox(**query: str) -> list[int]:
@@ -212,10 +219,11 @@ def test_runs_of_a_playbook_removed_since_stay_listable(tmp_path: Path,
 
 @pytest.fixture
 def street_run(client: TestClient, auth: Any) -> Json:
-    """A gas leak handled by 坪山街道 itself: its steps are in the street, above 六和社区."""
+    """A gas leak handled by 坪山街道 itself: its steps are in the street, above 六和社区, or
+    held at the district (the duty room's, `at: district`)."""
     run = start(client, auth, {"location": "坪山街道办门前"}, unit="pingshan-street",
                 who="pingshan-street-commander")
-    assert {s["unit_id"] for s in run["steps"]} == {"pingshan-street"}
+    assert {s["unit_id"] for s in run["steps"]} == {"pingshan-street", "pingshan"}
     return run
 
 

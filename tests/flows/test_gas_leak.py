@@ -51,6 +51,9 @@ ASSESS = ["joint-assessment"]  # 研
 RELEASE = ["release.draft", "release.document", "release.publish",  # 报 (one window)
            "follow-up", "follow-up-send"]
 REPORTS = ["verbal-points", "verbal", "system-report", "system-report-send"]
+# The district duty room (区应急指挥中心值班室): duty_officer at the root, where the duty
+# room's steps are held (`at: district`).
+DUTY_ROOM = ["pingshan-duty-1", "pingshan-duty-2", "pingshan-duty-3"]
 MAJOR_ONLY = SET_UP + SUMMON + CONTROL + ASSESS + RELEASE + REPORTS
 
 ORDER_493_HEADINGS = ["事发单位", "发生时间", "发生地点", "简要经过", "伤亡", "直接经济损失",
@@ -73,15 +76,17 @@ def test_start_as_district_commander_gives_first_step_to_the_named_duty_officer(
     assert list(keyed) == ["receive"]
     receive = keyed["receive"]
     assert receive.status == "ready"
-    # duty_officer resolves from the community up to its street: 坪山街道's 梁子健.
-    assert receive.assignees == ["pingshan-street-duty"]
-    assert demo.org.people["pingshan-street-duty"].name == "梁子健"
+    # `at: district`: the bureau's 24-hour duty room takes the alert, not the street's duty
+    # officer 梁子健, who is the duty_officer nearest the community.
+    assert receive.unit_id == "pingshan"
+    assert receive.assignees == DUTY_ROOM
+    assert demo.org.people["pingshan-duty-1"].name == "黄磊"
     assert receive.due_at == clock.now() + timedelta(minutes=3)
     assert [k for k, s in keyed.items() if s.status != "pending"] == ["receive"]
     with read_session(demo.db) as session:
         inbox = session.exec(select(Notification).where(
             Notification.run_id == run_id, Notification.kind == "assigned")).all()
-    assert [n.recipient for n in inbox] == ["pingshan-street-duty"]
+    assert [n.recipient for n in inbox] == DUTY_ROOM
 
 
 def test_first_steps_after_the_alert_go_to_named_people(demo: Runtime) -> None:
@@ -89,8 +94,8 @@ def test_first_steps_after_the_alert_go_to_named_people(demo: Runtime) -> None:
     finish(demo, run_id, "receive", "一般")
     ready = {k: s.assignees for k, s in steps(demo, run_id).items() if s.status == "ready"}
     assert ready == {
-        "report.write": ["pingshan-street-duty"],  # 报: the street's duty officer
-        "rescue.dispatch": ["pingshan-street-duty"],
+        "report.write": DUTY_ROOM,  # 报: the district duty room writes and signs it
+        "rescue.dispatch": ["pingshan-street-duty"],  # the street sends its own team
         "assess": ["liu-yang"],  # 判: 刘洋, the district's duty leader
         "verify": ["liuhe-grid"],  # 核: the community's grid worker, 熊淑芬
         "cut-gas": ["deng-hui"],  # the gas company's dispatcher
@@ -165,7 +170,7 @@ def test_first_report_is_due_five_minutes_after_the_run_started(
     write = steps(demo, run_id)["report.write"]
     assert write.status == "ready" and write.ready_at == started + timedelta(minutes=2)
     assert write.due_at == started + timedelta(minutes=5)  # from the alert, not from ready
-    assert write.assignees == ["pingshan-street-duty"]
+    assert write.assignees == DUTY_ROOM
 
 
 def test_late_first_report_escalates_to_the_duty_leader_then_the_director(
@@ -228,7 +233,7 @@ def test_major_grade_makes_verbal_and_system_reports_due_from_the_start(
     clock.advance(timedelta(minutes=1))
     finish(demo, run_id, "report.write", "重大")
     system = steps(demo, run_id)["system-report"]
-    assert system.status == "ready" and system.assignees == ["pingshan-street-duty"]
+    assert system.status == "ready" and system.assignees == DUTY_ROOM
     assert system.due_at == started + timedelta(hours=1)  # 1小时系统首报
     # 设: the command centre opens at once under the duty leader.
     centre = steps(demo, run_id)["post.centre"]

@@ -31,7 +31,7 @@ from models.documents import Document
 from models.outbox import Notification
 from models.run import Run
 
-DUTY_OFFICER = "梁子健"  # pingshan-street-duty: receives, writes the reports, closes
+DUTY_OFFICER = "黄磊"  # pingshan-duty-1, the district duty room: receives, writes, closes
 DUTY_LEADER = "刘洋"  # liu-yang: judges, verifies the close (signs the 终报)
 GRID_WORKER = "熊淑芬"  # liuhe-grid: verifies on site
 

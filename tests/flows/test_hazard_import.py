@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS
+from factories import DEMO_ORG, ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, start_one_and_bulk
 from sqlmodel import select
 
 from flows import hazard_import, lifecycle
@@ -776,13 +776,7 @@ def _rows(rt: Runtime, model: Any, order: Any,
 
 def test_bulk_start_on_postgres_matches_start_run(make_pg_rt: Callable[[], Runtime]) -> None:
     rt_one, rt_bulk = make_pg_rt(), make_pg_rt()
-    for unit, params in INPUTS:
-        lifecycle.start_run(rt_one, playbook_id="import-demo", unit_id=unit, params=params,
-                            actor="d1-admin")
-    playbook = rt_bulk.catalog.get("import-demo")
-    with session_scope(rt_bulk.db) as session:
-        result = bulk_start(session, rt_bulk, playbook=playbook, actor="d1-admin",
-                            runs=[NewRun(u, validate_params(playbook, p)) for u, p in INPUTS])
+    result = start_one_and_bulk(rt_one, rt_bulk, "import-demo", INPUTS)
     assert result.run_ids == [1, 2, 3, 4, 5]
     assert _rows(rt_bulk, Run, [Run.id], drop=()) == _rows(rt_one, Run, [Run.id], drop=())
     assert _rows(rt_bulk, Hazard, [Hazard.run_id], drop=("import_id",)) == \
