@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
+import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from models.audit import CLI
 from models.errors import CloseloopError, InvalidInput, SourceInvalid
 from models.settings import Settings
 
@@ -79,6 +83,14 @@ def _check_data_dir(settings: Settings) -> None:
                          f"{exc.strerror or exc}") from None
 
 
+def _check_org_file(settings: Settings) -> None:
+    """A missing org chart named by the variable that points at it, not as a YAML error."""
+    path = settings.org_path
+    if not path.is_file():
+        variable = "CLOSELOOP_ORG" if settings.org is not None else "CLOSELOOP_PLAYBOOKS"
+        raise BadSetting(variable, f"找不到组织架构文件 {path} / no org chart file at {path}")
+
+
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from flows.catalog import load_context
     from flows.loader import validate_paths
@@ -95,7 +107,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         print(err)
     if errors or missing:
         return 1
-    print(f"ok: {len(paths)} path(s) valid")
+    print(f"ok: {len(paths)} 个路径均有效 / {len(paths)} path(s) valid")
     return 0
 
 
@@ -105,7 +117,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
     org = load_org(settings.org_path)
     if args.person not in org.people:
-        print(f"人员 {args.person} 不存在 / unknown person '{args.person}' (see "
+        print(f"error: 人员 {args.person} 不存在 / unknown person '{args.person}' (see "
               f"{settings.org_path})", file=sys.stderr)
         return 1
     if not settings.secret:
@@ -114,11 +126,53 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# Who the audit trail names when `closeloop start` is given no --as: the operator console, not a
+# person. The CLI runs on the server with its data dir and secret (`closeloop token` mints any
+# person's token), so like the engine (SYSTEM) it checks no rights for itself; what it must not
+# do is put a person's name on a run that person never started, as picking "the first
+# commander over the unit" did. Refusing without --as would break `closeloop start PLAYBOOK
+# --unit UNIT` (SPEC §5) for scripts, so the run is recorded as started by "cli" (运维命令行);
+# where "cli" would end up standing for a person (a register's 发现人, an org chart with a
+# person "cli") --as is asked for instead. With --as the trail names that person, who must
+# exist and hold the right to start the playbook in the unit (the API's own check: start_run
+# with check_rights=True).
+CLI_ACTOR = CLI
+CLI_ACTOR_ZH, CLI_ACTOR_EN = "运维命令行", "operator console"
+
+
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     from flows.lifecycle import start_run
+    from models.errors import Forbidden
 
+    params = _cli_params(args.param or [])
+    rt = _runtime(settings)
+    if args.unit not in rt.org.units:
+        raise InvalidInput("--unit", f"没有单位 {args.unit[:80]} / unknown unit "
+                           f"'{args.unit[:80]}'")
+    if args.as_person is None:
+        actor = _console_actor(rt, args.playbook, params)
+    elif args.as_person in rt.org.people:
+        actor = args.as_person
+    else:
+        raise InvalidInput("--as", f"人员 {args.as_person[:80]} 不存在 / unknown person "
+                           f"'{args.as_person[:80]}'")
+    try:
+        run = start_run(rt, playbook_id=args.playbook, unit_id=args.unit, params=params,
+                        actor=actor, check_rights=args.as_person is not None)
+    except Forbidden as exc:  # the person given may not start it: whom to ask, as the API says
+        raise InvalidInput(f"--as {actor}", str(exc)) from None
+    print(run.id)
+    if args.as_person is None:
+        print(f"提示：未给 --as，本次启动记为{CLI_ACTOR_ZH}（{CLI_ACTOR}）；以本人名义启动"
+              f"请加 --as 人员ID / note: no --as, so the run is recorded as started by the "
+              f"{CLI_ACTOR_EN} ({CLI_ACTOR}); add --as PERSON_ID to start it in a person's "
+              "name", file=sys.stderr)
+    return 0
+
+
+def _cli_params(items: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
-    for item in args.param or []:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidInput("--param", f"应为 键=值，收到 {item[:80]!r} / expected key=value, "
@@ -128,26 +182,30 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
             raise InvalidInput(f"params.{key}", f"--param {key} 重复给出 / --param {key} is "
                                "given more than once")
         params[key] = value
-    rt = _runtime(settings)
-    if args.as_person is not None and args.as_person not in rt.org.people:
-        raise InvalidInput("--as", f"人员 {args.as_person[:80]} 不存在 / unknown person "
-                           f"'{args.as_person[:80]}'")
-    run = start_run(rt, playbook_id=args.playbook, unit_id=args.unit, params=params,
-                    actor=args.as_person or _system_commander(rt, args.unit))
-    print(run.id)
-    return 0
+    return params
 
 
-def _system_commander(rt, unit_id: str) -> str:  # type: ignore[no-untyped-def]
-    """The CLI acts as an operator: it starts runs as a commander of the unit (or above)."""
-    if unit_id not in rt.org.units:
-        raise InvalidInput("--unit", f"没有单位 {unit_id[:80]} / unknown unit '{unit_id[:80]}'")
-    for unit in rt.org.ancestors(unit_id):
-        for pid in rt.org.unit(unit).person_ids:
-            if "commander" in rt.org.person(pid).roles or "admin" in rt.org.person(pid).roles:
-                return pid
-    raise InvalidInput("--unit", f"{unit_id} 及上级单位没有指挥长，请用 --as 指定 / no commander "
-                       f"for unit '{unit_id}' or above; use --as")
+def _console_actor(rt, playbook_id: str, params: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
+    """CLI_ACTOR, or InvalidInput asking for --as where "cli" would stand for a person."""
+    if CLI_ACTOR in rt.org.people:
+        # Then "cli" is somebody's id, and every name lookup would sign that person's name.
+        raise InvalidInput("--as", f"组织架构中有人员 ID 为 {CLI_ACTOR}，无法与{CLI_ACTOR_ZH}"
+                           f"区分，请用 --as 指定启动人 / the org chart has a person whose id "
+                           f"is '{CLI_ACTOR}', who cannot be told apart from the {CLI_ACTOR_EN}; "
+                           "give --as PERSON_ID")
+    playbook = rt.catalog.current.get(playbook_id)
+    if playbook is not None and playbook.register_ is not None \
+            and not str(params.get("found_by") or "").strip():
+        # A register entry's 发现人 is whoever started the run unless found_by says otherwise
+        # (flows/registers.py), and the console found no hazard.
+        if "found_by" in playbook.params:
+            raise InvalidInput("--as", "登记台账的流程要记录发现人：请用 --as 人员ID 指定启动人，"
+                               "或用 --param found_by=姓名 / a register playbook records who found "
+                               "the hazard: give --as PERSON_ID or --param found_by=NAME")
+        raise InvalidInput("--as", "登记台账的流程要记录发现人：请用 --as 人员ID 指定启动人 / a "
+                           "register playbook records who found the hazard: give --as "
+                           "PERSON_ID")
+    return CLI_ACTOR
 
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
@@ -156,7 +214,8 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     rt = _runtime(settings)
     report = sweep_once(rt)
     if not report.swept:
-        print("another process holds the sweeper lease; nothing done")
+        print("另一进程正在清扫，本次未执行 / another process holds the sweeper lease; nothing "
+              "done")
         return 0
     print(json.dumps({"examined": report.examined, "fired": report.fired,
                       "overdue": report.overdue, "waits_finished": report.waits_finished,
@@ -165,18 +224,71 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    # The port is taken first, before the database, the Prefect server and the workers start:
+    # a port already in use is one line naming it, not uvicorn's log line after a banner that
+    # said the server was up (and no Prefect server started for nothing).
+    sock = _listen(args.host, args.port)
+    try:
+        import uvicorn
 
-    from api.main import create_app
+        from api.main import create_app
 
-    rt = _runtime(settings)
-    for err in rt.catalog.errors:
-        print(f"playbook not loaded: {err}", file=sys.stderr)
-    app = create_app(rt, prefect=settings.prefect_enabled)
-    print(f"closeloop on http://{args.host}:{args.port} (API docs at /docs); data in "
-          f"{settings.data_dir.resolve()}; token: closeloop token PERSON_ID", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        rt = _runtime(settings)
+        for err in rt.catalog.errors:
+            print(f"流程未加载 / playbook not loaded: {err}", file=sys.stderr)
+        app = create_app(rt, prefect=settings.prefect_enabled)
+        where = _host_port(args.host, sock.getsockname()[1])
+        print(f"closeloop 已启动 / running on http://{where} (API docs at /docs); data in "
+              f"{settings.data_dir.resolve()}; token: closeloop token PERSON_ID", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:  # the app's startup failed (uvicorn logged why) or was interrupted
+        print("error: 服务未能启动（原因见上）/ the server did not start (see above)",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+class CannotListen(Exception):
+    """The address `closeloop serve` was told to listen on cannot be had; exit 1."""
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket for uvicorn (as uvicorn binds: SO_REUSEADDR, IPv6 for a host with ':'),
+    or CannotListen saying why in the operator's words."""
+    where = _host_port(host, port)
+    if not 0 <= port <= 65535:
+        raise InvalidInput("--port", f"端口应在 0–65535 之间，收到 {port} / port must be 0-65535, "
+                           f"got {port}")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if isinstance(exc, socket.gaierror):
+            zh, en = f"无法解析主机名 {host}", f"cannot resolve host '{host}'"
+        elif exc.errno == errno.EADDRINUSE:
+            zh, en = ("端口已被占用，请换一个 --port 或先停止占用它的程序",
+                      "address already in use; choose another --port or stop the program "
+                      "using it")
+        elif exc.errno == errno.EACCES:
+            zh, en = ("没有权限监听该端口（1024 以下的端口需要管理员权限）",
+                      "permission denied (ports below 1024 need root)")
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            zh, en = (f"本机没有地址 {host}，请检查 --host",
+                      f"this machine has no address '{host}'; check --host")
+        else:
+            zh = en = str(exc.strerror or exc)
+        raise CannotListen(f"无法在 {where} 上监听：{zh} / cannot listen on {where}: {en}"
+                           ) from None
+    return sock
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -186,8 +298,40 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors (a missing --once, a --port that is not a number, an unknown
+    command) as one Chinese-first line and exit 2, like every other error of the command,
+    instead of a usage block in English. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {_usage_zh(message)} / {message} (see {self.prog} -h)", file=sys.stderr)
+        sys.exit(2)
+
+
+# argparse gives its errors only as (gettext) text, so they are recognised by their wording
+# (Python 3.11 to 3.13); anything else keeps a generic Chinese label before argparse's English.
+_USAGE_ZH: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"the following arguments are required: (?P<a>.+)"), "缺少参数：{a}"),
+    (re.compile(r"unrecognized arguments: (?P<a>.+)"), "不认识的参数：{a}"),
+    (re.compile(r"argument command: invalid choice: (?P<v>\S+) \(choose from (?P<c>.+)\)"),
+     "没有命令 {v}，可选：{c}"),
+    (re.compile(r"argument (?P<a>\S+): invalid int value: (?P<v>.+)"), "{a} 应为整数，收到 {v}"),
+    (re.compile(r"argument (?P<a>\S+): expected one argument"), "{a} 后面缺少值"),
+    (re.compile(r"ambiguous option: (?P<a>\S+) could match (?P<c>.+)"),
+     "选项 {a} 有歧义，可能是：{c}"),
+]
+
+
+def _usage_zh(message: str) -> str:
+    for pattern, zh in _USAGE_ZH:
+        found = pattern.fullmatch(message)
+        if found:
+            return zh.format(**found.groupdict())
+    return "命令行参数有误"
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="closeloop", description="应急管理闭环工作流 closeloop")
+    p = _Parser(prog="closeloop", description="应急管理闭环工作流 closeloop")
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="validate playbook files or folders")
     v.add_argument("paths", nargs="+")
@@ -203,7 +347,10 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("playbook")
     st.add_argument("--unit", required=True)
     st.add_argument("--param", action="append", metavar="KEY=VALUE")
-    st.add_argument("--as", dest="as_person", help="person id to start as (a commander)")
+    st.add_argument("--as", dest="as_person", metavar="PERSON_ID",
+                    help="who starts it (must hold the right to start the playbook in UNIT); "
+                         "without it the run is recorded as started by the operator console "
+                         "(cli), never in a person's name")
     st.set_defaults(func=cmd_start)
     sw = sub.add_parser("sweep", help="run the deadline sweeper")
     sw.add_argument("--once", action="store_true", required=True)
@@ -217,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = load_settings()
+        if args.func is not cmd_schema:
+            _check_org_file(settings)
         return int(args.func(args, settings))
     except BadSetting as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -228,12 +377,17 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInput as exc:
         print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
         return 2
+    except CannotListen as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except CloseloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # settings that fail validation
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while starting up: no traceback
+        return 130
 
 
 if __name__ == "__main__":

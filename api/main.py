@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import errors
+from api import docs_page, errors
 from api.body_guard import BodyGuard
 from api.deps import single_query_values
 from api.routes import campaigns, evidence, extensions, playbooks, runs, system, tasks
@@ -36,6 +36,10 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
         "step, deadline and escalation",
         version="0.1.0",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load from a CDN an offline intranet cannot reach: /docs (and
+        # /redoc) is api/docs_page.py's page instead, rendered here from app.openapi().
+        docs_url=None,
+        redoc_url=None,
         # Before any route's own parameters: a query parameter given twice is a 422 naming
         # it, never whichever value Starlette kept (api/deps.py).
         dependencies=[Depends(single_query_values)],
@@ -48,4 +52,5 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     for module in (system, playbooks, runs, tasks, evidence, extensions, campaigns,
                    hazard_routes, import_routes):
         app.include_router(module.router)
+    app.include_router(docs_page.router)
     return app

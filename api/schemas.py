@@ -16,7 +16,7 @@ from flows.params import check_text as check_plain_text
 from flows.progress import due_time
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
-from models.audit import AuditEvent
+from models.audit import ACTOR_NAMES, AuditEvent
 from models.escalation import Escalation
 from models.run import Run
 from models.task import StepInstance
@@ -132,8 +132,11 @@ class StepPublic(BaseModel):
     due_at: datetime | None
     due_at_local: str | None
     original_due_at: datetime | None
+    original_due_at_local: str | None = None
     ready_at: datetime | None
+    ready_at_local: str | None = None
     acked_at: datetime | None
+    acked_at_local: str | None = None
     submitted_by: str | None
     verify_due_at: datetime | None = Field(
         default=None, description="submitted work: when the verifier must have decided")
@@ -141,6 +144,7 @@ class StepPublic(BaseModel):
     verify_level: int = Field(default=0, description="verifier's escalation levels fired")
     verified_by: str | None
     done_at: datetime | None
+    done_at_local: str | None = None
     note: str | None
     outputs: dict[str, Any]
     evidence: list[str]
@@ -155,7 +159,9 @@ class EscalationPublic(BaseModel):
     level: int
     repeat: int
     scheduled_at: datetime
+    scheduled_at_local: str
     fired_at: datetime
+    fired_at_local: str
     recipients: list[str]
 
 
@@ -164,6 +170,7 @@ class EventPublic(BaseModel):
     at: datetime
     at_local: str
     actor: str
+    actor_name: str = ""
     action: str
     step_id: int | None
     from_state: str | None
@@ -182,9 +189,11 @@ class RunPublic(BaseModel):
     stage: str | None
     params: dict[str, Any]
     started_by: str
+    started_by_name: str = ""
     started_at: datetime
     started_at_local: str
     finished_at: datetime | None
+    finished_at_local: str | None = None
     parent_step_id: int | None
     steps: list[StepPublic] | None = None
     escalations: list[EscalationPublic] | None = None
@@ -210,6 +219,22 @@ def person_view(rt: Runtime, person_id: str) -> Person:
     return Person(id=person_id, name=p.name if p else person_id)
 
 
+def actor_name(rt: Runtime, actor: str) -> str:
+    """Who did it, as people read it: a person's name, 系统 for the engine, 运维命令行 for the
+    operator console (`closeloop start` without --as)."""
+    p = rt.org.people.get(actor)
+    return p.name if p else ACTOR_NAMES.get(actor, actor)
+
+
+# Moments people did something (ready, acknowledged, done, fired) to the second, like the
+# timeline: a deadline is to the minute (`*_local` of due times, through renderer.deadline).
+SECONDS = "%Y-%m-%d %H:%M:%S"
+
+
+def _seconds(rt: Runtime, at: datetime | None) -> str | None:
+    return rt.renderer.local(at, SECONDS) if at is not None else None
+
+
 def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
     unit = rt.org.units.get(s.unit_id)
     return StepPublic(
@@ -218,10 +243,14 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
         item=s.item, assignees=[person_view(rt, p) for p in s.assignees], status=s.status,
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
         due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
-        ready_at=s.ready_at, acked_at=s.acked_at, submitted_by=s.submitted_by,
+        original_due_at_local=rt.renderer.deadline(s.original_due_at) or None,
+        ready_at=s.ready_at, ready_at_local=_seconds(rt, s.ready_at),
+        acked_at=s.acked_at, acked_at_local=_seconds(rt, s.acked_at),
+        submitted_by=s.submitted_by,
         verify_due_at=s.verify_due_at,
         verify_due_at_local=rt.renderer.deadline(s.verify_due_at) or None,
         verify_level=s.verify_level, verified_by=s.verified_by, done_at=s.done_at,
+        done_at_local=_seconds(rt, s.done_at),
         note=s.note, outputs=s.outputs or {},
         evidence=s.evidence or [], reject_reason=s.reject_reason,
     )
@@ -290,19 +319,25 @@ def run_view(
         id=run.id or 0, playbook=run.playbook_id, playbook_version=run.playbook_version,
         title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
         status=run.status, stage=run.stage, params=run.params, started_by=run.started_by,
+        started_by_name=actor_name(rt, run.started_by),
         started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),
-        finished_at=run.finished_at, parent_step_id=run.parent_step_id,
+        finished_at=run.finished_at, finished_at_local=_seconds(rt, run.finished_at),
+        parent_step_id=run.parent_step_id,
         steps=step_views,
         escalations=[
             EscalationPublic(id=e.id or 0, step_id=e.step_id, step=e.step_key, kind=e.kind,
                              level=e.level, repeat=e.repeat, scheduled_at=e.scheduled_at,
-                             fired_at=e.fired_at, recipients=e.recipients)
+                             scheduled_at_local=rt.renderer.local(e.scheduled_at, SECONDS),
+                             fired_at=e.fired_at,
+                             fired_at_local=rt.renderer.local(e.fired_at, SECONDS),
+                             recipients=e.recipients)
             for e in escalations
         ] if escalations is not None else None,
         timeline=[
             EventPublic(id=e.id or 0, at=e.at,
                         at_local=rt.renderer.local(e.at, "%Y-%m-%d %H:%M:%S"),
-                        actor=e.actor, action=e.action, step_id=e.step_id,
+                        actor=e.actor, actor_name=actor_name(rt, e.actor), action=e.action,
+                        step_id=e.step_id,
                         from_state=e.from_state, to_state=e.to_state, detail=e.detail)
             for e in events
         ] if events is not None else None,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows.checks import CheckEnv, check_expression, check_roles, check_step, check_unit_type
 from flows.graph import topological_order
-from flows.locate import Where, choices, validation_errors
+from flows.locate import Where, not_known, validation_errors, zh_en
 from flows.modules import Candidate, ModuleFile, ModuleLibrary, NeedRef, splice
 from flows.spec import (
     DEFER_CHECKS,
@@ -96,7 +96,9 @@ def assemble(
     """The compiled playbook from its parsed YAML; raises PlaybookInvalid with every error."""
     root = Where(filename, positions)
     if not isinstance(data, dict):
-        message = "a playbook is a mapping of keys: id, version, title, params, modules, steps"
+        message = zh_en("流程文件应为映射（键: 值），含 id、version、title、params、modules、steps",
+                        "a playbook is a mapping of keys: id, version, title, params, modules, "
+                        "steps")
         raise PlaybookInvalid([root.at((), message)])
     errors: list[SourceError] = []
     head = {key: value for key, value in data.items() if key not in ("modules", "steps")}
@@ -119,7 +121,8 @@ def assemble(
     _check_numbers(nodes, errors)
     order = _check_graph(nodes, ids, broken, errors)
     if not nodes and not errors:
-        errors.append(root.at(("steps",), "a playbook needs at least one step"))
+        errors.append(root.at(("steps",), zh_en("流程至少要有一个步骤",
+                                                "a playbook needs at least one step")))
 
     # Read what we can even from a header that failed, so one mistake hides no other.
     stages = data.get("stages")
@@ -146,6 +149,7 @@ def assemble(
         errors += check_unit_type(use.at, where, ("at",), env)
     if header is not None:
         errors += check_roles(header.started_by, root, ("started_by",), env)
+        errors += _check_register(header, ids, broken, root)
     for node in nodes:
         if node.step is not None:
             errors += check_step(node.step, node.candidate.where, env)
@@ -169,9 +173,14 @@ def _list_at(data: dict[str, Any], key: str, root: Where, errors: list[SourceErr
     if value is None:
         return []
     if not isinstance(value, list):
-        errors.append(root.at((key,), f"expected a list of {key}; got {type(value).__name__}"))
+        got = type(value).__name__
+        errors.append(root.at((key,), zh_en(f"应为{_LIST_OF[key]}列表；收到 {got}",
+                                            f"expected a list of {key}; got {got}")))
         return []
     return value
+
+
+_LIST_OF = {"steps": "步骤", "modules": "模块"}
 
 
 def _modules(
@@ -191,14 +200,16 @@ def _modules(
             continue
         if any(use.prefix == other.prefix for other, _ in uses):
             field_name = "as" if use.as_ else "use"
-            message = f"module prefix '{use.prefix}' is used twice; give each use its own 'as'"
+            message = zh_en(f"模块前缀 {use.prefix} 用了两次，请给每处引用各写一个 as",
+                            f"module prefix '{use.prefix}' is used twice; give each use its "
+                            "own 'as'")
             errors.append(where.at((field_name,), message))
             continue
         uses.append((use, where))
         module = session.modules.get(use.use)
         if module is None:
-            known = choices(session.modules.names(), use.use)
-            errors.append(where.at(("use",), f"unknown module '{use.use}' (known: {known})"))
+            message = not_known("模块", "module", use.use, session.modules.names())
+            errors.append(where.at(("use",), message))
             broken.add(use.prefix)
             continue
         if all(module is not other for other in used):
@@ -272,17 +283,38 @@ def _check_numbers(nodes: list[_Node], errors: list[SourceError]) -> None:
             if step.action == "document":
                 filed[step.number] = node
             continue
-        errors.append(node.candidate.where.at(("number",), (
-            f"step '{earlier.id}' (line {earlier.candidate.where.line()}) already numbers "
+        line = earlier.candidate.where.line()
+        errors.append(node.candidate.where.at(("number",), zh_en(
+            f"步骤 {earlier.id}（第 {line} 行）已用文号前缀 {step.number}：同一流程中前缀相同的"
+            "步骤共用一个文号，须是同一份文书（只归档一次，用同一模板送达）；请给这一步另设前缀",
+            f"step '{earlier.id}' (line {line}) already numbers "
             f"with '{step.number}': a run's steps with one prefix share one 文号, so they must "
             "be one document (filed once, served with the same template); give this one a "
             "prefix of its own")))
 
 
+_SELF_NEED = zh_en("步骤不能依赖自身", "a step cannot need itself")
+
+
+def _check_register(header: PlaybookHeader, ids: list[str], broken: set[str], root: Where
+                    ) -> list[SourceError]:
+    """The steps `register` names must exist, or the playbook would be refused only when
+    compiled, with no position."""
+    if header.register_ is None:
+        return []
+    out: list[SourceError] = []
+    for key in ("closed_by", "due_by", "plan_by"):
+        ref = getattr(header.register_, key)
+        if ref is None or ref in ids or any(ref.startswith(p + ".") for p in broken):
+            continue
+        out.append(root.at(("register", key), not_known("步骤", "step", ref, ids)))
+    return out
+
+
 def _unknown_need(need: str, own_id: str | None, known: list[str]) -> str:
     if need == own_id:
-        return "a step cannot need itself"
-    return f"unknown step '{need}' (known: {choices(known, need)})"
+        return _SELF_NEED
+    return not_known("步骤", "step", need, known)
 
 
 def _check_ids(nodes: list[_Node], errors: list[SourceError]) -> list[str]:
@@ -295,8 +327,10 @@ def _check_ids(nodes: list[_Node], errors: list[SourceError]) -> list[str]:
             earlier = first[node.id].candidate.where
             line = earlier.line()
             same_file = earlier.file == node.candidate.where.file
+            at_zh = f"第 {line} 行" if same_file else f" {earlier.file}:{line}"
             at = f"line {line}" if same_file else f"{earlier.file}:{line}"
-            message = f"duplicate step id '{node.id}' (first defined at {at})"
+            message = zh_en(f"步骤 id {node.id} 重复（首次定义于{at_zh}）",
+                            f"duplicate step id '{node.id}' (first defined at {at})")
             errors.append(node.candidate.where.at(("id",), message))
             node.duplicate = True
         else:
@@ -314,7 +348,7 @@ def _check_graph(
         kept: list[NeedRef] = []
         for ref in node.needs:
             if ref.target == node.id:
-                errors.append(ref.where.at(ref.path, "a step cannot need itself"))
+                errors.append(ref.where.at(ref.path, _SELF_NEED))
             elif ref.target in index:
                 if not node.duplicate:
                     edges[i].append(index[ref.target])
@@ -331,7 +365,7 @@ def _check_graph(
         start, following = nodes[cycle[0]], nodes[cycle[1]]
         ref = next(ref for ref in start.needs if ref.target == following.id)
         path = " -> ".join(nodes[i].id or "?" for i in cycle)
-        errors.append(ref.where.at(ref.path, f"cycle: {path}"))
+        errors.append(ref.where.at(ref.path, zh_en(f"循环依赖：{path}", f"cycle: {path}")))
     return order
 
 

@@ -19,7 +19,7 @@ from flows.expressions import (
     compile_value,
     is_template_string,
 )
-from flows.locate import Where, choices
+from flows.locate import Where, choices, choices_zh, not_known, zh_en
 from flows.spec import StepSource
 from flows.step_rules import step_problems
 from models.errors import SourceError
@@ -75,8 +75,12 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out += _recipients(level.notify, where, ("verify", "escalate", i, "notify"), env)
     out += check_unit_type(step.at, where, ("at",), env)
     if step.stage is not None and env.stages is not None and step.stage not in env.stages:
-        known = choices(env.stages, step.stage) if env.stages else "the playbook has no stages"
-        out.append(where.at(("stage",), f"unknown stage '{step.stage}' (known: {known})"))
+        if env.stages:
+            message = not_known("阶段", "stage", step.stage, env.stages)
+        else:
+            message = zh_en(f"没有阶段 {step.stage}（流程未分阶段）",
+                            f"unknown stage '{step.stage}' (known: the playbook has no stages)")
+        out.append(where.at(("stage",), message))
     if step.template is not None:
         out += _template(step.template, where, env)
     for i, level in enumerate(step.escalate):
@@ -87,10 +91,8 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out += _template(level.template, where, env, ("verify", "escalate", i, "template"))
     if step.playbook is not None and env.playbooks is not None:
         if step.playbook not in env.playbooks:
-            known = choices(sorted(env.playbooks), step.playbook)
-            out.append(
-                where.at(("playbook",), f"unknown playbook '{step.playbook}' (known: {known})")
-            )
+            message = not_known("流程", "playbook", step.playbook, sorted(env.playbooks))
+            out.append(where.at(("playbook",), message))
     if step.when is not None:
         out += check_expression(step.when, where, ("when",), env)
     if step.for_each is not None:
@@ -105,8 +107,10 @@ def check_unit_type(at: str | None, where: Where, path: PathKey, env: CheckEnv
     the run's unit (`at: distrct` would leave the alert with the street)."""
     if at is None or env.unit_types is None or at in env.unit_types:
         return []
-    known = choices(sorted(env.unit_types), at)
-    return [where.at(path, f"unknown unit type '{at}' (the org chart has: {known})")]
+    types = sorted(env.unit_types)
+    return [where.at(path, zh_en(
+        f"组织架构中没有单位类型 {at}（现有：{choices_zh(types, at)}）",
+        f"unknown unit type '{at}' (the org chart has: {choices(types, at)})"))]
 
 
 def check_roles(roles: list[str], where: Where, path: PathKey, env: CheckEnv
@@ -121,7 +125,7 @@ def _role(role: str, where: Where, path: PathKey, env: CheckEnv) -> list[SourceE
     assert env.roles is not None
     if role in env.roles:
         return []
-    return [where.at(path, f"unknown role '{role}' (known: {choices(sorted(env.roles), role)})")]
+    return [where.at(path, not_known("角色", "role", role, sorted(env.roles)))]
 
 
 def _recipients(
@@ -132,14 +136,13 @@ def _recipients(
     for i, name in enumerate(names):
         if name in env.roles or name in env.channels:
             continue
-        roles = choices(sorted(env.roles), name)
-        channels = choices(sorted(env.channels), name)
-        out.append(
-            where.at(
-                (*path, i),
-                f"unknown role or channel '{name}' (roles: {roles}; channels: {channels})",
-            )
-        )
+        roles, channels = sorted(env.roles), sorted(env.channels)
+        out.append(where.at((*path, i), zh_en(
+            f"没有角色或通道 {name}（角色：{choices_zh(roles, name)}；"
+            f"通道：{choices_zh(channels, name)}）",
+            f"unknown role or channel '{name}' (roles: {choices(roles, name)}; "
+            f"channels: {choices(channels, name)})",
+        )))
     return out
 
 
@@ -147,14 +150,16 @@ def _template(name: str, where: Where, env: CheckEnv, path: PathKey = ("template
               ) -> list[SourceError]:
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or ".." in parts:
-        return [where.at(path, f"template '{name}' must be a path inside "
-                         f"{env.templates_dir}")]
+        return [where.at(path, zh_en(
+            f"模板 {name} 必须位于 {env.templates_dir} 之内",
+            f"template '{name}' must be a path inside {env.templates_dir}"))]
     if env.templates is None or name in env.templates:
         return []
-    known = (
-        choices(sorted(env.templates), name) if env.templates else f"{env.templates_dir} is empty"
-    )
-    return [where.at(path, f"unknown template '{name}' (known: {known})")]
+    if not env.templates:
+        return [where.at(path, zh_en(
+            f"没有模板 {name}（{env.templates_dir} 是空的）",
+            f"unknown template '{name}' (known: {env.templates_dir} is empty)"))]
+    return [where.at(path, not_known("模板", "template", name, sorted(env.templates)))]
 
 
 def check_expression(
@@ -203,20 +208,28 @@ def _references(
     out: list[SourceError] = []
     allowed = env.names
     for name in sorted(names - allowed):
-        shown = choices(sorted(CONTEXT_NAMES | env.helpers), name)
-        out.append(where.at(path, f"unknown name '{name}' in expression (allowed: {shown})"))
+        allowed_names = sorted(CONTEXT_NAMES | env.helpers)
+        out.append(where.at(path, zh_en(
+            f"表达式中没有名称 {name}（可用：{choices_zh(allowed_names, name)}）",
+            f"unknown name '{name}' in expression (allowed: {choices(allowed_names, name)})")))
     for base, key in sorted(lookups):
         if base == "params" and env.params is not None and key not in env.params:
-            known = choices(env.params, key) if env.params else "the playbook has no params"
-            out.append(where.at(path, f"unknown parameter '{key}' (known: {known})"))
+            if env.params:
+                message = not_known("参数", "parameter", key, env.params)
+            else:
+                message = zh_en(f"没有参数 {key}（流程没有参数）",
+                                f"unknown parameter '{key}' (known: the playbook has no params)")
+            out.append(where.at(path, message))
         elif base == "steps" and key not in env.step_set and not _in_broken(key, env):
             if key in env.prefixes:
                 # The engine keys step views by full id; a dotted id needs the [] form.
-                message = (
+                message = zh_en(
+                    f"模块 {key} 中的步骤要写成 steps['{key}.<id>']"
+                    f"（可选：{choices_zh(env.step_ids, key)}）",
                     f"'{key}' is a module; reach its steps as steps['{key}.<id>'] "
-                    f"(known: {choices(env.step_ids, key)})"
+                    f"(known: {choices(env.step_ids, key)})",
                 )
             else:
-                message = f"unknown step '{key}' (known: {choices(env.step_ids, key)})"
+                message = not_known("步骤", "step", key, env.step_ids)
             out.append(where.at(path, message))
     return out

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+from models.errors import clipped
+
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
@@ -22,7 +24,7 @@ _PATTERN = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|d|wd)\s*$", re.ASCII)
 
 
 class DurationError(ValueError):
-    """Not a duration we understand; the message says what is expected."""
+    """Not a duration we understand; the message says what is expected, `中文 / English`."""
 
 
 @dataclass(frozen=True)
@@ -47,17 +49,14 @@ class Duration:
 def parse_duration(value: object) -> Duration:
     if isinstance(value, Duration):
         return value
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise DurationError(
-            f"expected a duration like 30s, 5m, 2h, 30d or 5wd; got {value!r}"
-        )
-    if isinstance(value, int):
-        raise DurationError(f"a duration needs a unit (s, m, h, d or wd); got {value!r}")
-    match = _PATTERN.match(value)
+    got = clipped(repr(value), 60)  # echoed twice: a long value must not make a long message
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise DurationError(f"时长须带单位（s、m、h、d 或 wd）；收到 {got} / a duration "
+                            f"needs a unit (s, m, h, d or wd); got {got}")
+    match = _PATTERN.match(value) if isinstance(value, str) else None
     if not match:
-        raise DurationError(
-            f"expected a duration like 30s, 5m, 2h, 30d or 5wd; got {value!r}"
-        )
+        raise DurationError(f"应为时长，如 30s、5m、2h、30d 或 5wd（工作日）；收到 {got} / "
+                            f"expected a duration like 30s, 5m, 2h, 30d or 5wd; got {got}")
     return Duration(int(match[1]), match[2])  # type: ignore[arg-type]
 
 

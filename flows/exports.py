@@ -3,7 +3,8 @@ Chinese headers, streamed so a district's whole register never sits in memory.
 
 CSV is UTF-8 with a byte-order mark, the one encoding Excel (as used in the bureaus) opens
 with Chinese intact; XLSX is written by openpyxl in write-only mode (rows go to a temporary
-file as they come, then the file is streamed out), with real date cells and a frozen header.
+file as they come, then the file is streamed out), with real date cells (deadlines aside, see
+below) and a frozen header.
 A sheet holds at most 1,048,575 rows; a longer register continues on 隐患清单(2), ...
 
 Cells from people (locations, descriptions) that begin like a formula (=, +, -, @) are written
@@ -18,7 +19,14 @@ a cell: such characters are replaced with U+FFFD and a longer text is cut, endin
 `export_chunks` makes the first chunk before it returns: the query has run (and an XLSX file is
 whole) before the route answers 200, so a failure is an error response, never a 200 cut short.
 
-Times are the bureau's local time (CLOSELOOP_TIMEZONE), to the minute.
+Times are the bureau's local time (CLOSELOOP_TIMEZONE), to the minute. A deadline (整改期限,
+原整改期限) is written as every deadline the product prints is (flows/render.py deadline_text):
+one that ends a day, stored as the next day's 00:00, reads as that day's 24:00
+("2026-03-31 24:00"), never as a day later than the rule. An XLSX date cell cannot say 24:00,
+so in XLSX the deadline columns are text cells in that same form, every row of them (one column
+of dates and texts mixed would sort the texts after every date); the fixed-width form sorts in
+time order as text, and the import reads it back to the same instant (flows/found_times.py).
+The other times (发现时间, 销号时间, 更新时间) stay real date cells.
 
 The rectification list (整改清单) counts calendar days in local time: 剩余天数 is the days from
 today to the deadline's day (0 once that day has come; blank for a hazard closed, cancelled
@@ -50,6 +58,7 @@ from openpyxl.utils import get_column_letter
 
 from flows.ranking import RankingRow
 from flows.registers import street_of
+from flows.render import deadline_text
 from flows.runtime import Runtime
 from models.hazard import Hazard, RiskPoint
 from models.register_queries import is_open_row
@@ -269,6 +278,18 @@ def local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
     return _in_zone(value, tz).replace(tzinfo=None, second=0, microsecond=0)
 
 
+def deadline(value: datetime | None, tz: ZoneInfo) -> str | None:
+    """A deadline as text, as the API's `due_at_local` and the documents write it: the end
+    of a day is that day's 24:00 (see the module docstring)."""
+    if value is None:
+        return None
+    at = _in_zone(value, tz)
+    try:
+        return deadline_text(at, TIME_FORMAT)
+    except OverflowError:  # 24:00 of the day before datetime's first day: as stored
+        return at.strftime(TIME_FORMAT)
+
+
 def hazard_days_left(h: Hazard, now: datetime, tz: ZoneInfo) -> int | None:
     """Days left on an open hazard's deadline; none once it is closed (销号) or cancelled
     (已撤销): neither goes on counting down (models.register_queries.is_open_row)."""
@@ -340,8 +361,8 @@ def hazard_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime) -> Iterat
         yield [
             h.code, names.unit(h.unit_id), names.unit(h.street_id), h.source, h.grade,
             h.category, h.location, h.description, h.enterprise, local(h.found_at, tz),
-            names.person(h.found_by), local(h.due_at, tz),
-            local(h.original_due_at or h.due_at, tz), h.status,
+            names.person(h.found_by), deadline(h.due_at, tz),
+            deadline(h.original_due_at or h.due_at, tz), h.status,
             YES if is_overdue(h, now) else NO, local(h.closed_at, tz),
         ]
 
@@ -366,7 +387,7 @@ def rectification_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime
         yield [
             h.code, names.unit(h.unit_id), names.unit(h.street_id), h.grade, h.location,
             h.description, plan["measures"], plan["funds"], plan["deadline"],
-            plan["responsible"], plan["contingency"], local(h.due_at, tz),
+            plan["responsible"], plan["contingency"], deadline(h.due_at, tz),
             None if left is None else max(left, 0), 0 if late is None else late,
             YES if is_overdue(h, now) else NO, h.status,
         ]

@@ -83,15 +83,18 @@ def _check_filters_and_tests(tree: nodes.Node, source: str) -> None:
     # time (see module docstring), so check here with the same message Jinja would give.
     for node in _walk(tree, nodes.Filter):
         if node.name not in ENV.filters:
-            raise ExpressionError(f"no filter named '{node.name}'", source=source)
+            raise ExpressionError(f"没有名为 {node.name} 的过滤器 / no filter named "
+                                  f"'{node.name}'", source=source)
     for node in _walk(tree, nodes.Test):
         if node.name not in ENV.tests:
-            raise ExpressionError(f"no test named '{node.name}'", source=source)
+            raise ExpressionError(f"没有名为 {node.name} 的测试 / no test named '{node.name}'",
+                                  source=source)
 
 
 def _syntax_message(exc: TemplateError) -> str:
+    # Jinja says what is wrong in English only; the Chinese half says what kind of mistake.
     message = (exc.message or str(exc)).strip()
-    return f"invalid expression: {message[:1].lower()}{message[1:]}"
+    return f"表达式写法有误 / invalid expression: {message[:1].lower()}{message[1:]}"
 
 
 class CompiledExpression:
@@ -175,7 +178,7 @@ def _reject_undefined(value: Any) -> None:
 def compile_expression(expr: str) -> CompiledExpression:
     """Parse a bare expression (`params.grade == '重大'`); raises ExpressionError."""
     if not isinstance(expr, str) or not expr.strip():
-        raise ExpressionError("invalid expression: it is empty", source=str(expr))
+        raise ExpressionError("表达式为空 / invalid expression: it is empty", source=str(expr))
     try:
         parser = Parser(ENV, expr, state="variable")
         tree = parser.parse_expression()

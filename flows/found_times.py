@@ -1,7 +1,10 @@
 """When a hazard was found (发现时间), read the way a bureau writes it: in a cell of an imported
 register (text in many forms, a real spreadsheet date, an Excel serial that lost its format)
 or in a run's `found_at` param. A time without an offset is the bureau's local time; a time in
-the future (beyond a PC clock's slack) or before any register existed is refused."""
+the future (beyond a PC clock's slack) or before any register existed is refused. 24:00 is the
+end of the day written, the next day's 00:00: the way the product prints a deadline that ends
+a day (flows/render.py deadline_text, the register exports), so an exported time reads back as
+the instant it was."""
 
 from __future__ import annotations
 
@@ -33,6 +36,13 @@ def shown(value: Any) -> str:
 _DATE_TIME = re.compile(
     r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
     r"(?:[ T]+(\d{1,2})[:：时](\d{1,2})(?:[:：分](\d{1,2})(?:\.\d+)?秒?)?分?)?$"
+)
+
+
+# A day's 24:00 (seconds and fraction zero if written), in any of the forms above.
+_END_OF_DAY = re.compile(
+    r"^\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}日?[ T]+(?P<hour>24)[:：时]0{1,2}"
+    r"(?:[:：分]0{1,2}(?:\.0+)?秒?)?分?(?:Z|[+-]\d{2}(?::?\d{2})?)?$"
 )
 
 
@@ -81,6 +91,15 @@ class Times:
 
     def _text(self, value: str) -> datetime:
         text = value.strip()
+        end_of_day = _END_OF_DAY.match(text)
+        if end_of_day:
+            # That day's 00:00 and one day on (on the wall clock: the next day's 00:00).
+            start, end = end_of_day.span("hour")
+            try:
+                return self._text(f"{text[:start]}00{text[end:]}") + timedelta(days=1)
+            except (BadCell, OverflowError):
+                raise BadCell(f"{shown(value)} 不是有效的日期", f"{shown(value)} is not a valid "
+                              "date") from None
         if text.replace(".", "", 1).isdigit():  # an Excel serial number that lost its format
             return self._serial(float(text), text)
         try:

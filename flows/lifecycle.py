@@ -21,7 +21,7 @@ from flows.spec import Playbook
 from flows.tabular import ZERO_WIDTH
 from models import run as rs
 from models import task as st
-from models.audit import SYSTEM
+from models.audit import ACTOR_NAMES, SYSTEM
 from models.db import session_scope
 from models.errors import Conflict, InvalidInput, NotFound
 from models.hazard import Hazard
@@ -175,7 +175,7 @@ def _tell_cancelled(session: Session, rt: Runtime, run: Run, actor: str, reason:
     people = sorted({p for step in open_steps for p in step.assignees})
     if not people:
         return
-    who = rt.org.people[actor].name if actor in rt.org.people else actor
+    who = rt.org.people[actor].name if actor in rt.org.people else ACTOR_NAMES.get(actor, actor)
     why = f"，原因：{reason}" if reason else ""
     insert_ignoring_duplicates(session, Notification, notification_rows(
         rt.org, people=people, kind="cancelled", title=f"【已撤销】{run.title}",

@@ -1,7 +1,7 @@
 """Loading playbooks: YAML with positions -> modules spliced -> checked -> compiled Playbook.
 
 A playbook that fails never loads, and the operator sees *every* mistake at once, each as
-`file:line:col: path: message` (the assembling itself is in flows/assemble.py).
+`file:line:col: path: 中文 / English` (the assembling itself is in flows/assemble.py).
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from flows.assemble import Session, assemble, dedupe
-from flows.locate import Where
+from flows.locate import Where, zh_en
 from flows.modules import ModuleLibrary
 from flows.spec import Playbook
 from models.errors import PlaybookInvalid, SourceError
 from models.yamlpos import Positions, YamlSyntaxError, load_with_positions
+
+_NO_SUCH_PATH = zh_en("文件或目录不存在", "no such file or directory")
 
 
 @dataclass
@@ -80,7 +82,8 @@ def load_catalog(
         others = [other for other in files_of[playbook.id] if other != str(path)]
         if others:
             # Neither copy loads: which one a run would get must not depend on file names.
-            message = f"duplicate playbook id '{playbook.id}' (also in {', '.join(others)})"
+            message = zh_en(f"流程 id {playbook.id} 重复（另见 {'、'.join(others)}）",
+                            f"duplicate playbook id '{playbook.id}' (also in {', '.join(others)})")
             errors.append(Where(str(path), positions).at(("id",), message))
         else:
             catalog[playbook.id] = playbook
@@ -110,7 +113,7 @@ def validate_paths(paths: list[Path], *, context: LoadContext) -> list[SourceErr
                 known = ids_in[path.parent]
             errors += _validate_file(path, context, known)
         else:
-            errors.append(SourceError(str(path), 1, 1, "", "no such file or directory"))
+            errors.append(SourceError(str(path), 1, 1, "", _NO_SUCH_PATH))
     return dedupe(errors)
 
 
@@ -147,8 +150,11 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise PlaybookInvalid([SourceError(str(path), 1, 1, "", f"cannot read: {reason}")]) from exc
+        if isinstance(exc, OSError):
+            message = zh_en("无法读取文件", f"cannot read: {exc.strerror}")
+        else:
+            message = zh_en("无法读取：不是 UTF-8 文本", "cannot read: not UTF-8 text")
+        raise PlaybookInvalid([SourceError(str(path), 1, 1, "", message)]) from exc
 
 
 def _parse(text: str, filename: str) -> tuple[Any, Positions]:

@@ -5,7 +5,8 @@ file), plus `origins`: values that were substituted from somewhere else (a modul
 filled from the playbook's `with: {due: 5m}`), so a bad value is reported where it was
 written, not where it landed. `validation_errors` rewrites pydantic's error locations into
 key paths and positions (the idea of Dagster's pydantic_yaml), and says in plain words
-what was expected.
+what was expected. Every message reads `中文 / English` (`zh_en`): Chinese first, as the
+product speaks, with the English a bureau may need after it.
 """
 
 from __future__ import annotations
@@ -26,16 +27,43 @@ from models.yamlpos import PathKey, Positions, format_path
 _MAX_CHOICES = 20
 
 
+def zh_en(zh: str, en: str) -> str:
+    """A message as the product writes them: Chinese first, then the English after " / "."""
+    return f"{zh} / {en}"
+
+
+def _pick(names: Iterable[str], given: str | None, limit: int) -> tuple[list[str], int | None]:
+    """The names to show, and how many there are in all when only some are shown."""
+    names = list(dict.fromkeys(names))
+    if len(names) <= limit:
+        return names, None
+    close = difflib.get_close_matches(given or "", names, n=5, cutoff=0.5) if given else []
+    return close or names[:5], len(names)
+
+
 def choices(names: Iterable[str], given: str | None = None, *, limit: int = _MAX_CHOICES) -> str:
     """`a, b, c` for an error message; long lists keep the closest matches to `given`."""
-    names = list(dict.fromkeys(names))
-    if not names:
+    shown, total = _pick(names, given, limit)
+    if not shown:
         return "none"
-    if len(names) <= limit:
-        return ", ".join(names)
-    close = difflib.get_close_matches(given or "", names, n=5, cutoff=0.5) if given else []
-    shown = close or names[:5]
-    return f"{', '.join(shown)}, ... ({len(names)} in all)"
+    return ", ".join(shown) if total is None else f"{', '.join(shown)}, ... ({total} in all)"
+
+
+def choices_zh(names: Iterable[str], given: str | None = None, *, limit: int = _MAX_CHOICES
+               ) -> str:
+    """`a、b、c` for the Chinese half of a message, shortened as `choices` does."""
+    shown, total = _pick(names, given, limit)
+    if not shown:
+        return "无"
+    return "、".join(shown) if total is None else f"{'、'.join(shown)} 等，共 {total} 个"
+
+
+def not_known(zh: str, en: str, name: str, names: Iterable[str], *,
+              limit: int = _MAX_CHOICES) -> str:
+    """`没有角色 x（可选：a、b）/ unknown role 'x' (known: a, b)`; `zh`, `en` name the kind."""
+    names = list(names)
+    return zh_en(f"没有{zh} {name}（可选：{choices_zh(names, name, limit=limit)}）",
+                 f"unknown {en} '{name}' (known: {choices(names, name, limit=limit)})")
 
 
 @dataclass(frozen=True)
@@ -111,46 +139,66 @@ def _one(error: Any, data: Any, where: Where, model: type[BaseModel]) -> SourceE
         # anything else is a pydantic-internal step (a union member, a validator): skip it
     rel = tuple(path)
     if kind == "extra_forbidden":
-        name = rel[-1] if rel else "?"
+        name = str(rel[-1]) if rel else "?"
         known = _known_keys(model, rel[:-1])
-        message = f"unknown key '{name}' (known: {choices(known, limit=len(known))})"
-        return where.at(rel, message, key=True)
-    return where.at(rel, _message(kind, error, ctx, cursor), key=on_key)
+        return where.at(rel, not_known("字段", "key", name, known, limit=len(known)), key=True)
+    return where.at(rel, _message(kind, error, ctx), key=on_key)
 
 
-def _message(kind: str, error: Any, ctx: dict[str, Any], value: Any) -> str:
-    given = error.get("input")
-    if kind == "missing":
-        return f"missing required key '{error['loc'][-1]}'"
+def _message(kind: str, error: Any, ctx: dict[str, Any]) -> str:
+    """Chinese first, then the English; our own validators' messages are already both."""
     if kind == "closeloop":
         return str(ctx.get("message", error["msg"]))
     if kind == "value_error":
-        return str(error["msg"]).removeprefix("Value error, ")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        # Every validator of flows/spec.py writes both halves; this keeps the rule if one forgets.
+        return message if " / " in message else zh_en("取值无效", message)
+    return zh_en(*_pydantic_message(kind, error, ctx))
+
+
+def _pydantic_message(kind: str, error: Any, ctx: dict[str, Any]) -> tuple[str, str]:
+    """pydantic's own errors in plain words: (Chinese, English)."""
+    got = _short(error.get("input"))
+    if kind == "missing":
+        name = error["loc"][-1]
+        return f"缺少必填字段 {name}", f"missing required key '{name}'"
     if kind == "string_pattern_mismatch":
         pattern = ctx.get("pattern")
         if pattern in (SLUG_PATTERN, STEP_ID_PATTERN):
             return (
-                f"{given!r} is not a valid id: use lowercase letters, digits, '-' and '_', "
-                "starting with a letter or digit"
+                f"标识 {got} 无效：只能用小写字母、数字、- 和 _，以字母或数字开头",
+                f"{got} is not a valid id: use lowercase letters, digits, '-' and '_', "
+                "starting with a letter or digit",
             )
         if pattern == NAME_PATTERN:
-            return f"{given!r} is not a valid name: use lowercase letters, digits and '_'"
+            return (f"名称 {got} 无效：只能用小写字母、数字和 _",
+                    f"{got} is not a valid name: use lowercase letters, digits and '_'")
     if kind == "literal_error":
-        return f"unknown value {given!r} (expected {ctx.get('expected')})"
+        expected = str(ctx.get("expected"))
+        allowed = expected.replace(" or ", ", ").replace(", ", "、")
+        return (f"无效的取值 {got}（可选：{allowed}）",
+                f"unknown value {got} (expected {expected})")
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"expected a mapping of keys; got {_short(given)}"
+        return f"应为映射（键: 值）；收到 {got}", f"expected a mapping of keys; got {got}"
     if kind == "list_type":
-        return f"expected a list; got {_short(given)}"
+        return f"应为列表；收到 {got}", f"expected a list; got {got}"
     if kind == "string_type":
-        return f"expected text; got {_short(given)}"
+        return f"应为文本；收到 {got}", f"expected text; got {got}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number; got {_short(given)}"
+        return f"应为整数；收到 {got}", f"expected a whole number; got {got}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false; got {_short(given)}"
+        return f"应为 true 或 false；收到 {got}", f"expected true or false; got {got}"
     if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}; got {_short(given)}"
-    if kind == "too_short" and ctx.get("min_length") == 1:
-        return "must not be empty"
+        least = ctx.get("ge")
+        return f"不能小于 {least}；收到 {got}", f"must be at least {least}; got {got}"
+    if kind in ("too_short", "string_too_short") and ctx.get("min_length") == 1:
+        return "不能为空", "must not be empty"
+    if kind == "string_too_long":
+        return f"过长：最多 {ctx.get('max_length')} 个字符", _lowered(error)
+    return "取值无效", _lowered(error)
+
+
+def _lowered(error: Any) -> str:
     message = str(error["msg"])
     return message[:1].lower() + message[1:]
 

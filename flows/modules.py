@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flows.locate import Origin, Where, choices, validation_errors
+from flows.locate import Origin, Where, choices, choices_zh, not_known, validation_errors, zh_en
 from flows.params import check_values
 from flows.spec import ModuleHeader, ModuleSource, ModuleUse
 from models.errors import SourceError
@@ -101,7 +101,8 @@ def _read_module(name: str, path: Path) -> ModuleFile:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        error = SourceError(file, 1, 1, "", f"cannot read the module: {exc}")
+        message = zh_en("无法读取模块文件", f"cannot read the module: {exc}")
+        error = SourceError(file, 1, 1, "", message)
         return ModuleFile(name, file, "", None, Positions(file), None, [error])
     try:
         data, positions = load_with_positions(text, file)
@@ -110,7 +111,8 @@ def _read_module(name: str, path: Path) -> ModuleFile:
         return ModuleFile(name, file, text, None, Positions(file), None, [error])
     root = Where(file, positions)
     if not isinstance(data, dict):
-        error = root.at((), "a module is a mapping of keys: id, title, params, steps")
+        error = root.at((), zh_en("模块文件应为映射（键: 值），含 id、title、params、steps",
+                                  "a module is a mapping of keys: id, title, params, steps"))
         return ModuleFile(name, file, text, None, positions, None, [error])
     errors: list[SourceError] = []
     header: ModuleHeader | None = None
@@ -120,10 +122,12 @@ def _read_module(name: str, path: Path) -> ModuleFile:
     except ValidationError as exc:
         errors += validation_errors(exc, head, root, ModuleSource)
     if header is not None and header.id != name:
-        errors.append(root.at(("id",), f"the module id must match its file name: '{name}'"))
+        errors.append(root.at(("id",), zh_en(f"模块 id 须与文件名一致：{name}",
+                                             f"the module id must match its file name: '{name}'")))
     steps = data.get("steps")
     if not isinstance(steps, list) or not steps:
-        errors.append(root.at(("steps",), "a module needs a non-empty list of steps"))
+        errors.append(root.at(("steps",), zh_en("模块须有步骤列表，且不能为空",
+                                                "a module needs a non-empty list of steps")))
     return ModuleFile(name, file, text, data, positions, header, errors)
 
 
@@ -138,16 +142,20 @@ def splice(
     values, problems = check_values(specs, use.with_)
     for problem in problems:
         if problem.kind == "unknown":
-            message = (
+            message = zh_en(
+                f"模块 {module.name} 没有参数 {problem.name}"
+                f"（可选：{choices_zh(specs, problem.name)}）",
                 f"unknown parameter '{problem.name}' of module '{module.name}' "
-                f"(known: {choices(specs, problem.name)})"
+                f"(known: {choices(specs, problem.name)})",
             )
             errors.append(use_where.at(("with", problem.name), message, key=True))
         elif problem.kind == "missing":
-            message = f"module '{module.name}' needs a value for '{problem.name}' in 'with'"
+            message = zh_en(f"模块 {module.name} 需要在 with 中给出 {problem.name} 的值",
+                            f"module '{module.name}' needs a value for '{problem.name}' in 'with'")
             errors.append(use_where.at(("with", problem.name), message))
         else:
-            errors.append(use_where.at(("with", problem.name), problem.message))
+            message = zh_en(f"模块参数 {problem.name}：{problem.zh}", problem.message)
+            errors.append(use_where.at(("with", problem.name), message))
     # An unknown key is harmless to the splice; a missing or ill-typed value is not.
     if any(problem.kind != "unknown" for problem in problems):
         return None
@@ -229,10 +237,11 @@ def _substitute(
             return match[0]
         value = values[name]
         if isinstance(value, list | dict):
-            errors.append(
-                where.at(path, f"module parameter '{name}' is a {type(value).__name__}; "
-                         "it can only stand alone as a whole value")
-            )
+            kind = type(value).__name__
+            errors.append(where.at(path, zh_en(
+                f"模块参数 {name} 是 {kind}，只能单独作为一个完整的值",
+                f"module parameter '{name}' is a {kind}; it can only stand alone as a whole value",
+            )))
             return match[0]
         if value is None:
             return ""
@@ -244,4 +253,4 @@ def _substitute(
 
 
 def _unknown(name: str, values: dict[str, Any]) -> str:
-    return f"unknown module parameter '{name}' (known: {choices(values, name)})"
+    return not_known("模块参数", "module parameter", name, values)

@@ -44,6 +44,7 @@ from models.audit import SYSTEM
 from models.clock import Clock
 from models.db import read_session, session_scope
 from models.errors import CloseloopError
+from models.org import OrgChart
 from models.outbox import DEAD, DELIVERED, INBOX_URL, PENDING, DeliveryAttempt, Notification
 from models.run import Run
 from models.writes import add_event
@@ -262,7 +263,8 @@ Sender = Callable[[str, str, str, str | None], None]  # url, title, body, messag
 
 
 def deliver_due(
-    engine: Engine, *, clock: Clock, limit: int = 100, sender: Sender = send
+    engine: Engine, *, clock: Clock, limit: int = 100, sender: Sender = send,
+    org: OrgChart | None = None,
 ) -> DeliveryReport:
     """Send up to `limit` due notifications, oldest due first, recording every attempt.
 
@@ -276,7 +278,8 @@ def deliver_due(
             continue  # another worker got there first, or it is no longer due
         started_at = clock.now()
         outcome = _attempt(claimed, sender)
-        status = _record(engine, claimed.id, outcome, started_at=started_at, clock=clock)
+        status = _record(engine, claimed.id, outcome, started_at=started_at, clock=clock,
+                         org=org)
         if status == DELIVERED:
             report.delivered += 1
         elif status == DEAD:
@@ -353,6 +356,7 @@ def _record(
     *,
     started_at: datetime,
     clock: Clock,
+    org: OrgChart | None = None,
 ) -> str:
     """Record the attempt and move the row on; returns the row's new status (pending for a
     failure that will be retried)."""
@@ -386,16 +390,19 @@ def _record(
             else:
                 row.next_attempt_at = now + backoff(row.attempts)
             if row.url != INBOX_URL and (row.attempts == 1 or row.status == DEAD):
-                _tell_undelivered(session, row, now)
+                _tell_undelivered(session, row, now, org)
         session.add(row)
         return row.status
 
 
-def _tell_undelivered(session: Session, row: Notification, now: datetime) -> None:
+def _tell_undelivered(session: Session, row: Notification, now: datetime,
+                      org: OrgChart | None) -> None:
     """A report or alert that did not reach an office is not left to a log line: the run's
     timeline says so (`delivery_failed`), and whoever started the run (the commander of the
     response) is told in the in-app inbox, at its first failure and when it is given up, so
-    the report goes by telephone while the channel is mended. Retries go on meanwhile."""
+    the report goes by telephone while the channel is mended. Retries go on meanwhile. A run
+    started by no person (the operator console, `closeloop start` without --as) tells the
+    commanders over its unit instead (given `org`)."""
     if row.run_id is None:
         return
     given_up = row.status == DEAD
@@ -409,14 +416,26 @@ def _tell_undelivered(session: Session, row: Notification, now: datetime) -> Non
         return
     state = (f"已放弃重试（共 {row.attempts} 次）" if given_up
              else "发送失败，系统正在重试")
-    session.add(Notification(
-        dedupe_key=f"undelivered|{row.id}|{'dead' if given_up else 'first'}"[:300],
-        run_id=row.run_id, step_id=row.step_id, kind="undelivered", recipient_kind="person",
-        recipient=run.started_by, url=INBOX_URL,
-        title=f"【送达失败】{row.title}"[:300],
-        body=(f"{run.title}：发往 {row.recipient} 的「{row.title}」{state}（{error}）。"
-              "请立即改用电话等方式报送，并请管理员检查该通道。"),
-        status=DELIVERED, created_at=now, delivered_at=now))
+    for person in _run_owners(run, org):
+        session.add(Notification(
+            dedupe_key=f"undelivered|{row.id}|{'dead' if given_up else 'first'}"
+                       f"{'' if person == run.started_by else '|' + person}"[:300],
+            run_id=row.run_id, step_id=row.step_id, kind="undelivered",
+            recipient_kind="person", recipient=person, url=INBOX_URL,
+            title=f"【送达失败】{row.title}"[:300],
+            body=(f"{run.title}：发往 {row.recipient} 的「{row.title}」{state}（{error}）。"
+                  "请立即改用电话等方式报送，并请管理员检查该通道。"),
+            status=DELIVERED, created_at=now, delivered_at=now))
+
+
+def _run_owners(run: Run, org: OrgChart | None) -> list[str]:
+    """Who answers for a run: the person who started it, or, for a run no person started
+    (the console's `cli`), the commanders over its unit."""
+    if org is None or run.started_by in org.people:
+        return [run.started_by]
+    if run.unit_id not in org.units:
+        return []
+    return [p.id for p in org.resolve_role("commander", run.unit_id)[1]]
 
 
 def undelivered(engine: Engine, now: datetime) -> dict[str, int]:
@@ -449,8 +468,10 @@ class OutboxWorker:
         interval: float = 1.0,
         limit: int = 100,
         sender: Sender = send,
+        org: OrgChart | None = None,
     ) -> None:
         self.engine = engine
+        self.org = org
         self.clock = clock
         self.interval = interval
         self.limit = limit
@@ -460,7 +481,8 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> DeliveryReport:
-        return deliver_due(self.engine, clock=self.clock, limit=self.limit, sender=self.sender)
+        return deliver_due(self.engine, clock=self.clock, limit=self.limit, sender=self.sender,
+                           org=self.org)
 
     def wake(self) -> None:
         """Ask for a pass soon (without waiting for the interval)."""

@@ -55,17 +55,10 @@ class Renderer:
         return value.astimezone(self.tz).strftime(fmt)
 
     def deadline(self, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        """A deadline on paper. One that ends a day (working-day deadlines end at local
-        midnight) reads as that day's 24:00, the way notices write 「3月9日24时前」, not
-        as 00:00 of a day that is not the last day."""
+        """A deadline on paper (deadline_text in the bureau's zone)."""
         if value is None:
             return ""
-        at = value.astimezone(self.tz)
-        if (at.hour, at.minute, at.second, at.microsecond) != (0, 0, 0, 0) or "%H" not in fmt:
-            return at.strftime(fmt)
-        day_before = at - timedelta(days=1)
-        return day_before.strftime(fmt.replace("%H:%M:%S", "24:00:00").replace("%H:%M", "24:00")
-                                   .replace("%H", "24"))
+        return deadline_text(value.astimezone(self.tz), fmt)
 
     def render(self, template: str, context: dict[str, Any]) -> str:
         try:
@@ -78,6 +71,20 @@ class Renderer:
             return self.env.from_string(source).render(**on_paper(context))
         except TemplateError as exc:
             raise RenderFailed(f"message template: {exc}") from exc
+
+
+def deadline_text(at: datetime, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A deadline `at` (in the zone it is to be read in) as written on paper: one that ends a
+    day (working-day deadlines, a date asked for, end at local midnight) reads as that day's
+    24:00, the way notices write 「3月9日24时前」, not as 00:00 of a day that is not the last
+    day. Every deadline the product prints goes through here (documents, messages, the API's
+    `*_local`, the register exports), and the register import reads 24:00 back
+    (flows/found_times.py)."""
+    if (at.hour, at.minute, at.second, at.microsecond) != (0, 0, 0, 0) or "%H" not in fmt:
+        return at.strftime(fmt)
+    day_before = at - timedelta(days=1)
+    return day_before.strftime(fmt.replace("%H:%M:%S", "24:00:00").replace("%H:%M", "24:00")
+                               .replace("%H", "24"))
 
 
 _BREAKS = re.compile(r"\s*[\r\n\u2028\u2029]+\s*")

@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 from flows.durations import Duration, parse_duration
 from flows.params import ParamValueError, check_range, coerce
 from flows.step_rules import step_problems
+from models.errors import clipped
 from models.numbering import MAX_PREFIX
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -60,13 +61,16 @@ DOC_PREFIX_PATTERN = r"^[^\s〔〕\[\]()（）{}]+$"
 
 def _doc_prefix(value: str) -> str:
     if not value or len(value) > MAX_PREFIX:
-        raise ValueError(f"a 文号 prefix has 1 to {MAX_PREFIX} characters; got {len(value)}")
+        raise ValueError(f"文号前缀须为 1 至 {MAX_PREFIX} 个字；收到 {len(value)} 个 / a 文号 "
+                         f"prefix has 1 to {MAX_PREFIX} characters; got {len(value)}")
     if value.endswith(("第", "号")):
-        raise ValueError("a 文号 prefix ends before the year: no 第 or 号 (the engine writes "
-                         "坪应急督〔2026〕15号)")
+        raise ValueError("文号前缀写到年份之前为止，不带 第 或 号（系统会写成 "
+                         "坪应急督〔2026〕15号） / a 文号 prefix ends before the year: no 第 "
+                         "or 号 (the engine writes 坪应急督〔2026〕15号)")
     if not re.match(DOC_PREFIX_PATTERN, value):
-        raise ValueError("a 文号 prefix is the issuer's short name (e.g. 坪应急督) without "
-                         "spaces or brackets: the engine adds 〔year〕 and the number")
+        raise ValueError("文号前缀是发文机关代字（如 坪应急督），不含空格或括号：年份和序号"
+                         "由系统添加 / a 文号 prefix is the issuer's short name (e.g. 坪应急督) "
+                         "without spaces or brackets: the engine adds 〔year〕 and the number")
     return value
 
 
@@ -92,12 +96,15 @@ DurationField = Annotated[
 def _bound(value: Any) -> int | float:
     # YAML `true` is not 1, and "10" is not a number: a bound is written as a number.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number; got {value!r}")
+        shown = clipped(repr(value), 60)
+        raise ValueError(f"应为数字；收到 {shown} / expected a number; got {shown}")
     return value
 
 
 # `min`/`max` of an int or number parameter; one error for a wrong type, not one per union arm.
 Bound = Annotated[int | float, PlainValidator(_bound), WithJsonSchema({"type": "number"})]
+
+_BOUND_ZH = {"min": "最小值", "max": "最大值"}
 
 ParamType = Literal["string", "int", "number", "bool", "enum", "date", "datetime", "list"]
 Action = Literal["task", "notify", "document", "wait", "playbook"]
@@ -136,11 +143,13 @@ class ParamSpec(_Spec):
     def _values_only_for_enum(cls, values: list[str] | None, info: ValidationInfo) -> Any:
         kind = info.data.get("type")
         if kind == "enum" and not values:
-            raise ValueError("an enum needs a non-empty list of values")
+            raise ValueError("枚举类型须有 values 列表，且不能为空 / an enum needs a non-empty "
+                             "list of values")
         if kind is not None and kind != "enum" and values is not None:
-            raise ValueError(f"'values' is only for type enum (this is {kind})")
+            raise ValueError(f"只有 enum 类型才能写 values（这里是 {kind}） / 'values' is only for "
+                             f"type enum (this is {kind})")
         if values is not None and len(set(values)) != len(values):
-            raise ValueError("enum values must be distinct")
+            raise ValueError("枚举的可选值不能重复 / enum values must be distinct")
         return values
 
     @field_validator("min", "max")
@@ -150,20 +159,24 @@ class ParamSpec(_Spec):
         if bound is None or kind is None:
             return bound
         if kind not in ("int", "number"):
-            raise ValueError(f"'{info.field_name}' is only for types int and number "
+            raise ValueError(f"只有 int 和 number 类型才能写 {info.field_name}（这里是 {kind}） / "
+                             f"'{info.field_name}' is only for types int and number "
                              f"(this is {kind})")
         try:
             # The same limits as a value: finite, and a whole number within range for an int.
             return coerce(kind, bound)
         except ParamValueError as exc:
-            raise ValueError(f"'{info.field_name}' does not fit type {kind}: {exc}") from exc
+            raise ValueError(f"{_BOUND_ZH[info.field_name]} {info.field_name} 不符合 {kind} 类型："
+                             f"{exc.zh} / "
+                             f"'{info.field_name}' does not fit type {kind}: {exc.en}") from exc
 
     @field_validator("max")
     @classmethod
     def _max_not_below_min(cls, high: float | None, info: ValidationInfo) -> Any:
         low = info.data.get("min")
         if high is not None and low is not None and high < low:
-            raise ValueError(f"max ({high}) is below min ({low})")
+            raise ValueError(f"最大值 max（{high}）小于最小值 min（{low}） / max ({high}) is below "
+                             f"min ({low})")
         return high
 
     @field_validator("default")
@@ -177,7 +190,8 @@ class ParamSpec(_Spec):
             result = coerce(kind, value, values=info.data.get("values"))
             check_range(result, low=info.data.get("min"), high=info.data.get("max"))
         except ParamValueError as exc:
-            raise ValueError(f"default does not fit type {kind}: {exc}") from exc
+            raise ValueError(f"默认值不符合 {kind} 类型：{exc.zh} / default does not fit type "
+                             f"{kind}: {exc.en}") from exc
         return result
 
 
@@ -223,7 +237,8 @@ class EscalateSpec(_Spec):
     def _repeat_is_an_interval(cls, value: Duration | None) -> Duration | None:
         # Every 0 minutes is no interval: the sweeper could never say when the next one is due.
         if value is not None and value.amount <= 0:
-            raise ValueError(f"repeat must be longer than 0; got {value}")
+            raise ValueError(f"重复间隔 repeat 须大于 0；收到 {value} / repeat must be longer "
+                             f"than 0; got {value}")
         return value
     title: str | None = Field(default=None, description="Label of the level (e.g. 督办函).")
     template: str | None = Field(
@@ -503,7 +518,7 @@ class PlaybookHeader(_Spec):
         seen: set[str] = set()
         for stage in stages:
             if stage in seen:
-                raise ValueError(f"stage '{stage}' is listed twice")
+                raise ValueError(f"阶段 {stage} 写了两次 / stage '{stage}' is listed twice")
             seen.add(stage)
         return stages
 
@@ -560,21 +575,24 @@ class Playbook(PlaybookHeader):
         stages = set(self.stages)
         for step in self.steps:
             if step.id in seen:
-                raise ValueError(f"duplicate step id '{step.id}'")
+                raise ValueError(f"步骤 id {step.id} 重复 / duplicate step id '{step.id}'")
             for need in step.needs:
                 if need not in seen:
                     raise ValueError(
+                        f"步骤 {step.id} 依赖的 {need} 不存在或不在它之前 / "
                         f"step '{step.id}' needs '{need}', which is unknown or not before it"
                     )
             if step.stage is not None and step.stage not in stages:
-                raise ValueError(f"step '{step.id}' has unknown stage '{step.stage}'")
+                raise ValueError(f"步骤 {step.id} 的阶段 {step.stage} 不存在 / "
+                                 f"step '{step.id}' has unknown stage '{step.stage}'")
             seen.add(step.id)
         if self.register_ is not None:
             for key in ("closed_by", "due_by", "plan_by"):
                 ref = getattr(self.register_, key)
                 if ref is not None and ref not in seen:
-                    raise ValueError(f"register.{key}: unknown step '{ref}' (known: "
-                                     f"{', '.join(sorted(seen))})")
+                    raise ValueError(f"台账 register.{key} 中没有步骤 {ref}（可选："
+                                     f"{'、'.join(sorted(seen))}） / register.{key}: unknown "
+                                     f"step '{ref}' (known: {', '.join(sorted(seen))})")
         return self
 
     @cached_property

@@ -1,7 +1,7 @@
 """Rules that need a whole step: what each action requires, escalation levels in order.
 
 A pure function, so the models (refusing a bad step) and the loader (reporting every
-problem at its line) share one list of rules.
+problem at its line) share one list of rules. Messages read `中文 / English`.
 """
 
 from __future__ import annotations
@@ -23,40 +23,53 @@ def step_problems(step: StepSource) -> list[Problem]:
     out: list[Problem] = []
     action = step.action
     if action == "task" and not step.role:
-        out.append((("role",), "a task step needs a 'role' (who does it)"))
+        out.append((("role",), "任务步骤须写 role（由谁办理） / a task step needs a 'role' "
+                               "(who does it)"))
     if action == "notify":
         if not step.to:
-            out.append((("to",), "a notify step needs 'to' (roles or channels to send to)"))
+            out.append((("to",), "通知步骤须写 to（发给哪些角色或通道） / a notify step needs "
+                                 "'to' (roles or channels to send to)"))
         if not step.template:
-            out.append((("template",), "a notify step needs a 'template'"))
+            out.append((("template",), "通知步骤须写 template / a notify step needs a "
+                                       "'template'"))
     if action == "document" and not step.template:
-        out.append((("template",), "a document step needs a 'template'"))
+        out.append((("template",), "文书步骤须写 template / a document step needs a 'template'"))
     if action == "wait" and step.due is None:
-        out.append((("due",), "a wait step needs 'due' (how long to wait)"))
+        out.append((("due",), "等待步骤须写 due（等多久） / a wait step needs 'due' (how long "
+                              "to wait)"))
     if action == "playbook" and not step.playbook:
-        out.append((("playbook",), "a playbook step needs 'playbook' (the child playbook id)"))
+        out.append((("playbook",), "子流程步骤须写 playbook（子流程 id） / a playbook step "
+                                   "needs 'playbook' (the child playbook id)"))
     if action != "playbook" and step.playbook:
-        out.append((("playbook",), f"'playbook' is only used with action: playbook, not {action}"))
+        out.append((("playbook",), f"只有 action: playbook 的步骤才能写 playbook（这里是 "
+                                   f"{action}） / 'playbook' is only used with action: "
+                                   f"playbook, not {action}"))
     if action != "playbook" and step.with_:
-        out.append((("with",), f"'with' is only used with action: playbook, not {action}"))
+        out.append((("with",), f"只有 action: playbook 的步骤才能写 with（这里是 {action}） / "
+                               f"'with' is only used with action: playbook, not {action}"))
     if step.verify is not None and action != "task":
-        out.append((("verify",), f"'verify' is only used with action: task (a person's work "
-                                 f"another person checks), not {action}"))
+        out.append((("verify",), f"只有 action: task 的步骤才能写 verify（一人办理、另一人核验），"
+                                 f"这里是 {action} / 'verify' is only used with action: task (a "
+                                 f"person's work another person checks), not {action}"))
     if step.number is not None and action not in ("document", "notify"):
-        out.append((("number",), f"'number' (文号) is only used with action: document or "
-                                 f"notify, not {action}"))
+        out.append((("number",), f"只有 action: document 或 notify 的步骤才能写 number（文号），"
+                                 f"这里是 {action} / 'number' (文号) is only used with action: "
+                                 f"document or notify, not {action}"))
     if step.remind and step.due is None:
-        out.append((("remind",), "reminders count back from the due time; add 'due'"))
+        out.append((("remind",), "提醒从时限倒数，请加上 due / reminders count back from the "
+                                 "due time; add 'due'"))
     if step.escalate and step.due is None and step.ack is None:
-        out.append((("escalate",), "escalation counts from the due time; add 'due' or 'ack'"))
+        out.append((("escalate",), "升级从时限起算，请加上 due 或 ack / escalation counts from "
+                                   "the due time; add 'due' or 'ack'"))
     out += _ladder_order(step.escalate, ("escalate",))
     if step.verify is not None:
         if step.verify.escalate and step.verify.due is None:
             out.append((("verify", "escalate"),
-                        "escalation counts from the verifier's deadline; add 'verify.due'"))
+                        "核验升级从核验时限起算，请加上 verify.due / escalation counts from the "
+                        "verifier's deadline; add 'verify.due'"))
         out += _ladder_order(step.verify.escalate, ("verify", "escalate"))
     if len(set(step.needs)) != len(step.needs):
-        out.append((("needs",), "a step is listed twice in 'needs'"))
+        out.append((("needs",), "同一步骤在 needs 中写了两次 / a step is listed twice in 'needs'"))
     return out
 
 
@@ -67,7 +80,8 @@ def _ladder_order(levels: Sequence[EscalateSpec], path: tuple[str, ...]) -> list
         if _shorter(level, before):
             out.append((
                 (*path, index, "after"),
-                f"escalation levels must be in order of 'after': {level} comes after {before}",
+                f"升级各级须按 after 从短到长排列：{level} 排在 {before} 之后 / escalation "
+                f"levels must be in order of 'after': {level} comes after {before}",
             ))
     return out
 

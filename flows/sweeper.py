@@ -25,12 +25,13 @@ from flows.progress import advance, lock_run, wake
 from flows.recipients import notification_rows, resolve_targets
 from flows.render import RenderFailed
 from flows.runtime import Runtime
-from flows.spec import StepSpec
+from flows.spec import EscalateSpec, StepSpec
 from flows.timers import Firing, TimerState, evaluate
 from models import run as rs
 from models import task as st
 from models.audit import SYSTEM, AuditEvent
 from models.db import session_scope
+from models.documents import Document
 from models.escalation import Escalation
 from models.outbox import Notification
 from models.run import Run
@@ -138,6 +139,7 @@ def _sweep_batch(
     report.examined += len(rows)
     escalations: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    letters: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     woken: dict[int, Run] = {}
@@ -155,6 +157,7 @@ def _sweep_batch(
             continue
         escalations += mine.escalations
         notes += mine.notes
+        letters += mine.letters
         events += mine.events
         updates.append(mine.update)
         if mine.escalations:
@@ -166,6 +169,7 @@ def _sweep_batch(
     # against a double fire; the lease is the first.
     insert_ignoring_duplicates(session, Escalation, escalations)
     insert_ignoring_duplicates(session, Notification, notes)
+    insert_ignoring_duplicates(session, Document, letters)
     insert_rows(session, AuditEvent, events)
     if updates:
         # Timers only: no version bump. The batch holds its steps (FOR UPDATE on PostgreSQL;
@@ -193,6 +197,7 @@ class _Contribution:
 
     escalations: list[dict[str, Any]] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    letters: list[dict[str, Any]] = field(default_factory=list)  # Document rows (督办函 ...)
     events: list[dict[str, Any]] = field(default_factory=list)
     update: dict[str, Any] = field(default_factory=dict)
     overdue: int = 0
@@ -222,6 +227,7 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
     # any 文号 is taken, so a parked step leaves no gap in the register.
     told = [_recipients(rt, step, firing) for firing in outcome.firings]
     for firing, (people, channels) in zip(outcome.firings, told, strict=True):
+        key = f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}"
         if not people and not channels:
             # Nobody holds the level's roles any more (the org chart changed under a pinned
             # run): the ladder moves on, but the timeline says the level reached no one, and
@@ -231,6 +237,10 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
             title, body, number = "", "", None
         else:
             title, body, number = _message(rt, run, step, spec, firing, now, session=session)
+            level = _level(spec, firing)
+            if level is not None and level.template:
+                out.letters.append(_letter(run, step, firing, level, key=key, body=body,
+                                           number=number, served_on=people + channels, now=now))
         out.escalations.append({
             "run_id": run.id, "step_id": step.id, "step_key": step.step_key,
             "kind": firing.kind, "level": firing.level, "repeat": firing.repeat,
@@ -240,7 +250,7 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
         out.notes += notification_rows(
             rt.org, people=people, channels=channels, kind=firing.kind, title=title,
             body=body, now=now, run_id=run.id, step_id=step.id,
-            dedupe=f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}",
+            dedupe=key,
         )
         out.events.append(_event(step, now, firing.kind, {
             "level": firing.level, "repeat": firing.repeat,
@@ -339,9 +349,7 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
              now: datetime, *, session: Session | None = None) -> tuple[str, str, str | None]:
     """Title, body and 文号 (when the level numbers its letters) of one firing's message."""
     label = KIND_TITLES.get(firing.kind, firing.kind)
-    ladder = {"escalate": spec.escalate,
-              "verify": spec.verify.ladder if spec.verify else []}.get(firing.kind, [])
-    level = ladder[firing.level - 1] if 0 < firing.level <= len(ladder) else None
+    level = _level(spec, firing)
     level_title = level.title if level is not None else None
     title = f"【{label}·{level_title}】{step.title}" if level_title else f"【{label}】{step.title}"
     # A verifier is late against their own deadline, not the assignee's.
@@ -391,6 +399,26 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
                 f"{label}第{firing.level}级。" + (f"文号：{number}" if number else ""))
     return title, body, number
 
+
+def _level(spec: StepSpec, firing: Firing) -> EscalateSpec | None:
+    """The ladder level a firing belongs to (escalate: the step's, verify: the verifier's)."""
+    ladder = {"escalate": spec.escalate,
+              "verify": spec.verify.ladder if spec.verify else []}.get(firing.kind, [])
+    return ladder[firing.level - 1] if 0 < firing.level <= len(ladder) else None
+
+
+def _letter(run: Run, step: StepInstance, firing: Firing, level: EscalateSpec, *, key: str,
+            body: str, number: str | None, served_on: list[str], now: datetime
+            ) -> dict[str, Any]:
+    """A level with its own template sends a letter (督办函, 约谈通知): filed as a document of
+    the run, once per firing (the firing's key, as its escalation row and its 文号), with what
+    was sent, to whom and when, so it is listed and read beside the notice and the forms."""
+    name = level.title or (level.template or "").split(".", 1)[0]
+    again = f"（第{firing.repeat + 1}次）" if firing.repeat else ""
+    return {"run_id": run.id, "step_id": step.id, "template": level.template,
+            "title": f"{name}{again}：{step.title}"[:300], "number": number, "body": body,
+            "created_at": now, "subject": key, "level": firing.level,
+            "repeat": firing.repeat, "recipients": served_on}
 
 
 def _event(step: StepInstance, now: datetime, action: str, detail: dict[str, Any]

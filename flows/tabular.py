@@ -40,9 +40,10 @@ code or a grade that looks right not match. A text cell with a control character
 and line breaks, and DEL) is reported in `Table.problems`; the XLSX export cannot write one
 back.
 
-The header: given `known` (whether a cell is the name of a column the caller reads), the first
-of the first HEADER_SEARCH_ROWS non-blank rows with at least two known names, so that a title
-row above it (坪山区2026年11月隐患排查清单, merged or not) is skipped; otherwise, and without
+The header: given `known` (whether a cell is the name of a column the caller reads), the row
+naming the most of them (the first such; at least two) among the first HEADER_SEARCH_ROWS
+non-blank rows, so that a title row above it (坪山区2026年11月隐患排查清单, merged or not) is
+skipped; otherwise, and without
 `known`, the first row that is not blank. Rows above the header are not read; rows entirely
 blank are dropped; row numbers are the file's own either way. A column whose header is blank
 but that has data: left of the last named column (a header cell forgotten, or merged over two
@@ -165,9 +166,11 @@ def _known_count(cells: Iterable[Any], known: Known) -> int:
 
 def _find_header(rows: Iterable[tuple[int, list[Any]]],
                  known: Known | None) -> tuple[int, int | None]:
-    """(the most known names in a row, the number of the first row with HEADER_MIN_KNOWN of
-    them or None) over the first HEADER_SEARCH_ROWS non-blank rows; cells stripped, None for
-    empty."""
+    """(the most known names in a row, the number of the row naming the most of them, the
+    first such, when that is at least HEADER_MIN_KNOWN, else None) over the first
+    HEADER_SEARCH_ROWS non-blank rows; cells stripped, None for empty. The most, not the first
+    with enough: a note above the header naming two columns (隐患编号 | 发现时间 | 必填) or a
+    group row over it is not the header."""
     if known is None:
         return 0, None
     best, found, seen = 0, None, 0
@@ -175,9 +178,9 @@ def _find_header(rows: Iterable[tuple[int, list[Any]]],
         if not any(c is not None for c in cells):
             continue
         count = _known_count(cells, known)
-        best = max(best, count)
-        if found is None and count >= HEADER_MIN_KNOWN:
-            found = number
+        if count > best:
+            best = count
+            found = number if count >= HEADER_MIN_KNOWN else None
         seen += 1
         if seen >= HEADER_SEARCH_ROWS:
             break

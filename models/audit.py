@@ -13,6 +13,9 @@ from sqlmodel import Field, SQLModel
 from models.base import json_column, utc_column
 
 SYSTEM = "system"  # actor for the engine's own moves (sweeper, segments)
+CLI = "cli"  # actor for `closeloop start` without --as: the operator console, no person
+# How the product names its own actors to people (a person is named by the org chart).
+ACTOR_NAMES = {SYSTEM: "系统", CLI: "运维命令行"}
 
 
 class AuditEvent(SQLModel, table=True):

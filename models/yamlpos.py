@@ -15,6 +15,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from models.errors import clipped
+
 PathKey = tuple[str | int, ...]
 
 
@@ -81,18 +83,21 @@ def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YamlSyntaxError(filename, line, col, f"invalid YAML: {exc.problem or exc}") from exc
+        raise YamlSyntaxError(filename, line, col, _invalid(exc.problem or exc)) from exc
     except yaml.reader.ReaderError as exc:
         # A control character such as NUL: not a MarkedYAMLError, but it has an offset.
         line, col = _line_col(text, exc.position)
-        raise YamlSyntaxError(filename, line, col, f"invalid YAML: {exc.reason}") from exc
+        message = _invalid(exc.reason, "含有不允许的字符")
+        raise YamlSyntaxError(filename, line, col, message) from exc
     except UnicodeEncodeError as exc:
         # libyaml re-encodes the text as UTF-8, which a lone surrogate cannot be.
         line, col = _line_col(text, exc.start, chars=True)
-        raise YamlSyntaxError(filename, line, col, "invalid YAML: not valid Unicode text") from exc
+        raise YamlSyntaxError(
+            filename, line, col, _invalid("not valid Unicode text", "不是有效的 Unicode 文本")
+        ) from exc
     except yaml.YAMLError as exc:
         # Any other failure of the YAML library is still a bad file, never a crash.
-        raise YamlSyntaxError(filename, 1, 1, f"invalid YAML: {exc}") from exc
+        raise YamlSyntaxError(filename, 1, 1, _invalid(exc)) from exc
     return data, positions
 
 
@@ -153,9 +158,11 @@ def _compose(loader: Any, filename: str) -> yaml.Node | None:
         elif kind is yaml.SequenceStartEvent or kind is yaml.MappingStartEvent:
             total += 1
             if total > MAX_NODES:
-                _refuse(filename, event, f"the document has more than {MAX_NODES:,} values")
+                _refuse(filename, event, f"the document has more than {MAX_NODES:,} values",
+                        f"文件中的值超过 {MAX_NODES:,} 个")
             if len(stack) >= MAX_DEPTH:
-                _refuse(filename, event, f"nested too deeply (more than {MAX_DEPTH} levels)")
+                _refuse(filename, event, f"nested too deeply (more than {MAX_DEPTH} levels)",
+                        f"嵌套过深（超过 {MAX_DEPTH} 层）")
             node_kind = yaml.SequenceNode if kind is yaml.SequenceStartEvent else yaml.MappingNode
             tag = event.tag
             if tag is None or tag == "!":
@@ -169,15 +176,18 @@ def _compose(loader: Any, filename: str) -> yaml.Node | None:
         elif kind is yaml.AliasEvent:
             name = event.anchor
             if name not in anchors:
-                _refuse(filename, event, f"found undefined alias {name!r}")
+                _refuse(filename, event, f"found undefined alias {name!r}",
+                        f"别名 *{name} 没有对应的锚点")
             if name not in sizes:
                 _refuse(filename, event,
-                        f"alias *{name} refers to a node that contains it (a recursive structure)")
+                        f"alias *{name} refers to a node that contains it (a recursive structure)",
+                        f"别名 *{name} 指向包含它自己的节点（递归结构）")
             total += sizes[name]
             repeated += sizes[name]
             if repeated > MAX_ALIAS_NODES:
                 _refuse(filename, event, f"alias *{name}: aliases would repeat more than "
-                        f"{MAX_ALIAS_NODES:,} values in all")
+                        f"{MAX_ALIAS_NODES:,} values in all",
+                        f"别名 *{name}：别名展开的值总计将超过 {MAX_ALIAS_NODES:,} 个")
             node = anchors[name]
         else:  # SequenceEndEvent or MappingEndEvent
             node, start, name, key = stack.pop()
@@ -189,7 +199,8 @@ def _compose(loader: Any, filename: str) -> yaml.Node | None:
             parent = stack[-1][0]
             items, in_mapping = parent.value, isinstance(parent, yaml.MappingNode)
         if total > MAX_NODES:
-            _refuse(filename, event, f"the document has more than {MAX_NODES:,} values")
+            _refuse(filename, event, f"the document has more than {MAX_NODES:,} values",
+                    f"文件中的值超过 {MAX_NODES:,} 个")
         if not stack:  # a document that is a single scalar (or alias)
             break
         if not in_mapping:
@@ -202,20 +213,27 @@ def _compose(loader: Any, filename: str) -> yaml.Node | None:
     get_event()  # DocumentEndEvent
     if not loader.check_event(yaml.StreamEndEvent):
         _refuse(filename, get_event(), "expected a single document in the stream, "
-                "but found another document")
+                "but found another document", "一个文件只能有一个 YAML 文档（--- 之后又有一个）")
     return node
 
 
 def _anchor(filename: str, event: yaml.NodeEvent, node: yaml.Node,
             anchors: dict[str, yaml.Node]) -> None:
     if event.anchor in anchors:
-        _refuse(filename, event, f"found duplicate anchor {event.anchor!r}")
+        _refuse(filename, event, f"found duplicate anchor {event.anchor!r}",
+                f"锚点 &{event.anchor} 重复")
     anchors[event.anchor] = node
 
 
-def _refuse(filename: str, event: yaml.Event, message: str) -> NoReturn:
+def _invalid(problem: object, zh: str = "格式有误，不是有效的 YAML") -> str:
+    """`中文 / invalid YAML: ...`: the YAML library says what is wrong in English only, so the
+    Chinese half is ours (the product's messages read Chinese first)."""
+    return f"{zh} / invalid YAML: {problem}"
+
+
+def _refuse(filename: str, event: yaml.Event, message: str, zh: str) -> NoReturn:
     mark = event.start_mark
-    raise YamlSyntaxError(filename, mark.line + 1, mark.column + 1, f"invalid YAML: {message}")
+    raise YamlSyntaxError(filename, mark.line + 1, mark.column + 1, _invalid(message, zh))
 
 
 def _line_col(text: str, offset: int, *, chars: bool = False) -> tuple[int, int]:
@@ -238,17 +256,18 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise YamlSyntaxError(
-                    positions.filename, *_pair(key_node), "YAML merge keys (<<) are not supported"
+                    positions.filename, *_pair(key_node),
+                    "不支持 YAML 合并键（<<） / YAML merge keys (<<) are not supported",
                 )
             key = constructor.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | bool | float) or isinstance(key, bool):
                 key = str(key)
             if key in out:
                 line, col = _pair(key_node)
-                where = format_path(path) or "top level"
-                raise YamlSyntaxError(
-                    positions.filename, line, col, f"{where}: duplicate key '{key}'"
-                )
+                message = f"重复的键 {key} / duplicate key '{key}'"
+                if not path:
+                    message = f"顶层重复的键 {key} / top level: duplicate key '{key}'"
+                raise YamlSyntaxError(positions.filename, line, col, message, format_path(path))
             child = (*path, key)
             positions.key_marks[child] = _mark(key_node)
             out[key] = _build(value_node, child, positions, constructor)
@@ -262,12 +281,13 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
     except (yaml.constructor.ConstructorError, ValueError) as exc:
         # PyYAML raises a bare ValueError for impossible dates such as 2025-02-30.
         line, col = _pair(node)
-        problem = getattr(exc, "problem", None) or (
-            f"not a valid value: {getattr(node, 'value', '')!r} ({exc})"
+        shown = clipped(repr(getattr(node, "value", "")), 60)
+        problem = getattr(exc, "problem", None)
+        message = (
+            f"无法识别的值 {shown} / {problem}" if problem
+            else f"不是有效的值 {shown} / not a valid value: {shown} ({exc})"
         )
-        raise YamlSyntaxError(
-            positions.filename, line, col, str(problem), format_path(path)
-        ) from exc
+        raise YamlSyntaxError(positions.filename, line, col, message, format_path(path)) from exc
 
 
 def _pair(node: yaml.Node) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPerson, RowId, RuntimeDep
+from api.schemas import SECONDS
 from flows import campaigns
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"])
@@ -21,6 +22,7 @@ class CampaignProgress(BaseModel):
     unit_name: str
     status: str
     started_at: datetime
+    started_at_local: str
     grade: str = Field(description="Hazard grade counted (重大, 一般, or 全部 for every grade).")
     target: int = Field(description="Hazards to close within the window.")
     found: int = Field(description="Hazards registered for the campaign (not cancelled).")
@@ -35,6 +37,7 @@ class CampaignProgress(BaseModel):
     window_end: datetime | None
     window_end_local: str | None
     as_of: datetime
+    as_of_local: str
 
 
 @router.get("/{run_id}/progress", response_model=CampaignProgress)
@@ -45,9 +48,11 @@ def progress(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> CampaignPr
     return CampaignProgress(
         run_id=run.id or 0, playbook=run.playbook_id, title=run.title, unit_id=run.unit_id,
         unit_name=unit.name if unit else run.unit_id, status=run.status,
-        started_at=run.started_at, grade=p["grade"], target=p["target"], found=p["found"],
+        started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),
+        grade=p["grade"], target=p["target"], found=p["found"],
         rectifying=p["rectifying"], overdue=p["overdue"], closed=p["closed"],
         closed_after_window=p["closed_after_window"], met=p["met"],
         remaining=max(p["target"] - p["closed"], 0), window_end=p["window_end"],
         window_end_local=rt.renderer.local(p["window_end"]) or None, as_of=p["as_of"],
+        as_of_local=rt.renderer.local(p["as_of"], SECONDS),
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
-from api.schemas import DueAt, Page, Person, person_view
+from api.schemas import SECONDS, DueAt, Page, Person, person_view
 from flows import extensions
 from flows.extensions import RequestView
 from flows.runtime import Runtime
@@ -46,6 +46,7 @@ class ExtensionRequestPublic(BaseModel):
     reason: str
     requested_by: Person
     requested_at: datetime
+    requested_at_local: str
     old_due_at: datetime | None = Field(description="The deadline the request would replace "
                                         "(for an approved one: the one it replaced).")
     old_due_at_local: str | None
@@ -53,10 +54,12 @@ class ExtensionRequestPublic(BaseModel):
     new_due_at_local: str
     original_due_at: datetime | None = Field(description="The task's first deadline, before "
                                              "any extension.")
+    original_due_at_local: str | None
     decider_role: str | None
     can_decide: bool = Field(description="Whether the caller may decide it now.")
     decided_by: Person | None
     decided_at: datetime | None
+    decided_at_local: str | None
     decide_by: datetime | None = Field(description="When the decision is due (the step's "
                                        "extension.decide_within), if it has such a limit.")
     decide_by_local: str | None
@@ -76,12 +79,17 @@ def request_view(rt: Runtime, v: RequestView) -> ExtensionRequestPublic:
         task_status=s.status, unit_id=s.unit_id, unit_name=unit.name if unit else s.unit_id,
         status=r.status, reason=r.reason,  # type: ignore[arg-type]
         requested_by=person_view(rt, r.requested_by), requested_at=r.requested_at,
+        requested_at_local=rt.renderer.local(r.requested_at, SECONDS),
         old_due_at=r.old_due_at, old_due_at_local=rt.renderer.deadline(r.old_due_at) or None,
         new_due_at=r.new_due_at, new_due_at_local=rt.renderer.deadline(r.new_due_at),
-        original_due_at=s.original_due_at or s.due_at, decider_role=v.decider_role,
+        original_due_at=s.original_due_at or s.due_at,
+        original_due_at_local=rt.renderer.deadline(s.original_due_at or s.due_at) or None,
+        decider_role=v.decider_role,
         can_decide=v.can_decide,
         decided_by=person_view(rt, r.decided_by) if r.decided_by else None,
-        decided_at=r.decided_at, decide_by=r.decide_by,
+        decided_at=r.decided_at,
+        decided_at_local=rt.renderer.local(r.decided_at, SECONDS) if r.decided_at else None,
+        decide_by=r.decide_by,
         decide_by_local=rt.renderer.deadline(r.decide_by) or None,
         decision_overdue=r.status == "pending" and r.decide_by is not None
         and r.decide_by < rt.clock.now(),

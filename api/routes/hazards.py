@@ -97,6 +97,7 @@ class HazardPublic(BaseModel):
     due_at: datetime | None = Field(description="整改期限 (after any approved extension)")
     due_at_local: str | None
     original_due_at: datetime | None = Field(description="原整改期限")
+    original_due_at_local: str | None = None
     status: str = Field(description="The run's phase (登记, 挂牌督办, 整改方案, 整改中, 复查中, "
                                     "验收销号, 回头看, 已销号, 已撤销, ...)")
     overdue: bool = Field(description="Not closed nor cancelled, and past the deadline")
@@ -127,6 +128,7 @@ class RiskPublic(BaseModel):
     responsible: str | None
     responsible_name: str | None
     updated_at: datetime
+    updated_at_local: str
 
 
 class RisksPublic(Page):
@@ -155,9 +157,14 @@ class RankingPublic(BaseModel):
     unit: str = Field(description="The scope: units of `level` within it are ranked")
     timezone: str
     start: datetime = Field(description="First instant of the month (local midnight), UTC")
+    start_local: str = Field(description="`start` in the bureau's time zone (`timezone`): "
+                             "the month's first day, 00:00")
     end: datetime = Field(description="First instant of the next month, UTC (exclusive)")
+    end_local: str = Field(description="`end` in the bureau's time zone: the next month's "
+                           "first day, 00:00 (exclusive)")
     as_of: datetime = Field(description="The figures' cut-off, UTC: `end`, or now for the "
                             "current month (counted up to now)")
+    as_of_local: str = Field(description="`as_of` in the bureau's time zone")
     order: list[str] = Field(description="What the rank compares, in turn")
     data: list[RankingRowPublic]
 
@@ -371,6 +378,8 @@ def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
         found_by=h.found_by, found_by_name=names.person(h.found_by), due_at=h.due_at,
         due_at_local=_on_paper(rt.renderer.deadline, h.due_at) or None,
         original_due_at=h.original_due_at or h.due_at,
+        original_due_at_local=_on_paper(rt.renderer.deadline,
+                                        h.original_due_at or h.due_at) or None,
         status=h.status, overdue=exports.is_overdue(h, now),
         days_left=exports.hazard_days_left(h, now, rt.tz), closed_at=h.closed_at,
         closed_at_local=local(h.closed_at) or None, campaign_run_id=h.campaign_run_id,
@@ -387,6 +396,7 @@ def risk_view(rt: Runtime, r: RiskPoint) -> RiskPublic:
         street_name=names.unit(street), name=r.name, category=r.category,
         location=r.location, level=r.level, controls=r.controls, responsible=r.responsible,
         responsible_name=names.person(r.responsible), updated_at=r.updated_at,
+        updated_at_local=rt.renderer.local(r.updated_at),
     )
 
 
@@ -567,8 +577,10 @@ def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str 
         ranking = monthly_ranking(session, org=rt.org, month=month, tz=rt.tz,
                                   now=rt.clock.now(), units=targets, level=level)
     view = RankingPublic(month=ranking.month, level=level, unit=scope,
-                         timezone=rt.settings.timezone, start=ranking.start, end=ranking.end,
-                         as_of=ranking.as_of, order=RANK_ORDER,
+                         timezone=rt.settings.timezone, start=ranking.start,
+                         start_local=rt.renderer.local(ranking.start), end=ranking.end,
+                         end_local=rt.renderer.local(ranking.end), as_of=ranking.as_of,
+                         as_of_local=rt.renderer.local(ranking.as_of), order=RANK_ORDER,
                          data=[ranking_view(r) for r in ranking.rows])
     return view, ranking.rows
 

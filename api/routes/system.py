@@ -14,12 +14,19 @@ from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
 from api.redact import mask_error, mask_url
 from flows.notify import undelivered
 from flows.numbering import RUN_SUBJECT, issued_for_run
+from flows.runtime import Runtime
 from models.db import read_session
 from models.documents import Document
 from models.errors import Forbidden
 from models.outbox import INBOX_URL, DeliveryAttempt, Notification
+from models.task import StepInstance
 
 router = APIRouter(tags=["system"])
+
+# Every time below is UTC (ISO) with its `*_local` twin in the bureau's zone (CLOSELOOP_TIMEZONE).
+# Deliveries are retried seconds apart (flows/notify.backoff), so the outbox record and the
+# receiver show seconds, as a run's timeline does.
+SECONDS = "%Y-%m-%d %H:%M:%S"
 
 
 @router.get("/healthz")
@@ -72,33 +79,60 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
     by_note: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
         by_note.setdefault(a.notification_id, []).append(
-            {"at": a.at, "ok": a.ok, "error": mask_error(a.error, url_of[a.notification_id]),
+            {"at": a.at, "at_local": rt.renderer.local(a.at, SECONDS), "ok": a.ok,
+             "error": mask_error(a.error, url_of[a.notification_id]),
              "duration_ms": a.duration_ms})
     return {"data": [{"id": n.id, "kind": n.kind, "recipient": n.recipient,
                       "recipient_kind": n.recipient_kind, "url": mask_url(n.url),
                       "title": n.title, "status": n.status, "attempts": by_note.get(n.id or 0, []),
-                      "created_at": n.created_at, "delivered_at": n.delivered_at}
+                      "created_at": n.created_at,
+                      "created_at_local": rt.renderer.local(n.created_at, SECONDS),
+                      "delivered_at": n.delivered_at,
+                      "delivered_at_local": rt.renderer.local(n.delivered_at, SECONDS) or None}
                      for n in notes]}
 
 
 @router.get("/api/runs/{run_id}/documents")
 def run_documents(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
-    """Documents the run rendered (first report, notices, forms)."""
+    """Documents of the run in the order they were made: those its steps filed (first report,
+    notices, forms) and the letters its escalation ladders sent (督办函, 约谈通知)."""
     from api.routes.runs import read as read_run
 
     read_run(run_id, rt, person)
     with read_session(rt.db) as session:
-        docs = session.exec(select(Document).where(Document.run_id == run_id)).all()
+        docs = session.exec(select(Document).where(Document.run_id == run_id)
+                            .order_by(Document.created_at, Document.id)).all()  # type: ignore[arg-type]
         issued = issued_for_run(session, run_id)
-    # `numbers`: every 文号 the run was issued, the ladder's letters (sent as messages, not
-    # filed as documents) included, so a manager can say which number went where and when.
-    return {"data": [{"id": d.id, "step_id": d.step_id, "title": d.title, "number": d.number,
-                      "template": d.template, "body": d.body, "created_at": d.created_at}
-                     for d in docs],
+        keys = dict(session.exec(select(StepInstance.id, StepInstance.step_key).where(
+            StepInstance.run_id == run_id)).all())
+    # `for`: "document" when a step filed it, "escalation" for a letter of a ladder, which
+    # also says whom it was served on and when (`sent_at`). `numbers`: every 文号 the run
+    # was issued, in the order issued, so a manager can say which number went where and when.
+    return {"data": [_document(rt, d, keys.get(d.step_id)) for d in docs],
             "numbers": [{"number": n.text, "step": n.step_key,
                          "for": "document" if n.subject == RUN_SUBJECT else "escalation",
                          "issued_at": n.issued_at,
                          "issued_at_local": rt.renderer.local(n.issued_at)} for n in issued]}
+
+
+def _document(rt: Runtime, d: Document, step_key: str | None) -> dict[str, Any]:
+    letter = bool(d.subject)
+    return {"id": d.id, "step_id": d.step_id, "step": step_key, "title": d.title,
+            "number": d.number, "template": d.template, "body": d.body,
+            "created_at": d.created_at, "created_at_local": rt.renderer.local(d.created_at),
+            "for": "escalation" if letter else "document", "level": d.level,
+            "repeat": d.repeat if letter else None,
+            "recipients": [_served_on(rt, r) for r in d.recipients],
+            "sent_at": d.created_at if letter else None,
+            "sent_at_local": rt.renderer.local(d.created_at) if letter else None}
+
+
+def _served_on(rt: Runtime, recipient: str) -> dict[str, str]:
+    """A letter's recipient by name: a named channel of the org chart, else a person (by id,
+    when they have left the chart since)."""
+    if recipient in rt.org.channels and recipient not in rt.org.people:
+        return {"id": recipient, "kind": "channel", "name": recipient}
+    return {"id": recipient, "kind": "person", "name": rt.org.person_name(recipient)}
 
 
 @router.post("/api/receiver/{channel}", status_code=201)
@@ -120,4 +154,6 @@ def received(channel: str, rt: RuntimeDep, person: CurrentPerson,
     managers and the channel's own people, and only deliveries of runs the caller may read."""
     rows = loopback.readable(rt, person, channel, limit)
     return {"data": [{"id": r.id, "title": r.title, "body": r.body,
-                      "received_at": r.received_at} for r in rows]}
+                      "received_at": r.received_at,
+                      "received_at_local": rt.renderer.local(r.received_at, SECONDS)}
+                     for r in rows]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -111,6 +112,12 @@ def test_validate_missing_path_exits_1_naming_it(tmp_path: Path) -> None:
     assert done.stdout.startswith("playbooks/nope.yaml:1:1: ")
 
 
+def test_validate_missing_path_among_good_ones_is_one_chinese_first_line(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "validate", "playbooks/", "nope/", "playbooks/gas-leak.yaml")
+    assert done.returncode == 1 and done.stderr == ""
+    assert done.stdout == "nope:1:1: 文件或目录不存在 / no such file or directory\n"
+
+
 def test_validate_own_broken_file_with_exact_positions(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(
@@ -132,7 +139,8 @@ def test_validate_own_broken_file_with_exact_positions(tmp_path: Path) -> None:
     out = done.stdout.splitlines()
     assert len(out) == 2, done.stdout
     assert out[0].startswith(f"{broken}:8:10: steps[0].due: ")
-    assert out[1].startswith(f"{broken}:12:16: steps[1].needs[1]: unknown step 'zz'")
+    assert out[1].startswith(f"{broken}:12:16: steps[1].needs[1]: 没有步骤 zz")
+    assert " / unknown step 'zz' (known: a)" in out[1]
 
 
 # --- token -------------------------------------------------------------------------------------
@@ -166,7 +174,9 @@ def test_token_for_unknown_person_exits_1_with_a_message(tmp_path: Path) -> None
     done = closeloop(tmp_path, "token", "no-such-person")
     assert done.returncode == 1
     assert done.stdout == ""
-    assert "no-such-person" in done.stderr
+    assert done.stderr.startswith("error: 人员 no-such-person 不存在 / unknown person "
+                                  "'no-such-person' (see ")
+    assert len(done.stderr.splitlines()) == 1
 
 
 # --- start ---------------------------------------------------------------------------------------
@@ -184,7 +194,8 @@ def test_start_prints_the_run_id_of_a_new_run(tmp_path: Path) -> None:
             assert run.playbook_id == "gas-leak" and run.unit_id == "liuhe"
             assert run.status == "running"
             assert run.params["location"] == "六和社区幸福里3栋" and run.params["grade"] == "重大"
-            assert rt.org.has_right(run.started_by, "commander", "liuhe")
+            # No --as: the operator console, not a commander who never touched it.
+            assert run.started_by == "cli" and "cli" not in rt.org.people
             receive = session.exec(select(StepInstance).where(
                 StepInstance.run_id == run_id, StepInstance.step_key == "receive")).one()
             assert receive.status == "ready" and receive.assignees
@@ -317,6 +328,64 @@ def test_a_data_dir_that_cannot_be_made_is_named(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: CLOSELOOP_DATA_DIR: ")
+
+def test_a_missing_org_chart_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    missing = tmp_path / "no-org.yaml"
+    for command in (["token", "wang-qiang"], ["validate", "playbooks/"], ["sweep", "--once"]):
+        done = closeloop(tmp_path / "data", *command, CLOSELOOP_ORG=str(missing))
+        assert done.returncode == 2 and done.stdout == "", command
+        assert done.stderr == (f"error: CLOSELOOP_ORG: 找不到组织架构文件 {missing} / no org "
+                               f"chart file at {missing}\n")
+
+
+# --- usage errors and serve ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["sweep"], "error: 缺少参数：--once / the following arguments are required: --once "
+                "(see closeloop sweep -h)"),
+    (["sweep", "--once", "--twice"], "error: 不认识的参数：--twice / unrecognized arguments: "
+                                     "--twice (see closeloop -h)"),
+    (["token"], "error: 缺少参数：person / the following arguments are required: person "
+                "(see closeloop token -h)"),
+    (["start", "gas-leak"], "error: 缺少参数：--unit / the following arguments are required: "
+                            "--unit (see closeloop start -h)"),
+    (["start", "gas-leak", "--unit"], "error: --unit 后面缺少值 / argument --unit: expected one "
+                                      "argument (see closeloop start -h)"),
+    (["serve", "--port", "http"], "error: --port 应为整数，收到 'http' / argument --port: "
+                                  "invalid int value: 'http' (see closeloop serve -h)"),
+    (["serve", "--port", "70000"], "error: --port: 端口应在 0–65535 之间，收到 70000 / port must "
+                                   "be 0-65535, got 70000"),
+    ([], "error: 缺少参数：command / the following arguments are required: command "
+         "(see closeloop -h)"),
+], ids=["sweep-without-once", "unknown-option", "token-without-person", "start-without-unit",
+        "unit-without-value", "port-not-a-number", "port-out-of-range", "no-command"])
+def test_a_usage_error_is_one_chinese_first_line(tmp_path: Path, args: list[str],
+                                                 line: str) -> None:
+    done = closeloop(tmp_path, *args)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == line + "\n"
+
+
+def test_an_unknown_command_lists_the_commands(tmp_path: Path) -> None:
+    done = closeloop(tmp_path, "stat")
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: 没有命令 'stat'，可选：") and "'start'" in line
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = closeloop(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port))
+    assert done.returncode == 1
+    assert done.stdout == ""  # no "closeloop on http://..." for a server that never ran
+    assert done.stderr == (f"error: 无法在 127.0.0.1:{port} 上监听：端口已被占用，请换一个 --port "
+                           f"或先停止占用它的程序 / cannot listen on 127.0.0.1:{port}: address "
+                           "already in use; choose another --port or stop the program using "
+                           "it\n")
+
 
 # --- sweep ---------------------------------------------------------------------------------------
 

@@ -58,3 +58,20 @@ def test_an_alert_that_reaches_no_office_is_told_and_shown(
     inbox = client.get("/api/inbox", headers=auth("s1-commander")).json()["data"]
     assert sum(n["title"].startswith("【送达失败】") for n in inbox) == 2
     assert client.get("/healthz").json()["outbox"] == {"failing": 0, "given_up_24h": 1}
+
+
+def test_a_run_no_person_started_tells_the_commanders_over_its_unit(
+    client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock
+) -> None:
+    # `closeloop start` without --as records the operator console (`cli`), nobody's inbox.
+    run = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                              params={"location": "一社区3号楼"}, actor="cli",
+                              check_rights=False)
+    clock.advance(timedelta(seconds=3))
+    sweep_once(rt)
+    assert deliver_due(rt.db, clock=clock, org=rt.org).failed == 1
+    # The commander role resolved at the run's unit: the street's, the nearest one.
+    inbox = client.get("/api/inbox", headers=auth("s1-commander")).json()["data"]
+    told = [n for n in inbox if n["title"].startswith("【送达失败】")]
+    assert len(told) == 1 and told[0]["run_id"] == run.id
+    assert client.get("/api/inbox", headers=auth("s2-commander")).json()["count"] == 0

@@ -47,7 +47,8 @@ def test_validate_alias_bomb_is_422_at_the_alias(client: TestClient, auth: Auth)
     for prev, name in zip("abcde", "bcdef", strict=True):
         lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
     text = only_error(post(client, auth, "\n".join(lines).encode()))
-    assert text == (f"drill.yaml:7:8: invalid YAML: alias *e: aliases would repeat more than "
+    assert text == (f"drill.yaml:7:8: 别名 *e：别名展开的值总计将超过 {MAX_ALIAS_NODES:,} 个 / "
+                    f"invalid YAML: alias *e: aliases would repeat more than "
                     f"{MAX_ALIAS_NODES:,} values in all")
 
 
@@ -56,14 +57,15 @@ def test_validate_deep_nesting_is_422_at_the_first_level_too_many(
 ) -> None:
     body = ("id: " + "[" * 5000 + "]" * 5000).encode()
     assert only_error(post(client, auth, body)) == (
-        f"drill.yaml:1:{4 + MAX_DEPTH}: invalid YAML: nested too deeply (more than "
-        f"{MAX_DEPTH} levels)")
+        f"drill.yaml:1:{4 + MAX_DEPTH}: 嵌套过深（超过 {MAX_DEPTH} 层） / invalid YAML: nested "
+        f"too deeply (more than {MAX_DEPTH} levels)")
 
 
 def test_validate_nul_character_is_422_at_its_position(client: TestClient, auth: Auth) -> None:
     for body, where in ((b"id: x\x00", "1:6"), ("title: 演练\nid: x\x00\n".encode(), "2:6")):
         assert only_error(post(client, auth, body)) == (
-            f"drill.yaml:{where}: invalid YAML: control characters are not allowed")
+            f"drill.yaml:{where}: 含有不允许的字符 / invalid YAML: control characters are not "
+            "allowed")
 
 
 def test_validate_body_over_the_limit_is_422_naming_it(client: TestClient, auth: Auth) -> None:

@@ -76,13 +76,17 @@ def test_load_invalid_example_reports_its_expected_errors(expected: Path) -> Non
 def test_load_four_kinds_of_mistakes_reports_all_of_them() -> None:
     got = errors_of(DATA / "four-errors.yaml")
     assert got == [
-        "tests/fixtures/playbooks/four-errors.yaml:12:13: steps[1].needs[0]: unknown step 'verfy' "
+        "tests/fixtures/playbooks/four-errors.yaml:12:13: steps[1].needs[0]: 没有步骤 verfy"
+        "（可选：receive、assess、decide、report、close） / unknown step 'verfy' "
         "(known: receive, assess, decide, report, close)",
         "tests/fixtures/playbooks/four-errors.yaml:16:13: steps[2].needs[0]: "
-        "cycle: assess -> decide -> assess",
-        "tests/fixtures/playbooks/four-errors.yaml:25:10: steps[4].due: expected a duration like "
+        "循环依赖：assess -> decide -> assess / cycle: assess -> decide -> assess",
+        "tests/fixtures/playbooks/four-errors.yaml:25:10: steps[4].due: 应为时长，如 30s、5m、2h、"
+        "30d 或 5wd（工作日）；收到 '5 minutes' / expected a duration like "
         "30s, 5m, 2h, 30d or 5wd; got '5 minutes'",
-        "tests/fixtures/playbooks/four-errors.yaml:28:11: steps[5].role: unknown role "
+        "tests/fixtures/playbooks/four-errors.yaml:28:11: steps[5].role: 没有角色 dutyofficer"
+        "（可选：commander、director、duty_officer、inspector、rectifier、section_chief、"
+        "township_head、village_head） / unknown role "
         "'dutyofficer' (known: commander, director, duty_officer, inspector, rectifier, "
         "section_chief, township_head, village_head)",
     ]
@@ -109,8 +113,10 @@ def test_load_catalog_duplicate_ids_leave_both_files_out(tmp_path: Path) -> None
     catalog, errors = load_catalog(tmp_path, context=context(tmp_path))
     assert catalog == {}
     assert [str(e) for e in errors] == [
-        f"{tmp_path}/one.yaml:1:5: id: duplicate playbook id 'demo' (also in {tmp_path}/two.yaml)",
-        f"{tmp_path}/two.yaml:1:5: id: duplicate playbook id 'demo' (also in {tmp_path}/one.yaml)",
+        f"{tmp_path}/one.yaml:1:5: id: 流程 id demo 重复（另见 {tmp_path}/two.yaml） / "
+        f"duplicate playbook id 'demo' (also in {tmp_path}/two.yaml)",
+        f"{tmp_path}/two.yaml:1:5: id: 流程 id demo 重复（另见 {tmp_path}/one.yaml） / "
+        f"duplicate playbook id 'demo' (also in {tmp_path}/one.yaml)",
     ]
 
 
@@ -118,7 +124,9 @@ def test_load_catalog_child_playbook_must_exist_in_directory(tmp_path: Path) -> 
     steps = "  - {id: a, title: 甲, action: playbook, playbook: nowhere}\n"
     (tmp_path / "demo.yaml").write_text(minimal(steps), encoding="utf-8")
     _, errors = load_catalog(tmp_path, context=context(tmp_path, known_playbooks=None))
-    assert [e.message for e in errors] == ["unknown playbook 'nowhere' (known: demo)"]
+    assert [e.message for e in errors] == [
+        "没有流程 nowhere（可选：demo） / unknown playbook 'nowhere' (known: demo)"
+    ]
 
 
 def test_validate_paths_directory_reports_playbooks_and_module_files(tmp_path: Path) -> None:
@@ -128,8 +136,10 @@ def test_validate_paths_directory_reports_playbooks_and_module_files(tmp_path: P
     errors = validate_paths([tmp_path], context=context(tmp_path))
     odd = str(tmp_path / "modules" / "odd.yaml")
     assert [str(e) for e in errors if e.file == odd] == [
-        f"{odd}:1:5: id: the module id must match its file name: 'odd'",
-        f"{odd}:3:8: steps: a module needs a non-empty list of steps",
+        f"{odd}:1:5: id: 模块 id 须与文件名一致：odd / the module id must match its file name: "
+        "'odd'",
+        f"{odd}:3:8: steps: 模块须有步骤列表，且不能为空 / a module needs a non-empty list of "
+        "steps",
     ]
     assert [e for e in errors if e.file != odd] == catalog_errors
 
@@ -143,7 +153,9 @@ def test_validate_paths_file_takes_modules_and_siblings_from_its_directory() -> 
 
 def test_validate_paths_missing_path_is_an_error() -> None:
     errors = validate_paths([Path("no/such.yaml")], context=context())
-    assert [str(e) for e in errors] == ["no/such.yaml:1:1: no such file or directory"]
+    assert [str(e) for e in errors] == [
+        "no/such.yaml:1:1: 文件或目录不存在 / no such file or directory"
+    ]
 
 
 def test_topological_order_reports_each_cycle_once() -> None:
@@ -273,8 +285,8 @@ def test_load_text_that_is_not_a_mapping_is_reported() -> None:
     with pytest.raises(PlaybookInvalid) as caught:
         load_playbook_text("- just\n- a list\n", filename="demo.yaml", context=context())
     assert [str(e) for e in caught.value.errors] == [
-        "demo.yaml:1:1: a playbook is a mapping of keys: id, version, title, params, modules, "
-        "steps"
+        "demo.yaml:1:1: 流程文件应为映射（键: 值），含 id、version、title、params、modules、steps"
+        " / a playbook is a mapping of keys: id, version, title, params, modules, steps"
     ]
 
 
@@ -283,7 +295,7 @@ def test_load_playbook_without_steps_is_reported() -> None:
         load_playbook_text("id: demo\nversion: 1\ntitle: 空\n", filename="demo.yaml",
                            context=context())
     assert [str(e) for e in caught.value.errors] == [
-        "demo.yaml:1:1: steps: a playbook needs at least one step"
+        "demo.yaml:1:1: steps: 流程至少要有一个步骤 / a playbook needs at least one step"
     ]
 
 
@@ -297,7 +309,9 @@ def test_load_unreadable_file_is_reported(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     with pytest.raises(PlaybookInvalid) as caught:
         load_playbook_file(missing, context=context(tmp_path))
-    assert caught.value.errors[0].message == "cannot read: No such file or directory"
+    assert caught.value.errors[0].message == (
+        "无法读取文件 / cannot read: No such file or directory"
+    )
 
 
 def test_step_lookup_of_unknown_id_raises_key_error() -> None:

@@ -174,11 +174,13 @@ def test_the_run_view_shows_a_pending_held_step_at_its_unit(prt: Runtime) -> Non
 def test_an_unknown_unit_type_is_refused_at_its_line(prt: Runtime) -> None:
     text = PLACED.replace("    at: district\n    due", "    at: distrct\n    due")
     errors = refused(prt, text, "placed.yaml")
-    assert errors == ("placed.yaml:15:9: steps[0].at: unknown unit type 'distrct' (the org "
+    assert errors == ("placed.yaml:15:9: steps[0].at: 组织架构中没有单位类型 distrct（现有："
+                      "community、district、street） / unknown unit type 'distrct' (the org "
                       "chart has: community, district, street)")
     module = refused(prt, PLACED.replace("    at: district\n    needs", "    at: town\n    needs"),
                      "placed.yaml")
-    assert module == ("placed.yaml:9:9: modules[0].at: unknown unit type 'town' (the org chart "
+    assert module == ("placed.yaml:9:9: modules[0].at: 组织架构中没有单位类型 town（现有："
+                      "community、district、street） / unknown unit type 'town' (the org chart "
                       "has: community, district, street)")
 
 
@@ -223,4 +225,5 @@ def placed_by(rt: Runtime, who: str) -> Any:
 def test_an_unknown_started_by_role_is_refused_at_its_line(prt: Runtime) -> None:
     errors = refused(prt, STARTED_BY.replace("[inspector, grid_worker]", "[inspector, grid]"),
                      "found.yaml")
-    assert "found.yaml:5:" in errors and "started_by[1]: unknown role 'grid'" in errors, errors
+    assert "found.yaml:5:" in errors and "started_by[1]: 没有角色 grid（可选：" in errors, errors
+    assert " / unknown role 'grid' (known: " in errors, errors

@@ -350,3 +350,13 @@ def test_a_row_number_column_left_without_a_header_is_ignored_not_refused() -> N
             "1,ZW-1,c1,一般,一社区1号楼,,\n2,ZW-2,c1,重大,一社区2号楼,,\n").encode()
     table = read_table(data, "清单.csv", KNOWN)
     assert table.problems == [] and table.unheaded == [0]
+
+
+def test_the_header_is_the_row_naming_the_most_columns_not_the_first_naming_two(
+        rt: Runtime) -> None:
+    # A filling note above the header names two columns; the header below names all six.
+    note = ["隐患编号", "单位编号", "两列必填，其余选填", "", "", ""]
+    rows = [note, HEADER, ["ZW-1", "c1", "一般", "一社区1号楼", "", ""]]
+    table, problems, _ = checked(csv_bytes(rows), "清单.csv")
+    assert (table.header_row, table.header, problems) == (2, HEADER, [])
+    assert [h[0] for h in imported(rt, csv_bytes(rows), "清单.csv")] == ["ZW-1"]

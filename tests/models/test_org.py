@@ -362,8 +362,9 @@ def test_yaml_syntax_and_duplicate_keys_become_org_invalid() -> None:
             type: district
         """
     )
-    assert errors == ["org.yaml:3:5: units[0]: duplicate key 'id'"]
-    assert errors_of("units: [\n")[0].startswith("org.yaml:2:1: invalid YAML")
+    assert errors == ["org.yaml:3:5: units[0]: 重复的键 id / duplicate key 'id'"]
+    assert errors_of("units: [\n")[0].startswith(
+        "org.yaml:2:1: 格式有误，不是有效的 YAML / invalid YAML")
 
 
 def test_errors_in_several_places_are_all_reported_in_file_order() -> None:

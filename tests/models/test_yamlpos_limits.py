@@ -73,8 +73,8 @@ def test_load_billion_laughs_is_refused_at_the_first_alias_past_the_budget(
     # more) passes MAX_ALIAS_NODES.
     assert load_capped(text, tmp_path) == {
         "line": 6, "col": 8,
-        "message": f"invalid YAML: alias *e: aliases would repeat more than "
-                   f"{MAX_ALIAS_NODES:,} values in all",
+        "message": f"别名 *e：别名展开的值总计将超过 {MAX_ALIAS_NODES:,} 个 / invalid YAML: "
+                   f"alias *e: aliases would repeat more than {MAX_ALIAS_NODES:,} values in all",
     }
 
 
@@ -83,7 +83,8 @@ def test_load_nesting_100000_deep_is_refused_before_anything_recurses(tmp_path: 
     # The mapping is level 1, so bracket MAX_DEPTH (column 4 + MAX_DEPTH) is one too many.
     assert load_capped(text, tmp_path) == {
         "line": 1, "col": 4 + MAX_DEPTH,
-        "message": f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)",
+        "message": f"嵌套过深（超过 {MAX_DEPTH} 层） / invalid YAML: nested too deeply (more "
+                   f"than {MAX_DEPTH} levels)",
     }
 
 
@@ -99,11 +100,11 @@ def test_load_nesting_at_the_limit_loads_and_one_more_is_refused() -> None:
     data, _ = load_with_positions(nested_block(MAX_DEPTH), "f.yaml")
     assert data["k0"]["k1"]["k2"] is not None
     assert error_of(nested_block(MAX_DEPTH + 1)) == (
-        f"f.yaml:{MAX_DEPTH + 1}:{2 * MAX_DEPTH + 1}: invalid YAML: nested too deeply (more "
-        f"than {MAX_DEPTH} levels)")
+        f"f.yaml:{MAX_DEPTH + 1}:{2 * MAX_DEPTH + 1}: 嵌套过深（超过 {MAX_DEPTH} 层） / "
+        f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)")
     assert error_of("id: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH) == (
-        f"f.yaml:1:{4 + MAX_DEPTH}: invalid YAML: nested too deeply (more than {MAX_DEPTH} "
-        "levels)")
+        f"f.yaml:1:{4 + MAX_DEPTH}: 嵌套过深（超过 {MAX_DEPTH} 层） / invalid YAML: nested "
+        f"too deeply (more than {MAX_DEPTH} levels)")
 
 
 def test_load_aliases_up_to_the_budget_expand_and_one_more_value_is_refused() -> None:
@@ -114,8 +115,8 @@ def test_load_aliases_up_to_the_budget_expand_and_one_more_value_is_refused() ->
     assert len(data["b"]) == uses and data["b"][-1] == ["x"] * 999
     assert data["b"][0] is not data["b"][1]  # every use is its own copy, as before
     assert error_of(text + "c: &c 1\nd: *c\n") == (
-        f"f.yaml:4:4: invalid YAML: alias *c: aliases would repeat more than "
-        f"{MAX_ALIAS_NODES:,} values in all")
+        f"f.yaml:4:4: 别名 *c：别名展开的值总计将超过 {MAX_ALIAS_NODES:,} 个 / invalid YAML: "
+        f"alias *c: aliases would repeat more than {MAX_ALIAS_NODES:,} values in all")
 
 
 def test_load_small_anchor_reused_keeps_working_with_the_anchors_position() -> None:
@@ -131,12 +132,14 @@ def test_load_small_anchor_reused_keeps_working_with_the_anchors_position() -> N
 
 @pytest.mark.parametrize(("text", "want"), [
     ("a: &x [1, *x]\n",
-     "f.yaml:1:11: invalid YAML: alias *x refers to a node that contains it (a recursive "
-     "structure)"),
-    ("a: 1\nb: *nowhere\n", "f.yaml:2:4: invalid YAML: found undefined alias 'nowhere'"),
-    ("a: &x 1\nb: &x 2\n", "f.yaml:2:4: invalid YAML: found duplicate anchor 'x'"),
-    ("a: 1\n---\nb: 2\n", "f.yaml:2:1: invalid YAML: expected a single document in the "
-     "stream, but found another document"),
+     "f.yaml:1:11: 别名 *x 指向包含它自己的节点（递归结构） / invalid YAML: alias *x refers to "
+     "a node that contains it (a recursive structure)"),
+    ("a: 1\nb: *nowhere\n", "f.yaml:2:4: 别名 *nowhere 没有对应的锚点 / invalid YAML: found "
+     "undefined alias 'nowhere'"),
+    ("a: &x 1\nb: &x 2\n", "f.yaml:2:4: 锚点 &x 重复 / invalid YAML: found duplicate anchor "
+     "'x'"),
+    ("a: 1\n---\nb: 2\n", "f.yaml:2:1: 一个文件只能有一个 YAML 文档（--- 之后又有一个） / "
+     "invalid YAML: expected a single document in the stream, but found another document"),
 ])
 def test_load_bad_alias_or_stream_is_reported_where_it_is(text: str, want: str) -> None:
     assert error_of(text) == want
@@ -149,14 +152,16 @@ def test_load_bad_alias_or_stream_is_reported_where_it_is(text: str, want: str) 
     ("id: x\n\x07\n", "2:1"),
 ])
 def test_load_control_character_is_a_positioned_error(text: str, where: str) -> None:
-    assert error_of(text) == f"f.yaml:{where}: invalid YAML: control characters are not allowed"
+    assert error_of(text) == (f"f.yaml:{where}: 含有不允许的字符 / invalid YAML: control "
+                              "characters are not allowed")
 
 
 def test_load_lone_surrogate_is_an_error_not_a_crash() -> None:
-    assert error_of("a: 1\nb: x\ud800\n") == "f.yaml:2:5: invalid YAML: not valid Unicode text"
+    assert error_of("a: 1\nb: x\ud800\n") == (
+        "f.yaml:2:5: 不是有效的 Unicode 文本 / invalid YAML: not valid Unicode text")
 
 
 def test_load_unknown_tag_on_a_key_is_an_error_not_a_crash() -> None:
     assert error_of("? !!python/object:os.system x\n: 1\n") == (
-        "f.yaml:1:3: invalid YAML: could not determine a constructor for the tag "
-        "'tag:yaml.org,2002:python/object:os.system'")
+        "f.yaml:1:3: 格式有误，不是有效的 YAML / invalid YAML: could not determine a "
+        "constructor for the tag 'tag:yaml.org,2002:python/object:os.system'")
