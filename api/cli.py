@@ -158,7 +158,8 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
                            f"'{args.as_person[:80]}'")
     try:
         run = start_run(rt, playbook_id=args.playbook, unit_id=args.unit, params=params,
-                        actor=actor, check_rights=args.as_person is not None)
+                        actor=actor, check_rights=args.as_person is not None,
+                        refuse_unstaffed=True)
     except Forbidden as exc:  # the person given may not start it: whom to ask, as the API says
         raise InvalidInput(f"--as {actor}", str(exc)) from None
     print(run.id)

@@ -5,7 +5,7 @@ their unit or below."""
 from __future__ import annotations
 
 from models.errors import Forbidden, InvalidInput, clipped
-from models.org import OrgChart
+from models.org import ROLE_NAMES_ZH, OrgChart
 from models.run import Run
 from models.task import StepInstance
 
@@ -21,17 +21,7 @@ def can_act_on(org: OrgChart, person_id: str, step: StepInstance) -> bool:
 
 
 # Role ids as a bureau says them, for messages: who may do this, in their words.
-ROLE_ZH = {
-    "admin": "系统管理员", "commander": "指挥长", "community_head": "社区负责人",
-    "dept_head": "部门负责人", "deputy_director": "副局长", "director": "局长",
-    "duty_leader": "带班领导", "duty_officer": "值班员", "enterprise_head": "企业负责人",
-    "env_monitor": "环境监测人员", "expert": "专家", "fire_rescue": "消防救援",
-    "gas_company": "燃气企业", "gas_regulator": "燃气主管部门", "grid_worker": "网格员",
-    "inspector": "检查员", "manager": "科室负责人", "medical": "医疗救护",
-    "police": "公安", "press_officer": "新闻发言人", "rescue_team": "救援队伍",
-    "safety_officer": "安全员", "section_chief": "安全科负责人", "street_head": "街道负责人",
-    "unit_head": "单位负责人",
-}
+ROLE_ZH = ROLE_NAMES_ZH
 
 
 def role_zh(role: str) -> str:
@@ -65,11 +55,29 @@ def may_start(org: OrgChart, person_id: str, started_by: list[str], unit_id: str
 def require_start(org: OrgChart, person_id: str, started_by: list[str], unit_id: str) -> None:
     if may_start(org, person_id, started_by, unit_id):
         return
-    zh, en = who_may(org, "commander", unit_id)
-    if started_by:
-        zh += "，或本单位及上级单位的" + "、".join(role_zh(r) for r in started_by)
-        en += " or " + " / ".join(f"'{r}'" for r in started_by) + " in that unit or above"
-    raise Forbidden(f"需要{zh}的权限 / requires {en}")
+    said = [who_may(org, role, unit_id) for role in ("commander", *started_by)]
+    raise Forbidden("需要" + "；或".join(zh for zh, _ in said) + " / requires "
+                    + "; or ".join(en for _, en in said))
+
+
+def nobody_for(org: OrgChart, role: str, title: str, step_id: str, unit_id: str,
+               held_at: str) -> tuple[str, str]:
+    """(zh, en): nobody holds `role` where a step of a run at `unit_id` would be done
+    (`held_at`, the unit its `at` holds it at, or the run's own), so its task would go to no
+    one. Where the step is held above the run's unit, another unit for the run cannot help:
+    the org chart lacks the role there."""
+    unit = org.unit(unit_id)
+    if held_at != unit_id:
+        above = org.unit(held_at)
+        return (f"{above.name}（{held_at}）及其上级均无{role_zh(role)}，“{title}”在该单位办理，"
+                "无人可办：请在组织架构中为其配备该岗位人员",
+                f"neither unit '{held_at}' ({above.name}), where step '{step_id}' ({title}) is "
+                f"held, nor any unit above it has a {role}: nobody could do it; the org chart "
+                "needs one")
+    return (f"单位 {unit_id}（{unit.name}）及其上级均无{role_zh(role)}，“{title}”无人可办，"
+            "请改填有该岗位人员的单位",
+            f"neither unit '{unit_id}' ({unit.name}) nor any unit above it has a {role}: "
+            f"nobody could do step '{step_id}' ({title})")
 
 
 def require_act(org: OrgChart, person_id: str, step: StepInstance) -> None:

@@ -22,12 +22,19 @@ def unit_view(rt: Runtime, unit_id: str) -> dict[str, Any]:
 
 
 def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
+    # The street (街道) the run's unit belongs to, the unit itself when it is one: the 提级督办函
+    # is addressed to it. '' when there is none above (a district department, a county's towns).
+    street = rt.org.held_at(run.unit_id, "street")
+    if rt.org.unit(street).type != "street":
+        street = ""
     return {
         "id": run.id,
         "playbook": run.playbook_id,
         "title": run.title,
         "unit": run.unit_id,
         "unit_name": rt.org.unit(run.unit_id).name,
+        "street": street,
+        "street_name": rt.org.unit(street).name if street else "",
         "stage": run.stage,
         "status": run.status,
         "started_at": run.started_at.isoformat(),

@@ -55,6 +55,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from flows.access import nobody_for
 from flows.bulk_plan import Decider, RunStub, make_plan
 from flows.bulk_start import BulkResult, NewRun, bulk_start, merge_tasks, write_summaries
 from flows.campaigns import campaign_problem
@@ -88,7 +89,6 @@ from models.audit import SYSTEM, AuditEvent
 from models.db import is_sqlite, read_session, session_scope
 from models.errors import Conflict, InvalidInput, NotFound
 from models.hazard import CodeClaim, Hazard, ImportBatch, RiskPoint
-from models.org import ROLE_NAMES_ZH
 from models.run import Run
 
 DEFAULT_PLAYBOOK = "hazard-3030"
@@ -722,16 +722,10 @@ def _nobody_for(rt: Runtime, steps: Sequence[StepSpec], unit_id: str,
                 held: Callable[[str, str], bool]) -> tuple[str, str] | None:
     """(zh, en) for the first of `steps` whose role nobody holds at or above the unit."""
     for spec in steps:
-        if spec.role is None or spec.for_each \
-                or held(spec.role, rt.org.held_at(unit_id, spec.at)):
+        at = rt.org.held_at(unit_id, spec.at)
+        if spec.role is None or spec.for_each or held(spec.role, at):
             continue
-        unit = rt.org.unit(unit_id)
-        role = spec.role
-        called = f"（{ROLE_NAMES_ZH[role]}）" if role in ROLE_NAMES_ZH else ""
-        return (f"单位 {unit_id}（{unit.name}）及其上级均无 {role}{called}，“{spec.title}”"
-                "无人可办，请改填有该岗位人员的单位",
-                f"neither unit '{unit_id}' ({unit.name}) nor any unit above it has a {role}: "
-                f"nobody could do step '{spec.id}' ({spec.title})")
+        return nobody_for(rt.org, spec.role, spec.title, spec.id, unit_id, at)
     return None
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from flows.access import who_may
 from flows.bulk_start import BulkResult
 from flows.found_times import BadCell, shown
 from flows.runtime import Runtime
@@ -387,10 +388,11 @@ def require_rights(rt: Runtime, actor: str, units: list[tuple[int, str]],
         name = rt.org.unit(unit_id).name
         more = (f"（另有 {len(denied) - 1} 行同样无权 / and {len(denied) - 1} more rows）"
                 if len(denied) > 1 else "")
+        (zh_m, en_m), (zh_c, en_c) = (who_may(rt.org, r, unit_id) for r in RIGHTS)
         raise Forbidden(
-            f"第 {row} 行 {unit_header}: 无权导入单位 {unit_id}（{name}）的数据：需要该单位或上级"
-            f"单位的 manager 或 commander 权限{more} / row {row}: importing for unit "
-            f"'{unit_id}' requires role 'manager' or 'commander' in that unit or above")
+            f"第 {row} 行 {unit_header}: 无权导入单位 {unit_id}（{name}）的数据：需要{zh_m}"
+            f"或{zh_c}的权限{more} / row {row}: importing for unit '{unit_id}' requires {en_m} "
+            f"or {en_c}")
 
 
 def existing_values(session: Session, column: Any, values: list[str],

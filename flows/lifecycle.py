@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from flows.access import require_right, require_start
+from flows.access import nobody_for, require_right, require_start
 from flows.campaigns import campaign_problem
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
@@ -41,7 +41,11 @@ def start_run(
     session: Session | None = None,
     parent_step_id: int | None = None,
     check_rights: bool = True,
+    refuse_unstaffed: bool = False,
 ) -> Run:
+    """`refuse_unstaffed`: a person registering a hazard (the API, the CLI) is refused one
+    whose task ready at once has nobody to do it (`_refuse_unstaffed`); the engine's own
+    starts (child runs, the import, which checks its rows itself) are not."""
     try:
         playbook = rt.catalog.get(playbook_id)
     except NotFound:
@@ -59,8 +63,10 @@ def start_run(
         check_found_at(rt, playbook, clean)
     if session is None:
         with session_scope(rt.db) as own:
-            return _start(own, rt, playbook, unit_id, clean, actor, parent_step_id)
-    return _start(session, rt, playbook, unit_id, clean, actor, parent_step_id)
+            return _start(own, rt, playbook, unit_id, clean, actor, parent_step_id,
+                          refuse_unstaffed=refuse_unstaffed)
+    return _start(session, rt, playbook, unit_id, clean, actor, parent_step_id,
+                  refuse_unstaffed=refuse_unstaffed)
 
 
 # The title column's width (VARCHAR(300)): PostgreSQL refuses a longer title, and a 2,000-character
@@ -135,7 +141,7 @@ def check_found_at(rt: Runtime, playbook: Playbook, params: dict[str, Any]) -> N
 
 def _start(
     session: Session, rt: Runtime, playbook: Playbook, unit_id: str, params: dict[str, Any],
-    actor: str, parent_step_id: int | None,
+    actor: str, parent_step_id: int | None, *, refuse_unstaffed: bool = False,
 ) -> Run:
     now = rt.clock.now()
     campaign = params.get("campaign") if playbook.register_ is not None else None
@@ -159,9 +165,31 @@ def _start(
               to_state=rs.RUNNING, detail={"playbook": playbook.id,
                                            "version": playbook.version, "params": params})
     advance(session, rt, run, playbook, now=now)
+    if refuse_unstaffed and playbook.register_ is not None:
+        _refuse_unstaffed(session, rt, run, playbook)
     wake(session, run, "started", now=now)
     session.flush()
     return run
+
+
+def _refuse_unstaffed(session: Session, rt: Runtime, run: Run, playbook: Playbook) -> None:
+    """A person registering an entry (a register playbook: a hazard) where a task ready at
+    once has nobody to do it (a hazard registered at a street, which has no safety officer to
+    rectify it) is refused, as the import refuses that row, rather than left with a task
+    nobody sees and a 督办函 served on no one: the unit is the mistake. A response is never
+    refused for this: at 3 a.m. a half-staffed response beats none, and its answer shows
+    each step's (empty) assignees and its escalations still fire. Steps reached later are not
+    checked: what becomes ready depends on what happens."""
+    session.flush()
+    for step in session.exec(select(StepInstance).where(
+            StepInstance.run_id == run.id, StepInstance.status == st.READY,
+            StepInstance.action == "task")).all():
+        spec = playbook.step(step.step_key)
+        if step.assignees or not step.role or spec.for_each:
+            continue
+        zh, en = nobody_for(rt.org, step.role, step.title, step.step_key, run.unit_id,
+                            step.unit_id)
+        raise InvalidInput("unit", f"{zh} / {en}")
 
 
 def _tell_cancelled(session: Session, rt: Runtime, run: Run, actor: str, reason: str | None,

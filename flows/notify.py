@@ -40,13 +40,16 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from flows.spec import Playbook, StepSpec
 from models.audit import SYSTEM
 from models.clock import Clock
 from models.db import read_session, session_scope
+from models.documents import PlaybookVersion
 from models.errors import CloseloopError
 from models.org import OrgChart
 from models.outbox import DEAD, DELIVERED, INBOX_URL, PENDING, DeliveryAttempt, Notification
 from models.run import Run
+from models.task import StepInstance
 from models.writes import add_event
 
 logger = logging.getLogger(__name__)
@@ -397,12 +400,10 @@ def _record(
 
 def _tell_undelivered(session: Session, row: Notification, now: datetime,
                       org: OrgChart | None) -> None:
-    """A report or alert that did not reach an office is not left to a log line: the run's
-    timeline says so (`delivery_failed`), and whoever started the run (the commander of the
-    response) is told in the in-app inbox, at its first failure and when it is given up, so
-    the report goes by telephone while the channel is mended. Retries go on meanwhile. A run
-    started by no person (the operator console, `closeloop start` without --as) tells the
-    commanders over its unit instead (given `org`)."""
+    """A report or alert that did not reach its target is not left to a log line: the run's
+    timeline says so (`delivery_failed`), and the people who answer for getting it through
+    (`_answerable`) are told in the in-app inbox, at its first failure and when it is given up,
+    so it goes by telephone while the channel is mended. Retries go on meanwhile."""
     if row.run_id is None:
         return
     given_up = row.status == DEAD
@@ -414,28 +415,135 @@ def _tell_undelivered(session: Session, row: Notification, now: datetime,
     run = session.get(Run, row.run_id)
     if run is None:
         return
-    state = (f"已放弃重试（共 {row.attempts} 次）" if given_up
-             else "发送失败，系统正在重试")
-    for person in _run_owners(run, org):
+    step = session.get(StepInstance, row.step_id) if row.step_id is not None else None
+    body = _undelivered_body(row, run, step, org, given_up=given_up)
+    for person in _answerable(session, row, run, step, org):
         session.add(Notification(
             dedupe_key=f"undelivered|{row.id}|{'dead' if given_up else 'first'}"
                        f"{'' if person == run.started_by else '|' + person}"[:300],
             run_id=row.run_id, step_id=row.step_id, kind="undelivered",
             recipient_kind="person", recipient=person, url=INBOX_URL,
-            title=f"【送达失败】{row.title}"[:300],
-            body=(f"{run.title}：发往 {row.recipient} 的「{row.title}」{state}（{error}）。"
-                  "请立即改用电话等方式报送，并请管理员检查该通道。"),
+            title=f"【送达失败】{row.title}"[:300], body=body,
             status=DELIVERED, created_at=now, delivered_at=now))
 
 
-def _run_owners(run: Run, org: OrgChart | None) -> list[str]:
-    """Who answers for a run: the person who started it, or, for a run no person started
-    (the console's `cli`), the commanders over its unit."""
-    if org is None or run.started_by in org.people:
+# The technical error closes the inbox note, cut to its start (what failed, Apprise's words)
+# and its end (the low-level cause, "Connection refused"): the middle is URLs and plumbing.
+_TOLD_ERROR_HEAD = 70
+_TOLD_ERROR_TAIL = 50
+
+
+def _undelivered_body(row: Notification, run: Run, step: StepInstance | None,
+                      org: OrgChart | None, *, given_up: bool) -> str:
+    """What the inbox note says, in the bureau's words first: the run, the step, the target (a
+    person by name; a channel by its name in the org chart, which has no other), what happens
+    next, and only then the technical error, in brackets and cut short."""
+    if row.recipient_kind == "channel":
+        target = f"通道 {row.recipient} "
+        todo = "请立即改用电话等方式报送，并请管理员检查该通道。"
+    else:
+        target = org.person_name(row.recipient) if org is not None else row.recipient
+        todo = f"请立即改用电话等方式通知{target}，并请管理员检查其接收地址。"
+    what = f"「{step.title}」" if step is not None else f"「{row.title}」"
+    state = (f"仍未送达，已停止重试（共 {row.attempts} 次）" if given_up
+             else "发送失败，系统正在重试")
+    error = " ".join((row.last_error or "").split())
+    if len(error) > _TOLD_ERROR_HEAD + _TOLD_ERROR_TAIL + 1:
+        error = f"{error[:_TOLD_ERROR_HEAD]}…{error[-_TOLD_ERROR_TAIL:]}"
+    return (f"{run.title}：{what}发往{target}的消息{state}。{todo}"
+            + (f"（技术信息：{error}）" if error else ""))
+
+
+def _answerable(session: Session, row: Notification, run: Run, step: StepInstance | None,
+                org: OrgChart | None) -> list[str]:
+    """Who is told that `row` did not get through: the people who answer for getting it there.
+
+    - A message of an automatic step (a notify step's report, the serving of a document)
+      carries the work of the steps it `needs`: whoever completed them is told, e.g. the duty
+      officer who wrote the first report the duty room signs, or the section chief who listed
+      the hazard whose 督办通知书 it is (automatic or skipped steps in between are looked
+      through to the work behind them; a step done by nobody yet counts its assignees).
+    - A message of a person's task (its assignment, a reminder, the ladder's 督办函 and 约谈通知)
+      is the supervising office's to serve: the holders, resolved at the step's unit, of the
+      role that decides the step's requests for more time (`extension.role`, which the playbook
+      spec calls the supervising role), or, for a step without one, of the roles the playbook
+      names so on its other steps. In hazard-3030 that is the street's 安全生产办公室
+      (section_chief): it lists the hazard, reviews the plan, decides extensions and accepts the
+      work, and the 督办函 of every step go out in its name (督办单位), not in the name of
+      the grid worker who found the hazard. A playbook naming no such role (gas-leak) adds
+      nobody here.
+    - The run's starter, when a person (they answer for the run), always.
+    - When that is nobody, as for a console-started run (`cli`) whose message no one's work
+      is behind, the commanders over the run's unit.
+
+    The failed message's own recipient is not told of it (their in-app copy arrived, and they
+    cannot phone themselves). Without an org chart (library callers) only the starter is told.
+    """
+    if org is None:
         return [run.started_by]
-    if run.unit_id not in org.units:
+    people: list[str] = []
+    playbook = _pinned(session, run.playbook_sha) if step is not None else None
+    if step is not None and playbook is not None and step.step_key in playbook.step_ids:
+        spec = playbook.step(step.step_key)
+        if spec.action == "task":
+            people += _supervisors(org, playbook, spec, step.unit_id)
+        else:
+            people += _who_did(session, playbook, run.id or 0, spec.needs)
+    people.append(run.started_by)
+    told = [p for p in dict.fromkeys(people) if p in org.people and p != row.recipient]
+    if told or run.unit_id not in org.units:
+        return told
+    return [p.id for p in org.resolve_role("commander", run.unit_id)[1]
+            if p.id != row.recipient]
+
+
+def _supervisors(org: OrgChart, playbook: Playbook, spec: StepSpec, unit_id: str) -> list[str]:
+    """Holders of the step's supervising role(s) at its unit (see `_answerable`)."""
+    if spec.extension is not None:
+        roles = [spec.extension.role]
+    else:
+        roles = list(dict.fromkeys(s.extension.role for s in playbook.steps if s.extension))
+    if unit_id not in org.units:
         return []
-    return [p.id for p in org.resolve_role("commander", run.unit_id)[1]]
+    return [p.id for role in roles for p in org.resolve_role(role, unit_id)[1]]
+
+
+def _who_did(session: Session, playbook: Playbook, run_id: int, needs: list[str]) -> list[str]:
+    """Who completed the task steps behind `needs`, looking through automatic steps, waits and
+    skipped steps (no row) to the needs behind them."""
+    people: list[str] = []
+    seen: set[str] = set()
+    keys = list(needs)
+    while keys := [k for k in dict.fromkeys(keys) if k not in seen]:
+        seen.update(keys)
+        rows = session.exec(select(StepInstance).where(
+            StepInstance.run_id == run_id, col(StepInstance.step_key).in_(keys),
+        ).order_by(col(StepInstance.item_index))).all()
+        behind: list[str] = []
+        for key in keys:
+            spec = playbook.step(key)
+            did = [p for r in rows if r.step_key == key
+                   for p in ([r.submitted_by] if r.submitted_by else r.assignees)]
+            if spec.action == "task" and did:
+                people += did
+            else:
+                behind += spec.needs
+        keys = behind
+    return people
+
+
+# The compiled playbooks runs pinned, by sha256: immutable, and a handful per installation.
+_playbooks: dict[str, Playbook] = {}
+
+
+def _pinned(session: Session, sha256: str) -> Playbook | None:
+    found = _playbooks.get(sha256)
+    if found is None:
+        row = session.get(PlaybookVersion, sha256)
+        if row is None:
+            return None
+        found = _playbooks.setdefault(sha256, Playbook.model_validate(row.compiled))
+    return found
 
 
 def undelivered(engine: Engine, now: datetime) -> dict[str, int]:

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import InvalidInput, clipped
@@ -278,10 +278,17 @@ def _date(value: Any) -> str:
                           f"应为日期，如 2026-11-23；收到 {_shown(value)}")
 
 
+# A day's 24:00, as deadlines are printed (flows/render.deadline_text) and exports write them:
+# the next day's 00:00 (ISO 8601 allows it; Python's fromisoformat does not).
+_END_OF_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]24:00(?::00(?:\.0+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
 def _datetime(value: Any) -> str:
     if isinstance(value, str):
+        end = _END_OF_DAY.match(value.strip())
         try:
-            value = datetime.fromisoformat(value.strip())
+            value = (datetime.fromisoformat(f"{end[1]}T00:00{end[2] or ''}") + timedelta(days=1)
+                     if end else datetime.fromisoformat(value.strip()))
         except ValueError:
             pass
     if isinstance(value, datetime):

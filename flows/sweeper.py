@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from flows.context import steps_view
+from flows.context import run_view, steps_view
 from flows.extensions import chase_undecided
 from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, lock_run, wake
@@ -380,8 +380,7 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         template = level.template
         context |= {"params": dict(run.params), "steps": steps_view(session, rt, run),
                     "numbers": run_numbers(session, run.id or 0)}
-        context["run"] |= {"params": dict(run.params),
-                           "started_at_local": rt.renderer.local(run.started_at)}
+        context["run"] = run_view(rt, run)  # with the street above the unit (提级督办函)
     if level is not None and level.number and session is not None:
         # Each letter of the ladder is numbered: keyed like the escalation row itself, so a
         # firing rendered again keeps its number and the next firing takes the next one.

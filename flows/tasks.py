@@ -449,8 +449,9 @@ def extend(
         if not (rt.org.has_right(actor, "commander", got.step.unit_id)
                 or rt.org.has_right(actor, "manager", got.step.unit_id)):
             zh, en = who_may(rt.org, "commander", got.step.unit_id)
-            raise Forbidden(f"延期需要{zh}或科室负责人（manager）的权限 / extending a deadline "
-                            f"requires {en}, or role 'manager' there")
+            zh_m, en_m = who_may(rt.org, "manager", got.step.unit_id)
+            raise Forbidden(f"延期需要{zh}；或{zh_m} / extending a deadline requires {en}; "
+                            f"or {en_m}")
         if got.step.status not in st.OPEN_STATUSES:  # a closed task first: nothing to move
             raise task_conflict(got.step, "延期")
         if not reason.strip():

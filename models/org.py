@@ -38,10 +38,15 @@ RIGHTS = frozenset({"commander", "manager", "admin"})
 # What the usual role names are called in a bureau, for messages that name a role (the org
 # chart names people, not roles); a role not listed is shown by its id alone.
 ROLE_NAMES_ZH = {
-    "safety_officer": "安全员", "grid_worker": "网格员", "inspector": "安全检查员",
-    "section_chief": "安全生产办公室负责人", "street_head": "街道办主任",
-    "community_head": "社区负责人", "enterprise_head": "企业负责人", "dept_head": "部门负责人",
-    "duty_officer": "值班员", "commander": "指挥长", "manager": "科室负责人",
+    "admin": "系统管理员", "commander": "指挥长", "community_head": "社区负责人",
+    "dept_head": "部门负责人", "deputy_director": "副局长", "director": "局长",
+    "duty_leader": "带班领导", "duty_officer": "值班员", "enterprise_head": "企业负责人",
+    "env_monitor": "环境监测人员", "expert": "专家", "fire_rescue": "消防救援",
+    "gas_company": "燃气企业", "gas_regulator": "燃气主管部门", "grid_worker": "网格员",
+    "inspector": "检查员", "manager": "科室负责人", "medical": "医疗救护",
+    "police": "公安", "press_officer": "新闻发言人", "rescue_team": "救援队伍",
+    "safety_officer": "安全员", "section_chief": "安全生产办公室负责人",
+    "street_head": "街道办主任", "unit_head": "单位负责人",
 }
 
 _TOP_KEYS = ("units", "channels")

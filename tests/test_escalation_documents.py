@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import png_bytes, step_row
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_row, step_row
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import select
@@ -20,7 +21,9 @@ from sqlmodel import select
 from api.auth import make_token
 from api.main import create_app
 from flows import tasks
+from flows.context import expression_context
 from flows.evidence import store_evidence
+from flows.numbering import run_numbers
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
@@ -54,12 +57,7 @@ def auth(rt: Runtime, person: str) -> dict[str, str]:
 
 def start_hazard(client: TestClient, rt: Runtime) -> int:
     """A general hazard (一般): its rectification is due 30 days from the start."""
-    r = client.post("/api/runs", headers=auth(rt, COMMANDER), json={
-        "playbook": "hazard-3030", "unit": UNIT,
-        "params": {"location": LOCATION, "grade": "一般", "code": "PS-2026-0302-001"}})
-    assert r.status_code == 201, r.text
-    drain_wakes(rt)
-    return r.json()["id"]  # type: ignore[no-any-return]
+    return start_hazard_at(client, rt, UNIT, code="PS-2026-0302-001")
 
 
 def documents(client: TestClient, rt: Runtime, run_id: int, who: str = MANAGER) -> Json:
@@ -126,7 +124,9 @@ def test_an_overdue_hazards_letters_are_listed_with_number_recipients_and_time(
     ]
     escalated, summons = got[1], got[2]
     assert escalated["recipients"] == [{"id": STREET_HEAD, "kind": "person", "name": "王建华"}]
-    assert "# 督办函" in escalated["body"] and "**坪应急督函〔2026〕2号**" in escalated["body"]
+    assert escalated["template"] == "escalated-letter.md.j2"
+    assert escalated["body"].startswith("# 提级督办函")
+    assert "**坪应急督函〔2026〕2号**" in escalated["body"]
     assert summons["template"] == "summons-notice.md.j2"
     assert summons["body"].startswith("# 约谈通知") and "逾期 7 天" in summons["body"]
     assert UNIT_HEAD in [p["id"] for p in summons["recipients"]]
@@ -215,3 +215,195 @@ def test_only_those_who_may_read_the_run_read_its_letters(
     r = client.get(f"/api/runs/{run_id}/documents", headers=auth(demo, "heping-head"))
     assert r.status_code == 403, r.text
     assert len(letters(client, demo, run_id)) == 1
+
+
+# --- the 提级督办函: to the street, after the 督办函 ------------------------------------------
+
+def start_hazard_at(client: TestClient, rt: Runtime, unit: str, *, by: str = COMMANDER,
+                    location: str = LOCATION, code: str = "PS-2026-0302-002") -> int:
+    r = client.post("/api/runs", headers=auth(rt, by), json={
+        "playbook": "hazard-3030", "unit": unit,
+        "params": {"location": location, "grade": "一般", "code": code}})
+    assert r.status_code == 201, r.text
+    drain_wakes(rt)
+    return r.json()["id"]  # type: ignore[no-any-return]
+
+
+def two_letters(client: TestClient, rt: Runtime, clock: ManualClock, run_id: int
+                ) -> tuple[Json, Json]:
+    """The 督办函 and the 提级督办函 of a run swept at its deadline and 3 days after."""
+    due = step_row(rt, run_id, "rectify").due_at
+    assert due is not None
+    sweep_at(rt, clock, due + timedelta(minutes=1))
+    sweep_at(rt, clock, due + timedelta(days=3, minutes=1))
+    first, second = letters(client, rt, run_id)
+    assert (first["level"], second["level"]) == (1, 2)
+    return first, second
+
+
+def lines(body: str) -> list[str]:
+    return [line for line in body.splitlines() if line]
+
+
+def escalated_context(rt: Runtime, run_id: int, *, minutes_late: int) -> Json:
+    """What the 提级督办函 sees with the run's view of flows/context.py (run.street_name) and
+    the sweeper's escalation keys: the template rendered for real, on a real run."""
+    with read_session(rt.db) as session:
+        run = run_row(rt, run_id)
+        ctx = expression_context(session, rt, run)
+        ctx["numbers"] = run_numbers(session, run_id)
+    row = step_row(rt, run_id, "rectify")
+    return ctx | {
+        "step": {"id": "rectify", "title": row.title,
+                 "due_at_local": rt.renderer.deadline(row.due_at), "assignees": []},
+        "level": 2, "repeat": 0, "minutes_late": minutes_late,
+        "now_local": rt.renderer.local(rt.clock.now()), "doc_no": "坪应急督函〔2026〕2号",
+        "unit_name": ctx["run"]["unit_name"],
+    }
+
+
+def test_the_second_rung_is_a_提级督办函_to_the_street_after_the_督办函(
+    client: TestClient, demo: Runtime, clock: ManualClock
+) -> None:
+    run_id = start_hazard(client, demo)
+    _, letter = two_letters(client, demo, clock, run_id)
+    assert letter["template"] == "escalated-letter.md.j2"
+    assert letter["recipients"] == [{"id": STREET_HEAD, "kind": "person", "name": "王建华"}]
+    body = letter["body"]
+    text = lines(body)
+    assert text[:2] == ["# 提级督办函", "**坪应急督函〔2026〕2号**"]
+    # Addressed to the street office's head, not to the unit ("你单位") the 督办函 went to.
+    assert text[2] == "坪山街道办事处主要负责人："
+    assert "你单位" not in body and "六和社区主要负责人：" not in body
+    assert text[3].startswith(f"你街道辖区内{LOCATION}存在的一般事故隐患（编号 PS-2026-0302-001）")
+    assert "责任单位为六和社区" in text[3]
+    assert "应于 2026年4月1日 09:00 前完成" in text[3]
+    # The 督办函 it follows, and how late.
+    assert "期限届满后已向六和社区主要负责人发出督办函" in text[3]
+    assert text[3].endswith("该单位至今仍未整改销号，已逾期 3 天。")
+    assert "现对该隐患提级督办，请你街道：" in body
+    assert "1. 主要负责人亲自督促六和社区立即组织整改，整改完成前落实临时管控措施" in body
+    assert "2. 于3个工作日内将逾期原因、整改进展、确保完成的时限和责任人书面报告督办单位" in body
+    # What comes next is the rest of the ladder, not the rung it is.
+    assert "将提级督办" not in body
+    assert ("逾期仍未完成的，将约谈六和社区主要负责人，并予以通报批评、纳入安全生产目标考核。"
+            in body)
+    assert text[-2:] == ["督办单位：坪山区应急管理局", "2026年4月4日"]
+
+
+def test_the_first_letter_keeps_its_wording(
+    client: TestClient, demo: Runtime, clock: ManualClock
+) -> None:
+    run_id = start_hazard(client, demo)
+    first, _ = two_letters(client, demo, clock, run_id)
+    assert first["template"] == "supervision-letter.md.j2"
+    assert first["recipients"] == [{"id": UNIT_HEAD, "kind": "person", "name": "贾丽萍"}]
+    assert lines(first["body"]) == [
+        "# 督办函",
+        "**坪应急督函〔2026〕1号**",
+        "六和社区主要负责人：",
+        f"你单位{LOCATION}存在的一般事故隐患（编号 PS-2026-0302-001），“隐患整改”应于 "
+        "2026年4月1日 09:00 前完成，至今已逾期 1 分钟，仍未办结（承办人：尹秀英）。",
+        "根据《安全生产事故隐患排查治理暂行规定》和隐患挂牌督办有关规定，现予督办，请你单位：",
+        "1. 接函后立即组织整改，整改完成前落实临时管控措施，确保安全；",
+        "2. 于3个工作日内书面报告逾期原因、整改进展、确保完成的时限和责任人；",
+        "3. 整改完成后及时上传整改前后照片，申请复查、验收销号。",
+        "逾期仍未完成的，将提级督办，约谈单位主要负责人，并予以通报批评、纳入安全生产目标考核。",
+        "---",
+        "督办单位：坪山区应急管理局",
+        "2026年4月1日",
+    ]
+
+
+def test_the_run_view_names_the_street_above_the_unit_and_the_letter_is_addressed_to_it(
+    client: TestClient, demo: Runtime, clock: ManualClock
+) -> None:
+    run_id = start_hazard(client, demo)
+    with read_session(demo.db) as session:
+        view = expression_context(session, demo, run_row(demo, run_id))["run"]
+    assert (view["unit"], view["street"], view["street_name"]) == (
+        UNIT, "pingshan-street", "坪山街道")
+    clock.advance(timedelta(days=33))
+    body = demo.renderer.render("escalated-letter.md.j2",
+                                escalated_context(demo, run_id, minutes_late=3 * 1440 + 1))
+    text = lines(body)
+    assert text[:3] == ["# 提级督办函", "**坪应急督函〔2026〕2号**", "坪山街道办事处主要负责人："]
+    assert text[3].startswith(f"你街道辖区内{LOCATION}存在的一般事故隐患")
+    assert "期限届满后已向六和社区主要负责人发出督办函" in text[3]
+    assert "已逾期 3 天" in text[3] and "将提级督办" not in body
+
+
+def test_a_hazard_at_an_enterprise_goes_up_to_the_street_it_is_under(
+    client: TestClient, demo: Runtime, clock: ManualClock
+) -> None:
+    run_id = start_hazard_at(client, demo, "shenzhen-gas-pingshan", location="坪山分公司调压站")
+    with read_session(demo.db) as session:
+        view = expression_context(session, demo, run_row(demo, run_id))["run"]
+    assert (view["street"], view["street_name"]) == ("pingshan-street", "坪山街道")
+    first, second = two_letters(client, demo, clock, run_id)
+    assert first["recipients"] == [
+        {"id": "gas-station-head", "kind": "person", "name": "沈德福"}]
+    assert lines(first["body"])[2] == "深圳燃气坪山分公司主要负责人："
+    assert second["recipients"] == [{"id": STREET_HEAD, "kind": "person", "name": "王建华"}]
+    body = second["body"]
+    assert body.startswith("# 提级督办函")
+    assert lines(body)[2] == "坪山街道办事处主要负责人："
+    assert "责任单位为深圳燃气坪山分公司" in body
+    assert "已向深圳燃气坪山分公司主要负责人发出督办函" in body
+    assert "督促深圳燃气坪山分公司立即组织整改" in body
+    assert "将约谈深圳燃气坪山分公司主要负责人" in body and "将提级督办" not in body
+    rendered = demo.renderer.render("escalated-letter.md.j2",
+                                    escalated_context(demo, run_id, minutes_late=3 * 1440))
+    assert lines(rendered)[2] == "坪山街道办事处主要负责人："
+
+
+# An enterprise the district itself oversees, under no street: the demo chart plus one unit.
+UNDER_NO_STREET = """\
+      - id: district-works
+        name: 区属国资物业中心
+        type: enterprise
+        people:
+          - {id: works-head, name: 钱立新, title: 主任, roles: [enterprise_head], notify: []}
+          - {id: works-safety, name: 孙小梅, title: 企业安全员, roles: [safety_officer], notify: []}
+"""
+
+
+@pytest.fixture
+def no_street(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+    text = DEMO_ORG.read_text(encoding="utf-8")
+    anchor = "      # The six streets"
+    assert anchor in text
+    rt = make_runtime(tmp_path / "no-street", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                      org_text=text.replace(anchor, UNDER_NO_STREET + anchor, 1))
+    yield rt
+    rt.db.dispose()
+
+
+def test_a_unit_with_no_street_above_it_renders_the_letter_to_its_superior(
+    no_street: Runtime, clock: ManualClock
+) -> None:
+    """The view says there is no street with ''; the letter still renders, to the unit's
+    superior, naming no street; swept, the rung reaches no street head and files nothing."""
+    rt = no_street
+    app = create_app(rt, background=False, prefect=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        run_id = start_hazard_at(client, rt, "district-works", by="wang-qiang",
+                                 location="区属国资物业中心配电房")
+        with read_session(rt.db) as session:
+            view = expression_context(session, rt, run_row(rt, run_id))["run"]
+        assert (view["street"], view["street_name"]) == ("", "")
+        body = rt.renderer.render("escalated-letter.md.j2",
+                                  escalated_context(rt, run_id, minutes_late=4 * 1440))
+        text = lines(body)
+        assert text[:3] == ["# 提级督办函", "**坪应急督函〔2026〕2号**",
+                            "区属国资物业中心上级主管单位主要负责人："]
+        assert "街道" not in body
+        assert text[3].startswith("你单位辖区内区属国资物业中心配电房存在的一般事故隐患")
+        assert "责任单位为区属国资物业中心" in text[3] and "已逾期 4 天" in text[3]
+        due = step_row(rt, run_id, "rectify").due_at
+        assert due is not None
+        sweep_at(rt, clock, due + timedelta(days=3, minutes=1))
+        got = letters(client, rt, run_id)
+        assert [(d["level"], d["template"]) for d in got] == [(1, "supervision-letter.md.j2")]
+        assert got[0]["recipients"] == [{"id": "works-head", "kind": "person", "name": "钱立新"}]
+

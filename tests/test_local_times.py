@@ -100,11 +100,11 @@ def test_ranking_shows_its_month_bounds_and_cutoff_in_local_time(
     assert utc(feb["start"]) == datetime(2026, 1, 31, 16, tzinfo=UTC)
     assert utc(feb["end"]) == utc(feb["as_of"]) == datetime(2026, 2, 28, 16, tzinfo=UTC)
     assert (feb["start_local"], feb["end_local"], feb["as_of_local"]) == (
-        "2026-02-01 00:00", "2026-03-01 00:00", "2026-03-01 00:00")
+        "2026-02-01 00:00", "2026-02-28 24:00", "2026-02-28 24:00")  # the month's end, as printed
     # The current month is counted to now, which is shown as the bureau's clock reads it.
     assert utc(mar["as_of"]) == datetime(2026, 2, 28, 16, 30, tzinfo=UTC)
     assert (mar["start_local"], mar["end_local"], mar["as_of_local"]) == (
-        "2026-03-01 00:00", "2026-04-01 00:00", "2026-03-01 00:30")
+        "2026-03-01 00:00", "2026-03-31 24:00", "2026-03-01 00:30")
     # Each hazard is on its own side of local midnight, not of UTC midnight.
     found = {m["month"]: {r["unit_id"]: r["found"] for r in m["data"]} for m in (feb, mar)}
     assert found == {"2026-02": {"s1": 1, "s2": 0}, "2026-03": {"s1": 1, "s2": 0}}

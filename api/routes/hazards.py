@@ -160,11 +160,12 @@ class RankingPublic(BaseModel):
     start_local: str = Field(description="`start` in the bureau's time zone (`timezone`): "
                              "the month's first day, 00:00")
     end: datetime = Field(description="First instant of the next month, UTC (exclusive)")
-    end_local: str = Field(description="`end` in the bureau's time zone: the next month's "
-                           "first day, 00:00 (exclusive)")
+    end_local: str = Field(description="`end` in the bureau's time zone, as a deadline is "
+                           "printed: the month's last day, 24:00")
     as_of: datetime = Field(description="The figures' cut-off, UTC: `end`, or now for the "
                             "current month (counted up to now)")
-    as_of_local: str = Field(description="`as_of` in the bureau's time zone")
+    as_of_local: str = Field(description="`as_of` in the bureau's time zone (a finished "
+                             "month: its last day, 24:00)")
     order: list[str] = Field(description="What the rank compares, in turn")
     data: list[RankingRowPublic]
 
@@ -579,8 +580,8 @@ def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str 
     view = RankingPublic(month=ranking.month, level=level, unit=scope,
                          timezone=rt.settings.timezone, start=ranking.start,
                          start_local=rt.renderer.local(ranking.start), end=ranking.end,
-                         end_local=rt.renderer.local(ranking.end), as_of=ranking.as_of,
-                         as_of_local=rt.renderer.local(ranking.as_of), order=RANK_ORDER,
+                         end_local=rt.renderer.deadline(ranking.end), as_of=ranking.as_of,
+                         as_of_local=rt.renderer.deadline(ranking.as_of), order=RANK_ORDER,
                          data=[ranking_view(r) for r in ranking.rows])
     return view, ranking.rows
 

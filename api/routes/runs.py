@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 def start(body: RunCreate, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
     """Start a run of a playbook for a unit; returns at once with its step instances."""
     run = lifecycle.start_run(rt, playbook_id=body.playbook, unit_id=body.unit,
-                              params=body.params, actor=person)
+                              params=body.params, actor=person, refuse_unstaffed=True)
     with read_session(rt.db) as session:
         steps, _, _ = run_detail(session, run_id=run.id or 0)
     return run_view(rt, run, steps=steps, playbook=rt.catalog.pinned(rt.db, run.playbook_sha))

@@ -72,3 +72,22 @@ def test_an_inspector_of_another_street_may_not_register_here(
 def test_an_inspector_still_may_not_start_a_response(client: TestClient, auth: Auth) -> None:
     r = register(client, auth, "pingshan-street-inspector-1", playbook="gas-leak")
     assert r.status_code == 403, r.text
+
+
+def test_a_hazard_nobody_could_rectify_is_refused_and_nothing_is_written(
+        client: TestClient, auth: Auth, rt: Runtime) -> None:
+    # A street has no safety officer, nor has the district: the rectification would go to no
+    # one and its 督办函 be served on no one. The import refuses that row; so does a
+    # registration, naming the unit, the role and the step.
+    r = register(client, auth, "pingshan-street-inspector-1", unit="pingshan-street",
+                 grade="重大")
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "unit"
+    message = r.json()["errors"][0]["message"]
+    assert message.startswith(
+        "单位 pingshan-street（坪山街道）及其上级均无安全员（safety_officer），")
+    assert "无人可办" in message and "nobody could do step" in message
+    listed = client.get("/api/runs", headers=auth("wang-qiang")).json()
+    assert listed["count"] == 0
+    # A commander is refused alike: it is the unit that is wrong, not the rights.
+    assert register(client, auth, "wang-qiang", unit="pingshan-street").status_code == 422

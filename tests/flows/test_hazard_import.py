@@ -598,7 +598,7 @@ def test_rows_whose_unit_has_nobody_to_rectify_import_nothing(
         (3, "单位编号", "unit"), (4, "单位编号", "unit"), (5, "单位编号", "unit"),
         (7, "单位编号", "unit")]
     assert problems[0].message.startswith("第 3 行 单位编号: 单位 fire-brigade（区消防救援大队）"
-                                          "及其上级均无 safety_officer（安全员），")
+                                          "及其上级均无安全员（safety_officer），")
     assert "无人可办" in problems[0].message and "nobody could do step" in problems[0].message
     assert "maluan（马峦街道）" in problems[2].message
 
@@ -634,7 +634,7 @@ def test_the_steps_checked_for_staff_are_those_the_row_makes_ready(
     found = refused(rt, csv_bytes("c9,甲,一般", "c9,乙,重大", "c9,丙,一般", header=header),
                     actor="d9-admin")
     assert [(row, column) for row, column, _ in found] == [(3, "单位编号")]
-    assert "均无 street_head（街道办主任），“挂牌督办”无人可办" in found[0][2]
+    assert "均无街道办主任（street_head），“挂牌督办”无人可办" in found[0][2]
     result = import_hazards(rt, data=csv_bytes("c9,甲,一般", header=header), filename="a.csv",
                             actor="d9-admin", playbook_id="import-demo")
     assert result.rows == 1

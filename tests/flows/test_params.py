@@ -272,3 +272,19 @@ def test_param_spec_normalises_a_date_default() -> None:
 def test_param_spec_enum_default_outside_values_is_refused() -> None:
     with pytest.raises(ValueError, match="is not allowed"):
         ParamSpec(type="enum", values=["a"], default="b")
+
+
+@pytest.mark.parametrize(("written", "stored"), [
+    ("2026-11-30 24:00", "2026-12-01T00:00:00"),  # as exports and deadlines print a day's end
+    ("2026-11-30T24:00:00", "2026-12-01T00:00:00"),
+    ("2026-12-31 24:00+08:00", "2027-01-01T00:00:00+08:00"),
+    ("2026-02-28 24:00:00.000Z", "2026-03-01T00:00:00+00:00"),
+])
+def test_a_days_24_00_is_the_next_days_midnight(written: str, stored: str) -> None:
+    assert validate_params(HAZARD, {"location": "坪山", "alert_at": written})["alert_at"] == stored
+
+
+@pytest.mark.parametrize("written", ["2026-11-30 24:01", "2026-11-30 25:00", "2026-02-30 24:00"])
+def test_other_hours_past_23_are_still_refused(written: str) -> None:
+    with pytest.raises(InvalidInput):
+        validate_params(HAZARD, {"location": "坪山", "alert_at": written})

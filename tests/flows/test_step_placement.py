@@ -17,6 +17,7 @@ from factories import ENGINE_PLAYBOOKS, refused, run_steps, start_one_and_bulk
 from sqlmodel import select
 
 from flows import lifecycle, tasks
+from flows.access import nobody_for
 from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import Forbidden
@@ -208,7 +209,9 @@ def test_started_by_stops_at_its_own_units(prt: Runtime, who: str, unit: str) ->
         found(prt, who, unit)
     message = str(caught.value)
     assert "指挥长（commander）" in message and "检查员（inspector）" in message, message
-    assert "'inspector' / 'grid_worker' in that unit or above" in message
+    # Whom to call: the commanders, and who holds each of the roles that may start it there.
+    assert "；或检查员（inspector）（" in message and "现为检查员甲、检查员乙" in message
+    assert "or role 'grid_worker' in unit" in message
 
 
 def test_a_playbook_without_started_by_is_for_commanders(prt: Runtime) -> None:
@@ -227,3 +230,13 @@ def test_an_unknown_started_by_role_is_refused_at_its_line(prt: Runtime) -> None
                      "found.yaml")
     assert "found.yaml:5:" in errors and "started_by[1]: 没有角色 grid（可选：" in errors, errors
     assert " / unknown role 'grid' (known: " in errors, errors
+
+
+def test_nobody_where_a_step_is_held_names_that_unit_and_the_org_chart(prt: Runtime) -> None:
+    # A run at c1 whose step is held at d1, where no grid worker is: another unit for the run
+    # would not help, the org chart lacks one (the import and a registration say so).
+    zh, en = nobody_for(prt.org, "grid_worker", "整改", "fix", "c1", "d1")
+    assert zh.startswith("测试区（d1）及其上级均无网格员（grid_worker），“整改”在该单位办理")
+    assert "组织架构" in zh and "held" in en and "'d1'" in en
+    zh, _ = nobody_for(prt.org, "grid_worker", "整改", "fix", "s1", "s1")
+    assert zh.startswith("单位 s1（一街道）及其上级均无网格员（grid_worker）") and "请改填" in zh
