@@ -124,6 +124,9 @@ class StepPublic(BaseModel):
     role: str | None
     unit_id: str
     unit_name: str
+    origin_unit_id: str | None = Field(
+        default=None, description="Where the event is, when the playbook's `at:` holds the "
+        "step at a unit above it (unit_id): the gas leak's duty-room steps of a leak in liuhe")
     item: Any = None
     assignees: list[Person]
     status: str
@@ -240,7 +243,8 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
     return StepPublic(
         id=s.id or 0, run_id=s.run_id, step=s.step_key, title=s.title, action=s.action,
         role=s.role, unit_id=s.unit_id, unit_name=unit.name if unit else s.unit_id,
-        item=s.item, assignees=[person_view(rt, p) for p in s.assignees], status=s.status,
+        origin_unit_id=s.origin_unit_id, item=s.item,
+        assignees=[person_view(rt, p) for p in s.assignees], status=s.status,
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
         due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
         original_due_at_local=rt.renderer.deadline(s.original_due_at) or None,

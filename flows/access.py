@@ -17,6 +17,8 @@ def is_admin(org: OrgChart, person_id: str) -> bool:
 def can_act_on(org: OrgChart, person_id: str, step: StepInstance) -> bool:
     if step.assignee_person_id is not None:
         return step.assignee_person_id == person_id
+    # The unit that holds the step (`at:`), never its origin_unit_id: the street's duty officer
+    # sees the district duty room's step of a leak in the street but does not do it.
     return step.role is not None and org.can_act_as(person_id, step.role, step.unit_id)
 
 
@@ -180,7 +182,14 @@ def can_read_step(
     /api/tasks/{id} would protect nothing and only make the two disagree."""
     if can_act_on(org, person_id, step) or is_admin(org, person_id):
         return True
-    if org.is_within(step.unit_id, org.person(person_id).unit_id):
+    own = org.person(person_id).unit_id
+    if org.is_within(step.unit_id, own):
+        return True
+    # A step a playbook's `at:` holds above the unit its event is in is also that unit's
+    # (origin_unit_id), as GET /api/tasks lists it (models.queries.step_in_units): whoever's
+    # list shows it may open it. Reading only: acting stays with the unit that holds it.
+    origin = step.origin_unit_id
+    if origin is not None and origin in org.units and org.is_within(origin, own):
         return True
     return run_unit_id is not None and can_read_unit(org, person_id, run_unit_id)
 

@@ -150,8 +150,12 @@ class _Rows:
                 "action": spec.action, "role": spec.role, "status": st.READY,
                 "ready_at": self.now, "due_at": self.plan.due[spec.id],
                 "next_check_at": self.plan.check[spec.id], "done_at": None, "version": 1}
-            found = BulkInsert(self.w, StepInstance,
-                            ("run_id", "unit_id", "assignee_unit_id", "assignees"), const)
+            varying: tuple[str, ...] = ("run_id", "unit_id", "assignee_unit_id", "assignees")
+            if spec.at is None:  # held where the run is: no other unit to remember
+                const["origin_unit_id"] = None
+            else:  # where the event is, when `at` holds the step above it (as progress._row)
+                varying += ("origin_unit_id",)
+            found = BulkInsert(self.w, StepInstance, varying, const)
             self.steps[spec.id] = found
         return found
 
@@ -220,7 +224,10 @@ class _Rows:
         for append, spec in self._targets(outcome):
             held = unit if spec.at is None else self.rt.org.held_at(unit, spec.at)
             at, people_json, _people = self.assignment(spec.role, held)
-            append((run_id, held, at, people_json))
+            if spec.at is None:
+                append((run_id, held, at, people_json))
+            else:
+                append((run_id, held, at, people_json, unit if held != unit else None))
             if spec.action == "task":
                 key = (spec.id, held)
                 self.counts[key] = self.counts.get(key, 0) + 1

@@ -33,6 +33,7 @@ from models.db import read_session, session_scope
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.hazard import REQUEST_LAPSED, REQUEST_PENDING, ExtensionRequest
 from models.outbox import Notification
+from models.queries import step_in_units
 from models.run import Run
 from models.task import StepInstance
 from models.writes import add_event, insert_ignoring_duplicates, lapse_extension_requests
@@ -286,8 +287,9 @@ def list_requests(
         conds += [StepInstance.unit_id.in_(units),  # type: ignore[attr-defined]
                   ExtensionRequest.requested_by != person]
     elif not is_admin(org, person):
-        conds.append(or_(StepInstance.unit_id.in_(units),  # type: ignore[attr-defined]
-                         ExtensionRequest.requested_by == person))
+        # What one's unit and below may read, as GET /api/tasks lists it: a step `at:` holds
+        # above the event's unit (origin_unit_id) included.
+        conds.append(or_(step_in_units(units), ExtensionRequest.requested_by == person))
     where = and_(*conds) if conds else true()
     base = (select(ExtensionRequest, StepInstance, Run)
             .join(StepInstance, StepInstance.id == ExtensionRequest.step_id)

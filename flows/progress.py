@@ -213,10 +213,13 @@ def _skip(session: Session, run: Run, spec: StepSpec, *, now: datetime,
 def _row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -> dict[str, Any]:
     label = f"{spec.title}（{_item_label(item)}）" if spec.for_each and item is not None \
         else spec.title
+    unit = _item_unit(rt, run, item)
+    held = rt.org.held_at(unit, spec.at)
     return {
         "run_id": run.id, "step_key": spec.id, "item_index": index, "item": item,
         "title": label, "action": spec.action, "role": spec.role,
-        "unit_id": rt.org.held_at(_item_unit(rt, run, item), spec.at),
+        # Held where `at` says; where the event is stays on the row for lists by unit.
+        "unit_id": held, "origin_unit_id": unit if held != unit else None,
         "assignees": [], "outputs": {},
         "evidence": [], "overdue": False, "escalation_level": 0, "reminders_sent": 0,
         "ack_missed": False, "prefect_recorded": False, "version": 0,

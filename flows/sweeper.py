@@ -363,7 +363,11 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
                                                         for p in step.assignees]},
         "run": {"id": run.id, "title": run.title, "unit": run.unit_id,
                 "unit_name": rt.org.unit(run.unit_id).name},
-        "unit_name": rt.org.unit(step.unit_id).name, "minutes_late": max(late, 0),
+        # Where the event is (a step `at:` holds at the district names the community it is
+        # about: the duty leader at 3 a.m. must know where, not that the district holds it).
+        "unit_name": rt.org.unit(step.origin_unit_id if step.origin_unit_id in rt.org.units
+                                 else step.unit_id).name,
+        "minutes_late": max(late, 0),
         "now_local": rt.renderer.local(now), "level_title": level_title,
     }
     if firing.kind == "verify" and spec.verify is not None:

@@ -49,6 +49,7 @@ ROLE_NAMES_ZH = {
     "street_head": "街道办主任", "unit_head": "单位负责人",
 }
 
+_ZH = {"unit": "单位", "person": "人员"}  # what a message says an entry is
 _TOP_KEYS = ("units", "channels")
 _UNIT_KEYS = ("id", "name", "name_en", "type", "people", "children")
 _PERSON_KEYS = ("id", "name", "name_en", "title", "roles", "notify", "phone")
@@ -284,7 +285,8 @@ def load_org(path: Path) -> OrgChart:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise OrgInvalid(
-            [SourceError(str(path), 1, 1, "", f"cannot read org file: {exc}")]
+            [SourceError(str(path), 1, 1, "", f"无法读取组织架构文件：{exc} / "
+                                              f"cannot read org file: {exc}")]
         ) from exc
     return load_org_text(text, filename=str(path))
 
@@ -318,20 +320,27 @@ class _Builder:
 
     def build(self, data: Any) -> OrgChart:
         if not isinstance(data, dict):
-            self.error((), "an org file is a mapping with 'units' (and optionally 'channels')")
+            self.error((), "组织架构文件应为包含 units（及可选 channels）的映射 / "
+                           "an org file is a mapping with 'units' "
+                           "(and optionally 'channels')")
             raise OrgInvalid(self.errors)
         self.unknown_keys(data, (), _TOP_KEYS)
 
         root_id: str | None = None
         units = data.get("units")
         if "units" not in data:
-            self.error((), "missing 'units': the org needs one root unit (the district/county)")
+            self.error((), "缺少 units：须有一个根单位（区/县） / "
+                           "missing 'units': the org needs one root unit "
+                           "(the district/county)")
         elif not isinstance(units, list) or not units:
-            self.error(("units",), "must be a list holding one root unit")
+            self.error(("units",), "应为只含一个根单位的列表 / "
+                                   "must be a list holding one root unit")
         else:
             if len(units) > 1:
                 self.error(
                     ("units", 1),
+                    f"只能有一个根单位，现有 {len(units)} 个顶层单位"
+                    "（其余请放在根单位的 children 下） / "
                     f"the org has one root unit; found {len(units)} top-level units "
                     "(put the others under 'children' of the root)",
                 )
@@ -344,7 +353,7 @@ class _Builder:
 
         if self.errors or root_id is None:
             if not self.errors:  # pragma: no cover - a missing root always records an error
-                self.error(("units",), "no valid root unit")
+                self.error(("units",), "没有有效的根单位 / no valid root unit")
             raise OrgInvalid(self.errors)
         return OrgChart(units=self.units, people=self.people, channels=channels, root_id=root_id)
 
@@ -354,19 +363,21 @@ class _Builder:
             if key not in allowed:
                 self.error(
                     (*path, key),
-                    f"unknown key '{key}' (allowed: {', '.join(allowed)})",
+                    f"没有字段 {key}（可选：{'、'.join(allowed)}） / unknown key '{key}' "
+                    f"(allowed: {', '.join(allowed)})",
                     at_key=True,
                 )
 
     def slug(self, raw: dict[Any, Any], path: PathKey, what: str) -> str | None:
         """The `id` of a unit or person: required, a slug."""
         if "id" not in raw:
-            self.error(path, f"{what} is missing 'id'")
+            self.error(path, f"{_ZH[what]}缺少 id / {what} is missing 'id'")
             return None
         value = raw["id"]
         if not isinstance(value, str) or not SLUG.match(value):
             self.error(
                 (*path, "id"),
+                f"{_ZH[what]} id {value!r} 只能由小写字母、数字、- 或 _ 组成，以字母或数字开头 / "
                 f"{what} id {value!r} must be a slug: lowercase letters, digits, '-' or '_', "
                 "starting with a letter or digit",
             )
@@ -378,17 +389,21 @@ class _Builder:
     ) -> str | None:
         if key not in raw or raw[key] is None:
             if required:
-                self.error(path, f"{what} is missing '{key}'")
+                self.error(path, f"{_ZH[what]}缺少 {key} / {what} is missing '{key}'")
             return None
         value = raw[key]
         if not isinstance(value, str) or not value.strip():
-            self.error((*path, key), f"'{key}' must be non-empty text; got {value!r}")
+            self.error((*path, key), f"{key} 应为非空文本；收到 {value!r} / "
+                                     f"'{key}' must be non-empty text; "
+                                     f"got {value!r}")
             return None
         return value
 
     def unit_entry(self, raw: Any, path: PathKey, *, parent_id: str | None) -> str | None:
         if not isinstance(raw, dict):
-            self.error(path, f"a unit is a mapping with id, name and type; got {raw!r}")
+            self.error(path, f"单位应为含 id、name、type 的映射；收到 {raw!r} / "
+                             f"a unit is a mapping with id, "
+                             f"name and type; got {raw!r}")
             return None
         self.unknown_keys(raw, path, _UNIT_KEYS)
         uid = self.slug(raw, path, "unit")
@@ -398,18 +413,22 @@ class _Builder:
         if "type" not in raw:
             self.error(
                 path,
-                "unit is missing 'type' (district, street, town, community, village, "
-                "department, enterprise, grid, ...)",
+                "单位缺少 type（district、street、town、community、village、department、"
+                "enterprise、grid …） / unit is missing 'type' (district, street, town, "
+                "community, village, department, enterprise, grid, ...)",
             )
         elif not isinstance(raw["type"], str) or not SLUG.match(raw["type"]):
-            self.error((*path, "type"), f"unit type {raw['type']!r} must be a slug")
+            self.error((*path, "type"), f"单位类型 {raw['type']!r} 只能由小写字母、数字、- 或 _ "
+                                        f"组成 / unit type {raw['type']!r} must be a slug")
         else:
             utype = raw["type"]
 
         if uid is not None:
             if uid in self.unit_seen:
                 first = self.positions.of((*self.unit_seen[uid], "id"))
-                self.error((*path, "id"), f"duplicate unit id '{uid}' (first at line {first.line})")
+                self.error((*path, "id"), f"单位 id {uid} 重复（首次在第 {first.line} 行） / "
+                                          f"duplicate unit id '{uid}' "
+                                          f"(first at line {first.line})")
                 uid = None  # keep the first one; still check what is below this entry
             else:
                 self.unit_seen[uid] = path
@@ -419,7 +438,7 @@ class _Builder:
         if "children" in raw and raw["children"] is not None:
             children = raw["children"]
             if not isinstance(children, list):
-                self.error((*path, "children"), "must be a list of units")
+                self.error((*path, "children"), "应为单位列表 / must be a list of units")
             else:
                 for i, child in enumerate(children):
                     cid = self.unit_entry(child, (*path, "children", i), parent_id=uid)
@@ -444,7 +463,7 @@ class _Builder:
             return []
         people = raw["people"]
         if not isinstance(people, list):
-            self.error((*path, "people"), "must be a list of people")
+            self.error((*path, "people"), "应为人员列表 / must be a list of people")
             return []
         ids: list[str] = []
         for i, entry in enumerate(people):
@@ -455,7 +474,9 @@ class _Builder:
 
     def person_entry(self, raw: Any, path: PathKey, unit_id: str | None) -> str | None:
         if not isinstance(raw, dict):
-            self.error(path, f"a person is a mapping with id, name and roles; got {raw!r}")
+            self.error(path, f"人员应为含 id、name、roles 的映射；收到 {raw!r} / "
+                             f"a person is a mapping "
+                             f"with id, name and roles; got {raw!r}")
             return None
         self.unknown_keys(raw, path, _PERSON_KEYS)
         pid = self.slug(raw, path, "person")
@@ -473,13 +494,16 @@ class _Builder:
             elif isinstance(value, str) and value.strip():
                 phone = value
             else:
-                self.error((*path, "phone"), f"'phone' must be text; got {value!r}")
+                self.error((*path, "phone"), f"phone 应为文本；收到 {value!r} / "
+                                             f"'phone' must be text; got {value!r}")
 
         if pid is not None:
             if pid in self.person_seen:
                 first = self.positions.of((*self.person_seen[pid], "id"))
                 self.error(
-                    (*path, "id"), f"duplicate person id '{pid}' (first at line {first.line})"
+                    (*path, "id"), f"人员 id {pid} 重复（首次在第 {first.line} 行） / "
+                                   f"duplicate person id '{pid}' "
+                                   f"(first at line {first.line})"
                 )
                 return None
             self.person_seen[pid] = path
@@ -499,11 +523,14 @@ class _Builder:
 
     def roles(self, raw: dict[Any, Any], path: PathKey) -> tuple[str, ...] | None:
         if "roles" not in raw:
-            self.error(path, "person is missing 'roles' (a non-empty list of role names)")
+            self.error(path, "人员缺少 roles（非空的角色列表） / "
+                             "person is missing 'roles' (a non-empty list of "
+                             "role names)")
             return None
         roles = raw["roles"]
         if not isinstance(roles, list) or not roles:
-            self.error((*path, "roles"), "'roles' must be a non-empty list of role names")
+            self.error((*path, "roles"), "roles 应为非空的角色列表 / "
+                                         "'roles' must be a non-empty list of role names")
             return None
         ok = True
         out: list[str] = []
@@ -511,11 +538,13 @@ class _Builder:
             if not isinstance(role, str) or not SLUG.match(role):
                 self.error(
                     (*path, "roles", i),
-                    f"role {role!r} must be a slug (lowercase letters, digits, '-' or '_')",
+                    f"角色 {role!r} 只能由小写字母、数字、- 或 _ 组成 / "
+                    f"role {role!r} must be a slug "
+                    "(lowercase letters, digits, '-' or '_')",
                 )
                 ok = False
             elif role in out:
-                self.error((*path, "roles", i), f"role '{role}' is listed twice")
+                self.error((*path, "roles", i), f"角色 {role} 重复 / role '{role}' is listed twice")
                 ok = False
             else:
                 out.append(role)
@@ -526,13 +555,16 @@ class _Builder:
             return ()
         urls = raw["notify"]
         if not isinstance(urls, list):
-            self.error((*path, "notify"), "'notify' must be a list of Apprise URLs")
+            self.error((*path, "notify"), "notify 应为 Apprise 地址列表 / "
+                                          "'notify' must be a list of Apprise URLs")
             return None
         ok = True
         for i, url in enumerate(urls):
             if not isinstance(url, str) or not URL.match(url):
                 self.error(
                     (*path, "notify", i),
+                    f"{url!r} 不是 Apprise 地址（应为 scheme://…，如 mailto://user@host 或 "
+                    "json://127.0.0.1:8000/hook） / "
                     f"{url!r} is not an Apprise URL (expected scheme://..., "
                     "e.g. mailto://user@host or json://127.0.0.1:8000/hook)",
                 )
@@ -543,22 +575,29 @@ class _Builder:
         if not present or raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.error(("channels",), "must be a mapping of channel name to Apprise URL")
+            self.error(("channels",), "应为“通道名: Apprise 地址”的映射 / "
+                                      "must be a mapping of channel name to "
+                                      "Apprise URL")
             return {}
         roles = {r for p in self.people.values() for r in p.roles}
         out: dict[str, str] = {}
         for name, url in raw.items():
             path: PathKey = ("channels", name)
             if not isinstance(name, str) or not SLUG.match(name):
-                self.error(path, f"channel name {name!r} must be a slug", at_key=True)
+                self.error(path, f"通道名 {name!r} 只能由小写字母、数字、- 或 _ 组成 / "
+                                 f"channel name {name!r} must "
+                                 "be a slug", at_key=True)
                 continue
             if name in roles:
                 # `to:` and `notify:` accept roles and channels alike; one name must mean one thing.
-                self.error(path, f"channel '{name}' has the same name as a role", at_key=True)
+                self.error(path, f"通道 {name} 与角色同名 / "
+                                 f"channel '{name}' has the same name as a role", at_key=True)
                 continue
             if not isinstance(url, str) or not URL.match(url):
                 self.error(
                     path,
+                    f"{url!r} 不是 Apprise 地址（应为 scheme://…，如 mailto://user@host 或 "
+                    "json://127.0.0.1:8000/hook） / "
                     f"{url!r} is not an Apprise URL (expected scheme://..., "
                     "e.g. json://127.0.0.1:8000/hook)",
                 )

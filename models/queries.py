@@ -59,7 +59,7 @@ def list_steps(
     someone else did. Ordered by deadline (none last), then id."""
     shared: list[Any] = [StepInstance.action == "task"]
     if units is not None:
-        shared.append(StepInstance.unit_id.in_(list(units)))  # type: ignore[attr-defined]
+        shared.append(step_in_units(units))
     if overdue is not None:
         shared.append(StepInstance.overdue == overdue)
     if run_id is not None:
@@ -73,6 +73,9 @@ def list_steps(
                      for role, unit in dict.fromkeys(mine)]
         if verify is not None and verify[0] and verify[1] and person:
             units_v, keys = verify
+            # Held units only: a verifier's role resolves where the step is held (`at:`), so
+            # the units where the person may verify are matched against unit_id, not where
+            # the event is (step_in_units would offer them the work of a unit above theirs).
             branches.append(and_(
                 StepInstance.status == SUBMITTED,
                 StepInstance.unit_id.in_(list(units_v)),  # type: ignore[attr-defined]
@@ -97,6 +100,21 @@ def list_steps(
         .offset(offset).limit(limit)
     ).all()
     return list(rows), int(total)
+
+
+def step_in_units(units: Sequence[str]) -> Any:
+    """Steps in the scope of `units` (a unit filter, or a person's unit and below): held in one
+    of them (unit_id), or held elsewhere by a playbook's `at:` for an event in one of them
+    (origin_unit_id: the gas leak's duty-room steps, held at the district, are also liuhe's
+    when the leak is in liuhe, so a filter by where the event is finds them, and so does a
+    street commander's own-unit-and-below list). Rights stay with unit_id (flows.access).
+    The second arm is a range of the sparse ix_step_origin_status (its explicit IS NOT NULL
+    is the index's predicate, so both SQLite and PostgreSQL may use it): a unit-wide list
+    becomes the union of two index ranges, not a scan."""
+    wanted = list(dict.fromkeys(units))
+    return or_(StepInstance.unit_id.in_(wanted),  # type: ignore[attr-defined]
+               and_(StepInstance.origin_unit_id.is_not(None),  # type: ignore[union-attr]
+                    StepInstance.origin_unit_id.in_(wanted)))  # type: ignore[union-attr]
 
 
 def _inbox_page(session: Session, shared: list[Any], ranges: list[tuple[Any, str, bool]],

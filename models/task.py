@@ -51,6 +51,11 @@ class StepInstance(SQLModel, table=True):
               sqlite_where=text("assignee_person_id IS NOT NULL"),
               postgresql_where=text("assignee_person_id IS NOT NULL")),
         Index("ix_step_unit_status", "unit_id", "status"),
+        # The few steps an `at:` moved away from where their event is (see origin_unit_id):
+        # sparse, so it costs nothing for the ~all steps that stay where they are.
+        Index("ix_step_origin_status", "origin_unit_id", "status",
+              sqlite_where=text("origin_unit_id IS NOT NULL"),
+              postgresql_where=text("origin_unit_id IS NOT NULL")),
         # Replaying a segment after a crash must not fan a step out twice; also every read of
         # a run's steps (run_id, step_key) is a prefix of it.
         Index("ux_step_item", "run_id", "step_key", "item_index", unique=True),
@@ -64,7 +69,13 @@ class StepInstance(SQLModel, table=True):
     title: str = Field(max_length=300)
     action: str = Field(max_length=12)
     role: str | None = Field(default=None, max_length=60)
-    unit_id: str = Field(max_length=80)  # the unit the instance is for
+    unit_id: str = Field(max_length=80)  # the unit the instance is for (where it is held)
+    # Where the event is, when a playbook's `at:` holds the step elsewhere: the run's (or the
+    # fan-out item's) unit before `at` moved the step up, e.g. community liuhe for the gas
+    # leak's duty-room steps held at the district. None when it is unit_id (almost every
+    # step). Roles, escalations and rights follow unit_id; a list by unit finds the step by
+    # either, so filtering by where the event is finds its tasks (models.queries.list_steps).
+    origin_unit_id: str | None = Field(default=None, max_length=80)
     # Where the role resolved (the unit or its nearest ancestor with holders): together with
     # `role` this is the inbox key of every holder, so an inbox is one index range.
     assignee_unit_id: str | None = Field(default=None, max_length=80)

@@ -38,7 +38,10 @@ def list_(
     otherwise), with the work others submitted that awaits their verification. `status` may
     be a comma list or `open` (ready, acked, submitted, rejected).
     `unit` narrows any list, the inbox too, to that unit and the units below it; `run` lists
-    the tasks of a run the caller may read, all of them (as GET /api/runs/{id} shows them)."""
+    the tasks of a run the caller may read, all of them (as GET /api/runs/{id} shows them).
+    A step a playbook holds above its event (`at: district`) is in the unit that holds it and
+    in the event's unit (the run's or fan-out item's), for `unit` and for the caller's own
+    unit and below alike."""
     statuses: list[str] | None = None
     if status:
         statuses = []
@@ -59,6 +62,8 @@ def list_(
         # them may be in a unit above theirs): `unit` narrows it, nothing else does.
         units = unit_and_below(rt.org, unit) if unit else None
     else:
+        # The work of one's own unit and below (models.queries.step_in_units: a step held
+        # above by `at:` for an event in one of these units is theirs to see as well).
         units = listing_units(rt.org, person, unit, above=False)
     with read_session(rt.db) as session:
         if run is not None and not mine and units is not None:

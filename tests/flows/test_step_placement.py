@@ -240,3 +240,18 @@ def test_nobody_where_a_step_is_held_names_that_unit_and_the_org_chart(prt: Runt
     assert "组织架构" in zh and "held" in en and "'d1'" in en
     zh, _ = nobody_for(prt.org, "grid_worker", "整改", "fix", "s1", "s1")
     assert zh.startswith("单位 s1（一街道）及其上级均无网格员（grid_worker）") and "请改填" in zh
+
+
+def test_an_escalation_of_a_held_step_names_where_the_event_is(
+        prt: Runtime, clock: Any) -> None:
+    from datetime import timedelta
+
+    from flows.sweeper import sweep_once
+    from models.outbox import Notification
+    take = placed(prt)["take"]  # held at d1, the event is in c1 (一社区)
+    clock.advance(timedelta(minutes=11))
+    sweep_once(prt)
+    with read_session(prt.db) as session:
+        bodies = session.exec(select(Notification.body).where(
+            Notification.kind == "escalate", Notification.step_id == take.id)).all()
+    assert bodies and all("一社区" in b and "测试区）" not in b for b in bodies), bodies

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from models.org import OrgChart, load_org, load_org_text
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ROOT / "tests" / "fixtures" / "org" / "small.yaml"
 DEMO = ROOT / "playbooks" / "org" / "demo-district.yaml"
+CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +23,16 @@ def org() -> OrgChart:
 
 
 def errors_of(text: str) -> list[str]:
+    """The errors as printed, each checked to be Chinese first ("file:line:col: path: 中文 /
+    English"), then given with their English half for the assertions below."""
     with pytest.raises(OrgInvalid) as info:
         load_org_text(textwrap.dedent(text).lstrip("\n"), filename="org.yaml")
-    return [str(e) for e in info.value.errors]
+    out = []
+    for e in info.value.errors:
+        assert CJK.search(e.message.split(" / ", 1)[0]), f"not Chinese first: {e}"
+        zh, en = e.message.split(" / ", 1)
+        out.append(str(e).replace(e.message, en))
+    return out
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -362,9 +371,8 @@ def test_yaml_syntax_and_duplicate_keys_become_org_invalid() -> None:
             type: district
         """
     )
-    assert errors == ["org.yaml:3:5: units[0]: 重复的键 id / duplicate key 'id'"]
-    assert errors_of("units: [\n")[0].startswith(
-        "org.yaml:2:1: 格式有误，不是有效的 YAML / invalid YAML")
+    assert errors == ["org.yaml:3:5: units[0]: duplicate key 'id'"]  # its English half
+    assert errors_of("units: [\n")[0].startswith("org.yaml:2:1: invalid YAML")
 
 
 def test_errors_in_several_places_are_all_reported_in_file_order() -> None:
