@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from flows.bulk_plan import constant_lookups
 from flows.expressions import ExpressionError, compile_expression
-from flows.params import ParamValueError
+from flows.params import ParamValueError, end_of_day
 from flows.params import check_text as check_plain_text
 from flows.progress import due_time
 from flows.runtime import Runtime
@@ -33,6 +33,13 @@ def _due_at(value: object) -> object:
             "datetime_type", "a deadline is text such as 2027-01-15T18:00+08:00 or 2027-01-15, "
             "not a {kind}", {"kind": type(value).__name__})
     text = value.strip()
+    try:
+        end = end_of_day(text)  # "2027-01-15 24:00", as the product prints a deadline
+    except (ValueError, OverflowError):
+        raise PydanticCustomError(
+            "date_value", "没有这一天：{date} / no such date: {date}", {"date": text}) from None
+    if end is not None:
+        return end
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         try:
             day = date.fromisoformat(text)
@@ -52,7 +59,8 @@ def _due_at(value: object) -> object:
 # The deadline of POST /api/tasks/{id}/extend and of a request for more time: one shape for both.
 DueAt = Annotated[datetime, BeforeValidator(_due_at), Field(
     description="A time with its zone (2027-01-15T18:00+08:00), a time without zone (read in "
-    "the bureau's time zone), or a date (the end of that day, 24:00).")]
+    "the bureau's time zone), a date (the end of that day, 24:00), or that end written as "
+    "2027-01-15 24:00.")]
 
 
 def _note(value: str | None) -> str | None:

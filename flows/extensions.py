@@ -266,10 +266,13 @@ def read_request(rt: Runtime, *, request_id: int, person: str) -> RequestView:
 
 def list_requests(
     rt: Runtime, *, person: str, status: str | None = None, mine: bool = False,
-    task_id: int | None = None, limit: int = 50, offset: int = 0,
+    task_id: int | None = None, limit: int = 50, offset: int = 0, unit: str | None = None,
 ) -> tuple[list[RequestView], int]:
     """Requests the person may see, newest first. mine=True: only those they may decide (on
-    tasks of their unit or below, whose step's decider role they hold, not their own)."""
+    tasks of their unit or below, whose step's decider role they hold, not their own).
+    `unit`: on tasks of that unit and below (or of events there, as GET /api/tasks narrows)."""
+    if unit is not None and unit not in rt.org.units:
+        raise InvalidInput("unit", f"没有单位 {unit} / unknown unit '{unit}'")
     if status is not None and status not in REQUEST_STATUSES:
         raise InvalidInput("status", f"不认识的状态 {status}，可选 {', '.join(REQUEST_STATUSES)} "
                            f"/ unknown status '{status}' (known: {', '.join(REQUEST_STATUSES)})")
@@ -280,6 +283,8 @@ def list_requests(
         conds.append(ExtensionRequest.status == status)
     if task_id is not None:
         conds.append(ExtensionRequest.step_id == task_id)
+    if unit is not None:
+        conds.append(step_in_units(org.descendants(unit)))
     units = org.descendants(who.unit_id)
     if mine:
         # Decidable only below a unit where the person holds a role; the decider role of each

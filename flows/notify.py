@@ -472,9 +472,10 @@ def _answerable(session: Session, row: Notification, run: Run, step: StepInstanc
       work, and the 督办函 of every step go out in its name (督办单位), not in the name of
       the grid worker who found the hazard. A playbook naming no such role (gas-leak) adds
       nobody here.
-    - The run's starter, when a person (they answer for the run), always.
+    - The run's starter, when a person (they answer for the run); for a register entry (a
+      hazard, whose starter is who found it) only when nobody above answers for it.
     - When that is nobody, as for a console-started run (`cli`) whose message no one's work
-      is behind, the commanders over the run's unit.
+      is behind, the commanders over the unit its step is held at (else the run's).
 
     The failed message's own recipient is not told of it (their in-app copy arrived, and they
     cannot phone themselves). Without an org chart (library callers) only the starter is told.
@@ -489,12 +490,18 @@ def _answerable(session: Session, row: Notification, run: Run, step: StepInstanc
             people += _supervisors(org, playbook, spec, step.unit_id)
         else:
             people += _who_did(session, playbook, run.id or 0, spec.needs)
-    people.append(run.started_by)
+    # The starter answers for a response (the commander); a register entry's starter is who
+    # found the hazard (a grid worker), who is told only when nobody else answers for it.
+    answered = [p for p in people if p in org.people and p != row.recipient]
+    if not (answered and playbook is not None and playbook.register_ is not None):
+        people.append(run.started_by)
     told = [p for p in dict.fromkeys(people) if p in org.people and p != row.recipient]
-    if told or run.unit_id not in org.units:
+    # The commanders over the unit the message's step is held at (a duty-room step `at:` the
+    # district: the district's commander, not the street's, who can do nothing there).
+    where = step.unit_id if step is not None and step.unit_id in org.units else run.unit_id
+    if told or where not in org.units:
         return told
-    return [p.id for p in org.resolve_role("commander", run.unit_id)[1]
-            if p.id != row.recipient]
+    return [p.id for p in org.resolve_role("commander", where)[1] if p.id != row.recipient]
 
 
 def _supervisors(org: OrgChart, playbook: Playbook, spec: StepSpec, unit_id: str) -> list[str]:

@@ -283,13 +283,20 @@ def _date(value: Any) -> str:
 _END_OF_DAY = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T]24:00(?::00(?:\.0+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
+def end_of_day(text: str) -> datetime | None:
+    """"2026-11-30 24:00" (T or space, seconds, an offset) as the next day's 00:00; None for
+    any other text. Raises ValueError for a day that does not exist (2026-02-30 24:00)."""
+    end = _END_OF_DAY.match(text.strip())
+    if end is None:
+        return None
+    return datetime.fromisoformat(f"{end[1]}T00:00{end[2] or ''}") + timedelta(days=1)
+
+
 def _datetime(value: Any) -> str:
     if isinstance(value, str):
-        end = _END_OF_DAY.match(value.strip())
         try:
-            value = (datetime.fromisoformat(f"{end[1]}T00:00{end[2] or ''}") + timedelta(days=1)
-                     if end else datetime.fromisoformat(value.strip()))
-        except ValueError:
+            value = end_of_day(value) or datetime.fromisoformat(value.strip())
+        except (ValueError, OverflowError):
             pass
     if isinstance(value, datetime):
         _in_years(value, value.isoformat())

@@ -282,12 +282,21 @@ def load_org(path: Path) -> OrgChart:
     """Load and validate an org file; raises OrgInvalid listing every mistake."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OrgInvalid(
-            [SourceError(str(path), 1, 1, "", f"无法读取组织架构文件：{exc} / "
-                                              f"cannot read org file: {exc}")]
-        ) from exc
+        data = path.read_bytes()
+    except IsADirectoryError as exc:
+        raise OrgInvalid([SourceError(str(path), 1, 1, "", "是目录，不是组织架构文件 / is a "
+                                      "directory, not an org chart file")]) from exc
+    except OSError as exc:
+        raise OrgInvalid([SourceError(str(path), 1, 1, "", f"无法读取组织架构文件：{exc} / "
+                                      f"cannot read org file: {exc}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A chart saved by a Chinese Windows editor is GBK: say so, at the line it breaks on.
+        line = data[:exc.start].count(b"\n") + 1
+        raise OrgInvalid([SourceError(
+            str(path), line, 1, "", "文件不是 UTF-8 编码（可能是 GBK），请另存为 UTF-8 / the file "
+            "is not UTF-8 (GBK?); save it as UTF-8")]) from exc
     return load_org_text(text, filename=str(path))
 
 

@@ -117,11 +117,13 @@ def list_(
     status: Literal["pending", "approved", "refused", "lapsed"] | None = None,
     mine: bool = False,
     task: Annotated[int | None, Query(ge=1, le=MAX_ROW)] = None,
+    unit: Annotated[str | None, Query(description="Tasks of this unit and "
+                                      "below (or of events there)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> ExtensionRequestsPublic:
     """Requests the caller may see, newest first; `mine=true`: those the caller may decide."""
     rows, total = extensions.list_requests(rt, person=person, status=status, mine=mine,
-                                           task_id=task, limit=limit, offset=offset)
+                                           task_id=task, limit=limit, offset=offset, unit=unit)
     return ExtensionRequestsPublic(data=[request_view(rt, v) for v in rows], count=total,
                                    limit=limit, offset=offset)
 

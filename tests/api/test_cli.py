@@ -106,6 +106,20 @@ def test_validate_a_mix_reports_only_the_broken_file(tmp_path: Path) -> None:
                                        for line in done.stdout.splitlines())
 
 
+def test_validate_checks_an_org_chart_as_an_org_chart(tmp_path: Path) -> None:
+    # The shipped demo district is valid; it is not a playbook missing its id and steps.
+    done = closeloop(tmp_path, "validate", "playbooks/org/demo-district.yaml", "playbooks/")
+    assert done.returncode == 0, done.stdout
+    broken = tmp_path / "org.yaml"
+    broken.write_text((REPO / "playbooks/org/demo-district.yaml").read_text(encoding="utf-8")
+                      .replace("type: district", "type: District"), encoding="utf-8")
+    done = closeloop(tmp_path, "validate", str(broken))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"{broken}:35:11: units[0].type: 单位类型 'District' 只能由小写字母、数字、- 或 _ 组成 / "
+        "unit type 'District' must be a slug"]
+
+
 def test_validate_missing_path_exits_1_naming_it(tmp_path: Path) -> None:
     done = closeloop(tmp_path, "validate", "playbooks/nope.yaml")
     assert done.returncode == 1

@@ -190,6 +190,14 @@ def test_a_date_asks_for_the_end_of_that_day_and_a_time_without_zone_is_local(
     assert req["new_due_at_local"].endswith("24:00")
     assert decide(client, auth, req["id"], approve=False, note="先按原期限").status_code == 200
 
+    # The same end of day written as the product prints it: that day 24:00.
+    for written in (f"{local_day.isoformat()} 24:00", f"{local_day.isoformat()}T24:00:00"):
+        r = ask(client, auth, task, due_at=written)
+        assert r.status_code == 201, r.text
+        assert datetime.fromisoformat(r.json()["new_due_at"].replace("Z", "+00:00")) == end
+        assert decide(client, auth, r.json()["id"], approve=False, note="不同意").status_code == 200
+    assert field(ask(client, auth, task, due_at="2027-02-30 24:00")) == "due_at"
+
     wall = f"{local_day.isoformat()}T18:00"  # no zone: the bureau's clock
     r = ask(client, auth, task, due_at=wall)
     assert r.status_code == 201, r.text

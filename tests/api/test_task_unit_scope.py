@@ -266,3 +266,25 @@ def test_a_street_commander_lists_requests_for_more_time_on_held_steps_of_the_st
         assert [q["task_id"] for q in r.json()["data"]] == [work["id"]], who
     other = client.get("/api/extension-requests", headers=auth(OTHER_STREET_COMMANDER))
     assert other.json()["count"] == 0
+
+
+def test_the_extension_request_list_narrows_by_unit(
+        client: TestClient, auth: Auth, rt: Runtime) -> None:
+    run = client.post("/api/runs", headers=auth(DISTRICT_COMMANDER), json={
+        "playbook": "held-ext", "unit": "liuhe", "params": {"location": "六和社区"}}).json()
+    work = next(s for s in run["steps"] if s["step"] == "work")
+    assert client.post(f"/api/tasks/{work['id']}/extension-requests", headers=auth(DUTY_OFFICER),
+                       json={"due_at": "2026-12-31T18:00:00+08:00", "reason": "等待检测结果"}
+                       ).status_code == 201
+
+    def count(unit: str) -> int:
+        r = client.get("/api/extension-requests", params={"unit": unit},
+                       headers=auth(DISTRICT_COMMANDER))
+        assert r.status_code == 200, r.text
+        return int(r.json()["count"])
+
+    assert (count("liuhe"), count("pingshan-street"), count("heping"), count("maluan")) == \
+        (1, 1, 0, 0)
+    r = client.get("/api/extension-requests", params={"unit": "nowhere"},
+                   headers=auth(DISTRICT_COMMANDER))
+    assert r.status_code == 422 and r.json()["field"] == "unit"

@@ -149,8 +149,9 @@ def test_a_served_notice_that_fails_tells_the_chief_who_listed_the_hazard(
     drain_wakes(rt)  # the notice is filed and served: 贾丽萍's own address is down
     assert deliver_due(rt.db, clock=clock, org=rt.org).failed == 1
     notes = told(rt, run_id)
-    # The section chief serves it, the finder started the run; nobody is told about herself.
-    assert sorted(n.recipient for n in notes) == sorted([CHIEF, FINDER])
+    # The section chief serves it; the grid worker who found the hazard has no letter to
+    # chase; nobody is told about herself.
+    assert [n.recipient for n in notes] == [CHIEF]
     body = notes[0].body
     assert body.startswith("隐患排查整治闭环销号·六和社区和平路18号富达五金厂："
                            "「送达挂牌督办通知书」发往贾丽萍的消息发送失败，系统正在重试。"
@@ -174,7 +175,7 @@ def test_a_late_letter_that_fails_tells_the_supervising_office(
     sweep_once(rt)  # the step's 督办函 goes to 贾丽萍, whose address is down
     assert deliver_due(rt.db, clock=clock, org=rt.org).failed == 1
     notes = told(rt, run_id)
-    assert sorted(n.recipient for n in notes) == sorted([CHIEF, FINDER])
+    assert [n.recipient for n in notes] == [CHIEF]  # not the finder: the office chases it
     assert all("督办函" in n.title and "发往贾丽萍的消息" in n.body for n in notes)
 
 
@@ -204,3 +205,29 @@ def test_a_console_started_first_report_that_fails_tells_the_officer_who_wrote_i
     assert [n.recipient for n in notes] == [DUTY] * 4
     assert sum("已停止重试（共 8 次）" in n.body for n in notes) == 2
     assert STREET_COMMANDER not in {n.recipient for n in notes}
+
+
+def test_a_console_started_alert_that_fails_tells_the_commander_where_the_step_is_held(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    # 黄磊's own address is down: the chase of the leak's first step does not reach him.
+    # Nobody's work is behind that message and no person started the run (the console), so
+    # the commander is told: the district's (王强), where the duty room's step is held, not
+    # the street's, who can do nothing in the district duty room.
+    line = "{id: pingshan-duty-1, name: 黄磊, name_en: Huang Lei, title: 值班员, " \
+        "roles: [duty_officer], notify: []}"
+    text = DEMO_ORG.read_text(encoding="utf-8")
+    assert line in text
+    rt = make_runtime(tmp_path / "down", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                      org_text=text.replace(line, line.replace(
+                          "notify: []", f'notify: ["{refused_url()}"]')))
+    try:
+        run = lifecycle.start_run(rt, playbook_id="gas-leak", unit_id="liuhe", actor="cli",
+                                  params={"location": "六和社区幸福里小区3栋1单元"},
+                                  check_rights=False)
+        clock.advance(timedelta(minutes=2))  # not acknowledged within 1 minute: 【未签收】
+        sweep_once(rt)
+        assert deliver_due(rt.db, clock=clock, org=rt.org).failed >= 1
+        assert {n.recipient for n in told(rt, run.id or 0)} == {"wang-qiang"}
+    finally:
+        rt.db.dispose()

@@ -446,3 +446,16 @@ def test_optional_person_fields_load() -> None:
     assert org.unit("d").name_en == "District"
     assert org.people_in("d") == [person]
     assert org.channels == {}
+
+
+def test_a_gbk_file_or_a_directory_is_named_for_what_it_is(tmp_path: Path) -> None:
+    gbk = tmp_path / "org.yaml"
+    gbk.write_bytes("units:\n  - id: d\n    name: 坪山区\n".encode("gbk"))
+    with pytest.raises(OrgInvalid) as info:
+        load_org(gbk)
+    [error] = info.value.errors
+    assert (error.line, error.message.split(" / ")[0]) == (
+        3, "文件不是 UTF-8 编码（可能是 GBK），请另存为 UTF-8")
+    with pytest.raises(OrgInvalid) as info:
+        load_org(tmp_path)
+    assert info.value.errors[0].message.startswith("是目录，不是组织架构文件")
