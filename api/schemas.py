@@ -174,6 +174,9 @@ class EscalationPublic(BaseModel):
     fired_at: datetime
     fired_at_local: str
     recipients: list[str]
+    recipient_names: list[str] = Field(
+        default_factory=list, description="`recipients` as people read them: a person's name, "
+        "a channel's name as the org chart writes it")
 
 
 class EventPublic(BaseModel):
@@ -342,7 +345,8 @@ def run_view(
                              scheduled_at_local=rt.renderer.local(e.scheduled_at, SECONDS),
                              fired_at=e.fired_at,
                              fired_at_local=rt.renderer.local(e.fired_at, SECONDS),
-                             recipients=e.recipients)
+                             recipients=e.recipients,
+                             recipient_names=[rt.org.person_name(r) for r in e.recipients])
             for e in escalations
         ] if escalations is not None else None,
         timeline=[

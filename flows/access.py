@@ -168,7 +168,8 @@ def can_read_unit(org: OrgChart, person_id: str, unit_id: str, *, above: bool = 
 def require_read_run(org: OrgChart, person_id: str, run: Run) -> None:
     if not can_read_unit(org, person_id, run.unit_id):
         raise Forbidden(
-            f"无权查看该事件（属于 {run.unit_id}）/ run belongs to unit '{run.unit_id}', "
+            f"无权查看该事件（属于{org.unit_name(run.unit_id)}，{run.unit_id}）/ run belongs "
+            f"to unit '{run.unit_id}', "
             "outside your units"
         )
 

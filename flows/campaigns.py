@@ -128,7 +128,8 @@ def campaign_problem(session: Session, rt: Runtime, run_id: int, unit_id: str
         ended = "结束" if run.status == rs.COMPLETED else "撤销"
         return f"专项行动 #{run_id} 已{ended}", f"campaign run {run_id} is {run.status}"
     if not rt.org.is_within(unit_id, run.unit_id):
-        return (f"专项行动 #{run_id} 属于 {run.unit_id}，不包括单位 {unit_id}",
+        return (f"专项行动 #{run_id} 属于{rt.org.unit_name(run.unit_id)}（{run.unit_id}），"
+                f"不包括{rt.org.unit_name(unit_id)}（{unit_id}）",
                 f"campaign run {run_id} is for unit '{run.unit_id}', which does not include "
                 f"'{unit_id}'")
     return None

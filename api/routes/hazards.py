@@ -456,7 +456,8 @@ def read_hazard(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> HazardP
                             "chart: only the whole district's readers may open it")
     elif not (can_read_unit(rt.org, person, h.unit_id, above=False)
               or _works_on(rt, person, run_id)):
-        raise Forbidden(f"无权查看该隐患（属于 {h.unit_id}）/ hazard belongs to unit "
+        raise Forbidden(f"无权查看该隐患（属于{rt.org.unit_name(h.unit_id)}，{h.unit_id}）"
+                        f"/ hazard belongs to unit "
                         f"'{h.unit_id}', outside your units")
     return hazard_view(rt, h, rt.clock.now())
 

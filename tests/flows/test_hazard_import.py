@@ -503,7 +503,7 @@ def test_campaign_column(make_rt: Callable[..., Runtime], tmp_path: Path) -> Non
     # Reported together: s2 has nobody to rectify, and the campaign does not cover it.
     assert [(p.row, p.column) for p in exc.value.problems] == [
         (3, "单位编号"), (3, "专项行动"), (4, "专项行动"), (5, "专项行动")]
-    assert "不包括单位 s2" in exc.value.problems[1].message
+    assert "不包括二街道（s2）" in exc.value.problems[1].message
     assert "不是专项行动" in exc.value.problems[2].message
     with pytest.raises(ImportInvalid, match="不是专项行动编号"):
         import_hazards(rt, data=csv_bytes("c1,e,abc", header=header), filename="c.csv",
