@@ -27,7 +27,8 @@ class Workers:
             if self.prefect_server else None
         )
         self.sweeper = SweeperThread(rt, interval=rt.settings.sweep_seconds) if sweep else None
-        self.outbox = OutboxWorker(rt.db, clock=rt.clock, interval=1.0, org=rt.org)
+        self.outbox = OutboxWorker(rt.db, clock=rt.clock, interval=1.0, org=rt.org,
+                                   catalog=rt.catalog)
         self.resumer: threading.Thread | None = None
         # Units with running runs that the org chart no longer has (found once, at start):
         # their steps are parked and only the admin can close them out.

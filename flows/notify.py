@@ -40,12 +40,12 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from flows.catalog import Catalog
 from flows.spec import Playbook, StepSpec
 from models.audit import SYSTEM
 from models.clock import Clock
 from models.db import read_session, session_scope
-from models.documents import PlaybookVersion
-from models.errors import CloseloopError
+from models.errors import CloseloopError, NotFound
 from models.org import OrgChart
 from models.outbox import DEAD, DELIVERED, INBOX_URL, PENDING, DeliveryAttempt, Notification
 from models.run import Run
@@ -267,7 +267,7 @@ Sender = Callable[[str, str, str, str | None], None]  # url, title, body, messag
 
 def deliver_due(
     engine: Engine, *, clock: Clock, limit: int = 100, sender: Sender = send,
-    org: OrgChart | None = None,
+    org: OrgChart | None = None, catalog: Catalog | None = None,
 ) -> DeliveryReport:
     """Send up to `limit` due notifications, oldest due first, recording every attempt.
 
@@ -282,7 +282,7 @@ def deliver_due(
         started_at = clock.now()
         outcome = _attempt(claimed, sender)
         status = _record(engine, claimed.id, outcome, started_at=started_at, clock=clock,
-                         org=org)
+                         org=org, catalog=catalog)
         if status == DELIVERED:
             report.delivered += 1
         elif status == DEAD:
@@ -360,6 +360,7 @@ def _record(
     started_at: datetime,
     clock: Clock,
     org: OrgChart | None = None,
+    catalog: Catalog | None = None,
 ) -> str:
     """Record the attempt and move the row on; returns the row's new status (pending for a
     failure that will be retried)."""
@@ -393,13 +394,13 @@ def _record(
             else:
                 row.next_attempt_at = now + backoff(row.attempts)
             if row.url != INBOX_URL and (row.attempts == 1 or row.status == DEAD):
-                _tell_undelivered(session, row, now, org)
+                _tell_undelivered(session, row, now, org, catalog)
         session.add(row)
         return row.status
 
 
 def _tell_undelivered(session: Session, row: Notification, now: datetime,
-                      org: OrgChart | None) -> None:
+                      org: OrgChart | None, catalog: Catalog | None) -> None:
     """A report or alert that did not reach its target is not left to a log line: the run's
     timeline says so (`delivery_failed`), and the people who answer for getting it through
     (`_answerable`) are told in the in-app inbox, at its first failure and when it is given up,
@@ -417,7 +418,7 @@ def _tell_undelivered(session: Session, row: Notification, now: datetime,
         return
     step = session.get(StepInstance, row.step_id) if row.step_id is not None else None
     body = _undelivered_body(row, run, step, org, given_up=given_up)
-    for person in _answerable(session, row, run, step, org):
+    for person in _answerable(session, row, run, step, org, catalog):
         session.add(Notification(
             dedupe_key=f"undelivered|{row.id}|{'dead' if given_up else 'first'}"
                        f"{'' if person == run.started_by else '|' + person}"[:300],
@@ -455,7 +456,7 @@ def _undelivered_body(row: Notification, run: Run, step: StepInstance | None,
 
 
 def _answerable(session: Session, row: Notification, run: Run, step: StepInstance | None,
-                org: OrgChart | None) -> list[str]:
+                org: OrgChart | None, catalog: Catalog | None) -> list[str]:
     """Who is told that `row` did not get through: the people who answer for getting it there.
 
     - A message of an automatic step (a notify step's report, the serving of a document)
@@ -483,7 +484,7 @@ def _answerable(session: Session, row: Notification, run: Run, step: StepInstanc
     if org is None:
         return [run.started_by]
     people: list[str] = []
-    playbook = _pinned(session, run.playbook_sha) if step is not None else None
+    playbook = _pinned(catalog, session, run.playbook_sha) if step is not None else None
     if step is not None and playbook is not None and step.step_key in playbook.step_ids:
         spec = playbook.step(step.step_key)
         if spec.action == "task":
@@ -540,17 +541,14 @@ def _who_did(session: Session, playbook: Playbook, run_id: int, needs: list[str]
 
 
 # The compiled playbooks runs pinned, by sha256: immutable, and a handful per installation.
-_playbooks: dict[str, Playbook] = {}
-
-
-def _pinned(session: Session, sha256: str) -> Playbook | None:
-    found = _playbooks.get(sha256)
-    if found is None:
-        row = session.get(PlaybookVersion, sha256)
-        if row is None:
-            return None
-        found = _playbooks.setdefault(sha256, Playbook.model_validate(row.compiled))
-    return found
+def _pinned(catalog: Catalog | None, session: Session, sha256: str) -> Playbook | None:
+    """The playbook a run pinned (the catalog's, cached there), None without a catalog."""
+    if catalog is None:
+        return None
+    try:
+        return catalog.pinned(session, sha256)
+    except NotFound:
+        return None
 
 
 def undelivered(engine: Engine, now: datetime) -> dict[str, int]:
@@ -584,9 +582,11 @@ class OutboxWorker:
         limit: int = 100,
         sender: Sender = send,
         org: OrgChart | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.engine = engine
         self.org = org
+        self.catalog = catalog
         self.clock = clock
         self.interval = interval
         self.limit = limit
@@ -597,7 +597,7 @@ class OutboxWorker:
 
     def run_once(self) -> DeliveryReport:
         return deliver_due(self.engine, clock=self.clock, limit=self.limit, sender=self.sender,
-                           org=self.org)
+                           org=self.org, catalog=self.catalog)
 
     def wake(self) -> None:
         """Ask for a pass soon (without waiting for the interval)."""

@@ -84,7 +84,7 @@ def test_a_run_no_person_started_tells_the_commanders_over_its_unit(
                               check_rights=False)
     clock.advance(timedelta(seconds=3))
     sweep_once(rt)
-    assert deliver_due(rt.db, clock=clock, org=rt.org).failed == 1
+    assert deliver_due(rt.db, clock=clock, org=rt.org, catalog=rt.catalog).failed == 1
     # The commander role resolved at the run's unit: the street's, the nearest one.
     inbox = client.get("/api/inbox", headers=auth("s1-commander")).json()["data"]
     told = [n for n in inbox if n["title"].startswith("【送达失败】")]
@@ -147,7 +147,7 @@ def test_a_served_notice_that_fails_tells_the_chief_who_listed_the_hazard(
     tasks.complete(rt, step_id=listing.id or 0, actor=CHIEF, note="核实无误，挂牌督办",
                    outputs={"responsible_person": "贾丽萍"})
     drain_wakes(rt)  # the notice is filed and served: 贾丽萍's own address is down
-    assert deliver_due(rt.db, clock=clock, org=rt.org).failed == 1
+    assert deliver_due(rt.db, clock=clock, org=rt.org, catalog=rt.catalog).failed == 1
     notes = told(rt, run_id)
     # The section chief serves it; the grid worker who found the hazard has no letter to
     # chase; nobody is told about herself.
@@ -173,7 +173,7 @@ def test_a_late_letter_that_fails_tells_the_supervising_office(
     assert step_row(rt, run_id, key).status == "ready"
     clock.advance(late)
     sweep_once(rt)  # the step's 督办函 goes to 贾丽萍, whose address is down
-    assert deliver_due(rt.db, clock=clock, org=rt.org).failed == 1
+    assert deliver_due(rt.db, clock=clock, org=rt.org, catalog=rt.catalog).failed == 1
     notes = told(rt, run_id)
     assert [n.recipient for n in notes] == [CHIEF]  # not the finder: the office chases it
     assert all("督办函" in n.title and "发往贾丽萍的消息" in n.body for n in notes)
@@ -190,7 +190,7 @@ def test_a_console_started_first_report_that_fails_tells_the_officer_who_wrote_i
     finish(rt, run_id, "receive")
     assert finish(rt, run_id, "report.write").submitted_by == DUTY  # 黄磊, at the district
     drain_wakes(rt)  # the first report goes to both offices: neither receiver is up
-    assert deliver_due(rt.db, clock=clock, org=rt.org).failed == 2
+    assert deliver_due(rt.db, clock=clock, org=rt.org, catalog=rt.catalog).failed == 2
     notes = told(rt, run_id)
     # The duty officer who wrote it, once per office; not the street's commander.
     assert [n.recipient for n in notes] == [DUTY, DUTY]
@@ -200,7 +200,7 @@ def test_a_console_started_first_report_that_fails_tells_the_officer_who_wrote_i
                and "请立即改用电话等方式报送" in n.body for n in notes)
     for n in range(1, MAX_ATTEMPTS):  # given up: told once more per office, and no more
         clock.advance(backoff(n))
-        deliver_due(rt.db, clock=clock, org=rt.org)
+        deliver_due(rt.db, clock=clock, org=rt.org, catalog=rt.catalog)
     notes = told(rt, run_id)
     assert [n.recipient for n in notes] == [DUTY] * 4
     assert sum("已停止重试（共 8 次）" in n.body for n in notes) == 2
@@ -227,7 +227,7 @@ def test_a_console_started_alert_that_fails_tells_the_commander_where_the_step_i
                                   check_rights=False)
         clock.advance(timedelta(minutes=2))  # not acknowledged within 1 minute: 【未签收】
         sweep_once(rt)
-        assert deliver_due(rt.db, clock=clock, org=rt.org).failed >= 1
+        assert deliver_due(rt.db, clock=clock, org=rt.org, catalog=rt.catalog).failed >= 1
         assert {n.recipient for n in told(rt, run.id or 0)} == {"wang-qiang"}
     finally:
         rt.db.dispose()
