@@ -123,11 +123,11 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _is_org_chart(path: Path) -> bool:
     """A YAML file whose top level has `units` and no `steps`: an org chart, not a playbook."""
-    import yaml
+    from models.yamlpos import YamlSyntaxError, load_with_positions
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    try:  # the guarded loader (alias bombs, depth), as every YAML the product reads
+        data, _ = load_with_positions(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, YamlSyntaxError):
         return False  # the playbook loader reports what is wrong with it, at its line
     return isinstance(data, dict) and "units" in data and "steps" not in data
 

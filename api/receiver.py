@@ -30,12 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from flows.access import ROLE_ZH, can_read_unit, is_admin
+from flows.access import can_read_unit, is_admin
 from flows.runtime import Runtime
 from models.db import read_session, session_scope
 from models.documents import ReceivedMessage
 from models.errors import Forbidden, NotFound
-from models.org import OrgChart
+from models.org import ROLE_NAMES_ZH, OrgChart
 from models.outbox import PENDING, Notification
 from models.run import Run
 
@@ -138,7 +138,7 @@ def readable(rt: Runtime, person_id: str, channel: str, limit: int) -> list[Rece
     """The newest `limit` deliveries on `channel` the person may read (see the module)."""
     urls = _urls(rt.org, channel)
     if not may_read_channel(rt.org, person_id, channel):
-        zh = "、".join(ROLE_ZH.get(r, r) for r in sorted(READERS))
+        zh = "、".join(ROLE_NAMES_ZH.get(r, r) for r in sorted(READERS))
         raise Forbidden(f"无权查看该接收通道：可由{zh}、系统管理员或该通道的接收人查看；本流程的"
                         "送达情况见 GET /api/runs/{id}/notifications / you may not read this "
                         f"channel's deliveries: roles {', '.join(sorted(READERS))}, admin or the "

@@ -22,13 +22,11 @@ def can_act_on(org: OrgChart, person_id: str, step: StepInstance) -> bool:
     return step.role is not None and org.can_act_as(person_id, step.role, step.unit_id)
 
 
-# Role ids as a bureau says them, for messages: who may do this, in their words.
-ROLE_ZH = ROLE_NAMES_ZH
 
 
 def role_zh(role: str) -> str:
     """带班领导（duty_leader）: the role as people say it, with its id for the admin."""
-    said = ROLE_ZH.get(role)
+    said = ROLE_NAMES_ZH.get(role)
     return f"{said}（{role}）" if said else role
 
 

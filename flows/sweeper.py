@@ -227,7 +227,7 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
     # any 文号 is taken, so a parked step leaves no gap in the register.
     told = [_recipients(rt, step, firing) for firing in outcome.firings]
     for firing, (people, channels) in zip(outcome.firings, told, strict=True):
-        key = f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}"
+        key = firing_key(step, firing)
         if not people and not channels:
             # Nobody holds the level's roles any more (the org chart changed under a pinned
             # run): the ladder moves on, but the timeline says the level reached no one, and
@@ -390,7 +390,7 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         # firing rendered again keeps its number and the next firing takes the next one.
         context["doc_no"] = issue_number(
             session, rt, prefix=level.number, run_id=run.id or 0, step_key=step.step_key,
-            subject=f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}",
+            subject=firing_key(step, firing),
             now=now).text
     number = context.get("doc_no")
     try:
@@ -401,6 +401,12 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         body = (f"{run.title}：{step.title}（{context['unit_name']}）{what}，"
                 f"{label}第{firing.level}级。" + (f"文号：{number}" if number else ""))
     return title, body, number
+
+
+def firing_key(step: StepInstance, firing: Firing) -> str:
+    """One firing of one level, as its messages' dedupe key, its letter's subject and its 文号's
+    subject all name it: a firing rendered again (a replayed sweep) reuses all three."""
+    return f"{firing.kind}|{step.id}|{firing.level}|{firing.scheduled_at.isoformat()}"
 
 
 def _level(spec: StepSpec, firing: Firing) -> EscalateSpec | None:

@@ -120,6 +120,15 @@ def test_validate_checks_an_org_chart_as_an_org_chart(tmp_path: Path) -> None:
         "unit type 'District' must be a slug"]
 
 
+def test_validate_reads_a_file_it_sniffs_for_an_org_chart_through_the_guarded_loader(
+        tmp_path: Path) -> None:
+    # An alias bomb named on the command line is refused at its line, not expanded while the
+    # CLI looks whether the file is an org chart.
+    done = closeloop(tmp_path, "validate", "tests/fixtures/playbooks/alias-bomb.yaml")
+    assert done.returncode == 1
+    assert done.stdout.startswith("tests/fixtures/playbooks/alias-bomb.yaml:12:10: 别名 *e")
+
+
 def test_validate_missing_path_exits_1_naming_it(tmp_path: Path) -> None:
     done = closeloop(tmp_path, "validate", "playbooks/nope.yaml")
     assert done.returncode == 1
