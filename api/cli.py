@@ -154,7 +154,13 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if not settings.secret:
         _check_data_dir(settings)  # the generated secret is kept there
-    print(make_token(args.person, settings.signing_secret()))
+    token = make_token(args.person, settings.signing_secret())
+    if args.link is None:
+        print(token)
+    else:
+        # A sign-in link for the web pages: the token rides in the fragment, which a browser
+        # never sends to a server or a proxy log; the page keeps it and drops it from the URL.
+        print(f"{args.link.rstrip('/')}/#token={token}")
     return 0
 
 
@@ -271,8 +277,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"流程未加载 / playbook not loaded: {err}", file=sys.stderr)
         app = create_app(rt, prefect=settings.prefect_enabled)
         where = _host_port(args.host, sock.getsockname()[1])
-        print(f"closeloop 已启动 / running on http://{where} (API docs at /docs); data in "
-              f"{settings.data_dir.resolve()}; token: closeloop token PERSON_ID", flush=True)
+        print(f"closeloop 已启动 / running on http://{where} (web pages at /, API docs at "
+              f"/docs); data in {settings.data_dir.resolve()}; sign in: closeloop token "
+              f"PERSON_ID --link http://{where}", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
         server.run(sockets=[sock])
     finally:
@@ -375,6 +382,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
     t = sub.add_parser("token", help="print a bearer token for a person of the org chart")
     t.add_argument("person")
+    t.add_argument("--link", nargs="?", const="http://127.0.0.1:8000", metavar="URL",
+                   help="print a sign-in link for the web pages (default http://127.0.0.1:8000)")
     t.set_defaults(func=cmd_token)
     st = sub.add_parser("start", help="start a run; prints its id")
     st.add_argument("playbook")

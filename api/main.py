@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import docs_page, errors
+from api import docs_page, errors, pages
 from api.body_guard import BodyGuard
 from api.deps import single_query_values
-from api.routes import campaigns, evidence, extensions, playbooks, runs, system, tasks
+from api.routes import campaigns, evidence, extensions, me, playbooks, runs, system, tasks
 from api.routes import hazards as hazard_routes
 from api.routes import imports as import_routes
 from api.workers import Workers
@@ -49,8 +49,9 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     errors.install(app)
     # Before any route parses a body: bad text or a runaway body is a 422, never a 500.
     app.add_middleware(BodyGuard)
-    for module in (system, playbooks, runs, tasks, evidence, extensions, campaigns,
+    for module in (system, me, playbooks, runs, tasks, evidence, extensions, campaigns,
                    hazard_routes, import_routes):
         app.include_router(module.router)
     app.include_router(docs_page.router)
+    app.include_router(pages.router)
     return app

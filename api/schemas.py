@@ -149,11 +149,13 @@ class StepPublic(BaseModel):
     acked_at: datetime | None
     acked_at_local: str | None = None
     submitted_by: str | None
+    submitted_by_name: str | None = None
     verify_due_at: datetime | None = Field(
         default=None, description="submitted work: when the verifier must have decided")
     verify_due_at_local: str | None = None
     verify_level: int = Field(default=0, description="verifier's escalation levels fired")
     verified_by: str | None
+    verified_by_name: str | None = None
     done_at: datetime | None
     done_at_local: str | None = None
     note: str | None
@@ -262,9 +264,12 @@ def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
         ready_at=s.ready_at, ready_at_local=_seconds(rt, s.ready_at),
         acked_at=s.acked_at, acked_at_local=_seconds(rt, s.acked_at),
         submitted_by=s.submitted_by,
+        submitted_by_name=actor_name(rt, s.submitted_by) if s.submitted_by else None,
         verify_due_at=s.verify_due_at,
         verify_due_at_local=rt.renderer.deadline(s.verify_due_at) or None,
-        verify_level=s.verify_level, verified_by=s.verified_by, done_at=s.done_at,
+        verify_level=s.verify_level, verified_by=s.verified_by,
+        verified_by_name=actor_name(rt, s.verified_by) if s.verified_by else None,
+        done_at=s.done_at,
         done_at_local=_seconds(rt, s.done_at),
         note=s.note, outputs=s.outputs or {},
         evidence=s.evidence or [], reject_reason=s.reject_reason,

@@ -68,9 +68,10 @@ def campaign_books(tmp_path: Path) -> Path:
     return books
 
 
-def png_bytes(width: int = 2, height: int = 2) -> bytes:
-    """A real (tiny) PNG, so evidence checks see a photo, not a stand-in."""
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+def png_bytes(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (255, 0, 0)) -> bytes:
+    """A real (tiny) PNG of one colour, so evidence checks see a photo, not a stand-in
+    (distinct colours are distinct photos to them)."""
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data

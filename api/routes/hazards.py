@@ -410,6 +410,20 @@ def ranking_view(r: RankingRow) -> RankingRowPublic:
     )
 
 
+# -- what the registers' filters may take ---------------------------------
+
+@router.get("/api/registers/vocabulary")
+def vocabulary(rt: RuntimeDep, person: CurrentPerson) -> dict[str, list[str] | None]:
+    """The values the register filters accept, from the loaded register playbooks: statuses
+    (`open` and `closed`, then the phases), sources and grades (null: free text), and the risk
+    register's levels. The pages offer these; any other value is refused (422)."""
+    known = register_vocabulary(rt)
+    return {"statuses": list(known.statuses),
+            "sources": None if known.sources is None else list(known.sources),
+            "grades": None if known.grades is None else list(known.grades),
+            "risk_levels": list(RISK_LEVELS)}
+
+
 # -- 隐患清单 ------------------------------------------------------------
 
 @router.get("/api/hazards", response_model=HazardsPublic)

@@ -184,6 +184,14 @@ def test_token_prints_a_token_the_api_accepts(tmp_path: Path) -> None:
         rt.db.dispose()
 
 
+def test_token_link_carries_the_token_in_the_fragment(tmp_path: Path) -> None:
+    token = closeloop(tmp_path, "token", "liuhe-grid").stdout.strip()
+    default = closeloop(tmp_path, "token", "liuhe-grid", "--link").stdout.strip()
+    assert default == f"http://127.0.0.1:8000/#token={token}"
+    given = closeloop(tmp_path, "token", "liuhe-grid", "--link", "http://10.1.2.3:9000/")
+    assert given.stdout.strip() == f"http://10.1.2.3:9000/#token={token}"
+
+
 def test_token_is_stable_for_a_data_dir_and_differs_between_installations(
     tmp_path: Path
 ) -> None:

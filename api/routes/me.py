@@ -1,0 +1,45 @@
+"""Who the caller is, for the web pages: name, unit, roles, the units they may pick and the
+playbooks they may start, and the server's clock (pages count deadlines down from it, not from
+a phone's own clock, which may be wrong and is never the tests' moved clock)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import CurrentPerson, RuntimeDep
+from flows.access import is_admin, may_start
+from models.org import ROLE_NAMES_ZH
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/api/me")
+def me(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """The caller: roles, the units they work in (their own and below, the whole chart for an
+    administrator), the playbooks they may start in their own unit, and the server's time."""
+    org = rt.org
+    who = org.person(person)
+    unit = org.unit(who.unit_id)
+    top = org.root_id if is_admin(org, person) else who.unit_id
+    units = [org.unit(u) for u in org.descendants(top)]
+    startable = [
+        {"id": pb.id, "title": pb.title, "title_en": pb.title_en, "kind": pb.kind}
+        for pb in sorted(rt.catalog.current.values(), key=lambda p: p.id)
+        if may_start(org, person, list(pb.started_by), who.unit_id)
+    ]
+    now = rt.clock.now()
+    return {
+        "id": who.id, "name": who.name, "name_en": who.name_en, "title": who.title,
+        "unit_id": unit.id, "unit_name": unit.name, "unit_type": unit.type,
+        "roles": [{"role": r, "name": ROLE_NAMES_ZH.get(r, r)} for r in who.roles],
+        "commander": org.has_right(person, "commander", who.unit_id),
+        "manager": org.has_right(person, "manager", who.unit_id),
+        "admin": is_admin(org, person),
+        "units": [{"id": u.id, "name": u.name, "type": u.type, "parent_id": u.parent_id}
+                  for u in units],
+        "startable": startable,
+        "now": now, "now_local": rt.renderer.local(now, "%Y-%m-%d %H:%M:%S"),
+        "timezone": rt.settings.timezone,
+    }

@@ -1,0 +1,290 @@
+// What every page shares: the token, calls to the JSON API, building elements (always as text,
+// never as HTML: a hazard's description is whatever an inspector typed), the flash line for
+// errors, countdowns against the server's clock, and the navigation for the person's roles.
+
+const TOKEN_KEY = "closeloop.token";
+
+export function getToken() {
+  return window.localStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(token) {
+  window.localStorage.setItem(TOKEN_KEY, token.trim());
+}
+
+export function clearToken() {
+  window.localStorage.removeItem(TOKEN_KEY);
+}
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const detail = (body && body.detail) || `HTTP ${status}`;
+    super(detail);
+    this.status = status;
+    this.error = (body && body.error) || "error";
+    this.field = (body && body.field) || null;
+    this.detail = detail;
+    this.body = body;
+  }
+}
+
+// Calls the API with the person's token. `json` is sent as the JSON body, `form` as multipart;
+// the answer is the parsed JSON, or the Response itself with `raw: true` (downloads).
+export async function api(path, { method = "GET", json, form, raw = false } = {}) {
+  const headers = { Accept: "application/json" };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form !== undefined) {
+    body = form;
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body });
+  } catch (err) {
+    throw new ApiError(0, { error: "network", detail: `连不上服务器 / cannot reach the server (${err.message})` });
+  }
+  if (!response.ok) {
+    let parsed = null;
+    try {
+      parsed = await response.json();
+    } catch {
+      parsed = null;
+    }
+    throw new ApiError(response.status, parsed);
+  }
+  if (raw) return response;
+  return response.status === 204 ? null : response.json();
+}
+
+// Query string from an object, leaving out empty values.
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") q.set(key, String(value));
+  }
+  const text = q.toString();
+  return text ? `?${text}` : "";
+}
+
+// h("a", {href: "/x", class: "b", onclick: fn}, "text", child): an element, children as text.
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (value === true) node.setAttribute(key, "");
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+  return node;
+}
+
+export function $(selector) {
+  return document.querySelector(selector);
+}
+
+// One line at the top of the page: what went wrong (the API's own words, Chinese first) or
+// what just happened. Errors stay until the next action; notices fade.
+let flashTimer = null;
+
+export function flash(message, kind = "ok") {
+  const node = $("#flash");
+  if (!node) return;
+  window.clearTimeout(flashTimer);
+  node.textContent = message;
+  node.className = `flash ${kind}`;
+  node.hidden = false;
+  if (kind === "ok") flashTimer = window.setTimeout(() => { node.hidden = true; }, 6000);
+}
+
+export function showError(err) {
+  if (err instanceof ApiError) {
+    const code = err.status ? `${err.status} ` : "";
+    flash(`${code}${err.detail}`, "error");
+  } else {
+    flash(`页面出错 / page error: ${err && err.message ? err.message : err}`, "error");
+  }
+}
+
+export function clearFlash() {
+  const node = $("#flash");
+  if (node) node.hidden = true;
+}
+
+// Marks the input of the field the API named (`outputs.reason`, `due_at`, `evidence[1]`: the
+// file picker) so the person sees which box to fix.
+export function markField(form, err) {
+  for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  if (!(err instanceof ApiError) || !err.field) return;
+  const name = err.field.replace(/\[\d+\]$/, "").split(".").pop();
+  const input = form.querySelector(`[name="${CSS.escape(err.field)}"]`) ||
+    form.querySelector(`[name="${CSS.escape(name)}"]`);
+  if (input) {
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+// -- the person and the server's clock -------------------------------------------------------
+
+let mePromise = null;
+let clockOffset = 0; // server time minus this browser's time, in ms
+
+export function me() {
+  if (!mePromise) {
+    const asked = Date.now();
+    mePromise = api("/api/me").then((who) => {
+      const answered = Date.now();
+      clockOffset = Date.parse(who.now) - (asked + answered) / 2;
+      return who;
+    }, (err) => {
+      mePromise = null; // a refused token is asked again after the next sign-in
+      throw err;
+    });
+  }
+  return mePromise;
+}
+
+export function serverNow() {
+  return Date.now() + clockOffset;
+}
+
+// "剩余 2天3小时" / "逾期 5小时12分": how long until (or since) a deadline, by the server's clock.
+export function countdown(dueIso) {
+  if (!dueIso) return { text: "无时限", overdue: false, ms: null };
+  const ms = Date.parse(dueIso) - serverNow();
+  const overdue = ms < 0;
+  // Whole minutes as a person counts them: time left rounded up ("30天0小时" for a task due in
+  // exactly 30 days, not 29天23小时 a millisecond later), time overdue rounded down.
+  let left = (overdue ? Math.floor(-ms / 60000) : Math.ceil(ms / 60000)) * 60000;
+  const days = Math.floor(left / 86400000);
+  left -= days * 86400000;
+  const hours = Math.floor(left / 3600000);
+  left -= hours * 3600000;
+  const minutes = Math.floor(left / 60000);
+  let span;
+  if (days > 0) span = `${days}天${hours}小时`;
+  else if (hours > 0) span = `${hours}小时${minutes}分`;
+  else span = `${Math.max(minutes, overdue ? 1 : 0)}分钟`;
+  return { text: overdue ? `逾期 ${span}` : `剩余 ${span}`, overdue, ms };
+}
+
+// Countdowns on the page re-drawn every 30 s: each element with data-due gets its text.
+export function liveCountdowns(root = document) {
+  const draw = () => {
+    for (const node of root.querySelectorAll("[data-due]")) {
+      const left = countdown(node.dataset.due);
+      node.textContent = left.text;
+      node.classList.toggle("overdue", left.overdue || node.dataset.overdue === "true");
+    }
+  };
+  draw();
+  if (!liveCountdowns.timer) liveCountdowns.timer = window.setInterval(draw, 30000);
+  return draw;
+}
+
+export const STEP_STATUS = {
+  pending: "待开始", ready: "待办", acked: "已签收", submitted: "待核验", done: "已完成",
+  rejected: "已退回", skipped: "已跳过", cancelled: "已取消",
+};
+
+export const RUN_STATUS = {
+  running: "进行中", completed: "已完成", cancelled: "已取消", failed: "失败",
+};
+
+export function statusBadge(status, names = STEP_STATUS) {
+  return h("span", { class: `badge status-${status}`, text: names[status] || status });
+}
+
+// An authenticated download (an export): fetched with the token, handed to the browser as a
+// file with the name the server gave it.
+export async function download(path, fallbackName) {
+  const response = await api(path, { raw: true });
+  const blob = await response.blob();
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition);
+  const plain = /filename="?([^";]+)"?/i.exec(disposition);
+  const name = star ? decodeURIComponent(star[1]) : plain ? plain[1] : fallbackName;
+  const url = URL.createObjectURL(blob);
+  const link = h("a", { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  window.setTimeout(() => URL.revokeObjectURL(url), 60000);
+  return name;
+}
+
+// -- page start -------------------------------------------------------------------------------
+
+const LINKS = [
+  { href: "/inbox", text: "我的待办", show: () => true },
+  { href: "/runs", text: "事件与流程", show: () => true },
+  { href: "/runs/new", text: "启动预案", show: (who) => who.startable.length > 0 },
+  { href: "/hazards", text: "三个清单", show: () => true },
+  { href: "/ranking", text: "月度排名", show: () => true },
+];
+
+export function linksFor(who) {
+  return LINKS.filter((link) => link.show(who));
+}
+
+function drawNav(who) {
+  const nav = $("#nav");
+  if (nav) {
+    clear(nav);
+    for (const link of linksFor(who)) {
+      const here = window.location.pathname === link.href;
+      nav.append(h("a", { href: link.href, "aria-current": here ? "page" : null, text: link.text }));
+    }
+  }
+  const line = $("#who");
+  if (line) line.textContent = `${who.name} · ${who.unit_name}`;
+}
+
+export function signInAgain(reason) {
+  clearToken();
+  const next = window.location.pathname + window.location.search;
+  const target = `/${query({ next: next === "/" ? "" : next, why: reason || "" })}`;
+  window.location.assign(target);
+}
+
+// Boots a page that needs a person: no token → the sign-in page; a refused token → sign in
+// again, saying why; otherwise the navigation is drawn and `render(who)` fills the page.
+export async function startPage(render) {
+  if (!getToken()) {
+    signInAgain("");
+    return;
+  }
+  let who;
+  try {
+    who = await me();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      signInAgain(err.detail);
+      return;
+    }
+    showError(err);
+    return;
+  }
+  drawNav(who);
+  try {
+    await render(who);
+  } catch (err) {
+    showError(err);
+  }
+}

@@ -1,0 +1,156 @@
+// 我的待办: the caller's open tasks (and submitted work awaiting their verdict), one card each
+// with its live countdown, newest notifications below. Phone first: one column of cards.
+import {
+  $, STEP_STATUS, api, clear, h, liveCountdowns, query, showError, startPage, statusBadge,
+} from "/static/closeloop.js";
+
+const LIMIT = 20;
+// 全部: every status a task of one's own can be in (pending steps have no instance yet).
+const ALL = ["ready", "acked", "submitted", "rejected", "done", "skipped", "cancelled"].join(",");
+
+// The filters live in the address, so a reload or the back button keeps them.
+function readFilters() {
+  const params = new URLSearchParams(window.location.search);
+  const offset = Number.parseInt(params.get("offset") || "0", 10);
+  return {
+    status: params.get("status") === "all" ? "all" : "",
+    overdue: params.get("overdue") === "true",
+    offset: Number.isFinite(offset) && offset > 0 ? offset : 0,
+  };
+}
+
+function writeFilters(filters) {
+  const q = query({
+    status: filters.status, overdue: filters.overdue ? "true" : "", offset: filters.offset || "",
+  });
+  window.history.replaceState(null, "", window.location.pathname + q);
+}
+
+// Run titles make a card readable ("隐患排查整治闭环销号·六和社区某厂房"), but a card without one
+// is still a card: a run the caller may not read keeps its number.
+const runTitles = new Map();
+
+async function loadRunTitles(tasks) {
+  const wanted = [...new Set(tasks.map((t) => t.run_id))].filter((id) => !runTitles.has(id));
+  await Promise.all(wanted.map(async (id) => {
+    try {
+      const run = await api(`/api/runs/${id}`);
+      runTitles.set(id, run.title);
+    } catch {
+      runTitles.set(id, null);
+    }
+  }));
+}
+
+// Submitted work is in the inbox for two people: the one who handed it in (waiting) and the
+// verifier (who has to decide). Only the second has something to do.
+function awaitsMyVerdict(task, who) {
+  return task.status === "submitted" && task.submitted_by !== who.id &&
+    !task.assignees.some((a) => a.id === who.id);
+}
+
+function dueLine(task) {
+  if (!task.due_at) return h("p", { class: "meta", text: "无时限" });
+  return h("p", { class: "meta" },
+    "期限 ", task.due_at_local || "", " · ",
+    h("span", {
+      class: "due", dataset: { due: task.due_at, overdue: task.overdue ? "true" : "false" },
+    }));
+}
+
+function card(task, who) {
+  const mine = awaitsMyVerdict(task, who);
+  const runTitle = runTitles.get(task.run_id);
+  const head = h("h3", {}, h("a", { href: `/tasks/${task.id}`, text: task.title }));
+  const badges = h("p", { class: "badges" }, statusBadge(task.status, STEP_STATUS));
+  if (mine) badges.append(" ", h("span", { class: "badge verify-mine", text: "待我核验" }));
+  if (task.overdue) badges.append(" ", h("span", { class: "badge overdue-badge", text: "逾期" }));
+  if (task.escalation_level > 0) {
+    badges.append(" ", h("span", { class: "badge escalated", text: `已升级 ${task.escalation_level} 级` }));
+  }
+  const node = h("article", { class: `card task-card${task.overdue ? " is-overdue" : ""}`,
+    dataset: { taskId: task.id, status: task.status } },
+  head,
+  h("p", { class: "meta" },
+    h("a", { href: `/runs/${task.run_id}`, text: runTitle || `流程 #${task.run_id}` }),
+    " · ", task.unit_name),
+  badges,
+  dueLine(task));
+  if (mine && task.verify_due_at) {
+    node.append(h("p", { class: "meta verify-due" },
+      "核验期限 ", task.verify_due_at_local || "", " · ",
+      h("span", { class: "due", dataset: { due: task.verify_due_at } })));
+  }
+  if (task.status === "rejected" && task.reject_reason) {
+    node.append(h("p", { class: "reject-line", text: `退回原因：${task.reject_reason}` }));
+  }
+  return node;
+}
+
+function drawPager(page, filters, reload) {
+  const last = Math.min(page.offset + page.data.length, page.count);
+  $("#count").textContent = page.count ? `共 ${page.count} 项` : "";
+  $("#page-info").textContent = page.count ? `第 ${page.offset + 1}–${last} 项 / 共 ${page.count} 项` : "";
+  $("#pager").hidden = page.count <= LIMIT && page.offset === 0;
+  $("#prev").disabled = page.offset <= 0;
+  $("#next").disabled = page.offset + LIMIT >= page.count;
+  // Assigned, not added: each redraw replaces the handlers of the page before.
+  $("#prev").onclick = () => reload({ ...filters, offset: Math.max(0, filters.offset - LIMIT) })
+    .catch(showError);
+  $("#next").onclick = () => reload({ ...filters, offset: filters.offset + LIMIT }).catch(showError);
+}
+
+function emptyText(filters) {
+  if (filters.overdue) return "没有逾期的任务。";
+  return filters.status === "all" ? "没有任务。" : "没有待办任务，干得好。";
+}
+
+async function drawTasks(who, filters, reload) {
+  const page = await api(`/api/tasks${query({
+    mine: "true", status: filters.status === "all" ? ALL : "", overdue: filters.overdue ? "true" : "",
+    limit: LIMIT, offset: filters.offset,
+  })}`);
+  if (page.count > 0 && page.data.length === 0 && filters.offset > 0) {
+    // Past the end (tasks were done meanwhile): back to the first page.
+    return reload({ ...filters, offset: 0 });
+  }
+  await loadRunTitles(page.data);
+  const list = clear($("#tasks"));
+  if (page.data.length === 0) list.append(h("p", { class: "empty", text: emptyText(filters) }));
+  for (const task of page.data) list.append(card(task, who));
+  drawPager(page, filters, reload);
+  liveCountdowns(document);
+  return page;
+}
+
+async function drawNotes() {
+  const list = clear($("#notes"));
+  const notes = await api(`/api/inbox${query({ limit: 5 })}`);
+  if (notes.data.length === 0) {
+    list.append(h("li", { class: "empty", text: "暂无通知。" }));
+    return;
+  }
+  for (const note of notes.data) {
+    const title = note.step_id
+      ? h("a", { href: `/tasks/${note.step_id}`, text: note.title })
+      : h("strong", { text: note.title });
+    list.append(h("li", { class: "note" },
+      h("span", { class: "meta", text: note.at_local }), " ", title,
+      h("div", { class: "note-body", text: note.body })));
+  }
+}
+
+startPage(async (who) => {
+  const reload = async (filters) => {
+    writeFilters(filters);
+    $("#f-status").value = filters.status;
+    $("#f-overdue").checked = filters.overdue;
+    await drawTasks(who, filters, reload);
+  };
+  const fromForm = () => ({ status: $("#f-status").value, overdue: $("#f-overdue").checked, offset: 0 });
+  $("#filters").addEventListener("change", () => {
+    reload(fromForm()).catch(showError);
+  });
+  $("#filters").addEventListener("submit", (event) => event.preventDefault());
+  await Promise.all([reload(readFilters()), drawNotes()]);
+});

@@ -1,0 +1,160 @@
+// 综合评价月排名: the units of a level (streets, or communities) ranked on a month's hazard
+// closure, as GET /api/ranking counts it (flows/ranking.py), with the export's Chinese headers
+// and the period it covers. The month, level and scope are kept in the address.
+import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage } from "/static/closeloop.js";
+
+// A rate 0..1 as the export prints it: a percentage to one decimal.
+const percent = (rate) => (rate === null || rate === undefined ? "—" : (Math.round(rate * 1000) / 10).toFixed(1));
+const days = (value) => (value === null || value === undefined ? "—" : value.toFixed(1));
+
+// [header (the export's, flows/exports.py RANKING_COLUMNS), cell]
+const COLUMNS = [
+  ["排名", (r) => r.rank], ["单位", (r) => r.unit_name], ["发现隐患数", (r) => r.found],
+  ["当月销号数", (r) => r.closed], ["当月发现且销号数", (r) => r.closed_of_found],
+  ["销号率(%)", (r) => percent(r.closure_rate)], ["月末逾期未销号数", (r) => r.overdue],
+  ["平均销号天数", (r) => days(r.mean_days_to_close)], ["按期销号数", (r) => r.on_time],
+  ["按期销号率(%)", (r) => percent(r.on_time_rate)],
+];
+
+const ORDER_ZH = {
+  "on_time_rate desc": "按期销号率（高者在前）", "closure_rate desc": "销号率（高者在前）",
+  "overdue asc": "月末逾期未销号数（少者在前）", "mean_days_to_close asc": "平均销号天数（少者在前）",
+};
+
+function readState() {
+  const params = new URLSearchParams(window.location.search);
+  return { month: params.get("month") || "", level: params.get("level") || "", unit: params.get("unit") || "" };
+}
+
+function writeState(state, { push = true } = {}) {
+  const url = window.location.pathname + query(state);
+  if (url === window.location.pathname + window.location.search) return;
+  window.history[push ? "pushState" : "replaceState"](null, "", url);
+}
+
+// The scope's default level: a district ranks its streets, a street its communities.
+function defaultLevel(who, unit) {
+  const found = who.units.find((u) => u.id === unit);
+  const type = found ? found.type : who.unit_type;
+  return type === "district" ? "street" : "community";
+}
+
+function drawUnits(who, chosen) {
+  const select = clear($("#unit"));
+  const scopes = who.units.filter((u) => u.type === "district" || u.type === "street");
+  if (!scopes.some((u) => u.id === who.unit_id)) scopes.unshift({ id: who.unit_id, name: who.unit_name });
+  for (const u of scopes) select.append(h("option", { value: u.id, selected: u.id === chosen, text: u.name }));
+  if (chosen && !scopes.some((u) => u.id === chosen)) {
+    select.append(h("option", { value: chosen, selected: true, text: chosen }));
+  }
+}
+
+function drawTable(answer) {
+  const wrap = clear($("#table"));
+  if (answer.data.length === 0) {
+    wrap.append(h("p", { class: "empty", text: "该范围内没有可排名的单位。" }));
+    return;
+  }
+  // Figures right-aligned; the unit's name (column 2) as text.
+  const head = h("tr", {}, COLUMNS.map(([header], i) =>
+    h("th", { scope: "col", class: i === 1 ? null : "num", text: header })));
+  const rows = answer.data.map((r) => h("tr", { dataset: { unit: r.unit_id } },
+    COLUMNS.map(([header, cell], i) => {
+      const late = header === "月末逾期未销号数" && r.overdue > 0;
+      const cls = [i === 1 ? "" : "num", late ? "overdue" : ""].join(" ").trim();
+      return h("td", { class: cls || null }, String(cell(r)));
+    })));
+  wrap.append(h("table", { id: "ranking-table" }, h("thead", {}, head), h("tbody", {}, rows)));
+}
+
+function drawPeriod(answer) {
+  const current = answer.as_of !== answer.end;
+  $("#period").textContent = `${answer.month} 统计期间：${answer.start_local} 至 ${answer.end_local}` +
+    (current ? `（本月尚未结束，统计至 ${answer.as_of_local}）` : "") + `（${answer.timezone}）`;
+  $("#order").textContent = `排名依据，依次比较：${answer.order.map((o) => ORDER_ZH[o] || o).join("、")}；` +
+    "四项相同者并列。";
+}
+
+startPage(async (who) => {
+  let state = readState();
+  $("#heading").textContent = "综合评价月排名";
+  $("#month").max = who.now_local.slice(0, 7);
+  let shown = null; // the answer on the page: its month is what the export asks for
+
+  function fill() {
+    const unit = state.unit || who.unit_id;
+    drawUnits(who, unit);
+    $("#level").value = state.level || defaultLevel(who, unit);
+    $("#month").value = state.month;
+  }
+
+  async function load() {
+    const unit = state.unit || who.unit_id;
+    const params = { month: state.month, level: state.level || defaultLevel(who, unit), unit };
+    const form = $("#ranking-form");
+    try {
+      // No month asked: the API's default, the previous month by the server's clock.
+      const answer = await api(`/api/ranking${query(params)}`);
+      shown = answer;
+      markField(form, null);
+      if (!state.month) {
+        state = { ...state, month: answer.month };
+        writeState(state, { push: false });
+        $("#month").value = answer.month;
+      }
+      drawPeriod(answer);
+      drawTable(answer);
+    } catch (err) {
+      shown = null;
+      clear($("#table"));
+      $("#period").textContent = "";
+      $("#order").textContent = "";
+      showError(err);
+      markField(form, err);
+    }
+  }
+
+  $("#ranking-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    apply();
+  });
+  $("#ranking-form").addEventListener("change", () => apply());
+
+  function apply() {
+    const unit = $("#unit").value;
+    let level = $("#level").value;
+    // A new scope of another kind takes its own default level (a street has no streets).
+    if (unit !== (state.unit || who.unit_id) && level === defaultLevel(who, state.unit || who.unit_id)) {
+      level = defaultLevel(who, unit);
+    }
+    state = { month: $("#month").value, level, unit: unit === who.unit_id ? "" : unit };
+    clearFlash();
+    writeState(state);
+    fill();
+    load();
+  }
+
+  window.addEventListener("popstate", () => { state = readState(); clearFlash(); fill(); load(); });
+
+  for (const format of ["csv", "xlsx"]) {
+    $(`#export-${format}`).addEventListener("click", async (event) => {
+      const button = event.currentTarget;
+      const unit = state.unit || who.unit_id;
+      const params = {
+        month: shown ? shown.month : state.month, level: state.level || defaultLevel(who, unit), unit, format,
+      };
+      button.disabled = true;
+      try {
+        const name = await download(`/api/ranking/export${query(params)}`, `综合评价月排名.${format}`);
+        flash(`已导出 ${name}`);
+      } catch (err) {
+        showError(err);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  fill();
+  await load();
+});

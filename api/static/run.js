@@ -1,0 +1,462 @@
+// One run as its commander watches it: who has which step, how long each has left (counted
+// down against the server's clock), which deadlines were missed and who was chased for them,
+// the documents it filed, and everything that happened, in order. A commander moves a staged
+// run (typhoon 633) to its next stage or cancels it, each after a second, explicit click on
+// the page itself (a browser's confirm dialog is easy to click away, and tests cannot see it).
+import {
+  $, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, flash, h, liveCountdowns, serverNow,
+  showError, startPage, statusBadge,
+} from "/static/closeloop.js";
+
+const RUN_ID = document.body.dataset.runId;
+const REFRESH_MS = 60000;
+
+// models/org.ROLE_NAMES_ZH: the step views carry the role's id only.
+const ROLE_NAMES = {
+  admin: "系统管理员", commander: "指挥长", community_head: "社区负责人", dept_head: "部门负责人",
+  deputy_director: "副局长", director: "局长", duty_leader: "带班领导", duty_officer: "值班员",
+  enterprise_head: "企业负责人", env_monitor: "环境监测人员", expert: "专家", fire_rescue: "消防救援",
+  gas_company: "燃气企业", gas_regulator: "燃气主管部门", grid_worker: "网格员", inspector: "检查员",
+  manager: "科室负责人", medical: "医疗救护", police: "公安", press_officer: "新闻发言人",
+  rescue_team: "救援队伍", safety_officer: "安全员", section_chief: "安全生产办公室负责人",
+  street_head: "街道办主任", unit_head: "单位负责人",
+};
+
+// The common typhoon stages (防汛防台 633); any other stage shows by its id.
+const STAGE_NAMES = {
+  watch: "关注", warning: "预警", emergency: "紧急防御", landfall: "登陆", recovery: "恢复",
+  closed: "结束",
+};
+
+const ACTION_NAMES = { notify: "自动通知", document: "自动生成文书", wait: "等待", playbook: "子流程" };
+
+// flows/sweeper.KIND_TITLES
+const KIND_NAMES = { remind: "到期提醒", ack: "未签收", escalate: "督办提醒", verify: "核验超时" };
+
+const EVENT_NAMES = {
+  run_started: "启动流程", run_completed: "流程完成", run_cancelled: "取消流程",
+  stage_changed: "切换阶段", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
+  verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
+  ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
+  extension_requested: "申请延期", extension_decision_overdue: "延期审批超时",
+  extension_chase_failed: "延期督办失败", reassigned: "改派", child_started: "启动子流程",
+  delivery_failed: "通知发送失败", render_failed: "文书生成出错", expression_failed: "条件计算出错",
+  hazards_imported: "导入隐患", hazards_import_stopped: "隐患导入中止", risks_imported: "导入风险",
+};
+
+const NOTE_STATUS = { pending: "待发送", delivered: "已送达", dead: "发送失败" };
+
+const state = { who: null, run: null, playbook: null, timer: null };
+
+function stageName(stage) {
+  if (!stage) return "—";
+  return STAGE_NAMES[stage] ? `${STAGE_NAMES[stage]}（${stage}）` : stage;
+}
+
+function roleName(role) {
+  return role ? ROLE_NAMES[role] || role : "";
+}
+
+function stateName(value, action) {
+  if (value === null || value === undefined) return "";
+  if (action === "stage_changed") return stageName(value);
+  return STEP_STATUS[value] || RUN_STATUS[value] || value;
+}
+
+function names(people) {
+  return people && people.length ? people.map((p) => p.name).join("、") : "—";
+}
+
+// -- the run's head ---------------------------------------------------------------------------
+
+function fact(term, ...value) {
+  return [h("dt", { text: term }), h("dd", {}, ...value)];
+}
+
+function drawSummary(run) {
+  $("#heading").textContent = run.title;
+  document.title = `${run.title} · closeloop`;
+  clear($("#run-status")).append(statusBadge(run.status, RUN_STATUS),
+    run.stage ? h("span", { class: "badge stage-badge", text: `阶段：${stageName(run.stage)}` }) : null);
+  const pb = state.playbook;
+  clear($("#run-facts")).append(
+    ...fact("预案", pb ? pb.title : run.playbook, h("span", { class: "en", text: ` ${run.playbook} v${run.playbook_version}` })),
+    ...fact("单位", run.unit_name),
+    ...fact("启动", `${run.started_at_local} · ${run.started_by_name || run.started_by}`),
+    ...(run.finished_at_local ? fact("结束", run.finished_at_local) : []),
+    ...(run.stage ? fact("当前阶段", stageName(run.stage)) : []),
+  );
+  drawParams(run, pb);
+}
+
+function paramText(value) {
+  if (value === null || value === undefined || value === "") return "—";
+  if (typeof value === "boolean") return value ? "是" : "否";
+  if (Array.isArray(value)) return value.join("、");
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+function drawParams(run, pb) {
+  const box = clear($("#run-params"));
+  const entries = Object.entries(run.params || {});
+  if (!entries.length) return;
+  const specs = (pb && pb.params) || {};
+  box.append(h("div", { class: "table-wrap" }, h("table", { id: "params-table", class: "compact" },
+    h("caption", { text: "预案参数" }),
+    h("tbody", {}, entries.map(([name, value]) => h("tr", { dataset: { param: name } },
+      h("th", { scope: "row", text: (specs[name] && specs[name].title) || name }),
+      h("td", { text: paramText(value) })))))));
+}
+
+// -- steps ----------------------------------------------------------------------------------
+
+const OPEN = new Set(["ready", "acked", "rejected"]);
+
+function stepOrder(run, pb) {
+  if (!pb || !pb.steps) return run.steps || [];
+  const index = new Map(pb.steps.map((s, i) => [s.id, i]));
+  const at = (s) => (index.has(s.step) ? index.get(s.step) : Number.MAX_SAFE_INTEGER);
+  return [...(run.steps || [])].map((s, i) => [s, i])
+    .sort((a, b) => at(a[0]) - at(b[0]) || a[1] - b[1]).map(([s]) => s);
+}
+
+function clock(iso, overdue) {
+  return h("span", { class: "due", dataset: { due: iso, overdue: overdue ? "true" : "false" } });
+}
+
+function deadline(step) {
+  if (step.status === "submitted" && step.verify_due_at) {
+    return h("p", {}, "核验时限 ", clock(step.verify_due_at, false), ` （${step.verify_due_at_local}）`);
+  }
+  if (!step.due_at) return null;
+  const running = OPEN.has(step.status) || (step.id === null && step.status === "pending");
+  if (!running) return h("p", { class: "meta", text: `时限 ${step.due_at_local}` });
+  const extended = step.original_due_at_local && step.original_due_at_local !== step.due_at_local
+    ? `，原时限 ${step.original_due_at_local}` : "";
+  return h("p", {}, clock(step.due_at, step.overdue), ` （时限 ${step.due_at_local}${extended}）`);
+}
+
+function stepTitle(step) {
+  const label = step.title || step.step;
+  if (step.id !== null && step.action === "task") {
+    return h("a", { href: `/tasks/${step.id}`, text: label });
+  }
+  return h("span", { text: label });
+}
+
+function badges(step, stage) {
+  return [
+    statusBadge(step.status, STEP_STATUS),
+    step.overdue ? h("span", { class: "badge overdue-badge", text: "逾期" }) : null,
+    step.escalation_level > 0
+      ? h("span", { class: "badge level-badge", text: `已督办 ${step.escalation_level} 级` }) : null,
+    stage ? h("span", { class: "badge stage-badge", text: stageName(stage) }) : null,
+  ];
+}
+
+// Role, unit and people: for a step not reached yet, whom it will go to as far as known now.
+function whoLine(step) {
+  const place = [roleName(step.role), step.unit_name].filter(Boolean).join(" · ");
+  if (step.action !== "task") {
+    return h("p", { class: "meta", text: [ACTION_NAMES[step.action] || step.action, place].filter(Boolean).join(" · ") });
+  }
+  let people = names(step.assignees);
+  if (step.id === null) people = step.assignees.length ? `预计 ${people}` : "到达时确定";
+  return h("p", { class: "meta", text: `${place} · 负责人：${people}` });
+}
+
+// Who did the work and who checked it (names where the API gives them).
+function doneLine(step) {
+  const parts = [];
+  if (step.submitted_by) parts.push(`提交：${step.submitted_by_name || step.submitted_by}`);
+  if (step.verified_by) parts.push(`核验：${step.verified_by_name || step.verified_by}`);
+  if (step.done_at_local) parts.unshift(`完成于 ${step.done_at_local}`);
+  else if (step.status !== "submitted") return null;
+  return parts.length ? h("p", { class: "meta", text: parts.join(" · ") }) : null;
+}
+
+function stepItem(step, stageOf) {
+  const classes = ["step", `step-${step.status}`];
+  if (step.id === null) classes.push("not-reached");
+  if (step.overdue) classes.push("is-overdue");
+  return h("li", {
+    class: classes.join(" "),
+    dataset: { step: step.step, stepId: step.id === null ? "" : step.id, status: step.status },
+  },
+  h("div", { class: "step-head" }, stepTitle(step), " ", badges(step, stageOf.get(step.step))),
+  whoLine(step),
+  deadline(step),
+  doneLine(step),
+  step.status === "rejected" && step.reject_reason
+    ? h("p", { class: "meta", text: `退回原因：${step.reject_reason}` }) : null);
+}
+
+function drawSteps(run, pb) {
+  const stageOf = new Map(((pb && pb.steps) || []).filter((s) => s.stage).map((s) => [s.id, s.stage]));
+  const steps = stepOrder(run, pb);
+  const reached = steps.filter((s) => s.id !== null).length;
+  $("#step-count").textContent = `已下达 ${reached} 项，共 ${steps.length} 项`;
+  const list = clear($("#steps"));
+  for (const step of steps) list.append(stepItem(step, stageOf));
+  if (!steps.length) list.append(h("li", { class: "empty", text: "没有步骤。" }));
+}
+
+// -- escalations, documents, timeline, notifications -----------------------------------------
+
+function drawEscalations(run) {
+  const box = clear($("#escalations"));
+  const rows = run.escalations || [];
+  if (!rows.length) {
+    box.append(h("p", { class: "empty", text: "暂无督办。" }));
+    return;
+  }
+  const titles = new Map((run.steps || []).map((s) => [s.step, s.title]));
+  box.append(h("div", { class: "table-wrap" }, h("table", { id: "escalations-table" },
+    h("thead", {}, h("tr", {}, ["步骤", "类型", "级别", "触发时间", "通知对象"].map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, rows.map((e) => h("tr", { dataset: { step: e.step, kind: e.kind } },
+      h("td", { text: titles.get(e.step) || e.step }),
+      h("td", { text: KIND_NAMES[e.kind] || e.kind }),
+      h("td", { text: e.repeat ? `${e.level}（第 ${e.repeat + 1} 次）` : String(e.level) }),
+      h("td", { text: e.fired_at_local }),
+      h("td", { text: (e.recipient_names && e.recipient_names.length ? e.recipient_names : e.recipients).join("、") })))))));
+}
+
+function drawDocuments(docs) {
+  const box = $("#documents");
+  // Keep the documents the person opened open across a refresh.
+  const open = new Set([...box.querySelectorAll("details[open]")].map((d) => d.dataset.docId));
+  clear(box);
+  if (!docs.length) {
+    box.append(h("p", { class: "empty", text: "暂无文书。" }));
+    return;
+  }
+  for (const doc of docs) {
+    const served = (doc.recipients || []).map((r) => r.name).join("、");
+    const details = h("details", { class: "card doc", dataset: { docId: doc.id } },
+      h("summary", {},
+        h("strong", { text: doc.title }),
+        doc.number ? h("span", { class: "doc-number", text: ` ${doc.number}` }) : null,
+        h("span", { class: "meta", text: ` · ${doc.for === "escalation" ? "督办函" : "文书"} · ${doc.created_at_local}` })),
+      served ? h("p", { class: "meta", text: `送达：${served}` }) : null,
+      h("pre", { class: "doc-body", text: doc.body }));
+    details.open = open.has(String(doc.id));
+    box.append(details);
+  }
+}
+
+// A line of what an event's detail says, briefly: the step, a reason, a note, how many.
+function detailLine(event, titles) {
+  const d = event.detail || {};
+  const parts = [];
+  if (d.step) parts.push(titles.get(d.step) || d.step);
+  if (d.level !== undefined && event.action !== "run_started") parts.push(`第 ${d.level} 级`);
+  if (d.reason) parts.push(`原因：${d.reason}`);
+  if (d.note) parts.push(`说明：${d.note}`);
+  if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
+  if (typeof d.steps_cancelled === "number") parts.push(`撤销 ${d.steps_cancelled} 项任务`);
+  if (d.error) parts.push(String(d.error));
+  const text = parts.join("；");
+  return text.length > 200 ? `${text.slice(0, 199)}…` : text;
+}
+
+function drawTimeline(run) {
+  const list = clear($("#timeline"));
+  const titles = new Map((run.steps || []).map((s) => [s.step, s.title]));
+  for (const event of run.timeline || []) {
+    const from = stateName(event.from_state, event.action);
+    const to = stateName(event.to_state, event.action);
+    const change = from || to ? ` ${from || "—"} → ${to || "—"}` : "";
+    const detail = detailLine(event, titles);
+    list.append(h("li", { dataset: { action: event.action } },
+      h("span", { class: "meta", text: event.at_local }), " ",
+      h("strong", { text: event.actor_name || event.actor }), " ",
+      EVENT_NAMES[event.action] || event.action, change,
+      detail ? h("span", { class: "meta", text: ` · ${detail}` }) : null));
+  }
+  if (!list.children.length) list.append(h("li", { class: "empty", text: "暂无记录。" }));
+}
+
+// Whom a notification went to, by name where the run knows it (its steps' people, the people
+// its escalations reached); else the id (a channel such as county_duty_office).
+function peopleNames(run) {
+  const known = new Map();
+  for (const s of run.steps || []) for (const p of s.assignees || []) known.set(p.id, p.name);
+  for (const e of run.escalations || []) {
+    (e.recipients || []).forEach((id, i) => { if (e.recipient_names && e.recipient_names[i]) known.set(id, e.recipient_names[i]); });
+  }
+  return known;
+}
+
+function drawNotifications(run, notes) {
+  $("#note-count").textContent = `（${notes.length}）`;
+  const box = clear($("#notes"));
+  if (!notes.length) {
+    box.append(h("p", { class: "empty", text: "暂无通知。" }));
+    return;
+  }
+  const known = peopleNames(run);
+  box.append(h("div", { class: "table-wrap" }, h("table", { id: "notes-table" },
+    h("thead", {}, h("tr", {}, ["时间", "接收人", "标题", "渠道", "状态"].map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, notes.map((n) => {
+      const failed = (n.attempts || []).filter((a) => !a.ok);
+      const lastError = failed.length ? failed[failed.length - 1].error : "";
+      return h("tr", { class: n.status === "dead" ? "overdue" : null, dataset: { status: n.status } },
+        h("td", { text: n.created_at_local }),
+        h("td", { text: known.get(n.recipient) || n.recipient }),
+        h("td", { text: n.title }),
+        h("td", { text: n.url }),
+        h("td", {}, NOTE_STATUS[n.status] || n.status,
+          n.delivered_at_local ? h("span", { class: "meta", text: ` ${n.delivered_at_local}` }) : null,
+          n.attempts && n.attempts.length ? h("span", { class: "meta", text: ` · 尝试 ${n.attempts.length} 次` }) : null,
+          lastError ? h("span", { class: "meta", text: ` · ${lastError}` }) : null));
+    })))));
+}
+
+// -- command: stage and cancel ----------------------------------------------------------------
+
+function mayCommand(run) {
+  const who = state.who;
+  return Boolean(who && who.commander && who.units.some((u) => u.id === run.unit_id));
+}
+
+function drawControls(run, pb) {
+  const show = run.status === "running" && mayCommand(run);
+  $("#controls").hidden = !show;
+  if (!show) return;
+  const stages = (pb && pb.stages && pb.stages.length) ? pb.stages : (run.stage ? [run.stage] : []);
+  $("#stage-form").hidden = stages.length === 0;
+  const select = $("#stage");
+  // Keep what the person picked (a refresh comes every minute) unless it no longer exists.
+  const picked = select.dataset.picked && stages.includes(select.value) ? select.value : run.stage;
+  clear(select).append(...stages.map((s) => h("option", { value: s, selected: s === picked },
+    s === run.stage ? `${stageName(s)} · 当前` : stageName(s))));
+}
+
+function hideConfirms() {
+  $("#stage-confirm").hidden = true;
+  $("#cancel-confirm").hidden = true;
+}
+
+function wireControls() {
+  const select = $("#stage");
+  select.addEventListener("change", () => { select.dataset.picked = "1"; hideConfirms(); });
+  $("#stage-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearFlash();
+    hideConfirms();
+    const yes = $("#stage-yes");
+    yes.dataset.stage = select.value;
+    yes.textContent = `确认切换到 ${stageName(select.value)}`;
+    $("#stage-confirm").hidden = false;
+    yes.focus();
+  });
+  $("#stage-no").addEventListener("click", hideConfirms);
+  $("#stage-yes").addEventListener("click", (event) => act(event.currentTarget, async () => {
+    const stage = event.currentTarget.dataset.stage;
+    await api(`/api/runs/${RUN_ID}/stage`, { method: "POST", json: { stage } });
+    delete select.dataset.picked;
+    return `已切换到阶段 ${stageName(stage)}`;
+  }));
+  $("#cancel-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearFlash();
+    hideConfirms();
+    $("#cancel-confirm").hidden = false;
+    $("#cancel-yes").focus();
+  });
+  $("#cancel-no").addEventListener("click", hideConfirms);
+  $("#cancel-yes").addEventListener("click", (event) => act(event.currentTarget, async () => {
+    const reason = $("#reason").value.trim();
+    await api(`/api/runs/${RUN_ID}/cancel`, { method: "POST", json: reason ? { reason } : {} });
+    return "流程已取消";
+  }));
+}
+
+async function act(button, work) {
+  button.disabled = true;
+  try {
+    const said = await work();
+    hideConfirms();
+    await load();
+    flash(said, "ok");
+  } catch (err) {
+    hideConfirms();
+    showError(err);
+    const reason = $("#reason");
+    if (err && err.field === "reason") reason.setAttribute("aria-invalid", "true");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// -- loading ----------------------------------------------------------------------------------
+
+async function playbookOf(run) {
+  if (state.playbook && state.playbook.id === run.playbook) return state.playbook;
+  try {
+    return await api(`/api/playbooks/${encodeURIComponent(run.playbook)}`);
+  } catch {
+    return null; // a playbook removed since: the run still shows, without stage names
+  }
+}
+
+// One read at a time, in order: a refresh that falls during a stage change runs after it.
+let chain = Promise.resolve();
+
+function load() {
+  const next = chain.then(loadOnce, loadOnce);
+  chain = next.catch(() => {});
+  return next;
+}
+
+async function loadOnce() {
+  const run = await api(`/api/runs/${RUN_ID}`);
+  const [pb, docs, notes] = await Promise.all([
+    playbookOf(run),
+    api(`/api/runs/${RUN_ID}/documents`),
+    api(`/api/runs/${RUN_ID}/notifications`),
+  ]);
+  state.run = run;
+  state.playbook = pb;
+  drawSummary(run);
+  drawControls(run, pb);
+  drawSteps(run, pb);
+  drawEscalations(run);
+  drawDocuments(docs.data || []);
+  drawTimeline(run);
+  drawNotifications(run, notes.data || []);
+  $("#run").hidden = false;
+  liveCountdowns(document);
+  $("#refreshed").textContent = `更新于 ${serverTime()}`;
+  keepFresh(run);
+}
+
+// The server's clock in the bureau's zone (a phone's own clock may be wrong).
+function serverTime() {
+  try {
+    return new Date(serverNow()).toLocaleTimeString("zh-CN", { timeZone: state.who.timezone, hour12: false });
+  } catch {
+    return new Date(serverNow()).toLocaleTimeString("zh-CN", { hour12: false });
+  }
+}
+
+// While the run is running, it is read again every minute (steps are done, deadlines pass).
+function keepFresh(run) {
+  if (run.status === "running" && !state.timer) {
+    state.timer = window.setInterval(() => load().catch(showError), REFRESH_MS);
+  } else if (run.status !== "running" && state.timer) {
+    window.clearInterval(state.timer);
+    state.timer = null;
+  }
+}
+
+startPage(async (who) => {
+  state.who = who;
+  wireControls();
+  $("#refresh").addEventListener("click", () => {
+    clearFlash();
+    load().catch(showError);
+  });
+  await load();
+});

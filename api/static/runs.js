@@ -1,0 +1,155 @@
+// 事件与流程: the runs the person may see, newest first, filtered by playbook, status, unit and
+// start date. The filters live in the address (?status=running&offset=20), so a reload, the
+// back button or a link sent to a colleague shows the same list.
+import {
+  $, RUN_STATUS, api, clear, clearFlash, h, me, query, showError, startPage, statusBadge,
+} from "/static/closeloop.js";
+
+const PAGE = 20;
+const FILTERS = ["playbook", "status", "unit", "since", "until"];
+// Wide screens get a table; a phone gets one card per run (a table would scroll sideways).
+const WIDE = window.matchMedia("(min-width: 48rem)");
+
+// The common typhoon stages (防汛防台 633); any other stage shows by its id.
+const STAGE_NAMES = {
+  watch: "关注", warning: "预警", emergency: "紧急防御", landfall: "登陆", recovery: "恢复",
+  closed: "结束",
+};
+
+function stageName(stage) {
+  if (!stage) return "—";
+  return STAGE_NAMES[stage] ? `${STAGE_NAMES[stage]}（${stage}）` : stage;
+}
+
+let last = null; // the last answer, redrawn when the screen turns from narrow to wide
+
+function state() {
+  const params = new URLSearchParams(window.location.search);
+  const s = { offset: Math.max(0, Number.parseInt(params.get("offset") || "0", 10) || 0) };
+  for (const name of FILTERS) s[name] = params.get(name) || "";
+  return s;
+}
+
+function remember(s) {
+  const shown = { ...s, offset: s.offset || "" };
+  window.history.replaceState(null, "", window.location.pathname + query(shown));
+}
+
+function option(value, text, selected) {
+  return h("option", { value, selected: value === selected }, text);
+}
+
+async function fillFilters(who, s) {
+  const form = $("#filters");
+  for (const [value, name] of Object.entries(RUN_STATUS)) {
+    form.status.append(option(value, name, s.status));
+  }
+  for (const unit of who.units) form.unit.append(option(unit.id, unit.name, s.unit));
+  form.since.value = s.since;
+  form.until.value = s.until;
+  const books = await api("/api/playbooks");
+  for (const pb of books.data) form.playbook.append(option(pb.id, pb.title, s.playbook));
+  // A playbook no longer loaded (its runs stay listable) still shows as the chosen filter.
+  if (s.playbook && form.playbook.value !== s.playbook) {
+    form.playbook.append(option(s.playbook, s.playbook, s.playbook));
+  }
+}
+
+// The API reads a time without zone in the bureau's zone: a whole day, from its first to its
+// last second.
+function apiQuery(s) {
+  return query({
+    playbook: s.playbook, status: s.status, unit: s.unit,
+    since: s.since ? `${s.since}T00:00:00` : "", until: s.until ? `${s.until}T23:59:59` : "",
+    limit: PAGE, offset: s.offset,
+  });
+}
+
+function runLink(run) {
+  return h("a", { href: `/runs/${run.id}`, text: run.title || `#${run.id}` });
+}
+
+function playbookName(run, names) {
+  return names.get(run.playbook) || run.playbook;
+}
+
+function table(runs, names) {
+  const head = ["事件/流程", "预案", "单位", "状态", "阶段", "启动时间", "启动人"];
+  return h("div", { class: "table-wrap" }, h("table", { id: "runs-table" },
+    h("thead", {}, h("tr", {}, head.map((text) => h("th", { scope: "col", text })))),
+    h("tbody", {}, runs.map((run) => h("tr", { dataset: { runId: run.id } },
+      h("td", {}, runLink(run)),
+      h("td", { text: playbookName(run, names) }),
+      h("td", { text: run.unit_name }),
+      h("td", {}, statusBadge(run.status, RUN_STATUS)),
+      h("td", { text: stageName(run.stage) }),
+      h("td", { text: run.started_at_local }),
+      h("td", { text: run.started_by_name || run.started_by }),
+    )))));
+}
+
+function cards(runs, names) {
+  return h("div", { class: "cards" }, runs.map((run) => h("article", {
+    class: "card run-card", dataset: { runId: run.id },
+  },
+  h("h3", {}, runLink(run), " ", statusBadge(run.status, RUN_STATUS)),
+  h("p", { class: "meta" }, `${playbookName(run, names)} · ${run.unit_name}`,
+    run.stage ? ` · 阶段 ${stageName(run.stage)}` : ""),
+  h("p", { class: "meta" }, `${run.started_at_local} 由 ${run.started_by_name || run.started_by} 启动`),
+  )));
+}
+
+function draw() {
+  if (!last) return;
+  const { answer, s, names } = last;
+  const box = clear($("#runs"));
+  const first = answer.count ? s.offset + 1 : 0;
+  const end = s.offset + answer.data.length;
+  $("#count").textContent = `共 ${answer.count} 项`;
+  $("#page-info").textContent = answer.count ? `第 ${first}–${end} 项，共 ${answer.count} 项` : "";
+  $("#prev").disabled = s.offset <= 0;
+  $("#next").disabled = end >= answer.count;
+  $("#pager").hidden = answer.count <= PAGE;
+  if (!answer.data.length) {
+    box.append(h("p", { class: "empty", text: "没有符合条件的事件或流程。" }));
+    return;
+  }
+  box.append(WIDE.matches ? table(answer.data, names) : cards(answer.data, names));
+}
+
+async function load(s, names) {
+  remember(s);
+  const answer = await api(`/api/runs${apiQuery(s)}`);
+  last = { answer, s, names };
+  draw();
+}
+
+startPage(async (who) => {
+  const s = state();
+  if (who.startable.length) $("#start-link").hidden = false;
+  await fillFilters(who, s);
+  const names = new Map([...$("#filters").playbook.options].map((o) => [o.value, o.textContent]));
+  const reload = async (next) => {
+    clearFlash();
+    try {
+      await load(next, names);
+    } catch (err) {
+      showError(err);
+    }
+  };
+  $("#filters").addEventListener("change", (event) => {
+    const form = event.currentTarget;
+    const next = { offset: 0 };
+    for (const name of FILTERS) next[name] = form[name].value;
+    reload(next);
+  });
+  $("#filters").addEventListener("submit", (event) => event.preventDefault());
+  const page = (step) => {
+    const s0 = last ? last.s : s;
+    reload({ ...s0, offset: Math.max(0, s0.offset + step) });
+  };
+  $("#prev").addEventListener("click", () => page(-PAGE));
+  $("#next").addEventListener("click", () => page(PAGE));
+  WIDE.addEventListener("change", draw);
+  await load(s, names);
+});

@@ -1,0 +1,238 @@
+// 启动预案: a commander (or an inspector registering a hazard) picks a playbook they may
+// start, the unit the event is in, and fills the playbook's typed parameters. The form is
+// built from the playbook's own `params`; the API judges every value, and its refusal (which
+// parameter, in its own words) is shown on the box to fix.
+import {
+  $, api, clear, clearFlash, h, markField, query, showError, startPage,
+} from "/static/closeloop.js";
+
+// The common typhoon stages (防汛防台 633); any other stage shows by its id.
+const STAGE_NAMES = {
+  watch: "关注", warning: "预警", emergency: "紧急防御", landfall: "登陆", recovery: "恢复",
+  closed: "结束",
+};
+
+const TYPES_ZH = {
+  string: "文本", int: "整数", number: "数字", bool: "是/否", enum: "选择", date: "日期",
+  datetime: "日期时间", list: "列表",
+};
+
+const cache = new Map(); // playbook id -> compiled playbook (GET /api/playbooks/{id})
+let shown = null; // the playbook whose params the form shows now
+let zoneOffset = "+08:00"; // the bureau's UTC offset, worked out from /api/me
+
+function stageName(stage) {
+  return STAGE_NAMES[stage] ? `${STAGE_NAMES[stage]}（${stage}）` : stage;
+}
+
+// "+08:00" from the server's own clock (now and now_local), so a time picked in the form means
+// the bureau's time whatever zone this phone is set to.
+function offsetFrom(who) {
+  const local = Date.parse(`${String(who.now_local).replace(" ", "T")}Z`);
+  const utc = Date.parse(who.now);
+  if (Number.isNaN(local) || Number.isNaN(utc)) return zoneOffset;
+  const minutes = Math.round((local - utc) / 900000) * 15;
+  const sign = minutes < 0 ? "-" : "+";
+  const abs = Math.abs(minutes);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+// Units as a tree: each indented under the unit above it.
+function unitOptions(who) {
+  const parent = new Map(who.units.map((u) => [u.id, u.parent_id]));
+  const depth = (id) => {
+    let d = 0;
+    for (let p = parent.get(id); p && parent.has(p) && d < 20; p = parent.get(p)) d += 1;
+    return d;
+  };
+  return who.units.map((u) => h("option", { value: u.id, selected: u.id === who.unit_id },
+    `${"\u3000".repeat(depth(u.id))}${u.name}`));
+}
+
+// -- one parameter's input ----------------------------------------------------------------------
+
+function textValue(value) {
+  return value === null || value === undefined ? "" : String(value);
+}
+
+function selectFor(name, spec, choices) {
+  const blank = spec.default === null || spec.default === undefined;
+  const options = [];
+  if (blank) options.push(h("option", { value: "" }, spec.required ? "请选择" : "（不填）"));
+  for (const [value, text] of choices) {
+    options.push(h("option", { value, selected: textValue(spec.default) === value }, text));
+  }
+  return h("select", { id: `p-${name}`, name }, options);
+}
+
+function inputFor(name, spec) {
+  const id = `p-${name}`;
+  switch (spec.type) {
+    case "enum":
+      return selectFor(name, spec, (spec.values || []).map((v) => [v, v]));
+    case "bool":
+      return selectFor(name, spec, [["true", "是"], ["false", "否"]]);
+    case "int":
+    case "number": {
+      // Text, not type=number: a browser turns "abc" in a number box into "", which would be
+      // sent as "not filled" and take the default; the API should say what is wrong.
+      return h("input", {
+        id, name, type: "text", inputmode: spec.type === "int" ? "numeric" : "decimal",
+        value: textValue(spec.default),
+      });
+    }
+    case "date":
+      return h("input", { id, name, type: "date", value: textValue(spec.default) });
+    case "datetime": {
+      const text = textValue(spec.default);
+      const m = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})/.exec(text);
+      return h("input", { id, name, type: "datetime-local", value: m ? `${m[1]}T${m[2]}` : "" });
+    }
+    case "list": {
+      const area = h("textarea", { id, name, rows: 3 });
+      area.value = Array.isArray(spec.default) ? spec.default.join("\n") : "";
+      return area;
+    }
+    default:
+      return h("input", { id, name, type: "text", value: textValue(spec.default) });
+  }
+}
+
+function hints(spec) {
+  const parts = [TYPES_ZH[spec.type] || spec.type];
+  if (spec.min !== null && spec.min !== undefined) parts.push(`最小 ${spec.min}`);
+  if (spec.max !== null && spec.max !== undefined) parts.push(`最大 ${spec.max}`);
+  if (spec.type === "list") parts.push("每行一项");
+  if (spec.default !== null && spec.default !== undefined && spec.default !== "") {
+    parts.push(`默认 ${Array.isArray(spec.default) ? spec.default.join("、") : textValue(spec.default)}`);
+  }
+  return parts.join(" · ");
+}
+
+function paramField(name, spec) {
+  const input = inputFor(name, spec);
+  const helpId = `help-${name}`;
+  input.setAttribute("aria-describedby", helpId);
+  if (spec.required) {
+    input.setAttribute("required", "");
+    input.setAttribute("aria-required", "true");
+  }
+  return h("div", { class: "param", dataset: { param: name, type: spec.type } },
+    h("label", { for: input.id },
+      spec.title || name,
+      spec.title_en ? h("span", { class: "en", text: ` ${spec.title_en}` }) : null,
+      spec.required ? h("span", { class: "req", title: "必填", text: " *" }) : null),
+    input,
+    h("p", { id: helpId, class: "help meta" },
+      spec.description ? `${spec.description}（${hints(spec)}）` : hints(spec)));
+}
+
+// -- the playbook chosen ------------------------------------------------------------------------
+
+function drawStages(pb) {
+  const box = clear($("#stages"));
+  box.hidden = !pb.stages || !pb.stages.length;
+  if (box.hidden) return;
+  box.append(
+    h("p", { class: "meta" }, "分阶段预案：启动后处于第一个阶段，指挥长在流程页切换阶段，各阶段的任务随之下达。"),
+    h("ol", { class: "stage-list" }, pb.stages.map((stage) => {
+      const steps = (pb.steps || []).filter((s) => s.stage === stage).map((s) => s.title);
+      return h("li", { dataset: { stage } }, h("strong", { text: stageName(stage) }),
+        steps.length ? h("span", { class: "meta", text: `：${steps.join("、")}` }) : null);
+    })));
+}
+
+function drawParams(pb) {
+  const fields = clear($("#param-fields"));
+  const entries = Object.entries(pb.params || {});
+  $("#params").hidden = entries.length === 0;
+  for (const [name, spec] of entries) fields.append(paramField(name, spec));
+  const about = [pb.description, pb.title_en].filter(Boolean).join(" · ");
+  $("#playbook-about").textContent = about;
+  drawStages(pb);
+}
+
+async function choose(id) {
+  clearFlash();
+  const url = window.location.pathname + query({ playbook: id });
+  window.history.replaceState(null, "", url);
+  shown = null;
+  if (!cache.has(id)) cache.set(id, await api(`/api/playbooks/${encodeURIComponent(id)}`));
+  // Another playbook may have been chosen while this one loaded: draw only the current one.
+  if ($("#playbook").value !== id) return;
+  shown = cache.get(id);
+  drawParams(shown);
+}
+
+// -- sending --------------------------------------------------------------------------------
+
+// The value of one parameter as the API takes it; undefined when left empty (the playbook's
+// default then applies, and a missing required one is the API's to name).
+function valueOf(input, spec) {
+  const raw = input.value;
+  if (spec.type === "list") {
+    const items = raw.split("\n").map((line) => line.trim()).filter(Boolean);
+    return items.length ? items : undefined;
+  }
+  if (raw.trim() === "") return undefined;
+  switch (spec.type) {
+    case "bool":
+      return raw === "true";
+    case "int":
+    case "number":
+      return raw.trim();
+    case "datetime":
+      return `${raw}${zoneOffset}`;
+    default:
+      return raw;
+  }
+}
+
+function collect() {
+  const params = {};
+  for (const [name, spec] of Object.entries(shown ? shown.params || {} : {})) {
+    const input = $("#param-fields").querySelector(`[name="${CSS.escape(name)}"]`);
+    if (!input) continue;
+    const value = valueOf(input, spec);
+    if (value !== undefined) params[name] = value;
+  }
+  // By id: a playbook may well have a parameter called "unit".
+  return { playbook: $("#playbook").value, unit: $("#unit").value, params };
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const button = $("#start-submit");
+  clearFlash();
+  markField(form, null);
+  button.disabled = true;
+  try {
+    const run = await api("/api/runs", { method: "POST", json: collect() });
+    window.location.assign(`/runs/${run.id}`);
+  } catch (err) {
+    showError(err);
+    markField(form, err);
+    button.disabled = false;
+  }
+}
+
+startPage(async (who) => {
+  if (!who.startable.length) {
+    $("#nothing").hidden = false;
+    return;
+  }
+  zoneOffset = offsetFrom(who);
+  const form = $("#start-form");
+  const wanted = new URLSearchParams(window.location.search).get("playbook");
+  const first = who.startable.some((pb) => pb.id === wanted) ? wanted : who.startable[0].id;
+  for (const pb of who.startable) {
+    $("#playbook").append(h("option", { value: pb.id, selected: pb.id === first }, pb.title));
+  }
+  $("#unit").append(...unitOptions(who));
+  form.hidden = false;
+  $("#playbook").addEventListener("change", () => choose($("#playbook").value).catch(showError));
+  form.addEventListener("submit", submit);
+  await choose(first);
+});

@@ -1,0 +1,584 @@
+// One task on a phone: what it is and how long is left, then what the person may do now —
+// sign for it, hand in the work with photos, verify someone else's, ask for more time. Which
+// buttons show is a guess from the person's roles; whether they may is the API's call, and its
+// refusal is shown in its own words.
+import {
+  $, ApiError, STEP_STATUS, api, clear, clearFlash, download, flash, h, liveCountdowns, markField,
+  showError, startPage, statusBadge,
+} from "/static/closeloop.js";
+
+const taskId = Number(document.body.dataset.taskId);
+const OPEN = ["ready", "acked", "submitted", "rejected"];
+const ACTIONABLE = ["ready", "acked", "rejected"];
+const REQUEST_STATUS = { pending: "待审批", approved: "已批准", refused: "已驳回", lapsed: "已失效" };
+
+const state = {
+  who: null,
+  task: null,
+  run: null, // null when the caller may not read the run (a task handed to them from above)
+  playbook: null,
+  spec: null, // the playbook's step: outputs, evidence, verify, extension
+  requests: null,
+  requestsError: null,
+  files: null, // evidence chosen for the next submission: [{id, name}]
+  uploading: 0,
+};
+
+// -- small helpers -----------------------------------------------------------------------------
+
+function section(id, title, ...children) {
+  return h("section", { id, class: "card" }, title ? h("h2", { text: title }) : null, ...children);
+}
+
+function row(label, ...value) {
+  return h("tr", {}, h("th", { scope: "row", text: label }), h("td", {}, ...value));
+}
+
+function dueSpan(iso, overdue = false) {
+  return h("span", { class: "due", dataset: { due: iso, overdue: overdue ? "true" : "false" } });
+}
+
+function mayAct() {
+  const { task, who } = state;
+  return task.assignees.some((a) => a.id === who.id) ||
+    (task.role && who.roles.some((r) => r.role === task.role));
+}
+
+function mayVerify() {
+  const { task, who, spec } = state;
+  if (task.status !== "submitted") return false;
+  if (!spec) return task.submitted_by !== who.id; // playbook unknown: let the API decide
+  return Boolean(spec.verify) && who.roles.some((r) => r.role === spec.verify.role);
+}
+
+// Who handed the work in or decided on it, by name (the API gives both); "我" for the caller.
+function personName(id, name) {
+  if (!id) return "";
+  if (id === state.who.id) return `${state.who.name}（我）`;
+  return name || id;
+}
+
+function shownValue(value) {
+  if (value === true) return "是";
+  if (value === false) return "否";
+  if (Array.isArray(value)) return value.join("、");
+  if (value === null || value === undefined || value === "") return "—";
+  return String(value);
+}
+
+// A button that does one call at a time: a second tap while the first is on its way is ignored.
+function action(button, run) {
+  button.addEventListener("click", async (event) => {
+    event.preventDefault();
+    if (button.disabled) return;
+    button.disabled = true;
+    try {
+      await run();
+    } catch (err) {
+      showError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+// -- evidence: thumbnails fetched with the token (an <img src> would go without it) -----------
+
+const blobs = new Map(); // evidence id -> Promise<{url, type}>
+
+function evidenceBlob(id) {
+  if (!blobs.has(id)) {
+    const loading = api(`/api/evidence/${encodeURIComponent(id)}`, { raw: true })
+      .then((response) => response.blob())
+      .then((blob) => ({ url: URL.createObjectURL(blob), type: blob.type }));
+    loading.catch(() => blobs.delete(id)); // a failed fetch is tried again on the next draw
+    blobs.set(id, loading);
+  }
+  return blobs.get(id);
+}
+
+function thumb(id, name, onRemove) {
+  const figure = h("figure", { class: "thumb", dataset: { evidenceId: id } },
+    h("span", { class: "meta", text: "读取中…" }));
+  evidenceBlob(id).then(({ url, type }) => {
+    clear(figure);
+    if (type.startsWith("image/")) {
+      figure.append(h("img", { src: url, alt: name || "现场照片" }));
+    } else {
+      figure.append(action(h("button", { type: "button", class: "file", text: name || "下载文件" }),
+        () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id)));
+    }
+    if (onRemove) {
+      figure.append(h("button", { type: "button", class: "remove", "aria-label": "移除",
+        text: "移除", onclick: onRemove }));
+    }
+  }, (err) => {
+    clear(figure);
+    figure.append(h("span", { class: "meta", text: `无法显示：${err.detail || err.message}` }));
+    if (onRemove) {
+      figure.append(h("button", { type: "button", class: "remove", text: "移除", onclick: onRemove }));
+    }
+  });
+  return figure;
+}
+
+function requirementText(need) {
+  if (!need) return "";
+  const parts = [];
+  if (need.photos) parts.push(`至少 ${need.photos} 张照片`);
+  if (need.files) parts.push(`另附至少 ${need.files} 个文件`);
+  if (need.note) parts.push("须填写说明");
+  return parts.join("，");
+}
+
+// -- the page ----------------------------------------------------------------------------------
+
+function drawSummary() {
+  const { task, run } = state;
+  const badges = h("p", { class: "badges" }, statusBadge(task.status, STEP_STATUS));
+  if (task.overdue) badges.append(" ", h("span", { class: "badge overdue-badge", text: "逾期" }));
+  if (task.escalation_level > 0) {
+    badges.append(" ", h("span", { class: "badge escalated", text: `已升级 ${task.escalation_level} 级` }));
+  }
+  const rows = [
+    row("所属流程", h("a", { href: `/runs/${task.run_id}`, text: run ? run.title : `流程 #${task.run_id}` })),
+    row("责任单位", run && run.unit_name !== task.unit_name
+      ? `${task.unit_name}（${run.unit_name}）` : task.unit_name),
+    row("办理人", task.assignees.map((a) => a.name).join("、") || "—"),
+  ];
+  if (task.due_at) {
+    rows.push(row("期限", h("span", { id: "due-local", text: task.due_at_local || "" }), " · ",
+      dueSpan(task.due_at, task.overdue)));
+  } else {
+    rows.push(row("期限", "无时限"));
+  }
+  if (task.original_due_at_local) {
+    rows.push(row("原期限", h("span", { id: "original-due", text: task.original_due_at_local })));
+  }
+  if (task.status === "submitted" && task.verify_due_at) {
+    rows.push(row("核验期限", task.verify_due_at_local || "", " · ", dueSpan(task.verify_due_at)));
+  }
+  if (task.acked_at_local) rows.push(row("签收时间", task.acked_at_local));
+  if (task.done_at_local) rows.push(row("完成时间", task.done_at_local));
+  if (task.verified_by && task.status === "done") rows.push(row("核验人", personName(task.verified_by, task.verified_by_name)));
+  return section("summary", null, badges,
+    h("div", { class: "table-wrap" }, h("table", { class: "kv" }, h("tbody", {}, rows))));
+}
+
+function drawRejected() {
+  const { task } = state;
+  if (task.status !== "rejected") return null;
+  return h("section", { id: "reject", class: "card reject-box", role: "note" },
+    h("strong", { text: "已退回，请重新整改后再提交" }),
+    h("p", { id: "reject-reason", text: `退回原因：${task.reject_reason || "（未说明）"}` }),
+    task.verified_by ? h("p", { class: "meta", text: `退回人：${personName(task.verified_by, task.verified_by_name)}` }) : null);
+}
+
+function drawAbout() {
+  const { spec, run, playbook } = state;
+  const parts = [];
+  if (spec && spec.description) parts.push(h("p", { class: "description", text: spec.description }));
+  if (run && run.params) {
+    const titles = (playbook && playbook.params) || {};
+    const rows = Object.entries(run.params)
+      .filter(([, value]) => value !== null && value !== undefined && value !== "")
+      .map(([name, value]) => row((titles[name] && titles[name].title) || name, shownValue(value)));
+    if (rows.length) {
+      parts.push(h("div", { class: "table-wrap" },
+        h("table", { id: "params", class: "kv" }, h("tbody", {}, rows))));
+    }
+  }
+  return parts.length ? section("about", "任务说明", ...parts) : null;
+}
+
+function drawSubmitted() {
+  const { task, spec } = state;
+  const outputs = Object.entries(task.outputs || {}).filter(([, v]) => v !== null && v !== undefined);
+  if (!task.note && outputs.length === 0 && task.evidence.length === 0) return null;
+  const titles = (spec && spec.outputs) || {};
+  const parts = [];
+  if (task.submitted_by) {
+    parts.push(h("p", { class: "meta", text: `提交人：${personName(task.submitted_by, task.submitted_by_name)}` }));
+  }
+  if (task.note) parts.push(h("p", { id: "submitted-note", class: "doc-body", text: task.note }));
+  if (outputs.length) {
+    parts.push(h("div", { class: "table-wrap" }, h("table", { id: "submitted-outputs", class: "kv" },
+      h("tbody", {}, outputs.map(([name, value]) =>
+        row((titles[name] && titles[name].title) || name, shownValue(value)))))));
+  }
+  if (task.evidence.length) {
+    parts.push(h("div", { id: "submitted-evidence", class: "thumbs" },
+      task.evidence.map((id) => thumb(id, ""))));
+  }
+  const title = task.status === "rejected" ? "上次提交的内容" : "提交的内容";
+  return section("submitted", title, ...parts);
+}
+
+// -- actions -----------------------------------------------------------------------------------
+
+function redraw(message) {
+  draw();
+  if (message) flash(message, "ok");
+}
+
+function drawAck() {
+  const button = h("button", { id: "ack", type: "button", class: "primary", text: "签收" });
+  action(button, async () => {
+    state.task = await api(`/api/tasks/${taskId}/ack`, { method: "POST" });
+    redraw("已签收");
+  });
+  return h("p", {}, button, h("span", { class: "meta", text: " 签收表示已收到、正在办理。" }));
+}
+
+// One input per declared output, named as the output so the API's `outputs.<name>` marks it.
+function outputInput(name, out, value) {
+  const title = `${out.title || name}${out.required ? "（必填）" : ""}`;
+  const id = `out-${name}`;
+  const type = out.type || "string";
+  if (type === "bool") {
+    return h("label", { class: "check", for: id },
+      h("input", { id, name, type: "checkbox", checked: value === true }), ` ${title}`);
+  }
+  let input;
+  if (type === "enum") {
+    input = h("select", { id, name },
+      h("option", { value: "", text: "请选择" }),
+      (out.values || []).map((v) => h("option", { value: v, text: v, selected: v === value })));
+  } else if (type === "list") {
+    input = h("textarea", { id, name, rows: 3, placeholder: "每行一项" });
+    input.value = Array.isArray(value) ? value.join("\n") : "";
+  } else {
+    const kinds = { int: "number", number: "number", date: "date", datetime: "datetime-local" };
+    input = h("input", { id, name, type: kinds[type] || "text",
+      step: type === "int" ? "1" : type === "number" ? "any" : null,
+      min: out.min ?? null, max: out.max ?? null, inputmode: type === "int" ? "numeric" : null });
+    if (value !== null && value !== undefined) {
+      input.value = type === "datetime" ? String(value).slice(0, 16) : String(value);
+    }
+  }
+  return h("div", { class: "field" }, h("label", { for: id, text: title }), input);
+}
+
+// "+08:00" for the bureau's zone at that wall time: a datetime-local value has no zone, and the
+// API would otherwise store it without one.
+function zoneOffset(localText) {
+  try {
+    const at = new Date(`${localText}:00Z`);
+    const format = new Intl.DateTimeFormat("en-US",
+      { timeZone: state.who.timezone, timeZoneName: "longOffset" });
+    const parts = format.formatToParts(at);
+    const name = (parts.find((p) => p.type === "timeZoneName") || {}).value || "";
+    const m = /GMT([+-]\d{2}:\d{2})/.exec(name);
+    return m ? m[1] : "+00:00";
+  } catch {
+    return "+08:00";
+  }
+}
+
+function readOutputs(form) {
+  const outputs = {};
+  const specs = (state.spec && state.spec.outputs) || {};
+  for (const [name, out] of Object.entries(specs)) {
+    const input = form.elements.namedItem(name);
+    if (!input) continue;
+    const type = out.type || "string";
+    if (type === "bool") {
+      outputs[name] = input.checked;
+      continue;
+    }
+    const text = input.value.trim();
+    if (!text) continue; // left empty: a required one is the API's to refuse, by name
+    if (type === "int" || type === "number") outputs[name] = Number(text);
+    else if (type === "datetime") outputs[name] = `${text}${zoneOffset(text)}`;
+    else if (type === "list") outputs[name] = text.split("\n").map((s) => s.trim()).filter(Boolean);
+    else outputs[name] = input.value;
+  }
+  return outputs;
+}
+
+
+function drawFiles(box) {
+  clear(box);
+  for (const file of state.files) {
+    box.append(thumb(file.id, file.name, () => {
+      state.files = state.files.filter((f) => f.id !== file.id);
+      drawFiles(box);
+    }));
+  }
+  const count = $("#evidence-count");
+  if (count) count.textContent = state.files.length ? `已选 ${state.files.length} 个` : "";
+}
+
+async function upload(files, box, status) {
+  for (const file of files) {
+    state.uploading += 1;
+    status.textContent = `正在上传 ${file.name}…`;
+    try {
+      const form = new FormData();
+      form.append("file", file, file.name);
+      const stored = await api("/api/evidence", { method: "POST", form });
+      state.files.push({ id: stored.id, name: stored.filename });
+      drawFiles(box);
+    } catch (err) {
+      showError(err);
+    } finally {
+      state.uploading -= 1;
+      status.textContent = state.uploading ? status.textContent : "";
+    }
+  }
+}
+
+function drawCompletion() {
+  const { task, spec } = state;
+  if (state.files === null) {
+    // Sent back: the photos already handed in count again unless removed.
+    state.files = task.status === "rejected" ? task.evidence.map((id) => ({ id, name: "" })) : [];
+  }
+  const outputs = (spec && spec.outputs) || {};
+  const need = spec && spec.evidence;
+  const note = h("textarea", { id: "note", name: "note", rows: 4, placeholder: "写明整改或办理情况" });
+  if (task.status === "rejected" && task.note) note.value = task.note;
+  const box = h("div", { id: "evidence-thumbs", class: "thumbs" });
+  const status = h("span", { id: "upload-status", class: "meta", "aria-live": "polite" });
+  const picker = h("input", { id: "evidence", name: "evidence", type: "file", multiple: true,
+    accept: "image/*,application/pdf", capture: "environment" });
+  picker.addEventListener("change", async () => {
+    const chosen = [...picker.files];
+    picker.value = ""; // the same photo may be chosen again after removing it
+    await upload(chosen, box, status);
+  });
+  const submit = h("button", { id: "submit", type: "submit", class: "primary", text: "提交" });
+  const form = h("form", { id: "complete-form", novalidate: true, autocomplete: "off" },
+    h("h2", { text: task.status === "rejected" ? "重新提交" : "办结提交" }),
+    Object.entries(outputs).map(([name, out]) => outputInput(name, out, task.outputs[name])),
+    h("div", { class: "field" },
+      h("label", { for: "note", text: `说明${need && need.note ? "（必填）" : ""}` }), note),
+    h("div", { class: "field" },
+      h("label", { for: "evidence", text: "现场照片 / 附件" }),
+      need ? h("p", { id: "evidence-need", class: "meta", text: requirementText(need) }) : null,
+      picker, h("span", { id: "evidence-count", class: "meta" }), status, box),
+    submit);
+  drawFiles(box);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (state.uploading) {
+      flash("照片还在上传，请稍候", "error");
+      return;
+    }
+    submit.disabled = true;
+    try {
+      state.task = await api(`/api/tasks/${taskId}/complete`, { method: "POST", json: {
+        note: note.value.trim() ? note.value : null,
+        outputs: readOutputs(form),
+        evidence: state.files.map((f) => f.id),
+      } });
+      state.files = null;
+      await loadRequests();
+      redraw(state.task.status === "submitted" ? "已提交，等待核验" : "已办结");
+    } catch (err) {
+      showError(err);
+      markField(form, err);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return h("section", { id: "work", class: "card" }, form);
+}
+
+function drawVerify() {
+  const note = h("textarea", { id: "verify-note", name: "note", rows: 3,
+    placeholder: "核验意见；退回时必须写明原因" });
+  const form = h("form", { id: "verify-form", novalidate: true, autocomplete: "off" },
+    h("h2", { text: "核验" }),
+    h("label", { for: "verify-note", text: "意见" }), note);
+  const decide = async (approve) => {
+    clearFlash();
+    if (!approve && !note.value.trim()) {
+      // The API says the same; asked here first so nobody waits for a refusal on a phone.
+      note.setAttribute("aria-invalid", "true");
+      note.focus();
+      flash("退回需说明原因", "error");
+      return;
+    }
+    try {
+      state.task = await api(`/api/tasks/${taskId}/verify`, { method: "POST",
+        json: { approve, note: note.value.trim() ? note.value : null } });
+      redraw(approve ? "已通过核验" : "已退回，已通知整改人");
+    } catch (err) {
+      showError(err);
+      markField(form, err);
+    }
+  };
+  form.append(h("p", {},
+    action(h("button", { id: "approve", type: "button", class: "primary", text: "通过" }),
+      () => decide(true)),
+    action(h("button", { id: "reject", type: "button", class: "danger", text: "退回" }),
+      () => decide(false))));
+  form.addEventListener("submit", (event) => event.preventDefault());
+  return h("section", { id: "verify", class: "card" }, form);
+}
+
+function drawWaiting() {
+  return h("p", { id: "waiting", class: "card meta", text: "已提交，等待核验。" });
+}
+
+// -- requests for more time --------------------------------------------------------------------
+
+async function loadRequests() {
+  try {
+    const page = await api(`/api/extension-requests?task=${taskId}&limit=50`);
+    state.requests = page.data;
+    state.requestsError = null;
+  } catch (err) {
+    state.requests = null;
+    state.requestsError = err;
+  }
+}
+
+function drawRequestForm() {
+  const due = h("input", { id: "ext-due", name: "due_at", type: "date" });
+  const reason = h("textarea", { id: "ext-reason", name: "reason", rows: 2,
+    placeholder: "为什么需要更多时间" });
+  const send = h("button", { id: "ext-send", type: "submit", text: "申请延期" });
+  const form = h("form", { id: "ext-form", novalidate: true, autocomplete: "off" },
+    h("label", { for: "ext-due", text: "新期限（当天 24:00 截止）" }), due,
+    h("label", { for: "ext-reason", text: "延期原因" }), reason, send);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    send.disabled = true;
+    try {
+      // A bare date is the end of that day (24:00) to the API, as deadlines are printed.
+      await api(`/api/tasks/${taskId}/extension-requests`, { method: "POST",
+        json: { due_at: due.value, reason: reason.value } });
+      await loadRequests();
+      redraw("已提交延期申请，等待审批");
+    } catch (err) {
+      showError(err);
+      markField(form, err);
+    } finally {
+      send.disabled = false;
+    }
+  });
+  return form;
+}
+
+function drawDecision(req) {
+  const note = h("input", { name: "note", type: "text", placeholder: "审批意见；驳回须写明原因",
+    "aria-label": "审批意见" });
+  const form = h("form", { class: "decide", novalidate: true }, note);
+  const decide = async (approve) => {
+    clearFlash();
+    if (!approve && !note.value.trim()) {
+      note.setAttribute("aria-invalid", "true");
+      note.focus();
+      flash("驳回需说明原因", "error");
+      return;
+    }
+    try {
+      await api(`/api/extension-requests/${req.id}/decide`, { method: "POST",
+        json: { approve, note: note.value.trim() ? note.value : null } });
+      state.task = await api(`/api/tasks/${taskId}`); // an approval moved the deadline
+      await loadRequests();
+      redraw(approve ? "已批准延期" : "已驳回延期申请");
+    } catch (err) {
+      showError(err);
+      markField(form, err);
+    }
+  };
+  form.append(h("p", {},
+    action(h("button", { type: "button", class: "primary approve-ext", text: "批准" }),
+      () => decide(true)),
+    action(h("button", { type: "button", class: "danger refuse-ext", text: "驳回" }),
+      () => decide(false))));
+  form.addEventListener("submit", (event) => event.preventDefault());
+  return form;
+}
+
+function drawRequest(req) {
+  const item = h("li", { class: "ext-request", dataset: { requestId: req.id, status: req.status } },
+    h("span", { class: `badge ext-${req.status}`, text: REQUEST_STATUS[req.status] || req.status }), " ",
+    h("strong", { text: `申请延至 ${req.new_due_at_local}` }),
+    h("div", { class: "meta", text: `${req.requested_by.name} · ${req.requested_at_local}` +
+      (req.old_due_at_local ? ` · 原期限 ${req.old_due_at_local}` : "") }),
+    h("div", { text: `原因：${req.reason}` }));
+  if (req.status === "pending" && req.decide_by_local) {
+    item.append(h("div", { class: req.decision_overdue ? "meta overdue" : "meta",
+      text: `审批期限 ${req.decide_by_local}${req.decision_overdue ? "（已超期）" : ""}` }));
+  }
+  if (req.decided_by) {
+    item.append(h("div", { class: "meta",
+      text: `${req.decided_by.name} ${req.decided_at_local || ""}${req.note ? `：${req.note}` : ""}` }));
+  }
+  if (req.status === "pending" && req.can_decide) item.append(drawDecision(req));
+  return item;
+}
+
+function drawExtensions() {
+  const { task, spec } = state;
+  const open = OPEN.includes(task.status);
+  const takesRequests = !spec || Boolean(spec.extension);
+  const canAsk = open && takesRequests && mayAct() &&
+    !(state.requests || []).some((r) => r.status === "pending");
+  const requests = state.requests || [];
+  if (!canAsk && requests.length === 0 && !state.requestsError) return null;
+  const parts = [];
+  if (canAsk) parts.push(drawRequestForm());
+  if (state.requestsError) {
+    const why = state.requestsError.detail || state.requestsError.message;
+    parts.push(h("p", { class: "meta", text: `延期申请无法读取：${why}` }));
+  }
+  if (requests.length) parts.push(h("ul", { id: "ext-list", class: "timeline" }, requests.map(drawRequest)));
+  return section("extension", "延期申请", ...parts);
+}
+
+// -- drawing and loading -----------------------------------------------------------------------
+
+function draw() {
+  const { task } = state;
+  $("#heading").textContent = task.title;
+  document.title = `${task.title} · closeloop`;
+  const content = clear($("#content"));
+  const parts = [drawSummary(), drawRejected()];
+  if (task.status === "ready" && mayAct()) parts.push(drawAck());
+  if (ACTIONABLE.includes(task.status) && mayAct() && task.action === "task") parts.push(drawCompletion());
+  if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());
+  else if (task.status === "submitted" && mayAct()) parts.push(drawWaiting());
+  parts.push(drawSubmitted(), drawExtensions(), drawAbout());
+  for (const part of parts) if (part) content.append(part);
+  liveCountdowns(document);
+}
+
+// The run (title, unit, params) and the playbook's step are context: without them the task is
+// still shown and worked, only with less said about it.
+async function loadContext() {
+  try {
+    state.run = await api(`/api/runs/${state.task.run_id}`);
+  } catch {
+    state.run = null;
+    return;
+  }
+  try {
+    state.playbook = await api(`/api/playbooks/${encodeURIComponent(state.run.playbook)}`);
+    state.spec = state.playbook.steps.find((s) => s.id === state.task.step) || null;
+  } catch {
+    state.playbook = null;
+    state.spec = null;
+  }
+}
+
+startPage(async (who) => {
+  state.who = who;
+  try {
+    state.task = await api(`/api/tasks/${taskId}`);
+  } catch (err) {
+    // Not a blank page: say why (the API's words) and where to go instead.
+    showError(err);
+    $("#heading").textContent = `任务 #${taskId}`;
+    clear($("#content")).append(h("p", { class: "empty", id: "unavailable" },
+      "无法打开该任务。", h("a", { href: "/inbox", text: "返回我的待办" })));
+    return;
+  }
+  await Promise.all([loadContext(), loadRequests()]);
+  draw();
+});

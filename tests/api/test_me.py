@@ -1,0 +1,67 @@
+"""GET /api/me: who the pages are drawn for, and the server's clock they count down from."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from flows.runtime import Runtime
+from models.clock import ManualClock
+
+
+@pytest.fixture
+def rt(demo: Runtime) -> Runtime:
+    return demo
+
+
+def test_an_inspector_sees_their_unit_and_below_and_what_they_may_start(
+        client: TestClient, auth, clock: ManualClock) -> None:
+    who = client.get("/api/me", headers=auth("pingshan-street-inspector-1")).json()
+    assert (who["id"], who["name"], who["unit_id"], who["unit_type"]) == (
+        "pingshan-street-inspector-1", "邓思远", "pingshan-street", "street")
+    assert who["roles"] == [{"role": "inspector", "name": "检查员"}]
+    assert who["commander"] is False and who["admin"] is False and who["manager"] is False
+    units = [u["id"] for u in who["units"]]
+    assert units[0] == "pingshan-street" and "liuhe" in units and "pingshan" not in units
+    assert [p["id"] for p in who["startable"]] == ["hazard-3030"]
+    assert who["now"].startswith(clock.now().strftime("%Y-%m-%dT%H:%M"))
+    assert who["now_local"] == "2026-03-02 09:00:00"
+    assert who["timezone"] == "Asia/Shanghai"
+
+
+def test_a_commander_may_start_every_playbook_and_an_admin_sees_the_whole_chart(
+        client: TestClient, auth, demo: Runtime) -> None:
+    commander = client.get("/api/me", headers=auth("wang-qiang")).json()
+    assert commander["commander"] is True
+    assert {p["id"] for p in commander["startable"]} == set(demo.catalog.current)
+    admin = client.get("/api/me", headers=auth("pingshan-admin")).json()
+    assert admin["admin"] is True and admin["manager"] is True
+    manager = client.get("/api/me", headers=auth("sun-li")).json()
+    assert (manager["manager"], manager["commander"]) == (True, False)
+    assert len(admin["units"]) == len(demo.org.units)
+
+
+def test_no_token_is_a_401(client: TestClient) -> None:
+    r = client.get("/api/me")
+    assert r.status_code == 401
+    assert "令牌" in r.json()["detail"]
+
+
+def test_the_register_vocabulary_is_what_the_filters_accept(client: TestClient, auth) -> None:
+    headers = auth("sun-li")
+    known = client.get("/api/registers/vocabulary", headers=headers).json()
+    assert known["statuses"][:2] == ["open", "closed"] and "整改中" in known["statuses"]
+    assert set(known["grades"]) == {"一般", "重大"}
+    assert "群众举报" in known["sources"]
+    assert known["risk_levels"] == ["重大", "较大", "一般", "低"]
+    # Every value the pages offer is one the lists take (and one they don't is refused).
+    for field, values in (("status", known["statuses"]), ("grade", known["grades"]),
+                          ("source", known["sources"])):
+        for value in values:
+            r = client.get("/api/hazards", params={field: value}, headers=headers)
+            assert r.status_code == 200, (field, value, r.text)
+        assert client.get("/api/hazards", params={field: "没有这个"},
+                          headers=headers).status_code == 422
+    for level in known["risk_levels"]:
+        assert client.get("/api/risks", params={"level": level},
+                          headers=headers).status_code == 200

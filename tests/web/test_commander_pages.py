@@ -1,0 +1,390 @@
+"""The commander's pages: starting a playbook with its typed params (and the API's refusal of
+a bad one, shown on the box to fix), a run's steps with their countdowns, a missed deadline and
+who was chased for it, the documents it filed, a typhoon's stage change, a cancellation with
+its reason, a refusal to read another street's run, and the list of runs and its filters.
+
+The shipped playbooks have no staged one, so this module's runtime also loads a 台风633 made
+for the demo district (a stage change fans a task out to every community of the street)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
+from playwright.sync_api import Page, expect
+
+from flows.lifecycle import cancel_run, start_run
+from flows.runtime import Runtime
+from flows.segments import drain_wakes
+from flows.sweeper import sweep_once
+from models.clock import ManualClock
+
+SignedIn = Callable[..., Page]
+
+TYPHOON = """\
+id: typhoon-633
+version: 1
+title: 台风633分级响应
+title_en: Typhoon 633 staged response
+kind: typhoon
+params:
+  name: {type: string, required: true, title: 台风名称, title_en: Typhoon name}
+  areas: {type: list, title: 重点防御区域, description: 低洼易涝点、危房、在建工地}
+  landfall: {type: date, title: 预计登陆日期}
+  schools_closed: {type: bool, default: false, title: 已停课}
+stages: [watch, warning, emergency, recovery]
+steps:
+  - id: watch-duty
+    title: 值班监测台风动态
+    role: duty_officer
+    stage: watch
+    due: 2h
+  - id: community-ack
+    title: 社区叫应
+    role: community_head
+    stage: warning
+    for_each: "units(type='community', within=run.unit)"
+    ack: 30m
+    due: {after: 2h, from: stage}
+    escalate: [{after: 0m, notify: [street_head]}]
+  - id: transfer
+    title: 危险区人员转移
+    role: grid_worker
+    stage: emergency
+    for_each: "units(type='community', within=run.unit)"
+    due: 6h
+"""
+
+LEAK = {"location": "六和社区深汕路88号", "grade": "一般"}
+
+
+@pytest.fixture
+def web_rt(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+    """The shipped playbooks and the demo district, plus a staged typhoon playbook."""
+    books = tmp_path / "books"
+    shutil.copytree(SHIPPED_PLAYBOOKS, books)
+    (books / "typhoon-633.yaml").write_text(TYPHOON, encoding="utf-8")
+    rt = make_runtime(tmp_path / "web", clock=clock, playbooks=books, org_path=DEMO_ORG)
+    assert rt.catalog.errors == [] and "typhoon-633" in rt.catalog.current
+    yield rt
+    rt.db.dispose()
+
+
+def call(server: Any, person: str, method: str, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {server.token(person)}"}
+    r = httpx.request(method, server.url(path), headers=headers, timeout=10, **kwargs)
+    assert r.status_code < 400, r.text
+    return r.json()
+
+
+def start_leak(server: Any, unit: str = "liuhe", actor: str = "wang-qiang", **params: Any) -> int:
+    run = start_run(server.rt, playbook_id="gas-leak", unit_id=unit,
+                    params={**LEAK, **params}, actor=actor)
+    return run.id or 0
+
+
+def step_of(server: Any, run_id: int, key: str) -> dict[str, Any]:
+    run = call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")
+    return next(s for s in run["steps"] if s["step"] == key)
+
+
+def run_id_from(page: Page) -> int:
+    match = re.search(r"/runs/(\d+)$", page.url)
+    assert match, page.url
+    return int(match.group(1))
+
+
+def left(minutes: int) -> re.Pattern[str]:
+    """The countdown of a deadline `minutes` ahead of the (frozen) server clock. The page counts
+    from the server's time plus the time passed since on the browser's own clock, which moves
+    on meanwhile: a moment after the page drew it, it may say a minute or so less."""
+    return re.compile(rf"^剩余 [0-{minutes}]分钟$")
+
+
+# Past the deadline, by the same reckoning: a minute late at least.
+LATE = re.compile(r"^逾期 \d+分钟$")
+
+
+def step_item(page: Page, key: str) -> Any:
+    return page.locator(f"#steps li[data-step='{key}']")
+
+
+# -- starting ------------------------------------------------------------------------------------
+
+def test_a_commander_starts_the_gas_leak_and_sees_its_steps_counting_down(
+        signed_in: SignedIn, server: Any) -> None:
+    page = signed_in("wang-qiang")
+    page.goto(server.url("/runs/new?playbook=gas-leak"))
+    expect(page.locator("#playbook")).to_have_value("gas-leak")
+    expect(page.locator("#unit")).to_have_value("pingshan")  # his own unit first
+    # The form is the playbook's params: required marked, defaults filled, enum as a choice.
+    expect(page.locator(".param[data-param='location'] .req")).to_have_count(1)
+    expect(page.locator("[name=grade]")).to_have_value("一般")
+    expect(page.locator("[name=casualties]")).to_have_value("0")
+    page.select_option("#unit", "liuhe")
+    page.fill("[name=location]", "六和社区深汕路88号")
+    page.select_option("[name=grade]", "较大")
+    page.fill("[name=brief]", "居民楼一层燃气管道破损")
+    page.click("#start-submit")
+
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    run = call(server, "wang-qiang", "GET", f"/api/runs/{run_id_from(page)}")
+    assert (run["unit_id"], run["params"]["location"], run["params"]["grade"]) == \
+        ("liuhe", "六和社区深汕路88号", "较大")
+    assert run["params"]["enterprise"] is None  # left empty: not sent, the default stands
+    expect(page.locator("#heading")).to_have_text(run["title"])
+    expect(page.locator("#run-status")).to_contain_text("进行中")
+    expect(page.locator("#params-table")).to_contain_text("六和社区深汕路88号")
+    # The alert is with the duty room, three minutes on the clock; the five-minute first
+    # report is not reached yet but already shows whose it will be and its legal deadline.
+    receive = step_item(page, "receive")
+    expect(receive).to_contain_text("接收燃气泄漏警情")
+    expect(receive).to_contain_text("待办")
+    expect(receive).to_contain_text("黄磊")
+    expect(receive.locator(".due")).to_have_text(left(3))
+    expect(receive.locator("a")).to_have_attribute("href", f"/tasks/{run['steps'][0]['id']}")
+    report = step_item(page, "report.write")
+    expect(report).to_have_class(re.compile("not-reached"))
+    expect(report).to_contain_text("撰写突发事件首报")
+    expect(report).to_contain_text("预计 黄磊")
+    expect(report.locator(".due")).to_have_text(left(5))
+    expect(report).to_contain_text("2026-03-02 09:05")
+    expect(page.locator("#timeline li[data-action='run_started']")).to_contain_text("王强")
+
+
+def test_a_missing_or_bad_param_is_the_apis_422_on_its_box_and_starts_nothing(
+        signed_in: SignedIn, server: Any) -> None:
+    page = signed_in("pingshan-street-commander")
+    page.goto(server.url("/runs/new?playbook=gas-leak"))
+    expect(page.locator("#unit")).to_have_value("pingshan-street")
+    page.click("#start-submit")
+    expect(page.locator("#flash")).to_contain_text("缺少必填参数 'location'")
+    expect(page.locator("[name=location]")).to_have_attribute("aria-invalid", "true")
+
+    page.fill("[name=location]", "坪山街道东纵路1号")
+    page.fill("[name=casualties]", "-2")
+    page.click("#start-submit")
+    expect(page.locator("#flash")).to_contain_text("不能小于 0")
+    expect(page.locator("[name=casualties]")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("[name=location]")).not_to_have_attribute("aria-invalid", "true")
+
+    page.fill("[name=casualties]", "两人")
+    page.click("#start-submit")
+    expect(page.locator("#flash")).to_contain_text("应为整数")
+    expect(page).to_have_url(server.url("/runs/new?playbook=gas-leak"))
+    assert call(server, "wang-qiang", "GET", "/api/runs")["count"] == 0
+
+
+def test_a_unit_the_commander_does_not_command_is_refused_in_the_apis_words(
+        signed_in: SignedIn, server: Any) -> None:
+    page = signed_in("pingshan-street-commander")
+    page.goto(server.url("/runs/new"))
+    # Only her street and its communities are offered; an address tampered with is the API's.
+    assert "maluan" not in page.locator("#unit option").evaluate_all(
+        "options => options.map(o => o.value)")
+    page.locator("#unit").evaluate(
+        "select => select.append(new Option('马峦街道', 'maluan', true, true))")
+    page.select_option("#playbook", "gas-leak")
+    page.fill("[name=location]", "马峦街道某小区")
+    page.click("#start-submit")
+    expect(page.locator("#flash")).to_contain_text("403")
+    expect(page.locator("#flash")).to_contain_text("指挥长")
+    assert call(server, "wang-qiang", "GET", "/api/runs")["count"] == 0
+
+
+def test_an_inspector_registers_a_hazard_with_the_time_found_in_the_bureaus_zone(
+        signed_in: SignedIn, server: Any) -> None:
+    page = signed_in("pingshan-street-inspector-1", phone=True)
+    page.goto(server.url("/runs/new"))
+    expect(page.locator("#playbook option")).to_have_count(1)  # hazard-3030 only
+    page.select_option("#unit", "liuhe")
+    page.fill("[name=location]", "六和社区某厂房二楼")
+    page.select_option("[name=grade]", "重大")
+    page.fill("[name=found_at]", "2026-03-02T08:30")
+    page.click("#start-submit")
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    run = call(server, "wang-qiang", "GET", f"/api/runs/{run_id_from(page)}")
+    assert (run["params"]["found_at"], run["params"]["grade"], run["unit_id"]) == \
+        ("2026-03-02T08:30:00+08:00", "重大", "liuhe")
+    expect(page.locator("#controls")).to_be_hidden()  # an inspector commands nothing
+
+
+# -- watching a run ------------------------------------------------------------------------------
+
+def test_a_missed_deadline_shows_overdue_and_who_was_chased(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    run_id = start_leak(server)
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    expect(step_item(page, "receive").locator(".due")).to_have_text(left(3))
+    expect(page.locator("#escalations")).to_contain_text("暂无督办")
+
+    clock.advance(timedelta(minutes=4))
+    sweep_once(server.rt)
+    page.reload()
+    receive = step_item(page, "receive")
+    expect(receive.locator(".overdue-badge")).to_have_text("逾期")
+    expect(receive.locator(".due")).to_have_text(LATE)
+    expect(receive).to_contain_text("时限 2026-03-02 09:03")
+    expect(receive.locator(".due")).to_have_class(re.compile("overdue"))
+    chased = page.locator("#escalations-table tr[data-kind='escalate']")
+    expect(chased).to_contain_text("接收燃气泄漏警情")
+    expect(chased).to_contain_text("督办提醒")
+    expect(chased).to_contain_text("刘洋")
+    expect(chased).to_contain_text("2026-03-02 09:04:00")
+    expect(page.locator("#timeline li[data-action='overdue']")).to_have_count(1)
+
+
+def test_the_first_report_filed_shows_as_a_document_and_its_sending(
+        signed_in: SignedIn, server: Any) -> None:
+    run_id = start_leak(server)
+    duty = "pingshan-duty-1"
+    receive = step_of(server, run_id, "receive")
+    call(server, duty, "POST", f"/api/tasks/{receive['id']}/complete",
+         json={"outputs": {"scene": "一层厨房管道破损"}})
+    write = step_of(server, run_id, "report.write")
+    call(server, duty, "POST", f"/api/tasks/{write['id']}/complete",
+         json={"outputs": {"scene": "一层厨房管道破损", "measures": "已疏散住户"}})
+    drain_wakes(server.rt)  # the engine files the report and sends it (segments run bare)
+
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    doc = page.locator("#documents details.doc").first
+    expect(doc).to_contain_text("生成首报文书")
+    body = doc.locator("pre.doc-body")
+    expect(body).to_be_hidden()  # collapsed until opened
+    doc.locator("summary").click()
+    expect(body).to_contain_text("六和社区深汕路88号")
+    expect(body).to_contain_text("已疏散住户")
+    expect(step_item(page, "report.write")).to_contain_text("已完成")
+    expect(step_item(page, "report.write")).to_contain_text("提交：黄磊")
+    expect(step_item(page, "report.send")).to_contain_text("已完成")
+    # The sending went to the county's duty office; the record is folded away until asked for.
+    notes = page.locator("#notifications")
+    expect(notes.locator("#notes-table")).to_be_hidden()
+    notes.locator("summary").click()
+    expect(notes.locator("#notes-table")).to_contain_text("报送首报")
+    expect(notes.locator("#notes-table")).to_contain_text("黄磊")
+
+
+def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
+        signed_in: SignedIn, server: Any) -> None:
+    page = signed_in("pingshan-street-commander")
+    page.goto(server.url("/runs/new?playbook=typhoon-633"))
+    expect(page.locator("#stages li[data-stage='warning']")).to_contain_text("社区叫应")
+    page.fill("[name=name]", "山竹")
+    page.fill("[name=areas]", "六和社区低洼地段\n东门社区在建工地\n")
+    page.fill("[name=landfall]", "2026-03-03")
+    page.select_option("[name=schools_closed]", "true")
+    expect(page.locator("#help-areas")).to_contain_text("低洼易涝点")
+    page.click("#start-submit")
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    run_id = run_id_from(page)
+    params = call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["params"]
+    assert params == {"name": "山竹", "areas": ["六和社区低洼地段", "东门社区在建工地"],
+                      "landfall": "2026-03-03", "schools_closed": True}
+    expect(page.locator("#run-status")).to_contain_text("关注（watch）")
+    expect(step_item(page, "community-ack")).to_have_class(re.compile("not-reached"))
+
+    page.select_option("#stage", "warning")
+    page.click("#stage-ask")
+    confirm = page.locator("#stage-yes")
+    expect(confirm).to_have_text("确认切换到 预警（warning）")
+    assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "watch"
+    confirm.click()
+    expect(page.locator("#flash")).to_contain_text("已切换到阶段 预警（warning）")
+    expect(page.locator("#run-status")).to_contain_text("预警（warning）")
+    acks = step_item(page, "community-ack")
+    expect(acks).to_have_count(5)  # one per community of the street
+    expect(acks.filter(has_text="六和社区")).to_contain_text("贾丽萍")
+    expect(acks.filter(has_text="六和社区").locator(".due")).to_have_text(
+        re.compile(r"^剩余 (2小时0分|1小时\d+分)$"))
+    expect(page.locator("#timeline li[data-action='stage_changed']")).to_contain_text(
+        "关注（watch） → 预警（warning）")
+    assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "warning"
+
+
+def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
+        signed_in: SignedIn, server: Any) -> None:
+    run_id = start_leak(server)
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    page.fill("#reason", "误报，现场无泄漏")
+    page.click("#cancel-ask")
+    expect(page.locator("#cancel-confirm")).to_be_visible()
+    assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["status"] == "running"
+    page.click("#cancel-yes")
+    expect(page.locator("#run-status")).to_contain_text("已取消")
+    expect(page.locator("#controls")).to_be_hidden()
+    expect(page.locator("#timeline li[data-action='run_cancelled']")).to_contain_text(
+        "原因：误报，现场无泄漏")
+    expect(step_item(page, "receive")).to_contain_text("已取消")
+    run = call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")
+    assert run["status"] == "cancelled"
+
+
+def test_a_person_of_another_street_is_refused_the_run_in_the_apis_words(
+        signed_in: SignedIn, server: Any) -> None:
+    run_id = start_leak(server)
+    page = signed_in("maluan-commander", phone=True)
+    page.goto(server.url(f"/runs/{run_id}"))
+    expect(page.locator("#flash")).to_contain_text("403")
+    expect(page.locator("#flash")).to_contain_text("无权查看该事件")
+    expect(page.locator("#run")).to_be_hidden()
+
+
+# -- the list ------------------------------------------------------------------------------------
+
+def test_the_runs_list_filters_by_status_and_playbook(signed_in: SignedIn, server: Any) -> None:
+    first = start_leak(server, location="六和社区一号楼")
+    start_leak(server, unit="heping", location="和平社区二号楼")
+    start_run(server.rt, playbook_id="typhoon-633", unit_id="pingshan-street",
+              params={"name": "山竹"}, actor="wang-qiang")
+    cancel_run(server.rt, run_id=first, actor="wang-qiang", reason="误报")
+
+    page = signed_in("wang-qiang")
+    page.goto(server.url("/runs"))
+    rows = page.locator("#runs-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#count")).to_have_text("共 3 项")
+    expect(page.locator("#start-link a")).to_have_attribute("href", "/runs/new")
+    page.select_option("#f-status", "cancelled")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("六和社区一号楼")
+    expect(rows.first).to_contain_text("已取消")
+    expect(page).to_have_url(re.compile(r"status=cancelled"))
+    page.select_option("#f-status", "running")
+    expect(rows).to_have_count(2)
+    page.select_option("#f-playbook", "typhoon-633")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("台风633分级响应")
+    expect(rows.first).to_contain_text("关注（watch）")
+    page.select_option("#f-playbook", "")
+    page.select_option("#f-unit", "heping")
+    expect(rows).to_have_count(1)
+    rows.first.locator("a").click()
+    expect(page.locator("#heading")).to_contain_text("和平社区二号楼")
+
+
+def test_on_a_phone_the_runs_are_cards_and_a_filter_survives_a_reload(
+        signed_in: SignedIn, server: Any) -> None:
+    start_leak(server, unit="heping", location="和平社区二号楼")
+    page = signed_in("pingshan-street-commander", phone=True)
+    page.goto(server.url("/runs?status=running"))
+    expect(page.locator("#f-status")).to_have_value("running")
+    card = page.locator("#runs .run-card")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text("和平社区")
+    expect(card).to_contain_text("进行中")
+    page.select_option("#f-status", "completed")
+    expect(page.locator("#runs .empty")).to_be_visible()
+    page.reload()
+    expect(page.locator("#f-status")).to_have_value("completed")
+    expect(card).to_have_count(0)

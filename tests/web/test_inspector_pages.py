@@ -1,0 +1,289 @@
+"""The inspector's pages on a phone: the inbox with its countdowns, and one task worked through
+the 3030 loop — signed for, handed in with real photos, refused where the API refuses (a wrong
+value, one's own work to verify, another street's task), sent back with a reason, handed in
+again and approved; and a request for more time decided by the street's safety office."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from factories import png_bytes
+from playwright.sync_api import Page, expect
+
+from flows.sweeper import sweep_once
+
+SignedIn = Callable[..., Page]
+
+RECTIFIER = "liuhe-safety"  # 尹秀英, 六和社区's safety officer: rectify goes to her
+VERIFIER = "pingshan-street-inspector-2"  # 潘立新, a street inspector: 复查 (四眼)
+FINDER = "pingshan-street-inspector-1"  # 邓思远 registers the hazard on his rounds
+CHIEF = "pingshan-street-chief"  # 赵丽娟, 安全生产办公室主任: decides requests for more time
+
+
+def png(rgb: tuple[int, int, int], size: int = 4) -> bytes:
+    return png_bytes(size, size, rgb)
+
+
+def left(days: int, hours: int) -> re.Pattern[str]:
+    """A countdown of exactly that long on the server's clock, as a page shows it: the browser's
+    own clock moves on a few milliseconds after it read the server's, so the text may already
+    show the hour below (counting down floors)."""
+    before = f"{days - 1}天23小时" if hours == 0 else f"{days}天{hours - 1}小时"
+    return re.compile(rf"^剩余 ({days}天{hours}小时|{before})$")
+
+
+def photos(tmp_path: Path, *colours: tuple[int, int, int]) -> list[str]:
+    paths = []
+    for i, colour in enumerate(colours):
+        path = tmp_path / f"site-{i}.png"
+        path.write_bytes(png(colour))
+        paths.append(str(path))
+    return paths
+
+
+def call(server: Any, person: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {server.token(person)}"}
+    return httpx.request(method, server.url(path), headers=headers, timeout=10, **kwargs)
+
+
+def register_hazard(server: Any) -> int:
+    """A 一般 hazard in 六和社区 registered by a street inspector: its rectification goes at once
+    to the community's safety officer, due 30 days from now. Returns the rectify task's id."""
+    r = call(server, FINDER, "POST", "/api/runs", json={
+        "playbook": "hazard-3030", "unit": "liuhe",
+        "params": {"location": "六和社区某厂房二楼", "description": "消防通道堵塞",
+                   "category": "消防安全"}})
+    assert r.status_code == 201, r.text
+    rectify = next(s for s in r.json()["steps"] if s["step"] == "rectify")
+    assert rectify["status"] == "ready" and rectify["assignees"][0]["id"] == RECTIFIER
+    return int(rectify["id"])
+
+
+def open_task(page: Page, server: Any, task: int) -> None:
+    page.goto(server.url(f"/tasks/{task}"))
+    expect(page.locator("#summary")).to_be_visible()
+
+
+def test_the_inbox_shows_the_task_with_its_countdown_and_then_overdue(
+        signed_in: SignedIn, server: Any, clock: Any) -> None:
+    task = register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    page.goto(server.url("/inbox"))
+    card = page.locator(f".task-card[data-task-id='{task}']")
+    expect(card).to_contain_text("隐患整改")
+    expect(card).to_contain_text("隐患排查整治闭环销号·六和社区某厂房二楼")  # the run's title
+    expect(card.locator(".badge.status-ready")).to_have_text("待办")
+    expect(card.locator(".due")).to_have_text(left(30, 0))
+    expect(card.locator(".due")).not_to_have_class(re.compile(r"overdue"))
+    # The assignment notice is among the latest notifications.
+    expect(page.locator("#notes")).to_contain_text("【新任务】隐患整改")
+    # Only overdue: none yet.
+    page.check("#f-overdue")
+    expect(page.locator("#tasks .empty")).to_have_text("没有逾期的任务。")
+    assert "overdue=true" in page.url
+
+    clock.advance(timedelta(days=30, hours=2))
+    sweep_once(server.rt)
+    page.reload()  # the filter is kept in the address
+    expect(page.locator("#f-overdue")).to_be_checked()
+    card = page.locator(f".task-card[data-task-id='{task}']")
+    expect(card.locator(".overdue-badge")).to_have_text("逾期")
+    expect(card.locator(".due")).to_have_text("逾期 2小时0分")
+    expect(card.locator(".due")).to_have_class(re.compile(r"\boverdue\b"))
+    expect(card.locator(".escalated")).to_contain_text("已升级")
+    card.get_by_role("link", name="隐患整改").click()
+    expect(page).to_have_url(server.url(f"/tasks/{task}"))
+    expect(page.locator("#summary .due")).to_have_text("逾期 2小时0分")
+
+
+def test_a_rectification_is_signed_for_handed_in_sent_back_and_approved(
+        signed_in: SignedIn, server: Any, tmp_path: Path) -> None:
+    task = register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, task)
+    expect(page.locator("#heading")).to_have_text("隐患整改")
+    expect(page.locator("#summary .due")).to_have_text(left(30, 0))
+    expect(page.locator("#summary")).to_contain_text("2026-04-01 09:00")
+    expect(page.locator("#params")).to_contain_text("消防通道堵塞")
+    expect(page.locator("#evidence-need")).to_have_text("至少 2 张照片，须填写说明")
+
+    page.click("#ack")
+    expect(page.locator("#flash")).to_have_text("已签收")
+    expect(page.locator("#summary .badge.status-acked")).to_have_text("已签收")
+    expect(page.locator("#ack")).to_have_count(0)
+
+    # Two real photos, uploaded as soon as they are chosen and shown from the server.
+    page.set_input_files("#evidence", photos(tmp_path, (200, 30, 30), (30, 200, 30)))
+    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    page.fill("[name=done_measures]", "已清理消防通道，恢复畅通")
+    page.fill("#note", "整改前后照片各一张")
+    page.fill("[name=cost]", "-1")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("422")
+    expect(page.locator("#flash")).to_contain_text("不能小于 0")
+    expect(page.locator("[name=cost]")).to_have_attribute("aria-invalid", "true")
+    page.fill("[name=cost]", "0.5")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_have_text("已提交，等待核验")
+    expect(page.locator("#summary .badge.status-submitted")).to_have_text("待核验")
+    expect(page.locator("#waiting")).to_be_visible()
+    expect(page.locator("#submitted-evidence img")).to_have_count(2)
+
+    # The verifier finds it in the inbox as theirs to decide, and sends it back with a reason.
+    inspector = signed_in(VERIFIER, phone=True)
+    inspector.goto(server.url("/inbox"))
+    card = inspector.locator(f".task-card[data-task-id='{task}']")
+    expect(card.locator(".verify-mine")).to_have_text("待我核验")
+    expect(card.locator(".verify-due .due")).to_have_text(left(10, 0))
+    card.get_by_role("link", name="隐患整改").click()
+    expect(inspector.locator("#submitted-outputs")).to_contain_text("已清理消防通道，恢复畅通")
+    expect(inspector.locator("#submitted-evidence img")).to_have_count(2)
+    inspector.click("#reject")  # no reason: asked for before anything is sent
+    expect(inspector.locator("#flash")).to_have_text("退回需说明原因")
+    expect(inspector.locator("#verify-note")).to_have_attribute("aria-invalid", "true")
+    inspector.fill("#verify-note", "照片未显示通道全貌，请补拍")
+    inspector.click("#reject")
+    expect(inspector.locator("#flash")).to_have_text("已退回，已通知整改人")
+    expect(inspector.locator("#summary .badge.status-rejected")).to_have_text("已退回")
+
+    # The rectifier sees why, and hands it in again (the photos and values are kept).
+    page.reload()
+    expect(page.locator("#reject-reason")).to_have_text("退回原因：照片未显示通道全貌，请补拍")
+    expect(page.locator("#reject")).to_contain_text("退回人：潘立新")
+    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    expect(page.locator("[name=done_measures]")).to_have_value("已清理消防通道，恢复畅通")
+    page.locator("#evidence-thumbs .remove").first.click()
+    expect(page.locator("#evidence-thumbs img")).to_have_count(1)
+    page.set_input_files("#evidence", photos(tmp_path, (30, 30, 200)))
+    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    page.fill("#note", "已补拍通道全貌")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_have_text("已提交，等待核验")
+
+    inspector.reload()
+    expect(inspector.locator("#submitted-note")).to_have_text("已补拍通道全貌")
+    inspector.fill("#verify-note", "复查合格")
+    inspector.click("#approve")
+    expect(inspector.locator("#flash")).to_have_text("已通过核验")
+    expect(inspector.locator("#summary .badge.status-done")).to_have_text("已完成")
+    expect(inspector.locator("#verify")).to_have_count(0)
+
+    # Done work leaves the rectifier's inbox; 全部 still lists it.
+    page.goto(server.url("/inbox"))
+    expect(page.locator("#tasks .empty")).to_have_text("没有待办任务，干得好。")
+    page.select_option("#f-status", "all")
+    expect(page.locator(f".task-card[data-task-id='{task}'] .badge.status-done")).to_have_text(
+        "已完成")
+
+
+def test_the_inbox_pages_by_twenty(signed_in: SignedIn, server: Any) -> None:
+    tasks = [register_hazard(server) for _ in range(21)]
+    page = signed_in(RECTIFIER, phone=True)
+    page.goto(server.url("/inbox"))
+    expect(page.locator(".task-card")).to_have_count(20)
+    expect(page.locator("#page-info")).to_have_text("第 1–20 项 / 共 21 项")
+    expect(page.locator("#prev")).to_be_disabled()
+    page.click("#next")
+    expect(page.locator(".task-card")).to_have_count(1)
+    expect(page.locator("#page-info")).to_have_text("第 21–21 项 / 共 21 项")
+    expect(page.locator("#next")).to_be_disabled()
+    assert "offset=20" in page.url
+    page.reload()  # the page is kept in the address
+    expect(page.locator(".task-card")).to_have_count(1)
+    page.click("#prev")
+    expect(page.locator(".task-card")).to_have_count(20)
+    shown = page.locator(".task-card").evaluate_all("cards => cards.map(c => +c.dataset.taskId)")
+    assert set(shown) < set(tasks)
+
+
+def test_a_missing_required_value_marks_its_box(signed_in: SignedIn, server: Any,
+                                                tmp_path: Path) -> None:
+    task = register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, task)
+    page.set_input_files("#evidence", photos(tmp_path, (9, 9, 9), (250, 250, 250)))
+    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("done_measures")
+    expect(page.locator("[name=done_measures]")).to_have_attribute("aria-invalid", "true")
+    page.fill("[name=done_measures]", "已整改")
+    page.click("#submit")  # the note this step requires
+    expect(page.locator("#flash")).to_contain_text("需要填写说明")
+    expect(page.locator("#note")).to_have_attribute("aria-invalid", "true")
+
+
+def test_one_may_not_verify_ones_own_rectification(signed_in: SignedIn, server: Any) -> None:
+    task = register_hazard(server)
+    # The street's commander hands the rectification to an inspector, who does it himself.
+    r = call(server, "pingshan-street-commander", "POST", f"/api/tasks/{task}/reassign",
+             json={"person": FINDER})
+    assert r.status_code == 200, r.text
+    ids = []
+    for i, colour in enumerate([(1, 2, 3), (4, 5, 6)]):
+        up = call(server, FINDER, "POST", "/api/evidence",
+                  files={"file": (f"p{i}.png", png(colour), "image/png")})
+        assert up.status_code == 201, up.text
+        ids.append(up.json()["id"])
+    done = call(server, FINDER, "POST", f"/api/tasks/{task}/complete", json={
+        "note": "已整改", "outputs": {"done_measures": "已清理"}, "evidence": ids})
+    assert done.status_code == 200, done.text
+
+    page = signed_in(FINDER, phone=True)
+    open_task(page, server, task)
+    page.fill("#verify-note", "合格")
+    page.click("#approve")
+    expect(page.locator("#flash")).to_contain_text("403")
+    expect(page.locator("#flash")).to_contain_text("不能核验自己完成的任务")
+    expect(page.locator("#summary .badge.status-submitted")).to_have_text("待核验")
+
+
+def test_a_person_of_another_street_is_told_why_not(signed_in: SignedIn, server: Any) -> None:
+    task = register_hazard(server)
+    page = signed_in("maluan-inspector-1", phone=True)
+    page.goto(server.url(f"/tasks/{task}"))
+    expect(page.locator("#flash")).to_contain_text("403")
+    expect(page.locator("#flash")).to_contain_text("无权查看该任务")
+    expect(page.locator("#unavailable")).to_contain_text("无法打开该任务")
+
+
+def test_a_request_for_more_time_is_asked_and_approved(signed_in: SignedIn,
+                                                       server: Any) -> None:
+    task = register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, task)
+    page.fill("#ext-reason", "需更换防火门，厂家供货需时")
+    page.click("#ext-send")  # no date
+    expect(page.locator("#flash")).to_contain_text("422")
+    expect(page.locator("#ext-due")).to_have_attribute("aria-invalid", "true")
+    page.fill("#ext-due", "2026-03-20")  # earlier than the deadline: the API says so
+    page.click("#ext-send")
+    expect(page.locator("#flash")).to_contain_text("新期限须晚于当前期限（2026-04-01 09:00）")
+    page.fill("#ext-due", "2026-04-15")
+    page.click("#ext-send")
+    expect(page.locator("#flash")).to_have_text("已提交延期申请，等待审批")
+    request = page.locator(".ext-request")
+    expect(request).to_have_count(1)
+    expect(request).to_contain_text("待审批")
+    expect(request).to_contain_text("申请延至 2026-04-15 24:00")
+    expect(request.locator(".approve-ext")).to_have_count(0)  # not hers to decide
+    expect(page.locator("#ext-form")).to_have_count(0)  # one pending request at a time
+
+    chief = signed_in(CHIEF, phone=True)
+    open_task(chief, server, task)
+    pending = chief.locator(".ext-request")
+    pending.locator(".refuse-ext").click()  # refusing needs a reason
+    expect(chief.locator("#flash")).to_have_text("驳回需说明原因")
+    pending.locator(".approve-ext").click()
+    expect(chief.locator("#flash")).to_have_text("已批准延期")
+    expect(chief.locator(".ext-request")).to_contain_text("已批准")
+    expect(chief.locator("#due-local")).to_have_text("2026-04-15 24:00")
+    expect(chief.locator("#original-due")).to_have_text("2026-04-01 09:00")
+
+    page.reload()
+    expect(page.locator("#summary .due")).to_have_text(left(44, 15))
+
