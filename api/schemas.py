@@ -18,6 +18,7 @@ from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from models.audit import ACTOR_NAMES, AuditEvent
 from models.escalation import Escalation
+from models.org import ROLE_NAMES_ZH
 from models.run import Run
 from models.task import StepInstance
 
@@ -126,10 +127,14 @@ class Person(BaseModel):
 class StepPublic(BaseModel):
     id: int | None = Field(description="null for a step not reached yet (no instance exists)")
     run_id: int
+    run_title: str | None = Field(
+        default=None, description="The title of its run, so an inbox reads without fetching "
+        "each run")
     step: str
     title: str
     action: str
     role: str | None
+    role_name: str | None = Field(default=None, description="The role as people read it (检查员)")
     unit_id: str
     unit_name: str
     origin_unit_id: str | None = Field(
@@ -203,6 +208,9 @@ class RunPublic(BaseModel):
     unit_name: str
     status: str
     stage: str | None
+    stage_title: str | None = Field(
+        default=None, description="The stage as people read it (the playbook's stage_titles), "
+        "else its id")
     params: dict[str, Any]
     started_by: str
     started_by_name: str = ""
@@ -230,6 +238,16 @@ class StepsPublic(Page):
     data: list[StepPublic]
 
 
+def role_name(role: str | None) -> str | None:
+    return None if role is None else ROLE_NAMES_ZH.get(role, role)
+
+
+def _stage_title(rt: Runtime, run: Run, playbook: Playbook | None) -> str | None:
+    if run.stage is None:
+        return None  # most runs: no playbook read for them
+    return (playbook or rt.catalog.pinned(rt.db, run.playbook_sha)).stage_title(run.stage)
+
+
 def person_view(rt: Runtime, person_id: str) -> Person:
     p = rt.org.people.get(person_id)
     return Person(id=person_id, name=p.name if p else person_id)
@@ -251,12 +269,13 @@ def _seconds(rt: Runtime, at: datetime | None) -> str | None:
     return rt.renderer.local(at, SECONDS) if at is not None else None
 
 
-def step_view(rt: Runtime, s: StepInstance) -> StepPublic:
+def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None) -> StepPublic:
     unit = rt.org.units.get(s.unit_id)
     return StepPublic(
-        id=s.id or 0, run_id=s.run_id, step=s.step_key, title=s.title, action=s.action,
-        role=s.role, unit_id=s.unit_id, unit_name=unit.name if unit else s.unit_id,
-        origin_unit_id=s.origin_unit_id, item=s.item,
+        id=s.id or 0, run_id=s.run_id, run_title=run_title, step=s.step_key, title=s.title,
+        action=s.action,
+        role=s.role, role_name=role_name(s.role), unit_id=s.unit_id,
+        unit_name=unit.name if unit else s.unit_id, origin_unit_id=s.origin_unit_id, item=s.item,
         assignees=[person_view(rt, p) for p in s.assignees], status=s.status,
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
         due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
@@ -298,9 +317,11 @@ def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pendi
         if spec.due is not None and spec.due.from_ == "run":
             due_at = due_time(rt, run, spec, ready_at=run.started_at)
     return StepPublic(
-        id=None, run_id=run.id or 0, step=spec.id, title=spec.title, action=spec.action,
-        role=spec.role, unit_id=unit_id, unit_name=unit.name if unit else unit_id,
-        assignees=assignees, status=status, overdue=False, escalation_level=0, due_at=due_at,
+        id=None, run_id=run.id or 0, run_title=run.title, step=spec.id, title=spec.title,
+        action=spec.action,
+        role=spec.role, role_name=role_name(spec.role), unit_id=unit_id,
+        unit_name=unit.name if unit else unit_id, assignees=assignees, status=status,
+        overdue=False, escalation_level=0, due_at=due_at,
         due_at_local=rt.renderer.deadline(due_at) or None, original_due_at=None, ready_at=None,
         acked_at=None,
         submitted_by=None, verified_by=None, done_at=None, note=None, outputs={},
@@ -328,7 +349,8 @@ def run_view(
     playbook: Playbook | None = None,
 ) -> RunPublic:
     unit = rt.org.units.get(run.unit_id)
-    step_views = [step_view(rt, s) for s in steps] if steps is not None else None
+    step_views = ([step_view(rt, s, run_title=run.title) for s in steps]
+                  if steps is not None else None)
     if step_views is not None and playbook is not None:
         reached = {s.step_key for s in steps or []}
         passed_over = set(run.skipped or ())
@@ -338,7 +360,8 @@ def run_view(
     return RunPublic(
         id=run.id or 0, playbook=run.playbook_id, playbook_version=run.playbook_version,
         title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
-        status=run.status, stage=run.stage, params=run.params, started_by=run.started_by,
+        status=run.status, stage=run.stage, stage_title=_stage_title(rt, run, playbook),
+        params=run.params, started_by=run.started_by,
         started_by_name=actor_name(rt, run.started_by),
         started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),
         finished_at=run.finished_at, finished_at_local=_seconds(rt, run.finished_at),

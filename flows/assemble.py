@@ -150,6 +150,9 @@ def assemble(
     if header is not None:
         errors += check_roles(header.started_by, root, ("started_by",), env)
         errors += _check_register(header, ids, broken, root)
+        errors += [root.at(("stage_titles", stage), not_known("阶段", "stage", stage,
+                                                              header.stages))
+                   for stage in header.stage_titles if stage not in header.stages]
     for node in nodes:
         if node.step is not None:
             errors += check_step(node.step, node.candidate.where, env)

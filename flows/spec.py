@@ -502,6 +502,11 @@ class PlaybookHeader(_Spec):
     stages: list[Slug] = Field(
         default_factory=list, description="Ordered stages of a staged run (typhoon)."
     )
+    stage_titles: dict[Slug, str] = Field(
+        default_factory=dict,
+        description="Names of the stages as people read them (Chinese), e.g. {warning: 台风警报}; "
+        "a stage without one is shown by its id.",
+    )
     register_: RegisterSpec | None = Field(
         default=None, alias="register",
         description="Keep a register entry (台账) for each run of this playbook.",
@@ -521,6 +526,10 @@ class PlaybookHeader(_Spec):
                 raise ValueError(f"阶段 {stage} 写了两次 / stage '{stage}' is listed twice")
             seen.add(stage)
         return stages
+
+    def stage_title(self, stage: str | None) -> str | None:
+        """A stage as people read it: its title, else its id."""
+        return None if stage is None else self.stage_titles.get(stage, stage)
 
 
 class PlaybookSource(PlaybookHeader):
@@ -586,6 +595,10 @@ class Playbook(PlaybookHeader):
                 raise ValueError(f"步骤 {step.id} 的阶段 {step.stage} 不存在 / "
                                  f"step '{step.id}' has unknown stage '{step.stage}'")
             seen.add(step.id)
+        for stage in self.stage_titles:
+            if stage not in stages:
+                raise ValueError(f"stage_titles 中的阶段 {stage} 不存在 / stage_titles names "
+                                 f"unknown stage '{stage}'")
         if self.register_ is not None:
             for key in ("closed_by", "due_by", "plan_by"):
                 ref = getattr(self.register_, key)

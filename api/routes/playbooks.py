@@ -19,7 +19,8 @@ def list_(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     """Playbooks loaded from the playbooks folder, and files that failed to load."""
     data = [
         {"id": pb.id, "version": pb.version, "title": pb.title, "title_en": pb.title_en,
-         "kind": pb.kind, "steps": len(pb.steps), "stages": pb.stages}
+         "kind": pb.kind, "steps": len(pb.steps), "stages": pb.stages,
+         "stage_titles": pb.stage_titles}
         for pb in sorted(rt.catalog.current.values(), key=lambda p: p.id)
     ]
     return {"data": data, "count": len(data), "errors": [e.as_dict() for e in rt.catalog.errors]}

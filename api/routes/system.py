@@ -83,6 +83,7 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
              "error": mask_error(a.error, url_of[a.notification_id]),
              "duration_ms": a.duration_ms})
     return {"data": [{"id": n.id, "kind": n.kind, "recipient": n.recipient,
+                      "recipient_name": _served_on(rt, n.recipient)["name"],
                       "recipient_kind": n.recipient_kind, "url": mask_url(n.url),
                       "title": n.title, "status": n.status, "attempts": by_note.get(n.id or 0, []),
                       "created_at": n.created_at,

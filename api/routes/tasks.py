@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlmodel import col, select
 
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
 from api.schemas import (
@@ -76,8 +77,13 @@ def list_(
             verify=tasks.verifiable(rt, person) if mine else None,
             status=statuses, overdue=overdue, run_id=run, limit=limit, offset=offset,
         )
-    return StepsPublic(data=[step_view(rt, r) for r in rows], count=total, limit=limit,
-                       offset=offset)
+        # One look-up by primary key for the page's runs (at most `limit`), so an inbox card
+        # names its hazard or event without the page fetching every run.
+        ids = {r.run_id for r in rows}
+        titles = dict(session.exec(select(Run.id, Run.title).where(
+            col(Run.id).in_(ids))).all()) if ids else {}
+    return StepsPublic(data=[step_view(rt, r, run_title=titles.get(r.run_id)) for r in rows],
+                       count=total, limit=limit, offset=offset)
 
 
 @router.get("/{task_id}", response_model=StepPublic)
@@ -91,7 +97,7 @@ def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
         run = session.get(Run, step.run_id)
     if not can_read_step(rt.org, person, step, run_unit_id=run.unit_id if run else None):
         raise Forbidden("无权查看该任务 / task belongs to another unit")
-    return step_view(rt, step)
+    return step_view(rt, step, run_title=run.title if run else None)
 
 
 @router.post("/{task_id}/ack", response_model=StepPublic)

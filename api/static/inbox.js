@@ -26,22 +26,6 @@ function writeFilters(filters) {
   window.history.replaceState(null, "", window.location.pathname + q);
 }
 
-// Run titles make a card readable ("隐患排查整治闭环销号·六和社区某厂房"), but a card without one
-// is still a card: a run the caller may not read keeps its number.
-const runTitles = new Map();
-
-async function loadRunTitles(tasks) {
-  const wanted = [...new Set(tasks.map((t) => t.run_id))].filter((id) => !runTitles.has(id));
-  await Promise.all(wanted.map(async (id) => {
-    try {
-      const run = await api(`/api/runs/${id}`);
-      runTitles.set(id, run.title);
-    } catch {
-      runTitles.set(id, null);
-    }
-  }));
-}
-
 // Submitted work is in the inbox for two people: the one who handed it in (waiting) and the
 // verifier (who has to decide). Only the second has something to do.
 function awaitsMyVerdict(task, who) {
@@ -60,7 +44,7 @@ function dueLine(task) {
 
 function card(task, who) {
   const mine = awaitsMyVerdict(task, who);
-  const runTitle = runTitles.get(task.run_id);
+  const runTitle = task.run_title; // the list names each task's run
   const head = h("h3", {}, h("a", { href: `/tasks/${task.id}`, text: task.title }));
   const badges = h("p", { class: "badges" }, statusBadge(task.status, STEP_STATUS));
   if (mine) badges.append(" ", h("span", { class: "badge verify-mine", text: "待我核验" }));
@@ -114,7 +98,6 @@ async function drawTasks(who, filters, reload) {
     // Past the end (tasks were done meanwhile): back to the first page.
     return reload({ ...filters, offset: 0 });
   }
-  await loadRunTitles(page.data);
   const list = clear($("#tasks"));
   if (page.data.length === 0) list.append(h("p", { class: "empty", text: emptyText(filters) }));
   for (const task of page.data) list.append(card(task, who));

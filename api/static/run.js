@@ -11,23 +11,6 @@ import {
 const RUN_ID = document.body.dataset.runId;
 const REFRESH_MS = 60000;
 
-// models/org.ROLE_NAMES_ZH: the step views carry the role's id only.
-const ROLE_NAMES = {
-  admin: "系统管理员", commander: "指挥长", community_head: "社区负责人", dept_head: "部门负责人",
-  deputy_director: "副局长", director: "局长", duty_leader: "带班领导", duty_officer: "值班员",
-  enterprise_head: "企业负责人", env_monitor: "环境监测人员", expert: "专家", fire_rescue: "消防救援",
-  gas_company: "燃气企业", gas_regulator: "燃气主管部门", grid_worker: "网格员", inspector: "检查员",
-  manager: "科室负责人", medical: "医疗救护", police: "公安", press_officer: "新闻发言人",
-  rescue_team: "救援队伍", safety_officer: "安全员", section_chief: "安全生产办公室负责人",
-  street_head: "街道办主任", unit_head: "单位负责人",
-};
-
-// The common typhoon stages (防汛防台 633); any other stage shows by its id.
-const STAGE_NAMES = {
-  watch: "关注", warning: "预警", emergency: "紧急防御", landfall: "登陆", recovery: "恢复",
-  closed: "结束",
-};
-
 const ACTION_NAMES = { notify: "自动通知", document: "自动生成文书", wait: "等待", playbook: "子流程" };
 
 // flows/sweeper.KIND_TITLES
@@ -48,13 +31,11 @@ const NOTE_STATUS = { pending: "待发送", delivered: "已送达", dead: "发�
 
 const state = { who: null, run: null, playbook: null, timer: null };
 
+// A stage as the playbook titles it (stage_titles), else its id.
 function stageName(stage) {
   if (!stage) return "—";
-  return STAGE_NAMES[stage] ? `${STAGE_NAMES[stage]}（${stage}）` : stage;
-}
-
-function roleName(role) {
-  return role ? ROLE_NAMES[role] || role : "";
+  const titles = (state.playbook && state.playbook.stage_titles) || {};
+  return titles[stage] || stage;
 }
 
 function stateName(value, action) {
@@ -157,7 +138,7 @@ function badges(step, stage) {
 
 // Role, unit and people: for a step not reached yet, whom it will go to as far as known now.
 function whoLine(step) {
-  const place = [roleName(step.role), step.unit_name].filter(Boolean).join(" · ");
+  const place = [step.role_name, step.unit_name].filter(Boolean).join(" · ");
   if (step.action !== "task") {
     return h("p", { class: "meta", text: [ACTION_NAMES[step.action] || step.action, place].filter(Boolean).join(" · ") });
   }
@@ -277,17 +258,6 @@ function drawTimeline(run) {
   if (!list.children.length) list.append(h("li", { class: "empty", text: "暂无记录。" }));
 }
 
-// Whom a notification went to, by name where the run knows it (its steps' people, the people
-// its escalations reached); else the id (a channel such as county_duty_office).
-function peopleNames(run) {
-  const known = new Map();
-  for (const s of run.steps || []) for (const p of s.assignees || []) known.set(p.id, p.name);
-  for (const e of run.escalations || []) {
-    (e.recipients || []).forEach((id, i) => { if (e.recipient_names && e.recipient_names[i]) known.set(id, e.recipient_names[i]); });
-  }
-  return known;
-}
-
 function drawNotifications(run, notes) {
   $("#note-count").textContent = `（${notes.length}）`;
   const box = clear($("#notes"));
@@ -295,7 +265,6 @@ function drawNotifications(run, notes) {
     box.append(h("p", { class: "empty", text: "暂无通知。" }));
     return;
   }
-  const known = peopleNames(run);
   box.append(h("div", { class: "table-wrap" }, h("table", { id: "notes-table" },
     h("thead", {}, h("tr", {}, ["时间", "接收人", "标题", "渠道", "状态"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, notes.map((n) => {
@@ -303,7 +272,7 @@ function drawNotifications(run, notes) {
       const lastError = failed.length ? failed[failed.length - 1].error : "";
       return h("tr", { class: n.status === "dead" ? "overdue" : null, dataset: { status: n.status } },
         h("td", { text: n.created_at_local }),
-        h("td", { text: known.get(n.recipient) || n.recipient }),
+        h("td", { text: n.recipient_name || n.recipient }),
         h("td", { text: n.title }),
         h("td", { text: n.url }),
         h("td", {}, NOTE_STATUS[n.status] || n.status,

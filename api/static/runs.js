@@ -10,16 +10,6 @@ const FILTERS = ["playbook", "status", "unit", "since", "until"];
 // Wide screens get a table; a phone gets one card per run (a table would scroll sideways).
 const WIDE = window.matchMedia("(min-width: 48rem)");
 
-// The common typhoon stages (防汛防台 633); any other stage shows by its id.
-const STAGE_NAMES = {
-  watch: "关注", warning: "预警", emergency: "紧急防御", landfall: "登陆", recovery: "恢复",
-  closed: "结束",
-};
-
-function stageName(stage) {
-  if (!stage) return "—";
-  return STAGE_NAMES[stage] ? `${STAGE_NAMES[stage]}（${stage}）` : stage;
-}
 
 let last = null; // the last answer, redrawn when the screen turns from narrow to wide
 
@@ -82,7 +72,7 @@ function table(runs, names) {
       h("td", { text: playbookName(run, names) }),
       h("td", { text: run.unit_name }),
       h("td", {}, statusBadge(run.status, RUN_STATUS)),
-      h("td", { text: stageName(run.stage) }),
+      h("td", { text: run.stage_title || "—" }),
       h("td", { text: run.started_at_local }),
       h("td", { text: run.started_by_name || run.started_by }),
     )))));
@@ -94,7 +84,7 @@ function cards(runs, names) {
   },
   h("h3", {}, runLink(run), " ", statusBadge(run.status, RUN_STATUS)),
   h("p", { class: "meta" }, `${playbookName(run, names)} · ${run.unit_name}`,
-    run.stage ? ` · 阶段 ${stageName(run.stage)}` : ""),
+    run.stage ? ` · 阶段 ${run.stage_title}` : ""),
   h("p", { class: "meta" }, `${run.started_at_local} 由 ${run.started_by_name || run.started_by} 启动`),
   )));
 }

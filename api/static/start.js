@@ -6,12 +6,6 @@ import {
   $, api, clear, clearFlash, h, markField, query, showError, startPage,
 } from "/static/closeloop.js";
 
-// The common typhoon stages (防汛防台 633); any other stage shows by its id.
-const STAGE_NAMES = {
-  watch: "关注", warning: "预警", emergency: "紧急防御", landfall: "登陆", recovery: "恢复",
-  closed: "结束",
-};
-
 const TYPES_ZH = {
   string: "文本", int: "整数", number: "数字", bool: "是/否", enum: "选择", date: "日期",
   datetime: "日期时间", list: "列表",
@@ -21,9 +15,6 @@ const cache = new Map(); // playbook id -> compiled playbook (GET /api/playbooks
 let shown = null; // the playbook whose params the form shows now
 let zoneOffset = "+08:00"; // the bureau's UTC offset, worked out from /api/me
 
-function stageName(stage) {
-  return STAGE_NAMES[stage] ? `${STAGE_NAMES[stage]}（${stage}）` : stage;
-}
 
 // "+08:00" from the server's own clock (now and now_local), so a time picked in the form means
 // the bureau's time whatever zone this phone is set to.
@@ -138,7 +129,7 @@ function drawStages(pb) {
     h("p", { class: "meta" }, "分阶段预案：启动后处于第一个阶段，指挥长在流程页切换阶段，各阶段的任务随之下达。"),
     h("ol", { class: "stage-list" }, pb.stages.map((stage) => {
       const steps = (pb.steps || []).filter((s) => s.stage === stage).map((s) => s.title);
-      return h("li", { dataset: { stage } }, h("strong", { text: stageName(stage) }),
+      return h("li", { dataset: { stage } }, h("strong", { text: (pb.stage_titles || {})[stage] || stage }),
         steps.length ? h("span", { class: "meta", text: `：${steps.join("、")}` }) : null);
     })));
 }

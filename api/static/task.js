@@ -142,7 +142,7 @@ function drawSummary() {
     badges.append(" ", h("span", { class: "badge escalated", text: `已升级 ${task.escalation_level} 级` }));
   }
   const rows = [
-    row("所属流程", h("a", { href: `/runs/${task.run_id}`, text: run ? run.title : `流程 #${task.run_id}` })),
+    row("所属流程", h("a", { href: `/runs/${task.run_id}`, text: run ? run.title : task.run_title || `流程 #${task.run_id}` })),
     row("责任单位", run && run.unit_name !== task.unit_name
       ? `${task.unit_name}（${run.unit_name}）` : task.unit_name),
     row("办理人", task.assignees.map((a) => a.name).join("、") || "—"),

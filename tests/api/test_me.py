@@ -65,3 +65,24 @@ def test_the_register_vocabulary_is_what_the_filters_accept(client: TestClient, 
     for level in known["risk_levels"]:
         assert client.get("/api/risks", params={"level": level},
                           headers=headers).status_code == 200
+
+
+def test_views_name_roles_and_notification_recipients_as_people_read_them(
+        client: TestClient, auth) -> None:
+    headers = auth("wang-qiang")
+    run = client.post("/api/runs", headers=headers, json={
+        "playbook": "gas-leak", "unit": "liuhe",
+        "params": {"location": "六和社区某小区3栋", "grade": "一般"}}).json()
+    receive = next(s for s in run["steps"] if s["step"] == "receive")
+    assert (receive["role"], receive["role_name"]) == ("duty_officer", "值班员")
+    pending = next(s for s in run["steps"] if s["id"] is None and s["role"])
+    assert pending["role_name"] and pending["role_name"] != pending["role"]
+    notes = client.get(f"/api/runs/{run['id']}/notifications", headers=headers).json()["data"]
+    assert notes, "the duty room is told of its new task"
+    names = {n["recipient"]: n["recipient_name"] for n in notes}
+    assert names.get("pingshan-duty-1") == "黄磊"
+    # An inbox card names its run without fetching it; so does a task read on its own.
+    inbox = client.get("/api/tasks?mine=true", headers=auth("pingshan-duty-1")).json()["data"]
+    assert inbox and {t["run_title"] for t in inbox} == {run["title"]}
+    one = client.get(f"/api/tasks/{inbox[0]['id']}", headers=auth("pingshan-duty-1")).json()
+    assert one["run_title"] == run["title"]

@@ -361,3 +361,20 @@ def test_validate_paths_reports_hostile_yaml_as_errors_not_tracebacks(tmp_path: 
     errors = validate_paths([DATA / f"{name}.yaml" for name in names], context=context())
     want = [(DATA / f"{name}.expected").read_text("utf-8").strip() for name in names]
     assert [str(e) for e in errors] == want
+
+
+def test_stage_titles_name_the_stages_and_a_title_of_no_stage_is_refused_at_its_line(
+        tmp_path: Path) -> None:
+    text = ("id: storm\nversion: 1\ntitle: 台风\nkind: typhoon\nstages: [watch, warning]\n"
+            "stage_titles:\n  watch: 台风消息\n  warnin: 台风警报\n"
+            "steps:\n  - {id: a, title: 叫应, role: commander, stage: warning}\n")
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="storm.yaml", context=context())
+    assert [str(e) for e in caught.value.errors] == [
+        "storm.yaml:8:11: stage_titles.warnin: 没有阶段 warnin（可选：watch、warning） / "
+        "unknown stage 'warnin' (known: watch, warning)"]
+    playbook = load_playbook_text(text.replace("warnin:", "warning:"), filename="storm.yaml",
+                                  context=context())
+    assert playbook.stage_titles == {"watch": "台风消息", "warning": "台风警报"}
+    assert [playbook.stage_title(s) for s in ("watch", "warning", None)] == [
+        "台风消息", "台风警报", None]

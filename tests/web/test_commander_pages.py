@@ -3,78 +3,28 @@ a bad one, shown on the box to fix), a run's steps with their countdowns, a miss
 who was chased for it, the documents it filed, a typhoon's stage change, a cancellation with
 its reason, a refusal to read another street's run, and the list of runs and its filters.
 
-The shipped playbooks have no staged one, so this module's runtime also loads a 台风633 made
-for the demo district (a stage change fans a task out to every community of the street)."""
+The runtime is web/conftest.py's: the shipped playbooks (the staged one is 台风633,
+playbooks/typhoon-633.yaml: a stage change fans tasks out to every community of the street)
+on the demo district."""
 
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
 from playwright.sync_api import Page, expect
 
 from flows.lifecycle import cancel_run, start_run
-from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
 
 SignedIn = Callable[..., Page]
 
-TYPHOON = """\
-id: typhoon-633
-version: 1
-title: 台风633分级响应
-title_en: Typhoon 633 staged response
-kind: typhoon
-params:
-  name: {type: string, required: true, title: 台风名称, title_en: Typhoon name}
-  areas: {type: list, title: 重点防御区域, description: 低洼易涝点、危房、在建工地}
-  landfall: {type: date, title: 预计登陆日期}
-  schools_closed: {type: bool, default: false, title: 已停课}
-stages: [watch, warning, emergency, recovery]
-steps:
-  - id: watch-duty
-    title: 值班监测台风动态
-    role: duty_officer
-    stage: watch
-    due: 2h
-  - id: community-ack
-    title: 社区叫应
-    role: community_head
-    stage: warning
-    for_each: "units(type='community', within=run.unit)"
-    ack: 30m
-    due: {after: 2h, from: stage}
-    escalate: [{after: 0m, notify: [street_head]}]
-  - id: transfer
-    title: 危险区人员转移
-    role: grid_worker
-    stage: emergency
-    for_each: "units(type='community', within=run.unit)"
-    due: 6h
-"""
-
 LEAK = {"location": "六和社区深汕路88号", "grade": "一般"}
-
-
-@pytest.fixture
-def web_rt(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    """The shipped playbooks and the demo district, plus a staged typhoon playbook."""
-    books = tmp_path / "books"
-    shutil.copytree(SHIPPED_PLAYBOOKS, books)
-    (books / "typhoon-633.yaml").write_text(TYPHOON, encoding="utf-8")
-    rt = make_runtime(tmp_path / "web", clock=clock, playbooks=books, org_path=DEMO_ORG)
-    assert rt.catalog.errors == [] and "typhoon-633" in rt.catalog.current
-    yield rt
-    rt.db.dispose()
 
 
 def call(server: Any, person: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -278,36 +228,47 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
         signed_in: SignedIn, server: Any) -> None:
     page = signed_in("pingshan-street-commander")
     page.goto(server.url("/runs/new?playbook=typhoon-633"))
-    expect(page.locator("#stages li[data-stage='warning']")).to_contain_text("社区叫应")
+    # The six stages by their titles, each with its steps.
+    stages = page.locator("#stages li")
+    expect(stages).to_have_count(6)
+    expect(stages.first).to_contain_text("台风消息")
+    expect(page.locator("#stages li[data-stage='warning']")).to_contain_text("台风警报")
+    expect(page.locator("#stages li[data-stage='warning']")).to_contain_text(
+        "【台风警报】社区落实三项防御措施")
+    expect(page.locator("#stages li[data-stage='severe']")).to_contain_text("危险区人员转移")
     page.fill("[name=name]", "山竹")
     page.fill("[name=areas]", "六和社区低洼地段\n东门社区在建工地\n")
-    page.fill("[name=landfall]", "2026-03-03")
-    page.select_option("[name=schools_closed]", "true")
+    page.fill("[name=landfall]", "2026-03-03T14:00")
+    page.select_option("[name=signal]", "黄色")
     expect(page.locator("#help-areas")).to_contain_text("低洼易涝点")
     page.click("#start-submit")
     expect(page).to_have_url(re.compile(r"/runs/\d+$"))
     run_id = run_id_from(page)
     params = call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["params"]
     assert params == {"name": "山竹", "areas": ["六和社区低洼地段", "东门社区在建工地"],
-                      "landfall": "2026-03-03", "schools_closed": True}
-    expect(page.locator("#run-status")).to_contain_text("关注（watch）")
-    expect(step_item(page, "community-ack")).to_have_class(re.compile("not-reached"))
+                      "landfall": "2026-03-03T14:00:00+08:00", "signal": "黄色"}
+    expect(page.locator("#run-status")).to_contain_text("阶段：台风消息")
+    expect(step_item(page, "warning-community")).to_have_class(re.compile("not-reached"))
+    expect(step_item(page, "message-community")).to_have_count(5)
 
     page.select_option("#stage", "warning")
     page.click("#stage-ask")
     confirm = page.locator("#stage-yes")
-    expect(confirm).to_have_text("确认切换到 预警（warning）")
-    assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "watch"
+    expect(confirm).to_have_text("确认切换到 台风警报")
+    assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "message"
     confirm.click()
-    expect(page.locator("#flash")).to_contain_text("已切换到阶段 预警（warning）")
-    expect(page.locator("#run-status")).to_contain_text("预警（warning）")
-    acks = step_item(page, "community-ack")
+    expect(page.locator("#flash")).to_contain_text("已切换到阶段 台风警报")
+    expect(page.locator("#run-status")).to_contain_text("阶段：台风警报")
+    acks = step_item(page, "warning-community")
     expect(acks).to_have_count(5)  # one per community of the street
-    expect(acks.filter(has_text="六和社区")).to_contain_text("贾丽萍")
-    expect(acks.filter(has_text="六和社区").locator(".due")).to_have_text(
-        re.compile(r"^剩余 (2小时0分|1小时\d+分)$"))
+    liuhe = acks.filter(has_text="六和社区")
+    expect(liuhe).to_contain_text("【台风警报】社区落实三项防御措施")
+    expect(liuhe).to_contain_text("贾丽萍")
+    expect(liuhe.locator(".due")).to_have_text(re.compile(r"^剩余 (6小时0分|5小时\d+分)$"))
+    expect(step_item(page, "warning-street")).to_contain_text("王建华")  # the street's head
+    expect(step_item(page, "warning-public")).to_have_count(5)
     expect(page.locator("#timeline li[data-action='stage_changed']")).to_contain_text(
-        "关注（watch） → 预警（warning）")
+        "台风消息 → 台风警报")
     assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "warning"
 
 
@@ -365,7 +326,7 @@ def test_the_runs_list_filters_by_status_and_playbook(signed_in: SignedIn, serve
     page.select_option("#f-playbook", "typhoon-633")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("台风633分级响应")
-    expect(rows.first).to_contain_text("关注（watch）")
+    expect(rows.first).to_contain_text("台风消息")
     page.select_option("#f-playbook", "")
     page.select_option("#f-unit", "heping")
     expect(rows).to_have_count(1)

@@ -1,0 +1,408 @@
+"""The shipped 台风633 playbook (playbooks/typhoon-633.yaml) on the shipped demo district 坪山区
+(playbooks/org/demo-district.yaml): six stages on the warning ladder, each titled in Chinese,
+each with the street's (乡级), the community's (村级) and the public's (群众) three measures;
+a stage change fanning tasks out to every street and every community under the run's unit, to
+the people the org chart names; an unanswered 叫应 chased once, at its 30-minute deadline, to
+the level above; a transfer recorded per community (何时转、要转谁、人在哪、谁去转、转到哪、
+怎么管), the returns at 解除, and the 防御总结 that lists them. Real runtime, real database;
+segments run bare (drain_wakes); the clock is a ManualClock, moved, never slept on."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from factories import png_bytes, run_steps
+from factories import run_row as get_run
+from sqlmodel import select
+
+from flows import lifecycle, tasks
+from flows.evidence import store_evidence
+from flows.runtime import Runtime
+from flows.segments import drain_wakes
+from flows.spec import StepSpec
+from flows.sweeper import sweep_once
+from models.clock import ManualClock
+from models.db import read_session
+from models.documents import Document
+from models.errors import Forbidden
+from models.escalation import Escalation
+from models.outbox import Notification
+from models.task import StepInstance
+
+PLAYBOOK = "typhoon-633"
+COMMANDER = "wang-qiang"  # 王强, the district's commander
+STREET_COMMANDER = "pingshan-street-commander"  # 胡红霞, 坪山街道
+STAGES = ["message", "warning", "emergency", "severe", "landfall", "recovery"]
+PARAMS: dict[str, Any] = {
+    "name": "山竹（1822）",
+    "landfall": "2026-03-03T14:00:00+08:00",
+    "signal": "蓝色",
+    "areas": ["六和社区低洼地段", "东门社区在建工地"],
+}
+# Where each level's steps go, and who does them.
+LEVELS = {"street": ("street", "street_head"), "community": ("community", "community_head"),
+          "public": ("community", "grid_worker")}
+# The demo district's ids (the org file's header): <unit>-head holds the street_head or the
+# community_head role, <community>-grid is the community's grid worker.
+HOLDER = {"street_head": "head", "community_head": "head", "grid_worker": "grid"}
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def start(rt: Runtime, unit: str = "pingshan", actor: str = COMMANDER) -> int:
+    run = lifecycle.start_run(rt, playbook_id=PLAYBOOK, unit_id=unit, params=PARAMS,
+                              actor=actor)
+    return run.id or 0
+
+
+def rows(rt: Runtime, run_id: int) -> dict[str, list[StepInstance]]:
+    """The run's step instances by step key, fan-out items in item order."""
+    out: dict[str, list[StepInstance]] = {}
+    for row in run_steps(rt, run_id):
+        out.setdefault(row.step_key, []).append(row)
+    return out
+
+
+def spec(rt: Runtime, key: str) -> StepSpec:
+    return rt.catalog.get(PLAYBOOK).step(key)
+
+
+def units(rt: Runtime, kind: str, within: str = "pingshan") -> list[str]:
+    return [u.id for u in rt.org.units_where(type=kind, within=within)]
+
+
+def holder(unit: str, role: str) -> str:
+    return f"{unit}-{HOLDER[role]}"
+
+
+def answers(step: StepSpec, **given: Any) -> dict[str, Any]:
+    """What the assignee fills in: every measure done, counts and text in Chinese."""
+    typed = {"bool": True, "int": 120, "string": "已落实", "datetime": "2026-03-02T15:00:00+08:00",
+             "list": ["已落实"]}
+    out = {name: typed[o.type] for name, o in step.outputs.items() if o.required}
+    return out | given
+
+
+def finish(rt: Runtime, row: StepInstance, **given: Any) -> StepInstance:
+    """The row's assignee completes it, with a photo of their own when the step wants one."""
+    who = row.assignees[0]
+    step = spec(rt, row.step_key)
+    photos = []
+    if step.evidence and step.evidence.photos:
+        photos = [store_evidence(rt, data=png_bytes(), filename="转移现场.png",
+                                 uploaded_by=who).id]
+    return tasks.complete(rt, step_id=row.id or 0, actor=who, note="已落实",
+                          outputs=answers(step, **given), evidence=photos)
+
+
+def finish_all(rt: Runtime, run_id: int, key: str) -> None:
+    for row in rows(rt, run_id)[key]:
+        if row.status in ("ready", "acked"):
+            finish(rt, row)
+
+
+def ack_escalations(rt: Runtime, run_id: int) -> list[Escalation]:
+    with read_session(rt.db) as session:
+        return list(session.exec(select(Escalation).where(
+            Escalation.run_id == run_id, Escalation.kind == "ack")
+            .order_by(Escalation.id)).all())  # type: ignore[arg-type]
+
+
+# --- the playbook -------------------------------------------------------------------------------
+
+def test_the_shipped_playbook_loads_with_six_stages_each_titled_in_chinese(demo: Runtime) -> None:
+    assert demo.catalog.errors == []
+    playbook = demo.catalog.get(PLAYBOOK)
+    assert playbook.kind == "typhoon" and playbook.params["name"].required
+    assert playbook.stages == STAGES
+    assert set(playbook.stage_titles) == set(STAGES)
+    assert all(CJK.search(playbook.stage_title(s) or "") for s in STAGES)
+    assert playbook.stage_title("message") == "台风消息"
+    assert playbook.stage_title("recovery") == "解除与灾后恢复"
+    assert 15 <= len(playbook.steps) <= 25
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_gives_each_of_the_three_levels_three_measures(
+        demo: Runtime, stage: str) -> None:
+    playbook = demo.catalog.get(PLAYBOOK)
+    for level, (unit_type, role) in LEVELS.items():
+        step = playbook.step(f"{stage}-{level}")
+        assert step.stage == stage and step.role == role
+        assert step.for_each == f"units(type='{unit_type}', within=run.unit)"
+        # The three measures: three yes/no answers, each titled ①, ② and ③.
+        measures = [o.title or "" for o in step.outputs.values() if o.type == "bool"]
+        assert [m[0] for m in measures] == ["①", "②", "③"], step.id
+        assert all(o.required for o in step.outputs.values() if o.type == "bool")
+        assert step.title.startswith("【") and step.due is not None
+        assert step.due.from_ == "stage" and step.escalate
+        # 叫应: the street's and the community's heads answer within 30 minutes.
+        if level != "public":
+            assert step.ack is not None and step.ack.seconds() == 30 * 60
+
+
+def test_deadlines_tighten_as_the_typhoon_nears(demo: Runtime) -> None:
+    hours = {stage: [spec(demo, f"{stage}-{level}").due.after.seconds() / 3600  # type: ignore[union-attr]
+                     for level in LEVELS] for stage in STAGES}
+    assert hours["warning"] == [4, 6, 12]  # 台风警报: 48 h ahead
+    assert hours["emergency"] == [2, 4, 6]  # 紧急警报: 24 h ahead
+    assert hours["severe"] == [1, 2, 3]  # orange 12 h, red 6 h ahead
+    for before, after in zip(STAGES[:4], STAGES[1:5], strict=True):
+        assert all(a <= b for a, b in zip(hours[after], hours[before], strict=True))
+    transfer = spec(demo, "transfer")
+    assert transfer.stage == "severe" and transfer.due.after.seconds() == 6 * 3600  # type: ignore[union-attr]
+    assert spec(demo, "return").needs == ["transfer"]
+
+
+# --- fanning out ----------------------------------------------------------------------------------
+
+def test_started_at_the_district_the_first_stage_goes_to_every_street_and_community(
+        demo: Runtime, clock: ManualClock) -> None:
+    streets, communities = units(demo, "street"), units(demo, "community")
+    assert len(streets) == 6 and len(communities) == 23  # the demo district (seeds/004)
+    run_id = start(demo)
+    run = get_run(demo, run_id)
+    assert run.stage == "message" and run.unit_id == "pingshan"
+    keyed = rows(demo, run_id)
+    assert set(keyed) == {"message-street", "message-community", "message-public"}
+    for key, unit_type, role in [("message-street", "street", "street_head"),
+                                 ("message-community", "community", "community_head"),
+                                 ("message-public", "community", "grid_worker")]:
+        got = keyed[key]
+        assert [r.unit_id for r in got] == units(demo, unit_type)
+        assert [r.assignees for r in got] == [[holder(u, role)] for u in units(demo, unit_type)]
+        assert {r.status for r in got} == {"ready"}
+    maluan = keyed["message-street"][1]
+    assert maluan.title == "【台风消息】街道落实三项防御措施（马峦街道）"
+    assert demo.org.people[maluan.assignees[0]].name == "白少华"
+    liuhe = keyed["message-community"][0]
+    assert liuhe.title.endswith("（六和社区）") and liuhe.assignees == ["liuhe-head"]
+    assert demo.org.people["liuhe-head"].name == "贾丽萍"
+    # Deadlines counted from entering the stage: street 6 h, community 12 h, public 24 h.
+    assert {r.due_at for r in keyed["message-street"]} == {clock.now() + timedelta(hours=6)}
+    assert {r.due_at for r in keyed["message-community"]} == {clock.now() + timedelta(hours=12)}
+    assert {r.due_at for r in keyed["message-public"]} == {clock.now() + timedelta(hours=24)}
+    # Each of them finds the task in their inbox.
+    with read_session(demo.db) as session:
+        told = session.exec(select(Notification.recipient).where(
+            Notification.run_id == run_id, Notification.kind == "assigned")).all()
+    assert sorted(told) == sorted([holder(u, "street_head") for u in streets]
+                                  + [holder(u, r) for u in communities
+                                     for r in ("community_head", "grid_worker")])
+
+
+def test_entering_a_stage_fans_its_tasks_out_to_every_street_and_community(
+        demo: Runtime, clock: ManualClock) -> None:
+    run_id = start(demo)
+    clock.advance(timedelta(hours=20))
+    with pytest.raises(Forbidden):  # a street's commander does not stage the district's run
+        lifecycle.set_stage(demo, run_id=run_id, stage="warning", actor=STREET_COMMANDER)
+    lifecycle.set_stage(demo, run_id=run_id, stage="warning", actor=COMMANDER)
+    entered = clock.now()
+    keyed = rows(demo, run_id)
+    streets, communities = units(demo, "street"), units(demo, "community")
+    assert [r.unit_id for r in keyed["warning-street"]] == streets
+    assert [r.assignees for r in keyed["warning-street"]] == [[f"{s}-head"] for s in streets]
+    assert [r.assignees for r in keyed["warning-community"]] == \
+        [[f"{c}-head"] for c in communities]
+    assert [r.assignees for r in keyed["warning-public"]] == [[f"{c}-grid"] for c in communities]
+    assert {r.due_at for r in keyed["warning-community"]} == {entered + timedelta(hours=6)}
+    assert not any(k.startswith(("emergency-", "severe-")) for k in keyed)
+    assert "transfer" not in keyed
+
+    # Straight to 橙色/红色预警: the 紧急警报 measures skipped over are handed out too, and
+    # every community is told to move the people of its danger zones.
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor=COMMANDER)
+    keyed = rows(demo, run_id)
+    for key in ("emergency-street", "severe-street"):
+        assert len(keyed[key]) == 6
+    for key in ("emergency-community", "emergency-public", "severe-community", "severe-public",
+                "transfer"):
+        assert len(keyed[key]) == 23
+    assert [r.assignees for r in keyed["transfer"]] == [[f"{c}-head"] for c in communities]
+    assert {r.due_at for r in keyed["transfer"]} == {clock.now() + timedelta(hours=6)}
+    assert get_run(demo, run_id).stage == "severe"
+
+
+def test_started_at_one_street_only_its_communities_get_tasks(
+        demo: Runtime, clock: ManualClock) -> None:
+    with pytest.raises(Forbidden):  # the street's commander commands her own street only
+        lifecycle.start_run(demo, playbook_id=PLAYBOOK, unit_id="pingshan", params=PARAMS,
+                            actor="maluan-commander")
+    run_id = start(demo, unit="maluan", actor="maluan-commander")
+    lifecycle.set_stage(demo, run_id=run_id, stage="warning", actor="maluan-commander")
+    keyed = rows(demo, run_id)
+    ours = ["maluan-community", "jiangling", "pinghuan"]
+    assert units(demo, "community", "maluan") == ours
+    for stage in ("message", "warning"):
+        assert [r.assignees for r in keyed[f"{stage}-street"]] == [["maluan-head"]]
+        assert [r.unit_id for r in keyed[f"{stage}-community"]] == ours
+        assert [r.assignees for r in keyed[f"{stage}-public"]] == [[f"{c}-grid"] for c in ours]
+    everyone = {p for rs in keyed.values() for r in rs for p in r.assignees}
+    assert everyone == {"maluan-head", *(f"{c}-{k}" for c in ours for k in ("head", "grid"))}
+    with read_session(demo.db) as session:
+        told = set(session.exec(select(Notification.recipient).where(
+            Notification.run_id == run_id)).all())
+    assert told == everyone  # nobody of another street hears of it
+
+
+# --- 叫应 ----------------------------------------------------------------------------------------
+
+def test_an_unanswered_call_is_chased_once_at_thirty_minutes_to_the_level_above(
+        demo: Runtime, clock: ManualClock) -> None:
+    run_id = start(demo)
+    keyed = rows(demo, run_id)
+    silent = {"liuhe", "maluan"}  # 六和社区 and 马峦街道 do not answer
+    for key in ("message-street", "message-community"):
+        for row in keyed[key]:
+            if row.unit_id not in silent:
+                tasks.ack(demo, step_id=row.id or 0, actor=row.assignees[0])
+    clock.advance(timedelta(minutes=29))
+    sweep_once(demo)
+    assert ack_escalations(demo, run_id) == []
+
+    clock.advance(timedelta(minutes=2))
+    sweep_once(demo)
+    chased = {e.step_key: e for e in ack_escalations(demo, run_id)}
+    assert set(chased) == {"message-street", "message-community"}
+    # The community's silence goes to the street: its head 王建华 and its commander 胡红霞.
+    assert chased["message-community"].recipients == [
+        "liuhe-head", "pingshan-street-head", "pingshan-street-commander"]
+    # The street's goes to the district: the duty leader 刘洋 and the duty room's screen.
+    assert chased["message-street"].recipients == ["maluan-head", "liu-yang",
+                                                   "district_duty_room"]
+    assert demo.org.people["liu-yang"].name == "刘洋"
+    assert {e.step_id for e in chased.values()} == {
+        next(r.id for r in keyed["message-community"] if r.unit_id == "liuhe"),
+        next(r.id for r in keyed["message-street"] if r.unit_id == "maluan")}
+    late = [r for rs in rows(demo, run_id).values() for r in rs if r.ack_missed]
+    assert sorted(r.unit_id for r in late) == ["liuhe", "maluan"]
+    with read_session(demo.db) as session:
+        inbox = session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.kind == "ack")).all()
+    assert {n.recipient for n in inbox} >= {"pingshan-street-head", "liu-yang", "liuhe-head"}
+    assert all("未签收" in n.title for n in inbox)
+
+    # Once: later sweeps, and answering late, chase nobody again for the 叫应.
+    clock.advance(timedelta(minutes=20))
+    sweep_once(demo)
+    sweep_once(demo)
+    liuhe = next(r for r in rows(demo, run_id)["message-community"] if r.unit_id == "liuhe")
+    tasks.ack(demo, step_id=liuhe.id or 0, actor="liuhe-head")
+    clock.advance(timedelta(minutes=20))
+    sweep_once(demo)
+    assert len(ack_escalations(demo, run_id)) == 2
+
+
+# --- transfers, returns and the summary ---------------------------------------------------------
+
+def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
+        demo: Runtime, clock: ManualClock) -> None:
+    run_id = start(demo, unit="pingshan-street", actor=STREET_COMMANDER)
+    ours = units(demo, "community", "pingshan-street")
+    assert ours == ["liuhe", "heping", "pingshan-community", "dongmen", "xinhe"]
+    finish_all(demo, run_id, "message-street")
+    clock.advance(timedelta(hours=24))
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor=STREET_COMMANDER)
+    transfers = {r.unit_id: r for r in rows(demo, run_id)["transfer"]}
+    assert list(transfers) == ours
+
+    moved = {
+        "liuhe": {"people": 3, "names": ["张桂兰", "李德明", "王小燕"],
+                  "from_where": "六和社区河滨路低洼地段", "mover": "熊淑芬（网格员）",
+                  "shelter": "六和社区党群服务中心", "management": "专人值守，登记造册，保障三餐"},
+        "heping": {"people": 0, "from_where": "已排查，无危险区住户", "mover": "无",
+                   "shelter": "无", "management": "无"},
+        "pingshan-community": {"people": 12, "from_where": "坪山社区危房3栋",
+                               "mover": "林婷婷（网格员）", "shelter": "坪山实验学校",
+                               "management": "学校体育馆安置，社区干部24小时值守",
+                               "not_moved": 1},
+        "xinhe": {"people": 40, "from_where": "新和社区在建工地工棚", "mover": "项目部安全员",
+                  "shelter": "新和社区文体中心", "management": "工地负责人点名，每日两次"},
+    }
+    for unit, given in moved.items():
+        finish(demo, transfers[unit], moved_at="2026-03-03T13:30:00+08:00", **given)
+    # A community that has not recorded its transfer holds the returns back (needs: transfer).
+    lifecycle.set_stage(demo, run_id=run_id, stage="landfall", actor=STREET_COMMANDER)
+    lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor=STREET_COMMANDER)
+    assert "return" not in rows(demo, run_id)
+    finish(demo, transfers["dongmen"], people=5, mover="蒋天宇", shelter="东门小学",
+           from_where="东门社区老屋村", management="分男女宿舍，社区医生巡诊")
+    returns = {r.unit_id: r for r in rows(demo, run_id)["return"]}
+    assert list(returns) == ours
+    assert [r.assignees for r in returns.values()] == [[f"{c}-head"] for c in ours]
+
+    back = {"liuhe": (3, 0, None), "heping": (0, 0, None), "dongmen": (5, 0, None),
+            "pingshan-community": (10, 2, "2名危房住户在坪山实验学校过渡安置，社区跟踪"),
+            "xinhe": (40, 0, None)}
+    for unit, (returned, remaining, care) in back.items():
+        extra = {"remaining_care": care} if care else {}
+        finish(demo, returns[unit], returned=returned, remaining=remaining,
+               returned_at="2026-03-04T10:00:00+08:00", **extra)
+    for key in ("recovery-street", "recovery-community", "recovery-public"):
+        finish_all(demo, run_id, key)
+    drain_wakes(demo)
+
+    keyed = rows(demo, run_id)
+    assert [r.status for r in keyed["summary"]] == ["done"]
+    with read_session(demo.db) as session:
+        doc = session.exec(select(Document).where(Document.run_id == run_id)).one()
+    body = doc.body
+    assert doc.title == "生成台风防御工作总结"
+    assert body.startswith("# 山竹（1822）台风防御工作总结")
+    assert "**防御单位**：坪山街道" in body
+    assert "**预计登陆时间**：2026-03-03 14:00" in body
+    assert ("共经历 6 个响应阶段：台风消息 → 台风警报 → 紧急警报 → 橙色/红色预警 → 台风登陆"
+            " → 解除与灾后恢复") in body
+    # Per community: 何时转、要转谁、人在哪、谁去转、转到哪、怎么管.
+    assert ("| 六和社区 | 2026-03-03 13:30 | 3 人：张桂兰、李德明、王小燕 "
+            "| 六和社区河滨路低洼地段 | 熊淑芬（网格员） | 六和社区党群服务中心 "
+            "| 专人值守，登记造册，保障三餐 | 0 人 |") in body
+    assert "| 坪山社区 | 2026-03-03 13:30 | 12 人 | 坪山社区危房3栋 |" in body
+    assert "| 东门社区 | 2026-03-02 15:00 | 5 人 | 东门社区老屋村 | 蒋天宇 | 东门小学 |" in body
+    assert "合计 5 个社区，转移 60 人，应转未转 1 人。" in body
+    assert ("| 坪山社区 | 2026-03-04 10:00 | 10 人 | 2 人 | 已检查 |"
+            " 2名危房住户在坪山实验学校过渡安置，社区跟踪 |") in body
+    assert "| 新和社区 | 2026-03-04 10:00 | 40 人 | 0 人 | 已检查 | — |" in body
+    assert "合计已返回 58 人，仍在安置 2 人。仍在安置的人员由所在社区继续管理" in body
+    # The 3x3 measures unit by unit: the street did its 台风消息 measures, nobody else did
+    # theirs before the summary, and the summary names who still owes them.
+    assert "| 【台风消息】街道落实三项防御措施 | 1 | 1 | 1 | — | 无 |" in body
+    assert ("| 【台风警报】社区落实三项防御措施 | 5 | 0 | 0 | — | 六和社区（待办）、"
+            "和平社区（待办）、坪山社区（待办）、东门社区（待办）、新和社区（待办） |") in body
+    assert "| 【解除与灾后恢复】网格员告知群众三项措施 | 5 | 5 | 5 | 600 | 无 |" in body
+    assert "未填报" not in body.split("## 三")[1].split("## 五")[0]  # all transfers and returns
+    assert get_run(demo, run_id).status == "running"  # earlier measures still owed
+
+    # Every measure in: the run is complete.
+    for key, instances in rows(demo, run_id).items():
+        if key != "summary" and any(r.status in ("ready", "acked") for r in instances):
+            finish_all(demo, run_id, key)
+    assert get_run(demo, run_id).status == "completed"
+
+
+def test_a_return_with_people_still_away_keeps_them_in_the_summary(
+        demo: Runtime, clock: ManualClock) -> None:
+    run_id = start(demo, unit="maluan", actor="maluan-commander")
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor="maluan-commander")
+    for row in rows(demo, run_id)["transfer"]:
+        finish(demo, row, people=4, from_where="低洼地段", mover="网格员", shelter="社区服务中心",
+               management="专人值守")
+    lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor="maluan-commander")
+    keyed = rows(demo, run_id)
+    first, *others = keyed["return"]
+    finish(demo, first, returned=1, remaining=3, remaining_care="房屋受损，投亲靠友")
+    for row in others:
+        finish(demo, row, returned=4, remaining=0)
+    for key in ("recovery-street", "recovery-community", "recovery-public"):
+        finish_all(demo, run_id, key)
+    drain_wakes(demo)
+    with read_session(demo.db) as session:
+        body = session.exec(select(Document.body).where(Document.run_id == run_id)).one()
+    assert "合计 3 个社区，转移 12 人，应转未转 0 人。" in body
+    assert "| 马峦社区 | 2026-03-02 09:00 | 1 人 | 3 人 | 已检查 | 房屋受损，投亲靠友 |" in body
+    assert ("合计已返回 9 人，仍在安置 3 人。仍在安置的人员由所在社区继续管理，直至返回。"
+            "\n\n## 五、灾情损失简况") in body
+    assert "人员转移闭环" not in body
