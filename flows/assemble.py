@@ -153,6 +153,8 @@ def assemble(
         errors += [root.at(("stage_titles", stage), not_known("阶段", "stage", stage,
                                                               header.stages))
                    for stage in header.stage_titles if stage not in header.stages]
+        errors += [root.at(("title_params", i), not_known("参数", "param", name, header.params))
+                   for i, name in enumerate(header.title_params) if name not in header.params]
     for node in nodes:
         if node.step is not None:
             errors += check_step(node.step, node.candidate.where, env)

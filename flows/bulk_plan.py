@@ -289,4 +289,4 @@ class Decider:
 
 
 def run_title(playbook: Playbook, new: NewRun, unit_names: dict[str, str]) -> str:
-    return title_for(playbook, new.params.get("location") or unit_names[new.unit_id])
+    return title_for(playbook, new.params, unit_names[new.unit_id])

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from flows.campaigns import campaign_progress
 from flows.runtime import Runtime
+from models.audit import AuditEvent
 from models.run import Run
 from models.task import SKIPPED, StepInstance
 
@@ -49,6 +50,7 @@ _PASSED_OVER: dict[str, Any] = {
     "key": "", "status": SKIPPED, "action": "", "outputs": {}, "note": None, "completed_by": None,
     "completed_by_name": None, "done_at": "", "done_at_local": "", "due_at_local": "",
     "verified_by": None, "verified_by_name": None, "reject_reason": None, "title": "",
+    "step_title": "", "unit": "", "unit_name": "", "stage": None, "stage_title": None,
 }
 
 
@@ -61,7 +63,9 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     that sorts in time order) and `order` (its place in the playbook). Templates sort on
     'done_at,order'; the keys come in playbook order too, so an unsorted read is stable.
     `action` and `needs` are the playbook's: what kind of step it is, what it waits for."""
-    specs = rt.catalog.pinned(session, run.playbook_sha).steps
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
+    specs = playbook.steps
+    spec_of = {s.id: s for s in specs}
     position = {s.id: i for i, s in enumerate(specs)}
     # What each step waits for: a report names as its author whoever did the step it needs.
     needs = {s.id: list(s.needs) for s in specs}
@@ -72,6 +76,8 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     for row in rows:
         person = rt.org.people.get(row.submitted_by or "")
         verifier = rt.org.people.get(row.verified_by or "")
+        spec = spec_of.get(row.step_key)
+        unit = rt.org.units.get(row.unit_id)
         view = {
             "key": row.step_key,
             "status": row.status,
@@ -90,6 +96,13 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
             "verified_by_name": verifier.name if verifier else None,
             "reject_reason": row.reject_reason,
             "title": row.title,
+            # A fan-out item is titled "标题（单位）": the playbook's own title, the unit it is
+            # for and the stage it belongs to, so a report need not take its title apart.
+            "step_title": spec.title if spec else row.title,
+            "unit": row.unit_id,
+            "unit_name": unit.name if unit else row.unit_id,
+            "stage": spec.stage if spec else None,
+            "stage_title": playbook.stage_title(spec.stage) if spec else None,
         }
         if row.step_key in out:
             out[row.step_key].setdefault("items", [dict(out[row.step_key])]).append(view)
@@ -100,6 +113,21 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     ordered = sorted(out, key=lambda key: (position.get(key, last), key))
     return {key: out[key] | {"order": position.get(key, last), "needs": needs.get(key, [])}
             for key in ordered}
+
+
+def stage_history(session: Session, rt: Runtime, run: Run) -> list[dict[str, Any]]:
+    """The stages a staged run has entered, in the order entered, with when: its first stage at
+    the start, then each change (a stage entered twice is listed twice). [] for other runs."""
+    if run.stage is None:
+        return []
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
+    changes = session.exec(
+        select(AuditEvent.to_state, AuditEvent.at)
+        .where(AuditEvent.run_id == run.id, AuditEvent.action == "stage_changed")
+        .order_by(col(AuditEvent.at), col(AuditEvent.id))).all()
+    entered = [(playbook.stages[0], run.started_at), *changes]
+    return [{"id": stage, "title": playbook.stage_title(stage),
+             "entered_at_local": rt.renderer.local(at)} for stage, at in entered if stage]
 
 
 def expression_context(

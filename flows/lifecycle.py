@@ -81,11 +81,14 @@ def require_running(run: Run) -> None:
                        current=run.status)
 
 
-def title_for(playbook: Playbook, where: str) -> str:
-    """A run's title: the playbook's title and where (the location param, else the unit's name),
-    on one line and cut to MAX_TITLE with "…". The bulk import (flows/bulk_plan.py) titles its
-    runs the same way."""
-    title = f"{playbook.title}·{' '.join(str(where).split())}"
+def title_for(playbook: Playbook, params: dict[str, Any], unit_name: str) -> str:
+    """A run's title: the playbook's title, the values of its `title_params` (a typhoon's name),
+    and where (the location param, else the unit's name), on one line and cut to MAX_TITLE with
+    "…". The bulk import (flows/bulk_plan.py) titles its runs the same way."""
+    parts = [playbook.title]
+    parts += [str(params[name]) for name in playbook.title_params if params.get(name)]
+    parts.append(str(params.get("location") or unit_name))
+    title = "·".join(" ".join(part.split()) for part in parts)
     return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1] + "…"
 
 
@@ -150,10 +153,10 @@ def _start(
         if why is not None:
             raise InvalidInput("params.campaign", f"{why[0]} / {why[1]}")
     rt.catalog.pin(session, playbook, now)
-    where = params.get("location") or rt.org.unit(unit_id).name
+    title = title_for(playbook, params, rt.org.unit(unit_id).name)
     run = Run(
         playbook_id=playbook.id, playbook_version=playbook.version,
-        playbook_sha=playbook.sha256, title=title_for(playbook, where), unit_id=unit_id,
+        playbook_sha=playbook.sha256, title=title, unit_id=unit_id,
         status=rs.RUNNING, stage=playbook.stages[0] if playbook.stages else None,
         stage_entered_at=now if playbook.stages else None, params=params, started_by=actor,
         started_at=now, parent_step_id=parent_step_id,

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import case, func, update
 from sqlmodel import Session, select
 
-from flows.context import expression_context, run_view
+from flows.context import expression_context, run_view, stage_history
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
@@ -166,8 +166,11 @@ def _finish(session: Session, inst: StepInstance, now: Any, outputs: dict[str, A
 def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstance
                       ) -> dict[str, Any]:
     ctx = expression_context(session, rt, run, item=inst.item)
+    history = stage_history(session, rt, run)
     ctx["run"] = run_view(rt, run) | {"unit": {"id": run.unit_id,
-                                               "name": rt.org.unit(run.unit_id).name}}
+                                               "name": rt.org.unit(run.unit_id).name},
+                                      "stages": history,
+                                      "stage_title": history[-1]["title"] if history else None}
     ctx["step"] = {"id": inst.step_key, "title": inst.title,
                    "due_at_local": rt.renderer.deadline(inst.due_at),
                    "assignees": [rt.org.people[p].name for p in inst.assignees

@@ -502,6 +502,11 @@ class PlaybookHeader(_Spec):
     stages: list[Slug] = Field(
         default_factory=list, description="Ordered stages of a staged run (typhoon)."
     )
+    title_params: list[Name] = Field(
+        default_factory=list,
+        description="Params whose values name a run after the playbook's title, before where it "
+        "is: [name] titles a typhoon's run 台风633分级响应·山竹·坪山区.",
+    )
     stage_titles: dict[Slug, str] = Field(
         default_factory=dict,
         description="Names of the stages as people read them (Chinese), e.g. {warning: 台风警报}; "
@@ -595,6 +600,10 @@ class Playbook(PlaybookHeader):
                 raise ValueError(f"步骤 {step.id} 的阶段 {step.stage} 不存在 / "
                                  f"step '{step.id}' has unknown stage '{step.stage}'")
             seen.add(step.id)
+        for name in self.title_params:
+            if name not in self.params:
+                raise ValueError(f"title_params 中的参数 {name} 不存在 / title_params names "
+                                 f"unknown param '{name}'")
         for stage in self.stage_titles:
             if stage not in stages:
                 raise ValueError(f"stage_titles 中的阶段 {stage} 不存在 / stage_titles names "

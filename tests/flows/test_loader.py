@@ -378,3 +378,17 @@ def test_stage_titles_name_the_stages_and_a_title_of_no_stage_is_refused_at_its_
     assert playbook.stage_titles == {"watch": "台风消息", "warning": "台风警报"}
     assert [playbook.stage_title(s) for s in ("watch", "warning", None)] == [
         "台风消息", "台风警报", None]
+
+
+def test_title_params_name_declared_params_and_an_unknown_one_is_refused_at_its_line() -> None:
+    text = ("id: storm\nversion: 1\ntitle: 台风\nparams:\n  name: {type: string}\n"
+            "title_params: [name, nmae]\n"
+            "steps:\n  - {id: a, title: 叫应, role: commander}\n")
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="storm.yaml", context=context())
+    assert [str(e) for e in caught.value.errors] == [
+        "storm.yaml:6:22: title_params[1]: 没有参数 nmae（可选：name） / unknown param 'nmae' "
+        "(known: name)"]
+    playbook = load_playbook_text(text.replace(", nmae", ""), filename="storm.yaml",
+                                  context=context())
+    assert playbook.title_params == ["name"]
