@@ -10,9 +10,10 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import pages
 from models.errors import (
     Conflict,
     EvidenceDamaged,
@@ -122,7 +123,9 @@ def _http_error(exc: StarletteHTTPException) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and pages.wants_page(request):
+            return pages.not_found(request.url.path)
         return _http_error(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -145,7 +148,9 @@ def install(app: FastAPI) -> None:
             "errors": [e.as_dict() for e in exc.errors]})
 
     @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        if pages.wants_page(request):
+            return pages.not_found(request.url.path)
         return JSONResponse(status_code=404, content={"error": "not_found", "detail": str(exc)})
 
     @app.exception_handler(EvidenceDamaged)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -41,6 +41,20 @@ router = APIRouter(include_in_schema=False)
 def page(template: str, **context: Any) -> HTMLResponse:
     html = _env.get_template(template).render(**context)
     return HTMLResponse(html, headers=HEADERS)
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, not a script or style): it is answered with a
+    page, a 404 too, never JSON text on a white screen."""
+    path = request.url.path
+    return (request.method in ("GET", "HEAD") and not path.startswith(("/api/", "/static/"))
+            and path not in ("/healthz", "/openapi.json")
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def not_found(path: str) -> HTMLResponse:
+    html = _env.get_template("not_found.html").render(path=path)
+    return HTMLResponse(html, status_code=404, headers=HEADERS)
 
 
 def _row(value: int, what: str) -> int:

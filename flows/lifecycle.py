@@ -236,8 +236,8 @@ def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
         lock_run(session, run)  # two stage changes, or one and a cancel: one after the other
         require_running(run)
         if run.stage == stage:
-            raise Conflict(f"流程已处于阶段 {stage} / run is already in stage '{stage}'",
-                           current=run.stage)
+            raise Conflict(f"流程已处于阶段 {playbook.stage_title(stage)} / run is already in "
+                           f"stage '{stage}'", current=run.stage)
         now = rt.clock.now()
         add_event(session, at=now, actor=actor, action="stage_changed", run_id=run.id,
                   from_state=run.stage, to_state=stage)

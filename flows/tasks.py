@@ -159,6 +159,11 @@ def _check_output_sizes(outputs: dict[str, Any]) -> None:
                            f"outputs are {size} bytes; the limit is {MAX_OUTPUTS_BYTES}")
 
 
+
+def _named(row: Evidence) -> str:
+    """An evidence file as its uploader knows it: 「现场1.jpg」（id）."""
+    return f"「{row.filename}」（{row.id}）" if row.filename else f"'{row.id}'"
+
 def _check_evidence(
     session: Session, step: StepInstance, spec: StepSpec, evidence_ids: list[str],
     note: str | None, actor: str,
@@ -218,13 +223,17 @@ def _check_evidence(
     # (the scene as found, and again in the report); a run cancelled (registered in error,
     # started at the wrong unit) proves nothing with steps it never finished, so their photos
     # may serve the run that replaces it.
+    # Messages name a file as the person chose it (现场1.jpg), then its id.
     first: dict[str, str] = {}
-    for row in rows:
+    index: dict[str, int] = {}
+    for i, row in enumerate(rows):
         if row.sha256 in first:
-            raise InvalidInput("evidence", f"证据 '{row.id}' 与 '{first[row.sha256]}' 是同一个"
+            twin = rows[index[row.sha256]]
+            raise InvalidInput("evidence", f"证据 {_named(row)} 与 {_named(twin)} 是同一个"
                                f"文件（内容相同）/ evidence '{row.id}' has the same content as "
                                f"'{first[row.sha256]}'")
         first[row.sha256] = row.id
+        index[row.sha256] = i
     elsewhere = {o.step_id: o.sha256 for o in locked
                  if o.step_id is not None and o.step_id != step.id and o.sha256 in first}
     if elsewhere:
@@ -239,7 +248,8 @@ def _check_evidence(
         other = sorted(sid for sid, run_id in steps if run_id != step.run_id)
         if other:
             dup = first[elsewhere[other[0]]]
-            raise InvalidInput("evidence", f"证据 '{dup}' 与另一流程实例中任务上的证据是同一个"
+            named = next(_named(r) for r in rows if r.id == dup)
+            raise InvalidInput("evidence", f"证据 {named} 与另一流程实例中任务上的证据是同一个"
                                f"文件 / evidence '{dup}' has the same content as evidence "
                                "already attached to a task of another run")
     need = spec.evidence

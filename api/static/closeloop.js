@@ -144,6 +144,7 @@ export function markField(form, err) {
 
 let mePromise = null;
 let clockOffset = 0; // server time minus this browser's time, in ms
+let zone = "Asia/Shanghai"; // the bureau's, from /api/me: times are shown in it, not the phone's
 
 export function me() {
   if (!mePromise) {
@@ -151,6 +152,7 @@ export function me() {
     mePromise = api("/api/me").then((who) => {
       const answered = Date.now();
       clockOffset = Date.parse(who.now) - (asked + answered) / 2;
+      zone = who.timezone || zone;
       return who;
     }, (err) => {
       mePromise = null; // a refused token is asked again after the next sign-in
@@ -158,6 +160,25 @@ export function me() {
     });
   }
   return mePromise;
+}
+
+// A param or output as people read it: 是/否, a list joined, a time with its offset in the
+// bureau's zone ("2026-11-30T01:15:00Z" → "2026-11-30 09:15"), nothing as "—".
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+export function shownValue(value) {
+  if (value === null || value === undefined || value === "") return "—";
+  if (typeof value === "boolean") return value ? "是" : "否";
+  if (Array.isArray(value)) return value.map(shownValue).join("、");
+  if (typeof value === "object") return JSON.stringify(value);
+  if (typeof value === "string" && ISO_TIME.test(value)) {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+      minute: "2-digit", hourCycle: "h23",
+    }).formatToParts(new Date(value)).map((p) => [p.type, p.value]));
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+  }
+  return String(value);
 }
 
 export function serverNow() {
@@ -236,7 +257,7 @@ const LINKS = [
   { href: "/runs", text: "事件与流程", show: () => true },
   { href: "/runs/new", text: "启动预案", show: (who) => who.startable.length > 0 },
   { href: "/hazards", text: "三个清单", show: () => true },
-  { href: "/ranking", text: "月度排名", show: () => true },
+  { href: "/ranking", text: "月度排名", show: (who) => who.manager }, // the API's manager right
 ];
 
 export function linksFor(who) {

@@ -198,8 +198,11 @@ function field(f, value, who) {
       input.append(h("option", { value, selected: true, text: value }));
     }
   } else {
-    const type = f.kind === "month" ? "month" : f.kind === "number" ? "number" : "search";
-    input = h("input", { id, name: f.name, type, value, min: f.kind === "number" ? "1" : null });
+    // A number in a text box: a number box turns "abc" into nothing, so the list would show
+    // everything instead of the API saying what is wrong.
+    const type = f.kind === "month" ? "month" : f.kind === "number" ? "text" : "search";
+    input = h("input", { id, name: f.name, type, value,
+      inputmode: f.kind === "number" ? "numeric" : null });
   }
   return h("div", { class: "filter" }, h("label", { for: id, text: f.label }), input);
 }

@@ -4,9 +4,17 @@ import { $, ApiError, clear, clearToken, flash, h, linksFor, me, setToken, getTo
 const params = new URLSearchParams(window.location.search);
 
 function safeNext() {
-  // Only a path of this server: a crafted link must not send the person elsewhere.
+  // Only a page of this server: a crafted link must not send the person elsewhere. Resolved
+  // the way the browser will resolve it ("/\\host" is another host to a browser, as "//host").
   const next = params.get("next") || "";
-  return next.startsWith("/") && !next.startsWith("//") ? next : "";
+  if (!next.startsWith("/")) return "";
+  let url;
+  try {
+    url = new URL(next, window.location.origin);
+  } catch {
+    return "";
+  }
+  return url.origin === window.location.origin ? url.pathname + url.search + url.hash : "";
 }
 
 async function welcome() {

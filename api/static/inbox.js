@@ -106,6 +106,24 @@ async function drawTasks(who, filters, reload) {
   return page;
 }
 
+// Requests for more time the caller decides (the supervising office): work like a task, so
+// they are listed here, above the notifications that would scroll them away.
+async function drawRequests() {
+  const asked = await api(`/api/extension-requests${query({ mine: "true", status: "pending", limit: 50 })}`);
+  const section = $("#requests");
+  section.hidden = asked.count === 0;
+  const list = clear($("#request-list"));
+  $("#request-count").textContent = asked.count ? `（${asked.count}）` : "";
+  for (const req of asked.data) {
+    list.append(h("li", { class: "card request", dataset: { requestId: req.id, taskId: req.task_id } },
+      h("h3", {}, h("a", { href: `/tasks/${req.task_id}`, text: req.task_title })),
+      h("p", { class: "meta", text: `${req.unit_name} · ${req.requested_by.name} 申请延期至 ${req.new_due_at_local}` }),
+      h("p", { text: `理由：${req.reason}` }),
+      req.decide_by ? h("p", {}, "审批时限 ",
+        h("span", { class: "due", dataset: { due: req.decide_by } }), ` （${req.decide_by_local}）`) : null));
+  }
+}
+
 async function drawNotes() {
   const list = clear($("#notes"));
   const notes = await api(`/api/inbox${query({ limit: 5 })}`);
@@ -135,5 +153,6 @@ startPage(async (who) => {
     reload(fromForm()).catch(showError);
   });
   $("#filters").addEventListener("submit", (event) => event.preventDefault());
-  await Promise.all([reload(readFilters()), drawNotes()]);
+  await Promise.all([reload(readFilters()), drawRequests(), drawNotes()]);
+  liveCountdowns(document);
 });

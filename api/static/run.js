@@ -5,7 +5,7 @@
 // the page itself (a browser's confirm dialog is easy to click away, and tests cannot see it).
 import {
   $, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, flash, h, liveCountdowns, serverNow,
-  showError, startPage, statusBadge,
+  showError, shownValue, startPage, statusBadge,
 } from "/static/closeloop.js";
 
 const RUN_ID = document.body.dataset.runId;
@@ -57,8 +57,8 @@ function fact(term, ...value) {
 function drawSummary(run) {
   $("#heading").textContent = run.title;
   document.title = `${run.title} · closeloop`;
-  clear($("#run-status")).append(statusBadge(run.status, RUN_STATUS),
-    run.stage ? h("span", { class: "badge stage-badge", text: `阶段：${stageName(run.stage)}` }) : null);
+  const stage = run.stage ? h("span", { class: "badge stage-badge", text: `阶段：${stageName(run.stage)}` }) : "";
+  clear($("#run-status")).append(statusBadge(run.status, RUN_STATUS), stage);
   const pb = state.playbook;
   clear($("#run-facts")).append(
     ...fact("预案", pb ? pb.title : run.playbook, h("span", { class: "en", text: ` ${run.playbook} v${run.playbook_version}` })),
@@ -70,14 +70,6 @@ function drawSummary(run) {
   drawParams(run, pb);
 }
 
-function paramText(value) {
-  if (value === null || value === undefined || value === "") return "—";
-  if (typeof value === "boolean") return value ? "是" : "否";
-  if (Array.isArray(value)) return value.join("、");
-  if (typeof value === "object") return JSON.stringify(value);
-  return String(value);
-}
-
 function drawParams(run, pb) {
   const box = clear($("#run-params"));
   const entries = Object.entries(run.params || {});
@@ -87,7 +79,7 @@ function drawParams(run, pb) {
     h("caption", { text: "预案参数" }),
     h("tbody", {}, entries.map(([name, value]) => h("tr", { dataset: { param: name } },
       h("th", { scope: "row", text: (specs[name] && specs[name].title) || name }),
-      h("td", { text: paramText(value) })))))));
+      h("td", { text: shownValue(value) })))))));
 }
 
 // -- steps ----------------------------------------------------------------------------------
@@ -106,12 +98,13 @@ function clock(iso, overdue) {
   return h("span", { class: "due", dataset: { due: iso, overdue: overdue ? "true" : "false" } });
 }
 
-function deadline(step) {
-  if (step.status === "submitted" && step.verify_due_at) {
+function deadline(step, live) {
+  if (live && step.status === "submitted" && step.verify_due_at) {
     return h("p", {}, "核验时限 ", clock(step.verify_due_at, false), ` （${step.verify_due_at_local}）`);
   }
   if (!step.due_at) return null;
-  const running = OPEN.has(step.status) || (step.id === null && step.status === "pending");
+  // A run that ended counts nothing down: its open steps were called off with it.
+  const running = live && (OPEN.has(step.status) || (step.id === null && step.status === "pending"));
   if (!running) return h("p", { class: "meta", text: `时限 ${step.due_at_local}` });
   const extended = step.original_due_at_local && step.original_due_at_local !== step.due_at_local
     ? `，原时限 ${step.original_due_at_local}` : "";
@@ -152,12 +145,13 @@ function doneLine(step) {
   const parts = [];
   if (step.submitted_by) parts.push(`提交：${step.submitted_by_name || step.submitted_by}`);
   if (step.verified_by) parts.push(`核验：${step.verified_by_name || step.verified_by}`);
-  if (step.done_at_local) parts.unshift(`完成于 ${step.done_at_local}`);
+  const ended = { cancelled: "撤销于", skipped: "跳过于" }[step.status] || "完成于";
+  if (step.done_at_local) parts.unshift(`${ended} ${step.done_at_local}`);
   else if (step.status !== "submitted") return null;
   return parts.length ? h("p", { class: "meta", text: parts.join(" · ") }) : null;
 }
 
-function stepItem(step, stageOf) {
+function stepItem(step, stageOf, live) {
   const classes = ["step", `step-${step.status}`];
   if (step.id === null) classes.push("not-reached");
   if (step.overdue) classes.push("is-overdue");
@@ -167,7 +161,7 @@ function stepItem(step, stageOf) {
   },
   h("div", { class: "step-head" }, stepTitle(step), " ", badges(step, stageOf.get(step.step))),
   whoLine(step),
-  deadline(step),
+  deadline(step, live),
   doneLine(step),
   step.status === "rejected" && step.reject_reason
     ? h("p", { class: "meta", text: `退回原因：${step.reject_reason}` }) : null);
@@ -179,11 +173,23 @@ function drawSteps(run, pb) {
   const reached = steps.filter((s) => s.id !== null).length;
   $("#step-count").textContent = `已下达 ${reached} 项，共 ${steps.length} 项`;
   const list = clear($("#steps"));
-  for (const step of steps) list.append(stepItem(step, stageOf));
+  const live = run.status === "running";
+  for (const step of steps) list.append(stepItem(step, stageOf, live));
   if (!steps.length) list.append(h("li", { class: "empty", text: "没有步骤。" }));
 }
 
 // -- escalations, documents, timeline, notifications -----------------------------------------
+
+// Step titles by instance id (a fan-out's instances share a step key but each names its unit,
+// "社区叫应（六和社区）") and, for what names no instance, by step key.
+function stepTitles(run) {
+  const titles = new Map();
+  for (const s of run.steps || []) {
+    if (s.id !== null) titles.set(s.id, s.title);
+    if (!titles.has(s.step)) titles.set(s.step, s.title);
+  }
+  return titles;
+}
 
 function drawEscalations(run) {
   const box = clear($("#escalations"));
@@ -192,11 +198,11 @@ function drawEscalations(run) {
     box.append(h("p", { class: "empty", text: "暂无督办。" }));
     return;
   }
-  const titles = new Map((run.steps || []).map((s) => [s.step, s.title]));
+  const titles = stepTitles(run);
   box.append(h("div", { class: "table-wrap" }, h("table", { id: "escalations-table" },
     h("thead", {}, h("tr", {}, ["步骤", "类型", "级别", "触发时间", "通知对象"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, rows.map((e) => h("tr", { dataset: { step: e.step, kind: e.kind } },
-      h("td", { text: titles.get(e.step) || e.step }),
+      h("td", { text: titles.get(e.step_id) || titles.get(e.step) || e.step }),
       h("td", { text: KIND_NAMES[e.kind] || e.kind }),
       h("td", { text: e.repeat ? `${e.level}（第 ${e.repeat + 1} 次）` : String(e.level) }),
       h("td", { text: e.fired_at_local }),
@@ -230,7 +236,7 @@ function drawDocuments(docs) {
 function detailLine(event, titles) {
   const d = event.detail || {};
   const parts = [];
-  if (d.step) parts.push(titles.get(d.step) || d.step);
+  if (d.step) parts.push(titles.get(event.step_id) || titles.get(d.step) || d.step);
   if (d.level !== undefined && event.action !== "run_started") parts.push(`第 ${d.level} 级`);
   if (d.reason) parts.push(`原因：${d.reason}`);
   if (d.note) parts.push(`说明：${d.note}`);
@@ -243,7 +249,7 @@ function detailLine(event, titles) {
 
 function drawTimeline(run) {
   const list = clear($("#timeline"));
-  const titles = new Map((run.steps || []).map((s) => [s.step, s.title]));
+  const titles = stepTitles(run);
   for (const event of run.timeline || []) {
     const from = stateName(event.from_state, event.action);
     const to = stateName(event.to_state, event.action);
@@ -289,6 +295,18 @@ function mayCommand(run) {
   return Boolean(who && who.commander && who.units.some((u) => u.id === run.unit_id));
 }
 
+// What a stage change does besides handing out the new stage's tasks, said before it is made:
+// stages jumped over hand out theirs too, and going back calls nothing off (the tasks of the
+// later stages already handed out stay open until done or the run is cancelled).
+function stageEffect(pb, from, to) {
+  const stages = (pb && pb.stages) || [];
+  const [i, j] = [stages.indexOf(from), stages.indexOf(to)];
+  if (i < 0 || j < 0) return "";
+  if (j < i) return `退回到较早阶段：${stages.slice(j + 1, i + 1).map(stageName).join("、")}已下达的任务仍然有效，不会撤销。`;
+  if (j > i + 1) return `跳过 ${stages.slice(i + 1, j).map(stageName).join("、")}：这些阶段的任务也将一并下达。`;
+  return "";
+}
+
 function drawControls(run, pb) {
   const show = run.status === "running" && mayCommand(run);
   $("#controls").hidden = !show;
@@ -317,6 +335,7 @@ function wireControls() {
     const yes = $("#stage-yes");
     yes.dataset.stage = select.value;
     yes.textContent = `确认切换到 ${stageName(select.value)}`;
+    $("#stage-effect").textContent = stageEffect(state.playbook, state.run.stage, select.value);
     $("#stage-confirm").hidden = false;
     yes.focus();
   });

@@ -4,7 +4,7 @@
 // refusal is shown in its own words.
 import {
   $, ApiError, STEP_STATUS, api, clear, clearFlash, download, flash, h, liveCountdowns, markField,
-  showError, startPage, statusBadge,
+  showError, shownValue, startPage, statusBadge,
 } from "/static/closeloop.js";
 
 const taskId = Number(document.body.dataset.taskId);
@@ -56,14 +56,6 @@ function personName(id, name) {
   if (!id) return "";
   if (id === state.who.id) return `${state.who.name}（我）`;
   return name || id;
-}
-
-function shownValue(value) {
-  if (value === true) return "是";
-  if (value === false) return "否";
-  if (Array.isArray(value)) return value.join("、");
-  if (value === null || value === undefined || value === "") return "—";
-  return String(value);
 }
 
 // A button that does one call at a time: a second tap while the first is on its way is ignored.
@@ -236,12 +228,14 @@ function outputInput(name, out, value) {
   const title = `${out.title || name}${out.required ? "（必填）" : ""}`;
   const id = `out-${name}`;
   const type = out.type || "string";
-  if (type === "bool") {
-    return h("label", { class: "check", for: id },
-      h("input", { id, name, type: "checkbox", checked: value === true }), ` ${title}`);
-  }
   let input;
-  if (type === "enum") {
+  if (type === "bool") {
+    // 是/否 chosen, not a box left unticked: a measure not taken is said, never assumed.
+    input = h("select", { id, name },
+      h("option", { value: "", text: "请选择" }),
+      h("option", { value: "true", text: "是", selected: value === true }),
+      h("option", { value: "false", text: "否", selected: value === false }));
+  } else if (type === "enum") {
     input = h("select", { id, name },
       h("option", { value: "", text: "请选择" }),
       (out.values || []).map((v) => h("option", { value: v, text: v, selected: v === value })));
@@ -249,10 +243,10 @@ function outputInput(name, out, value) {
     input = h("textarea", { id, name, rows: 3, placeholder: "每行一项" });
     input.value = Array.isArray(value) ? value.join("\n") : "";
   } else {
-    const kinds = { int: "number", number: "number", date: "date", datetime: "datetime-local" };
-    input = h("input", { id, name, type: kinds[type] || "text",
-      step: type === "int" ? "1" : type === "number" ? "any" : null,
-      min: out.min ?? null, max: out.max ?? null, inputmode: type === "int" ? "numeric" : null });
+    // Numbers in a text box: a number box turns "abc" into nothing, and the API never sees it.
+    const kinds = { date: "date", datetime: "datetime-local" };
+    const modes = { int: "numeric", number: "decimal" };
+    input = h("input", { id, name, type: kinds[type] || "text", inputmode: modes[type] || null });
     if (value !== null && value !== undefined) {
       input.value = type === "datetime" ? String(value).slice(0, 16) : String(value);
     }
@@ -283,13 +277,13 @@ function readOutputs(form) {
     const input = form.elements.namedItem(name);
     if (!input) continue;
     const type = out.type || "string";
-    if (type === "bool") {
-      outputs[name] = input.checked;
-      continue;
-    }
     const text = input.value.trim();
     if (!text) continue; // left empty: a required one is the API's to refuse, by name
-    if (type === "int" || type === "number") outputs[name] = Number(text);
+    if (type === "bool") outputs[name] = text === "true";
+    else if (type === "int" || type === "number") {
+      // Not a number: sent as typed, for the API to refuse by name.
+      outputs[name] = /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : text;
+    }
     else if (type === "datetime") outputs[name] = `${text}${zoneOffset(text)}`;
     else if (type === "list") outputs[name] = text.split("\n").map((s) => s.trim()).filter(Boolean);
     else outputs[name] = input.value;

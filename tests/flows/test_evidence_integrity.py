@@ -86,7 +86,9 @@ def test_one_picture_uploaded_twice_does_not_meet_two_photos(
     with pytest.raises(InvalidInput) as caught:
         tasks.complete(rt, step_id=fix.id or 0, actor="c1-grid", evidence=[first, again])
     assert caught.value.field == "evidence"
-    assert caught.value.message.startswith(f"证据 '{again}' 与 '{first}' 是同一个文件")
+    # Named as the person chose them, then by id: which of the two to take off is plain.
+    assert caught.value.message.startswith(
+        f"证据 「现场.png」（{again}） 与 「现场.png」（{first}） 是同一个文件")
     assert step_of(rt, fix.run_id, "fix").status == "ready"
     other = upload(rt, "c1-grid", png_bytes(3, 2))
     done = tasks.complete(rt, step_id=fix.id or 0, actor="c1-grid", evidence=[first, other])
@@ -102,7 +104,8 @@ def test_a_picture_that_proved_a_task_of_another_run_does_not_prove_this_one(
     with pytest.raises(InvalidInput) as caught:
         tasks.complete(rt, step_id=there.id or 0, actor="s1-duty", evidence=[copy])
     assert caught.value.field == "evidence"
-    assert caught.value.message.startswith(f"证据 '{copy}' 与另一流程实例中任务上的证据")
+    assert caught.value.message.startswith(
+        f"证据 「现场.png」（{copy}） 与另一流程实例中任务上的证据")
     assert evidence_row(rt, copy).step_id is None
     assert step_of(rt, there.run_id, "receive").status == "ready"
     fresh = upload(rt, "s1-duty", png_bytes(5, 5))

@@ -27,7 +27,7 @@ from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Document
-from models.errors import Forbidden
+from models.errors import Conflict, Forbidden
 from models.escalation import Escalation
 from models.outbox import Notification
 from models.run import Run
@@ -417,3 +417,10 @@ def test_the_run_is_named_after_the_typhoon(demo: Runtime) -> None:
     with read_session(demo.db) as session:
         run = session.get(Run, run_id)
     assert run is not None and run.title == f"台风633分级响应·{PARAMS['name']}·坪山街道"
+
+
+def test_moving_to_the_stage_the_run_is_in_is_refused_by_its_title(demo: Runtime) -> None:
+    run_id = start(demo, unit="pingshan-street", actor=STREET_COMMANDER)
+    with pytest.raises(Conflict) as caught:
+        lifecycle.set_stage(demo, run_id=run_id, stage="message", actor=STREET_COMMANDER)
+    assert str(caught.value).startswith("流程已处于阶段 台风消息 / ")

@@ -248,13 +248,23 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     assert params == {"name": "山竹", "areas": ["六和社区低洼地段", "东门社区在建工地"],
                       "landfall": "2026-03-03T14:00:00+08:00", "signal": "黄色"}
     expect(page.locator("#run-status")).to_contain_text("阶段：台风消息")
+    # A time param in the bureau's zone, as people write it, not as ISO text.
+    expect(page.locator("#params-table tr[data-param='landfall'] td")).to_have_text(
+        "2026-03-03 14:00")
     expect(step_item(page, "warning-community")).to_have_class(re.compile("not-reached"))
     expect(step_item(page, "message-community")).to_have_count(5)
 
+    # Jumping stages is said before it is done: the stages jumped over hand out theirs too.
+    page.select_option("#stage", "severe")
+    page.click("#stage-ask")
+    expect(page.locator("#stage-effect")).to_have_text(
+        "跳过 台风警报、紧急警报（蓝色/黄色预警）：这些阶段的任务也将一并下达。")
+    page.click("#stage-no")
     page.select_option("#stage", "warning")
     page.click("#stage-ask")
     confirm = page.locator("#stage-yes")
     expect(confirm).to_have_text("确认切换到 台风警报")
+    expect(page.locator("#stage-effect")).to_have_text("")
     assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "message"
     confirm.click()
     expect(page.locator("#flash")).to_contain_text("已切换到阶段 台风警报")
@@ -269,7 +279,18 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     expect(step_item(page, "warning-public")).to_have_count(5)
     expect(page.locator("#timeline li[data-action='stage_changed']")).to_contain_text(
         "台风消息 → 台风警报")
+    # Each community's task in the timeline is named with its own community, not the last's.
+    handed = page.locator("#timeline li[data-action='ready']").filter(
+        has_text="【台风警报】社区落实三项防御措施")
+    expect(handed).to_have_count(5)
+    for community in ("六和社区", "和平社区", "坪山社区", "东门社区", "新和社区"):
+        expect(handed.filter(has_text=community)).to_have_count(1)
     assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "warning"
+    # Going back is said too: what was handed out stays.
+    page.select_option("#stage", "message")
+    page.click("#stage-ask")
+    expect(page.locator("#stage-effect")).to_have_text(
+        "退回到较早阶段：台风警报已下达的任务仍然有效，不会撤销。")
 
 
 def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
@@ -287,6 +308,10 @@ def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
     expect(page.locator("#timeline li[data-action='run_cancelled']")).to_contain_text(
         "原因：误报，现场无泄漏")
     expect(step_item(page, "receive")).to_contain_text("已取消")
+    expect(step_item(page, "receive")).to_contain_text("撤销于")
+    # An ended run counts nothing down, and its header shows no stage (a gas leak has none).
+    expect(page.locator("#steps [data-due]")).to_have_count(0)
+    expect(page.locator("#run-status")).to_have_text("已取消")
     run = call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")
     assert run["status"] == "cancelled"
 

@@ -274,7 +274,13 @@ def test_a_request_for_more_time_is_asked_and_approved(signed_in: SignedIn,
     expect(page.locator("#ext-form")).to_have_count(0)  # one pending request at a time
 
     chief = signed_in(CHIEF, phone=True)
-    open_task(chief, server, task)
+    # The request is work for the supervising office: in its inbox, not only in a notice.
+    chief.goto(server.url("/inbox"))
+    waiting = chief.locator(f"#request-list li[data-task-id='{task}']")
+    expect(waiting).to_contain_text("申请延期至")
+    expect(chief.locator("#request-count")).to_have_text("（1）")
+    waiting.get_by_role("link").click()
+    expect(chief.locator("#summary")).to_be_visible()
     pending = chief.locator(".ext-request")
     pending.locator(".refuse-ext").click()  # refusing needs a reason
     expect(chief.locator("#flash")).to_have_text("驳回需说明原因")
@@ -287,3 +293,33 @@ def test_a_request_for_more_time_is_asked_and_approved(signed_in: SignedIn,
     page.reload()
     expect(page.locator("#summary .due")).to_have_text(left(44, 15))
 
+
+
+def test_each_measure_is_answered_yes_or_no_and_a_no_is_kept(signed_in: SignedIn,
+                                                             server: Any) -> None:
+    """A typhoon's public measures: three required yes/no answers. Nothing chosen is refused
+    by name (an unticked box would have said 否 for the grid worker); an honest 否 is kept."""
+    r = call(server, "pingshan-street-commander", "POST", "/api/runs", json={
+        "playbook": "typhoon-633", "unit": "pingshan-street", "params": {"name": "山竹"}})
+    assert r.status_code == 201, r.text
+    task = next(s for s in r.json()["steps"]
+                if s["step"] == "message-public" and s["unit_id"] == "liuhe")
+    page = signed_in("liuhe-grid", phone=True)
+    open_task(page, server, int(task["id"]))
+    page.fill("[name=households]", "abc")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("outputs.households")
+    expect(page.locator("[name=households]")).to_have_attribute("aria-invalid", "true")
+    page.fill("[name=households]", "120")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("outputs.watch")
+    expect(page.locator("[name=watch]")).to_have_attribute("aria-invalid", "true")
+    page.select_option("[name=watch]", "true")
+    page.select_option("[name=secure]", "false")
+    page.select_option("[name=stock]", "true")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("已")
+    done = call(server, "liuhe-grid", "GET", f"/api/tasks/{task['id']}").json()
+    assert done["status"] == "done"
+    assert done["outputs"] == {"households": 120, "watch": True, "secure": False,
+                               "stock": True}

@@ -110,6 +110,12 @@ def test_a_filter_the_api_refuses_is_said_in_its_words(signed_in: SignedIn,
     expect(page.locator("#flash")).to_contain_text("未知的取值“丢失”")
     expect(page.locator("#filter-status")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#register-table")).to_have_count(0)
+    # A campaign number that is no number is the API's to refuse too, not an unfiltered list.
+    page.goto(server.url("/hazards?register=hazards"))
+    page.fill("#filter-campaign", "abc")
+    page.press("#filter-campaign", "Enter")
+    expect(page.locator("#flash")).to_contain_text("campaign")
+    expect(page.locator("#filter-campaign")).to_have_attribute("aria-invalid", "true")
 
 
 def test_the_rectification_register_shows_an_overdue_hazard_in_red(

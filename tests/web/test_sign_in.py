@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
 SignedIn = Callable[..., Page]
@@ -52,6 +54,11 @@ def test_a_person_who_may_start_nothing_is_not_offered_the_start_page(signed_in:
     page.goto(server.url("/"))
     expect(page.locator("#links a").filter(has_text="我的待办")).to_have_count(1)
     expect(page.locator("#links a").filter(has_text="启动预案")).to_have_count(0)
+    # The ranking is a manager's (the API refuses anyone else): not offered, nor in the nav.
+    expect(page.locator("#links a").filter(has_text="月度排名")).to_have_count(0)
+    manager = signed_in("sun-li")
+    manager.goto(server.url("/"))
+    expect(manager.locator("#links a").filter(has_text="月度排名")).to_have_count(1)
 
 
 def test_a_refused_token_is_said_in_the_apis_words_and_not_kept(signed_in: SignedIn,
@@ -77,14 +84,19 @@ def test_a_page_asked_for_before_signing_in_is_reached_after_it(signed_in: Signe
     expect(page.locator("#who")).to_contain_text("熊淑芬")
 
 
-def test_a_next_address_off_this_server_is_not_followed(signed_in: SignedIn,
-                                                        server: Any) -> None:
+@pytest.mark.parametrize("next_", ["//example.org/x", "/%5Cexample.org/x", "/%5C%5Cexample.org",
+                                   "https://example.org/", "/%09/example.org"])
+def test_a_next_address_off_this_server_is_not_followed(signed_in: SignedIn, server: Any,
+                                                        next_: str) -> None:
     page = signed_in(None)
-    page.goto(server.url("/?next=//example.org/x"))
+    left: list[str] = []
+    page.on("request", lambda r: left.append(r.url)
+            if "example.org" in (urlsplit(r.url).hostname or "") else None)
+    page.goto(server.url(f"/?next={next_}"))
     page.fill("#token", server.token("liuhe-grid"))
     page.click("#signin-form button[type=submit]")
     expect(page.locator("#welcome")).to_be_visible()
-    assert page.url.startswith(server.url("/"))
+    assert page.url.startswith(server.url("/")) and left == []
 
 
 def test_a_token_of_someone_gone_from_the_org_chart_sends_the_page_back_to_sign_in(
@@ -112,3 +124,20 @@ def test_pages_load_nothing_from_elsewhere_and_refuse_strange_files(server: Any)
                 "/static/app.py", "/tasks/0", "/runs/99999999999999999999"):
         r = httpx.get(server.url(bad))
         assert r.status_code == 404, bad
+
+
+def test_a_page_that_does_not_exist_is_a_page_saying_so(signed_in: SignedIn,
+                                                        server: Any) -> None:
+    page = signed_in("liuhe-grid")
+    for path in ("/tasks/abc", "/runs/0", "/runs/99999999999999999999", "/no-such-page"):
+        answer = page.goto(server.url(path))
+        assert answer is not None and answer.status == 404, path
+        expect(page.locator("#heading")).to_have_text("页面不存在")
+        expect(page.locator("main")).to_contain_text(path)
+    # The API and the pages' files keep answering in their own terms.
+    assert httpx.get(server.url("/api/nothing"), headers={"Accept": "text/html"}).json()[
+        "error"] == "not_found"
+    assert httpx.get(server.url("/static/none.js"),
+                     headers={"Accept": "text/html"}).headers["content-type"].startswith(
+        "application/json")
+
