@@ -53,7 +53,8 @@ def wants_page(request: Request) -> bool:
 
 
 def not_found(path: str) -> HTMLResponse:
-    html = _env.get_template("not_found.html").render(path=path)
+    html = _env.get_template("not_found.html").render(path=path, page_id="not-found",
+                                                      title="页面不存在")
     return HTMLResponse(html, status_code=404, headers=HEADERS)
 
 

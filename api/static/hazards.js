@@ -47,14 +47,8 @@ const HAZARD_FILTERS = [
   Q_HAZARD,
 ];
 
-const RECTIFICATION_FILTERS = [
-  UNIT,
-  { name: "grade", label: "隐患等级", kind: "select", options: "grades" },
-  { name: "source", label: "隐患来源", kind: "select", options: "sources" },
-  { name: "overdue", label: "是否逾期", kind: "select", options: YES_NO },
-  { name: "campaign", label: "专项行动编号", kind: "number" },
-  Q_HAZARD,
-];
+// The rectification register is the open hazards' list: no status to pick, found any month.
+const RECTIFICATION_FILTERS = HAZARD_FILTERS.filter((f) => !["status", "month"].includes(f.name));
 
 const RISK_FILTERS = [
   UNIT,
