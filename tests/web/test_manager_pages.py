@@ -145,6 +145,8 @@ def test_the_rectification_register_shows_an_overdue_hazard_in_red(
     page.reload()
     expect(page.locator("#tab-rectification")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#filter-overdue")).to_have_value("true")
+    # The list is drawn after the page: wait for it, then read it.
+    expect(page.locator("#register-table tbody tr")).to_have_count(1)
     assert table_codes(page) == ["YH-OLD"]
 
 
