@@ -137,6 +137,7 @@ def test_a_unit_the_commander_does_not_command_is_refused_in_the_apis_words(
     page = signed_in("pingshan-street-commander")
     page.goto(server.url("/runs/new"))
     # Only her street and its communities are offered; an address tampered with is the API's.
+    expect(page.locator("#unit option[value='liuhe']")).to_have_count(1)  # the list is drawn
     assert "maluan" not in page.locator("#unit option").evaluate_all(
         "options => options.map(o => o.value)")
     page.locator("#unit").evaluate(
