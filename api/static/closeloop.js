@@ -181,6 +181,18 @@ export function shownValue(value) {
   return String(value);
 }
 
+// The person's units (/api/me, in tree order) as [id, label] for a select: each indented under
+// the unit above it, so the org chart reads as a tree.
+export function unitChoices(who) {
+  const parent = new Map(who.units.map((u) => [u.id, u.parent_id]));
+  const depth = (id) => {
+    let d = 0;
+    for (let p = parent.get(id); p && parent.has(p); p = parent.get(p)) d += 1;
+    return d;
+  };
+  return who.units.map((u) => [u.id, `${"\u3000".repeat(depth(u.id))}${u.name}`]);
+}
+
 export function serverNow() {
   return Date.now() + clockOffset;
 }

@@ -4,6 +4,7 @@
 // kept in the address (?register=…&unit=…) so a link or a reload shows the same list.
 import {
   $, ApiError, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage,
+  unitChoices,
 } from "/static/closeloop.js";
 
 const LIMIT = 50;
@@ -169,14 +170,7 @@ function mayImport(who) {
 }
 
 function unitOptions(who) {
-  // Indented by depth under the person's own top unit, so the chart reads as a tree.
-  const parents = new Map(who.units.map((u) => [u.id, u.parent_id]));
-  const depth = (u) => {
-    let n = 0;
-    for (let p = u.parent_id; p && parents.has(p); p = parents.get(p)) n += 1;
-    return n;
-  };
-  return [["", "全部（我的辖区）"], ...who.units.map((u) => [u.id, `${"\u3000".repeat(depth(u))}${u.name}`])];
+  return [["", "全部（我的辖区）"], ...unitChoices(who)];
 }
 
 function field(f, value, who) {

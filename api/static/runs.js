@@ -3,6 +3,7 @@
 // back button or a link sent to a colleague shows the same list.
 import {
   $, RUN_STATUS, api, clear, clearFlash, h, me, query, showError, startPage, statusBadge,
+  unitChoices,
 } from "/static/closeloop.js";
 
 const PAGE = 20;
@@ -34,7 +35,7 @@ async function fillFilters(who, s) {
   for (const [value, name] of Object.entries(RUN_STATUS)) {
     form.status.append(option(value, name, s.status));
   }
-  for (const unit of who.units) form.unit.append(option(unit.id, unit.name, s.unit));
+  for (const [id, label] of unitChoices(who)) form.unit.append(option(id, label, s.unit));
   form.since.value = s.since;
   form.until.value = s.until;
   const books = await api("/api/playbooks");

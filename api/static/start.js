@@ -3,7 +3,7 @@
 // built from the playbook's own `params`; the API judges every value, and its refusal (which
 // parameter, in its own words) is shown on the box to fix.
 import {
-  $, api, clear, clearFlash, h, markField, query, showError, startPage,
+  $, api, clear, clearFlash, h, markField, query, showError, startPage, unitChoices,
 } from "/static/closeloop.js";
 
 const TYPES_ZH = {
@@ -29,16 +29,9 @@ function offsetFrom(who) {
   return `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
 }
 
-// Units as a tree: each indented under the unit above it.
 function unitOptions(who) {
-  const parent = new Map(who.units.map((u) => [u.id, u.parent_id]));
-  const depth = (id) => {
-    let d = 0;
-    for (let p = parent.get(id); p && parent.has(p) && d < 20; p = parent.get(p)) d += 1;
-    return d;
-  };
-  return who.units.map((u) => h("option", { value: u.id, selected: u.id === who.unit_id },
-    `${"\u3000".repeat(depth(u.id))}${u.name}`));
+  return unitChoices(who).map(([id, label]) =>
+    h("option", { value: id, selected: id === who.unit_id }, label));
 }
 
 // -- one parameter's input ----------------------------------------------------------------------

@@ -4,27 +4,21 @@ own unit and below, through POST /api/runs on the shipped playbooks and demo dis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
 from fastapi.testclient import TestClient
 
 from flows.runtime import Runtime
-from models.clock import ManualClock
 
 Auth = Callable[[str], dict[str, str]]
 HAZARD = {"location": "六和社区某厂房二楼", "description": "消防通道堵塞", "category": "消防安全"}
 
 
 @pytest.fixture
-def rt(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path / "demo", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_path=DEMO_ORG)
-    yield rt
-    rt.db.dispose()
+def rt(demo: Runtime) -> Runtime:
+    return demo
 
 
 def register(client: TestClient, auth: Auth, who: str, unit: str = "liuhe",

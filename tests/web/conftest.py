@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from server_process import free_port
 
 from api.auth import make_token
 from api.main import create_app
 from flows.runtime import Runtime
-from models.clock import ManualClock
 
 CHROMIUM = os.environ.get("CLOSELOOP_CHROMIUM", "/usr/bin/chromium")
 # Chromium's own calls home (updates, sync, safe browsing) must not leave the machine.
@@ -75,12 +73,10 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def web_rt(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
-    """The shipped playbooks and the demo district 坪山区, as `./dev serve` runs them."""
-    rt = make_runtime(tmp_path / "web", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_path=DEMO_ORG)
-    yield rt
-    rt.db.dispose()
+def web_rt(demo: Runtime) -> Runtime:
+    """The shipped playbooks and the demo district 坪山区, as `./dev serve` runs them
+    (tests/conftest.py `demo`, on the shared movable `clock`)."""
+    return demo
 
 
 @pytest.fixture
