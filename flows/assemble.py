@@ -120,6 +120,7 @@ def assemble(
     ids = _check_ids(nodes, errors)
     _check_numbers(nodes, errors)
     order = _check_graph(nodes, ids, broken, errors)
+    _check_item_needs(nodes, errors)
     if not nodes and not errors:
         errors.append(root.at(("steps",), zh_en("流程至少要有一个步骤",
                                                 "a playbook needs at least one step")))
@@ -298,6 +299,34 @@ def _check_numbers(nodes: list[_Node], errors: list[SourceError]) -> None:
             "prefix of its own")))
 
 
+def _check_item_needs(nodes: list[_Node], errors: list[SourceError]) -> None:
+    """A step waiting item by item pairs its items with the need's by unit (or value): both
+    must fan out over the same list, or an item would wait for a partner that never comes."""
+    by_id = {node.id: node for node in nodes if node.id and not node.duplicate}
+    for node in nodes:
+        step = node.step
+        if step is None or not step.item_needs or step.for_each is None:
+            continue
+        for k, need in enumerate(step.item_needs):
+            target = by_id.get(_resolved(node.candidate, need))
+            other = target.step if target is not None else None
+            if other is None or need not in step.needs:
+                continue  # unknown needs are reported by the graph check
+            if other.for_each is None or other.for_each.strip() != step.for_each.strip():
+                theirs = other.for_each or "（无）"
+                errors.append(node.candidate.where.at(("item_needs", k), zh_en(
+                    f"步骤 {target.id} 须与本步骤按同一 for_each 分派才能按项等待（它的是 "
+                    f"{theirs}，本步骤是 {step.for_each}）",
+                    f"step '{target.id}' must fan out over the same for_each to be waited for "
+                    f"item by item (it has {other.for_each or 'none'}, this step "
+                    f"{step.for_each})")))
+
+
+def _resolved(candidate: Candidate, need: str) -> str:
+    """A need's full step id: a module step's needs name its module's own steps."""
+    return f"{candidate.prefix}.{need}" if candidate.local_ids is not None else need
+
+
 _SELF_NEED = zh_en("步骤不能依赖自身", "a step cannot need itself")
 
 
@@ -385,6 +414,7 @@ def _compiled_step(node: _Node) -> StepSpec:
     fields.update(
         id=node.id,
         needs=list(dict.fromkeys(ref.target for ref in node.needs)),
+        item_needs=[_resolved(candidate, need) for need in step.item_needs],
         when=when,
         at=step.at or candidate.module_at,
         line=candidate.where.line(),

@@ -6,6 +6,7 @@ that become ready are left for the next segment (flows/segments.py) to execute i
 from __future__ import annotations
 
 import itertools
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,8 +97,16 @@ def advance(
     finished: dict[str, datetime] | None = None  # read only for a pass a deadline caused
     for spec in playbook.steps:
         if spec.id in state:
+            if spec.item_needs and st.PENDING in state[spec.id]:
+                released = release_waiting(session, rt, run, spec, now=now)
+                result.became_ready += len(released)
+                if released and spec.action in AUTOMATIC_ACTIONS:
+                    result.needs_segment = True
             continue
-        if not all(is_finished(state.get(need, [])) for need in spec.needs):
+        # A need waited for item by item only has to have fanned out (or been passed over);
+        # its unfinished items hold back their own partners (_waiting), not the whole step.
+        if not all(need in state if need in spec.item_needs else is_finished(state.get(need, []))
+                   for need in spec.needs):
             continue
         if spec.stage is not None and not stage_reached(playbook, run, spec.stage):
             continue
@@ -121,8 +130,9 @@ def advance(
             if finished is None:
                 finished = _finish_times(session, run)
             possible = _could_start(spec, finished, deadline_passed)
+        waiting = _waiting(session, run, spec, items) if spec.item_needs else set()
         instances = make_ready(session, rt, run, spec, items, now=now,
-                               deadline_passed=possible)
+                               deadline_passed=possible, waiting=waiting)
         state[spec.id] = [st.READY]
         result.became_ready += len(instances)
         if spec.action in AUTOMATIC_ACTIONS:
@@ -332,10 +342,13 @@ def first_check(
 
 def make_ready(
     session: Session, rt: Runtime, run: Run, spec: StepSpec, items: list[Any],
-    *, now: datetime, deadline_passed: datetime | None = None,
+    *, now: datetime, deadline_passed: datetime | None = None, waiting: set[int] | None = None,
 ) -> list[StepInstance]:
     """Write the ready instances of a step (one per item; a stage change to 2,000 villages is
-    one insert), assigned, with due time and first timer, plus their events and inbox notes."""
+    one insert), assigned, with due time and first timer, plus their events and inbox notes.
+    The items in `waiting` (indexes; `item_needs` whose partner has not finished) are written
+    pending instead, with the people they will go to but no deadline, timer or note, until
+    `release_waiting` makes them ready. Returns the ready instances."""
     due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=deadline_passed)
     check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
     rows = []
@@ -345,15 +358,81 @@ def make_ready(
             found_at, holders = rt.org.resolve_role(spec.role, row["unit_id"])
             row["assignee_unit_id"] = found_at
             row["assignees"] = [p.id for p in holders]
-        row |= {"status": st.READY, "ready_at": now, "due_at": due_at, "next_check_at": check,
-                "version": 1}
+        if waiting and index in waiting:
+            row |= {"status": st.PENDING, "ready_at": None, "due_at": None,
+                    "next_check_at": None, "version": 1}
+        else:
+            row |= {"status": st.READY, "ready_at": now, "due_at": due_at,
+                    "next_check_at": check, "version": 1}
         rows.append(row)
     insert_ignoring_duplicates(session, StepInstance, rows)
-    instances = list(session.exec(
+    instances = [inst for inst in session.exec(
         select(StepInstance)
         .where(StepInstance.run_id == run.id, StepInstance.step_key == spec.id)
         .order_by(StepInstance.item_index)  # type: ignore[arg-type]
+    ).all() if inst.status != st.PENDING]
+    _announce(session, rt, run, spec, instances, due_at, now=now)
+    return instances
+
+
+def release_waiting(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
+                    now: datetime) -> list[StepInstance]:
+    """Make ready the pending instances of an `item_needs` step whose partners have
+    finished: assigned afresh (the org chart may have changed while they waited), due and
+    timed from now (or from the run or stage, as `due` says), announced like make_ready's."""
+    pending = list(session.exec(
+        select(StepInstance)
+        .where(StepInstance.run_id == run.id, StepInstance.step_key == spec.id,
+               StepInstance.status == st.PENDING)
+        .order_by(StepInstance.item_index)  # type: ignore[arg-type]
     ).all())
+    unfinished = _unfinished_partners(session, run, spec)
+    released = [inst for inst in pending if item_key(inst.item) not in unfinished]
+    if not released:
+        return []
+    due_at = due_time(rt, run, spec, ready_at=now)
+    check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
+    for inst in released:
+        if spec.role:
+            found_at, holders = rt.org.resolve_role(spec.role, inst.unit_id)
+            inst.assignee_unit_id = found_at
+            inst.assignees = [p.id for p in holders]
+        inst.status, inst.ready_at, inst.due_at, inst.next_check_at = st.READY, now, due_at, check
+        inst.version += 1
+        session.add(inst)
+    session.flush()
+    _announce(session, rt, run, spec, released, due_at, now=now)
+    return released
+
+
+def item_key(item: Any) -> str:
+    """What pairs an item of one fan-out with the same item of another: a unit by its id,
+    anything else by its value."""
+    if isinstance(item, dict) and "id" in item:
+        return f"id:{item['id']}"
+    return json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _unfinished_partners(session: Session, run: Run, spec: StepSpec) -> set[str]:
+    """The items (item_key) with an instance of one of `spec.item_needs` not yet finished. A
+    need passed over whole has no instances, so it holds nothing back; nor does an item the
+    need never had (the org chart grew since it fanned out)."""
+    rows = session.exec(
+        select(StepInstance.item, StepInstance.status)
+        .where(StepInstance.run_id == run.id,
+               StepInstance.step_key.in_(spec.item_needs))  # type: ignore[attr-defined]
+    ).all()
+    return {item_key(item) for item, status in rows if status not in st.FINISHED_STATUSES}
+
+
+def _waiting(session: Session, run: Run, spec: StepSpec, items: list[Any]) -> set[int]:
+    unfinished = _unfinished_partners(session, run, spec)
+    return {i for i, item in enumerate(items) if item_key(item) in unfinished}
+
+
+def _announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
+              instances: list[StepInstance], due_at: datetime | None, *, now: datetime) -> None:
+    """The timeline's `ready` event of each instance and its assignees' inbox notes."""
     events: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     for inst in instances:
@@ -374,7 +453,6 @@ def make_ready(
             )
     insert_rows(session, AuditEvent, events)
     insert_ignoring_duplicates(session, Notification, notes)
-    return instances
 
 
 def _set_status(session: Session, inst: StepInstance, status: str, *, now: datetime) -> None:

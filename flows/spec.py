@@ -377,6 +377,14 @@ class StepSource(_Spec):
         default_factory=list,
         description="Steps that must finish first; a module step is `<as>.<id>`.",
     )
+    item_needs: list[str] = Field(
+        default_factory=list,
+        description="Fan-out steps of `needs` this fan-out step waits for item by item, not "
+        "whole: its instance for an item becomes ready once that item's instances of these "
+        "steps have finished (they fan out over the same `for_each`), e.g. a community's "
+        "return record waits for that community's transfer, not every community's. Until "
+        "then the instance is listed as pending (未开始).",
+    )
     when: str | None = Field(
         default=None, description="Jinja2 expression; when false the step is skipped."
     )
@@ -595,6 +603,12 @@ class Playbook(PlaybookHeader):
                     raise ValueError(
                         f"步骤 {step.id} 依赖的 {need} 不存在或不在它之前 / "
                         f"step '{step.id}' needs '{need}', which is unknown or not before it"
+                    )
+            for need in step.item_needs:
+                if need not in step.needs:
+                    raise ValueError(
+                        f"步骤 {step.id} 的 item_needs 中的 {need} 不在它的 needs 中 / step "
+                        f"'{step.id}': item_needs '{need}' is not one of its needs"
                     )
             if step.stage is not None and step.stage not in stages:
                 raise ValueError(f"步骤 {step.id} 的阶段 {step.stage} 不存在 / "

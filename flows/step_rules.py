@@ -70,6 +70,30 @@ def step_problems(step: StepSource) -> list[Problem]:
         out += _ladder_order(step.verify.escalate, ("verify", "escalate"))
     if len(set(step.needs)) != len(step.needs):
         out.append((("needs",), "同一步骤在 needs 中写了两次 / a step is listed twice in 'needs'"))
+    out += _item_needs(step)
+    return out
+
+
+def _item_needs(step: StepSource) -> list[Problem]:
+    """`item_needs` pairs this step's items with a need's items: it needs a fan-out of its
+    own, and each name must also be in `needs` (it says how a need is waited for, not a new
+    one). Whether the need fans out over the same list is checked with the whole playbook."""
+    if not step.item_needs:
+        return []
+    if step.for_each is None:
+        return [(("item_needs",), "item_needs 按项等待，须配合 for_each（本步骤逐项分派） / "
+                                  "item_needs waits item by item: the step needs a 'for_each'")]
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for k, need in enumerate(step.item_needs):
+        if need in seen:
+            out.append((("item_needs", k), f"item_needs 中 {need} 写了两次 / '{need}' is "
+                                           "listed twice in 'item_needs'"))
+        elif need not in step.needs:
+            out.append((("item_needs", k), f"{need} 须同时写在 needs 中（item_needs 只说明按项"
+                                           f"等待） / '{need}' must also be in 'needs' "
+                                           "(item_needs says how it is waited for)"))
+        seen.add(need)
     return out
 
 

@@ -5,7 +5,8 @@ import {
 } from "/static/closeloop.js";
 
 const LIMIT = 20;
-// 全部: every status a task of one's own can be in (pending steps have no instance yet).
+// 全部: every status a task of one's own can be in once given out (a pending instance, waiting
+// for its own earlier step, is not given out yet: it shows on the run's page).
 const ALL = ["ready", "acked", "submitted", "rejected", "done", "skipped", "cancelled"].join(",");
 
 // The filters live in the address, so a reload or the back button keeps them.

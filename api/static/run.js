@@ -136,7 +136,8 @@ function whoLine(step) {
     return h("p", { class: "meta", text: [ACTION_NAMES[step.action] || step.action, place].filter(Boolean).join(" · ") });
   }
   let people = names(step.assignees);
-  if (step.id === null) people = step.assignees.length ? `预计 ${people}` : "到达时确定";
+  // Not reached, or (an item waiting for its partner) reached but not yet given out.
+  if (step.id === null || step.status === "pending") people = step.assignees.length ? `预计 ${people}` : "到达时确定";
   return h("p", { class: "meta", text: `${place} · 负责人：${people}` });
 }
 

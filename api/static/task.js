@@ -534,6 +534,8 @@ function draw() {
   document.title = `${task.title} · closeloop`;
   const content = clear($("#content"));
   const parts = [drawSummary(), drawRejected()];
+  // An item waiting on its own earlier step (item_needs): nothing to do yet, and nothing counts.
+  if (task.status === "pending") parts.push(h("p", { id: "not-yet", class: "meta", text: "尚未开始：前序步骤完成后才能办理，届时另行通知。" }));
   if (task.status === "ready" && mayAct()) parts.push(drawAck());
   if (ACTIONABLE.includes(task.status) && mayAct() && task.action === "task") parts.push(drawCompletion());
   if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());

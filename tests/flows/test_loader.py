@@ -392,3 +392,46 @@ def test_title_params_name_declared_params_and_an_unknown_one_is_refused_at_its_
     playbook = load_playbook_text(text.replace(", nmae", ""), filename="storm.yaml",
                                   context=context())
     assert playbook.title_params == ["name"]
+
+
+ITEM_STEPS = """\
+  - {id: move, title: 转移, role: village_head, for_each: "units(type='village')"}
+  - {id: back, title: 返回, role: village_head, needs: [move], item_needs: [move],
+     for_each: "units(type='village')"}
+"""
+
+
+def test_item_needs_pair_a_fan_out_with_the_same_fan_out_of_a_need() -> None:
+    playbook = load_playbook_text(minimal(ITEM_STEPS), filename="pairs.yaml", context=context())
+    assert playbook.step("back").item_needs == ["move"]
+
+
+def item_needs_errors(steps: str) -> list[str]:
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(minimal(steps), filename="pairs.yaml", context=context())
+    return [str(e) for e in caught.value.errors]
+
+
+def test_item_needs_not_in_needs_is_refused_at_its_line() -> None:
+    steps = ITEM_STEPS.replace("needs: [move], item_needs: [move]",
+                               "needs: [move], item_needs: [mvoe]")
+    assert item_needs_errors(steps) == [
+        "pairs.yaml:6:75: steps[1].item_needs[0]: mvoe 须同时写在 needs 中（item_needs 只说明按项"
+        "等待） / 'mvoe' must also be in 'needs' (item_needs says how it is waited for)"]
+
+
+def test_item_needs_without_a_fan_out_of_its_own_is_refused() -> None:
+    steps = ITEM_STEPS.replace(',\n     for_each: "units(type=\'village\')"}', "}")
+    assert item_needs_errors(steps) == [
+        "pairs.yaml:6:74: steps[1].item_needs: item_needs 按项等待，须配合 for_each"
+        "（本步骤逐项分派） / item_needs waits item by item: the step needs a 'for_each'"]
+
+
+def test_item_needs_on_a_step_fanned_out_over_another_list_is_refused_at_its_line() -> None:
+    steps = ITEM_STEPS.replace("""for_each: "units(type='village')"}\n  - {id: back""",
+                               """for_each: "units(type='township')"}\n  - {id: back""")
+    assert item_needs_errors(steps) == [
+        "pairs.yaml:6:75: steps[1].item_needs[0]: 步骤 move 须与本步骤按同一 for_each 分派才能按项"
+        "等待（它的是 units(type='township')，本步骤是 units(type='village')） / step 'move' must "
+        "fan out over the same for_each to be waited for item by item (it has "
+        "units(type='township'), this step units(type='village'))"]

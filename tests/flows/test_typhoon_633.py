@@ -104,6 +104,12 @@ def finish_all(rt: Runtime, run_id: int, key: str) -> None:
             finish(rt, row)
 
 
+def task_notes(rt: Runtime, step_id: int | None) -> list[Notification]:
+    with read_session(rt.db) as session:
+        return list(session.exec(select(Notification).where(
+            Notification.step_id == step_id)).all())
+
+
 def ack_escalations(rt: Runtime, run_id: int) -> list[Escalation]:
     with read_session(rt.db) as session:
         return list(session.exec(select(Escalation).where(
@@ -155,6 +161,7 @@ def test_deadlines_tighten_as_the_typhoon_nears(demo: Runtime) -> None:
     transfer = spec(demo, "transfer")
     assert transfer.stage == "severe" and transfer.due.after.seconds() == 6 * 3600  # type: ignore[union-attr]
     assert spec(demo, "return").needs == ["transfer"]
+    assert spec(demo, "return").item_needs == ["transfer"]
 
 
 # --- fanning out ----------------------------------------------------------------------------------
@@ -325,25 +332,53 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
     }
     for unit, given in moved.items():
         finish(demo, transfers[unit], moved_at="2026-03-03T13:30:00+08:00", **given)
-    # A community that has not recorded its transfer holds the returns back (needs: transfer).
+    # Each community's return waits for its own transfer record only (item_needs: transfer):
+    # 东门 has written nothing yet, so its return is listed pending, with whom it will go to,
+    # but no deadline, no timer and no inbox note; the others are handed out.
     lifecycle.set_stage(demo, run_id=run_id, stage="landfall", actor=STREET_COMMANDER)
     lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor=STREET_COMMANDER)
-    assert "return" not in rows(demo, run_id)
-    finish(demo, transfers["dongmen"], people=5, mover="蒋天宇", shelter="东门小学",
-           from_where="东门社区老屋村", management="分男女宿舍，社区医生巡诊")
     returns = {r.unit_id: r for r in rows(demo, run_id)["return"]}
     assert list(returns) == ours
-    assert [r.assignees for r in returns.values()] == [[f"{c}-head"] for c in ours]
+    assert {unit: r.status for unit, r in returns.items()} == {
+        "liuhe": "ready", "heping": "ready", "pingshan-community": "ready", "dongmen": "pending",
+        "xinhe": "ready"}
+    waiting = returns["dongmen"]
+    assert waiting.assignees == ["dongmen-head"]
+    assert (waiting.due_at, waiting.next_check_at, waiting.ready_at) == (None, None, None)
+    assert task_notes(demo, waiting.id) == []
+    with pytest.raises(Conflict, match="任务未开始"):
+        tasks.ack(demo, step_id=waiting.id or 0, actor="dongmen-head")
 
     back = {"liuhe": (3, 0, None), "heping": (0, 0, None), "dongmen": (5, 0, None),
             "pingshan-community": (10, 2, "2名危房住户在坪山实验学校过渡安置，社区跟踪"),
             "xinhe": (40, 0, None)}
-    for unit, (returned, remaining, care) in back.items():
+
+    def record_return(unit: str) -> None:
+        returned, remaining, care = back[unit]
         extra = {"remaining_care": care} if care else {}
         finish(demo, returns[unit], returned=returned, remaining=remaining,
                returned_at="2026-03-04T10:00:00+08:00", **extra)
+
+    # The others record their people home; the summary still waits for 东门's return.
+    for unit in ("liuhe", "heping", "pingshan-community", "xinhe"):
+        record_return(unit)
     for key in ("recovery-street", "recovery-community", "recovery-public"):
         finish_all(demo, run_id, key)
+    drain_wakes(demo)
+    assert "summary" not in rows(demo, run_id)
+
+    # 东门 records its transfer late: its return is handed out then, due as the stage says.
+    clock.advance(timedelta(hours=2))
+    finish(demo, transfers["dongmen"], people=5, mover="蒋天宇", shelter="东门小学",
+           from_where="东门社区老屋村", management="分男女宿舍，社区医生巡诊")
+    returns = {r.unit_id: r for r in rows(demo, run_id)["return"]}
+    released = returns["dongmen"]
+    assert released.status == "ready" and released.assignees == ["dongmen-head"]
+    assert released.ready_at == clock.now()
+    assert released.due_at == returns["heping"].due_at  # 2 days from entering 解除
+    assert released.next_check_at is not None
+    assert [n.title for n in task_notes(demo, released.id)] == [f"【新任务】{released.title}"]
+    record_return("dongmen")
     drain_wakes(demo)
 
     keyed = rows(demo, run_id)

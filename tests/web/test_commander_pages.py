@@ -15,11 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from factories import png_bytes, run_steps
 from playwright.sync_api import Page, expect
 
-from flows.lifecycle import cancel_run, start_run
+from flows.evidence import store_evidence
+from flows.lifecycle import cancel_run, set_stage, start_run
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
+from flows.tasks import complete
 from models.clock import ManualClock
 
 SignedIn = Callable[..., Page]
@@ -60,6 +63,11 @@ def left(minutes: int) -> re.Pattern[str]:
 
 # Past the deadline, by the same reckoning: a minute late at least.
 LATE = re.compile(r"^逾期 \d+分钟$")
+
+
+def step_rows(rt: Any, run_id: int, key: str) -> dict[str, Any]:
+    """A fan-out step's instances by unit."""
+    return {r.unit_id: r for r in run_steps(rt, run_id) if r.step_key == key}
 
 
 def step_item(page: Page, key: str) -> Any:
@@ -292,6 +300,44 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     page.click("#stage-ask")
     expect(page.locator("#stage-effect")).to_have_text(
         "退回到较早阶段：台风警报已下达的任务仍然有效，不会撤销。")
+
+
+def test_a_communitys_return_waits_for_its_own_transfer_and_says_so(
+        signed_in: SignedIn, server: Any) -> None:
+    """item_needs on the page: 马峦社区 recorded its transfer, so its return is handed out and
+    counts down; 江岭社区 has not, so its return is listed pending with whom it will go to,
+    and its own page says it cannot be worked yet."""
+    rt = server.rt
+    run = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
+                    params={"name": "山竹"}, actor="maluan-commander")
+    run_id = run.id or 0
+    set_stage(rt, run_id=run_id, stage="severe", actor="maluan-commander")
+    moved = step_rows(rt, run_id, "transfer")["maluan-community"]
+    photo = store_evidence(rt, data=png_bytes(), filename="转移现场.png",
+                           uploaded_by="maluan-community-head").id
+    complete(rt, step_id=moved.id or 0, actor="maluan-community-head", evidence=[photo],
+             outputs={"moved_at": "2026-03-02T15:00:00+08:00", "people": 4,
+                      "from_where": "低洼地段", "mover": "网格员", "shelter": "社区服务中心",
+                      "management": "专人值守"})
+    set_stage(rt, run_id=run_id, stage="recovery", actor="maluan-commander")
+    waiting = step_rows(rt, run_id, "return")["jiangling"]
+
+    page = signed_in("maluan-commander")
+    page.goto(server.url(f"/runs/{run_id}"))
+    returns = step_item(page, "return")
+    expect(returns).to_have_count(3)
+    given = returns.filter(has_text="马峦社区")
+    expect(given).to_contain_text("待办")
+    expect(given.locator(".due")).to_have_text(re.compile(r"^剩余 "))
+    held = returns.filter(has_text="江岭社区")
+    expect(held).to_contain_text("待开始")
+    expect(held).to_contain_text("负责人：预计 任春梅")
+    expect(held.locator(".due")).to_have_count(0)
+
+    head = signed_in("jiangling-head", phone=True)
+    head.goto(server.url(f"/tasks/{waiting.id}"))
+    expect(head.locator("#not-yet")).to_have_text("尚未开始：前序步骤完成后才能办理，届时另行通知。")
+    expect(head.locator("#ack")).to_have_count(0)
 
 
 def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(

@@ -1,0 +1,152 @@
+"""`item_needs`: a fan-out step waiting for another fan-out item by item. Each community's
+second step is handed out when that community's first is finished, not every community's;
+what waits is a pending row (whom it will go to, no deadline, no timer, no note); a step that
+needs the paired step whole waits for every item; a need passed over whole holds nothing back;
+cancelling the run calls the waiting items off; an automatic step waiting item by item runs in
+a segment once released. Real runtime on SQLite, the clock moved, never slept on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from factories import run_row as get_run
+from factories import run_steps
+from sqlmodel import select
+
+from flows import lifecycle, tasks
+from flows.runtime import Runtime
+from flows.segments import drain_wakes
+from models.audit import AuditEvent
+from models.clock import ManualClock
+from models.db import read_session
+from models.errors import Conflict
+from models.outbox import Notification
+from models.task import StepInstance
+
+VILLAGES = "units(type='community', within=run.unit)"
+PAIRS = f"""\
+id: pairs
+version: 1
+title: 转移与返回
+params:
+  move: {{type: bool, default: true}}
+steps:
+  - id: move
+    title: 转移
+    role: grid_worker
+    when: "params.move"
+    for_each: "{VILLAGES}"
+    due: 2h
+  - id: back
+    title: 返回
+    role: grid_worker
+    needs: [move]
+    item_needs: [move]
+    for_each: "{VILLAGES}"
+    due: {{after: 1d, from: run}}
+  - id: tell
+    title: 返回后通报
+    action: notify
+    to: [street_head]
+    template: back.txt.j2
+    needs: [back]
+    item_needs: [back]
+    for_each: "{VILLAGES}"
+  - id: report
+    title: 汇总上报
+    role: street_head
+    needs: [back]
+"""
+
+
+@pytest.fixture
+def pairs(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    books = tmp_path / "books"
+    (books / "templates").mkdir(parents=True)
+    (books / "pairs.yaml").write_text(PAIRS, encoding="utf-8")
+    (books / "templates" / "back.txt.j2").write_text("{{ item.name }}人员已返回。\n",
+                                                      encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    assert rt.catalog.errors == []
+    return rt
+
+
+def start(rt: Runtime, **params: object) -> int:
+    return lifecycle.start_run(rt, playbook_id="pairs", unit_id="s1", params=params,
+                               actor="s1-commander").id or 0
+
+
+def keyed(rt: Runtime, run_id: int) -> dict[str, dict[str, StepInstance]]:
+    out: dict[str, dict[str, StepInstance]] = {}
+    for row in run_steps(rt, run_id):
+        out.setdefault(row.step_key, {})[row.unit_id] = row
+    return out
+
+
+def notes(rt: Runtime, step_id: int | None) -> list[str]:
+    with read_session(rt.db) as session:
+        return list(session.exec(select(Notification.title)
+                                 .where(Notification.step_id == step_id)).all())
+
+
+def test_each_item_is_handed_out_when_its_own_partner_finishes(
+        pairs: Runtime, clock: ManualClock) -> None:
+    run_id = start(pairs)
+    steps = keyed(pairs, run_id)
+    assert {unit: r.status for unit, r in steps["back"].items()} == {
+        "c1": "pending", "c2": "pending"}
+    for row in steps["back"].values():
+        assert row.due_at is None and row.next_check_at is None and row.ready_at is None
+        assert notes(pairs, row.id) == []
+    assert steps["back"]["c1"].assignees == ["c1-grid"]  # whom it will go to, shown ahead
+    with pytest.raises(Conflict, match="任务未开始"):
+        tasks.complete(pairs, step_id=steps["back"]["c1"].id or 0, actor="c1-grid")
+
+    clock.advance(timedelta(minutes=30))
+    tasks.complete(pairs, step_id=steps["move"]["c1"].id or 0, actor="c1-grid")
+    steps = keyed(pairs, run_id)
+    c1, c2 = steps["back"]["c1"], steps["back"]["c2"]
+    assert (c1.status, c2.status) == ("ready", "pending")
+    assert c1.ready_at == clock.now()
+    assert c1.due_at == get_run(pairs, run_id).started_at + timedelta(days=1)  # from: run
+    assert c1.next_check_at is not None
+    assert notes(pairs, c1.id) == ["【新任务】返回（一社区）"]
+    assert "report" not in steps  # it needs `back` whole
+
+    # c1 finishes its return before c2 has moved anyone; its notify runs in a segment.
+    tasks.complete(pairs, step_id=c1.id or 0, actor="c1-grid")
+    drain_wakes(pairs)
+    steps = keyed(pairs, run_id)
+    assert {unit: r.status for unit, r in steps["tell"].items()} == {
+        "c1": "done", "c2": "pending"}
+    assert "report" not in steps
+
+    tasks.complete(pairs, step_id=steps["move"]["c2"].id or 0, actor="c2-grid")
+    tasks.complete(pairs, step_id=keyed(pairs, run_id)["back"]["c2"].id or 0, actor="c2-grid")
+    drain_wakes(pairs)
+    steps = keyed(pairs, run_id)
+    assert [r.status for r in steps["tell"].values()] == ["done", "done"]
+    assert steps["report"]["s1"].status == "ready"
+    # Released once each: one `ready` event per instance in the timeline.
+    with read_session(pairs.db) as session:
+        ready = session.exec(select(AuditEvent.step_id).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == "ready")).all()
+    assert len(ready) == len(set(ready))
+
+
+def test_a_need_passed_over_whole_holds_no_item_back(pairs: Runtime) -> None:
+    run_id = start(pairs, move=False)
+    steps = keyed(pairs, run_id)
+    assert [r.status for r in steps["move"].values()] == ["skipped"]  # no rows: run.skipped
+    assert [r.status for r in steps["back"].values()] == ["ready", "ready"]
+
+
+def test_cancelling_the_run_calls_the_waiting_items_off(pairs: Runtime) -> None:
+    run_id = start(pairs)
+    lifecycle.cancel_run(pairs, run_id=run_id, actor="s1-commander")
+    steps = keyed(pairs, run_id)
+    assert [r.status for r in steps["back"].values()] == ["cancelled", "cancelled"]
+    assert get_run(pairs, run_id).status == "cancelled"
