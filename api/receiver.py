@@ -103,15 +103,20 @@ def accept(rt: Runtime, channel: str, payload: AppriseJsonPayload) -> ReceivedMe
     urls = _urls(rt.org, channel)
     with session_scope(rt.db) as session:
         # Apprise trims the text it sends (every template's closing newline is gone by the
-        # time it arrives), so the match ignores whitespace; a channel has only the few
-        # notifications being sent right now pending.
-        pending = session.exec(
+        # time it arrives), so the match ignores whitespace. A channel may have thousands
+        # pending (a sweep that escalates a district's overdue hazards, a typhoon's fan-out):
+        # the database narrows them to those containing the trimmed text, and only those are
+        # compared, never an arbitrary first page that may not hold the one being sent.
+        title, message = payload.title.strip(), payload.message.strip()
+        candidates = session.exec(
             select(Notification.title, Notification.body).where(
                 col(Notification.url).in_(list(urls)), Notification.status == PENDING,
+                col(Notification.title).contains(title, autoescape=True),
+                col(Notification.body).contains(message, autoescape=True),
             ).limit(PAGE)
         ).all()
-        wanted = (_words(payload.title), _words(payload.message))
-        if not any((_words(title), _words(body)) == wanted for title, body in pending):
+        wanted = (_words(title), _words(message))
+        if not any((_words(t), _words(b)) == wanted for t, b in candidates):
             raise Forbidden("接收端只接受本服务器正在投递到该通道的通知 / the receiver only "
                             "accepts notifications this server is delivering to this channel")
         row = ReceivedMessage(channel=channel[:CHANNEL_MAX], received_at=rt.clock.now(),

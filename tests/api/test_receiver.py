@@ -233,3 +233,26 @@ def test_a_message_apprise_trims_is_still_taken_and_read_by_its_person(
     assert got.body.strip() == body.strip()
     assert [" ".join(b.split()) for b in bodies(client, auth, "leaders", "d1-director")] == [
         " ".join(body.split())]
+
+
+def test_a_delivery_is_taken_however_many_others_are_pending_on_the_channel(
+        served: None, client: TestClient, rt: Runtime, clock: ManualClock) -> None:
+    """A sweep that escalates a district's overdue hazards leaves thousands pending on one
+    channel; the one being sent is taken wherever it stands among them (the receiver once
+    compared only an arbitrary first 200, and refused the rest until they were given up).
+    Part of a pending message, or another's text, is still no delivery."""
+    with session_scope(rt.db) as session:
+        for i in range(450):
+            insert_ignoring_duplicates(session, Notification, notification_rows(
+                rt.org, people=["d1-director"], kind="escalate", title="【约谈】隐患逾期",
+                body=f"隐患 YH{i:06d} 逾期未整改，列入约谈名单。\n", dedupe=f"many|{i}",
+                now=clock.now(), run_id=None, step_id=None))
+    last = apprise_body("【约谈】隐患逾期", "隐患 YH000449 逾期未整改，列入约谈名单。")
+    r = client.post("/api/receiver/leaders", json=last)
+    assert r.status_code == 201, r.text
+    for title, message in (("【约谈】隐患逾期", "隐患 YH000449 逾期未整改"),
+                           ("【约谈】", "隐患 YH000448 逾期未整改，列入约谈名单。"),
+                           ("【约谈】隐患逾期", "隐患 YH000450 逾期未整改，列入约谈名单。")):
+        r = client.post("/api/receiver/leaders", json=apprise_body(title, message))
+        assert r.status_code == 403, (title, message, r.text)
+    assert stored(rt) == 1
