@@ -36,7 +36,9 @@ def who_may(org: OrgChart, role: str, unit_id: str) -> tuple[str, str]:
     unit = org.unit_name(unit_id) if unit_id in org.units else unit_id
     holders = org.resolve_role(role, unit_id)[1] if unit_id in org.units else []
     names = "、".join(h.name for h in holders[:5])
-    return (f"{role_zh(role)}（{unit}或上级单位）" + (f"，现为{names}" if names else ""),
+    # The holders inside the brackets: callers wrap this in 需要…的权限 and join several with
+    # 或, which a trailing "，现为…" would garble (需要指挥长（…），现为王强的权限).
+    return (f"{role_zh(role)}（{unit}或上级单位" + (f"；现任：{names}" if names else "") + "）",
             f"role '{role}' in unit '{unit_id}' or above"
             + (f", now {', '.join(h.id for h in holders[:5])}" if holders else ""))
 

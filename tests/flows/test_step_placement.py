@@ -210,7 +210,8 @@ def test_started_by_stops_at_its_own_units(prt: Runtime, who: str, unit: str) ->
     message = str(caught.value)
     assert "指挥长（commander）" in message and "检查员（inspector）" in message, message
     # Whom to call: the commanders, and who holds each of the roles that may start it there.
-    assert "；或检查员（inspector）（" in message and "现为检查员甲、检查员乙" in message
+    assert "；或检查员（inspector）（" in message
+    assert "或上级单位；现任：检查员甲、检查员乙）" in message  # holders inside the brackets
     assert "or role 'grid_worker' in unit" in message
 
 
