@@ -38,6 +38,10 @@ overdue yet.
   when none closed). Measured against the current deadline: an approved extension moves it
   (the original deadline stays in the register as 原整改期限).
 
+**Published months**: once a district manager publishes a finished month
+(flows/ranking_publish.py), the month reads its published counts, ranked as below, instead of
+this live count; `live=true` on the API recounts.
+
 **The rank** orders units by, in turn: on-time rate (higher first), closure rate (higher
 first), overdue count (fewer first), mean days to close (fewer first); a missing rate or
 mean (nothing closed, nothing found) ranks below any value. Units equal on all four share
@@ -83,6 +87,7 @@ class RankingRow:
     overdue: int = 0
     on_time: int = 0
     close_seconds: int = 0  # sum over `closed` of closed_at - found_at
+    position: int = 0  # the unit's place in the org chart (orders units of equal rank)
     rank: int = 0
     closure_rate: float | None = None
     on_time_rate: float | None = None
@@ -153,7 +158,8 @@ def monthly_ranking(
     check_not_future(month, tz, now)
     as_of = min(end, now.astimezone(UTC))
     targets = list(units) if units is not None else ranked_units(org, level=level)
-    rows = {u: RankingRow(unit_id=u, unit_name=org.unit(u).name) for u in targets}
+    rows = {u: RankingRow(unit_id=u, unit_name=org.unit(u).name, position=i)
+            for i, u in enumerate(targets)}
     if level == "street":
         key: Any = Hazard.street_id
         owner = {u: u for u in targets}
@@ -162,9 +168,9 @@ def monthly_ranking(
         owner = {d: u for u in targets for d in org.descendants(u)}
     if owner:
         _count(session, rows, owner, key, start, as_of)
-    _rank(list(rows.values()))
+    rank_rows(list(rows.values()))
     return Ranking(month=month, level=level, start=start, end=end, as_of=as_of,
-                   rows=sorted(rows.values(), key=lambda r: (r.rank, targets.index(r.unit_id))))
+                   rows=sorted(rows.values(), key=lambda r: (r.rank, r.position)))
 
 
 def _count(session: Session, rows: dict[str, RankingRow], owner: dict[str, str], key: Any,
@@ -209,7 +215,8 @@ def _ratio(part: int, whole: int) -> Fraction | None:
     return Fraction(part, whole) if whole else None
 
 
-def _rank(rows: list[RankingRow]) -> None:
+def rank_rows(rows: list[RankingRow]) -> None:
+    """Rates, mean and rank of each row from its counts (the order in the module docstring)."""
     for r in rows:
         closure = _ratio(r.closed_of_found, r.found)
         on_time = _ratio(r.on_time, r.closed)

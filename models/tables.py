@@ -6,6 +6,7 @@ from models.escalation import Escalation
 from models.hazard import ExtensionRequest, Hazard, ImportBatch, RiskPoint
 from models.numbering import DocCounter, DocNumber
 from models.outbox import DeliveryAttempt, Notification
+from models.ranking import RankingFigure, RankingPublication
 from models.run import Run
 from models.task import StepInstance
 from models.wake import Lease, Wake
@@ -24,6 +25,8 @@ __all__ = [
     "Lease",
     "Notification",
     "PlaybookVersion",
+    "RankingFigure",
+    "RankingPublication",
     "ReceivedMessage",
     "RiskPoint",
     "Run",

@@ -36,12 +36,14 @@ from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep, filter_t
 from api.schemas import Page
 from flows import exports, registers
 from flows.access import can_act_on, can_read_unit, listing_units, readable_units, require_right
-from flows.ranking import LEVELS, RankingRow, monthly_ranking, ranked_units
+from flows.ranking import LEVELS, RankingRow, month_bounds, monthly_ranking, ranked_units
+from flows.ranking_publish import latest_publication, publish_ranking, published_ranking
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound, clipped
 from models.hazard import Hazard, RiskPoint
+from models.ranking import RankingPublication
 from models.register_queries import (
     CLOSED,
     HAZARD_SORTS,
@@ -151,6 +153,16 @@ class RankingRowPublic(BaseModel):
     on_time_rate: float | None = Field(description="on_time / closed (0..1)")
 
 
+class PublicationPublic(BaseModel):
+    id: int
+    month: str
+    published_at: datetime
+    published_at_local: str
+    published_by: str
+    published_by_name: str
+    reason: str | None = Field(description="Why the month was published again (a correction)")
+
+
 class RankingPublic(BaseModel):
     month: str
     level: str
@@ -167,7 +179,19 @@ class RankingPublic(BaseModel):
     as_of_local: str = Field(description="`as_of` in the bureau's time zone (a finished "
                              "month: its last day, 24:00)")
     order: list[str] = Field(description="What the rank compares, in turn")
+    live: bool = Field(description="true: counted now from the register; false: the figures "
+                       "as published (`published`), which a later cancel or extension no "
+                       "longer moves")
+    published: PublicationPublic | None = Field(
+        description="The month's latest publication, if it was published (with `live=true` "
+                    "too, so a reader sees the recount beside what was announced)")
     data: list[RankingRowPublic]
+
+
+class PublishRanking(BaseModel):
+    month: str = Field(description="YYYY-MM, a finished month in the bureau's time zone")
+    reason: str | None = Field(default=None, max_length=2000, description="Required to "
+                               "publish a month again (a correction); kept with it")
 
 
 RANK_ORDER = ["on_time_rate desc", "closure_rate desc", "overdue asc",
@@ -576,8 +600,8 @@ def _last_month(rt: Runtime) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str | None
-             ) -> tuple[RankingPublic, list[RankingRow]]:
+def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str | None,
+             live: bool = False) -> tuple[RankingPublic, list[RankingRow]]:
     scope, _ = manager_scope(rt, person, unit)
     if level not in LEVELS:
         shown = clipped(level, 80)
@@ -590,15 +614,32 @@ def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str 
                            f"{LEVEL_ZH.get(level, level)}级单位（可选层级：{LEVEL_NAMES}）/ no "
                            f"{level}-level units within '{scope}' (levels: {', '.join(LEVELS)})")
     with read_session(rt.db) as session:
-        ranking = monthly_ranking(session, org=rt.org, month=month, tz=rt.tz,
-                                  now=rt.clock.now(), units=targets, level=level)
+        month_bounds(month, rt.tz)  # a malformed month is refused before any lookup
+        publication = latest_publication(session, month)
+        found = None if live or publication is None else published_ranking(
+            session, month=month, level=level, tz=rt.tz,
+            # The whole district reads every unit published, one since removed included.
+            units=None if scope == rt.org.root_id else targets)
+        ranking = found[0] if found is not None else monthly_ranking(
+            session, org=rt.org, month=month, tz=rt.tz, now=rt.clock.now(), units=targets,
+            level=level)
     view = RankingPublic(month=ranking.month, level=level, unit=scope,
                          timezone=rt.settings.timezone, start=ranking.start,
                          start_local=rt.renderer.local(ranking.start), end=ranking.end,
                          end_local=rt.renderer.deadline(ranking.end), as_of=ranking.as_of,
                          as_of_local=rt.renderer.deadline(ranking.as_of), order=RANK_ORDER,
+                         live=found is None,
+                         published=publication_view(rt, publication) if publication else None,
                          data=[ranking_view(r) for r in ranking.rows])
     return view, ranking.rows
+
+
+def publication_view(rt: Runtime, p: RankingPublication) -> PublicationPublic:
+    return PublicationPublic(id=p.id or 0, month=p.month, published_at=p.published_at,
+                             published_at_local=rt.renderer.local(p.published_at),
+                             published_by=p.published_by,
+                             published_by_name=rt.org.person_name(p.published_by),
+                             reason=p.reason)
 
 
 # The ranking levels (flows.ranking.LEVELS) as a bureau calls them.
@@ -613,21 +654,37 @@ UnitQ = Annotated[str | None, Query(description="Rank the units of `level` withi
                                     "default the whole district")]
 
 
+LiveQ = Annotated[bool, Query(description="Count a published month afresh from the register "
+                              "instead of reading what was published")]
+
+
 @router.get("/api/ranking", response_model=RankingPublic)
 def ranking(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
-            level: LevelQ = "street", unit: UnitQ = None) -> RankingPublic:
+            level: LevelQ = "street", unit: UnitQ = None, live: LiveQ = False
+            ) -> RankingPublic:
     """The monthly ranking of units (综合评价月排名) in hazard closure (manager). Definitions:
-    flows/ranking.py."""
-    return _ranking(rt, person, month, level, unit)[0]
+    flows/ranking.py. A published month reads its published figures (flows/ranking_publish.py)
+    unless `live=true`."""
+    return _ranking(rt, person, month, level, unit, live)[0]
+
+
+@router.post("/api/ranking/publish", status_code=201, response_model=PublicationPublic)
+def publish(rt: RuntimeDep, person: CurrentPerson, body: PublishRanking) -> PublicationPublic:
+    """Publish a finished month's ranking (通报), both levels, for the whole district (a
+    manager of the district). From then on the month reads the published figures. Publishing
+    a month again needs a `reason` (409 without one); the earlier publication is kept."""
+    return publication_view(rt, publish_ranking(rt, month=body.month, actor=person,
+                                                reason=body.reason))
 
 
 @router.get("/api/ranking/export")
 def export_ranking(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
-                   level: LevelQ = "street", unit: UnitQ = None,
+                   level: LevelQ = "street", unit: UnitQ = None, live: LiveQ = False,
                    format: Format = "xlsx") -> StreamingResponse:
-    """The monthly ranking as CSV or XLSX (manager)."""
+    """The monthly ranking as CSV or XLSX (manager): the published figures of a published
+    month, unless `live=true`."""
     fmt = _check_format(format)
-    view, rows = _ranking(rt, person, month, level, unit)
+    view, rows = _ranking(rt, person, month, level, unit, live)
     return _download(rt, fmt, exports.Table(f"综合评价月排名{view.month}",
                                             exports.RANKING_COLUMNS,
                                             exports.ranking_rows(rows)))

@@ -36,6 +36,8 @@ def me(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
         "roles": [{"role": r, "name": ROLE_NAMES_ZH.get(r, r)} for r in who.roles],
         "commander": org.has_right(person, "commander", who.unit_id),
         "manager": org.has_right(person, "manager", who.unit_id),
+        # May publish the monthly ranking (a manager of the whole district).
+        "publisher": org.has_right(person, "manager", org.root_id),
         "admin": is_admin(org, person),
         "units": [{"id": u.id, "name": u.name, "type": u.type, "parent_id": u.parent_id}
                   for u in units],

@@ -23,7 +23,10 @@ const ORDER_ZH = {
 
 function readState() {
   const params = new URLSearchParams(window.location.search);
-  return { month: params.get("month") || "", level: params.get("level") || "", unit: params.get("unit") || "" };
+  return {
+    month: params.get("month") || "", level: params.get("level") || "", unit: params.get("unit") || "",
+    live: params.get("live") === "true" ? "true" : "",
+  };
 }
 
 function writeState(state, { push = true } = {}) {
@@ -75,6 +78,26 @@ function drawPeriod(answer) {
     "四项相同者并列。";
 }
 
+// A finished month is counted live until a district manager publishes it (通报); from then
+// on it reads the published figures, and a recount is one click away, said as such.
+function drawPublication(answer, who) {
+  const p = answer.published;
+  const finished = answer.as_of === answer.end;
+  let text = finished ? "未发布：以下为按登记台账实时统计的数据。" : "";
+  if (p) {
+    const by = `已于 ${p.published_at_local} 由 ${p.published_by_name} 发布${p.reason ? `（更正原因：${p.reason}）` : ""}`;
+    text = answer.live ? `实时重算：以下为按当前台账重新统计的数据（${by}）。` : `${by}：以下为发布时的数据。`;
+  }
+  $("#published").textContent = text;
+  const toggle = $("#switch-live");
+  toggle.hidden = !p;
+  toggle.textContent = answer.live ? "查看发布数据" : "按当前台账重算";
+  $("#publish-form").hidden = !(finished && who.publisher);
+  $("#publish-confirm").hidden = true;
+  $("#reason-box").hidden = !p;
+  $("#publish").textContent = p ? "更正发布" : "发布排名";
+}
+
 startPage(async (who) => {
   let state = readState();
   $("#heading").textContent = "综合评价月排名";
@@ -90,7 +113,7 @@ startPage(async (who) => {
 
   async function load() {
     const unit = state.unit || who.unit_id;
-    const params = { month: state.month, level: state.level || defaultLevel(who, unit), unit };
+    const params = { month: state.month, level: state.level || defaultLevel(who, unit), unit, live: state.live };
     const form = $("#ranking-form");
     try {
       // No month asked: the API's default, the previous month by the server's clock.
@@ -103,11 +126,15 @@ startPage(async (who) => {
         $("#month").value = answer.month;
       }
       drawPeriod(answer);
+      drawPublication(answer, who);
       drawTable(answer);
     } catch (err) {
       shown = null;
       clear($("#table"));
       $("#period").textContent = "";
+      $("#published").textContent = "";
+      $("#switch-live").hidden = true;
+      $("#publish-form").hidden = true;
       $("#order").textContent = "";
       showError(err);
       markField(form, err);
@@ -127,12 +154,53 @@ startPage(async (who) => {
     if (unit !== (state.unit || who.unit_id) && level === defaultLevel(who, state.unit || who.unit_id)) {
       level = defaultLevel(who, unit);
     }
-    state = { month: $("#month").value, level, unit: unit === who.unit_id ? "" : unit };
+    state = { month: $("#month").value, level, unit: unit === who.unit_id ? "" : unit, live: "" };
     clearFlash();
     writeState(state);
     fill();
     load();
   }
+
+  $("#switch-live").addEventListener("click", () => {
+    state = { ...state, live: state.live ? "" : "true" };
+    clearFlash();
+    writeState(state);
+    load();
+  });
+
+  // Publishing is said before it is done, on the page itself (run.js does the same).
+  $("#publish-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearFlash();
+    const month = shown ? shown.month : state.month;
+    $("#publish-effect").textContent = shown && shown.published
+      ? `更正发布 ${month} 的排名：此后以更正后的数据为准，原发布记录保留。`
+      : `发布 ${month} 的排名：此后该月排名以发布时的数据为准，之后的撤销、延期不再改变它。`;
+    $("#publish-confirm").hidden = false;
+    $("#publish-yes").focus();
+  });
+  $("#publish-no").addEventListener("click", () => { $("#publish-confirm").hidden = true; });
+  $("#publish-yes").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    const month = shown ? shown.month : state.month;
+    const reason = $("#reason").value.trim();
+    button.disabled = true;
+    try {
+      await api("/api/ranking/publish", { method: "POST", json: { month, reason: reason || null } });
+      $("#publish-confirm").hidden = true;
+      $("#reason").value = "";
+      state = { ...state, live: "" };
+      writeState(state);
+      await load();
+      flash(`已发布 ${month} 综合评价月排名`);
+    } catch (err) {
+      $("#publish-confirm").hidden = true;
+      showError(err);
+      markField($("#publish-form"), err);
+    } finally {
+      button.disabled = false;
+    }
+  });
 
   window.addEventListener("popstate", () => { state = readState(); clearFlash(); fill(); load(); });
 
@@ -141,7 +209,8 @@ startPage(async (who) => {
       const button = event.currentTarget;
       const unit = state.unit || who.unit_id;
       const params = {
-        month: shown ? shown.month : state.month, level: state.level || defaultLevel(who, unit), unit, format,
+        month: shown ? shown.month : state.month, level: state.level || defaultLevel(who, unit), unit,
+        live: state.live, format,
       };
       button.disabled = true;
       try {

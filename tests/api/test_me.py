@@ -21,6 +21,7 @@ def test_an_inspector_sees_their_unit_and_below_and_what_they_may_start(
         "pingshan-street-inspector-1", "邓思远", "pingshan-street", "street")
     assert who["roles"] == [{"role": "inspector", "name": "检查员"}]
     assert who["commander"] is False and who["admin"] is False and who["manager"] is False
+    assert who["publisher"] is False
     units = [u["id"] for u in who["units"]]
     assert units[0] == "pingshan-street" and "liuhe" in units and "pingshan" not in units
     assert [p["id"] for p in who["startable"]] == ["hazard-3030"]
@@ -38,6 +39,7 @@ def test_a_commander_may_start_every_playbook_and_an_admin_sees_the_whole_chart(
     assert admin["admin"] is True and admin["manager"] is True
     manager = client.get("/api/me", headers=auth("sun-li")).json()
     assert (manager["manager"], manager["commander"]) == (True, False)
+    assert manager["publisher"] is True  # the district's manager publishes the ranking
     assert len(admin["units"]) == len(demo.org.units)
 
 

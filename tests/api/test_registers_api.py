@@ -21,14 +21,15 @@ import openpyxl
 import pytest
 from factories import ENGINE_PLAYBOOKS, SMALL_ORG, seed_hazards
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from flows import lifecycle
 from flows.ranking import monthly_ranking
 from flows.runtime import Runtime
 from models.clock import ManualClock
 from models.db import read_session
-from models.hazard import RiskPoint
+from models.hazard import Hazard, RiskPoint
+from models.register_queries import CANCELLED as REGISTER_CANCELLED
 
 Json = dict[str, Any]
 Auth = Callable[[str], dict[str, str]]
@@ -646,6 +647,66 @@ def test_ranking_through_the_api_matches_the_flow_and_documents_its_order(
     assert [(r["unit_id"], r["rank"]) for r in street["data"]] == [("s1", 1)]
     by_community = page(client, auth, "/api/ranking", month="2026-03", level="community")
     assert [r["unit_id"] for r in by_community["data"]] == ["c1", "c2"]
+
+
+def test_a_published_month_reads_what_was_published_and_live_recounts(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    ranked_month(rt)
+    before = page(client, auth, "/api/ranking", month="2026-03")
+    assert before["live"] is True and before["published"] is None
+    r = client.post("/api/ranking/publish", json={"month": "2026-03"},
+                    headers=auth("d1-manager"))
+    assert r.status_code == 201, r.text
+    publication = r.json()
+    assert (publication["month"], publication["published_by"],
+            publication["published_by_name"], publication["published_at_local"],
+            publication["reason"]) == ("2026-03", "d1-manager", "区科室负责人",
+                                       "2026-04-10 10:00", None)
+    # One of 二街道's March hazards is withdrawn afterwards: the published month keeps its
+    # figures; `live=true` shows the recount beside the publication.
+    with rt.db.begin() as conn:
+        conn.execute(update(Hazard).where(Hazard.unit_id == "s2",
+                                          Hazard.found_at == L(3, 30))
+                     .values(status=REGISTER_CANCELLED))
+    kept = page(client, auth, "/api/ranking", month="2026-03")
+    assert kept["live"] is False and kept["published"] == publication
+    assert kept["data"] == before["data"]
+    recount = page(client, auth, "/api/ranking", month="2026-03", live="true")
+    assert recount["live"] is True and recount["published"] == publication
+    assert [(x["unit_id"], x["found"]) for x in recount["data"]] == [("s2", 0), ("s1", 3)]
+    # A street's manager reads the published figures of their own street's units.
+    street = page(client, auth, "/api/ranking", "s1-manager", month="2026-03", unit="s1",
+                  level="community")
+    assert street["live"] is False
+    assert [(x["unit_id"], x["rank"]) for x in street["data"]] == [("c1", 1), ("c2", 2)]
+    # The export is the published figures too.
+    rows = read_csv(get(client, auth, "/api/ranking/export", format="csv", month="2026-03"))
+    assert rows[1] == ["1", "二街道", "1", "1", "0", "0.0", "0", "1.0", "1", "100.0"]
+
+
+def test_publishing_a_ranking_is_refused_with_the_reason(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    ranked_month(rt)
+
+    def publish(who: str, **body: Any) -> httpx.Response:
+        return client.post("/api/ranking/publish", json=body, headers=auth(who))
+
+    r = publish("s1-manager", month="2026-03")
+    assert r.status_code == 403, r.text
+    r = publish("d1-manager", month="2026-04")
+    assert r.status_code == 422 and r.json()["field"] == "month", r.text
+    assert "尚未结束" in r.json()["detail"]
+    r = publish("d1-manager", month="march")
+    assert r.status_code == 422 and r.json()["field"] == "month", r.text
+    assert publish("d1-manager", month="2026-03").status_code == 201
+    r = publish("d1-manager", month="2026-03")
+    assert r.status_code == 409 and "请说明原因后重新发布" in r.json()["detail"], r.text
+    r = publish("d1-manager", month="2026-03", reason="更正：c2 一条隐患误登记")
+    assert r.status_code == 201 and r.json()["reason"] == "更正：c2 一条隐患误登记", r.text
+    got = page(client, auth, "/api/ranking", month="2026-03")
+    assert got["published"]["id"] == r.json()["id"]
 
 
 def test_ranking_export_as_csv_and_xlsx(client: TestClient, auth: Auth, rt: Runtime) -> None:

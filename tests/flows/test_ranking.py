@@ -2,7 +2,8 @@
 written straight into the register (with the run rows they hang on), and every expected
 figure is either worked out by hand below or counted with plain Python loops over the rows
 read back from the database, by local calendar month in Shanghai time. On SQLite and on a
-real PostgreSQL 15 (the mean-days arithmetic differs by dialect)."""
+real PostgreSQL 15 (the mean-days arithmetic differs by dialect). Then publishing a month
+(flows/ranking_publish.py) and reading it back after the register changed."""
 
 from __future__ import annotations
 
@@ -18,16 +19,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from factories import make_runtime
 from pg_server import PostgresServer
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlmodel import select
 
 from flows.ranking import check_not_future, month_bounds, monthly_ranking
+from flows.ranking_publish import publish_ranking, published_ranking
 from flows.registers import CANCELLED as REGISTER_CANCELLED
 from flows.runtime import Runtime
+from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
-from models.errors import InvalidInput
+from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import Hazard
+from models.ranking import RankingFigure, RankingPublication
 from models.register_queries import CANCELLED
 from models.run import Run
 
@@ -371,3 +375,107 @@ def test_ranking_with_no_hazards_lists_every_street_tied(rrt: Runtime) -> None:
     assert list(got) == ["sa", "sb", "sc", "tz"]
     assert {r["rank"] for r in got.values()} == {1}
 
+
+
+# --- publication (flows/ranking_publish.py): what was published is what the month reads
+# afterwards, however the register changes (a hazard cancelled later, an extension approved
+# after the month); rates and ranks are derived from the published counts for any scope; a
+# month not over, a second publication without a reason and a manager below the district
+# are refused; a correction keeps the earlier publication.
+
+FIGURES = ("rank", "found", "closed", "closed_of_found", "closure_rate", "overdue",
+           "mean_days_to_close", "on_time", "on_time_rate")
+
+
+def published(rt: Runtime, month: str = "2026-03", level: str = "street",
+              units: list[str] | None = None) -> dict[str, dict[str, object]]:
+    with read_session(rt.db) as session:
+        found = published_ranking(session, month=month, level=level, tz=SH, units=units)
+    assert found is not None
+    return {r.unit_id: {k: getattr(r, k) for k in FIGURES} for r in found[0].rows}
+
+
+def live(rt: Runtime, **kw: object) -> dict[str, dict[str, object]]:
+    return {u: {k: row[k] for k in FIGURES} for u, row in rank(rt, **kw).items()}
+
+
+def test_a_published_month_keeps_its_figures_when_the_register_changes_later(
+        rrt: Runtime) -> None:
+    seed(rrt, [dict(h) for h in HAND])
+    before = live(rrt)
+    publication = publish_ranking(rrt, month="2026-03", actor="d-manager")
+    assert publication.published_at == rrt.clock.now()
+    assert publication.published_by == "d-manager" and publication.reason is None
+    assert published(rrt) == before
+    assert list(published(rrt)) == ["sb", "tz", "sa", "sc"]  # rank order, ties by org order
+
+    # April: one of 乙街道's March hazards turns out to be registered in error, and 甲街道's
+    # late one gets its deadline moved past March by an extension approved afterwards.
+    with rrt.db.begin() as conn:
+        conn.execute(update(Hazard).where(Hazard.code == "YH000007")
+                     .values(status=CANCELLED))
+        conn.execute(update(Hazard).where(Hazard.code == "YH000003")
+                     .values(due_at=L(4, 20)))
+    after = live(rrt)
+    assert after != before
+    assert after["sb"]["found"] == 1 and after["sa"]["overdue"] == 1
+    assert published(rrt) == before  # what was announced stays
+
+
+def test_published_counts_are_ranked_among_the_scope_asked_for(rrt: Runtime) -> None:
+    seed(rrt, [dict(h) for h in HAND])
+    publish_ranking(rrt, month="2026-03", actor="d-manager")
+    ours = published(rrt, level="community", units=["ca1", "ca2"])
+    assert ours == live(rrt, level="community", units=["ca1", "ca2"])
+    assert [ours[u]["rank"] for u in ("ca1", "ca2")] == [1, 2]
+    assert published(rrt, units=["sa", "sc"]) == live(rrt, units=["sa", "sc"])
+
+
+def test_a_month_not_over_and_a_manager_below_the_district_are_refused(rrt: Runtime) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        publish_ranking(rrt, month="2026-04", actor="d-manager")  # the clock is 2026-04-10
+    assert caught.value.field == "month" and "尚未结束" in str(caught.value)
+    with pytest.raises(InvalidInput) as caught:
+        publish_ranking(rrt, month="2026-13", actor="d-manager")
+    assert caught.value.field == "month"
+    with pytest.raises(Forbidden):
+        publish_ranking(rrt, month="2026-03", actor="sa-manager")
+    with pytest.raises(InvalidInput) as caught:
+        publish_ranking(rrt, month="2026-03", actor="d-manager", reason="因" * 501)
+    assert caught.value.field == "reason"
+    with read_session(rrt.db) as session:
+        assert session.exec(select(RankingPublication)).all() == []
+        assert session.exec(select(RankingFigure)).all() == []
+
+
+def test_publishing_again_needs_a_reason_and_keeps_the_earlier_publication(
+        rrt: Runtime) -> None:
+    seed(rrt, [dict(h) for h in HAND])
+    first = publish_ranking(rrt, month="2026-03", actor="d-manager")
+    with rrt.db.begin() as conn:
+        conn.execute(update(Hazard).where(Hazard.code == "YH000007")
+                     .values(status=CANCELLED))
+    rrt.clock.advance(timedelta(hours=3))  # type: ignore[attr-defined]
+    with pytest.raises(Conflict, match="已于 2026-04-10 10:00 由 区科室负责人 发布"):
+        publish_ranking(rrt, month="2026-03", actor="d-manager", reason="  ")
+    second = publish_ranking(rrt, month="2026-03", actor="d-manager",
+                             reason="乙街道一条隐患系误登记，已撤销")
+    assert published(rrt) == live(rrt)  # the correction is what the month reads now
+    assert published(rrt)["sb"]["found"] == 1
+    with read_session(rrt.db) as session:
+        kept = session.exec(select(RankingFigure).where(
+            RankingFigure.publication_id == first.id, RankingFigure.level == "street",
+            RankingFigure.unit_id == "sb")).one()
+        events = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "ranking_published").order_by(AuditEvent.id)).all()  # type: ignore[arg-type]
+        per_level = session.exec(select(RankingFigure.level).where(
+            RankingFigure.publication_id == second.id)).all()
+    assert kept.found == 2  # the first publication's figures are still there
+    assert sorted(set(per_level)) == ["community", "street"]
+    assert [(e.actor, e.detail["replaces"], e.detail["reason"]) for e in events] == [
+        ("d-manager", None, None), ("d-manager", first.id, "乙街道一条隐患系误登记，已撤销")]
+
+
+def test_an_unpublished_month_has_no_published_ranking(rrt: Runtime) -> None:
+    with read_session(rrt.db) as session:
+        assert published_ranking(session, month="2026-03", level="street", tz=SH) is None

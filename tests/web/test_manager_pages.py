@@ -18,8 +18,11 @@ import httpx
 import openpyxl
 from factories import seed_hazards
 from playwright.sync_api import Page, expect
+from sqlalchemy import update
 
 from models.clock import ManualClock
+from models.hazard import Hazard
+from models.register_queries import CANCELLED as REGISTER_CANCELLED
 
 SignedIn = Callable[..., Page]
 SH = ZoneInfo("Asia/Shanghai")
@@ -265,6 +268,54 @@ def test_the_ranking_shows_what_the_api_counts_and_exports_it(
     page.reload()
     expect(page.locator("#unit")).to_have_value("pingshan-street")
     expect(page.locator("#ranking-table tbody tr")).to_have_count(5)
+
+
+def test_a_published_ranking_stays_as_published_and_a_recount_is_said_as_such(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    seed_hazards(server.rt, [
+        {"unit": "heping", "street": "pingshan-street", "found_at": L(3, 3),
+         "due_at": L(3, 20), "closed_at": L(3, 5), "status": "已销号"},
+        {"unit": "maluan-community", "street": "maluan", "found_at": L(3, 4),
+         "due_at": L(3, 10)},
+    ], playbook_id="hazard-3030")
+    clock.advance(timedelta(days=40))  # 2026-04-11: March is over
+    page = signed_in(MANAGER)
+    page.goto(server.url("/ranking?month=2026-03"))
+    expect(page.locator("#published")).to_have_text("未发布：以下为按登记台账实时统计的数据。")
+    expect(page.locator("#switch-live")).to_be_hidden()
+    page.click("#publish")
+    expect(page.locator("#publish-effect")).to_contain_text("此后该月排名以发布时的数据为准")
+    assert api_get(server, "/api/ranking", month="2026-03")["published"] is None
+    page.click("#publish-yes")
+    expect(page.locator("#flash")).to_have_text("已发布 2026-03 综合评价月排名")
+    expect(page.locator("#published")).to_have_text(
+        "已于 2026-04-11 09:00 由 孙丽 发布：以下为发布时的数据。")
+    maluan = page.locator("#ranking-table tr[data-unit=maluan] td")
+    expect(maluan.nth(2)).to_have_text("1")
+
+    # 马峦's March hazard turns out to be registered in error: the published month keeps it,
+    # the recount does not, and says it is a recount.
+    with server.rt.db.begin() as conn:
+        conn.execute(update(Hazard).where(Hazard.unit_id == "maluan-community")
+                     .values(status=REGISTER_CANCELLED))
+    page.reload()
+    expect(maluan.nth(2)).to_have_text("1")
+    page.click("#switch-live")
+    expect(page.locator("#published")).to_contain_text("实时重算：以下为按当前台账重新统计的数据")
+    expect(maluan.nth(2)).to_have_text("0")
+    assert "live=true" in page.url
+    # A correction needs its reason: the API's 409 is shown, then it goes through with one.
+    page.click("#publish")
+    page.click("#publish-yes")
+    expect(page.locator("#flash")).to_contain_text("请说明原因后重新发布")
+    page.fill("#reason", "马峦社区一条隐患系误登记")
+    page.click("#publish")
+    page.click("#publish-yes")
+    expect(page.locator("#published")).to_have_text(
+        "已于 2026-04-11 09:00 由 孙丽 发布（更正原因：马峦社区一条隐患系误登记）："
+        "以下为发布时的数据。")
+    expect(maluan.nth(2)).to_have_text("0")
+
 
 
 def test_a_community_person_sees_only_their_communitys_hazards(signed_in: SignedIn,
