@@ -449,19 +449,22 @@ def verify(
 def extend(
     rt: Runtime, *, step_id: int, actor: str, due_at: datetime, reason: str
 ) -> StepInstance:
-    """A commander or manager moves an open task's deadline. `due_at` without a zone is read in
-    the bureau's (as a request for more time is, flows/extensions.py). The new deadline must be
-    later than now; it may be earlier than the current one: whoever may extend a deadline may
-    also tighten it (a danger that grew), which a request for more time cannot."""
+    """A commander (who directs the unit's runs) moves an open task's deadline. A manager
+    reviews and exports (SPEC §3) and moves none: a deadline a manager could move directly
+    would bypass the supervising role's decision on a request for more time
+    (flows/extensions.py). `due_at` without a zone is read in the bureau's. The new deadline
+    must be later than now; it may be earlier than the current one: a commander may also
+    tighten it (a danger that grew), which a request for more time cannot."""
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
         require_running(got.run)
-        if not (rt.org.has_right(actor, "commander", got.step.unit_id)
-                or rt.org.has_right(actor, "manager", got.step.unit_id)):
+        if not rt.org.has_right(actor, "commander", got.step.unit_id):
             zh, en = who_may(rt.org, "commander", got.step.unit_id)
-            zh_m, en_m = who_may(rt.org, "manager", got.step.unit_id)
-            raise Forbidden(f"延期需要{zh}；或{zh_m} / extending a deadline requires {en}; "
-                            f"or {en_m}")
+            zh, en = f"直接调整期限需要{zh}的权限", f"moving a deadline requires {en}"
+            if got.spec.extension is not None:
+                zh += "；承办人可提交延期申请，由审批人决定"
+                en += "; the assignee may ask for more time, for the approver to decide"
+            raise Forbidden(f"{zh} / {en}")
         if got.step.status not in st.OPEN_STATUSES:  # a closed task first: nothing to move
             raise task_conflict(got.step, "延期")
         if not reason.strip():

@@ -690,11 +690,17 @@ def test_extend_moves_the_deadline_and_keeps_the_original(
     assert datetime.fromisoformat(body["due_at"]) == new_due
     assert body["original_due_at"] == receive["due_at"]
     assert body["overdue"] is False and body["escalation_level"] == 0
-    # A manager may extend too; a second extension keeps the first original.
+    # A commander above may extend too; a second extension keeps the first original.
     later = new_due + timedelta(hours=1)
-    r = act(client, auth, receive["id"], "extend", "d1-manager",
+    r = act(client, auth, receive["id"], "extend", "d1-commander",
             {"due_at": later.isoformat(), "reason": "再延"})
     assert r.status_code == 200 and r.json()["original_due_at"] == receive["due_at"]
+    # A manager reviews and exports (SPEC §3): moving a deadline is not theirs.
+    r = act(client, auth, receive["id"], "extend", "d1-manager",
+            {"due_at": (later + timedelta(hours=1)).isoformat(), "reason": "再延"})
+    assert r.status_code == 403 and "直接调整期限需要指挥长" in r.json()["detail"], r.text
+    after = task(client, auth, receive["run_id"], "receive")
+    assert datetime.fromisoformat(after["due_at"]) == later
 
 
 @pytest.mark.parametrize(("due_at", "field"), [

@@ -183,7 +183,7 @@ def test_an_extension_of_submitted_work_keeps_the_verifiers_ladder(
 ) -> None:
     run_id = start(vrt)
     fix = submit_fix(vrt, run_id)
-    tasks.extend(vrt, step_id=fix.id or 0, actor="d1-manager",
+    tasks.extend(vrt, step_id=fix.id or 0, actor="d1-commander",
                  due_at=clock.now() + timedelta(days=5), reason="材料待补")
     assert step(vrt, run_id, "fix").next_check_at == fix.verify_due_at
     clock.advance(timedelta(hours=2))
