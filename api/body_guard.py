@@ -11,7 +11,9 @@ English). So, as a pure ASGI middleware (it sees the raw bytes, before any route
   largest shipped playbook is 14 KB);
 - a JSON body (application/json or application/*+json) must be strict JSON (no NaN or
   Infinity, no number beyond what a float or a 4,300-digit integer holds), nested at most
-  MAX_JSON_DEPTH deep, with no lone surrogate and no NUL in any string or key;
+  MAX_JSON_DEPTH deep, with no lone surrogate and no NUL in any string or key, and no key twice
+  in one object (json.loads lets the last one win, so {"approve": false, ..., "approve": true}
+  approved what its sender may have read as a refusal);
 - no query parameter, name or value, and no path may contain NUL.
 
 A refusal is the API's usual 422 (api/errors.py `invalid_input`), naming the JSON path
@@ -104,6 +106,32 @@ def _int(text: str) -> int:
     return int(text)
 
 
+class _Duplicated(dict[str, Any]):
+    """An object that named `key` more than once (kept, last value winning, as json.loads would
+    have it), so that the walk below, which knows where the object sits, can refuse it by its
+    path: the hook that builds it sees only the object's own pairs."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, pairs: list[tuple[str, Any]], key: str) -> None:
+        super().__init__(pairs)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook: the dict it would build, marked when a key came twice.
+    A C-level dict() and a length compare per object; the scan for which key repeats runs only
+    for an object that has one."""
+    built = dict(pairs)
+    if len(built) < len(pairs):  # some key came twice: name the first one that did
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                return _Duplicated(pairs, key)
+            seen.add(key)
+    return built
+
+
 def _walk(value: Any) -> Iterator[tuple[Any, tuple[str | int, ...], int]]:
     """Every value of a parsed document in document order with its path and the number of
     containers around it; iterative, so no depth of nesting can exhaust the stack."""
@@ -122,8 +150,8 @@ def check_json(body: bytes) -> None:
     if not body:
         return  # no body: the route says whether it needs one
     try:
-        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite,
-                           parse_int=_int)
+        value = json.loads(body, object_pairs_hook=_object, parse_constant=_no_constant,
+                           parse_float=_finite, parse_int=_int)
     except Refused:
         raise
     except RecursionError:  # the C parser recurses once per level: far too deep
@@ -138,6 +166,9 @@ def check_json(body: bytes) -> None:
         if isinstance(node, dict | list) and depth >= MAX_JSON_DEPTH:
             raise Refused(_path(path), f"嵌套超过 {MAX_JSON_DEPTH} 层 / nested deeper than "
                                        f"{MAX_JSON_DEPTH} levels")
+        if isinstance(node, _Duplicated):
+            raise Refused(_path((*path, node.key)),
+                          f"重复的键 {shown(node.key)} / duplicate key '{shown(node.key)}'")
         if isinstance(node, dict):
             for key in node:
                 bad = _bad_char(key)

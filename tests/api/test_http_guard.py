@@ -192,6 +192,62 @@ def test_uploads_are_multipart_and_not_held_to_the_json_cap(client: TestClient,
     assert r.json()["size"] == len(photo)
 
 
+# --- a key twice in one object ------------------------------------------------------------
+
+def submitted_inspection(client: TestClient, auth: Auth) -> tuple[int, int]:
+    """(run id, task id) of the grid worker's inspection, done and waiting for an inspector."""
+    run = start(client, auth)
+    r = client.post(f"/api/tasks/{run['steps'][0]['id']}/complete", json={"note": "已登记"},
+                    headers=auth("s1-duty"))
+    assert r.status_code == 200, r.text
+    steps = client.get(f"/api/runs/{run['id']}", headers=auth("d1-admin")).json()["steps"]
+    inspect = next(s["id"] for s in steps if s["step"] == "inspect")
+    photo = client.post("/api/evidence", files={"file": ("site.png", png_bytes(), "image/png")},
+                        headers=auth("c1-grid")).json()["id"]
+    r = client.post(f"/api/tasks/{inspect}/complete",
+                    json={"note": "阀门已关闭", "evidence": [photo]}, headers=auth("c1-grid"))
+    assert r.status_code == 200 and r.json()["status"] == "submitted", r.text
+    return run["id"], inspect
+
+
+def test_a_verify_naming_approve_twice_is_422_and_approves_nothing(client: TestClient,
+                                                                    auth: Auth) -> None:
+    # json.loads keeps the last value: this approved the work with the note 不合格.
+    run_id, inspect = submitted_inspection(client, auth)
+    body = post_raw(client, auth, f"/api/tasks/{inspect}/verify",
+                    '{"approve": false, "note": "不合格", "approve": true}'.encode(),
+                    who="s1-insp1")
+    assert_invalid(body, "approve", zh="重复的键 approve")
+    assert "duplicate key 'approve'" in body["detail"]
+    got = client.get(f"/api/tasks/{inspect}", headers=auth("d1-admin")).json()
+    assert got["status"] == "submitted" and got["verified_by"] is None, got
+    timeline = client.get(f"/api/runs/{run_id}", headers=auth("d1-admin")).json()["timeline"]
+    assert "verified" not in [e["action"] for e in timeline]
+
+
+def test_a_key_twice_in_nested_run_params_is_422_naming_its_path(client: TestClient,
+                                                                  auth: Auth) -> None:
+    body = post_raw(client, auth, "/api/runs", '{"playbook": "quick-escalation", "unit": "c1", '
+                    '"params": {"location": "一社区", "location": "二社区"}}'.encode())
+    assert_invalid(body, "params.location", zh="重复的键 location")
+    assert run_count(client, auth) == 0
+
+
+def test_one_key_in_sibling_objects_is_no_duplicate_but_twice_in_one_is(client: TestClient,
+                                                                         auth: Auth) -> None:
+    receive = start(client, auth)["steps"][0]["id"]
+    url = f"/api/tasks/{receive}/complete"
+    body = post_raw(client, auth, url, b'{"note": "ok", "outputs": {"list": [{"a": 1}, '
+                    b'{"a": 2, "b": 3, "a": 4}]}}', who="s1-duty")
+    assert_invalid(body, "outputs.list[1].a", zh="重复的键 a")
+    # The same key in two different objects, in a list or side by side, is ordinary JSON.
+    outputs = {"list": [{"a": 1}, {"a": 2}], "x": {"a": 1}, "y": {"a": 2}}
+    r = client.post(url, content=json.dumps({"note": "ok", "outputs": outputs}).encode(),
+                    headers=auth("s1-duty") | JSON)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "done" and r.json()["outputs"] == outputs
+
+
 # --- query and path ------------------------------------------------------------------------
 
 def test_nul_in_a_query_parameter_is_422_naming_it(client: TestClient, auth: Auth) -> None:
