@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from flows.campaigns import campaign_progress
 from flows.runtime import Runtime
-from models.audit import AuditEvent
+from models.audit import ACTOR_NAMES, AuditEvent
 from models.run import Run
 from models.task import SKIPPED, StepInstance
 
@@ -41,6 +41,10 @@ def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
         "started_at": run.started_at.isoformat(),
         "started_at_local": rt.renderer.local(run.started_at),
         "started_by": run.started_by,
+        # Who registered or started it, as people read it (a person's name; 系统, 运维命令行).
+        "started_by_name": (rt.org.people[run.started_by].name
+                            if run.started_by in rt.org.people
+                            else ACTOR_NAMES.get(run.started_by, run.started_by)),
         "params": dict(run.params),
     }
 

@@ -253,12 +253,18 @@ FIVE_ELEMENTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 
 def plan_elements(plan: dict[str, Any] | None) -> dict[str, str | None]:
-    """措施/资金/时限/责任/预案 of a plan, as text (None where the plan has not said)."""
+    """措施/资金/时限/责任/预案 of a plan, as text (None where the plan has not said). A number
+    (资金, 万元) is a plain decimal to 6 places (one 分): no exponent (1e-05, 1e+308) and no
+    float noise (0.1 + 0.2 is 0.3)."""
     plan = plan or {}
     out: dict[str, str | None] = {}
     for key, _label, aliases in FIVE_ELEMENTS:
         value = next((plan[a] for a in aliases if plan.get(a) not in (None, "")), None)
-        out[key] = None if value is None else str(value)
+        if isinstance(value, float):
+            text = f"{value:.6f}".rstrip("0").rstrip(".")
+            out[key] = "0" if text in ("", "-0") else text
+        else:
+            out[key] = None if value is None else str(value)
     return out
 
 

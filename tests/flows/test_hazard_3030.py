@@ -73,6 +73,7 @@ CONTROLS = {"evacuated": True, "stopped": True, "signs": True, "watch": True}
 MAJOR_ONLY = ["list", "notice", "notice-send", "interim", "plan", "accept"]
 EVERY_GRADE = ["rectify", "closure-form", "close", "lookback-wait", "lookback",
                "lookback-record"]
+REBOUND = ["lookback-rebound"]  # only when the look-back finds the hazard back (隐患反弹)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ def test_playbook_loads_with_the_register_and_the_domain_timings(demo: Runtime) 
     assert set(pb.params["source"].values or []) == {"检查发现", "群众举报", "执法检查", "事故调查"}
     assert pb.params["grade"].values == ["一般", "重大"] and pb.params["grade"].default == "一般"
     assert pb.params["location"].required
-    assert set(pb.step_ids) == set(MAJOR_ONLY + EVERY_GRADE)
+    assert set(pb.step_ids) == set(MAJOR_ONLY + EVERY_GRADE + REBOUND)
     for key in MAJOR_ONLY:
         assert pb.step(key).when == "params.grade == '重大'", key
     rectify = pb.step("rectify")
@@ -348,10 +349,13 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     entry = hazard(demo, run_id)
     assert entry.status == "已销号" and entry.closed_at == closed_at
 
-    # Every step is in the timeline, in the order it happened.
+    # Every step is in the timeline, in the order it happened; the hazard held, so nobody
+    # is told it came back.
     keyed = steps(demo, run_id)
     assert {k: s.status for k, s in keyed.items()} == dict.fromkeys(
-        MAJOR_ONLY + EVERY_GRADE, "done")
+        MAJOR_ONLY + EVERY_GRADE, "done") | dict.fromkeys(REBOUND, "skipped")
+    rebound = keyed.pop("lookback-rebound")
+    assert told(demo, rebound.id or 0, "notify") == set()
     with read_session(demo.db) as session:
         _, _, events = run_detail(session, run_id=run_id)
     by_step: dict[int | None, list[str]] = {}
@@ -755,3 +759,174 @@ def test_typed_text_cannot_forge_a_section_or_a_row_of_the_closure_form(
     assert len(headings) == len(set(headings))  # no section twice
     assert not any(line.startswith("| 伪造") for line in form.splitlines())
     assert "已清理 ## 三、复查意见 复查合格。复查人：陈建国（局长） ｜ 伪造 ｜ 表格 ｜" in form
+
+
+# --- the plan's amounts and deadline -----------------------------------------------------------
+
+def test_a_plan_with_funds_out_of_bounds_is_refused(demo: Runtime, clock: ManualClock) -> None:
+    run_id = start(demo, "重大")
+    do(demo, run_id, "list", CHIEF, LISTING)
+    for funds, why in ((1e308, "不能大于 1000000"), (1000000.01, "不能大于 1000000"),
+                       (-1, "不能小于 0")):
+        with pytest.raises(InvalidInput) as caught:
+            do(demo, run_id, "plan", SAFETY, {**PLAN, "funds": funds})
+        assert caught.value.field == "outputs.funds" and why in str(caught.value), funds
+    assert step(demo, run_id, "plan").status == "ready" and hazard(demo, run_id).plan == {}
+    # The most a plan may state, 100亿元, is taken.
+    do(demo, run_id, "plan", SAFETY, {**PLAN, "funds": 1000000})
+    assert step(demo, run_id, "plan").status == "submitted"
+
+
+def test_a_rectification_cost_out_of_bounds_is_refused(demo: Runtime,
+                                                       clock: ManualClock) -> None:
+    run_id = start(demo, "一般")
+    with pytest.raises(InvalidInput) as caught:
+        do(demo, run_id, "rectify", SAFETY, {"done_measures": "已整改", "cost": 1e308},
+           n_photos=2)
+    assert caught.value.field == "outputs.cost"
+    assert step(demo, run_id, "rectify").status == "ready"
+
+
+@pytest.mark.parametrize(("funds", "cost", "printed_funds", "printed_cost"), [
+    (0.1 + 0.2, 0.7 + 0.1, "0.3", "0.8"),  # 0.30000000000000004, 0.7999999999999999
+    (0.00001, 0.00005, "0.00001", "0.00005"),  # str() writes 1e-05, 5e-05
+    (1000000.0, 250000.0, "1000000", "250000"),
+])
+def test_the_plan_amounts_are_printed_as_plain_decimals(
+    demo: Runtime, clock: ManualClock, funds: float, cost: float, printed_funds: str,
+    printed_cost: str,
+) -> None:
+    """资金 on the closure form, the register's plan (API, rectification export) and the cost
+    on the closure form: no exponent, no float noise."""
+    from flows.exports import plan_elements
+
+    run_id = start(demo, "重大")
+    clock.advance(timedelta(hours=2))
+    do(demo, run_id, "list", CHIEF, LISTING)
+    do(demo, run_id, "interim", SAFETY, CONTROLS, n_photos=1)
+    do(demo, run_id, "plan", SAFETY, {**PLAN, "funds": funds})
+    check(demo, run_id, "plan", CHIEF, note="方案可行，同意备案")
+    assert plan_elements(hazard(demo, run_id).plan)["funds"] == printed_funds
+    do(demo, run_id, "rectify", SAFETY, {"done_measures": "已整改", "cost": cost}, n_photos=2)
+    check(demo, run_id, "rectify", INSPECTOR_1)
+    do(demo, run_id, "accept", CHIEF, {"opinion": "验收合格"})
+    form = document(demo, run_id, "closure-form").body
+    assert f"- 资金：{printed_funds} 万元" in form
+    assert f"- 实际投入资金：{printed_cost} 万元" in form
+    assert "e+" not in form and "e-0" not in form
+
+
+def test_plan_elements_of_an_older_entry_print_no_exponent() -> None:
+    """An entry filed before the bound (1e308 万元) still exports as digits, not 1e+308."""
+    from flows.exports import plan_elements
+
+    huge = plan_elements({"funds": 1e308})["funds"]
+    assert huge is not None and huge.isdigit() and len(huge) == 309
+    assert plan_elements({"funds": -0.0})["funds"] == "0"
+    assert plan_elements({"funds": 12})["funds"] == "12"
+    assert plan_elements({"funds": "2万元"})["funds"] == "2万元"  # as typed in an import
+
+
+def test_the_plan_review_is_told_to_check_the_deadline_is_not_before_the_filing(
+    demo: Runtime,
+) -> None:
+    """The outputs have no date bound (min/max are for numbers only), so a plan deadline in
+    the past is the reviewer's to refuse: the plan step says so."""
+    plan = demo.catalog.get(PLAYBOOK).step("plan")
+    assert plan.outputs["deadline"].type == "date"
+    assert plan.verify is not None and plan.verify.role == "section_chief"
+    assert plan.description is not None
+    assert "时限（完成整改日期）不得早于方案报送之日" in plan.description
+    assert "不应晚于督办通知书规定的整改期限" in plan.description
+
+
+# --- 回头看: the hazard came back ----------------------------------------------------------------
+
+def to_lookback(rt: Runtime, clock: ManualClock, run_id: int) -> None:
+    """A general hazard rectified, closed and 30 days on: the look-back visit is ready."""
+    clock.advance(timedelta(days=3))
+    do(rt, run_id, "rectify", SAFETY, {"done_measures": "已清理堵塞的消防通道"}, n_photos=2)
+    check(rt, run_id, "rectify", INSPECTOR_2)
+    do(rt, run_id, "close", INSPECTOR_1, note="复查合格，验收销号")
+    clock.advance(timedelta(days=30))
+    sweep_once(rt)
+    drain_wakes(rt)
+    assert step(rt, run_id, "lookback").status == "ready"
+
+
+def test_a_hazard_found_back_at_the_look_back_is_reported_to_be_registered_again(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    pb = demo.catalog.get(PLAYBOOK)
+    rebound = pb.step("lookback-rebound")
+    assert rebound.action == "notify" and rebound.needs == ["lookback"]
+    assert rebound.when == "steps.lookback.outputs.result == '隐患反弹'"
+    run_id = start(demo, "一般")
+    to_lookback(demo, clock, run_id)
+    findings = "消防通道再次被货物堵塞"
+    do(demo, run_id, "lookback", INSPECTOR_2, {"result": "隐患反弹", "findings": findings},
+       n_photos=1)
+    sent = step(demo, run_id, "lookback-rebound")
+    assert sent.status == "done"
+    # The street's safety office and its inspectors, and the community head.
+    assert told(demo, sent.id or 0, "notify") == {CHIEF, INSPECTOR_1, INSPECTOR_2, UNIT_HEAD}
+    with read_session(demo.db) as session:
+        notes = session.exec(select(Notification).where(
+            Notification.step_id == sent.id, Notification.kind == "notify")).all()
+    for note in notes:
+        assert note.title.startswith("【隐患反弹通报】")
+        body = note.body
+        assert "# 隐患反弹通报" in body and "坪山街道安全生产办公室、六和社区：" in body
+        for fact in (FACTS["code"], LOCATION, findings, "回访人：潘立新", "作为新隐患重新登记"):
+            assert fact in body, fact
+        assert "None" not in body
+    # The run still completes; the closed entry keeps its 销号 (the new hazard is a new run).
+    assert get_run(demo, run_id).status == "completed"
+    assert hazard(demo, run_id).status == "已销号"
+    assert "隐患反弹" in document(demo, run_id, "lookback-record").body
+    with read_session(demo.db) as session:
+        _, _, events = run_detail(session, run_id=run_id)
+    actions = [e.action for e in events]
+    assert actions[-1] == "run_completed"
+    assert "render_failed" not in actions and "expression_failed" not in actions
+
+
+def test_a_hazard_that_held_at_the_look_back_tells_nobody(demo: Runtime,
+                                                          clock: ManualClock) -> None:
+    run_id = start(demo, "一般")
+    to_lookback(demo, clock, run_id)
+    do(demo, run_id, "lookback", INSPECTOR_2, {"result": "整改成果巩固"}, n_photos=1)
+    skipped = step(demo, run_id, "lookback-rebound")
+    assert skipped.status == "skipped" and told(demo, skipped.id or 0, "notify") == set()
+    assert get_run(demo, run_id).status == "completed"
+
+
+# --- 督办通知书: who found it ---------------------------------------------------------------------
+
+def test_the_notice_names_whoever_registered_the_hazard_when_no_finder_is_given(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    """A hazard registered without 发现人 (the API, a form left blank): the register records
+    whoever registered it, and the notice names them."""
+    run = lifecycle.start_run(demo, playbook_id=PLAYBOOK, unit_id=UNIT,
+                              params={**FACTS, "grade": "重大", "found_by": None}, actor=SAFETY)
+    drain_wakes(demo)
+    run_id = run.id or 0
+    assert hazard(demo, run_id).found_by == SAFETY
+    do(demo, run_id, "list", CHIEF, LISTING)
+    notice = document(demo, run_id, "notice").body
+    assert "| 发现时间、发现人 | 2026年3月1日 10:30，尹秀英 |" in notice
+    assert "，检查人员 |" not in notice
+
+
+def test_the_notice_names_a_commander_who_registered_it_by_name_not_account(
+    demo: Runtime,
+) -> None:
+    run_id = start(demo, "重大", found_by=None)  # registered by the street's commander
+    entry = hazard(demo, run_id)
+    assert entry.found_by == COMMANDER
+    do(demo, run_id, "list", CHIEF, LISTING)
+    notice = document(demo, run_id, "notice").body
+    name = demo.org.person_name(COMMANDER)
+    assert f"| 发现时间、发现人 | 2026年3月1日 10:30，{name} |" in notice
+    assert COMMANDER not in notice and "，检查人员 |" not in notice
