@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
 from models.errors import InvalidInput, clipped
@@ -39,6 +39,8 @@ MAX_ITEMS = 1000
 # refuse them, flows/tabular.py), DEL, and the Unicode bidi embeddings, overrides and isolates,
 # which make a location read backwards wherever it is shown (a register, an export, a SMS).
 _BAD_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# A phone's clock a little ahead of the server's is no time in the future.
+CLOCK_SLACK = timedelta(minutes=5)
 # Invisible format characters a copy-paste brings along: with whitespace only, still no content.
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 
@@ -348,11 +350,25 @@ def validate_params(playbook: Playbook, raw: Mapping[str, Any]) -> dict[str, Any
 
 
 def validate_values(
-    specs: Mapping[str, ParamSpec], raw: Mapping[str, Any], *, prefix: str = "params"
+    specs: Mapping[str, ParamSpec], raw: Mapping[str, Any], *, prefix: str = "params",
+    now: datetime | None = None, tz: tzinfo = UTC,
 ) -> dict[str, Any]:
-    """As validate_params, for any set of specs (a child playbook's `with`, step outputs)."""
+    """As validate_params, for any set of specs (a child playbook's `with`, step outputs).
+    With `now`, a `not_future` datetime later than now (and a few minutes' clock difference)
+    is refused; a time without a zone is read in `tz` (the bureau's), as people write it."""
     values, problems = check_values(specs, raw)
     if problems:
         first = problems[0]
         raise InvalidInput(field=f"{prefix}.{first.name}", message=first.text)
+    if now is not None:
+        for name, spec in specs.items():
+            value = values.get(name)
+            if not (spec.not_future and spec.type == "datetime" and isinstance(value, str)):
+                continue
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=tz)
+            if moment > now + CLOCK_SLACK:
+                raise InvalidInput(field=f"{prefix}.{name}", message=(
+                    f"不能晚于现在；收到 {value} / must not be later than now; got {value}"))
     return values

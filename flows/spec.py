@@ -133,6 +133,11 @@ class ParamSpec(_Spec):
         default=None, description="int and number: the largest value accepted."
     )
     required: bool = Field(default=False, description="A value must be given (or defaulted).")
+    not_future: bool = Field(
+        default=False,
+        description="datetime outputs: a time later than now is refused when the step is "
+        "completed (when people were moved cannot be tomorrow).",
+    )
     default: Any = Field(default=None, description="Used when no value is given.")
     title: str | None = Field(default=None, description="Label shown to people (Chinese).")
     title_en: str | None = Field(default=None, description="Label in English.")
@@ -151,6 +156,15 @@ class ParamSpec(_Spec):
         if values is not None and len(set(values)) != len(values):
             raise ValueError("枚举的可选值不能重复 / enum values must be distinct")
         return values
+
+    @field_validator("not_future")
+    @classmethod
+    def _not_future_only_for_times(cls, flag: bool, info: ValidationInfo) -> bool:
+        kind = info.data.get("type")
+        if flag and kind is not None and kind != "datetime":
+            raise ValueError(f"只有 datetime 类型才能写 not_future（这里是 {kind}） / "
+                             f"'not_future' is only for type datetime (this is {kind})")
+        return flag
 
     @field_validator("min", "max")
     @classmethod

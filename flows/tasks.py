@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import or_, update
@@ -125,12 +125,13 @@ def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
 
 
-def validate_outputs(spec: StepSpec, outputs: dict[str, Any]) -> dict[str, Any]:
+def validate_outputs(spec: StepSpec, outputs: dict[str, Any], *, now: datetime | None = None,
+                     tz: tzinfo = UTC) -> dict[str, Any]:
     """Typed outputs when the playbook declares them; free-form otherwise. Either way within
-    the size limits above."""
+    the size limits above; with `now`, no `not_future` time after it."""
     _check_output_sizes(outputs)
     if spec.outputs:
-        return validate_values(spec.outputs, outputs, prefix="outputs")
+        return validate_values(spec.outputs, outputs, prefix="outputs", now=now, tz=tz)
     return dict(outputs)
 
 
@@ -320,7 +321,7 @@ def complete(
         if got.step.status not in st.ACTIONABLE_STATUSES:
             raise task_conflict(got.step, "办结")
         check_note("note", note)
-        clean = validate_outputs(got.spec, outputs or {})
+        clean = validate_outputs(got.spec, outputs or {}, now=rt.clock.now(), tz=rt.tz)
         files = _check_evidence(session, got.step, got.spec, evidence or [], note, actor)
         now = rt.clock.now()
         verifying = got.spec.verify is not None

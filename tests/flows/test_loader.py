@@ -435,3 +435,16 @@ def test_item_needs_on_a_step_fanned_out_over_another_list_is_refused_at_its_lin
         "等待（它的是 units(type='township')，本步骤是 units(type='village')） / step 'move' must "
         "fan out over the same for_each to be waited for item by item (it has "
         "units(type='township'), this step units(type='village'))"]
+
+
+def test_not_future_is_only_for_datetime_outputs() -> None:
+    steps = ("  - {id: a, title: 转移, role: village_head, outputs: {people: {type: int, "
+             "not_future: true}}}\n")
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(minimal(steps), filename="times.yaml", context=context())
+    [error] = caught.value.errors
+    assert str(error).startswith("times.yaml:5:")
+    assert "只有 datetime 类型才能写 not_future（这里是 int）" in str(error)
+    fine = steps.replace("type: int", "type: datetime")
+    playbook = load_playbook_text(minimal(fine), filename="times.yaml", context=context())
+    assert playbook.step("a").outputs["people"].not_future is True
