@@ -95,6 +95,11 @@ class CancelBody(BaseModel):
     reason: Note = None
 
 
+class EndBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Note = None
+
+
 class Completion(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str | None = None

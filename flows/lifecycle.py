@@ -13,7 +13,7 @@ from flows.access import nobody_for, require_right, require_start
 from flows.campaigns import campaign_problem
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
-from flows.progress import advance, cancel_open_steps, lock_run, wake
+from flows.progress import advance, cancel_open_steps, is_finished, lock_run, step_state, wake
 from flows.recipients import notification_rows
 from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
@@ -195,10 +195,11 @@ def _refuse_unstaffed(session: Session, rt: Runtime, run: Run, playbook: Playboo
         raise InvalidInput("unit", f"{zh} / {en}")
 
 
-def _tell_cancelled(session: Session, rt: Runtime, run: Run, actor: str, reason: str | None,
-                    now: datetime) -> None:
+def _tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: str | None,
+                  now: datetime, *, ended: bool = False) -> None:
     """Whoever holds a task of the run is told it is called off (a grid worker on the way to a
-    leak that was a false alarm), in the in-app inbox, with the reason and who cancelled."""
+    leak that was a false alarm; a community still owing an earlier stage's measures when the
+    typhoon response is ended), in the in-app inbox, with the reason and who did it."""
     open_steps = session.exec(select(StepInstance).where(
         StepInstance.run_id == run.id,
         StepInstance.status.in_(st.OPEN_STATUSES),  # type: ignore[attr-defined]
@@ -207,11 +208,14 @@ def _tell_cancelled(session: Session, rt: Runtime, run: Run, actor: str, reason:
     if not people:
         return
     who = rt.org.people[actor].name if actor in rt.org.people else ACTOR_NAMES.get(actor, actor)
-    why = f"，原因：{reason}" if reason else ""
+    why = f"，{'说明' if ended else '原因'}：{reason}" if reason else ""
+    title, done = ("【响应结束】", "宣布结束响应") if ended else ("【已撤销】", "撤销")
     insert_ignoring_duplicates(session, Notification, notification_rows(
-        rt.org, people=people, kind="cancelled", title=f"【已撤销】{run.title}",
-        body=f"{run.title} 已由{who}撤销{why}。你在此流程中的任务已停止，无需再办理。",
-        dedupe=f"cancelled|{run.id}", now=now, run_id=run.id, step_id=None, inbox_only=True))
+        rt.org, people=people, kind="ended" if ended else "cancelled",
+        title=f"{title}{run.title}",
+        body=f"{run.title} 已由{who}{done}{why}。你在此流程中的未完成任务已停止，无需再办理。",
+        dedupe=f"{'ended' if ended else 'cancelled'}|{run.id}", now=now, run_id=run.id,
+        step_id=None, inbox_only=True))
 
 
 def load_run(session: Session, run_id: int) -> Run:
@@ -229,10 +233,7 @@ def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
         if not playbook.stages:
             raise InvalidInput("stage", f"流程 {playbook.id} 不分阶段 / playbook "
                                f"'{playbook.id}' has no stages")
-        if stage not in playbook.stages:
-            known = ", ".join(playbook.stages)
-            raise InvalidInput("stage", f"没有阶段 {stage}，可选：{known} / unknown stage "
-                               f"'{stage}' (known: {known})")
+        stage = stage_id(playbook, stage)
         lock_run(session, run)  # two stage changes, or one and a cancel: one after the other
         require_running(run)
         if run.stage == stage:
@@ -249,6 +250,73 @@ def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
         return run
 
 
+def stage_id(playbook: Playbook, given: str) -> str:
+    """The stage `given` names: its id, or its title as people say it (橙色/红色预警), so a
+    commander at 3 a.m. need not know the ids. Unknown: 422 listing both."""
+    if given in playbook.stages:
+        return given
+    titled = [s for s in playbook.stages if playbook.stage_title(s) == given.strip()]
+    if titled:
+        return titled[0]
+    shown = given[:80]
+    zh = "、".join(f"{s}（{playbook.stage_title(s)}）" if playbook.stage_title(s) else s
+                   for s in playbook.stages)
+    known = ", ".join(playbook.stages)
+    raise InvalidInput("stage", f"没有阶段 {shown}，可选：{zh} / unknown stage '{shown}' "
+                       f"(known: {known})")
+
+
+def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = None) -> Run:
+    """A commander ends a staged response (台风633) once it is in its last stage and that
+    stage's work is in (the returns, the 防御总结): the run completes. Tasks of earlier
+    stages still open are called off with it, their holders told, and the timeline's
+    `run_completed` event lists them by title, so what was never answered stays on record
+    (the summary names them too). Until then a staged run could only end as 已撤销.
+
+    Refused: a playbook without stages (it completes when its last step does, or is
+    cancelled), a run not in its last stage, or one whose last stage still has work."""
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        require_right(rt.org, actor, "commander", run.unit_id)
+        playbook = rt.catalog.pinned(session, run.playbook_sha)
+        if not playbook.stages:
+            raise InvalidInput("run", f"流程 {playbook.title} 不分阶段，随最后一步完成而结束，或由"
+                               f"指挥长取消 / playbook '{playbook.id}' has no stages: it ends "
+                               "with its last step, or is cancelled")
+        lock_run(session, run)
+        require_running(run)
+        last = playbook.stages[-1]
+        last_title = playbook.stage_title(last) or last
+        if run.stage != last:
+            raise Conflict(f"须先进入最后阶段“{last_title}”，完成该阶段的工作后再结束响应 / enter "
+                           f"the last stage '{last}' and finish its work first",
+                           current=run.stage)
+        state = step_state(session, run)
+        owed = [spec.title for spec in playbook.stage_steps(last)
+                if not is_finished(state.get(spec.id, []))]
+        if owed:
+            raise Conflict(f"“{last_title}”阶段尚未完成：{'、'.join(owed)} / the last stage "
+                           f"still has work: {', '.join(owed)}", current=run.stage)
+        now = rt.clock.now()
+        left = session.exec(select(StepInstance.title).where(
+            StepInstance.run_id == run.id,
+            StepInstance.status.in_([st.PENDING, *st.OPEN_STATUSES]),  # type: ignore[attr-defined]
+        ).order_by(StepInstance.id)).all()  # type: ignore[arg-type]
+        _tell_stopped(session, rt, run, actor, note, now, ended=True)
+        called_off = cancel_open_steps(session, run.id or 0, now=now)
+        run.status = rs.COMPLETED
+        run.finished_at = now
+        session.add(run)
+        add_event(session, at=now, actor=actor, action="run_completed", run_id=run.id,
+                  from_state=rs.RUNNING, to_state=rs.COMPLETED,
+                  detail={"ended_by": actor, "note": note, "steps_called_off": called_off,
+                          "unanswered": list(left)})
+        wake(session, run, "completed", now=now)
+        sync_entry(session, rt, run, playbook, now)
+        _stop_children(session, rt, run, "parent ended")
+        return run
+
+
 def cancel_run(
     rt: Runtime, *, run_id: int, actor: str, reason: str | None = None,
     session: Session | None = None,
@@ -262,7 +330,7 @@ def cancel_run(
     lock_run(session, run)  # after an approval that made steps ready: this sees them
     require_running(run)
     now = rt.clock.now()
-    _tell_cancelled(session, rt, run, actor, reason, now)
+    _tell_stopped(session, rt, run, actor, reason, now)
     cancelled = cancel_open_steps(session, run.id or 0, now=now)
     run.status = rs.CANCELLED
     run.finished_at = now
@@ -272,13 +340,16 @@ def cancel_run(
               detail={"reason": reason, "steps_cancelled": cancelled})
     wake(session, run, "cancelled", now=now)
     sync_entry(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now)
-    # Child runs started by this run's steps stop with it.
+    _stop_children(session, rt, run, "parent cancelled")
+    return run
+
+
+def _stop_children(session: Session, rt: Runtime, run: Run, reason: str) -> None:
+    """Child runs started by this run's steps stop with it."""
     children = session.exec(
         select(Run).join(StepInstance, StepInstance.id == Run.parent_step_id).where(
             StepInstance.run_id == run.id, Run.status == rs.RUNNING
         )
     ).all()
     for child in children:
-        cancel_run(rt, run_id=child.id or 0, actor=SYSTEM, reason="parent cancelled",
-                   session=session)
-    return run
+        cancel_run(rt, run_id=child.id or 0, actor=SYSTEM, reason=reason, session=session)

@@ -1,4 +1,4 @@
-"""Runs: start, list, read (steps, escalations, timeline), cancel, stage."""
+"""Runs: start, list, read (steps, escalations, timeline), cancel, stage, end a staged response."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from fastapi import APIRouter, Query
 from sqlmodel import Session
 
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep, filter_time
-from api.schemas import CancelBody, RunCreate, RunPublic, RunsPublic, StageChange, run_view
+from api.schemas import (
+    CancelBody,
+    EndBody,
+    RunCreate,
+    RunPublic,
+    RunsPublic,
+    StageChange,
+    run_view,
+)
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
 from flows.runtime import Runtime
@@ -89,6 +97,20 @@ def cancel(run_id: RowId, rt: RuntimeDep, person: CurrentPerson,
     run = lifecycle.cancel_run(rt, run_id=run_id, actor=person,
                                reason=body.reason if body else None)
     return run_view(rt, run)
+
+
+@router.post("/{run_id}/complete", response_model=RunPublic)
+def complete(run_id: RowId, rt: RuntimeDep, person: CurrentPerson,
+             body: EndBody | None = None) -> RunPublic:
+    """End a staged response (commander): in its last stage with that stage's work in, the
+    run completes; earlier stages' open tasks are called off and listed in the timeline
+    (flows/lifecycle.end_response). 409 with what is still owed otherwise."""
+    lifecycle.end_response(rt, run_id=run_id, actor=person, note=body.note if body else None)
+    with read_session(rt.db) as session:
+        run = lifecycle.load_run(session, run_id)
+        steps, _, events = run_detail(session, run_id=run_id)
+    return run_view(rt, run, steps=steps, events=events,
+                    playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
 
 
 @router.post("/{run_id}/stage", response_model=RunPublic)

@@ -243,6 +243,11 @@ function detailLine(event, titles) {
   if (d.note) parts.push(`说明：${d.note}`);
   if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
   if (typeof d.steps_cancelled === "number") parts.push(`撤销 ${d.steps_cancelled} 项任务`);
+  // A response ended with earlier stages' work still owed: how much, and the first of it.
+  if (typeof d.steps_called_off === "number" && d.steps_called_off > 0) {
+    const owed = Array.isArray(d.unanswered) ? d.unanswered : [];
+    parts.push(`停止 ${d.steps_called_off} 项未完成任务${owed.length ? `：${owed.slice(0, 3).join("、")}${owed.length > 3 ? " 等" : ""}` : ""}`);
+  }
   if (d.error) parts.push(String(d.error));
   const text = parts.join("；");
   return text.length > 200 ? `${text.slice(0, 199)}…` : text;
@@ -314,6 +319,10 @@ function drawControls(run, pb) {
   if (!show) return;
   const stages = (pb && pb.stages && pb.stages.length) ? pb.stages : (run.stage ? [run.stage] : []);
   $("#stage-form").hidden = stages.length === 0;
+  // A staged response ends by the commander's word once its last stage is entered; the API
+  // says what is still owed there, if anything.
+  const staged = Boolean(pb && pb.stages && pb.stages.length);
+  $("#end-form").hidden = !(staged && run.stage === pb.stages[pb.stages.length - 1]);
   const select = $("#stage");
   // Keep what the person picked (a refresh comes every minute) unless it no longer exists.
   const picked = select.dataset.picked && stages.includes(select.value) ? select.value : run.stage;
@@ -324,6 +333,7 @@ function drawControls(run, pb) {
 function hideConfirms() {
   $("#stage-confirm").hidden = true;
   $("#cancel-confirm").hidden = true;
+  $("#end-confirm").hidden = true;
 }
 
 function wireControls() {
@@ -346,6 +356,19 @@ function wireControls() {
     await api(`/api/runs/${RUN_ID}/stage`, { method: "POST", json: { stage } });
     delete select.dataset.picked;
     return `已切换到阶段 ${stageName(stage)}`;
+  }));
+  $("#end-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearFlash();
+    hideConfirms();
+    $("#end-confirm").hidden = false;
+    $("#end-yes").focus();
+  });
+  $("#end-no").addEventListener("click", hideConfirms);
+  $("#end-yes").addEventListener("click", (event) => act(event.currentTarget, async () => {
+    const note = $("#end-note").value.trim();
+    await api(`/api/runs/${RUN_ID}/complete`, { method: "POST", json: note ? { note } : {} });
+    return "响应已结束";
   }));
   $("#cancel-form").addEventListener("submit", (event) => {
     event.preventDefault();

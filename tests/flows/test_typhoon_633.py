@@ -14,20 +14,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from factories import png_bytes, run_steps
+from factories import complete_answered, run_steps
 from factories import run_row as get_run
 from sqlmodel import select
 
 from flows import lifecycle, tasks
-from flows.evidence import store_evidence
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.spec import StepSpec
 from flows.sweeper import sweep_once
+from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Document
-from models.errors import Conflict, Forbidden
+from models.errors import Conflict, Forbidden, InvalidInput
 from models.escalation import Escalation
 from models.outbox import Notification
 from models.run import Run
@@ -78,24 +78,10 @@ def holder(unit: str, role: str) -> str:
     return f"{unit}-{HOLDER[role]}"
 
 
-def answers(step: StepSpec, **given: Any) -> dict[str, Any]:
-    """What the assignee fills in: every measure done, counts and text in Chinese."""
-    typed = {"bool": True, "int": 120, "string": "已落实", "datetime": "2026-03-02T15:00:00+08:00",
-             "list": ["已落实"]}
-    out = {name: typed[o.type] for name, o in step.outputs.items() if o.required}
-    return out | given
-
-
 def finish(rt: Runtime, row: StepInstance, **given: Any) -> StepInstance:
-    """The row's assignee completes it, with a photo of their own when the step wants one."""
-    who = row.assignees[0]
-    step = spec(rt, row.step_key)
-    photos = []
-    if step.evidence and step.evidence.photos:
-        photos = [store_evidence(rt, data=png_bytes(), filename="转移现场.png",
-                                 uploaded_by=who).id]
-    return tasks.complete(rt, step_id=row.id or 0, actor=who, note="已落实",
-                          outputs=answers(step, **given), evidence=photos)
+    """The row's assignee completes it: every measure done, counts and text in Chinese, a
+    photo of their own when the step wants one."""
+    return complete_answered(rt, row, **given)
 
 
 def finish_all(rt: Runtime, run_id: int, key: str) -> None:
@@ -330,6 +316,7 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
         "xinhe": {"people": 40, "from_where": "新和社区在建工地工棚", "mover": "项目部安全员",
                   "shelter": "新和社区文体中心", "management": "工地负责人点名，每日两次"},
     }
+    clock.advance(timedelta(hours=5))  # 14:00: the people were moved by 13:30
     for unit, given in moved.items():
         finish(demo, transfers[unit], moved_at="2026-03-03T13:30:00+08:00", **given)
     # Each community's return waits for its own transfer record only (item_needs: transfer):
@@ -357,7 +344,7 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
         returned, remaining, care = back[unit]
         extra = {"remaining_care": care} if care else {}
         finish(demo, returns[unit], returned=returned, remaining=remaining,
-               returned_at="2026-03-04T10:00:00+08:00", **extra)
+               returned_at="2026-03-03T14:00:00+08:00", **extra)
 
     # The others record their people home; the summary still waits for 东门's return.
     for unit in ("liuhe", "heping", "pingshan-community", "xinhe"):
@@ -393,18 +380,18 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
     # The stages as entered, with when: 警报 and 紧急警报 were skipped over (their tasks were
     # still handed out, and are counted below), so the account does not claim them.
     assert ("共经历 4 个响应阶段：台风消息（2026-03-02 09:00 起） → 橙色/红色预警（2026-03-03 "
-            "09:00 起） → 台风登陆（2026-03-03 09:00 起） → 解除与灾后恢复（2026-03-03 09:00 起）"
+            "09:00 起） → 台风登陆（2026-03-03 14:00 起） → 解除与灾后恢复（2026-03-03 14:00 起）"
             ) in body
     # Per community: 何时转、要转谁、人在哪、谁去转、转到哪、怎么管.
     assert ("| 六和社区 | 2026-03-03 13:30 | 3 人：张桂兰、李德明、王小燕 "
             "| 六和社区河滨路低洼地段 | 熊淑芬（网格员） | 六和社区党群服务中心 "
             "| 专人值守，登记造册，保障三餐 | 0 人 |") in body
     assert "| 坪山社区 | 2026-03-03 13:30 | 12 人 | 坪山社区危房3栋 |" in body
-    assert "| 东门社区 | 2026-03-02 15:00 | 5 人 | 东门社区老屋村 | 蒋天宇 | 东门小学 |" in body
+    assert "| 东门社区 | 2026-03-02 08:30 | 5 人 | 东门社区老屋村 | 蒋天宇 | 东门小学 |" in body
     assert "合计 5 个社区，转移 60 人，应转未转 1 人。" in body
-    assert ("| 坪山社区 | 2026-03-04 10:00 | 10 人 | 2 人 | 已检查 |"
+    assert ("| 坪山社区 | 2026-03-03 14:00 | 10 人 | 2 人 | 已检查 |"
             " 2名危房住户在坪山实验学校过渡安置，社区跟踪 |") in body
-    assert "| 新和社区 | 2026-03-04 10:00 | 40 人 | 0 人 | 已检查 | — |" in body
+    assert "| 新和社区 | 2026-03-03 14:00 | 40 人 | 0 人 | 已检查 | — |" in body
     assert "合计已返回 58 人，仍在安置 2 人。仍在安置的人员由所在社区继续管理" in body
     # The 3x3 measures unit by unit: the street did its 台风消息 measures, nobody else did
     # theirs before the summary, and the summary names who still owes them.
@@ -459,3 +446,106 @@ def test_moving_to_the_stage_the_run_is_in_is_refused_by_its_title(demo: Runtime
     with pytest.raises(Conflict) as caught:
         lifecycle.set_stage(demo, run_id=run_id, stage="message", actor=STREET_COMMANDER)
     assert str(caught.value).startswith("流程已处于阶段 台风消息 / ")
+
+
+def test_a_stage_is_named_by_its_title_as_well_as_its_id(demo: Runtime) -> None:
+    run_id = start(demo, unit="maluan", actor="maluan-commander")
+    run = lifecycle.set_stage(demo, run_id=run_id, stage="橙色/红色预警", actor="maluan-commander")
+    assert run.stage == "severe"
+    with pytest.raises(InvalidInput) as caught:
+        lifecycle.set_stage(demo, run_id=run_id, stage="红色预警", actor="maluan-commander")
+    assert caught.value.field == "stage"
+    assert "可选：message（台风消息）、warning（台风警报）" in str(caught.value)
+
+
+# --- ending the response ------------------------------------------------------------------------
+
+def test_the_commander_ends_the_response_once_the_last_stage_is_done(
+        demo: Runtime, clock: ManualClock) -> None:
+    """解除 reached and its work in (returns, recovery measures, the summary): the commander
+    ends the response and the run completes. The 台风警报 measures nobody answered are called
+    off with it, their holders told, and the timeline names them."""
+    commander = "maluan-commander"
+    run_id = start(demo, unit="maluan", actor=commander)
+    with pytest.raises(Conflict, match="须先进入最后阶段“解除与灾后恢复”"):
+        lifecycle.end_response(demo, run_id=run_id, actor=commander)
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor=commander)
+    finish_all(demo, run_id, "transfer")
+    lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor=commander)
+    with pytest.raises(Conflict) as caught:
+        lifecycle.end_response(demo, run_id=run_id, actor=commander)
+    assert "“解除与灾后恢复”阶段尚未完成：【解除与灾后恢复】街道落实三项措施、" in str(caught.value)
+    for key in ("return", "recovery-street", "recovery-community", "recovery-public"):
+        finish_all(demo, run_id, key)
+    drain_wakes(demo)
+    assert [r.status for r in rows(demo, run_id)["summary"]] == ["done"]
+    owing = [r for r in rows(demo, run_id)["message-community"] if r.status == "ready"]
+    assert len(owing) == 3 and get_run(demo, run_id).status == "running"
+
+    with pytest.raises(Forbidden):
+        lifecycle.end_response(demo, run_id=run_id, actor="maluan-community-head")
+    clock.advance(timedelta(hours=1))
+    lifecycle.end_response(demo, run_id=run_id, actor=commander, note="台风已远离，响应结束")
+    run = get_run(demo, run_id)
+    assert (run.status, run.finished_at) == ("completed", clock.now())
+    keyed = rows(demo, run_id)
+    assert {r.status for r in keyed["message-community"]} == {"cancelled"}
+    assert all(r.next_check_at is None for rs in keyed.values() for r in rs)
+    with read_session(demo.db) as session:
+        [ended] = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == "run_completed")).all()
+        told = session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.kind == "ended")).all()
+    assert (ended.actor, ended.detail["note"]) == (commander, "台风已远离，响应结束")
+    assert ended.detail["unanswered"].count("【台风消息】社区落实三项防御措施（马峦社区）") == 1
+    assert ended.detail["steps_called_off"] == len(ended.detail["unanswered"]) > 3
+    assert "maluan-community-head" in {n.recipient for n in told}
+    assert told[0].title == f"【响应结束】{run.title}"
+    # Ended is ended: nothing more to end, nor to stage.
+    with pytest.raises(Conflict):
+        lifecycle.end_response(demo, run_id=run_id, actor=commander)
+
+
+def test_a_playbook_without_stages_is_not_ended_by_hand(demo: Runtime) -> None:
+    run = lifecycle.start_run(demo, playbook_id="gas-leak", unit_id="liuhe",
+                              params={"location": "六和社区某小区3栋"}, actor=COMMANDER)
+    with pytest.raises(InvalidInput) as caught:
+        lifecycle.end_response(demo, run_id=run.id or 0, actor=COMMANDER)
+    assert caught.value.field == "run" and "不分阶段" in str(caught.value)
+
+
+def test_a_transfer_time_in_the_future_is_refused_by_name(demo: Runtime,
+                                                          clock: ManualClock) -> None:
+    """何时转 cannot be tomorrow (or 2099): the summary would print it. A time written without
+    a zone is the bureau's wall clock; a few minutes ahead of the server's is a phone's clock."""
+    run_id = start(demo, unit="maluan", actor="maluan-commander")
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor="maluan-commander")
+    row = rows(demo, run_id)["transfer"][0]  # the clock: 2026-03-02 09:00 in Shanghai
+    for late in ("2099-12-01T12:00:00+08:00", "2026-03-02T09:10", "2026-03-02T01:10:00Z"):
+        with pytest.raises(InvalidInput) as caught:
+            finish(demo, row, moved_at=late)
+        assert caught.value.field == "outputs.moved_at", late
+        assert "不能晚于现在" in str(caught.value)
+    assert rows(demo, run_id)["transfer"][0].status == "ready"
+    assert finish(demo, row, moved_at="2026-03-02T09:03").status == "done"
+
+
+def test_returns_that_do_not_add_up_to_the_people_moved_are_flagged_in_the_summary(
+        demo: Runtime) -> None:
+    run_id = start(demo, unit="maluan", actor="maluan-commander")
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor="maluan-commander")
+    for row in rows(demo, run_id)["transfer"]:
+        finish(demo, row, people=12, from_where="低洼地段", mover="网格员",
+               shelter="社区服务中心", management="专人值守")
+    lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor="maluan-commander")
+    first, *others = rows(demo, run_id)["return"]
+    finish(demo, first, returned=20, remaining=5)  # 25 of the 12 moved: a typing slip
+    for row in others:
+        finish(demo, row, returned=12, remaining=0)
+    for key in ("recovery-street", "recovery-community", "recovery-public"):
+        finish_all(demo, run_id, key)
+    drain_wakes(demo)
+    with read_session(demo.db) as session:
+        body = session.exec(select(Document.body).where(Document.run_id == run_id)).one()
+    assert "**人数不符，请核实**：马峦社区已返回与仍在安置合计 25 人，转移 12 人。" in body
+    assert body.count("人数不符") == 1  # the communities that add up are not named

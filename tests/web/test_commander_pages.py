@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from factories import png_bytes, run_steps
+from factories import complete_answered, png_bytes, run_steps
 from playwright.sync_api import Page, expect
 
 from flows.evidence import store_evidence
@@ -316,7 +316,7 @@ def test_a_communitys_return_waits_for_its_own_transfer_and_says_so(
     photo = store_evidence(rt, data=png_bytes(), filename="转移现场.png",
                            uploaded_by="maluan-community-head").id
     complete(rt, step_id=moved.id or 0, actor="maluan-community-head", evidence=[photo],
-             outputs={"moved_at": "2026-03-02T15:00:00+08:00", "people": 4,
+             outputs={"moved_at": "2026-03-02T08:30:00+08:00", "people": 4,
                       "from_where": "低洼地段", "mover": "网格员", "shelter": "社区服务中心",
                       "management": "专人值守"})
     set_stage(rt, run_id=run_id, stage="recovery", actor="maluan-commander")
@@ -338,6 +338,44 @@ def test_a_communitys_return_waits_for_its_own_transfer_and_says_so(
     head.goto(server.url(f"/tasks/{waiting.id}"))
     expect(head.locator("#not-yet")).to_have_text("尚未开始：前序步骤完成后才能办理，届时另行通知。")
     expect(head.locator("#ack")).to_have_count(0)
+
+
+def test_a_typhoon_response_is_ended_on_its_page_once_the_last_stage_is_done(
+        signed_in: SignedIn, server: Any) -> None:
+    rt = server.rt
+    commander = "maluan-commander"
+    run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
+                       params={"name": "山竹"}, actor=commander).id or 0
+    set_stage(rt, run_id=run_id, stage="severe", actor=commander)
+    for row in step_rows(rt, run_id, "transfer").values():
+        complete_answered(rt, row)
+    set_stage(rt, run_id=run_id, stage="recovery", actor=commander)
+    page = signed_in(commander)
+    page.goto(server.url(f"/runs/{run_id}"))
+    expect(page.locator("#end-form")).to_be_visible()
+    # Too early: the API's 409 says what the last stage still owes; nothing ends.
+    page.click("#end-ask")
+    page.click("#end-yes")
+    expect(page.locator("#flash")).to_contain_text("“解除与灾后恢复”阶段尚未完成")
+    assert call(server, commander, "GET", f"/api/runs/{run_id}")["status"] == "running"
+
+    for key in ("return", "recovery-street", "recovery-community", "recovery-public"):
+        for row in step_rows(rt, run_id, key).values():
+            complete_answered(rt, row)
+    drain_wakes(rt)
+    page.reload()
+    page.fill("#end-note", "台风已远离，解除响应")
+    page.click("#end-ask")
+    expect(page.locator("#end-confirm")).to_contain_text("此前各阶段仍未完成的任务将停止")
+    page.click("#end-yes")
+    expect(page.locator("#flash")).to_contain_text("响应已结束")
+    expect(page.locator("#run-status")).to_contain_text("已完成")
+    expect(page.locator("#controls")).to_be_hidden()
+    ended = page.locator("#timeline li[data-action='run_completed']")
+    expect(ended).to_contain_text("说明：台风已远离，解除响应")
+    expect(ended).to_contain_text("停止 ")
+    expect(ended).to_contain_text("【台风消息】")
+    assert call(server, commander, "GET", f"/api/runs/{run_id}")["status"] == "completed"
 
 
 def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
@@ -402,6 +440,8 @@ def test_the_runs_list_filters_by_status_and_playbook(signed_in: SignedIn, serve
     page.select_option("#f-playbook", "")
     page.select_option("#f-unit", "heping")
     expect(rows).to_have_count(1)
+    # The typhoon row of the previous filter is also one row: wait for the new list itself.
+    expect(rows.first).to_contain_text("和平社区二号楼")
     rows.first.locator("a").click()
     expect(page.locator("#heading")).to_contain_text("和平社区二号楼")
 
