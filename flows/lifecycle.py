@@ -4,6 +4,7 @@ waits on Prefect."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -225,14 +226,23 @@ def load_run(session: Session, run_id: int) -> Run:
     return run
 
 
+def _commanded_staged_run(session: Session, rt: Runtime, run_id: int, actor: str, field: str,
+                          unstaged: Callable[[Playbook], str]) -> tuple[Run, Playbook]:
+    """The run and its pinned playbook, for a commander over its unit (403 otherwise), when
+    the playbook has stages (422 on `field`, saying `unstaged(playbook)`, otherwise)."""
+    run = load_run(session, run_id)
+    require_right(rt.org, actor, "commander", run.unit_id)
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
+    if not playbook.stages:
+        raise InvalidInput(field, unstaged(playbook))
+    return run, playbook
+
+
 def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
     with session_scope(rt.db) as session:
-        run = load_run(session, run_id)
-        require_right(rt.org, actor, "commander", run.unit_id)
-        playbook = rt.catalog.pinned(session, run.playbook_sha)
-        if not playbook.stages:
-            raise InvalidInput("stage", f"流程 {playbook.id} 不分阶段 / playbook "
-                               f"'{playbook.id}' has no stages")
+        run, playbook = _commanded_staged_run(
+            session, rt, run_id, actor, "stage",
+            lambda pb: f"流程 {pb.id} 不分阶段 / playbook '{pb.id}' has no stages")
         stage = stage_id(playbook, stage)
         lock_run(session, run)  # two stage changes, or one and a cancel: one after the other
         require_running(run)
@@ -276,13 +286,11 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
     Refused: a playbook without stages (it completes when its last step does, or is
     cancelled), a run not in its last stage, or one whose last stage still has work."""
     with session_scope(rt.db) as session:
-        run = load_run(session, run_id)
-        require_right(rt.org, actor, "commander", run.unit_id)
-        playbook = rt.catalog.pinned(session, run.playbook_sha)
-        if not playbook.stages:
-            raise InvalidInput("run", f"流程 {playbook.title} 不分阶段，随最后一步完成而结束，或由"
-                               f"指挥长取消 / playbook '{playbook.id}' has no stages: it ends "
-                               "with its last step, or is cancelled")
+        run, playbook = _commanded_staged_run(
+            session, rt, run_id, actor, "run",
+            lambda pb: f"流程 {pb.title} 不分阶段，随最后一步完成而结束，或由指挥长取消 / "
+                       f"playbook '{pb.id}' has no stages: it ends with its last step, or is "
+                       "cancelled")
         lock_run(session, run)
         require_running(run)
         last = playbook.stages[-1]

@@ -355,9 +355,7 @@ def make_ready(
     for index, item in enumerate(items):
         row = _row(rt, run, spec, index, item)
         if spec.role:
-            found_at, holders = rt.org.resolve_role(spec.role, row["unit_id"])
-            row["assignee_unit_id"] = found_at
-            row["assignees"] = [p.id for p in holders]
+            row["assignee_unit_id"], row["assignees"] = _assignment(rt, spec.role, row["unit_id"])
         if waiting and index in waiting:
             row |= {"status": st.PENDING, "ready_at": None, "due_at": None,
                     "next_check_at": None, "version": 1}
@@ -394,15 +392,19 @@ def release_waiting(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
     check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
     for inst in released:
         if spec.role:
-            found_at, holders = rt.org.resolve_role(spec.role, inst.unit_id)
-            inst.assignee_unit_id = found_at
-            inst.assignees = [p.id for p in holders]
+            inst.assignee_unit_id, inst.assignees = _assignment(rt, spec.role, inst.unit_id)
         inst.status, inst.ready_at, inst.due_at, inst.next_check_at = st.READY, now, due_at, check
         inst.version += 1
         session.add(inst)
     session.flush()
     _announce(session, rt, run, spec, released, due_at, now=now)
     return released
+
+
+def _assignment(rt: Runtime, role: str, unit_id: str) -> tuple[str, list[str]]:
+    """Where `role` resolves for a step held at `unit_id`, and its holders there."""
+    found_at, holders = rt.org.resolve_role(role, unit_id)
+    return found_at, [p.id for p in holders]
 
 
 def item_key(item: Any) -> str:

@@ -85,11 +85,12 @@ def publish_ranking(rt: Runtime, *, month: str, actor: str, reason: str | None =
 
 def published_ranking(
     session: Session, *, month: str, level: str, tz: ZoneInfo,
-    units: Sequence[str] | None = None,
+    units: Sequence[str] | None = None, publication: RankingPublication | None = None,
 ) -> tuple[Ranking, RankingPublication] | None:
     """The month's latest published ranking at `level`, restricted to `units` (None: every
-    unit published) and ranked among them; None when the month was never published."""
-    publication = latest_publication(session, month)
+    unit published) and ranked among them; None when the month was never published.
+    `publication`: the month's latest, when the caller has already read it."""
+    publication = publication or latest_publication(session, month)
     if publication is None:
         return None
     figures = session.exec(

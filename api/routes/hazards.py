@@ -619,7 +619,7 @@ def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str 
         found = None if live or publication is None else published_ranking(
             session, month=month, level=level, tz=rt.tz,
             # The whole district reads every unit published, one since removed included.
-            units=None if scope == rt.org.root_id else targets)
+            units=None if scope == rt.org.root_id else targets, publication=publication)
         ranking = found[0] if found is not None else monthly_ranking(
             session, org=rt.org, month=month, tz=rt.tz, now=rt.clock.now(), units=targets,
             level=level)
