@@ -401,7 +401,7 @@ def release_waiting(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
     return released
 
 
-def _assignment(rt: Runtime, role: str, unit_id: str) -> tuple[str, list[str]]:
+def _assignment(rt: Runtime, role: str, unit_id: str) -> tuple[str | None, list[str]]:
     """Where `role` resolves for a step held at `unit_id`, and its holders there."""
     found_at, holders = rt.org.resolve_role(role, unit_id)
     return found_at, [p.id for p in holders]
