@@ -357,32 +357,30 @@ function wireControls() {
     delete select.dataset.picked;
     return `已切换到阶段 ${stageName(stage)}`;
   }));
-  $("#end-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    clearFlash();
-    hideConfirms();
-    $("#end-confirm").hidden = false;
-    $("#end-yes").focus();
-  });
-  $("#end-no").addEventListener("click", hideConfirms);
-  $("#end-yes").addEventListener("click", (event) => act(event.currentTarget, async () => {
+  // Ending a response and cancelling a run: the form asks, the page confirms, then it acts.
+  confirmed("end", async () => {
     const note = $("#end-note").value.trim();
     await api(`/api/runs/${RUN_ID}/complete`, { method: "POST", json: note ? { note } : {} });
     return "响应已结束";
-  }));
-  $("#cancel-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    clearFlash();
-    hideConfirms();
-    $("#cancel-confirm").hidden = false;
-    $("#cancel-yes").focus();
   });
-  $("#cancel-no").addEventListener("click", hideConfirms);
-  $("#cancel-yes").addEventListener("click", (event) => act(event.currentTarget, async () => {
+  confirmed("cancel", async () => {
     const reason = $("#reason").value.trim();
     await api(`/api/runs/${RUN_ID}/cancel`, { method: "POST", json: reason ? { reason } : {} });
     return "流程已取消";
-  }));
+  });
+}
+
+// #<name>-form asks, #<name>-confirm shows, #<name>-yes does `work`, #<name>-no steps back.
+function confirmed(name, work) {
+  $(`#${name}-form`).addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearFlash();
+    hideConfirms();
+    $(`#${name}-confirm`).hidden = false;
+    $(`#${name}-yes`).focus();
+  });
+  $(`#${name}-no`).addEventListener("click", hideConfirms);
+  $(`#${name}-yes`).addEventListener("click", (event) => act(event.currentTarget, work));
 }
 
 async function act(button, work) {
