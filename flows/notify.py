@@ -268,14 +268,19 @@ Sender = Callable[[str, str, str, str | None], None]  # url, title, body, messag
 def deliver_due(
     engine: Engine, *, clock: Clock, limit: int = 100, sender: Sender = send,
     org: OrgChart | None = None, catalog: Catalog | None = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Send up to `limit` due notifications, oldest due first, recording every attempt.
+    `stop`, once set, ends the pass before the next row is claimed: a server shutting down
+    waits for one delivery at most, not for a pass of a hundred to a receiver that is gone.
 
     Safe to run in several threads or processes at once (each row is claimed before it is
     sent). One bad notification never makes this raise: its failure is recorded on the row.
     Database errors do raise; the rows concerned are retried once their lease runs out."""
     report = DeliveryReport()
     for notification_id in _due_ids(engine, clock, limit):
+        if stop is not None and stop.is_set():
+            break
         claimed = _claim(engine, notification_id, clock)
         if claimed is None:
             continue  # another worker got there first, or it is no longer due
@@ -597,7 +602,7 @@ class OutboxWorker:
 
     def run_once(self) -> DeliveryReport:
         return deliver_due(self.engine, clock=self.clock, limit=self.limit, sender=self.sender,
-                           org=self.org, catalog=self.catalog)
+                           org=self.org, catalog=self.catalog, stop=self._stop)
 
     def wake(self) -> None:
         """Ask for a pass soon (without waiting for the interval)."""

@@ -293,6 +293,29 @@ def test_deliver_due_sends_and_records_a_json_notification(
     assert attempt.duration_ms >= 0
 
 
+def test_deliver_due_stops_claiming_once_asked_to_stop(
+    engine: Engine, clock: ManualClock, rx: HttpReceiver
+) -> None:
+    """A server shutting down waits for the delivery in hand, not for the rest of the pass."""
+    first = add_notification(engine, rx.url("/duty"), title="第一条")
+    second = add_notification(engine, rx.url("/duty"), title="第二条")
+    stop = threading.Event()
+
+    def send_then_stop(url: str, title: str, body: str, message_id: str | None) -> None:
+        send(url, title, body, message_id)
+        stop.set()  # shutdown begins while this delivery is in flight
+
+    report = deliver_due(engine, clock=clock, sender=send_then_stop, stop=stop)
+
+    assert report == DeliveryReport(delivered=1, failed=0, dead=0)
+    assert [m.json["title"] for m in rx.wait_for(1)] == ["第一条"]
+    assert notification(engine, first).status == DELIVERED
+    untouched = notification(engine, second)
+    assert (untouched.status, untouched.attempts, untouched.next_attempt_at) == (PENDING, 0, T0)
+    # The next pass (after a restart) delivers it.
+    assert deliver_due(engine, clock=clock).delivered == 1
+
+
 def test_deliver_due_sends_a_mailto_notification(
     engine: Engine, clock: ManualClock, smtp: SmtpReceiver
 ) -> None:
