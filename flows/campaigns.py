@@ -110,10 +110,12 @@ def read_progress(rt: Runtime, *, run_id: int, actor: str) -> tuple[Run, dict[st
         return run, {**campaign_progress(session, run_id, now, run=run), "as_of": now}
 
 
-def campaign_problem(session: Session, rt: Runtime, run_id: int, unit_id: str
-                     ) -> tuple[str, str] | None:
-    """Why a hazard of `unit_id` cannot join campaign run `run_id` (中文, English), or None:
-    the run must exist, be a running campaign (kind: campaign), and cover the unit."""
+def campaign_problem(session: Session, rt: Runtime, run_id: int, unit_id: str,
+                     grade: str | None = None) -> tuple[str, str] | None:
+    """Why a hazard of `unit_id` (and `grade`, when known) cannot join campaign run `run_id`
+    (中文, English), or None: the run must exist, be a running campaign (kind: campaign), cover
+    the unit, and count the hazard's grade. A 一般 hazard in a campaign of 重大 ones would
+    count nowhere in its progress, so the person who put it there would believe it helped."""
     run = _run(session, run_id)
     if run is None:
         return f"专项行动 #{run_id} 不存在", f"campaign run {run_id} does not exist"
@@ -132,4 +134,8 @@ def campaign_problem(session: Session, rt: Runtime, run_id: int, unit_id: str
                 f"不包括{rt.org.unit_name(unit_id)}（{unit_id}）",
                 f"campaign run {run_id} is for unit '{run.unit_id}', which does not include "
                 f"'{unit_id}'")
+    counted = campaign_grade(run)
+    if grade is not None and counted is not None and grade != counted:
+        return (f"专项行动 #{run_id} 只计入{counted}隐患，本隐患为{grade}隐患",
+                f"campaign run {run_id} counts only {counted} hazards; this one is {grade}")
     return None

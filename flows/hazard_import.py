@@ -488,7 +488,8 @@ class _Checked:
     ignored: list[str]
     header: Header
     codes: dict[str, int]  # code -> row
-    campaigns: dict[int, list[tuple[int, str]]]  # campaign run id -> [(row, unit)]
+    # campaign run id -> [(row, unit, grade)]
+    campaigns: dict[int, list[tuple[int, str, str | None]]]
     unstaffed: list[ImportProblem]  # rows whose unit has nobody for a step ready at start
 
 
@@ -543,7 +544,8 @@ def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str
     width = len(table.header)
     runs: list[NewRun] = []
     codes: dict[str, int] = {}
-    campaigns: dict[int, list[tuple[int, str]]] = {}
+    campaigns: dict[int, list[tuple[int, str, str | None]]] = {}
+    grade_default = specs["grade"].default if "grade" in specs else None
     unit_rows: list[tuple[int, str]] = []
 
     def fail(bad: list[ImportProblem], number: int, key: str, exc: BadCell) -> None:
@@ -623,7 +625,8 @@ def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str
                 if campaign is not None:
                     raw["campaign"] = campaign
                     if unit_id is not None:
-                        campaigns.setdefault(campaign, []).append((number, unit_id))
+                        campaigns.setdefault(campaign, []).append(
+                            (number, unit_id, raw.get("grade", grade_default)))
             except BadCell as exc:
                 fail(bad, number, "campaign", exc)
         code = raw.get("code")
@@ -752,8 +755,8 @@ def _check_stored(session: Session, rt: Runtime, checked: _Checked) -> list[Impo
             f"batch #{batch}", at.get("code", -1)))
     camp_header = names.get("campaign", "专项行动")
     for run_id, rows in checked.campaigns.items():
-        for row, unit_id in rows:
-            why = campaign_problem(session, rt, run_id, unit_id)
+        for row, unit_id, grade in rows:
+            why = campaign_problem(session, rt, run_id, unit_id, grade)
             if why is not None:
                 problems.append(ImportProblem(row, camp_header, "campaign", *why,
                                               position=at.get("campaign", -1)))

@@ -150,7 +150,9 @@ def _start(
     now = rt.clock.now()
     campaign = params.get("campaign") if playbook.register_ is not None else None
     if campaign not in (None, ""):
-        why = campaign_problem(session, rt, int(campaign), unit_id)
+        grade = params.get("grade")
+        why = campaign_problem(session, rt, int(campaign), unit_id,
+                               grade if isinstance(grade, str) else None)
         if why is not None:
             raise InvalidInput("params.campaign", f"{why[0]} / {why[1]}")
     rt.catalog.pin(session, playbook, now)

@@ -54,6 +54,11 @@ def start_hazard(rt: Runtime, campaign: int | None, **params: Any) -> int:
     return run.id or 0
 
 
+def count_runs(rt: Runtime) -> int:
+    with read_session(rt.db) as session:
+        return len(session.exec(select(Run.id)).all())
+
+
 def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
     return {r.step_key: r for r in run_steps(rt, run_id)}
 
@@ -90,7 +95,14 @@ def test_progress_counts_live(crt: Runtime, clock: ManualClock) -> None:
     other = start_campaign(crt)
     assert progress(crt, cid)["found"] == 0
     a, b, c = (start_hazard(crt, cid) for _ in range(3))
-    start_hazard(crt, cid, grade="一般")  # the campaign counts 重大 hazards only
+    # The campaign counts 重大 hazards only: a 一般 one is refused at its door, naming why,
+    # rather than joining and counting nowhere.
+    runs_before = count_runs(crt)
+    with pytest.raises(InvalidInput) as refused:
+        start_hazard(crt, cid, grade="一般")
+    assert refused.value.field == "params.campaign"
+    assert f"专项行动 #{cid} 只计入重大隐患，本隐患为一般隐患" in refused.value.message
+    assert count_runs(crt) == runs_before
     start_hazard(crt, other)  # another campaign's
     start_hazard(crt, None)  # no campaign
     assert progress(crt, cid) == {"found": 3, "rectifying": 3, "overdue": 0, "closed": 0,

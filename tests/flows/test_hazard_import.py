@@ -515,6 +515,36 @@ def test_campaign_column(make_rt: Callable[..., Runtime], tmp_path: Path) -> Non
         [camp.id, camp.id]
 
 
+def test_campaign_column_refuses_a_grade_the_campaign_does_not_count(
+        make_rt: Callable[..., Runtime], tmp_path: Path) -> None:
+    """A campaign of 重大 hazards: a 一般 row (said, or by the playbook's default) would count
+    nowhere in its progress, so the file is refused naming those rows."""
+    folder = tmp_path / "graded-campaign"
+    folder.mkdir()
+    shutil.copy(IMPORT_DEMO, folder)
+    graded = CAMPAIGN.replace("params:\n", "params:\n  grade: {type: enum, values: [重大, 一般, "
+                                           "全部], default: 重大}\n")
+    (folder / "mini-campaign.yaml").write_text(graded, encoding="utf-8")
+    rt = make_rt(playbooks=folder)
+    camp = lifecycle.start_run(rt, playbook_id="mini-campaign", unit_id="s1", params={},
+                               actor="d1-admin")
+    header = "单位编号,隐患地点,隐患等级,专项行动"
+    before = counts(rt)
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes(f"c1,a,重大,{camp.id}", f"c1,b,一般,{camp.id}",
+                                          f"c2,c,,{camp.id}", header=header),
+                       filename="c.csv", actor="d1-admin", playbook_id="import-demo")
+    assert [(p.row, p.column) for p in exc.value.problems] == [(3, "专项行动"), (4, "专项行动")]
+    assert all(f"专项行动 #{camp.id} 只计入重大隐患，本隐患为一般隐患" in p.message
+               for p in exc.value.problems)
+    assert counts(rt) == before
+    result = import_hazards(rt, data=csv_bytes(f"c1,a,重大,{camp.id}", "c1,b,一般,",
+                                               header=header),
+                            filename="c.csv", actor="d1-admin", playbook_id="import-demo")
+    assert [h.campaign_run_id for h in hazards(rt) if h.import_id == result.import_id] == \
+        [camp.id, None]
+
+
 # -- files that went wrong (a tester's list): refused whole, row and column named ----------
 
 def refused(rt: Runtime, data: bytes, filename: str = "清单.csv",
