@@ -179,7 +179,9 @@ CLI_ACTOR_ZH, CLI_ACTOR_EN = "运维命令行", "operator console"
 
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.concurrent import overlapping_runs
     from flows.lifecycle import start_run
+    from models.db import read_session
     from models.errors import Forbidden
 
     params = _cli_params(args.param or [])
@@ -197,10 +199,16 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     try:
         run = start_run(rt, playbook_id=args.playbook, unit_id=args.unit, params=params,
                         actor=actor, check_rights=args.as_person is not None,
-                        refuse_unstaffed=True)
+                        refuse_unstaffed=True, refuse_concurrent=args.refuse_concurrent)
     except Forbidden as exc:  # the person given may not start it: whom to ask, as the API says
         raise InvalidInput(f"--as {actor}", str(exc)) from None
     print(run.id)
+    with read_session(rt.db) as session:
+        others = overlapping_runs(session, rt, rt.catalog.pinned(session, run.playbook_sha),
+                                  run.unit_id, exclude=run.id)
+    for other in others:
+        print(f"注意：同时进行中 {other.line()} / note: run {other.id} of this playbook is also "
+              "running here (above or below)", file=sys.stderr)
     if args.as_person is None:
         print(f"提示：未给 --as，本次启动记为{CLI_ACTOR_ZH}（{CLI_ACTOR}）；以本人名义启动"
               f"请加 --as 人员ID / note: no --as, so the run is recorded as started by the "
@@ -393,6 +401,9 @@ def parser() -> argparse.ArgumentParser:
                     help="who starts it (must hold the right to start the playbook in UNIT); "
                          "without it the run is recorded as started by the operator console "
                          "(cli), never in a person's name")
+    st.add_argument("--refuse-concurrent", action="store_true",
+                    help="refuse (exit 2, naming them) while a run of the playbook is running "
+                         "for UNIT, a unit above it or below it")
     st.set_defaults(func=cmd_start)
     sw = sub.add_parser("sweep", help="run the deadline sweeper")
     sw.add_argument("--once", action="store_true", required=True)

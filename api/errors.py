@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import pages
 from models.errors import (
+    ConcurrentRuns,
     Conflict,
     EvidenceDamaged,
     Forbidden,
@@ -159,6 +160,11 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_code=409, content={
             "error": "evidence_damaged", "detail": str(exc), "evidence": exc.evidence_id,
             "current": None})
+
+    @app.exception_handler(ConcurrentRuns)
+    async def _concurrent(_: Request, exc: ConcurrentRuns) -> JSONResponse:
+        return JSONResponse(status_code=409, content={
+            "error": "concurrent_runs", "detail": str(exc), "current": None, "runs": exc.runs})
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from flows.bulk_plan import constant_lookups
+from flows.concurrent import RunningRun
 from flows.expressions import ExpressionError, compile_expression
 from flows.params import ParamValueError, end_of_day
 from flows.params import check_text as check_plain_text
@@ -83,6 +84,13 @@ class RunCreate(BaseModel):
     playbook: str = Field(description="Playbook id, e.g. gas-leak")
     unit: str = Field(description="Unit id the run is for")
     params: dict[str, Any] = Field(default_factory=dict)
+    refuse_concurrent: bool = Field(
+        default=False,
+        description="Refuse (409, error concurrent_runs, listing them in `runs`) while a run of "
+        "the same playbook is running for this unit, a unit above it or below it; the start "
+        "page sends true first and false once the commander confirms. Without it the run "
+        "starts and the answer lists them in `concurrent`. Register playbooks (a hazard) are "
+        "never refused for this.")
 
 
 class StageChange(BaseModel):
@@ -227,6 +235,9 @@ class RunPublic(BaseModel):
     steps: list[StepPublic] | None = None
     escalations: list[EscalationPublic] | None = None
     timeline: list[EventPublic] | None = None
+    concurrent: list[RunningRun] | None = Field(
+        default=None, description="Only in the answer to a start: other runs of the playbook "
+        "running for this unit, a unit above or below it (newest first, at most 10)")
 
 
 class Page(BaseModel):

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from flows.access import nobody_for, require_right, require_start
 from flows.campaigns import campaign_problem
+from flows.concurrent import refuse_if_running
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
 from flows.progress import advance, cancel_open_steps, is_finished, lock_run, step_state, wake
@@ -43,10 +44,13 @@ def start_run(
     parent_step_id: int | None = None,
     check_rights: bool = True,
     refuse_unstaffed: bool = False,
+    refuse_concurrent: bool = False,
 ) -> Run:
     """`refuse_unstaffed`: a person registering a hazard (the API, the CLI) is refused one
     whose task ready at once has nobody to do it (`_refuse_unstaffed`); the engine's own
-    starts (child runs, the import, which checks its rows itself) are not."""
+    starts (child runs, the import, which checks its rows itself) are not.
+    `refuse_concurrent`: refused (ConcurrentRuns) while a run of the playbook is running for
+    the unit, above it or below it (flows/concurrent.py)."""
     try:
         playbook = rt.catalog.get(playbook_id)
     except NotFound:
@@ -65,9 +69,10 @@ def start_run(
     if session is None:
         with session_scope(rt.db) as own:
             return _start(own, rt, playbook, unit_id, clean, actor, parent_step_id,
-                          refuse_unstaffed=refuse_unstaffed)
+                          refuse_unstaffed=refuse_unstaffed,
+                          refuse_concurrent=refuse_concurrent)
     return _start(session, rt, playbook, unit_id, clean, actor, parent_step_id,
-                  refuse_unstaffed=refuse_unstaffed)
+                  refuse_unstaffed=refuse_unstaffed, refuse_concurrent=refuse_concurrent)
 
 
 # The title column's width (VARCHAR(300)): PostgreSQL refuses a longer title, and a 2,000-character
@@ -146,8 +151,11 @@ def check_found_at(rt: Runtime, playbook: Playbook, params: dict[str, Any]) -> N
 def _start(
     session: Session, rt: Runtime, playbook: Playbook, unit_id: str, params: dict[str, Any],
     actor: str, parent_step_id: int | None, *, refuse_unstaffed: bool = False,
+    refuse_concurrent: bool = False,
 ) -> Run:
     now = rt.clock.now()
+    if refuse_concurrent:
+        refuse_if_running(session, rt, playbook, unit_id)
     campaign = params.get("campaign") if playbook.register_ is not None else None
     if campaign not in (None, ""):
         grade = params.get("grade")

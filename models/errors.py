@@ -98,6 +98,15 @@ class Conflict(CloseloopError):
         self.current = current
 
 
+class ConcurrentRuns(Conflict):
+    """A start that asked not to run alongside another (flows/concurrent.py) found runs of the
+    same playbook running for the unit, above it or below it; `runs` lists them (dicts)."""
+
+    def __init__(self, message: str, runs: list[dict[str, object]]) -> None:
+        super().__init__(message)
+        self.runs = runs
+
+
 class EvidenceDamaged(Conflict):
     """A stored evidence file no longer holds what was uploaded: its bytes do not match the
     SHA-256 recorded at upload, or it is gone from the store. Not the request's fault (a 409,

@@ -20,6 +20,7 @@ from api.schemas import (
 )
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
+from flows.concurrent import overlapping_runs
 from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import InvalidInput
@@ -33,10 +34,15 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 def start(body: RunCreate, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
     """Start a run of a playbook for a unit; returns at once with its step instances."""
     run = lifecycle.start_run(rt, playbook_id=body.playbook, unit_id=body.unit,
-                              params=body.params, actor=person, refuse_unstaffed=True)
+                              params=body.params, actor=person, refuse_unstaffed=True,
+                              refuse_concurrent=body.refuse_concurrent)
+    playbook = rt.catalog.pinned(rt.db, run.playbook_sha)
     with read_session(rt.db) as session:
         steps, _, _ = run_detail(session, run_id=run.id or 0)
-    return run_view(rt, run, steps=steps, playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
+        others = overlapping_runs(session, rt, playbook, run.unit_id, exclude=run.id)
+    view = run_view(rt, run, steps=steps, playbook=playbook)
+    view.concurrent = others
+    return view
 
 
 @router.get("", response_model=RunsPublic)

@@ -3,7 +3,7 @@
 // built from the playbook's own `params`; the API judges every value, and its refusal (which
 // parameter, in its own words) is shown on the box to fix.
 import {
-  $, api, clear, clearFlash, h, markField, query, showError, startPage, unitChoices,
+  $, api, ApiError, clear, clearFlash, h, markField, query, showError, startPage, unitChoices,
 } from "/static/closeloop.js";
 
 const TYPES_ZH = {
@@ -185,21 +185,47 @@ function collect() {
   return { playbook: $("#playbook").value, unit: $("#unit").value, params };
 }
 
-async function submit(event) {
-  event.preventDefault();
-  const form = event.currentTarget;
+// The same response already running here (this unit, above or below it): a second tap, or a
+// retry after an answer lost on a weak signal, must not page everyone twice. The first send
+// asks the API to refuse in that case; the commander then opens the running one, or confirms
+// that this is another event and the start is sent again without asking.
+function showConcurrent(runs) {
+  const list = clear($("#concurrent-runs"));
+  for (const run of runs) {
+    const stage = run.stage_title ? `，${run.stage_title}` : "";
+    list.append(h("li", {},
+      h("a", { href: `/runs/${run.id}`, text: `#${run.id} ${run.title}` }),
+      h("span", { class: "meta",
+        text: `（${run.unit_name}，${run.started_by_name} ${run.started_at_local} 启动${stage}）` })));
+  }
+  $("#concurrent").hidden = false;
+  $("#concurrent-yes").focus();
+}
+
+async function send(form, refuseConcurrent) {
   const button = $("#start-submit");
   clearFlash();
   markField(form, null);
+  $("#concurrent").hidden = true;
   button.disabled = true;
   try {
-    const run = await api("/api/runs", { method: "POST", json: collect() });
+    const run = await api("/api/runs", {
+      method: "POST", json: { ...collect(), refuse_concurrent: refuseConcurrent } });
     window.location.assign(`/runs/${run.id}`);
   } catch (err) {
+    button.disabled = false;
+    if (err instanceof ApiError && err.error === "concurrent_runs") {
+      showConcurrent(err.body.runs || []);
+      return;
+    }
     showError(err);
     markField(form, err);
-    button.disabled = false;
   }
+}
+
+function submit(event) {
+  event.preventDefault();
+  return send(event.currentTarget, true);
 }
 
 startPage(async (who) => {
@@ -218,5 +244,7 @@ startPage(async (who) => {
   form.hidden = false;
   $("#playbook").addEventListener("change", () => choose($("#playbook").value).catch(showError));
   form.addEventListener("submit", submit);
+  $("#concurrent-yes").addEventListener("click", () => send(form, false));
+  $("#concurrent-no").addEventListener("click", () => { $("#concurrent").hidden = true; });
   await choose(first);
 });

@@ -235,6 +235,17 @@ def test_start_prints_the_run_id_of_a_new_run(tmp_path: Path) -> None:
     second = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
                        "--param", "location=另一处")
     assert int(second.stdout.strip()) == run_id + 1
+    # Started all the same (two leaks in one community happen), but the operator is told.
+    assert f"注意：同时进行中 #{run_id} 燃气泄漏" in second.stderr
+    # Asked to refuse, it refuses naming both, and starts nothing.
+    third = closeloop(tmp_path, "start", "gas-leak", "--unit", "pingshan-street",
+                      "--param", "location=街道某处", "--refuse-concurrent")
+    assert third.returncode == 2 and third.stdout == ""
+    assert f"#{run_id + 1} " in third.stderr and f"#{run_id} " in third.stderr
+    assert "已有进行中的" in third.stderr
+    fourth = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
+                       "--param", "location=又一处")
+    assert int(fourth.stdout.strip()) == run_id + 2
 
 
 def test_start_as_a_named_commander(tmp_path: Path) -> None:

@@ -117,6 +117,39 @@ def test_a_commander_starts_the_gas_leak_and_sees_its_steps_counting_down(
     expect(page.locator("#timeline li[data-action='run_started']")).to_contain_text("王强")
 
 
+def test_starting_again_where_the_same_response_runs_asks_first(
+        signed_in: SignedIn, server: Any) -> None:
+    """A second tap (or a retry after a lost answer) shows the running response and starts
+    nothing until the commander confirms that this is another event."""
+    first = start_leak(server)
+    page = signed_in("wang-qiang")
+    page.goto(server.url("/runs/new?playbook=gas-leak"))
+    page.select_option("#unit", "liuhe")
+    page.fill("[name=location]", "六和社区深汕路88号")
+    page.click("#start-submit")
+
+    box = page.locator("#concurrent")
+    expect(box).to_be_visible()
+    expect(box).to_contain_text("已有进行中的同一预案")
+    link = box.locator(f"a[href='/runs/{first}']")
+    expect(link).to_contain_text(f"#{first} 燃气泄漏")
+    expect(box).to_contain_text("六和社区，王强")
+    expect(page).to_have_url(re.compile(r"/runs/new"))
+    assert len(call(server, "wang-qiang", "GET", "/api/runs?playbook=gas-leak")["data"]) == 1
+
+    page.click("#concurrent-no")  # the same event: nothing started, the box goes
+    expect(box).to_be_hidden()
+    assert len(call(server, "wang-qiang", "GET", "/api/runs?playbook=gas-leak")["data"]) == 1
+
+    page.click("#start-submit")
+    expect(box).to_be_visible()
+    page.click("#concurrent-yes")  # another leak in the same community
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    second = run_id_from(page)
+    assert second != first
+    assert len(call(server, "wang-qiang", "GET", "/api/runs?playbook=gas-leak")["data"]) == 2
+
+
 def test_a_missing_or_bad_param_is_the_apis_422_on_its_box_and_starts_nothing(
         signed_in: SignedIn, server: Any) -> None:
     page = signed_in("pingshan-street-commander")

@@ -1,0 +1,103 @@
+"""Responses already running where a new one would start: the same playbook, running, for the
+same unit, a unit above it or a unit below it (a district-wide typhoon response covers the
+street a street commander is about to start one for).
+
+A commander at 3 a.m. who taps 启动 twice, or retries after an answer lost on a weak signal,
+would otherwise start a second response, and every person on it would be paged twice with two
+sets of tasks. Two gas leaks in one community are possible, so nothing is refused by default
+(SPEC's start contract is unchanged): a start that asks (`refuse_concurrent`, which the start
+page always sends first) is refused with the running ones listed, and the commander confirms;
+otherwise the answer lists them. Register playbooks (a hazard) are exempt: a community has
+hundreds of hazards open at once, and their codes already keep each one single."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from flows.runtime import Runtime
+from flows.spec import Playbook
+from models import run as rs
+from models.audit import ACTOR_NAMES
+from models.errors import ConcurrentRuns
+from models.run import Run
+
+# Running runs of one response playbook are few (a district has a handful of gas leaks, or one
+# typhoon response, at a time); the cap only bounds a pathological case.
+SCAN_LIMIT = 2000
+SHOWN = 10
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    id: int
+    title: str
+    unit_id: str
+    unit_name: str
+    stage: str | None
+    stage_title: str | None
+    started_by: str
+    started_by_name: str
+    started_at: datetime
+    started_at_local: str
+
+    def line(self) -> str:
+        """#12 燃气泄漏·六和社区某小区（六和社区，王强 03:01 启动，橙色预警）"""
+        stage = f"，{self.stage_title}" if self.stage_title else ""
+        return (f"#{self.id} {self.title}（{self.unit_name}，{self.started_by_name} "
+                f"{self.started_at_local} 启动{stage}）")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"started_at": self.started_at.isoformat()}
+
+
+def overlapping_runs(session: Session, rt: Runtime, playbook: Playbook, unit_id: str, *,
+                     exclude: int | None = None) -> list[RunningRun]:
+    """The running runs of `playbook` whose unit is `unit_id`, above it or below it, newest
+    first (at most SHOWN); none for a register playbook."""
+    if playbook.register_ is not None:
+        return []
+    rows = session.exec(
+        select(Run.id, Run.title, Run.unit_id, Run.stage, Run.started_by, Run.started_at)
+        .where(Run.playbook_id == playbook.id, Run.status == rs.RUNNING)
+        .order_by(col(Run.started_at).desc(), col(Run.id).desc())
+        .limit(SCAN_LIMIT)
+    ).all()
+    org = rt.org
+    found: list[RunningRun] = []
+    for run_id, title, unit, stage, started_by, started_at in rows:
+        if run_id == exclude or unit not in org.units:
+            continue
+        if org.is_within(unit, unit_id) or org.is_within(unit_id, unit):
+            found.append(RunningRun(
+                id=int(run_id or 0), title=title, unit_id=unit, unit_name=org.unit_name(unit),
+                stage=stage, stage_title=playbook.stage_title(stage) if stage else None,
+                started_by=started_by,
+                started_by_name=ACTOR_NAMES.get(started_by) or org.person_name(started_by),
+                started_at=started_at, started_at_local=rt.renderer.local(started_at)))
+            if len(found) == SHOWN:
+                break
+    return found
+
+
+def refuse_if_running(session: Session, rt: Runtime, playbook: Playbook, unit_id: str) -> None:
+    """ConcurrentRuns (409) when a run of `playbook` is running for an overlapping unit. On
+    PostgreSQL two such starts at once must not both pass: a transaction-scoped advisory lock
+    per playbook queues them (SQLite's BEGIN IMMEDIATE already does)."""
+    if playbook.register_ is not None:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                        {"key": f"closeloop:start:{playbook.id}"})
+    running = overlapping_runs(session, rt, playbook, unit_id)
+    if running:
+        raise ConcurrentRuns(
+            f"{rt.org.unit_name(unit_id)}已有进行中的“{playbook.title}”：" +
+            "；".join(r.line() for r in running) +
+            "。如确属另一起事件，请确认后再启动 / a run of this playbook is already running "
+            "for this unit, a unit above or below it; confirm to start another",
+            [r.as_dict() for r in running])
