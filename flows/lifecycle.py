@@ -347,6 +347,8 @@ def cancel_run(
         require_right(rt.org, actor, "commander", run.unit_id)
     lock_run(session, run)  # after an approval that made steps ready: this sees them
     require_running(run)
+    if actor != SYSTEM:
+        _require_cancel_reason(rt, session, run, reason)
     now = rt.clock.now()
     _tell_stopped(session, rt, run, actor, reason, now)
     cancelled = cancel_open_steps(session, run.id or 0, now=now)
@@ -360,6 +362,21 @@ def cancel_run(
     sync_entry(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now)
     _stop_children(session, rt, run, "parent cancelled")
     return run
+
+
+def _require_cancel_reason(rt: Runtime, session: Session, run: Run, reason: str | None) -> None:
+    """A register entry (a hazard) cancelled leaves the registers, its campaign and the
+    monthly ranking, where an overdue one counts against its unit: when a manager is asked why
+    it is gone, the timeline must say. So a person cancelling one gives the reason (重复登记,
+    误报, 合并到 …); a response may still be called off at once without one."""
+    if reason is not None and reason.strip():
+        return
+    if rt.catalog.pinned(session, run.playbook_sha).register_ is None:
+        return
+    raise InvalidInput("reason", "撤销隐患须说明理由（如：重复登记、误报）；撤销后不再计入"
+                       "台账、专项行动和月排名 / a reason is required to cancel a "
+                       "hazard: it leaves the registers, its campaign and the monthly "
+                       "ranking")
 
 
 def _stop_children(session: Session, rt: Runtime, run: Run, reason: str) -> None:

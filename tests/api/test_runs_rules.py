@@ -263,3 +263,40 @@ def test_the_task_list_without_a_run_keeps_to_the_callers_unit_and_below(
     listed = client.get("/api/tasks", headers=auth("liuhe-grid")).json()
     assert listed["count"] == 0
 
+
+
+# --- cancelling needs a reason where it leaves a register ---------------------------------
+
+@pytest.mark.parametrize("body", [None, {}, {"reason": None}, {"reason": ""},
+                                  {"reason": " \u3000 "}])
+def test_a_hazard_is_cancelled_only_with_a_reason(
+    client: TestClient, auth: Any, body: Json | None
+) -> None:
+    """A cancelled hazard leaves the registers, its campaign and the monthly ranking (where,
+    overdue, it would count against its unit): the timeline must say why."""
+    hazard = start(client, auth, {"location": "六和社区仓库", "grade": "一般"},
+                   playbook="hazard-3030")
+    kwargs = {} if body is None else {"json": body}
+    r = client.post(f"/api/runs/{hazard['id']}/cancel", headers=auth("wang-qiang"), **kwargs)
+    assert "撤销隐患须说明理由" in refused(r, "reason")
+    after = client.get(f"/api/runs/{hazard['id']}", headers=auth("wang-qiang")).json()
+    assert after["status"] == "running"
+    assert [s["status"] for s in after["steps"] if s["id"]] == \
+        [s["status"] for s in hazard["steps"] if s["id"]]
+    listed = client.get(f"/api/hazards/{hazard['id']}", headers=auth("wang-qiang")).json()
+    assert listed["closed_at"] is None and listed["status"] != "已撤销"
+
+    r = client.post(f"/api/runs/{hazard['id']}/cancel", json={"reason": "重复登记，见 YH0001"},
+                    headers=auth("wang-qiang"))
+    assert r.status_code == 200, r.text
+    timeline = client.get(f"/api/runs/{hazard['id']}", headers=auth("wang-qiang")).json()
+    [event] = [e for e in timeline["timeline"] if e["action"] == "run_cancelled"]
+    assert event["detail"]["reason"] == "重复登记，见 YH0001"
+
+
+def test_a_response_may_still_be_called_off_at_once_without_a_reason(
+    client: TestClient, auth: Any
+) -> None:
+    leak = start(client, auth, {"location": "六和社区"})
+    r = client.post(f"/api/runs/{leak['id']}/cancel", headers=auth("wang-qiang"))
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
