@@ -98,6 +98,11 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
     if step.for_each is not None:
         out += check_expression(step.for_each, where, ("for_each",), env)
     out += check_templated(step.with_, where, ("with",), env)
+    for name, output in (step.outputs or {}).items():
+        target = output.not_after_due
+        if target is not None and target not in env.step_set and not _in_broken(target, env):
+            out.append(where.at(("outputs", name, "not_after_due"),
+                                not_known("步骤", "step", target, env.step_ids)))
     return out
 
 

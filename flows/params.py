@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
@@ -351,11 +351,13 @@ def validate_params(playbook: Playbook, raw: Mapping[str, Any]) -> dict[str, Any
 
 def validate_values(
     specs: Mapping[str, ParamSpec], raw: Mapping[str, Any], *, prefix: str = "params",
-    now: datetime | None = None, tz: tzinfo = UTC,
+    now: datetime | None = None, tz: tzinfo = UTC, due_of: DueOf | None = None,
 ) -> dict[str, Any]:
     """As validate_params, for any set of specs (a child playbook's `with`, step outputs).
     With `now`, a `not_future` datetime later than now (and a few minutes' clock difference)
-    is refused; a time without a zone is read in `tz` (the bureau's), as people write it."""
+    is refused, as is a `not_past` one before it (a date: before today) and, given `due_of`,
+    a `not_after_due` one after that step's deadline; a time without a zone is read in `tz`
+    (the bureau's), as people write it."""
     values, problems = check_values(specs, raw)
     if problems:
         first = problems[0]
@@ -363,12 +365,48 @@ def validate_values(
     if now is not None:
         for name, spec in specs.items():
             value = values.get(name)
-            if not (spec.not_future and spec.type == "datetime" and isinstance(value, str)):
-                continue
-            moment = datetime.fromisoformat(value)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=tz)
-            if moment > now + CLOCK_SLACK:
-                raise InvalidInput(field=f"{prefix}.{name}", message=(
-                    f"不能晚于现在；收到 {value} / must not be later than now; got {value}"))
+            if spec.type in ("date", "datetime") and isinstance(value, str):
+                _check_time_rules(f"{prefix}.{name}", spec, value, now, tz, due_of)
     return values
+
+
+# The deadline of another step of the run, by step id: (due, the step's title), or None while
+# it has none. tasks.complete reads it from the run's step rows.
+DueOf = Callable[[str], tuple[datetime, str] | None]
+
+
+def _check_time_rules(field: str, spec: ParamSpec, value: str, now: datetime, tz: tzinfo,
+                      due_of: DueOf | None) -> None:
+    """not_future, not_past and not_after_due of one date or datetime value. A date is a day
+    in the bureau's zone: compared with today and a deadline's day there."""
+    if spec.type == "date":
+        day = date.fromisoformat(value)
+        moment = None
+    else:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        day = moment.astimezone(tz).date()
+    if spec.not_future and moment is not None and moment > now + CLOCK_SLACK:
+        raise InvalidInput(field=field, message=(
+            f"不能晚于现在；收到 {value} / must not be later than now; got {value}"))
+    if spec.not_past:
+        today = now.astimezone(tz).date()
+        if moment is not None and moment < now - CLOCK_SLACK:
+            raise InvalidInput(field=field, message=(
+                f"不能早于现在；收到 {value} / must not be earlier than now; got {value}"))
+        if moment is None and day < today:
+            raise InvalidInput(field=field, message=(
+                f"不能早于今天（{today.isoformat()}）；收到 {value} / must not be before today "
+                f"({today.isoformat()}); got {value}"))
+    if spec.not_after_due and due_of is not None:
+        found = due_of(spec.not_after_due)
+        if found is None:
+            return
+        due, title = found
+        late = day > due.astimezone(tz).date() if moment is None else moment > due
+        if late:
+            shown = due.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            raise InvalidInput(field=field, message=(
+                f"不能晚于“{title}”的期限 {shown}；确需延长的，请先申请延期 / must not be later "
+                f"than the deadline of '{title}', {shown}; ask for more time first"))

@@ -138,6 +138,19 @@ class ParamSpec(_Spec):
         description="datetime outputs: a time later than now is refused when the step is "
         "completed (when people were moved cannot be tomorrow).",
     )
+    not_past: bool = Field(
+        default=False,
+        description="date and datetime outputs: a day before today (in the bureau's zone), or "
+        "a time before now, is refused when the step is completed (a plan cannot set a "
+        "completion date that has already passed).",
+    )
+    not_after_due: str | None = Field(
+        default=None,
+        description="date and datetime outputs: the id of a step of the same run whose current "
+        "deadline (an approved extension included) the value may not pass, e.g. a plan's "
+        "completion date within the rectification deadline; no check while that step has no "
+        "deadline.",
+    )
     default: Any = Field(default=None, description="Used when no value is given.")
     title: str | None = Field(default=None, description="Label shown to people (Chinese).")
     title_en: str | None = Field(default=None, description="Label in English.")
@@ -165,6 +178,16 @@ class ParamSpec(_Spec):
             raise ValueError(f"只有 datetime 类型才能写 not_future（这里是 {kind}） / "
                              f"'not_future' is only for type datetime (this is {kind})")
         return flag
+
+    @field_validator("not_past", "not_after_due")
+    @classmethod
+    def _date_rules_only_for_dates(cls, rule: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("type")
+        if rule not in (None, False) and kind is not None and kind not in ("date", "datetime"):
+            name = info.field_name
+            raise ValueError(f"只有 date 或 datetime 类型才能写 {name}（这里是 {kind}） / "
+                             f"'{name}' is only for type date or datetime (this is {kind})")
+        return rule
 
     @field_validator("min", "max")
     @classmethod

@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import or_, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from flows.access import require_act, require_reassign, who_may
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
-from flows.params import ParamValueError, validate_values
+from flows.params import DueOf, ParamValueError, validate_values
 from flows.params import check_text as check_plain_text
-from flows.progress import advance, first_check, lock_run, verify_due_time, wake
+from flows.progress import advance, due_time, first_check, lock_run, verify_due_time, wake
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
@@ -126,13 +126,38 @@ def ack(rt: Runtime, *, step_id: int, actor: str) -> StepInstance:
 
 
 def validate_outputs(spec: StepSpec, outputs: dict[str, Any], *, now: datetime | None = None,
-                     tz: tzinfo = UTC) -> dict[str, Any]:
+                     tz: tzinfo = UTC, due_of: DueOf | None = None) -> dict[str, Any]:
     """Typed outputs when the playbook declares them; free-form otherwise. Either way within
-    the size limits above; with `now`, no `not_future` time after it."""
+    the size limits above; with `now`, no `not_future` time after it, no `not_past` one
+    before it and, with `due_of`, no `not_after_due` one after that step's deadline."""
     _check_output_sizes(outputs)
     if spec.outputs:
-        return validate_values(spec.outputs, outputs, prefix="outputs", now=now, tz=tz)
+        return validate_values(spec.outputs, outputs, prefix="outputs", now=now, tz=tz,
+                               due_of=due_of)
     return dict(outputs)
+
+
+def step_deadlines(session: Session, rt: Runtime, run: Run) -> DueOf:
+    """A step of the run's deadline as it stands (extensions included) and its title, for
+    `not_after_due`: the latest of its instances' (a fan-out's items may differ). A step not
+    reached yet whose deadline counts from the run already has it (a major hazard's
+    rectification, 30 days from registration, is due before its plan is filed); otherwise
+    None (no deadline yet)."""
+    def due_of(step_key: str) -> tuple[datetime, str] | None:
+        rows = session.exec(select(StepInstance.due_at, StepInstance.title).where(
+            StepInstance.run_id == run.id, StepInstance.step_key == step_key,
+            col(StepInstance.due_at).is_not(None))).all()
+        if rows:
+            due, title = max(rows, key=lambda row: row[0])
+            return due, title
+        reached = session.exec(select(StepInstance.id).where(
+            StepInstance.run_id == run.id, StepInstance.step_key == step_key)).first()
+        spec = rt.catalog.pinned(session, run.playbook_sha).step(step_key)
+        if reached is not None or spec.due is None or spec.due.from_ != "run":
+            return None
+        fixed = due_time(rt, run, spec, ready_at=run.started_at)
+        return (fixed, spec.title) if fixed is not None else None
+    return due_of
 
 
 def _check_output_sizes(outputs: dict[str, Any]) -> None:
@@ -321,7 +346,8 @@ def complete(
         if got.step.status not in st.ACTIONABLE_STATUSES:
             raise task_conflict(got.step, "办结")
         check_note("note", note)
-        clean = validate_outputs(got.spec, outputs or {}, now=rt.clock.now(), tz=rt.tz)
+        clean = validate_outputs(got.spec, outputs or {}, now=rt.clock.now(), tz=rt.tz,
+                                 due_of=step_deadlines(session, rt, got.run))
         files = _check_evidence(session, got.step, got.spec, evidence or [], note, actor)
         now = rt.clock.now()
         verifying = got.spec.verify is not None

@@ -827,17 +827,26 @@ def test_plan_elements_of_an_older_entry_print_no_exponent() -> None:
     assert plan_elements({"funds": "2万元"})["funds"] == "2万元"  # as typed in an import
 
 
-def test_the_plan_review_is_told_to_check_the_deadline_is_not_before_the_filing(
-    demo: Runtime,
+def test_a_plan_deadline_already_past_or_beyond_the_rectification_deadline_is_refused(
+    demo: Runtime, clock: ManualClock,
 ) -> None:
-    """The outputs have no date bound (min/max are for numbers only), so a plan deadline in
-    the past is the reviewer's to refuse: the plan step says so."""
-    plan = demo.catalog.get(PLAYBOOK).step("plan")
-    assert plan.outputs["deadline"].type == "date"
-    assert plan.verify is not None and plan.verify.role == "section_chief"
-    assert plan.description is not None
-    assert "时限（完成整改日期）不得早于方案报送之日" in plan.description
-    assert "不应晚于督办通知书规定的整改期限" in plan.description
+    """时限 (not_past, not_after_due: rectify): not before the day the plan is filed, and
+    within the rectification deadline; a later one needs a request for more time."""
+    run_id = start(demo, "重大")  # 2026-03-02 09:00 (bureau time); rectify due 04-01 09:00
+    do(demo, run_id, "list", CHIEF, LISTING)
+    for deadline, why in (
+        ("2026-03-01", "不能早于今天（2026-03-02）"),
+        ("2026-04-02", "不能晚于“隐患整改”的期限 2026-04-01 09:00；确需延长的，请先申请延期"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            do(demo, run_id, "plan", SAFETY, {**PLAN, "deadline": deadline})
+        assert caught.value.field == "outputs.deadline" and why in caught.value.message
+    assert step(demo, run_id, "plan").status == "ready" and hazard(demo, run_id).plan == {}
+
+    # Before rectification is reached its deadline is already fixed (30 days from the run):
+    # its last day is taken. (tests/flows/test_output_dates.py: an extended deadline.)
+    do(demo, run_id, "plan", SAFETY, {**PLAN, "deadline": "2026-04-01"})
+    assert step(demo, run_id, "plan").outputs["deadline"] == "2026-04-01"
 
 
 # --- 回头看: the hazard came back ----------------------------------------------------------------
