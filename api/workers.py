@@ -13,9 +13,10 @@ from flows.notify import OutboxWorker
 from flows.prefect_server import PrefectServer
 from flows.runtime import Runtime
 from flows.segments import SegmentRunner
-from flows.sweeper import SweeperThread
+from flows.sweeper import LEASE, SweeperThread
 from models.db import read_session
 from models.queries import units_with_running_runs
+from models.wake import Lease
 
 
 class Workers:
@@ -77,6 +78,14 @@ class Workers:
         if self.prefect_server:
             self.prefect_server.stop()
 
+    def _lease(self) -> dict[str, Any] | None:
+        with read_session(self.rt.db) as session:
+            lease = session.get(Lease, LEASE)
+        if lease is None:
+            return None
+        return {"holder": lease.holder, "expires_at": lease.expires_at,
+                "mine": bool(self.sweeper and lease.holder == self.sweeper.holder)}
+
     def health(self) -> dict[str, Any]:
         seg = self.segments
         return {
@@ -93,6 +102,9 @@ class Workers:
                 "errors": self.sweeper.errors if self.sweeper else 0,
                 "failing": bool(self.sweeper and self.sweeper.failing),
                 "units_missing_from_org": self.orphan_units,
+                # Who sweeps (this server or another process on the same database) and until
+                # when, in real time: a server that is not sweeping says why here.
+                "lease": self._lease(),
                 "last": vars(self.sweeper.last) | {"lags": None}
                 if self.sweeper and self.sweeper.last else None,
             },

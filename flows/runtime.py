@@ -3,7 +3,7 @@ the org chart, the playbooks, the working-day calendar, the clock and the time z
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from flows.catalog import Catalog
 from flows.render import Renderer
 from flows.workcal import WorkCalendar
-from models.clock import Clock, SystemClock
+from models.clock import Clock, ManualClock, SystemClock
 from models.db import create_schema, make_engine
 from models.org import OrgChart, load_org
 from models.settings import Settings
@@ -27,6 +27,12 @@ class Runtime:
     clock: Clock
     tz: ZoneInfo
     renderer: Renderer
+    # What leases between processes (the sweeper's) are timed by: real time, whatever the
+    # engine's clock says. A drill's `closeloop sweep --once` with CLOCK_OFFSET=2h against a
+    # live data dir once left the lease "held" for two real hours, and the live server's
+    # sweeper, refused, kept no deadline meanwhile. A ManualClock world (tests, benchmarks)
+    # has no real time: its leases follow that clock.
+    lease_clock: Clock = field(default_factory=SystemClock)
 
 
 def build_runtime(
@@ -40,13 +46,15 @@ def build_runtime(
     )
     engine = db or make_engine(settings.db_url)
     create_schema(engine)
+    clock = clock or SystemClock()
     return Runtime(
         settings=settings,
         db=engine,
         org=org,
         catalog=Catalog(settings.playbooks, org),
         calendar=calendar,
-        clock=clock or SystemClock(),
+        clock=clock,
         tz=settings.tz,
         renderer=Renderer(settings.playbooks / "templates", tz=settings.tz),
+        lease_clock=clock if isinstance(clock, ManualClock) else SystemClock(),
     )

@@ -41,6 +41,7 @@ from models.writes import add_event, insert_ignoring_duplicates, insert_rows
 
 log = logging.getLogger("closeloop.sweeper")
 LEASE = "sweeper"
+LEASE_TTL = timedelta(minutes=5)
 # A step whose timers cannot be evaluated (a playbook value no check caught) is looked at
 # again after this long, so it neither blocks the sweep nor floods the log every pass.
 PARK = timedelta(hours=1)
@@ -67,11 +68,16 @@ def holder_id() -> str:
 
 def acquire_lease(session: Session, *, name: str, holder: str, now: datetime,
                   ttl: timedelta) -> bool:
-    """Take or renew a named lease; True when `holder` has it until now + ttl."""
+    """Take or renew a named lease; True when `holder` has it until now + ttl. A lease ending
+    more than two ttls from now was set by a clock ahead of real time (a drill's offset clock,
+    before leases kept to real time, or a host whose clock is wrong): nobody could renew it in
+    time, so it is taken rather than left to block the sweeper for hours."""
     expires = now + ttl
     taken = session.execute(
         update(Lease).where(
-            Lease.name == name, (Lease.holder == holder) | (Lease.expires_at < now)
+            Lease.name == name,
+            (Lease.holder == holder) | (Lease.expires_at < now)
+            | (Lease.expires_at > now + 2 * ttl),
         ).values(holder=holder, expires_at=expires)
     ).rowcount  # type: ignore[attr-defined]
     if taken:
@@ -97,8 +103,8 @@ def sweep_once(rt: Runtime, *, holder: str | None = None, batch: int = 2000) -> 
     report = SweepReport()
     now = rt.clock.now()
     with session_scope(rt.db) as session:
-        if not acquire_lease(session, name=LEASE, holder=holder, now=now,
-                             ttl=timedelta(minutes=5)):
+        if not acquire_lease(session, name=LEASE, holder=holder, now=rt.lease_clock.now(),
+                             ttl=LEASE_TTL):
             report.swept = False
             return report
     try:
@@ -113,7 +119,7 @@ def sweep_once(rt: Runtime, *, holder: str | None = None, batch: int = 2000) -> 
             report.extensions_chased = chase_undecided(session, rt, now)
     finally:
         with session_scope(rt.db) as session:
-            release_lease(session, name=LEASE, holder=holder, now=rt.clock.now())
+            release_lease(session, name=LEASE, holder=holder, now=rt.lease_clock.now())
     return report
 
 

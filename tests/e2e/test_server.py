@@ -81,7 +81,11 @@ def test_run_escalates_through_apprise_and_prefect_records_it(
     assert timeline.count("escalate") >= 3 and "overdue" in timeline
 
     # Prefect shows the run's flow runs by tag, with a task run per escalation.
-    api = server.get("/healthz")["prefect"]["api_url"]
+    health = server.get("/healthz")
+    api = health["prefect"]["api_url"]
+    # The server holds the sweeper's lease itself, in real time (a few minutes ahead at most).
+    lease = health["sweeper"]["lease"]
+    assert lease["mine"] is True, lease
 
     def task_names() -> list[str]:
         flows = prefect_post(api, "/flow_runs/filter",

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from factories import SMALL_ORG, small_org_without_c2
+from factories import SMALL_ORG, make_runtime, small_org_without_c2
 from sqlmodel import select
 
 from flows import lifecycle, tasks
 from flows.runtime import Runtime
-from flows.sweeper import LEASE, PARK, acquire_lease, sweep_once
+from flows.sweeper import LEASE, LEASE_TTL, PARK, acquire_lease, sweep_once
 from models.audit import AuditEvent
-from models.clock import ManualClock
+from models.clock import ManualClock, OffsetClock, SystemClock
 from models.db import read_session, session_scope
 from models.documents import PlaybookVersion
 from models.escalation import Escalation
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
+from models.wake import Lease
 
 
 def start(rt: Runtime) -> int:
@@ -99,6 +101,41 @@ def test_only_one_sweeper_at_a_time(rt: Runtime, clock: ManualClock) -> None:
     assert not sweep_once(rt, holder="me").swept
     clock.advance(timedelta(minutes=6))  # the other holder's lease expired
     assert sweep_once(rt, holder="me").swept
+
+
+def test_a_drill_ahead_of_real_time_does_not_keep_the_live_sweeper_out(tmp_path: Path) -> None:
+    """`closeloop sweep --once` with CLOCK_OFFSET=2h against the live data dir: the lease is
+    timed by real time, so the live server sweeps again at its next pass, not in two hours."""
+    live = make_runtime(tmp_path / "data", clock=SystemClock())
+    drill = make_runtime(tmp_path / "data", clock=OffsetClock(timedelta(hours=2)))
+    try:
+        assert sweep_once(drill, holder="drill").swept
+        assert sweep_once(live, holder="live").swept
+        with read_session(live.db) as session:
+            lease = session.get(Lease, LEASE)
+            assert lease is not None and lease.holder == "live"
+            assert lease.expires_at <= datetime.now(UTC) + timedelta(seconds=5)
+    finally:
+        drill.db.dispose()
+        live.db.dispose()
+
+
+def test_a_lease_left_far_in_the_future_is_taken(tmp_path: Path) -> None:
+    """One set by a clock ahead of real time (an older drill, a host with a wrong clock) could
+    never be renewed in time by an honest holder: it does not block the sweeper."""
+    live = make_runtime(tmp_path / "data", clock=SystemClock())
+    try:
+        with session_scope(live.db) as session:
+            assert acquire_lease(session, name=LEASE, holder="skewed",
+                                 now=datetime.now(UTC) + timedelta(hours=2), ttl=LEASE_TTL)
+        assert sweep_once(live, holder="live").swept
+        # A lease within its ttl still keeps a second sweeper out.
+        with session_scope(live.db) as session:
+            assert acquire_lease(session, name=LEASE, holder="other", now=datetime.now(UTC),
+                                 ttl=LEASE_TTL)
+        assert not sweep_once(live, holder="live").swept
+    finally:
+        live.db.dispose()
 
 
 def test_sweep_examines_only_what_is_due(rt: Runtime, clock: ManualClock) -> None:
