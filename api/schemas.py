@@ -210,6 +210,31 @@ class EventPublic(BaseModel):
     from_state: str | None
     to_state: str | None
     detail: dict[str, Any]
+    # How people read the detail's person ids and times (a reassignment's from and to, an
+    # extension's old and new deadline): person id -> name, detail key -> local time.
+    names: dict[str, str] = Field(default_factory=dict)
+    times_local: dict[str, str] = Field(default_factory=dict)
+
+
+def _event_names(rt: Runtime, detail: dict[str, Any]) -> dict[str, str]:
+    ids: list[str] = []
+    for key in ("from", "to"):
+        value = detail.get(key)
+        ids += [v for v in value if isinstance(v, str)] if isinstance(value, list) else (
+            [value] if isinstance(value, str) else [])
+    return {pid: rt.org.person_name(pid) for pid in ids if pid in rt.org.people}
+
+
+def _event_times(rt: Runtime, detail: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key in ("from", "to", "due_at", "new_due_at", "old_due_at"):
+        value = detail.get(key)
+        if isinstance(value, str) and len(value) > 10 and value[4:5] == "-":
+            try:
+                out[key] = rt.renderer.deadline(datetime.fromisoformat(value)) or value
+            except ValueError:
+                continue
+    return out
 
 
 class RunPublic(BaseModel):
@@ -398,7 +423,9 @@ def run_view(
                         at_local=rt.renderer.local(e.at, "%Y-%m-%d %H:%M:%S"),
                         actor=e.actor, actor_name=actor_name(rt, e.actor), action=e.action,
                         step_id=e.step_id,
-                        from_state=e.from_state, to_state=e.to_state, detail=e.detail)
+                        from_state=e.from_state, to_state=e.to_state, detail=e.detail,
+                        names=_event_names(rt, e.detail or {}),
+                        times_local=_event_times(rt, e.detail or {}))
             for e in events
         ] if events is not None else None,
     )

@@ -15,6 +15,8 @@ const ACTION_NAMES = { notify: "自动通知", document: "自动生成文书", w
 
 // flows/sweeper.KIND_TITLES
 const KIND_NAMES = { remind: "到期提醒", ack: "未签收", escalate: "督办提醒", verify: "核验超时" };
+// A reminder (or an unacknowledged alert) is no rung of the ladder: no level for those.
+const NO_LEVEL = new Set(["run_started", "remind", "ack"]);
 
 const EVENT_NAMES = {
   run_started: "启动流程", run_completed: "流程完成", run_cancelled: "取消流程",
@@ -205,7 +207,8 @@ function drawEscalations(run) {
     h("tbody", {}, rows.map((e) => h("tr", { dataset: { step: e.step, kind: e.kind } },
       h("td", { text: titles.get(e.step_id) || titles.get(e.step) || e.step }),
       h("td", { text: KIND_NAMES[e.kind] || e.kind }),
-      h("td", { text: e.repeat ? `${e.level}（第 ${e.repeat + 1} 次）` : String(e.level) }),
+      h("td", { text: NO_LEVEL.has(e.kind) ? "—"
+        : (e.repeat ? `${e.level}（第 ${e.repeat + 1} 次）` : String(e.level)) }),
       h("td", { text: e.fired_at_local }),
       h("td", { text: (e.recipient_names && e.recipient_names.length ? e.recipient_names : e.recipients).join("、") })))))));
 }
@@ -234,11 +237,26 @@ function drawDocuments(docs) {
 }
 
 // A line of what an event's detail says, briefly: the step, a reason, a note, how many.
+function personNames(value, names) {
+  const ids = Array.isArray(value) ? value : (value ? [value] : []);
+  return ids.map((id) => names[id] || id).join("、") || "—";
+}
+
 function detailLine(event, titles) {
   const d = event.detail || {};
   const parts = [];
-  if (d.step) parts.push(titles.get(event.step_id) || titles.get(d.step) || d.step);
-  if (d.level !== undefined && event.action !== "run_started") parts.push(`第 ${d.level} 级`);
+  // Every event on a task names it: from the detail, else from the task the event is on.
+  const step = d.step ? (titles.get(event.step_id) || titles.get(d.step) || d.step)
+    : (event.step_id !== null && event.step_id !== undefined ? titles.get(event.step_id) : null);
+  if (step) parts.push(step);
+  if (event.action === "reassigned") {
+    parts.push(`${personNames(d.from, event.names || {})} → ${personNames(d.to, event.names || {})}`);
+  }
+  if (event.action === "extended") {
+    const t = event.times_local || {};
+    parts.push(`期限 ${t.from || "—"} → ${t.to || "—"}`);
+  }
+  if (d.level !== undefined && !NO_LEVEL.has(event.action)) parts.push(`第 ${d.level} 级`);
   if (d.reason) parts.push(`原因：${d.reason}`);
   if (d.note) parts.push(`说明：${d.note}`);
   if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);

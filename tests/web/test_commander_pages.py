@@ -434,6 +434,30 @@ def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
     assert run["status"] == "cancelled"
 
 
+def test_the_timeline_names_the_task_of_each_act_and_what_changed(
+        signed_in: SignedIn, server: Any) -> None:
+    """A manager asked what happened reads, on every line, which task it was; a reassignment
+    from whom to whom, an extension from which deadline to which."""
+    run_id = start_leak(server)
+    receive = step_of(server, run_id, "receive")
+    call(server, "wang-qiang", "POST", f"/api/tasks/{receive['id']}/reassign",
+         json={"person": "pingshan-duty-2"})
+    call(server, "wang-qiang", "POST", f"/api/tasks/{receive['id']}/extend",
+         json={"due_at": "2026-03-02T10:00:00+08:00", "reason": "值班员交接"})
+    call(server, "pingshan-duty-2", "POST", f"/api/tasks/{receive['id']}/ack")
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    title = receive["title"]
+    reassigned = page.locator("#timeline li[data-action='reassigned']")
+    expect(reassigned).to_contain_text(f"{title}；")
+    expect(reassigned).to_contain_text("→ 吴静")
+    extended = page.locator("#timeline li[data-action='extended']")
+    expect(extended).to_contain_text(title)
+    expect(extended).to_contain_text("期限 2026-03-02 09:03 → 2026-03-02 10:00")
+    expect(extended).to_contain_text("原因：值班员交接")
+    expect(page.locator("#timeline li[data-action='acked']")).to_contain_text(title)
+
+
 def test_a_person_of_another_street_is_refused_the_run_in_the_apis_words(
         signed_in: SignedIn, server: Any) -> None:
     run_id = start_leak(server)
