@@ -64,8 +64,10 @@ def inbox(rt: RuntimeDep, person: CurrentPerson,
 
 @router.get("/api/runs/{run_id}/notifications")
 def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
-    """Every notification of a run with its delivery attempts (the outbox record). URLs show
-    scheme and host only (api/redact.py): the rest of an Apprise URL is its credentials."""
+    """Every notification of a run with its text and its delivery attempts (the outbox record):
+    what a 续报 or 终报 said, to whom and when, is part of the run's history (迟报、瞒报 are
+    asked about). URLs show scheme and host only (api/redact.py): the rest of an Apprise URL
+    is its credentials."""
     from api.routes.runs import read as read_run  # same visibility rule as the run itself
 
     read_run(run_id, rt, person)
@@ -85,7 +87,8 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
     return {"data": [{"id": n.id, "kind": n.kind, "recipient": n.recipient,
                       "recipient_name": _served_on(rt, n.recipient)["name"],
                       "recipient_kind": n.recipient_kind, "url": mask_url(n.url),
-                      "title": n.title, "status": n.status, "attempts": by_note.get(n.id or 0, []),
+                      "title": n.title, "body": n.body, "step_id": n.step_id,
+                      "status": n.status, "attempts": by_note.get(n.id or 0, []),
                       "created_at": n.created_at,
                       "created_at_local": rt.renderer.local(n.created_at, SECONDS),
                       "delivered_at": n.delivered_at,

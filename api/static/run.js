@@ -288,6 +288,29 @@ function drawTimeline(run) {
   if (!list.children.length) list.append(h("li", { class: "empty", text: "暂无记录。" }));
 }
 
+// One card per message sent (a 续报 to three offices is one text): what it said, to whom,
+// and whether it arrived, so the reports sent upward can be read back, not only counted.
+function drawMessages(box, notes) {
+  const groups = new Map();
+  for (const n of notes) {
+    const key = `${n.title}\u0000${n.body}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(n);
+  }
+  const list = h("div", { id: "messages" });
+  for (const group of groups.values()) {
+    const first = group[0];
+    const served = group.map((n) => `${n.recipient_name || n.recipient}（${NOTE_STATUS[n.status] || n.status}）`);
+    list.append(h("details", { class: "card message", dataset: { kind: first.kind } },
+      h("summary", {},
+        h("strong", { text: first.title }),
+        h("span", { class: "meta", text: ` · ${group.length} 人 · ${first.created_at_local}` })),
+      h("p", { class: "meta", text: `发送：${served.join("、")}` }),
+      h("pre", { class: "doc-body", text: first.body })));
+  }
+  box.append(list);
+}
+
 function drawNotifications(run, notes) {
   $("#note-count").textContent = `（${notes.length}）`;
   const box = clear($("#notes"));
@@ -295,6 +318,7 @@ function drawNotifications(run, notes) {
     box.append(h("p", { class: "empty", text: "暂无通知。" }));
     return;
   }
+  drawMessages(box, notes);
   box.append(h("div", { class: "table-wrap" }, h("table", { id: "notes-table" },
     h("thead", {}, h("tr", {}, ["时间", "接收人", "标题", "渠道", "状态"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, notes.map((n) => {

@@ -261,9 +261,15 @@ def test_the_first_report_filed_shows_as_a_document_and_its_sending(
     # The sending went to the county's duty office; the record is folded away until asked for.
     notes = page.locator("#notifications")
     expect(notes.locator("#notes-table")).to_be_hidden()
-    notes.locator("summary").click()
+    notes.locator(":scope > summary").click()
     expect(notes.locator("#notes-table")).to_contain_text("报送首报")
     expect(notes.locator("#notes-table")).to_contain_text("黄磊")
+    # What the report said, once per text however many it went to, can be read back.
+    sent = notes.locator("#messages details.message", has_text="报送首报").first
+    expect(sent.locator("pre.doc-body")).to_be_hidden()
+    sent.locator("summary").click()
+    expect(sent.locator("pre.doc-body")).to_contain_text("已疏散住户")
+    expect(sent).to_contain_text("发送：")
 
 
 def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
