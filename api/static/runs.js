@@ -46,12 +46,20 @@ async function fillFilters(who, s) {
   }
 }
 
-// The API reads a time without zone in the bureau's zone: a whole day, from its first to its
-// last second.
+// "2026-03-02" -> "2026-03-03" (calendar arithmetic only: no zone is involved).
+function nextDay(day) {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + 1);
+  return d.toISOString().slice(0, 10);
+}
+
+// The API reads a time without zone in the bureau's zone, and `until` is exclusive: a whole
+// day is from its 00:00 to the next day's 00:00 (23:59:59 would lose a run started in the
+// day's last second).
 function apiQuery(s) {
   return query({
     playbook: s.playbook, status: s.status, unit: s.unit,
-    since: s.since ? `${s.since}T00:00:00` : "", until: s.until ? `${s.until}T23:59:59` : "",
+    since: s.since ? `${s.since}T00:00:00` : "", until: s.until ? `${nextDay(s.until)}T00:00:00` : "",
     limit: PAGE, offset: s.offset,
   });
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -475,6 +475,22 @@ def test_a_person_of_another_street_is_refused_the_run_in_the_apis_words(
 
 
 # -- the list ------------------------------------------------------------------------------------
+
+def test_a_day_in_the_runs_filter_keeps_its_last_second(signed_in: SignedIn, server: Any) -> None:
+    """From 03-02 to 03-02 is the whole day: a run started at 23:59:59.5 is in it, one at the
+    next day's 00:00 is not."""
+    clock = server.rt.clock
+    clock.set(datetime(2026, 3, 2, 15, 59, 59, 500000, tzinfo=UTC))  # 23:59:59.5 in Shanghai
+    late = start_leak(server, location="六和社区深夜")
+    clock.set(datetime(2026, 3, 2, 16, 0, tzinfo=UTC))  # 03-03 00:00
+    start_leak(server, location="六和社区次日")
+    page = signed_in("wang-qiang")
+    page.goto(server.url("/runs?since=2026-03-02&until=2026-03-02"))
+    rows = page.locator("#runs-table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("六和社区深夜")
+    expect(rows.first.locator("a")).to_have_attribute("href", f"/runs/{late}")
+
 
 def test_the_runs_list_filters_by_status_and_playbook(signed_in: SignedIn, server: Any) -> None:
     first = start_leak(server, location="六和社区一号楼")
