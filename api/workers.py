@@ -8,6 +8,8 @@ import logging
 import threading
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from flows.hazard_import import resume_imports
 from flows.notify import OutboxWorker
 from flows.prefect_server import PrefectServer
@@ -79,8 +81,11 @@ class Workers:
             self.prefect_server.stop()
 
     def _lease(self) -> dict[str, Any] | None:
-        with read_session(self.rt.db) as session:
-            lease = session.get(Lease, LEASE)
+        try:
+            with read_session(self.rt.db) as session:
+                lease = session.get(Lease, LEASE)
+        except SQLAlchemyError as exc:  # health answers whatever the database's state
+            return {"error": type(exc).__name__}
         if lease is None:
             return None
         return {"holder": lease.holder, "expires_at": lease.expires_at,

@@ -506,6 +506,10 @@ def extend(
         if due_at > now + MAX_EXTENSION:
             raise InvalidInput("due_at", "须在 10 年以内 / must be within 10 years")
         old_due = got.step.due_at  # read before transition() expires the row
+        if old_due is not None and old_due == due_at:
+            # The same request again (a retry after a lost answer): idempotent (SPEC §4),
+            # nothing restarts and nothing is recorded twice.
+            return got.step
         # A new deadline restarts the ladder: reminders and escalations count from it. Work
         # awaiting verification keeps the verifier's ladder; the assignee's restarts from the
         # new deadline if the work is sent back.
@@ -524,6 +528,16 @@ def extend(
                   step_id=step_id, detail={
                       "from": old_due.isoformat() if old_due else None,
                       "to": due_at.isoformat(), "reason": reason})
+        # Whoever holds the task works to the new deadline: they are told, in the app.
+        was = f"由 {rt.renderer.deadline(old_due)} " if old_due else ""
+        insert_ignoring_duplicates(session, Notification, notification_rows(
+            rt.org, people=list(got.step.assignees), kind="extended",
+            title=f"【期限调整】{got.step.title}",
+            body=f"{got.run.title}：{got.step.title} 的期限{was}调整为 "
+                 f"{rt.renderer.deadline(due_at)}。原因：{reason}",
+            dedupe=f"extended|{step_id}|{due_at.isoformat()}", now=now, run_id=got.run.id,
+            step_id=step_id, inbox_only=True,
+        ))
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
 
 
@@ -537,6 +551,10 @@ def reassign(rt: Runtime, *, step_id: int, actor: str, person: str) -> StepInsta
             raise task_conflict(got.step, "转派")
         now = rt.clock.now()
         before = list(got.step.assignees)  # read before transition() expires the row
+        if got.step.assignee_person_id == person:
+            # Already theirs: idempotent (SPEC §4), no second event and no second note.
+            return got.step
+        version = got.step.version
         transition(session, got.step, allowed=st.OPEN_STATUSES, values={
             "assignee_person_id": person, "assignees": [person],
         })
@@ -545,7 +563,16 @@ def reassign(rt: Runtime, *, step_id: int, actor: str, person: str) -> StepInsta
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=[person], kind="assigned", title=f"【转派任务】{got.step.title}",
             body=f"{got.run.title}：{got.step.title} 已转派给你。",
-            dedupe=f"reassigned|{step_id}|{got.step.version}", now=now, run_id=got.run.id,
+            dedupe=f"reassigned|{step_id}|{version}", now=now, run_id=got.run.id,
+            step_id=step_id, inbox_only=True,
+        ))
+        # Those it was with are told it is no longer theirs, so nobody works it twice.
+        insert_ignoring_duplicates(session, Notification, notification_rows(
+            rt.org, people=[p for p in before if p != person], kind="reassigned_away",
+            title=f"【任务已转派】{got.step.title}",
+            body=f"{got.run.title}：{got.step.title} 已转派给 {rt.org.person_name(person)}，"
+                 "无需你再办理。",
+            dedupe=f"reassigned-away|{step_id}|{version}", now=now, run_id=got.run.id,
             step_id=step_id, inbox_only=True,
         ))
         return session.get(StepInstance, step_id)  # type: ignore[return-value]

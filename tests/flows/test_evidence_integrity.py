@@ -19,6 +19,7 @@ from factories import ENGINE_PLAYBOOKS, png_bytes
 from factories import run_events as events
 from factories import step_row as step_of
 from object_server import ObjectServer
+from sqlmodel import select
 
 from flows import extensions, lifecycle, tasks
 from flows.evidence import NEUTRAL_NAME, read_evidence, safe_filename, store_evidence
@@ -28,6 +29,8 @@ from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Evidence
 from models.errors import Conflict, EvidenceDamaged, InvalidInput, NotFound
+from models.outbox import Notification
+from models.run import Run
 
 DAY = timedelta(days=1)
 TWO_PHOTOS = """\
@@ -61,6 +64,19 @@ def start(rt: Runtime, playbook: str = "quick-escalation") -> int:
     params = {"location": "一社区3号楼"}
     return lifecycle.start_run(rt, playbook_id=playbook, unit_id="c1", params=params,
                                actor="s1-commander").id or 0
+
+
+def inbox(rt: Runtime, person: str, kind: str) -> list[Notification]:
+    with read_session(rt.db) as session:
+        return list(session.exec(select(Notification).where(
+            Notification.recipient == person, Notification.kind == kind)).all())
+
+
+def run_title(rt: Runtime, run_id: int) -> str:
+    with read_session(rt.db) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run.title
 
 
 def evidence_row(rt: Runtime, ev_id: str) -> Evidence:
@@ -249,6 +265,15 @@ def test_reassignment_records_the_previous_assignees(rt: Runtime) -> None:
     tasks.reassign(rt, step_id=rectify.id or 0, actor="s1-commander", person="s1-head")
     [event] = events(rt, run_id, "reassigned")
     assert event.detail == {"from": ["c1-grid"], "to": "s1-head"}
+    # The one it was with is told it is no longer theirs; the new holder that it is.
+    assert [n.body for n in inbox(rt, "c1-grid", "reassigned_away")] == [
+        f"{run_title(rt, run_id)}：整改 已转派给 {rt.org.person_name('s1-head')}，无需你再办理。"]
+    assert len(inbox(rt, "s1-head", "assigned")) == 1
+    # The same reassignment again (a retry) is idempotent: no second event, no second note.
+    again = tasks.reassign(rt, step_id=rectify.id or 0, actor="s1-commander", person="s1-head")
+    assert again.assignees == ["s1-head"]
+    assert len(events(rt, run_id, "reassigned")) == 1
+    assert len(inbox(rt, "s1-head", "assigned")) == 1
 
 
 def test_extension_records_the_previous_deadline(rt: Runtime) -> None:
@@ -261,6 +286,14 @@ def test_extension_records_the_previous_deadline(rt: Runtime) -> None:
     [event] = events(rt, run_id, "extended")
     assert event.detail["from"] == old.isoformat() and event.detail["to"] == new.isoformat()
     assert event.detail["from"] != event.detail["to"]
+    # Whoever holds the task is told the new deadline, and why.
+    [note] = inbox(rt, "c1-grid", "extended")
+    assert note.title == "【期限调整】整改"
+    assert (f"期限由 {rt.renderer.deadline(old)} 调整为 {rt.renderer.deadline(new)}。"
+            "原因：设备未到") in note.body
+    # The same extension again (a retry) changes and records nothing more.
+    tasks.extend(rt, step_id=rectify.id or 0, actor="s1-commander", due_at=new, reason="设备未到")
+    assert len(events(rt, run_id, "extended")) == 1 and len(inbox(rt, "c1-grid", "extended")) == 1
 
 
 # --- deadlines ---------------------------------------------------------------------------------
