@@ -309,17 +309,24 @@ def _datetime(value: Any) -> str:
     )
 
 
+# What a value is called in messages: a run's parameter, or what a step's form records.
+PARAM_NOUN = ("参数", "parameter")
+OUTPUT_NOUN = ("填报项", "output")
+
+
 def check_values(
-    specs: Mapping[str, ParamSpec], raw: Mapping[str, Any]
+    specs: Mapping[str, ParamSpec], raw: Mapping[str, Any],
+    noun: tuple[str, str] = PARAM_NOUN,
 ) -> tuple[dict[str, Any], list[ParamProblem]]:
     """Every problem with `raw` against `specs` (unknown keys first), and the values that fit."""
     problems: list[ParamProblem] = []
+    zh, en = noun
     for name in raw:
         if name not in specs:
             known = ", ".join(specs) or "none"
             problems.append(ParamProblem(
-                str(name), "unknown", f"unknown parameter '{name}' (known: {known})",
-                f"没有参数 '{name}'（可用：{'、'.join(specs) or '无'}）",
+                str(name), "unknown", f"unknown {en} '{name}' (known: {known})",
+                f"没有{zh} '{name}'（可用：{'、'.join(specs) or '无'}）",
             ))
     values: dict[str, Any] = {}
     for name, spec in specs.items():
@@ -331,8 +338,8 @@ def check_values(
                 values[name] = list(default) if isinstance(default, list) else default
             elif spec.required:
                 problems.append(ParamProblem(
-                    name, "missing", f"missing required parameter '{name}'",
-                    f"缺少必填参数 '{name}'",
+                    name, "missing", f"missing required {en} '{name}'",
+                    f"缺少必填{zh} '{name}'",
                 ))
             else:
                 values[name] = None
@@ -358,7 +365,8 @@ def validate_values(
     is refused, as is a `not_past` one before it (a date: before today) and, given `due_of`,
     a `not_after_due` one after that step's deadline; a time without a zone is read in `tz`
     (the bureau's), as people write it."""
-    values, problems = check_values(specs, raw)
+    values, problems = check_values(specs, raw,
+                                    OUTPUT_NOUN if prefix == "outputs" else PARAM_NOUN)
     if problems:
         first = problems[0]
         raise InvalidInput(field=f"{prefix}.{first.name}", message=first.text)

@@ -117,3 +117,12 @@ def test_the_rules_are_checked_where_they_are_written() -> None:
     assert errors == [(16, "steps[1].outputs.later.not_after_due",
                        "只有 date 或 datetime 类型才能写 not_after_due（这里是 string） / "
                        "'not_after_due' is only for type date or datetime (this is string)")]
+
+
+def test_a_mistyped_output_is_named_as_what_the_form_records(rt: Runtime) -> None:
+    """An output is a 填报项 of the step's form, not a parameter of the run."""
+    run_id = lifecycle.start_run(rt, playbook_id="dated", unit_id="c1", params={},
+                                 actor="s1-commander").id or 0
+    message = refused(rt, run_id, "finsh_by", finsh_by="2026-03-05")
+    assert message.startswith("没有填报项 'finsh_by'（可用：finish_by、visit_at、later）")
+    assert "unknown output 'finsh_by'" in message
