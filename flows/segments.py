@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, func, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from flows.context import expression_context, run_view, stage_history
 from flows.expressions import resolve_value
@@ -32,7 +32,7 @@ from flows.runtime import Runtime
 from models import run as rs
 from models import task as st
 from models.audit import SYSTEM
-from models.db import session_scope
+from models.db import read_session, session_scope
 from models.documents import Document
 from models.escalation import Escalation
 from models.outbox import Notification
@@ -344,6 +344,32 @@ def claim_wakes(rt: Runtime, *, limit: int = 20, lease: timedelta = timedelta(mi
     return [(int(r), int(m)) for r, m in rows]
 
 
+def _has_work(rt: Runtime, run_ids: list[int]) -> bool:
+    """Whether any of these runs' claimed wakes is work (anything but timers)."""
+    with read_session(rt.db) as session:
+        return session.exec(select(Wake.id).where(
+            col(Wake.run_id).in_(run_ids), Wake.done_at == None,  # noqa: E711
+            Wake.reason != "timers").limit(1)).first() is not None
+
+
+def _work_waiting(rt: Runtime) -> bool:
+    """A wake other than timers, due and pending (claimed by nobody)."""
+    with read_session(rt.db) as session:
+        return session.exec(select(Wake.id).where(
+            Wake.done_at == None, Wake.not_before <= rt.clock.now(),  # noqa: E711
+            Wake.reason != "timers").limit(1)).first() is not None
+
+
+def _hand_back(rt: Runtime, unstarted: list[tuple[int, int]]) -> None:
+    """Release claimed wakes not begun: due again at once, the claim not counted."""
+    now = rt.clock.now()
+    with session_scope(rt.db) as session:
+        for run_id, max_id in unstarted:
+            session.execute(update(Wake).where(
+                Wake.run_id == run_id, Wake.id <= max_id, Wake.done_at == None)  # noqa: E711
+                .values(not_before=now, attempts=Wake.attempts - 1))
+
+
 def finish_wakes(rt: Runtime, run_id: int, max_id: int, *, error: str | None = None) -> None:
     now = rt.clock.now()
     with session_scope(rt.db) as session:
@@ -454,7 +480,15 @@ def drain_wakes(rt: Runtime, run_segment: Any = None, *, keep_pending: bool = Fa
         def run_segment(run: Run, _number: int) -> None:
             segment_body(rt, run.id or 0, recorded=not keep_pending)
     claimed = claim_wakes(rt)
-    for run_id, max_id in claimed:
+    # Work is claimed first, but a batch of pure history (timers fired: a sweep of 60,000
+    # overdue hazards leaves that many) takes a while, and an inspector's closure form waking
+    # meanwhile must not wait behind all of it: between two history segments the batch hands
+    # back what it has not begun if work is waiting, and the next claim takes the work first.
+    history_only = bool(claimed) and not _has_work(rt, [run_id for run_id, _ in claimed])
+    for done, (run_id, max_id) in enumerate(claimed):
+        if history_only and done and _work_waiting(rt):
+            _hand_back(rt, claimed[done:])
+            return done
         try:
             run, number = next_segment_number(rt, run_id)
             run_segment(run, number)

@@ -78,6 +78,39 @@ def test_work_wakes_are_claimed_before_timer_wakes(rt: Runtime) -> None:
     assert [run_id for run_id, _ in claimed] == [second.id]
 
 
+def test_work_waking_during_a_batch_of_history_is_next_not_last(rt: Runtime) -> None:
+    """A sweep of thousands of overdue hazards leaves as many timer wakes; an inspector's
+    closure form waking meanwhile waits for the segment in hand, not for the whole batch."""
+    from flows.segments import drain_wakes
+    from models.db import session_scope
+    from models.writes import add_wake
+
+    runs = [lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                                params={"location": f"r{i}"}, actor="s1-commander").id or 0
+            for i in range(6)]
+    with session_scope(rt.db) as session:
+        for w in session.exec(select(Wake)).all():
+            session.delete(w)
+        for run_id in runs[:5]:
+            add_wake(session, run_id=run_id, reason="timers", now=rt.clock.now())
+    order: list[int] = []
+
+    def segment(run: Run, _number: int) -> None:
+        order.append(run.id or 0)
+        if len(order) == 2:  # someone finishes a task while history is being recorded
+            with session_scope(rt.db) as session:
+                add_wake(session, run_id=runs[5], reason="step_done", now=rt.clock.now())
+
+    assert drain_wakes(rt, segment) == 2  # the rest of the history batch is handed back
+    # The next claim: the work first, then the history that was handed back.
+    assert drain_wakes(rt, segment) == 4 and order[2] == runs[5]
+    assert sorted(order[3:]) == sorted(set(runs[:5]) - set(order[:2]))
+    with read_session(rt.db) as session:
+        left = session.exec(select(Wake).where(Wake.done_at == None)).all()  # noqa: E711
+        assert left == []
+        assert {w.attempts for w in session.exec(select(Wake)).all()} == {1}
+
+
 def test_steps_passed_over_are_recorded_once_in_the_order_skipped(rt: Runtime) -> None:
     """A skipped step has no row, only its place in `Run.skipped`; it still becomes a task run
     in Prefect's history, once, as a finished row does."""
