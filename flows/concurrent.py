@@ -26,9 +26,6 @@ from models.audit import ACTOR_NAMES
 from models.errors import ConcurrentRuns
 from models.run import Run
 
-# Running runs of one response playbook are few (a district has a handful of gas leaks, or one
-# typhoon response, at a time); the cap only bounds a pathological case.
-SCAN_LIMIT = 2000
 SHOWN = 10
 
 
@@ -58,30 +55,27 @@ class RunningRun:
 def overlapping_runs(session: Session, rt: Runtime, playbook: Playbook, unit_id: str, *,
                      exclude: int | None = None) -> list[RunningRun]:
     """The running runs of `playbook` whose unit is `unit_id`, above it or below it, newest
-    first (at most SHOWN); none for a register playbook."""
+    first (at most SHOWN); none for a register playbook. Every start's answer carries these,
+    so the read is bounded: the newest SHOWN matching rows of the playbook's running runs
+    (ix_run_playbook_status, walked backwards in id order), whatever is stored."""
     if playbook.register_ is not None:
         return []
-    rows = session.exec(
-        select(Run.id, Run.title, Run.unit_id, Run.stage, Run.started_by, Run.started_at)
-        .where(Run.playbook_id == playbook.id, Run.status == rs.RUNNING)
-        .order_by(col(Run.started_at).desc(), col(Run.id).desc())
-        .limit(SCAN_LIMIT)
-    ).all()
     org = rt.org
-    found: list[RunningRun] = []
-    for run_id, title, unit, stage, started_by, started_at in rows:
-        if run_id == exclude or unit not in org.units:
-            continue
-        if org.is_within(unit, unit_id) or org.is_within(unit_id, unit):
-            found.append(RunningRun(
-                id=int(run_id or 0), title=title, unit_id=unit, unit_name=org.unit_name(unit),
-                stage=stage, stage_title=playbook.stage_title(stage) if stage else None,
-                started_by=started_by,
-                started_by_name=ACTOR_NAMES.get(started_by) or org.person_name(started_by),
-                started_at=started_at, started_at_local=rt.renderer.local(started_at)))
-            if len(found) == SHOWN:
-                break
-    return found
+    query = (select(Run.id, Run.title, Run.unit_id, Run.stage, Run.started_by, Run.started_at)
+             .where(Run.playbook_id == playbook.id, Run.status == rs.RUNNING))
+    if exclude is not None:
+        query = query.where(Run.id != exclude)
+    if org.ancestors(unit_id)[-1] != unit_id:  # at the root every unit overlaps
+        overlap = org.ancestors(unit_id) + org.descendants(unit_id, include_self=False)
+        query = query.where(col(Run.unit_id).in_(overlap))
+    rows = session.exec(query.order_by(col(Run.id).desc()).limit(SHOWN)).all()
+    return [RunningRun(
+        id=int(run_id or 0), title=title, unit_id=unit, unit_name=org.unit_name(unit),
+        stage=stage, stage_title=playbook.stage_title(stage) if stage else None,
+        started_by=started_by,
+        started_by_name=ACTOR_NAMES.get(started_by) or org.person_name(started_by),
+        started_at=started_at, started_at_local=rt.renderer.local(started_at))
+        for run_id, title, unit, stage, started_by, started_at in rows]
 
 
 def refuse_if_running(session: Session, rt: Runtime, playbook: Playbook, unit_id: str) -> None:
