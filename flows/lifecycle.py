@@ -287,14 +287,18 @@ def stage_id(playbook: Playbook, given: str) -> str:
 
 
 def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = None) -> Run:
-    """A commander ends a staged response (台风633) once it is in its last stage and that
-    stage's work is in (the returns, the 防御总结): the run completes. Tasks of earlier
-    stages still open are called off with it, their holders told, and the timeline's
-    `run_completed` event lists them by title, so what was never answered stays on record
-    (the summary names them too). Until then a staged run could only end as 已撤销.
+    """A commander ends a staged response (台风633): the run completes. Tasks still open are
+    called off with it, their holders told, and the timeline's `run_completed` event lists
+    them by title, so what was never answered stays on record (the summary names them too).
+
+    In the last stage, once that stage's work is in (the returns, the 防御总结). Before it,
+    when the warning is lifted early (the typhoon turned away at 台风警报), with a note saying
+    so: jumping to the last stage instead would hand every community the transfer orders of
+    the stages in between for a storm that never came.
 
     Refused: a playbook without stages (it completes when its last step does, or is
-    cancelled), a run not in its last stage, or one whose last stage still has work."""
+    cancelled), an end before the last stage without a note, or one whose last stage still
+    has work."""
     with session_scope(rt.db) as session:
         run, playbook = _commanded_staged_run(
             session, rt, run_id, actor, "run",
@@ -305,13 +309,16 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
         require_running(run)
         last = playbook.stages[-1]
         last_title = playbook.stage_title(last) or last
-        if run.stage != last:
-            raise Conflict(f"须先进入最后阶段“{last_title}”，完成该阶段的工作后再结束响应 / enter "
-                           f"the last stage '{last}' and finish its work first",
-                           current=run.stage)
+        early = run.stage != last
+        if early and not (note or "").strip():
+            here = playbook.stage_title(run.stage) or run.stage
+            raise InvalidInput("note", f"在“{here}”阶段提前结束响应须说明原因（如：台风转向，预警"
+                               f"解除）；否则请进入最后阶段“{last_title}”完成其工作后再结束 / "
+                               f"ending before the last stage '{last}' needs a note saying "
+                               "why (the warning was lifted)")
         state = step_state(session, run)
-        owed = [spec.title for spec in playbook.stage_steps(last)
-                if not is_finished(state.get(spec.id, []))]
+        owed = [] if early else [spec.title for spec in playbook.stage_steps(last)
+                                 if not is_finished(state.get(spec.id, []))]
         if owed:
             raise Conflict(f"“{last_title}”阶段尚未完成：{'、'.join(owed)} / the last stage "
                            f"still has work: {', '.join(owed)}", current=run.stage)
@@ -328,7 +335,7 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
         add_event(session, at=now, actor=actor, action="run_completed", run_id=run.id,
                   from_state=rs.RUNNING, to_state=rs.COMPLETED,
                   detail={"ended_by": actor, "note": note, "steps_called_off": called_off,
-                          "unanswered": list(left)})
+                          "unanswered": list(left), "stage": run.stage, "early": early})
         wake(session, run, "completed", now=now)
         sync_entry(session, rt, run, playbook, now)
         _stop_children(session, rt, run, "parent ended")

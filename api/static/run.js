@@ -361,10 +361,25 @@ function drawControls(run, pb) {
   if (!show) return;
   const stages = (pb && pb.stages && pb.stages.length) ? pb.stages : (run.stage ? [run.stage] : []);
   $("#stage-form").hidden = stages.length === 0;
-  // A staged response ends by the commander's word once its last stage is entered; the API
-  // says what is still owed there, if anything.
+  // A staged response ends by the commander's word: in its last stage once that stage's work
+  // is in (the API says what is still owed), or earlier with the reason (the warning lifted
+  // before landfall), rather than by jumping ahead and handing out every stage in between.
   const staged = Boolean(pb && pb.stages && pb.stages.length);
-  $("#end-form").hidden = !(staged && run.stage === pb.stages[pb.stages.length - 1]);
+  $("#end-form").hidden = !staged;
+  if (staged) {
+    const last = pb.stages[pb.stages.length - 1];
+    const early = run.stage !== last;
+    // Marked, not `required`: the API judges, and its refusal shows in the page.
+    const note = $("#end-note");
+    note.setAttribute("aria-required", String(early));
+    note.placeholder = early ? "必填：例如 台风转向，预警解除" : "例如：台风已远离，解除响应";
+    $("#end-hint").textContent = early
+      ? `（当前为“${stageName(run.stage)}”，提前结束须写原因）` : "（原因选填）";
+    $("#end-effect").textContent = early
+      ? `当前为“${stageName(run.stage)}”阶段，尚未进入“${stageName(last)}”。结束后流程记为已完成，`
+        + "未完成的任务将停止并在时间线中列明，之后各阶段的任务不再下达。"
+      : "结束后流程记为已完成；此前各阶段仍未完成的任务将停止，并在时间线中列明。";
+  }
   const select = $("#stage");
   // Keep what the person picked (a refresh comes every minute) unless it no longer exists.
   const picked = select.dataset.picked && stages.includes(select.value) ? select.value : run.stage;

@@ -467,8 +467,13 @@ def test_the_commander_ends_the_response_once_the_last_stage_is_done(
     off with it, their holders told, and the timeline names them."""
     commander = "maluan-commander"
     run_id = start(demo, unit="maluan", actor=commander)
-    with pytest.raises(Conflict, match="须先进入最后阶段“解除与灾后恢复”"):
-        lifecycle.end_response(demo, run_id=run_id, actor=commander)
+    # Before the last stage, only with a note saying why (the warning lifted early).
+    for note in (None, "  "):
+        with pytest.raises(InvalidInput) as early:
+            lifecycle.end_response(demo, run_id=run_id, actor=commander, note=note)
+        assert early.value.field == "note"
+        assert "在“台风消息”阶段提前结束响应须说明原因" in early.value.message
+    assert get_run(demo, run_id).status == "running"
     lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor=commander)
     finish_all(demo, run_id, "transfer")
     lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor=commander)
@@ -504,6 +509,32 @@ def test_the_commander_ends_the_response_once_the_last_stage_is_done(
     # Ended is ended: nothing more to end, nor to stage.
     with pytest.raises(Conflict):
         lifecycle.end_response(demo, run_id=run_id, actor=commander)
+
+
+def test_a_response_whose_warning_is_lifted_early_ends_where_it_is(
+        demo: Runtime, clock: ManualClock) -> None:
+    """The typhoon turned away at 台风警报: the commander ends the response there, with the
+    reason, instead of jumping to 解除 (which would hand every community the transfer orders
+    of the stages in between). What was open is called off and listed; nothing of the later
+    stages is ever handed out."""
+    commander = "maluan-commander"
+    run_id = start(demo, unit="maluan", actor=commander)
+    lifecycle.set_stage(demo, run_id=run_id, stage="warning", actor=commander)
+    before = {key for key, rs in rows(demo, run_id).items() if rs}
+    clock.advance(timedelta(hours=2))
+    lifecycle.end_response(demo, run_id=run_id, actor=commander, note="台风转向，预警解除")
+    run = get_run(demo, run_id)
+    assert (run.status, run.stage) == ("completed", "warning")
+    keyed = rows(demo, run_id)
+    assert {key for key, rs in keyed.items() if rs} == before  # nothing new handed out
+    assert not any(key.startswith(("transfer", "return", "recovery")) for key in before)
+    assert {r.status for rs in keyed.values() for r in rs} <= {"done", "cancelled", "skipped"}
+    with read_session(demo.db) as session:
+        [ended] = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == "run_completed")).all()
+    assert (ended.detail["note"], ended.detail["stage"], ended.detail["early"]) == (
+        "台风转向，预警解除", "warning", True)
+    assert ended.detail["steps_called_off"] == len(ended.detail["unanswered"]) > 0
 
 
 def test_a_playbook_without_stages_is_not_ended_by_hand(demo: Runtime) -> None:

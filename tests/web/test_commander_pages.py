@@ -417,6 +417,33 @@ def test_a_typhoon_response_is_ended_on_its_page_once_the_last_stage_is_done(
     assert call(server, commander, "GET", f"/api/runs/{run_id}")["status"] == "completed"
 
 
+def test_a_typhoon_whose_warning_is_lifted_early_is_ended_where_it_is(
+        signed_in: SignedIn, server: Any) -> None:
+    rt = server.rt
+    commander = "maluan-commander"
+    run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
+                       params={"name": "山竹"}, actor=commander).id or 0
+    set_stage(rt, run_id=run_id, stage="warning", actor=commander)
+    page = signed_in(commander)
+    page.goto(server.url(f"/runs/{run_id}"))
+    expect(page.locator("#end-form")).to_be_visible()
+    expect(page.locator("#end-hint")).to_contain_text("当前为“台风警报”，提前结束须写原因")
+    page.click("#end-ask")
+    expect(page.locator("#end-confirm")).to_contain_text("尚未进入“解除与灾后恢复”")
+    page.click("#end-yes")  # no reason: the API's 422 in the page, nothing ends
+    expect(page.locator("#flash")).to_contain_text("提前结束响应须说明原因")
+    assert call(server, commander, "GET", f"/api/runs/{run_id}")["status"] == "running"
+    page.fill("#end-note", "台风转向，预警解除")
+    page.click("#end-ask")
+    page.click("#end-yes")
+    expect(page.locator("#run-status")).to_contain_text("已完成")
+    expect(page.locator("#timeline li[data-action='run_completed']")).to_contain_text(
+        "说明：台风转向，预警解除")
+    run = call(server, commander, "GET", f"/api/runs/{run_id}")
+    assert run["status"] == "completed" and run["stage"] == "warning"
+    assert not [s for s in run["steps"] if s["id"] and s["step"].startswith("transfer")]
+
+
 def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
         signed_in: SignedIn, server: Any) -> None:
     run_id = start_leak(server)
