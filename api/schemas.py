@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from flows.bulk_plan import constant_lookups
 from flows.concurrent import RunningRun
+from flows.durations import add_duration
 from flows.expressions import ExpressionError, compile_expression
 from flows.params import ParamValueError, end_of_day
 from flows.params import check_text as check_plain_text
@@ -21,7 +22,7 @@ from models.audit import ACTOR_NAMES, AuditEvent
 from models.escalation import Escalation
 from models.org import ROLE_NAMES_ZH
 from models.run import Run
-from models.task import StepInstance
+from models.task import READY, StepInstance
 
 
 def _due_at(value: object) -> object:
@@ -171,6 +172,10 @@ class StepPublic(BaseModel):
     verify_due_at: datetime | None = Field(
         default=None, description="submitted work: when the verifier must have decided")
     verify_due_at_local: str | None = None
+    ack_due_at: datetime | None = Field(
+        default=None, description="a ready task not yet acknowledged (签收/叫应) whose step has "
+        "`ack`: when the acknowledgement is due (read on a single task and in a run)")
+    ack_due_at_local: str | None = None
     verify_level: int = Field(default=0, description="verifier's escalation levels fired")
     verified_by: str | None
     verified_by_name: str | None = None
@@ -310,8 +315,20 @@ def _seconds(rt: Runtime, at: datetime | None) -> str | None:
     return rt.renderer.local(at, SECONDS) if at is not None else None
 
 
-def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None) -> StepPublic:
+def ack_due(rt: Runtime, s: StepInstance, spec: StepSpec | None) -> datetime | None:
+    """When a ready task's acknowledgement (叫应, e.g. 30 minutes) is due; None once acked,
+    or for a step without `ack`."""
+    if spec is None or spec.ack is None or s.status != READY or s.ready_at is None:
+        return None
+    return add_duration(s.ready_at, spec.ack, calendar=rt.calendar, tz=rt.tz)
+
+
+def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
+              spec: StepSpec | None = None) -> StepPublic:
+    """`spec` (the step as its run's playbook has it): given, the view says when a ready
+    task's acknowledgement is due."""
     unit = rt.org.units.get(s.unit_id)
+    acked_by = ack_due(rt, s, spec)
     return StepPublic(
         id=s.id or 0, run_id=s.run_id, run_title=run_title, step=s.step_key, title=s.title,
         action=s.action,
@@ -327,6 +344,7 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None) -> 
         submitted_by_name=actor_name(rt, s.submitted_by) if s.submitted_by else None,
         verify_due_at=s.verify_due_at,
         verify_due_at_local=rt.renderer.deadline(s.verify_due_at) or None,
+        ack_due_at=acked_by, ack_due_at_local=rt.renderer.deadline(acked_by) or None,
         verify_level=s.verify_level, verified_by=s.verified_by,
         verified_by_name=actor_name(rt, s.verified_by) if s.verified_by else None,
         done_at=s.done_at,
@@ -334,6 +352,15 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None) -> 
         note=s.note, outputs=s.outputs or {},
         evidence=s.evidence or [], reject_reason=s.reject_reason,
     )
+
+
+def spec_of(playbook: Playbook | None, key: str) -> StepSpec | None:
+    if playbook is None:
+        return None
+    try:
+        return playbook.step(key)
+    except KeyError:  # a step of an older version, gone from this one
+        return None
 
 
 def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pending"
@@ -390,8 +417,8 @@ def run_view(
     playbook: Playbook | None = None,
 ) -> RunPublic:
     unit = rt.org.units.get(run.unit_id)
-    step_views = ([step_view(rt, s, run_title=run.title) for s in steps]
-                  if steps is not None else None)
+    step_views = ([step_view(rt, s, run_title=run.title, spec=spec_of(playbook, s.step_key))
+                   for s in steps] if steps is not None else None)
     if step_views is not None and playbook is not None:
         reached = {s.step_key for s in steps or []}
         passed_over = set(run.skipped or ())

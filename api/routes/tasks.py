@@ -15,6 +15,7 @@ from api.schemas import (
     StepPublic,
     StepsPublic,
     Verification,
+    spec_of,
     step_view,
 )
 from flows import tasks
@@ -97,7 +98,8 @@ def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
         run = session.get(Run, step.run_id)
     if not can_read_step(rt.org, person, step, run_unit_id=run.unit_id if run else None):
         raise Forbidden("无权查看该任务 / task belongs to another unit")
-    return step_view(rt, step, run_title=run.title if run else None)
+    spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
+    return step_view(rt, step, run_title=run.title if run else None, spec=spec)
 
 
 @router.post("/{task_id}/ack", response_model=StepPublic)

@@ -164,6 +164,11 @@ function stepItem(step, stageOf, live) {
   },
   h("div", { class: "step-head" }, stepTitle(step), " ", badges(step, stageOf.get(step.step))),
   whoLine(step),
+  live && step.ack_due_at
+    ? h("p", { class: "ack-due" }, "叫应时限 ",
+      // Its own class: `.due` is the work's deadline (data-due drives every countdown).
+      h("span", { class: "ack-clock", dataset: { due: step.ack_due_at, overdue: "false" } }),
+      ` （${step.ack_due_at_local} 前签收）`) : null,
   deadline(step, live),
   doneLine(step),
   step.status === "rejected" && step.reject_reason

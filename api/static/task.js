@@ -139,9 +139,17 @@ function drawSummary() {
       ? `${task.unit_name}（${run.unit_name}）` : task.unit_name),
     row("办理人", task.assignees.map((a) => a.name).join("、") || "—"),
   ];
+  if (task.ack_due_at) {
+    // 叫应: answer within minutes that the order arrived, long before the work is due.
+    rows.push(row("签收期限", h("span", { id: "ack-due-local", text: task.ack_due_at_local || "" }),
+      " · ", h("span", { class: "ack-clock", dataset: { due: task.ack_due_at, overdue: "false" } })));
+  }
   if (task.due_at) {
-    rows.push(row("期限", h("span", { id: "due-local", text: task.due_at_local || "" }), " · ",
-      dueSpan(task.due_at, task.overdue)));
+    // Counting down only while the work is the assignee's to do: handed in, done or called
+    // off, the date stays and the clock stops (else a finished task would turn red 逾期).
+    const counting = ["ready", "acked", "rejected"].includes(task.status);
+    rows.push(row("期限", h("span", { id: "due-local", text: task.due_at_local || "" }),
+      counting ? " · " : null, counting ? dueSpan(task.due_at, task.overdue) : null));
   } else {
     rows.push(row("期限", "无时限"));
   }
@@ -215,7 +223,9 @@ function redraw(message) {
 }
 
 function drawAck() {
-  const button = h("button", { id: "ack", type: "button", class: "primary", text: "签收" });
+  const by = state.task.ack_due_at_local;
+  const button = h("button", { id: "ack", type: "button", class: "primary",
+    text: by ? `签收（${by.slice(11)} 前）` : "签收" });
   action(button, async () => {
     state.task = await api(`/api/tasks/${taskId}/ack`, { method: "POST" });
     redraw("已签收");

@@ -108,6 +108,9 @@ def test_a_commander_starts_the_gas_leak_and_sees_its_steps_counting_down(
     expect(receive).to_contain_text("黄磊")
     expect(receive.locator(".due")).to_have_text(left(3))
     expect(receive.locator("a")).to_have_attribute("href", f"/tasks/{run['steps'][0]['id']}")
+    # 叫应: the acknowledgement is due long before the work, and the commander sees when.
+    expect(receive.locator(".ack-due")).to_contain_text("叫应时限")
+    expect(receive.locator(".ack-due")).to_contain_text("2026-03-02 09:01 前签收")
     report = step_item(page, "report.write")
     expect(report).to_have_class(re.compile("not-reached"))
     expect(report).to_contain_text("撰写突发事件首报")
@@ -148,6 +151,27 @@ def test_starting_again_where_the_same_response_runs_asks_first(
     second = run_id_from(page)
     assert second != first
     assert len(call(server, "wang-qiang", "GET", "/api/runs?playbook=gas-leak")["data"]) == 2
+
+
+def test_the_task_page_shows_the_acknowledgement_deadline_and_stops_counting_once_done(
+        signed_in: SignedIn, server: Any) -> None:
+    run_id = start_leak(server)
+    receive = step_of(server, run_id, "receive")
+    assert (receive["ack_due_at_local"], receive["due_at_local"]) == (
+        "2026-03-02 09:01", "2026-03-02 09:03")
+    page = signed_in("pingshan-duty-1")
+    page.goto(server.url(f"/tasks/{receive['id']}"))
+    expect(page.locator("#ack-due-local")).to_have_text("2026-03-02 09:01")
+    expect(page.locator("#ack")).to_have_text("签收（09:01 前）")
+    page.click("#ack")
+    expect(page.locator("#ack")).to_have_count(0)
+    expect(page.locator("#ack-due-local")).to_have_count(0)  # answered: no longer due
+    expect(page.locator("#summary .due")).to_have_count(1)  # the work's deadline counts down
+    call(server, "pingshan-duty-1", "POST", f"/api/tasks/{receive['id']}/complete",
+         json={"outputs": {"scene": "一层厨房管道破损"}})
+    page.reload()
+    expect(page.locator("#due-local")).to_have_text("2026-03-02 09:03")
+    expect(page.locator("#summary .due")).to_have_count(0)  # done: the clock has stopped
 
 
 def test_a_missing_or_bad_param_is_the_apis_422_on_its_box_and_starts_nothing(
