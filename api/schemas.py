@@ -176,6 +176,10 @@ class StepPublic(BaseModel):
         default=None, description="a ready task not yet acknowledged (签收/叫应) whose step has "
         "`ack`: when the acknowledgement is due (read on a single task and in a run)")
     ack_due_at_local: str | None = None
+    paired: dict[str, Any] | None = Field(
+        default=None, description="a step waiting item by item (item_needs), read singly: "
+        "each need's record of the same item ({status, unit, outputs}), e.g. the transfer a "
+        "community's return must add up to")
     verify_level: int = Field(default=0, description="verifier's escalation levels fired")
     verified_by: str | None
     verified_by_name: str | None = None

@@ -98,12 +98,31 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
     if step.for_each is not None:
         out += check_expression(step.for_each, where, ("for_each",), env)
     out += check_templated(step.with_, where, ("with",), env)
+    for i, check in enumerate(step.checks):
+        out += check_expression(check.expr, where, ("checks", i, "expr"), env)
+        out += _paired(check.expr, step, where, ("checks", i, "expr"))
+        out += check_templated(check.message, where, ("checks", i, "message"), env)
+        if check.output is not None and check.output not in (step.outputs or {}):
+            out.append(where.at(("checks", i, "output"),
+                                not_known("填报项", "output", check.output,
+                                          list(step.outputs or {}))))
     for name, output in (step.outputs or {}).items():
         target = output.not_after_due
         if target is not None and target not in env.step_set and not _in_broken(target, env):
             out.append(where.at(("outputs", name, "not_after_due"),
                                 not_known("步骤", "step", target, env.step_ids)))
     return out
+
+
+def _paired(expr: str, step: StepSource, where: Where, path: PathKey) -> list[SourceError]:
+    """`paired.<need>` must name one of the step's item_needs: nothing else is paired."""
+    try:
+        lookups = compile_expression(expr).lookups
+    except ExpressionError:
+        return []  # reported by check_expression
+    return [where.at(path, not_known("按项等待的步骤（item_needs）", "item_needs step", key,
+                                     step.item_needs))
+            for base, key in sorted(lookups) if base == "paired" and key not in step.item_needs]
 
 
 def check_unit_type(at: str | None, where: Where, path: PathKey, env: CheckEnv

@@ -353,6 +353,23 @@ class VerifySpec(_Spec):
                                              "title": "核验超时"})]
 
 
+class CheckSpec(_Spec):
+    """A rule the outputs must meet together when the step is completed (one output's type and
+    bounds are its own; this is for what several say at once)."""
+
+    expr: str = Field(
+        description="An expression true when the outputs are acceptable. Sees `outputs` (the "
+        "values being handed in), `item`, `params`, `run`, `steps` and `paired`: for a step "
+        "with `item_needs`, each such need's record for the same item (its `outputs`), e.g. "
+        "outputs.returned + outputs.remaining == paired.transfer.outputs.moved.")
+    message: str = Field(
+        min_length=1,
+        description="Said to the person when the expression is false; may use {{ }} with the "
+        "same names, e.g. 应等于转移人数 {{ paired.transfer.outputs.moved }} 人.")
+    output: Name | None = Field(
+        default=None, description="The output the message is about (its box is marked).")
+
+
 class ExtensionSpec(_Spec):
     """Requests for more time: the assignee asks with a reason, this role decides."""
 
@@ -469,6 +486,11 @@ class StepSource(_Spec):
     )
     outputs: dict[Name, ParamSpec] = Field(
         default_factory=dict, description="Typed values the person fills in when completing."
+    )
+    checks: list[CheckSpec] = Field(
+        default_factory=list,
+        description="Rules the outputs must meet together, checked when the step is completed; "
+        "the first one false refuses the completion with its message.",
     )
     phase: str | None = Field(
         default=None,

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from flows.access import require_act, require_reassign, who_may
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
+from flows.output_checks import check_together
 from flows.params import DueOf, ParamValueError, validate_values
 from flows.params import check_text as check_plain_text
 from flows.progress import advance, due_time, first_check, lock_run, verify_due_time, wake
@@ -348,6 +349,7 @@ def complete(
         check_note("note", note)
         clean = validate_outputs(got.spec, outputs or {}, now=rt.clock.now(), tz=rt.tz,
                                  due_of=step_deadlines(session, rt, got.run))
+        check_together(session, rt, got.run, got.step, got.spec, clean)
         files = _check_evidence(session, got.step, got.spec, evidence or [], note, actor)
         now = rt.clock.now()
         verifying = got.spec.verify is not None

@@ -211,7 +211,9 @@ TYPED_ANSWERS: dict[str, Any] = {
 
 def complete_answered(rt: Runtime, row: StepInstance, **given: Any) -> StepInstance:
     """The row's first assignee completes it: every required output answered by its type
-    (TYPED_ANSWERS) unless `given`, with photos of their own when the step asks for them."""
+    (TYPED_ANSWERS) unless `given`, with photos of their own when the step asks for them. A
+    second required count is 0, so counts that must add up (a return's returned + still
+    sheltered = the 120 moved) do."""
     from flows import tasks
     from flows.evidence import store_evidence
 
@@ -219,6 +221,8 @@ def complete_answered(rt: Runtime, row: StepInstance, **given: Any) -> StepInsta
     spec = rt.catalog.pinned(rt.db, run.playbook_sha).step(row.step_key)
     who = row.assignees[0]
     outputs = {name: TYPED_ANSWERS[o.type] for name, o in spec.outputs.items() if o.required}
+    counts = [name for name, o in spec.outputs.items() if o.required and o.type == "int"]
+    outputs |= {name: 0 for name in counts[1:]}
     wanted = spec.evidence.photos if spec.evidence and spec.evidence.photos else 0
     photos = [store_evidence(rt, data=png_bytes(2 + i, 2), filename="现场.png",
                              uploaded_by=who).id for i in range(wanted)]

@@ -20,6 +20,7 @@ from api.schemas import (
 )
 from flows import tasks
 from flows.access import can_read_step, can_read_unit, listing_units, unit_and_below
+from flows.output_checks import paired_records
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound
 from models.queries import list_steps
@@ -99,7 +100,11 @@ def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
     if not can_read_step(rt.org, person, step, run_unit_id=run.unit_id if run else None):
         raise Forbidden("无权查看该任务 / task belongs to another unit")
     spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
-    return step_view(rt, step, run_title=run.title if run else None, spec=spec)
+    view = step_view(rt, step, run_title=run.title if run else None, spec=spec)
+    if run is not None and spec is not None and spec.item_needs:
+        with read_session(rt.db) as session:
+            view.paired = paired_records(session, run, step, spec)
+    return view
 
 
 @router.post("/{task_id}/ack", response_model=StepPublic)

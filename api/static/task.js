@@ -215,6 +215,26 @@ function drawSubmitted() {
   return section("submitted", title, ...parts);
 }
 
+// What this item's earlier step recorded (item_needs): a community's return is filled in
+// against its own transfer, so the people it moved are on the page, not in another task.
+function drawPaired() {
+  const { task, playbook } = state;
+  const records = Object.entries(task.paired || {}).filter(([, r]) => r && r.status);
+  if (!records.length) return null;
+  const parts = records.map(([key, record]) => {
+    const step = playbook ? playbook.steps.find((s) => s.id === key) : null;
+    const titles = (step && step.outputs) || {};
+    const outputs = Object.entries(record.outputs || {}).filter(([, v]) => v !== null && v !== undefined);
+    return h("div", { class: "paired", dataset: { step: key } },
+      h("h3", { text: `${step ? step.title : key}（本单位已填报）` }),
+      outputs.length ? h("div", { class: "table-wrap" }, h("table", { class: "kv" },
+        h("tbody", {}, outputs.map(([name, value]) =>
+          row((titles[name] && titles[name].title) || name, shownValue(value))))))
+        : h("p", { class: "meta", text: "尚未填报。" }));
+  });
+  return section("paired", "前序填报", ...parts);
+}
+
 // -- actions -----------------------------------------------------------------------------------
 
 function redraw(message) {
@@ -543,7 +563,7 @@ function draw() {
   $("#heading").textContent = task.title;
   document.title = `${task.title} · closeloop`;
   const content = clear($("#content"));
-  const parts = [drawSummary(), drawRejected()];
+  const parts = [drawSummary(), drawRejected(), drawPaired()];
   // An item waiting on its own earlier step (item_needs): nothing to do yet, and nothing counts.
   if (task.status === "pending") parts.push(h("p", { id: "not-yet", class: "meta", text: "尚未开始：前序步骤完成后才能办理，届时另行通知。" }));
   if (task.status === "ready" && mayAct()) parts.push(drawAck());

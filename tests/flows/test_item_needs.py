@@ -22,7 +22,7 @@ from flows.segments import drain_wakes
 from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
-from models.errors import Conflict
+from models.errors import Conflict, InvalidInput
 from models.outbox import Notification
 from models.task import StepInstance
 
@@ -150,3 +150,94 @@ def test_cancelling_the_run_calls_the_waiting_items_off(pairs: Runtime) -> None:
     steps = keyed(pairs, run_id)
     assert [r.status for r in steps["back"].values()] == ["cancelled", "cancelled"]
     assert get_run(pairs, run_id).status == "cancelled"
+
+
+# --- checks over the outputs together, with the item's record of its need -----------------------
+
+COUNTED = f"""\
+id: counted
+version: 1
+title: 转移与返回（人数）
+params:
+  move: {{type: bool, default: true}}
+steps:
+  - id: move
+    title: 转移
+    role: grid_worker
+    when: "params.move"
+    for_each: "{VILLAGES}"
+    outputs:
+      moved: {{type: int, min: 0, required: true, title: 转移人数}}
+  - id: back
+    title: 返回
+    role: grid_worker
+    needs: [move]
+    item_needs: [move]
+    for_each: "{VILLAGES}"
+    outputs:
+      home: {{type: int, min: 0, required: true, title: 已返回}}
+      away: {{type: int, min: 0, required: true, title: 仍在安置}}
+    checks:
+      - expr: >-
+          'moved' not in paired.move.outputs
+          or outputs.home + outputs.away == paired.move.outputs.moved
+        output: home
+        message: >-
+          {{{{ item.name }}}}：{{{{ outputs.home }}}} + {{{{ outputs.away }}}}
+          应为 {{{{ paired.move.outputs.moved }}}}
+"""
+
+
+@pytest.fixture
+def counted(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "counted.yaml").write_text(COUNTED, encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    assert rt.catalog.errors == []
+    return rt
+
+
+def test_a_check_reads_the_items_own_record_of_its_need(counted: Runtime) -> None:
+    run_id = lifecycle.start_run(counted, playbook_id="counted", unit_id="s1", params={},
+                                 actor="s1-commander").id or 0
+    moves = keyed(counted, run_id)["move"]
+    for n, (_unit, row) in enumerate(sorted(moves.items())):
+        tasks.complete(counted, step_id=row.id or 0, actor=row.assignees[0],
+                       outputs={"moved": 10 + n})
+    backs = sorted(keyed(counted, run_id)["back"].items())
+    (_, first), (_, second) = backs
+    with pytest.raises(InvalidInput) as caught:
+        tasks.complete(counted, step_id=first.id or 0, actor=first.assignees[0],
+                       outputs={"home": 11, "away": 0})  # the second community's figure
+    assert caught.value.field == "outputs.home"
+    assert caught.value.message.endswith("：11 + 0 应为 10")
+    assert keyed(counted, run_id)["back"][first.unit_id].status == "ready"  # nothing written
+    tasks.complete(counted, step_id=first.id or 0, actor=first.assignees[0],
+                   outputs={"home": 7, "away": 3})
+    tasks.complete(counted, step_id=second.id or 0, actor=second.assignees[0],
+                   outputs={"home": 11, "away": 0})
+
+
+def test_a_check_on_a_need_passed_over_holds_nothing_back(counted: Runtime) -> None:
+    run_id = lifecycle.start_run(counted, playbook_id="counted", unit_id="s1",
+                                 params={"move": False}, actor="s1-commander").id or 0
+    for row in keyed(counted, run_id)["back"].values():
+        done = tasks.complete(counted, step_id=row.id or 0, actor=row.assignees[0],
+                              outputs={"home": 0, "away": 0})
+        assert done.status == "done"
+
+
+def test_checks_are_checked_where_they_are_written() -> None:
+    from flows.loader import LoadContext, load_playbook_text
+    from models.errors import PlaybookInvalid
+
+    bad = COUNTED.replace("== paired.move.outputs.moved", "== paired.mvoe.outputs.moved")
+    bad = bad.replace("output: home", "output: hme")
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(bad, filename="counted.yaml",
+                           context=LoadContext(Path("."), known_roles=None))
+    found = {(e.path, e.message.split(" / ")[0]) for e in caught.value.errors}
+    assert ("steps[1].checks[0].expr",
+            "没有按项等待的步骤（item_needs） mvoe（可选：move）") in found
+    assert ("steps[1].checks[0].output", "没有填报项 hme（可选：home、away）") in found

@@ -402,6 +402,21 @@ def test_a_communitys_return_waits_for_its_own_transfer_and_says_so(
     expect(head.locator("#not-yet")).to_have_text("尚未开始：前序步骤完成后才能办理，届时另行通知。")
     expect(head.locator("#ack")).to_have_count(0)
 
+    # 马峦社区's return shows its own transfer, and holds the counts to it.
+    given_row = step_rows(rt, run_id, "return")["maluan-community"]
+    maluan = signed_in("maluan-community-head", phone=True)
+    maluan.goto(server.url(f"/tasks/{given_row.id}"))
+    paired = maluan.locator("#paired .paired[data-step='transfer']")
+    expect(paired).to_contain_text("本单位已填报")
+    expect(paired).to_contain_text("转移人数（要转谁）")
+    expect(paired.locator("tr", has_text="转移人数")).to_contain_text("4")
+    maluan.fill("[name=returned]", "5")
+    maluan.fill("[name=remaining]", "0")
+    maluan.select_option("[name=checked]", "true")
+    maluan.click("#submit")
+    expect(maluan.locator("#flash")).to_contain_text("应等于本社区转移人数 4 人")
+    expect(maluan.locator("[name=returned]")).to_have_attribute("aria-invalid", "true")
+
 
 def test_a_typhoon_response_is_ended_on_its_page_once_the_last_stage_is_done(
         signed_in: SignedIn, server: Any) -> None:

@@ -1,0 +1,65 @@
+"""A step's `checks`: rules its outputs must meet together when it is completed, e.g. a
+community's returned and still-sheltered people adding up to the people it moved. One output's
+type and bounds are checked by flows/params.py; what several outputs (and the item's record of
+an earlier step) say at once is checked here, before anything is written."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlmodel import Session, select
+
+from flows.context import expression_context
+from flows.expressions import ExpressionError, evaluate, render_string
+from flows.progress import item_key
+from flows.runtime import Runtime
+from flows.spec import StepSpec
+from models.errors import InvalidInput
+from models.run import Run
+from models.task import StepInstance
+
+log = logging.getLogger("closeloop.checks")
+
+
+def paired_records(session: Session, run: Run, step: StepInstance, spec: StepSpec
+                   ) -> dict[str, dict[str, Any]]:
+    """For a step waiting item by item (`item_needs`), each need's record of the same item:
+    its status, unit and outputs (a community's return sees that community's transfer)."""
+    if not spec.item_needs:
+        return {}
+    mine = item_key(step.item)
+    rows = session.exec(select(StepInstance).where(
+        StepInstance.run_id == run.id,
+        StepInstance.step_key.in_(spec.item_needs),  # type: ignore[attr-defined]
+    )).all()
+    # Every need is there, empty when the item has no record of it (the need passed over
+    # whole): a check says `'people' not in paired.transfer.outputs or ...`.
+    paired: dict[str, dict[str, Any]] = {
+        need: {"status": None, "unit": None, "outputs": {}} for need in spec.item_needs}
+    for row in rows:
+        if item_key(row.item) == mine:
+            paired[row.step_key] = {"status": row.status, "unit": row.unit_id,
+                                    "outputs": dict(row.outputs or {})}
+    return paired
+
+
+def check_together(session: Session, rt: Runtime, run: Run, step: StepInstance,
+                   spec: StepSpec, outputs: dict[str, Any]) -> None:
+    """InvalidInput (naming the check's output, else `outputs`) with the first false check's
+    message. A check that cannot be evaluated (a playbook mistake the load checks could not
+    see, a value of an unexpected type) is logged and passed over: a person at a typhoon's
+    end is not stopped by the playbook's own bug."""
+    if not spec.checks:
+        return
+    context = expression_context(session, rt, run, item=step.item) | {
+        "outputs": outputs, "paired": paired_records(session, run, step, spec)}
+    for check in spec.checks:
+        try:
+            if evaluate(check.expr, context):
+                continue
+            message = render_string(check.message, context)
+        except ExpressionError as exc:
+            log.warning("check of step %s in run %s not evaluated: %s", spec.id, run.id, exc)
+            continue
+        raise InvalidInput(f"outputs.{check.output}" if check.output else "outputs", message)
