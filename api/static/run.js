@@ -351,13 +351,35 @@ function mayCommand(run) {
 // What a stage change does besides handing out the new stage's tasks, said before it is made:
 // stages jumped over hand out theirs too, and going back calls nothing off (the tasks of the
 // later stages already handed out stay open until done or the run is cancelled).
-function stageEffect(pb, from, to) {
+// Stages whose tasks were handed out already (a stage visited before, then left): entering
+// or passing them again hands nothing out twice.
+function handedOut(pb, run) {
+  const stageOf = new Map(((pb && pb.steps) || []).filter((s) => s.stage).map((s) => [s.id, s.stage]));
+  const done = new Set();
+  for (const step of (run && run.steps) || []) {
+    if (step.id !== null && stageOf.has(step.step)) done.add(stageOf.get(step.step));
+  }
+  return done;
+}
+
+function stageEffect(pb, run, from, to) {
   const stages = (pb && pb.stages) || [];
   const [i, j] = [stages.indexOf(from), stages.indexOf(to)];
   if (i < 0 || j < 0) return "";
-  if (j < i) return `退回到较早阶段：${stages.slice(j + 1, i + 1).map(stageName).join("、")}已下达的任务仍然有效，不会撤销。`;
-  if (j > i + 1) return `跳过 ${stages.slice(i + 1, j).map(stageName).join("、")}：这些阶段的任务也将一并下达。`;
-  return "";
+  const given = handedOut(pb, run);
+  const parts = [];
+  if (j < i) {
+    parts.push(`退回到较早阶段：${stages.slice(j + 1, i + 1).map(stageName).join("、")}已下达的任务仍然有效，不会撤销。`);
+  }
+  if (j > i + 1) {
+    const skipped = stages.slice(i + 1, j);
+    const fresh = skipped.filter((s) => !given.has(s));
+    const again = skipped.filter((s) => given.has(s));
+    if (fresh.length) parts.push(`跳过 ${fresh.map(stageName).join("、")}：这些阶段的任务也将一并下达。`);
+    if (again.length) parts.push(`${again.map(stageName).join("、")}的任务此前已下达，不会重复下达。`);
+  }
+  if (given.has(to)) parts.push(`“${stageName(to)}”的任务此前已下达，不会重复下达。`);
+  return parts.join("");
 }
 
 function drawControls(run, pb) {
@@ -408,7 +430,7 @@ function wireControls() {
     const yes = $("#stage-yes");
     yes.dataset.stage = select.value;
     yes.textContent = `确认切换到 ${stageName(select.value)}`;
-    $("#stage-effect").textContent = stageEffect(state.playbook, state.run.stage, select.value);
+    $("#stage-effect").textContent = stageEffect(state.playbook, state.run, state.run.stage, select.value);
     $("#stage-confirm").hidden = false;
     yes.focus();
   });

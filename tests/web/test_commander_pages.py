@@ -358,11 +358,20 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     for community in ("六和社区", "和平社区", "坪山社区", "东门社区", "新和社区"):
         expect(handed.filter(has_text=community)).to_have_count(1)
     assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "warning"
-    # Going back is said too: what was handed out stays.
+    # Going back is said too: what was handed out stays, and is not handed out again.
     page.select_option("#stage", "message")
     page.click("#stage-ask")
     expect(page.locator("#stage-effect")).to_have_text(
-        "退回到较早阶段：台风警报已下达的任务仍然有效，不会撤销。")
+        "退回到较早阶段：台风警报已下达的任务仍然有效，不会撤销。"
+        "“台风消息”的任务此前已下达，不会重复下达。")
+    page.click("#stage-yes")
+    expect(page.locator("#run-status")).to_contain_text("阶段：台风消息")
+    # Forward again past a stage already handed out: only the new one is said to go out.
+    page.select_option("#stage", "severe")
+    page.click("#stage-ask")
+    expect(page.locator("#stage-effect")).to_have_text(
+        "跳过 紧急警报（蓝色/黄色预警）：这些阶段的任务也将一并下达。"
+        "台风警报的任务此前已下达，不会重复下达。")
 
 
 def test_a_communitys_return_waits_for_its_own_transfer_and_says_so(
