@@ -379,9 +379,9 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
     assert "**预计登陆时间**：2026-03-03 14:00" in body
     # The stages as entered, with when: 警报 and 紧急警报 were skipped over (their tasks were
     # still handed out, and are counted below), so the account does not claim them.
-    assert ("共经历 4 个响应阶段：台风消息（2026-03-02 09:00 起） → 橙色/红色预警（2026-03-03 "
-            "09:00 起） → 台风登陆（2026-03-03 14:00 起） → 解除与灾后恢复（2026-03-03 14:00 起）"
-            ) in body
+    assert ("进入过 4 个响应阶段，按先后：台风消息（2026-03-02 09:00 起） → "
+            "橙色/红色预警（2026-03-03 09:00 起） → 台风登陆（2026-03-03 14:00 起） → "
+            "解除与灾后恢复（2026-03-03 14:00 起）。") in body
     # Per community: 何时转、要转谁、人在哪、谁去转、转到哪、怎么管.
     assert ("| 六和社区 | 2026-03-03 13:30 | 3 人：张桂兰、李德明、王小燕 "
             "| 六和社区河滨路低洼地段 | 熊淑芬（网格员） | 六和社区党群服务中心 "
