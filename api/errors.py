@@ -101,11 +101,13 @@ def _message(error: dict[str, object]) -> str:
     return f"{zh} / {english}"
 
 
-def invalid_input(field: str, message: str) -> dict[str, object]:
-    """The 422 body for one wrong field: what the InvalidInput handler answers, and what the body
-    guard (api/body_guard.py) answers before a route is reached."""
+def invalid_input(field: str, message: str,
+                  others: tuple[tuple[str, str], ...] = ()) -> dict[str, object]:
+    """The 422 body for a wrong field (and any others of the same request): what the
+    InvalidInput handler answers, and what the body guard (api/body_guard.py) answers before a
+    route is reached. `field` and `detail` name the first; `errors` lists every one."""
     return {"error": "invalid_input", "field": field, "detail": f"{field}: {message}",
-            "errors": [{"field": field, "message": message}]}
+            "errors": [{"field": f, "message": m} for f, m in ((field, message), *others)]}
 
 
 def _http_error(exc: StarletteHTTPException) -> JSONResponse:
@@ -140,7 +142,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse(status_code=422, content=invalid_input(exc.field, exc.message))
+        return JSONResponse(status_code=422,
+                            content=invalid_input(exc.field, exc.message, exc.others))
 
     @app.exception_handler(SourceInvalid)
     async def _source(_: Request, exc: SourceInvalid) -> JSONResponse:

@@ -368,8 +368,9 @@ def validate_values(
     values, problems = check_values(specs, raw,
                                     OUTPUT_NOUN if prefix == "outputs" else PARAM_NOUN)
     if problems:
-        first = problems[0]
-        raise InvalidInput(field=f"{prefix}.{first.name}", message=first.text)
+        first, *rest = problems
+        raise InvalidInput(field=f"{prefix}.{first.name}", message=first.text,
+                           others=tuple((f"{prefix}.{p.name}", p.text) for p in rest))
     if now is not None:
         for name, spec in specs.items():
             value = values.get(name)

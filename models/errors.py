@@ -62,10 +62,14 @@ class OrgInvalid(SourceInvalid):
 class InvalidInput(CloseloopError):
     """A request or command carried a value that is wrong; `field` names it (e.g. params.grade)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str,
+                 others: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        # Further wrong fields of the same request, (field, message): a form with three
+        # required answers left empty is told all three at once, not one per try.
+        self.others = others
 
 
 # What a user calls each kind of thing, for "不存在" messages (Chinese first, SPEC: the product

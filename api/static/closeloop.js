@@ -115,7 +115,10 @@ export function flash(message, kind = "ok") {
 export function showError(err) {
   if (err instanceof ApiError) {
     const code = err.status ? `${err.status} ` : "";
-    flash(`${code}${err.detail}`, "error");
+    // Every wrong field of the request, not only the first.
+    const more = (err.body && Array.isArray(err.body.errors) ? err.body.errors.slice(1) : [])
+      .map((e) => `${e.field}: ${e.message}`);
+    flash(`${code}${err.detail}${more.length ? `；${more.join("；")}` : ""}`, "error");
   } else {
     flash(`页面出错 / page error: ${err && err.message ? err.message : err}`, "error");
   }
@@ -128,16 +131,23 @@ export function clearFlash() {
 
 // Marks the input of the field the API named (`outputs.reason`, `due_at`, `evidence[1]`: the
 // file picker) so the person sees which box to fix.
+// Every field the API named is marked (three required answers left empty: three boxes), and
+// the first gets the focus.
 export function markField(form, err) {
   for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
   if (!(err instanceof ApiError) || !err.field) return;
-  const name = err.field.replace(/\[\d+\]$/, "").split(".").pop();
-  const input = form.querySelector(`[name="${CSS.escape(err.field)}"]`) ||
-    form.querySelector(`[name="${CSS.escape(name)}"]`);
-  if (input) {
+  const listed = Array.isArray(err.body && err.body.errors) ? err.body.errors.map((e) => e.field) : [];
+  const fields = [err.field, ...listed.filter((f) => f && f !== err.field)];
+  let first = null;
+  for (const field of fields) {
+    const name = field.replace(/\[\d+\]$/, "").split(".").pop();
+    const input = form.querySelector(`[name="${CSS.escape(field)}"]`) ||
+      form.querySelector(`[name="${CSS.escape(name)}"]`);
+    if (!input) continue;
     input.setAttribute("aria-invalid", "true");
-    input.focus();
+    first = first || input;
   }
+  if (first) first.focus();
 }
 
 // -- the person and the server's clock -------------------------------------------------------

@@ -126,3 +126,16 @@ def test_a_mistyped_output_is_named_as_what_the_form_records(rt: Runtime) -> Non
     message = refused(rt, run_id, "finsh_by", finsh_by="2026-03-05")
     assert message.startswith("没有填报项 'finsh_by'（可用：finish_by、visit_at、later）")
     assert "unknown output 'finsh_by'" in message
+
+
+def test_every_wrong_output_is_named_at_once(rt: Runtime) -> None:
+    """Three mistakes in one form are three boxes to fix, said together, not one per try."""
+    run_id = lifecycle.start_run(rt, playbook_id="dated", unit_id="c1", params={},
+                                 actor="s1-commander").id or 0
+    with pytest.raises(InvalidInput) as caught:
+        file_report(rt, run_id, finsh_by="2026-03-05", visit_at="明天", later="x")
+    every = [(caught.value.field, caught.value.message.split(" / ")[0]),
+             *((f, m.split(" / ")[0]) for f, m in caught.value.others)]
+    assert [field for field, _ in every] == ["outputs.finsh_by", "outputs.visit_at",
+                                             "outputs.later"]
+    assert every[0][1].startswith("没有填报项 'finsh_by'")

@@ -194,6 +194,13 @@ def test_a_missing_or_bad_param_is_the_apis_422_on_its_box_and_starts_nothing(
     page.click("#start-submit")
     expect(page.locator("#flash")).to_contain_text("应为整数")
     expect(page).to_have_url(server.url("/runs/new?playbook=gas-leak"))
+    # Two mistakes at once are both said and both boxes marked.
+    page.fill("[name=location]", "")
+    page.click("#start-submit")
+    expect(page.locator("#flash")).to_contain_text("缺少必填参数 'location'")
+    expect(page.locator("#flash")).to_contain_text("params.casualties")
+    expect(page.locator("[name=location]")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("[name=casualties]")).to_have_attribute("aria-invalid", "true")
     assert call(server, "wang-qiang", "GET", "/api/runs")["count"] == 0
 
 
