@@ -154,14 +154,30 @@ function doneLine(step) {
   return parts.length ? h("p", { class: "meta", text: parts.join(" · ") }) : null;
 }
 
+// The yes/no answers of a finished step that say "not done" (②危险区排查：否): a measure
+// reported as not taken must not read as plain 已完成.
+function unmet(step) {
+  const outputs = (state.playbook && specOf(step.step) && specOf(step.step).outputs) || {};
+  return Object.entries(step.outputs || {})
+    .filter(([name, value]) => value === false && outputs[name] && outputs[name].type === "bool")
+    .map(([name]) => outputs[name].title || name);
+}
+
+function specOf(key) {
+  return ((state.playbook && state.playbook.steps) || []).find((s) => s.id === key) || null;
+}
+
 function stepItem(step, stageOf, live) {
   const classes = ["step", `step-${step.status}`];
   if (step.id === null) classes.push("not-reached");
   if (step.overdue) classes.push("is-overdue");
+  const notDone = unmet(step);
   return h("li", {
     class: classes.join(" "),
-    dataset: { step: step.step, stepId: step.id === null ? "" : step.id, status: step.status },
+    dataset: { step: step.step, stepId: step.id === null ? "" : step.id, status: step.status,
+      overdue: step.overdue ? "true" : "false", unmet: notDone.length ? "true" : "false" },
   },
+  notDone.length ? h("p", { class: "unmet", text: `未落实：${notDone.join("、")}` }) : null,
   h("div", { class: "step-head" }, stepTitle(step), " ", badges(step, stageOf.get(step.step))),
   whoLine(step),
   live && step.ack_due_at
@@ -175,15 +191,63 @@ function stepItem(step, stageOf, live) {
     ? h("p", { class: "meta", text: `退回原因：${step.reject_reason}` }) : null);
 }
 
+const STEP_FILTERS = {
+  all: () => true,
+  open: (s) => OPEN.has(s.status) || s.status === "submitted" || s.status === "pending",
+  overdue: (s) => s.overdue,
+  unmet: (s) => unmet(s).length > 0,
+};
+
 function drawSteps(run, pb) {
   const stageOf = new Map(((pb && pb.steps) || []).filter((s) => s.stage).map((s) => [s.id, s.stage]));
   const steps = stepOrder(run, pb);
   const reached = steps.filter((s) => s.id !== null).length;
-  $("#step-count").textContent = `已下达 ${reached} 项，共 ${steps.length} 项`;
+  const picked = document.querySelector("input[name=step-filter]:checked");
+  const keep = STEP_FILTERS[picked ? picked.value : "all"] || STEP_FILTERS.all;
+  const shown = steps.filter(keep);
+  $("#step-count").textContent = `已下达 ${reached} 项，共 ${steps.length} 项`
+    + (shown.length !== steps.length ? `；显示 ${shown.length} 项` : "");
   const list = clear($("#steps"));
   const live = run.status === "running";
-  for (const step of steps) list.append(stepItem(step, stageOf, live));
-  if (!steps.length) list.append(h("li", { class: "empty", text: "没有步骤。" }));
+  for (const step of shown) list.append(stepItem(step, stageOf, live));
+  if (!shown.length) list.append(h("li", { class: "empty", text: steps.length ? "没有符合筛选的步骤。" : "没有步骤。" }));
+}
+
+// A step handed to many units (a typhoon's measures to every community): one row each, so a
+// commander sees at a glance how many answered (叫应), finished, are late or reported a
+// measure not taken, and the sums of what they counted (people moved, returned).
+function drawOverview(run, pb) {
+  const groups = new Map();
+  for (const step of stepOrder(run, pb)) {
+    if (step.id === null) continue;
+    if (!groups.has(step.step)) groups.set(step.step, []);
+    groups.get(step.step).push(step);
+  }
+  const fanned = [...groups.entries()].filter(([, items]) => items.length > 1);
+  $("#overview-box").hidden = fanned.length === 0;
+  const box = clear($("#overview"));
+  if (!fanned.length) return;
+  const answered = new Set(["acked", "submitted", "done", "rejected"]);
+  box.append(h("div", { class: "table-wrap" }, h("table", { id: "overview-table" },
+    h("thead", {}, h("tr", {}, ["阶段", "步骤", "单位数", "已叫应", "已完成", "逾期", "有未落实项", "合计"]
+      .map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, fanned.map(([key, items]) => {
+      const spec = specOf(key);
+      const outputs = (spec && spec.outputs) || {};
+      const sums = Object.entries(outputs).filter(([, o]) => o.type === "int" || o.type === "number")
+        .map(([name, o]) => [o.title || name, items.reduce((n, s) => n + (Number((s.outputs || {})[name]) || 0), 0)])
+        .filter(([, total]) => total > 0).map(([title, total]) => `${title} ${total}`);
+      const count = (test) => items.filter(test).length;
+      return h("tr", { dataset: { step: key } },
+        h("td", { text: spec && spec.stage ? stageName(spec.stage) : "—" }),
+        h("td", { text: spec ? spec.title : key }),
+        h("td", { text: String(items.length) }),
+        h("td", { text: String(count((s) => answered.has(s.status) || Boolean(s.acked_at))) }),
+        h("td", { text: String(count((s) => s.status === "done")) }),
+        h("td", { class: count((s) => s.overdue) ? "overdue" : null, text: String(count((s) => s.overdue)) }),
+        h("td", { text: String(count((s) => unmet(s).length > 0)) }),
+        h("td", { text: sums.join("；") || "—" }));
+    })))));
 }
 
 // -- escalations, documents, timeline, notifications -----------------------------------------
@@ -515,6 +579,7 @@ async function loadOnce() {
   state.playbook = pb;
   drawSummary(run);
   drawControls(run, pb);
+  drawOverview(run, pb);
   drawSteps(run, pb);
   drawEscalations(run);
   drawDocuments(docs.data || []);
@@ -548,6 +613,14 @@ function keepFresh(run) {
 startPage(async (who) => {
   state.who = who;
   wireControls();
+  for (const radio of document.querySelectorAll("input[name=step-filter]")) {
+    radio.addEventListener("change", () => {
+      if (state.run) {
+        drawSteps(state.run, state.playbook);
+        liveCountdowns(document);
+      }
+    });
+  }
   $("#refresh").addEventListener("click", () => {
     clearFlash();
     load().catch(showError);

@@ -381,6 +381,47 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
         "台风警报的任务此前已下达，不会重复下达。")
 
 
+def test_a_typhoon_page_sums_up_each_measure_and_filters_what_is_left(
+        signed_in: SignedIn, server: Any) -> None:
+    """Hundreds of steps: the overview says per measure how many units answered, finished,
+    are late or reported a measure not taken, and what they counted; the list filters."""
+    rt = server.rt
+    commander = "maluan-commander"
+    run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
+                       params={"name": "山竹"}, actor=commander).id or 0
+    set_stage(rt, run_id=run_id, stage="warning", actor=commander)
+    warned = step_rows(rt, run_id, "warning-community")
+    complete_answered(rt, warned["maluan-community"], drains=False)
+    complete_answered(rt, warned["jiangling"])
+    set_stage(rt, run_id=run_id, stage="severe", actor=commander)
+    moved = step_rows(rt, run_id, "transfer")
+    complete_answered(rt, moved["maluan-community"], people=4)
+    complete_answered(rt, moved["jiangling"], people=6)
+
+    page = signed_in(commander)
+    page.goto(server.url(f"/runs/{run_id}"))
+    table = page.locator("#overview-table")
+    transfer = table.locator("tr[data-step='transfer']")
+    expect(transfer.locator("td").nth(2)).to_have_text("3")  # communities of the street
+    expect(transfer.locator("td").nth(4)).to_have_text("2")  # done
+    expect(transfer.locator("td").nth(7)).to_contain_text("转移人数（要转谁） 10")
+    warning = table.locator("tr[data-step='warning-community']")
+    expect(warning.locator("td").nth(4)).to_have_text("2")
+    expect(warning.locator("td").nth(6)).to_have_text("1")  # one reported a measure not taken
+    # The step that says 否 says so, not plain 已完成.
+    flagged = step_item(page, "warning-community").filter(has_text="马峦社区")
+    expect(flagged.locator(".unmet")).to_have_text("未落实：②清理沟渠、加固简易房和广告牌")
+
+    page.check("input[name=step-filter][value=unmet]")
+    expect(page.locator("#steps > li")).to_have_count(1)
+    expect(page.locator("#step-count")).to_contain_text("显示 1 项")
+    page.check("input[name=step-filter][value=open]")
+    expect(page.locator("#steps li[data-status='done']")).to_have_count(0)
+    expect(page.locator("#steps li[data-step='transfer']")).to_have_count(1)  # the third
+    page.check("input[name=step-filter][value=all]")
+    expect(page.locator("#steps li[data-step='transfer']")).to_have_count(3)
+
+
 def test_a_communitys_return_waits_for_its_own_transfer_and_says_so(
         signed_in: SignedIn, server: Any) -> None:
     """item_needs on the page: 马峦社区 recorded its transfer, so its return is handed out and
