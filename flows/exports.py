@@ -416,10 +416,14 @@ def risk_rows(rt: Runtime, risks: Iterable[RiskPoint]) -> Iterator[list[Cell]]:
         ]
 
 
+# 月份 and 口径 on every row (last, so the figures keep their places): a file passed on or
+# pasted into a report still says which month it is and whether these are the published
+# (通报) figures or a live recount, not only its file name.
 RANKING_COLUMNS = (
     Column("排名", 6), Column("单位", 14), Column("发现隐患数", 11), Column("当月销号数", 11),
     Column("当月发现且销号数", 16), Column("销号率(%)", 10), Column("月末逾期未销号数", 16),
     Column("平均销号天数", 12), Column("按期销号数", 11), Column("按期销号率(%)", 13),
+    Column("月份", 9), Column("口径", 30),
 )
 
 
@@ -427,8 +431,10 @@ def _percent(rate: float | None) -> float | None:
     return None if rate is None else round(rate * 100, 1)
 
 
-def ranking_rows(rows: Iterable[RankingRow]) -> Iterator[list[Cell]]:
+def ranking_rows(rows: Iterable[RankingRow], month: str = "", basis: str = ""
+                 ) -> Iterator[list[Cell]]:
+    """`basis`: 已通报（when, by whom） for a published month's figures, else a live count."""
     for r in rows:
         yield [r.rank, r.unit_name, r.found, r.closed, r.closed_of_found,
                _percent(r.closure_rate), r.overdue, r.mean_days_to_close, r.on_time,
-               _percent(r.on_time_rate)]
+               _percent(r.on_time_rate), month, basis]

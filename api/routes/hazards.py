@@ -685,6 +685,10 @@ def export_ranking(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
     month, unless `live=true`."""
     fmt = _check_format(format)
     view, rows = _ranking(rt, person, month, level, unit, live)
+    published = view.published
+    basis = (f"已通报（{published.published_at_local}，{published.published_by_name}）"
+             if published is not None and not view.live
+             else f"实时统计（截至 {view.as_of_local}）")
     return _download(rt, fmt, exports.Table(f"综合评价月排名{view.month}",
                                             exports.RANKING_COLUMNS,
-                                            exports.ranking_rows(rows)))
+                                            exports.ranking_rows(rows, view.month, basis)))

@@ -682,7 +682,10 @@ def test_a_published_month_reads_what_was_published_and_live_recounts(
     assert [(x["unit_id"], x["rank"]) for x in street["data"]] == [("c1", 1), ("c2", 2)]
     # The export is the published figures too.
     rows = read_csv(get(client, auth, "/api/ranking/export", format="csv", month="2026-03"))
-    assert rows[1] == ["1", "二街道", "1", "1", "0", "0.0", "0", "1.0", "1", "100.0"]
+    assert rows[1][:11] == ["1", "二街道", "1", "1", "0", "0.0", "0", "1.0", "1", "100.0",
+                            "2026-03"]
+    when, who = publication["published_at_local"], publication["published_by_name"]
+    assert rows[1][11] == f"已通报（{when}，{who}）"
 
 
 def test_publishing_a_ranking_is_refused_with_the_reason(
@@ -713,11 +716,15 @@ def test_ranking_export_as_csv_and_xlsx(client: TestClient, auth: Auth, rt: Runt
     ranked_month(rt)
     rows = read_csv(get(client, auth, "/api/ranking/export", format="csv", month="2026-03"))
     assert rows[0] == ["排名", "单位", "发现隐患数", "当月销号数", "当月发现且销号数", "销号率(%)",
-                       "月末逾期未销号数", "平均销号天数", "按期销号数", "按期销号率(%)"]
-    assert rows[1] == ["1", "二街道", "1", "1", "0", "0.0", "0", "1.0", "1", "100.0"]
-    assert rows[2] == ["2", "一街道", "3", "2", "2", "66.7", "1", "4.0", "1", "50.0"]
+                       "月末逾期未销号数", "平均销号天数", "按期销号数", "按期销号率(%)", "月份",
+                       "口径"]
+    live = "实时统计（截至 2026-03-31 24:00）"  # an unpublished month is a live count
+    assert rows[1] == ["1", "二街道", "1", "1", "0", "0.0", "0", "1.0", "1", "100.0", "2026-03",
+                       live]
+    assert rows[2] == ["2", "一街道", "3", "2", "2", "66.7", "1", "4.0", "1", "50.0", "2026-03",
+                       live]
     xlsx = read_xlsx(get(client, auth, "/api/ranking/export", month="2026-03"))
-    assert xlsx[1] == [1, "二街道", 1, 1, 0, 0.0, 0, 1.0, 1, 100.0]
+    assert xlsx[1] == [1, "二街道", 1, 1, 0, 0.0, 0, 1.0, 1, 100.0, "2026-03", live]
 
 
 def test_ranking_defaults_to_last_month_and_rejects_bad_input(
