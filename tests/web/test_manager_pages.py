@@ -258,8 +258,10 @@ def test_the_ranking_shows_what_the_api_counts_and_exports_it(
         "num overdue")
 
     rows = downloaded_csv(page, "#export-csv")
-    assert rows[0] == RANKING_HEADERS and len(rows) == len(expected) + 1
+    # The file also says, on every row, its month and that these are live figures.
+    assert rows[0] == [*RANKING_HEADERS, "月份", "口径"] and len(rows) == len(expected) + 1
     assert [r[:3] for r in rows[1:]] == [e[:3] for e in expected]
+    assert {(r[10], r[11].split("（")[0]) for r in rows[1:]} == {("2026-03", "实时统计")}
 
     # The communities of one street, kept in the address.
     page.select_option("#unit", "pingshan-street")
