@@ -14,6 +14,7 @@ const TYPES_ZH = {
 const cache = new Map(); // playbook id -> compiled playbook (GET /api/playbooks/{id})
 let shown = null; // the playbook whose params the form shows now
 let zoneOffset = "+08:00"; // the bureau's UTC offset, worked out from /api/me
+let unitsOwn = ""; // the person's own unit, preselected for a response
 
 
 // "+08:00" from the server's own clock (now and now_local), so a time picked in the form means
@@ -147,6 +148,23 @@ async function choose(id) {
   if ($("#playbook").value !== id) return;
   shown = cache.get(id);
   drawParams(shown);
+  pickUnitFor(shown);
+}
+
+// A hazard (a register playbook) belongs to the community or enterprise responsible for it,
+// never to a street or the district as a whole (nobody there rectifies): a person whose own
+// unit has units below it chooses one, rather than sending their own and being refused.
+function pickUnitFor(pb) {
+  const select = $("#unit");
+  const blank = select.querySelector("option[value='']");
+  const below = select.options.length - (blank ? 1 : 0) > 1;
+  if (pb && pb.register && below) {
+    if (!blank) select.prepend(h("option", { value: "" }, "请选择责任单位（社区/企业）"));
+    if (select.value === unitsOwn) select.value = "";
+  } else if (blank) {
+    blank.remove();
+    if (!select.value) select.value = unitsOwn;
+  }
 }
 
 // -- sending --------------------------------------------------------------------------------
@@ -241,6 +259,7 @@ startPage(async (who) => {
     $("#playbook").append(h("option", { value: pb.id, selected: pb.id === first }, pb.title));
   }
   $("#unit").append(...unitOptions(who));
+  unitsOwn = who.unit_id;
   form.hidden = false;
   $("#playbook").addEventListener("change", () => choose($("#playbook").value).catch(showError));
   form.addEventListener("submit", submit);

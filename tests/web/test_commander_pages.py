@@ -227,6 +227,9 @@ def test_an_inspector_registers_a_hazard_with_the_time_found_in_the_bureaus_zone
     page = signed_in("pingshan-street-inspector-1", phone=True)
     page.goto(server.url("/runs/new"))
     expect(page.locator("#playbook option")).to_have_count(1)  # hazard-3030 only
+    # A hazard is a community's or an enterprise's, not the street's: none is preselected.
+    expect(page.locator("#unit")).to_have_value("")
+    expect(page.locator("#unit option").first).to_have_text("请选择责任单位（社区/企业）")
     page.select_option("#unit", "liuhe")
     page.fill("[name=location]", "六和社区某厂房二楼")
     page.select_option("[name=grade]", "重大")
