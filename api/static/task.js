@@ -97,6 +97,8 @@ function thumb(id, name, onRemove) {
     clear(figure);
     if (type.startsWith("image/")) {
       figure.append(h("img", { src: url, alt: name || "现场照片" }));
+      // Named, so a refusal that names a file ("「现场1.jpg」已用于另一流程") says which to remove.
+      if (name) figure.append(h("figcaption", { class: "meta", text: name }));
     } else {
       figure.append(action(h("button", { type: "button", class: "file", text: name || "下载文件" }),
         () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id)));

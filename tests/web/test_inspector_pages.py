@@ -120,6 +120,8 @@ def test_a_rectification_is_signed_for_handed_in_sent_back_and_approved(
     # Two real photos, uploaded as soon as they are chosen and shown from the server.
     page.set_input_files("#evidence", photos(tmp_path, (200, 30, 30), (30, 200, 30)))
     expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    # Each named, so a refusal naming a file says which to take out.
+    expect(page.locator("#evidence-thumbs figcaption")).to_have_text(["site-0.png", "site-1.png"])
     page.fill("[name=done_measures]", "已清理消防通道，恢复畅通")
     page.fill("#note", "整改前后照片各一张")
     page.fill("[name=cost]", "-1")
