@@ -38,9 +38,11 @@ def start(body: RunCreate, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
                               refuse_concurrent=body.refuse_concurrent)
     playbook = rt.catalog.pinned(rt.db, run.playbook_sha)
     with read_session(rt.db) as session:
-        steps, _, _ = run_detail(session, run_id=run.id or 0)
+        steps, escalations, events = run_detail(session, run_id=run.id or 0)
         others = overlapping_runs(session, rt, playbook, run.unit_id, exclude=run.id)
-    view = run_view(rt, run, steps=steps, playbook=playbook)
+    # The same shape as GET /api/runs/{id}: a client reads one kind of answer.
+    view = run_view(rt, run, steps=steps, escalations=escalations, events=events,
+                    playbook=playbook)
     view.concurrent = others
     return view
 

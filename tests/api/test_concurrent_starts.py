@@ -64,6 +64,9 @@ def test_a_second_start_is_told_and_one_that_asks_is_refused(
     assert first.status_code == 201, first.text
     assert first.json()["concurrent"] == []
     first_id = first.json()["id"]
+    # The answer has GET's shape: the timeline so far and the (no) escalations.
+    assert [e["action"] for e in first.json()["timeline"]][0] == "run_started"
+    assert first.json()["escalations"] == []
 
     # The start page's first send: refused, listing the running one, nothing written.
     before = rows(rt)
