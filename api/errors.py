@@ -11,6 +11,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import pages
@@ -124,7 +125,24 @@ def _http_error(exc: StarletteHTTPException) -> JSONResponse:
         headers=exc.headers)
 
 
+DATABASE_DOWN = {
+    "error": "database_unavailable",
+    "detail": "数据库暂时无法连接，请稍后重试；已提交的内容不会丢失 / the database cannot be "
+              "reached; try again shortly (nothing committed is lost)"}
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The database went away (PostgreSQL stopped, the network to it cut, SQLite's file
+        # locked past the busy timeout): a 503 the client can retry, never a bare 500. The
+        # transaction was rolled back, so nothing is half-written. One line in the log, not a
+        # traceback per request.
+        log.warning("database unavailable for %s %s: %s", request.method, request.url.path,
+                    str(exc.orig or exc).splitlines()[0][:300])
+        return JSONResponse(status_code=503, content=DATABASE_DOWN,
+                            headers={"Retry-After": "5"})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404 and pages.wants_page(request):

@@ -453,6 +453,7 @@ class SegmentRunner:
         with contextlib.ExitStack() as stack:
             segments: PrefectSegments | None = None
             next_try = 0.0
+            failures = 0
             while not self._stop.is_set():
                 if segments is None and time.monotonic() >= next_try:
                     segments = self._connect(stack)
@@ -464,9 +465,21 @@ class SegmentRunner:
                     else:
                         worked = drain_wakes(self.rt, keep_pending=True)
                         self.degraded_segments += worked
-                except Exception:  # a database hiccup must not end the runner
-                    log.exception("draining wakes failed")
-                    worked = 0
+                except Exception as exc:  # a database hiccup must not end the runner
+                    failures += 1
+                    # The first failure with its traceback; while the database stays away,
+                    # one line now and then, and the runner backs off instead of retrying
+                    # (and logging) twice a second.
+                    if failures == 1:
+                        log.exception("draining wakes failed")
+                    elif failures % 20 == 0:
+                        log.warning("draining wakes still failing (%d times): %s", failures,
+                                    str(exc).splitlines()[0][:300] if str(exc) else exc)
+                    self._stop.wait(min(30.0, self.poll * 2 ** min(failures, 6)))
+                    continue
+                if failures:
+                    log.info("draining wakes works again after %d failures", failures)
+                    failures = 0
                 if not worked:
                     self._kick.wait(self.poll)
                     self._kick.clear()

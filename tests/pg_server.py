@@ -429,6 +429,19 @@ class PostgresServer:
             f"server log tail:\n{_tail(self.log_path)}"
         )
 
+    def pause(self) -> None:
+        """Stop the server (fast mode) keeping its data: what an operator's restart, or the
+        database host going away, looks like to closeloop. `resume()` starts it again."""
+        assert self.bin_dir is not None and self._proc is not None
+        self._run([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir),
+                   "-m", "fast", "-w", "-t", "15"], timeout=30)
+        self._proc.wait(timeout=15)
+        self._proc = None
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port, with the same data."""
+        self._launch()
+
     def stop(self) -> None:
         """Stop the server (immediate mode) and delete its directory. Idempotent."""
         atexit.unregister(self.stop)

@@ -3,14 +3,18 @@ demo show Apprise deliveries without any outside service."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from api import receiver as loopback
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
+from api.errors import DATABASE_DOWN
 from api.redact import mask_error, mask_url
 from flows.notify import undelivered
 from flows.numbering import RUN_SUBJECT, issued_for_run
@@ -22,6 +26,7 @@ from models.outbox import INBOX_URL, DeliveryAttempt, Notification
 from models.task import StepInstance
 
 router = APIRouter(tags=["system"])
+log = logging.getLogger("closeloop.api")
 
 # Every time below is UTC (ISO) with its `*_local` twin in the bureau's zone (CLOSELOOP_TIMEZONE).
 # Deliveries are retried seconds apart (flows/notify.backoff), so the outbox record and the
@@ -29,14 +34,22 @@ router = APIRouter(tags=["system"])
 SECONDS = "%Y-%m-%d %H:%M:%S"
 
 
-@router.get("/healthz")
-def health(request: Request, rt: RuntimeDep) -> dict[str, Any]:
-    """Database reachable, and the state of the background workers."""
-    with read_session(rt.db) as session:
-        session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+@router.get("/healthz", response_model=None)
+def health(request: Request, rt: RuntimeDep) -> dict[str, Any] | JSONResponse:
+    """Database reachable, and the state of the background workers. A database that cannot be
+    reached is a 503 saying so (a load balancer or an operator's probe reads the status)."""
     workers = getattr(request.app.state, "workers", None)
+    try:
+        with read_session(rt.db) as session:
+            session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+        outbox = undelivered(rt.db, rt.clock.now())
+    except SQLAlchemyError as exc:
+        # The reason (host, port) goes to the log, not to an unauthenticated probe.
+        log.warning("health: database unavailable: %s",
+                    str(getattr(exc, "orig", None) or exc).splitlines()[0][:300])
+        return JSONResponse(status_code=503, content={
+            "status": "down", "database": rt.db.dialect.name, "error": DATABASE_DOWN["detail"]})
     state = workers.health() if workers else {}
-    outbox = undelivered(rt.db, rt.clock.now())
     # Deadlines not being kept, or reports not reaching the offices they are due to, is not
     # "ok", even though the server answers.
     failing = bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
