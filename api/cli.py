@@ -60,11 +60,18 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
     try:
         # Parsed first, so a bad URL is named here; the message never repeats the URL, which
         # may hold a password.
-        make_url(settings.db_url).get_dialect()
+        url = make_url(settings.db_url)
+        url.get_dialect().import_dbapi()
     except ArgumentError:
         raise BadSetting("CLOSELOOP_DATABASE_URL", "无法解析数据库地址或不支持该数据库 / not "
                          "a database URL closeloop can use (expected sqlite:///path or "
                          "postgresql+psycopg://user@host/db)") from None
+    except ImportError:
+        # A driver closeloop does not install (psycopg2, MySQLdb): named, without a traceback.
+        raise BadSetting("CLOSELOOP_DATABASE_URL", f"不支持数据库驱动 {url.drivername}，请使用 "
+                         "sqlite:///路径 或 postgresql+psycopg://用户@主机/库 / driver "
+                         f"'{url.drivername}' is not installed; use sqlite:///path or "
+                         "postgresql+psycopg://user@host/db") from None
     try:
         return build_runtime(settings, clock=clock)
     except OperationalError as exc:

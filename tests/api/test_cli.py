@@ -351,6 +351,10 @@ def test_every_command_reports_an_unknown_time_zone_in_one_line(
     ({"CLOSELOOP_DATABASE_URL": "nosuchdb://h/x"}, "CLOSELOOP_DATABASE_URL"),
     ({"CLOSELOOP_DATABASE_URL": "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"},
      "CLOSELOOP_DATABASE_URL"),
+    # Drivers closeloop does not install: named, not a ModuleNotFoundError traceback.
+    ({"CLOSELOOP_DATABASE_URL": "postgresql+psycopg2://u:hunter2@127.0.0.1:1/x"},
+     "CLOSELOOP_DATABASE_URL"),
+    ({"CLOSELOOP_DATABASE_URL": "mysql://u:hunter2@127.0.0.1/x"}, "CLOSELOOP_DATABASE_URL"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_variable(
     tmp_path: Path, env: dict[str, str], variable: str
