@@ -22,6 +22,7 @@ from flows.expressions import (
 from flows.locate import Where, choices, choices_zh, not_known, zh_en
 from flows.spec import StepSource
 from flows.step_rules import step_problems
+from flows.template_checks import template_problems
 from models.errors import SourceError
 from models.yamlpos import PathKey
 
@@ -177,8 +178,11 @@ def _template(name: str, where: Where, env: CheckEnv, path: PathKey = ("template
         return [where.at(path, zh_en(
             f"模板 {name} 必须位于 {env.templates_dir} 之内",
             f"template '{name}' must be a path inside {env.templates_dir}"))]
-    if env.templates is None or name in env.templates:
+    if env.templates is None:
         return []
+    if name in env.templates:
+        return [where.at(path, zh_en(zh, en)) for zh, en in
+                template_problems(env.templates_dir, name, env.helpers)]
     if not env.templates:
         return [where.at(path, zh_en(
             f"没有模板 {name}（{env.templates_dir} 是空的）",
