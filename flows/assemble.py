@@ -138,6 +138,8 @@ def assemble(
         playbooks=frozenset(known_playbooks) if known_playbooks is not None else None,
         params=tuple(params) if isinstance(params, dict) else None,
         step_ids=tuple(ids),
+        step_outputs={node.id: frozenset(node.step.outputs) for node in nodes
+                      if node.id and node.step is not None and node.step.outputs},
         prefixes=frozenset(use.prefix for use, _ in uses),
         helpers=frozenset(context.expression_names),
         broken=frozenset(broken),

@@ -43,6 +43,9 @@ class CheckEnv:
     helpers: frozenset[str]
     broken: frozenset[str] = frozenset()  # modules that failed: their steps are not known
     unit_types: frozenset[str] | None = None  # the org chart's, for `at`; None: don't check
+    # The declared outputs of each step that declares them (a step without declares none and
+    # takes free-form outputs): `steps.assess.outputs.toxik` is held to them.
+    step_outputs: dict[str, frozenset[str]] = field(default_factory=dict)
 
     step_set: frozenset[str] = field(init=False)
 
@@ -198,7 +201,15 @@ def check_expression(
         compiled = compile_expression(expr)
     except ExpressionError as exc:
         return [where.at(path, exc.message)]
-    return _references(compiled.names, compiled.lookups, where, path, env)
+    out = _references(compiled.names, compiled.lookups, where, path, env)
+    for kind in sorted(compiled.unit_types):
+        out += check_unit_type(kind, where, path, env)
+    for step, output in sorted(compiled.output_lookups):
+        declared = env.step_outputs.get(step)
+        if declared is not None and output not in declared:
+            out.append(where.at(path, not_known(f"步骤 {step} 的填报项", f"output of step "
+                                                f"'{step}'", output, sorted(declared))))
+    return out
 
 
 def check_templated(value: Any, where: Where, path: PathKey, env: CheckEnv) -> list[SourceError]:

@@ -79,6 +79,47 @@ def _lookups(tree: nodes.Node) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
+def _key(node: nodes.Node) -> tuple[nodes.Node, str] | None:
+    """(what is read from, the constant key) of `a.key` or `a['key']`."""
+    if isinstance(node, nodes.Getattr):
+        return node.node, node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) \
+            and isinstance(node.arg.value, str):
+        return node.node, node.arg.value
+    return None
+
+
+def _output_lookups(tree: nodes.Node) -> frozenset[tuple[str, str]]:
+    """(step, output) of each constant `steps.<step>.outputs.<output>` (either bracket form),
+    so a misspelt output is found when the playbook loads."""
+    found: set[tuple[str, str]] = set()
+    for node in _walk(tree, (nodes.Getattr, nodes.Getitem)):
+        output = _key(node)
+        if output is None:
+            continue
+        outputs = _key(output[0])
+        if outputs is None or outputs[1] != "outputs":
+            continue
+        step = _key(outputs[0])
+        if step is not None and isinstance(step[0], nodes.Name) and step[0].name == "steps":
+            found.add((step[1], output[1]))
+    return frozenset(found)
+
+
+def _unit_types(tree: nodes.Node) -> frozenset[str]:
+    """The unit types written as constants in `units(type='community')` (or its first
+    argument): the load check holds them to the org chart's types, since a misspelt one
+    finds no units and a fan-out over it hands nothing out, silently."""
+    found: set[str] = set()
+    for call in _walk(tree, nodes.Call):
+        if not (isinstance(call.node, nodes.Name) and call.node.name == "units"):
+            continue
+        given = [kw.value for kw in call.kwargs if kw.key == "type"] + call.args[:1]
+        found.update(v.value for v in given
+                     if isinstance(v, nodes.Const) and isinstance(v.value, str))
+    return frozenset(found)
+
+
 def _check_filters_and_tests(tree: nodes.Node, source: str) -> None:
     # Jinja only notices an unknown filter or test at code generation; we skip that at load
     # time (see module docstring), so check here with the same message Jinja would give.
@@ -101,7 +142,8 @@ def _syntax_message(exc: TemplateError) -> str:
 class CompiledExpression:
     """A parsed expression; `names` are the top-level names it reads."""
 
-    __slots__ = ("source", "names", "lookups", "_tree", "_function", "_lock")
+    __slots__ = ("source", "names", "lookups", "unit_types", "output_lookups", "_tree",
+                 "_function", "_lock")
 
     def __init__(self, source: str, tree: nodes.Expr) -> None:
         self.source = source
@@ -109,6 +151,8 @@ class CompiledExpression:
             n.name for n in _walk(tree, nodes.Name) if n.ctx == "load"
         )
         self.lookups: frozenset[tuple[str, str]] = _lookups(tree)
+        self.unit_types: frozenset[str] = _unit_types(tree)
+        self.output_lookups: frozenset[tuple[str, str]] = _output_lookups(tree)
         self._tree = tree
         self._function: TemplateExpression | None = None
         self._lock = threading.Lock()

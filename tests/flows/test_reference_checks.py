@@ -1,0 +1,63 @@
+"""What an expression reads, held to the playbook and the org chart when it loads: a unit type
+in `units(type=...)` the org chart does not have (a fan-out over it would hand out nothing,
+silently: the evacuation step skipped) and an output a step does not declare
+(`steps.assess.outputs.toxik`, which fails open at run time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.loader import LoadContext, load_playbook_text
+from models.errors import PlaybookInvalid
+
+PLAYBOOK = """\
+id: chem
+version: 1
+title: 危化品泄漏
+steps:
+  - id: assess
+    title: 专家研判
+    role: grid_worker
+    outputs:
+      toxic: {type: bool, title: 有毒}
+  - id: note
+    title: 记录
+    role: grid_worker
+  - id: evacuate
+    title: 疏散
+    role: grid_worker
+    needs: [assess, note]
+    when: "steps.assess.outputs.toxic and steps['note'].outputs.anything"
+    for_each: "units(type='community', within=run.unit)"
+"""
+
+
+def errors(text: str) -> list[tuple[int, str, str]]:
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="chem.yaml", context=LoadContext(
+            Path("."), known_roles=None,
+            known_unit_types={"district", "street", "community", "enterprise"}))
+    return [(e.line, e.path, e.message.split(" / ")[0]) for e in caught.value.errors]
+
+
+def test_the_playbook_as_written_loads() -> None:
+    playbook = load_playbook_text(PLAYBOOK, filename="chem.yaml", context=LoadContext(
+        Path("."), known_roles=None, known_unit_types={"district", "street", "community"}))
+    # A step without declared outputs takes free-form ones: nothing to hold `note` to.
+    assert playbook.step("evacuate").for_each is not None
+
+
+def test_a_misspelt_unit_type_is_named() -> None:
+    bad = PLAYBOOK.replace("type='community'", "type='vilage'")
+    assert errors(bad) == [(18, "steps[2].for_each",
+                            "组织架构中没有单位类型 vilage（现有：community、district、enterprise、"
+                            "street）")]
+
+
+def test_a_misspelt_output_is_named() -> None:
+    for read in ("steps.assess.outputs.toxik", "steps['assess']['outputs']['toxik']"):
+        bad = PLAYBOOK.replace("steps.assess.outputs.toxic", read)
+        assert errors(bad) == [(17, "steps[2].when",
+                                "没有步骤 assess 的填报项 toxik（可选：toxic）")], read
