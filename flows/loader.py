@@ -66,6 +66,12 @@ def load_catalog(
             parsed.append((path, text, *_parse(text, str(path))))
         except PlaybookInvalid as exc:
             errors += exc.errors
+    # A playbook saved as .yml would be skipped without a word: "valid", yet never loaded.
+    for path in sorted(playbooks_dir.glob("*.yml")):
+        errors.append(SourceError(str(path), 1, 1, "", zh_en(
+            f"流程文件的扩展名须为 .yaml，此文件不会被加载（请改名为 {path.stem}.yaml）",
+            f"playbooks are *.yaml files: this one is not loaded (rename it to "
+            f"{path.stem}.yaml)")))
     # A child playbook may be any playbook of the directory, valid or not: a broken one
     # is reported in its own file, not again at every step that starts it.
     files_of: dict[str, list[str]] = {}

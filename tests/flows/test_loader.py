@@ -448,3 +448,13 @@ def test_not_future_is_only_for_datetime_outputs() -> None:
     fine = steps.replace("type: int", "type: datetime")
     playbook = load_playbook_text(minimal(fine), filename="times.yaml", context=context())
     assert playbook.step("a").outputs["people"].not_future is True
+
+
+def test_a_playbook_saved_as_yml_is_named_not_skipped(tmp_path: Path) -> None:
+    """`validate` of a folder said "valid" while the server would never load a .yml file."""
+    (tmp_path / "leak.yml").write_text("id: leak\nversion: 1\ntitle: 泄漏\nsteps: []\n",
+                                       encoding="utf-8")
+    errors = validate_paths([tmp_path], context=context(tmp_path))
+    assert [(e.file, e.line, e.message.split(" / ")[0]) for e in errors] == [
+        (str(tmp_path / "leak.yml"), 1,
+         "流程文件的扩展名须为 .yaml，此文件不会被加载（请改名为 leak.yaml）")]
