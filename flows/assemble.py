@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from flows.checks import CheckEnv, check_expression, check_roles, check_step, check_unit_type
+from flows.expressions import ExpressionError, compile_expression
 from flows.graph import topological_order
 from flows.locate import Where, not_known, validation_errors, zh_en
 from flows.modules import Candidate, ModuleFile, ModuleLibrary, NeedRef, splice
@@ -121,6 +122,7 @@ def assemble(
     _check_numbers(nodes, errors)
     order = _check_graph(nodes, ids, broken, errors)
     _check_item_needs(nodes, errors)
+    _check_when_reads_upstream(nodes, errors)
     if not nodes and not errors:
         errors.append(root.at(("steps",), zh_en("流程至少要有一个步骤",
                                                 "a playbook needs at least one step")))
@@ -372,6 +374,42 @@ def _check_ids(nodes: list[_Node], errors: list[SourceError]) -> list[str]:
         else:
             first[node.id] = node
     return list(first)
+
+
+def _check_when_reads_upstream(nodes: list[_Node], errors: list[SourceError]) -> None:
+    """A `when` is evaluated once, as soon as the step's needs are finished: a step it reads
+    that is not among them (directly or further up) may not have finished then, and the
+    condition would be decided on outputs not yet given (an evacuation made ready before the
+    expert said the gas is harmless)."""
+    by_id = {node.id: node for node in nodes if node.id and not node.duplicate}
+    upstream: dict[str, set[str]] = {}
+
+    def above(node_id: str) -> set[str]:
+        if node_id not in upstream:
+            upstream[node_id] = set()  # a cycle (reported elsewhere) stops here
+            found: set[str] = set()
+            for ref in by_id[node_id].needs:
+                if ref.target in by_id:
+                    found |= {ref.target} | above(ref.target)
+            upstream[node_id] = found
+        return upstream[node_id]
+
+    for node in nodes:
+        step = node.step
+        if step is None or not step.when or not node.id or node.duplicate:
+            continue
+        try:
+            lookups = compile_expression(step.when).lookups
+        except ExpressionError:
+            continue  # reported by the step's own checks
+        for base, key in sorted(lookups):
+            if base == "steps" and key in by_id and key != node.id and key not in above(node.id):
+                errors.append(node.candidate.where.at(("when",), zh_en(
+                    f"when 读取了步骤 {key}，但它不在本步骤的 needs 之中（直接或间接）："
+                    f"判断时它可能尚未完成；请把 {key} 加入 needs",
+                    f"`when` reads step '{key}', which is not among this step's needs "
+                    f"(directly or further up): it may not have finished when the condition is "
+                    f"decided; add '{key}' to needs")))
 
 
 def _check_graph(

@@ -61,3 +61,18 @@ def test_a_misspelt_output_is_named() -> None:
         bad = PLAYBOOK.replace("steps.assess.outputs.toxic", read)
         assert errors(bad) == [(17, "steps[2].when",
                                 "没有步骤 assess 的填报项 toxik（可选：toxic）")], read
+
+
+def test_when_reads_only_what_is_upstream() -> None:
+    """evacuate needs only `note`: its `when` reading the expert's answer would be decided as
+    soon as `note` is done, before the expert answered."""
+    bad = PLAYBOOK.replace("needs: [assess, note]", "needs: [note]")
+    assert errors(bad) == [(17, "steps[2].when",
+                            "when 读取了步骤 assess，但它不在本步骤的 needs 之中（直接或间接）："
+                            "判断时它可能尚未完成；请把 assess 加入 needs")]
+    # Further up is upstream too.
+    chained = PLAYBOOK.replace("needs: [assess, note]", "needs: [note]").replace(
+        "  - id: note\n    title: 记录\n    role: grid_worker\n",
+        "  - id: note\n    title: 记录\n    role: grid_worker\n    needs: [assess]\n")
+    load_playbook_text(chained, filename="chem.yaml", context=LoadContext(
+        Path("."), known_roles=None, known_unit_types={"community"}))
