@@ -14,7 +14,7 @@ from flows.hazard_import import resume_imports
 from flows.notify import OutboxWorker
 from flows.prefect_server import PrefectServer
 from flows.runtime import Runtime
-from flows.segments import SegmentRunner
+from flows.segments import SegmentRunner, failing_wakes
 from flows.sweeper import LEASE, SweeperThread
 from models.db import read_session
 from models.queries import units_with_running_runs
@@ -80,6 +80,12 @@ class Workers:
         if self.prefect_server:
             self.prefect_server.stop()
 
+    def _failing_runs(self) -> int | None:
+        try:
+            return failing_wakes(self.rt)
+        except SQLAlchemyError:  # health answers whatever the database's state
+            return None
+
     def _lease(self) -> dict[str, Any] | None:
         try:
             with read_session(self.rt.db) as session:
@@ -101,6 +107,9 @@ class Workers:
                 "segments_run": seg.segments_run if seg else 0,
                 # Segments executed while Prefect was unreachable, waiting to be recorded.
                 "degraded_segments": seg.degraded_segments if seg else 0,
+                # Runs whose automatic step keeps failing (a child run that cannot start, a
+                # report that cannot be filed): each also says so in its timeline.
+                "failing_runs": self._failing_runs(),
             },
             "sweeper": {
                 "interval_s": self.rt.settings.sweep_seconds,

@@ -385,6 +385,43 @@ def finish_wakes(rt: Runtime, run_id: int, max_id: int, *, error: str | None = N
                                     not_before=now + timedelta(seconds=15)))
 
 
+# What a wake left pending while Prefect was unreachable says: not a failure of the segment.
+NOT_RECORDED = "executed without Prefect; to be recorded"
+# A segment that failed this many times in a row is no passing hiccup: the run's timeline says
+# so (once), /healthz counts it, and it is retried less often.
+FAILED_AFTER = 3
+
+
+def report_failure(rt: Runtime, run_id: int, max_id: int, error: str) -> None:
+    """After a segment raised (not merely ran without Prefect): on the FAILED_AFTER-th failure
+    in a row, an audit event in the run's timeline, so a child run that cannot start or a
+    report that cannot be filed is not only a traceback in a server log; retries back off
+    from 15 s to 15 min."""
+    now = rt.clock.now()
+    with session_scope(rt.db) as session:
+        attempts = session.exec(select(func.max(Wake.attempts)).where(
+            Wake.run_id == run_id, Wake.id <= max_id, Wake.done_at == None)).one()  # noqa: E711
+        if not attempts:
+            return
+        if attempts >= FAILED_AFTER:
+            delay = min(15 * 2 ** (attempts - 1), 900)
+            session.execute(update(Wake).where(Wake.run_id == run_id, Wake.id <= max_id,
+                                               Wake.done_at == None)  # noqa: E711
+                            .values(not_before=now + timedelta(seconds=delay)))
+        if attempts == FAILED_AFTER:
+            add_event(session, at=now, actor=SYSTEM, action="segment_failed", run_id=run_id,
+                      detail={"error": error[:500], "attempts": attempts})
+
+
+def failing_wakes(rt: Runtime) -> int:
+    """Runs whose segment has failed FAILED_AFTER times or more and is still pending."""
+    with read_session(rt.db) as session:
+        return int(session.exec(select(func.count(func.distinct(Wake.run_id))).where(
+            Wake.done_at == None, Wake.attempts >= FAILED_AFTER,  # noqa: E711
+            col(Wake.last_error).is_not(None),
+            col(Wake.last_error) != NOT_RECORDED)).one())
+
+
 def next_segment_number(rt: Runtime, run_id: int) -> tuple[Run, int]:
     with session_scope(rt.db) as session:
         run = load_run(session, run_id)
@@ -507,9 +544,11 @@ def drain_wakes(rt: Runtime, run_segment: Any = None, *, keep_pending: bool = Fa
             run_segment(run, number)
         except Exception as exc:
             log.exception("segment for run %s failed", run_id)
-            finish_wakes(rt, run_id, max_id, error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            finish_wakes(rt, run_id, max_id, error=error)
+            report_failure(rt, run_id, max_id, error)
         else:
             finish_wakes(rt, run_id, max_id,
-                         error="executed without Prefect; to be recorded" if keep_pending
+                         error=NOT_RECORDED if keep_pending
                          else None)
     return len(claimed)

@@ -26,6 +26,7 @@ const EVENT_NAMES = {
   extension_requested: "申请延期", extension_decision_overdue: "延期审批超时",
   extension_chase_failed: "延期督办失败", reassigned: "改派", child_started: "启动子流程",
   delivery_failed: "通知发送失败", render_failed: "文书生成出错", expression_failed: "条件计算出错",
+  segment_failed: "自动步骤执行出错（重试中）",
   hazards_imported: "导入隐患", hazards_import_stopped: "隐患导入中止", risks_imported: "导入风险",
 };
 

@@ -135,3 +135,58 @@ def test_steps_passed_over_are_recorded_once_in_the_order_skipped(rt: Runtime) -
     assert recorded == []  # nothing twice
     with read_session(rt.db) as session:
         assert session.get(Run, rid).skipped_recorded == 1  # type: ignore[union-attr]
+
+
+SPAWNER = """\
+id: spawner
+version: 1
+title: 启动子预案
+params:
+  where: {type: string, title: 地点}
+steps:
+  - id: child
+    title: 启动子预案
+    action: playbook
+    playbook: quick-escalation
+    with: {location: "{{ params.where }}"}
+"""
+
+
+def test_a_segment_that_keeps_failing_says_so_in_the_timeline_once(
+        make_rt: Any, tmp_path: Any, clock: Any) -> None:
+    """A child run that cannot start (its required location came out empty) is not only a
+    traceback in the server log: the third failure in a row is an event in the run's
+    timeline, /healthz counts the run, and the retries back off."""
+    import shutil
+    from datetime import timedelta
+
+    from factories import ENGINE_PLAYBOOKS
+
+    from flows.segments import FAILED_AFTER, drain_wakes, failing_wakes
+    from models.audit import AuditEvent
+
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    (books / "spawner.yaml").write_text(SPAWNER, encoding="utf-8")
+    rt = make_rt(playbooks=books)
+    assert rt.catalog.errors == []
+    rid = lifecycle.start_run(rt, playbook_id="spawner", unit_id="c1", params={},
+                              actor="s1-commander").id or 0
+
+    def failures() -> list[AuditEvent]:
+        with read_session(rt.db) as session:
+            return list(session.exec(select(AuditEvent).where(
+                AuditEvent.run_id == rid, AuditEvent.action == "segment_failed")).all())
+
+    for attempt in range(1, FAILED_AFTER + 2):
+        assert drain_wakes(rt) == 1, attempt
+        assert len(failures()) == (1 if attempt >= FAILED_AFTER else 0), attempt
+        clock.advance(timedelta(minutes=16))  # past any backoff
+    [event] = failures()
+    assert event.detail["attempts"] == FAILED_AFTER
+    assert "params.location" in event.detail["error"]
+    assert failing_wakes(rt) == 1
+    assert step(rt, rid, "child").status == "ready"  # nothing half-done
+    # Backed off: right after a failure it is not due again at once.
+    drain_wakes(rt)
+    assert drain_wakes(rt) == 0
