@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from flows.catalog import reused_versions
 from flows.hazard_import import resume_imports
 from flows.notify import OutboxWorker
 from flows.prefect_server import PrefectServer
@@ -36,13 +37,15 @@ class Workers:
         # Units with running runs that the org chart no longer has (found once, at start):
         # their steps are parked and only the admin can close them out.
         self.orphan_units: list[str] = []
+        # Playbooks changed without a new version number (found once, at start).
+        self.reused_versions: list[str] = []
 
     def start(self) -> None:
         # Before serving (part of start-up: 0.14 s over 1,200,000 runs), not in idle time.
         try:
-            self._check_units()
+            self._check_at_start()
         except Exception:  # logged: a start-up check, never a reason not to serve
-            logging.getLogger("closeloop.org").exception("checking run units failed")
+            logging.getLogger("closeloop.org").exception("start-up checks failed")
         if self.segments:
             self.segments.start()
         if self.sweeper:
@@ -52,9 +55,15 @@ class Workers:
                                         daemon=True)
         self.resumer.start()
 
-    def _check_units(self) -> None:
+    def _check_at_start(self) -> None:
         with read_session(self.rt.db) as session:
             units = units_with_running_runs(session)
+            self.reused_versions = reused_versions(session, self.rt.catalog)
+        if self.reused_versions:
+            logging.getLogger("closeloop.playbooks").warning(
+                "playbook files changed without a new version number: %s (runs keep what they "
+                "started with; give the changed file the next version)",
+                ", ".join(self.reused_versions))
         self.orphan_units = sorted(u for u in units if u not in self.rt.org.units)
         if self.orphan_units:
             logging.getLogger("closeloop.org").warning(
@@ -111,6 +120,9 @@ class Workers:
                 # report that cannot be filed): each also says so in its timeline.
                 "failing_runs": self._failing_runs(),
             },
+            # Playbook files changed without a new version number: runs of the old and the
+            # new content would both say "version 1".
+            "playbook_versions_reused": self.reused_versions,
             "sweeper": {
                 "interval_s": self.rt.settings.sweep_seconds,
                 "errors": self.sweeper.errors if self.sweeper else 0,

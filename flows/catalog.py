@@ -83,3 +83,20 @@ class Catalog:
         with self._lock:
             self._pinned[sha256] = pb
         return pb
+
+
+def reused_versions(session: Session, catalog: Catalog) -> list[str]:
+    """Playbooks whose file changed without a new version number: runs already started on
+    the earlier content report the same `playbook_version` as runs of this one, so "version
+    1" no longer says which steps a run had. Each as "id v1". Runs are not affected (each
+    keeps the compiled playbook it pinned); the author is told to bump the version."""
+    current = catalog.current
+    if not current:
+        return []
+    rows = session.exec(select(PlaybookVersion.playbook_id, PlaybookVersion.version,
+                               PlaybookVersion.sha256)
+                        .where(PlaybookVersion.playbook_id.in_(list(current)))  # type: ignore[attr-defined]
+                        ).all()
+    return sorted({f"{pid} v{version}" for pid, version, sha in rows
+                   if pid in current and current[pid].version == version
+                   and current[pid].sha256 != sha})
