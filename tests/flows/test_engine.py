@@ -5,7 +5,9 @@ bare (segment_body); tests/e2e runs the same through Prefect."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from factories import png_bytes, run_steps
@@ -252,3 +254,29 @@ def test_cancelling_a_run_tells_whoever_holds_a_task_of_it(rt: Runtime) -> None:
             Notification.run_id == run.id, Notification.kind == "cancelled")).all()
     assert [n.recipient for n in told] == ["s1-duty"]  # the open receive step's duty officer
     assert "已由一街道指挥长撤销，原因：误报，已核实无泄漏" in told[0].body
+
+
+def test_a_playbook_changed_without_a_new_version_is_named(
+        make_rt: Callable[..., Runtime], tmp_path: Path) -> None:
+    """Runs keep what they started with; but two contents both called "version 1" leave a
+    manager unable to say which steps a run had: the server names such a file at start."""
+    import shutil
+
+    from factories import ENGINE_PLAYBOOKS
+
+    from flows.catalog import reused_versions
+
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)
+    rt = make_rt(playbooks=books)
+    lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                        params={"location": "x"}, actor="s1-commander")
+    with read_session(rt.db) as session:
+        assert reused_versions(session, rt.catalog) == []
+    path = books / "quick-escalation.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("title: 接警登记",
+                                                             "title: 接警登记（修订）"),
+                    encoding="utf-8")
+    rt.catalog.reload()
+    with read_session(rt.db) as session:
+        assert reused_versions(session, rt.catalog) == ["quick-escalation v1"]

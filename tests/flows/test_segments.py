@@ -191,28 +191,3 @@ def test_a_segment_that_keeps_failing_says_so_in_the_timeline_once(
     drain_wakes(rt)
     assert drain_wakes(rt) == 0
 
-
-def test_a_playbook_changed_without_a_new_version_is_named(
-        make_rt: Any, tmp_path: Any) -> None:
-    """Runs keep what they started with; but two contents both called "version 1" leave a
-    manager unable to say which steps a run had: the server names such a file at start."""
-    import shutil
-
-    from factories import ENGINE_PLAYBOOKS
-
-    from flows.catalog import reused_versions
-
-    books = tmp_path / "books"
-    shutil.copytree(ENGINE_PLAYBOOKS, books)
-    rt = make_rt(playbooks=books)
-    lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
-                        params={"location": "x"}, actor="s1-commander")
-    with read_session(rt.db) as session:
-        assert reused_versions(session, rt.catalog) == []
-    path = books / "quick-escalation.yaml"
-    path.write_text(path.read_text(encoding="utf-8").replace("title: 接警登记",
-                                                             "title: 接警登记（修订）"),
-                    encoding="utf-8")
-    rt.catalog.reload()
-    with read_session(rt.db) as session:
-        assert reused_versions(session, rt.catalog) == ["quick-escalation v1"]
