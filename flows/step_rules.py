@@ -55,6 +55,10 @@ def step_problems(step: StepSource) -> list[Problem]:
         out.append((("number",), f"只有 action: document 或 notify 的步骤才能写 number（文号），"
                                  f"这里是 {action} / 'number' (文号) is only used with action: "
                                  f"document or notify, not {action}"))
+    if step.due is not None and step.due.after.amount == 0:
+        out.append((("due",), "时限须大于 0：due: 0m 的任务一下达即已逾期并立即升级 / 'due' must "
+                              "be more than 0: a task due in 0m is overdue, and escalated, the "
+                              "moment it is handed out"))
     if step.remind and step.due is None:
         out.append((("remind",), "提醒从时限倒数，请加上 due / reminders count back from the "
                                  "due time; add 'due'"))

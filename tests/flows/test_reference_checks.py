@@ -76,3 +76,16 @@ def test_when_reads_only_what_is_upstream() -> None:
         "  - id: note\n    title: 记录\n    role: grid_worker\n    needs: [assess]\n")
     load_playbook_text(chained, filename="chem.yaml", context=LoadContext(
         Path("."), known_roles=None, known_unit_types={"community"}))
+
+
+@pytest.mark.parametrize(("due", "path", "message"), [
+    ("0m", "steps[1].due", "时限须大于 0：due: 0m 的任务一下达即已逾期并立即升级"),
+    ("{after: 2h, from: stage}", "steps[1].due.from",
+     "流程未分阶段，时限不能从阶段起算（from: stage）；请用 from: ready 或 from: run"),
+])
+def test_a_deadline_that_cannot_mean_what_it_says_is_named(due: str, path: str,
+                                                           message: str) -> None:
+    bad = PLAYBOOK.replace("    title: 记录\n    role: grid_worker\n",
+                           f"    title: 记录\n    role: grid_worker\n    due: {due}\n")
+    [(_, got_path, got)] = errors(bad)
+    assert (got_path, got) == (path, message)
