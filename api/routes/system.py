@@ -50,9 +50,10 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any] | JSONResponse:
         return JSONResponse(status_code=503, content={
             "status": "down", "database": rt.db.dialect.name, "error": DATABASE_DOWN["detail"]})
     state = workers.health() if workers else {}
-    # Deadlines not being kept, or reports not reaching the offices they are due to, is not
-    # "ok", even though the server answers.
-    failing = bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
+    # Deadlines not being kept, reports not reaching the offices they are due to, or automatic
+    # steps that keep failing, is not "ok", even though the server answers.
+    failing = (bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
+               or bool(state.get("prefect", {}).get("failing_runs")))
     return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
             "outbox": outbox, **state}
