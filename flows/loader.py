@@ -79,6 +79,7 @@ def load_catalog(
         if _raw_id(data):
             files_of.setdefault(data["id"], []).append(str(path))
     catalog: dict[str, Playbook] = {}
+    sources: dict[str, tuple[str, Any, Positions]] = {}
     for path, text, data, positions in parsed:
         try:
             playbook = assemble(text, str(path), data, positions, session, set(files_of))
@@ -93,7 +94,44 @@ def load_catalog(
             errors.append(Where(str(path), positions).at(("id",), message))
         else:
             catalog[playbook.id] = playbook
+            sources[playbook.id] = (str(path), data, positions)
+    for parent in list(catalog.values()):
+        found = _child_values(parent, catalog, *sources[parent.id])
+        if found:
+            errors += found
+            del catalog[parent.id]
     return catalog, dedupe(errors)
+
+
+def _child_values(parent: Playbook, catalog: dict[str, Playbook], filename: str, data: Any,
+                  positions: Positions) -> list[SourceError]:
+    """The constant `with` values of the parent's own `action: playbook` steps, held to the
+    child playbook's params (its enum values, types, bounds) when both are in the catalog.
+    Before, `with: {grade: 特大}` for a child whose grade is 一般/重大 loaded, and the child
+    run failed to start at run time, every time. A `{{ }}` value is known only at run time."""
+    from flows.expressions import is_template_string
+    from flows.params import check_values
+
+    raw_steps = data.get("steps") if isinstance(data, dict) else None
+    index = {raw.get("id"): j for j, raw in enumerate(raw_steps or [])
+             if isinstance(raw, dict)}
+    where = Where(filename, positions)
+    out: list[SourceError] = []
+    for step in parent.steps:
+        child = catalog.get(step.playbook or "")
+        if step.action != "playbook" or child is None or step.id not in index:
+            continue
+        given = {k: v for k, v in (step.with_ or {}).items() if not is_template_string(v)}
+        _, problems = check_values(child.params, given)
+        for problem in problems:
+            if problem.kind == "missing" and problem.name in (step.with_ or {}):
+                continue  # given as {{ }}: known at run time
+            path: tuple[str | int, ...] = ("steps", index[step.id], "with")
+            if problem.name in given:
+                path += (problem.name,)
+            out.append(where.at(path, zh_en(f"子流程 {child.id}：{problem.zh}",
+                                            f"child playbook '{child.id}': {problem.message}")))
+    return out
 
 
 def validate_paths(paths: list[Path], *, context: LoadContext) -> list[SourceError]:

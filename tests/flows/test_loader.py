@@ -458,3 +458,29 @@ def test_a_playbook_saved_as_yml_is_named_not_skipped(tmp_path: Path) -> None:
     assert [(e.file, e.line, e.message.split(" / ")[0]) for e in errors] == [
         (str(tmp_path / "leak.yml"), 1,
          "流程文件的扩展名须为 .yaml，此文件不会被加载（请改名为 leak.yaml）")]
+
+
+def test_a_childs_constant_params_are_checked_when_the_folder_loads(tmp_path: Path) -> None:
+    """`with: {grade: 特大}` for a child whose grade is 一般/重大 loaded, and the child run
+    failed to start at run time, every time; a {{ }} value is known only then."""
+    shutil.copy(Path("tests/fixtures/engine/register-demo.yaml"), tmp_path)
+    (tmp_path / "parent.yaml").write_text("""\
+id: parent
+version: 1
+title: 启动整改
+steps:
+  - id: bad
+    title: 登记隐患
+    action: playbook
+    playbook: register-demo
+    with: {location: 仓库, grade: 特大}
+  - id: later
+    title: 登记另一隐患
+    action: playbook
+    playbook: register-demo
+    with: {location: "{{ run.title }}"}
+""", encoding="utf-8")
+    catalog, errors = load_catalog(tmp_path, context=context(tmp_path, known_roles=None))
+    assert [(e.line, e.path, e.message.split(" / ")[0]) for e in errors] == [
+        (9, "steps[0].with.grade", "子流程 register-demo：'特大' 不是可选值（可选：一般、重大）")]
+    assert sorted(catalog) == ["register-demo"]  # the parent does not load
