@@ -327,19 +327,9 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
             StepInstance.run_id == run.id,
             StepInstance.status.in_([st.PENDING, *st.OPEN_STATUSES]),  # type: ignore[attr-defined]
         ).order_by(StepInstance.id)).all()  # type: ignore[arg-type]
-        _tell_stopped(session, rt, run, actor, note, now, ended=True)
-        called_off = cancel_open_steps(session, run.id or 0, now=now)
-        run.status = rs.COMPLETED
-        run.finished_at = now
-        session.add(run)
-        add_event(session, at=now, actor=actor, action="run_completed", run_id=run.id,
-                  from_state=rs.RUNNING, to_state=rs.COMPLETED,
-                  detail={"ended_by": actor, "note": note, "steps_called_off": called_off,
-                          "unanswered": list(left), "stage": run.stage, "early": early})
-        wake(session, run, "completed", now=now)
-        sync_entry(session, rt, run, playbook, now)
-        _stop_children(session, rt, run, "parent ended")
-        return run
+        return _stop(session, rt, run, playbook, actor, now, note, ended=True,
+                     detail={"ended_by": actor, "note": note, "unanswered": list(left),
+                             "stage": run.stage, "early": early})
 
 
 def cancel_run(
@@ -356,18 +346,28 @@ def cancel_run(
     require_running(run)
     if actor != SYSTEM:
         _require_cancel_reason(rt, session, run, reason)
-    now = rt.clock.now()
-    _tell_stopped(session, rt, run, actor, reason, now)
-    cancelled = cancel_open_steps(session, run.id or 0, now=now)
-    run.status = rs.CANCELLED
+    return _stop(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), actor,
+                 rt.clock.now(), reason, ended=False, detail={"reason": reason})
+
+
+def _stop(session: Session, rt: Runtime, run: Run, playbook: Playbook, actor: str,
+          now: datetime, said: str | None, *, ended: bool, detail: dict[str, Any]) -> Run:
+    """What ending a response (completed) and cancelling a run share: holders told, open
+    steps called off, the run finished, its event (with how many steps were stopped), the
+    segment woken, the register entry synced, child runs stopped with it."""
+    _tell_stopped(session, rt, run, actor, said, now, ended=ended)
+    stopped = cancel_open_steps(session, run.id or 0, now=now)
+    status = rs.COMPLETED if ended else rs.CANCELLED
+    run.status = status
     run.finished_at = now
     session.add(run)
-    add_event(session, at=now, actor=actor, action="run_cancelled", run_id=run.id,
-              from_state=rs.RUNNING, to_state=rs.CANCELLED,
-              detail={"reason": reason, "steps_cancelled": cancelled})
-    wake(session, run, "cancelled", now=now)
-    sync_entry(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), now)
-    _stop_children(session, rt, run, "parent cancelled")
+    counted = "steps_called_off" if ended else "steps_cancelled"
+    add_event(session, at=now, actor=actor, action="run_completed" if ended else "run_cancelled",
+              run_id=run.id, from_state=rs.RUNNING, to_state=status,
+              detail=detail | {counted: stopped})
+    wake(session, run, status, now=now)
+    sync_entry(session, rt, run, playbook, now)
+    _stop_children(session, rt, run, "parent ended" if ended else "parent cancelled")
     return run
 
 
