@@ -543,6 +543,27 @@ def test_a_typhoon_whose_warning_is_lifted_early_is_ended_where_it_is(
     assert not [s for s in run["steps"] if s["id"] and s["step"].startswith("transfer")]
 
 
+def test_a_task_handed_to_nobody_says_so_in_red_with_what_to_do(
+        signed_in: SignedIn, server: Any) -> None:
+    """A gas leak started for a street: no grid worker at the street or above. The response
+    starts (at 3 a.m. half-staffed beats none), and the page says the site check has nobody,
+    so the commander reassigns it, instead of showing "—"."""
+    run_id = start_leak(server, unit="pingshan-street")
+    receive = step_of(server, run_id, "receive")  # the duty room takes the alert first
+    call(server, "pingshan-duty-1", "POST", f"/api/tasks/{receive['id']}/complete",
+         json={"outputs": {"scene": "街道办一楼燃气泄漏"}})
+    verify = step_of(server, run_id, "verify")
+    assert verify["id"] is not None and verify["assignees"] == []
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    nobody = step_item(page, "verify").locator(".nobody")
+    expect(nobody).to_contain_text("负责人：无人——本单位及上级单位均无“网格员”，请改派给具体人员")
+    call(server, "wang-qiang", "POST", f"/api/tasks/{verify['id']}/reassign",
+         json={"person": "pingshan-street-duty"})
+    page.reload()
+    expect(step_item(page, "verify").locator(".nobody")).to_have_count(0)
+
+
 def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
         signed_in: SignedIn, server: Any) -> None:
     run_id = start_leak(server)
