@@ -57,6 +57,15 @@ def make_runtime(
     return build_runtime(built, clock=clock)
 
 
+def books_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A playbooks folder holding just these files (name -> text; "templates/x.j2" too)."""
+    books = tmp_path / "books"
+    for name, text in files.items():
+        (books / name).parent.mkdir(parents=True, exist_ok=True)
+        (books / name).write_text(text, encoding="utf-8")
+    return books
+
+
 def campaign_books(tmp_path: Path) -> Path:
     """The engine's test playbooks plus the shipped 3030 campaign and the templates it sends
     (register-demo hazards join the campaign)."""

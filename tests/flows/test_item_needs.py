@@ -12,8 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from factories import books_with, run_steps
 from factories import run_row as get_run
-from factories import run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -64,12 +64,8 @@ steps:
 
 @pytest.fixture
 def pairs(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
-    books = tmp_path / "books"
-    (books / "templates").mkdir(parents=True)
-    (books / "pairs.yaml").write_text(PAIRS, encoding="utf-8")
-    (books / "templates" / "back.txt.j2").write_text("{{ item.name }}人员已返回。\n",
-                                                      encoding="utf-8")
-    rt = make_rt(playbooks=books)
+    rt = make_rt(playbooks=books_with(tmp_path, {
+        "pairs.yaml": PAIRS, "templates/back.txt.j2": "{{ item.name }}人员已返回。\n"}))
     assert rt.catalog.errors == []
     return rt
 
@@ -190,10 +186,7 @@ steps:
 
 @pytest.fixture
 def counted(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
-    books = tmp_path / "books"
-    books.mkdir()
-    (books / "counted.yaml").write_text(COUNTED, encoding="utf-8")
-    rt = make_rt(playbooks=books)
+    rt = make_rt(playbooks=books_with(tmp_path, {"counted.yaml": COUNTED}))
     assert rt.catalog.errors == []
     return rt
 

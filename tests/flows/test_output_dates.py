@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from factories import step_row
+from factories import books_with, step_row
 
 from flows import extensions, lifecycle, tasks
 from flows.loader import LoadContext, load_playbook_text
@@ -45,10 +45,7 @@ steps:
 
 @pytest.fixture
 def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
-    books = tmp_path / "books"
-    books.mkdir()
-    (books / "dated.yaml").write_text(DATED, encoding="utf-8")
-    made = make_rt(playbooks=books)
+    made = make_rt(playbooks=books_with(tmp_path, {"dated.yaml": DATED}))
     assert made.catalog.errors == []
     return made
 
