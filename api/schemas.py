@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from flows.bulk_plan import constant_lookups
+from flows.calendar_gaps import estimated_note
 from flows.concurrent import RunningRun
 from flows.durations import add_duration
 from flows.expressions import ExpressionError, compile_expression
@@ -163,6 +164,10 @@ class StepPublic(BaseModel):
     due_at_local: str | None
     original_due_at: datetime | None
     original_due_at_local: str | None = None
+    due_estimated: str | None = Field(
+        default=None, description="set when the deadline counts working days into a year the "
+        "working-day calendar does not list: it was counted Mon-Fri, without that year's "
+        "holidays (read on a single task and in a run)")
     ready_at: datetime | None
     ready_at_local: str | None = None
     acked_at: datetime | None
@@ -172,6 +177,7 @@ class StepPublic(BaseModel):
     verify_due_at: datetime | None = Field(
         default=None, description="submitted work: when the verifier must have decided")
     verify_due_at_local: str | None = None
+    verify_due_estimated: str | None = None
     ack_due_at: datetime | None = Field(
         default=None, description="a ready task not yet acknowledged (签收/叫应) whose step has "
         "`ack`: when the acknowledgement is due (read on a single task and in a run)")
@@ -333,6 +339,9 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
     task's acknowledgement is due."""
     unit = rt.org.units.get(s.unit_id)
     acked_by = ack_due(rt, s, spec)
+    # A deadline moved by an approved extension is a date someone chose, not a count.
+    counted = spec is not None and spec.due is not None and s.original_due_at is None
+    verify_due = spec.verify.due if spec is not None and spec.verify is not None else None
     return StepPublic(
         id=s.id or 0, run_id=s.run_id, run_title=run_title, step=s.step_key, title=s.title,
         action=s.action,
@@ -342,12 +351,16 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
         due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
         original_due_at_local=rt.renderer.deadline(s.original_due_at) or None,
+        due_estimated=estimated_note(rt, spec.due.after, s.ready_at, s.due_at)
+        if counted and spec and spec.due else None,
         ready_at=s.ready_at, ready_at_local=_seconds(rt, s.ready_at),
         acked_at=s.acked_at, acked_at_local=_seconds(rt, s.acked_at),
         submitted_by=s.submitted_by,
         submitted_by_name=actor_name(rt, s.submitted_by) if s.submitted_by else None,
         verify_due_at=s.verify_due_at,
         verify_due_at_local=rt.renderer.deadline(s.verify_due_at) or None,
+        verify_due_estimated=estimated_note(rt, verify_due.after, s.done_at or s.ready_at,
+                                            s.verify_due_at) if verify_due else None,
         ack_due_at=acked_by, ack_due_at_local=rt.renderer.deadline(acked_by) or None,
         verify_level=s.verify_level, verified_by=s.verified_by,
         verified_by_name=actor_name(rt, s.verified_by) if s.verified_by else None,
@@ -395,6 +408,8 @@ def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pendi
         unit_name=unit.name if unit else unit_id, assignees=assignees, status=status,
         overdue=False, escalation_level=0, due_at=due_at,
         due_at_local=rt.renderer.deadline(due_at) or None, original_due_at=None, ready_at=None,
+        due_estimated=estimated_note(rt, spec.due.after, run.started_at, due_at)
+        if spec.due is not None else None,
         acked_at=None,
         submitted_by=None, verified_by=None, done_at=None, note=None, outputs={},
         evidence=[], reject_reason=None,

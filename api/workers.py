@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from flows.calendar_gaps import years_to_add
 from flows.catalog import reused_versions
 from flows.hazard_import import resume_imports
 from flows.notify import OutboxWorker
@@ -64,6 +65,13 @@ class Workers:
                 "playbook files changed without a new version number: %s (runs keep what they "
                 "started with; give the changed file the next version)",
                 ", ".join(self.reused_versions))
+        missing = years_to_add(self.rt, self.rt.clock.now())
+        if missing:
+            logging.getLogger("closeloop.calendar").warning(
+                "the working-day calendar (%s) lacks %s: working-day deadlines there are "
+                "counted Mon-Fri, without the holidays; add the year's arrangement (usually "
+                "published in November) and restart", self.rt.calendar.source or "none",
+                ", ".join(str(y) for y in missing))
         self.orphan_units = sorted(u for u in units if u not in self.rt.org.units)
         if self.orphan_units:
             logging.getLogger("closeloop.org").warning(

@@ -165,6 +165,11 @@ class WorkCalendar:
         """Whether the file has that day's year; if not, the day was judged on Mon-Fri alone."""
         return day.year in self._years
 
+    def missing_years(self, first: date, last: date) -> list[int]:
+        """The years from first's to last's that the file does not list: working days in them
+        are counted Mon-Fri alone, without that year's holidays and make-up days."""
+        return [y for y in range(first.year, last.year + 1) if y not in self._years]
+
     def holiday_name(self, day: date) -> str | None:
         """The holiday the day belongs to (for display), or None."""
         for h in self.holidays:

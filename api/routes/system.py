@@ -16,6 +16,7 @@ from api import receiver as loopback
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
 from api.errors import DATABASE_DOWN
 from api.redact import mask_error, mask_url
+from flows.calendar_gaps import LOOKAHEAD, years_to_add
 from flows.notify import undelivered
 from flows.numbering import RUN_SUBJECT, issued_for_run
 from flows.runtime import Runtime
@@ -56,7 +57,14 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any] | JSONResponse:
                or bool(state.get("prefect", {}).get("failing_runs")))
     return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
-            "outbox": outbox, **state}
+            "outbox": outbox, "calendar": _calendar(rt), **state}
+
+
+def _calendar(rt: Runtime) -> dict[str, Any]:
+    """The working-day calendar's years, and those within LOOKAHEAD it lacks: deadlines in
+    working days that reach them are counted Mon-Fri, and say so (`due_estimated`)."""
+    return {"source": rt.calendar.source, "years": list(rt.calendar.years),
+            "missing_soon": years_to_add(rt, rt.clock.now()), "lookahead_days": LOOKAHEAD.days}
 
 
 @router.get("/api/inbox")

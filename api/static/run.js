@@ -111,7 +111,9 @@ function deadline(step, live) {
   if (!running) return h("p", { class: "meta", text: `时限 ${step.due_at_local}` });
   const extended = step.original_due_at_local && step.original_due_at_local !== step.due_at_local
     ? `，原时限 ${step.original_due_at_local}` : "";
-  return h("p", {}, clock(step.due_at, step.overdue), ` （时限 ${step.due_at_local}${extended}）`);
+  const estimated = step.due_estimated ? `；${step.due_estimated}` : "";
+  return h("p", {}, clock(step.due_at, step.overdue),
+    ` （时限 ${step.due_at_local}${extended}${estimated}）`);
 }
 
 function stepTitle(step) {

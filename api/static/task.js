@@ -152,6 +152,7 @@ function drawSummary() {
     const counting = ["ready", "acked", "rejected"].includes(task.status);
     rows.push(row("期限", h("span", { id: "due-local", text: task.due_at_local || "" }),
       counting ? " · " : null, counting ? dueSpan(task.due_at, task.overdue) : null));
+    if (task.due_estimated) rows.push(row("期限说明", h("span", { id: "due-estimated", class: "meta", text: task.due_estimated })));
   } else {
     rows.push(row("期限", "无时限"));
   }
@@ -160,6 +161,7 @@ function drawSummary() {
   }
   if (task.status === "submitted" && task.verify_due_at) {
     rows.push(row("核验期限", task.verify_due_at_local || "", " · ", dueSpan(task.verify_due_at)));
+    if (task.verify_due_estimated) rows.push(row("核验期限说明", h("span", { class: "meta", text: task.verify_due_estimated })));
   }
   if (task.acked_at_local) rows.push(row("签收时间", task.acked_at_local));
   if (task.done_at_local) rows.push(row("完成时间", task.done_at_local));

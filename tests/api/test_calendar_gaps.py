@@ -1,0 +1,130 @@
+"""Working-day deadlines that run into a year the calendar file does not list are counted
+Mon-Fri alone (元旦 not off): each says so (`due_estimated`, on the task and run views and the
+pages), and /healthz and the server's start name the year to add before it matters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from factories import books_with
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from flows import lifecycle
+from flows.runtime import Runtime
+from models.clock import ManualClock
+
+Auth = Callable[[str], dict[str, str]]
+
+DEADLINES = """\
+id: deadlines
+version: 1
+title: 工作日期限
+steps:
+  - id: three
+    title: 三个工作日
+    role: grid_worker
+    due: 3wd
+  - id: five
+    title: 五个工作日
+    role: grid_worker
+    due: 5wd
+  - id: days
+    title: 五日
+    role: grid_worker
+    due: 5d
+  - id: later
+    title: 之后
+    role: grid_worker
+    needs: [three]
+    due: {after: 10wd, from: run}
+"""
+
+# 2026 only, as the shipped file is until the State Council publishes 2027's arrangement.
+ONLY_2026 = """\
+years:
+  2026:
+    holidays:
+      - {name: 国庆节, from: 2026-10-01, to: 2026-10-07}
+"""
+
+# Monday 2026-12-28 09:00 in Shanghai.
+MONDAY = datetime(2026, 12, 28, 1, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def rt(make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock) -> Runtime:
+    calendar = tmp_path / "cn-workdays.yaml"
+    calendar.write_text(ONLY_2026, encoding="utf-8")
+    clock.set(MONDAY)
+    made = make_rt(playbooks=books_with(tmp_path, {"deadlines.yaml": DEADLINES}),
+                   settings={"calendar": calendar})
+    assert made.catalog.errors == []
+    return made
+
+
+def steps_by_key(client: TestClient, auth: Auth, run_id: int) -> dict[str, dict[str, object]]:
+    r = client.get(f"/api/runs/{run_id}", headers=auth("s1-commander"))
+    assert r.status_code == 200, r.text
+    return {s["step"]: s for s in r.json()["steps"]}
+
+
+def test_a_deadline_counted_into_an_unlisted_year_says_it_is_an_estimate(
+        rt: Runtime, client: TestClient, auth: Auth) -> None:
+    run = lifecycle.start_run(rt, playbook_id="deadlines", unit_id="c1", params={},
+                              actor="s1-commander")
+    steps = steps_by_key(client, auth, run.id or 0)
+    # 3wd from Monday: Tuesday to Thursday 31 December, all 2026 days. Due at 2027-01-01 00:00
+    # local, but that midnight closes 2026, so the count is the calendar's, not an estimate.
+    assert steps["three"]["due_at_local"].startswith("2026-12-31")
+    assert steps["three"]["due_estimated"] is None
+    # 5wd counts 1 January 2027 (元旦, not in the file) as a working day: an estimate.
+    assert steps["five"]["due_at_local"].startswith("2027-01-04")
+    assert "2027年节假日安排未录入" in steps["five"]["due_estimated"]
+    # Plain days are days: no calendar involved.
+    assert steps["days"]["due_estimated"] is None
+    # A pending step whose deadline runs from the start of the run is flagged before it comes.
+    assert steps["later"]["status"] == "pending" and steps["later"]["due_at"] is not None
+    assert "2027年" in steps["later"]["due_estimated"]
+    # The single task reads the same.
+    task = client.get(f"/api/tasks/{steps['five']['id']}", headers=auth("c1-grid"))
+    assert task.status_code == 200, task.text
+    assert task.json()["due_estimated"] == steps["five"]["due_estimated"]
+
+
+def test_a_deadline_moved_by_an_approved_extension_is_a_chosen_date(
+        rt: Runtime, client: TestClient, auth: Auth) -> None:
+    run = lifecycle.start_run(rt, playbook_id="deadlines", unit_id="c1", params={},
+                              actor="s1-commander")
+    five = steps_by_key(client, auth, run.id or 0)["five"]
+    moved = client.post(f"/api/tasks/{five['id']}/extend", headers=auth("s1-commander"),
+                        json={"due_at": "2027-01-20T10:00:00+08:00", "reason": "材料未到"})
+    assert moved.status_code == 200, moved.text
+    after = steps_by_key(client, auth, run.id or 0)["five"]
+    assert after["due_at_local"].startswith("2027-01-20")
+    assert after["original_due_at_local"].startswith("2027-01-04")
+    assert after["due_estimated"] is None
+
+
+def test_health_and_start_name_the_year_to_add(
+        rt: Runtime, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(rt, background=False, prefect=False)
+    with TestClient(app) as client:
+        calendar = client.get("/healthz").json()["calendar"]
+    assert calendar["years"] == [2026] and calendar["missing_soon"] == [2027]
+    assert calendar["source"].endswith("cn-workdays.yaml")
+    # In June nothing of 2027 is within reach yet.
+    clock.set(datetime(2026, 6, 1, 1, 0, tzinfo=UTC))
+    with TestClient(create_app(rt, background=False, prefect=False)) as client:
+        assert client.get("/healthz").json()["calendar"]["missing_soon"] == []
+    # A server starting in December says so in its log.
+    clock.set(MONDAY)
+    from api.workers import Workers
+
+    with caplog.at_level(logging.WARNING, logger="closeloop.calendar"):
+        Workers(rt, prefect=False, sweep=False)._check_at_start()
+    assert any("lacks 2027" in r.getMessage() for r in caplog.records)
