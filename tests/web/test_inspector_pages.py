@@ -325,3 +325,24 @@ def test_each_measure_is_answered_yes_or_no_and_a_no_is_kept(signed_in: SignedIn
     assert done["status"] == "done"
     assert done["outputs"] == {"households": 120, "watch": True, "secure": False,
                                "stock": True}
+
+
+def test_a_deadline_counted_into_a_year_without_its_holidays_says_so(
+        signed_in: SignedIn, server: Any, clock: Any) -> None:
+    # 29 December of the calendar file's last year (2026 today): a 重大 hazard's listing
+    # paperwork (3 working days) counts days of the next year, whose holidays are not in it.
+    from datetime import UTC, datetime
+
+    year = max(server.rt.calendar.years)
+    clock.set(datetime(year, 12, 29, 1, 0, tzinfo=UTC))
+    r = call(server, FINDER, "POST", "/api/runs", json={
+        "playbook": "hazard-3030", "unit": "liuhe",
+        "params": {"location": "六和社区某仓库", "description": "危化品混存",
+                   "category": "危险化学品", "grade": "重大"}})
+    assert r.status_code == 201, r.text
+    listed = next(s for s in r.json()["steps"] if s["step"] == "list")
+    assert listed["status"] == "ready" and f"{year + 1}年" in (listed["due_estimated"] or "")
+    page = signed_in(listed["assignees"][0]["id"], phone=True)
+    open_task(page, server, int(listed["id"]))
+    expect(page.locator("#due-estimated")).to_have_text(
+        f"{year + 1}年节假日安排未录入工作日历，此期限按周一至周五推算，以正式安排为准")
