@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from flows.calendar_gaps import years_to_add
+from flows.calendar_gaps import recount_if_changed, years_to_add
 from flows.catalog import reused_versions
 from flows.hazard_import import resume_imports
 from flows.notify import OutboxWorker
@@ -52,7 +52,8 @@ class Workers:
         if self.sweeper:
             self.sweeper.start()
         self.outbox.start()
-        self.resumer = threading.Thread(target=self._resume_imports, name="resume-imports",
+        # Off the start's path: each can read many rows on a large database.
+        self.resumer = threading.Thread(target=self._after_start, name="resume-imports",
                                         daemon=True)
         self.resumer.start()
 
@@ -78,6 +79,10 @@ class Workers:
                 "running runs in units the org chart no longer has: %s (an admin can read and "
                 "cancel them)", ", ".join(self.orphan_units))
 
+    def _after_start(self) -> None:
+        self._resume_imports()
+        self._recount_deadlines()
+
     def _resume_imports(self) -> None:
         try:
             finished = resume_imports(self.rt)
@@ -87,6 +92,17 @@ class Workers:
         if finished:
             logging.getLogger("closeloop.import").info("finished %d interrupted import(s)",
                                                        finished)
+
+    def _recount_deadlines(self) -> None:
+        try:
+            moved = recount_if_changed(self.rt)
+        except Exception:  # logged: the deadlines stay as they were counted
+            logging.getLogger("closeloop.calendar").exception("recounting deadlines failed")
+            return
+        if moved:
+            logging.getLogger("closeloop.calendar").warning(
+                "%d working-day deadline(s) counted Mon-Fri into a year the calendar now lists "
+                "were counted again with its holidays (each is in its run's timeline)", moved)
 
     def stop(self) -> None:
         if self.sweeper:

@@ -165,6 +165,14 @@ class WorkCalendar:
         """Whether the file has that day's year; if not, the day was judged on Mon-Fri alone."""
         return day.year in self._years
 
+    def before(self, year: int) -> WorkCalendar:
+        """This calendar as it was before `year` was added to it: that year and later counted
+        Mon-Fri (what a deadline reaching them was counted with then)."""
+        return WorkCalendar(
+            holidays=tuple(h for h in self.holidays if h.end.year < year),
+            workdays=frozenset(d for d in self._workdays if d.year < year),
+            years=tuple(y for y in self.years if y < year), source=self.source)
+
     def missing_years(self, first: date, last: date) -> list[int]:
         """The years from first's to last's that the file does not list: working days in them
         are counted Mon-Fri alone, without that year's holidays and make-up days."""

@@ -23,6 +23,7 @@ const EVENT_NAMES = {
   stage_changed: "切换阶段", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
   verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
   ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
+  deadline_recounted: "期限重算",
   extension_requested: "申请延期", extension_decision_overdue: "延期审批超时",
   extension_chase_failed: "延期督办失败", reassigned: "改派", child_started: "启动子流程",
   delivery_failed: "通知发送失败", render_failed: "文书生成出错", expression_failed: "条件计算出错",
@@ -330,7 +331,7 @@ function detailLine(event, titles) {
   if (event.action === "reassigned") {
     parts.push(`${personNames(d.from, event.names || {})} → ${personNames(d.to, event.names || {})}`);
   }
-  if (event.action === "extended") {
+  if (event.action === "extended" || event.action === "deadline_recounted") {
     const t = event.times_local || {};
     parts.push(`期限 ${t.from || "—"} → ${t.to || "—"}`);
   }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -128,3 +128,62 @@ def test_health_and_start_name_the_year_to_add(
     with caplog.at_level(logging.WARNING, logger="closeloop.calendar"):
         Workers(rt, prefect=False, sweep=False)._check_at_start()
     assert any("lacks 2027" in r.getMessage() for r in caplog.records)
+
+
+# Made up for the test (not the State Council's arrangement): 元旦 2027 off Friday to Sunday.
+WITH_2027 = ONLY_2026 + """\
+  2027:
+    holidays:
+      - {name: 元旦, from: 2027-01-01, to: 2027-01-03}
+"""
+
+
+def test_once_the_year_is_added_the_estimates_are_counted_again(
+        rt: Runtime, client: TestClient, auth: Auth, tmp_path: Path, clock: ManualClock) -> None:
+    from factories import make_runtime
+
+    from flows.calendar_gaps import COUNTED_MARK, recount_estimates, recount_if_changed
+
+    run = lifecycle.start_run(rt, playbook_id="deadlines", unit_id="c1", params={},
+                              actor="s1-commander")
+    before = steps_by_key(client, auth, run.id or 0)
+    assert before["five"]["due_at_local"].startswith("2027-01-04")
+    # Another open task of the same count, moved by an extension: a chosen date stays.
+    kept = lifecycle.start_run(rt, playbook_id="deadlines", unit_id="c1", params={},
+                               actor="s1-commander")
+    kept_five = steps_by_key(client, auth, kept.id or 0)["five"]
+    moved = client.post(f"/api/tasks/{kept_five['id']}/extend", headers=auth("s1-commander"),
+                        json={"due_at": "2027-01-04T00:00:00+08:00", "reason": "节前完成"})
+    assert moved.status_code == 200, moved.text
+    assert recount_estimates(rt) == 0  # nothing to recount with the same calendar
+
+    # The operator adds 2027 and restarts, a day later.
+    clock.advance(timedelta(days=1))
+    calendar = tmp_path / "with-2027.yaml"
+    calendar.write_text(WITH_2027, encoding="utf-8")
+    again = make_runtime(tmp_path / "again", clock=clock, playbooks=rt.settings.playbooks,
+                         org_path=rt.settings.org_path, db_url=str(rt.db.url),
+                         settings={"calendar": calendar})
+    try:
+        # At start (api/workers.py): counted once per content of the file.
+        assert recount_if_changed(again) == 1
+        assert (again.settings.data_dir / COUNTED_MARK).is_file()
+        assert recount_if_changed(again) == 0
+        assert recount_estimates(again) == 0  # and nothing left to count
+    finally:
+        again.db.dispose()
+    after = steps_by_key(client, auth, run.id or 0)
+    # 元旦 off: Tuesday 29 December to Tuesday 5 January is five working days.
+    assert after["five"]["due_at_local"].startswith("2027-01-05")
+    assert after["five"]["original_due_at"] is None
+    assert after["three"]["due_at"] == before["three"]["due_at"]  # all 2026: unchanged
+    assert steps_by_key(client, auth, kept.id or 0)["five"]["due_at_local"] == \
+        "2027-01-03 24:00"
+    timeline = client.get(f"/api/runs/{run.id}", headers=auth("s1-commander")).json()["timeline"]
+    recounted = [e for e in timeline if e["action"] == "deadline_recounted"]
+    assert len(recounted) == 1
+    assert recounted[0]["detail"]["reason"] == \
+        "2027年节假日安排已录入工作日历，期限按工作日重新计算"
+    inbox = client.get("/api/inbox", headers=auth("c1-grid")).json()["data"]
+    assert any(n["title"] == "【期限调整】五个工作日" and "2027-01-05" in n["body"]
+               for n in inbox)
