@@ -155,36 +155,44 @@ def _ladder(
     last_at: datetime | None, now: datetime, *, calendar: WorkCalendar, tz: ZoneInfo,
 ) -> Ladder:
     """Escalation levels counted from `due`: every level owed fires once (late after
-    downtime), then the current level's repeats, missed repeats collapsing into one."""
+    downtime), then the repeats of every level reached that has `repeat`, missed repeats of a
+    level collapsing into one. A level repeats until the step is done (SPEC §2), also once a
+    later level has begun: hazard-3030's weekly 约谈 goes on beside the monthly 通报批评.
+
+    `last_at` is the scheduled time of the latest firing so far, of any level: a repeat point
+    at or before it has fired (or was collapsed into a later one), one after it is owed."""
     out = Ladder(firings=[], level=level, last=last_at, upcoming=[])
     level_times = [add_after_deadline(due, lv.after, calendar=calendar, tz=tz) for lv in levels]
     fired_now: set[int] = set()
+    latest = last_at
     for number, at in enumerate(level_times, start=1):
         if number > level and at <= now:
             out.firings.append(Firing(kind, number, 0, at, tuple(levels[number - 1].notify)))
             out.level = number
-            out.last = at
+            latest = at if latest is None else max(latest, at)
             fired_now.add(number)
-    current = out.level
-    if current < len(level_times):
-        out.upcoming.append(level_times[current])
-    if current >= 1 and levels[current - 1].repeat is not None:
-        start = level_times[current - 1]
-        until = level_times[current] if current < len(level_times) else None
-        step = _repeat_delta(levels[current - 1].repeat)
+    if out.level < len(level_times):
+        out.upcoming.append(level_times[out.level])
+    for number in range(1, out.level + 1):
+        repeat = levels[number - 1].repeat
+        if repeat is None:
+            continue
+        start = level_times[number - 1]
+        step = _repeat_delta(repeat)
         k_now = int((now - start) / step) if now >= start else 0
-        last = out.last or start
-        k_last = int((last - start) / step) if last >= start else 0
-        point = start + k_now * step
-        if k_now > k_last and (until is None or point < until):
-            if current not in fired_now:
+        done = last_at if last_at is not None and last_at >= start else start
+        k_last = int((done - start) / step)
+        if k_now > k_last:
+            point = start + k_now * step
+            # A level that first fired in this very sweep (after downtime) does not also send
+            # its missed repeat: one message says it.
+            if number not in fired_now:
                 out.firings.append(
-                    Firing(kind, current, k_now, point, tuple(levels[current - 1].notify))
-                )
-            out.last = point
-        nxt = start + (max(k_now, k_last) + 1) * step
-        if until is None or nxt < until:
-            out.upcoming.append(nxt)
+                    Firing(kind, number, k_now, point, tuple(levels[number - 1].notify)))
+            latest = point if latest is None else max(latest, point)
+        out.upcoming.append(start + (max(k_now, k_last) + 1) * step)
+    out.firings.sort(key=lambda f: f.scheduled_at)
+    out.last = latest
     return out
 
 

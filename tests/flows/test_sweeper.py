@@ -242,3 +242,54 @@ def test_a_level_whose_roles_nobody_holds_any_more_says_so_in_the_timeline(
             Notification.run_id == run_id, Notification.kind == "escalate")).all()
     assert event.detail["level"] == 2 and event.detail["targets"] == ["director"]
     assert "d1-director" not in {n.recipient for n in told}
+
+
+LAYERED = """\
+id: layered
+version: 1
+title: 分级督办
+steps:
+  - id: fix
+    title: 整改
+    role: grid_worker
+    due: 1h
+    escalate:
+      - {after: 0m, notify: [street_head]}
+      - {after: 7h, notify: [street_head], repeat: 7h, title: 约谈}
+      - {after: 30h, notify: [street_head], repeat: 30h, title: 通报批评}
+"""
+
+
+def test_a_level_repeats_until_done_also_once_a_later_level_has_begun(
+        make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock) -> None:
+    # SPEC §2: `repeat` repeats the level until the step is done. hazard-3030's weekly 约谈
+    # goes on beside the monthly 通报批评, as its header says; it once stopped at day 30.
+    from factories import books_with
+
+    rt = make_rt(playbooks=books_with(tmp_path, {"layered.yaml": LAYERED}))
+    run_id = lifecycle.start_run(rt, playbook_id="layered", unit_id="c1", params={},
+                                 actor="s1-commander").id or 0
+    begun = clock.now()
+    hours = [1, 8, 15, 22, 29, 31, 36, 43, 61, 64]  # sweeps, hours after the start
+    for h in hours:
+        clock.set(begun + timedelta(hours=h))
+        sweep_once(rt)
+        sweep_once(rt)  # nothing new at the same moment
+    # Level 2 starts at 8 h and repeats every 7 h (15, 22, 29, 36, 43, 50, 57, 64);
+    # level 3 starts at 31 h and repeats every 30 h (61).
+    assert fired(rt, run_id) == [
+        ("escalate", 1, 0), ("escalate", 2, 0), ("escalate", 2, 1), ("escalate", 2, 2),
+        ("escalate", 2, 3), ("escalate", 3, 0), ("escalate", 2, 4), ("escalate", 2, 5),
+        # 61 h after a sweep at 43: level 2's 50 and 57 collapse into one (57), then level 3
+        # repeats at 61; 64 h: level 2 again.
+        ("escalate", 2, 7), ("escalate", 3, 1), ("escalate", 2, 8)]
+    # Done: nothing more.
+    step = next(s for s in _steps(rt, run_id) if s.step_key == "fix")
+    tasks.complete(rt, step_id=step.id or 0, actor="c1-grid")
+    clock.set(begun + timedelta(hours=200))
+    assert sweep_once(rt).fired == 0
+
+
+def _steps(rt: Runtime, run_id: int) -> list[StepInstance]:
+    with read_session(rt.db) as session:
+        return list(session.exec(select(StepInstance).where(StepInstance.run_id == run_id)))
