@@ -87,7 +87,7 @@ from flows.tabular import Table
 from models import run as rs
 from models.audit import SYSTEM, AuditEvent
 from models.db import is_sqlite, read_session, session_scope
-from models.errors import Conflict, InvalidInput, NotFound
+from models.errors import Conflict, Forbidden, InvalidInput, NotFound
 from models.hazard import CodeClaim, Hazard, ImportBatch, RiskPoint
 from models.run import Run
 
@@ -660,12 +660,22 @@ def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str
     unit_key = "unit" if "unit" in names else "unit_name"
     unstaffed = _unstaffed(rt, playbook, runs, actor, names[unit_key], unit_key,
                            index[unit_key])
+    checked = _Checked(runs, header.ignored, header, codes, campaigns, unstaffed)
     if problems:
-        raise ImportInvalid(table.filename, problems + unstaffed)
+        # Every mistake in one answer: the good rows' codes already registered and campaigns
+        # that do not fit too, so a clerk does not fix a 40,000-row file in rounds. (Not for a
+        # file with rows of units beyond the importer: that is a 403 once the rest is right.)
+        try:
+            require_rights(rt, actor, unit_rows, names[unit_key])
+        except Forbidden:
+            raise ImportInvalid(table.filename, problems + unstaffed) from None
+        with read_session(rt.db) as session:
+            stored = _check_stored(session, rt, checked)
+        raise ImportInvalid(table.filename, problems + stored + unstaffed)
     # Rights first: a unit the importer may not import for gets a 403, not word of its staff;
     # the rows of units with nobody to do the work are refused with the checks of stored values.
     require_rights(rt, actor, unit_rows, names[unit_key])
-    return _Checked(runs, header.ignored, header, codes, campaigns, unstaffed)
+    return checked
 
 
 def _unstaffed(rt: Runtime, playbook: Playbook, runs: list[NewRun], actor: str,

@@ -444,6 +444,20 @@ def test_codes_unique_in_file_and_database(rt: Runtime) -> None:
     assert counts(rt)["run"] == 1
 
 
+def test_a_code_already_registered_is_named_with_the_rows_mistakes(rt: Runtime) -> None:
+    # One answer lists every mistake: a code stored before is named beside a bad cell of
+    # another row, not in a second round once the cell is fixed.
+    import_hazards(rt, data=csv_bytes("A-1,c1,x", header="隐患编号,单位编号,隐患地点"),
+                   filename="one.csv", actor="d1-admin", playbook_id="import-demo")
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(rt, data=csv_bytes("A-2,nowhere,x", "A-1,c1,y",
+                                          header="隐患编号,单位编号,隐患地点"),
+                       filename="two.csv", actor="d1-admin", playbook_id="import-demo")
+    assert [(p.row, p.column) for p in exc.value.problems] == [(2, "单位编号"), (3, "隐患编号")]
+    assert "已经登记过" in exc.value.problems[1].message
+    assert counts(rt)["run"] == 1
+
+
 def test_rights_over_every_row(rt: Runtime) -> None:
     data = csv_bytes("c1,x", "c2,y", "s2,z", "s2,w", header="单位编号,隐患地点")
     with pytest.raises(Forbidden) as exc:
