@@ -115,6 +115,9 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out.append(where.at(("checks", i, "output"),
                                 not_known("填报项", "output", check.output,
                                           list(step.outputs or {}))))
+    for i, target in enumerate(step.not_by):
+        if target not in env.step_set and not _in_broken(target, env):
+            out.append(where.at(("not_by", i), not_known("步骤", "step", target, env.step_ids)))
     for name, output in (step.outputs or {}).items():
         target = output.not_after_due
         if target is not None and target not in env.step_set and not _in_broken(target, env):

@@ -465,6 +465,12 @@ class StepSource(_Spec):
     verify: VerifySpec | None = Field(
         default=None, description="A second person approves the work."
     )
+    not_by: list[str] = Field(
+        default_factory=list,
+        description="Steps whose hand-in disqualifies: whoever handed one of them in may not "
+                    "complete this one (四眼: 销号 not by the rectifier, even one it was "
+                    "reassigned to).",
+    )
     template: str | None = Field(
         default=None, description="Jinja2 template in playbooks/templates (notify, document)."
     )

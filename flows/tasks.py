@@ -346,6 +346,7 @@ def complete(
                            "engine completes it", current=got.step.status)
         if got.step.status not in st.ACTIONABLE_STATUSES:
             raise task_conflict(got.step, "办结")
+        _require_not_by(session, got, actor)
         check_note("note", note)
         clean = validate_outputs(got.spec, outputs or {}, now=rt.clock.now(), tz=rt.tz,
                                  due_of=step_deadlines(session, rt, got.run))
@@ -391,6 +392,19 @@ def complete(
         else:
             _after_done(session, rt, got.run, step_id, now=now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def _require_not_by(session: Session, got: Loaded, actor: str) -> None:
+    """`not_by`: whoever handed in one of those steps of the run may not do this one."""
+    if not got.spec.not_by:
+        return
+    handed = session.exec(select(StepInstance).where(
+        StepInstance.run_id == got.run.id, col(StepInstance.step_key).in_(got.spec.not_by),
+        StepInstance.submitted_by == actor).limit(1)).first()
+    if handed is not None:
+        raise Forbidden(f"“{handed.title}”由您提交，不能再办理“{got.step.title}”（四眼原则），"
+                        f"请由他人办理 / you handed in '{handed.step_key}', so you may not do "
+                        f"'{got.step.step_key}' as well (four-eyes rule)")
 
 
 def _notify_verifiers(session: Session, rt: Runtime, got: Loaded, *, now: datetime) -> None:

@@ -463,6 +463,25 @@ def test_inspector_cannot_verify_their_own_rectification(
     assert check(demo, run_id, "rectify", INSPECTOR_2).status == "done"
 
 
+def test_whoever_handed_in_the_rectification_may_not_close_it(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    # `not_by: [rectify]` on close: the rectification reassigned to an inspector, verified
+    # by the other, may not then be closed (销号) by the one who did it.
+    run_id = start(demo, "一般")
+    rectify = step(demo, run_id, "rectify")
+    tasks.reassign(demo, step_id=rectify.id or 0, actor=COMMANDER, person=INSPECTOR_1)
+    do(demo, run_id, "rectify", INSPECTOR_1, {"done_measures": "已整改"}, n_photos=2)
+    check(demo, run_id, "rectify", INSPECTOR_2)
+    close = step(demo, run_id, "close")
+    assert close.status == "ready" and INSPECTOR_1 in close.assignees
+    with pytest.raises(Forbidden) as caught:
+        do(demo, run_id, "close", INSPECTOR_1, note="验收销号")
+    assert "“隐患整改”由您提交，不能再办理“隐患销号”（四眼原则）" in str(caught.value)
+    assert step(demo, run_id, "close").status == "ready"  # nothing written
+    assert do(demo, run_id, "close", INSPECTOR_2, note="验收销号").status == "done"
+
+
 def test_people_of_another_street_cannot_act_on_the_hazard(
     demo: Runtime, clock: ManualClock
 ) -> None:
