@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentPerson, RuntimeDep
 from flows.loader import load_playbook_text
+from flows.runtime import Runtime
+from flows.spec import Playbook
 from models.errors import InvalidInput
 
 router = APIRouter(prefix="/api/playbooks", tags=["playbooks"])
@@ -43,6 +46,25 @@ async def validate(request: Request, rt: RuntimeDep, person: CurrentPerson) -> d
     name = request.query_params.get("filename", "playbook.yaml")
     # Loading is CPU-bound (a big playbook takes a second or more): in a worker thread, so
     # every other request is answered meanwhile instead of waiting on the event loop.
-    pb = await run_in_threadpool(
-        load_playbook_text, text, filename=name, context=rt.catalog.context)
+    pb = await run_in_threadpool(_load_one_at_a_time, text, name, rt)
     return {"valid": True, "id": pb.id, "version": pb.version, "steps": len(pb.steps)}
+
+
+# One validation at a time. Loading a large playbook is seconds of pure-Python CPU: a dozen at
+# once (anyone signed in may validate) held the interpreter so that a grid worker's inbox took
+# 11 s to answer. One at a time, the rest of the server keeps its pace; a second author waits
+# a little, then is told to try again.
+_VALIDATING = threading.BoundedSemaphore(1)
+WAIT_S = 10.0
+
+
+def _load_one_at_a_time(text: str, name: str, rt: Runtime) -> Playbook:
+    if not _VALIDATING.acquire(timeout=WAIT_S):
+        raise HTTPException(
+            status_code=429, headers={"Retry-After": "10"},
+            detail="另一个流程正在校验，请几秒后重试 / another playbook is being validated; try "
+                   "again in a few seconds")
+    try:
+        return load_playbook_text(text, filename=name, context=rt.catalog.context)
+    finally:
+        _VALIDATING.release()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from api.body_guard import MAX_BODY_BYTES
@@ -100,3 +101,21 @@ def test_validate_runs_off_the_event_loop_so_other_requests_are_answered(
     assert validated.status_code == 200, validated.text
     assert validated.json() == {"valid": True, "id": "chain", "version": 1, "steps": 5000}
     assert overtaken
+
+
+def test_validations_run_one_at_a_time_and_a_second_waits_then_is_told(
+        client: TestClient, auth: Auth, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dozen large validations at once once held the interpreter so that a grid worker's
+    # inbox took 11 s to answer: one runs at a time, another waits, then is told to retry.
+    from api.routes import playbooks
+
+    monkeypatch.setattr(playbooks, "WAIT_S", 0.2)
+    assert playbooks._VALIDATING.acquire(timeout=5)  # another author's validation is running
+    try:
+        busy = post(client, auth, chain(3).encode())
+        assert busy.status_code == 429, busy.text
+        assert busy.headers["retry-after"] == "10"
+        assert busy.json()["detail"].startswith("另一个流程正在校验")
+    finally:
+        playbooks._VALIDATING.release()
+    assert post(client, auth, chain(3).encode()).status_code == 200
