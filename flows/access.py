@@ -18,8 +18,10 @@ def can_act_on(org: OrgChart, person_id: str, step: StepInstance) -> bool:
     if step.assignee_person_id is not None:
         return step.assignee_person_id == person_id
     # The unit that holds the step (`at:`), never its origin_unit_id: the street's duty officer
-    # sees the district duty room's step of a leak in the street but does not do it.
-    return step.role is not None and org.can_act_as(person_id, step.role, step.unit_id)
+    # sees the district duty room's step of a leak in the street but does not do it. A unit
+    # gone from the org chart has nobody in it: no right (not a 404 about the unit).
+    return (step.role is not None and step.unit_id in org.units
+            and org.can_act_as(person_id, step.role, step.unit_id))
 
 
 
@@ -160,8 +162,9 @@ def can_read_unit(org: OrgChart, person_id: str, unit_id: str, *, above: bool = 
     # Admin first: it also reads runs of a unit gone from the org chart, to close them out.
     return (
         is_admin(org, person_id)
-        or org.is_within(unit_id, person.unit_id)
-        or (above and org.is_within(person.unit_id, unit_id))
+        or (unit_id in org.units and (
+            org.is_within(unit_id, person.unit_id)
+            or (above and org.is_within(person.unit_id, unit_id))))
     )
 
 
@@ -181,10 +184,11 @@ def can_read_step(
     they may read (`run_unit_id`, the run's unit, when the caller has it): GET /api/runs/{id}
     shows all of a run's steps to whoever may read the run, so refusing one of them on
     /api/tasks/{id} would protect nothing and only make the two disagree."""
-    if can_act_on(org, person_id, step) or is_admin(org, person_id):
+    # Admin first: it also reads the steps of a unit gone from the org chart, to close them out.
+    if is_admin(org, person_id) or can_act_on(org, person_id, step):
         return True
     own = org.person(person_id).unit_id
-    if org.is_within(step.unit_id, own):
+    if step.unit_id in org.units and org.is_within(step.unit_id, own):
         return True
     # A step a playbook's `at:` holds above the unit its event is in is also that unit's
     # (origin_unit_id), as GET /api/tasks lists it (models.queries.step_in_units): whoever's
