@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from flows.access import require_right
+from flows.params import ParamValueError
+from flows.params import check_text as check_plain_text
 from flows.ranking import LEVELS, Ranking, RankingRow, month_bounds, monthly_ranking, rank_rows
 from flows.runtime import Runtime
 from models.db import session_scope
@@ -54,6 +56,13 @@ def publish_ranking(rt: Runtime, *, month: str, actor: str, reason: str | None =
     if reason is not None and len(reason) > MAX_REASON:
         raise InvalidInput("reason", f"原因不能超过 {MAX_REASON} 字 / at most {MAX_REASON} "
                            "characters")
+    if reason is not None:
+        # Kept with the published figures for good: no control or bidi characters, which
+        # would make it read backwards wherever it is shown, as for every note (check_note).
+        try:
+            check_plain_text(reason)
+        except ParamValueError as exc:
+            raise InvalidInput("reason", exc.text) from None
     with session_scope(rt.db) as session:
         earlier = latest_publication(session, month)
         if earlier is not None and reason is None:

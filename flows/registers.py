@@ -142,7 +142,9 @@ def check_code_free(session: Session, code: str) -> None:
     CodeClaim): one code, one hazard."""
     stored = session.exec(select(Hazard.run_id).where(Hazard.code == code)).first()
     if stored is not None:
-        raise _code_taken(code, f"（隐患 #{stored}）", f" (hazard #{stored})")
+        # Not which hazard: it may be of a unit the person registering may not read. Whoever
+        # may read it finds it in the register by its code.
+        raise _code_taken(code)
     claim = session.get(CodeClaim, code)
     if claim is not None:
         raise _code_taken(code, f"（正由导入批次 #{claim.import_id} 登记）",

@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep, filter_time
@@ -189,6 +189,8 @@ class RankingPublic(BaseModel):
 
 
 class PublishRanking(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt `reson` must not publish unsaid
+
     month: str = Field(description="YYYY-MM, a finished month in the bureau's time zone")
     reason: str | None = Field(default=None, max_length=2000, description="Required to "
                                "publish a month again (a correction); kept with it")

@@ -85,3 +85,14 @@ def test_a_hazard_nobody_could_rectify_is_refused_and_nothing_is_written(
     assert listed["count"] == 0
     # A commander is refused alike: it is the unit that is wrong, not the rights.
     assert register(client, auth, "wang-qiang", unit="pingshan-street").status_code == 422
+
+
+def test_a_code_taken_in_another_street_is_refused_without_naming_that_hazard(
+        client: TestClient, auth: Auth) -> None:
+    first = register(client, auth, "pingshan-street-inspector-1", code="PS-0001")
+    assert first.status_code == 201, first.text
+    # 马峦街道's inspector may not read 六和社区's hazard: told the code is taken, not which.
+    again = register(client, auth, "maluan-inspector-1", unit="maluan", code="PS-0001")
+    assert again.status_code == 422 and again.json()["field"] == "params.code", again.text
+    assert "已经登记过" in again.json()["detail"]
+    assert f"#{first.json()['id']}" not in again.json()["detail"]

@@ -706,6 +706,12 @@ def test_publishing_a_ranking_is_refused_with_the_reason(
     assert publish("d1-manager", month="2026-03").status_code == 201
     r = publish("d1-manager", month="2026-03")
     assert r.status_code == 409 and "请说明原因后重新发布" in r.json()["detail"], r.text
+    # A misspelt field is not a publication without its reason; a reason is text as every
+    # note is: no bidi override to make it read backwards in the record kept for good.
+    r = publish("d1-manager", month="2026-03", reson="更正")
+    assert r.status_code == 422 and r.json()["field"] == "reson", r.text
+    r = publish("d1-manager", month="2026-03", reason="更正\u202e登记误")
+    assert r.status_code == 422 and r.json()["field"] == "reason", r.text
     r = publish("d1-manager", month="2026-03", reason="更正：c2 一条隐患误登记")
     assert r.status_code == 201 and r.json()["reason"] == "更正：c2 一条隐患误登记", r.text
     got = page(client, auth, "/api/ranking", month="2026-03")
