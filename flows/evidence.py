@@ -12,6 +12,7 @@ import unicodedata
 import uuid
 
 from flows.evidence_store import ObjectMissing, content_key, open_store, read_at
+from flows.image_check import looks_whole
 from flows.runtime import Runtime
 from models.db import session_scope
 from models.documents import Evidence
@@ -80,6 +81,10 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
 ]
 
 
+_KIND_ZH = {"image/jpeg": "JPEG 图片", "image/png": "PNG 图片", "image/gif": "GIF 图片",
+            "image/webp": "WebP 图片", "image/heic": "HEIC 图片", "video/mp4": "MP4 视频"}
+
+
 def sniff(data: bytes) -> str | None:
     for magic, offset, kind in _SIGNATURES:
         if data[offset:offset + len(magic)] == magic:
@@ -98,6 +103,11 @@ def store_evidence(rt: Runtime, *, data: bytes, filename: str, uploaded_by: str)
     if kind is None:
         raise InvalidInput("file", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和 MP4 / only "
                            "photos (JPEG, PNG, GIF, WebP, HEIC), PDF and MP4 are accepted")
+    if not looks_whole(data, kind):
+        said = _KIND_ZH.get(kind, kind)
+        raise InvalidInput("file", f"文件不是完整有效的{said}（可能已损坏或被改名），请重新拍照"
+                           f"上传 / the file starts like {kind} but is not a whole, valid one "
+                           "(damaged or renamed)")
     name = safe_filename(filename or "upload")
     if name == NEUTRAL_NAME:
         name += _EXT_OF_KIND.get(kind, "")

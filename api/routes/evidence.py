@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -54,4 +55,9 @@ def download(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Respons
     if row.uploaded_by != person and (step is None or not can_read_step(
             rt.org, person, step, run_unit_id=run.unit_id if run else None)):
         raise Forbidden("无权查看该证据 / evidence belongs to another unit")
-    return Response(read_evidence(row, rt), media_type=row.content_type)
+    # The stored type, never the browser's guess from the bytes; shown in the page, saved
+    # under the name it was uploaded with.
+    name = quote(row.filename or row.id, safe="")
+    return Response(read_evidence(row, rt), media_type=row.content_type, headers={
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": f"inline; filename*=UTF-8''{name}"})

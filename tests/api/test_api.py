@@ -565,6 +565,9 @@ def test_upload_png_returns_id_and_download_returns_the_same_bytes(
     got = client.get(f"/api/evidence/{body['id']}", headers=auth("c1-grid"))
     assert got.status_code == 200
     assert got.content == data and got.headers["content-type"] == "image/png"
+    # The stored type, not the browser's guess; the name it was uploaded with.
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-disposition"] == "inline; filename*=UTF-8''site.png"
 
 
 def test_upload_pdf_is_accepted(client: TestClient, auth: Auth) -> None:

@@ -388,3 +388,37 @@ def test_not_found_clips_what_was_asked_for() -> None:
     error = NotFound("evidence", "x" * 5000)
     assert len(str(error)) < 250 and error.ident == "x" * 5000
     assert str(NotFound("task", 12)) == "任务 12 不存在 / task '12' not found"
+
+
+# -- a file that only starts like a photo ------------------------------------------------------
+
+# The smallest whole GIF (1x1, one image, trailer), and a JPEG's segments up to its frame
+# header (start of image, JFIF, a 1x1 baseline frame).
+TINY_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00"
+            b"\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+JFIF = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+TINY_JPEG = b"\xff\xd8" + JFIF + b"\xff\xc0\x00\x0b\x08\x00\x01\x00\x01\x01\x01\x11\x00\xff\xd9"
+
+
+@pytest.mark.parametrize("data", [TINY_GIF, TINY_JPEG, png_bytes(3, 2)])
+def test_a_whole_photo_is_stored(rt: Runtime, data: bytes) -> None:
+    assert store_evidence(rt, data=data, filename="现场.img", uploaded_by="c1-grid").id
+
+
+@pytest.mark.parametrize(("data", "kind"), [
+    (b"GIF89aMZ\x90\x00This program cannot be run in DOS mode", "image/gif"),  # a program
+    (b"\xff\xd8\xffnot really a jpeg at all", "image/jpeg"),
+    (b"\xff\xd8" + JFIF, "image/jpeg"),  # cut before its frame
+    (png_bytes(3, 2)[:-12], "image/png"),  # cut before its end
+    (png_bytes(3, 2)[:29] + b"\x00\x00\x00\x00" + png_bytes(3, 2)[33:], "image/png"),  # CRC
+    (TINY_GIF[:-1], "image/gif"),
+    (b"RIFF\xff\xff\x00\x00WEBPVP8 " + b"\x00" * 16, "image/webp"),  # length not the file's
+])
+def test_a_file_that_only_starts_like_a_photo_is_refused(rt: Runtime, data: bytes,
+                                                          kind: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        store_evidence(rt, data=data, filename="整改后.jpg", uploaded_by="c1-grid")
+    assert caught.value.field == "file" and "不是完整有效的" in caught.value.message
+    assert kind in caught.value.message
+    with read_session(rt.db) as session:
+        assert session.exec(select(Evidence)).all() == []
