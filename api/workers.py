@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from flows.calendar_gaps import recount_if_changed, years_to_add
+from flows.calendar_gaps import years_to_add
+from flows.calendar_recount import recount_if_changed
 from flows.catalog import reused_versions
 from flows.hazard_import import resume_imports
 from flows.notify import OutboxWorker

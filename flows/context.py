@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from flows.calendar_gaps import estimated_note
 from flows.campaigns import campaign_progress
 from flows.runtime import Runtime
 from models.audit import ACTOR_NAMES, AuditEvent
@@ -53,6 +54,7 @@ def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
 _PASSED_OVER: dict[str, Any] = {
     "key": "", "status": SKIPPED, "action": "", "outputs": {}, "note": None, "completed_by": None,
     "completed_by_name": None, "done_at": "", "done_at_local": "", "due_at_local": "",
+    "due_estimated": None,
     "verified_by": None, "verified_by_name": None, "reject_reason": None, "title": "",
     "step_title": "", "unit": "", "unit_name": "", "stage": None, "stage_title": None,
 }
@@ -96,6 +98,10 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
                         if row.done_at else ""),
             "done_at_local": rt.renderer.local(row.done_at),
             "due_at_local": rt.renderer.deadline(row.due_at),
+            # Set when the deadline was counted Mon-Fri into a year the calendar lacks: a
+            # document printing it says so (supervision-notice.md.j2).
+            "due_estimated": estimated_note(rt, spec.due.after, row.ready_at, row.due_at)
+            if spec and spec.due and row.original_due_at is None else None,
             "verified_by": row.verified_by,
             "verified_by_name": verifier.name if verifier else None,
             "reject_reason": row.reject_reason,

@@ -142,7 +142,7 @@ def test_once_the_year_is_added_the_estimates_are_counted_again(
         rt: Runtime, client: TestClient, auth: Auth, tmp_path: Path, clock: ManualClock) -> None:
     from factories import make_runtime
 
-    from flows.calendar_gaps import COUNTED_MARK, recount_estimates, recount_if_changed
+    from flows.calendar_recount import COUNTED_MARK, recount_estimates, recount_if_changed
 
     run = lifecycle.start_run(rt, playbook_id="deadlines", unit_id="c1", params={},
                               actor="s1-commander")

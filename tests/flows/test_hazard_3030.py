@@ -958,3 +958,22 @@ def test_the_notice_names_a_commander_who_registered_it_by_name_not_account(
     name = demo.org.person_name(COMMANDER)
     assert f"| 发现时间、发现人 | 2026年3月1日 10:30，{name} |" in notice
     assert COMMANDER not in notice and "，检查人员 |" not in notice
+
+
+def test_a_plan_deadline_counted_into_a_year_without_its_holidays_is_marked_on_the_notice(
+        demo: Runtime, clock: ManualClock) -> None:
+    # Listed on 29 December of the calendar's last year (2026 today): the plan's 5 working
+    # days reach into a year whose holidays are not in it, so the notice says the date is
+    # counted Mon-Fri; in March it says nothing of the sort.
+    year = max(demo.calendar.years)
+    clock.set(datetime(year, 12, 29, 1, 0, tzinfo=UTC))
+    run_id = start(demo, "重大", found_at=f"{year}-12-28T10:30:00+08:00")
+    do(demo, run_id, "list", CHIEF, LISTING)
+    body = document(demo, run_id, "notice").body
+    note = f"{year + 1}年节假日安排未录入工作日历，此期限按周一至周五推算，以正式安排为准"
+    assert f"；{note}）" in body
+    clock.set(datetime(year, 3, 2, 1, 0, tzinfo=UTC))
+    other = start(demo, "重大", found_at=f"{year}-03-01T10:30:00+08:00",
+                  code="YH-MARCH")
+    do(demo, other, "list", CHIEF, LISTING)
+    assert "节假日安排未录入" not in document(demo, other, "notice").body
