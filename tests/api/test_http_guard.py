@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -185,7 +187,11 @@ def test_json_that_is_no_object_is_422_in_chinese_first(client: TestClient, auth
 
 def test_uploads_are_multipart_and_not_held_to_the_json_cap(client: TestClient,
                                                              auth: Auth) -> None:
-    photo = png_bytes() + os.urandom(2 * MAX_BODY_BYTES)
+    # A whole PNG made large by a private chunk of noise before its end.
+    noise = os.urandom(2 * MAX_BODY_BYTES)
+    chunk = (struct.pack(">I", len(noise)) + b"ruSt" + noise
+             + struct.pack(">I", zlib.crc32(b"ruSt" + noise)))
+    photo = png_bytes()[:-12] + chunk + png_bytes()[-12:]
     r = client.post("/api/evidence", files={"file": ("site.png", photo, "image/png")},
                     headers=auth("c1-grid"))
     assert r.status_code == 201, r.text
