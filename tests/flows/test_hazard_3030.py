@@ -656,8 +656,14 @@ def test_supervision_letter_and_summons_render_for_an_overdue_hazard(
         assert LISTING["responsible_unit"] in text and "李富达" in text
         assert "2026年4月1日 09:00" in text and "11 天 2 小时" in text
         assert "None" not in text
+        # Addressed to the enterprise, delivered to the community's head: the letter says
+        # through whom it reaches the enterprise.
+        what = "本函" if heading == "督办函" else "本通知"
+        assert (f"{what}经六和社区转送{LISTING['responsible_unit']}，请六和社区收到后及时送达"
+                "并督促落实。") in text
         bare = demo.renderer.render(template, sweeper)
         assert f"# {heading}" in bare and run.title in bare and "11 天 2 小时" in bare
+        assert "转送" not in bare  # addressed to the community itself
         assert "2026年4月1日 09:00" in bare and "None" not in bare
     letter = demo.renderer.render("supervision-letter.md.j2", full)
     # Rendered outside a firing it has no number of its own (a blank to fill in), and cites
