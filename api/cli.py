@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
@@ -88,6 +89,21 @@ def _check_data_dir(settings: Settings) -> None:
         raise BadSetting("CLOSELOOP_DATA_DIR", f"无法创建数据目录 {settings.data_dir} / cannot "
                          f"create the data directory {settings.data_dir}: "
                          f"{exc.strerror or exc}") from None
+    # Written to, not only there: the database, the secret, evidence and Prefect's home all
+    # live in it, and a read-only one once surfaced as "cannot reach the database" under a
+    # variable that was not even set.
+    try:
+        with tempfile.NamedTemporaryFile(dir=settings.data_dir, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise BadSetting("CLOSELOOP_DATA_DIR", f"数据目录 {settings.data_dir} 不可写 / cannot "
+                         f"write in the data directory {settings.data_dir}: "
+                         f"{exc.strerror or exc}") from None
+    if settings.calendar is not None and not settings.calendar.is_file():
+        # Only the default path may be absent (Mon-Fri then); a file named and not there would
+        # silently count every working-day deadline without the holidays.
+        raise BadSetting("CLOSELOOP_CALENDAR", f"找不到工作日历文件 {settings.calendar} / no "
+                         f"working-day calendar file at {settings.calendar}")
 
 
 def _check_org_file(settings: Settings) -> None:

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     clock_offset: str | None = Field(
         None, description="Run the server's clock ahead by this much (like 10m or 2h): for "
         "drills and for tests that restart a real server across passing deadlines.")
-    max_evidence_bytes: int = Field(20 * 1024 * 1024, description="Largest evidence upload.")
+    max_evidence_bytes: int = Field(20 * 1024 * 1024, ge=1024,
+                                    description="Largest evidence upload (at least 1024).")
     evidence_url: str | None = Field(
         None, description="Where evidence files are kept. Unset: evidence/ in the data dir. "
         "file:///abs/dir: a directory elsewhere (a mounted share). "
@@ -69,6 +70,17 @@ class Settings(BaseSettings):
             raise ValueError(f"CLOSELOOP_TIMEZONE：不认识的时区 {value!r}，应为 IANA 时区名，如 "
                              f"Asia/Shanghai / unknown time zone {value!r}, expected an IANA "
                              "name like Asia/Shanghai") from exc
+        return value
+
+    @field_validator("sweep_interval")
+    @classmethod
+    def _sweep_interval(cls, value: str) -> str:
+        # Checked when the settings load (not first read when the sweeper starts, after the
+        # server said it was running), and at least a second: 0s swept without a pause.
+        seconds = _interval_seconds(value)
+        if seconds is None or seconds < 1:
+            raise ValueError(f"CLOSELOOP_SWEEP_INTERVAL：应形如 30s、1m，至少 1s / expected "
+                             f"like 30s or 1m, at least 1s; got {value!r}")
         return value
 
     @field_validator("evidence_url")
@@ -116,13 +128,9 @@ class Settings(BaseSettings):
 
     @property
     def sweep_seconds(self) -> float:
-        match = re.fullmatch(r"\s*(\d+)\s*(s|m|h)\s*", self.sweep_interval)
-        if not match:
-            raise ValueError(
-                f"CLOSELOOP_SWEEP_INTERVAL: 应形如 30s、1m / expected like 30s, 1m; got "
-                f"{self.sweep_interval!r}"
-            )
-        return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]])
+        seconds = _interval_seconds(self.sweep_interval)
+        assert seconds is not None  # checked when the settings loaded
+        return seconds
 
     @property
     def clock_offset_seconds(self) -> float:
@@ -150,6 +158,11 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+
+def _interval_seconds(value: str) -> float | None:
+    match = re.fullmatch(r"\s*(\d+)\s*(s|m|h)\s*", value)
+    return float(int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]) if match else None
 
 
 # Stored paths (Evidence.stored_path, 500 characters) are the store's location plus the key

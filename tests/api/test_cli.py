@@ -347,6 +347,13 @@ def test_every_command_reports_an_unknown_time_zone_in_one_line(
     ({"CLOSELOOP_EVIDENCE_URL": "ftp://x"}, "CLOSELOOP_EVIDENCE_URL"),
     ({"CLOSELOOP_EVIDENCE_TOKEN": "t"}, "CLOSELOOP_EVIDENCE_TOKEN"),
     ({"CLOSELOOP_CLOCK_OFFSET": "soon"}, "CLOSELOOP_CLOCK_OFFSET"),
+    # Read when the settings load, not after `serve` said it was running; 0s swept without
+    # a pause, and a negative upload limit refused every photo.
+    ({"CLOSELOOP_SWEEP_INTERVAL": "abc"}, "CLOSELOOP_SWEEP_INTERVAL"),
+    ({"CLOSELOOP_SWEEP_INTERVAL": "0s"}, "CLOSELOOP_SWEEP_INTERVAL"),
+    ({"CLOSELOOP_MAX_EVIDENCE_BYTES": "-5"}, "CLOSELOOP_MAX_EVIDENCE_BYTES"),
+    # A calendar named and not there would count working days without the holidays.
+    ({"CLOSELOOP_CALENDAR": "/nonexistent/cn-workdays.yaml"}, "CLOSELOOP_CALENDAR"),
     ({"CLOSELOOP_DATABASE_URL": "garbage"}, "CLOSELOOP_DATABASE_URL"),
     ({"CLOSELOOP_DATABASE_URL": "nosuchdb://h/x"}, "CLOSELOOP_DATABASE_URL"),
     ({"CLOSELOOP_DATABASE_URL": "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"},
