@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from flows.loader import LoadContext, load_catalog
 from flows.spec import Playbook
 from models.documents import PlaybookVersion
-from models.errors import NotFound, SourceError
+from models.errors import InvalidInput, NotFound, SourceError
 from models.org import OrgChart
 from models.writes import insert_ignoring_duplicates
 
@@ -52,6 +52,24 @@ class Catalog:
             return self.current[playbook_id]
         except KeyError:
             raise NotFound("playbook", playbook_id) from None
+
+    def unknown(self, playbook_id: str) -> InvalidInput:
+        """The 422 for a playbook id that is not loaded: a file of that name that failed to
+        load says so with its first error (a commander at 3 a.m. learns the playbook is
+        broken, not that it does not exist); otherwise the ids that are loaded."""
+        shown = playbook_id[:80]
+        failed = [e for e in self.errors if Path(e.file).stem == playbook_id]
+        if failed:
+            first = failed[0]
+            return InvalidInput("playbook", f"流程 {shown} 的文件有错误，未能加载，请联系管理员修正"
+                                f"（{first}）/ playbook '{shown}' failed to load: {first}")
+        known = ", ".join(sorted(self.current))
+        more = ""
+        if self.errors:
+            files = len({e.file for e in self.errors})
+            more = f"；另有 {files} 个文件未能加载 / {files} file(s) failed to load"
+        return InvalidInput("playbook", f"没有流程 {shown}，可选：{known}{more} / unknown "
+                            f"playbook '{shown}' (known: {known})")
 
     def pin(self, session: Session, playbook: Playbook, now: datetime) -> None:
         """Make sure the compiled playbook is stored before a run refers to it. Two first

@@ -171,9 +171,7 @@ def import_hazards(
     try:
         playbook = rt.catalog.get(playbook_id)
     except NotFound:
-        known = ", ".join(sorted(rt.catalog.current))
-        raise InvalidInput("playbook", f"没有流程 {playbook_id}，可选：{known} / unknown playbook "
-                           f"'{playbook_id}' (known: {known})") from None
+        raise rt.catalog.unknown(playbook_id) from None
     if playbook.register_ is None:
         raise InvalidInput("playbook", f"流程 {playbook_id} 不建台账，不能导入隐患 / playbook "
                            f"'{playbook_id}' keeps no register (台账): hazards are imported "

@@ -54,9 +54,7 @@ def start_run(
     try:
         playbook = rt.catalog.get(playbook_id)
     except NotFound:
-        known = ", ".join(sorted(rt.catalog.current))
-        raise InvalidInput("playbook", f"没有流程 {playbook_id}，可选：{known} / unknown playbook "
-                           f"'{playbook_id}' (known: {known})") from None
+        raise rt.catalog.unknown(playbook_id) from None
     if unit_id not in rt.org.units:
         raise InvalidInput("unit", f"没有单位 {unit_id} / unknown unit '{unit_id}'")
     if check_rights:

@@ -4,6 +4,7 @@ demo show Apprise deliveries without any outside service."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -53,10 +54,14 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any] | JSONResponse:
     state = workers.health() if workers else {}
     # Deadlines not being kept, reports not reaching the offices they are due to, or automatic
     # steps that keep failing, is not "ok", even though the server answers.
+    # A playbook file that fails to load cannot be started (a typo in gas-leak.yaml, an org
+    # edit that took a role's last holder): the commander would find it gone at 3 a.m.
     failing = (bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
-               or bool(state.get("prefect", {}).get("failing_runs")))
+               or bool(state.get("prefect", {}).get("failing_runs"))
+               or bool(rt.catalog.errors))
     return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
+            "playbook_files_failed": sorted({Path(e.file).name for e in rt.catalog.errors}),
             "outbox": outbox, "calendar": _calendar(rt), **state}
 
 
