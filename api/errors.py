@@ -131,6 +131,12 @@ DATABASE_DOWN = {
               "reached; try again shortly (nothing committed is lost)"}
 
 
+DATABASE_BUSY = {
+    "error": "database_busy",
+    "detail": "数据库正忙（正在处理大批写入），请稍后重试；已提交的内容不会丢失 / the database is "
+              "busy with a large write; try again shortly (nothing committed is lost)"}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
@@ -138,9 +144,13 @@ def install(app: FastAPI) -> None:
         # locked past the busy timeout): a 503 the client can retry, never a bare 500. The
         # transaction was rolled back, so nothing is half-written. One line in the log, not a
         # traceback per request.
+        said = str(exc.orig or exc).splitlines()[0][:300]
         log.warning("database unavailable for %s %s: %s", request.method, request.url.path,
-                    str(exc.orig or exc).splitlines()[0][:300])
-        return JSONResponse(status_code=503, content=DATABASE_DOWN,
+                    said)
+        # SQLite's one writer held past the busy timeout is busy, not gone: say so, so nobody
+        # goes looking for a database that is there.
+        busy = "database is locked" in said
+        return JSONResponse(status_code=503, content=DATABASE_BUSY if busy else DATABASE_DOWN,
                             headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)

@@ -66,6 +66,25 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def holder_is_dead(holder: str) -> bool:
+    """True for a holder_id of this host whose process no longer exists. Another host's, or
+    a pid that is alive (perhaps reused), is not known dead: its lease runs out instead."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def acquire_lease(session: Session, *, name: str, holder: str, now: datetime,
                   ttl: timedelta) -> bool:
     """Take or renew a named lease; True when `holder` has it until now + ttl. A lease ending
@@ -80,6 +99,15 @@ def acquire_lease(session: Session, *, name: str, holder: str, now: datetime,
             | (Lease.expires_at > now + 2 * ttl),
         ).values(holder=holder, expires_at=expires)
     ).rowcount  # type: ignore[attr-defined]
+    if not taken:
+        # Held by a process of this machine that is gone (killed, crashed): taken at once,
+        # not after its ttl, during which no deadline would be kept.
+        current = session.get(Lease, name)
+        if current is not None and holder_is_dead(current.holder):
+            taken = session.execute(
+                update(Lease).where(Lease.name == name, Lease.holder == current.holder)
+                .values(holder=holder, expires_at=expires)
+            ).rowcount  # type: ignore[attr-defined]
     if taken:
         return True
     dialect = session.get_bind().dialect.name
@@ -98,7 +126,14 @@ def release_lease(session: Session, *, name: str, holder: str, now: datetime) ->
     )
 
 
-def sweep_once(rt: Runtime, *, holder: str | None = None, batch: int = 2000) -> SweepReport:
+# Steps per transaction. On SQLite a batch holds the one write lock: 2,000 overdue steps (a
+# district's imported hazards all falling due together) held it for 20-25 s, so a commander's
+# start or an inspector's sign-for waited as long or timed out. 200 is about 2 s at worst.
+SWEEP_BATCH = 200
+
+
+def sweep_once(rt: Runtime, *, holder: str | None = None,
+               batch: int = SWEEP_BATCH) -> SweepReport:
     holder = holder or holder_id()
     report = SweepReport()
     now = rt.clock.now()
@@ -115,6 +150,13 @@ def sweep_once(rt: Runtime, *, holder: str | None = None, batch: int = 2000) -> 
             _finish_waits(rt, waits, now, report)
             if done:
                 break
+            # A long sweep keeps its lease (it once ran out mid-sweep, and a drill's sweep
+            # started beside it); a lease lost meanwhile ends this sweep, not a second one.
+            with session_scope(rt.db) as session:
+                if not acquire_lease(session, name=LEASE, holder=holder,
+                                     now=rt.lease_clock.now(), ttl=LEASE_TTL):
+                    log.warning("sweeper lease lost mid-sweep; stopping this sweep")
+                    return report
         with session_scope(rt.db) as session:
             report.extensions_chased = chase_undecided(session, rt, now)
     finally:

@@ -66,3 +66,40 @@ def test_a_database_gone_away_is_a_503_saying_so_and_comes_back(
         runs = client.get("/api/runs", headers=auth).json()
         assert runs["count"] == 1  # the start refused while down wrote nothing
         assert client.post("/api/runs", json=body, headers=auth).status_code == 201
+
+
+def test_sqlite_held_by_another_writer_past_the_timeout_is_busy_not_gone(
+        tmp_path: Path, clock: ManualClock) -> None:
+    """SQLite's one write lock held by a long write (a sweep, an import) past the busy timeout:
+    a 503 that says the database is busy, not that it cannot be reached."""
+    import dataclasses
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from models.db import make_engine
+
+    rt = make_runtime(tmp_path / "sqlite", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                      org_path=DEMO_ORG)
+    rt.db.dispose()
+    engine = make_engine(rt.settings.db_url)
+    # The product waits 30 s for the lock; this test waits a fifth of a second.
+    event.listen(engine, "connect",
+                 lambda conn, _: conn.execute("PRAGMA busy_timeout=200"))
+    quick = dataclasses.replace(rt, db=engine)
+    auth = {"Authorization": f"Bearer {make_token('wang-qiang', rt.settings.signing_secret())}"}
+    body = {"playbook": "gas-leak", "unit": "liuhe", "params": {"location": "六和社区3栋"}}
+    holder = sqlite3.connect(tmp_path / "sqlite" / "closeloop.db", isolation_level=None)
+    try:
+        with TestClient(create_app(quick, background=False, prefect=False),
+                        raise_server_exceptions=False) as client:
+            holder.execute("BEGIN IMMEDIATE")
+            r = client.post("/api/runs", json=body, headers=auth)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "database_busy"
+            assert r.json()["detail"].startswith("数据库正忙")
+            holder.execute("ROLLBACK")
+            assert client.post("/api/runs", json=body, headers=auth).status_code == 201
+    finally:
+        holder.close()
+        engine.dispose()

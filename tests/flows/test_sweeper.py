@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from factories import SMALL_ORG, make_runtime, small_org_without_c2
+from sqlalchemy import update
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -135,6 +136,33 @@ def test_a_lease_left_far_in_the_future_is_taken(tmp_path: Path) -> None:
                                  ttl=LEASE_TTL)
         assert not sweep_once(live, holder="live").swept
     finally:
+        live.db.dispose()
+
+
+def test_a_lease_of_a_process_gone_from_this_host_is_taken_at_once(tmp_path: Path) -> None:
+    """A server killed mid-sweep left its lease for up to five minutes, in which its restart
+    kept no deadline. A lease of a live process is still respected."""
+    import socket
+    import subprocess
+    import sys
+
+    live = make_runtime(tmp_path / "data", clock=SystemClock())
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    try:
+        with session_scope(live.db) as session:
+            assert acquire_lease(session, name=LEASE, holder=f"{host}:{sleeper.pid}:alive",
+                                 now=datetime.now(UTC), ttl=LEASE_TTL)
+        assert not sweep_once(live, holder="live").swept
+        with session_scope(live.db) as session:
+            session.execute(update(Lease).where(Lease.name == LEASE)
+                            .values(holder=f"{host}:{gone.pid}:killed"))
+        assert sweep_once(live, holder="live").swept
+    finally:
+        sleeper.kill()
+        sleeper.wait()
         live.db.dispose()
 
 
@@ -293,3 +321,16 @@ def test_a_level_repeats_until_done_also_once_a_later_level_has_begun(
 def _steps(rt: Runtime, run_id: int) -> list[StepInstance]:
     with read_session(rt.db) as session:
         return list(session.exec(select(StepInstance).where(StepInstance.run_id == run_id)))
+
+
+def test_a_sweep_in_small_batches_keeps_its_lease_and_reaches_every_step(
+        rt: Runtime, clock: ManualClock) -> None:
+    runs = [start(rt) for _ in range(5)]
+    clock.advance(timedelta(seconds=3))
+    report = sweep_once(rt, holder="batched", batch=2)  # three transactions
+    assert report.swept and report.fired == 5
+    assert all(fired(rt, r) == [("escalate", 1, 0)] for r in runs)
+    with read_session(rt.db) as session:
+        lease = session.get(Lease, LEASE)
+    assert lease is not None and lease.holder == "batched"
+    assert lease.expires_at <= clock.now()  # released at the end
