@@ -270,7 +270,8 @@ def deliver_due(
     org: OrgChart | None = None, catalog: Catalog | None = None,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Send up to `limit` due notifications, oldest due first, recording every attempt.
+    """Send up to `limit` due notifications, oldest due first (bulk reminders and escalations
+    after everything else, BULK_KINDS), recording every attempt.
     `stop`, once set, ends the pass before the next row is claimed: a server shutting down
     waits for one delivery at most, not for a pass of a hundred to a receiver that is gone.
 
@@ -297,19 +298,29 @@ def deliver_due(
     return report
 
 
+# What the sweeper sends in bulk: reminders and the rungs of escalation ladders. A district's
+# imported hazards falling due together queued ~48,000 of them, and a gas leak's first report,
+# strictly behind them, would have reached the county duty office some 80 minutes late. Every
+# other kind (a report a playbook sends, an assignment, an undelivered-report notice) goes
+# first; within each, oldest due first.
+BULK_KINDS = ("remind", "escalate", "ack", "verify")
+
+
 def _due_ids(engine: Engine, clock: Clock, limit: int) -> list[int]:
+    now = clock.now()
+    due = (Notification.status == PENDING, col(Notification.next_attempt_at) <= now,
+           Notification.url != INBOX_URL)
+    order = (col(Notification.next_attempt_at), col(Notification.id))
     with read_session(engine) as session:
-        rows = session.exec(
-            select(Notification.id)
-            .where(
-                Notification.status == PENDING,
-                col(Notification.next_attempt_at) <= clock.now(),
-                Notification.url != INBOX_URL,
-            )
-            .order_by(col(Notification.next_attempt_at), col(Notification.id))
-            .limit(limit)
+        first = session.exec(
+            select(Notification.id).where(*due, col(Notification.kind).not_in(BULK_KINDS))
+            .order_by(*order).limit(limit)
         ).all()
-    return [row for row in rows if row is not None]
+        rest = session.exec(
+            select(Notification.id).where(*due, col(Notification.kind).in_(BULK_KINDS))
+            .order_by(*order).limit(limit - len(first))
+        ).all() if len(first) < limit else []
+    return [row for row in (*first, *rest) if row is not None]
 
 
 def _claim(engine: Engine, notification_id: int, clock: Clock) -> _Claimed | None:

@@ -101,6 +101,7 @@ def add_notification(
     title: str = "森林火险预警",
     body: str = "请于 **30 分钟内** 到岗。",
     status: str = PENDING,
+    kind: str = "notify",
 ) -> int:
     """Write one outbox row as the engine would (pending, due at `at`)."""
     n = next(_serial)
@@ -108,7 +109,7 @@ def add_notification(
         row = Notification(
             dedupe_key=f"test|{n}",
             message_id=f"closeloop-test-{uuid.uuid4().hex}",
-            kind="notify",
+            kind=kind,
             recipient_kind="channel",
             recipient="duty",
             url=url,
@@ -475,6 +476,21 @@ def test_deliver_due_sends_oldest_due_first_up_to_the_limit(
     assert [m.json["title"] for m in rx.wait_for(3)] == ["oldest", "middle", "later"]
     assert notification(engine, future).status == PENDING
     assert {notification(engine, n).status for n in (later, oldest, middle)} == {DELIVERED}
+
+
+def test_a_report_goes_ahead_of_a_backlog_of_escalations(
+    engine: Engine, clock: ManualClock, rx: HttpReceiver
+) -> None:
+    # Hazards falling due together queue thousands of ladder notices; a gas leak's first
+    # report, due after them, is sent before them.
+    for i in range(3):
+        add_notification(engine, rx.url(), title=f"督办{i}", kind="escalate",
+                         at=T0 - timedelta(minutes=10 - i))
+    add_notification(engine, rx.url(), title="首报", at=T0 - timedelta(seconds=1))
+    assert deliver_due(engine, clock=clock, limit=2).delivered == 2
+    assert [m.json["title"] for m in rx.wait_for(2)] == ["首报", "督办0"]
+    assert deliver_due(engine, clock=clock).delivered == 2
+    assert [m.json["title"] for m in rx.wait_for(4)][2:] == ["督办1", "督办2"]
 
 
 def test_concurrent_deliver_due_sends_each_row_once(
