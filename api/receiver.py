@@ -101,24 +101,29 @@ def accept(rt: Runtime, channel: str, payload: AppriseJsonPayload) -> ReceivedMe
     """Store a delivery to `channel`; NotFound for a channel the org chart has not,
     Forbidden for a message the outbox is not delivering there."""
     urls = _urls(rt.org, channel)
-    with session_scope(rt.db) as session:
+    # Read apart from the write: the match once ran inside the write transaction, holding
+    # SQLite's lock while it scanned, and the segment runner waited behind it.
+    with read_session(rt.db) as session:
         # Apprise trims the text it sends (every template's closing newline is gone by the
         # time it arrives), so the match ignores whitespace. A channel may have thousands
         # pending (a sweep that escalates a district's overdue hazards, a typhoon's fan-out):
-        # the database narrows them to those containing the trimmed text, and only those are
-        # compared, never an arbitrary first page that may not hold the one being sent.
+        # only the rows being sent now are read (the outbox claims a row by moving its
+        # next attempt past now, flows/notify._claim: a short range of the due index), then
+        # narrowed to those containing the trimmed text, and only those are compared.
         title, message = payload.title.strip(), payload.message.strip()
         candidates = session.exec(
             select(Notification.title, Notification.body).where(
+                col(Notification.next_attempt_at) > rt.clock.now(),
                 col(Notification.url).in_(list(urls)), Notification.status == PENDING,
                 col(Notification.title).contains(title, autoescape=True),
                 col(Notification.body).contains(message, autoescape=True),
             ).limit(PAGE)
         ).all()
-        wanted = (_words(title), _words(message))
-        if not any((_words(t), _words(b)) == wanted for t, b in candidates):
-            raise Forbidden("接收端只接受本服务器正在投递到该通道的通知 / the receiver only "
-                            "accepts notifications this server is delivering to this channel")
+    wanted = (_words(title), _words(message))
+    if not any((_words(t), _words(b)) == wanted for t, b in candidates):
+        raise Forbidden("接收端只接受本服务器正在投递到该通道的通知 / the receiver only "
+                        "accepts notifications this server is delivering to this channel")
+    with session_scope(rt.db) as session:
         row = ReceivedMessage(channel=channel[:CHANNEL_MAX], received_at=rt.clock.now(),
                               title=payload.title, body=payload.message,
                               payload=payload.model_dump())

@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from factories import SMALL_ORG
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlmodel import select
 
 from api.body_guard import MAX_BODY_BYTES
@@ -240,13 +241,20 @@ def test_a_delivery_is_taken_however_many_others_are_pending_on_the_channel(
     """A sweep that escalates a district's overdue hazards leaves thousands pending on one
     channel; the one being sent is taken wherever it stands among them (the receiver once
     compared only an arbitrary first 200, and refused the rest until they were given up).
-    Part of a pending message, or another's text, is still no delivery."""
+    Part of a pending message, or another's text, is still no delivery; nor is a pending
+    message the outbox is not sending now (it claims a row by moving its next attempt past
+    now, flows/notify._claim)."""
     with session_scope(rt.db) as session:
         for i in range(450):
             insert_ignoring_duplicates(session, Notification, notification_rows(
                 rt.org, people=["d1-director"], kind="escalate", title="【约谈】隐患逾期",
                 body=f"隐患 YH{i:06d} 逾期未整改，列入约谈名单。\n", dedupe=f"many|{i}",
                 now=clock.now(), run_id=None, step_id=None))
+    full = ("【约谈】隐患逾期", "隐患 YH000447 逾期未整改，列入约谈名单。")
+    assert client.post("/api/receiver/leaders", json=apprise_body(*full)).status_code == 403
+    with session_scope(rt.db) as session:  # the outbox claims all of them, as it sends
+        session.execute(update(Notification).values(
+            next_attempt_at=clock.now() + timedelta(minutes=1)))
     last = apprise_body("【约谈】隐患逾期", "隐患 YH000449 逾期未整改，列入约谈名单。")
     r = client.post("/api/receiver/leaders", json=last)
     assert r.status_code == 201, r.text
