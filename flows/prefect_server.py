@@ -71,10 +71,15 @@ class PrefectServer:
         return prefect_home(self.settings) / "api-url"
 
     def start(self, *, timeout: float = 90.0) -> str:
-        """Start the server (unless one is configured) and wait until it answers."""
+        """Start the server (unless one is configured) and wait until it answers. Called again
+        after the server died (killed, crashed), it starts a new one: the segment runner does
+        so when Prefect stops answering."""
         configure_environment(self.settings)
-        if self.api_url:
+        if self.settings.prefect_api_url:
+            return self.settings.prefect_api_url
+        if self.api_url and self.process is not None and self.process.poll() is None:
             return self.api_url
+        self.stop()  # reap a dead one
         port = _free_port()
         url = f"http://127.0.0.1:{port}/api"
         log = (prefect_home(self.settings) / "server.log").open("ab")

@@ -451,6 +451,7 @@ class SegmentRunner:
         self.error: str | None = None
         self.segments_run = 0
         self.degraded_segments = 0
+        self.lost: str | None = None  # set by a segment that found Prefect gone
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="closeloop-segments",
@@ -486,6 +487,24 @@ class SegmentRunner:
         self.ready.set()
         return segments
 
+    def _recorded_or_bare(self, segments: PrefectSegments) -> Any:
+        """segments.run, or, when Prefect cannot be reached, the same segment executed bare
+        (its wakes kept to be recorded later): a first report is not held up by Prefect."""
+        def run(run: Run, number: int) -> bool:
+            try:
+                segments.run(run, number)
+            except Exception as exc:
+                if not prefect_unreachable(exc):
+                    raise
+                self.lost = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("Prefect unreachable (%s); executing segments without recording",
+                            self.lost)
+                segment_body(self.rt, run.id or 0, recorded=False)
+                self.degraded_segments += 1
+                return False
+            return True
+        return run
+
     def _main(self) -> None:
         with contextlib.ExitStack() as stack:
             segments: PrefectSegments | None = None
@@ -497,8 +516,15 @@ class SegmentRunner:
                     next_try = time.monotonic() + self.retry_prefect
                 try:
                     if segments is not None:
-                        worked = drain_wakes(self.rt, segments.run)
+                        worked = drain_wakes(self.rt, self._recorded_or_bare(segments))
                         self.segments_run += worked
+                        if self.lost is not None:
+                            # Prefect stopped answering (its server killed, the network to
+                            # it cut): on without it, and reconnect (restart it) shortly.
+                            self.error, self.lost = self.lost, None
+                            self.ready.clear()
+                            segments = None
+                            next_try = time.monotonic() + min(self.retry_prefect, 10.0)
                     else:
                         worked = drain_wakes(self.rt, keep_pending=True)
                         self.degraded_segments += worked
@@ -522,6 +548,25 @@ class SegmentRunner:
                     self._kick.clear()
 
 
+def prefect_unreachable(exc: BaseException) -> bool:
+    """Whether a segment failed because Prefect's API could not be reached (connection refused
+    or reset, a timeout, a 5xx from a server going down), not because of its own work."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, httpx.TransportError):
+            return True
+        if isinstance(current, httpx.HTTPStatusError) and current.response.status_code >= 500:
+            return True
+        if "Failed to reach API" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def drain_wakes(rt: Runtime, run_segment: Any = None, *, keep_pending: bool = False) -> int:
     """Claim pending wakes and run one segment per run. `run_segment(run, number)` defaults to
     the bare segment_body (no Prefect): used by `closeloop` commands and unit tests, and by the
@@ -541,14 +586,15 @@ def drain_wakes(rt: Runtime, run_segment: Any = None, *, keep_pending: bool = Fa
             return done
         try:
             run, number = next_segment_number(rt, run_id)
-            run_segment(run, number)
+            recorded = run_segment(run, number)
         except Exception as exc:
             log.exception("segment for run %s failed", run_id)
             error = f"{type(exc).__name__}: {exc}"
             finish_wakes(rt, run_id, max_id, error=error)
             report_failure(rt, run_id, max_id, error)
         else:
+            # `recorded` False: executed without Prefect after all (it went away).
             finish_wakes(rt, run_id, max_id,
-                         error=NOT_RECORDED if keep_pending
+                         error=NOT_RECORDED if keep_pending or recorded is False
                          else None)
     return len(claimed)

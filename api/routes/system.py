@@ -58,6 +58,7 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any] | JSONResponse:
     # edit that took a role's last holder): the commander would find it gone at 3 a.m.
     failing = (bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
                or bool(state.get("prefect", {}).get("failing_runs"))
+               or bool(state.get("prefect", {}).get("error"))
                or bool(rt.catalog.errors))
     return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
