@@ -156,11 +156,12 @@ def _is_org_chart(path: Path) -> bool:
 
 
 def _org_errors(path: Path) -> list[str]:
+    from flows.apprise_urls import usable_url
     from models.errors import OrgInvalid
     from models.org import load_org
 
     try:
-        load_org(path)
+        load_org(path, url_ok=usable_url)
     except OrgInvalid as exc:
         return [str(e) for e in exc.errors]
     return []

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
+from flows.apprise_urls import usable_url
 from flows.catalog import Catalog
 from flows.render import Renderer
 from flows.workcal import WorkCalendar
@@ -38,7 +39,7 @@ class Runtime:
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, db: Engine | None = None
 ) -> Runtime:
-    org = load_org(settings.org_path)
+    org = load_org(settings.org_path, url_ok=usable_url)
     calendar = (
         WorkCalendar.from_file(settings.calendar_path)
         if settings.calendar_path.exists()

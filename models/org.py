@@ -19,7 +19,7 @@ once, each pointing at the line to fix.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,8 +278,9 @@ class OrgChart:
 # -- loading ---------------------------------------------------------------------------------
 
 
-def load_org(path: Path) -> OrgChart:
-    """Load and validate an org file; raises OrgInvalid listing every mistake."""
+def load_org(path: Path, *, url_ok: Callable[[str], bool] | None = None) -> OrgChart:
+    """Load and validate an org file; raises OrgInvalid listing every mistake. `url_ok`, given
+    (flows.apprise_urls.usable_url), also refuses Apprise URLs Apprise cannot use."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -297,23 +298,26 @@ def load_org(path: Path) -> OrgChart:
         raise OrgInvalid([SourceError(
             str(path), line, 1, "", "文件不是 UTF-8 编码（可能是 GBK），请另存为 UTF-8 / the file "
             "is not UTF-8 (GBK?); save it as UTF-8")]) from exc
-    return load_org_text(text, filename=str(path))
+    return load_org_text(text, filename=str(path), url_ok=url_ok)
 
 
-def load_org_text(text: str, *, filename: str) -> OrgChart:
+def load_org_text(text: str, *, filename: str,
+                  url_ok: Callable[[str], bool] | None = None) -> OrgChart:
     try:
         data, positions = load_with_positions(text, filename)
     except YamlSyntaxError as exc:
         raise OrgInvalid([SourceError(filename, exc.line, exc.col, exc.path, exc.message)]) from exc
-    return _Builder(filename, positions).build(data)
+    return _Builder(filename, positions, url_ok=url_ok).build(data)
 
 
 class _Builder:
     """Walks the parsed YAML once, collecting every error instead of stopping at the first."""
 
-    def __init__(self, filename: str, positions: Positions) -> None:
+    def __init__(self, filename: str, positions: Positions,
+                 url_ok: Callable[[str], bool] | None = None) -> None:
         self.filename = filename
         self.positions = positions
+        self.url_ok = url_ok
         self.errors: list[SourceError] = []
         self.units: dict[str, Unit] = {}
         self.people: dict[str, Person] = {}
@@ -578,7 +582,18 @@ class _Builder:
                     "e.g. mailto://user@host or json://127.0.0.1:8000/hook)",
                 )
                 ok = False
+            elif not self._usable(url, (*path, "notify", i)):
+                ok = False
         return tuple(urls) if ok else None
+
+    def _usable(self, url: str, path: PathKey) -> bool:
+        if self.url_ok is None or self.url_ok(url):
+            return True
+        scheme = url.split("://", 1)[0]
+        self.error(path, f"Apprise 不支持此地址（{scheme}:// 不是已知的通知服务，或地址格式不对）"
+                         f" / Apprise cannot use this URL ({scheme}:// is no service it knows, "
+                         "or the URL is malformed)")
+        return False
 
     def channels(self, raw: Any, present: bool) -> dict[str, str]:
         if not present or raw is None:
@@ -610,6 +625,8 @@ class _Builder:
                     f"{url!r} is not an Apprise URL (expected scheme://..., "
                     "e.g. json://127.0.0.1:8000/hook)",
                 )
+                continue
+            if not self._usable(url, path):
                 continue
             out[name] = url
         return out

@@ -120,6 +120,27 @@ def test_validate_checks_an_org_chart_as_an_org_chart(tmp_path: Path) -> None:
         "unit type 'District' must be a slug"]
 
 
+def test_an_apprise_url_apprise_cannot_use_is_an_org_chart_error_at_its_line(
+        tmp_path: Path) -> None:
+    # A mistyped scheme once passed validate and start-up, and the first report to the duty
+    # office was given up the moment an incident fired.
+    text = (REPO / "playbooks/org/demo-district.yaml").read_text(encoding="utf-8")
+    broken = tmp_path / "org.yaml"
+    broken.write_text(text.replace("json://127.0.0.1:8000", "jsonx://127.0.0.1:8000", 1),
+                      encoding="utf-8")
+    line = next(i for i, t in enumerate(broken.read_text(encoding="utf-8").splitlines(), 1)
+                if "jsonx://" in t)
+    done = closeloop(tmp_path, "validate", str(broken))
+    assert done.returncode == 1
+    [error] = done.stdout.splitlines()
+    assert error.startswith(f"{broken}:{line}:")
+    assert "Apprise 不支持此地址（jsonx:// 不是已知的通知服务" in error
+    # The server does not start on it either: one line naming the file.
+    done = closeloop(tmp_path, "sweep", "--once", CLOSELOOP_ORG=str(broken))
+    assert done.returncode != 0 and "jsonx://" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_validate_reads_a_file_it_sniffs_for_an_org_chart_through_the_guarded_loader(
         tmp_path: Path) -> None:
     # An alias bomb named on the command line is refused at its line, not expanded while the
