@@ -434,9 +434,14 @@ def _tell_undelivered(session: Session, row: Notification, now: datetime,
         return
     step = session.get(StepInstance, row.step_id) if row.step_id is not None else None
     body = _undelivered_body(row, run, step, org, given_up=given_up)
+    # A delivery sent again after it was given up (flows/resend.py) counts its attempts
+    # afresh: its notices are of a new round, told again, keyed by all attempts so far.
+    made = session.exec(select(func.count()).select_from(DeliveryAttempt).where(
+        DeliveryAttempt.notification_id == row.id)).one()
+    round_ = "" if made <= row.attempts else f"|{made}"
     for person in _answerable(session, row, run, step, org, catalog):
         session.add(Notification(
-            dedupe_key=f"undelivered|{row.id}|{'dead' if given_up else 'first'}"
+            dedupe_key=f"undelivered|{row.id}|{'dead' if given_up else 'first'}{round_}"
                        f"{'' if person == run.started_by else '|' + person}"[:300],
             run_id=row.run_id, step_id=row.step_id, kind="undelivered",
             recipient_kind="person", recipient=person, url=INBOX_URL,

@@ -20,6 +20,7 @@ from api.redact import mask_error, mask_url
 from flows.calendar_gaps import LOOKAHEAD, years_to_add
 from flows.notify import undelivered
 from flows.numbering import RUN_SUBJECT, issued_for_run
+from flows.resend import resend
 from flows.runtime import Runtime
 from models.db import read_session
 from models.documents import Document
@@ -122,6 +123,17 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
                       "delivered_at": n.delivered_at,
                       "delivered_at_local": rt.renderer.local(n.delivered_at, SECONDS) or None}
                      for n in notes]}
+
+
+@router.post("/api/notifications/{notification_id}/resend")
+def resend_notification(notification_id: RowId, rt: RuntimeDep,
+                        person: CurrentPerson) -> dict[str, Any]:
+    """Put a given-up (dead) delivery back in the outbox, its attempts counted afresh: for the
+    run's commander or the admin, once the target is fixed. 409 for one not given up."""
+    row = resend(rt.db, rt.org, notification_id=notification_id, actor=person,
+                 now=rt.clock.now())
+    return {"id": row.id, "status": row.status, "recipient": row.recipient,
+            "url": mask_url(row.url), "title": row.title}
 
 
 @router.get("/api/runs/{run_id}/documents")

@@ -23,7 +23,7 @@ const EVENT_NAMES = {
   stage_changed: "切换阶段", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
   verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
   ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
-  deadline_recounted: "期限重算",
+  deadline_recounted: "期限重算", delivery_resent: "重新发送通知",
   extension_requested: "申请延期", extension_decision_overdue: "延期审批超时",
   extension_chase_failed: "延期督办失败", reassigned: "改派", child_started: "启动子流程",
   delivery_failed: "通知发送失败", render_failed: "文书生成出错", expression_failed: "条件计算出错",
@@ -335,6 +335,7 @@ function detailLine(event, titles) {
     const t = event.times_local || {};
     parts.push(`期限 ${t.from || "—"} → ${t.to || "—"}`);
   }
+  if (event.action === "delivery_resent") parts.push(`${d.title || ""} → ${personNames(d.recipient, event.names || {})}`);
   if (d.level !== undefined && !NO_LEVEL.has(event.action)) parts.push(`第 ${d.level} 级`);
   if (d.reason) parts.push(`原因：${d.reason}`);
   if (d.note) parts.push(`说明：${d.note}`);
@@ -411,8 +412,27 @@ function drawNotifications(run, notes) {
         h("td", {}, NOTE_STATUS[n.status] || n.status,
           n.delivered_at_local ? h("span", { class: "meta", text: ` ${n.delivered_at_local}` }) : null,
           n.attempts && n.attempts.length ? h("span", { class: "meta", text: ` · 尝试 ${n.attempts.length} 次` }) : null,
-          lastError ? h("span", { class: "meta", text: ` · ${lastError}` }) : null));
+          lastError ? h("span", { class: "meta", text: ` · ${lastError}` }) : null,
+          n.status === "dead" && mayCommand(run) ? resendButton(n) : null));
     })))));
+}
+
+// A delivery given up (the office's gateway down for the night) is sent again once fixed.
+function resendButton(note) {
+  const button = h("button", { type: "button", class: "resend", text: "重新发送" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    clearFlash();
+    try {
+      await api(`/api/notifications/${note.id}/resend`, { method: "POST" });
+      flash(`已重新排队发送：${note.title}`);
+      await load();
+    } catch (err) {
+      button.disabled = false;
+      showError(err);
+    }
+  });
+  return button;
 }
 
 // -- command: stage and cancel ----------------------------------------------------------------

@@ -75,6 +75,42 @@ def test_an_alert_that_reaches_no_office_is_told_and_shown(
     assert client.get("/healthz").json()["outbox"] == {"failing": 0, "given_up_24h": 1}
 
 
+def test_a_given_up_delivery_is_sent_again_by_the_runs_commander(
+    client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock
+) -> None:
+    # The duty office's gateway down all night: given up after an hour. Fixed in the morning,
+    # the commander sends it again; the timeline says who did.
+    run = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                              params={"location": "一社区3号楼"}, actor="s1-commander")
+    clock.advance(timedelta(seconds=3))
+    sweep_once(rt)
+    deliver_due(rt.db, clock=clock)
+    for n in range(1, MAX_ATTEMPTS):
+        clock.advance(backoff(n))
+        deliver_due(rt.db, clock=clock)
+    notes = client.get(f"/api/runs/{run.id}/notifications", headers=auth("s1-commander"))
+    [dead] = [n for n in notes.json()["data"] if n["status"] == "dead"]
+    url = f"/api/notifications/{dead['id']}/resend"
+    assert client.post(url, headers=auth("c1-grid")).status_code == 403
+    assert client.post(url, headers=auth("s2-commander")).status_code == 403
+    again = client.post(url, headers=auth("s1-commander"))
+    assert again.status_code == 200 and again.json()["status"] == "pending", again.text
+    refused = client.post(url, headers=auth("s1-commander"))  # not given up any more
+    assert refused.status_code == 409, refused.text
+    with read_session(rt.db) as session:
+        row = session.get(Notification, dead["id"])
+        assert row is not None and row.attempts == 0 and row.next_attempt_at == clock.now()
+    assert deliver_due(rt.db, clock=clock).failed == 1  # tried at once (still down here)
+    # Failing again is told again (before, the second first-failure notice broke the outbox).
+    inbox = client.get("/api/inbox", headers=auth("s1-commander")).json()["data"]
+    assert sum(n["title"].startswith("【送达失败】") for n in inbox) == 3
+    timeline = client.get(f"/api/runs/{run.id}", headers=auth("s1-commander")).json()
+    [resent] = [e for e in timeline["timeline"] if e["action"] == "delivery_resent"]
+    assert resent["actor"] == "s1-commander" and resent["detail"]["recipient"] == "duty"
+    assert client.post("/api/notifications/999999/resend",
+                       headers=auth("s1-commander")).status_code == 404
+
+
 def test_a_run_no_person_started_tells_the_commanders_over_its_unit(
     client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock
 ) -> None:
