@@ -187,8 +187,10 @@ def _template(name: str, where: Where, env: CheckEnv, path: PathKey = ("template
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or ".." in parts:
         return [where.at(path, zh_en(
-            f"模板 {name} 必须位于 {env.templates_dir} 之内",
-            f"template '{name}' must be a path inside {env.templates_dir}"))]
+            # Not the folder's path: POST /api/playbooks/validate would show anyone signed in
+            # where the server is installed.
+            f"模板 {name} 必须位于流程目录的 templates/ 之内",
+            f"template '{name}' must be a path inside the playbooks' templates/"))]
     if env.templates is None:
         return []
     if name in env.templates:
