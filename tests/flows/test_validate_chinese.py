@@ -170,7 +170,7 @@ EXPECTED = [
     ("steps.yaml", "steps[7].id", "步骤 id role 重复（首次定义于第 7 行）"),
     ("steps.yaml", "steps[8].stage", "没有阶段 warning（流程未分阶段）"),
     ("steps.yaml", "steps[9].template", "没有模板 nope.md.j2（可选：t.md.j2、u.md.j2）"),
-    ("steps.yaml", "steps[10].template", "模板 ../x.j2 必须位于 "),
+    ("steps.yaml", "steps[10].template", "模板 ../x.j2 必须位于流程目录的 templates/ 之内"),
     ("steps.yaml", "steps[11].playbook", "没有流程 nowhere（可选："),
     ("steps.yaml", "steps[12].when", "表达式写法有误 / invalid expression: "),
     ("steps.yaml", "steps[13].when", "表达式为空 / invalid expression: it is empty"),
