@@ -27,7 +27,7 @@ from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
-from models.db import read_session
+from models.db import read_session, session_scope
 from models.outbox import INBOX_URL, PENDING, Notification
 
 Json = dict[str, Any]
@@ -135,9 +135,15 @@ def test_receiver_listing_and_a_runs_deliveries_show_local_times(
                               params={"location": "一社区仓库"}, actor="s1-commander")
     clock.advance(timedelta(seconds=3))  # 01:00:03 UTC, 09:00:03 in Shanghai: overdue
     assert sweep_once(rt).fired == 1  # level 1: the section chief and the duty channel
-    with read_session(rt.db) as session:
+    with session_scope(rt.db) as session:
         alert = session.exec(select(Notification).where(
             Notification.url == DUTY, Notification.status == PENDING)).one()
+        # Being sent: the outbox claims the row by moving its next attempt past now (here
+        # by a second, so that the retry below is due at 09:00:05).
+        alert.next_attempt_at = clock.now() + timedelta(seconds=1)
+        session.add(alert)
+        session.flush()
+        session.expunge(alert)
     with api(rt) as client:
         # What Apprise's json:// plugin posts for the alert the outbox is sending.
         posted = client.post("/api/receiver/duty", json={
