@@ -61,11 +61,27 @@ def _jpeg(data: bytes) -> bool:
             return False
         if marker in _SOF:
             height, width = struct.unpack(">HH", data[at + 5:at + 9])
-            return _size_ok(width, height)
+            if not _size_ok(width, height):
+                return False
+            # The picture itself: a scan after the frame, and the end-of-image after it (a
+            # file cut short has none). What a phone appends after the end is allowed, a
+            # program or an archive is not.
+            scan = data.find(b"\xff\xda", at)
+            end = data.find(b"\xff\xd9", scan) if scan >= 0 else -1
+            return end >= 0 and not _carries_program(data[end + 2:])
         if marker in (0xD9, 0xDA):  # end, or scan data before any frame header
             return False
         at += 2 + length
     return False
+
+
+# What a file appended to a photo starts with when it is something to run or unpack.
+_PROGRAMS = (b"MZ", b"\x7fELF", b"PK\x03\x04", b"#!", b"Rar!", b"7z\xbc\xaf", b"\xca\xfe\xba\xbe",
+             b"\xcf\xfa\xed\xfe", b"<script", b"<?php", b"%PDF")
+
+
+def _carries_program(tail: bytes) -> bool:
+    return tail.lstrip(b"\x00\r\n ").startswith(_PROGRAMS)
 
 
 def _gif(data: bytes) -> bool:
@@ -76,8 +92,8 @@ def _gif(data: bytes) -> bool:
     images = 0
     while True:
         block = data[at]
-        if block == 0x3B:  # trailer
-            return images > 0
+        if block == 0x3B:  # trailer: the last byte (padding aside), nothing hidden after it
+            return images > 0 and not data[at + 1:].strip(b"\x00")
         if block == 0x21:  # extension: label, then sub-blocks
             at = _sub_blocks(data, at + 2)
         elif block == 0x2C:  # image descriptor, optional colour table, LZW size, sub-blocks

@@ -392,15 +392,19 @@ def test_not_found_clips_what_was_asked_for() -> None:
 
 # -- a file that only starts like a photo ------------------------------------------------------
 
-# The smallest whole GIF (1x1, one image, trailer), and a JPEG's segments up to its frame
-# header (start of image, JFIF, a 1x1 baseline frame).
+# The smallest whole GIF (1x1, one image, trailer), and a JPEG's segments as the check reads
+# them (start of image, JFIF, a 1x1 baseline frame, a scan, its data, the end of image).
 TINY_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00"
             b"\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 JFIF = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-TINY_JPEG = b"\xff\xd8" + JFIF + b"\xff\xc0\x00\x0b\x08\x00\x01\x00\x01\x01\x01\x11\x00\xff\xd9"
+FRAME = b"\xff\xc0\x00\x0b\x08\x00\x01\x00\x01\x01\x01\x11\x00"
+SCAN = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00\x7f\x80"
+TINY_JPEG = b"\xff\xd8" + JFIF + FRAME + SCAN + b"\xff\xd9"
+PROGRAM = b"\x7fELF\x02\x01\x01" + b"\x00" * 32
 
 
-@pytest.mark.parametrize("data", [TINY_GIF, TINY_JPEG, png_bytes(3, 2)])
+@pytest.mark.parametrize("data", [TINY_GIF, TINY_JPEG, png_bytes(3, 2),
+                                  TINY_JPEG + b"SEFH phone trailer", TINY_GIF + b"\x00\x00"])
 def test_a_whole_photo_is_stored(rt: Runtime, data: bytes) -> None:
     assert store_evidence(rt, data=data, filename="现场.img", uploaded_by="c1-grid").id
 
@@ -412,6 +416,10 @@ def test_a_whole_photo_is_stored(rt: Runtime, data: bytes) -> None:
     (png_bytes(3, 2)[:-12], "image/png"),  # cut before its end
     (png_bytes(3, 2)[:29] + b"\x00\x00\x00\x00" + png_bytes(3, 2)[33:], "image/png"),  # CRC
     (TINY_GIF[:-1], "image/gif"),
+    (b"\xff\xd8" + JFIF + FRAME + SCAN, "image/jpeg"),  # cut: no end of image
+    (b"\xff\xd8" + JFIF + FRAME, "image/jpeg"),  # cut right after the frame header
+    (TINY_JPEG + PROGRAM, "image/jpeg"),  # a photo with a program after it
+    (TINY_GIF + PROGRAM, "image/gif"),
     (b"RIFF\xff\xff\x00\x00WEBPVP8 " + b"\x00" * 16, "image/webp"),  # length not the file's
 ])
 def test_a_file_that_only_starts_like_a_photo_is_refused(rt: Runtime, data: bytes,
