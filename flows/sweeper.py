@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -287,8 +287,15 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
             title, body, number = _message(rt, run, step, spec, firing, now, session=session)
             level = _level(spec, firing)
             if level is not None and level.template:
+                # Which letter of this level it is, counted from those filed: missed repeats
+                # collapse into one firing, so the repeat's slot is no count (第7次 was skipped,
+                # and a late first sweep filed the second 约谈 as 第11次).
+                filed = session.exec(select(func.count()).select_from(Document).where(
+                    Document.step_id == step.id, Document.level == firing.level,
+                    Document.template == level.template)).one()
                 out.letters.append(_letter(run, step, firing, level, key=key, body=body,
-                                           number=number, served_on=people + channels, now=now))
+                                           number=number, served_on=people + channels,
+                                           now=now, ordinal=filed + 1))
         out.escalations.append({
             "run_id": run.id, "step_id": step.id, "step_key": step.step_key,
             "kind": firing.kind, "level": firing.level, "repeat": firing.repeat,
@@ -465,13 +472,13 @@ def _level(spec: StepSpec, firing: Firing) -> EscalateSpec | None:
 
 
 def _letter(run: Run, step: StepInstance, firing: Firing, level: EscalateSpec, *, key: str,
-            body: str, number: str | None, served_on: list[str], now: datetime
+            body: str, number: str | None, served_on: list[str], now: datetime, ordinal: int
             ) -> dict[str, Any]:
     """A level with its own template sends a letter (督办函, 约谈通知): filed as a document of
     the run, once per firing (the firing's key, as its escalation row and its 文号), with what
     was sent, to whom and when, so it is listed and read beside the notice and the forms."""
     name = level.title or (level.template or "").split(".", 1)[0]
-    again = f"（第{firing.repeat + 1}次）" if firing.repeat else ""
+    again = f"（第{ordinal}次）" if ordinal > 1 else ""
     return {"run_id": run.id, "step_id": step.id, "template": level.template,
             "title": f"{name}{again}：{step.title}"[:300], "number": number, "body": body,
             "created_at": now, "subject": key, "level": firing.level,

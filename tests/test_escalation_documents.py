@@ -204,6 +204,11 @@ def test_a_late_sweep_files_each_level_and_each_repeat_its_own_letter(
     assert [(d["level"], d["repeat"], d["title"], d["number"]) for d in again] == [
         (3, 1, "约谈（第2次）：隐患整改", "坪应急约〔2026〕2号")]
     assert "**坪应急约〔2026〕2号**" in again[0]["body"]
+    # Down again for three weeks: the missed repeats collapse into one letter, the third
+    # summons, not one titled by the weeks that passed (第5次).
+    sweep_at(demo, clock, due + timedelta(days=35, minutes=1))
+    later = [d for d in letters(client, demo, run_id)[4:] if d["level"] == 3]
+    assert [(d["repeat"], d["title"]) for d in later] == [(4, "约谈（第3次）：隐患整改")]
 
 
 def test_only_those_who_may_read_the_run_read_its_letters(
