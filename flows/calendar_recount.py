@@ -5,14 +5,16 @@ estimates until then). Run once per content of the file, at the server's start."
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from flows.progress import due_time, first_check
+from flows.progress import due_time, first_check, verify_due_time
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
@@ -28,20 +30,25 @@ from models.writes import add_event, insert_ignoring_duplicates
 
 def recount_estimates(rt: Runtime, *, batch: int = 500) -> int:
     """Once a year is added to the calendar file, deadlines counted Mon-Fri into it are counted
-    again with its holidays (a 5wd from 28 December moves past 元旦). Returns how many moved.
+    again with its holidays (a 5wd from 28 December moves past 元旦). Returns how many steps
+    had a deadline moved.
 
-    Only a deadline that was an estimate moves: an open task's, not yet passed (a passed one
-    has had its reminders and escalations on the old reading; it stays, and an extension is
-    the way to move it), never one chosen by an extension, and only when the stored time is
-    exactly what the count gave without the year, so a deadline set any other way (from a
-    passed deadline, by an older playbook) is left alone. Each move is an event in the run's
-    timeline, and the task's holders are told."""
+    Both deadlines a step may carry: its own (`due_at`, of a task open or handed in, since it
+    holds again if the work is sent back) and the verifier's (`verify_due_at`, of work awaiting
+    review). Only a deadline that was an estimate moves: not yet passed (a passed one has had
+    its reminders and escalations on the old reading; an extension is the way to move it),
+    never one chosen by an extension, and only when the stored time is exactly what the count
+    gave without the year, so a deadline set any other way (from a passed deadline, by an older
+    playbook) is left alone. Each move is an event in the run's timeline, and whoever works to
+    that deadline is told."""
     now = rt.clock.now()
     # Steps counted in working days, by key, in the playbooks as they are (a key that counted
     # in working days only in an older version is not read again).
     keys = sorted({spec.id for playbook in rt.catalog.current.values()
                    for spec in playbook.steps
-                   if spec.due is not None and spec.due.after.is_working_days})
+                   if (spec.due is not None and spec.due.after.is_working_days)
+                   or (spec.verify is not None and spec.verify.due is not None
+                       and spec.verify.due.after.is_working_days)})
     if not rt.calendar.years or not keys:
         return 0
     # A year is added when it is about to matter, so it is the last the file lists; the
@@ -50,16 +57,20 @@ def recount_estimates(rt: Runtime, *, batch: int = 500) -> int:
     last = max(rt.calendar.years)
     since = max(now, datetime(last, 1, 1, tzinfo=rt.tz))
     until = datetime(last + 1, 1, 1, tzinfo=rt.tz)
+
+    def inside(column: Any) -> Any:
+        return (column > since) & (column <= until)
+
     moved = 0
     last_id = 0
     while True:
         with session_scope(rt.db) as session:
             rows = session.exec(
                 select(StepInstance).where(
-                    col(StepInstance.status).in_((st.READY, st.ACKED, st.REJECTED)),
+                    col(StepInstance.status).in_((st.READY, st.ACKED, st.REJECTED,
+                                                  st.SUBMITTED)),
                     col(StepInstance.step_key).in_(keys),
-                    col(StepInstance.original_due_at).is_(None),
-                    col(StepInstance.due_at) > since, col(StepInstance.due_at) <= until,
+                    inside(col(StepInstance.due_at)) | inside(col(StepInstance.verify_due_at)),
                     col(StepInstance.id) > last_id,
                 ).order_by(col(StepInstance.id)).limit(batch)
             ).all()
@@ -70,58 +81,105 @@ def recount_estimates(rt: Runtime, *, batch: int = 500) -> int:
                 moved += _recount(session, rt, step, now)
 
 
+@dataclass
+class _Moved:
+    old: datetime
+    new: datetime
+    years: str  # the years added since it was counted, as the reason names them
+
+
+def _recounted(rt: Runtime, count: Callable[[Runtime], datetime | None], stored: datetime,
+               start: datetime, now: datetime) -> _Moved | None:
+    """The deadline `count` gives now, when `stored` was its Mon-Fri estimate."""
+    if stored <= now or stored.astimezone(rt.tz).time() != time(0):
+        return None  # passed, or not a working-day count (those end at local midnight)
+    counted = count(rt)
+    if counted is None or counted == stored or counted <= now:
+        return None
+    # The year added since: counted without it (and later ones), the count gives exactly what
+    # is stored. The latest such year, since without an earlier one the same may hold.
+    span = range(start.astimezone(rt.tz).year, stored.astimezone(rt.tz).year + 1)
+    added = next((year for year in reversed(span)
+                  if count(replace(rt, calendar=rt.calendar.before(year))) == stored), None)
+    if added is None:
+        return None  # not a Mon-Fri estimate of this count: set some other way, left alone
+    years = "、".join(f"{y}年" for y in span if y >= added and y in rt.calendar.years)
+    return _Moved(stored, counted, years)
+
+
 def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -> int:
-    due = step.due_at
-    if due is None or step.ready_at is None or due.astimezone(rt.tz).time() != time(0):
-        return 0
     run = session.get(Run, step.run_id)
-    if run is None or run.status != run_status.RUNNING:
+    if run is None or run.status != run_status.RUNNING or step.ready_at is None:
         return 0
     playbook = rt.catalog.pinned(session, run.playbook_sha)
     try:
         spec = playbook.step(step.step_key) if playbook else None
     except KeyError:
         return 0
-    if spec is None or spec.due is None or not spec.due.after.is_working_days:
+    if spec is None:
         return 0
-    counted = due_time(rt, run, spec, ready_at=step.ready_at)
-    if counted is None or counted == due or counted <= now:
+    ready_at = step.ready_at
+    due = verify = None
+    if (step.due_at is not None and step.original_due_at is None and spec.due is not None
+            and spec.due.after.is_working_days):
+        due = _recounted(rt, lambda r: due_time(r, run, spec, ready_at=ready_at),
+                         step.due_at, ready_at, now)
+    submitted_at = step.submitted_at
+    if (step.status == st.SUBMITTED and step.verify_due_at is not None
+            and submitted_at is not None and spec.verify is not None
+            and spec.verify.due is not None and spec.verify.due.after.is_working_days):
+        verify = _recounted(
+            rt, lambda r: verify_due_time(r, run, spec, submitted_at=submitted_at),
+            step.verify_due_at, submitted_at, now)
+    if due is None and verify is None:
         return 0
-    # The year added since: counted without it (and later ones), the count gives exactly what
-    # is stored. The latest such year, since without an earlier one the same may hold.
-    span = range(step.ready_at.astimezone(rt.tz).year, due.astimezone(rt.tz).year + 1)
-    added = next((year for year in reversed(span)
-                  if due_time(replace(rt, calendar=rt.calendar.before(year)), run, spec,
-                              ready_at=step.ready_at) == due), None)
-    if added is None:
-        return 0  # not a Mon-Fri estimate of this count: set some other way, left alone
-    check = first_check(rt, spec, status=step.status, ready_at=step.ready_at, due_at=counted,
-                        now=now)
+    values: dict[str, Any] = {}
+    new_due = due.new if due else step.due_at
+    if due is not None:
+        values["due_at"] = due.new
+        if step.status != st.SUBMITTED:  # the assignee's ladder runs: it starts again
+            values |= {"overdue": False, "escalation_level": 0, "last_escalated_at": None,
+                       "reminders_sent": 0,
+                       "next_check_at": first_check(rt, spec, status=step.status,
+                                                    ready_at=ready_at, due_at=new_due,
+                                                    now=now)}
+    if verify is not None:
+        values |= {"verify_due_at": verify.new, "verify_level": 0, "verify_last_at": None,
+                   "next_check_at": first_check(rt, spec, status=st.SUBMITTED,
+                                                ready_at=ready_at, due_at=new_due, now=now,
+                                                verify_due_at=verify.new)}
     result = session.execute(
         update(StepInstance)
         .where(col(StepInstance.id) == step.id, col(StepInstance.version) == step.version)
-        .values(version=step.version + 1, due_at=counted, overdue=False, escalation_level=0,
-                last_escalated_at=None, reminders_sent=0, next_check_at=check)
+        .values(version=step.version + 1, **values)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return 0  # moved by someone meanwhile: it is read again at the next start
-    years = "、".join(f"{y}年" for y in span if y >= added and y in rt.calendar.years)
-    reason = f"{years}节假日安排已录入工作日历，期限按工作日重新计算"
-    add_event(session, at=now, actor=SYSTEM, action="deadline_recounted", run_id=run.id,
-              step_id=step.id, detail={"from": due.isoformat(), "to": counted.isoformat(),
-                                       "reason": reason})
-    insert_ignoring_duplicates(session, Notification, notification_rows(
-        rt.org, people=list(step.assignees), kind="extended",
-        title=f"【期限调整】{step.title}",
-        body=f"{run.title}：{step.title} 的期限由 {rt.renderer.deadline(due)} 调整为 "
-             f"{rt.renderer.deadline(counted)}。原因：{reason}",
-        dedupe=f"recounted|{step.id}|{counted.isoformat()}", now=now, run_id=run.id,
-        step_id=step.id, inbox_only=True,
-    ))
+    if due is not None:
+        _tell(session, rt, run, step, due, "due", list(step.assignees), now)
+    if verify is not None and spec.verify is not None:
+        verifiers = [p.id for p in rt.org.resolve_role(spec.verify.role, step.unit_id)[1]]
+        _tell(session, rt, run, step, verify, "verify", verifiers, now)
     if playbook is not None:
         session.flush()
         sync_entry(session, rt, run, playbook, now)
     return 1
+
+
+def _tell(session: Session, rt: Runtime, run: Run, step: StepInstance, moved: _Moved,
+          which: str, people: list[str], now: datetime) -> None:
+    what = f"{step.title} 的核验期限" if which == "verify" else f"{step.title} 的期限"
+    reason = f"{moved.years}节假日安排已录入工作日历，期限按工作日重新计算"
+    add_event(session, at=now, actor=SYSTEM, action="deadline_recounted", run_id=run.id,
+              step_id=step.id, detail={"deadline": which, "from": moved.old.isoformat(),
+                                       "to": moved.new.isoformat(), "reason": reason})
+    insert_ignoring_duplicates(session, Notification, notification_rows(
+        rt.org, people=people, kind="extended", title=f"【期限调整】{step.title}",
+        body=f"{run.title}：{what}由 {rt.renderer.deadline(moved.old)} 调整为 "
+             f"{rt.renderer.deadline(moved.new)}。原因：{reason}",
+        dedupe=f"recounted|{step.id}|{which}|{moved.new.isoformat()}", now=now,
+        run_id=run.id, step_id=step.id, inbox_only=True,
+    ))
 
 
 # The calendar file last recounted against, in the data dir: an ordinary restart reads no rows.

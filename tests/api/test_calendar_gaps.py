@@ -37,6 +37,11 @@ steps:
     title: 五日
     role: grid_worker
     due: 5d
+  - id: plan
+    title: 方案
+    role: grid_worker
+    due: 5wd
+    verify: {role: inspector, due: 3wd}
   - id: later
     title: 之后
     role: grid_worker
@@ -166,7 +171,8 @@ def test_once_the_year_is_added_the_estimates_are_counted_again(
                          settings={"calendar": calendar})
     try:
         # At start (api/workers.py): counted once per content of the file.
-        assert recount_if_changed(again) == 1
+        # `five` of the first run, and `plan` (also 5wd) of both; the extended `five` stays.
+        assert recount_if_changed(again) == 3
         assert (again.settings.data_dir / COUNTED_MARK).is_file()
         assert recount_if_changed(again) == 0
         assert recount_estimates(again) == 0  # and nothing left to count
@@ -180,10 +186,50 @@ def test_once_the_year_is_added_the_estimates_are_counted_again(
     assert steps_by_key(client, auth, kept.id or 0)["five"]["due_at_local"] == \
         "2027-01-03 24:00"
     timeline = client.get(f"/api/runs/{run.id}", headers=auth("s1-commander")).json()["timeline"]
-    recounted = [e for e in timeline if e["action"] == "deadline_recounted"]
-    assert len(recounted) == 1
+    recounted = [e for e in timeline if e["action"] == "deadline_recounted"
+                 and e["step_id"] == after["five"]["id"]]
+    assert len(recounted) == 1 and recounted[0]["detail"]["deadline"] == "due"
     assert recounted[0]["detail"]["reason"] == \
         "2027年节假日安排已录入工作日历，期限按工作日重新计算"
     inbox = client.get("/api/inbox", headers=auth("c1-grid")).json()["data"]
     assert any(n["title"] == "【期限调整】五个工作日" and "2027-01-05" in n["body"]
                for n in inbox)
+
+
+def test_work_awaiting_review_has_both_its_deadlines_counted_again(
+        rt: Runtime, client: TestClient, auth: Auth, tmp_path: Path, clock: ManualClock) -> None:
+    # Handed in on Tuesday 29 December: the review's 3 working days (30, 31 December and 元旦)
+    # and the plan's own 5 (should it be sent back) were both Mon-Fri estimates.
+    from factories import make_runtime, step_row
+
+    from flows import tasks
+    from flows.calendar_recount import recount_estimates
+
+    run = lifecycle.start_run(rt, playbook_id="deadlines", unit_id="c1", params={},
+                              actor="s1-commander")
+    clock.advance(timedelta(days=1))
+    tasks.complete(rt, step_id=step_row(rt, run.id or 0, "plan").id or 0, actor="c1-grid")
+    plan = steps_by_key(client, auth, run.id or 0)["plan"]
+    assert plan["status"] == "submitted"
+    assert plan["verify_due_at_local"] == "2027-01-01 24:00"
+    assert plan["due_at_local"] == "2027-01-04 24:00"
+    assert "2027年" in plan["verify_due_estimated"] and "2027年" in plan["due_estimated"]
+
+    calendar = tmp_path / "with-2027.yaml"
+    calendar.write_text(WITH_2027, encoding="utf-8")
+    again = make_runtime(tmp_path / "again", clock=clock, playbooks=rt.settings.playbooks,
+                         org_path=rt.settings.org_path, db_url=str(rt.db.url),
+                         settings={"calendar": calendar})
+    try:
+        assert recount_estimates(again) >= 1
+    finally:
+        again.db.dispose()
+    plan = steps_by_key(client, auth, run.id or 0)["plan"]
+    assert plan["verify_due_at_local"] == "2027-01-04 24:00"
+    assert plan["due_at_local"] == "2027-01-05 24:00"
+    timeline = client.get(f"/api/runs/{run.id}", headers=auth("s1-commander")).json()["timeline"]
+    moved = {e["detail"]["deadline"] for e in timeline
+             if e["action"] == "deadline_recounted" and e["step_id"] == plan["id"]}
+    assert moved == {"due", "verify"}
+    told = client.get("/api/inbox", headers=auth("s1-insp1")).json()["data"]
+    assert any("方案 的核验期限由" in n["body"] for n in told)
