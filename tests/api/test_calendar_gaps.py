@@ -143,10 +143,19 @@ WITH_2027 = ONLY_2026 + """\
 """
 
 
-def test_once_the_year_is_added_the_estimates_are_counted_again(
-        rt: Runtime, client: TestClient, auth: Auth, tmp_path: Path, clock: ManualClock) -> None:
+def restarted_with_2027(rt: Runtime, tmp_path: Path, clock: ManualClock) -> Runtime:
+    """The same database, started again with a calendar file that lists 2027."""
     from factories import make_runtime
 
+    calendar = tmp_path / "with-2027.yaml"
+    calendar.write_text(WITH_2027, encoding="utf-8")
+    return make_runtime(tmp_path / "again", clock=clock, playbooks=rt.settings.playbooks,
+                        org_path=rt.settings.org_path, db_url=str(rt.db.url),
+                        settings={"calendar": calendar})
+
+
+def test_once_the_year_is_added_the_estimates_are_counted_again(
+        rt: Runtime, client: TestClient, auth: Auth, tmp_path: Path, clock: ManualClock) -> None:
     from flows.calendar_recount import COUNTED_MARK, recount_estimates, recount_if_changed
 
     run = lifecycle.start_run(rt, playbook_id="deadlines", unit_id="c1", params={},
@@ -164,11 +173,7 @@ def test_once_the_year_is_added_the_estimates_are_counted_again(
 
     # The operator adds 2027 and restarts, a day later.
     clock.advance(timedelta(days=1))
-    calendar = tmp_path / "with-2027.yaml"
-    calendar.write_text(WITH_2027, encoding="utf-8")
-    again = make_runtime(tmp_path / "again", clock=clock, playbooks=rt.settings.playbooks,
-                         org_path=rt.settings.org_path, db_url=str(rt.db.url),
-                         settings={"calendar": calendar})
+    again = restarted_with_2027(rt, tmp_path, clock)
     try:
         # At start (api/workers.py): counted once per content of the file.
         # `five` of the first run, and `plan` (also 5wd) of both; the extended `five` stays.
@@ -200,7 +205,7 @@ def test_work_awaiting_review_has_both_its_deadlines_counted_again(
         rt: Runtime, client: TestClient, auth: Auth, tmp_path: Path, clock: ManualClock) -> None:
     # Handed in on Tuesday 29 December: the review's 3 working days (30, 31 December and 元旦)
     # and the plan's own 5 (should it be sent back) were both Mon-Fri estimates.
-    from factories import make_runtime, step_row
+    from factories import step_row
 
     from flows import tasks
     from flows.calendar_recount import recount_estimates
@@ -215,11 +220,7 @@ def test_work_awaiting_review_has_both_its_deadlines_counted_again(
     assert plan["due_at_local"] == "2027-01-04 24:00"
     assert "2027年" in plan["verify_due_estimated"] and "2027年" in plan["due_estimated"]
 
-    calendar = tmp_path / "with-2027.yaml"
-    calendar.write_text(WITH_2027, encoding="utf-8")
-    again = make_runtime(tmp_path / "again", clock=clock, playbooks=rt.settings.playbooks,
-                         org_path=rt.settings.org_path, db_url=str(rt.db.url),
-                         settings={"calendar": calendar})
+    again = restarted_with_2027(rt, tmp_path, clock)
     try:
         assert recount_estimates(again) >= 1
     finally:
