@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -237,3 +238,14 @@ def complete_answered(rt: Runtime, row: StepInstance, **given: Any) -> StepInsta
                              uploaded_by=who).id for i in range(wanted)]
     return tasks.complete(rt, step_id=row.id or 0, actor=who, note="已落实",
                           outputs=outputs | given, evidence=photos)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 20.0) -> None:
+    """Poll `check` until it is true (work of a background thread: the segment runner, a
+    server), failing the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")

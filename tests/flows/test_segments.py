@@ -3,10 +3,9 @@ report must still go out) and keeps the wakes so that Prefect records them later
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from factories import png_bytes
+from factories import png_bytes, wait_for
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -23,15 +22,6 @@ def step(rt: Runtime, run_id: int, key: str) -> StepInstance:
     with read_session(rt.db) as session:
         return session.exec(select(StepInstance).where(
             StepInstance.run_id == run_id, StepInstance.step_key == key)).one()
-
-
-def wait_for(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def test_automatic_steps_run_while_prefect_is_down(rt: Runtime) -> None:

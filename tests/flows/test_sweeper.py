@@ -147,7 +147,9 @@ def test_a_lease_of_a_process_gone_from_this_host_is_taken_at_once(tmp_path: Pat
     import sys
 
     live = make_runtime(tmp_path / "data", clock=SystemClock())
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Alive until its input is closed.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                               stdin=subprocess.PIPE)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     host = socket.gethostname()
