@@ -491,18 +491,21 @@ class SegmentRunner:
         """segments.run, or, when Prefect cannot be reached, the same segment executed bare
         (its wakes kept to be recorded later): a first report is not held up by Prefect."""
         def run(run: Run, number: int) -> bool:
-            try:
-                segments.run(run, number)
-            except Exception as exc:
-                if not prefect_unreachable(exc):
-                    raise
-                self.lost = f"{type(exc).__name__}: {exc}"[:500]
-                log.warning("Prefect unreachable (%s); executing segments without recording",
-                            self.lost)
-                segment_body(self.rt, run.id or 0, recorded=False)
-                self.degraded_segments += 1
-                return False
-            return True
+            # Once one segment of the batch found Prefect gone, the rest do not try it again
+            # (each try waits out the client's retries).
+            if self.lost is None:
+                try:
+                    segments.run(run, number)
+                    return True
+                except Exception as exc:
+                    if not prefect_unreachable(exc):
+                        raise
+                    self.lost = f"{type(exc).__name__}: {exc}"[:500]
+                    log.warning("Prefect unreachable (%s); executing segments without "
+                                "recording", self.lost)
+            segment_body(self.rt, run.id or 0, recorded=False)
+            self.degraded_segments += 1
+            return False
         return run
 
     def _main(self) -> None:
