@@ -23,7 +23,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 RESULT_PREFIX = "@@bench "
 SCRIPTS = ("bench_start_run", "bench_sweeper", "bench_escalation_lag", "bench_validate",
-           "bench_import", "bench_hazard_scale")
+           "bench_import", "bench_hazard_scale", "bench_outbox")
 QUICK = {
     "bench_start_run": ["--runs", "10000", "--requests", "100"],
     "bench_sweeper": ["--open", "100000", "--baseline", "10000"],
@@ -31,6 +31,7 @@ QUICK = {
     "bench_validate": ["--repeat", "10"],
     "bench_import": ["--rows", "50000"],
     "bench_hazard_scale": ["--hazards", "50000", "--requests", "50", "--idle", "5"],
+    "bench_outbox": ["--hung", "3", "--healthy", "100"],
 }
 
 

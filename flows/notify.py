@@ -18,6 +18,9 @@ Rows are claimed one at a time, just before they are sent, so the lease only has
 delivery (Apprise timeouts are kept short, see CONNECT_TIMEOUT/READ_TIMEOUT) and never a whole
 batch stuck behind a slow endpoint.
 
+Different receivers are sent to at once, one lane (thread) each, up to LANES
+(flows/outbox_lanes.py): a receiver that hangs holds up only the rows queued for it.
+
 In-app inbox rows (INBOX_URL) are written as delivered by the engine and never sent.
 """
 
@@ -41,6 +44,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from flows.catalog import Catalog
+from flows.outbox_lanes import by_destination, not_to
 from flows.spec import Playbook, StepSpec
 from models.audit import SYSTEM
 from models.clock import Clock
@@ -80,6 +84,15 @@ LEASE = timedelta(minutes=2)
 # timeout, as smtplib's timeout for every SMTP exchange.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
+
+# Receivers sent to at once (threads, each doing one delivery at a time). Eight covers a
+# district's duty offices and mail server with room for two or three that hang.
+LANES = 8
+
+# A failed attempt that took this long means the receiver hangs rather than refuses (a refused
+# port fails in milliseconds): its lane stops, and its other rows wait for the next pass, where
+# each costs one attempt at a time instead of holding the lane for all of them in a row.
+SLOW_FAILURE_MS = 2000
 
 # Playbook messages are rendered from *.md.j2 templates: Apprise turns Markdown into HTML for
 # targets that want HTML (email) and passes it through as is to text targets (json://).
@@ -268,34 +281,96 @@ Sender = Callable[[str, str, str, str | None], None]  # url, title, body, messag
 def deliver_due(
     engine: Engine, *, clock: Clock, limit: int = 100, sender: Sender = send,
     org: OrgChart | None = None, catalog: Catalog | None = None,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None = None, lanes: int = LANES,
 ) -> DeliveryReport:
     """Send up to `limit` due notifications, oldest due first (bulk reminders and escalations
-    after everything else, BULK_KINDS), recording every attempt.
+    after everything else, BULK_KINDS), recording every attempt, and return when all are done.
+    Up to `lanes` receivers are sent to at once; each receiver's rows go in due order, and
+    stop for this pass after a slow failure (SLOW_FAILURE_MS).
     `stop`, once set, ends the pass before the next row is claimed: a server shutting down
-    waits for one delivery at most, not for a pass of a hundred to a receiver that is gone.
+    waits for one delivery per lane at most, not for a pass of a hundred to a receiver that is
+    gone.
 
     Safe to run in several threads or processes at once (each row is claimed before it is
     sent). One bad notification never makes this raise: its failure is recorded on the row.
     Database errors do raise; the rows concerned are retried once their lease runs out."""
-    report = DeliveryReport()
-    for notification_id in _due_ids(engine, clock, limit):
+    tally = _Tally()
+    groups = list(by_destination(_due_rows(engine, clock, limit)).values())
+
+    def lane(ids: list[int]) -> None:
+        _deliver_lane(engine, ids, clock=clock, sender=sender, org=org, catalog=catalog,
+                      stop=stop, tally=tally)
+
+    if len(groups) <= 1 or lanes <= 1:
+        for ids in groups:  # one receiver (the common case): no thread needed
+            lane(ids)
+    else:
+        _in_lanes(groups, lane, lanes)
+    return tally.report
+
+
+class _Tally:
+    """A pass's report, added to by its lanes."""
+
+    def __init__(self) -> None:
+        self.report = DeliveryReport()
+        self._lock = threading.Lock()
+
+    def add(self, status: str) -> None:
+        with self._lock:
+            if status == DELIVERED:
+                self.report.delivered += 1
+            elif status == DEAD:
+                self.report.dead += 1
+            else:
+                self.report.failed += 1
+
+
+def _in_lanes(groups: list[list[int]], lane: Callable[[list[int]], None], lanes: int) -> None:
+    """Run `lane` on every group, `lanes` threads at a time; re-raise the first error a lane
+    raised (a database error, or a crash standing in for the process dying) once all end."""
+    pending = list(reversed(groups))
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                ids = pending.pop()
+            try:
+                lane(ids)
+            except BaseException as exc:  # handed to the caller below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, name="closeloop-outbox-lane", daemon=True)
+               for _ in range(min(lanes, len(groups)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _deliver_lane(
+    engine: Engine, ids: list[int], *, clock: Clock, sender: Sender, org: OrgChart | None,
+    catalog: Catalog | None, stop: threading.Event | None, tally: _Tally,
+) -> None:
+    """Deliver one receiver's rows one at a time, in the order given."""
+    for notification_id in ids:
         if stop is not None and stop.is_set():
-            break
+            return
         claimed = _claim(engine, notification_id, clock)
         if claimed is None:
             continue  # another worker got there first, or it is no longer due
         started_at = clock.now()
         outcome = _attempt(claimed, sender)
-        status = _record(engine, claimed.id, outcome, started_at=started_at, clock=clock,
-                         org=org, catalog=catalog)
-        if status == DELIVERED:
-            report.delivered += 1
-        elif status == DEAD:
-            report.dead += 1
-        else:
-            report.failed += 1
-    return report
+        tally.add(_record(engine, claimed.id, outcome, started_at=started_at, clock=clock,
+                          org=org, catalog=catalog))
+        if not outcome.ok and outcome.duration_ms >= SLOW_FAILURE_MS:
+            return  # the receiver hangs: its next row waits for the next pass
 
 
 # What the sweeper sends in bulk: reminders and the rungs of escalation ladders. A district's
@@ -306,21 +381,25 @@ def deliver_due(
 BULK_KINDS = ("remind", "escalate", "ack", "verify")
 
 
-def _due_ids(engine: Engine, clock: Clock, limit: int) -> list[int]:
+def _due_rows(engine: Engine, clock: Clock, limit: int,
+              busy: tuple[str, ...] = ()) -> list[tuple[int, str]]:
+    """(id, url) of up to `limit` due rows in the order they go out, leaving out the rows for
+    the `busy` receivers (whose lanes are still sending)."""
     now = clock.now()
     due = (Notification.status == PENDING, col(Notification.next_attempt_at) <= now,
-           Notification.url != INBOX_URL)
+           Notification.url != INBOX_URL, *(not_to(receiver) for receiver in busy))
     order = (col(Notification.next_attempt_at), col(Notification.id))
+    wanted = (Notification.id, Notification.url)
     with read_session(engine) as session:
         first = session.exec(
-            select(Notification.id).where(*due, col(Notification.kind).not_in(BULK_KINDS))
+            select(*wanted).where(*due, col(Notification.kind).not_in(BULK_KINDS))
             .order_by(*order).limit(limit)
         ).all()
         rest = session.exec(
-            select(Notification.id).where(*due, col(Notification.kind).in_(BULK_KINDS))
+            select(*wanted).where(*due, col(Notification.kind).in_(BULK_KINDS))
             .order_by(*order).limit(limit - len(first))
         ).all() if len(first) < limit else []
-    return [row for row in (*first, *rest) if row is not None]
+    return [(row[0], row[1]) for row in (*first, *rest) if row[0] is not None]
 
 
 def _claim(engine: Engine, notification_id: int, clock: Clock) -> _Claimed | None:
@@ -589,8 +668,13 @@ def undelivered(engine: Engine, now: datetime) -> dict[str, int]:
 
 
 class OutboxWorker:
-    """Delivers the outbox in a daemon thread: a pass every `interval` seconds, at once after
-    `wake()` (call it after committing notifications), and straight on while passes are full.
+    """Delivers the outbox from a daemon thread: a pass every `interval` seconds, at once after
+    `wake()` (call it after committing notifications), and again whenever a lane ends.
+
+    A pass does not wait for its deliveries: it starts a lane (thread) for each receiver with
+    rows due whose lane is not already running, up to `lanes`, and each lane sends that
+    receiver's rows one at a time. A receiver that hangs keeps its own lane busy, while the
+    next pass, a second later, starts lanes for everybody else's new rows.
 
     Several workers (threads or processes) may run against one database: rows are claimed."""
 
@@ -604,6 +688,7 @@ class OutboxWorker:
         sender: Sender = send,
         org: OrgChart | None = None,
         catalog: Catalog | None = None,
+        lanes: int = LANES,
     ) -> None:
         self.engine = engine
         self.org = org
@@ -612,13 +697,25 @@ class OutboxWorker:
         self.interval = interval
         self.limit = limit
         self.sender = sender
+        self.lanes = lanes
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._running: dict[str, threading.Thread] = {}  # receiver -> its lane
+        self._running_lock = threading.Lock()
+        self._tally = _Tally()  # everything the lanes did since start, for `delivered`
+
+    @property
+    def delivered(self) -> DeliveryReport:
+        """What the worker's lanes have done since it was made (run_once not included)."""
+        return self._tally.report
 
     def run_once(self) -> DeliveryReport:
+        """One pass, waiting for its deliveries (tests and tools; the worker's own loop does
+        not wait)."""
         return deliver_due(self.engine, clock=self.clock, limit=self.limit, sender=self.sender,
-                           org=self.org, catalog=self.catalog, stop=self._stop)
+                           org=self.org, catalog=self.catalog, stop=self._stop,
+                           lanes=self.lanes)
 
     def wake(self) -> None:
         """Ask for a pass soon (without waiting for the interval)."""
@@ -632,12 +729,17 @@ class OutboxWorker:
         self._thread.start()
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop after the current delivery (bounded by the Apprise timeouts)."""
+        """Stop after each lane's current delivery (bounded by the Apprise timeouts)."""
         self._stop.set()
         self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._running_lock:
+            lanes = list(self._running.values())
+        for lane in lanes:
+            lane.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Self:
         self.start()
@@ -653,13 +755,35 @@ class OutboxWorker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            # Cleared before the pass: a wake() arriving during it triggers another pass.
+            # Cleared before the pass: a wake() (or a lane ending) during it triggers another.
             self._wake.clear()
             try:
-                report = self.run_once()
+                self._start_lanes()
             except Exception:  # e.g. the database is briefly unavailable: try again later
                 logger.exception("outbox delivery pass failed")
-            else:
-                if report.attempted >= self.limit:
-                    continue  # a full pass: more may be due already
             self._wake.wait(self.interval)
+
+    def _start_lanes(self) -> None:
+        with self._running_lock:
+            self._running = {r: t for r, t in self._running.items() if t.is_alive()}
+            busy = tuple(self._running)
+        free = self.lanes - len(busy)
+        if free <= 0:
+            return
+        due = by_destination(_due_rows(self.engine, self.clock, self.limit, busy))
+        for receiver, ids in list(due.items())[:free]:
+            lane = threading.Thread(target=self._lane, args=(ids,), daemon=True,
+                                    name="closeloop-outbox-lane")
+            with self._running_lock:
+                self._running[receiver] = lane
+            lane.start()
+
+    def _lane(self, ids: list[int]) -> None:
+        try:
+            _deliver_lane(self.engine, ids, clock=self.clock, sender=self.sender,
+                          org=self.org, catalog=self.catalog, stop=self._stop,
+                          tally=self._tally)
+        except Exception:  # the rows stay claimed until their lease runs out, then go again
+            logger.exception("outbox lane failed")
+        finally:
+            self._wake.set()  # its receiver is free again, and more may be due

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SMALL_ORG
+from factories import DEMO_ORG, SMALL_ORG, wait_for
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from flows import notify
 from flows.notify import (
     LEASE,
     MAX_ATTEMPTS,
@@ -33,6 +34,7 @@ from flows.notify import (
     deliver_due,
     send,
 )
+from flows.outbox_lanes import destination, not_to
 from flows.recipients import notification_rows
 from models.clock import ManualClock
 from models.db import create_schema, make_engine, read_session, session_scope
@@ -647,3 +649,98 @@ def test_people_sharing_one_url_get_one_message_there_and_each_an_inbox_copy() -
                              title="t", body="b", dedupe="x", now=T0, run_id=1, step_id=1)
     assert [(r["recipient"], r["url"]) for r in rows] == [
         ("chen-jianguo", INBOX_URL), ("chen-jianguo", shared[0]), ("liu-yang", INBOX_URL)]
+
+
+# -- lanes: receivers are sent to at once --------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "receiver"), [
+    ("json://127.0.0.1:8080/hook?x=1", "json://127.0.0.1:8080"),
+    ("json://127.0.0.1:8080?x=1", "json://127.0.0.1:8080"),
+    ("mailto://duty:secret@10.0.0.2:25?to=a@b.cn", "mailto://duty:secret@10.0.0.2:25"),
+    ("dingtalk://tok_en", "dingtalk://tok_en"),
+    ("not a url", "not a url"),
+])
+def test_a_receiver_is_the_url_up_to_its_path(url: str, receiver: str) -> None:
+    assert destination(url) == receiver
+
+
+def test_the_busy_receiver_filter_in_sql_agrees_with_destination(engine: Engine) -> None:
+    # Ports that share a prefix, and `_`/`%`, which LIKE would have taken as wildcards.
+    urls = ["json://127.0.0.1:80/a", "json://127.0.0.1:8080/a", "json://127.0.0.1:80?x=1",
+            "json://127.0.0.1:80", "json://h_st:1/a", "json://host:1/a", "json://h%st:1/a",
+            "jsons://127.0.0.1:80/a"]
+    ids = {add_notification(engine, url): url for url in urls}
+    for busy in ("json://127.0.0.1:80", "json://h_st:1", "json://h%st:1"):
+        with read_session(engine) as session:
+            kept = set(session.exec(select(Notification.id).where(not_to(busy))).all())
+        assert kept == {nid for nid, url in ids.items() if destination(url) != busy}, busy
+
+
+def test_a_hanging_receiver_holds_up_only_its_own_rows(
+    engine: Engine, clock: ManualClock, rx: HttpReceiver
+) -> None:
+    # The county duty office's webhook hangs with three reports queued; the street's report,
+    # due after them, goes out meanwhile. Before lanes it waited behind all three.
+    with HttpReceiver() as street:
+        hung = [add_notification(engine, rx.url(), title=f"县{i}",
+                                 at=T0 - timedelta(minutes=5 - i)) for i in range(3)]
+        add_notification(engine, street.url(), title="街道")
+        rx.hold()
+        reports: list[DeliveryReport] = []
+        sending = threading.Thread(target=lambda: reports.append(deliver_due(engine, clock=clock)))
+        sending.start()
+        try:
+            rx.wait_held(1)
+            assert [m.json["title"] for m in street.wait_for(1)] == ["街道"]
+        finally:
+            rx.release()
+            sending.join(timeout=60)
+    assert reports == [DeliveryReport(delivered=4)]
+    # The hung receiver's own rows still went in the order they were due.
+    assert [m.json["title"] for m in rx.wait_for(3)] == ["县0", "县1", "县2"]
+    assert {notification(engine, n).status for n in hung} == {DELIVERED}
+
+
+def test_a_slow_failure_ends_its_lane_for_the_pass(
+    engine: Engine, clock: ManualClock, rx: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A receiver that times out would cost every row queued for it the same wait, one after
+    # another; after one slow failure the rest wait for the next pass.
+    monkeypatch.setattr(notify, "SLOW_FAILURE_MS", 500)
+    first, *rest = [add_notification(engine, rx.url() + "?rto=1", title=f"县{i}",
+                                     at=T0 - timedelta(minutes=5 - i)) for i in range(3)]
+    rx.hold()
+    try:
+        report = deliver_due(engine, clock=clock)
+    finally:
+        rx.release()
+    assert report == DeliveryReport(failed=1)
+    assert notification(engine, first).attempts == 1
+    assert [notification(engine, n).attempts for n in rest] == [0, 0]
+    # The next pass carries on with them (the failed one waits for its backoff).
+    assert deliver_due(engine, clock=clock) == DeliveryReport(delivered=2)
+
+
+def test_the_worker_starts_other_receivers_while_one_hangs_with_a_backlog(
+    engine: Engine, clock: ManualClock, rx: HttpReceiver
+) -> None:
+    # More rows queued for the hung receiver than a pass reads: the next pass leaves out the
+    # receiver whose lane is busy, so a later row for someone else is still seen and sent.
+    backlog = [add_notification(engine, rx.url(), title=f"县{i}", kind="escalate",
+                                at=T0 - timedelta(minutes=30 - i)) for i in range(8)]
+    rx.hold()
+    with HttpReceiver() as street:
+        worker = OutboxWorker(engine, clock=clock, interval=0.05, limit=3)
+        worker.start()
+        try:
+            rx.wait_held(1)
+            add_notification(engine, street.url(), title="街道", kind="escalate")
+            worker.wake()
+            assert [m.json["title"] for m in street.wait_for(1)] == ["街道"]
+        finally:
+            rx.release()
+            wait_for(lambda: worker.delivered.delivered == len(backlog) + 1)
+            worker.stop()
+    assert [m.json["title"] for m in rx.wait_for(8)] == [f"县{i}" for i in range(8)]
+    assert {notification(engine, n).status for n in backlog} == {DELIVERED}
