@@ -4,15 +4,21 @@ sweeper and the segment runner can share one file; PostgreSQL is used as is."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import Column, event, inspect, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
+
+from models.errors import CloseloopError
+
+logger = logging.getLogger(__name__)
 
 
 def _json_text(value: Any) -> str:
@@ -65,7 +71,7 @@ def create_schema(engine: Engine) -> None:
     import models.tables  # noqa: F401  (registers every table on SQLModel.metadata)
 
     SQLModel.metadata.create_all(engine)
-    _check_columns(engine)
+    _upgrade_columns(engine)
     for table in SQLModel.metadata.sorted_tables:  # an index added since the file was made
         for index in table.indexes:
             index.create(engine, checkfirst=True)
@@ -74,21 +80,93 @@ def create_schema(engine: Engine) -> None:
     install_audit_guards(engine)
 
 
-class SchemaOutOfDate(RuntimeError):
-    """The database was made by an older closeloop and lacks columns this one writes."""
+class SchemaOutOfDate(CloseloopError):
+    """The database cannot be brought up to this version by adding columns (a column that
+    needs a value old rows cannot be given), or was made by a newer version."""
 
 
-def _check_columns(engine: Engine) -> None:
-    # No migrations before 1.0: refuse clearly rather than fail on the first write.
+def _upgrade_columns(engine: Engine) -> None:
+    """Add the columns this version has and the database lacks, in one transaction.
+
+    A bureau upgrading closeloop keeps its history: a new column is added to the existing
+    tables, old rows getting the column's default (NULL where it may be empty). Nothing is
+    dropped or changed. A database made by a newer version, or a new column that old rows
+    cannot be given a value for, is refused by name before anything is changed."""
     found = inspect(engine)
-    missing: list[str] = []
+    adds: list[tuple[str, str]] = []
+    refused: list[str] = []
+    newer: list[str] = []
     for table in SQLModel.metadata.sorted_tables:
-        have = {c["name"] for c in found.get_columns(table.name)}
-        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
-    if missing:
+        if not found.has_table(table.name):
+            continue
+        have = {c["name"]: c for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                ddl = _add_column_ddl(engine, column)
+                if ddl is None:
+                    refused.append(f"{table.name}.{column.name}")
+                else:
+                    adds.append((f"{table.name}.{column.name}", ddl))
+        ours = {c.name for c in table.columns}
+        newer += [f"{table.name}.{name}" for name, c in have.items()
+                  if name not in ours and not c["nullable"] and c.get("default") is None]
+    if newer:
         raise SchemaOutOfDate(
-            f"数据库由旧版本创建，缺少列 / the database was made by an older version and lacks "
-            f"{', '.join(missing)}: start on a new CLOSELOOP_DATA_DIR / CLOSELOOP_DATABASE_URL")
+            f"数据库由更新的版本创建 / the database was made by a newer version: this one would "
+            f"not fill {', '.join(newer)}")
+    if refused:
+        raise SchemaOutOfDate(
+            f"数据库由旧版本创建，无法自动补列 / the database was made by an older version and "
+            f"lacks {', '.join(refused)}, which old rows cannot be given a value for: start on "
+            f"a new CLOSELOOP_DATA_DIR / CLOSELOOP_DATABASE_URL")
+    if not adds:
+        return
+    with engine.begin() as conn:  # all columns or none
+        for _, ddl in adds:
+            conn.exec_driver_sql(ddl)
+    logger.warning("数据库已升级 / database upgraded: added %s", ", ".join(n for n, _ in adds))
+
+
+def _add_column_ddl(engine: Engine, column: Column[Any]) -> str | None:
+    """ALTER TABLE … ADD COLUMN for `column`, or None when old rows could not be given a
+    value (NOT NULL without a default that can be written in SQL)."""
+    if column.primary_key:
+        return None
+    dialect = engine.dialect
+    default = ""
+    if not column.nullable and column.server_default is None:
+        value = _default_value(column)
+        if value is None:
+            return None
+        if isinstance(value, dict | list):
+            default = " DEFAULT " + _sql_string(_json_text(value))
+        else:
+            default = " DEFAULT " + str(
+                literal(value, type_=column.type).compile(
+                    dialect=dialect, compile_kwargs={"literal_binds": True}))
+    spec = CreateColumn(column).compile(dialect=dialect)
+    table = dialect.identifier_preparer.format_table(column.table)
+    return f"ALTER TABLE {table} ADD COLUMN {spec}{default}"
+
+
+def _default_value(column: Column[Any]) -> Any:
+    """The Python default a new row gets, when it does not depend on the row."""
+    default = column.default
+    if default is None:
+        return None
+    if default.is_scalar:
+        return default.arg
+    if default.is_callable:
+        try:  # SQLModel's default_factory (dict, list): called with SQLAlchemy's context
+            value = default.arg(None)
+        except Exception:  # a default that needs its row: none for old rows
+            return None
+        return value if isinstance(value, dict | list) else None
+    return None
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -487,3 +487,21 @@ def test_sweep_once_after_the_deadlines_fires_the_escalations_once(tmp_path: Pat
     again = json.loads(closeloop(tmp_path, "sweep", "--once",
                                  CLOSELOOP_CLOCK_OFFSET="1h").stdout)
     assert again["overdue"] == 0 and again["fired"] == 0  # each missed level fired once
+
+
+# --- a database of another version -----------------------------------------------------------
+
+def test_a_database_an_upgrade_cannot_fill_is_one_clear_error_without_a_traceback(
+        tmp_path: Path) -> None:
+    first = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
+                      "--param", "location=六和社区幸福里3栋")
+    assert first.returncode == 0, first.stderr
+    rt = runtime_on(tmp_path)  # "an older version": its run table lacks a column with no default
+    with rt.db.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE run DROP COLUMN title")
+    rt.db.dispose()
+    done = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe",
+                     "--param", "location=又一处")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: 数据库由旧版本创建") and "run.title" in done.stderr
+    assert "Traceback" not in done.stderr
