@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Column, event, inspect, literal
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateColumn
 from sqlmodel import Session, SQLModel, create_engine
@@ -121,9 +122,19 @@ def _upgrade_columns(engine: Engine) -> None:
             f"a new CLOSELOOP_DATA_DIR / CLOSELOOP_DATABASE_URL")
     if not adds:
         return
-    with engine.begin() as conn:  # all columns or none
-        for _, ddl in adds:
-            conn.exec_driver_sql(ddl)
+    try:
+        with engine.begin() as conn:  # all columns or none
+            for _, ddl in adds:
+                conn.exec_driver_sql(ddl)
+    except DBAPIError:
+        # Two processes starting on one old database (serve and a CLI command): the other
+        # added them first. Anything still missing is a real failure.
+        missing = {n for n, _ in adds} - {
+            f"{t}.{c['name']}" for t in {n.split(".")[0] for n, _ in adds}
+            for c in inspect(engine).get_columns(t)}
+        if missing:
+            raise
+        return
     logger.warning("数据库已升级 / database upgraded: added %s", ", ".join(n for n, _ in adds))
 
 

@@ -4,12 +4,15 @@ newer version made is refused by name with nothing changed. SQLite and PostgreSQ
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from flows import lifecycle
 from flows.runtime import Runtime
+from models import db
 from models.db import SchemaOutOfDate, create_schema, read_session
 from models.run import Run
 
@@ -82,3 +85,20 @@ def test_a_database_of_a_newer_version_is_refused_by_name(any_rt: Runtime) -> No
             conn.execute(text("ALTER TABLE wake ADD COLUMN priority integer NOT NULL"))
     with pytest.raises(SchemaOutOfDate, match=r"newer version.*wake\.priority"):
         create_schema(engine)
+
+
+def test_two_processes_upgrading_one_database_at_once_both_start(
+        any_rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = any_rt.db
+    drop(engine, "run.skipped_recorded")
+    real = db._add_column_ddl
+
+    def the_other_process_got_there_first(engine_: Engine, column: Any) -> str | None:
+        ddl = real(engine_, column)
+        with engine.begin() as conn:  # between this one's look and its ALTER
+            conn.execute(text(str(ddl)))
+        return ddl
+
+    monkeypatch.setattr(db, "_add_column_ddl", the_other_process_got_there_first)
+    create_schema(engine)
+    assert "skipped_recorded" in columns(engine, "run")
