@@ -66,8 +66,14 @@ class _Node:
 
 
 def dedupe(errors: list[SourceError]) -> list[SourceError]:
-    # A module used twice reports its own mistakes once.
-    return list(dict.fromkeys(errors))
+    """Each mistake once, under the first path that reached it. A module used twice reports
+    its own mistakes once; and a value written once but read at two paths (a YAML alias:
+    `with: *first` under a second module use, `to: *leaders` under a second step) is one
+    mistake at one file:line:col, though each path reports it."""
+    kept: dict[tuple[str, int, int, str], SourceError] = {}
+    for error in errors:
+        kept.setdefault((error.file, error.line, error.col, error.message), error)
+    return list(kept.values())
 
 
 def _validate(

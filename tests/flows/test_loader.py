@@ -305,6 +305,21 @@ def test_load_bad_value_from_module_with_points_at_the_with_entry() -> None:
     assert errors[0].startswith(where)
 
 
+def test_load_value_shared_by_an_alias_is_one_mistake_at_its_line() -> None:
+    # Two steps reading one aliased list: the unknown role is written once, so it is told
+    # once, at the anchor, not again under the second step's path.
+    notify = ("  - id: {id}\n    title: 发送\n    action: notify\n    needs: [receive]\n"
+              "    template: first-report.md.j2\n    to: {to}\n")
+    text = minimal("  - id: receive\n    title: 接警\n    role: duty_officer\n"
+                   + notify.format(id="a", to="&leaders [directr, director]")
+                   + notify.format(id="b", to="*leaders"))
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="demo.yaml", context=context())
+    assert [f"{e.line}:{e.col}: {e.path}" for e in caught.value.errors] == [
+        "13:19: steps[1].to[0]"]
+    assert "没有角色或通道 directr" in caught.value.errors[0].message
+
+
 def test_load_unreadable_file_is_reported(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     with pytest.raises(PlaybookInvalid) as caught:
