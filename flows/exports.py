@@ -26,7 +26,9 @@ one that ends a day, stored as the next day's 00:00, reads as that day's 24:00
 so in XLSX the deadline columns are text cells in that same form, every row of them (one column
 of dates and texts mixed would sort the texts after every date); the fixed-width form sorts in
 time order as text, and the import reads it back to the same instant (flows/found_times.py).
-The other times (发现时间, 销号时间, 更新时间) stay real date cells.
+The other times (发现时间, 销号时间, 更新时间) stay real date cells. 原整改期限 is blank unless an
+approved extension moved the deadline (the API's `original_due_at` is then none too), so a
+manager sees at a glance which hazards were extended.
 
 The rectification list (整改清单) counts calendar days in local time: 剩余天数 is the days from
 today to the deadline's day (0 once that day has come; blank for a hazard closed, cancelled
@@ -368,7 +370,8 @@ def hazard_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime) -> Iterat
             h.code, names.unit(h.unit_id), names.unit(h.street_id), h.source, h.grade,
             h.category, h.location, h.description, h.enterprise, local(h.found_at, tz),
             names.person(h.found_by), deadline(h.due_at, tz),
-            deadline(h.original_due_at or h.due_at, tz), h.status,
+            # Blank unless an extension moved the deadline: the reader sees which were extended.
+            deadline(h.original_due_at, tz), h.status,
             YES if is_overdue(h, now) else NO, local(h.closed_at, tz),
         ]
 

@@ -99,7 +99,8 @@ def test_a_deadline_that_ends_a_day_is_written_as_that_days_24_00(
     rows = by_code(fmt, download(client, demo, HAZARD_EXPORT, fmt))
     ends, within = rows["YH-END-OF-DAY"], rows["YH-IN-THE-DAY"]
     assert (ends["整改期限"], ends["原整改期限"]) == ("2026-02-28 24:00", "2026-02-19 24:00")
-    assert (within["整改期限"], within["原整改期限"]) == ("2026-03-31 09:30", "2026-03-31 09:30")
+    # Never extended: no original deadline (blank), not the deadline again.
+    assert within["整改期限"] == "2026-03-31 09:30" and within["原整改期限"] in ("", None)
     # As the API (and every document and message) prints the same deadline.
     assert ends["整改期限"] == api_due_at_local(client, demo, "YH-END-OF-DAY")
     assert within["整改期限"] == api_due_at_local(client, demo, "YH-IN-THE-DAY")
@@ -128,8 +129,9 @@ def test_xlsx_deadline_columns_are_text_in_every_row(client: TestClient, demo: R
                                                     "xlsx"))).worksheets[0]
     header = [c.value for c in ws[1]]
     for row in ws.iter_rows(min_row=2):
-        for name in ("整改期限", "原整改期限"):
-            assert row[header.index(name)].data_type == "s"
+        assert row[header.index("整改期限")].data_type == "s"
+        original = row[header.index("原整改期限")]  # blank unless extended
+        assert original.value is None or original.data_type == "s"
         assert row[header.index("发现时间")].is_date
     # Sorted as text, the deadlines come in time order (2026-02-28 24:00 before 2026-03-01
     # 00:30, as the instants).
@@ -161,7 +163,11 @@ def test_every_exported_time_reads_back_to_the_same_instant(
         row = cells[stored["code"]]
         assert times.parse(row["发现时间"]) == stored["found_at"]
         assert times.parse(row["整改期限"]) == stored["due_at"]
-        assert times.parse(row["原整改期限"]) == stored.get("original_due_at", stored["due_at"])
+        original = stored.get("original_due_at")
+        if original is None:  # never extended: left blank
+            assert row["原整改期限"] in ("", None)
+        else:
+            assert times.parse(row["原整改期限"]) == original
 
 
 @pytest.mark.parametrize("text", ["2026-02-28 24:00", "2026-02-28T24:00:00+08:00",

@@ -98,7 +98,9 @@ class HazardPublic(BaseModel):
     found_by_name: str | None
     due_at: datetime | None = Field(description="整改期限 (after any approved extension)")
     due_at_local: str | None
-    original_due_at: datetime | None = Field(description="原整改期限")
+    original_due_at: datetime | None = Field(
+        description="原整改期限: the deadline before an approved extension moved it; none when "
+                    "the deadline was never extended")
     original_due_at_local: str | None = None
     status: str = Field(description="The run's phase (登记, 挂牌督办, 整改方案, 整改中, 复查中, "
                                     "验收销号, 回头看, 已销号, 已撤销, ...)")
@@ -404,9 +406,8 @@ def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
         enterprise=h.enterprise, found_at=h.found_at, found_at_local=local(h.found_at),
         found_by=h.found_by, found_by_name=names.person(h.found_by), due_at=h.due_at,
         due_at_local=_on_paper(rt.renderer.deadline, h.due_at) or None,
-        original_due_at=h.original_due_at or h.due_at,
-        original_due_at_local=_on_paper(rt.renderer.deadline,
-                                        h.original_due_at or h.due_at) or None,
+        original_due_at=h.original_due_at,
+        original_due_at_local=_on_paper(rt.renderer.deadline, h.original_due_at) or None,
         status=h.status, overdue=exports.is_overdue(h, now),
         days_left=exports.hazard_days_left(h, now, rt.tz), closed_at=h.closed_at,
         closed_at_local=local(h.closed_at) or None, campaign_run_id=h.campaign_run_id,

@@ -178,6 +178,8 @@ def test_a_reported_hazard_is_in_the_list_and_follows_its_run_to_closure(
     assert h["status"] == "整改中" and h["plan"] == PLAN
     due = datetime.fromisoformat(h["due_at"])
     assert due == clock.now() + timedelta(days=30) and h["days_left"] == 30
+    # Never extended: no 原整改期限, rather than the deadline again.
+    assert h["original_due_at"] is None and h["original_due_at_local"] is None
     clock.advance(timedelta(days=31))
     h = page(client, auth, f"/api/hazards/{run['id']}")
     assert h["overdue"] is True and h["days_left"] == -1
@@ -434,7 +436,12 @@ def test_hazard_export_as_csv_has_bom_chinese_headers_and_local_times(
                      "2026-03-02 00:30", "一社区网格员", "2026-04-01 00:30", "2026-03-22 00:30",
                      "整改中", "否", ""]
     assert closed[1:3] == ["二街道", "二街道"]
-    assert closed[13:] == ["已销号", "否", "2026-03-02 01:30"]
+    # Never extended: 原整改期限 blank, so the extended ones stand out.
+    assert closed[11:] == ["2026-03-02 00:30", "", "已销号", "否", "2026-03-02 01:30"]
+    listed = {h["code"]: h for h in page(client, auth, "/api/hazards")["data"]}
+    assert [(listed[code]["due_at_local"], listed[code]["original_due_at_local"])
+            for code in ("YH001000", "YH001001")] == [
+        ("2026-04-01 00:30", "2026-03-22 00:30"), ("2026-03-02 00:30", None)]
 
 
 def test_hazard_export_as_xlsx_has_headers_date_cells_and_the_same_filters(
