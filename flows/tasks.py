@@ -5,6 +5,7 @@ so two people closing the same task at once give one success and one Conflict (4
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from flows.access import require_act, require_reassign, who_may
+from flows.access import can_read_step, require_act, require_reassign, who_may
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
 from flows.output_checks import check_together
@@ -264,17 +265,9 @@ def _check_evidence(
     elsewhere = {o.step_id: o.sha256 for o in locked
                  if o.step_id is not None and o.step_id != step.id and o.sha256 in first}
     if elsewhere:
-        steps = session.exec(
-            select(StepInstance.id, StepInstance.run_id)
-            .join(Run, Run.id == StepInstance.run_id)
-            .where(StepInstance.id.in_(list(elsewhere)),  # type: ignore[union-attr]
-                   # A photo that did its work (a step done) proves that run's, cancelled
-                   # later or not (a closed hazard whose look-back was called off).
-                   or_(Run.status != run_status.CANCELLED, StepInstance.status == st.DONE))
-        ).all()
-        other = sorted(sid for sid, run_id in steps if run_id != step.run_id)
+        other = _proving_elsewhere(session, step, elsewhere)
         if other:
-            dup = first[elsewhere[other[0]]]
+            dup = first[elsewhere[other[0][0]]]
             named = next(_named(r) for r in rows if r.id == dup)
             raise InvalidInput("evidence", f"证据 {named} 与另一流程实例中任务上的证据是同一个"
                                f"文件 / evidence '{dup}' has the same content as evidence "
@@ -292,6 +285,91 @@ def _check_evidence(
     if need.note and not (note or "").strip():
         raise InvalidInput("note", "需要填写说明 / a note is required")
     return rows
+
+
+def _proving_elsewhere(session: Session, step: StepInstance, holders: Iterable[int]
+                       ) -> list[tuple[int, int]]:
+    """(step id, run id), by step id, of the `holders` (steps holding a file with the content of
+    one cited for `step`) where that file proves another run's work: one cited for `step`
+    too would be refused. The one rule for completing (_check_evidence) and for the warning an
+    upload gives at once (earlier_uses)."""
+    rows = session.exec(
+        select(StepInstance.id, StepInstance.run_id)
+        .join(Run, Run.id == StepInstance.run_id)
+        .where(StepInstance.id.in_(list(holders)),  # type: ignore[union-attr]
+               # A photo that did its work (a step done) proves that run's, cancelled
+               # later or not (a closed hazard whose look-back was called off).
+               or_(Run.status != run_status.CANCELLED, StepInstance.status == st.DONE))
+    ).all()
+    return sorted((sid, run_id) for sid, run_id in rows
+                  if sid is not None and run_id != step.run_id)
+
+
+@dataclass(frozen=True)
+class EarlierUse:
+    """A task of another run whose handed-in evidence has the same content as an upload. The
+    task and its run are named only to someone who may read them (another street's hazard is
+    not theirs to learn of): for anyone else all four are None."""
+
+    task_id: int | None
+    task_title: str | None
+    run_id: int | None
+    run_title: str | None
+
+
+def require_readable(rt: Runtime, *, step_id: int, person: str) -> None:
+    """NotFound for no such task, Forbidden for one `person` may not read (as GET
+    /api/tasks/{id} answers)."""
+    with read_session(rt.db) as session:
+        step = session.get(StepInstance, step_id)
+        if step is None:
+            raise NotFound("task", step_id)
+        run = session.get(Run, step.run_id)
+    if not can_read_step(rt.org, person, step, run_unit_id=run.unit_id if run else None):
+        raise Forbidden("无权查看该任务 / task belongs to another unit")
+
+
+def earlier_uses(rt: Runtime, *, step_id: int, sha256: str, person: str) -> list[EarlierUse]:
+    """The tasks of other runs whose evidence has this content, where citing a file of it for
+    task `step_id` would be refused at completion (_proving_elsewhere): told at upload, so the
+    inspector retakes the photo on the spot instead of learning it when handing in. Those
+    `person` may not read are one unnamed entry at the end."""
+    with read_session(rt.db) as session:
+        step = session.get(StepInstance, step_id)
+        if step is None:
+            return []
+        holders = set(session.exec(select(Evidence.step_id).where(
+            Evidence.sha256 == sha256, col(Evidence.step_id).is_not(None),
+            Evidence.step_id != step_id)).all())
+        found = _proving_elsewhere(session, step, {h for h in holders if h is not None})
+        if not found:
+            return []
+        steps = {s.id: s for s in session.exec(select(StepInstance).where(
+            col(StepInstance.id).in_([sid for sid, _ in found]))).all()}
+        runs = {r.id: r for r in session.exec(select(Run).where(
+            col(Run.id).in_({rid for _, rid in found}))).all()}
+    named: list[EarlierUse] = []
+    hidden = False
+    for sid, rid in found:
+        other, run = steps[sid], runs[rid]
+        if can_read_step(rt.org, person, other, run_unit_id=run.unit_id):
+            named.append(EarlierUse(sid, other.title, rid, run.title))
+        else:
+            hidden = True
+    return named + ([EarlierUse(None, None, None, None)] if hidden else [])
+
+
+def reuse_warning(uses: list[EarlierUse]) -> str | None:
+    """The upload's warning in the person's words, Chinese first: where the photo was used,
+    and that handing it in here would be refused."""
+    if not uses:
+        return None
+    zh = "、".join(f"「{u.run_title}」的任务「{u.task_title}」" if u.task_id is not None
+                  else "另一流程实例中的任务" for u in uses)
+    en = ", ".join(f"task '{u.task_title}' of '{u.run_title}'" if u.task_id is not None
+                   else "a task of another run" for u in uses)
+    return (f"这张照片已用于{zh}，作为本任务的证据提交时会被拒绝，请重新拍照 / this photo was "
+            f"already handed in for {en}; completing this task with it will be refused")
 
 
 def _check_stored(rt: Runtime, *, step_id: int, actor: str, evidence_ids: list[str]) -> None:

@@ -20,7 +20,7 @@ const state = {
   spec: null, // the playbook's step: outputs, evidence, verify, extension
   requests: null,
   requestsError: null,
-  files: null, // evidence chosen for the next submission: [{id, name}]
+  files: null, // evidence chosen for the next submission: [{id, name, sha256, warning}]
   uploading: 0,
 };
 
@@ -90,11 +90,14 @@ function evidenceBlob(id) {
   return blobs.get(id);
 }
 
-function thumb(id, name, onRemove) {
+function thumb(id, name, onRemove, warning = null) {
   const figure = h("figure", { class: "thumb", dataset: { evidenceId: id } },
     h("span", { class: "meta", text: "读取中…" }));
   evidenceBlob(id).then(({ url, type }) => {
     clear(figure);
+    // Said on the photo itself until it is removed: handing it in here would be refused.
+    if (warning) figure.append(h("span", { class: "reused", role: "note", title: warning,
+      text: "已用于其他任务，请重新拍照" }));
     if (type.startsWith("image/")) {
       figure.append(h("img", { src: url, alt: name || "现场照片" }));
       // Named, so a refusal that names a file ("「现场1.jpg」已用于另一流程") says which to remove.
@@ -332,7 +335,7 @@ function drawFiles(box) {
     box.append(thumb(file.id, file.name, () => {
       state.files = state.files.filter((f) => f.id !== file.id);
       drawFiles(box);
-    }));
+    }, file.warning));
   }
   const count = $("#evidence-count");
   if (count) count.textContent = state.files.length ? `已选 ${state.files.length} 个` : "";
@@ -345,8 +348,17 @@ async function upload(files, box, status) {
     try {
       const form = new FormData();
       form.append("file", file, file.name);
+      form.append("task", String(taskId)); // so the answer says at once if it was used before
       const stored = await api("/api/evidence", { method: "POST", form });
-      state.files.push({ id: stored.id, name: stored.filename });
+      // The same picture chosen twice is one photo (the API refuses it on handing in): kept once.
+      const twin = state.files.find((f) => f.sha256 && f.sha256 === stored.sha256);
+      if (twin) {
+        flash(`「${stored.filename}」与已选的「${twin.name}」是同一张照片，未重复添加`, "error");
+        continue;
+      }
+      state.files.push({ id: stored.id, name: stored.filename, sha256: stored.sha256,
+        warning: stored.warning });
+      if (stored.warning) flash(stored.warning, "error");
       drawFiles(box);
     } catch (err) {
       showError(err);

@@ -219,6 +219,39 @@ def test_a_missing_required_value_marks_its_box(signed_in: SignedIn, server: Any
     expect(page.locator("#note")).to_have_attribute("aria-invalid", "true")
 
 
+def test_a_photo_handed_in_for_another_hazard_is_told_at_upload(
+        signed_in: SignedIn, server: Any, tmp_path: Path) -> None:
+    earlier = register_hazard(server)
+    old = photos(tmp_path, (120, 60, 10), (10, 60, 120))
+    ids = []
+    for path in old:
+        up = call(server, RECTIFIER, "POST", "/api/evidence",
+                  files={"file": (Path(path).name, Path(path).read_bytes(), "image/png")})
+        ids.append(up.json()["id"])
+    done = call(server, RECTIFIER, "POST", f"/api/tasks/{earlier}/complete", json={
+        "note": "已整改", "outputs": {"done_measures": "已清理"}, "evidence": ids})
+    assert done.status_code == 200, done.text
+
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, register_hazard(server))
+    # Last time's "after" photo chosen again for a new hazard: told now, on the photo too.
+    page.set_input_files("#evidence", old[:1])
+    expect(page.locator("#flash")).to_contain_text("这张照片已用于「")
+    expect(page.locator("#flash")).to_contain_text("请重新拍照")
+    expect(page.locator("#evidence-thumbs .reused")).to_have_text("已用于其他任务，请重新拍照")
+    page.locator("#evidence-thumbs .remove").click()
+    expect(page.locator("#evidence-thumbs figure")).to_have_count(0)
+    # A new photo, then the same one again: kept once, and said so.
+    (tmp_path / "new").mkdir()
+    fresh = photos(tmp_path / "new", (5, 200, 5))
+    page.set_input_files("#evidence", fresh)
+    expect(page.locator("#evidence-thumbs img")).to_have_count(1)
+    expect(page.locator("#evidence-thumbs .reused")).to_have_count(0)
+    page.set_input_files("#evidence", fresh)
+    expect(page.locator("#flash")).to_contain_text("是同一张照片，未重复添加")
+    expect(page.locator("#evidence-thumbs figure")).to_have_count(1)
+
+
 def test_one_may_not_verify_ones_own_rectification(signed_in: SignedIn, server: Any) -> None:
     task = register_hazard(server)
     # The street's commander hands the rectification to an inspector, who does it himself.
