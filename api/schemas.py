@@ -6,7 +6,15 @@ import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+)
 from pydantic_core import PydanticCustomError
 
 from flows.bulk_plan import constant_lookups
@@ -98,6 +106,19 @@ class RunCreate(BaseModel):
 class StageChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stage: str
+    # Going back (a warning downgraded): what becomes of the higher stages' open tasks is the
+    # commander's word, never a default; without either field they stay open, as before.
+    call_off: list[StrictInt] = Field(
+        default_factory=list, max_length=100_000,
+        description="Going back to an earlier stage: ids of the open tasks of the stages above "
+        "it to call off (已撤销); the others stay open. Needs `note`.")
+    # Strict: "yes" or 1 must not call off a whole district's tasks; only true does.
+    call_off_all: StrictBool = Field(
+        default=False, description="Going back: call off every open task of the stages above "
+        "it. Needs `note`.")
+    note: Note = Field(
+        default=None, description="Why the tasks are called off (预警降级); their holders are "
+        "told it.")
 
 
 class CancelBody(BaseModel):
@@ -278,6 +299,12 @@ class RunPublic(BaseModel):
     concurrent: list[RunningRun] | None = Field(
         default=None, description="Only in the answer to a start: other runs of the playbook "
         "running for this unit, a unit above or below it (newest first, at most 10)")
+    called_off: list[int] | None = Field(
+        default=None, description="Only in the answer to a stage change back to an earlier "
+        "stage: the tasks of the stages above it called off by it")
+    kept_open: list[int] | None = Field(
+        default=None, description="Only in the answer to a stage change back to an earlier "
+        "stage: the open tasks of the stages above it that stay open")
 
 
 class Page(BaseModel):

@@ -4,13 +4,16 @@ waits on Prefect."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
 from flows.access import nobody_for, require_right, require_start
+from flows.call_off import call_off as called_off
+from flows.call_off import pick
 from flows.campaigns import campaign_problem
 from flows.concurrent import refuse_if_running
 from flows.found_times import BadCell, Times
@@ -246,7 +249,33 @@ def _commanded_staged_run(session: Session, rt: Runtime, run_id: int, actor: str
     return run, playbook
 
 
-def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
+@dataclass
+class StageMoved:
+    """A stage change and, going back, what became of the higher stages' open tasks."""
+
+    run: Run
+    back: bool = False  # to an earlier stage
+    called_off: list[int] = field(default_factory=list)  # step instance ids
+    kept_open: list[int] = field(default_factory=list)
+
+
+def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
+              call_off: Sequence[int] = (), call_off_all: bool = False,
+              note: str | None = None) -> Run:
+    """change_stage, for callers that want only the run."""
+    return change_stage(rt, run_id=run_id, stage=stage, actor=actor, call_off=call_off,
+                        call_off_all=call_off_all, note=note).run
+
+
+def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
+                 call_off: Sequence[int] = (), call_off_all: bool = False,
+                 note: str | None = None) -> StageMoved:
+    """Move a staged run to `stage`; its steps (and those of stages jumped over) are handed
+    out. Going back (the warning downgraded), the open tasks of the stages above are called
+    off as the commander says: those named in `call_off`, or all with `call_off_all`, with a
+    `note` saying why (422 without one); the rest stay open and the `stage_changed` event
+    counts them, so keeping them is on record as a choice. Forward, nothing is called off
+    (422 on call_off)."""
     with session_scope(rt.db) as session:
         run, playbook = _commanded_staged_run(
             session, rt, run_id, actor, "stage",
@@ -257,15 +286,40 @@ def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str) -> Run:
         if run.stage == stage:
             raise Conflict(f"流程已处于阶段 {playbook.stage_title(stage)} / run is already in "
                            f"stage '{stage}'", current=run.stage)
+        back = run.stage is not None and \
+            playbook.stages.index(stage) < playbook.stages.index(run.stage)
+        asked = call_off_all or bool(call_off)
+        if asked and not back:
+            raise InvalidInput("call_off", "只有退回到较早阶段（预警降级）时才能撤销任务 / tasks "
+                               "are called off only when going back to an earlier stage")
+        said = (note or "").strip()
+        if asked and not said:
+            raise InvalidInput("note", "撤销任务须写明说明（如：预警降为黄色，停止转移），将告知"
+                               "任务负责人 / calling tasks off needs a note saying why; their "
+                               "holders are told")
+        stopped: list[StepInstance] = []
+        kept: list[StepInstance] = []
+        if back:
+            stopped, kept = pick(session, playbook, run, stage, named=call_off,
+                                 take_all=call_off_all)
         now = rt.clock.now()
+        detail: dict[str, Any] = {}
+        if back:
+            detail = {"called_off": len(stopped), "kept_open": len(kept)}
+            if said:
+                detail["note"] = said
         add_event(session, at=now, actor=actor, action="stage_changed", run_id=run.id,
-                  from_state=run.stage, to_state=stage)
+                  from_state=run.stage, to_state=stage, detail=detail)
+        if stopped:
+            called_off(session, rt, run, stopped, actor=actor, note=said, stage=stage,
+                       stage_title=playbook.stage_title(stage) or stage, now=now)
         run.stage = stage
         run.stage_entered_at = now
         session.add(run)
         advance(session, rt, run, playbook, now=now)
         wake(session, run, "stage", now=now)
-        return run
+        return StageMoved(run=run, back=back, called_off=[s.id or 0 for s in stopped],
+                          kept_open=[s.id or 0 for s in kept])
 
 
 def stage_id(playbook: Playbook, given: str) -> str:

@@ -123,9 +123,16 @@ def complete(run_id: RowId, rt: RuntimeDep, person: CurrentPerson,
 
 @router.post("/{run_id}/stage", response_model=RunPublic)
 def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
-    """Move a staged run (typhoon) to a stage; that stage's steps become ready."""
-    lifecycle.set_stage(rt, run_id=run_id, stage=body.stage, actor=person)
+    """Move a staged run (typhoon) to a stage; that stage's steps become ready. Going back,
+    the higher stages' open tasks named in `call_off` (or all, `call_off_all`) are called off
+    with `note`; the others stay open."""
+    moved = lifecycle.change_stage(rt, run_id=run_id, stage=body.stage, actor=person,
+                                   call_off=body.call_off, call_off_all=body.call_off_all,
+                                   note=body.note)
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
         steps, _, _ = run_detail(session, run_id=run_id)
-    return run_view(rt, run, steps=steps, playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
+    view = run_view(rt, run, steps=steps, playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
+    if moved.back:
+        view.called_off, view.kept_open = moved.called_off, moved.kept_open
+    return view

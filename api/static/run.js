@@ -20,7 +20,7 @@ const NO_LEVEL = new Set(["run_started", "remind", "ack"]);
 
 const EVENT_NAMES = {
   run_started: "启动流程", run_completed: "流程完成", run_cancelled: "取消流程",
-  stage_changed: "切换阶段", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
+  stage_changed: "切换阶段", called_off: "撤销任务", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
   verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
   ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
   deadline_recounted: "期限重算", delivery_resent: "重新发送通知",
@@ -239,7 +239,7 @@ function drawOverview(run, pb) {
   if (!fanned.length) return;
   const answered = new Set(["acked", "submitted", "done", "rejected"]);
   box.append(h("div", { class: "table-wrap" }, h("table", { id: "overview-table" },
-    h("thead", {}, h("tr", {}, ["阶段", "步骤", "单位数", "已叫应", "已完成", "逾期", "有未落实项", "合计"]
+    h("thead", {}, h("tr", {}, ["阶段", "步骤", "单位数", "已叫应", "已完成", "已撤销", "逾期", "有未落实项", "合计"]
       .map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, fanned.map(([key, items]) => {
       const spec = specOf(key);
@@ -254,6 +254,8 @@ function drawOverview(run, pb) {
         h("td", { text: String(items.length) }),
         h("td", { text: String(count((s) => answered.has(s.status) || Boolean(s.acked_at))) }),
         h("td", { text: String(count((s) => s.status === "done")) }),
+        // Called off (a downgrade, or the run ended): stopped, never counted as done.
+        h("td", { class: "called-off", text: String(count((s) => s.status === "cancelled")) }),
         h("td", { class: count((s) => s.overdue) ? "overdue" : null, text: String(count((s) => s.overdue)) }),
         h("td", { text: String(count((s) => unmet(s).length > 0)) }),
         h("td", { text: sums.join("；") || "—" }));
@@ -341,6 +343,11 @@ function detailLine(event, titles) {
   if (d.note) parts.push(`说明：${d.note}`);
   if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
   if (typeof d.steps_cancelled === "number") parts.push(`撤销 ${d.steps_cancelled} 项任务`);
+  // A stage change back (the warning downgraded): what the commander called off and kept.
+  if (event.action === "stage_changed") {
+    if (d.called_off > 0) parts.push(`撤销 ${d.called_off} 项较高阶段任务`);
+    if (d.kept_open > 0) parts.push(`保留 ${d.kept_open} 项较高阶段未完成任务`);
+  }
   // A response ended with earlier stages' work still owed: how much, and the first of it.
   if (typeof d.steps_called_off === "number" && d.steps_called_off > 0) {
     const owed = Array.isArray(d.unanswered) ? d.unanswered : [];
@@ -443,8 +450,9 @@ function mayCommand(run) {
 }
 
 // What a stage change does besides handing out the new stage's tasks, said before it is made:
-// stages jumped over hand out theirs too, and going back calls nothing off (the tasks of the
-// later stages already handed out stay open until done or the run is cancelled).
+// stages jumped over hand out theirs too; going back (the warning downgraded) lists the open
+// tasks of the stages above and asks whether to call them off or keep them, never deciding
+// for the commander.
 // Stages whose tasks were handed out already (a stage visited before, then left): entering
 // or passing them again hands nothing out twice.
 function handedOut(pb, run) {
@@ -456,6 +464,19 @@ function handedOut(pb, run) {
   return done;
 }
 
+// The tasks going back to `to` may call off, as the API counts them (flows/call_off.py): the
+// tasks of every stage above it, reached and not finished (a pending one too: it would come
+// alive later in a stage the run has left).
+const CALLABLE = new Set(["pending", "ready", "acked", "submitted", "rejected"]);
+
+function openAbove(pb, run, to) {
+  const stages = (pb && pb.stages) || [];
+  const above = new Set(stages.slice(stages.indexOf(to) + 1));
+  const stageOf = new Map(((pb && pb.steps) || []).filter((s) => s.stage).map((s) => [s.id, s.stage]));
+  return ((run && run.steps) || []).filter((s) => s.id !== null && s.action === "task"
+    && CALLABLE.has(s.status) && above.has(stageOf.get(s.step)));
+}
+
 function stageEffect(pb, run, from, to) {
   const stages = (pb && pb.stages) || [];
   const [i, j] = [stages.indexOf(from), stages.indexOf(to)];
@@ -463,7 +484,16 @@ function stageEffect(pb, run, from, to) {
   const given = handedOut(pb, run);
   const parts = [];
   if (j < i) {
-    parts.push(`退回到较早阶段：${stages.slice(j + 1, i + 1).map(stageName).join("、")}已下达的任务仍然有效，不会撤销。`);
+    const open = openAbove(pb, run, to);
+    if (open.length) {
+      const stageOf = new Map(pb.steps.filter((s) => s.stage).map((s) => [s.id, s.stage]));
+      const where = stages.filter((s) => open.some((t) => stageOf.get(t.step) === s));
+      parts.push(`退回到较早阶段：${where.map(stageName).join("、")}尚有 ${open.length} 项任务未完成。`
+        + "撤销的任务停止计时和督办，记为已撤销（不算完成），并通知其负责人，再次进入该阶段时也不会重新下达；"
+        + "保留的任务继续有效、继续计时。请选择：");
+    } else {
+      parts.push(`退回到较早阶段：${stages.slice(j + 1, i + 1).map(stageName).join("、")}没有未完成的任务，无需撤销。`);
+    }
   }
   if (j > i + 1) {
     const skipped = stages.slice(i + 1, j);
@@ -508,6 +538,22 @@ function drawControls(run, pb) {
     s === run.stage ? `${stageName(s)} · 当前` : stageName(s))));
 }
 
+// The open tasks going back would leave, one line per step: its title, how many, and where.
+function drawOpenAbove(open) {
+  const groups = new Map();
+  for (const step of open) {
+    if (!groups.has(step.step)) groups.set(step.step, []);
+    groups.get(step.step).push(step);
+  }
+  clear($("#stage-open")).append(...[...groups.entries()].map(([key, items]) => {
+    const spec = specOf(key);
+    const where = items.map((s) => s.unit_name).filter(Boolean);
+    const shown = where.length > 8 ? `${where.slice(0, 8).join("、")} 等` : where.join("、");
+    return h("li", { dataset: { step: key } },
+      `${spec ? spec.title : key}：${items.length} 项`, shown ? `（${shown}）` : "");
+  }));
+}
+
 function hideConfirms() {
   $("#stage-confirm").hidden = true;
   $("#cancel-confirm").hidden = true;
@@ -522,19 +568,39 @@ function wireControls() {
     clearFlash();
     hideConfirms();
     const yes = $("#stage-yes");
-    yes.dataset.stage = select.value;
-    yes.textContent = `确认切换到 ${stageName(select.value)}`;
-    $("#stage-effect").textContent = stageEffect(state.playbook, state.run, state.run.stage, select.value);
+    const to = select.value;
+    yes.dataset.stage = to;
+    $("#stage-confirm").dataset.stage = to;
+    yes.textContent = `确认切换到 ${stageName(to)}`;
+    $("#stage-effect").textContent = stageEffect(state.playbook, state.run, state.run.stage, to);
+    // Going back with tasks still open: no plain "yes"; the commander calls them all off
+    // (with a note for their holders) or keeps them all.
+    const stages = (state.playbook && state.playbook.stages) || [];
+    const back = stages.indexOf(to) < stages.indexOf(state.run.stage);
+    const open = back ? openAbove(state.playbook, state.run, to) : [];
+    drawOpenAbove(open);
+    $("#stage-back").hidden = open.length === 0;
+    $("#stage-note").removeAttribute("aria-invalid");
+    yes.hidden = open.length > 0;
     $("#stage-confirm").hidden = false;
-    yes.focus();
+    (open.length ? $("#stage-note") : yes).focus();
   });
   $("#stage-no").addEventListener("click", hideConfirms);
-  $("#stage-yes").addEventListener("click", (event) => act(event.currentTarget, async () => {
-    const stage = event.currentTarget.dataset.stage;
-    await api(`/api/runs/${RUN_ID}/stage`, { method: "POST", json: { stage } });
+  const move = async (body) => {
+    const stage = $("#stage-confirm").dataset.stage;
+    const moved = await api(`/api/runs/${RUN_ID}/stage`, { method: "POST", json: { stage, ...body } });
     delete select.dataset.picked;
-    return `已切换到阶段 ${stageName(stage)}`;
-  }));
+    const said = [`已切换到阶段 ${stageName(stage)}`];
+    if (moved.called_off && moved.called_off.length) said.push(`撤销 ${moved.called_off.length} 项任务`);
+    if (moved.kept_open && moved.kept_open.length) said.push(`保留 ${moved.kept_open.length} 项未完成任务`);
+    return said.join("，");
+  };
+  $("#stage-yes").addEventListener("click", (event) => act(event.currentTarget, () => move({})));
+  $("#stage-keep").addEventListener("click", (event) => act(event.currentTarget, () => move({})));
+  // The note is the API's to require (422 on note); the choice stays open to correct it.
+  $("#stage-call-off").addEventListener("click", (event) => act(event.currentTarget, () => move({
+    call_off_all: true, note: $("#stage-note").value.trim() || null,
+  }), { keepOpen: true }));
   // Ending a response and cancelling a run: the form asks, the page confirms, then it acts.
   confirmed("end", async () => {
     const note = $("#end-note").value.trim();
@@ -561,7 +627,8 @@ function confirmed(name, work) {
   $(`#${name}-yes`).addEventListener("click", (event) => act(event.currentTarget, work));
 }
 
-async function act(button, work) {
+// `keepOpen`: a refusal leaves the confirmation up (a missing note is added, not re-asked).
+async function act(button, work, { keepOpen = false } = {}) {
   button.disabled = true;
   try {
     const said = await work();
@@ -569,10 +636,11 @@ async function act(button, work) {
     await load();
     flash(said, "ok");
   } catch (err) {
-    hideConfirms();
+    if (!keepOpen || !err || !err.field) hideConfirms();
     showError(err);
     const reason = $("#reason");
     if (err && err.field === "reason") reason.setAttribute("aria-invalid", "true");
+    if (err && err.field === "note") $("#stage-note").setAttribute("aria-invalid", "true");
   } finally {
     button.disabled = false;
   }

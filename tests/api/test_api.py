@@ -851,6 +851,35 @@ def test_stage_errors(client: TestClient, auth: Auth) -> None:
     assert error_field(r) == "stage"
 
 
+def test_going_back_a_stage_calls_off_what_the_commander_names(
+        client: TestClient, auth: Auth) -> None:
+    run = start(client, auth, playbook="branching", unit="s1")
+    url = f"/api/runs/{run['id']}/stage"
+    moved = client.post(url, json={"stage": "warning"}, headers=auth("s1-commander")).json()
+    assert moved["called_off"] is None and moved["kept_open"] is None  # forward: not asked
+    villages = {s["unit_id"]: s["id"] for s in moved["steps"] if s["step"] == "villages"}
+    r = client.post(url, json={"stage": "watch", "call_off": [villages["c1"]]},
+                    headers=auth("s1-commander"))
+    assert error_field(r) == "note"
+    r = client.post(url, json={"stage": "watch", "call_off": [villages["c1"]],
+                               "note": "预警解除"}, headers=auth("s1-commander"))
+    assert r.status_code == 200, r.text
+    back = r.json()
+    assert back["stage"] == "watch"
+    assert back["called_off"] == [villages["c1"]] and back["kept_open"] == [villages["c2"]]
+    statuses = {s["unit_id"]: s["status"] for s in back["steps"] if s["step"] == "villages"}
+    assert statuses == {"c1": "cancelled", "c2": "ready"}
+    # Off c1's grid worker's list; told why, in the inbox.
+    mine = client.get("/api/tasks", params={"mine": "true"}, headers=auth("c1-grid")).json()
+    assert mine["data"] == []
+    timeline = run_of(client, auth, run["id"])["timeline"]
+    off = [e for e in timeline if e["action"] == "called_off"]
+    assert [(e["step_id"], e["to_state"], e["detail"]["note"]) for e in off] == \
+        [(villages["c1"], "cancelled", "预警解除")]
+    change = [e for e in timeline if e["action"] == "stage_changed"][-1]
+    assert change["detail"] == {"called_off": 1, "kept_open": 1, "note": "预警解除"}
+
+
 # --- playbooks ------------------------------------------------------------------------------------
 
 def test_list_playbooks(client: TestClient, auth: Auth) -> None:
@@ -1035,7 +1064,8 @@ WRONG_TYPES: dict[str, dict[str, list[Any]]] = {
     "extend": {"due_at": ["tomorrow", None, [], "2026-99-99T00:00:00+08:00"],
                "reason": [None, 1, []]},
     "reassign": {"person": [None, 1, [], {}]},
-    "stage": {"stage": [None, 1, [], {}]},
+    "stage": {"stage": [None, 1, [], {}], "call_off": ["x", 1, {}, ["a"], [None], ["3"]],
+              "call_off_all": ["yes", "true", 1, None, []], "note": [1, [], {}]},
     "cancel": {"reason": [1, [], {}]},
 }
 

@@ -368,20 +368,77 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     for community in ("六和社区", "和平社区", "坪山社区", "东门社区", "新和社区"):
         expect(handed.filter(has_text=community)).to_have_count(1)
     assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["stage"] == "warning"
-    # Going back is said too: what was handed out stays, and is not handed out again.
+    # Going back asks what becomes of the open tasks of the stage left; kept, they stay.
     page.select_option("#stage", "message")
     page.click("#stage-ask")
     expect(page.locator("#stage-effect")).to_have_text(
-        "退回到较早阶段：台风警报已下达的任务仍然有效，不会撤销。"
+        "退回到较早阶段：台风警报尚有 11 项任务未完成。"
+        "撤销的任务停止计时和督办，记为已撤销（不算完成），"
+        "并通知其负责人，再次进入该阶段时也不会重新下达；保留的任务继续有效、继续计时。请选择："
         "“台风消息”的任务此前已下达，不会重复下达。")
-    page.click("#stage-yes")
+    expect(page.locator("#stage-yes")).to_be_hidden()
+    page.click("#stage-keep")
+    expect(page.locator("#flash")).to_contain_text("已切换到阶段 台风消息，保留 11 项未完成任务")
     expect(page.locator("#run-status")).to_contain_text("阶段：台风消息")
+    expect(step_item(page, "warning-community").first).to_contain_text("待办")
+    expect(page.locator("#timeline li[data-action='stage_changed']").last).to_contain_text(
+        "保留 11 项较高阶段未完成任务")
     # Forward again past a stage already handed out: only the new one is said to go out.
     page.select_option("#stage", "severe")
     page.click("#stage-ask")
     expect(page.locator("#stage-effect")).to_have_text(
         "跳过 紧急警报（蓝色/黄色预警）：这些阶段的任务也将一并下达。"
         "台风警报的任务此前已下达，不会重复下达。")
+
+
+def test_a_downgraded_typhoon_calls_off_the_higher_stages_open_tasks_from_its_page(
+        signed_in: SignedIn, server: Any) -> None:
+    """橙色/红色预警 lowered to 紧急警报: the page lists what the higher stage left open and
+    asks; calling all off needs a note, then those tasks read 已取消 (not done) in the list,
+    the overview and the timeline, a done transfer stays done, and the holders are told."""
+    rt = server.rt
+    commander = "maluan-commander"
+    run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
+                       params={"name": "山竹"}, actor=commander).id or 0
+    set_stage(rt, run_id=run_id, stage="severe", actor=commander)
+    complete_answered(rt, step_rows(rt, run_id, "transfer")["maluan-community"], people=4)
+
+    page = signed_in(commander)
+    page.goto(server.url(f"/runs/{run_id}"))
+    page.select_option("#stage", "emergency")
+    page.click("#stage-ask")
+    expect(page.locator("#stage-effect")).to_contain_text(
+        "退回到较早阶段：橙色/红色预警尚有 9 项任务未完成。")
+    expect(page.locator("#stage-yes")).to_be_hidden()  # no default: call off, or keep
+    listed = page.locator("#stage-open li[data-step='transfer']")
+    expect(listed).to_have_text("【橙色/红色预警】危险区人员转移：2 项（江岭社区、坪环社区）")
+    expect(page.locator("#stage-open li")).to_have_count(4)
+    # Without a note the API refuses; the choice stays up with the box to fill marked.
+    page.click("#stage-call-off")
+    expect(page.locator("#flash")).to_contain_text("撤销任务须写明说明")
+    expect(page.locator("#stage-note")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#stage-confirm")).to_be_visible()
+    page.fill("#stage-note", "预警降为黄色，暂停转移")
+    page.click("#stage-call-off")
+    expect(page.locator("#flash")).to_contain_text(
+        "已切换到阶段 紧急警报（蓝色/黄色预警），撤销 9 项任务")
+    transfers = step_item(page, "transfer")
+    expect(transfers.filter(has_text="江岭社区")).to_contain_text("已取消")
+    expect(transfers.filter(has_text="江岭社区")).to_contain_text("撤销于")
+    expect(transfers.filter(has_text="江岭社区").locator(".due")).to_have_count(0)
+    expect(transfers.filter(has_text="马峦社区")).to_contain_text("已完成")
+    row = page.locator("#overview-table tr[data-step='transfer'] td")
+    expect(row.nth(4)).to_have_text("1")  # done
+    expect(row.nth(5)).to_have_text("2")  # called off, not done
+    offs = page.locator("#timeline li[data-action='called_off']")
+    expect(offs).to_have_count(9)
+    expect(offs.filter(has_text="江岭社区").filter(has_text="危险区人员转移")).to_contain_text(
+        "说明：预警降为黄色，暂停转移")
+    expect(page.locator("#timeline li[data-action='stage_changed']").last).to_contain_text(
+        "撤销 9 项较高阶段任务")
+    told = call(server, "jiangling-head", "GET", "/api/inbox")["data"]
+    assert any(n["title"].startswith("【任务撤销】") and "预警降为黄色" in n["body"]
+               for n in told)
 
 
 def test_a_typhoon_page_sums_up_each_measure_and_filters_what_is_left(
@@ -407,10 +464,11 @@ def test_a_typhoon_page_sums_up_each_measure_and_filters_what_is_left(
     transfer = table.locator("tr[data-step='transfer']")
     expect(transfer.locator("td").nth(2)).to_have_text("3")  # communities of the street
     expect(transfer.locator("td").nth(4)).to_have_text("2")  # done
-    expect(transfer.locator("td").nth(7)).to_contain_text("转移人数（要转谁） 10")
+    expect(transfer.locator("td").nth(8)).to_contain_text("转移人数（要转谁） 10")
     warning = table.locator("tr[data-step='warning-community']")
     expect(warning.locator("td").nth(4)).to_have_text("2")
-    expect(warning.locator("td").nth(6)).to_have_text("1")  # one reported a measure not taken
+    expect(warning.locator("td").nth(5)).to_have_text("0")  # none called off
+    expect(warning.locator("td").nth(7)).to_have_text("1")  # one reported a measure not taken
     # The step that says 否 says so, not plain 已完成.
     flagged = step_item(page, "warning-community").filter(has_text="马峦社区")
     expect(flagged.locator(".unmet")).to_have_text("未落实：②清理沟渠、加固简易房和广告牌")
