@@ -78,6 +78,10 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
         for i, level in enumerate(step.verify.escalate if step.verify else []):
             out += _recipients(level.notify, where, ("verify", "escalate", i, "notify"), env)
     out += check_unit_type(step.at, where, ("at",), env)
+    for i, level in enumerate(step.escalate):
+        out += check_unit_type(level.at, where, ("escalate", i, "at"), env)
+    for i, level in enumerate(step.verify.escalate if step.verify else []):
+        out += check_unit_type(level.at, where, ("verify", "escalate", i, "at"), env)
     if step.due is not None and step.due.from_ == "stage" and env.stages == ():
         out.append(where.at(("due", "from"), zh_en(
             "流程未分阶段，时限不能从阶段起算（from: stage）；请用 from: ready 或 from: run",

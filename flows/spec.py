@@ -265,6 +265,13 @@ class EscalateSpec(_Spec):
 
     after: DurationField = Field(description="How long after the due time this level fires.")
     notify: list[str] = Field(min_length=1, description="Roles or channel names to notify.")
+    at: Slug | None = Field(
+        default=None,
+        description="Unit type (district, street, ...) where this level's roles resolve: the "
+        "nearest unit of that type at or above where the step is held, e.g. `at: district` so "
+        "a street's overdue step reaches the bureau's commander, not the street's own "
+        "(a role resolves in the nearest unit holding it). Default: where the step is held.",
+    )
     repeat: DurationField | None = Field(
         default=None, description="Repeat this level at this interval until the step is done."
     )

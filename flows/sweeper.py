@@ -392,7 +392,10 @@ def _finish_wait(session: Session, rt: Runtime, step_id: int, now: datetime) -> 
 def _recipients(rt: Runtime, step: StepInstance, firing: Firing) -> tuple[list[str], list[str]]:
     if not firing.targets:
         return list(step.assignees), []
-    people, channels = resolve_targets(rt.org, firing.targets, step.unit_id)
+    # A level `at: district` reaches the roles of the district the step sits under, past a
+    # street that holds the same role (a street's own commander is not the bureau's).
+    people, channels = resolve_targets(rt.org, firing.targets,
+                                       rt.org.held_at(step.unit_id, firing.at))
     if firing.kind == "ack":
         # "Sign for the task now" is first of all for whoever has not signed; the first
         # escalation level hears of it too.

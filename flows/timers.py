@@ -50,6 +50,8 @@ class Firing:
     repeat: int  # 0 = the level itself, k = its k-th repeat
     scheduled_at: datetime
     targets: tuple[str, ...]  # roles or channels; empty = the assignees
+    # Unit type where the roles resolve (the level's `at`); None: where the step is held.
+    at: str | None = None
 
 
 @dataclass
@@ -122,8 +124,10 @@ def evaluate(
         if state.status == "ready" and not state.ack_missed:
             deadline = add_duration(state.ready_at, spec.ack, calendar=calendar, tz=tz)
             if deadline <= now:
-                first = spec.escalate[0].notify if spec.escalate else []
-                out.firings.append(Firing("ack", 0, 0, deadline, tuple(first)))
+                first = spec.escalate[0] if spec.escalate else None
+                out.firings.append(Firing("ack", 0, 0, deadline,
+                                          tuple(first.notify) if first else (),
+                                          first.at if first else None))
                 out.ack_missed = True
             else:
                 upcoming.append(deadline)
@@ -167,7 +171,8 @@ def _ladder(
     latest = last_at
     for number, at in enumerate(level_times, start=1):
         if number > level and at <= now:
-            out.firings.append(Firing(kind, number, 0, at, tuple(levels[number - 1].notify)))
+            lv = levels[number - 1]
+            out.firings.append(Firing(kind, number, 0, at, tuple(lv.notify), lv.at))
             out.level = number
             latest = at if latest is None else max(latest, at)
             fired_now.add(number)
@@ -187,8 +192,8 @@ def _ladder(
             # A level that first fired in this very sweep (after downtime) does not also send
             # its missed repeat: one message says it.
             if number not in fired_now:
-                out.firings.append(
-                    Firing(kind, number, k_now, point, tuple(levels[number - 1].notify)))
+                lv = levels[number - 1]
+                out.firings.append(Firing(kind, number, k_now, point, tuple(lv.notify), lv.at))
             latest = point if latest is None else max(latest, point)
         out.upcoming.append(start + (max(k_now, k_last) + 1) * step)
     out.firings.sort(key=lambda f: f.scheduled_at)

@@ -429,3 +429,24 @@ def test_an_unsigned_system_report_chases_the_duty_leader_from_the_hour(
     leader, director = "liu-yang", "chen-jianguo"
     assert {leader, director} <= {n.recipient for n in notes}
     assert any("系统首报签发超时" in n.title for n in notes)
+
+
+def test_a_late_evacuation_reaches_the_district_commander_past_the_streets(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    """疏散 late in a community of 坪山街道: the street head at the deadline, the street's own
+    commander a quarter of an hour on, and half an hour on the district's commander (王强),
+    whom `commander` alone never reached: the street's 胡红霞 holds the role nearer."""
+    run_id = start(demo)
+    finish(demo, run_id, "receive")
+    finish(demo, run_id, "verify")
+    evacuate = steps(demo, run_id)["evacuate"]
+    assert evacuate.status == "ready"
+    clock.advance(timedelta(minutes=61))  # 31 minutes past its 30-minute deadline
+    sweep_once(demo)
+    with read_session(demo.db) as session:
+        fired = session.exec(select(Escalation).where(
+            Escalation.step_id == evacuate.id, Escalation.kind == "escalate")
+            .order_by(Escalation.level)).all()
+    assert [(e.level, e.recipients) for e in fired] == [
+        (1, ["pingshan-street-head"]), (2, ["pingshan-street-commander"]), (3, [COMMANDER])]

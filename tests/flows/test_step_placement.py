@@ -48,6 +48,15 @@ steps:
     title: 街道检查
     role: inspector
     at: street
+  - id: evacuate
+    title: 疏散群众
+    role: grid_worker
+    due: 30m
+    ack: 5m
+    escalate:
+      - {after: 0m, notify: [commander]}
+      - {after: 15m, notify: [commander], at: district, repeat: 15m}
+      - {after: 1h, notify: [commander], at: street}
 """
 
 # `paperwork.sign` sets its own `at`, which wins over the `modules:` entry's.
@@ -183,6 +192,69 @@ def test_an_unknown_unit_type_is_refused_at_its_line(prt: Runtime) -> None:
     assert module == ("placed.yaml:9:9: modules[0].at: 组织架构中没有单位类型 town（现有："
                       "community、district、street） / unknown unit type 'town' (the org chart "
                       "has: community, district, street)")
+
+
+# --- an escalation level's at: ----------------------------------------------------------
+
+def fired(rt: Runtime, step: StepInstance) -> list[tuple[str, int, int, list[str]]]:
+    from models.escalation import Escalation
+    with read_session(rt.db) as session:
+        rows = session.exec(select(Escalation).where(Escalation.step_id == step.id)
+                            .order_by(Escalation.scheduled_at, Escalation.id)).all()
+        return [(e.kind, e.level, e.repeat, list(e.recipients)) for e in rows]
+
+
+def test_a_level_at_the_district_reaches_past_the_streets_own_commander(
+        prt: Runtime, clock: Any) -> None:
+    """A community's late evacuation: the street's commander first (the nearest holder), then
+    the district's, whom a plain `commander` could never reach past the street's."""
+    from datetime import timedelta
+
+    from flows.sweeper import sweep_once
+    evacuate = placed(prt)["evacuate"]
+    # Due at 30 minutes; sweeps at 6, 31, 46, 61 and 91 minutes (levels at 30, 45 and 90).
+    for minutes in (6, 25, 15, 15, 30):
+        clock.advance(timedelta(minutes=minutes))
+        sweep_once(prt)
+    assert fired(prt, evacuate) == [
+        ("ack", 0, 0, ["c1-grid", "s1-commander"]),  # the first level's people, its own unit
+        ("escalate", 1, 0, ["s1-commander"]),
+        ("escalate", 2, 0, ["d1-commander"]),
+        ("escalate", 2, 1, ["d1-commander"]),
+        ("escalate", 3, 0, ["s1-commander"]),  # at: street, from a community: its street
+        ("escalate", 2, 3, ["d1-commander"]),  # the repeats at 75 and 90, collapsed
+    ]
+
+
+def test_a_level_at_a_type_the_chain_lacks_resolves_where_the_step_is(
+        prt: Runtime, clock: Any) -> None:
+    from datetime import timedelta
+
+    from flows.sweeper import sweep_once
+    evacuate = placed(prt, unit="s2")["evacuate"]  # a street's own run: at: street is s2
+    clock.advance(timedelta(minutes=91))
+    sweep_once(prt)
+    assert [(k, lv, who) for k, lv, _, who in fired(prt, evacuate) if k == "escalate"] == [
+        ("escalate", 1, ["s2-commander"]), ("escalate", 2, ["d1-commander"]),
+        ("escalate", 3, ["s2-commander"])]
+    district = placed(prt, unit="d1")["evacuate"]  # no street above a district run
+    clock.advance(timedelta(minutes=91))
+    sweep_once(prt)
+    assert {tuple(who) for k, lv, _, who in fired(prt, district) if lv == 3} == \
+        {("d1-commander",)}
+
+
+def test_an_unknown_unit_type_on_a_level_is_refused_at_its_line(prt: Runtime) -> None:
+    text = PLACED.replace("notify: [commander], at: district,", "notify: [commander], at: distrct,")
+    assert refused(prt, text, "placed.yaml") == (
+        "placed.yaml:33:47: steps[3].escalate[1].at: 组织架构中没有单位类型 distrct（现有："
+        "community、district、street） / unknown unit type 'distrct' (the org chart has: "
+        "community, district, street)")
+    verify = PLACED.replace("    ack: 5m\n", "    ack: 5m\n    verify:\n      role: inspector\n"
+                            "      due: 10m\n      escalate:\n"
+                            "        - {after: 0m, notify: [commander], at: town}\n")
+    assert refused(prt, verify, "placed.yaml").startswith(
+        "placed.yaml:35:48: steps[3].verify.escalate[0].at: 组织架构中没有单位类型 town")
 
 
 # --- started_by ---------------------------------------------------------------------------
