@@ -41,7 +41,13 @@ from models.writes import add_event, insert_ignoring_duplicates, insert_rows
 
 log = logging.getLogger("closeloop.sweeper")
 LEASE = "sweeper"
-LEASE_TTL = timedelta(minutes=5)
+# How long a sweeper that stopped mid-sweep keeps the others out. One of this host that died is
+# seen dead at once (holder_is_dead); another host's (two servers on one PostgreSQL) is only
+# known by its lease running out, and for that long no deadline is kept: five minutes was a
+# whole gas-leak rung. A sweep renews its lease between batches of ~2 s at worst, so a
+# minute still never runs out under a live one (and the escalation's unique key is the
+# last line of defence if it did).
+LEASE_TTL = timedelta(minutes=1)
 # A step whose timers cannot be evaluated (a playbook value no check caught) is looked at
 # again after this long, so it neither blocks the sweep nor floods the log every pass.
 PARK = timedelta(hours=1)

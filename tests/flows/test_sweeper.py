@@ -97,11 +97,27 @@ def test_only_one_sweeper_at_a_time(rt: Runtime, clock: ManualClock) -> None:
     start(rt)
     with session_scope(rt.db) as session:
         assert acquire_lease(session, name=LEASE, holder="other", now=clock.now(),
-                             ttl=timedelta(minutes=5))
+                             ttl=LEASE_TTL)
     clock.advance(timedelta(seconds=3))
     assert not sweep_once(rt, holder="me").swept
-    clock.advance(timedelta(minutes=6))  # the other holder's lease expired
+    clock.advance(LEASE_TTL)  # the other holder's lease expired
     assert sweep_once(rt, holder="me").swept
+
+
+def test_a_sweeper_of_another_host_stopped_mid_sweep_keeps_the_others_out_a_minute(
+        rt: Runtime, clock: ManualClock) -> None:
+    """Two servers on one database: the other host's process died holding the lease (its pid
+    cannot be checked from here). Its lease runs out after a minute, not five, and this
+    host's sweeper then keeps the deadlines, the missed ones fired late, once."""
+    run_id = start(rt)
+    with session_scope(rt.db) as session:
+        assert acquire_lease(session, name=LEASE, holder="other-host:4242:crashed",
+                             now=clock.now(), ttl=LEASE_TTL)
+    clock.advance(timedelta(seconds=59))
+    assert not sweep_once(rt, holder="here").swept
+    clock.advance(timedelta(seconds=2))
+    report = sweep_once(rt, holder="here")
+    assert report.swept and fired(rt, run_id) == [("escalate", 1, 0), ("escalate", 2, 0)]
 
 
 def test_a_drill_ahead_of_real_time_does_not_keep_the_live_sweeper_out(tmp_path: Path) -> None:
