@@ -48,6 +48,10 @@ LEASE = "sweeper"
 # minute still never runs out under a live one (and the escalation's unique key is the
 # last line of defence if it did).
 LEASE_TTL = timedelta(minutes=1)
+# A lease ending further ahead than this was set by a clock ahead of real time: see
+# acquire_lease. Not two ttls of a minute: a host a minute off, or a server of an older
+# version (five-minute leases) beside a new one, holds a lease honestly.
+SKEWED_BEYOND = timedelta(minutes=10)
 # A step whose timers cannot be evaluated (a playbook value no check caught) is looked at
 # again after this long, so it neither blocks the sweep nor floods the log every pass.
 PARK = timedelta(hours=1)
@@ -94,15 +98,16 @@ def holder_is_dead(holder: str) -> bool:
 def acquire_lease(session: Session, *, name: str, holder: str, now: datetime,
                   ttl: timedelta) -> bool:
     """Take or renew a named lease; True when `holder` has it until now + ttl. A lease ending
-    more than two ttls from now was set by a clock ahead of real time (a drill's offset clock,
-    before leases kept to real time, or a host whose clock is wrong): nobody could renew it in
-    time, so it is taken rather than left to block the sweeper for hours."""
+    more than two ttls (and SKEWED_BEYOND) from now was set by a clock ahead of real time (a
+    drill's offset clock, before leases kept to real time, or a host whose clock is wrong):
+    nobody could renew it in time, so it is taken rather than left to block the sweeper for
+    hours."""
     expires = now + ttl
     taken = session.execute(
         update(Lease).where(
             Lease.name == name,
             (Lease.holder == holder) | (Lease.expires_at < now)
-            | (Lease.expires_at > now + 2 * ttl),
+            | (Lease.expires_at > now + max(2 * ttl, SKEWED_BEYOND)),
         ).values(holder=holder, expires_at=expires)
     ).rowcount  # type: ignore[attr-defined]
     if not taken:
