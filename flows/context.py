@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from flows.calendar_gaps import estimated_note
 from flows.campaigns import campaign_progress
+from flows.registers import street_of
 from flows.runtime import Runtime
 from models.audit import ACTOR_NAMES, AuditEvent
 from models.run import Run
@@ -24,11 +25,10 @@ def unit_view(rt: Runtime, unit_id: str) -> dict[str, Any]:
 
 
 def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
-    # The street (街道) the run's unit belongs to, the unit itself when it is one: the 提级督办函
-    # is addressed to it. '' when there is none above (a district department, a county's towns).
-    street = rt.org.held_at(run.unit_id, "street")
-    if rt.org.unit(street).type != "street":
-        street = ""
+    # The street (街道) or town (镇) the run's unit belongs to, the unit itself when it is one:
+    # the 提级督办函 is addressed to it (a town's 人民政府, a street's 办事处). The registers and
+    # the ranking place units the same way. '' when there is none above (a district department).
+    street = street_of(rt, run.unit_id) or ""
     return {
         "id": run.id,
         "playbook": run.playbook_id,
@@ -37,6 +37,7 @@ def run_view(rt: Runtime, run: Run) -> dict[str, Any]:
         "unit_name": rt.org.unit(run.unit_id).name,
         "street": street,
         "street_name": rt.org.unit(street).name if street else "",
+        "street_type": rt.org.unit(street).type if street else "",
         "stage": run.stage,
         "status": run.status,
         "started_at": run.started_at.isoformat(),

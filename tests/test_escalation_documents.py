@@ -412,3 +412,52 @@ def test_a_unit_with_no_street_above_it_renders_the_letter_to_its_superior(
         assert [(d["level"], d["template"]) for d in got] == [(1, "supervision-letter.md.j2")]
         assert got[0]["recipients"] == [{"id": "works-head", "kind": "person", "name": "钱立新"}]
 
+
+
+# A county's town (镇) with a village under it, beside the demo district's streets.
+A_TOWN = """\
+      - id: jinlong-town
+        name: 金龙镇
+        type: town
+        people:
+          - {id: jinlong-head, name: 陆建国, title: 镇长, roles: [street_head], notify: []}
+        children:
+          - id: xintian-village
+            name: 新田村
+            type: village
+            people:
+              - {id: xintian-head, name: 邱桂兰, title: 村主任, roles: [community_head]}
+              - {id: xintian-grid, name: 严小东, title: 网格员, roles: [grid_worker], notify: []}
+              - {id: xintian-safety, name: 甘小芳, title: 安全员, roles: [safety_officer]}
+"""
+
+
+def test_a_village_hazard_goes_up_to_its_towns_government(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """A village's hazard unrectified: the 督办函 to the village head, then the 提级督办函 to
+    the town's 人民政府 (a town has no 办事处), its head served, the town spoken to as 你镇."""
+    text = DEMO_ORG.read_text(encoding="utf-8")
+    anchor = "      # The six streets"
+    rt = make_runtime(tmp_path / "town", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                      org_text=text.replace(anchor, A_TOWN + anchor, 1))
+    try:
+        app = create_app(rt, background=False, prefect=False)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            run_id = start_hazard_at(client, rt, "xintian-village", by="wang-qiang",
+                                     location="新田村祠堂电线")
+            with read_session(rt.db) as session:
+                view = expression_context(session, rt, run_row(rt, run_id))["run"]
+            assert (view["street"], view["street_name"], view["street_type"]) == (
+                "jinlong-town", "金龙镇", "town")
+            first, second = two_letters(client, rt, clock, run_id)
+            assert first["recipients"] == [
+                {"id": "xintian-head", "kind": "person", "name": "邱桂兰"}]
+            assert second["recipients"] == [
+                {"id": "jinlong-head", "kind": "person", "name": "陆建国"}]
+            text_lines = lines(second["body"])
+            assert text_lines[2] == "金龙镇人民政府主要负责人："
+            assert text_lines[3].startswith("你镇辖区内新田村祠堂电线存在的一般事故隐患")
+            assert "街道" not in second["body"]
+    finally:
+        rt.db.dispose()
