@@ -15,11 +15,16 @@ writes the person's name, so an exported file imports back to the same ids. A na
 no one, or by several there (or, outside the branch, by several in the chart), stays free
 text, as written.
 
-The upsert takes its rows in code order, so two imports holding the same codes lock them in
-the same order; a transaction PostgreSQL still aborts as a deadlock or a serialization failure
-is run again from the start (rights, repeat check and all) up to ATTEMPTS times, then answered
-with Conflict (409). A unique violation (a code stored meanwhile past the upsert) is a
-Conflict naming the code, never a 500.
+The write is three statements, each in code order, so two imports holding the same codes lock
+them in the same order: the new codes are inserted (a code another import is inserting at that
+moment waits for it, then counts as stored); the stored ones are locked and read, and the
+rights over where each is now checked on what is really there (a point another import moved
+meanwhile is not overwritten unchecked); then they are updated. So the answer's inserted and
+updated counts are exact with imports running at once (reading first and writing after once
+counted a code another import stored in between as new). A transaction PostgreSQL still aborts
+as a deadlock or a serialization failure is run again from the start (rights, repeat check
+and all) up to ATTEMPTS times, then answered with Conflict (409). A unique violation (a code
+stored meanwhile past the upsert) is a Conflict naming the code, never a 500.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -45,7 +51,6 @@ from flows.import_checks import (
     check_repeat,
     check_size,
     choice_cell,
-    existing_values,
     map_header,
     read_upload,
     reading_problems,
@@ -132,15 +137,45 @@ def _conflicting_code(exc: IntegrityError) -> str | None:
     return found[1] if found else None
 
 
+def _insert_new(session: Session, values: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert the points whose code is not stored, in code order; the codes inserted. One that
+    another import is inserting right now waits for it to end, then is not inserted here."""
+    table_ = RiskPoint.__table__  # type: ignore[attr-defined]
+    stmt = _dialect_insert(session)(table_).on_conflict_do_nothing(index_elements=["code"])
+    stmt = stmt.returning(table_.c.code)
+    ordered = sorted(values, key=lambda v: str(v["code"]))
+    inserted: set[str] = set()
+    for start in range(0, len(ordered), UPSERT_CHUNK):
+        inserted.update(session.execute(stmt, ordered[start:start + UPSERT_CHUNK]).scalars())
+    return inserted
+
+
+def _lock_stored(session: Session, codes: Sequence[str]) -> dict[str, str]:
+    """The stored points among `codes`, locked (FOR UPDATE on PostgreSQL; SQLite's one writer
+    holds them already) in code order, each with the unit it belongs to now."""
+    table_ = RiskPoint.__table__  # type: ignore[attr-defined]
+    ordered = sorted(codes)
+    found: dict[str, str] = {}
+    for start in range(0, len(ordered), UPSERT_CHUNK):
+        part = ordered[start:start + UPSERT_CHUNK]
+        rows = session.execute(select(table_.c.code, table_.c.unit_id)
+                               .where(table_.c.code.in_(part)).order_by(table_.c.code)
+                               .with_for_update())
+        found.update({code: unit for code, unit in rows})
+    return found
+
+
+def _dialect_insert(session: Session) -> Callable[..., Any]:
+    return sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+
+
 def _upsert(session: Session, values: Sequence[dict[str, Any]],
             fields: Sequence[str] = RISK_FIELDS) -> None:
-    """Insert or update the risk points by code, in code order: two imports holding the same
-    codes then take their row locks in the same order, and neither waits on the other in a
-    circle (PostgreSQL would abort one as a deadlock)."""
+    """Update the stored risk points by code (inserting any deleted meanwhile), in code order:
+    two imports holding the same codes then take their row locks in the same order, and
+    neither waits on the other in a circle (PostgreSQL would abort one as a deadlock)."""
     table_ = RiskPoint.__table__  # type: ignore[attr-defined]
-    dialect = session.get_bind().dialect.name
-    make = sqlite_insert if dialect == "sqlite" else pg_insert
-    stmt = make(table_)
+    stmt = _dialect_insert(session)(table_)
     stmt = stmt.on_conflict_do_update(
         index_elements=["code"],
         set_={k: stmt.excluded[k] for k in (*fields, "import_id", "updated_at")})
@@ -253,19 +288,22 @@ def _write(rt: Runtime, rows: list[dict[str, Any]], codes: dict[str, int], code_
     with session_scope(rt.db) as session:
         if not allow_repeat:
             check_repeat(session, rt, "risks", digest, filename)
-        stored = existing_values(session, RiskPoint.code, list(codes),  # type: ignore[arg-type]
-                           RiskPoint.unit_id)
-        # Updating a stored point moves it: rights over where it is now are needed too.
-        require_rights(rt, actor, [(codes[c], u) for c, u in stored.items()], code_header)
         now = rt.clock.now()
         batch = ImportBatch(kind="risks", filename=filename[:255], sha256=digest,
                             rows=len(rows), imported_by=actor, imported_at=now)
         session.add(batch)
         session.flush()
-        _upsert(session, [{**{k: r.get(k) for k in ("code", *RISK_FIELDS)},
-                           "import_id": batch.id, "updated_at": now} for r in rows], given)
+        values = [{**{k: r.get(k) for k in ("code", *RISK_FIELDS)},
+                   "import_id": batch.id, "updated_at": now} for r in rows]
+        inserted = _insert_new(session, values)
+        rest = [v for v in values if v["code"] not in inserted]
+        stored = _lock_stored(session, [v["code"] for v in rest])
+        # Updating a stored point moves it: rights over where it is now are needed too, read
+        # under the lock (a Forbidden here rolls back the points inserted above).
+        require_rights(rt, actor, [(codes[c], u) for c, u in stored.items()], code_header)
+        _upsert(session, rest, given)
         session.add(AuditEvent(
             at=now, actor=actor, action="risks_imported",
             detail={"import": batch.id, "file": filename, "sha256": digest, "rows": len(rows),
-                    "inserted": len(rows) - len(stored), "updated": len(stored)}))
-    return batch.id or 0, len(stored)
+                    "inserted": len(inserted), "updated": len(rest)}))
+    return batch.id or 0, len(rest)

@@ -101,36 +101,57 @@ def test_two_imports_of_the_same_codes_in_opposite_order_both_succeed(
 def test_a_real_deadlock_is_retried_to_a_201(
     bare_client: TestClient, auth: Auth, rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each import writes its first row, waits for the other to have written its own, then
-    writes the rest in file order: a circle PostgreSQL breaks by aborting one of them."""
-    real = risk_import._upsert
+    """The codes are stored, so both imports update them. Each locks its first stored row,
+    waits for the other to have locked its own, then locks the rest in file order: a circle
+    PostgreSQL breaks by aborting one of them."""
+    codes = CODES[:20]
+    first = bare_client.post(URL, files=risk_file(codes, "较大", "0.csv"), headers=auth(ADMIN))
+    assert first.status_code == 201, first.text
+    real = risk_import._lock_stored
     gate = threading.Barrier(2)
     first_try: set[int] = set()
     tries: list[int] = []
 
-    def file_order(session: Session, values: Sequence[dict[str, Any]],
-                   fields: Sequence[str] = ()) -> None:
+    def file_order(session: Session, given: Sequence[str]) -> dict[str, str]:
         me = threading.get_ident()
         tries.append(me)
         if me in first_try:
-            real(session, values, fields)
-            return
+            return real(session, given)
         first_try.add(me)
         table = RiskPoint.__table__  # type: ignore[attr-defined]
-        stmt = risk_import.pg_insert(table)
-        stmt = stmt.on_conflict_do_update(index_elements=["code"],
-                                          set_={"level": stmt.excluded.level})
-        session.execute(stmt, [values[0]])
-        gate.wait(timeout=30)
-        session.execute(stmt, list(values[1:]))
 
-    monkeypatch.setattr(risk_import, "_upsert", file_order)
-    codes = CODES[:20]
+        def lock(part: Sequence[str]) -> None:
+            for code in part:
+                session.execute(select(table.c.code).where(table.c.code == code)
+                                .with_for_update())
+
+        lock(given[:1])
+        gate.wait(timeout=30)
+        lock(given[1:])
+        return real(session, given)
+
+    monkeypatch.setattr(risk_import, "_lock_stored", file_order)
     answers = at_once(bare_client, auth, [risk_file(codes, "重大", "a.csv"),
                                           risk_file(codes[::-1], "一般", "b.csv")])
     assert [a.status_code for a in answers] == [201, 201], [a.text[:300] for a in answers]
     assert len(tries) == 3  # one of the two was aborted as a deadlock and ran again
     assert len(stored(rt)) == 20
+    assert [(a.json()["inserted"], a.json()["updated"]) for a in answers] == [(0, 20), (0, 20)]
+
+
+def test_two_imports_of_the_same_new_codes_count_each_code_once(
+    bare_client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    """Released together on 300 new codes, one import inserts them and the other, waiting on
+    them, updates them: 300 inserted and 300 updated between the two answers (reading first
+    and writing after counted 600 inserted whenever both read before either wrote)."""
+    for round_ in range(6):
+        codes = [f"R{round_}-{i:04d}" for i in range(300)]
+        answers = at_once(bare_client, auth, [risk_file(codes, "重大", f"a{round_}.csv"),
+                                              risk_file(codes[::-1], "一般", f"b{round_}.csv")])
+        assert [a.status_code for a in answers] == [201, 201], [a.text[:300] for a in answers]
+        counts = sorted((a.json()["inserted"], a.json()["updated"]) for a in answers)
+        assert counts == [(0, 300), (300, 0)], (round_, counts)
 
 
 def test_a_deadlock_that_keeps_coming_back_is_409_in_chinese(
