@@ -373,13 +373,26 @@ UNDER_NO_STREET = """\
 """
 
 
-@pytest.fixture
-def no_street(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+def demo_with(tmp_path: Path, clock: ManualClock, units: str) -> Runtime:
+    """The shipped playbooks on the demo district with `units` added under its root."""
     text = DEMO_ORG.read_text(encoding="utf-8")
     anchor = "      # The six streets"
     assert anchor in text
-    rt = make_runtime(tmp_path / "no-street", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_text=text.replace(anchor, UNDER_NO_STREET + anchor, 1))
+    return make_runtime(tmp_path / "org-plus", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                        org_text=text.replace(anchor, units + anchor, 1))
+
+
+def registered_by_the_commander(client: TestClient, rt: Runtime, unit: str, location: str
+                                ) -> tuple[int, Json]:
+    """A hazard registered in `unit` by the district's commander, and its run view."""
+    run_id = start_hazard_at(client, rt, unit, by="wang-qiang", location=location)
+    with read_session(rt.db) as session:
+        return run_id, expression_context(session, rt, run_row(rt, run_id))["run"]
+
+
+@pytest.fixture
+def no_street(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+    rt = demo_with(tmp_path, clock, UNDER_NO_STREET)
     yield rt
     rt.db.dispose()
 
@@ -392,10 +405,8 @@ def test_a_unit_with_no_street_above_it_renders_the_letter_to_its_superior(
     rt = no_street
     app = create_app(rt, background=False, prefect=False)
     with TestClient(app, raise_server_exceptions=False) as client:
-        run_id = start_hazard_at(client, rt, "district-works", by="wang-qiang",
-                                 location="区属国资物业中心配电房")
-        with read_session(rt.db) as session:
-            view = expression_context(session, rt, run_row(rt, run_id))["run"]
+        run_id, view = registered_by_the_commander(client, rt, "district-works",
+                                                   "区属国资物业中心配电房")
         assert (view["street"], view["street_name"]) == ("", "")
         body = rt.renderer.render("escalated-letter.md.j2",
                                   escalated_context(rt, run_id, minutes_late=4 * 1440))
@@ -432,32 +443,28 @@ A_TOWN = """\
 """
 
 
+@pytest.fixture
+def with_town(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
+    rt = demo_with(tmp_path, clock, A_TOWN)
+    yield rt
+    rt.db.dispose()
+
+
 def test_a_village_hazard_goes_up_to_its_towns_government(
-    tmp_path: Path, clock: ManualClock
+    with_town: Runtime, clock: ManualClock
 ) -> None:
     """A village's hazard unrectified: the 督办函 to the village head, then the 提级督办函 to
     the town's 人民政府 (a town has no 办事处), its head served, the town spoken to as 你镇."""
-    text = DEMO_ORG.read_text(encoding="utf-8")
-    anchor = "      # The six streets"
-    rt = make_runtime(tmp_path / "town", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_text=text.replace(anchor, A_TOWN + anchor, 1))
-    try:
-        app = create_app(rt, background=False, prefect=False)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            run_id = start_hazard_at(client, rt, "xintian-village", by="wang-qiang",
-                                     location="新田村祠堂电线")
-            with read_session(rt.db) as session:
-                view = expression_context(session, rt, run_row(rt, run_id))["run"]
-            assert (view["street"], view["street_name"], view["street_type"]) == (
-                "jinlong-town", "金龙镇", "town")
-            first, second = two_letters(client, rt, clock, run_id)
-            assert first["recipients"] == [
-                {"id": "xintian-head", "kind": "person", "name": "邱桂兰"}]
-            assert second["recipients"] == [
-                {"id": "jinlong-head", "kind": "person", "name": "陆建国"}]
-            text_lines = lines(second["body"])
-            assert text_lines[2] == "金龙镇人民政府主要负责人："
-            assert text_lines[3].startswith("你镇辖区内新田村祠堂电线存在的一般事故隐患")
-            assert "街道" not in second["body"]
-    finally:
-        rt.db.dispose()
+    rt = with_town
+    with TestClient(create_app(rt, background=False, prefect=False),
+                    raise_server_exceptions=False) as client:
+        run_id, view = registered_by_the_commander(client, rt, "xintian-village", "新田村祠堂电线")
+        assert (view["street"], view["street_name"], view["street_type"]) == (
+            "jinlong-town", "金龙镇", "town")
+        first, second = two_letters(client, rt, clock, run_id)
+    assert first["recipients"] == [{"id": "xintian-head", "kind": "person", "name": "邱桂兰"}]
+    assert second["recipients"] == [{"id": "jinlong-head", "kind": "person", "name": "陆建国"}]
+    text_lines = lines(second["body"])
+    assert text_lines[2] == "金龙镇人民政府主要负责人："
+    assert text_lines[3].startswith("你镇辖区内新田村祠堂电线存在的一般事故隐患")
+    assert "街道" not in second["body"]
