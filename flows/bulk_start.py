@@ -98,7 +98,7 @@ STEP_COLUMNS_FIXED = {
     "ack_missed": False, "acked_at": None, "acked_by": None, "submitted_at": None,
     "submitted_by": None, "verify_due_at": None, "verify_level": 0, "verify_last_at": None,
     "verified_by": None, "note": None, "outputs": {}, "evidence": [],
-    "reject_reason": None, "prefect_recorded": False,
+    "reject_reason": None, "prefect_recorded": False, "rehanded_from": None,
 }
 # Register fields entry_row gives that are the same for every run of the batch.
 HAZARD_CONST = ("playbook_id", "updated_at")

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from flows.calendar_gaps import estimated_note
 from flows.campaigns import campaign_progress
 from flows.registers import street_of
+from flows.rehand import current
 from flows.runtime import Runtime
 from models.audit import ACTOR_NAMES, AuditEvent
 from models.run import Run
@@ -77,8 +78,9 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     # What each step waits for: a report names as its author whoever did the step it needs.
     needs = {s.id: list(s.needs) for s in specs}
     # By item: a fan-out step's items (and so which output `pick` meets last) in item order.
-    rows = session.exec(select(StepInstance).where(StepInstance.run_id == run.id)
-                        .order_by(col(StepInstance.item_index))).all()
+    # Each item's record as it stands: a called-off instance handed out again is history.
+    rows = current(session.exec(select(StepInstance).where(StepInstance.run_id == run.id)
+                                .order_by(col(StepInstance.item_index))).all())
     out: dict[str, Any] = {key: dict(_PASSED_OVER, key=key) for key in run.skipped or ()}
     for row in rows:
         person = rt.org.people.get(row.submitted_by or "")

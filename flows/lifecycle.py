@@ -251,12 +251,16 @@ def _commanded_staged_run(session: Session, rt: Runtime, run_id: int, actor: str
 
 @dataclass
 class StageMoved:
-    """A stage change and, going back, what became of the higher stages' open tasks."""
+    """A stage change and, going back, what became of the higher stages' open tasks; going
+    forward into stages a downgrade left, which of their called-off tasks went out again."""
 
     run: Run
     back: bool = False  # to an earlier stage
     called_off: list[int] = field(default_factory=list)  # step instance ids
     kept_open: list[int] = field(default_factory=list)
+    # Forward: the instances handed out in place of called-off ones (flows/rehand.py); done
+    # and kept tasks are not among them: they stay as they are.
+    rehanded: list[int] = field(default_factory=list)
 
 
 def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
@@ -275,7 +279,9 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
     off as the commander says: those named in `call_off`, or all with `call_off_all`, with a
     `note` saying why (422 without one); the rest stay open and the `stage_changed` event
     counts them, so keeping them is on record as a choice. Forward, nothing is called off
-    (422 on call_off)."""
+    (422 on call_off), and the tasks of the stages entered that a downgrade called off are
+    handed out again (flows/rehand.py: done ones stay done, kept ones as they are); a
+    `rehanded` event after their `ready` events counts them."""
     with session_scope(rt.db) as session:
         run, playbook = _commanded_staged_run(
             session, rt, run_id, actor, "stage",
@@ -316,10 +322,18 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
         run.stage = stage
         run.stage_entered_at = now
         session.add(run)
-        advance(session, rt, run, playbook, now=now)
+        moved = advance(session, rt, run, playbook, now=now)
+        if moved.rehanded or moved.passed_over_again:
+            # After the `ready` events it sums up: how many called-off tasks this entry owes
+            # again, handed out now, passed over (their `when` false now), or left to wait
+            # for their `needs` (handed out when those finish).
+            add_event(session, at=now, actor=actor, action="rehanded", run_id=run.id,
+                      to_state=stage, detail={"rehanded": len(moved.rehanded),
+                                              "passed_over": moved.passed_over_again,
+                                              "waiting": moved.owed_waiting})
         wake(session, run, "stage", now=now)
         return StageMoved(run=run, back=back, called_off=[s.id or 0 for s in stopped],
-                          kept_open=[s.id or 0 for s in kept])
+                          kept_open=[s.id or 0 for s in kept], rehanded=moved.rehanded)
 
 
 def stage_id(playbook: Playbook, given: str) -> str:

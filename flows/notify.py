@@ -45,6 +45,7 @@ from sqlmodel import Session, col, select
 
 from flows.catalog import Catalog
 from flows.outbox_lanes import by_destination, not_to
+from flows.rehand import current
 from flows.spec import Playbook, StepSpec
 from models.audit import SYSTEM
 from models.clock import Clock
@@ -624,9 +625,10 @@ def _who_did(session: Session, playbook: Playbook, run_id: int, needs: list[str]
     keys = list(needs)
     while keys := [k for k in dict.fromkeys(keys) if k not in seen]:
         seen.update(keys)
-        rows = session.exec(select(StepInstance).where(
+        # A called-off instance handed out again is not who did it (flows/rehand.py).
+        rows = current(session.exec(select(StepInstance).where(
             StepInstance.run_id == run_id, col(StepInstance.step_key).in_(keys),
-        ).order_by(col(StepInstance.item_index))).all()
+        ).order_by(col(StepInstance.item_index))).all())
         behind: list[str] = []
         for key in keys:
             spec = playbook.step(key)

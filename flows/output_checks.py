@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from flows.context import expression_context
 from flows.expressions import ExpressionError, evaluate, render_string
 from flows.progress import item_key
+from flows.rehand import current
 from flows.runtime import Runtime
 from flows.spec import StepSpec
 from models.errors import InvalidInput
@@ -29,10 +30,11 @@ def paired_records(session: Session, run: Run, step: StepInstance, spec: StepSpe
     if not spec.item_needs:
         return {}
     mine = item_key(step.item)
-    rows = session.exec(select(StepInstance).where(
+    # The item's record as it stands: not a called-off one handed out again (flows/rehand.py).
+    rows = current(session.exec(select(StepInstance).where(
         StepInstance.run_id == run.id,
         StepInstance.step_key.in_(spec.item_needs),  # type: ignore[attr-defined]
-    )).all()
+    )).all())
     # Every need is there, empty when the item has no record of it (the need passed over
     # whole): a check says `'people' not in paired.transfer.outputs or ...`.
     paired: dict[str, dict[str, Any]] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from flows.durations import add_after_deadline, add_duration
 from flows.expressions import ExpressionError, compile_expression
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
+from flows.rehand import called_off_open, next_index, pass_over, reached
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from flows.timers import TimerState, evaluate
@@ -47,6 +48,12 @@ class Advance:
     skipped: int = 0
     needs_segment: bool = False
     completed: bool = False
+    # Called-off tasks of a stage entered again (flows/rehand.py): the instances handed out
+    # in their place (ready, or pending on an item partner), how many were passed over
+    # (`when` false now, item no longer listed) and how many still wait for their `needs`.
+    rehanded: list[int] = field(default_factory=list)
+    passed_over_again: int = 0
+    owed_waiting: int = 0
 
 
 def stage_reached(playbook: Playbook, run: Run, stage: str) -> bool:
@@ -94,8 +101,31 @@ def advance(
     if run.status != run_status.RUNNING:
         return result
     state = step_state(session, run)
+    # Tasks a downgrade called off (flows/rehand.py). Of a stage the run is in again: owed
+    # again, and until handed out again unfinished for the steps that need them. Of a stage
+    # above it: owed if it comes back, so the run does not complete by itself meanwhile (it
+    # ends by the commander's word, or comes back up).
+    owed: dict[str, list[StepInstance]] = {}
+    owed_later = False
+    for key, rows in called_off_open(session, playbook, run, state).items():
+        if reached(playbook, playbook.step(key).stage, run.stage):
+            owed[key] = rows
+            state[key].append(st.PENDING)
+        else:
+            owed_later = True
     finished: dict[str, datetime] | None = None  # read only for a pass a deadline caused
     for spec in playbook.steps:
+        if spec.id in owed:
+            if _needs_met(spec, state):
+                possible = None
+                if deadline_passed is not None:
+                    if finished is None:
+                        finished = _finish_times(session, run)
+                    possible = _could_start(spec, finished, deadline_passed)
+                _hand_out_again(session, rt, run, spec, owed[spec.id], state, result,
+                                now=now, deadline_passed=possible)
+            else:
+                result.owed_waiting += len(owed[spec.id])
         if spec.id in state:
             if spec.item_needs and st.PENDING in state[spec.id]:
                 released = release_waiting(session, rt, run, spec, now=now)
@@ -103,10 +133,7 @@ def advance(
                 if released and spec.action in AUTOMATIC_ACTIONS:
                     result.needs_segment = True
             continue
-        # A need waited for item by item only has to have fanned out (or been passed over);
-        # its unfinished items hold back their own partners (_waiting), not the whole step.
-        if not all(need in state if need in spec.item_needs else is_finished(state.get(need, []))
-                   for need in spec.needs):
+        if not _needs_met(spec, state):
             continue
         if spec.stage is not None and not stage_reached(playbook, run, spec.stage):
             continue
@@ -137,7 +164,7 @@ def advance(
         result.became_ready += len(instances)
         if spec.action in AUTOMATIC_ACTIONS:
             result.needs_segment = True
-    if all(is_finished(state.get(spec.id, [])) for spec in playbook.steps):
+    if not owed_later and all(is_finished(state.get(spec.id, [])) for spec in playbook.steps):
         run.status = run_status.COMPLETED
         run.finished_at = now
         session.add(run)
@@ -150,6 +177,60 @@ def advance(
     if playbook.register_ is not None:
         sync_entry(session, rt, run, playbook, now)
     return result
+
+
+def _needs_met(spec: StepSpec, state: dict[str, list[str]]) -> bool:
+    """A need waited for item by item only has to have fanned out (or been passed over); its
+    unfinished items hold back their own partners (_waiting), not the whole step."""
+    return all(need in state if need in spec.item_needs else is_finished(state.get(need, []))
+               for need in spec.needs)
+
+
+def _hand_out_again(session: Session, rt: Runtime, run: Run, spec: StepSpec,
+                    called: list[StepInstance], state: dict[str, list[str]], result: Advance,
+                    *, now: datetime, deadline_passed: datetime | None) -> None:
+    """The called-off instances of `spec` handed out again as a first entry hands a step out
+    (flows/rehand.py says the rule): `when` and `for_each` evaluated now, the items still owed
+    written by make_ready after the step's existing instances, the others passed over."""
+    state[spec.id].remove(st.PENDING)  # the mark owed_again left; the new rows say the rest
+    first = next_index(session, run, spec.id)
+    ctx = expression_context(session, rt, run) if spec.when or spec.for_each else {}
+    if spec.when and not _guarded(session, run, spec, now, True,
+                                  _truthy, spec, "when", spec.when, ctx):
+        pass_over(session, run, spec.id, called, first_index=first, now=now,
+                  why={"when": spec.when})
+        state[spec.id].append(st.SKIPPED)
+        result.passed_over_again += len(called)
+        return
+    pairs: list[tuple[Any, StepInstance]] = [(inst.item, inst) for inst in called]
+    if spec.for_each:
+        # None when the expression fails now: the items go out again as they were, so a
+        # person sees them (the failure is in the timeline, as on a first entry).
+        items = _guarded(session, run, spec, now, None, _items, spec, ctx)
+        if items is not None:
+            listed = {item_key(item): item for item in items}
+            gone = [inst for inst in called if item_key(inst.item) not in listed]
+            pass_over(session, run, spec.id, gone, first_index=first, now=now,
+                      why={"for_each": "item no longer listed"})
+            first += len(gone)
+            result.passed_over_again += len(gone)
+            if gone:
+                state[spec.id].append(st.SKIPPED)
+            pairs = [(listed[item_key(inst.item)], inst) for inst in called
+                     if item_key(inst.item) in listed]
+    if not pairs:
+        return
+    items = [item for item, _ in pairs]
+    waiting = _waiting(session, run, spec, items) if spec.item_needs else set()
+    instances = make_ready(session, rt, run, spec, items, now=now,
+                           deadline_passed=deadline_passed, waiting=waiting,
+                           replacing=[inst for _, inst in pairs], first_index=first)
+    result.became_ready += len(instances)
+    result.rehanded += sorted(
+        session.exec(select(StepInstance.id).where(
+            StepInstance.run_id == run.id, StepInstance.step_key == spec.id,
+            StepInstance.item_index >= first)).all())  # type: ignore[arg-type]
+    state[spec.id] += [st.READY] * len(instances) + [st.PENDING] * len(waiting)
 
 
 def _finish_times(session: Session, run: Run) -> dict[str, datetime]:
@@ -232,7 +313,7 @@ def _row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -> dict[s
         "unit_id": held, "origin_unit_id": unit if held != unit else None,
         "assignees": [], "outputs": {},
         "evidence": [], "overdue": False, "escalation_level": 0, "reminders_sent": 0,
-        "ack_missed": False, "prefect_recorded": False, "version": 0,
+        "ack_missed": False, "prefect_recorded": False, "version": 0, "rehanded_from": None,
     }
 
 
@@ -343,17 +424,23 @@ def first_check(
 def make_ready(
     session: Session, rt: Runtime, run: Run, spec: StepSpec, items: list[Any],
     *, now: datetime, deadline_passed: datetime | None = None, waiting: set[int] | None = None,
+    replacing: list[StepInstance] | None = None, first_index: int = 0,
 ) -> list[StepInstance]:
     """Write the ready instances of a step (one per item; a stage change to 2,000 villages is
     one insert), assigned, with due time and first timer, plus their events and inbox notes.
     The items in `waiting` (indexes; `item_needs` whose partner has not finished) are written
     pending instead, with the people they will go to but no deadline, timer or note, until
-    `release_waiting` makes them ready. Returns the ready instances."""
+    `release_waiting` makes them ready. Returns the ready instances.
+
+    `replacing`: the called-off instances these items hand out again (flows/rehand.py), one
+    per item; the new rows name them and go after the step's rows from `first_index`."""
     due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=deadline_passed)
     check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
     rows = []
     for index, item in enumerate(items):
-        row = _row(rt, run, spec, index, item)
+        row = _row(rt, run, spec, first_index + index, item)
+        if replacing is not None:
+            row["rehanded_from"] = replacing[index].id
         if spec.role:
             row["assignee_unit_id"], row["assignees"] = _assignment(rt, spec.role, row["unit_id"])
         if waiting and index in waiting:
@@ -366,7 +453,8 @@ def make_ready(
     insert_ignoring_duplicates(session, StepInstance, rows)
     instances = [inst for inst in session.exec(
         select(StepInstance)
-        .where(StepInstance.run_id == run.id, StepInstance.step_key == spec.id)
+        .where(StepInstance.run_id == run.id, StepInstance.step_key == spec.id,
+               StepInstance.item_index >= first_index)  # type: ignore[operator]
         .order_by(StepInstance.item_index)  # type: ignore[arg-type]
     ).all() if inst.status != st.PENDING]
     _announce(session, rt, run, spec, instances, due_at, now=now)
@@ -438,20 +526,30 @@ def _announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
     events: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     for inst in instances:
+        detail: dict[str, Any] = {"step": spec.id, "assignees": inst.assignees,
+                                  "due_at": due_at.isoformat() if due_at else None}
+        if inst.rehanded_from is not None:
+            detail["rehanded_from"] = inst.rehanded_from
         events.append({
             "run_id": run.id, "step_id": inst.id, "at": now, "actor": SYSTEM,
             "action": "ready", "from_state": st.PENDING, "to_state": st.READY,
-            "detail": {"step": spec.id, "assignees": inst.assignees,
-                       "due_at": due_at.isoformat() if due_at else None},
+            "detail": detail,
         })
         if spec.action == "task" and inst.assignees:
             due_text = rt.renderer.deadline(due_at) if due_at else "无时限"
+            again = inst.rehanded_from is not None
             notes += notification_rows(
                 rt.org, people=inst.assignees, kind="assigned",
-                title=f"【新任务】{inst.title}",
-                body=f"{run.title}：{inst.title}，请于 {due_text} 前完成。",
+                title=f"{'【重新下达】' if again else '【新任务】'}{inst.title}",
+                body=(f"{run.title}：{inst.title}，此前随预警降级撤销，现再次进入该阶段，重新下达，"
+                      f"请于 {due_text} 前完成。" if again
+                      else f"{run.title}：{inst.title}，请于 {due_text} 前完成。"),
                 dedupe=f"assigned|{inst.id}|{inst.version}", now=now, run_id=run.id,
-                step_id=inst.id, inbox_only=True,
+                step_id=inst.id,
+                # Told on their own channels that it was called off (flows/call_off.py), its
+                # holders hear on the same channels that it is owed again, not only in an
+                # inbox they may not open while on the way to a shelter.
+                inbox_only=not again,
             )
     insert_rows(session, AuditEvent, events)
     insert_ignoring_duplicates(session, Notification, notes)

@@ -108,4 +108,9 @@ class StepInstance(SQLModel, table=True):
     reject_reason: str | None = None
     # Set once the step's Prefect task run has been recorded by a segment.
     prefect_recorded: bool = False
+    # The called-off instance this one hands out again: a typhoon downgraded (its higher
+    # stages' tasks called off, flows/call_off.py), then raised again into that stage
+    # (flows/rehand.py). The called-off row stays as it was, with its `called_off` event; this
+    # row is the item's work from now on. None for a first hand-out (almost every row).
+    rehanded_from: int | None = None
     version: int = 0  # bumped on every change; conditional updates make races lose cleanly

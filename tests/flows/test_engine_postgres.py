@@ -129,6 +129,47 @@ def test_cancel_and_stage_on_postgres(prt: Runtime) -> None:
         lifecycle.cancel_run(prt, run_id=run.id or 0, actor="s1-commander")
 
 
+def test_a_stage_entered_again_hands_out_its_called_off_tasks_on_postgres(
+        prt: Runtime, clock: ManualClock) -> None:
+    """Down a stage with one village's task called off, up again: that task goes out again as
+    a new instance naming the called-off one, due from now and chased past it; the kept one
+    stays as it was (flows/rehand.py)."""
+    run = lifecycle.start_run(prt, playbook_id="branching", unit_id="s1", params={},
+                              actor="s1-commander")
+    run_id = run.id or 0
+    lifecycle.set_stage(prt, run_id=run_id, stage="warning", actor="s1-commander")
+
+    def villages() -> dict[str, list[StepInstance]]:
+        with read_session(prt.db) as session:
+            rows = session.exec(select(StepInstance).where(
+                StepInstance.run_id == run_id, StepInstance.step_key == "villages")
+                .order_by(StepInstance.item_index)).all()  # type: ignore[arg-type]
+        out: dict[str, list[StepInstance]] = {}
+        for row in rows:
+            out.setdefault(row.unit_id, []).append(row)
+        return out
+
+    first = villages()
+    lifecycle.set_stage(prt, run_id=run_id, stage="watch", actor="s1-commander",
+                        call_off=[first["c1"][0].id or 0], note="预警解除")
+    clock.advance(timedelta(minutes=40))
+    moved = lifecycle.change_stage(prt, run_id=run_id, stage="warning", actor="s1-commander")
+    now = villages()
+    assert [r.status for r in now["c1"]] == ["cancelled", "ready"]
+    new = now["c1"][1]
+    assert moved.rehanded == [new.id] and new.rehanded_from == first["c1"][0].id
+    assert new.due_at == clock.now() + timedelta(hours=1) and new.assignees == ["c1-grid"]
+    assert [(r.id, r.status, r.due_at) for r in now["c2"]] == \
+        [(first["c2"][0].id, "ready", first["c2"][0].due_at)]
+    clock.advance(timedelta(hours=1, seconds=1))
+    sweep_once(prt)
+    sweep_once(prt)
+    chased = [(step, kind, level) for step, kind, level, _ in fired(prt, run_id)
+              if kind == "escalate"]
+    assert (new.id, "escalate", 1) in chased and chased.count((new.id, "escalate", 1)) == 1
+    assert all(step != first["c1"][0].id for step, _, _ in chased)
+
+
 # --- races -------------------------------------------------------------------------------------
 
 def test_first_runs_of_a_playbook_started_at_once_all_start_on_postgres(prt: Runtime) -> None:
