@@ -216,6 +216,14 @@ class StepPublic(BaseModel):
     outputs: dict[str, Any]
     evidence: list[str]
     reject_reason: str | None
+    rehanded_from: int | None = Field(
+        default=None, description="Handed out again: the task a downgrade called off that "
+        "this one replaces, the run having entered its stage again (its deadline counts from "
+        "that entry)")
+    rehanded_as: int | None = Field(
+        default=None, description="A called-off task whose stage the run entered again: the "
+        "task that replaced it (handed out again, or `skipped` when its `when` no longer "
+        "holds or its unit is no longer listed). Given in a run and on a single task")
 
 
 class EscalationPublic(BaseModel):
@@ -305,6 +313,12 @@ class RunPublic(BaseModel):
     kept_open: list[int] | None = Field(
         default=None, description="Only in the answer to a stage change back to an earlier "
         "stage: the open tasks of the stages above it that stay open")
+    rehanded: list[int] | None = Field(
+        default=None, description="Only in the answer to a stage change forward: the tasks "
+        "handed out again, each in place of a task of the stages entered that a downgrade "
+        "called off (named in its `rehanded_from`), with new deadlines from this entry. Tasks "
+        "done before the downgrade stay done and tasks kept open then stay as they are: "
+        "neither is handed out twice. [] when nothing was called off")
 
 
 class Page(BaseModel):
@@ -395,6 +409,7 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         done_at_local=_seconds(rt, s.done_at),
         note=s.note, outputs=s.outputs or {},
         evidence=s.evidence or [], reject_reason=s.reject_reason,
+        rehanded_from=s.rehanded_from,
     )
 
 
@@ -465,6 +480,11 @@ def run_view(
     unit = rt.org.units.get(run.unit_id)
     step_views = ([step_view(rt, s, run_title=run.title, spec=spec_of(playbook, s.step_key))
                    for s in steps] if steps is not None else None)
+    if step_views is not None:
+        # A called-off task handed out again names the task that replaced it.
+        replaced = {v.rehanded_from: v.id for v in step_views if v.rehanded_from is not None}
+        for v in step_views:
+            v.rehanded_as = replaced.get(v.id)
     if step_views is not None and playbook is not None:
         reached = {s.step_key for s in steps or []}
         passed_over = set(run.skipped or ())

@@ -177,6 +177,13 @@ def run_detail(
     return list(steps), list(escalations), list(events)
 
 
+def rehanded_as(session: Session, *, run_id: int, step_id: int) -> int | None:
+    """The instance that answers a called-off one its run entered the stage of again (handed
+    out again, or passed over): None while it is still only called off."""
+    return session.exec(select(StepInstance.id).where(
+        StepInstance.run_id == run_id, StepInstance.rehanded_from == step_id)).first()
+
+
 
 
 def units_with_running_runs(session: Session) -> list[str]:

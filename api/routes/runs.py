@@ -125,7 +125,8 @@ def complete(run_id: RowId, rt: RuntimeDep, person: CurrentPerson,
 def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
     """Move a staged run (typhoon) to a stage; that stage's steps become ready. Going back,
     the higher stages' open tasks named in `call_off` (or all, `call_off_all`) are called off
-    with `note`; the others stay open."""
+    with `note`; the others stay open. Going forward, the called-off tasks of the stages
+    entered are handed out again (`rehanded`); done and kept ones stay as they are."""
     moved = lifecycle.change_stage(rt, run_id=run_id, stage=body.stage, actor=person,
                                    call_off=body.call_off, call_off_all=body.call_off_all,
                                    note=body.note)
@@ -135,4 +136,6 @@ def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerso
     view = run_view(rt, run, steps=steps, playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
     if moved.back:
         view.called_off, view.kept_open = moved.called_off, moved.kept_open
+    else:
+        view.rehanded = moved.rehanded
     return view

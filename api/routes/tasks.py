@@ -23,9 +23,9 @@ from flows.access import can_read_step, can_read_unit, listing_units, unit_and_b
 from flows.output_checks import paired_records
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound
-from models.queries import list_steps
+from models.queries import list_steps, rehanded_as
 from models.run import Run
-from models.task import OPEN_STATUSES, STEP_STATUSES, StepInstance
+from models.task import CANCELLED, OPEN_STATUSES, STEP_STATUSES, StepInstance
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 
@@ -101,6 +101,9 @@ def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
         raise Forbidden("无权查看该任务 / task belongs to another unit")
     spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
     view = step_view(rt, step, run_title=run.title if run else None, spec=spec)
+    if step.status == CANCELLED:  # called off: handed out again since, as which task
+        with read_session(rt.db) as session:
+            view.rehanded_as = rehanded_as(session, run_id=step.run_id, step_id=task_id)
     if run is not None and spec is not None and spec.item_needs:
         with read_session(rt.db) as session:
             view.paired = paired_records(session, run, step, spec)

@@ -880,6 +880,53 @@ def test_going_back_a_stage_calls_off_what_the_commander_names(
     assert change["detail"] == {"called_off": 1, "kept_open": 1, "note": "预警解除"}
 
 
+def test_coming_up_again_hands_out_the_called_off_tasks_again(
+        client: TestClient, auth: Auth) -> None:
+    run = start(client, auth, playbook="branching", unit="s1")
+    url = f"/api/runs/{run['id']}/stage"
+    first = client.post(url, json={"stage": "warning"}, headers=auth("s1-commander")).json()
+    assert first["rehanded"] == []  # a first entry: nothing was called off
+    villages = {s["unit_id"]: s for s in first["steps"] if s["step"] == "villages"}
+    off = villages["c1"]["id"]
+    r = client.post(url, json={"stage": "watch", "call_off": [off], "note": "预警解除"},
+                    headers=auth("s1-commander"))
+    assert r.status_code == 200, r.text
+    assert r.json()["rehanded"] is None  # going back: not asked
+
+    r = client.post(url, json={"stage": "warning"}, headers=auth("s1-commander"))
+    assert r.status_code == 200, r.text
+    up = r.json()
+    assert up["called_off"] is None and up["kept_open"] is None
+    rows = [s for s in up["steps"] if s["step"] == "villages"]
+    again = [s for s in rows if s["unit_id"] == "c1"]
+    assert [(s["status"], s["rehanded_from"]) for s in again] == \
+        [("cancelled", None), ("ready", off)]
+    new = again[1]
+    assert up["rehanded"] == [new["id"]] and again[0]["rehanded_as"] == new["id"]
+    assert new["due_at"] and new["assignees"] == [{"id": "c1-grid", "name": "一社区网格员"}]
+    # The kept one is as it was: one instance, its first deadline.
+    kept = [s for s in rows if s["unit_id"] == "c2"]
+    assert [(s["id"], s["status"], s["due_at"]) for s in kept] == \
+        [(villages["c2"]["id"], "ready", villages["c2"]["due_at"])]
+
+    # On the grid worker's list again, told so; the called-off task says what replaced it.
+    mine = client.get("/api/tasks", params={"mine": "true"}, headers=auth("c1-grid")).json()
+    assert [t["id"] for t in mine["data"]] == [new["id"]]
+    told = client.get("/api/inbox", headers=auth("c1-grid")).json()["data"]
+    assert any(n["title"].startswith("【重新下达】") for n in told)
+    old = client.get(f"/api/tasks/{off}", headers=auth("c1-grid")).json()
+    assert old["status"] == "cancelled" and old["rehanded_as"] == new["id"]
+    # The timeline has both: the call-off, then the new task's `ready` naming it.
+    timeline = run_of(client, auth, run["id"])["timeline"]
+    actions = [(e["action"], e["step_id"]) for e in timeline]
+    assert actions.index(("called_off", off)) < actions.index(("ready", new["id"]))
+    ready = next(e for e in timeline if e["action"] == "ready" and e["step_id"] == new["id"])
+    assert ready["detail"]["rehanded_from"] == off
+    summed = [e for e in timeline if e["action"] == "rehanded"]
+    assert [(e["to_state"], e["detail"]) for e in summed] == \
+        [("warning", {"rehanded": 1, "passed_over": 0, "waiting": 0})]
+
+
 # --- playbooks ------------------------------------------------------------------------------------
 
 def test_list_playbooks(client: TestClient, auth: Auth) -> None:
