@@ -20,7 +20,7 @@ const NO_LEVEL = new Set(["run_started", "remind", "ack"]);
 
 const EVENT_NAMES = {
   run_started: "启动流程", run_completed: "流程完成", run_cancelled: "取消流程",
-  stage_changed: "切换阶段", called_off: "撤销任务", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
+  stage_changed: "切换阶段", called_off: "撤销任务", rehanded: "重新下达", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
   verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
   ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
   deadline_recounted: "期限重算", delivery_resent: "重新发送通知",
@@ -125,9 +125,19 @@ function stepTitle(step) {
   return h("span", { text: label });
 }
 
-function badges(step, stage) {
+// A called-off task its stage, entered again, answered: handed out again, or passed over.
+function againBadge(step, byId) {
+  if (step.rehanded_from) return h("span", { class: "badge again-badge", text: "重新下达" });
+  if (!step.rehanded_as) return null;
+  const next = byId.get(step.rehanded_as);
+  return h("span", { class: "badge again-badge",
+    text: next && next.status === "skipped" ? "再次进入阶段时不再下达" : "已重新下达" });
+}
+
+function badges(step, stage, byId) {
   return [
     statusBadge(step.status, STEP_STATUS),
+    againBadge(step, byId),
     step.overdue ? h("span", { class: "badge overdue-badge", text: "逾期" }) : null,
     step.escalation_level > 0
       ? h("span", { class: "badge level-badge", text: `已督办 ${step.escalation_level} 级` }) : null,
@@ -177,7 +187,7 @@ function specOf(key) {
   return ((state.playbook && state.playbook.steps) || []).find((s) => s.id === key) || null;
 }
 
-function stepItem(step, stageOf, live) {
+function stepItem(step, stageOf, live, byId) {
   const classes = ["step", `step-${step.status}`];
   if (step.id === null) classes.push("not-reached");
   if (step.overdue) classes.push("is-overdue");
@@ -188,7 +198,7 @@ function stepItem(step, stageOf, live) {
       overdue: step.overdue ? "true" : "false", unmet: notDone.length ? "true" : "false" },
   },
   notDone.length ? h("p", { class: "unmet", text: `未落实：${notDone.join("、")}` }) : null,
-  h("div", { class: "step-head" }, stepTitle(step), " ", badges(step, stageOf.get(step.step))),
+  h("div", { class: "step-head" }, stepTitle(step), " ", badges(step, stageOf.get(step.step), byId)),
   whoLine(step),
   live && step.ack_due_at
     ? h("p", { class: "ack-due" }, "叫应时限 ",
@@ -219,7 +229,8 @@ function drawSteps(run, pb) {
     + (shown.length !== steps.length ? `；显示 ${shown.length} 项` : "");
   const list = clear($("#steps"));
   const live = run.status === "running";
-  for (const step of shown) list.append(stepItem(step, stageOf, live));
+  const byId = new Map(steps.filter((s) => s.id !== null).map((s) => [s.id, s]));
+  for (const step of shown) list.append(stepItem(step, stageOf, live, byId));
   if (!shown.length) list.append(h("li", { class: "empty", text: steps.length ? "没有符合筛选的步骤。" : "没有步骤。" }));
 }
 
@@ -229,7 +240,9 @@ function drawSteps(run, pb) {
 function drawOverview(run, pb) {
   const groups = new Map();
   for (const step of stepOrder(run, pb)) {
-    if (step.id === null) continue;
+    // A called-off task handed out again (or passed over) is history: its unit counts once,
+    // by the task that replaced it.
+    if (step.id === null || step.rehanded_as) continue;
     if (!groups.has(step.step)) groups.set(step.step, []);
     groups.get(step.step).push(step);
   }
@@ -348,6 +361,16 @@ function detailLine(event, titles) {
     if (d.called_off > 0) parts.push(`撤销 ${d.called_off} 项较高阶段任务`);
     if (d.kept_open > 0) parts.push(`保留 ${d.kept_open} 项较高阶段未完成任务`);
   }
+  // Up again into a stage whose tasks a downgrade called off: they go out again.
+  if (event.action === "ready" && d.rehanded_from) parts.push("重新下达（原任务随预警降级撤销）");
+  if (event.action === "rehanded") {
+    parts.push(`重新下达 ${d.rehanded || 0} 项此前撤销的任务`);
+    if (d.passed_over > 0) parts.push(`${d.passed_over} 项不再下达（条件已不满足或单位已不在列）`);
+    if (d.waiting > 0) parts.push(`${d.waiting} 项待前置步骤完成后下达`);
+  }
+  if (event.action === "skipped" && Array.isArray(d.not_rehanded)) {
+    parts.push(`${d.not_rehanded.length} 项此前撤销的任务不再下达`);
+  }
   // A response ended with earlier stages' work still owed: how much, and the first of it.
   if (typeof d.steps_called_off === "number" && d.steps_called_off > 0) {
     const owed = Array.isArray(d.unanswered) ? d.unanswered : [];
@@ -454,7 +477,7 @@ function mayCommand(run) {
 // tasks of the stages above and asks whether to call them off or keep them, never deciding
 // for the commander.
 // Stages whose tasks were handed out already (a stage visited before, then left): entering
-// or passing them again hands nothing out twice.
+// or passing them again hands out again only what a downgrade called off (flows/rehand.py).
 function handedOut(pb, run) {
   const stageOf = new Map(((pb && pb.steps) || []).filter((s) => s.stage).map((s) => [s.id, s.stage]));
   const done = new Set();
@@ -477,6 +500,21 @@ function openAbove(pb, run, to) {
     && CALLABLE.has(s.status) && above.has(stageOf.get(s.step)));
 }
 
+// Called-off tasks of a stage not yet handed out again: entering it again hands them out.
+function calledOffIn(pb, run, stage) {
+  const stageOf = new Map(((pb && pb.steps) || []).filter((s) => s.stage).map((s) => [s.id, s.stage]));
+  return ((run && run.steps) || []).filter((s) => s.id !== null && s.action === "task"
+    && s.status === "cancelled" && !s.rehanded_as && stageOf.get(s.step) === stage).length;
+}
+
+// A stage visited before: what entering (or passing) it again does.
+function againEffect(pb, run, stage) {
+  const owed = calledOffIn(pb, run, stage);
+  return owed
+    ? `“${stageName(stage)}”此前撤销的 ${owed} 项任务将重新下达（重新计时），已完成和保留的任务不重复下达。`
+    : `“${stageName(stage)}”的任务此前已下达，不会重复下达。`;
+}
+
 function stageEffect(pb, run, from, to) {
   const stages = (pb && pb.stages) || [];
   const [i, j] = [stages.indexOf(from), stages.indexOf(to)];
@@ -489,7 +527,7 @@ function stageEffect(pb, run, from, to) {
       const stageOf = new Map(pb.steps.filter((s) => s.stage).map((s) => [s.id, s.stage]));
       const where = stages.filter((s) => open.some((t) => stageOf.get(t.step) === s));
       parts.push(`退回到较早阶段：${where.map(stageName).join("、")}尚有 ${open.length} 项任务未完成。`
-        + "撤销的任务停止计时和督办，记为已撤销（不算完成），并通知其负责人，再次进入该阶段时也不会重新下达；"
+        + "撤销的任务停止计时和督办，记为已撤销（不算完成），并通知其负责人，再次进入该阶段时重新下达；"
         + "保留的任务继续有效、继续计时。请选择：");
     } else {
       parts.push(`退回到较早阶段：${stages.slice(j + 1, i + 1).map(stageName).join("、")}没有未完成的任务，无需撤销。`);
@@ -500,9 +538,11 @@ function stageEffect(pb, run, from, to) {
     const fresh = skipped.filter((s) => !given.has(s));
     const again = skipped.filter((s) => given.has(s));
     if (fresh.length) parts.push(`跳过 ${fresh.map(stageName).join("、")}：这些阶段的任务也将一并下达。`);
-    if (again.length) parts.push(`${again.map(stageName).join("、")}的任务此前已下达，不会重复下达。`);
+    const plain = again.filter((s) => !calledOffIn(pb, run, s));
+    if (plain.length) parts.push(`${plain.map(stageName).join("、")}的任务此前已下达，不会重复下达。`);
+    for (const s of again.filter((x) => calledOffIn(pb, run, x))) parts.push(againEffect(pb, run, s));
   }
-  if (given.has(to)) parts.push(`“${stageName(to)}”的任务此前已下达，不会重复下达。`);
+  if (given.has(to)) parts.push(againEffect(pb, run, to));
   return parts.join("");
 }
 
@@ -593,6 +633,7 @@ function wireControls() {
     const said = [`已切换到阶段 ${stageName(stage)}`];
     if (moved.called_off && moved.called_off.length) said.push(`撤销 ${moved.called_off.length} 项任务`);
     if (moved.kept_open && moved.kept_open.length) said.push(`保留 ${moved.kept_open.length} 项未完成任务`);
+    if (moved.rehanded && moved.rehanded.length) said.push(`重新下达 ${moved.rehanded.length} 项此前撤销的任务`);
     return said.join("，");
   };
   $("#stage-yes").addEventListener("click", (event) => act(event.currentTarget, () => move({})));

@@ -572,6 +572,21 @@ function drawExtensions() {
   return section("extension", "延期申请", ...parts);
 }
 
+// A task called off by a downgrade and handed out again when its stage came back: each names
+// the other, so whoever opens the old one (from the call-off message) finds the work owed now.
+function drawAgain() {
+  const { task } = state;
+  if (task.rehanded_as && task.status === "cancelled") {
+    return h("p", { id: "rehanded", class: "meta" }, "此任务随预警降级撤销后，再次进入该阶段时已另行处理：",
+      h("a", { href: `/tasks/${task.rehanded_as}`, text: "查看现在的任务" }));
+  }
+  if (task.rehanded_from) {
+    return h("p", { id: "rehanded", class: "meta" }, "此任务为重新下达（再次进入该阶段），时限重新计算；",
+      h("a", { href: `/tasks/${task.rehanded_from}`, text: "原任务" }), "已随预警降级撤销。");
+  }
+  return null;
+}
+
 // -- drawing and loading -----------------------------------------------------------------------
 
 function draw() {
@@ -579,7 +594,7 @@ function draw() {
   $("#heading").textContent = task.title;
   document.title = `${task.title} · closeloop`;
   const content = clear($("#content"));
-  const parts = [drawSummary(), drawRejected(), drawPaired()];
+  const parts = [drawSummary(), drawAgain(), drawRejected(), drawPaired()];
   // An item waiting on its own earlier step (item_needs): nothing to do yet, and nothing counts.
   if (task.status === "pending") parts.push(h("p", { id: "not-yet", class: "meta", text: "尚未开始：前序步骤完成后才能办理，届时另行通知。" }));
   if (task.status === "ready" && mayAct()) parts.push(drawAck());

@@ -374,7 +374,7 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     expect(page.locator("#stage-effect")).to_have_text(
         "退回到较早阶段：台风警报尚有 11 项任务未完成。"
         "撤销的任务停止计时和督办，记为已撤销（不算完成），"
-        "并通知其负责人，再次进入该阶段时也不会重新下达；保留的任务继续有效、继续计时。请选择："
+        "并通知其负责人，再次进入该阶段时重新下达；保留的任务继续有效、继续计时。请选择："
         "“台风消息”的任务此前已下达，不会重复下达。")
     expect(page.locator("#stage-yes")).to_be_hidden()
     page.click("#stage-keep")
@@ -439,6 +439,64 @@ def test_a_downgraded_typhoon_calls_off_the_higher_stages_open_tasks_from_its_pa
     told = call(server, "jiangling-head", "GET", "/api/inbox")["data"]
     assert any(n["title"].startswith("【任务撤销】") and "预警降为黄色" in n["body"]
                for n in told)
+
+
+def test_a_typhoon_raised_again_hands_its_called_off_tasks_out_again_from_its_page(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    """橙色 lowered to 黄色 with every open 橙红 task called off, then 橙色 again two hours
+    later: the page says what going up hands out again before it is done; then each
+    called-off task has a new one beside it, counting down from this entry, the overview
+    counts each community once, the timeline says what went out again, and the old task's
+    page leads to the new one. A transfer done before the downgrade stays done, alone."""
+    rt = server.rt
+    commander = "maluan-commander"
+    run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
+                       params={"name": "山竹"}, actor=commander).id or 0
+    set_stage(rt, run_id=run_id, stage="severe", actor=commander)
+    complete_answered(rt, step_rows(rt, run_id, "transfer")["maluan-community"], people=4)
+    old = step_rows(rt, run_id, "transfer")["jiangling"].id
+    set_stage(rt, run_id=run_id, stage="emergency", actor=commander, call_off_all=True,
+              note="预警降为黄色，暂停转移")
+    clock.advance(timedelta(hours=2))
+
+    page = signed_in(commander)
+    page.goto(server.url(f"/runs/{run_id}"))
+    page.select_option("#stage", "severe")
+    page.click("#stage-ask")
+    expect(page.locator("#stage-effect")).to_have_text(
+        "“橙色/红色预警”此前撤销的 9 项任务将重新下达（重新计时），已完成和保留的任务不重复下达。")
+    page.click("#stage-yes")
+    expect(page.locator("#flash")).to_contain_text(
+        "已切换到阶段 橙色/红色预警，重新下达 9 项此前撤销的任务")
+    jiangling = step_item(page, "transfer").filter(has_text="江岭社区")
+    expect(jiangling).to_have_count(2)
+    expect(jiangling.nth(0)).to_contain_text("已取消")
+    expect(jiangling.nth(0).locator(".again-badge")).to_have_text("已重新下达")
+    expect(jiangling.nth(1)).to_contain_text("待办")
+    expect(jiangling.nth(1).locator(".again-badge")).to_have_text("重新下达")
+    # Six hours from this entry, not the four left of the first deadline.
+    expect(jiangling.nth(1).locator(".due")).to_have_text(
+        re.compile(r"^剩余 (6小时0分|5小时\d+分)$"))
+    maluan = step_item(page, "transfer").filter(has_text="马峦社区")
+    expect(maluan).to_have_count(1)
+    expect(maluan).to_contain_text("已完成")
+    row = page.locator("#overview-table tr[data-step='transfer'] td")
+    expect(row.nth(2)).to_have_text("3")  # each community once
+    expect(row.nth(4)).to_have_text("1")  # done
+    expect(row.nth(5)).to_have_text("0")  # none called off now
+    expect(page.locator("#timeline li[data-action='rehanded']")).to_contain_text(
+        "重新下达 9 项此前撤销的任务")
+    again = page.locator("#timeline li[data-action='ready']").filter(
+        has_text="重新下达（原任务随预警降级撤销）")
+    expect(again).to_have_count(9)
+    expect(page.locator("#timeline li[data-action='called_off']")).to_have_count(9)
+
+    new = next(s["id"] for s in call(server, commander, "GET", f"/api/runs/{run_id}")["steps"]
+               if s["rehanded_from"] == old)
+    page.goto(server.url(f"/tasks/{old}"))
+    expect(page.locator("#rehanded a")).to_have_attribute("href", f"/tasks/{new}")
+    page.locator("#rehanded a").click()
+    expect(page.locator("#rehanded")).to_contain_text("此任务为重新下达")
 
 
 def test_a_typhoon_page_sums_up_each_measure_and_filters_what_is_left(
