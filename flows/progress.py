@@ -192,7 +192,7 @@ def _hand_out_again(session: Session, rt: Runtime, run: Run, spec: StepSpec,
     """The called-off instances of `spec` handed out again as a first entry hands a step out
     (flows/rehand.py says the rule): `when` and `for_each` evaluated now, the items still owed
     written by make_ready after the step's existing instances, the others passed over."""
-    state[spec.id].remove(st.PENDING)  # the mark owed_again left; the new rows say the rest
+    state[spec.id].remove(st.PENDING)  # the mark advance left; the new rows say the rest
     first = next_index(session, run, spec.id)
     ctx = expression_context(session, rt, run) if spec.when or spec.for_each else {}
     if spec.when and not _guarded(session, run, spec, now, True,
