@@ -20,7 +20,8 @@ from pydantic_core import PydanticCustomError
 from flows.bulk_plan import constant_lookups
 from flows.calendar_gaps import estimated_note
 from flows.concurrent import RunningRun
-from flows.durations import add_duration
+from flows.durations import add_duration, duration_zh
+from flows.exports import late_days
 from flows.expressions import ExpressionError, compile_expression
 from flows.params import ParamValueError, end_of_day
 from flows.params import check_text as check_plain_text
@@ -31,7 +32,7 @@ from models.audit import ACTOR_NAMES, AuditEvent
 from models.escalation import Escalation
 from models.org import ROLE_NAMES_ZH
 from models.run import Run
-from models.task import READY, StepInstance
+from models.task import ACTIONABLE_STATUSES, READY, StepInstance
 
 
 def _due_at(value: object) -> object:
@@ -158,6 +159,13 @@ class Reassignment(BaseModel):
 class Person(BaseModel):
     id: str
     name: str
+    # How to reach them (the director's "who has it now?"): post, unit and phone as the org
+    # chart has them; none for someone no longer in it.
+    title: str | None = Field(default=None,
+                              description="Post as the org chart writes it (社区安全员)")
+    unit_id: str | None = Field(default=None, description="The unit the person belongs to")
+    unit_name: str | None = None
+    phone: str | None = Field(default=None, description="Phone number from the org chart")
 
 
 class StepPublic(BaseModel):
@@ -185,6 +193,17 @@ class StepPublic(BaseModel):
     due_at_local: str | None
     original_due_at: datetime | None
     original_due_at_local: str | None = None
+    due_rule: str | None = Field(
+        default=None, description="How the playbook counts the deadline, as people read it: "
+        "3个工作日（自任务下达起）, 30天（自流程启动起）; read on a single task and in a run")
+    due_working_days: bool | None = Field(
+        default=None, description="Whether that count is in working days (weekends and "
+        "statutory holidays not counted); null where the rule is not known")
+    overdue_days: int | None = Field(
+        default=None, description="逾期天数 while the task is open (ready, acked, sent back): "
+        "0 before its deadline, then calendar days past the deadline's last day, at least 1, "
+        "as the rectification register counts them; null for a task not open or without a "
+        "deadline")
     due_estimated: str | None = Field(
         default=None, description="set when the deadline counts working days into a year the "
         "working-day calendar does not list: it was counted Mon-Fri, without that year's "
@@ -347,7 +366,10 @@ def _stage_title(rt: Runtime, run: Run, playbook: Playbook | None) -> str | None
 
 def person_view(rt: Runtime, person_id: str) -> Person:
     p = rt.org.people.get(person_id)
-    return Person(id=person_id, name=p.name if p else person_id)
+    if p is None:
+        return Person(id=person_id, name=person_id)
+    return Person(id=person_id, name=p.name, title=p.title, unit_id=p.unit_id,
+                  unit_name=rt.org.unit_name(p.unit_id), phone=p.phone)
 
 
 def actor_name(rt: Runtime, actor: str) -> str:
@@ -392,6 +414,10 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
         due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
         original_due_at_local=rt.renderer.deadline(s.original_due_at) or None,
+        due_rule=duration_zh(spec.due.after, spec.due.from_) if spec and spec.due else None,
+        due_working_days=spec.due.after.is_working_days if spec and spec.due else None,
+        overdue_days=late_days(s.due_at, rt.clock.now(), rt.tz)
+        if s.status in ACTIONABLE_STATUSES else None,
         due_estimated=estimated_note(rt, spec.due.after, s.ready_at, s.due_at)
         if counted and spec and spec.due else None,
         ready_at=s.ready_at, ready_at_local=_seconds(rt, s.ready_at),
@@ -440,7 +466,7 @@ def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pendi
     if status == "pending" and _may_come(spec, run):
         if spec.role and not spec.for_each and unit is not None:
             _, holders = rt.org.resolve_role(spec.role, unit_id)
-            assignees = [Person(id=h.id, name=h.name) for h in holders]
+            assignees = [person_view(rt, h.id) for h in holders]
         if spec.due is not None and spec.due.from_ == "run":
             due_at = due_time(rt, run, spec, ready_at=run.started_at)
     return StepPublic(
@@ -450,6 +476,8 @@ def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pendi
         unit_name=unit.name if unit else unit_id, assignees=assignees, status=status,
         overdue=False, escalation_level=0, due_at=due_at,
         due_at_local=rt.renderer.deadline(due_at) or None, original_due_at=None, ready_at=None,
+        due_rule=duration_zh(spec.due.after, spec.due.from_) if spec.due else None,
+        due_working_days=spec.due.after.is_working_days if spec.due else None,
         due_estimated=estimated_note(rt, spec.due.after, run.started_at, due_at)
         if spec.due is not None else None,
         acked_at=None,

@@ -46,6 +46,21 @@ class Duration:
         return f"{self.amount}{self.unit}"
 
 
+_UNIT_ZH: dict[str, str] = {"s": "秒", "m": "分钟", "h": "小时", "d": "天", "wd": "个工作日"}
+_FROM_ZH: dict[str, str] = {
+    "ready": "自任务下达起", "run": "自流程启动起", "stage": "自进入本阶段起"}
+
+
+def duration_zh(duration: Duration, start: str | None = None) -> str:
+    """A duration as a deadline rule reads on paper: "3个工作日（自任务下达起）", "30天". A
+    manager asked whether a deadline counted weekends and holidays reads it here instead of
+    counting the calendar back from the date."""
+    text = f"{duration.amount}{_UNIT_ZH[duration.unit]}"
+    if start is not None and start in _FROM_ZH:
+        text += f"（{_FROM_ZH[start]}）"
+    return text
+
+
 def parse_duration(value: object) -> Duration:
     if isinstance(value, Duration):
         return value

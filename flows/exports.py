@@ -309,10 +309,19 @@ def overdue_days(h: Hazard, now: datetime, tz: ZoneInfo) -> int | None:
     API's `overdue`), else the calendar days past its deadline's day (-days_left), and at
     least 1: the day the deadline passed is a started day overdue. None when the hazard has
     no days left (closed, cancelled, or without a deadline)."""
-    left = hazard_days_left(h, now, tz)
-    if left is None:
+    if not is_open_row(h):
         return None
-    return max(-left, 1) if is_overdue(h, now) else 0
+    return late_days(h.due_at, now, tz)
+
+
+def late_days(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | None:
+    """逾期天数 of any deadline: 0 before it passes, then the calendar days past its last day,
+    at least 1 (the day it passed is a started day overdue); None without a deadline. One rule
+    for the registers and a run's steps, so the run page and the 整改清单 say the same number."""
+    left = days_left(due_at, now, tz)
+    if left is None or due_at is None:
+        return None
+    return max(-left, 1) if due_at < now else 0
 
 
 def days_left(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | None:

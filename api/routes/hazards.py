@@ -107,6 +107,10 @@ class HazardPublic(BaseModel):
     overdue: bool = Field(description="Not closed nor cancelled, and past the deadline")
     days_left: int | None = Field(description="Calendar days to the deadline (local); "
                                   "negative when overdue; none once closed or cancelled")
+    overdue_days: int | None = Field(
+        default=None, description="逾期天数 as the rectification register counts them: 0 until "
+        "the deadline passes, then calendar days past its last day, at least 1; none once "
+        "closed or cancelled")
     closed_at: datetime | None = Field(description="销号时间")
     closed_at_local: str | None
     campaign_run_id: int | None
@@ -409,7 +413,8 @@ def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
         original_due_at=h.original_due_at,
         original_due_at_local=_on_paper(rt.renderer.deadline, h.original_due_at) or None,
         status=h.status, overdue=exports.is_overdue(h, now),
-        days_left=exports.hazard_days_left(h, now, rt.tz), closed_at=h.closed_at,
+        days_left=exports.hazard_days_left(h, now, rt.tz),
+        overdue_days=exports.overdue_days(h, now, rt.tz), closed_at=h.closed_at,
         closed_at_local=local(h.closed_at) or None, campaign_run_id=h.campaign_run_id,
         plan=PlanElements(**exports.plan_elements(h.plan)),
     )

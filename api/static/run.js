@@ -52,6 +52,16 @@ function names(people) {
   return people && people.length ? people.map((p) => p.name).join("、") : "—";
 }
 
+// Whoever holds a task, with how to reach them (post, unit, phone) as the org chart has them:
+// "who has it now?" is answered with a number to call, not only a name.
+function contacts(people) {
+  if (!people || !people.length) return "—";
+  return people.map((p) => {
+    const about = [p.title, p.unit_name, p.phone ? `电话 ${p.phone}` : null].filter(Boolean);
+    return about.length ? `${p.name}（${about.join("，")}）` : p.name;
+  }).join("、");
+}
+
 // -- the run's head ---------------------------------------------------------------------------
 
 function fact(term, ...value) {
@@ -113,8 +123,12 @@ function deadline(step, live) {
   const extended = step.original_due_at_local && step.original_due_at_local !== step.due_at_local
     ? `，原时限 ${step.original_due_at_local}` : "";
   const estimated = step.due_estimated ? `；${step.due_estimated}` : "";
-  return h("p", {}, clock(step.due_at, step.overdue),
-    ` （时限 ${step.due_at_local}${extended}${estimated}）`);
+  const rule = step.due_rule ? `；期限按${step.due_rule}计` : "";
+  // The days overdue as the 整改清单 counts them, so the page and the register agree.
+  const late = step.overdue_days > 0
+    ? h("strong", { class: "overdue-days", text: `逾期 ${step.overdue_days} 天 ` }) : null;
+  return h("p", {}, late, clock(step.due_at, step.overdue),
+    ` （时限 ${step.due_at_local}${extended}${rule}${estimated}）`);
 }
 
 function stepTitle(step) {
@@ -151,7 +165,7 @@ function whoLine(step) {
   if (step.action !== "task") {
     return h("p", { class: "meta", text: [ACTION_NAMES[step.action] || step.action, place].filter(Boolean).join(" · ") });
   }
-  let people = names(step.assignees);
+  let people = contacts(step.assignees);
   // Not reached, or (an item waiting for its partner) reached but not yet given out.
   if (step.id === null || step.status === "pending") people = step.assignees.length ? `预计 ${people}` : "到达时确定";
   // A task handed out to nobody (no one holds the role at its unit or above: a gas leak

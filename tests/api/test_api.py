@@ -107,7 +107,7 @@ def test_start_run_returns_201_with_steps_assignees_and_due(
     assert list(steps) == ["receive", "inspect", "report", "record"]
     receive = steps["receive"]
     assert receive["status"] == "ready"
-    assert receive["assignees"] == [{"id": "s1-duty", "name": "一街道值班员"}]
+    assert [(p["id"], p["name"]) for p in receive["assignees"]] == [("s1-duty", "一街道值班员")]
     assert datetime.fromisoformat(receive["due_at"]) == clock.now() + timedelta(seconds=2)
     assert receive["due_at_local"] == "2026-03-02 09:00"
     assert steps["inspect"]["status"] == "pending" and steps["inspect"]["due_at"] is None
@@ -379,10 +379,12 @@ def test_my_tasks_shows_only_the_callers_task(client: TestClient, auth: Auth) ->
     there = start(client, auth, unit="c2")["id"]
     inspect_here = receive_done(client, auth, here)
     inspect_there = receive_done(client, auth, there)
-    assert inspect_there["assignees"] == [{"id": "c2-grid", "name": "二社区网格员"}]
+    assert [(p["id"], p["name"]) for p in inspect_there["assignees"]] == [
+        ("c2-grid", "二社区网格员")]
     mine = client.get("/api/tasks", params={"mine": "true"}, headers=auth("c1-grid")).json()
     assert ids(mine) == [inspect_here["id"]] and mine["count"] == 1
-    assert mine["data"][0]["assignees"] == [{"id": "c1-grid", "name": "一社区网格员"}]
+    assert [(p["id"], p["name"]) for p in mine["data"][0]["assignees"]] == [
+        ("c1-grid", "一社区网格员")]
     theirs = client.get("/api/tasks", params={"mine": "true"}, headers=auth("c2-grid")).json()
     assert ids(theirs) == [inspect_there["id"]]
 
@@ -750,7 +752,7 @@ def test_reassign_hands_the_task_to_a_named_person(client: TestClient, auth: Aut
     receive = start(client, auth)["steps"][0]
     r = act(client, auth, receive["id"], "reassign", "s1-commander", {"person": "s1-insp1"})
     assert r.status_code == 200
-    assert r.json()["assignees"] == [{"id": "s1-insp1", "name": "检查员甲"}]
+    assert [(p["id"], p["name"]) for p in r.json()["assignees"]] == [("s1-insp1", "检查员甲")]
     # The named person now holds it; the role holder no longer does.
     assert act(client, auth, receive["id"], "complete", "s1-duty", {}).status_code == 403
     inbox = client.get("/api/inbox", headers=auth("s1-insp1")).json()["data"]

@@ -55,7 +55,7 @@ def test_request_approve_and_both_deadlines_visible(client: TestClient, auth: Au
     assert r.status_code == 201, r.text
     req = r.json()
     assert req["status"] == "pending" and req["task_id"] == task["id"]
-    assert req["requested_by"] == {"id": "c1-grid", "name": "一社区网格员"}
+    assert (req["requested_by"]["id"], req["requested_by"]["name"]) == ("c1-grid", "一社区网格员")
     assert req["old_due_at"] == task["due_at"] and req["new_due_at"] == later(task)
     assert req["decider_role"] == "street_head" and req["can_decide"] is False
     assert req["new_due_at_local"] and req["unit_name"] == "一社区"

@@ -1,0 +1,64 @@
+"""What a manager reads off an overdue 重大 hazard without counting (tests/hazard_walk.py: sent
+back at re-inspection, extended once, 12 days past the extended deadline on 2026-04-21 12:00):
+the task's days overdue as the number the 整改清单 prints, how its deadline was counted (working
+days or not), and who holds it with their post, unit and phone."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from hazard_walk import MANAGER, Walked, twelve_days_overdue
+
+from flows.runtime import Runtime
+from models.clock import ManualClock
+
+
+@pytest.fixture
+def rt(demo: Runtime) -> Runtime:
+    return demo
+
+
+@pytest.fixture
+def walked(client: TestClient, auth, rt: Runtime, clock: ManualClock) -> Walked:  # noqa: ANN001
+    return twelve_days_overdue(client, auth, rt, clock)
+
+
+def test_overdue_task_counts_its_days_as_the_registers_do(
+    walked: Walked, client: TestClient, auth  # noqa: ANN001
+) -> None:
+    steps = {s["step"]: s for s in walked.run["steps"]}
+    rectify = steps["rectify"]
+    assert rectify["status"] == "rejected" and rectify["overdue"] is True
+    # Due 2026-04-08 24:00, read 2026-04-21: the 9th to the 21st is 13 started days.
+    assert rectify["overdue_days"] == 13
+    hazard = client.get(f"/api/hazards/{walked.run_id}", headers=auth(MANAGER)).json()
+    assert hazard["overdue_days"] == 13 and hazard["days_left"] == -13
+    export = client.get("/api/registers/rectification/export", params={"format": "csv"},
+                        headers=auth(MANAGER))
+    [row] = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"))))
+    assert row["逾期天数"] == "13"
+    # Finished tasks and ones not reached count nothing.
+    assert steps["plan"]["overdue_days"] is None and steps["accept"]["overdue_days"] is None
+
+
+def test_deadline_says_whether_it_counted_working_days(walked: Walked) -> None:
+    steps = {s["step"]: s for s in walked.run["steps"]}
+    assert (steps["list"]["due_rule"], steps["list"]["due_working_days"]) == (
+        "3个工作日（自任务下达起）", True)
+    assert (steps["rectify"]["due_rule"], steps["rectify"]["due_working_days"]) == (
+        "30天（自流程启动起）", False)
+    # A step not reached yet says it too: the plan-to-close rule is known before it comes.
+    assert steps["close"]["due_rule"] == "3个工作日（自任务下达起）"
+
+
+def test_holder_comes_with_post_unit_and_phone(walked: Walked) -> None:
+    rectify = next(s for s in walked.run["steps"] if s["step"] == "rectify")
+    assert rectify["assignees"] == [{
+        "id": "liuhe-safety", "name": "尹秀英", "title": "社区安全员", "unit_id": "liuhe",
+        "unit_name": "六和社区", "phone": "13800138123"}]
+    accept = next(s for s in walked.run["steps"] if s["step"] == "accept")
+    assert [(p["name"], p["title"], p["unit_name"]) for p in accept["assignees"]] == [
+        ("赵丽娟", "安全生产办公室主任", "坪山街道")]

@@ -1,0 +1,47 @@
+"""The director asks the manager (孙丽) why a 重大 hazard is 12 days overdue and who has it now:
+the run page, in a real browser, answers from what it shows (tests/hazard_walk.py walks the
+hazard through the API on the served runtime: sent back at re-inspection, one request for more
+time refused and one granted, then 12 days past the extended deadline with the letters sent)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from hazard_walk import MANAGER, Walked, twelve_days_overdue
+from playwright.sync_api import Page, expect
+
+from api.auth import make_token
+from api.main import create_app
+from flows.runtime import Runtime
+from models.clock import ManualClock
+
+SignedIn = Callable[..., Page]
+
+
+@pytest.fixture
+def walked(web_rt: Runtime, clock: ManualClock) -> Iterator[Walked]:
+    secret = web_rt.settings.signing_secret()
+    with TestClient(create_app(web_rt, background=False, prefect=False)) as client:
+        yield twelve_days_overdue(
+            client, lambda p: {"Authorization": f"Bearer {make_token(p, secret)}"}, web_rt,
+            clock)
+
+
+def open_run(signed_in: SignedIn, server, walked: Walked) -> Page:  # noqa: ANN001
+    page = signed_in(MANAGER)
+    page.goto(server.url(f"/runs/{walked.run_id}"))
+    expect(page.locator("#run")).to_be_visible()
+    return page
+
+
+def test_the_late_step_says_its_days_overdue_its_rule_and_how_to_reach_its_holder(
+    signed_in: SignedIn, server, walked: Walked  # noqa: ANN001
+) -> None:
+    page = open_run(signed_in, server, walked)
+    rectify = page.locator("#steps li[data-step='rectify']")
+    expect(rectify.locator(".overdue-days")).to_have_text("逾期 13 天")
+    expect(rectify).to_contain_text("期限按30天（自流程启动起）计")
+    expect(rectify).to_contain_text("原时限 2026-04-01 09:00")
+    expect(rectify).to_contain_text("尹秀英（社区安全员，六和社区，电话 13800138123）")
