@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from api.event_names import event_name
 from flows.bulk_plan import constant_lookups
 from flows.calendar_gaps import estimated_note
 from flows.concurrent import RunningRun
@@ -28,6 +29,7 @@ from flows.params import check_text as check_plain_text
 from flows.progress import due_time
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
+from flows.sweeper import ladder_level
 from models.audit import ACTOR_NAMES, AuditEvent
 from models.escalation import Escalation
 from models.org import ROLE_NAMES_ZH
@@ -260,6 +262,12 @@ class EscalationPublic(BaseModel):
     recipient_names: list[str] = Field(
         default_factory=list, description="`recipients` as people read them: a person's name, "
         "a channel's name as the org chart writes it")
+    title: str | None = Field(
+        default=None, description="The ladder level as the playbook names it (督办函, 提级督办函, "
+        "约谈, 通报批评); none for a reminder or a level without a title")
+    number: str | None = Field(
+        default=None, description="文号 of the letter this firing sent (坪应急督函〔2026〕1号), "
+        "for a level that numbers its letters")
 
 
 class EventPublic(BaseModel):
@@ -269,6 +277,7 @@ class EventPublic(BaseModel):
     actor: str
     actor_name: str = ""
     action: str
+    action_name: str = Field(default="", description="The action as people read it (同意延期)")
     step_id: int | None
     from_state: str | None
     to_state: str | None
@@ -500,12 +509,35 @@ def _may_come(spec: StepSpec, run: Run) -> bool:
         return True
 
 
+def _firing_key(step_id: int | None, kind: str, level: object, repeat: object) -> str:
+    return f"{step_id}|{kind}|{level}|{repeat}"
+
+
+def _letter_numbers(events: list[AuditEvent]) -> dict[str, str]:
+    """文号 of each ladder firing, read from the firing's own audit event (the sweeper writes
+    the number it issued there): no query beyond the timeline the view already has."""
+    out: dict[str, str] = {}
+    for e in events:
+        number = (e.detail or {}).get("number")
+        if e.action in ("escalate", "verify") and isinstance(number, str):
+            d = e.detail
+            out[_firing_key(e.step_id, e.action, d.get("level"), d.get("repeat"))] = number
+    return out
+
+
+def _rung_title(playbook: Playbook | None, e: Escalation) -> str | None:
+    spec = spec_of(playbook, e.step_key)
+    level = ladder_level(spec, e.kind, e.level) if spec is not None else None
+    return level.title if level is not None else None
+
+
 def run_view(
     rt: Runtime, run: Run, *, steps: list[StepInstance] | None = None,
     escalations: list[Escalation] | None = None, events: list[AuditEvent] | None = None,
     playbook: Playbook | None = None,
 ) -> RunPublic:
     unit = rt.org.units.get(run.unit_id)
+    numbers = _letter_numbers(events or [])
     step_views = ([step_view(rt, s, run_title=run.title, spec=spec_of(playbook, s.step_key))
                    for s in steps] if steps is not None else None)
     if step_views is not None:
@@ -536,13 +568,16 @@ def run_view(
                              fired_at=e.fired_at,
                              fired_at_local=rt.renderer.local(e.fired_at, SECONDS),
                              recipients=e.recipients,
-                             recipient_names=[rt.org.person_name(r) for r in e.recipients])
+                             recipient_names=[rt.org.person_name(r) for r in e.recipients],
+                             title=_rung_title(playbook, e), number=numbers.get(_firing_key(
+                                 e.step_id, e.kind, e.level, e.repeat)))
             for e in escalations
         ] if escalations is not None else None,
         timeline=[
             EventPublic(id=e.id or 0, at=e.at,
                         at_local=rt.renderer.local(e.at, "%Y-%m-%d %H:%M:%S"),
                         actor=e.actor, actor_name=actor_name(rt, e.actor), action=e.action,
+                        action_name=event_name(e.action),
                         step_id=e.step_id,
                         from_state=e.from_state, to_state=e.to_state, detail=e.detail,
                         names=_event_names(rt, e.detail or {}),

@@ -480,9 +480,15 @@ def firing_key(step: StepInstance, firing: Firing) -> str:
 
 def _level(spec: StepSpec, firing: Firing) -> EscalateSpec | None:
     """The ladder level a firing belongs to (escalate: the step's, verify: the verifier's)."""
+    return ladder_level(spec, firing.kind, firing.level)
+
+
+def ladder_level(spec: StepSpec, kind: str, level: int) -> EscalateSpec | None:
+    """Level `level` (1-based) of the ladder a firing of `kind` climbs; None for a reminder,
+    a missed acknowledgement, or a level the playbook no longer has."""
     ladder = {"escalate": spec.escalate,
-              "verify": spec.verify.ladder if spec.verify else []}.get(firing.kind, [])
-    return ladder[firing.level - 1] if 0 < firing.level <= len(ladder) else None
+              "verify": spec.verify.ladder if spec.verify else []}.get(kind, [])
+    return ladder[level - 1] if 0 < level <= len(ladder) else None
 
 
 def _letter(run: Run, step: StepInstance, firing: Firing, level: EscalateSpec, *, key: str,

@@ -311,14 +311,17 @@ function drawEscalations(run) {
   }
   const titles = stepTitles(run);
   box.append(h("div", { class: "table-wrap" }, h("table", { id: "escalations-table" },
-    h("thead", {}, h("tr", {}, ["步骤", "类型", "级别", "触发时间", "通知对象"].map((t) => h("th", { scope: "col", text: t })))),
+    h("thead", {}, h("tr", {}, ["步骤", "类型", "级别", "督办措施", "触发时间", "通知对象", "文号"].map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, rows.map((e) => h("tr", { dataset: { step: e.step, kind: e.kind } },
       h("td", { text: titles.get(e.step_id) || titles.get(e.step) || e.step }),
       h("td", { text: KIND_NAMES[e.kind] || e.kind }),
       h("td", { text: NO_LEVEL.has(e.kind) ? "—"
         : (e.repeat ? `${e.level}（第 ${e.repeat + 1} 次）` : String(e.level)) }),
+      // The rung as the playbook names it (督办函, 提级督办函, 约谈) and its letter's 文号.
+      h("td", { class: "rung", text: e.title || "—" }),
       h("td", { text: e.fired_at_local }),
-      h("td", { text: (e.recipient_names && e.recipient_names.length ? e.recipient_names : e.recipients).join("、") })))))));
+      h("td", { text: (e.recipient_names && e.recipient_names.length ? e.recipient_names : e.recipients).join("、") }),
+      h("td", { class: "doc-number", text: e.number || "—" })))))));
 }
 
 function drawDocuments(docs) {
@@ -360,10 +363,17 @@ function detailLine(event, titles) {
   if (event.action === "reassigned") {
     parts.push(`${personNames(d.from, event.names || {})} → ${personNames(d.to, event.names || {})}`);
   }
-  if (event.action === "extended" || event.action === "deadline_recounted") {
-    const t = event.times_local || {};
+  const t = event.times_local || {};
+  if (event.action === "extended" || event.action === "deadline_recounted"
+    || event.action === "extension_approved") {
     parts.push(`期限 ${t.from || "—"} → ${t.to || "—"}`);
   }
+  // A request for more time and its fate, with both deadlines: what was asked, and what held.
+  if (event.action === "extension_requested") parts.push(`申请将期限 ${t.from || "—"} 延至 ${t.to || "—"}`);
+  if (event.action === "extension_refused") {
+    parts.push(`申请延至 ${t.to || "—"}，期限仍为 ${t.from || "—"}`);
+  }
+  if (d.number) parts.push(`文号 ${d.number}`);
   if (event.action === "delivery_resent") parts.push(`${d.title || ""} → ${personNames(d.recipient, event.names || {})}`);
   if (d.level !== undefined && !NO_LEVEL.has(event.action)) parts.push(`第 ${d.level} 级`);
   if (d.reason) parts.push(`原因：${d.reason}`);
@@ -406,7 +416,7 @@ function drawTimeline(run) {
     list.append(h("li", { dataset: { action: event.action } },
       h("span", { class: "meta", text: event.at_local }), " ",
       h("strong", { text: event.actor_name || event.actor }), " ",
-      EVENT_NAMES[event.action] || event.action, change,
+      event.action_name || EVENT_NAMES[event.action] || event.action, change,
       detail ? h("span", { class: "meta", text: ` · ${detail}` }) : null));
   }
   if (!list.children.length) list.append(h("li", { class: "empty", text: "暂无记录。" }));

@@ -45,3 +45,21 @@ def test_the_late_step_says_its_days_overdue_its_rule_and_how_to_reach_its_holde
     expect(rectify).to_contain_text("期限按30天（自流程启动起）计")
     expect(rectify).to_contain_text("原时限 2026-04-01 09:00")
     expect(rectify).to_contain_text("尹秀英（社区安全员，六和社区，电话 13800138123）")
+
+
+def test_the_timeline_and_the_ladder_read_in_chinese_with_deadlines_and_numbers(
+    signed_in: SignedIn, server, walked: Walked  # noqa: ANN001
+) -> None:
+    page = open_run(signed_in, server, walked)
+    refused = page.locator("#timeline li[data-action='extension_refused']")
+    expect(refused).to_contain_text("不同意延期")
+    expect(refused).to_contain_text("申请延至 2026-04-30 24:00，期限仍为 2026-04-01 09:00")
+    expect(refused).not_to_contain_text("extension_refused")
+    granted = page.locator("#timeline li[data-action='extension_approved']")
+    expect(granted).to_contain_text("同意延期")
+    expect(granted).to_contain_text("期限 2026-04-01 09:00 → 2026-04-08 24:00")
+    summons = page.locator("#escalations-table tr[data-kind='escalate']").nth(2)
+    expect(summons.locator(".rung")).to_have_text("约谈")
+    expect(summons.locator(".doc-number")).to_have_text("坪应急约〔2026〕1号")
+    expect(page.locator("#timeline li[data-action='escalate']").first).to_contain_text(
+        "文号 坪应急督函〔2026〕1号")
