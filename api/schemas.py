@@ -309,6 +309,35 @@ def _event_times(rt: Runtime, detail: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+class Holdup(BaseModel):
+    task_id: int
+    step: str
+    title: str
+    phase: str | None = Field(description="The run's phase while it waits here (整改中, 复查中)")
+    status: str
+    status_name: str
+    waiting_on: str = Field(description="Whose move it is, in words (复查退回，待承办人重新整改)")
+    holders: list[Person] = Field(
+        description="Who has it now: the assignees, or for submitted work the verifiers; each "
+        "with name, post, unit and phone")
+    since: datetime | None = Field(description="When it came to them: handed out, sent back, "
+                                   "or handed in for verification")
+    since_local: str | None
+    due_at_local: str | None
+    original_due_at_local: str | None
+    due_rule: str | None
+    overdue: bool
+    overdue_days: int | None
+    escalation_level: int
+    last_rung: str | None = Field(description="The last ladder rung fired on it (约谈)")
+    letters_sent: int = Field(description="Letters (督办函, 约谈通知) its ladder sent, with a 文号")
+    rejections: int
+    last_reject_reason: str | None
+    extensions_asked: int
+    extensions_granted: int
+    extensions_refused: int
+
+
 class RunPublic(BaseModel):
     id: int
     playbook: str
@@ -347,6 +376,10 @@ class RunPublic(BaseModel):
         "called off (named in its `rehanded_from`), with new deadlines from this entry. Tasks "
         "done before the downgrade stay done and tasks kept open then stay as they are: "
         "neither is handed out twice. [] when nothing was called off")
+    holdup: list[Holdup] | None = Field(
+        default=None, description="Only in GET /api/runs/{id} of a running run: its open tasks "
+        "(当前卡点), the overdue first, each with who has it now and since when, its days "
+        "overdue, the ladder fired on it, its rejections and requests for more time")
 
 
 class Page(BaseModel):

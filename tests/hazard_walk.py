@@ -51,7 +51,7 @@ def _steps(client: TestClient, auth: Auth, run_id: int) -> dict[str, dict[str, A
     return {s["step"]: s for s in run["steps"]}
 
 
-def _photo(client: TestClient, auth: Auth, n: int) -> str:
+def photo(client: TestClient, auth: Auth, n: int) -> str:
     files = {"file": (f"现场{n}.png", png_bytes(2 + n, 3), "image/png")}
     return _ok(client.post("/api/evidence", headers=auth(SAFETY), files=files))["id"]
 
@@ -83,7 +83,7 @@ def twelve_days_overdue(client: TestClient, auth: Auth, rt: Runtime, clock: Manu
     steps = _steps(client, auth, run_id)
     _complete(client, auth, steps["interim"]["id"], SAFETY,
               {"evacuated": True, "stopped": True, "signs": True, "watch": True},
-              [_photo(client, auth, 0)])
+              [photo(client, auth, 0)])
     clock.advance(timedelta(days=2))
     _complete(client, auth, steps["plan"]["id"], SAFETY, {
         "measures": "加装泄爆片和隔爆阀", "funds": 12.5, "deadline": "2026-03-28",
@@ -96,7 +96,7 @@ def twelve_days_overdue(client: TestClient, auth: Auth, rt: Runtime, clock: Manu
     sweep()
     rectify = _steps(client, auth, run_id)["rectify"]["id"]
     _complete(client, auth, rectify, SAFETY, {"done_measures": "已加装泄爆片"},
-              [_photo(client, auth, 1), _photo(client, auth, 2)])
+              [photo(client, auth, 1), photo(client, auth, 2)])
     clock.advance(timedelta(days=2))
     sweep()
     _ok(client.post(f"/api/tasks/{rectify}/verify", headers=auth(RECHECKER),

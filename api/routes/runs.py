@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from sqlmodel import Session
 
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep, filter_time
+from api.holdup import holdups
 from api.schemas import (
     CancelBody,
     EndBody,
@@ -94,8 +95,13 @@ def read(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
         run = lifecycle.load_run(session, run_id)
         require_read_run(rt.org, person, run)
         steps, escalations, events = run_detail(session, run_id=run_id)
-    return run_view(rt, run, steps=steps, escalations=escalations, events=events,
-                    playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
+    playbook = rt.catalog.pinned(rt.db, run.playbook_sha)
+    view = run_view(rt, run, steps=steps, escalations=escalations, events=events,
+                    playbook=playbook)
+    if run.status == "running":
+        view.holdup = holdups(rt, steps=view.steps or [], events=events,
+                              escalations=view.escalations or [], playbook=playbook)
+    return view
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)

@@ -96,6 +96,40 @@ function drawParams(run, pb) {
       h("td", { text: shownValue(value) })))))));
 }
 
+// -- what holds it up ------------------------------------------------------------------------
+
+// The director's "why is it late, and who has it now?" answered at the top: each open task
+// (the overdue first) with whose move it is since when, how many days late, the deadline and
+// how it was counted, and what was done about it (the ladder, rejections, requests for time).
+function drawHoldup(run) {
+  const rows = run.holdup || [];
+  $("#holdup-box").hidden = rows.length === 0;
+  const list = clear($("#holdup"));
+  for (const x of rows) {
+    const head = [x.title, x.phase, x.status_name].filter(Boolean).join(" · ");
+    const extended = x.original_due_at_local ? `，原时限 ${x.original_due_at_local}` : "";
+    const rule = x.due_rule ? `；期限按${x.due_rule}计` : "";
+    const done = [];
+    if (x.escalation_level > 0) {
+      done.push(`已督办 ${x.escalation_level} 级${x.last_rung ? `（最近：${x.last_rung}）` : ""}`
+        + (x.letters_sent ? `，发出督办文书 ${x.letters_sent} 份` : ""));
+    }
+    if (x.rejections) {
+      done.push(`复查退回 ${x.rejections} 次${x.last_reject_reason ? `（最近原因：${x.last_reject_reason}）` : ""}`);
+    }
+    if (x.extensions_asked) {
+      done.push(`申请延期 ${x.extensions_asked} 次（同意 ${x.extensions_granted}，不同意 ${x.extensions_refused}）`);
+    }
+    list.append(h("li", { class: x.overdue ? "holdup is-overdue" : "holdup", dataset: { step: x.step, taskId: x.task_id } },
+      h("p", { class: "holdup-head" }, h("a", { href: `/tasks/${x.task_id}`, text: head }),
+        x.overdue_days > 0 ? h("strong", { class: "overdue-days", text: ` 逾期 ${x.overdue_days} 天` }) : null),
+      h("p", { class: "holdup-who", text: `现由：${contacts(x.holders)}` }),
+      h("p", { class: "meta", text: `${x.waiting_on}${x.since_local ? `，自 ${x.since_local}` : ""}` }),
+      x.due_at_local ? h("p", { class: "meta", text: `时限 ${x.due_at_local}${extended}${rule}` }) : null,
+      done.length ? h("p", { class: "holdup-done", text: done.join("；") }) : null));
+  }
+}
+
 // -- steps ----------------------------------------------------------------------------------
 
 const OPEN = new Set(["ready", "acked", "rejected"]);
@@ -741,6 +775,7 @@ async function loadOnce() {
   state.run = run;
   state.playbook = pb;
   drawSummary(run);
+  drawHoldup(run);
   drawControls(run, pb);
   drawOverview(run, pb);
   drawSteps(run, pb);

@@ -63,3 +63,20 @@ def test_the_timeline_and_the_ladder_read_in_chinese_with_deadlines_and_numbers(
     expect(summons.locator(".doc-number")).to_have_text("坪应急约〔2026〕1号")
     expect(page.locator("#timeline li[data-action='escalate']").first).to_contain_text(
         "文号 坪应急督函〔2026〕1号")
+
+
+def test_what_holds_it_up_is_answered_first(
+    signed_in: SignedIn, server, walked: Walked  # noqa: ANN001
+) -> None:
+    page = open_run(signed_in, server, walked)
+    card = page.locator("#holdup li[data-step='rectify']")
+    expect(page.locator("#holdup-box")).to_be_visible()
+    expect(card.locator(".holdup-head")).to_contain_text("隐患整改 · 整改中 · 已退回")
+    expect(card.locator(".overdue-days")).to_have_text("逾期 13 天")
+    expect(card.locator(".holdup-who")).to_have_text(
+        "现由：尹秀英（社区安全员，六和社区，电话 13800138123）")
+    expect(card).to_contain_text("复查退回，待承办人重新整改，自 2026-03-17 12:00")
+    expect(card).to_contain_text("时限 2026-04-08 24:00，原时限 2026-04-01 09:00")
+    expect(card.locator(".holdup-done")).to_have_text(
+        "已督办 3 级（最近：约谈），发出督办文书 3 份；复查退回 1 次（最近原因：泄爆片规格不符，"
+        "隔爆阀未安装）；申请延期 2 次（同意 1，不同意 1）")

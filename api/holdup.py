@@ -1,0 +1,93 @@
+"""What holds a run up (当前卡点): the answer to a director's "why is this late, and who has it
+now?" read off one run, without adding up its timeline. Built from the step views, the timeline
+and the escalations GET /api/runs/{id} already loaded: no query of its own."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from api.schemas import EscalationPublic, Holdup, Person, StepPublic, person_view
+from flows.runtime import Runtime
+from flows.spec import Playbook
+from models.audit import AuditEvent
+from models.task import OPEN_STATUSES, STATUS_ZH, SUBMITTED
+
+# Why the task is with whoever has it, by its status: said as a manager would say it.
+_WAITING_ON = {"ready": "待承办人办理", "acked": "承办人已签收，正在办理",
+               "rejected": "复查退回，待承办人重新整改", "submitted": "已提交，待核验/复查"}
+
+
+def holdups(rt: Runtime, *, steps: list[StepPublic], events: list[AuditEvent],
+            escalations: list[EscalationPublic], playbook: Playbook | None) -> list[Holdup]:
+    """The open tasks of a run, the latest first among the overdue, then the others by
+    deadline. `steps`, `escalations`: the run view's StepPublic and EscalationPublic rows."""
+    by_step: dict[int, list[AuditEvent]] = {}
+    for e in events:
+        if e.step_id is not None:
+            by_step.setdefault(e.step_id, []).append(e)
+    out: list[Holdup] = []
+    for s in steps:
+        if s.id is None or s.action != "task" or s.status not in OPEN_STATUSES:
+            continue
+        history = by_step.get(s.id, [])
+        counts = Counter(e.action for e in history)
+        fired = [e for e in escalations if e.step_id == s.id and e.title]
+        out.append(Holdup(
+            task_id=s.id, step=s.step, title=s.title, phase=_phase(playbook, s.step, s.status),
+            status=s.status, status_name=STATUS_ZH.get(s.status, s.status),
+            waiting_on=_WAITING_ON.get(s.status, ""),
+            holders=_holders(rt, playbook, s),
+            since=(since := _since(s, history)),
+            since_local=rt.renderer.local(since) if since else None,
+            due_at_local=s.due_at_local, original_due_at_local=s.original_due_at_local,
+            due_rule=s.due_rule, overdue=s.overdue, overdue_days=s.overdue_days,
+            escalation_level=s.escalation_level,
+            last_rung=fired[-1].title if fired else None,
+            letters_sent=sum(1 for e in fired if e.number),
+            rejections=counts["rejected"],
+            last_reject_reason=next((e.detail.get("reason") for e in reversed(history)
+                                     if e.action == "rejected"), None),
+            extensions_asked=counts["extension_requested"],
+            extensions_granted=counts["extension_approved"],
+            extensions_refused=counts["extension_refused"],
+        ))
+    out.sort(key=lambda h: (not h.overdue, -(h.overdue_days or 0), h.due_at_local or "~"))
+    return out
+
+
+def _phase(playbook: Playbook | None, key: str, status: str) -> str | None:
+    try:
+        spec = playbook.step(key) if playbook else None
+    except KeyError:
+        return None
+    if spec is None:
+        return None
+    if status == SUBMITTED and spec.verify is not None and spec.verify.phase:
+        return spec.verify.phase
+    return spec.phase
+
+
+def _holders(rt: Runtime, playbook: Playbook | None, s: StepPublic) -> list[Person]:
+    """The assignees; for work handed in, the people who may verify it (its verifier role
+    resolved at the task's unit, not the one who handed it in), whose move it now is."""
+    if s.status == SUBMITTED and playbook is not None:
+        try:
+            verify = playbook.step(s.step).verify
+        except KeyError:
+            verify = None
+        if verify is not None and s.unit_id in rt.org.units:
+            _, people = rt.org.resolve_role(verify.role, s.unit_id)
+            return [person_view(rt, p.id) for p in people if p.id != s.submitted_by]
+    return list(s.assignees)
+
+
+def _since(s: StepPublic, history: list[AuditEvent]) -> datetime | None:
+    """When the task came to whoever has it: the last time it was sent back or handed in,
+    else when it was handed out."""
+    wanted = {"rejected": "rejected", "submitted": "submitted"}.get(s.status)
+    if wanted:
+        for e in reversed(history):
+            if e.action == wanted:
+                return e.at
+    return s.ready_at

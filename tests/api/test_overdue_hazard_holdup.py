@@ -1,0 +1,71 @@
+"""当前卡点 in GET /api/runs/{id}: the director's "why is this 重大 hazard 12 days overdue, and who
+has it now?" answered in one place (tests/hazard_walk.py): the late rectification, whose move it
+is and since when, the holder with post, unit and phone, the deadline as extended and how it was
+first counted, the ladder fired, the rejection with its reason and the requests for more time.
+A task handed in shows the verifiers as its holders; a finished run has nothing holding it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from hazard_walk import MANAGER, REJECTION, SAFETY, Walked, photo, twelve_days_overdue
+
+from flows.runtime import Runtime
+from models.clock import ManualClock
+
+
+@pytest.fixture
+def rt(demo: Runtime) -> Runtime:
+    return demo
+
+
+@pytest.fixture
+def walked(client: TestClient, auth, rt: Runtime, clock: ManualClock) -> Walked:  # noqa: ANN001
+    return twelve_days_overdue(client, auth, rt, clock)
+
+
+def test_the_overdue_rectification_is_what_holds_the_hazard_up(walked: Walked) -> None:
+    [late] = walked.run["holdup"]
+    assert {k: late[k] for k in (
+        "task_id", "title", "phase", "status_name", "waiting_on", "since_local", "due_at_local",
+        "original_due_at_local", "due_rule", "overdue_days", "escalation_level", "last_rung",
+        "letters_sent", "rejections", "last_reject_reason", "extensions_asked",
+        "extensions_granted", "extensions_refused")} == {
+        "task_id": walked.rectify_id, "title": "隐患整改", "phase": "整改中",
+        "status_name": "已退回", "waiting_on": "复查退回，待承办人重新整改",
+        "since_local": "2026-03-17 12:00",  # sent back at re-inspection
+        "due_at_local": "2026-04-08 24:00", "original_due_at_local": "2026-04-01 09:00",
+        "due_rule": "30天（自流程启动起）", "overdue_days": 13, "escalation_level": 3,
+        "last_rung": "约谈", "letters_sent": 3, "rejections": 1,
+        "last_reject_reason": REJECTION, "extensions_asked": 2, "extensions_granted": 1,
+        "extensions_refused": 1,
+    }
+    assert late["holders"] == [{"id": SAFETY, "name": "尹秀英", "title": "社区安全员",
+                                "unit_id": "liuhe", "unit_name": "六和社区",
+                                "phone": "13800138123"}]
+
+
+def test_work_handed_in_is_held_by_its_verifiers_from_the_hand_in(
+    walked: Walked, client: TestClient, auth, rt: Runtime, clock: ManualClock  # noqa: ANN001
+) -> None:
+    clock.advance(timedelta(hours=2))
+    r = client.post(f"/api/tasks/{walked.rectify_id}/complete", headers=auth(SAFETY), json={
+        "note": "隔爆阀已安装", "outputs": {"done_measures": "更换泄爆片，安装隔爆阀"},
+        "evidence": [photo(client, auth, 5), photo(client, auth, 6)]})
+    assert r.status_code == 200, r.text
+    [waiting] = client.get(f"/api/runs/{walked.run_id}", headers=auth(MANAGER)).json()["holdup"]
+    assert (waiting["phase"], waiting["waiting_on"], waiting["since_local"]) == (
+        "复查中", "已提交，待核验/复查", "2026-04-21 14:00")
+    assert sorted(p["name"] for p in waiting["holders"]) == ["潘立新", "邓思远"]
+
+
+def test_a_run_that_ended_has_nothing_holding_it(
+    walked: Walked, client: TestClient, auth  # noqa: ANN001
+) -> None:
+    r = client.post(f"/api/runs/{walked.run_id}/cancel", headers=auth("wang-qiang"),
+                    json={"reason": "重复登记"})
+    assert r.status_code == 200, r.text
+    read = client.get(f"/api/runs/{walked.run_id}", headers=auth(MANAGER)).json()
+    assert read["holdup"] is None
