@@ -35,7 +35,8 @@ today to the deadline's day (0 once that day has come; blank for a hazard closed
 or without a deadline), 是否逾期 is the API's `overdue` (not closed nor cancelled, and past the
 deadline to the second), and 逾期天数 is 0 unless it is overdue, else the days since the
 deadline's day and at least 1: a deadline passed earlier today is 1 day overdue (a started
-day), not 0 next to 是否逾期 是.
+day), not 0 next to 是否逾期 是. The hazard list (隐患清单) carries the same 逾期天数 beside its
+是否逾期 (0 for a hazard closed, cancelled or not yet late).
 """
 
 from __future__ import annotations
@@ -367,7 +368,7 @@ HAZARD_COLUMNS = (
     Column("等级", 8), Column("类别", 12), Column("地点", 30), Column("描述", 40),
     Column("涉及企业", 20), Column("发现时间", 17), Column("发现人", 10),
     Column("整改期限", 17), Column("原整改期限", 17), Column("状态", 10),
-    Column("是否逾期", 9), Column("销号时间", 17),
+    Column("是否逾期", 9), Column("逾期天数", 9), Column("销号时间", 17),
 )
 
 
@@ -381,7 +382,9 @@ def hazard_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime) -> Iterat
             names.person(h.found_by), deadline(h.due_at, tz),
             # Blank unless an extension moved the deadline: the reader sees which were extended.
             deadline(h.original_due_at, tz), h.status,
-            YES if is_overdue(h, now) else NO, local(h.closed_at, tz),
+            # How late, by the 整改清单's rule, so the list sorts by it without arithmetic.
+            YES if is_overdue(h, now) else NO, overdue_days(h, now, tz) or 0,
+            local(h.closed_at, tz),
         ]
 
 

@@ -80,7 +80,8 @@ const HAZARD_COLUMNS = [
   ["涉及企业", (r) => r.enterprise], ["发现时间", (r) => r.found_at_local, "nowrap"],
   ["发现人", (r) => r.found_by_name || r.found_by], ["整改期限", (r) => r.due_at_local, "nowrap"],
   ["原整改期限", (r) => r.original_due_at_local, "nowrap"], ["状态", (r) => r.status, "nowrap"],
-  ["是否逾期", (r) => yesNo(r.overdue)], ["销号时间", (r) => r.closed_at_local, "nowrap"],
+  ["是否逾期", (r) => yesNo(r.overdue)], ["逾期天数", daysLate, "num"],
+  ["销号时间", (r) => r.closed_at_local, "nowrap"],
 ];
 
 const RECTIFICATION_COLUMNS = [

@@ -36,7 +36,8 @@ Auth = Callable[[str], dict[str, str]]
 SH = ZoneInfo("Asia/Shanghai")
 
 HAZARD_HEADERS = ["隐患编号", "单位", "街道", "来源", "等级", "类别", "地点", "描述", "涉及企业",
-                  "发现时间", "发现人", "整改期限", "原整改期限", "状态", "是否逾期", "销号时间"]
+                  "发现时间", "发现人", "整改期限", "原整改期限", "状态", "是否逾期", "逾期天数",
+                  "销号时间"]
 
 PLAYBOOK = """
 id: hazard-mini
@@ -434,10 +435,10 @@ def test_hazard_export_as_csv_has_bom_chinese_headers_and_local_times(
     assert first == ["YH001000", "一社区", "一街道", "检查发现", "重大", "燃气",
                      "'=HYPERLINK(\"http://x\")", "管道\n老化, 需\"更换\"", "某燃气公司",
                      "2026-03-02 00:30", "一社区网格员", "2026-04-01 00:30", "2026-03-22 00:30",
-                     "整改中", "否", ""]
+                     "整改中", "否", "0", ""]
     assert closed[1:3] == ["二街道", "二街道"]
     # Never extended: 原整改期限 blank, so the extended ones stand out.
-    assert closed[11:] == ["2026-03-02 00:30", "", "已销号", "否", "2026-03-02 01:30"]
+    assert closed[11:] == ["2026-03-02 00:30", "", "已销号", "否", "0", "2026-03-02 01:30"]
     listed = {h["code"]: h for h in page(client, auth, "/api/hazards")["data"]}
     assert [(listed[code]["due_at_local"], listed[code]["original_due_at_local"])
             for code in ("YH001000", "YH001001")] == [

@@ -46,6 +46,9 @@ def test_closed_and_cancelled_hazards_have_no_days_left(rt: Runtime, status: str
     [row] = exports.rectification_rows(rt, [h], now)
     cells = dict(zip([c.header for c in exports.RECTIFICATION_COLUMNS], row, strict=True))
     assert (cells["剩余天数"], cells["逾期天数"], cells["是否逾期"]) == (None, 0, "否")
+    [listed] = exports.hazard_rows(rt, [h], now)
+    cells = dict(zip([c.header for c in exports.HAZARD_COLUMNS], listed, strict=True))
+    assert (cells["是否逾期"], cells["逾期天数"]) == ("否", 0)
 
 
 @pytest.mark.parametrize("due,left,late,overdue", [
@@ -68,6 +71,10 @@ def test_overdue_days_agree_with_the_overdue_flag(rt: Runtime, due: timedelta, l
     cells = dict(zip([c.header for c in exports.RECTIFICATION_COLUMNS], row, strict=True))
     assert (cells["剩余天数"], cells["逾期天数"], cells["是否逾期"]) == (max(left, 0), late,
                                                                 overdue)
+    # The 隐患清单 says the same days overdue beside the same flag.
+    [listed] = exports.hazard_rows(rt, [h], now)
+    cells = dict(zip([c.header for c in exports.HAZARD_COLUMNS], listed, strict=True))
+    assert (cells["是否逾期"], cells["逾期天数"]) == (overdue, late)
 
 
 def test_a_hazard_without_a_deadline_is_neither_overdue_nor_counting(rt: Runtime) -> None:
