@@ -1,6 +1,7 @@
 """Fixtures every API test module shares: a TestClient on the module's `rt` (each module may
 override `rt` with the playbooks it needs) that fails any response of 500 or above, and
-bearer-token headers for a person of the runtime's org chart."""
+bearer-token headers for a person of the runtime's org chart, and the walked overdue
+hazard of tests/hazard_walk.py."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hazard_walk import Walked, twelve_days_overdue
 
 from api.auth import make_token
 from api.main import create_app
 from flows.runtime import Runtime
+from models.clock import ManualClock
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -69,3 +72,10 @@ ID_ROUTES: list[tuple[str, str, str, dict[str, object] | None]] = [
 @pytest.fixture
 def id_routes() -> list[tuple[str, str, str, dict[str, object] | None]]:
     return ID_ROUTES
+
+
+@pytest.fixture
+def walked(client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> Walked:
+    """The overdue 重大 hazard of tests/hazard_walk.py, walked on the module's `rt` (the demo
+    district, for the modules that use it)."""
+    return twelve_days_overdue(client, auth, rt, clock)

@@ -10,20 +10,14 @@ import io
 
 import pytest
 from fastapi.testclient import TestClient
-from hazard_walk import MANAGER, Walked, twelve_days_overdue
+from hazard_walk import MANAGER, Walked
 
 from flows.runtime import Runtime
-from models.clock import ManualClock
 
 
 @pytest.fixture
 def rt(demo: Runtime) -> Runtime:
     return demo
-
-
-@pytest.fixture
-def walked(client: TestClient, auth, rt: Runtime, clock: ManualClock) -> Walked:  # noqa: ANN001
-    return twelve_days_overdue(client, auth, rt, clock)
 
 
 def test_overdue_task_counts_its_days_as_the_registers_do(

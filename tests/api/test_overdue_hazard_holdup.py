@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from hazard_walk import MANAGER, REJECTION, SAFETY, Walked, photo, twelve_days_overdue
+from hazard_walk import MANAGER, REJECTION, SAFETY, Walked, photo
 
 from flows.runtime import Runtime
 from models.clock import ManualClock
@@ -19,11 +19,6 @@ from models.clock import ManualClock
 @pytest.fixture
 def rt(demo: Runtime) -> Runtime:
     return demo
-
-
-@pytest.fixture
-def walked(client: TestClient, auth, rt: Runtime, clock: ManualClock) -> Walked:  # noqa: ANN001
-    return twelve_days_overdue(client, auth, rt, clock)
 
 
 def test_the_overdue_rectification_is_what_holds_the_hazard_up(walked: Walked) -> None:

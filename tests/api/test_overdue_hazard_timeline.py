@@ -11,22 +11,15 @@ import re
 
 import pytest
 from factories import REPO
-from fastapi.testclient import TestClient
-from hazard_walk import GRANT, REFUSAL, REJECTION, Walked, twelve_days_overdue
+from hazard_walk import GRANT, REFUSAL, REJECTION, Walked
 
 from api.event_names import EVENT_NAMES_ZH
 from flows.runtime import Runtime
-from models.clock import ManualClock
 
 
 @pytest.fixture
 def rt(demo: Runtime) -> Runtime:
     return demo
-
-
-@pytest.fixture
-def walked(client: TestClient, auth, rt: Runtime, clock: ManualClock) -> Walked:  # noqa: ANN001
-    return twelve_days_overdue(client, auth, rt, clock)
 
 
 def test_every_action_the_engine_writes_has_a_chinese_name() -> None:

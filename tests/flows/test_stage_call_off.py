@@ -13,15 +13,13 @@ from typing import Any
 
 import pytest
 from factories import (
-    DEMO_ORG,
-    SHIPPED_PLAYBOOKS,
     complete_answered,
-    make_runtime,
     run_events,
     run_steps,
 )
 from factories import run_row as get_run
 from sqlmodel import select
+from typhoon_demo import COMMANDER, LIUHE_URL, NOTE, PLAYBOOK, typhoon_runtime
 
 from flows import lifecycle
 from flows.runtime import Runtime
@@ -33,25 +31,12 @@ from models.escalation import Escalation
 from models.outbox import Notification
 from models.task import StepInstance
 
-PLAYBOOK = "typhoon-633"
-COMMANDER = "pingshan-street-commander"  # commands 坪山街道 and its five communities
-LIUHE_URL = "json://127.0.0.1:9/liuhe-head"
-NOTE = "预警降为黄色，暂停转移"
-
 
 @pytest.fixture
 def typhoon(tmp_path: Path, clock: ManualClock) -> Runtime:
     """The shipped playbooks on the demo district, where 六和社区's head also has a channel of
     her own (in the shipped chart community heads have only the inbox)."""
-    text = DEMO_ORG.read_text(encoding="utf-8")
-    liuhe = "title: 社区党委书记、居委会主任, roles: [community_head], notify: []}"
-    assert text.count(liuhe) > 1
-    at = text.index("{id: liuhe-head")
-    text = text[:at] + text[at:].replace(liuhe, liuhe.replace("[]", f'["{LIUHE_URL}"]'), 1)
-    rt = make_runtime(tmp_path / "typhoon", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_text=text)
-    assert rt.catalog.errors == []
-    return rt
+    return typhoon_runtime(tmp_path, clock)
 
 
 def start_severe(rt: Runtime) -> int:

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 from factories import (
-    DEMO_ORG,
-    SHIPPED_PLAYBOOKS,
     SMALL_ORG,
     books_with,
     complete_answered,
@@ -22,6 +20,7 @@ from factories import (
     run_steps,
 )
 from sqlmodel import select
+from typhoon_demo import COMMANDER, LIUHE_URL, NOTE, PLAYBOOK, typhoon_runtime
 
 from flows import lifecycle, tasks
 from flows.context import steps_view
@@ -35,24 +34,12 @@ from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
 
-PLAYBOOK = "typhoon-633"
-COMMANDER = "pingshan-street-commander"  # commands 坪山街道 and its five communities
-LIUHE_URL = "json://127.0.0.1:9/liuhe-head"
-NOTE = "预警降为黄色，暂停转移"
-
 
 @pytest.fixture
 def typhoon(tmp_path: Path, clock: ManualClock) -> Runtime:
     """The shipped playbooks on the demo district, where 六和社区's head also has a channel of
     her own (in the shipped chart community heads have only the inbox)."""
-    text = DEMO_ORG.read_text(encoding="utf-8")
-    liuhe = "title: 社区党委书记、居委会主任, roles: [community_head], notify: []}"
-    at = text.index("{id: liuhe-head")
-    text = text[:at] + text[at:].replace(liuhe, liuhe.replace("[]", f'["{LIUHE_URL}"]'), 1)
-    rt = make_runtime(tmp_path / "typhoon", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_text=text)
-    assert rt.catalog.errors == []
-    return rt
+    return typhoon_runtime(tmp_path, clock)
 
 
 def start_at(rt: Runtime, stage: str) -> int:
