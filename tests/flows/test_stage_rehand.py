@@ -247,8 +247,8 @@ def statuses(rt: Runtime, run_id: int) -> dict[tuple[str, str], list[str]]:
     return out
 
 
-def test_a_second_entry_reads_needs_when_and_for_each_afresh(
-        tmp_path: Path, clock: ManualClock) -> None:
+def flex_in_storm(tmp_path: Path, clock: ManualClock) -> tuple[Runtime, int]:
+    """A flex run at 一街道 in its storm stage, with 停工停课 (close) done."""
     flex = flex_runtime(tmp_path, clock)
     run = lifecycle.start_run(flex, playbook_id="flex", unit_id="s1", params={},
                               actor="s1-commander")
@@ -256,6 +256,12 @@ def test_a_second_entry_reads_needs_when_and_for_each_afresh(
     lifecycle.set_stage(flex, run_id=run_id, stage="storm", actor="s1-commander")
     close = next(r for r in run_steps(flex, run_id) if r.step_key == "close")
     tasks.complete(flex, step_id=close.id or 0, actor="s1-head")
+    return flex, run_id
+
+
+def test_a_second_entry_reads_needs_when_and_for_each_afresh(
+        tmp_path: Path, clock: ManualClock) -> None:
+    flex, run_id = flex_in_storm(tmp_path, clock)
     assert statuses(flex, run_id)[("seal", "封控（二社区）")] == ["ready"]
     assert statuses(flex, run_id)[("evacuate", "转移")] == ["ready"]
     lifecycle.set_stage(flex, run_id=run_id, stage="alert", actor="s1-commander",
@@ -285,13 +291,7 @@ def test_a_second_entry_reads_needs_when_and_for_each_afresh(
 
 def test_a_task_called_off_twice_is_handed_out_again_twice(
         tmp_path: Path, clock: ManualClock) -> None:
-    flex = flex_runtime(tmp_path, clock)
-    run = lifecycle.start_run(flex, playbook_id="flex", unit_id="s1", params={},
-                              actor="s1-commander")
-    run_id = run.id or 0
-    lifecycle.set_stage(flex, run_id=run_id, stage="storm", actor="s1-commander")
-    close = next(r for r in run_steps(flex, run_id) if r.step_key == "close")
-    tasks.complete(flex, step_id=close.id or 0, actor="s1-head")
+    flex, run_id = flex_in_storm(tmp_path, clock)
     check = next(r for r in run_steps(flex, run_id) if r.step_key == "check")
     lifecycle.set_stage(flex, run_id=run_id, stage="calm", actor="s1-commander",
                         call_off=[check.id or 0], note="预警解除")
