@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from api.schemas import EscalationPublic, Holdup, Person, StepPublic, person_view
+from api.schemas import EscalationPublic, Holdup, Person, StepPublic, person_view, spec_of
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models.audit import AuditEvent
@@ -57,10 +57,7 @@ def holdups(rt: Runtime, *, steps: list[StepPublic], events: list[AuditEvent],
 
 
 def _phase(playbook: Playbook | None, key: str, status: str) -> str | None:
-    try:
-        spec = playbook.step(key) if playbook else None
-    except KeyError:
-        return None
+    spec = spec_of(playbook, key)
     if spec is None:
         return None
     if status == SUBMITTED and spec.verify is not None and spec.verify.phase:
@@ -70,15 +67,14 @@ def _phase(playbook: Playbook | None, key: str, status: str) -> str | None:
 
 def _holders(rt: Runtime, playbook: Playbook | None, s: StepPublic) -> list[Person]:
     """The assignees; for work handed in, the people who may verify it (its verifier role
-    resolved at the task's unit, not the one who handed it in), whose move it now is."""
-    if s.status == SUBMITTED and playbook is not None:
-        try:
-            verify = playbook.step(s.step).verify
-        except KeyError:
-            verify = None
-        if verify is not None and s.unit_id in rt.org.units:
-            _, people = rt.org.resolve_role(verify.role, s.unit_id)
-            return [person_view(rt, p.id) for p in people if p.id != s.submitted_by]
+    resolved at the task's unit; not the one who handed it in when the step says `distinct`,
+    as completing refuses them only then), whose move it now is."""
+    spec = spec_of(playbook, s.step) if s.status == SUBMITTED else None
+    verify = spec.verify if spec is not None else None
+    if verify is not None and s.unit_id in rt.org.units:
+        _, people = rt.org.resolve_role(verify.role, s.unit_id)
+        return [person_view(rt, p.id) for p in people
+                if not (verify.distinct and p.id == s.submitted_by)]
     return list(s.assignees)
 
 
