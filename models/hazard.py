@@ -89,6 +89,10 @@ class ImportBatch(SQLModel, table=True):
     # a restart finishes what a crash interrupted.
     written: int = 0
     playbook_sha: str | None = Field(default=None, max_length=64)
+    # The order the rows are written in (flows/hazard_import.in_found_order): "found_at", or
+    # None for a batch begun by an earlier version in the file's order, which a resume after
+    # an upgrade must keep to go on where it stopped.
+    write_order: str | None = Field(default=None, max_length=20)
     stored_file: str | None = Field(default=None, max_length=500)
     finished_at: datetime | None = utc_column(default=None)
     # person -> step title -> [tasks given, earliest due (ISO)], summed over the chunks written,

@@ -347,11 +347,13 @@ def test_import_xlsx_with_date_cells_and_english_headers(rt: Runtime) -> None:
     result = import_hazards(rt, data=data, filename="list.xlsx", actor="d1-admin",
                             playbook_id="import-demo")
     assert result.rows == 3 and result.ignored_columns == ["备注"]
-    rows = hazards(rt)
-    assert [h.found_at for h in rows] == [
-        datetime(2026, 2, 10, 0, 0, tzinfo=UTC), datetime(2026, 2, 1, 1, 0, tzinfo=UTC),
-        datetime(2026, 2, 2, 16, 0, tzinfo=UTC)]
-    assert [h.grade for h in rows] == ["重大", "一般", "一般"] and rows[2].location == "12345"
+    rows = {h.location: h for h in hazards(rt)}
+    assert {place: h.found_at for place, h in rows.items()} == {
+        "一社区": datetime(2026, 2, 10, 0, 0, tzinfo=UTC),
+        "二社区": datetime(2026, 2, 1, 1, 0, tzinfo=UTC),
+        "12345": datetime(2026, 2, 2, 16, 0, tzinfo=UTC)}
+    assert {place: h.grade for place, h in rows.items()} == {
+        "一社区": "重大", "二社区": "一般", "12345": "一般"}
 
 
 def test_gbk_csv_and_unit_names(rt: Runtime) -> None:
@@ -927,6 +929,10 @@ def test_when_memo_only_for_constant_lookups() -> None:
 
 # -- chunked imports on SQLite ---------------------------------------------------------------
 
+# ten_rows() in the order its runs are written, by found time: HZ-09 was found on 2-01 too.
+FOUND_ORDER = ["HZ-00", "HZ-09", *[f"HZ-{i:02d}" for i in range(1, 9)]]
+
+
 def ten_rows() -> bytes:
     return csv_bytes(*[f"HZ-{i:02d},{'c1' if i % 2 else 'c2'},检查发现,"
                        f"{'重大' if i == 4 else '一般'},消防安全,{i}号楼,消防通道堵塞,,"
@@ -967,7 +973,8 @@ def test_a_file_written_in_chunks_ends_as_one_transaction_would(
     monkeypatch.setattr(hazard_import, "CHUNK_RUNS", 3)  # 3 + 3 + 3 + 1
     result = import_hazards(chunked, data=ten_rows(), filename="清单.csv",
                             actor="s1-commander", playbook_id="import-demo")
-    assert result.rows == 10 and result.run_ids == list(range(1, 11))
+    # Run ids in found-time order, answered in the file's order (HZ-09 has the second).
+    assert result.rows == 10 and result.run_ids == [1, *range(3, 11), 2]
     # The same rows (each chunk starts at its own instant: those times are left out).
     moments = ("id", "started_at", "ready_at", "stage_entered_at", "next_check_at", "due_at")
     for table, order in (("run", "id"), ("step_instance", "run_id, step_key")):
@@ -993,7 +1000,7 @@ def test_an_import_cut_off_between_chunks_is_finished_on_restart(
         assert batch.stored_file and Path(batch.stored_file).exists()
     assert counts(rt)["run"] == 6
     assert hazard_import.resume_imports(rt) == 1
-    assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
+    assert [h.code for h in hazards(rt)] == FOUND_ORDER
     with read_session(rt.db) as session:
         batch = session.exec(select(ImportBatch)).one()
         assert batch.written == 10 and batch.finished_at is not None
@@ -1001,6 +1008,26 @@ def test_an_import_cut_off_between_chunks_is_finished_on_restart(
     [note] = [n for n in notes_of(rt) if n[0] == "c1-grid"]
     assert "共分派给你 5 项" in note[2]  # the whole file's count, not the last chunk's
     assert hazard_import.resume_imports(rt) == 0  # nothing left to do
+
+
+def test_an_import_begun_in_file_order_by_an_earlier_version_goes_on_in_that_order(
+        make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch an earlier version wrote in the file's order (no write_order), cut off and
+    resumed after the upgrade: the rest follows the file's order, so no row is written twice
+    and none is left out (in found order the rest would repeat HZ-09 and drop HZ-05)."""
+    rt = make_rt()
+    monkeypatch.setattr(hazard_import, "in_found_order", lambda runs: None)
+    crash_at_chunk(monkeypatch, rt, 3)  # HZ-00 .. HZ-05 committed, in the file's order
+    monkeypatch.undo()
+    with session_scope(rt.db) as session:
+        batch = session.exec(select(ImportBatch)).one()
+        assert batch.written == 6
+        batch.write_order = None  # as the earlier version left it
+        session.add(batch)
+    assert hazard_import.resume_imports(rt) == 1
+    assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
+    with read_session(rt.db) as session:
+        assert session.exec(select(ImportBatch)).one().finished_at is not None
 
 
 def test_an_interrupted_import_holds_its_codes_until_it_is_finished(
@@ -1012,7 +1039,7 @@ def test_an_interrupted_import_holds_its_codes_until_it_is_finished(
                             params={"location": "手工登记", "code": "HZ-05"}, actor="s1-commander")
     assert err.value.field == "params.code" and "正由导入批次 #1 登记" in str(err.value)
     assert hazard_import.resume_imports(rt) == 1
-    assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
+    assert [h.code for h in hazards(rt)] == FOUND_ORDER
     with read_session(rt.db) as session:
         assert session.exec(select(CodeClaim)).all() == []  # finished: nothing held
     with pytest.raises(InvalidInput, match="已经登记过"):
@@ -1055,7 +1082,7 @@ def test_a_code_of_a_file_being_imported_cannot_be_registered_between_its_chunks
     assert isinstance(other_file, ImportInvalid)
     assert [(p.row, p.field) for p in other_file.problems] == [(3, "code")]
     assert "正由导入批次 #1 登记" in other_file.problems[0].message
-    assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
+    assert [h.code for h in hazards(rt)] == FOUND_ORDER
     assert counts(rt)["run"] == 10
 
 
