@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import datetime
 
 from api.schemas import EscalationPublic, Holdup, Person, StepPublic, person_view, spec_of
+from flows.access import verifiers
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models.audit import AuditEvent
@@ -71,10 +72,10 @@ def _holders(rt: Runtime, playbook: Playbook | None, s: StepPublic) -> list[Pers
     as completing refuses them only then), whose move it now is."""
     spec = spec_of(playbook, s.step) if s.status == SUBMITTED else None
     verify = spec.verify if spec is not None else None
-    if verify is not None and s.unit_id in rt.org.units:
-        _, people = rt.org.resolve_role(verify.role, s.unit_id)
-        return [person_view(rt, p.id) for p in people
-                if not (verify.distinct and p.id == s.submitted_by)]
+    if verify is not None:
+        return [person_view(rt, p.id) for p in verifiers(
+            rt.org, verify.role, s.unit_id, distinct=verify.distinct,
+            submitted_by=s.submitted_by)]
     return list(s.assignees)
 
 

@@ -5,7 +5,7 @@ their unit or below."""
 from __future__ import annotations
 
 from models.errors import Forbidden, InvalidInput, clipped
-from models.org import ROLE_NAMES_ZH, OrgChart
+from models.org import ROLE_NAMES_ZH, OrgChart, Person
 from models.run import Run
 from models.task import StepInstance
 
@@ -233,3 +233,15 @@ def unit_and_below(org: OrgChart, unit: str) -> list[str]:
         name = clipped(unit, 80)
         raise InvalidInput("unit", f"没有单位 {name} / unknown unit '{name}'")
     return org.descendants(unit)
+
+
+def verifiers(org: OrgChart, role: str, unit_id: str, *, distinct: bool,
+              submitted_by: str | None) -> list[Person]:
+    """Who may verify work handed in at `unit_id`: the verifier role's holders in the nearest
+    unit that has any, less the one who handed it in when the rule is `distinct` (verify
+    refuses them). The one answer for everyone who asks: who is told of the submission, who
+    is chased when the verdict is late, who the 当前卡点 and a moved deadline name."""
+    if unit_id not in org.units:
+        return []
+    _, holders = org.resolve_role(role, unit_id)
+    return [p for p in holders if not (distinct and p.id == submitted_by)]

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from flows.access import verifiers
 from flows.progress import due_time, first_check, verify_due_time
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
@@ -158,8 +159,10 @@ def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -
     if due is not None:
         _tell(session, rt, run, step, due, "due", list(step.assignees), now)
     if verify is not None and spec.verify is not None:
-        verifiers = [p.id for p in rt.org.resolve_role(spec.verify.role, step.unit_id)[1]]
-        _tell(session, rt, run, step, verify, "verify", verifiers, now)
+        rule = spec.verify
+        people = [p.id for p in verifiers(rt.org, rule.role, step.unit_id,
+                                          distinct=rule.distinct, submitted_by=step.submitted_by)]
+        _tell(session, rt, run, step, verify, "verify", people, now)
     if playbook is not None:
         session.flush()
         sync_entry(session, rt, run, playbook, now)

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from flows.access import verifiers
 from flows.context import run_view, steps_view
 from flows.extensions import chase_undecided
 from flows.numbering import issue_number, run_numbers
@@ -284,7 +285,7 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
         out.events.append(_event(step, now, "overdue", {"due_at": _iso(step.due_at)}))
     # Everyone to tell first: a failure there (a unit gone from the org chart) comes before
     # any 文号 is taken, so a parked step leaves no gap in the register.
-    told = [_recipients(rt, step, firing) for firing in outcome.firings]
+    told = [_recipients(rt, step, spec, firing) for firing in outcome.firings]
     for firing, (people, channels) in zip(outcome.firings, told, strict=True):
         key = firing_key(step, firing)
         if not people and not channels:
@@ -400,7 +401,8 @@ def _finish_wait(session: Session, rt: Runtime, step_id: int, now: datetime) -> 
     return True
 
 
-def _recipients(rt: Runtime, step: StepInstance, firing: Firing) -> tuple[list[str], list[str]]:
+def _recipients(rt: Runtime, step: StepInstance, spec: StepSpec, firing: Firing,
+                ) -> tuple[list[str], list[str]]:
     if not firing.targets:
         return list(step.assignees), []
     # A level `at: district` reaches the roles of the district the step sits under, past a
@@ -411,6 +413,10 @@ def _recipients(rt: Runtime, step: StepInstance, firing: Firing) -> tuple[list[s
         # "Sign for the task now" is first of all for whoever has not signed; the first
         # escalation level hears of it too.
         people = list(dict.fromkeys([*step.assignees, *people]))
+    elif firing.kind == "verify" and spec.verify is not None and spec.verify.distinct:
+        # A late verdict is chased among those who may give it: the one who handed the work
+        # in may not (`distinct`), unless they are all the level reaches (someone must hear).
+        people = [p for p in people if p != step.submitted_by] or people
     return people, channels
 
 
@@ -444,8 +450,9 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
             "due_at_local": rt.renderer.deadline(step.verify_due_at),
             "submitted_at_local": rt.renderer.local(step.submitted_at),
             "submitted_by": rt.org.person_name(step.submitted_by or ""),
-            "verifiers": [p.name for p in rt.org.resolve_role(spec.verify.role,
-                                                               step.unit_id)[1]],
+            "verifiers": [p.name for p in verifiers(
+                rt.org, spec.verify.role, step.unit_id, distinct=spec.verify.distinct,
+                submitted_by=step.submitted_by)],
         }
     template = "alert-message.md.j2"
     if level is not None and level.template and session is not None:

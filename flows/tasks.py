@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from flows.access import can_read_step, require_act, require_reassign, who_may
+from flows.access import can_read_step, require_act, require_reassign, verifiers, who_may
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
 from flows.output_checks import check_together
@@ -486,8 +486,12 @@ def _require_not_by(session: Session, got: Loaded, actor: str) -> None:
 
 
 def _notify_verifiers(session: Session, rt: Runtime, got: Loaded, *, now: datetime) -> None:
-    assert got.spec.verify is not None
-    _, holders = rt.org.resolve_role(got.spec.verify.role, got.step.unit_id)
+    rule = got.spec.verify
+    assert rule is not None
+    # Not the one who handed it in when they may not verify it (`distinct`): a 【待核验】 they
+    # cannot act on would only send them to a refusal.
+    holders = verifiers(rt.org, rule.role, got.step.unit_id, distinct=rule.distinct,
+                        submitted_by=got.step.submitted_by)
     rows = notification_rows(
         rt.org, people=[p.id for p in holders], kind="verify",
         title=f"【待核验】{got.step.title}",
