@@ -315,7 +315,8 @@ def test_task_and_run_conflicts_are_chinese_first(client: TestClient, auth: Auth
     run = start(client, auth)
     receive = run["steps"][0]
     assert act(client, auth, receive["id"], "complete", "s1-duty", {}).status_code == 200
-    r = act(client, auth, receive["id"], "complete", "s1-duty", {})
+    # Another hand-in (the same one again would be a retry, answered as the first).
+    r = act(client, auth, receive["id"], "complete", "s1-duty", {"note": "再次办结"})
     assert r.status_code == 409
     assert r.json()["detail"] == "任务已完成，不能办结 / task is done"
     other = start(client, auth)
