@@ -329,7 +329,8 @@ def test_task_and_run_conflicts_are_chinese_first(client: TestClient, auth: Auth
 @pytest.mark.parametrize(("data", "start_zh", "english"), [
     (b"", "文件是空的", "empty file"),
     (b"just text", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和 MP4", "only photos (JPEG"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, "文件超过上限 4096 字节", "file is 4097 bytes"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, "文件超过上限 4 KB，请压缩后重新上传",
+     "file is larger than the limit of 4096 bytes"),
 ])
 def test_upload_refusals_are_chinese_first(
     client: TestClient, auth: Auth, data: bytes, start_zh: str, english: str
