@@ -99,13 +99,18 @@ function thumb(id, name, onRemove, warning = null) {
     // Said on the photo itself until it is removed: handing it in here would be refused.
     if (warning) figure.append(h("span", { class: "reused", role: "note", title: warning,
       text: "已用于其他任务，请重新拍照" }));
+    const save = (text) => action(h("button", { type: "button", class: "file", text }),
+      () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id));
     if (type.startsWith("image/")) {
-      figure.append(h("img", { src: url, alt: name || "现场照片" }));
+      const img = h("img", { src: url, alt: name || "现场照片" });
+      // A photo this browser cannot draw (an iPhone's HEIC, on Android or a PC): a button to
+      // open it elsewhere, not a broken picture the verifier cannot judge.
+      img.addEventListener("error", () => img.replaceWith(save("无法预览，点此下载")));
+      figure.append(img);
       // Named, so a refusal that names a file ("「现场1.jpg」已用于另一流程") says which to remove.
       if (name) figure.append(h("figcaption", { class: "meta", text: name }));
     } else {
-      figure.append(action(h("button", { type: "button", class: "file", text: name || "下载文件" }),
-        () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id)));
+      figure.append(save(name || "下载文件"));
     }
     if (onRemove) {
       figure.append(h("button", { type: "button", class: "remove", "aria-label": "移除",

@@ -6,11 +6,21 @@ loses neither the text typed nor the photos chosen."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, Route, expect
-from test_inspector_pages import RECTIFIER, SignedIn, call, open_task, photos, register_hazard
+from test_inspector_pages import (
+    RECTIFIER,
+    VERIFIER,
+    SignedIn,
+    call,
+    open_task,
+    photos,
+    png,
+    register_hazard,
+)
 
 
 def uploads_done(page: Page, count: int) -> None:
@@ -137,3 +147,31 @@ def test_a_sign_in_lost_mid_form_keeps_the_text_and_the_photos(
     assert call(server, RECTIFIER, "GET", f"/api/tasks/{task}").json()["outputs"][
         "done_measures"] == long_text
 
+
+
+def heic_bytes() -> bytes:
+    """An iPhone photo's container as the API recognises it (an ftyp box of brand heic and a
+    media box): Chromium, like Android's browser, cannot draw it."""
+    ftyp = struct.pack(">I4s4sI", 24, b"ftyp", b"heic", 0) + b"mif1heic"
+    return ftyp + struct.pack(">I4s", 4104, b"mdat") + bytes(range(256)) * 16
+
+
+def test_a_heic_photo_the_browser_cannot_draw_is_offered_to_open_not_shown_broken(
+        signed_in: SignedIn, server: Any, tmp_path: Path) -> None:
+    task = register_hazard(server)
+    ids = []
+    for name, data in (("IMG_0042.HEIC", heic_bytes()), ("after.png", png((5, 90, 5)))):
+        up = call(server, RECTIFIER, "POST", "/api/evidence", files={"file": (name, data)})
+        assert up.status_code == 201 and up.json()["content_type"].startswith("image/"), up.text
+        ids.append(up.json()["id"])
+    done = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/complete", json={
+        "note": "整改前后照片", "outputs": {"done_measures": "已清理"}, "evidence": ids})
+    assert done.status_code == 200, done.text
+    page = signed_in(VERIFIER, phone=True)
+    open_task(page, server, task)
+    shown = page.locator("#submitted-evidence")
+    expect(shown.locator("img")).to_have_count(1)  # the PNG
+    expect(shown.locator("button.file")).to_have_text("无法预览，点此下载")
+    with page.expect_download() as got:
+        shown.locator("button.file").click()
+    assert got.value.suggested_filename == "IMG_0042.HEIC"
