@@ -460,8 +460,10 @@ function drawCompletion() {
   if (task.status === "rejected" && task.note) note.value = task.note;
   const box = h("div", { id: "evidence-thumbs", class: "thumbs" });
   const status = h("span", { id: "upload-status", class: "meta", "aria-live": "polite" });
+  // No `capture`: with it a phone opens the camera and nothing else, and the 整改前 photo was
+  // taken days before, so it is in the gallery. Without it the phone offers camera and gallery.
   const picker = h("input", { id: "evidence", name: "evidence", type: "file", multiple: true,
-    accept: "image/*,application/pdf", capture: "environment" });
+    accept: "image/*,application/pdf" });
   picker.addEventListener("change", async () => {
     const chosen = [...picker.files];
     picker.value = ""; // the same photo may be chosen again after removing it

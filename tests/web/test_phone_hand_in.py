@@ -175,3 +175,14 @@ def test_a_heic_photo_the_browser_cannot_draw_is_offered_to_open_not_shown_broke
     with page.expect_download() as got:
         shown.locator("button.file").click()
     assert got.value.suggested_filename == "IMG_0042.HEIC"
+
+
+def test_the_photo_picker_offers_the_gallery_for_the_photo_taken_before(
+        signed_in: SignedIn, server: Any) -> None:
+    """The 整改前 photo was taken before the work, days ago: a picker with `capture` opens a
+    phone's camera only (Android's Chrome, iOS Safari), so it could never be chosen."""
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, register_hazard(server))
+    picker = page.locator("#evidence")
+    assert picker.evaluate("el => el.multiple && el.accept.includes('image/*')")
+    assert picker.evaluate("el => el.hasAttribute('capture')") is False
