@@ -85,6 +85,12 @@ _KIND_ZH = {"image/jpeg": "JPEG 图片", "image/png": "PNG 图片", "image/gif":
             "image/webp": "WebP 图片", "image/heic": "HEIC 图片", "video/mp4": "MP4 视频"}
 
 
+def size_zh(size: int) -> str:
+    """A file size as a person reads it on a phone: "20 MB", "4.5 KB", not 20971520 字节."""
+    value, unit = (size / 2**20, "MB") if size >= 2**20 else (size / 1024, "KB")
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
 def sniff(data: bytes) -> str | None:
     for magic, offset, kind in _SIGNATURES:
         if data[offset:offset + len(magic)] == magic:
@@ -97,8 +103,10 @@ def store_evidence(rt: Runtime, *, data: bytes, filename: str, uploaded_by: str)
         raise InvalidInput("file", "文件是空的 / empty file")
     limit = rt.settings.max_evidence_bytes
     if len(data) > limit:
-        raise InvalidInput("file", f"文件超过上限 {limit} 字节 / file is {len(data)} bytes; the "
-                           f"limit is {limit}")
+        # Only the limit and a byte more are read (api/routes/evidence.py): the file's own
+        # size is not known here, so the message says the limit, in the units a phone shows.
+        raise InvalidInput("file", f"文件超过上限 {size_zh(limit)}，请压缩后重新上传 / file is "
+                           f"larger than the limit of {limit} bytes")
     kind = sniff(data)
     if kind is None:
         raise InvalidInput("file", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和 MP4 / only "

@@ -423,6 +423,11 @@ def complete(
             raise Conflict(f"该步骤由系统自动完成 / step is automatic ({got.step.action}); the "
                            "engine completes it", current=got.step.status)
         if got.step.status not in st.ACTIONABLE_STATUSES:
+            if _handed_in_already(session, rt, got, actor=actor, note=note,
+                                  outputs=outputs or {}, evidence=evidence or []):
+                # The same hand-in again: a phone that lost the answer sends the form once
+                # more. Idempotent (SPEC §4): the task as it stands, nothing recorded twice.
+                return got.step
             raise task_conflict(got.step, "办结")
         _require_not_by(session, got, actor)
         check_note("note", note)
@@ -470,6 +475,23 @@ def complete(
         else:
             _after_done(session, rt, got.run, step_id, now=now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def _handed_in_already(session: Session, rt: Runtime, got: Loaded, *, actor: str,
+                       note: str | None, outputs: dict[str, Any], evidence: list[str]) -> bool:
+    """Whether the task's last hand-in (waiting for its verdict, or done since) is this one:
+    by the same person, with the same note, values and files."""
+    step = got.step
+    if step.status not in (st.SUBMITTED, st.DONE) or step.submitted_by != actor:
+        return False
+    if step.note != note or list(step.evidence or []) != evidence:
+        return False
+    try:
+        clean = validate_outputs(got.spec, outputs, now=rt.clock.now(), tz=rt.tz,
+                                 due_of=step_deadlines(session, rt, got.run))
+    except InvalidInput:
+        return False
+    return clean == (step.outputs or {})
 
 
 def _require_not_by(session: Session, got: Loaded, actor: str) -> None:
@@ -527,6 +549,11 @@ def verify(
             raise Forbidden("不能核验自己完成的任务 / you cannot verify a task you completed "
                             "yourself (four-eyes rule)")
         if got.step.status != st.SUBMITTED:
+            decided = st.DONE if approve else st.REJECTED
+            if (got.step.verified_by == actor and got.step.status == decided
+                    and (approve or got.step.reject_reason == note)):
+                # The same verdict again (a retry after a lost answer): idempotent (SPEC §4).
+                return got.step
             raise task_conflict(got.step, "核验")
         check_note("note", note)
         now = rt.clock.now()

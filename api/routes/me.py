@@ -44,4 +44,7 @@ def me(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
         "startable": startable,
         "now": now, "now_local": rt.renderer.local(now, "%Y-%m-%d %H:%M:%S"),
         "timezone": rt.settings.timezone,
+        # The largest photo the API takes: a page refuses a bigger one before sending it,
+        # rather than after a minute of uploading it over a phone's network.
+        "max_evidence_bytes": rt.settings.max_evidence_bytes,
     }

@@ -112,12 +112,20 @@ export function flash(message, kind = "ok") {
   if (kind === "ok") flashTimer = window.setTimeout(() => { node.hidden = true; }, 6000);
 }
 
-export function showError(err) {
+// With the `form` the request came from, each wrong field is named by the words beside its
+// box (整改完成情况), not by its name in the request (outputs.done_measures), which a person
+// on site cannot map to anything on the screen.
+export function showError(err, form = null) {
   if (err instanceof ApiError) {
     const code = err.status ? `${err.status} ` : "";
+    const errors = err.body && Array.isArray(err.body.errors) ? err.body.errors : [];
+    const named = (e) => `${(form && fieldLabel(form, e.field)) || e.field}：${e.message}`;
+    if (form && errors.length && errors.some((e) => fieldLabel(form, e.field))) {
+      flash(`${code}${errors.map(named).join("；")}`, "error");
+      return;
+    }
     // Every wrong field of the request, not only the first.
-    const more = (err.body && Array.isArray(err.body.errors) ? err.body.errors.slice(1) : [])
-      .map((e) => `${e.field}: ${e.message}`);
+    const more = errors.slice(1).map((e) => `${e.field}: ${e.message}`);
     flash(`${code}${err.detail}${more.length ? `；${more.join("；")}` : ""}`, "error");
   } else {
     flash(`页面出错 / page error: ${err && err.message ? err.message : err}`, "error");
@@ -127,6 +135,24 @@ export function showError(err) {
 export function clearFlash() {
   const node = $("#flash");
   if (node) node.hidden = true;
+}
+
+// The input of the form for a field the API named: by its full name, else by its last part
+// (`outputs.cost` → name="cost", `evidence[1]` → name="evidence").
+function fieldInput(form, field) {
+  if (!field) return null;
+  const name = field.replace(/\[\d+\]$/, "").split(".").pop();
+  return form.querySelector(`[name="${CSS.escape(field)}"]`) ||
+    form.querySelector(`[name="${CSS.escape(name)}"]`);
+}
+
+// The label a person reads for that input, without the （必填） mark; null when it has none.
+function fieldLabel(form, field) {
+  const input = fieldInput(form, field);
+  if (!input) return null;
+  const label = input.id ? form.querySelector(`label[for="${CSS.escape(input.id)}"]`) : null;
+  const text = label ? label.textContent : input.getAttribute("aria-label") || "";
+  return text.replace(/（必填）$/, "").trim() || null;
 }
 
 // Marks the input of the field the API named (`outputs.reason`, `due_at`, `evidence[1]`: the
@@ -140,9 +166,7 @@ export function markField(form, err) {
   const fields = [err.field, ...listed.filter((f) => f && f !== err.field)];
   let first = null;
   for (const field of fields) {
-    const name = field.replace(/\[\d+\]$/, "").split(".").pop();
-    const input = form.querySelector(`[name="${CSS.escape(field)}"]`) ||
-      form.querySelector(`[name="${CSS.escape(name)}"]`);
+    const input = fieldInput(form, field);
     if (!input) continue;
     input.setAttribute("aria-invalid", "true");
     first = first || input;

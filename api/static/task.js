@@ -4,7 +4,7 @@
 // refusal is shown in its own words.
 import {
   $, ApiError, STEP_STATUS, api, clear, clearFlash, download, flash, h, liveCountdowns, markField,
-  showError, shownValue, startPage, statusBadge,
+  showError, shownValue, signInAgain, startPage, statusBadge,
 } from "/static/closeloop.js";
 
 const taskId = Number(document.body.dataset.taskId);
@@ -22,6 +22,7 @@ const state = {
   requestsError: null,
   files: null, // evidence chosen for the next submission: [{id, name, sha256, warning}]
   uploading: 0,
+  form: null, // the completion form while it is drawn (its draft is kept on the phone)
 };
 
 // -- small helpers -----------------------------------------------------------------------------
@@ -98,13 +99,18 @@ function thumb(id, name, onRemove, warning = null) {
     // Said on the photo itself until it is removed: handing it in here would be refused.
     if (warning) figure.append(h("span", { class: "reused", role: "note", title: warning,
       text: "已用于其他任务，请重新拍照" }));
+    const save = (text) => action(h("button", { type: "button", class: "file", text }),
+      () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id));
     if (type.startsWith("image/")) {
-      figure.append(h("img", { src: url, alt: name || "现场照片" }));
+      const img = h("img", { src: url, alt: name || "现场照片" });
+      // A photo this browser cannot draw (an iPhone's HEIC, on Android or a PC): a button to
+      // open it elsewhere, not a broken picture the verifier cannot judge.
+      img.addEventListener("error", () => img.replaceWith(save("无法预览，点此下载")));
+      figure.append(img);
       // Named, so a refusal that names a file ("「现场1.jpg」已用于另一流程") says which to remove.
       if (name) figure.append(h("figcaption", { class: "meta", text: name }));
     } else {
-      figure.append(action(h("button", { type: "button", class: "file", text: name || "下载文件" }),
-        () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id)));
+      figure.append(save(name || "下载文件"));
     }
     if (onRemove) {
       figure.append(h("button", { type: "button", class: "remove", "aria-label": "移除",
@@ -127,6 +133,51 @@ function requirementText(need) {
   if (need.files) parts.push(`另附至少 ${need.files} 个文件`);
   if (need.note) parts.push("须填写说明");
   return parts.join("，");
+}
+
+// -- the draft: what was typed and chosen, kept on the phone until it is handed in ------------
+
+// A sign-in that lapsed mid-form, a reload or a page closed by mistake loses nothing: the
+// values and the photos already uploaded (by id: they are the person's own on the server) come
+// back when the form is drawn again. Per person, so a shared phone shows nobody else's.
+function draftKey() {
+  return `closeloop.draft.${state.who.id}.${taskId}`;
+}
+
+function readDraft() {
+  try {
+    return JSON.parse(window.localStorage.getItem(draftKey()) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function saveDraft() {
+  if (!state.form) return;
+  const values = {};
+  for (const el of state.form.elements) if (el.name && el.type !== "file") values[el.name] = el.value;
+  try {
+    window.localStorage.setItem(draftKey(), JSON.stringify({ values, files: state.files }));
+  } catch {
+    // Storage full or turned off: the form works as before, only without the copy.
+  }
+}
+
+function dropDraft() {
+  try {
+    window.localStorage.removeItem(draftKey());
+  } catch {
+    // nothing kept, nothing to drop
+  }
+}
+
+// Signed out under the form (the token is no longer taken): the draft holds what was done, so
+// signing in again comes back here with it.
+function signedOut(err) {
+  if (!(err instanceof ApiError) || err.status !== 401) return false;
+  saveDraft();
+  signInAgain(`${err.detail}。已填写的内容和已上传的照片保存在本机，重新登录后回到本任务即可继续提交`);
+  return true;
 }
 
 // -- the page ----------------------------------------------------------------------------------
@@ -335,14 +386,31 @@ function drawFiles(box) {
     box.append(thumb(file.id, file.name, () => {
       state.files = state.files.filter((f) => f.id !== file.id);
       drawFiles(box);
+      saveDraft();
     }, file.warning));
   }
   const count = $("#evidence-count");
   if (count) count.textContent = state.files.length ? `已选 ${state.files.length} 个` : "";
 }
 
+// "20 MB", "4.5 MB": a size as the phone's gallery shows it.
+function sizeText(bytes) {
+  const [value, unit] = bytes >= 1048576 ? [bytes / 1048576, "MB"] : [bytes / 1024, "KB"];
+  return `${value.toFixed(1).replace(/\.0$/, "")} ${unit}`;
+}
+
+// Several photos are chosen at once: each one refused is named, all of them in one line (one
+// flash each would leave only the last on the screen).
 async function upload(files, box, status) {
+  const told = [];
+  const limit = state.who.max_evidence_bytes;
   for (const file of files) {
+    if (limit && file.size > limit) {
+      // Refused here, before minutes of sending it over a phone's network to be refused there.
+      told.push(`「${file.name}」超过上限 ${sizeText(limit)}（本文件 ${sizeText(file.size)}），` +
+        "未上传，请压缩后重新上传");
+      continue;
+    }
     state.uploading += 1;
     status.textContent = `正在上传 ${file.name}…`;
     try {
@@ -353,27 +421,38 @@ async function upload(files, box, status) {
       // The same picture chosen twice is one photo (the API refuses it on handing in): kept once.
       const twin = state.files.find((f) => f.sha256 && f.sha256 === stored.sha256);
       if (twin) {
-        flash(`「${stored.filename}」与已选的「${twin.name}」是同一张照片，未重复添加`, "error");
+        told.push(`「${stored.filename}」与已选的「${twin.name}」是同一张照片，未重复添加`);
         continue;
       }
+      // The thumbnail from the photo on the phone: fetching back the megabytes just sent
+      // would double what a site visit costs on a phone's network.
+      blobs.set(stored.id, Promise.resolve({ url: URL.createObjectURL(file), type: stored.content_type }));
       state.files.push({ id: stored.id, name: stored.filename, sha256: stored.sha256,
         warning: stored.warning });
-      if (stored.warning) flash(stored.warning, "error");
+      if (stored.warning) told.push(stored.warning);
       drawFiles(box);
+      saveDraft();
     } catch (err) {
-      showError(err);
+      if (signedOut(err)) return;
+      // The API's reason without its field name ("file"): the file is named instead.
+      const first = err instanceof ApiError && err.body && Array.isArray(err.body.errors)
+        ? err.body.errors[0] : null;
+      told.push(`「${file.name}」未上传：${first ? first.message : err.detail || err.message}`);
     } finally {
       state.uploading -= 1;
       status.textContent = state.uploading ? status.textContent : "";
     }
   }
+  if (told.length) flash(told.join("；"), "error");
 }
 
 function drawCompletion() {
   const { task, spec } = state;
+  const draft = readDraft();
   if (state.files === null) {
     // Sent back: the photos already handed in count again unless removed.
-    state.files = task.status === "rejected" ? task.evidence.map((id) => ({ id, name: "" })) : [];
+    state.files = draft && Array.isArray(draft.files) ? draft.files
+      : task.status === "rejected" ? task.evidence.map((id) => ({ id, name: "" })) : [];
   }
   const outputs = (spec && spec.outputs) || {};
   const need = spec && spec.evidence;
@@ -381,8 +460,10 @@ function drawCompletion() {
   if (task.status === "rejected" && task.note) note.value = task.note;
   const box = h("div", { id: "evidence-thumbs", class: "thumbs" });
   const status = h("span", { id: "upload-status", class: "meta", "aria-live": "polite" });
+  // No `capture`: with it a phone opens the camera and nothing else, and the 整改前 photo was
+  // taken days before, so it is in the gallery. Without it the phone offers camera and gallery.
   const picker = h("input", { id: "evidence", name: "evidence", type: "file", multiple: true,
-    accept: "image/*,application/pdf", capture: "environment" });
+    accept: "image/*,application/pdf" });
   picker.addEventListener("change", async () => {
     const chosen = [...picker.files];
     picker.value = ""; // the same photo may be chosen again after removing it
@@ -399,6 +480,15 @@ function drawCompletion() {
       need ? h("p", { id: "evidence-need", class: "meta", text: requirementText(need) }) : null,
       picker, h("span", { id: "evidence-count", class: "meta" }), status, box),
     submit);
+  if (draft && draft.values) {
+    for (const [name, value] of Object.entries(draft.values)) {
+      const input = form.elements.namedItem(name);
+      if (input && input.type !== "file" && typeof value === "string") input.value = value;
+    }
+  }
+  state.form = form;
+  form.addEventListener("input", saveDraft);
+  form.addEventListener("change", saveDraft);
   drawFiles(box);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -414,10 +504,13 @@ function drawCompletion() {
         evidence: state.files.map((f) => f.id),
       } });
       state.files = null;
+      state.form = null;
+      dropDraft();
       await loadRequests();
       redraw(state.task.status === "submitted" ? "已提交，等待核验" : "已办结");
     } catch (err) {
-      showError(err);
+      if (signedOut(err)) return;
+      showError(err, form);
       markField(form, err);
     } finally {
       submit.disabled = false;
@@ -446,7 +539,7 @@ function drawVerify() {
         json: { approve, note: note.value.trim() ? note.value : null } });
       redraw(approve ? "已通过核验" : "已退回，已通知整改人");
     } catch (err) {
-      showError(err);
+      showError(err, form);
       markField(form, err);
     }
   };
@@ -494,7 +587,7 @@ function drawRequestForm() {
       await loadRequests();
       redraw("已提交延期申请，等待审批");
     } catch (err) {
-      showError(err);
+      showError(err, form);
       markField(form, err);
     } finally {
       send.disabled = false;
@@ -598,7 +691,13 @@ function draw() {
   // An item waiting on its own earlier step (item_needs): nothing to do yet, and nothing counts.
   if (task.status === "pending") parts.push(h("p", { id: "not-yet", class: "meta", text: "尚未开始：前序步骤完成后才能办理，届时另行通知。" }));
   if (task.status === "ready" && mayAct()) parts.push(drawAck());
-  if (ACTIONABLE.includes(task.status) && mayAct() && task.action === "task") parts.push(drawCompletion());
+  if (ACTIONABLE.includes(task.status) && mayAct() && task.action === "task") {
+    parts.push(drawCompletion());
+  } else {
+    // Handed in (from here or another phone), done or called off: a kept draft is stale.
+    state.form = null;
+    dropDraft();
+  }
   if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());
   else if (task.status === "submitted" && mayAct()) parts.push(drawWaiting());
   parts.push(drawSubmitted(), drawExtensions(), drawAbout());

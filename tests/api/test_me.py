@@ -28,6 +28,7 @@ def test_an_inspector_sees_their_unit_and_below_and_what_they_may_start(
     assert who["now"].startswith(clock.now().strftime("%Y-%m-%dT%H:%M"))
     assert who["now_local"] == "2026-03-02 09:00:00"
     assert who["timezone"] == "Asia/Shanghai"
+    assert who["max_evidence_bytes"] == 20 * 1024 * 1024  # the page checks a photo against it
 
 
 def test_a_commander_may_start_every_playbook_and_an_admin_sees_the_whole_chart(

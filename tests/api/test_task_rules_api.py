@@ -315,7 +315,8 @@ def test_task_and_run_conflicts_are_chinese_first(client: TestClient, auth: Auth
     run = start(client, auth)
     receive = run["steps"][0]
     assert act(client, auth, receive["id"], "complete", "s1-duty", {}).status_code == 200
-    r = act(client, auth, receive["id"], "complete", "s1-duty", {})
+    # Another hand-in (the same one again would be a retry, answered as the first).
+    r = act(client, auth, receive["id"], "complete", "s1-duty", {"note": "再次办结"})
     assert r.status_code == 409
     assert r.json()["detail"] == "任务已完成，不能办结 / task is done"
     other = start(client, auth)
@@ -328,7 +329,8 @@ def test_task_and_run_conflicts_are_chinese_first(client: TestClient, auth: Auth
 @pytest.mark.parametrize(("data", "start_zh", "english"), [
     (b"", "文件是空的", "empty file"),
     (b"just text", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和 MP4", "only photos (JPEG"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, "文件超过上限 4096 字节", "file is 4097 bytes"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, "文件超过上限 4 KB，请压缩后重新上传",
+     "file is larger than the limit of 4096 bytes"),
 ])
 def test_upload_refusals_are_chinese_first(
     client: TestClient, auth: Auth, data: bytes, start_zh: str, english: str

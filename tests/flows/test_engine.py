@@ -19,6 +19,7 @@ from flows.evidence import store_evidence
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
+from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Document
@@ -127,27 +128,38 @@ def test_verifier_cannot_verify_own_work_and_rejection_sends_it_back(rt: Runtime
     assert again.status == "submitted"
 
 
-def test_same_completion_twice_at_once_gives_one_success_one_conflict(rt: Runtime) -> None:
+@pytest.mark.parametrize(("notes", "expected"), [
+    # Two different hand-ins at once: one wins, the other is told the task moved on.
+    (("done", "已登记"), ["conflict", "ok"]),
+    # The same hand-in twice (a retry, a second tap): the one success, answered twice (SPEC §4).
+    (("done", "done"), ["ok", "ok"]),
+])
+def test_two_completions_at_once_complete_the_task_once(
+        rt: Runtime, notes: tuple[str, str], expected: list[str]) -> None:
     run_id = start_quick(rt)
     step_id = one(rt, run_id, "receive").id or 0
     barrier = threading.Barrier(2)
     results: list[str] = []
 
-    def worker() -> None:
+    def worker(note: str) -> None:
         barrier.wait()
         try:
-            tasks.complete(rt, step_id=step_id, actor="s1-duty", note="done")
+            tasks.complete(rt, step_id=step_id, actor="s1-duty", note=note)
             results.append("ok")
         except Conflict:
             results.append("conflict")
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
+    threads = [threading.Thread(target=worker, args=(note,)) for note in notes]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == ["conflict", "ok"]
+    assert sorted(results) == expected
     assert len(steps_by_key(rt, run_id)["inspect"]) == 1
+    with read_session(rt.db) as session:
+        done = session.exec(select(AuditEvent).where(
+            AuditEvent.step_id == step_id, AuditEvent.action == "done")).all()
+    assert len(done) == 1
 
 
 def test_person_of_another_unit_cannot_act(rt: Runtime) -> None:

@@ -343,11 +343,11 @@ def test_each_measure_is_answered_yes_or_no_and_a_no_is_kept(signed_in: SignedIn
     open_task(page, server, int(task["id"]))
     page.fill("[name=households]", "abc")
     page.click("#submit")
-    expect(page.locator("#flash")).to_contain_text("outputs.households")
+    expect(page.locator("#flash")).to_contain_text("已告知户数：应为整数")  # named as on screen
     expect(page.locator("[name=households]")).to_have_attribute("aria-invalid", "true")
     page.fill("[name=households]", "120")
     page.click("#submit")
-    expect(page.locator("#flash")).to_contain_text("outputs.watch")
+    expect(page.locator("#flash")).to_contain_text("①关注台风消息和预警：缺少必填填报项")
     expect(page.locator("[name=watch]")).to_have_attribute("aria-invalid", "true")
     page.select_option("[name=watch]", "true")
     page.select_option("[name=secure]", "false")
