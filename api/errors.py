@@ -21,6 +21,7 @@ from models.errors import (
     EvidenceDamaged,
     Forbidden,
     InvalidInput,
+    NoPreview,
     NotFound,
     SourceInvalid,
     StoreUnavailable,
@@ -184,6 +185,13 @@ def install(app: FastAPI) -> None:
         if pages.wants_page(request):
             return pages.not_found(request.url.path)
         return JSONResponse(status_code=404, content={"error": "not_found", "detail": str(exc)})
+
+    @app.exception_handler(NoPreview)
+    async def _no_preview(_: Request, exc: NoPreview) -> JSONResponse:
+        # The type lets a page say "cannot be shown" of a photo and offer a PDF by its name.
+        return JSONResponse(status_code=404, content={
+            "error": "no_preview", "detail": str(exc), "evidence": exc.ident,
+            "content_type": exc.content_type})
 
     @app.exception_handler(EvidenceDamaged)
     async def _damaged(_: Request, exc: EvidenceDamaged) -> JSONResponse:

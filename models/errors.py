@@ -94,6 +94,18 @@ class NotFound(CloseloopError):
         self.ident = ident
 
 
+class NoPreview(NotFound):
+    """A file handed in that has no preview (flows/evidence_preview.py): a HEIC photo, a PDF,
+    a video, or a photo that cannot be decoded. A 404; the original is still there to open."""
+
+    def __init__(self, evidence_id: str, content_type: str) -> None:
+        CloseloopError.__init__(self, f"该文件（{content_type}）无法生成预览，请打开原件查看 / "
+                                f"no preview of {content_type}; open the original")
+        self.kind = "preview"
+        self.ident = evidence_id
+        self.content_type = content_type
+
+
 class Conflict(CloseloopError):
     """The thing is not in a state that allows this (already done, already verified, ...)."""
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import MAX_ROW, CurrentPerson, RuntimeDep
 from api.uploads import sent_name
-from flows import tasks
+from flows import evidence_preview, tasks
 from flows.access import can_read_step
 from flows.evidence import read_evidence, store_evidence
 from flows.runtime import Runtime
@@ -74,8 +74,7 @@ async def upload(rt: RuntimeDep, person: CurrentPerson,
     return await run_in_threadpool(_store, rt, data, sent_name(file, "upload"), person, task)
 
 
-@router.get("/{evidence_id}")
-def download(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Response:
+def _readable(rt: Runtime, evidence_id: str, person: str) -> Evidence:
     with read_session(rt.db) as session:
         row = session.get(Evidence, evidence_id)
         if row is None:
@@ -86,9 +85,27 @@ def download(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Respons
     if row.uploaded_by != person and (step is None or not can_read_step(
             rt.org, person, step, run_unit_id=run.unit_id if run else None)):
         raise Forbidden("无权查看该证据 / evidence belongs to another unit")
+    return row
+
+
+@router.get("/{evidence_id}")
+def download(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Response:
+    row = _readable(rt, evidence_id, person)
     # The stored type, never the browser's guess from the bytes; shown in the page, saved
     # under the name it was uploaded with.
     name = quote(row.filename or row.id, safe="")
     return Response(read_evidence(row, rt), media_type=row.content_type, headers={
         "X-Content-Type-Options": "nosniff",
         "Content-Disposition": f"inline; filename*=UTF-8''{name}"})
+
+
+@router.get("/{evidence_id}/preview",
+            responses={404: {"description": "no preview: open the original"}})
+def preview(evidence_id: str, rt: RuntimeDep, person: CurrentPerson) -> Response:
+    """A photo as a JPEG of at most 800 px, for thumbnails on a phone (the original is
+    `GET /api/evidence/{id}`); 404 for a file that has no preview (HEIC, PDF, video)."""
+    row = _readable(rt, evidence_id, person)
+    # Never changes (the original is addressed by its hash): the phone keeps it.
+    return Response(evidence_preview.preview(row, rt), media_type="image/jpeg", headers={
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=31536000, immutable"})

@@ -78,13 +78,20 @@ function action(button, run) {
 
 // -- evidence: thumbnails fetched with the token (an <img src> would go without it) -----------
 
-const blobs = new Map(); // evidence id -> Promise<{url, type}>
+// A photo is drawn from its preview (GET …/preview: at most 800 px, tens of KB), not from the
+// original of several MB: a verifier on a slow link sees 整改前/整改后 in seconds, and opens an
+// original with 原图. A file with no preview (HEIC, PDF, video: 404) is a button opening it.
+const blobs = new Map(); // evidence id -> Promise<{url, type}> ({type} alone: no preview)
 
 function evidenceBlob(id) {
   if (!blobs.has(id)) {
-    const loading = api(`/api/evidence/${encodeURIComponent(id)}`, { raw: true })
+    const loading = api(`/api/evidence/${encodeURIComponent(id)}/preview`, { raw: true })
       .then((response) => response.blob())
-      .then((blob) => ({ url: URL.createObjectURL(blob), type: blob.type }));
+      .then((blob) => ({ url: URL.createObjectURL(blob), type: blob.type }))
+      .catch((err) => {
+        if (err.error === "no_preview") return { url: null, type: err.body.content_type || "" };
+        throw err;
+      });
     loading.catch(() => blobs.delete(id)); // a failed fetch is tried again on the next draw
     blobs.set(id, loading);
   }
@@ -101,7 +108,7 @@ function thumb(id, name, onRemove, warning = null) {
       text: "已用于其他任务，请重新拍照" }));
     const save = (text) => action(h("button", { type: "button", class: "file", text }),
       () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id));
-    if (type.startsWith("image/")) {
+    if (url && type.startsWith("image/")) {
       const img = h("img", { src: url, alt: name || "现场照片" });
       // A photo this browser cannot draw (an iPhone's HEIC, on Android or a PC): a button to
       // open it elsewhere, not a broken picture the verifier cannot judge.
@@ -109,6 +116,11 @@ function thumb(id, name, onRemove, warning = null) {
       figure.append(img);
       // Named, so a refusal that names a file ("「现场1.jpg」已用于另一流程") says which to remove.
       if (name) figure.append(h("figcaption", { class: "meta", text: name }));
+      // The original, as it was handed in, for a closer look (and to keep).
+      figure.append(action(h("button", { type: "button", class: "original", text: "原图" }),
+        () => download(`/api/evidence/${encodeURIComponent(id)}`, name || id)));
+    } else if (type.startsWith("image/")) {
+      figure.append(save("无法预览，点此下载")); // a photo with no preview: a HEIC
     } else {
       figure.append(save(name || "下载文件"));
     }

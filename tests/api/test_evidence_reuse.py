@@ -4,10 +4,10 @@ names the earlier task only to someone who may read it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from conftest import Auth
 from factories import png_bytes
 from fastapi.testclient import TestClient
 from sqlmodel import func, select
@@ -15,6 +15,8 @@ from sqlmodel import func, select
 from flows.runtime import Runtime
 from models.db import read_session
 from models.documents import Evidence
+
+Auth = Callable[[str], dict[str, str]]  # the `auth` fixture (tests/api/conftest.py)
 
 Json = dict[str, Any]
 PHOTO = png_bytes(7, 5)
