@@ -18,6 +18,7 @@ EVENT_NAMES_ZH: dict[str, str] = {
     "reassigned": "改派", "child_started": "启动子流程", "delivery_failed": "通知发送失败",
     "render_failed": "文书生成出错", "expression_failed": "条件计算出错",
     "segment_failed": "自动步骤执行出错（重试中）", "hazards_imported": "导入隐患",
+    "imported": "导入登记",  # a run an import started (flows/bulk_start.py IMPORTED)
     "hazards_import_stopped": "隐患导入中止", "risks_imported": "导入风险",
     "ranking_published": "发布月度排名", "rehanded": "重新下达",
     "timer_failed": "计时出错（稍后重试）", "unrouted": "督办无人可送",

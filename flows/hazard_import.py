@@ -220,7 +220,7 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
             _write_rest(rt, playbook, batch.id or 0, runs, written)
     finally:
         if kept is not None and not started:
-            _let_go(str(kept))  # nothing was written: nothing to resume
+            _let_go(rt, str(kept))  # nothing was written: nothing to resume
     # The ids were given in found-time order: the answer lists them in the file's order.
     run_ids = [0] * len(runs)
     for position, run_id in zip(file_positions, (i for r in written for i in r.run_ids),
@@ -346,7 +346,7 @@ def _write_rest(rt: Runtime, playbook: Playbook, batch_id: int, runs: list[NewRu
             assert batch is not None
         if batch.finished_at is None:
             continue
-        _let_go(batch.stored_file)
+        _let_go(rt, batch.stored_file)
         if taken:
             raise Conflict(
                 f"{batch.filename}: 导入在第 {batch.written} 行后中止：隐患编号 "
@@ -434,11 +434,11 @@ def _drop_claims(session: Session, batch_id: int) -> None:
     session.execute(delete(CodeClaim).where(CodeClaim.import_id == batch_id))  # type: ignore[arg-type]
 
 
-def _let_go(stored_file: str | None) -> None:
+def _let_go(rt: Runtime, stored_file: str | None) -> None:
     """The kept upload, once the batch is finished or stopped in a committed transaction (a
     crash before that commit must still find the file to resume from)."""
     if stored_file:
-        Path(stored_file).unlink(missing_ok=True)
+        _kept_file(rt, stored_file).unlink(missing_ok=True)
 
 
 def _stop(session: Session, rt: Runtime, batch: ImportBatch, codes: list[str]) -> None:
@@ -468,7 +468,7 @@ def resume_imports(rt: Runtime) -> int:
         try:
             with read_session(rt.db) as session:
                 playbook = rt.catalog.pinned(session, batch.playbook_sha or "")
-            data = Path(batch.stored_file or "").read_bytes()
+            data = _kept_file(rt, batch.stored_file or "").read_bytes()
             with paused_gc():
                 table = read_upload(data, batch.filename, HAZARD_COLUMNS)
                 checked = _check_hazard_rows(rt, playbook, table, batch.imported_by)
@@ -482,9 +482,19 @@ def resume_imports(rt: Runtime) -> int:
                 again = session.get(ImportBatch, batch.id)
                 if again is not None and again.finished_at is None:
                     _stop(session, rt, again, [])
-            _let_go(batch.stored_file)
+            _let_go(rt, batch.stored_file)
     _sweep_unclaimed_files(rt)
     return done
+
+
+def _kept_file(rt: Runtime, stored_file: str) -> Path:
+    """The upload kept for a batch: where it was written, or, when the data dir has moved since
+    (restored on a new server, a new path at an upgrade), the same name in this data dir's
+    imports/ (where _sweep_unclaimed_files keeps it by name). Without this the rest of the file
+    was never imported and the import stopped."""
+    path = Path(stored_file)
+    moved = rt.settings.data_dir / "imports" / path.name
+    return path if path.exists() or not moved.exists() else moved
 
 
 LEFTOVER_AGE_S = 3600  # an upload being written right now by another process is younger

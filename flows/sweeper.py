@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from flows.timers import Firing, TimerState, evaluate
 from models import run as rs
 from models import task as st
 from models.audit import SYSTEM, AuditEvent
-from models.db import session_scope
+from models.db import is_sqlite, session_scope
 from models.documents import Document
 from models.escalation import Escalation
 from models.outbox import Notification
@@ -142,6 +143,12 @@ def release_lease(session: Session, *, name: str, holder: str, now: datetime) ->
 # district's imported hazards all falling due together) held it for 20-25 s, so a commander's
 # start or an inspector's sign-for waited as long or timed out. 200 is about 2 s at worst.
 SWEEP_BATCH = 200
+# Between two batches on SQLite the sweeper waits this long before taking the write lock again.
+# A writer kept waiting (a commander's start, a sign-for) retries only every 100 ms (SQLite's
+# busy handler), so it missed a gap of microseconds: in a catch-up of thousands of due steps (a
+# restart after a day down, an upgrade) it waited batch after batch and failed after 30 s with
+# "database is locked". A pause longer than that retry lets whoever waits go first.
+BATCH_GAP_SECONDS = 0.25
 
 
 def sweep_once(rt: Runtime, *, holder: str | None = None,
@@ -162,6 +169,8 @@ def sweep_once(rt: Runtime, *, holder: str | None = None,
             _finish_waits(rt, waits, now, report)
             if done:
                 break
+            if is_sqlite(rt.db):
+                time.sleep(BATCH_GAP_SECONDS)
             # A long sweep keeps its lease (it once ran out mid-sweep, and a drill's sweep
             # started beside it); a lease lost meanwhile ends this sweep, not a second one.
             with session_scope(rt.db) as session:

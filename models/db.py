@@ -78,6 +78,9 @@ def create_schema(engine: Engine) -> None:
 
     SQLModel.metadata.create_all(engine)
     _upgrade_columns(engine)
+    from models.stale_unique import drop_stale_uniques
+
+    drop_stale_uniques(engine)  # before the indexes: a table copied anew has none yet
     for table in SQLModel.metadata.sorted_tables:  # an index added since the file was made
         for index in table.indexes:
             index.create(engine, checkfirst=True)

@@ -77,6 +77,20 @@ def test_a_10000_row_file_makes_10000_runs(client: TestClient, auth: Auth, rt: R
     assert listed.json()["count"] == 10_000
 
 
+def test_an_imported_runs_timeline_names_its_import(
+        client: TestClient, auth: Auth, rt: Runtime) -> None:
+    # Row 0 is 重大 (started one by one), row 1 一般 (the bulk path): both write `imported`,
+    # which the run page once showed as the identifier.
+    r = client.post(URL, files=csv_file(rows(2)), headers=auth("s1-commander"))
+    assert r.status_code == 201, r.text
+    for run_id in r.json()["runs"]:
+        timeline = client.get(f"/api/runs/{run_id}", headers=auth("s1-commander")).json()[
+            "timeline"]
+        imported = [e for e in timeline if e["action"] == "imported"]
+        assert [e["action_name"] for e in imported] == ["导入登记"]
+        assert all(e["action_name"] != e["action"] for e in timeline)
+
+
 def test_a_bad_row_writes_nothing_and_names_row_and_column(
         client: TestClient, auth: Auth, rt: Runtime) -> None:
     lines = rows(40)

@@ -29,6 +29,9 @@ def test_every_action_the_engine_writes_has_a_chinese_name() -> None:
             text = path.read_text(encoding="utf-8")
             written |= set(re.findall(r'action="([a-z_]+)"', text))
             written |= set(re.findall(r'_event\(step, now, "([a-z_]+)"', text))  # the sweeper's
+            # An action written through a module constant (bulk_start's IMPORTED), by its value.
+            for const in re.findall(r'(?:action=|"action": )([A-Z][A-Z_]+)\b', text):
+                written |= set(re.findall(rf'^{const} = "([a-z_]+)"', text, re.M))
     assert written and written - set(EVENT_NAMES_ZH) == set()
 
 

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, start_one_and_bulk
+from factories import (
+    DEMO_ORG,
+    ENGINE_PLAYBOOKS,
+    SHIPPED_PLAYBOOKS,
+    make_runtime,
+    start_one_and_bulk,
+)
 from sqlmodel import select
 
 from flows import hazard_import, lifecycle
@@ -1028,6 +1034,27 @@ def test_an_import_begun_in_file_order_by_an_earlier_version_goes_on_in_that_ord
     assert [h.code for h in hazards(rt)] == [f"HZ-{i:02d}" for i in range(10)]
     with read_session(rt.db) as session:
         assert session.exec(select(ImportBatch)).one().finished_at is not None
+
+
+def test_an_interrupted_import_is_finished_from_a_data_dir_moved_since(
+        make_rt: Callable[..., Runtime], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        clock: ManualClock, playbooks: Path) -> None:
+    """Cut off, then the data dir restored elsewhere (a new server, a new path at an upgrade):
+    the batch names the kept file by its old path, and the rest of the file was never read."""
+    rt = make_rt()
+    crash_at_chunk(monkeypatch, rt, 3)  # two chunks committed
+    rt.db.dispose()
+    before, after = Path(rt.settings.data_dir), tmp_path / "restored"
+    shutil.copytree(before, after)
+    shutil.rmtree(before)
+    moved = make_runtime(after, clock=clock, playbooks=playbooks,
+                         org_path=after / "org.yaml")
+    try:
+        assert hazard_import.resume_imports(moved) == 1
+        assert [h.code for h in hazards(moved)] == FOUND_ORDER
+        assert list((after / "imports").iterdir()) == []  # let go once finished
+    finally:
+        moved.db.dispose()
 
 
 def test_an_interrupted_import_holds_its_codes_until_it_is_finished(

@@ -4,15 +4,19 @@ after downtime (each missed level once), the single-sweeper lease, and reminders
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from factories import SMALL_ORG, make_runtime, small_org_without_c2
 from sqlalchemy import update
 from sqlmodel import select
 
-from flows import lifecycle, tasks
+from flows import lifecycle, sweeper, tasks
 from flows.runtime import Runtime
 from flows.sweeper import LEASE, LEASE_TTL, PARK, acquire_lease, sweep_once
 from models.audit import AuditEvent
@@ -352,3 +356,40 @@ def test_a_sweep_in_small_batches_keeps_its_lease_and_reaches_every_step(
         lease = session.get(Lease, LEASE)
     assert lease is not None and lease.holder == "batched"
     assert lease.expires_at <= clock.now()  # released at the end
+
+
+def test_a_long_catch_up_lets_a_waiting_writer_in_between_its_batches(
+        rt: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart after downtime sweeps thousands of due steps, batch after batch; a commander's
+    start meanwhile once waited for the whole catch-up (SQLite's busy handler retries every
+    100 ms and missed the gaps) and failed after 30 s. Each batch here holds the write lock
+    0.3 s; the start begun during the first must be through before the third begins."""
+    for _ in range(12):
+        start(rt)
+    clock.advance(timedelta(seconds=3))
+    starts: list[float] = []
+    begun = threading.Event()
+    real_batch = sweeper._sweep_batch
+
+    def slow_batch(*args: Any, **kwargs: Any) -> bool:
+        starts.append(time.monotonic())
+        begun.set()
+        done = real_batch(*args, **kwargs)
+        time.sleep(0.3)  # inside the batch's transaction: the write lock is held
+        return done
+
+    monkeypatch.setattr(sweeper, "_sweep_batch", slow_batch)
+    through: list[float] = []
+
+    def commander() -> None:
+        begun.wait(10)
+        time.sleep(0.05)  # well inside the first batch
+        start(rt)
+        through.append(time.monotonic())
+
+    writer = threading.Thread(target=commander)
+    writer.start()
+    report = sweep_once(rt, batch=2)  # six batches
+    writer.join(30)
+    assert report.fired == 12 and len(starts) == 7  # the seventh finds nothing due
+    assert through and through[0] < starts[2]
