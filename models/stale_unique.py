@@ -34,7 +34,11 @@ def drop_stale_uniques(engine: Engine) -> None:
             ours = {ix.name for ix in table.indexes}
             for key in found.get_unique_constraints(table.name):
                 if frozenset(key["column_names"]) not in declared:
-                    _drop_constraint(conn, table, key)
+                    if not _drop_constraint(conn, table, key):
+                        logger.error("数据库升级未完成 / upgrade incomplete: %s keeps the unique "
+                                     "key (%s), which rows of other tables refer to; drop it "
+                                     "by hand", table.name, ", ".join(key["column_names"]))
+                        continue
                     dropped.append(f"{table.name}({', '.join(key['column_names'])})")
             for ix in found.get_indexes(table.name):
                 names = ix["column_names"]
@@ -55,11 +59,17 @@ def _declared(table: Table) -> set[frozenset[str]]:
     return keys | {frozenset(c.name for c in ix.columns) for ix in table.indexes if ix.unique}
 
 
-def _drop_constraint(conn: Connection, table: Table, key: dict[str, Any]) -> None:
+def _drop_constraint(conn: Connection, table: Table, key: dict[str, Any]) -> bool:
+    """Whether the key could be dropped."""
     if conn.dialect.name != "sqlite":
         conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, table.name)} DROP CONSTRAINT IF "
                              f"EXISTS {_quote(conn, key['name'])}")
-        return
+        return True
+    # Dropping a table other tables' foreign keys point at deletes under them (foreign_keys
+    # is on, and cannot be turned off inside the transaction): such a table is not copied.
+    if any(fk.column.table.name == table.name for other in SQLModel.metadata.sorted_tables
+           for fk in other.foreign_keys if other is not table):
+        return False
     # The table as this version makes it, under a temporary name, the rows copied over; its
     # indexes are made again by create_schema right after.
     name, temp = _quote(conn, table.name), _quote(conn, f"{table.name}__upgrade")
@@ -69,6 +79,7 @@ def _drop_constraint(conn: Connection, table: Table, key: dict[str, Any]) -> Non
     conn.exec_driver_sql(f"INSERT INTO {temp} ({columns}) SELECT {columns} FROM {name}")
     conn.exec_driver_sql(f"DROP TABLE {name}")
     conn.exec_driver_sql(f"ALTER TABLE {temp} RENAME TO {name}")
+    return True
 
 
 def _quote(conn: Connection, name: str) -> str:

@@ -363,7 +363,8 @@ def test_a_long_catch_up_lets_a_waiting_writer_in_between_its_batches(
     """A restart after downtime sweeps thousands of due steps, batch after batch; a commander's
     start meanwhile once waited for the whole catch-up (SQLite's busy handler retries every
     100 ms and missed the gaps) and failed after 30 s. Each batch here holds the write lock
-    0.3 s; the start begun during the first must be through before the third begins."""
+    0.3 s, and the sweep pauses once it has held it 0.5 s: the start begun during the first
+    batch must be through before the fourth begins."""
     for _ in range(12):
         start(rt)
     clock.advance(timedelta(seconds=3))
@@ -379,6 +380,7 @@ def test_a_long_catch_up_lets_a_waiting_writer_in_between_its_batches(
         return done
 
     monkeypatch.setattr(sweeper, "_sweep_batch", slow_batch)
+    monkeypatch.setattr(sweeper, "GAP_AFTER_SECONDS", 0.5)  # after every second batch here
     through: list[float] = []
 
     def commander() -> None:
@@ -392,4 +394,4 @@ def test_a_long_catch_up_lets_a_waiting_writer_in_between_its_batches(
     report = sweep_once(rt, batch=2)  # six batches
     writer.join(30)
     assert report.fired == 12 and len(starts) == 7  # the seventh finds nothing due
-    assert through and through[0] < starts[2]
+    assert through and through[0] < starts[3]

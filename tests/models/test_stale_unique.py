@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, run_steps
 from sqlalchemy import create_engine, text
-from sqlmodel import select
+from sqlalchemy.schema import CreateTable
+from sqlmodel import SQLModel, select
 
 from flows import lifecycle
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
-from models.db import create_schema, read_session
+from models.db import create_schema, make_engine, read_session
 from models.documents import Document
+from models.run import Run
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "upgrade"
 
@@ -71,3 +73,31 @@ def test_an_old_document_table_files_every_letter_of_a_ladder(
         create_schema(rt.db)  # a second start finds nothing more to do
     finally:
         rt.db.dispose()
+
+
+def test_a_stale_key_on_a_table_others_refer_to_is_left_with_an_error_not_a_failed_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite drops a constraint only by copying the table, and dropping `run` would delete
+    under every hazard's foreign key: such a key is kept, said in the log, and the server
+    starts with every row."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'closeloop.db'}")
+    ddl = str(CreateTable(Run.__table__).compile(dialect=engine.dialect)).rstrip().rstrip(")")
+    with engine.begin() as conn:  # `run` as a version with UNIQUE (title) would have made it
+        conn.exec_driver_sql(ddl + ", UNIQUE (title))")
+    SQLModel.metadata.create_all(engine)  # the other tables, as that version had them
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO run (id, playbook_id, playbook_version, playbook_sha, title, unit_id, "
+            "status, params, started_by, started_at, segments, skipped, skipped_recorded) "
+            "VALUES (1, 'p', 1, 's', 't', 'u', 'running', '{}', 'a', '2026-11-20', 0, '[]', 0)")
+        conn.exec_driver_sql(
+            "INSERT INTO hazard (run_id, code, playbook_id, unit_id, source, grade, location, "
+            "found_at, status, plan, updated_at) VALUES (1, 'YH1', 'p', 'u', '检查发现', '一般', "
+            "'x', '2026-11-20', '登记', '{}', '2026-11-20')")
+    with caplog.at_level("ERROR", logger="models.stale_unique"):
+        create_schema(engine)
+    assert "run keeps the unique key (title)" in caplog.text
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM hazard").scalar() == 1
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM run").scalar() == 1
+    engine.dispose()
