@@ -145,6 +145,9 @@ class Verification(BaseModel):
     model_config = ConfigDict(extra="forbid")
     approve: StrictBool  # "yes", "false" or 1 must not decide anything: only true or false
     note: str | None = None
+    submitted_at: datetime | None = Field(
+        default=None, description="The task's `submitted_at` as read: the hand-in this "
+        "verdict is about. Work handed in anew since is refused (409), not judged unseen.")
 
 
 class Extension(BaseModel):
@@ -216,6 +219,10 @@ class StepPublic(BaseModel):
     acked_at_local: str | None = None
     submitted_by: str | None
     submitted_by_name: str | None = None
+    submitted_at: datetime | None = Field(
+        default=None, description="when the work was last handed in; a verdict names it "
+        "(`/verify` `submitted_at`) so work handed in anew is not judged unseen")
+    submitted_at_local: str | None = None
     verify_due_at: datetime | None = Field(
         default=None, description="submitted work: when the verifier must have decided")
     verify_due_at_local: str | None = None
@@ -466,6 +473,7 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         acked_at=s.acked_at, acked_at_local=_seconds(rt, s.acked_at),
         submitted_by=s.submitted_by,
         submitted_by_name=actor_name(rt, s.submitted_by) if s.submitted_by else None,
+        submitted_at=s.submitted_at, submitted_at_local=_seconds(rt, s.submitted_at),
         verify_due_at=s.verify_due_at,
         verify_due_at_local=rt.renderer.deadline(s.verify_due_at) or None,
         verify_due_estimated=estimated_note(rt, verify_due.after, s.submitted_at or s.ready_at,

@@ -494,6 +494,22 @@ def _handed_in_already(session: Session, rt: Runtime, got: Loaded, *, actor: str
     return clean == (step.outputs or {})
 
 
+def _require_same_hand_in(step: StepInstance, seen: datetime | None) -> None:
+    """A verdict is on the hand-in the verifier saw. A rejection whose answer was lost and is
+    sent again after the work was handed in anew would otherwise send back work nobody has
+    looked at, with the reason written for the last."""
+    now_in = step.submitted_at
+    if seen is None or now_in is None:
+        return
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=UTC)
+    if abs((now_in - seen).total_seconds()) < 0.001:  # as read: JSON keeps microseconds
+        return
+    raise Conflict("该任务在您查看后已重新提交，请先查看新提交的内容再核验 / handed in again "
+                   "since the submission this verdict is about; look at the new one first",
+                   current=step.status)
+
+
 def _require_not_by(session: Session, got: Loaded, actor: str) -> None:
     """`not_by`: whoever handed in one of those steps of the run may not do this one."""
     if not got.spec.not_by:
@@ -533,8 +549,11 @@ def _after_done(session: Session, rt: Runtime, run: Run, step_id: int, *, now: d
 
 
 def verify(
-    rt: Runtime, *, step_id: int, actor: str, approve: bool, note: str | None = None
+    rt: Runtime, *, step_id: int, actor: str, approve: bool, note: str | None = None,
+    submitted_at: datetime | None = None,
 ) -> StepInstance:
+    """`submitted_at`, when given, is the hand-in the verdict is about (as the verifier read
+    it): work handed in anew since is not judged by a verdict on the last (409)."""
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
         require_running(got.run)
@@ -555,6 +574,7 @@ def verify(
                 # The same verdict again (a retry after a lost answer): idempotent (SPEC §4).
                 return got.step
             raise task_conflict(got.step, "核验")
+        _require_same_hand_in(got.step, submitted_at)
         check_note("note", note)
         now = rt.clock.now()
         if approve:

@@ -129,7 +129,7 @@ def verify(task_id: RowId, body: Verification, rt: RuntimeDep,
            person: CurrentPerson) -> StepPublic:
     """Approve or reject a submitted task (a second person where the playbook says so)."""
     return step_view(rt, tasks.verify(rt, step_id=task_id, actor=person, approve=body.approve,
-                                      note=body.note))
+                                      note=body.note, submitted_at=body.submitted_at))
 
 
 @router.post("/{task_id}/extend", response_model=StepPublic)

@@ -548,7 +548,10 @@ function drawVerify() {
     }
     try {
       state.task = await api(`/api/tasks/${taskId}/verify`, { method: "POST",
-        json: { approve, note: note.value.trim() ? note.value : null } });
+        // The hand-in judged: one made anew since (the answer to a rejection was lost and
+        // the work handed in again) is not judged by this verdict unseen.
+        json: { approve, note: note.value.trim() ? note.value : null,
+          submitted_at: state.task.submitted_at } });
       redraw(approve ? "已通过核验" : "已退回，已通知整改人");
     } catch (err) {
       showError(err, form);

@@ -6,6 +6,7 @@ hazard-3030 on the demo district, through the API."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -99,3 +100,31 @@ def test_the_same_verdict_sent_again_is_the_same_answer_recorded_once(
     late = client.post(f"/api/tasks/{task_id}/verify", json=ok,
                        headers=auth("pingshan-street-inspector-1"))
     assert late.status_code == 409 and late.json()["current"] == "done"
+
+
+def test_a_rejection_sent_again_after_the_work_was_handed_in_anew_is_refused(
+        client: TestClient, auth: Auth, clock: Any) -> None:
+    """The verifier's answer to a rejection is lost; meanwhile the work is redone and handed in
+    again; then the phone sends the rejection once more. It carries the hand-in it was about
+    (`submitted_at` as read), so it is refused instead of sending back, unseen, work the reason
+    was not written for."""
+    run_id, task_id, form = hand_in(client, auth)
+    assert client.post(f"/api/tasks/{task_id}/complete", json=form,
+                       headers=auth(RECTIFIER)).status_code == 200
+    seen = client.get(f"/api/tasks/{task_id}", headers=auth(VERIFIER)).json()["submitted_at"]
+    reject = {"approve": False, "note": "照片未显示安全出口全貌，请补拍", "submitted_at": seen}
+    assert client.post(f"/api/tasks/{task_id}/verify", json=reject,
+                       headers=auth(VERIFIER)).status_code == 200
+    clock.advance(timedelta(hours=2))
+    redone = {**form, "note": "已补拍安全出口全貌"}
+    assert client.post(f"/api/tasks/{task_id}/complete", json=redone,
+                       headers=auth(RECTIFIER)).status_code == 200
+    late = client.post(f"/api/tasks/{task_id}/verify", json=reject, headers=auth(VERIFIER))
+    assert late.status_code == 409, late.text
+    assert "重新提交" in late.json()["detail"] and late.json()["current"] == "submitted"
+    assert actions(client, auth, run_id).count("rejected") == 1
+    # A verdict on the hand-in as it now stands goes through.
+    now_in = client.get(f"/api/tasks/{task_id}", headers=auth(VERIFIER)).json()["submitted_at"]
+    ok = client.post(f"/api/tasks/{task_id}/verify", headers=auth(VERIFIER),
+                     json={"approve": True, "note": "复查合格", "submitted_at": now_in})
+    assert ok.status_code == 200 and ok.json()["status"] == "done", ok.text
