@@ -139,6 +139,11 @@ class Completion(BaseModel):
     note: str | None = None
     outputs: dict[str, Any] = Field(default_factory=dict)
     evidence: list[str] = Field(default_factory=list)
+    evidence_labels: dict[str, str] = Field(
+        default_factory=dict, description="Where the step's evidence has `labels` (整改前, "
+        "整改后): evidence id -> the label of what that file shows. Every photo is marked, "
+        "and each label needs a photo; a missing one is refused as "
+        "`evidence_labels.<label>`.")
 
 
 class Verification(BaseModel):
@@ -243,6 +248,9 @@ class StepPublic(BaseModel):
     note: str | None
     outputs: dict[str, Any]
     evidence: list[str]
+    evidence_labels: dict[str, str] = Field(
+        default_factory=dict, description="What each handed-in file shows (evidence id -> "
+        "整改前/整改后), where the step's evidence has labels")
     reject_reason: str | None
     rehanded_from: int | None = Field(
         default=None, description="Handed out again: the task a downgrade called off that "
@@ -484,7 +492,8 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         done_at=s.done_at,
         done_at_local=_seconds(rt, s.done_at),
         note=s.note, outputs=s.outputs or {},
-        evidence=s.evidence or [], reject_reason=s.reject_reason,
+        evidence=s.evidence or [], evidence_labels=s.evidence_labels or {},
+        reject_reason=s.reject_reason,
         rehanded_from=s.rehanded_from,
     )
 

@@ -97,7 +97,7 @@ STEP_COLUMNS_FIXED = {
     "overdue": False, "escalation_level": 0, "last_escalated_at": None, "reminders_sent": 0,
     "ack_missed": False, "acked_at": None, "acked_by": None, "submitted_at": None,
     "submitted_by": None, "verify_due_at": None, "verify_level": 0, "verify_last_at": None,
-    "verified_by": None, "note": None, "outputs": {}, "evidence": [],
+    "verified_by": None, "note": None, "outputs": {}, "evidence": [], "evidence_labels": {},
     "reject_reason": None, "prefect_recorded": False, "rehanded_from": None,
 }
 # Register fields entry_row gives that are the same for every run of the batch.

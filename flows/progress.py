@@ -311,8 +311,8 @@ def _row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -> dict[s
         "title": label, "action": spec.action, "role": spec.role,
         # Held where `at` says; where the event is stays on the row for lists by unit.
         "unit_id": held, "origin_unit_id": unit if held != unit else None,
-        "assignees": [], "outputs": {},
-        "evidence": [], "overdue": False, "escalation_level": 0, "reminders_sent": 0,
+        "assignees": [], "outputs": {}, "evidence": [], "evidence_labels": {},
+        "overdue": False, "escalation_level": 0, "reminders_sent": 0,
         "ack_missed": False, "prefect_recorded": False, "version": 0, "rehanded_from": None,
     }
 

@@ -55,6 +55,10 @@ DEFER_CHECKS = "closeloop_defer_checks"
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# What a photo shows (整改前, 整改后): a short word, read on a phone beside the picture.
+MAX_LABEL = 20
+EvidenceLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                 max_length=MAX_LABEL)]
 # A 文号 prefix (发文机关代字, e.g. 坪应急督): the year and number are added to it.
 DOC_PREFIX_PATTERN = r"^[^\s〔〕\[\]()（）{}]+$"
 
@@ -304,6 +308,24 @@ class EvidenceSpec(_Spec):
     photos: int = Field(default=0, ge=0, description="Minimum number of photos.")
     files: int = Field(default=0, ge=0, description="Minimum number of files.")
     note: bool = Field(default=False, description="A written note is required.")
+    labels: list[EvidenceLabel] = Field(
+        default_factory=list,
+        description="What each photo shows, e.g. [整改前, 整改后]: every photo handed in is "
+        "marked with one of these (`evidence_labels` of the completion), and each needs at "
+        "least one photo. A verifier judges a rectification by the scene before and after; "
+        "two photos of the finished work are not that.")
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("照片类别不能重复 / evidence labels must be distinct")
+        return labels
+
+    @property
+    def min_photos(self) -> int:
+        """Photos a hand-in needs at least: one of each label counts toward `photos`."""
+        return max(self.photos, len(self.labels))
 
 
 class VerifyDueSpec(_Spec):

@@ -194,12 +194,13 @@ def _named(row: Evidence) -> str:
 
 def _check_evidence(
     session: Session, step: StepInstance, spec: StepSpec, evidence_ids: list[str],
-    note: str | None, actor: str,
-) -> list[Evidence]:
+    labels: dict[str, str], note: str | None, actor: str,
+) -> tuple[list[Evidence], dict[str, str]]:
     """The cited evidence rows, locked (FOR UPDATE on PostgreSQL; SQLite's writers queue
     anyway) with every row of the same content until the transaction ends, so two completions
     at once that cite the same file, or the same photo uploaded twice, are decided one after the
-    other: the second sees what the first attached."""
+    other: the second sees what the first attached. With them, what each shows (`labels`,
+    checked by check_labels)."""
     if len(evidence_ids) > MAX_EVIDENCE:
         raise InvalidInput("evidence", f"最多附 {MAX_EVIDENCE} 个文件 / at most {MAX_EVIDENCE} "
                            f"files; got {len(evidence_ids)}")
@@ -272,19 +273,58 @@ def _check_evidence(
             raise InvalidInput("evidence", f"证据 {named} 与另一流程实例中任务上的证据是同一个"
                                f"文件 / evidence '{dup}' has the same content as evidence "
                                "already attached to a task of another run")
+    # What each photo shows before how many there are: "缺少整改后照片" tells a person what to
+    # do where "at least 2 photos" does not.
+    marks = check_labels(spec, rows, labels)
     need = spec.evidence
     if need is None:
-        return rows
+        return rows, marks
     photos = sum(1 for r in rows if r.content_type.startswith("image/"))
-    if photos < need.photos:
-        raise InvalidInput("evidence", f"需要至少 {need.photos} 张照片 / at least "
-                           f"{need.photos} photo(s) required, got {photos}")
-    if len(rows) < need.files + need.photos:
-        raise InvalidInput("evidence", f"需要至少 {need.files + need.photos} 个文件 / at least "
-                           f"{need.files + need.photos} file(s) required")
+    if photos < need.min_photos:
+        raise InvalidInput("evidence", f"需要至少 {need.min_photos} 张照片 / at least "
+                           f"{need.min_photos} photo(s) required, got {photos}")
+    if len(rows) < need.files + need.min_photos:
+        raise InvalidInput("evidence", f"需要至少 {need.files + need.min_photos} 个文件 / at "
+                           f"least {need.files + need.min_photos} file(s) required")
     if need.note and not (note or "").strip():
         raise InvalidInput("note", "需要填写说明 / a note is required")
-    return rows
+    return rows, marks
+
+
+def check_labels(spec: StepSpec, rows: list[Evidence], labels: dict[str, str]
+                 ) -> dict[str, str]:
+    """What each handed-in file shows (evidence id -> 整改前/整改后), checked against the
+    step's `evidence.labels`: every photo marked with one of them, each of them shown by a
+    photo. Files are named as their uploader chose them. A step without labels takes none."""
+    allowed = spec.evidence.labels if spec.evidence is not None else []
+    if not labels and not allowed:
+        return {}
+    if not allowed:
+        raise InvalidInput("evidence_labels", "本任务的证据不分类别，请勿标注 / this task's "
+                           "evidence takes no labels")
+    position = {row.id: i for i, row in enumerate(rows)}
+    shown = "、".join(allowed)
+    for ev_id, label in labels.items():
+        if ev_id not in position:
+            named = clipped(ev_id)
+            raise InvalidInput(f"evidence_labels.{named}", f"证据 '{named}' 不在本次提交的"
+                               f"文件中 / evidence '{named}' is not among the files handed in")
+        if label not in allowed:
+            raise InvalidInput(f"evidence_labels.{ev_id}", f"证据 {_named(rows[position[ev_id]])}"
+                               f" 的类别 '{clipped(label)}' 不是 {shown} 之一 / label "
+                               f"'{clipped(label)}' is not one of {', '.join(allowed)}")
+    for i, row in enumerate(rows):
+        if row.content_type.startswith("image/") and row.id not in labels:
+            raise InvalidInput(f"evidence[{i}]", f"照片 {_named(row)} 未标明是{shown}中的"
+                               f"哪一类 / photo '{row.id}' is not marked as one of "
+                               f"{', '.join(allowed)}")
+    for label in allowed:
+        if not any(labels.get(row.id) == label and row.content_type.startswith("image/")
+                   for row in rows):
+            raise InvalidInput(f"evidence_labels.{label}", f"缺少{label}照片，{shown}照片各需"
+                               f"至少一张 / no photo marked {label}: each of "
+                               f"{', '.join(allowed)} needs one")
+    return {row.id: labels[row.id] for row in rows if row.id in labels}
 
 
 def _proving_elsewhere(session: Session, step: StepInstance, holders: Iterable[int]
@@ -413,7 +453,10 @@ def _attach(session: Session, step_id: int, files: list[Evidence]) -> None:
 def complete(
     rt: Runtime, *, step_id: int, actor: str, note: str | None = None,
     outputs: dict[str, Any] | None = None, evidence: list[str] | None = None,
+    evidence_labels: dict[str, str] | None = None,
 ) -> StepInstance:
+    """Hand in the work: done, or submitted for verification where the step has `verify`.
+    `evidence_labels` marks what each photo shows where the step's evidence has labels."""
     _check_stored(rt, step_id=step_id, actor=actor, evidence_ids=evidence or [])
     with session_scope(rt.db) as session:
         got = _load(session, rt, step_id)
@@ -424,7 +467,8 @@ def complete(
                            "engine completes it", current=got.step.status)
         if got.step.status not in st.ACTIONABLE_STATUSES:
             if _handed_in_already(session, rt, got, actor=actor, note=note,
-                                  outputs=outputs or {}, evidence=evidence or []):
+                                  outputs=outputs or {}, evidence=evidence or [],
+                                  labels=evidence_labels or {}):
                 # The same hand-in again: a phone that lost the answer sends the form once
                 # more. Idempotent (SPEC §4): the task as it stands, nothing recorded twice.
                 return got.step
@@ -434,13 +478,15 @@ def complete(
         clean = validate_outputs(got.spec, outputs or {}, now=rt.clock.now(), tz=rt.tz,
                                  due_of=step_deadlines(session, rt, got.run))
         check_together(session, rt, got.run, got.step, got.spec, clean)
-        files = _check_evidence(session, got.step, got.spec, evidence or [], note, actor)
+        files, marks = _check_evidence(session, got.step, got.spec, evidence or [],
+                                       evidence_labels or {}, note, actor)
         now = rt.clock.now()
         verifying = got.spec.verify is not None
         to_state = st.SUBMITTED if verifying else st.DONE
         values: dict[str, Any] = {
             "status": to_state, "submitted_at": now, "submitted_by": actor, "note": note,
-            "outputs": clean, "evidence": [f.id for f in files], "reject_reason": None,
+            "outputs": clean, "evidence": [f.id for f in files], "evidence_labels": marks,
+            "reject_reason": None,
         }
         # Done: no more timers. Submitted: the assignee's ladder pauses and the verifier's
         # starts (verify.due), afresh for each submission.
@@ -462,9 +508,13 @@ def complete(
         from_state = got.step.status
         transition(session, got.step, allowed=st.ACTIONABLE_STATUSES, values=values)
         _attach(session, step_id, files)
+        detail: dict[str, Any] = {"note": note, "outputs": clean,
+                                  "evidence": [f.id for f in files]}
+        if marks:
+            detail["evidence_labels"] = marks  # the history says which photo was 整改前
         add_event(session, at=now, actor=actor, action="submitted" if verifying else "done",
                   run_id=got.run.id, step_id=step_id, from_state=from_state, to_state=to_state,
-                  detail={"note": note, "outputs": clean, "evidence": [f.id for f in files]})
+                  detail=detail)
         if verifying:
             _notify_verifiers(session, rt, got, now=now)
             # The register shows what was filed (a plan awaiting review) without waiting for it.
@@ -478,13 +528,16 @@ def complete(
 
 
 def _handed_in_already(session: Session, rt: Runtime, got: Loaded, *, actor: str,
-                       note: str | None, outputs: dict[str, Any], evidence: list[str]) -> bool:
+                       note: str | None, outputs: dict[str, Any], evidence: list[str],
+                       labels: dict[str, str]) -> bool:
     """Whether the task's last hand-in (waiting for its verdict, or done since) is this one:
     by the same person, with the same note, values and files."""
     step = got.step
     if step.status not in (st.SUBMITTED, st.DONE) or step.submitted_by != actor:
         return False
     if step.note != note or list(step.evidence or []) != evidence:
+        return False
+    if (step.evidence_labels or {}) != labels:
         return False
     try:
         clean = validate_outputs(got.spec, outputs, now=rt.clock.now(), tz=rt.tz,

@@ -105,6 +105,9 @@ class StepInstance(SQLModel, table=True):
     note: str | None = None
     outputs: dict[str, Any] = json_column(default_factory=dict)
     evidence: list[str] = json_column(default_factory=list)
+    # What each handed-in photo shows, by evidence id (整改前, 整改后), where the step's
+    # evidence has labels: the verifier compares the scene before and after.
+    evidence_labels: dict[str, str] = json_column(default_factory=dict)
     reject_reason: str | None = None
     # Set once the step's Prefect task run has been recorded by a segment.
     prefect_recorded: bool = False

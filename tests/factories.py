@@ -92,6 +92,11 @@ def png_bytes(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (255,
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def before_after(ids: list[str]) -> dict[str, str]:
+    """`evidence_labels` for a rectification's photos: the first 整改前, the others 整改后."""
+    return {ev_id: "整改前" if i == 0 else "整改后" for i, ev_id in enumerate(ids)}
+
+
 def run_steps(rt: Runtime, run_id: int) -> list[StepInstance]:
     """A run's step rows in order, then the steps it passed over (`Run.skipped`, which have no
     row) as unsaved instances with status `skipped` and no id, so tests can read both alike."""
@@ -233,11 +238,15 @@ def complete_answered(rt: Runtime, row: StepInstance, **given: Any) -> StepInsta
     outputs = {name: TYPED_ANSWERS[o.type] for name, o in spec.outputs.items() if o.required}
     counts = [name for name, o in spec.outputs.items() if o.required and o.type == "int"]
     outputs |= {name: 0 for name in counts[1:]}
-    wanted = spec.evidence.photos if spec.evidence and spec.evidence.photos else 0
+    wanted = spec.evidence.min_photos if spec.evidence else 0
     photos = [store_evidence(rt, data=png_bytes(2 + i, 2), filename="现场.png",
                              uploaded_by=who).id for i in range(wanted)]
+    # Labelled in the order the step names them (整改前, then 整改后 for the rest).
+    kinds = spec.evidence.labels if spec.evidence else []
+    labels = {ev_id: kinds[min(i, len(kinds) - 1)] for i, ev_id in enumerate(photos)} \
+        if kinds else {}
     return tasks.complete(rt, step_id=row.id or 0, actor=who, note="已落实",
-                          outputs=outputs | given, evidence=photos)
+                          outputs=outputs | given, evidence=photos, evidence_labels=labels)
 
 
 def wait_for(check: Callable[[], object], timeout: float = 20.0) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from factories import png_bytes
+from factories import before_after, png_bytes
 from fastapi.testclient import TestClient
 
 from flows.runtime import Runtime
@@ -57,9 +57,11 @@ def photo(client: TestClient, auth: Auth, n: int) -> str:
 
 
 def _complete(client: TestClient, auth: Auth, task: int, who: str, outputs: dict[str, Any],
-              evidence: list[str] | None = None) -> None:
+              evidence: list[str] | None = None, labels: dict[str, str] | None = None
+              ) -> None:
     _ok(client.post(f"/api/tasks/{task}/complete", headers=auth(who),
-                    json={"note": "已办理", "outputs": outputs, "evidence": evidence or []}))
+                    json={"note": "已办理", "outputs": outputs, "evidence": evidence or [],
+                          "evidence_labels": labels or {}}))
 
 
 def twelve_days_overdue(client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock
@@ -95,8 +97,9 @@ def twelve_days_overdue(client: TestClient, auth: Auth, rt: Runtime, clock: Manu
     clock.advance(timedelta(days=10))
     sweep()
     rectify = _steps(client, auth, run_id)["rectify"]["id"]
-    _complete(client, auth, rectify, SAFETY, {"done_measures": "已加装泄爆片"},
-              [photo(client, auth, 1), photo(client, auth, 2)])
+    shots = [photo(client, auth, 1), photo(client, auth, 2)]
+    _complete(client, auth, rectify, SAFETY, {"done_measures": "已加装泄爆片"}, shots,
+              before_after(shots))
     clock.advance(timedelta(days=2))
     sweep()
     _ok(client.post(f"/api/tasks/{rectify}/verify", headers=auth(RECHECKER),

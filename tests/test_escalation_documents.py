@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_row, step_row
+from factories import (
+    DEMO_ORG,
+    SHIPPED_PLAYBOOKS,
+    before_after,
+    make_runtime,
+    png_bytes,
+    run_row,
+    step_row,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import select
@@ -143,7 +151,8 @@ def test_the_letters_stand_beside_the_runs_other_documents_in_order(
     photos = [store_evidence(demo, data=png_bytes(2 + i, 2), filename=f"整改{i}.png",
                              uploaded_by=SAFETY).id for i in range(2)]
     tasks.complete(demo, step_id=rectify.id or 0, actor=SAFETY, note="已加装泄爆片",
-                   outputs={"done_measures": "已加装泄爆片"}, evidence=photos)
+                   outputs={"done_measures": "已加装泄爆片"}, evidence=photos,
+                   evidence_labels=before_after(photos))
     tasks.verify(demo, step_id=rectify.id or 0, actor=INSPECTOR, approve=True, note="复查合格")
     drain_wakes(demo)  # files the closure form
     got = documents(client, demo, run_id)["data"]

@@ -121,7 +121,8 @@ def complete(task_id: RowId, body: Completion, rt: RuntimeDep,
              person: CurrentPerson) -> StepPublic:
     """Complete a task (with evidence where required); goes to verification if required."""
     return step_view(rt, tasks.complete(rt, step_id=task_id, actor=person, note=body.note,
-                                        outputs=body.outputs, evidence=body.evidence))
+                                        outputs=body.outputs, evidence=body.evidence,
+                                        evidence_labels=body.evidence_labels))
 
 
 @router.post("/{task_id}/verify", response_model=StepPublic)

@@ -98,7 +98,8 @@ function evidenceBlob(id) {
   return blobs.get(id);
 }
 
-function thumb(id, name, onRemove, warning = null) {
+// `extra` (a 类别 menu) is drawn under the picture, above 移除.
+function thumb(id, name, onRemove, warning = null, extra = null) {
   const figure = h("figure", { class: "thumb", dataset: { evidenceId: id } },
     h("span", { class: "meta", text: "读取中…" }));
   evidenceBlob(id).then(({ url, type }) => {
@@ -124,6 +125,7 @@ function thumb(id, name, onRemove, warning = null) {
     } else {
       figure.append(save(name || "下载文件"));
     }
+    if (extra) figure.append(extra);
     if (onRemove) {
       figure.append(h("button", { type: "button", class: "remove", "aria-label": "移除",
         text: "移除", onclick: onRemove }));
@@ -131,6 +133,7 @@ function thumb(id, name, onRemove, warning = null) {
   }, (err) => {
     clear(figure);
     figure.append(h("span", { class: "meta", text: `无法显示：${err.detail || err.message}` }));
+    if (extra) figure.append(extra);
     if (onRemove) {
       figure.append(h("button", { type: "button", class: "remove", text: "移除", onclick: onRemove }));
     }
@@ -138,10 +141,18 @@ function thumb(id, name, onRemove, warning = null) {
   return figure;
 }
 
+function labelsOf(need) {
+  return (need && Array.isArray(need.labels)) ? need.labels : [];
+}
+
 function requirementText(need) {
   if (!need) return "";
   const parts = [];
-  if (need.photos) parts.push(`至少 ${need.photos} 张照片`);
+  const labels = labelsOf(need);
+  if (labels.length) {
+    parts.push(`${labels.join("、")}照片各至少 1 张`);
+    if (need.photos > labels.length) parts.push(`共至少 ${need.photos} 张`);
+  } else if (need.photos) parts.push(`至少 ${need.photos} 张照片`);
   if (need.files) parts.push(`另附至少 ${need.files} 个文件`);
   if (need.note) parts.push("须填写说明");
   return parts.join("，");
@@ -262,6 +273,32 @@ function drawAbout() {
   return parts.length ? section("about", "任务说明", ...parts) : null;
 }
 
+// The photos handed in, under what each shows where the step marks them: 整改前 beside 整改后,
+// the comparison a verifier decides on. Unmarked files (a step without labels, or a hand-in
+// from before they were asked for) are listed as they came.
+function submittedEvidence() {
+  const { task, spec } = state;
+  const marks = task.evidence_labels || {};
+  const order = [...labelsOf(spec && spec.evidence)];
+  for (const label of Object.values(marks)) if (!order.includes(label)) order.push(label);
+  const unmarked = task.evidence.filter((id) => !marks[id]);
+  if (!order.length) {
+    return h("div", { id: "submitted-evidence", class: "thumbs" }, unmarked.map((id) => thumb(id, "")));
+  }
+  const groups = order.map((label) => {
+    const ids = task.evidence.filter((id) => marks[id] === label);
+    return h("div", { class: "evidence-group", dataset: { label } },
+      h("h3", { text: label }),
+      ids.length ? h("div", { class: "thumbs" }, ids.map((id) => thumb(id, "")))
+        : h("p", { class: "meta", text: "无" }));
+  });
+  if (unmarked.length) {
+    groups.push(h("div", { class: "evidence-group", dataset: { label: "" } },
+      h("h3", { text: "未分类" }), h("div", { class: "thumbs" }, unmarked.map((id) => thumb(id, "")))));
+  }
+  return h("div", { id: "submitted-evidence", class: "evidence-groups" }, groups);
+}
+
 function drawSubmitted() {
   const { task, spec } = state;
   const outputs = Object.entries(task.outputs || {}).filter(([, v]) => v !== null && v !== undefined);
@@ -277,10 +314,7 @@ function drawSubmitted() {
       h("tbody", {}, outputs.map(([name, value]) =>
         row((titles[name] && titles[name].title) || name, shownValue(value)))))));
   }
-  if (task.evidence.length) {
-    parts.push(h("div", { id: "submitted-evidence", class: "thumbs" },
-      task.evidence.map((id) => thumb(id, ""))));
-  }
+  if (task.evidence.length) parts.push(submittedEvidence());
   const title = task.status === "rejected" ? "上次提交的内容" : "提交的内容";
   return section("submitted", title, ...parts);
 }
@@ -392,14 +426,31 @@ function readOutputs(form) {
 }
 
 
-function drawFiles(box) {
-  clear(box);
+// The chosen files, each in the box of what it shows (整改前, 整改后) where the step marks its
+// photos; `boxes` maps a label ("" unmarked) to its box. A photo put under the wrong one is
+// moved with its 类别 menu, not removed and sent again over a phone's network.
+function drawFiles(boxes) {
+  for (const box of boxes.values()) clear(box);
+  const labels = labelsOf(state.spec && state.spec.evidence);
   for (const file of state.files) {
+    const box = boxes.get(file.label || "") || boxes.get("") || [...boxes.values()][0];
+    let menu = null;
+    if (labels.length) {
+      menu = h("select", { class: "label-of", "aria-label": "照片类别" },
+        h("option", { value: "", text: "请选择类别", selected: !file.label }),
+        labels.map((l) => h("option", { value: l, text: l, selected: l === file.label })));
+      menu.addEventListener("change", (event) => {
+        event.stopPropagation(); // the form's own change handler would save before the move
+        file.label = menu.value || null;
+        drawFiles(boxes);
+        saveDraft();
+      });
+    }
     box.append(thumb(file.id, file.name, () => {
       state.files = state.files.filter((f) => f.id !== file.id);
-      drawFiles(box);
+      drawFiles(boxes);
       saveDraft();
-    }, file.warning));
+    }, file.warning, menu));
   }
   const count = $("#evidence-count");
   if (count) count.textContent = state.files.length ? `已选 ${state.files.length} 个` : "";
@@ -413,7 +464,7 @@ function sizeText(bytes) {
 
 // Several photos are chosen at once: each one refused is named, all of them in one line (one
 // flash each would leave only the last on the screen).
-async function upload(files, box, status) {
+async function upload(files, boxes, status, label = null) {
   const told = [];
   const limit = state.who.max_evidence_bytes;
   for (const file of files) {
@@ -440,9 +491,9 @@ async function upload(files, box, status) {
       // would double what a site visit costs on a phone's network.
       blobs.set(stored.id, Promise.resolve({ url: URL.createObjectURL(file), type: stored.content_type }));
       state.files.push({ id: stored.id, name: stored.filename, sha256: stored.sha256,
-        warning: stored.warning });
+        warning: stored.warning, label });
       if (stored.warning) told.push(stored.warning);
-      drawFiles(box);
+      drawFiles(boxes);
       saveDraft();
     } catch (err) {
       if (signedOut(err)) return;
@@ -463,34 +514,68 @@ function drawCompletion() {
   const draft = readDraft();
   if (state.files === null) {
     // Sent back: the photos already handed in count again unless removed.
+    const marks = task.evidence_labels || {};
     state.files = draft && Array.isArray(draft.files) ? draft.files
-      : task.status === "rejected" ? task.evidence.map((id) => ({ id, name: "" })) : [];
+      : task.status === "rejected"
+        ? task.evidence.map((id) => ({ id, name: "", label: marks[id] || null })) : [];
   }
   const outputs = (spec && spec.outputs) || {};
   const need = spec && spec.evidence;
   const note = h("textarea", { id: "note", name: "note", rows: 4, placeholder: "写明整改或办理情况" });
   if (task.status === "rejected" && task.note) note.value = task.note;
-  const box = h("div", { id: "evidence-thumbs", class: "thumbs" });
   const status = h("span", { id: "upload-status", class: "meta", "aria-live": "polite" });
+  const boxes = new Map();
   // No `capture`: with it a phone opens the camera and nothing else, and the 整改前 photo was
   // taken days before, so it is in the gallery. Without it the phone offers camera and gallery.
-  const picker = h("input", { id: "evidence", name: "evidence", type: "file", multiple: true,
-    accept: "image/*,application/pdf" });
-  picker.addEventListener("change", async () => {
-    const chosen = [...picker.files];
-    picker.value = ""; // the same photo may be chosen again after removing it
-    await upload(chosen, box, status);
-  });
+  const picker = (id, name, label) => {
+    const input = h("input", { id, name, type: "file", multiple: true,
+      accept: "image/*,application/pdf" });
+    input.addEventListener("change", async () => {
+      const chosen = [...input.files];
+      input.value = ""; // the same photo may be chosen again after removing it
+      await upload(chosen, boxes, status, label);
+    });
+    return input;
+  };
+  const labels = labelsOf(need);
+  let evidenceFields;
+  if (labels.length) {
+    // One picker per kind of photo (整改前, 整改后), each with its own thumbnails: what a photo
+    // shows is said where it is chosen. Named `evidence_labels.整改前`, the field the API names
+    // when that kind is missing. Files the step does not mark (sent back from before photos
+    // were marked) wait in a box of their own for their 类别 to be chosen.
+    evidenceFields = [
+      need ? h("p", { id: "evidence-need", class: "meta", text: requirementText(need) }) : null,
+      ...labels.map((label, i) => {
+        const box = h("div", { class: "thumbs evidence-box", dataset: { label } });
+        boxes.set(label, box);
+        return h("div", { class: "field evidence-kind", dataset: { label } },
+          h("label", { for: `evidence-${i}`, text: `${label}照片（必填）` }),
+          picker(`evidence-${i}`, `evidence_labels.${label}`, label), box);
+      }),
+      h("div", { class: "field" }, h("span", { id: "evidence-count", class: "meta" }), status,
+        (() => {
+          const box = h("div", { id: "evidence-thumbs", class: "thumbs evidence-box" });
+          boxes.set("", box);
+          return box;
+        })()),
+    ];
+  } else {
+    const box = h("div", { id: "evidence-thumbs", class: "thumbs" });
+    boxes.set("", box);
+    evidenceFields = h("div", { class: "field" },
+      h("label", { for: "evidence", text: "现场照片 / 附件" }),
+      need ? h("p", { id: "evidence-need", class: "meta", text: requirementText(need) }) : null,
+      picker("evidence", "evidence", null), h("span", { id: "evidence-count", class: "meta" }),
+      status, box);
+  }
   const submit = h("button", { id: "submit", type: "submit", class: "primary", text: "提交" });
   const form = h("form", { id: "complete-form", novalidate: true, autocomplete: "off" },
     h("h2", { text: task.status === "rejected" ? "重新提交" : "办结提交" }),
     Object.entries(outputs).map(([name, out]) => outputInput(name, out, task.outputs[name])),
     h("div", { class: "field" },
       h("label", { for: "note", text: `说明${need && need.note ? "（必填）" : ""}` }), note),
-    h("div", { class: "field" },
-      h("label", { for: "evidence", text: "现场照片 / 附件" }),
-      need ? h("p", { id: "evidence-need", class: "meta", text: requirementText(need) }) : null,
-      picker, h("span", { id: "evidence-count", class: "meta" }), status, box),
+    evidenceFields,
     submit);
   if (draft && draft.values) {
     for (const [name, value] of Object.entries(draft.values)) {
@@ -501,7 +586,7 @@ function drawCompletion() {
   state.form = form;
   form.addEventListener("input", saveDraft);
   form.addEventListener("change", saveDraft);
-  drawFiles(box);
+  drawFiles(boxes);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (state.uploading) {
@@ -514,6 +599,8 @@ function drawCompletion() {
         note: note.value.trim() ? note.value : null,
         outputs: readOutputs(form),
         evidence: state.files.map((f) => f.id),
+        evidence_labels: Object.fromEntries(
+          state.files.filter((f) => f.label).map((f) => [f.id, f.label])),
       } });
       state.files = null;
       state.form = null;

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from factories import before_after
 from fastapi.testclient import TestClient
 from hazard_walk import MANAGER, REJECTION, SAFETY, Walked, photo
 
@@ -46,9 +47,10 @@ def test_work_handed_in_is_held_by_its_verifiers_from_the_hand_in(
     walked: Walked, client: TestClient, auth, rt: Runtime, clock: ManualClock  # noqa: ANN001
 ) -> None:
     clock.advance(timedelta(hours=2))
+    shots = [photo(client, auth, 5), photo(client, auth, 6)]
     r = client.post(f"/api/tasks/{walked.rectify_id}/complete", headers=auth(SAFETY), json={
         "note": "隔爆阀已安装", "outputs": {"done_measures": "更换泄爆片，安装隔爆阀"},
-        "evidence": [photo(client, auth, 5), photo(client, auth, 6)]})
+        "evidence": shots, "evidence_labels": before_after(shots)})
     assert r.status_code == 200, r.text
     [waiting] = client.get(f"/api/runs/{walked.run_id}", headers=auth(MANAGER)).json()["holdup"]
     assert (waiting["phase"], waiting["waiting_on"], waiting["since_local"]) == (

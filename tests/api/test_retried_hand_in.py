@@ -43,6 +43,7 @@ def hand_in(client: TestClient, auth: Auth) -> tuple[int, int, dict[str, Any]]:
         assert up.status_code == 201, up.text
         ids.append(up.json()["id"])
     form = {"note": "整改前后照片各一张", "evidence": ids,
+            "evidence_labels": {ids[0]: "整改前", ids[1]: "整改后"},
             "outputs": {"done_measures": "已拆除门锁，恢复安全出口畅通", "cost": 0.8}}
     return run_id, task_id, form
 

@@ -24,6 +24,7 @@ CHIEF = "pingshan-street-chief"
 INSPECTOR_1 = "pingshan-street-inspector-1"
 INSPECTOR_2 = "pingshan-street-inspector-2"
 OTHER_STREET = "maluan-chief"
+BEFORE_AFTER = ("整改前", "整改后")
 STEPS = ["list", "notice", "notice-send", "interim", "plan", "rectify", "accept",
          "closure-form", "close", "lookback-wait", "lookback", "lookback-record"]
 PARAMS = {
@@ -84,12 +85,15 @@ class Walk:
         return wait_until(ready, timeout=60, what=f"step {key} ready")  # type: ignore[no-any-return]
 
     def complete(self, key: str, who: str, outputs: dict[str, Any] | None = None, *,
-                 photos: int = 0, note: str = "已完成") -> dict[str, Any]:
+                 photos: int = 0, labels: tuple[str, ...] = (), note: str = "已完成"
+                 ) -> dict[str, Any]:
+        """Hand in step `key`; `labels` marks the photos in order (整改前, 整改后)."""
         step = self.step(key)
         evidence = [upload(self.server, self.token(who), f"{key}-{i}.png") for i in range(photos)]
         status, body = self.server.request(
             "POST", f"/api/tasks/{step['id']}/complete", token=self.token(who),
-            body={"note": note, "outputs": outputs or {}, "evidence": evidence})
+            body={"note": note, "outputs": outputs or {}, "evidence": evidence,
+                  "evidence_labels": dict(zip(evidence, labels, strict=False))})
         assert status == 200, body
         return body  # type: ignore[no-any-return]
 
@@ -115,14 +119,16 @@ def test_a_major_hazard_walks_the_loop_on_a_real_server(server: ServerProcess) -
     # A person of another street can neither read nor touch the hazard.
     assert server.request("GET", f"/api/runs/{walk.run_id}",
                           token=walk.token(OTHER_STREET))[0] in (403, 404)
-    rectify = walk.complete("rectify", SAFETY, {"done_measures": "已加装泄爆片"}, photos=2)
+    rectify = walk.complete("rectify", SAFETY, {"done_measures": "已加装泄爆片"}, photos=2,
+                            labels=BEFORE_AFTER)
     assert rectify["status"] == "submitted"
     # The rectifier cannot re-inspect their own work, even holding the role elsewhere.
     status, body = walk.verify(rectify["id"], SAFETY, approve=True, note="自查合格")
     assert status == 403, body
     status, body = walk.verify(rectify["id"], INSPECTOR_1, approve=False, note="隔爆阀未安装")
     assert status == 200 and body["status"] == "rejected", body
-    again = walk.complete("rectify", SAFETY, {"done_measures": "已加装泄爆片和隔爆阀"}, photos=2)
+    again = walk.complete("rectify", SAFETY, {"done_measures": "已加装泄爆片和隔爆阀"}, photos=2,
+                          labels=BEFORE_AFTER)
     assert walk.verify(again["id"], INSPECTOR_1, approve=True, note="复查合格")[0] == 200
     walk.complete("accept", CHIEF, {"opinion": "整改合格，同意销号"})
     walk.complete("close", INSPECTOR_2, note="办理销号、摘牌")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import png_bytes, run_steps
+from factories import before_after, png_bytes, run_steps
 from factories import run_row as get_run
 from sqlmodel import select
 
@@ -109,8 +109,10 @@ def do(rt: Runtime, run_id: int, key: str, who: str, outputs: dict[str, Any] | N
        *, n_photos: int = 0, note: str | None = None) -> StepInstance:
     """Complete step `key` as `who`, then let the segment runner file what follows."""
     inst = step(rt, run_id, key)
+    ids = photos(rt, who, n_photos)
     done = tasks.complete(rt, step_id=inst.id or 0, actor=who, note=note or f"{inst.title}：已完成",
-                          outputs=outputs or {}, evidence=photos(rt, who, n_photos))
+                          outputs=outputs or {}, evidence=ids,
+                          evidence_labels=before_after(ids) if key == "rectify" else {})
     drain_wakes(rt)
     return done
 

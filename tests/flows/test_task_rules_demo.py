@@ -8,7 +8,7 @@ inspector) still works. Real SQLite, the real org chart, a ManualClock."""
 from __future__ import annotations
 
 import pytest
-from factories import png_bytes, run_steps
+from factories import before_after, png_bytes, run_steps
 
 from flows import lifecycle, tasks
 from flows.evidence import store_evidence
@@ -41,7 +41,8 @@ def photo(rt: Runtime, who: str, n: int = 2) -> str:
 def complete(rt: Runtime, step: StepInstance, evidence: list[str], *, who: str = SAFETY,
              note: str = "已清理", done: str = "已清理堵塞的消防通道") -> StepInstance:
     return tasks.complete(rt, step_id=step.id or 0, actor=who, note=note,
-                          outputs={"done_measures": done}, evidence=evidence)
+                          outputs={"done_measures": done}, evidence=evidence,
+                          evidence_labels=before_after(evidence))
 
 
 def test_a_neighbours_photo_cannot_prove_this_rectification(demo: Runtime) -> None:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, png_bytes, refused
+from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, before_after, png_bytes, refused
 from factories import step_row as step
 from fastapi.testclient import TestClient
 from sqlmodel import select
@@ -243,7 +243,7 @@ def test_an_unreinspected_hazard_chases_the_inspectors_then_the_street(
                                uploaded_by="liuhe-safety").id for i in range(2)]
     handed = tasks.complete(demo, step_id=rectify.id or 0, actor="liuhe-safety",
                             note="已清理消防通道", outputs={"done_measures": "清理通道"},
-                            evidence=evidence)
+                            evidence=evidence, evidence_labels=before_after(evidence))
     assert handed.verify_due_at == clock.now() + timedelta(days=10)
     clock.advance(timedelta(days=10))
     sweep_once(demo)

@@ -110,20 +110,29 @@ def test_a_rectification_is_signed_for_handed_in_sent_back_and_approved(
     expect(page.locator("#summary .due")).to_have_text(left(30, 0))
     expect(page.locator("#summary")).to_contain_text("2026-04-01 09:00")
     expect(page.locator("#params")).to_contain_text("消防通道堵塞")
-    expect(page.locator("#evidence-need")).to_have_text("至少 2 张照片，须填写说明")
+    expect(page.locator("#evidence-need")).to_have_text("整改前、整改后照片各至少 1 张，须填写说明")
 
     page.click("#ack")
     expect(page.locator("#flash")).to_have_text("已签收")
     expect(page.locator("#summary .badge.status-acked")).to_have_text("已签收")
     expect(page.locator("#ack")).to_have_count(0)
 
-    # Two real photos, uploaded as soon as they are chosen and shown from the server.
-    page.set_input_files("#evidence", photos(tmp_path, (200, 30, 30), (30, 200, 30)))
-    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
-    # Each named, so a refusal naming a file says which to take out.
-    expect(page.locator("#evidence-thumbs figcaption")).to_have_text(["site-0.png", "site-1.png"])
+    # Real photos, uploaded as soon as they are chosen, each under what it shows. The scene
+    # before alone is not a rectification: handing it in is refused, naming the 整改后 picker.
+    before = page.locator(".evidence-box[data-label='整改前']")
+    after = page.locator(".evidence-box[data-label='整改后']")
+    page.set_input_files("#evidence-0", photos(tmp_path, (200, 30, 30)))
+    expect(before.locator("img")).to_have_count(1)
     page.fill("[name=done_measures]", "已清理消防通道，恢复畅通")
     page.fill("#note", "整改前后照片各一张")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("缺少整改后照片")
+    expect(page.locator("#evidence-1")).to_have_attribute("aria-invalid", "true")
+    (tmp_path / "after").mkdir()
+    page.set_input_files("#evidence-1", photos(tmp_path / "after", (30, 200, 30)))
+    expect(after.locator("img")).to_have_count(1)
+    # Each named, so a refusal naming a file says which to take out.
+    expect(page.locator("#work figcaption")).to_have_text(["site-0.png", "site-0.png"])
     page.fill("[name=cost]", "-1")
     page.click("#submit")
     expect(page.locator("#flash")).to_contain_text("422")
@@ -144,7 +153,11 @@ def test_a_rectification_is_signed_for_handed_in_sent_back_and_approved(
     expect(card.locator(".verify-due .due")).to_have_text(left(10, 0))
     card.get_by_role("link", name="隐患整改").click()
     expect(inspector.locator("#submitted-outputs")).to_contain_text("已清理消防通道，恢复畅通")
-    expect(inspector.locator("#submitted-evidence img")).to_have_count(2)
+    # The scene before beside the scene after: what re-inspection compares.
+    groups = inspector.locator("#submitted-evidence .evidence-group")
+    expect(groups.locator("h3")).to_have_text(["整改前", "整改后"])
+    expect(groups.nth(0).locator("img")).to_have_count(1)
+    expect(groups.nth(1).locator("img")).to_have_count(1)
     inspector.click("#reject")  # no reason: asked for before anything is sent
     expect(inspector.locator("#flash")).to_have_text("退回需说明原因")
     expect(inspector.locator("#verify-note")).to_have_attribute("aria-invalid", "true")
@@ -157,12 +170,13 @@ def test_a_rectification_is_signed_for_handed_in_sent_back_and_approved(
     page.reload()
     expect(page.locator("#reject-reason")).to_have_text("退回原因：照片未显示通道全貌，请补拍")
     expect(page.locator("#reject")).to_contain_text("退回人：潘立新")
-    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    expect(before.locator("img")).to_have_count(1)
+    expect(after.locator("img")).to_have_count(1)
     expect(page.locator("[name=done_measures]")).to_have_value("已清理消防通道，恢复畅通")
-    page.locator("#evidence-thumbs .remove").first.click()
-    expect(page.locator("#evidence-thumbs img")).to_have_count(1)
-    page.set_input_files("#evidence", photos(tmp_path, (30, 30, 200)))
-    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    after.locator(".remove").click()
+    expect(after.locator("img")).to_have_count(0)
+    page.set_input_files("#evidence-1", photos(tmp_path, (30, 30, 200)))
+    expect(after.locator("img")).to_have_count(1)
     page.fill("#note", "已补拍通道全貌")
     page.click("#submit")
     expect(page.locator("#flash")).to_have_text("已提交，等待核验")
@@ -208,8 +222,13 @@ def test_a_missing_required_value_marks_its_box(signed_in: SignedIn, server: Any
     task = register_hazard(server)
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, task)
-    page.set_input_files("#evidence", photos(tmp_path, (9, 9, 9), (250, 250, 250)))
-    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    # Both photos chosen under 整改前 by mistake: the second is moved with its 类别 menu.
+    page.set_input_files("#evidence-0", photos(tmp_path, (9, 9, 9), (250, 250, 250)))
+    before = page.locator(".evidence-box[data-label='整改前']")
+    expect(before.locator("img")).to_have_count(2)
+    before.locator("figure").nth(1).locator("select.label-of").select_option("整改后")
+    expect(before.locator("img")).to_have_count(1)
+    expect(page.locator(".evidence-box[data-label='整改后'] img")).to_have_count(1)
     page.click("#submit")
     expect(page.locator("#flash")).to_contain_text("done_measures")
     expect(page.locator("[name=done_measures]")).to_have_attribute("aria-invalid", "true")
@@ -229,27 +248,28 @@ def test_a_photo_handed_in_for_another_hazard_is_told_at_upload(
                   files={"file": (Path(path).name, Path(path).read_bytes(), "image/png")})
         ids.append(up.json()["id"])
     done = call(server, RECTIFIER, "POST", f"/api/tasks/{earlier}/complete", json={
-        "note": "已整改", "outputs": {"done_measures": "已清理"}, "evidence": ids})
+        "note": "已整改", "outputs": {"done_measures": "已清理"}, "evidence": ids,
+        "evidence_labels": {ids[0]: "整改前", ids[1]: "整改后"}})
     assert done.status_code == 200, done.text
 
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, register_hazard(server))
     # Last time's "after" photo chosen again for a new hazard: told now, on the photo too.
-    page.set_input_files("#evidence", old[:1])
+    page.set_input_files("#evidence-1", old[:1])
     expect(page.locator("#flash")).to_contain_text("这张照片已用于「")
     expect(page.locator("#flash")).to_contain_text("请重新拍照")
-    expect(page.locator("#evidence-thumbs .reused")).to_have_text("已用于其他任务，请重新拍照")
-    page.locator("#evidence-thumbs .remove").click()
-    expect(page.locator("#evidence-thumbs figure")).to_have_count(0)
+    expect(page.locator("#work .thumbs .reused")).to_have_text("已用于其他任务，请重新拍照")
+    page.locator("#work .thumbs .remove").click()
+    expect(page.locator("#work .thumbs figure")).to_have_count(0)
     # A new photo, then the same one again: kept once, and said so.
     (tmp_path / "new").mkdir()
     fresh = photos(tmp_path / "new", (5, 200, 5))
-    page.set_input_files("#evidence", fresh)
-    expect(page.locator("#evidence-thumbs img")).to_have_count(1)
-    expect(page.locator("#evidence-thumbs .reused")).to_have_count(0)
-    page.set_input_files("#evidence", fresh)
+    page.set_input_files("#evidence-1", fresh)
+    expect(page.locator("#work .thumbs img")).to_have_count(1)
+    expect(page.locator("#work .thumbs .reused")).to_have_count(0)
+    page.set_input_files("#evidence-0", fresh)  # the same photo as the scene before, too
     expect(page.locator("#flash")).to_contain_text("是同一张照片，未重复添加")
-    expect(page.locator("#evidence-thumbs figure")).to_have_count(1)
+    expect(page.locator("#work .thumbs figure")).to_have_count(1)
 
 
 def test_one_may_not_verify_ones_own_rectification(signed_in: SignedIn, server: Any) -> None:
@@ -265,7 +285,8 @@ def test_one_may_not_verify_ones_own_rectification(signed_in: SignedIn, server: 
         assert up.status_code == 201, up.text
         ids.append(up.json()["id"])
     done = call(server, FINDER, "POST", f"/api/tasks/{task}/complete", json={
-        "note": "已整改", "outputs": {"done_measures": "已清理"}, "evidence": ids})
+        "note": "已整改", "outputs": {"done_measures": "已清理"}, "evidence": ids,
+        "evidence_labels": {ids[0]: "整改前", ids[1]: "整改后"}})
     assert done.status_code == 200, done.text
 
     page = signed_in(FINDER, phone=True)

@@ -26,8 +26,33 @@ from test_inspector_pages import (
 
 
 def uploads_done(page: Page, count: int) -> None:
-    expect(page.locator("#evidence-thumbs img")).to_have_count(count)
+    expect(page.locator("#work .thumbs img")).to_have_count(count)
     expect(page.locator("#upload-status")).to_have_text("")
+
+
+def choose_before_after(page: Page, tmp_path: Path, before: tuple[int, int, int],
+                        after: tuple[int, int, int]) -> None:
+    """The rectification's photos, each chosen in its own picker (整改前, then 整改后), from
+    folders of their own (a file rewritten under a page that chose it no longer reads)."""
+    for i, colour in enumerate((before, after)):
+        folder = tmp_path / f"shot-{i}"
+        folder.mkdir(exist_ok=True)
+        page.set_input_files(f"#evidence-{i}", photos(folder, colour))
+        uploads_done(page, i + 1)
+
+
+def handed_in_api(server: Any, task: int, files: list[tuple[str, bytes]]) -> list[str]:
+    """Upload the files and hand them in through the API, the first marked 整改前."""
+    ids = []
+    for name, data in files:
+        up = call(server, RECTIFIER, "POST", "/api/evidence", files={"file": (name, data)})
+        assert up.status_code == 201 and up.json()["content_type"].startswith("image/"), up.text
+        ids.append(up.json()["id"])
+    done = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/complete", json={
+        "note": "整改前后照片", "outputs": {"done_measures": "已清理"}, "evidence": ids,
+        "evidence_labels": {ev: "整改前" if i == 0 else "整改后" for i, ev in enumerate(ids)}})
+    assert done.status_code == 200, done.text
+    return ids
 
 
 def test_refused_photos_are_each_named_and_one_too_large_is_not_sent(
@@ -43,7 +68,7 @@ def test_refused_photos_are_each_named_and_one_too_large_is_not_sent(
     renamed = tmp_path / "现场照片.jpg"  # not a photo at all
     renamed.write_bytes(b"MZ\x90\x00 not a photo")
     good = photos(tmp_path, (90, 160, 30))
-    page.set_input_files("#evidence", [str(big), str(renamed), *good])
+    page.set_input_files("#evidence-0", [str(big), str(renamed), *good])
     uploads_done(page, 1)
     flash = page.locator("#flash")
     expect(flash).to_contain_text(
@@ -60,9 +85,8 @@ def test_a_photo_just_chosen_is_shown_from_the_phone_not_fetched_back(
     page.on("request", lambda r: fetched.append(r.url)
             if r.method == "GET" and "/api/evidence/" in r.url else None)
     open_task(page, server, task)
-    page.set_input_files("#evidence", photos(tmp_path, (200, 30, 30), (30, 200, 30)))
-    uploads_done(page, 2)
-    assert page.locator("#evidence-thumbs img").evaluate_all(
+    choose_before_after(page, tmp_path, (200, 30, 30), (30, 200, 30))
+    assert page.locator("#work .thumbs img").evaluate_all(
         "imgs => imgs.every(i => i.complete && i.naturalWidth === 4)")
     assert fetched == []
 
@@ -72,8 +96,7 @@ def test_a_field_refused_is_named_by_its_label(signed_in: SignedIn, server: Any,
     task = register_hazard(server)
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, task)
-    page.set_input_files("#evidence", photos(tmp_path, (9, 9, 9), (250, 250, 250)))
-    uploads_done(page, 2)
+    choose_before_after(page, tmp_path, (9, 9, 9), (250, 250, 250))
     page.fill("#note", "整改前后照片各一张")
     page.fill("[name=cost]", "-1")
     page.click("#submit")
@@ -89,8 +112,7 @@ def test_a_hand_in_whose_answer_was_lost_is_sent_again_and_taken_once(
     task = register_hazard(server)
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, task)
-    page.set_input_files("#evidence", photos(tmp_path, (10, 20, 30), (30, 20, 10)))
-    uploads_done(page, 2)
+    choose_before_after(page, tmp_path, (10, 20, 30), (30, 20, 10))
     page.fill("[name=done_measures]", "已拆除安全出口门锁，恢复畅通")
     page.fill("#note", "整改前后照片各一张")
     answers: list[int] = []
@@ -123,8 +145,7 @@ def test_a_sign_in_lost_mid_form_keeps_the_text_and_the_photos(
     page.click("#signin-form button[type=submit]")
     expect(page.locator("#welcome")).to_be_visible()
     open_task(page, server, task)
-    page.set_input_files("#evidence", photos(tmp_path, (1, 99, 1), (99, 1, 1)))
-    uploads_done(page, 2)
+    choose_before_after(page, tmp_path, (1, 99, 1), (99, 1, 1))
     long_text = ("已清理消防通道内堆放的杂物三车，拆除违规铁皮棚一处，"
                  "安全出口改装推闩式逃生门锁。") * 6
     page.fill("[name=done_measures]", long_text)
@@ -141,7 +162,9 @@ def test_a_sign_in_lost_mid_form_keeps_the_text_and_the_photos(
     expect(page.locator("[name=done_measures]")).to_have_value(long_text)
     expect(page.locator("[name=cost]")).to_have_value("0.8")
     expect(page.locator("#note")).to_have_value("整改前后照片各一张")
-    expect(page.locator("#evidence-thumbs img")).to_have_count(2)
+    # Each photo back under what it shows.
+    expect(page.locator(".evidence-box[data-label='整改前'] img")).to_have_count(1)
+    expect(page.locator(".evidence-box[data-label='整改后'] img")).to_have_count(1)
     page.click("#submit")
     expect(page.locator("#flash")).to_have_text("已提交，等待核验")
     # Handed in: the copy on the phone is gone, and another person on it sees none of it.
@@ -161,14 +184,7 @@ def heic_bytes() -> bytes:
 def test_a_heic_photo_the_browser_cannot_draw_is_offered_to_open_not_shown_broken(
         signed_in: SignedIn, server: Any, tmp_path: Path) -> None:
     task = register_hazard(server)
-    ids = []
-    for name, data in (("IMG_0042.HEIC", heic_bytes()), ("after.png", png((5, 90, 5)))):
-        up = call(server, RECTIFIER, "POST", "/api/evidence", files={"file": (name, data)})
-        assert up.status_code == 201 and up.json()["content_type"].startswith("image/"), up.text
-        ids.append(up.json()["id"])
-    done = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/complete", json={
-        "note": "整改前后照片", "outputs": {"done_measures": "已清理"}, "evidence": ids})
-    assert done.status_code == 200, done.text
+    handed_in_api(server, task, [("IMG_0042.HEIC", heic_bytes()), ("after.png", png((5, 90, 5)))])
     page = signed_in(VERIFIER, phone=True)
     open_task(page, server, task)
     shown = page.locator("#submitted-evidence")
@@ -185,9 +201,9 @@ def test_the_photo_picker_offers_the_gallery_for_the_photo_taken_before(
     phone's camera only (Android's Chrome, iOS Safari), so it could never be chosen."""
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, register_hazard(server))
-    picker = page.locator("#evidence")
-    assert picker.evaluate("el => el.multiple && el.accept.includes('image/*')")
-    assert picker.evaluate("el => el.hasAttribute('capture')") is False
+    for picker in (page.locator("#evidence-0"), page.locator("#evidence-1")):
+        assert picker.evaluate("el => el.multiple && el.accept.includes('image/*')")
+        assert picker.evaluate("el => el.hasAttribute('capture')") is False
 
 
 def camera_jpeg(rgb: tuple[int, int, int]) -> bytes:
@@ -205,14 +221,7 @@ def test_the_verifier_sees_small_previews_and_opens_an_original_with_one_tap(
     thumbnails are previews of at most 800 px now, and 原图 fetches the original itself."""
     task = register_hazard(server)
     before, after = camera_jpeg((120, 60, 20)), camera_jpeg((20, 120, 60))
-    ids = []
-    for name, data in (("整改前.jpg", before), ("整改后.jpg", after)):
-        up = call(server, RECTIFIER, "POST", "/api/evidence", files={"file": (name, data)})
-        assert up.status_code == 201, up.text
-        ids.append(up.json()["id"])
-    done = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/complete", json={
-        "note": "整改前后照片", "outputs": {"done_measures": "已清理"}, "evidence": ids})
-    assert done.status_code == 200, done.text
+    ids = handed_in_api(server, task, [("整改前.jpg", before), ("整改后.jpg", after)])
     page = signed_in(VERIFIER, phone=True)
     fetched: dict[str, int] = {}
     page.on("requestfinished", lambda r: fetched.__setitem__(
