@@ -15,6 +15,7 @@ from flows.registers import street_of
 from flows.rehand import current
 from flows.runtime import Runtime
 from models.audit import ACTOR_NAMES, AuditEvent
+from models.documents import Evidence
 from models.run import Run
 from models.task import SKIPPED, StepInstance
 
@@ -126,6 +127,34 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     ordered = sorted(out, key=lambda key: (position.get(key, last), key))
     return {key: out[key] | {"order": position.get(key, last), "needs": needs.get(key, [])}
             for key in ordered}
+
+
+def evidence_view(session: Session, rt: Runtime, run: Run) -> dict[str, list[dict[str, Any]]]:
+    """The files handed in for each step of the run (as its record stands: the last hand-in),
+    in the order handed in, by step id: what each shows (整改前, 整改后; '' unmarked), the name
+    its uploader gave it, and its SHA-256, which a form prints so the paper record names the
+    very file kept (a stored file is hashed again on every read). For documents only: one
+    query more than `steps` needs."""
+    rows = [r for r in current(session.exec(
+        select(StepInstance).where(StepInstance.run_id == run.id)
+        .order_by(col(StepInstance.item_index))).all()) if r.evidence]
+    ids = [ev_id for r in rows for ev_id in r.evidence]
+    if not ids:
+        return {}
+    files = {e.id: e for e in session.exec(
+        select(Evidence).where(col(Evidence.id).in_(ids))).all()}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        marks = row.evidence_labels or {}
+        for ev_id in row.evidence:
+            file = files.get(ev_id)
+            if file is None:
+                continue
+            out.setdefault(row.step_key, []).append({
+                "id": file.id, "label": marks.get(ev_id, ""), "filename": file.filename,
+                "content_type": file.content_type, "size": file.size, "sha256": file.sha256,
+                "uploaded_at_local": rt.renderer.local(file.uploaded_at)})
+    return out
 
 
 def stage_history(session: Session, rt: Runtime, run: Run) -> list[dict[str, Any]]:

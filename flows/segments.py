@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import case, func, update
 from sqlmodel import Session, col, select
 
-from flows.context import expression_context, run_view, stage_history
+from flows.context import evidence_view, expression_context, run_view, stage_history
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
@@ -179,6 +179,7 @@ def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstanc
     # The org chart's root (坪山区): reports name the bureau's duty room after it.
     ctx["district_name"] = rt.org.unit(rt.org.root_id).name
     ctx["numbers"] = run_numbers(session, run.id or 0)  # 文号 issued so far, by step
+    ctx["evidence"] = evidence_view(session, rt, run)  # the files a form lists, by step
     return ctx
 
 

@@ -24,7 +24,7 @@ from flows.sweeper import sweep_once
 from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
-from models.documents import Document
+from models.documents import Document, Evidence
 from models.errors import Forbidden, InvalidInput
 from models.escalation import Escalation
 from models.hazard import Hazard
@@ -268,11 +268,12 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     assert entry.status == "整改中" and entry.due_at == rectify.due_at
     assert given(entry.plan) == PLAN
 
-    # 整改: two photos (before, after) and a note.
+    # 整改: two photos (before, after) and a note. The scene before alone is refused by what
+    # is missing.
     clock.advance(timedelta(days=10))
     with pytest.raises(InvalidInput) as few:
         do(demo, run_id, "rectify", SAFETY, {"done_measures": "已加装泄爆片"}, n_photos=1)
-    assert few.value.field == "evidence"
+    assert few.value.field == "evidence_labels.整改后" and "缺少整改后照片" in str(few.value)
     do(demo, run_id, "rectify", SAFETY, {"done_measures": "已加装泄爆片"}, n_photos=2)
     assert step(demo, run_id, "rectify").status == "submitted"
     assert hazard(demo, run_id).status == "复查中"  # the register shows it awaits 复查
@@ -320,6 +321,13 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
         assert f"- {element}：" in body, element
     for value in PLAN.values():
         assert str(value) in body, value
+    # The photos of the hand-in that passed, each with what it shows and the hash of the file
+    # kept, so the paper names the very file in the store.
+    with read_session(demo.db) as session:
+        kept = [session.get(Evidence, ev_id) for ev_id in again.evidence]
+    for i, (file, label) in enumerate(zip(kept, ("整改前", "整改后"), strict=True)):
+        assert file is not None
+        assert f"  - {label}：整改照片{i + 1}.png（校验值 {file.sha256[:16]}）" in body, body
     assert "None" not in body
     close = step(demo, run_id, "close")
     assert close.status == "ready" and set(close.assignees) == {INSPECTOR_1, INSPECTOR_2}
