@@ -197,6 +197,9 @@ def _phase(playbook: Playbook, run: Run, by_key: dict[str, list[StepInstance]],
         waiting = spec.verify.phase if spec.verify else None
         if waiting and rows and all(r.status == st.SUBMITTED for r in rows):
             return waiting  # filed, awaiting re-inspection (复查)
+        again = spec.verify.reject_phase if spec.verify else None
+        if again and any(r.status == st.REJECTED for r in rows):
+            return again  # failed re-inspection, being rectified again (退回整改)
         if spec.phase and any(r.status in st.OPEN_STATUSES for r in rows):
             return spec.phase
     if run.status == rs.COMPLETED:

@@ -359,6 +359,12 @@ class VerifySpec(_Spec):
         description="Label of the run's phase while the work awaits verification (复查中); "
                     "without it the step's own phase is shown.",
     )
+    reject_phase: str | None = Field(
+        default=None, max_length=40,
+        description="Label of the run's phase while work the verifier sent back is done "
+                    "again (退回整改), so a register tells it from work never handed in; "
+                    "without it the step's own phase is shown.",
+    )
     # Without a deadline of its own, work handed in on time could wait for its verifier for
     # ever: the assignee's ladder pauses while the work is verified, and nobody else is chased.
     due: VerifyDueField = Field(

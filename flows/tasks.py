@@ -665,7 +665,7 @@ def verify(
                 step_id=step_id, inbox_only=True,
             ))
             playbook = rt.catalog.pinned(session, got.run.playbook_sha)
-            if playbook.register_ is not None:  # back from 复查中 to 整改中
+            if playbook.register_ is not None:  # back from 复查中 (to 退回整改)
                 session.flush()
                 sync_entry(session, rt, got.run, playbook, now)
         return session.get(StepInstance, step_id)  # type: ignore[return-value]

@@ -261,7 +261,8 @@ def register_vocabulary(rt: Runtime) -> Vocabulary:
     phases: list[str] = [OPEN, CLOSED, registers.REGISTERED]
     for pb in playbooks:
         for step in pb.steps:
-            phases += [p for p in (step.phase, step.verify.phase if step.verify else None) if p]
+            checked = (step.verify.phase, step.verify.reject_phase) if step.verify else ()
+            phases += [p for p in (step.phase, *checked) if p]
     phases += [registers.CLOSED, registers.FINISHED, registers.CANCELLED]
     sources: list[str] | None = []
     grades: list[str] | None = []

@@ -29,7 +29,7 @@ def test_the_overdue_rectification_is_what_holds_the_hazard_up(walked: Walked) -
         "original_due_at_local", "due_rule", "overdue_days", "escalation_level", "last_rung",
         "letters_sent", "rejections", "last_reject_reason", "extensions_asked",
         "extensions_granted", "extensions_refused")} == {
-        "task_id": walked.rectify_id, "title": "隐患整改", "phase": "整改中",
+        "task_id": walked.rectify_id, "title": "隐患整改", "phase": "退回整改",
         "status_name": "已退回", "waiting_on": "复查退回，待承办人重新整改",
         "since_local": "2026-03-17 12:00",  # sent back at re-inspection
         "due_at_local": "2026-04-08 24:00", "original_due_at_local": "2026-04-01 09:00",

@@ -287,7 +287,8 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
         notes = session.exec(select(Notification).where(
             Notification.step_id == rejected.id, Notification.kind == "rejected")).all()
     assert [n.recipient for n in notes] == [SAFETY] and reason in notes[0].body
-    assert hazard(demo, run_id).status == "整改中"
+    # The register tells work sent back from work never handed in.
+    assert hazard(demo, run_id).status == "退回整改"
 
     # 整改 again, then re-inspected and passed.
     clock.advance(timedelta(days=5))

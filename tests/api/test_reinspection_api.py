@@ -1,6 +1,8 @@
-"""整改前/整改后 through the API: the marks go in with the hand-in (`evidence_labels`), come
-back on the task and in the run's timeline, and a hand-in missing the scene before is a 422
-naming the field a page marks. The shipped hazard-3030 on the demo district."""
+"""What re-inspection (复查) reads and leaves, through the API: the 整改前/整改后 marks go in
+with the hand-in (`evidence_labels`), come back on the task and in the run's timeline, and a
+hand-in missing the scene before is a 422 naming the field a page marks; work sent back is
+listed as 退回整改, not as work never handed in. The shipped hazard-3030 on the demo
+district."""
 
 from __future__ import annotations
 
@@ -58,3 +60,26 @@ def test_marks_that_are_not_an_object_of_texts_are_refused_by_name(
                         headers=auth(RECTIFIER))
         assert r.status_code == 422, r.text
         assert r.json()["field"].startswith("evidence_labels"), r.text
+
+
+def test_a_rectification_sent_back_is_listed_as_such_and_found_by_that_status(
+        client: TestClient, auth: Auth) -> None:
+    run_id, task_id, form = hand_in(client, auth)
+    r = client.post(f"/api/tasks/{task_id}/complete", json=form, headers=auth(RECTIFIER))
+    assert r.status_code == 200, r.text
+    assert client.get(f"/api/hazards/{run_id}", headers=auth(VERIFIER)).json()["status"] == "复查中"
+    r = client.post(f"/api/tasks/{task_id}/verify", headers=auth(VERIFIER),
+                    json={"approve": False, "note": "整改后照片未显示安全出口"})
+    assert r.status_code == 200, r.text
+    assert client.get(f"/api/hazards/{run_id}", headers=auth(VERIFIER)).json()["status"] == \
+        "退回整改"
+    known = client.get("/api/registers/vocabulary", headers=auth(VERIFIER)).json()
+    assert "退回整改" in known["statuses"]
+    listed = client.get("/api/hazards", params={"status": "退回整改"}, headers=auth(VERIFIER))
+    assert listed.status_code == 200, listed.text
+    assert [h["run_id"] for h in listed.json()["data"]] == [run_id]
+    # Handed in again: back to 复查中.
+    r = client.post(f"/api/tasks/{task_id}/complete", json=form | {"note": "已补拍"},
+                    headers=auth(RECTIFIER))
+    assert r.status_code == 200, r.text
+    assert client.get(f"/api/hazards/{run_id}", headers=auth(VERIFIER)).json()["status"] == "复查中"
