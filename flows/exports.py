@@ -45,7 +45,7 @@ import csv
 import io
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -59,6 +59,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
+from flows.holders import Holding
 from flows.ranking import RankingRow
 from flows.registers import street_of
 from flows.render import deadline_text
@@ -393,24 +394,45 @@ RECTIFICATION_COLUMNS = (
     Column("地点", 30), Column("描述", 40), Column("整改措施", 30), Column("整改资金", 12),
     Column("整改时限", 14), Column("整改责任人", 12), Column("应急预案", 24),
     Column("整改期限", 17), Column("剩余天数", 9), Column("逾期天数", 9), Column("是否逾期", 9),
-    Column("状态", 10),
+    Column("状态", 10), Column("当前环节", 14), Column("当前办理人", 16),
 )
+# Hazards whose holders are looked up at once (flows/holders.py: two queries per lookup).
+HOLDERS_CHUNK = 500
 
 
-def rectification_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime
+def rectification_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime,
+                       holders: Callable[[list[int]], Mapping[int, Holding]] | None = None,
                        ) -> Iterator[list[Cell]]:
+    """The 整改清单's rows; `holders` (run ids -> who has each now) fills 当前环节 and
+    当前办理人, looked up for HOLDERS_CHUNK hazards at a time as the export streams."""
     names = Names(rt)
     tz = rt.tz
+    chunk: list[Hazard] = []
+    for h in hazards:
+        chunk.append(h)
+        if len(chunk) >= HOLDERS_CHUNK:
+            yield from _rectification_chunk(names, chunk, now, tz, holders)
+            chunk = []
+    yield from _rectification_chunk(names, chunk, now, tz, holders)
+
+
+def _rectification_chunk(names: Names, hazards: list[Hazard], now: datetime, tz: ZoneInfo,
+                         holders: Callable[[list[int]], Mapping[int, Holding]] | None,
+                         ) -> Iterator[list[Cell]]:
+    held = holders([h.run_id for h in hazards]) if holders and hazards else {}
     for h in hazards:
         plan = plan_elements(h.plan)
         left = hazard_days_left(h, now, tz)
         late = overdue_days(h, now, tz)
+        now_with = held.get(h.run_id)
         yield [
             h.code, names.unit(h.unit_id), names.unit(h.street_id), h.grade, h.location,
             h.description, plan["measures"], plan["funds"], plan["deadline"],
             plan["responsible"], plan["contingency"], deadline(h.due_at, tz),
             None if left is None else max(left, 0), 0 if late is None else late,
             YES if is_overdue(h, now) else NO, h.status,
+            now_with.step if now_with else None,
+            "、".join(now_with.names) if now_with else None,
         ]
 
 

@@ -30,12 +30,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.schemas import Page
 from flows import exports, registers
 from flows.access import can_act_on, can_read_unit, listing_units, readable_units, require_right
+from flows.holders import Holding, holdings
 from flows.ranking import LEVELS, RankingRow, month_bounds, monthly_ranking, ranked_units
 from flows.ranking_publish import latest_publication, publish_ranking, published_ranking
 from flows.runtime import Runtime
@@ -115,6 +116,17 @@ class HazardPublic(BaseModel):
     closed_at_local: str | None
     campaign_run_id: int | None
     plan: PlanElements
+    current_step: str | None = Field(
+        default=None, description="当前环节: the open task the hazard waits on (its first in "
+        "playbook order); none when closed, cancelled or waiting on the clock (回头看)")
+    current_step_status: str | None = Field(
+        default=None, description="That task's status: ready, acked, submitted (awaiting its "
+        "verifier) or rejected (sent back)")
+    current_holders: list[str] = Field(
+        default_factory=list, description="当前办理人, person ids: the task's assignees, or "
+        "once handed in the people who may verify it")
+    current_holder_names: list[str] = Field(
+        default_factory=list, description="`current_holders` as people read them")
 
 
 class HazardsPublic(Page):
@@ -397,7 +409,8 @@ def _on_paper(render: Callable[[datetime | None], str], value: datetime | None) 
         return f"{value:%Y-%m-%d %H:%M} UTC" if value else ""
 
 
-def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
+def hazard_view(rt: Runtime, h: Hazard, now: datetime, held: Holding | None = None
+                ) -> HazardPublic:
     names = exports.Names(rt)
 
     def local(value: datetime | None) -> str:
@@ -418,7 +431,27 @@ def hazard_view(rt: Runtime, h: Hazard, now: datetime) -> HazardPublic:
         overdue_days=exports.overdue_days(h, now, rt.tz), closed_at=h.closed_at,
         closed_at_local=local(h.closed_at) or None, campaign_run_id=h.campaign_run_id,
         plan=PlanElements(**exports.plan_elements(h.plan)),
+        current_step=held.step if held else None,
+        current_step_status=held.status if held else None,
+        current_holders=list(held.people) if held else [],
+        current_holder_names=list(held.names) if held else [],
     )
+
+
+def _page_view(rt: Runtime, session: Session, rows: list[Hazard], now: datetime
+               ) -> list[HazardPublic]:
+    """A page of a register: each hazard with who has it now (one lookup for the page)."""
+    held = holdings(session, rt, [h.run_id for h in rows])
+    return [hazard_view(rt, h, now, held.get(h.run_id)) for h in rows]
+
+
+def _holders_of(rt: Runtime) -> Callable[[list[int]], dict[int, Holding]]:
+    """Who has each hazard now, for an export as it streams: each lookup in a short session
+    of its own (the rows come from another, held open while the file is written)."""
+    def look(run_ids: list[int]) -> dict[int, Holding]:
+        with read_session(rt.db) as session:
+            return holdings(session, rt, run_ids)
+    return look
 
 
 def risk_view(rt: Runtime, r: RiskPoint) -> RiskPublic:
@@ -469,7 +502,8 @@ def list_hazards_(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
         rows, total = list_hazards(session, filters=replace(query.filters, units=units),
                                    now=now, sort=query.sort or "-found_at", limit=limit,
                                    offset=offset)
-    return HazardsPublic(data=[hazard_view(rt, h, now) for h in rows], count=total,
+        data = _page_view(rt, session, rows, now)
+    return HazardsPublic(data=data, count=total,
                          limit=limit, offset=offset)
 
 
@@ -506,7 +540,9 @@ def read_hazard(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> HazardP
         raise Forbidden(f"无权查看该隐患（属于{rt.org.unit_name(h.unit_id)}，{h.unit_id}）"
                         f"/ hazard belongs to unit "
                         f"'{h.unit_id}', outside your units")
-    return hazard_view(rt, h, rt.clock.now())
+    with read_session(rt.db) as session:
+        held = holdings(session, rt, [h.run_id]).get(h.run_id)
+    return hazard_view(rt, h, rt.clock.now(), held)
 
 
 def _works_on(rt: Runtime, person: str, run_id: int) -> bool:
@@ -535,7 +571,8 @@ def rectification(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
     with read_session(rt.db) as session:
         rows, total = list_hazards(session, filters=filters, now=now, sort=sort, limit=limit,
                                    offset=offset)
-    return HazardsPublic(data=[hazard_view(rt, h, now) for h in rows], count=total,
+        data = _page_view(rt, session, rows, now)
+    return HazardsPublic(data=data, count=total,
                          limit=limit, offset=offset)
 
 
@@ -548,7 +585,8 @@ def export_rectification(rt: RuntimeDep, person: CurrentPerson, query: HazardQue
     now = rt.clock.now()
     rows = _hazards_streamed(rt, filters, sort, now)
     return _download(rt, fmt, exports.Table("整改清单", exports.RECTIFICATION_COLUMNS,
-                                            exports.rectification_rows(rt, rows, now)))
+                                            exports.rectification_rows(
+                                                rt, rows, now, _holders_of(rt))))
 
 
 # -- 风险清单 ------------------------------------------------------------

@@ -92,6 +92,10 @@ const RECTIFICATION_COLUMNS = [
   ["应急预案", (r) => r.plan.contingency], ["整改期限", (r) => r.due_at_local, "nowrap"],
   ["剩余天数", daysLeft, "num"], ["逾期天数", daysLate, "num"], ["是否逾期", (r) => yesNo(r.overdue)],
   ["状态", (r) => r.status, "nowrap"],
+  // Where each open hazard waits and whose move it is: a list to chase from, not to open one
+  // by one (the assignees, or once handed in the people who may re-inspect it).
+  ["当前环节", (r) => r.current_step, "nowrap"],
+  ["当前办理人", (r) => (r.current_holder_names || []).join("、")],
 ];
 
 const RISK_COLUMNS = [

@@ -141,6 +141,10 @@ def test_the_rectification_register_shows_an_overdue_hazard_in_red(
     expect(late.locator("td").nth(13)).to_have_text("1")
     expect(fine).not_to_have_class("overdue-row")
     expect(fine.locator("td").nth(12)).to_have_text("19")
+    # Where it waits and whose move it is: the community's safety officer, to rectify.
+    expect(page.locator("#register-table thead th").nth(16)).to_have_text("当前环节")
+    expect(late.locator("td").nth(16)).to_have_text("隐患整改")
+    expect(late.locator("td").nth(17)).to_have_text("尹秀英")
     # The nearest deadline first, as the API sorts it.
     assert table_codes(page) == ["YH-OLD", "YH-NEW"]
 
