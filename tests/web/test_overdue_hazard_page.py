@@ -71,7 +71,7 @@ def test_what_holds_it_up_is_answered_first(
     page = open_run(signed_in, server, walked)
     card = page.locator("#holdup li[data-step='rectify']")
     expect(page.locator("#holdup-box")).to_be_visible()
-    expect(card.locator(".holdup-head")).to_contain_text("隐患整改 · 整改中 · 已退回")
+    expect(card.locator(".holdup-head")).to_contain_text("隐患整改 · 退回整改 · 已退回")
     expect(card.locator(".overdue-days")).to_have_text("逾期 13 天")
     expect(card.locator(".holdup-who")).to_have_text(
         "现由：尹秀英（社区安全员，六和社区，电话 13800138123）")
