@@ -147,6 +147,7 @@ class Db:
     inbox: list[float] = field(default_factory=list)
     grid_inbox: list[float] = field(default_factory=list)
     closing: list[float] = field(default_factory=list)
+    register: list[float] = field(default_factory=list)  # 整改清单 pages, with 当前办理人
     ranking: list[float] = field(default_factory=list)
     ranking_cold: float = 0.0
     idle: dict[str, float] = field(default_factory=dict)
@@ -371,6 +372,15 @@ def measure_inbox(api: Api, people: list[str], n: int, out: list[float]) -> int:
     return count
 
 
+def measure_register(api: Api, n: int, out: list[float]) -> None:
+    """The 整改清单's first page as the district manager: nearest deadline first, each
+    hazard with its 当前环节 and 当前办理人 (flows/holders.py)."""
+    for _ in range(n):
+        ms, body = api.get("/api/registers/rectification", MANAGER, limit=50)
+        assert all(h["current_step"] for h in body["data"]), "an open hazard held by nobody"
+        out.append(ms)
+
+
 def measure_ranking(api: Api, month: str, repeats: int) -> tuple[float, list[float], Any]:
     cold, body = api.get("/api/ranking", MANAGER, month=month)
     times = [api.get("/api/ranking", MANAGER, month=month)[0] for _ in range(repeats)]
@@ -504,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                     gc.collect()
                     db.inbox_count = measure_inbox(api, inspectors(db.rt), n, db.inbox)
                     measure_inbox(api, grid_workers(db.rt), n, db.grid_inbox)
+                    measure_register(api, n, db.register)
                     for step_id, person in db.close_tasks[done[db.name]:done[db.name] + n]:
                         db.closing.append(api.close_task(step_id, person))
                     done[db.name] += n
@@ -539,6 +550,7 @@ def report(args: argparse.Namespace, base: Db, big: Db, month: str,
     figures: dict[str, dict[str, float]] = {}
     for label, key in (("inspector inbox page", "inbox"), ("grid worker inbox page",
                                                             "grid_inbox"),
+                       ("整改清单 page (manager)", "register"),
                        ("close a task", "closing")):
         for db in (base, big):
             s = summary(getattr(db, key))
@@ -604,6 +616,8 @@ def report(args: argparse.Namespace, base: Db, big: Db, month: str,
         inbox_p50_ms=figures["inbox_big"]["p50"], inbox_p95_ms=inbox_p95,
         baseline_inbox_p95_ms=figures["inbox_baseline"]["p95"],
         grid_inbox_p95_ms=figures["grid_inbox_big"]["p95"],
+        register_p95_ms=figures["register_big"]["p95"],
+        baseline_register_p95_ms=figures["register_baseline"]["p95"],
         close_p50_ms=figures["closing_big"]["p50"], close_p95_ms=close_p95,
         baseline_close_p95_ms=figures["closing_baseline"]["p95"],
         ranking_s=ranking_s, ranking_cold_s=big.ranking_cold / 1000,
