@@ -527,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             show_profile("profile: one inspector inbox page (big)", big.rt,
                          lambda: big_api.get("/api/tasks", inspectors(big.rt)[0], mine="true",
                                              limit=50))
+            show_profile("profile: one 整改清单 page (big)", big.rt,
+                         lambda: big_api.get("/api/registers/rectification", MANAGER, limit=50))
             show_profile("profile: one monthly ranking (big)", big.rt,
                          lambda: big_api.get("/api/ranking", MANAGER, month=month), top=4)
         finally:

@@ -134,13 +134,42 @@ def list_hazards(
     on run ids first (an index can answer that without reading rows), then its rows read."""
     where = and_(true(), *hazard_conditions(filters, now=now))
     total = session.exec(select(func.count()).select_from(Hazard).where(where)).one()
-    ids = list(session.exec(
-        select(Hazard.run_id).where(where).order_by(*hazard_order(sort))
-        .offset(offset).limit(limit)
-    ).all())
+    ids = _page_ids(session, where, sort, offset=offset, limit=limit)
     found = {h.run_id: h for h in session.exec(
         select(Hazard).where(Hazard.run_id.in_(ids)))}  # type: ignore[attr-defined]
     return [found[i] for i in ids], int(total)
+
+
+def _page_ids(session: Session, where: Any, sort: str, *, offset: int, limit: int
+              ) -> list[int]:
+    """The run ids of one page in `sort` order. A sort on a value some rows lack (due_at,
+    closed_at: those rows last) is read as two ranges, the rows with the value in its order and
+    then the rest by run id: `ORDER BY due_at IS NULL, due_at` cannot follow an index, so the
+    整改清单's first page of 1,000,000 open hazards sorted all of them (~200 ms); ordered by
+    due_at alone it reads the index from the start and stops after the page."""
+    key = sort.removeprefix("-")
+    if key not in ("due_at", "closed_at"):
+        return list(session.exec(
+            select(Hazard.run_id).where(where).order_by(*hazard_order(sort))
+            .offset(offset).limit(limit)).all())
+    desc = sort.startswith("-")
+    col = HAZARD_SORTS[key][0]
+    tie = Hazard.run_id.desc() if desc else Hazard.run_id.asc()  # type: ignore[attr-defined]
+    valued = and_(where, col.is_not(None))  # type: ignore[union-attr]
+    ids = list(session.exec(
+        select(Hazard.run_id).where(valued)
+        .order_by(col.desc() if desc else col.asc(), tie)  # type: ignore[union-attr]
+        .offset(offset).limit(limit)).all())
+    if len(ids) == limit:
+        return ids
+    # The page runs past the rows with the value: how many of those came before it says how
+    # far into the rest it starts.
+    before = offset + len(ids) if ids or offset == 0 else session.exec(
+        select(func.count()).select_from(Hazard).where(valued)).one()
+    rest = and_(where, col.is_(None))  # type: ignore[union-attr]
+    return ids + list(session.exec(
+        select(Hazard.run_id).where(rest).order_by(tie)
+        .offset(max(offset - before, 0)).limit(limit - len(ids))).all())
 
 
 def iter_hazards(
