@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import datetime
 
 from api.schemas import EscalationPublic, Holdup, Person, StepPublic, person_view, spec_of
-from flows.access import verifiers
+from flows.holders import whose_move
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models.audit import AuditEvent
@@ -72,13 +72,11 @@ def _holders(rt: Runtime, playbook: Playbook | None, s: StepPublic) -> list[Pers
     """The assignees; for work handed in, the people who may verify it (its verifier role
     resolved at the task's unit; not the one who handed it in when the step says `distinct`,
     as completing refuses them only then), whose move it now is."""
-    spec = spec_of(playbook, s.step) if s.status == SUBMITTED else None
-    verify = spec.verify if spec is not None else None
-    if verify is not None:
-        return [person_view(rt, p.id) for p in verifiers(
-            rt.org, verify.role, s.unit_id, distinct=verify.distinct,
-            submitted_by=s.submitted_by)]
-    return list(s.assignees)
+    if s.status != SUBMITTED:
+        return list(s.assignees)
+    return [person_view(rt, p) for p in whose_move(
+        rt, spec_of(playbook, s.step), status=s.status, unit_id=s.unit_id,
+        submitted_by=s.submitted_by, assignees=[a.id for a in s.assignees])]
 
 
 def _since(s: StepPublic, history: list[AuditEvent]) -> datetime | None:

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from flows.access import verifiers
 from flows.runtime import Runtime
-from flows.spec import Playbook
+from flows.spec import Playbook, StepSpec
 from models.run import Run
 from models.task import OPEN_STATUSES, SUBMITTED, StepInstance
 
@@ -66,8 +66,18 @@ def _holders(rt: Runtime, playbook: Playbook | None, row: StepInstance) -> list[
             spec = playbook.step(row.step_key)
         except KeyError:  # a step of an older version, gone from this one
             spec = None
-    verify = spec.verify if spec is not None else None
+    return whose_move(rt, spec, status=row.status, unit_id=row.unit_id,
+                      submitted_by=row.submitted_by, assignees=list(row.assignees or []))
+
+
+def whose_move(rt: Runtime, spec: StepSpec | None, *, status: str, unit_id: str,
+               submitted_by: str | None, assignees: list[str]) -> list[str]:
+    """Person ids whose move a task is: its assignees; for work handed in to a step with
+    `verify`, the people who may verify it (its verifier role resolved at the task's unit; not
+    the one who handed it in when the step says `distinct`, as verifying refuses them only
+    then). The one rule for the 整改清单 and a run's 当前卡点 (api/holdup.py)."""
+    verify = spec.verify if spec is not None and status == SUBMITTED else None
     if verify is not None:
-        return [p.id for p in verifiers(rt.org, verify.role, row.unit_id,
-                                        distinct=verify.distinct, submitted_by=row.submitted_by)]
-    return list(row.assignees or [])
+        return [p.id for p in verifiers(rt.org, verify.role, unit_id,
+                                        distinct=verify.distinct, submitted_by=submitted_by)]
+    return assignees
