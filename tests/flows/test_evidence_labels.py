@@ -24,12 +24,13 @@ COMMANDER = "pingshan-street-commander"
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
 
 
-def rectify(rt: Runtime, grade: str = "一般") -> StepInstance:
+def ready_step(rt: Runtime, key: str = "rectify", grade: str = "一般") -> StepInstance:
+    """Step `key` of a new hazard of `grade` at 六和社区, once handed out."""
     run = lifecycle.start_run(rt, playbook_id="hazard-3030", unit_id="liuhe", params={
         "location": "六和社区和平路18号", "grade": grade, "source": "执法检查",
         "category": "消防安全", "description": "消防通道堵塞"}, actor=COMMANDER)
     drain_wakes(rt)
-    return next(s for s in run_steps(rt, run.id or 0) if s.step_key == "rectify")
+    return next(s for s in run_steps(rt, run.id or 0) if s.step_key == key)
 
 
 def shots(rt: Runtime, n: int, who: str = SAFETY, first: int = 2) -> list[str]:
@@ -60,7 +61,7 @@ def refusal(rt: Runtime, step: StepInstance, evidence: list[str],
 
 def test_photos_marked_before_and_after_are_kept_with_the_hand_in_and_its_history(
         demo: Runtime) -> None:
-    step = rectify(demo)
+    step = ready_step(demo)
     before, after, extra = shots(demo, 3)
     labels = {before: "整改前", after: "整改后", extra: "整改后"}
     done = hand_in(demo, step, [before, after, extra], labels)
@@ -73,7 +74,7 @@ def test_photos_marked_before_and_after_are_kept_with_the_hand_in_and_its_histor
 
 def test_two_photos_of_the_finished_work_are_refused_for_the_missing_before(
         demo: Runtime) -> None:
-    step = rectify(demo)
+    step = ready_step(demo)
     ids = shots(demo, 2)
     err = refusal(demo, step, ids, dict.fromkeys(ids, "整改后"))
     assert err.field == "evidence_labels.整改前"
@@ -81,7 +82,7 @@ def test_two_photos_of_the_finished_work_are_refused_for_the_missing_before(
 
 
 def test_a_photo_not_marked_is_named_by_its_file(demo: Runtime) -> None:
-    step = rectify(demo)
+    step = ready_step(demo)
     ids = shots(demo, 2)
     err = refusal(demo, step, ids, {ids[0]: "整改前"})
     assert err.field == "evidence[1]"
@@ -89,7 +90,7 @@ def test_a_photo_not_marked_is_named_by_its_file(demo: Runtime) -> None:
 
 
 def test_a_label_the_step_does_not_have_is_refused_naming_those_it_has(demo: Runtime) -> None:
-    step = rectify(demo)
+    step = ready_step(demo)
     ids = shots(demo, 2)
     err = refusal(demo, step, ids, {ids[0]: "整改前", ids[1]: "整改中"})
     assert err.field == f"evidence_labels.{ids[1]}"
@@ -97,7 +98,7 @@ def test_a_label_the_step_does_not_have_is_refused_naming_those_it_has(demo: Run
 
 
 def test_a_label_for_a_file_not_handed_in_is_refused(demo: Runtime) -> None:
-    step = rectify(demo)
+    step = ready_step(demo)
     ids = shots(demo, 2)
     err = refusal(demo, step, ids, before_after(ids) | {"no-such-file": "整改后"})
     assert err.field == "evidence_labels.no-such-file"
@@ -105,7 +106,7 @@ def test_a_label_for_a_file_not_handed_in_is_refused(demo: Runtime) -> None:
 
 
 def test_a_document_beside_the_photos_needs_no_mark(demo: Runtime) -> None:
-    step = rectify(demo)
+    step = ready_step(demo)
     ids = shots(demo, 2)
     report = store_evidence(demo, data=PDF, filename="检测报告.pdf", uploaded_by=SAFETY).id
     done = hand_in(demo, step, [*ids, report], before_after(ids))
@@ -113,11 +114,7 @@ def test_a_document_beside_the_photos_needs_no_mark(demo: Runtime) -> None:
 
 
 def test_a_step_whose_photos_are_not_marked_takes_no_marks(demo: Runtime) -> None:
-    run = lifecycle.start_run(demo, playbook_id="hazard-3030", unit_id="liuhe", params={
-        "location": "六和社区和平路18号", "grade": "重大", "source": "执法检查",
-        "category": "消防安全", "description": "消防通道堵塞"}, actor=COMMANDER)
-    drain_wakes(demo)
-    interim = next(s for s in run_steps(demo, run.id or 0) if s.step_key == "interim")
+    interim = ready_step(demo, "interim", grade="重大")
     [photo] = shots(demo, 1)
     with pytest.raises(InvalidInput) as caught:
         tasks.complete(demo, step_id=interim.id or 0, actor=SAFETY, note="已设置警示标志",
@@ -129,7 +126,7 @@ def test_a_step_whose_photos_are_not_marked_takes_no_marks(demo: Runtime) -> Non
 
 def test_sent_back_the_same_photos_may_be_marked_anew(demo: Runtime) -> None:
     """The inspector saw the two marked the wrong way round: handed in again, swapped."""
-    step = rectify(demo)
+    step = ready_step(demo)
     first, second = shots(demo, 2)
     hand_in(demo, step, [first, second], {first: "整改后", second: "整改前"})
     tasks.verify(demo, step_id=step.id or 0, actor=INSPECTOR, approve=False,
@@ -141,7 +138,7 @@ def test_sent_back_the_same_photos_may_be_marked_anew(demo: Runtime) -> None:
 
 def test_a_hand_in_sent_again_with_other_marks_is_not_taken_for_the_same(
         demo: Runtime) -> None:
-    step = rectify(demo)
+    step = ready_step(demo)
     ids = shots(demo, 2)
     hand_in(demo, step, ids, before_after(ids))
     assert hand_in(demo, step, ids, before_after(ids)).status == "submitted"  # the same: fine
