@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from factories import before_after, png_bytes, refused, run_steps
+from sqlmodel import select
 
 from flows import lifecycle, tasks
 from flows.evidence import store_evidence
@@ -68,7 +69,8 @@ def test_photos_marked_before_and_after_are_kept_with_the_hand_in_and_its_histor
     assert done.status == "submitted"
     assert done.evidence_labels == labels
     with read_session(demo.db) as session:
-        event = session.query(AuditEvent).filter_by(step_id=step.id, action="submitted").one()
+        event = session.exec(select(AuditEvent).where(
+            AuditEvent.step_id == step.id, AuditEvent.action == "submitted")).one()
     assert event.detail["evidence_labels"] == labels
 
 
