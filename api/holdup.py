@@ -12,7 +12,7 @@ from flows.holders import whose_move
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models.audit import AuditEvent
-from models.task import OPEN_STATUSES, REJECTED, STATUS_ZH, SUBMITTED
+from models.task import OPEN_STATUSES, STATUS_ZH, SUBMITTED
 
 # Why the task is with whoever has it, by its status: said as a manager would say it.
 _WAITING_ON = {"ready": "待承办人办理", "acked": "承办人已签收，正在办理",
@@ -59,13 +59,7 @@ def holdups(rt: Runtime, *, steps: list[StepPublic], events: list[AuditEvent],
 
 def _phase(playbook: Playbook | None, key: str, status: str) -> str | None:
     spec = spec_of(playbook, key)
-    if spec is None:
-        return None
-    if status == SUBMITTED and spec.verify is not None and spec.verify.phase:
-        return spec.verify.phase
-    if status == REJECTED and spec.verify is not None and spec.verify.reject_phase:
-        return spec.verify.reject_phase  # as the register says it (flows/registers.py)
-    return spec.phase
+    return spec.phase_while([status]) if spec is not None else None
 
 
 def _holders(rt: Runtime, playbook: Playbook | None, s: StepPublic) -> list[Person]:

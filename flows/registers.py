@@ -193,15 +193,9 @@ def _phase(playbook: Playbook, run: Run, by_key: dict[str, list[StepInstance]],
         # closure: 销号 happened, and the month it happened in keeps counting it.
         return CLOSED if entry.closed_at else CANCELLED
     for spec in playbook.steps:  # the first open step, in playbook order, names the phase
-        rows = by_key.get(spec.id, [])
-        waiting = spec.verify.phase if spec.verify else None
-        if waiting and rows and all(r.status == st.SUBMITTED for r in rows):
-            return waiting  # filed, awaiting re-inspection (复查)
-        again = spec.verify.reject_phase if spec.verify else None
-        if again and any(r.status == st.REJECTED for r in rows):
-            return again  # failed re-inspection, being rectified again (退回整改)
-        if spec.phase and any(r.status in st.OPEN_STATUSES for r in rows):
-            return spec.phase
+        phase = spec.phase_while([r.status for r in by_key.get(spec.id, [])])
+        if phase:
+            return phase
     if run.status == rs.COMPLETED:
         return CLOSED if entry.closed_at else FINISHED
     return CLOSED if entry.closed_at else entry.status

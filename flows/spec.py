@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 from flows.durations import Duration, parse_duration
 from flows.params import ParamValueError, check_range, coerce
 from flows.step_rules import step_problems
+from models import task as task_status
 from models.errors import clipped
 from models.numbering import MAX_PREFIX
 
@@ -542,6 +543,22 @@ class StepSource(_Spec):
         default=None,
         description="Who decides the assignee's requests for more time on this step.",
     )
+
+    def phase_while(self, statuses: list[str]) -> str | None:
+        """The run's phase named by this step's instances (`statuses`, one per instance): the
+        verifier's `phase` while all of them await verification (复查中), its `reject_phase`
+        while one was sent back (退回整改), the step's `phase` while one is open, else None.
+        One rule for the registers (a run's first open step in playbook order) and 当前卡点
+        (each open task), so both say the same phase."""
+        verify = self.verify
+        if verify is not None and verify.phase and statuses and all(
+                s == task_status.SUBMITTED for s in statuses):
+            return verify.phase
+        if verify is not None and verify.reject_phase and task_status.REJECTED in statuses:
+            return verify.reject_phase
+        if self.phase and any(s in task_status.OPEN_STATUSES for s in statuses):
+            return self.phase
+        return None
 
     @model_validator(mode="after")
     def _whole_step(self, info: ValidationInfo) -> Any:
