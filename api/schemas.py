@@ -178,6 +178,18 @@ class Person(BaseModel):
     phone: str | None = Field(default=None, description="Phone number from the org chart")
 
 
+class ReassignCandidate(Person):
+    roles: list[str] = Field(default_factory=list, description="Roles as people say them")
+    holds_role: bool = Field(default=False, description="Holds the task's role for its unit "
+                             "(could take it from the pool)")
+    current: bool = Field(default=False, description="The task is already theirs by name")
+
+
+class ReassignCandidates(BaseModel):
+    data: list[ReassignCandidate]
+    count: int = Field(description="All who match `q`, of whom `data` holds the first `limit`")
+
+
 class StepPublic(BaseModel):
     id: int | None = Field(description="null for a step not reached yet (no instance exists)")
     run_id: int

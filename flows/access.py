@@ -120,11 +120,49 @@ def require_reassign(
     if target is None:
         raise InvalidInput("person", f"人员 '{clipped(person, 80)}' 不存在 / unknown person "
                            f"'{clipped(person, 80)}'")
-    supervisor = org.has_right(actor, "commander", step.unit_id)
-    if not supervisor:
-        require_act(org, actor, step)
+    supervisor = _may_reassign(org, actor, step)
+    refusal = _refusal(org, actor, step, run, target, supervisor=supervisor)
+    if refusal is not None:
+        raise refusal
+
+
+def reassign_targets(org: OrgChart, actor: str, step: StepInstance, run: Run) -> list[Person]:
+    """Everyone `actor` may hand the task to (require_reassign's rule, asked of each), for the
+    page's 改派 list: those holding the task's role for its unit first (who could take it
+    from the pool), then its unit's people, then the rest in tree order. Found from the
+    units that rule admits (the task's units and their role's holders; for a commander, their
+    own unit and below), not by asking every person of the district. Raises Forbidden for an
+    actor who may not reassign at all."""
+    supervisor = _may_reassign(org, actor, step)
+    units = [u for u in dict.fromkeys((step.unit_id, step.assignee_unit_id)) if u in org.units]
+    pool: list[Person] = []
+    if step.role is not None and step.unit_id in org.units:
+        pool += [p for uid in org.ancestors(step.unit_id) for p in org.people_in(uid)
+                 if step.role in p.roles]
+    pool += [p for uid in units for p in org.people_in(uid)]
+    if supervisor:
+        below = (org.units_where() if is_admin(org, actor) else
+                 org.units_where(within=org.person(actor).unit_id))
+        pool += [p for u in below for p in org.people_in(u.id)]
+    return [p for p in {p.id: p for p in pool}.values()
+            if _refusal(org, actor, step, run, p, supervisor=supervisor) is None]
+
+
+def _may_reassign(org: OrgChart, actor: str, step: StepInstance) -> bool:
+    """True for a commander of the task's unit or above (or an admin); for anyone else,
+    Forbidden unless they may act on the task (then False: they hand it only to colleagues)."""
+    if org.has_right(actor, "commander", step.unit_id):
+        return True
+    require_act(org, actor, step)
+    return False
+
+
+def _refusal(org: OrgChart, actor: str, step: StepInstance, run: Run, target: Person, *,
+             supervisor: bool) -> InvalidInput | None:
+    """Why `target` may not be handed the task by `actor` (None: they may)."""
+    person = target.id
     if not can_read_unit(org, person, run.unit_id):
-        raise InvalidInput(
+        return InvalidInput(
             "person",
             f"{target.name}（{org.unit_name(target.unit_id)}）无权查看该事件，不能接收其任务 / "
             f"'{person}' cannot see this run (unit '{run.unit_id}'), so cannot take its task",
@@ -133,12 +171,12 @@ def require_reassign(
     if target.unit_id in units or (
         step.role is not None and org.can_act_as(person, step.role, step.unit_id)
     ):
-        return
+        return None
     if supervisor:
         own = org.person(actor).unit_id
         if is_admin(org, actor) or org.is_within(target.unit_id, own):
-            return
-        raise InvalidInput(
+            return None
+        return InvalidInput(
             "person",
             f"只能转派给{org.unit_name(own)}及下级单位的人员，或本任务单位的人员 / a commander "
             f"hands a task only to people of unit '{own}' and below, or of the task's unit "
@@ -146,7 +184,7 @@ def require_reassign(
         )
     role = f"或持有 {step.role} 角色的" if step.role else ""
     role_en = f" or one holding role '{step.role}' for it" if step.role else ""
-    raise InvalidInput(
+    return InvalidInput(
         "person",
         f"只能转派给{'、'.join(org.unit_name(u) for u in units)}{role}人员；转派给其他人请由"
         f"{org.unit_name(step.unit_id)}或上级的指挥长办理 / a task may be handed only to a "

@@ -13,7 +13,14 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from flows.access import can_read_step, require_act, require_reassign, verifiers, who_may
+from flows.access import (
+    can_read_step,
+    reassign_targets,
+    require_act,
+    require_reassign,
+    verifiers,
+    who_may,
+)
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
 from flows.output_checks import check_together
@@ -29,6 +36,7 @@ from models import task as st
 from models.db import read_session, session_scope
 from models.documents import Evidence
 from models.errors import Conflict, Forbidden, InvalidInput, NotFound, clipped
+from models.org import Person
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -774,6 +782,24 @@ def reassign(rt: Runtime, *, step_id: int, actor: str, person: str) -> StepInsta
             step_id=step_id, inbox_only=True,
         ))
         return session.get(StepInstance, step_id)  # type: ignore[return-value]
+
+
+def reassign_candidates(rt: Runtime, *, step_id: int,
+                        actor: str) -> tuple[StepInstance, list[Person]]:
+    """The task, and whom `actor` may hand it to now (flows.access.reassign_targets), for the
+    改派 list: asked of a running run's open task only, as reassign() would refuse the rest."""
+    with read_session(rt.db) as session:
+        step = session.get(StepInstance, step_id)
+        if step is None:
+            raise NotFound("task", step_id)
+        run = load_run(session, step.run_id)
+    if not can_read_step(rt.org, actor, step, run_unit_id=run.unit_id):
+        raise Forbidden("无权查看该任务 / task belongs to another unit")
+    targets = reassign_targets(rt.org, actor, step, run)
+    require_running(run)
+    if step.status not in st.OPEN_STATUSES:
+        raise task_conflict(step, "转派")
+    return step, targets
 
 
 def steps_of_run(session: Session, run_id: int) -> list[StepInstance]:

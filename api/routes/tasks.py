@@ -11,10 +11,14 @@ from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
 from api.schemas import (
     Completion,
     Extension,
+    ReassignCandidate,
+    ReassignCandidates,
     Reassignment,
     StepPublic,
     StepsPublic,
     Verification,
+    person_view,
+    role_name,
     spec_of,
     step_view,
 )
@@ -138,6 +142,28 @@ def extend(task_id: RowId, body: Extension, rt: RuntimeDep, person: CurrentPerso
     """Move a task's deadline (the original is kept); the escalation ladder restarts."""
     return step_view(rt, tasks.extend(rt, step_id=task_id, actor=person, due_at=body.due_at,
                                       reason=body.reason))
+
+
+@router.get("/{task_id}/reassign-candidates", response_model=ReassignCandidates)
+def reassign_candidates(
+    task_id: RowId, rt: RuntimeDep, person: CurrentPerson,
+    q: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ReassignCandidates:
+    """Whom the caller may hand this open task to (the rule of POST …/reassign): those who
+    hold its role for its unit first, then its unit's people, then the rest; `q` matches a
+    name, post or unit name. 403 for a caller who may not reassign it at all."""
+    step, people = tasks.reassign_candidates(rt, step_id=task_id, actor=person)
+    pool = step.role is not None and step.unit_id in rt.org.units
+    wanted = (q or "").strip()
+    found = [p for p in people if not wanted or any(
+        wanted in text for text in (p.name, p.title or "", rt.org.unit_name(p.unit_id), p.id))]
+    return ReassignCandidates(count=len(found), data=[
+        ReassignCandidate(
+            **person_view(rt, p.id).model_dump(), roles=[role_name(r) or r for r in p.roles],
+            holds_role=pool and rt.org.can_act_as(p.id, step.role or "", step.unit_id),
+            current=step.assignee_person_id == p.id)
+        for p in found[:limit]])
 
 
 @router.post("/{task_id}/reassign", response_model=StepPublic)

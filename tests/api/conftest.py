@@ -56,6 +56,7 @@ ID_ROUTES: list[tuple[str, str, str, dict[str, object] | None]] = [
     ("POST", "/api/notifications/{id}/resend", "notification_id", None),
     ("GET", "/api/tasks/{id}", "task_id", None),
     ("POST", "/api/tasks/{id}/ack", "task_id", None),
+    ("GET", "/api/tasks/{id}/reassign-candidates", "task_id", None),
     ("GET", "/api/campaigns/{id}/progress", "run_id", None),
     ("GET", "/api/hazards/{id}", "run_id", None),
     ("GET", "/api/extension-requests/{id}", "request_id", None),
