@@ -228,3 +228,19 @@ def install(app: FastAPI) -> None:
             "error": "evidence_store_unavailable",
             "detail": "证据存储暂不可用，请稍后重试 / evidence store unavailable; try again later"},
             headers={"Retry-After": "30"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input (bad input is a 4xx above). Starlette logs the traceback once
+        # the answer is sent; the caller gets JSON in the product's words, never the bare
+        # "Internal Server Error" text a phone would show as is. Whatever the request wrote
+        # inside a transaction was rolled back with it; what it may have done outside one is
+        # for the person to look at, so the answer says to check before trying again.
+        return JSONResponse(status_code=500, content=INTERNAL_ERROR)
+
+
+INTERNAL_ERROR = {
+    "error": "internal_error",
+    "detail": "服务器内部错误，本次操作未能完成，已记入日志；请刷新查看当前状态后再试，"
+              "如仍出错请联系系统管理员 / internal error (logged): the request did not complete; "
+              "reload to see the current state before trying again"}

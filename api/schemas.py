@@ -31,6 +31,7 @@ from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from flows.sweeper import ladder_level
 from models.audit import ACTOR_NAMES, AuditEvent
+from models.base import MAX_ID
 from models.escalation import Escalation
 from models.org import ROLE_NAMES_ZH
 from models.run import Run
@@ -111,7 +112,7 @@ class StageChange(BaseModel):
     stage: str
     # Going back (a warning downgraded): what becomes of the higher stages' open tasks is the
     # commander's word, never a default; without either field they stay open, as before.
-    call_off: list[StrictInt] = Field(
+    call_off: list[Annotated[StrictInt, Field(ge=1, le=MAX_ID)]] = Field(
         default_factory=list, max_length=100_000,
         description="Going back to an earlier stage: ids of the open tasks of the stages above "
         "it to call off (已撤销); the others stay open. Needs `note`.")

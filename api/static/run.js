@@ -205,8 +205,9 @@ function whoLine(step) {
   // A task handed out to nobody (no one holds the role at its unit or above: a gas leak
   // started for a street has no grid worker): said in red, with what to do, not as "—".
   else if (!step.assignees.length && OPEN.has(step.status)) {
-    return h("p", { class: "unmet nobody",
-      text: `${place} · 负责人：无人——本单位及上级单位均无“${step.role_name || step.role}”，请改派给具体人员` });
+    return h("p", { class: "unmet nobody" },
+      `${place} · 负责人：无人——本单位及上级单位均无“${step.role_name || step.role}”，`,
+      h("a", { class: "reassign-link", href: `/tasks/${step.id}#reassign`, text: "请改派给具体人员" }));
   }
   return h("p", { class: "meta", text: `${place} · 负责人：${people}` });
 }

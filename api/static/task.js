@@ -20,6 +20,8 @@ const state = {
   spec: null, // the playbook's step: outputs, evidence, verify, extension
   requests: null,
   requestsError: null,
+  candidates: null, // whom the caller may hand the task to (改派); null: they may not
+
   files: null, // evidence chosen for the next submission: [{id, name, sha256, warning}]
   uploading: 0,
   form: null, // the completion form while it is drawn (its draft is kept on the phone)
@@ -782,6 +784,87 @@ function drawAgain() {
   return null;
 }
 
+// -- handing the task to a named person (改派) ------------------------------------------------
+
+// Asked of the API only by who might reassign (whoever may act on the task, a commander, an
+// admin); its answer is the list, its 403 means no 改派 section at all.
+async function loadCandidates(q = "") {
+  const { task, who } = state;
+  const supervises = who.roles.some((r) => r.role === "commander" || r.role === "admin");
+  if (!OPEN.includes(task.status) || !(mayAct() || supervises)) {
+    state.candidates = null;
+    return;
+  }
+  try {
+    const query = new URLSearchParams({ limit: "200" });
+    if (q) query.set("q", q);
+    state.candidates = await api(`/api/tasks/${taskId}/reassign-candidates?${query}`);
+  } catch {
+    state.candidates = null;
+  }
+}
+
+function candidateText(p) {
+  const what = p.title || (p.roles || []).join("、");
+  const notes = [p.holds_role ? "可直接办理" : "", p.current ? "当前负责人" : ""].filter(Boolean);
+  return [p.name, what, p.unit_name].filter(Boolean).join(" · ") +
+    (notes.length ? `（${notes.join("，")}）` : "");
+}
+
+function drawReassign() {
+  const found = state.candidates;
+  const { task } = state;
+  if (!found || !OPEN.includes(task.status)) return null;
+  const search = h("input", { id: "reassign-q", type: "search", placeholder: "按姓名、职务或单位查找",
+    "aria-label": "查找人员" });
+  const pick = h("select", { id: "reassign-person", name: "person", "aria-label": "改派给" },
+    h("option", { value: "", text: found.data.length ? "— 选择人员 —" : "无可选人员" }),
+    found.data.map((p) => h("option", { value: p.id, disabled: p.current, text: candidateText(p) })));
+  const more = found.count > found.data.length
+    ? h("p", { class: "meta", text: `共 ${found.count} 人，仅列出前 ${found.data.length} 人，请输入姓名查找` })
+    : null;
+  const send = h("button", { id: "reassign-send", type: "submit", class: "primary", text: "改派" });
+  const nobody = task.assignees.length ? null
+    : h("p", { class: "unmet", text: "此任务当前无人负责：请指定具体人员办理。" });
+  const form = h("form", { id: "reassign-form", novalidate: true, autocomplete: "off" },
+    nobody, h("label", { for: "reassign-person", text: "改派给" }), search, pick, more, send);
+  let searching = 0;
+  search.addEventListener("input", () => {
+    const mine = ++searching; // the newest search wins over a slower earlier one
+    window.setTimeout(async () => {
+      if (mine !== searching) return;
+      await loadCandidates(search.value.trim());
+      if (mine !== searching || !state.candidates) return;
+      clear(pick).append(h("option", { value: "", text: state.candidates.data.length ? "— 选择人员 —" : "无匹配人员" }),
+        ...state.candidates.data.map((p) => h("option", { value: p.id, disabled: p.current, text: candidateText(p) })));
+    }, 250);
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFlash();
+    if (!pick.value) {
+      pick.setAttribute("aria-invalid", "true");
+      pick.focus();
+      flash("请选择改派给谁", "error");
+      return;
+    }
+    const name = pick.selectedOptions[0].textContent.split(" · ")[0];
+    send.disabled = true;
+    try {
+      state.task = await api(`/api/tasks/${taskId}/reassign`, { method: "POST",
+        json: { person: pick.value } });
+      await loadCandidates();
+      redraw(`已改派给 ${name}，已通知本人`);
+    } catch (err) {
+      showError(err, form);
+      markField(form, err);
+    } finally {
+      send.disabled = false;
+    }
+  });
+  return section("reassign", "改派", form);
+}
+
 // -- drawing and loading -----------------------------------------------------------------------
 
 function draw() {
@@ -790,6 +873,9 @@ function draw() {
   document.title = `${task.title} · closeloop`;
   const content = clear($("#content"));
   const parts = [drawSummary(), drawAgain(), drawRejected(), drawPaired()];
+  // Nobody holds it (no one has its role here or above): naming someone is the one thing to do.
+  const reassign = drawReassign();
+  if (reassign && !task.assignees.length) parts.push(reassign);
   // An item waiting on its own earlier step (item_needs): nothing to do yet, and nothing counts.
   if (task.status === "pending") parts.push(h("p", { id: "not-yet", class: "meta", text: "尚未开始：前序步骤完成后才能办理，届时另行通知。" }));
   if (task.status === "ready" && mayAct()) parts.push(drawAck());
@@ -802,7 +888,9 @@ function draw() {
   }
   if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());
   else if (task.status === "submitted" && mayAct()) parts.push(drawWaiting());
-  parts.push(drawSubmitted(), drawExtensions(), drawAbout());
+  parts.push(drawSubmitted(), drawExtensions());
+  if (reassign && task.assignees.length) parts.push(reassign);
+  parts.push(drawAbout());
   for (const part of parts) if (part) content.append(part);
   liveCountdowns(document);
 }
@@ -837,6 +925,6 @@ startPage(async (who) => {
       "无法打开该任务。", h("a", { href: "/inbox", text: "返回我的待办" })));
     return;
   }
-  await Promise.all([loadContext(), loadRequests()]);
+  await Promise.all([loadContext(), loadRequests(), loadCandidates()]);
   draw();
 });

@@ -663,7 +663,8 @@ def test_a_task_handed_to_nobody_says_so_in_red_with_what_to_do(
         signed_in: SignedIn, server: Any) -> None:
     """A gas leak started for a street: no grid worker at the street or above. The response
     starts (at 3 a.m. half-staffed beats none), and the page says the site check has nobody,
-    so the commander reassigns it, instead of showing "—"."""
+    instead of showing "—"; its link takes the commander to the task, where 改派 names
+    someone from the people they may hand it to."""
     run_id = start_leak(server, unit="pingshan-street")
     receive = step_of(server, run_id, "receive")  # the duty room takes the alert first
     call(server, "pingshan-duty-1", "POST", f"/api/tasks/{receive['id']}/complete",
@@ -674,9 +675,26 @@ def test_a_task_handed_to_nobody_says_so_in_red_with_what_to_do(
     page.goto(server.url(f"/runs/{run_id}"))
     nobody = step_item(page, "verify").locator(".nobody")
     expect(nobody).to_contain_text("负责人：无人——本单位及上级单位均无“网格员”，请改派给具体人员")
-    call(server, "wang-qiang", "POST", f"/api/tasks/{verify['id']}/reassign",
-         json={"person": "pingshan-street-duty"})
-    page.reload()
+    nobody.locator("a.reassign-link").click()
+    page.wait_for_url(f"**/tasks/{verify['id']}#reassign")
+    form = page.locator("#reassign-form")
+    expect(form).to_contain_text("此任务当前无人负责")
+    form.locator("#reassign-send").click()  # nobody chosen yet: said, nothing sent
+    expect(page.locator("#flash")).to_contain_text("请选择改派给谁")
+    form.locator("#reassign-q").fill("梁子健")  # narrows the list on the server's side
+    duty = form.locator("#reassign-person option[value='pingshan-street-duty']")
+    expect(duty).to_have_count(1)
+    expect(form.locator("#reassign-person option:not([value=''])")).to_have_count(
+        len(call(server, "wang-qiang", "GET",
+                 f"/api/tasks/{verify['id']}/reassign-candidates?q=梁子健")["data"]))
+    form.locator("#reassign-person").select_option("pingshan-street-duty")
+    form.locator("#reassign-send").click()
+    expect(page.locator("#flash")).to_contain_text("已改派给")
+    assert [a["id"] for a in step_of(server, run_id, "verify")["assignees"]] == [
+        "pingshan-street-duty"]
+    expect(page.locator("#reassign-form")).not_to_contain_text("此任务当前无人负责")
+    expect(page.locator("#reassign-person option[value='pingshan-street-duty']")).to_be_disabled()
+    page.goto(server.url(f"/runs/{run_id}"))
     expect(step_item(page, "verify").locator(".nobody")).to_have_count(0)
 
 
