@@ -92,6 +92,9 @@ def _message(error: dict[str, object]) -> str:
         said = english.split(", ", 1)[1]
         if _CJK.match(said):  # a validator that speaks Chinese first already
             return said
+        if said.startswith("Expected UploadFile"):  # FastAPI's own check of a File() field
+            return ("须为上传的文件（表单中的文件部分），不能是文本 / expected an uploaded file, "
+                    "not a text field")
     zh = _ZH_BY_TYPE.get(str(error.get("type", "")))
     if zh is None:
         return english

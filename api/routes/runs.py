@@ -59,6 +59,11 @@ def list_(
     `unit` is that unit and the units below it."""
     since = filter_time(rt, "since", since)
     until = filter_time(rt, "until", until)
+    if since is not None and until is not None and until < since:
+        # Nothing starts after since and before an earlier until: an empty page would read as
+        # "no runs then", when the dates were only swapped.
+        raise InvalidInput("until", "结束时间早于开始时间（since），请检查是否填反 / until is "
+                           "before since")
     statuses: list[str] = []
     for s in status.split(",") if status else []:
         if s not in RUN_STATUSES:

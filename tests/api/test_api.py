@@ -289,6 +289,7 @@ def test_list_runs_pages_with_count_limit_and_offset(
     ({"until": "2026-13-45"}, "until"),
     ({"since": "0001-01-01"}, "since"),  # converting it to UTC overflowed: a 500 before
     ({"until": "9999-12-31T23:59:59-12:00"}, "until"),
+    ({"since": "2027-01-01", "until": "2026-01-01"}, "until"),  # swapped: not "no runs"
 ])
 def test_list_runs_with_bad_filter_is_422_naming_it(
     client: TestClient, auth: Auth, query: Json, field: str
@@ -596,6 +597,11 @@ def test_upload_empty_or_missing_file_is_422_on_file(client: TestClient, auth: A
     assert error_field(r) == "file"
     r = client.post("/api/evidence", data={"other": "x"}, headers=auth("c1-grid"))
     assert error_field(r) == "file"
+    # The file's part sent as text: said as a person would fix it, not as a Python class.
+    r = client.post("/api/evidence", data={"file": "a.png"}, files={"task": (None, "1")},
+                    headers=auth("c1-grid"))
+    assert error_field(r) == "file"
+    assert "须为上传的文件" in r.json()["detail"] and "<class" not in r.json()["detail"]
 
 
 def test_upload_without_token_is_401(client: TestClient) -> None:
