@@ -408,6 +408,14 @@ function detailLine(event, titles) {
   if (event.action === "extension_refused") {
     parts.push(`申请延至 ${t.to || "—"}，期限仍为 ${t.from || "—"}`);
   }
+  // A run an import started has one event, not one per task handed out (flows/bulk_start.py):
+  // the tasks it gave out and passed over are said on it, so the timeline still tells them.
+  if (event.action === "imported") {
+    if (d.row !== null && d.row !== undefined) parts.push(`文件第 ${d.row} 行`);
+    const named = (keys) => keys.map((k) => titles.get(k) || k).join("、");
+    if (Array.isArray(d.ready) && d.ready.length) parts.push(`下达任务：${named(d.ready)}`);
+    if (Array.isArray(d.skipped) && d.skipped.length) parts.push(`不适用：${named(d.skipped)}`);
+  }
   if (d.number) parts.push(`文号 ${d.number}`);
   if (event.action === "delivery_resent") parts.push(`${d.title || ""} → ${personNames(d.recipient, event.names || {})}`);
   if (d.level !== undefined && !NO_LEVEL.has(event.action)) parts.push(`第 ${d.level} 级`);
