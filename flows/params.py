@@ -337,9 +337,11 @@ def check_values(
                 # Copy so a run that edits a list default cannot change the playbook.
                 values[name] = list(default) if isinstance(default, list) else default
             elif spec.required:
+                # By the label people read beside the box (事发地点), with the key for whoever
+                # calls the API; the English keeps its key as before.
+                said = f"“{spec.title}”（{name}）" if spec.title else f" '{name}'"
                 problems.append(ParamProblem(
-                    name, "missing", f"missing required {en} '{name}'",
-                    f"缺少必填{zh} '{name}'",
+                    name, "missing", f"missing required {en} '{name}'", f"缺少必填{zh}{said}",
                 ))
             else:
                 values[name] = None

@@ -151,7 +151,8 @@ function fieldLabel(form, field) {
   const input = fieldInput(form, field);
   if (!input) return null;
   const label = input.id ? form.querySelector(`label[for="${CSS.escape(input.id)}"]`) : null;
-  const text = label ? label.textContent : input.getAttribute("aria-label") || "";
+  // A label with more in it than its words (English, a * for required) says which in data-label.
+  const text = label ? label.dataset.label || label.textContent : input.getAttribute("aria-label") || "";
   return text.replace(/（必填）$/, "").trim() || null;
 }
 

@@ -104,7 +104,7 @@ function paramField(name, spec) {
     input.setAttribute("aria-required", "true");
   }
   return h("div", { class: "param", dataset: { param: name, type: spec.type } },
-    h("label", { for: input.id },
+    h("label", { for: input.id, dataset: { label: spec.title || name } },
       spec.title || name,
       spec.title_en ? h("span", { class: "en", text: ` ${spec.title_en}` }) : null,
       spec.required ? h("span", { class: "req", title: "必填", text: " *" }) : null),
@@ -236,7 +236,7 @@ async function send(form, refuseConcurrent) {
       showConcurrent(err.body.runs || []);
       return;
     }
-    showError(err);
+    showError(err, form);
     markField(form, err);
   }
 }

@@ -180,7 +180,9 @@ def test_a_missing_or_bad_param_is_the_apis_422_on_its_box_and_starts_nothing(
     page.goto(server.url("/runs/new?playbook=gas-leak"))
     expect(page.locator("#unit")).to_have_value("pingshan-street")
     page.click("#start-submit")
-    expect(page.locator("#flash")).to_contain_text("缺少必填参数 'location'")
+    # Said by the box's own words (地点), not by the key the API reads (params.location).
+    expect(page.locator("#flash")).to_contain_text("地点：缺少必填参数“地点”")
+    expect(page.locator("#flash")).not_to_contain_text("params.location")
     expect(page.locator("[name=location]")).to_have_attribute("aria-invalid", "true")
 
     page.fill("[name=location]", "坪山街道东纵路1号")
@@ -197,8 +199,8 @@ def test_a_missing_or_bad_param_is_the_apis_422_on_its_box_and_starts_nothing(
     # Two mistakes at once are both said and both boxes marked.
     page.fill("[name=location]", "")
     page.click("#start-submit")
-    expect(page.locator("#flash")).to_contain_text("缺少必填参数 'location'")
-    expect(page.locator("#flash")).to_contain_text("params.casualties")
+    expect(page.locator("#flash")).to_contain_text("缺少必填参数“地点”")
+    expect(page.locator("#flash")).to_contain_text("伤亡人数：应为整数")
     expect(page.locator("[name=location]")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("[name=casualties]")).to_have_attribute("aria-invalid", "true")
     assert call(server, "wang-qiang", "GET", "/api/runs")["count"] == 0
