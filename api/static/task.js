@@ -3,7 +3,8 @@
 // buttons show is a guess from the person's roles; whether they may is the API's call, and its
 // refusal is shown in its own words.
 import {
-  $, ApiError, STEP_STATUS, api, clear, clearFlash, download, flash, h, liveCountdowns, markField,
+  $, ApiError, STEP_STATUS, api, clear, clearFlash, countdown, download, flash, h, liveCountdowns,
+  markField,
   showError, shownValue, signInAgain, startPage, statusBadge,
 } from "/static/closeloop.js";
 
@@ -349,9 +350,12 @@ function redraw(message) {
 }
 
 function drawAck() {
-  const by = state.task.ack_due_at_local;
+  const { ack_due_at: due, ack_due_at_local: by } = state.task;
+  // Past its time the button says so (the sign-for is late and has been chased), not a "before"
+  // that has already gone by.
+  const late = Boolean(due) && countdown(due).overdue;
   const button = h("button", { id: "ack", type: "button", class: "primary",
-    text: by ? `签收（${by.slice(11)} 前）` : "签收" });
+    text: by ? `签收（${late ? `已超过签收时限 ${by.slice(11)}` : `${by.slice(11)} 前`}）` : "签收" });
   action(button, async () => {
     state.task = await api(`/api/tasks/${taskId}/ack`, { method: "POST" });
     redraw("已签收");
@@ -509,6 +513,7 @@ async function upload(files, boxes, status, label = null) {
     }
   }
   if (told.length) flash(told.join("；"), "error");
+  else clearFlash(); // an earlier file's refusal no longer stands once these went up
 }
 
 function drawCompletion() {
@@ -683,6 +688,13 @@ function drawRequestForm() {
     h("label", { for: "ext-reason", text: "延期原因" }), reason, send);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    clearFlash();
+    if (!due.value) { // said here: the API would only say the empty text is no date
+      due.setAttribute("aria-invalid", "true");
+      due.focus();
+      flash("请选择新期限", "error");
+      return;
+    }
     send.disabled = true;
     try {
       // A bare date is the end of that day (24:00) to the API, as deadlines are printed.

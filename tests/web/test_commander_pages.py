@@ -154,7 +154,7 @@ def test_starting_again_where_the_same_response_runs_asks_first(
 
 
 def test_the_task_page_shows_the_acknowledgement_deadline_and_stops_counting_once_done(
-        signed_in: SignedIn, server: Any) -> None:
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
     run_id = start_leak(server)
     receive = step_of(server, run_id, "receive")
     assert (receive["ack_due_at_local"], receive["due_at_local"]) == (
@@ -163,6 +163,9 @@ def test_the_task_page_shows_the_acknowledgement_deadline_and_stops_counting_onc
     page.goto(server.url(f"/tasks/{receive['id']}"))
     expect(page.locator("#ack-due-local")).to_have_text("2026-03-02 09:01")
     expect(page.locator("#ack")).to_have_text("签收（09:01 前）")
+    clock.advance(timedelta(minutes=2))  # 09:02: the sign-for is late, and the button says so
+    page.reload()
+    expect(page.locator("#ack")).to_have_text("签收（已超过签收时限 09:01）")
     page.click("#ack")
     expect(page.locator("#ack")).to_have_count(0)
     expect(page.locator("#ack-due-local")).to_have_count(0)  # answered: no longer due

@@ -75,6 +75,12 @@ def test_refused_photos_are_each_named_and_one_too_large_is_not_sent(
         "「IMG_20261202_101500.jpg」超过上限 20 MB（本文件 21 MB），未上传")
     expect(flash).to_contain_text("「现场照片.jpg」未上传：只接受照片")
     assert len(sent) == 2  # the renamed file and the photo; the large one never left the phone
+    # A good photo chosen next: the refusals above no longer stand, so they leave the screen.
+    later = tmp_path / "later"  # its own folder: the files chosen above are not rewritten
+    later.mkdir()
+    page.set_input_files("#evidence-1", photos(later, (30, 90, 160)))
+    uploads_done(page, 2)
+    expect(flash).to_be_hidden()
 
 
 def test_a_photo_just_chosen_is_shown_from_the_phone_not_fetched_back(
