@@ -25,6 +25,7 @@ from api.schemas import (
 from flows import tasks
 from flows.access import can_read_step, can_read_unit, listing_units, unit_and_below
 from flows.output_checks import paired_records
+from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound
 from models.queries import list_steps, rehanded_as
@@ -117,14 +118,14 @@ def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
 @router.post("/{task_id}/ack", response_model=StepPublic)
 def ack(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
     """Acknowledge (签收/叫应) a task."""
-    return step_view(rt, tasks.ack(rt, step_id=task_id, actor=person))
+    return _answer(rt, tasks.ack(rt, step_id=task_id, actor=person))
 
 
 @router.post("/{task_id}/complete", response_model=StepPublic)
 def complete(task_id: RowId, body: Completion, rt: RuntimeDep,
              person: CurrentPerson) -> StepPublic:
     """Complete a task (with evidence where required); goes to verification if required."""
-    return step_view(rt, tasks.complete(rt, step_id=task_id, actor=person, note=body.note,
+    return _answer(rt, tasks.complete(rt, step_id=task_id, actor=person, note=body.note,
                                         outputs=body.outputs, evidence=body.evidence,
                                         evidence_labels=body.evidence_labels))
 
@@ -133,14 +134,14 @@ def complete(task_id: RowId, body: Completion, rt: RuntimeDep,
 def verify(task_id: RowId, body: Verification, rt: RuntimeDep,
            person: CurrentPerson) -> StepPublic:
     """Approve or reject a submitted task (a second person where the playbook says so)."""
-    return step_view(rt, tasks.verify(rt, step_id=task_id, actor=person, approve=body.approve,
+    return _answer(rt, tasks.verify(rt, step_id=task_id, actor=person, approve=body.approve,
                                       note=body.note, submitted_at=body.submitted_at))
 
 
 @router.post("/{task_id}/extend", response_model=StepPublic)
 def extend(task_id: RowId, body: Extension, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
     """Move a task's deadline (the original is kept); the escalation ladder restarts."""
-    return step_view(rt, tasks.extend(rt, step_id=task_id, actor=person, due_at=body.due_at,
+    return _answer(rt, tasks.extend(rt, step_id=task_id, actor=person, due_at=body.due_at,
                                       reason=body.reason))
 
 
@@ -171,4 +172,14 @@ def reassign(task_id: RowId, body: Reassignment, rt: RuntimeDep,
              person: CurrentPerson) -> StepPublic:
     """Hand a task to a named person: a colleague of its unit (or a holder of its role); a
     commander also to people of their own unit and below; never to one who cannot see the run."""
-    return step_view(rt, tasks.reassign(rt, step_id=task_id, actor=person, person=body.person))
+    return _answer(rt, tasks.reassign(rt, step_id=task_id, actor=person, person=body.person))
+
+
+def _answer(rt: Runtime, step: StepInstance) -> StepPublic:
+    """What an action answers: the task as GET /api/tasks/{id} shows it (its run's title, when
+    its sign-for is due), so the phone redraws from the answer without a second request."""
+    with read_session(rt.db) as session:
+        run = session.get(Run, step.run_id)
+    spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
+    return step_view(rt, step, run_title=run.title if run else None, spec=spec)
+

@@ -763,7 +763,12 @@ def test_reassign_hands_the_task_to_a_named_person(client: TestClient, auth: Aut
     assert act(client, auth, receive["id"], "complete", "s1-duty", {}).status_code == 403
     inbox = client.get("/api/inbox", headers=auth("s1-insp1")).json()["data"]
     assert any(n["kind"] == "assigned" and n["step_id"] == receive["id"] for n in inbox)
-    assert act(client, auth, receive["id"], "complete", "s1-insp1", {}).status_code == 200
+    done = act(client, auth, receive["id"], "complete", "s1-insp1", {})
+    assert done.status_code == 200
+    # An action answers the task as GET shows it, its run named (the phone redraws from it).
+    shown = client.get(f"/api/tasks/{receive['id']}", headers=auth("s1-insp1")).json()
+    assert done.json()["run_title"] == shown["run_title"] and shown["run_title"]
+    assert done.json() == shown
 
 
 def test_assignee_may_hand_their_own_task_on(client: TestClient, auth: Auth) -> None:
