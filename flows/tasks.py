@@ -321,17 +321,20 @@ def check_labels(spec: StepSpec, rows: list[Evidence], labels: dict[str, str]
             raise InvalidInput(f"evidence_labels.{ev_id}", f"证据 {_named(rows[position[ev_id]])}"
                                f" 的类别 '{clipped(label)}' 不是 {shown} 之一 / label "
                                f"'{clipped(label)}' is not one of {', '.join(allowed)}")
-    for i, row in enumerate(rows):
-        if row.content_type.startswith("image/") and row.id not in labels:
-            raise InvalidInput(f"evidence[{i}]", f"照片 {_named(row)} 未标明是{shown}中的"
-                               f"哪一类 / photo '{row.id}' is not marked as one of "
-                               f"{', '.join(allowed)}")
-    for label in allowed:
-        if not any(labels.get(row.id) == label and row.content_type.startswith("image/")
-                   for row in rows):
-            raise InvalidInput(f"evidence_labels.{label}", f"缺少{label}照片，{shown}照片各需"
-                               f"至少一张 / no photo marked {label}: each of "
-                               f"{', '.join(allowed)} needs one")
+    # Every photo left unmarked and every label left without a photo, in one answer: a
+    # rectifier on site fixes them all at once, not one refusal per try.
+    problems = [(f"evidence[{i}]", f"照片 {_named(row)} 未标明是{shown}中的哪一类 / photo "
+                 f"'{row.id}' is not marked as one of {', '.join(allowed)}")
+                for i, row in enumerate(rows)
+                if row.content_type.startswith("image/") and row.id not in labels]
+    problems += [(f"evidence_labels.{label}", f"缺少{label}照片，{shown}照片各需至少一张 / no "
+                  f"photo marked {label}: each of {', '.join(allowed)} needs one")
+                 for label in allowed
+                 if not any(labels.get(row.id) == label and row.content_type.startswith("image/")
+                            for row in rows)]
+    if problems:
+        (field, message), *others = problems
+        raise InvalidInput(field, message, tuple(others))
     return {row.id: labels[row.id] for row in rows if row.id in labels}
 
 

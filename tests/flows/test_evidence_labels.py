@@ -83,6 +83,17 @@ def test_two_photos_of_the_finished_work_are_refused_for_the_missing_before(
     assert "缺少整改前照片" in str(err)
 
 
+def test_everything_missing_is_said_in_one_refusal(demo: Runtime) -> None:
+    """Nothing marked 整改前 nor 整改后, and a photo not marked at all: one answer names all
+    three, so the rectifier fixes them in one go instead of one refusal per try."""
+    step = ready_step(demo)
+    ids = shots(demo, 2)
+    err = refusal(demo, step, ids, {})
+    assert [err.field, *(f for f, _ in err.others)] == [
+        "evidence[0]", "evidence[1]", "evidence_labels.整改前", "evidence_labels.整改后"]
+    assert "缺少整改后照片" in dict(err.others)["evidence_labels.整改后"]
+
+
 def test_a_photo_not_marked_is_named_by_its_file(demo: Runtime) -> None:
     step = ready_step(demo)
     ids = shots(demo, 2)
