@@ -404,6 +404,15 @@ class RunPublic(BaseModel):
         "called off (named in its `rehanded_from`), with new deadlines from this entry. Tasks "
         "done before the downgrade stay done and tasks kept open then stay as they are: "
         "neither is handed out twice. [] when nothing was called off")
+    overdue_tasks: int | None = Field(
+        default=None, description="Only in GET /api/runs, for a running run: how many of its "
+        "tasks still to be done (ready, acked, sent back) are past their deadline; 0 when "
+        "none; null for a run not running. Work handed in and awaiting its verifier is not "
+        "counted: the assignee's clock stops there, as the run page's 逾期 N 天 does")
+    max_overdue_days: int | None = Field(
+        default=None, description="Only in GET /api/runs: the most overdue of those tasks in "
+        "逾期天数 (calendar days past the deadline's last day, at least 1, as a task's "
+        "`overdue_days` counts them); null when none is overdue")
     holdup: list[Holdup] | None = Field(
         default=None, description="Only in GET /api/runs/{id} of a running run: its open tasks "
         "(当前卡点), the overdue first, each with who has it now and since when, its days "

@@ -4,6 +4,7 @@ on indexes (an inbox is a range of ix_step_inbox / ix_step_person, not a scan)."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from models.audit import AuditEvent
 from models.documents import PlaybookVersion
 from models.escalation import Escalation
 from models.run import Run
-from models.task import SUBMITTED, StepInstance
+from models.task import ACTIONABLE_STATUSES, SUBMITTED, StepInstance
 
 
 def list_runs(
@@ -44,6 +45,34 @@ def list_runs(
         select(Run).where(where).order_by(Run.id.desc()).offset(offset).limit(limit)  # type: ignore[union-attr]
     ).all()
     return list(rows), int(total)
+
+
+@dataclass(frozen=True)
+class LateWork:
+    """A run's tasks past their deadline: how many, and the earliest deadline missed."""
+
+    tasks: int
+    earliest_due: datetime
+
+
+def late_work(session: Session, *, run_ids: Sequence[int], now: datetime
+              ) -> dict[int, LateWork]:
+    """For each of `run_ids` (a page of runs) with tasks still to be done (ready, acked, sent
+    back: the statuses whose clock runs, flows/timers.py) past their deadline, their number
+    and the earliest deadline; runs with none are absent. One grouped query for the page on
+    ux_step_item, whose first column is run_id: each run's steps are one index range, so the
+    cost follows the page's steps, never the table's."""
+    wanted = list(dict.fromkeys(run_ids))
+    if not wanted:
+        return {}
+    rows = session.exec(
+        select(StepInstance.run_id, func.count(), func.min(StepInstance.due_at))
+        .where(StepInstance.run_id.in_(wanted),  # type: ignore[attr-defined]
+               StepInstance.action == "task",
+               StepInstance.status.in_(ACTIONABLE_STATUSES),  # type: ignore[attr-defined]
+               StepInstance.due_at < now)  # type: ignore[operator]
+        .group_by(StepInstance.run_id))
+    return {run_id: LateWork(int(count), earliest) for run_id, count, earliest in rows}
 
 
 def list_steps(

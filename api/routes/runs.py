@@ -22,11 +22,18 @@ from api.schemas import (
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
 from flows.concurrent import overlapping_runs
+from flows.exports import late_days
 from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import InvalidInput
-from models.queries import list_runs, playbook_has_runs, playbooks_with_runs, run_detail
-from models.run import RUN_STATUSES
+from models.queries import (
+    late_work,
+    list_runs,
+    playbook_has_runs,
+    playbooks_with_runs,
+    run_detail,
+)
+from models.run import RUN_STATUSES, RUNNING, Run
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -77,8 +84,23 @@ def list_(
             _check_playbook(rt, session, playbook)
         rows, total = list_runs(session, units=units, playbook=playbook, status=statuses,
                                 since=since, until=until, limit=limit, offset=offset)
-    return RunsPublic(data=[run_view(rt, r) for r in rows], count=total, limit=limit,
-                      offset=offset)
+        views = _with_late_work(rt, session, rows)
+    return RunsPublic(data=views, count=total, limit=limit, offset=offset)
+
+
+def _with_late_work(rt: Runtime, session: Session, rows: list[Run]) -> list[RunPublic]:
+    """The page's runs, each running one with its overdue tasks and the worst lateness, so a
+    commander scanning the list sees which runs are late without opening each. Only a running
+    run owes work; the page's running runs are read in one query together."""
+    now = rt.clock.now()
+    late = late_work(session, run_ids=[r.id or 0 for r in rows if r.status == RUNNING], now=now)
+    views = [run_view(rt, r) for r in rows]
+    for run, view in zip(rows, views, strict=True):
+        if run.status == RUNNING:
+            work = late.get(view.id)
+            view.overdue_tasks = work.tasks if work else 0
+            view.max_overdue_days = late_days(work.earliest_due, now, rt.tz) if work else None
+    return views
 
 
 def _check_playbook(rt: Runtime, session: Session, playbook: str) -> None:

@@ -12,15 +12,28 @@ const LIMIT = 50;
 const YES_NO = [["", "全部"], ["true", "是"], ["false", "否"]];
 // The statuses, grades, sources and risk levels the lists accept come from the loaded register
 // playbooks (GET /api/registers/vocabulary), so a bureau's own playbook brings its own phases.
-// `open` and `closed` are the API's own two statuses, named here.
-const STATUS_NAMES = { open: "未销号", closed: "已销号" };
+// Besides the phases the API takes two groups, `open` and `closed`. Only `open` is offered:
+// `closed` (销号 done, so also the hazards in 回头看) would read 已销号 like the phase 已销号,
+// which lists only the hazards whose 状态 says 已销号, and two options of one name listing
+// different hazards is what a person cannot tell apart. A link may still carry `closed`.
+const STATUS_GROUPS = { open: "未销号（全部）", closed: "已销号（含回头看）" };
+const OFFERED_GROUPS = ["open"];
 let vocabulary = { statuses: [], grades: [], sources: [], risk_levels: [] };
 
 function vocabularyOptions(key) {
   const values = vocabulary[key];
   if (values === null) return null; // free text in some register playbook: a text box
-  return [["", "全部"], ...values.map((v) => [v, STATUS_NAMES[v] || v])];
+  if (key !== "statuses") return [["", "全部"], ...values.map((v) => [v, v])];
+  const phases = values.filter((v) => !Object.hasOwn(STATUS_GROUPS, v));
+  const options = [...OFFERED_GROUPS.map((v) => [v, STATUS_GROUPS[v]]), ...phases.map((v) => [v, v])];
+  // Each name once, whatever a playbook calls its phases: the first option of a name stays.
+  const byLabel = new Map();
+  for (const [value, label] of options) if (!byLabel.has(label)) byLabel.set(label, value);
+  return [["", "全部"], ...[...byLabel].map(([label, value]) => [value, label])];
 }
+
+// What a value from the address reads as when the list does not offer it.
+const valueLabel = (f, value) => (f.name === "status" && STATUS_GROUPS[value]) || value;
 
 // A month "2026-03" as the found_since / found_until pair (local time: the API reads a time
 // without a zone as the bureau's).
@@ -48,8 +61,9 @@ const HAZARD_FILTERS = [
   Q_HAZARD,
 ];
 
-// The rectification register is the open hazards' list: no status to pick, found any month.
-const RECTIFICATION_FILTERS = HAZARD_FILTERS.filter((f) => !["status", "month"].includes(f.name));
+// The rectification register is the open hazards' list: no status to pick. The month found
+// is the API's filter there as on the hazard list (and its export's).
+const RECTIFICATION_FILTERS = HAZARD_FILTERS.filter((f) => f.name !== "status");
 
 const RISK_FILTERS = [
   UNIT,
@@ -124,11 +138,12 @@ const REGISTERS = {
     label: "整改清单", list: "/api/registers/rectification",
     exportPath: "/api/registers/rectification/export", manager: true,
     filters: RECTIFICATION_FILTERS, columns: RECTIFICATION_COLUMNS, noun: "条未销号隐患",
+    about: "未销号隐患的整改措施、期限和当前办理人",
     importPath: "/api/hazards/import", importTitle: "导入隐患清单", importHint: HAZARD_IMPORT_HINT,
   },
   risks: {
     label: "风险清单", list: "/api/risks", exportPath: "/api/risks/export", manager: true,
-    filters: RISK_FILTERS, columns: RISK_COLUMNS, noun: "个风险点",
+    filters: RISK_FILTERS, columns: RISK_COLUMNS, noun: "个风险点", about: "风险点及其管控措施",
     importPath: "/api/risks/import", importTitle: "导入风险清单", importHint: RISK_IMPORT_HINT,
   },
 };
@@ -188,7 +203,7 @@ function field(f, value, who) {
       options.map(([v, label]) => h("option", { value: v, selected: v === value, text: label })));
     if (value && !options.some(([v]) => v === value)) {
       // A value from the address the list does not offer: kept, so the API can say what is wrong.
-      input.append(h("option", { value, selected: true, text: value }));
+      input.append(h("option", { value, selected: true, text: valueLabel(f, value) }));
     }
   } else {
     // A number in a text box: a number box turns "abc" into nothing, so the list would show
@@ -265,6 +280,50 @@ function drawPager(page, state, go) {
   );
 }
 
+// -- a manager's register refused ----------------------------------------------------------------
+
+// The API's Chinese half of "中文 / English": the page speaks Chinese first, and the English
+// role name ("requires role 'manager' …") is for the log, not for a street's inspector.
+const chinese = (detail) => String(detail).split(" / ")[0];
+
+// Whether the page may draw a register's controls before the API has answered: a manager's
+// register only for a manager (/api/me), so nobody else sees filters the API will refuse.
+function controlsAllowed(reg, who) {
+  return !reg.manager || isManager(who);
+}
+
+function showControls(on) {
+  $("#filters").hidden = !on;
+  if (!on) {
+    clear($("#filters"));
+    $("#actions").hidden = true;
+    $("#import").hidden = true;
+  }
+}
+
+// The API refused a manager's register: say who may read it and where to go instead, in place
+// of the controls that cannot work. `err.detail` names the role and its holders now (孙丽).
+function drawRefused(reg, err) {
+  showControls(false);
+  clear($("#table"));
+  clear($("#pager"));
+  $("#summary").textContent = "";
+  $("#refused-title").textContent = `您无权查看${reg.label}`;
+  $("#refused-who").textContent = `${reg.label}（${reg.about}）由科室负责人（本单位或上级单位）` +
+    "和系统管理员查看、导出。";
+  $("#refused-reason").textContent = `${chinese(err.detail)}。如需查阅，请联系上述人员。`;
+  $("#refused").hidden = false;
+}
+
+// The filters of one register carried to another: every one the target has, by name (unit,
+// text, grade, month ...); the names of the others that were set, to say they were dropped.
+function carryFilters(from, to, filters) {
+  const names = new Set(to.filters.map((f) => f.name));
+  const carried = Object.fromEntries(to.filters.map((f) => [f.name, filters[f.name] || ""]));
+  const dropped = from.filters.filter((f) => filters[f.name] && !names.has(f.name)).map((f) => f.label);
+  return { carried, dropped };
+}
+
 // -- import ------------------------------------------------------------------------------------
 
 function resetImportReport() {
@@ -326,11 +385,19 @@ startPage(async (who) => {
     try {
       const page = await api(reg.list + query(params));
       if (mine !== asked) return;
+      if ($("#filters").hidden) drawControls(); // the API answered one /api/me said it would not
       markField($("#filters"), null);
       drawTable(reg, page.data);
       drawPager(page, state, (offset) => { state = { ...state, offset }; writeState(state); load(); });
     } catch (err) {
       if (mine !== asked) return;
+      // Refused a manager's register for the person's own branch (not for a unit they chose
+      // from a link): nothing on the page can change that, so no filters, only who may.
+      const own = !state.filters.unit || !controlsAllowed(reg, who);
+      if (reg.manager && own && err instanceof ApiError && err.status === 403) {
+        drawRefused(reg, err);
+        return;
+      }
       clear($("#table"));
       clear($("#pager"));
       $("#summary").textContent = "";
@@ -339,27 +406,40 @@ startPage(async (who) => {
     }
   }
 
-  function draw() {
-    const reg = REGISTERS[state.register];
-    document.title = `${reg.label} · 三个清单 · closeloop`;
-    $("#heading").textContent = `三个清单 · ${reg.label}`;
-    drawTabs(state, who, pick);
+  function drawControls() {
+    showControls(true);
     drawFilters(state, who);
     // Every export is a manager's (the API refuses anyone else).
     $("#actions").hidden = !isManager(who);
     drawImport(state, who);
     resetImportReport();
+  }
+
+  function draw() {
+    const reg = REGISTERS[state.register];
+    document.title = `${reg.label} · 三个清单 · closeloop`;
+    $("#heading").textContent = `三个清单 · ${reg.label}`;
+    drawTabs(state, who, pick);
+    $("#refused").hidden = true;
+    // A manager's register for anyone else: no controls until the API has said (a 403, drawn
+    // as who may read it; were it to answer, load() draws them).
+    if (controlsAllowed(reg, who)) drawControls();
+    else showControls(false);
     return load();
   }
 
   function pick(register) {
     if (register === state.register) return;
-    // The unit and the text search carry over; the other filters belong to one register.
-    const keep = { unit: state.filters.unit, q: state.filters.q };
-    const filters = {};
-    for (const f of REGISTERS[register].filters) filters[f.name] = keep[f.name] || "";
-    state = { register, filters, offset: 0 };
+    // Every filter the other register has is carried over and shown in its controls; the
+    // others are dropped, and the page says which, so no list is filtered unseen.
+    const target = REGISTERS[register];
+    const { carried, dropped } = carryFilters(REGISTERS[state.register], target, state.filters);
+    state = { register, filters: carried, offset: 0 };
     clearFlash();
+    if (dropped.length) {
+      flash(`${target.label}没有${dropped.map((l) => `“${l}”`).join("")}筛选条件，已去掉；` +
+        "其余条件保留。", "notice");
+    }
     writeState(state);
     draw();
   }

@@ -72,26 +72,42 @@ function playbookName(run, names) {
   return names.get(run.playbook) || run.playbook;
 }
 
+// A running run's late work, from GET /api/runs: how many of its tasks are past their
+// deadline and the worst by days (the run page's 逾期 N 天), so a commander scanning the list
+// sees which runs to open first. Nothing for a run with none late.
+const isLate = (run) => (run.overdue_tasks || 0) > 0;
+
+function lateMark(run) {
+  if (!isLate(run)) return null;
+  const worst = run.max_overdue_days ? `，最长 ${run.max_overdue_days} 天` : "";
+  return h("span", { class: "badge overdue-badge run-overdue",
+    text: `${run.overdue_tasks} 项逾期${worst}` });
+}
+
 function table(runs, names) {
-  const head = ["事件/流程", "预案", "单位", "状态", "阶段", "启动时间", "启动人"];
+  const head = ["事件/流程", "预案", "单位", "状态", "逾期", "阶段", "启动时间", "启动人"];
   return h("div", { class: "table-wrap" }, h("table", { id: "runs-table" },
     h("thead", {}, h("tr", {}, head.map((text) => h("th", { scope: "col", text })))),
-    h("tbody", {}, runs.map((run) => h("tr", { dataset: { runId: run.id } },
-      h("td", {}, runLink(run)),
-      h("td", { text: playbookName(run, names) }),
-      h("td", { text: run.unit_name }),
-      h("td", {}, statusBadge(run.status, RUN_STATUS)),
-      h("td", { text: run.stage_title || "—" }),
-      h("td", { text: run.started_at_local }),
-      h("td", { text: run.started_by_name || run.started_by }),
+    h("tbody", {}, runs.map((run) => h("tr", {
+      class: isLate(run) ? "overdue-row" : null, dataset: { runId: run.id },
+    },
+    h("td", {}, runLink(run)),
+    h("td", { text: playbookName(run, names) }),
+    h("td", { text: run.unit_name }),
+    h("td", {}, statusBadge(run.status, RUN_STATUS)),
+    h("td", {}, lateMark(run) || "—"),
+    h("td", { text: run.stage_title || "—" }),
+    h("td", { text: run.started_at_local }),
+    h("td", { text: run.started_by_name || run.started_by }),
     )))));
 }
 
 function cards(runs, names) {
   return h("div", { class: "cards" }, runs.map((run) => h("article", {
-    class: "card run-card", dataset: { runId: run.id },
+    class: `card run-card${isLate(run) ? " is-overdue" : ""}`, dataset: { runId: run.id },
   },
   h("h3", {}, runLink(run), " ", statusBadge(run.status, RUN_STATUS)),
+  lateMark(run) ? h("p", {}, lateMark(run)) : null,
   h("p", { class: "meta" }, `${playbookName(run, names)} · ${run.unit_name}`,
     run.stage ? ` · 阶段 ${run.stage_title}` : ""),
   h("p", { class: "meta" }, `${run.started_at_local} 由 ${run.started_by_name || run.started_by} 启动`),

@@ -1,0 +1,53 @@
+"""The runs list (/runs) shows which running runs have overdue work: a commander scanning it
+sees the late ones in red, how many tasks are late and by how many days at worst (the run
+page's 逾期 N 天), without opening each run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from flows.lifecycle import cancel_run, start_run
+from models.clock import ManualClock
+
+SignedIn = Callable[..., Page]
+INSPECTOR = "pingshan-street-inspector-1"
+
+
+def register_hazard(server: Any, location: str) -> int:
+    run = start_run(server.rt, playbook_id="hazard-3030", unit_id="liuhe",
+                    params={"location": location, "grade": "一般"}, actor=INSPECTOR)
+    return run.id or 0
+
+
+def test_the_runs_list_marks_running_runs_with_overdue_tasks(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    late = register_hazard(server, "六和社区旧厂房")  # rectify: due in 30 days
+    withdrawn = register_hazard(server, "六和社区误登记")
+    cancel_run(server.rt, run_id=withdrawn, actor="wang-qiang", reason="误登记")
+    clock.advance(timedelta(days=65))  # 35 days past the first one's deadline
+    fresh = register_hazard(server, "六和社区新仓库")
+
+    page = signed_in("wang-qiang")
+    page.goto(server.url("/runs"))
+    rows = page.locator("#runs-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#runs-table thead th")).to_contain_text(["逾期"])
+    late_row = page.locator(f"#runs-table tr[data-run-id='{late}']")
+    expect(late_row).to_have_class("overdue-row")
+    expect(late_row.locator(".run-overdue")).to_have_text("1 项逾期，最长 35 天")
+    for quiet in (fresh, withdrawn):
+        row = page.locator(f"#runs-table tr[data-run-id='{quiet}']")
+        expect(row).not_to_have_class("overdue-row")
+        expect(row.locator(".run-overdue")).to_have_count(0)
+
+    # On a phone: the same on the card.
+    phone = signed_in("wang-qiang", phone=True)
+    phone.goto(server.url("/runs"))
+    card = phone.locator(f"#runs .run-card[data-run-id='{late}']")
+    expect(card.locator(".run-overdue")).to_have_text("1 项逾期，最长 35 天")
+    expect(card).to_have_class("card run-card is-overdue")
+    expect(phone.locator(f"#runs .run-card[data-run-id='{fresh}'] .run-overdue")).to_have_count(0)
