@@ -413,6 +413,10 @@ class RunPublic(BaseModel):
         default=None, description="Only in GET /api/runs: the most overdue of those tasks in "
         "逾期天数 (calendar days past the deadline's last day, at least 1, as a task's "
         "`overdue_days` counts them); null when none is overdue")
+    earliest_overdue_due_at: datetime | None = Field(
+        default=None, description="Only in GET /api/runs: the earliest deadline those tasks "
+        "missed (UTC), so a run less than a day late can say by how many minutes or hours "
+        "(a gas leak's steps are minutes long); null when none is overdue")
     holdup: list[Holdup] | None = Field(
         default=None, description="Only in GET /api/runs/{id} of a running run: its open tasks "
         "(当前卡点), the overdue first, each with who has it now and since when, its days "

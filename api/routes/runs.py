@@ -100,6 +100,7 @@ def _with_late_work(rt: Runtime, session: Session, rows: list[Run]) -> list[RunP
             work = late.get(view.id)
             view.overdue_tasks = work.tasks if work else 0
             view.max_overdue_days = late_days(work.earliest_due, now, rt.tz) if work else None
+            view.earliest_overdue_due_at = work.earliest_due if work else None
     return views
 
 

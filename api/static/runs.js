@@ -2,7 +2,8 @@
 // start date. The filters live in the address (?status=running&offset=20), so a reload, the
 // back button or a link sent to a colleague shows the same list.
 import {
-  $, RUN_STATUS, api, clear, clearFlash, h, me, query, showError, startPage, statusBadge,
+  $, RUN_STATUS, api, clear, clearFlash, countdown, h, me, query, showError, startPage,
+  statusBadge,
   unitChoices,
 } from "/static/closeloop.js";
 
@@ -79,7 +80,11 @@ const isLate = (run) => (run.overdue_tasks || 0) > 0;
 
 function lateMark(run) {
   if (!isLate(run)) return null;
-  const worst = run.max_overdue_days ? `，最长 ${run.max_overdue_days} 天` : "";
+  // Less than a day late (a gas leak's minutes-long steps) is said by the time itself, as the
+  // task page and the inbox say it; from a day on, in the registers' days.
+  const since = run.earliest_overdue_due_at ? countdown(run.earliest_overdue_due_at) : null;
+  const worst = since && since.ms > -86400000 ? `，最长 ${since.text.replace(/^逾期 /, "")}`
+    : run.max_overdue_days ? `，最长 ${run.max_overdue_days} 天` : "";
   return h("span", { class: "badge overdue-badge run-overdue",
     text: `${run.overdue_tasks} 项逾期${worst}` });
 }
