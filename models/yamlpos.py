@@ -17,6 +17,7 @@ from typing import IO, Any, NoReturn
 import yaml
 
 from models.errors import clipped
+from models.gc_pause import paused_gc
 
 PathKey = tuple[str | int, ...]
 
@@ -73,6 +74,11 @@ def format_path(path: PathKey) -> str:
 
 
 def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
+    with paused_gc():  # millions of objects that all stay alive: see models/gc_pause.py
+        return _load_with_positions(text, filename)
+
+
+def _load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     positions = Positions(filename=filename)
     try:
         loader = _Loader(text)
@@ -304,7 +310,7 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
                     positions.filename, *_pair(key_node),
                     "不支持 YAML 合并键（<<） / YAML merge keys (<<) are not supported",
                 )
-            key = constructor.construct_object(key_node, deep=True)
+            key = _scalar(key_node, constructor)
             if not isinstance(key, str | int | bool | float) or isinstance(key, bool):
                 key = str(key)
             if key in out:
@@ -322,7 +328,7 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
             _build(item, (*path, i), positions, constructor) for i, item in enumerate(node.value)
         ]
     try:
-        return constructor.construct_object(node, deep=True)
+        return _scalar(node, constructor)
     except (yaml.constructor.ConstructorError, ValueError) as exc:
         # PyYAML raises a bare ValueError for impossible dates such as 2025-02-30.
         line, col = _pair(node)
@@ -333,6 +339,17 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
             else f"不是有效的值 {shown} / not a valid value: {shown} ({exc})"
         )
         raise YamlSyntaxError(positions.filename, line, col, message, format_path(path)) from exc
+
+
+_STR = "tag:yaml.org,2002:str"
+
+
+def _scalar(node: yaml.Node, constructor: Any) -> Any:
+    # Most values of a playbook are strings, which are the node's own text: the constructor's
+    # dispatch (four calls and a cache entry per value) was a fifth of parsing a large file.
+    if node.tag == _STR and isinstance(node, yaml.ScalarNode):
+        return node.value
+    return constructor.construct_object(node, deep=True)
 
 
 def _pair(node: yaml.Node) -> tuple[int, int]:
