@@ -388,18 +388,6 @@ def _check_when_reads_upstream(nodes: list[_Node], errors: list[SourceError]) ->
     condition would be decided on outputs not yet given (an evacuation made ready before the
     expert said the gas is harmless)."""
     by_id = {node.id: node for node in nodes if node.id and not node.duplicate}
-    upstream: dict[str, set[str]] = {}
-
-    def above(node_id: str) -> set[str]:
-        if node_id not in upstream:
-            upstream[node_id] = set()  # a cycle (reported elsewhere) stops here
-            found: set[str] = set()
-            for ref in by_id[node_id].needs:
-                if ref.target in by_id:
-                    found |= {ref.target} | above(ref.target)
-            upstream[node_id] = found
-        return upstream[node_id]
-
     for node in nodes:
         step = node.step
         if step is None or not step.when or not node.id or node.duplicate:
@@ -408,14 +396,34 @@ def _check_when_reads_upstream(nodes: list[_Node], errors: list[SourceError]) ->
             lookups = compile_expression(step.when).lookups
         except ExpressionError:
             continue  # reported by the step's own checks
-        for base, key in sorted(lookups):
-            if base == "steps" and key in by_id and key != node.id and key not in above(node.id):
-                errors.append(node.candidate.where.at(("when",), zh_en(
-                    f"when 读取了步骤 {key}，但它不在本步骤的 needs 之中（直接或间接）："
-                    f"判断时它可能尚未完成；请把 {key} 加入 needs",
-                    f"`when` reads step '{key}', which is not among this step's needs "
-                    f"(directly or further up): it may not have finished when the condition is "
-                    f"decided; add '{key}' to needs")))
+        read = {key for base, key in lookups if base == "steps" and key in by_id
+                and key != node.id}
+        for key in sorted(read - _found_above(by_id, node.id, read)):
+            errors.append(node.candidate.where.at(("when",), zh_en(
+                f"when 读取了步骤 {key}，但它不在本步骤的 needs 之中（直接或间接）："
+                f"判断时它可能尚未完成；请把 {key} 加入 needs",
+                f"`when` reads step '{key}', which is not among this step's needs "
+                f"(directly or further up): it may not have finished when the condition is "
+                f"decided; add '{key}' to needs")))
+
+
+def _found_above(by_id: dict[str, _Node], node_id: str, wanted: set[str]) -> set[str]:
+    """Those of `wanted` that step `node_id` needs, directly or further up: a walk up its
+    needs, stopped once all are found. Iterative, and nothing kept per step: the recursive
+    walk that kept every step's whole ancestry hit Python's recursion limit (a traceback
+    from `closeloop validate`) on a chain of a thousand steps whose last `when` read the
+    first, and its sets grew with the square of the chain."""
+    found: set[str] = set()
+    seen = {node_id}
+    stack = [node_id]
+    while stack and len(found) < len(wanted):
+        for ref in by_id[stack.pop()].needs:
+            if ref.target in by_id and ref.target not in seen:
+                seen.add(ref.target)
+                stack.append(ref.target)
+                if ref.target in wanted:
+                    found.add(ref.target)
+    return found
 
 
 def _check_graph(

@@ -82,7 +82,11 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
 
 
 _KIND_ZH = {"image/jpeg": "JPEG 图片", "image/png": "PNG 图片", "image/gif": "GIF 图片",
-            "image/webp": "WebP 图片", "image/heic": "HEIC 图片", "video/mp4": "MP4 视频"}
+            "image/webp": "WebP 图片", "image/heic": "HEIC 图片", "video/mp4": "MP4 视频",
+            "application/pdf": "PDF 文件"}
+# What to do about a damaged file: a photo is taken again; a video or a PDF was made once and
+# is sent again (often it was cut short on the way).
+_AGAIN_ZH = {"video/mp4": "请重新导出或录制后上传", "application/pdf": "请重新导出或扫描后上传"}
 
 
 def size_zh(size: int) -> str:
@@ -113,8 +117,9 @@ def store_evidence(rt: Runtime, *, data: bytes, filename: str, uploaded_by: str)
                            "photos (JPEG, PNG, GIF, WebP, HEIC), PDF and MP4 are accepted")
     if not looks_whole(data, kind):
         said = _KIND_ZH.get(kind, kind)
-        raise InvalidInput("file", f"文件不是完整有效的{said}（可能已损坏或被改名），请重新拍照"
-                           f"上传 / the file starts like {kind} but is not a whole, valid one "
+        again = _AGAIN_ZH.get(kind, "请重新拍照上传")
+        raise InvalidInput("file", f"文件不是完整有效的{said}（可能已损坏或被改名），{again} / "
+                           f"the file starts like {kind} but is not a whole, valid one "
                            "(damaged or renamed)")
     name = safe_filename(filename or "upload")
     if name == NEUTRAL_NAME:

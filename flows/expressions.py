@@ -6,8 +6,9 @@ no mutation of run data), an undefined name fails loudly (StrictUndefined) inste
 quietly becoming "", and nothing here ever calls Python's `eval`.
 
 Loading a playbook only *parses* an expression (syntax, names, filters and tests are all
-checked then); the Python code generation, which costs several times the parse, happens on
-first evaluation. A 100-step playbook therefore validates in milliseconds, and each distinct
+checked then, and what the sandbox would refuse whatever the values: expression_rules.py);
+the Python code generation, which costs several times the parse, happens on first
+evaluation. A 100-step playbook therefore validates in milliseconds, and each distinct
 expression text is parsed and compiled at most once per process (the caches below).
 """
 
@@ -26,6 +27,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from flows.expression_rules import run_time_failure
 from models.errors import CloseloopError
 
 # Top-level names every expression may use; helper functions (e.g. `units`) come on top,
@@ -133,6 +135,14 @@ def _check_filters_and_tests(tree: nodes.Node, source: str) -> None:
                                   source=source)
 
 
+def _check_run_time_failure(tree: nodes.Node, source: str) -> None:
+    # What parses but the sandbox refuses whatever the values (flows/expression_rules.py):
+    # refused here, so at load, not by an expression_failed event when a run gets there.
+    problem = run_time_failure(tree, CONTEXT_NAMES)
+    if problem is not None:
+        raise ExpressionError(problem, source=source)
+
+
 def _syntax_message(exc: TemplateError) -> str:
     # Jinja says what is wrong in English only; the Chinese half says what kind of mistake.
     message = (exc.message or str(exc)).strip()
@@ -234,6 +244,7 @@ def compile_expression(expr: str) -> CompiledExpression:
     except TemplateSyntaxError as exc:
         raise ExpressionError(_syntax_message(exc), source=expr) from exc
     _check_filters_and_tests(tree, expr)
+    _check_run_time_failure(tree, expr)
     return CompiledExpression(expr, tree)
 
 
@@ -242,6 +253,10 @@ def compile_template(source: str) -> CompiledTemplate:
     """Parse and compile a `{{ }}` string; raises ExpressionError."""
     try:
         tree = ENV.parse(source)
+    except TemplateError as exc:
+        raise ExpressionError(_syntax_message(exc), source=source) from exc
+    _check_run_time_failure(tree, source)
+    try:
         template = ENV.from_string(tree)
     except TemplateError as exc:
         raise ExpressionError(_syntax_message(exc), source=source) from exc

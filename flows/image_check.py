@@ -1,13 +1,17 @@
 """Whether an upload that starts like a photo is one: its structure read far enough to find
 its size. The magic number alone let "GIF89a" followed by a program count as a photo of the
 rectification (四眼 rests on those photos). Not a decoder: a file that walks like the format
-and states a picture size passes; a phone's real photo always does.
+and states a picture size passes; a phone's real photo always does. HEIC and MP4 are walked
+box by box in bmff_check.py, PDF's trailer read in pdf_check.py.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+
+from flows.bmff_check import heif_image, movie
+from flows.pdf_check import pdf
 
 MAX_SIDE = 100_000  # pixels; a real photo is a few thousand
 
@@ -118,11 +122,5 @@ def _webp(data: bytes) -> bool:
             and data[12:16] in (b"VP8 ", b"VP8L", b"VP8X"))
 
 
-def _iso_box(data: bytes) -> bool:
-    # HEIC and MP4: the first box (ftyp) states a length within the file.
-    (size,) = struct.unpack(">I", data[:4])
-    return 8 <= size <= len(data)
-
-
 _CHECKS = {"image/png": _png, "image/jpeg": _jpeg, "image/gif": _gif, "image/webp": _webp,
-           "image/heic": _iso_box, "video/mp4": _iso_box}
+           "image/heic": heif_image, "video/mp4": movie, "application/pdf": pdf}

@@ -16,6 +16,7 @@ from flows.locate import Where, zh_en
 from flows.modules import ModuleLibrary
 from flows.spec import Playbook
 from models.errors import PlaybookInvalid, SourceError
+from models.gc_pause import paused_gc
 from models.yamlpos import Positions, YamlSyntaxError, load_with_positions
 
 _NO_SUCH_PATH = zh_en("文件或目录不存在", "no such file or directory")
@@ -44,8 +45,10 @@ class LoadContext:
 
 def load_playbook_text(text: str, *, filename: str, context: LoadContext) -> Playbook:
     """Compile one playbook; raises PlaybookInvalid listing every error found."""
-    data, positions = _parse(text, filename)
-    return assemble(text, filename, data, positions, Session(context), context.known_playbooks)
+    with paused_gc():  # the checked models of every step stay alive too: models/gc_pause.py
+        data, positions = _parse(text, filename)
+        return assemble(text, filename, data, positions, Session(context),
+                        context.known_playbooks)
 
 
 def load_playbook_file(path: Path, *, context: LoadContext) -> Playbook:
@@ -57,6 +60,13 @@ def load_catalog(
     playbooks_dir: Path, *, context: LoadContext
 ) -> tuple[dict[str, Playbook], list[SourceError]]:
     """Every playbooks_dir/*.yaml that loads, by id, and the errors of those that don't."""
+    with paused_gc():  # as load_playbook_text
+        return _load_catalog(playbooks_dir, context=context)
+
+
+def _load_catalog(
+    playbooks_dir: Path, *, context: LoadContext
+) -> tuple[dict[str, Playbook], list[SourceError]]:
     session = Session(replace(context, playbooks_dir=playbooks_dir))
     parsed: list[tuple[Path, str, Any, Positions]] = []
     errors: list[SourceError] = []

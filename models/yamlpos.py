@@ -10,12 +10,14 @@ bounded (MAX_DEPTH, MAX_NODES, MAX_ALIAS_NODES) before anything recurses or expa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import yaml
 
 from models.errors import clipped
+from models.gc_pause import paused_gc
 
 PathKey = tuple[str | int, ...]
 
@@ -72,6 +74,11 @@ def format_path(path: PathKey) -> str:
 
 
 def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
+    with paused_gc():  # millions of objects that all stay alive: see models/gc_pause.py
+        return _load_with_positions(text, filename)
+
+
+def _load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     positions = Positions(filename=filename)
     try:
         loader = _Loader(text)
@@ -99,6 +106,50 @@ def load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
         # Any other failure of the YAML library is still a bad file, never a crash.
         raise YamlSyntaxError(filename, 1, 1, _invalid(exc)) from exc
     return data, positions
+
+
+def top_level_keys(stream: IO[bytes] | str, filename: str) -> Iterator[str]:
+    """The keys of the document's top-level mapping, in order, from the parser's events alone:
+    nothing is built and no alias expanded, and a file is read (16 KB at a time) only as far
+    as the caller iterates. Deciding what kind of file this is (the CLI: an org chart or a
+    playbook?) by parsing it in full made `closeloop validate` parse a 5 MB playbook twice.
+    Nothing for a document that is not a mapping; a key that is not a scalar is passed over.
+    Raises YamlSyntaxError where the text stops being YAML, if the caller reads that far."""
+    loader = _Loader(stream)
+    try:
+        get_event = loader.get_event
+        get_event()  # StreamStartEvent
+        if not loader.check_event(yaml.DocumentStartEvent):
+            return
+        get_event()
+        if not isinstance(get_event(), yaml.MappingStartEvent):
+            return
+        while not loader.check_event(yaml.MappingEndEvent):
+            key = get_event()
+            if isinstance(key, yaml.ScalarEvent):
+                yield key.value
+            else:
+                _skip_rest(loader, key)
+            _skip_rest(loader, get_event())  # the value
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise YamlSyntaxError(filename, line, col, _invalid(exc.problem or exc)) from exc
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(filename, 1, 1, _invalid(exc)) from exc
+    finally:
+        loader.dispose()
+
+
+def _skip_rest(loader: Any, event: yaml.Event) -> None:
+    """Reads past the node `event` starts (a collection's events up to its end)."""
+    depth = int(isinstance(event, yaml.CollectionStartEvent))
+    while depth:
+        event = loader.get_event()
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 # libyaml's parser is ~5x faster than pure Python; it also keeps positions.
@@ -259,7 +310,7 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
                     positions.filename, *_pair(key_node),
                     "不支持 YAML 合并键（<<） / YAML merge keys (<<) are not supported",
                 )
-            key = constructor.construct_object(key_node, deep=True)
+            key = _scalar(key_node, constructor)
             if not isinstance(key, str | int | bool | float) or isinstance(key, bool):
                 key = str(key)
             if key in out:
@@ -277,7 +328,7 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
             _build(item, (*path, i), positions, constructor) for i, item in enumerate(node.value)
         ]
     try:
-        return constructor.construct_object(node, deep=True)
+        return _scalar(node, constructor)
     except (yaml.constructor.ConstructorError, ValueError) as exc:
         # PyYAML raises a bare ValueError for impossible dates such as 2025-02-30.
         line, col = _pair(node)
@@ -288,6 +339,17 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
             else f"不是有效的值 {shown} / not a valid value: {shown} ({exc})"
         )
         raise YamlSyntaxError(positions.filename, line, col, message, format_path(path)) from exc
+
+
+_STR = "tag:yaml.org,2002:str"
+
+
+def _scalar(node: yaml.Node, constructor: Any) -> Any:
+    # Most values of a playbook are strings, which are the node's own text: the constructor's
+    # dispatch (four calls and a cache entry per value) was a fifth of parsing a large file.
+    if node.tag == _STR and isinstance(node, yaml.ScalarNode):
+        return node.value
+    return constructor.construct_object(node, deep=True)
 
 
 def _pair(node: yaml.Node) -> tuple[int, int]:

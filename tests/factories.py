@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import struct
 import threading
@@ -90,6 +91,25 @@ def png_bytes(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (255,
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def evidence_file(name: str) -> bytes:
+    """A file made by a real tool (tests/fixtures/evidence/README.md): a HEIC photo, an MP4
+    or a PDF as the upload checks must take them."""
+    return (TESTS / "fixtures" / "evidence" / name).read_bytes()
+
+
+def pdf_bytes(pages: int = 1, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A real PDF as Pillow writes one (a scanned page of one colour; `pages` appended as
+    incremental updates, the way a PDF grows when it is signed or filled in)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), rgb).save(out, format="PDF")
+    for page in range(1, pages):
+        Image.new("RGB", (40, 30), (page * 40 % 256, 90, 90)).save(out, format="PDF",
+                                                                   append=True)
+    return out.getvalue()
 
 
 def before_after(ids: list[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from factories import png_bytes, small_org_without_c2
+from factories import pdf_bytes, png_bytes, small_org_without_c2
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -574,8 +574,7 @@ def test_upload_png_returns_id_and_download_returns_the_same_bytes(
 
 
 def test_upload_pdf_is_accepted(client: TestClient, auth: Auth) -> None:
-    r = upload(client, auth, "c1-grid", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
-               name="notice.pdf", kind="application/pdf")
+    r = upload(client, auth, "c1-grid", pdf_bytes(), name="notice.pdf", kind="application/pdf")
     assert r.status_code == 201 and r.json()["content_type"] == "application/pdf"
 
 

@@ -150,6 +150,34 @@ def test_validate_reads_a_file_it_sniffs_for_an_org_chart_through_the_guarded_lo
     assert done.stdout.startswith("tests/fixtures/playbooks/alias-bomb.yaml:12:10: 别名 *e")
 
 
+def test_validate_parses_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Whether a file is an org chart is told from its top-level keys, not a parse of its own:
+    a 5 MB playbook was parsed twice (18-24 s). In process, counting the parses of each file
+    named (the org chart the run checks against is parsed as well, once)."""
+    import models.yamlpos
+    from api import cli
+    from flows import loader
+
+    parsed: list[str] = []
+    real = models.yamlpos.load_with_positions
+
+    def counting(text: str, filename: str) -> object:
+        parsed.append(filename)
+        return real(text, filename)
+
+    monkeypatch.setattr(models.yamlpos, "load_with_positions", counting)
+    monkeypatch.setattr(loader, "load_with_positions", counting)
+    for name in [k for k in os.environ if k.startswith(("CLOSELOOP_", "PREFECT_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CLOSELOOP_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(REPO)
+    chart = "playbooks/org/demo-district.yaml"
+    assert cli.main(["validate", "playbooks/gas-leak.yaml", chart]) == 0, capsys.readouterr()
+    assert parsed.count("playbooks/gas-leak.yaml") == 1
+    assert capsys.readouterr().out.startswith("ok")
+
+
 def test_validate_missing_path_exits_1_naming_it(tmp_path: Path) -> None:
     done = closeloop(tmp_path, "validate", "playbooks/nope.yaml")
     assert done.returncode == 1

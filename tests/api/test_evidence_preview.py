@@ -6,12 +6,11 @@ and the original's rights and hash check hold for the preview too."""
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from factories import png_bytes
+from factories import evidence_file, pdf_bytes, png_bytes
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlmodel import select
@@ -79,11 +78,6 @@ def test_a_small_photo_is_not_enlarged_and_transparency_is_white(
     assert shown.getpixel((5, 10))[1] > 100
 
 
-def heic() -> bytes:
-    ftyp = struct.pack(">I4s4sI", 24, b"ftyp", b"heic", 0) + b"mif1heic"
-    return ftyp + struct.pack(">I4s", 4104, b"mdat") + bytes(range(256)) * 16
-
-
 def bomb() -> bytes:
     """A PNG of 81 million pixels in a few KB: more than any phone's camera takes."""
     out = io.BytesIO()
@@ -92,10 +86,11 @@ def bomb() -> bytes:
 
 
 @pytest.mark.parametrize(("name", "data", "kind"), [
-    ("IMG_0042.HEIC", heic(), "image/heic"),
-    ("整改报告.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "application/pdf"),
+    ("IMG_0042.HEIC", evidence_file("photo.heic"), "image/heic"),
+    ("整改报告.pdf", pdf_bytes(), "application/pdf"),
+    ("现场.mp4", evidence_file("clip.mp4"), "video/mp4"),
     ("bomb.png", bomb(), "image/png"),
-], ids=["heic", "pdf", "bomb"])
+], ids=["heic", "pdf", "mp4", "bomb"])
 def test_a_file_without_a_preview_is_a_404_naming_its_type(
         client: TestClient, auth: Auth, name: str, data: bytes, kind: str) -> None:
     evidence = upload(client, auth, name, data)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from factories import png_bytes
+from factories import evidence_file, pdf_bytes, png_bytes
 from fastapi.testclient import TestClient
 
 from flows.runtime import Runtime
@@ -339,6 +339,34 @@ def test_upload_refusals_are_chinese_first(
                     headers=auth("c1-grid"))
     detail = refused(r, "file")
     assert detail.startswith(start_zh) and f" / {english}" in detail
+
+
+@pytest.mark.parametrize(("name", "data", "kind", "said"), [
+    ("IMG_0042.HEIC", b"\x00\x00\x00\x18ftypheic" + bytes(range(7, 47)), "image/heic",
+     "HEIC 图片"),
+    ("整改报告.pdf", b"%PDF-1.4\n\x00\x01garbage", "application/pdf", "PDF 文件"),
+    ("现场.mp4", b"\x00\x00\x00\x08ftypmp42", "video/mp4", "MP4 视频"),
+])
+def test_a_damaged_heic_pdf_or_video_is_refused_on_file(
+    client: TestClient, auth: Auth, name: str, data: bytes, kind: str, said: str
+) -> None:
+    """The API probe's files: once stored, any of them could complete a rectification, and
+    none has a preview to give it away to the re-inspector."""
+    r = client.post("/api/evidence", files={"file": (name, data, kind)},
+                    headers=auth("c1-grid"))
+    detail = refused(r, "file")
+    assert detail.startswith(f"文件不是完整有效的{said}（可能已损坏或被改名）")
+    assert f" / the file starts like {kind} but is not a whole, valid one" in detail
+
+
+def test_real_heic_pdf_and_video_are_stored(client: TestClient, auth: Auth) -> None:
+    for name, data, kind in (("IMG_0042.HEIC", evidence_file("photo.heic"), "image/heic"),
+                             ("整改报告.pdf", pdf_bytes(), "application/pdf"),
+                             ("现场.mp4", evidence_file("clip.mp4"), "video/mp4")):
+        r = client.post("/api/evidence", files={"file": (name, data, kind)},
+                        headers=auth("c1-grid"))
+        assert r.status_code == 201, r.text
+        assert r.json()["content_type"] == kind and r.json()["size"] == len(data)
 
 
 def test_work_awaiting_verification_is_in_the_verifiers_inbox(client: TestClient,

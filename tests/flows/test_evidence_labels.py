@@ -6,7 +6,7 @@ and a refusal changes nothing. Real SQLite, the shipped demo district and playbo
 from __future__ import annotations
 
 import pytest
-from factories import before_after, png_bytes, refused, run_steps
+from factories import before_after, pdf_bytes, png_bytes, refused, run_steps
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -22,7 +22,7 @@ from models.task import StepInstance
 SAFETY = "liuhe-safety"
 INSPECTOR = "pingshan-street-inspector-1"
 COMMANDER = "pingshan-street-commander"
-PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+PDF = pdf_bytes()
 
 
 def ready_step(rt: Runtime, key: str = "rectify", grade: str = "一般") -> StepInstance:

@@ -78,6 +78,25 @@ def test_when_reads_only_what_is_upstream() -> None:
         Path("."), known_roles=None, known_unit_types={"community"}))
 
 
+def test_when_reading_the_top_of_a_long_chain_loads() -> None:
+    """The last of 1,500 chained steps reads the first: upstream, and found by a walk up the
+    chain (the recursive one raised RecursionError, a traceback from `closeloop validate`).
+    A step off the chain read the same way is still named."""
+    steps = [f"  - id: s{i}\n    title: 第{i}步\n    role: grid_worker"
+             + (f"\n    needs: [s{i - 1}]" if i else "") for i in range(1500)]
+    steps[-1] += "\n    when: \"steps.s0.outputs.ok and steps.side.outputs.ok\""
+    steps.append("  - id: side\n    title: 旁支\n    role: grid_worker")
+    text = "id: long\nversion: 1\ntitle: 长链\nsteps:\n" + "\n".join(steps) + "\n"
+    [(_, path, message)] = errors(text)
+    assert (path, message) == ("steps[1499].when", "when 读取了步骤 side，但它不在本步骤的 "
+                               "needs 之中（直接或间接）：判断时它可能尚未完成；"
+                               "请把 side 加入 needs")
+    loaded = load_playbook_text(text.replace(" and steps.side.outputs.ok", ""),
+                                filename="long.yaml",
+                                context=LoadContext(Path("."), known_roles=None))
+    assert loaded.step("s1499").when is not None
+
+
 @pytest.mark.parametrize(("due", "path", "message"), [
     ("0m", "steps[1].due", "时限须大于 0：due: 0m 的任务一下达即已逾期并立即升级"),
     ("{after: 2h, from: stage}", "steps[1].due.from",

@@ -7,10 +7,10 @@ loses neither the text typed nor the photos chosen."""
 from __future__ import annotations
 
 import io
-import struct
 from pathlib import Path
 from typing import Any
 
+from factories import evidence_file
 from PIL import Image
 from playwright.sync_api import Page, Route, expect
 from test_inspector_pages import (
@@ -180,17 +180,13 @@ def test_a_sign_in_lost_mid_form_keeps_the_text_and_the_photos(
 
 
 
-def heic_bytes() -> bytes:
-    """An iPhone photo's container as the API recognises it (an ftyp box of brand heic and a
-    media box): Chromium, like Android's browser, cannot draw it."""
-    ftyp = struct.pack(">I4s4sI", 24, b"ftyp", b"heic", 0) + b"mif1heic"
-    return ftyp + struct.pack(">I4s", 4104, b"mdat") + bytes(range(256)) * 16
-
-
 def test_a_heic_photo_the_browser_cannot_draw_is_offered_to_open_not_shown_broken(
         signed_in: SignedIn, server: Any, tmp_path: Path) -> None:
     task = register_hazard(server)
-    handed_in_api(server, task, [("IMG_0042.HEIC", heic_bytes()), ("after.png", png((5, 90, 5)))])
+    # A real HEIC photo (heif-enc, tests/fixtures/evidence): Chromium, like Android's browser,
+    # cannot draw it.
+    handed_in_api(server, task, [("IMG_0042.HEIC", evidence_file("photo.heic")),
+                                 ("after.png", png((5, 90, 5)))])
     page = signed_in(VERIFIER, phone=True)
     open_task(page, server, task)
     shown = page.locator("#submitted-evidence")
