@@ -20,6 +20,7 @@ from models.gc_pause import paused_gc
 from models.yamlpos import Positions, YamlSyntaxError, load_with_positions
 
 _NO_SUCH_PATH = zh_en("文件或目录不存在", "no such file or directory")
+_NOT_A_FILE = zh_en("不是普通文件或目录", "not a regular file or directory")
 
 
 @dataclass
@@ -166,6 +167,8 @@ def validate_paths(paths: list[Path], *, context: LoadContext) -> list[SourceErr
                     ids_in[path.parent] = _ids_in(path.parent)
                 known = ids_in[path.parent]
             errors += _validate_file(path, context, known)
+        elif path.exists():  # /dev/null, a pipe: there, but nothing a playbook is read from
+            errors.append(SourceError(str(path), 1, 1, "", _NOT_A_FILE))
         else:
             errors.append(SourceError(str(path), 1, 1, "", _NO_SUCH_PATH))
     return dedupe(errors)

@@ -144,6 +144,15 @@ def test_validate_paths_directory_reports_playbooks_and_module_files(tmp_path: P
     assert [e for e in errors if e.file != odd] == catalog_errors
 
 
+def test_validate_paths_says_a_path_that_is_there_but_no_file_is_not_one() -> None:
+    elsewhere = LoadContext(Path("nowhere"), known_roles=ROLES, known_channels=CHANNELS)
+    [error] = validate_paths([Path("/dev/null")], context=elsewhere)
+    assert str(error) == ("/dev/null:1:1: 不是普通文件或目录 / not a regular file or "
+                          "directory")
+    [error] = validate_paths([Path("nowhere/at-all.yaml")], context=elsewhere)
+    assert "文件或目录不存在" in str(error)
+
+
 def test_validate_paths_file_takes_modules_and_siblings_from_its_directory() -> None:
     elsewhere = LoadContext(Path("nowhere"), known_roles=ROLES, known_channels=CHANNELS)
     assert validate_paths([DATA / "gas-leak.yaml"], context=elsewhere) == []
