@@ -100,6 +100,13 @@ def run(run_id: int) -> HTMLResponse:
     return page("run.html", page_id="run", title="流程详情", run_id=_row(run_id, "run"))
 
 
+@router.get("/runs/{run_id:int}/documents/{document_id:int}", response_class=HTMLResponse)
+def document(run_id: int, document_id: int) -> HTMLResponse:
+    """One document of a run on a page of its own, to read and to print (打印) on its own."""
+    return page("document.html", page_id="document", title="文书",
+                run_id=_row(run_id, "run"), document_id=_row(document_id, "document"))
+
+
 @router.get("/static/{name}")
 def static(name: str) -> Response:
     """The pages' own scripts and styles: a file of api/static by its plain name, nothing else."""

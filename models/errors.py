@@ -75,7 +75,7 @@ class InvalidInput(CloseloopError):
 # What a user calls each kind of thing, for "不存在" messages (Chinese first, SPEC: the product
 # speaks Chinese first); a kind missing here is shown as its English name.
 KIND_NAMES_ZH = {
-    "campaign": "3030专项行动", "channel": "接收通道", "evidence": "证据文件",
+    "campaign": "3030专项行动", "channel": "接收通道", "document": "文书", "evidence": "证据文件",
     "extension request": "延期申请", "hazard": "隐患", "person": "人员",
     "playbook version": "流程版本", "playbook": "流程", "run": "流程实例", "task": "任务",
     "unit": "单位",

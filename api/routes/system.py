@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from api import receiver as loopback
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
+from api.document_html import document_heading, document_html
 from api.errors import DATABASE_DOWN
 from api.redact import mask_error, mask_url
 from flows.calendar_gaps import LOOKAHEAD, years_to_add
@@ -24,7 +25,7 @@ from flows.resend import resend
 from flows.runtime import Runtime
 from models.db import read_session
 from models.documents import Document
-from models.errors import Forbidden
+from models.errors import Forbidden, NotFound
 from models.outbox import INBOX_URL, DeliveryAttempt, Notification
 from models.task import StepInstance
 
@@ -159,9 +160,30 @@ def run_documents(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[
                          "issued_at_local": rt.renderer.local(n.issued_at)} for n in issued]}
 
 
+@router.get("/api/runs/{run_id}/documents/{document_id}")
+def run_document(run_id: RowId, document_id: RowId, rt: RuntimeDep,
+                 person: CurrentPerson) -> dict[str, Any]:
+    """One document of the run, as the list gives it: what its printable page
+    (/runs/{run_id}/documents/{document_id}) shows. 404 for a document of another run."""
+    from api.routes.runs import read as read_run
+
+    read_run(run_id, rt, person)
+    with read_session(rt.db) as session:
+        d = session.get(Document, document_id)
+        if d is None or d.run_id != run_id:
+            raise NotFound("document", document_id)
+        key = session.get(StepInstance, d.step_id)
+    return _document(rt, d, key.step_key if key else None)
+
+
 def _document(rt: Runtime, d: Document, step_key: str | None) -> dict[str, Any]:
+    """`body` is the Markdown as filed (to copy or download); `html` the same rendered for the
+    page, with nothing typed into a value taken as markup (api/document_html.py); `heading`
+    the document's own title (its first heading), `title` the record's (the step that filed
+    it, or the ladder rung and step of a letter)."""
     letter = bool(d.subject)
     return {"id": d.id, "step_id": d.step_id, "step": step_key, "title": d.title,
+            "heading": document_heading(d.body), "html": document_html(d.body),
             "number": d.number, "template": d.template, "body": d.body,
             "created_at": d.created_at, "created_at_local": rt.renderer.local(d.created_at),
             "for": "escalation" if letter else "document", "level": d.level,

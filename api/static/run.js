@@ -7,6 +7,7 @@ import {
   $, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, flash, h, liveCountdowns, serverNow,
   showError, shownValue, startPage, statusBadge,
 } from "/static/closeloop.js";
+import { docBody, docPage, docSource, docTitle } from "/static/docview.js";
 
 const RUN_ID = document.body.dataset.runId;
 const REFRESH_MS = 60000;
@@ -359,10 +360,12 @@ function drawEscalations(run) {
       h("td", { class: "doc-number", text: e.number || "—" })))))));
 }
 
+// Each document under its own title (its first heading: 重大事故隐患挂牌督办通知书, not the step
+// that filed it), its body as formatted, not Markdown, and 打印 opening it alone on its page.
 function drawDocuments(docs) {
   const box = $("#documents");
   // Keep the documents the person opened open across a refresh.
-  const open = new Set([...box.querySelectorAll("details[open]")].map((d) => d.dataset.docId));
+  const open = new Set([...box.querySelectorAll("details.doc[open]")].map((d) => d.dataset.docId));
   clear(box);
   if (!docs.length) {
     box.append(h("p", { class: "empty", text: "暂无文书。" }));
@@ -370,13 +373,19 @@ function drawDocuments(docs) {
   }
   for (const doc of docs) {
     const served = (doc.recipients || []).map((r) => r.name).join("、");
+    // A letter's record names its rung and step (提级督办函（第2次）：隐患整改): said beside it.
+    const about = doc.for === "escalation" ? doc.title : "文书";
     const details = h("details", { class: "card doc", dataset: { docId: doc.id } },
       h("summary", {},
-        h("strong", { text: doc.title }),
+        h("strong", { class: "doc-title", text: docTitle(doc) }),
         doc.number ? h("span", { class: "doc-number", text: ` ${doc.number}` }) : null,
-        h("span", { class: "meta", text: ` · ${doc.for === "escalation" ? "督办函" : "文书"} · ${doc.created_at_local}` })),
+        h("span", { class: "meta", text: ` · ${about} · ${doc.created_at_local}` })),
       served ? h("p", { class: "meta", text: `送达：${served}` }) : null,
-      h("pre", { class: "doc-body", text: doc.body }));
+      h("p", { class: "doc-actions" },
+        h("a", { class: "button print", href: docPage(doc, RUN_ID, { print: true }),
+          target: "_blank", rel: "noopener", text: "打印" })),
+      h("div", { class: "doc-sheet" }, docBody(doc)),
+      docSource(doc));
     details.open = open.has(String(doc.id));
     box.append(details);
   }

@@ -288,10 +288,11 @@ def test_the_first_report_filed_shows_as_a_document_and_its_sending(
     page = signed_in("wang-qiang")
     page.goto(server.url(f"/runs/{run_id}"))
     doc = page.locator("#documents details.doc").first
-    expect(doc).to_contain_text("生成首报文书")
-    body = doc.locator("pre.doc-body")
+    # Under its own title, formatted (tests/web/test_run_documents.py has the rest).
+    expect(doc.locator(".doc-title")).to_have_text("突发事件首报")
+    body = doc.locator(".doc-html")
     expect(body).to_be_hidden()  # collapsed until opened
-    doc.locator("summary").click()
+    doc.locator(":scope > summary").click()
     expect(body).to_contain_text("六和社区深汕路88号")
     expect(body).to_contain_text("已疏散住户")
     expect(step_item(page, "report.write")).to_contain_text("已完成")
