@@ -41,8 +41,10 @@ def holdups(rt: Runtime, *, steps: list[StepPublic], events: list[AuditEvent],
             holders=_holders(rt, playbook, s),
             since=(since := _since(s, history)),
             since_local=rt.renderer.local(since) if since else None,
-            due_at_local=s.due_at_local, original_due_at_local=s.original_due_at_local,
+            due_at=s.due_at, due_at_local=s.due_at_local,
+            original_due_at_local=s.original_due_at_local,
             due_rule=s.due_rule, overdue=s.overdue, overdue_days=s.overdue_days,
+            overdue_minutes=s.overdue_minutes,
             escalation_level=s.escalation_level,
             last_rung=fired[-1].title if fired else None,
             letters_sent=sum(1 for e in fired if e.number),
@@ -53,7 +55,9 @@ def holdups(rt: Runtime, *, steps: list[StepPublic], events: list[AuditEvent],
             extensions_granted=counts["extension_approved"],
             extensions_refused=counts["extension_refused"],
         ))
-    out.sort(key=lambda h: (not h.overdue, -(h.overdue_days or 0), h.due_at_local or "~"))
+    # The latest first by the minute: among tasks late by less than a day (no day count yet),
+    # the one two hours late comes before the one two minutes late.
+    out.sort(key=lambda h: (not h.overdue, -(h.overdue_minutes or 0), h.due_at_local or "~"))
     return out
 
 

@@ -22,8 +22,8 @@ from flows.bulk_plan import constant_lookups
 from flows.calendar_gaps import estimated_note
 from flows.concurrent import RunningRun
 from flows.durations import add_duration, duration_zh
-from flows.exports import late_days
 from flows.expressions import ExpressionError, compile_expression
+from flows.lateness import minutes_late, step_late_days
 from flows.params import ParamValueError, end_of_day
 from flows.params import check_text as check_plain_text
 from flows.progress import due_time
@@ -224,9 +224,13 @@ class StepPublic(BaseModel):
         "statutory holidays not counted); null where the rule is not known")
     overdue_days: int | None = Field(
         default=None, description="逾期天数 while the task is open (ready, acked, sent back): "
-        "0 before its deadline, then calendar days past the deadline's last day, at least 1, "
-        "as the rectification register counts them; null for a task not open or without a "
-        "deadline")
+        "0 until it is a full day past its deadline (less is said by overdue_minutes), then "
+        "calendar days past the deadline's last day, as the rectification register counts "
+        "them; null for a task not open or without a deadline")
+    overdue_minutes: int | None = Field(
+        default=None, description="While the task is open: whole minutes past its deadline, "
+        "at least 1 once it has passed (the pages' countdown: 逾期 1分钟), 0 before; null "
+        "for a task not open or without a deadline")
     due_estimated: str | None = Field(
         default=None, description="set when the deadline counts working days into a year the "
         "working-day calendar does not list: it was counted Mon-Fri, without that year's "
@@ -351,11 +355,13 @@ class Holdup(BaseModel):
     since: datetime | None = Field(description="When it came to them: handed out, sent back, "
                                    "or handed in for verification")
     since_local: str | None
+    due_at: datetime | None = Field(description="The deadline, for the page's countdown")
     due_at_local: str | None
     original_due_at_local: str | None
     due_rule: str | None
     overdue: bool
-    overdue_days: int | None
+    overdue_days: int | None = Field(description="As the task's: days from a full day late on")
+    overdue_minutes: int | None = Field(description="As the task's: minutes past the deadline")
     escalation_level: int
     last_rung: str | None = Field(description="The last ladder rung fired on it (约谈)")
     letters_sent: int = Field(description="Letters (督办函, 约谈通知) its ladder sent, with a 文号")
@@ -488,6 +494,7 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
     # A deadline moved by an approved extension is a date someone chose, not a count.
     counted = spec is not None and spec.due is not None and s.original_due_at is None
     verify_due = spec.verify.due if spec is not None and spec.verify is not None else None
+    now, open_ = rt.clock.now(), s.status in ACTIONABLE_STATUSES
     return StepPublic(
         id=s.id or 0, run_id=s.run_id, run_title=run_title, step=s.step_key, title=s.title,
         action=s.action,
@@ -499,8 +506,8 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         original_due_at_local=rt.renderer.deadline(s.original_due_at) or None,
         due_rule=duration_zh(spec.due.after, spec.due.from_) if spec and spec.due else None,
         due_working_days=spec.due.after.is_working_days if spec and spec.due else None,
-        overdue_days=late_days(s.due_at, rt.clock.now(), rt.tz)
-        if s.status in ACTIONABLE_STATUSES else None,
+        overdue_days=step_late_days(s.due_at, now, rt.tz) if open_ else None,
+        overdue_minutes=minutes_late(s.due_at, now) if open_ else None,
         due_estimated=estimated_note(rt, spec.due.after, s.ready_at, s.due_at)
         if counted and spec and spec.due else None,
         ready_at=s.ready_at, ready_at_local=_seconds(rt, s.ready_at),

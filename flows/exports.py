@@ -318,8 +318,9 @@ def overdue_days(h: Hazard, now: datetime, tz: ZoneInfo) -> int | None:
 
 def late_days(due_at: datetime | None, now: datetime, tz: ZoneInfo) -> int | None:
     """逾期天数 of any deadline: 0 before it passes, then the calendar days past its last day,
-    at least 1 (the day it passed is a started day overdue); None without a deadline. One rule
-    for the registers and a run's steps, so the run page and the 整改清单 say the same number."""
+    at least 1 (the day it passed is a started day overdue); None without a deadline. The
+    registers' rule; a run's steps take it from a day late on (flows/lateness.py), so the run
+    page of a hazard and its 整改清单 row say the same number of days."""
     left = days_left(due_at, now, tz)
     if left is None or due_at is None:
         return None

@@ -123,7 +123,7 @@ function drawHoldup(run) {
     }
     list.append(h("li", { class: x.overdue ? "holdup is-overdue" : "holdup", dataset: { step: x.step, taskId: x.task_id } },
       h("p", { class: "holdup-head" }, h("a", { href: `/tasks/${x.task_id}`, text: head }),
-        x.overdue_days > 0 ? h("strong", { class: "overdue-days", text: ` 逾期 ${x.overdue_days} 天` }) : null),
+        x.overdue_minutes > 0 ? [" ", lateness(x)] : null),
       h("p", { class: "holdup-who", text: `现由：${contacts(x.holders)}` }),
       h("p", { class: "meta", text: `${x.waiting_on}${x.since_local ? `，自 ${x.since_local}` : ""}` }),
       x.due_at_local ? h("p", { class: "meta", text: `时限 ${x.due_at_local}${extended}${rule}` }) : null,
@@ -147,6 +147,17 @@ function clock(iso, overdue) {
   return h("span", { class: "due", dataset: { due: iso, overdue: overdue ? "true" : "false" } });
 }
 
+// How late a task is, said once: while less than a day late by the live countdown the task
+// page and the inbox show ("逾期 1分钟", "逾期 5小时12分"); from a full day on in days as the
+// 整改清单 counts them ("逾期 13 天": the day the deadline passed is day 1), the API giving
+// overdue_days only from then (flows/lateness.py). Never a day count beside a minute count.
+function lateness(task) {
+  if (task.overdue_days > 0) {
+    return h("strong", { class: "due overdue overdue-days", text: `逾期 ${task.overdue_days} 天` });
+  }
+  return clock(task.due_at, true);
+}
+
 function deadline(step, live) {
   if (live && step.status === "submitted" && step.verify_due_at) {
     return h("p", {}, "核验时限 ", clock(step.verify_due_at, false), ` （${step.verify_due_at_local}）`);
@@ -159,11 +170,8 @@ function deadline(step, live) {
     ? `，原时限 ${step.original_due_at_local}` : "";
   const estimated = step.due_estimated ? `；${step.due_estimated}` : "";
   const rule = step.due_rule ? `；期限按${step.due_rule}计` : "";
-  // The days overdue as the 整改清单 counts them, so the page and the register agree.
-  const late = step.overdue_days > 0
-    ? h("strong", { class: "overdue-days", text: `逾期 ${step.overdue_days} 天 ` }) : null;
-  return h("p", {}, late, clock(step.due_at, step.overdue),
-    ` （时限 ${step.due_at_local}${extended}${rule}${estimated}）`);
+  const late = step.overdue_minutes > 0 ? lateness(step) : clock(step.due_at, step.overdue);
+  return h("p", {}, late, ` （时限 ${step.due_at_local}${extended}${rule}${estimated}）`);
 }
 
 function stepTitle(step) {

@@ -42,6 +42,8 @@ def test_the_late_step_says_its_days_overdue_its_rule_and_how_to_reach_its_holde
     page = open_run(signed_in, server, walked)
     rectify = page.locator("#steps li[data-step='rectify']")
     expect(rectify.locator(".overdue-days")).to_have_text("逾期 13 天")
+    # One figure: the register's days, not beside them a countdown of 12天12小时.
+    expect(rectify.locator(".due")).to_have_text(["逾期 13 天"])
     expect(rectify).to_contain_text("期限按30天（自流程启动起）计")
     expect(rectify).to_contain_text("原时限 2026-04-01 09:00")
     expect(rectify).to_contain_text("尹秀英（社区安全员，六和社区，电话 13800138123）")
