@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from api.deps import CurrentPerson, RowId, RuntimeDep
 from api.schemas import SECONDS
 from flows import campaigns
+from flows.exports import days_left
+from flows.runtime import Runtime
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"])
 
@@ -36,6 +38,10 @@ class CampaignProgress(BaseModel):
     remaining: int = Field(description="Closures still needed to meet the target.")
     window_end: datetime | None
     window_end_local: str | None
+    window_days_left: int | None = Field(
+        default=None, description="剩余天数 of the window, as the 整改清单 counts a deadline's: "
+        "calendar days from today to the window's last day, 0 on that day and once it ended; "
+        "null without a window")
     as_of: datetime
     as_of_local: str
 
@@ -53,6 +59,12 @@ def progress(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> CampaignPr
         rectifying=p["rectifying"], overdue=p["overdue"], closed=p["closed"],
         closed_after_window=p["closed_after_window"], met=p["met"],
         remaining=max(p["target"] - p["closed"], 0), window_end=p["window_end"],
-        window_end_local=rt.renderer.local(p["window_end"]) or None, as_of=p["as_of"],
+        window_end_local=rt.renderer.local(p["window_end"]) or None,
+        window_days_left=_days_left(rt, p["window_end"], p["as_of"]), as_of=p["as_of"],
         as_of_local=rt.renderer.local(p["as_of"], SECONDS),
     )
+
+
+def _days_left(rt: Runtime, end: datetime | None, now: datetime) -> int | None:
+    left = days_left(end, now, rt.tz)
+    return None if left is None else max(left, 0)

@@ -4,8 +4,8 @@
 // run (typhoon 633) to its next stage or cancels it, each after a second, explicit click on
 // the page itself (a browser's confirm dialog is easy to click away, and tests cannot see it).
 import {
-  $, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, flash, h, liveCountdowns, serverNow,
-  showError, shownValue, startPage, statusBadge,
+  $, ApiError, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, flash, h, liveCountdowns, query,
+  serverNow, showError, shownValue, startPage, statusBadge,
 } from "/static/closeloop.js";
 import { docBody, docPage, docSource, docTitle } from "/static/docview.js";
 
@@ -95,6 +95,69 @@ function drawParams(run, pb) {
     h("tbody", {}, entries.map(([name, value]) => h("tr", { dataset: { param: name } },
       h("th", { scope: "row", text: (specs[name] && specs[name].title) || name }),
       h("td", { text: shownValue(value) })))))));
+}
+
+// -- a 3030 campaign's progress --------------------------------------------------------------
+
+// A campaign (playbook kind: campaign) is watched by its figures, counted live from the hazard
+// register; null for any other run.
+async function campaignOf(pb) {
+  if (!pb || pb.kind !== "campaign") return null;
+  try {
+    return await api(`/api/campaigns/${RUN_ID}/progress`);
+  } catch (err) {
+    // The run's pinned version is no campaign (the playbook file changed kind since).
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+// The hazard register filtered to this campaign (hazards.js reads its filters from the
+// address: ?campaign=<run id>, and the grade the campaign counts, so the list and the figure
+// hold the same hazards).
+function registerOf(progress, { register = "", status = "", overdue = "" } = {}) {
+  const grade = progress.grade === "全部" ? "" : progress.grade;
+  return `/hazards${query({ register, campaign: progress.run_id, grade, status, overdue })}`;
+}
+
+function figure(key, term, value, { href = null, alarm = false } = {}) {
+  return h("div", { class: alarm ? "figure alarm" : "figure", dataset: { figure: key } },
+    h("dt", { text: term }),
+    h("dd", {}, href ? h("a", { href, text: value }) : value));
+}
+
+function drawCampaign(progress) {
+  $("#campaign-box").hidden = !progress;
+  if (!progress) return;
+  const ended = progress.window_end && Date.parse(progress.as_of) >= Date.parse(progress.window_end);
+  const counted = progress.grade === "全部" ? "隐患" : `${progress.grade}隐患`;
+  const short = progress.met ? "已达标" : `${progress.remaining} 个`;
+  clear($("#campaign-figures")).append(
+    figure("target", `目标（销号${counted}）`, `${progress.target} 个`),
+    figure("found", "已发现", String(progress.found), { href: registerOf(progress) }),
+    figure("rectifying", "整改中", String(progress.rectifying),
+      { href: registerOf(progress, { status: "open" }) }),
+    figure("overdue", "逾期", String(progress.overdue),
+      { href: registerOf(progress, { overdue: "true" }), alarm: progress.overdue > 0 }),
+    figure("closed", "已销号", String(progress.closed),
+      { href: registerOf(progress, { status: "closed" }) }),
+    figure("remaining", progress.met ? "完成情况" : "尚差销号", short,
+      { alarm: ended && !progress.met }),
+    figure("days-left", "剩余天数",
+      progress.window_days_left === null ? "—" : (ended ? "已结束" : `${progress.window_days_left} 天`)));
+  $("#campaign-window").textContent = [
+    progress.window_end_local
+      ? `整治窗口${ended ? "已于" : "至"} ${progress.window_end_local}${ended ? " 结束" : ""}` : null,
+    progress.closed_after_window > 0
+      ? `窗口结束后销号 ${progress.closed_after_window} 个，不计入目标` : null,
+    `统计于 ${progress.as_of_local}`,
+  ].filter(Boolean).join("；");
+  // The 整改清单 is a manager's register (the API asks for manager rights over the unit).
+  clear($("#campaign-links")).append(
+    h("a", { class: "button", href: registerOf(progress), text: "隐患清单（本行动）" }),
+    state.who && state.who.manager
+      ? h("a", { class: "button", href: registerOf(progress, { register: "rectification" }),
+        text: "整改清单（本行动）" }) : null);
 }
 
 // -- what holds it up ------------------------------------------------------------------------
@@ -793,14 +856,15 @@ function load() {
 
 async function loadOnce() {
   const run = await api(`/api/runs/${RUN_ID}`);
-  const [pb, docs, notes] = await Promise.all([
-    playbookOf(run),
+  const [[pb, campaign], docs, notes] = await Promise.all([
+    playbookOf(run).then(async (book) => [book, await campaignOf(book)]),
     api(`/api/runs/${RUN_ID}/documents`),
     api(`/api/runs/${RUN_ID}/notifications`),
   ]);
   state.run = run;
   state.playbook = pb;
   drawSummary(run);
+  drawCampaign(campaign);
   drawHoldup(run);
   drawControls(run, pb);
   drawOverview(run, pb);

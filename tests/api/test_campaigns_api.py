@@ -49,6 +49,7 @@ def test_progress_is_live(client: TestClient, auth: Auth, clock: ManualClock) ->
         "remaining": 2, "grade": "重大"}
     assert body["window_end"] == step(campaign, "window")["due_at"]
     assert body["unit_name"] == "一街道" and body["window_end_local"]
+    assert body["window_days_left"] == 30  # 剩余天数, counted as the 整改清单 counts them
 
     first = hazards[0]
     r = client.post(f"/api/tasks/{step(first, 'rectify')['id']}/complete", json={},
@@ -62,6 +63,10 @@ def test_progress_is_live(client: TestClient, auth: Auth, clock: ManualClock) ->
     body = client.get(url, headers=auth("d1-manager")).json()
     assert (body["found"], body["rectifying"], body["overdue"], body["closed"]) == (3, 2, 2, 1)
     assert body["remaining"] == 1
+    assert body["window_days_left"] == 19
+    clock.advance(timedelta(days=20))
+    body = client.get(url, headers=auth("d1-manager")).json()
+    assert body["window_days_left"] == 0  # the window has ended
 
 
 def test_read_rights_and_errors(client: TestClient, auth: Auth) -> None:
