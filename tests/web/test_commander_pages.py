@@ -288,7 +288,7 @@ def test_the_first_report_filed_shows_as_a_document_and_its_sending(
     page = signed_in("wang-qiang")
     page.goto(server.url(f"/runs/{run_id}"))
     doc = page.locator("#documents details.doc").first
-    # Under its own title, formatted (tests/web/test_run_documents.py has the rest).
+    # Under its own title, formatted (tests/web/test_run_documents_page.py has the rest).
     expect(doc.locator(".doc-title")).to_have_text("突发事件首报")
     body = doc.locator(".doc-html")
     expect(body).to_be_hidden()  # collapsed until opened
