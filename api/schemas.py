@@ -417,8 +417,9 @@ class RunPublic(BaseModel):
         "counted: the assignee's clock stops there, as the run page's 逾期 N 天 does")
     max_overdue_days: int | None = Field(
         default=None, description="Only in GET /api/runs: the most overdue of those tasks in "
-        "逾期天数 (calendar days past the deadline's last day, at least 1, as a task's "
-        "`overdue_days` counts them); null when none is overdue")
+        "逾期天数, as a task's `overdue_days` counts them (from a full day late on); null when "
+        "none is overdue or the worst is less than a day late (`earliest_overdue_due_at` "
+        "then says by how long)")
     earliest_overdue_due_at: datetime | None = Field(
         default=None, description="Only in GET /api/runs: the earliest deadline those tasks "
         "missed (UTC), so a run less than a day late can say by how many minutes or hours "

@@ -22,7 +22,7 @@ from api.schemas import (
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
 from flows.concurrent import overlapping_runs
-from flows.exports import late_days
+from flows.lateness import step_late_days
 from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import InvalidInput
@@ -99,7 +99,8 @@ def _with_late_work(rt: Runtime, session: Session, rows: list[Run]) -> list[RunP
         if run.status == RUNNING:
             work = late.get(view.id)
             view.overdue_tasks = work.tasks if work else 0
-            view.max_overdue_days = late_days(work.earliest_due, now, rt.tz) if work else None
+            view.max_overdue_days = (step_late_days(work.earliest_due, now, rt.tz) or None
+                                     if work else None)
             view.earliest_overdue_due_at = work.earliest_due if work else None
     return views
 
