@@ -825,7 +825,7 @@ async function act(button, work, { keepOpen = false } = {}) {
     flash(said, "ok");
   } catch (err) {
     if (!keepOpen || !err || !err.field) hideConfirms();
-    showError(err);
+    showError(err, button.closest("form")); // the box named by its words (撤销说明), not "note"
     const reason = $("#reason");
     if (err && err.field === "reason") reason.setAttribute("aria-invalid", "true");
     if (err && err.field === "note") $("#stage-note").setAttribute("aria-invalid", "true");

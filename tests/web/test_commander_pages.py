@@ -421,7 +421,8 @@ def test_a_downgraded_typhoon_calls_off_the_higher_stages_open_tasks_from_its_pa
     expect(page.locator("#stage-open li")).to_have_count(4)
     # Without a note the API refuses; the choice stays up with the box to fill marked.
     page.click("#stage-call-off")
-    expect(page.locator("#flash")).to_contain_text("撤销任务须写明说明")
+    expect(page.locator("#flash")).to_contain_text("撤销说明：撤销任务须写明说明")
+    expect(page.locator("#flash")).not_to_contain_text("note:")
     expect(page.locator("#stage-note")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#stage-confirm")).to_be_visible()
     page.fill("#stage-note", "预警降为黄色，暂停转移")
