@@ -137,9 +137,15 @@ function draw() {
   box.append(WIDE.matches ? table(answer.data, names) : cards(answer.data, names));
 }
 
+// Filters changed quickly send several reads; an earlier one answered last must not draw over
+// the list the newest filter asked for.
+let asked = 0;
+
 async function load(s, names) {
   remember(s);
+  const mine = ++asked;
   const answer = await api(`/api/runs${apiQuery(s)}`);
+  if (mine !== asked) return;
   last = { answer, s, names };
   draw();
 }
