@@ -108,6 +108,8 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
         attempts = session.exec(select(DeliveryAttempt).where(
             DeliveryAttempt.notification_id.in_(ids))).all() if ids else []  # type: ignore[attr-defined]
     url_of = {n.id: n.url for n in notes}
+    # One rendering per distinct text: a 续报 to thirty offices is thirty rows of one body.
+    html_of = {body: document_html(body) for body in {n.body for n in notes}}
     by_note: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
         by_note.setdefault(a.notification_id, []).append(
@@ -117,7 +119,8 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
     return {"data": [{"id": n.id, "kind": n.kind, "recipient": n.recipient,
                       "recipient_name": _served_on(rt, n.recipient)["name"],
                       "recipient_kind": n.recipient_kind, "url": mask_url(n.url),
-                      "title": n.title, "body": n.body, "step_id": n.step_id,
+                      "title": n.title, "body": n.body, "html": html_of[n.body],
+                      "step_id": n.step_id,
                       "status": n.status, "attempts": by_note.get(n.id or 0, []),
                       "created_at": n.created_at,
                       "created_at_local": rt.renderer.local(n.created_at, SECONDS),

@@ -563,7 +563,9 @@ function drawMessages(box, notes) {
         h("strong", { text: first.title }),
         h("span", { class: "meta", text: ` · ${group.length} 人 · ${first.created_at_local}` })),
       h("p", { class: "meta", text: `发送：${served.join("、")}` }),
-      h("pre", { class: "doc-body", text: first.body })));
+      // Read as it reads on the phone it went to (headings, bold, lists), with the text as
+      // sent folded under 原文; a record from before the API rendered it keeps its text.
+      first.html ? [docBody(first), docSource(first)] : h("pre", { class: "doc-body", text: first.body })));
   }
   box.append(list);
 }

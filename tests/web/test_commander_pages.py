@@ -306,8 +306,12 @@ def test_the_first_report_filed_shows_as_a_document_and_its_sending(
     expect(notes.locator("#notes-table")).to_contain_text("黄磊")
     # What the report said, once per text however many it went to, can be read back.
     sent = notes.locator("#messages details.message", has_text="报送首报").first
-    expect(sent.locator("pre.doc-body")).to_be_hidden()
-    sent.locator("summary").click()
+    expect(sent.locator(".doc-html")).to_be_hidden()
+    sent.locator(":scope > summary").click()
+    # Formatted as the phone shows it, with the text as sent under 原文.
+    expect(sent.locator(".doc-html")).to_contain_text("已疏散住户")
+    expect(sent.locator(".doc-html")).not_to_contain_text("**")
+    sent.locator(".doc-source > summary").click()
     expect(sent.locator("pre.doc-body")).to_contain_text("已疏散住户")
     expect(sent).to_contain_text("发送：")
 
