@@ -18,7 +18,9 @@ from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
 from api.document_html import document_heading, document_html
 from api.errors import DATABASE_DOWN
 from api.redact import mask_error, mask_url
+from flows.access import require_read_run
 from flows.calendar_gaps import LOOKAHEAD, years_to_add
+from flows.lifecycle import load_run
 from flows.notify import undelivered
 from flows.numbering import RUN_SUBJECT, issued_for_run
 from flows.resend import resend
@@ -98,9 +100,7 @@ def run_notifications(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> d
     what a 续报 or 终报 said, to whom and when, is part of the run's history (迟报、瞒报 are
     asked about). URLs show scheme and host only (api/redact.py): the rest of an Apprise URL
     is its credentials."""
-    from api.routes.runs import read as read_run  # same visibility rule as the run itself
-
-    read_run(run_id, rt, person)
+    _require_readable(rt, person, run_id)
     with read_session(rt.db) as session:
         notes = session.exec(select(Notification).where(Notification.run_id == run_id)
                              .order_by(Notification.id)).all()
@@ -144,9 +144,7 @@ def resend_notification(notification_id: RowId, rt: RuntimeDep,
 def run_documents(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     """Documents of the run in the order they were made: those its steps filed (first report,
     notices, forms) and the letters its escalation ladders sent (督办函, 约谈通知)."""
-    from api.routes.runs import read as read_run
-
-    read_run(run_id, rt, person)
+    _require_readable(rt, person, run_id)
     with read_session(rt.db) as session:
         docs = session.exec(select(Document).where(Document.run_id == run_id)
                             .order_by(Document.created_at, Document.id)).all()  # type: ignore[arg-type]
@@ -168,15 +166,21 @@ def run_document(run_id: RowId, document_id: RowId, rt: RuntimeDep,
                  person: CurrentPerson) -> dict[str, Any]:
     """One document of the run, as the list gives it: what its printable page
     (/runs/{run_id}/documents/{document_id}) shows. 404 for a document of another run."""
-    from api.routes.runs import read as read_run
-
-    read_run(run_id, rt, person)
+    _require_readable(rt, person, run_id)
     with read_session(rt.db) as session:
         d = session.get(Document, document_id)
         if d is None or d.run_id != run_id:
             raise NotFound("document", document_id)
         key = session.get(StepInstance, d.step_id)
     return _document(rt, d, key.step_key if key else None)
+
+
+def _require_readable(rt: Runtime, person: str, run_id: int) -> None:
+    """The run's own visibility rule (404 for no such run, 403 outside the person's units), as
+    GET /api/runs/{id} applies it, without building that whole view: the run page reads the
+    notifications and documents beside the run on every refresh."""
+    with read_session(rt.db) as session:
+        require_read_run(rt.org, person, load_run(session, run_id))
 
 
 def _document(rt: Runtime, d: Document, step_key: str | None) -> dict[str, Any]:
