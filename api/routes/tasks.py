@@ -104,15 +104,7 @@ def read(task_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> StepPublic:
         run = session.get(Run, step.run_id)
     if not can_read_step(rt.org, person, step, run_unit_id=run.unit_id if run else None):
         raise Forbidden("无权查看该任务 / task belongs to another unit")
-    spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
-    view = step_view(rt, step, run_title=run.title if run else None, spec=spec)
-    if step.status == CANCELLED:  # called off: handed out again since, as which task
-        with read_session(rt.db) as session:
-            view.rehanded_as = rehanded_as(session, run_id=step.run_id, step_id=task_id)
-    if run is not None and spec is not None and spec.item_needs:
-        with read_session(rt.db) as session:
-            view.paired = paired_records(session, run, step, spec)
-    return view
+    return _shown(rt, step, run)
 
 
 @router.post("/{task_id}/ack", response_model=StepPublic)
@@ -180,6 +172,20 @@ def _answer(rt: Runtime, step: StepInstance) -> StepPublic:
     its sign-for is due), so the phone redraws from the answer without a second request."""
     with read_session(rt.db) as session:
         run = session.get(Run, step.run_id)
-    spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
-    return step_view(rt, step, run_title=run.title if run else None, spec=spec)
+    return _shown(rt, step, run)
 
+
+def _shown(rt: Runtime, step: StepInstance, run: Run | None) -> StepPublic:
+    """The task as its page reads it: its run's title, its playbook step (when the sign-for
+    is due), the task that replaced it if called off, and the records it pairs with."""
+    spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
+    view = step_view(rt, step, run_title=run.title if run else None, spec=spec)
+    called_off = step.status == CANCELLED  # handed out again since: as which task
+    pairs = run is not None and spec is not None and bool(spec.item_needs)
+    if called_off or pairs:
+        with read_session(rt.db) as session:
+            if called_off:
+                view.rehanded_as = rehanded_as(session, run_id=step.run_id, step_id=step.id or 0)
+            if pairs:
+                view.paired = paired_records(session, run, step, spec)  # type: ignore[arg-type]
+    return view
