@@ -19,6 +19,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PLAYBOOKS = REPO_ROOT / "playbooks"
 
 
+def default_playbooks() -> Path:
+    """SPEC §5: CLOSELOOP_PLAYBOOKS defaults to `./playbooks`, the folder where closeloop is
+    started, so a bureau that keeps its own content there (its org chart above all) gets it,
+    not the demo district. Started where there is none (an installed `closeloop` run from any
+    directory), it is the shipped content, as `./dev serve` in the repository has it anyway."""
+    here = Path.cwd() / "playbooks"
+    return here if here.is_dir() else DEFAULT_PLAYBOOKS
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a rejected value may carry a password (evidence_url, secret), and
     # validation errors end up in logs and on terminals.
@@ -29,8 +38,9 @@ class Settings(BaseSettings):
                            "files, the generated signing secret and Prefect's home live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the "
                                      "data dir. PostgreSQL: postgresql+psycopg://user@host/db")
-    playbooks: Path = Field(DEFAULT_PLAYBOOKS, description="Folder of playbooks/*.yaml, with "
-                            "modules/, templates/, org/ and calendar/ inside.")
+    playbooks: Path = Field(default_factory=default_playbooks, description="Folder of "
+                            "playbooks/*.yaml, with modules/, templates/, org/ and calendar/ "
+                            "inside; default ./playbooks, or the shipped one where there is none.")
     org: Path | None = Field(None, description="Org chart YAML; default the demo district in "
                              "playbooks/org/.")
     calendar: Path | None = Field(None, description="Working-day calendar YAML (holidays and "
