@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from flows.loader import LoadContext, load_catalog
+from flows.loader import LoadContext, declared_id, load_catalog
 from flows.spec import Playbook
 from models.documents import PlaybookVersion
 from models.errors import InvalidInput, NotFound, SourceError
@@ -36,13 +36,18 @@ class Catalog:
         self._pinned: dict[str, Playbook] = {}
         self.current: dict[str, Playbook] = {}
         self.errors: list[SourceError] = []
+        self._failed_ids: dict[str, str | None] = {}
         self.reload()
 
     def reload(self) -> list[SourceError]:
         current, errors = load_catalog(self.playbooks_dir, context=self.context)
+        # The id each failed file declares: `gas-leak-2026.yaml` saying `id: gas-leak` is the
+        # gas leak playbook that failed, though its file is not named after it.
+        failed_ids = {e.file: declared_id(Path(e.file)) for e in errors}
         with self._lock:
             self.current = current
             self.errors = errors
+            self._failed_ids = failed_ids
             for pb in current.values():
                 self._pinned.setdefault(pb.sha256, pb)
         return errors
@@ -58,7 +63,8 @@ class Catalog:
         load says so with its first error (a commander at 3 a.m. learns the playbook is
         broken, not that it does not exist); otherwise the ids that are loaded."""
         shown = playbook_id[:80]
-        failed = [e for e in self.errors if Path(e.file).stem == playbook_id]
+        failed = [e for e in self.errors if playbook_id in (Path(e.file).stem,
+                                                            self._failed_ids.get(e.file))]
         if failed:
             first = failed[0]
             return InvalidInput("playbook", f"流程 {shown} 的文件有错误，未能加载，请联系管理员修正"

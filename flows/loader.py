@@ -203,6 +203,16 @@ def _ids_in(directory: Path) -> set[str]:
 _TOP_ID = re.compile(r"^id:[ \t]*([^\s#]+)", re.MULTILINE)
 
 
+def declared_id(path: Path) -> str | None:
+    """The top-level `id:` a playbook file declares, read from its text alone (the file may
+    not parse), or None."""
+    try:
+        match = _TOP_ID.search(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return match[1].strip("'\"") if match else None
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
