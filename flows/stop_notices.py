@@ -47,8 +47,9 @@ def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: st
     kind = "ended" if ended else "cancelled"
     stopped = f"{run.title} 已由{who}{done}{why}。"
     for_holders = stopped + "你在此流程中的未完成任务已停止，无需再办理。"
-    for_told = stopped + ("此前就此事件发出的报告和通知所涉处置已停止，特此告知。" if not ended
-                          else "此前就此事件发出的报告和通知所涉响应已结束，特此告知。")
+    # Neutral about what it was (a leak, a hazard under listed supervision, a campaign).
+    for_told = stopped + ("此前就此发出的报告、通知所涉处置已停止，特此告知。" if not ended
+                          else "此前就此发出的报告、通知所涉响应已结束，特此告知。")
     known = [p for p in told_people if p in rt.org.people]
     rows = notification_rows(  # holders not reached by a message: the inbox, as their task
         rt.org, people=sorted(holders - set(known)), kind=kind, title=f"{title}{run.title}",

@@ -82,7 +82,7 @@ def test_the_offices_that_took_the_first_report_are_told_it_was_a_false_alarm(
     assert set(got) >= {"/api/receiver/county-duty", "/api/receiver/district-duty"}
     body = got["/api/receiver/county-duty"]["message"]
     assert "王强撤销" in body and REASON in body
-    assert "此前就此事件发出的报告和通知所涉处置已停止" in body
+    assert "此前就此发出的报告、通知所涉处置已停止" in body
 
 
 def test_the_verifier_waiting_on_a_handed_in_task_is_told_with_the_holders(
