@@ -19,21 +19,20 @@ from flows.concurrent import refuse_if_running
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
 from flows.progress import advance, cancel_open_steps, is_finished, lock_run, step_state, wake
-from flows.recipients import notification_rows
 from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
 from flows.spec import Playbook
+from flows.stop_notices import tell_stopped
 from flows.tabular import ZERO_WIDTH
 from models import run as rs
 from models import task as st
-from models.audit import ACTOR_NAMES, SYSTEM
+from models.audit import SYSTEM
 from models.db import session_scope
 from models.errors import Conflict, InvalidInput, NotFound
 from models.hazard import Hazard
-from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
-from models.writes import add_event, insert_ignoring_duplicates
+from models.writes import add_event
 
 
 def start_run(
@@ -205,29 +204,6 @@ def _refuse_unstaffed(session: Session, rt: Runtime, run: Run, playbook: Playboo
         zh, en = nobody_for(rt.org, step.role, step.title, step.step_key, run.unit_id,
                             step.unit_id)
         raise InvalidInput("unit", f"{zh} / {en}")
-
-
-def _tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: str | None,
-                  now: datetime, *, ended: bool = False) -> None:
-    """Whoever holds a task of the run is told it is called off (a grid worker on the way to a
-    leak that was a false alarm; a community still owing an earlier stage's measures when the
-    typhoon response is ended), in the in-app inbox, with the reason and who did it."""
-    open_steps = session.exec(select(StepInstance).where(
-        StepInstance.run_id == run.id,
-        StepInstance.status.in_(st.OPEN_STATUSES),  # type: ignore[attr-defined]
-    )).all()
-    people = sorted({p for step in open_steps for p in step.assignees})
-    if not people:
-        return
-    who = rt.org.people[actor].name if actor in rt.org.people else ACTOR_NAMES.get(actor, actor)
-    why = f"，{'说明' if ended else '原因'}：{reason}" if reason else ""
-    title, done = ("【响应结束】", "宣布结束响应") if ended else ("【已撤销】", "撤销")
-    insert_ignoring_duplicates(session, Notification, notification_rows(
-        rt.org, people=people, kind="ended" if ended else "cancelled",
-        title=f"{title}{run.title}",
-        body=f"{run.title} 已由{who}{done}{why}。你在此流程中的未完成任务已停止，无需再办理。",
-        dedupe=f"{'ended' if ended else 'cancelled'}|{run.id}", now=now, run_id=run.id,
-        step_id=None, inbox_only=True))
 
 
 def load_run(session: Session, run_id: int) -> Run:
@@ -421,7 +397,7 @@ def _stop(session: Session, rt: Runtime, run: Run, playbook: Playbook, actor: st
     """What ending a response (completed) and cancelling a run share: holders told, open
     steps called off, the run finished, its event (with how many steps were stopped), the
     segment woken, the register entry synced, child runs stopped with it."""
-    _tell_stopped(session, rt, run, actor, said, now, ended=ended)
+    tell_stopped(session, rt, run, actor, said, now, ended=ended)
     stopped = cancel_open_steps(session, run.id or 0, now=now)
     status = rs.COMPLETED if ended else rs.CANCELLED
     run.status = status

@@ -165,11 +165,26 @@ function drawCampaign(progress) {
 // The director's "why is it late, and who has it now?" answered at the top: each open task
 // (the overdue first) with whose move it is since when, how many days late, the deadline and
 // how it was counted, and what was done about it (the ladder, rejections, requests for time).
+// A typhoon stage at the district leaves 200 tasks open: all of them here would put the stage
+// and cancel controls 50 phone screens down. The most pressing few are shown (the overdue come
+// first), and the rest on a tap; the steps list below still lists every one.
+const HOLDUP_SHOWN = 5;
+let holdupAll = false; // kept across the page's refreshes once asked for
+
 function drawHoldup(run) {
   const rows = run.holdup || [];
   $("#holdup-box").hidden = rows.length === 0;
   const list = clear($("#holdup"));
-  for (const x of rows) {
+  const shown = holdupAll ? rows : rows.slice(0, HOLDUP_SHOWN);
+  const rest = rows.length - shown.length;
+  const more = $("#holdup-more");
+  more.hidden = rest === 0;
+  if (rest > 0) {
+    const late = rows.slice(HOLDUP_SHOWN).filter((x) => x.overdue).length;
+    more.textContent = `显示其余 ${rest} 项${late ? `（其中逾期 ${late} 项）` : ""}，共 ${rows.length} 项未完成`;
+    more.onclick = () => { holdupAll = true; drawHoldup(run); };
+  }
+  for (const x of shown) {
     const head = [x.title, x.phase, x.status_name].filter(Boolean).join(" · ");
     const extended = x.original_due_at_local ? `，原时限 ${x.original_due_at_local}` : "";
     const rule = x.due_rule ? `；期限按${x.due_rule}计` : "";

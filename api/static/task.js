@@ -781,6 +781,57 @@ function drawExtensions() {
   return section("extension", "延期申请", ...parts);
 }
 
+// -- a commander moves the deadline (调整期限) -------------------------------------------------
+
+// POST /api/tasks/{id}/extend: a commander over the task's unit moves an open task's deadline,
+// later (the repair takes another day) or earlier (the danger grew), with the reason; the
+// ladder counts again from it. Offered where the API takes it: to a commander whose units
+// (their own and below, /api/me) hold the task, while its run is running.
+function mayMoveDeadline() {
+  const { task, who, run } = state;
+  return OPEN.includes(task.status) && task.action === "task" && Boolean(who.commander) &&
+    (who.units || []).some((u) => u.id === task.unit_id) && (!run || run.status === "running");
+}
+
+function drawMoveDeadline() {
+  if (!mayMoveDeadline()) return null;
+  const { task } = state;
+  // The input shows the bureau's wall clock, as the API reads a time without a zone.
+  const current = (task.due_at_local || "").replace(" ", "T");
+  const due = h("input", { id: "move-due", name: "due_at", type: "datetime-local", value: current });
+  const reason = h("input", { id: "move-reason", name: "reason", type: "text", maxlength: "2000",
+    placeholder: "例如：抢修需更换管段，延至明日；险情加重，提前完成" });
+  const send = h("button", { id: "move-send", type: "submit", text: "调整期限" });
+  const form = h("form", { id: "move-form", novalidate: true, autocomplete: "off" },
+    h("label", { for: "move-due", "data-label": "新期限", text: "新期限（可延后，也可提前）" }), due,
+    h("label", { for: "move-reason", "data-label": "调整原因", text: "调整原因" }), reason, send,
+    h("p", { class: "meta", text: "调整后督办从新期限重新计时；原期限保留在时间线中。" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFlash();
+    for (const [box, said] of [[due, "请选择新期限"], [reason, "请写明调整原因"]]) {
+      if (!box.value.trim()) { // said here: the API would only say the empty text is no time
+        box.setAttribute("aria-invalid", "true");
+        box.focus();
+        flash(said, "error");
+        return;
+      }
+    }
+    send.disabled = true;
+    try {
+      state.task = await api(`/api/tasks/${taskId}/extend`, { method: "POST",
+        json: { due_at: due.value, reason: reason.value } });
+      redraw(`期限已调整为 ${state.task.due_at_local}，督办从新期限重新计时`);
+    } catch (err) {
+      showError(err, form);
+      markField(form, err);
+    } finally {
+      send.disabled = false;
+    }
+  });
+  return section("move-deadline", "调整期限", form);
+}
+
 // A task called off by a downgrade and handed out again when its stage came back: each names
 // the other, so whoever opens the old one (from the call-off message) finds the work owed now.
 function drawAgain() {
@@ -900,7 +951,7 @@ function draw() {
   }
   if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());
   else if (task.status === "submitted" && mayAct()) parts.push(drawWaiting());
-  parts.push(drawSubmitted(), drawExtensions());
+  parts.push(drawSubmitted(), drawExtensions(), drawMoveDeadline());
   if (reassign && task.assignees.length) parts.push(reassign);
   parts.push(drawAbout());
   for (const part of parts) if (part) content.append(part);

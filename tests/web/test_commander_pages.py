@@ -717,6 +717,8 @@ def test_a_run_cancelled_with_a_reason_says_so_and_keeps_it_in_the_timeline(
     page.fill("#reason", "误报，现场无泄漏")
     page.click("#cancel-ask")
     expect(page.locator("#cancel-confirm")).to_be_visible()
+    # Who hears of it, said before it is done: the offices its reports went to as well.
+    expect(page.locator("#cancel-effect")).to_contain_text("收到本流程报告和通知的单位（如上级值班室）")
     assert call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["status"] == "running"
     page.click("#cancel-yes")
     expect(page.locator("#run-status")).to_contain_text("已取消")
