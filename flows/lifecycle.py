@@ -358,6 +358,8 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
                                f"解除）；否则请进入最后阶段“{last_title}”完成其工作后再结束 / "
                                f"ending before the last stage '{last}' needs a note saying "
                                "why (the warning was lifted)")
+        if early:
+            _refuse_dropping_follow_ups(session, rt, run, playbook, last_title)
         state = step_state(session, run)
         owed = [] if early else [spec.title for spec in playbook.stage_steps(last)
                                  if not is_finished(state.get(spec.id, []))]
@@ -372,6 +374,31 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
         return _stop(session, rt, run, playbook, actor, now, note, ended=True,
                      detail={"ended_by": actor, "note": note, "unanswered": list(left),
                              "stage": run.stage, "early": early})
+
+
+def _refuse_dropping_follow_ups(session: Session, rt: Runtime, run: Run, playbook: Playbook,
+                                last_title: str) -> None:
+    """409 for an early end that would leave work done without its own follow-up: a step of
+    the last stage waiting item by item (`item_needs`) on records already made, as 转移人员返回
+    waits on each community's 危险区人员转移. Once people are in shelters, nobody may end the
+    response with nobody asked to bring them back; the commander enters the last stage instead,
+    whose work (the returns, the safety checks before them) is what the early end would skip."""
+    for spec in playbook.stage_steps(playbook.stages[-1]):
+        if not spec.item_needs:
+            continue
+        done = session.exec(select(StepInstance.step_key, StepInstance.unit_id).where(
+            StepInstance.run_id == run.id,
+            StepInstance.step_key.in_(spec.item_needs),  # type: ignore[attr-defined]
+            StepInstance.status == st.DONE).order_by(StepInstance.id)).all()  # type: ignore[arg-type]
+        if not done:
+            continue
+        needs = "、".join(dict.fromkeys(playbook.step(key).title for key, _ in done))
+        where = "、".join(dict.fromkeys(rt.org.unit_name(unit) for _, unit in done))
+        raise Conflict(
+            f"{where}已填报“{needs}”，其后续“{spec.title}”属于“{last_title}”阶段；提前结束将无人"
+            f"跟进。请进入“{last_title}”阶段完成后再结束响应 / {len(done)} record(s) of "
+            f"'{', '.join(spec.item_needs)}' are in and their follow-up '{spec.id}' belongs to "
+            f"the last stage: enter it instead of ending early", current=run.stage)
 
 
 def cancel_run(

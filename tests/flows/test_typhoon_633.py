@@ -589,3 +589,28 @@ def test_returns_that_do_not_add_up_to_the_people_moved_are_refused_at_the_form(
     with read_session(demo.db) as session:
         body = session.exec(select(Document.body).where(Document.run_id == run_id)).one()
     assert "人数不符" not in body
+
+
+def test_a_response_is_not_ended_early_while_moved_people_wait_for_their_return(
+        demo: Runtime, clock: ManualClock) -> None:
+    """The typhoon turned away at 橙色/红色预警 after a community moved its people: ending there
+    would call off their return with everyone still in the shelter. The early end is refused
+    (409 naming the community and the follow-up) and changes nothing; entering 解除 hands that
+    community its 转移人员返回, paired with its own transfer record."""
+    commander = "maluan-commander"
+    run_id = start(demo, unit="maluan", actor=commander)
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor=commander)
+    clock.advance(timedelta(minutes=30))
+    moved = rows(demo, run_id)["transfer"][0]
+    finish(demo, moved, people=120)
+    before = {(r.id, r.status) for r in run_steps(demo, run_id)}
+    with pytest.raises(Conflict) as refused:
+        lifecycle.end_response(demo, run_id=run_id, actor=commander, note="台风转向，预警解除")
+    said = str(refused.value)
+    assert "转移人员返回" in said and "解除与灾后恢复" in said
+    assert demo.org.unit_name(moved.unit_id) in said
+    assert get_run(demo, run_id).status == "running"
+    assert {(r.id, r.status) for r in run_steps(demo, run_id)} == before
+    lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor=commander)
+    returns = [r for r in rows(demo, run_id)["return"] if r.unit_id == moved.unit_id]
+    assert [r.status for r in returns] == ["ready"]
