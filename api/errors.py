@@ -141,9 +141,25 @@ DATABASE_BUSY = {
               "busy with a large write; try again shortly (nothing committed is lost)"}
 
 
+# PostgreSQL aborting one of two transactions that collided (deadlock_detected,
+# serialization_failure): the database is up and the other person's action went through.
+COLLIDED_SQLSTATES = frozenset({"40P01", "40001"})
+
+COLLIDED = {
+    "error": "conflict", "current": None,
+    "detail": "他人正同时办理此事，本次操作未生效，请刷新后重试 / someone else acted on this at "
+              "the same moment; nothing was changed, reload and try again"}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        if getattr(exc.orig, "sqlstate", None) in COLLIDED_SQLSTATES:
+            # A collision, not an outage: a 503 "cannot be reached" would send an operator
+            # looking for a database that is there. Rolled back, so nothing is half-written.
+            log.warning("%s %s collided with another transaction: %s", request.method,
+                        request.url.path, str(exc.orig).splitlines()[0][:300])
+            return JSONResponse(status_code=409, content=COLLIDED)
         # The database went away (PostgreSQL stopped, the network to it cut, SQLite's file
         # locked past the busy timeout): a 503 the client can retry, never a bare 500. The
         # transaction was rolled back, so nothing is half-written. One line in the log, not a
