@@ -11,7 +11,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InternalError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import pages
@@ -129,6 +129,12 @@ def _http_error(exc: StarletteHTTPException) -> JSONResponse:
         headers=exc.headers)
 
 
+def _storage_answer(request: Request, exc: DBAPIError, answer: dict[str, str]) -> JSONResponse:
+    log.error("database refused a write for %s %s: %s", request.method, request.url.path,
+              str(exc.orig or exc).splitlines()[0][:300])
+    return JSONResponse(status_code=503, content=answer, headers={"Retry-After": "60"})
+
+
 DATABASE_DOWN = {
     "error": "database_unavailable",
     "detail": "数据库暂时无法连接，请稍后重试；已提交的内容不会丢失 / the database cannot be "
@@ -141,9 +147,65 @@ DATABASE_BUSY = {
               "busy with a large write; try again shortly (nothing committed is lost)"}
 
 
+# PostgreSQL aborting one of two transactions that collided (deadlock_detected,
+# serialization_failure): the database is up and the other person's action went through.
+COLLIDED_SQLSTATES = frozenset({"40P01", "40001"})
+
+COLLIDED = {
+    "error": "conflict", "current": None,
+    "detail": "他人正同时办理此事，本次操作未生效，请刷新后重试 / someone else acted on this at "
+              "the same moment; nothing was changed, reload and try again"}
+
+
+DATABASE_FULL = {
+    "error": "database_disk_full",
+    "detail": "数据库所在磁盘已满，本次操作未保存；请联系系统管理员清理磁盘空间后重试 / the disk "
+              "holding the database is full; nothing was saved; ask the administrator to free "
+              "space, then try again"}
+
+DATABASE_READ_ONLY = {
+    "error": "database_read_only",
+    "detail": "数据库当前只读，本次操作未保存；请联系系统管理员（磁盘或数据库服务器处于只读状态）/ "
+              "the database is read-only at the moment (its disk or server); nothing was saved; "
+              "tell the administrator"}
+
+
+def cannot_write(exc: DBAPIError) -> dict[str, str] | None:
+    """The answer for a database that is there but takes no write: its disk is full (SQLite's
+    SQLITE_FULL, PostgreSQL's disk_full) or it is read-only (SQLite's file on a read-only
+    disk, a PostgreSQL standby or one set read-only). None for anything else."""
+    state = getattr(exc.orig, "sqlstate", None)
+    said = str(exc.orig or exc)
+    if state == "53100" or "database or disk is full" in said:
+        return DATABASE_FULL
+    if state == "25006" or "readonly database" in said:
+        return DATABASE_READ_ONLY
+    return None
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(InternalError)
+    async def _database_refused(request: Request, exc: InternalError) -> Response:
+        # PostgreSQL's read-only transaction (a standby after a failover) is an InternalError:
+        # a state of the database the operator must hear of, not a 500.
+        answer = cannot_write(exc)
+        if answer is None:
+            raise exc  # the app's handler of unexpected errors answers it, as before
+        return _storage_answer(request, exc, answer)
+
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        answer = cannot_write(exc)
+        if answer is not None:
+            # Up, but full or read-only: "cannot be reached" would send the operator
+            # looking for an outage instead of freeing the disk.
+            return _storage_answer(request, exc, answer)
+        if getattr(exc.orig, "sqlstate", None) in COLLIDED_SQLSTATES:
+            # A collision, not an outage: a 503 "cannot be reached" would send an operator
+            # looking for a database that is there. Rolled back, so nothing is half-written.
+            log.warning("%s %s collided with another transaction: %s", request.method,
+                        request.url.path, str(exc.orig).splitlines()[0][:300])
+            return JSONResponse(status_code=409, content=COLLIDED)
         # The database went away (PostgreSQL stopped, the network to it cut, SQLite's file
         # locked past the busy timeout): a 503 the client can retry, never a bare 500. The
         # transaction was rolled back, so nothing is half-written. One line in the log, not a

@@ -27,6 +27,7 @@ from flows.spec import (
     StepSource,
     StepSpec,
 )
+from flows.template_pins import named_templates, template_texts
 from models.errors import PlaybookInvalid, SourceError
 from models.yamlpos import Positions
 
@@ -178,9 +179,16 @@ def assemble(
     digest = hashlib.sha256(text.encode("utf-8"))
     for module in used:
         digest.update(b"\0" + module.name.encode("utf-8") + b"\0" + module.text.encode("utf-8"))
+    source_sha = digest.hexdigest()
+    # The templates are part of the version: a run keeps the papers it started with, and a
+    # template edited makes a new version for the runs started after it.
+    templates = template_texts(context.templates_dir, named_templates(steps))
+    for name, body in templates.items():
+        digest.update(b"\0tpl\0" + name.encode("utf-8") + b"\0" + body.encode("utf-8"))
     fields = {name: getattr(header, name) for name in PlaybookHeader.model_fields}
     return Playbook.model_validate(
-        {**fields, "steps": steps, "source_file": filename, "sha256": digest.hexdigest()}
+        {**fields, "steps": steps, "source_file": filename, "sha256": digest.hexdigest(),
+         "source_sha256": source_sha, "templates": templates}
     )
 
 

@@ -118,9 +118,12 @@ def reused_versions(session: Session, catalog: Catalog) -> list[str]:
     if not current:
         return []
     rows = session.exec(select(PlaybookVersion.playbook_id, PlaybookVersion.version,
-                               PlaybookVersion.sha256)
+                               PlaybookVersion.sha256, PlaybookVersion.compiled)
                         .where(PlaybookVersion.playbook_id.in_(list(current)))  # type: ignore[attr-defined]
                         ).all()
-    return sorted({f"{pid} v{version}" for pid, version, sha in rows
+    # A version stored before templates were pinned has no source_sha256 (its sha256 is the
+    # file's own hash): against it only the file counts, so an upgrade alone names nothing.
+    return sorted({f"{pid} v{version}" for pid, version, sha, compiled in rows
                    if pid in current and current[pid].version == version
-                   and current[pid].sha256 != sha})
+                   and current[pid].sha256 != sha
+                   and ("source_sha256" in compiled or current[pid].source_sha256 != sha)})

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from flows.access import is_admin, require_act, require_read_run, who_may
 from flows.durations import add_duration, subtract_duration
 from flows.lifecycle import load_run, require_running
-from flows.progress import first_check
+from flows.progress import first_check, lock_run
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.runtime import Runtime
@@ -86,6 +86,8 @@ def request_extension(
         if step is None:
             raise NotFound("task", step_id)
         run = load_run(session, step.run_id)
+        if lock_run(session, run):  # the run before its steps, as every task action does
+            session.refresh(step)
         require_act(rt.org, actor, step)
         spec = _spec(session, rt, run, step)
         if spec.extension is None:
@@ -166,6 +168,13 @@ def decide_extension(
         if step is None:  # pragma: no cover - steps are never deleted
             raise NotFound("task", req.step_id)
         run = load_run(session, step.run_id)
+        # The run first, then the task and the request as they are now: a completion (which
+        # lapses the task's pending requests) racing this decision on PostgreSQL otherwise
+        # locks the task while this locks the request, and each waits for the other (a
+        # deadlock, answered as "database unreachable" instead of one success and one 409).
+        if lock_run(session, run):
+            session.refresh(step)
+            session.refresh(req)
         spec = _spec(session, rt, run, step)
         role = spec.extension.role if spec.extension else None
         if actor == req.requested_by:

@@ -12,15 +12,25 @@ in a closure form). The templates' own Markdown is untouched."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    DictLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from models.errors import CloseloopError
+
+_PINNED_ENVS = 64
 
 
 class RenderFailed(CloseloopError):
@@ -30,15 +40,37 @@ class RenderFailed(CloseloopError):
 class Renderer:
     def __init__(self, templates_dir: Path, *, tz: ZoneInfo) -> None:
         self.tz = tz
-        self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(str(templates_dir)),
+        self.files = FileSystemLoader(str(templates_dir))
+        self.env = self._environment(self.files)
+        # Environments over the templates a run's playbook version pinned, by their texts
+        # (a few versions are in use at a time; each compiles its templates once).
+        self._pinned: dict[tuple[tuple[str, str], ...], SandboxedEnvironment] = {}
+        self._lock = threading.Lock()
+
+    def _environment(self, loader: BaseLoader) -> SandboxedEnvironment:
+        env = SandboxedEnvironment(
+            loader=loader,
             undefined=StrictUndefined,
             autoescape=False,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["local"] = self.local
+        env.filters["local"] = self.local
+        return env
+
+    def _pinned_env(self, pinned: dict[str, str]) -> SandboxedEnvironment:
+        key = tuple(sorted(pinned.items()))
+        with self._lock:
+            env = self._pinned.get(key)
+            if env is None:
+                if len(self._pinned) >= _PINNED_ENVS:
+                    self._pinned.pop(next(iter(self._pinned)))
+                # A name the version did not pin (a version stored before pinning) is read
+                # from the folder, as before.
+                env = self._environment(ChoiceLoader([DictLoader(pinned), self.files]))
+                self._pinned[key] = env
+            return env
 
     def local(self, value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
         """UTC in the database, the bureau's zone on paper. Also for a time param, which is
@@ -60,9 +92,12 @@ class Renderer:
             return ""
         return deadline_text(value.astimezone(self.tz), fmt)
 
-    def render(self, template: str, context: dict[str, Any]) -> str:
+    def render(self, template: str, context: dict[str, Any],
+               pinned: dict[str, str] | None = None) -> str:
+        """`pinned`: the template texts of the run's playbook version (Playbook.templates)."""
+        env = self._pinned_env(pinned) if pinned else self.env
         try:
-            return self.env.get_template(template).render(**on_paper(context))
+            return env.get_template(template).render(**on_paper(context))
         except TemplateError as exc:
             raise RenderFailed(f"template {template}: {exc}") from exc
 

@@ -99,7 +99,7 @@ def execute_step(
                     context["numbers"] = {**context["numbers"], number.step_key: number.text}
             if spec.action == "notify":
                 people, channels = resolve_targets(rt.org, spec.to, inst.unit_id)
-                body = _render(session, rt, spec.template or "", context, inst)
+                body = _render(session, rt, spec.template or "", context, inst, playbook.templates)
                 title = f"【{spec.title}】{run.title}"
                 insert_ignoring_duplicates(session, Notification, notification_rows(
                     rt.org, people=people, channels=channels, kind="notify", title=title,
@@ -109,7 +109,7 @@ def execute_step(
                 _finish(session, inst, now, {"sent_to": people + channels}, recorded)
                 done += 1
             elif spec.action == "document":
-                body = _render(session, rt, spec.template or "", context, inst)
+                body = _render(session, rt, spec.template or "", context, inst, playbook.templates)
                 insert_ignoring_duplicates(session, Document, [{
                     "run_id": run_id, "step_id": inst.id, "template": spec.template,
                     "title": inst.title, "number": number.text if number else None,
@@ -136,11 +136,12 @@ def execute_step(
 
 
 def _render(session: Session, rt: Runtime, template: str, context: dict[str, Any],
-            inst: StepInstance) -> str:
+            inst: StepInstance, pinned: dict[str, str]) -> str:
     """A report must still go out if its template trips over missing data: send the plain
-    facts, and put the template error in the timeline for the operator to fix."""
+    facts, and put the template error in the timeline for the operator to fix. `pinned`: the
+    templates as the run's playbook version has them (a file edited since changes nothing)."""
     try:
-        return rt.renderer.render(template, context)
+        return rt.renderer.render(template, context, pinned)
     except RenderFailed as exc:
         add_event(session, at=rt.clock.now(), actor=SYSTEM, action="render_failed",
                   run_id=inst.run_id, step_id=inst.id, detail={"error": str(exc)})

@@ -704,7 +704,19 @@ class Playbook(PlaybookHeader):
         description="Modules spliced in, in topological order (ties in file order).",
     )
     source_file: str = Field(description="The file it was loaded from.")
-    sha256: str = Field(description="Hash of the playbook text and of the modules it uses.")
+    sha256: str = Field(description="Hash of the playbook text, of the modules it uses and of "
+                        "the templates it renders.")
+    source_sha256: str | None = Field(
+        default=None,
+        description="Hash of the playbook text and its modules alone (what `sha256` was before "
+                    "templates were pinned; None in versions stored then, whose `sha256` is it).",
+    )
+    templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="The texts of the templates its steps and levels render (and those they "
+                    "include), as they were when it was loaded: a run renders what it started "
+                    "with. Empty in versions stored before templates were pinned.",
+    )
 
     @model_validator(mode="after")
     def _graph(self) -> Playbook:

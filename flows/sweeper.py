@@ -483,8 +483,11 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
             subject=firing_key(step, firing),
             now=now).text
     number = context.get("doc_no")
+    # A level's own letter as the run's playbook version pinned it (edited since: unchanged).
+    pinned = (rt.catalog.pinned(session, run.playbook_sha).templates
+              if level is not None and level.template and session is not None else None)
     try:
-        body = rt.renderer.render(template, context)
+        body = rt.renderer.render(template, context, pinned)
     except RenderFailed:
         what = (f"应于 {context['verify']['due_at_local']} 前核验" if "verify" in context
                 else f"应于 {context['step']['due_at_local']} 完成")

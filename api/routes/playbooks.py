@@ -31,8 +31,11 @@ def list_(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
 
 @router.get("/{playbook_id}")
 def read(playbook_id: str, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
-    """The compiled playbook (modules spliced in, steps in order)."""
-    return rt.catalog.get(playbook_id).model_dump(mode="json", by_alias=True)
+    """The compiled playbook (modules spliced in, steps in order). Without the texts of its
+    templates (kept with each run's version for rendering): the start and task pages read
+    this on a phone, and the texts would add half again to it."""
+    return rt.catalog.get(playbook_id).model_dump(mode="json", by_alias=True,
+                                                  exclude={"templates"})
 
 
 @router.post("/validate")

@@ -961,6 +961,8 @@ def test_read_playbook_gives_the_compiled_steps(client: TestClient, auth: Auth) 
     assert body["id"] == "quick-escalation" and body["version"] == 1
     assert [s["id"] for s in body["steps"]] == ["receive", "inspect", "report", "record"]
     assert body["params"]["location"]["required"] is True
+    # The templates' texts stay with the versions runs pinned, not in what phones download.
+    assert "templates" not in body
 
 
 GOOD_PLAYBOOK = """\
