@@ -184,6 +184,12 @@ function drawHoldup(run) {
     if (x.extensions_asked) {
       done.push(`申请延期 ${x.extensions_asked} 次（同意 ${x.extensions_granted}，不同意 ${x.extensions_refused}）`);
     }
+    // Who handed it to whoever has it now: "who is responsible" is also who put them there.
+    const moved = x.last_reassignment;
+    if (x.reassignments && moved) {
+      const from = moved.from_names.length ? `${moved.from_names.join("、")} → ` : "";
+      done.push(`改派 ${x.reassignments} 次（最近：${moved.at_local} ${moved.by_name} 改派，${from}${moved.to_name}）`);
+    }
     list.append(h("li", { class: x.overdue ? "holdup is-overdue" : "holdup", dataset: { step: x.step, taskId: x.task_id } },
       h("p", { class: "holdup-head" }, h("a", { href: `/tasks/${x.task_id}`, text: head }),
         x.overdue_minutes > 0 ? [" ", lateness(x)] : null),

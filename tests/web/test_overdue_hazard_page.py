@@ -6,6 +6,7 @@ time refused and one granted, then 12 days past the extended deadline with the l
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -82,3 +83,22 @@ def test_what_holds_it_up_is_answered_first(
     expect(card.locator(".holdup-done")).to_have_text(
         "已督办 3 级（最近：约谈），发出督办文书 3 份；复查退回 1 次（最近原因：泄爆片规格不符，"
         "隔爆阀未安装）；申请延期 2 次（同意 1，不同意 1）")
+
+
+def test_what_holds_it_up_names_who_reassigned_it_to_whom_and_when(
+    signed_in: SignedIn, server, walked: Walked, web_rt: Runtime, clock: ManualClock  # noqa: ANN001
+) -> None:
+    clock.advance(timedelta(hours=2))
+    secret = web_rt.settings.signing_secret()
+    with TestClient(create_app(web_rt, background=False, prefect=False)) as client:
+        r = client.post(f"/api/tasks/{walked.rectify_id}/reassign", json={"person": "liuhe-grid"},
+                        headers={"Authorization":
+                                 f"Bearer {make_token('pingshan-street-commander', secret)}"})
+        assert r.status_code == 200, r.text
+    page = open_run(signed_in, server, walked)
+    card = page.locator("#holdup li[data-step='rectify']")
+    expect(card.locator(".holdup-who")).to_have_text(
+        "现由：熊淑芬（网格员，六和社区，电话 13800138122）")
+    expect(card).to_contain_text("复查退回，待承办人重新整改，自 2026-04-21 14:00")
+    expect(card.locator(".holdup-done")).to_contain_text(
+        "改派 1 次（最近：2026-04-21 14:00 胡红霞 改派，尹秀英 → 熊淑芬）")
