@@ -52,7 +52,16 @@ function drawUnits(who, chosen) {
   }
 }
 
+// Where a row's figures come from, for "why is this unit last?": the unit's 整改清单 (its open
+// hazards, each with 当前环节 and 当前办理人), and, while the month is still running, its
+// overdue ones: the register's 是否逾期 is "overdue now", which is the month's 月末逾期未销号数
+// only until the month ends (a finished month's end-of-month set is in no register).
+function registerOf(r, { overdue = "" } = {}) {
+  return `/hazards${query({ register: "rectification", unit: r.unit_id, overdue })}`;
+}
+
 function drawTable(answer) {
+  const current = answer.as_of !== answer.end;
   const wrap = clear($("#table"));
   if (answer.data.length === 0) {
     wrap.append(h("p", { class: "empty", text: "该范围内没有可排名的单位。" }));
@@ -65,7 +74,12 @@ function drawTable(answer) {
     COLUMNS.map(([header, cell], i) => {
       const late = header === "月末逾期未销号数" && r.overdue > 0;
       const cls = [i === 1 ? "" : "num", late ? "overdue" : ""].join(" ").trim();
-      return h("td", { class: cls || null }, String(cell(r)));
+      let shown = String(cell(r));
+      if (i === 1) shown = h("a", { href: registerOf(r), title: "查看该单位的整改清单", text: shown });
+      else if (late && current) {
+        shown = h("a", { href: registerOf(r, { overdue: "true" }), title: "查看该单位逾期未销号的隐患", text: shown });
+      }
+      return h("td", { class: cls || null }, shown);
     })));
   wrap.append(h("table", { id: "ranking-table" }, h("thead", {}, head), h("tbody", {}, rows)));
 }

@@ -102,3 +102,38 @@ def test_what_holds_it_up_names_who_reassigned_it_to_whom_and_when(
     expect(card).to_contain_text("复查退回，待承办人重新整改，自 2026-04-21 14:00")
     expect(card.locator(".holdup-done")).to_contain_text(
         "改派 1 次（最近：2026-04-21 14:00 胡红霞 改派，尹秀英 → 熊淑芬）")
+
+
+def test_the_ranking_leads_from_a_units_overdue_figure_to_the_hazards_behind_it(
+    signed_in: SignedIn, server, walked: Walked  # noqa: ANN001
+) -> None:
+    # "Which units are worst this month and why?": 坪山街道 has one hazard overdue in April
+    # (the month still running on 04-21); the figure opens that unit's overdue hazards.
+    page = signed_in(MANAGER)
+    page.goto(server.url("/ranking?month=2026-04"))
+    row = page.locator("#ranking-table tr[data-unit='pingshan-street']")
+    expect(row.locator("td").nth(6)).to_have_text("1")
+    row.locator("td").nth(6).get_by_role("link").click()
+    expect(page.locator("#summary")).to_contain_text("共 1 条未销号隐患")
+    expect(page.locator("#register-table tbody tr")).to_have_count(1)
+    expect(page.locator("#register-table tbody tr")).to_contain_text("PS-2026-007")
+    expect(page.locator("#register-table tbody tr")).to_contain_text("尹秀英")
+    # The unit's name opens its whole 整改清单.
+    page.go_back()
+    page.locator("#ranking-table tr[data-unit='maluan'] td").nth(1).get_by_role("link").click()
+    expect(page.locator("#summary")).to_contain_text("共 0 条未销号隐患")
+
+
+def test_a_finished_months_overdue_figure_is_not_offered_as_todays_overdue_list(
+    signed_in: SignedIn, server, walked: Walked, clock: ManualClock  # noqa: ANN001
+) -> None:
+    # April's 月末逾期未销号数, read in May, is the set overdue on 04-30 24:00, which no register
+    # lists: linking it to "overdue now" would put another set under its figure.
+    clock.advance(timedelta(days=15))
+    page = signed_in(MANAGER)
+    page.goto(server.url("/ranking?month=2026-04"))
+    row = page.locator("#ranking-table tr[data-unit='pingshan-street']")
+    expect(row.locator("td.overdue")).to_have_text("1")
+    expect(row.locator("td.overdue a")).to_have_count(0)
+    expect(row.locator("td").nth(1).get_by_role("link")).to_have_attribute(
+        "href", "/hazards?register=rectification&unit=pingshan-street")
