@@ -137,3 +137,18 @@ def test_a_finished_months_overdue_figure_is_not_offered_as_todays_overdue_list(
     expect(row.locator("td.overdue a")).to_have_count(0)
     expect(row.locator("td").nth(1).get_by_role("link")).to_have_attribute(
         "href", "/hazards?register=rectification&unit=pingshan-street")
+
+
+def test_the_run_page_says_when_and_by_whom_the_hazard_was_found_as_the_register_does(
+    signed_in: SignedIn, server, walked: Walked  # noqa: ANN001
+) -> None:
+    # Registered by 邓思远 without 发现时间 or 发现人: the 隐患清单 and its exports say
+    # 2026-03-02 09:00 and 邓思远; the run page said "—" for both.
+    page = open_run(signed_in, server, walked)
+    params = page.locator("#params-table")
+    expect(params.locator("tr[data-param='found_at'] td")).to_have_text(
+        "2026-03-02 09:00（未填写，台账按登记时间记）")
+    expect(params.locator("tr[data-param='found_by'] td")).to_have_text(
+        "邓思远（未填写，台账按登记人记）")
+    expect(params.locator("tr[data-param='code'] td")).to_have_text("PS-2026-007")
+    expect(params.locator("tr[data-param='campaign'] td")).to_have_text("—")
