@@ -364,7 +364,7 @@ class Holdup(BaseModel):
         description="Who has it now: the assignees, or for submitted work the verifiers; each "
         "with name, post, unit and phone")
     since: datetime | None = Field(description="When it came to them: handed out, sent back, "
-                                   "or handed in for verification")
+                                   "reassigned (改派) to them, or handed in for verification")
     since_local: str | None
     due_at: datetime | None = Field(description="The deadline, for the page's countdown")
     due_at_local: str | None
