@@ -84,10 +84,14 @@ function drawTable(answer) {
   wrap.append(h("table", { id: "ranking-table" }, h("thead", {}, head), h("tbody", {}, rows)));
 }
 
+// The zone the period is counted in, as a manager says it: China's one zone is 北京时间; any
+// other a bureau configures is named by its identifier, which is all the API gives.
+const zoneName = (tz) => (["Asia/Shanghai", "Asia/Chongqing", "Asia/Harbin", "PRC"].includes(tz) ? "北京时间" : tz);
+
 function drawPeriod(answer) {
   const current = answer.as_of !== answer.end;
   $("#period").textContent = `${answer.month} 统计期间：${answer.start_local} 至 ${answer.end_local}` +
-    (current ? `（本月尚未结束，统计至 ${answer.as_of_local}）` : "") + `（${answer.timezone}）`;
+    (current ? `（本月尚未结束，统计至 ${answer.as_of_local}）` : "") + `（${zoneName(answer.timezone)}）`;
   $("#order").textContent = `排名依据，依次比较：${answer.order.map((o) => ORDER_ZH[o] || o).join("、")}；` +
     "四项相同者并列。";
 }

@@ -113,6 +113,9 @@ def test_the_ranking_leads_from_a_units_overdue_figure_to_the_hazards_behind_it(
     page.goto(server.url("/ranking?month=2026-04"))
     row = page.locator("#ranking-table tr[data-unit='pingshan-street']")
     expect(row.locator("td").nth(6)).to_have_text("1")
+    # The period in the manager's words: 北京时间, not the zone's identifier Asia/Shanghai.
+    expect(page.locator("#period")).to_contain_text("统计至 2026-04-21 12:00）（北京时间）")
+    expect(page.locator("#period")).not_to_contain_text("Asia")
     row.locator("td").nth(6).get_by_role("link").click()
     expect(page.locator("#summary")).to_contain_text("共 1 条未销号隐患")
     expect(page.locator("#register-table tbody tr")).to_have_count(1)
