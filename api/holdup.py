@@ -7,7 +7,16 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from api.schemas import EscalationPublic, Holdup, Person, StepPublic, person_view, spec_of
+from api.schemas import (
+    EscalationPublic,
+    Holdup,
+    Person,
+    Reassigned,
+    StepPublic,
+    actor_name,
+    person_view,
+    spec_of,
+)
 from flows.holders import whose_move
 from flows.runtime import Runtime
 from flows.spec import Playbook
@@ -54,6 +63,8 @@ def holdups(rt: Runtime, *, steps: list[StepPublic], events: list[AuditEvent],
             extensions_asked=counts["extension_requested"],
             extensions_granted=counts["extension_approved"],
             extensions_refused=counts["extension_refused"],
+            reassignments=counts["reassigned"],
+            last_reassignment=_last_reassignment(rt, history),
         ))
     # The latest first by the minute: among tasks late by less than a day (no day count yet),
     # the one two hours late comes before the one two minutes late.
@@ -79,10 +90,26 @@ def _holders(rt: Runtime, playbook: Playbook | None, s: StepPublic) -> list[Pers
 
 def _since(s: StepPublic, history: list[AuditEvent]) -> datetime | None:
     """When the task came to whoever has it: the last time it was sent back or handed in,
-    else when it was handed out."""
+    else when it was handed out; for an assignee's move, a 改派 since then moves it on (work
+    sent back on the 17th and handed to another person on the 18th has been theirs since
+    the 18th, not the 17th). Work handed in is with its verifiers, whoever handed it in."""
     wanted = {"rejected": "rejected", "submitted": "submitted"}.get(s.status)
+    since = s.ready_at
     if wanted:
-        for e in reversed(history):
-            if e.action == wanted:
-                return e.at
-    return s.ready_at
+        since = next((e.at for e in reversed(history) if e.action == wanted), since)
+    if s.status != SUBMITTED:
+        moved = next((e.at for e in reversed(history) if e.action == "reassigned"), None)
+        if moved is not None and (since is None or moved > since):
+            since = moved
+    return since
+
+
+def _last_reassignment(rt: Runtime, history: list[AuditEvent]) -> Reassigned | None:
+    last = next((e for e in reversed(history) if e.action == "reassigned"), None)
+    if last is None:
+        return None
+    to = str(last.detail.get("to") or "")
+    return Reassigned(
+        by=last.actor, by_name=actor_name(rt, last.actor),
+        from_names=[rt.org.person_name(p) for p in last.detail.get("from") or []],
+        to=to, to_name=rt.org.person_name(to), at=last.at, at_local=rt.renderer.local(last.at))

@@ -341,6 +341,17 @@ def _event_times(rt: Runtime, detail: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+class Reassigned(BaseModel):
+    """One 改派 as a manager asks about it: who handed the task on, from whom, to whom, when."""
+    by: str
+    by_name: str
+    from_names: list[str]
+    to: str
+    to_name: str
+    at: datetime
+    at_local: str
+
+
 class Holdup(BaseModel):
     task_id: int
     step: str
@@ -353,7 +364,7 @@ class Holdup(BaseModel):
         description="Who has it now: the assignees, or for submitted work the verifiers; each "
         "with name, post, unit and phone")
     since: datetime | None = Field(description="When it came to them: handed out, sent back, "
-                                   "or handed in for verification")
+                                   "reassigned (改派) to them, or handed in for verification")
     since_local: str | None
     due_at: datetime | None = Field(description="The deadline, for the page's countdown")
     due_at_local: str | None
@@ -370,6 +381,10 @@ class Holdup(BaseModel):
     extensions_asked: int
     extensions_granted: int
     extensions_refused: int
+    reassignments: int = Field(default=0, description="How often it was handed to another "
+                               "person (改派)")
+    last_reassignment: Reassigned | None = Field(
+        default=None, description="The last 改派: who did it, from whom, to whom, when")
 
 
 class RunPublic(BaseModel):

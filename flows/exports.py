@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,7 +88,7 @@ TRUNCATED = "…（已截断）"
 XLSX_ILLEGAL = re.compile(f"{ILLEGAL_CHARACTERS_RE.pattern}|[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
-Cell = str | int | float | datetime | date | None
+Cell = str | int | float | Decimal | datetime | date | None
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,18 @@ def plan_elements(plan: dict[str, Any] | None) -> dict[str, str | None]:
     return out
 
 
+def funds_cell(plan: dict[str, Any] | None, text: str | None) -> Decimal | str | None:
+    """资金 as the export's cell: a number the plan recorded as a number is a number (Decimal of
+    plan_elements' text, exact and without an exponent), so a spreadsheet sums the column; a
+    plan that wrote it in words (2万元) keeps its text."""
+    plan = plan or {}
+    _, _, aliases = FIVE_ELEMENTS[1]
+    raw = next((plan[a] for a in aliases if plan.get(a) not in (None, "")), None)
+    if text is None or isinstance(raw, bool) or not isinstance(raw, int | float):
+        return text
+    return Decimal(text)
+
+
 def _in_zone(value: datetime, tz: ZoneInfo) -> datetime:
     """`value` in `tz`; as stored (UTC) when that would leave datetime's range (a time within
     hours of year 1 or 9999 that an older row may hold), so such a row still exports."""
@@ -428,7 +441,7 @@ def _rectification_chunk(names: Names, hazards: list[Hazard], now: datetime, tz:
         now_with = held.get(h.run_id)
         yield [
             h.code, names.unit(h.unit_id), names.unit(h.street_id), h.grade, h.location,
-            h.description, plan["measures"], plan["funds"], plan["deadline"],
+            h.description, plan["measures"], funds_cell(h.plan, plan["funds"]), plan["deadline"],
             plan["responsible"], plan["contingency"], deadline(h.due_at, tz),
             None if left is None else max(left, 0), 0 if late is None else late,
             YES if is_overdue(h, now) else NO, h.status,

@@ -52,7 +52,16 @@ function drawUnits(who, chosen) {
   }
 }
 
+// Where a row's figures come from, for "why is this unit last?": the unit's 整改清单 (its open
+// hazards, each with 当前环节 and 当前办理人), and, while the month is still running, its
+// overdue ones: the register's 是否逾期 is "overdue now", which is the month's 月末逾期未销号数
+// only until the month ends (a finished month's end-of-month set is in no register).
+function registerOf(r, { overdue = "" } = {}) {
+  return `/hazards${query({ register: "rectification", unit: r.unit_id, overdue })}`;
+}
+
 function drawTable(answer) {
+  const current = answer.as_of !== answer.end;
   const wrap = clear($("#table"));
   if (answer.data.length === 0) {
     wrap.append(h("p", { class: "empty", text: "该范围内没有可排名的单位。" }));
@@ -65,15 +74,24 @@ function drawTable(answer) {
     COLUMNS.map(([header, cell], i) => {
       const late = header === "月末逾期未销号数" && r.overdue > 0;
       const cls = [i === 1 ? "" : "num", late ? "overdue" : ""].join(" ").trim();
-      return h("td", { class: cls || null }, String(cell(r)));
+      let shown = String(cell(r));
+      if (i === 1) shown = h("a", { href: registerOf(r), title: "查看该单位的整改清单", text: shown });
+      else if (late && current) {
+        shown = h("a", { href: registerOf(r, { overdue: "true" }), title: "查看该单位逾期未销号的隐患", text: shown });
+      }
+      return h("td", { class: cls || null }, shown);
     })));
   wrap.append(h("table", { id: "ranking-table" }, h("thead", {}, head), h("tbody", {}, rows)));
 }
 
+// The zone the period is counted in, as a manager says it: China's one zone is 北京时间; any
+// other a bureau configures is named by its identifier, which is all the API gives.
+const zoneName = (tz) => (["Asia/Shanghai", "Asia/Chongqing", "Asia/Harbin", "PRC"].includes(tz) ? "北京时间" : tz);
+
 function drawPeriod(answer) {
   const current = answer.as_of !== answer.end;
   $("#period").textContent = `${answer.month} 统计期间：${answer.start_local} 至 ${answer.end_local}` +
-    (current ? `（本月尚未结束，统计至 ${answer.as_of_local}）` : "") + `（${answer.timezone}）`;
+    (current ? `（本月尚未结束，统计至 ${answer.as_of_local}）` : "") + `（${zoneName(answer.timezone)}）`;
   $("#order").textContent = `排名依据，依次比较：${answer.order.map((o) => ORDER_ZH[o] || o).join("、")}；` +
     "四项相同者并列。";
 }

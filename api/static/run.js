@@ -69,7 +69,7 @@ function fact(term, ...value) {
   return [h("dt", { text: term }), h("dd", {}, ...value)];
 }
 
-function drawSummary(run) {
+function drawSummary(run, entry) {
   $("#heading").textContent = run.title;
   document.title = `${run.title} · closeloop`;
   const stage = run.stage ? h("span", { class: "badge stage-badge", text: `阶段：${stageName(run.stage)}` }) : "";
@@ -82,10 +82,27 @@ function drawSummary(run) {
     ...(run.finished_at_local ? fact("结束", run.finished_at_local) : []),
     ...(run.stage ? fact("当前阶段", stageName(run.stage)) : []),
   );
-  drawParams(run, pb);
+  drawParams(run, pb, entry);
 }
 
-function drawParams(run, pb) {
+// A hazard registered without 发现时间, 发现人 or 隐患编号 is entered in the register with the
+// registration's time, the person who registered it and a number of the system's own
+// (flows/registers.py entry_row); the page says those, as the registers and exports do, and
+// says where they came from, instead of a dash beside a register that names them.
+const FROM_REGISTER = {
+  found_at: [(e) => e.found_at_local, "未填写，台账按登记时间记"],
+  found_by: [(e) => e.found_by_name || e.found_by, "未填写，台账按登记人记"],
+  code: [(e) => e.code, "未填写，台账自动编号"],
+};
+
+function paramText(name, value, entry) {
+  const filled = !(value === null || value === undefined || value === "");
+  const fill = FROM_REGISTER[name];
+  if (filled || !entry || !fill || !fill[0](entry)) return shownValue(value);
+  return `${fill[0](entry)}（${fill[1]}）`;
+}
+
+function drawParams(run, pb, entry) {
   const box = clear($("#run-params"));
   const entries = Object.entries(run.params || {});
   if (!entries.length) return;
@@ -94,7 +111,18 @@ function drawParams(run, pb) {
     h("caption", { text: "预案参数" }),
     h("tbody", {}, entries.map(([name, value]) => h("tr", { dataset: { param: name } },
       h("th", { scope: "row", text: (specs[name] && specs[name].title) || name }),
-      h("td", { text: shownValue(value) })))))));
+      h("td", { text: paramText(name, value, entry) })))))));
+}
+
+// The register entry of a run whose playbook keeps one (隐患清单), or null: another playbook,
+// or a person who may open the run but not the register.
+async function entryOf(pb) {
+  if (!pb || !pb.register) return null;
+  try {
+    return await api(`/api/hazards/${RUN_ID}`);
+  } catch {
+    return null;
+  }
 }
 
 // -- a 3030 campaign's progress --------------------------------------------------------------
@@ -198,6 +226,12 @@ function drawHoldup(run) {
     }
     if (x.extensions_asked) {
       done.push(`申请延期 ${x.extensions_asked} 次（同意 ${x.extensions_granted}，不同意 ${x.extensions_refused}）`);
+    }
+    // Who handed it to whoever has it now: "who is responsible" is also who put them there.
+    const moved = x.last_reassignment;
+    if (x.reassignments && moved) {
+      const from = moved.from_names.length ? `${moved.from_names.join("、")} → ` : "";
+      done.push(`改派 ${x.reassignments} 次（最近：${moved.at_local} ${moved.by_name} 改派，${from}${moved.to_name}）`);
     }
     list.append(h("li", { class: x.overdue ? "holdup is-overdue" : "holdup", dataset: { step: x.step, taskId: x.task_id } },
       h("p", { class: "holdup-head" }, h("a", { href: `/tasks/${x.task_id}`, text: head }),
@@ -873,14 +907,14 @@ function load() {
 
 async function loadOnce() {
   const run = await api(`/api/runs/${RUN_ID}`);
-  const [[pb, campaign], docs, notes] = await Promise.all([
-    playbookOf(run).then(async (book) => [book, await campaignOf(book)]),
+  const [[pb, campaign, entry], docs, notes] = await Promise.all([
+    playbookOf(run).then(async (book) => [book, ...await Promise.all([campaignOf(book), entryOf(book)])]),
     api(`/api/runs/${RUN_ID}/documents`),
     api(`/api/runs/${RUN_ID}/notifications`),
   ]);
   state.run = run;
   state.playbook = pb;
-  drawSummary(run);
+  drawSummary(run, entry);
   drawCampaign(campaign);
   drawHoldup(run);
   drawControls(run, pb);

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 
+import openpyxl
 import pytest
 from fastapi.testclient import TestClient
 from hazard_walk import MANAGER, Walked
@@ -56,3 +57,22 @@ def test_holder_comes_with_post_unit_and_phone(walked: Walked) -> None:
     accept = next(s for s in walked.run["steps"] if s["step"] == "accept")
     assert [(p["name"], p["title"], p["unit_name"]) for p in accept["assignees"]] == [
         ("赵丽娟", "安全生产办公室主任", "坪山街道")]
+
+
+def test_the_plans_funds_export_as_a_number_a_spreadsheet_sums(
+    walked: Walked, client: TestClient, auth  # noqa: ANN001
+) -> None:
+    # The plan recorded 资金 12.5 (万元) as a number; the XLSX cell was the text '12.5', which
+    # Excel's SUM over the 整改资金 column skips (the district's total read 0).
+    r = client.get("/api/registers/rectification/export?format=xlsx", headers=auth(MANAGER))
+    assert r.status_code == 200, r.text
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    header = [c.value for c in sheet[1]]
+    [row] = [[c.value for c in line] for line in sheet.iter_rows(min_row=2)
+             if line[0].value == "PS-2026-007"]
+    funds = row[header.index("整改资金")]
+    assert funds == 12.5 and not isinstance(funds, str)
+    text = client.get("/api/registers/rectification/export?format=csv",
+                      headers=auth(MANAGER)).content.decode("utf-8-sig")
+    [line] = [r for r in csv.DictReader(io.StringIO(text)) if r["隐患编号"] == "PS-2026-007"]
+    assert line["整改资金"] == "12.5"

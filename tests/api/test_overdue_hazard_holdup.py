@@ -66,3 +66,27 @@ def test_a_run_that_ended_has_nothing_holding_it(
     assert r.status_code == 200, r.text
     read = client.get(f"/api/runs/{walked.run_id}", headers=auth(MANAGER)).json()
     assert read["holdup"] is None
+
+
+def test_a_reassigned_task_is_held_since_the_reassignment_and_says_who_reassigned_it(
+    walked: Walked, client: TestClient, auth, clock: ManualClock  # noqa: ANN001
+) -> None:
+    # Sent back on 03-17; the street's commander 胡红霞 hands it to the grid worker 熊淑芬 now.
+    clock.advance(timedelta(hours=2))
+    r = client.post(f"/api/tasks/{walked.rectify_id}/reassign",
+                    headers=auth("pingshan-street-commander"), json={"person": "liuhe-grid"})
+    assert r.status_code == 200, r.text
+    [late] = client.get(f"/api/runs/{walked.run_id}", headers=auth(MANAGER)).json()["holdup"]
+    assert [p["name"] for p in late["holders"]] == ["熊淑芬"]
+    # Hers since she was given it, not since the rejection she never saw.
+    assert late["since_local"] == "2026-04-21 14:00"
+    assert late["reassignments"] == 1
+    moved = late["last_reassignment"]
+    assert {k: moved[k] for k in ("by", "by_name", "from_names", "to", "to_name", "at_local")} \
+        == {"by": "pingshan-street-commander", "by_name": "胡红霞", "from_names": ["尹秀英"],
+            "to": "liuhe-grid", "to_name": "熊淑芬", "at_local": "2026-04-21 14:00"}
+
+
+def test_a_task_never_reassigned_says_so(walked: Walked) -> None:
+    [late] = walked.run["holdup"]
+    assert (late["reassignments"], late["last_reassignment"]) == (0, None)

@@ -6,6 +6,7 @@ time refused and one granted, then 12 days past the extended deadline with the l
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -82,3 +83,75 @@ def test_what_holds_it_up_is_answered_first(
     expect(card.locator(".holdup-done")).to_have_text(
         "已督办 3 级（最近：约谈），发出督办文书 3 份；复查退回 1 次（最近原因：泄爆片规格不符，"
         "隔爆阀未安装）；申请延期 2 次（同意 1，不同意 1）")
+
+
+def test_what_holds_it_up_names_who_reassigned_it_to_whom_and_when(
+    signed_in: SignedIn, server, walked: Walked, web_rt: Runtime, clock: ManualClock  # noqa: ANN001
+) -> None:
+    clock.advance(timedelta(hours=2))
+    secret = web_rt.settings.signing_secret()
+    with TestClient(create_app(web_rt, background=False, prefect=False)) as client:
+        r = client.post(f"/api/tasks/{walked.rectify_id}/reassign", json={"person": "liuhe-grid"},
+                        headers={"Authorization":
+                                 f"Bearer {make_token('pingshan-street-commander', secret)}"})
+        assert r.status_code == 200, r.text
+    page = open_run(signed_in, server, walked)
+    card = page.locator("#holdup li[data-step='rectify']")
+    expect(card.locator(".holdup-who")).to_have_text(
+        "现由：熊淑芬（网格员，六和社区，电话 13800138122）")
+    expect(card).to_contain_text("复查退回，待承办人重新整改，自 2026-04-21 14:00")
+    expect(card.locator(".holdup-done")).to_contain_text(
+        "改派 1 次（最近：2026-04-21 14:00 胡红霞 改派，尹秀英 → 熊淑芬）")
+
+
+def test_the_ranking_leads_from_a_units_overdue_figure_to_the_hazards_behind_it(
+    signed_in: SignedIn, server, walked: Walked  # noqa: ANN001
+) -> None:
+    # "Which units are worst this month and why?": 坪山街道 has one hazard overdue in April
+    # (the month still running on 04-21); the figure opens that unit's overdue hazards.
+    page = signed_in(MANAGER)
+    page.goto(server.url("/ranking?month=2026-04"))
+    row = page.locator("#ranking-table tr[data-unit='pingshan-street']")
+    expect(row.locator("td").nth(6)).to_have_text("1")
+    # The period in the manager's words: 北京时间, not the zone's identifier Asia/Shanghai.
+    expect(page.locator("#period")).to_contain_text("统计至 2026-04-21 12:00）（北京时间）")
+    expect(page.locator("#period")).not_to_contain_text("Asia")
+    row.locator("td").nth(6).get_by_role("link").click()
+    expect(page.locator("#summary")).to_contain_text("共 1 条未销号隐患")
+    expect(page.locator("#register-table tbody tr")).to_have_count(1)
+    expect(page.locator("#register-table tbody tr")).to_contain_text("PS-2026-007")
+    expect(page.locator("#register-table tbody tr")).to_contain_text("尹秀英")
+    # The unit's name opens its whole 整改清单.
+    page.go_back()
+    page.locator("#ranking-table tr[data-unit='maluan'] td").nth(1).get_by_role("link").click()
+    expect(page.locator("#summary")).to_contain_text("共 0 条未销号隐患")
+
+
+def test_a_finished_months_overdue_figure_is_not_offered_as_todays_overdue_list(
+    signed_in: SignedIn, server, walked: Walked, clock: ManualClock  # noqa: ANN001
+) -> None:
+    # April's 月末逾期未销号数, read in May, is the set overdue on 04-30 24:00, which no register
+    # lists: linking it to "overdue now" would put another set under its figure.
+    clock.advance(timedelta(days=15))
+    page = signed_in(MANAGER)
+    page.goto(server.url("/ranking?month=2026-04"))
+    row = page.locator("#ranking-table tr[data-unit='pingshan-street']")
+    expect(row.locator("td.overdue")).to_have_text("1")
+    expect(row.locator("td.overdue a")).to_have_count(0)
+    expect(row.locator("td").nth(1).get_by_role("link")).to_have_attribute(
+        "href", "/hazards?register=rectification&unit=pingshan-street")
+
+
+def test_the_run_page_says_when_and_by_whom_the_hazard_was_found_as_the_register_does(
+    signed_in: SignedIn, server, walked: Walked  # noqa: ANN001
+) -> None:
+    # Registered by 邓思远 without 发现时间 or 发现人: the 隐患清单 and its exports say
+    # 2026-03-02 09:00 and 邓思远; the run page said "—" for both.
+    page = open_run(signed_in, server, walked)
+    params = page.locator("#params-table")
+    expect(params.locator("tr[data-param='found_at'] td")).to_have_text(
+        "2026-03-02 09:00（未填写，台账按登记时间记）")
+    expect(params.locator("tr[data-param='found_by'] td")).to_have_text(
+        "邓思远（未填写，台账按登记人记）")
+    expect(params.locator("tr[data-param='code'] td")).to_have_text("PS-2026-007")
+    expect(params.locator("tr[data-param='campaign'] td")).to_have_text("—")
