@@ -10,9 +10,21 @@ from fastapi import APIRouter
 
 from api.deps import CurrentPerson, RuntimeDep
 from flows.access import is_admin, may_start
+from flows.spec import Playbook
 from models.org import ROLE_NAMES_ZH
 
 router = APIRouter(tags=["system"])
+
+
+# The start page preselects the first playbook: a commander woken at 3 a.m. by a gas leak
+# should find an emergency response there, not the month's hazard campaign.
+_URGENT_KINDS = ("response", "typhoon")
+
+
+def _urgent_first(playbook: Playbook) -> tuple[int, str]:
+    kind = playbook.kind or ""
+    rank = _URGENT_KINDS.index(kind) if kind in _URGENT_KINDS else len(_URGENT_KINDS)
+    return rank, playbook.id
 
 
 @router.get("/api/me")
@@ -26,7 +38,7 @@ def me(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     units = [org.unit(u) for u in org.descendants(top)]
     startable = [
         {"id": pb.id, "title": pb.title, "title_en": pb.title_en, "kind": pb.kind}
-        for pb in sorted(rt.catalog.current.values(), key=lambda p: p.id)
+        for pb in sorted(rt.catalog.current.values(), key=_urgent_first)
         if may_start(org, person, list(pb.started_by), who.unit_id)
     ]
     now = rt.clock.now()

@@ -36,6 +36,9 @@ def test_a_commander_may_start_every_playbook_and_an_admin_sees_the_whole_chart(
     commander = client.get("/api/me", headers=auth("wang-qiang")).json()
     assert commander["commander"] is True
     assert {p["id"] for p in commander["startable"]} == set(demo.catalog.current)
+    # Emergencies first: the start page preselects the first, and at 3 a.m. it is a leak.
+    assert [p["id"] for p in commander["startable"]] == [
+        "gas-leak", "typhoon-633", "campaign-3030", "hazard-3030"]
     admin = client.get("/api/me", headers=auth("pingshan-admin")).json()
     assert admin["admin"] is True and admin["manager"] is True
     manager = client.get("/api/me", headers=auth("sun-li")).json()
