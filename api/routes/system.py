@@ -175,6 +175,19 @@ def run_document(run_id: RowId, document_id: RowId, rt: RuntimeDep,
     return _document(rt, d, key.step_key if key else None)
 
 
+@router.get("/api/runs/{run_id}/playbook")
+def run_playbook(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """The compiled playbook version the run started with, as GET /api/playbooks/{id} gives
+    the current one (without template texts). The run and task pages draw a step's form and
+    stage names from it: a playbook edited while runs are in flight must not show them the
+    new version's fields while the API checks their answers against the one they pinned."""
+    with read_session(rt.db) as session:
+        run = load_run(session, run_id)
+        require_read_run(rt.org, person, run)
+        playbook = rt.catalog.pinned(session, run.playbook_sha)
+    return playbook.model_dump(mode="json", by_alias=True, exclude={"templates"})
+
+
 def _require_readable(rt: Runtime, person: str, run_id: int) -> None:
     """The run's own visibility rule (404 for no such run, 403 outside the person's units), as
     GET /api/runs/{id} applies it, without building that whole view: the run page reads the

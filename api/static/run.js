@@ -890,9 +890,10 @@ async function act(button, work, { keepOpen = false } = {}) {
 async function playbookOf(run) {
   if (state.playbook && state.playbook.id === run.playbook) return state.playbook;
   try {
-    return await api(`/api/playbooks/${encodeURIComponent(run.playbook)}`);
+    // The version the run pinned, not the folder's current one (an edit mid-incident).
+    return await api(`/api/runs/${run.id}/playbook`);
   } catch {
-    return null; // a playbook removed since: the run still shows, without stage names
+    return null; // unreadable: the run still shows, without stage names
   }
 }
 

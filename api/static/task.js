@@ -968,7 +968,8 @@ async function loadContext() {
     return;
   }
   try {
-    state.playbook = await api(`/api/playbooks/${encodeURIComponent(state.run.playbook)}`);
+    // The version the run pinned: its form is the one the API checks the answers against.
+    state.playbook = await api(`/api/runs/${state.task.run_id}/playbook`);
     state.spec = state.playbook.steps.find((s) => s.id === state.task.step) || null;
   } catch {
     state.playbook = null;
