@@ -40,14 +40,34 @@ def template_texts(templates_dir: Path, names: Iterable[str]) -> dict[str, str]:
         path = (root / name).resolve()
         if not path.is_relative_to(root):
             continue  # Jinja's loader refuses such a name too
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+        read = _read(path)
+        if read is None:
             continue
-        texts[name] = text
-        try:
-            found = meta.find_referenced_templates(_PARSER.parse(text))
-        except TemplateSyntaxError:
-            continue
-        todo.extend(other for other in found if isinstance(other, str))
+        texts[name], found = read
+        todo.extend(found)
     return dict(sorted(texts.items()))
+
+
+# Every runtime compiles every playbook, and the tests build hundreds of runtimes on the same
+# folder: a file's text and the names it includes are kept until the file changes on disk.
+_read_cache: dict[Path, tuple[tuple[int, int], str, tuple[str, ...]]] = {}
+
+
+def _read(path: Path) -> tuple[str, tuple[str, ...]] | None:
+    """The file's text and the template names it includes; None if unreadable."""
+    try:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = _read_cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        found = tuple(other for other in meta.find_referenced_templates(_PARSER.parse(text))
+                      if isinstance(other, str))
+    except TemplateSyntaxError:
+        found = ()
+    _read_cache[path] = (stamp, text, found)
+    return text, found
