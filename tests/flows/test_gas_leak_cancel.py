@@ -6,12 +6,9 @@ Segments run bare (drain_wakes); the clock is a ManualClock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
 from gas_leak_walk import start, steps, work_round
 from receivers import HttpReceiver
 from sqlmodel import select
@@ -25,24 +22,6 @@ from models.db import read_session
 from models.outbox import Notification
 
 REASON = "误报，现场为下水道沼气味，无燃气泄漏"
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    with HttpReceiver() as rx:
-        yield rx
-
-
-@pytest.fixture
-def wired(tmp_path: Path, clock: ManualClock, receiver: HttpReceiver) -> Iterator[Runtime]:
-    """The demo district with its duty-office channels pointed at a local receiver."""
-    org = DEMO_ORG.read_text(encoding="utf-8").replace(
-        "json://127.0.0.1:8000/api/receiver", receiver.url("/api/receiver"))
-    rt = make_runtime(tmp_path / "wired", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_text=org)
-    assert rt.catalog.errors == []
-    yield rt
-    rt.db.dispose()
 
 
 def _cancel_after_the_first_report(rt: Runtime, clock: ManualClock) -> tuple[int, str]:

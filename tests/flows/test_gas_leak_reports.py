@@ -9,15 +9,11 @@ Segments run bare (drain_wakes); the clock is a ManualClock."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import gas_leak_walk
-import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
 from gas_leak_walk import LOCATION, start, steps
 from receivers import HttpReceiver
 from sqlmodel import select
@@ -90,26 +86,6 @@ def local(rt: Runtime, at: datetime | None) -> str:
 
 
 # --- the final report (终报) -------------------------------------------------------------------
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    with HttpReceiver() as rx:
-        yield rx
-
-
-@pytest.fixture
-def wired(tmp_path: Path, clock: ManualClock, receiver: HttpReceiver) -> Iterator[Runtime]:
-    """The demo district with its duty-office channels (and leaders' own URLs) pointed at a
-    local receiver instead of the app's loopback one: what Apprise really posts is checked."""
-    org = DEMO_ORG.read_text(encoding="utf-8").replace(
-        "json://127.0.0.1:8000/api/receiver", receiver.url("/api/receiver"))
-    assert receiver.url("/api/receiver/county-duty") in org
-    rt = make_runtime(tmp_path / "wired", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
-                      org_text=org)
-    assert rt.catalog.errors == []
-    yield rt
-    rt.db.dispose()
-
 
 def test_final_report_goes_to_the_first_reports_offices_when_the_response_ends(
     wired: Runtime, clock: ManualClock, receiver: HttpReceiver
