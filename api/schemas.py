@@ -26,6 +26,7 @@ from flows.expressions import ExpressionError, compile_expression
 from flows.lateness import minutes_late, step_late_days
 from flows.params import ParamValueError, end_of_day
 from flows.params import check_text as check_plain_text
+from flows.passed_stages import passed_over_keys
 from flows.progress import due_time
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
@@ -121,8 +122,14 @@ class StageChange(BaseModel):
         default=False, description="Going back: call off every open task of the stages above "
         "it. Needs `note`.")
     note: Note = Field(
-        default=None, description="Why the tasks are called off (预警降级); their holders are "
-        "told it.")
+        default=None, description="Why the tasks are called off (预警降级), or the stages "
+        "passed over (台风转向，未登陆); the holders of called-off tasks are told it.")
+    # Jumping forward past stages whose measures no longer apply (the typhoon turned away
+    # after people were moved: 解除 without 台风登陆). Named, never implied by the jump.
+    pass_over: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, max_length=50,
+        description="Going forward past stages: those of them (ids or titles) whose steps "
+        "are not handed out. Needs `note`.")
 
 
 class CancelBody(BaseModel):
@@ -425,6 +432,10 @@ class RunPublic(BaseModel):
         "called off (named in its `rehanded_from`), with new deadlines from this entry. Tasks "
         "done before the downgrade stay done and tasks kept open then stay as they are: "
         "neither is handed out twice. [] when nothing was called off")
+    passed_over_stages: list[str] = Field(
+        default_factory=list, description="Stages a forward jump passed over at the "
+        "commander's word (`pass_over`): their steps are not handed out unless the run comes "
+        "back down to them")
     overdue_tasks: int | None = Field(
         default=None, description="Only in GET /api/runs, for a running run: how many of its "
         "tasks still to be done (ready, acked, sent back) are past their deadline; 0 when "
@@ -646,7 +657,7 @@ def run_view(
             v.rehanded_as = replaced.get(v.id)
     if step_views is not None and playbook is not None:
         reached = {s.step_key for s in steps or []}
-        passed_over = set(run.skipped or ())
+        passed_over = {*(run.skipped or ()), *passed_over_keys(playbook, run)}
         step_views += [not_reached_view(rt, run, spec,
                                         "skipped" if spec.id in passed_over else "pending")
                        for spec in playbook.steps if spec.id not in reached]
@@ -654,6 +665,7 @@ def run_view(
         id=run.id or 0, playbook=run.playbook_id, playbook_version=run.playbook_version,
         title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
         status=run.status, stage=run.stage, stage_title=_stage_title(rt, run, playbook),
+        passed_over_stages=list(run.passed_over_stages or ()),
         params=run.params, started_by=run.started_by,
         started_by_name=actor_name(rt, run.started_by),
         started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from flows.calendar_gaps import estimated_note
 from flows.campaigns import campaign_progress
+from flows.passed_stages import passed_over_keys
 from flows.registers import street_of
 from flows.rehand import current
 from flows.runtime import Runtime
@@ -82,7 +83,10 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     # Each item's record as it stands: a called-off instance handed out again is history.
     rows = current(session.exec(select(StepInstance).where(StepInstance.run_id == run.id)
                                 .order_by(col(StepInstance.item_index))).all())
-    out: dict[str, Any] = {key: dict(_PASSED_OVER, key=key) for key in run.skipped or ()}
+    # A stage jumped over at the commander's word reads like a false `when`; a step of it
+    # handed out before (a row below) reads as the row says.
+    out: dict[str, Any] = {key: dict(_PASSED_OVER, key=key)
+                           for key in [*(run.skipped or ()), *passed_over_keys(playbook, run)]}
     for row in rows:
         person = rt.org.people.get(row.submitted_by or "")
         verifier = rt.org.people.get(row.verified_by or "")

@@ -18,6 +18,7 @@ from flows.campaigns import campaign_problem
 from flows.concurrent import refuse_if_running
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
+from flows.passed_stages import come_back_to, jumped_over
 from flows.progress import advance, cancel_open_steps, is_finished, lock_run, step_state, wake
 from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
@@ -237,19 +238,23 @@ class StageMoved:
     # Forward: the instances handed out in place of called-off ones (flows/rehand.py); done
     # and kept tasks are not among them: they stay as they are.
     rehanded: list[int] = field(default_factory=list)
+    # Forward: the stages jumped over whose steps were not handed out (`pass_over`); back: the
+    # passed-over stages the run came down to again, owed when it enters them.
+    passed_over: list[str] = field(default_factory=list)
+    owed_again: list[str] = field(default_factory=list)
 
 
 def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
               call_off: Sequence[int] = (), call_off_all: bool = False,
-              note: str | None = None) -> Run:
+              note: str | None = None, pass_over: Sequence[str] = ()) -> Run:
     """change_stage, for callers that want only the run."""
     return change_stage(rt, run_id=run_id, stage=stage, actor=actor, call_off=call_off,
-                        call_off_all=call_off_all, note=note).run
+                        call_off_all=call_off_all, note=note, pass_over=pass_over).run
 
 
 def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
                  call_off: Sequence[int] = (), call_off_all: bool = False,
-                 note: str | None = None) -> StageMoved:
+                 note: str | None = None, pass_over: Sequence[str] = ()) -> StageMoved:
     """Move a staged run to `stage`; its steps (and those of stages jumped over) are handed
     out. Going back (the warning downgraded), the open tasks of the stages above are called
     off as the commander says: those named in `call_off`, or all with `call_off_all`, with a
@@ -257,7 +262,11 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
     counts them, so keeping them is on record as a choice. Forward, nothing is called off
     (422 on call_off), and the tasks of the stages entered that a downgrade called off are
     handed out again (flows/rehand.py: done ones stay done, kept ones as they are); a
-    `rehanded` event after their `ready` events counts them."""
+    `rehanded` event after their `ready` events counts them.
+
+    Jumping forward, the stages in between named in `pass_over` (ids or titles; with a `note`)
+    are passed over: their steps are not handed out (flows/passed_stages.py). Going back to or
+    below a passed-over stage makes it owed again on entry."""
     with session_scope(rt.db) as session:
         run, playbook = _commanded_staged_run(
             session, rt, run_id, actor, "stage",
@@ -279,6 +288,7 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
             raise InvalidInput("note", "撤销任务须写明说明（如：预警降为黄色，停止转移），将告知"
                                "任务负责人 / calling tasks off needs a note saying why; their "
                                "holders are told")
+        passed = jumped_over(playbook, run, stage, pass_over, stage_id, said)
         stopped: list[StepInstance] = []
         kept: list[StepInstance] = []
         if back:
@@ -290,6 +300,13 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
             detail = {"called_off": len(stopped), "kept_open": len(kept)}
             if said:
                 detail["note"] = said
+        owed_again = come_back_to(playbook, run, stage) if back else []
+        if owed_again:
+            detail["owed_again"] = owed_again
+        if passed:
+            detail.update(passed_over=passed, note=said)
+            run.passed_over_stages = [s for s in playbook.stages
+                                      if s in {*(run.passed_over_stages or ()), *passed}]
         add_event(session, at=now, actor=actor, action="stage_changed", run_id=run.id,
                   from_state=run.stage, to_state=stage, detail=detail)
         if stopped:
@@ -309,7 +326,8 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
                                               "waiting": moved.owed_waiting})
         wake(session, run, "stage", now=now)
         return StageMoved(run=run, back=back, called_off=[s.id or 0 for s in stopped],
-                          kept_open=[s.id or 0 for s in kept], rehanded=moved.rehanded)
+                          kept_open=[s.id or 0 for s in kept], rehanded=moved.rehanded,
+                          passed_over=passed, owed_again=owed_again)
 
 
 def stage_id(playbook: Playbook, given: str) -> str:
@@ -336,7 +354,9 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
     In the last stage, once that stage's work is in (the returns, the 防御总结). Before it,
     when the warning is lifted early (the typhoon turned away at 台风警报), with a note saying
     so: jumping to the last stage instead would hand every community the transfer orders of
-    the stages in between for a storm that never came.
+    the stages in between for a storm that never came, unless the commander passes them over
+    (change_stage's `pass_over`, which a typhoon that turned away after people were moved
+    needs: their returns are the last stage's work).
 
     Refused: a playbook without stages (it completes when its last step does, or is
     cancelled), an end before the last stage without a note, or one whose last stage still
@@ -360,7 +380,7 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
                                "why (the warning was lifted)")
         if early:
             _refuse_dropping_follow_ups(session, rt, run, playbook, last_title)
-        state = step_state(session, run)
+        state = step_state(session, run, playbook)
         owed = [] if early else [spec.title for spec in playbook.stage_steps(last)
                                  if not is_finished(state.get(spec.id, []))]
         if owed:
@@ -396,9 +416,11 @@ def _refuse_dropping_follow_ups(session: Session, rt: Runtime, run: Run, playboo
         where = "、".join(dict.fromkeys(rt.org.unit_name(unit) for _, unit in done))
         raise Conflict(
             f"{where}已填报“{needs}”，其后续“{spec.title}”属于“{last_title}”阶段；提前结束将无人"
-            f"跟进。请进入“{last_title}”阶段完成后再结束响应 / {len(done)} record(s) of "
-            f"'{', '.join(spec.item_needs)}' are in and their follow-up '{spec.id}' belongs to "
-            f"the last stage: enter it instead of ending early", current=run.stage)
+            f"跟进。请进入“{last_title}”阶段完成后再结束响应（越过的阶段可选择跳过，不下发其"
+            f"任务） / "
+            f"{len(done)} record(s) of '{', '.join(spec.item_needs)}' are in and their "
+            f"follow-up '{spec.id}' belongs to the last stage: enter it instead of ending early "
+            "(the stages in between may be passed over)", current=run.stage)
 
 
 def cancel_run(

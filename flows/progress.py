@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from flows.context import expression_context
 from flows.durations import add_after_deadline, add_duration
 from flows.expressions import ExpressionError, compile_expression
+from flows.passed_stages import is_passed_over, passed_over_keys
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
 from flows.rehand import called_off_open, next_index, pass_over, reached
@@ -57,14 +58,15 @@ class Advance:
 
 
 def stage_reached(playbook: Playbook, run: Run, stage: str) -> bool:
-    if run.stage is None:
+    """Whether the run has entered `stage`, or gone past it without passing it over."""
+    if run.stage is None or is_passed_over(run, stage):
         return False
     return playbook.stages.index(run.stage) >= playbook.stages.index(stage)
 
 
-def step_state(session: Session, run: Run) -> dict[str, list[str]]:
+def step_state(session: Session, run: Run, playbook: Playbook) -> dict[str, list[str]]:
     """step key -> statuses of its instances (one grouped read on the run's index), and the
-    steps the run passed over without a row."""
+    steps the run passed over without a row (a false `when`, or a stage jumped over)."""
     rows = session.exec(
         select(StepInstance.step_key, StepInstance.status, func.count())
         .where(StepInstance.run_id == run.id)
@@ -75,6 +77,9 @@ def step_state(session: Session, run: Run) -> dict[str, list[str]]:
         state[key].append(status)
     for key in run.skipped or ():
         state[key].append(st.SKIPPED)
+    for key in passed_over_keys(playbook, run):
+        if key not in state:  # instances handed out before the stage was passed over stand
+            state[key].append(st.SKIPPED)
     return state
 
 
@@ -100,15 +105,19 @@ def advance(
     lock_run(session, run)
     if run.status != run_status.RUNNING:
         return result
-    state = step_state(session, run)
+    state = step_state(session, run, playbook)
     # Tasks a downgrade called off (flows/rehand.py). Of a stage the run is in again: owed
     # again, and until handed out again unfinished for the steps that need them. Of a stage
     # above it: owed if it comes back, so the run does not complete by itself meanwhile (it
-    # ends by the commander's word, or comes back up).
+    # ends by the commander's word, or comes back up). Of a stage passed over: not owed, until
+    # the run comes back down to it (flows/passed_stages.py).
     owed: dict[str, list[StepInstance]] = {}
     owed_later = False
     for key, rows in called_off_open(session, playbook, run, state).items():
-        if reached(playbook, playbook.step(key).stage, run.stage):
+        stage = playbook.step(key).stage
+        if is_passed_over(run, stage):
+            continue
+        if reached(playbook, stage, run.stage):
             owed[key] = rows
             state[key].append(st.PENDING)
         else:

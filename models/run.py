@@ -54,3 +54,8 @@ class Run(SQLModel, table=True):
     skipped: list[str] = json_column(default_factory=list)
     # How many of `skipped` are in Prefect's history (the list only grows).
     skipped_recorded: int = 0
+    # Stages a forward jump passed over at the commander's word (the typhoon turned away after
+    # people were moved: 解除 without 台风登陆's measures). Their steps are not handed out while
+    # the run is above them; a run brought back down to one of them takes it off this list,
+    # and entering it again hands its steps out (flows/passed_stages.py).
+    passed_over_stages: list[str] = json_column(default_factory=list)

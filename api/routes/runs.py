@@ -161,10 +161,11 @@ def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerso
     """Move a staged run (typhoon) to a stage; that stage's steps become ready. Going back,
     the higher stages' open tasks named in `call_off` (or all, `call_off_all`) are called off
     with `note`; the others stay open. Going forward, the called-off tasks of the stages
-    entered are handed out again (`rehanded`); done and kept ones stay as they are."""
+    entered are handed out again (`rehanded`); done and kept ones stay as they are, and the
+    stages jumped over named in `pass_over` (with `note`) are not handed out."""
     moved = lifecycle.change_stage(rt, run_id=run_id, stage=body.stage, actor=person,
                                    call_off=body.call_off, call_off_all=body.call_off_all,
-                                   note=body.note)
+                                   note=body.note, pass_over=body.pass_over)
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
         steps, _, _ = run_detail(session, run_id=run_id)

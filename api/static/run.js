@@ -556,6 +556,9 @@ function detailLine(event, titles) {
   if (event.action === "stage_changed") {
     if (d.called_off > 0) parts.push(`撤销 ${d.called_off} 项较高阶段任务`);
     if (d.kept_open > 0) parts.push(`保留 ${d.kept_open} 项较高阶段未完成任务`);
+    // Stages jumped over at the commander's word, and ones owed again on the way back down.
+    if (Array.isArray(d.passed_over)) parts.push(`跳过 ${d.passed_over.map(stageName).join("、")}（任务未下达）`);
+    if (Array.isArray(d.owed_again)) parts.push(`此前跳过的 ${d.owed_again.map(stageName).join("、")} 再次进入时下达`);
   }
   // Up again into a stage whose tasks a downgrade called off: they go out again.
   if (event.action === "ready" && d.rehanded_from) parts.push("重新下达（原任务随预警降级撤销）");
@@ -685,6 +688,16 @@ function handedOut(pb, run) {
   return done;
 }
 
+// Stages a move forward jumps over whose tasks were never handed out: the ones it may pass
+// over (`pass_over`) instead of handing their measures out for a storm that never came.
+function freshBetween(pb, run, from, to) {
+  const stages = (pb && pb.stages) || [];
+  const [i, j] = [stages.indexOf(from), stages.indexOf(to)];
+  if (i < 0 || j <= i + 1) return [];
+  const given = handedOut(pb, run);
+  return stages.slice(i + 1, j).filter((s) => !given.has(s));
+}
+
 // The tasks going back to `to` may call off, as the API counts them (flows/call_off.py): the
 // tasks of every stage above it, reached and not finished (a pending one too: it would come
 // alive later in a stage the run has left).
@@ -735,7 +748,10 @@ function stageEffect(pb, run, from, to) {
     const skipped = stages.slice(i + 1, j);
     const fresh = skipped.filter((s) => !given.has(s));
     const again = skipped.filter((s) => given.has(s));
-    if (fresh.length) parts.push(`跳过 ${fresh.map(stageName).join("、")}：这些阶段的任务也将一并下达。`);
+    if (fresh.length) {
+      parts.push(`越过 ${fresh.map(stageName).join("、")}：这些阶段的任务默认一并下达；`
+        + "如这些阶段已不适用（如台风转向未登陆），可写明原因跳过，其任务不下达（之后退回到该阶段时再下达）。");
+    }
     const plain = again.filter((s) => !calledOffIn(pb, run, s));
     if (plain.length) parts.push(`${plain.map(stageName).join("、")}的任务此前已下达，不会重复下达。`);
     for (const s of again.filter((x) => calledOffIn(pb, run, x))) parts.push(againEffect(pb, run, s));
@@ -820,6 +836,18 @@ function wireControls() {
     $("#stage-back").hidden = open.length === 0;
     $("#stage-note").removeAttribute("aria-invalid");
     yes.hidden = open.length > 0;
+    // Jumping forward past stages never handed out: hand them out too (the default button),
+    // or pass them over with a note. One box is named `note` at a time, so a refusal names
+    // the box shown (跳过说明 or 撤销说明).
+    const fresh = back ? [] : freshBetween(state.playbook, state.run, state.run.stage, to);
+    const skip = $("#stage-pass-over");
+    skip.dataset.stages = fresh.join(",");
+    skip.textContent = `跳过 ${fresh.map(stageName).join("、")} 并切换`;
+    $("#stage-skip").hidden = fresh.length === 0;
+    $("#stage-skip-note").removeAttribute("aria-invalid");
+    $("#stage-note").name = open.length ? "note" : "";
+    $("#stage-skip-note").name = fresh.length ? "note" : "";
+    if (fresh.length) yes.textContent = `一并下达并切换到 ${stageName(to)}`;
     $("#stage-confirm").hidden = false;
     (open.length ? $("#stage-note") : yes).focus();
   });
@@ -832,10 +860,15 @@ function wireControls() {
     if (moved.called_off && moved.called_off.length) said.push(`撤销 ${moved.called_off.length} 项任务`);
     if (moved.kept_open && moved.kept_open.length) said.push(`保留 ${moved.kept_open.length} 项未完成任务`);
     if (moved.rehanded && moved.rehanded.length) said.push(`重新下达 ${moved.rehanded.length} 项此前撤销的任务`);
+    if (body.pass_over) said.push(`跳过 ${body.pass_over.map(stageName).join("、")}，其任务未下达`);
     return said.join("，");
   };
   $("#stage-yes").addEventListener("click", (event) => act(event.currentTarget, () => move({})));
   $("#stage-keep").addEventListener("click", (event) => act(event.currentTarget, () => move({})));
+  $("#stage-pass-over").addEventListener("click", (event) => act(event.currentTarget, () => move({
+    pass_over: event.currentTarget.dataset.stages.split(","),
+    note: $("#stage-skip-note").value.trim() || null,
+  }), { keepOpen: true }));
   // The note is the API's to require (422 on note); the choice stays open to correct it.
   $("#stage-call-off").addEventListener("click", (event) => act(event.currentTarget, () => move({
     call_off_all: true, note: $("#stage-note").value.trim() || null,
@@ -879,7 +912,7 @@ async function act(button, work, { keepOpen = false } = {}) {
     showError(err, button.closest("form")); // the box named by its words (撤销说明), not "note"
     const reason = $("#reason");
     if (err && err.field === "reason") reason.setAttribute("aria-invalid", "true");
-    if (err && err.field === "note") $("#stage-note").setAttribute("aria-invalid", "true");
+    if (err && err.field === "note") $('#stage-form [name="note"]')?.setAttribute("aria-invalid", "true");
   } finally {
     button.disabled = false;
   }

@@ -892,6 +892,37 @@ def test_going_back_a_stage_calls_off_what_the_commander_names(
     assert change["detail"] == {"called_off": 1, "kept_open": 1, "note": "预警解除"}
 
 
+def test_a_jump_forward_passes_over_the_stages_the_commander_names(
+        client: TestClient, auth: Auth) -> None:
+    """watch → emergency with warning passed over (and a note): warning's fan-out is not
+    handed out, its steps read `skipped`, the run says which stages it passed over; a pass-over
+    that does not fit the move is a 422 naming the field, and changes nothing."""
+    run = start(client, auth, playbook="branching", unit="s1")
+    url = f"/api/runs/{run['id']}/stage"
+    commander = auth("s1-commander")
+    for body, field in [({"stage": "emergency", "pass_over": ["warning"]}, "note"),
+                        ({"stage": "emergency", "pass_over": ["emergency"], "note": "x"},
+                         "pass_over"),
+                        ({"stage": "emergency", "pass_over": "warning", "note": "x"},
+                         "pass_over"),
+                        ({"stage": "warning", "pass_over": ["warning"], "note": "x"},
+                         "pass_over")]:
+        assert error_field(client.post(url, json=body, headers=commander)) == field, body
+    assert run_of(client, auth, run["id"])["stage"] == "watch"
+    r = client.post(url, json={"stage": "emergency", "pass_over": ["warning"],
+                               "note": "预警未升级到该级"}, headers=commander)
+    assert r.status_code == 200, r.text
+    moved = r.json()
+    assert (moved["stage"], moved["passed_over_stages"]) == ("emergency", ["warning"])
+    villages = [s for s in moved["steps"] if s["step"] == "villages"]
+    assert [(v["id"], v["status"]) for v in villages] == [(None, "skipped")]
+    assert client.get("/api/tasks", params={"mine": "true"},
+                      headers=auth("c1-grid")).json()["data"] == []
+    change = [e for e in run_of(client, auth, run["id"])["timeline"]
+              if e["action"] == "stage_changed"][-1]
+    assert change["detail"] == {"passed_over": ["warning"], "note": "预警未升级到该级"}
+
+
 def test_coming_up_again_hands_out_the_called_off_tasks_again(
         client: TestClient, auth: Auth) -> None:
     run = start(client, auth, playbook="branching", unit="s1")

@@ -61,6 +61,10 @@ def left(minutes: int) -> re.Pattern[str]:
     return re.compile(rf"^剩余 [0-{minutes}]分钟$")
 
 
+# What a jump forward past stages never handed out says it does, unless they are passed over.
+BY_DEFAULT = ("这些阶段的任务默认一并下达；如这些阶段已不适用（如台风转向未登陆），可写明原因跳过，"
+              "其任务不下达（之后退回到该阶段时再下达）。")
+
 # Past the deadline, by the same reckoning: a minute late at least.
 LATE = re.compile(r"^逾期 \d+分钟$")
 
@@ -350,7 +354,9 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     page.select_option("#stage", "severe")
     page.click("#stage-ask")
     expect(page.locator("#stage-effect")).to_have_text(
-        "跳过 台风警报、紧急警报（蓝色/黄色预警）：这些阶段的任务也将一并下达。")
+        f"越过 台风警报、紧急警报（蓝色/黄色预警）：{BY_DEFAULT}")
+    expect(page.locator("#stage-pass-over")).to_have_text(
+        "跳过 台风警报、紧急警报（蓝色/黄色预警） 并切换")
     page.click("#stage-no")
     page.select_option("#stage", "warning")
     page.click("#stage-ask")
@@ -397,8 +403,20 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
     page.select_option("#stage", "severe")
     page.click("#stage-ask")
     expect(page.locator("#stage-effect")).to_have_text(
-        "跳过 紧急警报（蓝色/黄色预警）：这些阶段的任务也将一并下达。"
-        "台风警报的任务此前已下达，不会重复下达。")
+        f"越过 紧急警报（蓝色/黄色预警）：{BY_DEFAULT}台风警报的任务此前已下达，不会重复下达。")
+
+
+def typhoon_with_people_moved(signed_in: SignedIn, server: Any,
+                              commander: str) -> tuple[int, Page]:
+    """马峦街道's typhoon at 橙色/红色预警, 马峦社区 having moved 4 people; its page, signed in."""
+    rt = server.rt
+    run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
+                       params={"name": "山竹"}, actor=commander).id or 0
+    set_stage(rt, run_id=run_id, stage="severe", actor=commander)
+    complete_answered(rt, step_rows(rt, run_id, "transfer")["maluan-community"], people=4)
+    page = signed_in(commander)
+    page.goto(server.url(f"/runs/{run_id}"))
+    return run_id, page
 
 
 def test_a_downgraded_typhoon_calls_off_the_higher_stages_open_tasks_from_its_page(
@@ -406,15 +424,8 @@ def test_a_downgraded_typhoon_calls_off_the_higher_stages_open_tasks_from_its_pa
     """橙色/红色预警 lowered to 紧急警报: the page lists what the higher stage left open and
     asks; calling all off needs a note, then those tasks read 已取消 (not done) in the list,
     the overview and the timeline, a done transfer stays done, and the holders are told."""
-    rt = server.rt
     commander = "maluan-commander"
-    run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
-                       params={"name": "山竹"}, actor=commander).id or 0
-    set_stage(rt, run_id=run_id, stage="severe", actor=commander)
-    complete_answered(rt, step_rows(rt, run_id, "transfer")["maluan-community"], people=4)
-
-    page = signed_in(commander)
-    page.goto(server.url(f"/runs/{run_id}"))
+    run_id, page = typhoon_with_people_moved(signed_in, server, commander)
     page.select_option("#stage", "emergency")
     page.click("#stage-ask")
     expect(page.locator("#stage-effect")).to_contain_text(
@@ -668,6 +679,35 @@ def test_a_typhoon_whose_warning_is_lifted_early_is_ended_where_it_is(
     run = call(server, commander, "GET", f"/api/runs/{run_id}")
     assert run["status"] == "completed" and run["stage"] == "warning"
     assert not [s for s in run["steps"] if s["id"] and s["step"].startswith("transfer")]
+
+
+def test_a_typhoon_that_turned_away_after_transfers_enters_recovery_passing_landfall_over(
+        signed_in: SignedIn, server: Any) -> None:
+    """People moved at 橙色/红色预警, then the typhoon turned away: the commander picks 解除 and
+    the page offers to hand out 台风登陆 too (the default) or pass it over with a note. Without
+    the note the API's 422 names 跳过说明; with it, the returns go out and 台风登陆's do not."""
+    commander = "maluan-commander"
+    run_id, page = typhoon_with_people_moved(signed_in, server, commander)
+    page.select_option("#stage", "recovery")
+    page.click("#stage-ask")
+    expect(page.locator("#stage-effect")).to_have_text(f"越过 台风登陆：{BY_DEFAULT}")
+    expect(page.locator("#stage-yes")).to_have_text("一并下达并切换到 解除与灾后恢复")
+    skip = page.locator("#stage-pass-over")
+    expect(skip).to_have_text("跳过 台风登陆 并切换")
+    skip.click()
+    expect(page.locator("#flash")).to_contain_text("跳过说明：跳过阶段须写明说明")
+    expect(page.locator("#stage-skip-note")).to_have_attribute("aria-invalid", "true")
+    assert call(server, commander, "GET", f"/api/runs/{run_id}")["stage"] == "severe"
+    page.fill("#stage-skip-note", "台风转向，未登陆")
+    skip.click()
+    expect(page.locator("#flash")).to_contain_text(
+        "已切换到阶段 解除与灾后恢复，跳过 台风登陆，其任务未下达")
+    expect(page.locator("#timeline li[data-action='stage_changed']").last).to_contain_text(
+        "跳过 台风登陆（任务未下达）")
+    run = call(server, commander, "GET", f"/api/runs/{run_id}")
+    assert (run["stage"], run["passed_over_stages"]) == ("recovery", ["landfall"])
+    handed = {s["step"] for s in run["steps"] if s["id"]}
+    assert "return" in handed and not any(k.startswith("landfall") for k in handed)
 
 
 def test_a_task_handed_to_nobody_says_so_in_red_with_what_to_do(
