@@ -88,8 +88,10 @@ def test_a_stale_key_on_a_table_others_refer_to_is_left_with_an_error_not_a_fail
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO run (id, playbook_id, playbook_version, playbook_sha, title, unit_id, "
-            "status, params, started_by, started_at, segments, skipped, skipped_recorded) "
-            "VALUES (1, 'p', 1, 's', 't', 'u', 'running', '{}', 'a', '2026-11-20', 0, '[]', 0)")
+            "status, params, started_by, started_at, segments, skipped, skipped_recorded, "
+            "passed_over_stages) "
+            "VALUES (1, 'p', 1, 's', 't', 'u', 'running', '{}', 'a', '2026-11-20', 0, '[]', 0, "
+            "'[]')")
         conn.exec_driver_sql(
             "INSERT INTO hazard (run_id, code, playbook_id, unit_id, source, grade, location, "
             "found_at, status, plan, updated_at) VALUES (1, 'YH1', 'p', 'u', '检查发现', '一般', "
