@@ -175,7 +175,7 @@ def assemble(
     if errors or header is None:
         raise PlaybookInvalid(dedupe(errors))
 
-    steps = [_compiled_step(nodes[i]) for i in order]
+    steps = [_compiled_step(nodes[i], header.announce) for i in order]
     digest = hashlib.sha256(text.encode("utf-8"))
     for module in used:
         digest.update(b"\0" + module.name.encode("utf-8") + b"\0" + module.text.encode("utf-8"))
@@ -465,7 +465,9 @@ def _check_graph(
     return order
 
 
-def _compiled_step(node: _Node) -> StepSpec:
+def _compiled_step(node: _Node, announce: str) -> StepSpec:
+    """The step as the engine reads it; `announce` is the playbook's, for a step that says
+    nothing of how its holders are told."""
     step = node.step
     assert step is not None and node.id is not None
     candidate = node.candidate
@@ -479,6 +481,7 @@ def _compiled_step(node: _Node) -> StepSpec:
         item_needs=[_resolved(candidate, need) for need in step.item_needs],
         when=when,
         at=step.at or candidate.module_at,
+        announce=step.announce or announce,
         line=candidate.where.line(),
         file=candidate.where.file,
     )

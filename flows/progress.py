@@ -557,8 +557,10 @@ def _announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
                 step_id=inst.id,
                 # Told on their own channels that it was called off (flows/call_off.py), its
                 # holders hear on the same channels that it is owed again, not only in an
-                # inbox they may not open while on the way to a shelter.
-                inbox_only=not again,
+                # inbox they may not open while on the way to a shelter. A first hand-out goes
+                # where the step says (`announce`): a gas leak's duty officer is woken on their
+                # phone; a hazard's grid worker finds it in the inbox.
+                inbox_only=not again and spec.announce != "channels",
             )
     insert_rows(session, AuditEvent, events)
     insert_ignoring_duplicates(session, Notification, notes)

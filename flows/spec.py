@@ -115,6 +115,9 @@ ParamType = Literal["string", "int", "number", "bool", "enum", "date", "datetime
 Action = Literal["task", "notify", "document", "wait", "playbook"]
 DueFrom = Literal["ready", "run", "stage"]
 VerifyDueFrom = Literal["submitted", "run"]
+# How the holders of a task handed out are told: in the in-app inbox only (the reminders and
+# the escalation ladder chase it), or on their own channels as well (DingTalk, SMS, mail).
+Announce = Literal["inbox", "channels"]
 
 
 class _Spec(BaseModel):
@@ -495,6 +498,12 @@ class StepSource(_Spec):
     ack: DurationField | None = Field(
         default=None, description="Must be acknowledged within this, else it escalates."
     )
+    announce: Announce | None = Field(
+        default=None,
+        description="How the task's holders are told it is handed out: `inbox` (the in-app "
+        "inbox only) or `channels` (their own channels too, e.g. DingTalk at 3 a.m.). Default: "
+        "the playbook's `announce`.",
+    )
     evidence: EvidenceSpec | None = Field(
         default=None, description="What completing the step requires."
     )
@@ -640,6 +649,13 @@ class PlaybookHeader(_Spec):
     register_: RegisterSpec | None = Field(
         default=None, alias="register",
         description="Keep a register entry (台账) for each run of this playbook.",
+    )
+    announce: Announce = Field(
+        default="inbox",
+        description="How the holders of its tasks are told a task is handed out, unless a step "
+        "says otherwise: `inbox` (the in-app inbox; reminders and escalations chase it: a "
+        "district's 400,000 hazards a year) or `channels` (their own channels too: a response "
+        "whose first tasks are due in minutes).",
     )
     started_by: list[str] = Field(
         default_factory=list,
