@@ -12,7 +12,8 @@ file's order.
 Hazard columns (the header is the first of the first 10 non-blank rows naming two known columns,
 so a title row above it is skipped (flows/tabular.py); columns in any order; the English name
 in brackets is accepted as a header too, as are a few variants such as 地点 and 等级; other
-columns are ignored and reported back):
+columns are ignored and reported back; a 合计/小计 row is left out and its row number
+reported back, flows/total_rows.py):
 
 - 隐患编号 (code), optional: unique in the file and among stored hazards; default YH + run id.
 - 单位编号 (unit), required unless 单位 is given: an org unit id (c1, liuhe).
@@ -188,6 +189,7 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
                     actor: str, allow_repeat: bool) -> ImportResult:
     table = read_upload(data, filename, HAZARD_COLUMNS)
     checked = _check_hazard_rows(rt, playbook, table, actor)
+    skipped = table.totals
     del table  # the parsed cells (a third of the memory at 400,000 rows) are not needed now
     digest = sha256_hex(data)
     file_positions = in_found_order(checked.runs)
@@ -228,6 +230,7 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
         run_ids[position] = run_id
     return ImportResult(import_id=batch.id or 0, kind="hazards", filename=filename,
                         rows=len(runs), run_ids=run_ids, ignored_columns=checked.ignored,
+                        skipped_rows=skipped,
                         playbook=playbook.id, bulk=written[0])
 
 

@@ -25,6 +25,7 @@ from flows.bulk_start import BulkResult
 from flows.found_times import BadCell, shown
 from flows.runtime import Runtime
 from flows.tabular import ZERO_WIDTH, Known, ReadProblem, RowUnreadable, Table, read_table
+from flows.total_rows import drop_total_rows
 from models.base import MAX_ID
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import ImportBatch
@@ -172,14 +173,16 @@ def map_header(table: Table, columns: Sequence[Column], problems: list[ImportPro
 
 
 def read_upload(data: bytes, filename: str, columns: Sequence[Column]) -> Table:
-    """The uploaded file's table; ImportInvalid naming the row and column where it cannot be
-    read, or for a file with nothing in it."""
+    """The uploaded file's table, its 合计/小计 rows left out (listed in `table.totals`);
+    ImportInvalid naming the row and column where it cannot be read, or for a file with
+    nothing in it."""
     try:
         table = read_table(data, filename, known_header(columns))
     except RowUnreadable as exc:
         raise unreadable(exc, columns) from None
     if not table.header:
         raise empty_file(table, columns)
+    table.totals = drop_total_rows(table)
     return table
 
 
@@ -313,6 +316,7 @@ class ImportResult:
     rows: int
     run_ids: list[int] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    skipped_rows: list[int] = field(default_factory=list)  # 合计/小计 rows, not imported
     inserted: int = 0
     updated: int = 0
     playbook: str | None = None

@@ -1196,3 +1196,34 @@ def test_a_code_with_spaces_or_invisible_characters_is_the_stored_code(
     with pytest.raises(InvalidInput, match="已经登记过"):
         lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
                             params={"location": "乙", "code": typed}, actor="s1-commander")
+
+
+def test_total_rows_at_the_bottom_and_under_groups_are_left_out_and_named(
+        rt: Runtime) -> None:
+    """A register as Excel users keep it: 小计 under a group, 合计 at the bottom (with counts, a
+    colon, spaces). They are not hazards: left out, listed in skipped_rows, the rest imported."""
+    data = xlsx_bytes([
+        ["坪山区2026年隐患排查清单"],
+        ["序号", "隐患编号", "单位编号", "隐患地点", "发现时间"],
+        [1, "HZ-1", "c1", "一社区1号楼", "2026-02-01"],
+        [2, "HZ-2", "c1", "一社区2号楼", "2026-02-02"],
+        ["小计", "2条", None, None, None],
+        [3, "HZ-3", "c2", "二社区菜市场", "2026-02-03"],
+        ["合 计：", 3, None, None, None],
+        [None, None, None, None, None],
+    ])
+    result = import_hazards(rt, data=data, filename="清单.xlsx", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.rows == 3 and result.skipped_rows == [5, 7]
+    assert [h.code for h in hazards(rt)] == ["HZ-1", "HZ-2", "HZ-3"]
+    csv_total = csv_bytes("HZ-4,c1,检查发现,一般,消防安全,一社区4号楼,,,2026-02-01,",
+                          "合计,1,,,,,,,,", encoding="gbk")
+    result = import_hazards(rt, data=csv_total, filename="清单.csv", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.rows == 1 and result.skipped_rows == [3]
+
+
+def test_a_total_row_with_anything_but_counts_is_a_row_like_any_other(rt: Runtime) -> None:
+    """合计 in the first cell but a location beside it: not a total row, checked as data."""
+    found = refused(rt, csv_bytes("合计,c9,检查发现,一般,消防安全,一社区4号楼,,,2026-02-01,"))
+    assert [(row, column) for row, column, _ in found] == [(2, "单位编号")]
