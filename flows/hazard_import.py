@@ -25,7 +25,8 @@ reported back, flows/total_rows.py):
 - 隐患地点 (location), required: where the hazard is.
 - 隐患描述 (description), 涉及企业 (enterprise): free text.
 - 发现时间 (found_at; also 检查时间, 排查时间): 2026-02-01, 2026-02-01 09:30, 2026/2/1 9:30,
-  2026年2月1日, ISO 8601 with an offset, or an Excel date cell (or its serial number); local time
+  20260201, 2026年2月1日 (also 2026年2月1日9时30分), ISO 8601 with an offset, or an Excel date
+  cell (or its serial number); local time
   (CLOSELOOP_TIMEZONE, Asia/Shanghai) unless an offset is written; not in the future nor
   before 2000-01-01 (a bare number is a serial only from then on); default the import time.
 - 发现人 (found_by): a name or person id (default the importer).

@@ -1227,3 +1227,20 @@ def test_a_total_row_with_anything_but_counts_is_a_row_like_any_other(rt: Runtim
     """合计 in the first cell but a location beside it: not a total row, checked as data."""
     found = refused(rt, csv_bytes("合计,c9,检查发现,一般,消防安全,一社区4号楼,,,2026-02-01,"))
     assert [(row, column) for row, column, _ in found] == [(2, "单位编号")]
+
+
+def test_found_times_as_eight_digits_or_in_words_without_a_space_are_read(rt: Runtime) -> None:
+    """20260205 (text in a CSV, a number cell in XLSX) and 2026年02月05日09时30分, as registers
+    write them; eight digits that are no date are named, nothing imported."""
+    header = "单位编号,隐患地点,发现时间"
+    found = refused(rt, csv_bytes("c1,甲,20260205", "c1,乙,20261305", header=header))
+    assert [(row, column) for row, column, _ in found] == [(3, "发现时间")]
+    assert found[0][2].startswith("第 3 行 发现时间: '20261305' 不是有效的日期")
+    import_hazards(rt, filename="清单.csv", actor="d1-admin", playbook_id="import-demo",
+                   data=csv_bytes("c1,甲,20260205", "c1,乙,2026年02月05日09时30分",
+                                  header=header))
+    import_hazards(rt, filename="清单.xlsx", actor="d1-admin", playbook_id="import-demo",
+                   data=xlsx_bytes([header.split(","), ["c1", "丙", 20260205]]))
+    assert [h.found_at for h in hazards(rt)] == [datetime(2026, 2, 4, 16, 0, tzinfo=UTC),
+                                                 datetime(2026, 2, 5, 1, 30, tzinfo=UTC),
+                                                 datetime(2026, 2, 4, 16, 0, tzinfo=UTC)]
