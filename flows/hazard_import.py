@@ -104,7 +104,9 @@ GRADES = ("一般", "重大")
 HAZARD_COLUMNS = (
     Column("code", "隐患编号", "code", ("编号", "hazard_code"), max_len=60),
     Column("unit", "单位编号", "unit", ("unit_id", "单位代码")),
-    Column("unit_name", "单位", "unit_name", ("单位名称", "所属单位")),
+    # 所属社区: how street registers name the community a hazard is in (an org unit's name).
+    Column("unit_name", "单位", "unit_name", ("单位名称", "所属单位", "所属社区", "所在社区",
+                                              "社区名称")),
     Column("source", "隐患来源", "source", ("来源",)),
     Column("grade", "隐患等级", "grade", ("等级", "隐患级别", "级别")),
     Column("category", "隐患类别", "category", ("类别", "隐患类型", "隐患分类"), max_len=60),
@@ -114,7 +116,8 @@ HAZARD_COLUMNS = (
     Column("enterprise", "涉及企业", "enterprise", ("企业", "企业名称"), max_len=200),
     Column("found_at", "发现时间", "found_at", ("发现日期", "检查时间", "检查日期", "排查时间",
                                                   "排查日期")),
-    Column("found_by", "发现人", "found_by", (), max_len=80),
+    Column("found_by", "发现人", "found_by", ("检查人", "检查人员", "排查人", "排查人员"),
+           max_len=80),
     Column("campaign", "专项行动", "campaign", ("campaign_run_id",)),
 )
 

@@ -1244,3 +1244,24 @@ def test_found_times_as_eight_digits_or_in_words_without_a_space_are_read(rt: Ru
     assert [h.found_at for h in hazards(rt)] == [datetime(2026, 2, 4, 16, 0, tzinfo=UTC),
                                                  datetime(2026, 2, 5, 1, 30, tzinfo=UTC),
                                                  datetime(2026, 2, 4, 16, 0, tzinfo=UTC)]
+
+
+def test_a_missing_column_names_the_headers_read_and_the_files_unread_ones(rt: Runtime) -> None:
+    """A clerk's header says 社区 and 隐患部位: the refusal lists the names each required
+    column is read under and the file's columns that were not recognised."""
+    found = refused(rt, csv_bytes("一社区,甲楼", header="社区,隐患部位"))
+    assert [(row, column) for row, column, _ in found] == [(1, "隐患地点"), (1, "单位编号")]
+    place, unit = (m.split(" / ")[0] for _, _, m in found)
+    assert "表头可写作：单位编号、单位代码、unit_id、unit、单位、单位名称、所属单位、所属社区" \
+        in unit
+    assert place == ("第 1 行 隐患地点: 缺少必填列“隐患地点”（表头可写作：隐患地点、地点、"
+                     "location）；文件中未识别的列：“社区”、“隐患部位”")
+
+
+def test_street_registers_own_headers_for_the_community_and_the_inspector_are_read(
+        rt: Runtime) -> None:
+    data = csv_bytes("一社区,一社区甲楼,检查员甲", header="所属社区,隐患地点,检查人员")
+    result = import_hazards(rt, data=data, filename="台账.csv", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.ignored_columns == []
+    assert [(h.unit_id, h.found_by) for h in hazards(rt)] == [("c1", "检查员甲")]
