@@ -33,10 +33,14 @@ def shown(value: Any) -> str:
     return f"'{clipped(str(value))}'"
 
 
+# The time may follow 日 with no space (2026年3月5日9时30分, as registers write it in words).
 _DATE_TIME = re.compile(
     r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
-    r"(?:[ T]+(\d{1,2})[:：时](\d{1,2})(?:[:：分](\d{1,2})(?:\.\d+)?秒?)?分?)?$"
+    r"(?:(?:[ T]+|(?<=日))(\d{1,2})[:：时](\d{1,2})(?:[:：分](\d{1,2})(?:\.\d+)?秒?)?分?)?$"
 )
+# A date written as eight digits, 20260305 (a common register form, text or number): never an
+# Excel serial, whose dates end at 2958465 (9999-12-31).
+_COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 
 
 # A day's 24:00 (seconds and fraction zero if written), in any of the forms above.
@@ -70,7 +74,9 @@ class Times:
         elif isinstance(value, date):
             found = datetime.combine(value, time(), self.tz)
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            found = self._serial(value)
+            compact = _COMPACT_DATE.match(str(int(value))) if float(value).is_integer() \
+                and 10_000_000 <= value <= 99_999_999 else None
+            found = self._compact(compact, value) if compact else self._serial(value)
         else:
             raise BadCell(f"{shown(value)} 不是日期或时间", f"{shown(value)} is not a date or time")
         # The years first: converting 0001-01-01 or 9999-12-31 to another offset overflows.
@@ -100,6 +106,9 @@ class Times:
             except (BadCell, OverflowError):
                 raise BadCell(f"{shown(value)} 不是有效的日期", f"{shown(value)} is not a valid "
                               "date") from None
+        compact = _COMPACT_DATE.match(text)
+        if compact is not None:
+            return self._compact(compact, value)
         if text.replace(".", "", 1).isdigit():  # an Excel serial number that lost its format
             return self._serial(float(text), text)
         try:
@@ -118,6 +127,14 @@ class Times:
                 raise BadCell(f"{shown(value)} 不是有效的日期", f"{shown(value)} is not a valid "
                            "date") from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.tz)
+
+    def _compact(self, match: re.Match[str], written: Any) -> datetime:
+        year, month, day = (int(g) for g in match.groups())
+        try:
+            return datetime(year, month, day, tzinfo=self.tz)
+        except ValueError:
+            raise BadCell(f"{shown(written)} 不是有效的日期", f"{shown(written)} is not a valid "
+                          "date") from None
 
     def _serial(self, number: float, written: Any = None) -> datetime:
         from openpyxl.utils.datetime import from_excel

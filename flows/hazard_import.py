@@ -12,7 +12,8 @@ file's order.
 Hazard columns (the header is the first of the first 10 non-blank rows naming two known columns,
 so a title row above it is skipped (flows/tabular.py); columns in any order; the English name
 in brackets is accepted as a header too, as are a few variants such as 地点 and 等级; other
-columns are ignored and reported back):
+columns are ignored and reported back; a 合计/小计 row is left out and its row number
+reported back, flows/total_rows.py):
 
 - 隐患编号 (code), optional: unique in the file and among stored hazards; default YH + run id.
 - 单位编号 (unit), required unless 单位 is given: an org unit id (c1, liuhe).
@@ -24,7 +25,8 @@ columns are ignored and reported back):
 - 隐患地点 (location), required: where the hazard is.
 - 隐患描述 (description), 涉及企业 (enterprise): free text.
 - 发现时间 (found_at; also 检查时间, 排查时间): 2026-02-01, 2026-02-01 09:30, 2026/2/1 9:30,
-  2026年2月1日, ISO 8601 with an offset, or an Excel date cell (or its serial number); local time
+  20260201, 2026年2月1日 (also 2026年2月1日9时30分), ISO 8601 with an offset, or an Excel date
+  cell (or its serial number); local time
   (CLOSELOOP_TIMEZONE, Asia/Shanghai) unless an offset is written; not in the future nor
   before 2000-01-01 (a bare number is a serial only from then on); default the import time.
 - 发现人 (found_by): a name or person id (default the importer).
@@ -102,7 +104,9 @@ GRADES = ("一般", "重大")
 HAZARD_COLUMNS = (
     Column("code", "隐患编号", "code", ("编号", "hazard_code"), max_len=60),
     Column("unit", "单位编号", "unit", ("unit_id", "单位代码")),
-    Column("unit_name", "单位", "unit_name", ("单位名称", "所属单位")),
+    # 所属社区: how street registers name the community a hazard is in (an org unit's name).
+    Column("unit_name", "单位", "unit_name", ("单位名称", "所属单位", "所属社区", "所在社区",
+                                              "社区名称")),
     Column("source", "隐患来源", "source", ("来源",)),
     Column("grade", "隐患等级", "grade", ("等级", "隐患级别", "级别")),
     Column("category", "隐患类别", "category", ("类别", "隐患类型", "隐患分类"), max_len=60),
@@ -112,7 +116,8 @@ HAZARD_COLUMNS = (
     Column("enterprise", "涉及企业", "enterprise", ("企业", "企业名称"), max_len=200),
     Column("found_at", "发现时间", "found_at", ("发现日期", "检查时间", "检查日期", "排查时间",
                                                   "排查日期")),
-    Column("found_by", "发现人", "found_by", (), max_len=80),
+    Column("found_by", "发现人", "found_by", ("检查人", "检查人员", "排查人", "排查人员"),
+           max_len=80),
     Column("campaign", "专项行动", "campaign", ("campaign_run_id",)),
 )
 
@@ -188,6 +193,7 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
                     actor: str, allow_repeat: bool) -> ImportResult:
     table = read_upload(data, filename, HAZARD_COLUMNS)
     checked = _check_hazard_rows(rt, playbook, table, actor)
+    skipped = table.totals
     del table  # the parsed cells (a third of the memory at 400,000 rows) are not needed now
     digest = sha256_hex(data)
     file_positions = in_found_order(checked.runs)
@@ -228,6 +234,7 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
         run_ids[position] = run_id
     return ImportResult(import_id=batch.id or 0, kind="hazards", filename=filename,
                         rows=len(runs), run_ids=run_ids, ignored_columns=checked.ignored,
+                        skipped_rows=skipped,
                         playbook=playbook.id, bulk=written[0])
 
 

@@ -25,6 +25,7 @@ from flows.bulk_start import BulkResult
 from flows.found_times import BadCell, shown
 from flows.runtime import Runtime
 from flows.tabular import ZERO_WIDTH, Known, ReadProblem, RowUnreadable, Table, read_table
+from flows.total_rows import drop_total_rows
 from models.base import MAX_ID
 from models.errors import Conflict, Forbidden, InvalidInput
 from models.hazard import ImportBatch
@@ -159,27 +160,46 @@ def map_header(table: Table, columns: Sequence[Column], problems: list[ImportPro
         index[col.key] = pos
         names[col.key] = raw
     ignored += [table.column(pos) for pos in table.unheaded]
+    # A clerk whose header says 所属社区 or 检查人员 is told which names are read and which of
+    # the file's own were not, so the one to rename is plain.
+    unread = "、".join(f"“{name}”" for name in ignored[:12]) or "无"
+    seen_zh = f"；文件中未识别的列：{unread}"
+    seen_en = f"; columns of the file not recognised: {', '.join(ignored[:12]) or 'none'}"
+    by_key = {col.key: col for col in columns}
     for col in columns:
         if col.required and col.key not in index:
             problems.append(ImportProblem(
-                table.header_row, col.header, col.key, f"缺少必填列“{col.header}”",
-                f"missing required column '{col.header}' ({col.key})", sheet=sheet))
+                table.header_row, col.header, col.key,
+                f"缺少必填列“{col.header}”（表头可写作：{_names(col)}）{seen_zh}",
+                f"missing required column '{col.header}' ({col.key}); accepted headers: "
+                f"{_names(col, ', ')}{seen_en}", sheet=sheet))
     if unit_required and "unit" not in index and "unit_name" not in index:
+        accepted = "、".join(_names(by_key[k]) for k in ("unit", "unit_name") if k in by_key)
         problems.append(ImportProblem(
-            table.header_row, "单位编号", "unit", "缺少必填列“单位编号”（或“单位”）",
-            "missing required column '单位编号' (unit) or '单位' (unit_name)", sheet=sheet))
+            table.header_row, "单位编号", "unit",
+            f"缺少必填列“单位编号”（或“单位”；表头可写作：{accepted}）{seen_zh}",
+            f"missing required column '单位编号' (unit) or '单位' (unit_name); accepted "
+            f"headers: {accepted.replace('、', ', ')}{seen_en}", sheet=sheet))
     return Header(index, names, ignored)
 
 
+def _names(col: Column, sep: str = "、") -> str:
+    """The header names a column is read under, Chinese first."""
+    names = list(dict.fromkeys((col.header, *col.aliases, col.title_en)))
+    return sep.join(sorted(names, key=str.isascii))  # stable: Chinese names, then English
+
+
 def read_upload(data: bytes, filename: str, columns: Sequence[Column]) -> Table:
-    """The uploaded file's table; ImportInvalid naming the row and column where it cannot be
-    read, or for a file with nothing in it."""
+    """The uploaded file's table, its 合计/小计 rows left out (listed in `table.totals`);
+    ImportInvalid naming the row and column where it cannot be read, or for a file with
+    nothing in it."""
     try:
         table = read_table(data, filename, known_header(columns))
     except RowUnreadable as exc:
         raise unreadable(exc, columns) from None
     if not table.header:
         raise empty_file(table, columns)
+    table.totals = drop_total_rows(table)
     return table
 
 
@@ -313,6 +333,7 @@ class ImportResult:
     rows: int
     run_ids: list[int] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    skipped_rows: list[int] = field(default_factory=list)  # 合计/小计 rows, not imported
     inserted: int = 0
     updated: int = 0
     playbook: str | None = None

@@ -273,7 +273,7 @@ def import_risks(
             time.sleep(RETRY_PAUSE * attempt * (1 + random.random()))
     return ImportResult(import_id=batch_id, kind="risks", filename=filename,
                         rows=len(rows), ignored_columns=header.ignored,
-                        inserted=len(rows) - stored, updated=stored)
+                        skipped_rows=table.totals, inserted=len(rows) - stored, updated=stored)
 
 
 def _given_fields(names: dict[str, str]) -> tuple[str, ...]:

@@ -132,6 +132,7 @@ class Table:
     sheet: str | None = None  # XLSX only: the title of the worksheet read
     delimiter: str | None = None  # CSV only
     unheaded: list[int] = field(default_factory=list)  # data right of the last named column
+    totals: list[int] = field(default_factory=list)  # 合计/小计 rows left out (flows/total_rows.py)
 
     def column(self, position: int) -> str:
         """The header of a column as written, or "第 N 列" for one without a header."""

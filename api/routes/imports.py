@@ -37,6 +37,8 @@ class HazardImported(BaseModel):
     rows: int = Field(description="Hazards imported: one run each.")
     runs: list[int] = Field(description=f"Ids of the first {SHOWN_RUNS} runs, in file order.")
     ignored_columns: list[str] = Field(description="Columns of the file that were not read.")
+    skipped_rows: list[int] = Field(default_factory=list, description="Rows left out as "
+                                    "合计/小计 rows (a label and counts only), by row number.")
 
 
 class RisksImported(BaseModel):
@@ -46,6 +48,8 @@ class RisksImported(BaseModel):
     inserted: int = Field(description="Risk points new to the register.")
     updated: int = Field(description="Risk points whose code was stored already (upserted).")
     ignored_columns: list[str]
+    skipped_rows: list[int] = Field(default_factory=list, description="Rows left out as "
+                                    "合计/小计 rows (a label and counts only), by row number.")
 
 
 def _read(file: UploadFile) -> bytes:
@@ -79,7 +83,8 @@ def import_hazards(
         return _invalid(exc)
     return HazardImported(import_id=result.import_id, file=name, playbook=result.playbook or "",
                           rows=result.rows, runs=result.run_ids[:SHOWN_RUNS],
-                          ignored_columns=result.ignored_columns)
+                          ignored_columns=result.ignored_columns,
+                          skipped_rows=result.skipped_rows)
 
 
 @router.post("/api/risks/import", status_code=201, response_model=RisksImported,
@@ -98,4 +103,5 @@ def import_risks(
         return _invalid(exc)
     return RisksImported(import_id=result.import_id, file=name, rows=result.rows,
                          inserted=result.inserted, updated=result.updated,
-                         ignored_columns=result.ignored_columns)
+                         ignored_columns=result.ignored_columns,
+                         skipped_rows=result.skipped_rows)

@@ -349,11 +349,14 @@ function showProblems(err) {
 function importedLine(reg, result) {
   const ignored = result.ignored_columns.length
     ? `；未读取的列：${result.ignored_columns.join("、")}` : "";
+  // 合计/小计 rows are left out, not imported: say which, so the clerk can check the count.
+  const skipped = (result.skipped_rows || []).length
+    ? `；已跳过合计行：第 ${result.skipped_rows.join("、")} 行` : "";
   if (reg.importPath === "/api/risks/import") {
     return `已导入 ${result.rows} 个风险点（新增 ${result.inserted}，更新 ${result.updated}）` +
-      `，文件 ${result.file}${ignored}`;
+      `，文件 ${result.file}${ignored}${skipped}`;
   }
-  return `已导入 ${result.rows} 条隐患，每条已建立整改流程，文件 ${result.file}${ignored}`;
+  return `已导入 ${result.rows} 条隐患，每条已建立整改流程，文件 ${result.file}${ignored}${skipped}`;
 }
 
 function drawImport(state, who) {

@@ -271,3 +271,19 @@ def test_a_gbk_file_name_with_a_control_character_is_kept_readable(
     assert r.json()["file"] == "隐患清单.csv"
     with read_session(rt.db) as session:
         assert session.exec(select(ImportBatch.filename)).all() == ["隐患清单.csv"]
+
+
+def test_a_total_row_is_left_out_and_named_in_the_answer(client: TestClient, auth: Auth,
+                                                         rt: Runtime) -> None:
+    """The 合计 row Excel users keep at the bottom: both imports leave it out and say so."""
+    r = client.post(URL, headers=auth("s1-commander"),
+                    files=csv_file([*rows(2), "合计,2,,,,,,,,", ",,,,,,,,,"], encoding="gbk"))
+    assert r.status_code == 201, r.text
+    assert r.json()["rows"] == 2 and r.json()["skipped_rows"] == [4]
+    header = "风险点编号,单位编号,风险点名称,风险类别,位置,风险等级,管控措施,责任人"
+    r = client.post("/api/risks/import", headers=auth("s1-commander"), files=csv_file(
+        ["FX-1,c1,加油站,危化品,一社区,重大,双人巡查,张三", "总计：1项,,,,,,,"],
+        header=header, name="风险清单.csv"))
+    assert r.status_code == 201, r.text
+    assert r.json()["rows"] == 1 and r.json()["skipped_rows"] == [3]
+    assert count(rt, "risk_point") == 1

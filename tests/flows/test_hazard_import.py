@@ -1196,3 +1196,72 @@ def test_a_code_with_spaces_or_invisible_characters_is_the_stored_code(
     with pytest.raises(InvalidInput, match="已经登记过"):
         lifecycle.start_run(rt, playbook_id="import-demo", unit_id="c1",
                             params={"location": "乙", "code": typed}, actor="s1-commander")
+
+
+def test_total_rows_at_the_bottom_and_under_groups_are_left_out_and_named(
+        rt: Runtime) -> None:
+    """A register as Excel users keep it: 小计 under a group, 合计 at the bottom (with counts, a
+    colon, spaces). They are not hazards: left out, listed in skipped_rows, the rest imported."""
+    data = xlsx_bytes([
+        ["坪山区2026年隐患排查清单"],
+        ["序号", "隐患编号", "单位编号", "隐患地点", "发现时间"],
+        [1, "HZ-1", "c1", "一社区1号楼", "2026-02-01"],
+        [2, "HZ-2", "c1", "一社区2号楼", "2026-02-02"],
+        ["小计", "2条", None, None, None],
+        [3, "HZ-3", "c2", "二社区菜市场", "2026-02-03"],
+        ["合 计：", 3, None, None, None],
+        [None, None, None, None, None],
+    ])
+    result = import_hazards(rt, data=data, filename="清单.xlsx", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.rows == 3 and result.skipped_rows == [5, 7]
+    assert [h.code for h in hazards(rt)] == ["HZ-1", "HZ-2", "HZ-3"]
+    csv_total = csv_bytes("HZ-4,c1,检查发现,一般,消防安全,一社区4号楼,,,2026-02-01,",
+                          "合计,1,,,,,,,,", encoding="gbk")
+    result = import_hazards(rt, data=csv_total, filename="清单.csv", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.rows == 1 and result.skipped_rows == [3]
+
+
+def test_a_total_row_with_anything_but_counts_is_a_row_like_any_other(rt: Runtime) -> None:
+    """合计 in the first cell but a location beside it: not a total row, checked as data."""
+    found = refused(rt, csv_bytes("合计,c9,检查发现,一般,消防安全,一社区4号楼,,,2026-02-01,"))
+    assert [(row, column) for row, column, _ in found] == [(2, "单位编号")]
+
+
+def test_found_times_as_eight_digits_or_in_words_without_a_space_are_read(rt: Runtime) -> None:
+    """20260205 (text in a CSV, a number cell in XLSX) and 2026年02月05日09时30分, as registers
+    write them; eight digits that are no date are named, nothing imported."""
+    header = "单位编号,隐患地点,发现时间"
+    found = refused(rt, csv_bytes("c1,甲,20260205", "c1,乙,20261305", header=header))
+    assert [(row, column) for row, column, _ in found] == [(3, "发现时间")]
+    assert found[0][2].startswith("第 3 行 发现时间: '20261305' 不是有效的日期")
+    import_hazards(rt, filename="清单.csv", actor="d1-admin", playbook_id="import-demo",
+                   data=csv_bytes("c1,甲,20260205", "c1,乙,2026年02月05日09时30分",
+                                  header=header))
+    import_hazards(rt, filename="清单.xlsx", actor="d1-admin", playbook_id="import-demo",
+                   data=xlsx_bytes([header.split(","), ["c1", "丙", 20260205]]))
+    assert [h.found_at for h in hazards(rt)] == [datetime(2026, 2, 4, 16, 0, tzinfo=UTC),
+                                                 datetime(2026, 2, 5, 1, 30, tzinfo=UTC),
+                                                 datetime(2026, 2, 4, 16, 0, tzinfo=UTC)]
+
+
+def test_a_missing_column_names_the_headers_read_and_the_files_unread_ones(rt: Runtime) -> None:
+    """A clerk's header says 社区 and 隐患部位: the refusal lists the names each required
+    column is read under and the file's columns that were not recognised."""
+    found = refused(rt, csv_bytes("一社区,甲楼", header="社区,隐患部位"))
+    assert [(row, column) for row, column, _ in found] == [(1, "隐患地点"), (1, "单位编号")]
+    place, unit = (m.split(" / ")[0] for _, _, m in found)
+    assert "表头可写作：单位编号、单位代码、unit_id、unit、单位、单位名称、所属单位、所属社区" \
+        in unit
+    assert place == ("第 1 行 隐患地点: 缺少必填列“隐患地点”（表头可写作：隐患地点、地点、"
+                     "location）；文件中未识别的列：“社区”、“隐患部位”")
+
+
+def test_street_registers_own_headers_for_the_community_and_the_inspector_are_read(
+        rt: Runtime) -> None:
+    data = csv_bytes("一社区,一社区甲楼,检查员甲", header="所属社区,隐患地点,检查人员")
+    result = import_hazards(rt, data=data, filename="台账.csv", actor="d1-admin",
+                            playbook_id="import-demo")
+    assert result.ignored_columns == []
+    assert [(h.unit_id, h.found_by) for h in hazards(rt)] == [("c1", "检查员甲")]
