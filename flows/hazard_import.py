@@ -81,6 +81,7 @@ from flows.import_checks import (
     read_upload,
     reading_problems,
     require_rights,
+    rows_sha256,
     sha256_hex,
     text_cell,
 )
@@ -196,6 +197,9 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
     skipped = table.totals
     del table  # the parsed cells (a third of the memory at 400,000 rows) are not needed now
     digest = sha256_hex(data)
+    # Codes refuse a second import row by row; rows without one only their content can.
+    same_rows = (rows_sha256([(new.unit_id, new.params) for new in checked.runs])
+                 if len(checked.codes) < len(checked.runs) else None)
     file_positions = in_found_order(checked.runs)
     runs = checked.runs
     # SQLite has one writer: a district-year file in one transaction would hold up every
@@ -209,7 +213,8 @@ def _import_hazards(rt: Runtime, playbook: Playbook, *, data: bytes, filename: s
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 batch, written = _write_first(rt, playbook, checked, filename=filename,
-                                              digest=digest, actor=actor, kept=kept,
+                                              digest=digest, same_rows=same_rows,
+                                              actor=actor, kept=kept,
                                               chunked=chunked, allow_repeat=allow_repeat)
                 break
             except Exception as exc:
@@ -261,19 +266,20 @@ def in_found_order(runs: list[NewRun]) -> list[int]:
 
 
 def _write_first(rt: Runtime, playbook: Playbook, checked: _Checked, *, filename: str,
-                 digest: str, actor: str, kept: Path | None, chunked: bool, allow_repeat: bool,
-                 ) -> tuple[ImportBatch, list[BulkResult]]:
+                 digest: str, same_rows: str | None, actor: str, kept: Path | None,
+                 chunked: bool, allow_repeat: bool) -> tuple[ImportBatch, list[BulkResult]]:
     """The batch row and the whole file (or, chunked, its first chunk and the claim on all
     its codes) in one transaction, after the checks against what is stored."""
     runs = checked.runs
     with session_scope(rt.db) as session:
         if not allow_repeat:
-            check_repeat(session, rt, "hazards", digest, filename)
+            check_repeat(session, rt, "hazards", digest, filename, same_rows)
         problems = _check_stored(session, rt, checked) + checked.unstaffed
         if problems:
             raise ImportInvalid(filename, problems)
         batch = ImportBatch(kind="hazards", filename=filename[:255], sha256=digest,
-                            rows=len(runs), imported_by=actor, imported_at=rt.clock.now(),
+                            rows_sha256=same_rows, rows=len(runs), imported_by=actor,
+                            imported_at=rt.clock.now(),
                             playbook_sha=playbook.sha256, write_order=FOUND_ORDER,
                             stored_file=str(kept) if kept else None)
         session.add(batch)

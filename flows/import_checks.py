@@ -379,19 +379,41 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_repeat(session: Session, rt: Runtime, kind: str, digest: str, filename: str) -> None:
+def rows_sha256(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """The digest of checked rows, (unit, values) in file order: the same hazards read from
+    another encoding or format give the same digest."""
+    text = json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_repeat(session: Session, rt: Runtime, kind: str, digest: str, filename: str,
+                 rows_digest: str | None = None) -> None:
+    """409 for a file imported before: the same bytes, or (`rows_digest`) the same rows saved
+    again in another encoding or format."""
+    same = ImportBatch.sha256 == digest
+    if rows_digest is not None:
+        same = same | (ImportBatch.rows_sha256 == rows_digest)  # type: ignore[assignment,operator]
     earlier = session.exec(
-        select(ImportBatch).where(ImportBatch.kind == kind, ImportBatch.sha256 == digest)
+        select(ImportBatch).where(ImportBatch.kind == kind, same)
         .order_by(ImportBatch.id)  # type: ignore[arg-type]
     ).first()
-    if earlier is not None:
+    if earlier is None:
+        return
+    when = rt.renderer.local(earlier.imported_at)
+    who = rt.org.person_name(earlier.imported_by)
+    if earlier.sha256 == digest:
         raise Conflict(
-            f"{filename}: 同一文件已于 {rt.renderer.local(earlier.imported_at)} 由 "
-            f"{rt.org.person_name(earlier.imported_by)} 导入（批次 #{earlier.id}，"
+            f"{filename}: 同一文件已于 {when} 由 {who} 导入（批次 #{earlier.id}，"
             f"{earlier.rows} 行）；确需重复导入请加 repeat=true / the same file was imported "
             f"before by {earlier.imported_by} (batch {earlier.id}, {earlier.rows} rows); pass "
             "repeat=true to import it again",
             current=f"import:{earlier.id}")
+    raise Conflict(
+        f"{filename}: 内容与 {when} 由 {who} 导入的 {earlier.filename}（批次 #{earlier.id}，"
+        f"{earlier.rows} 行）逐行相同，只是另存为了其他编码或格式；确需重复导入请加 repeat=true / "
+        f"the same rows were imported before from {earlier.filename} by {earlier.imported_by} "
+        f"(batch {earlier.id}); pass repeat=true to import them again",
+        current=f"import:{earlier.id}")
 
 
 def require_rights(rt: Runtime, actor: str, units: list[tuple[int, str]],

@@ -80,6 +80,10 @@ class ImportBatch(SQLModel, table=True):
     kind: str = Field(max_length=20)  # hazards | risks
     filename: str = Field(max_length=255)
     sha256: str = Field(max_length=64)
+    # The rows as read (unit and checked values, file order), for a file without a code on
+    # every row: opened and saved again (GBK → UTF-8, CSV → XLSX) it is new bytes but the same
+    # hazards, and without codes nothing else would refuse them a second time.
+    rows_sha256: str | None = Field(default=None, max_length=64)
     rows: int
     imported_by: str = Field(max_length=80)
     imported_at: datetime = utc_column()

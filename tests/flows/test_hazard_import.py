@@ -495,6 +495,35 @@ def test_the_same_file_twice_is_a_conflict(rt: Runtime) -> None:
     assert again.import_id == first.import_id + 1 and counts(rt)["run"] == 2
 
 
+def test_the_same_rows_saved_again_in_another_encoding_or_format_are_a_conflict(
+        rt: Runtime) -> None:
+    """A register without 隐患编号, opened in Excel and saved again (GBK CSV, CRLF, XLSX) is new
+    bytes but the same hazards: the second import is refused naming the first batch, rather
+    than doubling every hazard. Nothing is written; repeat=true imports it on purpose."""
+    header = "单位编号,隐患地点,隐患描述,发现时间"
+    lines = ("c1,六和路1号,消防通道堵塞,2026-02-25 09:30", "c2,东门路2号,灭火器过期,2026-02-26")
+    first = import_hazards(rt, data=csv_bytes(*lines, header=header), filename="隐患.csv",
+                           actor="d1-admin", playbook_id="import-demo")
+    before = counts(rt)
+    resaved = [csv_bytes(*lines, header=header, encoding="gbk").replace(b"\n", b"\r\n"),
+               xlsx_bytes([header.split(","), *[line.split(",") for line in lines]])]
+    for data, name in zip(resaved, ("隐患-另存.csv", "隐患.xlsx"), strict=True):
+        with pytest.raises(Conflict) as refused:
+            import_hazards(rt, data=data, filename=name, actor="d1-admin",
+                           playbook_id="import-demo")
+        said = str(refused.value)
+        assert f"批次 #{first.import_id}" in said and "逐行相同" in said and "隐患.csv" in said
+        assert counts(rt) == before
+    # One row changed: other hazards, imported.
+    changed = csv_bytes(lines[0], "c2,东门路2号,灭火器过期已更换,2026-02-26", header=header,
+                        encoding="gbk")
+    assert import_hazards(rt, data=changed, filename="隐患2.csv", actor="d1-admin",
+                          playbook_id="import-demo").rows == 2
+    again = import_hazards(rt, data=resaved[0], filename="隐患-另存.csv", actor="d1-admin",
+                           playbook_id="import-demo", allow_repeat=True)
+    assert again.rows == 2 and counts(rt)["run"] == 6
+
+
 CAMPAIGN = """
 id: mini-campaign
 version: 1
