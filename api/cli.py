@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from api.db_wait import DatabaseNotUp, once_reachable, server_not_up
 from models.audit import CLI
 from models.errors import CloseloopError, InvalidInput, SourceInvalid
 from models.settings import Settings
@@ -51,7 +52,9 @@ def load_settings() -> Settings:
                          ) from None
 
 
-def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+def _runtime(settings: Settings, *, wait_for_server: bool = False):  # type: ignore[no-untyped-def]
+    """The runtime on the configured database. `wait_for_server`: a PostgreSQL server not up
+    is DatabaseNotUp (serve waits for it), not a setting to fix."""
     from flows.runtime import build_runtime
     from models.clock import OffsetClock, SystemClock
 
@@ -78,6 +81,8 @@ def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
     except OperationalError as exc:
         lines = str(exc.orig or exc).strip().splitlines()
         first = lines[0] if lines else type(exc).__name__
+        if wait_for_server and server_not_up(exc, url.drivername):
+            raise DatabaseNotUp(first) from None
         raise BadSetting("CLOSELOOP_DATABASE_URL", f"无法连接数据库 / cannot reach the "
                          f"database: {first}") from None
 
@@ -312,7 +317,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         from api.main import create_app
 
-        rt = _runtime(settings)
+        try:
+            rt = once_reachable(lambda: _runtime(settings, wait_for_server=True),
+                                wait_s=args.wait_db, say=lambda line: print(
+                                    line, file=sys.stderr, flush=True))
+        except DatabaseNotUp as exc:
+            raise BadSetting("CLOSELOOP_DATABASE_URL", f"等待 {args.wait_db:.0f} 秒后仍无法连接"
+                             f"数据库 / cannot reach the database after waiting "
+                             f"{args.wait_db:.0f} s: {exc.first}") from None
         for err in rt.catalog.errors:
             print(f"流程未加载 / playbook not loaded: {err}", file=sys.stderr)
         app = create_app(rt, prefect=settings.prefect_enabled)
@@ -419,6 +431,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="API, pages, sweeper and Prefect")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--wait-db", type=float, default=300.0, metavar="SECONDS",
+                   help="how long to wait for a PostgreSQL server that is not up yet "
+                        "(default 300; 0: do not wait)")
     s.set_defaults(func=cmd_serve)
     t = sub.add_parser("token", help="print a bearer token for a person of the org chart")
     t.add_argument("person")
