@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         "allows it, a presigning gateway); user:pass is sent as HTTP Basic.")
     evidence_token: str | None = Field(None, description="Sent as Authorization: Bearer to an "
                                        "http(s) evidence_url.")
+    min_free_disk_mb: int = Field(
+        500, ge=0, description="Free space on the data dir's disk below which /healthz says "
+        "`degraded` (disk.low): the operator hears of it before a full disk refuses writes.")
 
     @field_validator("timezone")
     @classmethod

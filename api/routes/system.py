@@ -4,6 +4,7 @@ demo show Apprise deliveries without any outside service."""
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,14 +61,28 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any] | JSONResponse:
     # steps that keep failing, is not "ok", even though the server answers.
     # A playbook file that fails to load cannot be started (a typo in gas-leak.yaml, an org
     # edit that took a role's last holder): the commander would find it gone at 3 a.m.
+    disk = _disk(rt)
     failing = (bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
                or bool(state.get("prefect", {}).get("failing_runs"))
                or bool(state.get("prefect", {}).get("error"))
-               or bool(rt.catalog.errors))
+               or bool(rt.catalog.errors) or disk["low"])
     return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
             "playbook_files_failed": sorted({Path(e.file).name for e in rt.catalog.errors}),
-            "outbox": outbox, "calendar": _calendar(rt), **state}
+            "outbox": outbox, "calendar": _calendar(rt), "disk": disk, **state}
+
+
+def _disk(rt: Runtime) -> dict[str, Any]:
+    """Free space where the data dir is (SQLite's file, evidence, kept imports): low below
+    CLOSELOOP_MIN_FREE_DISK_MB, so the operator hears before a full disk refuses a commander's
+    start (503 database_disk_full), not after. No path: a probe is unauthenticated."""
+    try:
+        free = shutil.disk_usage(rt.settings.data_dir).free
+    except OSError:  # the data dir gone or unreadable: that is not "enough room"
+        return {"free_mib": None, "min_free_mib": rt.settings.min_free_disk_mb, "low": True}
+    mib = free // 2**20
+    return {"free_mib": mib, "min_free_mib": rt.settings.min_free_disk_mb,
+            "low": mib < rt.settings.min_free_disk_mb}
 
 
 def _calendar(rt: Runtime) -> dict[str, Any]:

@@ -401,6 +401,7 @@ def test_every_command_reports_an_unknown_time_zone_in_one_line(
     ({"CLOSELOOP_SWEEP_INTERVAL": "abc"}, "CLOSELOOP_SWEEP_INTERVAL"),
     ({"CLOSELOOP_SWEEP_INTERVAL": "0s"}, "CLOSELOOP_SWEEP_INTERVAL"),
     ({"CLOSELOOP_MAX_EVIDENCE_BYTES": "-5"}, "CLOSELOOP_MAX_EVIDENCE_BYTES"),
+    ({"CLOSELOOP_MIN_FREE_DISK_MB": "-1"}, "CLOSELOOP_MIN_FREE_DISK_MB"),
     # A calendar named and not there would count working days without the holidays.
     ({"CLOSELOOP_CALENDAR": "/nonexistent/cn-workdays.yaml"}, "CLOSELOOP_CALENDAR"),
     ({"CLOSELOOP_DATABASE_URL": "garbage"}, "CLOSELOOP_DATABASE_URL"),
