@@ -45,6 +45,9 @@ class HazardFilter:
     source: str | None = None
     category: str | None = None
     overdue: bool | None = None  # open and due_at < now
+    # Overdue at that moment: a month's 月末逾期未销号数, hazard by hazard (the ranking's rule:
+    # found and due before it, not closed by it, not cancelled).
+    overdue_at: datetime | None = None
     found_since: datetime | None = None
     found_until: datetime | None = None
     closed_since: datetime | None = None
@@ -91,6 +94,11 @@ def hazard_conditions(f: HazardFilter, *, now: datetime) -> list[ColumnElement[b
     elif f.overdue is False:
         conds.append(or_(~is_open(), Hazard.due_at.is_(None),  # type: ignore[union-attr]
                          Hazard.due_at >= now))  # type: ignore[operator]
+    if f.overdue_at is not None:
+        at = f.overdue_at
+        conds += [Hazard.status != CANCELLED, Hazard.found_at < at,
+                  Hazard.due_at < at,  # type: ignore[operator]
+                  or_(Hazard.closed_at.is_(None), Hazard.closed_at >= at)]  # type: ignore[union-attr,operator]
     if f.found_since:
         conds.append(Hazard.found_at >= f.found_since)
     if f.found_until:

@@ -324,6 +324,9 @@ def hazard_query(
     category: str | None = None,
     overdue: Annotated[bool | None, Query(description="true: not closed and past the "
                                           "deadline; false: the others")] = None,
+    overdue_at: Annotated[datetime | None, Query(
+        description="Overdue at that moment: found and due before it, not closed by it (a "
+        "month's 月末逾期未销号数 with the next month's first instant)")] = None,
     found_since: datetime | None = None,
     found_until: Annotated[datetime | None, Query(description="exclusive")] = None,
     closed_since: datetime | None = None,
@@ -346,6 +349,7 @@ def hazard_query(
             check_known("status", one, known.statuses)
         check_known("source", source or None, known.sources)
         check_known("grade", grade or None, known.grades)
+    overdue_at = filter_time(rt, "overdue_at", overdue_at)
     found_since = filter_time(rt, "found_since", found_since)
     found_until = filter_time(rt, "found_until", found_until)
     closed_since = filter_time(rt, "closed_since", closed_since)
@@ -354,7 +358,8 @@ def hazard_query(
     _check_range("closed_since", closed_since, "closed_until", closed_until)
     return HazardQuery(unit=unit, sort=sort or None, filters=HazardFilter(
         statuses=statuses, grade=grade or None, source=source or None,
-        category=category or None, overdue=overdue, found_since=found_since,
+        category=category or None, overdue=overdue, overdue_at=overdue_at,
+        found_since=found_since,
         found_until=found_until, closed_since=closed_since, closed_until=closed_until,
         campaign=campaign, code=code or None, q=q or None))
 

@@ -37,13 +37,25 @@ const valueLabel = (f, value) => (f.name === "status" && STATUS_GROUPS[value]) |
 
 // A month "2026-03" as the found_since / found_until pair (local time: the API reads a time
 // without a zone as the bureau's).
-function monthRange(month) {
+// The first instant of the month after `month` (YYYY-MM), in the bureau's time; null when
+// `month` is not one.
+function monthAfter(month) {
   const match = /^(\d{4})-(\d{2})$/.exec(month);
-  if (!match) return { found_since: month };  // the API names the field it cannot read
+  if (!match) return null;
   let [year, mon] = [Number(match[1]), Number(match[2]) + 1];
   if (mon > 12) [year, mon] = [year + 1, 1];
-  const next = `${String(year).padStart(4, "0")}-${String(mon).padStart(2, "0")}`;
-  return { found_since: `${month}-01T00:00:00`, found_until: `${next}-01T00:00:00` };
+  return `${String(year).padStart(4, "0")}-${String(mon).padStart(2, "0")}-01T00:00:00`;
+}
+
+function monthRange(month) {
+  const next = monthAfter(month);
+  if (!next) return { found_since: month };  // the API names the field it cannot read
+  return { found_since: `${month}-01T00:00:00`, found_until: next };
+}
+
+// A month's 月末逾期未销号数, hazard by hazard (the ranking's count): overdue at its end.
+function monthEnd(month) {
+  return { overdue_at: monthAfter(month) || month };
 }
 
 const UNIT = { name: "unit", label: "单位", kind: "unit" };
@@ -57,6 +69,7 @@ const HAZARD_FILTERS = [
   { name: "source", label: "隐患来源", kind: "select", options: "sources" },
   { name: "overdue", label: "是否逾期", kind: "select", options: YES_NO },
   { name: "month", label: "发现月份", kind: "month", toApi: monthRange },
+  { name: "overdue_month", label: "月末逾期未销号（月份）", kind: "month", toApi: monthEnd },
   { name: "campaign", label: "专项行动编号", kind: "number" },
   Q_HAZARD,
 ];

@@ -53,11 +53,15 @@ function drawUnits(who, chosen) {
 }
 
 // Where a row's figures come from, for "why is this unit last?": the unit's 整改清单 (its open
-// hazards, each with 当前环节 and 当前办理人), and, while the month is still running, its
-// overdue ones: the register's 是否逾期 is "overdue now", which is the month's 月末逾期未销号数
-// only until the month ends (a finished month's end-of-month set is in no register).
+// hazards, each with 当前环节 and 当前办理人), and its overdue ones: while the month is still
+// running, those overdue now (the 整改清单's 是否逾期); for a finished month, the hazards
+// overdue at its end, some closed since (the 隐患清单 filtered by 月末逾期未销号).
 function registerOf(r, { overdue = "" } = {}) {
   return `/hazards${query({ register: "rectification", unit: r.unit_id, overdue })}`;
+}
+
+function overdueAtEnd(r, month) {
+  return `/hazards${query({ register: "hazards", unit: r.unit_id, overdue_month: month })}`;
 }
 
 function drawTable(answer) {
@@ -78,6 +82,8 @@ function drawTable(answer) {
       if (i === 1) shown = h("a", { href: registerOf(r), title: "查看该单位的整改清单", text: shown });
       else if (late && current) {
         shown = h("a", { href: registerOf(r, { overdue: "true" }), title: "查看该单位逾期未销号的隐患", text: shown });
+      } else if (late) {
+        shown = h("a", { href: overdueAtEnd(r, answer.month), title: "查看该单位月末逾期未销号的隐患", text: shown });
       }
       return h("td", { class: cls || null }, shown);
     })));

@@ -657,6 +657,42 @@ def test_ranking_through_the_api_matches_the_flow_and_documents_its_order(
     assert [r["unit_id"] for r in by_community["data"]] == ["c1", "c2"]
 
 
+def test_a_finished_months_overdue_figure_lists_its_hazards(
+    client: TestClient, auth: Auth, rt: Runtime
+) -> None:
+    """"Why did 一街道 have 3 overdue at the end of March?": `overdue_at` (the next month's
+    first instant) lists exactly the hazards the ranking counted, one closed since among them,
+    and none closed in time, due later, or cancelled."""
+    rt.clock.set(APRIL + timedelta(days=10))  # type: ignore[attr-defined]
+    seed(rt, [
+        {"unit": "c1", "found_at": L(3, 1), "due_at": L(3, 10)},  # still open
+        {"unit": "c1", "found_at": L(3, 2), "due_at": L(3, 5), "closed_at": L(4, 3),
+         "status": "已销号"},  # closed after the month ended: overdue at its end
+        {"unit": "c1", "found_at": L(3, 3), "due_at": L(3, 6), "closed_at": L(3, 20),
+         "status": "已销号"},  # late, but closed within the month
+        {"unit": "c2", "found_at": L(3, 4), "due_at": L(4, 10)},  # due after the end
+        {"unit": "c2", "found_at": L(3, 5), "due_at": L(3, 8),
+         "status": REGISTER_CANCELLED},  # withdrawn: counted nowhere
+        {"unit": "c2", "found_at": L(2, 1), "due_at": L(2, 20)},  # an older month's, still open
+        {"unit": "s2", "found_at": L(3, 1), "due_at": L(3, 31, 23)},
+        {"unit": "s2", "found_at": L(3, 1), "due_at": L(4, 1)},  # due at the very end: not late
+    ])
+    ranking = {r["unit_id"]: r["overdue"]
+               for r in page(client, auth, "/api/ranking", month="2026-03")["data"]}
+    assert ranking == {"s1": 3, "s2": 1}
+    for street, count in ranking.items():
+        listed = page(client, auth, "/api/hazards", unit=street,
+                      overdue_at="2026-04-01T00:00:00")
+        assert listed["count"] == count == len(listed["data"])
+    listed = page(client, auth, "/api/hazards", unit="s1", overdue_at="2026-04-01T00:00:00")
+    assert sorted(codes(listed)) == ["YH001000", "YH001001", "YH001005"]
+    rows = read_csv(get(client, auth, "/api/hazards/export", format="csv", unit="s1",
+                        overdue_at="2026-04-01T00:00:00"))
+    assert len(rows) == 1 + 3
+    r = get(client, auth, "/api/hazards", overdue_at="yesterday")
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "overdue_at"
+
+
 def test_a_published_month_reads_what_was_published_and_live_recounts(
     client: TestClient, auth: Auth, rt: Runtime
 ) -> None:

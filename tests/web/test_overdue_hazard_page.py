@@ -127,19 +127,26 @@ def test_the_ranking_leads_from_a_units_overdue_figure_to_the_hazards_behind_it(
     expect(page.locator("#summary")).to_contain_text("共 0 条未销号隐患")
 
 
-def test_a_finished_months_overdue_figure_is_not_offered_as_todays_overdue_list(
+def test_a_finished_months_overdue_figure_opens_the_hazards_overdue_at_its_end(
     signed_in: SignedIn, server, walked: Walked, clock: ManualClock  # noqa: ANN001
 ) -> None:
-    # April's 月末逾期未销号数, read in May, is the set overdue on 04-30 24:00, which no register
-    # lists: linking it to "overdue now" would put another set under its figure.
+    # April's 月末逾期未销号数, read in May, is the set overdue on 04-30 24:00, not "overdue
+    # now": the figure opens the 隐患清单 filtered to that set (月末逾期未销号 2026-04),
+    # which holds the hazard behind it.
     clock.advance(timedelta(days=15))
     page = signed_in(MANAGER)
     page.goto(server.url("/ranking?month=2026-04"))
     row = page.locator("#ranking-table tr[data-unit='pingshan-street']")
     expect(row.locator("td.overdue")).to_have_text("1")
-    expect(row.locator("td.overdue a")).to_have_count(0)
+    link = row.locator("td.overdue a")
+    expect(link).to_have_attribute(
+        "href", "/hazards?register=hazards&unit=pingshan-street&overdue_month=2026-04")
     expect(row.locator("td").nth(1).get_by_role("link")).to_have_attribute(
         "href", "/hazards?register=rectification&unit=pingshan-street")
+    link.click()
+    expect(page.locator("#filter-overdue_month")).to_have_value("2026-04")
+    expect(page.locator("#register-table tbody tr")).to_have_count(1)
+    expect(page.locator("#register-table tbody tr")).to_contain_text("PS-2026-007")
 
 
 def test_the_run_page_says_when_and_by_whom_the_hazard_was_found_as_the_register_does(
