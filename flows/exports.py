@@ -408,7 +408,7 @@ RECTIFICATION_COLUMNS = (
     Column("地点", 30), Column("描述", 40), Column("整改措施", 30), Column("整改资金", 12),
     Column("整改时限", 14), Column("整改责任人", 12), Column("应急预案", 24),
     Column("整改期限", 17), Column("剩余天数", 9), Column("逾期天数", 9), Column("是否逾期", 9),
-    Column("状态", 10), Column("当前环节", 14), Column("当前办理人", 16),
+    Column("状态", 10), Column("当前环节", 14), Column("当前办理人", 16), Column("督办级别", 20),
 )
 # Hazards whose holders are looked up at once (flows/holders.py: two queries per lookup).
 HOLDERS_CHUNK = 500
@@ -417,8 +417,8 @@ HOLDERS_CHUNK = 500
 def rectification_rows(rt: Runtime, hazards: Iterable[Hazard], now: datetime,
                        holders: Callable[[list[int]], Mapping[int, Holding]] | None = None,
                        ) -> Iterator[list[Cell]]:
-    """The 整改清单's rows; `holders` (run ids -> who has each now) fills 当前环节 and
-    当前办理人, looked up for HOLDERS_CHUNK hazards at a time as the export streams."""
+    """The 整改清单's rows; `holders` (run ids -> who has each now) fills 当前环节,
+    当前办理人 and 督办级别, looked up for HOLDERS_CHUNK hazards at a time as the export streams."""
     names = Names(rt)
     tz = rt.tz
     chunk: list[Hazard] = []
@@ -447,6 +447,7 @@ def _rectification_chunk(names: Names, hazards: list[Hazard], now: datetime, tz:
             YES if is_overdue(h, now) else NO, h.status,
             now_with.step if now_with else None,
             "、".join(now_with.names) if now_with else None,
+            now_with.escalation if now_with else None,
         ]
 
 

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from flows.access import verifiers
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
+from flows.sweeper import ladder_level
 from models.run import Run
 from models.task import OPEN_STATUSES, SUBMITTED, StepInstance
 
@@ -26,6 +27,9 @@ class Holding:
     status: str  # its status (ready, acked, submitted, rejected)
     people: tuple[str, ...]  # person ids whose move it is
     names: tuple[str, ...]  # the same, as people read them
+    # How far its ladder has climbed (督办级别): "第2级：挂牌督办超时督办", the verifier's own
+    # ladder once handed in; None while nobody has been chased.
+    escalation: str | None = None
 
 
 def holdings(session: Session, rt: Runtime, run_ids: Sequence[int]) -> dict[int, Holding]:
@@ -55,8 +59,23 @@ def holdings(session: Session, rt: Runtime, run_ids: Sequence[int]) -> dict[int,
         first = min(open_rows, key=lambda r: (order.get(r.step_key, len(order)), r.id or 0))
         people = _holders(rt, playbook, first)
         out[run_id] = Holding(step=first.title, status=first.status, people=tuple(people),
-                              names=tuple(rt.org.person_name(p) for p in people))
+                              names=tuple(rt.org.person_name(p) for p in people),
+                              escalation=_rung(playbook, first))
     return out
+
+
+def _rung(playbook: Playbook | None, row: StepInstance) -> str | None:
+    """The ladder rung `row` has reached, as the 整改清单 says it."""
+    kind, level = (("verify", row.verify_level) if row.status == SUBMITTED
+                   else ("escalate", row.escalation_level))
+    if level <= 0:
+        return None
+    try:
+        spec = playbook.step(row.step_key) if playbook is not None else None
+    except KeyError:  # a step of an older version, gone from this one
+        spec = None
+    rung = ladder_level(spec, kind, level) if spec is not None else None
+    return f"第{level}级：{rung.title}" if rung is not None and rung.title else f"第{level}级"
 
 
 def _holders(rt: Runtime, playbook: Playbook | None, row: StepInstance) -> list[str]:

@@ -127,6 +127,9 @@ class HazardPublic(BaseModel):
         "once handed in the people who may verify it")
     current_holder_names: list[str] = Field(
         default_factory=list, description="`current_holders` as people read them")
+    current_escalation: str | None = Field(
+        default=None, description="督办级别: the rung that task's ladder has reached (第2级：挂牌"
+        "督办超时督办; the verifier's ladder once handed in); none while nobody was chased")
 
 
 class HazardsPublic(Page):
@@ -440,6 +443,7 @@ def hazard_view(rt: Runtime, h: Hazard, now: datetime, held: Holding | None = No
         current_step_status=held.status if held else None,
         current_holders=list(held.people) if held else [],
         current_holder_names=list(held.names) if held else [],
+        current_escalation=held.escalation if held else None,
     )
 
 

@@ -123,6 +123,9 @@ const RECTIFICATION_COLUMNS = [
   // by one (the assignees, or once handed in the people who may re-inspect it).
   ["当前环节", (r) => r.current_step, "nowrap"],
   ["当前办理人", (r) => (r.current_holder_names || []).join("、")],
+  // How far the chase has gone (督办函, 提级督办, 约谈): a hazard 12 days overdue with nobody
+  // chased reads differently from one already at the bureau's 约谈.
+  ["督办级别", (r) => r.current_escalation || "—", "nowrap"],
 ];
 
 const RISK_COLUMNS = [

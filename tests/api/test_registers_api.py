@@ -386,7 +386,7 @@ def test_rectification_register_lists_open_hazards_with_plan_and_days_left(
     rows = read_csv(get(client, auth, "/api/registers/rectification/export", format="csv"))
     assert rows[0] == ["隐患编号", "单位", "街道", "等级", "地点", "描述", "整改措施", "整改资金",
                        "整改时限", "整改责任人", "应急预案", "整改期限", "剩余天数", "逾期天数",
-                       "是否逾期", "状态", "当前环节", "当前办理人"]
+                       "是否逾期", "状态", "当前环节", "当前办理人", "督办级别"]
     assert [r[0] for r in rows[1:]] == ["YH001001", "YH001002", "YH001000"]
     assert rows[1][6] == "加装护栏" and rows[1][12:14] == ["0", "2"]
     assert rows[3][6:11] == [PLAN[k] for k in ("measures", "funds", "deadline",
