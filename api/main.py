@@ -10,7 +10,17 @@ from fastapi import Depends, FastAPI
 from api import docs_page, errors, pages
 from api.body_guard import BodyGuard
 from api.deps import single_query_values
-from api.routes import campaigns, evidence, extensions, me, playbooks, runs, system, tasks
+from api.routes import (
+    campaigns,
+    evidence,
+    extensions,
+    import_templates,
+    me,
+    playbooks,
+    runs,
+    system,
+    tasks,
+)
 from api.routes import hazards as hazard_routes
 from api.routes import imports as import_routes
 from api.workers import Workers
@@ -49,8 +59,10 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     errors.install(app)
     # Before any route parses a body: bad text or a runaway body is a 422, never a 500.
     app.add_middleware(BodyGuard)
+    # import_templates before hazard_routes: /api/hazards/{run_id} would take
+    # /api/hazards/import-template for a run id.
     for module in (system, me, playbooks, runs, tasks, evidence, extensions, campaigns,
-                   hazard_routes, import_routes):
+                   import_templates, hazard_routes, import_routes):
         app.include_router(module.router)
     app.include_router(docs_page.router)
     app.include_router(pages.router)

@@ -22,6 +22,13 @@ FUTURE_SLACK = timedelta(minutes=10)  # a PC clock a little ahead of the server'
 EARLIEST_FOUND = date(2000, 1, 1)
 
 
+# How a 发现时间 may be written, as the import template's 填写说明 lists them (each is read by
+# Times.parse; tests/flows/test_import_template.py holds them to it). An Excel date cell is
+# read too.
+WRITTEN_FORMS = ("2026-02-01", "2026-02-01 09:30", "2026/2/1 9:30", "2026.2.1", "20260201",
+                 "2026年2月1日", "2026年2月1日9时30分", "2026-02-01T09:30:00+08:00")
+
+
 class BadCell(Exception):
     def __init__(self, zh: str, en: str) -> None:
         super().__init__(en)

@@ -161,7 +161,28 @@ def _spelled_out(value: Any, exact: frozenset[str]) -> Any:
     return value
 
 
-def _allowed(playbook: Playbook, name: str, fallback: Sequence[str]) -> Sequence[str]:
+def register_playbook(rt: Runtime, playbook_id: str) -> Playbook:
+    """The playbook hazards are imported into (and its import template drawn from): one that
+    keeps a register; InvalidInput naming `playbook` otherwise."""
+    try:
+        playbook = rt.catalog.get(playbook_id)
+    except NotFound:
+        raise rt.catalog.unknown(playbook_id) from None
+    if playbook.register_ is None:
+        raise InvalidInput("playbook", f"流程 {playbook_id} 不建台账，不能导入隐患 / playbook "
+                           f"'{playbook_id}' keeps no register (台账): hazards are imported "
+                           "into a playbook with `register:`")
+    return playbook
+
+
+def location_limit(playbook: Playbook) -> int:
+    """The longest 隐患地点: the run's title is "<playbook title>·<location>", at most 300
+    characters."""
+    return min(300, 300 - len(playbook.title) - 1)
+
+
+def allowed_values(playbook: Playbook, name: str, fallback: Sequence[str]) -> Sequence[str]:
+    """The values a 隐患来源 or 隐患等级 cell may take: the playbook's own enum values."""
     spec = playbook.params.get(name)
     if spec is not None and spec.type == "enum" and spec.values:
         return spec.values
@@ -176,14 +197,7 @@ def import_hazards(
     in chunks on SQLite, see the module docstring).
     Raises ImportInvalid (422, every mistake), Forbidden (403, the first row that is not the
     importer's), Conflict (409, the same file again) or InvalidInput (unknown playbook)."""
-    try:
-        playbook = rt.catalog.get(playbook_id)
-    except NotFound:
-        raise rt.catalog.unknown(playbook_id) from None
-    if playbook.register_ is None:
-        raise InvalidInput("playbook", f"流程 {playbook_id} 不建台账，不能导入隐患 / playbook "
-                           f"'{playbook_id}' keeps no register (台账): hazards are imported "
-                           "into a playbook with `register:`")
+    playbook = register_playbook(rt, playbook_id)
     check_size(data, filename)
     with paused_gc():
         return _import_hazards(rt, playbook, data=data, filename=filename, actor=actor,
@@ -578,11 +592,10 @@ def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str
     names = header.names
     units = Units(rt)
     times = Times(rt.tz, rt.clock.now())
-    sources = _allowed(playbook, "source", SOURCES)
-    grades = _allowed(playbook, "grade", GRADES)
+    sources = allowed_values(playbook, "source", SOURCES)
+    grades = allowed_values(playbook, "grade", GRADES)
     found_type = specs["found_at"].type if "found_at" in specs else "datetime"
-    # The run's title is "<playbook title>·<location>", at most 300 characters.
-    location_max = min(300, 300 - len(playbook.title) - 1)
+    location_max = location_limit(playbook)
     texts = [(k, index[k], cols[k].max_len or 10**9) for k in
              ("code", "category", "description", "enterprise", "found_by") if k in index]
     i_loc, i_unit, i_name = index["location"], index.get("unit"), index.get("unit_name")

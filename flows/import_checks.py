@@ -183,10 +183,14 @@ def map_header(table: Table, columns: Sequence[Column], problems: list[ImportPro
     return Header(index, names, ignored)
 
 
-def _names(col: Column, sep: str = "、") -> str:
-    """The header names a column is read under, Chinese first."""
+def header_names(col: Column) -> list[str]:
+    """The header names a column is read under, its own first, then Chinese, then English."""
     names = list(dict.fromkeys((col.header, *col.aliases, col.title_en)))
-    return sep.join(sorted(names, key=str.isascii))  # stable: Chinese names, then English
+    return sorted(names, key=str.isascii)  # stable: Chinese names, then English
+
+
+def _names(col: Column, sep: str = "、") -> str:
+    return sep.join(header_names(col))
 
 
 def read_upload(data: bytes, filename: str, columns: Sequence[Column]) -> Table:

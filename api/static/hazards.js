@@ -149,6 +149,7 @@ const REGISTERS = {
     label: "隐患清单", list: "/api/hazards", exportPath: "/api/hazards/export", manager: false,
     filters: HAZARD_FILTERS, columns: HAZARD_COLUMNS, noun: "条隐患",
     importPath: "/api/hazards/import", importTitle: "导入隐患清单", importHint: HAZARD_IMPORT_HINT,
+    templatePath: "/api/hazards/import-template", templateName: "隐患导入模板",
   },
   rectification: {
     label: "整改清单", list: "/api/registers/rectification",
@@ -156,11 +157,13 @@ const REGISTERS = {
     filters: RECTIFICATION_FILTERS, columns: RECTIFICATION_COLUMNS, noun: "条未销号隐患",
     about: "未销号隐患的整改措施、期限和当前办理人",
     importPath: "/api/hazards/import", importTitle: "导入隐患清单", importHint: HAZARD_IMPORT_HINT,
+    templatePath: "/api/hazards/import-template", templateName: "隐患导入模板",
   },
   risks: {
     label: "风险清单", list: "/api/risks", exportPath: "/api/risks/export", manager: true,
     filters: RISK_FILTERS, columns: RISK_COLUMNS, noun: "个风险点", about: "风险点及其管控措施",
     importPath: "/api/risks/import", importTitle: "导入风险清单", importHint: RISK_IMPORT_HINT,
+    templatePath: "/api/risks/import-template", templateName: "风险点导入模板",
   },
 };
 
@@ -387,7 +390,19 @@ function drawImport(state, who) {
   const select = clear($("#import-playbook"));
   for (const p of books) select.append(h("option", { value: p.id, selected: p.id === "hazard-3030", text: p.title }));
   $("#import-playbook-row").hidden = reg.importPath !== "/api/hazards/import" || books.length < 2;
+  for (const link of [$("#import-template-xlsx"), $("#import-template-csv")]) {
+    link.href = reg.templatePath + query(templateParams(reg, link.dataset.format));
+  }
 }
+
+// The playbook picked to import into, when there is a choice (else the API's default).
+function importPlaybook(reg) {
+  const offered = reg.importPath === "/api/hazards/import" && !$("#import-playbook-row").hidden;
+  return offered ? $("#import-playbook").value : "";
+}
+
+// The template of the playbook the import will use: its own 隐患来源/隐患等级 values.
+const templateParams = (reg, format) => ({ format, playbook: importPlaybook(reg) });
 
 // -- the page ----------------------------------------------------------------------------------
 
@@ -506,6 +521,22 @@ startPage(async (who) => {
     });
   }
 
+  // The template is fetched with the person's token (a plain link would carry none).
+  for (const link of [$("#import-template-xlsx"), $("#import-template-csv")]) {
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const reg = REGISTERS[state.register];
+      const format = link.dataset.format;
+      try {
+        const name = await download(reg.templatePath + query(templateParams(reg, format)),
+          `${reg.templateName}.${format}`);
+        flash(`已下载 ${name}：在第一行表头下逐行填写，填好后在此导入`);
+      } catch (err) {
+        showError(err);
+      }
+    });
+  }
+
   $("#import-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const importForm = event.currentTarget;
@@ -519,10 +550,7 @@ startPage(async (who) => {
     }
     const form = new FormData();
     form.append("file", file, file.name);
-    const params = { repeat: $("#import-repeat").checked ? "true" : "" };
-    if (reg.importPath === "/api/hazards/import" && !$("#import-playbook-row").hidden) {
-      params.playbook = $("#import-playbook").value;
-    }
+    const params = { repeat: $("#import-repeat").checked ? "true" : "", playbook: importPlaybook(reg) };
     const submit = $("#import-submit");
     submit.disabled = true;
     submit.textContent = "导入中…";
