@@ -19,7 +19,7 @@ from flows.expressions import (
     compile_value,
     is_template_string,
 )
-from flows.locate import Where, choices, choices_zh, not_known, zh_en
+from flows.locate import Where, choices, choices_zh, not_known, separator_hint, zh_en
 from flows.spec import StepSource
 from flows.step_rules import step_problems
 from flows.template_checks import template_lookups, template_problems
@@ -177,11 +177,12 @@ def _recipients(
         if name in env.roles or name in env.channels:
             continue
         roles, channels = sorted(env.roles), sorted(env.channels)
+        hint_zh, hint_en = separator_hint(name)
         out.append(where.at((*path, i), zh_en(
             f"没有角色或通道 {name}（角色：{choices_zh(roles, name)}；"
-            f"通道：{choices_zh(channels, name)}）",
+            f"通道：{choices_zh(channels, name)}）{hint_zh}",
             f"unknown role or channel '{name}' (roles: {choices(roles, name)}; "
-            f"channels: {choices(channels, name)})",
+            f"channels: {choices(channels, name)}){hint_en}",
         )))
     return out
 
