@@ -64,6 +64,7 @@ def template_problems(templates_dir: str, name: str, known: frozenset[str] = fro
         return cached[1]
     problems = _check(_environment(templates_dir), name, TEMPLATE_NAMES | known, set())
     _seen[key] = (mtime, problems)
+    _lookups_seen[key] = (mtime, _lookups_of(templates_dir, name))
     return problems
 
 
@@ -118,17 +119,23 @@ def template_lookups(templates_dir: str, name: str
     folder = Path(templates_dir)
     if not (folder / name).is_file():
         return frozenset(), frozenset()
-    mtime = max((f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()), default=0)
     key = (templates_dir, name)
-    cached = _lookups_seen.get(key)
-    if cached is not None and cached[0] == mtime:
-        return cached[1]
+    if key in _seen and key in _lookups_seen and _seen[key][0] == _lookups_seen[key][0]:
+        # template_problems, called first for every step, has just looked at the folder: a
+        # 5,000-step playbook does not list the templates folder twice per step.
+        return _lookups_seen[key][1]
+    mtime = max((f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()), default=0)
+    found = _lookups_of(templates_dir, name)
+    _lookups_seen[key] = (mtime, found)
+    return found
+
+
+def _lookups_of(templates_dir: str, name: str
+                ) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
     first: set[tuple[str, str]] = set()
     outputs: set[tuple[str, str]] = set()
     _collect(_environment(templates_dir), name, set(), first, outputs)
-    found = (frozenset(first), frozenset(outputs))
-    _lookups_seen[key] = (mtime, found)
-    return found
+    return frozenset(first), frozenset(outputs)
 
 
 def _collect(env: SandboxedEnvironment, name: str, visited: set[str],
