@@ -19,6 +19,7 @@ from flows.prefect_server import PrefectServer
 from flows.runtime import Runtime
 from flows.segments import SegmentRunner, failing_wakes
 from flows.sweeper import LEASE, SweeperThread
+from flows.unheld_tasks import UnheldTasks, unheld_tasks
 from models.db import read_session
 from models.queries import units_with_running_runs
 from models.wake import Lease
@@ -41,6 +42,9 @@ class Workers:
         self.orphan_units: list[str] = []
         # Playbooks changed without a new version number (found once, at start).
         self.reused_versions: list[str] = []
+        # Open tasks whose holder the org chart no longer has (found once, after start): in
+        # nobody's inbox until they are reassigned.
+        self.unheld: list[UnheldTasks] = []
 
     def start(self) -> None:
         # Before serving (part of start-up: 0.14 s over 1,200,000 runs), not in idle time.
@@ -81,8 +85,22 @@ class Workers:
                 "cancel them)", ", ".join(self.orphan_units))
 
     def _after_start(self) -> None:
+        self._find_unheld_tasks()
         self._resume_imports()
         self._recount_deadlines()
+
+    def _find_unheld_tasks(self) -> None:
+        try:
+            with read_session(self.rt.db) as session:
+                self.unheld = unheld_tasks(session, self.rt.org)
+        except SQLAlchemyError:  # logged: a start-up check, never a reason not to serve
+            logging.getLogger("closeloop.org").exception("checking task holders failed")
+            return
+        if self.unheld:
+            logging.getLogger("closeloop.org").warning(
+                "组织架构中已无人承办的待办任务 / open tasks whose holder the org chart no "
+                "longer has: %s (改派 reassign them, or give the role back to someone there)",
+                "; ".join(str(u) for u in self.unheld))
 
     def _resume_imports(self) -> None:
         try:
@@ -153,6 +171,7 @@ class Workers:
                 "errors": self.sweeper.errors if self.sweeper else 0,
                 "failing": bool(self.sweeper and self.sweeper.failing),
                 "units_missing_from_org": self.orphan_units,
+                "tasks_without_holder": [u.as_dict() for u in self.unheld],
                 # Who sweeps (this server or another process on the same database) and until
                 # when, in real time: a server that is not sweeping says why here.
                 "lease": self._lease(),

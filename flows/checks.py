@@ -19,10 +19,10 @@ from flows.expressions import (
     compile_value,
     is_template_string,
 )
-from flows.locate import Where, choices, choices_zh, not_known, zh_en
+from flows.locate import Where, choices, choices_zh, not_known, separator_hint, zh_en
 from flows.spec import StepSource
 from flows.step_rules import step_problems
-from flows.template_checks import template_problems
+from flows.template_checks import template_lookups, template_problems
 from models.errors import SourceError
 from models.yamlpos import PathKey
 
@@ -177,11 +177,12 @@ def _recipients(
         if name in env.roles or name in env.channels:
             continue
         roles, channels = sorted(env.roles), sorted(env.channels)
+        hint_zh, hint_en = separator_hint(name)
         out.append(where.at((*path, i), zh_en(
             f"没有角色或通道 {name}（角色：{choices_zh(roles, name)}；"
-            f"通道：{choices_zh(channels, name)}）",
+            f"通道：{choices_zh(channels, name)}）{hint_zh}",
             f"unknown role or channel '{name}' (roles: {choices(roles, name)}; "
-            f"channels: {choices(channels, name)})",
+            f"channels: {choices(channels, name)}){hint_en}",
         )))
     return out
 
@@ -198,13 +199,41 @@ def _template(name: str, where: Where, env: CheckEnv, path: PathKey = ("template
     if env.templates is None:
         return []
     if name in env.templates:
-        return [where.at(path, zh_en(zh, en)) for zh, en in
-                template_problems(env.templates_dir, name, env.helpers)]
+        problems = [where.at(path, zh_en(zh, en)) for zh, en in
+                    template_problems(env.templates_dir, name, env.helpers)]
+        return problems or _template_keys(name, where, env, path)
     if not env.templates:
         return [where.at(path, zh_en(
             f"没有模板 {name}（{env.templates_dir} 是空的）",
             f"unknown template '{name}' (known: {env.templates_dir} is empty)"))]
     return [where.at(path, not_known("模板", "template", name, sorted(env.templates)))]
+
+
+def _template_keys(name: str, where: Where, env: CheckEnv, path: PathKey
+                   ) -> list[SourceError]:
+    """The params, steps and outputs a template reads unguarded, held to the playbook's: a
+    misspelt `params.chemcal` would fail the document in every run (a stub filed instead)."""
+    first, outputs = template_lookups(env.templates_dir, name)
+    out: list[SourceError] = []
+    for base, key in sorted(first):
+        if base == "params" and env.params is not None and key not in env.params:
+            message = not_known("参数", "parameter", key, env.params)
+        elif base == "steps" and key not in env.step_set and not _in_broken(key, env):
+            message = not_known("步骤", "step", key, env.step_ids)
+        else:
+            continue
+        out.append(where.at(path, _in_template(name, message)))
+    for step, output in sorted(outputs):
+        declared = env.step_outputs.get(step)
+        if declared is not None and output not in declared:
+            out.append(where.at(path, _in_template(name, not_known(
+                f"步骤 {step} 的填报项", f"output of step '{step}'", output, sorted(declared)))))
+    return out
+
+
+def _in_template(name: str, message: str) -> str:
+    zh, _, en = message.partition(" / ")
+    return zh_en(f"模板 {name} 中{zh}", f"template {name}: {en}")
 
 
 def check_expression(

@@ -62,8 +62,24 @@ def not_known(zh: str, en: str, name: str, names: Iterable[str], *,
               limit: int = _MAX_CHOICES) -> str:
     """`没有角色 x（可选：a、b）/ unknown role 'x' (known: a, b)`; `zh`, `en` name the kind."""
     names = list(names)
-    return zh_en(f"没有{zh} {name}（可选：{choices_zh(names, name, limit=limit)}）",
-                 f"unknown {en} '{name}' (known: {choices(names, name, limit=limit)})")
+    hint_zh, hint_en = separator_hint(name)
+    return zh_en(f"没有{zh} {name}（可选：{choices_zh(names, name, limit=limit)}）{hint_zh}",
+                 f"unknown {en} '{name}' (known: {choices(names, name, limit=limit)})"
+                 f"{hint_en}")
+
+
+# A list typed with a Chinese input method: `[a，b]` is one item 'a，b' to YAML.
+_CHINESE_SEPARATORS = ("，", "、", "；")
+
+
+def separator_hint(name: str) -> tuple[str, str]:
+    """For a name holding a Chinese comma (`rescue.arrive，sweep`): what went wrong, in both
+    languages, to append to the "unknown" message; empty otherwise."""
+    used = next((s for s in _CHINESE_SEPARATORS if s in str(name)), None)
+    if used is None:
+        return "", ""
+    return (f"；其中有中文标点“{used}”：列表各项之间请用英文逗号“,”分隔",
+            f"; it holds '{used}': separate list items with ','")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,14 @@ def resolve_targets(
     return list(dict.fromkeys(people)), list(dict.fromkeys(channels))
 
 
+def unreached_roles(org: OrgChart, targets: Iterable[str], unit_id: str) -> list[str]:
+    """The roles among `targets` that nobody holds at `unit_id` or above it: a message to
+    them reaches no one (a street's alert `to: [community_head]` finds no community head up
+    the tree), which the run's timeline must say rather than read as sent."""
+    return list(dict.fromkeys(
+        t for t in targets if t not in org.channels and not org.resolve_role(t, unit_id)[1]))
+
+
 def notification_rows(
     org: OrgChart,
     *,

@@ -26,7 +26,7 @@ from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
 from flows.progress import AUTOMATIC_ACTIONS, advance, lock_run
-from flows.recipients import notification_rows, resolve_targets
+from flows.recipients import notification_rows, resolve_targets, unreached_roles
 from flows.render import RenderFailed
 from flows.runtime import Runtime
 from models import run as rs
@@ -35,6 +35,7 @@ from models.audit import SYSTEM
 from models.db import read_session, session_scope
 from models.documents import Document
 from models.escalation import Escalation
+from models.org import ROLE_NAMES_ZH
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -106,6 +107,13 @@ def execute_step(
                     body=body, dedupe=f"notify|{inst.id}", now=now, run_id=run_id,
                     step_id=inst.id,
                 ))
+                unreached = unreached_roles(rt.org, spec.to, inst.unit_id)
+                if unreached:
+                    add_event(session, at=now, actor=SYSTEM, action="notify_unrouted",
+                              run_id=run_id, step_id=inst.id, detail={
+                                  "targets": unreached,
+                                  "target_names": [ROLE_NAMES_ZH.get(r, r) for r in unreached],
+                                  "unit": inst.unit_id})
                 _finish(session, inst, now, {"sent_to": people + channels}, recorded)
                 done += 1
             elif spec.action == "document":

@@ -219,3 +219,17 @@ def units_with_running_runs(session: Session) -> list[str]:
     """The units that have running runs (one pass over ix_run_unit_status)."""
     return list(session.exec(
         select(Run.unit_id).where(Run.status == "running").distinct()))
+
+
+def open_task_holders(session: Session) -> list[tuple[str | None, str, str | None, int]]:
+    """(assignee unit, role, named person, how many) over the tasks whose assignee must still
+    act: the inbox keys of all open work, grouped on ix_step_inbox's own columns."""
+    rows = session.exec(
+        select(StepInstance.assignee_unit_id, StepInstance.role,
+               StepInstance.assignee_person_id, func.count())
+        .where(StepInstance.status.in_(ACTIONABLE_STATUSES),  # type: ignore[attr-defined]
+               StepInstance.role.is_not(None))  # type: ignore[union-attr]
+        .group_by(StepInstance.assignee_unit_id, StepInstance.role,
+                  StepInstance.assignee_person_id)
+    ).all()
+    return [(unit, role or "", person, int(n)) for unit, role, person, n in rows]

@@ -10,6 +10,7 @@ bounded (MAX_DEPTH, MAX_NODES, MAX_ALIAS_NODES) before anything recurses or expa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
@@ -90,7 +91,7 @@ def _load_with_positions(text: str, filename: str) -> tuple[Any, Positions]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YamlSyntaxError(filename, line, col, _invalid(exc.problem or exc)) from exc
+        raise _syntax_error(text, filename, line, col, exc.problem or exc) from exc
     except yaml.reader.ReaderError as exc:
         # A control character such as NUL: not a MarkedYAMLError, but it has an offset.
         line, col = _line_col(text, exc.position)
@@ -274,6 +275,45 @@ def _anchor(filename: str, event: yaml.NodeEvent, node: yaml.Node,
         _refuse(filename, event, f"found duplicate anchor {event.anchor!r}",
                 f"锚点 &{event.anchor} 重复")
     anchors[event.anchor] = node
+
+
+# A key written with the full-width colon of a Chinese input method (`due：2h`): YAML reads
+# the line as plain text and stops at a later line ("could not find expected ':'"), so the
+# error would name the line after the mistake. Keys are ASCII slugs (playbooks, org charts).
+_FULL_WIDTH_KEY = re.compile(r"^[ \t]*(?:-[ \t]+)?[A-Za-z0-9_.\-]+[ \t]*(：)")
+# How many lines above the reported one the mistake may sit (a plain scalar running on).
+_FULL_WIDTH_LOOKBACK = 3
+
+
+def _syntax_error(text: str, filename: str, line: int, col: int,
+                  problem: object) -> YamlSyntaxError:
+    """The parser's error, pointed at the mistake an operator typing Chinese makes: a key
+    with a full-width colon (reported at that line and colon, not where YAML gave up), or a
+    tab in the indentation (YAML's words alone do not say that a tab is the culprit)."""
+    lines = text.splitlines()
+    for n in range(min(line, len(lines)), max(line - _FULL_WIDTH_LOOKBACK, 1) - 1, -1):
+        found = _FULL_WIDTH_KEY.match(lines[n - 1])
+        if found:
+            return YamlSyntaxError(filename, n, found.start(1) + 1, _invalid(
+                "full-width colon '：' after a key; write ':' followed by a space",
+                "键后面用了全角冒号“：”，请改为半角冒号“:”并在其后加一个空格"))
+    said = str(problem)
+    for words, zh in _HINTS:
+        if words in said:
+            return YamlSyntaxError(filename, line, col, _invalid(problem, zh))
+    return YamlSyntaxError(filename, line, col, _invalid(problem))
+
+
+# What the parser's usual complaints mean for someone editing by hand, in Chinese first.
+_HINTS = (
+    ("tab", "缩进里有制表符（Tab），YAML 只能用空格缩进，请把 Tab 换成空格"),
+    ("mapping values are not allowed", "格式有误：这一行的缩进与同级的行没有对齐，"
+     "或值里有未加引号的“: ”（请加引号）"),
+    ("expected <block end>", "格式有误：这一行的缩进与同级的行没有对齐"),
+    ("did not find expected '-' indicator", "格式有误：这一行的缩进与同级的行没有对齐"),
+    ("did not find expected key", "格式有误：这一行的缩进与同级的行没有对齐"),
+    ("could not find expected ':'", "格式有误：这一行或上一行缺少冒号“:”，或缩进没有对齐"),
+)
 
 
 def _invalid(problem: object, zh: str = "格式有误，不是有效的 YAML") -> str:
