@@ -37,6 +37,9 @@ class Catalog:
         self.current: dict[str, Playbook] = {}
         self.errors: list[SourceError] = []
         self._failed_ids: dict[str, str | None] = {}
+        # Playbook id -> why its file failed, for the ids served from their last good version
+        # (keep_last_good) instead of the file.
+        self.fallbacks: dict[str, str] = {}
         self.reload()
 
     def reload(self) -> list[SourceError]:
@@ -51,6 +54,38 @@ class Catalog:
             for pb in current.values():
                 self._pinned.setdefault(pb.sha256, pb)
         return errors
+
+    def keep_last_good(self, db: Engine) -> list[str]:
+        """For each playbook whose file failed to load, the version runs last started on,
+        from the database, as its current one: an operator's typo in gas-leak.yaml before a
+        restart must not leave the commander at 3 a.m. unable to start a gas-leak response.
+        That version is what runs already used, templates included; /healthz stays degraded
+        and the pages say the file is broken until it is mended. A playbook no run ever used
+        has no stored version and stays unstartable. Returns the ids served so."""
+        with self._lock:
+            broken: dict[str, str] = {}
+            for error in self.errors:
+                pid = self._failed_ids.get(error.file) or Path(error.file).stem
+                if pid not in self.current:
+                    broken.setdefault(pid, str(error))
+        if not broken:
+            return []
+        with Session(db) as session:
+            rows = session.exec(
+                select(PlaybookVersion)
+                .where(PlaybookVersion.playbook_id.in_(list(broken)))  # type: ignore[attr-defined]
+                .order_by(PlaybookVersion.first_used_at.desc())  # type: ignore[attr-defined]
+            ).all()
+        latest: dict[str, PlaybookVersion] = {}
+        for row in rows:
+            latest.setdefault(row.playbook_id, row)
+        with self._lock:
+            for pid, row in latest.items():
+                pb = Playbook.model_validate(row.compiled)
+                self.current[pid] = pb
+                self._pinned.setdefault(pb.sha256, pb)
+                self.fallbacks[pid] = broken[pid]
+        return sorted(latest)
 
     def get(self, playbook_id: str) -> Playbook:
         try:

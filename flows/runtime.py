@@ -3,6 +3,7 @@ the org chart, the playbooks, the working-day calendar, the clock and the time z
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,8 @@ from models.clock import Clock, ManualClock, SystemClock
 from models.db import create_schema, make_engine
 from models.org import OrgChart, load_org
 from models.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,11 +51,16 @@ def build_runtime(
     engine = db or make_engine(settings.db_url)
     create_schema(engine)
     clock = clock or SystemClock()
+    catalog = Catalog(settings.playbooks, org)
+    for pid in catalog.keep_last_good(engine):
+        log.warning("流程 %s 的文件有错误，沿用上次运行的版本 / playbook %s failed to load; "
+                    "serving the version its runs last used: %s", pid, pid,
+                    catalog.fallbacks[pid])
     return Runtime(
         settings=settings,
         db=engine,
         org=org,
-        catalog=Catalog(settings.playbooks, org),
+        catalog=catalog,
         calendar=calendar,
         clock=clock,
         tz=settings.tz,

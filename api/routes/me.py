@@ -37,7 +37,9 @@ def me(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     top = org.root_id if is_admin(org, person) else who.unit_id
     units = [org.unit(u) for u in org.descendants(top)]
     startable = [
-        {"id": pb.id, "title": pb.title, "title_en": pb.title_en, "kind": pb.kind}
+        {"id": pb.id, "title": pb.title, "title_en": pb.title_en, "kind": pb.kind,
+         # Served from its last good version: its file is broken (flows/catalog.py).
+         "broken_file": rt.catalog.fallbacks.get(pb.id)}
         for pb in sorted(rt.catalog.current.values(), key=_urgent_first)
         if may_start(org, person, list(pb.started_by), who.unit_id)
     ]

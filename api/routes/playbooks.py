@@ -19,11 +19,15 @@ router = APIRouter(prefix="/api/playbooks", tags=["playbooks"])
 
 @router.get("")
 def list_(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
-    """Playbooks loaded from the playbooks folder, and files that failed to load."""
+    """Playbooks loaded from the playbooks folder, and files that failed to load; a playbook
+    whose file failed but that runs used before is listed from that last good version, with
+    `broken_file` saying what is wrong with the file."""
     data = [
         {"id": pb.id, "version": pb.version, "title": pb.title, "title_en": pb.title_en,
          "kind": pb.kind, "steps": len(pb.steps), "stages": pb.stages,
-         "stage_titles": pb.stage_titles}
+         "stage_titles": pb.stage_titles,
+         # Its file failed to load: this is the version its runs last used (why, here).
+         "broken_file": rt.catalog.fallbacks.get(pb.id)}
         for pb in sorted(rt.catalog.current.values(), key=lambda p: p.id)
     ]
     return {"data": data, "count": len(data), "errors": [e.as_dict() for e in rt.catalog.errors]}

@@ -15,6 +15,7 @@ const cache = new Map(); // playbook id -> compiled playbook (GET /api/playbooks
 let shown = null; // the playbook whose params the form shows now
 let zoneOffset = "+08:00"; // the bureau's UTC offset, worked out from /api/me
 let unitsOwn = ""; // the person's own unit, preselected for a response
+let startable = []; // /api/me's playbooks the person may start (with `broken_file`)
 
 
 // "+08:00" from the server's own clock (now and now_local), so a time picked in the form means
@@ -135,6 +136,12 @@ function drawParams(pb) {
   for (const [name, spec] of entries) fields.append(paramField(name, spec));
   const about = [pb.description, pb.title_en].filter(Boolean).join(" · ");
   $("#playbook-about").textContent = about;
+  // A file broken since its last run: the run starts on the last good version, said plainly.
+  const listed = startable.find((p) => p.id === pb.id);
+  const broken = $("#playbook-broken");
+  broken.hidden = !(listed && listed.broken_file);
+  broken.textContent = broken.hidden ? ""
+    : `注意：此预案的文件有错误，现沿用上次运行的版本（第 ${pb.version} 版），请联系管理员修正：${listed.broken_file}`;
   drawStages(pb);
 }
 
@@ -252,6 +259,7 @@ startPage(async (who) => {
     return;
   }
   zoneOffset = offsetFrom(who);
+  startable = who.startable;
   const form = $("#start-form");
   const wanted = new URLSearchParams(window.location.search).get("playbook");
   const first = who.startable.some((pb) => pb.id === wanted) ? wanted : who.startable[0].id;
