@@ -328,8 +328,8 @@ def hazard_query(
     overdue: Annotated[bool | None, Query(description="true: not closed and past the "
                                           "deadline; false: the others")] = None,
     overdue_at: Annotated[datetime | None, Query(
-        description="Overdue at that moment: found and due before it, not closed by it (a "
-        "month's 月末逾期未销号数 with the next month's first instant)")] = None,
+        description="Overdue at that moment: found and due before it, not closed by it (the "
+        "月末逾期未销号数 of a month: give the first instant of the month after it)")] = None,
     found_since: datetime | None = None,
     found_until: Annotated[datetime | None, Query(description="exclusive")] = None,
     closed_since: datetime | None = None,
