@@ -87,10 +87,18 @@ def list_(
         # One look-up by primary key for the page's runs (at most `limit`), so an inbox card
         # names its hazard or event without the page fetching every run.
         ids = {r.run_id for r in rows}
-        titles = dict(session.exec(select(Run.id, Run.title).where(
-            col(Run.id).in_(ids))).all()) if ids else {}
-    return StepsPublic(data=[step_view(rt, r, run_title=titles.get(r.run_id)) for r in rows],
-                       count=total, limit=limit, offset=offset)
+        runs = {i: (title, sha) for i, title, sha in session.exec(
+            select(Run.id, Run.title, Run.playbook_sha).where(col(Run.id).in_(ids))).all()
+        } if ids else {}
+    # Each step as its run's pinned playbook has it (compiled once, then from memory): a card
+    # must say when the sign-for (叫应) is due, 30 minutes in a typhoon, not only the work's
+    # deadline hours away.
+    data = []
+    for r in rows:
+        title, sha = runs.get(r.run_id, (None, None))
+        spec = spec_of(rt.catalog.pinned(rt.db, sha), r.step_key) if sha else None
+        data.append(step_view(rt, r, run_title=title, spec=spec))
+    return StepsPublic(data=data, count=total, limit=limit, offset=offset)
 
 
 @router.get("/{task_id}", response_model=StepPublic)

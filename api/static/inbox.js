@@ -43,6 +43,16 @@ function dueLine(task) {
     }));
 }
 
+// 叫应: a task that must be signed for within minutes (a typhoon's transfer, 30 minutes) says
+// so on its card, above the work's deadline hours away; the list is ordered by that deadline,
+// so without this line the card reads as if there were hours to spare.
+function ackLine(task) {
+  if (!task.ack_due_at || task.status !== "ready") return null;
+  return h("p", { class: "meta ack-due" },
+    "签收（叫应）期限 ", task.ack_due_at_local || "", " · ",
+    h("span", { class: "ack-clock", dataset: { due: task.ack_due_at, overdue: "false" } }));
+}
+
 function card(task, who) {
   const mine = awaitsMyVerdict(task, who);
   const runTitle = task.run_title; // the list names each task's run
@@ -60,6 +70,7 @@ function card(task, who) {
     h("a", { href: `/runs/${task.run_id}`, text: runTitle || `流程 #${task.run_id}` }),
     " · ", task.unit_name),
   badges,
+  ackLine(task),
   dueLine(task));
   if (mine && task.verify_due_at) {
     node.append(h("p", { class: "meta verify-due" },
