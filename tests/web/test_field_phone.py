@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from factories import png_bytes
 from playwright.sync_api import Page, expect
 
 SignedIn = Callable[..., Page]
@@ -57,3 +58,88 @@ def test_the_inbox_card_says_when_the_30_minute_sign_for_is_due(
     page.goto(server.url("/inbox"))
     expect(card).to_contain_text("期限 2026-03-02 15:00")
     expect(card.locator(".ack-due")).to_have_count(0)
+
+
+STREET_COMMANDER = "pingshan-street-commander"  # 胡红霞 imports her street's hazard list
+RECTIFIER = "liuhe-safety"  # 尹秀英: every 六和社区 rectification is hers
+VERIFIER = "pingshan-street-inspector-2"  # 潘立新 re-inspects (复查)
+
+
+def import_liuhe_hazards(server: Any, rows: int) -> dict[str, int]:
+    """`rows` 一般 hazards of 六和社区 imported at once, as a street's list is: the safety
+    officer's inbox holds them all, due the same day. Returns each number's rectify task."""
+    lines = ["隐患编号,单位编号,隐患来源,隐患等级,隐患类别,隐患地点,隐患描述,涉及企业,"
+             "发现时间,发现人"]
+    for i in range(rows):
+        enterprise = "深圳市和平百货有限公司" if i == 7 else f"企业{i}"
+        lines.append(f"PS-2026-{i:05d},liuhe,检查发现,一般,消防安全,和平路{i}号,"
+                     f"疏散通道堆放杂物,{enterprise},2026-03-01 09:30,邓思远")
+    csv = ("\n".join(lines) + "\n").encode()
+    r = call(server, STREET_COMMANDER, "POST", "/api/hazards/import",
+             files={"file": ("隐患清单.csv", csv, "text/csv")})
+    assert r.status_code == 201, r.text
+    tasks = call(server, RECTIFIER, "GET", f"/api/tasks?mine=true&limit={rows}").json()["data"]
+    codes = {t["run_id"]: t["id"] for t in tasks}
+    hazards = call(server, STREET_COMMANDER, "GET",
+                   f"/api/hazards?limit={rows}").json()["data"]
+    return {h["code"]: codes[h["run_id"]] for h in hazards}
+
+
+def hand_in(server: Any, task: int, seed: int) -> None:
+    ids = []
+    for i in range(2):
+        up = call(server, RECTIFIER, "POST", "/api/evidence", files={
+            "file": (f"p{seed}-{i}.png", png_bytes(4, 4, (seed, i, 9)), "image/png")})
+        assert up.status_code == 201, up.text
+        ids.append(up.json()["id"])
+    r = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/complete", json={
+        "note": "已整改", "outputs": {"done_measures": "已清理"}, "evidence": ids,
+        "evidence_labels": {ids[0]: "整改前", ids[1]: "整改后"}})
+    assert r.status_code == 200, r.text
+
+
+def test_a_hazard_is_found_in_a_long_inbox_by_its_number_or_its_enterprise(
+        signed_in: SignedIn, server: Any) -> None:
+    tasks = import_liuhe_hazards(server, 45)
+    page = signed_in(RECTIFIER, phone=True)
+    page.goto(server.url("/inbox"))
+    expect(page.locator("#count")).to_have_text("共 45 项")  # three pages of twenty
+    # Before: no way to look one up but paging; the card does not even carry the number.
+    page.fill("#f-q", "PS-2026-00031")
+    page.press("#f-q", "Enter")
+    expect(page.locator("#count")).to_have_text("共 1 项")
+    expect(page.locator(".task-card")).to_have_count(1)
+    card = page.locator(f".task-card[data-task-id='{tasks['PS-2026-00031']}']")
+    expect(card).to_contain_text("和平路31号")
+    assert "q=PS-2026-00031" in page.url  # kept in the address: a reload or 返回 keeps it
+    page.reload()
+    expect(page.locator("#f-q")).to_have_value("PS-2026-00031")
+    expect(page.locator(".task-card")).to_have_count(1)
+
+    page.fill("#f-q", "和平百货")
+    page.press("#f-q", "Enter")
+    expect(page.locator(".task-card")).to_have_count(1)
+    expect(page.locator(f".task-card[data-task-id='{tasks['PS-2026-00007']}']")).to_be_visible()
+    page.fill("#f-q", "不存在的隐患")
+    page.press("#f-q", "Enter")
+    expect(page.locator("#tasks .empty")).to_have_text("没有与「不存在的隐患」相符的任务。")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_work_sent_back_is_listed_on_its_own(signed_in: SignedIn, server: Any) -> None:
+    tasks = import_liuhe_hazards(server, 30)
+    sent_back = tasks["PS-2026-00029"]  # the last of thirty due the same day: page two
+    hand_in(server, sent_back, 1)
+    r = call(server, VERIFIER, "POST", f"/api/tasks/{sent_back}/verify",
+             json={"approve": False, "note": "整改后照片未拍到通道全貌"})
+    assert r.status_code == 200, r.text
+
+    page = signed_in(RECTIFIER, phone=True)
+    page.goto(server.url("/inbox"))
+    expect(page.locator("#count")).to_have_text("共 30 项")
+    expect(page.locator(f".task-card[data-task-id='{sent_back}']")).to_have_count(0)
+    page.select_option("#f-status", "rejected")
+    expect(page.locator(".task-card")).to_have_count(1)
+    card = page.locator(f".task-card[data-task-id='{sent_back}']")
+    expect(card.locator(".reject-line")).to_have_text("退回原因：整改后照片未拍到通道全貌")
+    assert "status=rejected" in page.url
