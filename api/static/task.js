@@ -52,7 +52,18 @@ function mayVerify() {
   const { task, who, spec } = state;
   if (task.status !== "submitted") return false;
   if (!spec) return task.submitted_by !== who.id; // playbook unknown: let the API decide
+  // 四眼 (distinct): the one who handed the work in is not offered 通过/退回 on it, buttons
+  // the API can only refuse; they see it waiting for another verifier instead.
+  if (spec.verify && spec.verify.distinct && task.submitted_by === who.id) return false;
   return Boolean(spec.verify) && who.roles.some((r) => r.role === spec.verify.role);
+}
+
+// The submitter who holds the verifier's role themselves (an inspector who did the work when
+// it was handed to them) is told why the verdict is someone else's.
+function ownWorkToVerify() {
+  const { task, who, spec } = state;
+  return Boolean(spec && spec.verify && spec.verify.distinct) && task.submitted_by === who.id &&
+    who.roles.some((r) => r.role === spec.verify.role);
 }
 
 // Who handed the work in or decided on it, by name (the API gives both); "我" for the caller.
@@ -662,7 +673,9 @@ function drawVerify() {
 }
 
 function drawWaiting() {
-  return h("p", { id: "waiting", class: "card meta", text: "已提交，等待核验。" });
+  const text = ownWorkToVerify()
+    ? "已提交，等待其他人核验：自己提交的工作不能自己核验（四眼原则）。" : "已提交，等待核验。";
+  return h("p", { id: "waiting", class: "card meta", text });
 }
 
 // -- requests for more time --------------------------------------------------------------------
@@ -950,7 +963,7 @@ function draw() {
     dropDraft();
   }
   if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());
-  else if (task.status === "submitted" && mayAct()) parts.push(drawWaiting());
+  else if (task.status === "submitted" && (mayAct() || ownWorkToVerify())) parts.push(drawWaiting());
   parts.push(drawSubmitted(), drawExtensions(), drawMoveDeadline());
   if (reassign && task.assignees.length) parts.push(reassign);
   parts.push(drawAbout());
