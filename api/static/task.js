@@ -469,7 +469,9 @@ function drawFiles(boxes) {
       saveDraft();
     }, file.warning, menu));
   }
-  const count = $("#evidence-count");
+  // Looked up in the form, not the document: the first draw (a draft brought back after a
+  // reload) runs before the form is on the page, and the count stayed blank beside its photos.
+  const count = (state.form && state.form.querySelector("#evidence-count")) || $("#evidence-count");
   if (count) count.textContent = state.files.length ? `已选 ${state.files.length} 个` : "";
 }
 

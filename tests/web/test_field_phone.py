@@ -143,3 +143,33 @@ def test_work_sent_back_is_listed_on_its_own(signed_in: SignedIn, server: Any) -
     card = page.locator(f".task-card[data-task-id='{sent_back}']")
     expect(card.locator(".reject-line")).to_have_text("退回原因：整改后照片未拍到通道全貌")
     assert "status=rejected" in page.url
+
+
+def fill_rectification(page: Page, tmp_path: Any, seed: int) -> None:
+    page.fill("#out-done_measures", "已清理疏散通道杂物")
+    page.fill("#note", "现场已复核")
+    for i, box in enumerate(["#evidence-0", "#evidence-1"]):
+        path = tmp_path / f"site-{seed}-{i}.png"
+        path.write_bytes(png_bytes(4, 4, (seed, i, 50)))
+        page.set_input_files(box, str(path))
+    expect(page.locator("#evidence-count")).to_have_text("已选 2 个")
+
+
+def submissions(server: Any, task: int) -> int:
+    run_id = call(server, RECTIFIER, "GET", f"/api/tasks/{task}").json()["run_id"]
+    timeline = call(server, STREET_COMMANDER, "GET", f"/api/runs/{run_id}").json()["timeline"]
+    return sum(1 for e in timeline if e["action"] == "submitted")
+
+
+def test_a_draft_brought_back_after_a_reload_counts_its_photos(
+        signed_in: SignedIn, server: Any, tmp_path: Any) -> None:
+    task = import_liuhe_hazards(server, 1)["PS-2026-00000"]
+    page = signed_in(RECTIFIER, phone=True)
+    page.goto(server.url(f"/tasks/{task}"))
+    fill_rectification(page, tmp_path, 3)
+    page.reload()  # the phone reloads mid-form (or the tab was dropped for the camera)
+    expect(page.locator("#out-done_measures")).to_have_value("已清理疏散通道杂物")
+    expect(page.locator("#note")).to_have_value("现场已复核")
+    expect(page.locator(".evidence-box figure")).to_have_count(2)
+    # Before: the photos came back but the line beside them stayed blank.
+    expect(page.locator("#evidence-count")).to_have_text("已选 2 个")
