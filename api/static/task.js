@@ -629,6 +629,15 @@ function drawCompletion() {
       redraw(state.task.status === "submitted" ? "已提交，等待核验" : "已办结");
     } catch (err) {
       if (signedOut(err)) return;
+      if (err instanceof ApiError && err.error === "network") {
+        // The request may have been lost on the way or only its answer on the way back: the
+        // person cannot know which, so they are told what is safe (a second hand-in of the
+        // same work is answered as the first, never counted twice) and nothing is thrown away.
+        saveDraft();
+        flash("网络中断，未能确认是否已提交。已填写的内容和照片仍保存在本机，" +
+          "网络恢复后再点一次「提交」即可（服务器已收到的不会重复提交）", "error");
+        return;
+      }
       showError(err, form);
       markField(form, err);
     } finally {

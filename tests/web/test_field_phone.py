@@ -173,3 +173,29 @@ def test_a_draft_brought_back_after_a_reload_counts_its_photos(
     expect(page.locator(".evidence-box figure")).to_have_count(2)
     # Before: the photos came back but the line beside them stayed blank.
     expect(page.locator("#evidence-count")).to_have_text("已选 2 个")
+
+
+def test_a_hand_in_lost_on_the_network_says_what_to_do_and_keeps_the_work(
+        signed_in: SignedIn, server: Any, tmp_path: Any) -> None:
+    tasks = import_liuhe_hazards(server, 1)
+    page = signed_in(RECTIFIER, phone=True)
+    # Lost on the way: nothing reached the server. (An answer lost on the way back:
+    # test_phone_hand_in.py, where the second tap is taken as the first hand-in.)
+    dropped = tasks["PS-2026-00000"]
+    page.goto(server.url(f"/tasks/{dropped}"))
+    fill_rectification(page, tmp_path, 1)
+    page.route("**/api/tasks/*/complete", lambda route: route.abort("internetdisconnected"))
+    page.click("#submit")
+    told = ("网络中断，未能确认是否已提交。已填写的内容和照片仍保存在本机，"
+            "网络恢复后再点一次「提交」即可（服务器已收到的不会重复提交）")
+    # Before: "连不上服务器 / cannot reach the server (Failed to fetch)", nothing on whether the
+    # work was in or what to do.
+    expect(page.locator("#flash")).to_have_text(told)
+    assert submissions(server, dropped) == 0
+    page.unroute("**/api/tasks/*/complete")
+    page.reload()  # even a reload keeps what was typed and the photos
+    expect(page.locator("#out-done_measures")).to_have_value("已清理疏散通道杂物")
+    expect(page.locator("#evidence-count")).to_have_text("已选 2 个")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_have_text("已提交，等待核验")
+    assert submissions(server, dropped) == 1
