@@ -647,9 +647,35 @@ function drawCompletion() {
   return h("section", { id: "work", class: "card" }, form);
 }
 
+// The verifier's opinion is kept on the phone as it is typed, as the hand-in's draft is: a
+// reason for sending work back is written while opening the originals (原图) one by one, and a
+// reload or a tab the phone dropped must not take it. Per person and task; gone once decided.
+function verifyKey() {
+  return `closeloop.verify-note.${state.who.id}.${taskId}`;
+}
+
+function keepVerifyNote(text) {
+  try {
+    if (text) window.localStorage.setItem(verifyKey(), text);
+    else window.localStorage.removeItem(verifyKey());
+  } catch {
+    // Storage full or turned off: the opinion is only not kept across a reload.
+  }
+}
+
+function keptVerifyNote() {
+  try {
+    return window.localStorage.getItem(verifyKey()) || "";
+  } catch {
+    return "";
+  }
+}
+
 function drawVerify() {
   const note = h("textarea", { id: "verify-note", name: "note", rows: 3,
     placeholder: "核验意见；退回时必须写明原因" });
+  note.value = keptVerifyNote();
+  note.addEventListener("input", () => keepVerifyNote(note.value));
   const form = h("form", { id: "verify-form", novalidate: true, autocomplete: "off" },
     h("h2", { text: "核验" }),
     h("label", { for: "verify-note", text: "意见" }), note);
@@ -668,6 +694,7 @@ function drawVerify() {
         // the work handed in again) is not judged by this verdict unseen.
         json: { approve, note: note.value.trim() ? note.value : null,
           submitted_at: state.task.submitted_at } });
+      keepVerifyNote("");
       redraw(approve ? "已通过核验" : "已退回，已通知整改人");
     } catch (err) {
       showError(err, form);
@@ -973,8 +1000,12 @@ function draw() {
     state.form = null;
     dropDraft();
   }
-  if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());
-  else if (task.status === "submitted" && (mayAct() || ownWorkToVerify())) parts.push(drawWaiting());
+  if (task.status === "submitted" && mayVerify()) {
+    parts.push(drawVerify());
+  } else {
+    keepVerifyNote(""); // decided (here or by another verifier): a kept opinion is stale
+    if (task.status === "submitted" && (mayAct() || ownWorkToVerify())) parts.push(drawWaiting());
+  }
   parts.push(drawSubmitted(), drawExtensions(), drawMoveDeadline());
   if (reassign && task.assignees.length) parts.push(reassign);
   parts.push(drawAbout());

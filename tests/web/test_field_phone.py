@@ -199,3 +199,21 @@ def test_a_hand_in_lost_on_the_network_says_what_to_do_and_keeps_the_work(
     page.click("#submit")
     expect(page.locator("#flash")).to_have_text("已提交，等待核验")
     assert submissions(server, dropped) == 1
+
+
+def test_a_verifiers_reason_survives_a_reload_and_is_gone_once_decided(
+        signed_in: SignedIn, server: Any) -> None:
+    task = import_liuhe_hazards(server, 1)["PS-2026-00000"]
+    hand_in(server, task, 5)
+    page = signed_in(VERIFIER, phone=True)
+    page.goto(server.url(f"/tasks/{task}"))
+    reason = "整改后照片未拍到二楼通道全貌，东侧安全出口仍有铁链，请清除后补拍"
+    page.fill("#verify-note", reason)
+    page.reload()  # back from the photo viewer, the tab reloaded
+    # Before: the reason typed was gone.
+    expect(page.locator("#verify-note")).to_have_value(reason)
+    page.click("#reject")
+    expect(page.locator("#flash")).to_have_text("已退回，已通知整改人")
+    kept = page.evaluate("Object.keys(window.localStorage).filter((k) => k.includes('verify'))")
+    assert kept == []
+    assert call(server, RECTIFIER, "GET", f"/api/tasks/{task}").json()["reject_reason"] == reason
