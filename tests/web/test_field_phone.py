@@ -62,6 +62,7 @@ def test_the_inbox_card_says_when_the_30_minute_sign_for_is_due(
 
 STREET_COMMANDER = "pingshan-street-commander"  # 胡红霞 imports her street's hazard list
 RECTIFIER = "liuhe-safety"  # 尹秀英: every 六和社区 rectification is hers
+FINDER = "pingshan-street-inspector-1"  # 邓思远 registers what he finds on his rounds
 VERIFIER = "pingshan-street-inspector-2"  # 潘立新 re-inspects (复查)
 
 
@@ -217,3 +218,30 @@ def test_a_verifiers_reason_survives_a_reload_and_is_gone_once_decided(
     kept = page.evaluate("Object.keys(window.localStorage).filter((k) => k.includes('verify'))")
     assert kept == []
     assert call(server, RECTIFIER, "GET", f"/api/tasks/{task}").json()["reject_reason"] == reason
+
+
+def test_an_unbroken_latin_location_wraps_on_a_phone(signed_in: SignedIn, server: Any) -> None:
+    """A map link pasted as the location, a long hazard number, a company's name in Latin
+    letters: one unbroken run of text that used to push the inbox and the run page sideways."""
+    link = "https://map.example.com/location?lat=22.7000000000&lng=114.3400000000000000"
+    r = call(server, FINDER, "POST", "/api/runs", json={
+        "playbook": "hazard-3030", "unit": "liuhe", "params": {
+            "location": link, "code": "PS-2026-PINGSHAN-LIUHE-HEPINGLU-000000000000000000000001",
+            "enterprise": "ShenzhenPingshanSuperLongEnterpriseNameCoLtdBranchNo3Factory"}})
+    assert r.status_code == 201, r.text
+    run = r.json()
+    task = next(s["id"] for s in run["steps"] if s["step"] == "rectify")
+    page = signed_in(RECTIFIER, phone=True)
+    width = "document.documentElement.scrollWidth"
+    page.goto(server.url("/inbox"))
+    expect(page.locator(f".task-card[data-task-id='{task}']")).to_contain_text(link)
+    assert page.evaluate(width) <= 390  # was 402: the whole inbox slid sideways
+    page.goto(server.url(f"/tasks/{task}"))
+    expect(page.locator("#params")).to_contain_text(link)
+    # The two-column table of the hazard fits the screen (it was 1006 px, read sideways).
+    assert page.evaluate("document.querySelector('#params').getBoundingClientRect().right") <= 390
+    page.goto(server.url(f"/runs/{run['id']}"))
+    expect(page.locator("#params-table")).to_contain_text(link)
+    assert page.evaluate(
+        "document.querySelector('#params-table').getBoundingClientRect().right") <= 390
+    assert page.evaluate(width) <= 390
