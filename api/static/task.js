@@ -697,6 +697,13 @@ function drawVerify() {
       keepVerifyNote("");
       redraw(approve ? "已通过核验" : "已退回，已通知整改人");
     } catch (err) {
+      if (err instanceof ApiError && err.error === "network") {
+        // As for a hand-in: the verdict may have arrived with only its answer lost, and the
+        // same verdict sent again is taken once.
+        flash("网络中断，未能确认核验结果是否已送达。意见仍保存在本机，" +
+          "网络恢复后再点一次即可（已送达的不会重复）", "error");
+        return;
+      }
       showError(err, form);
       markField(form, err);
     }
@@ -754,6 +761,15 @@ function drawRequestForm() {
       await loadRequests();
       redraw("已提交延期申请，等待审批");
     } catch (err) {
+      if (err instanceof ApiError && err.status === 409) {
+        // Already asked (the first tap's answer was lost on the network, or another phone
+        // asked): show that request instead of a form that can only be refused again.
+        await loadRequests();
+        if ((state.requests || []).some((r) => r.status === "pending")) {
+          redraw("已有待审批的延期申请（见下方），无需重复申请");
+          return;
+        }
+      }
       showError(err, form);
       markField(form, err);
     } finally {

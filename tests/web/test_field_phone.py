@@ -245,3 +245,43 @@ def test_an_unbroken_latin_location_wraps_on_a_phone(signed_in: SignedIn, server
     assert page.evaluate(
         "document.querySelector('#params-table').getBoundingClientRect().right") <= 390
     assert page.evaluate(width) <= 390
+
+
+def test_a_verdict_or_a_request_for_time_whose_answer_was_lost_is_told_and_taken_once(
+        signed_in: SignedIn, server: Any) -> None:
+    tasks = import_liuhe_hazards(server, 2)
+    judged, asked = tasks["PS-2026-00000"], tasks["PS-2026-00001"]
+    hand_in(server, judged, 6)
+
+    def answer_lost(route: Any) -> None:
+        route.fetch()  # the server takes it; the phone never hears back
+        route.abort("connectionreset")
+
+    page = signed_in(VERIFIER, phone=True)
+    page.goto(server.url(f"/tasks/{judged}"))
+    page.fill("#verify-note", "照片模糊，请补拍")
+    page.route("**/api/tasks/*/verify", answer_lost)
+    page.click("#reject")
+    # Before: only 连不上服务器 (Failed to fetch).
+    expect(page.locator("#flash")).to_have_text(
+        "网络中断，未能确认核验结果是否已送达。意见仍保存在本机，网络恢复后再点一次即可（已送达的不会重复）")
+    page.unroute("**/api/tasks/*/verify")
+    page.click("#reject")
+    expect(page.locator("#flash")).to_have_text("已退回，已通知整改人")
+    assert call(server, RECTIFIER, "GET", f"/api/tasks/{judged}").json()["status"] == "rejected"
+
+    page = signed_in(RECTIFIER, phone=True)
+    page.goto(server.url(f"/tasks/{asked}"))
+    page.fill("#ext-due", "2026-05-01")
+    page.fill("#ext-reason", "消防设施供货周期长")
+    page.route("**/api/tasks/*/extension-requests", answer_lost)
+    page.click("#ext-send")
+    expect(page.locator("#flash")).to_contain_text("连不上服务器")
+    page.unroute("**/api/tasks/*/extension-requests")
+    page.click("#ext-send")  # tapped again: the first one is in
+    # Before: "409 该任务已有待审批的延期申请", beside a form that could only be refused again.
+    expect(page.locator("#flash")).to_have_text("已有待审批的延期申请（见下方），无需重复申请")
+    expect(page.locator("#ext-form")).to_have_count(0)
+    expect(page.locator(".ext-request[data-status='pending']")).to_have_count(1)
+    requests = call(server, RECTIFIER, "GET", f"/api/extension-requests?task={asked}").json()
+    assert requests["count"] == 1
