@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from models.audit import AuditEvent
 from models.documents import PlaybookVersion
 from models.escalation import Escalation
+from models.hazard import Hazard
 from models.run import Run
 from models.task import ACTIONABLE_STATUSES, SUBMITTED, StepInstance
 
@@ -81,12 +82,17 @@ def list_steps(
     status: Sequence[str] | None = None,
     overdue: bool | None = None, run_id: int | None = None, limit: int = 50, offset: int = 0,
     verify: tuple[Sequence[str], Sequence[str]] | None = None,
+    q: str | None = None,
 ) -> tuple[list[StepInstance], int]:
     """`mine` = the (role, unit) pairs a person holds: their inbox is the instances whose role
     resolved to one of those units, plus those reassigned to them by name, plus (`verify` =
     units, step keys) the submitted work in those units awaiting a verifier of their role that
-    someone else did. Ordered by deadline (none last), then id."""
+    someone else did. Ordered by deadline (none last), then id. `q`: only steps of runs whose
+    title (a hazard's location, a typhoon's name) or hazard register row (number, enterprise,
+    location, description) contains it."""
     shared: list[Any] = [StepInstance.action == "task"]
+    if q:
+        shared.append(StepInstance.run_id.in_(runs_matching(q)))  # type: ignore[attr-defined]
     if units is not None:
         shared.append(step_in_units(units))
     if overdue is not None:
@@ -129,6 +135,20 @@ def list_steps(
         .offset(offset).limit(limit)
     ).all()
     return list(rows), int(total)
+
+
+def runs_matching(q: str) -> Any:
+    """Ids of the runs a search text names: in the run's title, or in its hazard's number,
+    enterprise, location or description (a LIKE, its wildcards taken literally). Computed once
+    per query, so a search costs a scan of the titles; the inbox without one does not."""
+    by_title = select(Run.id).where(
+        Run.title.contains(q, autoescape=True))  # type: ignore[attr-defined]
+    by_hazard = select(Hazard.run_id).where(or_(
+        Hazard.code.contains(q, autoescape=True),  # type: ignore[attr-defined]
+        Hazard.enterprise.contains(q, autoescape=True),  # type: ignore[union-attr]
+        Hazard.location.contains(q, autoescape=True),  # type: ignore[attr-defined]
+        Hazard.description.contains(q, autoescape=True)))  # type: ignore[union-attr]
+    return by_title.union(by_hazard)
 
 
 def step_in_units(units: Sequence[str]) -> Any:

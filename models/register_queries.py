@@ -54,7 +54,7 @@ class HazardFilter:
     closed_until: datetime | None = None
     campaign: int | None = None
     code: str | None = None
-    q: str | None = None  # location or description contains
+    q: str | None = None  # number, location, description or enterprise contains
     open_only: bool = False
 
 
@@ -112,8 +112,13 @@ def hazard_conditions(f: HazardFilter, *, now: datetime) -> list[ColumnElement[b
     if f.code:
         conds.append(Hazard.code == f.code)
     if f.q:
+        # Also the number and the enterprise: what a field person has in hand is the number on
+        # the notice pinned at the site (PS-2026-01235) or the shop's name, not the wording of
+        # the register's description.
         conds.append(or_(Hazard.location.contains(f.q, autoescape=True),  # type: ignore[attr-defined]
-                         Hazard.description.contains(f.q, autoescape=True)))  # type: ignore[union-attr]
+                         Hazard.description.contains(f.q, autoescape=True),  # type: ignore[union-attr]
+                         Hazard.code.contains(f.q, autoescape=True),  # type: ignore[attr-defined]
+                         Hazard.enterprise.contains(f.q, autoescape=True)))  # type: ignore[union-attr]
     return conds
 
 

@@ -338,7 +338,8 @@ def hazard_query(
                                           description="A 3030 campaign's run id")] = None,
     code: Annotated[str | None, Query(description="隐患编号, exact")] = None,
     q: Annotated[str | None, Query(max_length=200,
-                                   description="Location or description contains")] = None,
+                                   description="隐患编号, location, description or "
+                                   "enterprise contains")] = None,
     sort: Annotated[str | None, Query(description="found_at | due_at | closed_at | code; "
                                       "prefix - for descending. Default -found_at (the "
                                       "rectification register: due_at)")] = None,

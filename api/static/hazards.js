@@ -59,7 +59,7 @@ function monthEnd(month) {
 }
 
 const UNIT = { name: "unit", label: "单位", kind: "unit" };
-const Q_HAZARD = { name: "q", label: "地点或描述包含", kind: "text" };
+const Q_HAZARD = { name: "q", label: "编号、地点、描述或企业包含", kind: "text" };
 
 // Each filter: its name in the address (and the API's, unless `toApi` says otherwise).
 const HAZARD_FILTERS = [

@@ -8,13 +8,18 @@ const LIMIT = 20;
 // 全部: every status a task of one's own can be in once given out (a pending instance, waiting
 // for its own earlier step, is not given out yet: it shows on the run's page).
 const ALL = ["ready", "acked", "submitted", "rejected", "done", "skipped", "cancelled"].join(",");
+// The status menu: "" is the open work; 已退回 is what a verifier sent back to be done again,
+// kept apart so it is not lost among hundreds of hazards due the same day.
+const STATUS_CHOICES = ["", "rejected", "submitted", "all"];
 
 // The filters live in the address, so a reload or the back button keeps them.
 function readFilters() {
   const params = new URLSearchParams(window.location.search);
   const offset = Number.parseInt(params.get("offset") || "0", 10);
+  const status = params.get("status") || "";
   return {
-    status: params.get("status") === "all" ? "all" : "",
+    status: STATUS_CHOICES.includes(status) ? status : "",
+    q: (params.get("q") || "").trim().slice(0, 100),
     overdue: params.get("overdue") === "true",
     offset: Number.isFinite(offset) && offset > 0 ? offset : 0,
   };
@@ -22,7 +27,8 @@ function readFilters() {
 
 function writeFilters(filters) {
   const q = query({
-    status: filters.status, overdue: filters.overdue ? "true" : "", offset: filters.offset || "",
+    q: filters.q, status: filters.status, overdue: filters.overdue ? "true" : "",
+    offset: filters.offset || "",
   });
   window.history.replaceState(null, "", window.location.pathname + q);
 }
@@ -43,6 +49,16 @@ function dueLine(task) {
     }));
 }
 
+// 叫应: a task that must be signed for within minutes (a typhoon's transfer, 30 minutes) says
+// so on its card, above the work's deadline hours away; the list is ordered by that deadline,
+// so without this line the card reads as if there were hours to spare.
+function ackLine(task) {
+  if (!task.ack_due_at || task.status !== "ready") return null;
+  return h("p", { class: "meta ack-due" },
+    "签收（叫应）期限 ", task.ack_due_at_local || "", " · ",
+    h("span", { class: "ack-clock", dataset: { due: task.ack_due_at, overdue: "false" } }));
+}
+
 function card(task, who) {
   const mine = awaitsMyVerdict(task, who);
   const runTitle = task.run_title; // the list names each task's run
@@ -60,6 +76,7 @@ function card(task, who) {
     h("a", { href: `/runs/${task.run_id}`, text: runTitle || `流程 #${task.run_id}` }),
     " · ", task.unit_name),
   badges,
+  ackLine(task),
   dueLine(task));
   if (mine && task.verify_due_at) {
     node.append(h("p", { class: "meta verify-due" },
@@ -86,13 +103,17 @@ function drawPager(page, filters, reload) {
 }
 
 function emptyText(filters) {
+  if (filters.q) return `没有与「${filters.q}」相符的任务。`;
   if (filters.overdue) return "没有逾期的任务。";
+  if (filters.status === "rejected") return "没有被退回的任务。";
+  if (filters.status === "submitted") return "没有待核验的任务。";
   return filters.status === "all" ? "没有任务。" : "没有待办任务，干得好。";
 }
 
 async function drawTasks(who, filters, reload) {
   const page = await api(`/api/tasks${query({
-    mine: "true", status: filters.status === "all" ? ALL : "", overdue: filters.overdue ? "true" : "",
+    mine: "true", status: filters.status === "all" ? ALL : filters.status,
+    overdue: filters.overdue ? "true" : "", q: filters.q,
     limit: LIMIT, offset: filters.offset,
   })}`);
   if (page.count > 0 && page.data.length === 0 && filters.offset > 0) {
@@ -147,13 +168,24 @@ startPage(async (who) => {
     writeFilters(filters);
     $("#f-status").value = filters.status;
     $("#f-overdue").checked = filters.overdue;
+    $("#f-q").value = filters.q;
     await drawTasks(who, filters, reload);
   };
-  const fromForm = () => ({ status: $("#f-status").value, overdue: $("#f-overdue").checked, offset: 0 });
-  $("#filters").addEventListener("change", () => {
+  const fromForm = () => ({ status: $("#f-status").value, overdue: $("#f-overdue").checked,
+    q: $("#f-q").value.trim(), offset: 0 });
+  // The menus apply at once; the search box on 搜索 (Enter) or when it is cleared (its ×),
+  // not at every character typed over a phone's network.
+  $("#filters").addEventListener("change", (event) => {
+    if (event.target.id === "f-q") return;
     reload(fromForm()).catch(showError);
   });
-  $("#filters").addEventListener("submit", (event) => event.preventDefault());
+  $("#f-q").addEventListener("search", () => {
+    if (!$("#f-q").value) reload(fromForm()).catch(showError);
+  });
+  $("#filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    reload(fromForm()).catch(showError);
+  });
   await Promise.all([reload(readFilters()), drawRequests(), drawNotes()]);
   liveCountdowns(document);
 });

@@ -52,7 +52,18 @@ function mayVerify() {
   const { task, who, spec } = state;
   if (task.status !== "submitted") return false;
   if (!spec) return task.submitted_by !== who.id; // playbook unknown: let the API decide
+  // 四眼 (distinct): the one who handed the work in is not offered 通过/退回 on it, buttons
+  // the API can only refuse; they see it waiting for another verifier instead.
+  if (spec.verify && spec.verify.distinct && task.submitted_by === who.id) return false;
   return Boolean(spec.verify) && who.roles.some((r) => r.role === spec.verify.role);
+}
+
+// The submitter who holds the verifier's role themselves (an inspector who did the work when
+// it was handed to them) is told why the verdict is someone else's.
+function ownWorkToVerify() {
+  const { task, who, spec } = state;
+  return Boolean(spec && spec.verify && spec.verify.distinct) && task.submitted_by === who.id &&
+    who.roles.some((r) => r.role === spec.verify.role);
 }
 
 // Who handed the work in or decided on it, by name (the API gives both); "我" for the caller.
@@ -458,7 +469,9 @@ function drawFiles(boxes) {
       saveDraft();
     }, file.warning, menu));
   }
-  const count = $("#evidence-count");
+  // Looked up in the form, not the document: the first draw (a draft brought back after a
+  // reload) runs before the form is on the page, and the count stayed blank beside its photos.
+  const count = (state.form && state.form.querySelector("#evidence-count")) || $("#evidence-count");
   if (count) count.textContent = state.files.length ? `已选 ${state.files.length} 个` : "";
 }
 
@@ -616,6 +629,15 @@ function drawCompletion() {
       redraw(state.task.status === "submitted" ? "已提交，等待核验" : "已办结");
     } catch (err) {
       if (signedOut(err)) return;
+      if (err instanceof ApiError && err.error === "network") {
+        // The request may have been lost on the way or only its answer on the way back: the
+        // person cannot know which, so they are told what is safe (a second hand-in of the
+        // same work is answered as the first, never counted twice) and nothing is thrown away.
+        saveDraft();
+        flash("网络中断，未能确认是否已提交。已填写的内容和照片仍保存在本机，" +
+          "网络恢复后再点一次「提交」即可（服务器已收到的不会重复提交）", "error");
+        return;
+      }
       showError(err, form);
       markField(form, err);
     } finally {
@@ -625,9 +647,35 @@ function drawCompletion() {
   return h("section", { id: "work", class: "card" }, form);
 }
 
+// The verifier's opinion is kept on the phone as it is typed, as the hand-in's draft is: a
+// reason for sending work back is written while opening the originals (原图) one by one, and a
+// reload or a tab the phone dropped must not take it. Per person and task; gone once decided.
+function verifyKey() {
+  return `closeloop.verify-note.${state.who.id}.${taskId}`;
+}
+
+function keepVerifyNote(text) {
+  try {
+    if (text) window.localStorage.setItem(verifyKey(), text);
+    else window.localStorage.removeItem(verifyKey());
+  } catch {
+    // Storage full or turned off: the opinion is only not kept across a reload.
+  }
+}
+
+function keptVerifyNote() {
+  try {
+    return window.localStorage.getItem(verifyKey()) || "";
+  } catch {
+    return "";
+  }
+}
+
 function drawVerify() {
   const note = h("textarea", { id: "verify-note", name: "note", rows: 3,
     placeholder: "核验意见；退回时必须写明原因" });
+  note.value = keptVerifyNote();
+  note.addEventListener("input", () => keepVerifyNote(note.value));
   const form = h("form", { id: "verify-form", novalidate: true, autocomplete: "off" },
     h("h2", { text: "核验" }),
     h("label", { for: "verify-note", text: "意见" }), note);
@@ -646,8 +694,16 @@ function drawVerify() {
         // the work handed in again) is not judged by this verdict unseen.
         json: { approve, note: note.value.trim() ? note.value : null,
           submitted_at: state.task.submitted_at } });
+      keepVerifyNote("");
       redraw(approve ? "已通过核验" : "已退回，已通知整改人");
     } catch (err) {
+      if (err instanceof ApiError && err.error === "network") {
+        // As for a hand-in: the verdict may have arrived with only its answer lost, and the
+        // same verdict sent again is taken once.
+        flash("网络中断，未能确认核验结果是否已送达。意见仍保存在本机，" +
+          "网络恢复后再点一次即可（已送达的不会重复）", "error");
+        return;
+      }
       showError(err, form);
       markField(form, err);
     }
@@ -662,7 +718,9 @@ function drawVerify() {
 }
 
 function drawWaiting() {
-  return h("p", { id: "waiting", class: "card meta", text: "已提交，等待核验。" });
+  const text = ownWorkToVerify()
+    ? "已提交，等待其他人核验：自己提交的工作不能自己核验（四眼原则）。" : "已提交，等待核验。";
+  return h("p", { id: "waiting", class: "card meta", text });
 }
 
 // -- requests for more time --------------------------------------------------------------------
@@ -703,6 +761,15 @@ function drawRequestForm() {
       await loadRequests();
       redraw("已提交延期申请，等待审批");
     } catch (err) {
+      if (err instanceof ApiError && err.status === 409) {
+        // Already asked (the first tap's answer was lost on the network, or another phone
+        // asked): show that request instead of a form that can only be refused again.
+        await loadRequests();
+        if ((state.requests || []).some((r) => r.status === "pending")) {
+          redraw("已有待审批的延期申请（见下方），无需重复申请");
+          return;
+        }
+      }
       showError(err, form);
       markField(form, err);
     } finally {
@@ -949,8 +1016,12 @@ function draw() {
     state.form = null;
     dropDraft();
   }
-  if (task.status === "submitted" && mayVerify()) parts.push(drawVerify());
-  else if (task.status === "submitted" && mayAct()) parts.push(drawWaiting());
+  if (task.status === "submitted" && mayVerify()) {
+    parts.push(drawVerify());
+  } else {
+    keepVerifyNote(""); // decided (here or by another verifier): a kept opinion is stale
+    if (task.status === "submitted" && (mayAct() || ownWorkToVerify())) parts.push(drawWaiting());
+  }
   parts.push(drawSubmitted(), drawExtensions(), drawMoveDeadline());
   if (reassign && task.assignees.length) parts.push(reassign);
   parts.push(drawAbout());

@@ -193,6 +193,24 @@ def test_a_reported_hazard_is_in_the_list_and_follows_its_run_to_closure(
     assert codes(page(client, auth, "/api/hazards", status="open")) == []
 
 
+def test_the_search_box_finds_a_hazard_by_its_number_or_its_enterprise(
+        client: TestClient, auth: Auth, rt: Runtime) -> None:
+    """An inspector at the site has the number on the notice pinned there, or the shop's
+    name: the one box finds the hazard by either, not only by its location or description."""
+    seed(rt, [
+        {"unit": "c1", "code": "PS-2026-01235", "enterprise": "深圳市和平百货有限公司"},
+        {"unit": "c1", "code": "PS-2026-01236", "enterprise": "东门五金制品厂"},
+    ])
+
+    def listed(q: str) -> list[str]:
+        return codes(page(client, auth, "/api/hazards", q=q))
+
+    assert listed("PS-2026-01235") == ["PS-2026-01235"]
+    assert listed("01236") == ["PS-2026-01236"]
+    assert listed("和平百货") == ["PS-2026-01235"]
+    assert listed("测试地点1001") == ["PS-2026-01236"]  # the location, as before
+
+
 def test_list_filters_each_narrow_the_register(client: TestClient, auth: Auth,
                                                rt: Runtime) -> None:
     now = rt.clock.now()

@@ -291,11 +291,17 @@ def test_one_may_not_verify_ones_own_rectification(signed_in: SignedIn, server: 
 
     page = signed_in(FINDER, phone=True)
     open_task(page, server, task)
-    page.fill("#verify-note", "合格")
-    page.click("#approve")
-    expect(page.locator("#flash")).to_contain_text("403")
-    expect(page.locator("#flash")).to_contain_text("不能核验自己完成的任务")
     expect(page.locator("#summary .badge.status-submitted")).to_have_text("待核验")
+    # No 通过/退回 the API can only refuse: the page says whose verdict it is.
+    expect(page.locator("#waiting")).to_have_text(
+        "已提交，等待其他人核验：自己提交的工作不能自己核验（四眼原则）。")
+    expect(page.locator("#verify")).to_have_count(0)
+    r = call(server, FINDER, "POST", f"/api/tasks/{task}/verify", json={"approve": True})
+    assert r.status_code == 403 and "不能核验自己完成的任务" in r.text
+    # The other inspector is offered the verdict.
+    other = signed_in(VERIFIER, phone=True)
+    open_task(other, server, task)
+    expect(other.locator("#approve")).to_be_visible()
 
 
 def test_a_person_of_another_street_is_told_why_not(signed_in: SignedIn, server: Any) -> None:
