@@ -148,6 +148,7 @@ class Db:
     grid_inbox: list[float] = field(default_factory=list)
     closing: list[float] = field(default_factory=list)
     register: list[float] = field(default_factory=list)  # 整改清单 pages, with 当前办理人
+    search: list[float] = field(default_factory=list)  # inbox searched by a hazard's number
     ranking: list[float] = field(default_factory=list)
     ranking_cold: float = 0.0
     idle: dict[str, float] = field(default_factory=dict)
@@ -372,6 +373,18 @@ def measure_inbox(api: Api, people: list[str], n: int, out: list[float]) -> int:
     return count
 
 
+def measure_search(api: Api, db: Db, people: list[str], n: int, out: list[float]) -> None:
+    """An inspector finding one hazard in their inbox by the number on the site's notice
+    (GET /api/tasks?mine=true&q=<隐患编号>): a LIKE over run titles and the register, so its
+    cost grows with the database; reported, no target."""
+    with db.rt.db.connect() as conn:
+        codes = [c for (c,) in conn.exec_driver_sql(
+            "SELECT code FROM hazard ORDER BY random() LIMIT ?", (n,))]
+    for i, code in enumerate(codes):
+        ms, _ = api.get("/api/tasks", people[i % len(people)], mine="true", limit=50, q=code)
+        out.append(ms)
+
+
 def measure_register(api: Api, n: int, out: list[float]) -> None:
     """The 整改清单's first page as the district manager: nearest deadline first, each
     hazard with its 当前环节 and 当前办理人 (flows/holders.py)."""
@@ -515,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
                     db.inbox_count = measure_inbox(api, inspectors(db.rt), n, db.inbox)
                     measure_inbox(api, grid_workers(db.rt), n, db.grid_inbox)
                     measure_register(api, n, db.register)
+                    measure_search(api, db, inspectors(db.rt), max(n // 10, 2), db.search)
                     for step_id, person in db.close_tasks[done[db.name]:done[db.name] + n]:
                         db.closing.append(api.close_task(step_id, person))
                     done[db.name] += n
@@ -553,6 +567,7 @@ def report(args: argparse.Namespace, base: Db, big: Db, month: str,
     for label, key in (("inspector inbox page", "inbox"), ("grid worker inbox page",
                                                             "grid_inbox"),
                        ("整改清单 page (manager)", "register"),
+                       ("inbox searched by 隐患编号", "search"),
                        ("close a task", "closing")):
         for db in (base, big):
             s = summary(getattr(db, key))
@@ -619,6 +634,8 @@ def report(args: argparse.Namespace, base: Db, big: Db, month: str,
         baseline_inbox_p95_ms=figures["inbox_baseline"]["p95"],
         grid_inbox_p95_ms=figures["grid_inbox_big"]["p95"],
         register_p95_ms=figures["register_big"]["p95"],
+        search_p95_ms=figures["search_big"]["p95"],
+        baseline_search_p95_ms=figures["search_baseline"]["p95"],
         baseline_register_p95_ms=figures["register_baseline"]["p95"],
         close_p50_ms=figures["closing_big"]["p50"], close_p95_ms=close_p95,
         baseline_close_p95_ms=figures["closing_baseline"]["p95"],
