@@ -386,6 +386,10 @@ def validate_values(
 DueOf = Callable[[str], tuple[datetime, str] | None]
 
 
+def _local(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
 def _check_time_rules(field: str, spec: ParamSpec, value: str, now: datetime, tz: tzinfo,
                       due_of: DueOf | None) -> None:
     """not_future, not_past and not_after_due of one date or datetime value. A date is a day
@@ -398,14 +402,18 @@ def _check_time_rules(field: str, spec: ParamSpec, value: str, now: datetime, tz
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=tz)
         day = moment.astimezone(tz).date()
+    # Said in the bureau's time, as the person typed it on the page (2026-12-03 18:40), not
+    # as the ISO text the page sent (2026-12-03T18:40:00+08:00); the English keeps the value.
     if spec.not_future and moment is not None and moment > now + CLOCK_SLACK:
         raise InvalidInput(field=field, message=(
-            f"不能晚于现在；收到 {value} / must not be later than now; got {value}"))
+            f"不能晚于现在（{_local(now, tz)}）；收到 {_local(moment, tz)} / must not be later "
+            f"than now; got {value}"))
     if spec.not_past:
         today = now.astimezone(tz).date()
         if moment is not None and moment < now - CLOCK_SLACK:
             raise InvalidInput(field=field, message=(
-                f"不能早于现在；收到 {value} / must not be earlier than now; got {value}"))
+                f"不能早于现在（{_local(now, tz)}）；收到 {_local(moment, tz)} / must not be "
+                f"earlier than now; got {value}"))
         if moment is None and day < today:
             raise InvalidInput(field=field, message=(
                 f"不能早于今天（{today.isoformat()}）；收到 {value} / must not be before today "

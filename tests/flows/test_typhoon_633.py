@@ -552,11 +552,14 @@ def test_a_transfer_time_in_the_future_is_refused_by_name(demo: Runtime,
     run_id = start(demo, unit="maluan", actor="maluan-commander")
     lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor="maluan-commander")
     row = rows(demo, run_id)["transfer"][0]  # the clock: 2026-03-02 09:00 in Shanghai
-    for late in ("2099-12-01T12:00:00+08:00", "2026-03-02T09:10", "2026-03-02T01:10:00Z"):
+    # Said in the bureau's time, as typed on the page, not as the ISO text the page sends.
+    for late, said in (("2099-12-01T12:00:00+08:00", "2099-12-01 12:00"),
+                       ("2026-03-02T09:10", "2026-03-02 09:10"),
+                       ("2026-03-02T01:10:00Z", "2026-03-02 09:10")):
         with pytest.raises(InvalidInput) as caught:
             finish(demo, row, moved_at=late)
         assert caught.value.field == "outputs.moved_at", late
-        assert "不能晚于现在" in str(caught.value)
+        assert f"不能晚于现在（2026-03-02 09:00）；收到 {said} /" in str(caught.value)
     assert rows(demo, run_id)["transfer"][0].status == "ready"
     assert finish(demo, row, moved_at="2026-03-02T09:03").status == "done"
 
