@@ -24,7 +24,7 @@ from flows.context import run_view, steps_view
 from flows.extensions import chase_undecided
 from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, lock_run, wake
-from flows.recipients import notification_rows, resolve_targets
+from flows.recipients import notification_rows, resolve_targets, unreached_roles
 from flows.render import RenderFailed
 from flows.runtime import Runtime
 from flows.spec import EscalateSpec, StepSpec
@@ -35,6 +35,7 @@ from models.audit import SYSTEM, AuditEvent
 from models.db import is_sqlite, session_scope
 from models.documents import Document
 from models.escalation import Escalation
+from models.org import ROLE_NAMES_ZH
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -310,6 +311,14 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
                 "kind": firing.kind, "level": firing.level, "targets": list(firing.targets)}))
             title, body, number = "", "", None
         else:
+            # Some of the level's roles reach nobody (the community has no 社区负责人 any more):
+            # the others are told, and the timeline names who was not, as for a notify step.
+            missed = unreached_roles(rt.org, firing.targets,
+                                     rt.org.held_at(step.unit_id, firing.at))
+            if missed:
+                out.events.append(_event(step, now, "unrouted_partly", {
+                    "kind": firing.kind, "level": firing.level, "targets": missed,
+                    "target_names": [ROLE_NAMES_ZH.get(r, r) for r in missed]}))
             title, body, number = _message(rt, run, step, spec, firing, now, session=session)
             level = _level(spec, firing)
             if level is not None and level.template:

@@ -576,7 +576,7 @@ function detailLine(event, titles) {
     parts.push(`停止 ${d.steps_called_off} 项未完成任务${owed.length ? `：${owed.slice(0, 3).join("、")}${owed.length > 3 ? " 等" : ""}` : ""}`);
   }
   // A message or a ladder level whose roles nobody holds here or above: which roles.
-  if ((event.action === "notify_unrouted" || event.action === "unrouted") && Array.isArray(d.targets)) {
+  if (["notify_unrouted", "unrouted", "unrouted_partly"].includes(event.action) && Array.isArray(d.targets)) {
     parts.push(`无人担任：${(Array.isArray(d.target_names) ? d.target_names : d.targets).join("、")}`);
   }
   if (d.error) parts.push(String(d.error));

@@ -16,6 +16,7 @@ from factories import SMALL_ORG, make_runtime, small_org_without_c2
 from sqlalchemy import update
 from sqlmodel import select
 
+from api.event_names import event_name
 from flows import lifecycle, sweeper, tasks
 from flows.runtime import Runtime
 from flows.sweeper import LEASE, LEASE_TTL, PARK, acquire_lease, sweep_once
@@ -24,6 +25,7 @@ from models.clock import ManualClock, OffsetClock, SystemClock
 from models.db import read_session, session_scope
 from models.documents import PlaybookVersion
 from models.escalation import Escalation
+from models.org import ROLE_NAMES_ZH
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -292,6 +294,35 @@ def test_a_level_whose_roles_nobody_holds_any_more_says_so_in_the_timeline(
             Notification.run_id == run_id, Notification.kind == "escalate")).all()
     assert event.detail["level"] == 2 and event.detail["targets"] == ["director"]
     assert "d1-director" not in {n.recipient for n in told}
+
+
+def test_a_level_reaching_only_some_of_its_roles_names_the_others_in_the_timeline(
+    make_rt: Callable[..., Runtime], clock: ManualClock
+) -> None:
+    """Level 1 is for the section chief and the duty channel; the section chief has left the
+    org chart: the channel is told, and the timeline names 安全生产办公室负责人 as reached by
+    no one, instead of the level reading as delivered to both."""
+    before = make_rt()
+    run_id = start(before)
+    url = str(before.db.url)
+    before.db.dispose()
+    text = SMALL_ORG.read_text(encoding="utf-8").replace("roles: [section_chief]",
+                                                         "roles: [expert]")
+    after = make_rt(org_text=text, db_url=url)
+    clock.advance(timedelta(seconds=3))  # due at 2 s: level 1 (section_chief, duty)
+    sweep_once(after)
+    assert fired(after, run_id) == [("escalate", 1, 0)]
+    with read_session(after.db) as session:
+        partly = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == "unrouted_partly")).all()
+        whole = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == "unrouted")).all()
+        told = session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.kind == "escalate")).all()
+    assert [(e.detail["level"], e.detail["targets"]) for e in partly] == [(1, ["section_chief"])]
+    assert partly[0].detail["target_names"] == [ROLE_NAMES_ZH["section_chief"]]
+    assert whole == [] and told  # the duty channel was told
+    assert event_name("unrouted_partly") == "督办部分对象无人担任"
 
 
 LAYERED = """\
