@@ -62,12 +62,7 @@ class Catalog:
         That version is what runs already used, templates included; /healthz stays degraded
         and the pages say the file is broken until it is mended. A playbook no run ever used
         has no stored version and stays unstartable. Returns the ids served so."""
-        with self._lock:
-            broken: dict[str, str] = {}
-            for error in self.errors:
-                pid = self._failed_ids.get(error.file) or Path(error.file).stem
-                if pid not in self.current:
-                    broken.setdefault(pid, str(error))
+        broken = self._not_loaded()
         if not broken:
             return []
         with Session(db) as session:
@@ -86,6 +81,21 @@ class Catalog:
                 self._pinned.setdefault(pb.sha256, pb)
                 self.fallbacks[pid] = broken[pid]
         return sorted(latest)
+
+    def _not_loaded(self) -> dict[str, str]:
+        """Playbook id -> the error that keeps it from loading, for each playbook file of the
+        folder that did not load: its own file's first error, else the first of all (a broken
+        module it uses reports the module's file, not the playbook's)."""
+        if not self.errors:
+            return {}
+        out: dict[str, str] = {}
+        for path in sorted(self.playbooks_dir.glob("*.yaml")):
+            pid = declared_id(path) or path.stem
+            if pid in self.current or pid in out:
+                continue
+            own = [e for e in self.errors if e.file == str(path)]
+            out[pid] = str((own or self.errors)[0])
+        return out
 
     def get(self, playbook_id: str) -> Playbook:
         try:

@@ -82,3 +82,21 @@ def test_a_broken_file_no_run_ever_used_stays_unstartable(
                             params={"name": "山竹"}, actor="wang-qiang")
     assert "流程 typhoon-633 的文件有错误" in refused.value.message
     rt.db.dispose()
+
+
+def test_a_broken_module_serves_the_playbooks_that_use_it_from_their_last_version(
+        books: Path, tmp_path: Path, clock: ManualClock) -> None:
+    """The error is the module's file (first-report.yaml), not gas-leak.yaml: gas-leak, which
+    uses it, is still served from the version its runs last used, and says why."""
+    before = runtime(tmp_path, clock)
+    sha = lifecycle.start_run(before, playbook_id="gas-leak", unit_id="liuhe", params=LEAK,
+                              actor="wang-qiang").playbook_sha
+    before.db.dispose()
+    module = books / "modules" / "first-report.yaml"
+    module.write_text(module.read_text(encoding="utf-8").replace("\ntitle: ", "\ntitle： ", 1),
+                      encoding="utf-8")
+    rt = runtime(tmp_path, clock)
+    assert {e.file for e in rt.catalog.errors} == {str(module)}
+    assert rt.catalog.get("gas-leak").sha256 == sha
+    assert "first-report.yaml" in rt.catalog.fallbacks["gas-leak"]
+    rt.db.dispose()
