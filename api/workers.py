@@ -95,7 +95,7 @@ class Workers:
         try:
             with read_session(self.rt.db) as session:
                 self.unheld = unheld_tasks(session, self.rt.org)
-        except SQLAlchemyError:  # logged: a start-up check, never a reason not to serve
+        except Exception:  # logged: on the start's path now, so never a reason not to serve
             logging.getLogger("closeloop.org").exception("checking task holders failed")
             return
         if self.unheld:
