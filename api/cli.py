@@ -303,6 +303,7 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(json.dumps({"examined": report.examined, "fired": report.fired,
                       "overdue": report.overdue, "waits_finished": report.waits_finished,
+                      "rounds_started": report.rounds_started,
                       "notifications": report.notifications}, ensure_ascii=False))
     return 0
 

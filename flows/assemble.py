@@ -27,6 +27,7 @@ from flows.spec import (
     StepSource,
     StepSpec,
 )
+from flows.step_rules import NO_ITEMS
 from flows.template_pins import named_templates, template_texts
 from models.errors import PlaybookInvalid, SourceError
 from models.yamlpos import Positions
@@ -129,6 +130,7 @@ def assemble(
     _check_numbers(nodes, errors)
     order = _check_graph(nodes, ids, broken, errors)
     _check_item_needs(nodes, errors)
+    _check_recur_until(nodes, ids, errors)
     _check_when_reads_upstream(nodes, errors)
     if not nodes and not errors:
         errors.append(root.at(("steps",), zh_en("流程至少要有一个步骤",
@@ -323,7 +325,16 @@ def _check_item_needs(nodes: list[_Node], errors: list[SourceError]) -> None:
     by_id = {node.id: node for node in nodes if node.id and not node.duplicate}
     for node in nodes:
         step = node.step
-        if step is None or not step.item_needs or step.for_each is None:
+        if step is None or not step.item_needs:
+            continue
+        if step.for_each is None:
+            # Without a fan-out of its own, a step pairs only with the rounds of recurring
+            # needs (a 续报's sending, round by round).
+            targets = [by_id.get(_resolved(node.candidate, need)) for need in step.item_needs]
+            if all(t is not None for t in targets) and not all(
+                    t is not None and t.step is not None and t.step.recur is not None
+                    for t in targets):  # an unknown need is reported by the graph check
+                errors.append(node.candidate.where.at(("item_needs",), NO_ITEMS))
             continue
         for k, need in enumerate(step.item_needs):
             target = by_id.get(_resolved(node.candidate, need))
@@ -338,6 +349,31 @@ def _check_item_needs(nodes: list[_Node], errors: list[SourceError]) -> None:
                     f"step '{target.id}' must fan out over the same for_each to be waited for "
                     f"item by item (it has {other.for_each or 'none'}, this step "
                     f"{step.for_each})")))
+
+
+def _check_recur_until(nodes: list[_Node], ids: list[str], errors: list[SourceError]) -> None:
+    """`recur.until` names steps of the playbook, none that the recurring step itself waits
+    for: one finished before the first round would end the rounds before they began."""
+    by_id = {node.id: node for node in nodes if node.id and not node.duplicate}
+    for node in nodes:
+        step = node.step
+        if step is None or step.recur is None or not node.id or node.duplicate:
+            continue
+        wanted: dict[str, int] = {}
+        for k, ref in enumerate(step.recur.until):
+            target = _resolved(node.candidate, ref)
+            if target == node.id:
+                continue  # said by the step's own rules
+            if target not in by_id:
+                errors.append(node.candidate.where.at(("recur", "until", k),
+                                                      not_known("步骤", "step", ref, ids)))
+            else:
+                wanted[target] = k
+        for target in sorted(_found_above(by_id, node.id, set(wanted))):
+            errors.append(node.candidate.where.at(("recur", "until", wanted[target]), zh_en(
+                f"本步骤要等 {target} 完成后才开始，它不能结束本步骤的轮次（第一轮之前就已完成）",
+                f"this step waits for '{target}' to finish before it starts, so '{target}' "
+                "cannot end its rounds (it has finished before the first round)")))
 
 
 def _resolved(candidate: Candidate, need: str) -> str:
@@ -479,6 +515,8 @@ def _compiled_step(node: _Node, announce: str) -> StepSpec:
         id=node.id,
         needs=list(dict.fromkeys(ref.target for ref in node.needs)),
         item_needs=[_resolved(candidate, need) for need in step.item_needs],
+        recur=None if step.recur is None else step.recur.model_copy(update={
+            "until": [_resolved(candidate, ref) for ref in step.recur.until]}),
         when=when,
         at=step.at or candidate.module_at,
         announce=step.announce or announce,

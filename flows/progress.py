@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
+from flows import rounds
 from flows.context import expression_context
 from flows.durations import add_after_deadline, add_duration
 from flows.expressions import ExpressionError, compile_expression
@@ -24,6 +25,7 @@ from flows.registers import sync_entry
 from flows.rehand import called_off_open, next_index, pass_over, reached
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
+from flows.step_rows import instance_row
 from flows.timers import TimerState, evaluate
 from models import run as run_status
 from models import task as st
@@ -66,12 +68,13 @@ def stage_reached(playbook: Playbook, run: Run, stage: str) -> bool:
 
 def step_state(session: Session, run: Run, playbook: Playbook) -> dict[str, list[str]]:
     """step key -> statuses of its instances (one grouped read on the run's index), and the
-    steps the run passed over without a row (a false `when`, or a stage jumped over)."""
-    rows = session.exec(
-        select(StepInstance.step_key, StepInstance.status, func.count())
-        .where(StepInstance.run_id == run.id)
-        .group_by(StepInstance.step_key, StepInstance.status)
-    ).all()
+    steps the run passed over without a row (a false `when`, or a stage jumped over). A
+    recurring step's next round, written ahead, is left out until it is handed out."""
+    query = select(StepInstance.step_key, StepInstance.status, func.count()).where(
+        StepInstance.run_id == run.id)
+    if playbook.recurring:  # a round written ahead is not part of the run yet (flows/rounds.py)
+        query = query.where(rounds.not_scheduled_clause())
+    rows = session.exec(query.group_by(StepInstance.step_key, StepInstance.status)).all()
     state: dict[str, list[str]] = defaultdict(list)
     for key, status, _count in rows:
         state[key].append(status)
@@ -106,6 +109,8 @@ def advance(
     if run.status != run_status.RUNNING:
         return result
     state = step_state(session, run, playbook)
+    if playbook.recurring and rounds.end_rounds(session, run, playbook, state, now=now):
+        state = step_state(session, run, playbook)
     # Tasks a downgrade called off (flows/rehand.py). Of a stage the run is in again: owed
     # again, and until handed out again unfinished for the steps that need them. Of a stage
     # above it: owed if it comes back, so the run does not complete by itself meanwhile (it
@@ -166,11 +171,16 @@ def advance(
             if finished is None:
                 finished = _finish_times(session, run)
             possible = _could_start(spec, finished, deadline_passed)
+        if spec.item_needs and not spec.for_each:
+            # Round by round with a recurring need: one instance per round handed out so far.
+            items = rounds.round_items(session, run, spec.item_needs[0])
         waiting = _waiting(session, run, spec, items) if spec.item_needs else set()
         instances = make_ready(session, rt, run, spec, items, now=now,
                                deadline_passed=possible, waiting=waiting)
         state[spec.id] = [st.READY]
         result.became_ready += len(instances)
+        if spec.recur is not None:
+            rounds.schedule(session, rt, run, spec, number=2, after=now)
         if spec.action in AUTOMATIC_ACTIONS:
             result.needs_segment = True
     if not owed_later and all(is_finished(state.get(spec.id, [])) for spec in playbook.steps):
@@ -310,22 +320,6 @@ def _skip(session: Session, run: Run, spec: StepSpec, *, now: datetime,
               from_state=st.PENDING, to_state=st.SKIPPED, detail={"step": spec.id, **why})
 
 
-def _row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -> dict[str, Any]:
-    label = f"{spec.title}（{_item_label(item)}）" if spec.for_each and item is not None \
-        else spec.title
-    unit = _item_unit(rt, run, item)
-    held = rt.org.held_at(unit, spec.at)
-    return {
-        "run_id": run.id, "step_key": spec.id, "item_index": index, "item": item,
-        "title": label, "action": spec.action, "role": spec.role,
-        # Held where `at` says; where the event is stays on the row for lists by unit.
-        "unit_id": held, "origin_unit_id": unit if held != unit else None,
-        "assignees": [], "outputs": {}, "evidence": [], "evidence_labels": {},
-        "overdue": False, "escalation_level": 0, "reminders_sent": 0,
-        "ack_missed": False, "prefect_recorded": False, "version": 0, "rehanded_from": None,
-    }
-
-
 def _guarded(session: Session, run: Run, spec: StepSpec, now: datetime, fallback: Any,
              compute: Any, *args: Any) -> Any:
     """Evaluate a playbook expression at run time. If it fails (bad data in a param, a unit
@@ -369,20 +363,6 @@ def _items(spec: StepSpec, ctx: dict[str, Any]) -> list[Any]:
     if len(items) > MAX_FAN_OUT:
         raise StepExpressionFailed(spec.id, "for_each", f"more than {MAX_FAN_OUT} items")
     return items
-
-
-def _item_unit(rt: Runtime, run: Run, item: Any) -> str:
-    if isinstance(item, dict) and item.get("id") in rt.org.units:
-        return str(item["id"])
-    if isinstance(item, str) and item in rt.org.units:
-        return item
-    return run.unit_id
-
-
-def _item_label(item: Any) -> str:
-    if isinstance(item, dict):
-        return str(item.get("name") or item.get("title") or item.get("id") or "")
-    return str(item)
 
 
 def due_time(
@@ -447,7 +427,7 @@ def make_ready(
     check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
     rows = []
     for index, item in enumerate(items):
-        row = _row(rt, run, spec, first_index + index, item)
+        row = instance_row(rt, run, spec, first_index + index, item)
         if replacing is not None:
             row["rehanded_from"] = replacing[index].id
         if spec.role:

@@ -38,7 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from flows.durations import Duration, parse_duration
 from flows.params import ParamValueError, check_range, coerce
-from flows.step_rules import step_problems
+from flows.step_rules import NO_ITEMS, step_problems
 from models import task as task_status
 from models.errors import clipped
 from models.numbering import MAX_PREFIX
@@ -426,6 +426,50 @@ class ExtensionSpec(_Spec):
     )
 
 
+# A time of day, local to the installation (Asia/Shanghai by default): 08:00, 17:00.
+CLOCK_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+def _clock_time(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 17:00 as the sexagesimal number 1020.
+        said = f"{value // 60:02d}:{value % 60:02d}"
+        raise ValueError(f"时刻须加引号：未加引号的 {said} 被 YAML 读成了数字 {value}，请写 "
+                         f"\"{said}\" / quote the time: YAML reads an unquoted {said} as the "
+                         f"number {value}; write \"{said}\"")
+    if not isinstance(value, str) or not re.match(CLOCK_TIME_PATTERN, value):
+        shown = clipped(repr(value), 40)
+        raise ValueError(f"时刻写作 HH:MM（24 小时制，加引号，如 \"08:00\"、\"17:30\"）；收到 "
+                         f"{shown} / a time of day is written HH:MM (24-hour, quoted, e.g. "
+                         f"\"08:00\"); got {shown}")
+    return value
+
+
+ClockTime = Annotated[str, PlainValidator(_clock_time),
+                      WithJsonSchema({"type": "string", "pattern": CLOCK_TIME_PATTERN,
+                                      "examples": ["08:00", "17:00"]})]
+
+
+class RecurSpec(_Spec):
+    """Rounds of a step: a report owed again and again while the event lasts (续报 daily at
+    08:00 and 17:00, DOMAIN.md), each round a task of its own with the step's deadline and
+    ladder, until one of `until` has finished."""
+
+    at: list[ClockTime] = Field(
+        default_factory=list,
+        description="Local times of day at which the next round is handed out, e.g. "
+                    "['08:00', '17:00'] (the first round comes when the step is first ready).")
+    every: DurationField | None = Field(
+        default=None,
+        description="Or: the next round this long after the previous one was handed out "
+                    "(at least 10m).")
+    until: list[str] = Field(
+        min_length=1,
+        description="Steps whose finishing ends the rounds (the first of them to finish): no "
+                    "round after it, and a round still open then is withdrawn (the final "
+                    "report says the rest).")
+
+
 class RegisterSpec(_Spec):
     """Which steps give a run's register entry (台账) its deadline, plan and closure."""
 
@@ -551,6 +595,12 @@ class StepSource(_Spec):
     extension: ExtensionSpec | None = Field(
         default=None,
         description="Who decides the assignee's requests for more time on this step.",
+    )
+    recur: RecurSpec | None = Field(
+        default=None,
+        description="Hand the step out again in rounds (续报 at 08:00 and 17:00) until one of "
+                    "`until` has finished; a step that waits for it item by item "
+                    "(`item_needs`, no `for_each`) follows it round by round.",
     )
 
     def phase_while(self, statuses: list[str]) -> str | None:
@@ -759,6 +809,15 @@ class Playbook(PlaybookHeader):
                 raise ValueError(f"步骤 {step.id} 的阶段 {step.stage} 不存在 / "
                                  f"step '{step.id}' has unknown stage '{step.stage}'")
             seen.add(step.id)
+        by_id = {step.id: step for step in self.steps}
+        for step in self.steps:
+            for ref in step.recur.until if step.recur is not None else ():
+                if ref not in by_id:
+                    raise ValueError(f"步骤 {step.id} 的 recur.until 中的 {ref} 不存在 / step "
+                                     f"'{step.id}': recur.until names unknown step '{ref}'")
+            if step.item_needs and step.for_each is None and not all(
+                    by_id[need].recur is not None for need in step.item_needs):
+                raise ValueError(f"步骤 {step.id}：{NO_ITEMS}")
         for name in self.title_params:
             if name not in self.params:
                 raise ValueError(f"title_params 中的参数 {name} 不存在 / title_params names "
@@ -787,6 +846,11 @@ class Playbook(PlaybookHeader):
             for need in step.needs:
                 out[need].append(step.id)
         return out
+
+    @cached_property
+    def recurring(self) -> list[StepSpec]:
+        """The steps handed out in rounds (`recur`); empty for almost every playbook."""
+        return [step for step in self.steps if step.recur is not None]
 
     def step(self, id: str) -> StepSpec:
         """The step with this id; KeyError if there is none."""

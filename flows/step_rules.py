@@ -75,18 +75,67 @@ def step_problems(step: StepSource) -> list[Problem]:
     if len(set(step.needs)) != len(step.needs):
         out.append((("needs",), "同一步骤在 needs 中写了两次 / a step is listed twice in 'needs'"))
     out += _item_needs(step)
+    out += _recur(step)
+    return out
+
+
+NO_ITEMS = ("item_needs 按项等待，须配合 for_each（本步骤逐项分派） / item_needs waits item by "
+            "item: the step needs a 'for_each'")
+# Rounds come at most this often: a typo (every: 1s) must not hand out a task a second.
+MIN_RECUR_SECONDS = 600
+
+
+def _recur(step: StepSource) -> list[Problem]:
+    """Rounds (`recur`): when they come (exactly one of `at` and `every`), and what may recur.
+    A round is an item of the step's own, so a fan-out or an item-by-item wait cannot also
+    recur; a wait or a child playbook has no report to owe again; a step of a stage comes and
+    goes with the stage, which rounds do not follow."""
+    recur = step.recur
+    if recur is None:
+        return []
+    out: list[Problem] = []
+    if bool(recur.at) == (recur.every is not None):
+        out.append((("recur",), "recur 须写 at（每天几点，如 ['08:00', '17:00']）或 every（间隔，"
+                                "如 12h）二者之一 / 'recur' needs exactly one of 'at' (times of "
+                                "day, e.g. ['08:00', '17:00']) and 'every' (e.g. 12h)"))
+    if len(set(recur.at)) != len(recur.at):
+        out.append((("recur", "at"), "recur.at 中同一时刻写了两次 / a time is listed twice in "
+                                     "'recur.at'"))
+    every = recur.every
+    if every is not None and not every.is_working_days and every.seconds() < MIN_RECUR_SECONDS:
+        out.append((("recur", "every"), f"recur.every 至少 10m（收到 {every}） / 'recur.every' "
+                                        f"is at least 10m (got {every})"))
+    if step.id in recur.until:
+        out.append((("recur", "until"), "recur.until 不能写本步骤自身：轮次由另一步骤的完成结束 / "
+                                        "'recur.until' cannot name the step itself: another "
+                                        "step's finishing ends the rounds"))
+    for key, why_zh, why_en in (
+            ("for_each", "逐项分派的步骤不能同时按轮次重复", "a fan-out step cannot also recur"),
+            ("item_needs", "按项等待的步骤不能同时按轮次重复",
+             "a step waiting item by item cannot also recur"),
+            ("stage", "属于某一阶段的步骤随阶段下达，不能按轮次重复",
+             "a step of a stage comes with the stage and cannot also recur")):
+        if getattr(step, key):
+            out.append(((key,), f"{why_zh}（recur） / {why_en} ('recur')"))
+    if step.due is not None and step.due.from_ != "ready":
+        out.append((("due", "from"),
+                    f"按轮次重复的步骤，每一轮的时限从该轮下达起算（from: ready），不能从 "
+                    f"{step.due.from_} 起算 / each round of a recurring step is due counted "
+                    f"from its own hand-out (from: ready), not from {step.due.from_}"))
+    if step.action in ("wait", "playbook"):
+        out.append((("recur",), f"action: {step.action} 的步骤不能按轮次重复（recur 用于任务、通知"
+                                f"和文书） / a {step.action} step cannot recur ('recur' is for "
+                                "task, notify and document steps)"))
     return out
 
 
 def _item_needs(step: StepSource) -> list[Problem]:
-    """`item_needs` pairs this step's items with a need's items: it needs a fan-out of its
-    own, and each name must also be in `needs` (it says how a need is waited for, not a new
-    one). Whether the need fans out over the same list is checked with the whole playbook."""
+    """`item_needs` pairs this step's items with a need's items: each name must also be in
+    `needs` (it says how a need is waited for, not a new one). Whether the step has what to
+    pair with (a fan-out over the same list, or rounds of a recurring need) is checked with
+    the whole playbook (NO_ITEMS)."""
     if not step.item_needs:
         return []
-    if step.for_each is None:
-        return [(("item_needs",), "item_needs 按项等待，须配合 for_each（本步骤逐项分派） / "
-                                  "item_needs waits item by item: the step needs a 'for_each'")]
     out: list[Problem] = []
     seen: set[str] = set()
     for k, need in enumerate(step.item_needs):

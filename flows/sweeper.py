@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from flows import rounds
 from flows.access import verifiers
 from flows.context import run_view, steps_view
 from flows.extensions import chase_undecided
@@ -26,6 +27,7 @@ from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, lock_run, wake
 from flows.recipients import notification_rows, resolve_targets, unreached_roles
 from flows.render import RenderFailed
+from flows.round_start import hand_out_due_round
 from flows.runtime import Runtime
 from flows.spec import EscalateSpec, StepSpec
 from flows.timers import Firing, TimerState, evaluate
@@ -69,6 +71,7 @@ class SweepReport:
     fired: int = 0
     overdue: int = 0
     waits_finished: int = 0
+    rounds_started: int = 0  # recurring steps' rounds handed out (flows/rounds.py)
     notifications: int = 0
     failed: int = 0  # steps whose timers raised: logged, in their timeline, parked (PARK)
     extensions_chased: int = 0  # requests for more time undecided past their decide_by
@@ -280,8 +283,12 @@ class _Contribution:
 
 def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now: datetime,
                 out: _Contribution) -> bool:
-    """Fill `out` with what the step's timers owe now; True when it is a wait that elapsed."""
+    """Fill `out` with what the step's timers owe now; True when it is a wait that elapsed or
+    a recurring step's round whose time has come (either is finished in its own
+    transaction, _finish_waits)."""
     spec = rt.catalog.pinned(session, run.playbook_sha).step(step.step_key)
+    if rounds.is_scheduled(step.status, step.next_check_at):
+        return True
     outcome = evaluate(
         spec,
         TimerState(status=step.status, ready_at=step.ready_at, due_at=step.due_at,
@@ -387,7 +394,7 @@ def _finish_waits(rt: Runtime, step_ids: list[int], now: datetime, report: Sweep
     for step_id in step_ids:
         try:
             with session_scope(rt.db) as session:
-                if _finish_wait(session, rt, step_id, now):
+                if _finish_wait(session, rt, step_id, now, report):
                     report.waits_finished += 1
         except Exception as exc:
             with session_scope(rt.db) as session:
@@ -402,8 +409,13 @@ def _finish_waits(rt: Runtime, step_ids: list[int], now: datetime, report: Sweep
                                 .values(next_check_at=now + PARK))
 
 
-def _finish_wait(session: Session, rt: Runtime, step_id: int, now: datetime) -> bool:
+def _finish_wait(session: Session, rt: Runtime, step_id: int, now: datetime,
+                 report: SweepReport) -> bool:
     step = session.get(StepInstance, step_id)
+    if step is not None and step.status == st.PENDING:  # a round due to be handed out
+        if hand_out_due_round(session, rt, step_id, now):
+            report.rounds_started += 1
+        return False
     run = session.get(Run, step.run_id) if step is not None else None
     if step is None or run is None:
         return False

@@ -9,7 +9,7 @@ when the report under test quotes more of them) or per-step `given` outputs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -47,11 +47,26 @@ def start(rt: Runtime, grade: str = "一般", **params: Any) -> int:
 
 
 def steps(rt: Runtime, run_id: int) -> dict[str, StepInstance]:
+    """Each step's first instance: gas-leak fans nothing out, and the later rounds of its
+    续报 (follow-up, follow-up-send) are read with rounds()."""
     out: dict[str, StepInstance] = {}
     for row in run_steps(rt, run_id):
-        assert row.step_key not in out, "gas-leak has no fan-out steps"
-        out[row.step_key] = row
+        if row.item_index == 0:
+            assert row.step_key not in out, "one first instance per step"
+            out[row.step_key] = row
+        else:
+            assert row.step_key in ROUND_STEPS, f"{row.step_key} has one instance"
     return out
+
+
+ROUND_STEPS = ("follow-up", "follow-up-send")
+
+
+def rounds(rt: Runtime, run_id: int, key: str = "follow-up") -> list[StepInstance]:
+    """Every instance of a step handed out in rounds, in order (the last one may be the next
+    round, written ahead: pending, with its time in next_check_at)."""
+    return sorted((row for row in run_steps(rt, run_id) if row.step_key == key),
+                  key=lambda row: row.item_index)
 
 
 def playbook(rt: Runtime) -> Playbook:
@@ -114,12 +129,12 @@ def verifier_for(rt: Runtime, step: StepInstance) -> str:
 
 def work_round(rt: Runtime, run_id: int, grade: str, *,
                given: Mapping[str, Mapping[str, Any]] | None = None,
-               facts: Mapping[str, Any] = FACTS) -> list[str]:
-    """One round: every open task is completed by an assignee (outputs from `given[step]` where
-    set) or verified by someone else."""
+               facts: Mapping[str, Any] = FACTS, skip: Collection[str] = ()) -> list[str]:
+    """One round: every open task (but those in `skip`) is completed by an assignee (outputs
+    from `given[step]` where set) or verified by someone else."""
     acted: list[str] = []
     for key, step in steps(rt, run_id).items():
-        if step.action != "task":
+        if step.action != "task" or key in skip:
             continue
         if step.status in ("ready", "acked", "rejected"):
             assert step.assignees, f"{key} is ready but has nobody to do it"

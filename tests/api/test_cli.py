@@ -492,7 +492,8 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
 
 # --- sweep ---------------------------------------------------------------------------------------
 
-SWEEP_KEYS = {"examined", "fired", "overdue", "waits_finished", "notifications"}
+SWEEP_KEYS = {"examined", "fired", "overdue", "waits_finished", "rounds_started",
+              "notifications"}
 
 
 def test_sweep_once_prints_json_figures(tmp_path: Path) -> None:

@@ -1,0 +1,128 @@
+"""Handing out a recurring step's next round (flows/rounds.py says what rounds are).
+
+The sweeper finds a scheduled round when its time comes and hands it out here, in a
+transaction of its own that locks the run first (as a wait that elapses). A person may also
+ask for the next round at once ("情况发生重大变化时随时续报": the situation changed, report
+now): the same hand-out, counted from now, and the regular times go on after it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from flows import rounds
+from flows.progress import (
+    _announce,
+    _assignment,
+    due_time,
+    first_check,
+    lock_run,
+    step_state,
+    wake,
+)
+from flows.rehand import next_index
+from flows.runtime import Runtime
+from flows.spec import Playbook, StepSpec
+from flows.step_rows import instance_row
+from models import run as run_status
+from models import task as st
+from models.audit import SYSTEM
+from models.run import Run
+from models.task import StepInstance
+from models.writes import add_event, insert_ignoring_duplicates
+
+
+def hand_out_due_round(session: Session, rt: Runtime, step_id: int, now: datetime) -> bool:
+    """Hand out the scheduled round `step_id` whose time has come (the sweeper's call). False
+    when there is nothing to do any more: the run ended, the round was withdrawn or handed
+    out early meanwhile."""
+    step = session.get(StepInstance, step_id)
+    run = session.get(Run, step.run_id) if step is not None else None
+    if step is None or run is None:
+        return False
+    if lock_run(session, run):  # run before steps (progress.lock_run); then as it is now
+        session.refresh(step)
+    if (run.status != run_status.RUNNING or step.next_check_at is None
+            or not rounds.is_scheduled(step.status, step.next_check_at)):
+        return False
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
+    spec = playbook.step(step.step_key)
+    assert spec.recur is not None
+    slot, missed = rounds.latest_slot(spec.recur, step.next_check_at, now, rt=rt)
+    return _hand_out(session, rt, run, playbook, spec, step, slot=slot, now=now,
+                     detail={"missed_rounds": missed} if missed else {})
+
+
+def hand_out_now(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, actor: str,
+                 note: str, now: datetime) -> StepInstance | None:
+    """Hand out the next round of `spec` at once, at `actor`'s word (the caller has locked
+    the run and checked their right). None when the step has no round scheduled: its rounds
+    have not begun, or have ended."""
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
+    step = session.exec(select(StepInstance).where(
+        StepInstance.run_id == run.id, StepInstance.step_key == spec.id,
+        rounds.scheduled_clause())).first()
+    if step is None:
+        return None
+    number = (step.item or {}).get("round", 0)
+    step.item = rounds.round_item(spec, number, now, rt=rt)
+    step.title = rounds.round_title(spec, step.item)
+    if not _hand_out(session, rt, run, playbook, spec, step, slot=now, now=now,
+                     detail={"early": True, "asked_by": actor, "note": note}, actor=actor):
+        return None
+    return step
+
+
+def _hand_out(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec: StepSpec,
+              step: StepInstance, *, slot: datetime, now: datetime, detail: dict[str, Any],
+              actor: str = SYSTEM) -> bool:
+    """Make scheduled round `step` ready, due counted from `slot` (its time, however late the
+    sweep that saw it); give it its partners; write the round after it. Rounds that have
+    ended (one of `until` finished) are withdrawn instead."""
+    state = step_state(session, run, playbook)
+    if rounds.ended_by(spec, state) is not None:
+        rounds.end_rounds(session, run, playbook, state, now=now)
+        return False
+    assert spec.recur is not None
+    if isinstance(step.item, dict) and step.item.get("at") != slot.astimezone(UTC).isoformat():
+        step.item = rounds.round_item(spec, step.item["round"], slot, rt=rt)  # missed collapsed
+        step.title = rounds.round_title(spec, step.item)
+    due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=slot)
+    if spec.role:
+        step.assignee_unit_id, step.assignees = _assignment(rt, spec.role, step.unit_id)
+    step.status, step.ready_at, step.due_at = st.READY, now, due_at
+    step.next_check_at = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at,
+                                     now=now)
+    step.version += 1
+    session.add(step)
+    session.flush()
+    add_event(session, at=now, actor=actor, action="round", run_id=run.id, step_id=step.id,
+              detail={"step": spec.id, "round": (step.item or {}).get("round"),
+                      "scheduled_at": slot.isoformat(), **detail})
+    _announce(session, rt, run, spec, [step], due_at, now=now)
+    _add_partners(session, rt, run, playbook, spec, step, state)
+    number = int((step.item or {}).get("round", 1))
+    rounds.schedule(session, rt, run, spec, number=number + 1, after=slot)
+    wake(session, run, "round", now=now)
+    return True
+
+
+def _add_partners(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec: StepSpec,
+                  step: StepInstance, state: dict[str, list[str]]) -> None:
+    """The round's partners (its sending), pending until the round is done. Only for partner
+    steps already under way: one that has not started yet pairs with every round handed out
+    when it starts (progress.advance)."""
+    rows: list[dict[str, Any]] = []
+    for partner in rounds.partners(playbook, spec.id):
+        if partner.id not in state:
+            continue
+        row = instance_row(rt, run, partner, next_index(session, run, partner.id),
+                           step.item) | {"status": st.PENDING, "ready_at": None,
+                                         "due_at": None, "next_check_at": None, "version": 1}
+        if partner.role:
+            row["assignee_unit_id"], row["assignees"] = _assignment(rt, partner.role,
+                                                                   row["unit_id"])
+        rows.append(row)
+    insert_ignoring_duplicates(session, StepInstance, rows)
