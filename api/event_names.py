@@ -24,6 +24,7 @@ EVENT_NAMES_ZH: dict[str, str] = {
     "timer_failed": "计时出错（稍后重试）", "unrouted": "督办无人可送",
     "notify_unrouted": "通知对象无人担任",
     "unrouted_partly": "督办部分对象无人担任",
+    "round": "按轮次下达", "round_withdrawn": "轮次结束撤回",
 }
 
 

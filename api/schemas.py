@@ -28,6 +28,7 @@ from flows.params import ParamValueError, end_of_day
 from flows.params import check_text as check_plain_text
 from flows.passed_stages import passed_over_keys
 from flows.progress import due_time
+from flows.rounds import is_scheduled
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from flows.sweeper import ladder_level
@@ -106,6 +107,15 @@ class RunCreate(BaseModel):
         "page sends true first and false once the commander confirms. Without it the run "
         "starts and the answer lists them in `concurrent`. Register playbooks (a hazard) are "
         "never refused for this.")
+
+
+class NextRound(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    step: str = Field(min_length=1, max_length=120,
+                      description="The recurring step (`recur`) whose next round is due now, "
+                                  "e.g. follow-up (续报).")
+    note: Note = Field(default=None, description="Why now (事态扩大、出现人员伤亡): required; in "
+                       "the timeline beside the round.")
 
 
 class StageChange(BaseModel):
@@ -280,6 +290,10 @@ class StepPublic(BaseModel):
         default=None, description="Handed out again: the task a downgrade called off that "
         "this one replaces, the run having entered its stage again (its deadline counts from "
         "that entry)")
+    scheduled_at: datetime | None = Field(
+        default=None, description="The next round of a recurring step (`recur`), written "
+        "ahead: when it will be handed out (it is pending until then)")
+    scheduled_at_local: str | None = None
     rehanded_as: int | None = Field(
         default=None, description="A called-off task whose stage the run entered again: the "
         "task that replaced it (handed out again, or `skipped` when its `when` no longer "
@@ -522,6 +536,7 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
     counted = spec is not None and spec.due is not None and s.original_due_at is None
     verify_due = spec.verify.due if spec is not None and spec.verify is not None else None
     now, open_ = rt.clock.now(), s.status in ACTIONABLE_STATUSES
+    scheduled = is_scheduled(s.status, s.next_check_at)
     return StepPublic(
         id=s.id or 0, run_id=s.run_id, run_title=run_title, step=s.step_key, title=s.title,
         action=s.action,
@@ -555,6 +570,8 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         evidence=s.evidence or [], evidence_labels=s.evidence_labels or {},
         reject_reason=s.reject_reason,
         rehanded_from=s.rehanded_from,
+        scheduled_at=s.next_check_at if scheduled else None,
+        scheduled_at_local=rt.renderer.local(s.next_check_at) if scheduled else None,
     )
 
 

@@ -13,6 +13,9 @@ from typing import Any
 from sqlmodel import Session, select
 
 from flows import rounds
+from flows.access import can_act_on, require_right
+from flows.lifecycle import load_run, require_running
+from flows.locate import not_known
 from flows.progress import (
     _announce,
     _assignment,
@@ -26,9 +29,12 @@ from flows.rehand import next_index
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from flows.step_rows import instance_row
+from flows.tasks import check_note
 from models import run as run_status
 from models import task as st
 from models.audit import SYSTEM
+from models.db import session_scope
+from models.errors import Conflict, InvalidInput
 from models.run import Run
 from models.task import StepInstance
 from models.writes import add_event, insert_ignoring_duplicates
@@ -126,3 +132,46 @@ def _add_partners(session: Session, rt: Runtime, run: Run, playbook: Playbook, s
                                                                    row["unit_id"])
         rows.append(row)
     insert_ignoring_duplicates(session, StepInstance, rows)
+
+
+def report_now(rt: Runtime, *, run_id: int, step_key: str, actor: str,
+               note: str | None) -> StepInstance:
+    """The next round of recurring step `step_key` handed out now, at `actor`'s word, with
+    `note` saying why (情况发生重大变化: 422 without one). Who may: those who would do the
+    round (the duty officer) and the run's commanders. 409 while a round is still open (the
+    change goes into that one), and when the rounds have not begun or have ended."""
+    check_note("note", note)
+    if not (note or "").strip():
+        raise InvalidInput("note", "请说明为何提前下达下一轮（如：事态扩大、出现人员伤亡，立即"
+                                   "续报） / say why the next round is due now (the situation "
+                                   "changed)")
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        playbook = rt.catalog.pinned(session, run.playbook_sha)
+        if step_key not in playbook.step_ids or playbook.step(step_key).recur is None:
+            raise InvalidInput("step", not_known("按轮次重复的步骤", "recurring step", step_key,
+                                                 [s.id for s in playbook.recurring]))
+        spec = playbook.step(step_key)
+        lock_run(session, run)
+        require_running(run)
+        rows = list(session.exec(select(StepInstance).where(
+            StepInstance.run_id == run.id, StepInstance.step_key == spec.id)
+            .order_by(StepInstance.item_index)).all())  # type: ignore[arg-type]
+        scheduled = next((r for r in rows if rounds.is_scheduled(r.status, r.next_check_at)),
+                         None)
+        held = rt.org.held_at(run.unit_id, spec.at)
+        if not (spec.role and rt.org.can_act_as(actor, spec.role, held)
+                or scheduled is not None and can_act_on(rt.org, actor, scheduled)):
+            require_right(rt.org, actor, "commander", run.unit_id)
+        open_round = next((r for r in rows if r.status in st.OPEN_STATUSES), None)
+        if open_round is not None:
+            raise Conflict(f"“{open_round.title}”尚未完成，请在其中填报最新情况 / a round is "
+                           f"still open (task {open_round.id}): report the change in it",
+                           current=open_round.status)
+        if scheduled is None:
+            raise Conflict(f"“{spec.title}”的轮次尚未开始或已经结束 / the rounds of "
+                           f"'{spec.id}' have not begun or have ended")
+        handed = hand_out_now(session, rt, run, spec, actor=actor, note=note or "",
+                              now=rt.clock.now())
+        assert handed is not None
+        return handed

@@ -13,16 +13,20 @@ from api.holdup import holdups
 from api.schemas import (
     CancelBody,
     EndBody,
+    NextRound,
     RunCreate,
     RunPublic,
     RunsPublic,
     StageChange,
+    StepPublic,
     run_view,
+    step_view,
 )
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
 from flows.concurrent import overlapping_runs
 from flows.lateness import step_late_days
+from flows.round_start import report_now
 from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import InvalidInput
@@ -175,3 +179,17 @@ def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerso
     else:
         view.rehanded = moved.rehanded
     return view
+
+
+@router.post("/{run_id}/rounds", response_model=StepPublic)
+def next_round(run_id: RowId, body: NextRound, rt: RuntimeDep,
+               person: CurrentPerson) -> StepPublic:
+    """Hand out the next round of a recurring step now (情况发生重大变化时随时续报), with `note`
+    saying why; the regular times go on after it. For whoever would do the round and the
+    run's commanders. 409 while a round is still open, or when the rounds have not begun or
+    have ended; 422 naming `step` for a step that does not recur."""
+    handed = report_now(rt, run_id=run_id, step_key=body.step, actor=person, note=body.note)
+    with read_session(rt.db) as session:
+        run = lifecycle.load_run(session, run_id)
+    return step_view(rt, handed, run_title=run.title,
+                     spec=rt.catalog.pinned(rt.db, run.playbook_sha).step(handed.step_key))

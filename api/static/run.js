@@ -376,6 +376,8 @@ function stepItem(step, stageOf, live, byId) {
       h("span", { class: "ack-clock", dataset: { due: step.ack_due_at, overdue: "false" } }),
       ` （${step.ack_due_at_local} 前签收）`) : null,
   deadline(step, live),
+  step.scheduled_at && live
+    ? h("p", { class: "meta scheduled", text: `将于 ${step.scheduled_at_local} 下达` }) : null,
   doneLine(step),
   step.status === "rejected" && step.reject_reason
     ? h("p", { class: "meta", text: `退回原因：${step.reject_reason}` }) : null);
@@ -670,6 +672,51 @@ function resendButton(note) {
   return button;
 }
 
+// -- rounds: the next 续报, written ahead -------------------------------------------------------
+
+// A recurring step's next round (`recur`): when it will be handed out, and, for whoever would
+// do it or commands the run, handing it out now when the situation changes (立即续报). The
+// form stays in place across the minute's refresh (the note being typed is kept); only the
+// lines about the rounds are redrawn.
+function drawRounds(run) {
+  const ahead = (run.steps || []).filter((s) => s.scheduled_at);
+  const live = run.status === "running" && ahead.length > 0;
+  $("#rounds").hidden = !live;
+  if (!live) return;
+  clear($("#round-next")).append(...ahead.map((s) => h("li", { dataset: { step: s.step } },
+    h("strong", { text: s.title }), ` 将于 ${s.scheduled_at_local} 下达`,
+    s.assignees.length ? `，由 ${names(s.assignees)} 办理` : "")));
+  const mine = ahead.filter((s) => mayCommand(run)
+    || (state.who && s.assignees.some((p) => p.id === state.who.id)));
+  const step = mine[0];
+  $("#round-form").hidden = !step;
+  if (!step) return;
+  $("#round-form").dataset.step = step.step;
+  // The change goes into a round still open; the API refuses a second one beside it.
+  const open = (run.steps || []).find((s) => s.step === step.step
+    && (OPEN.has(s.status) || s.status === "submitted"));
+  $("#round-ask").disabled = Boolean(open);
+  $("#round-hint").hidden = !open;
+  $("#round-hint").textContent = open ? `“${open.title}”尚未完成：请在该任务中填报最新情况。` : "";
+}
+
+function wireRounds() {
+  $("#round-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearFlash();
+    const form = event.currentTarget;
+    const note = $("#round-note");
+    await act($("#round-ask"), async () => {
+      const round = await api(`/api/runs/${RUN_ID}/rounds`, {
+        method: "POST", json: { step: form.dataset.step, note: note.value } });
+      note.value = "";
+      note.removeAttribute("aria-invalid");
+      return `已下达：${round.title}，时限 ${round.due_at_local || "—"}`;
+    });
+    if (state.run) drawRounds(state.run); // act re-enables its button: the open round says no
+  });
+}
+
 // -- command: stage and cancel ----------------------------------------------------------------
 
 function mayCommand(run) {
@@ -916,7 +963,8 @@ async function act(button, work, { keepOpen = false } = {}) {
     showError(err, button.closest("form")); // the box named by its words (撤销说明), not "note"
     const reason = $("#reason");
     if (err && err.field === "reason") reason.setAttribute("aria-invalid", "true");
-    if (err && err.field === "note") $('#stage-form [name="note"]')?.setAttribute("aria-invalid", "true");
+    // The note box of the form the button is in (切换阶段, 结束响应, 立即续报).
+    if (err && err.field === "note") button.closest("form")?.querySelector('[name="note"]')?.setAttribute("aria-invalid", "true");
   } finally {
     button.disabled = false;
   }
@@ -956,6 +1004,7 @@ async function loadOnce() {
   drawCampaign(campaign);
   drawHoldup(run);
   drawControls(run, pb);
+  drawRounds(run);
   drawOverview(run, pb);
   drawSteps(run, pb);
   drawEscalations(run);
@@ -990,6 +1039,7 @@ function keepFresh(run) {
 startPage(async (who) => {
   state.who = who;
   wireControls();
+  wireRounds();
   for (const radio of document.querySelectorAll("input[name=step-filter]")) {
     radio.addEventListener("change", () => {
       if (state.run) {

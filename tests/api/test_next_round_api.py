@@ -1,0 +1,126 @@
+"""POST /api/runs/{id}/rounds: the next round of a recurring step handed out now, when the
+situation changes (情况发生重大变化时随时续报), with a note saying why; the regular times go
+on after it. Who may, what it refuses (a round still open, rounds not begun or ended, a step
+that does not recur, no note), and how the run shows the round written ahead. Real app
+through TestClient on SQLite; the clock moved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import books_with
+from fastapi.testclient import TestClient
+
+from flows.runtime import Runtime
+from flows.segments import drain_wakes
+from models.clock import ManualClock
+
+SITREP = """\
+id: sitrep
+version: 1
+title: 事件续报
+steps:
+  - id: first
+    title: 首报
+    role: duty_officer
+    due: 30m
+  - id: follow-up
+    title: 续报
+    role: duty_officer
+    needs: [first]
+    recur: {at: ["07:00", "16:00"], until: [close]}
+    due: 1h
+  - id: close
+    title: 处置终结
+    role: duty_officer
+    needs: [first]
+"""
+Auth = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture
+def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    return make_rt(playbooks=books_with(tmp_path, {"sitrep.yaml": SITREP}))
+
+
+def shanghai(hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, 2, hour, minute, tzinfo=UTC) - timedelta(hours=8)
+
+
+def steps(client: TestClient, auth: Auth, run_id: int) -> list[dict[str, Any]]:
+    r = client.get(f"/api/runs/{run_id}", headers=auth("s1-commander"))
+    assert r.status_code == 200, r.text
+    return r.json()["steps"]
+
+
+def of(client: TestClient, auth: Auth, run_id: int, key: str) -> list[dict[str, Any]]:
+    return [s for s in steps(client, auth, run_id) if s["step"] == key]
+
+
+def complete(client: TestClient, auth: Auth, step_id: int) -> None:
+    r = client.post(f"/api/tasks/{step_id}/complete", json={"note": "已报"},
+                    headers=auth("s1-duty"))
+    assert r.status_code == 200, r.text
+
+
+def ask(client: TestClient, auth: Auth, run_id: int, person: str = "s1-duty",
+        **body: Any) -> Any:
+    return client.post(f"/api/runs/{run_id}/rounds",
+                       json={"step": "follow-up", "note": "现场发现1人受伤送医"} | body,
+                       headers=auth(person))
+
+
+def test_the_next_round_is_handed_out_now_and_the_regular_times_go_on(
+        client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
+    r = client.post("/api/runs", json={"playbook": "sitrep", "unit": "s1", "params": {}},
+                    headers=auth("s1-commander"))
+    run_id = r.json()["id"]
+    assert ask(client, auth, run_id).status_code == 409  # rounds not begun: no 续报 yet
+    complete(client, auth, of(client, auth, run_id, "first")[0]["id"])
+    first, ahead = of(client, auth, run_id, "follow-up")
+    assert (ahead["status"], ahead["scheduled_at_local"]) == ("pending", "2026-03-02 16:00")
+    assert first["scheduled_at"] is None
+
+    r = ask(client, auth, run_id)  # the first round is still open: the change goes into it
+    assert r.status_code == 409 and "“续报”尚未完成" in r.json()["detail"]
+    complete(client, auth, first["id"])
+
+    clock.set(shanghai(11, 30))
+    assert ask(client, auth, run_id, note="").status_code == 422
+    r = ask(client, auth, run_id, note=None)
+    assert r.status_code == 422 and r.json()["field"] == "note"
+    r = ask(client, auth, run_id, step="first")
+    assert r.status_code == 422 and r.json()["field"] == "step"
+    assert "可选：follow-up" in r.json()["detail"]
+    assert ask(client, auth, run_id, person="s2-insp").status_code == 403
+
+    r = ask(client, auth, run_id)
+    assert r.status_code == 200, r.text
+    now = r.json()
+    assert (now["status"], now["title"], now["due_at_local"]) == (
+        "ready", "续报（第2次，03-02 12:30前）", "2026-03-02 12:30")
+    assert now["assignees"][0]["id"] == "s1-duty"
+    _, second, following = of(client, auth, run_id, "follow-up")
+    assert second["id"] == now["id"]
+    assert (following["status"], following["scheduled_at_local"], following["title"]) == (
+        "pending", "2026-03-02 16:00", "续报（第3次，03-02 17:00前）")
+    events = client.get(f"/api/runs/{run_id}", headers=auth("s1-commander")).json()["timeline"]
+    [round_event] = [e for e in events if e["action"] == "round"]
+    assert round_event["actor"] == "s1-duty"
+    assert round_event["detail"]["note"] == "现场发现1人受伤送医"
+    assert round_event["detail"]["early"] is True
+
+    # The commander may ask too; the close ends the rounds, and then nobody may.
+    complete(client, auth, second["id"])
+    assert ask(client, auth, run_id, person="s1-commander").status_code == 200
+    complete(client, auth, of(client, auth, run_id, "follow-up")[2]["id"])
+    complete(client, auth, of(client, auth, run_id, "close")[0]["id"])
+    drain_wakes(rt)
+    r = ask(client, auth, run_id)
+    assert r.status_code == 409
+    assert [s["status"] for s in of(client, auth, run_id, "follow-up")] == [
+        "done", "done", "done", "cancelled"]
