@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from factories import books_with, refused, run_events, run_steps
 from factories import run_row as get_run
+from rounds_books import SITREP, TEMPLATE
 from sqlmodel import select
 
 from flows import lifecycle, tasks
@@ -24,43 +25,6 @@ from models.clock import ManualClock
 from models.db import read_session
 from models.outbox import Notification
 from models.task import StepInstance
-
-SITREP = """\
-id: sitrep
-version: 1
-title: 事件续报
-steps:
-  - id: first
-    title: 首报
-    role: duty_officer
-    due: 30m
-  - id: follow-up
-    title: 续报
-    role: duty_officer
-    needs: [first]
-    recur: {at: ["07:00", "16:00"], until: [close]}
-    due: 1h
-    escalate:
-      - {after: 0m, notify: [duty_leader]}
-    outputs:
-      progress: {type: string, required: true, title: 最新情况}
-  - id: send
-    title: 报送续报
-    action: notify
-    template: send.txt.j2
-    to: [duty_leader]
-    needs: [follow-up]
-    item_needs: [follow-up]
-  - id: summary
-    title: 汇总已报情况
-    role: duty_officer
-    needs: [send]
-  - id: close
-    title: 处置终结
-    role: duty_officer
-    needs: [first]
-"""
-TEMPLATE = "续报：{{ steps['follow-up'].outputs.progress | default('') }}\n"
 
 
 def shanghai(day: int, hour: int, minute: int = 0) -> datetime:
