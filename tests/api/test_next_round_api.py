@@ -14,37 +14,19 @@ from typing import Any
 import pytest
 from factories import books_with
 from fastapi.testclient import TestClient
+from rounds_books import SITREP, TEMPLATE
 
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from models.clock import ManualClock
 
-SITREP = """\
-id: sitrep
-version: 1
-title: 事件续报
-steps:
-  - id: first
-    title: 首报
-    role: duty_officer
-    due: 30m
-  - id: follow-up
-    title: 续报
-    role: duty_officer
-    needs: [first]
-    recur: {at: ["07:00", "16:00"], until: [close]}
-    due: 1h
-  - id: close
-    title: 处置终结
-    role: duty_officer
-    needs: [first]
-"""
 Auth = Callable[[str], dict[str, str]]
 
 
 @pytest.fixture
 def rt(make_rt: Callable[..., Runtime], tmp_path: Path) -> Runtime:
-    return make_rt(playbooks=books_with(tmp_path, {"sitrep.yaml": SITREP}))
+    return make_rt(playbooks=books_with(tmp_path, {"sitrep.yaml": SITREP,
+                                                   "templates/send.txt.j2": TEMPLATE}))
 
 
 def shanghai(hour: int, minute: int = 0) -> datetime:
@@ -61,8 +43,9 @@ def of(client: TestClient, auth: Auth, run_id: int, key: str) -> list[dict[str, 
     return [s for s in steps(client, auth, run_id) if s["step"] == key]
 
 
-def complete(client: TestClient, auth: Auth, step_id: int) -> None:
-    r = client.post(f"/api/tasks/{step_id}/complete", json={"note": "已报"},
+def complete(client: TestClient, auth: Auth, step: dict[str, Any]) -> None:
+    said = {"outputs": {"progress": "泄漏已控制"}} if step["step"] == "follow-up" else {}
+    r = client.post(f"/api/tasks/{step['id']}/complete", json={"note": "已报"} | said,
                     headers=auth("s1-duty"))
     assert r.status_code == 200, r.text
 
@@ -80,14 +63,15 @@ def test_the_next_round_is_handed_out_now_and_the_regular_times_go_on(
                     headers=auth("s1-commander"))
     run_id = r.json()["id"]
     assert ask(client, auth, run_id).status_code == 409  # rounds not begun: no 续报 yet
-    complete(client, auth, of(client, auth, run_id, "first")[0]["id"])
+    complete(client, auth, of(client, auth, run_id, "first")[0])
     first, ahead = of(client, auth, run_id, "follow-up")
     assert (ahead["status"], ahead["scheduled_at_local"]) == ("pending", "2026-03-02 16:00")
     assert first["scheduled_at"] is None
 
+    drain_wakes(rt)
     r = ask(client, auth, run_id)  # the first round is still open: the change goes into it
     assert r.status_code == 409 and "“续报”尚未完成" in r.json()["detail"]
-    complete(client, auth, first["id"])
+    complete(client, auth, first)
 
     clock.set(shanghai(11, 30))
     assert ask(client, auth, run_id, note="").status_code == 422
@@ -115,10 +99,10 @@ def test_the_next_round_is_handed_out_now_and_the_regular_times_go_on(
     assert round_event["detail"]["early"] is True
 
     # The commander may ask too; the close ends the rounds, and then nobody may.
-    complete(client, auth, second["id"])
+    complete(client, auth, second)
     assert ask(client, auth, run_id, person="s1-commander").status_code == 200
-    complete(client, auth, of(client, auth, run_id, "follow-up")[2]["id"])
-    complete(client, auth, of(client, auth, run_id, "close")[0]["id"])
+    complete(client, auth, of(client, auth, run_id, "follow-up")[2])
+    complete(client, auth, of(client, auth, run_id, "close")[0])
     drain_wakes(rt)
     r = ask(client, auth, run_id)
     assert r.status_code == 409
