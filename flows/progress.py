@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from flows import rounds
 from flows.context import expression_context
 from flows.durations import add_after_deadline, add_duration
+from flows.duty import DutyCut, duty_cut, task_group
 from flows.expressions import ExpressionError, compile_expression
 from flows.passed_stages import is_passed_over, passed_over_keys
 from flows.recipients import notification_rows
@@ -527,6 +528,15 @@ def _announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
         if spec.action == "task" and inst.assignees:
             due_text = rt.renderer.deadline(due_at) if due_at else "无时限"
             again = inst.rehanded_from is not None
+            inbox_only = not again and spec.announce != "channels"
+            # On their own channels only the one on duty is woken (a rostered role, e.g.
+            # the district's three duty officers); every holder keeps the inbox copy.
+            cut = DutyCut() if inbox_only else duty_cut(
+                rt.org, rt.tz, now, task_group(inst.role, inst.assignee_unit_id,
+                                               inst.assignee_person_id, inst.assignees))
+            events += [{"run_id": run.id, "step_id": inst.id, "at": now, "actor": SYSTEM,
+                        "action": "duty_fallback", "from_state": None, "to_state": None,
+                        "detail": fb.detail(rt.org)} for fb in cut.fallbacks]
             notes += notification_rows(
                 rt.org, people=inst.assignees, kind="assigned",
                 title=f"{'【重新下达】' if again else '【新任务】'}{inst.title}",
@@ -540,7 +550,7 @@ def _announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
                 # inbox they may not open while on the way to a shelter. A first hand-out goes
                 # where the step says (`announce`): a gas leak's duty officer is woken on their
                 # phone; a hazard's grid worker finds it in the inbox.
-                inbox_only=not again and spec.announce != "channels",
+                inbox_only=inbox_only, quiet=cut.quiet,
             )
     insert_rows(session, AuditEvent, events)
     insert_ignoring_duplicates(session, Notification, notes)

@@ -7,7 +7,7 @@ thousand at once."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +52,9 @@ def notification_rows(
     step_id: int | None,
     escalation_id: int | None = None,
     inbox_only: bool = False,
+    quiet: Collection[str] = (),
 ) -> list[dict[str, Any]]:
+    """`quiet`: people told in the inbox only, off duty by a roster (flows/duty.py)."""
     rows: list[dict[str, Any]] = []
 
     def row(recipient_kind: str, recipient: str, url: str, n: int) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def notification_rows(
     sent_to: set[str] = set()
     for person_id in people:
         rows.append(row("person", person_id, INBOX_URL, 0))
-        if inbox_only:
+        if inbox_only or person_id in quiet:
             continue
         person = org.people.get(person_id)
         for n, url in enumerate(person.notify if person else (), start=1):

@@ -22,6 +22,7 @@ from sqlalchemy import case, func, update
 from sqlmodel import Session, col, select
 
 from flows.context import evidence_view, expression_context, run_view, stage_history
+from flows.duty import duty_cut, role_groups
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
@@ -102,10 +103,15 @@ def execute_step(
                 people, channels = resolve_targets(rt.org, spec.to, inst.unit_id)
                 body = _render(session, rt, spec.template or "", context, inst, playbook.templates)
                 title = f"【{spec.title}】{run.title}"
+                # A rostered role's message wakes the one on duty; the others get the inbox.
+                cut = duty_cut(rt.org, rt.tz, now, role_groups(rt.org, spec.to, inst.unit_id))
+                for fallback in cut.fallbacks:
+                    add_event(session, at=now, actor=SYSTEM, action="duty_fallback",
+                              run_id=run_id, step_id=inst.id, detail=fallback.detail(rt.org))
                 insert_ignoring_duplicates(session, Notification, notification_rows(
                     rt.org, people=people, channels=channels, kind="notify", title=title,
                     body=body, dedupe=f"notify|{inst.id}", now=now, run_id=run_id,
-                    step_id=inst.id,
+                    step_id=inst.id, quiet=cut.quiet,
                 ))
                 unreached = unreached_roles(rt.org, spec.to, inst.unit_id)
                 if unreached:

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from flows import rounds
 from flows.access import verifiers
 from flows.context import run_view, steps_view
+from flows.duty import DutyCut, duty_cut, role_groups, task_group
 from flows.extensions import chase_undecided
 from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, lock_run, wake
@@ -344,10 +345,15 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
             "scheduled_at": firing.scheduled_at, "fired_at": now,
             "recipients": people + channels, "prefect_recorded": False,
         })
+        # Reminders and ladder levels wake the one on duty of a rostered role on their own
+        # channels; everyone the level reaches keeps the inbox copy.
+        cut = _duty_cut(rt, step, firing, people, now)
+        out.events += [_event(step, now, "duty_fallback", fb.detail(rt.org))
+                       for fb in cut.fallbacks]
         out.notes += notification_rows(
             rt.org, people=people, channels=channels, kind=firing.kind, title=title,
             body=body, now=now, run_id=run.id, step_id=step.id,
-            dedupe=key,
+            dedupe=key, quiet=cut.quiet,
         )
         out.events.append(_event(step, now, firing.kind, {
             "level": firing.level, "repeat": firing.repeat,
@@ -453,6 +459,23 @@ def _recipients(rt: Runtime, step: StepInstance, spec: StepSpec, firing: Firing,
         # in may not (`distinct`), unless they are all the level reaches (someone must hear).
         people = [p for p in people if p != step.submitted_by] or people
     return people, channels
+
+
+def _duty_cut(rt: Runtime, step: StepInstance, firing: Firing, people: list[str],
+              now: datetime) -> DutyCut:
+    """Who of a firing's people (as `_recipients` found them) is off duty: the task's own
+    holders where the firing reaches them (no targets, or an `ack` chase), and the holders of
+    each role the level names."""
+    own = task_group(step.role, step.assignee_unit_id, step.assignee_person_id,
+                     [p for p in step.assignees if p in people])
+    if firing.targets and firing.kind != "ack":
+        own = []
+    groups = [*own, *(
+        (role, unit, [p for p in holders if p in people]) for role, unit, holders in
+        role_groups(rt.org, firing.targets, rt.org.held_at(step.unit_id, firing.at)))]
+    # A reassigned task's named person is told whatever a roster says.
+    named = [step.assignee_person_id] if step.assignee_person_id in people else []
+    return duty_cut(rt.org, rt.tz, now, groups, others=named)
 
 
 def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: Firing,

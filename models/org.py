@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import NotFound, OrgInvalid, SourceError
+from models.roster import Roster, read_rosters
 from models.yamlpos import PathKey, Positions, YamlSyntaxError, format_path, load_with_positions
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -50,7 +51,7 @@ ROLE_NAMES_ZH = {
 }
 
 _ZH = {"unit": "单位", "person": "人员"}  # what a message says an entry is
-_TOP_KEYS = ("units", "channels")
+_TOP_KEYS = ("units", "channels", "rosters")
 _UNIT_KEYS = ("id", "name", "name_en", "type", "people", "children")
 _PERSON_KEYS = ("id", "name", "name_en", "title", "roles", "notify", "phone")
 
@@ -88,10 +89,13 @@ class OrgChart:
         people: dict[str, Person],
         channels: dict[str, str],
         root_id: str,
+        rosters: dict[tuple[str, str], Roster] | None = None,
     ) -> None:
         self.units = units
         self.people = people
         self.channels = channels
+        # Duty rosters (models/roster.py) by (unit id, role): few, read per message sent.
+        self.rosters: dict[tuple[str, str], Roster] = dict(rosters or {})
         self.root_id = root_id
         self.roles: frozenset[str] = frozenset(r for p in people.values() for r in p.roles)
 
@@ -220,6 +224,12 @@ class OrgChart:
                 if found:
                     return uid, list(found)
         return None, []
+
+    def roster(self, role: str, unit_id: str | None) -> Roster | None:
+        """The duty roster of `role` in exactly `unit_id` (where the role resolved), if any."""
+        if unit_id is None:
+            return None
+        return self.rosters.get((unit_id, role))
 
     def person_role_units(self, person_id: str) -> list[tuple[str, str]]:
         """(role, unit_id) pairs the person holds; a person holds all roles in one unit."""
@@ -363,12 +373,17 @@ class _Builder:
                     root_id = uid
 
         channels = self.channels(data.get("channels"), "channels" in data)
+        rosters = read_rosters(data.get("rosters"), units=self.units, people=self.people,
+                               error=self.error,
+                               declared_units=self.unit_seen,
+                               declared_people=self.person_seen)
 
         if self.errors or root_id is None:
             if not self.errors:  # pragma: no cover - a missing root always records an error
                 self.error(("units",), "没有有效的根单位 / no valid root unit")
             raise OrgInvalid(self.errors)
-        return OrgChart(units=self.units, people=self.people, channels=channels, root_id=root_id)
+        return OrgChart(units=self.units, people=self.people, channels=channels, root_id=root_id,
+                        rosters=rosters)
 
     def unknown_keys(self, raw: dict[Any, Any], path: PathKey, allowed: Iterable[str]) -> None:
         allowed = tuple(allowed)

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from api.deps import CurrentPerson, RuntimeDep
 from flows.access import is_admin, may_start
+from flows.duty import on_duty_now
 from flows.spec import Playbook
 from models.org import ROLE_NAMES_ZH
 
@@ -61,4 +62,8 @@ def me(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
         # The largest photo the API takes: a page refuses a bigger one before sending it,
         # rather than after a minute of uploading it over a phone's network.
         "max_evidence_bytes": rt.settings.max_evidence_bytes,
+        # Who is on duty now in the duty rooms that serve them (their unit and above) and
+        # below them: 今日值班：黄磊（至 12-04 08:30）.
+        "on_duty": on_duty_now(org, rt.tz, now, [*org.ancestors(who.unit_id),
+                                                 *org.descendants(top, include_self=False)]),
     }

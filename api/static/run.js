@@ -581,6 +581,8 @@ function detailLine(event, titles) {
   if (["notify_unrouted", "unrouted", "unrouted_partly"].includes(event.action) && Array.isArray(d.targets)) {
     parts.push(`无人担任：${(Array.isArray(d.target_names) ? d.target_names : d.targets).join("、")}`);
   }
+  // A roster that could not say who is on duty: every holder was messaged (flows/duty.py).
+  if (event.action === "duty_fallback" && d.message) parts.push(d.message);
   if (d.error) parts.push(String(d.error));
   const text = parts.join("；");
   return text.length > 200 ? `${text.slice(0, 199)}…` : text;

@@ -253,7 +253,19 @@ function submit(event) {
   return send(event.currentTarget, true);
 }
 
+// Who the duty rooms' alerts wake now (the org file's rosters): a commander starting a
+// response knows whom the phone will ring. 今日值班：坪山区值班员 黄磊（至 12-04 08:30）
+function drawOnDuty(who) {
+  const shifts = who.on_duty || [];
+  if (!shifts.length) return;
+  const line = $("#on-duty");
+  line.textContent = `今日值班：${shifts.map((s) =>
+    `${s.unit_name}${s.role_name} ${s.person_name}（至 ${s.until_local}）`).join("；")}`;
+  line.hidden = false;
+}
+
 startPage(async (who) => {
+  drawOnDuty(who);
   if (!who.startable.length) {
     $("#nothing").hidden = false;
     return;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -92,3 +94,21 @@ def test_views_name_roles_and_notification_recipients_as_people_read_them(
     assert inbox and {t["run_title"] for t in inbox} == {run["title"]}
     one = client.get(f"/api/tasks/{inbox[0]['id']}", headers=auth("pingshan-duty-1")).json()
     assert one["run_title"] == run["title"]
+
+
+def test_who_is_on_duty_in_the_duty_room_is_named_with_the_end_of_the_shift(
+        client: TestClient, auth, clock: ManualClock) -> None:
+    """The demo rosters the district's three duty officers from 2026-01-01, changing at
+    08:30: on 03-02 at 09:00 it is 黄磊's turn (60 days on, 60 % 3 == 0) until 03-03 08:30."""
+    commander = client.get("/api/me", headers=auth("wang-qiang")).json()
+    assert commander["on_duty"] == [{
+        "unit_id": "pingshan", "unit_name": "坪山区", "role": "duty_officer",
+        "role_name": "值班员", "person": "pingshan-duty-1", "person_name": "黄磊",
+        "swapped": False, "until": "2026-03-03T00:30:00Z", "until_local": "03-03 08:30",
+    }]
+    # A street's inspector is served by the district's duty room too.
+    inspector = client.get("/api/me", headers=auth("pingshan-street-inspector-1")).json()
+    assert [s["person_name"] for s in inspector["on_duty"]] == ["黄磊"]
+    clock.advance(timedelta(days=1, minutes=-30))  # 03-03 08:30: the shift changes
+    after = client.get("/api/me", headers=auth("wang-qiang")).json()["on_duty"]
+    assert [(s["person_name"], s["until_local"]) for s in after] == [("吴静", "03-04 08:30")]
