@@ -86,6 +86,8 @@ def test_a_commander_starts_the_gas_leak_and_sees_its_steps_counting_down(
     page.goto(server.url("/runs/new?playbook=gas-leak"))
     expect(page.locator("#playbook")).to_have_value("gas-leak")
     expect(page.locator("#unit")).to_have_value("pingshan")  # his own unit first
+    # Whom the duty room's alerts wake now (the demo's roster): 黄磊's shift, until 08:30.
+    expect(page.locator("#on-duty")).to_have_text("今日值班：坪山区值班员 黄磊（至 03-03 08:30）")
     # The form is the playbook's params: required marked, defaults filled, enum as a choice.
     expect(page.locator(".param[data-param='location'] .req")).to_have_count(1)
     expect(page.locator("[name=grade]")).to_have_value("一般")
