@@ -19,16 +19,22 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from flows.duty import duty_cut, task_group
 from flows.recipients import notification_rows
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import task as st
-from models.audit import ACTOR_NAMES, AuditEvent
+from models.audit import ACTOR_NAMES, SYSTEM, AuditEvent
 from models.errors import Conflict, InvalidInput
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
-from models.writes import insert_ignoring_duplicates, insert_rows, lapse_extension_requests
+from models.writes import (
+    add_event,
+    insert_ignoring_duplicates,
+    insert_rows,
+    lapse_extension_requests,
+)
 
 # What may be called off: a task reached but not finished. Pending rows too (a community's
 # return waiting for its own transfer): kept, they would come alive later in a stage the run
@@ -128,6 +134,17 @@ def _tell(session: Session, rt: Runtime, run: Run, instances: list[StepInstance]
     if not mine:
         return
     who = rt.org.people[actor].name if actor in rt.org.people else ACTOR_NAMES.get(actor, actor)
+    # A rostered role's holders hear it on their channels as they heard of the task: the one
+    # on duty, and whoever signed for it; the others find it in the inbox (flows/duty.py).
+    loud: set[str] = set()
+    for inst in instances:
+        cut = duty_cut(rt.org, rt.tz, now, task_group(inst.role, inst.assignee_unit_id,
+                                                      inst.assignee_person_id, inst.assignees),
+                       others=[inst.acked_by] if inst.acked_by else [])
+        loud.update(p for p in inst.assignees if p not in cut.quiet)
+        for fallback in cut.fallbacks:
+            add_event(session, at=now, actor=SYSTEM, action="duty_fallback", run_id=run.id,
+                      step_id=inst.id, detail=fallback.detail(rt.org))
     rows: list[dict[str, Any]] = []
     for person, tasks in sorted(mine.items()):
         first = tasks[0]
@@ -140,5 +157,6 @@ def _tell(session: Session, rt: Runtime, run: Run, instances: list[StepInstance]
             rt.org, people=[person], kind="called_off", title=title, body=body,
             # A task is called off once per version: the key of its first task names this one.
             dedupe=f"called_off|{first.id}|{first.version}", now=now, run_id=run.id,
-            step_id=first.id if len(tasks) == 1 else None)
+            step_id=first.id if len(tasks) == 1 else None,
+            quiet=() if person in loud else (person,))
     insert_ignoring_duplicates(session, Notification, rows)

@@ -473,8 +473,9 @@ def _duty_cut(rt: Runtime, step: StepInstance, firing: Firing, people: list[str]
     groups = [*own, *(
         (role, unit, [p for p in holders if p in people]) for role, unit, holders in
         role_groups(rt.org, firing.targets, rt.org.held_at(step.unit_id, firing.at)))]
-    # A reassigned task's named person is told whatever a roster says.
-    named = [step.assignee_person_id] if step.assignee_person_id in people else []
+    # Whom the task is with is told whatever a roster says: the named person of a reassigned
+    # task, and the holder who signed for it (an officer whose shift ended is still on it).
+    named = [p for p in (step.assignee_person_id, step.acked_by) if p and p in people]
     return duty_cut(rt.org, rt.tz, now, groups, others=named)
 
 

@@ -71,12 +71,26 @@ steps:
     to: [duty_officer, commander]
 """
 
+STAGED = """\
+id: duty-stages
+version: 1
+title: 值班分级演练
+announce: channels
+stages: [watch, alarm]
+steps:
+  - id: prepare
+    title: 值班室准备
+    role: duty_officer
+    stage: alarm
+    due: 1h
+"""
+
 OFFICERS = ["duty-a", "duty-b", "duty-c"]
 
 
 @pytest.fixture
 def books(tmp_path: Path) -> Path:
-    return books_with(tmp_path, {"duty-drill.yaml": DRILL,
+    return books_with(tmp_path, {"duty-drill.yaml": DRILL, "duty-stages.yaml": STAGED,
                                  "templates/duty-alert.md.j2": "# {{ run.title }}\n"})
 
 
@@ -247,3 +261,38 @@ def test_a_task_handed_to_a_named_officer_is_chased_on_their_channel_off_duty_or
     clock.advance(timedelta(minutes=2))
     sweep_once(drill)
     assert on_channels(notes(drill, run_id, "ack")) == ["boss", "duty-b", "duty-c"]
+
+
+def test_the_officer_who_signed_for_a_task_is_reminded_on_their_channel_after_their_shift(
+        drill: Runtime, clock: ManualClock) -> None:
+    """丙 signed for it though 乙 is on duty: the reminder reaches the one on duty and the
+    one working on it, on their phones; 甲 has it in the inbox."""
+    run_id = start(drill)
+    tasks.ack(drill, step_id=receive_step(drill, run_id).id or 0, actor="duty-c")
+    clock.advance(timedelta(minutes=6))  # the reminder, 5 minutes before the deadline
+    sweep_once(drill)
+    reminded = notes(drill, run_id, "remind")
+    assert inboxed(reminded) == OFFICERS
+    assert on_channels(reminded) == ["duty-b", "duty-c"]
+
+
+def test_a_task_called_off_is_said_on_the_channels_of_those_who_heard_of_it_there(
+        drill: Runtime, clock: ManualClock, receiver: HttpReceiver) -> None:
+    """Raised to 警报 at 乙's shift: 乙 is woken, and 甲 signs for it. Days later 丙 is on
+    duty; lowered again, 甲 and 丙 are told on their phones it is called off, 乙 (off
+    duty, not on it) in the inbox; all three find it there."""
+    run = lifecycle.start_run(drill, playbook_id="duty-stages", unit_id="c1", params={},
+                              actor="boss")
+    run_id = run.id or 0
+    lifecycle.set_stage(drill, run_id=run_id, stage="alarm", actor="boss")
+    assert on_channels(notes(drill, run_id, "assigned")) == ["duty-b"]
+    with read_session(drill.db) as session:
+        prepare = session.exec(select(StepInstance).where(
+            StepInstance.run_id == run_id, StepInstance.step_key == "prepare")).one()
+    tasks.ack(drill, step_id=prepare.id or 0, actor="duty-a")
+    clock.set(datetime(2026, 3, 6, 1, 0, tzinfo=UTC))  # 03-06 09:00: 丙's shift
+    lifecycle.set_stage(drill, run_id=run_id, stage="watch", actor="boss", call_off_all=True,
+                        note="预警降级")
+    called = notes(drill, run_id, "called_off")
+    assert inboxed(called) == OFFICERS
+    assert on_channels(called) == ["duty-a", "duty-c"]
