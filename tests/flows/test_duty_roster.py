@@ -6,8 +6,10 @@ holder is messaged and the run's timeline says why."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from factories import books_with, make_runtime
@@ -16,6 +18,7 @@ from sqlmodel import select
 
 from api.event_names import event_name
 from flows import lifecycle, tasks
+from flows.duty import duty_cut
 from flows.notify import deliver_due
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
@@ -23,7 +26,9 @@ from flows.sweeper import sweep_once
 from models.audit import AuditEvent
 from models.clock import ManualClock
 from models.db import read_session
+from models.org import OrgChart, load_org_text
 from models.outbox import INBOX_URL, Notification
+from models.roster import Roster
 from models.task import StepInstance
 
 # The three duty officers take turns from 03-01 08:30 (Shanghai): at the tests' start,
@@ -103,7 +108,8 @@ def runtime(path: Path, clock: ManualClock, books: Path, receiver: HttpReceiver,
 
 
 @pytest.fixture
-def drill(tmp_path: Path, clock: ManualClock, books: Path, receiver: HttpReceiver):  # type: ignore[no-untyped-def]
+def drill(tmp_path: Path, clock: ManualClock, books: Path,
+          receiver: HttpReceiver) -> Iterator[Runtime]:
     rt = runtime(tmp_path / "drill", clock, books, receiver)
     yield rt
     rt.db.dispose()
@@ -296,3 +302,23 @@ def test_a_task_called_off_is_said_on_the_channels_of_those_who_heard_of_it_ther
     called = notes(drill, run_id, "called_off")
     assert inboxed(called) == OFFICERS
     assert on_channels(called) == ["duty-a", "duty-c"]
+
+
+@pytest.mark.parametrize(("rota", "cause", "said"), [
+    (("duty-gone",), "missing", "值班表排定的值班员duty-gone已不在组织架构中，已通知全部值班员"),
+    (("boss",), "not_holder", "值班表排定的值班员丁已不担任该角色，已通知全部值班员"),
+])
+def test_a_roster_naming_someone_gone_or_without_the_role_falls_back_to_every_holder(
+        rota: tuple[str, ...], cause: str, said: str) -> None:
+    """The loader refuses such a roster (tests/models/test_roster.py); this is the guard
+    behind it, for a chart built in code: nobody of the role is left unalerted."""
+    loaded = load_org_text(ORG.replace("RX/", "json://127.0.0.1:9/"), filename="org.yaml")
+    org = OrgChart(units=loaded.units, people=loaded.people, channels=loaded.channels,
+                   root_id=loaded.root_id, rosters={("d", "duty_officer"): Roster(
+                       unit_id="d", role="duty_officer", change_at=time(8, 30), rota=rota,
+                       start=date(2026, 3, 1))})
+    cut = duty_cut(org, ZoneInfo("Asia/Shanghai"), datetime(2026, 3, 2, 1, 0, tzinfo=UTC),
+                   [("duty_officer", "d", OFFICERS)])
+    assert cut.quiet == frozenset()
+    [fallback] = cut.fallbacks
+    assert (fallback.reason, fallback.detail(org)["message"]) == (cause, said)
