@@ -64,9 +64,15 @@ _PASSED_OVER: dict[str, Any] = {
 }
 
 
-def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
+def steps_view(session: Session, rt: Runtime, run: Run, *,
+               round_of: dict[str, Any] | None = None) -> dict[str, Any]:
     """Finished and open steps with their outputs; fan-out steps list their items' outputs;
     steps the run passed over are `skipped` with no outputs.
+
+    `round_of`: recurring step -> the item of one of its rounds (None for the first). Such a
+    step is that round alone, as the report of that round reads it (a 续报's sending: its
+    own round's facts and writer, not the latest round's or the first's, however late it is
+    rendered); see flows/rounds.paired_rounds.
 
     Reports list steps "in finishing order", and `done_at_local` is only to the minute, so each
     step also carries `done_at` (UTC, ISO to the microsecond, '' while unfinished: a string
@@ -88,6 +94,9 @@ def steps_view(session: Session, rt: Runtime, run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {key: dict(_PASSED_OVER, key=key)
                            for key in [*(run.skipped or ()), *passed_over_keys(playbook, run)]}
     for row in rows:
+        if round_of is not None and row.step_key in round_of \
+                and row.item != round_of[row.step_key]:
+            continue
         person = rt.org.people.get(row.submitted_by or "")
         verifier = rt.org.people.get(row.verified_by or "")
         spec = spec_of.get(row.step_key)
@@ -177,7 +186,8 @@ def stage_history(session: Session, rt: Runtime, run: Run) -> list[dict[str, Any
 
 
 def expression_context(
-    session: Session, rt: Runtime, run: Run, *, item: Any = None
+    session: Session, rt: Runtime, run: Run, *, item: Any = None,
+    round_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     def units(type: str | None = None, within: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -194,7 +204,7 @@ def expression_context(
     return {
         "params": dict(run.params),
         "run": run_view(rt, run),
-        "steps": steps_view(session, rt, run),
+        "steps": steps_view(session, rt, run, round_of=round_of),
         "item": item,
         "units": units,
         "campaign": campaign,

@@ -126,6 +126,15 @@ def partners(playbook: Playbook, key: str) -> list[StepSpec]:
             if key in spec.item_needs and spec.for_each is None]
 
 
+def paired_rounds(spec: StepSpec, item: Any) -> dict[str, Any] | None:
+    """For an instance of a step following recurring needs round by round (its `item` is the
+    round's: None for the first), each such need -> that round's item; None for any other
+    step. What its document is rendered from (flows/context.steps_view's `round_of`)."""
+    if not spec.item_needs or spec.for_each is not None:
+        return None
+    return {need: item for need in spec.item_needs}
+
+
 def round_items(session: Session, run: Run, key: str) -> list[Any]:
     """The items of the rounds of `key` handed out so far (None for the first), in order:
     what a partner made after them pairs with."""

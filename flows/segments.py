@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import case, func, update
 from sqlmodel import Session, col, select
 
+from flows import rounds
 from flows.context import evidence_view, expression_context, run_view, stage_history
 from flows.duty import duty_cut, role_groups
 from flows.expressions import resolve_value
@@ -180,7 +181,10 @@ def _finish(session: Session, inst: StepInstance, now: Any, outputs: dict[str, A
 
 def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstance
                       ) -> dict[str, Any]:
-    ctx = expression_context(session, rt, run, item=inst.item)
+    # The sending of one round of a 续报 reads that round, not the latest (flows/rounds.py).
+    spec = rt.catalog.pinned(session, run.playbook_sha).step(inst.step_key)
+    ctx = expression_context(session, rt, run, item=inst.item,
+                             round_of=rounds.paired_rounds(spec, inst.item))
     history = stage_history(session, rt, run)
     ctx["run"] = run_view(rt, run) | {"unit": {"id": run.unit_id,
                                                "name": rt.org.unit(run.unit_id).name},

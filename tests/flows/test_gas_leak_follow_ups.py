@@ -82,3 +82,54 @@ def test_a_major_leak_is_reported_again_at_eight_and_five_until_it_is_closed(
     assert steps(demo, run_id)["close-send"].status == "done"
     clock.set(shanghai(3, 7, 1))
     assert sweep_once(demo).rounds_started == 0
+
+
+def major_leak_to_the_close(demo: Runtime, clock: ManualClock) -> int:
+    """A 重大 leak started Monday 09:00, worked a minute a round up to the close (left open):
+    the first 续报 is done and sent, the second written ahead for 16:00."""
+    run_id = start(demo, "重大")
+    for _ in range(30):
+        drain_wakes(demo)
+        if not work_round(demo, run_id, "重大", skip=("close",)):
+            break
+        clock.advance(timedelta(minutes=1))
+    drain_wakes(demo)
+    return run_id
+
+
+def report_round(demo: Runtime, row: StepInstance, who: str, **outputs: str) -> None:
+    tasks.complete(demo, step_id=row.id or 0, actor=who, outputs=outputs)
+
+
+def test_each_follow_up_sent_carries_its_own_rounds_facts_and_writer(
+        demo: Runtime, clock: ManualClock) -> None:
+    """Two rounds done before their sending runs (Prefect slow, the server restarting): each
+    续报 still says what was written in its own round, signed by whoever wrote it, and a
+    round that leaves 下一步工作 empty does not repeat the previous round's."""
+    run_id = major_leak_to_the_close(demo, clock)
+    clock.set(shanghai(2, 16, 0))
+    sweep_once(demo)
+    report_round(demo, rounds(demo, run_id)[1], "pingshan-duty-2",  # 吴静
+                 progress="16时：泄漏点已封堵，警戒区缩小", next_steps="夜间安排专人值守")
+    drain_wakes(demo)
+    clock.set(shanghai(3, 7, 0))
+    sweep_once(demo)
+    clock.advance(timedelta(minutes=30))
+    third = rounds(demo, run_id)[2]
+    report_round(demo, third, "pingshan-duty-3", progress="7时：现场已恢复供气")  # 郑涛
+    fourth_clock = shanghai(3, 16, 0)
+    clock.set(fourth_clock)
+    sweep_once(demo)
+    report_round(demo, rounds(demo, run_id)[3], "pingshan-duty-2",
+                 progress="16时：居民全部返回")
+    drain_wakes(demo)  # the last two sendings render together
+
+    sends = rounds(demo, run_id, "follow-up-send")
+    assert [s.status for s in sends] == ["done", "done", "done", "done"]
+    second, third, fourth = (to_county(demo, s) for s in sends[1:])
+    assert "16时：泄漏点已封堵" in second and "报告人：吴静" in second
+    assert "7时：现场已恢复供气" in third and "16时：居民全部返回" not in third
+    assert "报告人：郑涛" in third
+    # Round 3 said no next steps: not round 2's, nor the system report's of the first hour.
+    assert "## 四、下一步工作\n继续做好现场处置和善后工作，及时续报" in third
+    assert "16时：居民全部返回" in fourth and "报告人：吴静" in fourth
