@@ -244,6 +244,10 @@ function drawSummary() {
     rows.push(row("期限", h("span", { id: "due-local", text: task.due_at_local || "" }),
       counting ? " · " : null, counting ? dueSpan(task.due_at, task.overdue) : null));
     if (task.due_estimated) rows.push(row("期限说明", h("span", { id: "due-estimated", class: "meta", text: task.due_estimated })));
+  } else if (task.scheduled_at) {
+    // A round written ahead (recur): handed out at its time, due counted from then.
+    rows.push(row("下达时间", h("span", { id: "scheduled-local", text: task.scheduled_at_local || "" })));
+    rows.push(row("期限", task.due_rule ? `下达后${task.due_rule.replace(/（自任务下达起）$/, "")}` : "无时限"));
   } else {
     rows.push(row("期限", "无时限"));
   }
@@ -1007,7 +1011,10 @@ function draw() {
   const reassign = drawReassign();
   if (reassign && !task.assignees.length) parts.push(reassign);
   // An item waiting on its own earlier step (item_needs): nothing to do yet, and nothing counts.
-  if (task.status === "pending") parts.push(h("p", { id: "not-yet", class: "meta", text: "尚未开始：前序步骤完成后才能办理，届时另行通知。" }));
+  // Or a round of a recurring step written ahead (recur): it comes at its time, not after a step.
+  if (task.status === "pending") parts.push(h("p", { id: "not-yet", class: "meta", text: task.scheduled_at
+    ? `尚未下达：本轮将于 ${task.scheduled_at_local} 下达，届时另行通知。`
+    : "尚未开始：前序步骤完成后才能办理，届时另行通知。" }));
   if (task.status === "ready" && mayAct()) parts.push(drawAck());
   if (ACTIONABLE.includes(task.status) && mayAct() && task.action === "task") {
     parts.push(drawCompletion());
