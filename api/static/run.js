@@ -415,6 +415,10 @@ function drawOverview(run, pb) {
     // A called-off task handed out again (or passed over) is history: its unit counts once,
     // by the task that replaced it.
     if (step.id === null || step.rehanded_as) continue;
+    // Rounds of a recurring step (recur) and their sendings are one unit's, again and again:
+    // the rounds box and the step list tell them, not a count of units.
+    const spec = specOf(step.step);
+    if (spec && (spec.recur || ((spec.item_needs || []).length && !spec.for_each))) continue;
     if (!groups.has(step.step)) groups.set(step.step, []);
     groups.get(step.step).push(step);
   }

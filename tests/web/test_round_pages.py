@@ -1,0 +1,56 @@
+"""What the pages say of a major gas leak's 续报 rounds (recur): the task page of the round
+written ahead says when it will be handed out and how long it then has (not that it waits for
+an earlier step, with no deadline), and the run page's by-step summary, which counts the units
+a step was handed to, leaves the rounds out (one duty room, again and again: not 3 units).
+Headless Chromium on the real app, 390x844 where the duty officer reads it on a phone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from gas_leak_walk import rounds, start, work_round
+from playwright.sync_api import Page, expect
+
+from flows.segments import drain_wakes
+from models.clock import ManualClock
+
+
+def major_leak_with_rounds(rt: Any, clock: ManualClock) -> int:
+    run_id = start(rt, "重大")
+    for _ in range(30):  # the first 续报 in, the second written ahead; the close still open
+        drain_wakes(rt)
+        if not work_round(rt, run_id, "重大", skip=("close",)):
+            break
+        clock.advance(timedelta(minutes=1))
+    drain_wakes(rt)
+    return run_id
+
+
+def test_the_round_written_ahead_says_when_it_comes_on_the_phone(
+        signed_in: Callable[..., Page], server: Any, clock: ManualClock) -> None:
+    run_id = major_leak_with_rounds(server.rt, clock)
+    ahead = rounds(server.rt, run_id)[-1]
+    assert ahead.status == "pending" and ahead.next_check_at is not None
+
+    page = signed_in("pingshan-duty-2", phone=True)
+    page.goto(server.url(f"/tasks/{ahead.id}"))
+    expect(page.locator("#heading")).to_have_text("续报事件处置进展（第2次，03-02 17:00前）")
+    expect(page.locator("#not-yet")).to_have_text(
+        "尚未下达：本轮将于 2026-03-02 16:00 下达，届时另行通知。")
+    expect(page.locator("#scheduled-local")).to_have_text("2026-03-02 16:00")
+    expect(page.locator("#content")).to_contain_text("下达后1小时")
+    expect(page.locator("#content")).not_to_contain_text("无时限")
+
+
+def test_the_by_step_summary_does_not_count_rounds_as_units(
+        signed_in: Callable[..., Page], server: Any, clock: ManualClock) -> None:
+    run_id = major_leak_with_rounds(server.rt, clock)
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    expect(page.locator("#rounds")).to_be_visible()
+    expect(page.locator("#steps li[data-step='follow-up']")).to_have_count(2)
+    expect(page.locator("#overview-table tr[data-step='follow-up']")).to_have_count(0)
+    expect(page.locator("#overview-table tr[data-step='follow-up-send']")).to_have_count(0)
+    expect(page.locator("#overview-box")).to_be_hidden()
