@@ -554,6 +554,13 @@ function detailLine(event, titles) {
   if (d.number) parts.push(`文号 ${d.number}`);
   if (event.action === "delivery_resent") parts.push(`${d.title || ""} → ${personNames(d.recipient, event.names || {})}`);
   if (d.level !== undefined && !NO_LEVEL.has(event.action)) parts.push(`第 ${d.level} 级`);
+  // Rounds (recur): a round asked for early, rounds the server was down for (collapsed into
+  // this one: the 08:00 report nobody was asked for must not vanish), and why rounds stop.
+  if (event.action === "round") {
+    if (d.early) parts.push("提前下达（情况发生重大变化）");
+    if (d.missed_rounds > 0) parts.push(`此前 ${d.missed_rounds} 轮因系统停止运行未按时下达，并入本轮`);
+  }
+  if (event.action === "round_withdrawn" && d.until_title) parts.push(`“${d.until_title}”已完成，不再续报`);
   if (d.reason) parts.push(`原因：${d.reason}`);
   if (d.note) parts.push(`说明：${d.note}`);
   if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);

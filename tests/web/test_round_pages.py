@@ -7,13 +7,15 @@ Headless Chromium on the real app, 390x844 where the duty officer reads it on a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gas_leak_walk import rounds, start, work_round
+from gas_leak_walk import complete, rounds, start, steps, verifier_for, work_round
 from playwright.sync_api import Page, expect
 
+from flows import tasks
 from flows.segments import drain_wakes
+from flows.sweeper import sweep_once
 from models.clock import ManualClock
 
 
@@ -54,3 +56,27 @@ def test_the_by_step_summary_does_not_count_rounds_as_units(
     expect(page.locator("#overview-table tr[data-step='follow-up']")).to_have_count(0)
     expect(page.locator("#overview-table tr[data-step='follow-up-send']")).to_have_count(0)
     expect(page.locator("#overview-box")).to_be_hidden()
+
+
+def test_the_timeline_says_which_rounds_the_server_was_down_for_and_why_rounds_stop(
+        signed_in: Callable[..., Page], server: Any, clock: ManualClock) -> None:
+    """Down from Monday 15:00 to Tuesday 18:30: 16:00's and 07:00's rounds were never handed
+    out; the one handed out on restart says so, so a manager asked where Tuesday's 08:00
+    report is reads it in the timeline. The close then says why the round ahead went."""
+    rt = server.rt
+    run_id = major_leak_with_rounds(rt, clock)
+    clock.set(datetime(2026, 3, 3, 10, 30, tzinfo=UTC))  # Tuesday 18:30 in Shanghai
+    assert sweep_once(rt).rounds_started == 1
+    close = steps(rt, run_id)["close"]
+    complete(rt, close, "重大")
+    tasks.verify(rt, step_id=close.id or 0, actor=verifier_for(rt, steps(rt, run_id)["close"]),
+                 approve=True, note="同意终报")
+    drain_wakes(rt)
+
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    timeline = page.locator("#timeline")
+    expect(timeline).to_contain_text(
+        "按轮次下达 · 续报事件处置进展（第2次，03-03 17:00前）；"
+        "此前 2 轮因系统停止运行未按时下达，并入本轮")
+    expect(timeline).to_contain_text("“处置终结，形成终报”已完成，不再续报")
