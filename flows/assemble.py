@@ -331,9 +331,12 @@ def _check_item_needs(nodes: list[_Node], errors: list[SourceError]) -> None:
             # Without a fan-out of its own, a step pairs only with the rounds of recurring
             # needs (a 续报's sending, round by round).
             targets = [by_id.get(_resolved(node.candidate, need)) for need in step.item_needs]
-            if all(t is not None for t in targets) and not all(
+            # An unknown need is reported by the graph check, a need that failed to load (a
+            # mistyped recur) at its own mistake: not here too, sending the author to the
+            # wrong step.
+            if all(t is not None and t.step is not None for t in targets) and not all(
                     t is not None and t.step is not None and t.step.recur is not None
-                    for t in targets):  # an unknown need is reported by the graph check
+                    for t in targets):
                 errors.append(node.candidate.where.at(("item_needs",), NO_ITEMS))
             continue
         for k, need in enumerate(step.item_needs):
@@ -369,6 +372,16 @@ def _check_recur_until(nodes: list[_Node], ids: list[str], errors: list[SourceEr
                                                       not_known("步骤", "step", ref, ids)))
             else:
                 wanted[target] = k
+        for target, k in wanted.items():
+            other = by_id[target]
+            if other.step is not None and other.step.for_each is None and node.id in (
+                    _resolved(other.candidate, need) for need in other.step.item_needs):
+                errors.append(node.candidate.where.at(("recur", "until", k), zh_en(
+                    f"{target} 逐轮跟随本步骤（item_needs），每一轮后都会完成，不能结束本步骤的"
+                    "轮次（第一轮后就会结束）；请写处置终结等步骤",
+                    f"'{target}' follows this step round by round (item_needs) and finishes "
+                    "after every round, so it cannot end the rounds (they would end after the "
+                    "first); name the step that closes the event")))
         for target in sorted(_found_above(by_id, node.id, set(wanted))):
             errors.append(node.candidate.where.at(("recur", "until", wanted[target]), zh_en(
                 f"本步骤要等 {target} 完成后才开始，它不能结束本步骤的轮次（第一轮之前就已完成）",

@@ -231,6 +231,10 @@ RECUR = 'recur: {at: ["07:00", "16:00"], until: [close]}'
     (swapped("    needs: [first]\n    recur",
              "    needs: [first]\n    for_each: \"units(type='community')\"\n    recur"),
      "steps[1].for_each: 逐项分派的步骤不能同时按轮次重复（recur）"),
+    # The sending finishes after every round: it would end the rounds after the first.
+    (swapped(RECUR, 'recur: {at: ["07:00"], until: [send]}'),
+     "sitrep.yaml:13:36: steps[1].recur.until[0]: send 逐轮跟随本步骤（item_needs），每一轮后都会"
+     "完成，不能结束本步骤的轮次"),
     # Without a fan-out of its own, a step pairs item by item only with a recurring need.
     (swapped(RECUR, ""),
      "sitrep.yaml:25:17: steps[2].item_needs: item_needs 按项等待，须配合 for_each"),
@@ -265,3 +269,18 @@ steps:
     tasks.complete(rt, step_id=of(rt, run_id, "r.close")[0].id or 0, actor="s1-duty")
     assert [r.status for r in of(rt, run_id, "r.write")] == ["cancelled", "cancelled"]
     assert get_run(rt, run_id).status == "completed"
+
+
+@pytest.mark.parametrize("recur", [
+    'recur: {at: ["25:00"], until: [close]}',
+    'recur: {at: "07:00", until: [close]}',
+    "recur: {every: 12hours, until: [close]}",
+    'recur: {at: ["07:00"], untill: [close]}',
+])
+def test_a_recur_mistake_is_named_once_not_again_on_the_sending(sitrep: Runtime,
+                                                                recur: str) -> None:
+    """The step that failed to load names its mistake; the sending that pairs with its rounds
+    is not also told it needs a for_each (the author would go and change the wrong step)."""
+    said = refused(sitrep, swapped(RECUR, recur), filename="sitrep.yaml")
+    assert "steps[1].recur" in said
+    assert "item_needs" not in said
