@@ -110,7 +110,7 @@ def advance(
     if run.status != run_status.RUNNING:
         return result
     state = step_state(session, run, playbook)
-    if playbook.recurring and rounds.end_rounds(session, run, playbook, state, now=now):
+    if playbook.recurring and rounds.end_rounds(session, rt, run, playbook, state, now=now):
         state = step_state(session, run, playbook)
     # Tasks a downgrade called off (flows/rehand.py). Of a stage the run is in again: owed
     # again, and until handed out again unfinished for the steps that need them. Of a stage

@@ -89,7 +89,7 @@ def _hand_out(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec:
     ended (one of `until` finished) are withdrawn instead."""
     state = step_state(session, run, playbook)
     if rounds.ended_by(spec, state) is not None:
-        rounds.end_rounds(session, run, playbook, state, now=now)
+        rounds.end_rounds(session, rt, run, playbook, state, now=now)
         return False
     assert spec.recur is not None
     if isinstance(step.item, dict) and step.item.get("at") != slot.astimezone(UTC).isoformat():

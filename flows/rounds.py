@@ -24,10 +24,12 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import Session, select
 
 from flows.durations import add_after_deadline, add_duration
+from flows.recipients import notification_rows
 from flows.rehand import next_index
 from flows.step_rows import instance_row
 from models import task as st
 from models.audit import SYSTEM
+from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
 from models.writes import add_event, insert_ignoring_duplicates
@@ -155,10 +157,11 @@ def ended_by(spec: StepSpec, state: dict[str, list[str]]) -> str | None:
     return None
 
 
-def end_rounds(session: Session, run: Run, playbook: Playbook, state: dict[str, list[str]],
-               *, now: datetime) -> bool:
+def end_rounds(session: Session, rt: Runtime, run: Run, playbook: Playbook,
+               state: dict[str, list[str]], *, now: datetime) -> bool:
     """Withdraw the scheduled and open rounds of every recurring step one of whose `until`
-    has finished, and their partners still waiting for them. True when anything changed."""
+    has finished, and their partners still waiting for them; whoever holds an open round is
+    told it is withdrawn. True when anything changed."""
     changed = False
     for spec in playbook.recurring:
         if spec.id not in state:
@@ -189,5 +192,26 @@ def end_rounds(session: Session, run: Run, playbook: Playbook, state: dict[str, 
                       step_id=step_id, from_state=status, to_state=st.CANCELLED,
                       detail={"step": key, "until": until,
                               "until_title": playbook.step(until).title})
+        _tell_withdrawn(session, rt, run, spec, [r[0] for r in rows if r[2] in st.OPEN_STATUSES],
+                        until_title=playbook.step(until).title, now=now)
         changed = True
     return changed
+
+
+def _tell_withdrawn(session: Session, rt: Runtime, run: Run, spec: StepSpec, step_ids: list[int],
+                    *, until_title: str, now: datetime) -> None:
+    """The holders of rounds withdrawn while open hear it where they were told of the round (a
+    duty officer half-way through the 17:00 report need not finish it): a task that just
+    vanishes from the inbox reads as lost."""
+    if not step_ids:
+        return
+    notes: list[dict[str, Any]] = []
+    for row in session.exec(select(StepInstance).where(
+            StepInstance.id.in_(step_ids))).all():  # type: ignore[union-attr]
+        notes += notification_rows(
+            rt.org, people=row.assignees, kind="round_withdrawn",
+            title=f"【轮次结束】{row.title}",
+            body=f"{run.title}：“{until_title}”已完成，{row.title}已撤回，无需再办理。",
+            dedupe=f"round_withdrawn|{row.id}", now=now, run_id=run.id, step_id=row.id,
+            inbox_only=spec.announce != "channels")
+    insert_ignoring_duplicates(session, Notification, notes)

@@ -145,6 +145,28 @@ def test_an_open_round_and_its_waiting_send_are_withdrawn_when_the_close_finishe
         "ready", "pending"}
 
 
+def test_the_holder_of_a_round_withdrawn_while_open_is_told(
+        sitrep: Runtime, clock: ManualClock) -> None:
+    """Half-way through 16:00's report, the close is done: the duty officer hears the round is
+    withdrawn (not a task that silently leaves the inbox); the round written ahead, in nobody's
+    inbox yet, tells nobody."""
+    run_id = started_first(sitrep, clock)
+    do(sitrep, of(sitrep, run_id, "follow-up")[0], progress="泄漏已控制")
+    clock.set(shanghai(2, 16, 0))
+    sweep(sitrep, clock)
+    do(sitrep, of(sitrep, run_id, "summary")[0])
+    do(sitrep, of(sitrep, run_id, "close")[0])
+    second, third = of(sitrep, run_id, "follow-up")[1:]
+    with read_session(sitrep.db) as session:
+        told = session.exec(select(Notification.recipient, Notification.title,
+                                   Notification.body).where(
+            Notification.kind == "round_withdrawn")).all()
+    assert told == [("s1-duty", "【轮次结束】续报（第2次，03-02 17:00前）",
+                     "事件续报·一街道：“处置终结”已完成，续报（第2次，03-02 17:00前）已撤回，"
+                     "无需再办理。")]
+    assert (second.status, third.status) == ("cancelled", "cancelled")
+
+
 def test_rounds_missed_while_the_server_was_down_collapse_into_the_latest(
         sitrep: Runtime, clock: ManualClock) -> None:
     run_id = started_first(sitrep, clock)
