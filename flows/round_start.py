@@ -75,18 +75,24 @@ def hand_out_now(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, act
     number = (step.item or {}).get("round", 0)
     step.item = rounds.round_item(spec, number, now, rt=rt)
     step.title = rounds.round_title(spec, step.item)
-    if not _hand_out(session, rt, run, playbook, spec, step, slot=now, now=now,
-                     detail={"early": True, "asked_by": actor, "note": note}, actor=actor):
+    detail: dict[str, Any] = {"early": True, "asked_by": actor, "note": note}
+    stands_for = rounds.early_stands_for(spec, now, rt=rt)
+    if stands_for is not None:  # the next regular round is this one: the one after it is next
+        detail["stands_for"] = stands_for.isoformat()
+        detail["stands_for_title"] = rounds.slot_label(spec, stands_for, rt=rt)
+    if not _hand_out(session, rt, run, playbook, spec, step, slot=now, now=now, detail=detail,
+                     actor=actor, next_after=stands_for):
         return None
     return step
 
 
 def _hand_out(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec: StepSpec,
               step: StepInstance, *, slot: datetime, now: datetime, detail: dict[str, Any],
-              actor: str = SYSTEM) -> bool:
+              actor: str = SYSTEM, next_after: datetime | None = None) -> bool:
     """Make scheduled round `step` ready, due counted from `slot` (its time, however late the
-    sweep that saw it); give it its partners; write the round after it. Rounds that have
-    ended (one of `until` finished) are withdrawn instead."""
+    sweep that saw it); give it its partners; write the round after it (after `next_after`
+    when given: the regular slot an early round stands for). Rounds that have ended (one of
+    `until` finished) are withdrawn instead."""
     state = step_state(session, run, playbook)
     if rounds.ended_by(spec, state) is not None:
         rounds.end_rounds(session, rt, run, playbook, state, now=now)
@@ -110,7 +116,7 @@ def _hand_out(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec:
     _announce(session, rt, run, spec, [step], due_at, now=now)
     _add_partners(session, rt, run, playbook, spec, step, state)
     number = int((step.item or {}).get("round", 1))
-    rounds.schedule(session, rt, run, spec, number=number + 1, after=slot)
+    rounds.schedule(session, rt, run, spec, number=number + 1, after=next_after or slot)
     wake(session, run, "round", now=now)
     return True
 

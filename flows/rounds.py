@@ -89,17 +89,36 @@ def latest_slot(recur: RecurSpec, slot: datetime, now: datetime, *, rt: Runtime
     return slot, missed
 
 
+def early_stands_for(spec: StepSpec, now: datetime, *, rt: Runtime) -> datetime | None:
+    """The regular slot a round handed out early at `now` stands for, if any: the next of
+    the day's times when the early round is still due then (asked at 15:59, due 16:59: it is
+    the 17:00 report, and 16:00's round would make the duty room write the same report twice
+    a minute apart). None with `every` (the cadence counts from the early round) or far from
+    the next slot (asked at 14:00, due 15:00: 16:00's round still comes)."""
+    recur = spec.recur
+    if recur is None or recur.every is not None or spec.due is None:
+        return None
+    following = next_slot(recur, now, rt=rt)
+    due = add_after_deadline(now, spec.due.after, calendar=rt.calendar, tz=rt.tz)
+    return following if due > following else None
+
+
 def round_item(spec: StepSpec, number: int, slot: datetime, *, rt: Runtime) -> dict[str, Any]:
     """The item of round `number` (2, 3, ...) handed out at `slot`: which round, the slot as
     stored (UTC), and as people read it: by its deadline where the step has one (第2次，
     12-04 08:00前: the 08:00 report is handed out at 07:00, due an hour later), else by the
     slot. Its partners carry the same item."""
+    return {"round": number, "at": slot.astimezone(UTC).isoformat(),
+            "title": f"第{number}次，{slot_label(spec, slot, rt=rt)}"}
+
+
+def slot_label(spec: StepSpec, slot: datetime, *, rt: Runtime) -> str:
+    """A slot as people read it: by the deadline of its round where the step has one (12-04
+    08:00前: handed out at 07:00, due an hour later), else by the slot (12-04 07:00)."""
     if spec.due is not None:  # counted from the round's hand-out (step_rules: from ready)
         due = add_after_deadline(slot, spec.due.after, calendar=rt.calendar, tz=rt.tz)
-        label = f"第{number}次，{rt.renderer.deadline(due, '%m-%d %H:%M')}前"
-    else:
-        label = f"第{number}次，{rt.renderer.local(slot, '%m-%d %H:%M')}"
-    return {"round": number, "at": slot.astimezone(UTC).isoformat(), "title": label}
+        return f"{rt.renderer.deadline(due, '%m-%d %H:%M')}前"
+    return rt.renderer.local(slot, "%m-%d %H:%M")
 
 
 def round_title(spec: StepSpec, item: dict[str, Any]) -> str:

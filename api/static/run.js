@@ -558,6 +558,7 @@ function detailLine(event, titles) {
   // this one: the 08:00 report nobody was asked for must not vanish), and why rounds stop.
   if (event.action === "round") {
     if (d.early) parts.push("提前下达（情况发生重大变化）");
+    if (d.stands_for_title) parts.push(`即 ${d.stands_for_title}的定时续报，该轮不再另行下达`);
     if (d.missed_rounds > 0) parts.push(`此前 ${d.missed_rounds} 轮因系统停止运行未按时下达，并入本轮`);
   }
   if (event.action === "round_withdrawn" && d.until_title) parts.push(`“${d.until_title}”已完成，不再续报`);

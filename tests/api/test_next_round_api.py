@@ -18,6 +18,7 @@ from rounds_books import SITREP, TEMPLATE
 
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
+from flows.sweeper import sweep_once
 from models.clock import ManualClock
 
 Auth = Callable[[str], dict[str, str]]
@@ -108,3 +109,29 @@ def test_the_next_round_is_handed_out_now_and_the_regular_times_go_on(
     assert r.status_code == 409
     assert [s["status"] for s in of(client, auth, run_id, "follow-up")] == [
         "done", "done", "done", "cancelled"]
+
+
+def test_a_round_asked_for_within_the_hour_before_the_next_stands_for_it(
+        client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
+    """Asked at 15:30, due 16:30: that is the 17:00 report. 16:00's round is not handed out
+    beside it (the duty room would write the same report twice, half an hour apart, both
+    chased); the next regular one is Tuesday 08:00's, and the timeline says so."""
+    r = client.post("/api/runs", json={"playbook": "sitrep", "unit": "s1", "params": {}},
+                    headers=auth("s1-commander"))
+    run_id = r.json()["id"]
+    complete(client, auth, of(client, auth, run_id, "first")[0])
+    complete(client, auth, of(client, auth, run_id, "follow-up")[0])
+    clock.set(shanghai(15, 30))
+    r = ask(client, auth, run_id)
+    assert r.status_code == 200, r.text
+    assert r.json()["title"] == "续报（第2次，03-02 16:30前）"
+    following = of(client, auth, run_id, "follow-up")[-1]
+    assert (following["status"], following["scheduled_at_local"], following["title"]) == (
+        "pending", "2026-03-03 07:00", "续报（第3次，03-03 08:00前）")
+    clock.set(shanghai(16, 0) + timedelta(seconds=30))
+    assert sweep_once(rt).rounds_started == 0
+    assert [s["status"] for s in of(client, auth, run_id, "follow-up")] == [
+        "done", "ready", "pending"]
+    events = client.get(f"/api/runs/{run_id}", headers=auth("s1-commander")).json()["timeline"]
+    [round_event] = [e for e in events if e["action"] == "round"]
+    assert round_event["detail"]["stands_for_title"] == "03-02 17:00前"
