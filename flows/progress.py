@@ -180,8 +180,9 @@ def advance(
                                deadline_passed=possible, waiting=waiting)
         state[spec.id] = [st.READY]
         result.became_ready += len(instances)
-        if spec.recur is not None:
-            rounds.schedule(session, rt, run, spec, number=2, after=now)
+        if spec.recur is not None:  # a first round still due at the next time stands for it
+            rounds.schedule(session, rt, run, spec, number=2,
+                            after=rounds.early_stands_for(spec, now, rt=rt) or now)
         if spec.action in AUTOMATIC_ACTIONS:
             result.needs_segment = True
     if not owed_later and all(is_finished(state.get(spec.id, [])) for spec in playbook.steps):

@@ -90,11 +90,12 @@ def latest_slot(recur: RecurSpec, slot: datetime, now: datetime, *, rt: Runtime
 
 
 def early_stands_for(spec: StepSpec, now: datetime, *, rt: Runtime) -> datetime | None:
-    """The regular slot a round handed out early at `now` stands for, if any: the next of
-    the day's times when the early round is still due then (asked at 15:59, due 16:59: it is
-    the 17:00 report, and 16:00's round would make the duty room write the same report twice
-    a minute apart). None with `every` (the cadence counts from the early round) or far from
-    the next slot (asked at 14:00, due 15:00: 16:00's round still comes)."""
+    """The regular slot a round handed out off the times at `now` (the first, when the step
+    becomes ready, or one asked for early) stands for, if any: the next of the day's times
+    when that round is still due then (handed out at 15:59, due 16:59: it is the 17:00
+    report, and 16:00's round would make the duty room write the same report twice a minute
+    apart). None with `every` (the cadence counts from that round) or far from the next slot
+    (handed out at 14:00, due 15:00: 16:00's round still comes)."""
     recur = spec.recur
     if recur is None or recur.every is not None or spec.due is None:
         return None

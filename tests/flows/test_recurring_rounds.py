@@ -306,3 +306,19 @@ def test_a_recur_mistake_is_named_once_not_again_on_the_sending(sitrep: Runtime,
     said = refused(sitrep, swapped(RECUR, recur), filename="sitrep.yaml")
     assert "steps[1].recur" in said
     assert "item_needs" not in said
+
+
+def test_a_first_round_still_due_at_the_next_time_stands_for_it(
+        sitrep: Runtime, clock: ManualClock) -> None:
+    """The response level set at 15:40: the first 续报 is due 16:40, which is the 17:00
+    report; 16:00's round would have the duty officer write it again twenty minutes later.
+    The next round is Tuesday 08:00's."""
+    clock.set(shanghai(2, 15, 30))
+    run_id = start(sitrep)
+    clock.advance(timedelta(minutes=10))
+    do(sitrep, of(sitrep, run_id, "first")[0])
+    first, ahead = of(sitrep, run_id, "follow-up")
+    assert (first.status, first.due_at) == ("ready", shanghai(2, 16, 40))
+    assert (ahead.next_check_at, ahead.title) == (shanghai(3, 7), "续报（第2次，03-03 08:00前）")
+    clock.set(shanghai(2, 16, 0))
+    assert sweep(sitrep, clock).rounds_started == 0
