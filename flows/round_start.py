@@ -13,7 +13,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from flows import rounds
-from flows.access import can_act_on, require_right
+from flows.access import can_act_on, who_may
 from flows.lifecycle import load_run, require_running
 from flows.locate import not_known
 from flows.progress import (
@@ -34,7 +34,7 @@ from models import run as run_status
 from models import task as st
 from models.audit import SYSTEM
 from models.db import session_scope
-from models.errors import Conflict, InvalidInput
+from models.errors import Conflict, Forbidden, InvalidInput
 from models.run import Run
 from models.task import StepInstance
 from models.writes import add_event, insert_ignoring_duplicates
@@ -167,8 +167,14 @@ def report_now(rt: Runtime, *, run_id: int, step_key: str, actor: str,
                          None)
         held = rt.org.held_at(run.unit_id, spec.at)
         if not (spec.role and rt.org.can_act_as(actor, spec.role, held)
-                or scheduled is not None and can_act_on(rt.org, actor, scheduled)):
-            require_right(rt.org, actor, "commander", run.unit_id)
+                or scheduled is not None and can_act_on(rt.org, actor, scheduled)
+                or rt.org.has_right(actor, "commander", run.unit_id)):
+            # Both who may: the duty officers who would write it, and the commanders (a 403
+            # naming only the street's commander sends the caller to the wrong person).
+            said = ([who_may(rt.org, spec.role, held)] if spec.role else []) + [
+                who_may(rt.org, "commander", run.unit_id)]
+            raise Forbidden(f"需要{'或'.join(zh for zh, _ in said)}的权限 / requires "
+                            + " or ".join(en for _, en in said))
         open_round = next((r for r in rows if r.status in st.OPEN_STATUSES), None)
         if open_round is not None:
             raise Conflict(f"“{open_round.title}”尚未完成，请在其中填报最新情况 / a round is "

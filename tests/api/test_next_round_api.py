@@ -81,7 +81,12 @@ def test_the_next_round_is_handed_out_now_and_the_regular_times_go_on(
     r = ask(client, auth, run_id, step="first")
     assert r.status_code == 422 and r.json()["field"] == "step"
     assert "可选：follow-up" in r.json()["detail"]
-    assert ask(client, auth, run_id, person="s2-insp").status_code == 403
+    r = ask(client, auth, run_id, person="s2-insp")
+    assert r.status_code == 403
+    # Both who may, and who they are now: the duty officer who writes it, the commander.
+    assert r.json()["detail"].startswith(
+        "需要值班员（duty_officer）（一街道或上级单位；现任：")
+    assert "或指挥长（commander）（一街道或上级单位；现任：" in r.json()["detail"]
 
     r = ask(client, auth, run_id)
     assert r.status_code == 200, r.text
