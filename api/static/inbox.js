@@ -42,11 +42,15 @@ function awaitsMyVerdict(task, who) {
 
 function dueLine(task) {
   if (!task.due_at) return h("p", { class: "meta", text: "无时限" });
+  // Counting down only while the work is the holder's to do (as on the task page): handed in,
+  // done or called off, the date stays and the clock stops (全部 would otherwise show every
+  // task finished in time as 逾期 by the hours since its deadline).
+  const counting = ["ready", "acked", "rejected"].includes(task.status);
   return h("p", { class: "meta" },
-    "期限 ", task.due_at_local || "", " · ",
-    h("span", {
+    "期限 ", task.due_at_local || "", counting ? " · " : null,
+    counting ? h("span", {
       class: "due", dataset: { due: task.due_at, overdue: task.overdue ? "true" : "false" },
-    }));
+    }) : null);
 }
 
 // 叫应: a task that must be signed for within minutes (a typhoon's transfer, 30 minutes) says

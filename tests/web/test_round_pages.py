@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gas_leak_walk import complete, rounds, start, steps, verifier_for, work_round
 from playwright.sync_api import Page, expect
@@ -17,6 +18,8 @@ from flows import tasks
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def major_leak_with_rounds(rt: Any, clock: ManualClock) -> int:
@@ -80,3 +83,22 @@ def test_the_timeline_says_which_rounds_the_server_was_down_for_and_why_rounds_s
         "按轮次下达 · 续报事件处置进展（第2次，03-03 17:00前）；"
         "此前 2 轮因系统停止运行未按时下达，并入本轮")
     expect(timeline).to_contain_text("“处置终结，形成终报”已完成，不再续报")
+
+
+def test_the_inbox_lists_a_finished_report_without_a_clock(
+        signed_in: Callable[..., Page], server: Any, clock: ManualClock) -> None:
+    """The duty officer's 全部 at 15:00: the first 续报, done at 09:1x in time, shows its
+    deadline and no clock, not 逾期 by the hours since (the round written ahead is not given
+    out yet: it is not listed)."""
+    run_id = major_leak_with_rounds(server.rt, clock)
+    first, ahead = rounds(server.rt, run_id)
+    clock.set(datetime(2026, 3, 2, 7, 0, tzinfo=UTC))  # 15:00 in Shanghai
+    page = signed_in("pingshan-duty-1", phone=True)
+    page.goto(server.url("/inbox"))
+    page.select_option("#f-status", "all")
+    done = page.locator(f".task-card[data-task-id='{first.id}']")
+    expect(done.locator(".badge.status-done")).to_have_text("已完成")
+    expect(done).to_contain_text(f"期限 {first.due_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}")
+    expect(done.locator(".due")).to_have_count(0)
+    expect(done).not_to_contain_text("逾期")
+    expect(page.locator(f".task-card[data-task-id='{ahead.id}']")).to_have_count(0)
