@@ -24,6 +24,7 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import Session, select
 
 from flows.durations import add_after_deadline, add_duration
+from flows.duty import duty_cut, task_group
 from flows.recipients import notification_rows
 from flows.rehand import next_index
 from flows.step_rows import instance_row
@@ -228,10 +229,18 @@ def _tell_withdrawn(session: Session, rt: Runtime, run: Run, spec: StepSpec, ste
     notes: list[dict[str, Any]] = []
     for row in session.exec(select(StepInstance).where(
             StepInstance.id.in_(step_ids))).all():  # type: ignore[union-attr]
+        # On their channels as they heard of the round: a rostered duty room's one on duty and
+        # whoever signed for it; the others in the inbox (flows/duty.py, as call_off does).
+        cut = duty_cut(rt.org, rt.tz, now, task_group(row.role, row.assignee_unit_id,
+                                                      row.assignee_person_id, row.assignees),
+                       others=[row.acked_by] if row.acked_by else [])
+        for fallback in cut.fallbacks:
+            add_event(session, at=now, actor=SYSTEM, action="duty_fallback", run_id=run.id,
+                      step_id=row.id, detail=fallback.detail(rt.org))
         notes += notification_rows(
             rt.org, people=row.assignees, kind="round_withdrawn",
             title=f"【轮次结束】{row.title}",
             body=f"{run.title}：“{until_title}”已完成，{row.title}已撤回，无需再办理。",
             dedupe=f"round_withdrawn|{row.id}", now=now, run_id=run.id, step_id=row.id,
-            inbox_only=spec.announce != "channels")
+            inbox_only=spec.announce != "channels", quiet=cut.quiet)
     insert_ignoring_duplicates(session, Notification, notes)

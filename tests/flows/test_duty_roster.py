@@ -90,12 +90,29 @@ steps:
     due: 1h
 """
 
+ROUNDS = """\
+id: duty-rounds
+version: 1
+title: 值班续报演练
+announce: channels
+steps:
+  - id: follow-up
+    title: 续报
+    role: duty_officer
+    recur: {at: ["07:00", "16:00"], until: [close]}
+    due: 1h
+  - id: close
+    title: 处置终结
+    role: duty_officer
+"""
+
 OFFICERS = ["duty-a", "duty-b", "duty-c"]
 
 
 @pytest.fixture
 def books(tmp_path: Path) -> Path:
     return books_with(tmp_path, {"duty-drill.yaml": DRILL, "duty-stages.yaml": STAGED,
+                                 "duty-rounds.yaml": ROUNDS,
                                  "templates/duty-alert.md.j2": "# {{ run.title }}\n"})
 
 
@@ -322,3 +339,23 @@ def test_a_roster_naming_someone_gone_or_without_the_role_falls_back_to_every_ho
     assert cut.quiet == frozenset()
     [fallback] = cut.fallbacks
     assert (fallback.reason, fallback.detail(org)["message"]) == (cause, said)
+
+
+def test_rounds_withdrawn_by_the_close_wake_only_the_officer_on_duty_and_the_one_who_signed(
+        drill: Runtime, clock: ManualClock, receiver: HttpReceiver) -> None:
+    """The close ends the 续报 rounds still open: every holder finds 【轮次结束】 in the inbox;
+    on channels only 乙, on duty, and 丙, who had signed for the first round."""
+    run_id = lifecycle.start_run(drill, playbook_id="duty-rounds", unit_id="c1", params={},
+                                 actor="boss").id or 0
+    with read_session(drill.db) as session:
+        rows = session.exec(select(StepInstance).where(StepInstance.run_id == run_id)
+                            .order_by(StepInstance.id)).all()  # type: ignore[arg-type]
+    first = next(r for r in rows if r.step_key == "follow-up")
+    close = next(r for r in rows if r.step_key == "close")
+    tasks.ack(drill, step_id=first.id or 0, actor="duty-c")
+    tasks.complete(drill, step_id=close.id or 0, actor="duty-a")
+    told = notes(drill, run_id, "round_withdrawn")
+    assert [n.title for n in told if n.recipient == "duty-a"] == ["【轮次结束】续报"]
+    assert inboxed(told) == OFFICERS
+    assert on_channels(told) == ["duty-b", "duty-c"]
+    assert fallbacks(drill, run_id) == []
