@@ -68,6 +68,8 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out += _role(step.role, where, ("role",), env)
         if step.verify is not None:
             out += _role(step.verify.role, where, ("verify", "role"), env)
+        for i, role in enumerate(step.recur.early_by if step.recur is not None else []):
+            out += _role(role, where, ("recur", "early_by", i), env)
         if step.extension is not None:
             out += _role(step.extension.role, where, ("extension", "role"), env)
         out += _recipients(step.to, where, ("to",), env)

@@ -159,6 +159,14 @@ def advance(
             state[spec.id] = [st.SKIPPED]
             result.skipped += 1
             continue
+        ended = rounds.ended_by(spec, state) if spec.recur is not None else None
+        if ended is not None:
+            # The event closed before its rounds began (their `until` finished first): a
+            # 续报 of a response already ended is not asked for.
+            _skip(session, run, spec, now=now, why={"until": ended})
+            state[spec.id] = [st.SKIPPED]
+            result.skipped += 1
+            continue
         items: list[Any] = [None]
         if spec.for_each:
             items = _guarded(session, run, spec, now, [None], _items, spec, ctx)

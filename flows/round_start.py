@@ -166,12 +166,16 @@ def report_now(rt: Runtime, *, run_id: int, step_key: str, actor: str,
         scheduled = next((r for r in rows if rounds.is_scheduled(r.status, r.next_check_at)),
                          None)
         held = rt.org.held_at(run.unit_id, spec.at)
+        assert spec.recur is not None
         if not (spec.role and rt.org.can_act_as(actor, spec.role, held)
                 or scheduled is not None and can_act_on(rt.org, actor, scheduled)
+                or any(rt.org.can_act_as(actor, role, held) for role in spec.recur.early_by)
                 or rt.org.has_right(actor, "commander", run.unit_id)):
-            # Both who may: the duty officers who would write it, and the commanders (a 403
-            # naming only the street's commander sends the caller to the wrong person).
+            # Everyone who may: the duty officers who would write it, the roles the playbook
+            # adds (the duty leader), and the commanders (a 403 naming only the street's
+            # commander sends the caller to the wrong person).
             said = ([who_may(rt.org, spec.role, held)] if spec.role else []) + [
+                who_may(rt.org, role, held) for role in spec.recur.early_by] + [
                 who_may(rt.org, "commander", run.unit_id)]
             raise Forbidden(f"需要{'或'.join(zh for zh, _ in said)}的权限 / requires "
                             + " or ".join(en for _, en in said))

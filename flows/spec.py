@@ -463,6 +463,11 @@ class RecurSpec(_Spec):
         default=None,
         description="Or: the next round this long after the previous one was handed out "
                     "(at least 10m).")
+    early_by: list[str] = Field(
+        default_factory=list,
+        description="Roles that may also ask for the next round at once (立即续报), besides "
+                    "whoever does the rounds and the run's commanders: the duty leader who "
+                    "judges the situation has changed.")
     until: list[str] = Field(
         min_length=1,
         description="Steps whose finishing ends the rounds (the first of them to finish): no "

@@ -16,6 +16,8 @@ from factories import books_with
 from fastapi.testclient import TestClient
 from rounds_books import SITREP, TEMPLATE
 
+from api.auth import make_token
+from api.main import create_app
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
@@ -140,3 +142,30 @@ def test_a_round_asked_for_within_the_hour_before_the_next_stands_for_it(
     events = client.get(f"/api/runs/{run_id}", headers=auth("s1-commander")).json()["timeline"]
     [round_event] = [e for e in events if e["action"] == "round"]
     assert round_event["detail"]["stands_for_title"] == "03-02 17:00前"
+
+
+def test_a_role_the_playbook_names_may_ask_too(make_rt: Callable[..., Runtime],
+                                                tmp_path: Path, clock: ManualClock) -> None:
+    """`recur.early_by: [duty_leader]`: the duty leader, who judges that the situation has
+    changed, may ask for the round at once; without it they are refused, told who may."""
+    text = SITREP.replace('recur: {at: ["07:00", "16:00"], until: [close]}',
+                          'recur: {at: ["07:00", "16:00"], early_by: [duty_leader], '
+                          'until: [close]}')
+    assert text != SITREP
+    for book, answer in ((SITREP, 403), (text, 200)):
+        rt = make_rt(playbooks=books_with(tmp_path / str(answer), {
+            "sitrep.yaml": book, "templates/send.txt.j2": TEMPLATE}))
+        secret = rt.settings.signing_secret()
+        with TestClient(create_app(rt, background=False, prefect=False)) as client:
+            def auth(person: str, secret: str = secret) -> dict[str, str]:
+                return {"Authorization": f"Bearer {make_token(person, secret)}"}
+            run_id = client.post("/api/runs", json={"playbook": "sitrep", "unit": "s1",
+                                                    "params": {}},
+                                 headers=auth("s1-commander")).json()["id"]
+            complete(client, auth, of(client, auth, run_id, "first")[0])
+            complete(client, auth, of(client, auth, run_id, "follow-up")[0])
+            drain_wakes(rt)
+            r = ask(client, auth, run_id, person="d1-leader")
+            assert r.status_code == answer, r.text
+            if answer == 403:
+                assert "值班员" in r.json()["detail"] and "带班领导" not in r.json()["detail"]

@@ -257,6 +257,8 @@ RECUR = 'recur: {at: ["07:00", "16:00"], until: [close]}'
     (swapped(RECUR, 'recur: {at: ["07:00"], until: [send]}'),
      "sitrep.yaml:13:36: steps[1].recur.until[0]: send 逐轮跟随本步骤（item_needs），每一轮后都会"
      "完成，不能结束本步骤的轮次"),
+    (swapped(RECUR, 'recur: {at: ["07:00"], early_by: [duty_leadr], until: [close]}'),
+     "sitrep.yaml:13:39: steps[1].recur.early_by[0]: 没有角色 duty_leadr"),
     # Without a fan-out of its own, a step pairs item by item only with a recurring need.
     (swapped(RECUR, ""),
      "sitrep.yaml:25:17: steps[2].item_needs: item_needs 按项等待，须配合 for_each"),
@@ -322,3 +324,26 @@ def test_a_first_round_still_due_at_the_next_time_stands_for_it(
     assert (ahead.next_check_at, ahead.title) == (shanghai(3, 7), "续报（第2次，03-03 08:00前）")
     clock.set(shanghai(2, 16, 0))
     assert sweep(sitrep, clock).rounds_started == 0
+
+
+def test_rounds_whose_until_finished_first_are_not_begun(
+        make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock) -> None:
+    """The close came before the step the rounds wait for (the response ended early): the
+    续报 of an ended response is passed over, not handed out and withdrawn a moment later."""
+    text = SITREP.replace("  - id: close\n    title: 处置终结\n    role: duty_officer\n"
+                          "    needs: [first]\n",
+                          "  - id: close\n    title: 处置终结\n    role: duty_officer\n")
+    assert text != SITREP
+    rt = make_rt(playbooks=books_with(tmp_path, {"sitrep.yaml": text,
+                                                 "templates/send.txt.j2": TEMPLATE}))
+    run_id = start(rt)
+    do(rt, of(rt, run_id, "close")[0])
+    do(rt, of(rt, run_id, "first")[0])
+    assert [r.status for r in of(rt, run_id, "follow-up")] == ["skipped"]  # no row
+    [skipped] = [e for e in run_events(rt, run_id, "skipped")
+                 if e.detail["step"] == "follow-up"]
+    assert skipped.detail["until"] == "close"
+    with read_session(rt.db) as session:
+        assert not session.exec(select(Notification).where(
+            Notification.run_id == run_id,
+            Notification.title.contains("续报"))).all()  # type: ignore[attr-defined]
