@@ -11,6 +11,7 @@ import re
 import unicodedata
 import uuid
 
+from flows.bmff_check import IMAGE_BRANDS, MOVIE_BRANDS
 from flows.evidence_store import ObjectMissing, content_key, open_store, read_at
 from flows.image_check import looks_whole
 from flows.runtime import Runtime
@@ -30,7 +31,7 @@ _NAME_UNSAFE = re.compile(
 _MAX_EXT = 16  # ".jpg", ".jpeg", ".heic": a longer "extension" is part of the name
 _EXT_OF_KIND = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif",
                 "image/webp": ".webp", "image/heic": ".heic", "application/pdf": ".pdf",
-                "video/mp4": ".mp4"}
+                "video/mp4": ".mp4", "video/quicktime": ".mov"}
 
 
 def decode_filename(raw: bytes) -> str:
@@ -74,19 +75,17 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
     (b"GIF89a", 0, "image/gif"),
     (b"WEBP", 8, "image/webp"),
     (b"%PDF-", 0, "application/pdf"),
-    (b"ftypheic", 4, "image/heic"),
-    (b"ftypmif1", 4, "image/heic"),
-    (b"ftypisom", 4, "video/mp4"),
-    (b"ftypmp42", 4, "video/mp4"),
 ]
 
 
 _KIND_ZH = {"image/jpeg": "JPEG 图片", "image/png": "PNG 图片", "image/gif": "GIF 图片",
             "image/webp": "WebP 图片", "image/heic": "HEIC 图片", "video/mp4": "MP4 视频",
+            "video/quicktime": "MOV 视频",
             "application/pdf": "PDF 文件"}
 # What to do about a damaged file: a photo is taken again; a video or a PDF was made once and
 # is sent again (often it was cut short on the way).
-_AGAIN_ZH = {"video/mp4": "请重新导出或录制后上传", "application/pdf": "请重新导出或扫描后上传"}
+_AGAIN_ZH = {"video/mp4": "请重新导出或录制后上传", "video/quicktime": "请重新导出或录制后上传",
+             "application/pdf": "请重新导出或扫描后上传"}
 
 
 def size_zh(size: int) -> str:
@@ -99,6 +98,14 @@ def sniff(data: bytes) -> str | None:
     for magic, offset, kind in _SIGNATURES:
         if data[offset:offset + len(magic)] == magic:
             return kind
+    if data[4:8] == b"ftyp":  # ISO base media: what it holds is said by its major brand
+        brand = data[8:12]
+        if brand in IMAGE_BRANDS:
+            return "image/heic"
+        if brand == b"qt  ":  # an iPhone's video (.MOV): QuickTime, checked as a movie
+            return "video/quicktime"
+        if brand in MOVIE_BRANDS:
+            return "video/mp4"
     return None
 
 
@@ -113,8 +120,9 @@ def store_evidence(rt: Runtime, *, data: bytes, filename: str, uploaded_by: str)
                            f"larger than the limit of {limit} bytes")
     kind = sniff(data)
     if kind is None:
-        raise InvalidInput("file", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和 MP4 / only "
-                           "photos (JPEG, PNG, GIF, WebP, HEIC), PDF and MP4 are accepted")
+        raise InvalidInput("file", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和视频（MP4、"
+                           "MOV） / only photos (JPEG, PNG, GIF, WebP, HEIC), PDF and videos "
+                           "(MP4, MOV) are accepted")
     if not looks_whole(data, kind):
         said = _KIND_ZH.get(kind, kind)
         again = _AGAIN_ZH.get(kind, "请重新拍照上传")

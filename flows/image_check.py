@@ -123,4 +123,5 @@ def _webp(data: bytes) -> bool:
 
 
 _CHECKS = {"image/png": _png, "image/jpeg": _jpeg, "image/gif": _gif, "image/webp": _webp,
-           "image/heic": heif_image, "video/mp4": movie, "application/pdf": pdf}
+           "image/heic": heif_image, "video/mp4": movie, "video/quicktime": movie,
+           "application/pdf": pdf}

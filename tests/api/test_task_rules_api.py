@@ -328,7 +328,8 @@ def test_task_and_run_conflicts_are_chinese_first(client: TestClient, auth: Auth
 
 @pytest.mark.parametrize(("data", "start_zh", "english"), [
     (b"", "文件是空的", "empty file"),
-    (b"just text", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和 MP4", "only photos (JPEG"),
+    (b"just text", "只接受照片（JPEG、PNG、GIF、WebP、HEIC）、PDF 和视频（MP4、MOV）",
+     "only photos (JPEG"),
     (b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000, "文件超过上限 4 KB，请压缩后重新上传",
      "file is larger than the limit of 4096 bytes"),
 ])
@@ -346,6 +347,7 @@ def test_upload_refusals_are_chinese_first(
      "HEIC 图片"),
     ("整改报告.pdf", b"%PDF-1.4\n\x00\x01garbage", "application/pdf", "PDF 文件"),
     ("现场.mp4", b"\x00\x00\x00\x08ftypmp42", "video/mp4", "MP4 视频"),
+    ("IMG_0043.MOV", evidence_file("clip.mov")[:-200], "video/quicktime", "MOV 视频"),
 ])
 def test_a_damaged_heic_pdf_or_video_is_refused_on_file(
     client: TestClient, auth: Auth, name: str, data: bytes, kind: str, said: str
@@ -362,7 +364,9 @@ def test_a_damaged_heic_pdf_or_video_is_refused_on_file(
 def test_real_heic_pdf_and_video_are_stored(client: TestClient, auth: Auth) -> None:
     for name, data, kind in (("IMG_0042.HEIC", evidence_file("photo.heic"), "image/heic"),
                              ("整改报告.pdf", pdf_bytes(), "application/pdf"),
-                             ("现场.mp4", evidence_file("clip.mp4"), "video/mp4")):
+                             ("现场.mp4", evidence_file("clip.mp4"), "video/mp4"),
+                             # What an iPhone records: QuickTime (brand "qt  ").
+                             ("IMG_0043.MOV", evidence_file("clip.mov"), "video/quicktime")):
         r = client.post("/api/evidence", files={"file": (name, data, kind)},
                         headers=auth("c1-grid"))
         assert r.status_code == 201, r.text

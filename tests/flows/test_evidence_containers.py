@@ -63,6 +63,7 @@ REAL = [
     ("clip.mp4", MP4, "video/mp4"),
     ("clip-mp42.mp4", FAST, "video/mp4"),
     ("clip-frag.mp4", FRAGMENTED, "video/mp4"),
+    ("IMG_0043.MOV", evidence_file("clip.mov"), "video/quicktime"),  # as an iPhone records
     ("gs.pdf", PDF, "application/pdf"),
     ("linearized.pdf", evidence_file("linearized.pdf"), "application/pdf"),
     ("objstm.pdf", evidence_file("objstm.pdf"), "application/pdf"),
@@ -80,9 +81,15 @@ def test_a_file_made_by_a_real_tool_is_stored(rt: Runtime, name: str, data: byte
     assert row.content_type == kind and row.size == len(data)
 
 
-def test_an_iphone_quicktime_movie_walks_as_a_movie() -> None:
-    # .MOV is not an accepted upload type (flows.evidence.sniff); its check is the same.
-    assert movie(evidence_file("clip.mov"))
+def test_an_iphone_quicktime_movie_is_kept_as_a_mov(rt: Runtime) -> None:
+    # An iPhone records QuickTime (.MOV, brand "qt  "): walked as a movie, kept as what it is,
+    # and named .mov when the phone sent no name; cut short, it is refused as a MOV.
+    mov = evidence_file("clip.mov")
+    assert movie(mov)
+    row = stored(rt, mov, "")
+    assert row.content_type == "video/quicktime" and row.filename.endswith(".mov")
+    with pytest.raises(InvalidInput, match="文件不是完整有效的MOV 视频"):
+        stored(rt, mov[:-100], "IMG_0044.MOV")
 
 
 def test_the_brands_must_fit_what_the_file_is_taken_for() -> None:
