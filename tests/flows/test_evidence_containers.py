@@ -83,10 +83,10 @@ def test_a_file_made_by_a_real_tool_is_stored(rt: Runtime, name: str, data: byte
 
 def test_an_iphone_quicktime_movie_is_kept_as_a_mov(rt: Runtime) -> None:
     # An iPhone records QuickTime (.MOV, brand "qt  "): walked as a movie, kept as what it is,
-    # and named .mov when the phone sent no name; cut short, it is refused as a MOV.
+    # and named .mov when the name it came with had nothing left; cut short, refused as a MOV.
     mov = evidence_file("clip.mov")
     assert movie(mov)
-    row = stored(rt, mov, "")
+    row = stored(rt, mov, "...")  # a name with nothing left in it
     assert row.content_type == "video/quicktime" and row.filename.endswith(".mov")
     with pytest.raises(InvalidInput, match="文件不是完整有效的MOV 视频"):
         stored(rt, mov[:-100], "IMG_0044.MOV")
