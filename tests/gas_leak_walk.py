@@ -163,3 +163,17 @@ def walk_to_the_end(rt: Runtime, clock: ManualClock, run_id: int, grade: str, *,
         rounds.append(acted)
         clock.advance(timedelta(minutes=1))
     raise AssertionError(f"run {run_id} did not finish in {max_rounds} rounds")
+
+
+def walk_up_to_the_close(rt: Runtime, clock: ManualClock, grade: str = "重大") -> int:
+    """A leak started (Monday 09:00 on the tests' clock) and worked a minute a round up to the
+    close, which is left open: for 重大, the first 续报 is done and sent and the second
+    written ahead for 16:00. Returns the run id."""
+    run_id = start(rt, grade)
+    for _ in range(30):
+        drain_wakes(rt)
+        if not work_round(rt, run_id, grade, skip=("close",)):
+            break
+        clock.advance(timedelta(minutes=1))
+    drain_wakes(rt)
+    return run_id

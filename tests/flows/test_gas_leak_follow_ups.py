@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gas_leak_walk import rounds, start, steps, verifier_for, work_round
+from gas_leak_walk import rounds, steps, verifier_for, walk_up_to_the_close
 from sqlmodel import select
 
 from flows import tasks
@@ -35,13 +35,7 @@ def to_county(rt: Runtime, step: StepInstance) -> str:
 
 def test_a_major_leak_is_reported_again_at_eight_and_five_until_it_is_closed(
         demo: Runtime, clock: ManualClock) -> None:
-    run_id = start(demo, "重大")  # Monday 09:00
-    for _ in range(30):  # everything but the close, a minute apart
-        drain_wakes(demo)
-        if not work_round(demo, run_id, "重大", skip=("close",)):
-            break
-        clock.advance(timedelta(minutes=1))
-    drain_wakes(demo)
+    run_id = walk_up_to_the_close(demo, clock)  # Monday 09:00, the close left open
     first, scheduled = rounds(demo, run_id)
     assert first.status == "done"
     assert [s.status for s in rounds(demo, run_id, "follow-up-send")] == ["done"]
@@ -84,19 +78,6 @@ def test_a_major_leak_is_reported_again_at_eight_and_five_until_it_is_closed(
     assert sweep_once(demo).rounds_started == 0
 
 
-def major_leak_to_the_close(demo: Runtime, clock: ManualClock) -> int:
-    """A 重大 leak started Monday 09:00, worked a minute a round up to the close (left open):
-    the first 续报 is done and sent, the second written ahead for 16:00."""
-    run_id = start(demo, "重大")
-    for _ in range(30):
-        drain_wakes(demo)
-        if not work_round(demo, run_id, "重大", skip=("close",)):
-            break
-        clock.advance(timedelta(minutes=1))
-    drain_wakes(demo)
-    return run_id
-
-
 def report_round(demo: Runtime, row: StepInstance, who: str, **outputs: str) -> None:
     tasks.complete(demo, step_id=row.id or 0, actor=who, outputs=outputs)
 
@@ -106,7 +87,7 @@ def test_each_follow_up_sent_carries_its_own_rounds_facts_and_writer(
     """Two rounds done before their sending runs (Prefect slow, the server restarting): each
     续报 still says what was written in its own round, signed by whoever wrote it, and a
     round that leaves 下一步工作 empty does not repeat the previous round's."""
-    run_id = major_leak_to_the_close(demo, clock)
+    run_id = walk_up_to_the_close(demo, clock)
     clock.set(shanghai(2, 16, 0))
     sweep_once(demo)
     report_round(demo, rounds(demo, run_id)[1], "pingshan-duty-2",  # 吴静

@@ -7,26 +7,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from gas_leak_walk import start, work_round
+from gas_leak_walk import walk_up_to_the_close
 from playwright.sync_api import Page, expect
 
-from flows.segments import drain_wakes
 from models.clock import ManualClock
 
 
 def test_the_duty_officer_reports_at_once_when_the_situation_changes(
         signed_in: Callable[..., Page], server: Any, clock: ManualClock) -> None:
     rt = server.rt
-    run_id = start(rt, "重大")
-    for _ in range(30):  # the response under way; the first 续报 in; the close still open
-        drain_wakes(rt)
-        if not work_round(rt, run_id, "重大", skip=("close",)):
-            break
-        clock.advance(timedelta(minutes=1))
-    drain_wakes(rt)
+    run_id = walk_up_to_the_close(rt, clock)  # the first 续报 in, the close open
 
     page = signed_in("pingshan-duty-1")  # 黄磊, the district duty room's officer
     page.goto(server.url(f"/runs/{run_id}"))

@@ -7,11 +7,11 @@ Headless Chromium on the real app, 390x844 where the duty officer reads it on a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gas_leak_walk import complete, rounds, start, steps, verifier_for, work_round
+from gas_leak_walk import complete, rounds, steps, verifier_for, walk_up_to_the_close
 from playwright.sync_api import Page, expect
 
 from flows import tasks
@@ -22,20 +22,9 @@ from models.clock import ManualClock
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def major_leak_with_rounds(rt: Any, clock: ManualClock) -> int:
-    run_id = start(rt, "重大")
-    for _ in range(30):  # the first 续报 in, the second written ahead; the close still open
-        drain_wakes(rt)
-        if not work_round(rt, run_id, "重大", skip=("close",)):
-            break
-        clock.advance(timedelta(minutes=1))
-    drain_wakes(rt)
-    return run_id
-
-
 def test_the_round_written_ahead_says_when_it_comes_on_the_phone(
         signed_in: Callable[..., Page], server: Any, clock: ManualClock) -> None:
-    run_id = major_leak_with_rounds(server.rt, clock)
+    run_id = walk_up_to_the_close(server.rt, clock)
     ahead = rounds(server.rt, run_id)[-1]
     assert ahead.status == "pending" and ahead.next_check_at is not None
 
@@ -51,7 +40,7 @@ def test_the_round_written_ahead_says_when_it_comes_on_the_phone(
 
 def test_the_by_step_summary_does_not_count_rounds_as_units(
         signed_in: Callable[..., Page], server: Any, clock: ManualClock) -> None:
-    run_id = major_leak_with_rounds(server.rt, clock)
+    run_id = walk_up_to_the_close(server.rt, clock)
     page = signed_in("wang-qiang")
     page.goto(server.url(f"/runs/{run_id}"))
     expect(page.locator("#rounds")).to_be_visible()
@@ -67,7 +56,7 @@ def test_the_timeline_says_which_rounds_the_server_was_down_for_and_why_rounds_s
     out; the one handed out on restart says so, so a manager asked where Tuesday's 08:00
     report is reads it in the timeline. The close then says why the round ahead went."""
     rt = server.rt
-    run_id = major_leak_with_rounds(rt, clock)
+    run_id = walk_up_to_the_close(rt, clock)
     clock.set(datetime(2026, 3, 3, 10, 30, tzinfo=UTC))  # Tuesday 18:30 in Shanghai
     assert sweep_once(rt).rounds_started == 1
     close = steps(rt, run_id)["close"]
@@ -90,7 +79,7 @@ def test_the_inbox_lists_a_finished_report_without_a_clock(
     """The duty officer's 全部 at 15:00: the first 续报, done at 09:1x in time, shows its
     deadline and no clock, not 逾期 by the hours since (the round written ahead is not given
     out yet: it is not listed)."""
-    run_id = major_leak_with_rounds(server.rt, clock)
+    run_id = walk_up_to_the_close(server.rt, clock)
     first, ahead = rounds(server.rt, run_id)
     clock.set(datetime(2026, 3, 2, 7, 0, tzinfo=UTC))  # 15:00 in Shanghai
     page = signed_in("pingshan-duty-1", phone=True)
