@@ -26,7 +26,7 @@ from flows.registers import sync_entry
 from flows.rehand import called_off_open, next_index, pass_over, reached
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
-from flows.step_rows import instance_row
+from flows.step_rows import assignment, instance_row
 from flows.timers import TimerState, evaluate
 from models import run as run_status
 from models import task as st
@@ -441,7 +441,7 @@ def make_ready(
         if replacing is not None:
             row["rehanded_from"] = replacing[index].id
         if spec.role:
-            row["assignee_unit_id"], row["assignees"] = _assignment(rt, spec.role, row["unit_id"])
+            row["assignee_unit_id"], row["assignees"] = assignment(rt, spec.role, row["unit_id"])
         if waiting and index in waiting:
             row |= {"status": st.PENDING, "ready_at": None, "due_at": None,
                     "next_check_at": None, "version": 1}
@@ -456,7 +456,7 @@ def make_ready(
                StepInstance.item_index >= first_index)  # type: ignore[operator]
         .order_by(StepInstance.item_index)  # type: ignore[arg-type]
     ).all() if inst.status != st.PENDING]
-    _announce(session, rt, run, spec, instances, due_at, now=now)
+    announce(session, rt, run, spec, instances, due_at, now=now)
     return instances
 
 
@@ -479,19 +479,13 @@ def release_waiting(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
     check = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at, now=now)
     for inst in released:
         if spec.role:
-            inst.assignee_unit_id, inst.assignees = _assignment(rt, spec.role, inst.unit_id)
+            inst.assignee_unit_id, inst.assignees = assignment(rt, spec.role, inst.unit_id)
         inst.status, inst.ready_at, inst.due_at, inst.next_check_at = st.READY, now, due_at, check
         inst.version += 1
         session.add(inst)
     session.flush()
-    _announce(session, rt, run, spec, released, due_at, now=now)
+    announce(session, rt, run, spec, released, due_at, now=now)
     return released
-
-
-def _assignment(rt: Runtime, role: str, unit_id: str) -> tuple[str | None, list[str]]:
-    """Where `role` resolves for a step held at `unit_id`, and its holders there."""
-    found_at, holders = rt.org.resolve_role(role, unit_id)
-    return found_at, [p.id for p in holders]
 
 
 def item_key(item: Any) -> str:
@@ -519,7 +513,7 @@ def _waiting(session: Session, run: Run, spec: StepSpec, items: list[Any]) -> se
     return {i for i, item in enumerate(items) if item_key(item) in unfinished}
 
 
-def _announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
+def announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
               instances: list[StepInstance], due_at: datetime | None, *, now: datetime) -> None:
     """The timeline's `ready` event of each instance and its assignees' inbox notes."""
     events: list[dict[str, Any]] = []

@@ -13,12 +13,11 @@ from typing import Any
 from sqlmodel import Session, select
 
 from flows import rounds
-from flows.access import can_act_on, who_may
+from flows.access import who_may
 from flows.lifecycle import load_run, require_running
 from flows.locate import not_known
 from flows.progress import (
-    _announce,
-    _assignment,
+    announce,
     due_time,
     first_check,
     lock_run,
@@ -28,7 +27,7 @@ from flows.progress import (
 from flows.rehand import next_index
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
-from flows.step_rows import instance_row
+from flows.step_rows import assignment, instance_row
 from flows.tasks import check_note
 from models import run as run_status
 from models import task as st
@@ -61,17 +60,12 @@ def hand_out_due_round(session: Session, rt: Runtime, step_id: int, now: datetim
                      detail={"missed_rounds": missed} if missed else {})
 
 
-def hand_out_now(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, actor: str,
-                 note: str, now: datetime) -> StepInstance | None:
-    """Hand out the next round of `spec` at once, at `actor`'s word (the caller has locked
-    the run and checked their right). None when the step has no round scheduled: its rounds
-    have not begun, or have ended."""
+def hand_out_now(session: Session, rt: Runtime, run: Run, spec: StepSpec, step: StepInstance,
+                 *, actor: str, note: str, now: datetime) -> StepInstance | None:
+    """Hand out `step`, the round of `spec` written ahead, at once, at `actor`'s word (the
+    caller has locked the run and checked their right). None when the rounds have ended
+    meanwhile (one of `until` finished)."""
     playbook = rt.catalog.pinned(session, run.playbook_sha)
-    step = session.exec(select(StepInstance).where(
-        StepInstance.run_id == run.id, StepInstance.step_key == spec.id,
-        rounds.scheduled_clause())).first()
-    if step is None:
-        return None
     number = (step.item or {}).get("round", 0)
     step.item = rounds.round_item(spec, number, now, rt=rt)
     step.title = rounds.round_title(spec, step.item)
@@ -103,7 +97,7 @@ def _hand_out(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec:
         step.title = rounds.round_title(spec, step.item)
     due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=slot)
     if spec.role:
-        step.assignee_unit_id, step.assignees = _assignment(rt, spec.role, step.unit_id)
+        step.assignee_unit_id, step.assignees = assignment(rt, spec.role, step.unit_id)
     step.status, step.ready_at, step.due_at = st.READY, now, due_at
     step.next_check_at = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at,
                                      now=now)
@@ -113,7 +107,7 @@ def _hand_out(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec:
     add_event(session, at=now, actor=actor, action="round", run_id=run.id, step_id=step.id,
               detail={"step": spec.id, "round": (step.item or {}).get("round"),
                       "scheduled_at": slot.isoformat(), **detail})
-    _announce(session, rt, run, spec, [step], due_at, now=now)
+    announce(session, rt, run, spec, [step], due_at, now=now)
     _add_partners(session, rt, run, playbook, spec, step, state)
     number = int((step.item or {}).get("round", 1))
     rounds.schedule(session, rt, run, spec, number=number + 1, after=next_after or slot)
@@ -134,7 +128,7 @@ def _add_partners(session: Session, rt: Runtime, run: Run, playbook: Playbook, s
                            step.item) | {"status": st.PENDING, "ready_at": None,
                                          "due_at": None, "next_check_at": None, "version": 1}
         if partner.role:
-            row["assignee_unit_id"], row["assignees"] = _assignment(rt, partner.role,
+            row["assignee_unit_id"], row["assignees"] = assignment(rt, partner.role,
                                                                    row["unit_id"])
         rows.append(row)
     insert_ignoring_duplicates(session, StepInstance, rows)
@@ -167,8 +161,9 @@ def report_now(rt: Runtime, *, run_id: int, step_key: str, actor: str,
                          None)
         held = rt.org.held_at(run.unit_id, spec.at)
         assert spec.recur is not None
+        # The role where the round is held is what the round's own rights read (its row is
+        # never handed to a named person before it is out), so no row need be asked.
         if not (spec.role and rt.org.can_act_as(actor, spec.role, held)
-                or scheduled is not None and can_act_on(rt.org, actor, scheduled)
                 or any(rt.org.can_act_as(actor, role, held) for role in spec.recur.early_by)
                 or rt.org.has_right(actor, "commander", run.unit_id)):
             # Everyone who may: the duty officers who would write it, the roles the playbook
@@ -187,7 +182,9 @@ def report_now(rt: Runtime, *, run_id: int, step_key: str, actor: str,
         if scheduled is None:
             raise Conflict(f"“{spec.title}”的轮次尚未开始或已经结束 / the rounds of "
                            f"'{spec.id}' have not begun or have ended")
-        handed = hand_out_now(session, rt, run, spec, actor=actor, note=note or "",
+        handed = hand_out_now(session, rt, run, spec, scheduled, actor=actor, note=note or "",
                               now=rt.clock.now())
-        assert handed is not None
+        if handed is None:
+            raise Conflict(f"“{spec.title}”的轮次已经结束 / the rounds of '{spec.id}' have "
+                           "ended")
         return handed

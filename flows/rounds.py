@@ -27,7 +27,7 @@ from flows.durations import add_after_deadline, add_duration
 from flows.duty import duty_cut, task_group
 from flows.recipients import notification_rows
 from flows.rehand import next_index
-from flows.step_rows import instance_row
+from flows.step_rows import assignment, instance_row
 from models import task as st
 from models.audit import SYSTEM
 from models.outbox import Notification
@@ -138,8 +138,7 @@ def schedule(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, number:
         "status": st.PENDING, "ready_at": None, "due_at": None, "next_check_at": slot,
         "version": 1}
     if spec.role:  # shown on the run page as whose the next round will be
-        row["assignee_unit_id"], holders = rt.org.resolve_role(spec.role, row["unit_id"])
-        row["assignees"] = [p.id for p in holders]
+        row["assignee_unit_id"], row["assignees"] = assignment(rt, spec.role, row["unit_id"])
     insert_ignoring_duplicates(session, StepInstance, [row])
 
 

@@ -1,6 +1,6 @@
-"""The row a step instance starts as: what every new instance of a step writes, whether made
-ready (progress.make_ready), written ahead as a later round or handed to a round's partner
-(flows/rounds.py, flows/round_start.py)."""
+"""The row a step instance starts as, and whom it goes to: what every new instance of a step
+writes, whether made ready (progress.make_ready), written ahead as a later round or handed to
+a round's partner (flows/rounds.py, flows/round_start.py)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,9 @@ def _item_label(item: Any) -> str:
     if isinstance(item, dict):
         return str(item.get("name") or item.get("title") or item.get("id") or "")
     return str(item)
+
+
+def assignment(rt: Runtime, role: str, unit_id: str) -> tuple[str | None, list[str]]:
+    """Where `role` resolves for a step held at `unit_id`, and its holders there."""
+    found_at, holders = rt.org.resolve_role(role, unit_id)
+    return found_at, [p.id for p in holders]
