@@ -19,18 +19,17 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from flows.duty import duty_cut, task_group
+from flows.duty import fallback_events, holders_cut
 from flows.recipients import notification_rows
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import task as st
-from models.audit import ACTOR_NAMES, SYSTEM, AuditEvent
+from models.audit import ACTOR_NAMES, AuditEvent
 from models.errors import Conflict, InvalidInput
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
 from models.writes import (
-    add_event,
     insert_ignoring_duplicates,
     insert_rows,
     lapse_extension_requests,
@@ -137,14 +136,12 @@ def _tell(session: Session, rt: Runtime, run: Run, instances: list[StepInstance]
     # A rostered role's holders hear it on their channels as they heard of the task: the one
     # on duty, and whoever signed for it; the others find it in the inbox (flows/duty.py).
     loud: set[str] = set()
+    fallbacks: list[dict[str, Any]] = []
     for inst in instances:
-        cut = duty_cut(rt.org, rt.tz, now, task_group(inst.role, inst.assignee_unit_id,
-                                                      inst.assignee_person_id, inst.assignees),
-                       others=[inst.acked_by] if inst.acked_by else [])
+        cut = holders_cut(rt.org, rt.tz, now, inst)
         loud.update(p for p in inst.assignees if p not in cut.quiet)
-        for fallback in cut.fallbacks:
-            add_event(session, at=now, actor=SYSTEM, action="duty_fallback", run_id=run.id,
-                      step_id=inst.id, detail=fallback.detail(rt.org))
+        fallbacks += fallback_events(rt.org, cut, run_id=run.id, step_id=inst.id, now=now)
+    insert_rows(session, AuditEvent, fallbacks)
     rows: list[dict[str, Any]] = []
     for person, tasks in sorted(mine.items()):
         first = tasks[0]

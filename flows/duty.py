@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from models.audit import SYSTEM
 from models.org import ROLE_NAMES_ZH, OrgChart
 from models.roster import Roster, Shift
+from models.task import StepInstance
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,24 @@ def task_group(role: str | None, assignee_unit_id: str | None, assignee_person_i
     if role is None or assignee_person_id is not None:
         return []
     return [(role, assignee_unit_id, list(assignees))]
+
+
+def holders_cut(org: OrgChart, tz: tzinfo, now: datetime, inst: StepInstance) -> DutyCut:
+    """Telling a task's holders what became of it (called off, a round withdrawn): on their
+    channels as they heard of it, the one on duty of a rostered role and whoever signed for
+    it (an officer whose shift has ended is still on it); the others in the inbox."""
+    return duty_cut(org, tz, now, task_group(inst.role, inst.assignee_unit_id,
+                                             inst.assignee_person_id, inst.assignees),
+                    others=[inst.acked_by] if inst.acked_by else [])
+
+
+def fallback_events(org: OrgChart, cut: DutyCut, *, run_id: int | None, step_id: int | None,
+                    now: datetime) -> list[dict[str, Any]]:
+    """The `duty_fallback` timeline rows of a cut (a roster that could not pick the one on
+    duty, so every holder was messaged), for models.writes.insert_rows."""
+    return [{"run_id": run_id, "step_id": step_id, "at": now, "actor": SYSTEM,
+             "action": "duty_fallback", "from_state": None, "to_state": None,
+             "detail": fallback.detail(org)} for fallback in cut.fallbacks]
 
 
 def duty_cut(org: OrgChart, tz: tzinfo, now: datetime, groups: Iterable[Group], *,

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from flows import rounds
 from flows.context import expression_context
 from flows.durations import add_after_deadline, add_duration
-from flows.duty import DutyCut, duty_cut, task_group
+from flows.duty import DutyCut, duty_cut, fallback_events, task_group
 from flows.expressions import ExpressionError, compile_expression
 from flows.passed_stages import is_passed_over, passed_over_keys
 from flows.recipients import notification_rows
@@ -537,9 +537,7 @@ def announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
             cut = DutyCut() if inbox_only else duty_cut(
                 rt.org, rt.tz, now, task_group(inst.role, inst.assignee_unit_id,
                                                inst.assignee_person_id, inst.assignees))
-            events += [{"run_id": run.id, "step_id": inst.id, "at": now, "actor": SYSTEM,
-                        "action": "duty_fallback", "from_state": None, "to_state": None,
-                        "detail": fb.detail(rt.org)} for fb in cut.fallbacks]
+            events += fallback_events(rt.org, cut, run_id=run.id, step_id=inst.id, now=now)
             notes += notification_rows(
                 rt.org, people=inst.assignees, kind="assigned",
                 title=f"{'【重新下达】' if again else '【新任务】'}{inst.title}",

@@ -24,16 +24,16 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import Session, select
 
 from flows.durations import add_after_deadline, add_duration
-from flows.duty import duty_cut, task_group
+from flows.duty import fallback_events, holders_cut
 from flows.recipients import notification_rows
 from flows.rehand import next_index
 from flows.step_rows import assignment, instance_row
 from models import task as st
-from models.audit import SYSTEM
+from models.audit import SYSTEM, AuditEvent
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
-from models.writes import add_event, insert_ignoring_duplicates
+from models.writes import add_event, insert_ignoring_duplicates, insert_rows
 
 if TYPE_CHECKING:
     from flows.runtime import Runtime
@@ -230,12 +230,9 @@ def _tell_withdrawn(session: Session, rt: Runtime, run: Run, spec: StepSpec, ste
             StepInstance.id.in_(step_ids))).all():  # type: ignore[union-attr]
         # On their channels as they heard of the round: a rostered duty room's one on duty and
         # whoever signed for it; the others in the inbox (flows/duty.py, as call_off does).
-        cut = duty_cut(rt.org, rt.tz, now, task_group(row.role, row.assignee_unit_id,
-                                                      row.assignee_person_id, row.assignees),
-                       others=[row.acked_by] if row.acked_by else [])
-        for fallback in cut.fallbacks:
-            add_event(session, at=now, actor=SYSTEM, action="duty_fallback", run_id=run.id,
-                      step_id=row.id, detail=fallback.detail(rt.org))
+        cut = holders_cut(rt.org, rt.tz, now, row)
+        insert_rows(session, AuditEvent,
+                    fallback_events(rt.org, cut, run_id=run.id, step_id=row.id, now=now))
         notes += notification_rows(
             rt.org, people=row.assignees, kind="round_withdrawn",
             title=f"【轮次结束】{row.title}",

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from flows import rounds
 from flows.context import evidence_view, expression_context, run_view, stage_history
-from flows.duty import duty_cut, role_groups
+from flows.duty import duty_cut, fallback_events, role_groups
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
@@ -33,7 +33,7 @@ from flows.render import RenderFailed
 from flows.runtime import Runtime
 from models import run as rs
 from models import task as st
-from models.audit import SYSTEM
+from models.audit import SYSTEM, AuditEvent
 from models.db import read_session, session_scope
 from models.documents import Document
 from models.escalation import Escalation
@@ -42,7 +42,7 @@ from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
 from models.wake import Wake
-from models.writes import add_event, insert_ignoring_duplicates
+from models.writes import add_event, insert_ignoring_duplicates, insert_rows
 
 log = logging.getLogger("closeloop.segments")
 MAX_ROUNDS = 100  # automatic steps that ready further automatic steps; a guard, not a limit
@@ -106,9 +106,8 @@ def execute_step(
                 title = f"【{spec.title}】{run.title}"
                 # A rostered role's message wakes the one on duty; the others get the inbox.
                 cut = duty_cut(rt.org, rt.tz, now, role_groups(rt.org, spec.to, inst.unit_id))
-                for fallback in cut.fallbacks:
-                    add_event(session, at=now, actor=SYSTEM, action="duty_fallback",
-                              run_id=run_id, step_id=inst.id, detail=fallback.detail(rt.org))
+                insert_rows(session, AuditEvent, fallback_events(
+                    rt.org, cut, run_id=run_id, step_id=inst.id, now=now))
                 insert_ignoring_duplicates(session, Notification, notification_rows(
                     rt.org, people=people, channels=channels, kind="notify", title=title,
                     body=body, dedupe=f"notify|{inst.id}", now=now, run_id=run_id,
