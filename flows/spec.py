@@ -40,6 +40,7 @@ from flows.durations import Duration, parse_duration
 from flows.params import ParamValueError, check_range, coerce
 from flows.step_rules import NO_ITEMS, step_problems
 from models import task as task_status
+from models.clock_time import CLOCK_TIME_PATTERN, parse_clock_time
 from models.errors import clipped
 from models.numbering import MAX_PREFIX
 
@@ -427,22 +428,12 @@ class ExtensionSpec(_Spec):
 
 
 # A time of day, local to the installation (Asia/Shanghai by default): 08:00, 17:00.
-CLOCK_TIME_PATTERN = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
 def _clock_time(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-        # YAML 1.1 reads an unquoted 17:00 as the sexagesimal number 1020.
-        said = f"{value // 60:02d}:{value % 60:02d}"
-        raise ValueError(f"时刻须加引号：未加引号的 {said} 被 YAML 读成了数字 {value}，请写 "
-                         f"\"{said}\" / quote the time: YAML reads an unquoted {said} as the "
-                         f"number {value}; write \"{said}\"")
-    if not isinstance(value, str) or not re.match(CLOCK_TIME_PATTERN, value):
-        shown = clipped(repr(value), 40)
-        raise ValueError(f"时刻写作 HH:MM（24 小时制，加引号，如 \"08:00\"、\"17:30\"）；收到 "
-                         f"{shown} / a time of day is written HH:MM (24-hour, quoted, e.g. "
-                         f"\"08:00\"); got {shown}")
-    return value
+    parse_clock_time(value, name_zh="时刻", examples_zh='"08:00"、"17:30"',
+                     subject_en="a time of day is written", example_en='"08:00"')
+    return str(value)
 
 
 ClockTime = Annotated[str, PlainValidator(_clock_time),

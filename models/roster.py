@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from models.clock_time import parse_clock_time
 from models.errors import clipped
 from models.yamlpos import PathKey
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from models.org import Person, Unit
 
 _KEYS = ("unit", "role", "change_at", "rota", "from", "swaps")
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -183,22 +183,13 @@ class _Entry:
         return value
 
     def clock(self, value: Any) -> time | None:
-        path = (*self.path, "change_at")
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-            # YAML 1.1 reads an unquoted 08:30 as the sexagesimal number 510.
-            said = f"{value // 60:02d}:{value % 60:02d}"
-            self.error(path, f"时刻须加引号：未加引号的 {said} 被 YAML 读成了数字 {value}，请写 "
-                             f"\"{said}\" / quote the time: YAML reads an unquoted {said} as "
-                             f"the number {value}; write \"{said}\"")
+        try:
+            return parse_clock_time(value, name_zh="交接班时刻", examples_zh='"08:30"',
+                                    subject_en="change_at is a time of day",
+                                    example_en='"08:30"')
+        except ValueError as exc:
+            self.error((*self.path, "change_at"), str(exc))
             return None
-        match = _CLOCK.match(value) if isinstance(value, str) else None
-        if match is None:
-            shown = clipped(repr(value), 40)
-            self.error(path, f"交接班时刻写作 HH:MM（24 小时制，加引号，如 \"08:30\"）；"
-                             f"收到 {shown} / change_at is a time of day HH:MM (24-hour, "
-                             f"quoted, e.g. \"08:30\"); got {shown}")
-            return None
-        return time(int(match[1]), int(match[2]))
 
     def day(self, value: Any, path: PathKey, *, at_key: bool = False) -> date | None:
         # YAML reads an unquoted 2026-12-01 as a date already; a quoted one is text.
