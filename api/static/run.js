@@ -700,8 +700,12 @@ function drawRounds(run) {
   clear($("#round-next")).append(...ahead.map((s) => h("li", { dataset: { step: s.step } },
     h("strong", { text: s.title }), ` 将于 ${s.scheduled_at_local} 下达`,
     s.assignees.length ? `，由 ${names(s.assignees)} 办理` : "")));
+  // Who may ask (the API judges): the run's commanders, whoever would do the round, and the
+  // roles the playbook adds (`recur.early_by`: the duty leader who judges the change).
+  const held = (role) => Boolean(state.who && (state.who.roles || []).some((r) => r.role === role));
   const mine = ahead.filter((s) => mayCommand(run)
-    || (state.who && s.assignees.some((p) => p.id === state.who.id)));
+    || (state.who && s.assignees.some((p) => p.id === state.who.id))
+    || (((specOf(s.step) || {}).recur || {}).early_by || []).some(held));
   const step = mine[0];
   $("#round-form").hidden = !step;
   if (!step) return;

@@ -20,6 +20,13 @@ def test_the_duty_officer_reports_at_once_when_the_situation_changes(
     rt = server.rt
     run_id = walk_up_to_the_close(rt, clock)  # the first 续报 in, the close open
 
+    # The duty leader may ask too (gas-leak's recur.early_by); a manager only reads.
+    for person, may in (("liu-yang", True), ("sun-li", False)):
+        other = signed_in(person)
+        other.goto(server.url(f"/runs/{run_id}"))
+        expect(other.locator("#rounds")).to_be_visible()
+        expect(other.locator("#round-form")).to_be_visible(visible=may)
+
     page = signed_in("pingshan-duty-1")  # 黄磊, the district duty room's officer
     page.goto(server.url(f"/runs/{run_id}"))
     box = page.locator("#rounds")
