@@ -114,12 +114,19 @@ function emptyText(filters) {
   return filters.status === "all" ? "没有任务。" : "没有待办任务，干得好。";
 }
 
+// Each list asked for gets a number: an answer that comes back after a later question's
+// (the first page still loading over a phone's network when 全部 is picked) is dropped, so
+// the list always shows what the menus say.
+let asked = 0;
+
 async function drawTasks(who, filters, reload) {
+  const mine = ++asked;
   const page = await api(`/api/tasks${query({
     mine: "true", status: filters.status === "all" ? ALL : filters.status,
     overdue: filters.overdue ? "true" : "", q: filters.q,
     limit: LIMIT, offset: filters.offset,
   })}`);
+  if (mine !== asked) return page;
   if (page.count > 0 && page.data.length === 0 && filters.offset > 0) {
     // Past the end (tasks were done meanwhile): back to the first page.
     return reload({ ...filters, offset: 0 });
