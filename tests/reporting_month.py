@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from factories import complete_answered
-from gas_leak_walk import finish, rounds, start, steps, walk_up_to_the_close
+from gas_leak_walk import finish, rounds, walk_up_to_the_close
 from sqlmodel import select
 
 from flows import lifecycle, tasks
