@@ -18,6 +18,7 @@ from api.routes import (
     import_templates,
     me,
     playbooks,
+    reporting,
     runs,
     system,
     tasks,
@@ -63,7 +64,7 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     # import_templates before hazard_routes: /api/hazards/{run_id} would take
     # /api/hazards/import-template for a run id.
     for module in (system, admin, me, playbooks, runs, tasks, evidence, extensions, campaigns,
-                   import_templates, hazard_routes, import_routes):
+                   import_templates, hazard_routes, import_routes, reporting):
         app.include_router(module.router)
     app.include_router(docs_page.router)
     app.include_router(pages.router)
