@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPerson, RuntimeDep
+from api.downloads import check_format, download
 from api.routes.hazards import (
     LEVEL_NAMES,
     LEVEL_ZH,
@@ -22,13 +23,10 @@ from api.routes.hazards import (
     LevelQ,
     MonthQ,
     UnitQ,
-    _check_format,
-    _download,
-    _last_month,
     manager_scope,
 )
 from flows import exports
-from flows.ranking import LEVELS, ranked_units
+from flows.ranking import LEVELS, previous_month, ranked_units
 from flows.reporting import (
     Figures,
     Report,
@@ -149,9 +147,10 @@ def _reporting(rt: Runtime, person: str, month: str | None, level: str, unit: st
         raise InvalidInput("level", f"{rt.org.unit_name(scope)}（{scope}）下没有"
                            f"{LEVEL_ZH.get(level, level)}级单位（可选层级：{LEVEL_NAMES}）/ no "
                            f"{level}-level units within '{scope}' (levels: {', '.join(LEVELS)})")
+    now = rt.clock.now()
     with read_session(rt.db) as session:
-        found = monthly_reporting(session, org=rt.org, month=month or _last_month(rt),
-                                  tz=rt.tz, now=rt.clock.now(), level=level, within=scope)
+        found = monthly_reporting(session, org=rt.org, month=month or previous_month(now, rt.tz),
+                                  tz=rt.tz, now=now, level=level, within=scope)
     total = row_view(found.total).model_copy(update={"rank": 0})
     view = ReportingPublic(
         month=found.month, level=level, unit=scope, timezone=rt.settings.timezone,
@@ -179,9 +178,9 @@ def export_reporting(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None
                      format: Format = "xlsx") -> StreamingResponse:
     """信息报送考核 as CSV or XLSX (manager): each unit's row for all its reports (报告类别
     全部), then one per kind it had due."""
-    fmt = _check_format(format)
+    fmt = check_format(format)
     view, found = _reporting(rt, person, month, level, unit)
     basis = f"实时统计（截至 {view.as_of_local}）"
-    return _download(rt, fmt, exports.Table(f"信息报送考核{view.month}",
+    return download(rt, fmt, exports.Table(f"信息报送考核{view.month}",
                                             exports.REPORTING_COLUMNS,
                                             exports.reporting_rows(found.rows, view.month, basis)))
