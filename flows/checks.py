@@ -20,6 +20,7 @@ from flows.expressions import (
     is_template_string,
 )
 from flows.locate import Where, choices, choices_zh, not_known, separator_hint, zh_en
+from flows.sampling import sample_problems
 from flows.spec import StepSource
 from flows.step_rules import step_problems
 from flows.template_checks import template_lookups, template_problems
@@ -46,6 +47,9 @@ class CheckEnv:
     # The declared outputs of each step that declares them (a step without declares none and
     # takes free-form outputs): `steps.assess.outputs.toxik` is held to them.
     step_outputs: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The raw `params:` mapping (name -> its declaration), for the params an expression's
+    # sample() count reads; None when unreadable.
+    param_specs: dict[str, Any] | None = None
 
     step_set: frozenset[str] = field(init=False)
 
@@ -249,6 +253,8 @@ def check_expression(
     out = _references(compiled.names, compiled.lookups, where, path, env)
     for kind in sorted(compiled.unit_types):
         out += check_unit_type(kind, where, path, env)
+    out += [where.at(path, message)
+            for message in sample_problems(compiled.samples, env.param_specs)]
     for step, output in sorted(compiled.output_lookups):
         declared = env.step_outputs.get(step)
         if declared is not None and output not in declared:
