@@ -14,6 +14,7 @@ from typing import Any
 from flows.expressions import (
     BUILTIN_NAMES,
     CONTEXT_NAMES,
+    CompiledExpression,
     ExpressionError,
     compile_expression,
     compile_value,
@@ -281,7 +282,11 @@ def check_templated(value: Any, where: Where, path: PathKey, env: CheckEnv) -> l
         compiled = compile_value(value)
     except ExpressionError as exc:
         return [where.at(path, exc.message)]
-    return _references(compiled.names, compiled.lookups, where, path, env)
+    out = _references(compiled.names, compiled.lookups, where, path, env)
+    if isinstance(compiled, CompiledExpression):  # "{{ sample(...) }}" handed to a child
+        out += [where.at(path, message)
+                for message in sample_problems(compiled.samples, env.param_specs)]
+    return out
 
 
 def _in_broken(key: str, env: CheckEnv) -> bool:

@@ -154,3 +154,19 @@ def test_a_misused_sample_is_refused_at_its_line_and_column(expr: str, message: 
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"{AT}: steps[0].for_each: "), errors
     assert message in errors[0], errors
+
+
+def test_a_misused_sample_handed_to_a_child_playbook_is_refused_too() -> None:
+    text = BOOK.format(expr=FOR_EACH) + """\
+  - id: child
+    title: 抽查子流程
+    action: playbook
+    playbook: probe
+    with: {who: "{{ sample(units(type='community'), params.loose) }}"}
+"""
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook_text(text, filename="probe.yaml",
+                           context=LoadContext(Path("."), known_roles=None))
+    errors = [str(e) for e in caught.value.errors]
+    assert len(errors) == 1 and errors[0].startswith("probe.yaml:18:17: steps[1].with.who: ")
+    assert "抽取数量取自参数 loose，该参数应写明 min: 1 或更大" in errors[0]
