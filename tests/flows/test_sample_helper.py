@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from factories import run_steps
+from factories import run_events, run_steps
 
 from flows import lifecycle
 from flows.context import expression_context
@@ -76,6 +76,10 @@ def test_a_run_draws_once_and_evaluating_its_fan_out_again_draws_the_same(demo: 
     # Who was drawn is the run's record: one task per community, each to its head.
     assert [r.assignees for r in run_steps(demo, run.id or 0) if r.step_key == "call"] == \
         [[f"{c}-head"] for c in first]
+    # ... and its timeline, which nobody can edit: each call handed out, to whom.
+    called = [e.detail["assignees"] for e in run_events(demo, run.id or 0, "ready")
+              if e.detail["step"] == "call"]
+    assert called == [[f"{c}-head"] for c in first]
     # The engine evaluating the fan-out again (a replayed segment, a restart) draws the same.
     spec = demo.catalog.get("roll-call").step("call")
     with read_session(demo.db) as session:
