@@ -103,6 +103,7 @@ def test_the_playbook_loads_and_a_hotspot_outside_china_is_refused(demo: Runtime
     feedback = playbook.step("feedback")
     assert feedback.due is not None and feedback.due.from_ == "run"
     assert feedback.due.after.seconds() == 3600
+    assert feedback.report == "首报"  # late is a 迟报 in the monthly 信息报送考核
     outcomes = playbook.step("verify").outputs["outcome"].values
     assert outcomes == ["真实火情", "农事用火", "祭祀用火", "野外施工用火", "工业热源", "其他热源",
                         "误报"]
@@ -221,6 +222,7 @@ def test_a_real_fire_checked_late_goes_up_the_chain_once_and_the_commander_is_to
     assert escalations(demo, run_id)[-1] == (
         "feedback", 1, ["liu-yang"])
     at_minute(demo, clock, started, 66)
+    assert rows(demo, run_id)["feedback"].report_kind == "首报"
     answer(demo, rows(demo, run_id)["feedback"], remarks="真实火情，已报指挥长")
     drain_wakes(demo)
     body = document(demo, run_id)
