@@ -5,6 +5,7 @@ current run as a 3030 campaign, or of the campaign run whose id is given)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,7 +214,11 @@ def expression_context(
     session: Session, rt: Runtime, run: Run, *, item: Any = None,
     round_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    def units(type: str | None = None, within: str | None = None) -> list[dict[str, Any]]:
+    def units(type: str | None = None, within: Any = None) -> list[dict[str, Any]]:
+        # `within` as expressions see `run.unit` (an id) or as templates do (the unit's view,
+        # {id, name, ...}): the idiom `units(..., within=run.unit)` works in both.
+        if isinstance(within, Mapping):
+            within = within.get("id")
         return [
             unit_view(rt, u.id)
             for u in rt.org.units_where(type=type, within=within or run.unit_id)
