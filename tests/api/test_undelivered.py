@@ -148,8 +148,9 @@ def demo_down(tmp_path: Path, clock: ManualClock) -> Iterator[Runtime]:
                 .replace('"json://127.0.0.1:8000/api/receiver/county-duty"', f'"{refused_url()}"')
                 .replace('"json://127.0.0.1:8000/api/receiver/district-duty"',
                          f'"{refused_url()}"')
+                .replace('"json://127.0.0.1:8000/api/receiver/forest-fire"', f'"{refused_url()}"')
                 .replace(head + "notify: []}", head + f'notify: ["{refused_url()}"]}}'))
-    assert "127.0.0.1:8000" not in replaced and replaced.count("json://") == 3
+    assert "127.0.0.1:8000" not in replaced and replaced.count("json://") == 4
     rt = make_runtime(tmp_path / "down", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
                       org_text=replaced)
     assert rt.catalog.errors == []

@@ -49,8 +49,10 @@ def headers(server: Any, person: str) -> dict[str, str]:
 
 
 def import_rows(server: Any, lines: list[str], name: str = "隐患清单.csv") -> dict[str, Any]:
+    # httpx's 5 s default is not a bound this test means to set: on a loaded CI machine an
+    # import (its own transaction, Prefect nearby) once took longer and the test failed there.
     r = httpx.post(server.url("/api/hazards/import"), headers=headers(server, MANAGER),
-                   files={"file": (name, csv_bytes(lines), "text/csv")})
+                   files={"file": (name, csv_bytes(lines), "text/csv")}, timeout=60)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
 
