@@ -6,10 +6,11 @@ other, and the evaluation (GET/POST /api/runs/{id}/evaluation) with who may read
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from factories import SHIPPED_PLAYBOOKS
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -234,3 +235,17 @@ def test_only_commanders_and_managers_evaluate(client: TestClient, auth: Auth) -
     assert client.get(f"/api/runs/{run_id}/evaluation", headers=auth("maluan-commander")
                       ).status_code == 403
     assert client.get("/api/runs/999/evaluation", headers=auth(COMMANDER)).status_code == 404
+
+
+def test_imported_hazards_are_never_drills(client: TestClient, auth: Auth, rt: Runtime,
+                                          clock: ManualClock) -> None:
+    clock.set(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))  # after the sample's finding times
+    sample = SHIPPED_PLAYBOOKS / "samples" / "隐患清单示例.csv"
+    r = client.post("/api/hazards/import", headers=auth(MANAGER),
+                    files={"file": (sample.name, sample.read_bytes(), "text/csv")})
+    assert r.status_code == 201, r.text
+    with read_session(rt.db) as session:
+        kinds = session.exec(select(Run.drill_kind)).all()
+    assert kinds and set(kinds) == {None}
+    drills = client.get("/api/runs", params={"drill": "true"}, headers=auth(MANAGER)).json()
+    assert drills["count"] == 0
