@@ -7,6 +7,8 @@ every row of the run, not a chosen few."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from datetime import timedelta
 
 import gas_leak_walk
@@ -25,6 +27,14 @@ from models.db import read_session
 from models.documents import Document
 from models.drill import DOCUMENT_LINE, MARK, MESSAGE_LINE
 from models.outbox import Notification
+
+
+def refused_url() -> str:
+    """A json:// URL on a local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"json://127.0.0.1:{port}/duty"
 
 
 def start_drill(rt: Runtime, kind: str = "实战演练", grade: str = "一般") -> int:
@@ -95,3 +105,20 @@ def test_a_real_event_carries_no_drill_mark(
     delivery = deliver_due(wired.db, clock=clock, limit=1000)
     for message in receiver.wait_for(delivery.delivered):
         assert "演练" not in message.json["title"] and "演练" not in message.json["message"]
+
+
+def test_a_drills_undelivered_alert_is_told_as_a_drill(
+        make_rt: Callable[..., Runtime], clock: ManualClock) -> None:
+    """The inbox note that a message did not get through (flows/notify.py, written apart from
+    the others) is a drill's too: 【演练】 first, then 【送达失败】."""
+    rt = make_rt(channel_url=refused_url())  # the duty office's receiver is down
+    run = lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                              params={"location": "一社区3号楼"}, actor="s1-commander",
+                              drill=Drill(kind="桌面推演"))
+    clock.advance(timedelta(seconds=3))  # overdue: level 1 goes to the duty channel
+    sweep_once(rt)
+    assert deliver_due(rt.db, clock=clock).failed == 1
+    notes, _ = rows(rt, run.id or 0)
+    [told] = [n for n in notes if n.kind == "undelivered"]
+    assert told.title.startswith("【演练】【送达失败】【")
+    assert told.body.startswith(MESSAGE_LINE) and "演练" not in told.title[4:]
