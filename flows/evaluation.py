@@ -34,7 +34,9 @@ from models.writes import add_event
 ASSESSED = "evaluation_assessed"
 MAX_ASSESSMENT = 4000
 LONGEST_SHOWN = 5
-TEMPLATE = "drill-evaluation.md.j2"
+# Not a step's template: rendered here with the evaluation's own context, so it is kept apart from
+# those a playbook names (each renders with a run's context, tests/flows/test_gas_leak.py).
+TEMPLATE = "evaluation/drill-evaluation.md.j2"
 
 # How a step instance went, as the report prints it.
 ON_TIME, LATE, MISSED, OPEN, NO_DEADLINE, CALLED_OFF = (
