@@ -327,6 +327,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         import uvicorn
 
         from api.main import create_app
+        from api.reloading import reload_on_sighup
 
         try:
             rt = once_reachable(lambda: _runtime(settings, wait_for_server=True),
@@ -339,6 +340,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         for err in rt.catalog.errors:
             print(f"流程未加载 / playbook not loaded: {err}", file=sys.stderr)
         app = create_app(rt, prefect=settings.prefect_enabled)
+        reload_on_sighup(rt, lambda: app.state.workers)
         where = _host_port(args.host, sock.getsockname()[1])
         print(f"closeloop 已启动 / running on http://{where} (web pages at /, API docs at "
               f"/docs); data in {settings.data_dir.resolve()}; sign in: closeloop token "

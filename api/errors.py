@@ -242,7 +242,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SourceInvalid)
     async def _source(_: Request, exc: SourceInvalid) -> JSONResponse:
         return JSONResponse(status_code=422, content={
-            "error": "playbook_invalid", "detail": str(exc),
+            "error": getattr(exc, "error_code", "playbook_invalid"), "detail": str(exc),
             "errors": [e.as_dict() for e in exc.errors]})
 
     @app.exception_handler(NotFound)

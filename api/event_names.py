@@ -24,6 +24,7 @@ EVENT_NAMES_ZH: dict[str, str] = {
     "ranking_published": "发布月度排名", "rehanded": "重新下达",
     "timer_failed": "计时出错（稍后重试）", "unrouted": "督办无人可送",
     "notify_unrouted": "通知对象无人担任",
+    "setup_reloaded": "重新加载配置",
     "unrouted_partly": "督办部分对象无人担任",
     "round": "按轮次下达", "round_withdrawn": "轮次结束撤回",
     "duty_fallback": "值班表未能确定值班人员，已通知全部人员",

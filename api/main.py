@@ -11,12 +11,14 @@ from api import docs_page, errors, pages
 from api.body_guard import BodyGuard
 from api.deps import single_query_values
 from api.routes import (
+    admin,
     campaigns,
     evidence,
     extensions,
     import_templates,
     me,
     playbooks,
+    reporting,
     runs,
     system,
     tasks,
@@ -61,8 +63,8 @@ def create_app(rt: Runtime, *, background: bool = True, prefect: bool = True) ->
     app.add_middleware(BodyGuard)
     # import_templates before hazard_routes: /api/hazards/{run_id} would take
     # /api/hazards/import-template for a run id.
-    for module in (system, me, playbooks, runs, tasks, evidence, extensions, campaigns,
-                   import_templates, hazard_routes, import_routes):
+    for module in (system, admin, me, playbooks, runs, tasks, evidence, extensions, campaigns,
+                   import_templates, hazard_routes, import_routes, reporting):
         app.include_router(module.router)
     app.include_router(docs_page.router)
     app.include_router(pages.router)

@@ -1,5 +1,5 @@
 """The web pages: commanders start and watch runs, inspectors work their inbox on a phone,
-managers read the registers and the monthly ranking.
+managers read the registers, the monthly ranking and the reporting figures (报送考核).
 
 Each page is a Jinja2 shell (api/templates/) and a script (api/static/) that talks to the same
 JSON API as everyone else, with the person's bearer token kept in the browser. So a page can do
@@ -74,6 +74,7 @@ PAGES = (
     ("/runs/new", "start", "启动预案"),    # start a playbook with its typed params
     ("/hazards", "hazards", "三个清单"),   # 隐患清单、整改清单、风险清单, exports and imports
     ("/ranking", "ranking", "月度排名"),   # 综合评价月排名 and its export
+    ("/reporting", "reporting", "报送考核"),  # 信息报送考核: reports on time, 迟报, 漏报
 )
 
 

@@ -37,12 +37,13 @@ class Workers:
         self.outbox = OutboxWorker(rt.db, clock=rt.clock, interval=1.0, org=rt.org,
                                    catalog=rt.catalog)
         self.resumer: threading.Thread | None = None
-        # Units with running runs that the org chart no longer has (found once, at start):
+        # Units with running runs that the org chart no longer has (found at start and after each
+        # reload):
         # their steps are parked and only the admin can close them out.
         self.orphan_units: list[str] = []
-        # Playbooks changed without a new version number (found once, at start).
+        # Playbooks changed without a new version number (at start and after each reload).
         self.reused_versions: list[str] = []
-        # Open tasks whose holder the org chart no longer has (found once, after start): in
+        # Open tasks whose holder the org chart no longer has (at start and after each reload): in
         # nobody's inbox until they are reassigned.
         self.unheld: list[UnheldTasks] = []
 
@@ -65,6 +66,20 @@ class Workers:
                                         daemon=True)
         self.resumer.start()
 
+    def after_reload(self) -> None:
+        """The org chart, playbooks and calendar were read again (flows/reload.py): what the
+        start found against the old ones is found again, the outbox tells failed deliveries
+        with the new chart, and working-day deadlines re-count if the calendar lists a new
+        year (off the request's path, as after a start)."""
+        self.outbox.org, self.outbox.catalog = self.rt.org, self.rt.catalog
+        try:
+            self._check_at_start()
+        except Exception:  # logged: a check, never a reason to undo the reload
+            logging.getLogger("closeloop.org").exception("checks after the reload failed")
+        self._find_unheld_tasks()
+        threading.Thread(target=self._recount_deadlines, name="recount-after-reload",
+                         daemon=True).start()
+
     def _check_at_start(self) -> None:
         with read_session(self.rt.db) as session:
             units = units_with_running_runs(session)
@@ -79,7 +94,8 @@ class Workers:
             logging.getLogger("closeloop.calendar").warning(
                 "the working-day calendar (%s) lacks %s: working-day deadlines there are "
                 "counted Mon-Fri, without the holidays; add the year's arrangement (usually "
-                "published in November) and restart", self.rt.calendar.source or "none",
+                "published in November) and reload (POST /api/admin/reload, or SIGHUP)",
+                self.rt.calendar.source or "none",
                 ", ".join(str(y) for y in missing))
         self.orphan_units = sorted(u for u in units if u not in self.rt.org.units)
         if self.orphan_units:

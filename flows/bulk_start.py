@@ -151,7 +151,8 @@ class _Rows:
                 **STEP_COLUMNS_FIXED, "step_key": spec.id, "title": spec.title,
                 "action": spec.action, "role": spec.role, "status": st.READY,
                 "ready_at": self.now, "due_at": self.plan.due[spec.id],
-                "next_check_at": self.plan.check[spec.id], "done_at": None, "version": 1}
+                "next_check_at": self.plan.check[spec.id], "done_at": None, "version": 1,
+                "report_kind": spec.report}
             varying: tuple[str, ...] = ("run_id", "unit_id", "assignee_unit_id", "assignees")
             if spec.at is None:  # held where the run is: no other unit to remember
                 const["origin_unit_id"] = None

@@ -55,6 +55,15 @@ class Catalog:
                 self._pinned.setdefault(pb.sha256, pb)
         return errors
 
+    def adopt_pins(self, earlier: Catalog) -> None:
+        """Keep the compiled versions `earlier` held (a reload's new catalog): runs of the last
+        version go on finding it in memory instead of reading it back from the database."""
+        with earlier._lock:
+            pins = dict(earlier._pinned)
+        with self._lock:
+            for sha, pb in pins.items():
+                self._pinned.setdefault(sha, pb)
+
     def keep_last_good(self, db: Engine) -> list[str]:
         """For each playbook whose file failed to load, the version runs last started on,
         from the database, as its current one: an operator's typo in gas-leak.yaml before a

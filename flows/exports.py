@@ -1,4 +1,5 @@
-"""Register exports (台账导出): the three registers and the monthly ranking as CSV or XLSX with
+"""Register exports (台账导出): the three registers, the monthly ranking and the reporting
+figures (信息报送考核) as CSV or XLSX with
 Chinese headers, streamed so a district's whole register never sits in memory.
 
 CSV is UTF-8 with a byte-order mark, the one encoding Excel (as used in the bureaus) opens
@@ -64,6 +65,7 @@ from flows.holders import Holding
 from flows.ranking import RankingRow
 from flows.registers import street_of
 from flows.render import deadline_text
+from flows.reporting import ReportingRow, ordered_kinds
 from flows.runtime import Runtime
 from models.hazard import Hazard, RiskPoint
 from models.register_queries import is_open_row
@@ -490,3 +492,23 @@ def ranking_rows(rows: Iterable[RankingRow], month: str = "", basis: str = ""
         yield [r.rank, r.unit_name, r.found, r.closed, r.closed_of_found,
                _percent(r.closure_rate), r.overdue, r.mean_days_to_close, r.on_time,
                _percent(r.on_time_rate), month, basis]
+
+
+# 信息报送考核 (flows/reporting.py): a unit's row for all its reports (报告类别 全部), then one
+# per kind it had due, so Excel's filter on 报告类别 gives one kind across units. 月份 and 口径
+# on every row, as the ranking's.
+REPORTING_COLUMNS = (
+    Column("排名", 6), Column("单位", 14), Column("报告类别", 10), Column("应报数", 8),
+    Column("按时报送数", 11), Column("迟报数", 8), Column("平均迟报(分钟)", 14),
+    Column("最长迟报(分钟)", 14), Column("漏报数", 8), Column("按时报送率(%)", 13),
+    Column("月份", 9), Column("口径", 30),
+)
+ALL_KINDS = "全部"
+
+
+def reporting_rows(rows: Iterable[ReportingRow], month: str = "", basis: str = ""
+                   ) -> Iterator[list[Cell]]:
+    for r in rows:
+        for kind, f in [(ALL_KINDS, r.all), *ordered_kinds(r)]:
+            yield [r.rank, r.unit_name, kind, f.due, f.on_time, f.late, f.mean_late_minutes,
+                   f.max_late_minutes, f.missed, _percent(f.on_time_rate), month, basis]

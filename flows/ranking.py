@@ -105,6 +105,14 @@ class Ranking:
     as_of: datetime  # UTC: the figures' cut-off, `end` or (the current month) now
 
 
+def previous_month(now: datetime, tz: ZoneInfo) -> str:
+    """The month before `now`'s in the bureau's zone, YYYY-MM: the one a ranking or reporting
+    page shows when none is asked for (the last whole month)."""
+    today = now.astimezone(tz)
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
 def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """[first instant, first instant of the next month) of a local calendar month, in UTC."""
     m = MONTH.fullmatch(month or "")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -119,6 +119,12 @@ VerifyDueFrom = Literal["submitted", "run"]
 # How the holders of a task handed out are told: in the in-app inbox only (the reminders and
 # the escalation ladder chase it), or on their own channels as well (DingTalk, SMS, mail).
 Announce = Literal["inbox", "channels"]
+# What kind of report a step's deadline is (信息报送考核, flows/reporting.py): a fixed list, so
+# the monthly figures by kind never split over a typo (首报 and 首报告), and each is checked at
+# load with the list it may take. 落实报告 is a lower level's report that its measures are in
+# place (a typhoon stage's street and community answers).
+ReportKind = Literal["首报", "口头报告", "系统首报", "续报", "补报", "终报", "零报告", "落实报告"]
+REPORT_KINDS: tuple[str, ...] = get_args(ReportKind)  # in this order on pages and exports
 
 
 class _Spec(BaseModel):
@@ -591,6 +597,15 @@ class StepSource(_Spec):
     extension: ExtensionSpec | None = Field(
         default=None,
         description="Who decides the assignee's requests for more time on this step.",
+    )
+    report: ReportKind | None = Field(
+        default=None,
+        description="This step's deadline is a reporting deadline (信息报送考核): the kind "
+        "of report it is (首报, 口头报告, 系统首报, 续报, 补报, 终报, 零报告, 落实报告). "
+        "Each instance (each round of a recurring 续报, each fan-out item) is measured in "
+        "the monthly reporting figures: done by its deadline, late (迟报) or never done "
+        "(漏报). Put it on the step a person completes by the deadline (the writing), not "
+        "on the automatic sending that follows it. Needs `due`.",
     )
     recur: RecurSpec | None = Field(
         default=None,

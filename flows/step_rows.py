@@ -26,6 +26,7 @@ def instance_row(rt: Runtime, run: Run, spec: StepSpec, index: int, item: Any) -
         "assignees": [], "outputs": {}, "evidence": [], "evidence_labels": {},
         "overdue": False, "escalation_level": 0, "reminders_sent": 0,
         "ack_missed": False, "prefect_recorded": False, "version": 0, "rehanded_from": None,
+        "report_kind": spec.report,
     }
 
 

@@ -66,6 +66,7 @@ def step_problems(step: StepSource) -> list[Problem]:
         out.append((("escalate",), "升级从时限起算，请加上 due 或 ack / escalation counts from "
                                    "the due time; add 'due' or 'ack'"))
     out += _ladder_order(step.escalate, ("escalate",))
+    out += _report(step)
     if step.verify is not None:
         if step.verify.escalate and step.verify.due is None:
             out.append((("verify", "escalate"),
@@ -126,6 +127,24 @@ def _recur(step: StepSource) -> list[Problem]:
         out.append((("recur",), f"action: {step.action} 的步骤不能按轮次重复（recur 用于任务、通知"
                                 f"和文书） / a {step.action} step cannot recur ('recur' is for "
                                 "task, notify and document steps)"))
+    return out
+
+
+def _report(step: StepSource) -> list[Problem]:
+    """A report (`report: 首报`) is measured against its deadline, on the step a person
+    completes: the automatic sending has no deadline of its own and goes the moment the
+    writing is done, so its time is the engine's, not the duty officer's."""
+    if step.report is None:
+        return []
+    out: list[Problem] = []
+    if step.action != "task":
+        out.append((("report",), f"report（报告类别）写在由人完成并有时限的任务步骤上（撰写报告的"
+                                 f"步骤），这里是 action: {step.action} / 'report' goes on the "
+                                 f"task step a person completes by the deadline (the writing), "
+                                 f"not on a {step.action} step"))
+    if step.due is None:
+        out.append((("report",), "报送考核按时限计算是否迟报、漏报，请加上 due / a report is "
+                                 "measured against its deadline: add 'due'"))
     return out
 
 

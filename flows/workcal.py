@@ -107,6 +107,11 @@ class WorkCalendar:
         for o in self._delta_ordinals:
             self._delta_sums.append(self._delta_sums[-1] + deltas[o])
 
+    @property
+    def workdays(self) -> frozenset[date]:
+        """The make-up working days (调休上班) the file lists."""
+        return self._workdays
+
     def __repr__(self) -> str:
         where = f" from {self.source}" if self.source else ""
         return f"<WorkCalendar years={list(self.years)}{where}>"

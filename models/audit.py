@@ -14,8 +14,9 @@ from models.base import json_column, utc_column
 
 SYSTEM = "system"  # actor for the engine's own moves (sweeper, segments)
 CLI = "cli"  # actor for `closeloop start` without --as: the operator console, no person
+SIGHUP = "sighup"  # actor for a reload asked by a signal to `closeloop serve` (api/reloading.py)
 # How the product names its own actors to people (a person is named by the org chart).
-ACTOR_NAMES = {SYSTEM: "系统", CLI: "运维命令行"}
+ACTOR_NAMES = {SYSTEM: "系统", CLI: "运维命令行", SIGHUP: "运维信号（SIGHUP）"}
 
 
 class AuditEvent(SQLModel, table=True):

@@ -56,6 +56,11 @@ class StepInstance(SQLModel, table=True):
         Index("ix_step_origin_status", "origin_unit_id", "status",
               sqlite_where=text("origin_unit_id IS NOT NULL"),
               postgresql_where=text("origin_unit_id IS NOT NULL")),
+        # 信息报送考核 (flows/reporting.py): a month's reports by deadline. Sparse: only the few
+        # report steps' rows (a gas leak's five or so) are in it, never a hazard's.
+        Index("ix_step_report_due", "due_at",
+              sqlite_where=text("report_kind IS NOT NULL"),
+              postgresql_where=text("report_kind IS NOT NULL")),
         # Replaying a segment after a crash must not fan a step out twice; also every read of
         # a run's steps (run_id, step_key) is a prefix of it.
         Index("ux_step_item", "run_id", "step_key", "item_index", unique=True),
@@ -116,4 +121,8 @@ class StepInstance(SQLModel, table=True):
     # (flows/rehand.py). The called-off row stays as it was, with its `called_off` event; this
     # row is the item's work from now on. None for a first hand-out (almost every row).
     rehanded_from: int | None = None
+    # The kind of report this instance is (首报, 续报, ...: the step's `report`), copied from
+    # the playbook when the row is written so the monthly reporting figures read rows alone.
+    # None for every other step.
+    report_kind: str | None = Field(default=None, max_length=12)
     version: int = 0  # bumped on every change; conditional updates make races lose cleanly

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -33,11 +32,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep, filter_time
+from api.downloads import check_format, download
 from api.schemas import Page
 from flows import exports, registers
 from flows.access import can_act_on, can_read_unit, listing_units, readable_units, require_right
 from flows.holders import Holding, holdings
-from flows.ranking import LEVELS, RankingRow, month_bounds, monthly_ranking, ranked_units
+from flows.ranking import (
+    LEVELS,
+    RankingRow,
+    month_bounds,
+    monthly_ranking,
+    previous_month,
+    ranked_units,
+)
 from flows.ranking_publish import latest_publication, publish_ranking, published_ranking
 from flows.runtime import Runtime
 from flows.spec import Playbook
@@ -376,24 +383,6 @@ def _whole_org(rt: Runtime, units: list[str] | None) -> list[str] | None:
     return None if units is None or len(set(units)) >= len(rt.org.units) else units
 
 
-def _check_format(fmt: str) -> str:
-    """csv or xlsx, as written (lower case): `CSV` is refused like any other unknown format."""
-    if fmt not in exports.FORMATS:
-        shown, known = clipped(fmt, 80), exports.FORMATS
-        raise InvalidInput("format", f"未知的导出格式“{shown}”（可选：{'、'.join(known)}）/ "
-                           f"unknown format '{shown}' (known: {', '.join(known)})")
-    return fmt
-
-
-def _download(rt: Runtime, fmt: str, table: exports.Table) -> StreamingResponse:
-    stamp = rt.clock.now().astimezone(rt.tz).strftime("%Y%m%d-%H%M")
-    name = f"{table.title}-{stamp}.{fmt}"
-    disposition = f"attachment; filename=\"export-{stamp}.{fmt}\"; filename*=UTF-8''{quote(name)}"
-    return StreamingResponse(exports.export_chunks(fmt, table),
-                             media_type=exports.MEDIA_TYPES[fmt],
-                             headers={"Content-Disposition": disposition})
-
-
 def _hazards_streamed(rt: Runtime, filters: HazardFilter, sort: str, now: datetime
                       ) -> Iterator[Hazard]:
     """Rows for an export, read in their own session while the response streams."""
@@ -521,12 +510,12 @@ def list_hazards_(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
 def export_hazards(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
                    format: Format = "xlsx") -> StreamingResponse:
     """The hazard register (隐患清单) as CSV or XLSX, same filters as the list (manager)."""
-    fmt = _check_format(format)
+    fmt = check_format(format)
     _, units = manager_scope(rt, person, query.unit)
     now = rt.clock.now()
     rows = _hazards_streamed(rt, replace(query.filters, units=units),
                              query.sort or "-found_at", now)
-    return _download(rt, fmt, exports.Table("隐患清单", exports.HAZARD_COLUMNS,
+    return download(rt, fmt, exports.Table("隐患清单", exports.HAZARD_COLUMNS,
                                             exports.hazard_rows(rt, rows, now)))
 
 
@@ -590,11 +579,11 @@ def rectification(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
 def export_rectification(rt: RuntimeDep, person: CurrentPerson, query: HazardQueryDep,
                          format: Format = "xlsx") -> StreamingResponse:
     """The rectification register (整改清单) as CSV or XLSX (manager)."""
-    fmt = _check_format(format)
+    fmt = check_format(format)
     filters, sort = _rectification(rt, person, query)
     now = rt.clock.now()
     rows = _hazards_streamed(rt, filters, sort, now)
-    return _download(rt, fmt, exports.Table("整改清单", exports.RECTIFICATION_COLUMNS,
+    return download(rt, fmt, exports.Table("整改清单", exports.RECTIFICATION_COLUMNS,
                                             exports.rectification_rows(
                                                 rt, rows, now, _holders_of(rt))))
 
@@ -642,20 +631,14 @@ def list_risks_(rt: RuntimeDep, person: CurrentPerson, query: RiskQueryDep,
 def export_risks(rt: RuntimeDep, person: CurrentPerson, query: RiskQueryDep,
                  format: Format = "xlsx") -> StreamingResponse:
     """The risk register (风险清单) as CSV or XLSX (manager)."""
-    fmt = _check_format(format)
+    fmt = check_format(format)
     _, units = manager_scope(rt, person, query.unit)
     rows = _risks_streamed(rt, replace(query.filters, units=units), query.sort)
-    return _download(rt, fmt, exports.Table("风险清单", exports.RISK_COLUMNS,
+    return download(rt, fmt, exports.Table("风险清单", exports.RISK_COLUMNS,
                                             exports.risk_rows(rt, rows)))
 
 
 # -- 综合评价月排名 ------------------------------------------------------------
-
-def _last_month(rt: Runtime) -> str:
-    today = rt.clock.now().astimezone(rt.tz)
-    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
-    return f"{year:04d}-{month:02d}"
-
 
 def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str | None,
              live: bool = False) -> tuple[RankingPublic, list[RankingRow]]:
@@ -664,7 +647,7 @@ def _ranking(rt: Runtime, person: str, month: str | None, level: str, unit: str 
         shown = clipped(level, 80)
         raise InvalidInput("level", f"未知的排名层级“{shown}”（可选：{LEVEL_NAMES}）/ unknown "
                            f"level '{shown}' (known: {', '.join(LEVELS)})")
-    month = month or _last_month(rt)
+    month = month or previous_month(rt.clock.now(), rt.tz)
     targets = ranked_units(rt.org, level=level, within=scope)
     if not targets:
         raise InvalidInput("level", f"{rt.org.unit_name(scope)}（{scope}）下没有"
@@ -740,12 +723,12 @@ def export_ranking(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
                    format: Format = "xlsx") -> StreamingResponse:
     """The monthly ranking as CSV or XLSX (manager): the published figures of a published
     month, unless `live=true`."""
-    fmt = _check_format(format)
+    fmt = check_format(format)
     view, rows = _ranking(rt, person, month, level, unit, live)
     published = view.published
     basis = (f"已通报（{published.published_at_local}，{published.published_by_name}）"
              if published is not None and not view.live
              else f"实时统计（截至 {view.as_of_local}）")
-    return _download(rt, fmt, exports.Table(f"综合评价月排名{view.month}",
+    return download(rt, fmt, exports.Table(f"综合评价月排名{view.month}",
                                             exports.RANKING_COLUMNS,
                                             exports.ranking_rows(rows, view.month, basis)))

@@ -322,6 +322,7 @@ const LINKS = [
   { href: "/runs/new", text: "启动预案", show: (who) => who.startable.length > 0 },
   { href: "/hazards", text: "三个清单", show: () => true },
   { href: "/ranking", text: "月度排名", show: (who) => who.manager }, // the API's manager right
+  { href: "/reporting", text: "报送考核", show: (who) => who.manager },
 ];
 
 export function linksFor(who) {

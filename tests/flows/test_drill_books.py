@@ -18,6 +18,7 @@ from sqlmodel import select
 from flows import lifecycle, tasks
 from flows.drills import Drill
 from flows.ranking import monthly_ranking
+from flows.reporting import monthly_reporting
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
@@ -107,3 +108,26 @@ def test_register_playbooks_and_campaigns_are_refused_as_drills(
     assert refused.value.field == "drill" and "不能演练" in str(refused.value)
     with read_session(demo.db) as session:
         assert session.exec(select(Run)).all() == []
+
+
+def test_a_drills_reports_are_not_counted_in_the_reporting_assessment(
+        demo: Runtime, clock: ManualClock) -> None:
+    """信息报送考核 (flows/reporting.py) counts real runs' reports: a drill's first report
+    missed beside a real one's counts once, the real one's."""
+    from gas_leak_walk import COMMANDER, LOCATION
+
+    def count() -> tuple[int, int]:
+        with read_session(demo.db) as session:
+            got = monthly_reporting(session, org=demo.org, month="2026-03", tz=demo.tz,
+                                    now=demo.clock.now()).total.all
+        return got.due, got.missed
+
+    for drill in (Drill(kind="实战演练"), None):
+        run = lifecycle.start_run(demo, playbook_id="gas-leak", unit_id="liuhe",
+                                  params={"location": LOCATION, "grade": "一般"},
+                                  actor=COMMANDER, drill=drill)
+        [receive] = [s for s in run_steps(demo, run.id or 0) if s.step_key == "receive"]
+        tasks.complete(demo, step_id=receive.id or 0, actor="pingshan-duty-1")
+    drain_wakes(demo)
+    clock.advance(timedelta(minutes=10))  # both first reports (5 minutes) missed
+    assert count() == (1, 1)

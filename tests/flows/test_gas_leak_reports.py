@@ -245,3 +245,29 @@ def test_reports_sent_upward_carry_no_english_subtitle(demo: Runtime, clock: Man
         assert not any(re.fullmatch(r"_.*_", line) for line in lines), key
         # Not a word of English anywhere (I级 ... IV级 are the response levels' own names).
         assert re.search(r"[A-Za-z]{3,}", re.sub(r"[IV]+级", "", body)) is None, (key, body)
+
+
+# --- the grade a report states -----------------------------------------------------------------
+
+def test_a_leak_alerted_as_major_and_judged_general_says_both_grades(
+    demo: Runtime, clock: ManualClock
+) -> None:
+    """Alerted as 重大, judged 一般 by the duty leader: the run keeps the major steps (the
+    playbook takes the higher grade), and every report after the judgement says both, so the
+    county knows why a 一般 event sends it verbal and system reports."""
+    run_id = start(demo, "重大")
+    walk_to_the_end(demo, clock, run_id, "重大", given={"assess": {"grade": "一般"}})
+    keyed = steps(demo, run_id)
+    assert keyed["verbal"].status == "done" and keyed["system-report-send"].status == "done"
+    for key in ("system-report-send", "follow-up-send", "close-send"):
+        body = report(demo, run_id, key)
+        assert re.search(r"等级\**\s*[：|]\s*一般（接报时为重大）", body), (
+            key, [line for line in body.splitlines() if "等级" in line])
+
+
+def test_a_grade_that_never_changed_is_stated_alone(demo: Runtime, clock: ManualClock) -> None:
+    run_id = start(demo, "重大")
+    walk_to_the_end(demo, clock, run_id, "重大")
+    for key in ("system-report-send", "follow-up-send", "close-send"):
+        body = report(demo, run_id, key)
+        assert "接报时为" not in body and re.search(r"等级\**\s*[：|]\s*重大", body), (key, body)
