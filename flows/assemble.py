@@ -148,6 +148,7 @@ def assemble(
         templates_dir=str(context.templates_dir),
         playbooks=frozenset(known_playbooks) if known_playbooks is not None else None,
         params=tuple(params) if isinstance(params, dict) else None,
+        param_specs=params if isinstance(params, dict) else None,
         step_ids=tuple(ids),
         step_outputs={node.id: frozenset(node.step.outputs) for node in nodes
                       if node.id and node.step is not None and node.step.outputs},

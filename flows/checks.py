@@ -14,12 +14,14 @@ from typing import Any
 from flows.expressions import (
     BUILTIN_NAMES,
     CONTEXT_NAMES,
+    CompiledExpression,
     ExpressionError,
     compile_expression,
     compile_value,
     is_template_string,
 )
 from flows.locate import Where, choices, choices_zh, not_known, separator_hint, zh_en
+from flows.sampling import sample_problems
 from flows.spec import StepSource
 from flows.step_rules import step_problems
 from flows.template_checks import template_lookups, template_problems
@@ -46,6 +48,9 @@ class CheckEnv:
     # The declared outputs of each step that declares them (a step without declares none and
     # takes free-form outputs): `steps.assess.outputs.toxik` is held to them.
     step_outputs: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The raw `params:` mapping (name -> its declaration), for the params an expression's
+    # sample() count reads; None when unreadable.
+    param_specs: dict[str, Any] | None = None
 
     step_set: frozenset[str] = field(init=False)
 
@@ -249,6 +254,8 @@ def check_expression(
     out = _references(compiled.names, compiled.lookups, where, path, env)
     for kind in sorted(compiled.unit_types):
         out += check_unit_type(kind, where, path, env)
+    out += [where.at(path, message)
+            for message in sample_problems(compiled.samples, env.param_specs)]
     for step, output in sorted(compiled.output_lookups):
         declared = env.step_outputs.get(step)
         if declared is not None and output not in declared:
@@ -275,7 +282,11 @@ def check_templated(value: Any, where: Where, path: PathKey, env: CheckEnv) -> l
         compiled = compile_value(value)
     except ExpressionError as exc:
         return [where.at(path, exc.message)]
-    return _references(compiled.names, compiled.lookups, where, path, env)
+    out = _references(compiled.names, compiled.lookups, where, path, env)
+    if isinstance(compiled, CompiledExpression):  # "{{ sample(...) }}" handed to a child
+        out += [where.at(path, message)
+                for message in sample_problems(compiled.samples, env.param_specs)]
+    return out
 
 
 def _in_broken(key: str, env: CheckEnv) -> bool:

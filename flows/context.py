@@ -1,10 +1,12 @@
 """The values playbook expressions and templates see: params, run, steps.<id>.outputs, item,
-and helper functions: units(type=..., within=...), and campaign() (the live progress of the
+and helper functions: units(type=..., within=...), sample(items, count) (a draw seeded
+from the run, the same however often evaluated), and campaign() (the live progress of the
 current run as a 3030 campaign, or of the campaign run whose id is given)."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -15,6 +17,7 @@ from flows.passed_stages import passed_over_keys
 from flows.registers import street_of
 from flows.rehand import current
 from flows.runtime import Runtime
+from flows.sampling import draw, seed_for_run
 from models.audit import ACTOR_NAMES, AuditEvent
 from models.documents import Evidence
 from models.run import Run
@@ -61,6 +64,8 @@ _PASSED_OVER: dict[str, Any] = {
     "due_estimated": None,
     "verified_by": None, "verified_by_name": None, "reject_reason": None, "title": "",
     "step_title": "", "unit": "", "unit_name": "", "stage": None, "stage_title": None,
+    "ready_at_local": "", "handed_in_at_local": "", "took_minutes": None, "late": None,
+    "holder_names": [],
 }
 
 
@@ -89,6 +94,7 @@ def steps_view(session: Session, rt: Runtime, run: Run, *,
     # Each item's record as it stands: a called-off instance handed out again is history.
     rows = current(session.exec(select(StepInstance).where(StepInstance.run_id == run.id)
                                 .order_by(col(StepInstance.item_index))).all())
+    now = rt.clock.now()
     # A stage jumped over at the commander's word reads like a false `when`; a step of it
     # handed out before (a row below) reads as the row says.
     out: dict[str, Any] = {key: dict(_PASSED_OVER, key=key)
@@ -130,6 +136,7 @@ def steps_view(session: Session, rt: Runtime, run: Run, *,
             "unit_name": unit.name if unit else row.unit_id,
             "stage": spec.stage if spec else None,
             "stage_title": playbook.stage_title(spec.stage) if spec else None,
+            **_timeliness(rt, row, now),
         }
         if row.step_key in out:
             out[row.step_key].setdefault("items", [dict(out[row.step_key])]).append(view)
@@ -140,6 +147,24 @@ def steps_view(session: Session, rt: Runtime, run: Run, *,
     ordered = sorted(out, key=lambda key: (position.get(key, last), key))
     return {key: out[key] | {"order": position.get(key, last), "needs": needs.get(key, [])}
             for key in ordered}
+
+
+def _timeliness(rt: Runtime, row: StepInstance, now: datetime) -> dict[str, Any]:
+    """When a task was handed out and answered, in whole minutes, whether past its deadline
+    (an open one: as of now), and whom it is with: a spot check's 抽查通报 lists each person
+    called, when, how soon they answered, and who did not."""
+    handed_in = row.submitted_at or row.done_at
+    took = (int((handed_in - row.ready_at).total_seconds() // 60)
+            if handed_in is not None and row.ready_at is not None else None)
+    late = (handed_in or now) > row.due_at if row.due_at is not None else None
+    holders = [row.assignee_person_id] if row.assignee_person_id else list(row.assignees or [])
+    return {
+        "ready_at_local": rt.renderer.local(row.ready_at),
+        "handed_in_at_local": rt.renderer.local(handed_in),
+        "took_minutes": took,
+        "late": late,
+        "holder_names": [rt.org.people[p].name if p in rt.org.people else p for p in holders],
+    }
 
 
 def evidence_view(session: Session, rt: Runtime, run: Run) -> dict[str, list[dict[str, Any]]]:
@@ -189,11 +214,19 @@ def expression_context(
     session: Session, rt: Runtime, run: Run, *, item: Any = None,
     round_of: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    def units(type: str | None = None, within: str | None = None) -> list[dict[str, Any]]:
+    def units(type: str | None = None, within: Any = None) -> list[dict[str, Any]]:
+        # `within` as expressions see `run.unit` (an id) or as templates do (the unit's view,
+        # {id, name, ...}): the idiom `units(..., within=run.unit)` works in both.
+        if isinstance(within, Mapping):
+            within = within.get("id")
         return [
             unit_view(rt, u.id)
             for u in rt.org.units_where(type=type, within=within or run.unit_id)
         ]
+
+    def sample(items: Any, count: Any) -> list[Any]:
+        """`count` of `items`, drawn once for this run (flows/sampling.py)."""
+        return draw(items, count, seed=seed_for_run(run.id))
 
     def campaign(id: int | None = None) -> dict[str, Any]:
         """{found, rectifying, overdue, closed, target, met, grade, window_end}, counted now."""
@@ -208,4 +241,5 @@ def expression_context(
         "item": item,
         "units": units,
         "campaign": campaign,
+        "sample": sample,
     }

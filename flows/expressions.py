@@ -28,6 +28,7 @@ from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from flows.expression_rules import run_time_failure
+from flows.sampling import SampleCall, sample_calls
 from models.errors import CloseloopError
 
 # Top-level names every expression may use; helper functions (e.g. `units`) come on top,
@@ -152,8 +153,8 @@ def _syntax_message(exc: TemplateError) -> str:
 class CompiledExpression:
     """A parsed expression; `names` are the top-level names it reads."""
 
-    __slots__ = ("source", "names", "lookups", "unit_types", "output_lookups", "_tree",
-                 "_function", "_lock")
+    __slots__ = ("source", "names", "lookups", "unit_types", "output_lookups", "samples",
+                 "_tree", "_function", "_lock")
 
     def __init__(self, source: str, tree: nodes.Expr) -> None:
         self.source = source
@@ -163,6 +164,8 @@ class CompiledExpression:
         self.lookups: frozenset[tuple[str, str]] = _lookups(tree)
         self.unit_types: frozenset[str] = _unit_types(tree)
         self.output_lookups: frozenset[tuple[str, str]] = _output_lookups(tree)
+        # Each `sample(...)` as written: its count is judged at load (flows/sampling.py).
+        self.samples: tuple[SampleCall, ...] = sample_calls(tree)
         self._tree = tree
         self._function: TemplateExpression | None = None
         self._lock = threading.Lock()

@@ -33,7 +33,7 @@ class LoadContext:
     known_channels: set[str] = field(default_factory=set)
     known_playbooks: set[str] | None = None
     # Helper functions of flows/context.expression_context.
-    expression_names: set[str] = field(default_factory=lambda: {"units", "campaign"})
+    expression_names: set[str] = field(default_factory=lambda: {"units", "campaign", "sample"})
 
     @property
     def modules_dir(self) -> Path:

@@ -24,8 +24,8 @@ from flows.expressions import CONTEXT_NAMES
 
 # What the engine puts in a template's context, over all its uses (see the module docstring).
 TEMPLATE_NAMES = CONTEXT_NAMES | frozenset({
-    "units", "campaign", "step", "now_local", "district_name", "numbers", "doc_no", "evidence",
-    "kind", "kind_label", "level", "repeat", "unit_name", "minutes_late", "level_title",
+    "units", "campaign", "sample", "step", "now_local", "district_name", "numbers", "doc_no",
+    "evidence", "kind", "kind_label", "level", "repeat", "unit_name", "minutes_late", "level_title",
     "verify",
 })
 

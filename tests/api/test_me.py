@@ -40,7 +40,8 @@ def test_a_commander_may_start_every_playbook_and_an_admin_sees_the_whole_chart(
     assert {p["id"] for p in commander["startable"]} == set(demo.catalog.current)
     # Emergencies first: the start page preselects the first, and at 3 a.m. it is a leak.
     assert [p["id"] for p in commander["startable"]] == [
-        "gas-leak", "typhoon-633", "campaign-3030", "hazard-3030"]
+        "gas-leak", "hotspot-check", "typhoon-633", "campaign-3030", "hazard-3030",
+        "roll-call"]
     admin = client.get("/api/me", headers=auth("pingshan-admin")).json()
     assert admin["admin"] is True and admin["manager"] is True
     manager = client.get("/api/me", headers=auth("sun-li")).json()
