@@ -217,11 +217,17 @@ CLI_ACTOR_ZH, CLI_ACTOR_EN = "运维命令行", "operator console"
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     from flows.concurrent import overlapping_runs
+    from flows.drills import read_drill
     from flows.lifecycle import start_run
     from models.db import read_session
     from models.errors import Forbidden
 
     params = _cli_params(args.param or [])
+    if args.drill_title is not None and args.drill is None:
+        raise InvalidInput("--drill-title", "--drill-title 需与 --drill 一起使用 / --drill-title "
+                           "needs --drill")
+    drill = (read_drill(args.drill, args.drill_title, field="--drill")
+             if args.drill is not None else None)
     rt = _runtime(settings)
     if args.unit not in rt.org.units:
         raise InvalidInput("--unit", f"没有单位 {args.unit[:80]} / unknown unit "
@@ -236,13 +242,17 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     try:
         run = start_run(rt, playbook_id=args.playbook, unit_id=args.unit, params=params,
                         actor=actor, check_rights=args.as_person is not None,
-                        refuse_unstaffed=True, refuse_concurrent=args.refuse_concurrent)
+                        refuse_unstaffed=True, refuse_concurrent=args.refuse_concurrent,
+                        drill=drill)
     except Forbidden as exc:  # the person given may not start it: whom to ask, as the API says
         raise InvalidInput(f"--as {actor}", str(exc)) from None
     print(run.id)
     with read_session(rt.db) as session:
         others = overlapping_runs(session, rt, rt.catalog.pinned(session, run.playbook_sha),
-                                  run.unit_id, exclude=run.id)
+                                  run.unit_id, exclude=run.id,
+                                  drill=run.drill_kind is not None)
+    if drill is not None:
+        print(f"【演练】已启动{drill.kind} / drill started ({drill.kind})", file=sys.stderr)
     for other in others:
         print(f"注意：同时进行中 {other.line()} / note: run {other.id} of this playbook is also "
               "running here (above or below)", file=sys.stderr)
@@ -454,6 +464,10 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--refuse-concurrent", action="store_true",
                     help="refuse (exit 2, naming them) while a run of the playbook is running "
                          "for UNIT, a unit above it or below it")
+    st.add_argument("--drill", nargs="?", const="桌面推演", metavar="KIND",
+                    help="start a drill (演练), not a real event: 桌面推演 (the default), 实战演练 "
+                         "or 盲演; every message and document says 【演练】")
+    st.add_argument("--drill-title", metavar="TITLE", help="the drill's name (with --drill)")
     st.set_defaults(func=cmd_start)
     sw = sub.add_parser("sweep", help="run the deadline sweeper")
     sw.add_argument("--once", action="store_true", required=True)

@@ -101,6 +101,14 @@ def run(run_id: int) -> HTMLResponse:
     return page("run.html", page_id="run", title="流程详情", run_id=_row(run_id, "run"))
 
 
+@router.get("/runs/{run_id:int}/evaluation", response_class=HTMLResponse)
+def evaluation(run_id: int) -> HTMLResponse:
+    """演练评估 of a drill (复盘 of a real event): each task against its deadline, the summary,
+    the written assessments and the report, for commanders and managers."""
+    return page("evaluation.html", page_id="evaluation", title="演练评估",
+                run_id=_row(run_id, "run"))
+
+
 @router.get("/runs/{run_id:int}/documents/{document_id:int}", response_class=HTMLResponse)
 def document(run_id: int, document_id: int) -> HTMLResponse:
     """One document of a run on a page of its own, to read and to print (打印) on its own."""

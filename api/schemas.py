@@ -95,11 +95,42 @@ def _note(value: str | None) -> str | None:
 Note = Annotated[str | None, AfterValidator(_note)]
 
 
+class DrillBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(max_length=40, description="演练方式: 桌面推演 (tabletop), 实战演练 (field "
+                      "drill) or 盲演 (unannounced: the participants were not told beforehand; "
+                      "recorded, and every message still says 演练)")
+    title: str | None = Field(default=None, max_length=400, description="The drill's name, "
+                              "e.g. 2026年度燃气泄漏应急演练 (at most 120 characters)")
+
+
+class DrillPublic(BaseModel):
+    kind: str = Field(description="桌面推演, 实战演练 or 盲演")
+    title: str | None = None
+    mark: str = Field(default="【演练】", description="What every page, message and document "
+                      "of the run shows")
+
+
+class AssessmentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assessment: str = Field(max_length=8000, description="The evaluator's written assessment "
+                            "(问题与整改建议), at most 4,000 characters; recorded as a new "
+                            "timeline event each time, never an edit of an earlier one")
+
+
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     playbook: str = Field(description="Playbook id, e.g. gas-leak")
     unit: str = Field(description="Unit id the run is for")
     params: dict[str, Any] = Field(default_factory=dict)
+    drill: DrillBody | None = Field(
+        default=None, description="Start a drill (演练) of the playbook instead of a real "
+        "event: the same steps, people, deadlines and escalations, every message and document "
+        "marked 【演练】 (documents open with 「演练文书，非真实事件」), kept out of the ranking, "
+        "the registers and campaign progress, and evaluated afterwards at GET "
+        "/api/runs/{id}/evaluation. Started by whoever may start the playbook. Refused (422 "
+        "naming `drill`) for a playbook that keeps or counts the hazard register "
+        "(hazard-3030, campaign-3030). Absent or null: a real event")
     refuse_concurrent: bool = Field(
         default=False,
         description="Refuse (409, error concurrent_runs, listing them in `runs`) while a run of "
@@ -216,6 +247,8 @@ class StepPublic(BaseModel):
         "each run")
     step: str
     title: str
+    drill: DrillPublic | None = Field(
+        default=None, description="Its run is a drill (演练): the page marks the task 【演练】")
     action: str
     role: str | None
     role_name: str | None = Field(default=None, description="The role as people read it (检查员)")
@@ -421,6 +454,9 @@ class RunPublic(BaseModel):
         default=None, description="The stage as people read it (the playbook's stage_titles), "
         "else its id")
     params: dict[str, Any]
+    drill: DrillPublic | None = Field(
+        default=None, description="A drill (演练), not a real event: pages show 【演练】 "
+        "wherever the run is shown; null for a real event")
     started_by: str
     started_by_name: str = ""
     started_at: datetime
@@ -526,8 +562,12 @@ def ack_due(rt: Runtime, s: StepInstance, spec: StepSpec | None) -> datetime | N
     return add_duration(s.ready_at, spec.ack, calendar=rt.calendar, tz=rt.tz)
 
 
+def drill_view(kind: str | None, title: str | None) -> DrillPublic | None:
+    return DrillPublic(kind=kind, title=title) if kind is not None else None
+
+
 def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
-              spec: StepSpec | None = None) -> StepPublic:
+              spec: StepSpec | None = None, drill: DrillPublic | None = None) -> StepPublic:
     """`spec` (the step as its run's playbook has it): given, the view says when a ready
     task's acknowledgement is due."""
     unit = rt.org.units.get(s.unit_id)
@@ -539,7 +579,7 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
     scheduled = is_scheduled(s.status, s.next_check_at)
     return StepPublic(
         id=s.id or 0, run_id=s.run_id, run_title=run_title, step=s.step_key, title=s.title,
-        action=s.action,
+        drill=drill, action=s.action,
         role=s.role, role_name=role_name(s.role), unit_id=s.unit_id,
         unit_name=unit.name if unit else s.unit_id, origin_unit_id=s.origin_unit_id, item=s.item,
         assignees=[person_view(rt, p) for p in s.assignees], status=s.status,
@@ -607,6 +647,7 @@ def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pendi
             due_at = due_time(rt, run, spec, ready_at=run.started_at)
     return StepPublic(
         id=None, run_id=run.id or 0, run_title=run.title, step=spec.id, title=spec.title,
+        drill=drill_view(run.drill_kind, run.drill_title),
         action=spec.action,
         role=spec.role, role_name=role_name(spec.role), unit_id=unit_id,
         unit_name=unit.name if unit else unit_id, assignees=assignees, status=status,
@@ -665,7 +706,9 @@ def run_view(
 ) -> RunPublic:
     unit = rt.org.units.get(run.unit_id)
     numbers = _letter_numbers(events or [])
-    step_views = ([step_view(rt, s, run_title=run.title, spec=spec_of(playbook, s.step_key))
+    drill = drill_view(run.drill_kind, run.drill_title)
+    step_views = ([step_view(rt, s, run_title=run.title, spec=spec_of(playbook, s.step_key),
+                             drill=drill)
                    for s in steps] if steps is not None else None)
     if step_views is not None:
         # A called-off task handed out again names the task that replaced it.
@@ -683,7 +726,7 @@ def run_view(
         title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
         status=run.status, stage=run.stage, stage_title=_stage_title(rt, run, playbook),
         passed_over_stages=list(run.passed_over_stages or ()),
-        params=run.params, started_by=run.started_by,
+        params=run.params, drill=drill, started_by=run.started_by,
         started_by_name=actor_name(rt, run.started_by),
         started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),
         finished_at=run.finished_at, finished_at_local=_seconds(rt, run.finished_at),

@@ -124,7 +124,9 @@ class _Rows:
             "status": rs.RUNNING, "stage": pb.stages[0] if pb.stages else None,
             "stage_entered_at": now if pb.stages else None, "started_by": actor,
             "started_at": now, "finished_at": None, "parent_step_id": None, "segments": 0,
-            "skipped_recorded": 0, "passed_over_stages": []})
+            "skipped_recorded": 0, "passed_over_stages": [],
+            # An imported hazard is real: an import is never a drill (flows/drills.py).
+            "drill_kind": None, "drill_title": None})
         self.hazard: BulkInsert | None = None
         # The register's deadline when counted from the start: the same for the batch.
         self.known_due = known_deadline(rt, now, pb)

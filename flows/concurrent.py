@@ -8,7 +8,9 @@ sets of tasks. Two gas leaks in one community are possible, so nothing is refuse
 (SPEC's start contract is unchanged): a start that asks (`refuse_concurrent`, which the start
 page always sends first) is refused with the running ones listed, and the commander confirms;
 otherwise the answer lists them. Register playbooks (a hazard) are exempt: a community has
-hundreds of hazards open at once, and their codes already keep each one single."""
+hundreds of hazards open at once, and their codes already keep each one single. A drill and a
+real event never overlap: a real gas leak during a gas-leak drill is started at once, not
+held up behind the drill (and a drill is not refused for a real event)."""
 
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ class RunningRun:
 
 
 def overlapping_runs(session: Session, rt: Runtime, playbook: Playbook, unit_id: str, *,
-                     exclude: int | None = None) -> list[RunningRun]:
+                     exclude: int | None = None, drill: bool = False) -> list[RunningRun]:
     """The running runs of `playbook` whose unit is `unit_id`, above it or below it, newest
     first (at most SHOWN); none for a register playbook. Every start's answer carries these,
     so the read is bounded: the newest SHOWN matching rows of the playbook's running runs
@@ -62,7 +64,8 @@ def overlapping_runs(session: Session, rt: Runtime, playbook: Playbook, unit_id:
         return []
     org = rt.org
     query = (select(Run.id, Run.title, Run.unit_id, Run.stage, Run.started_by, Run.started_at)
-             .where(Run.playbook_id == playbook.id, Run.status == rs.RUNNING))
+             .where(Run.playbook_id == playbook.id, Run.status == rs.RUNNING,
+                    col(Run.drill_kind).is_not(None) if drill else col(Run.drill_kind).is_(None)))
     if exclude is not None:
         query = query.where(Run.id != exclude)
     if org.ancestors(unit_id)[-1] != unit_id:  # at the root every unit overlaps
@@ -78,7 +81,8 @@ def overlapping_runs(session: Session, rt: Runtime, playbook: Playbook, unit_id:
         for run_id, title, unit, stage, started_by, started_at in rows]
 
 
-def refuse_if_running(session: Session, rt: Runtime, playbook: Playbook, unit_id: str) -> None:
+def refuse_if_running(session: Session, rt: Runtime, playbook: Playbook, unit_id: str, *,
+                      drill: bool = False) -> None:
     """ConcurrentRuns (409) when a run of `playbook` is running for an overlapping unit. On
     PostgreSQL two such starts at once must not both pass: a transaction-scoped advisory lock
     per playbook queues them (SQLite's BEGIN IMMEDIATE already does)."""
@@ -87,7 +91,7 @@ def refuse_if_running(session: Session, rt: Runtime, playbook: Playbook, unit_id
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                         {"key": f"closeloop:start:{playbook.id}"})
-    running = overlapping_runs(session, rt, playbook, unit_id)
+    running = overlapping_runs(session, rt, playbook, unit_id, drill=drill)
     if running:
         raise ConcurrentRuns(
             f"{rt.org.unit_name(unit_id)}已有进行中的“{playbook.title}”：" +

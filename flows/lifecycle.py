@@ -16,6 +16,7 @@ from flows.call_off import call_off as called_off
 from flows.call_off import pick
 from flows.campaigns import campaign_problem
 from flows.concurrent import refuse_if_running
+from flows.drills import Drill, refuse_drill_of
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
 from flows.passed_stages import come_back_to, jumped_over
@@ -48,8 +49,11 @@ def start_run(
     check_rights: bool = True,
     refuse_unstaffed: bool = False,
     refuse_concurrent: bool = False,
+    drill: Drill | None = None,
 ) -> Run:
-    """`refuse_unstaffed`: a person registering a hazard (the API, the CLI) is refused one
+    """`drill`: a drill (演练) of the playbook, not a real event (flows/drills.py); refused
+    for a playbook that keeps a register (a hazard) or counts one (a 3030 campaign).
+    `refuse_unstaffed`: a person registering a hazard (the API, the CLI) is refused one
     whose task ready at once has nobody to do it (`_refuse_unstaffed`); the engine's own
     starts (child runs, the import, which checks its rows itself) are not.
     `refuse_concurrent`: refused (ConcurrentRuns) while a run of the playbook is running for
@@ -62,6 +66,8 @@ def start_run(
         raise InvalidInput("unit", f"没有单位 {unit_id} / unknown unit '{unit_id}'")
     if check_rights:
         require_start(rt.org, actor, playbook.started_by, unit_id)
+    if drill is not None:
+        refuse_drill_of(playbook)
     clean = validate_params(playbook, params)
     if playbook.register_ is not None:
         tidy_code(clean)
@@ -71,9 +77,10 @@ def start_run(
         with session_scope(rt.db) as own:
             return _start(own, rt, playbook, unit_id, clean, actor, parent_step_id,
                           refuse_unstaffed=refuse_unstaffed,
-                          refuse_concurrent=refuse_concurrent)
+                          refuse_concurrent=refuse_concurrent, drill=drill)
     return _start(session, rt, playbook, unit_id, clean, actor, parent_step_id,
-                  refuse_unstaffed=refuse_unstaffed, refuse_concurrent=refuse_concurrent)
+                  refuse_unstaffed=refuse_unstaffed, refuse_concurrent=refuse_concurrent,
+                  drill=drill)
 
 
 # The title column's width (VARCHAR(300)): PostgreSQL refuses a longer title, and a 2,000-character
@@ -152,11 +159,11 @@ def check_found_at(rt: Runtime, playbook: Playbook, params: dict[str, Any]) -> N
 def _start(
     session: Session, rt: Runtime, playbook: Playbook, unit_id: str, params: dict[str, Any],
     actor: str, parent_step_id: int | None, *, refuse_unstaffed: bool = False,
-    refuse_concurrent: bool = False,
+    refuse_concurrent: bool = False, drill: Drill | None = None,
 ) -> Run:
     now = rt.clock.now()
     if refuse_concurrent:
-        refuse_if_running(session, rt, playbook, unit_id)
+        refuse_if_running(session, rt, playbook, unit_id, drill=drill is not None)
     campaign = params.get("campaign") if playbook.register_ is not None else None
     if campaign not in (None, ""):
         grade = params.get("grade")
@@ -172,13 +179,15 @@ def _start(
         status=rs.RUNNING, stage=playbook.stages[0] if playbook.stages else None,
         stage_entered_at=now if playbook.stages else None, params=params, started_by=actor,
         started_at=now, parent_step_id=parent_step_id,
+        drill_kind=drill.kind if drill else None, drill_title=drill.title if drill else None,
     )
     session.add(run)
     session.flush()
     create_entry(session, rt, run, playbook, now)
     add_event(session, at=now, actor=actor, action="run_started", run_id=run.id,
               to_state=rs.RUNNING, detail={"playbook": playbook.id,
-                                           "version": playbook.version, "params": params})
+                                           "version": playbook.version, "params": params}
+              | ({"drill": drill.as_dict()} if drill else {}))
     advance(session, rt, run, playbook, now=now)
     if refuse_unstaffed and playbook.register_ is not None:
         _refuse_unstaffed(session, rt, run, playbook)

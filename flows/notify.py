@@ -50,6 +50,7 @@ from flows.spec import Playbook, StepSpec
 from models.audit import SYSTEM
 from models.clock import Clock
 from models.db import read_session, session_scope
+from models.drill import MARK, is_drill, marked_message, marked_title
 from models.errors import CloseloopError, NotFound
 from models.org import OrgChart
 from models.outbox import DEAD, DELIVERED, INBOX_URL, PENDING, DeliveryAttempt, Notification
@@ -514,6 +515,8 @@ def _tell_undelivered(session: Session, row: Notification, now: datetime,
         return
     step = session.get(StepInstance, row.step_id) if row.step_id is not None else None
     body = _undelivered_body(row, run, step, org, given_up=given_up)
+    if is_drill(run):
+        body = marked_message(body)
     # A delivery sent again after it was given up (flows/resend.py) counts its attempts
     # afresh: its notices are of a new round, told again, keyed by all attempts so far.
     made = session.exec(select(func.count()).select_from(DeliveryAttempt).where(
@@ -525,8 +528,15 @@ def _tell_undelivered(session: Session, row: Notification, now: datetime,
                        f"{'' if person == run.started_by else '|' + person}"[:300],
             run_id=row.run_id, step_id=row.step_id, kind="undelivered",
             recipient_kind="person", recipient=person, url=INBOX_URL,
-            title=f"【送达失败】{row.title}"[:300], body=body,
+            title=_undelivered_title(row.title, run), body=body,
             status=DELIVERED, created_at=now, delivered_at=now))
+
+
+def _undelivered_title(title: str, run: Run) -> str:
+    """【送达失败】 before the message's own title; a drill's 【演练】 stays in front of both."""
+    if not is_drill(run):
+        return f"【送达失败】{title}"[:300]
+    return marked_title(f"【送达失败】{title.removeprefix(MARK)}")
 
 
 # The technical error closes the inbox note, cut to its start (what failed, Apprise's words)

@@ -53,6 +53,7 @@ from sqlmodel import Session, select
 from flows.ranking import check_level, check_not_future, month_bounds, ranked_units
 from flows.spec import REPORT_KINDS
 from models import task as st
+from models.drill import real_runs
 from models.org import OrgChart
 from models.run import Run
 from models.task import StepInstance
@@ -172,10 +173,10 @@ def outcome_of(status: str, due_at: datetime, done_at: datetime | None
 
 
 def counted_runs(query: Any) -> Any:
-    """The one place that says which runs' reports are measured: every run, whatever its
-    status (a cancelled run's reports owed before the cancel count as 漏报). A run kind to
-    leave out (drills) is one `.where(...)` here."""
-    return query
+    """The one place that says which runs' reports are measured: every real run, whatever its
+    status (a cancelled run's reports owed before the cancel count as 漏报); never a drill
+    (演练, models/drill.py): its reports are evaluated with it, not counted for its unit."""
+    return query.where(real_runs())
 
 
 def _report_rows(session: Session, start: datetime, end: datetime) -> Iterable[Any]:

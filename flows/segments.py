@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from flows import rounds
 from flows.context import evidence_view, expression_context, run_view, stage_history
+from flows.drills import drill_of, may_drill
 from flows.duty import duty_cut, fallback_events, role_groups
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
@@ -132,12 +133,20 @@ def execute_step(
                 _finish(session, inst, now, {"document": True}, recorded)
                 done += 1
             elif spec.action == "playbook":
+                drill = drill_of(run)
+                child_playbook = rt.catalog.current.get(spec.playbook or "")
+                if drill is not None and child_playbook and not may_drill(child_playbook):
+                    # A drill registers no real hazard: the step is done, saying so.
+                    _finish(session, inst, now, {"drill_not_started": spec.playbook}, recorded)
+                    done += 1
+                    continue
                 existing = session.exec(select(Run).where(Run.parent_step_id == inst.id)).first()
                 if existing is None:
                     params = {k: resolve_value(v, context) for k, v in spec.with_.items()}
                     child = start_run(rt, playbook_id=spec.playbook or "", unit_id=inst.unit_id,
                                       params=params, actor=run.started_by, session=session,
-                                      parent_step_id=inst.id, check_rights=False)
+                                      parent_step_id=inst.id, check_rights=False,
+                                      drill=drill)
                     inst.outputs = {"child_run": child.id}
                 # The step stays ready until the child run finishes (progress.py finishes it).
                 inst.prefect_recorded = recorded

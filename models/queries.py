@@ -22,10 +22,14 @@ from models.task import ACTIONABLE_STATUSES, SUBMITTED, StepInstance
 def list_runs(
     session: Session, *, units: Sequence[str] | None, playbook: str | None = None,
     status: str | Sequence[str] | None = None, since: datetime | None = None,
-    until: datetime | None = None, limit: int = 50, offset: int = 0,
+    until: datetime | None = None, drill: bool | None = None, limit: int = 50, offset: int = 0,
 ) -> tuple[list[Run], int]:
-    """Runs newest first; `status` is one status or several (any of them)."""
+    """Runs newest first; `status` is one status or several (any of them); `drill` True
+    keeps drills only, False real events only, None both."""
     conds = []
+    if drill is not None:
+        conds.append(Run.drill_kind.is_not(None) if drill  # type: ignore[union-attr]
+                     else Run.drill_kind.is_(None))  # type: ignore[union-attr]
     if units is not None:
         conds.append(Run.unit_id.in_(list(units)))  # type: ignore[attr-defined]
     if playbook:

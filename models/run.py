@@ -59,3 +59,8 @@ class Run(SQLModel, table=True):
     # the run is above them; a run brought back down to one of them takes it off this list,
     # and entering it again hands its steps out (flows/passed_stages.py).
     passed_over_stages: list[str] = json_column(default_factory=list)
+    # A drill (演练: 桌面推演, 实战演练, 盲演) runs the same playbook as a real event, and
+    # NULL is a real event. Every message and document of a drill is marked 【演练】
+    # (models/drill.py), and nothing that counts real work counts it.
+    drill_kind: str | None = Field(default=None, max_length=12)
+    drill_title: str | None = Field(default=None, max_length=120)

@@ -13,7 +13,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, SQLModel, select
 
 from models.audit import SYSTEM, AuditEvent
+from models.documents import Document
+from models.drill import mark_rows
 from models.hazard import REQUEST_LAPSED, REQUEST_PENDING, ExtensionRequest
+from models.outbox import Notification
 from models.wake import Wake
 
 
@@ -57,9 +60,12 @@ def insert_ignoring_duplicates(
     session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]
 ) -> None:
     """Insert, silently skipping rows that hit a unique key: replaying a segment or a sweep
-    after a crash writes nothing twice."""
+    after a crash writes nothing twice. Messages and documents of a drill are marked 【演练】
+    here (models/drill.py), the one place all of them are written."""
     if not rows:
         return
+    if model is Notification or model is Document:  # every message and document of a run
+        rows = mark_rows(session, rows, document=model is Document)
     table = model.__table__  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlmodel import Session
 
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep, filter_time
+from api.document_html import document_html
 from api.holdup import holdups
 from api.schemas import (
+    AssessmentBody,
     CancelBody,
     EndBody,
     NextRound,
@@ -25,6 +27,8 @@ from api.schemas import (
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
 from flows.concurrent import overlapping_runs
+from flows.drills import read_drill
+from flows.evaluation import assess, evaluate
 from flows.lateness import step_late_days
 from flows.round_start import report_now
 from flows.runtime import Runtime
@@ -45,13 +49,15 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 @router.post("", status_code=201, response_model=RunPublic)
 def start(body: RunCreate, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
     """Start a run of a playbook for a unit; returns at once with its step instances."""
+    drill = read_drill(body.drill.kind, body.drill.title) if body.drill else None
     run = lifecycle.start_run(rt, playbook_id=body.playbook, unit_id=body.unit,
                               params=body.params, actor=person, refuse_unstaffed=True,
-                              refuse_concurrent=body.refuse_concurrent)
+                              refuse_concurrent=body.refuse_concurrent, drill=drill)
     playbook = rt.catalog.pinned(rt.db, run.playbook_sha)
     with read_session(rt.db) as session:
         steps, escalations, events = run_detail(session, run_id=run.id or 0)
-        others = overlapping_runs(session, rt, playbook, run.unit_id, exclude=run.id)
+        others = overlapping_runs(session, rt, playbook, run.unit_id, exclude=run.id,
+                                  drill=run.drill_kind is not None)
     # The same shape as GET /api/runs/{id}: a client reads one kind of answer.
     view = run_view(rt, run, steps=steps, escalations=escalations, events=events,
                     playbook=playbook)
@@ -64,10 +70,14 @@ def list_(
     rt: RuntimeDep, person: CurrentPerson,
     playbook: str | None = None, status: str | None = None, unit: str | None = None,
     since: datetime | None = None, until: datetime | None = None,
+    drill: Annotated[bool | None, Query(description="true: drills (演练) only; false: real "
+                                              "events only; absent: both, each drill "
+                                              "carrying `drill`")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> RunsPublic:
     """Runs the caller may see, newest first. `status` may be a comma list (any of them);
-    `unit` is that unit and the units below it."""
+    `unit` is that unit and the units below it; `drill` keeps drills only (true) or real
+    events only (false)."""
     since = filter_time(rt, "since", since)
     until = filter_time(rt, "until", until)
     if since is not None and until is not None and until < since:
@@ -87,7 +97,8 @@ def list_(
         if playbook:
             _check_playbook(rt, session, playbook)
         rows, total = list_runs(session, units=units, playbook=playbook, status=statuses,
-                                since=since, until=until, limit=limit, offset=offset)
+                                since=since, until=until, drill=drill, limit=limit,
+                                offset=offset)
         views = _with_late_work(rt, session, rows)
     return RunsPublic(data=views, count=total, limit=limit, offset=offset)
 
@@ -193,3 +204,25 @@ def next_round(run_id: RowId, body: NextRound, rt: RuntimeDep,
         run = lifecycle.load_run(session, run_id)
     return step_view(rt, handed, run_title=run.title,
                      spec=rt.catalog.pinned(rt.db, run.playbook_sha).step(handed.step_key))
+
+
+@router.get("/{run_id}/evaluation")
+def evaluation(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
+    """演练评估 of a drill, 复盘 of a real event (the same view): per task, when it was handed
+    out, signed for and finished, against its deadline (`outcome`: on_time, late with
+    `late_minutes`, missed, open, no_deadline, called_off), the escalation level it reached and
+    who acted; a `summary` (on time / late / missed, the first report's minutes from the
+    alert, the longest delays); the assessments written so far (the latest in `assessment`);
+    and the rendered 演练评估报告 (`report` as Markdown, `html` for the page). For
+    commanders and managers of the run's unit or above."""
+    view = evaluate(rt, run_id=run_id, actor=person)
+    return view | {"html": document_html(view["report"])}
+
+
+@router.post("/{run_id}/evaluation")
+def assess_run(run_id: RowId, body: AssessmentBody, rt: RuntimeDep,
+               person: CurrentPerson) -> dict[str, Any]:
+    """Write the evaluation's assessment (问题与整改建议): a new event in the run's timeline,
+    the earlier ones kept; answers the evaluation as GET does. Commanders and managers."""
+    view = assess(rt, run_id=run_id, actor=person, assessment=body.assessment)
+    return view | {"html": document_html(view["report"])}

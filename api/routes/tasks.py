@@ -17,6 +17,7 @@ from api.schemas import (
     StepPublic,
     StepsPublic,
     Verification,
+    drill_view,
     person_view,
     role_name,
     spec_of,
@@ -91,17 +92,19 @@ def list_(
         # One look-up by primary key for the page's runs (at most `limit`), so an inbox card
         # names its hazard or event without the page fetching every run.
         ids = {r.run_id for r in rows}
-        runs = {i: (title, sha) for i, title, sha in session.exec(
-            select(Run.id, Run.title, Run.playbook_sha).where(col(Run.id).in_(ids))).all()
+        runs = {i: (title, sha, drill_view(kind, drill_title))
+                for i, title, sha, kind, drill_title in session.exec(
+            select(Run.id, Run.title, Run.playbook_sha, Run.drill_kind, Run.drill_title)
+            .where(col(Run.id).in_(ids))).all()
         } if ids else {}
     # Each step as its run's pinned playbook has it (compiled once, then from memory): a card
     # must say when the sign-for (叫应) is due, 30 minutes in a typhoon, not only the work's
     # deadline hours away.
     data = []
     for r in rows:
-        title, sha = runs.get(r.run_id, (None, None))
+        title, sha, drill = runs.get(r.run_id, (None, None, None))
         spec = spec_of(rt.catalog.pinned(rt.db, sha), r.step_key) if sha else None
-        data.append(step_view(rt, r, run_title=title, spec=spec))
+        data.append(step_view(rt, r, run_title=title, spec=spec, drill=drill))
     return StepsPublic(data=data, count=total, limit=limit, offset=offset)
 
 
@@ -191,7 +194,8 @@ def _shown(rt: Runtime, step: StepInstance, run: Run | None) -> StepPublic:
     """The task as its page reads it: its run's title, its playbook step (when the sign-for
     is due), the task that replaced it if called off, and the records it pairs with."""
     spec = spec_of(rt.catalog.pinned(rt.db, run.playbook_sha), step.step_key) if run else None
-    view = step_view(rt, step, run_title=run.title if run else None, spec=spec)
+    view = step_view(rt, step, run_title=run.title if run else None, spec=spec,
+                     drill=drill_view(run.drill_kind, run.drill_title) if run else None)
     called_off = step.status == CANCELLED  # handed out again since: as which task
     pairs = run is not None and spec is not None and bool(spec.item_needs)
     if called_off or pairs:

@@ -279,6 +279,23 @@ export function statusBadge(status, names = STEP_STATUS) {
   return h("span", { class: `badge status-${status}`, text: names[status] || status });
 }
 
+// A drill (演练) never reads as a real event: every place a run or its task is shown puts this
+// before it (`drill` of a run or a task in the API; null for a real event, which gets nothing).
+export function drillBadge(drill) {
+  if (!drill) return null;
+  return h("span", { class: "badge drill-badge", title: drill.title || drill.kind,
+    text: `${drill.mark || "【演练】"}${drill.kind}` });
+}
+
+// The band across the top of a drill's run or task page: what it is, in words.
+export function drillBanner(drill) {
+  if (!drill) return null;
+  const name = drill.title ? `「${drill.title}」` : "";
+  return h("p", { class: "drill-banner", role: "note" },
+    h("strong", { text: "【演练】" }), `${name}${drill.kind}，非真实事件。`,
+    drill.kind === "盲演" ? "（盲演：参演人员事先未获通知）" : "");
+}
+
 // An authenticated download (an export): fetched with the token, handed to the browser as a
 // file with the name the server gave it.
 export async function download(path, fallbackName) {

@@ -1,7 +1,8 @@
 // 我的待办: the caller's open tasks (and submitted work awaiting their verdict), one card each
 // with its live countdown, newest notifications below. Phone first: one column of cards.
 import {
-  $, STEP_STATUS, api, clear, h, liveCountdowns, query, showError, startPage, statusBadge,
+  $, STEP_STATUS, api, clear, drillBadge, h, liveCountdowns, query, showError, startPage,
+  statusBadge,
 } from "/static/closeloop.js";
 
 const LIMIT = 20;
@@ -66,14 +67,14 @@ function ackLine(task) {
 function card(task, who) {
   const mine = awaitsMyVerdict(task, who);
   const runTitle = task.run_title; // the list names each task's run
-  const head = h("h3", {}, h("a", { href: `/tasks/${task.id}`, text: task.title }));
+  const head = h("h3", {}, drillBadge(task.drill), h("a", { href: `/tasks/${task.id}`, text: task.title }));
   const badges = h("p", { class: "badges" }, statusBadge(task.status, STEP_STATUS));
   if (mine) badges.append(" ", h("span", { class: "badge verify-mine", text: "待我核验" }));
   if (task.overdue) badges.append(" ", h("span", { class: "badge overdue-badge", text: "逾期" }));
   if (task.escalation_level > 0) {
     badges.append(" ", h("span", { class: "badge escalated", text: `已升级 ${task.escalation_level} 级` }));
   }
-  const node = h("article", { class: `card task-card${task.overdue ? " is-overdue" : ""}`,
+  const node = h("article", { class: `card task-card${task.overdue ? " is-overdue" : ""}${task.drill ? " is-drill" : ""}`,
     dataset: { taskId: task.id, status: task.status } },
   head,
   h("p", { class: "meta" },

@@ -4,7 +4,8 @@
 // run (typhoon 633) to its next stage or cancels it, each after a second, explicit click on
 // the page itself (a browser's confirm dialog is easy to click away, and tests cannot see it).
 import {
-  $, ApiError, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, flash, h, liveCountdowns, query,
+  $, ApiError, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, drillBanner, flash, h,
+  liveCountdowns, query,
   serverNow, showError, shownValue, startPage, statusBadge,
 } from "/static/closeloop.js";
 import { docBody, docPage, docSource, docTitle } from "/static/docview.js";
@@ -70,8 +71,11 @@ function fact(term, ...value) {
 }
 
 function drawSummary(run, entry) {
-  $("#heading").textContent = run.title;
-  document.title = `${run.title} · closeloop`;
+  const mark = run.drill ? "【演练】" : "";
+  $("#heading").textContent = `${mark}${run.title}`;
+  document.title = `${mark}${run.title} · closeloop`;
+  clear($("#drill-band")).append(...[drillBanner(run.drill)].filter(Boolean));
+  $("#evaluation-link").firstChild.textContent = run.drill ? "演练评估 " : "复盘 ";
   const stage = run.stage ? h("span", { class: "badge stage-badge", text: `阶段：${stageName(run.stage)}` }) : "";
   clear($("#run-status")).append(statusBadge(run.status, RUN_STATUS), stage);
   const pb = state.playbook;

@@ -2,13 +2,14 @@
 // start date. The filters live in the address (?status=running&offset=20), so a reload, the
 // back button or a link sent to a colleague shows the same list.
 import {
-  $, RUN_STATUS, api, clear, clearFlash, countdown, h, me, query, showError, startPage,
+  $, RUN_STATUS, api, clear, clearFlash, countdown, drillBadge, h, me, query, showError,
+  startPage,
   statusBadge,
   unitChoices,
 } from "/static/closeloop.js";
 
 const PAGE = 20;
-const FILTERS = ["playbook", "status", "unit", "since", "until"];
+const FILTERS = ["playbook", "status", "unit", "drill", "since", "until"];
 // Wide screens get a table; a phone gets one card per run (a table would scroll sideways).
 const WIDE = window.matchMedia("(min-width: 48rem)");
 
@@ -37,6 +38,7 @@ async function fillFilters(who, s) {
     form.status.append(option(value, name, s.status));
   }
   for (const [id, label] of unitChoices(who)) form.unit.append(option(id, label, s.unit));
+  form.drill.value = ["true", "false"].includes(s.drill) ? s.drill : "";
   form.since.value = s.since;
   form.until.value = s.until;
   const books = await api("/api/playbooks");
@@ -59,14 +61,15 @@ function nextDay(day) {
 // day's last second).
 function apiQuery(s) {
   return query({
-    playbook: s.playbook, status: s.status, unit: s.unit,
+    playbook: s.playbook, status: s.status, unit: s.unit, drill: s.drill,
     since: s.since ? `${s.since}T00:00:00` : "", until: s.until ? `${nextDay(s.until)}T00:00:00` : "",
     limit: PAGE, offset: s.offset,
   });
 }
 
 function runLink(run) {
-  return h("a", { href: `/runs/${run.id}`, text: run.title || `#${run.id}` });
+  const link = h("a", { href: `/runs/${run.id}`, text: run.title || `#${run.id}` });
+  return run.drill ? h("span", {}, drillBadge(run.drill), link) : link;
 }
 
 function playbookName(run, names) {

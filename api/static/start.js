@@ -143,6 +143,28 @@ function drawParams(pb) {
   broken.textContent = broken.hidden ? ""
     : `注意：此预案的文件有错误，现沿用上次运行的版本（第 ${pb.version} 版），请联系管理员修正：${listed.broken_file}`;
   drawStages(pb);
+  drawNature(pb);
+}
+
+// 真实事件 or 演练: a drill runs the same playbook, marked 【演练】 everywhere. A playbook that
+// keeps or counts the hazard register is never a drill (the API refuses it), so it is not
+// offered there.
+function mayDrill(pb) {
+  return !pb.register && pb.kind !== "campaign";
+}
+
+function drawNature(pb) {
+  const box = $("#nature");
+  box.hidden = !mayDrill(pb);
+  if (box.hidden) box.querySelector("input[value=real]").checked = true;
+  const drill = isDrill();
+  $("#drill-fields").hidden = !drill;
+  $("#start-submit").textContent = drill ? "启动演练" : "启动";
+}
+
+function isDrill() {
+  const chosen = $("#nature").querySelector("input[name=nature]:checked");
+  return !$("#nature").hidden && chosen !== null && chosen.value === "drill";
 }
 
 async function choose(id) {
@@ -207,7 +229,12 @@ function collect() {
     if (value !== undefined) params[name] = value;
   }
   // By id: a playbook may well have a parameter called "unit".
-  return { playbook: $("#playbook").value, unit: $("#unit").value, params };
+  const body = { playbook: $("#playbook").value, unit: $("#unit").value, params };
+  if (isDrill()) {
+    const title = $("#drill-title").value.trim();
+    body.drill = { kind: $("#drill-kind").value, ...(title ? { title } : {}) };
+  }
+  return body;
 }
 
 // The same response already running here (this unit, above or below it): a second tap, or a
@@ -285,5 +312,8 @@ startPage(async (who) => {
   form.addEventListener("submit", submit);
   $("#concurrent-yes").addEventListener("click", () => send(form, false));
   $("#concurrent-no").addEventListener("click", () => { $("#concurrent").hidden = true; });
+  for (const radio of document.querySelectorAll("input[name=nature]")) {
+    radio.addEventListener("change", () => { if (shown) drawNature(shown); });
+  }
   await choose(first);
 });

@@ -3,8 +3,8 @@
 // buttons show is a guess from the person's roles; whether they may is the API's call, and its
 // refusal is shown in its own words.
 import {
-  $, ApiError, STEP_STATUS, api, clear, clearFlash, countdown, download, flash, h, liveCountdowns,
-  markField,
+  $, ApiError, STEP_STATUS, api, clear, clearFlash, countdown, download, drillBanner, flash, h,
+  liveCountdowns, markField,
   showError, shownValue, signInAgain, startPage, statusBadge,
 } from "/static/closeloop.js";
 
@@ -1003,10 +1003,11 @@ function drawReassign() {
 
 function draw() {
   const { task } = state;
-  $("#heading").textContent = task.title;
-  document.title = `${task.title} · closeloop`;
+  const mark = task.drill ? "【演练】" : "";
+  $("#heading").textContent = `${mark}${task.title}`;
+  document.title = `${mark}${task.title} · closeloop`;
   const content = clear($("#content"));
-  const parts = [drawSummary(), drawAgain(), drawRejected(), drawPaired()];
+  const parts = [drillBanner(task.drill), drawSummary(), drawAgain(), drawRejected(), drawPaired()];
   // Nobody holds it (no one has its role here or above): naming someone is the one thing to do.
   const reassign = drawReassign();
   if (reassign && !task.assignees.length) parts.push(reassign);

@@ -53,6 +53,8 @@ ID_ROUTES: list[tuple[str, str, str, dict[str, object] | None]] = [
     ("POST", "/api/runs/{id}/stage", "run_id", {"stage": "warning"}),
     ("GET", "/api/runs/{id}/notifications", "run_id", None),
     ("GET", "/api/runs/{id}/documents", "run_id", None),
+    ("GET", "/api/runs/{id}/evaluation", "run_id", None),
+    ("POST", "/api/runs/{id}/evaluation", "run_id", {"assessment": "好"}),
     ("GET", "/api/runs/1/documents/{id}", "document_id", None),
     ("POST", "/api/notifications/{id}/resend", "notification_id", None),
     ("GET", "/api/tasks/{id}", "task_id", None),

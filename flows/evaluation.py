@@ -1,0 +1,209 @@
+"""演练评估 (a drill's evaluation) and 复盘 (the same, of a real event): how each step instance
+went against its deadline, a summary, and the evaluator's written assessment.
+
+Read from the rows the run already has (step instances, the outbox, the audit trail): nothing
+is stored for it but the assessment, which is an audit event (`evaluation_assessed`), so a
+later one is a new event beside the first, never an edit of it.
+
+A task's time is the assignee's: it is finished when handed in (`submitted_at`; a task without
+verification: `done_at`), as the run page's 逾期 counts it; a verifier's delay is the
+verifier's ladder, not the assignee's lateness. The first report is the first message the run
+sent to a channel (a duty office: 首报 to the county office), in minutes from the start (接报)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from flows.access import require_read_run
+from flows.lifecycle import load_run
+from flows.runtime import Runtime
+from models import task as st
+from models.audit import ACTOR_NAMES, AuditEvent
+from models.db import read_session, session_scope
+from models.drill import marked_document
+from models.errors import Forbidden, InvalidInput
+from models.outbox import Notification
+from models.run import RUNNING, Run
+from models.task import StepInstance
+from models.writes import add_event
+
+ASSESSED = "evaluation_assessed"
+MAX_ASSESSMENT = 4000
+LONGEST_SHOWN = 5
+# Not a step's template: rendered here with the evaluation's own context, so it is kept apart from
+# those a playbook names (each renders with a run's context, tests/flows/test_gas_leak.py).
+TEMPLATE = "evaluation/drill-evaluation.md.j2"
+
+# How a step instance went, as the report prints it.
+ON_TIME, LATE, MISSED, OPEN, NO_DEADLINE, CALLED_OFF = (
+    "on_time", "late", "missed", "open", "no_deadline", "called_off")
+OUTCOME_ZH = {ON_TIME: "按时", LATE: "超时", MISSED: "未完成", OPEN: "进行中（未到期）",
+              NO_DEADLINE: "已完成（无时限）", CALLED_OFF: "已撤销/无需办理"}
+
+
+def may_evaluate(rt: Runtime, person: str, run: Run) -> bool:
+    """Commanders and managers of the run's unit (or above), and the admin."""
+    return any(rt.org.has_right(person, right, run.unit_id)
+               for right in ("commander", "manager")) if run.unit_id in rt.org.units else (
+        "admin" in rt.org.person(person).roles)
+
+
+def _require_evaluator(rt: Runtime, person: str, run: Run) -> None:
+    require_read_run(rt.org, person, run)
+    if not may_evaluate(rt, person, run):
+        unit = rt.org.unit_name(run.unit_id)
+        raise Forbidden(f"演练评估由{unit}及上级的指挥长或综合管理人员查看和填写 / the "
+                        f"evaluation is for commanders and managers of '{run.unit_id}' or above")
+
+
+@dataclass(frozen=True)
+class _Finished:
+    at: datetime | None
+    by: str | None
+
+
+def _finished(step: StepInstance) -> _Finished:
+    if step.submitted_at is not None:
+        return _Finished(step.submitted_at, step.submitted_by)
+    if step.status == st.DONE:
+        return _Finished(step.done_at, step.verified_by or step.acked_by)
+    return _Finished(None, None)
+
+
+def _minutes(later: datetime, earlier: datetime) -> int:
+    return max(0, int((later - earlier).total_seconds() // 60))
+
+
+def _outcome(step: StepInstance, finished: _Finished, run: Run, now: datetime
+             ) -> tuple[str, int | None]:
+    """(outcome, minutes late): minutes late of a task finished late, or of one never finished
+    counted to the run's end (or now, while it runs and the deadline has passed)."""
+    if step.status in (st.CANCELLED, st.SKIPPED):
+        return CALLED_OFF, None
+    if finished.at is not None:
+        if step.due_at is None:
+            return NO_DEADLINE, None
+        if finished.at > step.due_at:
+            return LATE, _minutes(finished.at, step.due_at)
+        return ON_TIME, 0
+    end = run.finished_at if run.status != RUNNING and run.finished_at else now
+    if step.due_at is not None and step.due_at < end:
+        return MISSED, _minutes(end, step.due_at)
+    if run.status != RUNNING:
+        return MISSED, None
+    return OPEN, None
+
+
+def _name(rt: Runtime, person: str | None) -> str | None:
+    if not person:
+        return None
+    return ACTOR_NAMES.get(person) or rt.org.person_name(person)
+
+
+def _first_report(session: Session, run: Run) -> datetime | None:
+    return session.exec(select(Notification.created_at).where(
+        Notification.run_id == run.id, Notification.recipient_kind == "channel",
+        Notification.kind == "notify").order_by(col(Notification.created_at)).limit(1)).first()
+
+
+def evaluate(rt: Runtime, *, run_id: int, actor: str) -> dict[str, Any]:
+    with read_session(rt.db) as session:
+        run = load_run(session, run_id)
+        _require_evaluator(rt, actor, run)
+        steps = session.exec(select(StepInstance).where(StepInstance.run_id == run_id)
+                             .order_by(col(StepInstance.id))).all()
+        first_report = _first_report(session, run)
+        assessed = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, AuditEvent.action == ASSESSED)
+            .order_by(col(AuditEvent.id))).all()
+    return _view(rt, run, list(steps), first_report, list(assessed))
+
+
+def _view(rt: Runtime, run: Run, steps: list[StepInstance], first_report: datetime | None,
+          assessed: list[AuditEvent]) -> dict[str, Any]:
+    now, local = rt.clock.now(), rt.renderer.local
+    rows: list[dict[str, Any]] = []
+    for step in steps:
+        finished = _finished(step)
+        outcome, late = _outcome(step, finished, run, now)
+        unit = rt.org.units.get(step.unit_id)
+        rows.append({
+            "id": step.id, "step": step.step_key, "title": step.title, "action": step.action,
+            "unit_name": unit.name if unit else step.unit_id, "status": step.status,
+            "status_zh": st.STATUS_ZH.get(step.status, step.status),
+            "ready_at": step.ready_at, "ready_at_local": local(step.ready_at),
+            "acked_at": step.acked_at, "acked_at_local": local(step.acked_at),
+            "finished_at": finished.at, "finished_at_local": local(finished.at),
+            "done_at": step.done_at, "done_at_local": local(step.done_at),
+            "due_at": step.due_at, "due_at_local": rt.renderer.deadline(step.due_at),
+            "taken_minutes": _minutes(finished.at, step.ready_at)
+            if finished.at and step.ready_at else None,
+            "outcome": outcome, "outcome_zh": OUTCOME_ZH[outcome], "late_minutes": late,
+            "escalation_level": step.escalation_level,
+            "acked_by_name": _name(rt, step.acked_by),
+            "finished_by_name": _name(rt, finished.by),
+            "verified_by_name": _name(rt, step.verified_by),
+        })
+    counted = [r for r in rows if r["outcome"] in (ON_TIME, LATE, MISSED)]
+    delays = sorted((r for r in counted if r["late_minutes"]),
+                    key=lambda r: -(r["late_minutes"] or 0))[:LONGEST_SHOWN]
+    summary = {
+        "on_time": sum(r["outcome"] == ON_TIME for r in rows),
+        "late": sum(r["outcome"] == LATE for r in rows),
+        "missed": sum(r["outcome"] == MISSED for r in rows),
+        "open": sum(r["outcome"] == OPEN for r in rows),
+        "escalated": sum(r["escalation_level"] > 0 for r in rows),
+        "first_report_at_local": local(first_report),
+        "first_report_minutes": _minutes(first_report, run.started_at) if first_report else None,
+        "longest_delays": [{"id": r["id"], "title": r["title"], "unit_name": r["unit_name"],
+                            "late_minutes": r["late_minutes"], "outcome_zh": r["outcome_zh"]}
+                           for r in delays],
+    }
+    history = [{"id": e.id, "at": e.at, "at_local": local(e.at), "by": e.actor,
+                "by_name": _name(rt, e.actor), "assessment": (e.detail or {}).get("assessment", "")}
+               for e in assessed]
+    unit = rt.org.units.get(run.unit_id)
+    view = {
+        "run_id": run.id, "title": run.title, "unit_name": unit.name if unit else run.unit_id,
+        "drill": {"kind": run.drill_kind, "title": run.drill_title}
+        if run.drill_kind is not None else None,
+        "heading": "演练评估报告" if run.drill_kind is not None else "复盘报告",
+        "status": run.status, "started_at_local": local(run.started_at),
+        "finished_at_local": local(run.finished_at), "now_local": local(now),
+        "started_by_name": _name(rt, run.started_by),
+        "steps": rows, "summary": summary,
+        "assessment": history[-1] if history else None, "assessments": history,
+    }
+    report = rt.renderer.render(TEMPLATE, _paper(view))
+    view["report"] = marked_document(report) if run.drill_kind is not None else report
+    return view
+
+
+def _paper(view: dict[str, Any]) -> dict[str, Any]:
+    """The report's context: the assessment as its lines, each printed as one (what was typed
+    opens no section of the report)."""
+    latest = view["assessment"]
+    lines = [line.strip() for line in (latest["assessment"] if latest else "").splitlines()]
+    return view | {"assessment_lines": [line for line in lines if line]}
+
+
+def assess(rt: Runtime, *, run_id: int, actor: str, assessment: Any) -> dict[str, Any]:
+    """Record the evaluator's written assessment (问题与整改建议) as a new audit event."""
+    if not isinstance(assessment, str) or not assessment.strip():
+        raise InvalidInput("assessment", "请填写评估意见（问题与整改建议） / the assessment is "
+                           "empty")
+    text = assessment.strip()
+    if len(text) > MAX_ASSESSMENT:
+        raise InvalidInput("assessment", f"评估意见过长：{len(text)} 个字符，最多 "
+                           f"{MAX_ASSESSMENT} 个 / too long: {len(text)} characters, at most "
+                           f"{MAX_ASSESSMENT}")
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        _require_evaluator(rt, actor, run)
+        add_event(session, at=rt.clock.now(), actor=actor, action=ASSESSED, run_id=run_id,
+                  detail={"assessment": text})
+    return evaluate(rt, run_id=run_id, actor=actor)
