@@ -7,8 +7,9 @@ later one is a new event beside the first, never an edit of it.
 
 A task's time is the assignee's: it is finished when handed in (`submitted_at`; a task without
 verification: `done_at`), as the run page's 逾期 counts it; a verifier's delay is the
-verifier's ladder, not the assignee's lateness. The first report is the first message the run
-sent to a channel (a duty office: 首报 to the county office), in minutes from the start (接报)."""
+verifier's ladder, not the assignee's lateness. The first report is the step marked
+`report: 首报` (else the first message the run sent to a channel, a duty office), in minutes
+from the start (接报)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ from models.run import RUNNING, Run
 from models.task import StepInstance
 from models.writes import add_event
 
+FIRST_REPORT = "首报"  # the `report:` kind (flows/spec.py REPORT_KINDS)
 ASSESSED = "evaluation_assessed"
 MAX_ASSESSMENT = 4000
 LONGEST_SHOWN = 5
-# Not a step's template: rendered here with the evaluation's own context, so it is kept apart from
-# those a playbook names (each renders with a run's context, tests/flows/test_gas_leak.py).
+# The product's own paper (flows/templates/), not a step's: rendered with the evaluation's own
+# context. A bureau may put its own edit at the same name in its playbooks' templates/.
 TEMPLATE = "evaluation/drill-evaluation.md.j2"
 
 # How a step instance went, as the report prints it.
@@ -105,6 +107,15 @@ def _name(rt: Runtime, person: str | None) -> str | None:
 
 
 def _first_report(session: Session, run: Run) -> datetime | None:
+    """When the 首报 went: the step the playbook marks `report: 首报` (flows/reporting.py), as
+    its writer finished it; for a playbook that marks none, the first message the run sent to
+    a channel."""
+    marked = session.exec(select(StepInstance).where(
+        StepInstance.run_id == run.id, StepInstance.report_kind == FIRST_REPORT,
+        StepInstance.status == st.DONE)).all()
+    written = [at for row in marked if (at := _finished(row).at or row.done_at) is not None]
+    if written:
+        return min(written)
     return session.exec(select(Notification.created_at).where(
         Notification.run_id == run.id, Notification.recipient_kind == "channel",
         Notification.kind == "notify").order_by(col(Notification.created_at)).limit(1)).first()
@@ -178,7 +189,7 @@ def _view(rt: Runtime, run: Run, steps: list[StepInstance], first_report: dateti
         "steps": rows, "summary": summary,
         "assessment": history[-1] if history else None, "assessments": history,
     }
-    report = rt.renderer.render(TEMPLATE, _paper(view))
+    report = rt.renderer.render_product(TEMPLATE, _paper(view))
     view["report"] = marked_document(report) if run.drill_kind is not None else report
     return view
 

@@ -37,11 +37,19 @@ class RenderFailed(CloseloopError):
     pass
 
 
+# Papers the product itself writes (the 演练评估 report), not a playbook: found here unless the
+# bureau's templates folder has its own of the same name, so a playbooks folder of the bureau's
+# own (CLOSELOOP_PLAYBOOKS) still gets them.
+PRODUCT_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
 class Renderer:
     def __init__(self, templates_dir: Path, *, tz: ZoneInfo) -> None:
         self.tz = tz
         self.files = FileSystemLoader(str(templates_dir))
         self.env = self._environment(self.files)
+        self.product_env = self._environment(
+            ChoiceLoader([self.files, FileSystemLoader(str(PRODUCT_TEMPLATES))]))
         # Environments over the templates a run's playbook version pinned, by their texts
         # (a few versions are in use at a time; each compiles its templates once).
         self._pinned: dict[tuple[tuple[str, str], ...], SandboxedEnvironment] = {}
@@ -98,6 +106,13 @@ class Renderer:
         env = self._pinned_env(pinned) if pinned else self.env
         try:
             return env.get_template(template).render(**on_paper(context))
+        except TemplateError as exc:
+            raise RenderFailed(f"template {template}: {exc}") from exc
+
+    def render_product(self, template: str, context: dict[str, Any]) -> str:
+        """One of the product's own papers (PRODUCT_TEMPLATES), or the bureau's edit of it."""
+        try:
+            return self.product_env.get_template(template).render(**on_paper(context))
         except TemplateError as exc:
             raise RenderFailed(f"template {template}: {exc}") from exc
 
