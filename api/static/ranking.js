@@ -2,6 +2,7 @@
 // closure, as GET /api/ranking counts it (flows/ranking.py), with the export's Chinese headers
 // and the period it covers. The month, level and scope are kept in the address.
 import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage } from "/static/closeloop.js";
+import { defaultLevel, drawUnits } from "/static/unit_scope.js";
 
 // A rate 0..1 as the export prints it: a percentage to one decimal.
 const percent = (rate) => (rate === null || rate === undefined ? "—" : (Math.round(rate * 1000) / 10).toFixed(1));
@@ -35,22 +36,7 @@ function writeState(state, { push = true } = {}) {
   window.history[push ? "pushState" : "replaceState"](null, "", url);
 }
 
-// The scope's default level: a district ranks its streets, a street its communities.
-function defaultLevel(who, unit) {
-  const found = who.units.find((u) => u.id === unit);
-  const type = found ? found.type : who.unit_type;
-  return type === "district" ? "street" : "community";
-}
 
-function drawUnits(who, chosen) {
-  const select = clear($("#unit"));
-  const scopes = who.units.filter((u) => u.type === "district" || u.type === "street");
-  if (!scopes.some((u) => u.id === who.unit_id)) scopes.unshift({ id: who.unit_id, name: who.unit_name });
-  for (const u of scopes) select.append(h("option", { value: u.id, selected: u.id === chosen, text: u.name }));
-  if (chosen && !scopes.some((u) => u.id === chosen)) {
-    select.append(h("option", { value: chosen, selected: true, text: chosen }));
-  }
-}
 
 // Where a row's figures come from, for "why is this unit last?": the unit's 整改清单 (its open
 // hazards, each with 当前环节 and 当前办理人), and its overdue ones: while the month is still

@@ -3,6 +3,7 @@
 // by kind under each unit, ranked; below, every late or missed report, each linked to its run
 // so a manager can see why. The month, level and scope are kept in the address.
 import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage } from "/static/closeloop.js";
+import { defaultLevel, drawUnits } from "/static/unit_scope.js";
 
 const percent = (rate) => (rate === null || rate === undefined ? "—" : (Math.round(rate * 1000) / 10).toFixed(1));
 const minutes = (value) => (value === null || value === undefined ? "—" : value.toFixed(1));
@@ -31,22 +32,7 @@ function writeState(state, { push = true } = {}) {
   window.history[push ? "pushState" : "replaceState"](null, "", url);
 }
 
-// As the ranking page: a district counts its streets, a street its communities.
-function defaultLevel(who, unit) {
-  const found = who.units.find((u) => u.id === unit);
-  const type = found ? found.type : who.unit_type;
-  return type === "district" ? "street" : "community";
-}
 
-function drawUnits(who, chosen) {
-  const select = clear($("#unit"));
-  const scopes = who.units.filter((u) => u.type === "district" || u.type === "street");
-  if (!scopes.some((u) => u.id === who.unit_id)) scopes.unshift({ id: who.unit_id, name: who.unit_name });
-  for (const u of scopes) select.append(h("option", { value: u.id, selected: u.id === chosen, text: u.name }));
-  if (chosen && !scopes.some((u) => u.id === chosen)) {
-    select.append(h("option", { value: chosen, selected: true, text: chosen }));
-  }
-}
 
 // A unit's row (all its reports), then a row per kind it had due; the total last.
 function tableRows(answer) {
