@@ -226,7 +226,7 @@ def expression_context(
 
     def sample(items: Any, count: Any) -> list[Any]:
         """`count` of `items`, drawn once for this run (flows/sampling.py)."""
-        return draw(items, count, seed=seed_for_run(run.id))
+        return draw(items, count, seed=seed_for_run(run.id, rt.settings.signing_secret()))
 
     def campaign(id: int | None = None) -> dict[str, Any]:
         """{found, rectifying, overdue, closed, target, met, grade, window_end}, counted now."""
