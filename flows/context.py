@@ -150,18 +150,25 @@ def steps_view(session: Session, rt: Runtime, run: Run, *,
 
 
 def _timeliness(rt: Runtime, row: StepInstance, now: datetime) -> dict[str, Any]:
-    """When a task was handed out and answered, in whole minutes, whether past its deadline
+    """When a task was handed out and answered, in whole minutes, the minutes it was given,
+    whether past its deadline
     (an open one: as of now), and whom it is with: a spot check's 抽查通报 lists each person
     called, when, how soon they answered, and who did not."""
     handed_in = row.submitted_at or row.done_at
     took = (int((handed_in - row.ready_at).total_seconds() // 60)
             if handed_in is not None and row.ready_at is not None else None)
     late = (handed_in or now) > row.due_at if row.due_at is not None else None
+    # The time the task was given, as the playbook set it (before any extension): the 通报 says
+    # "要求 N 分钟内签到" from the run's own playbook, not a number written into the template.
+    set_due = row.original_due_at or row.due_at
+    allowed = (int((set_due - row.ready_at).total_seconds() // 60)
+               if set_due is not None and row.ready_at is not None else None)
     holders = [row.assignee_person_id] if row.assignee_person_id else list(row.assignees or [])
     return {
         "ready_at_local": rt.renderer.local(row.ready_at),
         "handed_in_at_local": rt.renderer.local(handed_in),
         "took_minutes": took,
+        "allowed_minutes": allowed,
         "late": late,
         "holder_names": [rt.org.people[p].name if p in rt.org.people else p for p in holders],
     }
@@ -226,7 +233,7 @@ def expression_context(
 
     def sample(items: Any, count: Any) -> list[Any]:
         """`count` of `items`, drawn once for this run (flows/sampling.py)."""
-        return draw(items, count, seed=seed_for_run(run.id))
+        return draw(items, count, seed=seed_for_run(run.id, rt.settings.signing_secret()))
 
     def campaign(id: int | None = None) -> dict[str, Any]:
         """{found, rectifying, overdue, closed, target, met, grade, window_end}, counted now."""

@@ -1,12 +1,15 @@
 """`sample(items, count)`: a random draw that a run makes once and keeps, and its load checks.
 
 The duty room's spot check (一键通抽查、随机签到, seeds/002 二(二)) calls a random few of the
-responsible people: `for_each: "sample(units(type='community', within=run.unit),
-params.count)"`. The engine may evaluate a fan-out again (a segment replayed after a crash, a
-restart between the draw and its commit), so the draw must not change: it is seeded from the
-run id. Each item is ranked by SHA-256 of the seed and the item's key (a unit by its id) and
-the `count` lowest are drawn, in the order the items came: the same run draws the same units
-whatever the process, the Python version or the hash seed, and another run draws afresh.
+responsible people: `for_each: "sample(units(type='community', within=run.unit), params.count)"`.
+The engine may evaluate a fan-out again (a segment replayed after a crash, a restart between the
+draw and its commit), so the draw must not change: it is seeded from the run id. Keyed with the
+installation's secret (CLOSELOOP_SECRET, or the one kept in the data dir): a spot check anyone
+could work out from the next run's number (or that draws the same communities for run #7 in
+every bureau) would not be random to the people it checks. Each item is ranked by SHA-256 of
+the seed and the item's key (a unit by its id) and the `count` lowest are drawn, in the order
+the items came: the same run draws the same units whatever the process, the Python version or
+the hash seed, and another run draws afresh.
 
 At load, what can only fail when a run gets there is refused at the expression's
 file:line:col: a count that is not a whole number of at least 1, a count read from a
@@ -18,6 +21,7 @@ arguments.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,8 +37,11 @@ class SampleError(ValueError):
     """A draw asked of what cannot be drawn from, or for a count that is not a count."""
 
 
-def seed_for_run(run_id: int | None) -> str:
-    return f"closeloop:sample:run:{run_id}"
+def seed_for_run(run_id: int | None, secret: str) -> str:
+    """The run's seed, an HMAC of its id under the installation's secret: the same for the run
+    in every process of the installation, not to be worked out without the secret."""
+    return hmac.new(secret.encode(), f"closeloop:sample:run:{run_id}".encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def _key(item: Any) -> str:

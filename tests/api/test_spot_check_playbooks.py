@@ -5,6 +5,7 @@ is a 422 naming the field, and nothing is started."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -71,3 +72,14 @@ def test_the_duty_room_starts_a_roll_call_and_sees_who_was_drawn(
     head = called[0]["assignees"][0]["id"]
     inbox = client.get("/api/tasks", params={"mine": "true"}, headers=auth(head)).json()
     assert [t["id"] for t in inbox["data"]] == [called[0]["id"]]
+
+
+def test_their_chinese_reads_without_gaps(rt: Runtime) -> None:
+    """A folded (>-) description joins its lines with a space: in Chinese a gap mid-sentence
+    (工业热源、 其他热源) on the grid worker's phone and the duty room's start page."""
+    gap = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] [\u3000-\u303f\u4e00-\u9fff"
+                     r"\uff00-\uffef]")
+    for playbook_id in ("hotspot-check", "roll-call"):
+        playbook = rt.catalog.get(playbook_id)
+        texts = [playbook.description or "", *(s.description or "" for s in playbook.steps)]
+        assert [t for t in texts if gap.search(t)] == [], playbook_id

@@ -8,10 +8,12 @@ drawn has answered. Real runtime and database, segments run bare, a ManualClock 
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from factories import complete_answered, run_steps
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, complete_answered, make_runtime, run_steps
 from factories import run_row as get_run
 from sqlmodel import select
 
@@ -151,6 +153,29 @@ def test_late_and_missing_answers_are_escalated_once_and_listed_in_the_bulletin(
     complete_answered(demo, fourth, location="社区")
     drain_wakes(demo)
     assert get_run(demo, run_id).status == "completed"
+
+
+def test_the_bulletin_says_the_minutes_the_playbook_gives(tmp_path: Path,
+                                                         clock: ManualClock) -> None:
+    """A bureau that gives its heads 15 minutes (`due: 15m`, a value of the playbook) reads 15
+    in its 通报, not the shipped playbook's 10 written into the paper."""
+    books = tmp_path / "books"
+    shutil.copytree(SHIPPED_PLAYBOOKS, books)
+    source = (books / "roll-call.yaml").read_text(encoding="utf-8")
+    assert source.count("\n    due: 10m\n") == 1
+    (books / "roll-call.yaml").write_text(source.replace("\n    due: 10m\n", "\n    due: 15m\n"),
+                                          encoding="utf-8")
+    rt = make_runtime(tmp_path / "data", clock=clock, playbooks=books, org_path=DEMO_ORG)
+    run_id = start(rt, count=2, unit="maluan", actor="maluan-commander")
+    clock.advance(timedelta(minutes=12))  # late by the shipped 10 minutes, on time by 15
+    for row in calls(rt, run_id):
+        complete_answered(rt, row, location="社区")
+    tick(rt, clock, 30)
+    with read_session(rt.db) as session:
+        body = session.exec(select(Document).where(Document.run_id == run_id)).one().body
+    rt.db.dispose()
+    assert "要求接到呼叫后 15 分钟内签到叫应。按时签到 2 人，超时签到 0 人，未签到 0 人。" in body
+    assert "10 分钟" not in body
 
 
 def test_everyone_on_time_reads_so(demo: Runtime, clock: ManualClock) -> None:

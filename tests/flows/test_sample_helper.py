@@ -1,17 +1,18 @@
-"""`sample(items, count)` (flows/sampling.py): the random draw of a spot check (一键通抽查、随机
-签到, playbooks/roll-call.yaml). The same run always draws the same items, however often the
-engine evaluates its fan-out (a segment replayed after a crash, a restart between the draw and
-its commit), because the draw is seeded from the run id; another run draws afresh. What can only
-fail at run time is refused when the playbook loads, at the expression's file:line:col: a call
-without its two arguments, a constant count below 1 or not whole, a count read from a parameter
-that is not an `int` with `min` of at least 1."""
+"""`sample(items, count)` (flows/sampling.py): the random draw of a spot check
+(一键通抽查、随机签到, playbooks/roll-call.yaml). The same run always draws the same items,
+however often the engine evaluates its fan-out (a segment replayed after a crash, a restart
+between the draw and its commit), because the draw is seeded from the run id (keyed with the
+installation's secret, so nobody works it out from the run's number); another run draws afresh.
+What can only fail at run time is refused when the playbook loads, at the expression's
+file:line:col: a call without its two arguments, a constant count below 1 or not whole, a count
+read from a parameter that is not an `int` with `min` of at least 1."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from factories import run_events, run_steps
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, run_events, run_steps
 
 from flows import lifecycle
 from flows.context import expression_context
@@ -19,6 +20,7 @@ from flows.loader import LoadContext, load_playbook_text
 from flows.progress import _items
 from flows.runtime import Runtime
 from flows.sampling import SampleError, draw, seed_for_run
+from models.clock import ManualClock
 from models.db import read_session
 from models.errors import PlaybookInvalid
 from models.run import Run
@@ -42,9 +44,32 @@ def test_the_same_seed_draws_the_same_items_in_their_own_order() -> None:
 
 
 def test_other_seeds_draw_other_samples_and_every_item_can_be_drawn() -> None:
-    draws = {tuple(draw(LETTERS, 5, seed=seed_for_run(run_id))) for run_id in range(1, 41)}
+    draws = {tuple(draw(LETTERS, 5, seed=seed_for_run(run_id, "s")))
+             for run_id in range(1, 41)}
     assert len(draws) > 30  # 40 runs, 65,780 possible samples
     assert {x for sample in draws for x in sample} == set(LETTERS)
+
+
+def test_the_draw_is_keyed_with_the_installation_secret(tmp_path: Path,
+                                                       clock: ManualClock) -> None:
+    """A spot check is random to the people it checks: run #1 of one bureau does not draw
+    what run #1 of another draws, nor what anyone works out from the run's number alone."""
+    def first_run(name: str, secret: str) -> tuple[list[str], list[str]]:
+        rt = make_runtime(tmp_path / name, clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                          org_path=DEMO_ORG, settings={"secret": secret})
+        run = lifecycle.start_run(rt, playbook_id="roll-call", unit_id="pingshan",
+                                  params={"count": 5}, actor="pingshan-duty-1")
+        assert run.id == 1
+        pool = [u.id for u in rt.org.units_where(type="community", within="pingshan")]
+        got = drawn(rt, 1)
+        rt.db.dispose()
+        return got, pool
+
+    (here, pool), (there, _) = first_run("a", "secret-of-bureau-a"), \
+        first_run("b", "secret-of-bureau-b")
+    assert len(here) == len(there) == 5 and here != there
+    public = draw([{"id": c} for c in pool], 5, seed="closeloop:sample:run:1")
+    assert [u["id"] for u in public] != here
 
 
 def test_asking_for_more_than_there_are_draws_them_all() -> None:
