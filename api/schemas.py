@@ -307,6 +307,11 @@ class StepPublic(BaseModel):
         default=None, description="a step waiting item by item (item_needs), read singly: "
         "each need's record of the same item ({status, unit, outputs}), e.g. the transfer a "
         "community's return must add up to")
+    earlier: dict[str, list[dict[str, Any]]] | None = Field(
+        default=None, description="read singly: what the people's tasks this step needs "
+        "recorded (handed in or done), by step: {task, title, status, unit, unit_name, by, "
+        "by_name, at, at_local, note, outputs, evidence}; e.g. the on-site finding and photos "
+        "a duty officer signs a report on")
     verify_level: int = Field(default=0, description="verifier's escalation levels fired")
     verified_by: str | None
     verified_by_name: str | None = None

@@ -16,6 +16,7 @@ from flows.progress import item_key
 from flows.rehand import current
 from flows.runtime import Runtime
 from flows.spec import StepSpec
+from models import task as st
 from models.errors import InvalidInput
 from models.run import Run
 from models.task import StepInstance
@@ -44,6 +45,44 @@ def paired_records(session: Session, run: Run, step: StepInstance, spec: StepSpe
             paired[row.step_key] = {"status": row.status, "unit": row.unit_id,
                                     "outputs": dict(row.outputs or {})}
     return paired
+
+
+# A step needing a fan-out (a summary of every community's return) shows the first few of its
+# records: the run page lists them all.
+EARLIER_SHOWN = 20
+
+
+def earlier_records(session: Session, rt: Runtime, run: Run, spec: StepSpec
+                    ) -> dict[str, list[dict[str, Any]]]:
+    """What the people's tasks this step needs (`needs`) recorded, for whoever does it: the
+    duty officer signing a hotspot's 核查反馈 sees the grid worker's finding and photos on the
+    task's own page, not only on the run's. Each need's current records (at most
+    EARLIER_SHOWN), handed in or done: who, when, outputs, evidence ids. Needs read item by
+    item (`item_needs`) are the `paired` records instead."""
+    keys = [k for k in spec.needs if k not in spec.item_needs]
+    if not keys:
+        return {}
+    rows = current(session.exec(select(StepInstance).where(
+        StepInstance.run_id == run.id,
+        StepInstance.step_key.in_(keys),  # type: ignore[attr-defined]
+        StepInstance.action == "task",
+        StepInstance.status.in_((st.SUBMITTED, st.DONE)),  # type: ignore[attr-defined]
+    ).order_by(StepInstance.step_key, StepInstance.item_index)).all())
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        shown = out.setdefault(row.step_key, [])
+        if len(shown) >= EARLIER_SHOWN:
+            continue
+        by = row.submitted_by or row.acked_by
+        at = row.submitted_at or row.done_at
+        shown.append({
+            "task": row.id, "title": row.title, "status": row.status, "unit": row.unit_id,
+            "unit_name": rt.org.unit_name(row.unit_id), "by": by,
+            "by_name": rt.org.person_name(by) if by else None,
+            "at": at, "at_local": rt.renderer.local(at) if at else None, "note": row.note,
+            "outputs": dict(row.outputs or {}), "evidence": list(row.evidence or []),
+        })
+    return out
 
 
 def check_together(session: Session, rt: Runtime, run: Run, step: StepInstance,

@@ -25,7 +25,7 @@ from api.schemas import (
 )
 from flows import tasks
 from flows.access import can_read_step, can_read_unit, listing_units, unit_and_below
-from flows.output_checks import paired_records
+from flows.output_checks import earlier_records, paired_records
 from flows.runtime import Runtime
 from models.db import read_session
 from models.errors import Forbidden, InvalidInput, NotFound
@@ -198,10 +198,13 @@ def _shown(rt: Runtime, step: StepInstance, run: Run | None) -> StepPublic:
                      drill=drill_view(run.drill_kind, run.drill_title) if run else None)
     called_off = step.status == CANCELLED  # handed out again since: as which task
     pairs = run is not None and spec is not None and bool(spec.item_needs)
-    if called_off or pairs:
+    needs = run is not None and spec is not None and bool(spec.needs)
+    if called_off or pairs or needs:
         with read_session(rt.db) as session:
             if called_off:
                 view.rehanded_as = rehanded_as(session, run_id=step.run_id, step_id=step.id or 0)
             if pairs:
                 view.paired = paired_records(session, run, step, spec)  # type: ignore[arg-type]
+            if needs:
+                view.earlier = earlier_records(session, rt, run, spec)  # type: ignore[arg-type]
     return view

@@ -357,6 +357,33 @@ function drawPaired() {
   return section("paired", "前序填报", ...parts);
 }
 
+// What the tasks this one waits on recorded (`earlier`): the grid worker's finding and photos
+// above the 核查反馈 the duty officer signs, so the signing is done on what it signs.
+function drawEarlier() {
+  const { task, playbook } = state;
+  const groups = Object.entries(task.earlier || {}).filter(([, records]) => records.length);
+  if (!groups.length) return null;
+  const parts = [];
+  for (const [key, records] of groups) {
+    const step = playbook ? playbook.steps.find((s) => s.id === key) : null;
+    const titles = (step && step.outputs) || {};
+    for (const record of records) {
+      const who = [record.unit_name, record.by_name, record.at_local].filter(Boolean).join("，");
+      const outputs = Object.entries(record.outputs || {}).filter(([, v]) => v !== null && v !== undefined);
+      parts.push(h("div", { class: "earlier", dataset: { step: key, task: String(record.task) } },
+        h("h3", {}, h("a", { href: `/tasks/${record.task}`, text: record.title }),
+          who ? ` （${who}）` : ""),
+        record.note ? h("p", { class: "doc-body", text: record.note }) : null,
+        outputs.length ? h("div", { class: "table-wrap" }, h("table", { class: "kv" },
+          h("tbody", {}, outputs.map(([name, value]) =>
+            row((titles[name] && titles[name].title) || name, shownValue(value)))))) : null,
+        record.evidence.length ? h("div", { class: "thumbs" }, record.evidence.map((id) => thumb(id, "")))
+          : null));
+    }
+  }
+  return section("earlier", "前序办理结果", ...parts);
+}
+
 // -- actions -----------------------------------------------------------------------------------
 
 function redraw(message) {
@@ -1007,7 +1034,8 @@ function draw() {
   $("#heading").textContent = `${mark}${task.title}`;
   document.title = `${mark}${task.title} · closeloop`;
   const content = clear($("#content"));
-  const parts = [drillBanner(task.drill), drawSummary(), drawAgain(), drawRejected(), drawPaired()];
+  const parts = [drillBanner(task.drill), drawSummary(), drawAgain(), drawRejected(), drawPaired(),
+    drawEarlier()];
   // Nobody holds it (no one has its role here or above): naming someone is the one thing to do.
   const reassign = drawReassign();
   if (reassign && !task.assignees.length) parts.push(reassign);
