@@ -58,7 +58,9 @@ def _require_evaluator(rt: Runtime, person: str, run: Run) -> None:
     require_read_run(rt.org, person, run)
     if not may_evaluate(rt, person, run):
         unit = rt.org.unit_name(run.unit_id)
-        raise Forbidden(f"演练评估由{unit}及上级的指挥长或综合管理人员查看和填写 / the "
+        # A real event's is its 复盘: calling it 演练评估 would make a real event read as a drill.
+        what = "演练评估" if run.drill_kind is not None else "复盘"
+        raise Forbidden(f"{what}由{unit}及上级的指挥长或综合管理人员查看和填写 / the "
                         f"evaluation is for commanders and managers of '{run.unit_id}' or above")
 
 

@@ -210,6 +210,35 @@ def test_a_real_event_has_the_same_view_as_a_review(client: TestClient, auth: Au
     ev = client.get(f"/api/runs/{run_id}/evaluation", headers=auth(COMMANDER)).json()
     assert ev["heading"] == "复盘报告" and ev["drill"] is None
     assert "演练" not in ev["report"]
+    # Refused, it is still called a 复盘, not a drill's 演练评估.
+    refused = client.get(f"/api/runs/{run_id}/evaluation", headers=auth(DUTY))
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith("复盘由六和社区") and "演练" not in refused.text
+    drill_id = start(client, auth, drill=DRILL).json()["id"]
+    refused = client.get(f"/api/runs/{drill_id}/evaluation", headers=auth(DUTY))
+    assert refused.json()["detail"].startswith("演练评估由六和社区")
+
+
+def test_a_drills_documents_are_headed_as_a_drills(
+        client: TestClient, auth: Auth, rt: Runtime) -> None:
+    """The document page's heading and tab title, and the run page's list, read `heading`: a
+    drill's 首报 must not be headed 突发事件首报 alone, like a real one."""
+    drill_id = start(client, auth, drill=DRILL).json()["id"]
+    real_id = start(client, auth).json()["id"]
+    for run_id in (drill_id, real_id):
+        receive = _task(client, auth, run_id, "receive")
+        assert client.post(f"/api/tasks/{receive['id']}/complete", headers=auth(DUTY), json={
+            "outputs": {"scene": "立管接口泄漏"}}).status_code == 200
+        drain_wakes(rt)
+        write = _task(client, auth, run_id, "report.write")
+        assert client.post(f"/api/tasks/{write['id']}/complete", headers=auth(DUTY), json={
+            "outputs": {"scene": "立管接口泄漏", "casualties": 0, "missing": 0}}
+            ).status_code == 200
+        drain_wakes(rt)
+    docs = {run_id: client.get(f"/api/runs/{run_id}/documents", headers=auth(COMMANDER)
+                               ).json()["data"] for run_id in (drill_id, real_id)}
+    assert [d["heading"] for d in docs[drill_id]] == ["【演练】突发事件首报"]
+    assert [d["heading"] for d in docs[real_id]] == ["突发事件首报"]
 
 
 @pytest.mark.parametrize("body", [{"assessment": "  "}, {"assessment": "长" * 4001},
