@@ -134,6 +134,17 @@ def test_the_evaluation_page_times_each_task_and_keeps_each_assessment(
     expect(page.locator("#eval-history li")).to_have_count(2)
 
 
+def test_the_evaluation_page_fits_a_phone(signed_in: SignedIn, server: Any) -> None:
+    """The report's table (nine columns) scrolls inside its sheet: the page itself does not
+    slide sideways under a commander's thumb."""
+    run_id = started(server, Drill(kind="实战演练"))
+    page = signed_in("wang-qiang", phone=True)
+    page.goto(server.url(f"/runs/{run_id}/evaluation"))
+    expect(page.locator("#report table")).to_be_visible()
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
 def test_the_evaluation_page_shows_the_refusal_to_others(
         signed_in: SignedIn, server: Any) -> None:
     run_id = started(server, Drill(kind="桌面推演"))
