@@ -135,6 +135,14 @@ def test_a_drill_and_a_real_event_never_hold_each_other_up(
     again = start(client, auth, drill=DRILL, refuse_concurrent=True)
     assert again.status_code == 409
     assert [r["id"] for r in again.json()["runs"]] == [drill.json()["id"]]
+    # Said as a drill: the commander must not read of a real gas leak "already running".
+    assert again.json()["runs"][0]["drill"] is True
+    detail = again.json()["detail"]
+    assert f"“燃气泄漏模块化应急处置”演练：#{drill.json()['id']} 【演练】燃气泄漏" in detail
+    assert "如确属另一场演练" in detail
+    second = start(client, auth, refuse_concurrent=True)
+    assert second.status_code == 409 and second.json()["runs"][0]["drill"] is False
+    assert "演练" not in second.json()["detail"] and "如确属另一起事件" in second.json()["detail"]
 
 
 def _task(client: TestClient, auth: Auth, run_id: int, step: str) -> dict[str, Any]:
