@@ -86,7 +86,17 @@ def _outcome(step: StepInstance, finished: _Finished, run: Run, now: datetime
              ) -> tuple[str, int | None]:
     """(outcome, minutes late): minutes late of a task finished late, or of one never finished
     counted to the run's end (or now, while it runs and the deadline has passed)."""
-    if step.status in (st.CANCELLED, st.SKIPPED):
+    if step.status == st.SKIPPED:
+        return CALLED_OFF, None
+    if step.status == st.CANCELLED and finished.at is None:
+        # Called off before its deadline, it was not owed. Called off after it, still not
+        # done (the run cancelled with it open: how a gas-leak drill, which has no last stage
+        # to end, is ended), it was missed, as 信息报送考核 counts a report
+        # (flows/reporting.outcome_of): else a drill's evaluation would show every task the
+        # drill failed as 已撤销 and its summary 未完成：0.
+        stopped = step.done_at or run.finished_at
+        if step.due_at is not None and stopped is not None and stopped > step.due_at:
+            return MISSED, _minutes(stopped, step.due_at)
         return CALLED_OFF, None
     if finished.at is not None:
         if step.due_at is None:

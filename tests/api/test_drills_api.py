@@ -188,6 +188,32 @@ def test_the_evaluation_times_each_task_against_its_deadline(
     assert "（尚未填写评估意见）" in ev["report"] and "演练文书" in ev["html"]
 
 
+def test_a_drill_ended_by_cancelling_it_still_shows_what_it_missed(
+        client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
+    """A gas-leak drill has no last stage to end: the commander cancels it when the exercise
+    is over. Its tasks still open past their deadlines were missed (未完成, how late by the
+    end), not 已撤销; those whose deadline had not come were not owed."""
+    run_id = start(client, auth, drill=DRILL).json()["id"]
+    receive = _task(client, auth, run_id, "receive")
+    clock.advance(timedelta(minutes=1))
+    assert client.post(f"/api/tasks/{receive['id']}/complete", headers=auth(DUTY), json={
+        "outputs": {"scene": "立管接口泄漏"}}).status_code == 200
+    drain_wakes(rt)
+    clock.advance(timedelta(minutes=6))  # the first report (5 minutes) never written
+    ended = client.post(f"/api/runs/{run_id}/cancel", headers=auth(COMMANDER),
+                        json={"reason": "演练结束"})
+    assert ended.status_code == 200, ended.text
+    ev = client.get(f"/api/runs/{run_id}/evaluation", headers=auth(MANAGER)).json()
+    rows = {s["step"]: s for s in ev["steps"]}
+    assert rows["receive"]["outcome"] == "on_time"
+    assert (rows["report.write"]["outcome"], rows["report.write"]["late_minutes"]) == (
+        "missed", 2)
+    assert rows["report.write"]["outcome_zh"] == "未完成"
+    assert rows["verify"]["outcome"] == "called_off"  # 15 minutes: not yet owed
+    assert ev["summary"]["missed"] == sum(s["outcome"] == "missed" for s in ev["steps"]) >= 1
+    assert "未完成：0 项" not in ev["report"]
+
+
 def test_an_assessment_is_a_new_event_each_time_never_an_edit(
         client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
     run_id = start(client, auth, drill=DRILL).json()["id"]
