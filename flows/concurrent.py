@@ -25,6 +25,7 @@ from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import run as rs
 from models.audit import ACTOR_NAMES
+from models.drill import MARK
 from models.errors import ConcurrentRuns
 from models.run import Run
 
@@ -43,11 +44,14 @@ class RunningRun:
     started_by_name: str
     started_at: datetime
     started_at_local: str
+    drill: bool = False  # a drill's list holds drills only, a real start's real runs only
 
     def line(self) -> str:
-        """#12 燃气泄漏·六和社区某小区（六和社区，王强 03:01 启动，橙色预警）"""
+        """#12 燃气泄漏·六和社区某小区（六和社区，王强 03:01 启动，橙色预警）; a drill's
+        title opens with 【演练】."""
         stage = f"，{self.stage_title}" if self.stage_title else ""
-        return (f"#{self.id} {self.title}（{self.unit_name}，{self.started_by_name} "
+        mark = MARK if self.drill else ""
+        return (f"#{self.id} {mark}{self.title}（{self.unit_name}，{self.started_by_name} "
                 f"{self.started_at_local} 启动{stage}）")
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def overlapping_runs(session: Session, rt: Runtime, playbook: Playbook, unit_id:
         stage=stage, stage_title=playbook.stage_title(stage) if stage else None,
         started_by=started_by,
         started_by_name=ACTOR_NAMES.get(started_by) or org.person_name(started_by),
-        started_at=started_at, started_at_local=rt.renderer.local(started_at))
+        started_at=started_at, started_at_local=rt.renderer.local(started_at), drill=drill)
         for run_id, title, unit, stage, started_by, started_at in rows]
 
 
@@ -93,9 +97,13 @@ def refuse_if_running(session: Session, rt: Runtime, playbook: Playbook, unit_id
                         {"key": f"closeloop:start:{playbook.id}"})
     running = overlapping_runs(session, rt, playbook, unit_id, drill=drill)
     if running:
+        # A drill is held up only by a drill: say so, or a commander starting one reads of a
+        # gas leak "already running" and may take a drill for a real event.
+        what, another = ("演练", "另一场演练") if drill else ("", "另一起事件")
         raise ConcurrentRuns(
-            f"{rt.org.unit_name(unit_id)}已有进行中的“{playbook.title}”：" +
+            f"{rt.org.unit_name(unit_id)}已有进行中的“{playbook.title}”{what}：" +
             "；".join(r.line() for r in running) +
-            "。如确属另一起事件，请确认后再启动 / a run of this playbook is already running "
+            f"。如确属{another}，请确认后再启动 / a "
+            f"{'drill' if drill else 'run'} of this playbook is already running "
             "for this unit, a unit above or below it; confirm to start another",
             [r.as_dict() for r in running])

@@ -58,7 +58,9 @@ def _require_evaluator(rt: Runtime, person: str, run: Run) -> None:
     require_read_run(rt.org, person, run)
     if not may_evaluate(rt, person, run):
         unit = rt.org.unit_name(run.unit_id)
-        raise Forbidden(f"演练评估由{unit}及上级的指挥长或综合管理人员查看和填写 / the "
+        # A real event's is its 复盘: calling it 演练评估 would make a real event read as a drill.
+        what = "演练评估" if run.drill_kind is not None else "复盘"
+        raise Forbidden(f"{what}由{unit}及上级的指挥长或综合管理人员查看和填写 / the "
                         f"evaluation is for commanders and managers of '{run.unit_id}' or above")
 
 
@@ -84,7 +86,17 @@ def _outcome(step: StepInstance, finished: _Finished, run: Run, now: datetime
              ) -> tuple[str, int | None]:
     """(outcome, minutes late): minutes late of a task finished late, or of one never finished
     counted to the run's end (or now, while it runs and the deadline has passed)."""
-    if step.status in (st.CANCELLED, st.SKIPPED):
+    if step.status == st.SKIPPED:
+        return CALLED_OFF, None
+    if step.status == st.CANCELLED and finished.at is None:
+        # Called off before its deadline, it was not owed. Called off after it, still not
+        # done (the run cancelled with it open: how a gas-leak drill, which has no last stage
+        # to end, is ended), it was missed, as 信息报送考核 counts a report
+        # (flows/reporting.outcome_of): else a drill's evaluation would show every task the
+        # drill failed as 已撤销 and its summary 未完成：0.
+        stopped = step.done_at or run.finished_at
+        if step.due_at is not None and stopped is not None and stopped > step.due_at:
+            return MISSED, _minutes(stopped, step.due_at)
         return CALLED_OFF, None
     if finished.at is not None:
         if step.due_at is None:

@@ -506,9 +506,17 @@ REPORTING_COLUMNS = (
 ALL_KINDS = "全部"
 
 
-def reporting_rows(rows: Iterable[ReportingRow], month: str = "", basis: str = ""
-                   ) -> Iterator[list[Cell]]:
+def reporting_rows(rows: Iterable[ReportingRow], month: str = "", basis: str = "",
+                   total: ReportingRow | None = None) -> Iterator[list[Cell]]:
+    """Each unit's rows, then (given `total`) the 合计 rows the page ends with: the total
+    also counts the reports of units above the level (a run at the district), which no unit's
+    row holds, so without it the file's figures would not add up to the page's."""
     for r in rows:
         for kind, f in [(ALL_KINDS, r.all), *ordered_kinds(r)]:
             yield [r.rank, r.unit_name, kind, f.due, f.on_time, f.late, f.mean_late_minutes,
+                   f.max_late_minutes, f.missed, _percent(f.on_time_rate), month, basis]
+    if total is not None:
+        name = f"合计（{total.unit_name}）"
+        for kind, f in [(ALL_KINDS, total.all), *ordered_kinds(total)]:
+            yield [None, name, kind, f.due, f.on_time, f.late, f.mean_late_minutes,
                    f.max_late_minutes, f.missed, _percent(f.on_time_rate), month, basis]

@@ -44,6 +44,11 @@ def marked_document(body: str) -> str:
     return body if body.startswith(DOCUMENT_LINE) else f"{DOCUMENT_LINE}\n\n{body}"
 
 
+def is_drill_document(body: str) -> bool:
+    """A document filed by a drill run (marked_document opened it with the drill line)."""
+    return body.startswith(DOCUMENT_LINE)
+
+
 def drill_run_ids(session: Session, run_ids: set[int]) -> set[int]:
     if not run_ids:
         return set()

@@ -177,10 +177,11 @@ def export_reporting(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None
                      level: LevelQ = "street", unit: UnitQ = None,
                      format: Format = "xlsx") -> StreamingResponse:
     """信息报送考核 as CSV or XLSX (manager): each unit's row for all its reports (报告类别
-    全部), then one per kind it had due."""
+    全部), then one per kind it had due; last the 合计 rows of the whole scope, as the page
+    ends with (those of units above the level counted too)."""
     fmt = check_format(format)
     view, found = _reporting(rt, person, month, level, unit)
     basis = f"实时统计（截至 {view.as_of_local}）"
+    rows = exports.reporting_rows(found.rows, view.month, basis, total=found.total)
     return download(rt, fmt, exports.Table(f"信息报送考核{view.month}",
-                                            exports.REPORTING_COLUMNS,
-                                            exports.reporting_rows(found.rows, view.month, basis)))
+                                            exports.REPORTING_COLUMNS, rows))

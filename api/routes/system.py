@@ -28,6 +28,7 @@ from flows.resend import resend
 from flows.runtime import Runtime
 from models.db import read_session
 from models.documents import Document
+from models.drill import is_drill_document, marked_title
 from models.errors import Forbidden, NotFound
 from models.outbox import INBOX_URL, DeliveryAttempt, Notification
 from models.task import StepInstance
@@ -218,7 +219,7 @@ def _document(rt: Runtime, d: Document, step_key: str | None) -> dict[str, Any]:
     it, or the ladder rung and step of a letter)."""
     letter = bool(d.subject)
     return {"id": d.id, "step_id": d.step_id, "step": step_key, "title": d.title,
-            "heading": document_heading(d.body), "html": document_html(d.body),
+            "heading": _heading(d.body), "html": document_html(d.body),
             "number": d.number, "template": d.template, "body": d.body,
             "created_at": d.created_at, "created_at_local": rt.renderer.local(d.created_at),
             "for": "escalation" if letter else "document", "level": d.level,
@@ -226,6 +227,13 @@ def _document(rt: Runtime, d: Document, step_key: str | None) -> dict[str, Any]:
             "recipients": [_served_on(rt, r) for r in d.recipients],
             "sent_at": d.created_at if letter else None,
             "sent_at_local": rt.renderer.local(d.created_at) if letter else None}
+
+
+def _heading(body: str) -> str | None:
+    """The document's own title; a drill's says 【演练】, as its record's title does: the
+    document page shows it as its heading and tab title, the run page lists it by it."""
+    heading = document_heading(body)
+    return marked_title(heading) if heading and is_drill_document(body) else heading
 
 
 def _served_on(rt: Runtime, recipient: str) -> dict[str, str]:

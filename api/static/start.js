@@ -241,12 +241,19 @@ function collect() {
 // retry after an answer lost on a weak signal, must not page everyone twice. The first send
 // asks the API to refuse in that case; the commander then opens the running one, or confirms
 // that this is another event and the start is sent again without asking.
+// A drill is held up only by drills (a real start only by real runs): the box says which, so
+// a drill running is never read as a real event, nor the other way round.
 function showConcurrent(runs) {
   const list = clear($("#concurrent-runs"));
+  const drill = isDrill();
+  $("#concurrent-same").textContent = drill
+    ? "是同一场演练的，请打开上面的演练继续，不要重复启动。"
+    : "是同一起事件的，请打开上面的流程继续处置，不要重复启动。";
+  $("#concurrent-yes").textContent = drill ? "确属另一场演练，仍然启动" : "确属另一起事件，仍然启动";
   for (const run of runs) {
     const stage = run.stage_title ? `，${run.stage_title}` : "";
     list.append(h("li", {},
-      h("a", { href: `/runs/${run.id}`, text: `#${run.id} ${run.title}` }),
+      h("a", { href: `/runs/${run.id}`, text: `#${run.id} ${run.drill ? "【演练】" : ""}${run.title}` }),
       h("span", { class: "meta",
         text: `（${run.unit_name}，${run.started_by_name} ${run.started_at_local} 启动${stage}）` })));
   }

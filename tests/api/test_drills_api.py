@@ -135,6 +135,14 @@ def test_a_drill_and_a_real_event_never_hold_each_other_up(
     again = start(client, auth, drill=DRILL, refuse_concurrent=True)
     assert again.status_code == 409
     assert [r["id"] for r in again.json()["runs"]] == [drill.json()["id"]]
+    # Said as a drill: the commander must not read of a real gas leak "already running".
+    assert again.json()["runs"][0]["drill"] is True
+    detail = again.json()["detail"]
+    assert f"“燃气泄漏模块化应急处置”演练：#{drill.json()['id']} 【演练】燃气泄漏" in detail
+    assert "如确属另一场演练" in detail
+    second = start(client, auth, refuse_concurrent=True)
+    assert second.status_code == 409 and second.json()["runs"][0]["drill"] is False
+    assert "演练" not in second.json()["detail"] and "如确属另一起事件" in second.json()["detail"]
 
 
 def _task(client: TestClient, auth: Auth, run_id: int, step: str) -> dict[str, Any]:
@@ -180,6 +188,32 @@ def test_the_evaluation_times_each_task_against_its_deadline(
     assert "（尚未填写评估意见）" in ev["report"] and "演练文书" in ev["html"]
 
 
+def test_a_drill_ended_by_cancelling_it_still_shows_what_it_missed(
+        client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
+    """A gas-leak drill has no last stage to end: the commander cancels it when the exercise
+    is over. Its tasks still open past their deadlines were missed (未完成, how late by the
+    end), not 已撤销; those whose deadline had not come were not owed."""
+    run_id = start(client, auth, drill=DRILL).json()["id"]
+    receive = _task(client, auth, run_id, "receive")
+    clock.advance(timedelta(minutes=1))
+    assert client.post(f"/api/tasks/{receive['id']}/complete", headers=auth(DUTY), json={
+        "outputs": {"scene": "立管接口泄漏"}}).status_code == 200
+    drain_wakes(rt)
+    clock.advance(timedelta(minutes=6))  # the first report (5 minutes) never written
+    ended = client.post(f"/api/runs/{run_id}/cancel", headers=auth(COMMANDER),
+                        json={"reason": "演练结束"})
+    assert ended.status_code == 200, ended.text
+    ev = client.get(f"/api/runs/{run_id}/evaluation", headers=auth(MANAGER)).json()
+    rows = {s["step"]: s for s in ev["steps"]}
+    assert rows["receive"]["outcome"] == "on_time"
+    assert (rows["report.write"]["outcome"], rows["report.write"]["late_minutes"]) == (
+        "missed", 2)
+    assert rows["report.write"]["outcome_zh"] == "未完成"
+    assert rows["verify"]["outcome"] == "called_off"  # 15 minutes: not yet owed
+    assert ev["summary"]["missed"] == sum(s["outcome"] == "missed" for s in ev["steps"]) >= 1
+    assert "未完成：0 项" not in ev["report"]
+
+
 def test_an_assessment_is_a_new_event_each_time_never_an_edit(
         client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
     run_id = start(client, auth, drill=DRILL).json()["id"]
@@ -210,6 +244,35 @@ def test_a_real_event_has_the_same_view_as_a_review(client: TestClient, auth: Au
     ev = client.get(f"/api/runs/{run_id}/evaluation", headers=auth(COMMANDER)).json()
     assert ev["heading"] == "复盘报告" and ev["drill"] is None
     assert "演练" not in ev["report"]
+    # Refused, it is still called a 复盘, not a drill's 演练评估.
+    refused = client.get(f"/api/runs/{run_id}/evaluation", headers=auth(DUTY))
+    assert refused.status_code == 403
+    assert refused.json()["detail"].startswith("复盘由六和社区") and "演练" not in refused.text
+    drill_id = start(client, auth, drill=DRILL).json()["id"]
+    refused = client.get(f"/api/runs/{drill_id}/evaluation", headers=auth(DUTY))
+    assert refused.json()["detail"].startswith("演练评估由六和社区")
+
+
+def test_a_drills_documents_are_headed_as_a_drills(
+        client: TestClient, auth: Auth, rt: Runtime) -> None:
+    """The document page's heading and tab title, and the run page's list, read `heading`: a
+    drill's 首报 must not be headed 突发事件首报 alone, like a real one."""
+    drill_id = start(client, auth, drill=DRILL).json()["id"]
+    real_id = start(client, auth).json()["id"]
+    for run_id in (drill_id, real_id):
+        receive = _task(client, auth, run_id, "receive")
+        assert client.post(f"/api/tasks/{receive['id']}/complete", headers=auth(DUTY), json={
+            "outputs": {"scene": "立管接口泄漏"}}).status_code == 200
+        drain_wakes(rt)
+        write = _task(client, auth, run_id, "report.write")
+        assert client.post(f"/api/tasks/{write['id']}/complete", headers=auth(DUTY), json={
+            "outputs": {"scene": "立管接口泄漏", "casualties": 0, "missing": 0}}
+            ).status_code == 200
+        drain_wakes(rt)
+    docs = {run_id: client.get(f"/api/runs/{run_id}/documents", headers=auth(COMMANDER)
+                               ).json()["data"] for run_id in (drill_id, real_id)}
+    assert [d["heading"] for d in docs[drill_id]] == ["【演练】突发事件首报"]
+    assert [d["heading"] for d in docs[real_id]] == ["突发事件首报"]
 
 
 @pytest.mark.parametrize("body", [{"assessment": "  "}, {"assessment": "长" * 4001},

@@ -153,3 +153,28 @@ def test_the_export_has_chinese_headers_and_a_row_per_kind(
     table = [list(row) for row in ws.iter_rows(values_only=True)]
     assert table[0] == headers
     assert table[1][:10] == [1, "坪山街道", "全部", 8, 5, 2, 16.5, 30, 1, 62.5]
+
+
+def test_the_export_ends_with_the_pages_total_those_above_the_level_counted(
+        client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
+    """The page ends with 合计, which also counts what no unit's row holds (a run at the
+    district, above the level): the file a manager hands on ends with the same."""
+    seed(rt, clock)
+    page = get(client, auth, "sun-li", month="2026-03").json()
+    total = page["total"]
+    r = get(client, auth, "sun-li", "/api/reporting/export", month="2026-03", format="csv")
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    totals = [row for row in rows[1:] if row[1] == "合计（坪山区）"]
+    assert [row[2] for row in totals] == ["全部", *[k["kind"] for k in total["kinds"]]]
+    assert totals[0][:10] == ["", "合计（坪山区）", "全部", str(total["due"]),
+                              str(total["on_time"]), str(total["late"]),
+                              str(total["mean_late_minutes"]), str(total["max_late_minutes"]),
+                              str(total["missed"]), str(round(total["on_time_rate"] * 100, 1))]
+    assert rows[-len(totals):] == totals  # last, as on the page
+
+    x = get(client, auth, "sun-li", "/api/reporting/export", month="2026-03", format="xlsx")
+    ws = openpyxl.load_workbook(io.BytesIO(x.content)).active
+    assert ws is not None
+    table = [list(row) for row in ws.iter_rows(values_only=True)]
+    last = [row for row in table if row[1] == "合计（坪山区）"][0]
+    assert last[0] is None and last[3] == total["due"] and last[8] == total["missed"]

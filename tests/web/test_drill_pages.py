@@ -134,6 +134,35 @@ def test_the_evaluation_page_times_each_task_and_keeps_each_assessment(
     expect(page.locator("#eval-history li")).to_have_count(2)
 
 
+def test_a_second_drill_is_asked_about_as_a_drill_never_as_a_real_event(
+        signed_in: SignedIn, server: Any) -> None:
+    """A drill is held up only by a drill: the box lists it 【演练】 and asks about another
+    drill, so a commander never reads of a real gas leak "already running"."""
+    first = started(server, Drill(kind="实战演练"))
+    page = signed_in("wang-qiang")
+    page.goto(server.url("/runs/new?playbook=gas-leak"))
+    page.check("#nature input[value=drill]")
+    page.select_option("#unit", "liuhe")
+    page.fill("[name=location]", "六和社区深汕路88号")
+    page.click("#start-submit")
+    box = page.locator("#concurrent")
+    expect(box).to_be_visible()
+    expect(box.locator(f"a[href='/runs/{first}']")).to_contain_text(f"#{first} 【演练】燃气泄漏")
+    expect(box).to_contain_text("是同一场演练的")
+    expect(page.locator("#concurrent-yes")).to_have_text("确属另一场演练，仍然启动")
+
+
+def test_the_evaluation_page_fits_a_phone(signed_in: SignedIn, server: Any) -> None:
+    """The report's table (nine columns) scrolls inside its sheet: the page itself does not
+    slide sideways under a commander's thumb."""
+    run_id = started(server, Drill(kind="实战演练"))
+    page = signed_in("wang-qiang", phone=True)
+    page.goto(server.url(f"/runs/{run_id}/evaluation"))
+    expect(page.locator("#report table")).to_be_visible()
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
 def test_the_evaluation_page_shows_the_refusal_to_others(
         signed_in: SignedIn, server: Any) -> None:
     run_id = started(server, Drill(kind="桌面推演"))
