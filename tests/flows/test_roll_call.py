@@ -190,4 +190,19 @@ def test_everyone_on_time_reads_so(demo: Runtime, clock: ManualClock) -> None:
     assert "本次从马峦街道所辖 3 个社区中随机抽取 2 个社区" in body
     assert "按时签到 2 人，超时签到 0 人，未签到 0 人。" in body
     assert "- 无，被抽查人员均按时签到。" in body and "不在岗人员" not in body
+    # Nobody to follow up: the closing line does not ask the streets to.
+    assert "督促整改" not in body and "被抽查人员均按时签到、在岗在位" in body
     assert get_run(demo, run_id).status == "completed"
+
+
+def test_an_answer_within_the_minute_reads_less_than_one(demo: Runtime,
+                                                       clock: ManualClock) -> None:
+    run_id = start(demo, count=1, unit="maluan", actor="maluan-commander")
+    clock.advance(timedelta(seconds=20))
+    for row in calls(demo, run_id):
+        complete_answered(demo, row, location="社区")
+    tick(demo, clock, 30)
+    with read_session(demo.db) as session:
+        body = session.exec(select(Document).where(Document.run_id == run_id)).one().body
+    [line] = [ln for ln in body.splitlines() if ln.startswith("| 1 |")]
+    assert "| 不足1 |" in line and "| 0 |" not in line
