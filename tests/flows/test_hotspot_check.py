@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from factories import png_bytes, run_steps
 from factories import run_row as get_run
+from hotspot_case import DUTY_OFFICER, PARAMS, PLAYBOOK
 from receivers import HttpReceiver
 from sqlmodel import select
 
@@ -32,13 +33,6 @@ from models.escalation import Escalation
 from models.outbox import Notification
 from models.task import StepInstance
 
-PLAYBOOK = "hotspot-check"
-DUTY_OFFICER = "pingshan-duty-1"  # 黄磊
-PARAMS: dict[str, Any] = {
-    "place": "马峦山北坡", "lat": 22.6531, "lon": 114.3702,
-    "observed_at": "2026-03-02T08:42:00+08:00", "source": "国家卫星气象中心",
-    "hotspot_no": "FY3D-20260302-017",
-}
 TITLE = "卫星监测热点核查反馈·马峦山北坡·江岭社区"
 CHECK = {"arrived_at": "2026-03-02T09:25:00+08:00", "open_fire": False,
          "scene": "林地旁菜地焚烧秸秆，火堆约2平方米", "measures": "已责令熄灭"}

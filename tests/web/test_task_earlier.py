@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from factories import png_bytes, run_steps
+from hotspot_case import DUTY_OFFICER, PARAMS
 from playwright.sync_api import Page, expect
 
 from flows import lifecycle, tasks
@@ -17,12 +18,6 @@ from flows.runtime import Runtime
 from flows.segments import drain_wakes
 
 SignedIn = Callable[..., Page]
-DUTY_OFFICER = "pingshan-duty-1"  # 黄磊
-PARAMS: dict[str, Any] = {
-    "place": "马峦山北坡", "lat": 22.6531, "lon": 114.3702,
-    "observed_at": "2026-03-02T08:42:00+08:00", "source": "国家卫星气象中心",
-    "hotspot_no": "FY3D-20260302-017",
-}
 SCENE = "林地旁菜地焚烧秸秆，火堆约2平方米"
 
 
