@@ -572,7 +572,7 @@ function drawCompletion() {
   }
   const outputs = (spec && spec.outputs) || {};
   const need = spec && spec.evidence;
-  const note = h("textarea", { id: "note", name: "note", rows: 4, placeholder: "写明整改或办理情况" });
+  const note = h("textarea", { id: "note", name: "note", rows: 4, placeholder: "写明办理情况：做了什么，结果如何" });
   if (task.status === "rejected" && task.note) note.value = task.note;
   const status = h("span", { id: "upload-status", class: "meta", "aria-live": "polite" });
   const boxes = new Map();
