@@ -26,11 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flows.apprise_urls import usable_url
 from flows.catalog import Catalog
-from flows.runtime import Runtime
+from flows.runtime import ReloadAttempt, Runtime
 from flows.workcal import CalendarError, WorkCalendar
 from models.db import session_scope
 from models.errors import OrgInvalid, SourceError, SourceInvalid
@@ -130,6 +131,10 @@ def reload_setup(rt: Runtime, *, actor: str) -> Reloaded:
             catalog = Catalog(settings.playbooks, org)
             errors += catalog.errors
         if errors or org is None or catalog is None:
+            rt.last_reload = ReloadAttempt(at=rt.clock.now(), actor=actor, refused=True,
+                                           errors=tuple(str(e) for e in errors),
+                                           files=tuple(sorted({Path(e.file).name
+                                                               for e in errors})))
             log.warning("重新加载被拒绝，仍使用原有配置 / reload refused, nothing changed:\n%s",
                         "\n".join(str(e) for e in errors))
             raise SetupInvalid(errors)
@@ -140,6 +145,7 @@ def reload_setup(rt: Runtime, *, actor: str) -> Reloaded:
         rt.catalog = catalog
         rt.calendar = calendar
         rt.org = org
+        rt.last_reload = ReloadAttempt(at=rt.clock.now(), actor=actor, refused=False)
         with session_scope(rt.db) as session:
             add_event(session, at=rt.clock.now(), actor=actor, action="setup_reloaded",
                       run_id=None, detail={"summary": outcome.summary(), **outcome.as_dict()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -37,6 +38,18 @@ class Runtime:
     # sweeper, refused, kept no deadline meanwhile. A ManualClock world (tests, benchmarks)
     # has no real time: its leases follow that clock.
     lease_clock: Clock = field(default_factory=SystemClock)
+    # The latest reload asked of this process (flows/reload.py), None before the first: a
+    # refused one means the files on disk would not load at a restart either.
+    last_reload: ReloadAttempt | None = None
+
+
+@dataclass(frozen=True)
+class ReloadAttempt:
+    at: datetime
+    actor: str
+    refused: bool
+    errors: tuple[str, ...] = ()  # each as file:line:col: message
+    files: tuple[str, ...] = ()  # the names of the files those are in
 
 
 def build_runtime(

@@ -66,11 +66,13 @@ def health(request: Request, rt: RuntimeDep) -> dict[str, Any] | JSONResponse:
     failing = (bool(state.get("sweeper", {}).get("failing")) or any(outbox.values())
                or bool(state.get("prefect", {}).get("failing_runs"))
                or bool(state.get("prefect", {}).get("error"))
-               or bool(rt.catalog.errors) or disk["low"])
+               or bool(rt.catalog.errors) or disk["low"]
+               or bool(rt.last_reload and rt.last_reload.refused))
     return {"status": "degraded" if failing else "ok", "database": rt.db.dialect.name,
             "playbooks": len(rt.catalog.current), "playbook_errors": len(rt.catalog.errors),
             "playbook_files_failed": sorted({Path(e.file).name for e in rt.catalog.errors}),
-            "outbox": outbox, "calendar": _calendar(rt), "disk": disk, **state}
+            "outbox": outbox, "calendar": _calendar(rt), "disk": disk,
+            "reload": _reload(rt), **state}
 
 
 def _disk(rt: Runtime) -> dict[str, Any]:
@@ -84,6 +86,20 @@ def _disk(rt: Runtime) -> dict[str, Any]:
     mib = free // 2**20
     return {"free_mib": mib, "min_free_mib": rt.settings.min_free_disk_mb,
             "low": mib < rt.settings.min_free_disk_mb}
+
+
+def _reload(rt: Runtime) -> dict[str, Any] | None:
+    """The latest reload of this process, None before the first. A refused one (a SIGHUP says
+    so only in the log) keeps the server on what it had, but the files as they are would not
+    load at a restart: `degraded` until a reload takes. The mistakes themselves (people's ids
+    and names among them) go to the log and the admin's answer, not to this open probe: here
+    only how many, and in which files."""
+    last = rt.last_reload
+    if last is None:
+        return None
+    return {"at": last.at, "at_local": rt.renderer.local(last.at), "actor": last.actor,
+            "refused": last.refused, "error_count": len(last.errors),
+            "files_failed": list(last.files)}
 
 
 def _calendar(rt: Runtime) -> dict[str, Any]:

@@ -56,6 +56,22 @@ def test_sighup_reloads_the_roster_and_refuses_a_broken_file(tmp_path: Path) -> 
                    what="the refusal in the log")
         assert f"{org}:" in serve.log_tail() and "rosters[0].change_at" in serve.log_tail()
         assert duty()["person"] == taker
-        assert serve.proc.poll() is None and serve.get("/healthz")["status"] == "ok"
+        # The server keeps serving, but the probe says the files on disk would not load at a
+        # restart (before, only the log did), and which file, without the mistakes' details.
+        assert serve.proc.poll() is None
+        health = serve.get("/healthz")
+        assert health["status"] == "degraded"
+        assert health["reload"] | {"at": None, "at_local": None} == {
+            "at": None, "at_local": None, "actor": "sighup", "refused": True,
+            "error_count": 1, "files_failed": ["org.yaml"]}
+
+        # Mended and reloaded: ok again.
+        org.write_text(org.read_text(encoding="utf-8").replace("change_at: 8:30",
+                                                               'change_at: "08:30"'),
+                       encoding="utf-8")
+        serve.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: serve.get("/healthz")["status"] == "ok", timeout=30,
+                   what="the mended files reloaded")
+        assert serve.get("/healthz")["reload"]["refused"] is False
     finally:
         serve.stop()
