@@ -23,9 +23,10 @@ gets a message is decided in flows/duty.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any
 
 from models.clock_time import parse_clock_time
@@ -90,11 +91,13 @@ Report = Callable[..., None]  # the builder's error(path, message, *, at_key=Fal
 
 def read_rosters(raw: Any, *, units: Mapping[str, Unit], people: Mapping[str, Person],
                  error: Report, declared_units: Collection[str] = (),
-                 declared_people: Collection[str] = ()) -> dict[tuple[str, str], Roster]:
+                 declared_people: Mapping[str, PathKey] | None = None,
+                 ) -> dict[tuple[str, str], Roster]:
     """The rosters of an org file, by (unit id, role); every mistake reported through `error`
     (file:line:col comes from the path), and a roster with any mistake left out. `declared_*`:
     the unit and person ids the file has, built or not: one with a mistake of its own is
-    reported there, not again as unknown here."""
+    reported there, not again as unknown here (people with where each is written, so a role
+    misspelt on the person is pointed out there too)."""
     if raw is None:
         return {}
     if not isinstance(raw, list):
@@ -102,10 +105,11 @@ def read_rosters(raw: Any, *, units: Mapping[str, Unit], people: Mapping[str, Pe
         return {}
     out: dict[tuple[str, str], Roster] = {}
     first: dict[tuple[str, str], int] = {}
+    hinted: set[str] = set()  # people whose misspelt role was pointed out already
     for i, entry in enumerate(raw):
         path: PathKey = ("rosters", i)
         roster = _Entry(path, units, people, error,
-                        (set(declared_units), set(declared_people))).read(entry)
+                        (set(declared_units), dict(declared_people or {})), hinted).read(entry)
         if roster is None:
             continue
         key = (roster.unit_id, roster.role)
@@ -125,11 +129,13 @@ class _Entry:
     still checked so all mistakes are reported at once."""
 
     def __init__(self, path: PathKey, units: Mapping[str, Unit], people: Mapping[str, Person],
-                 error: Report, declared: tuple[set[str], set[str]]) -> None:
+                 error: Report, declared: tuple[set[str], dict[str, PathKey]],
+                 hinted: set[str]) -> None:
         self.path = path
         self.units = units
         self.people = people
         self.declared_units, self.declared_people = declared
+        self.hinted = hinted
         self._error = error
         self.ok = True
 
@@ -218,10 +224,28 @@ class _Entry:
         if unit is None or role is None:
             return True  # the unit or role is wrong already, and said so
         if person.unit_id != unit or role not in person.roles:
-            self.error(path, f"{person.name}（{person.id}）不是单位 {unit} 的 {role}，不能排班 / "
-                             f"'{person.id}' does not hold '{role}' in unit '{unit}'")
+            misspelt = _misspelt(role, person.roles) if person.unit_id == unit else None
+            hint_zh = f"（其角色写作 {misspelt}，是否应为 {role}？）" if misspelt else ""
+            hint_en = f" (their roles say '{misspelt}': meant '{role}'?)" if misspelt else ""
+            self.error(path, f"{person.name}（{person.id}）不是单位 {unit} 的 {role}，不能排班"
+                             f"{hint_zh} / '{person.id}' does not hold '{role}' in unit "
+                             f"'{unit}'{hint_en}")
+            if misspelt:
+                self._point_at_person(person, misspelt, role)
             return False
         return True
+
+    def _point_at_person(self, person: Person, misspelt: str, role: str) -> None:
+        # The mistake is the person's roles line, not the roster's: say so there as well, so
+        # the operator mending the roster is not sent to the wrong line.
+        where = self.declared_people.get(person.id)
+        if where is None or person.id in self.hinted:
+            return
+        self.hinted.add(person.id)
+        self.error((*where, "roles"), f"角色 {misspelt} 疑为 {role} 之误：值班表排了"
+                                      f"{person.name}的 {role} 班 / role '{misspelt}' looks "
+                                      f"like a misspelling of '{role}', which a roster gives "
+                                      f"'{person.id}' shifts of")
 
     def rota(self, value: Any, unit: str | None, role: str | None) -> list[str] | None:
         path = (*self.path, "rota")
@@ -252,3 +276,9 @@ class _Entry:
             if self.holder(pid, (*path, key), unit, role) and day is not None:
                 out[day] = pid
         return out
+
+
+def _misspelt(role: str, held: Iterable[str]) -> str | None:
+    """The role among `held` that looks like `role` misspelt (duty_oficer for duty_officer)."""
+    close = get_close_matches(role, [r for r in held if r != role], n=1, cutoff=0.8)
+    return close[0] if close else None

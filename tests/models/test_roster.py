@@ -164,6 +164,34 @@ def test_a_person_who_does_not_hold_the_role_in_that_unit_may_not_take_a_shift()
     ]
 
 
+def test_a_role_misspelt_on_the_person_is_pointed_out_at_the_persons_line_too() -> None:
+    # b's roles say duty_oficer: the roster is right, the person's line is the mistake, and
+    # the operator reading only the roster's error would look for it in the wrong place.
+    org = ORG.replace("{id: b, name: 乙, roles: [duty_officer]}",
+                      "{id: b, name: 乙, roles: [duty_oficer]}")
+    text = org + textwrap.dedent("""\
+        rosters:
+          - unit: d
+            role: duty_officer
+            change_at: "08:30"
+            rota: [a, b]
+            from: 2026-12-01
+            swaps: {2026-12-05: b}
+        """)
+    with pytest.raises(OrgInvalid) as info:
+        load_org_text(text, filename="org.yaml")
+    said = sorted((e.line, e.path, e.message) for e in info.value.errors)
+    person_line = org.splitlines().index("      - {id: b, name: 乙, roles: [duty_oficer]}") + 1
+    assert [(line, path) for line, path, _ in said] == [
+        (person_line, "units[0].people[1].roles"),
+        (19, "rosters[0].rota[1]"), (21, "rosters[0].swaps.2026-12-05")]
+    assert said[0][2] == ("角色 duty_oficer 疑为 duty_officer 之误：值班表排了乙的 "
+                          "duty_officer 班 / role 'duty_oficer' looks like a misspelling of "
+                          "'duty_officer', which a roster gives 'b' shifts of")
+    assert "（其角色写作 duty_oficer，是否应为 duty_officer？）" in said[1][2]
+    assert "(their roles say 'duty_oficer': meant 'duty_officer'?)" in said[1][2]
+
+
 def test_a_bad_time_a_bad_date_and_an_empty_rota_are_refused() -> None:
     assert errors("""
         rosters:
