@@ -31,6 +31,7 @@ from typing import Any
 
 from flows.apprise_urls import usable_url
 from flows.catalog import Catalog
+from flows.role_typos import suspect_roles
 from flows.runtime import ReloadAttempt, Runtime
 from flows.workcal import CalendarError, WorkCalendar
 from models.db import session_scope
@@ -67,6 +68,8 @@ class Reloaded:
     playbooks: dict[str, str] = field(default_factory=dict)  # id -> "v1 → v2" / "新增" / "移除"
     calendar_changed: bool = False
     calendar_years: list[int] = field(default_factory=list)
+    # Roles that look misspelt (flows/role_typos.py): loaded all the same, but said.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -84,6 +87,7 @@ class Reloaded:
                     "channels_changed": self.channels_changed},
             "playbooks": self.playbooks,
             "calendar": {"changed": self.calendar_changed, "years": self.calendar_years},
+            "warnings": self.warnings,
         }
 
     def summary(self) -> str:
@@ -139,6 +143,9 @@ def reload_setup(rt: Runtime, *, actor: str) -> Reloaded:
                         "\n".join(str(e) for e in errors))
             raise SetupInvalid(errors)
         outcome = _compare(rt, org, catalog, calendar)
+        outcome.warnings = [str(w) for w in suspect_roles(org, catalog.current.values())]
+        for warning in outcome.warnings:
+            log.warning("%s", warning)
         catalog.adopt_pins(rt.catalog)
         # Catalog and calendar before the org chart: a request that meets the new org chart
         # already finds the playbooks checked against it.

@@ -90,6 +90,7 @@ class OrgChart:
         channels: dict[str, str],
         root_id: str,
         rosters: dict[tuple[str, str], Roster] | None = None,
+        roles_written_at: dict[str, SourceError] | None = None,
     ) -> None:
         self.units = units
         self.people = people
@@ -98,6 +99,9 @@ class OrgChart:
         self.rosters: dict[tuple[str, str], Roster] = dict(rosters or {})
         self.root_id = root_id
         self.roles: frozenset[str] = frozenset(r for p in people.values() for r in p.roles)
+        # Person id -> where the file gives their roles (message empty), for warnings about a
+        # role found fine here but suspect beside the playbooks (flows/role_typos.py).
+        self.roles_written_at: dict[str, SourceError] = dict(roles_written_at or {})
 
         # Tree order (pre-order, children in file order) with subtree spans.
         order: list[str] = []
@@ -383,7 +387,15 @@ class _Builder:
                 self.error(("units",), "没有有效的根单位 / no valid root unit")
             raise OrgInvalid(self.errors)
         return OrgChart(units=self.units, people=self.people, channels=channels, root_id=root_id,
-                        rosters=rosters)
+                        rosters=rosters, roles_written_at=self.roles_written_at())
+
+    def roles_written_at(self) -> dict[str, SourceError]:
+        out = {}
+        for pid, path in self.person_seen.items():
+            where = (*path, "roles")
+            mark = self.positions.of(where)
+            out[pid] = SourceError(self.filename, mark.line, mark.col, format_path(where), "")
+        return out
 
     def unknown_keys(self, raw: dict[Any, Any], path: PathKey, allowed: Iterable[str]) -> None:
         allowed = tuple(allowed)

@@ -120,6 +120,22 @@ def test_validate_checks_an_org_chart_as_an_org_chart(tmp_path: Path) -> None:
         "unit type 'District' must be a slug"]
 
 
+def test_validate_warns_of_a_role_spelt_like_one_the_playbooks_use(tmp_path: Path) -> None:
+    # The chart loads, but the inspector given `inspecter` would never receive a task.
+    chart = tmp_path / "org.yaml"
+    text = (REPO / "playbooks/org/demo-district.yaml").read_text(encoding="utf-8")
+    chart.write_text(text.replace("roles: [inspector], notify: []}",
+                                  "roles: [inspecter], notify: []}", 1), encoding="utf-8")
+    line = next(i for i, row in enumerate(chart.read_text(encoding="utf-8").splitlines(), 1)
+                if "[inspecter]" in row)
+    done = closeloop(tmp_path, "validate", str(chart))
+    assert done.returncode == 0, done.stdout
+    warning, ok = done.stdout.splitlines()
+    assert warning.startswith(f"{chart}:{line}:")
+    assert "警告：角色 inspecter 没有流程使用，疑为 inspector 之误" in warning
+    assert ok.startswith("ok: ")
+
+
 def test_an_apprise_url_apprise_cannot_use_is_an_org_chart_error_at_its_line(
         tmp_path: Path) -> None:
     # A mistyped scheme once passed validate and start-up, and the first report to the duty

@@ -171,6 +171,20 @@ def test_nothing_edited_is_nothing_changed(rt: Runtime, client: TestClient, auth
     assert r.status_code == 200 and r.json()["changed"] is False
 
 
+def test_a_role_spelt_like_a_used_one_reloads_with_a_warning(
+        rt: Runtime, client: TestClient, auth) -> None:
+    text = rt.settings.org_path.read_text(encoding="utf-8")
+    rt.settings.org_path.write_text(text.replace("roles: [inspector], notify: []}",
+                                                 "roles: [inspecter], notify: []}", 1),
+                                    encoding="utf-8")
+    r = reload(client, auth)
+    assert r.status_code == 200, r.text
+    [warning] = r.json()["warnings"]
+    assert "警告：角色 inspecter 没有流程使用，疑为 inspector 之误" in warning
+    assert warning.startswith(f"{rt.settings.org_path}:")
+    assert "inspecter" in rt.org.roles  # loaded all the same: a warning, not a refusal
+
+
 def test_only_the_admin_reloads(rt: Runtime, client: TestClient, auth) -> None:
     org = rt.org
     r = reload(client, auth, COMMANDER)

@@ -1,0 +1,68 @@
+"""Roles of the org chart that look like a misspelling of a role the playbooks use.
+
+A person given `inspecter` instead of `inspector` loads fine: the chart has no list of roles
+to hold them to, and the playbooks load as long as someone else holds `inspector`. That
+inspector then never receives a task, and nobody is told. A role no playbook, roster or
+built-in right uses, and close in spelling to one that is used, is almost surely such a typo:
+said as a warning (at the person's roles line) at start, by `closeloop validate` on the org
+chart, and in a reload's answer. Not an error: a bureau may give roles no playbook uses yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from difflib import get_close_matches
+from typing import Any
+
+from flows.locate import zh_en
+from flows.spec import Playbook
+from models.errors import SourceError
+from models.org import OrgChart
+
+# Rights the product gives by role name, whether or not a playbook names them (flows/access.py).
+BUILT_IN_ROLES = frozenset({"commander", "manager", "admin"})
+# Where a playbook names roles: a step's and a verifier's `role`, a notice's or a ladder
+# level's recipients, who may start it.
+_ROLE_KEYS = frozenset({"role", "to", "notify", "started_by"})
+
+
+def roles_named(playbooks: Iterable[Playbook]) -> set[str]:
+    """Every name a playbook gives where a role goes (channel names among them, harmlessly)."""
+    named: set[str] = set()
+    for playbook in playbooks:
+        _collect(playbook.model_dump(), named)
+    return named
+
+
+def _collect(value: Any, into: set[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _ROLE_KEYS:
+                into.update([item] if isinstance(item, str) else
+                            [x for x in item or () if isinstance(x, str)])
+            else:
+                _collect(item, into)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, into)
+
+
+def suspect_roles(org: OrgChart, playbooks: Iterable[Playbook]) -> list[SourceError]:
+    """A warning per person holding a role nobody uses that is spelt like one that is used."""
+    used = roles_named(playbooks) | BUILT_IN_ROLES | {role for _, role in org.rosters}
+    warnings: list[SourceError] = []
+    for role in sorted(org.roles - used):
+        close = get_close_matches(role, sorted(used), n=1, cutoff=0.8)
+        if not close:
+            continue
+        for person in sorted((p for p in org.people.values() if role in p.roles),
+                             key=lambda p: p.id):
+            where = org.roles_written_at.get(person.id)
+            if where is None:
+                continue
+            warnings.append(SourceError(where.file, where.line, where.col, where.path, zh_en(
+                f"警告：角色 {role} 没有流程使用，疑为 {close[0]} 之误，"
+                f"{person.name}（{person.id}）收不到 {close[0]} 的任务",
+                f"warning: no playbook uses role '{role}'; meant '{close[0]}'? "
+                f"'{person.id}' receives no '{close[0]}' task")))
+    return warnings
