@@ -565,7 +565,13 @@ startPage(async (who) => {
       writeState(state, { push: false });
       await load();
     } catch (err) {
-      showError(err);
+      // A file's mistakes are listed row by row under the form (showProblems); the banner
+      // says only how many, not the whole list again run together with the API's field ids
+      // (code: …；found_at: …), which on a phone pushed the list off the screen.
+      const listed = err instanceof ApiError && err.body && Array.isArray(err.body.errors) &&
+        err.body.errors.length > 0;
+      if (listed) flash(`${err.detail}（逐行列在下方“导入”处）`, "error");
+      else showError(err);
       if (err instanceof ApiError && err.status !== 0) {
         showProblems(err);
         if (!(err.body && err.body.errors)) markField(importForm, err);

@@ -35,6 +35,32 @@ const EVENT_NAMES = {
 
 const NOTE_STATUS = { pending: "待发送", delivered: "已送达", dead: "发送失败" };
 
+// Every message goes to the person's in-app inbox (models/outbox.py INBOX_URL) and, where the
+// org chart gives one, to their own channel too: two rows, one person.
+const INBOX_URL = "inbox://";
+function channelName(url) {
+  return url === INBOX_URL ? "站内通知" : (url || "—");
+}
+
+// 贾丽萍（站内：已送达；外部渠道：发送失败）: each person once, with how each channel fared, so
+// a manager reads who was told and whether it arrived rather than one name twice.
+function servedLine(group) {
+  const byPerson = new Map();
+  for (const n of group) {
+    const who = n.recipient_name || n.recipient;
+    if (!byPerson.has(who)) byPerson.set(who, []);
+    byPerson.get(who).push(n);
+  }
+  const parts = [];
+  for (const [who, rows] of byPerson) {
+    const status = (n) => NOTE_STATUS[n.status] || n.status;
+    const text = rows.length === 1 ? status(rows[0])
+      : rows.map((n) => `${n.url === INBOX_URL ? "站内" : "外部渠道"}：${status(n)}`).join("；");
+    parts.push(`${who}（${text}）`);
+  }
+  return { people: byPerson.size, text: parts.join("、") };
+}
+
 const state = { who: null, run: null, playbook: null, timer: null };
 
 // A stage as the playbook titles it (stage_titles), else its id.
@@ -633,12 +659,12 @@ function drawMessages(box, notes) {
   const list = h("div", { id: "messages" });
   for (const group of groups.values()) {
     const first = group[0];
-    const served = group.map((n) => `${n.recipient_name || n.recipient}（${NOTE_STATUS[n.status] || n.status}）`);
+    const served = servedLine(group);
     list.append(h("details", { class: "card message", dataset: { kind: first.kind } },
       h("summary", {},
         h("strong", { text: first.title }),
-        h("span", { class: "meta", text: ` · ${group.length} 人 · ${first.created_at_local}` })),
-      h("p", { class: "meta", text: `发送：${served.join("、")}` }),
+        h("span", { class: "meta", text: ` · ${served.people} 人 · ${first.created_at_local}` })),
+      h("p", { class: "meta", text: `发送：${served.text}` }),
       // Read as it reads on the phone it went to (headings, bold, lists), with the text as
       // sent folded under 原文; a record from before the API rendered it keeps its text.
       first.html ? [docBody(first), docSource(first)] : h("pre", { class: "doc-body", text: first.body })));
@@ -663,7 +689,7 @@ function drawNotifications(run, notes) {
         h("td", { text: n.created_at_local }),
         h("td", { text: n.recipient_name || n.recipient }),
         h("td", { text: n.title }),
-        h("td", { text: n.url }),
+        h("td", { text: channelName(n.url) }),
         h("td", {}, NOTE_STATUS[n.status] || n.status,
           n.delivered_at_local ? h("span", { class: "meta", text: ` ${n.delivered_at_local}` }) : null,
           n.attempts && n.attempts.length ? h("span", { class: "meta", text: ` · 尝试 ${n.attempts.length} 次` }) : null,

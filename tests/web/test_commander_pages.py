@@ -876,3 +876,33 @@ def test_on_a_phone_the_runs_are_cards_and_a_filter_survives_a_reload(
     page.reload()
     expect(page.locator("#f-status")).to_have_value("completed")
     expect(card).to_have_count(0)
+
+
+def test_a_message_to_someone_with_their_own_channel_names_them_once(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    """刘洋 is chased in the inbox and on the leaders' channel: the card says one person, 刘洋
+    once with each channel's state, and the table says 站内通知 rather than `inbox://`."""
+    run_id = start_leak(server)
+    clock.advance(timedelta(minutes=4))
+    sweep_once(server.rt)
+    notes = call(server, "wang-qiang", "GET", f"/api/runs/{run_id}/notifications")
+    rows = notes["data"] if isinstance(notes, dict) else notes
+    chased = [n for n in rows if n["recipient"] == "liu-yang"]
+    assert {n["url"] == "inbox://" for n in chased} == {True, False}  # both channels
+    title = chased[0]["title"]
+    same = [n for n in rows if n["title"] == title]
+    people = {n["recipient"] for n in same}
+    assert len(same) > len(people)  # more deliveries than people: the case at hand
+
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    page.locator("#notifications > summary").click()
+    card = page.locator("#messages details.message", has_text=title).first
+    expect(card.locator("summary .meta")).to_contain_text(f" · {len(people)} 人 · ")
+    served = card.locator("p.meta", has_text="发送：")
+    expect(served).to_contain_text(re.compile(r"刘洋（站内：[^；）]+；外部渠道：[^）]+）"))
+    assert (served.text_content() or "").count("刘洋") == 1
+    table = page.locator("#notes-table")
+    expect(table.locator("tr", has_text="刘洋").first).to_be_visible()
+    expect(table).to_contain_text("站内通知")
+    expect(table).not_to_contain_text("inbox://")

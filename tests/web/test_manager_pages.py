@@ -219,6 +219,26 @@ def test_a_bad_file_names_row_and_column_and_imports_nothing_a_good_one_grows_th
     assert sorted(table_codes(page)) == ["YH-201", "YH-202", "YH-203"]
 
 
+def test_a_file_with_many_mistakes_lists_them_below_and_the_banner_only_counts_them(
+        signed_in: SignedIn, server: Any) -> None:
+    page = signed_in(MANAGER)
+    page.goto(server.url("/hazards"))
+    bad = [row("YH-301", "liuhe", grade="特大"), row("YH-301", "heping", grade="特大")]
+    page.set_input_files("#import-file", {"name": "有错.csv", "mimeType": "text/csv",
+                                          "buffer": csv_bytes(bad)})
+    page.click("#import-submit")
+    errors = page.locator("#import-errors li")
+    expect(errors).to_have_count(3)  # 特大 twice, YH-301 repeated
+    flash = page.locator("#flash")
+    expect(flash).to_contain_text("3 处错误")
+    expect(flash).to_contain_text("逐行列在下方")
+    # Said once, below, in Chinese: not run together again in the banner under field ids.
+    expect(flash).not_to_contain_text("第 3 行")
+    expect(flash).not_to_contain_text("grade:")
+    expect(flash).not_to_contain_text("code:")
+    assert api_get(server, "/api/hazards")["count"] == 0
+
+
 def L(month: int, day: int, hour: int = 9) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=SH)
 
