@@ -234,7 +234,11 @@ def read_at(location: str, store: EvidenceStore) -> bytes:
     """The bytes at `location`, an Evidence.stored_path: through `store` when it wrote them
     (with its credentials), straight from disk for a local path (rows stored before the store
     was configured, or in another directory), and never from a URL outside the configured
-    store, whose credentials it would not have and which nobody asked us to trust."""
+    store, whose credentials it would not have and which nobody asked us to trust.
+
+    A local path gone from disk is looked up in `store` by its content address: the data dir
+    was moved or restored from a backup (flows/backup.py), and the rows still name the old
+    folder. Safe, because the caller checks the bytes against the recorded SHA-256."""
     if (key := store.key_at(location)) is not None:
         return store.get(key)
     if urlsplit(location).scheme.lower() in ("http", "https"):
@@ -244,4 +248,6 @@ def read_at(location: str, store: EvidenceStore) -> bytes:
     key = f"{path.parent.name}/{path.name}"
     if not KEY.fullmatch(key):
         raise ObjectMissing(location)  # not a path this code ever records
+    if not path.is_file() and isinstance(store, DirectoryStore) and store.exists(key):
+        return store.get(key)
     return DirectoryStore(path.parent.parent).get(key)
