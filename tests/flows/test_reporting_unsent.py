@@ -8,6 +8,7 @@ their indexes."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,8 @@ from flows.reporting import Reporting, monthly_reporting
 from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from models.clock import ManualClock
-from models.db import read_session
+from models.db import read_session, session_scope
+from models.documents import PlaybookVersion
 from models.run import Run
 from models.task import StepInstance
 
@@ -227,3 +229,29 @@ def test_the_unsent_count_reads_runs_and_steps_through_their_indexes(
                 f"EXPLAIN QUERY PLAN {statement}", parameters).all())
             assert index in plan, plan
             assert "SCAN run" not in plan and "SCAN step_instance" not in plan, plan
+
+
+def test_a_run_pinned_before_report_existed_is_not_counted(
+        demo: Runtime, clock: ManualClock) -> None:
+    """No backfill (flows/reporting.py): a run started before `report:` pinned a version
+    without it, and is held to no report it never had, handed out or not."""
+    run_id = alerted(demo, clock, "重大")
+    with session_scope(demo.db) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        pinned = session.get(PlaybookVersion, run.playbook_sha)
+        assert pinned is not None
+        compiled = copy.deepcopy(pinned.compiled)
+        for step in compiled["steps"]:
+            step.pop("report", None)
+        session.add(PlaybookVersion(sha256="0" * 64, playbook_id="gas-leak", version=1,
+                                    compiled=compiled, first_used_at=pinned.first_used_at))
+        run.playbook_sha = "0" * 64
+        session.add(run)
+        # Its rows as they were written then: no kind.
+        for row in session.exec(select(StepInstance).where(StepInstance.run_id == run_id)):
+            row.report_kind = None
+            session.add(row)
+    clock.set(datetime(2026, 3, 2, 3, 0, tzinfo=UTC))
+    got = count(demo)
+    assert figures(got.total.all) == (0, 0, 0, 0) and got.reports == [] and got.unsure == []
