@@ -12,6 +12,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import hotspot_case
 from gas_leak_walk import complete, finish, start, steps
 from sqlalchemy import event
 from sqlmodel import select
@@ -255,3 +256,24 @@ def test_a_run_pinned_before_report_existed_is_not_counted(
     clock.set(datetime(2026, 3, 2, 3, 0, tzinfo=UTC))
     got = count(demo)
     assert figures(got.total.all) == (0, 0, 0, 0) and got.reports == [] and got.unsure == []
+
+
+def test_a_hotspot_never_checked_on_site_misses_its_hours_feedback(
+        demo: Runtime, clock: ManualClock) -> None:
+    """The hotspot's 核查反馈 has no condition: owed an hour after the alert, though nobody
+    took the alert, so the community never checked on site (the chain it waits on)."""
+    run = lifecycle.start_run(demo, playbook_id=hotspot_case.PLAYBOOK, unit_id="jiangling",
+                              params=hotspot_case.PARAMS, actor=hotspot_case.DUTY_OFFICER)
+    drain_wakes(demo)
+    clock.advance(timedelta(minutes=59))
+    assert count(demo).reports == []
+    clock.advance(timedelta(minutes=2))
+    got = count(demo)
+    assert [(r.run_id, r.kind, r.step_key, r.handed_out, r.unit_id, r.owner_id)
+            for r in got.reports] == [(run.id, "首报", "feedback", False, "jiangling", "maluan")]
+    with read_session(demo.db) as session:
+        taking = session.exec(select(StepInstance).where(
+            StepInstance.run_id == run.id, StepInstance.step_key == "receive")).one()
+    assert taking.status == "ready"  # the first unfinished step of the chain, handed out
+    assert got.reports[0].held_up_by == taking.title
+    assert figures(got.total.all) == (1, 0, 0, 1)
