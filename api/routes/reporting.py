@@ -189,7 +189,10 @@ def reporting(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
     """信息报送考核 (manager): per unit of `level` within `unit`, the month's reports (steps a
     playbook marks `report:`, each round and item one report) due, on time, late (迟报, mean
     and worst lateness), missed (漏报) and the on-time rate, by kind too, ranked; and each
-    late or missed report with its run. Definitions: flows/reporting.py."""
+    late or missed report with its run. A report due from the alert that was never handed out
+    (a step before it never done) is 漏报 once its deadline passes where the run's facts make
+    it owed (`handed_out` false, `held_up_by`); where they cannot tell, it is in `unsure`
+    (待核实), not counted. Definitions: flows/reporting.py, flows/report_owed.py."""
     return _reporting(rt, person, month, level, unit)[0]
 
 
