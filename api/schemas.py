@@ -239,6 +239,36 @@ class ReassignCandidates(BaseModel):
     count: int = Field(description="All who match `q`, of whom `data` holds the first `limit`")
 
 
+class HeldUpPublic(BaseModel):
+    step: str
+    title: str = Field(description="The task whose finish let this one be handed out")
+    done_at: datetime
+    done_at_local: str
+
+
+class DeadlineBasisPublic(BaseModel):
+    """How a deadline counted from the run's start (the alert) was set (flows/deadline_basis.py)."""
+
+    counted_from: str = Field(description="run: from the run's start (for a response, the "
+                              "alert: 接报)")
+    since: datetime
+    since_local: str
+    deadline: datetime = Field(description="The deadline as the rule counts it (before any "
+                               "extension)")
+    deadline_local: str
+    text: str = Field(description="As the task page says it: 时限自接报（11:02）起算，"
+                      "应于11:32前报送")
+    late_at_hand_out_minutes: int | None = Field(
+        default=None, description="Handed out after that deadline (the steps it waited on "
+        "finished late): by how many whole minutes, at least 1. 信息报送考核 counts such a "
+        "report 漏报 from the moment it is handed out, 迟报 once done")
+    held_up_by: HeldUpPublic | None = Field(
+        default=None, description="Handed out late: the person's task whose finish let it be "
+        "handed out (the last of its needs, followed back through automatic steps)")
+    late_text: str | None = Field(default=None, description="已超时10分钟才派发（等待“初步研判事件"
+                                  "等级和影响范围”，11:42完成）")
+
+
 class StepPublic(BaseModel):
     id: int | None = Field(description="null for a step not reached yet (no instance exists)")
     run_id: int
@@ -332,6 +362,11 @@ class StepPublic(BaseModel):
         default=None, description="The next round of a recurring step (`recur`), written "
         "ahead: when it will be handed out (it is pending until then)")
     scheduled_at_local: str | None = None
+    deadline_basis: DeadlineBasisPublic | None = Field(
+        default=None, description="Read singly (GET /api/tasks/{id}): for a deadline counted "
+        "from the run's start (a report due 30 minutes after the alert), what it counts from "
+        "and, when the task was handed out already past it, by how much and which step held "
+        "it up")
     rehanded_as: int | None = Field(
         default=None, description="A called-off task whose stage the run entered again: the "
         "task that replaced it (handed out again, or `skipped` when its `when` no longer "

@@ -65,7 +65,7 @@ from flows.holders import Holding
 from flows.ranking import RankingRow
 from flows.registers import street_of
 from flows.render import deadline_text
-from flows.reporting import ReportingRow, ordered_kinds
+from flows.reporting import Report, ReportingRow, ordered_kinds
 from flows.runtime import Runtime
 from models.hazard import Hazard, RiskPoint
 from models.register_queries import is_open_row
@@ -107,6 +107,9 @@ class Table:
     title: str
     columns: Sequence[Column]
     rows: Iterable[Sequence[Cell]]
+    # XLSX only: tables written after this one, each on its own sheet (信息报送考核's 明细);
+    # a CSV file holds one table, so a route offers those on their own (`detail=true`).
+    more: Sequence[Table] = ()
 
 
 # -- writers ---------------------------------------------------------------------------------
@@ -188,20 +191,23 @@ def _xlsx_cell(ws: Any, value: Cell) -> Any:
 
 
 def write_xlsx(table: Table, out: Any, *, max_rows: int = XLSX_MAX_ROWS) -> int:
-    """Write the table as an XLSX workbook to the binary file `out`; returns the row count."""
+    """Write the table (and those in its `more`, a sheet each after it) as an XLSX workbook to
+    the binary file `out`; returns the row count of all."""
     wb = Workbook(write_only=True)
-    sheets = 1
-    count = in_sheet = 0
+    count = 0
     try:
-        ws = _new_sheet(wb, table, sheets)
-        for row in table.rows:
-            if in_sheet >= max_rows:
-                sheets += 1
-                ws = _new_sheet(wb, table, sheets)
-                in_sheet = 0
-            ws.append([_xlsx_cell(ws, v) for v in row])
-            in_sheet += 1
-            count += 1
+        for each in (table, *table.more):
+            sheets = 1
+            in_sheet = 0
+            ws = _new_sheet(wb, each, sheets)
+            for row in each.rows:
+                if in_sheet >= max_rows:
+                    sheets += 1
+                    ws = _new_sheet(wb, each, sheets)
+                    in_sheet = 0
+                ws.append([_xlsx_cell(ws, v) for v in row])
+                in_sheet += 1
+                count += 1
     except BaseException:
         _discard(wb)
         raise
@@ -520,3 +526,40 @@ def reporting_rows(rows: Iterable[ReportingRow], month: str = "", basis: str = "
         for kind, f in [(ALL_KINDS, total.all), *ordered_kinds(total)]:
             yield [None, name, kind, f.due, f.on_time, f.late, f.mean_late_minutes,
                    f.max_late_minutes, f.missed, _percent(f.on_time_rate), month, basis]
+
+
+# 信息报送考核's 明细: each late or missed report (and each 待核实, never counted), as the page
+# lists them, with its run and task, so a manager hands on the "why" with the figures.
+REPORTING_DETAIL_TITLE = "明细"
+REPORTING_DETAIL_COLUMNS = (
+    Column("情况", 8), Column("报告类别", 10), Column("报告", 22), Column("事件所在单位", 14),
+    Column("计入单位", 14), Column("报送时限", 17), Column("完成/撤销时间", 17),
+    Column("迟报(分钟)", 11), Column("任务状态", 10), Column("是否派发", 9),
+    Column("说明", 36), Column("事件", 36), Column("事件编号", 9), Column("任务编号", 9),
+    Column("月份", 9),
+)
+NOT_HANDED_OUT_ZH = "未派发"
+
+
+def _detail_note(r: Report) -> str:
+    if r.depends_on is not None:
+        return f"是否应报取决于“{r.depends_on}”，该步骤未完成，待核实"
+    if not r.handed_out:
+        waiting = f"，等待“{r.held_up_by}”" if r.held_up_by else ""
+        return f"时限自接报起算，已过时限仍未派发{waiting}"
+    return ""
+
+
+def reporting_detail_rows(rt: Runtime, reports: Iterable[Report], month: str = "",
+                          status_zh: Mapping[str, str] | None = None) -> Iterator[list[Cell]]:
+    """One row per report: the late and missed ones, then the 待核实 (pass them in that
+    order); times in the bureau's zone, the deadline as deadlines print (24:00)."""
+    names = status_zh or {}
+    for r in reports:
+        yield [r.outcome, r.kind, r.title, rt.org.unit_name(r.unit_id),
+               rt.org.unit_name(r.owner_id) if r.owner_id else "（层级以上，仅计入合计）",
+               deadline(r.due_at, rt.tz), local(r.done_at, rt.tz),
+               None if r.late_seconds is None else round(r.late_seconds / 60, 1),
+               names.get(r.status, r.status) if r.handed_out else NOT_HANDED_OUT_ZH,
+               YES if r.handed_out else NO, _detail_note(r), r.run_title, r.run_id,
+               r.step_id, month]

@@ -24,6 +24,20 @@ it is already done.
   done. A report called off before its deadline was not owed and is not counted; nor is a
   step passed over (`when` false). A report still open is 漏报 until it is done, and 迟报
   from then on: the figures are live.
+- 漏报 too, a report **never handed out** (no row: a step it waits on was never done) whose
+  deadline counts from the alert (`from: run`) and has passed, where the run's facts make it
+  owed (flows/report_owed.py). Where they cannot tell yet (its `when` reads a step never
+  done), it is not counted but listed as 待核实 (`Reporting.unsure`).
+- A report handed out already past its deadline (a 重大 judged 40 minutes after the alert
+  hands out the 30-minute verbal report late) is 漏报 from the moment it is handed out, 迟报
+  once done: the deadline is the law's, from the alert. The task page says so
+  (flows/deadline_basis.py).
+
+**Runs from before `report:`** have no `report_kind` on their rows and are not counted, nor
+backfilled: the playbook version each such run pinned has no `report:` key (the key came with
+the column, and a pinned version is never rewritten), so a backfill "from the pinned playbook"
+finds nothing by construction; one from today's files would hold those runs to rules (from the
+alert) they did not run under, their deadlines having been counted another way.
 
 **Where a report belongs**: where its event is, the row's `origin_unit_id` or else `unit_id`:
 the run's unit (a gas leak's community, even though the district's duty room writes its
@@ -51,6 +65,8 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from flows.ranking import check_level, check_not_future, month_bounds, ranked_units
+from flows.report_owed import unsent_reports
+from flows.runtime import Runtime
 from flows.spec import REPORT_KINDS
 from models import task as st
 from models.drill import real_runs
@@ -58,7 +74,7 @@ from models.org import OrgChart
 from models.run import Run
 from models.task import StepInstance
 
-ON_TIME, LATE, MISSED = "按时", "迟报", "漏报"
+ON_TIME, LATE, MISSED, UNSURE = "按时", "迟报", "漏报", "待核实"
 
 
 @dataclass
@@ -120,7 +136,7 @@ class ReportingRow:
 class Report:
     """One late or missed report, for "why": its run is one click away."""
 
-    step_id: int
+    step_id: int | None  # None: never handed out
     run_id: int
     run_title: str
     playbook_id: str
@@ -131,8 +147,12 @@ class Report:
     due_at: datetime
     done_at: datetime | None
     status: str
-    outcome: str  # 迟报 | 漏报
+    outcome: str  # 迟报 | 漏报 | 待核实
     late_seconds: int | None  # 迟报 only
+    step_key: str = ""
+    handed_out: bool = True  # False: no row (step_id None), never handed out
+    held_up_by: str | None = None  # never handed out: the step it waits on
+    depends_on: str | None = None  # 待核实: the unfinished step whether it is owed depends on
 
 
 @dataclass
@@ -145,6 +165,8 @@ class Reporting:
     rows: list[ReportingRow]
     total: ReportingRow  # every report in the scope, those above the level too
     reports: list[Report]  # the late and missed ones, by deadline
+    # Never handed out, whether owed unknown (待核实): not counted, listed (report_owed.py).
+    unsure: list[Report] = field(default_factory=list)
 
 
 def _minutes(seconds: Fraction) -> float:
@@ -184,7 +206,8 @@ def _report_rows(session: Session, start: datetime, end: datetime) -> Iterable[A
     where_unit = func.coalesce(StepInstance.origin_unit_id, StepInstance.unit_id)
     query = (select(StepInstance.id, StepInstance.run_id, StepInstance.report_kind,
                     where_unit, StepInstance.status, StepInstance.due_at,
-                    StepInstance.done_at, StepInstance.title, Run.title, Run.playbook_id)
+                    StepInstance.done_at, StepInstance.title, Run.title, Run.playbook_id,
+                    StepInstance.step_key)
              .join(Run, Run.id == StepInstance.run_id)  # type: ignore[arg-type]
              .where(StepInstance.report_kind.is_not(None),  # type: ignore[union-attr]
                     StepInstance.due_at >= start,  # type: ignore[operator]
@@ -196,10 +219,13 @@ def _report_rows(session: Session, start: datetime, end: datetime) -> Iterable[A
 def monthly_reporting(
     session: Session, *, org: OrgChart, month: str, tz: ZoneInfo, now: datetime,
     level: str = "street", within: str | None = None, units: Sequence[str] | None = None,
+    rt: Runtime | None = None,
 ) -> Reporting:
     """The reporting figures of the units of `level` within `within` (default: the whole
     org; or exactly `units`) for `month`, as of `now` (a later month is refused, the current
-    one counted to now)."""
+    one counted to now). With `rt` (its pinned playbooks, calendar and expressions: the API
+    always gives it), the reports never handed out are counted too (flows/report_owed.py);
+    without, the report rows alone."""
     check_level(level)
     start, end = month_bounds(month, tz)
     check_not_future(month, tz, now)
@@ -213,7 +239,7 @@ def monthly_reporting(
                          unit_name=org.unit_name(within or org.root_id))
     reports: list[Report] = []
     for (step_id, run_id, kind, unit_id, status, due_at, done_at, title, run_title,
-         playbook_id) in _report_rows(session, start, as_of):
+         playbook_id, step_key) in _report_rows(session, start, as_of):
         if scope is not None and unit_id not in scope:
             continue
         due, done = _utc(due_at), _utc(done_at)
@@ -231,11 +257,32 @@ def monthly_reporting(
                 step_id=step_id, run_id=run_id, run_title=run_title, playbook_id=playbook_id,
                 title=title, kind=kind, unit_id=unit_id, owner_id=target, due_at=due,
                 done_at=done, status=status, outcome=outcome,
-                late_seconds=late if outcome == LATE else None))
+                late_seconds=late if outcome == LATE else None, step_key=step_key))
+    unsure: list[Report] = []
+    for u in unsent_reports(session, rt, start, as_of) if rt is not None else ():
+        if scope is not None and u.unit_id not in scope:
+            continue
+        target = owner.get(u.unit_id)
+        if u.owed:
+            total.add(u.kind, MISSED, 0)
+            if target is not None:
+                rows[target].add(u.kind, MISSED, 0)
+        (reports if u.owed else unsure).append(Report(
+            step_id=None, run_id=u.run_id, run_title=u.run_title, playbook_id=u.playbook_id,
+            title=u.title, kind=u.kind, unit_id=u.unit_id, owner_id=target, due_at=u.due_at,
+            done_at=u.ended_at, status=st.PENDING, outcome=MISSED if u.owed else UNSURE,
+            late_seconds=None, step_key=u.step_key, handed_out=False,
+            held_up_by=u.held_up_by, depends_on=u.depends_on))
     rank_rows(list(rows.values()))
     return Reporting(month=month, level=level, start=start, end=end, as_of=as_of,
                      rows=sorted(rows.values(), key=lambda r: (r.rank, r.position)),
-                     total=total, reports=reports)
+                     total=total, reports=sorted(reports, key=_by_deadline),
+                     unsure=sorted(unsure, key=_by_deadline))
+
+
+def _by_deadline(r: Report) -> tuple[datetime, int, int, str]:
+    # Rows come by (deadline, id); one never handed out has no id: after them, by run.
+    return (r.due_at, 0 if r.step_id is not None else 1, r.step_id or r.run_id, r.step_key)
 
 
 def ordered_kinds(row: ReportingRow) -> list[tuple[str, Figures]]:

@@ -9,8 +9,9 @@ Chinese first."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -69,7 +70,8 @@ class ReportingRowPublic(FiguresPublic):
 
 
 class ReportPublic(BaseModel):
-    step_id: int = Field(description="The report's task (GET /api/tasks/{step_id})")
+    step_id: int | None = Field(description="The report's task (GET /api/tasks/{step_id}); "
+                                "none for a report never handed out (handed_out false)")
     run_id: int = Field(description="Its run (GET /api/runs/{run_id}, the page /runs/{run_id})")
     run_title: str
     playbook: str
@@ -84,10 +86,19 @@ class ReportPublic(BaseModel):
     done_at: datetime | None = Field(description="Done (迟报), or called off (漏报 of a run "
                                      "cancelled or ended)")
     done_at_local: str | None
-    outcome: str = Field(description="迟报 | 漏报")
+    outcome: str = Field(description="迟报 | 漏报 | 待核实 (in `unsure` only)")
     late_minutes: float | None = Field(description="迟报: how late, minutes, 1 decimal")
     status: str
-    status_zh: str
+    status_zh: str = Field(description="The task's status as people read it; 未派发 for a "
+                           "report never handed out")
+    step: str = Field(default="", description="The playbook step (verbal, system-report, ...)")
+    handed_out: bool = Field(default=True, description="False: never handed out, a step it "
+                             "waits on never done; its deadline counted from the alert "
+                             "(`from: run`) has passed (flows/report_owed.py)")
+    held_up_by: str | None = Field(default=None, description="Never handed out: the step it "
+                                   "waits on (初步研判事件等级和影响范围)")
+    depends_on: str | None = Field(default=None, description="待核实: the step never done "
+                                   "whose result says whether the report was owed")
 
 
 class ReportingPublic(BaseModel):
@@ -106,9 +117,15 @@ class ReportingPublic(BaseModel):
     total: ReportingRowPublic = Field(description="Every report in the scope (rank 0), those "
                                       "of units above the level too")
     data: list[ReportingRowPublic]
-    reports: list[ReportPublic] = Field(description="The late and missed reports, by deadline")
+    reports: list[ReportPublic] = Field(description="The late and missed reports, by deadline "
+                                        "(those never handed out too: handed_out false)")
+    unsure: list[ReportPublic] = Field(
+        default_factory=list, description="待核实: reports never handed out whose deadline "
+        "passed but whether they were owed depends on a step never done (a leak alerted as 一般 "
+        "never judged: was it 重大?). Not counted in any figure; listed so none vanishes")
 
 
+NOT_HANDED_OUT = "未派发"
 REPORTING_ORDER = ["on_time_rate desc", "missed asc", "late asc", "mean_late_minutes asc"]
 
 
@@ -133,7 +150,10 @@ def report_view(rt: Runtime, r: Report) -> ReportPublic:
         done_at_local=rt.renderer.local(r.done_at) if r.done_at is not None else None,
         outcome=r.outcome,
         late_minutes=None if r.late_seconds is None else round(r.late_seconds / 60, 1),
-        status=r.status, status_zh=STATUS_ZH.get(r.status, r.status))
+        status=r.status,
+        status_zh=STATUS_ZH.get(r.status, r.status) if r.handed_out else NOT_HANDED_OUT,
+        step=r.step_key, handed_out=r.handed_out, held_up_by=r.held_up_by,
+        depends_on=r.depends_on)
 
 
 def _reporting(rt: Runtime, person: str, month: str | None, level: str, unit: str | None
@@ -150,7 +170,7 @@ def _reporting(rt: Runtime, person: str, month: str | None, level: str, unit: st
     now = rt.clock.now()
     with read_session(rt.db) as session:
         found = monthly_reporting(session, org=rt.org, month=month or previous_month(now, rt.tz),
-                                  tz=rt.tz, now=now, level=level, within=scope)
+                                  tz=rt.tz, now=now, level=level, within=scope, rt=rt)
     total = row_view(found.total).model_copy(update={"rank": 0})
     view = ReportingPublic(
         month=found.month, level=level, unit=scope, timezone=rt.settings.timezone,
@@ -158,7 +178,8 @@ def _reporting(rt: Runtime, person: str, month: str | None, level: str, unit: st
         end_local=rt.renderer.deadline(found.end), as_of=found.as_of,
         as_of_local=rt.renderer.deadline(found.as_of), order=REPORTING_ORDER,
         kinds=list(REPORT_KINDS), total=total, data=[row_view(r) for r in found.rows],
-        reports=[report_view(rt, r) for r in found.reports])
+        reports=[report_view(rt, r) for r in found.reports],
+        unsure=[report_view(rt, r) for r in found.unsure])
     return view, found
 
 
@@ -168,20 +189,37 @@ def reporting(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
     """信息报送考核 (manager): per unit of `level` within `unit`, the month's reports (steps a
     playbook marks `report:`, each round and item one report) due, on time, late (迟报, mean
     and worst lateness), missed (漏报) and the on-time rate, by kind too, ranked; and each
-    late or missed report with its run. Definitions: flows/reporting.py."""
+    late or missed report with its run. A report due from the alert that was never handed out
+    (a step before it never done) is 漏报 once its deadline passes where the run's facts make
+    it owed (`handed_out` false, `held_up_by`); where they cannot tell, it is in `unsure`
+    (待核实), not counted. Definitions: flows/reporting.py, flows/report_owed.py."""
     return _reporting(rt, person, month, level, unit)[0]
+
+
+DetailQ = Annotated[bool, Query(description="true: the 迟报、漏报明细 alone (each late, missed "
+                               "or 待核实 report with its run and task), as CSV or XLSX")]
 
 
 @router.get("/api/reporting/export")
 def export_reporting(rt: RuntimeDep, person: CurrentPerson, month: MonthQ = None,
                      level: LevelQ = "street", unit: UnitQ = None,
-                     format: Format = "xlsx") -> StreamingResponse:
+                     format: Format = "xlsx", detail: DetailQ = False) -> StreamingResponse:
     """信息报送考核 as CSV or XLSX (manager): each unit's row for all its reports (报告类别
     全部), then one per kind it had due; last the 合计 rows of the whole scope, as the page
-    ends with (those of units above the level counted too)."""
+    ends with (those of units above the level counted too). XLSX adds a second sheet, 明细:
+    every late or missed report (those never handed out too), then the 待核实, each with its
+    deadline and times (the bureau's zone), its run and task. `detail=true` gives the 明细
+    alone (a CSV holds one table)."""
     fmt = check_format(format)
     view, found = _reporting(rt, person, month, level, unit)
+    listed = exports.reporting_detail_rows(rt, [*found.reports, *found.unsure], view.month,
+                                           status_zh=STATUS_ZH)
+    details = exports.Table(f"信息报送考核明细{view.month}" if detail
+                            else exports.REPORTING_DETAIL_TITLE,
+                            exports.REPORTING_DETAIL_COLUMNS, listed)
+    if detail:
+        return download(rt, fmt, details)
     basis = f"实时统计（截至 {view.as_of_local}）"
     rows = exports.reporting_rows(found.rows, view.month, basis, total=found.total)
     return download(rt, fmt, exports.Table(f"信息报送考核{view.month}",
-                                            exports.REPORTING_COLUMNS, rows))
+                                            exports.REPORTING_COLUMNS, rows, more=(details,)))

@@ -10,7 +10,9 @@ from sqlmodel import col, select
 from api.deps import MAX_ROW, CurrentPerson, Offset, RowId, RuntimeDep
 from api.schemas import (
     Completion,
+    DeadlineBasisPublic,
     Extension,
+    HeldUpPublic,
     ReassignCandidate,
     ReassignCandidates,
     Reassignment,
@@ -25,6 +27,7 @@ from api.schemas import (
 )
 from flows import tasks
 from flows.access import can_read_step, can_read_unit, listing_units, unit_and_below
+from flows.deadline_basis import DeadlineBasis, deadline_basis
 from flows.output_checks import earlier_records, paired_records
 from flows.runtime import Runtime
 from models.db import read_session
@@ -199,7 +202,8 @@ def _shown(rt: Runtime, step: StepInstance, run: Run | None) -> StepPublic:
     called_off = step.status == CANCELLED  # handed out again since: as which task
     pairs = run is not None and spec is not None and bool(spec.item_needs)
     needs = run is not None and spec is not None and bool(spec.needs)
-    if called_off or pairs or needs:
+    from_run = spec is not None and spec.due is not None and spec.due.from_ == "run"
+    if called_off or pairs or needs or from_run:
         with read_session(rt.db) as session:
             if called_off:
                 view.rehanded_as = rehanded_as(session, run_id=step.run_id, step_id=step.id or 0)
@@ -207,4 +211,20 @@ def _shown(rt: Runtime, step: StepInstance, run: Run | None) -> StepPublic:
                 view.paired = paired_records(session, run, step, spec)  # type: ignore[arg-type]
             if needs:
                 view.earlier = earlier_records(session, rt, run, spec)  # type: ignore[arg-type]
+            if from_run and run is not None and spec is not None:
+                basis = deadline_basis(session, rt, run,
+                                       rt.catalog.pinned(session, run.playbook_sha), spec, step)
+                view.deadline_basis = basis_view(rt, basis) if basis is not None else None
     return view
+
+
+def basis_view(rt: Runtime, b: DeadlineBasis) -> DeadlineBasisPublic:
+    held = b.held_up_by
+    return DeadlineBasisPublic(
+        counted_from=b.counted_from, since=b.since, since_local=rt.renderer.local(b.since),
+        deadline=b.deadline, deadline_local=rt.renderer.deadline(b.deadline), text=b.text,
+        late_at_hand_out_minutes=b.late_at_hand_out_minutes,
+        held_up_by=HeldUpPublic(step=held.key, title=held.title, done_at=held.done_at,
+                                done_at_local=rt.renderer.local(held.done_at))
+        if held is not None else None,
+        late_text=b.late_text)

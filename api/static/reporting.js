@@ -1,7 +1,9 @@
 // 信息报送考核: how timely each unit's reports were in a month (GET /api/reporting, counted in
 // flows/reporting.py): due, on time, 迟报 (mean and worst lateness), 漏报 and the on-time rate,
 // by kind under each unit, ranked; below, every late or missed report, each linked to its run
-// so a manager can see why. The month, level and scope are kept in the address.
+// so a manager can see why (one never handed out says which step it still waits on), then the
+// 待核实 ones (whether owed depends on a step never done: listed, not counted). The month,
+// level and scope are kept in the address.
 import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage } from "/static/closeloop.js";
 import { defaultLevel, drawUnits } from "/static/unit_scope.js";
 
@@ -58,23 +60,46 @@ function drawTable(answer) {
   wrap.append(h("table", { id: "reporting-table" }, h("thead", {}, head), h("tbody", {}, rows)));
 }
 
+// What became of a report: done (when), or not (its task's status; never handed out: the
+// step it still waits on, its deadline counted from the alert all the same).
+function doneText(r) {
+  if (!r.handed_out) {
+    const waiting = r.held_up_by ? `，等待“${r.held_up_by}”` : "";
+    return r.done_at_local ? `未派发，事件已于${r.done_at_local}结束或撤销${waiting}` : `未派发（时限自接报起算${waiting}）`;
+  }
+  if (r.done_at_local) return `${r.done_at_local}${r.outcome === "漏报" ? `（${r.status_zh}）` : ""}`;
+  return `未报（${r.status_zh}）`;
+}
+
+// The report's own task when it was handed out; else its step's title, linking nowhere.
+const reportCell = (r) => (r.step_id === null ? h("td", { text: r.title }) : h("td", {}, h("a", { href: `/tasks/${r.step_id}`, text: r.title })));
+
+function reportTable(id, list, lastHeader, lastCell) {
+  const head = h("tr", {}, ["情况", "报告类别", "报告", "单位", "时限", lastHeader, "迟报(分钟)", "事件"].map(
+    (t) => h("th", { scope: "col", text: t })));
+  const rows = list.map((r) => h("tr", { class: "overdue-row", dataset: { step: String(r.step_id ?? ""), run: String(r.run_id), kind: r.kind } }, [
+    h("td", { text: r.outcome }), h("td", { text: r.kind }), reportCell(r),
+    h("td", { text: r.unit_name }), h("td", { text: r.due_at_local }),
+    h("td", { text: lastCell(r) }),
+    h("td", { class: "num", text: minutes(r.late_minutes) }),
+    h("td", {}, h("a", { href: `/runs/${r.run_id}`, title: "查看该事件的流程和时间线", text: r.run_title })),
+  ]));
+  return h("table", { id }, h("thead", {}, head), h("tbody", {}, rows));
+}
+
 function drawReports(answer) {
   const wrap = clear($("#reports"));
   if (answer.reports.length === 0) {
     wrap.append(h("p", { class: "empty", text: "本月该范围内没有迟报、漏报。" }));
-    return;
+  } else {
+    wrap.append(reportTable("reports-table", answer.reports, "完成时间", doneText));
   }
-  const head = h("tr", {}, ["情况", "报告类别", "报告", "单位", "时限", "完成时间", "迟报(分钟)", "事件"].map(
-    (t) => h("th", { scope: "col", text: t })));
-  const rows = answer.reports.map((r) => h("tr", { class: "overdue-row", dataset: { step: String(r.step_id), run: String(r.run_id) } }, [
-    h("td", { text: r.outcome }), h("td", { text: r.kind }),
-    h("td", {}, h("a", { href: `/tasks/${r.step_id}`, text: r.title })),
-    h("td", { text: r.unit_name }), h("td", { text: r.due_at_local }),
-    h("td", { text: r.done_at_local ? `${r.done_at_local}${r.outcome === "漏报" ? `（${r.status_zh}）` : ""}` : `未报（${r.status_zh}）` }),
-    h("td", { class: "num", text: minutes(r.late_minutes) }),
-    h("td", {}, h("a", { href: `/runs/${r.run_id}`, title: "查看该事件的流程和时间线", text: r.run_title })),
-  ]));
-  wrap.append(h("table", { id: "reports-table" }, h("thead", {}, head), h("tbody", {}, rows)));
+  const unsure = clear($("#unsure"));
+  $("#unsure-section").hidden = answer.unsure.length === 0;
+  if (answer.unsure.length > 0) {
+    unsure.append(reportTable("unsure-table", answer.unsure, "待核实原因",
+      (r) => `是否应报取决于“${r.depends_on}”，该步骤未完成`));
+  }
 }
 
 const zoneName = (tz) => (["Asia/Shanghai", "Asia/Chongqing", "Asia/Harbin", "PRC"].includes(tz) ? "北京时间" : tz);
@@ -84,7 +109,8 @@ function drawPeriod(answer) {
   $("#period").textContent = `${answer.month} 统计期间（按报送时限）：${answer.start_local} 至 ${answer.end_local}` +
     (current ? `（本月尚未结束，统计至 ${answer.as_of_local}；未到时限的报告不计）` : "") + `（${zoneName(answer.timezone)}）`;
   $("#order").textContent = `排名依据，依次比较：${answer.order.map((o) => ORDER_ZH[o] || o).join("、")}；` +
-    "四项相同者并列。迟报：时限后完成；漏报：时限已过仍未完成，或事件在时限后撤销、结束。";
+    "四项相同者并列。迟报：时限后完成；漏报：时限已过仍未完成，或事件在时限后撤销、结束；" +
+    "自接报起算时限的报告，前一环节未办而未派发的，时限一过也计漏报。";
 }
 
 startPage(async (who) => {
@@ -120,6 +146,8 @@ startPage(async (who) => {
       shown = null;
       clear($("#table"));
       clear($("#reports"));
+      clear($("#unsure"));
+      $("#unsure-section").hidden = true;
       $("#period").textContent = "";
       $("#order").textContent = "";
       showError(err);
@@ -144,14 +172,16 @@ startPage(async (who) => {
   $("#reporting-form").addEventListener("change", () => apply());
   window.addEventListener("popstate", () => { state = readState(); clearFlash(); fill(); load(); });
 
-  for (const format of ["csv", "xlsx"]) {
-    $(`#export-${format}`).addEventListener("click", async (event) => {
+  // The Excel file carries the 明细 as its second sheet; 导出明细 gives it alone, as CSV.
+  for (const [selector, format, detail] of [["#export-csv", "csv", false], ["#export-xlsx", "xlsx", false], ["#export-detail-csv", "csv", true]]) {
+    $(selector).addEventListener("click", async (event) => {
       const button = event.currentTarget;
       const unit = state.unit || who.unit_id;
       const params = { month: shown ? shown.month : state.month, level: state.level || defaultLevel(who, unit), unit, format };
+      if (detail) params.detail = "true";
       button.disabled = true;
       try {
-        const name = await download(`/api/reporting/export${query(params)}`, `信息报送考核.${format}`);
+        const name = await download(`/api/reporting/export${query(params)}`, `信息报送考核${detail ? "明细" : ""}.${format}`);
         flash(`已导出 ${name}`);
       } catch (err) {
         showError(err);

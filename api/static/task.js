@@ -244,6 +244,13 @@ function drawSummary() {
     rows.push(row("期限", h("span", { id: "due-local", text: task.due_at_local || "" }),
       counting ? " · " : null, counting ? dueSpan(task.due_at, task.overdue) : null));
     if (task.due_estimated) rows.push(row("期限说明", h("span", { id: "due-estimated", class: "meta", text: task.due_estimated })));
+    // A deadline counted from the alert (the 30-minute verbal report), not from the hand-out:
+    // said plainly, and so is a hand-out already past it, with the step that held it up.
+    const basis = task.deadline_basis;
+    if (basis) {
+      rows.push(row("时限起算", h("span", { id: "deadline-basis", text: basis.text }),
+        basis.late_text ? h("span", { id: "handed-out-late", class: "overdue", text: `；${basis.late_text}` }) : null));
+    }
   } else if (task.scheduled_at) {
     // A round written ahead (recur): handed out at its time, due counted from then.
     rows.push(row("下达时间", h("span", { id: "scheduled-local", text: task.scheduled_at_local || "" })));

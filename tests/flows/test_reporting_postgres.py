@@ -42,7 +42,7 @@ def test_the_months_figures_on_postgresql(prt: Runtime, clock: ManualClock) -> N
     try:
         with read_session(prt.db) as session:
             got = monthly_reporting(session, org=prt.org, month="2026-03", tz=prt.tz,
-                                    now=clock.now())
+                                    now=clock.now(), rt=prt)
     finally:
         event.remove(prt.db, "before_cursor_execute", grab)
     rows = {r.unit_id: r for r in got.rows}
@@ -55,6 +55,10 @@ def test_the_months_figures_on_postgresql(prt: Runtime, clock: ManualClock) -> N
         assert (r.due, r.on_time, r.late, r.missed) == (w["due"], w["on_time"], w["late"],
                                                         w["missed"])
     assert [r.run_id for r in got.reports][:2] == [s.late, s.missed]
+    # 坪环's 一般 leak, never judged and left open: whether its verbal and system reports
+    # were owed is not known (flows/report_owed.py), so listed, never counted.
+    assert [(r.run_id, r.kind, r.outcome, r.handed_out) for r in got.unsure] == [
+        (s.maluan_open, "口头报告", "待核实", False), (s.maluan_open, "系统首报", "待核实", False)]
 
     # The planner may take the partial index (it has no statistics to prefer a scan of a
     # tiny table otherwise, so sequential scans are turned off to ask what it can use).
