@@ -10,7 +10,16 @@ verification: `done_at`), as the run page's 逾期 counts it; a verifier's delay
 verifier's ladder, not the assignee's lateness. A report (`report:`) is the exception: it is
 finished when signed off, since only then does it go out (as 信息报送考核 counts it). The
 first report is the step marked `report: 首报` (else the first message the run sent to a
-channel, a duty office), in minutes from the start (接报)."""
+channel, a duty office), in minutes from the start (接报).
+
+A drill ended by its commander (结束演练, flows/drill_end.py) is read as the exercise it was: a
+task the end overtook past its deadline was missed (未完成, late to the end); one not yet due
+was not owed, and is its own outcome (演练结束时未到期), neither done nor a failure. The
+summary says how the run ended, when and by whom (`ended`).
+
+Each row's 单位 (`unit_name`) is the unit of whoever did or held the task (finished it, else
+signed for it), as the drill tests that unit's people; the step's own unit where nobody held
+it, and always in `step_unit_name`."""
 
 from __future__ import annotations
 
@@ -21,10 +30,11 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from flows.access import require_read_run
+from flows.drill_end import DRILL_END
 from flows.lifecycle import load_run
 from flows.runtime import Runtime
 from models import task as st
-from models.audit import ACTOR_NAMES, AuditEvent
+from models.audit import ACTOR_NAMES, SYSTEM, AuditEvent
 from models.db import read_session, session_scope
 from models.drill import marked_document
 from models.errors import Forbidden, InvalidInput
@@ -42,10 +52,16 @@ LONGEST_SHOWN = 5
 TEMPLATE = "evaluation/drill-evaluation.md.j2"
 
 # How a step instance went, as the report prints it.
-ON_TIME, LATE, MISSED, OPEN, NO_DEADLINE, CALLED_OFF = (
-    "on_time", "late", "missed", "open", "no_deadline", "called_off")
+ON_TIME, LATE, MISSED, OPEN, NO_DEADLINE, CALLED_OFF, ENDED_NOT_DUE = (
+    "on_time", "late", "missed", "open", "no_deadline", "called_off", "ended_not_due")
 OUTCOME_ZH = {ON_TIME: "按时", LATE: "超时", MISSED: "未完成", OPEN: "进行中（未到期）",
-              NO_DEADLINE: "已完成（无时限）", CALLED_OFF: "已撤销/无需办理"}
+              NO_DEADLINE: "已完成（无时限）", CALLED_OFF: "已撤销/无需办理",
+              ENDED_NOT_DUE: "演练结束时未到期"}
+OUTCOMES = tuple(OUTCOME_ZH)
+# How a run that is no longer running ended (summary `ended.how`).
+ENDED_HOW_ZH = {"drill_end": "结束演练", "response_end": "结束响应", "cancelled": "取消",
+                "finished": "各环节完成"}
+STOPPED = ("run_completed", "run_cancelled")
 
 
 def may_evaluate(rt: Runtime, person: str, run: Run) -> bool:
@@ -90,10 +106,11 @@ def _minutes(later: datetime, earlier: datetime) -> int:
     return max(0, int((later - earlier).total_seconds() // 60))
 
 
-def _outcome(step: StepInstance, finished: _Finished, run: Run, now: datetime
-             ) -> tuple[str, int | None]:
+def _outcome(step: StepInstance, finished: _Finished, run: Run, now: datetime,
+             overtaken: frozenset[int] = frozenset()) -> tuple[str, int | None]:
     """(outcome, minutes late): minutes late of a task finished late, or of one never finished
-    counted to the run's end (or now, while it runs and the deadline has passed)."""
+    counted to the run's end (or now, while it runs and the deadline has passed). `overtaken`:
+    the steps a drill's end called off (its event's `called_off_ids`)."""
     if step.status == st.SKIPPED:
         return CALLED_OFF, None
     if step.status == st.CANCELLED and finished.at is None:
@@ -105,6 +122,10 @@ def _outcome(step: StepInstance, finished: _Finished, run: Run, now: datetime
         stopped = step.done_at or run.finished_at
         if step.due_at is not None and stopped is not None and stopped > step.due_at:
             return MISSED, _minutes(stopped, step.due_at)
+        if step.id in overtaken:
+            # The exercise ended before this was owed: not a failure, and not 已撤销 either,
+            # which would read as if someone had decided it was not needed.
+            return ENDED_NOT_DUE, None
         return CALLED_OFF, None
     if finished.at is not None:
         if step.due_at is None:
@@ -151,20 +172,65 @@ def evaluate(rt: Runtime, *, run_id: int, actor: str) -> dict[str, Any]:
         assessed = session.exec(select(AuditEvent).where(
             AuditEvent.run_id == run_id, AuditEvent.action == ASSESSED)
             .order_by(col(AuditEvent.id))).all()
-    return _view(rt, run, list(steps), first_report, list(assessed))
+        stop = session.exec(select(AuditEvent).where(
+            AuditEvent.run_id == run_id, col(AuditEvent.action).in_(STOPPED))
+            .order_by(col(AuditEvent.id).desc()).limit(1)).first() \
+            if run.status != RUNNING else None
+    return _view(rt, run, list(steps), first_report, list(assessed), stop)
+
+
+def _unit_name(rt: Runtime, unit_id: str) -> str:
+    unit = rt.org.units.get(unit_id)
+    return unit.name if unit else unit_id
+
+
+def _holder_unit(rt: Runtime, step: StepInstance, finished: _Finished) -> str:
+    """The unit of whoever did the task (finished it, else signed for it): a street's task
+    done by a community head shows the community. The step's unit where nobody held it, or
+    the person has left the org chart."""
+    for who in (finished.by, step.acked_by):
+        person = rt.org.people.get(who) if who else None
+        if person is not None:
+            return person.unit_id
+    return step.unit_id
+
+
+def _ended(rt: Runtime, stop: AuditEvent | None) -> dict[str, Any] | None:
+    """How the run ended, when and by whom: 结束演练, 结束响应, 取消, or by itself (its last
+    step done); None while it runs."""
+    if stop is None:
+        return None
+    detail = stop.detail or {}
+    if stop.action == "run_cancelled":
+        how = "cancelled"
+    elif detail.get(DRILL_END):
+        how = "drill_end"
+    elif stop.actor != SYSTEM and "ended_by" in detail:
+        how = "response_end"
+    else:
+        how = "finished"
+    said = detail.get("note") or detail.get("reason")
+    return {"how": how, "how_zh": ENDED_HOW_ZH[how], "at": stop.at,
+            "at_local": rt.renderer.local(stop.at), "by": stop.actor,
+            "by_name": _name(rt, stop.actor), "note": said if isinstance(said, str) else None,
+            "called_off": len(detail.get("called_off_ids") or ()) if how == "drill_end"
+            else None}
 
 
 def _view(rt: Runtime, run: Run, steps: list[StepInstance], first_report: datetime | None,
-          assessed: list[AuditEvent]) -> dict[str, Any]:
+          assessed: list[AuditEvent], stop: AuditEvent | None = None) -> dict[str, Any]:
     now, local = rt.clock.now(), rt.renderer.local
+    detail = (stop.detail or {}) if stop is not None else {}
+    overtaken = frozenset(detail.get("called_off_ids") or ()) if detail.get(DRILL_END) \
+        else frozenset()
     rows: list[dict[str, Any]] = []
     for step in steps:
         finished = _finished(step)
-        outcome, late = _outcome(step, finished, run, now)
-        unit = rt.org.units.get(step.unit_id)
+        outcome, late = _outcome(step, finished, run, now, overtaken)
         rows.append({
             "id": step.id, "step": step.step_key, "title": step.title, "action": step.action,
-            "unit_name": unit.name if unit else step.unit_id, "status": step.status,
+            "unit_name": _unit_name(rt, _holder_unit(rt, step, finished)),
+            "step_unit_name": _unit_name(rt, step.unit_id), "status": step.status,
             "status_zh": st.STATUS_ZH.get(step.status, step.status),
             "ready_at": step.ready_at, "ready_at_local": local(step.ready_at),
             "acked_at": step.acked_at, "acked_at_local": local(step.acked_at),
@@ -187,12 +253,14 @@ def _view(rt: Runtime, run: Run, steps: list[StepInstance], first_report: dateti
         "late": sum(r["outcome"] == LATE for r in rows),
         "missed": sum(r["outcome"] == MISSED for r in rows),
         "open": sum(r["outcome"] == OPEN for r in rows),
+        "ended_not_due": sum(r["outcome"] == ENDED_NOT_DUE for r in rows),
         "escalated": sum(r["escalation_level"] > 0 for r in rows),
         "first_report_at_local": local(first_report),
         "first_report_minutes": _minutes(first_report, run.started_at) if first_report else None,
         "longest_delays": [{"id": r["id"], "title": r["title"], "unit_name": r["unit_name"],
                             "late_minutes": r["late_minutes"], "outcome_zh": r["outcome_zh"]}
                            for r in delays],
+        "ended": _ended(rt, stop),
     }
     history = [{"id": e.id, "at": e.at, "at_local": local(e.at), "by": e.actor,
                 "by_name": _name(rt, e.actor), "assessment": (e.detail or {}).get("assessment", "")}

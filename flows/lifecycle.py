@@ -400,9 +400,9 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
             StepInstance.run_id == run.id,
             StepInstance.status.in_([st.PENDING, *st.OPEN_STATUSES]),  # type: ignore[attr-defined]
         ).order_by(StepInstance.id)).all()  # type: ignore[arg-type]
-        return _stop(session, rt, run, playbook, actor, now, note, ended=True,
-                     detail={"ended_by": actor, "note": note, "unanswered": list(left),
-                             "stage": run.stage, "early": early})
+        return stop_run(session, rt, run, playbook, actor, now, note, ended=True,
+                        detail={"ended_by": actor, "note": note, "unanswered": list(left),
+                                "stage": run.stage, "early": early})
 
 
 def _refuse_dropping_follow_ups(session: Session, rt: Runtime, run: Run, playbook: Playbook,
@@ -446,15 +446,16 @@ def cancel_run(
     require_running(run)
     if actor != SYSTEM:
         _require_cancel_reason(rt, session, run, reason)
-    return _stop(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), actor,
-                 rt.clock.now(), reason, ended=False, detail={"reason": reason})
+    return stop_run(session, rt, run, rt.catalog.pinned(session, run.playbook_sha), actor,
+                    rt.clock.now(), reason, ended=False, detail={"reason": reason})
 
 
-def _stop(session: Session, rt: Runtime, run: Run, playbook: Playbook, actor: str,
-          now: datetime, said: str | None, *, ended: bool, detail: dict[str, Any]) -> Run:
-    """What ending a response (completed) and cancelling a run share: holders told, open
-    steps called off, the run finished, its event (with how many steps were stopped), the
-    segment woken, the register entry synced, child runs stopped with it."""
+def stop_run(session: Session, rt: Runtime, run: Run, playbook: Playbook, actor: str,
+             now: datetime, said: str | None, *, ended: bool, detail: dict[str, Any]) -> Run:
+    """What ending a response or a drill (completed) and cancelling a run share: holders
+    told, open steps called off, the run finished, its event (with how many steps were
+    stopped), the segment woken, the register entry synced, child runs still running stopped
+    with it (a drill's end ends its children first, flows/drill_end.py)."""
     tell_stopped(session, rt, run, actor, said, now, ended=ended)
     stopped = cancel_open_steps(session, run.id or 0, now=now)
     status = rs.COMPLETED if ended else rs.CANCELLED

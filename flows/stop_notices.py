@@ -1,4 +1,5 @@
-"""Who is told when a run is stopped (cancelled, or a response ended), and in what words.
+"""Who is told when a run is stopped (cancelled, a response ended, a drill ended: 【演练】演练结束),
+and in what words.
 
 Three groups, each told once:
 
@@ -23,6 +24,7 @@ from flows.recipients import notification_rows
 from flows.runtime import Runtime
 from models import task as st
 from models.audit import ACTOR_NAMES
+from models.drill import is_drill
 from models.outbox import Notification
 from models.run import Run
 from models.task import StepInstance
@@ -43,13 +45,21 @@ def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: st
         return
     who = rt.org.people[actor].name if actor in rt.org.people else ACTOR_NAMES.get(actor, actor)
     why = f"，{'说明' if ended else '原因'}：{reason}" if reason else ""
-    title, done = ("【响应结束】", "宣布结束响应") if ended else ("【已撤销】", "撤销")
     kind = "ended" if ended else "cancelled"
-    stopped = f"{run.title} 已由{who}{done}{why}。"
-    for_holders = stopped + "你在此流程中的未完成任务已停止，无需再办理。"
-    # Neutral about what it was (a leak, a hazard under listed supervision, a campaign).
-    for_told = stopped + ("此前就此发出的报告、通知所涉处置已停止，特此告知。" if not ended
-                          else "此前就此发出的报告、通知所涉响应已结束，特此告知。")
+    if ended and is_drill(run):
+        # 结束演练 (flows/drill_end.py): the participants must know the exercise is over. The
+        # 【演练】 mark and the drill line are added where the rows are written (models/drill.py).
+        title = "演练结束："
+        stopped = f"{run.title} 演练已由{who}宣布结束{why}。"
+        for_holders = stopped + "你在此演练中的未完成任务已停止，无需再办理。"
+        for_told = stopped + "此前就此演练发出的报告、通知所涉演练已结束，特此告知。"
+    else:
+        title, done = ("【响应结束】", "宣布结束响应") if ended else ("【已撤销】", "撤销")
+        stopped = f"{run.title} 已由{who}{done}{why}。"
+        for_holders = stopped + "你在此流程中的未完成任务已停止，无需再办理。"
+        # Neutral about what it was (a leak, a hazard under listed supervision, a campaign).
+        for_told = stopped + ("此前就此发出的报告、通知所涉处置已停止，特此告知。" if not ended
+                              else "此前就此发出的报告、通知所涉响应已结束，特此告知。")
     known = [p for p in told_people if p in rt.org.people]
     rows = notification_rows(  # holders not reached by a message: the inbox, as their task
         rt.org, people=sorted(holders - set(known)), kind=kind, title=f"{title}{run.title}",

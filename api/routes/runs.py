@@ -1,4 +1,5 @@
-"""Runs: start, list, read (steps, escalations, timeline), cancel, stage, end a staged response."""
+"""Runs: start, list, read (steps, escalations, timeline), cancel, stage, end a staged response
+or a drill (结束演练), and the evaluation (演练评估 / 复盘)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlmodel import Session
 
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.document_html import document_html
+from api.evaluation_schemas import EvaluationPublic
 from api.holdup import holdups
 from api.schemas import (
     AssessmentBody,
@@ -27,6 +29,7 @@ from api.schemas import (
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
 from flows.concurrent import overlapping_runs
+from flows.drill_end import end_run
 from flows.drills import read_drill
 from flows.evaluation import assess, evaluate
 from flows.lateness import step_late_days
@@ -162,8 +165,16 @@ def complete(run_id: RowId, rt: RuntimeDep, person: CurrentPerson,
              body: EndBody | None = None) -> RunPublic:
     """End a staged response (commander): in its last stage with that stage's work in, the
     run completes; earlier stages' open tasks are called off and listed in the timeline
-    (flows/lifecycle.end_response). 409 with what is still owed otherwise."""
-    lifecycle.end_response(rt, run_id=run_id, actor=person, note=body.note if body else None)
+    (flows/lifecycle.end_response). 409 with what is still owed otherwise; 422 naming `run`
+    for a real run of a playbook without stages (it ends with its last step, or is cancelled).
+
+    A drill (演练) of any playbook is ended at any point (结束演练, flows/drill_end.py), by a
+    commander who may cancel it: the run completes (not 已取消); its open tasks are called off
+    and listed in the timeline's `run_completed` event (`drill_end`, `unanswered`), its
+    running child runs end with it, and those who held open tasks, the verifiers waiting and
+    whoever its messages reached are told 【演练】演练结束 with the optional `note`. 409 once
+    it is no longer running."""
+    end_run(rt, run_id=run_id, actor=person, note=body.note if body else None)
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
         steps, _, events = run_detail(session, run_id=run_id)
@@ -206,20 +217,22 @@ def next_round(run_id: RowId, body: NextRound, rt: RuntimeDep,
                      spec=rt.catalog.pinned(rt.db, run.playbook_sha).step(handed.step_key))
 
 
-@router.get("/{run_id}/evaluation")
+@router.get("/{run_id}/evaluation", response_model=EvaluationPublic)
 def evaluation(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
     """演练评估 of a drill, 复盘 of a real event (the same view): per task, when it was handed
     out, signed for and finished, against its deadline (`outcome`: on_time, late with
-    `late_minutes`, missed, open, no_deadline, called_off), the escalation level it reached and
-    who acted; a `summary` (on time / late / missed, the first report's minutes from the
-    alert, the longest delays); the assessments written so far (the latest in `assessment`);
-    and the rendered 演练评估报告 (`report` as Markdown, `html` for the page). For
-    commanders and managers of the run's unit or above."""
+    `late_minutes`, missed, open, no_deadline, called_off, ended_not_due: open when 结束演练
+    ended the drill, not yet due), the escalation level it reached and who acted, under the
+    unit of whoever did it; a `summary` (on time / late / missed, the first report's minutes
+    from the alert, the longest delays, how the run `ended`, when and by whom); the
+    assessments written so far (the latest in `assessment`); and the rendered 演练评估报告
+    (`report` as Markdown, `html` for the page). For commanders and managers of the run's
+    unit or above."""
     view = evaluate(rt, run_id=run_id, actor=person)
     return view | {"html": document_html(view["report"])}
 
 
-@router.post("/{run_id}/evaluation")
+@router.post("/{run_id}/evaluation", response_model=EvaluationPublic)
 def assess_run(run_id: RowId, body: AssessmentBody, rt: RuntimeDep,
                person: CurrentPerson) -> dict[str, Any]:
     """Write the evaluation's assessment (问题与整改建议): a new event in the run's timeline,

@@ -1,7 +1,8 @@
 // 演练评估 (复盘 of a real event): each task of the run against its deadline, the summary,
 // the evaluator's written assessments (each save a new one, the earlier kept) and the report
 // as it prints. Commanders and managers of the run's unit read and write it; anyone else is
-// shown the API's refusal.
+// shown the API's refusal. 单位 is the unit of whoever did or held the task (the API's
+// unit_name), the step's own where nobody did.
 import {
   $, api, clear, clearFlash, drillBanner, flash, h, markField, showError, startPage,
 } from "/static/closeloop.js";
@@ -24,13 +25,19 @@ function drawSummary(ev) {
     : `${s.first_report_at_local} 报出，距接报 ${s.first_report_minutes} 分钟`;
   const longest = s.longest_delays.map((d) => `${d.title}（${d.unit_name}，${d.late_minutes} 分钟）`)
     .join("；") || "无";
+  // How it ended, when and by whom (结束演练, 结束响应, 取消; or its last step done).
+  const end = s.ended;
+  const ended = end ? [`${end.at_local} ${end.how_zh}`, end.how === "finished" ? null : end.by_name,
+    end.note ? `说明：${end.note}` : null].filter(Boolean).join("，") : null;
   clear($("#eval-summary")).append(
     ...fact("事件", `${ev.title}（${ev.unit_name}）`),
     ...(ev.drill ? fact("演练方式", ev.drill.title ? `${ev.drill.kind}：${ev.drill.title}` : ev.drill.kind) : []),
+    ...(ended ? fact("结束", ended) : []),
     ...fact("按时完成", `${s.on_time} 项`),
     ...fact("超时完成", `${s.late} 项`),
     ...fact("未完成", `${s.missed} 项`),
     ...fact("未到期", `${s.open} 项`),
+    ...(end && end.how === "drill_end" ? fact("演练结束时未到期", `${s.ended_not_due} 项`) : []),
     ...fact("触发督办", `${s.escalated} 项`),
     ...fact("首报", first),
     ...fact("延误最长", longest),

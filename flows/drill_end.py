@@ -1,0 +1,83 @@
+"""结束演练: a commander ends a drill (演练) at any point, and it reads as a finished exercise.
+
+Without it a gas-leak drill, which has no last stage to end, could only be cancelled, and a
+good exercise read 已取消 on the runs list, the run page and its evaluation. Ended, the drill is
+`completed`; its open tasks are called off (their timers and escalations stop, their pending
+requests for more time lapse) and listed by title in the timeline's `run_completed` event,
+marked `drill_end`, with their ids (`called_off_ids`) so the evaluation can tell a task the
+end overtook from one called off otherwise; its child runs still running end the same way,
+first. Those who held open tasks, the verifiers waiting and whoever the drill's messages
+reached are told once, in the same words: 【演练】演练结束 (flows/stop_notices.py); nothing else
+is sent.
+
+A real event keeps its own rules (lifecycle.end_response: a staged response, at its last stage
+or earlier with a note; any other ends with its last step or is cancelled): `end_run` sends
+it there, so POST /api/runs/{id}/complete answers a real run exactly as before."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from flows.access import require_right
+from flows.lifecycle import end_response, load_run, require_running, stop_run
+from flows.progress import lock_run
+from flows.runtime import Runtime
+from models import run as rs
+from models import task as st
+from models.db import read_session, session_scope
+from models.drill import is_drill
+from models.run import Run
+from models.task import StepInstance
+
+DRILL_END = "drill_end"  # marks the run_completed event of a drill's end
+# What the end calls off: a task reached and not finished, or one still waiting (a later
+# round written ahead, a step waiting for its needs), as lifecycle's end and cancel do.
+_OPEN = (st.PENDING, *st.OPEN_STATUSES)
+
+
+def end_run(rt: Runtime, *, run_id: int, actor: str, note: str | None = None) -> Run:
+    """POST /api/runs/{id}/complete: a drill ends at once (end_drill); a real event by
+    end_response's rules, unchanged."""
+    with read_session(rt.db) as session:
+        run = load_run(session, run_id)
+    if is_drill(run):
+        return end_drill(rt, run_id=run_id, actor=actor, note=note)
+    return end_response(rt, run_id=run_id, actor=actor, note=note)
+
+
+def end_drill(rt: Runtime, *, run_id: int, actor: str, note: str | None = None) -> Run:
+    """End the drill `run_id` now, by a commander over its unit (who may also cancel it):
+    403 otherwise, 409 when it is no longer running. `note` (optional) is said to those told
+    and kept in the timeline."""
+    said = (note or "").strip() or None
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        require_right(rt.org, actor, "commander", run.unit_id)
+        lock_run(session, run)  # a task finished at the same moment: one after the other
+        require_running(run)
+        return _end(session, rt, run, actor, said, rt.clock.now(), parent=None)
+
+
+def _end(session: Session, rt: Runtime, run: Run, actor: str, note: str | None,
+         now: datetime, *, parent: int | None) -> Run:
+    for child in session.exec(select(Run).join(
+            StepInstance, col(StepInstance.id) == Run.parent_step_id).where(
+            StepInstance.run_id == run.id, Run.status == rs.RUNNING)
+            .order_by(col(Run.id))).all():
+        # A drill's child runs are the same drill (flows/drills.py): they end with it, by
+        # the same commander, rather than read 已取消 as a real parent's would.
+        lock_run(session, child)
+        _end(session, rt, child, actor, note, now, parent=run.id)
+    session.flush()
+    left = session.exec(select(StepInstance.id, StepInstance.title).where(
+        StepInstance.run_id == run.id, col(StepInstance.status).in_(_OPEN))
+        .order_by(col(StepInstance.id))).all()
+    detail = {DRILL_END: True, "ended_by": actor, "note": note,
+              "unanswered": [title for _, title in left],
+              "called_off_ids": [step_id for step_id, _ in left], "stage": run.stage}
+    if parent is not None:
+        detail["parent_run"] = parent
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
+    return stop_run(session, rt, run, playbook, actor, now, note, ended=True, detail=detail)
