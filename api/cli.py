@@ -269,6 +269,34 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_end(args: argparse.Namespace, settings: Settings) -> int:
+    """结束 from the operator console, as POST /api/runs/{id}/complete: a drill (结束演练) at
+    any point, a staged response by its rules. Always in a person's name (--as): who may end
+    a run is who may cancel it, the run's commanders, and the timeline says who did."""
+    from flows.drill_end import end_run
+    from flows.params import ParamValueError, check_text
+    from models.errors import Forbidden
+
+    if args.note is not None:
+        try:  # as the API's body checks it (api/schemas.py Note)
+            check_text(args.note)
+        except ParamValueError as exc:
+            raise InvalidInput("--note", exc.text) from None
+    rt = _runtime(settings)
+    if args.as_person not in rt.org.people:
+        raise InvalidInput("--as", f"人员 {args.as_person[:80]} 不存在 / unknown person "
+                           f"'{args.as_person[:80]}'")
+    try:
+        run = end_run(rt, run_id=args.run, actor=args.as_person, note=args.note)
+    except Forbidden as exc:
+        raise InvalidInput(f"--as {args.as_person}", str(exc)) from None
+    print(run.id)
+    said = ("【演练】演练已结束 / drill ended" if run.drill_kind is not None
+            else "响应已结束 / response ended")
+    print(f"{said}: #{run.id} {run.title}", file=sys.stderr)
+    return 0
+
+
 def _cli_params(items: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
     for item in items:
@@ -501,6 +529,14 @@ def parser() -> argparse.ArgumentParser:
                          "or 盲演; every message and document says 【演练】")
     st.add_argument("--drill-title", metavar="TITLE", help="the drill's name (with --drill)")
     st.set_defaults(func=cmd_start)
+    en = sub.add_parser("end", help="end a drill (结束演练) at any point, or a staged response "
+                        "by its rules, as POST /api/runs/{id}/complete; prints its id")
+    en.add_argument("run", type=int, metavar="RUN_ID")
+    en.add_argument("--as", dest="as_person", metavar="PERSON_ID", required=True,
+                    help="who ends it: a commander over the run's unit")
+    en.add_argument("--note", metavar="TEXT", help="said to those told (optional for a drill; "
+                    "a response ended before its last stage needs it)")
+    en.set_defaults(func=cmd_end)
     sw = sub.add_parser("sweep", help="run the deadline sweeper")
     sw.add_argument("--once", action="store_true", required=True)
     sw.set_defaults(func=cmd_sweep)

@@ -75,7 +75,8 @@ function drawHistory(ev) {
 
 function draw(ev) {
   $("#heading").textContent = `${ev.drill ? "【演练】" : ""}${ev.heading}`;
-  document.title = `${ev.heading} · ${ev.title} · closeloop`;
+  // The print's header and a saved PDF's name: a drill's says so, as its heading does.
+  document.title = `${ev.drill ? "【演练】" : ""}${ev.heading} · ${ev.title} · closeloop`;
   clear($("#drill-band")).append(...[drillBanner(ev.drill && { ...ev.drill, mark: "【演练】" })].filter(Boolean));
   drawSummary(ev);
   drawSteps(ev);

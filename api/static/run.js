@@ -1,8 +1,9 @@
 // One run as its commander watches it: who has which step, how long each has left (counted
 // down against the server's clock), which deadlines were missed and who was chased for them,
 // the documents it filed, and everything that happened, in order. A commander moves a staged
-// run (typhoon 633) to its next stage or cancels it, each after a second, explicit click on
-// the page itself (a browser's confirm dialog is easy to click away, and tests cannot see it).
+// run (typhoon 633) to its next stage, ends a drill (结束演练) or cancels a run, each after a
+// second, explicit click on the page itself (a browser's confirm dialog is easy to click away,
+// and tests cannot see it).
 import {
   $, ApiError, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, drillBanner, flash, h,
   liveCountdowns, query,
@@ -592,6 +593,8 @@ function detailLine(event, titles) {
     if (d.missed_rounds > 0) parts.push(`此前 ${d.missed_rounds} 轮因系统停止运行未按时下达，并入本轮`);
   }
   if (event.action === "round_withdrawn" && d.until_title) parts.push(`“${d.until_title}”已完成，不再续报`);
+  // 结束演练 (flows/drill_end.py): the drill ended by the commander, not by its last step.
+  if (event.action === "run_completed" && d.drill_end) parts.push(d.parent_run ? "随上级演练结束" : "结束演练");
   if (d.reason) parts.push(`原因：${d.reason}`);
   if (d.note) parts.push(`说明：${d.note}`);
   if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
@@ -869,8 +872,23 @@ function drawControls(run, pb) {
   // is in (the API says what is still owed), or earlier with the reason (the warning lifted
   // before landfall), rather than by jumping ahead and handing out every stage in between.
   const staged = Boolean(pb && pb.stages && pb.stages.length);
-  $("#end-form").hidden = !staged;
-  if (staged) {
+  // A drill (演练) of any playbook ends at any point by the commander's word (结束演练), so a
+  // good exercise reads 已完成, not 已取消; the note is optional.
+  const drill = Boolean(run.drill);
+  $("#end-form").hidden = !(staged || drill);
+  $("#end-label").textContent = drill ? "结束演练" : "结束响应";
+  $("#end-label-en").textContent = drill ? "end the drill" : "end the response";
+  $("#end-ask").textContent = drill ? "结束演练" : "结束响应";
+  $("#end-yes").textContent = drill ? "确认结束演练" : "确认结束响应";
+  if (drill) {
+    const note = $("#end-note");
+    note.setAttribute("aria-required", "false");
+    note.placeholder = "选填：例如 演练科目全部完成";
+    $("#end-hint").textContent = "（说明选填）";
+    $("#end-effect").textContent = "结束后演练记为已完成（不是已取消）。未完成的任务将停止并在时间线中列明："
+      + "已过期限的在演练评估中计为未完成，未到期的记为“演练结束时未到期”；任务负责人和此前收到本演练通知的单位"
+      + "将收到【演练】演练结束通知。";
+  } else if (staged) {
     const last = pb.stages[pb.stages.length - 1];
     const early = run.stage !== last;
     // Marked, not `required`: the API judges, and its refusal shows in the page.
@@ -976,7 +994,7 @@ function wireControls() {
   confirmed("end", async () => {
     const note = $("#end-note").value.trim();
     await api(`/api/runs/${RUN_ID}/complete`, { method: "POST", json: note ? { note } : {} });
-    return "响应已结束";
+    return state.run && state.run.drill ? "演练已结束" : "响应已结束";
   });
   confirmed("cancel", async () => {
     const reason = $("#reason").value.trim();

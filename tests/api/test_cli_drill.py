@@ -64,3 +64,48 @@ def test_a_bad_drill_kind_or_a_hazard_drill_is_refused_naming_it(tmp_path: Path)
             assert session.exec(select(Run)).all() == []
     finally:
         rt.db.dispose()
+
+
+def test_end_ends_a_drill_in_a_commanders_name(tmp_path: Path) -> None:
+    """`closeloop end RUN --as PERSON [--note]`: 结束演练 from the operator console, as POST
+    /api/runs/{id}/complete does it."""
+    drill = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe", "--as", "wang-qiang",
+                      "--param", "location=六和社区", "--drill")
+    run_id = drill.stdout.strip()
+    ended = closeloop(tmp_path, "end", run_id, "--as", "wang-qiang", "--note", "推演结束")
+    assert ended.returncode == 0, ended.stderr
+    assert ended.stdout.strip() == run_id
+    assert ended.stderr.startswith(f"【演练】演练已结束 / drill ended: #{run_id} 燃气泄漏")
+    rt = runtime_on(tmp_path)
+    try:
+        assert run_row(rt, int(run_id)).status == "completed"
+        [event] = run_events(rt, int(run_id), "run_completed")
+        assert (event.actor, event.detail["drill_end"], event.detail["note"]) == (
+            "wang-qiang", True, "推演结束")
+    finally:
+        rt.db.dispose()
+    again = closeloop(tmp_path, "end", run_id, "--as", "wang-qiang")
+    assert again.returncode == 2 and "流程已办结" in again.stderr
+
+
+def test_end_is_refused_naming_what_is_wrong_and_ends_nothing(tmp_path: Path) -> None:
+    drill = closeloop(tmp_path, "start", "gas-leak", "--unit", "liuhe", "--as", "wang-qiang",
+                      "--param", "location=六和社区", "--drill")
+    real = closeloop(tmp_path, "start", "gas-leak", "--unit", "heping", "--as", "wang-qiang",
+                     "--param", "location=和平社区")
+    drill_id, real_id = drill.stdout.strip(), real.stdout.strip()
+    for args, said in (
+            ((drill_id, "--as", "sun-li"), "error: --as sun-li: "),
+            ((drill_id, "--as", "nobody"), "error: --as: 人员 nobody 不存在"),
+            ((drill_id, "--as", "wang-qiang", "--note", "x" * 2001), "error: --note: "),
+            ((drill_id,), "缺少参数：--as"),
+            (("abc", "--as", "wang-qiang"), "RUN_ID 应为整数"),
+            ((real_id, "--as", "wang-qiang"), "error: run: 流程 燃气泄漏模块化应急处置 不分阶段")):
+        done = closeloop(tmp_path, "end", *args)
+        assert done.returncode == 2 and done.stdout == "", (args, done.stderr)
+        assert said in done.stderr, (args, done.stderr)
+    rt = runtime_on(tmp_path)
+    try:
+        assert {run_row(rt, int(i)).status for i in (drill_id, real_id)} == {"running"}
+    finally:
+        rt.db.dispose()
