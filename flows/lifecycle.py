@@ -369,7 +369,8 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
 
     Refused: a playbook without stages (it completes when its last step does, or is
     cancelled), an end before the last stage without a note, or one whose last stage still
-    has work."""
+    has work. A drill is not held to any of this: POST /api/runs/{id}/complete ends it at any
+    point (flows/drill_end.py)."""
     with session_scope(rt.db) as session:
         run, playbook = _commanded_staged_run(
             session, rt, run_id, actor, "run",

@@ -2,7 +2,8 @@
 (completed, by the same commander, never 已取消 as a real parent's children are); a drill of the
 staged 台风633 ends at any stage, with or without a note, where the real response keeps its
 rules (a note to end early; refused once people were moved); and end_run sends a real run to
-end_response unchanged. Real runtime and database; time moved with a ManualClock."""
+end_response unchanged. Real runtime and database (SQLite, and PostgreSQL for the row locks);
+time moved with a ManualClock."""
 
 from __future__ import annotations
 
@@ -57,6 +58,18 @@ def test_a_drills_child_runs_end_with_it_the_same_way(rt: Runtime, clock: Manual
     assert run_events(rt, child, "run_cancelled") == []
     summary = evaluate(rt, run_id=child, actor="s1-commander")["summary"]
     assert (summary["ended"]["how_zh"], summary["ended"]["by_name"]) == ("结束演练", "一街道指挥长")
+
+
+def test_a_drill_and_its_child_end_together_on_postgresql(pg_rt: Runtime, clock: ManualClock
+                                                         ) -> None:
+    """On PostgreSQL the end takes the run's row lock, then each child's (flows/progress.py
+    lock_run), parent before child as every other writer does."""
+    parent, child = with_child(pg_rt, clock, Drill(kind="桌面推演"))
+    end_run(pg_rt, run_id=parent, actor="s1-commander")
+    assert (run_row(pg_rt, parent).status, run_row(pg_rt, child).status) == (
+        "completed", "completed")
+    assert [e.detail["parent_run"] for e in run_events(pg_rt, child, "run_completed")] == [
+        parent]
 
 
 def test_a_real_parent_ending_still_cancels_its_children(rt: Runtime, clock: ManualClock
