@@ -34,7 +34,7 @@ from flows.drill_end import DRILL_END
 from flows.lifecycle import load_run
 from flows.runtime import Runtime
 from models import task as st
-from models.audit import ACTOR_NAMES, SYSTEM, AuditEvent
+from models.audit import ACTOR_NAMES, AuditEvent
 from models.db import read_session, session_scope
 from models.drill import marked_document
 from models.errors import Forbidden, InvalidInput
@@ -57,7 +57,6 @@ ON_TIME, LATE, MISSED, OPEN, NO_DEADLINE, CALLED_OFF, ENDED_NOT_DUE = (
 OUTCOME_ZH = {ON_TIME: "按时", LATE: "超时", MISSED: "未完成", OPEN: "进行中（未到期）",
               NO_DEADLINE: "已完成（无时限）", CALLED_OFF: "已撤销/无需办理",
               ENDED_NOT_DUE: "演练结束时未到期"}
-OUTCOMES = tuple(OUTCOME_ZH)
 # How a run that is no longer running ended (summary `ended.how`).
 ENDED_HOW_ZH = {"drill_end": "结束演练", "response_end": "结束响应", "cancelled": "取消",
                 "finished": "各环节完成"}
@@ -205,7 +204,7 @@ def _ended(rt: Runtime, stop: AuditEvent | None) -> dict[str, Any] | None:
         how = "cancelled"
     elif detail.get(DRILL_END):
         how = "drill_end"
-    elif stop.actor != SYSTEM and "ended_by" in detail:
+    elif "ended_by" in detail:  # lifecycle.end_response
         how = "response_end"
     else:
         how = "finished"

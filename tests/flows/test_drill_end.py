@@ -123,3 +123,21 @@ def test_a_typhoon_drill_ends_at_any_stage(demo: Runtime, clock: ManualClock) ->
     [ended] = run_events(demo, drill, "run_completed")
     assert ended.detail["drill_end"] is True and ended.detail["stage"] == "severe"
     assert ended.detail["note"] is None and ended.detail["unanswered"]
+
+
+def test_the_evaluation_says_how_a_real_response_and_a_cancelled_child_ended(
+        demo: Runtime, rt: Runtime, clock: ManualClock) -> None:
+    run = lifecycle.start_run(demo, playbook_id="typhoon-633", unit_id="maluan",
+                              params=TYPHOON, actor=STREET)
+    end_run(demo, run_id=run.id or 0, actor=STREET, note="台风转向，预警解除")
+    ended = evaluate(demo, run_id=run.id or 0, actor=STREET)["summary"]["ended"]
+    assert (ended["how"], ended["how_zh"], ended["by_name"], ended["note"]) == (
+        "response_end", "结束响应", "郝家豪", "台风转向，预警解除")
+    assert ended["by"] == STREET and ended["called_off"] is None
+    steps = evaluate(demo, run_id=run.id or 0, actor=STREET)["steps"]
+    assert "ended_not_due" not in {s["outcome"] for s in steps}  # a real end: 已撤销 as before
+
+    parent, child = with_child(rt, clock, None)
+    lifecycle.cancel_run(rt, run_id=parent, actor="s1-commander", reason="误报")
+    ended = evaluate(rt, run_id=child, actor="s1-commander")["summary"]["ended"]
+    assert (ended["how"], ended["how_zh"], ended["by"]) == ("cancelled", "取消", "system")
