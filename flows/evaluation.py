@@ -61,6 +61,9 @@ OUTCOME_ZH = {ON_TIME: "按时", LATE: "超时", MISSED: "未完成", OPEN: "进
 ENDED_HOW_ZH = {"drill_end": "结束演练", "response_end": "结束响应", "cancelled": "取消",
                 "finished": "各环节完成"}
 STOPPED = ("run_completed", "run_cancelled")
+# The reasons lifecycle._stop_children records for a child stopped with its parent, as the
+# report says them.
+_CHILD_REASONS_ZH = {"parent cancelled": "随上级流程取消", "parent ended": "随上级流程结束"}
 
 
 def may_evaluate(rt: Runtime, person: str, run: Run) -> bool:
@@ -209,9 +212,10 @@ def _ended(rt: Runtime, stop: AuditEvent | None) -> dict[str, Any] | None:
     else:
         how = "finished"
     said = detail.get("note") or detail.get("reason")
+    said = _CHILD_REASONS_ZH.get(said, said) if isinstance(said, str) else None
     return {"how": how, "how_zh": ENDED_HOW_ZH[how], "at": stop.at,
             "at_local": rt.renderer.local(stop.at), "by": stop.actor,
-            "by_name": _name(rt, stop.actor), "note": said if isinstance(said, str) else None,
+            "by_name": _name(rt, stop.actor), "note": said,
             "called_off": len(detail.get("called_off_ids") or ()) if how == "drill_end"
             else None}
 

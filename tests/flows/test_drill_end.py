@@ -140,4 +140,5 @@ def test_the_evaluation_says_how_a_real_response_and_a_cancelled_child_ended(
     parent, child = with_child(rt, clock, None)
     lifecycle.cancel_run(rt, run_id=parent, actor="s1-commander", reason="误报")
     ended = evaluate(rt, run_id=child, actor="s1-commander")["summary"]["ended"]
-    assert (ended["how"], ended["how_zh"], ended["by"]) == ("cancelled", "取消", "system")
+    assert (ended["how"], ended["how_zh"], ended["by"], ended["note"]) == (
+        "cancelled", "取消", "system", "随上级流程取消")
