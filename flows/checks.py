@@ -124,17 +124,17 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
         out += _paired(check.expr, step, where, ("checks", i, "expr"))
         out += _previous(check.expr, step, where, ("checks", i, "expr"), env)
         out += _previous(check.message, step, where, ("checks", i, "message"), env)
+        out += check_templated(check.message, where, ("checks", i, "message"), env)
+        if check.output is not None and check.output not in (step.outputs or {}):
+            out.append(where.at(("checks", i, "output"),
+                                not_known("填报项", "output", check.output,
+                                          list(step.outputs or {}))))
     if step.follow_up is not None:
         out += check_expression(step.follow_up.while_, where, ("follow_up", "while"), env)
         out += _previous(step.follow_up.while_, step, where, ("follow_up", "while"), env)
         if step.follow_up.label is not None:
             out += check_templated(step.follow_up.label, where, ("follow_up", "label"), env)
             out += _previous(step.follow_up.label, step, where, ("follow_up", "label"), env)
-        out += check_templated(check.message, where, ("checks", i, "message"), env)
-        if check.output is not None and check.output not in (step.outputs or {}):
-            out.append(where.at(("checks", i, "output"),
-                                not_known("填报项", "output", check.output,
-                                          list(step.outputs or {}))))
     for i, target in enumerate(step.not_by):
         if target not in env.step_set and not _in_broken(target, env):
             out.append(where.at(("not_by", i), not_known("步骤", "step", target, env.step_ids)))
@@ -161,13 +161,13 @@ def _previous(text: str, step: StepSource, where: Where, path: PathKey, env: Che
             "previous（上一次填报）只用于逐项跟踪（follow_up）的步骤",
             "'previous' (the record before) is only known on a step with 'follow_up'"))]
     out: list[SourceError] = []
-    sources = [("本步骤", "this step", step.outputs)] + [
-        (f"步骤 {need}", f"step '{need}'", dict.fromkeys(env.step_outputs[need]))
+    sources = [("本步骤的", "this step", step.outputs)] + [
+        (f"步骤 {need} 的", f"step '{need}'", dict.fromkeys(env.step_outputs[need]))
         for need in step.item_needs if need in env.step_outputs]
     for name in sorted(set(PREVIOUS_OUTPUT.findall(text))):
         for zh, en, outputs in sources:
             if outputs is not None and name not in outputs:
-                out.append(where.at(path, not_known(f"{zh}的填报项（previous.outputs）",
+                out.append(where.at(path, not_known(f"{zh}填报项（previous.outputs）",
                                                     f"output of {en} (previous.outputs)",
                                                     name, sorted(outputs))))
     return out
