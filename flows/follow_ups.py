@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 
 from flows.context import expression_context
 from flows.durations import add_after_deadline
-from flows.expressions import ExpressionError, evaluate, render_string
+from flows.expressions import ExpressionError, compile_expression, evaluate, render_string
 from flows.rehand import current, next_index
 from flows.step_rows import assignment, instance_row, item_key
 from models import task as st
@@ -125,7 +125,11 @@ def _owed(session: Session, rt: Runtime, run: Run, spec: StepSpec, row: StepInst
     value of an unexpected type) is logged and taken as true: asking a community once too
     often is better than never asking about people still away."""
     assert spec.follow_up is not None
-    context = expression_context(session, rt, run, item=row.item) | {"previous": follows}
+    context: dict[str, Any] = {"previous": follows}
+    # Read on every pass for each item's last round: the whole run's context (every step's
+    # records) only when the expression reads more than `previous`.
+    if compile_expression(spec.follow_up.while_).names - {"previous"}:
+        context = expression_context(session, rt, run, item=row.item) | context
     try:
         return bool(evaluate(spec.follow_up.while_, context))
     except ExpressionError as exc:
