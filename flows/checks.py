@@ -7,6 +7,7 @@ not a run at 3 a.m. Each problem is one SourceError at the offending value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,11 +122,19 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
     for i, check in enumerate(step.checks):
         out += check_expression(check.expr, where, ("checks", i, "expr"), env)
         out += _paired(check.expr, step, where, ("checks", i, "expr"))
+        out += _previous(check.expr, step, where, ("checks", i, "expr"), env)
+        out += _previous(check.message, step, where, ("checks", i, "message"), env)
         out += check_templated(check.message, where, ("checks", i, "message"), env)
         if check.output is not None and check.output not in (step.outputs or {}):
             out.append(where.at(("checks", i, "output"),
                                 not_known("填报项", "output", check.output,
                                           list(step.outputs or {}))))
+    if step.follow_up is not None:
+        out += check_expression(step.follow_up.while_, where, ("follow_up", "while"), env)
+        out += _previous(step.follow_up.while_, step, where, ("follow_up", "while"), env)
+        if step.follow_up.label is not None:
+            out += check_templated(step.follow_up.label, where, ("follow_up", "label"), env)
+            out += _previous(step.follow_up.label, step, where, ("follow_up", "label"), env)
     for i, target in enumerate(step.not_by):
         if target not in env.step_set and not _in_broken(target, env):
             out.append(where.at(("not_by", i), not_known("步骤", "step", target, env.step_ids)))
@@ -134,6 +143,33 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
         if target is not None and target not in env.step_set and not _in_broken(target, env):
             out.append(where.at(("outputs", name, "not_after_due"),
                                 not_known("步骤", "step", target, env.step_ids)))
+    return out
+
+
+PREVIOUS_OUTPUT = re.compile(r"\bprevious\.outputs\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _previous(text: str, step: StepSource, where: Where, path: PathKey, env: CheckEnv
+              ) -> list[SourceError]:
+    """`previous` is the record a round of `follow_up` follows: the item's `item_needs`
+    record for the first round, its own last round after. It exists only on such a step, and
+    an output it reads must be declared by both, or a round would read nothing."""
+    if not re.search(r"\bprevious\b", text):
+        return []
+    if step.follow_up is None:
+        return [where.at(path, zh_en(
+            "previous（上一次填报）只用于逐项跟踪（follow_up）的步骤",
+            "'previous' (the record before) is only known on a step with 'follow_up'"))]
+    out: list[SourceError] = []
+    sources = [("本步骤的", "this step", step.outputs)] + [
+        (f"步骤 {need} 的", f"step '{need}'", dict.fromkeys(env.step_outputs[need]))
+        for need in step.item_needs if need in env.step_outputs]
+    for name in sorted(set(PREVIOUS_OUTPUT.findall(text))):
+        for zh, en, outputs in sources:
+            if outputs is not None and name not in outputs:
+                out.append(where.at(path, not_known(f"{zh}填报项（previous.outputs）",
+                                                    f"output of {en} (previous.outputs)",
+                                                    name, sorted(outputs))))
     return out
 
 

@@ -34,7 +34,8 @@ from models.errors import CloseloopError
 # Top-level names every expression may use; helper functions (e.g. `units`) come on top,
 # from LoadContext.expression_names.
 # `paired` has values only in a step's `checks` (the item's record of each item_needs step).
-CONTEXT_NAMES = frozenset({"params", "run", "steps", "item", "outputs", "paired"})
+CONTEXT_NAMES = frozenset({"params", "run", "steps", "item", "outputs", "paired",
+                           "previous"})
 
 
 class ExpressionError(CloseloopError):

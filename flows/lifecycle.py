@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from flows import follow_ups
 from flows.access import nobody_for, require_right, require_start
 from flows.call_off import call_off as called_off
 from flows.call_off import pick
@@ -390,6 +391,8 @@ def end_response(rt: Runtime, *, run_id: int, actor: str, note: str | None = Non
                                "why (the warning was lifted)")
         if early:
             _refuse_dropping_follow_ups(session, rt, run, playbook, last_title)
+        if not early:
+            _refuse_dropping_people_away(session, run, playbook, last_title)
         state = step_state(session, run, playbook)
         owed = [] if early else [spec.title for spec in playbook.stage_steps(last)
                                  if not is_finished(state.get(spec.id, []))]
@@ -431,6 +434,26 @@ def _refuse_dropping_follow_ups(session: Session, rt: Runtime, run: Run, playboo
             f"{len(done)} record(s) of '{', '.join(spec.item_needs)}' are in and their "
             f"follow-up '{spec.id}' belongs to the last stage: enter it instead of ending early "
             "(the stages in between may be passed over)", current=run.stage)
+
+
+def _refuse_dropping_people_away(session: Session, run: Run, playbook: Playbook,
+                                 last_title: str) -> None:
+    """409 naming each item still followed up (`follow_up`: a community with people still in
+    the shelter, asked every day until none remain) and the round it is at: ending the
+    response would call those rounds off and nobody would ask about the people again."""
+    for spec in playbook.stage_steps(playbook.stages[-1]):
+        if spec.follow_up is None:
+            continue
+        rows = follow_ups.open_rounds(session, run, spec)
+        if not rows:
+            continue
+        prefix = f"{spec.title}（"
+        which = "；".join(r.title[len(prefix):-1] if r.title.startswith(prefix) else r.title
+                         for r in rows)
+        raise Conflict(
+            f"“{spec.title}”尚未结束：{which}。人员全部返回、跟踪闭环前不能结束响应，请督促社区按时"
+            f"填报 / '{spec.id}' is still following {len(rows)} item(s) up (people still "
+            f"away): the response cannot end before it closes", current=run.stage)
 
 
 def cancel_run(

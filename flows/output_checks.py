@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from flows.context import expression_context
 from flows.expressions import ExpressionError, evaluate, render_string
+from flows.follow_ups import previous_record
 from flows.progress import item_key
 from flows.rehand import current
 from flows.runtime import Runtime
@@ -95,6 +96,8 @@ def check_together(session: Session, rt: Runtime, run: Run, step: StepInstance,
         return
     context = expression_context(session, rt, run, item=step.item) | {
         "outputs": outputs, "paired": paired_records(session, run, step, spec)}
+    if spec.follow_up is not None:  # a round is checked against the record it follows
+        context["previous"] = previous_record(session, run, spec, step)
     for check in spec.checks:
         try:
             if evaluate(check.expr, context):

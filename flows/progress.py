@@ -6,16 +6,15 @@ that become ready are left for the next segment (flows/segments.py) to execute i
 from __future__ import annotations
 
 import itertools
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlmodel import Session, select
 
-from flows import rounds
+from flows import follow_ups, rounds
 from flows.context import expression_context
 from flows.durations import add_after_deadline, add_duration
 from flows.duty import DutyCut, duty_cut, fallback_events, task_group
@@ -26,7 +25,7 @@ from flows.registers import sync_entry
 from flows.rehand import called_off_open, next_index, pass_over, reached
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
-from flows.step_rows import assignment, instance_row
+from flows.step_rows import assignment, instance_row, item_key
 from flows.timers import TimerState, evaluate
 from models import run as run_status
 from models import task as st
@@ -74,7 +73,9 @@ def step_state(session: Session, run: Run, playbook: Playbook) -> dict[str, list
     query = select(StepInstance.step_key, StepInstance.status, func.count()).where(
         StepInstance.run_id == run.id)
     if playbook.recurring:  # a round written ahead is not part of the run yet (flows/rounds.py)
-        query = query.where(rounds.not_scheduled_clause())
+        # (a follow-up's round written ahead is: flows/follow_ups.py)
+        query = query.where(or_(rounds.not_scheduled_clause(), StepInstance.step_key.not_in(
+            [spec.id for spec in playbook.recurring])))  # type: ignore[attr-defined]
     rows = session.exec(query.group_by(StepInstance.step_key, StepInstance.status)).all()
     state: dict[str, list[str]] = defaultdict(list)
     for key, status, _count in rows:
@@ -85,6 +86,12 @@ def step_state(session: Session, run: Run, playbook: Playbook) -> dict[str, list
         if key not in state:  # instances handed out before the stage was passed over stand
             state[key].append(st.SKIPPED)
     return state
+
+
+def _statuses(session: Session, run: Run, key: str) -> list[str]:
+    """The statuses of one step's instances, as step_state has them (after a pass wrote some)."""
+    return list(session.exec(select(StepInstance.status).distinct().where(
+        StepInstance.run_id == run.id, StepInstance.step_key == key)).all())
 
 
 def is_finished(statuses: list[str]) -> bool:
@@ -142,6 +149,10 @@ def advance(
             else:
                 result.owed_waiting += len(owed[spec.id])
         if spec.id in state:
+            if spec.follow_up is not None:
+                if follow_ups.advance_items(session, rt, run, spec, now=now):
+                    state[spec.id] = _statuses(session, run, spec.id)
+                continue
             if spec.item_needs and st.PENDING in state[spec.id]:
                 released = release_waiting(session, rt, run, spec, now=now)
                 result.became_ready += len(released)
@@ -184,9 +195,14 @@ def advance(
             # Round by round with a recurring need: one instance per round handed out so far.
             items = rounds.round_items(session, run, spec.item_needs[0])
         waiting = _waiting(session, run, spec, items) if spec.item_needs else set()
+        if spec.follow_up is not None:  # every item waits: its first round is decided below
+            waiting = set(range(len(items)))
         instances = make_ready(session, rt, run, spec, items, now=now,
                                deadline_passed=possible, waiting=waiting)
         state[spec.id] = [st.READY]
+        if spec.follow_up is not None:
+            follow_ups.advance_items(session, rt, run, spec, now=now)
+            state[spec.id] = _statuses(session, run, spec.id)
         result.became_ready += len(instances)
         if spec.recur is not None:  # a first round still due at the next time stands for it
             rounds.schedule(session, rt, run, spec, number=2,
@@ -486,14 +502,6 @@ def release_waiting(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
     session.flush()
     announce(session, rt, run, spec, released, due_at, now=now)
     return released
-
-
-def item_key(item: Any) -> str:
-    """What pairs an item of one fan-out with the same item of another: a unit by its id,
-    anything else by its value."""
-    if isinstance(item, dict) and "id" in item:
-        return f"id:{item['id']}"
-    return json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _unfinished_partners(session: Session, run: Run, spec: StepSpec) -> set[str]:

@@ -54,10 +54,36 @@ def hand_out_due_round(session: Session, rt: Runtime, step_id: int, now: datetim
         return False
     playbook = rt.catalog.pinned(session, run.playbook_sha)
     spec = playbook.step(step.step_key)
+    if spec.follow_up is not None:
+        return _hand_out_follow_up(session, rt, run, spec, step, now=now)
     assert spec.recur is not None
     slot, missed = rounds.latest_slot(spec.recur, step.next_check_at, now, rt=rt)
     return _hand_out(session, rt, run, playbook, spec, step, slot=slot, now=now,
                      detail={"missed_rounds": missed} if missed else {})
+
+
+def _hand_out_follow_up(session: Session, rt: Runtime, run: Run, spec: StepSpec,
+                        step: StepInstance, *, now: datetime) -> bool:
+    """Hand out a follow-up round whose day has come (flows/follow_ups.py), due counted from
+    its time however late the sweep, to whoever holds the role now. The round after it is
+    decided when this one is handed in, on what it says."""
+    slot = step.next_check_at
+    assert slot is not None
+    due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=slot)
+    if spec.role:
+        step.assignee_unit_id, step.assignees = assignment(rt, spec.role, step.unit_id)
+    step.status, step.ready_at, step.due_at = st.READY, now, due_at
+    step.next_check_at = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at,
+                                     now=now)
+    step.version += 1
+    session.add(step)
+    session.flush()
+    add_event(session, at=now, actor=SYSTEM, action="round", run_id=run.id, step_id=step.id,
+              detail={"step": spec.id, "round": (step.item or {}).get("round"),
+                      "scheduled_at": slot.isoformat(), "follow_up": True})
+    announce(session, rt, run, spec, [step], due_at, now=now)
+    wake(session, run, "round", now=now)
+    return True
 
 
 def hand_out_now(session: Session, rt: Runtime, run: Run, spec: StepSpec, step: StepInstance,

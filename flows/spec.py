@@ -472,6 +472,29 @@ class RecurSpec(_Spec):
                     "report says the rest).")
 
 
+class FollowUpSpec(_Spec):
+    """Rounds of a fan-out step item by item, until each item's answer says it is over: a
+    community with people still in the shelter after the return is asked every day how many
+    came back and how many remain, until none remain (安置人员返回跟踪). The first round of an
+    item comes after its `item_needs` record, the next after each round handed in, while
+    `while` holds for the record before it (`previous`)."""
+
+    at: ClockTime = Field(
+        description="Local time of day each round is handed out, on the day after the record "
+                    "it follows was handed in (\"09:00\": one round a day at most).")
+    while_: str = Field(
+        alias="while", min_length=1,
+        description="An expression on `previous` (the item's record this round would follow: "
+                    "its `item_needs` record for the first round, its last round after), true "
+                    "while another round is owed, e.g. previous.outputs.remaining > 0. False "
+                    "for the need's record: the item gets no round (passed over).")
+    label: str | None = Field(
+        default=None,
+        description="Added to each round's title, may use {{ previous.outputs.x }}: the "
+                    "running count the person answers against, e.g. 上次仍在安置 "
+                    "{{ previous.outputs.remaining }} 人.")
+
+
 class RegisterSpec(_Spec):
     """Which steps give a run's register entry (台账) its deadline, plan and closure."""
 
@@ -612,6 +635,14 @@ class StepSource(_Spec):
         description="Hand the step out again in rounds (续报 at 08:00 and 17:00) until one of "
                     "`until` has finished; a step that waits for it item by item "
                     "(`item_needs`, no `for_each`) follows it round by round.",
+    )
+
+    follow_up: FollowUpSpec | None = Field(
+        default=None,
+        description="Hand each item of this fan-out out again, a round a day at `at`, while "
+                    "`while` holds for the item's record before (`previous`): 安置人员返回跟踪 "
+                    "until nobody remains in the shelter. Needs `for_each`, one `item_needs` "
+                    "(what the first round follows) and `due` from the round's hand-out.",
     )
 
     def phase_while(self, statuses: list[str]) -> str | None:

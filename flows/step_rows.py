@@ -4,6 +4,7 @@ a round's partner (flows/rounds.py, flows/round_start.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,3 +49,11 @@ def assignment(rt: Runtime, role: str, unit_id: str) -> tuple[str | None, list[s
     """Where `role` resolves for a step held at `unit_id`, and its holders there."""
     found_at, holders = rt.org.resolve_role(role, unit_id)
     return found_at, [p.id for p in holders]
+
+
+def item_key(item: Any) -> str:
+    """What pairs an item of one fan-out with the same item of another: a unit by its id,
+    anything else by its value."""
+    if isinstance(item, dict) and "id" in item:
+        return f"id:{item['id']}"
+    return json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)

@@ -77,6 +77,7 @@ def step_problems(step: StepSource) -> list[Problem]:
         out.append((("needs",), "同一步骤在 needs 中写了两次 / a step is listed twice in 'needs'"))
     out += _item_needs(step)
     out += _recur(step)
+    out += _follow_up(step)
     return out
 
 
@@ -189,3 +190,37 @@ def _shorter(a: Duration, b: Duration) -> bool:
     if a.is_working_days:
         return a.amount < b.amount
     return a.seconds() < b.seconds()
+
+
+def _follow_up(step: StepSource) -> list[Problem]:
+    """Rounds item by item (`follow_up`): a person's task per item of a fan-out, following
+    one record of the same item (`item_needs`), each round due counted from its own hand-out;
+    not also `recur` (rounds of the whole step), which is another kind of round."""
+    if step.follow_up is None:
+        return []
+    out: list[Problem] = []
+    if step.action != "task":
+        out.append((("follow_up",), f"follow_up（逐项跟踪）用于由人填报的任务步骤，这里是 action: "
+                                    f"{step.action} / 'follow_up' is for task steps a person "
+                                    f"answers, not {step.action}"))
+    if not step.for_each:
+        out.append((("follow_up",), "follow_up 逐项跟踪，须配合 for_each（如每个社区） / "
+                                    "'follow_up' goes item by item: the step needs a "
+                                    "'for_each'"))
+    if len(step.item_needs) != 1:
+        out.append((("follow_up",), "follow_up 须且只须写一个 item_needs：第一轮跟随的同项记录（如"
+                                    "本社区的“转移人员返回”） / 'follow_up' needs exactly one "
+                                    "'item_needs' step: the record of the same item the first "
+                                    "round follows"))
+    if step.recur is not None:
+        out.append((("recur",), "逐项跟踪（follow_up）的步骤不能同时按轮次重复（recur） / a step "
+                                "with 'follow_up' cannot also 'recur'"))
+    if step.due is None:
+        out.append((("follow_up",), "逐项跟踪的每一轮须有时限，请加上 due（从该轮下达起算） / "
+                                    "each round needs a deadline: add 'due' (from its hand-out)"))
+    elif step.due.from_ != "ready":
+        out.append((("due", "from"),
+                    f"逐项跟踪的每一轮时限从该轮下达起算（from: ready），不能从 {step.due.from_} "
+                    f"起算 / each round is due counted from its own hand-out (from: ready), not "
+                    f"from {step.due.from_}"))
+    return out

@@ -392,7 +392,8 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
     assert ("| 坪山社区 | 2026-03-03 14:00 | 10 人 | 2 人 | 已检查 |"
             " 2名危房住户在坪山实验学校过渡安置，社区跟踪 |") in body
     assert "| 新和社区 | 2026-03-03 14:00 | 40 人 | 0 人 | 已检查 | — |" in body
-    assert "合计已返回 58 人，仍在安置 2 人。仍在安置的人员由所在社区继续管理" in body
+    assert "合计已返回 58 人，仍在安置 2 人。仍在安置的人员由所在社区每日跟踪" in body
+    assert "| 坪山社区 | 0 次 | 0 人 | 2 人 | 2026-03-03 14:00 |" in body
     # The 3x3 measures unit by unit: the street did its 台风消息 measures, nobody else did
     # theirs before the summary, and the summary names who still owes them.
     assert "| 【台风消息】街道落实三项防御措施 | 1 | 1 | 1 | — | 无 |" in body
@@ -402,10 +403,23 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
     assert "未填报" not in body.split("## 三")[1].split("## 五")[0]  # all transfers and returns
     assert get_run(demo, run_id).status == "running"  # earlier measures still owed
 
-    # Every measure in: the run is complete.
+    # Every measure in, but 坪山社区 still has 2 people in the school: the run waits for them.
     for key, instances in rows(demo, run_id).items():
         if key != "summary" and any(r.status in ("ready", "acked") for r in instances):
             finish_all(demo, run_id, key)
+    assert get_run(demo, run_id).status == "running"
+    follow = rows(demo, run_id)["shelter-followup"]
+    assert [(r.unit_id, r.status) for r in follow] == [
+        ("liuhe", "skipped"), ("heping", "skipped"), ("pingshan-community", "pending"),
+        ("dongmen", "skipped"), ("xinhe", "skipped")]
+    # Its round comes the next morning at 09:00; handed in, nobody is left: the loop closes.
+    clock.advance(timedelta(hours=18))  # 03-04 10:00
+    sweep_once(demo)
+    round_one = rows(demo, run_id)["shelter-followup"][2]
+    assert round_one.status == "ready"
+    finish(demo, round_one, returned=2, remaining=0)
+    drain_wakes(demo)
+    assert [r.status for r in rows(demo, run_id)["return-closure"]] == ["done"]
     assert get_run(demo, run_id).status == "completed"
 
 
@@ -429,8 +443,11 @@ def test_a_return_with_people_still_away_keeps_them_in_the_summary(
         body = session.exec(select(Document.body).where(Document.run_id == run_id)).one()
     assert "合计 3 个社区，转移 12 人，应转未转 0 人。" in body
     assert "| 马峦社区 | 2026-03-02 09:00 | 1 人 | 3 人 | 已检查 | 房屋受损，投亲靠友 |" in body
-    assert ("合计已返回 9 人，仍在安置 3 人。仍在安置的人员由所在社区继续管理，直至返回。"
-            "\n\n## 五、灾情损失简况") in body
+    # Filed with the people still away, who are followed up from here (安置人员返回跟踪).
+    assert ("合计已返回 9 人，仍在安置 3 人。仍在安置的人员由所在社区每日跟踪（安置人员返回跟踪），"
+            "直至全部返回后归档“转移人员全部返回销号”。\n\n**安置人员返回跟踪**（截至2026-03-02 "
+            "09:00，目前仍在安置 3 人）") in body
+    assert "| 马峦社区 | 0 次 | 0 人 | 3 人 | 2026-03-02 09:00 |\n\n\n## 五、灾情损失简况" in body
     assert "人员转移闭环" not in body
 
 

@@ -1,0 +1,198 @@
+"""Rounds item by item (`follow_up`): a fan-out step asked again, item by item, until each
+item's own answer says it is over.
+
+A typhoon's 解除 asks every community who came back (转移人员返回). A community that still has
+12 people in the shelter is asked again the next day at 09:00 how many came back since and how
+many remain (安置人员返回跟踪), and again the day after, until none remain: "由社区继续管理直至
+返回" made a task with a deadline and a ladder, not a sentence in a report. A community whose
+people are all home gets no round at all.
+
+Each round is an instance of the step for the item. The first follows the item's `item_needs`
+record (the return), each later one the round before it: `previous` is that record, and
+`while` decides on it whether another round is owed. A round is written ahead as a scheduled
+row (pending, `next_check_at` at the day's `at`), which the sweeper hands out when the time
+comes (flows/round_start.py). Unlike `recur`'s rounds, a scheduled follow-up round is part of
+the run: the steps that need the follow-up (the 返回销号) and the run's completion wait for it,
+so nobody ends the response while people are still away without being told so.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session, select
+
+from flows.context import expression_context
+from flows.durations import add_after_deadline
+from flows.expressions import ExpressionError, compile_expression, evaluate, render_string
+from flows.rehand import current, next_index
+from flows.step_rows import assignment, instance_row, item_key
+from models import task as st
+from models.audit import SYSTEM
+from models.task import StepInstance
+from models.writes import add_event, insert_ignoring_duplicates
+
+if TYPE_CHECKING:
+    from flows.runtime import Runtime
+    from flows.spec import StepSpec
+    from models.run import Run
+
+log = logging.getLogger("closeloop.follow_ups")
+
+
+def record_view(row: StepInstance | None) -> dict[str, Any]:
+    """A record as `previous` reads it: empty outputs when there is none."""
+    if row is None:
+        return {"status": None, "unit": None, "outputs": {}, "round": 0}
+    round_no = row.item.get("round", 0) if isinstance(row.item, dict) else 0
+    return {"status": row.status, "unit": row.unit_id, "outputs": dict(row.outputs or {}),
+            "round": round_no, "done_at": row.done_at}
+
+
+def previous_record(session: Session, run: Run, spec: StepSpec, step: StepInstance
+                    ) -> dict[str, Any]:
+    """The record round `step` follows: the item's last round done before it, else the
+    item's record of the step's `item_needs` (the community's return)."""
+    mine = item_key(step.item)
+    rounds = [r for r in _rows(session, run, [spec.id])
+              if item_key(r.item) == mine and r.status == st.DONE
+              and r.item_index < step.item_index]
+    if rounds:
+        return record_view(rounds[-1])
+    needs = [r for r in _rows(session, run, spec.item_needs) if item_key(r.item) == mine]
+    return record_view(needs[-1] if needs else None)
+
+
+def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
+                  now: datetime) -> bool:
+    """Decide every item whose last record is in and not yet followed: an instance waiting
+    for its need (written when the step fanned out) whose need is finished, and a round done
+    with nothing after it. Where `while` holds, its next round is written ahead; where it does
+    not, a waiting instance is passed over (nothing to follow: everyone came home at the
+    return) and a done round is the item's last. True when anything was written."""
+    assert spec.follow_up is not None
+    needs = {item_key(r.item): r for r in _rows(session, run, spec.item_needs)}
+    last: dict[str, StepInstance] = {}
+    for row in _rows(session, run, [spec.id]):
+        last[item_key(row.item)] = row  # in item_index order: the item's latest
+    changed = False
+    for key, row in last.items():
+        if row.status == st.PENDING and row.next_check_at is None:
+            need = needs.get(key)
+            if need is not None and need.status not in st.FINISHED_STATUSES:
+                continue  # the return is not in yet
+            follows = record_view(need)
+            # A need not done (called off, passed over) recorded nobody to follow.
+            if need is not None and need.status == st.DONE and _owed(
+                    session, rt, run, spec, row, follows):
+                for name, value in _round_fields(rt, spec, row.item, row.unit_id, follows,
+                                                 number=1, after=need.done_at or now).items():
+                    setattr(row, name, value)
+                row.version += 1
+                session.add(row)
+            else:
+                row.status, row.done_at, row.version = st.SKIPPED, now, row.version + 1
+                session.add(row)
+                session.flush()
+                add_event(session, at=now, actor=SYSTEM, action="follow_up_not_needed",
+                          run_id=run.id, step_id=row.id, from_state=st.PENDING,
+                          to_state=st.SKIPPED,
+                          detail={"step": spec.id, "while": spec.follow_up.while_,
+                                  "follows": need.id if need is not None else None})
+            changed = True
+        elif row.status == st.DONE:
+            follows = record_view(row)
+            # Re-read on every pass until the item's next round is written: a done round
+            # whose `while` is false is the item's last, and stays so.
+            if not _owed(session, rt, run, spec, row, follows):
+                continue
+            fresh = instance_row(rt, run, spec, next_index(session, run, spec.id), row.item)
+            fresh |= {"version": 1} | _round_fields(
+                rt, spec, row.item, fresh["unit_id"], follows, number=follows["round"] + 1,
+                after=row.done_at or now)
+            insert_ignoring_duplicates(session, StepInstance, [fresh])
+            changed = True
+    if changed:
+        session.flush()
+    return changed
+
+
+def _owed(session: Session, rt: Runtime, run: Run, spec: StepSpec, row: StepInstance,
+          follows: dict[str, Any]) -> bool:
+    """`while` on the record the next round would follow. One that cannot be evaluated (a
+    value of an unexpected type) is logged and taken as true: asking a community once too
+    often is better than never asking about people still away."""
+    assert spec.follow_up is not None
+    context: dict[str, Any] = {"previous": follows}
+    # Read on every pass for each item's last round: the whole run's context (every step's
+    # records) only when the expression reads more than `previous`.
+    if compile_expression(spec.follow_up.while_).names - {"previous"}:
+        context = expression_context(session, rt, run, item=row.item) | context
+    try:
+        return bool(evaluate(spec.follow_up.while_, context))
+    except ExpressionError as exc:
+        log.warning("follow_up.while of step %s in run %s not evaluated: %s", spec.id, run.id,
+                    exc)
+        return True
+
+
+def _round_fields(rt: Runtime, spec: StepSpec, item: Any, unit_id: str,
+                  follows: dict[str, Any], *, number: int, after: datetime) -> dict[str, Any]:
+    """Round `number` of an item, written ahead for the `at` of the day after `after` (the
+    record it follows handed in), titled with its deadline and the running count it is
+    answered against, with whom it will go to."""
+    slot = next_slot(spec, after, rt=rt)
+    base = ({k: v for k, v in item.items() if k not in ("round", "at")}
+            if isinstance(item, dict) else {"value": item})
+    fields: dict[str, Any] = {
+        "item": base | {"round": number, "at": slot.astimezone(UTC).isoformat()},
+        "status": st.PENDING, "ready_at": None, "due_at": None, "next_check_at": slot}
+    fields["title"] = round_title(rt, spec, fields["item"], follows, slot)
+    if spec.role:  # shown on the run page as whose the next round will be
+        fields["assignee_unit_id"], fields["assignees"] = assignment(rt, spec.role, unit_id)
+    return fields
+
+
+def next_slot(spec: StepSpec, after: datetime, *, rt: Runtime) -> datetime:
+    """The `at` time of the local day after `after`: one round a day at most, however early
+    or late the record before it was handed in."""
+    assert spec.follow_up is not None
+    at = spec.follow_up.at
+    day = after.astimezone(rt.tz).date() + timedelta(days=1)
+    slot = datetime.combine(day, time(int(at[:2]), int(at[3:])), tzinfo=rt.tz)
+    return slot.astimezone(UTC)
+
+
+def round_title(rt: Runtime, spec: StepSpec, item: dict[str, Any], follows: dict[str, Any],
+                slot: datetime) -> str:
+    """安置人员返回跟踪（坪山社区，第2次，03-05 17:00前，上次仍在安置 2 人）: the unit, the
+    round, its deadline and (the playbook's `label`) the count it answers against, on the run
+    page, the task page, the inbox and every message about it."""
+    assert spec.follow_up is not None and spec.due is not None
+    parts = [str(item.get("name") or item.get("id") or item.get("value") or ""),
+             f"第{item['round']}次"]
+    due = add_after_deadline(slot, spec.due.after, calendar=rt.calendar, tz=rt.tz)
+    parts.append(f"{rt.renderer.deadline(due, '%m-%d %H:%M')}前")
+    if spec.follow_up.label:
+        try:
+            parts.append(render_string(spec.follow_up.label, {"previous": follows,
+                                                              "item": item}).strip())
+        except ExpressionError as exc:
+            log.warning("follow_up.label of step %s not rendered: %s", spec.id, exc)
+    return f"{spec.title}（{'，'.join(p for p in parts if p)}）"
+
+
+def open_rounds(session: Session, run: Run, spec: StepSpec) -> list[StepInstance]:
+    """The rounds still owed (written ahead or open): what ending the response would drop."""
+    return [r for r in _rows(session, run, [spec.id])
+            if r.status == st.PENDING and r.next_check_at is not None
+            or r.status in st.OPEN_STATUSES]
+
+
+def _rows(session: Session, run: Run, keys: list[str]) -> list[StepInstance]:
+    return current(session.exec(select(StepInstance).where(
+        StepInstance.run_id == run.id,
+        StepInstance.step_key.in_(keys),  # type: ignore[attr-defined]
+    ).order_by(StepInstance.item_index)).all())  # type: ignore[arg-type]
