@@ -77,7 +77,8 @@ def test_the_running_count_is_on_the_run_and_the_task_and_ending_early_is_refuse
     assert bad.status_code == 422
     assert bad.json()["field"] == "outputs.returned"
     assert bad.json()["detail"].startswith(
-        "outputs.returned: 本次返回 2 人与仍在安置 5 人之和应等于上次填报的仍在安置 8 人")
+        "outputs.returned: 本次返回 2 人、移交 0 人与仍在安置 5 人之和应等于上次填报的仍在安置 "
+        "8 人")
     good = app.post(f"/api/tasks/{ahead['id']}/complete", headers=head,
                     json={"outputs": {"returned": 3, "remaining": 5}, "note": "已核实"})
     assert good.status_code == 200, good.text

@@ -393,7 +393,7 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
             " 2名危房住户在坪山实验学校过渡安置，社区跟踪 |") in body
     assert "| 新和社区 | 2026-03-03 14:00 | 40 人 | 0 人 | 已检查 | — |" in body
     assert "合计已返回 58 人，仍在安置 2 人。仍在安置的人员由所在社区每日跟踪" in body
-    assert "| 坪山社区 | 0 次 | 0 人 | 2 人 | 2026-03-03 14:00 |" in body
+    assert "| 坪山社区 | 0 次 | 0 人 | 0 人 | 2 人 | 2026-03-03 14:00 |" in body
     # The 3x3 measures unit by unit: the street did its 台风消息 measures, nobody else did
     # theirs before the summary, and the summary names who still owes them.
     assert "| 【台风消息】街道落实三项防御措施 | 1 | 1 | 1 | — | 无 |" in body
@@ -447,7 +447,7 @@ def test_a_return_with_people_still_away_keeps_them_in_the_summary(
     assert ("合计已返回 9 人，仍在安置 3 人。仍在安置的人员由所在社区每日跟踪（安置人员返回跟踪），"
             "直至全部返回后归档“转移人员全部返回销号”。\n\n**安置人员返回跟踪**（截至2026-03-02 "
             "09:00，目前仍在安置 3 人）") in body
-    assert "| 马峦社区 | 0 次 | 0 人 | 3 人 | 2026-03-02 09:00 |\n\n\n## 五、灾情损失简况" in body
+    assert "| 马峦社区 | 0 次 | 0 人 | 0 人 | 3 人 | 2026-03-02 09:00 |\n\n\n## 五、灾情损失简况" in body
     assert "人员转移闭环" not in body
 
 

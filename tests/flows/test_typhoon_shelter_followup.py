@@ -91,7 +91,7 @@ def test_people_still_sheltered_are_asked_daily_until_none_remain(
     with read_session(demo.db) as session:
         summary = session.exec(select(Document.body).where(Document.run_id == run_id)).one()
     assert "合计已返回 12 人，仍在安置 8 人。仍在安置的人员由所在社区每日跟踪" in summary
-    assert "| 马峦社区 | 0 次 | 0 人 | 8 人 |" in summary
+    assert "| 马峦社区 | 0 次 | 0 人 | 0 人 | 8 人 |" in summary
 
     # Round 1: written ahead for the next morning's 09:00, whose it will be, what it asks.
     [first] = follow(demo, run_id)
@@ -117,9 +117,9 @@ def test_people_still_sheltered_are_asked_daily_until_none_remain(
         complete_answered(demo, first, returned=3, remaining=4)
     assert bad.value.field == "outputs.returned"
     assert str(bad.value) == (
-        "outputs.returned: 本次返回 3 人与仍在安置 4 人之和应等于上次填报的仍在安置 8 人，请核实后"
-        "填报 / people returned since plus still sheltered must equal the 8 people still "
-        "sheltered at the last report")
+        "outputs.returned: 本次返回 3 人、移交 0 人与仍在安置 4 人之和应等于上次填报的仍在安置 "
+        "8 人，请核实后填报 / people returned since, handed over and still sheltered must add "
+        "up to the 8 people still sheltered at the last report")
     assert follow(demo, run_id)[0].status == "ready"
     clock.set(at("2026-03-03T15:00:00"))
     complete_answered(demo, first, returned=3, remaining=5,
@@ -167,10 +167,12 @@ def test_people_still_sheltered_are_asked_daily_until_none_remain(
             Document.run_id == run_id, Document.title == "转移人员全部返回销号")).one()
     body = closure.body
     assert body.startswith("# 海葵（2311）台风转移人员全部返回销号")
-    assert ("| 马峦社区 | 12 人 | 4 人 | 8 人 | 8 人 | 3 次 | 2026-03-06 09:30 |") in body
-    assert "| 江岭社区 | 4 人 | 4 人 | 0 人 | 0 人 | 0 次 |" in body
-    assert "合计转移 20 人：解除时返回 12 人，其后经跟踪返回 8 人，仍在安置 0 人。" in body
-    assert ("| 马峦社区 | 第2次 | 2026-03-05 08:00 | 2 人 | 3 人 | — | 冯明辉 |") in body
+    assert ("| 马峦社区 | 12 人 | 4 人 | 8 人 | 8 人 | 0 人 | 3 次 | 2026-03-06 09:30 |") in body
+    assert "| 江岭社区 | 4 人 | 4 人 | 0 人 | 0 人 | 0 人 | 0 次 |" in body
+    assert ("合计转移 20 人：解除时返回 12 人，其后经跟踪返回 8 人，移交过渡安置 0 人，"
+            "仍在安置 0 人。") in body
+    assert "移交情况" not in body
+    assert ("| 马峦社区 | 第2次 | 2026-03-05 08:00 | 2 人 | 0 人 | 3 人 | — | 冯明辉 |") in body
     assert "本次台风转移的 20 人已全部返回，危险区人员转移闭环，予以销号。" in body
     assert "人数不符" not in body
 
@@ -185,6 +187,41 @@ def test_when_everyone_came_back_at_the_return_nobody_is_followed_up(
         body = session.exec(select(Document.body).where(
             Document.run_id == run_id, Document.title == "转移人员全部返回销号")).one()
     assert "解除时转移人员已全部返回，无需跟踪。" in body
+    lifecycle.end_response(demo, run_id=run_id, actor=COMMANDER)
+    assert get_run(demo, run_id).status == "completed"
+
+
+def test_people_whose_homes_are_lost_are_handed_over_and_the_loop_closes(
+        demo: Runtime, clock: ManualClock) -> None:
+    """Three families' houses are gone: months in transitional housing are civil affairs'
+    (民政) to manage, not a daily question of the emergency response. Handed over by name of
+    who took them, they close the loop; handed over to nobody is refused."""
+    run_id = to_return(demo, clock)
+    record_returns(demo, run_id, maluan_community=8)
+    clock.set(at("2026-03-03T09:00:30"))
+    sweep_once(demo)
+    [first] = follow(demo, run_id)
+    with pytest.raises(InvalidInput) as nobody:
+        complete_answered(demo, first, returned=5, remaining=0, handed_over=3)
+    assert nobody.value.field == "outputs.handed_to"
+    assert str(nobody.value).startswith(
+        "outputs.handed_to: 移交过渡安置的人员须写明接收单位及联系人")
+    clock.set(at("2026-03-03T15:00:00"))
+    complete_answered(demo, first, returned=5, remaining=0, handed_over=3,
+                      handed_to="坪山区民政局救助科 李科长 0755-8000000")
+    drain_wakes(demo)
+    assert [r.status for r in follow(demo, run_id)] == ["done"]  # no second round
+    assert [r.status for r in keyed(demo, run_id)["return-closure"]] == ["done"]
+    with read_session(demo.db) as session:
+        body = session.exec(select(Document.body).where(
+            Document.run_id == run_id, Document.title == "转移人员全部返回销号")).one()
+    assert "| 马峦社区 | 12 人 | 4 人 | 8 人 | 5 人 | 3 人 | 1 次 |" in body
+    assert ("合计转移 20 人：解除时返回 12 人，其后经跟踪返回 5 人，移交过渡安置 3 人，"
+            "仍在安置 0 人。") in body
+    assert "移交情况：马峦社区 3 人移交坪山区民政局救助科 李科长 0755-8000000。" in body
+    assert ("转移的 20 人中 17 人已全部返回、3 人已移交过渡安置，危险区人员转移闭环，"
+            "予以销号。") in body
+    assert "人数不符" not in body
     lifecycle.end_response(demo, run_id=run_id, actor=COMMANDER)
     assert get_run(demo, run_id).status == "completed"
 
