@@ -30,7 +30,7 @@ from flows.tasks import MAX_EXTENSION, check_note, task_conflict, transition
 from models import task as st
 from models.audit import SYSTEM
 from models.db import read_session, session_scope
-from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, ExtensionPastDeadline, Forbidden, InvalidInput, NotFound
 from models.hazard import REQUEST_LAPSED, REQUEST_PENDING, ExtensionRequest
 from models.outbox import Notification
 from models.queries import step_in_units
@@ -96,9 +96,15 @@ def request_extension(
         require_running(run)
         if step.status not in st.OPEN_STATUSES:  # a closed task first, whatever the date
             raise task_conflict(step, "延期")
+        now = rt.clock.now()
+        if step.due_at is not None and now >= step.due_at:
+            # Asked before the deadline, on every playbook (DOMAIN: listed supervision): granted
+            # after it, a request would wipe the overdue mark, the ladder's 督办函 and the
+            # ranking's overdue count of work already late. One asked in time may still be
+            # decided after it: the supervising unit has its own days to decide.
+            raise ExtensionPastDeadline(step.status or "", rt.renderer.deadline(step.due_at))
         clean = _text("reason", reason, required=True,
                       what="延期需说明原因 / a reason is required") or ""
-        now = rt.clock.now()
         if due_at.tzinfo is None:  # a time as the user's wall clock shows it
             due_at = due_at.replace(tzinfo=rt.tz)
         if due_at <= now:

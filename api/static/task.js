@@ -865,12 +865,21 @@ function drawExtensions() {
   const { task, spec } = state;
   const open = OPEN.includes(task.status);
   const takesRequests = !spec || Boolean(spec.extension);
-  const canAsk = open && takesRequests && mayAct() &&
+  const mayAsk = open && takesRequests && mayAct() &&
     !(state.requests || []).some((r) => r.status === "pending");
+  // An extension is asked before the deadline (the API refuses one after it): past it, the
+  // page says why there is no form instead of offering one the API can only refuse.
+  const pastDue = Boolean(task.due_at) && countdown(task.due_at).overdue;
+  const canAsk = mayAsk && !pastDue;
   const requests = state.requests || [];
-  if (!canAsk && requests.length === 0 && !state.requestsError) return null;
+  if (!mayAsk && requests.length === 0 && !state.requestsError) return null;
   const parts = [];
   if (canAsk) parts.push(drawRequestForm());
+  if (mayAsk && pastDue) {
+    parts.push(h("p", { id: "ext-too-late", class: "meta",
+      text: `期限 ${task.due_at_local} 已过，不能再申请延期：延期须在期限届满前提出，` +
+        "逾期任务继续按督办程序处理。" }));
+  }
   if (state.requestsError) {
     const why = state.requestsError.detail || state.requestsError.message;
     parts.push(h("p", { class: "meta", text: `延期申请无法读取：${why}` }));

@@ -406,3 +406,22 @@ def test_a_deadline_counted_into_a_year_without_its_holidays_says_so(
     open_task(page, server, int(listed["id"]))
     expect(page.locator("#due-estimated")).to_have_text(
         f"{year + 1}年节假日安排未录入工作日历，此期限按周一至周五推算，以正式安排为准")
+
+
+def test_past_its_deadline_the_phone_offers_no_request_for_more_time_and_says_why(
+        signed_in: SignedIn, server: Any, clock: Any) -> None:
+    task = register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, task)
+    expect(page.locator("#ext-form")).to_be_visible()  # in time: offered
+    clock.advance(timedelta(days=30, hours=1))
+    sweep_once(server.rt)
+    page.reload()
+    expect(page.locator("#summary .due")).to_have_text("逾期 1小时0分")
+    expect(page.locator("#ext-form")).to_have_count(0)
+    expect(page.locator("#ext-too-late")).to_have_text(
+        "期限 2026-04-01 09:00 已过，不能再申请延期：延期须在期限届满前提出，逾期任务继续按督办程序处理。")
+    # The API says the same to whoever asks anyway.
+    r = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/extension-requests",
+             json={"due_at": "2026-05-01", "reason": "资金未到位"})
+    assert r.status_code == 409 and r.json()["error"] == "extension_past_deadline"
