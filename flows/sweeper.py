@@ -26,7 +26,12 @@ from flows.duty import DutyCut, duty_cut, role_groups, task_group
 from flows.extensions import chase_undecided
 from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, lock_run, wake
-from flows.recipients import notification_rows, resolve_targets, unreached_roles
+from flows.recipients import (
+    notification_rows,
+    resolve_targets,
+    target_name,
+    unreached_roles,
+)
 from flows.render import RenderFailed
 from flows.round_start import hand_out_due_round
 from flows.runtime import Runtime
@@ -326,7 +331,7 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
             if missed:
                 out.events.append(_event(step, now, "unrouted_partly", {
                     "kind": firing.kind, "level": firing.level, "targets": missed,
-                    "target_names": [ROLE_NAMES_ZH.get(r, r) for r in missed]}))
+                    "target_names": [target_name(r, ROLE_NAMES_ZH) for r in missed]}))
             title, body, number = _message(rt, run, step, spec, firing, now, session=session)
             level = _level(spec, firing)
             if level is not None and level.template:

@@ -565,6 +565,11 @@ def test_overdue_rectification_climbs_the_ladder_in_order_once_each(
     assert [e.action for e in events if e.step_id == sid].count("escalate") == 7
     assert [e.action for e in events if e.step_id == sid].count("overdue") == 1
     assert len([e for e in escalations if e.step_id == sid]) == len(ladder)
+    # The unit's head is community_head|enterprise_head: a community has no enterprise head,
+    # which is no 无人担任 on the notice (notice-send) nor on any letter of the ladder.
+    assert "notice-send" in {s.step_key for s in steps(demo, run_id).values()}
+    assert [e.action for e in events if e.action in (
+        "notify_unrouted", "unrouted_partly", "unrouted")] == []
 
 
 def test_rectified_in_time_nobody_is_chased(demo: Runtime, clock: ManualClock) -> None:
