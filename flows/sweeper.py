@@ -509,6 +509,14 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         "minutes_late": max(late, 0),
         "now_local": rt.renderer.local(now), "level_title": level_title,
     }
+    if session is not None and firing.kind in ("escalate", "verify"):
+        # Which message of this level it is, counted from those sent before it (as letters
+        # count those filed): missed repeats collapse into one firing after downtime, so the
+        # repeat's slot (第 41 次) overstates what anyone received.
+        context["ordinal"] = session.exec(select(func.count()).select_from(Escalation).where(
+            Escalation.step_id == step.id, Escalation.kind == firing.kind,
+            Escalation.level == firing.level,
+            Escalation.scheduled_at < firing.scheduled_at)).one() + 1  # type: ignore[operator]
     if firing.kind == "verify" and spec.verify is not None:
         context["verify"] = {
             "due_at_local": rt.renderer.deadline(step.verify_due_at),
@@ -542,7 +550,9 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         what = (f"应于 {context['verify']['due_at_local']} 前核验" if "verify" in context
                 else f"应于 {context['step']['due_at_local']} 完成")
         body = (f"{run.title}：{step.title}（{context['unit_name']}）{what}，"
-                f"{label}第{firing.level}级。" + (f"文号：{number}" if number else ""))
+                f"{label}第{firing.level}级"
+                + (f"（第 {context['ordinal']} 次督办）" if context.get("ordinal", 1) > 1 else "")
+                + "。" + (f"文号：{number}" if number else ""))
     return title, body, number
 
 

@@ -4,6 +4,7 @@ after downtime (each missed level once), the single-sweeper lease, and reminders
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import SMALL_ORG, make_runtime, small_org_without_c2
+from factories import (
+    ENGINE_PLAYBOOKS,
+    SHIPPED_PLAYBOOKS,
+    SMALL_ORG,
+    make_runtime,
+    small_org_without_c2,
+)
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -87,6 +94,30 @@ def test_missed_escalations_fire_once_after_downtime(rt: Runtime, clock: ManualC
     sweep_once(rt)
     assert fired(rt, run_id)[-1][:2] == ("escalate", 2)
     assert len(fired(rt, run_id)) == 3
+
+
+def test_after_downtime_a_message_counts_the_messages_sent_not_the_repeats_missed(
+        make_rt: Callable[..., Runtime], clock: ManualClock, tmp_path: Path) -> None:
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)  # with the shipped text of a ladder's message
+    shutil.copy(SHIPPED_PLAYBOOKS / "templates" / "alert-message.md.j2", books / "templates")
+    rt = make_rt(playbooks=books)
+    run_id = start(rt)
+    clock.advance(timedelta(seconds=13))  # level 1 at 2 s, level 2 at 12 s
+    sweep_once(rt)
+    clock.advance(timedelta(seconds=10))  # 23 s: level 2's first repeat
+    sweep_once(rt)
+    clock.advance(timedelta(seconds=400))  # down for 400 s: 40 repeats missed, one sent
+    sweep_once(rt)
+    assert [f for f in fired(rt, run_id) if f[1] == 2] == [
+        ("escalate", 2, 0), ("escalate", 2, 1), ("escalate", 2, 41)]
+    with read_session(rt.db) as session:
+        bodies = [n.body for n in session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.recipient == "d1-director",
+            Notification.kind == "escalate").order_by(Notification.id)).all()]
+    levels = [line for body in bodies for line in body.splitlines() if "督办级别" in line]
+    assert levels == ["督办级别：第 2 级", "督办级别：第 2 级（第 2 次督办）",
+                      "督办级别：第 2 级（第 3 次督办）"]
 
 
 def test_done_step_stops_escalating(rt: Runtime, clock: ManualClock) -> None:
