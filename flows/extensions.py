@@ -73,7 +73,7 @@ def _text(field: str, value: str | None, *, required: bool, what: str) -> str | 
     return text or None
 
 
-DECIDED_ZH = {APPROVED: "已同意", REFUSED: "已不同意", LAPSED: "已失效（任务已结束）"}
+DECIDED_ZH = {APPROVED: "已同意延期", REFUSED: "已不同意延期", LAPSED: "已失效（任务已结束）"}
 
 
 
@@ -226,12 +226,13 @@ def decide_extension(
                   step_id=step.id, detail={"request": req.id, "from": _iso(old_due),
                                            "to": req.new_due_at.isoformat(),
                                            "requested_by": req.requested_by, "note": clean})
-        verdict = "同意" if approve else "不同意"
+        # The same words as the timeline (api/event_names.py) and the task page: 不同意延期.
+        verdict = "同意延期" if approve else "不同意延期"
         due_text = rt.renderer.deadline(req.new_due_at if approve else old_due) or "无"
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=[req.requested_by], kind=action,
-            title=f"【延期{verdict}】{step.title}",
-            body=(f"{run.title}：{step.title} 的延期申请{verdict}，期限为 {due_text}"
+            title=f"【{verdict}】{step.title}",
+            body=(f"{run.title}：{step.title} 的延期申请，{verdict}，期限为 {due_text}"
                   + (f"，意见：{clean}。" if clean else "。")),
             dedupe=f"extension_decided|{req.id}", now=now, run_id=run.id, step_id=step.id,
             inbox_only=True,

@@ -11,7 +11,8 @@ import {
 const taskId = Number(document.body.dataset.taskId);
 const OPEN = ["ready", "acked", "submitted", "rejected"];
 const ACTIONABLE = ["ready", "acked", "rejected"];
-const REQUEST_STATUS = { pending: "待审批", approved: "已批准", refused: "已驳回", lapsed: "已失效" };
+// The words the timeline and the messages use too (api/event_names.py, flows/extensions.py).
+const REQUEST_STATUS = { pending: "待审批", approved: "同意延期", refused: "不同意延期", lapsed: "已失效" };
 
 const state = {
   who: null,
@@ -811,7 +812,7 @@ function drawRequestForm() {
 }
 
 function drawDecision(req) {
-  const note = h("input", { name: "note", type: "text", placeholder: "审批意见；驳回须写明原因",
+  const note = h("input", { name: "note", type: "text", placeholder: "审批意见；不同意延期须说明理由",
     "aria-label": "审批意见" });
   const form = h("form", { class: "decide", novalidate: true }, note);
   const decide = async (approve) => {
@@ -819,7 +820,7 @@ function drawDecision(req) {
     if (!approve && !note.value.trim()) {
       note.setAttribute("aria-invalid", "true");
       note.focus();
-      flash("驳回需说明原因", "error");
+      flash("不同意延期需说明理由", "error");
       return;
     }
     try {
@@ -827,16 +828,16 @@ function drawDecision(req) {
         json: { approve, note: note.value.trim() ? note.value : null } });
       state.task = await api(`/api/tasks/${taskId}`); // an approval moved the deadline
       await loadRequests();
-      redraw(approve ? "已批准延期" : "已驳回延期申请");
+      redraw(approve ? "已同意延期" : "已不同意延期");
     } catch (err) {
       showError(err);
       markField(form, err);
     }
   };
   form.append(h("p", {},
-    action(h("button", { type: "button", class: "primary approve-ext", text: "批准" }),
+    action(h("button", { type: "button", class: "primary approve-ext", text: "同意延期" }),
       () => decide(true)),
-    action(h("button", { type: "button", class: "danger refuse-ext", text: "驳回" }),
+    action(h("button", { type: "button", class: "danger refuse-ext", text: "不同意延期" }),
       () => decide(false))));
   form.addEventListener("submit", (event) => event.preventDefault());
   return form;

@@ -108,7 +108,10 @@ def test_refusal_keeps_the_deadline_and_needs_a_note(rt: Runtime) -> None:
     assert kept.due_at == rectify.due_at and kept.original_due_at is None
     assert hazard(rt, run_id).due_at == rectify.due_at
     assert len(events(rt, run_id, "extension_refused")) == 1
-    assert "理由不充分" in inbox(rt, "c1-grid", "extension_refused")[0].body
+    [told] = inbox(rt, "c1-grid", "extension_refused")
+    # One word for a refusal, as the timeline (api/event_names.py) and the task page say it.
+    assert told.title == "【不同意延期】整改" and "，不同意延期，" in told.body
+    assert "理由不充分" in told.body
     # Deciding twice is a conflict; once refused, a new request may be made.
     with pytest.raises(Conflict):
         extensions.decide_extension(rt, request_id=req.id or 0, actor="s1-head", approve=True)

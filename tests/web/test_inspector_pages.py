@@ -345,10 +345,10 @@ def test_a_request_for_more_time_is_asked_and_approved(signed_in: SignedIn,
     expect(chief.locator("#summary")).to_be_visible()
     pending = chief.locator(".ext-request")
     pending.locator(".refuse-ext").click()  # refusing needs a reason
-    expect(chief.locator("#flash")).to_have_text("驳回需说明原因")
+    expect(chief.locator("#flash")).to_have_text("不同意延期需说明理由")
     pending.locator(".approve-ext").click()
-    expect(chief.locator("#flash")).to_have_text("已批准延期")
-    expect(chief.locator(".ext-request")).to_contain_text("已批准")
+    expect(chief.locator("#flash")).to_have_text("已同意延期")
+    expect(chief.locator(".ext-request")).to_contain_text("同意延期")
     expect(chief.locator("#due-local")).to_have_text("2026-04-15 24:00")
     expect(chief.locator("#original-due")).to_have_text("2026-04-01 09:00")
 
@@ -425,3 +425,27 @@ def test_past_its_deadline_the_phone_offers_no_request_for_more_time_and_says_wh
     r = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/extension-requests",
              json={"due_at": "2026-05-01", "reason": "资金未到位"})
     assert r.status_code == 409 and r.json()["error"] == "extension_past_deadline"
+
+
+def test_a_refusal_reads_不同意延期_on_the_page_in_the_timeline_and_in_the_message(
+        signed_in: SignedIn, server: Any) -> None:
+    task = register_hazard(server)
+    asked = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/extension-requests",
+                 json={"due_at": "2026-04-15", "reason": "需更换防火门"})
+    assert asked.status_code == 201, asked.text
+    chief = signed_in(CHIEF, phone=True)
+    open_task(chief, server, task)
+    pending = chief.locator(".ext-request")
+    expect(pending.locator(".refuse-ext")).to_have_text("不同意延期")
+    pending.locator("input[name=note]").fill("整改期限内可以完成")
+    pending.locator(".refuse-ext").click()
+    expect(chief.locator("#flash")).to_have_text("已不同意延期")
+    expect(chief.locator(".ext-request .badge")).to_have_text("不同意延期")
+    run_id = call(server, RECTIFIER, "GET", f"/api/tasks/{task}").json()["run_id"]
+    chief.goto(server.url(f"/runs/{run_id}"))
+    expect(chief.locator("#timeline li[data-action='extension_refused']")).to_contain_text(
+        "不同意延期")
+    notes = call(server, RECTIFIER, "GET", "/api/inbox").json()["data"]
+    [told] = [n for n in notes if n["kind"] == "extension_refused"]
+    assert told["title"] == "【不同意延期】隐患整改"
+    assert "不同意延期" in told["body"] and "整改期限内可以完成" in told["body"]
