@@ -704,7 +704,8 @@ def test_escalation_letters_are_the_levels_documents(demo: Runtime, clock: Manua
     by = {n.recipient: n for n in rows if "约谈" not in n.title}
     summonses = {n.recipient: n for n in rows if "约谈" in n.title}
     letter = by[UNIT_HEAD]
-    assert letter.title == "【督办提醒·督办函】隐患整改"
+    # Named by what it is about: 200 hazards in one inbox are told apart by their place.
+    assert letter.title == f"【督办提醒·督办函】隐患整改·{LOCATION}"
     # Each letter takes the next number of its prefix: the unit head's first, the street
     # head's (3 days later) second; the summons its own prefix.
     assert "# 督办函" in letter.body and "**坪应急督函〔2026〕1号**" in letter.body

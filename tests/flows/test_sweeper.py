@@ -120,6 +120,36 @@ def test_after_downtime_a_message_counts_the_messages_sent_not_the_repeats_misse
                       "督办级别：第 2 级（第 3 次督办）"]
 
 
+def test_a_reminder_or_督办_title_names_what_the_run_is_about_briefly(
+        rt: Runtime, clock: ManualClock) -> None:
+    """A street head with 200 hazards in the inbox must tell the titles apart: each carries
+    the run's title without the playbook's (the place), cut to a phone's line."""
+    places = ["坪山街道六和社区和平路18号富达五金厂打磨车间二楼东侧", "二社区加油站"]
+    runs = [lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                                params={"location": place}, actor="s1-commander").id
+            for place in places]
+    clock.advance(timedelta(seconds=3))
+    sweep_once(rt)
+    with read_session(rt.db) as session:
+        titles = [{n.title for n in session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.kind == "escalate")).all()}
+            for run_id in runs]
+    assert titles == [{"【督办提醒】接警登记·坪山街道六和社区和平路18号富达五金厂打磨车间…"},
+                      {"【督办提醒】接警登记·二社区加油站"}]
+    assert len(next(iter(titles[0]))) <= sweeper.ABOUT_WIDTH + len("【督办提醒】接警登记·")
+    # A step's title may take the whole width of a message's: the title still fits it.
+    with session_scope(rt.db) as session:
+        session.execute(update(StepInstance).where(StepInstance.run_id == runs[1])
+                        .values(title="长" * 300))
+    clock.advance(timedelta(seconds=10))  # level 2
+    sweep_once(rt)
+    with read_session(rt.db) as session:
+        [long] = session.exec(select(Notification).where(
+            Notification.run_id == runs[1], Notification.kind == "escalate",
+            Notification.title.startswith("【督办提醒】长"))).all()  # type: ignore[attr-defined]
+    assert len(long.title) == sweeper.TITLE_WIDTH and long.title.endswith("长…·二社区加油站")
+
+
 def test_done_step_stops_escalating(rt: Runtime, clock: ManualClock) -> None:
     run_id = start(rt)
     clock.advance(timedelta(seconds=3))
