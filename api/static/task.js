@@ -22,6 +22,7 @@ const state = {
   spec: null, // the playbook's step: outputs, evidence, verify, extension
   requests: null,
   requestsError: null,
+  askedTooLate: false, // the API said the deadline passed while the page was open
   candidates: null, // whom the caller may hand the task to (改派); null: they may not
 
   files: null, // evidence chosen for the next submission: [{id, name, sha256, warning}]
@@ -793,6 +794,13 @@ function drawRequestForm() {
       await loadRequests();
       redraw("已提交延期申请，等待审批");
     } catch (err) {
+      if (err instanceof ApiError && err.error === "extension_past_deadline") {
+        // The deadline passed while the page was open: no form any more, and why.
+        state.askedTooLate = true;
+        draw();
+        showError(err);
+        return;
+      }
       if (err instanceof ApiError && err.status === 409) {
         // Already asked (the first tap's answer was lost on the network, or another phone
         // asked): show that request instead of a form that can only be refused again.
@@ -870,7 +878,7 @@ function drawExtensions() {
     !(state.requests || []).some((r) => r.status === "pending");
   // An extension is asked before the deadline (the API refuses one after it): past it, the
   // page says why there is no form instead of offering one the API can only refuse.
-  const pastDue = Boolean(task.due_at) && countdown(task.due_at).overdue;
+  const pastDue = state.askedTooLate || (Boolean(task.due_at) && countdown(task.due_at).overdue);
   const canAsk = mayAsk && !pastDue;
   const requests = state.requests || [];
   if (!mayAsk && requests.length === 0 && !state.requestsError) return null;

@@ -421,6 +421,17 @@ def test_past_its_deadline_the_phone_offers_no_request_for_more_time_and_says_wh
     expect(page.locator("#ext-form")).to_have_count(0)
     expect(page.locator("#ext-too-late")).to_have_text(
         "期限 2026-04-01 09:00 已过，不能再申请延期：延期须在期限届满前提出，逾期任务继续按督办程序处理。")
+    # A page opened in time and sent after the deadline: told why, and the form goes.
+    other = register_hazard(server)
+    open_task(page, server, other)
+    expect(page.locator("#ext-form")).to_be_visible()
+    clock.advance(timedelta(days=31))
+    page.fill("#ext-due", "2026-06-01")
+    page.fill("#ext-reason", "资金未到位")
+    page.click("#ext-send")
+    expect(page.locator("#flash")).to_contain_text("已过，不能再申请延期")
+    expect(page.locator("#ext-form")).to_have_count(0)
+    expect(page.locator("#ext-too-late")).to_contain_text("不能再申请延期")
     # The API says the same to whoever asks anyway.
     r = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/extension-requests",
              json={"due_at": "2026-05-01", "reason": "资金未到位"})
