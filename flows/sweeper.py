@@ -321,7 +321,8 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
             # run): the ladder moves on, but the timeline says the level reached no one, and
             # no 文号 is taken for a letter served on nobody.
             out.events.append(_event(step, now, "unrouted", {
-                "kind": firing.kind, "level": firing.level, "targets": list(firing.targets)}))
+                "kind": firing.kind, "level": firing.level, "targets": list(firing.targets),
+                "target_names": [target_name(r, ROLE_NAMES_ZH) for r in firing.targets]}))
             title, body, number = "", "", None
         else:
             # Some of the level's roles reach nobody (the community has no 社区负责人 any more):

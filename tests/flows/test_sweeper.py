@@ -354,6 +354,7 @@ def test_a_level_whose_roles_nobody_holds_any_more_says_so_in_the_timeline(
         told = session.exec(select(Notification).where(
             Notification.run_id == run_id, Notification.kind == "escalate")).all()
     assert event.detail["level"] == 2 and event.detail["targets"] == ["director"]
+    assert event.detail["target_names"] == [ROLE_NAMES_ZH["director"]]  # as the page says it
     assert "d1-director" not in {n.recipient for n in told}
 
 
