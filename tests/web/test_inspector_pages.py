@@ -420,7 +420,8 @@ def test_past_its_deadline_the_phone_offers_no_request_for_more_time_and_says_wh
     expect(page.locator("#summary .due")).to_have_text("逾期 1小时0分")
     expect(page.locator("#ext-form")).to_have_count(0)
     expect(page.locator("#ext-too-late")).to_have_text(
-        "期限 2026-04-01 09:00 已过，不能再申请延期：延期须在期限届满前提出，逾期任务继续按督办程序处理。")
+        "期限 2026-04-01 09:00 已过，不能再申请延期：延期须在期限届满前提出，"
+        "逾期任务继续按督办程序处理。")
     # A page opened in time and sent after the deadline: told why, and the form goes.
     other = register_hazard(server)
     open_task(page, server, other)
