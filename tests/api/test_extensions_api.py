@@ -229,7 +229,7 @@ def test_not_found_and_conflicts_speak_chinese_first(client: TestClient, auth: A
     req = ask(client, auth, task).json()
     assert decide(client, auth, req["id"]).status_code == 200
     r = decide(client, auth, req["id"])
-    assert r.status_code == 409 and r.json()["detail"].startswith("该申请已同意 / ")
+    assert r.status_code == 409 and r.json()["detail"].startswith("该申请已同意延期 / ")
 
 
 def test_lapsed_requests_are_listed_filterable_and_refused_as_lapsed(
