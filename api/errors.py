@@ -19,6 +19,7 @@ from models.errors import (
     ConcurrentRuns,
     Conflict,
     EvidenceDamaged,
+    ExtensionPastDeadline,
     Forbidden,
     InvalidInput,
     NoPreview,
@@ -264,6 +265,12 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_code=409, content={
             "error": "evidence_damaged", "detail": str(exc), "evidence": exc.evidence_id,
             "current": None})
+
+    @app.exception_handler(ExtensionPastDeadline)
+    async def _past_deadline(_: Request, exc: ExtensionPastDeadline) -> JSONResponse:
+        # Its own code: a page tells "too late to ask" from "already asked" (both 409s).
+        return JSONResponse(status_code=409, content={
+            "error": "extension_past_deadline", "detail": str(exc), "current": exc.current})
 
     @app.exception_handler(ConcurrentRuns)
     async def _concurrent(_: Request, exc: ConcurrentRuns) -> JSONResponse:

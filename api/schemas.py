@@ -394,6 +394,13 @@ class EscalationPublic(BaseModel):
     number: str | None = Field(
         default=None, description="文号 of the letter this firing sent (坪应急督函〔2026〕1号), "
         "for a level that numbers its letters")
+    ordinal: int = Field(
+        default=1, description="Which firing of its level (and kind) this is, counted from "
+        "those sent: after downtime missed repeats collapse into one, so `repeat` (the slot) is "
+        "no count of what was sent")
+    fired_late: bool = Field(
+        default=False, description="Fired more than a sweep interval after `scheduled_at` (the "
+        "server was down, or the sweeper stopped): the page shows 应触发 beside 触发")
 
 
 class EventPublic(BaseModel):
@@ -739,6 +746,31 @@ def _rung_title(playbook: Playbook | None, e: Escalation) -> str | None:
     return level.title if level is not None else None
 
 
+def _escalation_views(rt: Runtime, escalations: list[Escalation], playbook: Playbook | None,
+                      numbers: dict[str, str]) -> list[EscalationPublic]:
+    # A sweep late by up to its own interval is the normal lag, not worth a second time.
+    lag = timedelta(seconds=rt.settings.sweep_seconds)
+    ordinals: dict[tuple[int, str, int], int] = {}
+    sent_before: dict[int, int] = {}
+    for e in sorted(escalations, key=lambda e: (e.scheduled_at, e.id or 0)):
+        key = (e.step_id, e.kind, e.level)
+        ordinals[key] = sent_before[e.id or 0] = ordinals.get(key, 0) + 1
+    return [
+        EscalationPublic(id=e.id or 0, step_id=e.step_id, step=e.step_key, kind=e.kind,
+                         level=e.level, repeat=e.repeat, scheduled_at=e.scheduled_at,
+                         scheduled_at_local=rt.renderer.local(e.scheduled_at, SECONDS),
+                         fired_at=e.fired_at,
+                         fired_at_local=rt.renderer.local(e.fired_at, SECONDS),
+                         recipients=e.recipients,
+                         recipient_names=[rt.org.person_name(r) for r in e.recipients],
+                         title=_rung_title(playbook, e), number=numbers.get(_firing_key(
+                             e.step_id, e.kind, e.level, e.repeat)),
+                         ordinal=sent_before[e.id or 0],
+                         fired_late=e.fired_at - e.scheduled_at > lag)
+        for e in escalations
+    ]
+
+
 def run_view(
     rt: Runtime, run: Run, *, steps: list[StepInstance] | None = None,
     escalations: list[Escalation] | None = None, events: list[AuditEvent] | None = None,
@@ -772,18 +804,8 @@ def run_view(
         finished_at=run.finished_at, finished_at_local=_seconds(rt, run.finished_at),
         parent_step_id=run.parent_step_id,
         steps=step_views,
-        escalations=[
-            EscalationPublic(id=e.id or 0, step_id=e.step_id, step=e.step_key, kind=e.kind,
-                             level=e.level, repeat=e.repeat, scheduled_at=e.scheduled_at,
-                             scheduled_at_local=rt.renderer.local(e.scheduled_at, SECONDS),
-                             fired_at=e.fired_at,
-                             fired_at_local=rt.renderer.local(e.fired_at, SECONDS),
-                             recipients=e.recipients,
-                             recipient_names=[rt.org.person_name(r) for r in e.recipients],
-                             title=_rung_title(playbook, e), number=numbers.get(_firing_key(
-                                 e.step_id, e.kind, e.level, e.repeat)))
-            for e in escalations
-        ] if escalations is not None else None,
+        escalations=_escalation_views(rt, escalations, playbook, numbers)
+        if escalations is not None else None,
         timeline=[
             EventPublic(id=e.id or 0, at=e.at,
                         at_local=rt.renderer.local(e.at, "%Y-%m-%d %H:%M:%S"),

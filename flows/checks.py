@@ -22,6 +22,7 @@ from flows.expressions import (
     is_template_string,
 )
 from flows.locate import Where, choices, choices_zh, not_known, separator_hint, zh_en
+from flows.recipients import alternatives
 from flows.sampling import sample_problems
 from flows.spec import StepSource
 from flows.step_rules import step_problems
@@ -216,8 +217,11 @@ def _recipients(
 ) -> list[SourceError]:
     assert env.roles is not None
     out: list[SourceError] = []
-    for i, name in enumerate(names):
-        if name in env.roles or name in env.channels:
+    for i, entry in enumerate(names):
+        # `a|b` names alternatives (flows/recipients.py): each must be known on its own.
+        name = next((a for a in alternatives(entry) or [entry]
+                     if a not in env.roles and a not in env.channels), None)
+        if name is None:
             continue
         roles, channels = sorted(env.roles), sorted(env.channels)
         hint_zh, hint_en = separator_hint(name)

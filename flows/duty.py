@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from flows.recipients import flat_targets
 from models.audit import SYSTEM
 from models.org import ROLE_NAMES_ZH, OrgChart
 from models.roster import Roster, Shift
@@ -69,7 +70,7 @@ def role_groups(org: OrgChart, targets: Iterable[str], unit_id: str) -> list[Gro
     """The roles among `targets` (`to:`/`notify:` entries) resolved up from `unit_id`, each
     with where it resolved and its holders (as flows/recipients.resolve_targets finds them)."""
     groups: list[Group] = []
-    for target in targets:
+    for target in flat_targets(targets):
         if target in org.channels:
             continue
         found_at, holders = org.resolve_role(target, unit_id)

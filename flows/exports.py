@@ -23,11 +23,13 @@ whole) before the route answers 200, so a failure is an error response, never a 
 Times are the bureau's local time (CLOSELOOP_TIMEZONE), to the minute. A deadline (整改期限,
 原整改期限) is written as every deadline the product prints is (flows/render.py deadline_text):
 one that ends a day, stored as the next day's 00:00, reads as that day's 24:00
-("2026-03-31 24:00"), never as a day later than the rule. An XLSX date cell cannot say 24:00,
-so in XLSX the deadline columns are text cells in that same form, every row of them (one column
-of dates and texts mixed would sort the texts after every date); the fixed-width form sorts in
-time order as text, and the import reads it back to the same instant (flows/found_times.py).
-The other times (发现时间, 销号时间, 更新时间) stay real date cells. 原整改期限 is blank unless an
+("2026-03-31 24:00"), never as a day later than the rule; the CSV writes that text, which the
+import reads back to the same instant (flows/found_times.py). In XLSX a deadline is a date
+cell like 发现时间 (a manager sorts, filters by day and counts days on it): one within a day
+holds its time; one that ends a day holds that day's last second, 23:59:59, shown through the
+cell's format as "2026-03-31 24:00" (a date cell cannot hold 24:00, and the next day's 00:00
+would file it under a day later than the rule), so it sorts before the next day's 00:00 and
+filters under its own day. 原整改期限 is blank unless an
 approved extension moved the deadline (the API's `original_due_at` is then none too), so a
 manager sees at a glance which hazards were extended.
 
@@ -81,6 +83,8 @@ CSV_BATCH = 500  # rows per yielded chunk
 FILE_CHUNK = 256 * 1024
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm"
+# A deadline that ends a day: its day's last second, shown as the notices write it.
+XLSX_DAY_END_FORMAT = 'yyyy-mm-dd "24:00"'
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 YES, NO = "是", "否"
 XLSX_MAX_CELL = 32_767  # Excel's limit on the characters of one cell
@@ -90,7 +94,22 @@ TRUNCATED = "…（已截断）"
 XLSX_ILLEGAL = re.compile(f"{ILLEGAL_CHARACTERS_RE.pattern}|[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
-Cell = str | int | float | Decimal | datetime | date | None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A deadline's cell: `at`, the bureau's wall clock (naive) to the minute, and `text`, as
+    every deadline prints (that day's 24:00 for one that ends a day)."""
+
+    at: datetime
+    text: str
+
+    @property
+    def ends_a_day(self) -> bool:
+        return self.text.endswith("24:00")
+
+
+Cell = str | int | float | Decimal | datetime | date | Deadline | None
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,8 @@ class Table:
 def _csv_text(value: Cell) -> str | int | float:
     if value is None:
         return ""
+    if isinstance(value, Deadline):
+        return value.text
     if isinstance(value, datetime):
         return value.strftime(TIME_FORMAT)
     if isinstance(value, date):
@@ -176,6 +197,12 @@ def xlsx_text(value: str) -> str:
 
 
 def _xlsx_cell(ws: Any, value: Cell) -> Any:
+    if isinstance(value, Deadline):
+        if value.ends_a_day:
+            cell = WriteOnlyCell(ws, value=value.at - timedelta(seconds=1))
+            cell.number_format = XLSX_DAY_END_FORMAT
+            return cell
+        value = value.at
     if isinstance(value, datetime):
         cell = WriteOnlyCell(ws, value=value.replace(tzinfo=None))
         cell.number_format = XLSX_TIME_FORMAT
@@ -309,16 +336,17 @@ def local(value: datetime | None, tz: ZoneInfo) -> datetime | None:
     return _in_zone(value, tz).replace(tzinfo=None, second=0, microsecond=0)
 
 
-def deadline(value: datetime | None, tz: ZoneInfo) -> str | None:
-    """A deadline as text, as the API's `due_at_local` and the documents write it: the end
-    of a day is that day's 24:00 (see the module docstring)."""
+def deadline(value: datetime | None, tz: ZoneInfo) -> Deadline | None:
+    """A deadline's cell: its text as the API's `due_at_local` and the documents write it
+    (the end of a day is that day's 24:00) and its time (see the module docstring)."""
     if value is None:
         return None
     at = _in_zone(value, tz)
+    naive = at.replace(tzinfo=None, second=0, microsecond=0)
     try:
-        return deadline_text(at, TIME_FORMAT)
+        return Deadline(naive, deadline_text(at, TIME_FORMAT))
     except OverflowError:  # 24:00 of the day before datetime's first day: as stored
-        return at.strftime(TIME_FORMAT)
+        return Deadline(naive, at.strftime(TIME_FORMAT))
 
 
 def hazard_days_left(h: Hazard, now: datetime, tz: ZoneInfo) -> int | None:

@@ -30,7 +30,7 @@ from flows.tasks import MAX_EXTENSION, check_note, task_conflict, transition
 from models import task as st
 from models.audit import SYSTEM
 from models.db import read_session, session_scope
-from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, ExtensionPastDeadline, Forbidden, InvalidInput, NotFound
 from models.hazard import REQUEST_LAPSED, REQUEST_PENDING, ExtensionRequest
 from models.outbox import Notification
 from models.queries import step_in_units
@@ -73,7 +73,7 @@ def _text(field: str, value: str | None, *, required: bool, what: str) -> str | 
     return text or None
 
 
-DECIDED_ZH = {APPROVED: "已同意", REFUSED: "已不同意", LAPSED: "已失效（任务已结束）"}
+DECIDED_ZH = {APPROVED: "已同意延期", REFUSED: "已不同意延期", LAPSED: "已失效（任务已结束）"}
 
 
 
@@ -96,9 +96,15 @@ def request_extension(
         require_running(run)
         if step.status not in st.OPEN_STATUSES:  # a closed task first, whatever the date
             raise task_conflict(step, "延期")
+        now = rt.clock.now()
+        if step.due_at is not None and now >= step.due_at:
+            # Asked before the deadline, on every playbook (DOMAIN: listed supervision): granted
+            # after it, a request would wipe the overdue mark, the ladder's 督办函 and the
+            # ranking's overdue count of work already late. One asked in time may still be
+            # decided after it: the supervising unit has its own days to decide.
+            raise ExtensionPastDeadline(step.status or "", rt.renderer.deadline(step.due_at))
         clean = _text("reason", reason, required=True,
                       what="延期需说明原因 / a reason is required") or ""
-        now = rt.clock.now()
         if due_at.tzinfo is None:  # a time as the user's wall clock shows it
             due_at = due_at.replace(tzinfo=rt.tz)
         if due_at <= now:
@@ -220,12 +226,13 @@ def decide_extension(
                   step_id=step.id, detail={"request": req.id, "from": _iso(old_due),
                                            "to": req.new_due_at.isoformat(),
                                            "requested_by": req.requested_by, "note": clean})
-        verdict = "同意" if approve else "不同意"
+        # The same words as the timeline (api/event_names.py) and the task page: 不同意延期.
+        verdict = "同意延期" if approve else "不同意延期"
         due_text = rt.renderer.deadline(req.new_due_at if approve else old_due) or "无"
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=[req.requested_by], kind=action,
-            title=f"【延期{verdict}】{step.title}",
-            body=(f"{run.title}：{step.title} 的延期申请{verdict}，期限为 {due_text}"
+            title=f"【{verdict}】{step.title}",
+            body=(f"{run.title}：{step.title} 的延期申请，{verdict}，期限为 {due_text}"
                   + (f"，意见：{clean}。" if clean else "。")),
             dedupe=f"extension_decided|{req.id}", now=now, run_id=run.id, step_id=step.id,
             inbox_only=True,

@@ -175,10 +175,12 @@ def register_playbook(rt: Runtime, playbook_id: str) -> Playbook:
     return playbook
 
 
-def location_limit(playbook: Playbook) -> int:
-    """The longest 隐患地点: the run's title is "<playbook title>·<location>", at most 300
-    characters."""
-    return min(300, 300 - len(playbook.title) - 1)
+def location_limit() -> int:
+    """The longest 隐患地点: the register's column, as registering one hazard allows
+    (flows/lifecycle.check_register_fits). The run's title, "<playbook title>·<location>", is
+    cut to its own width with "…" (flows/lifecycle.title_for), so it sets no limit of its own:
+    it once did, and the template said "最多 289 个字符" for the playbook title's length."""
+    return Hazard.__table__.c["location"].type.length  # type: ignore[attr-defined,no-any-return]
 
 
 def allowed_values(playbook: Playbook, name: str, fallback: Sequence[str]) -> Sequence[str]:
@@ -595,7 +597,7 @@ def _check_hazard_rows(rt: Runtime, playbook: Playbook, table: Table, actor: str
     sources = allowed_values(playbook, "source", SOURCES)
     grades = allowed_values(playbook, "grade", GRADES)
     found_type = specs["found_at"].type if "found_at" in specs else "datetime"
-    location_max = location_limit(playbook)
+    location_max = location_limit()
     texts = [(k, index[k], cols[k].max_len or 10**9) for k in
              ("code", "category", "description", "enterprise", "found_by") if k in index]
     i_loc, i_unit, i_name = index["location"], index.get("unit"), index.get("unit_name")

@@ -151,8 +151,7 @@ def hazard_template(rt: Runtime, actor: str, playbook_id: str = DEFAULT_PLAYBOOK
                   + _default(playbook, "grade"), grades[0]),
         "category": ("隐患类别，自由填写（消防安全、用电安全、燃气安全……）"
                      + _limit(cols["category"]), "消防安全"),
-        "location": ("隐患所在的地点，越具体越好" + _limit(cols["location"],
-                                                         location_limit(playbook)),
+        "location": ("隐患所在的地点，越具体越好" + _limit(cols["location"], location_limit()),
                      "和平路12号一楼"),
         "description": ("隐患的具体情况" + _limit(cols["description"], MAX_TEXT),
                         "疏散通道堆放杂物"),

@@ -7,21 +7,44 @@ thousand at once."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from models.org import OrgChart
 from models.outbox import DELIVERED, INBOX_URL, PENDING
 
+# One `to:`/`notify:` entry naming alternatives: `community_head|enterprise_head` is the unit's
+# head, whichever of the two the unit has (a community never has an enterprise head).
+ALTERNATIVE = "|"
+
+
+def alternatives(target: str) -> list[str]:
+    """The roles or channels one entry names: itself, or each of `a|b` (blanks dropped)."""
+    if ALTERNATIVE not in target:
+        return [target]
+    return [t.strip() for t in target.split(ALTERNATIVE) if t.strip()]
+
+
+def flat_targets(targets: Iterable[str]) -> list[str]:
+    """Every role or channel named by `targets`, alternatives spelled out, in order."""
+    return list(dict.fromkeys(t for target in targets for t in alternatives(target)))
+
+
+def target_name(target: str, names: Mapping[str, str]) -> str:
+    """An entry as a person reads it: `community_head|enterprise_head` is
+    社区负责人或企业负责人."""
+    return "或".join(names.get(t, t) for t in alternatives(target))
+
 
 def resolve_targets(
     org: OrgChart, targets: Iterable[str], unit_id: str
 ) -> tuple[list[str], list[str]]:
-    """(person ids, channel names) for roles resolved up the tree from `unit_id`, and channels."""
+    """(person ids, channel names) for roles resolved up the tree from `unit_id`, and channels;
+    each of an entry's alternatives is resolved (whichever the unit has reaches someone)."""
     people: list[str] = []
     channels: list[str] = []
-    for target in targets:
+    for target in flat_targets(targets):
         if target in org.channels:
             channels.append(target)
             continue
@@ -31,11 +54,17 @@ def resolve_targets(
 
 
 def unreached_roles(org: OrgChart, targets: Iterable[str], unit_id: str) -> list[str]:
-    """The roles among `targets` that nobody holds at `unit_id` or above it: a message to
+    """The entries among `targets` that reach nobody at `unit_id` or above it: a message to
     them reaches no one (a street's alert `to: [community_head]` finds no community head up
-    the tree), which the run's timeline must say rather than read as sent."""
+    the tree), which the run's timeline must say rather than read as sent. Each role of a
+    plain list counts alone; an entry of alternatives (`community_head|enterprise_head`) is
+    unreached only when none of them reaches anyone."""
+
+    def reached(name: str) -> bool:
+        return name in org.channels or bool(org.resolve_role(name, unit_id)[1])
+
     return list(dict.fromkeys(
-        t for t in targets if t not in org.channels and not org.resolve_role(t, unit_id)[1]))
+        t for t in targets if not any(reached(a) for a in alternatives(t))))
 
 
 def notification_rows(

@@ -15,6 +15,7 @@ from difflib import get_close_matches
 from typing import Any
 
 from flows.locate import zh_en
+from flows.recipients import flat_targets
 from flows.spec import Playbook
 from models.errors import SourceError
 from models.org import OrgChart
@@ -38,8 +39,8 @@ def _collect(value: Any, into: set[str]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if key in _ROLE_KEYS:
-                into.update([item] if isinstance(item, str) else
-                            [x for x in item or () if isinstance(x, str)])
+                into.update(flat_targets([item] if isinstance(item, str) else
+                                         [x for x in item or () if isinstance(x, str)]))
             else:
                 _collect(item, into)
     elif isinstance(value, list):

@@ -29,7 +29,12 @@ from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
 from flows.progress import AUTOMATIC_ACTIONS, advance, lock_run
-from flows.recipients import notification_rows, resolve_targets, unreached_roles
+from flows.recipients import (
+    notification_rows,
+    resolve_targets,
+    target_name,
+    unreached_roles,
+)
 from flows.render import RenderFailed
 from flows.runtime import Runtime
 from models import run as rs
@@ -119,7 +124,8 @@ def execute_step(
                     add_event(session, at=now, actor=SYSTEM, action="notify_unrouted",
                               run_id=run_id, step_id=inst.id, detail={
                                   "targets": unreached,
-                                  "target_names": [ROLE_NAMES_ZH.get(r, r) for r in unreached],
+                                  "target_names": [target_name(r, ROLE_NAMES_ZH)
+                                                   for r in unreached],
                                   "unit": inst.unit_id})
                 _finish(session, inst, now, {"sent_to": people + channels}, recorded)
                 done += 1

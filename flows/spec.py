@@ -279,7 +279,9 @@ class EscalateSpec(_Spec):
     """One escalation level, counted from the due time (or the ack deadline)."""
 
     after: DurationField = Field(description="How long after the due time this level fires.")
-    notify: list[str] = Field(min_length=1, description="Roles or channel names to notify.")
+    notify: list[str] = Field(
+        min_length=1, description="Roles or channel names to notify; `a|b` names alternatives "
+        "(whichever the unit has: `community_head|enterprise_head`).")
     at: Slug | None = Field(
         default=None,
         description="Unit type (district, street, ...) where this level's roles resolve: the "
@@ -588,7 +590,8 @@ class StepSource(_Spec):
     template: str | None = Field(
         default=None, description="Jinja2 template in playbooks/templates (notify, document)."
     )
-    to: list[str] = Field(default_factory=list, description="notify: roles or channels.")
+    to: list[str] = Field(default_factory=list, description="notify: roles or channels; `a|b` "
+                          "names alternatives (whichever the unit has).")
     number: DocPrefix | None = Field(
         default=None,
         description="document or notify: 文号 prefix (发文机关代字, e.g. 坪应急督); the document "

@@ -26,7 +26,12 @@ from flows.duty import DutyCut, duty_cut, role_groups, task_group
 from flows.extensions import chase_undecided
 from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, lock_run, wake
-from flows.recipients import notification_rows, resolve_targets, unreached_roles
+from flows.recipients import (
+    notification_rows,
+    resolve_targets,
+    target_name,
+    unreached_roles,
+)
 from flows.render import RenderFailed
 from flows.round_start import hand_out_due_round
 from flows.runtime import Runtime
@@ -316,7 +321,8 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
             # run): the ladder moves on, but the timeline says the level reached no one, and
             # no 文号 is taken for a letter served on nobody.
             out.events.append(_event(step, now, "unrouted", {
-                "kind": firing.kind, "level": firing.level, "targets": list(firing.targets)}))
+                "kind": firing.kind, "level": firing.level, "targets": list(firing.targets),
+                "target_names": [target_name(r, ROLE_NAMES_ZH) for r in firing.targets]}))
             title, body, number = "", "", None
         else:
             # Some of the level's roles reach nobody (the community has no 社区负责人 any more):
@@ -326,7 +332,7 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
             if missed:
                 out.events.append(_event(step, now, "unrouted_partly", {
                     "kind": firing.kind, "level": firing.level, "targets": missed,
-                    "target_names": [ROLE_NAMES_ZH.get(r, r) for r in missed]}))
+                    "target_names": [target_name(r, ROLE_NAMES_ZH) for r in missed]}))
             title, body, number = _message(rt, run, step, spec, firing, now, session=session)
             level = _level(spec, firing)
             if level is not None and level.template:
@@ -479,13 +485,34 @@ def _duty_cut(rt: Runtime, step: StepInstance, firing: Firing, people: list[str]
     return duty_cut(rt.org, rt.tz, now, groups, others=named)
 
 
+# How much of the run's title a reminder's or a 督办's title carries: enough to tell 200 hazards
+# apart in one inbox (六和社区和平路18号富达五金厂), short enough for a phone's notification line
+# and a mail subject.
+ABOUT_WIDTH = 24
+TITLE_WIDTH: int = Notification.__table__.c.title.type.length  # type: ignore[attr-defined]
+
+
+def _about(rt: Runtime, run: Run, session: Session | None) -> str:
+    """What the run is about, briefly: its title without the playbook's own title in front
+    (every hazard's begins 隐患排查整治闭环销号·), cut to ABOUT_WIDTH with "…"."""
+    about = run.title
+    if session is not None:
+        prefix = rt.catalog.pinned(session, run.playbook_sha).title + "·"
+        about = about.removeprefix(prefix) or about
+    return about if len(about) <= ABOUT_WIDTH else about[:ABOUT_WIDTH - 1] + "…"
+
+
 def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: Firing,
              now: datetime, *, session: Session | None = None) -> tuple[str, str, str | None]:
     """Title, body and 文号 (when the level numbers its letters) of one firing's message."""
     label = KIND_TITLES.get(firing.kind, firing.kind)
     level = _level(spec, firing)
     level_title = level.title if level is not None else None
-    title = f"【{label}·{level_title}】{step.title}" if level_title else f"【{label}】{step.title}"
+    head = f"【{label}·{level_title}】" if level_title else f"【{label}】"
+    about = _about(rt, run, session)
+    room = TITLE_WIDTH - len(head) - len(about) - 1  # a step's title may be 300 on its own
+    what = step.title if len(step.title) <= room else step.title[:room - 1] + "…"
+    title = f"{head}{what}·{about}"
     # A verifier is late against their own deadline, not the assignee's.
     deadline = step.verify_due_at if firing.kind == "verify" else step.due_at
     late = int((now - deadline).total_seconds() // 60) if deadline else 0
@@ -504,6 +531,14 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         "minutes_late": max(late, 0),
         "now_local": rt.renderer.local(now), "level_title": level_title,
     }
+    if session is not None and firing.kind in ("escalate", "verify"):
+        # Which message of this level it is, counted from those sent before it (as letters
+        # count those filed): missed repeats collapse into one firing after downtime, so the
+        # repeat's slot (第 41 次) overstates what anyone received.
+        context["ordinal"] = session.exec(select(func.count()).select_from(Escalation).where(
+            Escalation.step_id == step.id, Escalation.kind == firing.kind,
+            Escalation.level == firing.level,
+            Escalation.scheduled_at < firing.scheduled_at)).one() + 1  # type: ignore[operator]
     if firing.kind == "verify" and spec.verify is not None:
         context["verify"] = {
             "due_at_local": rt.renderer.deadline(step.verify_due_at),
@@ -537,7 +572,9 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         what = (f"应于 {context['verify']['due_at_local']} 前核验" if "verify" in context
                 else f"应于 {context['step']['due_at_local']} 完成")
         body = (f"{run.title}：{step.title}（{context['unit_name']}）{what}，"
-                f"{label}第{firing.level}级。" + (f"文号：{number}" if number else ""))
+                f"{label}第{firing.level}级"
+                + (f"（第 {context['ordinal']} 次督办）" if context.get("ordinal", 1) > 1 else "")
+                + "。" + (f"文号：{number}" if number else ""))
     return title, body, number
 
 

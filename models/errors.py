@@ -123,6 +123,20 @@ class ConcurrentRuns(Conflict):
         self.runs = runs
 
 
+class ExtensionPastDeadline(Conflict):
+    """A request for more time made once the task's deadline has passed (flows/extensions.py):
+    an extension is asked before the deadline; the overdue task stays on its escalation ladder.
+    A 409 whose error code is `extension_past_deadline`; `due_local` is the deadline as shown."""
+
+    def __init__(self, current: str, due_local: str) -> None:
+        super().__init__(
+            f"任务期限 {due_local} 已过，不能再申请延期：延期须在期限届满前提出，逾期任务继续按督办"
+            f"程序处理（督办、提级督办）/ the deadline ({due_local}) has passed: a request for "
+            "more time must be made before it, and the overdue task stays on its escalation "
+            "ladder", current=current)
+        self.due_local = due_local
+
+
 class EvidenceDamaged(Conflict):
     """A stored evidence file no longer holds what was uploaded: its bytes do not match the
     SHA-256 recorded at upload, or it is gone from the store. Not the request's fault (a 409,

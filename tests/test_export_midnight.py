@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,13 +73,24 @@ def download(client: TestClient, rt: Runtime, path: str, fmt: str) -> bytes:
     return r.content
 
 
+def shown(cell: Any) -> Any:
+    """An XLSX cell as a spreadsheet shows it: a date cell through its number format (the two
+    the exports write), anything else as it is."""
+    if not isinstance(cell.value, datetime):
+        return cell.value
+    if cell.number_format == exports.XLSX_DAY_END_FORMAT:
+        return cell.value.strftime("%Y-%m-%d") + " 24:00"
+    assert cell.number_format == exports.XLSX_TIME_FORMAT, cell.number_format
+    return cell.value.strftime("%Y-%m-%d %H:%M")
+
+
 def by_code(fmt: str, data: bytes) -> dict[str, dict[str, Any]]:
-    """Each row of an export as {header: cell}, by 隐患编号; XLSX cells as openpyxl reads them."""
+    """Each row of an export as {header: cell}, by 隐患编号; XLSX cells as a reader sees them."""
     if fmt == "csv":
         rows: list[list[Any]] = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     else:
         ws = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
-        rows = [list(r) for r in ws.iter_rows(values_only=True)]
+        rows = [[shown(c) for c in r] for r in ws.iter_rows()]
     header = rows[0]
     return {row[0]: dict(zip(header, row, strict=True)) for row in rows[1:]}
 
@@ -107,7 +118,7 @@ def test_a_deadline_that_ends_a_day_is_written_as_that_days_24_00(
     assert ends["是否逾期"] == "是"
     # A found time at midnight starts that day: it is not a deadline, nothing moves.
     found = ends["发现时间"]
-    assert found == ("2026-02-01 00:00" if fmt == "csv" else datetime(2026, 2, 1, 0, 0))
+    assert found == "2026-02-01 00:00"
 
 
 @pytest.mark.parametrize("fmt", exports.FORMATS)
@@ -122,29 +133,38 @@ def test_the_rectification_list_counts_overdue_days_from_the_day_it_prints(
     assert rows["YH-IN-THE-DAY"]["整改期限"] == "2026-03-31 09:30"
 
 
-def test_xlsx_deadline_columns_are_text_in_every_row(client: TestClient, demo: Runtime) -> None:
-    """A date cell cannot say 24:00: the deadline columns are text, in every row, so the column
-    sorts one way (the fixed-width form sorts in time order); the found time stays a date."""
+def test_xlsx_deadline_columns_are_date_cells_in_every_row(client: TestClient,
+                                                         demo: Runtime) -> None:
+    """Like 发现时间, the deadlines are date cells a manager sorts, filters by day and counts
+    days on: one that ends a day holds that day's last second, shown as its 24:00, so it files
+    under its own day and sorts before the next day's 00:30."""
     ws = openpyxl.load_workbook(io.BytesIO(download(client, demo, HAZARD_EXPORT,
                                                     "xlsx"))).worksheets[0]
     header = [c.value for c in ws[1]]
-    for row in ws.iter_rows(min_row=2):
-        assert row[header.index("整改期限")].data_type == "s"
+    cells = {row[0].value: row for row in ws.iter_rows(min_row=2)}
+    for row in cells.values():
+        assert row[header.index("整改期限")].is_date and row[header.index("发现时间")].is_date
         original = row[header.index("原整改期限")]  # blank unless extended
-        assert original.value is None or original.data_type == "s"
-        assert row[header.index("发现时间")].is_date
-    # Sorted as text, the deadlines come in time order (2026-02-28 24:00 before 2026-03-01
-    # 00:30, as the instants).
-    times = Times(demo.tz, datetime(2027, 1, 1, tzinfo=UTC))
-    texts = [row[header.index("整改期限")].value for row in ws.iter_rows(min_row=2)]
-    assert [times.parse(t) for t in sorted(texts)] == sorted(times.parse(t) for t in texts)
+        assert original.value is None or original.is_date
+    ends = cells["YH-END-OF-DAY"][header.index("整改期限")]
+    assert ends.value == datetime(2026, 2, 28, 23, 59, 59)
+    assert ends.number_format == 'yyyy-mm-dd "24:00"'
+    within = cells["YH-IN-THE-DAY"][header.index("整改期限")]
+    assert (within.value, within.number_format) == (datetime(2026, 3, 31, 9, 30),
+                                                    "yyyy-mm-dd hh:mm")
+    # Sorted as the cells' values, the deadlines come in time order (2026-02-28 24:00 before
+    # 2026-03-01 00:30, as the instants).
+    values = {code: row[header.index("整改期限")].value for code, row in cells.items()}
+    assert sorted(values, key=values.__getitem__) == [
+        h["code"] for h in sorted(SEEDED, key=lambda h: h["due_at"])]
 
 
 def test_a_deadline_at_the_first_instant_datetime_holds_still_exports() -> None:
     first = datetime(1, 1, 1, tzinfo=UTC)  # 24:00 of a day before year 1 has no date
-    assert (exports.deadline(first, ZoneInfo("UTC")) or "").endswith("1-01-01 00:00")
-    assert (exports.deadline(datetime(1, 1, 2, tzinfo=UTC), ZoneInfo("UTC")) or "").endswith(
-        "1-01-01 24:00")
+    assert exports.deadline(first, ZoneInfo("UTC")).text.endswith(  # type: ignore[union-attr]
+        "1-01-01 00:00")
+    assert exports.deadline(datetime(1, 1, 2, tzinfo=UTC),  # type: ignore[union-attr]
+                            ZoneInfo("UTC")).text.endswith("1-01-01 24:00")
     assert exports.deadline(None, SH) is None
 
 
@@ -159,15 +179,21 @@ def test_every_exported_time_reads_back_to_the_same_instant(
     # The import's reader of times; "now" late enough that no deadline here is in its future.
     times = Times(demo.tz, datetime(2027, 1, 1, tzinfo=UTC))
     cells = {row[0]: dict(zip(table.header, row, strict=False)) for _n, row in table.rows}
+
+    def due(value: Any) -> datetime | None:
+        # An XLSX deadline that ends a day holds the day's last second (shown as its 24:00).
+        at = times.parse(value)
+        return at + timedelta(seconds=1) if at is not None and at.second == 59 else at
+
     for stored in SEEDED:
         row = cells[stored["code"]]
         assert times.parse(row["发现时间"]) == stored["found_at"]
-        assert times.parse(row["整改期限"]) == stored["due_at"]
+        assert due(row["整改期限"]) == stored["due_at"]
         original = stored.get("original_due_at")
         if original is None:  # never extended: left blank
             assert row["原整改期限"] in ("", None)
         else:
-            assert times.parse(row["原整改期限"]) == original
+            assert due(row["原整改期限"]) == original
 
 
 @pytest.mark.parametrize("text", ["2026-02-28 24:00", "2026-02-28T24:00:00+08:00",

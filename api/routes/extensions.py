@@ -101,11 +101,19 @@ def _one(rt: Runtime, request_id: int, person: str) -> ExtensionRequestPublic:
     return request_view(rt, extensions.read_request(rt, request_id=request_id, person=person))
 
 
+_ASK_ERRORS = {409: {"description": "`extension_past_deadline`: the task's deadline has "
+                     "passed (a request is made before it; the overdue task stays on its "
+                     "escalation ladder); `conflict`: a request is already pending, the task is "
+                     "closed, or its step takes no requests"}}
+
+
 @router.post("/api/tasks/{task_id}/extension-requests", status_code=201,
-             response_model=ExtensionRequestPublic)
+             response_model=ExtensionRequestPublic,
+             responses=_ASK_ERRORS)  # type: ignore[arg-type]
 def create(task_id: RowId, body: ExtensionRequestCreate, rt: RuntimeDep,
            person: CurrentPerson) -> ExtensionRequestPublic:
-    """The assignee asks for a later deadline, with a reason; one pending request per task."""
+    """The assignee asks for a later deadline, with a reason, before the current one has
+    passed; one pending request per task. One asked in time may be decided after it."""
     req = extensions.request_extension(rt, step_id=task_id, actor=person, due_at=body.due_at,
                                        reason=body.reason)
     return _one(rt, req.id or 0, person)

@@ -508,11 +508,16 @@ function drawEscalations(run) {
     h("tbody", {}, rows.map((e) => h("tr", { dataset: { step: e.step, kind: e.kind } },
       h("td", { text: titles.get(e.step_id) || titles.get(e.step) || e.step }),
       h("td", { text: KIND_NAMES[e.kind] || e.kind }),
+      // Counted from the firings sent (after downtime missed repeats collapse into one).
       h("td", { text: NO_LEVEL.has(e.kind) ? "—"
-        : (e.repeat ? `${e.level}（第 ${e.repeat + 1} 次）` : String(e.level)) }),
+        : (e.ordinal > 1 ? `${e.level}（第 ${e.ordinal} 次）` : String(e.level)) }),
       // The rung as the playbook names it (督办函, 提级督办函, 约谈) and its letter's 文号.
       h("td", { class: "rung", text: e.title || "—" }),
-      h("td", { text: e.fired_at_local }),
+      // Fired late (the server was down): when it was due too, so a 督办函 of 01-08 against a
+      // 01-03 deadline does not read as the bureau's own delay.
+      h("td", { class: "fired" }, e.fired_at_local, e.fired_late
+        ? h("div", { class: "meta scheduled late", text: `应触发 ${e.scheduled_at_local}（补发）` })
+        : null),
       h("td", { text: (e.recipient_names && e.recipient_names.length ? e.recipient_names : e.recipients).join("、") }),
       h("td", { class: "doc-number", text: e.number || "—" })))))));
 }

@@ -11,7 +11,8 @@ import {
 const taskId = Number(document.body.dataset.taskId);
 const OPEN = ["ready", "acked", "submitted", "rejected"];
 const ACTIONABLE = ["ready", "acked", "rejected"];
-const REQUEST_STATUS = { pending: "待审批", approved: "已批准", refused: "已驳回", lapsed: "已失效" };
+// The words the timeline and the messages use too (api/event_names.py, flows/extensions.py).
+const REQUEST_STATUS = { pending: "待审批", approved: "同意延期", refused: "不同意延期", lapsed: "已失效" };
 
 const state = {
   who: null,
@@ -21,6 +22,7 @@ const state = {
   spec: null, // the playbook's step: outputs, evidence, verify, extension
   requests: null,
   requestsError: null,
+  askedTooLate: false, // the API said the deadline passed while the page was open
   candidates: null, // whom the caller may hand the task to (改派); null: they may not
 
   files: null, // evidence chosen for the next submission: [{id, name, sha256, warning}]
@@ -799,6 +801,13 @@ function drawRequestForm() {
       await loadRequests();
       redraw("已提交延期申请，等待审批");
     } catch (err) {
+      if (err instanceof ApiError && err.error === "extension_past_deadline") {
+        // The deadline passed while the page was open: no form any more, and why.
+        state.askedTooLate = true;
+        draw();
+        showError(err);
+        return;
+      }
       if (err instanceof ApiError && err.status === 409) {
         // Already asked (the first tap's answer was lost on the network, or another phone
         // asked): show that request instead of a form that can only be refused again.
@@ -818,7 +827,7 @@ function drawRequestForm() {
 }
 
 function drawDecision(req) {
-  const note = h("input", { name: "note", type: "text", placeholder: "审批意见；驳回须写明原因",
+  const note = h("input", { name: "note", type: "text", placeholder: "审批意见；不同意延期须说明理由",
     "aria-label": "审批意见" });
   const form = h("form", { class: "decide", novalidate: true }, note);
   const decide = async (approve) => {
@@ -826,7 +835,7 @@ function drawDecision(req) {
     if (!approve && !note.value.trim()) {
       note.setAttribute("aria-invalid", "true");
       note.focus();
-      flash("驳回需说明原因", "error");
+      flash("不同意延期需说明理由", "error");
       return;
     }
     try {
@@ -834,16 +843,16 @@ function drawDecision(req) {
         json: { approve, note: note.value.trim() ? note.value : null } });
       state.task = await api(`/api/tasks/${taskId}`); // an approval moved the deadline
       await loadRequests();
-      redraw(approve ? "已批准延期" : "已驳回延期申请");
+      redraw(approve ? "已同意延期" : "已不同意延期");
     } catch (err) {
       showError(err);
       markField(form, err);
     }
   };
   form.append(h("p", {},
-    action(h("button", { type: "button", class: "primary approve-ext", text: "批准" }),
+    action(h("button", { type: "button", class: "primary approve-ext", text: "同意延期" }),
       () => decide(true)),
-    action(h("button", { type: "button", class: "danger refuse-ext", text: "驳回" }),
+    action(h("button", { type: "button", class: "danger refuse-ext", text: "不同意延期" }),
       () => decide(false))));
   form.addEventListener("submit", (event) => event.preventDefault());
   return form;
@@ -872,12 +881,21 @@ function drawExtensions() {
   const { task, spec } = state;
   const open = OPEN.includes(task.status);
   const takesRequests = !spec || Boolean(spec.extension);
-  const canAsk = open && takesRequests && mayAct() &&
+  const mayAsk = open && takesRequests && mayAct() &&
     !(state.requests || []).some((r) => r.status === "pending");
+  // An extension is asked before the deadline (the API refuses one after it): past it, the
+  // page says why there is no form instead of offering one the API can only refuse.
+  const pastDue = state.askedTooLate || (Boolean(task.due_at) && countdown(task.due_at).overdue);
+  const canAsk = mayAsk && !pastDue;
   const requests = state.requests || [];
-  if (!canAsk && requests.length === 0 && !state.requestsError) return null;
+  if (!mayAsk && requests.length === 0 && !state.requestsError) return null;
   const parts = [];
   if (canAsk) parts.push(drawRequestForm());
+  if (mayAsk && pastDue) {
+    parts.push(h("p", { id: "ext-too-late", class: "meta",
+      text: `期限 ${task.due_at_local} 已过，不能再申请延期：延期须在期限届满前提出，` +
+        "逾期任务继续按督办程序处理。" }));
+  }
   if (state.requestsError) {
     const why = state.requestsError.detail || state.requestsError.message;
     parts.push(h("p", { class: "meta", text: `延期申请无法读取：${why}` }));

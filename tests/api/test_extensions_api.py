@@ -229,7 +229,7 @@ def test_not_found_and_conflicts_speak_chinese_first(client: TestClient, auth: A
     req = ask(client, auth, task).json()
     assert decide(client, auth, req["id"]).status_code == 200
     r = decide(client, auth, req["id"])
-    assert r.status_code == 409 and r.json()["detail"].startswith("该申请已同意 / ")
+    assert r.status_code == 409 and r.json()["detail"].startswith("该申请已同意延期 / ")
 
 
 def test_lapsed_requests_are_listed_filterable_and_refused_as_lapsed(
@@ -254,3 +254,26 @@ def test_lapsed_requests_are_listed_filterable_and_refused_as_lapsed(
     # Nothing to decide is the answer, with or without a note.
     refused = decide(client, auth, req["id"], approve=False)
     assert refused.status_code == 409 and "已失效" in refused.json()["detail"], refused.text
+
+
+def test_a_request_after_the_deadline_is_409_past_deadline_and_one_in_time_is_still_decided(
+        client: TestClient, auth: Auth, clock: ManualClock) -> None:
+    task = hazard_task(client, auth)
+    in_time = ask(client, auth, task, due_at=later(task, days=20))
+    assert in_time.status_code == 201, in_time.text
+    late = hazard_task(client, auth)
+    clock.advance(timedelta(days=12))  # both past their deadline (10 days)
+    r = ask(client, auth, late, due_at=later(late, days=20))
+    assert r.status_code == 409, r.text
+    answer = r.json()
+    assert answer["error"] == "extension_past_deadline" and answer["current"] == "ready"
+    assert answer["detail"].startswith(f"任务期限 {late['due_at_local']} 已过，不能再申请延期")
+    assert client.get(f"/api/extension-requests?task={late['id']}",
+                      headers=auth("c1-grid")).json()["count"] == 0
+    # Asked in time, the decision may come after the deadline (its own days to decide).
+    decided = decide(client, auth, in_time.json()["id"])
+    assert decided.status_code == 200 and decided.json()["status"] == "approved"
+    # The 409 is in the route's documentation.
+    doc = client.get("/openapi.json").json()
+    responses = doc["paths"]["/api/tasks/{task_id}/extension-requests"]["post"]["responses"]
+    assert "extension_past_deadline" in responses["409"]["description"]

@@ -208,7 +208,9 @@ def test_reminders_and_ladder_levels_wake_the_officer_on_duty_beside_other_roles
     ack = notes(drill, run_id, "ack")
     assert inboxed(ack) == sorted([*OFFICERS, "boss"])
     assert on_channels(ack) == ["boss", "duty-b"]
-    assert delivered_paths(drill, clock, receiver, f"【未签收】{title}") == ["/boss", "/duty-b"]
+    [ack_title] = {n.title for n in ack}
+    assert ack_title.startswith(f"【未签收】{title}·")  # and what the run is about
+    assert delivered_paths(drill, clock, receiver, ack_title) == ["/boss", "/duty-b"]
 
     clock.advance(timedelta(minutes=9))  # past the 10-minute deadline: the first level
     sweep_once(drill)

@@ -19,7 +19,7 @@ from flows.runtime import Runtime
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
 from models.db import read_session
-from models.errors import Conflict, Forbidden, InvalidInput, NotFound
+from models.errors import Conflict, ExtensionPastDeadline, Forbidden, InvalidInput, NotFound
 from models.escalation import Escalation
 from models.hazard import ExtensionRequest, Hazard
 from models.outbox import Notification
@@ -108,7 +108,10 @@ def test_refusal_keeps_the_deadline_and_needs_a_note(rt: Runtime) -> None:
     assert kept.due_at == rectify.due_at and kept.original_due_at is None
     assert hazard(rt, run_id).due_at == rectify.due_at
     assert len(events(rt, run_id, "extension_refused")) == 1
-    assert "理由不充分" in inbox(rt, "c1-grid", "extension_refused")[0].body
+    [told] = inbox(rt, "c1-grid", "extension_refused")
+    # One word for a refusal, as the timeline (api/event_names.py) and the task page say it.
+    assert told.title == "【不同意延期】整改" and "，不同意延期，" in told.body
+    assert "理由不充分" in told.body
     # Deciding twice is a conflict; once refused, a new request may be made.
     with pytest.raises(Conflict):
         extensions.decide_extension(rt, request_id=req.id or 0, actor="s1-head", approve=True)
@@ -116,14 +119,19 @@ def test_refusal_keeps_the_deadline_and_needs_a_note(rt: Runtime) -> None:
 
 
 def test_approval_restarts_the_escalation_ladder(rt: Runtime, clock: ManualClock) -> None:
+    """Asked in time, decided after the deadline (the supervising unit has its own days to
+    decide): the approval clears the overdue mark and the ladder starts again."""
     run_id = start_hazard(rt)
     rectify = step_of(rt, run_id, "rectify")
-    clock.advance(10 * DAY + timedelta(minutes=1))
+    assert rectify.due_at is not None
+    clock.advance(9 * DAY)
+    req = extensions.request_extension(rt, step_id=rectify.id or 0, actor="c1-grid",
+                                       due_at=rectify.due_at + 3 * DAY + timedelta(minutes=1),
+                                       reason="雨天无法施工")
+    clock.advance(DAY + timedelta(minutes=1))
     assert sweep_once(rt).fired == 1  # 督办函 to the section chief
     late = step_of(rt, run_id, "rectify")
     assert late.overdue and late.escalation_level == 1
-    req = extensions.request_extension(rt, step_id=late.id or 0, actor="c1-grid",
-                                       due_at=clock.now() + 3 * DAY, reason="雨天无法施工")
     extensions.decide_extension(rt, request_id=req.id or 0, actor="s1-head", approve=True)
     fresh = step_of(rt, run_id, "rectify")
     assert not fresh.overdue and fresh.escalation_level == 0
@@ -136,6 +144,33 @@ def test_approval_restarts_the_escalation_ladder(rt: Runtime, clock: ManualClock
         fired = session.exec(select(Escalation).where(Escalation.run_id == run_id)
                              .order_by(Escalation.id)).all()
     assert [e.scheduled_at for e in fired] == [rectify.due_at, fresh.due_at]
+
+
+def test_a_request_after_the_deadline_is_refused_and_the_overdue_record_stays(
+        rt: Runtime, clock: ManualClock) -> None:
+    run_id = start_hazard(rt)
+    rectify = step_of(rt, run_id, "rectify")
+    assert rectify.due_at is not None
+    clock.advance(10 * DAY)  # the very moment of the deadline is already too late
+    with pytest.raises(ExtensionPastDeadline) as exc:
+        ask(rt, rectify)
+    assert exc.value.due_local == "2026-03-12 09:00" and "2026-03-12 09:00" in str(exc.value)
+    assert "不能再申请延期" in str(exc.value) and "督办" in str(exc.value)
+    clock.advance(12 * DAY)
+    assert sweep_once(rt).fired >= 1  # 督办函, 12 days late
+    late = step_of(rt, run_id, "rectify")
+    with pytest.raises(ExtensionPastDeadline):
+        extensions.request_extension(rt, step_id=late.id or 0, actor="c1-grid",
+                                     due_at=clock.now() + 30 * DAY, reason="资金未到位")
+    # Nothing changed: no request, no event, no note, the task as the sweep left it.
+    kept = step_of(rt, run_id, "rectify")
+    assert (kept.version, kept.due_at, kept.overdue, kept.escalation_level) == (
+        late.version, late.due_at, True, late.escalation_level)
+    with read_session(rt.db) as session:
+        assert session.exec(select(ExtensionRequest)).all() == []
+    assert events(rt, run_id, "extension_requested") == []
+    assert inbox(rt, "s1-head", "extension_requested") == []
+    assert hazard(rt, run_id).due_at == rectify.due_at
 
 
 def test_who_may_ask(rt: Runtime) -> None:

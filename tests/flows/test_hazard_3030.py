@@ -565,6 +565,11 @@ def test_overdue_rectification_climbs_the_ladder_in_order_once_each(
     assert [e.action for e in events if e.step_id == sid].count("escalate") == 7
     assert [e.action for e in events if e.step_id == sid].count("overdue") == 1
     assert len([e for e in escalations if e.step_id == sid]) == len(ladder)
+    # The unit's head is community_head|enterprise_head: a community has no enterprise head,
+    # which is no 无人担任 on the notice (notice-send) nor on any letter of the ladder.
+    assert "notice-send" in {s.step_key for s in steps(demo, run_id).values()}
+    assert [e.action for e in events if e.action in (
+        "notify_unrouted", "unrouted_partly", "unrouted")] == []
 
 
 def test_rectified_in_time_nobody_is_chased(demo: Runtime, clock: ManualClock) -> None:
@@ -699,7 +704,8 @@ def test_escalation_letters_are_the_levels_documents(demo: Runtime, clock: Manua
     by = {n.recipient: n for n in rows if "约谈" not in n.title}
     summonses = {n.recipient: n for n in rows if "约谈" in n.title}
     letter = by[UNIT_HEAD]
-    assert letter.title == "【督办提醒·督办函】隐患整改"
+    # Named by what it is about: 200 hazards in one inbox are told apart by their place.
+    assert letter.title == f"【督办提醒·督办函】隐患整改·{LOCATION}"
     # Each letter takes the next number of its prefix: the unit head's first, the street
     # head's (3 days later) second; the summons its own prefix.
     assert "# 督办函" in letter.body and "**坪应急督函〔2026〕1号**" in letter.body

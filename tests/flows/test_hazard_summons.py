@@ -47,7 +47,7 @@ def test_summons_reaches_the_units_head_with_the_bureau(
                              .order_by(Escalation.level)).all()  # type: ignore[arg-type]
         summons = session.exec(select(Notification).where(
             Notification.step_id == rectify.id, Notification.kind == "escalate",
-            Notification.title == "【督办提醒·约谈】隐患整改")).all()
+            Notification.title == "【督办提醒·约谈】隐患整改·坪山街道某处")).all()
     assert [(e.level, sorted(e.recipients)) for e in fired] == [
         (1, [head]),  # 督办函: the unit's head, whichever kind of unit it is
         (2, [STREET_HEAD]),

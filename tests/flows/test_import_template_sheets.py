@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
+from sqlmodel import select
 
 from flows.found_times import WRITTEN_FORMS, Times
-from flows.hazard_import import HAZARD_COLUMNS
-from flows.import_checks import known_header
+from flows.hazard_import import HAZARD_COLUMNS, import_hazards
+from flows.import_checks import ImportInvalid, known_header
 from flows.import_template import (
     NOTES_SHEET,
     hazard_template,
@@ -22,6 +23,9 @@ from flows.import_template import (
 )
 from flows.risk_import import RISK_COLUMNS
 from flows.runtime import Runtime
+from models.db import read_session
+from models.hazard import Hazard
+from models.run import Run
 
 
 @pytest.mark.parametrize("kind", ["hazards", "risks"])
@@ -44,3 +48,26 @@ def test_every_written_form_of_a_found_time_is_read() -> None:
     for text in WRITTEN_FORMS:
         found = times.parse(text)
         assert found is not None and found.astimezone(tz).date() == datetime(2026, 2, 1).date()
+
+
+def test_the_location_limit_is_the_registers_in_the_notes_and_the_import(demo: Runtime) -> None:
+    """隐患地点 takes what the register holds (300 characters), as registering one hazard
+    does: not 289, once the width left in the run's title beside the playbook's (a title is
+    cut with "…" at its own width, the register keeps the whole place)."""
+    template = hazard_template(demo, "sun-li")
+    [guide] = [g for g in template.guides if g.column.key == "location"]
+    assert guide.accepts.endswith("；最多 300 个字符")
+    header = "单位编号,隐患地点,隐患描述"
+    place = "六和社区" + "和" * 296
+    done = import_hazards(demo, data=f"{header}\nliuhe,{place},消防通道堵塞\n".encode(),
+                          filename="隐患.csv", actor="sun-li")
+    assert len(done.run_ids) == 1
+    with read_session(demo.db) as session:
+        [entry] = session.exec(select(Hazard)).all()
+        run = session.get(Run, entry.run_id)
+    assert entry.location == place and run is not None and run.title.endswith("和…")
+    with pytest.raises(ImportInvalid) as exc:
+        import_hazards(demo, data=f"{header}\nliuhe,{place}和,消防通道堵塞\n".encode(),
+                       filename="隐患2.csv", actor="sun-li")
+    [problem] = exc.value.problems
+    assert problem.column == "隐患地点" and "300" in problem.zh

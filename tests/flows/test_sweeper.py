@@ -4,6 +4,7 @@ after downtime (each missed level once), the single-sweeper lease, and reminders
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import SMALL_ORG, make_runtime, small_org_without_c2
+from factories import (
+    ENGINE_PLAYBOOKS,
+    SHIPPED_PLAYBOOKS,
+    SMALL_ORG,
+    make_runtime,
+    small_org_without_c2,
+)
 from sqlalchemy import update
 from sqlmodel import select
 
@@ -87,6 +94,60 @@ def test_missed_escalations_fire_once_after_downtime(rt: Runtime, clock: ManualC
     sweep_once(rt)
     assert fired(rt, run_id)[-1][:2] == ("escalate", 2)
     assert len(fired(rt, run_id)) == 3
+
+
+def test_after_downtime_a_message_counts_the_messages_sent_not_the_repeats_missed(
+        make_rt: Callable[..., Runtime], clock: ManualClock, tmp_path: Path) -> None:
+    books = tmp_path / "books"
+    shutil.copytree(ENGINE_PLAYBOOKS, books)  # with the shipped text of a ladder's message
+    shutil.copy(SHIPPED_PLAYBOOKS / "templates" / "alert-message.md.j2", books / "templates")
+    rt = make_rt(playbooks=books)
+    run_id = start(rt)
+    clock.advance(timedelta(seconds=13))  # level 1 at 2 s, level 2 at 12 s
+    sweep_once(rt)
+    clock.advance(timedelta(seconds=10))  # 23 s: level 2's first repeat
+    sweep_once(rt)
+    clock.advance(timedelta(seconds=400))  # down for 400 s: 40 repeats missed, one sent
+    sweep_once(rt)
+    assert [f for f in fired(rt, run_id) if f[1] == 2] == [
+        ("escalate", 2, 0), ("escalate", 2, 1), ("escalate", 2, 41)]
+    with read_session(rt.db) as session:
+        bodies = [n.body for n in session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.recipient == "d1-director",
+            Notification.kind == "escalate").order_by(Notification.id)).all()]
+    levels = [line for body in bodies for line in body.splitlines() if "督办级别" in line]
+    assert levels == ["督办级别：第 2 级", "督办级别：第 2 级（第 2 次督办）",
+                      "督办级别：第 2 级（第 3 次督办）"]
+
+
+def test_a_reminder_or_督办_title_names_what_the_run_is_about_briefly(
+        rt: Runtime, clock: ManualClock) -> None:
+    """A street head with 200 hazards in the inbox must tell the titles apart: each carries
+    the run's title without the playbook's (the place), cut to a phone's line."""
+    places = ["坪山街道六和社区和平路18号富达五金厂打磨车间二楼东侧", "二社区加油站"]
+    runs = [lifecycle.start_run(rt, playbook_id="quick-escalation", unit_id="c1",
+                                params={"location": place}, actor="s1-commander").id
+            for place in places]
+    clock.advance(timedelta(seconds=3))
+    sweep_once(rt)
+    with read_session(rt.db) as session:
+        titles = [{n.title for n in session.exec(select(Notification).where(
+            Notification.run_id == run_id, Notification.kind == "escalate")).all()}
+            for run_id in runs]
+    assert titles == [{"【督办提醒】接警登记·坪山街道六和社区和平路18号富达五金厂打磨车间…"},
+                      {"【督办提醒】接警登记·二社区加油站"}]
+    assert len(next(iter(titles[0]))) <= sweeper.ABOUT_WIDTH + len("【督办提醒】接警登记·")
+    # A step's title may take the whole width of a message's: the title still fits it.
+    with session_scope(rt.db) as session:
+        session.execute(update(StepInstance).where(StepInstance.run_id == runs[1])
+                        .values(title="长" * 300))
+    clock.advance(timedelta(seconds=10))  # level 2
+    sweep_once(rt)
+    with read_session(rt.db) as session:
+        [long] = session.exec(select(Notification).where(
+            Notification.run_id == runs[1], Notification.kind == "escalate",
+            Notification.title.startswith("【督办提醒】长"))).all()  # type: ignore[attr-defined]
+    assert len(long.title) == sweeper.TITLE_WIDTH and long.title.endswith("长…·二社区加油站")
 
 
 def test_done_step_stops_escalating(rt: Runtime, clock: ManualClock) -> None:
@@ -293,6 +354,7 @@ def test_a_level_whose_roles_nobody_holds_any_more_says_so_in_the_timeline(
         told = session.exec(select(Notification).where(
             Notification.run_id == run_id, Notification.kind == "escalate")).all()
     assert event.detail["level"] == 2 and event.detail["targets"] == ["director"]
+    assert event.detail["target_names"] == [ROLE_NAMES_ZH["director"]]  # as the page says it
     assert "d1-director" not in {n.recipient for n in told}
 
 

@@ -133,7 +133,7 @@ def test_a_verifier_who_never_acts_is_chased_up_the_ladder_once_each(
         events = session.exec(select(AuditEvent).where(
             AuditEvent.step_id == fix_id, AuditEvent.action == "verify")).all()
     chase = [n for n in notes if n.recipient == "d1-chief"]
-    assert chase and chase[0].title == "【核验超时·复查超时督办】整改"
+    assert chase and chase[0].title == "【核验超时·复查超时督办】整改·一社区"
     assert "检查员甲、检查员乙" in chase[0].body and "仍未核验" in chase[0].body
     assert "已超时 1 小时" in chase[0].body
     assert len(events) == len(fired(vrt, fix_id))  # each firing is in the timeline

@@ -279,6 +279,31 @@ def test_a_missed_deadline_shows_overdue_and_who_was_chased(
     expect(page.locator("#timeline li[data-action='overdue']")).to_have_count(1)
 
 
+def test_after_downtime_the_ladder_shows_when_each_rung_was_due_and_counts_what_was_sent(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    run_id = start_leak(server)
+    clock.advance(timedelta(minutes=3, seconds=10))  # due 09:03: level 1, swept in time
+    sweep_once(server.rt)
+    clock.advance(timedelta(hours=5))  # then the server is down for five hours
+    sweep_once(server.rt)  # level 2, due 09:08, goes out at 14:03
+    clock.advance(timedelta(minutes=5))
+    sweep_once(server.rt)  # and its repeat, in time again
+    page = signed_in("wang-qiang")
+    page.goto(server.url(f"/runs/{run_id}"))
+    rows = page.locator("#escalations-table tr[data-kind='escalate']")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0).locator(".fired")).to_have_text("2026-03-02 09:03:10")
+    expect(rows.nth(1).locator(".fired")).to_have_text(
+        "2026-03-02 14:03:10应触发 2026-03-02 09:08:00（补发）")
+    expect(rows.nth(2).locator(".fired")).to_have_text("2026-03-02 14:08:10")
+    # The repeat is the second 督办 of level 2 anyone received, not the 61st slot of the
+    # five hours missed.
+    expect(rows.nth(2).locator("td").nth(2)).to_have_text("2（第 2 次）")
+    levels = call(server, "wang-qiang", "GET", f"/api/runs/{run_id}")["escalations"]
+    assert [(e["level"], e["repeat"], e["ordinal"], e["fired_late"]) for e in levels
+            if e["kind"] == "escalate"] == [(1, 0, 1, False), (2, 0, 1, True), (2, 60, 2, False)]
+
+
 def test_the_first_report_filed_shows_as_a_document_and_its_sending(
         signed_in: SignedIn, server: Any) -> None:
     run_id = start_leak(server)

@@ -345,10 +345,10 @@ def test_a_request_for_more_time_is_asked_and_approved(signed_in: SignedIn,
     expect(chief.locator("#summary")).to_be_visible()
     pending = chief.locator(".ext-request")
     pending.locator(".refuse-ext").click()  # refusing needs a reason
-    expect(chief.locator("#flash")).to_have_text("驳回需说明原因")
+    expect(chief.locator("#flash")).to_have_text("不同意延期需说明理由")
     pending.locator(".approve-ext").click()
-    expect(chief.locator("#flash")).to_have_text("已批准延期")
-    expect(chief.locator(".ext-request")).to_contain_text("已批准")
+    expect(chief.locator("#flash")).to_have_text("已同意延期")
+    expect(chief.locator(".ext-request")).to_contain_text("同意延期")
     expect(chief.locator("#due-local")).to_have_text("2026-04-15 24:00")
     expect(chief.locator("#original-due")).to_have_text("2026-04-01 09:00")
 
@@ -406,3 +406,58 @@ def test_a_deadline_counted_into_a_year_without_its_holidays_says_so(
     open_task(page, server, int(listed["id"]))
     expect(page.locator("#due-estimated")).to_have_text(
         f"{year + 1}年节假日安排未录入工作日历，此期限按周一至周五推算，以正式安排为准")
+
+
+def test_past_its_deadline_the_phone_offers_no_request_for_more_time_and_says_why(
+        signed_in: SignedIn, server: Any, clock: Any) -> None:
+    task = register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, task)
+    expect(page.locator("#ext-form")).to_be_visible()  # in time: offered
+    clock.advance(timedelta(days=30, hours=1))
+    sweep_once(server.rt)
+    page.reload()
+    expect(page.locator("#summary .due")).to_have_text("逾期 1小时0分")
+    expect(page.locator("#ext-form")).to_have_count(0)
+    expect(page.locator("#ext-too-late")).to_have_text(
+        "期限 2026-04-01 09:00 已过，不能再申请延期：延期须在期限届满前提出，"
+        "逾期任务继续按督办程序处理。")
+    # A page opened in time and sent after the deadline: told why, and the form goes.
+    other = register_hazard(server)
+    open_task(page, server, other)
+    expect(page.locator("#ext-form")).to_be_visible()
+    clock.advance(timedelta(days=31))
+    page.fill("#ext-due", "2026-06-01")
+    page.fill("#ext-reason", "资金未到位")
+    page.click("#ext-send")
+    expect(page.locator("#flash")).to_contain_text("已过，不能再申请延期")
+    expect(page.locator("#ext-form")).to_have_count(0)
+    expect(page.locator("#ext-too-late")).to_contain_text("不能再申请延期")
+    # The API says the same to whoever asks anyway.
+    r = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/extension-requests",
+             json={"due_at": "2026-05-01", "reason": "资金未到位"})
+    assert r.status_code == 409 and r.json()["error"] == "extension_past_deadline"
+
+
+def test_a_refusal_reads_不同意延期_on_the_page_in_the_timeline_and_in_the_message(
+        signed_in: SignedIn, server: Any) -> None:
+    task = register_hazard(server)
+    asked = call(server, RECTIFIER, "POST", f"/api/tasks/{task}/extension-requests",
+                 json={"due_at": "2026-04-15", "reason": "需更换防火门"})
+    assert asked.status_code == 201, asked.text
+    chief = signed_in(CHIEF, phone=True)
+    open_task(chief, server, task)
+    pending = chief.locator(".ext-request")
+    expect(pending.locator(".refuse-ext")).to_have_text("不同意延期")
+    pending.locator("input[name=note]").fill("整改期限内可以完成")
+    pending.locator(".refuse-ext").click()
+    expect(chief.locator("#flash")).to_have_text("已不同意延期")
+    expect(chief.locator(".ext-request .badge")).to_have_text("不同意延期")
+    run_id = call(server, RECTIFIER, "GET", f"/api/tasks/{task}").json()["run_id"]
+    chief.goto(server.url(f"/runs/{run_id}"))
+    expect(chief.locator("#timeline li[data-action='extension_refused']")).to_contain_text(
+        "不同意延期")
+    notes = call(server, RECTIFIER, "GET", "/api/inbox").json()["data"]
+    [told] = [n for n in notes if n["kind"] == "extension_refused"]
+    assert told["title"] == "【不同意延期】隐患整改"
+    assert "不同意延期" in told["body"] and "整改期限内可以完成" in told["body"]
