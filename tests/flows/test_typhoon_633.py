@@ -447,7 +447,8 @@ def test_a_return_with_people_still_away_keeps_them_in_the_summary(
     assert ("合计已返回 9 人，仍在安置 3 人。仍在安置的人员由所在社区每日跟踪（安置人员返回跟踪），"
             "直至全部返回后归档“转移人员全部返回销号”。\n\n**安置人员返回跟踪**（截至2026-03-02 "
             "09:00，目前仍在安置 3 人）") in body
-    assert "| 马峦社区 | 0 次 | 0 人 | 0 人 | 3 人 | 2026-03-02 09:00 |\n\n\n## 五、灾情损失简况" in body
+    assert ("| 马峦社区 | 0 次 | 0 人 | 0 人 | 3 人 | 2026-03-02 09:00 |\n\n\n"
+            "## 五、灾情损失简况") in body
     assert "人员转移闭环" not in body
 
 
