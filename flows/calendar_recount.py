@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from flows.access import verifiers
+from flows.message_titles import message_title
 from flows.progress import due_time, first_check, verify_due_time
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
@@ -177,7 +178,8 @@ def _tell(session: Session, rt: Runtime, run: Run, step: StepInstance, moved: _M
               step_id=step.id, detail={"deadline": which, "from": moved.old.isoformat(),
                                        "to": moved.new.isoformat(), "reason": reason})
     insert_ignoring_duplicates(session, Notification, notification_rows(
-        rt.org, people=people, kind="extended", title=f"【期限调整】{step.title}",
+        rt.org, people=people, kind="extended",
+        title=message_title(rt, run, "【期限调整】", step.title, session),
         body=f"{run.title}：{what}由 {rt.renderer.deadline(moved.old)} 调整为 "
              f"{rt.renderer.deadline(moved.new)}。原因：{reason}",
         dedupe=f"recounted|{step.id}|{which}|{moved.new.isoformat()}", now=now,

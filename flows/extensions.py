@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from flows.access import is_admin, require_act, require_read_run, who_may
 from flows.durations import add_duration, subtract_duration
 from flows.lifecycle import load_run, require_running
+from flows.message_titles import message_title
 from flows.progress import first_check, lock_run
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
@@ -151,7 +152,7 @@ def request_extension(
         deciders = [p.id for p in holders if p.id != actor]
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=deciders, kind="extension_requested",
-            title=f"【延期申请】{step.title}",
+            title=message_title(rt, run, "【延期申请】", step.title, session),
             body=(f"{run.title}：{step.title} 申请将期限由 {rt.renderer.deadline(old_due) or '无'}"
                   f" 延至 {rt.renderer.deadline(due_at)}，理由：{clean}。请"
                   + (f"于 {rt.renderer.deadline(decide_by)} 前" if decide_by else "")
@@ -231,7 +232,7 @@ def decide_extension(
         due_text = rt.renderer.deadline(req.new_due_at if approve else old_due) or "无"
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=[req.requested_by], kind=action,
-            title=f"【{verdict}】{step.title}",
+            title=message_title(rt, run, f"【{verdict}】", step.title, session),
             body=(f"{run.title}：{step.title} 的延期申请，{verdict}，期限为 {due_text}"
                   + (f"，意见：{clean}。" if clean else "。")),
             dedupe=f"extension_decided|{req.id}", now=now, run_id=run.id, step_id=step.id,
@@ -388,7 +389,7 @@ def chase_undecided(session: Session, rt: Runtime, now: datetime) -> int:
                   detail={"request": req.id, "decide_by": _iso(req.decide_by), "to": people})
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=people, kind="extension_overdue",
-            title=f"【延期审批超时】{step.title}",
+            title=message_title(rt, run, "【延期审批超时】", step.title, session),
             body=(f"{run.title}：{step.title} 的延期申请（{rt.org.person_name(req.requested_by)}，"
                   f"理由：{req.reason}）"
                   f"应于 {rt.renderer.deadline(req.decide_by)} 前审批，至今未审批，请立即处理。"),

@@ -19,6 +19,7 @@ from flows.context import expression_context
 from flows.durations import add_after_deadline, add_duration
 from flows.duty import DutyCut, duty_cut, fallback_events, task_group
 from flows.expressions import ExpressionError, compile_expression
+from flows.message_titles import message_title
 from flows.passed_stages import is_passed_over, passed_over_keys
 from flows.recipients import notification_rows
 from flows.registers import sync_entry
@@ -548,7 +549,8 @@ def announce(session: Session, rt: Runtime, run: Run, spec: StepSpec,
             events += fallback_events(rt.org, cut, run_id=run.id, step_id=inst.id, now=now)
             notes += notification_rows(
                 rt.org, people=inst.assignees, kind="assigned",
-                title=f"{'【重新下达】' if again else '【新任务】'}{inst.title}",
+                title=message_title(rt, run, "【重新下达】" if again else "【新任务】", inst.title,
+                                    session),
                 body=(f"{run.title}：{inst.title}，此前随预警降级撤销，现再次进入该阶段，重新下达，"
                       f"请于 {due_text} 前完成。" if again
                       else f"{run.title}：{inst.title}，请于 {due_text} 前完成。"),

@@ -24,6 +24,7 @@ from flows.access import verifiers
 from flows.context import run_view, steps_view
 from flows.duty import DutyCut, duty_cut, role_groups, task_group
 from flows.extensions import chase_undecided
+from flows.message_titles import message_title
 from flows.numbering import issue_number, run_numbers
 from flows.progress import advance, lock_run, wake
 from flows.recipients import (
@@ -485,23 +486,6 @@ def _duty_cut(rt: Runtime, step: StepInstance, firing: Firing, people: list[str]
     return duty_cut(rt.org, rt.tz, now, groups, others=named)
 
 
-# How much of the run's title a reminder's or a 督办's title carries: enough to tell 200 hazards
-# apart in one inbox (六和社区和平路18号富达五金厂), short enough for a phone's notification line
-# and a mail subject.
-ABOUT_WIDTH = 24
-TITLE_WIDTH: int = Notification.__table__.c.title.type.length  # type: ignore[attr-defined]
-
-
-def _about(rt: Runtime, run: Run, session: Session | None) -> str:
-    """What the run is about, briefly: its title without the playbook's own title in front
-    (every hazard's begins 隐患排查整治闭环销号·), cut to ABOUT_WIDTH with "…"."""
-    about = run.title
-    if session is not None:
-        prefix = rt.catalog.pinned(session, run.playbook_sha).title + "·"
-        about = about.removeprefix(prefix) or about
-    return about if len(about) <= ABOUT_WIDTH else about[:ABOUT_WIDTH - 1] + "…"
-
-
 def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: Firing,
              now: datetime, *, session: Session | None = None) -> tuple[str, str, str | None]:
     """Title, body and 文号 (when the level numbers its letters) of one firing's message."""
@@ -509,10 +493,7 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
     level = _level(spec, firing)
     level_title = level.title if level is not None else None
     head = f"【{label}·{level_title}】" if level_title else f"【{label}】"
-    about = _about(rt, run, session)
-    room = TITLE_WIDTH - len(head) - len(about) - 1  # a step's title may be 300 on its own
-    what = step.title if len(step.title) <= room else step.title[:room - 1] + "…"
-    title = f"{head}{what}·{about}"
+    title = message_title(rt, run, head, step.title, session)
     # A verifier is late against their own deadline, not the assignee's.
     deadline = step.verify_due_at if firing.kind == "verify" else step.due_at
     late = int((now - deadline).total_seconds() // 60) if deadline else 0

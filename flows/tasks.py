@@ -23,6 +23,7 @@ from flows.access import (
 )
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
+from flows.message_titles import message_title
 from flows.output_checks import check_together
 from flows.params import DueOf, ParamValueError, validate_values
 from flows.params import check_text as check_plain_text
@@ -596,7 +597,7 @@ def _notify_verifiers(session: Session, rt: Runtime, got: Loaded, *, now: dateti
                         submitted_by=got.step.submitted_by)
     rows = notification_rows(
         rt.org, people=[p.id for p in holders], kind="verify",
-        title=f"【待核验】{got.step.title}",
+        title=message_title(rt, got.run, "【待核验】", got.step.title, session),
         body=f"{got.run.title}：{got.step.title} 已提交，请核验。",
         dedupe=f"verify|{got.step.id}|{got.step.version}", now=now, run_id=got.run.id,
         step_id=got.step.id, inbox_only=True,
@@ -670,7 +671,8 @@ def verify(
                          f"。已超过期限 {rt.renderer.deadline(due)}，请立即整改；确需更多时间的，"
                          "请申请延期")
             insert_ignoring_duplicates(session, Notification, notification_rows(
-                rt.org, people=people, kind="rejected", title=f"【退回】{got.step.title}",
+                rt.org, people=people, kind="rejected",
+                title=message_title(rt, got.run, "【退回】", got.step.title, session),
                 body=f"{got.run.title}：{got.step.title} 被退回，原因：{note}{later}",
                 dedupe=f"rejected|{step_id}|{got.step.version}", now=now, run_id=got.run.id,
                 step_id=step_id, inbox_only=True,
@@ -741,7 +743,8 @@ def extend(
         was = f"由 {rt.renderer.deadline(old_due)} " if old_due else ""
         insert_ignoring_duplicates(session, Notification, notification_rows(
             rt.org, people=list(got.step.assignees), kind="extended",
-            title=f"【期限调整】{got.step.title}",
+            title=message_title(rt, got.run, "【期限调整】", got.step.title,
+                                session),
             body=f"{got.run.title}：{got.step.title} 的期限{was}调整为 "
                  f"{rt.renderer.deadline(due_at)}。原因：{reason}",
             dedupe=f"extended|{step_id}|{due_at.isoformat()}", now=now, run_id=got.run.id,

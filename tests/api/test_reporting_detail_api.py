@@ -95,12 +95,12 @@ def test_the_xlsx_has_a_detail_sheet_and_detail_alone_comes_as_csv(
     late = next(row for row in sheet[1:] if row[13] == s.late_round)
     task = tasks[s.late_round]
     assert late[:3] == ["迟报", "续报", task.title]
-    assert late[5] == "2026-03-02 17:00" and late[6] == datetime(2026, 3, 2, 17, 30)
+    assert late[5] == datetime(2026, 3, 2, 17, 0) and late[6] == datetime(2026, 3, 2, 17, 30)
     assert late[3:5] == ["六和社区", "坪山街道"]
     assert (late[7], late[8], late[9], late[10]) == (30, "已完成", "是", None)
     assert late[11:] == [page["reports"][3]["run_title"], s.major, s.late_round, "2026-03"]
     verbal = next(row for row in sheet[1:] if row[12] == major and row[1] == "口头报告")
-    assert verbal[0] == "漏报" and verbal[5] == "2026-03-03 09:30" and verbal[6] is None
+    assert verbal[0] == "漏报" and verbal[5] == datetime(2026, 3, 3, 9, 30) and verbal[6] is None
     assert (verbal[8], verbal[9], verbal[13]) == ("未派发", "否", None)
     assert "初步研判事件等级和影响范围" in verbal[10] and verbal[4] == "坪山街道"
     unsure = [row for row in sheet[1:] if row[0] == "待核实"]

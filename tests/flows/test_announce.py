@@ -46,7 +46,7 @@ def test_a_gas_leak_task_reaches_its_holder_on_their_own_channel(
     assert told[1].status == "pending"
     deliver_due(wired.db, clock=clock, limit=100)
     posted = [r for r in receiver.requests if r.path == "/api/receiver/leaders"]
-    assert any(r.json["title"] == f"【新任务】{assess.title}" for r in posted)
+    assert any(r.json["title"].startswith(f"【新任务】{assess.title}·") for r in posted)
 
 
 def test_a_hazard_task_is_told_in_the_inbox_only(wired: Runtime, clock: ManualClock) -> None:

@@ -181,7 +181,9 @@ def test_a_new_task_wakes_only_the_officer_on_duty_and_every_officer_has_it_in_t
     told = notes(drill, run_id, "assigned")
     assert inboxed(told) == OFFICERS
     assert on_channels(told) == ["duty-b"]
-    assert delivered_paths(drill, clock, receiver, f"【新任务】{receive.title}") == ["/duty-b"]
+    [title] = {n.title for n in told}
+    assert title.startswith(f"【新任务】{receive.title}·")
+    assert delivered_paths(drill, clock, receiver, title) == ["/duty-b"]
     assert fallbacks(drill, run_id) == []
     # Off duty, 丙 still finds it in the inbox and may act on it.
     assert tasks.ack(drill, step_id=receive.id or 0, actor="duty-c").acked_by == "duty-c"

@@ -288,7 +288,7 @@ def test_extension_records_the_previous_deadline(rt: Runtime) -> None:
     assert event.detail["from"] != event.detail["to"]
     # Whoever holds the task is told the new deadline, and why.
     [note] = inbox(rt, "c1-grid", "extended")
-    assert note.title == "【期限调整】整改"
+    assert note.title == "【期限调整】整改·一社区3号楼"
     assert (f"期限由 {rt.renderer.deadline(old)} 调整为 {rt.renderer.deadline(new)}。"
             "原因：设备未到") in note.body
     # The same extension again (a retry) changes and records nothing more.

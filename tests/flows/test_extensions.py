@@ -110,7 +110,7 @@ def test_refusal_keeps_the_deadline_and_needs_a_note(rt: Runtime) -> None:
     assert len(events(rt, run_id, "extension_refused")) == 1
     [told] = inbox(rt, "c1-grid", "extension_refused")
     # One word for a refusal, as the timeline (api/event_names.py) and the task page say it.
-    assert told.title == "【不同意延期】整改" and "，不同意延期，" in told.body
+    assert told.title == "【不同意延期】整改·一社区加油站" and "，不同意延期，" in told.body
     assert "理由不充分" in told.body
     # Deciding twice is a conflict; once refused, a new request may be made.
     with pytest.raises(Conflict):

@@ -51,7 +51,8 @@ def test_a_major_leak_is_reported_again_at_eight_and_five_until_it_is_closed(
     with read_session(demo.db) as session:
         told = session.exec(select(Notification.title).where(
             Notification.step_id == second.id, Notification.kind == "assigned")).all()
-    assert set(told) == {"【新任务】续报事件处置进展（第2次，03-02 17:00前）"}
+    assert set(told) == {
+        "【新任务】续报事件处置进展（第2次，03-02 17:00前）·六和社区幸福里小区3栋1单元"}
 
     clock.advance(timedelta(minutes=20))
     tasks.complete(demo, step_id=second.id or 0, actor=second.assignees[0],

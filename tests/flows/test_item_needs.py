@@ -109,7 +109,7 @@ def test_each_item_is_handed_out_when_its_own_partner_finishes(
     assert c1.ready_at == clock.now()
     assert c1.due_at == get_run(pairs, run_id).started_at + timedelta(days=1)  # from: run
     assert c1.next_check_at is not None
-    assert notes(pairs, c1.id) == ["【新任务】返回（一社区）"]
+    assert notes(pairs, c1.id) == ["【新任务】返回（一社区）·一街道"]
     assert "report" not in steps  # it needs `back` whole
 
     # c1 finishes its return before c2 has moved anyone; its notify runs in a segment.

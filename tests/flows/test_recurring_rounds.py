@@ -105,7 +105,7 @@ def test_rounds_come_at_their_times_each_a_task_with_its_ladder_until_the_close(
     with read_session(sitrep.db) as session:
         told = session.exec(select(Notification.title).where(
             Notification.step_id == second.id)).all()
-    assert told == ["【新任务】续报（第2次，03-02 17:00前）"]
+    assert told == ["【新任务】续报（第2次，03-02 17:00前）·一街道"]
     assert sweep(sitrep, clock).rounds_started == 0  # handed out once
 
     # Round 2 is late: its own ladder fires, once.

@@ -24,7 +24,7 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from api.event_names import event_name
-from flows import lifecycle, sweeper, tasks
+from flows import lifecycle, message_titles, sweeper, tasks
 from flows.runtime import Runtime
 from flows.sweeper import LEASE, LEASE_TTL, PARK, acquire_lease, sweep_once
 from models.audit import AuditEvent
@@ -136,7 +136,7 @@ def test_a_reminder_or_督办_title_names_what_the_run_is_about_briefly(
             for run_id in runs]
     assert titles == [{"【督办提醒】接警登记·坪山街道六和社区和平路18号富达五金厂打磨车间…"},
                       {"【督办提醒】接警登记·二社区加油站"}]
-    assert len(next(iter(titles[0]))) <= sweeper.ABOUT_WIDTH + len("【督办提醒】接警登记·")
+    assert len(next(iter(titles[0]))) <= message_titles.ABOUT_WIDTH + len("【督办提醒】接警登记·")
     # A step's title may take the whole width of a message's: the title still fits it.
     with session_scope(rt.db) as session:
         session.execute(update(StepInstance).where(StepInstance.run_id == runs[1])
@@ -147,7 +147,7 @@ def test_a_reminder_or_督办_title_names_what_the_run_is_about_briefly(
         [long] = session.exec(select(Notification).where(
             Notification.run_id == runs[1], Notification.kind == "escalate",
             Notification.title.startswith("【督办提醒】长"))).all()  # type: ignore[attr-defined]
-    assert len(long.title) == sweeper.TITLE_WIDTH and long.title.endswith("长…·二社区加油站")
+    assert len(long.title) == message_titles.TITLE_WIDTH and long.title.endswith("长…·二社区加油站")
 
 
 def test_done_step_stops_escalating(rt: Runtime, clock: ManualClock) -> None:

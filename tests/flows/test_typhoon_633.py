@@ -364,7 +364,8 @@ def test_transfers_and_returns_are_recorded_per_community_and_summed_up(
     assert released.ready_at == clock.now()
     assert released.due_at == returns["heping"].due_at  # 2 days from entering 解除
     assert released.next_check_at is not None
-    assert [n.title for n in task_notes(demo, released.id)] == [f"【新任务】{released.title}"]
+    assert [n.title for n in task_notes(demo, released.id)] == [
+        f"【新任务】{released.title}·山竹（1822）·坪山街道"]
     record_return("dongmen")
     drain_wakes(demo)
 

@@ -109,7 +109,8 @@ def test_people_still_sheltered_are_asked_daily_until_none_remain(
     sweep_once(demo)
     [first] = follow(demo, run_id)
     assert first.status == "ready" and first.due_at == at("2026-03-03T17:00:00")
-    assert [n.title for n in _notes(demo, first.id)] == [f"【新任务】{first.title}"]
+    assert [n.title for n in _notes(demo, first.id)] == [
+        f"【新任务】{first.title}·海葵（2311）·马峦街道"]
 
     # A round that does not add up against the one before is refused by name, in Chinese,
     # and nothing changes.
