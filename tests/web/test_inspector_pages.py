@@ -459,5 +459,5 @@ def test_a_refusal_reads_不同意延期_on_the_page_in_the_timeline_and_in_the_
         "不同意延期")
     notes = call(server, RECTIFIER, "GET", "/api/inbox").json()["data"]
     [told] = [n for n in notes if n["kind"] == "extension_refused"]
-    assert told["title"] == "【不同意延期】隐患整改"
+    assert told["title"].startswith("【不同意延期】隐患整改·")
     assert "不同意延期" in told["body"] and "整改期限内可以完成" in told["body"]
