@@ -26,7 +26,7 @@ from flows.expressions import CONTEXT_NAMES
 TEMPLATE_NAMES = CONTEXT_NAMES | frozenset({
     "units", "campaign", "sample", "step", "now_local", "district_name", "numbers", "doc_no",
     "evidence", "kind", "kind_label", "level", "repeat", "unit_name", "minutes_late", "level_title",
-    "verify",
+    "verify", "ordinal",
 })
 
 _lock = threading.Lock()
