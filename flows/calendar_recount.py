@@ -44,13 +44,14 @@ def recount_estimates(rt: Runtime, *, batch: int = 500) -> int:
     playbook) is left alone. Each move is an event in the run's timeline, and whoever works to
     that deadline is told."""
     now = rt.clock.now()
-    # Steps counted in working days, by key, in the playbooks as they are (a key that counted
-    # in working days only in an older version is not read again).
+    # Steps counted on the calendar (working days, or whole days whose last day off moves),
+    # by key, in the playbooks as they are (a key that counted so only in an older version is
+    # not read again).
     keys = sorted({spec.id for playbook in rt.catalog.current.values()
                    for spec in playbook.steps
-                   if (spec.due is not None and spec.due.after.is_working_days)
+                   if (spec.due is not None and spec.due.on_calendar)
                    or (spec.verify is not None and spec.verify.due is not None
-                       and spec.verify.due.after.is_working_days)})
+                       and spec.verify.due.on_calendar)})
     if not rt.calendar.years or not keys:
         return 0
     # A year is added when it is about to matter, so it is the last the file lists; the
@@ -123,13 +124,13 @@ def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -
     ready_at = step.ready_at
     due = verify = None
     if (step.due_at is not None and step.original_due_at is None and spec.due is not None
-            and spec.due.after.is_working_days):
+            and spec.due.on_calendar):
         due = _recounted(rt, lambda r: due_time(r, run, spec, ready_at=ready_at),
                          step.due_at, ready_at, now)
     submitted_at = step.submitted_at
     if (step.status == st.SUBMITTED and step.verify_due_at is not None
             and submitted_at is not None and spec.verify is not None
-            and spec.verify.due is not None and spec.verify.due.after.is_working_days):
+            and spec.verify.due is not None and spec.verify.due.on_calendar):
         verify = _recounted(
             rt, lambda r: verify_due_time(r, run, spec, submitted_at=submitted_at),
             step.verify_due_at, submitted_at, now)
