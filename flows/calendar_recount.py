@@ -159,12 +159,14 @@ def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return 0  # moved by someone meanwhile: it is read again at the next start
     if due is not None:
-        _tell(session, rt, run, step, due, "due", list(step.assignees), now)
+        _tell(session, rt, run, step, due, "due", list(step.assignees), now,
+              whole_days=spec.due is not None and spec.due.whole_days)
     if verify is not None and spec.verify is not None:
         rule = spec.verify
         people = [p.id for p in verifiers(rt.org, rule.role, step.unit_id,
                                           distinct=rule.distinct, submitted_by=step.submitted_by)]
-        _tell(session, rt, run, step, verify, "verify", people, now)
+        _tell(session, rt, run, step, verify, "verify", people, now,
+              whole_days=rule.due is not None and rule.due.whole_days)
     if playbook is not None:
         session.flush()
         sync_entry(session, rt, run, playbook, now)
@@ -172,9 +174,11 @@ def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -
 
 
 def _tell(session: Session, rt: Runtime, run: Run, step: StepInstance, moved: _Moved,
-          which: str, people: list[str], now: datetime) -> None:
+          which: str, people: list[str], now: datetime, *, whole_days: bool = False) -> None:
     what = f"{step.title} 的核验期限" if which == "verify" else f"{step.title} 的期限"
-    reason = f"{moved.years}节假日安排已录入工作日历，期限按工作日重新计算"
+    # Whole days count every day; only their last day, off or not, came from the estimate.
+    how = "届满日遇休息日、节假日顺延，重新确定" if whole_days else "期限按工作日重新计算"
+    reason = f"{moved.years}节假日安排已录入工作日历，{how}"
     add_event(session, at=now, actor=SYSTEM, action="deadline_recounted", run_id=run.id,
               step_id=step.id, detail={"deadline": which, "from": moved.old.isoformat(),
                                        "to": moved.new.isoformat(), "reason": reason})
