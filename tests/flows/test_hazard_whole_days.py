@@ -7,12 +7,14 @@ view, a hazard imported at the same moment, and the plan's `not_after_due` check
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from factories import png_bytes, run_steps
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime, png_bytes, run_steps
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -234,3 +236,42 @@ def test_an_imported_hazard_gets_the_deadlines_of_one_registered_by_hand(
     assert hazard(demo, imported_major).due_at == hazard(demo, by_hand).due_at == \
         end_of(2026, 4, 1)
     assert hazard(demo, imported_general).due_at == end_of(2026, 4, 1)
+
+
+def test_a_hazard_registered_on_version_2_keeps_its_elapsed_days(
+    clock: ManualClock, tmp_path: Path
+) -> None:
+    # The installation before this change: hazard-3030 version 2, elapsed 30 days.
+    old_books = tmp_path / "books-v2"
+    shutil.copytree(SHIPPED_PLAYBOOKS, old_books)
+    path = old_books / "hazard-3030.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count("version: 3\n") == 1
+    text = text.replace("version: 3\n", "version: 2\n").replace(", whole_days: true}", "}")
+    for days in ("10d", "30d"):
+        text = text.replace(f"{{after: {days}}}", days)
+    assert "whole_days" not in text.split("\nid: hazard-3030")[1]
+    path.write_text(text, encoding="utf-8")
+    clock.set(local(2026, 3, 2, 9, 0))
+    old = make_runtime(tmp_path / "old", clock=clock, playbooks=old_books, org_path=DEMO_ORG)
+    try:
+        assert old.catalog.get("hazard-3030").version == 2
+        run_id = start(old)
+        registered = clock.now()
+        assert hazard(old, run_id).due_at == registered + timedelta(days=30)
+        old_db = str(old.db.url)
+    finally:
+        old.db.dispose()
+    # Upgraded: the same database with version 3 shipped.
+    new = make_runtime(tmp_path / "new", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                       org_path=DEMO_ORG, db_url=old_db)
+    try:
+        assert new.catalog.get("hazard-3030").version == 3
+        clock.advance(timedelta(hours=2))
+        complete(new, run_id, "list", CHIEF, LISTING)
+        assert steps(new, run_id)["notice"].due_at == registered + timedelta(days=30)
+        assert hazard(new, run_id).due_at == registered + timedelta(days=30)
+        fresh = start(new)
+        assert hazard(new, fresh).due_at == end_of(2026, 4, 1)
+    finally:
+        new.db.dispose()
