@@ -21,6 +21,7 @@ from sqlmodel import select
 from api.auth import make_token
 from api.main import create_app
 from flows import lifecycle, tasks
+from flows.deadline_basis import deadline_basis
 from flows.evidence import store_evidence
 from flows.hazard_import import import_hazards
 from flows.runtime import Runtime
@@ -32,6 +33,7 @@ from models.documents import Document
 from models.errors import InvalidInput
 from models.escalation import Escalation
 from models.hazard import Hazard
+from models.run import Run
 from models.task import StepInstance
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -136,6 +138,13 @@ def test_the_ladder_fires_after_24_00_not_at_the_minute_of_registration(
     rectify = steps(demo, run_id)["rectify"]
     # Rectification counts from registration, through listing and the plan.
     assert rectify.due_at == end_of(2026, 4, 1)
+    with read_session(demo.db) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        playbook = demo.catalog.pinned(session, run.playbook_sha)
+        basis = deadline_basis(session, demo, run, playbook, playbook.step("rectify"), rectify)
+    assert basis is not None
+    assert basis.text == "时限自流程启动（03-02 09:00）次日起算，应于04-01 24:00前完成"
     sid = rectify.id or 0
 
     def fired() -> list[tuple[str, int, int]]:
@@ -202,12 +211,18 @@ def test_a_plan_dated_after_the_last_day_is_refused(demo: Runtime, clock: Manual
                    outputs={**plan, "deadline": "2026-04-01"}, evidence=[])
 
 
-def test_the_task_view_says_how_the_days_are_counted(demo: Runtime, clock: ManualClock) -> None:
+def test_the_task_view_and_the_register_export_agree(demo: Runtime, clock: ManualClock) -> None:
     clock.set(local(2026, 3, 2, 9, 0))
     run_id = start(demo)
     token = make_token(MANAGER, demo.settings.signing_secret())
     with TestClient(create_app(demo, background=False, prefect=False)) as client:
         run = client.get(f"/api/runs/{run_id}", headers={"Authorization": f"Bearer {token}"})
+        export = client.get("/api/hazards/export?format=csv",
+                            headers={"Authorization": f"Bearer {token}"})
+    assert export.status_code == 200, export.text
+    lines = export.content.decode("utf-8-sig").splitlines()
+    column = lines[0].split(",").index("整改期限")
+    assert [line.split(",")[column] for line in lines[1:]] == ["2026-04-01 24:00"]
     assert run.status_code == 200, run.text
     notice = next(s for s in run.json()["steps"] if s["step"] == "notice-send")
     assert notice["due_at_local"] == "2026-04-01 24:00"
