@@ -253,16 +253,16 @@ def test_an_imported_hazard_gets_the_deadlines_of_one_registered_by_hand(
     assert hazard(demo, imported_general).due_at == end_of(2026, 4, 1)
 
 
-def test_a_hazard_registered_on_version_2_keeps_its_elapsed_days(
+def test_a_hazard_registered_on_version_3_keeps_its_elapsed_days(
     clock: ManualClock, tmp_path: Path
 ) -> None:
-    # The installation before this change: hazard-3030 version 2, elapsed 30 days.
-    old_books = tmp_path / "books-v2"
+    # The installation before this change: hazard-3030 version 3, elapsed 30 days.
+    old_books = tmp_path / "books-v3"
     shutil.copytree(SHIPPED_PLAYBOOKS, old_books)
     path = old_books / "hazard-3030.yaml"
     text = path.read_text(encoding="utf-8")
-    assert text.count("version: 3\n") == 1
-    text = text.replace("version: 3\n", "version: 2\n").replace(", whole_days: true}", "}")
+    assert text.count("version: 4\n") == 1
+    text = text.replace("version: 4\n", "version: 3\n").replace(", whole_days: true}", "}")
     for days in ("10d", "30d"):
         text = text.replace(f"{{after: {days}}}", days)
     assert "whole_days" not in text.split("\nid: hazard-3030")[1]
@@ -270,18 +270,18 @@ def test_a_hazard_registered_on_version_2_keeps_its_elapsed_days(
     clock.set(local(2026, 3, 2, 9, 0))
     old = make_runtime(tmp_path / "old", clock=clock, playbooks=old_books, org_path=DEMO_ORG)
     try:
-        assert old.catalog.get("hazard-3030").version == 2
+        assert old.catalog.get("hazard-3030").version == 3
         run_id = start(old)
         registered = clock.now()
         assert hazard(old, run_id).due_at == registered + timedelta(days=30)
         old_db = str(old.db.url)
     finally:
         old.db.dispose()
-    # Upgraded: the same database with version 3 shipped.
+    # Upgraded: the same database with version 4 shipped.
     new = make_runtime(tmp_path / "new", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
                        org_path=DEMO_ORG, db_url=old_db)
     try:
-        assert new.catalog.get("hazard-3030").version == 3
+        assert new.catalog.get("hazard-3030").version == 4
         clock.advance(timedelta(hours=2))
         complete(new, run_id, "list", CHIEF, LISTING)
         assert steps(new, run_id)["notice"].due_at == registered + timedelta(days=30)
