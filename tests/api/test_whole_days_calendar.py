@@ -99,5 +99,5 @@ def test_a_last_day_in_an_unlisted_year_is_an_estimate_until_the_year_is_added(
     assert [e["detail"]["reason"] for e in recounted] == [
         "2027年节假日安排已录入工作日历，届满日遇休息日、节假日顺延，重新确定"]
     inbox = client.get("/api/inbox", headers=auth("c1-grid")).json()["data"]
-    assert any(n["title"] == "【期限调整】四日整改" and "2027-01-04 24:00" in n["body"]
+    assert any(n["title"].startswith("【期限调整】四日整改·") and "2027-01-04 24:00" in n["body"]
                for n in inbox)

@@ -416,19 +416,21 @@ def test_past_its_deadline_the_phone_offers_no_request_for_more_time_and_says_wh
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, task)
     expect(page.locator("#ext-form")).to_be_visible()  # in time: offered
-    clock.advance(timedelta(days=30, hours=1))
+    clock.advance(timedelta(days=30, hours=16))  # an hour past 1 April 24:00
     sweep_once(server.rt)
     page.reload()
     expect(page.locator("#summary .due")).to_have_text("逾期 1小时0分")
     expect(page.locator("#ext-form")).to_have_count(0)
     expect(page.locator("#ext-too-late")).to_have_text(
-        "期限 2026-04-01 09:00 已过，不能再申请延期：延期须在期限届满前提出，"
+        "期限 2026-04-01 24:00 已过，不能再申请延期：延期须在期限届满前提出，"
         "逾期任务继续按督办程序处理。")
     # A page opened in time and sent after the deadline: told why, and the form goes.
     other = register_hazard(server)
     open_task(page, server, other)
     expect(page.locator("#ext-form")).to_be_visible()
-    clock.advance(timedelta(days=31))
+    # Registered 2 April 01:00: the 30th day after is 2 May, inside 劳动节 (1-5 May 2026), so
+    # due 6 May 24:00; a morning later it has passed.
+    clock.advance(timedelta(days=35))
     page.fill("#ext-due", "2026-06-01")
     page.fill("#ext-reason", "资金未到位")
     page.click("#ext-send")
