@@ -302,6 +302,11 @@ class StepPublic(BaseModel):
     due_working_days: bool | None = Field(
         default=None, description="Whether that count is in working days (weekends and "
         "statutory holidays not counted); null where the rule is not known")
+    due_whole_days: bool | None = Field(
+        default=None, description="Whether that count is in whole days as the law counts a "
+        "period (民法典 §201/§203, the playbook's `whole_days`): the start's day not counted, "
+        "due at 24:00 of the last day, a last day off moved to the next working day; null "
+        "where the rule is not known")
     overdue_days: int | None = Field(
         default=None, description="逾期天数 while the task is open (ready, acked, sent back): "
         "0 until it is a full day past its deadline (less is said by overdue_minutes), then "
@@ -633,11 +638,14 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         overdue=s.overdue, escalation_level=s.escalation_level, due_at=s.due_at,
         due_at_local=rt.renderer.deadline(s.due_at) or None, original_due_at=s.original_due_at,
         original_due_at_local=rt.renderer.deadline(s.original_due_at) or None,
-        due_rule=duration_zh(spec.due.after, spec.due.from_) if spec and spec.due else None,
+        due_rule=duration_zh(spec.due.after, spec.due.from_, whole_days=spec.due.whole_days)
+        if spec and spec.due else None,
         due_working_days=spec.due.after.is_working_days if spec and spec.due else None,
+        due_whole_days=spec.due.whole_days if spec and spec.due else None,
         overdue_days=step_late_days(s.due_at, now, rt.tz) if open_ else None,
         overdue_minutes=minutes_late(s.due_at, now) if open_ else None,
-        due_estimated=estimated_note(rt, spec.due.after, s.ready_at, s.due_at)
+        due_estimated=estimated_note(rt, spec.due.after, s.ready_at, s.due_at,
+                                     whole_days=spec.due.whole_days)
         if counted and spec and spec.due else None,
         ready_at=s.ready_at, ready_at_local=_seconds(rt, s.ready_at),
         acked_at=s.acked_at, acked_at_local=_seconds(rt, s.acked_at),
@@ -647,7 +655,8 @@ def step_view(rt: Runtime, s: StepInstance, *, run_title: str | None = None,
         verify_due_at=s.verify_due_at,
         verify_due_at_local=rt.renderer.deadline(s.verify_due_at) or None,
         verify_due_estimated=estimated_note(rt, verify_due.after, s.submitted_at or s.ready_at,
-                                            s.verify_due_at) if verify_due else None,
+                                            s.verify_due_at, whole_days=verify_due.whole_days)
+        if verify_due else None,
         ack_due_at=acked_by, ack_due_at_local=rt.renderer.deadline(acked_by) or None,
         verify_level=s.verify_level, verified_by=s.verified_by,
         verified_by_name=actor_name(rt, s.verified_by) if s.verified_by else None,
@@ -700,9 +709,12 @@ def not_reached_view(rt: Runtime, run: Run, spec: StepSpec, status: str = "pendi
         unit_name=unit.name if unit else unit_id, assignees=assignees, status=status,
         overdue=False, escalation_level=0, due_at=due_at,
         due_at_local=rt.renderer.deadline(due_at) or None, original_due_at=None, ready_at=None,
-        due_rule=duration_zh(spec.due.after, spec.due.from_) if spec.due else None,
+        due_rule=duration_zh(spec.due.after, spec.due.from_, whole_days=spec.due.whole_days)
+        if spec.due else None,
         due_working_days=spec.due.after.is_working_days if spec.due else None,
-        due_estimated=estimated_note(rt, spec.due.after, run.started_at, due_at)
+        due_whole_days=spec.due.whole_days if spec.due else None,
+        due_estimated=estimated_note(rt, spec.due.after, run.started_at, due_at,
+                                     whole_days=spec.due.whole_days)
         if spec.due is not None else None,
         acked_at=None,
         submitted_by=None, verified_by=None, done_at=None, note=None, outputs={},

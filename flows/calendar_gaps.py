@@ -27,16 +27,21 @@ def years_to_add(rt: Runtime, now: datetime) -> list[int]:
 
 
 def estimated_note(rt: Runtime, duration: Duration | None, start: datetime | None,
-                   due: datetime | None) -> str | None:
+                   due: datetime | None, *, whole_days: bool = False) -> str | None:
     """Why a working-day deadline is an estimate (the years it crossed that the calendar file
-    lacks), or None when it is not one: not in working days, or every year it spans listed."""
-    if duration is None or not duration.is_working_days or due is None:
+    lacks), or None when it is not one: not in working days, or every year it spans listed.
+    A deadline of whole days (`whole_days`) counts every day; only whether its last day is
+    off reads the calendar, so only the year of its last day can make it an estimate."""
+    if duration is None or due is None or not (duration.is_working_days or whole_days):
         return None
     # A deadline at local midnight closes the day before it.
     last = (due - timedelta(microseconds=1)).astimezone(rt.tz).date()
-    first = (start or due).astimezone(rt.tz).date()
+    first = last if whole_days else (start or due).astimezone(rt.tz).date()
     missing = rt.calendar.missing_years(min(first, last), last)
     if not missing:
         return None
     years = "、".join(f"{y}年" for y in missing)
+    if whole_days:
+        return (f"{years}节假日安排未录入工作日历，届满日是否为节假日按周一至周五推算，"
+                "以正式安排为准")
     return f"{years}节假日安排未录入工作日历，此期限按周一至周五推算，以正式安排为准"

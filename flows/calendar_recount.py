@@ -44,13 +44,14 @@ def recount_estimates(rt: Runtime, *, batch: int = 500) -> int:
     playbook) is left alone. Each move is an event in the run's timeline, and whoever works to
     that deadline is told."""
     now = rt.clock.now()
-    # Steps counted in working days, by key, in the playbooks as they are (a key that counted
-    # in working days only in an older version is not read again).
+    # Steps counted on the calendar (working days, or whole days whose last day off moves),
+    # by key, in the playbooks as they are (a key that counted so only in an older version is
+    # not read again).
     keys = sorted({spec.id for playbook in rt.catalog.current.values()
                    for spec in playbook.steps
-                   if (spec.due is not None and spec.due.after.is_working_days)
+                   if (spec.due is not None and spec.due.on_calendar)
                    or (spec.verify is not None and spec.verify.due is not None
-                       and spec.verify.due.after.is_working_days)})
+                       and spec.verify.due.on_calendar)})
     if not rt.calendar.years or not keys:
         return 0
     # A year is added when it is about to matter, so it is the last the file lists; the
@@ -123,13 +124,13 @@ def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -
     ready_at = step.ready_at
     due = verify = None
     if (step.due_at is not None and step.original_due_at is None and spec.due is not None
-            and spec.due.after.is_working_days):
+            and spec.due.on_calendar):
         due = _recounted(rt, lambda r: due_time(r, run, spec, ready_at=ready_at),
                          step.due_at, ready_at, now)
     submitted_at = step.submitted_at
     if (step.status == st.SUBMITTED and step.verify_due_at is not None
             and submitted_at is not None and spec.verify is not None
-            and spec.verify.due is not None and spec.verify.due.after.is_working_days):
+            and spec.verify.due is not None and spec.verify.due.on_calendar):
         verify = _recounted(
             rt, lambda r: verify_due_time(r, run, spec, submitted_at=submitted_at),
             step.verify_due_at, submitted_at, now)
@@ -158,12 +159,14 @@ def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return 0  # moved by someone meanwhile: it is read again at the next start
     if due is not None:
-        _tell(session, rt, run, step, due, "due", list(step.assignees), now)
+        _tell(session, rt, run, step, due, "due", list(step.assignees), now,
+              whole_days=spec.due is not None and spec.due.whole_days)
     if verify is not None and spec.verify is not None:
         rule = spec.verify
         people = [p.id for p in verifiers(rt.org, rule.role, step.unit_id,
                                           distinct=rule.distinct, submitted_by=step.submitted_by)]
-        _tell(session, rt, run, step, verify, "verify", people, now)
+        _tell(session, rt, run, step, verify, "verify", people, now,
+              whole_days=rule.due is not None and rule.due.whole_days)
     if playbook is not None:
         session.flush()
         sync_entry(session, rt, run, playbook, now)
@@ -171,9 +174,11 @@ def _recount(session: Session, rt: Runtime, step: StepInstance, now: datetime) -
 
 
 def _tell(session: Session, rt: Runtime, run: Run, step: StepInstance, moved: _Moved,
-          which: str, people: list[str], now: datetime) -> None:
+          which: str, people: list[str], now: datetime, *, whole_days: bool = False) -> None:
     what = f"{step.title} 的核验期限" if which == "verify" else f"{step.title} 的期限"
-    reason = f"{moved.years}节假日安排已录入工作日历，期限按工作日重新计算"
+    # Whole days count every day; only their last day, off or not, came from the estimate.
+    how = "届满日遇休息日、节假日顺延，重新确定" if whole_days else "期限按工作日重新计算"
+    reason = f"{moved.years}节假日安排已录入工作日历，{how}"
     add_event(session, at=now, actor=SYSTEM, action="deadline_recounted", run_id=run.id,
               step_id=step.id, detail={"deadline": which, "from": moved.old.isoformat(),
                                        "to": moved.new.isoformat(), "reason": reason})

@@ -123,7 +123,8 @@ def steps_view(session: Session, rt: Runtime, run: Run, *,
             "due_at_local": rt.renderer.deadline(row.due_at),
             # Set when the deadline was counted Mon-Fri into a year the calendar lacks: a
             # document printing it says so (supervision-notice.md.j2).
-            "due_estimated": estimated_note(rt, spec.due.after, row.ready_at, row.due_at)
+            "due_estimated": estimated_note(rt, spec.due.after, row.ready_at, row.due_at,
+                                            whole_days=spec.due.whole_days)
             if spec and spec.due and row.original_due_at is None else None,
             "verified_by": row.verified_by,
             "verified_by_name": verifier.name if verifier else None,

@@ -55,7 +55,9 @@ def deadline_basis(session: Session, rt: Runtime, run: Run, playbook: Playbook,
     fmt = "%H:%M" if _same_day(rt, since, counted) else "%m-%d %H:%M"
     origin = "接报" if playbook.kind == "response" else "流程启动"
     verb = "报送" if spec.report else "完成"
-    text = (f"时限自{origin}（{rt.renderer.local(since, fmt)}）起算，"
+    # Whole days (民法典 §201) leave the day of the start out: counted from the next day.
+    starts = "次日起算" if spec.due.whole_days else "起算"
+    text = (f"时限自{origin}（{rt.renderer.local(since, fmt)}）{starts}，"
             f"应于{rt.renderer.deadline(counted, fmt)}前{verb}")
     late = step.ready_at - counted
     if late.total_seconds() <= 0:

@@ -1,7 +1,10 @@
 """Durations as playbooks write them: 30s | 5m | 2h | 30d | 5wd (working days).
 
 Working days count on the Chinese calendar (flows/workcal.py): weekends off, statutory
-holidays off, make-up workdays (调休) on. Everything else is plain elapsed time.
+holidays off, make-up workdays (调休) on. Everything else is plain elapsed time, except a
+deadline of days a playbook marks `whole_days: true` (add_due): counted as Chinese law counts
+a period of days (民法典 §201/§203), the start's day not counted, ending at 24:00 of the last
+day, a last day off moved to the next working day's end (WorkCalendar.add_whole_days).
 """
 
 from __future__ import annotations
@@ -51,10 +54,16 @@ _FROM_ZH: dict[str, str] = {
     "ready": "自任务下达起", "run": "自流程启动起", "stage": "自进入本阶段起"}
 
 
-def duration_zh(duration: Duration, start: str | None = None) -> str:
+def duration_zh(duration: Duration, start: str | None = None, *,
+                whole_days: bool = False) -> str:
     """A duration as a deadline rule reads on paper: "3个工作日（自任务下达起）", "30天". A
     manager asked whether a deadline counted weekends and holidays reads it here instead of
-    counting the calendar back from the date."""
+    counting the calendar back from the date; whole days say how the law counts them: "30日
+    （自流程启动次日起算，届满日24时止，遇休息日、节假日顺延）"."""
+    if whole_days:
+        begins = _FROM_ZH[start].removesuffix("起") if start in _FROM_ZH else ""
+        begins += "次日起算，"
+        return f"{duration.amount}日（{begins}届满日24时止，遇休息日、节假日顺延）"
     text = f"{duration.amount}{_UNIT_ZH[duration.unit]}"
     if start is not None and start in _FROM_ZH:
         text += f"（{_FROM_ZH[start]}）"
@@ -84,18 +93,33 @@ def add_duration(
     return start + timedelta(seconds=duration.seconds())
 
 
+def add_due(
+    start: datetime, duration: Duration, *, whole_days: bool = False,
+    calendar: WorkCalendar, tz: ZoneInfo,
+) -> datetime:
+    """A step's deadline `duration` after `start`: add_duration, or with `whole_days` (a
+    `due` so marked, always in days) 24:00 of the last day as the law counts it."""
+    if whole_days:
+        if duration.unit != "d":
+            raise ValueError(f"whole_days counts days, not {duration}")
+        return calendar.add_whole_days(start, duration.amount, tz=tz)
+    return add_duration(start, duration, calendar=calendar, tz=tz)
+
+
 def add_after_deadline(
-    deadline: datetime, duration: Duration, *, calendar: WorkCalendar, tz: ZoneInfo
+    deadline: datetime, duration: Duration, *, whole_days: bool = False,
+    calendar: WorkCalendar, tz: ZoneInfo,
 ) -> datetime:
     """`duration` after a deadline (an escalation level's `after`). A deadline at local
     midnight is 24:00 of the day it closes, so working days after it count from the next day:
     "2wd" after Monday 24:00 is Wednesday 24:00, not Thursday's (add_duration alone reads a
-    midnight start as the new day's, which is right for an event, a day late for a deadline)."""
-    if duration.is_working_days:
+    midnight start as the new day's, which is right for an event, a day late for a deadline).
+    Whole days the same: 10 days after Monday 24:00 end on the Thursday of the week after."""
+    if duration.is_working_days or whole_days:
         local = deadline.astimezone(tz)
         if local.hour == local.minute == local.second == local.microsecond == 0:
             deadline -= timedelta(microseconds=1)
-    return add_duration(deadline, duration, calendar=calendar, tz=tz)
+    return add_due(deadline, duration, whole_days=whole_days, calendar=calendar, tz=tz)
 
 
 def subtract_duration(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
+from flows.render import deadline_text
 from models.errors import InvalidInput, clipped
 
 if TYPE_CHECKING:
@@ -423,9 +424,12 @@ def _check_time_rules(field: str, spec: ParamSpec, value: str, now: datetime, tz
         if found is None:
             return
         due, title = found
-        late = day > due.astimezone(tz).date() if moment is None else moment > due
+        # A deadline at local midnight is 24:00 of the day it closes: that day is its last, a
+        # date after it is late (a plan promising 1月4日 is past a 1月3日24时 rectification).
+        last_day = (due - timedelta(microseconds=1)).astimezone(tz).date()
+        late = day > last_day if moment is None else moment > due
         if late:
-            shown = due.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            shown = deadline_text(due.astimezone(tz))
             raise InvalidInput(field=field, message=(
                 f"不能晚于“{title}”的期限 {shown}；确需延长的，请先申请延期 / must not be later "
                 f"than the deadline of '{title}', {shown}; ask for more time first"))

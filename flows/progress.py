@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from flows import follow_ups, rounds
 from flows.context import expression_context
-from flows.durations import add_after_deadline, add_duration
+from flows.durations import add_after_deadline, add_due
 from flows.duty import DutyCut, duty_cut, fallback_events, task_group
 from flows.expressions import ExpressionError, compile_expression
 from flows.message_titles import message_title
@@ -401,13 +401,14 @@ def due_time(
     closes its day, so working days start the next one (durations.add_after_deadline)."""
     if spec.due is None:
         return None
+    whole = spec.due.whole_days
     if spec.due.from_ == "ready" and deadline_passed is not None:
         return add_after_deadline(min(deadline_passed, ready_at), spec.due.after,
-                                  calendar=rt.calendar, tz=rt.tz)
+                                  whole_days=whole, calendar=rt.calendar, tz=rt.tz)
     start = {"ready": ready_at, "run": run.started_at, "stage": run.stage_entered_at}[
         spec.due.from_
     ] or ready_at
-    return add_duration(start, spec.due.after, calendar=rt.calendar, tz=rt.tz)
+    return add_due(start, spec.due.after, whole_days=whole, calendar=rt.calendar, tz=rt.tz)
 
 
 def verify_due_time(rt: Runtime, run: Run, spec: StepSpec, *, submitted_at: datetime
@@ -417,7 +418,8 @@ def verify_due_time(rt: Runtime, run: Run, spec: StepSpec, *, submitted_at: date
         return None
     due = spec.verify.due
     start = run.started_at if due.from_ == "run" else submitted_at
-    return add_duration(start or submitted_at, due.after, calendar=rt.calendar, tz=rt.tz)
+    return add_due(start or submitted_at, due.after, whole_days=due.whole_days,
+                   calendar=rt.calendar, tz=rt.tz)
 
 
 def first_check(

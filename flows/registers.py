@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from flows.durations import add_duration
+from flows.durations import add_due
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from models import run as rs
@@ -111,7 +111,8 @@ def known_deadline(rt: Runtime, started_at: datetime, playbook: Playbook) -> dat
     step = playbook.step(spec.due_by) if spec and spec.due_by else None
     if step is None or step.due is None or step.due.from_ != "run":
         return None
-    return add_duration(started_at, step.due.after, calendar=rt.calendar, tz=rt.tz)
+    return add_due(started_at, step.due.after, whole_days=step.due.whole_days,
+                   calendar=rt.calendar, tz=rt.tz)
 
 
 def create_entry(session: Session, rt: Runtime, run: Run, playbook: Playbook,

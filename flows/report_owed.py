@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import Session, col, select
 
 from flows.context import expression_context
-from flows.durations import Duration, add_duration
+from flows.durations import Duration, add_due
 from flows.expressions import ExpressionError, compile_expression
 from flows.passed_stages import is_passed_over
 from flows.progress import stage_reached
@@ -93,7 +93,7 @@ def run_relative_reports(playbook: Playbook) -> list[StepSpec]:
 def _lead(after: Duration) -> timedelta:
     """At least how long `after` can be in calendar time: working days are bounded by two
     calendar days each and a fortnight of holidays (a Golden Week and its weekends)."""
-    if after.is_working_days:
+    if after.unit in ("wd", "d"):  # whole days (`whole_days`) may end a fortnight later too
         return timedelta(days=2 * after.amount + 14)
     return timedelta(seconds=after.seconds())
 
@@ -116,8 +116,9 @@ def unsent_reports(session: Session, rt: Runtime, start: datetime, end: datetime
     for run in runs:
         playbook = rt.catalog.pinned(session, run.playbook_sha)
         for spec in run_relative_reports(playbook):
-            at = add_duration(_utc(run.started_at), spec.due.after,  # type: ignore[union-attr]
-                              calendar=rt.calendar, tz=rt.tz)
+            at = add_due(_utc(run.started_at), spec.due.after,  # type: ignore[union-attr]
+                         whole_days=spec.due.whole_days,  # type: ignore[union-attr]
+                         calendar=rt.calendar, tz=rt.tz)
             if start <= at < end and spec.id not in (run.skipped or ()) \
                     and not is_passed_over(run, spec.stage):
                 due.append((run, playbook, spec, at))

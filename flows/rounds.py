@@ -101,7 +101,8 @@ def early_stands_for(spec: StepSpec, now: datetime, *, rt: Runtime) -> datetime 
     if recur is None or recur.every is not None or spec.due is None:
         return None
     following = next_slot(recur, now, rt=rt)
-    due = add_after_deadline(now, spec.due.after, calendar=rt.calendar, tz=rt.tz)
+    due = add_after_deadline(now, spec.due.after,
+                             whole_days=spec.due.whole_days, calendar=rt.calendar, tz=rt.tz)
     return following if due > following else None
 
 
@@ -118,7 +119,8 @@ def slot_label(spec: StepSpec, slot: datetime, *, rt: Runtime) -> str:
     """A slot as people read it: by the deadline of its round where the step has one (12-04
     08:00前: handed out at 07:00, due an hour later), else by the slot (12-04 07:00)."""
     if spec.due is not None:  # counted from the round's hand-out (step_rules: from ready)
-        due = add_after_deadline(slot, spec.due.after, calendar=rt.calendar, tz=rt.tz)
+        due = add_after_deadline(slot, spec.due.after,
+                             whole_days=spec.due.whole_days, calendar=rt.calendar, tz=rt.tz)
         return f"{rt.renderer.deadline(due, '%m-%d %H:%M')}前"
     return rt.renderer.local(slot, "%m-%d %H:%M")
 

@@ -247,6 +247,24 @@ class ParamSpec(_Spec):
         return result
 
 
+_WHOLE_DAYS = (
+    "Count the days as Chinese law counts a period (民法典 第二百零一条、第二百零三条): the "
+    "start's local day is not counted, the deadline is 24:00 local of the last day, and a "
+    "last day off (a weekend or holiday on the working-day calendar; a make-up workday is "
+    "not one) moves to 24:00 of the first working day after it. Only for days (`30d`): hours "
+    "and minutes are elapsed time, working days (`wd`) already end at 24:00.")
+
+
+def _whole_days_in_days(value: bool, info: ValidationInfo) -> bool:
+    after = info.data.get("after")
+    if value and isinstance(after, Duration) and after.unit != "d":
+        what = ("工作日已按日历计算、于届满日24时截止" if after.unit == "wd"
+                else "小时、分钟、秒按实际经过时间计算")
+        raise ValueError(f"whole_days 只用于以日计的期限（如 30d），{after} 不是：{what} / "
+                         f"whole_days is only for a deadline in days (like 30d), not {after}")
+    return value
+
+
 def _due_shorthand(value: Any) -> Any:
     # `due: 5m` means {after: 5m, from: ready}.
     if isinstance(value, str | int | Duration) and not isinstance(value, bool):
@@ -264,6 +282,14 @@ class DueSpec(_Spec):
         description="ready: the step became ready (default); run: the run started; "
         "stage: the run entered the step's stage.",
     )
+    whole_days: bool = Field(default=False, description=_WHOLE_DAYS)
+
+    _days_only = field_validator("whole_days")(_whole_days_in_days)
+
+    @property
+    def on_calendar(self) -> bool:
+        """Whether the working-day calendar moves this deadline (a year added to it may)."""
+        return self.after.is_working_days or self.whole_days
 
 
 class RemindSpec(_Spec):
@@ -351,6 +377,14 @@ class VerifyDueSpec(_Spec):
         description="submitted: the work was handed in (default); run: the run started (a "
         "report that must be signed off within the hour of the alert).",
     )
+    whole_days: bool = Field(default=False, description=_WHOLE_DAYS)
+
+    _days_only = field_validator("whole_days")(_whole_days_in_days)
+
+    @property
+    def on_calendar(self) -> bool:
+        """Whether the working-day calendar moves this deadline (a year added to it may)."""
+        return self.after.is_working_days or self.whole_days
 
 
 VerifyDueField = Annotated[

@@ -210,6 +210,30 @@ class WorkCalendar:
             raise ValueError(f"{n} working days after {start.isoformat()} is past year 9999")
         return _end_of(self._first_reaching(target, day + 1, hi), tz)
 
+    def add_whole_days(self, start: datetime, n: int, *, tz: ZoneInfo) -> datetime:
+        """A period of n days as Chinese law counts it (民法典 第二百零一条、第二百零三条), in UTC:
+        start's local date is not counted, the period ends at 24:00 of the nth day after it,
+        and a last day that is a rest day moves to the end of the first working day after it.
+
+        "法定休假日" in §203 is read as every day off on this calendar, weekends included, a
+        make-up workday (调休上班) not: the reading of the 民通意见（试行）第198条 that §203
+        carries on ("期间的最后一天是星期日或者其他法定休假日，而星期日或者其他法定休假日有变通的，
+        以实际休假日的次日为期间的最后一天"; 星期六、星期日 are 周休息日 by 国务院《关于职工工作
+        时间的规定》第七条). A 30-day rectification that would end on 国庆's 10月3日 ends on 10月8日
+        24:00, the day the office that accepts it opens again. n == 0: the end of start's day
+        (moved the same way)."""
+        _check_args(start, n, "start", unit="days")
+        last = start.astimezone(tz).date().toordinal() + n
+        # A run of days off is at most a holiday plus the weekends around it; a file listing a
+        # month off still ends, and a year's worth is surely a mistake, not a period.
+        for _ in range(366):
+            if last > _MAX_ORDINAL:
+                raise ValueError(f"{n} days after {start.isoformat()} is past year 9999")
+            if self.is_workday(date.fromordinal(last)):
+                return _end_of(last, tz)
+            last += 1
+        raise ValueError(f"no working day within a year of {date.fromordinal(last - 366)}")
+
     def subtract_working_days(self, end: datetime, n: int, *, tz: ZoneInfo) -> datetime:
         """End of the nth working day before the local day `end` closes, in UTC (n == 0: `end`).
 
@@ -254,12 +278,12 @@ class WorkCalendar:
         return lo
 
 
-def _check_args(moment: datetime, n: int, name: str) -> None:
+def _check_args(moment: datetime, n: int, name: str, *, unit: str = "working days") -> None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         # A naive datetime could be UTC or local; guessing would shift deadlines by 8 hours.
         raise ValueError(f"{name} must be timezone-aware, got naive {moment.isoformat()}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"working days must be a non-negative integer, got {n!r}")
+        raise ValueError(f"{unit} must be a non-negative integer, got {n!r}")
 
 
 def _end_of(ordinal: int, tz: ZoneInfo) -> datetime:

@@ -111,7 +111,8 @@ def test_an_overdue_hazards_letters_are_listed_with_number_recipients_and_time(
     assert letter["number"] == "坪应急督函〔2026〕1号"
     assert letter["recipients"] == [{"id": UNIT_HEAD, "kind": "person", "name": "贾丽萍"}]
     assert datetime.fromisoformat(letter["sent_at"]) == clock.now()
-    assert letter["sent_at_local"] == demo.renderer.local(clock.now()) == "2026-04-01 09:01"
+    # Due 1 April 24:00 (30 whole days from registration): sent a minute into the 2nd.
+    assert letter["sent_at_local"] == demo.renderer.local(clock.now()) == "2026-04-02 00:01"
     # Read as it was sent: the filed body is the message the unit head got.
     assert letter["body"].startswith("# 督办函")
     assert "**坪应急督函〔2026〕1号**" in letter["body"] and LOCATION in letter["body"]
@@ -138,7 +139,7 @@ def test_an_overdue_hazards_letters_are_listed_with_number_recipients_and_time(
     assert summons["template"] == "summons-notice.md.j2"
     assert summons["body"].startswith("# 约谈通知") and "逾期 7 天" in summons["body"]
     assert UNIT_HEAD in [p["id"] for p in summons["recipients"]]
-    assert summons["sent_at_local"] == "2026-04-08 09:01"
+    assert summons["sent_at_local"] == "2026-04-09 00:01"
 
 
 def test_the_letters_stand_beside_the_runs_other_documents_in_order(
@@ -207,7 +208,7 @@ def test_a_late_sweep_files_each_level_and_each_repeat_its_own_letter(
     assert [(d["level"], d["repeat"], d["number"]) for d in got] == [
         (1, 0, "坪应急督函〔2026〕1号"), (2, 0, "坪应急督函〔2026〕2号"),
         (3, 0, "坪应急约〔2026〕1号")]
-    assert {d["sent_at_local"] for d in got} == {"2026-04-09 09:00"}
+    assert {d["sent_at_local"] for d in got} == {"2026-04-10 00:00"}
     sweep_at(demo, clock, due + timedelta(days=14, minutes=1))
     again = letters(client, demo, run_id)[3:]
     assert [(d["level"], d["repeat"], d["title"], d["number"]) for d in again] == [
@@ -291,7 +292,7 @@ def test_the_second_rung_is_a_提级督办函_to_the_street_after_the_督办函(
     assert "你单位" not in body and "六和社区主要负责人：" not in body
     assert text[3].startswith(f"你街道辖区内{LOCATION}存在的一般事故隐患（编号 PS-2026-0302-001）")
     assert "责任单位为六和社区" in text[3]
-    assert "应于 2026年4月1日 09:00 前完成" in text[3]
+    assert "应于 2026年4月1日 24:00 前完成" in text[3]
     # The 督办函 it follows, and how late.
     assert "期限届满后已向六和社区主要负责人发出督办函" in text[3]
     assert text[3].endswith("该单位至今仍未整改销号，已逾期 3 天。")
@@ -302,7 +303,7 @@ def test_the_second_rung_is_a_提级督办函_to_the_street_after_the_督办函(
     assert "将提级督办" not in body
     assert ("逾期仍未完成的，将约谈六和社区主要负责人，并予以通报批评、纳入安全生产目标考核。"
             in body)
-    assert text[-2:] == ["督办单位：坪山区应急管理局", "2026年4月4日"]
+    assert text[-2:] == ["督办单位：坪山区应急管理局", "2026年4月5日"]
 
 
 def test_the_first_letter_keeps_its_wording(
@@ -317,7 +318,7 @@ def test_the_first_letter_keeps_its_wording(
         "**坪应急督函〔2026〕1号**",
         "六和社区主要负责人：",
         f"你单位{LOCATION}存在的一般事故隐患（编号 PS-2026-0302-001），“隐患整改”应于 "
-        "2026年4月1日 09:00 前完成，至今已逾期 1 分钟，仍未办结（承办人：尹秀英）。",
+        "2026年4月1日 24:00 前完成，至今已逾期 1 分钟，仍未办结（承办人：尹秀英）。",
         "根据《安全生产事故隐患排查治理暂行规定》和隐患挂牌督办有关规定，现予督办，请你单位：",
         "1. 接函后立即组织整改，整改完成前落实临时管控措施，确保安全；",
         "2. 于3个工作日内书面报告逾期原因、整改进展、确保完成的时限和责任人；",
@@ -325,7 +326,7 @@ def test_the_first_letter_keeps_its_wording(
         "逾期仍未完成的，将提级督办，约谈单位主要负责人，并予以通报批评、纳入安全生产目标考核。",
         "---",
         "督办单位：坪山区应急管理局",
-        "2026年4月1日",
+        "2026年4月2日",
     ]
 
 

@@ -43,8 +43,11 @@ def test_deadline_says_whether_it_counted_working_days(walked: Walked) -> None:
     steps = {s["step"]: s for s in walked.run["steps"]}
     assert (steps["list"]["due_rule"], steps["list"]["due_working_days"]) == (
         "3个工作日（自任务下达起）", True)
-    assert (steps["rectify"]["due_rule"], steps["rectify"]["due_working_days"]) == (
-        "30天（自流程启动起）", False)
+    # Whole days as the law counts them (民法典 §201/§203), not working days.
+    assert (steps["rectify"]["due_rule"], steps["rectify"]["due_working_days"],
+            steps["rectify"]["due_whole_days"]) == (
+        "30日（自流程启动次日起算，届满日24时止，遇休息日、节假日顺延）", False, True)
+    assert steps["list"]["due_whole_days"] is False
     # A step not reached yet says it too: the plan-to-close rule is known before it comes.
     assert steps["close"]["due_rule"] == "3个工作日（自任务下达起）"
 

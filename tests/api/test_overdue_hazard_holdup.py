@@ -32,8 +32,10 @@ def test_the_overdue_rectification_is_what_holds_the_hazard_up(walked: Walked) -
         "task_id": walked.rectify_id, "title": "隐患整改", "phase": "退回整改",
         "status_name": "已退回", "waiting_on": "复查退回，待承办人重新整改",
         "since_local": "2026-03-17 12:00",  # sent back at re-inspection
-        "due_at_local": "2026-04-08 24:00", "original_due_at_local": "2026-04-01 09:00",
-        "due_rule": "30天（自流程启动起）", "overdue_days": 13, "escalation_level": 3,
+        # 30 whole days from registration (民法典 §201): 1 April to its end, then extended.
+        "due_at_local": "2026-04-08 24:00", "original_due_at_local": "2026-04-01 24:00",
+        "due_rule": "30日（自流程启动次日起算，届满日24时止，遇休息日、节假日顺延）",
+        "overdue_days": 13, "escalation_level": 3,
         "last_rung": "约谈", "letters_sent": 3, "rejections": 1,
         "last_reject_reason": REJECTION, "extensions_asked": 2, "extensions_granted": 1,
         "extensions_refused": 1,

@@ -199,7 +199,9 @@ def test_a_served_notice_that_fails_tells_the_chief_who_listed_the_hazard(
 
 
 @pytest.mark.parametrize(("grade", "key", "late"), [
-    ("一般", "rectify", timedelta(days=30, minutes=1)),  # its own supervising role decides
+    # Registered Monday 2 March 09:00: 30 whole days end on 1 April at 24:00, 30 days 15 hours
+    # on. Its own supervising role decides.
+    ("一般", "rectify", timedelta(days=30, hours=15, minutes=1)),
     ("重大", "interim", timedelta(days=1, minutes=1)),  # the 督办单位 the playbook names
 ])
 def test_a_late_letter_that_fails_tells_the_supervising_office(
@@ -208,6 +210,7 @@ def test_a_late_letter_that_fails_tells_the_supervising_office(
     rt = demo_down
     run_id = register_hazard(rt, grade)
     assert step_row(rt, run_id, key).status == "ready"
+    assert step_row(rt, run_id, key).due_at == clock.now() + late - timedelta(minutes=1)
     clock.advance(late)
     sweep_once(rt)  # the step's 督办函 goes to 贾丽萍, whose address is down
     assert deliver_due(rt.db, clock=clock, org=rt.org, catalog=rt.catalog).failed == 1

@@ -8,7 +8,7 @@ major-only steps. Segments run bare (drain_wakes); the clock is a ManualClock.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -74,6 +74,9 @@ MAJOR_ONLY = ["list", "notice", "notice-send", "interim", "plan", "accept"]
 EVERY_GRADE = ["rectify", "closure-form", "close", "lookback-wait", "lookback",
                "lookback-record"]
 REBOUND = ["lookback-rebound"]  # only when the look-back finds the hazard back (隐患反弹)
+# 30 whole days from registration at START (Monday 2 March 2026 09:00, bureau time): the 2nd
+# is not counted, the 30th day after it is Wednesday 1 April, due at its 24:00 (民法典 §201).
+RECTIFY_DUE = datetime(2026, 4, 1, 16, 0, tzinfo=UTC)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -203,7 +206,7 @@ def test_playbook_loads_with_the_register_and_the_domain_timings(demo: Runtime) 
 # --- a major hazard, the whole loop ----------------------------------------------------------
 
 def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) -> None:
-    started = clock.now()
+    assert clock.now() == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # what RECTIFY_DUE counts from
     run_id = start(demo, "重大")
     keyed = steps(demo, run_id)
     # Listing and interim controls start at once; nothing else has a row yet.
@@ -232,8 +235,9 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
                  LISTING["supervising_unit"], LISTING["contact"]):
         assert fact in body, fact
     assert "| 隐患等级 | 重大 |" in body
-    # The rectification deadline printed is the one the engine enforces: 30 days from the run.
-    assert "2026年4月1日 09:00 前完成整改" in body
+    # The rectification deadline printed is the one the engine enforces: 30 days from the run,
+    # to the end of the last day.
+    assert "2026年4月1日 24:00 前完成整改" in body
     assert "自本通知书下达之日起5个工作日内（2026年3月9日 24:00 前）" in body
     assert "签发人：赵丽娟" in body and "签发日期：2026年3月2日" in body
     assert "None" not in body and "待核实" not in body
@@ -263,7 +267,7 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     check(demo, run_id, "plan", CHIEF, note="方案可行，同意备案")
     rectify = step(demo, run_id, "rectify")
     assert rectify.status == "ready" and rectify.assignees == [SAFETY]
-    assert rectify.due_at == started + timedelta(days=30)
+    assert rectify.due_at == RECTIFY_DUE
     entry = hazard(demo, run_id)
     assert entry.status == "整改中" and entry.due_at == rectify.due_at
     assert given(entry.plan) == PLAN
@@ -301,9 +305,11 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     assert passed.status == "done" and passed.verified_by == INSPECTOR_1
     assert passed.submitted_by == SAFETY
 
-    # 验收: by the section chief within 10 days (Hubei).
+    # 验收: by the section chief within 10 days (Hubei), whole days: passed on Wednesday 18
+    # March, the 10th day after is Saturday the 28th, so Monday 30 March 24:00.
     accept = step(demo, run_id, "accept")
-    assert accept.assignees == [CHIEF] and accept.due_at == clock.now() + timedelta(days=10)
+    assert accept.assignees == [CHIEF]
+    assert accept.due_at == datetime(2026, 3, 30, 16, 0, tzinfo=UTC)
     assert hazard(demo, run_id).status == "验收销号"
     clock.advance(timedelta(days=2))
     opinion = "经现场验收，泄爆、隔爆措施落实到位，整改合格，同意销号"
@@ -338,13 +344,14 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
     entry = hazard(demo, run_id)
     assert entry.status == "已销号" and entry.closed_at == closed_at
 
-    # 回头看: 30 days after closure.
+    # 回头看: 30 days after closure (Saturday 21 March), whole days: Monday 20 April 24:00.
     wait = step(demo, run_id, "lookback-wait")
-    assert wait.status == "ready" and wait.due_at == closed_at + timedelta(days=30)
-    clock.advance(timedelta(days=29))
+    assert local(demo, closed_at) == "2026-03-21 11:00"
+    assert wait.status == "ready" and wait.due_at == datetime(2026, 4, 20, 16, 0, tzinfo=UTC)
+    clock.set(wait.due_at - timedelta(minutes=1))  # type: ignore[operator]
     sweep_once(demo)
     assert "lookback" not in steps(demo, run_id)
-    clock.advance(timedelta(days=1))
+    clock.advance(timedelta(minutes=2))
     sweep_once(demo)
     drain_wakes(demo)
     lookback = step(demo, run_id, "lookback")
@@ -384,7 +391,7 @@ def test_major_hazard_walks_the_whole_loop(demo: Runtime, clock: ManualClock) ->
 
 
 def test_register_entry_follows_the_run(demo: Runtime, clock: ManualClock) -> None:
-    started = clock.now()
+    assert clock.now() == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # what RECTIFY_DUE counts from
     run_id = start(demo, "重大", campaign=None)
     entry = hazard(demo, run_id)
     assert (entry.code, entry.grade, entry.source, entry.category, entry.enterprise) == (
@@ -394,7 +401,7 @@ def test_register_entry_follows_the_run(demo: Runtime, clock: ManualClock) -> No
     assert entry.found_by == "邓思远" and entry.unit_id == UNIT
     # The rectification deadline runs from registration, so the register knows it already.
     assert entry.status == "挂牌督办" and entry.plan == {}
-    assert entry.due_at == started + timedelta(days=30)
+    assert entry.due_at == RECTIFY_DUE
     clock.advance(timedelta(hours=1))
     do(demo, run_id, "list", CHIEF, LISTING)
     assert hazard(demo, run_id).status == "整改方案"
@@ -406,7 +413,7 @@ def test_register_entry_follows_the_run(demo: Runtime, clock: ManualClock) -> No
     check(demo, run_id, "plan", CHIEF)
     entry = hazard(demo, run_id)
     assert entry.status == "整改中" and given(entry.plan) == PLAN
-    assert entry.due_at == started + timedelta(days=30) == step(demo, run_id, "rectify").due_at
+    assert entry.due_at == RECTIFY_DUE == step(demo, run_id, "rectify").due_at
     assert entry.closed_at is None
     do(demo, run_id, "rectify", SAFETY, {"done_measures": "已整改"}, n_photos=2)
     assert hazard(demo, run_id).status == "复查中"  # submitted, awaiting re-inspection
@@ -522,12 +529,11 @@ def test_people_of_another_street_cannot_act_on_the_hazard(
 def test_overdue_rectification_climbs_the_ladder_in_order_once_each(
     demo: Runtime, clock: ManualClock
 ) -> None:
-    started = clock.now()
     run_id = start(demo, "重大")
     to_rectification(demo, clock, run_id)
     rectify = step(demo, run_id, "rectify")
     due = rectify.due_at
-    assert due == started + timedelta(days=30)
+    assert due == RECTIFY_DUE  # the ladder counts elapsed time from its 24:00
     sid = rectify.id or 0
     ladder = [
         # (when, what fires then)
@@ -601,7 +607,7 @@ def test_late_listing_and_plan_are_chased_too(demo: Runtime, clock: ManualClock)
 def test_general_hazard_skips_the_major_only_steps_and_is_closed_by_an_inspector(
     demo: Runtime, clock: ManualClock
 ) -> None:
-    started = clock.now()
+    assert clock.now() == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # what RECTIFY_DUE counts from
     run_id = start(demo, "一般")
     keyed = steps(demo, run_id)
     # Everything of the major branch whose needs are met is skipped at once.
@@ -609,7 +615,7 @@ def test_general_hazard_skips_the_major_only_steps_and_is_closed_by_an_inspector
         ["list", "notice", "notice-send", "interim", "plan"], "skipped")
     rectify = keyed["rectify"]
     assert rectify.status == "ready" and rectify.assignees == [SAFETY]
-    assert rectify.due_at == started + timedelta(days=30)
+    assert rectify.due_at == RECTIFY_DUE
     entry = hazard(demo, run_id)
     assert entry.status == "整改中" and entry.due_at == rectify.due_at and entry.grade == "一般"
     clock.advance(timedelta(days=3))
@@ -632,7 +638,11 @@ def test_general_hazard_skips_the_major_only_steps_and_is_closed_by_an_inspector
         docs = session.exec(select(Document.template).where(Document.run_id == run_id)).all()
     assert not {keyed[k].id for k in MAJOR_ONLY} & set(asked)
     assert docs == ["closure-form.md.j2"]  # no supervision notice for a general hazard
-    clock.advance(timedelta(days=30))
+    # 回头看 30 whole days after closure on Thursday 5 March: the 30th day after is Saturday 4
+    # April, inside 清明 (4-6 April), so the wait ends on Tuesday 7 April at 24:00.
+    wait = step(demo, run_id, "lookback-wait")
+    assert wait.due_at == datetime(2026, 4, 7, 16, 0, tzinfo=UTC)
+    clock.set(wait.due_at + timedelta(minutes=1))
     sweep_once(demo)
     drain_wakes(demo)
     do(demo, run_id, "lookback", INSPECTOR_2, {"result": "整改成果巩固"}, n_photos=1)
@@ -661,7 +671,7 @@ def test_supervision_letter_and_summons_render_for_an_overdue_hazard(
     sweeper = {  # what flows/sweeper.py gives an escalation message
         "kind": "escalate", "kind_label": "督办提醒", "level": 1, "repeat": 0,
         "step": {"id": "rectify", "title": inst.title,
-                 "due_at_local": demo.renderer.local(inst.due_at), "assignees": ["尹秀英"]},
+                 "due_at_local": demo.renderer.deadline(inst.due_at), "assignees": ["尹秀英"]},
         "run": {"id": run_id, "title": run.title, "unit": UNIT, "unit_name": "六和社区"},
         "unit_name": "六和社区", "minutes_late": late, "now_local": full["now_local"],
     }
@@ -670,7 +680,8 @@ def test_supervision_letter_and_summons_render_for_an_overdue_hazard(
         text = demo.renderer.render(template, full)
         assert f"# {heading}" in text and LOCATION in text and FACTS["code"] in text
         assert LISTING["responsible_unit"] in text and "李富达" in text
-        assert "2026年4月1日 09:00" in text and "11 天 2 小时" in text
+        # Due 1 April 24:00 (30 whole days), read on 12 April at 11:00.
+        assert "2026年4月1日 24:00" in text and "10 天 11 小时" in text
         assert "None" not in text
         # Addressed to the enterprise, delivered to the community's head: the letter says
         # through whom it reaches the enterprise.
@@ -678,9 +689,9 @@ def test_supervision_letter_and_summons_render_for_an_overdue_hazard(
         assert (f"{what}经六和社区转送{LISTING['responsible_unit']}，请六和社区收到后及时送达"
                 "并督促落实。") in text
         bare = demo.renderer.render(template, sweeper)
-        assert f"# {heading}" in bare and run.title in bare and "11 天 2 小时" in bare
+        assert f"# {heading}" in bare and run.title in bare and "10 天 11 小时" in bare
         assert "转送" not in bare  # addressed to the community itself
-        assert "2026年4月1日 09:00" in bare and "None" not in bare
+        assert "2026年4月1日 24:00" in bare and "None" not in bare
     letter = demo.renderer.render("supervision-letter.md.j2", full)
     # Rendered outside a firing it has no number of its own (a blank to fill in), and cites
     # the notice's.
@@ -874,11 +885,12 @@ def test_a_plan_deadline_already_past_or_beyond_the_rectification_deadline_is_re
 ) -> None:
     """时限 (not_past, not_after_due: rectify): not before the day the plan is filed, and
     within the rectification deadline; a later one needs a request for more time."""
-    run_id = start(demo, "重大")  # 2026-03-02 09:00 (bureau time); rectify due 04-01 09:00
+    run_id = start(demo, "重大")  # 2026-03-02 09:00 (bureau time); rectify due 04-01 24:00
     do(demo, run_id, "list", CHIEF, LISTING)
     for deadline, why in (
         ("2026-03-01", "不能早于今天（2026-03-02）"),
-        ("2026-04-02", "不能晚于“隐患整改”的期限 2026-04-01 09:00；确需延长的，请先申请延期"),
+        # The deadline is stored as 2 April 00:00; its last day is 1 April, and it says so.
+        ("2026-04-02", "不能晚于“隐患整改”的期限 2026-04-01 24:00；确需延长的，请先申请延期"),
     ):
         with pytest.raises(InvalidInput) as caught:
             do(demo, run_id, "plan", SAFETY, {**PLAN, "deadline": deadline})
@@ -899,7 +911,10 @@ def to_lookback(rt: Runtime, clock: ManualClock, run_id: int) -> None:
     do(rt, run_id, "rectify", SAFETY, {"done_measures": "已清理堵塞的消防通道"}, n_photos=2)
     check(rt, run_id, "rectify", INSPECTOR_2)
     do(rt, run_id, "close", INSPECTOR_1, note="复查合格，验收销号")
-    clock.advance(timedelta(days=30))
+    # 30 whole days after closure, to the end of the last day (moved off a holiday).
+    wait = step(rt, run_id, "lookback-wait").due_at
+    assert wait is not None and wait.astimezone(rt.tz).time() == time(0)
+    clock.set(wait + timedelta(minutes=1))
     sweep_once(rt)
     drain_wakes(rt)
     assert step(rt, run_id, "lookback").status == "ready"

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from factories import ENGINE_PLAYBOOKS, SHIPPED_PLAYBOOKS, before_after, png_bytes, refused
@@ -244,8 +245,14 @@ def test_an_unreinspected_hazard_chases_the_inspectors_then_the_street(
     handed = tasks.complete(demo, step_id=rectify.id or 0, actor="liuhe-safety",
                             note="已清理消防通道", outputs={"done_measures": "清理通道"},
                             evidence=evidence, evidence_labels=before_after(evidence))
-    assert handed.verify_due_at == clock.now() + timedelta(days=10)
-    clock.advance(timedelta(days=10))
+    # 复查 within 10 days, whole days (民法典 §201/§203): handed in on Thursday 5 March, the
+    # 10th day after it is Sunday the 15th, so the deadline is Monday 16 March 24:00.
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert handed.verify_due_at == datetime(2026, 3, 17, tzinfo=shanghai)
+    clock.set(datetime(2026, 3, 16, 23, 59, tzinfo=shanghai))
+    sweep_once(demo)
+    assert fired(demo, rectify.id or 0) == []
+    clock.advance(timedelta(minutes=2))
     sweep_once(demo)
     inspectors = ["pingshan-street-inspector-1", "pingshan-street-inspector-2"]
     assert fired(demo, rectify.id or 0) == [

@@ -53,7 +53,8 @@ def call(server: Any, person: str, method: str, path: str, **kwargs: Any) -> htt
 
 def register_hazard(server: Any) -> int:
     """A 一般 hazard in 六和社区 registered by a street inspector: its rectification goes at once
-    to the community's safety officer, due 30 days from now. Returns the rectify task's id."""
+    to the community's safety officer, due in 30 whole days: registered at 09:00 on Monday 2
+    March (the test clock), due 1 April 24:00. Returns the rectify task's id."""
     r = call(server, FINDER, "POST", "/api/runs", json={
         "playbook": "hazard-3030", "unit": "liuhe",
         "params": {"location": "六和社区某厂房二楼", "description": "消防通道堵塞",
@@ -78,7 +79,7 @@ def test_the_inbox_shows_the_task_with_its_countdown_and_then_overdue(
     expect(card).to_contain_text("隐患整改")
     expect(card).to_contain_text("隐患排查整治闭环销号·六和社区某厂房二楼")  # the run's title
     expect(card.locator(".badge.status-ready")).to_have_text("待办")
-    expect(card.locator(".due")).to_have_text(left(30, 0))
+    expect(card.locator(".due")).to_have_text(left(30, 15))  # to 1 April 24:00
     expect(card.locator(".due")).not_to_have_class(re.compile(r"overdue"))
     # The assignment notice is among the latest notifications.
     expect(page.locator("#notes")).to_contain_text("【新任务】隐患整改")
@@ -87,7 +88,7 @@ def test_the_inbox_shows_the_task_with_its_countdown_and_then_overdue(
     expect(page.locator("#tasks .empty")).to_have_text("没有逾期的任务。")
     assert "overdue=true" in page.url
 
-    clock.advance(timedelta(days=30, hours=2))
+    clock.advance(timedelta(days=30, hours=17))  # 2 April 02:00
     sweep_once(server.rt)
     page.reload()  # the filter is kept in the address
     expect(page.locator("#f-overdue")).to_be_checked()
@@ -107,8 +108,8 @@ def test_a_rectification_is_signed_for_handed_in_sent_back_and_approved(
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, task)
     expect(page.locator("#heading")).to_have_text("隐患整改")
-    expect(page.locator("#summary .due")).to_have_text(left(30, 0))
-    expect(page.locator("#summary")).to_contain_text("2026-04-01 09:00")
+    expect(page.locator("#summary .due")).to_have_text(left(30, 15))
+    expect(page.locator("#summary")).to_contain_text("2026-04-01 24:00")
     expect(page.locator("#params")).to_contain_text("消防通道堵塞")
     expect(page.locator("#evidence-need")).to_have_text("整改前、整改后照片各至少 1 张，须填写说明")
 
@@ -150,7 +151,8 @@ def test_a_rectification_is_signed_for_handed_in_sent_back_and_approved(
     inspector.goto(server.url("/inbox"))
     card = inspector.locator(f".task-card[data-task-id='{task}']")
     expect(card.locator(".verify-mine")).to_have_text("待我核验")
-    expect(card.locator(".verify-due .due")).to_have_text(left(10, 0))
+    # 复查 within 10 whole days of Monday 09:00: Thursday 12 March 24:00.
+    expect(card.locator(".verify-due .due")).to_have_text(left(10, 15))
     card.get_by_role("link", name="隐患整改").click()
     expect(inspector.locator("#submitted-outputs")).to_contain_text("已清理消防通道，恢复畅通")
     # The scene before beside the scene after: what re-inspection compares.
@@ -324,7 +326,7 @@ def test_a_request_for_more_time_is_asked_and_approved(signed_in: SignedIn,
     expect(page.locator("#ext-due")).to_have_attribute("aria-invalid", "true")
     page.fill("#ext-due", "2026-03-20")  # earlier than the deadline: the API says so
     page.click("#ext-send")
-    expect(page.locator("#flash")).to_contain_text("新期限须晚于当前期限（2026-04-01 09:00）")
+    expect(page.locator("#flash")).to_contain_text("新期限须晚于当前期限（2026-04-01 24:00）")
     page.fill("#ext-due", "2026-04-15")
     page.click("#ext-send")
     expect(page.locator("#flash")).to_have_text("已提交延期申请，等待审批")
@@ -350,7 +352,7 @@ def test_a_request_for_more_time_is_asked_and_approved(signed_in: SignedIn,
     expect(chief.locator("#flash")).to_have_text("已同意延期")
     expect(chief.locator(".ext-request")).to_contain_text("同意延期")
     expect(chief.locator("#due-local")).to_have_text("2026-04-15 24:00")
-    expect(chief.locator("#original-due")).to_have_text("2026-04-01 09:00")
+    expect(chief.locator("#original-due")).to_have_text("2026-04-01 24:00")
 
     page.reload()
     expect(page.locator("#summary .due")).to_have_text(left(44, 15))
@@ -414,19 +416,21 @@ def test_past_its_deadline_the_phone_offers_no_request_for_more_time_and_says_wh
     page = signed_in(RECTIFIER, phone=True)
     open_task(page, server, task)
     expect(page.locator("#ext-form")).to_be_visible()  # in time: offered
-    clock.advance(timedelta(days=30, hours=1))
+    clock.advance(timedelta(days=30, hours=16))  # an hour past 1 April 24:00
     sweep_once(server.rt)
     page.reload()
     expect(page.locator("#summary .due")).to_have_text("逾期 1小时0分")
     expect(page.locator("#ext-form")).to_have_count(0)
     expect(page.locator("#ext-too-late")).to_have_text(
-        "期限 2026-04-01 09:00 已过，不能再申请延期：延期须在期限届满前提出，"
+        "期限 2026-04-01 24:00 已过，不能再申请延期：延期须在期限届满前提出，"
         "逾期任务继续按督办程序处理。")
     # A page opened in time and sent after the deadline: told why, and the form goes.
     other = register_hazard(server)
     open_task(page, server, other)
     expect(page.locator("#ext-form")).to_be_visible()
-    clock.advance(timedelta(days=31))
+    # Registered 2 April 01:00: the 30th day after is 2 May, inside 劳动节 (1-5 May 2026), so
+    # due 6 May 24:00; a morning later it has passed.
+    clock.advance(timedelta(days=35))
     page.fill("#ext-due", "2026-06-01")
     page.fill("#ext-reason", "资金未到位")
     page.click("#ext-send")

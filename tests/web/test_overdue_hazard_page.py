@@ -45,8 +45,10 @@ def test_the_late_step_says_its_days_overdue_its_rule_and_how_to_reach_its_holde
     expect(rectify.locator(".overdue-days")).to_have_text("逾期 13 天")
     # One figure: the register's days, not beside them a countdown of 12天12小时.
     expect(rectify.locator(".due")).to_have_text(["逾期 13 天"])
-    expect(rectify).to_contain_text("期限按30天（自流程启动起）计")
-    expect(rectify).to_contain_text("原时限 2026-04-01 09:00")
+    # 30 whole days from registration (民法典 §201/§203): to 1 April 24:00.
+    expect(rectify).to_contain_text(
+        "期限按30日（自流程启动次日起算，届满日24时止，遇休息日、节假日顺延）计")
+    expect(rectify).to_contain_text("原时限 2026-04-01 24:00")
     expect(rectify).to_contain_text("尹秀英（社区安全员，六和社区，电话 13800138123）")
 
 
@@ -56,11 +58,11 @@ def test_the_timeline_and_the_ladder_read_in_chinese_with_deadlines_and_numbers(
     page = open_run(signed_in, server, walked)
     refused = page.locator("#timeline li[data-action='extension_refused']")
     expect(refused).to_contain_text("不同意延期")
-    expect(refused).to_contain_text("申请延至 2026-04-30 24:00，期限仍为 2026-04-01 09:00")
+    expect(refused).to_contain_text("申请延至 2026-04-30 24:00，期限仍为 2026-04-01 24:00")
     expect(refused).not_to_contain_text("extension_refused")
     granted = page.locator("#timeline li[data-action='extension_approved']")
     expect(granted).to_contain_text("同意延期")
-    expect(granted).to_contain_text("期限 2026-04-01 09:00 → 2026-04-08 24:00")
+    expect(granted).to_contain_text("期限 2026-04-01 24:00 → 2026-04-08 24:00")
     summons = page.locator("#escalations-table tr[data-kind='escalate']").nth(2)
     expect(summons.locator(".rung")).to_have_text("约谈")
     expect(summons.locator(".doc-number")).to_have_text("坪应急约〔2026〕1号")
@@ -79,7 +81,7 @@ def test_what_holds_it_up_is_answered_first(
     expect(card.locator(".holdup-who")).to_have_text(
         "现由：尹秀英（社区安全员，六和社区，电话 13800138123）")
     expect(card).to_contain_text("复查退回，待承办人重新整改，自 2026-03-17 12:00")
-    expect(card).to_contain_text("时限 2026-04-08 24:00，原时限 2026-04-01 09:00")
+    expect(card).to_contain_text("时限 2026-04-08 24:00，原时限 2026-04-01 24:00")
     expect(card.locator(".holdup-done")).to_have_text(
         "已督办 3 级（最近：约谈），发出督办文书 3 份；复查退回 1 次（最近原因：泄爆片规格不符，"
         "隔爆阀未安装）；申请延期 2 次（同意 1，不同意 1）")
