@@ -69,6 +69,16 @@ def _hand_out_follow_up(session: Session, rt: Runtime, run: Run, spec: StepSpec,
     decided when this one is handed in, on what it says."""
     slot = step.next_check_at
     assert slot is not None
+    _make_ready(session, rt, run, spec, step, slot=slot, now=now, actor=SYSTEM,
+                detail={"follow_up": True})
+    wake(session, run, "round", now=now)
+    return True
+
+
+def _make_ready(session: Session, rt: Runtime, run: Run, spec: StepSpec, step: StepInstance,
+                *, slot: datetime, now: datetime, actor: str, detail: dict[str, Any]) -> None:
+    """Round `step` ready, due counted from `slot` (its time, however late the sweep that saw
+    it), held by whoever holds the role now; in the timeline and announced."""
     due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=slot)
     if spec.role:
         step.assignee_unit_id, step.assignees = assignment(rt, spec.role, step.unit_id)
@@ -78,12 +88,10 @@ def _hand_out_follow_up(session: Session, rt: Runtime, run: Run, spec: StepSpec,
     step.version += 1
     session.add(step)
     session.flush()
-    add_event(session, at=now, actor=SYSTEM, action="round", run_id=run.id, step_id=step.id,
+    add_event(session, at=now, actor=actor, action="round", run_id=run.id, step_id=step.id,
               detail={"step": spec.id, "round": (step.item or {}).get("round"),
-                      "scheduled_at": slot.isoformat(), "follow_up": True})
+                      "scheduled_at": slot.isoformat(), **detail})
     announce(session, rt, run, spec, [step], due_at, now=now)
-    wake(session, run, "round", now=now)
-    return True
 
 
 def hand_out_now(session: Session, rt: Runtime, run: Run, spec: StepSpec, step: StepInstance,
@@ -121,19 +129,7 @@ def _hand_out(session: Session, rt: Runtime, run: Run, playbook: Playbook, spec:
     if isinstance(step.item, dict) and step.item.get("at") != slot.astimezone(UTC).isoformat():
         step.item = rounds.round_item(spec, step.item["round"], slot, rt=rt)  # missed collapsed
         step.title = rounds.round_title(spec, step.item)
-    due_at = due_time(rt, run, spec, ready_at=now, deadline_passed=slot)
-    if spec.role:
-        step.assignee_unit_id, step.assignees = assignment(rt, spec.role, step.unit_id)
-    step.status, step.ready_at, step.due_at = st.READY, now, due_at
-    step.next_check_at = first_check(rt, spec, status=st.READY, ready_at=now, due_at=due_at,
-                                     now=now)
-    step.version += 1
-    session.add(step)
-    session.flush()
-    add_event(session, at=now, actor=actor, action="round", run_id=run.id, step_id=step.id,
-              detail={"step": spec.id, "round": (step.item or {}).get("round"),
-                      "scheduled_at": slot.isoformat(), **detail})
-    announce(session, rt, run, spec, [step], due_at, now=now)
+    _make_ready(session, rt, run, spec, step, slot=slot, now=now, actor=actor, detail=detail)
     _add_partners(session, rt, run, playbook, spec, step, state)
     number = int((step.item or {}).get("round", 1))
     rounds.schedule(session, rt, run, spec, number=number + 1, after=next_after or slot)
