@@ -135,9 +135,11 @@ def test_a_major_hazard_walks_the_loop_on_a_real_server(server: ServerProcess) -
     hazard = server.get(f"/api/hazards/{walk.run_id}", walk.token(CHIEF))
     assert hazard["status"] == "已销号" and hazard["closed_at"]
 
-    # 回头看 30 days after closure: the server goes down and comes back 31 days later.
+    # 回头看 30 whole days after closure (to 24:00, moved past a weekend or holiday it ends on:
+    # up to ~9 days at 国庆, whatever day this test runs): the server goes down and comes
+    # back 45 days later.
     server.stop()
-    server.start(extra_env={"CLOSELOOP_CLOCK_OFFSET": "31d"})
+    server.start(extra_env={"CLOSELOOP_CLOCK_OFFSET": "45d"})
     walk.complete("lookback", INSPECTOR_1, {"result": "整改成果巩固"}, photos=1)
     wait_until(lambda: walk.run()["status"] == "completed", timeout=60,
                what="run completed after the look-back record")
