@@ -175,6 +175,31 @@ async function drawNotes() {
   }
 }
 
+const fromForm = () => ({ status: $("#f-status").value, overdue: $("#f-overdue").checked,
+  q: $("#f-q").value.trim(), offset: 0 });
+// The list's reload once the page knows who is signed in. A filter chosen before that (a phone
+// on a slow network shows the form first) is kept for the first list, not reset to the stored
+// filters when the list arrives, as it was while the menus listened only after sign-in.
+let reloadTasks = null;
+let chosenEarly = null;
+const apply = (filters) => {
+  if (reloadTasks) reloadTasks(filters).catch(showError);
+  else chosenEarly = filters;
+};
+// The menus apply at once; the search box on 搜索 (Enter) or when it is cleared (its ×),
+// not at every character typed over a phone's network.
+$("#filters").addEventListener("change", (event) => {
+  if (event.target.id === "f-q") return;
+  apply(fromForm());
+});
+$("#f-q").addEventListener("search", () => {
+  if (!$("#f-q").value) apply(fromForm());
+});
+$("#filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  apply(fromForm());
+});
+
 startPage(async (who) => {
   const reload = async (filters) => {
     writeFilters(filters);
@@ -183,21 +208,7 @@ startPage(async (who) => {
     $("#f-q").value = filters.q;
     await drawTasks(who, filters, reload);
   };
-  const fromForm = () => ({ status: $("#f-status").value, overdue: $("#f-overdue").checked,
-    q: $("#f-q").value.trim(), offset: 0 });
-  // The menus apply at once; the search box on 搜索 (Enter) or when it is cleared (its ×),
-  // not at every character typed over a phone's network.
-  $("#filters").addEventListener("change", (event) => {
-    if (event.target.id === "f-q") return;
-    reload(fromForm()).catch(showError);
-  });
-  $("#f-q").addEventListener("search", () => {
-    if (!$("#f-q").value) reload(fromForm()).catch(showError);
-  });
-  $("#filters").addEventListener("submit", (event) => {
-    event.preventDefault();
-    reload(fromForm()).catch(showError);
-  });
-  await Promise.all([reload(readFilters()), drawRequests(), drawNotes()]);
+  reloadTasks = reload;
+  await Promise.all([reload(chosenEarly || readFilters()), drawRequests(), drawNotes()]);
   liveCountdowns(document);
 });

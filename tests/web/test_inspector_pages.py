@@ -219,6 +219,28 @@ def test_the_inbox_pages_by_twenty(signed_in: SignedIn, server: Any) -> None:
     assert set(shown) < set(tasks)
 
 
+def test_a_filter_chosen_while_the_page_loads_is_kept(signed_in: SignedIn, server: Any,
+                                                      clock: Any) -> None:
+    """On a slow phone network the form shows before the page knows who is signed in: 只看逾期
+    ticked then was reset to the stored filters when the list arrived (the menus listened only
+    after sign-in). /api/me is held here until the box is ticked."""
+    register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    held: list[Any] = []
+    page.route("**/api/me", lambda route: held.append(route))
+    page.goto(server.url("/inbox"), wait_until="domcontentloaded")
+    page.check("#f-overdue")
+    for _ in range(200):  # the page has asked who is signed in (bounded: 10 s)
+        if held:
+            break
+        page.wait_for_timeout(50)
+    [asked] = held
+    asked.continue_()  # the answer arrives after the choice
+    expect(page.locator("#tasks .empty")).to_have_text("没有逾期的任务。")
+    expect(page.locator("#f-overdue")).to_be_checked()
+    assert "overdue=true" in page.url
+
+
 def test_a_missing_required_value_marks_its_box(signed_in: SignedIn, server: Any,
                                                 tmp_path: Path) -> None:
     task = register_hazard(server)
