@@ -278,3 +278,10 @@ def wait_for(check: Callable[[], object], timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached")
+
+
+def steps_seen_by(client: Any, headers: dict[str, str], run_id: int) -> dict[str, dict[str, Any]]:
+    """A run's steps as GET /api/runs/{id} answers them (to `headers`' person), by step id."""
+    r = client.get(f"/api/runs/{run_id}", headers=headers)
+    assert r.status_code == 200, r.text
+    return {s["step"]: s for s in r.json()["steps"]}

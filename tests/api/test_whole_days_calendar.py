@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from factories import books_with, make_runtime
+from factories import books_with, make_runtime, steps_seen_by
 from fastapi.testclient import TestClient
 
 from flows import lifecycle
@@ -62,9 +62,7 @@ def rt(make_rt: Callable[..., Runtime], tmp_path: Path, clock: ManualClock) -> R
 
 
 def steps_by_key(client: TestClient, auth: Auth, run_id: int) -> dict[str, dict[str, object]]:
-    r = client.get(f"/api/runs/{run_id}", headers=auth("s1-commander"))
-    assert r.status_code == 200, r.text
-    return {s["step"]: s for s in r.json()["steps"]}
+    return steps_seen_by(client, auth("s1-commander"), run_id)
 
 
 def test_a_last_day_in_an_unlisted_year_is_an_estimate_until_the_year_is_added(
