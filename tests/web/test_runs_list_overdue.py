@@ -10,6 +10,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from flows.drills import Drill
 from flows.lifecycle import cancel_run, start_run
 from models.clock import ManualClock
 
@@ -64,3 +65,29 @@ def test_a_run_minutes_late_is_said_in_minutes_not_as_a_day(
     page.goto(server.url("/runs"))
     mark = page.locator(f"#runs-table tr[data-run-id='{leak}'] .run-overdue")
     expect(mark).to_have_text("1 项逾期，最长 2分钟")
+
+
+def test_a_filter_chosen_while_the_page_loads_is_kept(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    """On a slow phone network the form shows before the page knows who is signed in: 仅演练
+    chosen then was reset to the address's filters when the menus were filled (the form
+    listened only after sign-in). /api/me is held here until the choice is made."""
+    real = register_hazard(server, "六和社区旧厂房")
+    drill = start_run(server.rt, playbook_id="gas-leak", unit_id="liuhe",
+                      params={"location": "六和社区演练点", "grade": "一般"}, actor="wang-qiang",
+                      drill=Drill(kind="桌面推演")).id
+    page = signed_in("wang-qiang", phone=True)
+    held: list[Any] = []
+    page.route("**/api/me", lambda route: held.append(route))
+    page.goto(server.url("/runs"), wait_until="domcontentloaded")
+    page.select_option("#f-drill", "true")
+    for _ in range(200):  # the page has asked who is signed in (bounded: 10 s)
+        if held:
+            break
+        page.wait_for_timeout(50)
+    [asked] = held
+    asked.continue_()  # the answer arrives after the choice
+    expect(page.locator(f"#runs .run-card[data-run-id='{drill}']")).to_have_count(1)
+    expect(page.locator(f"#runs .run-card[data-run-id='{real}']")).to_have_count(0)
+    expect(page.locator("#f-drill")).to_have_value("true")
+    assert "drill=true" in page.url
