@@ -351,6 +351,25 @@ export function signInAgain(reason) {
 
 // Boots a page that needs a person: no token → the sign-in page; a refused token → sign in
 // again, saying why; otherwise the navigation is drawn and `render(who)` fills the page.
+// A filter form the page shows before it knows who is signed in (a phone on a slow network
+// shows it first): what the person chose there meanwhile, by field name, so the page fills the
+// form with it rather than resetting it to the address's. `taken()` stops recording and
+// answers the choices; the page's own listeners take over from there.
+export function choicesWhileLoading(form) {
+  const chosen = {};
+  const record = (event) => {
+    if (event.target.name) chosen[event.target.name] = event.target.value;
+  };
+  form.addEventListener("change", record);
+  return {
+    chosen,
+    taken: () => {
+      form.removeEventListener("change", record);
+      return { ...chosen };
+    },
+  };
+}
+
 export async function startPage(render) {
   if (!getToken()) {
     signInAgain("");

@@ -1,7 +1,8 @@
 // 综合评价月排名: the units of a level (streets, or communities) ranked on a month's hazard
 // closure, as GET /api/ranking counts it (flows/ranking.py), with the export's Chinese headers
 // and the period it covers. The month, level and scope are kept in the address.
-import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage } from "/static/closeloop.js";
+import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage,
+  choicesWhileLoading } from "/static/closeloop.js";
 import { defaultLevel, drawUnits } from "/static/unit_scope.js";
 
 // A rate 0..1 as the export prints it: a percentage to one decimal.
@@ -108,8 +109,13 @@ function drawPublication(answer, who) {
   $("#publish").textContent = p ? "更正发布" : "发布排名";
 }
 
+const early = choicesWhileLoading($("#ranking-form"));
+
 startPage(async (who) => {
-  let state = readState();
+  // A month or level chosen while the page asked who is signed in is kept (and put in the address).
+  const chosen = early.taken();
+  let state = { ...readState(), ...chosen };
+  if (Object.keys(chosen).length) writeState(state, { push: false });
   $("#heading").textContent = "综合评价月排名";
   $("#month").max = who.now_local.slice(0, 7);
   let shown = null; // the answer on the page: its month is what the export asks for

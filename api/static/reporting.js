@@ -4,7 +4,8 @@
 // so a manager can see why (one never handed out says which step it still waits on), then the
 // 待核实 ones (whether owed depends on a step never done: listed, not counted). The month,
 // level and scope are kept in the address.
-import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage } from "/static/closeloop.js";
+import { $, api, clear, clearFlash, download, flash, h, markField, query, showError, startPage,
+  choicesWhileLoading } from "/static/closeloop.js";
 import { defaultLevel, drawUnits } from "/static/unit_scope.js";
 
 const percent = (rate) => (rate === null || rate === undefined ? "—" : (Math.round(rate * 1000) / 10).toFixed(1));
@@ -113,8 +114,13 @@ function drawPeriod(answer) {
     "自接报起算时限的报告，前一环节未办而未派发的，时限一过也计漏报。";
 }
 
+const early = choicesWhileLoading($("#reporting-form"));
+
 startPage(async (who) => {
-  let state = readState();
+  // A month or level chosen while the page asked who is signed in is kept (and put in the address).
+  const chosen = early.taken();
+  let state = { ...readState(), ...chosen };
+  if (Object.keys(chosen).length) writeState(state, { push: false });
   $("#heading").textContent = "信息报送考核";
   $("#month").max = who.now_local.slice(0, 7);
   let shown = null;

@@ -3,6 +3,7 @@
 // back button or a link sent to a colleague shows the same list.
 import {
   $, RUN_STATUS, api, clear, clearFlash, countdown, drillBadge, h, me, query, showError,
+  choicesWhileLoading,
   startPage,
   statusBadge,
   unitChoices,
@@ -156,26 +157,15 @@ async function load(s, names) {
 // Filters chosen before the page knows who is signed in (a phone on a slow network shows the
 // form first: 真实/演练 and the dates are there at once) are kept, not reset to the address's
 // when the menus are filled, as they were while the form listened only after sign-in.
-let reloadRuns = null;
-const chosenEarly = {};
-$("#filters").addEventListener("change", (event) => {
-  const form = event.currentTarget;
-  if (!reloadRuns) {
-    chosenEarly[event.target.name] = event.target.value;
-    return;
-  }
-  const next = { offset: 0 };
-  for (const name of FILTERS) next[name] = form[name].value;
-  reloadRuns(next);
-});
+const early = choicesWhileLoading($("#filters"));
 $("#filters").addEventListener("submit", (event) => event.preventDefault());
 
 startPage(async (who) => {
-  const early = () => (Object.keys(chosenEarly).length ? { ...chosenEarly, offset: 0 } : {});
-  const s = { ...state(), ...early() };
+  const chosen = () => (Object.keys(early.chosen).length ? { ...early.chosen, offset: 0 } : {});
+  const s = { ...state(), ...chosen() };
   if (who.startable.length) $("#start-link").hidden = false;
   await fillFilters(who, s);
-  Object.assign(s, early()); // chosen while the playbooks were asked for (the form shows it)
+  Object.assign(s, chosen()); // chosen while the playbooks were asked for (the form shows it)
   const names = new Map([...$("#filters").playbook.options].map((o) => [o.value, o.textContent]));
   const reload = async (next) => {
     clearFlash();
@@ -185,7 +175,13 @@ startPage(async (who) => {
       showError(err);
     }
   };
-  reloadRuns = reload;
+  early.taken();
+  $("#filters").addEventListener("change", (event) => {
+    const form = event.currentTarget;
+    const next = { offset: 0 };
+    for (const name of FILTERS) next[name] = form[name].value;
+    reload(next);
+  });
   const page = (step) => {
     const s0 = last ? last.s : s;
     reload({ ...s0, offset: Math.max(0, s0.offset + step) });
