@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from factories import ENGINE_PLAYBOOKS
+from factories import ENGINE_PLAYBOOKS, make_runtime
 from sqlalchemy import event
 from sqlmodel import select
 
@@ -129,7 +129,23 @@ def letters(rt: Runtime, run_id: int) -> list[tuple[int, int, str, str]]:
 
 def test_letters_of_one_level_keep_their_own_count_step_by_step_in_one_tick(
         make_rt: Callable[..., Runtime], clock: ManualClock, tmp_path: Path) -> None:
-    rt = make_rt(playbooks=letter_books(tmp_path))
+    walk_letter_ladder(make_rt(playbooks=letter_books(tmp_path)), clock)
+
+
+def test_letters_keep_their_own_count_on_postgresql(
+        pg_url: str, clock: ManualClock, tmp_path: Path) -> None:
+    rt = make_runtime(tmp_path / "pg", clock=clock, db_url=pg_url,
+                      playbooks=letter_books(tmp_path))
+    assert rt.db.dialect.name == "postgresql"
+    try:
+        walk_letter_ladder(rt, clock)
+    finally:
+        rt.db.dispose()
+
+
+def walk_letter_ladder(rt: Runtime, clock: ManualClock) -> None:
+    """Two runs of letter-ladder: levels firing together in one tick for different steps,
+    then for the same step after downtime, then after an extension restarts a ladder."""
     a = start(rt, "letter-ladder", "甲")
     clock.advance(timedelta(seconds=3))  # a: level 1 at 2 s
     sweep_once(rt)
