@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -36,6 +36,7 @@ from flows.recipients import (
 from flows.render import RenderFailed
 from flows.round_start import hand_out_due_round
 from flows.runtime import Runtime
+from flows.sent_before import COUNTED_KINDS, SentBefore
 from flows.spec import EscalateSpec, StepSpec
 from flows.timers import Firing, TimerState, evaluate
 from models import run as rs
@@ -228,13 +229,15 @@ def _sweep_batch(
     events: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     woken: dict[int, Run] = {}
+    # 第N次 of every firing in the batch from one read, not a count per firing.
+    sent = SentBefore(session, [step.id or 0 for step, _ in rows])
     for step, run in rows:
         # A step's contributions are kept apart until it is through, so one step whose timers,
         # recipients or message fail (a broken pinned playbook, a unit gone from the org chart)
         # is parked on its own and every other deadline of the batch still fires.
         mine = _Contribution()
         try:
-            if _sweep_step(session, rt, step, run, now, mine):
+            if _sweep_step(session, rt, step, run, now, mine, sent):
                 waits.append(step.id or 0)
                 continue
         except Exception as exc:
@@ -289,7 +292,7 @@ class _Contribution:
 
 
 def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now: datetime,
-                out: _Contribution) -> bool:
+                out: _Contribution, sent: SentBefore) -> bool:
     """Fill `out` with what the step's timers owe now; True when it is a wait that elapsed or
     a recurring step's round whose time has come (either is finished in its own
     transaction, _finish_waits)."""
@@ -334,15 +337,14 @@ def _sweep_step(session: Session, rt: Runtime, step: StepInstance, run: Run, now
                 out.events.append(_event(step, now, "unrouted_partly", {
                     "kind": firing.kind, "level": firing.level, "targets": missed,
                     "target_names": [target_name(r, ROLE_NAMES_ZH) for r in missed]}))
-            title, body, number = _message(rt, run, step, spec, firing, now, session=session)
+            title, body, number = _message(rt, run, step, spec, firing, now, session=session,
+                                           sent=sent)
             level = _level(spec, firing)
             if level is not None and level.template:
                 # Which letter of this level it is, counted from those filed: missed repeats
                 # collapse into one firing, so the repeat's slot is no count (第7次 was skipped,
                 # and a late first sweep filed the second 约谈 as 第11次).
-                filed = session.exec(select(func.count()).select_from(Document).where(
-                    Document.step_id == step.id, Document.level == firing.level,
-                    Document.template == level.template)).one()
+                filed = sent.letters(step.id or 0, firing.level, level.template)
                 out.letters.append(_letter(run, step, firing, level, key=key, body=body,
                                            number=number, served_on=people + channels,
                                            now=now, ordinal=filed + 1))
@@ -487,7 +489,8 @@ def _duty_cut(rt: Runtime, step: StepInstance, firing: Firing, people: list[str]
 
 
 def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: Firing,
-             now: datetime, *, session: Session | None = None) -> tuple[str, str, str | None]:
+             now: datetime, *, session: Session | None = None, sent: SentBefore | None = None,
+             ) -> tuple[str, str, str | None]:
     """Title, body and 文号 (when the level numbers its letters) of one firing's message."""
     label = KIND_TITLES.get(firing.kind, firing.kind)
     level = _level(spec, firing)
@@ -512,14 +515,13 @@ def _message(rt: Runtime, run: Run, step: StepInstance, spec: StepSpec, firing: 
         "minutes_late": max(late, 0),
         "now_local": rt.renderer.local(now), "level_title": level_title,
     }
-    if session is not None and firing.kind in ("escalate", "verify"):
+    if session is not None and firing.kind in COUNTED_KINDS:
         # Which message of this level it is, counted from those sent before it (as letters
         # count those filed): missed repeats collapse into one firing after downtime, so the
         # repeat's slot (第 41 次) overstates what anyone received.
-        context["ordinal"] = session.exec(select(func.count()).select_from(Escalation).where(
-            Escalation.step_id == step.id, Escalation.kind == firing.kind,
-            Escalation.level == firing.level,
-            Escalation.scheduled_at < firing.scheduled_at)).one() + 1  # type: ignore[operator]
+        sent = sent or SentBefore(session, [step.id or 0])
+        context["ordinal"] = sent.messages(step.id or 0, firing.kind, firing.level,
+                                           firing.scheduled_at) + 1
     if firing.kind == "verify" and spec.verify is not None:
         context["verify"] = {
             "due_at_local": rt.renderer.deadline(step.verify_due_at),
