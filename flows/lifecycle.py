@@ -475,12 +475,15 @@ def cancel_run(
 
 
 def stop_run(session: Session, rt: Runtime, run: Run, playbook: Playbook, actor: str,
-             now: datetime, said: str | None, *, ended: bool, detail: dict[str, Any]) -> Run:
+             now: datetime, said: str | None, *, ended: bool, detail: dict[str, Any],
+             tell: bool = True) -> Run:
     """What ending a response or a drill (completed) and cancelling a run share: holders
     told, open steps called off, the run finished, its event (with how many steps were
     stopped), the segment woken, the register entry synced, child runs still running stopped
-    with it (a drill's end ends its children first, flows/drill_end.py)."""
-    tell_stopped(session, rt, run, actor, said, now, ended=ended)
+    with it (a drill's end ends its children first, flows/drill_end.py, and tells everyone
+    once beforehand, hence `tell=False`)."""
+    if tell:
+        tell_stopped(session, rt, run, actor, said, now, ended=ended)
     stopped = cancel_open_steps(session, run.id or 0, now=now)
     status = rs.COMPLETED if ended else rs.CANCELLED
     run.status = status
