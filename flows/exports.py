@@ -29,7 +29,8 @@ cell like 发现时间 (a manager sorts, filters by day and counts days on it): 
 holds its time; one that ends a day holds that day's last second, 23:59:59, shown through the
 cell's format as "2026-03-31 24:00" (a date cell cannot hold 24:00, and the next day's 00:00
 would file it under a day later than the rule), so it sorts before the next day's 00:00 and
-filters under its own day. 原整改期限 is blank unless an
+filters under its own day; read back (flows/tabular.py), such a cell is the text it shows, the
+CSV's, so both formats return the same instant. 原整改期限 is blank unless an
 approved extension moved the deadline (the API's `original_due_at` is then none too), so a
 manager sees at a glance which hazards were extended.
 
