@@ -33,10 +33,12 @@ from models.writes import insert_ignoring_duplicates
 
 
 def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: str | None,
-                 now: datetime, *, ended: bool = False, runs: Sequence[int] = ()) -> None:
+                 now: datetime, *, ended: bool = False, runs: Sequence[int] = (),
+                 also: str = "") -> None:
     """Tell those three groups that `run` stopped. `runs` (default: `run` alone) are the runs
     whose tasks and messages count: a drill's end passes the drill and the child runs ending
-    with it, so someone holding tasks in both reads one 【演练】演练结束, not one per run."""
+    with it, so someone holding tasks in both reads one 【演练】演练结束, not one per run.
+    `also` ends every message (a drill's end: the people its records still have away)."""
     run_ids = list(runs) or [run.id or 0]
     open_steps = session.exec(select(StepInstance).where(
         col(StepInstance.run_id).in_(run_ids),
@@ -57,7 +59,8 @@ def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: st
         title = "演练结束："
         stopped = f"{run.title} 演练已由{who}宣布结束{why}。"
         for_holders = stopped + "你在此演练中的未完成任务已停止，无需再办理。"
-        for_told = stopped + "此前就此演练发出的报告、通知所涉演练已结束，特此告知。"
+        for_told = stopped + "此前就此演练发出的报告、通知所涉演练已结束，特此告知。" + also
+        for_holders += also
     else:
         title, done = ("【响应结束】", "宣布结束响应") if ended else ("【已撤销】", "撤销")
         stopped = f"{run.title} 已由{who}{done}{why}。"
