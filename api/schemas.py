@@ -104,6 +104,14 @@ class DrillBody(BaseModel):
                               "e.g. 2026年度燃气泄漏应急演练 (at most 120 characters)")
 
 
+class PersonAway(BaseModel):
+    unit_id: str
+    unit_name: str
+    step: str = Field(description="The step whose record is still owed")
+    detail: str = Field(description="What the records say, in Chinese (已填报“危险区人员转移”，"
+                        "未填报“转移人员返回”)")
+
+
 class DrillPublic(BaseModel):
     kind: str = Field(description="桌面推演, 实战演练 or 盲演")
     title: str | None = None
@@ -552,6 +560,11 @@ class RunPublic(BaseModel):
         default=None, description="Only in GET /api/runs: the earliest deadline those tasks "
         "missed (UTC), so a run less than a day late can say by how many minutes or hours "
         "(a gas leak's steps are minutes long); null when none is overdue")
+    people_away: list[PersonAway] | None = Field(
+        default=None, description="Only in the answer to a drill's end (结束演练): each "
+        "community its records still have people away from home (moved and not recorded "
+        "back, or still followed up in a shelter), which a real response could not end with "
+        "(409); [] when nobody is away")
     holdup: list[Holdup] | None = Field(
         default=None, description="Only in GET /api/runs/{id} of a running run: its open tasks "
         "(当前卡点), the overdue first, each with who has it now and since when, its days "

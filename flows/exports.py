@@ -29,7 +29,8 @@ cell like 发现时间 (a manager sorts, filters by day and counts days on it): 
 holds its time; one that ends a day holds that day's last second, 23:59:59, shown through the
 cell's format as "2026-03-31 24:00" (a date cell cannot hold 24:00, and the next day's 00:00
 would file it under a day later than the rule), so it sorts before the next day's 00:00 and
-filters under its own day. 原整改期限 is blank unless an
+filters under its own day; read back (flows/tabular.py), such a cell is the text it shows, the
+CSV's, so both formats return the same instant. 原整改期限 is blank unless an
 approved extension moved the deadline (the API's `original_due_at` is then none too), so a
 manager sees at a glance which hazards were extended.
 
@@ -535,7 +536,7 @@ REPORTING_COLUMNS = (
     Column("排名", 6), Column("单位", 14), Column("报告类别", 10), Column("应报数", 8),
     Column("按时报送数", 11), Column("迟报数", 8), Column("平均迟报(分钟)", 14),
     Column("最长迟报(分钟)", 14), Column("漏报数", 8), Column("按时报送率(%)", 13),
-    Column("月份", 9), Column("口径", 30),
+    Column("待核实", 8), Column("月份", 9), Column("口径", 30),
 )
 ALL_KINDS = "全部"
 
@@ -546,14 +547,18 @@ def reporting_rows(rows: Iterable[ReportingRow], month: str = "", basis: str = "
     also counts the reports of units above the level (a run at the district), which no unit's
     row holds, so without it the file's figures would not add up to the page's."""
     for r in rows:
-        for kind, f in [(ALL_KINDS, r.all), *ordered_kinds(r)]:
-            yield [r.rank, r.unit_name, kind, f.due, f.on_time, f.late, f.mean_late_minutes,
-                   f.max_late_minutes, f.missed, _percent(f.on_time_rate), month, basis]
+        yield from _reporting_unit_rows(r, r.rank, r.unit_name, month, basis)
     if total is not None:
-        name = f"合计（{total.unit_name}）"
-        for kind, f in [(ALL_KINDS, total.all), *ordered_kinds(total)]:
-            yield [None, name, kind, f.due, f.on_time, f.late, f.mean_late_minutes,
-                   f.max_late_minutes, f.missed, _percent(f.on_time_rate), month, basis]
+        yield from _reporting_unit_rows(total, None, f"合计（{total.unit_name}）", month, basis)
+
+
+def _reporting_unit_rows(r: ReportingRow, rank: int | None, name: str, month: str,
+                         basis: str) -> Iterator[list[Cell]]:
+    """A unit's (or the total's) rows; 待核实 is the unit's, on its 全部 row only."""
+    for kind, f in [(ALL_KINDS, r.all), *ordered_kinds(r)]:
+        yield [rank, name, kind, f.due, f.on_time, f.late, f.mean_late_minutes,
+               f.max_late_minutes, f.missed, _percent(f.on_time_rate),
+               r.unsure if kind == ALL_KINDS else None, month, basis]
 
 
 # 信息报送考核's 明细: each late or missed report (and each 待核实, never counted), as the page

@@ -87,8 +87,9 @@ def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
             # A need not done (called off, passed over) recorded nobody to follow.
             if need is not None and need.status == st.DONE and _owed(
                     session, rt, run, spec, row, follows):
+                slot = next_slot(spec, need.done_at or now, rt=rt)
                 for name, value in _round_fields(rt, spec, row.item, row.unit_id, follows,
-                                                 number=1, after=need.done_at or now).items():
+                                                 number=1, slot=slot).items():
                     setattr(row, name, value)
                 row.version += 1
                 session.add(row)
@@ -111,7 +112,7 @@ def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
             fresh = instance_row(rt, run, spec, next_index(session, run, spec.id), row.item)
             fresh |= {"version": 1} | _round_fields(
                 rt, spec, row.item, fresh["unit_id"], follows, number=follows["round"] + 1,
-                after=row.done_at or now)
+                slot=next_slot(spec, row.done_at or now, rt=rt))
             insert_ignoring_duplicates(session, StepInstance, [fresh])
             changed = True
     if changed:
@@ -138,12 +139,43 @@ def _owed(session: Session, rt: Runtime, run: Run, spec: StepSpec, row: StepInst
         return True
 
 
+def is_round(row: StepInstance) -> bool:
+    """Whether `row` is a round (written ahead or handed out), not an item still waiting for
+    its `item_needs` record."""
+    return isinstance(row.item, dict) and "round" in row.item
+
+
+def rounds_again(session: Session, rt: Runtime, run: Run, spec: StepSpec,
+                 called: list[tuple[Any, StepInstance]], *, first_index: int,
+                 now: datetime) -> list[StepInstance]:
+    """Rounds a downgrade called off, owed again as the run enters their stage again
+    (flows/rehand.py; `called` pairs each with its item as the step's `for_each` lists it
+    now). Each comes back as the round it was: the same number, titled against the record it
+    follows, written ahead for its own `at` if that is still to come, else for the next `at`
+    after now. Never at once: a round is asked at the day's `at`, and handed out in the
+    afternoon it would come due in the night."""
+    rows = []
+    for offset, (item, inst) in enumerate(called):
+        planned = datetime.fromisoformat(inst.item["at"]) if inst.item.get("at") else None
+        slot = planned if planned is not None and planned > now else next_at(spec, now, rt=rt)
+        fresh = instance_row(rt, run, spec, first_index + offset, item)
+        fresh |= {"version": 1, "rehanded_from": inst.id} | _round_fields(
+            rt, spec, item, fresh["unit_id"], previous_record(session, run, spec, inst),
+            number=inst.item["round"], slot=slot)
+        rows.append(fresh)
+    insert_ignoring_duplicates(session, StepInstance, rows)
+    session.flush()
+    return list(session.exec(select(StepInstance).where(
+        StepInstance.run_id == run.id, StepInstance.step_key == spec.id,
+        StepInstance.item_index >= first_index,  # type: ignore[operator]
+        StepInstance.item_index < first_index + len(rows),  # type: ignore[operator]
+    ).order_by(StepInstance.item_index)).all())  # type: ignore[arg-type]
+
+
 def _round_fields(rt: Runtime, spec: StepSpec, item: Any, unit_id: str,
-                  follows: dict[str, Any], *, number: int, after: datetime) -> dict[str, Any]:
-    """Round `number` of an item, written ahead for the `at` of the day after `after` (the
-    record it follows handed in), titled with its deadline and the running count it is
-    answered against, with whom it will go to."""
-    slot = next_slot(spec, after, rt=rt)
+                  follows: dict[str, Any], *, number: int, slot: datetime) -> dict[str, Any]:
+    """Round `number` of an item, written ahead for `slot`, titled with its deadline and the
+    running count it is answered against, with whom it will go to."""
     base = ({k: v for k, v in item.items() if k not in ("round", "at")}
             if isinstance(item, dict) else {"value": item})
     fields: dict[str, Any] = {
@@ -163,6 +195,15 @@ def next_slot(spec: StepSpec, after: datetime, *, rt: Runtime) -> datetime:
     day = after.astimezone(rt.tz).date() + timedelta(days=1)
     slot = datetime.combine(day, time(int(at[:2]), int(at[3:])), tzinfo=rt.tz)
     return slot.astimezone(UTC)
+
+
+def next_at(spec: StepSpec, now: datetime, *, rt: Runtime) -> datetime:
+    """The first `at` time of day after `now`: today's if it is still to come."""
+    assert spec.follow_up is not None
+    at = spec.follow_up.at
+    today = datetime.combine(now.astimezone(rt.tz).date(), time(int(at[:2]), int(at[3:])),
+                             tzinfo=rt.tz)
+    return (today if today > now else next_slot(spec, now, rt=rt)).astimezone(UTC)
 
 
 def round_title(rt: Runtime, spec: StepSpec, item: dict[str, Any], follows: dict[str, Any],

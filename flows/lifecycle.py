@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from flows import follow_ups
 from flows.access import nobody_for, require_right, require_start
 from flows.call_off import call_off as called_off
 from flows.call_off import pick
@@ -21,6 +20,7 @@ from flows.drills import Drill, refuse_drill_of
 from flows.found_times import BadCell, Times
 from flows.params import validate_params
 from flows.passed_stages import come_back_to, jumped_over
+from flows.people_away import followed_up, round_text
 from flows.progress import advance, cancel_open_steps, is_finished, lock_run, step_state, wake
 from flows.registers import create_entry, sync_entry
 from flows.runtime import Runtime
@@ -441,15 +441,8 @@ def _refuse_dropping_people_away(session: Session, run: Run, playbook: Playbook,
     """409 naming each item still followed up (`follow_up`: a community with people still in
     the shelter, asked every day until none remain) and the round it is at: ending the
     response would call those rounds off and nobody would ask about the people again."""
-    for spec in playbook.stage_steps(playbook.stages[-1]):
-        if spec.follow_up is None:
-            continue
-        rows = follow_ups.open_rounds(session, run, spec)
-        if not rows:
-            continue
-        prefix = f"{spec.title}（"
-        which = "；".join(r.title[len(prefix):-1] if r.title.startswith(prefix) else r.title
-                         for r in rows)
+    for spec, rows in followed_up(session, run, playbook):
+        which = "；".join(round_text(spec, r) for r in rows)
         raise Conflict(
             f"“{spec.title}”尚未结束：{which}。人员全部返回、跟踪闭环前不能结束响应，请督促社区按时"
             f"填报 / '{spec.id}' is still following {len(rows)} item(s) up (people still "
@@ -475,12 +468,15 @@ def cancel_run(
 
 
 def stop_run(session: Session, rt: Runtime, run: Run, playbook: Playbook, actor: str,
-             now: datetime, said: str | None, *, ended: bool, detail: dict[str, Any]) -> Run:
+             now: datetime, said: str | None, *, ended: bool, detail: dict[str, Any],
+             tell: bool = True) -> Run:
     """What ending a response or a drill (completed) and cancelling a run share: holders
     told, open steps called off, the run finished, its event (with how many steps were
     stopped), the segment woken, the register entry synced, child runs still running stopped
-    with it (a drill's end ends its children first, flows/drill_end.py)."""
-    tell_stopped(session, rt, run, actor, said, now, ended=ended)
+    with it (a drill's end ends its children first, flows/drill_end.py, and tells everyone
+    once beforehand, hence `tell=False`)."""
+    if tell:
+        tell_stopped(session, rt, run, actor, said, now, ended=ended)
     stopped = cancel_open_steps(session, run.id or 0, now=now)
     status = rs.COMPLETED if ended else rs.CANCELLED
     run.status = status

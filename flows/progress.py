@@ -264,6 +264,15 @@ def _hand_out_again(session: Session, rt: Runtime, run: Run, spec: StepSpec,
                 state[spec.id].append(st.SKIPPED)
             pairs = [(listed[item_key(inst.item)], inst) for inst in called
                      if item_key(inst.item) in listed]
+    if spec.follow_up is not None:  # a round comes back as a round, at its time of day
+        again = [(item, inst) for item, inst in pairs if follow_ups.is_round(inst)]
+        if again:
+            written = follow_ups.rounds_again(session, rt, run, spec, again, first_index=first,
+                                              now=now)
+            first += len(again)
+            result.rehanded += [r.id for r in written if r.id is not None]
+            state[spec.id].append(st.PENDING)
+            pairs = [(item, inst) for item, inst in pairs if not follow_ups.is_round(inst)]
     if not pairs:
         return
     items = [item for item, _ in pairs]

@@ -12,6 +12,9 @@ fan-out) of a task of a stage the run is in again, or has jumped over on the way
   both), through the same path as a first entry (progress.make_ready): assignees resolved
   again, due counted again (a `from: stage` deadline from this entry), its timers, its `ready`
   event, its holders told, and Prefect records it when it finishes like any other step;
+  A follow-up round (flows/follow_ups.py, a typhoon's 安置人员返回跟踪) comes back as the
+  round it was, numbered and titled against the record it follows, written ahead for the day's
+  `at` (its own if still to come), not handed out at once;
 - done before the downgrade: stays done. The measure was taken (the community moved its people
   and recorded it); handing it out again would ask for the same record twice;
 - kept open at the downgrade (the commander's choice then): stays as it is, still counting

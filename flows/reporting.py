@@ -27,7 +27,8 @@ it is already done.
 - 漏报 too, a report **never handed out** (no row: a step it waits on was never done) whose
   deadline counts from the alert (`from: run`) and has passed, where the run's facts make it
   owed (flows/report_owed.py). Where they cannot tell yet (its `when` reads a step never
-  done), it is not counted but listed as 待核实 (`Reporting.unsure`).
+  done), it is not counted but listed as 待核实 (`Reporting.unsure`), and each unit's row
+  says how many are its own (`ReportingRow.unsure`).
 - A report handed out already past its deadline (a 重大 judged 40 minutes after the alert
   hands out the 30-minute verbal report late) is 漏报 from the moment it is handed out, 迟报
   once done: the deadline is the law's, from the alert. The task page says so
@@ -125,6 +126,9 @@ class ReportingRow:
     rank: int = 0
     all: Figures = field(default_factory=Figures)
     kinds: dict[str, Figures] = field(default_factory=dict)  # only kinds with a report due
+    # 待核实 of the unit, all kinds: never handed out, whether owed unknown. Not counted in any
+    # figure nor the rank; shown beside them so a manager sees where facts are missing.
+    unsure: int = 0
     _key: tuple[Any, ...] = field(default=(), repr=False)
 
     def add(self, kind: str, outcome: str, late_seconds: int) -> None:
@@ -267,6 +271,10 @@ def monthly_reporting(
             total.add(u.kind, MISSED, 0)
             if target is not None:
                 rows[target].add(u.kind, MISSED, 0)
+        else:
+            total.unsure += 1
+            if target is not None:
+                rows[target].unsure += 1
         (reports if u.owed else unsure).append(Report(
             step_id=None, run_id=u.run_id, run_title=u.run_title, playbook_id=u.playbook_id,
             title=u.title, kind=u.kind, unit_id=u.unit_id, owner_id=target, due_at=u.due_at,

@@ -16,6 +16,7 @@ Three groups, each told once:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -32,15 +33,21 @@ from models.writes import insert_ignoring_duplicates
 
 
 def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: str | None,
-                 now: datetime, *, ended: bool = False) -> None:
+                 now: datetime, *, ended: bool = False, runs: Sequence[int] = (),
+                 also: str = "") -> None:
+    """Tell those three groups that `run` stopped. `runs` (default: `run` alone) are the runs
+    whose tasks and messages count: a drill's end passes the drill and the child runs ending
+    with it, so someone holding tasks in both reads one 【演练】演练结束, not one per run.
+    `also` ends every message (a drill's end: the people its records still have away)."""
+    run_ids = list(runs) or [run.id or 0]
     open_steps = session.exec(select(StepInstance).where(
-        StepInstance.run_id == run.id,
+        col(StepInstance.run_id).in_(run_ids),
         col(StepInstance.status).in_(st.OPEN_STATUSES),
     )).all()
     holders = {p for step in open_steps for p in step.assignees}
-    holders |= _verifiers_waiting(session, run.id or 0,
+    holders |= _verifiers_waiting(session, run_ids,
                                   [s.id for s in open_steps if s.status == st.SUBMITTED])
-    told_people, told_channels = _reached_by_messages(session, run.id or 0)
+    told_people, told_channels = _reached_by_messages(session, run_ids)
     if not (holders or told_people or told_channels):
         return
     who = rt.org.people[actor].name if actor in rt.org.people else ACTOR_NAMES.get(actor, actor)
@@ -52,7 +59,8 @@ def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: st
         title = "演练结束："
         stopped = f"{run.title} 演练已由{who}宣布结束{why}。"
         for_holders = stopped + "你在此演练中的未完成任务已停止，无需再办理。"
-        for_told = stopped + "此前就此演练发出的报告、通知所涉演练已结束，特此告知。"
+        for_told = stopped + "此前就此演练发出的报告、通知所涉演练已结束，特此告知。" + also
+        for_holders += also
     else:
         title, done = ("【响应结束】", "宣布结束响应") if ended else ("【已撤销】", "撤销")
         stopped = f"{run.title} 已由{who}{done}{why}。"
@@ -77,21 +85,22 @@ def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: st
     insert_ignoring_duplicates(session, Notification, rows)
 
 
-def _verifiers_waiting(session: Session, run_id: int, step_ids: list[int | None]) -> set[str]:
+def _verifiers_waiting(session: Session, run_ids: list[int],
+                       step_ids: list[int | None]) -> set[str]:
     """Whoever was asked to verify these handed-in tasks (their 【待核验】 notices)."""
     ids = [i for i in step_ids if i is not None]
     if not ids:
         return set()
     return set(session.exec(select(Notification.recipient).where(
-        Notification.run_id == run_id, col(Notification.step_id).in_(ids),
+        col(Notification.run_id).in_(run_ids), col(Notification.step_id).in_(ids),
         Notification.kind == "verify", Notification.recipient_kind == "person",
     )).all())
 
 
-def _reached_by_messages(session: Session, run_id: int) -> tuple[set[str], set[str]]:
-    """The people and named channels the run's `notify` steps sent to."""
+def _reached_by_messages(session: Session, run_ids: list[int]) -> tuple[set[str], set[str]]:
+    """The people and named channels the runs' `notify` steps sent to."""
     rows = session.exec(select(Notification.recipient_kind, Notification.recipient).where(
-        Notification.run_id == run_id, Notification.kind == "notify",
+        col(Notification.run_id).in_(run_ids), Notification.kind == "notify",
     ).distinct()).all()
     people = {who for kind, who in rows if kind == "person"}
     channels = {who for kind, who in rows if kind == "channel"}

@@ -22,7 +22,11 @@ formulas (before a value's own apostrophes too), so an exported file imports bac
 
 XLSX: read with openpyxl's read-only parser (values only, formulas as their last cached
 value): strings come stripped, numbers as int/float, dates and times as
-`datetime`/`date`/`time` (what Excel date cells are). The sheet read is a visible one (hidden
+`datetime`/`date`/`time` (what Excel date cells are), except a date cell whose format shows
+its day's 24:00 (a deadline that ends a day, as flows/exports.py writes it: the day's last
+second under `yyyy-mm-dd "24:00"`), which comes back as the text it shows, "2026-02-28 24:00",
+as the CSV export writes it and the time readers take it (the next day's 00:00), not as
+23:59:59, a second short. The sheet read is a visible one (hidden
 and very hidden sheets, such as a 字典 of allowed values, are not read): of several, the one
 that is a register (a header of known column names with a row under it: not a notes sheet
 nor an empty template); a workbook with several registers (one sheet per street, this month's
@@ -61,6 +65,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from models.errors import InvalidInput
@@ -85,6 +90,10 @@ HEADER_SEARCH_ROWS = 10  # non-blank rows searched for the header (titles above 
 HEADER_MIN_KNOWN = 2  # known column names that make a row the header
 # The body of a quoted CSV field after its opening quote, up to its closing quote: doubled
 # quotes are quotes in the text (the unrolled form does not backtrack on a huge field).
+# A number format that prints a literal 24:00 and no time of its own (flows/exports.py
+# XLSX_DAY_END_FORMAT, or as a spreadsheet program saves it again, escaped or quoted).
+_DAY_END_LITERAL = re.compile(r'"24:00"|\\2\\4\\:\\0\\0')
+_QUOTED_OR_ESCAPED = re.compile(r'"[^"]*"|\\.')
 _QUOTED_BODY = re.compile(r'[^"]*(?:""[^"]*)*')
 
 
@@ -600,15 +609,38 @@ def _parse_sheet(book: Any, ws: Any, sheet: _Sheet) -> None:
             source, ws._shared_strings, data_only=True, epoch=book.epoch,
             date_formats=book._date_formats, timedelta_formats=book._timedelta_formats)
         parser.uncomputed = sheet.uncomputed
+        day_end = _day_end_styles(book)
         for number, cells in parser.parse():
             values: list[Any] = [None] * (cells[-1]["column"] if cells else 0)
             for cell in cells:
-                values[cell["column"] - 1] = cell["value"]
+                value = cell["value"]
+                if cell["style_id"] in day_end and isinstance(value, datetime):
+                    value = f"{value:%Y-%m-%d} 24:00"
+                values[cell["column"] - 1] = value
             sheet.rows.append((number, values))
         if parser.merged_cells is not None:  # read once the rows are: it follows them
             sheet.merged = [str(m.ref) for m in parser.merged_cells.mergeCell]
     finally:
         source.close()
+
+
+def _day_end_styles(book: Any) -> frozenset[int]:
+    """The cell styles (their ids, as cells name them) whose number format shows a date and
+    24:00: the exports' format for a deadline that ends a day."""
+    from openpyxl.styles.numbers import BUILTIN_FORMATS, BUILTIN_FORMATS_MAX_SIZE
+
+    def code(num_fmt_id: int) -> str:
+        if num_fmt_id < BUILTIN_FORMATS_MAX_SIZE:
+            return str(BUILTIN_FORMATS.get(num_fmt_id, "General"))
+        return str(book._number_formats[num_fmt_id - BUILTIN_FORMATS_MAX_SIZE])
+
+    found = set()
+    for style_id, style in enumerate(book._cell_styles):
+        fmt = code(style.numFmtId)
+        own = _QUOTED_OR_ESCAPED.sub("", fmt).lower()  # what it prints of the value itself
+        if _DAY_END_LITERAL.search(fmt) and "d" in own and "h" not in own and "s" not in own:
+            found.add(style_id)
+    return frozenset(found)
 
 
 def _xlsx_cell(value: Any) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -179,21 +179,19 @@ def test_every_exported_time_reads_back_to_the_same_instant(
     # The import's reader of times; "now" late enough that no deadline here is in its future.
     times = Times(demo.tz, datetime(2027, 1, 1, tzinfo=UTC))
     cells = {row[0]: dict(zip(table.header, row, strict=False)) for _n, row in table.rows}
-
-    def due(value: Any) -> datetime | None:
-        # An XLSX deadline that ends a day holds the day's last second (shown as its 24:00).
-        at = times.parse(value)
-        return at + timedelta(seconds=1) if at is not None and at.second == 59 else at
-
     for stored in SEEDED:
         row = cells[stored["code"]]
         assert times.parse(row["发现时间"]) == stored["found_at"]
-        assert due(row["整改期限"]) == stored["due_at"]
+        assert times.parse(row["整改期限"]) == stored["due_at"]
         original = stored.get("original_due_at")
         if original is None:  # never extended: left blank
             assert row["原整改期限"] in ("", None)
         else:
-            assert due(row["原整改期限"]) == original
+            assert times.parse(row["原整改期限"]) == original
+    # An XLSX deadline that ends a day (its last second in a cell shown as its 24:00) is read
+    # as the cell shows it, the text the CSV holds: not 23:59:59, a second before the rule.
+    ends = cells["YH-END-OF-DAY"]
+    assert (ends["整改期限"], ends["原整改期限"]) == ("2026-02-28 24:00", "2026-02-19 24:00")
 
 
 @pytest.mark.parametrize("text", ["2026-02-28 24:00", "2026-02-28T24:00:00+08:00",

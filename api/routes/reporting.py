@@ -67,6 +67,9 @@ class ReportingRowPublic(FiguresPublic):
     unit_id: str
     unit_name: str
     kinds: list[KindFiguresPublic] = Field(description="By kind of report, those with any due")
+    unsure: int = Field(default=0, description="待核实: the unit's reports (all kinds) never "
+                        "handed out whose deadline passed, whether owed depending on a step "
+                        "never done; listed in `unsure`, not counted in any figure nor the rank")
 
 
 class ReportPublic(BaseModel):
@@ -138,6 +141,7 @@ def _figures(f: Figures) -> dict[str, int | float | None]:
 def row_view(r: ReportingRow) -> ReportingRowPublic:
     return ReportingRowPublic(
         rank=r.rank, unit_id=r.unit_id, unit_name=r.unit_name, **_figures(r.all),
+        unsure=r.unsure,
         kinds=[KindFiguresPublic(kind=k, **_figures(f)) for k, f in ordered_kinds(r)])
 
 

@@ -18,6 +18,7 @@ from api.schemas import (
     CancelBody,
     EndBody,
     NextRound,
+    PersonAway,
     RunCreate,
     RunPublic,
     RunsPublic,
@@ -29,7 +30,7 @@ from api.schemas import (
 from flows import lifecycle
 from flows.access import listing_units, require_read_run
 from flows.concurrent import overlapping_runs
-from flows.drill_end import end_run
+from flows.drill_end import DRILL_END, end_run
 from flows.drills import read_drill
 from flows.evaluation import assess, evaluate
 from flows.lateness import step_late_days
@@ -172,14 +173,21 @@ def complete(run_id: RowId, rt: RuntimeDep, person: CurrentPerson,
     commander who may cancel it: the run completes (not 已取消); its open tasks are called off
     and listed in the timeline's `run_completed` event (`drill_end`, `unanswered`), its
     running child runs end with it, and those who held open tasks, the verifiers waiting and
-    whoever its messages reached are told 【演练】演练结束 with the optional `note`. 409 once
-    it is no longer running."""
+    whoever its messages reached are told 【演练】演练结束 with the optional `note`. A typhoon
+    drill whose records still have people away (moved and not back: a real response's end is
+    a 409 naming each community) ends too, and says so: `people_away` in the answer, the
+    event and the notice. 409 once it is no longer running."""
     end_run(rt, run_id=run_id, actor=person, note=body.note if body else None)
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
         steps, _, events = run_detail(session, run_id=run_id)
-    return run_view(rt, run, steps=steps, events=events,
+    view = run_view(rt, run, steps=steps, events=events,
                     playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
+    ended = [e.detail for e in events if e.action == "run_completed"
+             and (e.detail or {}).get(DRILL_END)]
+    if ended:  # a drill's end says who its records still have away (flows/people_away.py)
+        view.people_away = [PersonAway(**a) for a in ended[-1].get("people_away", [])]
+    return view
 
 
 @router.post("/{run_id}/stage", response_model=RunPublic)

@@ -17,6 +17,8 @@ const COLUMNS = [
   ["应报数", (r) => r.due], ["按时报送数", (r) => r.on_time], ["迟报数", (r) => r.late],
   ["平均迟报(分钟)", (r) => minutes(r.mean_late_minutes)], ["最长迟报(分钟)", (r) => minutes(r.max_late_minutes)],
   ["漏报数", (r) => r.missed], ["按时报送率(%)", (r) => percent(r.on_time_rate)],
+  // The unit's reports whose being owed is not known (not counted): on its row, not by kind.
+  ["待核实", (r) => (r.unsure === undefined ? "" : r.unsure)],
 ];
 
 const ORDER_ZH = {

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from factories import complete_answered, run_steps
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
@@ -96,6 +97,7 @@ def test_a_drill_ends_as_completed_its_open_tasks_called_off_and_listed(
     assert ended["detail"]["unanswered"] == [s["title"] for s in open_before]
     assert ended["detail"]["called_off_ids"] == [s["id"] for s in open_before]
     assert ended["detail"]["steps_called_off"] == len(open_before)
+    assert run["people_away"] == [] == ended["detail"]["people_away"]  # a gas leak moves nobody
     with read_session(rt.db) as session:
         rows = session.exec(select(StepInstance).where(
             col(StepInstance.id).in_([s["id"] for s in open_before]))).all()
@@ -276,3 +278,33 @@ def test_the_evaluation_answer_is_described_field_by_field(
     assert set(answer["summary"]) == set(engine["summary"])
     assert set(answer["steps"][0]) == set(engine["steps"][0])
     assert set(answer["summary"]["ended"]) == set(engine["summary"]["ended"])
+
+
+def test_a_typhoon_drill_ended_with_people_moved_says_who_is_still_away(
+        client: TestClient, auth: Auth, rt: Runtime) -> None:
+    """A real response is refused (409) while people are moved and not back, naming each
+    community; a drill ends all the same, and its answer, timeline and 演练结束 notice say
+    which communities its records still have away."""
+    street = "maluan-commander"
+    r = client.post("/api/runs", headers=auth(street), json={
+        "playbook": "typhoon-633", "unit": "maluan", "params": {"name": "山竹（1822）"},
+        "drill": {"kind": "桌面推演", "title": "台风防御推演"}})
+    assert r.status_code == 201, r.text
+    run_id = int(r.json()["id"])
+    assert client.post(f"/api/runs/{run_id}/stage", headers=auth(street),
+                       json={"stage": "severe"}).status_code == 200
+    transfer = [s for s in run_steps(rt, run_id) if s.step_key == "transfer"][0]
+    complete_answered(rt, transfer, people=120)
+    drain_wakes(rt)
+    r = client.post(f"/api/runs/{run_id}/complete", headers=auth(street))
+    assert r.status_code == 200, r.text
+    unit = rt.org.unit_name(transfer.unit_id)
+    detail = "已填报“【橙色/红色预警】危险区人员转移”，未填报“【解除与灾后恢复】转移人员返回”"
+    assert r.json()["people_away"] == [{"unit_id": transfer.unit_id, "unit_name": unit,
+                                        "step": "return", "detail": detail}]
+    [ended] = [e for e in r.json()["timeline"] if e["action"] == "run_completed"]
+    assert ended["detail"]["people_away"] == r.json()["people_away"]
+    told = [n for n in notices(rt, run_id) if n.kind == "ended"]
+    assert told
+    for n in told:
+        assert f"按演练记录，仍有转移人员未返回：{unit}（{detail}）。" in n.body, n.body

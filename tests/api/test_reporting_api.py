@@ -134,7 +134,7 @@ def test_the_export_has_chinese_headers_and_a_row_per_kind(
         client: TestClient, auth: Auth, rt: Runtime, clock: ManualClock) -> None:
     seed(rt, clock)
     headers = ["排名", "单位", "报告类别", "应报数", "按时报送数", "迟报数", "平均迟报(分钟)",
-               "最长迟报(分钟)", "漏报数", "按时报送率(%)", "月份", "口径"]
+               "最长迟报(分钟)", "漏报数", "按时报送率(%)", "待核实", "月份", "口径"]
     r = get(client, auth, "sun-li", "/api/reporting/export", month="2026-03", format="csv")
     assert r.status_code == 200, r.text
     assert "attachment" in r.headers["content-disposition"]
@@ -143,7 +143,7 @@ def test_the_export_has_chinese_headers_and_a_row_per_kind(
     liuhe = [row for row in rows[1:] if row[1] == "坪山街道"]
     assert [row[2] for row in liuhe] == ["全部", "首报", "口头报告", "系统首报", "续报"]
     assert liuhe[0][:10] == ["1", "坪山街道", "全部", "8", "5", "2", "16.5", "30.0", "1", "62.5"]
-    assert liuhe[0][10] == "2026-03" and liuhe[0][11].startswith("实时统计")
+    assert liuhe[0][11] == "2026-03" and liuhe[0][12].startswith("实时统计")
     assert [row[2] for row in rows[1:] if row[1] == "碧岭街道"] == ["全部"]
 
     x = get(client, auth, "sun-li", "/api/reporting/export", month="2026-03", format="xlsx")

@@ -65,6 +65,20 @@ def test_reports_never_handed_out_are_missed_or_unsure_in_the_answer(
     # Counted: each leak's 首报 (a row, missed) and the major one's two; the unsure ones not.
     kinds = {k["kind"]: (k["due"], k["missed"]) for k in body["total"]["kinds"]}
     assert kinds == {"首报": (2, 2), "口头报告": (1, 1), "系统首报": (1, 1)}
+    # Each unit's 待核实 beside its figures (六和 is 坪山街道's), in no figure nor the rank.
+    assert {r["unit_id"]: r["unsure"] for r in body["data"] if r["unsure"]} == {
+        "pingshan-street": 2}
+    assert body["total"]["unsure"] == 2
+
+    r = client.get("/api/reporting/export", params={"month": "2026-03", "format": "csv"},
+                   headers=auth("sun-li"))
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    column = rows[0].index("待核实")
+    assert rows[0][column - 1] == "按时报送率(%)"
+    cells = {(row[1], row[2]): row[column] for row in rows[1:]}
+    assert cells[("坪山街道", "全部")] == "2" and cells[("合计（坪山区）", "全部")] == "2"
+    assert cells[("碧岭街道", "全部")] == "0"
+    assert cells[("坪山街道", "首报")] == ""  # the unit's, not by kind
 
 
 def test_the_xlsx_has_a_detail_sheet_and_detail_alone_comes_as_csv(

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from factories import complete_answered, run_events, run_row, run_steps
+from sqlmodel import select
 
 from flows import lifecycle, tasks
 from flows.drill_end import end_run
@@ -20,7 +21,9 @@ from flows.runtime import Runtime
 from flows.segments import drain_wakes
 from flows.sweeper import sweep_once
 from models.clock import ManualClock
+from models.db import read_session
 from models.errors import Conflict, Forbidden, InvalidInput
+from models.outbox import Notification
 
 TYPHOON = {"name": "山竹（1822）", "landfall": "2026-03-03T14:00:00+08:00", "signal": "橙色",
            "areas": ["马峦社区山边危房"]}
@@ -58,6 +61,27 @@ def test_a_drills_child_runs_end_with_it_the_same_way(rt: Runtime, clock: Manual
     assert run_events(rt, child, "run_cancelled") == []
     summary = evaluate(rt, run_id=child, actor="s1-commander")["summary"]
     assert (summary["ended"]["how_zh"], summary["ended"]["by_name"]) == ("结束演练", "一街道指挥长")
+
+
+def test_a_person_holding_tasks_in_a_drill_and_its_child_is_told_once(
+        rt: Runtime, clock: ManualClock) -> None:
+    """The child is the same drill: 一社区网格员, holding 社区签到 in the drill and 现场核查 in the
+    run it started, reads one 【演练】演练结束, the drill's, not one per run."""
+    parent, child = with_child(rt, clock, Drill(kind="实战演练"))
+    lifecycle.set_stage(rt, run_id=parent, stage="warning", actor="s1-commander")
+    receive = [s for s in run_steps(rt, child) if s.step_key == "receive"][0]
+    tasks.complete(rt, step_id=receive.id or 0, actor="s1-duty")
+    drain_wakes(rt)
+    holding = {run_id: {s.title for s in run_steps(rt, run_id)
+                        if "c1-grid" in s.assignees and s.status in ("ready", "acked")}
+               for run_id in (parent, child)}
+    assert all(holding.values()), holding
+    end_run(rt, run_id=parent, actor="s1-commander")
+    with read_session(rt.db) as session:
+        told = session.exec(select(Notification.recipient, Notification.run_id).where(
+            Notification.kind == "ended")).all()
+    assert [run_id for who, run_id in told if who == "c1-grid"] == [parent]
+    assert sorted(who for who, _ in told) == sorted(set(who for who, _ in told))
 
 
 def test_a_drill_and_its_child_end_together_on_postgresql(pg_rt: Runtime, clock: ManualClock

@@ -222,3 +222,28 @@ def test_the_first_bytes_say_what_a_file_is_whatever_its_name() -> None:
         read_table(old_excel, "清单.csv")
     with pytest.raises(TableUnreadable, match=r"不是有效的 \.xlsx"):
         read_table(b"PK\x03\x04 a zip cut short", "清单.csv")
+
+
+def test_a_date_cell_shown_as_its_days_24_00_reads_as_it_shows() -> None:
+    """The exports write a deadline that ends a day as the day's last second under a format
+    that shows 24:00 (flows/exports.py); read back, the cell is that text, as the CSV holds
+    it, whether the format is as written or escaped the way a spreadsheet program saves it
+    again. A date cell with a time of its own, or none, stays a date."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    ws = book.active
+    ws.append(["隐患编号", "整改期限"])
+    last_second = datetime(2026, 2, 28, 23, 59, 59)
+    formats = {"A": 'yyyy-mm-dd "24:00"', "B": 'yyyy\\-mm\\-dd\\ "24:00"',
+               "C": "yyyy\\-mm\\-dd\\ \\2\\4\\:\\0\\0", "D": "yyyy-mm-dd hh:mm",
+               "E": "yyyy-mm-dd", "F": '"24:00" hh:mm'}
+    for code, fmt in formats.items():
+        ws.append([code, last_second])
+        ws.cell(ws.max_row, 2).number_format = fmt
+    out = io.BytesIO()
+    book.save(out)
+    table = read_table(out.getvalue(), "隐患清单.xlsx")
+    read = {cells[0]: cells[1] for _, cells in table.rows}
+    assert read == {"A": "2026-02-28 24:00", "B": "2026-02-28 24:00", "C": "2026-02-28 24:00",
+                    "D": last_second, "E": last_second, "F": last_second}

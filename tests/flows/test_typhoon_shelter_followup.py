@@ -313,3 +313,39 @@ def test_follow_up_loads_and_its_mistakes_are_refused_at_their_line(tmp_path: Pa
         "storm.yaml:14:21: steps[0].checks[0].expr: previous（上一次填报）只用于逐项跟踪"
         "（follow_up）的步骤 / 'previous' (the record before) is only known on a step with "
         "'follow_up'"]
+
+
+@pytest.mark.parametrize("handed_out", [False, True], ids=["written-ahead", "handed-out"])
+def test_a_round_called_off_by_going_back_comes_again_as_a_round(
+        demo: Runtime, clock: ManualClock, handed_out: bool) -> None:
+    """The storm turns back after 解除 (→ 台风登陆, everything called off) and 解除 comes again:
+    the community's called-off round comes back as the round it was, counted and titled
+    against the record it follows (第1次，上次仍在安置 8 人), at the next 09:00, not at once
+    under the step's bare title."""
+    run_id = to_return(demo, clock)
+    record_returns(demo, run_id, maluan_community=8)
+    if handed_out:  # the round had gone out at its 09:00 and was open when called off
+        clock.set(at("2026-03-03T09:00:30"))
+        sweep_once(demo)
+        assert [r.status for r in follow(demo, run_id)] == ["ready"]
+    clock.set(at("2026-03-03T10:00:00"))
+    lifecycle.set_stage(demo, run_id=run_id, stage="landfall", actor=COMMANDER,
+                        call_off_all=True, note="台风回旋")
+    assert [r.status for r in follow(demo, run_id)] == ["cancelled"]
+    clock.set(at("2026-03-03T14:00:00"))
+    lifecycle.set_stage(demo, run_id=run_id, stage="recovery", actor=COMMANDER)
+    drain_wakes(demo)
+    called, again = follow(demo, run_id)
+    assert again.rehanded_from == called.id
+    assert (again.status, again.due_at, again.next_check_at) == (
+        "pending", None, at("2026-03-04T09:00:00"))
+    assert again.item["round"] == 1
+    assert again.title == ("【解除与灾后恢复】安置人员返回跟踪（马峦社区，第1次，03-04 17:00前，"
+                           "上次仍在安置 8 人）")
+    clock.set(at("2026-03-04T09:00:30"))
+    sweep_once(demo)
+    [again] = follow(demo, run_id)[1:]
+    assert again.status == "ready" and again.due_at == at("2026-03-04T17:00:00")
+    complete_answered(demo, again, returned=8, remaining=0)
+    drain_wakes(demo)
+    assert [r.status for r in follow(demo, run_id)] == ["cancelled", "done"]

@@ -69,6 +69,10 @@ def test_the_reporting_page_lists_reports_never_handed_out_and_the_unsure_ones(
     expect(unsure.first.locator("td").nth(0)).to_have_text("待核实")
     expect(unsure.first.locator("td").nth(5)).to_have_text(f"是否应报取决于“{ASSESS}”，该步骤未完成")
     assert {r.get_attribute("data-run") for r in unsure.all()} == {str(general)}
+    # The unit's 待核实 count on its row, beside the figures it is not counted in.
+    street = page.locator("#reporting-table tr.unit-row[data-unit='pingshan-street'] td")
+    expect(street.nth(10)).to_have_text("2")
+    expect(page.locator("#reporting-table thead th").nth(10)).to_have_text("待核实")
 
     with page.expect_download() as d:
         page.click("#export-detail-csv")

@@ -20,7 +20,7 @@ from models.clock import ManualClock
 SignedIn = Callable[..., Page]
 MANAGER = "sun-li"
 HEADERS = ["排名", "单位", "报告类别", "应报数", "按时报送数", "迟报数", "平均迟报(分钟)",
-           "最长迟报(分钟)", "漏报数", "按时报送率(%)"]
+           "最长迟报(分钟)", "漏报数", "按时报送率(%)", "待核实"]
 
 
 def api_get(server: Any, **params: Any) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def test_the_reporting_page_shows_what_the_api_counts_and_links_each_miss_to_its
     liuhe = page.locator("#reporting-table tr[data-unit=pingshan-street]")
     expect(liuhe).to_have_count(5)  # 全部, then 首报, 口头报告, 系统首报, 续报
     first = liuhe.first.locator("td").all_inner_texts()
-    assert first == ["1", "坪山街道", "全部", "8", "5", "2", "16.5", "30.0", "1", "62.5"]
+    assert first == ["1", "坪山街道", "全部", "8", "5", "2", "16.5", "30.0", "1", "62.5", "0"]
     assert [r.locator("td").nth(2).inner_text() for r in liuhe.all()] == [
         "全部", "首报", "口头报告", "系统首报", "续报"]
     total = page.locator("#reporting-table tr[data-total] td").all_inner_texts()
