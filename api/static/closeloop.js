@@ -160,9 +160,25 @@ function fieldLabel(form, field) {
 // file picker) so the person sees which box to fix.
 // Every field the API named is marked (three required answers left empty: three boxes), and
 // the first gets the focus.
+// A box marked wrong is unmarked as soon as the person changes it: the red border otherwise
+// stayed on a corrected count, or on the photo picker once the missing photo was added, until
+// the next tap of 提交, and a tired person read it as still wrong. Once per form.
+const unmarking = new WeakSet();
+
+function unmarkOnEdit(form) {
+  if (unmarking.has(form)) return;
+  unmarking.add(form);
+  const unmark = (event) => {
+    if (event.target instanceof Element) event.target.removeAttribute("aria-invalid");
+  };
+  form.addEventListener("input", unmark);
+  form.addEventListener("change", unmark);
+}
+
 export function markField(form, err) {
   for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
   if (!(err instanceof ApiError) || !err.field) return;
+  unmarkOnEdit(form);
   const listed = Array.isArray(err.body && err.body.errors) ? err.body.errors.map((e) => e.field) : [];
   const fields = [err.field, ...listed.filter((f) => f && f !== err.field)];
   let first = null;

@@ -458,9 +458,13 @@ function drawOverview(run, pb) {
   const box = clear($("#overview"));
   if (!fanned.length) return;
   const answered = new Set(["acked", "submitted", "done", "rejected"]);
+  const heads = ["阶段", "步骤", "单位数", "已叫应", "已完成", "已撤销", "逾期", "有未落实项", "合计"];
+  // Each cell carries its column's name: on a phone the rows read as cards (commander.css),
+  // "已叫应 23", where nine columns squeezed the step's title to one character a line and
+  // pushed 合计 (the people moved) off the screen.
+  const cell = (i, attrs) => h("td", { ...attrs, dataset: { label: heads[i] } });
   box.append(h("div", { class: "table-wrap" }, h("table", { id: "overview-table" },
-    h("thead", {}, h("tr", {}, ["阶段", "步骤", "单位数", "已叫应", "已完成", "已撤销", "逾期", "有未落实项", "合计"]
-      .map((t) => h("th", { scope: "col", text: t })))),
+    h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col", text: t })))),
     h("tbody", {}, fanned.map(([key, items]) => {
       const spec = specOf(key);
       const outputs = (spec && spec.outputs) || {};
@@ -469,16 +473,16 @@ function drawOverview(run, pb) {
         .filter(([, total]) => total > 0).map(([title, total]) => `${title} ${total}`);
       const count = (test) => items.filter(test).length;
       return h("tr", { dataset: { step: key } },
-        h("td", { text: spec && spec.stage ? stageName(spec.stage) : "—" }),
-        h("td", { text: spec ? spec.title : key }),
-        h("td", { text: String(items.length) }),
-        h("td", { text: String(count((s) => answered.has(s.status) || Boolean(s.acked_at))) }),
-        h("td", { text: String(count((s) => s.status === "done")) }),
+        cell(0, { class: "stage-name", text: spec && spec.stage ? stageName(spec.stage) : "—" }),
+        cell(1, { class: "step-name", text: spec ? spec.title : key }),
+        cell(2, { text: String(items.length) }),
+        cell(3, { text: String(count((s) => answered.has(s.status) || Boolean(s.acked_at))) }),
+        cell(4, { text: String(count((s) => s.status === "done")) }),
         // Called off (a downgrade, or the run ended): stopped, never counted as done.
-        h("td", { class: "called-off", text: String(count((s) => s.status === "cancelled")) }),
-        h("td", { class: count((s) => s.overdue) ? "overdue" : null, text: String(count((s) => s.overdue)) }),
-        h("td", { text: String(count((s) => unmet(s).length > 0)) }),
-        h("td", { text: sums.join("；") || "—" }));
+        cell(5, { class: "called-off", text: String(count((s) => s.status === "cancelled")) }),
+        cell(6, { class: count((s) => s.overdue) ? "overdue" : null, text: String(count((s) => s.overdue)) }),
+        cell(7, { text: String(count((s) => unmet(s).length > 0)) }),
+        cell(8, { class: "sums", text: sums.join("；") || "—" }));
     })))));
 }
 

@@ -433,15 +433,15 @@ def test_a_typhoon_started_in_the_browser_moves_to_warning_and_its_tasks_appear(
         f"越过 紧急警报（蓝色/黄色预警）：{BY_DEFAULT}台风警报的任务此前已下达，不会重复下达。")
 
 
-def typhoon_with_people_moved(signed_in: SignedIn, server: Any,
-                              commander: str) -> tuple[int, Page]:
+def typhoon_with_people_moved(signed_in: SignedIn, server: Any, commander: str,
+                              *, phone: bool = False) -> tuple[int, Page]:
     """马峦街道's typhoon at 橙色/红色预警, 马峦社区 having moved 4 people; its page, signed in."""
     rt = server.rt
     run_id = start_run(rt, playbook_id="typhoon-633", unit_id="maluan",
                        params={"name": "山竹"}, actor=commander).id or 0
     set_stage(rt, run_id=run_id, stage="severe", actor=commander)
     complete_answered(rt, step_rows(rt, run_id, "transfer")["maluan-community"], people=4)
-    page = signed_in(commander)
+    page = signed_in(commander, phone=phone)
     page.goto(server.url(f"/runs/{run_id}"))
     return run_id, page
 
@@ -588,6 +588,32 @@ def test_a_typhoon_page_sums_up_each_measure_and_filters_what_is_left(
     expect(page.locator("#steps li[data-step='transfer']")).to_have_count(1)  # the third
     page.check("input[name=step-filter][value=all]")
     expect(page.locator("#steps li[data-step='transfer']")).to_have_count(3)
+
+
+def test_the_by_step_summary_reads_on_the_commanders_phone(
+        signed_in: SignedIn, server: Any) -> None:
+    """At 3 a.m. on a 390 px phone: each measure of the summary is a card whose title reads on
+    one or two lines and whose 合计 (the people moved) is on the screen. Before, nine columns
+    squeezed the title to a character a line and 合计 sat off to the right of the table."""
+    _, page = typhoon_with_people_moved(signed_in, server, "maluan-commander", phone=True)
+    table = page.locator("#overview-table")
+    expect(table).to_be_visible()
+    # The table fits its box: nothing to scroll sideways to.
+    assert page.evaluate("(() => { const w = document.querySelector('#overview-table')"
+                         ".parentElement; return w.scrollWidth <= w.clientWidth; })()")
+    transfer = table.locator("tr[data-step='transfer']")
+    title = transfer.locator("td.step-name")
+    expect(title).to_have_text("【橙色/红色预警】危险区人员转移")
+    sums = transfer.locator("td.sums")
+    expect(sums).to_contain_text("转移人数（要转谁） 4")
+    for cell in (title, sums):
+        box = cell.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    title_box = title.bounding_box()
+    assert title_box is not None and title_box["width"] > 200  # not a character a line
+    # Each figure still says what it counts, the column heads being out of sight.
+    expect(transfer.locator("td").nth(4)).to_have_attribute("data-label", "已完成")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_a_communitys_return_waits_for_its_own_transfer_and_says_so(

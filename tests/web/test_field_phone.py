@@ -60,6 +60,38 @@ def test_the_inbox_card_says_when_the_30_minute_sign_for_is_due(
     expect(card.locator(".ack-due")).to_have_count(0)
 
 
+def test_a_box_marked_wrong_is_unmarked_once_it_is_corrected(
+        signed_in: SignedIn, server: Any) -> None:
+    """The transfer handed in with -3 people and no photo: both boxes are marked red. Typing the
+    right count, and adding the photo, takes each one's mark away at once, before the next
+    提交; before, the corrected boxes stayed red and read as still wrong."""
+    transfer = typhoon_at_severe(server)
+    page = signed_in(HEAD, phone=True)
+    page.goto(server.url(f"/tasks/{transfer}"))
+    page.fill("[name=moved_at]", "2026-03-02T08:30")
+    for name, value in (("from_where", "低洼地段"), ("mover", "网格员熊淑芬"),
+                        ("shelter", "社区服务中心"), ("management", "专人值守")):
+        page.fill(f"[name={name}]", value)
+    people = page.locator("[name=people]")
+    people.fill("-3")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("转移人数（要转谁）：不能小于 0")
+    expect(people).to_have_attribute("aria-invalid", "true")
+    people.fill("12")
+    expect(people).not_to_have_attribute("aria-invalid", "true")
+
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("需要至少 1 张照片")
+    picker = page.locator("#evidence")
+    expect(picker).to_have_attribute("aria-invalid", "true")
+    picker.set_input_files(files=[{"name": "转移现场.png", "mimeType": "image/png",
+                                   "buffer": png_bytes(3, 3)}])
+    expect(page.locator("#evidence-count")).to_contain_text("已选 1 个")
+    expect(picker).not_to_have_attribute("aria-invalid", "true")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("已办结")
+
+
 STREET_COMMANDER = "pingshan-street-commander"  # 胡红霞 imports her street's hazard list
 RECTIFIER = "liuhe-safety"  # 尹秀英: every 六和社区 rectification is hers
 FINDER = "pingshan-street-inspector-1"  # 邓思远 registers what he finds on his rounds
