@@ -367,6 +367,21 @@ export function signInAgain(reason) {
 
 // Boots a page that needs a person: no token → the sign-in page; a refused token → sign in
 // again, saying why; otherwise the navigation is drawn and `render(who)` fills the page.
+// A button whose call is on its way: disabled (a second tap does nothing) and saying so, since
+// a greyed button alone reads as broken on a slow phone network and invites a reload that
+// loses the form. Answers the function that puts it back as it was.
+export function sending(button, text = "正在提交…") {
+  const kept = [...button.childNodes];
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  button.textContent = text;
+  return () => {
+    button.replaceChildren(...kept);
+    button.removeAttribute("aria-busy");
+    button.disabled = false;
+  };
+}
+
 // A filter form the page shows before it knows who is signed in (a phone on a slow network
 // shows it first): what the person chose there meanwhile, by field name, so the page fills the
 // form with it rather than resetting it to the address's. `taken()` stops recording and

@@ -7,7 +7,7 @@
 import {
   $, ApiError, RUN_STATUS, STEP_STATUS, api, clear, clearFlash, drillBanner, flash, h,
   liveCountdowns, query,
-  serverNow, showError, shownValue, startPage, statusBadge,
+  sending, serverNow, showError, shownValue, startPage, statusBadge,
 } from "/static/closeloop.js";
 import { docBody, docPage, docSource, docTitle } from "/static/docview.js";
 
@@ -1027,7 +1027,7 @@ function confirmed(name, work) {
 
 // `keepOpen`: a refusal leaves the confirmation up (a missing note is added, not re-asked).
 async function act(button, work, { keepOpen = false } = {}) {
-  button.disabled = true;
+  const sent = sending(button, "正在处理…");
   try {
     const said = await work();
     hideConfirms();
@@ -1041,7 +1041,7 @@ async function act(button, work, { keepOpen = false } = {}) {
     // The note box of the form the button is in (切换阶段, 结束响应, 立即续报).
     if (err && err.field === "note") button.closest("form")?.querySelector('[name="note"]')?.setAttribute("aria-invalid", "true");
   } finally {
-    button.disabled = false;
+    sent();
   }
 }
 

@@ -3,7 +3,8 @@
 // built from the playbook's own `params`; the API judges every value, and its refusal (which
 // parameter, in its own words) is shown on the box to fix.
 import {
-  $, api, ApiError, clear, clearFlash, h, markField, query, showError, startPage, unitChoices,
+  $, api, ApiError, clear, clearFlash, h, markField, query, sending, showError, startPage,
+  unitChoices,
 } from "/static/closeloop.js";
 
 const TYPES_ZH = {
@@ -266,13 +267,13 @@ async function send(form, refuseConcurrent) {
   clearFlash();
   markField(form, null);
   $("#concurrent").hidden = true;
-  button.disabled = true;
+  const sent = sending(button, "正在启动…");
   try {
     const run = await api("/api/runs", {
       method: "POST", json: { ...collect(), refuse_concurrent: refuseConcurrent } });
     window.location.assign(`/runs/${run.id}`);
   } catch (err) {
-    button.disabled = false;
+    sent();
     if (err instanceof ApiError && err.error === "concurrent_runs") {
       showConcurrent(err.body.runs || []);
       return;

@@ -5,7 +5,7 @@
 import {
   $, ApiError, STEP_STATUS, api, clear, clearFlash, countdown, download, drillBanner, flash, h,
   liveCountdowns, markField,
-  showError, shownValue, signInAgain, startPage, statusBadge,
+  sending, showError, shownValue, signInAgain, startPage, statusBadge,
 } from "/static/closeloop.js";
 
 const taskId = Number(document.body.dataset.taskId);
@@ -80,13 +80,13 @@ function action(button, run) {
   button.addEventListener("click", async (event) => {
     event.preventDefault();
     if (button.disabled) return;
-    button.disabled = true;
+    const done = sending(button, "正在处理…");
     try {
       await run();
     } catch (err) {
       showError(err);
     } finally {
-      button.disabled = false;
+      done();
     }
   });
   return button;
@@ -653,7 +653,7 @@ function drawCompletion() {
       flash("照片还在上传，请稍候", "error");
       return;
     }
-    submit.disabled = true;
+    const sent = sending(submit);
     try {
       state.task = await api(`/api/tasks/${taskId}/complete`, { method: "POST", json: {
         note: note.value.trim() ? note.value : null,
@@ -681,7 +681,7 @@ function drawCompletion() {
       showError(err, form);
       markField(form, err);
     } finally {
-      submit.disabled = false;
+      sent();
     }
   });
   return h("section", { id: "work", class: "card" }, form);
@@ -793,7 +793,7 @@ function drawRequestForm() {
       flash("请选择新期限", "error");
       return;
     }
-    send.disabled = true;
+    const sent = sending(send);
     try {
       // A bare date is the end of that day (24:00) to the API, as deadlines are printed.
       await api(`/api/tasks/${taskId}/extension-requests`, { method: "POST",
@@ -820,7 +820,7 @@ function drawRequestForm() {
       showError(err, form);
       markField(form, err);
     } finally {
-      send.disabled = false;
+      sent();
     }
   });
   return form;
@@ -940,7 +940,7 @@ function drawMoveDeadline() {
         return;
       }
     }
-    send.disabled = true;
+    const sent = sending(send);
     try {
       state.task = await api(`/api/tasks/${taskId}/extend`, { method: "POST",
         json: { due_at: due.value, reason: reason.value } });
@@ -949,7 +949,7 @@ function drawMoveDeadline() {
       showError(err, form);
       markField(form, err);
     } finally {
-      send.disabled = false;
+      sent();
     }
   });
   return section("move-deadline", "调整期限", form);
@@ -1035,7 +1035,7 @@ function drawReassign() {
       return;
     }
     const name = pick.selectedOptions[0].textContent.split(" · ")[0];
-    send.disabled = true;
+    const sent = sending(send);
     try {
       state.task = await api(`/api/tasks/${taskId}/reassign`, { method: "POST",
         json: { person: pick.value } });
@@ -1045,7 +1045,7 @@ function drawReassign() {
       showError(err, form);
       markField(form, err);
     } finally {
-      send.disabled = false;
+      sent();
     }
   });
   return section("reassign", "改派", form);

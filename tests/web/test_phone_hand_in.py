@@ -245,3 +245,37 @@ def test_the_verifier_sees_small_previews_and_opens_an_original_with_one_tap(
         page.locator("#submitted-evidence button.original").first.click()
     assert got.value.suggested_filename == "整改前.jpg"
     assert Path(got.value.path()).read_bytes() == before
+
+
+def test_a_hand_in_on_its_way_says_so_and_takes_no_second_tap(
+        signed_in: SignedIn, server: Any, tmp_path: Path) -> None:
+    """On a slow network the 提交 button was only greyed out while the hand-in was on its way:
+    read as broken, it invited a reload. It says 正在提交… (and is busy to a screen reader),
+    a second tap sends nothing, and a refusal gives 提交 back to tap again."""
+    task = register_hazard(server)
+    page = signed_in(RECTIFIER, phone=True)
+    open_task(page, server, task)
+    choose_before_after(page, tmp_path, (10, 20, 30), (30, 20, 10))
+    page.fill("[name=done_measures]", "已拆除安全出口门锁，恢复畅通")
+    held: list[Route] = []
+    page.route("**/api/tasks/*/complete", lambda route: held.append(route))
+    page.click("#submit")
+    submit = page.locator("#submit")
+    expect(submit).to_have_text("正在提交…")
+    expect(submit).to_have_attribute("aria-busy", "true")
+    expect(submit).to_be_disabled()
+    submit.dispatch_event("click")  # a second tap on the busy button
+    page.wait_for_timeout(200)
+    assert len(held) == 1
+    held[0].continue_()  # the real answer arrives: the note this step asks for is missing
+    expect(page.locator("#flash")).to_contain_text("需要填写说明")
+    expect(submit).to_have_text("提交")  # as it was, to tap again once the note is written
+    expect(submit).to_be_enabled()
+    expect(submit).not_to_have_attribute("aria-busy", "true")
+    page.unroute("**/api/tasks/*/complete")
+    page.fill("#note", "整改前后照片各一张")
+    submit.click()
+    expect(page.locator("#flash")).to_have_text("已提交，等待核验")
+    run = call(server, RECTIFIER, "GET", f"/api/tasks/{task}").json()["run_id"]
+    timeline = call(server, "pingshan-street-inspector-2", "GET", f"/api/runs/{run}").json()
+    assert [e["action"] for e in timeline["timeline"]].count("submitted") == 1
