@@ -135,10 +135,18 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     # An org chart named on the command line (playbooks/org/*.yaml) is checked as one: an
     # operator who edits the org chart validates it like a playbook.
     charts = [p for p in paths if p.is_file() and _is_org_chart(p)]
+    # The configured chart (CLOSELOOP_ORG) is the one `serve` will load, with the same checks:
+    # `validate playbooks/` once said ok of a chart whose http:// URL (no Apprise service) then
+    # kept the server from starting. Checked once, whether named here or not.
+    configured = settings.org_path
+    if configured.is_file() and not any(_same_file(c, configured) for c in charts):
+        charts.append(configured)
     chart_errors = [e for p in charts for e in _org_errors(p)]
     for err in chart_errors:
         print(err)
-    org = load_org(settings.org_path)
+    if chart_errors and any(_same_file(c, configured) for c in charts):
+        return 1  # the playbooks' roles and channels are checked against it: nothing to say
+    org = load_org(configured)
     context = load_context(settings.playbooks, org)
     errors = validate_paths([p for p in paths if p.exists() and p not in charts],
                             context=context)
@@ -171,6 +179,13 @@ def _is_org_chart(path: Path) -> bool:
     except (OSError, YamlSyntaxError):
         return False  # the playbook loader reports what is wrong with it, at its line
     return "units" in keys
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _org_errors(path: Path) -> list[str]:

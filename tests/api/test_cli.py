@@ -157,6 +157,36 @@ def test_an_apprise_url_apprise_cannot_use_is_an_org_chart_error_at_its_line(
     assert "Traceback" not in done.stderr
 
 
+def test_validate_playbooks_checks_the_configured_org_chart_as_serve_loads_it(
+        tmp_path: Path) -> None:
+    # A bureau's own chart in CLOSELOOP_ORG with an http:// URL (no Apprise service):
+    # `validate playbooks/` said ok, then `serve` refused to start on it.
+    text = (REPO / "playbooks/org/demo-district.yaml").read_text(encoding="utf-8")
+    chart = tmp_path / "org.yaml"
+    chart.write_text(text.replace("json://127.0.0.1:8000", "http://127.0.0.1:8000", 1)
+                     .replace("roles: [inspector], notify: []}",
+                              "roles: [inspecter], notify: []}", 1), encoding="utf-8")
+    rows = chart.read_text(encoding="utf-8").splitlines()
+    url_line = next(i for i, t in enumerate(rows, 1) if "http://" in t)
+    done = closeloop(tmp_path, "validate", "playbooks/", CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 1
+    [error] = done.stdout.splitlines()  # once, on stdout, as every other mistake
+    assert error.startswith(f"{chart}:{url_line}:")
+    assert "Apprise 不支持此地址（http:// 不是已知的通知服务" in error
+    assert done.stderr == ""
+    # Named as well, it is still said once.
+    done = closeloop(tmp_path, "validate", "playbooks/", str(chart), CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 1 and done.stdout.splitlines() == [error]
+    # Fixed, its misspelt role is warned of without naming the chart.
+    chart.write_text(chart.read_text(encoding="utf-8").replace("http://", "json://"),
+                     encoding="utf-8")
+    done = closeloop(tmp_path, "validate", "playbooks/", CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 0, done.stdout
+    warning, ok = done.stdout.splitlines()
+    assert "警告：角色 inspecter 没有流程使用，疑为 inspector 之误" in warning
+    assert ok.startswith("ok: ")
+
+
 def test_validate_reads_a_file_it_sniffs_for_an_org_chart_through_the_guarded_loader(
         tmp_path: Path) -> None:
     # An alias bomb named on the command line is refused at its line, not expanded while the
