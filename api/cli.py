@@ -125,7 +125,7 @@ def _check_org_file(settings: Settings) -> None:
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from flows.catalog import load_context
     from flows.loader import load_catalog, validate_paths
-    from flows.role_typos import suspect_roles
+    from flows.role_typos import suspect_names
     from models.org import load_org
 
     paths = [Path(p) for p in args.paths]
@@ -155,7 +155,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     if errors or missing or chart_errors:
         return 1
     for chart in charts:  # loads, but a role spelt like one the playbooks use is suspect
-        for warning in suspect_roles(load_org(chart), load_catalog(settings.playbooks,
+        for warning in suspect_names(load_org(chart), load_catalog(settings.playbooks,
                                                                     context=context)[0].values()):
             print(warning)
     print(f"ok: {len(paths)} 个路径均有效 / {len(paths)} path(s) valid")

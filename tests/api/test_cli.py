@@ -136,6 +136,24 @@ def test_validate_warns_of_a_role_spelt_like_one_the_playbooks_use(tmp_path: Pat
     assert ok.startswith("ok: ")
 
 
+def test_validate_warns_of_a_unit_type_spelt_like_one_the_playbooks_use(tmp_path: Path) -> None:
+    # 马峦街道 written `type: stret` loads, and then typhoon-633's units(type='street') passes
+    # it over: no street measures, nobody told.
+    chart = tmp_path / "org.yaml"
+    text = (REPO / "playbooks/org/demo-district.yaml").read_text(encoding="utf-8")
+    maluan = "name: 马峦街道\n        name_en: Maluan Street\n        type: "
+    assert maluan + "street" in text
+    chart.write_text(text.replace(maluan + "street", maluan + "stret"), encoding="utf-8")
+    line = next(i for i, row in enumerate(chart.read_text(encoding="utf-8").splitlines(), 1)
+                if "type: stret" in row)
+    done = closeloop(tmp_path, "validate", "playbooks/", CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 0, done.stdout
+    warning, ok = done.stdout.splitlines()
+    assert warning.startswith(f"{chart}:{line}:")
+    assert "警告：单位类型 stret 没有流程使用，疑为 street 之误，马峦街道（maluan）" in warning
+    assert ok.startswith("ok: ")
+
+
 def test_an_apprise_url_apprise_cannot_use_is_an_org_chart_error_at_its_line(
         tmp_path: Path) -> None:
     # A mistyped scheme once passed validate and start-up, and the first report to the duty
