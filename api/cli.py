@@ -119,6 +119,10 @@ def _check_org_file(settings: Settings) -> None:
         if path.is_dir():
             raise BadSetting(variable, f"{path} 是目录，不是组织架构文件 / {path} is a "
                              "directory, not an org chart file")
+        if settings.org is None:  # a bureau's own folder holds its chart under its own name
+            raise BadSetting(variable, f"找不到组织架构文件 {path}，本局的组织架构文件请用 "
+                             f"CLOSELOOP_ORG 指定 / no org chart file at {path}; name your "
+                             "own with CLOSELOOP_ORG")
         raise BadSetting(variable, f"找不到组织架构文件 {path} / no org chart file at {path}")
 
 

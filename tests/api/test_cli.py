@@ -505,6 +505,19 @@ def test_a_missing_org_chart_is_one_line_naming_the_variable(tmp_path: Path) -> 
                                f"chart file at {missing}\n")
 
 
+def test_a_playbooks_folder_without_the_demo_chart_says_to_name_the_bureaus_own(
+        tmp_path: Path) -> None:
+    # A bureau copies playbooks/ and replaces the demo district with its own chart.
+    folder = tmp_path / "playbooks"
+    folder.mkdir()
+    done = closeloop(tmp_path / "data", "validate", str(folder), CLOSELOOP_PLAYBOOKS=str(folder))
+    assert done.returncode == 2 and done.stdout == ""
+    missing = folder / "org" / "demo-district.yaml"
+    assert done.stderr == (f"error: CLOSELOOP_PLAYBOOKS: 找不到组织架构文件 {missing}，本局的组织"
+                           f"架构文件请用 CLOSELOOP_ORG 指定 / no org chart file at {missing}; "
+                           "name your own with CLOSELOOP_ORG\n")
+
+
 # --- usage errors and serve ----------------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "line"), [
