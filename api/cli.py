@@ -119,13 +119,17 @@ def _check_org_file(settings: Settings) -> None:
         if path.is_dir():
             raise BadSetting(variable, f"{path} 是目录，不是组织架构文件 / {path} is a "
                              "directory, not an org chart file")
+        if settings.org is None:  # a bureau's own folder holds its chart under its own name
+            raise BadSetting(variable, f"找不到组织架构文件 {path}，本局的组织架构文件请用 "
+                             f"CLOSELOOP_ORG 指定 / no org chart file at {path}; name your "
+                             "own with CLOSELOOP_ORG")
         raise BadSetting(variable, f"找不到组织架构文件 {path} / no org chart file at {path}")
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from flows.catalog import load_context
     from flows.loader import load_catalog, validate_paths
-    from flows.role_typos import suspect_roles
+    from flows.role_typos import suspect_names
     from models.org import load_org
 
     paths = [Path(p) for p in args.paths]
@@ -135,10 +139,18 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     # An org chart named on the command line (playbooks/org/*.yaml) is checked as one: an
     # operator who edits the org chart validates it like a playbook.
     charts = [p for p in paths if p.is_file() and _is_org_chart(p)]
+    # The configured chart (CLOSELOOP_ORG) is the one `serve` will load, with the same checks:
+    # `validate playbooks/` once said ok of a chart whose http:// URL (no Apprise service) then
+    # kept the server from starting. Checked once, whether named here or not.
+    configured = settings.org_path
+    if configured.is_file() and not any(_same_file(c, configured) for c in charts):
+        charts.append(configured)
     chart_errors = [e for p in charts for e in _org_errors(p)]
     for err in chart_errors:
         print(err)
-    org = load_org(settings.org_path)
+    if chart_errors and any(_same_file(c, configured) for c in charts):
+        return 1  # the playbooks' roles and channels are checked against it: nothing to say
+    org = load_org(configured)
     context = load_context(settings.playbooks, org)
     errors = validate_paths([p for p in paths if p.exists() and p not in charts],
                             context=context)
@@ -147,7 +159,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     if errors or missing or chart_errors:
         return 1
     for chart in charts:  # loads, but a role spelt like one the playbooks use is suspect
-        for warning in suspect_roles(load_org(chart), load_catalog(settings.playbooks,
+        for warning in suspect_names(load_org(chart), load_catalog(settings.playbooks,
                                                                     context=context)[0].values()):
             print(warning)
     print(f"ok: {len(paths)} 个路径均有效 / {len(paths)} path(s) valid")
@@ -171,6 +183,13 @@ def _is_org_chart(path: Path) -> bool:
     except (OSError, YamlSyntaxError):
         return False  # the playbook loader reports what is wrong with it, at its line
     return "units" in keys
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _org_errors(path: Path) -> list[str]:

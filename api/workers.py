@@ -86,22 +86,27 @@ class Workers:
             self.reused_versions = reused_versions(session, self.rt.catalog)
         if self.reused_versions:
             logging.getLogger("closeloop.playbooks").warning(
+                "流程文件已改动但版本号未变：%s（已启动的运行沿用原内容；"
+                "请给改动的文件下一个版本号） / "
                 "playbook files changed without a new version number: %s (runs keep what they "
                 "started with; give the changed file the next version)",
-                ", ".join(self.reused_versions))
+                "、".join(self.reused_versions), ", ".join(self.reused_versions))
         missing = years_to_add(self.rt, self.rt.clock.now())
         if missing:
             logging.getLogger("closeloop.calendar").warning(
-                "the working-day calendar (%s) lacks %s: working-day deadlines there are "
-                "counted Mon-Fri, without the holidays; add the year's arrangement (usually "
+                "工作日历（%s）缺少 %s 年：落在该年的工作日时限暂按周一至周五计算，不含节假日；"
+                "请补上该年的放假安排（通常 11 月公布）并重新加载（POST /api/admin/reload 或 "
+                "SIGHUP） / the working-day calendar (%s) lacks %s: working-day deadlines there "
+                "are counted Mon-Fri, without the holidays; add the year's arrangement (usually "
                 "published in November) and reload (POST /api/admin/reload, or SIGHUP)",
-                self.rt.calendar.source or "none",
-                ", ".join(str(y) for y in missing))
+                self.rt.calendar.source or "无", "、".join(str(y) for y in missing),
+                self.rt.calendar.source or "none", ", ".join(str(y) for y in missing))
         self.orphan_units = sorted(u for u in units if u not in self.rt.org.units)
         if self.orphan_units:
             logging.getLogger("closeloop.org").warning(
+                "组织架构中已没有这些单位，但仍有进行中的运行：%s（系统管理员可查看并撤销） / "
                 "running runs in units the org chart no longer has: %s (an admin can read and "
-                "cancel them)", ", ".join(self.orphan_units))
+                "cancel them)", "、".join(self.orphan_units), ", ".join(self.orphan_units))
 
     def _after_start(self) -> None:
         self._resume_imports()

@@ -31,7 +31,7 @@ from typing import Any
 
 from flows.apprise_urls import usable_url
 from flows.catalog import Catalog
-from flows.role_typos import suspect_roles
+from flows.role_typos import suspect_names
 from flows.runtime import ReloadAttempt, Runtime
 from flows.workcal import CalendarError, WorkCalendar
 from models.db import session_scope
@@ -143,7 +143,7 @@ def reload_setup(rt: Runtime, *, actor: str) -> Reloaded:
                         "\n".join(str(e) for e in errors))
             raise SetupInvalid(errors)
         outcome = _compare(rt, org, catalog, calendar)
-        outcome.warnings = [str(w) for w in suspect_roles(org, catalog.current.values())]
+        outcome.warnings = [str(w) for w in suspect_names(org, catalog.current.values())]
         for warning in outcome.warnings:
             log.warning("%s", warning)
         catalog.adopt_pins(rt.catalog)

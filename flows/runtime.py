@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from flows.apprise_urls import usable_url
 from flows.catalog import Catalog
 from flows.render import Renderer
-from flows.role_typos import suspect_roles
+from flows.role_typos import suspect_names
 from flows.workcal import WorkCalendar
 from models.clock import Clock, ManualClock, SystemClock
 from models.db import create_schema, make_engine
@@ -70,7 +70,7 @@ def build_runtime(
         log.warning("流程 %s 的文件有错误，沿用上次运行的版本 / playbook %s failed to load; "
                     "serving the version its runs last used: %s", pid, pid,
                     catalog.fallbacks[pid])
-    for warning in suspect_roles(org, catalog.current.values()):
+    for warning in suspect_names(org, catalog.current.values()):
         log.warning("%s", warning)
     return Runtime(
         settings=settings,

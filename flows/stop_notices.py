@@ -4,8 +4,9 @@ and in what words.
 Three groups, each told once:
 
 * the holders of its open tasks (a grid worker on the way to a leak that was a false alarm; a
-  community still owing an earlier stage's measures), in the in-app inbox, as they were told
-  of the task;
+  community still owing an earlier stage's measures), in the in-app inbox, and on their own
+  channels too where the run's messages reached them there (a task announced on channels, a
+  reminder, a ladder level);
 * the verifiers a handed-in task was waiting for (the street inspector sent to confirm the gas
   is off), in the inbox where its 【待核验】 reached them;
 * everyone the run's own messages reached (its `notify` steps: the county duty office that took
@@ -26,7 +27,7 @@ from flows.runtime import Runtime
 from models import task as st
 from models.audit import ACTOR_NAMES
 from models.drill import is_drill
-from models.outbox import Notification
+from models.outbox import INBOX_URL, Notification
 from models.run import Run
 from models.task import StepInstance
 from models.writes import insert_ignoring_duplicates
@@ -48,6 +49,10 @@ def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: st
     holders |= _verifiers_waiting(session, run_ids,
                                   [s.id for s in open_steps if s.status == st.SUBMITTED])
     told_people, told_channels = _reached_by_messages(session, run_ids)
+    # A holder paged on their own channels (gas-leak's `announce: channels`, a reminder, a
+    # ladder level) hears it is over on them too: the grid worker woken at 3 a.m. and on the
+    # way to a false alarm does not open the inbox.
+    paged = holders & _paged(session, run_ids)
     if not (holders or told_people or told_channels):
         return
     who = rt.org.people[actor].name if actor in rt.org.people else ACTOR_NAMES.get(actor, actor)
@@ -68,7 +73,7 @@ def tell_stopped(session: Session, rt: Runtime, run: Run, actor: str, reason: st
         # Neutral about what it was (a leak, a hazard under listed supervision, a campaign).
         for_told = stopped + ("此前就此发出的报告、通知所涉处置已停止，特此告知。" if not ended
                               else "此前就此发出的报告、通知所涉响应已结束，特此告知。")
-    known = [p for p in told_people if p in rt.org.people]
+    known = [p for p in told_people | paged if p in rt.org.people]
     rows = notification_rows(  # holders not reached by a message: the inbox, as their task
         rt.org, people=sorted(holders - set(known)), kind=kind, title=f"{title}{run.title}",
         body=for_holders, dedupe=f"{kind}|{run.id}", now=now, run_id=run.id, step_id=None,
@@ -95,6 +100,14 @@ def _verifiers_waiting(session: Session, run_ids: list[int],
         col(Notification.run_id).in_(run_ids), col(Notification.step_id).in_(ids),
         Notification.kind == "verify", Notification.recipient_kind == "person",
     )).all())
+
+
+def _paged(session: Session, run_ids: list[int]) -> set[str]:
+    """The people any message of the runs reached on their own channels, not only the inbox."""
+    return set(session.exec(select(Notification.recipient).where(
+        col(Notification.run_id).in_(run_ids), Notification.recipient_kind == "person",
+        Notification.url != INBOX_URL,
+    ).distinct()).all())
 
 
 def _reached_by_messages(session: Session, run_ids: list[int]) -> tuple[set[str], set[str]]:

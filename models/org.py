@@ -91,6 +91,7 @@ class OrgChart:
         root_id: str,
         rosters: dict[tuple[str, str], Roster] | None = None,
         roles_written_at: dict[str, SourceError] | None = None,
+        types_written_at: dict[str, SourceError] | None = None,
     ) -> None:
         self.units = units
         self.people = people
@@ -102,6 +103,8 @@ class OrgChart:
         # Person id -> where the file gives their roles (message empty), for warnings about a
         # role found fine here but suspect beside the playbooks (flows/role_typos.py).
         self.roles_written_at: dict[str, SourceError] = dict(roles_written_at or {})
+        # Unit id -> where the file gives its type, for the same warnings about a unit type.
+        self.types_written_at: dict[str, SourceError] = dict(types_written_at or {})
 
         # Tree order (pre-order, children in file order) with subtree spans.
         order: list[str] = []
@@ -387,14 +390,17 @@ class _Builder:
                 self.error(("units",), "没有有效的根单位 / no valid root unit")
             raise OrgInvalid(self.errors)
         return OrgChart(units=self.units, people=self.people, channels=channels, root_id=root_id,
-                        rosters=rosters, roles_written_at=self.roles_written_at())
+                        rosters=rosters,
+                        roles_written_at=self.written_at(self.person_seen, "roles"),
+                        types_written_at=self.written_at(self.unit_seen, "type"))
 
-    def roles_written_at(self) -> dict[str, SourceError]:
+    def written_at(self, seen: dict[str, PathKey], key: str) -> dict[str, SourceError]:
+        """Where each unit's or person's `key` is written (message empty), by id."""
         out = {}
-        for pid, path in self.person_seen.items():
-            where = (*path, "roles")
+        for item_id, path in seen.items():
+            where = (*path, key)
             mark = self.positions.of(where)
-            out[pid] = SourceError(self.filename, mark.line, mark.col, format_path(where), "")
+            out[item_id] = SourceError(self.filename, mark.line, mark.col, format_path(where), "")
         return out
 
     def unknown_keys(self, raw: dict[Any, Any], path: PathKey, allowed: Iterable[str]) -> None:

@@ -130,7 +130,9 @@ def test_health_and_start_name_the_year_to_add(
 
     with caplog.at_level(logging.WARNING, logger="closeloop.calendar"):
         Workers(rt, prefect=False, sweep=False)._check_at_start()
-    assert any("lacks 2027" in r.getMessage() for r in caplog.records)
+    # Chinese first, as everything an operator reads.
+    assert any(r.getMessage().startswith("工作日历（") and "缺少 2027 年" in r.getMessage()
+               and "lacks 2027" in r.getMessage() for r in caplog.records)
 
 
 # Made up for the test (not the State Council's arrangement): 元旦 2027 off Friday to Sunday.

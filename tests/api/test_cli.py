@@ -136,6 +136,24 @@ def test_validate_warns_of_a_role_spelt_like_one_the_playbooks_use(tmp_path: Pat
     assert ok.startswith("ok: ")
 
 
+def test_validate_warns_of_a_unit_type_spelt_like_one_the_playbooks_use(tmp_path: Path) -> None:
+    # 马峦街道 written `type: stret` loads, and then typhoon-633's units(type='street') passes
+    # it over: no street measures, nobody told.
+    chart = tmp_path / "org.yaml"
+    text = (REPO / "playbooks/org/demo-district.yaml").read_text(encoding="utf-8")
+    maluan = "name: 马峦街道\n        name_en: Maluan Street\n        type: "
+    assert maluan + "street" in text
+    chart.write_text(text.replace(maluan + "street", maluan + "stret"), encoding="utf-8")
+    line = next(i for i, row in enumerate(chart.read_text(encoding="utf-8").splitlines(), 1)
+                if "type: stret" in row)
+    done = closeloop(tmp_path, "validate", "playbooks/", CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 0, done.stdout
+    warning, ok = done.stdout.splitlines()
+    assert warning.startswith(f"{chart}:{line}:")
+    assert "警告：单位类型 stret 没有流程使用，疑为 street 之误，马峦街道（maluan）" in warning
+    assert ok.startswith("ok: ")
+
+
 def test_an_apprise_url_apprise_cannot_use_is_an_org_chart_error_at_its_line(
         tmp_path: Path) -> None:
     # A mistyped scheme once passed validate and start-up, and the first report to the duty
@@ -155,6 +173,36 @@ def test_an_apprise_url_apprise_cannot_use_is_an_org_chart_error_at_its_line(
     done = closeloop(tmp_path, "sweep", "--once", CLOSELOOP_ORG=str(broken))
     assert done.returncode != 0 and "jsonx://" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_validate_playbooks_checks_the_configured_org_chart_as_serve_loads_it(
+        tmp_path: Path) -> None:
+    # A bureau's own chart in CLOSELOOP_ORG with an http:// URL (no Apprise service):
+    # `validate playbooks/` said ok, then `serve` refused to start on it.
+    text = (REPO / "playbooks/org/demo-district.yaml").read_text(encoding="utf-8")
+    chart = tmp_path / "org.yaml"
+    chart.write_text(text.replace("json://127.0.0.1:8000", "http://127.0.0.1:8000", 1)
+                     .replace("roles: [inspector], notify: []}",
+                              "roles: [inspecter], notify: []}", 1), encoding="utf-8")
+    rows = chart.read_text(encoding="utf-8").splitlines()
+    url_line = next(i for i, t in enumerate(rows, 1) if "http://" in t)
+    done = closeloop(tmp_path, "validate", "playbooks/", CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 1
+    [error] = done.stdout.splitlines()  # once, on stdout, as every other mistake
+    assert error.startswith(f"{chart}:{url_line}:")
+    assert "Apprise 不支持此地址（http:// 不是已知的通知服务" in error
+    assert done.stderr == ""
+    # Named as well, it is still said once.
+    done = closeloop(tmp_path, "validate", "playbooks/", str(chart), CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 1 and done.stdout.splitlines() == [error]
+    # Fixed, its misspelt role is warned of without naming the chart.
+    chart.write_text(chart.read_text(encoding="utf-8").replace("http://", "json://"),
+                     encoding="utf-8")
+    done = closeloop(tmp_path, "validate", "playbooks/", CLOSELOOP_ORG=str(chart))
+    assert done.returncode == 0, done.stdout
+    warning, ok = done.stdout.splitlines()
+    assert "警告：角色 inspecter 没有流程使用，疑为 inspector 之误" in warning
+    assert ok.startswith("ok: ")
 
 
 def test_validate_reads_a_file_it_sniffs_for_an_org_chart_through_the_guarded_loader(
@@ -455,6 +503,19 @@ def test_a_missing_org_chart_is_one_line_naming_the_variable(tmp_path: Path) -> 
         assert done.returncode == 2 and done.stdout == "", command
         assert done.stderr == (f"error: CLOSELOOP_ORG: 找不到组织架构文件 {missing} / no org "
                                f"chart file at {missing}\n")
+
+
+def test_a_playbooks_folder_without_the_demo_chart_says_to_name_the_bureaus_own(
+        tmp_path: Path) -> None:
+    # A bureau copies playbooks/ and replaces the demo district with its own chart.
+    folder = tmp_path / "playbooks"
+    folder.mkdir()
+    done = closeloop(tmp_path / "data", "validate", str(folder), CLOSELOOP_PLAYBOOKS=str(folder))
+    assert done.returncode == 2 and done.stdout == ""
+    missing = folder / "org" / "demo-district.yaml"
+    assert done.stderr == (f"error: CLOSELOOP_PLAYBOOKS: 找不到组织架构文件 {missing}，本局的组织"
+                           f"架构文件请用 CLOSELOOP_ORG 指定 / no org chart file at {missing}; "
+                           "name your own with CLOSELOOP_ORG\n")
 
 
 # --- usage errors and serve ----------------------------------------------------------------------

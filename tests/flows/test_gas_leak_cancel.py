@@ -1,14 +1,18 @@
 """A gas-leak response cancelled as a false alarm (误报) after its 首报 went up: everyone the run
 told of the incident hears that it is called off. The duty offices that took the first report,
 on their channels (delivered through real Apprise to a local HTTP receiver); the inspector
-asked to confirm the valve is shut; the holders of open tasks in their inbox, as before.
+asked to confirm the valve is shut; the holders of open tasks in their inbox, and on their own
+channels where the run paged them there (gas-leak announces its tasks on channels).
 Segments run bare (drain_wakes); the clock is a ManualClock."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
 from gas_leak_walk import start, steps, work_round
 from receivers import HttpReceiver
 from sqlmodel import select
@@ -82,3 +86,41 @@ def test_the_verifier_waiting_on_a_handed_in_task_is_told_with_the_holders(
         lifecycle.cancel_run(wired, run_id=run_id, actor="wang-qiang", reason=REASON)
     with read_session(wired.db) as session:
         assert len(session.exec(select(Notification)).all()) == before
+
+
+@pytest.fixture
+def head_paged(tmp_path: Path, clock: ManualClock, receiver: HttpReceiver) -> Iterator[Runtime]:
+    """As `wired`, with 六和's community head (who evacuates) on a channel of her own."""
+    line = ("{id: liuhe-head, name: 贾丽萍, title: 社区党委书记、居委会主任, "
+            "roles: [community_head], ")
+    org = DEMO_ORG.read_text(encoding="utf-8").replace(
+        "json://127.0.0.1:8000/api/receiver", receiver.url("/api/receiver")).replace(
+        line + "notify: []}", line + f'notify: ["{receiver.url("/liuhe-head")}"]}}')
+    assert receiver.url("/liuhe-head") in org
+    rt = make_runtime(tmp_path / "paged", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                      org_text=org)
+    yield rt
+    rt.db.dispose()
+
+
+def test_a_holder_paged_on_their_channels_hears_of_the_cancellation_there(
+    head_paged: Runtime, clock: ManualClock, receiver: HttpReceiver
+) -> None:
+    # gas-leak announces its tasks on people's own channels (3 a.m.: nobody opens the inbox).
+    # The cancellation once went to those holders' inbox only, so whoever was paged kept
+    # working a false alarm.
+    run_id, title = _cancel_after_the_first_report(head_paged, clock)
+    with read_session(head_paged.db) as session:
+        rows = session.exec(select(Notification).where(Notification.run_id == run_id)).all()
+    paged = {(n.recipient, n.url) for n in rows if n.kind == "assigned"
+             and n.recipient == "liuhe-head" and n.url != "inbox://"}
+    assert paged  # told of the evacuation on her channel
+    told = {(n.recipient, n.url) for n in rows if n.kind == "cancelled"}
+    assert ("liuhe-head", "inbox://") in told  # she held it open when it was cancelled
+    assert paged <= told
+    delivery = deliver_due(head_paged.db, clock=clock, limit=1000)
+    assert delivery.failed == 0 and delivery.dead == 0
+    heard = [m for m in receiver.wait_for(delivery.delivered)
+             if m.json["title"] == f"【已撤销】{title}"
+             and "你在此流程中的未完成任务已停止" in m.json["message"]]
+    assert {m.path for m in heard} == {"/liuhe-head"}
