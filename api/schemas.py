@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.event_names import event_name
+from api.param_schemas import ParamChangePublic, ParamNow, history_view, params_now
 from flows.bulk_plan import constant_lookups
 from flows.calendar_gaps import estimated_note
 from flows.concurrent import RunningRun
@@ -179,6 +180,22 @@ class StageChange(BaseModel):
         default_factory=list, max_length=50,
         description="Going forward past stages: those of them (ids or titles) whose steps "
         "are not handed out. Needs `note`.")
+    # The signal the stage is entered at (橙色/红色预警 at 红色), in the same act.
+    params: dict[str, Any] = Field(
+        default_factory=dict, max_length=20,
+        description="New values of `changeable` params recorded with the stage change (e.g. "
+        "{\"signal\": \"红色\"}), set before the stage's steps are handed out; a wrong one "
+        "refuses the whole change (422 naming `params.<name>`).")
+
+
+class ParamsChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any] = Field(
+        max_length=20, description="New values of params the run's playbook marks `changeable`, "
+        "e.g. {\"signal\": \"红色\"}. 422 naming `params.<name>` for an unknown param, one not "
+        "changeable, or a value that does not fit; 409 when every value is already current.")
+    note: Note = Field(default=None, description="Why (optional): in the timeline and in the "
+                       "message to the holders of the stage's open tasks.")
 
 
 class CancelBody(BaseModel):
@@ -513,7 +530,17 @@ class RunPublic(BaseModel):
     stage_title: str | None = Field(
         default=None, description="The stage as people read it (the playbook's stage_titles), "
         "else its id")
-    params: dict[str, Any]
+    params: dict[str, Any] = Field(description="The run's params as they stand: a `changeable` "
+                                   "one (a typhoon's signal) at its current value; the values "
+                                   "it started with are in the timeline's run_started")
+    changeable_params: list[ParamNow] = Field(
+        default_factory=list, description="The params its playbook lets a commander change "
+        "while it runs (typhoon-633: 台风预警信号), with their current values")
+    param_history: list[ParamChangePublic] | None = Field(
+        default=None, description="Only in GET /api/runs/{id} and the answer to POST "
+        "/api/runs/{id}/params: "
+        "each changeable param's value at the start, then every change (who, when, from, to, "
+        "raised or lowered, the stage), oldest first")
     drill: DrillPublic | None = Field(
         default=None, description="A drill (演练), not a real event: pages show 【演练】 "
         "wherever the run is shown; null for a real event")
@@ -823,7 +850,10 @@ def run_view(
         title=run.title, unit_id=run.unit_id, unit_name=unit.name if unit else run.unit_id,
         status=run.status, stage=run.stage, stage_title=_stage_title(rt, run, playbook),
         passed_over_stages=list(run.passed_over_stages or ()),
-        params=run.params, drill=drill, started_by=run.started_by,
+        params=run.params, changeable_params=params_now(rt, run, playbook),
+        param_history=history_view(rt, run, playbook, events)
+        if events is not None and playbook is not None else None,
+        drill=drill, started_by=run.started_by,
         started_by_name=actor_name(rt, run.started_by),
         started_at=run.started_at, started_at_local=rt.renderer.local(run.started_at),
         finished_at=run.finished_at, finished_at_local=_seconds(rt, run.finished_at),

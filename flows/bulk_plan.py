@@ -17,9 +17,9 @@ from jinja2.parser import Parser
 
 from flows.context import run_view
 from flows.expressions import BUILTIN_NAMES, ENV, ExpressionError, compile_expression
-from flows.lifecycle import title_for
 from flows.progress import AUTOMATIC_ACTIONS, due_time, first_check
 from flows.registers import REGISTERED
+from flows.run_titles import title_for
 from flows.runtime import Runtime
 from flows.spec import Playbook, StepSpec
 from models import run as rs

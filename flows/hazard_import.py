@@ -178,7 +178,7 @@ def register_playbook(rt: Runtime, playbook_id: str) -> Playbook:
 def location_limit() -> int:
     """The longest 隐患地点: the register's column, as registering one hazard allows
     (flows/lifecycle.check_register_fits). The run's title, "<playbook title>·<location>", is
-    cut to its own width with "…" (flows/lifecycle.title_for), so it sets no limit of its own:
+    cut to its own width with "…" (flows/run_titles.title_for), so it sets no limit of its own:
     it once did, and the template said "最多 289 个字符" for the playbook title's length."""
     return Hazard.__table__.c["location"].type.length  # type: ignore[attr-defined,no-any-return]
 

@@ -4,7 +4,7 @@ waits on Prefect."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,11 +18,13 @@ from flows.campaigns import campaign_problem
 from flows.concurrent import refuse_if_running
 from flows.drills import Drill, refuse_drill_of
 from flows.found_times import BadCell, Times
+from flows.param_changes import announce_changes, apply_changes, checked_changes
 from flows.params import validate_params
 from flows.passed_stages import come_back_to, jumped_over
 from flows.people_away import followed_up, round_text
 from flows.progress import advance, cancel_open_steps, is_finished, lock_run, step_state, wake
 from flows.registers import create_entry, sync_entry
+from flows.run_titles import title_for
 from flows.runtime import Runtime
 from flows.spec import Playbook
 from flows.stop_notices import tell_stopped
@@ -84,27 +86,11 @@ def start_run(
                   drill=drill)
 
 
-# The title column's width (VARCHAR(300)): PostgreSQL refuses a longer title, and a 2,000-character
-# location is a valid param.
-MAX_TITLE: int = Run.__table__.c.title.type.length  # type: ignore[attr-defined]
-
-
 def require_running(run: Run) -> None:
     """409 for anything but a running run (a step, a stage, a cancel, an extension)."""
     if run.status != rs.RUNNING:
         raise Conflict(f"流程已{rs.STATUS_ZH.get(run.status, run.status)} / run is {run.status}",
                        current=run.status)
-
-
-def title_for(playbook: Playbook, params: dict[str, Any], unit_name: str) -> str:
-    """A run's title: the playbook's title, the values of its `title_params` (a typhoon's name),
-    and where (the location param, else the unit's name), on one line and cut to MAX_TITLE with
-    "…". The bulk import (flows/bulk_plan.py) titles its runs the same way."""
-    parts = [playbook.title]
-    parts += [str(params[name]) for name in playbook.title_params if params.get(name)]
-    parts.append(str(params.get("location") or unit_name))
-    title = "·".join(" ".join(part.split()) for part in parts)
-    return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1] + "…"
 
 
 # The register (台账) columns a register playbook's text params fill (flows/registers.py
@@ -256,15 +242,18 @@ class StageMoved:
 
 def set_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
               call_off: Sequence[int] = (), call_off_all: bool = False,
-              note: str | None = None, pass_over: Sequence[str] = ()) -> Run:
+              note: str | None = None, pass_over: Sequence[str] = (),
+              params: Mapping[str, Any] | None = None) -> Run:
     """change_stage, for callers that want only the run."""
     return change_stage(rt, run_id=run_id, stage=stage, actor=actor, call_off=call_off,
-                        call_off_all=call_off_all, note=note, pass_over=pass_over).run
+                        call_off_all=call_off_all, note=note, pass_over=pass_over,
+                        params=params).run
 
 
 def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
                  call_off: Sequence[int] = (), call_off_all: bool = False,
-                 note: str | None = None, pass_over: Sequence[str] = ()) -> StageMoved:
+                 note: str | None = None, pass_over: Sequence[str] = (),
+                 params: Mapping[str, Any] | None = None) -> StageMoved:
     """Move a staged run to `stage`; its steps (and those of stages jumped over) are handed
     out. Going back (the warning downgraded), the open tasks of the stages above are called
     off as the commander says: those named in `call_off`, or all with `call_off_all`, with a
@@ -276,7 +265,12 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
 
     Jumping forward, the stages in between named in `pass_over` (ids or titles; with a `note`)
     are passed over: their steps are not handed out (flows/passed_stages.py). Going back to or
-    below a passed-over stage makes it owed again on entry."""
+    below a passed-over stage makes it owed again on entry.
+
+    `params`: `changeable` params recorded in the same act (橙色/红色预警 entered at 红色,
+    flows/param_changes.py); set before the stage's steps are handed out, so their `when`
+    reads the new value, and told after, with the stage's tasks. A wrong one refuses the
+    whole act (422 naming it), a value already current is no change."""
     with session_scope(rt.db) as session:
         run, playbook = _commanded_staged_run(
             session, rt, run_id, actor, "stage",
@@ -299,6 +293,7 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
                                "任务负责人 / calling tasks off needs a note saying why; their "
                                "holders are told")
         passed = jumped_over(playbook, run, stage, pass_over, stage_id, said)
+        new_values = checked_changes(playbook, run, params or {})
         stopped: list[StepInstance] = []
         kept: list[StepInstance] = []
         if back:
@@ -325,6 +320,7 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
         run.stage = stage
         run.stage_entered_at = now
         session.add(run)
+        changed = apply_changes(session, rt, run, playbook, new_values)
         moved = advance(session, rt, run, playbook, now=now)
         if moved.rehanded or moved.passed_over_again:
             # After the `ready` events it sums up: how many called-off tasks this entry owes
@@ -334,10 +330,42 @@ def change_stage(rt: Runtime, *, run_id: int, stage: str, actor: str,
                       to_state=stage, detail={"rehanded": len(moved.rehanded),
                                               "passed_over": moved.passed_over_again,
                                               "waiting": moved.owed_waiting})
+        announce_changes(session, rt, run, playbook, changed, actor=actor, now=now,
+                         note=said or None)
         wake(session, run, "stage", now=now)
         return StageMoved(run=run, back=back, called_off=[s.id or 0 for s in stopped],
                           kept_open=[s.id or 0 for s in kept], rehanded=moved.rehanded,
                           passed_over=passed, owed_again=owed_again)
+
+
+def change_params(rt: Runtime, *, run_id: int, params: Mapping[str, Any], actor: str,
+                  note: str | None = None) -> Run:
+    """Record new values of a running run's `changeable` params without a stage change (the
+    signal raised from 橙色 to 红色 within 橙色/红色预警; flows/param_changes.py): by a commander
+    over the run's unit, as a stage change is (403); 409 for a run no longer running, or when
+    every value given is the current one already (a second tap); 422 naming `params.<name>`
+    for an unknown param, one not changeable, or a value that does not fit. Nothing is handed
+    out or called off; the holders of the current stage's open tasks are told."""
+    with session_scope(rt.db) as session:
+        run = load_run(session, run_id)
+        require_right(rt.org, actor, "commander", run.unit_id)
+        playbook = rt.catalog.pinned(session, run.playbook_sha)
+        if not params:
+            raise InvalidInput("params", "请给出要更改的参数及新值，如 {\"signal\": \"红色\"} / "
+                               "give the params to change and their new values")
+        lock_run(session, run)
+        require_running(run)
+        new_values = checked_changes(playbook, run, params)
+        if not new_values:
+            shown = "、".join(f"{playbook.params[n].title or n}已是{v}" for n, v in params.items())
+            raise Conflict(f"{shown}，无需更改 / the run already has these values",
+                           current=run.status)
+        said = (note or "").strip() or None
+        now = rt.clock.now()
+        changed = apply_changes(session, rt, run, playbook, new_values)
+        announce_changes(session, rt, run, playbook, changed, actor=actor, now=now, note=said)
+        # No wake: nothing is handed out, so the segment runner has nothing to run.
+        return run
 
 
 def stage_id(playbook: Playbook, given: str) -> str:

@@ -28,6 +28,7 @@ from flows.duty import duty_cut, fallback_events, role_groups
 from flows.expressions import resolve_value
 from flows.lifecycle import load_run, start_run
 from flows.numbering import RUN_SUBJECT, issue_number, run_numbers
+from flows.param_changes import param_history_by_name
 from flows.progress import AUTOMATIC_ACTIONS, advance, lock_run
 from flows.recipients import (
     notification_rows,
@@ -203,7 +204,8 @@ def _template_context(session: Session, rt: Runtime, run: Run, inst: StepInstanc
     ctx["run"] = run_view(rt, run) | {"unit": {"id": run.unit_id,
                                                "name": rt.org.unit(run.unit_id).name},
                                       "stages": history,
-                                      "stage_title": history[-1]["title"] if history else None}
+                                      "stage_title": history[-1]["title"] if history else None,
+                                      "param_history": param_history_by_name(session, rt, run)}
     ctx["step"] = {"id": inst.step_key, "title": inst.title,
                    "due_at_local": rt.renderer.deadline(inst.due_at),
                    "assignees": [rt.org.people[p].name for p in inst.assignees

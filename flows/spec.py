@@ -247,6 +247,23 @@ class ParamSpec(_Spec):
         return result
 
 
+class RunParamSpec(ParamSpec):
+    """A playbook's own param: a ParamSpec that may also say it changes while the run runs.
+    Step outputs and module params are plain ParamSpecs, so `changeable` there is an unknown
+    key, refused at its line."""
+
+    changeable: bool = Field(
+        default=False,
+        description="A commander of the run's unit may record a new value while the run runs "
+        "(typhoon-633's 台风预警信号, raised from 橙色 to 红色 within one stage): POST "
+        "/api/runs/{id}/params, or `params` with a stage change. Each change is audited (who, "
+        "when, from, to) and told to the holders of the current stage's open tasks; "
+        "expressions, titles and documents read the current value, documents the history as "
+        "`run.param_history`. An enum's `values` go from lowest to highest: a later value is a "
+        "raise (升级), an earlier one a lowering (降级).",
+    )
+
+
 _WHOLE_DAYS = (
     "Count the days as Chinese law counts a period (民法典 第二百零一条、第二百零三条): the "
     "start's local day is not counted, the deadline is 24:00 local of the last day, and a "
@@ -759,8 +776,9 @@ class PlaybookHeader(_Spec):
         default="response", description="Free label: response | rectification | typhoon | ..."
     )
     description: str | None = Field(default=None, description="What the playbook is for.")
-    params: dict[Name, ParamSpec] = Field(
-        default_factory=dict, description="Typed inputs, checked when a run starts."
+    params: dict[Name, RunParamSpec] = Field(
+        default_factory=dict, description="Typed inputs, checked when a run starts; those "
+        "marked `changeable` may be changed while it runs."
     )
     stages: list[Slug] = Field(
         default_factory=list, description="Ordered stages of a staged run (typhoon)."
@@ -791,6 +809,15 @@ class PlaybookHeader(_Spec):
         description="Roles that may start a run, besides `commander`, in the units where they "
         "hold the role and below (an inspector registering the hazard they found).",
     )
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _plain_specs_taken(cls, params: Any) -> Any:
+        # A playbook built in code from plain ParamSpecs (tests, tools) is read as written.
+        if not isinstance(params, dict):
+            return params
+        return {name: spec.model_dump(exclude_unset=True) if type(spec) is ParamSpec else spec
+                for name, spec in params.items()}
 
     @field_validator("stages")
     @classmethod

@@ -1,5 +1,6 @@
-"""Runs: start, list, read (steps, escalations, timeline), cancel, stage, end a staged response
-or a drill (结束演练), and the evaluation (演练评估 / 复盘)."""
+"""Runs: start, list, read (steps, escalations, timeline), cancel, stage, change a changeable
+param (a typhoon's signal), end a staged response or a drill (结束演练), and the evaluation
+(演练评估 / 复盘)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from api.schemas import (
     CancelBody,
     EndBody,
     NextRound,
+    ParamsChange,
     PersonAway,
     RunCreate,
     RunPublic,
@@ -196,10 +198,12 @@ def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerso
     the higher stages' open tasks named in `call_off` (or all, `call_off_all`) are called off
     with `note`; the others stay open. Going forward, the called-off tasks of the stages
     entered are handed out again (`rehanded`); done and kept ones stay as they are, and the
-    stages jumped over named in `pass_over` (with `note`) are not handed out."""
+    stages jumped over named in `pass_over` (with `note`) are not handed out. `params` records
+    new values of `changeable` params (the signal, 红色) in the same act."""
     moved = lifecycle.change_stage(rt, run_id=run_id, stage=body.stage, actor=person,
                                    call_off=body.call_off, call_off_all=body.call_off_all,
-                                   note=body.note, pass_over=body.pass_over)
+                                   note=body.note, pass_over=body.pass_over,
+                                   params=body.params)
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
         steps, _, _ = run_detail(session, run_id=run_id)
@@ -209,6 +213,23 @@ def stage(run_id: RowId, body: StageChange, rt: RuntimeDep, person: CurrentPerso
     else:
         view.rehanded = moved.rehanded
     return view
+
+
+@router.post("/{run_id}/params", response_model=RunPublic)
+def change_params(run_id: RowId, body: ParamsChange, rt: RuntimeDep,
+                  person: CurrentPerson) -> RunPublic:
+    """Record new values of params the run's playbook marks `changeable` (typhoon-633's
+    `signal`, raised from 橙色 to 红色 within a stage), for those who may change its stage:
+    audited, in the timeline and `param_history`, told to the holders of the current stage's
+    open tasks (a raise as 【台风预警信号升级】); nothing is handed out or called off. 422 naming
+    `params.<name>` (nothing changed), 409 on a run no longer running or a value already
+    current, 403 for anyone but a commander over the run's unit."""
+    lifecycle.change_params(rt, run_id=run_id, params=body.params, actor=person, note=body.note)
+    with read_session(rt.db) as session:
+        run = lifecycle.load_run(session, run_id)
+        steps, _, events = run_detail(session, run_id=run_id)
+    return run_view(rt, run, steps=steps, events=events,
+                    playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
 
 
 @router.post("/{run_id}/rounds", response_model=StepPublic)

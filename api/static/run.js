@@ -10,6 +10,7 @@ import {
   sending, serverNow, showError, shownValue, startPage, statusBadge,
 } from "/static/closeloop.js";
 import { docBody, docPage, docSource, docTitle } from "/static/docview.js";
+import { changeLine, drawSignal, paramBadge, stageParams, wireSignal } from "/static/run_signal.js";
 
 const RUN_ID = document.body.dataset.runId;
 const REFRESH_MS = 60000;
@@ -23,7 +24,7 @@ const NO_LEVEL = new Set(["run_started", "remind", "ack"]);
 
 const EVENT_NAMES = {
   run_started: "启动流程", run_completed: "流程完成", run_cancelled: "取消流程",
-  stage_changed: "切换阶段", called_off: "撤销任务", rehanded: "重新下达", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
+  stage_changed: "切换阶段", param_changed: "变更参数", called_off: "撤销任务", rehanded: "重新下达", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
   verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
   ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
   deadline_recounted: "期限重算", delivery_resent: "重新发送通知",
@@ -104,7 +105,9 @@ function drawSummary(run, entry) {
   clear($("#drill-band")).append(...[drillBanner(run.drill)].filter(Boolean));
   $("#evaluation-link").firstChild.textContent = run.drill ? "演练评估 " : "复盘 ";
   const stage = run.stage ? h("span", { class: "badge stage-badge", text: `阶段：${stageName(run.stage)}` }) : "";
-  clear($("#run-status")).append(statusBadge(run.status, RUN_STATUS), stage);
+  // The typhoon's signal as it stands now, in its colour (a changeable param, run_signal.js).
+  const now = (run.changeable_params || []).map((p) => paramBadge(p));
+  clear($("#run-status")).append(statusBadge(run.status, RUN_STATUS), stage, ...now);
   const pb = state.playbook;
   clear($("#run-facts")).append(
     ...fact("预案", pb ? pb.title : run.playbook, h("span", { class: "en", text: ` ${run.playbook} v${run.playbook_version}` })),
@@ -570,6 +573,7 @@ function detailLine(event, titles) {
   const step = d.step ? (titles.get(event.step_id) || titles.get(d.step) || d.step)
     : (event.step_id !== null && event.step_id !== undefined ? titles.get(event.step_id) : null);
   if (step) parts.push(step);
+  if (event.action === "param_changed") parts.push(...changeLine(d)); // the signal, then its note
   if (event.action === "reassigned") {
     parts.push(`${personNames(d.from, event.names || {})} → ${personNames(d.to, event.names || {})}`);
   }
@@ -936,6 +940,7 @@ function drawOpenAbove(open) {
 
 function hideConfirms() {
   $("#stage-confirm").hidden = true;
+  $("#signal-confirm").hidden = true;
   $("#cancel-confirm").hidden = true;
   $("#end-confirm").hidden = true;
 }
@@ -980,9 +985,14 @@ function wireControls() {
   $("#stage-no").addEventListener("click", hideConfirms);
   const move = async (body) => {
     const stage = $("#stage-confirm").dataset.stage;
-    const moved = await api(`/api/runs/${RUN_ID}/stage`, { method: "POST", json: { stage, ...body } });
+    const along = stageParams(); // the signal recorded in the same act, if chosen
+    const moved = await api(`/api/runs/${RUN_ID}/stage`, { method: "POST", json: { stage, ...body, ...along } });
     delete select.dataset.picked;
+    $("#stage-signal").value = "";
     const said = [`已切换到阶段 ${stageName(stage)}`];
+    for (const p of moved.changeable_params || []) {
+      if (along.params && p.name in along.params) said.push(`${p.title}为${p.value}`);
+    }
     if (moved.called_off && moved.called_off.length) said.push(`撤销 ${moved.called_off.length} 项任务`);
     if (moved.kept_open && moved.kept_open.length) said.push(`保留 ${moved.kept_open.length} 项未完成任务`);
     if (moved.rehanded && moved.rehanded.length) said.push(`重新下达 ${moved.rehanded.length} 项此前撤销的任务`);
@@ -1079,6 +1089,7 @@ async function loadOnce() {
   drawCampaign(campaign);
   drawHoldup(run);
   drawControls(run, pb);
+  drawSignal(run, pb, run.status === "running" && mayCommand(run));
   drawRounds(run);
   drawOverview(run, pb);
   drawSteps(run, pb);
@@ -1114,6 +1125,7 @@ function keepFresh(run) {
 startPage(async (who) => {
   state.who = who;
   wireControls();
+  wireSignal({ runId: RUN_ID, state, act, hideConfirms, clearFlash });
   wireRounds();
   for (const radio of document.querySelectorAll("input[name=step-filter]")) {
     radio.addEventListener("change", () => {

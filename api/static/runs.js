@@ -8,6 +8,7 @@ import {
   statusBadge,
   unitChoices,
 } from "/static/closeloop.js";
+import { paramBadge } from "/static/run_signal.js";
 
 const PAGE = 20;
 const FILTERS = ["playbook", "status", "unit", "drill", "since", "until"];
@@ -93,6 +94,11 @@ function lateMark(run) {
     text: `${run.overdue_tasks} 项逾期${worst}` });
 }
 
+// A typhoon's signal as it stands now (a changeable param), in its colour, beside its stage.
+function signals(run) {
+  return (run.changeable_params || []).map((p) => paramBadge(p));
+}
+
 function table(runs, names) {
   const head = ["事件/流程", "预案", "单位", "状态", "逾期", "阶段", "启动时间", "启动人"];
   return h("div", { class: "table-wrap" }, h("table", { id: "runs-table" },
@@ -105,7 +111,7 @@ function table(runs, names) {
     h("td", { text: run.unit_name }),
     h("td", {}, statusBadge(run.status, RUN_STATUS)),
     h("td", {}, lateMark(run) || "—"),
-    h("td", { text: run.stage_title || "—" }),
+    h("td", {}, run.stage_title || "—", ...signals(run)),
     h("td", { text: run.started_at_local }),
     h("td", { text: run.started_by_name || run.started_by }),
     )))));
@@ -118,7 +124,7 @@ function cards(runs, names) {
   h("h3", {}, runLink(run), " ", statusBadge(run.status, RUN_STATUS)),
   lateMark(run) ? h("p", {}, lateMark(run)) : null,
   h("p", { class: "meta" }, `${playbookName(run, names)} · ${run.unit_name}`,
-    run.stage ? ` · 阶段 ${run.stage_title}` : ""),
+    run.stage ? ` · 阶段 ${run.stage_title}` : "", ...signals(run)),
   h("p", { class: "meta" }, `${run.started_at_local} 由 ${run.started_by_name || run.started_by} 启动`),
   )));
 }

@@ -10,7 +10,7 @@ import math
 import pytest
 from factories import run_row
 
-from flows import lifecycle
+from flows import lifecycle, run_titles
 from flows.params import MAX_ITEMS, MAX_TEXT, check_values, validate_values
 from flows.runtime import Runtime
 from flows.spec import ParamSpec
@@ -141,7 +141,7 @@ def test_a_long_location_gives_a_title_cut_to_its_column_with_an_ellipsis(demo: 
                               params={"location": location}, actor="wang-qiang")
     stored = run_row(demo, run.id or 0)
     assert stored.params["location"] == location
-    assert len(stored.title) == lifecycle.MAX_TITLE == 300
+    assert len(stored.title) == run_titles.MAX_TITLE == 300
     assert stored.title.startswith("燃气泄漏模块化应急处置·坪山区六和社区")
     assert stored.title.endswith("…")
 
