@@ -140,12 +140,14 @@ def end_at_stage(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, sta
     open_ids = [r.id for r in rows if r.status in st.OPEN_STATUSES and r.id is not None]
     for row in rows:
         before = row.status
-        row.status, row.next_check_at, row.done_at = st.CANCELLED, None, now
+        # Passed over (skipped), not cancelled: a cancelled instance of a stage's task is one
+        # a downgrade called off, which entering the stage again would hand out again.
+        row.status, row.next_check_at, row.done_at = st.SKIPPED, None, now
         row.version += 1
         session.add(row)
         session.flush()
         add_event(session, at=now, actor=SYSTEM, action="round_withdrawn", run_id=run.id,
-                  step_id=row.id, from_state=before, to_state=st.CANCELLED,
+                  step_id=row.id, from_state=before, to_state=st.SKIPPED,
                   detail={"step": spec.id, "until_stage": spec.follow_up.until_stage
                           if spec.follow_up else None, "until_stage_title": stage_title})
     tell_withdrawn(session, rt, run, spec, open_ids, cause=f"已进入“{stage_title}”阶段",
