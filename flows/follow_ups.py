@@ -84,10 +84,13 @@ def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
     for key, row in last.items():
         if row.status == st.PENDING and row.next_check_at is None:
             need = needs.get(key)
-            if need is not None and need.status not in st.FINISHED_STATUSES:
-                continue  # the return is not in yet
+            # Not in yet; or called off by a downgrade (a staged run's cancelled task), which
+            # entering its stage again hands out anew: this item then follows that record.
+            if need is not None and (need.status not in st.FINISHED_STATUSES
+                                     or need.status == st.CANCELLED):
+                continue
             follows = record_view(need)
-            # A need not done (called off, passed over) recorded nobody to follow.
+            # A need not done (passed over) recorded nobody to follow.
             if not ended and need is not None and need.status == st.DONE and _owed(
                     session, rt, run, spec, row, follows):
                 slot = next_slot(spec, need.done_at or now, rt=rt)

@@ -281,3 +281,28 @@ def test_a_run_pinned_to_version_2_keeps_its_transfer_as_it_was(
     lifecycle.set_stage(rt, run_id=fresh.id or 0, stage="severe", actor=COMMANDER)
     assert "transfer-followup" in keyed(rt, fresh.id or 0)
     rt.db.dispose()
+
+
+def test_a_transfer_called_off_and_handed_out_again_is_still_chased(
+        demo: Runtime, clock: ManualClock) -> None:
+    """橙色 lowered to 黄色 before 马峦社区 recorded its transfer (called off), then 橙色 again:
+    the transfer handed out anew says 3 are left, and they are chased as on a first entry."""
+    clock.set(at("2026-03-02T09:00:00"))
+    run = lifecycle.start_run(demo, playbook_id="typhoon-633", unit_id="maluan", params=PARAMS,
+                              actor=COMMANDER)
+    run_id = run.id or 0
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor=COMMANDER)
+    first = next(r for r in keyed(demo, run_id)["transfer"] if r.unit_id == "maluan-community")
+    lifecycle.set_stage(demo, run_id=run_id, stage="emergency", actor=COMMANDER,
+                        call_off=[first.id or 0], note="预警降为黄色")
+    assert [r.status for r in chase(demo, run_id)] == ["pending"]  # still waiting, not passed over
+    clock.set(at("2026-03-02T11:00:00"))
+    lifecycle.set_stage(demo, run_id=run_id, stage="severe", actor=COMMANDER)
+    again = [r for r in keyed(demo, run_id)["transfer"] if r.unit_id == "maluan-community"][-1]
+    assert again.rehanded_from == first.id
+    clock.set(at("2026-03-02T12:00:00"))
+    complete_answered(demo, again, people=10, not_moved=3, **SHELTER)
+    drain_wakes(demo)
+    [round_one] = chase(demo, run_id)
+    assert round_one.next_check_at == at("2026-03-02T13:00:00")
+    assert round_one.title.endswith("（马峦社区，第1次，03-02 13:30前，仍有 3 人未转移）")
