@@ -131,6 +131,7 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
                                 not_known("填报项", "output", check.output,
                                           list(step.outputs or {}))))
     if step.follow_up is not None:
+        out += _until_stage(step, where, env)
         out += check_expression(step.follow_up.while_, where, ("follow_up", "while"), env)
         out += _previous(step.follow_up.while_, step, where, ("follow_up", "while"), env)
         if step.follow_up.label is not None:
@@ -145,6 +146,24 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out.append(where.at(("outputs", name, "not_after_due"),
                                 not_known("步骤", "step", target, env.step_ids)))
     return out
+
+
+def _until_stage(step: StepSource, where: Where, env: CheckEnv) -> list[SourceError]:
+    """`follow_up.until_stage` names a stage of the playbook after the step's own: rounds
+    that ended the moment they began (or never) would be a typo, not a rule."""
+    assert step.follow_up is not None
+    until = step.follow_up.until_stage
+    if until is None or env.stages is None:
+        return []
+    path = ("follow_up", "until_stage")
+    if until not in env.stages:
+        return [where.at(path, not_known("阶段", "stage", until, env.stages))]
+    if step.stage in env.stages and env.stages.index(until) <= env.stages.index(step.stage):
+        return [where.at(path, zh_en(
+            f"until_stage 须是本步骤阶段 {step.stage} 之后的阶段，收到 {until}",
+            f"'until_stage' must be a stage after the step's own '{step.stage}', got "
+            f"'{until}'"))]
+    return []
 
 
 PREVIOUS_OUTPUT = re.compile(r"\bprevious\.outputs\.([A-Za-z_][A-Za-z0-9_]*)")

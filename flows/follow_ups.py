@@ -28,6 +28,7 @@ from flows.context import expression_context
 from flows.durations import add_after_deadline
 from flows.expressions import ExpressionError, compile_expression, evaluate, render_string
 from flows.rehand import current, next_index
+from flows.rounds import tell_withdrawn
 from flows.step_rows import assignment, instance_row, item_key
 from models import task as st
 from models.audit import SYSTEM
@@ -66,12 +67,14 @@ def previous_record(session: Session, run: Run, spec: StepSpec, step: StepInstan
 
 
 def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
-                  now: datetime) -> bool:
+                  now: datetime, ended: bool = False) -> bool:
     """Decide every item whose last record is in and not yet followed: an instance waiting
     for its need (written when the step fanned out) whose need is finished, and a round done
     with nothing after it. Where `while` holds, its next round is written ahead; where it does
     not, a waiting instance is passed over (nothing to follow: everyone came home at the
-    return) and a done round is the item's last. True when anything was written."""
+    return) and a done round is the item's last. `ended`: the run has entered the step's
+    `until_stage`, so no round is owed any more (a record handed in late is its item's last).
+    True when anything was written."""
     assert spec.follow_up is not None
     needs = {item_key(r.item): r for r in _rows(session, run, spec.item_needs)}
     last: dict[str, StepInstance] = {}
@@ -81,11 +84,14 @@ def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
     for key, row in last.items():
         if row.status == st.PENDING and row.next_check_at is None:
             need = needs.get(key)
-            if need is not None and need.status not in st.FINISHED_STATUSES:
-                continue  # the return is not in yet
+            # Not in yet; or called off by a downgrade (a staged run's cancelled task), which
+            # entering its stage again hands out anew: this item then follows that record.
+            if need is not None and (need.status not in st.FINISHED_STATUSES
+                                     or need.status == st.CANCELLED):
+                continue
             follows = record_view(need)
-            # A need not done (called off, passed over) recorded nobody to follow.
-            if need is not None and need.status == st.DONE and _owed(
+            # A need not done (passed over) recorded nobody to follow.
+            if not ended and need is not None and need.status == st.DONE and _owed(
                     session, rt, run, spec, row, follows):
                 slot = next_slot(spec, need.done_at or now, rt=rt)
                 for name, value in _round_fields(rt, spec, row.item, row.unit_id, follows,
@@ -101,13 +107,14 @@ def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
                           run_id=run.id, step_id=row.id, from_state=st.PENDING,
                           to_state=st.SKIPPED,
                           detail={"step": spec.id, "while": spec.follow_up.while_,
-                                  "follows": need.id if need is not None else None})
+                                  "follows": need.id if need is not None else None}
+                          | ({"until_stage": spec.follow_up.until_stage} if ended else {}))
             changed = True
         elif row.status == st.DONE:
             follows = record_view(row)
             # Re-read on every pass until the item's next round is written: a done round
             # whose `while` is false is the item's last, and stays so.
-            if not _owed(session, rt, run, spec, row, follows):
+            if ended or not _owed(session, rt, run, spec, row, follows):
                 continue
             fresh = instance_row(rt, run, spec, next_index(session, run, spec.id), row.item)
             fresh |= {"version": 1} | _round_fields(
@@ -118,6 +125,37 @@ def advance_items(session: Session, rt: Runtime, run: Run, spec: StepSpec, *,
     if changed:
         session.flush()
     return changed
+
+
+def end_at_stage(session: Session, rt: Runtime, run: Run, spec: StepSpec, *, stage_title: str,
+                 now: datetime) -> bool:
+    """The run has entered the step's `until_stage`: the rounds written ahead or still open
+    are withdrawn, their holders told, and each item's last record stands as its count. A
+    typhoon's 应转未转 rounds stop at 解除: moving people after the storm has passed protects
+    nobody, and the ones never moved stay in the records (the transfer's and the last round's
+    `not_moved`, the 防御总结 by community), not in a round nobody should answer any more.
+    True when anything changed."""
+    rows = [r for r in _rows(session, run, [spec.id])
+            if r.status in st.OPEN_STATUSES
+            or r.status == st.PENDING and r.next_check_at is not None]
+    if not rows:
+        return False
+    open_ids = [r.id for r in rows if r.status in st.OPEN_STATUSES and r.id is not None]
+    for row in rows:
+        before = row.status
+        # Passed over (skipped), not cancelled: a cancelled instance of a stage's task is one
+        # a downgrade called off, which entering the stage again would hand out again.
+        row.status, row.next_check_at, row.done_at = st.SKIPPED, None, now
+        row.version += 1
+        session.add(row)
+        session.flush()
+        add_event(session, at=now, actor=SYSTEM, action="round_withdrawn", run_id=run.id,
+                  step_id=row.id, from_state=before, to_state=st.SKIPPED,
+                  detail={"step": spec.id, "until_stage": spec.follow_up.until_stage
+                          if spec.follow_up else None, "until_stage_title": stage_title})
+    tell_withdrawn(session, rt, run, spec, open_ids, cause=f"已进入“{stage_title}”阶段",
+                   now=now)
+    return True
 
 
 def _owed(session: Session, rt: Runtime, run: Run, spec: StepSpec, row: StepInstance,
@@ -188,19 +226,28 @@ def _round_fields(rt: Runtime, spec: StepSpec, item: Any, unit_id: str,
 
 
 def next_slot(spec: StepSpec, after: datetime, *, rt: Runtime) -> datetime:
-    """The `at` time of the local day after `after`: one round a day at most, however early
-    or late the record before it was handed in."""
+    """When the round after a record handed in at `after` is handed out: `every` after it
+    (the people a red signal finds still in a danger zone are asked again within the hour),
+    else the `at` time of the local day after it (one round a day at most, however early or
+    late the record before it was handed in)."""
     assert spec.follow_up is not None
+    if spec.follow_up.every is not None:
+        return add_after_deadline(after, spec.follow_up.every, calendar=rt.calendar,
+                                  tz=rt.tz).astimezone(UTC)
     at = spec.follow_up.at
+    assert at is not None
     day = after.astimezone(rt.tz).date() + timedelta(days=1)
     slot = datetime.combine(day, time(int(at[:2]), int(at[3:])), tzinfo=rt.tz)
     return slot.astimezone(UTC)
 
 
 def next_at(spec: StepSpec, now: datetime, *, rt: Runtime) -> datetime:
-    """The first `at` time of day after `now`: today's if it is still to come."""
+    """The first `at` time of day after `now`: today's if it is still to come. Rounds at an
+    interval (`every`) come at once: the people they ask about are in danger now."""
     assert spec.follow_up is not None
     at = spec.follow_up.at
+    if at is None:
+        return now.astimezone(UTC)
     today = datetime.combine(now.astimezone(rt.tz).date(), time(int(at[:2]), int(at[3:])),
                              tzinfo=rt.tz)
     return (today if today > now else next_slot(spec, now, rt=rt)).astimezone(UTC)

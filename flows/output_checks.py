@@ -25,27 +25,53 @@ from models.task import StepInstance
 log = logging.getLogger("closeloop.checks")
 
 
-def paired_records(session: Session, run: Run, step: StepInstance, spec: StepSpec
+def paired_records(session: Session, rt: Runtime, run: Run, step: StepInstance, spec: StepSpec
                    ) -> dict[str, dict[str, Any]]:
     """For a step waiting item by item (`item_needs`), each need's record of the same item:
-    its status, unit and outputs (a community's return sees that community's transfer)."""
+    its status, unit and outputs (a community's return sees that community's transfer). A
+    need followed up round by round (`follow_up`) is the item's latest round handed in, with
+    `rounds` (how many were) and `totals` (each of its int and number outputs summed over
+    them, 0 without a round): a community that moved 10 at first and 3 more in the rounds
+    after returns 13 (`paired['transfer-followup'].totals.moved` is the 3)."""
     if not spec.item_needs:
         return {}
     mine = item_key(step.item)
+    playbook = rt.catalog.pinned(session, run.playbook_sha)
     # The item's record as it stands: not a called-off one handed out again (flows/rehand.py).
     rows = current(session.exec(select(StepInstance).where(
         StepInstance.run_id == run.id,
         StepInstance.step_key.in_(spec.item_needs),  # type: ignore[attr-defined]
-    )).all())
+    ).order_by(StepInstance.item_index)).all())  # type: ignore[arg-type]
     # Every need is there, empty when the item has no record of it (the need passed over
     # whole): a check says `'people' not in paired.transfer.outputs or ...`.
     paired: dict[str, dict[str, Any]] = {
         need: {"status": None, "unit": None, "outputs": {}} for need in spec.item_needs}
+    rounds: dict[str, list[StepInstance]] = {}
     for row in rows:
-        if item_key(row.item) == mine:
+        if item_key(row.item) != mine:
+            continue
+        if playbook.step(row.step_key).follow_up is not None:
+            rounds.setdefault(row.step_key, []).append(row)
+        else:
             paired[row.step_key] = {"status": row.status, "unit": row.unit_id,
                                     "outputs": dict(row.outputs or {})}
+    for need in spec.item_needs:
+        if playbook.step(need).follow_up is not None:
+            paired[need] = _rounds_record(playbook.step(need), rounds.get(need, []))
     return paired
+
+
+def _rounds_record(need: StepSpec, rows: list[StepInstance]) -> dict[str, Any]:
+    """An item's rounds of a follow-up as one paired record (paired_records says what)."""
+    done = [r for r in rows if r.status == st.DONE]
+    latest = done[-1] if done else (rows[-1] if rows else None)
+    numeric = [name for name, out in (need.outputs or {}).items() if out.type in ("int", "number")]
+    totals = {name: sum(v for r in done if isinstance(v := (r.outputs or {}).get(name), int | float)
+                        and not isinstance(v, bool)) for name in numeric}
+    return {"status": latest.status if latest else None,
+            "unit": latest.unit_id if latest else None,
+            "outputs": dict(latest.outputs or {}) if latest and latest.status == st.DONE else {},
+            "rounds": len(done), "totals": totals}
 
 
 # A step needing a fan-out (a summary of every community's return) shows the first few of its
@@ -95,7 +121,7 @@ def check_together(session: Session, rt: Runtime, run: Run, step: StepInstance,
     if not spec.checks:
         return
     context = expression_context(session, rt, run, item=step.item) | {
-        "outputs": outputs, "paired": paired_records(session, run, step, spec)}
+        "outputs": outputs, "paired": paired_records(session, rt, run, step, spec)}
     if spec.follow_up is not None:  # a round is checked against the record it follows
         context["previous"] = previous_record(session, run, spec, step)
     for check in spec.checks:

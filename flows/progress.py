@@ -151,7 +151,13 @@ def advance(
                 result.owed_waiting += len(owed[spec.id])
         if spec.id in state:
             if spec.follow_up is not None:
-                if follow_ups.advance_items(session, rt, run, spec, now=now):
+                ended = _follow_up_ended(playbook, run, spec)
+                until = spec.follow_up.until_stage or ""
+                withdrawn = ended and follow_ups.end_at_stage(
+                    session, rt, run, spec, now=now,
+                    stage_title=playbook.stage_title(until) or until)
+                if follow_ups.advance_items(session, rt, run, spec, now=now,
+                                            ended=ended) or withdrawn:
                     state[spec.id] = _statuses(session, run, spec.id)
                 continue
             if spec.item_needs and st.PENDING in state[spec.id]:
@@ -202,7 +208,8 @@ def advance(
                                deadline_passed=possible, waiting=waiting)
         state[spec.id] = [st.READY]
         if spec.follow_up is not None:
-            follow_ups.advance_items(session, rt, run, spec, now=now)
+            follow_ups.advance_items(session, rt, run, spec, now=now,
+                                     ended=_follow_up_ended(playbook, run, spec))
             state[spec.id] = _statuses(session, run, spec.id)
         result.became_ready += len(instances)
         if spec.recur is not None:  # a first round still due at the next time stands for it
@@ -223,6 +230,13 @@ def advance(
     if playbook.register_ is not None:
         sync_entry(session, rt, run, playbook, now)
     return result
+
+
+def _follow_up_ended(playbook: Playbook, run: Run, spec: StepSpec) -> bool:
+    """Whether the run has entered the follow-up's `until_stage` (flows/follow_ups.py)."""
+    assert spec.follow_up is not None
+    until = spec.follow_up.until_stage
+    return until is not None and stage_reached(playbook, run, until)
 
 
 def _needs_met(spec: StepSpec, state: dict[str, list[str]]) -> bool:

@@ -214,17 +214,17 @@ def end_rounds(session: Session, rt: Runtime, run: Run, playbook: Playbook,
                       step_id=step_id, from_state=status, to_state=st.CANCELLED,
                       detail={"step": key, "until": until,
                               "until_title": playbook.step(until).title})
-        _tell_withdrawn(session, rt, run, spec, [r[0] for r in rows if r[2] in st.OPEN_STATUSES],
-                        until_title=playbook.step(until).title, now=now)
+        tell_withdrawn(session, rt, run, spec, [r[0] for r in rows if r[2] in st.OPEN_STATUSES],
+                       cause=f"“{playbook.step(until).title}”已完成", now=now)
         changed = True
     return changed
 
 
-def _tell_withdrawn(session: Session, rt: Runtime, run: Run, spec: StepSpec, step_ids: list[int],
-                    *, until_title: str, now: datetime) -> None:
+def tell_withdrawn(session: Session, rt: Runtime, run: Run, spec: StepSpec, step_ids: list[int],
+                   *, cause: str, now: datetime) -> None:
     """The holders of rounds withdrawn while open hear it where they were told of the round (a
-    duty officer half-way through the 17:00 report need not finish it): a task that just
-    vanishes from the inbox reads as lost."""
+    duty officer half-way through the 17:00 report need not finish it), with `cause` (“续报”
+    已完成, 已进入解除与灾后恢复阶段): a task that just vanishes from the inbox reads as lost."""
     if not step_ids:
         return
     notes: list[dict[str, Any]] = []
@@ -238,7 +238,7 @@ def _tell_withdrawn(session: Session, rt: Runtime, run: Run, spec: StepSpec, ste
         notes += notification_rows(
             rt.org, people=row.assignees, kind="round_withdrawn",
             title=f"【轮次结束】{row.title}",
-            body=f"{run.title}：“{until_title}”已完成，{row.title}已撤回，无需再办理。",
+            body=f"{run.title}：{cause}，{row.title}已撤回，无需再办理。",
             dedupe=f"round_withdrawn|{row.id}", now=now, run_id=run.id, step_id=row.id,
             inbox_only=spec.announce != "channels", quiet=cut.quiet)
     insert_ignoring_duplicates(session, Notification, notes)

@@ -532,9 +532,21 @@ class FollowUpSpec(_Spec):
     item comes after its `item_needs` record, the next after each round handed in, while
     `while` holds for the record before it (`previous`)."""
 
-    at: ClockTime = Field(
+    at: ClockTime | None = Field(
+        default=None,
         description="Local time of day each round is handed out, on the day after the record "
                     "it follows was handed in (\"09:00\": one round a day at most).")
+    every: DurationField | None = Field(
+        default=None,
+        description="Or: each round this long after the record it follows was handed in "
+                    "(at least 10m): people a typhoon's red signal finds still in a danger zone "
+                    "are asked after every hour, not the next morning.")
+    until_stage: Slug | None = Field(
+        default=None,
+        description="A later stage whose entry ends the rounds: none is written after it, one "
+                    "written ahead or still open is withdrawn, and each item's last record "
+                    "stands as its count (people still unmoved at 解除 are recorded, not "
+                    "asked to move after the storm).")
     while_: str = Field(
         alias="while", min_length=1,
         description="An expression on `previous` (the item's record this round would follow: "

@@ -212,6 +212,15 @@ def _follow_up(step: StepSource) -> list[Problem]:
                                     "本社区的“转移人员返回”） / 'follow_up' needs exactly one "
                                     "'item_needs' step: the record of the same item the first "
                                     "round follows"))
+    follow_up = step.follow_up
+    if (follow_up.at is None) == (follow_up.every is None):
+        out.append((("follow_up",), "follow_up 须写 at（每天几点，如 \"09:00\"）或 every（间隔，如 "
+                                    "1h）二者之一 / 'follow_up' needs exactly one of 'at' (a "
+                                    "time of day, e.g. \"09:00\") and 'every' (e.g. 1h)"))
+    every = follow_up.every
+    if every is not None and not every.is_working_days and every.seconds() < MIN_RECUR_SECONDS:
+        out.append((("follow_up", "every"), f"follow_up.every 至少 10m（收到 {every}） / "
+                                            f"'follow_up.every' is at least 10m (got {every})"))
     if step.recur is not None:
         out.append((("recur",), "逐项跟踪（follow_up）的步骤不能同时按轮次重复（recur） / a step "
                                 "with 'follow_up' cannot also 'recur'"))

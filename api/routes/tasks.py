@@ -208,7 +208,7 @@ def _shown(rt: Runtime, step: StepInstance, run: Run | None) -> StepPublic:
             if called_off:
                 view.rehanded_as = rehanded_as(session, run_id=step.run_id, step_id=step.id or 0)
             if pairs:
-                view.paired = paired_records(session, run, step, spec)  # type: ignore[arg-type]
+                view.paired = paired_records(session, rt, run, step, spec)  # type: ignore[arg-type]
             if needs:
                 view.earlier = earlier_records(session, rt, run, spec)  # type: ignore[arg-type]
             if from_run and run is not None and spec is not None:

@@ -606,6 +606,7 @@ function detailLine(event, titles) {
     if (d.missed_rounds > 0) parts.push(`此前 ${d.missed_rounds} 轮因系统停止运行未按时下达，并入本轮`);
   }
   if (event.action === "round_withdrawn" && d.until_title) parts.push(`“${d.until_title}”已完成，不再续报`);
+  if (event.action === "round_withdrawn" && d.until_stage_title) parts.push(`已进入“${d.until_stage_title}”阶段，跟踪结束`);
   // 结束演练 (flows/drill_end.py): the drill ended by the commander, not by its last step.
   if (event.action === "run_completed" && d.drill_end) parts.push(d.parent_run ? "随上级演练结束" : "结束演练");
   if (d.reason) parts.push(`原因：${d.reason}`);

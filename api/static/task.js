@@ -356,8 +356,14 @@ function drawPaired() {
     const step = playbook ? playbook.steps.find((s) => s.id === key) : null;
     const titles = (step && step.outputs) || {};
     const outputs = Object.entries(record.outputs || {}).filter(([, v]) => v !== null && v !== undefined);
+    // A need followed up round by round (the 应转未转 rounds): its sums over every round handed
+    // in come first, e.g. 累计 本轮转移人数 3, what the return adds up against.
+    const totals = Object.entries(record.totals || {}).map(([name, v]) =>
+      [`累计 ${(titles[name] && titles[name].title) || name}`, v]);
+    const heading = record.totals ? `（本单位已跟踪 ${record.rounds} 次，以下为累计和最近一次）` : "（本单位已填报）";
+    outputs.unshift(...totals);
     return h("div", { class: "paired", dataset: { step: key } },
-      h("h3", { text: `${step ? step.title : key}（本单位已填报）` }),
+      h("h3", { text: `${step ? step.title : key}${heading}` }),
       outputs.length ? h("div", { class: "table-wrap" }, h("table", { class: "kv" },
         h("tbody", {}, outputs.map(([name, value]) =>
           row((titles[name] && titles[name].title) || name, shownValue(value))))))

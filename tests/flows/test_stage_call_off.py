@@ -93,7 +93,11 @@ def test_going_back_calls_off_the_named_tasks_and_keeps_the_rest(
             for r in after[key].values() if r.status not in ("cancelled", "done")]
     assert len(kept) == 1 + 4 + 5 + 3
     assert {r.status for r in kept} == {"ready"} and all(r.next_check_at for r in kept)
-    assert sorted(moved.kept_open) == sorted(r.id for r in kept)
+    # And the 应转未转 rounds of the four communities whose transfer is not in (和平社区 moved
+    # everyone: passed over), waiting on it, 六和社区's on the transfer handed out again.
+    waiting = [r for r in after["transfer-followup"].values() if r.status == "pending"]
+    assert len(waiting) == 4 and after["transfer-followup"]["heping"].status == "skipped"
+    assert sorted(moved.kept_open) == sorted(r.id for r in kept + waiting)
     # The stages below stay as they were: 紧急警报 and 台风警报 tasks are untouched.
     assert {r.status for r in after["emergency-community"].values()} == {"ready"}
     assert get_run(typhoon, run_id).stage == "emergency"
@@ -102,7 +106,7 @@ def test_going_back_calls_off_the_named_tasks_and_keeps_the_rest(
     # `called_off` event per task, from its status then.
     change = run_events(typhoon, run_id, "stage_changed")[-1]
     assert (change.from_state, change.to_state) == ("severe", "emergency")
-    assert change.detail == {"called_off": 2, "kept_open": 13, "note": NOTE}
+    assert change.detail == {"called_off": 2, "kept_open": 13 + 4, "note": NOTE}
     offs = run_events(typhoon, run_id, "called_off")
     assert sorted(e.step_id or 0 for e in offs) == sorted(named)
     assert {(e.actor, e.from_state, e.to_state, e.detail["note"]) for e in offs} == \
@@ -145,7 +149,7 @@ def test_call_off_all_takes_every_open_task_of_every_stage_above(
     complete_answered(typhoon, steps["severe-public"]["dongmen"])
     lifecycle.set_stage(typhoon, run_id=run_id, stage="emergency", actor=COMMANDER)  # kept
     assert run_events(typhoon, run_id, "stage_changed")[-1].detail == \
-        {"called_off": 0, "kept_open": 15}
+        {"called_off": 0, "kept_open": 15 + 5}  # + each community's 应转未转 rounds, waiting
     # Down to 台风消息: 台风警报's, 紧急警报's and the 橙红 tasks kept before all go.
     moved = lifecycle.change_stage(typhoon, run_id=run_id, stage="message", actor=COMMANDER,
                                    call_off_all=True, note="台风转向，预警降级")

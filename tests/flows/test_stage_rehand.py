@@ -100,8 +100,9 @@ def test_raised_again_hands_out_the_called_off_tasks_again_and_nothing_else(
     assert [(r.status, r.due_at) for r in kept] == \
         [("ready", first_entry + timedelta(hours=6))]
     assert all(len(rows) == 1 for unit, rows in transfers.items() if unit != "liuhe")
-    # 台风消息 to 橙红: 11 instances a stage (1 street, 5 communities twice), 5 transfers; + 2.
-    assert len(run_steps(typhoon, run_id)) == 4 * 11 + 5 + 2
+    # 台风消息 to 橙红: 11 instances a stage (1 street, 5 communities twice), 5 transfers, 5
+    # 应转未转 rounds waiting on them (和平社区's passed over); + 2.
+    assert len(run_steps(typhoon, run_id)) == 4 * 11 + 5 + 5 + 2
 
     # The timeline keeps both: the called-off task's event, then the new one's `ready`
     # naming it, after the stage change, and the count of what went out again.

@@ -146,8 +146,13 @@ def test_deadlines_tighten_as_the_typhoon_nears(demo: Runtime) -> None:
         assert all(a <= b for a, b in zip(hours[after], hours[before], strict=True))
     transfer = spec(demo, "transfer")
     assert transfer.stage == "severe" and transfer.due.after.seconds() == 6 * 3600  # type: ignore[union-attr]
-    assert spec(demo, "return").needs == ["transfer"]
-    assert spec(demo, "return").item_needs == ["transfer"]
+    # Each community's return waits for its own transfer and its 应转未转 rounds (version 3).
+    assert spec(demo, "return").needs == ["transfer", "transfer-followup"]
+    assert spec(demo, "return").item_needs == ["transfer", "transfer-followup"]
+    chase = spec(demo, "transfer-followup")
+    assert chase.stage == "severe" and chase.follow_up is not None
+    assert chase.follow_up.every is not None and chase.follow_up.every.seconds() == 3600
+    assert chase.due is not None and chase.due.after.seconds() == 30 * 60
 
 
 # --- fanning out ----------------------------------------------------------------------------------

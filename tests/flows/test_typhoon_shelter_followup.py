@@ -8,14 +8,14 @@ runtime and database; the clock is a ManualClock, moved, never slept on."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import complete_answered, run_steps
+from factories import complete_answered
 from factories import run_row as get_run
 from sqlmodel import select
+from typhoon_demo import at, escalations, keyed, sweep_at
 
 from flows import lifecycle
 from flows.loader import LoadContext, load_playbook_text
@@ -26,25 +26,12 @@ from models.clock import ManualClock
 from models.db import read_session
 from models.documents import Document
 from models.errors import Conflict, InvalidInput, PlaybookInvalid
-from models.escalation import Escalation
 from models.outbox import Notification
 from models.task import StepInstance
 
 COMMANDER = "maluan-commander"  # 郝家豪, 马峦街道
 PARAMS: dict[str, Any] = {"name": "海葵（2311）"}
 MOVED = {"maluan-community": 12, "jiangling": 4, "pinghuan": 4}
-
-
-def at(local: str) -> datetime:
-    """A Beijing time as UTC: the moments the test moves the clock to."""
-    return datetime.fromisoformat(local + "+08:00").astimezone(UTC)
-
-
-def keyed(rt: Runtime, run_id: int) -> dict[str, list[StepInstance]]:
-    out: dict[str, list[StepInstance]] = {}
-    for row in run_steps(rt, run_id):
-        out.setdefault(row.step_key, []).append(row)
-    return out
 
 
 def follow(rt: Runtime, run_id: int, unit: str = "maluan-community") -> list[StepInstance]:
@@ -131,17 +118,10 @@ def test_people_still_sheltered_are_asked_daily_until_none_remain(
     second = follow(demo, run_id)[1]
     assert second.next_check_at == at("2026-03-04T09:00:00")
     assert second.title.endswith("（马峦社区，第2次，03-04 17:00前，上次仍在安置 5 人）")
-    clock.set(at("2026-03-04T09:00:10"))
-    sweep_once(demo)
-    clock.set(at("2026-03-04T17:00:10"))
-    sweep_once(demo)
+    sweep_at(demo, clock, "2026-03-04T09:00:10", "2026-03-04T17:00:10")
     second = follow(demo, run_id)[1]
     assert second.status == "ready" and second.overdue
-    with read_session(demo.db) as session:
-        fired = session.exec(select(Escalation).where(
-            Escalation.step_id == second.id, Escalation.kind == "escalate")).all()
-    assert [(e.level, sorted(e.recipients)) for e in fired] == [
-        (1, ["maluan-commander", "maluan-head"])]
+    assert escalations(demo, second.id) == [(1, ["maluan-commander", "maluan-head"])]
     clock.set(at("2026-03-05T08:00:00"))  # handed in late, the next morning
     complete_answered(demo, second, returned=2, remaining=3)
     drain_wakes(demo)
@@ -313,6 +293,61 @@ def test_follow_up_loads_and_its_mistakes_are_refused_at_their_line(tmp_path: Pa
         "storm.yaml:14:21: steps[0].checks[0].expr: previous（上一次填报）只用于逐项跟踪"
         "（follow_up）的步骤 / 'previous' (the record before) is only known on a step with "
         "'follow_up'"]
+
+
+# Rounds at an interval, ending at a later stage: a typhoon's 应转未转 chased hourly until 解除
+# (typhoon-633's transfer-followup, tests/flows/test_typhoon_unmoved_followup.py).
+CHASE_STORM = """id: storm
+version: 1
+title: 台风
+kind: typhoon
+stages: [severe, recovery]
+steps:
+  - id: move
+    title: 转移
+    role: community_head
+    stage: severe
+    for_each: "units(type='community', within=run.unit)"
+    outputs:
+      not_moved: {type: int, min: 0, required: true}
+  - id: chase
+    title: 跟踪
+    role: community_head
+    stage: severe
+    needs: [move]
+    item_needs: [move]
+    for_each: "units(type='community', within=run.unit)"
+    follow_up: {every: 1h, while: "previous.outputs.not_moved > 0", until_stage: recovery}
+    due: {after: 30m}
+    outputs:
+      not_moved: {type: int, min: 0, required: true}
+"""
+
+
+def test_an_interval_follow_up_loads_and_its_mistakes_are_refused_at_their_line(
+        tmp_path: Path) -> None:
+    playbook = load_playbook_text(CHASE_STORM, filename="storm.yaml", context=LoadContext(
+        tmp_path, known_roles={"community_head"}, known_channels=set(),
+        known_playbooks={"storm"}))
+    follow_up = playbook.step("chase").follow_up
+    assert follow_up is not None and follow_up.every is not None
+    assert follow_up.at is None and follow_up.until_stage == "recovery"
+    assert _errors(CHASE_STORM.replace("every: 1h", 'every: 1h, at: "09:00"'), tmp_path) == [
+        "storm.yaml:21:16: steps[1].follow_up: follow_up 须写 at（每天几点，如 \"09:00\"）或 every"
+        "（间隔，如 1h）二者之一 / 'follow_up' needs exactly one of 'at' (a time of day, e.g. "
+        "\"09:00\") and 'every' (e.g. 1h)"]
+    assert _errors(CHASE_STORM.replace("every: 1h", "every: 5m"), tmp_path) == [
+        "storm.yaml:21:24: steps[1].follow_up.every: follow_up.every 至少 10m（收到 5m） / "
+        "'follow_up.every' is at least 10m (got 5m)"]
+    assert _errors(CHASE_STORM.replace("until_stage: recovery", "until_stage: recovry"),
+                   tmp_path) == [
+        "storm.yaml:21:82: steps[1].follow_up.until_stage: 没有阶段 recovry（可选：severe、"
+        "recovery） / unknown stage 'recovry' (known: severe, recovery)"]
+    assert _errors(CHASE_STORM.replace("until_stage: recovery", "until_stage: severe"),
+                   tmp_path) == [
+        "storm.yaml:21:82: steps[1].follow_up.until_stage: until_stage 须是本步骤阶段 severe 之后的"
+        "阶段，收到 severe / 'until_stage' must be a stage after the step's own 'severe', got "
+        "'severe'"]
 
 
 @pytest.mark.parametrize("handed_out", [False, True], ids=["written-ahead", "handed-out"])

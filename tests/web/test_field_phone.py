@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from factories import png_bytes
+from factories import complete_answered, png_bytes
 from playwright.sync_api import Page, expect
+
+from flows.sweeper import sweep_once
+from models.clock import ManualClock
+from models.db import read_session
+from models.task import StepInstance
 
 SignedIn = Callable[..., Page]
 
@@ -90,6 +96,48 @@ def test_a_box_marked_wrong_is_unmarked_once_it_is_corrected(
     expect(picker).not_to_have_attribute("aria-invalid", "true")
     page.click("#submit")
     expect(page.locator("#flash")).to_contain_text("已办结")
+
+
+def test_a_round_for_people_not_yet_moved_is_handed_in_on_a_phone(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    """六和社区 moved 12 and left 3 (应转未转): an hour later the head is asked again on her
+    phone. The task says which round and how many are left, shows the transfer it follows,
+    fits 390 px, refuses a round that does not add up on the named box in Chinese, and takes
+    the corrected one (2 still refusing: 强制转移)."""
+    transfer = typhoon_at_severe(server)
+    with read_session(server.rt.db) as session:
+        row = session.get(StepInstance, transfer)
+    assert row is not None
+    complete_answered(server.rt, row, people=12, not_moved=3, from_where="河滨路低洼地段",
+                      mover="网格员熊淑芬", shelter="社区服务中心", management="专人值守")
+    clock.advance(timedelta(hours=1, seconds=10))
+    sweep_once(server.rt)
+    inbox = call(server, HEAD, "GET", "/api/tasks?mine=true&limit=50").json()["data"]
+    chase = next(t["id"] for t in inbox if t["step"] == "transfer-followup")
+
+    page = signed_in(HEAD, phone=True)
+    page.goto(server.url(f"/tasks/{chase}"))
+    expect(page.locator("#heading")).to_contain_text(
+        "应转未转人员跟踪（六和社区，第1次，03-02 10:30前，仍有 3 人未转移）")
+    expect(page.locator(".paired[data-step='transfer']")).to_contain_text("应转未转人数")
+    page.fill("[name=moved]", "1")
+    page.fill("[name=not_moved]", "1")
+    page.fill("[name=shelter]", "社区服务中心")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text(
+        "本轮转移 1 人与仍未转移 1 人之和应等于上次填报的应转未转 3 人")
+    expect(page.locator("#flash")).not_to_contain_text("outputs.")
+    moved = page.locator("[name=moved]")
+    expect(moved).to_have_attribute("aria-invalid", "true")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+    page.fill("[name=not_moved]", "2")
+    page.fill("[name=refused]", "2")
+    page.select_option("[name=measures]", "强制转移")
+    page.fill("[name=situation]", "2名老人拒绝转移，已联系派出所协助强制转移")
+    page.click("#submit")
+    expect(page.locator("#flash")).to_contain_text("已办结")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 STREET_COMMANDER = "pingshan-street-commander"  # 胡红霞 imports her street's hazard list
