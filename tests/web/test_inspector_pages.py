@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from factories import png_bytes
 from playwright.sync_api import Page, expect
+from slow_sign_in import open_before_sign_in
 
 from flows.sweeper import sweep_once
 
@@ -226,16 +227,7 @@ def test_a_filter_chosen_while_the_page_loads_is_kept(signed_in: SignedIn, serve
     after sign-in). /api/me is held here until the box is ticked."""
     register_hazard(server)
     page = signed_in(RECTIFIER, phone=True)
-    held: list[Any] = []
-    page.route("**/api/me", lambda route: held.append(route))
-    page.goto(server.url("/inbox"), wait_until="domcontentloaded")
-    page.check("#f-overdue")
-    for _ in range(200):  # the page has asked who is signed in (bounded: 10 s)
-        if held:
-            break
-        page.wait_for_timeout(50)
-    [asked] = held
-    asked.continue_()  # the answer arrives after the choice
+    open_before_sign_in(page, server.url("/inbox"), lambda: page.check("#f-overdue"))
     expect(page.locator("#tasks .empty")).to_have_text("没有逾期的任务。")
     expect(page.locator("#f-overdue")).to_be_checked()
     assert "overdue=true" in page.url

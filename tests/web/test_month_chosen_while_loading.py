@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from slow_sign_in import open_before_sign_in
 
 SignedIn = Callable[..., Page]
 MANAGER = "sun-li"
@@ -21,16 +22,7 @@ def test_a_month_chosen_while_the_page_loads_is_kept(signed_in: SignedIn, server
     want = httpx.get(server.url(f"/api{path}"), params={"month": "2025-11"},
                      headers={"Authorization": f"Bearer {server.token(MANAGER)}"}).json()
     page = signed_in(MANAGER, phone=True)
-    held: list[Any] = []
-    page.route("**/api/me", lambda route: held.append(route))
-    page.goto(server.url(path), wait_until="domcontentloaded")
-    page.fill("#month", "2025-11")
-    for _ in range(200):  # the page has asked who is signed in (bounded: 10 s)
-        if held:
-            break
-        page.wait_for_timeout(50)
-    [asked] = held
-    asked.continue_()  # the answer arrives after the choice
+    open_before_sign_in(page, server.url(path), lambda: page.fill("#month", "2025-11"))
     expect(page.locator("#period")).to_contain_text(want["start_local"])
     expect(page.locator("#month")).to_have_value("2025-11")
     assert "month=2025-11" in page.url

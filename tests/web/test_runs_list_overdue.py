@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from playwright.sync_api import Page, expect
+from slow_sign_in import open_before_sign_in
 
 from flows.drills import Drill
 from flows.lifecycle import cancel_run, start_run
@@ -77,16 +78,7 @@ def test_a_filter_chosen_while_the_page_loads_is_kept(
                       params={"location": "六和社区演练点", "grade": "一般"}, actor="wang-qiang",
                       drill=Drill(kind="桌面推演")).id
     page = signed_in("wang-qiang", phone=True)
-    held: list[Any] = []
-    page.route("**/api/me", lambda route: held.append(route))
-    page.goto(server.url("/runs"), wait_until="domcontentloaded")
-    page.select_option("#f-drill", "true")
-    for _ in range(200):  # the page has asked who is signed in (bounded: 10 s)
-        if held:
-            break
-        page.wait_for_timeout(50)
-    [asked] = held
-    asked.continue_()  # the answer arrives after the choice
+    open_before_sign_in(page, server.url("/runs"), lambda: page.select_option("#f-drill", "true"))
     expect(page.locator(f"#runs .run-card[data-run-id='{drill}']")).to_have_count(1)
     expect(page.locator(f"#runs .run-card[data-run-id='{real}']")).to_have_count(0)
     expect(page.locator("#f-drill")).to_have_value("true")
