@@ -80,14 +80,14 @@ def test_a_new_playbook_version_serves_new_runs_and_the_old_runs_keep_theirs(
     headers = auth(COMMANDER)
     before = client.post("/api/runs", headers=headers, json=LEAK).json()
     books = rt.settings.playbooks
-    edit(books / "gas-leak.yaml", "\nversion: 1\n", "\nversion: 2\n")
+    edit(books / "gas-leak.yaml", "\nversion: 2\n", "\nversion: 3\n")
     edit(books / "gas-leak.yaml", "    title: 接收燃气泄漏警情\n",
          "    title: 接收燃气泄漏警情并登记\n")
     r = reload(client, auth)
     assert r.status_code == 200, r.text
-    assert r.json()["playbooks"] == {"gas-leak": "v1 → v2"}
+    assert r.json()["playbooks"] == {"gas-leak": "v2 → v3"}
     after = client.post("/api/runs", headers=headers, json=LEAK).json()
-    assert (before["playbook_version"], after["playbook_version"]) == (1, 2)
+    assert (before["playbook_version"], after["playbook_version"]) == (2, 3)
     titles = {run["id"]: next(s["title"] for s in client.get(
         f"/api/runs/{run['id']}", headers=headers).json()["steps"] if s["step"] == "receive")
         for run in (before, after)}

@@ -34,7 +34,7 @@ def test_a_run_reads_the_version_it_pinned_after_its_playbook_changes(
             run_id = r.json()["id"]
             source = books / "gas-leak.yaml"
             text = source.read_text(encoding="utf-8")
-            edited = text.replace("version: 1", "version: 2", 1).replace(
+            edited = text.replace("version: 2", "version: 3", 1).replace(
                 "title: 燃气泄漏模块化应急处置", "title: 燃气泄漏处置（修订）", 1)
             assert edited != text
             source.write_text(edited, encoding="utf-8")
@@ -43,15 +43,15 @@ def test_a_run_reads_the_version_it_pinned_after_its_playbook_changes(
             pinned = client.get(f"/api/runs/{run_id}/playbook", headers=auth("liuhe-grid"))
             assert pinned.status_code == 200, pinned.text
             first = pinned.json()
-            assert (first["version"], first["title"]) == (1, "燃气泄漏模块化应急处置")
+            assert (first["version"], first["title"]) == (2, "燃气泄漏模块化应急处置")
             assert "templates" not in pinned.json()
             current = client.get("/api/playbooks/gas-leak", headers=auth("liuhe-grid")).json()
-            assert (current["version"], current["title"]) == (2, "燃气泄漏处置（修订）")
+            assert (current["version"], current["title"]) == (3, "燃气泄漏处置（修订）")
 
             source.unlink()
             rt.catalog.reload()
             gone = client.get(f"/api/runs/{run_id}/playbook", headers=auth("wang-qiang"))
-            assert gone.status_code == 200 and gone.json()["version"] == 1
+            assert gone.status_code == 200 and gone.json()["version"] == 2
 
             # The run's own rule: another street's head may not read it; no such run is a 404.
             other = client.get(f"/api/runs/{run_id}/playbook", headers=auth("maluan-head"))
