@@ -117,7 +117,9 @@ export function flash(message, kind = "ok") {
 // on site cannot map to anything on the screen.
 export function showError(err, form = null) {
   if (err instanceof ApiError) {
-    const code = err.status ? `${err.status} ` : "";
+    // The status code only where the server failed (a 5xx: worth quoting to whoever runs it);
+    // a refusal's own words say what to change, and "422" before them is noise at 3 a.m.
+    const code = err.status >= 500 ? `${err.status} ` : "";
     const errors = err.body && Array.isArray(err.body.errors) ? err.body.errors : [];
     const named = (e) => `${(form && fieldLabel(form, e.field)) || e.field}：${e.message}`;
     if (form && errors.length && errors.some((e) => fieldLabel(form, e.field))) {

@@ -269,6 +269,7 @@ def test_a_hand_in_on_its_way_says_so_and_takes_no_second_tap(
     assert len(held) == 1
     held[0].continue_()  # the real answer arrives: the note this step asks for is missing
     expect(page.locator("#flash")).to_contain_text("需要填写说明")
+    expect(page.locator("#flash")).not_to_contain_text("422")  # its words, not its code
     expect(submit).to_have_text("提交")  # as it was, to tap again once the note is written
     expect(submit).to_be_enabled()
     expect(submit).not_to_have_attribute("aria-busy", "true")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, make_runtime
 from playwright.sync_api import Page, expect
 
@@ -19,6 +20,9 @@ from models.clock import ManualClock
 
 SignedIn = Callable[..., Page]
 LEAK = {"location": "六和社区幸福里3栋", "grade": "一般"}
+# The version the run before the break was started on: the shipped one.
+SHIPPED = yaml.safe_load(
+    (SHIPPED_PLAYBOOKS / "gas-leak.yaml").read_text(encoding="utf-8"))["version"]
 
 
 @pytest.fixture
@@ -44,7 +48,7 @@ def test_a_broken_file_starts_on_its_last_good_version_and_says_so(
     expect(page.locator("#playbook")).to_have_value("gas-leak")
     warning = page.locator("#playbook-broken")
     expect(warning).to_be_visible()
-    expect(warning).to_contain_text("此预案的文件有错误，现沿用上次运行的版本（第 1 版）")
+    expect(warning).to_contain_text(f"此预案的文件有错误，现沿用上次运行的版本（第 {SHIPPED} 版）")
     expect(warning).to_contain_text("gas-leak.yaml")
     page.select_option("#playbook", "typhoon-633")
     expect(warning).to_be_hidden()
