@@ -24,7 +24,7 @@ const NO_LEVEL = new Set(["run_started", "remind", "ack"]);
 
 const EVENT_NAMES = {
   run_started: "启动流程", run_completed: "流程完成", run_cancelled: "取消流程",
-  stage_changed: "切换阶段", param_changed: "变更参数", called_off: "撤销任务", rehanded: "重新下达", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
+  stage_changed: "切换阶段", param_changed: "变更参数", alerted: "即时通知", called_off: "撤销任务", rehanded: "重新下达", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
   verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
   ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
   deadline_recounted: "期限重算", delivery_resent: "重新发送通知",
@@ -611,7 +611,9 @@ function detailLine(event, titles) {
   if (event.action === "run_completed" && d.drill_end) parts.push(d.parent_run ? "随上级演练结束" : "结束演练");
   if (d.reason) parts.push(`原因：${d.reason}`);
   if (d.note) parts.push(`说明：${d.note}`);
-  if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
+  // A step's `alert` (flows/alerts.py): what it was and whom it reached, by name.
+  if (event.action === "alerted") parts.push(`【${d.title}】已通知 ${(d.recipient_names || []).join("、")}`);
+  else if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
   if (typeof d.steps_cancelled === "number") parts.push(`撤销 ${d.steps_cancelled} 项任务`);
   // A stage change back (the warning downgraded): what the commander called off and kept.
   if (event.action === "stage_changed") {
