@@ -136,6 +136,10 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
         out += _until_stage(step, where, env)
         out += check_expression(step.follow_up.while_, where, ("follow_up", "while"), env)
         out += _previous(step.follow_up.while_, step, where, ("follow_up", "while"), env)
+        for i, name in enumerate(step.follow_up.state):
+            if name not in (step.outputs or {}):
+                out.append(where.at(("follow_up", "state", i),
+                                    not_known("填报项", "output", name, list(step.outputs or {}))))
         if step.follow_up.label is not None:
             out += check_templated(step.follow_up.label, where, ("follow_up", "label"), env)
             out += _previous(step.follow_up.label, step, where, ("follow_up", "label"), env)

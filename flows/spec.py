@@ -553,6 +553,11 @@ class FollowUpSpec(_Spec):
                     "its `item_needs` record for the first round, its last round after), true "
                     "while another round is owed, e.g. previous.outputs.remaining > 0. False "
                     "for the need's record: the item gets no round (passed over).")
+    state: list[Name] = Field(
+        default_factory=list,
+        description="Outputs besides those `while` reads that say where an item stands (the "
+                    "reasons the people still not moved are not moved): with those, each "
+                    "item's latest round counts in the run's summary, never a sum of rounds.")
     label: str | None = Field(
         default=None,
         description="Added to each round's title, may use {{ previous.outputs.x }}: the "

@@ -471,9 +471,7 @@ function drawOverview(run, pb) {
     h("tbody", {}, fanned.map(([key, items]) => {
       const spec = specOf(key);
       const outputs = (spec && spec.outputs) || {};
-      const sums = Object.entries(outputs).filter(([, o]) => o.type === "int" || o.type === "number")
-        .map(([name, o]) => [o.title || name, items.reduce((n, s) => n + (Number((s.outputs || {})[name]) || 0), 0)])
-        .filter(([, total]) => total > 0).map(([title, total]) => `${title} ${total}`);
+      const sums = overviewSums(spec, outputs, items);
       const count = (test) => items.filter(test).length;
       return h("tr", { dataset: { step: key } },
         cell(0, { class: "stage-name", text: spec && spec.stage ? stageName(spec.stage) : "—" }),
@@ -487,6 +485,27 @@ function drawOverview(run, pb) {
         cell(7, { text: String(count((s) => unmet(s).length > 0)) }),
         cell(8, { class: "sums", text: sums.join("；") || "—" }));
     })))));
+}
+
+// 合计 of a fanned-out step's counts. A follow-up's rounds (follow_up: 应转未转人员跟踪,
+// 安置人员返回跟踪) restate where each community stands in the fields their `while` reads
+// (`state_outputs` from the API: 仍未转移, 仍在安置): those are a state, so each community's
+// latest round handed in counts, never the sum of its rounds (3 then 2 still there is 2,
+// not 5). Every other count (moved, returned since the last) is an amount and adds up.
+function overviewSums(spec, outputs, items) {
+  const states = new Set((spec && spec.follow_up && spec.follow_up.state_outputs) || []);
+  const total = (name) => {
+    if (!states.has(name)) return items.reduce((n, s) => n + (Number((s.outputs || {})[name]) || 0), 0);
+    const latest = new Map(); // unit -> its latest value; items come in round order
+    for (const s of items) {
+      const value = (s.outputs || {})[name];
+      if (value !== undefined && value !== null) latest.set(s.unit_id || s.id, Number(value) || 0);
+    }
+    return [...latest.values()].reduce((n, v) => n + v, 0);
+  };
+  return Object.entries(outputs).filter(([, o]) => o.type === "int" || o.type === "number")
+    .map(([name, o]) => [(o.title || name) + (states.has(name) ? "（各单位最近一次）" : ""), total(name)])
+    .filter(([, sum]) => sum > 0).map(([title, sum]) => `${title} ${sum}`);
 }
 
 // -- escalations, documents, timeline, notifications -----------------------------------------

@@ -343,6 +343,10 @@ def test_an_interval_follow_up_loads_and_its_mistakes_are_refused_at_their_line(
                    tmp_path) == [
         "storm.yaml:21:82: steps[1].follow_up.until_stage: 没有阶段 recovry（可选：severe、"
         "recovery） / unknown stage 'recovry' (known: severe, recovery)"]
+    assert _errors(CHASE_STORM.replace("until_stage: recovery}", "until_stage: recovery, "
+                                       "state: [refusd]}"), tmp_path) == [
+        "storm.yaml:21:100: steps[1].follow_up.state[0]: 没有填报项 refusd（可选：not_moved） / "
+        "unknown output 'refusd' (known: not_moved)"]
     assert _errors(CHASE_STORM.replace("until_stage: recovery", "until_stage: severe"),
                    tmp_path) == [
         "storm.yaml:21:82: steps[1].follow_up.until_stage: until_stage 须是本步骤阶段 severe 之后的"
