@@ -29,6 +29,7 @@ EVENT_NAMES_ZH: dict[str, str] = {
     "unrouted_partly": "督办部分对象无人担任",
     "round": "按轮次下达", "round_withdrawn": "轮次结束撤回",
     "follow_up_not_needed": "无需跟踪",
+    "alerted": "即时通知",  # a step's `alert` (flows/alerts.py): 应转未转 told at once
     "duty_fallback": "值班表未能确定值班人员，已通知全部人员",
 }
 

@@ -86,6 +86,8 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
             out += _recipients(level.notify, where, ("escalate", i, "notify"), env)
         for i, level in enumerate(step.verify.escalate if step.verify else []):
             out += _recipients(level.notify, where, ("verify", "escalate", i, "notify"), env)
+        if step.alert is not None:
+            out += _recipients(step.alert.to, where, ("alert", "to"), env)
     out += check_unit_type(step.at, where, ("at",), env)
     for i, level in enumerate(step.escalate):
         out += check_unit_type(level.at, where, ("escalate", i, "at"), env)
@@ -134,9 +136,20 @@ def check_step(step: StepSource, where: Where, env: CheckEnv, *, rules: bool = T
         out += _until_stage(step, where, env)
         out += check_expression(step.follow_up.while_, where, ("follow_up", "while"), env)
         out += _previous(step.follow_up.while_, step, where, ("follow_up", "while"), env)
+        for i, name in enumerate(step.follow_up.state):
+            if name not in (step.outputs or {}):
+                out.append(where.at(("follow_up", "state", i),
+                                    not_known("填报项", "output", name, list(step.outputs or {}))))
         if step.follow_up.label is not None:
             out += check_templated(step.follow_up.label, where, ("follow_up", "label"), env)
             out += _previous(step.follow_up.label, step, where, ("follow_up", "label"), env)
+    if step.alert is not None:
+        out += check_expression(step.alert.when, where, ("alert", "when"), env)
+        out += check_templated(step.alert.message, where, ("alert", "message"), env)
+        for key in ("when", "message"):
+            text = getattr(step.alert, key)
+            out += _paired(text, step, where, ("alert", key))
+            out += _previous(text, step, where, ("alert", key), env)
     for i, target in enumerate(step.not_by):
         if target not in env.step_set and not _in_broken(target, env):
             out.append(where.at(("not_by", i), not_known("步骤", "step", target, env.step_ids)))

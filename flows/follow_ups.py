@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
+from flows.checks import PREVIOUS_OUTPUT
 from flows.context import expression_context
 from flows.durations import add_after_deadline
 from flows.expressions import ExpressionError, compile_expression, evaluate, render_string
@@ -175,6 +176,23 @@ def _owed(session: Session, rt: Runtime, run: Run, spec: StepSpec, row: StepInst
         log.warning("follow_up.while of step %s in run %s not evaluated: %s", spec.id, run.id,
                     exc)
         return True
+
+
+def state_outputs(spec: StepSpec) -> list[str]:
+    """The outputs of a follow-up step that are a running state, not an amount: those its
+    `while` reads of the record before (`previous.outputs.not_moved`, `remaining`). Whether
+    another round is owed is decided on them, so each round restates them (仍未转移 2 人 is
+    where the community stands now) and an item's latest round is its figure: summed over
+    rounds, 3 then 2 would read 5 people still in danger. Every other number a round hands in
+    (moved, returned since the last) is an amount and adds up. Derived from `while` rather
+    than marked in the YAML, so a playbook cannot say one thing to the engine and another to
+    the summary; `follow_up.state` adds the ones `while` does not read (the reasons the people
+    still not moved are not moved: a breakdown of the state, not an amount)."""
+    if spec.follow_up is None:
+        return []
+    read = dict.fromkeys([*PREVIOUS_OUTPUT.findall(spec.follow_up.while_),
+                          *spec.follow_up.state])
+    return [name for name in read if name in (spec.outputs or {})]
 
 
 def is_round(row: StepInstance) -> bool:

@@ -112,6 +112,18 @@ def earlier_records(session: Session, rt: Runtime, run: Run, spec: StepSpec
     return out
 
 
+def hand_in_context(session: Session, rt: Runtime, run: Run, step: StepInstance,
+                    spec: StepSpec, outputs: dict[str, Any]) -> dict[str, Any]:
+    """What a step's `checks` and `alert` read of a hand-in: the run's context with the
+    item, the values handed in (`outputs`), the item's records of its `item_needs`
+    (`paired`) and, for a round, the record it follows (`previous`)."""
+    context = expression_context(session, rt, run, item=step.item) | {
+        "outputs": outputs, "paired": paired_records(session, rt, run, step, spec)}
+    if spec.follow_up is not None:  # a round is read against the record it follows
+        context["previous"] = previous_record(session, run, spec, step)
+    return context
+
+
 def check_together(session: Session, rt: Runtime, run: Run, step: StepInstance,
                    spec: StepSpec, outputs: dict[str, Any]) -> None:
     """InvalidInput (naming the check's output, else `outputs`) with the first false check's
@@ -120,10 +132,7 @@ def check_together(session: Session, rt: Runtime, run: Run, step: StepInstance,
     end is not stopped by the playbook's own bug."""
     if not spec.checks:
         return
-    context = expression_context(session, rt, run, item=step.item) | {
-        "outputs": outputs, "paired": paired_records(session, rt, run, step, spec)}
-    if spec.follow_up is not None:  # a round is checked against the record it follows
-        context["previous"] = previous_record(session, run, spec, step)
+    context = hand_in_context(session, rt, run, step, spec, outputs)
     for check in spec.checks:
         try:
             if evaluate(check.expr, context):

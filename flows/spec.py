@@ -553,11 +553,39 @@ class FollowUpSpec(_Spec):
                     "its `item_needs` record for the first round, its last round after), true "
                     "while another round is owed, e.g. previous.outputs.remaining > 0. False "
                     "for the need's record: the item gets no round (passed over).")
+    state: list[Name] = Field(
+        default_factory=list,
+        description="Outputs besides those `while` reads that say where an item stands (the "
+                    "reasons the people still not moved are not moved): with those, each "
+                    "item's latest round counts in the run's summary, never a sum of rounds.")
     label: str | None = Field(
         default=None,
         description="Added to each round's title, may use {{ previous.outputs.x }}: the "
                     "running count the person answers against, e.g. 上次仍在安置 "
                     "{{ previous.outputs.remaining }} 人.")
+
+
+class AlertSpec(_Spec):
+    """A message sent the moment a task is handed in with outputs that call for it: a
+    community whose transfer (or a follow-up round) leaves people 应转未转 in a danger zone
+    hours before a red signal's impact tells the street head and commander at once, not when
+    a later round is late."""
+
+    when: str = Field(
+        min_length=1,
+        description="An expression on the handed-in `outputs` (and `paired`, `previous`, "
+                    "`item`, `params`), true when the message is owed, e.g. "
+                    "outputs.not_moved > 0.")
+    to: list[str] = Field(
+        min_length=1,
+        description="Roles (resolved up from the item's unit) or channels to tell, on their "
+                    "own channels; `a|b` names alternatives.")
+    title: str = Field(
+        min_length=1, description="What the message is, in its title: 【<title>】 (Chinese).")
+    message: str = Field(
+        min_length=1,
+        description="The body, a Jinja2 template over the same names as `when`: which "
+                    "community (`item.name`), how many, why.")
 
 
 class RegisterSpec(_Spec):
@@ -709,6 +737,13 @@ class StepSource(_Spec):
                     "`while` holds for the item's record before (`previous`): 安置人员返回跟踪 "
                     "until nobody remains in the shelter. Needs `for_each`, one `item_needs` "
                     "(what the first round follows) and `due` from the round's hand-out.",
+    )
+
+    alert: AlertSpec | None = Field(
+        default=None,
+        description="A task only: tell `to` at once when a hand-in's outputs make `when` true "
+                    "(each instance and each round on its own): 应转未转 people left at the "
+                    "transfer reach the street head and commander the moment it is handed in.",
     )
 
     def phase_while(self, statuses: list[str]) -> str | None:

@@ -78,6 +78,10 @@ def step_problems(step: StepSource) -> list[Problem]:
     out += _item_needs(step)
     out += _recur(step)
     out += _follow_up(step)
+    if step.alert is not None and action != "task":
+        out.append((("alert",), f"alert（填报即通知）用于由人填报的任务步骤，这里是 action: "
+                                f"{action} / 'alert' is for task steps a person hands in, not "
+                                f"{action}"))
     return out
 
 

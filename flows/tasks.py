@@ -21,6 +21,7 @@ from flows.access import (
     verifiers,
     who_may,
 )
+from flows.alerts import alert_on_hand_in
 from flows.evidence import read_evidence
 from flows.lifecycle import load_run, require_running
 from flows.message_titles import message_title
@@ -527,6 +528,8 @@ def complete(
         add_event(session, at=now, actor=actor, action="submitted" if verifying else "done",
                   run_id=got.run.id, step_id=step_id, from_state=from_state, to_state=to_state,
                   detail=detail)
+        # Told at the hand-in, not at the verdict: people left in a danger zone need help now.
+        alert_on_hand_in(session, rt, got.run, got.step, got.spec, clean, actor=actor, now=now)
         if verifying:
             _notify_verifiers(session, rt, got, now=now)
             # The register shows what was filed (a plan awaiting review) without waiting for it.

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentPerson, RuntimeDep
+from api.playbook_view import playbook_json
 from flows.loader import load_playbook_text
 from models.errors import InvalidInput
 
@@ -35,11 +36,9 @@ def list_(rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
 
 @router.get("/{playbook_id}")
 def read(playbook_id: str, rt: RuntimeDep, person: CurrentPerson) -> dict[str, Any]:
-    """The compiled playbook (modules spliced in, steps in order). Without the texts of its
-    templates (kept with each run's version for rendering): the start and task pages read
-    this on a phone, and the texts would add half again to it."""
-    return rt.catalog.get(playbook_id).model_dump(mode="json", by_alias=True,
-                                                  exclude={"templates"})
+    """The compiled playbook (modules spliced in, steps in order), as api/playbook_view.py
+    shapes it for the pages."""
+    return playbook_json(rt.catalog.get(playbook_id))
 
 
 @router.post("/validate")

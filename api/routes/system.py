@@ -18,6 +18,7 @@ from api import receiver as loopback
 from api.deps import CurrentPerson, Offset, RowId, RuntimeDep
 from api.document_html import document_heading, document_html
 from api.errors import DATABASE_DOWN
+from api.playbook_view import playbook_json
 from api.redact import mask_error, mask_url
 from flows.access import require_read_run
 from flows.calendar_gaps import LOOKAHEAD, years_to_add
@@ -217,7 +218,7 @@ def run_playbook(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> dict[s
         run = load_run(session, run_id)
         require_read_run(rt.org, person, run)
         playbook = rt.catalog.pinned(session, run.playbook_sha)
-    return playbook.model_dump(mode="json", by_alias=True, exclude={"templates"})
+    return playbook_json(playbook)
 
 
 def _require_readable(rt: Runtime, person: str, run_id: int) -> None:

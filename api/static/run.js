@@ -24,7 +24,7 @@ const NO_LEVEL = new Set(["run_started", "remind", "ack"]);
 
 const EVENT_NAMES = {
   run_started: "启动流程", run_completed: "流程完成", run_cancelled: "取消流程",
-  stage_changed: "切换阶段", param_changed: "变更参数", called_off: "撤销任务", rehanded: "重新下达", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
+  stage_changed: "切换阶段", param_changed: "变更参数", alerted: "即时通知", called_off: "撤销任务", rehanded: "重新下达", ready: "任务下达", acked: "签收", submitted: "提交核验", done: "完成",
   verified: "核验通过", rejected: "退回", skipped: "跳过", overdue: "逾期", remind: "到期提醒",
   ack: "未签收提醒", escalate: "督办", verify: "核验超时督办", extended: "延期",
   deadline_recounted: "期限重算", delivery_resent: "重新发送通知",
@@ -471,9 +471,7 @@ function drawOverview(run, pb) {
     h("tbody", {}, fanned.map(([key, items]) => {
       const spec = specOf(key);
       const outputs = (spec && spec.outputs) || {};
-      const sums = Object.entries(outputs).filter(([, o]) => o.type === "int" || o.type === "number")
-        .map(([name, o]) => [o.title || name, items.reduce((n, s) => n + (Number((s.outputs || {})[name]) || 0), 0)])
-        .filter(([, total]) => total > 0).map(([title, total]) => `${title} ${total}`);
+      const sums = overviewSums(spec, outputs, items);
       const count = (test) => items.filter(test).length;
       return h("tr", { dataset: { step: key } },
         cell(0, { class: "stage-name", text: spec && spec.stage ? stageName(spec.stage) : "—" }),
@@ -487,6 +485,27 @@ function drawOverview(run, pb) {
         cell(7, { text: String(count((s) => unmet(s).length > 0)) }),
         cell(8, { class: "sums", text: sums.join("；") || "—" }));
     })))));
+}
+
+// 合计 of a fanned-out step's counts. A follow-up's rounds (follow_up: 应转未转人员跟踪,
+// 安置人员返回跟踪) restate where each community stands in the fields their `while` reads
+// (`state_outputs` from the API: 仍未转移, 仍在安置): those are a state, so each community's
+// latest round handed in counts, never the sum of its rounds (3 then 2 still there is 2,
+// not 5). Every other count (moved, returned since the last) is an amount and adds up.
+function overviewSums(spec, outputs, items) {
+  const states = new Set((spec && spec.follow_up && spec.follow_up.state_outputs) || []);
+  const total = (name) => {
+    if (!states.has(name)) return items.reduce((n, s) => n + (Number((s.outputs || {})[name]) || 0), 0);
+    const latest = new Map(); // unit -> its latest value; items come in round order
+    for (const s of items) {
+      const value = (s.outputs || {})[name];
+      if (value !== undefined && value !== null) latest.set(s.unit_id || s.id, Number(value) || 0);
+    }
+    return [...latest.values()].reduce((n, v) => n + v, 0);
+  };
+  return Object.entries(outputs).filter(([, o]) => o.type === "int" || o.type === "number")
+    .map(([name, o]) => [(o.title || name) + (states.has(name) ? "（各单位最近一次）" : ""), total(name)])
+    .filter(([, sum]) => sum > 0).map(([title, sum]) => `${title} ${sum}`);
 }
 
 // -- escalations, documents, timeline, notifications -----------------------------------------
@@ -611,7 +630,9 @@ function detailLine(event, titles) {
   if (event.action === "run_completed" && d.drill_end) parts.push(d.parent_run ? "随上级演练结束" : "结束演练");
   if (d.reason) parts.push(`原因：${d.reason}`);
   if (d.note) parts.push(`说明：${d.note}`);
-  if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
+  // A step's `alert` (flows/alerts.py): what it was and whom it reached, by name.
+  if (event.action === "alerted") parts.push(`【${d.title}】已通知 ${(d.recipient_names || []).join("、")}`);
+  else if (Array.isArray(d.recipients)) parts.push(`通知 ${d.recipients.length} 人`);
   if (typeof d.steps_cancelled === "number") parts.push(`撤销 ${d.steps_cancelled} 项任务`);
   // A stage change back (the warning downgraded): what the commander called off and kept.
   if (event.action === "stage_changed") {

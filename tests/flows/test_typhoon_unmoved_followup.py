@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, complete_answered, make_runtime
+from factories import DEMO_ORG, SHIPPED_PLAYBOOKS, complete_answered, make_runtime, run_events
 from sqlmodel import select
 from typhoon_demo import at, escalations, keyed, sweep_at
 
@@ -306,3 +306,58 @@ def test_a_transfer_called_off_and_handed_out_again_is_still_chased(
     [round_one] = chase(demo, run_id)
     assert round_one.next_check_at == at("2026-03-02T13:00:00")
     assert round_one.title.endswith("（马峦社区，第1次，03-02 13:30前，仍有 3 人未转移）")
+
+
+HEAD_URL = "json://127.0.0.1:9/maluan-head"
+
+
+def test_people_left_unmoved_are_told_to_the_street_at_once_with_the_reasons(
+        tmp_path: Path, clock: ManualClock) -> None:
+    """Not an hour later when a round is late: the transfer's hand-in with 应转未转 people, and
+    each round that still leaves some, tell the street head (on her own channel too) and the
+    street's commander at once, in Chinese, naming the community, how many and why."""
+    text = DEMO_ORG.read_text(encoding="utf-8")
+    head = "{id: maluan-head, name: 白少华, title: 街道办主任, roles: [street_head], notify: []}"
+    assert text.count(head) == 1
+    rt = make_runtime(tmp_path / "rt", clock=clock, playbooks=SHIPPED_PLAYBOOKS,
+                      org_text=text.replace(head, head.replace("[]", f'["{HEAD_URL}"]')))
+    run_id = to_transfer(rt, clock, maluan_community=3)
+
+    def alerts() -> list[Notification]:
+        with read_session(rt.db) as session:
+            return list(session.exec(select(Notification).where(
+                Notification.run_id == run_id, Notification.kind == "alerted")
+                .order_by(Notification.id)).all())  # type: ignore[arg-type]
+
+    # Only 马峦社区 left people: one message each, at 12:00, the moment it was handed in.
+    first = alerts()
+    assert {(n.recipient, n.url) for n in first} == {
+        ("maluan-head", "inbox://"), ("maluan-head", HEAD_URL),
+        ("maluan-commander", "inbox://")}
+    assert {n.created_at for n in first} == {at("2026-03-02T12:00:00")}
+    note = first[0]
+    assert note.title.startswith("【应转未转人员】马峦社区·")
+    assert note.body.startswith("马峦社区已填报危险区人员转移：已转移 10 人，仍有 3 人应转未转，"
+                                "留在危险区（低洼地段）。请立即督导组织转移")
+    assert note.body.endswith("\n冯明辉于 2026-03-02 12:00 填报。")
+    [event] = [e for e in run_events(rt, run_id, "alerted")]
+    assert sorted(event.detail["recipients"]) == ["maluan-commander", "maluan-head"]
+
+    # A round that still leaves 2 people says so, with the reasons given.
+    sweep_at(rt, clock, "2026-03-02T13:00:20")
+    clock.set(at("2026-03-02T13:20:00"))
+    complete_answered(rt, chase(rt, run_id)[0], moved=1, not_moved=2, shelter="马峦小学",
+                      **STILL_THERE)
+    second = alerts()[len(first):]
+    assert {n.recipient for n in second} == {"maluan-head", "maluan-commander"}
+    assert second[0].body.startswith(
+        "马峦社区应转未转人员跟踪第1次：本轮又转移 1 人，仍有 2 人未转移（拒绝转移 1 人、"
+        "行动不便 1 人）。主要措施：强制转移。情况：1人拒绝转移，已通知派出所协助；1人卧床，"
+        "已安排担架。请立即督导组织转移")
+
+    # The round that moves the last people tells nobody: there is nothing to send help for.
+    drain_wakes(rt)
+    sweep_at(rt, clock, "2026-03-02T14:20:10")
+    clock.set(at("2026-03-02T14:30:00"))
+    complete_answered(rt, chase(rt, run_id)[1], moved=2, not_moved=0, shelter="马峦小学")
+    assert len(alerts()) == len(first) + len(second)
