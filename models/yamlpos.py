@@ -36,6 +36,9 @@ class Positions:
     filename: str
     marks: dict[PathKey, Mark] = field(default_factory=dict)
     key_marks: dict[PathKey, Mark] = field(default_factory=dict)
+    # The id of each list item that has one (a step's `id`, a module entry's `as` or `use`),
+    # so an error names `steps[3] (transfer)`, not a position the author must count to.
+    names: dict[PathKey, str] = field(default_factory=dict)
 
     def of(self, path: PathKey) -> Mark:
         """Position of the value at `path` (or of its closest ancestor that has one)."""
@@ -50,13 +53,32 @@ class Positions:
         """Position of the mapping key that introduces `path` (falls back to the value)."""
         return self.key_marks.get(tuple(path)) or self.of(path)
 
+    def named(self, path: PathKey) -> str:
+        """`path` as format_path writes it, each list item that has an id named after its
+        position: ("steps", 3, "needs", 0) -> "steps[3] (transfer).needs[0]"."""
+        if not self.names:
+            return format_path(path)
+        out = ""
+        for i, part in enumerate(path):
+            if isinstance(part, int):
+                out += f"[{part}]"
+                name = self.names.get(tuple(path[: i + 1]))
+                if name is not None:
+                    out += f" ({name})"
+            else:
+                out += f".{part}" if out else str(part)
+        return out
+
 
 class YamlSyntaxError(ValueError):
     """The text is not YAML we accept; carries the position of the problem."""
 
-    def __init__(self, filename: str, line: int, col: int, message: str, path: str = "") -> None:
-        super().__init__(f"{filename}:{line}:{col}: {path + ': ' if path else ''}{message}")
+    def __init__(self, filename: str, line: int, col: int, message: str, path: str = "",
+                 named: str = "") -> None:
+        shown = named or path
+        super().__init__(f"{filename}:{line}:{col}: {shown + ': ' if shown else ''}{message}")
         self.path = path  # key path of the bad value, when known ("" for syntax errors)
+        self.named = named  # the path with list items' ids (Positions.named), if it has any
         self.filename = filename
         self.line = line
         self.col = col
@@ -404,12 +426,16 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
                 message = f"重复的键 {key} / duplicate key '{key}'"
                 if not path:
                     message = f"顶层重复的键 {key} / top level: duplicate key '{key}'"
-                raise YamlSyntaxError(positions.filename, line, col, message, format_path(path))
+                raise YamlSyntaxError(positions.filename, line, col, message,
+                                      format_path(path), positions.named(path))
             child = (*path, key)
             positions.key_marks[child] = _mark(key_node)
             out[key] = _build(value_node, child, positions, constructor)
         return out
     if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            if isinstance(item, yaml.MappingNode):
+                _name_item(item, (*path, i), positions)
         return [
             _build(item, (*path, i), positions, constructor) for i, item in enumerate(node.value)
         ]
@@ -425,6 +451,22 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
             else f"不是有效的值 {shown} / not a valid value: {shown} ({exc})"
         )
         raise YamlSyntaxError(positions.filename, line, col, message, format_path(path)) from exc
+
+
+_NAME_KEYS = ("id", "as", "use")  # a step's id; a module entry's prefix, else its module
+
+
+def _name_item(node: yaml.MappingNode, path: PathKey, positions: Positions) -> None:
+    """Records the id of the list item at `path` before its contents are built, so an error
+    inside it (a duplicate key too) can name it. Only a plain text id is a name."""
+    found: dict[str, str] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value
+        if key in _NAME_KEYS and isinstance(value_node, yaml.ScalarNode) and value_node.value:
+            found.setdefault(key, value_node.value)
+    name = found.get("id") or (found.get("as") or found.get("use") if "use" in found else None)
+    if name:
+        positions.names[path] = clipped(name, 40)
 
 
 def _check_plain_key(key: str, node: yaml.Node, filename: str, path: str) -> None:
