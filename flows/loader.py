@@ -228,7 +228,7 @@ def _parse(text: str, filename: str) -> tuple[Any, Positions]:
     try:
         return load_with_positions(text, filename)
     except YamlSyntaxError as exc:
-        error = SourceError(filename, exc.line, exc.col, exc.path, exc.message)
+        error = SourceError(filename, exc.line, exc.col, exc.path, exc.message, exc.named)
         raise PlaybookInvalid([error]) from exc
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows.spec import NAME_PATTERN, SLUG_PATTERN, STEP_ID_PATTERN
 from models.errors import SourceError
-from models.yamlpos import PathKey, Positions, format_path
+from models.yamlpos import Mark, PathKey, Positions, format_path
 
 _MAX_CHOICES = 20
 
@@ -111,12 +111,19 @@ class Where:
                 if origin is not None:
                     path = (*origin.path, *full[cut:])
                     mark = origin.positions.of(path)
-                    return SourceError(origin.file, mark.line, mark.col, format_path(path), message)
+                    return _error(origin.file, mark, path, origin.positions, message)
         mark = self.positions.of_key(full) if key else self.positions.of(full)
-        return SourceError(self.file, mark.line, mark.col, format_path(full), message)
+        return _error(self.file, mark, full, self.positions, message)
 
     def line(self) -> int:
         return self.positions.of(self.base).line
+
+
+def _error(file: str, mark: Mark, path: PathKey, positions: Positions, message: str
+           ) -> SourceError:
+    plain, named = format_path(path), positions.named(path)
+    return SourceError(file, mark.line, mark.col, plain, message,
+                       named if named != plain else "")
 
 
 def validation_errors(

@@ -107,7 +107,7 @@ def _read_module(name: str, path: Path) -> ModuleFile:
     try:
         data, positions = load_with_positions(text, file)
     except YamlSyntaxError as exc:
-        error = SourceError(file, exc.line, exc.col, exc.path, exc.message)
+        error = SourceError(file, exc.line, exc.col, exc.path, exc.message, exc.named)
         return ModuleFile(name, file, text, None, Positions(file), None, [error])
     root = Where(file, positions)
     if not isinstance(data, dict):

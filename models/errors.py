@@ -5,7 +5,7 @@ Never branch on message text: branch on the class and its fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def clipped(text: str, most: int = 40) -> str:
@@ -27,9 +27,14 @@ class SourceError:
     col: int
     path: str  # key path such as "steps[3].needs"; "" for the whole file
     message: str
+    # The path as people read it, each list item with an id named: "steps[3] (transfer).needs"
+    # (models.yamlpos.Positions.named); "" when that is `path` itself. `path` stays the plain
+    # key path a program may match on.
+    named: str = field(default="", compare=False)
 
     def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
+        shown = self.named or self.path
+        where = f"{shown}: " if shown else ""
         return f"{self.file}:{self.line}:{self.col}: {where}{self.message}"
 
     def as_dict(self) -> dict[str, object]:

@@ -36,6 +36,9 @@ class Positions:
     filename: str
     marks: dict[PathKey, Mark] = field(default_factory=dict)
     key_marks: dict[PathKey, Mark] = field(default_factory=dict)
+    # The id of each list item that has one (a step's `id`, a module entry's `as` or `use`),
+    # so an error names `steps[3] (transfer)`, not a position the author must count to.
+    names: dict[PathKey, str] = field(default_factory=dict)
 
     def of(self, path: PathKey) -> Mark:
         """Position of the value at `path` (or of its closest ancestor that has one)."""
@@ -50,13 +53,32 @@ class Positions:
         """Position of the mapping key that introduces `path` (falls back to the value)."""
         return self.key_marks.get(tuple(path)) or self.of(path)
 
+    def named(self, path: PathKey) -> str:
+        """`path` as format_path writes it, each list item that has an id named after its
+        position: ("steps", 3, "needs", 0) -> "steps[3] (transfer).needs[0]"."""
+        if not self.names:
+            return format_path(path)
+        out = ""
+        for i, part in enumerate(path):
+            if isinstance(part, int):
+                out += f"[{part}]"
+                name = self.names.get(tuple(path[: i + 1]))
+                if name is not None:
+                    out += f" ({name})"
+            else:
+                out += f".{part}" if out else str(part)
+        return out
+
 
 class YamlSyntaxError(ValueError):
     """The text is not YAML we accept; carries the position of the problem."""
 
-    def __init__(self, filename: str, line: int, col: int, message: str, path: str = "") -> None:
-        super().__init__(f"{filename}:{line}:{col}: {path + ': ' if path else ''}{message}")
+    def __init__(self, filename: str, line: int, col: int, message: str, path: str = "",
+                 named: str = "") -> None:
+        shown = named or path
+        super().__init__(f"{filename}:{line}:{col}: {shown + ': ' if shown else ''}{message}")
         self.path = path  # key path of the bad value, when known ("" for syntax errors)
+        self.named = named  # the path with list items' ids (Positions.named), if it has any
         self.filename = filename
         self.line = line
         self.col = col
@@ -281,32 +303,76 @@ def _anchor(filename: str, event: yaml.NodeEvent, node: yaml.Node,
 # the line as plain text and stops at a later line ("could not find expected ':'"), so the
 # error would name the line after the mistake. Keys are ASCII slugs (playbooks, org charts).
 _FULL_WIDTH_KEY = re.compile(r"^[ \t]*(?:-[ \t]+)?[A-Za-z0-9_.\-]+[ \t]*(：)")
+# A key with no space after its colon (`due:5m`, or the input method's full-width space
+# `due:\u30005m`): YAML reads `due:5m` as one word, so again the error comes a line later. The
+# key starts with a letter (a time like 08:30 is not a key) and what follows is not `//` (a
+# URL such as json://host in a list is a value, not a key).
+_NO_SPACE_KEY = re.compile(r"^[ \t]*(?:-[ \t]+)?[A-Za-z_][A-Za-z0-9_.\-]*:([^ \t\r\n/])")
+# A line indented with the input method's full-width space (U+3000) in front of a key. Only
+# before a key: a 说明 in a `|` block may open its paragraphs with 　　, as Chinese text does.
+_WIDE_INDENT = re.compile(r"^[ \t\u3000]*?(\u3000)[ \t\u3000]*(?:-[ \t]+)?[A-Za-z_][\w.\-]*[ \t]*:")
 # How many lines above the reported one the mistake may sit (a plain scalar running on).
 _FULL_WIDTH_LOOKBACK = 3
+
+_FULL_WIDTH = ("键后面用了全角冒号“：”，请改为半角冒号“:”并在其后加一个空格",
+               "full-width colon '：' after a key; write ':' followed by a space")
+_TAB = ("缩进里有制表符（Tab），YAML 只能用空格缩进，请把 Tab 换成空格",
+        "a tab character; YAML indents with spaces only")
+_WIDE_SPACE = ("缩进里有全角空格（U+3000），YAML 只能用半角空格缩进，请换成半角空格",
+               "a full-width space (U+3000) in the indentation; YAML indents with ASCII spaces")
+_NO_SPACE = ("键后面的冒号“:”之后缺少空格，请在冒号后加一个半角空格",
+             "no space after the ':' of a key; write ': ' (colon and space)")
+_WIDE_SPACE_AFTER = ("键后面的冒号“:”之后是全角空格（U+3000），请改为半角空格",
+                     "a full-width space (U+3000) after the ':' of a key; write an ASCII space")
 
 
 def _syntax_error(text: str, filename: str, line: int, col: int,
                   problem: object) -> YamlSyntaxError:
-    """The parser's error, pointed at the mistake an operator typing Chinese makes: a key
-    with a full-width colon (reported at that line and colon, not where YAML gave up), or a
-    tab in the indentation (YAML's words alone do not say that a tab is the culprit)."""
+    """The parser's error, pointed at the mistake an operator typing Chinese makes, at its
+    own line and column (YAML often gives up a line later, and its words do not say what the
+    culprit is): a key with a full-width colon, a tab, a full-width space in the indentation,
+    no space after a key's colon. Anything else keeps YAML's words, with a hint if one fits."""
     lines = text.splitlines()
-    for n in range(min(line, len(lines)), max(line - _FULL_WIDTH_LOOKBACK, 1) - 1, -1):
-        found = _FULL_WIDTH_KEY.match(lines[n - 1])
-        if found:
-            return YamlSyntaxError(filename, n, found.start(1) + 1, _invalid(
-                "full-width colon '：' after a key; write ':' followed by a space",
-                "键后面用了全角冒号“：”，请改为半角冒号“:”并在其后加一个空格"))
+    here = lines[line - 1] if 0 < line <= len(lines) else ""
     said = str(problem)
+    tab = _tab_column(here, col, said)
+    if tab:
+        english = problem if "tab" in said else _TAB[1]
+        return YamlSyntaxError(filename, line, tab, _invalid(english, _TAB[0]))
+    for n in range(min(line, len(lines)), max(line - _FULL_WIDTH_LOOKBACK, 1) - 1, -1):
+        text_n = lines[n - 1]
+        found = _FULL_WIDTH_KEY.match(text_n)
+        if found:
+            return YamlSyntaxError(filename, n, found.start(1) + 1,
+                                   _invalid(_FULL_WIDTH[1], _FULL_WIDTH[0]))
+        found = _WIDE_INDENT.match(text_n)
+        if found:
+            return YamlSyntaxError(filename, n, found.start(1) + 1,
+                                   _invalid(_WIDE_SPACE[1], _WIDE_SPACE[0]))
+        found = _NO_SPACE_KEY.match(text_n)
+        if found:
+            zh, english = _WIDE_SPACE_AFTER if found[1] == "\u3000" else _NO_SPACE
+            return YamlSyntaxError(filename, n, found.start(1), _invalid(english, zh))
     for words, zh in _HINTS:
         if words in said:
             return YamlSyntaxError(filename, line, col, _invalid(problem, zh))
     return YamlSyntaxError(filename, line, col, _invalid(problem))
 
 
+def _tab_column(line: str, col: int, said: str) -> int:
+    """1-based column of the tab YAML stopped at, or 0 when a tab is not the problem: the
+    character at the error ("found character that cannot start any token" is a tab before
+    `-` or after it), or, when YAML says "tab", the first tab of the line's indentation."""
+    if line[col - 1:col] == "\t":
+        return col
+    if "tab" in said:
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        return indent.index("\t") + 1 if "\t" in indent else col
+    return 0
+
+
 # What the parser's usual complaints mean for someone editing by hand, in Chinese first.
 _HINTS = (
-    ("tab", "缩进里有制表符（Tab），YAML 只能用空格缩进，请把 Tab 换成空格"),
     ("mapping values are not allowed", "格式有误：这一行的缩进与同级的行没有对齐，"
      "或值里有未加引号的“: ”（请加引号）"),
     ("expected <block end>", "格式有误：这一行的缩进与同级的行没有对齐"),
@@ -351,6 +417,8 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
                     "不支持 YAML 合并键（<<） / YAML merge keys (<<) are not supported",
                 )
             key = _scalar(key_node, constructor)
+            if isinstance(key, str) and not key_node.style:  # plain: libyaml says "", PyYAML None
+                _check_plain_key(key, key_node, positions.filename, format_path(path))
             if not isinstance(key, str | int | bool | float) or isinstance(key, bool):
                 key = str(key)
             if key in out:
@@ -358,12 +426,16 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
                 message = f"重复的键 {key} / duplicate key '{key}'"
                 if not path:
                     message = f"顶层重复的键 {key} / top level: duplicate key '{key}'"
-                raise YamlSyntaxError(positions.filename, line, col, message, format_path(path))
+                raise YamlSyntaxError(positions.filename, line, col, message,
+                                      format_path(path), positions.named(path))
             child = (*path, key)
             positions.key_marks[child] = _mark(key_node)
             out[key] = _build(value_node, child, positions, constructor)
         return out
     if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            if isinstance(item, yaml.MappingNode):
+                _name_item(item, (*path, i), positions)
         return [
             _build(item, (*path, i), positions, constructor) for i, item in enumerate(node.value)
         ]
@@ -379,6 +451,43 @@ def _build(node: yaml.Node, path: PathKey, positions: Positions, constructor: An
             else f"不是有效的值 {shown} / not a valid value: {shown} ({exc})"
         )
         raise YamlSyntaxError(positions.filename, line, col, message, format_path(path)) from exc
+
+
+_NAME_KEYS = ("id", "as", "use")  # a step's id; a module entry's prefix, else its module
+
+
+def _name_item(node: yaml.MappingNode, path: PathKey, positions: Positions) -> None:
+    """Records the id of the list item at `path` before its contents are built, so an error
+    inside it (a duplicate key too) can name it. Only a plain text id is a name."""
+    found: dict[str, str] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value
+        if key in _NAME_KEYS and isinstance(value_node, yaml.ScalarNode) and value_node.value:
+            found.setdefault(key, value_node.value)
+    name = found.get("id") or (found.get("as") or found.get("use") if "use" in found else None)
+    if name:
+        positions.names[path] = clipped(name, 40)
+
+
+def _check_plain_key(key: str, node: yaml.Node, filename: str, path: str) -> None:
+    """The input method's mistakes that still parse, caught at the key rather than later as an
+    unknown key that nobody recognises: `　　kind: x` indented with full-width spaces (a key
+    `　　kind`), and `{type：string}` or `{type:string}` in braces (a key `type：string` with no
+    value, so `type` is missing). Keys are ASCII slugs, so neither is ever meant."""
+    if key[0] == "\u3000":
+        line, col = _pair(node)
+        raise YamlSyntaxError(filename, line, col, _invalid(_WIDE_SPACE[1], _WIDE_SPACE[0]), path)
+    if "：" in key or ":" in key:
+        found = _FULL_WIDTH_KEY.match(key) or _NO_SPACE_KEY.match(key)
+        if found is None:
+            return
+        line, col = _pair(node)
+        col += found.start(1) - (found[1] != "：")  # at the colon
+        if found[1] == "：":
+            zh, english = _FULL_WIDTH
+        else:
+            zh, english = _WIDE_SPACE_AFTER if found[1] == "\u3000" else _NO_SPACE
+        raise YamlSyntaxError(filename, line, col, _invalid(english, zh), path)
 
 
 _STR = "tag:yaml.org,2002:str"

@@ -274,8 +274,8 @@ def test_validate_own_broken_file_with_exact_positions(tmp_path: Path) -> None:
     assert done.returncode == 1
     out = done.stdout.splitlines()
     assert len(out) == 2, done.stdout
-    assert out[0].startswith(f"{broken}:8:10: steps[0].due: ")
-    assert out[1].startswith(f"{broken}:12:16: steps[1].needs[1]: 没有步骤 zz")
+    assert out[0].startswith(f"{broken}:8:10: steps[0] (a).due: ")
+    assert out[1].startswith(f"{broken}:12:16: steps[1] (b).needs[1]: 没有步骤 zz")
     assert " / unknown step 'zz' (known: a)" in out[1]
 
 

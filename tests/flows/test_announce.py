@@ -102,5 +102,5 @@ def test_a_wrong_announce_names_its_line_and_the_values_it_may_take() -> None:
         load_playbook_text(STEP.format(top="inbox", own="sms"), filename="drill.yaml",
                            context=context())
     said = str(bad.value)
-    assert "drill.yaml:13:" in said and "steps[1].announce" in said
+    assert "drill.yaml:13:" in said and "steps[1] (second).announce" in said
     assert "inbox" in said and "channels" in said

@@ -90,14 +90,16 @@ def test_writers_at_once_never_share_a_number_on_postgresql(
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("    number: 坪应急 督\n", "steps[0].number: 文号前缀是发文机关代字（如 坪应急督），"
+    ("    number: 坪应急 督\n", "steps[0] (notice).number: 文号前缀是发文机关代字（如 坪应急督），"
      "不含空格或括号：年份和序号由系统添加 / a 文号 prefix is the issuer's short name"),
-    ("    number: 坪应急督〔2026〕\n", "steps[0].number: 文号前缀是发文机关代字（如 坪应急督），"
+    ("    number: 坪应急督〔2026〕\n", "steps[0] (notice).number: 文号前缀是发文机关代字（如 坪应"
+                                 "急督），"
      "不含空格或括号：年份和序号由系统添加 / a 文号 prefix is the issuer's short name"),
-    ("    number: ''\n", "steps[0].number: 文号前缀须为 1 至 20 个字；收到 0 个 / a 文号 prefix "
+    ("    number: ''\n", "steps[0] (notice).number: 文号前缀须为 1 至 20 个字；收到 0 个 / a 文号 "
+                         "prefix "
      "has 1 to 20 characters; got 0"),
     ("    number: 一二三四五六七八九十一二三四五六七八九十一\n",
-     "steps[0].number: 文号前缀须为 1 至 20 个字；收到 21 个 / a 文号 prefix has 1 to 20 "
+     "steps[0] (notice).number: 文号前缀须为 1 至 20 个字；收到 21 个 / a 文号 prefix has 1 to 20 "
      "characters; got 21"),
 ])
 def test_a_bad_prefix_is_refused_at_its_line(rt: Runtime, line: str, message: str) -> None:
@@ -167,8 +169,8 @@ def test_two_documents_under_one_prefix_are_refused(rt: Runtime) -> None:
             "  - {id: second, title: 第二份, action: document, template: short-report.md.j2,"
             " number: 坪应急督, needs: [serve]}\n")
     shown = refused(rt, text)
-    assert "bad.yaml:7:" in shown and "steps[2].number: 步骤 notice（第 5 行）已用文号前缀 " \
-        "坪应急督" in shown, shown
+    assert "bad.yaml:7:" in shown and (
+        "steps[2] (second).number: 步骤 notice（第 5 行）已用文号前缀 坪应急督") in shown, shown
     assert " / step 'notice' (line 5) already numbers with '坪应急督'" in shown, shown
     assert "steps[1]" not in shown
 
@@ -187,7 +189,8 @@ def test_two_different_messages_under_one_prefix_are_refused(
             "  - {id: summons, title: 约谈, action: notify, template: other.md.j2,"
             " to: [duty], number: 坪应急通, needs: [letter]}\n")
     shown = refused(rt, text)
-    assert "bad.yaml:6:" in shown and "steps[1].number: 步骤 letter（第 5 行）" in shown, shown
+    assert "bad.yaml:6:" in shown, shown
+    assert "steps[1] (summons).number: 步骤 letter（第 5 行）" in shown, shown
     assert " / step 'letter' (line 5) already numbers" in shown, shown
 
 

@@ -176,5 +176,5 @@ steps:
     evidence: {{photos: 2, labels: {labels}}}
 """
     errors = refused(demo, text, "labelled.yaml")
-    assert "labelled.yaml:9:" in errors and "steps[0].evidence.labels" in errors
+    assert "labelled.yaml:9:" in errors and "steps[0] (fix).evidence.labels" in errors
     assert message in errors

@@ -96,18 +96,18 @@ def test_a_when_that_can_only_fail_at_run_time_is_refused_at_its_line(expr: str,
                                                                        message: str) -> None:
     [error] = refused(PLAYBOOK.replace(WHEN, f"    when: \"{expr}\""))
     line, col = WHEN_AT
-    assert error.startswith(f"probe.yaml:{line}:{col}: steps[1].when: {message}"), error
+    assert error.startswith(f"probe.yaml:{line}:{col}: steps[1] (act).when: {message}"), error
     assert " / " in error  # and in English after it
 
 
 def test_a_for_each_and_a_with_value_are_held_to_the_same_rules() -> None:
     fan_out = PLAYBOOK.replace(WHEN, "    for_each: \"range(200000)\"")
     [error] = refused(fan_out)
-    assert error.startswith(f"probe.yaml:{WHEN_AT[0]}:{WHEN_AT[1] + 4}: steps[1].for_each: "
+    assert error.startswith(f"probe.yaml:{WHEN_AT[0]}:{WHEN_AT[1] + 4}: steps[1] (act).for_each: "
                             "range() 有 200,000 项")
     value = PLAYBOOK.replace("{{ params.grade }}", "{{ ''.__class__.__mro__ }}")
     [error] = refused(value)
-    assert error.startswith(f"probe.yaml:{WITH_AT[0]}:{WITH_AT[1]}: steps[2].with.grade: "
+    assert error.startswith(f"probe.yaml:{WITH_AT[0]}:{WITH_AT[1]}: steps[2] (child).with.grade: "
                             + INTERNALS.format("__class__"))
 
 

@@ -76,15 +76,18 @@ def test_load_invalid_example_reports_its_expected_errors(expected: Path) -> Non
 def test_load_four_kinds_of_mistakes_reports_all_of_them() -> None:
     got = errors_of(DATA / "four-errors.yaml")
     assert got == [
-        "tests/fixtures/playbooks/four-errors.yaml:12:13: steps[1].needs[0]: 没有步骤 verfy"
+        "tests/fixtures/playbooks/four-errors.yaml:12:13: steps[1] (verify).needs[0]: 没有步骤 ver"
+        "fy"
         "（可选：receive、assess、decide、report、close） / unknown step 'verfy' "
         "(known: receive, assess, decide, report, close)",
-        "tests/fixtures/playbooks/four-errors.yaml:16:13: steps[2].needs[0]: "
+        "tests/fixtures/playbooks/four-errors.yaml:16:13: steps[2] (assess).needs[0]: "
         "循环依赖：assess -> decide -> assess / cycle: assess -> decide -> assess",
-        "tests/fixtures/playbooks/four-errors.yaml:25:10: steps[4].due: 应为时长，如 30s、5m、2h、"
+        "tests/fixtures/playbooks/four-errors.yaml:25:10: steps[4] (report).due: 应为时长，如 30s"
+        "、5m、2h、"
         "30d 或 5wd（工作日）；收到 '5 minutes' / expected a duration like "
         "30s, 5m, 2h, 30d or 5wd; got '5 minutes'",
-        "tests/fixtures/playbooks/four-errors.yaml:28:11: steps[5].role: 没有角色 dutyofficer"
+        "tests/fixtures/playbooks/four-errors.yaml:28:11: steps[5] (close).role: 没有角色 dutyoffi"
+        "cer"
         "（可选：commander、director、duty_officer、inspector、rectifier、section_chief、"
         "township_head、village_head） / unknown role "
         "'dutyofficer' (known: commander, director, duty_officer, inspector, rectifier, "
@@ -310,7 +313,7 @@ def test_load_playbook_without_steps_is_reported() -> None:
 
 def test_load_bad_value_from_module_with_points_at_the_with_entry() -> None:
     errors = errors_of(DATA / "bad-module-with.yaml")
-    where = "tests/fixtures/playbooks/bad-module-with.yaml:7:17: modules[0].with.due:"
+    where = "tests/fixtures/playbooks/bad-module-with.yaml:7:17: modules[0] (report).with.due:"
     assert errors[0].startswith(where)
 
 
@@ -440,14 +443,15 @@ def test_item_needs_not_in_needs_is_refused_at_its_line() -> None:
     steps = ITEM_STEPS.replace("needs: [move], item_needs: [move]",
                                "needs: [move], item_needs: [mvoe]")
     assert item_needs_errors(steps) == [
-        "pairs.yaml:6:75: steps[1].item_needs[0]: mvoe 须同时写在 needs 中（item_needs 只说明按项"
+        "pairs.yaml:6:75: steps[1] (back).item_needs[0]: mvoe 须同时写在 needs 中（item_needs 只说"
+        "明按项"
         "等待） / 'mvoe' must also be in 'needs' (item_needs says how it is waited for)"]
 
 
 def test_item_needs_without_a_fan_out_of_its_own_is_refused() -> None:
     steps = ITEM_STEPS.replace(',\n     for_each: "units(type=\'village\')"}', "}")
     assert item_needs_errors(steps) == [
-        "pairs.yaml:6:74: steps[1].item_needs: item_needs 按项等待，须配合 for_each"
+        "pairs.yaml:6:74: steps[1] (back).item_needs: item_needs 按项等待，须配合 for_each"
         "（本步骤逐项分派） / item_needs waits item by item: the step needs a 'for_each'"]
 
 
@@ -455,7 +459,8 @@ def test_item_needs_on_a_step_fanned_out_over_another_list_is_refused_at_its_lin
     steps = ITEM_STEPS.replace("""for_each: "units(type='village')"}\n  - {id: back""",
                                """for_each: "units(type='township')"}\n  - {id: back""")
     assert item_needs_errors(steps) == [
-        "pairs.yaml:6:75: steps[1].item_needs[0]: 步骤 move 须与本步骤按同一 for_each 分派才能按项"
+        "pairs.yaml:6:75: steps[1] (back).item_needs[0]: 步骤 move 须与本步骤按同一 for_each 分派"
+        "才能按项"
         "等待（它的是 units(type='township')，本步骤是 units(type='village')） / step 'move' must "
         "fan out over the same for_each to be waited for item by item (it has "
         "units(type='township'), this step units(type='village'))"]

@@ -107,4 +107,5 @@ def test_each_alternative_must_be_a_known_role_or_channel(
     rt = make_rt()
     shown = refused(rt, ALERT.replace("[grid_worker, street_head, duty]",
                                       "[grid_worker|nobody, street_head]"))
-    assert "bad.yaml:9:" in shown and "steps[0].to[0]: 没有角色或通道 nobody" in shown, shown
+    assert "bad.yaml:9:" in shown, shown
+    assert "steps[0] (alert).to[0]: 没有角色或通道 nobody" in shown, shown

@@ -224,44 +224,49 @@ RECUR = 'recur: {at: ["07:00", "16:00"], until: [close]}'
 
 @pytest.mark.parametrize(("text", "expected"), [
     (swapped(RECUR, "recur: {until: [close]}"),
-     "sitrep.yaml:13:12: steps[1].recur: recur 须写 at（每天几点，如 ['08:00', '17:00']）或 "
+     "sitrep.yaml:13:12: steps[1] (follow-up).recur: recur 须写 at（每天几点，如 ['08:00', '17:00'"
+     "]）或 "
      "every（间隔，如 12h）二者之一"),
     (swapped(RECUR, 'recur: {at: ["07:00"], every: 12h, until: [close]}'),
-     "steps[1].recur: recur 须写 at"),
+     "steps[1] (follow-up).recur: recur 须写 at"),
     (swapped(RECUR, 'recur: {at: ["7:00"], until: [close]}'),
-     "sitrep.yaml:13:18: steps[1].recur.at[0]: 时刻写作 HH:MM（24 小时制，加引号，如 \"08:00\"、"
+     "sitrep.yaml:13:18: steps[1] (follow-up).recur.at[0]: 时刻写作 HH:MM（24 小时制，加引号，如 "
+     "\"08:00\"、"
      "\"17:30\"）；收到 '7:00'"),
     (swapped(RECUR, "recur: {at: [08:00, 17:00], until: [close]}"),
-     "sitrep.yaml:13:25: steps[1].recur.at[1]: 时刻须加引号：未加引号的 17:00 被 YAML 读成了数字 "
+     "sitrep.yaml:13:25: steps[1] (follow-up).recur.at[1]: 时刻须加引号：未加引号的 17:00 被 YAML "
+     "读成了数字 "
      "1020，请写 \"17:00\""),
     (swapped(RECUR, 'recur: {at: ["08:00", "08:00"], until: [close]}'),
-     "steps[1].recur.at: recur.at 中同一时刻写了两次"),
+     "steps[1] (follow-up).recur.at: recur.at 中同一时刻写了两次"),
     (swapped(RECUR, "recur: {every: 1m, until: [close]}"),
-     "steps[1].recur.every: recur.every 至少 10m（收到 1m）"),
-    (swapped(RECUR, 'recur: {at: ["07:00"]}'), "steps[1].recur.until"),
+     "steps[1] (follow-up).recur.every: recur.every 至少 10m（收到 1m）"),
+    (swapped(RECUR, 'recur: {at: ["07:00"]}'), "steps[1] (follow-up).recur.until"),
     (swapped(RECUR, 'recur: {at: ["07:00"], until: [clsoe]}'),
-     "sitrep.yaml:13:36: steps[1].recur.until[0]: 没有步骤 clsoe（可选：first、follow-up、send、"
+     "sitrep.yaml:13:36: steps[1] (follow-up).recur.until[0]: 没有步骤 clsoe（可选：first、follow-"
+     "up、send、"
      "summary、close）"),
     (swapped(RECUR, 'recur: {at: ["07:00"], until: [first]}'),
-     "steps[1].recur.until[0]: 本步骤要等 first 完成后才开始，它不能结束本步骤的轮次"),
+     "steps[1] (follow-up).recur.until[0]: 本步骤要等 first 完成后才开始，它不能结束本步骤的轮次"),
     (swapped(RECUR, 'recur: {at: ["07:00"], until: [follow-up]}'),
-     "steps[1].recur.until: recur.until 不能写本步骤自身"),
+     "steps[1] (follow-up).recur.until: recur.until 不能写本步骤自身"),
     (swapped("    due: 1h\n    escalate", "    due: {after: 1h, from: run}\n    escalate"),
-     "steps[1].due.from: 按轮次重复的步骤，每一轮的时限从该轮下达起算"),
+     "steps[1] (follow-up).due.from: 按轮次重复的步骤，每一轮的时限从该轮下达起算"),
     (swapped("    needs: [first]\n    recur", "    needs: [first]\n    action: wait\n    recur"),
-     "steps[1].recur: action: wait 的步骤不能按轮次重复"),
+     "steps[1] (follow-up).recur: action: wait 的步骤不能按轮次重复"),
     (swapped("    needs: [first]\n    recur",
              "    needs: [first]\n    for_each: \"units(type='community')\"\n    recur"),
-     "steps[1].for_each: 逐项分派的步骤不能同时按轮次重复（recur）"),
+     "steps[1] (follow-up).for_each: 逐项分派的步骤不能同时按轮次重复（recur）"),
     # The sending finishes after every round: it would end the rounds after the first.
     (swapped(RECUR, 'recur: {at: ["07:00"], until: [send]}'),
-     "sitrep.yaml:13:36: steps[1].recur.until[0]: send 逐轮跟随本步骤（item_needs），每一轮后都会"
+     "sitrep.yaml:13:36: steps[1] (follow-up).recur.until[0]: send 逐轮跟随本步骤（item_needs），"
+     "每一轮后都会"
      "完成，不能结束本步骤的轮次"),
     (swapped(RECUR, 'recur: {at: ["07:00"], early_by: [duty_leadr], until: [close]}'),
-     "sitrep.yaml:13:39: steps[1].recur.early_by[0]: 没有角色 duty_leadr"),
+     "sitrep.yaml:13:39: steps[1] (follow-up).recur.early_by[0]: 没有角色 duty_leadr"),
     # Without a fan-out of its own, a step pairs item by item only with a recurring need.
     (swapped(RECUR, ""),
-     "sitrep.yaml:25:17: steps[2].item_needs: item_needs 按项等待，须配合 for_each"),
+     "sitrep.yaml:25:17: steps[2] (send).item_needs: item_needs 按项等待，须配合 for_each"),
 ])
 def test_a_recur_mistake_is_refused_naming_file_line_and_key(sitrep: Runtime, text: str,
                                                              expected: str) -> None:
@@ -306,7 +311,7 @@ def test_a_recur_mistake_is_named_once_not_again_on_the_sending(sitrep: Runtime,
     """The step that failed to load names its mistake; the sending that pairs with its rounds
     is not also told it needs a for_each (the author would go and change the wrong step)."""
     said = refused(sitrep, swapped(RECUR, recur), filename="sitrep.yaml")
-    assert "steps[1].recur" in said
+    assert "steps[1] (follow-up).recur" in said
     assert "item_needs" not in said
 
 

@@ -186,7 +186,7 @@ steps:
 
 def test_an_unknown_kind_names_its_line_and_the_kinds(demo: Runtime) -> None:
     said = refused(demo, BOOK.format(report="首报告", due="due: 5m", send_report=""))
-    assert "bad.yaml:8:" in said and "steps[0].report" in said
+    assert "bad.yaml:8:" in said and "steps[0] (write).report" in said
     for kind in ("首报", "续报", "终报", "补报", "口头报告", "系统首报", "零报告", "落实报告"):
         assert kind in said
 
@@ -196,7 +196,7 @@ def test_a_report_needs_a_deadline_and_a_person(demo: Runtime) -> None:
     assert "bad.yaml:8:" in said and "请加上 due" in said
     said = refused(demo, BOOK.format(report="首报", due="due: 5m",
                                      send_report="report: 首报\n    due: 5m"))
-    assert "steps[1].report" in said and "撰写报告的步骤" in said
+    assert "steps[1] (send).report" in said and "撰写报告的步骤" in said
 
 
 def test_the_shipped_playbooks_mark_their_writing_steps(demo: Runtime) -> None:

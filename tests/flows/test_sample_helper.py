@@ -181,7 +181,7 @@ def test_a_misused_sample_is_refused_at_its_line_and_column(expr: str, message: 
         load(expr)
     errors = [str(e) for e in caught.value.errors]
     assert len(errors) == 1, errors
-    assert errors[0].startswith(f"{AT}: steps[0].for_each: "), errors
+    assert errors[0].startswith(f"{AT}: steps[0] (call).for_each: "), errors
     assert message in errors[0], errors
 
 
@@ -197,5 +197,6 @@ def test_a_misused_sample_handed_to_a_child_playbook_is_refused_too() -> None:
         load_playbook_text(text, filename="probe.yaml",
                            context=LoadContext(Path("."), known_roles=None))
     errors = [str(e) for e in caught.value.errors]
-    assert len(errors) == 1 and errors[0].startswith("probe.yaml:18:17: steps[1].with.who: ")
+    assert len(errors) == 1
+    assert errors[0].startswith("probe.yaml:18:17: steps[1] (child).with.who: ")
     assert "抽取数量取自参数 loose，该参数应写明 min: 1 或更大" in errors[0]

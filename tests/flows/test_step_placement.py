@@ -184,12 +184,13 @@ def test_the_run_view_shows_a_pending_held_step_at_its_unit(prt: Runtime) -> Non
 def test_an_unknown_unit_type_is_refused_at_its_line(prt: Runtime) -> None:
     text = PLACED.replace("    at: district\n    due", "    at: distrct\n    due")
     errors = refused(prt, text, "placed.yaml")
-    assert errors == ("placed.yaml:15:9: steps[0].at: 组织架构中没有单位类型 distrct（现有："
+    assert errors == ("placed.yaml:15:9: steps[0] (take).at: 组织架构中没有单位类型 distrct（现有："
                       "community、district、street） / unknown unit type 'distrct' (the org "
                       "chart has: community, district, street)")
     module = refused(prt, PLACED.replace("    at: district\n    needs", "    at: town\n    needs"),
                      "placed.yaml")
-    assert module == ("placed.yaml:9:9: modules[0].at: 组织架构中没有单位类型 town（现有："
+    assert module == ("placed.yaml:9:9: modules[0] (paperwork).at: 组织架构中没有单位类型 town（现"
+                      "有："
                       "community、district、street） / unknown unit type 'town' (the org chart "
                       "has: community, district, street)")
 
@@ -247,14 +248,15 @@ def test_a_level_at_a_type_the_chain_lacks_resolves_where_the_step_is(
 def test_an_unknown_unit_type_on_a_level_is_refused_at_its_line(prt: Runtime) -> None:
     text = PLACED.replace("notify: [commander], at: district,", "notify: [commander], at: distrct,")
     assert refused(prt, text, "placed.yaml") == (
-        "placed.yaml:33:47: steps[3].escalate[1].at: 组织架构中没有单位类型 distrct（现有："
+        "placed.yaml:33:47: steps[3] (evacuate).escalate[1].at: 组织架构中没有单位类型 distrct（现"
+        "有："
         "community、district、street） / unknown unit type 'distrct' (the org chart has: "
         "community, district, street)")
     verify = PLACED.replace("    ack: 5m\n", "    ack: 5m\n    verify:\n      role: inspector\n"
                             "      due: 10m\n      escalate:\n"
                             "        - {after: 0m, notify: [commander], at: town}\n")
     assert refused(prt, verify, "placed.yaml").startswith(
-        "placed.yaml:35:48: steps[3].verify.escalate[0].at: 组织架构中没有单位类型 town")
+        "placed.yaml:35:48: steps[3] (evacuate).verify.escalate[0].at: 组织架构中没有单位类型 town")
 
 
 # --- started_by ---------------------------------------------------------------------------

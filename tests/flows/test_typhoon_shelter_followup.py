@@ -271,18 +271,21 @@ def test_follow_up_loads_and_its_mistakes_are_refused_at_their_line(tmp_path: Pa
     # An output the record before does not have: every round would read nothing.
     assert _errors(STORM.replace("previous.outputs.remaining > 0",
                                  "previous.outputs.remain > 0"), tmp_path) == [
-        "storm.yaml:21:37: steps[1].follow_up.while: 没有本步骤的填报项（previous.outputs） "
+        "storm.yaml:21:37: steps[1] (track).follow_up.while: 没有本步骤的填报项（previous.outputs"
+        "） "
         "remain（可选：remaining） / unknown output of this step (previous.outputs) 'remain' "
         "(known: remaining)",
-        "storm.yaml:21:37: steps[1].follow_up.while: 没有步骤 back 的填报项（previous.outputs） "
+        "storm.yaml:21:37: steps[1] (track).follow_up.while: 没有步骤 back 的填报项（previous.outp"
+        "uts） "
         "remain（可选：remaining） / unknown output of step 'back' (previous.outputs) 'remain' "
         "(known: remaining)"]
     # Without a fan-out, and counted from the stage: each named at its key.
     errors = _errors(STORM.replace('    for_each: "units(type=\'community\', within=run.unit)"\n'
                                    '    follow_up', "    follow_up")
                      .replace("due: {after: 8h}", "due: {after: 8h, from: stage}"), tmp_path)
-    assert any("steps[1].follow_up: follow_up 逐项跟踪，须配合 for_each" in e for e in errors)
-    assert any("steps[1].due.from: 逐项跟踪的每一轮时限从该轮下达起算" in e for e in errors)
+    assert any("steps[1] (track).follow_up: follow_up 逐项跟踪，须配合 for_each" in e
+               for e in errors)
+    assert any("steps[1] (track).due.from: 逐项跟踪的每一轮时限从该轮下达起算" in e for e in errors)
     # `previous` on a step that is not followed up.
     errors = _errors(STORM.replace("      remaining: {type: int, min: 0, required: true}\n  - id",
                                    "      remaining: {type: int, min: 0, required: true}\n"
@@ -290,7 +293,7 @@ def test_follow_up_loads_and_its_mistakes_are_refused_at_their_line(tmp_path: Pa
                                    " message: 不符}]\n"
                                    "  - id", 1), tmp_path)
     assert errors == [
-        "storm.yaml:14:21: steps[0].checks[0].expr: previous（上一次填报）只用于逐项跟踪"
+        "storm.yaml:14:21: steps[0] (back).checks[0].expr: previous（上一次填报）只用于逐项跟踪"
         "（follow_up）的步骤 / 'previous' (the record before) is only known on a step with "
         "'follow_up'"]
 
@@ -333,15 +336,16 @@ def test_an_interval_follow_up_loads_and_its_mistakes_are_refused_at_their_line(
     assert follow_up is not None and follow_up.every is not None
     assert follow_up.at is None and follow_up.until_stage == "recovery"
     assert _errors(CHASE_STORM.replace("every: 1h", 'every: 1h, at: "09:00"'), tmp_path) == [
-        "storm.yaml:21:16: steps[1].follow_up: follow_up 须写 at（每天几点，如 \"09:00\"）或 every"
+        "storm.yaml:21:16: steps[1] (chase).follow_up: follow_up 须写 at（每天几点，如 \"09:00\"）"
+        "或 every"
         "（间隔，如 1h）二者之一 / 'follow_up' needs exactly one of 'at' (a time of day, e.g. "
         "\"09:00\") and 'every' (e.g. 1h)"]
     assert _errors(CHASE_STORM.replace("every: 1h", "every: 5m"), tmp_path) == [
-        "storm.yaml:21:24: steps[1].follow_up.every: follow_up.every 至少 10m（收到 5m） / "
+        "storm.yaml:21:24: steps[1] (chase).follow_up.every: follow_up.every 至少 10m（收到 5m） / "
         "'follow_up.every' is at least 10m (got 5m)"]
     assert _errors(CHASE_STORM.replace("until_stage: recovery", "until_stage: recovry"),
                    tmp_path) == [
-        "storm.yaml:21:82: steps[1].follow_up.until_stage: 没有阶段 recovry（可选：severe、"
+        "storm.yaml:21:82: steps[1] (chase).follow_up.until_stage: 没有阶段 recovry（可选：severe、"
         "recovery） / unknown stage 'recovry' (known: severe, recovery)"]
     assert _errors(CHASE_STORM.replace("until_stage: recovery}", "until_stage: recovery, "
                                        "state: [refusd]}"), tmp_path) == [
@@ -349,7 +353,8 @@ def test_an_interval_follow_up_loads_and_its_mistakes_are_refused_at_their_line(
         "unknown output 'refusd' (known: not_moved)"]
     assert _errors(CHASE_STORM.replace("until_stage: recovery", "until_stage: severe"),
                    tmp_path) == [
-        "storm.yaml:21:82: steps[1].follow_up.until_stage: until_stage 须是本步骤阶段 severe 之后的"
+        "storm.yaml:21:82: steps[1] (chase).follow_up.until_stage: until_stage 须是本步骤阶段 seve"
+        "re 之后的"
         "阶段，收到 severe / 'until_stage' must be a stage after the step's own 'severe', got "
         "'severe'"]
 

@@ -206,19 +206,20 @@ def test_the_api_shows_the_verifiers_deadline(vrt: Runtime, clock: ManualClock) 
 
 @pytest.mark.parametrize(("verify", "message"), [
     ("{role: inspector, escalate: [{after: 0m, notify: [section_chief]}]}",
-     "steps[0].verify.escalate: 核验升级从核验时限起算，请加上 verify.due / escalation counts "
+     "steps[0] (fix).verify.escalate: 核验升级从核验时限起算，请加上 verify.due / escalation count"
+     "s "
      "from the verifier's deadline; add 'verify.due'"),
     ("{role: inspector, due: 2h, escalate: [{after: 0m, notify: [nobody]}]}",
-     "steps[0].verify.escalate[0].notify[0]: 没有角色或通道 nobody"),
+     "steps[0] (fix).verify.escalate[0].notify[0]: 没有角色或通道 nobody"),
     ("{role: inspector, due: 2h, escalate: [{after: 2h, notify: [inspector]}, "
      "{after: 1h, notify: [director]}]}",
-     "steps[0].verify.escalate[1].after: 升级各级须按 after 从短到长排列：1h 排在 2h 之后 / "
+     "steps[0] (fix).verify.escalate[1].after: 升级各级须按 after 从短到长排列：1h 排在 2h 之后 / "
      "escalation levels must be in order of 'after'"),
     ("{role: inspector, due: {after: 2h, from: ready}}",
-     "steps[0].verify.due.from"),
-    ("{role: inspector, due: 2x}", "steps[0].verify.due"),
+     "steps[0] (fix).verify.due.from"),
+    ("{role: inspector, due: 2x}", "steps[0] (fix).verify.due"),
     ("{role: inspector, due: 2h, escalate: [{after: 0m, notify: [inspector], repeat: 0m}]}",
-     "steps[0].verify.escalate[0].repeat: 重复间隔 repeat 须大于 0；收到 0m / repeat must be "
+     "steps[0] (fix).verify.escalate[0].repeat: 重复间隔 repeat 须大于 0；收到 0m / repeat must be "
      "longer than 0; got 0m"),
 ])
 def test_a_bad_verifier_deadline_is_refused_at_its_line(

@@ -172,7 +172,7 @@ def test_whole_days_on_hours_or_working_days_is_an_error_at_its_place(
     errors = _errors(f"  - id: fix\n    title: 整改\n    role: inspector\n{line}\n")
     assert len(errors) == 1
     col = line.index("true") + 1  # the value that is wrong
-    assert errors[0].startswith(f"demo.yaml:8:{col}: steps[0].due.whole_days: whole_days "
+    assert errors[0].startswith(f"demo.yaml:8:{col}: steps[0] (fix).due.whole_days: whole_days "
                                 "只用于以日计的期限（如 30d），")
     assert what in errors[0]
 
@@ -181,6 +181,7 @@ def test_whole_days_on_a_verifier_s_working_days_is_an_error_too() -> None:
     errors = _errors("  - id: fix\n    title: 整改\n    role: inspector\n"
                      "    verify:\n      role: inspector\n"
                      "      due: {after: 3wd, whole_days: true}\n")
-    assert errors == ["demo.yaml:10:37: steps[0].verify.due.whole_days: whole_days 只用于以日计的"
+    assert errors == ["demo.yaml:10:37: steps[0] (fix).verify.due.whole_days: whole_days 只用于以"
+                      "日计的"
                       "期限（如 30d），3wd 不是：工作日已按日历计算、于届满日24时截止 / whole_days "
                       "is only for a deadline in days (like 30d), not 3wd"]
