@@ -1058,7 +1058,11 @@ def test_validate_bad_playbook_is_422_listing_every_error_with_its_line(
     assert found == {("steps[1].role", 10), ("steps[2].needs[0]", 14), ("steps[3].due", 18)}
     for e in body["errors"]:
         assert e["file"] == "drill.yaml" and e["col"] > 1
-        assert e["text"].startswith(f"drill.yaml:{e['line']}:{e['col']}: {e['path']}: ")
+        # The printed line names the step by its id after its position; `path` stays plain.
+        named = {"steps[1].role": "steps[1] (report).role", "steps[2].needs[0]":
+                 "steps[2] (close).needs[0]", "steps[3].due": "steps[3] (record).due"}
+        assert e["text"].startswith(
+            f"drill.yaml:{e['line']}:{e['col']}: {named[e['path']]}: "), e["text"]
     messages = " ".join(e["message"] for e in body["errors"])
     assert "nobody_at_all" in messages and "recieve" in messages and "soon" in messages
 

@@ -349,7 +349,8 @@ def test_an_interval_follow_up_loads_and_its_mistakes_are_refused_at_their_line(
         "recovery） / unknown stage 'recovry' (known: severe, recovery)"]
     assert _errors(CHASE_STORM.replace("until_stage: recovery}", "until_stage: recovery, "
                                        "state: [refusd]}"), tmp_path) == [
-        "storm.yaml:21:100: steps[1].follow_up.state[0]: 没有填报项 refusd（可选：not_moved） / "
+        "storm.yaml:21:100: steps[1] (chase).follow_up.state[0]: 没有填报项 refusd（可选："
+        "not_moved） / "
         "unknown output 'refusd' (known: not_moved)"]
     assert _errors(CHASE_STORM.replace("until_stage: recovery", "until_stage: severe"),
                    tmp_path) == [
@@ -379,17 +380,18 @@ def test_an_alert_loads_and_its_mistakes_are_refused_at_their_line(tmp_path: Pat
     alert = playbook.step("move").alert
     assert alert is not None and alert.to == ["community_head"]
     assert _errors(text.replace("to: [community_head]", "to: [street_haed]"), tmp_path) == [
-        "storm.yaml:16:12: steps[0].alert.to[0]: 没有角色或通道 street_haed（角色："
+        "storm.yaml:16:12: steps[0] (move).alert.to[0]: 没有角色或通道 street_haed（角色："
         "community_head；通道：无） / unknown role or channel 'street_haed' (roles: "
         "community_head; channels: none)"]
     assert _errors(text.replace("outputs.not_moved > 0", "outputs.not_moved >"), tmp_path)[0] \
-        .startswith("storm.yaml:15:13: steps[0].alert.when: ")
+        .startswith("storm.yaml:15:13: steps[0] (move).alert.when: ")
     assert _errors(text.replace("      title: 应转未转人员\n", ""), tmp_path) == [
-        "storm.yaml:15:7: steps[0].alert.title: 缺少必填字段 title / missing required key 'title'"]
+        "storm.yaml:15:7: steps[0] (move).alert.title: 缺少必填字段 title / "
+        "missing required key 'title'"]
     assert _errors(text.replace("role: community_head\n    stage: severe\n    for_each",
                                 "action: notify\n    template: x.md.j2\n    to: [community_head]"
                                 "\n    stage: severe\n    for_each", 1), tmp_path)[-1:] == [
-        "storm.yaml:17:7: steps[0].alert: alert（填报即通知）用于由人填报的任务步骤，这里是 "
+        "storm.yaml:17:7: steps[0] (move).alert: alert（填报即通知）用于由人填报的任务步骤，这里是 "
         "action: notify / 'alert' is for task steps a person hands in, not notify"]
 
 
