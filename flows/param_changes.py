@@ -31,6 +31,7 @@ from flows.params import ParamValueError, coerce_value
 from flows.recipients import notification_rows
 from flows.run_titles import title_for
 from flows.runtime import Runtime
+from flows.signal_acks import ask_to_answer
 from flows.spec import Playbook, RunParamSpec
 from models import task as st
 from models.audit import ACTOR_NAMES, AuditEvent
@@ -130,7 +131,7 @@ def announce_changes(session: Session, rt: Runtime, run: Run, playbook: Playbook
         if note:
             detail["note"] = note
         told = _tell(session, rt, run, playbook, label, change, actor=actor, note=note,
-                     now=now, key=f"{run.id}|{seq + i}")
+                     now=now, seq=seq + i)
         add_event(session, at=now, actor=actor, action=PARAM_CHANGED, run_id=run.id,
                   detail=detail | {"told": told})
 
@@ -147,10 +148,12 @@ def _stage_tasks(session: Session, playbook: Playbook, run: Run) -> list[StepIns
 
 
 def _tell(session: Session, rt: Runtime, run: Run, playbook: Playbook, label: str,
-          change: Change, *, actor: str, note: str | None, now: datetime, key: str) -> int:
+          change: Change, *, actor: str, note: str | None, now: datetime, seq: int) -> int:
     """Each holder of the stage's open tasks hears once, on the channels the stage's hand-out
     reached them by (the step's `announce`; a rostered role's one on duty and whoever signed
-    for the task), the rest in the inbox. Returns how many people were told."""
+    for the task), the rest in the inbox. A raise of a param with `ack` asks each of them to
+    answer 收到 by its due time (flows/signal_acks.py). Returns how many people were told."""
+    key = f"{run.id}|{seq}"
     tasks = _stage_tasks(session, playbook, run)
     mine: dict[str, list[StepInstance]] = defaultdict(list)
     loud: set[str] = set()
@@ -180,6 +183,11 @@ def _tell(session: Session, rt: Runtime, run: Run, playbook: Playbook, label: st
     said += f"（当前阶段：{stage}）。" if stage else "。"
     if note:
         said += f"说明：{note}。"
+    if way == RAISED and change.spec.ack is not None:
+        due = ask_to_answer(session, rt, run, param=change.name, value=after,
+                            ack=change.spec.ack, seq=seq, held=mine, now=now)
+        said += (f"此为叫应：请于 {rt.renderer.local(due)} 前在运行页面“{label}”栏点“收到”回复，"
+                 "逾时未回复将报告你的上级。")
     said += ("请立即按新的预警信号抓紧落实你的以下任务：" if way == RAISED
              else "你的以下任务不变，请继续落实：")
     rows: list[dict[str, Any]] = []

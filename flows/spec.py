@@ -262,6 +262,30 @@ class RunParamSpec(ParamSpec):
         "`run.param_history`. An enum's `values` go from lowest to highest: a later value is a "
         "raise (升级), an earlier one a lowering (降级).",
     )
+    ack: DurationField | None = Field(
+        default=None,
+        description="Only with `changeable`: each raise is a 叫应. Everyone told of it must "
+        "answer that they received it within this (POST /api/runs/{id}/signal-acks/{ack_id}/"
+        "ack, or 收到 on the run page); a miss is chased once, by the sweeper, to the first "
+        "`escalate` level of the task the person holds (a community head's: the street head "
+        "and commander), as 【叫应未回复】. A lowering asks no answer.",
+    )
+
+    @field_validator("ack")
+    @classmethod
+    def _ack_on_a_raise(cls, value: Duration | None, info: ValidationInfo) -> Duration | None:
+        if value is None:
+            return value
+        if not info.data.get("changeable"):
+            raise ValueError("ack（叫应时限）只用于运行中可更改的参数，请同时写 changeable: true / "
+                             "ack is only for a param marked `changeable: true`")
+        if info.data.get("type") not in ("enum", "int", "number"):
+            raise ValueError("ack 要求参数有高低之分（enum、int 或 number），才能判断升级 / ack "
+                             "needs a param with an order (enum, int or number) to tell a raise")
+        if value.amount <= 0:
+            raise ValueError(f"叫应时限须大于0；收到 {value} / the ack time must be above 0; "
+                             f"got {value}")
+        return value
 
 
 _WHOLE_DAYS = (

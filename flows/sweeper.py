@@ -37,6 +37,7 @@ from flows.render import RenderFailed
 from flows.round_start import hand_out_due_round
 from flows.runtime import Runtime
 from flows.sent_before import COUNTED_KINDS, SentBefore
+from flows.signal_acks import chase_missed
 from flows.spec import EscalateSpec, StepSpec
 from flows.timers import Firing, TimerState, evaluate
 from models import run as rs
@@ -83,6 +84,7 @@ class SweepReport:
     notifications: int = 0
     failed: int = 0  # steps whose timers raised: logged, in their timeline, parked (PARK)
     extensions_chased: int = 0  # requests for more time undecided past their decide_by
+    signal_acks_chased: int = 0  # a raised signal's 叫应 unanswered past its due time
     lags: list[float] = field(default_factory=list)  # seconds from scheduled to fired
 
 
@@ -197,6 +199,8 @@ def sweep_once(rt: Runtime, *, holder: str | None = None,
                     return report
         with session_scope(rt.db) as session:
             report.extensions_chased = chase_undecided(session, rt, now)
+            # A raised signal's 叫应 unanswered in time: one read whatever is open.
+            report.signal_acks_chased = chase_missed(session, rt, now)
     finally:
         with session_scope(rt.db) as session:
             release_lease(session, name=LEASE, holder=holder, now=rt.lease_clock.now())

@@ -8,6 +8,7 @@ from models.numbering import DocCounter, DocNumber
 from models.outbox import DeliveryAttempt, Notification
 from models.ranking import RankingFigure, RankingPublication
 from models.run import Run
+from models.signal_ack import SignalAck
 from models.task import StepInstance
 from models.wake import Lease, Wake
 
@@ -30,6 +31,7 @@ __all__ = [
     "ReceivedMessage",
     "RiskPoint",
     "Run",
+    "SignalAck",
     "StepInstance",
     "Wake",
 ]
