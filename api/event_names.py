@@ -10,6 +10,8 @@ EVENT_NAMES_ZH: dict[str, str] = {
     "run_started": "启动流程", "run_completed": "流程完成", "run_cancelled": "取消流程",
     "stage_changed": "切换阶段", "called_off": "撤销任务", "ready": "任务下达", "acked": "签收",
     "param_changed": "变更参数",
+    "signal_acked": "叫应已回复",
+    "signal_ack_missed": "叫应未回复",
     "submitted": "提交核验", "done": "完成", "verified": "核验通过", "rejected": "退回",
     "skipped": "跳过", "overdue": "逾期", "remind": "到期提醒", "ack": "未签收提醒",
     "escalate": "督办", "verify": "核验超时督办", "extended": "延期",

@@ -18,7 +18,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from api.event_names import event_name
-from api.param_schemas import ParamChangePublic, ParamNow, history_view, params_now
+from api.param_schemas import (
+    ParamChangePublic,
+    ParamNow,
+    SignalAnswerPublic,
+    history_view,
+    params_now,
+)
 from flows.bulk_plan import constant_lookups
 from flows.calendar_gaps import estimated_note
 from flows.concurrent import RunningRun
@@ -541,6 +547,10 @@ class RunPublic(BaseModel):
         "/api/runs/{id}/params: "
         "each changeable param's value at the start, then every change (who, when, from, to, "
         "raised or lowered, the stage), oldest first")
+    signal_answers: list[SignalAnswerPublic] | None = Field(
+        default=None, description="Only in GET /api/runs/{id} and the answers to POST "
+        "/api/runs/{id}/params and .../signal-acks/{ack_id}/ack: who was called (叫应) at the "
+        "latest raise of a param with `ack` and whether each answered, unanswered first")
     drill: DrillPublic | None = Field(
         default=None, description="A drill (演练), not a real event: pages show 【演练】 "
         "wherever the run is shown; null for a real event")

@@ -163,3 +163,27 @@ def _chase(session: Session, rt: Runtime, rows: Sequence[Any], now: datetime) ->
         settled.append({"b_id": ack.id, "b_escalated_at": now, "b_escalated_to": reached,
                         "b_settled_at": now})
     return MissedChase(settled=settled, notes=notes, events=events)
+
+
+def latest_answers(session: Session, rt: Runtime, run_id: int) -> list[dict[str, Any]]:
+    """Who was called at the run's latest raise and whether each has answered, with local
+    times, the unanswered first (who to ring): what the run page's signal box lists. [] for a
+    run with no raise asking an answer."""
+    latest = (select(func.max(SignalAck.change_seq)).where(col(SignalAck.run_id) == run_id)
+              .scalar_subquery())
+    rows = session.exec(select(SignalAck, StepInstance)
+                        .join(StepInstance, col(StepInstance.id) == SignalAck.step_id)
+                        .where(col(SignalAck.run_id) == run_id,
+                               col(SignalAck.change_seq) == latest)).all()
+    local = rt.renderer.local
+    out = [{"id": a.id, "param": a.param, "value": a.value, "person": a.person_id,
+            "person_name": rt.org.person_name(a.person_id),
+            "unit_name": rt.org.unit_name(step.unit_id), "task": step.title,
+            "told_at": a.told_at, "told_at_local": local(a.told_at),
+            "due_at": a.due_at, "due_at_local": local(a.due_at),
+            "acked_at": a.acked_at, "acked_at_local": local(a.acked_at) if a.acked_at else None,
+            "late": a.acked_at is not None and a.acked_at > a.due_at,
+            "escalated_at": a.escalated_at,
+            "escalated_to_names": [rt.org.person_name(p) for p in a.escalated_to or ()]}
+           for a, step in rows]
+    return sorted(out, key=lambda r: (r["acked_at"] is not None, r["unit_name"], r["person"]))

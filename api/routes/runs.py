@@ -14,6 +14,7 @@ from api.deps import CurrentPerson, Offset, RowId, RuntimeDep, filter_time
 from api.document_html import document_html
 from api.evaluation_schemas import EvaluationPublic
 from api.holdup import holdups
+from api.param_schemas import answers_view
 from api.schemas import (
     AssessmentBody,
     CancelBody,
@@ -38,6 +39,7 @@ from flows.evaluation import assess, evaluate
 from flows.lateness import step_late_days
 from flows.round_start import report_now
 from flows.runtime import Runtime
+from flows.signal_acks import acknowledge
 from models.db import read_session
 from models.errors import InvalidInput
 from models.queries import (
@@ -151,6 +153,7 @@ def read(run_id: RowId, rt: RuntimeDep, person: CurrentPerson) -> RunPublic:
     if run.status == "running":
         view.holdup = holdups(rt, steps=view.steps or [], events=events,
                               escalations=view.escalations or [], playbook=playbook)
+    view.signal_answers = answers_view(rt, run_id, playbook)
     return view
 
 
@@ -225,11 +228,28 @@ def change_params(run_id: RowId, body: ParamsChange, rt: RuntimeDep,
     `params.<name>` (nothing changed), 409 on a run no longer running or a value already
     current, 403 for anyone but a commander over the run's unit."""
     lifecycle.change_params(rt, run_id=run_id, params=body.params, actor=person, note=body.note)
+    return _with_answers(rt, run_id)
+
+
+@router.post("/{run_id}/signal-acks/{ack_id}/ack", response_model=RunPublic)
+def answer_signal(run_id: RowId, ack_id: RowId, rt: RuntimeDep,
+                  person: CurrentPerson) -> RunPublic:
+    """Answer 收到 to a raise of the warning signal (叫应), as the person it called: the run
+    with `signal_answers`. A second tap answers as the first; 403 for anyone else, 409 on a
+    run no longer running or a raise a newer one superseded (answer that one)."""
+    acknowledge(rt, run_id=run_id, ack_id=ack_id, actor=person)
+    return _with_answers(rt, run_id)
+
+
+def _with_answers(rt: Runtime, run_id: int) -> RunPublic:
+    """The run as the signal box redraws it: params, history and the latest 叫应."""
     with read_session(rt.db) as session:
         run = lifecycle.load_run(session, run_id)
         steps, _, events = run_detail(session, run_id=run_id)
-    return run_view(rt, run, steps=steps, events=events,
-                    playbook=rt.catalog.pinned(rt.db, run.playbook_sha))
+    playbook = rt.catalog.pinned(rt.db, run.playbook_sha)
+    view = run_view(rt, run, steps=steps, events=events, playbook=playbook)
+    view.signal_answers = answers_view(rt, run_id, playbook)
+    return view
 
 
 @router.post("/{run_id}/rounds", response_model=StepPublic)
