@@ -1111,7 +1111,7 @@ async function loadOnce() {
   drawCampaign(campaign);
   drawHoldup(run);
   drawControls(run, pb);
-  drawSignal(run, pb, run.status === "running" && mayCommand(run));
+  drawSignal(run, pb, run.status === "running" && mayCommand(run), state.who && state.who.id);
   drawRounds(run);
   drawOverview(run, pb);
   drawSteps(run, pb);

@@ -66,11 +66,41 @@ function historyItem(entry) {
     entry.note ? h("span", { class: "meta", text: ` · 说明：${entry.note}` }) : null);
 }
 
-export function drawSignal(run, pb, may) {
+// One person called at the latest raise (叫应): answered when, or when it was due and, once
+// missed, that their superiors were told.
+function answerItem(a) {
+  const said = a.acked_at_local
+    ? `已回复 ${a.acked_at_local}${a.late ? "（逾时）" : ""}`
+    : `未回复（应于 ${a.due_at_local} 前）${a.escalated_at ? `，已报告${a.escalated_to_names.join("、")}` : ""}`;
+  return h("li", { class: a.acked_at ? "answered" : "unanswered", dataset: { person: a.person, ackId: a.id } },
+    h("strong", { text: a.person_name }), ` ${a.unit_name} · `,
+    h("span", { class: a.acked_at ? "meta" : "late", text: said }));
+}
+
+// The latest raise's 叫应: who has answered and who has not (the unanswered first, to ring),
+// and for the person signed in who owes an answer, the 收到 button.
+function drawAnswers(run, me) {
+  const answers = run.signal_answers || [];
+  $("#signal-answers").hidden = answers.length === 0;
+  if (!answers.length) return;
+  const done = answers.filter((a) => a.acked_at).length;
+  $("#signal-answers-count").textContent = `${answers[0].value} · 已回复 ${done}/${answers.length} 人，`
+    + `叫应于 ${answers[0].told_at_local}`;
+  clear($("#signal-answers-list")).append(...answers.map(answerItem));
+  const mine = answers.find((a) => a.person === me && !a.acked_at);
+  $("#signal-mine").hidden = !mine || run.status !== "running";
+  if (mine) {
+    $("#signal-ack").dataset.ackId = mine.id;
+    $("#signal-mine-text").textContent = `${answers[0].value}预警叫应：请于 ${mine.due_at_local} 前回复`;
+  }
+}
+
+export function drawSignal(run, pb, may, me = null) {
   const p = chosen(run);
   $("#signal-box").hidden = !p;
   $("#stage-signal-box").hidden = !(p && may && p.values);
   if (!p) return;
+  drawAnswers(run, me);
   const params = run.changeable_params;
   $("#signal-title").textContent = p.title;
   clear($("#signal-now")).append(paramBadge(p, { withTitle: false }));
@@ -150,6 +180,10 @@ export function wireSignal({ runId, state, act, hideConfirms, clearFlash }) {
     (yes.hidden ? $("#signal-no") : yes).focus();
   });
   $("#signal-no").addEventListener("click", hideConfirms);
+  $("#signal-ack").addEventListener("click", (event) => act(event.currentTarget, async () => {
+    await api(`/api/runs/${runId}/signal-acks/${event.currentTarget.dataset.ackId}/ack`, { method: "POST" });
+    return "已回复收到（叫应）";
+  }));
   $("#signal-yes").addEventListener("click", (event) => act(event.currentTarget, async () => {
     const { param, value } = event.currentTarget.dataset;
     const note = $("#signal-note").value.trim();

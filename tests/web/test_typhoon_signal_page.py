@@ -102,3 +102,38 @@ def test_a_stage_is_entered_with_its_signal_and_others_only_read_it(
     page.goto(server.url("/runs"))
     card = page.locator(f"[data-run-id='{run_id}']")
     expect(card.locator(".param-badge")).to_have_text("台风预警信号：红色")
+
+
+def test_the_signal_box_lists_who_answered_the_raise_and_the_one_called_answers_there(
+        signed_in: SignedIn, server: Any, clock: ManualClock) -> None:
+    run_id = typhoon_at(server, "severe", "橙色")
+    raised = httpx.post(server.url(f"/api/runs/{run_id}/params"), timeout=10,
+                        headers={"Authorization": f"Bearer {server.token(COMMANDER)}"},
+                        json={"params": {"signal": "红色"}})
+    assert raised.status_code == 200, raised.text
+    called = len(raised.json()["signal_answers"])
+    told = server.rt.renderer.local(clock.now())
+    due = server.rt.renderer.local(clock.now() + timedelta(minutes=15))
+    clock.advance(timedelta(minutes=4))
+
+    head = signed_in("jiangling-head", phone=True)
+    head.goto(server.url(f"/runs/{run_id}"))
+    expect(head.locator("#signal-answers-count")).to_have_text(
+        f"红色 · 已回复 0/{called} 人，叫应于 {told}")
+    expect(head.locator("#signal-mine-text")).to_have_text(f"红色预警叫应：请于 {due} 前回复")
+    head.click("#signal-ack")
+    expect(head.locator("#flash")).to_contain_text("已回复收到（叫应）")
+    expect(head.locator("#signal-mine")).to_be_hidden()
+    mine = head.locator("#signal-answers-list li[data-person='jiangling-head']")
+    expect(mine).to_contain_text(f"已回复 {server.rt.renderer.local(clock.now())}")
+    assert head.evaluate("document.documentElement.scrollWidth") <= 390
+
+    page = signed_in(COMMANDER, phone=True)
+    page.goto(server.url(f"/runs/{run_id}"))
+    expect(page.locator("#signal-answers-count")).to_have_text(
+        f"红色 · 已回复 1/{called} 人，叫应于 {told}")
+    expect(page.locator("#signal-mine")).to_be_hidden()
+    rows = page.locator("#signal-answers-list li")
+    expect(rows.first).to_contain_text(f"未回复（应于 {due} 前）")
+    expect(rows.last).to_have_attribute("data-person", "jiangling-head")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
